@@ -1,0 +1,38 @@
+from dj_rest_auth.registration.serializers import RegisterSerializer as BaseRegisterSerializer
+from django.contrib.auth import get_user_model
+from rest_framework import serializers
+
+User = get_user_model()
+
+
+class UserSerializer(serializers.ModelSerializer):
+    created_at = serializers.DateTimeField(source="date_joined", read_only=True)
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "full_name", "created_at"]
+        read_only_fields = ["id", "email", "created_at"]
+
+
+class LoginSerializer(serializers.Serializer):
+    email = serializers.EmailField()
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False, max_length=4096)
+
+
+class TokenResponseSerializer(serializers.Serializer):
+    key = serializers.CharField()
+
+
+class RegisterSerializer(BaseRegisterSerializer):
+    username = None
+    full_name = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+    def custom_signup(self, request, user):
+        name = self.validated_data.get("full_name", "")
+        if name:
+            user.full_name = name
+            user.save(update_fields=["full_name"])
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField()

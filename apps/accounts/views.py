@@ -1,0 +1,104 @@
+from allauth.account import app_settings as allauth_settings
+from dj_rest_auth.registration.views import RegisterView as BaseRegisterView
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import permissions, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.audit import services as audit
+from apps.common import context
+from apps.common.throttling import DynamicScopedRateThrottle
+
+from .models import AuthToken
+from .serializers import DetailSerializer, LoginSerializer, TokenResponseSerializer, UserSerializer
+
+INVALID_CREDENTIALS = "Unable to log in with provided credentials."
+
+
+class LoginView(APIView):
+    """Email and password in, a bearer token out.
+
+    An unknown email, a wrong password and an inactive account all get the same answer
+    (Django's ModelBackend hashes a dummy password for unknown users, so timing matches too).
+    Repeated failures lock the account and the address out (django-axes) with 429.
+    """
+
+    permission_classes = [permissions.AllowAny]
+    authentication_classes: list = []
+    throttle_classes = [DynamicScopedRateThrottle]
+    throttle_scope = "login"
+    serializer_class = LoginSerializer
+
+    @extend_schema(
+        request=LoginSerializer,
+        responses={
+            200: TokenResponseSerializer,
+            400: OpenApiResponse(description="Invalid credentials"),
+            429: OpenApiResponse(description="Too many attempts"),
+        },
+        summary="Log in with email and password",
+    )
+    def post(self, request):
+        serializer = LoginSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        email = serializer.validated_data["email"].lower()
+        password = serializer.validated_data["password"]
+        django_request = request._request
+        user = authenticate(request=django_request, email=email, password=password)
+        if getattr(django_request, "axes_locked_out", False):
+            retry_after = int(settings.AXES_COOLOFF_TIME.total_seconds())
+            return Response(
+                {"detail": "Too many failed login attempts. Try again later.", "code": "locked_out"},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(retry_after)},
+            )
+        if user is None or not user.is_active:
+            return Response({"non_field_errors": [INVALID_CREDENTIALS]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"key": issue_session(user, request)}, status=status.HTTP_200_OK)
+
+
+def issue_session(user, request) -> str:
+    ctx = context.current()
+    token, raw = AuthToken.issue(user=user, ttl=settings.MPANEL_TOKEN_TTL, ip=ctx.ip, user_agent=ctx.user_agent)
+    type(user).objects.filter(pk=user.pk).update(last_login=timezone.now())
+    ctx.actor = user
+    audit.record(action="auth.login", obj=token, tenant=None, actor=user)
+    return raw
+
+
+class LogoutView(APIView):
+    """Revokes the token that made this request; it is refused from then on."""
+
+    permission_classes = [permissions.IsAuthenticated]
+
+    @extend_schema(request=None, responses={200: DetailSerializer}, summary="Log out (revoke this token)")
+    def post(self, request):
+        token = request.auth
+        if isinstance(token, AuthToken) and token.revoked_at is None:
+            AuthToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+            audit.record(action="auth.logout", obj=token, tenant=None, actor=request.user)
+        return Response({"detail": "Successfully logged out."})
+
+
+class RegisterView(BaseRegisterView):
+    """Registration answers 201 with the new user; email verification is optional by default."""
+
+    token_model = None
+
+    @extend_schema(responses={201: UserSerializer}, summary="Register a new user")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
+    def get_response_data(self, user):
+        data = UserSerializer(user).data
+        if allauth_settings.EMAIL_VERIFICATION == allauth_settings.EmailVerificationMethod.MANDATORY:
+            data["detail"] = "Verification e-mail sent."
+        return data
+
+    def perform_create(self, serializer):
+        user = super().perform_create(serializer)
+        audit.record(action="auth.register", obj=user, tenant=None, actor=user)
+        return user

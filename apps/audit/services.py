@@ -1,0 +1,89 @@
+"""Writing audit events. Every service that mutates calls ``record`` inside its transaction."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import uuid
+from typing import Any
+
+from django.db import models
+
+from apps.common import context
+
+from .models import AuditEvent
+
+_UNSET = object()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, models.Model):
+        return str(value.pk)
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)  # e.g. django-countries' Country
+
+
+def snapshot(obj: models.Model, fields: list[str] | None = None) -> dict[str, Any]:
+    """The concrete field values of ``obj`` as JSON-ready data (secrets excluded by name)."""
+    out = {}
+    for field in obj._meta.concrete_fields:
+        if fields is not None and field.name not in fields:
+            continue
+        if any(s in field.name for s in ("password", "secret", "key_hash", "token_hash")):
+            continue
+        out[field.name] = _plain(getattr(obj, field.attname))
+    return out
+
+
+def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, list[Any]]:
+    before = before or {}
+    after = after or {}
+    keys = [k for k in {**before, **after} if k not in ("updated_at",)]
+    return {k: [before.get(k), after.get(k)] for k in keys if before.get(k) != after.get(k)}
+
+
+def record(
+    *,
+    action: str,
+    obj: models.Model | None = None,
+    tenant: Any = _UNSET,
+    actor: Any = _UNSET,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    changes: dict[str, Any] | None = None,
+    object_type: str | None = None,
+    object_id: str | None = None,
+) -> AuditEvent:
+    ctx = context.current()
+    if actor is _UNSET:
+        actor = ctx.actor
+    if tenant is _UNSET:
+        tenant = getattr(obj, "tenant", None) if obj is not None else None
+    if changes is None:
+        changes = diff(before, after)
+    if obj is not None:
+        object_type = object_type or obj._meta.label_lower
+        object_id = object_id or str(obj.pk)
+    actor_obj = actor if getattr(actor, "is_authenticated", False) else None
+    return AuditEvent.objects.create(
+        tenant_id=getattr(tenant, "pk", tenant),
+        actor=actor_obj,
+        actor_email=getattr(actor_obj, "email", "") or "",
+        via=ctx.via,
+        action=action,
+        object_type=object_type or "",
+        object_id=object_id or "",
+        object_repr=str(obj)[:200] if obj is not None else "",
+        changes=_plain(changes),
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+    )

@@ -1,0 +1,5 @@
+from django.conf import settings
+
+
+def environment(request):
+    return {"MPANEL_ENVIRONMENT": settings.MPANEL_ENVIRONMENT}

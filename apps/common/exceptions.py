@@ -1,0 +1,61 @@
+"""Domain errors and their single mapping to HTTP (CONTRACT §3)."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class DomainError(Exception):
+    """A rule of the business was broken; subclasses choose the HTTP status."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code:
+            self.code = code
+
+
+class InvalidInput(DomainError):
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "invalid"
+
+
+class Conflict(DomainError):
+    """An illegal state change (pay a void invoice, cancel a running job)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+
+
+class NotFound(DomainError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+
+
+class Forbidden(DomainError):
+    status_code = status.HTTP_403_FORBIDDEN
+    code = "permission_denied"
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        data = {exc.field: [exc.message]} if exc.field else {"detail": exc.message, "code": exc.code}
+        return Response(data, status=exc.status_code)
+    if isinstance(exc, DjangoValidationError):
+        if hasattr(exc, "error_dict"):
+            exc = drf_exceptions.ValidationError(exc.message_dict)
+        else:
+            exc = drf_exceptions.ValidationError({"non_field_errors": exc.messages})
+    elif isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    return drf_exception_handler(exc, context)

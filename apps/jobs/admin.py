@@ -1,0 +1,53 @@
+from django.contrib import admin, messages
+
+from apps.common.admin import ReadOnlyAdmin
+from apps.common.exceptions import DomainError
+
+from . import services
+from .models import Job, JobAttempt
+
+
+class JobAttemptInline(admin.TabularInline):
+    model = JobAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ["number", "started_at", "finished_at", "outcome", "error", "worker"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Job)
+class JobAdmin(ReadOnlyAdmin):
+    list_display = ["type", "status", "tenant", "attempts", "object_type", "object_id", "created_at", "finished_at"]
+    list_filter = ["status", "type", "created_at", "tenant"]
+    search_fields = ["id", "type", "object_id", "last_error"]
+    list_select_related = ["tenant"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    inlines = [JobAttemptInline]
+    actions = ["retry_jobs", "cancel_jobs"]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def _each(self, request, queryset, fn, verb):
+        done = 0
+        for job in queryset:
+            try:
+                fn(job=job, actor=request.user)
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"{job}: {exc.message}", messages.WARNING)
+        if done:
+            self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
+
+    @admin.action(description="Retry the selected failed or cancelled jobs")
+    def retry_jobs(self, request, queryset):
+        self._each(request, queryset, services.job_retry, "Retried")
+
+    @admin.action(description="Cancel the selected pending jobs")
+    def cancel_jobs(self, request, queryset):
+        self._each(request, queryset, services.job_cancel, "Cancelled")

@@ -1,0 +1,276 @@
+"""The job outbox (ARCHITECTURE §2 "Jobs").
+
+enqueue: insert the row in the caller's transaction, dispatch on commit.
+run:     claim the row with SELECT … FOR UPDATE SKIP LOCKED, run the handler in the job's
+         tenant scope, record the outcome; retry with exponential backoff up to a limit.
+sweep:   re-dispatch PENDING rows whose message was lost and RUNNING rows whose worker died.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import traceback
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.common.exceptions import Conflict
+from apps.tenancy.scoping import tenant_scope
+
+from . import registry
+from .models import Job, JobAttempt, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+def job_enqueue(
+    *,
+    tenant,
+    type: str,
+    payload: dict[str, Any] | None = None,
+    key: str | None = None,
+    actor=None,
+    obj=None,
+    max_attempts: int | None = None,
+) -> Job:
+    """Store a job; it is dispatched only if and when the surrounding transaction commits.
+
+    With ``key``, enqueueing again returns the existing job instead of a second one.
+    """
+    if registry.get(type) is None:
+        raise ValueError(f"No handler is registered for job type {type!r}.")
+    with transaction.atomic():
+        if key:
+            existing = Job.all_tenants.filter(tenant=tenant, idempotency_key=key).first()
+            if existing is not None:
+                return existing
+        try:
+            with transaction.atomic():
+                job = Job.all_tenants.create(
+                    tenant=tenant,
+                    type=type,
+                    payload=payload or {},
+                    idempotency_key=key,
+                    object_type=obj._meta.label_lower if obj is not None else "",
+                    object_id=str(obj.pk) if obj is not None else "",
+                    max_attempts=max_attempts or settings.MPANEL_JOB_MAX_ATTEMPTS,
+                    created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                )
+        except IntegrityError:
+            return Job.all_tenants.get(tenant=tenant, idempotency_key=key)
+        audit.record(action="job.enqueue", obj=job, tenant=tenant, after={"type": type, "payload": job.payload})
+        job_id = job.pk
+        transaction.on_commit(lambda: dispatch(job_id))
+    return job
+
+
+def dispatch(job_id, countdown: float | None = None) -> None:
+    """Hand a job to a worker. Never raises: if the broker is down the sweeper sends it later.
+
+    ``dispatched_at`` is when the message is expected to reach a worker; the sweeper sends
+    again only once that is ``MPANEL_JOB_PENDING_REDISPATCH`` seconds past.
+    """
+    if settings.MPANEL_JOBS_EAGER:
+        if countdown:
+            return  # the embedded default's loop (run_due_forever) runs it when it is due
+        Job.all_tenants.filter(pk=job_id).update(dispatched_at=timezone.now())
+        run_job(job_id)
+        return
+    expected = timezone.now() + timedelta(seconds=countdown or 0)
+    Job.all_tenants.filter(pk=job_id).update(dispatched_at=expected)
+    from .tasks import run as run_task
+
+    try:
+        run_task.apply_async(args=[str(job_id)], countdown=countdown)
+    except Exception:  # the broker is unreachable: the row stays PENDING for the sweeper
+        log.exception("could not dispatch job %s; the sweeper will retry", job_id)
+
+
+class _Heartbeat(threading.Thread):
+    """Marks a RUNNING job alive while its handler works, so only a dead worker looks stale."""
+
+    def __init__(self, job_id, interval: float):
+        super().__init__(daemon=True, name=f"job-heartbeat-{job_id}")
+        self.job_id = job_id
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self):
+        try:
+            while not self.stopped.wait(self.interval):
+                Job.all_tenants.filter(pk=self.job_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
+
+    def stop(self):
+        self.stopped.set()
+
+
+def _backoff(attempt: int) -> timedelta:
+    base = settings.MPANEL_JOB_BACKOFF_SECONDS
+    return timedelta(seconds=min(base * (2 ** (attempt - 1)), 3600))
+
+
+def run_job(job_id) -> str:
+    """Run one job if it is due and nobody else holds it. Returns what happened (for logs and tests)."""
+    now = timezone.now()
+    with transaction.atomic():
+        job = Job.all_tenants.select_for_update(skip_locked=True).select_related("tenant").filter(pk=job_id).first()
+        if job is None:
+            return "busy"
+        if job.status != JobStatus.PENDING:
+            return "skipped"
+        if job.run_after > now:
+            return "not_due"
+        job.status = JobStatus.RUNNING
+        job.attempts = F("attempts") + 1
+        job.started_at = now
+        job.heartbeat_at = now
+        job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "updated_at"])
+        job.refresh_from_db(fields=["attempts"])
+        JobAttempt.objects.create(job=job, number=job.attempts, started_at=now, worker=socket.gethostname())
+
+    handler = registry.get(job.type)
+    beat = _Heartbeat(job.pk, max(1.0, settings.MPANEL_JOB_HEARTBEAT_TIMEOUT / 4))
+    beat.start()
+    try:
+        if handler is None:
+            raise registry.PermanentError(f"No handler is registered for job type {job.type!r}.")
+        with tenant_scope(job.tenant):
+            result = handler(job)
+    except registry.PermanentError as exc:
+        return _finish(job, JobStatus.FAILED, error=str(exc))
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+        log.warning("job %s (%s) attempt %s failed: %s", job.pk, job.type, job.attempts, exc)
+        if job.attempts < job.max_attempts:
+            return _finish(job, JobStatus.PENDING, error=error, retry_in=_backoff(job.attempts))
+        return _finish(job, JobStatus.FAILED, error=error)
+    finally:
+        beat.stop()
+        beat.join(timeout=5)
+    return _finish(job, JobStatus.SUCCEEDED, result=result if isinstance(result, dict) else {"value": result})
+
+
+def _finish(job: Job, status: str, *, error: str = "", result: dict | None = None, retry_in=None) -> str:
+    now = timezone.now()
+    fields: dict[str, Any] = {"status": status, "heartbeat_at": now, "updated_at": now}
+    if status == JobStatus.PENDING:
+        fields["run_after"] = now + retry_in
+    else:
+        fields["finished_at"] = now
+    if error:
+        fields["last_error"] = error[:10000]
+    if result is not None:
+        fields["result"] = result
+    with transaction.atomic():
+        # Only the holder of this attempt may finish it: if the sweeper took the job back
+        # (presumed dead) the newer attempt owns it, and this outcome is dropped.
+        won = Job.all_tenants.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts).update(**fields)
+        JobAttempt.objects.filter(job=job, number=job.attempts).update(
+            finished_at=now,
+            outcome="succeeded" if status == JobStatus.SUCCEEDED else "failed",
+            error=error[:10000],
+        )
+        if won and status == JobStatus.PENDING:
+            job_id = job.pk
+            transaction.on_commit(lambda: dispatch(job_id, countdown=retry_in.total_seconds()))
+        if won and status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            audit.record(
+                action=f"job.{status.lower()}",
+                obj=job,
+                tenant=job.tenant,
+                actor=None,
+                changes={"status": [JobStatus.RUNNING, status]},
+            )
+    return status.lower() if won else "superseded"
+
+
+def sweep(*, limit: int = 500) -> dict[str, int]:
+    """Recover lost work. Safe to run anywhere, any number of times, concurrently."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.MPANEL_JOB_HEARTBEAT_TIMEOUT)
+    grace = timedelta(seconds=settings.MPANEL_JOB_PENDING_REDISPATCH)
+    recovered = failed = redispatched = 0
+    with transaction.atomic():
+        stale = list(
+            Job.all_tenants.select_for_update(skip_locked=True)
+            .filter(status=JobStatus.RUNNING, heartbeat_at__lt=stale_before)
+            .order_by("pk")[:limit]
+        )
+        for job in stale:
+            JobAttempt.objects.filter(job=job, number=job.attempts, finished_at__isnull=True).update(
+                finished_at=now, outcome="lost", error="The worker stopped answering (no heartbeat)."
+            )
+            if job.attempts >= job.max_attempts:
+                job.status = JobStatus.FAILED
+                job.finished_at = now
+                job.last_error = "The worker was lost and no attempts are left."
+                failed += 1
+            else:
+                job.status = JobStatus.PENDING
+                job.run_after = now
+                job.dispatched_at = None
+                recovered += 1
+            job.save(update_fields=["status", "finished_at", "last_error", "run_after", "dispatched_at", "updated_at"])
+    due = list(
+        Job.all_tenants.filter(status=JobStatus.PENDING, run_after__lte=now)
+        .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - grace))
+        .order_by("run_after")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for job_id in due:
+        dispatch(job_id)
+        redispatched += 1
+    return {"recovered": recovered, "failed": failed, "redispatched": redispatched}
+
+
+@transaction.atomic
+def job_retry(*, job: Job, actor=None) -> Job:
+    job = Job.all_tenants.select_for_update().get(pk=job.pk)
+    if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise Conflict(f"A {job.status} job cannot be retried.")
+    before = job.status
+    job.status = JobStatus.PENDING
+    job.run_after = timezone.now()
+    job.finished_at = None
+    job.dispatched_at = None
+    job.max_attempts = job.attempts + settings.MPANEL_JOB_MAX_ATTEMPTS
+    job.save()
+    audit.record(action="job.retry", obj=job, tenant=job.tenant, changes={"status": [before, job.status]})
+    job_id = job.pk
+    transaction.on_commit(lambda: dispatch(job_id))
+    return job
+
+
+@transaction.atomic
+def job_cancel(*, job: Job, actor=None) -> Job:
+    job = Job.all_tenants.select_for_update().get(pk=job.pk)
+    if job.status != JobStatus.PENDING:
+        raise Conflict(f"A {job.status} job cannot be cancelled; only PENDING jobs can.")
+    job.status = JobStatus.CANCELLED
+    job.finished_at = timezone.now()
+    job.save()
+    audit.record(
+        action="job.cancel", obj=job, tenant=job.tenant, changes={"status": [JobStatus.PENDING, JobStatus.CANCELLED]}
+    )
+    return job
+
+
+def run_due_forever(interval: float = 2.0, stop: threading.Event | None = None) -> None:
+    """The embedded default's in-process worker loop: sweep, run what is due, sleep."""
+    stop = stop or threading.Event()
+    while not stop.is_set():
+        close_old_connections()
+        try:
+            sweep()
+        except Exception:
+            log.exception("job sweep failed")
+        stop.wait(interval)

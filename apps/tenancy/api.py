@@ -1,0 +1,165 @@
+from django.db.models import OuterRef, Subquery
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.response import Response
+
+from apps.common.api import AccountViewSet
+
+from . import services
+from .models import Invitation, Membership, Tenant
+from .roles import Role
+from .serializers import (
+    AcceptInvitationSerializer,
+    InvitationSerializer,
+    MemberCreateSerializer,
+    MemberSerializer,
+    MemberUpdateSerializer,
+    TenantSerializer,
+    TenantUserSerializer,
+)
+from .viewsets import TenantReadOnlyViewSet, TenantScopedViewSet
+
+
+class TenantViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    AccountViewSet,
+):
+    """The tenants I belong to, with my role in each. Creating one makes me its OWNER."""
+
+    serializer_class = TenantSerializer
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    filterset_fields = ["status"]
+    search_fields = ["name", "slug"]
+    ordering_fields = ["name", "created_at"]
+    http_method_names = ["get", "post", "patch", "put", "head", "options"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Tenant.objects.none()
+        role = Membership.objects.filter(tenant=OuterRef("pk"), user=self.request.user).values("role")[:1]
+        return Tenant.objects.filter(memberships__user=self.request.user).annotate(my_role=Subquery(role))
+
+    def perform_create(self, serializer):
+        data = serializer.validated_data
+        serializer.instance = services.tenant_create(
+            actor=self.request.user,
+            name=data["name"],
+            default_currency=data.get("default_currency", "USD"),
+            country=data.get("country", ""),
+        )
+        serializer.instance.my_role = Role.OWNER.value
+
+    def perform_update(self, serializer):
+        tenant = serializer.instance
+        if not Role(tenant.my_role).includes(Role.ADMIN):
+            raise PermissionDenied("Only owners and admins change the tenant's settings.")
+        updated = services.tenant_update(tenant=tenant, data=serializer.validated_data)
+        updated.my_role = tenant.my_role
+        serializer.instance = updated
+
+    @extend_schema(
+        request=AcceptInvitationSerializer,
+        responses={201: MemberSerializer},
+        summary="Accept an invitation sent to my email",
+    )
+    @action(detail=False, methods=["post"], url_path="accept-invitation")
+    def accept_invitation(self, request):
+        serializer = AcceptInvitationSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership = services.invitation_accept(user=request.user, raw_token=serializer.validated_data["token"])
+        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    mixins.DestroyModelMixin,
+    TenantScopedViewSet,
+):
+    """Members of one tenant. Only OWNER/ADMIN manage them; only an OWNER grants or removes OWNER;
+    the last OWNER cannot leave. Anyone may leave (DELETE their own membership)."""
+
+    queryset = Membership.objects.select_related("user")
+    serializer_class = MemberSerializer
+    tenant_url_kwarg = "tenant_pk"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    filterset_fields = ["role"]
+    search_fields = ["user__email", "user__full_name"]
+    ordering_fields = ["created_at", "role"]
+    required_roles = {
+        "list": Role.MEMBER,
+        "retrieve": Role.MEMBER,
+        "create": Role.ADMIN,
+        "partial_update": Role.ADMIN,
+        "destroy": Role.VIEWER,  # leaving is open to all; removing others is checked by the service
+    }
+
+    def get_serializer_class(self):
+        if self.action == "create":
+            return MemberCreateSerializer
+        if self.action == "partial_update":
+            return MemberUpdateSerializer
+        return MemberSerializer
+
+    @extend_schema(request=MemberCreateSerializer, responses={201: MemberSerializer})
+    def create(self, request, *args, **kwargs):
+        serializer = MemberCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        result = services.member_add(
+            tenant=request.tenant,
+            actor=request.user,
+            actor_role=request.tenant_role,
+            email=serializer.validated_data["email"],
+            role=serializer.validated_data["role"],
+        )
+        if isinstance(result, Invitation):
+            return Response(InvitationSerializer(result).data, status=status.HTTP_201_CREATED)
+        return Response(MemberSerializer(result).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=MemberUpdateSerializer, responses={200: MemberSerializer})
+    def partial_update(self, request, *args, **kwargs):
+        membership = self.get_object()
+        serializer = MemberUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership = services.member_change_role(
+            membership=membership, actor_role=request.tenant_role, role=serializer.validated_data["role"]
+        )
+        return Response(MemberSerializer(membership).data)
+
+    def perform_destroy(self, instance):
+        services.member_remove(membership=instance, actor=self.request.user, actor_role=self.request.tenant_role)
+
+
+class InvitationViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
+    """Open and past invitations of one tenant; DELETE revokes an open one."""
+
+    queryset = Invitation.objects.all()
+    serializer_class = InvitationSerializer
+    tenant_url_kwarg = "tenant_pk"
+    required_roles = {"list": Role.ADMIN, "destroy": Role.ADMIN}
+    filterset_fields = ["role"]
+    ordering_fields = ["created_at"]
+
+    def perform_destroy(self, instance):
+        services.invitation_revoke(invitation=instance, actor_role=self.request.tenant_role)
+
+
+class UserViewSet(TenantReadOnlyViewSet):
+    """The members of the current tenant (``/users``), addressed by user id."""
+
+    queryset = Membership.objects.select_related("user")
+    serializer_class = TenantUserSerializer
+    lookup_field = "user_id"
+    lookup_url_kwarg = "pk"
+    filterset_fields = ["role"]
+    search_fields = ["user__email", "user__full_name"]
+    ordering_fields = ["created_at", "user__email", "role"]
+    ordering = ["created_at"]
+    required_roles = {"list": Role.MEMBER, "retrieve": Role.MEMBER}

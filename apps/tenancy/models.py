@@ -1,0 +1,158 @@
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+from django.utils.text import slugify
+from django_countries.fields import CountryField
+
+from .roles import RANK, Role
+from .scoping import ScopeError, TenantManager, current_tenant
+
+
+class TimestampedModel(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Tenant(TimestampedModel):
+    """A hosting business (or reseller) on the platform."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    default_currency = models.CharField(max_length=3, default="USD")
+    country = CountryField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        if not self.slug:
+            self.slug = unique_slug(self.name)
+        super().save(*args, **kwargs)
+
+
+def unique_slug(name: str) -> str:
+    base = slugify(name)[:60] or "tenant"
+    slug = base
+    while Tenant.objects.filter(slug=slug).exists():
+        slug = f"{base}-{secrets.token_hex(3)}"
+    return slug
+
+
+class Membership(TimestampedModel):
+    """A user's one role in one tenant."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.MEMBER)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "user"], name="uniq_membership")]
+        indexes = [models.Index(fields=["user", "tenant"])]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant} ({self.role})"
+
+    @property
+    def rank(self) -> int:
+        return RANK[self.role]
+
+
+def _invitation_expiry():
+    return timezone.now() + timedelta(days=7)
+
+
+class Invitation(TimestampedModel):
+    """An invitation for an email that has no account yet; accepted after sign-up."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField()
+    role = models.CharField(max_length=8, choices=Role.choices, default=Role.MEMBER)
+    token_hash = models.CharField(max_length=64, unique=True)
+    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    expires_at = models.DateTimeField(default=_invitation_expiry)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "email"])]
+
+    def __str__(self) -> str:
+        return f"{self.email} → {self.tenant} ({self.role})"
+
+    @staticmethod
+    def hash(raw: str) -> str:
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @property
+    def is_open(self) -> bool:
+        return self.accepted_at is None and self.revoked_at is None and self.expires_at > timezone.now()
+
+
+class TenantOwnedModel(TimestampedModel):
+    """Base of every row that belongs to a tenant.
+
+    ``objects`` is fail-closed (raises without a tenant in scope); ``all_tenants`` is the
+    loud escape for operator and system code. ``save`` refuses a row whose tenant differs
+    from the one in scope, and any foreign key that points at another tenant's row.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+
+    objects = TenantManager()
+    all_tenants = models.Manager()
+
+    class Meta:
+        abstract = True
+        base_manager_name = "all_tenants"
+        default_manager_name = "objects"
+
+    def save(self, *args, **kwargs):
+        if self.tenant_id is None:
+            scoped = current_tenant()
+            if scoped is None:
+                raise ScopeError(f"{type(self).__name__} needs a tenant: set it or save inside tenant_scope().")
+            self.tenant = scoped
+        else:
+            scoped = current_tenant()
+            if scoped is not None and scoped.pk != self.tenant_id:
+                raise ScopeError(f"{type(self).__name__} of another tenant cannot be saved in this scope.")
+        self.check_tenant_links()
+        super().save(*args, **kwargs)
+
+    def check_tenant_links(self) -> None:
+        for field in self._meta.concrete_fields:
+            if not field.is_relation or field.name == "tenant":
+                continue
+            related = field.related_model
+            if not (isinstance(related, type) and issubclass(related, TenantOwnedModel)):
+                continue
+            value = getattr(self, field.attname)
+            if value is None:
+                continue
+            cached = self._state.fields_cache.get(field.name)
+            if cached is not None and cached.pk == value:
+                other_tenant = cached.tenant_id
+            else:
+                other_tenant = related._base_manager.filter(pk=value).values_list("tenant_id", flat=True).first()
+            if other_tenant != self.tenant_id:
+                raise ValidationError({field.name: "Must belong to the same tenant."})

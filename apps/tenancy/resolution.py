@@ -1,0 +1,80 @@
+"""Which tenant a request acts in, and with which role (CONTRACT §2). Decided once per request."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from rest_framework import exceptions
+
+from .models import Membership, Tenant
+from .roles import Role, lowest
+
+HEADER = "X-Tenant-ID"
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    tenant: Tenant | None
+    role: Role | None
+
+
+NONE = TenantContext(tenant=None, role=None)
+
+
+def resolve(request, url_tenant_id=None) -> TenantContext:
+    """``url_tenant_id`` is set by views addressed as ``/tenants/{id}/…``; it wins over the header."""
+    user = request.user
+    if not user or not user.is_authenticated:
+        return NONE
+    token = request.auth
+    bound_tenant_id = getattr(token, "tenant_id", None)
+    if bound_tenant_id is not None:
+        # A personal API token names its tenant and its ceiling; the header is ignored.
+        membership = Membership.objects.select_related("tenant").filter(user=user, tenant_id=bound_tenant_id).first()
+        if membership is None:
+            raise exceptions.AuthenticationFailed("This token's owner no longer belongs to its tenant.")
+        if url_tenant_id is not None and str(url_tenant_id) != str(bound_tenant_id):
+            raise exceptions.NotFound("Tenant not found.")
+        role = lowest(membership.role, getattr(token, "max_role", None))
+        return _checked(membership.tenant, role)
+
+    raw = str(url_tenant_id) if url_tenant_id is not None else request.headers.get(HEADER)
+    if raw:
+        try:
+            tenant_id = uuid.UUID(raw.strip())
+        except ValueError as exc:
+            if url_tenant_id is not None:
+                raise exceptions.NotFound("Tenant not found.") from exc
+            raise exceptions.ValidationError({HEADER: ["Not a valid tenant id."]}) from exc
+        membership = Membership.objects.select_related("tenant").filter(user=user, tenant_id=tenant_id).first()
+        if membership is None:
+            # Same answer as for a tenant that does not exist: membership elsewhere is not leaked.
+            raise exceptions.NotFound("Tenant not found.")
+        return _checked(membership.tenant, Role(membership.role))
+
+    memberships = list(Membership.objects.select_related("tenant").filter(user=user)[:2])
+    if not memberships:
+        return NONE
+    if len(memberships) > 1:
+        raise exceptions.ValidationError({HEADER: ["Required: you belong to more than one tenant."]})
+    return _checked(memberships[0].tenant, Role(memberships[0].role))
+
+
+def wants_platform_view(request, url_tenant_id=None) -> bool:
+    """An operator naming no tenant (no header, no URL tenant, no tenant-bound token)."""
+    user = request.user
+    return bool(
+        user
+        and user.is_authenticated
+        and user.is_staff
+        and url_tenant_id is None
+        and not request.headers.get(HEADER)
+        and getattr(request.auth, "tenant_id", None) is None
+    )
+
+
+def _checked(tenant: Tenant, role: Role | None) -> TenantContext:
+    if tenant.status != Tenant.Status.ACTIVE:
+        raise exceptions.PermissionDenied("This tenant is suspended.")
+    return TenantContext(tenant=tenant, role=role)

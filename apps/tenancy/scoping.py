@@ -1,0 +1,93 @@
+"""Fail-closed tenant scoping on top of django-scopes.
+
+``TenantManager`` is the default manager of every tenant-owned model: with no tenant in
+scope, any query raises ``ScopeError``. Code that must see all tenants says so, loudly:
+``with all_tenants():`` or ``Model.all_tenants``.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from django.db import models
+from django_scopes import get_scope, scope, scopes_disabled
+from django_scopes.exceptions import ScopeError
+
+__all__ = ["ScopeError", "TenantManager", "all_tenants", "current_tenant", "tenant_scope"]
+
+
+@contextmanager
+def tenant_scope(tenant):
+    """Everything inside sees only ``tenant``'s rows. A None tenant is refused, never 'everything'."""
+    if tenant is None:
+        raise ScopeError("tenant_scope() needs a tenant; use all_tenants() to see every tenant.")
+    with scope(tenant=tenant):
+        yield tenant
+
+
+@contextmanager
+def all_tenants():
+    """The explicit escape for operator and system code (admin, sweeper, billing run)."""
+    with scopes_disabled():
+        yield
+
+
+def current_tenant():
+    s = get_scope()
+    if not s.get("_enabled", True):
+        return None
+    return s.get("tenant")
+
+
+def _refuse(self, *args, **kwargs):
+    raise ScopeError(
+        f"{self.model.__name__} is tenant-owned: query it inside tenant_scope(tenant), "
+        "or use all_tenants() / Model.all_tenants in operator and system code."
+    )
+
+
+class UnscopedQuerySet(models.QuerySet):
+    """What the manager hands out with no tenant in scope: it may be built, never run.
+
+    Building stays possible so that libraries that only inspect a queryset (django-filter,
+    drf-spectacular) work at import time; anything that would send SQL raises ScopeError,
+    including use as a subquery of another query.
+    """
+
+    _fetch_all = _refuse
+    iterator = _refuse
+    count = _refuse
+    exists = _refuse
+    contains = _refuse
+    aggregate = _refuse
+    update = _refuse
+    _update = _refuse
+    delete = _refuse
+    _raw_delete = _refuse
+    bulk_update = _refuse
+    in_bulk = _refuse
+    explain = _refuse
+    raw = _refuse
+    resolve_expression = _refuse
+    get_or_create = _refuse
+    update_or_create = _refuse
+
+    def bound(self) -> models.QuerySet:
+        """The same query as a normal queryset, for a caller that adds its own tenant filter
+        (a viewset's class-level ``queryset`` is built at import, with no tenant in scope)."""
+        qs = models.QuerySet(model=self.model, query=self.query.chain(), using=self._db, hints=self._hints)
+        qs._prefetch_related_lookups = self._prefetch_related_lookups[:]
+        return qs
+
+
+class TenantManager(models.Manager):
+    """Filters by the tenant in scope; with none, every query raises (fail-closed)."""
+
+    def get_queryset(self):
+        s = get_scope()
+        if not s.get("_enabled", True):
+            return super().get_queryset()
+        tenant = s.get("tenant")
+        if tenant is None:
+            return UnscopedQuerySet(self.model, using=self._db)
+        return super().get_queryset().filter(tenant=tenant)

@@ -1,0 +1,71 @@
+"""The /api/v1 router. A module not built yet is absent (404), never a stub."""
+
+from dj_rest_auth.registration.views import VerifyEmailView
+from dj_rest_auth.views import (
+    PasswordChangeView,
+    PasswordResetConfirmView,
+    PasswordResetView,
+    UserDetailsView,
+)
+from django.urls import include, path, re_path
+from django.views.generic import TemplateView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from apps.accounts.views import LoginView, LogoutView, RegisterView
+from apps.audit.api import AuditEventViewSet
+from apps.common.views import DebugView, HealthView
+from apps.customers.api import ContactViewSet, CustomerViewSet
+from apps.jobs.api import ProvisioningViewSet
+from apps.tenancy.api import InvitationViewSet, MemberViewSet, TenantViewSet, UserViewSet
+
+
+class Router(DefaultRouter):
+    # CONTRACT §4: /billing/invoices and /billing/invoices/ answer the same.
+    include_format_suffixes = False
+
+    def __init__(self):
+        super().__init__(trailing_slash="/?")
+
+
+router = Router()
+router.register("tenants", TenantViewSet, basename="tenant")
+router.register(r"tenants/(?P<tenant_pk>[0-9a-fA-F-]{36})/members", MemberViewSet, basename="tenant-member")
+router.register(r"tenants/(?P<tenant_pk>[0-9a-fA-F-]{36})/invitations", InvitationViewSet, basename="tenant-invitation")
+router.register("users", UserViewSet, basename="user")
+router.register("customers", CustomerViewSet, basename="customer")
+router.register(r"customers/(?P<customer_pk>[0-9a-fA-F-]{36})/contacts", ContactViewSet, basename="customer-contact")
+router.register("audit", AuditEventViewSet, basename="audit")
+router.register("ops/provisioning", ProvisioningViewSet, basename="job")
+
+auth_urls = [
+    re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),
+    re_path(r"^logout/?$", LogoutView.as_view(), name="rest_logout"),
+    re_path(r"^user/?$", UserDetailsView.as_view(), name="rest_user_details"),
+    re_path(r"^password/change/?$", PasswordChangeView.as_view(), name="rest_password_change"),
+    re_path(r"^password/reset/?$", PasswordResetView.as_view(), name="rest_password_reset"),
+    re_path(r"^password/reset/confirm/?$", PasswordResetConfirmView.as_view(), name="rest_password_reset_confirm"),
+    # The link in the reset email; a client reads uid and token from it and posts them to the view above.
+    path(
+        "password/reset/confirm/<str:uidb64>/<str:token>/",
+        TemplateView.as_view(template_name="accounts/password_reset_confirm.html"),
+        name="password_reset_confirm",
+    ),
+    re_path(r"^registration/?$", RegisterView.as_view(), name="rest_register"),
+    re_path(r"^registration/verify-email/?$", VerifyEmailView.as_view(), name="rest_verify_email"),
+    # The link in the verification email; a client posts its key to verify-email.
+    re_path(
+        r"^registration/account-confirm-email/(?P<key>[-:\w]+)/$",
+        TemplateView.as_view(template_name="accounts/confirm_email.html"),
+        name="account_confirm_email",
+    ),
+]
+
+urlpatterns = [
+    path("auth/", include(auth_urls)),
+    re_path(r"^__debug/?$", DebugView.as_view(), name="debug"),
+    re_path(r"^healthz/?$", HealthView.as_view(), name="healthz"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("", include(router.urls)),
+]

@@ -1,0 +1,14 @@
+"""Settings for the test suite: the production settings plus a test-only app of job handlers."""
+
+import os
+
+from .settings import *  # noqa: F403
+from .settings import INSTALLED_APPS, REST_FRAMEWORK
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.support"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Tests dispatch jobs in-process unless a test runs the real worker (see tests/conftest.py).
+MPANEL_JOBS_EAGER = os.environ.get("MPANEL_JOBS_EAGER", "1") != "0"
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login": "1000/min", "public": "1000/min"}}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

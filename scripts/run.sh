@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets up and runs mPanel on this machine with the embedded default: SQLite under ./var,
+# jobs run in-process, a local node under ./var/node. Idempotent: run it again to restart.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MPANEL_VAR_DIR=${MPANEL_VAR_DIR:-$(pwd)/var}
+HOST=${HOST:-127.0.0.1}
+PORT=${PORT:-8000}
+mkdir -p "$MPANEL_VAR_DIR"
+bash scripts/venv.sh
+PY=.venv/bin/python
+echo "==> migrating the database"
+$PY manage.py migrate --noinput >/dev/null
+$PY manage.py collectstatic --noinput >/dev/null
+$PY manage.py seed_demo --if-empty
+echo "==> mPanel is at http://$HOST:$PORT/  (API /api/v1/, docs /api/v1/docs/, admin /admin/)"
+# The embedded default's job loop: runs retries and anything a crash left behind.
+$PY manage.py run_jobs &
+JOBS_PID=$!
+trap 'kill $JOBS_PID 2>/dev/null || true' EXIT
+exec_status=0
+.venv/bin/gunicorn mpanel.wsgi:application --bind "$HOST:$PORT" --workers 2 --access-logfile - || exec_status=$?
+exit $exec_status

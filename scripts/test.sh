@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh Debian 12 machine: installs what is missing (Debian's PostgreSQL and
+# Redis, the virtualenv), starts throwaway instances on free loopback ports, runs ruff and pytest
+# against them, and stops them afterwards. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+# --- system packages --------------------------------------------------------------------------
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1; }
+missing=()
+[ -n "$(pg_bin)" ] || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(python3 python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+PG_BIN=$(pg_bin)
+
+# --- python environment -----------------------------------------------------------------------
+bash scripts/venv.sh test
+PY="$ROOT/.venv/bin/python"
+
+# --- throwaway PostgreSQL and Redis -----------------------------------------------------------
+free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+WORK=$(mktemp -d /tmp/mpanel-test.XXXXXX)
+chmod 755 "$WORK"
+PG_DIR="$WORK/pg"
+mkdir -p "$PG_DIR" "$WORK/redis"
+PG_PID=""
+REDIS_PID=""
+cleanup() {
+  set +e
+  if [ -f "$PG_DIR/postmaster.pid" ]; then
+    kill -INT "$(head -n1 "$PG_DIR/postmaster.pid")" 2>/dev/null
+  fi
+  [ -f "$WORK/redis/redis.pid" ] && kill -TERM "$(cat "$WORK/redis/redis.pid")" 2>/dev/null
+  sleep 1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PG_PORT=$(free_port)
+REDIS_PORT=$(free_port)
+chown postgres:postgres "$PG_DIR"
+log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+cat >> "$PG_DIR/postgresql.conf" <<CONF
+port = $PG_PORT
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$PG_DIR'
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+max_connections = 200
+CONF
+runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR" -l "$PG_DIR/server.log" -w start >/dev/null
+log "starting Redis on 127.0.0.1:$REDIS_PORT"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --dir "$WORK/redis" \
+  --pidfile "$WORK/redis/redis.pid" --logfile "$WORK/redis/redis.log" --save '' --appendonly no
+
+export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/mpanel"
+export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export MPANEL_VAR_DIR="$WORK/var"
+export SECRET_KEY="test-only-$(date +%s)"
+export MPANEL_TEST_WORK="$WORK"
+
+# --- checks -----------------------------------------------------------------------------------
+log "ruff"
+"$ROOT/.venv/bin/ruff" check .
+"$ROOT/.venv/bin/ruff" format --check . >/dev/null || { "$ROOT/.venv/bin/ruff" format --diff . | head -50; exit 1; }
+log "migrations are up to date"
+DJANGO_SETTINGS_MODULE=mpanel.settings_test "$PY" manage.py makemigrations --check --dry-run >/dev/null
+log "pytest"
+set +e
+"$PY" -m pytest "$@"
+status=$?
+set -e
+exit $status

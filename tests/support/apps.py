@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class SupportConfig(AppConfig):
+    """Test-only models and job handlers (installed by mpanel.settings_test only)."""
+
+    name = "tests.support"
+    label = "testsupport"
+
+    def ready(self):
+        from . import handlers  # noqa: F401
