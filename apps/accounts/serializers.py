@@ -27,6 +27,13 @@ class RegisterSerializer(BaseRegisterSerializer):
     username = None
     full_name = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
+    def validate_email(self, email):
+        email = super().validate_email(email)
+        # allauth only knows the addresses it recorded itself; users made elsewhere count too.
+        if User.objects.filter(email__iexact=email).exists():
+            raise serializers.ValidationError("A user is already registered with this e-mail address.")
+        return email.lower()
+
     def custom_signup(self, request, user):
         name = self.validated_data.get("full_name", "")
         if name:

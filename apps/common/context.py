@@ -26,11 +26,12 @@ _current: ContextVar[RequestContext | None] = ContextVar("mpanel_request_context
 
 
 def current() -> RequestContext:
+    """The active request's context; outside a request a throwaway one (system actor).
+
+    Never installed implicitly: an actor set outside a request must not leak into later work.
+    """
     ctx = _current.get()
-    if ctx is None:
-        ctx = RequestContext()
-        _current.set(ctx)
-    return ctx
+    return ctx if ctx is not None else RequestContext()
 
 
 def activate(ctx: RequestContext):

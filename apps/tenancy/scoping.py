@@ -10,6 +10,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from django.db import models
+from django.db.models import BooleanField, Expression
 from django_scopes import get_scope, scope, scopes_disabled
 from django_scopes.exceptions import ScopeError
 
@@ -37,6 +38,32 @@ def current_tenant():
     if not s.get("_enabled", True):
         return None
     return s.get("tenant")
+
+
+class NoTenantInScope(Expression):
+    """A WHERE condition that refuses to become SQL: it marks a query built with no tenant in
+    scope, so that even paths that skip the queryset's methods (``Subquery(qs)``) fail closed."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, model_name: str):
+        super().__init__()
+        self.model_name = model_name
+
+    def as_sql(self, compiler, connection):
+        raise ScopeError(f"{self.model_name} is tenant-owned and no tenant is in scope.")
+
+    def __eq__(self, other):
+        return isinstance(other, NoTenantInScope) and other.model_name == self.model_name
+
+    def __hash__(self):
+        return hash((NoTenantInScope, self.model_name))
+
+
+def _is_poison(node) -> bool:
+    # filter(expression) stores the expression as the left side of an Exact(expression, True) lookup.
+    return isinstance(node, NoTenantInScope) or isinstance(getattr(node, "lhs", None), NoTenantInScope)
 
 
 def _refuse(self, *args, **kwargs):
@@ -75,7 +102,9 @@ class UnscopedQuerySet(models.QuerySet):
     def bound(self) -> models.QuerySet:
         """The same query as a normal queryset, for a caller that adds its own tenant filter
         (a viewset's class-level ``queryset`` is built at import, with no tenant in scope)."""
-        qs = models.QuerySet(model=self.model, query=self.query.chain(), using=self._db, hints=self._hints)
+        query = self.query.chain()
+        query.where.children = [c for c in query.where.children if not _is_poison(c)]
+        qs = models.QuerySet(model=self.model, query=query, using=self._db, hints=self._hints)
         qs._prefetch_related_lookups = self._prefetch_related_lookups[:]
         return qs
 
@@ -89,5 +118,5 @@ class TenantManager(models.Manager):
             return super().get_queryset()
         tenant = s.get("tenant")
         if tenant is None:
-            return UnscopedQuerySet(self.model, using=self._db)
+            return UnscopedQuerySet(self.model, using=self._db).filter(NoTenantInScope(self.model.__name__))
         return super().get_queryset().filter(tenant=tenant)
