@@ -18,6 +18,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.jobs import registry, services, tasks
 from apps.jobs.models import Job, JobAttempt, JobStatus
+from apps.tenancy.models import Tenant
 from apps.tenancy.roles import Role
 from tests.support.models import JobCall, JobEffect
 
@@ -375,7 +376,7 @@ class HoldInOtherTransaction(threading.Thread):
                 self.work()
                 self.holding.set()
                 self.release.wait(timeout=30)
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
+        except BaseException as exc:  # reported to the test
             self.error = exc
             self.holding.set()
         finally:
@@ -401,17 +402,15 @@ def test_a_job_another_worker_holds_is_skipped(transactional_db, tenant_a):
     assert calls("held") == 1
 
 
-def test_other_work_in_the_same_tenant_does_not_make_a_job_busy(transactional_db, tenant_a):
-    """Claiming must lock the job row only: any insert of a tenant-owned row (here: another job
-    being enqueued in a transaction not yet committed) holds a key-share lock on the tenant row."""
+def test_a_change_to_the_tenant_does_not_make_its_jobs_busy(transactional_db, tenant_a):
+    """Claiming must lock the job row only, not the tenant row it joins: a transaction that is
+    updating the tenant (a rename, a suspension) must not make the tenant's jobs look taken."""
     job = make_job(tenant_a, key="claim-me")
 
-    def enqueue_other():
-        services.job_enqueue(tenant=tenant_a.tenant, type="test.record", payload={"key": "other"})
-
-    with HoldInOtherTransaction(enqueue_other):
+    with HoldInOtherTransaction(lambda: Tenant.objects.filter(pk=tenant_a.tenant.pk).update(name="Renamed")):
         assert services.run_job(job.pk) == "succeeded"
     assert (fresh(job).status, fresh(job).attempts) == (JobStatus.SUCCEEDED, 1)
+    assert calls("claim-me") == 1
 
 
 # --- the API -----------------------------------------------------------------------------------------

@@ -79,7 +79,10 @@ def dispatch(job_id, countdown: float | None = None) -> None:
     """
     if settings.MPANEL_JOBS_EAGER:
         if countdown:
-            return  # the embedded default's loop (run_due_forever) runs it when it is due
+            # The embedded default's loop (run_due_forever → sweep) runs it when it is due; it
+            # sends only undispatched rows (or ones past the grace), so mark it not sent.
+            Job.all_tenants.filter(pk=job_id).update(dispatched_at=None)
+            return
         Job.all_tenants.filter(pk=job_id).update(dispatched_at=timezone.now())
         run_job(job_id)
         return
@@ -122,7 +125,14 @@ def run_job(job_id) -> str:
     """Run one job if it is due and nobody else holds it. Returns what happened (for logs and tests)."""
     now = timezone.now()
     with transaction.atomic():
-        job = Job.all_tenants.select_for_update(skip_locked=True).select_related("tenant").filter(pk=job_id).first()
+        # of=("self",): lock the job row only. Without it the joined tenant row is locked too, and
+        # SKIP LOCKED would report "busy" whenever another transaction holds the tenant row.
+        job = (
+            Job.all_tenants.select_for_update(skip_locked=True, of=("self",))
+            .select_related("tenant")
+            .filter(pk=job_id)
+            .first()
+        )
         if job is None:
             return "busy"
         if job.status != JobStatus.PENDING:
@@ -174,7 +184,8 @@ def _finish(job: Job, status: str, *, error: str = "", result: dict | None = Non
         # Only the holder of this attempt may finish it: if the sweeper took the job back
         # (presumed dead) the newer attempt owns it, and this outcome is dropped.
         won = Job.all_tenants.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts).update(**fields)
-        JobAttempt.objects.filter(job=job, number=job.attempts).update(
+        # An attempt the sweeper already closed (as "lost") keeps that outcome.
+        JobAttempt.objects.filter(job=job, number=job.attempts, finished_at__isnull=True).update(
             finished_at=now,
             outcome="succeeded" if status == JobStatus.SUCCEEDED else "failed",
             error=error[:10000],
