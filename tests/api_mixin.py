@@ -34,8 +34,14 @@ from apps.tenancy.scoping import all_tenants
 from .conftest import TenantFixture, client_for
 
 SUCCESS = {"list": 200, "retrieve": 200, "create": 201, "update": 200, "partial_update": 200, "destroy": 204}
-METHOD = {"list": "get", "retrieve": "get", "create": "post", "update": "put", "partial_update": "patch",
-          "destroy": "delete"}
+METHOD = {
+    "list": "get",
+    "retrieve": "get",
+    "create": "post",
+    "update": "put",
+    "partial_update": "patch",
+    "destroy": "delete",
+}
 DETAIL = {"retrieve", "update", "partial_update", "destroy"}
 MUTATING = {"create", "update", "partial_update", "destroy"}
 

@@ -105,10 +105,29 @@ class Worker:
     def start(self) -> Worker:
         log = open(self.logfile, "ab")  # noqa: SIM115 - the worker writes to it until stopped
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mpanel", "worker", "--loglevel", "INFO",
-             "--concurrency", "1", "--pool", "prefork", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "-n", f"test-{os.getpid()}-{time.time_ns()}@%h"],
-            cwd=ROOT, env=_worker_env(self.db_name, self.queue), stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "mpanel",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                "1",
+                "--pool",
+                "prefork",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"test-{os.getpid()}-{time.time_ns()}@%h",
+            ],
+            cwd=ROOT,
+            env=_worker_env(self.db_name, self.queue),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + 60

@@ -107,7 +107,10 @@ class TestLogin:
         assert not AuthToken.objects.exists()
 
     def test_login_is_rate_limited(self, settings):
-        settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login": "3/min", "public": "100/min"}}
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {"login": "3/min", "public": "100/min"},
+        }
         client = client_for()
         codes = [login(client, f"u{i}@example.com", "whatever-pass").status_code for i in range(5)]
         assert codes[:3] == [400, 400, 400]
@@ -142,19 +145,31 @@ class TestRegistrationAndPasswords:
     def test_password_change_needs_the_old_password(self):
         user = make_user("gina@example.com")
         client = client_for(user)
+        other_session = client_for(user)
         url = "/api/v1/auth/password/change/"
-        bad = client.post(url, {"old_password": "wrong", "new_password1": "Brand-new-pass-9",
-                                "new_password2": "Brand-new-pass-9"}, format="json")
+        bad = client.post(
+            url,
+            {"old_password": "wrong", "new_password1": "Brand-new-pass-9", "new_password2": "Brand-new-pass-9"},
+            format="json",
+        )
         assert bad.status_code == 400
-        ok = client.post(url, {"old_password": PASSWORD, "new_password1": "Brand-new-pass-9",
-                               "new_password2": "Brand-new-pass-9"}, format="json")
+        ok = client.post(
+            url,
+            {"old_password": PASSWORD, "new_password1": "Brand-new-pass-9", "new_password2": "Brand-new-pass-9"},
+            format="json",
+        )
         assert ok.status_code == 200, ok.content
         assert login(client_for(), "gina@example.com", "Brand-new-pass-9").status_code == 200
+        # The session that changed it goes on; every other session of the user ends.
+        assert client.get("/api/v1/auth/user/").status_code == 200
+        assert other_session.get("/api/v1/auth/user/").status_code == 401
 
     def test_password_reset_by_email(self):
-        make_user("hank@example.com")
+        old_session = client_for(make_user("hank@example.com"))
         client = client_for()
-        assert client.post("/api/v1/auth/password/reset/", {"email": "hank@example.com"}, format="json").status_code == 200
+        assert (
+            client.post("/api/v1/auth/password/reset/", {"email": "hank@example.com"}, format="json").status_code == 200
+        )
         assert len(mail.outbox) == 1
         match = re.search(r"/password/reset/confirm/([^/]+)/([^/\s]+)/", mail.outbox[0].body)
         assert match, mail.outbox[0].body
@@ -165,6 +180,7 @@ class TestRegistrationAndPasswords:
             format="json",
         )
         assert response.status_code == 200, response.content
+        assert old_session.get("/api/v1/auth/user/").status_code == 401
         assert login(client, "hank@example.com", "Reset-pass-2026").status_code == 200
         bogus = client.post(
             "/api/v1/auth/password/reset/confirm/",

@@ -59,8 +59,9 @@ class TestContactApi(ApiTestCase):
         return {"customer_pk": str(self.parent.pk)}
 
     def make(self, fx, seq):
-        return Contact.objects.create(tenant=fx.tenant, customer=self.parent, name=f"Contact {seq}",
-                                      email=f"p{seq}@example.com", role="billing")
+        return Contact.objects.create(
+            tenant=fx.tenant, customer=self.parent, name=f"Contact {seq}", email=f"p{seq}@example.com", role="billing"
+        )
 
     def create_payload(self, fx, seq):
         return {"name": f"Contact {seq}", "email": f"n{seq}@example.com", "role": "technical"}
@@ -134,7 +135,9 @@ class TestCustomerRules:
             customer = customer_in(tenant_a, 1)
         client = client_for(tenant_a.owner, tenant_a.tenant)
         response = client.patch(
-            reverse("customer-detail", kwargs={"pk": customer.pk}), {"name": "New name"}, format="json",
+            reverse("customer-detail", kwargs={"pk": customer.pk}),
+            {"name": "New name"},
+            format="json",
             HTTP_X_REQUEST_ID="req-abcdef123",
         )
         assert response.status_code == 200

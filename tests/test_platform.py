@@ -78,8 +78,9 @@ class TestPlatform:
         assert sorted(Membership.objects.filter(tenant=tenant).values_list("role", flat=True)) == sorted(Role.values)
         out = capsys.readouterr().out
         assert "owner@demo.mpanel.local" in out and "Demo-pass-123" in out
-        login = client_for().post("/api/v1/auth/login/", {"email": "viewer@demo.mpanel.local",
-                                                          "password": "Demo-pass-123"}, format="json")
+        login = client_for().post(
+            "/api/v1/auth/login/", {"email": "viewer@demo.mpanel.local", "password": "Demo-pass-123"}, format="json"
+        )
         assert login.status_code == 200
         call_command("seed_demo", "--if-empty")
         assert Tenant.objects.count() == 1

@@ -101,7 +101,7 @@ class TestRoleMap:
     def test_an_action_missing_from_the_map_is_denied(self, tenant_a):
         class HalfMapped(TenantReadOnlyViewSet):
             queryset = Customer.objects.all()
-            from apps.customers.serializers import CustomerSerializer as serializer_class  # noqa: N813
+            from apps.customers.serializers import CustomerSerializer as serializer_class
 
             required_roles = {"list": Role.VIEWER}
 

@@ -99,8 +99,9 @@ class TestProvisioningApi(ApiTestCase):
     roles = {"list": Role.ADMIN, "retrieve": Role.ADMIN}
 
     def make(self, fx, seq):
-        return Job.objects.create(tenant=fx.tenant, type="test.record", payload={"key": f"k{seq}"},
-                                  status=JobStatus.FAILED)
+        return Job.objects.create(
+            tenant=fx.tenant, type="test.record", payload={"key": f"k{seq}"}, status=JobStatus.FAILED
+        )
 
 
 @pytest.mark.django_db

@@ -29,7 +29,9 @@ class TestTenantsApi:
     def test_create_makes_me_owner_and_lists_only_mine(self, tenant_b):
         user = make_user("founder@example.com")
         client = client_for(user)
-        response = client.post("/api/v1/tenants/", {"name": "Founder Hosting", "default_currency": "EUR"}, format="json")
+        response = client.post(
+            "/api/v1/tenants/", {"name": "Founder Hosting", "default_currency": "EUR"}, format="json"
+        )
         assert response.status_code == 201, response.content
         body = response.json()
         assert body["role"] == "OWNER" and body["default_currency"] == "EUR" and body["slug"]
@@ -42,7 +44,9 @@ class TestTenantsApi:
     def test_create_validation(self):
         client = client_for(make_user("x@example.com"))
         assert client.post("/api/v1/tenants/", {"name": "  "}, format="json").status_code == 400
-        assert client.post("/api/v1/tenants/", {"name": "A", "default_currency": "ZZZ"}, format="json").status_code == 400
+        assert (
+            client.post("/api/v1/tenants/", {"name": "A", "default_currency": "ZZZ"}, format="json").status_code == 400
+        )
         assert client.post("/api/v1/tenants/", {}, format="json").status_code == 400
         assert not Tenant.objects.exists()
 
@@ -86,7 +90,9 @@ class TestTenantSelection:
         client = client_for(tenant_a.owner)
         assert client.get("/api/v1/customers/", HTTP_X_TENANT_ID="not-a-uuid").status_code == 400
         assert client.get("/api/v1/customers/", HTTP_X_TENANT_ID=str(tenant_b.tenant.pk)).status_code == 404
-        assert client.get("/api/v1/customers/", HTTP_X_TENANT_ID="00000000-0000-0000-0000-000000000000").status_code == 404
+        assert (
+            client.get("/api/v1/customers/", HTTP_X_TENANT_ID="00000000-0000-0000-0000-000000000000").status_code == 404
+        )
 
     def test_user_without_tenant_gets_403(self, db):
         client = client_for(make_user("lonely@example.com"))
@@ -102,20 +108,23 @@ class TestMembers:
     def test_admin_adds_existing_user_at_once(self, tenant_a):
         newcomer = make_user("newcomer@example.com")
         client = client_for(tenant_a.users[Role.ADMIN])
-        response = client.post(members_url(tenant_a.tenant), {"email": "NEWCOMER@example.com", "role": "BILLING"},
-                               format="json")
+        response = client.post(
+            members_url(tenant_a.tenant), {"email": "NEWCOMER@example.com", "role": "BILLING"}, format="json"
+        )
         assert response.status_code == 201, response.content
         assert response.json()["status"] == "active" and response.json()["role"] == "BILLING"
         assert Membership.objects.get(tenant=tenant_a.tenant, user=newcomer).role == "BILLING"
-        again = client.post(members_url(tenant_a.tenant), {"email": "newcomer@example.com", "role": "MEMBER"},
-                            format="json")
+        again = client.post(
+            members_url(tenant_a.tenant), {"email": "newcomer@example.com", "role": "MEMBER"}, format="json"
+        )
         assert again.status_code == 409
 
     def test_unknown_email_gets_an_invitation_then_joins(self, tenant_a, django_capture_on_commit_callbacks):
         client = client_for(tenant_a.users[Role.ADMIN])
         with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(members_url(tenant_a.tenant), {"email": "future@example.com", "role": "MEMBER"},
-                                   format="json")
+            response = client.post(
+                members_url(tenant_a.tenant), {"email": "future@example.com", "role": "MEMBER"}, format="json"
+            )
         assert response.status_code == 201, response.content
         assert response.json()["status"] == "invited"
         assert len(mail.outbox) == 1 and mail.outbox[0].to == ["future@example.com"]
@@ -134,8 +143,14 @@ class TestMembers:
         target = membership(tenant_a, Role.MEMBER)
         admin = client_for(tenant_a.users[Role.ADMIN])
         assert admin.patch(members_url(tenant_a.tenant, target), {"role": "OWNER"}, format="json").status_code == 403
-        assert admin.post(members_url(tenant_a.tenant), {"email": make_user("o@example.com").email, "role": "OWNER"},
-                          format="json").status_code == 403
+        assert (
+            admin.post(
+                members_url(tenant_a.tenant),
+                {"email": make_user("o@example.com").email, "role": "OWNER"},
+                format="json",
+            ).status_code
+            == 403
+        )
         owner = client_for(tenant_a.owner)
         assert owner.patch(members_url(tenant_a.tenant, target), {"role": "OWNER"}, format="json").status_code == 200
         target.refresh_from_db()
@@ -183,8 +198,10 @@ class TestMembers:
         client = client_for(tenant_a.owner)
         target = membership(tenant_a, Role.MEMBER)
         assert client.patch(members_url(tenant_a.tenant, target), {"role": "KING"}, format="json").status_code == 400
-        assert client.post(members_url(tenant_a.tenant), {"email": "bad", "role": "MEMBER"},
-                           format="json").status_code == 400
+        assert (
+            client.post(members_url(tenant_a.tenant), {"email": "bad", "role": "MEMBER"}, format="json").status_code
+            == 400
+        )
 
     def test_invitation_revoke(self, tenant_a):
         client = client_for(tenant_a.users[Role.ADMIN])

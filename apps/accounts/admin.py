@@ -1,6 +1,10 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import transaction
+from django.utils import timezone
 
+from apps.audit import services as audit
 from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin
 from apps.tenancy.models import Membership
 
@@ -17,46 +21,73 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(User)
 class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
-    audit_fields = ["email", "full_name", "is_active", "is_staff", "is_superuser"]
+    audit_fields = ["email", "full_name", "is_active", "is_staff", "is_superuser", "groups", "user_permissions"]
     ordering = ["email"]
-    list_display = ["email", "full_name", "is_staff", "is_active", "last_login", "date_joined"]
-    list_filter = ["is_staff", "is_superuser", "is_active", "groups"]
-    search_fields = ["email", "full_name"]
-    readonly_fields = ["last_login", "date_joined", "password_changed_at"]
+    list_display = ["email", "full_name", "is_staff", "is_superuser", "is_active", "last_login", "date_joined"]
+    list_filter = ["is_staff", "is_superuser", "is_active", "groups", "date_joined"]
+    search_fields = ["email", "full_name", "id"]
+    readonly_fields = ["id", "last_login", "date_joined", "password_changed_at"]
     inlines = [MembershipInline]
     fieldsets = (
-        (None, {"fields": ("email", "password")}),
+        (None, {"fields": ("id", "email", "password")}),
         ("Profile", {"fields": ("full_name",)}),
         ("Operator permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined", "password_changed_at")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
 
+    def user_change_password(self, request, id, form_url=""):
+        """Django's set-password page, audited (that something changed, never the secret)."""
+        if request.method != "POST":
+            return super().user_change_password(request, id, form_url)
+        with transaction.atomic():
+            before = User.objects.filter(pk=unquote(id)).values_list("password", flat=True).first()
+            response = super().user_change_password(request, id, form_url)
+            user = User.objects.filter(pk=unquote(id)).first()
+            if user is not None and before is not None and user.password != before:
+                audit.record(
+                    action="user.password_change",
+                    obj=user,
+                    tenant=None,
+                    actor=request.user,
+                    changes={"usable_password": [True, user.has_usable_password()]}
+                    if not user.has_usable_password()
+                    else {},
+                )
+        return response
+
 
 @admin.register(AuthToken)
 class AuthTokenAdmin(ReadOnlyAdmin):
+    """Sign-in sessions. Only the hash of the secret is stored and it is never shown."""
+
     list_display = ["prefix", "user", "created_at", "expires_at", "last_used_at", "revoked_at", "ip"]
-    list_filter = ["revoked_at", "created_at"]
+    list_filter = ["revoked_at", "expires_at", "created_at"]
     search_fields = ["user__email", "prefix", "ip"]
     list_select_related = ["user"]
+    exclude = ["key_hash"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
     actions = ["revoke"]
 
     @admin.action(description="Revoke the selected sessions")
     def revoke(self, request, queryset):
-        from django.utils import timezone
-
-        from apps.audit import services as audit
-
-        for token in queryset.filter(revoked_at__isnull=True):
-            token.revoked_at = timezone.now()
-            token.save(update_fields=["revoked_at"])
-            audit.record(action="auth.session_revoke", obj=token, tenant=None, actor=request.user)
-        self.message_user(request, "Revoked.")
-
-    def has_change_permission(self, request, obj=None):
-        return False
+        done = 0
+        with transaction.atomic():
+            for token in queryset.filter(revoked_at__isnull=True).select_for_update():
+                token.revoked_at = timezone.now()
+                token.save(update_fields=["revoked_at"])
+                audit.record(
+                    action="auth.session_revoke",
+                    obj=token,
+                    tenant=None,
+                    actor=request.user,
+                    changes={"revoked_at": [None, token.revoked_at]},
+                )
+                done += 1
+        self.message_user(request, f"Revoked {done} session(s).", messages.SUCCESS if done else messages.INFO)
 
     def get_actions(self, request):
-        # ReadOnlyAdmin denies delete, which would hide all actions; revoking is the one allowed change.
+        # ReadOnlyAdmin denies delete, which drops "delete_selected"; revoking is the one allowed change.
         actions = super().get_actions(request)
         return {k: v for k, v in actions.items() if k == "revoke"}

@@ -53,7 +53,9 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
             # Written at most once a minute, so that reads do not turn into writes.
             AuthToken.objects.filter(pk=token.pk).update(last_used_at=now)
             token.last_used_at = now
-        context.current().actor = token.user
+        ctx = context.current()
+        ctx.actor = token.user
+        ctx.token_id = token.pk
         return token.user, token
 
     def authenticate_header(self, request):

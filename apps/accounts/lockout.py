@@ -13,7 +13,8 @@ def lockout_response(request, original_response, credentials):
             {"detail": "Too many failed login attempts. Try again later.", "code": "locked_out"}, status=429
         )
     else:
-        response = HttpResponse("Too many failed login attempts. Try again later.", status=429,
-                                content_type="text/plain")
+        response = HttpResponse(
+            "Too many failed login attempts. Try again later.", status=429, content_type="text/plain"
+        )
     response["Retry-After"] = retry_after
     return response

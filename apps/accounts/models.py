@@ -68,6 +68,23 @@ class User(AbstractBaseUser, PermissionsMixin):
     def set_password(self, raw_password):
         super().set_password(raw_password)
         self.password_changed_at = timezone.now()
+        self._password_changed = True
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        if getattr(self, "_password_changed", False) and self.pk:
+            self._password_changed = False
+            self.end_other_sessions()
+
+    def end_other_sessions(self) -> int:
+        """A new password ends every bearer session but the one that set it."""
+        from apps.common import context
+
+        keep = context.current().token_id
+        live = self.auth_tokens.filter(revoked_at__isnull=True)
+        if keep is not None:
+            live = live.exclude(pk=keep)
+        return live.update(revoked_at=timezone.now())
 
     def get_full_name(self) -> str:
         return self.full_name or self.email

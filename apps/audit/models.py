@@ -14,7 +14,13 @@ class AuditEvent(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     tenant = models.ForeignKey(
-        "tenancy.Tenant", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_constraint=False
+        # DO_NOTHING without a constraint: a deleted tenant's trail keeps pointing at it.
+        "tenancy.Tenant",
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        related_name="+",
+        db_constraint=False,
     )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

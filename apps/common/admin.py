@@ -26,9 +26,7 @@ def audit_tenant(obj):
 
 def _m2m_names(model, fields, form) -> list[str]:
     return [
-        f.name
-        for f in model._meta.many_to_many
-        if f.name in form.cleaned_data and (fields is None or f.name in fields)
+        f.name for f in model._meta.many_to_many if f.name in form.cleaned_data and (fields is None or f.name in fields)
     ]
 
 
@@ -62,8 +60,8 @@ class AuditedModelAdmin(admin.ModelAdmin):
             before = self._snapshot(old, form, old=True) if old else None
         super().save_model(request, obj, form, change)
         after = self._snapshot(obj, form)
-        if change and before == after:
-            return  # only inlines changed; they write their own events
+        if change and not audit.diff(before, after):
+            return  # nothing of the row itself changed (inlines write their own events)
         audit.record(
             action=f"{obj._meta.model_name}.{'update' if change else 'create'}",
             obj=obj,

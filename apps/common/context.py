@@ -19,6 +19,7 @@ class RequestContext:
     ip: str | None = None
     user_agent: str = ""
     actor: Any = None  # a User or None (system)
+    token_id: Any = None  # the bearer token that authenticated this request
     via: str = "system"  # api | admin | system
 
 

@@ -1,27 +1,22 @@
 from django.contrib import admin, messages
 
-from apps.common.admin import ReadOnlyAdmin
+from apps.common.admin import ReadOnlyAdmin, ReadOnlyInline
 from apps.common.exceptions import DomainError
 
 from . import services
 from .models import Job, JobAttempt
 
 
-class JobAttemptInline(admin.TabularInline):
+class JobAttemptInline(ReadOnlyInline):
     model = JobAttempt
-    extra = 0
-    can_delete = False
-    readonly_fields = ["number", "started_at", "finished_at", "outcome", "error", "worker"]
-
-    def has_add_permission(self, request, obj=None):
-        return False
+    fields = readonly_fields = ["number", "started_at", "finished_at", "outcome", "error", "worker"]
 
 
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
     list_display = ["type", "status", "tenant", "attempts", "object_type", "object_id", "created_at", "finished_at"]
     list_filter = ["status", "type", "created_at", "tenant"]
-    search_fields = ["id", "type", "object_id", "last_error"]
+    search_fields = ["id", "type", "object_id", "idempotency_key", "last_error"]
     list_select_related = ["tenant"]
     date_hierarchy = "created_at"
     show_full_result_count = False
@@ -51,3 +46,18 @@ class JobAdmin(ReadOnlyAdmin):
     @admin.action(description="Cancel the selected pending jobs")
     def cancel_jobs(self, request, queryset):
         self._each(request, queryset, services.job_cancel, "Cancelled")
+
+
+@admin.register(JobAttempt)
+class JobAttemptAdmin(ReadOnlyAdmin):
+    list_display = ["job", "number", "outcome", "tenant", "started_at", "finished_at", "worker"]
+    list_filter = ["outcome", "started_at", "job__tenant"]
+    search_fields = ["job__id", "job__type", "worker", "error"]
+    list_select_related = ["job__tenant"]
+    date_hierarchy = "started_at"
+    ordering = ["-started_at"]
+    show_full_result_count = False
+
+    @admin.display(description="tenant", ordering="job__tenant__name")
+    def tenant(self, attempt):
+        return attempt.job.tenant

@@ -65,7 +65,9 @@ def job_enqueue(
                 )
         except IntegrityError:
             return Job.all_tenants.get(tenant=tenant, idempotency_key=key)
-        audit.record(action="job.enqueue", obj=job, tenant=tenant, after={"type": type, "payload": job.payload})
+        audit.record(
+            action="job.enqueue", obj=job, tenant=tenant, after={"type": type, "payload": job.payload}, **_actor(actor)
+        )
         job_id = job.pk
         transaction.on_commit(lambda: dispatch(job_id))
     return job
@@ -99,21 +101,30 @@ def dispatch(job_id, countdown: float | None = None) -> None:
 class _Heartbeat(threading.Thread):
     """Marks a RUNNING job alive while its handler works, so only a dead worker looks stale."""
 
-    def __init__(self, job_id, interval: float):
+    def __init__(self, job_id, attempt: int, interval: float):
         super().__init__(daemon=True, name=f"job-heartbeat-{job_id}")
         self.job_id = job_id
+        self.attempt = attempt
         self.interval = interval
         self.stopped = threading.Event()
 
     def run(self):
         try:
             while not self.stopped.wait(self.interval):
-                Job.all_tenants.filter(pk=self.job_id, status=JobStatus.RUNNING).update(heartbeat_at=timezone.now())
+                # Only for this attempt: a slow old worker must not keep a newer attempt looking alive.
+                Job.all_tenants.filter(pk=self.job_id, status=JobStatus.RUNNING, attempts=self.attempt).update(
+                    heartbeat_at=timezone.now()
+                )
         finally:
             connection.close()
 
     def stop(self):
         self.stopped.set()
+
+
+def _actor(actor) -> dict:
+    """Pass an explicit actor to audit.record; without one it reads the request's."""
+    return {"actor": actor} if actor is not None else {}
 
 
 def _backoff(attempt: int) -> timedelta:
@@ -148,7 +159,7 @@ def run_job(job_id) -> str:
         JobAttempt.objects.create(job=job, number=job.attempts, started_at=now, worker=socket.gethostname())
 
     handler = registry.get(job.type)
-    beat = _Heartbeat(job.pk, max(1.0, settings.MPANEL_JOB_HEARTBEAT_TIMEOUT / 4))
+    beat = _Heartbeat(job.pk, job.attempts, max(1.0, settings.MPANEL_JOB_HEARTBEAT_TIMEOUT / 4))
     beat.start()
     try:
         if handler is None:
@@ -255,7 +266,9 @@ def job_retry(*, job: Job, actor=None) -> Job:
     job.dispatched_at = None
     job.max_attempts = job.attempts + settings.MPANEL_JOB_MAX_ATTEMPTS
     job.save()
-    audit.record(action="job.retry", obj=job, tenant=job.tenant, changes={"status": [before, job.status]})
+    audit.record(
+        action="job.retry", obj=job, tenant=job.tenant, changes={"status": [before, job.status]}, **_actor(actor)
+    )
     job_id = job.pk
     transaction.on_commit(lambda: dispatch(job_id))
     return job
@@ -270,7 +283,11 @@ def job_cancel(*, job: Job, actor=None) -> Job:
     job.finished_at = timezone.now()
     job.save()
     audit.record(
-        action="job.cancel", obj=job, tenant=job.tenant, changes={"status": [JobStatus.PENDING, JobStatus.CANCELLED]}
+        action="job.cancel",
+        obj=job,
+        tenant=job.tenant,
+        changes={"status": [JobStatus.PENDING, JobStatus.CANCELLED]},
+        **_actor(actor),
     )
     return job
 

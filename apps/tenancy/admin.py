@@ -1,8 +1,13 @@
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
 
 from apps.common.admin import AuditedModelAdmin
+from apps.common.exceptions import DomainError
+from apps.common.money import CURRENCY_CHOICES
 
+from . import services
 from .models import Invitation, Membership, Tenant
+from .roles import Role
 
 
 class MembershipInline(admin.TabularInline):
@@ -13,30 +18,90 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class TenantAdminForm(forms.ModelForm):
+    default_currency = forms.ChoiceField(choices=[(c, c) for c in CURRENCY_CHOICES], initial="USD")
+
+    class Meta:
+        model = Tenant
+        fields = ["name", "slug", "status", "default_currency", "country"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "slug" in self.fields:
+            self.fields["slug"].required = False
+            self.fields["slug"].help_text = "Made from the name when left blank; fixed once the tenant exists."
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("This field may not be blank.")
+        return name
+
+
 @admin.register(Tenant)
 class TenantAdmin(AuditedModelAdmin):
+    form = TenantAdminForm
     audit_fields = ["name", "slug", "status", "default_currency", "country"]
     list_display = ["name", "slug", "status", "default_currency", "country", "created_at"]
-    list_filter = ["status", "default_currency"]
+    list_filter = ["status", "default_currency", "created_at"]
     search_fields = ["name", "slug", "id"]
     readonly_fields = ["id", "created_at", "updated_at"]
     inlines = [MembershipInline]
 
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "slug"] if obj is not None else fields
+
 
 @admin.register(Membership)
 class MembershipAdmin(AuditedModelAdmin):
+    """A user's role in a tenant. Who and where are fixed once created; only the role changes."""
+
     list_display = ["user", "tenant", "role", "created_at"]
-    list_filter = ["role", "tenant"]
-    search_fields = ["user__email", "tenant__name"]
+    list_filter = ["role", "tenant", "created_at"]
+    search_fields = ["user__email", "user__full_name", "tenant__name", "tenant__slug"]
     list_select_related = ["user", "tenant"]
     autocomplete_fields = ["user", "tenant"]
+    readonly_fields = ["created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "tenant", "user"] if obj is not None else fields
 
 
 @admin.register(Invitation)
 class InvitationAdmin(AuditedModelAdmin):
-    list_display = ["email", "tenant", "role", "created_at", "expires_at", "accepted_at", "revoked_at"]
-    list_filter = ["role", "tenant"]
-    search_fields = ["email", "tenant__name"]
-    list_select_related = ["tenant"]
-    readonly_fields = ["token_hash", "invited_by", "accepted_at", "created_at"]
-    exclude = ["token_hash"]
+    """Invitations are issued by a tenant's admins through the API, which emails the secret token
+    (only its hash is stored), so none can be added here. Operators can extend or revoke one."""
+
+    list_display = ["email", "tenant", "role", "state", "invited_by", "created_at", "expires_at"]
+    list_filter = ["role", "tenant", "accepted_at", "revoked_at", "expires_at"]
+    search_fields = ["email", "tenant__name", "invited_by__email"]
+    list_select_related = ["tenant", "invited_by"]
+    fields = ["tenant", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at"]
+    readonly_fields = ["tenant", "email", "invited_by", "created_at", "accepted_at", "revoked_at"]
+    actions = ["revoke_invitations"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description="state")
+    def state(self, invitation) -> str:
+        if invitation.accepted_at:
+            return "accepted"
+        if invitation.revoked_at:
+            return "revoked"
+        return "open" if invitation.is_open else "expired"
+
+    @admin.action(description="Revoke the selected open invitations", permissions=["change"])
+    def revoke_invitations(self, request, queryset):
+        done = 0
+        for invitation in queryset.select_related("tenant"):
+            try:
+                # An operator acts with an owner's powers.
+                services.invitation_revoke(invitation=invitation, actor_role=Role.OWNER)
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"{invitation}: {exc.message}", messages.WARNING)
+        if done:
+            self.message_user(request, f"Revoked {done} invitation(s).", messages.SUCCESS)
