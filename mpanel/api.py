@@ -14,6 +14,13 @@ from rest_framework.routers import DefaultRouter
 
 from apps.accounts.views import LoginView, LogoutView, RegisterView
 from apps.audit.api import AuditEventViewSet
+from apps.billing.api import (
+    CreditNoteViewSet,
+    GenericWebhookView,
+    InvoiceViewSet,
+    PaymentViewSet,
+    StripeWebhookView,
+)
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.jobs.api import ProvisioningViewSet
@@ -38,6 +45,9 @@ router.register("customers", CustomerViewSet, basename="customer")
 router.register(r"customers/(?P<customer_pk>[0-9a-fA-F-]{36})/contacts", ContactViewSet, basename="customer-contact")
 router.register("audit", AuditEventViewSet, basename="audit")
 router.register("ops/provisioning", ProvisioningViewSet, basename="job")
+router.register("billing/invoices", InvoiceViewSet, basename="invoice")
+router.register("billing/payments", PaymentViewSet, basename="payment")
+router.register("billing/credit-notes", CreditNoteViewSet, basename="credit-note")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),
@@ -68,5 +78,7 @@ urlpatterns = [
     re_path(r"^healthz/?$", HealthView.as_view(), name="healthz"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^billing/webhooks/stripe/?$", StripeWebhookView.as_view(), name="webhook-stripe"),
+    re_path(r"^billing/webhooks/generic/?$", GenericWebhookView.as_view(), name="webhook-generic"),
     path("", include(router.urls)),
 ]

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.jobs",
     "apps.customers",
+    "apps.billing",
 ]
 
 MIDDLEWARE = [
@@ -255,6 +256,14 @@ CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "jobs.sweep", "schedule": 30.0},
     "idempotency-purge": {"task": "common.purge_idempotency", "schedule": 3600.0},
 }
+
+# --- billing -------------------------------------------------------------------------------------
+STRIPE_API_KEY = env("STRIPE_API_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
+# Only for tests against a local replay of Stripe's documented responses; empty = Stripe itself.
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
+MPANEL_GENERIC_WEBHOOK_SECRET = env("MPANEL_GENERIC_WEBHOOK_SECRET", default="")
+MPANEL_WEBHOOK_TOLERANCE = 300
 
 LOGGING = {
     "version": 1,

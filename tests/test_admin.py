@@ -22,6 +22,7 @@ from django.utils import timezone
 from apps.accounts.models import AuthToken
 from apps.audit import services as audit
 from apps.audit.models import AuditEvent
+from apps.billing.models import Invoice
 from apps.common.models import IdempotencyRecord
 from apps.customers import services as customer_services
 from apps.customers.models import Contact, Customer
@@ -34,7 +35,7 @@ from tests.support.models import JobCall
 from .conftest import PASSWORD, make_user
 
 User = get_user_model()
-OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common"}
+OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "billing"}
 READ_ONLY = [AuditEvent, Job, JobAttempt, AuthToken, IdempotencyRecord]
 
 
@@ -63,6 +64,8 @@ def rows(tenant_a, operator) -> dict:
         contact = Contact.objects.create(customer=customer, name="Bob", email="bob@example.com")
         job = Job.objects.create(type="test.record", payload={"key": "rows"}, status=JobStatus.FAILED, attempts=1)
         attempt = JobAttempt.objects.create(job=job, number=1, outcome="failed", error="boom", worker="w1")
+        payer = Customer.objects.create(tenant=tenant, name="Payer", email="payer@example.com", currency="EUR")
+        billing_rows = _billing_rows(tenant, payer)
     token, _raw = AuthToken.issue(user=operator, ttl=timedelta(days=1), ip="10.0.0.1")
     return {
         Tenant: tenant,
@@ -80,6 +83,31 @@ def rows(tenant_a, operator) -> dict:
         IdempotencyRecord: IdempotencyRecord.objects.create(
             user=operator, tenant_key=str(tenant.pk), key="idem-1", fingerprint="f" * 64, state="done", status_code=201
         ),
+        **billing_rows,
+    }
+
+
+def _billing_rows(tenant, customer) -> dict:
+    from apps.billing import models as bm
+    from apps.billing.services import credit_notes, invoices, payments
+
+    invoice = invoices.invoice_create(
+        tenant=tenant, customer=customer, lines=[{"description": "Hosting", "unit_price": "10.00", "tax_rate": "20"}]
+    )
+    invoice = invoices.invoice_issue(invoice=invoice)
+    payment = payments.payment_record(invoice=invoice, amount="20.00", method="bank_transfer", reference="x")
+    note = credit_notes.credit_note_create(invoice=invoice, reason="x")
+    event = bm.WebhookEvent.objects.create(
+        provider="generic", event_id="e1", type="payment.succeeded", payload={}, raw_body="{}", tenant=tenant
+    )
+    return {
+        bm.Invoice: invoice,
+        bm.Payment: payment,
+        bm.CreditNote: note,
+        bm.CreditTransaction: bm.CreditTransaction.objects.filter(customer=customer).first(),
+        bm.WebhookEvent: event,
+        bm.BillingSettings: bm.BillingSettings.objects.get(tenant=tenant),
+        bm.NumberSequence: bm.NumberSequence.objects.filter(tenant=tenant).first(),
     }
 
 
@@ -149,7 +177,7 @@ def test_the_console_sees_every_tenant(console, rows, tenant_b):
     with tenant_b.scope():
         other = Customer.objects.create(tenant=tenant_b.tenant, name="Other", email="o@example.com", currency="USD")
     listed = console.get(url(Customer, "changelist")).context["cl"].result_list
-    assert {c.pk for c in listed} == {rows[Customer].pk, other.pk}
+    assert {c.pk for c in listed} == {rows[Customer].pk, rows[Invoice].customer_id, other.pk}
 
 
 def test_a_non_staff_user_is_sent_to_the_admin_login(client, tenant_a):

@@ -250,3 +250,20 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
     list_select_related = ["user"]
     date_hierarchy = "created_at"
     show_full_result_count = False
+
+
+def apply_each(model_admin, request, queryset, fn, verb: str) -> None:
+    """Run a service on each selected row and report per row; the admin never edits state by hand."""
+    from django.contrib import messages
+
+    from .exceptions import DomainError
+
+    done = 0
+    for obj in queryset:
+        try:
+            fn(obj)
+            done += 1
+        except DomainError as exc:
+            model_admin.message_user(request, f"{obj}: {exc.message}", messages.WARNING)
+    if done:
+        model_admin.message_user(request, f"{verb} {done} of {len(queryset)}.", messages.SUCCESS)

@@ -1,7 +1,6 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from apps.common.admin import ReadOnlyAdmin, ReadOnlyInline
-from apps.common.exceptions import DomainError
+from apps.common.admin import ReadOnlyAdmin, ReadOnlyInline, apply_each
 
 from . import services
 from .models import Job, JobAttempt
@@ -28,24 +27,13 @@ class JobAdmin(ReadOnlyAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    def _each(self, request, queryset, fn, verb):
-        done = 0
-        for job in queryset:
-            try:
-                fn(job=job, actor=request.user)
-                done += 1
-            except DomainError as exc:
-                self.message_user(request, f"{job}: {exc.message}", messages.WARNING)
-        if done:
-            self.message_user(request, f"{verb} {done} job(s).", messages.SUCCESS)
-
     @admin.action(description="Retry the selected failed or cancelled jobs")
     def retry_jobs(self, request, queryset):
-        self._each(request, queryset, services.job_retry, "Retried")
+        apply_each(self, request, queryset, lambda job: services.job_retry(job=job, actor=request.user), "Retried")
 
     @admin.action(description="Cancel the selected pending jobs")
     def cancel_jobs(self, request, queryset):
-        self._each(request, queryset, services.job_cancel, "Cancelled")
+        apply_each(self, request, queryset, lambda job: services.job_cancel(job=job, actor=request.user), "Cancelled")
 
 
 @admin.register(JobAttempt)

@@ -1,0 +1,126 @@
+from django.contrib import admin
+
+from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin, ReadOnlyInline, apply_each
+from apps.tenancy.scoping import tenant_scope
+
+from .models import (
+    BillingSettings,
+    CreditNote,
+    CreditNoteLine,
+    CreditTransaction,
+    Invoice,
+    InvoiceLine,
+    NumberSequence,
+    Payment,
+    WebhookEvent,
+)
+from .services import invoices
+
+
+class InvoiceLineInline(ReadOnlyInline):
+    model = InvoiceLine
+    fields = readonly_fields = [
+        "description", "quantity", "unit_price", "discount", "tax_rate", "period_start", "period_end", "amount",
+        "tax_amount", "total",
+    ]  # fmt: skip
+
+
+class PaymentInline(ReadOnlyInline):
+    model = Payment
+    fields = readonly_fields = ["received_at", "amount", "method", "status", "reference", "refunded_amount"]
+
+
+@admin.register(Invoice)
+class InvoiceAdmin(ReadOnlyAdmin):
+    """Invoices change only through the billing services (the API or these actions)."""
+
+    list_display = ["__str__", "customer", "status", "total", "amount_due", "currency", "due_date", "tenant"]
+    list_filter = ["status", "currency", "issue_date", "tenant"]
+    search_fields = ["number", "customer__name", "customer__email", "id"]
+    list_select_related = ["customer", "tenant"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    inlines = [InvoiceLineInline, PaymentInline]
+    actions = ["issue", "void", "mark_uncollectible"]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def _run(self, request, queryset, service, verb):
+        def one(invoice):
+            with tenant_scope(invoice.tenant):
+                service(invoice=invoice)
+
+        apply_each(self, request, queryset, one, verb)
+
+    @admin.action(description="Issue the selected drafts")
+    def issue(self, request, queryset):
+        self._run(request, queryset, invoices.invoice_issue, "Issued")
+
+    @admin.action(description="Void the selected open invoices")
+    def void(self, request, queryset):
+        self._run(request, queryset, invoices.invoice_void, "Voided")
+
+    @admin.action(description="Mark the selected open invoices uncollectible")
+    def mark_uncollectible(self, request, queryset):
+        self._run(request, queryset, invoices.invoice_mark_uncollectible, "Marked uncollectible")
+
+
+@admin.register(Payment)
+class PaymentAdmin(ReadOnlyAdmin):
+    list_display = ["received_at", "invoice", "amount", "currency", "method", "status", "reference", "tenant"]
+    list_filter = ["method", "status", "currency", "tenant"]
+    search_fields = ["reference", "provider_ref", "invoice__number"]
+    list_select_related = ["invoice", "tenant"]
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+
+
+class CreditNoteLineInline(ReadOnlyInline):
+    model = CreditNoteLine
+    fields = readonly_fields = ["description", "amount", "tax_amount", "total"]
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyAdmin):
+    list_display = ["number", "invoice", "total", "currency", "issued_at", "tenant"]
+    list_filter = ["currency", "tenant"]
+    search_fields = ["number", "invoice__number", "reason"]
+    list_select_related = ["invoice", "tenant"]
+    inlines = [CreditNoteLineInline]
+
+
+@admin.register(CreditTransaction)
+class CreditTransactionAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "customer", "amount", "currency", "kind", "tenant"]
+    list_filter = ["kind", "currency", "tenant"]
+    search_fields = ["customer__name", "customer__email", "description"]
+    list_select_related = ["customer", "tenant"]
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "provider", "type", "event_id", "status", "attempts", "tenant"]
+    list_filter = ["provider", "status", "type", "tenant"]
+    search_fields = ["event_id", "type", "error"]
+    list_select_related = ["tenant"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+
+@admin.register(BillingSettings)
+class BillingSettingsAdmin(AuditedModelAdmin):
+    list_display = ["tenant", "invoice_number_format", "credit_note_number_format", "payment_terms_days"]
+    search_fields = ["tenant__name"]
+    list_select_related = ["tenant"]
+    list_filter = ["payment_terms_days"]
+
+
+@admin.register(NumberSequence)
+class NumberSequenceAdmin(ReadOnlyAdmin):
+    list_display = ["tenant", "series", "period", "last"]
+    list_filter = ["series", "tenant"]
+    search_fields = ["tenant__name"]
+    list_select_related = ["tenant"]

@@ -1,0 +1,289 @@
+"""Invoices, payments, credit notes, customer credit and provider webhook events.
+
+Money is ``Decimal`` stored with the document's currency (``DecimalField(max_digits=18,
+decimal_places=4)`` holds every ISO 4217 exponent); every stored amount is already rounded to
+the currency's minor unit by the services. Issued documents never change: corrections are
+credit notes.
+"""
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from apps.tenancy.models import Tenant, TenantOwnedModel, TimestampedModel
+
+
+def money_field(**kwargs):
+    return models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"), **kwargs)
+
+
+class BillingSettings(TimestampedModel):
+    """A tenant's billing configuration (one row per tenant, made on first use)."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="billing_settings")
+    invoice_number_format = models.CharField(max_length=64, default="INV-{year}-{seq:06}")
+    credit_note_number_format = models.CharField(max_length=64, default="CN-{year}-{seq:06}")
+    payment_terms_days = models.PositiveSmallIntegerField(default=14)
+
+    def __str__(self) -> str:
+        return f"Billing settings of {self.tenant}"
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from apps.common.exceptions import InvalidInput
+
+        from .services.numbering import validate_format
+
+        for field in ("invoice_number_format", "credit_note_number_format"):
+            try:
+                validate_format(getattr(self, field))
+            except InvalidInput as exc:
+                raise ValidationError({field: exc.message}) from exc
+
+
+class NumberSequence(models.Model):
+    """The last number given in one series; locked while a document is numbered (gapless)."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    series = models.CharField(max_length=16)  # invoice | credit_note
+    period = models.CharField(max_length=8, blank=True)  # the year when the format has {year}
+    last = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "series", "period"], name="uniq_number_sequence")]
+
+    def __str__(self) -> str:
+        return f"{self.series} {self.period} #{self.last}"
+
+
+class InvoiceStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    OPEN = "open", "Open"
+    PAID = "paid", "Paid"
+    VOID = "void", "Void"
+    UNCOLLECTIBLE = "uncollectible", "Uncollectible"
+
+
+class Invoice(TenantOwnedModel):
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="invoices")
+    number = models.CharField(max_length=64, null=True, blank=True)
+    status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
+    currency = models.CharField(max_length=3)
+    issue_date = models.DateField(null=True, blank=True)
+    due_date = models.DateField(null=True, blank=True)
+    subtotal = money_field()
+    discount_total = money_field()
+    tax_total = money_field()
+    total = money_field()
+    amount_paid = money_field()
+    amount_credited = money_field(help_text="Credit notes against this invoice.")
+    credit_applied = money_field(help_text="Customer credit balance used to pay this invoice.")
+    amount_due = money_field()
+    notes = models.TextField(blank=True)
+    billing_details = models.JSONField(default=dict, blank=True, help_text="The customer's details at issue.")
+    issued_at = models.DateTimeField(null=True, blank=True)
+    paid_at = models.DateTimeField(null=True, blank=True)
+    voided_at = models.DateTimeField(null=True, blank=True)
+    marked_uncollectible_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "number"], name="uniq_invoice_number_per_tenant"),
+            models.CheckConstraint(condition=Q(amount_due__gte=0), name="invoice_amount_due_not_negative"),
+            models.CheckConstraint(
+                condition=Q(status="draft") | Q(number__isnull=False), name="invoice_number_when_issued"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"]),
+            models.Index(fields=["tenant", "status", "-created_at"]),
+            models.Index(fields=["tenant", "customer", "-created_at"]),
+            models.Index(fields=["tenant", "due_date"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or f"Draft {str(self.pk)[:8]}"
+
+
+class InvoiceLine(TenantOwnedModel):
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField(default=0)
+    description = models.CharField(max_length=500)
+    quantity = models.DecimalField(max_digits=14, decimal_places=4, default=Decimal("1"))
+    unit_price = models.DecimalField(max_digits=18, decimal_places=4)
+    discount = money_field(help_text="An amount off this line, before tax.")
+    tax_rate = models.DecimalField(max_digits=7, decimal_places=4, default=Decimal("0"), help_text="Percent.")
+    period_start = models.DateField(null=True, blank=True)
+    period_end = models.DateField(null=True, blank=True)
+    amount = money_field(help_text="quantity x unit price, rounded.")
+    tax_amount = money_field()
+    total = money_field(help_text="amount - discount + tax.")
+
+    class Meta:
+        ordering = ["invoice", "position", "created_at"]
+        indexes = [models.Index(fields=["tenant", "invoice", "position"])]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class PaymentMethod(models.TextChoices):
+    BANK_TRANSFER = "bank_transfer", "Bank transfer"
+    CASH = "cash", "Cash"
+    CHEQUE = "cheque", "Cheque"
+    STRIPE = "stripe", "Stripe"
+    GENERIC = "generic", "Payment provider (generic webhook)"
+
+
+class PaymentStatus(models.TextChoices):
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    REFUNDED = "refunded", "Refunded"
+    PARTIALLY_REFUNDED = "partially_refunded", "Partially refunded"
+
+
+class Payment(TenantOwnedModel):
+    """Money received from a customer for one invoice (the excess goes to the customer's credit)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="payments")
+    amount = money_field()
+    currency = models.CharField(max_length=3)
+    method = models.CharField(max_length=16, choices=PaymentMethod.choices)
+    status = models.CharField(max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.SUCCEEDED)
+    reference = models.CharField(max_length=200, blank=True)
+    provider_ref = models.CharField(max_length=200, null=True, blank=True, help_text="e.g. Stripe's payment intent")
+    applied_to_invoice = money_field()
+    credited_to_balance = money_field()
+    refunded_amount = money_field()
+    failure_reason = models.CharField(max_length=500, blank=True)
+    received_at = models.DateTimeField()
+    provider_state_at = models.DateTimeField(null=True, blank=True, help_text="Time of the newest provider event.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "method", "provider_ref"],
+                condition=Q(provider_ref__isnull=False),
+                name="uniq_payment_provider_ref",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-received_at"]),
+            models.Index(fields=["tenant", "invoice"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} ({self.method})"
+
+
+class CreditNote(TenantOwnedModel):
+    """A correction of an issued invoice; its total never exceeds what is left of the invoice's."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="credit_notes")
+    number = models.CharField(max_length=64)
+    currency = models.CharField(max_length=3)
+    reason = models.CharField(max_length=500, blank=True)
+    subtotal = money_field()
+    tax_total = money_field()
+    total = money_field()
+    applied_to_invoice = money_field(help_text="Reduced the invoice's amount due.")
+    credited_to_balance = money_field(help_text="Went to the customer's credit (the invoice was paid).")
+    issued_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-issued_at"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "number"], name="uniq_credit_note_number")]
+        indexes = [models.Index(fields=["tenant", "-issued_at"]), models.Index(fields=["tenant", "invoice"])]
+
+    def __str__(self) -> str:
+        return self.number
+
+
+class CreditNoteLine(TenantOwnedModel):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.CASCADE, related_name="lines")
+    invoice_line = models.ForeignKey(InvoiceLine, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    description = models.CharField(max_length=500)
+    amount = money_field(help_text="Net amount credited, before tax.")
+    tax_amount = money_field()
+    total = money_field()
+
+    class Meta:
+        ordering = ["credit_note", "created_at"]
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class CreditTransaction(TenantOwnedModel):
+    """The customer credit ledger: the balance is the sum of a customer's rows in one currency."""
+
+    class Kind(models.TextChoices):
+        OVERPAYMENT = "overpayment", "Over-payment"
+        CREDIT_NOTE = "credit_note", "Credit note on a paid invoice"
+        APPLIED = "applied", "Applied to an invoice"
+        ADJUSTMENT = "adjustment", "Manual adjustment"
+        REFUND = "refund", "Refunded to the customer"
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="credit_transactions")
+    currency = models.CharField(max_length=3)
+    amount = money_field(help_text="Positive adds credit, negative uses it.")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    credit_note = models.ForeignKey(CreditNote, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    description = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "customer", "currency"])]
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.currency} {self.kind}"
+
+
+class WebhookEvent(TimestampedModel):
+    """A provider delivery, stored once by its event id before it is processed.
+
+    Not tenant-owned: the tenant is known only after the payload is read (from the invoice).
+    """
+
+    class Provider(models.TextChoices):
+        STRIPE = "stripe", "Stripe"
+        GENERIC = "generic", "Generic"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored (type not handled)"
+        UNMATCHED = "unmatched", "Unmatched (no such invoice or payment)"
+        FAILED = "failed", "Failed"
+
+    provider = models.CharField(max_length=16, choices=Provider.choices)
+    event_id = models.CharField(max_length=255)
+    type = models.CharField(max_length=100)
+    event_created = models.DateTimeField(null=True, blank=True)
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    payload = models.JSONField()
+    raw_body = models.TextField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="uniq_webhook_event")]
+        indexes = [models.Index(fields=["status", "-created_at"]), models.Index(fields=["tenant", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.type}:{self.event_id}"

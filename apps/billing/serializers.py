@@ -1,0 +1,176 @@
+from decimal import Decimal
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from apps.common.money import CURRENCY_CHOICES, quantize
+from apps.customers.models import Customer
+
+from .models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, Payment, PaymentMethod
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "example": "19.99"})
+class MoneyField(serializers.Field):
+    """An amount shown with exactly its currency's minor-unit decimals, as a string."""
+
+    def __init__(self, currency_source: str = "currency", **kwargs):
+        kwargs.setdefault("read_only", True)
+        self.currency_source = currency_source
+        super().__init__(**kwargs)
+
+    def get_attribute(self, instance):
+        currency = instance
+        for part in self.currency_source.split("."):
+            currency = getattr(currency, part)
+        return super().get_attribute(instance), currency
+
+    def to_representation(self, value):
+        amount, currency = value
+        return str(quantize(amount, currency))
+
+
+class InvoiceLineInputSerializer(serializers.Serializer):
+    description = serializers.CharField(max_length=500)
+    quantity = serializers.DecimalField(max_digits=14, decimal_places=4, min_value=Decimal("0.0001"), default=1)
+    unit_price = serializers.DecimalField(max_digits=18, decimal_places=4, min_value=Decimal(0))
+    discount = serializers.DecimalField(max_digits=18, decimal_places=4, min_value=Decimal(0), required=False)
+    tax_rate = serializers.DecimalField(
+        max_digits=7, decimal_places=4, min_value=Decimal(0), max_value=Decimal(100), required=False
+    )
+    period_start = serializers.DateField(required=False, allow_null=True)
+    period_end = serializers.DateField(required=False, allow_null=True)
+
+
+class InvoiceLineSerializer(serializers.ModelSerializer):
+    discount = MoneyField(currency_source="invoice.currency")
+    amount = MoneyField(currency_source="invoice.currency")
+    tax_amount = MoneyField(currency_source="invoice.currency")
+    total = MoneyField(currency_source="invoice.currency")
+
+    class Meta:
+        model = InvoiceLine
+        fields = [
+            "id", "description", "quantity", "unit_price", "discount", "tax_rate", "period_start", "period_end",
+            "amount", "tax_amount", "total",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class InvoiceSerializer(serializers.ModelSerializer):
+    customer = serializers.UUIDField(source="customer_id", read_only=True)
+    lines = InvoiceLineSerializer(many=True, read_only=True)
+    subtotal = MoneyField()
+    discount_total = MoneyField()
+    tax_total = MoneyField()
+    total = MoneyField()
+    amount_paid = MoneyField()
+    amount_credited = MoneyField()
+    credit_applied = MoneyField()
+    amount_due = MoneyField()
+
+    class Meta:
+        model = Invoice
+        fields = [
+            "id", "number", "status", "customer", "currency", "issue_date", "due_date", "subtotal", "discount_total",
+            "tax_total", "total", "amount_paid", "amount_credited", "credit_applied", "amount_due", "notes",
+            "billing_details", "lines", "issued_at", "paid_at", "voided_at", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class InvoiceCreateSerializer(serializers.Serializer):
+    customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects)
+    currency = serializers.ChoiceField(choices=CURRENCY_CHOICES, required=False)
+    due_date = serializers.DateField(required=False, allow_null=True)
+    notes = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    lines = InvoiceLineInputSerializer(many=True, allow_empty=True, max_length=500)
+
+
+class InvoiceUpdateSerializer(serializers.Serializer):
+    currency = serializers.ChoiceField(choices=CURRENCY_CHOICES, required=False)
+    due_date = serializers.DateField(required=False, allow_null=True)
+    notes = serializers.CharField(required=False, allow_blank=True, max_length=5000)
+    lines = InvoiceLineInputSerializer(many=True, required=False, max_length=500)
+
+
+class PaySerializer(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=18, decimal_places=4, required=False)
+    method = serializers.ChoiceField(
+        choices=[PaymentMethod.BANK_TRANSFER, PaymentMethod.CASH, PaymentMethod.CHEQUE, PaymentMethod.STRIPE]
+    )
+    reference = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+    def validate(self, data):
+        if data["method"] != PaymentMethod.STRIPE and data.get("amount") is None:
+            raise serializers.ValidationError({"amount": ["This field is required."]})
+        return data
+
+
+class CheckoutLinkSerializer(serializers.Serializer):
+    provider = serializers.CharField()
+    id = serializers.CharField()
+    url = serializers.URLField()
+    expires_at = serializers.IntegerField(allow_null=True)
+
+
+class PaymentSerializer(serializers.ModelSerializer):
+    invoice = serializers.UUIDField(source="invoice_id", read_only=True)
+    customer = serializers.UUIDField(source="customer_id", read_only=True)
+    amount = MoneyField()
+    applied_to_invoice = MoneyField()
+    credited_to_balance = MoneyField()
+    refunded_amount = MoneyField()
+
+    class Meta:
+        model = Payment
+        fields = [
+            "id", "invoice", "customer", "amount", "currency", "method", "status", "reference", "applied_to_invoice",
+            "credited_to_balance", "refunded_amount", "failure_reason", "received_at", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class RefundSerializer(serializers.Serializer):
+    amount = serializers.DecimalField(max_digits=18, decimal_places=4)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class CreditNoteLineInputSerializer(serializers.Serializer):
+    invoice_line = serializers.UUIDField()
+    amount = serializers.DecimalField(max_digits=18, decimal_places=4)
+
+
+class CreditNoteCreateSerializer(serializers.Serializer):
+    lines = CreditNoteLineInputSerializer(many=True, required=False, allow_empty=False)
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class CreditNoteLineSerializer(serializers.ModelSerializer):
+    invoice_line = serializers.UUIDField(source="invoice_line_id", read_only=True, allow_null=True)
+    amount = MoneyField(currency_source="credit_note.currency")
+    tax_amount = MoneyField(currency_source="credit_note.currency")
+    total = MoneyField(currency_source="credit_note.currency")
+
+    class Meta:
+        model = CreditNoteLine
+        fields = ["id", "invoice_line", "description", "amount", "tax_amount", "total"]
+        read_only_fields = fields
+
+
+class CreditNoteSerializer(serializers.ModelSerializer):
+    invoice = serializers.UUIDField(source="invoice_id", read_only=True)
+    customer = serializers.UUIDField(source="customer_id", read_only=True)
+    lines = CreditNoteLineSerializer(many=True, read_only=True)
+    subtotal = MoneyField()
+    tax_total = MoneyField()
+    total = MoneyField()
+    applied_to_invoice = MoneyField()
+    credited_to_balance = MoneyField()
+
+    class Meta:
+        model = CreditNote
+        fields = [
+            "id", "number", "invoice", "customer", "currency", "reason", "subtotal", "tax_total", "total",
+            "applied_to_invoice", "credited_to_balance", "lines", "issued_at", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields

@@ -1,0 +1,247 @@
+"""Invoice lifecycle: draft → open → paid, open → void, open → uncollectible → paid | void.
+
+Drafts are editable and carry no number; issuing numbers, freezes and applies the customer's
+credit; issued invoices never change again except through payments and credit notes.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.money import CURRENCIES
+from apps.customers.models import Customer
+
+from .. import amounts
+from ..models import BillingSettings, CreditTransaction, Invoice, InvoiceLine, InvoiceStatus
+from . import numbering
+from .credit import credit_balance, lock_customer
+
+INVOICE_FIELDS = [
+    "status", "number", "currency", "issue_date", "due_date", "subtotal", "discount_total", "tax_total", "total",
+    "amount_paid", "amount_credited", "credit_applied", "amount_due", "notes",
+]  # fmt: skip
+ZERO = Decimal(0)
+
+
+def billing_settings(tenant) -> BillingSettings:
+    settings_row, _ = BillingSettings.objects.get_or_create(tenant=tenant)
+    return settings_row
+
+
+def lock_invoice(invoice: Invoice) -> Invoice:
+    return Invoice.all_tenants.select_for_update().get(pk=invoice.pk)
+
+
+def _check_currency(currency: str) -> str:
+    currency = (currency or "").upper()
+    if currency not in CURRENCIES:
+        raise InvalidInput("Unknown ISO 4217 currency code.", field="currency")
+    return currency
+
+
+def _write_lines(invoice: Invoice, lines: list[dict[str, Any]]) -> None:
+    invoice.lines.all().delete()
+    computed = []
+    rows = []
+    for position, data in enumerate(lines):
+        figures = amounts.line_amounts(
+            quantity=Decimal(data.get("quantity", 1)),
+            unit_price=Decimal(data["unit_price"]),
+            discount=Decimal(data.get("discount") or 0),
+            tax_rate=Decimal(data.get("tax_rate") or 0),
+            currency=invoice.currency,
+        )
+        start, end = data.get("period_start"), data.get("period_end")
+        if start and end and end < start:
+            raise InvalidInput("A line's period cannot end before it starts.", field="lines")
+        computed.append(figures)
+        rows.append(
+            InvoiceLine(
+                tenant_id=invoice.tenant_id,
+                invoice=invoice,
+                position=position,
+                description=data["description"],
+                quantity=Decimal(data.get("quantity", 1)),
+                unit_price=Decimal(data["unit_price"]),
+                discount=figures.discount,
+                tax_rate=Decimal(data.get("tax_rate") or 0),
+                period_start=start,
+                period_end=end,
+                amount=figures.amount,
+                tax_amount=figures.tax,
+                total=figures.total,
+            )
+        )
+    InvoiceLine.objects.bulk_create(rows)
+    t = amounts.totals(computed)
+    invoice.subtotal, invoice.discount_total, invoice.tax_total, invoice.total = (
+        t.subtotal,
+        t.discount_total,
+        t.tax_total,
+        t.total,
+    )
+    invoice.amount_due = t.total
+
+
+@transaction.atomic
+def invoice_create(
+    *, tenant, customer: Customer, lines: list[dict], currency: str | None = None, due_date=None, notes: str = ""
+) -> Invoice:
+    currency = _check_currency(currency or customer.currency)
+    invoice = Invoice.objects.create(
+        tenant=tenant, customer=customer, currency=currency, due_date=due_date, notes=notes
+    )
+    _write_lines(invoice, lines)
+    invoice.save()
+    audit.record(action="invoice.create", obj=invoice, after=audit.snapshot(invoice, INVOICE_FIELDS))
+    return invoice
+
+
+@transaction.atomic
+def invoice_update_draft(*, invoice: Invoice, data: dict) -> Invoice:
+    invoice = lock_invoice(invoice)
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise Conflict("Only a draft can be edited; correct an issued invoice with a credit note.")
+    before = audit.snapshot(invoice, INVOICE_FIELDS)
+    if "currency" in data:
+        invoice.currency = _check_currency(data["currency"])
+    for field in ("due_date", "notes"):
+        if field in data:
+            setattr(invoice, field, data[field])
+    if "lines" in data or "currency" in data:
+        lines = data.get("lines")
+        if lines is None:
+            lines = [
+                {k: getattr(line, k) for k in ("description", "quantity", "unit_price", "discount", "tax_rate",
+                                               "period_start", "period_end")}
+                for line in invoice.lines.all()
+            ]  # fmt: skip
+        _write_lines(invoice, lines)
+    invoice.save()
+    audit.record(action="invoice.update", obj=invoice, before=before, after=audit.snapshot(invoice, INVOICE_FIELDS))
+    return invoice
+
+
+@transaction.atomic
+def invoice_delete_draft(*, invoice: Invoice) -> None:
+    invoice = lock_invoice(invoice)
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise Conflict("Only a draft can be deleted; void an issued invoice instead.")
+    audit.record(action="invoice.delete", obj=invoice, before=audit.snapshot(invoice, INVOICE_FIELDS))
+    invoice.delete()
+
+
+def _billing_details(customer: Customer) -> dict:
+    return {
+        "name": customer.name,
+        "company": customer.company,
+        "email": customer.invoice_email,
+        "tax_id": customer.tax_id,
+        "address": [customer.address_line1, customer.address_line2, customer.city, customer.state,
+                    customer.postal_code, str(customer.country or "")],
+    }  # fmt: skip
+
+
+def _refresh_due(invoice: Invoice) -> None:
+    invoice.amount_due = invoice.total - invoice.amount_paid - invoice.amount_credited - invoice.credit_applied
+    if invoice.amount_due < 0:
+        raise Conflict("This would make the amount due negative.")
+
+
+def mark_paid_if_settled(invoice: Invoice) -> bool:
+    if invoice.amount_due == 0 and invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = timezone.now()
+        return True
+    return False
+
+
+@transaction.atomic
+def invoice_issue(*, invoice: Invoice, apply_credit: bool = True) -> Invoice:
+    invoice = lock_invoice(invoice)
+    if invoice.status != InvoiceStatus.DRAFT:
+        raise Conflict(f"A {invoice.status} invoice cannot be issued.")
+    if not invoice.lines.exists():
+        raise Conflict("An invoice needs at least one line to be issued.")
+    before = audit.snapshot(invoice, INVOICE_FIELDS)
+    conf = billing_settings(invoice.tenant)
+    today = timezone.localdate()
+    invoice.number = numbering.next_number(
+        tenant=invoice.tenant, series="invoice", fmt=conf.invoice_number_format, on=today
+    )
+    invoice.status = InvoiceStatus.OPEN
+    invoice.issue_date = today
+    invoice.due_date = invoice.due_date or today + timedelta(days=conf.payment_terms_days)
+    invoice.issued_at = timezone.now()
+    invoice.billing_details = _billing_details(invoice.customer)
+    if apply_credit and invoice.total > 0:
+        lock_customer(invoice.customer)
+        available = credit_balance(customer=invoice.customer, currency=invoice.currency)
+        use = min(available, invoice.total)
+        if use > 0:
+            invoice.credit_applied = use
+            CreditTransaction.objects.create(
+                tenant_id=invoice.tenant_id, customer=invoice.customer, currency=invoice.currency, amount=-use,
+                kind=CreditTransaction.Kind.APPLIED, invoice=invoice, description=f"Applied to {invoice.number}",
+            )  # fmt: skip
+    _refresh_due(invoice)
+    mark_paid_if_settled(invoice)
+    invoice.save()
+    audit.record(action="invoice.issue", obj=invoice, before=before, after=audit.snapshot(invoice, INVOICE_FIELDS))
+    from .notifications import notify_invoice
+
+    notify_invoice(invoice, "issued")
+    if invoice.status == InvoiceStatus.PAID:
+        from .hooks import invoice_paid
+
+        invoice_paid(invoice)
+    return invoice
+
+
+@transaction.atomic
+def invoice_void(*, invoice: Invoice) -> Invoice:
+    invoice = lock_invoice(invoice)
+    if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
+        raise Conflict(f"A {invoice.status} invoice cannot be voided.")
+    if invoice.amount_paid > 0:
+        raise Conflict("This invoice has payments: refund them or issue a credit note instead of voiding.")
+    before = audit.snapshot(invoice, INVOICE_FIELDS)
+    if invoice.credit_applied > 0:
+        # The customer's credit used by this invoice goes back to their balance.
+        CreditTransaction.objects.create(
+            tenant_id=invoice.tenant_id, customer_id=invoice.customer_id, currency=invoice.currency,
+            amount=invoice.credit_applied, kind=CreditTransaction.Kind.ADJUSTMENT, invoice=invoice,
+            description=f"Returned from voided {invoice.number}",
+        )  # fmt: skip
+        invoice.credit_applied = ZERO
+    invoice.status = InvoiceStatus.VOID
+    invoice.voided_at = timezone.now()
+    invoice.amount_due = ZERO
+    invoice.save()
+    audit.record(action="invoice.void", obj=invoice, before=before, after=audit.snapshot(invoice, INVOICE_FIELDS))
+    from .hooks import invoice_voided
+
+    invoice_voided(invoice)
+    return invoice
+
+
+@transaction.atomic
+def invoice_mark_uncollectible(*, invoice: Invoice) -> Invoice:
+    invoice = lock_invoice(invoice)
+    if invoice.status != InvoiceStatus.OPEN:
+        raise Conflict(f"A {invoice.status} invoice cannot be marked uncollectible.")
+    before = audit.snapshot(invoice, INVOICE_FIELDS)
+    invoice.status = InvoiceStatus.UNCOLLECTIBLE
+    invoice.marked_uncollectible_at = timezone.now()
+    invoice.save()
+    audit.record(
+        action="invoice.uncollectible", obj=invoice, before=before, after=audit.snapshot(invoice, INVOICE_FIELDS)
+    )
+    return invoice

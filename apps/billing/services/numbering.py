@@ -1,0 +1,51 @@
+"""Gapless document numbers per tenant and series.
+
+The sequence row is locked (SELECT … FOR UPDATE) in the transaction that issues the document,
+so concurrent issues queue on it and a rolled-back issue gives its number back: no gaps, no
+duplicates (the documents' unique constraints back this up).
+"""
+
+from __future__ import annotations
+
+import string
+from datetime import date
+
+from django.db import IntegrityError, transaction
+
+from apps.common.exceptions import InvalidInput
+
+from ..models import NumberSequence
+
+ALLOWED_FIELDS = {"year", "month", "seq"}
+
+
+def validate_format(fmt: str) -> str:
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(fmt) if name is not None}
+        fmt.format(year=2026, month=1, seq=1)
+    except (ValueError, IndexError, KeyError) as exc:
+        raise InvalidInput(f"Not a valid number format: {exc}") from exc
+    if "seq" not in fields:
+        raise InvalidInput("The number format must contain {seq}, e.g. INV-{year}-{seq:06}.")
+    if fields - ALLOWED_FIELDS:
+        raise InvalidInput(f"Unknown fields in the number format: {sorted(fields - ALLOWED_FIELDS)}.")
+    return fmt
+
+
+def next_number(*, tenant, series: str, fmt: str, on: date) -> str:
+    """Must run inside the transaction that stores the numbered document."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("next_number() must run inside the issuing transaction.")
+    period = str(on.year) if "{year}" in fmt else ""
+    sequences = NumberSequence.objects.select_for_update()
+    seq = sequences.filter(tenant=tenant, series=series, period=period).first()
+    if seq is None:
+        try:
+            with transaction.atomic():
+                NumberSequence.objects.create(tenant=tenant, series=series, period=period)
+        except IntegrityError:
+            pass  # another transaction made it first
+        seq = sequences.get(tenant=tenant, series=series, period=period)
+    seq.last += 1
+    seq.save(update_fields=["last"])
+    return fmt.format(year=on.year, month=on.month, seq=seq.last)

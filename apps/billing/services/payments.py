@@ -1,0 +1,180 @@
+"""Payments and refunds.
+
+A payment is applied to its invoice up to the amount due; any excess becomes customer credit.
+Money that arrives from a provider for an invoice that can no longer take it (paid, void) is
+never refused: it is kept as customer credit. A manual payment on such an invoice is a 409.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.money import quantize
+
+from ..models import CreditTransaction, Invoice, InvoiceStatus, Payment, PaymentMethod, PaymentStatus
+from .credit import lock_customer
+from .invoices import INVOICE_FIELDS, lock_invoice, mark_paid_if_settled
+
+ZERO = Decimal(0)
+PAYMENT_FIELDS = ["amount", "currency", "method", "status", "reference", "applied_to_invoice", "refunded_amount"]
+
+
+def _checked_amount(amount: Decimal, currency: str) -> Decimal:
+    amount = Decimal(amount)
+    if amount <= 0:
+        raise InvalidInput("The amount must be more than zero.", field="amount")
+    if quantize(amount, currency) != amount:
+        raise InvalidInput(f"{currency} amounts have at most its minor unit's decimals.", field="amount")
+    return quantize(amount, currency)
+
+
+@transaction.atomic
+def payment_record(
+    *,
+    invoice: Invoice,
+    amount: Decimal,
+    method: str,
+    currency: str | None = None,
+    reference: str = "",
+    provider_ref: str | None = None,
+    received_at: datetime | None = None,
+    event_time: datetime | None = None,
+    actor=None,
+) -> Payment:
+    """Record money received. Idempotent by ``provider_ref`` for provider payments."""
+    invoice = lock_invoice(invoice)
+    lock_customer(invoice.customer)
+    from_provider = method in (PaymentMethod.STRIPE, PaymentMethod.GENERIC)
+    currency = (currency or invoice.currency).upper()
+    if currency != invoice.currency:
+        raise InvalidInput(f"This invoice is in {invoice.currency}, not {currency}.", field="currency")
+    amount = _checked_amount(amount, currency)
+
+    payment = None
+    if provider_ref:
+        payment = Payment.all_tenants.select_for_update().filter(method=method, provider_ref=provider_ref).first()
+        if payment is not None and payment.status != PaymentStatus.FAILED:
+            return payment  # the same provider payment again: nothing twice
+        if payment is not None and event_time and payment.provider_state_at and event_time < payment.provider_state_at:
+            return payment  # an older event than the state we hold
+
+    takes_money = invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+    if not takes_money and not from_provider:
+        raise Conflict(f"A {invoice.status} invoice cannot take a payment.")
+    before = audit.snapshot(invoice, INVOICE_FIELDS)
+    applied = min(amount, invoice.amount_due) if takes_money else ZERO
+    excess = amount - applied
+
+    fields = dict(
+        invoice=invoice,
+        customer_id=invoice.customer_id,
+        amount=amount,
+        currency=currency,
+        method=method,
+        status=PaymentStatus.SUCCEEDED,
+        reference=reference[:200],
+        applied_to_invoice=applied,
+        credited_to_balance=excess,
+        failure_reason="",
+        received_at=received_at or timezone.now(),
+        provider_state_at=event_time,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+    if payment is None:
+        payment = Payment.objects.create(tenant_id=invoice.tenant_id, provider_ref=provider_ref, **fields)
+    else:
+        for key, value in fields.items():
+            setattr(payment, key, value)
+        payment.save()
+
+    if excess > 0:
+        CreditTransaction.objects.create(
+            tenant_id=invoice.tenant_id, customer_id=invoice.customer_id, currency=currency, amount=excess,
+            kind=CreditTransaction.Kind.OVERPAYMENT, invoice=invoice, payment=payment,
+            description=f"Over-payment on {invoice.number or 'a draft invoice'}",
+        )  # fmt: skip
+    newly_paid = False
+    if applied > 0:
+        invoice.amount_paid += applied
+        invoice.amount_due -= applied
+        newly_paid = mark_paid_if_settled(invoice)
+        invoice.save()
+    audit.record(action="payment.create", obj=payment, after=audit.snapshot(payment, PAYMENT_FIELDS))
+    if applied > 0:
+        audit.record(
+            action="invoice.payment", obj=invoice, before=before, after=audit.snapshot(invoice, INVOICE_FIELDS)
+        )
+    if newly_paid:
+        from .hooks import invoice_paid
+        from .notifications import notify_invoice
+
+        notify_invoice(invoice, "paid")
+        invoice_paid(invoice)
+    return payment
+
+
+@transaction.atomic
+def payment_record_failure(
+    *, invoice: Invoice, amount: Decimal, method: str, provider_ref: str, reason: str, event_time: datetime | None
+) -> Payment:
+    """A provider says a charge failed. Never overrides a newer or successful state."""
+    existing = Payment.all_tenants.select_for_update().filter(method=method, provider_ref=provider_ref).first()
+    if existing is not None:
+        newer = existing.provider_state_at and event_time and event_time < existing.provider_state_at
+        if existing.status != PaymentStatus.FAILED or newer:
+            return existing
+        existing.failure_reason = reason[:500]
+        existing.provider_state_at = event_time
+        existing.save(update_fields=["failure_reason", "provider_state_at", "updated_at"])
+        return existing
+    payment = Payment.objects.create(
+        tenant_id=invoice.tenant_id, invoice=invoice, customer_id=invoice.customer_id,
+        amount=quantize(Decimal(amount), invoice.currency), currency=invoice.currency, method=method,
+        status=PaymentStatus.FAILED, provider_ref=provider_ref, failure_reason=reason[:500],
+        received_at=timezone.now(), provider_state_at=event_time,
+    )  # fmt: skip
+    audit.record(action="payment.failed", obj=payment, after=audit.snapshot(payment, PAYMENT_FIELDS))
+    return payment
+
+
+@transaction.atomic
+def payment_refund(*, payment: Payment, amount: Decimal, reason: str = "", call_provider: bool = True):
+    """Give money back from what a payment settled on its invoice.
+
+    The invoice stays settled: its paid amount goes down and a credit note for the same amount is
+    issued against it (the refund is the credit note's settlement), so issued figures never change.
+    """
+    from .credit_notes import credit_note_for_refund
+
+    payment = Payment.all_tenants.select_for_update().get(pk=payment.pk)
+    if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED):
+        raise Conflict(f"A {payment.status} payment cannot be refunded.")
+    amount = _checked_amount(amount, payment.currency)
+    refundable = payment.applied_to_invoice - payment.refunded_amount
+    if amount > refundable:
+        raise InvalidInput(f"At most {refundable} {payment.currency} of this payment can be refunded.", field="amount")
+    if call_provider and payment.method == PaymentMethod.STRIPE:
+        from . import stripe_gateway
+
+        stripe_gateway.refund(payment=payment, amount=amount)
+    invoice = lock_invoice(payment.invoice)
+    before = audit.snapshot(payment, PAYMENT_FIELDS)
+    invoice.amount_paid -= amount
+    invoice.amount_due += amount
+    invoice.save()
+    note = credit_note_for_refund(invoice=invoice, amount=amount, reason=reason or "Refund")
+    payment.refunded_amount += amount
+    payment.status = (
+        PaymentStatus.REFUNDED
+        if payment.refunded_amount == payment.applied_to_invoice
+        else PaymentStatus.PARTIALLY_REFUNDED
+    )
+    payment.save()
+    audit.record(action="payment.refund", obj=payment, before=before, after=audit.snapshot(payment, PAYMENT_FIELDS))
+    return note

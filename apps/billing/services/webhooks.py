@@ -1,0 +1,271 @@
+"""Provider webhooks (CONTRACT §5).
+
+The signature is checked over the raw body before anything else. A verified event is stored
+once by its id (a concurrent duplicate finds the stored row), then processed under a lock on
+that row, so two copies arriving together still apply once. Unknown types are stored and
+acknowledged. Processing never assumes order: payments compare the event's time with the state
+they hold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+import stripe
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.common.exceptions import DomainError, InvalidInput
+from apps.tenancy.scoping import tenant_scope
+
+from ..amounts import from_minor_units
+from ..models import Invoice, Payment, PaymentMethod, WebhookEvent
+from . import payments
+
+
+class BadSignature(Exception):
+    pass
+
+
+# --- verification -----------------------------------------------------------------------------
+
+
+def verify_stripe(raw: bytes, header: str | None) -> dict:
+    secret = settings.STRIPE_WEBHOOK_SECRET
+    if not secret:
+        raise BadSignature("STRIPE_WEBHOOK_SECRET is not configured.")
+    try:
+        event = stripe.Webhook.construct_event(raw, header, secret, tolerance=settings.MPANEL_WEBHOOK_TOLERANCE)
+    except (stripe.SignatureVerificationError, ValueError) as exc:
+        raise BadSignature(str(exc)) from exc
+    return event.to_dict() if hasattr(event, "to_dict") else json.loads(raw)
+
+
+def sign_generic(raw: bytes, secret: str, timestamp: int | None = None) -> str:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def verify_generic(raw: bytes, header: str | None) -> dict:
+    secret = settings.MPANEL_GENERIC_WEBHOOK_SECRET
+    if not secret:
+        raise BadSignature("MPANEL_GENERIC_WEBHOOK_SECRET is not configured.")
+    if not header:
+        raise BadSignature("Missing X-Mpanel-Signature.")
+    parts = [p.split("=", 1) for p in header.split(",") if "=" in p]
+    timestamps = [v for k, v in parts if k.strip() == "t"]
+    signatures = [v for k, v in parts if k.strip() == "v1"]
+    if len(timestamps) != 1 or not signatures or not timestamps[0].isdigit():
+        raise BadSignature("Malformed X-Mpanel-Signature.")
+    timestamp = int(timestamps[0])
+    if abs(time.time() - timestamp) > settings.MPANEL_WEBHOOK_TOLERANCE:
+        raise BadSignature("Timestamp outside the tolerance.")
+    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+    # Several v1 values are accepted, so a secret can be rotated without dropping deliveries.
+    if not any(hmac.compare_digest(expected, sig.strip()) for sig in signatures):
+        raise BadSignature("Signature does not match.")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise BadSignature("Body is not JSON.") from exc
+
+
+# --- storing and processing -------------------------------------------------------------------
+
+
+def receive(*, provider: str, event_id: str, type: str, created: datetime | None, payload: dict, raw: bytes):
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                provider=provider, event_id=event_id, type=type, event_created=created, payload=payload,
+                raw_body=raw.decode("utf-8", errors="replace"),
+            )  # fmt: skip
+    except IntegrityError:
+        event = WebhookEvent.objects.get(provider=provider, event_id=event_id)
+    return process(event.pk)
+
+
+FINAL = {WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED, WebhookEvent.Status.UNMATCHED}
+
+
+def process(event_pk) -> WebhookEvent:
+    with transaction.atomic():
+        event = WebhookEvent.objects.select_for_update().get(pk=event_pk)
+        if event.status in FINAL:
+            return event
+        handler = HANDLERS.get((event.provider, event.type))
+        event.attempts += 1
+        if handler is None:
+            event.status = WebhookEvent.Status.IGNORED
+        else:
+            try:
+                with transaction.atomic():
+                    event.status = handler(event)
+            except DomainError as exc:
+                # Kept with its error for an operator; the provider gets a 200 (retrying cannot help).
+                event.status = WebhookEvent.Status.FAILED
+                event.error = exc.message
+        event.processed_at = timezone.now()
+        event.save()
+        return event
+
+
+def _event_time(event: WebhookEvent) -> datetime:
+    return event.event_created or event.created_at
+
+
+def _apply_payment(event, invoice_id, amount: Decimal, currency: str, method: str, provider_ref: str, reference: str):
+    invoice = _safe_invoice(invoice_id)
+    if invoice is None:
+        return WebhookEvent.Status.UNMATCHED
+    event.tenant = invoice.tenant
+    with tenant_scope(invoice.tenant):
+        payments.payment_record(
+            invoice=invoice, amount=amount, currency=currency, method=method, provider_ref=provider_ref,
+            reference=reference, event_time=_event_time(event),
+        )  # fmt: skip
+    return WebhookEvent.Status.PROCESSED
+
+
+def _safe_invoice(invoice_id):
+    import uuid
+
+    try:
+        uuid.UUID(str(invoice_id))
+    except (ValueError, TypeError):
+        return None
+    return Invoice.all_tenants.select_related("tenant", "customer").filter(pk=invoice_id).first()
+
+
+def _refund_to(event, payment: Payment | None, total_refunded: Decimal):
+    if payment is None:
+        return WebhookEvent.Status.UNMATCHED
+    event.tenant_id = payment.tenant_id
+    delta = total_refunded - payment.refunded_amount
+    if delta <= 0:
+        return WebhookEvent.Status.PROCESSED  # already known (cumulative amounts make repeats harmless)
+    with tenant_scope(payment.tenant):
+        payments.payment_refund(payment=payment, amount=delta, reason="Refunded at the provider", call_provider=False)
+    return WebhookEvent.Status.PROCESSED
+
+
+# Stripe -----------------------------------------------------------------------------------------
+
+
+def _stripe_object(event: WebhookEvent) -> dict:
+    return (event.payload.get("data") or {}).get("object") or {}
+
+
+def stripe_payment_intent_succeeded(event):
+    pi = _stripe_object(event)
+    currency = str(pi.get("currency", "")).upper()
+    invoice_id = (pi.get("metadata") or {}).get("mpanel_invoice_id")
+    amount = from_minor_units(pi.get("amount_received") or pi.get("amount") or 0, currency)
+    return _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, pi.get("id"), pi.get("id", ""))
+
+
+def stripe_checkout_completed(event):
+    session = _stripe_object(event)
+    if session.get("payment_status") != "paid":
+        return WebhookEvent.Status.PROCESSED  # paid later: payment_intent.succeeded will say so
+    currency = str(session.get("currency", "")).upper()
+    invoice_id = (session.get("metadata") or {}).get("mpanel_invoice_id")
+    amount = from_minor_units(session.get("amount_total") or 0, currency)
+    # The payment intent's id is the key both events share, so one payment is recorded for both.
+    ref = session.get("payment_intent") or session.get("id")
+    return _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, ref, session.get("id", ""))
+
+
+def stripe_payment_failed(event):
+    pi = _stripe_object(event)
+    invoice = _safe_invoice((pi.get("metadata") or {}).get("mpanel_invoice_id"))
+    if invoice is None:
+        return WebhookEvent.Status.UNMATCHED
+    event.tenant = invoice.tenant
+    error = (pi.get("last_payment_error") or {}).get("message", "The payment failed.")
+    currency = str(pi.get("currency", invoice.currency)).upper()
+    with tenant_scope(invoice.tenant):
+        payments.payment_record_failure(
+            invoice=invoice, amount=from_minor_units(pi.get("amount") or 0, currency), method=PaymentMethod.STRIPE,
+            provider_ref=pi.get("id"), reason=error, event_time=_event_time(event),
+        )  # fmt: skip
+    return WebhookEvent.Status.PROCESSED
+
+
+def stripe_charge_refunded(event):
+    charge = _stripe_object(event)
+    ref = charge.get("payment_intent")
+    payment = Payment.all_tenants.select_related("tenant").filter(method=PaymentMethod.STRIPE, provider_ref=ref).first()
+    currency = str(charge.get("currency", "")).upper()
+    return _refund_to(event, payment, from_minor_units(charge.get("amount_refunded") or 0, currency))
+
+
+# Generic ----------------------------------------------------------------------------------------
+
+
+def _generic_data(event) -> tuple[dict, Decimal, str]:
+    data = event.payload.get("data") or {}
+    currency = str(data.get("currency", "")).upper()
+    try:
+        amount = Decimal(str(data.get("amount")))
+    except (InvalidOperation, ValueError) as exc:
+        raise InvalidInput("data.amount must be a decimal string.") from exc
+    return data, amount, currency
+
+
+def generic_payment_succeeded(event):
+    data, amount, currency = _generic_data(event)
+    ref = data.get("reference") or event.event_id
+    return _apply_payment(event, data.get("invoice_id"), amount, currency, PaymentMethod.GENERIC, ref, ref)
+
+
+def generic_payment_failed(event):
+    data, amount, _currency = _generic_data(event)
+    invoice = _safe_invoice(data.get("invoice_id"))
+    if invoice is None:
+        return WebhookEvent.Status.UNMATCHED
+    event.tenant = invoice.tenant
+    with tenant_scope(invoice.tenant):
+        payments.payment_record_failure(
+            invoice=invoice, amount=amount, method=PaymentMethod.GENERIC, provider_ref=data.get("reference") or
+            event.event_id, reason=str(data.get("reason", "The payment failed.")), event_time=_event_time(event),
+        )  # fmt: skip
+    return WebhookEvent.Status.PROCESSED
+
+
+def generic_refund_succeeded(event):
+    data, amount, _currency = _generic_data(event)
+    payment = (
+        Payment.all_tenants.select_related("tenant")
+        .filter(method=PaymentMethod.GENERIC, provider_ref=data.get("reference"), invoice_id=data.get("invoice_id"))
+        .first()
+        if _safe_invoice(data.get("invoice_id"))
+        else None
+    )
+    if payment is None:
+        return WebhookEvent.Status.UNMATCHED
+    # A generic refund names its own amount (not cumulative): it is applied once by event id.
+    return _refund_to(event, payment, payment.refunded_amount + amount)
+
+
+HANDLERS = {
+    ("stripe", "payment_intent.succeeded"): stripe_payment_intent_succeeded,
+    ("stripe", "checkout.session.completed"): stripe_checkout_completed,
+    ("stripe", "payment_intent.payment_failed"): stripe_payment_failed,
+    ("stripe", "charge.refunded"): stripe_charge_refunded,
+    ("generic", "payment.succeeded"): generic_payment_succeeded,
+    ("generic", "payment.failed"): generic_payment_failed,
+    ("generic", "refund.succeeded"): generic_refund_succeeded,
+}
+
+
+def stripe_created(payload: dict) -> datetime | None:
+    created = payload.get("created")
+    return datetime.fromtimestamp(int(created), tz=UTC) if isinstance(created, int) else None
