@@ -229,3 +229,28 @@ def test_a_customer_with_invoices_cannot_be_deleted(tenant_a):
     response = owner.delete(reverse("customer-detail", kwargs={"pk": invoice.customer_id}))
     assert response.status_code == 409
     assert "invoices" in response.json()["detail"]
+
+
+@pytest.mark.django_db
+def test_pdfs_of_invoices_and_credit_notes(tenant_a, django_capture_on_commit_callbacks):
+    import io
+
+    from pypdf import PdfReader
+
+    invoice = draft(tenant_a)
+    billing = client_for(tenant_a.users[Role.BILLING], tenant_a.tenant)
+    preview = billing.get(url("pdf", invoice))
+    assert preview.status_code == 200 and preview["Content-Type"] == "application/pdf"
+    assert "DRAFT" in PdfReader(io.BytesIO(preview.content)).pages[0].extract_text()
+    admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    with django_capture_on_commit_callbacks(execute=True):
+        number = admin.post(url("issue", invoice)).json()["number"]
+    text = PdfReader(io.BytesIO(billing.get(url("pdf", invoice)).content)).pages[0].extract_text()
+    assert number in text and "Hosting" in text and "Amount due" in text
+    attachment = mail.outbox[-1].attachments[0]
+    assert attachment[0] == f"{number}.pdf" and attachment[1].startswith(b"%PDF")
+    note = admin.post(url("credit-notes", invoice), {}, format="json").json()
+    pdf = billing.get(reverse("credit-note-pdf", kwargs={"pk": note["id"]}))
+    assert pdf.status_code == 200
+    assert note["number"] in PdfReader(io.BytesIO(pdf.content)).pages[0].extract_text()
+    assert client_for(tenant_a.users[Role.MEMBER], tenant_a.tenant).get(url("pdf", invoice)).status_code == 403

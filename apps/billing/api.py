@@ -1,3 +1,5 @@
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, status
 from rest_framework.decorators import action
@@ -21,7 +23,7 @@ from .serializers import (
     PaySerializer,
     RefundSerializer,
 )
-from .services import credit_notes, invoices, payments, stripe_gateway, webhooks
+from .services import credit_notes, documents, invoices, payments, stripe_gateway, webhooks
 
 
 class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
@@ -49,6 +51,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         "void": Role.ADMIN,
         "mark_uncollectible": Role.ADMIN,
         "credit": Role.ADMIN,
+        "pdf": Role.BILLING,
     }
 
     def _answer(self, invoice, code=status.HTTP_200_OK):
@@ -127,6 +130,18 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         note = CreditNote.objects.prefetch_related("lines").get(pk=note.pk)
         return Response(CreditNoteSerializer(note).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY}, summary="The invoice as a PDF")
+    @action(detail=True, methods=["get"])
+    def pdf(self, request, pk=None):
+        invoice = self.get_object()
+        return pdf_response(documents.invoice_pdf(invoice), invoice.number or f"draft-{invoice.pk}")
+
+
+def pdf_response(data: bytes, name: str) -> HttpResponse:
+    response = HttpResponse(data, content_type="application/pdf")
+    response["Content-Disposition"] = f'inline; filename="{name}.pdf"'
+    return response
+
 
 class PaymentViewSet(TenantReadOnlyViewSet):
     """Payments received (read BILLING+); `POST /:id/refund` ADMIN+."""
@@ -162,7 +177,13 @@ class CreditNoteViewSet(TenantReadOnlyViewSet):
     ordering_fields = ["issued_at", "total"]
     ordering = ["-issued_at"]
     search_fields = ["number", "reason"]
-    required_roles = {"list": Role.BILLING, "retrieve": Role.BILLING}
+    required_roles = {"list": Role.BILLING, "retrieve": Role.BILLING, "pdf": Role.BILLING}
+
+    @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY}, summary="The credit note as a PDF")
+    @action(detail=True, methods=["get"])
+    def pdf(self, request, pk=None):
+        note = self.get_object()
+        return pdf_response(documents.credit_note_pdf(note), note.number)
 
 
 WebhookAnswer = inline_serializer("WebhookAnswer", {"received": serializers.BooleanField(),

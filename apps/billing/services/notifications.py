@@ -31,6 +31,10 @@ def notify_invoice(invoice, event: str) -> None:
                 from_email=settings.DEFAULT_FROM_EMAIL,
                 to=[inv.customer.invoice_email],
             )
+            if event == "issued":
+                from .documents import invoice_pdf
+
+                message.attach(f"{inv.number}.pdf", invoice_pdf(inv), "application/pdf")
             message.send(fail_silently=True)
 
     transaction.on_commit(send)
