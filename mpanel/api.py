@@ -14,6 +14,8 @@ from rest_framework.routers import DefaultRouter
 
 from apps.accounts.views import LoginView, LogoutView, RegisterView
 from apps.audit.api import AuditEventViewSet
+from apps.catalog.api import ProductViewSet, TaxRateViewSet
+from apps.catalog.public import PublicCatalogView
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.jobs.api import ProvisioningViewSet
@@ -38,6 +40,8 @@ router.register("customers", CustomerViewSet, basename="customer")
 router.register(r"customers/(?P<customer_pk>[0-9a-fA-F-]{36})/contacts", ContactViewSet, basename="customer-contact")
 router.register("audit", AuditEventViewSet, basename="audit")
 router.register("ops/provisioning", ProvisioningViewSet, basename="job")
+router.register("billing/products", ProductViewSet, basename="product")
+router.register("billing/tax-rates", TaxRateViewSet, basename="tax-rate")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),
@@ -68,5 +72,8 @@ urlpatterns = [
     re_path(r"^healthz/?$", HealthView.as_view(), name="healthz"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The public catalog, before the router so that no detail route can capture it.
+    re_path(r"^products/?$", PublicCatalogView.as_view(), name="public-catalog"),
+    re_path(r"^billing/products/catalog/public/?$", PublicCatalogView.as_view(), name="public-catalog-billing"),
     path("", include(router.urls)),
 ]

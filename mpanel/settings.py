@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.jobs",
     "apps.customers",
+    "apps.catalog",
 ]
 
 MIDDLEWARE = [
