@@ -266,6 +266,15 @@ class TestProducts:
             {"bundle_items": [{"product": "not-a-uuid"}]},
             {"bundle_items": [{"product": "00000000-0000-0000-0000-000000000000"}]},
             {"bundle_items": "x"},
+            {"bundle_items": [{"product": "11111111-1111-1111-1111-111111111111", "quantity": "many"}]},
+            {"bundle_items": [{"quantity": 2}]},
+            {"prices": [{"currency": "EUR", "cycle": "monthly", "amount": {"x": 1}}]},
+            {"prices": [{"currency": "EUR", "cycle": "monthly", "amount": True}]},
+            {"prices": [{"currency": ["EUR"], "cycle": "monthly", "amount": "1"}]},
+            {"stock": 10**12},
+            {"name": "x" * 300},
+            {"slug": "x" * 200},
+            {"type": None},
         ],
     )
     def test_invalid_input_is_400_and_writes_nothing(self, tenant_a, bad):
@@ -276,6 +285,17 @@ class TestProducts:
         with tenant_a.scope():
             assert not Product.objects.exists()
             assert not Price.objects.exists()
+
+    def test_a_body_that_is_not_an_object_is_400(self, tenant_a):
+        client = client_for(tenant_a.owner, tenant_a.tenant)
+        for body in ([], "text", 5):
+            assert client.post("/api/v1/billing/products", body, format="json").status_code == 400
+        product = product_in(tenant_a)
+        url = reverse("product-detail", kwargs={"pk": product.pk})
+        assert client.patch(url, {"prices": [{"currency": "EUR"}]}, format="json").status_code == 400
+        assert client.put(url, {"prices": []}, format="json").status_code == 400  # PUT needs name and type
+        with tenant_a.scope():
+            assert Price.objects.filter(product=product).count() == 1
 
     def test_duplicate_slug_is_400(self, tenant_a, tenant_b):
         product_in(tenant_a, slug="taken")
@@ -568,6 +588,10 @@ class TestPricing:
             assert q.setup_tax == Decimal("2.85")
             assert q.tax == Decimal("8.54") and q.total == Decimal("53.51")
             assert q.tax_rate == Decimal("19") and q.tax_name == "VAT DE"
+        # Outside any tenant scope too (a task or the billing run), from a fresh row.
+        fresh = Product.all_tenants.get(pk=product.pk)
+        assert services.quote(fresh, "monthly", "EUR", 3, "DE").total == Decimal("53.51")
+        with tenant_a.scope():
             untaxed = services.quote(product, cycle="annual", currency="jpy")
             assert (untaxed.subtotal, untaxed.tax, untaxed.total) == (Decimal(12000), Decimal(0), Decimal(12000))
             for args in (

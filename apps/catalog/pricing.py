@@ -26,7 +26,7 @@ from django_countries import countries
 from apps.common.exceptions import InvalidInput
 from apps.common.money import CURRENCIES, quantize
 
-from .models import CYCLE_MONTHS, CYCLE_ORDER, RATED_TAX_CLASSES, Cycle, Product, TaxRate
+from .models import CYCLE_MONTHS, CYCLE_ORDER, RATED_TAX_CLASSES, BundleItem, Cycle, Price, Product, TaxRate
 
 HUNDRED = Decimal(100)
 ZERO = Decimal(0)
@@ -139,14 +139,31 @@ def tax_for(product: Product, country: str | None) -> Tax | None:
     return Tax(country=country, rate=rate.rate, name=rate.name)
 
 
+def _related(obj, name: str, fallback):
+    """``obj.<name>.all()`` from the prefetch cache when there is one, else ``fallback`` (a query by
+    explicit ids, so that the pricing functions also work outside a tenant scope, e.g. in a task)."""
+    cached = getattr(obj, "_prefetched_objects_cache", {})
+    return list(cached[name]) if name in cached else list(fallback)
+
+
+def _prices_of(product: Product) -> list[Price]:
+    return _related(product, "prices", Price.all_tenants.filter(product_id=product.pk))
+
+
+def _items_of(product: Product) -> list[BundleItem]:
+    return _related(
+        product, "bundle_items", BundleItem.all_tenants.filter(bundle_id=product.pk).select_related("component")
+    )
+
+
 def _base_rows(product: Product) -> list[PriceRow]:
     """The rows before tax. Reads ``product.prices`` and ``bundle_items__component__prices``
-    (prefetch them for lists)."""
-    explicit = {(p.currency, p.cycle): p for p in product.prices.all()}
-    items = list(product.bundle_items.all())
+    (prefetch them for lists; see ``api.with_prices``)."""
+    explicit = {(p.currency, p.cycle): p for p in _prices_of(product)}
+    items = _items_of(product)
     computed: dict[tuple[str, str], tuple[Decimal, Decimal, Decimal, Decimal]] = {}
     if items:
-        per_item = [(item.quantity, {(p.currency, p.cycle): p for p in item.component.prices.all()}) for item in items]
+        per_item = [(item.quantity, {(p.currency, p.cycle): p for p in _prices_of(item.component)}) for item in items]
         keys = set.intersection(*(set(prices) for _q, prices in per_item))
         for currency, cycle in keys:
             total, price = bundle_amount(
