@@ -800,3 +800,57 @@ class TestPublicCatalog:
         with django_assert_max_num_queries(len(few)):
             response = client_for().get(PUBLIC_URLS[0], {"tenant": tenant_a.tenant.slug})
         assert response.json()["count"] == 20
+
+
+@pytest.mark.django_db
+def test_browsable_api_renders_products_and_the_price_table(tenant_a):
+    product = product_in(tenant_a, "Browsable", metering={"unit": "GB", "unit_prices": {"EUR": "0.05"}})
+    client = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    for path in (
+        "/api/v1/billing/products/",
+        f"/api/v1/billing/products/{product.pk}/",
+        f"/api/v1/billing/products/{product.pk}/pricing/?country=DE",
+        "/api/v1/billing/tax-rates/",
+    ):
+        response = client.get(path, HTTP_ACCEPT="text/html")
+        assert response.status_code == 200, path
+    assert b"Browsable" in client.get("/api/v1/billing/products/", HTTP_ACCEPT="text/html").content
+    root = client.get("/api/v1/", HTTP_ACCEPT="application/json").json()
+    assert "billing/products" in root and "billing/tax-rates" in root
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_stock_takes_never_oversell(tenant_a):
+    """Eight orders at once for a product with three left: exactly three succeed (row lock)."""
+    import threading
+
+    from django.db import connection as main_connection
+
+    from apps.common.exceptions import Conflict
+
+    if main_connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL row locks")
+    product = product_in(tenant_a, "Scarce", stock=3)
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def take():
+        from django.db import connection
+
+        try:
+            barrier.wait()
+            with tenant_a.scope():
+                services.product_stock_take(product=product)
+            outcomes.append("ok")
+        except Conflict:
+            outcomes.append("out")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["ok"] * 3 + ["out"] * 5
+    assert Product.all_tenants.get(pk=product.pk).stock == 0

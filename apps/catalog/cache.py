@@ -45,7 +45,12 @@ def invalidate_tenant(tenant_id) -> None:
 
 
 def _on_catalog_change(sender, instance, **kwargs):
-    if instance.tenant_id is not None:
+    if instance.tenant_id is None:
+        return
+    tenant = instance._state.fields_cache.get("tenant")  # saves a query when the caller set the object
+    if tenant is not None and tenant.pk == instance.tenant_id:
+        invalidate_slug(tenant.slug)
+    else:
         invalidate_tenant(instance.tenant_id)
 
 

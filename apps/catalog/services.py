@@ -288,7 +288,7 @@ def _replace_prices(product: Product, prices: list[dict[str, Any]]) -> None:
         amount, setup = entry["amount"], entry.get("setup_fee", Decimal(0))
         price = existing.get(key)
         if price is None:
-            price = Price(tenant_id=product.tenant_id, product=product, currency=key[0], cycle=key[1])
+            price = Price(tenant=product.tenant, product=product, currency=key[0], cycle=key[1])
         elif price.amount == amount and price.setup_fee == setup:
             continue
         price.amount, price.setup_fee = amount, setup
@@ -321,7 +321,7 @@ def _replace_bundle_items(product: Product, items: list[dict[str, Any]]) -> None
         quantity = item.get("quantity", 1)
         row = existing.get(item["product"])
         if row is None:
-            row = BundleItem(tenant_id=product.tenant_id, bundle=product, component=components[item["product"]])
+            row = BundleItem(tenant=product.tenant, bundle=product, component=components[item["product"]])
         elif row.quantity == quantity:
             continue
         row.quantity = quantity
