@@ -21,6 +21,8 @@ from apps.billing.api import (
     PaymentViewSet,
     StripeWebhookView,
 )
+from apps.catalog.api import ProductViewSet, TaxRateViewSet
+from apps.catalog.public import PublicCatalogView
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.jobs.api import ProvisioningViewSet
@@ -48,6 +50,8 @@ router.register("ops/provisioning", ProvisioningViewSet, basename="job")
 router.register("billing/invoices", InvoiceViewSet, basename="invoice")
 router.register("billing/payments", PaymentViewSet, basename="payment")
 router.register("billing/credit-notes", CreditNoteViewSet, basename="credit-note")
+router.register("billing/products", ProductViewSet, basename="product")
+router.register("billing/tax-rates", TaxRateViewSet, basename="tax-rate")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),
@@ -80,5 +84,8 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     re_path(r"^billing/webhooks/stripe/?$", StripeWebhookView.as_view(), name="webhook-stripe"),
     re_path(r"^billing/webhooks/generic/?$", GenericWebhookView.as_view(), name="webhook-generic"),
+    # The public catalog, before the router so that no detail route can capture it.
+    re_path(r"^products/?$", PublicCatalogView.as_view(), name="public-catalog"),
+    re_path(r"^billing/products/catalog/public/?$", PublicCatalogView.as_view(), name="public-catalog-billing"),
     path("", include(router.urls)),
 ]

@@ -65,6 +65,7 @@ INSTALLED_APPS = [
     "apps.jobs",
     "apps.customers",
     "apps.billing",
+    "apps.catalog",
 ]
 
 MIDDLEWARE = [
