@@ -20,6 +20,7 @@ from apps.billing.api import (
     InvoiceViewSet,
     PaymentViewSet,
     StripeWebhookView,
+    SubscriptionViewSet,
 )
 from apps.catalog.api import ProductViewSet, TaxRateViewSet
 from apps.catalog.public import PublicCatalogView
@@ -50,6 +51,7 @@ router.register("ops/provisioning", ProvisioningViewSet, basename="job")
 router.register("billing/invoices", InvoiceViewSet, basename="invoice")
 router.register("billing/payments", PaymentViewSet, basename="payment")
 router.register("billing/credit-notes", CreditNoteViewSet, basename="credit-note")
+router.register("billing/subscriptions", SubscriptionViewSet, basename="subscription")
 router.register("billing/products", ProductViewSet, basename="product")
 router.register("billing/tax-rates", TaxRateViewSet, basename="tax-rate")
 

@@ -193,6 +193,8 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "apps.tenancy.roles.Role.choices",
         "JobStatusEnum": "apps.jobs.models.JobStatus.choices",
         "CurrencyEnum": "apps.common.money.CURRENCY_CHOICES",
+        "RecurringCycleEnum": "apps.billing.periods.RECURRING_CYCLES",
+        "CycleEnum": "apps.catalog.models.Cycle.choices",
     },
 }
 
@@ -256,6 +258,8 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "jobs.sweep", "schedule": 30.0},
     "idempotency-purge": {"task": "common.purge_idempotency", "schedule": 3600.0},
+    # Hourly: each run bills only what is due and nothing twice, so a missed hour costs nothing.
+    "billing-run": {"task": "billing.run", "schedule": 3600.0},
 }
 
 # --- billing -------------------------------------------------------------------------------------

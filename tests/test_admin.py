@@ -88,8 +88,10 @@ def rows(tenant_a, operator) -> dict:
 
 
 def _billing_rows(tenant, customer) -> dict:
+    from decimal import Decimal
+
     from apps.billing import models as bm
-    from apps.billing.services import credit_notes, invoices, payments
+    from apps.billing.services import credit_notes, invoices, payments, subscriptions
 
     invoice = invoices.invoice_create(
         tenant=tenant, customer=customer, lines=[{"description": "Hosting", "unit_price": "10.00", "tax_rate": "20"}]
@@ -100,7 +102,23 @@ def _billing_rows(tenant, customer) -> dict:
     event = bm.WebhookEvent.objects.create(
         provider="generic", event_id="e1", type="payment.succeeded", payload={}, raw_body="{}", tenant=tenant
     )
+    from apps.catalog.services import product_create
+
+    product = product_create(tenant=tenant, data={
+        "name": "Metered", "slug": "metered", "type": "service",
+        "metering": {"unit": "GB", "unit_prices": {"EUR": "1"}},
+        "prices": [{"currency": "EUR", "cycle": "monthly", "amount": Decimal("4.00"), "setup_fee": Decimal("0")}],
+    })  # fmt: skip
+    sub = subscriptions.subscription_create(tenant=tenant, customer=customer, product=product, cycle="monthly")
+    sub_invoice = bm.Invoice.objects.filter(lines__subscription_charge__subscription=sub).first()
+    notice = bm.DunningNotice.objects.create(invoice=sub_invoice, step="after:1", taken_on=sub_invoice.issue_date)
+    usage = bm.UsageRecord.objects.create(subscription=sub, quantity=Decimal(2), idempotency_key="u1",
+                                          occurred_at=sub.created_at)  # fmt: skip
     return {
+        bm.Subscription: sub,
+        bm.SubscriptionCharge: bm.SubscriptionCharge.objects.filter(subscription=sub).first(),
+        bm.UsageRecord: usage,
+        bm.DunningNotice: notice,
         bm.Invoice: invoice,
         bm.Payment: payment,
         bm.CreditNote: note,

@@ -8,13 +8,17 @@ from .models import (
     CreditNote,
     CreditNoteLine,
     CreditTransaction,
+    DunningNotice,
     Invoice,
     InvoiceLine,
     NumberSequence,
     Payment,
+    Subscription,
+    SubscriptionCharge,
+    UsageRecord,
     WebhookEvent,
 )
-from .services import invoices
+from .services import invoices, subscriptions
 
 
 class InvoiceLineInline(ReadOnlyInline):
@@ -124,3 +128,69 @@ class NumberSequenceAdmin(ReadOnlyAdmin):
     list_filter = ["series", "tenant"]
     search_fields = ["tenant__name"]
     list_select_related = ["tenant"]
+
+
+class SubscriptionChargeInline(ReadOnlyInline):
+    model = SubscriptionCharge
+    fields = readonly_fields = ["kind", "period_start", "period_end", "amount", "description", "invoice_line"]
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdmin):
+    """Subscriptions change through the billing services: these actions or the API."""
+
+    list_display = ["__str__", "customer", "product", "status", "cycle", "current_period_end", "tenant"]
+    list_filter = ["status", "cycle", "currency", "suspension_reason", "tenant"]
+    search_fields = ["customer__name", "customer__email", "product__name", "external_ref", "id"]
+    list_select_related = ["customer", "product", "tenant"]
+    show_full_result_count = False
+    inlines = [SubscriptionChargeInline]
+    actions = ["suspend", "resume", "cancel_now"]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def _run(self, request, queryset, service, verb):
+        def one(sub):
+            with tenant_scope(sub.tenant):
+                service(sub=sub, actor=request.user)
+
+        apply_each(self, request, queryset, one, verb)
+
+    @admin.action(description="Suspend the selected subscriptions (staff suspension)")
+    def suspend(self, request, queryset):
+        self._run(request, queryset, subscriptions.subscription_suspend, "Suspended")
+
+    @admin.action(description="Resume the selected subscriptions")
+    def resume(self, request, queryset):
+        self._run(request, queryset, subscriptions.subscription_resume, "Resumed")
+
+    @admin.action(description="Cancel the selected subscriptions now")
+    def cancel_now(self, request, queryset):
+        self._run(request, queryset, subscriptions.subscription_cancel, "Cancelled")
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "subscription", "quantity", "idempotency_key", "charge", "tenant"]
+    list_filter = ["tenant"]
+    search_fields = ["idempotency_key", "subscription__id"]
+    list_select_related = ["subscription", "charge", "tenant"]
+
+
+@admin.register(SubscriptionCharge)
+class SubscriptionChargeAdmin(ReadOnlyAdmin):
+    list_display = ["subscription", "kind", "period_start", "period_end", "amount", "invoice_line", "tenant"]
+    list_filter = ["kind", "tenant"]
+    search_fields = ["description", "subscription__id"]
+    list_select_related = ["subscription", "invoice_line", "tenant"]
+
+
+@admin.register(DunningNotice)
+class DunningNoticeAdmin(ReadOnlyAdmin):
+    list_display = ["invoice", "step", "taken_on", "tenant"]
+    list_filter = ["step", "tenant"]
+    search_fields = ["invoice__number"]
+    list_select_related = ["invoice", "tenant"]

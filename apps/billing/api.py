@@ -6,13 +6,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.common.exceptions import InvalidInput
 from apps.common.throttling import DynamicScopedRateThrottle
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantReadOnlyViewSet, TenantScopedViewSet
 
-from .filters import CreditNoteFilter, InvoiceFilter, PaymentFilter
-from .models import CreditNote, Invoice, Payment, PaymentMethod, WebhookEvent
+from .filters import CreditNoteFilter, InvoiceFilter, PaymentFilter, SubscriptionFilter
+from .models import CreditNote, Invoice, Payment, PaymentMethod, Subscription, WebhookEvent
 from .serializers import (
+    CancelSerializer,
     CheckoutLinkSerializer,
     CreditNoteCreateSerializer,
     CreditNoteSerializer,
@@ -22,8 +24,13 @@ from .serializers import (
     PaymentSerializer,
     PaySerializer,
     RefundSerializer,
+    SubscriptionCreateSerializer,
+    SubscriptionSerializer,
+    SubscriptionUpdateSerializer,
+    UsageRecordSerializer,
+    UsageSerializer,
 )
-from .services import credit_notes, documents, invoices, payments, stripe_gateway, webhooks
+from .services import credit_notes, documents, invoices, payments, stripe_gateway, subscriptions, webhooks
 
 
 class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
@@ -245,3 +252,90 @@ class GenericWebhookView(_WebhookView):
             created=None, payload=payload, raw=raw,
         )  # fmt: skip
         return self.answer(event)
+
+
+class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Subscriptions (CONTRACT §4): read BILLING+; create, change (PUT), cancel, suspend, resume and
+    usage ADMIN+. Creating one issues its first invoice; paying it activates the subscription."""
+
+    queryset = Subscription.objects.all()
+    serializer_class = SubscriptionSerializer
+    filterset_class = SubscriptionFilter
+    ordering_fields = ["created_at", "current_period_end", "status"]
+    ordering = ["-created_at"]
+    search_fields = ["external_ref", "customer__name", "customer__email", "product__name"]
+    http_method_names = ["get", "post", "put", "head", "options"]
+    required_roles = {
+        "list": Role.BILLING,
+        "retrieve": Role.BILLING,
+        "create": Role.ADMIN,
+        "update": Role.ADMIN,
+        "cancel": Role.ADMIN,
+        "suspend": Role.ADMIN,
+        "resume": Role.ADMIN,
+        "usage": Role.ADMIN,
+    }
+
+    def _answer(self, sub, code=status.HTTP_200_OK):
+        return Response(SubscriptionSerializer(Subscription.objects.get(pk=sub.pk)).data, status=code)
+
+    @extend_schema(request=SubscriptionCreateSerializer, responses={201: SubscriptionSerializer})
+    def create(self, request):
+        serializer = SubscriptionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        sub = subscriptions.subscription_create(
+            tenant=request.tenant, customer=data["customer"], product=data["product"], cycle=data["cycle"],
+            currency=data.get("currency"), quantity=data["quantity"], config=data.get("config"),
+            external_ref=data.get("external_ref", ""),
+        )  # fmt: skip
+        return self._answer(sub, status.HTTP_201_CREATED)
+
+    @extend_schema(request=SubscriptionUpdateSerializer, responses={200: SubscriptionSerializer},
+                   summary="Change product or quantity now (prorated by day)")  # fmt: skip
+    def update(self, request, pk=None):
+        sub = self.get_object()
+        serializer = SubscriptionUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        return self._answer(
+            subscriptions.subscription_change(sub=sub, product=data.get("product"), quantity=data.get("quantity"))
+        )
+
+    @extend_schema(request=CancelSerializer, responses={200: SubscriptionSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        serializer = CancelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        sub = subscriptions.subscription_cancel(
+            sub=self.get_object(), at_period_end=serializer.validated_data["at_period_end"], actor=request.user
+        )
+        return self._answer(sub)
+
+    @extend_schema(request=None, responses={200: SubscriptionSerializer})
+    @action(detail=True, methods=["post"])
+    def suspend(self, request, pk=None):
+        return self._answer(subscriptions.subscription_suspend(sub=self.get_object(), actor=request.user))
+
+    @extend_schema(request=None, responses={200: SubscriptionSerializer})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._answer(subscriptions.subscription_resume(sub=self.get_object(), actor=request.user))
+
+    @extend_schema(request=UsageSerializer, responses={201: UsageRecordSerializer, 200: UsageRecordSerializer},
+                   summary="Report metered usage (a repeated idempotency key is not counted twice)")  # fmt: skip
+    @action(detail=True, methods=["post"])
+    def usage(self, request, pk=None):
+        sub = self.get_object()
+        serializer = UsageSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        key = data.get("idempotency_key") or request.headers.get("Idempotency-Key")
+        if not key:
+            raise InvalidInput("An idempotency_key (or an Idempotency-Key header) is required.",
+                               field="idempotency_key")  # fmt: skip
+        record, created = subscriptions.usage_record(
+            sub=sub, quantity=data["quantity"], key=key, occurred_at=data.get("occurred_at")
+        )
+        return Response(UsageRecordSerializer(record).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)  # fmt: skip

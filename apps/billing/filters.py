@@ -1,6 +1,6 @@
 import django_filters
 
-from .models import CreditNote, Invoice, InvoiceStatus, Payment
+from .models import CreditNote, Invoice, InvoiceStatus, Payment, Subscription, SubscriptionStatus
 
 
 class InvoiceFilter(django_filters.FilterSet):
@@ -33,3 +33,14 @@ class CreditNoteFilter(django_filters.FilterSet):
     class Meta:
         model = CreditNote
         fields = ["invoice", "customer", "currency"]
+
+
+class SubscriptionFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=SubscriptionStatus.choices)
+    customer = django_filters.UUIDFilter(field_name="customer_id")
+    product = django_filters.UUIDFilter(field_name="product_id")
+    renews_before = django_filters.DateFilter(field_name="current_period_end", lookup_expr="lt")
+
+    class Meta:
+        model = Subscription
+        fields = ["status", "customer", "product", "currency", "cycle", "external_ref"]

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from apps.tenancy.models import Tenant, TenantOwnedModel, TimestampedModel
 
@@ -26,6 +26,17 @@ class BillingSettings(TimestampedModel):
     invoice_number_format = models.CharField(max_length=64, default="INV-{year}-{seq:06}")
     credit_note_number_format = models.CharField(max_length=64, default="CN-{year}-{seq:06}")
     payment_terms_days = models.PositiveSmallIntegerField(default=14)
+    lead_days = models.PositiveSmallIntegerField(
+        default=7, help_text="Renewal invoices are made this many days before the period starts."
+    )
+    reminder_days_before = models.JSONField(default=list, blank=True, help_text="e.g. [3]: 3 days before due.")
+    reminder_days_after = models.JSONField(default=list, blank=True, help_text="e.g. [1, 7]: days after due.")
+    suspend_after_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, default=14, help_text="Suspend the services this many days after due; empty = never."
+    )
+    terminate_after_days = models.PositiveSmallIntegerField(
+        null=True, blank=True, default=45, help_text="Cancel the services this many days after due; empty = never."
+    )
 
     def __str__(self) -> str:
         return f"Billing settings of {self.tenant}"
@@ -287,3 +298,135 @@ class WebhookEvent(TimestampedModel):
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.type}:{self.event_id}"
+
+
+class SubscriptionStatus(models.TextChoices):
+    PENDING = "pending", "Pending (first invoice unpaid)"
+    ACTIVE = "active", "Active"
+    PAST_DUE = "past_due", "Past due"
+    SUSPENDED = "suspended", "Suspended"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class SuspensionReason(models.TextChoices):
+    NONPAYMENT = "nonpayment", "Non-payment (lifted by a payment)"
+    OPERATOR = "operator", "By staff (lifted only by staff)"
+
+
+class Subscription(TenantOwnedModel):
+    """A customer's recurring purchase of one product, billed in advance per period.
+
+    The price is a snapshot taken when the subscription is made or changed, so later catalog
+    changes never reprice running subscriptions. ``billed_through`` is the end of the last period
+    that has an invoice line: the billing run bills each period once, however often it runs.
+    """
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="subscriptions")
+    product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="subscriptions")
+    status = models.CharField(max_length=12, choices=SubscriptionStatus.choices, default=SubscriptionStatus.PENDING)
+    currency = models.CharField(max_length=3)
+    cycle = models.CharField(max_length=10)
+    quantity = models.PositiveIntegerField(default=1)
+    unit_price = money_field(help_text="Per unit and cycle, before tax (a snapshot of the catalog price).")
+    tax_rate = models.DecimalField(max_digits=7, decimal_places=4, default=Decimal("0"))
+    anchor_date = models.DateField(help_text="The day periods start on (clamped to short months).")
+    current_period_start = models.DateField()
+    current_period_end = models.DateField(help_text="Exclusive.")
+    billed_through = models.DateField(help_text="Exclusive end of the last invoiced period.")
+    cancel_at_period_end = models.BooleanField(default=False)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    suspension_reason = models.CharField(max_length=12, choices=SuspensionReason.choices, blank=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    external_ref = models.CharField(
+        max_length=64, blank=True, help_text="What this subscription provides, e.g. the CloudPod's id."
+    )
+    config = models.JSONField(default=dict, blank=True, help_text="Order configuration (domain name, plan).")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="subscription_quantity_positive"),
+            models.CheckConstraint(
+                condition=Q(current_period_end__gt=F("current_period_start")), name="subscription_period_forward"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"]),
+            models.Index(fields=["tenant", "status", "-created_at"]),
+            models.Index(fields=["tenant", "customer"]),
+            models.Index(fields=["status", "billed_through"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} x{self.quantity} ({self.status})"
+
+
+class SubscriptionCharge(TenantOwnedModel):
+    """One billed piece of a subscription. The unique key makes billing a period twice impossible."""
+
+    class Kind(models.TextChoices):
+        RECURRING = "recurring", "Recurring period"
+        SETUP = "setup", "Setup fee"
+        PRORATION = "proration", "Plan change proration"
+        USAGE = "usage", "Metered usage"
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="charges")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    period_start = models.DateField()
+    period_end = models.DateField()
+    amount = money_field()
+    description = models.CharField(max_length=500)
+    invoice_line = models.OneToOneField(
+        InvoiceLine, null=True, blank=True, on_delete=models.SET_NULL, related_name="subscription_charge"
+    )
+
+    class Meta:
+        ordering = ["subscription", "period_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["subscription", "kind", "period_start", "period_end"], name="uniq_subscription_charge_period"
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "subscription", "period_start"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.period_start}..{self.period_end}"
+
+
+class UsageRecord(TenantOwnedModel):
+    """A metered quantity reported for a subscription; deduplicated by its idempotency key."""
+
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="usage_records")
+    quantity = models.DecimalField(max_digits=18, decimal_places=4)
+    idempotency_key = models.CharField(max_length=200)
+    occurred_at = models.DateTimeField()
+    charge = models.ForeignKey(
+        SubscriptionCharge, null=True, blank=True, on_delete=models.SET_NULL, related_name="usage_records"
+    )
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["subscription", "idempotency_key"], name="uniq_usage_key"),
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="usage_quantity_positive"),
+        ]
+        indexes = [models.Index(fields=["tenant", "subscription", "occurred_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} @ {self.occurred_at}"
+
+
+class DunningNotice(TenantOwnedModel):
+    """One dunning step taken for one invoice (a reminder sent, services suspended): each step once."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="dunning_notices")
+    step = models.CharField(max_length=32)  # e.g. "before:3", "after:7", "suspend", "terminate"
+    taken_on = models.DateField()
+
+    class Meta:
+        ordering = ["invoice", "taken_on"]
+        constraints = [models.UniqueConstraint(fields=["invoice", "step"], name="uniq_dunning_step")]
+
+    def __str__(self) -> str:
+        return f"{self.invoice_id} {self.step}"

@@ -23,6 +23,7 @@ from decimal import Decimal
 from apps.common.money import quantize
 
 CYCLE_MONTHS = {"monthly": 1, "quarterly": 3, "semiannual": 6, "annual": 12, "biennial": 24, "triennial": 36}
+RECURRING_CYCLES = list(CYCLE_MONTHS)
 
 
 def add_months(start: date, months: int, anchor_day: int | None = None) -> date:

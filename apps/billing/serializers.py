@@ -3,10 +3,12 @@ from decimal import Decimal
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.catalog.models import Product
 from apps.common.money import CURRENCY_CHOICES, quantize
 from apps.customers.models import Customer
 
-from .models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, Payment, PaymentMethod
+from .models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, Payment, PaymentMethod, Subscription, UsageRecord
+from .periods import RECURRING_CYCLES
 
 
 @extend_schema_field({"type": "string", "format": "decimal", "example": "19.99"})
@@ -174,3 +176,62 @@ class CreditNoteSerializer(serializers.ModelSerializer):
             "applied_to_invoice", "credited_to_balance", "lines", "issued_at", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    customer = serializers.UUIDField(source="customer_id", read_only=True)
+    product = serializers.UUIDField(source="product_id", read_only=True)
+    unit_price = MoneyField()
+
+    class Meta:
+        model = Subscription
+        fields = [
+            "id", "customer", "product", "status", "currency", "cycle", "quantity", "unit_price", "tax_rate",
+            "anchor_date", "current_period_start", "current_period_end", "billed_through", "cancel_at_period_end",
+            "cancelled_at", "suspended_at", "suspension_reason", "activated_at", "external_ref", "config",
+            "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class SubscriptionCreateSerializer(serializers.Serializer):
+    customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects)
+    product = serializers.PrimaryKeyRelatedField(queryset=Product.objects)
+    cycle = serializers.ChoiceField(choices=RECURRING_CYCLES)
+    currency = serializers.ChoiceField(choices=CURRENCY_CHOICES, required=False)
+    quantity = serializers.IntegerField(min_value=1, max_value=100000, default=1)
+    config = serializers.DictField(required=False)
+    external_ref = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+
+class SubscriptionUpdateSerializer(serializers.Serializer):
+    product = serializers.PrimaryKeyRelatedField(queryset=Product.objects, required=False)
+    quantity = serializers.IntegerField(min_value=1, max_value=100000, required=False)
+
+    def validate(self, data):
+        if not data:
+            raise serializers.ValidationError("Give a product or a quantity to change.")
+        return data
+
+
+class CancelSerializer(serializers.Serializer):
+    at_period_end = serializers.BooleanField(default=False)
+
+
+class UsageSerializer(serializers.Serializer):
+    quantity = serializers.DecimalField(max_digits=18, decimal_places=4, min_value=Decimal("0.0001"))
+    idempotency_key = serializers.CharField(max_length=200, required=False)
+    occurred_at = serializers.DateTimeField(required=False)
+
+
+class UsageRecordSerializer(serializers.ModelSerializer):
+    subscription = serializers.UUIDField(source="subscription_id", read_only=True)
+    billed = serializers.SerializerMethodField()
+
+    class Meta:
+        model = UsageRecord
+        fields = ["id", "subscription", "quantity", "idempotency_key", "occurred_at", "billed", "created_at"]
+        read_only_fields = fields
+
+    def get_billed(self, obj) -> bool:
+        return obj.charge_id is not None

@@ -11,6 +11,7 @@ SUBJECTS = {
     "issued": "Invoice {number} from {tenant}",
     "paid": "Receipt for invoice {number} from {tenant}",
     "overdue": "Invoice {number} from {tenant} is overdue",
+    "due_soon": "Invoice {number} from {tenant} is due soon",
 }
 
 

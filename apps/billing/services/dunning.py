@@ -1,0 +1,100 @@
+"""Dunning: reminders before and after the due date, then suspension, then termination.
+
+Each step is taken once per invoice (a unique ``DunningNotice``), in order, and only while the
+invoice is still open; a late run catches up. Suspensions made here are for non-payment, so a
+payment lifts them (``subscriptions.activate_paid``); staff suspensions are never lifted here.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.tenancy.scoping import tenant_scope
+
+from ..models import BillingSettings, DunningNotice, Invoice, InvoiceStatus, Subscription, SubscriptionStatus
+from .notifications import notify_invoice
+from .subscriptions import SUB_FIELDS, _cancel_now, subscription_suspend
+
+
+def _steps(conf: BillingSettings, invoice: Invoice, on: date) -> list[str]:
+    due = invoice.due_date
+    steps = [
+        f"before:{d}"
+        for d in sorted(conf.reminder_days_before or [], reverse=True)
+        if due - timedelta(days=d) <= on < due
+    ]
+    if on > due:
+        steps.append("past_due")
+    steps += [f"after:{d}" for d in sorted(conf.reminder_days_after or []) if on >= due + timedelta(days=d)]
+    if conf.suspend_after_days is not None and on >= due + timedelta(days=conf.suspend_after_days):
+        steps.append("suspend")
+    if conf.terminate_after_days is not None and on >= due + timedelta(days=conf.terminate_after_days):
+        steps.append("terminate")
+    return steps
+
+
+def _take(invoice: Invoice, step: str, on: date) -> bool:
+    try:
+        with transaction.atomic():
+            DunningNotice.objects.create(tenant_id=invoice.tenant_id, invoice=invoice, step=step, taken_on=on)
+        return True
+    except IntegrityError:
+        return False
+
+
+def _subscriptions_of(invoice: Invoice):
+    return Subscription.objects.filter(charges__invoice_line__invoice=invoice).distinct()
+
+
+def _apply(invoice: Invoice, step: str) -> None:
+    from apps.audit import services as audit
+
+    if step.startswith("before:"):
+        notify_invoice(invoice, "due_soon")
+    elif step.startswith("after:"):
+        notify_invoice(invoice, "overdue")
+    elif step == "past_due":
+        for sub in _subscriptions_of(invoice).filter(status=SubscriptionStatus.ACTIVE):
+            before = audit.snapshot(sub, SUB_FIELDS)
+            sub.status = SubscriptionStatus.PAST_DUE
+            sub.save(update_fields=["status", "updated_at"])
+            audit.record(action="subscription.past_due", obj=sub, before=before,
+                         after=audit.snapshot(sub, SUB_FIELDS))  # fmt: skip
+    elif step == "suspend":
+        for sub in _subscriptions_of(invoice).filter(
+            status__in=[SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE]
+        ):
+            subscription_suspend(sub=sub, reason="nonpayment")
+    elif step == "terminate":
+        for sub in _subscriptions_of(invoice).exclude(status=SubscriptionStatus.CANCELLED):
+            locked = Subscription.objects.select_for_update().get(pk=sub.pk)
+            _cancel_now(locked, audit.snapshot(locked, SUB_FIELDS))
+
+
+def dunning_run(*, on: date | None = None) -> dict:
+    on = on or timezone.localdate()
+    settings_by_tenant = {s.tenant_id: s for s in BillingSettings.objects.all()}
+    default = BillingSettings()
+    horizon = on + timedelta(days=max([0, *(d for s in settings_by_tenant.values() for d in s.reminder_days_before)]))
+    taken: dict[str, int] = {}
+    candidates = (
+        Invoice.all_tenants.filter(status=InvoiceStatus.OPEN, due_date__isnull=False, due_date__lte=horizon)
+        .select_related("tenant")
+        .order_by("due_date")
+    )
+    for invoice in candidates.iterator():
+        conf = settings_by_tenant.get(invoice.tenant_id, default)
+        with tenant_scope(invoice.tenant):
+            for step in _steps(conf, invoice, on):
+                with transaction.atomic():
+                    fresh = Invoice.objects.select_for_update().get(pk=invoice.pk)
+                    if fresh.status != InvoiceStatus.OPEN:
+                        break  # paid or voided meanwhile: no further step
+                    if _take(fresh, step, on):
+                        _apply(fresh, step)
+                        kind = step.split(":")[0]
+                        taken[kind] = taken.get(kind, 0) + 1
+    return taken

@@ -1,0 +1,299 @@
+"""Subscriptions: pending → active → past_due → suspended → cancelled, billed in advance per period.
+
+Every change that touches a customer's services is a job (``subscription.*``) committed with
+the change; a module that provides a product type registers a provisioner for it (CloudPods do),
+and the job calls it. Suspensions remember why: a payment lifts one for non-payment, never one
+made by staff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.catalog.pricing import quote
+from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.money import quantize
+from apps.jobs import registry
+from apps.jobs.services import job_enqueue
+
+from .. import periods
+from ..models import (
+    CreditTransaction,
+    Invoice,
+    InvoiceStatus,
+    Subscription,
+    SubscriptionCharge,
+    SubscriptionStatus,
+    SuspensionReason,
+    UsageRecord,
+)
+from .hooks import on_invoice_paid
+
+SUB_FIELDS = [
+    "status", "product", "currency", "cycle", "quantity", "unit_price", "tax_rate", "current_period_start",
+    "current_period_end", "billed_through", "cancel_at_period_end", "suspension_reason", "external_ref",
+]  # fmt: skip
+
+# product type -> {"activate"|"suspend"|"resume"|"cancel": callable(subscription) -> dict}
+PROVISIONERS: dict[str, dict[str, Callable]] = {}
+
+
+def register_provisioner(product_type: str, **actions: Callable) -> None:
+    PROVISIONERS.setdefault(product_type, {}).update(actions)
+
+
+def lock(sub: Subscription) -> Subscription:
+    return Subscription.all_tenants.select_for_update().select_related("product", "customer").get(pk=sub.pk)
+
+
+def _enqueue(sub: Subscription, action: str, actor=None) -> None:
+    job_enqueue(
+        tenant=sub.tenant, type=f"subscription.{action}", payload={"subscription": str(sub.pk)},
+        key=f"subscription.{action}:{sub.pk}:{timezone.now().isoformat()}", actor=actor, obj=sub,
+    )  # fmt: skip
+
+
+@transaction.atomic
+def subscription_create(
+    *, tenant, customer, product, cycle: str, currency: str | None = None, quantity: int = 1,
+    start: date | None = None, config: dict | None = None, external_ref: str = "", bill_now: bool = True,
+):  # fmt: skip
+    """A pending subscription and, with ``bill_now``, its first invoice (period + setup fee), issued.
+
+    Paying that invoice activates it (see ``activate_paid``)."""
+    if product.tenant_id != tenant.pk:
+        raise InvalidInput("Unknown product.", field="product")
+    if not product.is_orderable:
+        raise Conflict("This product is retired or out of stock.", code="not_orderable")
+    if cycle not in periods.CYCLE_MONTHS:
+        raise InvalidInput("A subscription needs a recurring cycle (one-time products are invoiced once).",
+                           field="cycle")  # fmt: skip
+    currency = (currency or customer.currency).upper()
+    q = quote(product, cycle, currency, quantity, str(customer.country or "") or None)
+    start = start or timezone.localdate()
+    _s, end = periods.period_containing(anchor=start, cycle=cycle, on=start)
+    sub = Subscription.objects.create(
+        tenant=tenant, customer=customer, product=product, currency=currency, cycle=cycle, quantity=quantity,
+        unit_price=q.unit_price, tax_rate=q.tax_rate, anchor_date=start, current_period_start=start,
+        current_period_end=end, billed_through=start, config=config or {}, external_ref=external_ref,
+    )  # fmt: skip
+    if product.stock is not None:
+        from apps.catalog.services import product_stock_take
+
+        product_stock_take(product=product, quantity=quantity)
+    audit.record(action="subscription.create", obj=sub, after=audit.snapshot(sub, SUB_FIELDS))
+    if bill_now:
+        from .billing_run import bill_subscriptions
+
+        setup = {sub.pk: q.setup_subtotal} if q.setup_subtotal else {}
+        bill_subscriptions([sub], on=start, setup_fees=setup)
+    return sub
+
+
+def _next_state_on_payment(sub: Subscription) -> str | None:
+    if sub.status == SubscriptionStatus.PENDING:
+        return "activate"
+    if sub.status == SubscriptionStatus.PAST_DUE:
+        return "paid"
+    if sub.status == SubscriptionStatus.SUSPENDED and sub.suspension_reason == SuspensionReason.NONPAYMENT:
+        return "resume"
+    return None
+
+
+@on_invoice_paid
+def activate_paid(invoice: Invoice) -> None:
+    """A paid invoice activates its pending subscriptions and lifts suspensions for non-payment."""
+    sub_ids = set(
+        SubscriptionCharge.all_tenants.filter(invoice_line__invoice=invoice).values_list("subscription_id", flat=True)
+    )
+    for sub in Subscription.all_tenants.select_for_update().filter(pk__in=sub_ids).order_by("pk"):
+        step = _next_state_on_payment(sub)
+        if step is None:
+            continue
+        if step != "activate" and _has_overdue(sub, exclude=invoice):
+            continue  # another overdue invoice keeps it where it is
+        before = audit.snapshot(sub, SUB_FIELDS)
+        sub.status = SubscriptionStatus.ACTIVE
+        if step == "activate":
+            sub.activated_at = timezone.now()
+        sub.suspended_at = None
+        sub.suspension_reason = ""
+        sub.save()
+        audit.record(action=f"subscription.{step}", obj=sub, before=before,
+                     after=audit.snapshot(sub, SUB_FIELDS))  # fmt: skip
+        if step in ("activate", "resume"):
+            _enqueue(sub, step)
+
+
+def _has_overdue(sub: Subscription, exclude: Invoice | None = None) -> bool:
+    today = timezone.localdate()
+    qs = Invoice.all_tenants.filter(
+        lines__subscription_charge__subscription=sub,
+        status__in=[InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE],
+        due_date__lt=today,
+    )
+    if exclude is not None:
+        qs = qs.exclude(pk=exclude.pk)
+    return qs.exists()
+
+
+@transaction.atomic
+def subscription_suspend(*, sub: Subscription, reason: str = SuspensionReason.OPERATOR, actor=None) -> Subscription:
+    sub = lock(sub)
+    if sub.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
+        raise Conflict(f"A {sub.status} subscription cannot be suspended.")
+    before = audit.snapshot(sub, SUB_FIELDS)
+    sub.status = SubscriptionStatus.SUSPENDED
+    sub.suspended_at = timezone.now()
+    sub.suspension_reason = reason
+    sub.save()
+    audit.record(action="subscription.suspend", obj=sub, before=before, after=audit.snapshot(sub, SUB_FIELDS))
+    _enqueue(sub, "suspend", actor)
+    return sub
+
+
+@transaction.atomic
+def subscription_resume(*, sub: Subscription, actor=None) -> Subscription:
+    sub = lock(sub)
+    if sub.status != SubscriptionStatus.SUSPENDED:
+        raise Conflict(f"A {sub.status} subscription cannot be resumed.")
+    before = audit.snapshot(sub, SUB_FIELDS)
+    sub.status = SubscriptionStatus.PAST_DUE if _has_overdue(sub) else SubscriptionStatus.ACTIVE
+    sub.suspended_at = None
+    sub.suspension_reason = ""
+    sub.save()
+    audit.record(action="subscription.resume", obj=sub, before=before, after=audit.snapshot(sub, SUB_FIELDS))
+    _enqueue(sub, "resume", actor)
+    return sub
+
+
+@transaction.atomic
+def subscription_cancel(*, sub: Subscription, at_period_end: bool = False, actor=None) -> Subscription:
+    sub = lock(sub)
+    if sub.status == SubscriptionStatus.CANCELLED:
+        raise Conflict("This subscription is cancelled already.")
+    before = audit.snapshot(sub, SUB_FIELDS)
+    if at_period_end and sub.status != SubscriptionStatus.PENDING:
+        sub.cancel_at_period_end = True
+        sub.save()
+        audit.record(action="subscription.cancel_scheduled", obj=sub, before=before,
+                     after=audit.snapshot(sub, SUB_FIELDS))  # fmt: skip
+        return sub
+    _cancel_now(sub, before)
+    return sub
+
+
+def _cancel_now(sub: Subscription, before: dict) -> None:
+    was_pending = sub.status == SubscriptionStatus.PENDING
+    sub.status = SubscriptionStatus.CANCELLED
+    sub.cancelled_at = timezone.now()
+    sub.save()
+    audit.record(action="subscription.cancel", obj=sub, before=before, after=audit.snapshot(sub, SUB_FIELDS))
+    if was_pending:
+        # Never paid: its first invoice is void and nothing was provisioned.
+        from .invoices import invoice_void
+
+        for invoice in Invoice.all_tenants.filter(
+            lines__subscription_charge__subscription=sub, status=InvoiceStatus.OPEN, amount_paid=0
+        ).distinct():
+            invoice_void(invoice=invoice)
+    else:
+        _enqueue(sub, "cancel")
+
+
+@transaction.atomic
+def subscription_change(*, sub: Subscription, product=None, quantity: int | None = None, on: date | None = None):
+    """Change the product or quantity now, prorated by day over the rest of the current period.
+
+    A higher price adds a proration charge to the next invoice; a lower one credits the
+    customer's balance at once. The cycle and currency stay (change them at renewal)."""
+    sub = lock(sub)
+    if sub.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
+        raise Conflict(f"A {sub.status} subscription cannot be changed.")
+    product = product or sub.product
+    quantity = quantity or sub.quantity
+    if product.tenant_id != sub.tenant_id:
+        raise InvalidInput("Unknown product.", field="product")
+    if product.pk != sub.product_id and not product.is_orderable:
+        raise Conflict("This product is retired or out of stock.", code="not_orderable")
+    q = quote(product, sub.cycle, sub.currency, quantity, str(sub.customer.country or "") or None)
+    on = on or timezone.localdate()
+    before = audit.snapshot(sub, SUB_FIELDS)
+    old_total = quantize(sub.unit_price * sub.quantity, sub.currency)
+    new_total = q.recurring_subtotal
+    paid_period = sub.billed_through >= sub.current_period_end
+    if paid_period and old_total != new_total:
+        p = periods.prorate(old=old_total, new=new_total, start=sub.current_period_start,
+                            end=sub.current_period_end, on=on, currency=sub.currency)  # fmt: skip
+        label = f"{product.name} x{quantity} (was {sub.product.name} x{sub.quantity}), {on} to {sub.current_period_end}"
+        if p.net > 0:
+            try:
+                with transaction.atomic():
+                    SubscriptionCharge.objects.create(
+                        tenant_id=sub.tenant_id, subscription=sub, kind=SubscriptionCharge.Kind.PRORATION,
+                        period_start=on, period_end=sub.current_period_end, amount=p.net, description=label,
+                    )  # fmt: skip
+            except IntegrityError as exc:
+                raise Conflict("This subscription was changed today already; change it again tomorrow.") from exc
+        elif p.net < 0:
+            CreditTransaction.objects.create(
+                tenant_id=sub.tenant_id, customer_id=sub.customer_id, currency=sub.currency, amount=-p.net,
+                kind=CreditTransaction.Kind.ADJUSTMENT, description=f"Proration credit: {label}",
+            )  # fmt: skip
+    sub.product = product
+    sub.quantity = quantity
+    sub.unit_price = q.unit_price
+    sub.tax_rate = q.tax_rate
+    sub.save()
+    audit.record(action="subscription.change", obj=sub, before=before, after=audit.snapshot(sub, SUB_FIELDS))
+    return sub
+
+
+@transaction.atomic
+def usage_record(*, sub: Subscription, quantity: Decimal, key: str, occurred_at=None) -> tuple[UsageRecord, bool]:
+    """Report metered usage. The same key again returns the first record and counts nothing twice."""
+    if not (sub.product.metering or {}).get("unit_prices"):
+        raise Conflict("This subscription's product is not metered.", code="not_metered")
+    if sub.status == SubscriptionStatus.CANCELLED:
+        raise Conflict("A cancelled subscription takes no usage.")
+    quantity = Decimal(quantity)
+    if quantity <= 0:
+        raise InvalidInput("Quantity must be more than zero.", field="quantity")
+    existing = UsageRecord.objects.filter(subscription=sub, idempotency_key=key).first()
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            record = UsageRecord.objects.create(
+                tenant_id=sub.tenant_id, subscription=sub, quantity=quantity, idempotency_key=key,
+                occurred_at=occurred_at or timezone.now(),
+            )  # fmt: skip
+    except IntegrityError:
+        return UsageRecord.objects.get(subscription=sub, idempotency_key=key), False
+    audit.record(action="subscription.usage", obj=sub, after={"quantity": str(quantity), "key": key})
+    return record, True
+
+
+# --- jobs ---------------------------------------------------------------------------------------
+
+
+def _run_provisioner(job, action: str) -> dict:
+    sub = Subscription.objects.select_related("product").filter(pk=job.payload.get("subscription")).first()
+    if sub is None:
+        raise registry.PermanentError("The subscription no longer exists.")
+    provisioner = PROVISIONERS.get(sub.product.type, {}).get(action)
+    if provisioner is None:
+        # Products without infrastructure (a service, a licence) need nothing done on a node.
+        return {"subscription": str(sub.pk), "action": action, "provisioned": False,
+                "reason": f"no provisioner for {sub.product.type} products"}  # fmt: skip
+    return {"subscription": str(sub.pk), "action": action, "provisioned": True, **(provisioner(sub) or {})}
+
+
+for _action in ("activate", "suspend", "resume", "cancel"):
+    registry.handler(f"subscription.{_action}")(lambda job, _a=_action: _run_provisioner(job, _a))
