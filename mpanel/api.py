@@ -27,6 +27,7 @@ from apps.catalog.public import PublicCatalogView
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.jobs.api import ProvisioningViewSet
+from apps.orders.api import OrderViewSet
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, TenantViewSet, UserViewSet
 
 
@@ -52,6 +53,7 @@ router.register("billing/invoices", InvoiceViewSet, basename="invoice")
 router.register("billing/payments", PaymentViewSet, basename="payment")
 router.register("billing/credit-notes", CreditNoteViewSet, basename="credit-note")
 router.register("billing/subscriptions", SubscriptionViewSet, basename="subscription")
+router.register("orders", OrderViewSet, basename="order")
 router.register("billing/products", ProductViewSet, basename="product")
 router.register("billing/tax-rates", TaxRateViewSet, basename="tax-rate")
 

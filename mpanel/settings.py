@@ -66,6 +66,7 @@ INSTALLED_APPS = [
     "apps.customers",
     "apps.billing",
     "apps.catalog",
+    "apps.orders",
 ]
 
 MIDDLEWARE = [

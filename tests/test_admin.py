@@ -35,7 +35,7 @@ from tests.support.models import JobCall
 from .conftest import PASSWORD, make_user
 
 User = get_user_model()
-OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "billing"}
+OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "billing", "orders"}
 READ_ONLY = [AuditEvent, Job, JobAttempt, AuthToken, IdempotencyRecord]
 
 
@@ -114,7 +114,12 @@ def _billing_rows(tenant, customer) -> dict:
     notice = bm.DunningNotice.objects.create(invoice=sub_invoice, step="after:1", taken_on=sub_invoice.issue_date)
     usage = bm.UsageRecord.objects.create(subscription=sub, quantity=Decimal(2), idempotency_key="u1",
                                           occurred_at=sub.created_at)  # fmt: skip
+    from apps.orders.models import Order
+    from apps.orders.services import order_create
+
+    order = order_create(tenant=tenant, customer=customer, items=[{"product": product, "cycle": "monthly"}])
     return {
+        Order: order,
         bm.Subscription: sub,
         bm.SubscriptionCharge: bm.SubscriptionCharge.objects.filter(subscription=sub).first(),
         bm.UsageRecord: usage,

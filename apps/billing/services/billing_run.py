@@ -75,14 +75,20 @@ def _due_charges(sub: Subscription, on: date, lead: int, setup_fee: Decimal | No
     return out
 
 
-def bill_subscriptions(subs: list[Subscription], *, on: date, setup_fees: dict | None = None) -> Invoice | None:
-    """Invoice what is due for subscriptions of ONE customer and currency (locked by the caller).
+def bill_subscriptions(
+    subs: list[Subscription], *, on: date, setup_fees: dict | None = None, extra_lines: list[dict] | None = None,
+    customer=None, currency: str | None = None,
+) -> Invoice | None:  # fmt: skip
+    """Invoice what is due for subscriptions of ONE customer and currency (locked by the caller),
+    plus ``extra_lines`` (one-time items of an order) after theirs.
 
     Returns the issued invoice, or None when nothing was due (or another run billed it)."""
-    if not subs:
+    if not subs and not extra_lines:
         return None
     setup_fees = setup_fees or {}
-    tenant = subs[0].tenant
+    customer = customer or subs[0].customer
+    currency = currency or subs[0].currency
+    tenant = customer.tenant
     lead = BillingSettings.objects.get_or_create(tenant=tenant)[0].lead_days
     lines: list[dict] = []
     saved: list[SubscriptionCharge] = []
@@ -110,12 +116,12 @@ def bill_subscriptions(subs: list[Subscription], *, on: date, setup_fees: dict |
             if recurring_ends:
                 sub.billed_through = max(recurring_ends)
                 sub.save(update_fields=["billed_through", "updated_at"])
+        lines += extra_lines or []
         if not lines:
             return None
-        first = subs[0]
-        invoice = invoices.invoice_create(tenant=tenant, customer=first.customer, lines=lines, currency=first.currency)
+        invoice = invoices.invoice_create(tenant=tenant, customer=customer, lines=lines, currency=currency)
         by_position = list(invoice.lines.order_by("position"))
-        for charge, line in zip(saved, by_position, strict=True):
+        for charge, line in zip(saved, by_position[: len(saved)], strict=True):
             charge.invoice_line = line
         SubscriptionCharge.objects.bulk_update(saved, ["invoice_line"])
         invoice = invoices.invoice_issue(invoice=invoice)
