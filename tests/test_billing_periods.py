@@ -9,6 +9,12 @@ from apps.billing.periods import CYCLE_MONTHS, add_months, period_containing, pr
 from apps.common.money import quantize
 
 
+def test_proration_rounds_the_exact_value_half_up():
+    p = prorate(old=Decimal("0.00"), new=Decimal("2.25"), start=date(2026, 4, 1), end=date(2026, 5, 1),
+                on=date(2026, 4, 30), currency="EUR")  # fmt: skip
+    assert p.net == Decimal("0.08")  # 2.25 x 1/30 = 0.075 exactly
+
+
 def test_month_end_anchor_clamps_and_comes_back():
     anchor = date(2026, 1, 31)
     starts = [add_months(anchor, m, 31) for m in range(4)]
@@ -60,7 +66,7 @@ def test_proration_credit_plus_charge_is_the_net_to_the_cent(days, used, old, ne
     on = start + timedelta(days=min(used, days))
     p = prorate(old=old, new=new, start=start, end=end, on=on, currency="EUR")
     assert p.charge - p.credit == p.net
-    expected = quantize((new - old) * Decimal((end - on).days) / Decimal(days), "EUR")
+    expected = quantize((new - old) * Decimal((end - on).days) / Decimal(days), "EUR")  # exact, then rounded
     assert p.net == expected
     assert 0 <= p.credit <= old
     if on == start:

@@ -65,9 +65,9 @@ class Proration:
 def prorate(*, old: Decimal, new: Decimal, start: date, end: date, on: date, currency: str) -> Proration:
     if not start <= on <= end:
         raise ValueError("the change date is outside the period")
-    total = (end - start).days
-    left = (end - on).days
-    fraction = Decimal(left) / Decimal(total)
-    net = quantize((new - old) * fraction, currency)
-    credit = quantize(old * fraction, currency)
-    return Proration(fraction=fraction, credit=credit, charge=credit + net, net=net)
+    total = Decimal((end - start).days)
+    left = Decimal((end - on).days)
+    # Multiply before dividing: 2.25 x 1/30 must round from 0.075, not from 0.07499… of a rounded 1/30.
+    net = quantize((new - old) * left / total, currency)
+    credit = quantize(old * left / total, currency)
+    return Proration(fraction=left / total, credit=credit, charge=credit + net, net=net)

@@ -2,9 +2,15 @@ from celery import shared_task
 
 from .services.billing_run import billing_run
 from .services.dunning import dunning_run
+from .services.notifications import send_invoice_email
 
 
 @shared_task(name="billing.run")
 def run() -> dict:
     result = billing_run()
     return {**result.__dict__, "dunning": dunning_run()}
+
+
+@shared_task(name="billing.send_invoice_email", autoretry_for=(OSError,), retry_backoff=60, max_retries=8)
+def send_invoice_email_task(invoice_id: str, event: str) -> None:
+    send_invoice_email(invoice_id, event)

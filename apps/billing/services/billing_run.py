@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Sum
+from django.db.models import Exists, OuterRef, Q, Sum
 from django.utils import timezone
 
 from apps.audit import services as audit
@@ -169,9 +169,11 @@ def billing_run(*, on: date | None = None, progress: Callable[[int, int], None] 
     on = on or timezone.localdate()
     result = RunResult()
     _roll_periods(on, result)
+    unbilled_charges = SubscriptionCharge.all_tenants.filter(subscription=OuterRef("pk"), invoice_line__isnull=True)
+    unbilled_usage = UsageRecord.all_tenants.filter(subscription=OuterRef("pk"), charge__isnull=True)
     candidates = (
         Subscription.all_tenants.filter(status__in=BILLABLE)
-        .filter(_due_by_lead(on) | Q(charges__invoice_line__isnull=True) | Q(usage_records__charge__isnull=True))
+        .filter(_due_by_lead(on) | Q(Exists(unbilled_charges)) | Q(Exists(unbilled_usage)))
         .values_list("tenant_id", "customer_id", "currency", "pk")
         .distinct()
     )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
+
+log = logging.getLogger(__name__)
 
 SUBJECTS = {
     "issued": "Invoice {number} from {tenant}",
@@ -16,26 +20,40 @@ SUBJECTS = {
 
 
 def notify_invoice(invoice, event: str) -> None:
-    invoice_id = invoice.pk
+    """Queue the email for after the commit; a worker renders the PDF and sends it."""
+    invoice_id = str(invoice.pk)
 
-    def send():
-        from apps.tenancy.scoping import all_tenants
+    def queue():
+        if settings.MPANEL_JOBS_EAGER:
+            try:
+                send_invoice_email(invoice_id, event)
+            except OSError:  # the committed invoice stands; the email is logged as lost
+                log.exception("could not send the %s email of invoice %s", event, invoice_id)
+        else:
+            from ..tasks import send_invoice_email_task
 
-        from ..models import Invoice
+            send_invoice_email_task.delay(invoice_id, event)
 
-        with all_tenants():
-            inv = Invoice.objects.select_related("customer", "tenant").get(pk=invoice_id)
-            body = render_to_string(f"billing/email/invoice_{event}.txt", {"invoice": inv, "tenant": inv.tenant})
-            message = EmailMessage(
-                subject=SUBJECTS[event].format(number=inv.number, tenant=inv.tenant.name),
-                body=body,
-                from_email=settings.DEFAULT_FROM_EMAIL,
-                to=[inv.customer.invoice_email],
-            )
-            if event == "issued":
-                from .documents import invoice_pdf
+    transaction.on_commit(queue)
 
-                message.attach(f"{inv.number}.pdf", invoice_pdf(inv), "application/pdf")
-            message.send(fail_silently=True)
 
-    transaction.on_commit(send)
+def send_invoice_email(invoice_id: str, event: str) -> None:
+    from apps.tenancy.scoping import all_tenants
+
+    from ..models import Invoice
+
+    with all_tenants():
+        inv = Invoice.objects.select_related("customer", "tenant").get(pk=invoice_id)
+        body = render_to_string(f"billing/email/invoice_{event}.txt", {"invoice": inv, "tenant": inv.tenant})
+        message = EmailMessage(
+            subject=SUBJECTS[event].format(number=inv.number, tenant=inv.tenant.name),
+            body=body,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[inv.customer.invoice_email],
+        )
+        if event == "issued":
+            from .documents import invoice_pdf
+
+            message.attach(f"{inv.number}.pdf", invoice_pdf(inv), "application/pdf")
+    # A mail server that is down must not undo the invoice: the task retries instead.
+    message.send(fail_silently=False)

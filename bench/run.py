@@ -1,0 +1,126 @@
+"""`make bench`: figures, never pass/fail. Prints a table and merges the figures into var/bench.json.
+
+Needs DATABASE_URL (PostgreSQL); `make bench` starts a throwaway one. Sizes from the environment:
+BENCH_SUBSCRIPTIONS (default 100000), BENCH_WEBHOOKS (default 2000).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mpanel.settings")
+os.environ.setdefault("MPANEL_JOBS_EAGER", "1")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.test import Client  # noqa: E402
+
+from apps.billing.models import Invoice, Subscription  # noqa: E402
+from apps.billing.services import invoices  # noqa: E402
+from apps.billing.services.billing_run import billing_run  # noqa: E402
+from apps.billing.services.webhooks import sign_generic  # noqa: E402
+from apps.catalog.services import product_create  # noqa: E402
+from apps.customers.models import Customer  # noqa: E402
+from apps.tenancy.models import Tenant  # noqa: E402
+from apps.tenancy.scoping import tenant_scope  # noqa: E402
+
+
+def bench_billing_run(n: int) -> dict:
+    tenant = Tenant.objects.create(name=f"Bench {time.time_ns()}")
+    anchor = date(2026, 1, 15)
+    with tenant_scope(tenant):
+        product = product_create(tenant=tenant, data={
+            "name": "Bench plan", "slug": "bench", "type": "hosting_plan",
+            "prices": [{"currency": "EUR", "cycle": "monthly", "amount": Decimal("9.99"), "setup_fee": Decimal(0)}],
+        })  # fmt: skip
+        customers = Customer.objects.bulk_create(
+            [Customer(tenant=tenant, name=f"C{i}", email=f"c{i}@bench.example", currency="EUR") for i in range(n)],
+            batch_size=5000,
+        )
+        Subscription.objects.bulk_create(
+            [Subscription(tenant=tenant, customer=c, product=product, status="active", currency="EUR",
+                          cycle="monthly", unit_price=Decimal("9.99"), anchor_date=anchor,
+                          current_period_start=anchor, current_period_end=date(2026, 2, 15),
+                          billed_through=date(2026, 2, 15)) for c in customers],
+            batch_size=5000,
+        )  # fmt: skip
+    on = date(2026, 2, 10)
+    started = time.perf_counter()
+    first = billing_run(on=on)
+    elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    second = billing_run(on=on)
+    again = time.perf_counter() - started
+    return {
+        "subscriptions": n,
+        "invoices": first.invoices,
+        "seconds": round(elapsed, 2),
+        "invoices_per_second": round(first.invoices / elapsed, 1) if elapsed else None,
+        "second_run_invoices": second.invoices,
+        "second_run_seconds": round(again, 2),
+    }
+
+
+def bench_webhooks(n: int) -> dict:
+    settings.MPANEL_GENERIC_WEBHOOK_SECRET = secret = "bench-secret"
+    tenant = Tenant.objects.create(name=f"Bench webhooks {time.time_ns()}")
+    with tenant_scope(tenant):
+        customer = Customer.objects.create(name="W", email="w@bench.example", currency="EUR")
+        invoice = invoices.invoice_create(tenant=tenant, customer=customer, currency="EUR", lines=[
+            {"description": "Credit top-up", "quantity": 1, "unit_price": Decimal(n)}])  # fmt: skip
+        invoice = invoices.invoice_issue(invoice=invoice)
+    client = Client()
+    started = time.perf_counter()
+    for i in range(n):
+        body = json.dumps(
+            {
+                "id": f"evt-{i}",
+                "type": "payment.succeeded",
+                "data": {"invoice_id": str(invoice.pk), "amount": "1.00", "currency": "EUR", "reference": f"r{i}"},
+            }
+        ).encode()
+        response = client.post("/api/v1/billing/webhooks/generic", body, content_type="application/json",
+                               HTTP_X_MPANEL_SIGNATURE=sign_generic(body, secret))  # fmt: skip
+        assert response.status_code == 200, response.content
+    elapsed = time.perf_counter() - started
+    paid = Invoice.all_tenants.get(pk=invoice.pk).amount_paid
+    return {"events": n, "seconds": round(elapsed, 2), "events_per_second": round(n / elapsed, 1),
+            "amount_paid": str(paid)}  # fmt: skip
+
+
+def main() -> None:
+    if "postgresql" not in settings.DATABASES["default"]["ENGINE"]:
+        sys.exit("make bench needs PostgreSQL (DATABASE_URL)")
+    call_command("migrate", verbosity=0)
+    settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["public"] = "1000000/min"
+    results = {
+        "billing_run": bench_billing_run(int(os.environ.get("BENCH_SUBSCRIPTIONS", 100000))),
+        "webhooks": bench_webhooks(int(os.environ.get("BENCH_WEBHOOKS", 2000))),
+    }
+    print(f"{'benchmark':<14} {'figure':<24} value")
+    for name, figures in results.items():
+        for key, value in figures.items():
+            print(f"{name:<14} {key:<24} {value}")
+    out = Path(settings.VAR_DIR) / "bench.json"
+    if os.environ.get("BENCH_OUT"):
+        out = Path(os.environ["BENCH_OUT"])
+    existing = json.loads(out.read_text()) if out.exists() else {}
+    existing.update(results)
+    out.write_text(json.dumps(existing, indent=2))
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
