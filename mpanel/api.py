@@ -14,9 +14,12 @@ from rest_framework.routers import DefaultRouter
 
 from apps.accounts.views import LoginView, LogoutView, RegisterView
 from apps.audit.api import AuditEventViewSet
+from apps.cloudpods.api import CloudPodViewSet
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.jobs.api import ProvisioningViewSet
+from apps.nodes.api import NodeViewSet
+from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, TenantViewSet, UserViewSet
 
 
@@ -38,6 +41,11 @@ router.register("customers", CustomerViewSet, basename="customer")
 router.register(r"customers/(?P<customer_pk>[0-9a-fA-F-]{36})/contacts", ContactViewSet, basename="customer-contact")
 router.register("audit", AuditEventViewSet, basename="audit")
 router.register("ops/provisioning", ProvisioningViewSet, basename="job")
+router.register("ops/servers", NodeViewSet, basename="node")
+router.register("hosting/servers", NodeViewSet, basename="hosting-server")
+router.register("cloudpods", CloudPodViewSet, basename="cloudpod")
+router.register("ops/platform-overview", PlatformOverviewViewSet, basename="platform-overview")
+router.register("ops/overview", OverviewViewSet, basename="ops-overview")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

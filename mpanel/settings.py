@@ -64,6 +64,9 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.jobs",
     "apps.customers",
+    "apps.nodes",
+    "apps.cloudpods",
+    "apps.ops",
 ]
 
 MIDDLEWARE = [
@@ -254,6 +257,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "jobs-sweep": {"task": "jobs.sweep", "schedule": 30.0},
     "idempotency-purge": {"task": "common.purge_idempotency", "schedule": 3600.0},
+    "nodes-heartbeat": {"task": "nodes.heartbeat", "schedule": 30.0},
 }
 
 LOGGING = {
@@ -268,3 +272,23 @@ LOGGING = {
 if not DEBUG and MPANEL_ENVIRONMENT == "production" and env.bool("MPANEL_SECURE_COOKIES", default=False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# --- nodes and CloudPods -------------------------------------------------------------------------
+# The local node's state (runc bundles, images, runc's own state); the agent uses the same layout.
+MPANEL_NODE_ROOT = Path(env("MPANEL_NODE_ROOT", default=str(VAR_DIR / "node"))).resolve()
+MPANEL_NODE_OFFLINE_AFTER = env.int("MPANEL_NODE_OFFLINE_AFTER", default=120)  # seconds without a heartbeat
+MPANEL_AGENT_TIMEOUT = env.float("MPANEL_AGENT_TIMEOUT", default=60.0)
+CLOUDPOD_PLANS = [
+    {"name": "pod-xs", "vcpu": 0.5, "memory_mb": 128, "disk_gb": 1, "pids": 64, "billing_product": None},
+    {"name": "pod-s", "vcpu": 1, "memory_mb": 256, "disk_gb": 2, "pids": 128, "billing_product": None},
+    {"name": "pod-m", "vcpu": 2, "memory_mb": 512, "disk_gb": 5, "pids": 256, "billing_product": None},
+    {"name": "pod-l", "vcpu": 4, "memory_mb": 1024, "disk_gb": 10, "pids": 512, "billing_product": None},
+]
+# Images a node can build: "busybox" (Debian's busybox-static); "debian-12" needs debootstrap on the node.
+CLOUDPOD_IMAGES = {
+    "busybox": {"description": "BusyBox (Debian busybox-static)"},
+}
+CLOUDPOD_DEFAULT_IMAGE = "busybox"
+CLOUDPOD_TENANT_MAX_PODS = env.int("CLOUDPOD_TENANT_MAX_PODS", default=100)
+CLOUDPOD_TENANT_MAX_MEMORY_MB = env.int("CLOUDPOD_TENANT_MAX_MEMORY_MB", default=64 * 1024)
+CLOUDPOD_RUNTIME_CACHE_SECONDS = env.int("CLOUDPOD_RUNTIME_CACHE_SECONDS", default=5)

@@ -46,7 +46,7 @@ class TestPlatform:
 
     def test_modules_not_built_are_absent(self, tenant_a):
         client = client_for(tenant_a.owner, tenant_a.tenant)
-        for url in ("/api/v1/cloudpods/", "/api/v1/billing/invoices/", "/api/v1/enterprise/ssl/"):
+        for url in ("/api/v1/hosting/websites/", "/api/v1/billing/invoices/", "/api/v1/enterprise/ssl/"):
             assert client.get(url).status_code == 404, url
 
     def test_trailing_slash_is_optional(self, tenant_a):
