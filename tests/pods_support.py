@@ -41,10 +41,10 @@ def cleanup_containers(root: Path) -> None:
 
 def node_in(fx, hostname: str = "node-1", **extra) -> Node:
     values = {
-        "vcpu": Decimal("8"),
-        "memory_mb": 4096,
-        "disk_gb": 100,
-        "max_pods": 50,
+        "vcpu": Decimal("1000"),
+        "memory_mb": 1_000_000,
+        "disk_gb": 100_000,
+        "max_pods": 10_000,
         "roles": ["pods"],
         **extra,
     }
