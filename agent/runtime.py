@@ -181,9 +181,21 @@ class NodeRuntime:
     def bundle_dir(self, container_id: str) -> Path:
         return self.bundles / container_id
 
+    def _spec_template(self) -> dict:
+        """``runc spec``'s default config, made once per node root (it is the same every time)."""
+        path = self.root / "spec-template.json"
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".spec-", dir=self.root))
+            try:
+                self._runc("spec", "--bundle", str(tmp))
+                os.replace(tmp / "config.json", path)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return json.loads(path.read_text())
+
     def _config(self, spec: PodSpec, bundle: Path) -> dict:
-        self._runc("spec", "--bundle", str(bundle))
-        config = json.loads((bundle / "config.json").read_text())
+        config = self._spec_template()
         config["process"]["terminal"] = False
         config["process"]["args"] = list(spec.args)
         config["process"]["env"] = ["PATH=/bin", "HOME=/root", "TERM=dumb"]

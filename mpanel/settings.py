@@ -194,6 +194,9 @@ SPECTACULAR_SETTINGS = {
         "RoleEnum": "apps.tenancy.roles.Role.choices",
         "JobStatusEnum": "apps.jobs.models.JobStatus.choices",
         "CurrencyEnum": "apps.common.money.CURRENCY_CHOICES",
+        "NodeStatusEnum": "apps.nodes.models.NodeStatus.choices",
+        "NodeSettableStatusEnum": "apps.nodes.models.SETTABLE_STATUSES",
+        "PodStatusEnum": "apps.cloudpods.models.PodStatus.choices",
     },
 }
 

@@ -16,6 +16,10 @@ class NodeStatus(models.TextChoices):
     OFFLINE = "offline", "Offline"  # set by the heartbeat check, never by hand
 
 
+# What a tenant may set; "offline" is set by the heartbeat check only.
+SETTABLE_STATUSES = [(s.value, s.label) for s in (NodeStatus.ACTIVE, NodeStatus.DRAINING, NodeStatus.MAINTENANCE)]
+
+
 class Transport(models.TextChoices):
     LOCAL = "local", "Local (in-process)"
     AGENT = "agent", "Agent (signed HTTP)"

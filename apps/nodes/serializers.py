@@ -2,7 +2,7 @@ from decimal import Decimal
 
 from rest_framework import serializers
 
-from .models import ROLE_CHOICES, Node, NodeStatus, Transport
+from .models import ROLE_CHOICES, SETTABLE_STATUSES, Node, Transport
 
 
 class VcpuField(serializers.DecimalField):
@@ -22,9 +22,7 @@ class CapacitySerializer(serializers.Serializer):
 class NodeSerializer(serializers.ModelSerializer):
     transport = serializers.ChoiceField(choices=Transport.choices, default=Transport.LOCAL)
     roles = serializers.ListField(child=serializers.ChoiceField(choices=ROLE_CHOICES), allow_empty=True, max_length=5)
-    status = serializers.ChoiceField(
-        choices=[NodeStatus.ACTIVE, NodeStatus.DRAINING, NodeStatus.MAINTENANCE], required=False
-    )
+    status = serializers.ChoiceField(choices=SETTABLE_STATUSES, required=False)
     capacity = CapacitySerializer(source="*")
     allocated = serializers.SerializerMethodField()
     free = serializers.SerializerMethodField()
