@@ -216,6 +216,10 @@ class NodeRuntime:
     def _write_bundle(self, spec: PodSpec) -> Path:
         bundle = self.bundle_dir(spec.id)
         if (bundle / "config.json").exists() and (bundle / "rootfs").exists():
+            # Restarting a stopped container: its rootfs stays, its limits follow the current spec.
+            config = json.loads((bundle / "config.json").read_text())
+            config["linux"].setdefault("resources", {}).update(self._resources(spec))
+            _write_atomic(bundle / "config.json", json.dumps(config, indent=1))
             return bundle
         shutil.rmtree(bundle, ignore_errors=True)
         self.bundles.mkdir(parents=True, exist_ok=True)
@@ -325,9 +329,7 @@ class NodeRuntime:
         if config_path.exists():
             config = json.loads(config_path.read_text())
             config["linux"].setdefault("resources", {}).update(r)
-            tmp = config_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(config, indent=1))
-            os.replace(tmp, config_path)
+            _write_atomic(config_path, json.dumps(config, indent=1))
         return self.pod_state(spec.id)
 
     def pod_delete(self, container_id: str) -> dict:
@@ -369,6 +371,12 @@ class NodeRuntime:
         if state is None:
             raise AgentError(f"container {container_id} does not exist")
         return state
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _meminfo() -> dict[str, int]:

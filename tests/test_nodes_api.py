@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from agent.runtime import NodeRuntime, PodSpec
 from apps.audit.models import AuditEvent
 from apps.nodes import agent_secret, services
 from apps.nodes.api import NodeViewSet
@@ -14,8 +15,8 @@ from apps.nodes.models import Node, NodeStatus
 from apps.tenancy.roles import Role
 
 from .api_mixin import ApiTestCase
-from .conftest import client_for, make_user
-from .pods_support import node_in, node_root, pod_in  # noqa: F401
+from .conftest import client_for, make_user, wait_for
+from .pods_support import memory_cgroup_limit, node_in, node_root, pod_in  # noqa: F401
 
 CAPACITY = {"vcpu": 4, "memory_mb": 2048, "disk_gb": 40, "max_pods": 10}
 
@@ -207,3 +208,33 @@ def test_capacity_decimal_roundtrip():
 def test_reverse_names():
     assert reverse("node-list") == "/api/v1/ops/servers"
     assert reverse("hosting-server-list") == "/api/v1/hosting/servers"
+
+
+@pytest.mark.django_db
+def test_agent_address_must_be_a_url_of_host_and_port(tenant_a):
+    client = client_for(tenant_a.owner, tenant_a.tenant)
+    base = {"hostname": "h", "transport": "agent", "roles": ["pods"], "capacity": CAPACITY}
+    for bad in ("file:///etc/passwd", "gopher://x:70", "http://host", "http://h:80/admin?x=1", "a b:1"):
+        assert client.post("/api/v1/ops/servers/", {**base, "address": bad}, format="json").status_code == 400, bad
+    for i, good in enumerate(("http://10.0.0.5:8700", "https://node.example.net:443", "127.0.0.1:8700")):
+        response = client.post("/api/v1/ops/servers/", {**base, "hostname": f"h{i}", "address": good}, format="json")
+        assert response.status_code == 201, (good, response.content)
+
+
+@pytest.mark.django_db
+def test_an_agent_node_without_a_secret_is_a_permanent_driver_error(tenant_a):
+    node = node_in(tenant_a, transport="agent", address="http://127.0.0.1:9")
+    with pytest.raises(NodeError) as err:
+        driver_for(node)
+    assert err.value.permanent
+    assert services.node_heartbeat(node=node) is False
+
+
+def test_a_restarted_container_gets_the_current_limits(node_root):  # noqa: F811
+    runtime = NodeRuntime(node_root)
+    runtime.pod_create(PodSpec(id="restart-1", memory_mb=64))
+    runtime._runc("kill", "restart-1", "KILL")
+    wait_for(lambda: runtime.pod_state("restart-1")["state"] == "stopped", message="the container to stop")
+    assert runtime.pod_create(PodSpec(id="restart-1", memory_mb=96))["created"] is True
+    assert memory_cgroup_limit(runtime.pod_state("restart-1")["pid"]) == 96 * 1024 * 1024
+    assert [c["id"] for c in runtime.pod_list()] == ["restart-1"]

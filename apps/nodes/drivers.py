@@ -140,6 +140,8 @@ def driver_for(node: Node) -> NodeDriver:
     if node.transport == Transport.AGENT:
         if not node.address:
             raise NodeError(f"node {node} has no agent address", permanent=True)
+        if not node.secret_salt:
+            raise NodeError(f"node {node} has no agent secret yet: rotate its secret", permanent=True)
         address = node.address if "://" in node.address else f"http://{node.address}"
         return AgentDriver(address, agent_secret.derive(node))
     return LocalDriver()

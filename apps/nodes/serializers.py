@@ -1,8 +1,11 @@
+import re
 from decimal import Decimal
 
 from rest_framework import serializers
 
 from .models import ROLE_CHOICES, SETTABLE_STATUSES, Node, Transport
+
+ADDRESS_RE = re.compile(r"^(https?://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}/?$")
 
 
 class VcpuField(serializers.DecimalField):
@@ -49,6 +52,12 @@ class NodeSerializer(serializers.ModelSerializer):
 
     def validate_roles(self, value):
         return sorted(set(value), key=ROLE_CHOICES.index)
+
+    def validate_address(self, value: str) -> str:
+        value = value.strip()
+        if value and not ADDRESS_RE.match(value):
+            raise serializers.ValidationError("Use http(s)://host:port (or host:port) of the node's agent.")
+        return value
 
     def validate_hostname(self, value: str) -> str:
         value = value.strip().lower()
