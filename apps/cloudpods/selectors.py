@@ -30,7 +30,7 @@ def pod_runtime(pod: CloudPod) -> dict:
     if cached is not None:
         return cached
     try:
-        runtime = asdict(driver_for(pod.node).pod_stats(pod.container_id))
+        runtime = asdict(driver_for(pod.node, timeout=settings.MPANEL_NODE_READ_TIMEOUT).pod_stats(pod.container_id))
     except NodeError:
         return dict(UNKNOWN)
     cache.set(key, runtime, settings.CLOUDPOD_RUNTIME_CACHE_SECONDS)

@@ -136,12 +136,13 @@ class AgentDriver(NodeDriver):
             raise NodeError(f"agent unreachable at {self.base}: {exc}") from exc
 
 
-def driver_for(node: Node) -> NodeDriver:
+def driver_for(node: Node, *, timeout: float | None = None) -> NodeDriver:
+    """``timeout``: for reads made while someone waits (an API request, a heartbeat), shorter than a job's."""
     if node.transport == Transport.AGENT:
         if not node.address:
             raise NodeError(f"node {node} has no agent address", permanent=True)
         if not node.secret_salt:
             raise NodeError(f"node {node} has no agent secret yet: rotate its secret", permanent=True)
         address = node.address if "://" in node.address else f"http://{node.address}"
-        return AgentDriver(address, agent_secret.derive(node))
+        return AgentDriver(address, agent_secret.derive(node), timeout=timeout)
     return LocalDriver()

@@ -105,7 +105,7 @@ def node_rotate_secret(*, node: Node, actor=None) -> str:
 def node_heartbeat(*, node: Node) -> bool:
     """Ask the node how it is (outside any transaction: it may be slow); record the answer."""
     try:
-        report = driver_for(node).heartbeat()
+        report = driver_for(node, timeout=settings.MPANEL_NODE_READ_TIMEOUT).heartbeat()
         error = ""
     except NodeError as exc:
         report, error = None, exc.message
