@@ -42,7 +42,7 @@ class TestCloudPodApi(ApiTestCase):
     success = {"destroy": 202}
 
     def make(self, fx, seq):
-        return pod_in(fx, seq, status=PodStatus.SUSPENDED)  # suspended: GET reads no node
+        return pod_in(fx, seq, status=PodStatus.SUSPENDED)  # no container: GET reads "absent" from the node
 
     def create_payload(self, fx, seq):
         node_in(fx)
