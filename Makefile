@@ -1,4 +1,4 @@
-.PHONY: run test lint fmt
+.PHONY: run test lint fmt bench
 # Set up and run the panel with the embedded default (SQLite, in-process jobs) on :8000.
 run:
 	bash scripts/run.sh
@@ -12,3 +12,10 @@ lint:
 
 fmt:
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+# Figures, not pass/fail: API call -> CloudPod running (median/p95 of 20) next to a bare runc run.
+bench:
+	bash scripts/venv.sh
+	@command -v runc >/dev/null && dpkg -s busybox-static >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc busybox-static >/dev/null)
+	.venv/bin/python bench/cloudpods.py

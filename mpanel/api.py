@@ -24,9 +24,12 @@ from apps.billing.api import (
 )
 from apps.catalog.api import ProductViewSet, TaxRateViewSet
 from apps.catalog.public import PublicCatalogView
+from apps.cloudpods.api import CloudPodViewSet
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.jobs.api import ProvisioningViewSet
+from apps.nodes.api import NodeViewSet
+from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.orders.api import OrderViewSet
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, TenantViewSet, UserViewSet
 
@@ -56,6 +59,11 @@ router.register("billing/subscriptions", SubscriptionViewSet, basename="subscrip
 router.register("orders", OrderViewSet, basename="order")
 router.register("billing/products", ProductViewSet, basename="product")
 router.register("billing/tax-rates", TaxRateViewSet, basename="tax-rate")
+router.register("ops/servers", NodeViewSet, basename="node")
+router.register("hosting/servers", NodeViewSet, basename="hosting-server")
+router.register("cloudpods", CloudPodViewSet, basename="cloudpod")
+router.register("ops/platform-overview", PlatformOverviewViewSet, basename="platform-overview")
+router.register("ops/overview", OverviewViewSet, basename="ops-overview")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

@@ -67,6 +67,9 @@ INSTALLED_APPS = [
     "apps.billing",
     "apps.catalog",
     "apps.orders",
+    "apps.nodes",
+    "apps.cloudpods",
+    "apps.ops",
 ]
 
 MIDDLEWARE = [
@@ -196,6 +199,9 @@ SPECTACULAR_SETTINGS = {
         "CurrencyEnum": "apps.common.money.CURRENCY_CHOICES",
         "RecurringCycleEnum": "apps.billing.periods.RECURRING_CYCLES",
         "CycleEnum": "apps.catalog.models.Cycle.choices",
+        "NodeStatusEnum": "apps.nodes.models.NodeStatus.choices",
+        "NodeSettableStatusEnum": "apps.nodes.models.SETTABLE_STATUSES",
+        "PodStatusEnum": "apps.cloudpods.models.PodStatus.choices",
     },
 }
 
@@ -261,6 +267,7 @@ CELERY_BEAT_SCHEDULE = {
     "idempotency-purge": {"task": "common.purge_idempotency", "schedule": 3600.0},
     # Hourly: each run bills only what is due and nothing twice, so a missed hour costs nothing.
     "billing-run": {"task": "billing.run", "schedule": 3600.0},
+    "nodes-heartbeat": {"task": "nodes.heartbeat", "schedule": 30.0},
 }
 
 # --- billing -------------------------------------------------------------------------------------
@@ -283,3 +290,24 @@ LOGGING = {
 if not DEBUG and MPANEL_ENVIRONMENT == "production" and env.bool("MPANEL_SECURE_COOKIES", default=False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# --- nodes and CloudPods -------------------------------------------------------------------------
+# The local node's state (runc bundles, images, runc's own state); the agent uses the same layout.
+MPANEL_NODE_ROOT = Path(env("MPANEL_NODE_ROOT", default=str(VAR_DIR / "node"))).resolve()
+MPANEL_NODE_OFFLINE_AFTER = env.int("MPANEL_NODE_OFFLINE_AFTER", default=120)  # seconds without a heartbeat
+MPANEL_AGENT_TIMEOUT = env.float("MPANEL_AGENT_TIMEOUT", default=60.0)  # a job's call to an agent
+MPANEL_NODE_READ_TIMEOUT = env.float("MPANEL_NODE_READ_TIMEOUT", default=5.0)  # heartbeats, a pod's runtime in GET
+CLOUDPOD_PLANS = [
+    {"name": "pod-xs", "vcpu": 0.5, "memory_mb": 128, "disk_gb": 1, "pids": 64, "billing_product": None},
+    {"name": "pod-s", "vcpu": 1, "memory_mb": 256, "disk_gb": 2, "pids": 128, "billing_product": None},
+    {"name": "pod-m", "vcpu": 2, "memory_mb": 512, "disk_gb": 5, "pids": 256, "billing_product": None},
+    {"name": "pod-l", "vcpu": 4, "memory_mb": 1024, "disk_gb": 10, "pids": 512, "billing_product": None},
+]
+# Images a node can build: "busybox" (Debian's busybox-static); "debian-12" needs debootstrap on the node.
+CLOUDPOD_IMAGES = {
+    "busybox": {"description": "BusyBox (Debian busybox-static)"},
+}
+CLOUDPOD_DEFAULT_IMAGE = "busybox"
+CLOUDPOD_TENANT_MAX_PODS = env.int("CLOUDPOD_TENANT_MAX_PODS", default=100)
+CLOUDPOD_TENANT_MAX_MEMORY_MB = env.int("CLOUDPOD_TENANT_MAX_MEMORY_MB", default=64 * 1024)
+CLOUDPOD_RUNTIME_CACHE_SECONDS = env.int("CLOUDPOD_RUNTIME_CACHE_SECONDS", default=5)

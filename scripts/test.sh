@@ -14,6 +14,9 @@ missing=()
 [ -n "$(pg_bin)" ] || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(python3 python3-venv)
+# CloudPods run as real containers: runc, and Debian's static busybox for the image.
+command -v runc >/dev/null || missing+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

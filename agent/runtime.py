@@ -1,0 +1,417 @@
+"""CloudPods as OCI bundles run by runc, rooted under one directory.
+
+Layout under ``root``:
+    images/<name>/rootfs     the image, built once (busybox: Debian's busybox-static + applet links)
+    bundles/<id>/rootfs      the pod's own copy of the image
+    bundles/<id>/config.json ``runc spec``, adjusted (terminal off, args, cgroup limits)
+    runc/                    runc's state (``runc --root``)
+
+Every operation is idempotent: it reads the container's actual state and converges.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+CPU_PERIOD = 100_000
+# Only for crash-safety tests: sleep this long after ``runc run`` succeeded, before answering.
+PAUSE_AFTER_CREATE_ENV = "MPANEL_AGENT_DEBUG_PAUSE_AFTER_CREATE"
+
+
+class AgentError(Exception):
+    """A node-side failure. ``permanent`` ones cannot be fixed by trying again (bad spec)."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class PodSpec:
+    id: str
+    image: str = "busybox"
+    vcpu: float = 1.0
+    memory_mb: int = 256
+    disk_gb: int = 1
+    pids: int = 128
+    args: list[str] = field(
+        default_factory=lambda: ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600; done"]
+    )
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PodSpec:
+        try:
+            spec = cls(
+                id=str(data["id"]),
+                image=str(data.get("image", "busybox")),
+                vcpu=float(data.get("vcpu", 1)),
+                memory_mb=int(data.get("memory_mb", 256)),
+                disk_gb=int(data.get("disk_gb", 1)),
+                pids=int(data.get("pids", 128)),
+                **({"args": [str(a) for a in data["args"]]} if data.get("args") else {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise AgentError(f"bad pod spec: {exc}", permanent=True) from exc
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        if not CONTAINER_ID_RE.match(self.id):
+            raise AgentError(f"bad container id {self.id!r}", permanent=True)
+        if self.memory_mb < 4 or self.vcpu <= 0 or self.pids < 1:
+            raise AgentError("memory_mb >= 4, vcpu > 0 and pids >= 1 are required", permanent=True)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+class BusyboxImage:
+    """A rootfs with Debian's static busybox and a symlink per applet."""
+
+    name = "busybox"
+    source = Path("/bin/busybox")
+
+    def available(self) -> bool:
+        return self.source.exists()
+
+    def build(self, target: Path) -> None:
+        if not self.available():
+            raise AgentError("busybox-static is not installed on this node (/bin/busybox)", permanent=True)
+        bin_dir = target / "bin"
+        bin_dir.mkdir(parents=True)
+        shutil.copy2(self.source, bin_dir / "busybox")
+        applets = subprocess.run([str(self.source), "--list"], capture_output=True, text=True, check=True).stdout
+        for applet in applets.split():
+            if applet != "busybox" and "/" not in applet:
+                (bin_dir / applet).symlink_to("busybox")
+        for d in ("proc", "sys", "dev", "tmp", "etc", "root", "run"):
+            (target / d).mkdir(exist_ok=True)
+        (target / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
+        (target / "etc" / "group").write_text("root:x:0:\n")
+        (target / "etc" / "hostname").write_text("cloudpod\n")
+
+
+class DebootstrapImage:
+    """A minimal Debian made by ``debootstrap`` (needs the ``debootstrap`` package and a mirror)."""
+
+    def __init__(self, name: str = "debian-12", suite: str = "bookworm", mirror: str = "http://deb.debian.org/debian"):
+        self.name, self.suite, self.mirror = name, suite, mirror
+
+    def available(self) -> bool:
+        return shutil.which("debootstrap") is not None
+
+    def build(self, target: Path) -> None:
+        if not self.available():
+            raise AgentError("debootstrap is not installed on this node", permanent=True)
+        result = subprocess.run(
+            ["debootstrap", "--variant=minbase", self.suite, str(target), self.mirror], capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise AgentError(f"debootstrap failed: {result.stderr[-2000:]}")
+
+
+IMAGES = {"busybox": BusyboxImage(), "debian-12": DebootstrapImage()}
+
+
+# --- the runtime --------------------------------------------------------------------------------
+
+
+class NodeRuntime:
+    def __init__(self, root: str | os.PathLike, runc: str = "runc"):
+        self.root = Path(root).resolve()
+        self.runc_bin = runc
+        self.state_dir = self.root / "runc"
+        self.bundles = self.root / "bundles"
+        self.images_dir = self.root / "images"
+        self._lock = threading.Lock()  # image builds
+
+    # --- runc -------------------------------------------------------------------------------
+    def _runc(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        cmd = [self.runc_bin, "--root", str(self.state_dir), *args]
+        try:
+            result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except FileNotFoundError as exc:
+            raise AgentError("runc is not installed on this node", permanent=True) from exc
+        if check and result.returncode != 0:
+            raise AgentError(f"runc {args[0]} failed: {(result.stderr or result.stdout).strip()[-1000:]}")
+        return result
+
+    def _state(self, container_id: str) -> dict | None:
+        result = self._runc("state", container_id, check=False)
+        if result.returncode != 0:
+            if "does not exist" in result.stderr:
+                return None
+            raise AgentError(f"runc state failed: {result.stderr.strip()[-1000:]}")
+        return json.loads(result.stdout)
+
+    # --- images and bundles -----------------------------------------------------------------
+    def image_rootfs(self, name: str) -> Path:
+        image = IMAGES.get(name)
+        if image is None:
+            raise AgentError(f"unknown image {name!r}", permanent=True)
+        final = self.images_dir / name / "rootfs"
+        if final.exists():
+            return final
+        with self._lock:
+            if final.exists():
+                return final
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=final.parent))
+            try:
+                image.build(tmp / "rootfs")
+                os.rename(tmp / "rootfs", final)  # atomic: a half-built image is never used
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return final
+
+    def bundle_dir(self, container_id: str) -> Path:
+        return self.bundles / container_id
+
+    def _spec_template(self) -> dict:
+        """``runc spec``'s default config, made once per node root (it is the same every time)."""
+        path = self.root / "spec-template.json"
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".spec-", dir=self.root))
+            try:
+                self._runc("spec", "--bundle", str(tmp))
+                os.replace(tmp / "config.json", path)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        return json.loads(path.read_text())
+
+    def _config(self, spec: PodSpec, bundle: Path) -> dict:
+        config = self._spec_template()
+        config["process"]["terminal"] = False
+        config["process"]["args"] = list(spec.args)
+        config["process"]["env"] = ["PATH=/bin", "HOME=/root", "TERM=dumb"]
+        config["hostname"] = spec.id[:63]
+        config["root"]["readonly"] = False
+        resources = config["linux"].setdefault("resources", {})
+        resources.update(self._resources(spec))
+        return config
+
+    @staticmethod
+    def _resources(spec: PodSpec) -> dict:
+        return {
+            "memory": {"limit": spec.memory_mb * 1024 * 1024},
+            "cpu": {"quota": int(spec.vcpu * CPU_PERIOD), "period": CPU_PERIOD},
+            "pids": {"limit": spec.pids},
+        }
+
+    def _write_bundle(self, spec: PodSpec) -> Path:
+        bundle = self.bundle_dir(spec.id)
+        if (bundle / "config.json").exists() and (bundle / "rootfs").exists():
+            # Restarting a stopped container: its rootfs stays, its limits follow the current spec.
+            config = json.loads((bundle / "config.json").read_text())
+            config["linux"].setdefault("resources", {}).update(self._resources(spec))
+            _write_atomic(bundle / "config.json", json.dumps(config, indent=1))
+            return bundle
+        shutil.rmtree(bundle, ignore_errors=True)
+        self.bundles.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{spec.id}-", dir=self.bundles))
+        try:
+            shutil.copytree(self.image_rootfs(spec.image), tmp / "rootfs", symlinks=True)
+            config = self._config(spec, tmp)
+            (tmp / "config.json").write_text(json.dumps(config, indent=1))
+            (tmp / "spec.json").write_text(json.dumps(spec.to_dict()))
+            os.rename(tmp, bundle)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return bundle
+
+    # --- operations -------------------------------------------------------------------------
+    def pod_create(self, spec: PodSpec) -> dict:
+        """Ensure the container exists and runs. A running or paused one is left as it is."""
+        spec.validate()
+        state = self._state(spec.id)
+        if state is not None and state["status"] in ("running", "paused"):
+            return {"created": False, **self._short(state)}
+        if state is not None:  # created or stopped: start again from the bundle
+            self._runc("delete", "-f", spec.id)
+        bundle = self._write_bundle(spec)
+        log = bundle / "container.log"
+        with open(log, "ab") as out:
+            result = subprocess.run(
+                [self.runc_bin, "--root", str(self.state_dir), "run", "-d", "--bundle", str(bundle), spec.id],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                timeout=60,
+            )
+        if result.returncode != 0:
+            raise AgentError(f"runc run failed: {log.read_text(errors='replace')[-1000:]}")
+        pause = float(os.environ.get(PAUSE_AFTER_CREATE_ENV) or 0)
+        if pause:
+            time.sleep(pause)
+        return {"created": True, **self._short(self._state(spec.id))}
+
+    def pod_state(self, container_id: str) -> dict:
+        state = self._state(container_id)
+        if state is None:
+            return {"id": container_id, "state": "absent", "pid": None}
+        return self._short(state)
+
+    @staticmethod
+    def _short(state: dict | None) -> dict:
+        if state is None:
+            return {"state": "absent", "pid": None}
+        return {"id": state["id"], "state": state["status"], "pid": state.get("pid") or None}
+
+    def pod_stats(self, container_id: str) -> dict:
+        """State and usage: memory limit and usage, CPU seconds, pids (``runc events --stats``)."""
+        short = self.pod_state(container_id)
+        out = {**short, "memory_limit_bytes": None, "memory_usage_bytes": None, "cpu_seconds": None, "pids": None}
+        if short["state"] not in ("running", "paused", "created"):
+            return out
+        result = self._runc("events", "--stats", container_id, check=False, timeout=20)
+        if result.returncode != 0:
+            return out
+        data = json.loads(result.stdout).get("data", {})
+        memory = data.get("memory", {}).get("usage", {})
+        out["memory_limit_bytes"] = memory.get("limit")
+        out["memory_usage_bytes"] = memory.get("usage")
+        total = data.get("cpu", {}).get("usage", {}).get("total")
+        out["cpu_seconds"] = round(total / 1e9, 3) if total is not None else None
+        out["pids"] = data.get("pids", {}).get("current")
+        return out
+
+    def pod_pause(self, container_id: str) -> dict:
+        state = self._require(container_id)
+        if state["status"] == "running":
+            self._runc("pause", container_id)
+        elif state["status"] != "paused":
+            raise AgentError(f"cannot pause a {state['status']} container")
+        return self.pod_state(container_id)
+
+    def pod_resume(self, container_id: str) -> dict:
+        state = self._require(container_id)
+        if state["status"] == "paused":
+            self._runc("resume", container_id)
+        elif state["status"] != "running":
+            raise AgentError(f"cannot resume a {state['status']} container")
+        return self.pod_state(container_id)
+
+    def pod_update(self, spec: PodSpec) -> dict:
+        """New limits for a live container (``runc update``), kept in its bundle for a restart."""
+        spec.validate()
+        self._require(spec.id)
+        r = self._resources(spec)
+        self._runc(
+            "update",
+            "--memory",
+            str(r["memory"]["limit"]),
+            "--cpu-quota",
+            str(r["cpu"]["quota"]),
+            "--cpu-period",
+            str(r["cpu"]["period"]),
+            "--pids-limit",
+            str(r["pids"]["limit"]),
+            spec.id,
+        )
+        bundle = self.bundle_dir(spec.id)
+        config_path = bundle / "config.json"
+        if config_path.exists():
+            config = json.loads(config_path.read_text())
+            config["linux"].setdefault("resources", {}).update(r)
+            _write_atomic(config_path, json.dumps(config, indent=1))
+        return self.pod_state(spec.id)
+
+    def pod_delete(self, container_id: str) -> dict:
+        """Kill, delete and remove the bundle (rootfs included). Nothing left is fine."""
+        if not CONTAINER_ID_RE.match(container_id):
+            raise AgentError(f"bad container id {container_id!r}", permanent=True)
+        state = self._state(container_id)
+        if state is not None:
+            if state["status"] == "paused":
+                self._runc("resume", container_id, check=False)
+            if state["status"] in ("running", "paused", "created"):
+                self._runc("kill", container_id, "KILL", check=False)
+            self._runc("delete", "-f", container_id)
+        shutil.rmtree(self.bundle_dir(container_id), ignore_errors=True)
+        return {"id": container_id, "state": "absent", "existed": state is not None}
+
+    def pod_list(self) -> list[dict]:
+        if not self.state_dir.exists():
+            return []
+        result = self._runc("list", "--format", "json")
+        return [{"id": c["id"], "state": c["status"]} for c in (json.loads(result.stdout or "null") or [])]
+
+    def heartbeat(self) -> dict:
+        version = self._runc("--version", check=False).stdout.split("\n")[0].strip()
+        meminfo = _meminfo()
+        disk = shutil.disk_usage(self.root if self.root.exists() else self.root.parent)
+        return {
+            "time": time.time(),
+            "runc": version,
+            "images": sorted(name for name, image in IMAGES.items() if image.available()),
+            "memory_available_mb": meminfo.get("MemAvailable", 0) // 1024,
+            "disk_free_gb": disk.free // 1024**3,
+            "cpus": os.cpu_count(),
+            "pods": self.pod_list(),
+        }
+
+    def _require(self, container_id: str) -> dict:
+        state = self._state(container_id)
+        if state is None:
+            raise AgentError(f"container {container_id} does not exist")
+        return state
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _meminfo() -> dict[str, int]:
+    out = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            out[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return out
+
+
+OPERATIONS = (
+    "pod_create",
+    "pod_state",
+    "pod_stats",
+    "pod_pause",
+    "pod_resume",
+    "pod_update",
+    "pod_delete",
+    "pod_list",
+    "heartbeat",
+)
+
+
+def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
+    """Run one operation from plain data (the agent's wire format and the local driver's)."""
+    if op not in OPERATIONS:
+        raise AgentError(f"unknown operation {op!r}", permanent=True)
+    if op in ("pod_create", "pod_update"):
+        return getattr(runtime, op)(PodSpec.from_dict(args.get("spec") or {}))
+    if op in ("pod_list", "heartbeat"):
+        return getattr(runtime, op)()
+    container_id = args.get("id")
+    if not isinstance(container_id, str) or not CONTAINER_ID_RE.match(container_id):
+        raise AgentError("a valid container id is required", permanent=True)
+    return getattr(runtime, op)(container_id)

@@ -1,0 +1,51 @@
+from django.contrib import admin, messages
+
+from apps.common.admin import ReadOnlyAdmin
+from apps.common.exceptions import DomainError
+
+from . import services
+from .models import CloudPod
+
+
+@admin.register(CloudPod)
+class CloudPodAdmin(ReadOnlyAdmin):
+    """Pods change only through their services (capacity, jobs, audit): the actions below."""
+
+    list_display = ["name", "status", "plan", "node", "memory_mb", "subscription", "created_at", "tenant"]
+    list_filter = ["status", "plan", "tenant"]
+    search_fields = ["name", "id", "container_id", "subscription"]
+    list_select_related = ["node", "tenant"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    actions = ["suspend_pods", "resume_pods", "delete_pods"]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_change_permission(self, request, obj=None):
+        return False  # the actions are the way to change a pod
+
+    def _each(self, request, queryset, fn, verb):
+        done = 0
+        for pod in queryset:
+            try:
+                fn(pod=pod, actor=request.user)
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"{pod}: {exc.message}", messages.WARNING)
+        if done:
+            self.message_user(request, f"{verb} {done} pod(s).", messages.SUCCESS)
+
+    @admin.action(description="Suspend the selected running pods")
+    def suspend_pods(self, request, queryset):
+        self._each(request, queryset, services.pod_suspend, "Suspending")
+
+    @admin.action(description="Resume the selected suspended pods")
+    def resume_pods(self, request, queryset):
+        self._each(request, queryset, services.pod_resume, "Resuming")
+
+    @admin.action(description="Delete the selected pods (a job removes each container)")
+    def delete_pods(self, request, queryset):
+        self._each(request, queryset, services.pod_delete, "Deleting")

@@ -1,0 +1,67 @@
+from decimal import Decimal
+
+from django.db import models
+
+from apps.nodes.models import Node
+from apps.tenancy.models import TenantOwnedModel
+
+
+class PodStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    PROVISIONING = "provisioning", "Provisioning"
+    RUNNING = "running", "Running"
+    SUSPENDED = "suspended", "Suspended"
+    RESIZING = "resizing", "Resizing"
+    DELETING = "deleting", "Deleting"
+    DELETED = "deleted", "Deleted"
+    ERROR = "error", "Error"
+
+
+LIVE = [s for s in PodStatus.values if s != PodStatus.DELETED]
+
+
+class CloudPod(TenantOwnedModel):
+    """A small private server: one runc container on one node.
+
+    ``status`` is the wanted state as far as the panel knows it; the jobs converge the node to
+    it. ``vcpu``/``memory_mb``/``disk_gb``/``pids`` are what is reserved on ``node`` (the plan's
+    figures when it was reserved), until the pod is deleted.
+    """
+
+    name = models.CharField(max_length=63)
+    plan = models.CharField(max_length=64)
+    image = models.CharField(max_length=64, default="busybox")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="pods")
+    status = models.CharField(max_length=12, choices=PodStatus.choices, default=PodStatus.PENDING)
+    container_id = models.CharField(max_length=128, unique=True)
+
+    vcpu = models.DecimalField(max_digits=7, decimal_places=2, default=Decimal("1"))
+    memory_mb = models.PositiveIntegerField()
+    disk_gb = models.PositiveIntegerField()
+    pids = models.PositiveIntegerField()
+
+    # Billing is not built yet: an opaque reference to the subscription this pod is sold under.
+    subscription = models.CharField(max_length=64, null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"], condition=~models.Q(status="deleted"), name="uniq_live_pod_name"
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "subscription"],
+                condition=~models.Q(status="deleted") & models.Q(subscription__isnull=False),
+                name="uniq_live_pod_subscription",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"]),
+            models.Index(fields=["tenant", "status"]),
+            models.Index(fields=["node", "status"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"

@@ -1,0 +1,322 @@
+"""CloudPod writes: placement with capacity reservation, the state machine, and convergence.
+
+Placement rule (documented in the README): among the tenant's nodes that are ``active``, have the
+``pods`` role and have room for the whole plan (vCPU, memory, disk and a pod slot), take the one
+with the most free memory (spread), then the most free pod slots, then the lowest hostname. The
+candidate nodes are locked (``SELECT … FOR UPDATE``, in primary-key order) for the transaction
+that reserves the capacity and creates the pod and its job, so concurrent creates cannot
+over-commit a node.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.common.exceptions import Conflict, InvalidInput
+from apps.jobs.services import job_enqueue
+from apps.nodes.drivers import PodSpec, driver_for
+from apps.nodes.models import Node, NodeStatus
+
+from . import plans as plan_config
+from .models import LIVE, CloudPod, PodStatus
+
+FIELDS = ["name", "plan", "image", "node", "status", "vcpu", "memory_mb", "disk_gb", "pids", "subscription"]
+SUBSCRIPTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def _actor(actor) -> dict:
+    return {"actor": actor} if actor is not None else {}
+
+
+def _plan(name: str) -> plan_config.Plan:
+    plan = plan_config.get_plan(name)
+    if plan is None:
+        raise InvalidInput(f"Unknown plan {name!r}; see /api/v1/cloudpods/plans/.", field="plan")
+    return plan
+
+
+def _check_subscription(subscription: str | None, *, exclude_pk=None) -> str | None:
+    """The link to a billing subscription. Billing is not built yet: the reference is checked for
+    form and for being unused by another live pod of the tenant; its existence cannot be checked."""
+    if subscription in (None, ""):
+        return None
+    subscription = str(subscription).strip()
+    if not SUBSCRIPTION_RE.match(subscription):
+        raise InvalidInput("Not a valid subscription reference.", field="subscription")
+    if CloudPod.objects.filter(subscription=subscription, status__in=LIVE).exclude(pk=exclude_pk).exists():
+        raise Conflict("This subscription is linked to another pod already.", code="subscription_in_use")
+    return subscription
+
+
+def pick_node(nodes: list[Node], plan: plan_config.Plan) -> Node | None:
+    """The placement rule (see the module's docstring)."""
+    fitting = [
+        n
+        for n in nodes
+        if n.status == NodeStatus.ACTIVE
+        and "pods" in (n.roles or [])
+        and n.fits(vcpu=plan.vcpu, memory_mb=plan.memory_mb, disk_gb=plan.disk_gb)
+    ]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda n: (-n.free_memory_mb, -n.free_pods, n.hostname))
+
+
+def _reserve(node: Node, *, vcpu, memory_mb: int, disk_gb: int, pods: int) -> None:
+    node.allocated_vcpu += vcpu
+    node.allocated_memory_mb += memory_mb
+    node.allocated_disk_gb += disk_gb
+    node.allocated_pods += pods
+    node.save(
+        update_fields=["allocated_vcpu", "allocated_memory_mb", "allocated_disk_gb", "allocated_pods", "updated_at"]
+    )
+
+
+def _check_quota(tenant, plan: plan_config.Plan) -> None:
+    usage = CloudPod.objects.filter(status__in=LIVE).aggregate(pods=Count("id"), memory=Sum("memory_mb"))
+    max_pods = settings.CLOUDPOD_TENANT_MAX_PODS
+    max_memory = settings.CLOUDPOD_TENANT_MAX_MEMORY_MB
+    if max_pods is not None and usage["pods"] + 1 > max_pods:
+        raise Conflict(f"The tenant's quota of {max_pods} pods is used up.", code="quota_exceeded")
+    if max_memory is not None and (usage["memory"] or 0) + plan.memory_mb > max_memory:
+        raise Conflict(f"The tenant's quota of {max_memory} MB of pod memory is used up.", code="quota_exceeded")
+
+
+@transaction.atomic
+def pod_create(
+    *, tenant, name: str, plan: str, image: str | None = None, subscription: str | None = None, actor=None
+) -> CloudPod:
+    chosen = _plan(plan)
+    image = image or settings.CLOUDPOD_DEFAULT_IMAGE
+    if image not in plan_config.images():
+        raise InvalidInput(f"Unknown image {image!r}.", field="image")
+    subscription = _check_subscription(subscription)
+    # Lock every candidate node of the tenant, in a fixed order (no deadlocks between creates).
+    nodes = list(Node.objects.select_for_update().filter(status=NodeStatus.ACTIVE).order_by("pk"))
+    _check_quota(tenant, chosen)
+    if CloudPod.objects.filter(name=name, status__in=LIVE).exists():
+        raise InvalidInput("A pod with this name exists already.", field="name")
+    node = pick_node(nodes, chosen)
+    if node is None:
+        raise Conflict(f"No node has room for the plan {chosen.name!r}.", code="no_capacity")
+    _reserve(node, vcpu=chosen.vcpu, memory_mb=chosen.memory_mb, disk_gb=chosen.disk_gb, pods=1)
+    pod_id = uuid.uuid4()
+    pod = CloudPod(
+        id=pod_id,
+        tenant=tenant,
+        name=name,
+        plan=chosen.name,
+        image=image,
+        node=node,
+        container_id=f"mp-{pod_id.hex}",
+        vcpu=chosen.vcpu,
+        memory_mb=chosen.memory_mb,
+        disk_gb=chosen.disk_gb,
+        pids=chosen.pids,
+        subscription=subscription,
+    )
+    try:
+        with transaction.atomic():
+            pod.save(force_insert=True)
+    except IntegrityError as exc:
+        raise InvalidInput("A pod with this name exists already.", field="name") from exc
+    audit.record(action="cloudpod.create", obj=pod, after=audit.snapshot(pod, FIELDS), **_actor(actor))
+    if subscription:
+        audit.record(
+            action="cloudpod.subscription_link",
+            obj=pod,
+            changes={"subscription": [None, subscription]},
+            **_actor(actor),
+        )
+    _job(pod, "cloudpod.provision", actor)
+    return pod
+
+
+def _job(pod: CloudPod, job_type: str, actor) -> None:
+    job_enqueue(tenant=pod.tenant, type=job_type, payload={"pod": str(pod.pk)}, actor=actor, obj=pod)
+
+
+def _locked(pod: CloudPod) -> CloudPod:
+    return CloudPod.objects.select_for_update(of=("self",)).select_related("node", "tenant").get(pk=pod.pk)
+
+
+def _transition(pod: CloudPod, to: str, action: str, actor, **changes) -> None:
+    before = audit.snapshot(pod, FIELDS)
+    pod.status = to
+    for field, value in changes.items():
+        setattr(pod, field, value)
+    pod.save()
+    audit.record(action=action, obj=pod, before=before, after=audit.snapshot(pod, FIELDS), **_actor(actor))
+
+
+@transaction.atomic
+def pod_update(*, pod: CloudPod, data: dict, actor=None) -> CloudPod:
+    """Name and subscription link; everything else has its own action."""
+    pod = _locked(pod)
+    if pod.status in (PodStatus.DELETING, PodStatus.DELETED):
+        raise Conflict(f"A {pod.status} pod cannot be changed.")
+    before = audit.snapshot(pod, FIELDS)
+    if "name" in data and data["name"] != pod.name:
+        if CloudPod.objects.filter(name=data["name"], status__in=LIVE).exclude(pk=pod.pk).exists():
+            raise InvalidInput("A pod with this name exists already.", field="name")
+        pod.name = data["name"]
+    if "subscription" in data:
+        pod.subscription = _check_subscription(data["subscription"], exclude_pk=pod.pk)
+    pod.save()
+    audit.record(action="cloudpod.update", obj=pod, before=before, after=audit.snapshot(pod, FIELDS), **_actor(actor))
+    return pod
+
+
+@transaction.atomic
+def pod_resize(*, pod: CloudPod, plan: str, actor=None) -> CloudPod:
+    pod = _locked(pod)
+    new = _plan(plan)
+    if pod.status != PodStatus.RUNNING:
+        raise Conflict(f"Only a running pod can be resized; this one is {pod.status}.")
+    if new.name == pod.plan:
+        raise InvalidInput("The pod is on this plan already.", field="plan")
+    node = Node.objects.select_for_update().get(pk=pod.node_id)
+    delta = {
+        "vcpu": new.vcpu - pod.vcpu,
+        "memory_mb": new.memory_mb - pod.memory_mb,
+        "disk_gb": new.disk_gb - pod.disk_gb,
+    }
+    if not node.fits(pods=0, **{k: max(v, 0) for k, v in delta.items()}):
+        raise Conflict(f"Node {node.hostname} has no room for the plan {new.name!r}.", code="no_capacity")
+    _reserve(node, pods=0, **delta)
+    _transition(
+        pod,
+        PodStatus.RESIZING,
+        "cloudpod.resize",
+        actor,
+        plan=new.name,
+        vcpu=new.vcpu,
+        memory_mb=new.memory_mb,
+        disk_gb=new.disk_gb,
+        pids=new.pids,
+    )
+    _job(pod, "cloudpod.resize", actor)
+    return pod
+
+
+@transaction.atomic
+def pod_suspend(*, pod: CloudPod, actor=None) -> CloudPod:
+    pod = _locked(pod)
+    if pod.status != PodStatus.RUNNING:
+        raise Conflict(f"Only a running pod can be suspended; this one is {pod.status}.")
+    _transition(pod, PodStatus.SUSPENDED, "cloudpod.suspend", actor)
+    _job(pod, "cloudpod.suspend", actor)
+    return pod
+
+
+@transaction.atomic
+def pod_resume(*, pod: CloudPod, actor=None) -> CloudPod:
+    pod = _locked(pod)
+    if pod.status != PodStatus.SUSPENDED:
+        raise Conflict(f"Only a suspended pod can be resumed; this one is {pod.status}.")
+    _transition(pod, PodStatus.RUNNING, "cloudpod.resume", actor)
+    _job(pod, "cloudpod.resume", actor)
+    return pod
+
+
+@transaction.atomic
+def pod_delete(*, pod: CloudPod, actor=None) -> CloudPod:
+    pod = _locked(pod)
+    if pod.status in (PodStatus.DELETING, PodStatus.DELETED):
+        raise Conflict(f"This pod is {pod.status} already.")
+    _transition(pod, PodStatus.DELETING, "cloudpod.delete", actor)
+    _job(pod, "cloudpod.delete", actor)
+    return pod
+
+
+# --- convergence (job handlers call this with the pod row locked) -----------------------------
+
+# What an ERROR pod should become when a job for it is retried.
+TARGET_OF_JOB = {
+    "cloudpod.provision": PodStatus.RUNNING,
+    "cloudpod.resize": PodStatus.RUNNING,
+    "cloudpod.resume": PodStatus.RUNNING,
+    "cloudpod.suspend": PodStatus.SUSPENDED,
+    "cloudpod.delete": PodStatus.DELETING,
+}
+
+
+def pod_spec(pod: CloudPod) -> PodSpec:
+    return PodSpec(
+        id=pod.container_id,
+        image=pod.image,
+        vcpu=float(pod.vcpu),
+        memory_mb=pod.memory_mb,
+        disk_gb=pod.disk_gb,
+        pids=pod.pids,
+    )
+
+
+def pod_converge(*, pod: CloudPod, job_type: str) -> dict:
+    """Make the node match the pod's wanted state. Must run inside a transaction holding the
+    pod's row lock (``_locked``), so two jobs of one pod never act on the node at once."""
+    wanted = pod.status
+    if wanted == PodStatus.ERROR:
+        wanted = TARGET_OF_JOB.get(job_type, PodStatus.ERROR)
+        if wanted == PodStatus.ERROR:
+            return {"skipped": "error"}
+    if wanted == PodStatus.DELETED:
+        return {"skipped": "deleted"}
+    driver = driver_for(pod.node)
+    if wanted == PodStatus.DELETING:
+        result = driver.pod_delete(pod.container_id)
+        node = Node.all_tenants.select_for_update().get(pk=pod.node_id)
+        _reserve(node, vcpu=-pod.vcpu, memory_mb=-pod.memory_mb, disk_gb=-pod.disk_gb, pods=-1)
+        _converged(pod, PodStatus.DELETED, deleted_at=timezone.now())
+        return {"state": "absent", "existed": result.get("existed")}
+
+    state = driver.pod_state(pod.container_id)
+    created = False
+    if state not in ("running", "paused"):
+        driver.pod_create(pod_spec(pod))  # absent, created or stopped: (re)create from the current figures
+        created = True
+        state = "running"
+    elif wanted == PodStatus.RESIZING or job_type == "cloudpod.resize":
+        driver.pod_update(pod_spec(pod))
+    if wanted == PodStatus.SUSPENDED:
+        if state != "paused":
+            driver.pod_pause(pod.container_id)
+        final = PodStatus.SUSPENDED
+    else:
+        if state == "paused":
+            driver.pod_resume(pod.container_id)
+        final = PodStatus.RUNNING
+    _converged(pod, final)
+    return {"state": "paused" if final == PodStatus.SUSPENDED else "running", "created": created}
+
+
+def _converged(pod: CloudPod, status: str, **changes) -> None:
+    if pod.status == status and not changes and not pod.last_error:
+        return
+    before = pod.status
+    pod.status = status
+    pod.last_error = ""
+    for field, value in changes.items():
+        setattr(pod, field, value)
+    pod.save()
+    audit.record(action=f"cloudpod.{status}", obj=pod, actor=None, changes={"status": [before, status]})
+
+
+def pod_fail(*, pod_id, error: str) -> None:
+    """A job gave up on this pod: it shows ``error`` with the reason (the capacity stays reserved)."""
+    with transaction.atomic():
+        pod = CloudPod.all_tenants.select_for_update().filter(pk=pod_id).first()
+        if pod is None or pod.status == PodStatus.DELETED:
+            return
+        before = pod.status
+        pod.status = PodStatus.ERROR
+        pod.last_error = error[:2000]
+        pod.save()
+        audit.record(action="cloudpod.error", obj=pod, actor=None, changes={"status": [before, PodStatus.ERROR]})

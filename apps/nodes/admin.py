@@ -1,0 +1,52 @@
+from django.contrib import admin
+from django.utils.html import format_html
+
+from apps.common.admin import TenantOwnedAdmin
+
+from .models import Node
+
+
+def bar(used, total) -> str:
+    pct = int(100 * float(used) / float(total)) if total else 0
+    colour = "#ba2121" if pct >= 90 else "#e0a800" if pct >= 70 else "#417690"
+    return format_html(
+        '<div title="{} / {}" style="width:110px;background:#eee;border-radius:3px">'
+        '<div style="width:{}%;background:{};color:#fff;font-size:10px;padding:0 3px">{}%</div></div>',
+        used,
+        total,
+        min(pct, 100),
+        colour,
+        pct,
+    )
+
+
+@admin.register(Node)
+class NodeAdmin(TenantOwnedAdmin):
+    list_display = ["hostname", "transport", "status", "memory", "cpu", "pods", "last_heartbeat_at"]
+    list_filter = ["status", "transport"]
+    search_fields = ["hostname", "address", "id"]
+    readonly_fields = [
+        "allocated_vcpu",
+        "allocated_memory_mb",
+        "allocated_disk_gb",
+        "allocated_pods",
+        "last_heartbeat_at",
+        "reported",
+        "last_error",
+        "secret_hash",
+        "secret_salt",
+        "status_before_offline",
+    ]
+    show_full_result_count = False
+
+    @admin.display(description="memory")
+    def memory(self, node):
+        return bar(node.allocated_memory_mb, node.memory_mb)
+
+    @admin.display(description="vCPU")
+    def cpu(self, node):
+        return bar(node.allocated_vcpu, node.vcpu)
+
+    @admin.display(description="pods")
+    def pods(self, node):
+        return bar(node.allocated_pods, node.max_pods)

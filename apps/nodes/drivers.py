@@ -1,0 +1,148 @@
+"""Node drivers: the panel's only way to act on a node (ARCHITECTURE §2 "Nodes and drivers").
+
+Typed operations over two transports that share the node-side code in ``agent/``:
+``LocalDriver`` calls ``agent.runtime`` in-process (rooted under ``MPANEL_NODE_ROOT``,
+default ``$MPANEL_VAR_DIR/node``); ``AgentDriver`` sends the same operations to
+``python -m agent serve`` as signed HTTP requests.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from django.conf import settings
+
+from agent import signing
+from agent.runtime import AgentError, NodeRuntime, PodSpec
+from agent.runtime import call as runtime_call
+
+from . import agent_secret
+from .models import Node, Transport
+
+__all__ = ["AgentDriver", "LocalDriver", "NodeDriver", "NodeError", "PodRuntime", "PodSpec", "driver_for"]
+
+
+class NodeError(Exception):
+    """The node could not do it. ``permanent``: trying again will not help (bad spec, no runc)."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class PodRuntime:
+    state: str  # running | paused | stopped | created | absent | unknown
+    memory_limit_bytes: int | None = None
+    memory_usage_bytes: int | None = None
+    cpu_seconds: float | None = None
+    pids: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PodRuntime:
+        return cls(
+            state=str(data.get("state") or "unknown"),
+            memory_limit_bytes=data.get("memory_limit_bytes"),
+            memory_usage_bytes=data.get("memory_usage_bytes"),
+            cpu_seconds=data.get("cpu_seconds"),
+            pids=data.get("pids"),
+        )
+
+
+class NodeDriver:
+    """Typed operations; a transport implements only ``_call(op, args)``."""
+
+    def _call(self, op: str, args: dict):
+        raise NotImplementedError
+
+    def pod_create(self, spec: PodSpec) -> dict:
+        return self._call("pod_create", {"spec": spec.to_dict()})
+
+    def pod_update(self, spec: PodSpec) -> dict:
+        return self._call("pod_update", {"spec": spec.to_dict()})
+
+    def pod_state(self, container_id: str) -> str:
+        return self._call("pod_state", {"id": container_id})["state"]
+
+    def pod_stats(self, container_id: str) -> PodRuntime:
+        return PodRuntime.from_dict(self._call("pod_stats", {"id": container_id}))
+
+    def pod_pause(self, container_id: str) -> dict:
+        return self._call("pod_pause", {"id": container_id})
+
+    def pod_resume(self, container_id: str) -> dict:
+        return self._call("pod_resume", {"id": container_id})
+
+    def pod_delete(self, container_id: str) -> dict:
+        return self._call("pod_delete", {"id": container_id})
+
+    def pod_list(self) -> list[dict]:
+        return self._call("pod_list", {})
+
+    def heartbeat(self) -> dict:
+        return self._call("heartbeat", {})
+
+
+@lru_cache(maxsize=8)
+def _local_runtime(root: str) -> NodeRuntime:
+    return NodeRuntime(root)
+
+
+def local_root() -> Path:
+    return Path(getattr(settings, "MPANEL_NODE_ROOT", None) or settings.VAR_DIR / "node")
+
+
+class LocalDriver(NodeDriver):
+    """This machine. Every local node shares one root: there is only one machine."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.runtime = _local_runtime(str(Path(root or local_root()).resolve()))
+
+    def _call(self, op: str, args: dict):
+        try:
+            return runtime_call(self.runtime, op, args)
+        except AgentError as exc:
+            raise NodeError(exc.message, permanent=exc.permanent) from exc
+
+
+class AgentDriver(NodeDriver):
+    def __init__(self, address: str, secret: str, timeout: float | None = None):
+        self.base = address.rstrip("/")
+        self.secret = secret
+        self.timeout = timeout or getattr(settings, "MPANEL_AGENT_TIMEOUT", 60)
+
+    def _call(self, op: str, args: dict):
+        path = "/v1/call"
+        body = json.dumps({"op": op, "args": args}).encode()
+        headers = {"Content-Type": "application/json", **signing.sign(self.secret, "POST", path, body)}
+        request = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return json.loads(response.read())["result"]
+        except urllib.error.HTTPError as exc:
+            try:
+                data = json.loads(exc.read() or b"{}")
+            except ValueError:
+                data = {}
+            message = data.get("error") or f"HTTP {exc.code}"
+            raise NodeError(f"agent: {message}", permanent=bool(data.get("permanent"))) from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise NodeError(f"agent unreachable at {self.base}: {exc}") from exc
+
+
+def driver_for(node: Node, *, timeout: float | None = None) -> NodeDriver:
+    """``timeout``: for reads made while someone waits (an API request, a heartbeat), shorter than a job's."""
+    if node.transport == Transport.AGENT:
+        if not node.address:
+            raise NodeError(f"node {node} has no agent address", permanent=True)
+        if not node.secret_salt:
+            raise NodeError(f"node {node} has no agent secret yet: rotate its secret", permanent=True)
+        address = node.address if "://" in node.address else f"http://{node.address}"
+        return AgentDriver(address, agent_secret.derive(node), timeout=timeout)
+    return LocalDriver()

@@ -1,0 +1,190 @@
+"""Writes on nodes: create (secret shown once), update, delete, heartbeats and going offline."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.common.exceptions import Conflict, InvalidInput
+from apps.tenancy.scoping import all_tenants
+
+from . import agent_secret
+from .drivers import NodeError, driver_for
+from .models import Node, NodeStatus, Transport
+
+FIELDS = [
+    "hostname",
+    "address",
+    "transport",
+    "roles",
+    "status",
+    "vcpu",
+    "memory_mb",
+    "disk_gb",
+    "max_pods",
+]
+CAPACITY = ("vcpu", "memory_mb", "disk_gb", "max_pods")
+
+
+def _save(node: Node) -> None:
+    node.full_clean(exclude=["tenant"], validate_unique=False)
+    try:
+        with transaction.atomic():
+            node.save()
+    except IntegrityError as exc:
+        raise InvalidInput("A node with this hostname exists already.", field="hostname") from exc
+
+
+@transaction.atomic
+def node_create(*, tenant, data: dict, actor=None) -> tuple[Node, str | None]:
+    """Returns the node and, for the agent transport, its secret (this is the only time it is shown)."""
+    data = dict(data)
+    capacity = data.pop("capacity", {})
+    node = Node(tenant=tenant, **data, **capacity)
+    secret = None
+    if node.transport == Transport.AGENT and not node.address:
+        raise InvalidInput("The agent transport needs the agent's address (http://host:port).", field="address")
+    node.secret_salt = agent_secret.new_salt()
+    _save(node)  # the secret derives from the primary key, known only now
+    secret = agent_secret.derive(node)
+    node.secret_hash = Node.hash_secret(secret)
+    node.save(update_fields=["secret_hash", "updated_at"])
+    audit.record(action="node.create", obj=node, after=audit.snapshot(node, FIELDS), **_actor(actor))
+    return node, secret if node.transport == Transport.AGENT else None
+
+
+@transaction.atomic
+def node_update(*, node: Node, data: dict, actor=None) -> Node:
+    node = Node.objects.select_for_update().get(pk=node.pk)
+    before = audit.snapshot(node, FIELDS)
+    data = dict(data)
+    capacity = data.pop("capacity", None) or {}
+    if data.get("status") == NodeStatus.OFFLINE:
+        raise InvalidInput("A node goes offline by itself when its heartbeats stop.", field="status")
+    for field, value in {**data, **capacity}.items():
+        setattr(node, field, value)
+    if node.transport == Transport.AGENT and not node.address:
+        raise InvalidInput("The agent transport needs the agent's address (http://host:port).", field="address")
+    if (
+        node.vcpu < node.allocated_vcpu
+        or node.memory_mb < node.allocated_memory_mb
+        or node.disk_gb < node.allocated_disk_gb
+        or node.max_pods < node.allocated_pods
+    ):
+        raise Conflict("The capacity cannot be set below what is allocated on this node.")
+    _save(node)
+    audit.record(action="node.update", obj=node, before=before, after=audit.snapshot(node, FIELDS), **_actor(actor))
+    return node
+
+
+@transaction.atomic
+def node_delete(*, node: Node, actor=None) -> None:
+    node = Node.objects.select_for_update().get(pk=node.pk)
+    if node.allocated_pods:
+        raise Conflict(f"This node still holds {node.allocated_pods} pod(s); delete or move them first.")
+    audit.record(action="node.delete", obj=node, before=audit.snapshot(node, FIELDS), **_actor(actor))
+    node.delete()
+
+
+@transaction.atomic
+def node_rotate_secret(*, node: Node, actor=None) -> str:
+    node = Node.objects.select_for_update().get(pk=node.pk)
+    node.secret_salt = agent_secret.new_salt()
+    secret = agent_secret.derive(node)
+    node.secret_hash = Node.hash_secret(secret)
+    node.save(update_fields=["secret_salt", "secret_hash", "updated_at"])
+    audit.record(action="node.rotate_secret", obj=node, **_actor(actor))
+    return secret
+
+
+def node_heartbeat(*, node: Node) -> bool:
+    """Ask the node how it is (outside any transaction: it may be slow); record the answer."""
+    try:
+        report = driver_for(node, timeout=settings.MPANEL_NODE_READ_TIMEOUT).heartbeat()
+        error = ""
+    except NodeError as exc:
+        report, error = None, exc.message
+    with transaction.atomic():
+        node = Node.all_tenants.select_for_update().get(pk=node.pk)
+        if report is None:
+            node.last_error = error[:2000]
+            node.save(update_fields=["last_error", "updated_at"])
+            return False
+        node.last_heartbeat_at = timezone.now()
+        node.reported = report
+        node.last_error = ""
+        fields = ["last_heartbeat_at", "reported", "last_error", "updated_at"]
+        if node.status == NodeStatus.OFFLINE:
+            node.status = node.status_before_offline or NodeStatus.ACTIVE
+            node.status_before_offline = ""
+            fields += ["status", "status_before_offline"]
+            audit.record(
+                action="node.online",
+                obj=node,
+                tenant=node.tenant_id,
+                actor=None,
+                changes={"status": [NodeStatus.OFFLINE, node.status]},
+            )
+        node.save(update_fields=fields)
+    return True
+
+
+def nodes_mark_offline(*, now=None) -> int:
+    """Nodes silent for longer than ``MPANEL_NODE_OFFLINE_AFTER`` seconds go offline."""
+    now = now or timezone.now()
+    silent_since = now - timedelta(seconds=settings.MPANEL_NODE_OFFLINE_AFTER)
+    count = 0
+    with all_tenants(), transaction.atomic():
+        silent = (
+            Node.all_tenants.select_for_update(skip_locked=True)
+            .exclude(status=NodeStatus.OFFLINE)
+            .filter(
+                Q(last_heartbeat_at__lt=silent_since) | Q(last_heartbeat_at__isnull=True, created_at__lt=silent_since)
+            )
+        )
+        for node in silent:
+            before = node.status
+            node.status_before_offline = before
+            node.status = NodeStatus.OFFLINE
+            node.save(update_fields=["status", "status_before_offline", "updated_at"])
+            audit.record(
+                action="node.offline",
+                obj=node,
+                tenant=node.tenant_id,
+                actor=None,
+                changes={"status": [before, "offline"]},
+            )
+            count += 1
+    return count
+
+
+def heartbeat_all() -> dict:
+    """The periodic task: every node is asked for a heartbeat, then the silent ones go offline."""
+    ok = failed = 0
+    with all_tenants():
+        nodes = list(Node.all_tenants.exclude(status=NodeStatus.MAINTENANCE))
+    for node in nodes:
+        if node_heartbeat(node=node):
+            ok += 1
+        else:
+            failed += 1
+    return {"ok": ok, "failed": failed, "offline": nodes_mark_offline()}
+
+
+def is_reachable(node: Node) -> bool:
+    """False for a node the panel must not trust: offline, or silent past the threshold."""
+    if node.status == NodeStatus.OFFLINE:
+        return False
+    if node.last_heartbeat_at is None:
+        return True  # never asked yet (embedded default without beat): ask the node itself
+    limit = timezone.now() - timedelta(seconds=settings.MPANEL_NODE_OFFLINE_AFTER)
+    return node.last_heartbeat_at >= limit
+
+
+def _actor(actor) -> dict:
+    return {"actor": actor} if actor is not None else {}

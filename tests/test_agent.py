@@ -1,0 +1,214 @@
+"""The ``agent`` transport: ``python -m agent serve`` as a separate process on loopback.
+
+Requests are HMAC-signed and time-limited; unsigned, forged, stale and replayed ones are refused.
+The pod flow runs through it with a real Celery worker, exactly as with the local transport.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+
+from agent import signing
+from agent.runtime import NodeRuntime, PodSpec
+from apps.nodes import services as node_services
+from apps.nodes.drivers import AgentDriver, NodeError, driver_for
+from apps.nodes.models import Node, Transport
+from apps.tenancy.roles import Role
+
+from .conftest import ROOT, client_for, wait_for
+from .pods_support import cleanup_containers, freezer_state, memory_cgroup_limit
+from .test_cloudpods_runc import pod_url, wait_runtime, wait_status
+
+MB = 1024 * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AgentProcess:
+    def __init__(self, secret: str, root: Path, workdir: Path):
+        self.secret = secret
+        self.root = root
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.secret_file = workdir / "agent.secret"
+        self.secret_file.write_text(secret + "\n")
+        self.secret_file.chmod(0o600)
+        self.log = workdir / "agent.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> AgentProcess:
+        cmd = [sys.executable, "-m", "agent", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd += ["--secret-file", str(self.secret_file), "--root", str(self.root)]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def up():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the agent exited: {self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/v1/health", timeout=1) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for(up, timeout=20, message="the agent to listen")
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        cleanup_containers(self.root)
+
+
+@pytest.fixture
+def agent_node(tenant_a, tmp_path, settings):
+    """An agent node of tenant A and its agent running as a separate process."""
+    settings.MPANEL_NODE_ROOT = tmp_path / "local-node"  # must stay unused: the agent does the work
+    port_holder = free_port()
+    with tenant_a.scope():
+        node, secret = node_services.node_create(
+            tenant=tenant_a.tenant,
+            data={
+                "hostname": "agent-1",
+                "transport": Transport.AGENT,
+                "address": f"127.0.0.1:{port_holder}",
+                "roles": ["pods"],
+                "capacity": {"vcpu": 8, "memory_mb": 8192, "disk_gb": 100, "max_pods": 20},
+            },
+        )
+    agent = AgentProcess(secret, tmp_path / "agent-node", tmp_path)
+    Node.all_tenants.filter(pk=node.pk).update(address=agent.url)
+    node.refresh_from_db()
+    agent.start()
+    try:
+        yield node, agent
+    finally:
+        agent.stop()
+
+
+def post(url: str, body: bytes, headers: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.django_db
+def test_only_fresh_requests_signed_by_the_node_secret_are_served(agent_node):
+    _node, agent = agent_node
+    url = f"{agent.url}/v1/call"
+    body = json.dumps({"op": "pod_list", "args": {}}).encode()
+
+    assert post(url, body, {}) == (401, {"error": "unsigned request", "permanent": False})
+    forged = signing.sign("x" * 64, "POST", "/v1/call", body)
+    assert post(url, body, forged)[1]["error"] == "bad signature"
+    stale = signing.sign(agent.secret, "POST", "/v1/call", body, now=time.time() - 3600)
+    assert post(url, body, stale)[1]["error"] == "stale request"
+    future = signing.sign(agent.secret, "POST", "/v1/call", body, now=time.time() + 3600)
+    assert post(url, body, future)[0] == 401
+
+    good = signing.sign(agent.secret, "POST", "/v1/call", body)
+    assert post(url, body, good) == (200, {"result": []})
+    assert post(url, body, good) == (401, {"error": "replayed request", "permanent": False})
+    tampered = json.dumps({"op": "pod_delete", "args": {"id": "x"}}).encode()
+    assert post(url, tampered, signing.sign(agent.secret, "POST", "/v1/call", body))[1]["error"] == "bad signature"
+
+    # A signed but malformed call is a permanent error; an unknown operation too.
+    bad = b"{not json"
+    assert post(url, bad, signing.sign(agent.secret, "POST", "/v1/call", bad))[0] == 400
+    unknown = json.dumps({"op": "rm_rf", "args": {}}).encode()
+    status, answer = post(url, unknown, signing.sign(agent.secret, "POST", "/v1/call", unknown))
+    assert status == 422 and answer["permanent"] is True
+
+
+@pytest.mark.django_db
+def test_driver_errors_and_heartbeat_through_the_agent(agent_node):
+    node, agent = agent_node
+    driver = driver_for(node)
+    assert isinstance(driver, AgentDriver)
+    with pytest.raises(NodeError) as err:
+        driver.pod_create(PodSpec(id="bad id!"))
+    assert err.value.permanent
+    with pytest.raises(NodeError) as err:
+        driver.pod_pause("mp-does-not-exist")
+    assert not err.value.permanent and "does not exist" in err.value.message
+    with pytest.raises(NodeError, match="bad signature"):
+        AgentDriver(agent.url, "wrong-secret" * 4).heartbeat()
+    assert node_services.node_heartbeat(node=node) is True
+    node.refresh_from_db()
+    assert node.reported["pods"] == [] and node.reported["runc"].startswith("runc")
+
+
+def test_agent_refuses_to_start_without_a_proper_secret(tmp_path):
+    weak = tmp_path / "weak"
+    weak.write_text("short")
+    result = subprocess.run(
+        [sys.executable, "-m", "agent", "serve", "--secret-file", str(weak), "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0 and "secret" in result.stderr
+
+
+@pytest.mark.worker
+def test_pod_flow_through_the_agent(agent_node, celery_worker, tenant_a, settings):
+    node, agent = agent_node
+    client = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    created = client.post("/api/v1/cloudpods/", {"name": "remote", "plan": "pod-xs"}, format="json")
+    assert created.status_code == 201 and created.json()["node"] == str(node.pk)
+    pod_id = created.json()["id"]
+    body = wait_status(client, pod_id, "running")
+    container_id = body["container_id"]
+    runtime = NodeRuntime(agent.root)  # the agent's node, looked at directly
+    pid = runtime.pod_state(container_id)["pid"]
+    assert memory_cgroup_limit(pid) == 128 * MB
+    assert body["runtime"]["memory_limit_bytes"] == 128 * MB
+
+    assert client.post(pod_url(pod_id, "resize"), {"plan": "pod-s"}, format="json").status_code == 202
+    wait_status(client, pod_id, "running")
+    assert memory_cgroup_limit(pid) == 256 * MB
+
+    assert client.post(pod_url(pod_id, "suspend")).status_code == 202
+    wait_runtime(client, pod_id, "paused")
+    assert freezer_state(pid) == "FROZEN"
+    assert client.post(pod_url(pod_id, "resume")).status_code == 202
+    wait_runtime(client, pod_id, "running")
+    assert freezer_state(pid) == "THAWED"
+
+    assert client.delete(pod_url(pod_id)).status_code == 202
+    wait_status(client, pod_id, "deleted")
+    assert runtime.pod_list() == []
+    assert not (agent.root / "bundles" / container_id).exists()
+    assert Node.all_tenants.get(pk=node.pk).allocated_pods == 0
+    assert not (settings.MPANEL_NODE_ROOT / "bundles").exists()  # nothing ran on the local node
+
+    # The agent stopped: the pod's runtime is unknown, never "running".
+    recreated = client.post("/api/v1/cloudpods/", {"name": "remote2", "plan": "pod-xs"}, format="json")
+    wait_status(client, recreated.json()["id"], "running")
+    agent.proc.terminate()
+    agent.proc.wait(timeout=10)
+    cache.clear()  # the runtime is cached for a few seconds
+    assert client.get(pod_url(recreated.json()["id"])).json()["runtime"]["state"] == "unknown"
