@@ -159,27 +159,107 @@ class TestCreate:
         over = client.post(url(), {"name": "c", "plan": "pod-xs"}, format="json")
         assert over.status_code == 409 and "MB" in over.json()["detail"]
 
-    def test_subscription_link(self, tenant_a, tenant_b):
+    def test_subscription_link_is_two_way_and_checked(self, tenant_a, tenant_b):
         node_in(tenant_a)
         node_in(tenant_b)
+        sub = pod_subscription(tenant_a)
+        ref = str(sub.pk)
         client = client_for(tenant_a.owner, tenant_a.tenant)
-        ref = "3f2b1c9e-0000-4000-8000-000000000001"
         created = client.post(url(), {"name": "a", "plan": "pod-xs", "subscription": ref}, format="json")
         assert created.status_code == 201 and created.json()["subscription"] == ref
+        sub.refresh_from_db()
+        assert sub.external_ref == created.json()["id"]
         assert AuditEvent.objects.filter(action="cloudpod.subscription_link", object_id=created.json()["id"]).exists()
         taken = client.post(url(), {"name": "b", "plan": "pod-xs", "subscription": ref}, format="json")
         assert taken.status_code == 409
-        # Another tenant's references are its own.
+        unknown = "3f2b1c9e-0000-4000-8000-000000000001"
+        assert client.post(url(), {"name": "c", "plan": "pod-xs", "subscription": unknown},
+                           format="json").status_code == 400  # fmt: skip
+        # Another tenant's subscription is not there for this tenant.
         other = client_for(tenant_b.owner, tenant_b.tenant)
-        assert other.post(url(), {"name": "a", "plan": "pod-xs", "subscription": ref}, format="json").status_code == 201
-        # Unlink, then the reference is free again.
+        assert other.post(url(), {"name": "a", "plan": "pod-xs", "subscription": ref}, format="json").status_code == 400
+        # Unlink: both sides forget each other, and the subscription is free again.
         with tenant_a.scope():
             pod = CloudPod.objects.get(name="a")
         assert client.patch(url(pod), {"subscription": None}, format="json").json()["subscription"] is None
+        sub.refresh_from_db()
+        assert sub.external_ref == ""
         assert (
             client.post(url(), {"name": "b", "plan": "pod-xs", "subscription": ref}, format="json").status_code == 201
         )
         assert client.get(url(), {"subscription": ref}).json()["count"] == 1
+
+
+def pod_subscription(fx, pay=True):
+    """An active subscription of a CloudPod plan product (config.plan = pod-xs)."""
+    from decimal import Decimal
+
+    from apps.billing.models import Invoice
+    from apps.billing.services import payments, subscriptions
+    from apps.catalog.services import product_create
+
+    from .billing_support import customer_of
+
+    with fx.scope():
+        product = product_create(tenant=fx.tenant, data={
+            "name": "Pod XS", "slug": f"pod-xs-{fx.tenant.slug}", "type": "cloudpod_plan", "config": {"plan": "pod-xs"},
+            "prices": [{"currency": "EUR", "cycle": "monthly", "amount": Decimal("5.00"), "setup_fee": Decimal(0)}],
+        })  # fmt: skip
+        sub = subscriptions.subscription_create(tenant=fx.tenant, customer=customer_of(fx), product=product,
+                                                cycle="monthly", config={"name": "shop-pod"})  # fmt: skip
+        if pay:
+            invoice = Invoice.objects.filter(lines__subscription_charge__subscription=sub).first()
+            payments.payment_record(invoice=invoice, amount=invoice.amount_due, method="cash")
+        sub.refresh_from_db()
+    return sub
+
+
+@pytest.mark.django_db
+class TestSubscriptionDrivesThePod:
+    def run_jobs(self, fx, job_type):
+        from apps.jobs.models import Job
+        from apps.jobs.services import run_job
+
+        with fx.scope():
+            ids = list(Job.objects.filter(type=job_type, status="PENDING").values_list("pk", flat=True))
+        return [run_job(job_id) for job_id in ids]
+
+    def test_activate_suspend_resume_cancel(self, tenant_a):
+        from apps.billing.services import subscriptions
+        from apps.jobs.models import Job
+
+        node_in(tenant_a)
+        sub = pod_subscription(tenant_a)
+        assert sub.status == "active"
+        assert self.run_jobs(tenant_a, "subscription.activate") == ["succeeded"]
+        with tenant_a.scope():
+            pod = CloudPod.objects.get(subscription=str(sub.pk))
+            assert pod.name == "shop-pod" and pod.plan == "pod-xs"
+            assert Job.objects.filter(type="cloudpod.provision", object_id=str(pod.pk)).exists()
+        sub.refresh_from_db()
+        assert sub.external_ref == str(pod.pk)
+        assert self.run_jobs(tenant_a, "subscription.activate") == []  # nothing twice
+
+        # Suspending while the pod still provisions: the job fails and retries later.
+        with tenant_a.scope():
+            subscriptions.subscription_suspend(sub=sub)
+        assert self.run_jobs(tenant_a, "subscription.suspend") == ["pending"]
+        CloudPod.all_tenants.filter(pk=pod.pk).update(status=PodStatus.RUNNING)  # provisioned meanwhile
+        from django.utils import timezone
+
+        Job.all_tenants.filter(type="subscription.suspend").update(run_after=timezone.now())  # its backoff is over
+        assert self.run_jobs(tenant_a, "subscription.suspend") == ["succeeded"]
+        assert fresh(pod).status == PodStatus.SUSPENDED
+        with tenant_a.scope():
+            subscriptions.subscription_resume(sub=sub)
+        assert self.run_jobs(tenant_a, "subscription.resume") == ["succeeded"]
+        assert fresh(pod).status == PodStatus.RUNNING
+        with tenant_a.scope():
+            subscriptions.subscription_cancel(sub=sub)
+        assert self.run_jobs(tenant_a, "subscription.cancel") == ["succeeded"]
+        assert fresh(pod).status == PodStatus.DELETING
+        kinds = set(AuditEvent.objects.filter(object_id=str(pod.pk)).values_list("action", flat=True))
+        assert {"cloudpod.create", "cloudpod.suspend", "cloudpod.resume", "cloudpod.delete"} <= kinds
 
 
 @pytest.mark.django_db

@@ -7,4 +7,4 @@ class CloudPodsConfig(AppConfig):
     verbose_name = "CloudPods"
 
     def ready(self):
-        from . import jobs  # noqa: F401  (registers the cloudpod.* job handlers)
+        from . import jobs, provisioning  # noqa: F401  (job handlers; the provisioner for CloudPod plans)

@@ -43,16 +43,33 @@ def _plan(name: str) -> plan_config.Plan:
 
 
 def _check_subscription(subscription: str | None, *, exclude_pk=None) -> str | None:
-    """The link to a billing subscription. Billing is not built yet: the reference is checked for
-    form and for being unused by another live pod of the tenant; its existence cannot be checked."""
+    """The link to a billing subscription of this tenant that is not cancelled, and not linked to
+    another live pod. (Both sides point at each other: ``subscription.external_ref`` is the pod.)"""
+    from apps.billing.models import Subscription, SubscriptionStatus
+
     if subscription in (None, ""):
         return None
     subscription = str(subscription).strip()
     if not SUBSCRIPTION_RE.match(subscription):
         raise InvalidInput("Not a valid subscription reference.", field="subscription")
+    sub = Subscription.objects.filter(pk=subscription).first()
+    if sub is None:
+        raise InvalidInput("No such subscription in this tenant.", field="subscription")
+    if sub.status == SubscriptionStatus.CANCELLED:
+        raise Conflict("This subscription is cancelled.", code="subscription_cancelled")
     if CloudPod.objects.filter(subscription=subscription, status__in=LIVE).exclude(pk=exclude_pk).exists():
         raise Conflict("This subscription is linked to another pod already.", code="subscription_in_use")
     return subscription
+
+
+def _link_subscription(pod: CloudPod, old: str | None) -> None:
+    """Keep ``subscription.external_ref`` pointing at the pod that ``pod.subscription`` names."""
+    from apps.billing.models import Subscription
+
+    if old and old != pod.subscription:
+        Subscription.objects.filter(pk=old, external_ref=str(pod.pk)).update(external_ref="")
+    if pod.subscription:
+        Subscription.objects.filter(pk=pod.subscription).update(external_ref=str(pod.pk))
 
 
 def pick_node(nodes: list[Node], plan: plan_config.Plan) -> Node | None:
@@ -129,6 +146,7 @@ def pod_create(
         raise InvalidInput("A pod with this name exists already.", field="name") from exc
     audit.record(action="cloudpod.create", obj=pod, after=audit.snapshot(pod, FIELDS), **_actor(actor))
     if subscription:
+        _link_subscription(pod, None)
         audit.record(
             action="cloudpod.subscription_link",
             obj=pod,
@@ -167,9 +185,11 @@ def pod_update(*, pod: CloudPod, data: dict, actor=None) -> CloudPod:
         if CloudPod.objects.filter(name=data["name"], status__in=LIVE).exclude(pk=pod.pk).exists():
             raise InvalidInput("A pod with this name exists already.", field="name")
         pod.name = data["name"]
+    old_subscription = pod.subscription
     if "subscription" in data:
         pod.subscription = _check_subscription(data["subscription"], exclude_pk=pod.pk)
     pod.save()
+    _link_subscription(pod, old_subscription)
     audit.record(action="cloudpod.update", obj=pod, before=before, after=audit.snapshot(pod, FIELDS), **_actor(actor))
     return pod
 
