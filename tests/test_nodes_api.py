@@ -120,7 +120,7 @@ class TestNodeRules:
         response = client.post(
             "/api/v1/ops/servers/", {"hostname": "x", "roles": [], "capacity": CAPACITY}, format="json"
         )
-        assert response.status_code == 400
+        assert response.status_code == 403 and "X-Tenant-ID" in response.json()["detail"]
         # A tenant's admin sees only their own.
         own = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant).get("/api/v1/ops/servers/").json()
         assert [n["id"] for n in own["results"]] == [str(a.pk)]

@@ -24,6 +24,7 @@ class ProvisioningViewSet(TenantReadOnlyViewSet):
     ordering = ["-created_at"]
     search_fields = ["type", "object_id"]
     operators_see_all = True
+    operator_actions = frozenset({"list", "retrieve", "retry", "cancel"})
     required_roles = {"list": Role.ADMIN, "retrieve": Role.ADMIN, "retry": Role.ADMIN, "cancel": Role.ADMIN}
 
     def get_serializer_class(self):

@@ -3,7 +3,6 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 
-from apps.common.exceptions import InvalidInput
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantModelViewSet
 
@@ -34,6 +33,8 @@ class NodeViewSet(TenantModelViewSet):
     ordering_fields = ["hostname", "created_at", "status"]
     ordering = ["hostname"]
     operators_see_all = True
+    # Operators manage every node; a new node belongs to a tenant, so creating one names it.
+    operator_actions = frozenset({"list", "retrieve", "update", "partial_update", "destroy"})
     http_method_names = ["get", "post", "patch", "put", "delete", "head", "options"]
     required_roles = {
         "list": Role.ADMIN,
@@ -46,8 +47,6 @@ class NodeViewSet(TenantModelViewSet):
 
     @extend_schema(responses={201: NodeCreatedSerializer})
     def create(self, request, *args, **kwargs):
-        if self.tenant is None:
-            raise InvalidInput("Name the tenant that owns the node (X-Tenant-ID).", field="X-Tenant-ID")
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         node, secret = services.node_create(tenant=self.tenant, data=serializer.validated_data, actor=request.user)

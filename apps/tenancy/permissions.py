@@ -34,7 +34,10 @@ class HasTenantRole(permissions.BasePermission):
         if required is None:
             return False
         if getattr(request, "operator", False):
-            return True
+            # Platform-wide, operators may do only what the view opens to them (reads by default).
+            if (getattr(view, "action", None) or request.method.lower()) in view.operator_actions:
+                return True
+            raise exceptions.PermissionDenied("Name the tenant to act in (X-Tenant-ID).")
         role = getattr(request, "tenant_role", None)
         if getattr(request, "tenant", None) is None or role is None:
             raise exceptions.PermissionDenied("Select a tenant you belong to (X-Tenant-ID).")

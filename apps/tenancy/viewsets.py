@@ -25,6 +25,8 @@ class TenantScopedViewSet(ApiViewSetMixin, viewsets.GenericViewSet):
     lookup_value_regex = "[0-9a-fA-F-]{36}"
     # Platform operators (is_staff) see every tenant here when they name none (CONTRACT §1 /ops/*).
     operators_see_all = False
+    # What operators may do platform-wide (without naming a tenant); anything else needs X-Tenant-ID.
+    operator_actions: frozenset[str] = frozenset({"list", "retrieve"})
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
