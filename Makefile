@@ -13,9 +13,12 @@ lint:
 fmt:
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
 
-# Figures, not pass/fail: API call -> CloudPod running (median/p95 of 20) next to a bare runc run.
+# Figures, not pass/fail, printed and merged into var/bench.json:
+# API call -> CloudPod running (median/p95 of 20) next to a bare runc run; then, on a throwaway
+# PostgreSQL, the billing run over BENCH_SUBSCRIPTIONS (100000) subscriptions and webhook throughput.
 bench:
 	bash scripts/venv.sh
 	@command -v runc >/dev/null && dpkg -s busybox-static >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc busybox-static >/dev/null)
 	.venv/bin/python bench/cloudpods.py
+	mkdir -p var && MPANEL_BENCH=1 BENCH_OUT=$(CURDIR)/var/bench.json bash scripts/test.sh

@@ -74,6 +74,13 @@ export MPANEL_VAR_DIR="$WORK/var"
 export SECRET_KEY="test-only-$(date +%s)"
 export MPANEL_TEST_WORK="$WORK"
 
+# --- benchmarks instead of checks (make bench) ------------------------------------------------
+if [ "${MPANEL_BENCH:-}" = "1" ]; then
+  log "benchmarks on PostgreSQL"
+  "$PY" bench/billing.py
+  exit $?
+fi
+
 # --- checks -----------------------------------------------------------------------------------
 log "ruff"
 "$ROOT/.venv/bin/ruff" check .

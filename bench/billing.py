@@ -1,4 +1,4 @@
-"""`make bench`: figures, never pass/fail. Prints a table and merges the figures into var/bench.json.
+"""`make bench` (billing part): figures, never pass/fail. Prints a table and merges the figures into var/bench.json.
 
 Needs DATABASE_URL (PostgreSQL); `make bench` starts a throwaway one. Sizes from the environment:
 BENCH_SUBSCRIPTIONS (default 100000), BENCH_WEBHOOKS (default 2000).
