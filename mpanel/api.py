@@ -17,6 +17,15 @@ from apps.audit.api import AuditEventViewSet
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.jobs.api import ProvisioningViewSet
+from apps.security.api import (
+    ApiTokenViewSet,
+    MfaLoginView,
+    SecurityEventViewSet,
+    SecurityMeViewSet,
+    SecurityMyEventViewSet,
+    SecurityPolicyViewSet,
+    SecuritySessionViewSet,
+)
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, TenantViewSet, UserViewSet
 
 
@@ -38,9 +47,15 @@ router.register("customers", CustomerViewSet, basename="customer")
 router.register(r"customers/(?P<customer_pk>[0-9a-fA-F-]{36})/contacts", ContactViewSet, basename="customer-contact")
 router.register("audit", AuditEventViewSet, basename="audit")
 router.register("ops/provisioning", ProvisioningViewSet, basename="job")
+router.register("security/me/sessions", SecuritySessionViewSet, basename="security-session")
+router.register("security/me/events", SecurityMyEventViewSet, basename="security-my-event")
+router.register("security/me", SecurityMeViewSet, basename="security-me")
+router.register("security/tokens", ApiTokenViewSet, basename="security-token")
+router.register("security/events", SecurityEventViewSet, basename="security-event")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),
+    re_path(r"^login/mfa/?$", MfaLoginView.as_view(), name="rest_login_mfa"),
     re_path(r"^logout/?$", LogoutView.as_view(), name="rest_logout"),
     re_path(r"^user/?$", UserDetailsView.as_view(), name="rest_user_details"),
     re_path(r"^password/change/?$", PasswordChangeView.as_view(), name="rest_password_change"),
@@ -68,5 +83,10 @@ urlpatterns = [
     re_path(r"^healthz/?$", HealthView.as_view(), name="healthz"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(
+        r"^security/policy/?$",
+        SecurityPolicyViewSet.as_view({"get": "retrieve", "put": "update"}),
+        name="security-policy",
+    ),
     path("", include(router.urls)),
 ]

@@ -64,6 +64,9 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.jobs",
     "apps.customers",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "apps.security",
 ]
 
 MIDDLEWARE = [
@@ -79,6 +82,7 @@ MIDDLEWARE = [
     "allauth.account.middleware.AccountMiddleware",
     "apps.common.middleware.OperatorScopeMiddleware",
     "axes.middleware.AxesMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # after AuthenticationMiddleware: request.user.is_verified()
 ]
 
 ROOT_URLCONF = "mpanel.urls"
@@ -134,6 +138,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "apps.security.validators.TenantPolicyPasswordValidator"},
 ]
 
 LANGUAGE_CODE = "en-us"
@@ -268,3 +273,10 @@ LOGGING = {
 if not DEBUG and MPANEL_ENVIRONMENT == "production" and env.bool("MPANEL_SECURE_COOKIES", default=False):
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+
+# --- security center (apps/security) -------------------------------------------------------------
+# The operators' admin requires a verified TOTP device (`manage.py otp_enrol <email>` makes one).
+MPANEL_ADMIN_REQUIRE_2FA = env.bool("MPANEL_ADMIN_REQUIRE_2FA", default=True)
+MPANEL_SECURITY_EVENT_RETENTION_DAYS = env.int("MPANEL_SECURITY_EVENT_RETENTION_DAYS", default=365)
+OTP_TOTP_ISSUER = env("MPANEL_OTP_ISSUER", default="mPanel")
+CELERY_BEAT_SCHEDULE["security-purge"] = {"task": "security.purge", "schedule": 3600.0}

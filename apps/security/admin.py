@@ -1,0 +1,58 @@
+from django.conf import settings
+from django.contrib import admin, messages
+from django.db import transaction
+from django_otp.admin import OTPAdminSite
+
+from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin
+
+from . import services
+from .models import ApiToken, SecurityEvent, SecurityPolicy
+
+if getattr(settings, "MPANEL_ADMIN_REQUIRE_2FA", True):
+    # Operators' console needs a verified TOTP device (django-otp): the login form asks for the code,
+    # and a session without a verified device is treated as not staff. See README "Security center".
+    admin.site.__class__ = OTPAdminSite
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "type", "reason", "email", "tenant", "ip"]
+    list_filter = ["type", "created_at"]
+    search_fields = ["email", "ip", "request_id", "id"]
+    list_select_related = ["tenant"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+
+@admin.register(SecurityPolicy)
+class SecurityPolicyAdmin(AuditedModelAdmin):
+    list_display = ["tenant", "require_2fa", "min_password_length", "token_max_lifetime_days", "updated_at"]
+    list_filter = ["require_2fa"]
+    search_fields = ["tenant__name", "tenant__slug"]
+    list_select_related = ["tenant"]
+    autocomplete_fields = ["tenant"]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    """Personal API tokens. Only the hash of the secret is stored and it is never shown."""
+
+    list_display = ["name", "prefix", "user", "tenant", "max_role", "expires_at", "last_used_at", "revoked_at"]
+    list_filter = ["max_role", "revoked_at", "created_at"]
+    search_fields = ["name", "prefix", "user__email", "tenant__name"]
+    list_select_related = ["user", "tenant"]
+    exclude = ["key_hash"]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        done = 0
+        with transaction.atomic():
+            for token in queryset.filter(revoked_at__isnull=True):
+                services.token_revoke(token=token, actor=request.user)
+                done += 1
+        self.message_user(request, f"Revoked {done} token(s).", messages.SUCCESS if done else messages.INFO)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        return {k: v for k, v in actions.items() if k == "revoke"}

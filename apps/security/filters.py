@@ -1,0 +1,16 @@
+import django_filters
+
+from .models import EventType, SecurityEvent
+
+
+class SecurityEventFilter(django_filters.FilterSet):
+    user = django_filters.UUIDFilter(field_name="user_id")
+    type = django_filters.MultipleChoiceFilter(choices=EventType.choices)
+    type_prefix = django_filters.CharFilter(field_name="type", lookup_expr="startswith")
+    reason = django_filters.CharFilter()
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = SecurityEvent
+        fields = ["user", "type", "reason"]

@@ -1,0 +1,172 @@
+from django.utils import timezone
+from rest_framework import serializers
+
+from apps.accounts.models import AuthToken
+from apps.tenancy.roles import Role
+
+from .models import ApiToken, SecurityEvent, SecurityPolicy
+
+# --- /security/me/ -------------------------------------------------------------------------------
+
+
+class ProfileSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    email = serializers.EmailField()
+    mfa_enabled = serializers.BooleanField()
+    mfa_methods = serializers.ListField(child=serializers.CharField())
+    recovery_codes_left = serializers.IntegerField()
+    mfa_required_by_tenants = serializers.ListField(child=serializers.UUIDField())
+    last_login = serializers.DateTimeField(allow_null=True)
+    password_changed_at = serializers.DateTimeField(allow_null=True)
+    password_age_days = serializers.IntegerField(allow_null=True)
+    active_sessions = serializers.IntegerField()
+
+
+class TotpEnrolSerializer(serializers.Serializer):
+    secret = serializers.CharField()
+    otpauth_uri = serializers.CharField()
+    qr_svg = serializers.CharField()
+
+
+class CodeSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=64, trim_whitespace=True)
+
+
+class ReauthSerializer(serializers.Serializer):
+    """A current 2FA code (or a recovery code), or the account password."""
+
+    code = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    password = serializers.CharField(max_length=4096, required=False, allow_blank=True, trim_whitespace=False)
+
+    def validate(self, attrs):
+        if not attrs.get("code") and not attrs.get("password"):
+            raise serializers.ValidationError({"code": ["A current code or your password is required."]})
+        return attrs
+
+
+class RecoveryCodesSerializer(serializers.Serializer):
+    recovery_codes = serializers.ListField(child=serializers.CharField())
+
+
+class MyPasswordChangeSerializer(serializers.Serializer):
+    old_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+
+class RevokedCountSerializer(serializers.Serializer):
+    revoked = serializers.IntegerField()
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    current = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuthToken
+        fields = ["id", "prefix", "ip", "user_agent", "created_at", "last_used_at", "expires_at", "current"]
+        read_only_fields = fields
+
+    def get_current(self, obj) -> bool:
+        request = self.context.get("request")
+        return bool(request and getattr(request.auth, "pk", None) == obj.pk)
+
+
+class SecurityEventSerializer(serializers.ModelSerializer):
+    user = serializers.UUIDField(source="user_id", read_only=True, allow_null=True)
+    actor = serializers.UUIDField(source="actor_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = SecurityEvent
+        fields = ["id", "created_at", "type", "reason", "user", "email", "actor", "ip", "user_agent", "data"]
+        read_only_fields = fields
+
+
+# --- /security/tokens/ -----------------------------------------------------------------------------
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    role = serializers.CharField(source="max_role", read_only=True)
+    user = serializers.UUIDField(source="user_id", read_only=True)
+    user_email = serializers.EmailField(source="user.email", read_only=True)
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "role",
+            "user",
+            "user_email",
+            "status",
+            "created_at",
+            "expires_at",
+            "allowed_ips",
+            "last_used_at",
+            "last_used_ip",
+            "revoked_at",
+        ]
+        read_only_fields = fields
+
+    def get_status(self, obj) -> str:
+        if obj.revoked_at is not None:
+            return "revoked"
+        if obj.expires_at is not None and obj.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+
+class ApiTokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    allowed_ips = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The secret (mp_…), shown this once.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+# --- /security/policy ------------------------------------------------------------------------------
+
+
+class SecurityPolicySerializer(serializers.ModelSerializer):
+    min_password_length = serializers.IntegerField(min_value=8, max_value=128, required=False)
+    session_idle_timeout_minutes = serializers.IntegerField(
+        min_value=5, max_value=60 * 24 * 30, allow_null=True, required=False
+    )
+    session_max_lifetime_hours = serializers.IntegerField(
+        min_value=1, max_value=24 * 365, allow_null=True, required=False
+    )
+    token_max_lifetime_days = serializers.IntegerField(min_value=1, max_value=3650, allow_null=True, required=False)
+    event_retention_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+    ip_allowlist = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
+    require_2fa = serializers.BooleanField(required=False)
+
+    class Meta:
+        model = SecurityPolicy
+        fields = [
+            "require_2fa",
+            "min_password_length",
+            "session_idle_timeout_minutes",
+            "session_max_lifetime_hours",
+            "token_max_lifetime_days",
+            "ip_allowlist",
+            "event_retention_days",
+            "updated_at",
+        ]
+        read_only_fields = ["updated_at"]
+
+    def validate_ip_allowlist(self, value):
+        from .policy import parse_cidrs
+
+        return parse_cidrs(value, "ip_allowlist")
+
+
+class MfaLoginSerializer(serializers.Serializer):
+    mfa_token = serializers.CharField(max_length=1000)
+    code = serializers.CharField(max_length=64)
