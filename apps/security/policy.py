@@ -9,6 +9,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import exceptions
 
+from apps.common.exceptions import Forbidden
 from apps.tenancy.models import Membership
 
 from .models import ApiToken, SecurityPolicy
@@ -100,14 +101,15 @@ def check_session(token, request) -> None:
         raise exceptions.AuthenticationFailed("This session was idle for longer than your tenant's policy allows.")
 
 
-class MfaEnrollmentRequired(exceptions.PermissionDenied):
-    default_detail = "This tenant requires two-factor authentication: turn it on at /api/v1/security/me/."
-    default_code = "mfa_enrollment_required"
+def MfaEnrollmentRequired() -> Forbidden:
+    return Forbidden(
+        "This tenant requires two-factor authentication: turn it on at /api/v1/security/me/.",
+        code="mfa_enrollment_required",
+    )
 
 
-class AddressNotAllowed(exceptions.PermissionDenied):
-    default_detail = "Your address is not in this tenant's API allowlist."
-    default_code = "ip_not_allowed"
+def AddressNotAllowed() -> Forbidden:
+    return Forbidden("Your address is not in this tenant's API allowlist.", code="ip_not_allowed")
 
 
 def check_tenant_request(request, ctx) -> None:

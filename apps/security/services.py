@@ -143,11 +143,16 @@ def policy_for(tenant) -> SecurityPolicy:
     return policies.policy_of(tenant) or SecurityPolicy(tenant=tenant)
 
 
+def _policy_snapshot(policy: SecurityPolicy) -> dict:
+    # Not audit.snapshot: it drops every field named like "password" (min_password_length is no secret).
+    return {field: getattr(policy, field) for field in POLICY_FIELDS}
+
+
 @transaction.atomic
 def policy_update(*, tenant, actor, data: dict) -> SecurityPolicy:
     existing = SecurityPolicy.objects.select_for_update().filter(tenant=tenant).first()
     policy = existing or SecurityPolicy(tenant=tenant)
-    before = audit.snapshot(policy, POLICY_FIELDS) if existing else {}
+    before = _policy_snapshot(policy) if existing else {}
     for field, value in data.items():
         setattr(policy, field, value)
     policy.ip_allowlist = policies.parse_cidrs(policy.ip_allowlist, "ip_allowlist")
@@ -158,7 +163,7 @@ def policy_update(*, tenant, actor, data: dict) -> SecurityPolicy:
     if policy.require_2fa and not has_2fa(actor):
         raise InvalidInput("Turn on two-factor authentication for your own account first.", field="require_2fa")
     policy.save()
-    after = audit.snapshot(policy, POLICY_FIELDS)
+    after = _policy_snapshot(policy)
     changes = audit.diff(before, after)
     audit.record(action="security.policy_update", obj=policy, tenant=tenant, changes=changes)
     record_event(EventType.POLICY_CHANGED, user=actor, tenant=tenant, data={"changes": changes})

@@ -1,0 +1,128 @@
+"""The operators' admin requires 2FA (django-otp) and its logins are security events; a database
+dump holds no token, recovery code or password in clear."""
+
+from __future__ import annotations
+
+import io
+import re
+from urllib.parse import parse_qs, urlparse
+
+import pyotp
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.test import Client
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from apps.security.models import SecurityEvent
+
+from .conftest import PASSWORD, client_for, make_user
+from .security_helpers import LOGIN, enable_2fa, next_step
+
+User = get_user_model()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    cache.clear()
+    yield
+    cache.clear()
+
+
+def enrol_operator(email: str) -> str:
+    out = io.StringIO()
+    call_command("otp_enrol", email, stdout=out)
+    uri = out.getvalue().splitlines()[0]
+    assert uri.startswith("otpauth://totp/")
+    return parse_qs(urlparse(uri).query)["secret"][0]
+
+
+@pytest.mark.django_db
+class TestAdminRequires2fa:
+    def test_staff_without_a_verified_device_is_sent_to_the_login(self):
+        operator = User.objects.create_superuser("op@mpanel.test", PASSWORD)
+        client = Client()
+        client.force_login(operator)
+        response = client.get("/admin/")
+        assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
+
+    def test_login_with_password_and_code_then_event(self):
+        operator = User.objects.create_superuser("op@mpanel.test", PASSWORD)
+        secret = enrol_operator(operator.email)
+        client = Client()
+        page = client.get("/admin/login/")
+        assert page.status_code == 200 and b"otp_token" in page.content
+        no_code = client.post("/admin/login/", {"username": operator.email, "password": PASSWORD})
+        assert no_code.status_code == 200  # the form again, now offering the operator's device
+        device = TOTPDevice.objects.get(user=operator)
+        assert device.persistent_id.encode() in no_code.content
+        assert client.get("/admin/").status_code == 302
+        bad = client.post(
+            "/admin/login/",
+            {
+                "username": operator.email,
+                "password": PASSWORD,
+                "otp_device": device.persistent_id,
+                "otp_token": "000000",
+            },
+        )
+        assert bad.status_code == 200 and client.get("/admin/").status_code == 302
+        next_step(operator)
+        ok = client.post(
+            "/admin/login/",
+            {
+                "username": operator.email,
+                "password": PASSWORD,
+                "otp_device": device.persistent_id,
+                "otp_token": pyotp.TOTP(secret).now(),
+            },
+        )
+        assert ok.status_code == 302, ok.content[:500]
+        assert client.get("/admin/").status_code == 200
+        event = SecurityEvent.objects.get(type="admin.login", user=operator)
+        assert event.reason == "otp" and event.ip == "127.0.0.1"
+
+    def test_admin_login_failure_is_an_event(self):
+        operator = User.objects.create_superuser("op@mpanel.test", PASSWORD)
+        enrol_operator(operator.email)
+        Client().post("/admin/login/", {"username": operator.email, "password": "wrong!", "otp_token": "123456"})
+        event = SecurityEvent.objects.get(type="login.failure", user=operator)
+        assert event.reason == "bad_password" and event.data["via"] == "admin"
+
+    def test_enrol_command_refuses_unknown_users_and_duplicates(self):
+        with pytest.raises(CommandError):
+            call_command("otp_enrol", "nobody@mpanel.test", stdout=io.StringIO())
+        User.objects.create_superuser("op@mpanel.test", PASSWORD)
+        enrol_operator("op@mpanel.test")
+        with pytest.raises(CommandError):
+            call_command("otp_enrol", "op@mpanel.test", stdout=io.StringIO())
+        enrol_operator_out = io.StringIO()
+        call_command("otp_enrol", "op@mpanel.test", "--replace", stdout=enrol_operator_out)
+        assert "otpauth://" in enrol_operator_out.getvalue()
+
+
+@pytest.mark.django_db
+def test_a_database_dump_holds_no_secret_in_clear(tenant_a):
+    password = "Very-secret-passphrase-42"
+    user = make_user("dump@example.com", password=password)
+    session_key = client_for().post(LOGIN, {"email": user.email, "password": password}, format="json").json()["key"]
+    _secret, recovery_codes = enable_2fa(user)
+    owner = client_for(tenant_a.owner, tenant_a.tenant)
+    created = owner.post(
+        "/api/v1/security/tokens/", {"name": "ci"}, format="json", HTTP_IDEMPOTENCY_KEY="dump-key"
+    ).json()
+    api_token = created["token"]
+    assert api_token.startswith("mp_")
+    next_step(tenant_a.owner)
+
+    out = io.StringIO()
+    call_command("dumpdata", "--all", stdout=out)
+    dump = out.getvalue()
+    assert len(dump) > 10_000
+    secrets = [password, PASSWORD, session_key, api_token, api_token[3:], *recovery_codes]
+    secrets += [c.replace("-", "") for c in recovery_codes]
+    for secret in secrets:
+        assert secret not in dump, f"{secret[:6]}… is in the dump"
+    assert re.search(r"md5\$|pbkdf2_sha256\$", dump)  # passwords are there, hashed
