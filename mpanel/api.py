@@ -25,6 +25,8 @@ from apps.security.api import (
     SecurityMyEventViewSet,
     SecurityPolicyViewSet,
     SecuritySessionViewSet,
+    ShieldEventViewSet,
+    ShieldPolicyViewSet,
 )
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, TenantViewSet, UserViewSet
 
@@ -52,6 +54,8 @@ router.register("security/me/events", SecurityMyEventViewSet, basename="security
 router.register("security/me", SecurityMeViewSet, basename="security-me")
 router.register("security/tokens", ApiTokenViewSet, basename="security-token")
 router.register("security/events", SecurityEventViewSet, basename="security-event")
+router.register("security/shield/policies", ShieldPolicyViewSet, basename="shield-policy")
+router.register("security/shield/events", ShieldEventViewSet, basename="shield-event")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

@@ -16,11 +16,11 @@ from apps.accounts.views import issue_session
 from apps.common.api import AccountViewSet
 from apps.common.throttling import DynamicScopedRateThrottle
 from apps.tenancy.roles import Role
-from apps.tenancy.viewsets import TenantReadOnlyViewSet, TenantScopedViewSet
+from apps.tenancy.viewsets import TenantModelViewSet, TenantReadOnlyViewSet, TenantScopedViewSet
 
-from . import mfa, services
-from .filters import SecurityEventFilter
-from .models import ApiToken, SecurityEvent, SecurityPolicy
+from . import mfa, services, shield
+from .filters import SecurityEventFilter, ShieldEventFilter
+from .models import ApiToken, SecurityEvent, SecurityPolicy, ShieldEvent, ShieldPolicy
 from .policy import policies_of_user
 from .serializers import (
     ApiTokenCreatedSerializer,
@@ -36,6 +36,12 @@ from .serializers import (
     SecurityEventSerializer,
     SecurityPolicySerializer,
     SessionSerializer,
+    ShieldEventSerializer,
+    ShieldIngestedSerializer,
+    ShieldIngestSerializer,
+    ShieldNginxSerializer,
+    ShieldPolicySerializer,
+    ShieldRuleCountSerializer,
     TotpEnrolSerializer,
 )
 
@@ -257,3 +263,67 @@ class SecurityPolicyViewSet(TenantScopedViewSet):
         serializer.is_valid(raise_exception=True)
         policy = services.policy_update(tenant=request.tenant, actor=request.user, data=serializer.validated_data)
         return Response(SecurityPolicySerializer(policy).data)
+
+
+# --- /security/shield/* (ADMIN+) -------------------------------------------------------------------------
+
+
+class ShieldPolicyViewSet(TenantModelViewSet):
+    """Web application firewall policies: one tenant-wide (`site` empty) and one per website at most.
+    `GET /{id}/nginx/` answers the nginx configuration it renders to."""
+
+    queryset = ShieldPolicy.objects.all()
+    serializer_class = ShieldPolicySerializer
+    filterset_fields = ["site", "enabled", "maintenance_mode"]
+    ordering_fields = ["site", "created_at"]
+    ordering = ["site"]
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    required_roles = {
+        "list": Role.ADMIN,
+        "retrieve": Role.ADMIN,
+        "create": Role.ADMIN,
+        "update": Role.ADMIN,
+        "partial_update": Role.ADMIN,
+        "destroy": Role.ADMIN,
+        "nginx": Role.ADMIN,
+    }
+
+    def perform_create(self, serializer):
+        serializer.instance = shield.shield_policy_create(tenant=self.tenant, data=serializer.validated_data)
+
+    def perform_update(self, serializer):
+        serializer.instance = shield.shield_policy_update(policy=serializer.instance, data=serializer.validated_data)
+
+    def perform_destroy(self, instance):
+        shield.shield_policy_delete(policy=instance)
+
+    @extend_schema(responses={200: ShieldNginxSerializer}, summary="The nginx configuration this policy renders to")
+    @action(detail=True, methods=["get"])
+    def nginx(self, request, pk=None):
+        policy = self.get_object()
+        return Response({"http": shield.render_http(policy), "server": shield.render_server(policy)})
+
+
+class ShieldEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Requests the shield blocked: `POST ingest/` (from the node), list, and `GET counts/` per rule."""
+
+    queryset = ShieldEvent.objects.all()
+    serializer_class = ShieldEventSerializer
+    filterset_class = ShieldEventFilter
+    ordering_fields = ["occurred_at"]
+    ordering = ["-occurred_at"]
+    required_roles = {"list": Role.ADMIN, "retrieve": Role.ADMIN, "ingest": Role.ADMIN, "counts": Role.ADMIN}
+
+    @extend_schema(request=ShieldIngestSerializer, responses={201: ShieldIngestedSerializer})
+    @action(detail=False, methods=["post"])
+    def ingest(self, request):
+        serializer = ShieldIngestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        count = shield.shield_events_ingest(tenant=request.tenant, events=serializer.validated_data["events"])
+        return Response({"ingested": count}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses={200: ShieldRuleCountSerializer(many=True)}, summary="Blocked requests per rule")
+    @action(detail=False, methods=["get"])
+    def counts(self, request):
+        queryset = self.filter_queryset(self.get_queryset())
+        return Response(ShieldRuleCountSerializer(shield.shield_event_counts(queryset), many=True).data)

@@ -1,6 +1,6 @@
 import django_filters
 
-from .models import EventType, SecurityEvent
+from .models import EventType, SecurityEvent, ShieldEvent
 
 
 class SecurityEventFilter(django_filters.FilterSet):
@@ -14,3 +14,14 @@ class SecurityEventFilter(django_filters.FilterSet):
     class Meta:
         model = SecurityEvent
         fields = ["user", "type", "reason"]
+
+
+class ShieldEventFilter(django_filters.FilterSet):
+    rule = django_filters.CharFilter()
+    site = django_filters.CharFilter()
+    occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
+    occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
+
+    class Meta:
+        model = ShieldEvent
+        fields = ["rule", "site"]

@@ -156,3 +156,47 @@ class MfaChallenge(TimestampedModel):
 
     def __str__(self) -> str:
         return f"mfa challenge {self.pk}"
+
+
+class ShieldPolicy(TenantOwnedModel):
+    """A web application firewall policy: tenant-wide (``site`` empty) or for one website (its host name)."""
+
+    site = models.CharField(max_length=253, blank=True, help_text="Host name; empty = every site of the tenant.")
+    enabled = models.BooleanField(default=True)
+    rate_limit_per_second = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_burst = models.PositiveIntegerField(default=20)
+    allow_cidrs = models.JSONField(default=list, blank=True)
+    block_cidrs = models.JSONField(default=list, blank=True)
+    blocked_user_agents = models.JSONField(default=list, blank=True)
+    blocked_paths = models.JSONField(default=list, blank=True)
+    max_body_size_kb = models.PositiveIntegerField(null=True, blank=True)
+    maintenance_mode = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["site"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "site"], name="uniq_shield_policy_site")]
+
+    def __str__(self) -> str:
+        return f"shield {self.site or '*'}"
+
+
+class ShieldEvent(TenantOwnedModel):
+    """A request the shield blocked on a node (ingested from the node's log)."""
+
+    occurred_at = models.DateTimeField(db_index=True)
+    ip = models.GenericIPAddressField()
+    rule = models.CharField(max_length=32)
+    site = models.CharField(max_length=253, blank=True)
+    method = models.CharField(max_length=10, blank=True)
+    path = models.CharField(max_length=1000, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at"]
+        indexes = [
+            models.Index(fields=["tenant", "rule", "-occurred_at"]),
+            models.Index(fields=["tenant", "-occurred_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.rule} {self.ip}"

@@ -4,7 +4,8 @@ from rest_framework import serializers
 from apps.accounts.models import AuthToken
 from apps.tenancy.roles import Role
 
-from .models import ApiToken, SecurityEvent, SecurityPolicy
+from .models import ApiToken, SecurityEvent, SecurityPolicy, ShieldEvent, ShieldPolicy
+from .shield import RULES
 
 # --- /security/me/ -------------------------------------------------------------------------------
 
@@ -170,3 +171,67 @@ class SecurityPolicySerializer(serializers.ModelSerializer):
 class MfaLoginSerializer(serializers.Serializer):
     mfa_token = serializers.CharField(max_length=1000)
     code = serializers.CharField(max_length=64)
+
+
+# --- /security/shield/* ----------------------------------------------------------------------------
+
+
+class ShieldPolicySerializer(serializers.ModelSerializer):
+    rate_limit_per_second = serializers.IntegerField(min_value=1, max_value=100_000, allow_null=True, required=False)
+    rate_limit_burst = serializers.IntegerField(min_value=0, max_value=100_000, required=False)
+    max_body_size_kb = serializers.IntegerField(
+        min_value=1, max_value=10 * 1024 * 1024, allow_null=True, required=False
+    )
+    allow_cidrs = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
+    block_cidrs = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
+    blocked_user_agents = serializers.ListField(
+        child=serializers.CharField(max_length=100, trim_whitespace=False), required=False, max_length=100
+    )
+    blocked_paths = serializers.ListField(child=serializers.CharField(max_length=201), required=False, max_length=100)
+
+    class Meta:
+        model = ShieldPolicy
+        fields = [
+            "id",
+            "site",
+            "enabled",
+            "rate_limit_per_second",
+            "rate_limit_burst",
+            "allow_cidrs",
+            "block_cidrs",
+            "blocked_user_agents",
+            "blocked_paths",
+            "max_body_size_kb",
+            "maintenance_mode",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class ShieldNginxSerializer(serializers.Serializer):
+    http = serializers.CharField()
+    server = serializers.CharField()
+
+
+class ShieldEventSerializer(serializers.ModelSerializer):
+    rule = serializers.ChoiceField(choices=[(r, r) for r in RULES])
+
+    class Meta:
+        model = ShieldEvent
+        fields = ["id", "occurred_at", "ip", "rule", "site", "method", "path", "user_agent", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class ShieldIngestSerializer(serializers.Serializer):
+    events = ShieldEventSerializer(many=True, allow_empty=False, max_length=1000)
+
+
+class ShieldIngestedSerializer(serializers.Serializer):
+    ingested = serializers.IntegerField()
+
+
+class ShieldRuleCountSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    count = serializers.IntegerField()
+    last_seen = serializers.DateTimeField()
