@@ -19,6 +19,7 @@ from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.jobs.api import ProvisioningViewSet
 from apps.security.api import (
     ApiTokenViewSet,
+    GuardianViewSet,
     MfaLoginView,
     SecurityEventViewSet,
     SecurityMeViewSet,
@@ -56,6 +57,7 @@ router.register("security/tokens", ApiTokenViewSet, basename="security-token")
 router.register("security/events", SecurityEventViewSet, basename="security-event")
 router.register("security/shield/policies", ShieldPolicyViewSet, basename="shield-policy")
 router.register("security/shield/events", ShieldEventViewSet, basename="shield-event")
+router.register("guardian", GuardianViewSet, basename="guardian-finding")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

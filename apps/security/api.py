@@ -18,15 +18,26 @@ from apps.common.throttling import DynamicScopedRateThrottle
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantModelViewSet, TenantReadOnlyViewSet, TenantScopedViewSet
 
-from . import mfa, services, shield
-from .filters import SecurityEventFilter, ShieldEventFilter
-from .models import ApiToken, SecurityEvent, SecurityPolicy, ShieldEvent, ShieldPolicy
+from . import guardian, mfa, services, shield
+from .filters import GuardianFindingFilter, SecurityEventFilter, ShieldEventFilter
+from .models import (
+    ApiToken,
+    FindingStatus,
+    GuardianFinding,
+    SecurityEvent,
+    SecurityPolicy,
+    ShieldEvent,
+    ShieldPolicy,
+)
 from .policy import policies_of_user
 from .serializers import (
     ApiTokenCreatedSerializer,
     ApiTokenCreateSerializer,
     ApiTokenSerializer,
     CodeSerializer,
+    GuardianCheckSerializer,
+    GuardianFindingSerializer,
+    GuardianScanSerializer,
     MfaLoginSerializer,
     MyPasswordChangeSerializer,
     ProfileSerializer,
@@ -327,3 +338,50 @@ class ShieldEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     def counts(self, request):
         queryset = self.filter_queryset(self.get_queryset())
         return Response(ShieldRuleCountSerializer(shield.shield_event_counts(queryset), many=True).data)
+
+
+# --- /guardian (MEMBER+ read, ADMIN+ scan and resolve) ------------------------------------------------------
+
+
+class GuardianViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Guardian findings. `POST scan/` runs every check as a job; `POST {id}/acknowledge/` and
+    `POST {id}/resolve/` change a finding's status; `GET checks/` lists the registered checks."""
+
+    queryset = GuardianFinding.objects.all()
+    serializer_class = GuardianFindingSerializer
+    filterset_class = GuardianFindingFilter
+    ordering_fields = ["last_seen_at", "first_seen_at", "severity"]
+    ordering = ["-last_seen_at"]
+    required_roles = {
+        "list": Role.MEMBER,
+        "retrieve": Role.MEMBER,
+        "checks": Role.MEMBER,
+        "scan": Role.ADMIN,
+        "acknowledge": Role.ADMIN,
+        "resolve": Role.ADMIN,
+    }
+
+    @extend_schema(responses={200: GuardianCheckSerializer(many=True)}, summary="Registered checks")
+    @action(detail=False, methods=["get"])
+    def checks(self, request):
+        rows = [{"name": c.name, "severity": c.severity, "title": c.title} for c in guardian.CHECKS.values()]
+        return Response(GuardianCheckSerializer(sorted(rows, key=lambda r: r["name"]), many=True).data)
+
+    @extend_schema(request=None, responses={202: GuardianScanSerializer}, summary="Run every check (as a job)")
+    @action(detail=False, methods=["post"])
+    def scan(self, request):
+        job = guardian.scan_enqueue(tenant=request.tenant, actor=request.user)
+        job.refresh_from_db()
+        return Response({"job": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={200: GuardianFindingSerializer})
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        finding = guardian.finding_set_status(finding=self.get_object(), status=FindingStatus.ACKNOWLEDGED)
+        return Response(GuardianFindingSerializer(finding).data)
+
+    @extend_schema(request=None, responses={200: GuardianFindingSerializer})
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        finding = guardian.finding_set_status(finding=self.get_object(), status=FindingStatus.RESOLVED)
+        return Response(GuardianFindingSerializer(finding).data)

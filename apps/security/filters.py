@@ -1,6 +1,6 @@
 import django_filters
 
-from .models import EventType, SecurityEvent, ShieldEvent
+from .models import EventType, FindingStatus, GuardianFinding, SecurityEvent, Severity, ShieldEvent
 
 
 class SecurityEventFilter(django_filters.FilterSet):
@@ -25,3 +25,13 @@ class ShieldEventFilter(django_filters.FilterSet):
     class Meta:
         model = ShieldEvent
         fields = ["rule", "site"]
+
+
+class GuardianFindingFilter(django_filters.FilterSet):
+    check = django_filters.CharFilter(field_name="check_name")
+    status = django_filters.MultipleChoiceFilter(choices=FindingStatus.choices)
+    severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
+
+    class Meta:
+        model = GuardianFinding
+        fields = ["check", "status", "severity", "resource_type", "resource_id"]

@@ -23,7 +23,7 @@ def install() -> None:
     from apps.audit.models import AuditEvent
     from apps.tenancy.resolution import register_request_check
 
-    from . import authentication, mfa, policy
+    from . import authentication, guardian, mfa, policy  # noqa: F401 - guardian registers its job and checks
 
     register_token_resolver("mp_", authentication.resolve_api_token)
     register_session_check(policy.check_session)

@@ -200,3 +200,47 @@ class ShieldEvent(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.rule} {self.ip}"
+
+
+class FindingStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
+class Severity(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+    CRITICAL = "critical", "Critical"
+
+
+class GuardianFinding(TenantOwnedModel):
+    """One problem a Guardian check found on one resource. At most one unresolved finding per
+    (check, resource): a rescan updates it, and resolves it when the problem is gone."""
+
+    check_name = models.CharField(max_length=64)
+    severity = models.CharField(max_length=8, choices=Severity.choices)
+    title = models.CharField(max_length=200)
+    resource_type = models.CharField(max_length=64)
+    resource_id = models.CharField(max_length=64)
+    resource_repr = models.CharField(max_length=200, blank=True)
+    evidence = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=FindingStatus.choices, default=FindingStatus.OPEN)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "check_name", "resource_type", "resource_id"],
+                condition=~models.Q(status="resolved"),
+                name="uniq_unresolved_finding",
+            )
+        ]
+        indexes = [models.Index(fields=["tenant", "status", "-last_seen_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.check_name}: {self.resource_repr or self.resource_id}"

@@ -4,7 +4,7 @@ from rest_framework import serializers
 from apps.accounts.models import AuthToken
 from apps.tenancy.roles import Role
 
-from .models import ApiToken, SecurityEvent, SecurityPolicy, ShieldEvent, ShieldPolicy
+from .models import ApiToken, GuardianFinding, SecurityEvent, SecurityPolicy, ShieldEvent, ShieldPolicy
 from .shield import RULES
 
 # --- /security/me/ -------------------------------------------------------------------------------
@@ -235,3 +235,40 @@ class ShieldRuleCountSerializer(serializers.Serializer):
     rule = serializers.CharField()
     count = serializers.IntegerField()
     last_seen = serializers.DateTimeField()
+
+
+# --- /guardian ----------------------------------------------------------------------------------------
+
+
+class GuardianFindingSerializer(serializers.ModelSerializer):
+    check = serializers.CharField(source="check_name", read_only=True)
+
+    class Meta:
+        model = GuardianFinding
+        fields = [
+            "id",
+            "check",
+            "severity",
+            "title",
+            "resource_type",
+            "resource_id",
+            "resource_repr",
+            "evidence",
+            "status",
+            "first_seen_at",
+            "last_seen_at",
+            "resolved_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class GuardianCheckSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    severity = serializers.CharField()
+    title = serializers.CharField()
+
+
+class GuardianScanSerializer(serializers.Serializer):
+    job = serializers.UUIDField()
+    status = serializers.CharField()
