@@ -308,3 +308,28 @@ def test_pyotp_and_django_otp_agree(db):
     secret = client_for(user).post(ENROL).json()["secret"]
     device = TOTPDevice.objects.get(user=user)
     assert device.verify_token(pyotp.TOTP(secret).now())
+
+
+@pytest.mark.django_db
+def test_unknown_email_and_wrong_password_take_similar_time(settings):
+    """No user enumeration by timing: with the production hasher (PBKDF2), Django hashes a dummy
+    password for an unknown email, so both failures cost one hash; the security events add little."""
+    import statistics
+    import time
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+    user = make_user("timing@example.com")
+
+    def timed(email, i):
+        start = time.perf_counter()
+        response = client_for().post(
+            LOGIN, {"email": email, "password": "wrong-password!"}, format="json", REMOTE_ADDR=f"10.9.0.{i}"
+        )
+        elapsed = time.perf_counter() - start
+        assert response.status_code == 400
+        return elapsed
+
+    known = [timed(user.email, i) for i in range(1, 4)]
+    unknown = [timed(f"nobody{i}@example.com", 10 + i) for i in range(1, 4)]
+    ratio = statistics.median(known) / statistics.median(unknown)
+    assert 0.5 < ratio < 2.0, (known, unknown)

@@ -124,6 +124,8 @@ class TestTokenRules:
     def test_a_token_never_reaches_account_security(self, tenant_a):
         _token, raw = token_for(tenant_a.owner, tenant_a)
         client = bearer(raw)
+        assert client.get(URL).status_code == 200
+        assert client.post(URL, {"name": "minted"}, format="json").status_code == 403
         for url in ("/api/v1/security/me/", "/api/v1/security/me/sessions/", "/api/v1/auth/user/", "/api/v1/tenants/"):
             assert client.get(url).status_code == 403, url
         response = client.post(

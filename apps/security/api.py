@@ -14,6 +14,7 @@ from apps.accounts.models import AuthToken
 from apps.accounts.serializers import DetailSerializer
 from apps.accounts.views import issue_session
 from apps.common.api import AccountViewSet
+from apps.common.exceptions import Forbidden
 from apps.common.throttling import DynamicScopedRateThrottle
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantModelViewSet, TenantReadOnlyViewSet, TenantScopedViewSet
@@ -90,6 +91,8 @@ class SecurityMeViewSet(AccountViewSet):
     """My own account's security: profile, TOTP 2FA, recovery codes and password."""
 
     serializer_class = ProfileSerializer
+    # A TOTP secret and recovery codes are shown once: never kept for Idempotency-Key replays.
+    idempotency_secret_fields = ("secret", "otpauth_uri", "qr_svg", "recovery_codes")
 
     def get_queryset(self):
         return AuthToken.objects.none()
@@ -230,6 +233,9 @@ class ApiTokenViewSet(
 
     @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer})
     def create(self, request, *args, **kwargs):
+        if isinstance(request.auth, ApiToken):
+            # Otherwise a short-lived or IP-bound token could mint an unbounded one.
+            raise Forbidden("API tokens are created from a signed-in session, not with another token.")
         serializer = ApiTokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         token, raw = services.token_create(
