@@ -168,6 +168,17 @@ class TestPolicyEnforcement:
         created = client_for(other, tenant_a.tenant).post("/api/v1/security/tokens/", {"name": "t"}, format="json")
         assert created.status_code == 403
 
+    def test_tenant_settings_obey_the_policy_too(self, tenant_a):
+        set_policy(tenant_a, require_2fa=True)
+        admin = client_for(tenant_a.users[Role.ADMIN])
+        url = f"/api/v1/tenants/{tenant_a.tenant.pk}/"
+        response = admin.patch(url, {"name": "Renamed"}, format="json")
+        assert response.status_code == 403 and response.json()["code"] == "mfa_enrollment_required"
+        enable_2fa(tenant_a.users[Role.ADMIN])
+        assert admin.patch(url, {"name": "Renamed"}, format="json").status_code == 200
+        set_policy(tenant_a, ip_allowlist=["10.0.0.0/8"])
+        assert admin.patch(url, {"name": "Again"}, format="json").status_code == 403
+
     def test_login_asks_for_the_code_when_the_user_has_2fa(self, tenant_a):
         set_policy(tenant_a, require_2fa=True)
         member = tenant_a.users[Role.MEMBER]
