@@ -69,6 +69,7 @@ class TestAdminRequires2fa:
             },
         )
         assert bad.status_code == 200 and client.get("/admin/").status_code == 302
+        assert SecurityEvent.objects.filter(type="login.failure", user=operator, reason="bad_2fa_code").exists()
         next_step(operator)
         ok = client.post(
             "/admin/login/",
@@ -90,6 +91,27 @@ class TestAdminRequires2fa:
         Client().post("/admin/login/", {"username": operator.email, "password": "wrong!", "otp_token": "123456"})
         event = SecurityEvent.objects.get(type="login.failure", user=operator)
         assert event.reason == "bad_password" and event.data["via"] == "admin"
+
+    def test_operator_revoking_a_session_is_an_event(self):
+        from datetime import timedelta
+
+        from django_otp import DEVICE_ID_SESSION_KEY
+
+        from apps.accounts.models import AuthToken
+
+        operator = User.objects.create_superuser("op@mpanel.test", PASSWORD)
+        member = make_user("m@example.com")
+        token, _raw = AuthToken.issue(user=member, ttl=timedelta(hours=1))
+        client = Client()
+        client.force_login(operator)
+        device = TOTPDevice.objects.create(user=operator, name="t", confirmed=True)
+        session = client.session
+        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+        session.save()
+        response = client.post("/admin/accounts/authtoken/", {"action": "revoke", "_selected_action": [str(token.pk)]})
+        assert response.status_code == 302
+        event = SecurityEvent.objects.get(type="session.revoked", user=member, tenant__isnull=True)
+        assert event.reason == "operator" and event.actor == operator
 
     def test_enrol_command_refuses_unknown_users_and_duplicates(self):
         with pytest.raises(CommandError):

@@ -1,17 +1,38 @@
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django_otp.admin import OTPAdminSite
+from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
 from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin
 
 from . import services
-from .models import ApiToken, SecurityEvent, SecurityPolicy
+from .events import record_event
+from .models import ApiToken, EventType, SecurityEvent, SecurityPolicy
+
+
+class AdminLoginForm(OTPAdminAuthenticationForm):
+    """django-otp's admin login form; a wrong second factor is a security event too."""
+
+    def clean_otp(self, user):
+        try:
+            return super().clean_otp(user)
+        except ValidationError:
+            if user is not None and self.data.get("otp_token"):
+                record_event(
+                    EventType.LOGIN_FAILURE, user=user, actor=None, reason="bad_2fa_code", data={"via": "admin"}
+                )
+            raise
+
+
+class MpanelOTPAdminSite(OTPAdminSite):
+    login_form = AdminLoginForm
+
 
 if getattr(settings, "MPANEL_ADMIN_REQUIRE_2FA", True):
     # Operators' console needs a verified TOTP device (django-otp): the login form asks for the code,
     # and a session without a verified device is treated as not staff. See README "Security center".
-    admin.site.__class__ = OTPAdminSite
+    admin.site.__class__ = MpanelOTPAdminSite
 
 
 @admin.register(SecurityEvent)

@@ -111,8 +111,18 @@ MEMBER_ACTIONS = {
 
 
 def on_audit_event(sender, instance, created, **kwargs):
-    """Membership changes are audited by the tenancy services; the security log mirrors them."""
-    if not created or instance.action not in MEMBER_ACTIONS or instance.tenant_id is None:
+    """Membership changes are audited by the tenancy services, and operators revoke sessions in the
+    admin; the security log mirrors both."""
+    if not created:
+        return
+    if instance.action == "auth.session_revoke" and instance.via == "admin":
+        from apps.accounts.models import AuthToken
+
+        token = AuthToken.objects.select_related("user").filter(pk=instance.object_id).first()
+        if token is not None:
+            _record("session.revoked", user=token.user, actor=instance.actor, reason="operator")
+        return
+    if instance.action not in MEMBER_ACTIONS or instance.tenant_id is None:
         return
     from apps.tenancy.models import Membership
 
