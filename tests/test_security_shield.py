@@ -8,6 +8,9 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from rest_framework.exceptions import ValidationError
 
 from apps.security import shield
 from apps.security.api import ShieldEventViewSet, ShieldPolicyViewSet
@@ -188,3 +191,23 @@ class TestShieldEvents:
         for bad in ({"events": []}, {"events": [{**ok, "ip": "nope"}]}, {"events": [{**ok, "rule": "x"}]}, {}):
             assert client.post(f"{EVENTS}ingest/", bad, format="json").status_code == 400, bad
         assert client_for().post(f"{EVENTS}ingest/", {"events": [ok]}, format="json").status_code == 401
+
+
+_NASTY = st.text(alphabet=st.sampled_from(list("ab/.-_ ;{}\"'$\\\n()|*~%+#:")), min_size=0, max_size=12)
+
+
+@pytest.mark.django_db
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(agents=st.lists(_NASTY, max_size=3), paths=st.lists(_NASTY.map(lambda s: "/" + s), max_size=3))
+def test_any_input_is_refused_or_renders_a_config_nginx_accepts(tenant_a, agents, paths):
+    """Property: a user agent or path either fails validation (400) or renders into a configuration
+    that the real `nginx -t` accepts — nothing in between (no directive injection)."""
+    needs_nginx()
+    try:
+        data = shield.clean_policy_data(
+            {"site": "p.example.com", "blocked_user_agents": agents, "blocked_paths": paths}
+        )
+    except ValidationError:
+        return
+    policy = ShieldPolicy(tenant=tenant_a.tenant, **data)
+    shield.nginx_check(shield.render_http(policy), shield.render_server(policy))
