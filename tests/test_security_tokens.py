@@ -212,3 +212,18 @@ class TestTokenRules:
         assert bearer(raw).get("/api/v1/customers/").status_code == 200
         ApiToken.all_tenants.filter(pk=created.json()["id"]).update(created_at=timezone.now() - timedelta(days=31))
         assert bearer(raw).get("/api/v1/customers/").status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_session_key_never_looks_like_an_api_token(monkeypatch):
+    """1 in 64³ random session keys would start with `mp_`: they are drawn again, not sent to the wrong resolver."""
+    from apps.accounts import models as account_models
+    from apps.accounts.models import AuthToken
+
+    from .conftest import make_user
+
+    draws = iter(["mp_looks-like-a-token", "mp_again", "a-normal-session-key-0123456789"])
+    monkeypatch.setattr(account_models.secrets, "token_urlsafe", lambda n: next(draws))
+    _token, raw = AuthToken.issue(user=make_user("s@example.com"), ttl=timedelta(hours=1))
+    assert raw == "a-normal-session-key-0123456789"
+    assert bearer(raw).get("/api/v1/security/me/").status_code == 200
