@@ -280,3 +280,13 @@ MPANEL_ADMIN_REQUIRE_2FA = env.bool("MPANEL_ADMIN_REQUIRE_2FA", default=True)
 MPANEL_SECURITY_EVENT_RETENTION_DAYS = env.int("MPANEL_SECURITY_EVENT_RETENTION_DAYS", default=365)
 OTP_TOTP_ISSUER = env("MPANEL_OTP_ISSUER", default="mPanel")
 CELERY_BEAT_SCHEDULE["security-purge"] = {"task": "security.purge", "schedule": 3600.0}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "SecurityEventTypeEnum": "apps.security.models.EventType.choices",
+        "FindingStatusEnum": "apps.security.models.FindingStatus.choices",
+        "FindingSeverityEnum": "apps.security.models.Severity.choices",
+    }
+)
+if "apps.catalog" in INSTALLED_APPS:
+    # Products have a "type" choice field too: without a name of its own both get hashed names and a warning.
+    SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["ProductTypeEnum"] = "apps.catalog.models.ProductType.choices"

@@ -18,8 +18,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
-from django_otp import DEVICE_ID_SESSION_KEY
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts.models import AuthToken
 from apps.audit import services as audit
@@ -33,7 +31,7 @@ from apps.tenancy.roles import Role
 from apps.tenancy.scoping import tenant_scope
 from tests.support.models import JobCall
 
-from .conftest import PASSWORD, make_user
+from .conftest import PASSWORD, admin_login, make_user
 
 User = get_user_model()
 OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common"}
@@ -52,12 +50,7 @@ def operator(db):
 @pytest.fixture
 def console(client, operator):
     """A browser session of a platform operator, verified by a TOTP device (the admin requires 2FA)."""
-    client.force_login(operator)
-    device = TOTPDevice.objects.create(user=operator, name="test", confirmed=True)
-    session = client.session
-    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
-    session.save()
-    return client
+    return admin_login(client, operator)
 
 
 @pytest.fixture
