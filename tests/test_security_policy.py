@@ -238,3 +238,24 @@ class TestPolicyEnforcement:
             "/api/v1/security/me/password/", {"old_password": PASSWORD, "new_password": long_enough}, format="json"
         )
         assert ok.status_code == 200
+
+
+@pytest.mark.django_db
+def test_browsable_api_renders_every_security_route(tenant_a):
+    client = client_for(tenant_a.owner, tenant_a.tenant)
+    for url in (
+        "/api/v1/security/me/",
+        "/api/v1/security/me/sessions/",
+        "/api/v1/security/me/events/",
+        "/api/v1/security/tokens/",
+        "/api/v1/security/events/",
+        POLICY,
+        "/api/v1/security/shield/policies/",
+        "/api/v1/security/shield/events/",
+        "/api/v1/security/shield/events/counts/",
+        "/api/v1/guardian/",
+        "/api/v1/guardian/checks/",
+    ):
+        response = client.get(url, HTTP_ACCEPT="text/html")
+        assert response.status_code == 200, url
+        assert b"<html" in response.content
