@@ -157,3 +157,46 @@ def test_a_database_dump_holds_no_secret_in_clear(tenant_a):
     for secret in secrets:
         assert secret not in dump, f"{secret[:6]}… is in the dump"
     assert re.search(r"md5\$|pbkdf2_sha256\$", dump)  # passwords are there, hashed
+
+
+@pytest.mark.django_db
+def test_security_admin_pages_load(client, tenant_a):
+    from django.contrib import admin
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from apps.security import guardian
+    from apps.security.models import ApiToken, GuardianFinding, SecurityPolicy, ShieldEvent, ShieldPolicy
+    from apps.security.services import token_create
+    from apps.tenancy.roles import Role
+
+    from .conftest import admin_login
+
+    operator = User.objects.create_superuser("op@mpanel.test", PASSWORD)
+    admin_login(client, operator)
+    with tenant_a.scope():
+        token, _ = token_create(tenant=tenant_a.tenant, actor=tenant_a.owner, actor_role=Role.OWNER, name="t")
+        rows = {
+            ApiToken: token,
+            SecurityPolicy: SecurityPolicy.objects.create(tenant=tenant_a.tenant),
+            ShieldPolicy: ShieldPolicy.objects.create(tenant=tenant_a.tenant, site="a.example.com"),
+            ShieldEvent: ShieldEvent.objects.create(
+                tenant=tenant_a.tenant, occurred_at=timezone.now(), ip="203.0.113.1", rule="ip_block"
+            ),
+        }
+        guardian.scan(tenant=tenant_a.tenant)
+        rows[GuardianFinding] = GuardianFinding.objects.first()
+    rows[SecurityEvent] = SecurityEvent.objects.first()
+    ours = {m for m in admin.site._registry if m._meta.app_label == "security"}
+    assert ours == set(rows)
+    for model, obj in rows.items():
+        name = f"admin:{model._meta.app_label}_{model._meta.model_name}"
+        assert client.get(reverse(f"{name}_changelist")).status_code == 200, model
+        assert client.get(reverse(f"{name}_changelist"), {"q": "x"}).status_code == 200, model
+        assert client.get(reverse(f"{name}_change", args=[obj.pk])).status_code == 200, model
+    assert b"key_hash" not in client.get(reverse("admin:security_apitoken_change", args=[token.pk])).content
+    response = client.post(
+        reverse("admin:security_apitoken_changelist"), {"action": "revoke", "_selected_action": [str(token.pk)]}
+    )
+    assert response.status_code == 302
+    assert ApiToken.all_tenants.get(pk=token.pk).revoked_at is not None

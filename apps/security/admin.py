@@ -8,7 +8,7 @@ from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin
 
 from . import services
 from .events import record_event
-from .models import ApiToken, EventType, SecurityEvent, SecurityPolicy
+from .models import ApiToken, EventType, GuardianFinding, SecurityEvent, SecurityPolicy, ShieldEvent, ShieldPolicy
 
 
 class AdminLoginForm(OTPAdminAuthenticationForm):
@@ -77,3 +77,37 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     def get_actions(self, request):
         actions = super().get_actions(request)
         return {k: v for k, v in actions.items() if k == "revoke"}
+
+
+@admin.register(ShieldPolicy)
+class ShieldPolicyAdmin(AuditedModelAdmin):
+    """Edits here skip the API's validation of CIDRs, user agents and paths, so they are read-only:
+    operators change a tenant's shield through the API (or its services)."""
+
+    list_display = ["tenant", "site", "enabled", "rate_limit_per_second", "maintenance_mode", "updated_at"]
+    list_filter = ["enabled", "maintenance_mode"]
+    search_fields = ["site", "tenant__name"]
+    list_select_related = ["tenant"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ShieldEvent)
+class ShieldEventAdmin(ReadOnlyAdmin):
+    list_display = ["occurred_at", "tenant", "rule", "site", "ip", "path"]
+    list_filter = ["rule", "occurred_at"]
+    search_fields = ["site", "ip", "path", "tenant__name"]
+    list_select_related = ["tenant"]
+    show_full_result_count = False
+
+
+@admin.register(GuardianFinding)
+class GuardianFindingAdmin(ReadOnlyAdmin):
+    list_display = ["check_name", "severity", "status", "tenant", "resource_repr", "last_seen_at"]
+    list_filter = ["status", "severity", "check_name"]
+    search_fields = ["resource_repr", "resource_id", "tenant__name"]
+    list_select_related = ["tenant"]
