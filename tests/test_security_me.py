@@ -189,6 +189,7 @@ class TestTotpEndToEnd:
         assert client.post(url, {"code": "000000"}, format="json").status_code == 400
         assert client.post(url, {"password": "not-it"}, format="json").status_code == 400
         assert TOTPDevice.objects.filter(user=user).exists()
+        next_step(user)  # the wrong code above throttles the device for a second
         assert client.post(url, {"code": code(secret)}, format="json").status_code == 200
         assert not TOTPDevice.objects.filter(user=user).exists()
         assert not RecoveryCode.objects.filter(user=user).exists()
@@ -333,3 +334,22 @@ def test_unknown_email_and_wrong_password_take_similar_time(settings):
     unknown = [timed(f"nobody{i}@example.com", 10 + i) for i in range(1, 4)]
     ratio = statistics.median(known) / statistics.median(unknown)
     assert 0.5 < ratio < 2.0, (known, unknown)
+
+
+@pytest.mark.django_db
+def test_code_and_password_checks_are_rate_limited_and_throttled(settings):
+    """A stolen session cannot guess the code or password at /security/me/*: the login rate applies,
+    and django-otp's throttling of wrong codes is kept although the request fails."""
+    user = make_user("guess@example.com")
+    enable_2fa(user)
+    client = client_for(user)
+    client.post(ME + "2fa/disable/", {"code": "000000"}, format="json")
+    assert TOTPDevice.objects.get(user=user).throttling_failure_count == 1
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"login": "3/min", "public": "100/min"},
+    }
+    cache.clear()
+    codes = [client.post(ME + "2fa/disable/", {"password": "guess!"}, format="json").status_code for _ in range(4)]
+    assert codes == [400, 400, 400, 429]
+    assert client.get(ME).status_code == 200  # reading is not throttled

@@ -84,6 +84,10 @@ class MfaLoginView(APIView):
         return Response({"key": issue_session(user, request, method=method)}, status=status.HTTP_200_OK)
 
 
+# Guessing a code or the password through these must cost as much as guessing at /auth/login/.
+REAUTH_THROTTLE = {"throttle_classes": [DynamicScopedRateThrottle], "throttle_scope": "login"}
+
+
 # --- /security/me/* (every signed-in user, own account only; never with an API token) --------------
 
 
@@ -93,6 +97,7 @@ class SecurityMeViewSet(AccountViewSet):
     serializer_class = ProfileSerializer
     # A TOTP secret and recovery codes are shown once: never kept for Idempotency-Key replays.
     idempotency_secret_fields = ("secret", "otpauth_uri", "qr_svg", "recovery_codes")
+    throttle_scope: str | None = None  # set per action (REAUTH_THROTTLE)
 
     def get_queryset(self):
         return AuthToken.objects.none()
@@ -126,7 +131,7 @@ class SecurityMeViewSet(AccountViewSet):
         responses={200: RecoveryCodesSerializer},
         summary="Confirm TOTP with a code; answers the recovery codes once",
     )
-    @action(detail=False, methods=["post"], url_path="2fa/totp/confirm")
+    @action(detail=False, methods=["post"], url_path="2fa/totp/confirm", **REAUTH_THROTTLE)
     def totp_confirm(self, request):
         serializer = CodeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -134,7 +139,7 @@ class SecurityMeViewSet(AccountViewSet):
         return Response({"recovery_codes": codes})
 
     @extend_schema(request=ReauthSerializer, responses={200: DetailSerializer}, summary="Turn 2FA off")
-    @action(detail=False, methods=["post"], url_path="2fa/disable")
+    @action(detail=False, methods=["post"], url_path="2fa/disable", **REAUTH_THROTTLE)
     def mfa_disable(self, request):
         serializer = ReauthSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -144,7 +149,7 @@ class SecurityMeViewSet(AccountViewSet):
     @extend_schema(
         request=ReauthSerializer, responses={200: RecoveryCodesSerializer}, summary="Replace my recovery codes"
     )
-    @action(detail=False, methods=["post"], url_path="2fa/recovery-codes")
+    @action(detail=False, methods=["post"], url_path="2fa/recovery-codes", **REAUTH_THROTTLE)
     def recovery_codes(self, request):
         serializer = ReauthSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -152,7 +157,7 @@ class SecurityMeViewSet(AccountViewSet):
         return Response({"recovery_codes": codes})
 
     @extend_schema(request=MyPasswordChangeSerializer, responses={200: DetailSerializer}, summary="Change my password")
-    @action(detail=False, methods=["post"], url_path="password")
+    @action(detail=False, methods=["post"], url_path="password", **REAUTH_THROTTLE)
     def password(self, request):
         serializer = MyPasswordChangeSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

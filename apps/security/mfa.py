@@ -127,25 +127,26 @@ def totp_confirm(*, user, code: str) -> list[str]:
     return codes
 
 
-@transaction.atomic
 def mfa_disable(*, user, code: str | None = None, password: str | None = None) -> None:
     if not has_2fa(user):
         raise Conflict("Two-factor authentication is not on.", code="mfa_not_enabled")
+    # Checked before the transaction: a wrong code's throttling (django-otp) must survive the 400.
     _check_reauth(user, code=code, password=password)
-    TOTPDevice.objects.filter(user=user).delete()
-    RecoveryCode.objects.filter(user=user).delete()
-    audit.record(action="security.mfa_disable", obj=user, tenant=None, actor=user)
-    record_event(EventType.MFA_DISABLED, user=user)
+    with transaction.atomic():
+        TOTPDevice.objects.filter(user=user).delete()
+        RecoveryCode.objects.filter(user=user).delete()
+        audit.record(action="security.mfa_disable", obj=user, tenant=None, actor=user)
+        record_event(EventType.MFA_DISABLED, user=user)
 
 
-@transaction.atomic
 def recovery_codes_regenerate(*, user, code: str | None = None, password: str | None = None) -> list[str]:
     if not has_2fa(user):
         raise Conflict("Two-factor authentication is not on.", code="mfa_not_enabled")
     _check_reauth(user, code=code, password=password)
-    codes = _replace_recovery_codes(user)
-    audit.record(action="security.recovery_codes_regenerate", obj=user, tenant=None, actor=user)
-    record_event(EventType.RECOVERY_CODES_REGENERATED, user=user)
+    with transaction.atomic():
+        codes = _replace_recovery_codes(user)
+        audit.record(action="security.recovery_codes_regenerate", obj=user, tenant=None, actor=user)
+        record_event(EventType.RECOVERY_CODES_REGENERATED, user=user)
     return codes
 
 
