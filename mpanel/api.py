@@ -31,6 +31,18 @@ from apps.jobs.api import ProvisioningViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.orders.api import OrderViewSet
+from apps.security.api import (
+    ApiTokenViewSet,
+    GuardianViewSet,
+    MfaLoginView,
+    SecurityEventViewSet,
+    SecurityMeViewSet,
+    SecurityMyEventViewSet,
+    SecurityPolicyViewSet,
+    SecuritySessionViewSet,
+    ShieldEventViewSet,
+    ShieldPolicyViewSet,
+)
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, TenantViewSet, UserViewSet
 
 
@@ -64,9 +76,18 @@ router.register("hosting/servers", NodeViewSet, basename="hosting-server")
 router.register("cloudpods", CloudPodViewSet, basename="cloudpod")
 router.register("ops/platform-overview", PlatformOverviewViewSet, basename="platform-overview")
 router.register("ops/overview", OverviewViewSet, basename="ops-overview")
+router.register("security/me/sessions", SecuritySessionViewSet, basename="security-session")
+router.register("security/me/events", SecurityMyEventViewSet, basename="security-my-event")
+router.register("security/me", SecurityMeViewSet, basename="security-me")
+router.register("security/tokens", ApiTokenViewSet, basename="security-token")
+router.register("security/events", SecurityEventViewSet, basename="security-event")
+router.register("security/shield/policies", ShieldPolicyViewSet, basename="shield-policy")
+router.register("security/shield/events", ShieldEventViewSet, basename="shield-event")
+router.register("guardian", GuardianViewSet, basename="guardian-finding")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),
+    re_path(r"^login/mfa/?$", MfaLoginView.as_view(), name="rest_login_mfa"),
     re_path(r"^logout/?$", LogoutView.as_view(), name="rest_logout"),
     re_path(r"^user/?$", UserDetailsView.as_view(), name="rest_user_details"),
     re_path(r"^password/change/?$", PasswordChangeView.as_view(), name="rest_password_change"),
@@ -99,5 +120,10 @@ urlpatterns = [
     # The public catalog, before the router so that no detail route can capture it.
     re_path(r"^products/?$", PublicCatalogView.as_view(), name="public-catalog"),
     re_path(r"^billing/products/catalog/public/?$", PublicCatalogView.as_view(), name="public-catalog-billing"),
+    re_path(
+        r"^security/policy/?$",
+        SecurityPolicyViewSet.as_view({"get": "retrieve", "put": "update"}),
+        name="security-policy",
+    ),
     path("", include(router.urls)),
 ]

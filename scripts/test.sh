@@ -13,6 +13,7 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1; }
 missing=()
 [ -n "$(pg_bin)" ] || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)  # Shield's `nginx -t` check
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(python3 python3-venv)
 # CloudPods run as real containers: runc, and Debian's static busybox for the image.
 command -v runc >/dev/null || missing+=(runc)

@@ -78,6 +78,22 @@ def api():
     return client_for
 
 
+def admin_login(client, user):
+    """A browser session in the operators' admin: logged in and verified by a TOTP device, as the
+    admin requires 2FA (django-otp's OTPAdminSite, see the README's "Security center")."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    client.force_login(user)
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client
+
+
 # --- a real Celery worker on the test database --------------------------------------------------
 
 

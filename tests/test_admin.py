@@ -32,7 +32,7 @@ from apps.tenancy.roles import Role
 from apps.tenancy.scoping import tenant_scope
 from tests.support.models import JobCall
 
-from .conftest import PASSWORD, make_user
+from .conftest import PASSWORD, admin_login, make_user
 
 User = get_user_model()
 OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "billing", "orders"}
@@ -50,9 +50,8 @@ def operator(db):
 
 @pytest.fixture
 def console(client, operator):
-    """A browser session of a platform operator."""
-    client.force_login(operator)
-    return client
+    """A browser session of a platform operator, verified by a TOTP device (the admin requires 2FA)."""
+    return admin_login(client, operator)
 
 
 @pytest.fixture

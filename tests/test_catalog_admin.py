@@ -16,7 +16,7 @@ from apps.audit.models import AuditEvent
 from apps.catalog.models import BundleItem, Price, Product, TaxRate
 from apps.tenancy.models import Tenant
 
-from .conftest import PASSWORD, client_for
+from .conftest import PASSWORD, admin_login, client_for
 from .test_admin import form_data, url
 
 pytestmark = pytest.mark.django_db
@@ -29,8 +29,7 @@ def operator(db):
 
 @pytest.fixture
 def console(client, operator):
-    client.force_login(operator)
-    return client
+    return admin_login(client, operator)
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from apps.jobs.models import Job
 from apps.nodes.models import Node
 from apps.tenancy.models import Tenant
 
-from .conftest import PASSWORD, make_tenant
+from .conftest import PASSWORD, admin_login, make_tenant
 from .pods_support import node_in, pod_in
 
 pytestmark = pytest.mark.django_db
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.django_db
 def console(client, db, monkeypatch):
     monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)
     operator = get_user_model().objects.create_superuser("operator@mpanel.test", PASSWORD)
-    client.force_login(operator)
+    admin_login(client, operator)
     client.operator = operator
     return client
 

@@ -19,11 +19,19 @@ from .models import AuthToken, hash_token
 
 # prefix -> callable(raw_key, request) -> (user, token) ; lets the security center add `mp_` tokens.
 TOKEN_RESOLVERS: dict[str, Callable] = {}
+# callable(token, request) run for every live session before it is accepted; raises to refuse it
+# (the security center's session idle timeout and absolute lifetime).
+SESSION_CHECKS: list[Callable] = []
 LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 
 def register_token_resolver(prefix: str, resolver: Callable) -> None:
     TOKEN_RESOLVERS[prefix] = resolver
+
+
+def register_session_check(check: Callable) -> None:
+    if check not in SESSION_CHECKS:
+        SESSION_CHECKS.append(check)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -48,6 +56,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         token = AuthToken.objects.select_related("user").filter(key_hash=hash_token(raw)).first()
         if token is None or not token.is_live or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or expired token.")
+        for check in SESSION_CHECKS:
+            check(token, request)  # before last_used_at moves, so idle time is measured
         now = timezone.now()
         if token.last_used_at is None or now - token.last_used_at > LAST_USED_GRANULARITY:
             # Written at most once a minute, so that reads do not turn into writes.

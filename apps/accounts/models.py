@@ -137,7 +137,13 @@ class AuthToken(models.Model):
 
     @classmethod
     def issue(cls, *, user: User, ttl, ip: str | None = None, user_agent: str = "") -> tuple["AuthToken", str]:
+        from .authentication import TOKEN_RESOLVERS
+
         raw = secrets.token_urlsafe(32)
+        while any(raw.startswith(prefix) for prefix in TOKEN_RESOLVERS):
+            # A session key that looked like another kind of token (e.g. `mp_…`) would be sent to
+            # that kind's resolver and refused: draw again.
+            raw = secrets.token_urlsafe(32)
         token = cls.objects.create(
             user=user,
             key_hash=hash_token(raw),

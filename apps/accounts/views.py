@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 from allauth.account import app_settings as allauth_settings
 from dj_rest_auth.registration.views import RegisterView as BaseRegisterView
 from django.conf import settings
@@ -14,8 +16,12 @@ from apps.common.throttling import DynamicScopedRateThrottle
 
 from .models import AuthToken
 from .serializers import DetailSerializer, LoginSerializer, TokenResponseSerializer, UserSerializer
+from .signals import session_started
 
 INVALID_CREDENTIALS = "Unable to log in with provided credentials."
+# callable(user, request) -> dict | None, run after the password checked out: a dict is answered
+# instead of a key (the security center's `{"mfa_required": true, "mfa_token": ...}`).
+LOGIN_CHALLENGES: list[Callable] = []
 
 
 class LoginView(APIView):
@@ -57,15 +63,20 @@ class LoginView(APIView):
             )
         if user is None or not user.is_active:
             return Response({"non_field_errors": [INVALID_CREDENTIALS]}, status=status.HTTP_400_BAD_REQUEST)
+        for challenge in LOGIN_CHALLENGES:
+            body = challenge(user, request)
+            if body is not None:
+                return Response(body, status=status.HTTP_200_OK)
         return Response({"key": issue_session(user, request)}, status=status.HTTP_200_OK)
 
 
-def issue_session(user, request) -> str:
+def issue_session(user, request, method: str = "password") -> str:
     ctx = context.current()
     token, raw = AuthToken.issue(user=user, ttl=settings.MPANEL_TOKEN_TTL, ip=ctx.ip, user_agent=ctx.user_agent)
     type(user).objects.filter(pk=user.pk).update(last_login=timezone.now())
     ctx.actor = user
     audit.record(action="auth.login", obj=token, tenant=None, actor=user)
+    session_started.send(sender=AuthToken, user=user, token=token, method=method)
     return raw
 
 

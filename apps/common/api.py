@@ -17,6 +17,10 @@ class ApiViewSetMixin:
       tenant data outside it (the browsable API renders forms that query).
     """
 
+    # Fields of a response that carry a secret shown once (a new API token): the stored copy for
+    # Idempotency-Key replays has them blanked, so no secret is kept in the database.
+    idempotency_secret_fields: tuple[str, ...] = ()
+
     def tenant_for_idempotency(self, request):
         return None
 
@@ -44,7 +48,7 @@ class ApiViewSetMixin:
         response = super().finalize_response(request, response, *args, **kwargs)
         record = getattr(self, "_idempotency_record", None)
         if record is not None:
-            idempotency.complete(record, response)
+            idempotency.complete(record, response, secret_fields=self.idempotency_secret_fields)
             self._idempotency_record = None
         return response
 

@@ -72,7 +72,7 @@ def claim(request, tenant) -> IdempotencyRecord | None:
     raise Conflict("A request with this Idempotency-Key is still being processed.", code="idempotency_in_progress")
 
 
-def complete(record: IdempotencyRecord | None, response) -> None:
+def complete(record: IdempotencyRecord | None, response, secret_fields: tuple[str, ...] = ()) -> None:
     if record is None:
         return
     if response.status_code >= 500:
@@ -83,6 +83,8 @@ def complete(record: IdempotencyRecord | None, response) -> None:
         body = json.loads(json.dumps(data, default=str))
     except (TypeError, ValueError):
         body = None
+    if isinstance(body, dict):
+        body = {k: (None if k in secret_fields else v) for k, v in body.items()}
     record.state = IdempotencyRecord.State.DONE
     record.status_code = response.status_code
     record.response_body = body

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 
 from apps.common.api import AccountViewSet
 
-from . import services
+from . import resolution, services
 from .models import Invitation, Membership, Tenant
 from .roles import Role
 from .serializers import (
@@ -58,6 +58,10 @@ class TenantViewSet(
         tenant = serializer.instance
         if not Role(tenant.my_role).includes(Role.ADMIN):
             raise PermissionDenied("Only owners and admins change the tenant's settings.")
+        # Changing a tenant is acting in it: its policy (IP allowlist, required 2FA) applies here too.
+        ctx = resolution.TenantContext(tenant=tenant, role=Role(tenant.my_role))
+        for check in resolution.REQUEST_CHECKS:
+            check(self.request, ctx)
         updated = services.tenant_update(tenant=tenant, data=serializer.validated_data)
         updated.my_role = tenant.my_role
         serializer.instance = updated

@@ -11,6 +11,14 @@ from .models import Membership, Tenant
 from .roles import Role, lowest
 
 HEADER = "X-Tenant-ID"
+# callable(request, TenantContext) run for every tenant API request once the tenant is known;
+# raises to refuse it (the security center's policy: IP allowlist, required 2FA, token lifetime).
+REQUEST_CHECKS: list = []
+
+
+def register_request_check(check) -> None:
+    if check not in REQUEST_CHECKS:
+        REQUEST_CHECKS.append(check)
 
 
 @dataclass(frozen=True)

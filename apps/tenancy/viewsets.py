@@ -49,6 +49,8 @@ class TenantScopedViewSet(ApiViewSetMixin, viewsets.GenericViewSet):
             ctx = resolution.resolve(request, url_tenant_id=url_tenant)
             request.tenant = ctx.tenant
             request.tenant_role = ctx.role
+            for check in resolution.REQUEST_CHECKS:
+                check(request, ctx)
             if ctx.tenant is not None:
                 self._exit_stack.enter_context(tenant_scope(ctx.tenant))
         super().initial(request, *args, **kwargs)

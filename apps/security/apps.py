@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class SecurityConfig(AppConfig):
+    name = "apps.security"
+    label = "security"
+    verbose_name = "Security center"
+
+    def ready(self):
+        from . import hooks
+
+        hooks.install()

@@ -1,0 +1,274 @@
+from django.utils import timezone
+from rest_framework import serializers
+
+from apps.accounts.models import AuthToken
+from apps.tenancy.roles import Role
+
+from .models import ApiToken, GuardianFinding, SecurityEvent, SecurityPolicy, ShieldEvent, ShieldPolicy
+from .shield import RULES
+
+# --- /security/me/ -------------------------------------------------------------------------------
+
+
+class ProfileSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    email = serializers.EmailField()
+    mfa_enabled = serializers.BooleanField()
+    mfa_methods = serializers.ListField(child=serializers.CharField())
+    recovery_codes_left = serializers.IntegerField()
+    mfa_required_by_tenants = serializers.ListField(child=serializers.UUIDField())
+    last_login = serializers.DateTimeField(allow_null=True)
+    password_changed_at = serializers.DateTimeField(allow_null=True)
+    password_age_days = serializers.IntegerField(allow_null=True)
+    active_sessions = serializers.IntegerField()
+
+
+class TotpEnrolSerializer(serializers.Serializer):
+    secret = serializers.CharField()
+    otpauth_uri = serializers.CharField()
+    qr_svg = serializers.CharField()
+
+
+class CodeSerializer(serializers.Serializer):
+    code = serializers.CharField(max_length=64, trim_whitespace=True)
+
+
+class ReauthSerializer(serializers.Serializer):
+    """A current 2FA code (or a recovery code), or the account password."""
+
+    code = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    password = serializers.CharField(max_length=4096, required=False, allow_blank=True, trim_whitespace=False)
+
+    def validate(self, attrs):
+        if not attrs.get("code") and not attrs.get("password"):
+            raise serializers.ValidationError({"code": ["A current code or your password is required."]})
+        return attrs
+
+
+class RecoveryCodesSerializer(serializers.Serializer):
+    recovery_codes = serializers.ListField(child=serializers.CharField())
+
+
+class MyPasswordChangeSerializer(serializers.Serializer):
+    old_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+    new_password = serializers.CharField(max_length=4096, trim_whitespace=False)
+
+
+class RevokedCountSerializer(serializers.Serializer):
+    revoked = serializers.IntegerField()
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    current = serializers.SerializerMethodField()
+
+    class Meta:
+        model = AuthToken
+        fields = ["id", "prefix", "ip", "user_agent", "created_at", "last_used_at", "expires_at", "current"]
+        read_only_fields = fields
+
+    def get_current(self, obj) -> bool:
+        request = self.context.get("request")
+        return bool(request and getattr(request.auth, "pk", None) == obj.pk)
+
+
+class SecurityEventSerializer(serializers.ModelSerializer):
+    user = serializers.UUIDField(source="user_id", read_only=True, allow_null=True)
+    actor = serializers.UUIDField(source="actor_id", read_only=True, allow_null=True)
+
+    class Meta:
+        model = SecurityEvent
+        fields = ["id", "created_at", "type", "reason", "user", "email", "actor", "ip", "user_agent", "data"]
+        read_only_fields = fields
+
+
+# --- /security/tokens/ -----------------------------------------------------------------------------
+
+
+class ApiTokenSerializer(serializers.ModelSerializer):
+    role = serializers.CharField(source="max_role", read_only=True)
+    user = serializers.UUIDField(source="user_id", read_only=True)
+    user_email = serializers.EmailField(source="user.email", read_only=True)
+    status = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ApiToken
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "role",
+            "user",
+            "user_email",
+            "status",
+            "created_at",
+            "expires_at",
+            "allowed_ips",
+            "last_used_at",
+            "last_used_ip",
+            "revoked_at",
+        ]
+        read_only_fields = fields
+
+    def get_status(self, obj) -> str:
+        if obj.revoked_at is not None:
+            return "revoked"
+        if obj.expires_at is not None and obj.expires_at <= timezone.now():
+            return "expired"
+        return "active"
+
+
+class ApiTokenCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    allowed_ips = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
+
+
+class ApiTokenCreatedSerializer(ApiTokenSerializer):
+    token = serializers.CharField(read_only=True, help_text="The secret (mp_…), shown this once.")
+
+    class Meta(ApiTokenSerializer.Meta):
+        fields = [*ApiTokenSerializer.Meta.fields, "token"]
+        read_only_fields = fields
+
+
+# --- /security/policy ------------------------------------------------------------------------------
+
+
+class SecurityPolicySerializer(serializers.ModelSerializer):
+    min_password_length = serializers.IntegerField(min_value=8, max_value=128, required=False)
+    session_idle_timeout_minutes = serializers.IntegerField(
+        min_value=5, max_value=60 * 24 * 30, allow_null=True, required=False
+    )
+    session_max_lifetime_hours = serializers.IntegerField(
+        min_value=1, max_value=24 * 365, allow_null=True, required=False
+    )
+    token_max_lifetime_days = serializers.IntegerField(min_value=1, max_value=3650, allow_null=True, required=False)
+    event_retention_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
+    ip_allowlist = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
+    require_2fa = serializers.BooleanField(required=False)
+
+    class Meta:
+        model = SecurityPolicy
+        fields = [
+            "require_2fa",
+            "min_password_length",
+            "session_idle_timeout_minutes",
+            "session_max_lifetime_hours",
+            "token_max_lifetime_days",
+            "ip_allowlist",
+            "event_retention_days",
+            "updated_at",
+        ]
+        read_only_fields = ["updated_at"]
+
+    def validate_ip_allowlist(self, value):
+        from .policy import parse_cidrs
+
+        return parse_cidrs(value, "ip_allowlist")
+
+
+class MfaLoginSerializer(serializers.Serializer):
+    mfa_token = serializers.CharField(max_length=1000)
+    code = serializers.CharField(max_length=64)
+
+
+# --- /security/shield/* ----------------------------------------------------------------------------
+
+
+class ShieldPolicySerializer(serializers.ModelSerializer):
+    rate_limit_per_second = serializers.IntegerField(min_value=1, max_value=100_000, allow_null=True, required=False)
+    rate_limit_burst = serializers.IntegerField(min_value=0, max_value=100_000, required=False)
+    max_body_size_kb = serializers.IntegerField(
+        min_value=1, max_value=10 * 1024 * 1024, allow_null=True, required=False
+    )
+    allow_cidrs = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
+    block_cidrs = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
+    blocked_user_agents = serializers.ListField(
+        child=serializers.CharField(max_length=100, trim_whitespace=False), required=False, max_length=100
+    )
+    blocked_paths = serializers.ListField(child=serializers.CharField(max_length=201), required=False, max_length=100)
+
+    class Meta:
+        model = ShieldPolicy
+        fields = [
+            "id",
+            "site",
+            "enabled",
+            "rate_limit_per_second",
+            "rate_limit_burst",
+            "allow_cidrs",
+            "block_cidrs",
+            "blocked_user_agents",
+            "blocked_paths",
+            "max_body_size_kb",
+            "maintenance_mode",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class ShieldNginxSerializer(serializers.Serializer):
+    http = serializers.CharField()
+    server = serializers.CharField()
+
+
+class ShieldEventSerializer(serializers.ModelSerializer):
+    rule = serializers.ChoiceField(choices=[(r, r) for r in RULES])
+
+    class Meta:
+        model = ShieldEvent
+        fields = ["id", "occurred_at", "ip", "rule", "site", "method", "path", "user_agent", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+
+class ShieldIngestSerializer(serializers.Serializer):
+    events = ShieldEventSerializer(many=True, allow_empty=False, max_length=1000)
+
+
+class ShieldIngestedSerializer(serializers.Serializer):
+    ingested = serializers.IntegerField()
+
+
+class ShieldRuleCountSerializer(serializers.Serializer):
+    rule = serializers.CharField()
+    count = serializers.IntegerField()
+    last_seen = serializers.DateTimeField()
+
+
+# --- /guardian ----------------------------------------------------------------------------------------
+
+
+class GuardianFindingSerializer(serializers.ModelSerializer):
+    check = serializers.CharField(source="check_name", read_only=True)
+
+    class Meta:
+        model = GuardianFinding
+        fields = [
+            "id",
+            "check",
+            "severity",
+            "title",
+            "resource_type",
+            "resource_id",
+            "resource_repr",
+            "evidence",
+            "status",
+            "first_seen_at",
+            "last_seen_at",
+            "resolved_at",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class GuardianCheckSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    severity = serializers.CharField()
+    title = serializers.CharField()
+
+
+class GuardianScanSerializer(serializers.Serializer):
+    job = serializers.UUIDField()
+    status = serializers.CharField()
