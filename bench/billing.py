@@ -17,7 +17,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mpanel.settings")
-os.environ.setdefault("MPANEL_JOBS_EAGER", "1")
+# Jobs and emails go to the broker (no worker here): the figures are the billing run's own.
+os.environ.setdefault("MPANEL_JOBS_EAGER", "0")
 
 import django  # noqa: E402
 
