@@ -165,10 +165,11 @@ class PaymentViewSet(TenantReadOnlyViewSet):
                    summary="Refund part or all of a payment (with its credit note)")  # fmt: skip
     @action(detail=True, methods=["post"])
     def refund(self, request, pk=None):
+        payment = self.get_object()  # another tenant's payment is a 404 before any body check
         serializer = RefundSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         note = payments.payment_refund(
-            payment=self.get_object(), amount=serializer.validated_data["amount"],
+            payment=payment, amount=serializer.validated_data["amount"],
             reason=serializer.validated_data.get("reason", ""),
         )  # fmt: skip
         note = CreditNote.objects.prefetch_related("lines").get(pk=note.pk)
@@ -305,10 +306,11 @@ class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
     @extend_schema(request=CancelSerializer, responses={200: SubscriptionSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
+        sub = self.get_object()
         serializer = CancelSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         sub = subscriptions.subscription_cancel(
-            sub=self.get_object(), at_period_end=serializer.validated_data["at_period_end"], actor=request.user
+            sub=sub, at_period_end=serializer.validated_data["at_period_end"], actor=request.user
         )
         return self._answer(sub)
 
