@@ -56,10 +56,19 @@ class Command(BaseCommand):
         operator.set_password(password)
         operator.save()
         with tenant_scope(tenant):
+            from apps.nodes.models import Node
+            from apps.nodes.services import node_create
+
+            if not Node.objects.exists():
+                # The embedded default's own machine, as a node rooted under ./var/node.
+                node_create(tenant=tenant, data={
+                    "hostname": "local", "transport": "local", "roles": ["pods", "web", "dns", "mail", "db"],
+                    "capacity": {"vcpu": 2, "memory_mb": 2048, "disk_gb": 20, "max_pods": 10},
+                })  # fmt: skip
             for data in DEMO_CUSTOMERS:
                 if not Customer.objects.filter(email=data["email"]).exists():
                     customer_services.customer_create(tenant=tenant, data=data)
-        self.stdout.write(self.style.SUCCESS(f"Demo tenant: {tenant.name} (id {tenant.pk})"))
+        self.stdout.write(self.style.SUCCESS(f"Demo tenant: {tenant.name} (id {tenant.pk}), with a local node"))
         for role, email in logins:
             self.stdout.write(f"  {role:<8} {email}  /  {password}")
         self.stdout.write(f"  operator  operator@mpanel.local  /  {password}   (Django admin at /admin/)")
