@@ -14,7 +14,7 @@ $PY manage.py migrate --noinput >/dev/null
 $PY manage.py collectstatic --noinput >/dev/null
 $PY manage.py seed_demo --if-empty
 echo "==> mPanel is at http://$HOST:$PORT/  (API /api/v1/, docs /api/v1/docs/, admin /admin/)"
-# The embedded default's job loop: runs retries and anything a crash left behind.
+# The embedded default's beat: the job sweeper, billing run, node heartbeats… in-process.
 $PY manage.py run_jobs &
 JOBS_PID=$!
 trap 'kill $JOBS_PID 2>/dev/null || true' EXIT

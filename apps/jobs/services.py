@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -81,7 +81,7 @@ def dispatch(job_id, countdown: float | None = None) -> None:
     """
     if settings.MPANEL_JOBS_EAGER:
         if countdown:
-            # The embedded default's loop (run_due_forever → sweep) runs it when it is due; it
+            # The embedded default's loop (manage.py run_jobs → sweep) runs it when it is due; it
             # sends only undispatched rows (or ones past the grace), so mark it not sent.
             Job.all_tenants.filter(pk=job_id).update(dispatched_at=None)
             return
@@ -290,15 +290,3 @@ def job_cancel(*, job: Job, actor=None) -> Job:
         **_actor(actor),
     )
     return job
-
-
-def run_due_forever(interval: float = 2.0, stop: threading.Event | None = None) -> None:
-    """The embedded default's in-process worker loop: sweep, run what is due, sleep."""
-    stop = stop or threading.Event()
-    while not stop.is_set():
-        close_old_connections()
-        try:
-            sweep()
-        except Exception:
-            log.exception("job sweep failed")
-        stop.wait(interval)

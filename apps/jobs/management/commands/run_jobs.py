@@ -1,23 +1,49 @@
+import logging
 import signal
 import threading
+import time
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
+from django.db import close_old_connections
 
-from apps.jobs import services
+log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
-    help = "The embedded default's job loop: re-dispatches due and stale jobs (Celery beat does this in production)."
+    help = (
+        "The embedded default's beat: runs every periodic task of CELERY_BEAT_SCHEDULE in-process at its "
+        "interval (job sweeper, billing run, node heartbeats…). Production runs Celery beat and a worker instead."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--interval", type=float, default=2.0)
-        parser.add_argument("--once", action="store_true", help="Sweep once and exit.")
+        parser.add_argument("--once", action="store_true", help="Run every periodic task once and exit.")
 
-    def handle(self, *args, interval: float, once: bool, **options):
-        if once:
-            self.stdout.write(str(services.sweep()))
-            return
+    def handle(self, *args, once: bool, **options):
+        from mpanel.celery import app
+
+        app.loader.import_default_modules()
+        schedule = {
+            name: (entry["task"], float(entry["schedule"]))
+            for name, entry in settings.CELERY_BEAT_SCHEDULE.items()
+            if isinstance(entry["schedule"], int | float)
+        }
+        due = dict.fromkeys(schedule, 0.0)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
         signal.signal(signal.SIGINT, lambda *_: stop.set())
-        services.run_due_forever(interval=interval, stop=stop)
+        while not stop.is_set():
+            for name, (task, interval) in schedule.items():
+                if time.monotonic() < due[name]:
+                    continue
+                close_old_connections()
+                try:
+                    result = app.tasks[task]()  # runs here, now (no broker in the embedded default)
+                    if once:
+                        self.stdout.write(f"{name}: {result}")
+                except Exception:  # one failing task must not stop the others
+                    log.exception("periodic task %s failed", name)
+                due[name] = time.monotonic() + interval
+            if once:
+                return
+            stop.wait(1.0)
