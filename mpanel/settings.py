@@ -272,6 +272,8 @@ CELERY_BEAT_SCHEDULE = {
     "idempotency-purge": {"task": "common.purge_idempotency", "schedule": 3600.0},
     # Hourly: each run bills only what is due and nothing twice, so a missed hour costs nothing.
     "billing-run": {"task": "billing.run", "schedule": 3600.0},
+    # A Stripe payment whose webhook never arrived is still found and recorded.
+    "billing-reconcile-stripe": {"task": "billing.reconcile_stripe", "schedule": 900.0},
     "nodes-heartbeat": {"task": "nodes.heartbeat", "schedule": 30.0},
 }
 

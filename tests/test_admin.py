@@ -117,7 +117,15 @@ def _billing_rows(tenant, customer) -> dict:
     from apps.orders.services import order_create
 
     order = order_create(tenant=tenant, customer=customer, items=[{"product": product, "cycle": "monthly"}])
+    session = bm.CheckoutSession.objects.create(
+        invoice=sub_invoice,
+        session_id="cs_test_admin",
+        amount=sub_invoice.amount_due,
+        currency="EUR",
+        url="https://checkout.stripe.com/c/pay/cs_test_admin",
+    )
     return {
+        bm.CheckoutSession: session,
         Order: order,
         bm.Subscription: sub,
         bm.SubscriptionCharge: bm.SubscriptionCharge.objects.filter(subscription=sub).first(),

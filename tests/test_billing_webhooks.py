@@ -233,6 +233,24 @@ class _StripeReplay(BaseHTTPRequestHandler):
     """Answers like Stripe's API with the documented Checkout Session object."""
 
     requests: list = []
+    sessions: dict = {}
+
+    def do_GET(self):
+        type(self).requests.append((self.path, {}, dict(self.headers)))
+        session_id = self.path.rsplit("/", 1)[-1]
+        body = type(self).sessions.get(session_id)
+        status = 200 if body else 404
+        body = body or {"error": {"type": "invalid_request_error", "message": "No such checkout session"}}
+        self._send(status, body)
+
+    def _send(self, status, body):
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Request-Id", "req_test")
+        self.end_headers()
+        self.wfile.write(data)
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length", 0))
@@ -248,16 +266,11 @@ class _StripeReplay(BaseHTTPRequestHandler):
                 "livemode": False,
             }  # fmt: skip
             status = 200
+            type(self).sessions[body["id"]] = body
         else:
             body = {"error": {"type": "invalid_request_error", "message": "Unrecognized request URL"}}
             status = 404
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Request-Id", "req_test")
-        self.end_headers()
-        self.wfile.write(data)
+        self._send(status, body)
 
     def log_message(self, *args):
         pass
@@ -267,6 +280,7 @@ class _StripeReplay(BaseHTTPRequestHandler):
 def stripe_replay(settings):
     server = HTTPServer(("127.0.0.1", 0), _StripeReplay)
     _StripeReplay.requests = []
+    _StripeReplay.sessions = {}
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     settings.STRIPE_API_KEY = "sk_test_mpanel"
@@ -299,3 +313,29 @@ def test_pay_with_stripe_unconfigured_is_409(tenant_a, settings):
     admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
     response = admin.post(reverse("invoice-pay", kwargs={"pk": invoice.pk}), {"method": "stripe"}, format="json")
     assert response.status_code == 409
+
+
+@pytest.mark.django_db
+def test_a_paid_checkout_whose_webhook_never_came_is_reconciled_once(tenant_a, stripe_replay):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.billing.models import CheckoutSession
+    from apps.billing.services.stripe_gateway import reconcile_open_sessions
+
+    invoice = issued(tenant_a)
+    admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    link = admin.post(reverse("invoice-pay", kwargs={"pk": invoice.pk}), {"method": "stripe"}, format="json").json()
+    assert reconcile_open_sessions() == {"checked": 0, "paid": 0, "expired": 0}  # too fresh to ask about
+    CheckoutSession.all_tenants.update(created_at=timezone.now() - timedelta(minutes=30))
+    assert reconcile_open_sessions()["checked"] == 1 and not Payment.all_tenants.exists()  # still unpaid
+    # The customer paid; Stripe's webhook was lost on the way.
+    stripe_replay.sessions[link["id"]].update(payment_status="paid", status="complete", payment_intent="pi_lost")
+    assert reconcile_open_sessions()["paid"] == 1
+    assert refreshed(invoice).status == "paid"
+    assert reconcile_open_sessions()["checked"] == 0  # settled: not asked again
+    # The late webhook for the same payment records nothing twice.
+    post_stripe(stripe_event("evt_late", "payment_intent.succeeded",
+                             payment_intent("pi_lost", invoice, int(invoice.total * 100))))  # fmt: skip
+    assert Payment.all_tenants.count() == 1

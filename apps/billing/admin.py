@@ -5,6 +5,7 @@ from apps.tenancy.scoping import tenant_scope
 
 from .models import (
     BillingSettings,
+    CheckoutSession,
     CreditNote,
     CreditNoteLine,
     CreditTransaction,
@@ -193,4 +194,12 @@ class DunningNoticeAdmin(ReadOnlyAdmin):
     list_display = ["invoice", "step", "taken_on", "tenant"]
     list_filter = ["step", "tenant"]
     search_fields = ["invoice__number"]
+    list_select_related = ["invoice", "tenant"]
+
+
+@admin.register(CheckoutSession)
+class CheckoutSessionAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "invoice", "provider", "session_id", "amount", "currency", "status", "tenant"]
+    list_filter = ["provider", "status", "tenant"]
+    search_fields = ["session_id", "invoice__number"]
     list_select_related = ["invoice", "tenant"]

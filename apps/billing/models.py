@@ -430,3 +430,25 @@ class DunningNotice(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.invoice_id} {self.step}"
+
+
+class CheckoutSession(TenantOwnedModel):
+    """A hosted payment page we opened at a provider, kept so that a payment whose webhook never
+    arrives is still found (the reconciler asks the provider about open sessions)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="checkout_sessions")
+    provider = models.CharField(max_length=16, default="stripe")
+    session_id = models.CharField(max_length=255)
+    amount = money_field()
+    currency = models.CharField(max_length=3)
+    url = models.URLField(max_length=2000)
+    status = models.CharField(max_length=16, default="open")  # open | paid | expired
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["provider", "session_id"], name="uniq_checkout_session")]
+        indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["tenant", "invoice"])]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.session_id} ({self.status})"

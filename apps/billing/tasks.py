@@ -14,3 +14,10 @@ def run() -> dict:
 @shared_task(name="billing.send_invoice_email", autoretry_for=(OSError,), retry_backoff=60, max_retries=8)
 def send_invoice_email_task(invoice_id: str, event: str) -> None:
     send_invoice_email(invoice_id, event)
+
+
+@shared_task(name="billing.reconcile_stripe")
+def reconcile_stripe() -> dict:
+    from .services.stripe_gateway import reconcile_open_sessions
+
+    return reconcile_open_sessions()

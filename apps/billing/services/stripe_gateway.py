@@ -13,7 +13,7 @@ from django.conf import settings
 from apps.common.exceptions import Conflict, DomainError
 
 from ..amounts import to_minor_units
-from ..models import Invoice, InvoiceStatus, Payment
+from ..models import CheckoutSession, Invoice, InvoiceStatus, Payment
 
 
 class ProviderError(DomainError):
@@ -62,7 +62,57 @@ def checkout_link(*, invoice: Invoice) -> dict:
         )
     except stripe.StripeError as exc:
         raise ProviderError(f"Stripe refused the request: {exc.user_message or exc}") from exc
+    CheckoutSession.objects.get_or_create(
+        provider="stripe", session_id=session.id,
+        defaults={"tenant_id": invoice.tenant_id, "invoice": invoice, "amount": invoice.amount_due,
+                  "currency": invoice.currency, "url": session.url},
+    )  # fmt: skip
     return {"provider": "stripe", "id": session.id, "url": session.url, "expires_at": session.expires_at}
+
+
+def reconcile_open_sessions(*, older_than_seconds: int = 600, limit: int = 200) -> dict:
+    """Ask Stripe about checkout sessions that are still open here: a paid one whose webhook never
+    arrived is recorded now (once: the payment intent id is the payment's key, as for webhooks)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.tenancy.scoping import tenant_scope
+
+    from ..amounts import from_minor_units
+    from ..models import PaymentMethod
+    from . import payments
+
+    if not settings.STRIPE_API_KEY:
+        return {"checked": 0, "paid": 0, "expired": 0}
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    open_sessions = CheckoutSession.all_tenants.select_related("invoice", "tenant").filter(
+        provider="stripe", status="open", created_at__lt=cutoff
+    )[:limit]
+    counts = {"checked": 0, "paid": 0, "expired": 0}
+    client = _client()
+    for row in open_sessions:
+        try:
+            session = client.v1.checkout.sessions.retrieve(row.session_id)
+        except stripe.StripeError:
+            continue  # asked again next time
+        counts["checked"] += 1
+        with tenant_scope(row.tenant):
+            if session.payment_status == "paid":
+                currency = str(session.currency).upper()
+                payments.payment_record(
+                    invoice=row.invoice, amount=from_minor_units(session.amount_total, currency), currency=currency,
+                    method=PaymentMethod.STRIPE, provider_ref=session.payment_intent or session.id,
+                    reference=session.id,
+                )  # fmt: skip
+                row.status = "paid"
+                counts["paid"] += 1
+            elif session.status == "expired":
+                row.status = "expired"
+                counts["expired"] += 1
+            row.checked_at = timezone.now()
+            row.save(update_fields=["status", "checked_at", "updated_at"])
+    return counts
 
 
 def refund(*, payment: Payment, amount: Decimal) -> str:

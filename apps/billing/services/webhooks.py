@@ -25,7 +25,7 @@ from apps.common.exceptions import DomainError, InvalidInput
 from apps.tenancy.scoping import tenant_scope
 
 from ..amounts import from_minor_units
-from ..models import Invoice, Payment, PaymentMethod, WebhookEvent
+from ..models import CheckoutSession, Invoice, Payment, PaymentMethod, WebhookEvent
 from . import payments
 
 
@@ -180,7 +180,9 @@ def stripe_checkout_completed(event):
     amount = from_minor_units(session.get("amount_total") or 0, currency)
     # The payment intent's id is the key both events share, so one payment is recorded for both.
     ref = session.get("payment_intent") or session.get("id")
-    return _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, ref, session.get("id", ""))
+    outcome = _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, ref, session.get("id", ""))
+    CheckoutSession.all_tenants.filter(provider="stripe", session_id=session.get("id")).update(status="paid")
+    return outcome
 
 
 def stripe_payment_failed(event):
