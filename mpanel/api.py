@@ -27,11 +27,13 @@ from apps.catalog.public import PublicCatalogView
 from apps.cloudpods.api import CloudPodViewSet
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
+from apps.files.api import FileManagerViewSet
 from apps.jobs.api import ProvisioningViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.orders.api import OrderViewSet
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, TenantViewSet, UserViewSet
+from apps.websites.api import WebsiteViewSet
 
 
 class Router(DefaultRouter):
@@ -64,6 +66,8 @@ router.register("hosting/servers", NodeViewSet, basename="hosting-server")
 router.register("cloudpods", CloudPodViewSet, basename="cloudpod")
 router.register("ops/platform-overview", PlatformOverviewViewSet, basename="platform-overview")
 router.register("ops/overview", OverviewViewSet, basename="ops-overview")
+router.register("hosting/websites", WebsiteViewSet, basename="website")
+router.register("hosting/files", FileManagerViewSet, basename="hosting-files")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

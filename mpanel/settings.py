@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "apps.nodes",
     "apps.cloudpods",
     "apps.ops",
+    "apps.websites",
+    "apps.files",
 ]
 
 MIDDLEWARE = [
@@ -311,3 +313,11 @@ CLOUDPOD_DEFAULT_IMAGE = "busybox"
 CLOUDPOD_TENANT_MAX_PODS = env.int("CLOUDPOD_TENANT_MAX_PODS", default=100)
 CLOUDPOD_TENANT_MAX_MEMORY_MB = env.int("CLOUDPOD_TENANT_MAX_MEMORY_MB", default=64 * 1024)
 CLOUDPOD_RUNTIME_CACHE_SECONDS = env.int("CLOUDPOD_RUNTIME_CACHE_SECONDS", default=5)
+
+# Websites (apps/websites): hostnames may be "*.example.com" only when this is on; files of a
+# deleted website are purged this long after its vhost is gone.
+WEBSITES_ALLOW_WILDCARDS = env.bool("WEBSITES_ALLOW_WILDCARDS", default=False)
+WEBSITE_PURGE_GRACE_SECONDS = env.int("WEBSITE_PURGE_GRACE_SECONDS", default=7 * 24 * 3600)
+# File manager (apps/files): the largest upload, and how much one archive may unpack to.
+FILES_MAX_UPLOAD_BYTES = env.int("FILES_MAX_UPLOAD_BYTES", default=64 * 1024 * 1024)
+FILES_MAX_UNPACKED_BYTES = env.int("FILES_MAX_UNPACKED_BYTES", default=1024**3)
