@@ -190,8 +190,7 @@ class WebRuntime:
 
     def _reload(self, conf: Path) -> bool:
         """Reload a running nginx; a stopped one is fine (it reads the files when it starts)."""
-        pid_file = _pid_file(conf)
-        if pid_file is None or not pid_file.exists():
+        if not _running(_pid_file(conf)):
             return False
         result = self._nginx("-c", str(conf), "-s", "reload")
         if result.returncode != 0:
@@ -412,6 +411,22 @@ http {{
 def _pid_file(conf: Path) -> Path | None:
     match = re.search(r"^\s*pid\s+([^;]+);", conf.read_text(), re.M)
     return Path(match.group(1).strip()) if match else Path("/run/nginx.pid")
+
+
+def _running(pid_file: Path | None) -> bool:
+    try:
+        pid = int(pid_file.read_text().strip()) if pid_file else 0
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _chown_tree(path: Path, user: str) -> None:

@@ -49,7 +49,7 @@ def hostname(value, *, field: str, allow_wildcard: bool | None = None) -> str:
 
 
 def document_root(value) -> str:
-    value = (value or "public").strip().strip("/")
+    value = (value or "public").strip().rstrip("/")
     if not DOCROOT_RE.match(value) or any(p in (".", "..") for p in value.split("/")):
         raise InvalidInput("A relative path of letters, digits, '.', '_' and '-' (no '..').", field="document_root")
     return value
