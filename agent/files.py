@@ -80,7 +80,10 @@ class SiteFiles:
         parent = os.path.realpath(os.path.dirname(full))
         if not _within(self.root, parent):
             raise PathRefused("path leads outside the site's root")
-        return Path(parent) / os.path.basename(full)
+        target = Path(parent) / os.path.basename(full)
+        if target.is_symlink() and not _within(self.root, os.path.realpath(target)):
+            raise PathRefused("path is a link that leads outside the site's root")
+        return target
 
     def rel(self, path: Path) -> str:
         return os.path.relpath(path, self.root) if path != self.root else ""
