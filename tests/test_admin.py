@@ -98,7 +98,9 @@ def _website_rows(tenant) -> dict:
 
     node = Node.objects.create(tenant=tenant, hostname="web-admin", vcpu=Decimal(1), memory_mb=1024, disk_gb=10,
                                max_pods=0, roles=["web"])  # fmt: skip
-    site = website_create(tenant=tenant, primary_domain="admin-row.example", aliases=["www.admin-row.example"], node=node)
+    site = website_create(
+        tenant=tenant, primary_domain="admin-row.example", aliases=["www.admin-row.example"], node=node
+    )
     return {Website: site, WebsiteDomain: WebsiteDomain.objects.filter(website=site).first()}
 
 

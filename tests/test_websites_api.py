@@ -172,7 +172,9 @@ class TestCreate:
         second = web_node_in(tenant_a, hostname="web-b")
         web_node_in(tenant_a, hostname="web-c", status=NodeStatus.DRAINING)
         client = client_for(tenant_a.owner, tenant_a.tenant)
-        nodes = [client.post(url(), {"primary_domain": f"s{i}.example"}, format="json").json()["node"] for i in range(4)]
+        nodes = [
+            client.post(url(), {"primary_domain": f"s{i}.example"}, format="json").json()["node"] for i in range(4)
+        ]
         assert sorted(nodes) == sorted([str(first.pk), str(first.pk), str(second.pk), str(second.pk)])
 
 
@@ -192,7 +194,9 @@ class TestStateChanges:
         assert client.delete(url(site)).status_code == 409
         assert client.post(url(site, "suspend")).status_code == 409
         assert client.patch(url(site), {"php_version": "8.1"}, format="json").status_code == 409
-        types = list(Job.all_tenants.filter(object_id=str(site.pk)).order_by("created_at").values_list("type", flat=True))
+        types = list(
+            Job.all_tenants.filter(object_id=str(site.pk)).order_by("created_at").values_list("type", flat=True)
+        )
         assert types == ["website.provision", "website.suspend", "website.resume", "website.delete"]
 
     def test_suspend_and_resume_need_admin_and_are_404_elsewhere(self, tenant_a, tenant_b):

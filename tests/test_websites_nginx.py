@@ -24,7 +24,11 @@ def fresh(site_id) -> Website:
     return Website.all_tenants.get(pk=site_id)
 
 
-def test_site_lifecycle_through_the_api_on_a_real_nginx(tenant_a, nginx_node, django_capture_on_commit_callbacks):
+def test_site_lifecycle_through_the_api_on_a_real_nginx(
+    tenant_a,
+    nginx_node,  # noqa: F811
+    django_capture_on_commit_callbacks,
+):
     web_node_in(tenant_a)
     admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
     with django_capture_on_commit_callbacks(execute=True):
@@ -69,7 +73,10 @@ def test_site_lifecycle_through_the_api_on_a_real_nginx(tenant_a, nginx_node, dj
     with django_capture_on_commit_callbacks(execute=True):
         response = admin.patch(
             reverse("website-detail", kwargs={"pk": site.pk}),
-            {"error_pages": {"404": "/missing.html"}, "redirects": [{"source": "/old", "target": "https://example.org/new"}]},
+            {
+                "error_pages": {"404": "/missing.html"},
+                "redirects": [{"source": "/old", "target": "https://example.org/new"}],
+            },
             format="json",
         )
     assert response.status_code == 200, response.content
@@ -105,7 +112,7 @@ def test_site_lifecycle_through_the_api_on_a_real_nginx(tenant_a, nginx_node, dj
     assert again.status_code == 201, again.content
 
 
-def test_a_configuration_nginx_refuses_is_never_swapped_in(nginx_node, monkeypatch):
+def test_a_configuration_nginx_refuses_is_never_swapped_in(nginx_node, monkeypatch):  # noqa: F811
     web = WebRuntime(nginx_node.root / "web")
     spec = {"id": "wgood", "domains": ["good.example"], "status": "active"}
     web.site_ensure(spec)
@@ -123,7 +130,7 @@ def test_a_configuration_nginx_refuses_is_never_swapped_in(nginx_node, monkeypat
     assert nginx_node.get("good.example")[1] == "good site"
 
 
-def test_a_failed_reload_puts_the_previous_vhost_back(nginx_node, monkeypatch):
+def test_a_failed_reload_puts_the_previous_vhost_back(nginx_node, monkeypatch):  # noqa: F811
     web = WebRuntime(nginx_node.root / "web")
     spec = {"id": "wkeep", "domains": ["keep.example"], "status": "active"}
     web.site_ensure(spec)
@@ -140,7 +147,10 @@ def test_a_failed_reload_puts_the_previous_vhost_back(nginx_node, monkeypatch):
 
 
 def test_a_refused_configuration_fails_the_job_and_marks_the_site(
-    tenant_a, nginx_node, monkeypatch, django_capture_on_commit_callbacks
+    tenant_a,
+    nginx_node,  # noqa: F811
+    monkeypatch,
+    django_capture_on_commit_callbacks,
 ):
     web_node_in(tenant_a)
     monkeypatch.setattr(WebRuntime, "render", lambda self, spec: "server { no_such_directive on; }\n")
@@ -155,18 +165,23 @@ def test_a_refused_configuration_fails_the_job_and_marks_the_site(
     assert not (nginx_node.root / "web" / "sites" / f"{site.site_id}.conf").exists()
 
 
-def test_default_main_configuration_is_written_and_valid(web_root, monkeypatch):
+def test_default_main_configuration_is_written_and_valid(web_root, monkeypatch):  # noqa: F811
     monkeypatch.delenv("MPANEL_NGINX_CONF", raising=False)
     monkeypatch.setenv("MPANEL_NGINX_LISTEN", "127.0.0.1:18080")
     monkeypatch.setenv("MPANEL_NGINX_LISTEN_SSL", "127.0.0.1:18443")
     web = WebRuntime(web_root / "web")
-    result = web.site_ensure(
-        {"id": "wphp", "domains": ["php.example"], "status": "active", "php_version": "8.2", "https": True,
-         "redirect_https": True, "www_redirect": "www"}  # fmt: skip
-    )
+    spec = {
+        "id": "wphp",
+        "domains": ["php.example"],
+        "status": "active",
+        "php_version": "8.2",
+        "https": True,
+        "redirect_https": True,
+        "www_redirect": "www",
+    }
+    result = web.site_ensure(spec)
     assert result["changed"] and result["reloaded"] is False  # nothing runs this nginx: checked, not reloaded
     text = (web_root / "web" / "sites" / "wphp.conf").read_text()
     assert "fastcgi_pass unix:/run/php/php8.2-fpm-wphp.sock;" in text
     assert "server_name php.example;" in text and "return 301 https://www.php.example$request_uri;" in text
-    assert web.site_ensure({"id": "wphp", "domains": ["php.example"], "status": "active", "php_version": "8.2",
-                            "https": True, "redirect_https": True, "www_redirect": "www"})["changed"] is False  # fmt: skip
+    assert web.site_ensure(spec)["changed"] is False
