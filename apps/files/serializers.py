@@ -52,7 +52,7 @@ class ExtractSerializer(serializers.Serializer):
 class EntrySerializer(serializers.Serializer):
     name = serializers.CharField()
     path = serializers.CharField()
-    type = serializers.ChoiceField(choices=["file", "dir", "link"])
+    type = serializers.CharField(help_text="file, dir or link")
     size = serializers.IntegerField()
     mode = serializers.CharField()
     modified = serializers.FloatField()
