@@ -138,6 +138,16 @@ class NodeRuntime:
         self.bundles = self.root / "bundles"
         self.images_dir = self.root / "images"
         self._lock = threading.Lock()  # image builds
+        self._web = None
+
+    @property
+    def web(self):
+        """Websites on nginx (``agent.web``), under ``<root>/web``."""
+        if self._web is None:
+            from .web import WebRuntime
+
+            self._web = WebRuntime(self.root / "web")
+        return self._web
 
     # --- runc -------------------------------------------------------------------------------
     def _runc(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -403,8 +413,29 @@ OPERATIONS = (
 )
 
 
+WEB_OPERATIONS = ("site_ensure", "site_remove", "site_purge", "site_state")
+
+
 def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
     """Run one operation from plain data (the agent's wire format and the local driver's)."""
+    from . import files
+
+    if op in WEB_OPERATIONS:
+        if op == "site_ensure":
+            return runtime.web.site_ensure(args.get("spec") or {})
+        site_id = args.get("id")
+        if not isinstance(site_id, str):
+            raise AgentError("a site id is required", permanent=True)
+        return getattr(runtime.web, op)(site_id)
+    if op in files.OPERATIONS:
+        site_id = args.get("site")
+        if not isinstance(site_id, str):
+            raise AgentError("a site id is required", permanent=True)
+        try:
+            max_unpacked = int(args.get("max_unpacked") or files.DEFAULT_MAX_UNPACKED)
+        except (TypeError, ValueError) as exc:
+            raise AgentError("max_unpacked must be a number", permanent=True) from exc
+        return files.OPERATIONS[op](files.SiteFiles(runtime.web.site_dir(site_id), max_unpacked), args)
     if op not in OPERATIONS:
         raise AgentError(f"unknown operation {op!r}", permanent=True)
     if op in ("pod_create", "pod_update"):

@@ -27,6 +27,7 @@ from apps.catalog.public import PublicCatalogView
 from apps.cloudpods.api import CloudPodViewSet
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
+from apps.files.api import FileManagerViewSet
 from apps.jobs.api import ProvisioningViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
@@ -44,6 +45,7 @@ from apps.security.api import (
     ShieldPolicyViewSet,
 )
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, TenantViewSet, UserViewSet
+from apps.websites.api import WebsiteViewSet
 
 
 class Router(DefaultRouter):
@@ -84,6 +86,8 @@ router.register("security/events", SecurityEventViewSet, basename="security-even
 router.register("security/shield/policies", ShieldPolicyViewSet, basename="shield-policy")
 router.register("security/shield/events", ShieldEventViewSet, basename="shield-event")
 router.register("guardian", GuardianViewSet, basename="guardian-finding")
+router.register("hosting/websites", WebsiteViewSet, basename="website")
+router.register("hosting/files", FileManagerViewSet, basename="hosting-files")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

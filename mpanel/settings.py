@@ -73,6 +73,8 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "apps.security",
+    "apps.websites",
+    "apps.files",
 ]
 
 MIDDLEWARE = [
@@ -333,3 +335,11 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
 )
 # Products have a "type" choice field too: without a name of its own both get hashed names and a warning.
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["ProductTypeEnum"] = "apps.catalog.models.ProductType.choices"
+
+# Websites (apps/websites): hostnames may be "*.example.com" only when this is on; files of a
+# deleted website are purged this long after its vhost is gone.
+WEBSITES_ALLOW_WILDCARDS = env.bool("WEBSITES_ALLOW_WILDCARDS", default=False)
+WEBSITE_PURGE_GRACE_SECONDS = env.int("WEBSITE_PURGE_GRACE_SECONDS", default=7 * 24 * 3600)
+# File manager (apps/files): the largest upload, and how much one archive may unpack to.
+FILES_MAX_UPLOAD_BYTES = env.int("FILES_MAX_UPLOAD_BYTES", default=64 * 1024 * 1024)
+FILES_MAX_UNPACKED_BYTES = env.int("FILES_MAX_UNPACKED_BYTES", default=1024**3)

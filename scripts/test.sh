@@ -18,6 +18,8 @@ command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(p
 # CloudPods run as real containers: runc, and Debian's static busybox for the image.
 command -v runc >/dev/null || missing+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+# Websites are served by a real nginx in the tests (its own config on loopback ports).
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -35,7 +35,7 @@ from tests.support.models import JobCall
 from .conftest import PASSWORD, admin_login, make_user
 
 User = get_user_model()
-OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "billing", "orders"}
+OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "billing", "orders", "websites"}
 READ_ONLY = [AuditEvent, Job, JobAttempt, AuthToken, IdempotencyRecord]
 
 
@@ -65,6 +65,7 @@ def rows(tenant_a, operator) -> dict:
         attempt = JobAttempt.objects.create(job=job, number=1, outcome="failed", error="boom", worker="w1")
         payer = Customer.objects.create(tenant=tenant, name="Payer", email="payer@example.com", currency="EUR")
         billing_rows = _billing_rows(tenant, payer)
+        website_rows = _website_rows(tenant)
     token, _raw = AuthToken.issue(user=operator, ttl=timedelta(days=1), ip="10.0.0.1")
     return {
         Tenant: tenant,
@@ -83,7 +84,23 @@ def rows(tenant_a, operator) -> dict:
             user=operator, tenant_key=str(tenant.pk), key="idem-1", fingerprint="f" * 64, state="done", status_code=201
         ),
         **billing_rows,
+        **website_rows,
     }
+
+
+def _website_rows(tenant) -> dict:
+    from decimal import Decimal
+
+    from apps.nodes.models import Node
+    from apps.websites.models import Website, WebsiteDomain
+    from apps.websites.services import website_create
+
+    node = Node.objects.create(tenant=tenant, hostname="web-admin", vcpu=Decimal(1), memory_mb=1024, disk_gb=10,
+                               max_pods=0, roles=["web"])  # fmt: skip
+    site = website_create(
+        tenant=tenant, primary_domain="admin-row.example", aliases=["www.admin-row.example"], node=node
+    )
+    return {Website: site, WebsiteDomain: WebsiteDomain.objects.filter(website=site).first()}
 
 
 def _billing_rows(tenant, customer) -> dict:

@@ -88,6 +88,22 @@ class NodeDriver:
     def heartbeat(self) -> dict:
         return self._call("heartbeat", {})
 
+    # --- websites (agent.web) and their files (agent.files) ------------------------------------
+    def site_ensure(self, spec: dict) -> dict:
+        return self._call("site_ensure", {"spec": spec})
+
+    def site_remove(self, site_id: str) -> dict:
+        return self._call("site_remove", {"id": site_id})
+
+    def site_purge(self, site_id: str) -> dict:
+        return self._call("site_purge", {"id": site_id})
+
+    def site_state(self, site_id: str) -> dict:
+        return self._call("site_state", {"id": site_id})
+
+    def file_op(self, op: str, site_id: str, **args) -> dict:
+        return self._call(f"file_{op}", {"site": site_id, **args})
+
 
 @lru_cache(maxsize=8)
 def _local_runtime(root: str) -> NodeRuntime:

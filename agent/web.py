@@ -1,0 +1,442 @@
+"""Websites on nginx, node side (ARCHITECTURE §2 "Nodes and drivers").
+
+Layout under ``<node root>/web``:
+    sites/<id>.conf        one server block per site (the node's nginx.conf includes ``sites/*.conf``)
+    www/<id>/              the site's files (its file manager root); the document root lies inside
+    status/<id>/           the suspension page
+    ssl/<id>.crt|.key      the site's certificate (self-signed until the SSL module exists)
+    trash/<id>/            files of a deleted site, kept for the grace period
+    stage/                 candidate configurations checked by ``nginx -t`` before they are swapped in
+
+Every change renders the new server block, checks the whole configuration (the node's
+``nginx.conf`` with the candidate in place of the live vhost) with ``nginx -t``, and only then
+renames it into ``sites/`` and reloads. A configuration that fails the check is never swapped in;
+if the reload fails the previous server block is put back.
+
+The node's main configuration is ``$MPANEL_NGINX_CONF`` (it must include ``<root>/web/sites/*.conf``);
+without it the agent writes a self-contained one under ``<root>/web/nginx.conf``. Listen
+addresses: ``$MPANEL_NGINX_LISTEN`` (default ``80``) and ``$MPANEL_NGINX_LISTEN_SSL`` (``443``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from string import Template
+
+from .runtime import AgentError
+
+SITE_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
+HOST_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
+DOCROOT_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,7}$")
+PAGE_RE = re.compile(r"^/[A-Za-z0-9._/-]{1,200}$")
+URL_RE = re.compile(
+    r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%!&'()*+,=:@/-]*)?(\?[A-Za-z0-9._~%!&'()*+,=:@/?-]*)?$"
+)
+PHP_RE = re.compile(r"^[5-8]\.[0-9]$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+TEMPLATE = Path(__file__).with_name("templates") / "nginx_vhost.conf"
+SUSPENDED_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Website suspended</title></head>
+<body><h1>This website is suspended</h1><p>Please contact the hosting provider.</p></body></html>
+"""
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise AgentError(message, permanent=True)
+
+
+def validate_spec(spec: dict) -> dict:
+    """The site as the panel describes it, checked again here: the node trusts nothing it renders."""
+    _check(isinstance(spec, dict), "site spec must be an object")
+    site_id = str(spec.get("id", ""))
+    _check(bool(SITE_ID_RE.match(site_id)), f"bad site id {site_id!r}")
+    domains = spec.get("domains") or []
+    _check(isinstance(domains, list) and 0 < len(domains) <= 100, "1-100 domains are required")
+    for d in domains:
+        _check(isinstance(d, str) and bool(HOST_RE.match(d)) and len(d) <= 253, f"bad domain {d!r}")
+    status = spec.get("status", "active")
+    _check(status in ("active", "suspended"), f"bad status {status!r}")
+    docroot = str(spec.get("document_root") or "public")
+    _check(bool(DOCROOT_RE.match(docroot)) and ".." not in docroot.split("/"), f"bad document root {docroot!r}")
+    php = spec.get("php_version") or None
+    _check(php is None or bool(PHP_RE.match(str(php))), f"bad PHP version {php!r}")
+    www = spec.get("www_redirect") or "none"
+    _check(www in ("none", "www", "non-www"), f"bad www_redirect {www!r}")
+    pages = spec.get("error_pages") or {}
+    _check(isinstance(pages, dict), "error_pages must be an object")
+    for code, page in pages.items():
+        _check(str(code).isdigit() and 400 <= int(code) <= 599, f"bad error code {code!r}")
+        _check(isinstance(page, str) and bool(PAGE_RE.match(page)) and ".." not in page, f"bad error page {page!r}")
+    redirects = spec.get("redirects") or []
+    _check(isinstance(redirects, list) and len(redirects) <= 200, "redirects must be a list")
+    for r in redirects:
+        _check(isinstance(r, dict), "a redirect is an object")
+        _check(bool(PAGE_RE.match(str(r.get("source", "")))), f"bad redirect source {r.get('source')!r}")
+        _check(bool(URL_RE.match(str(r.get("target", "")))), f"bad redirect target {r.get('target')!r}")
+        _check(int(r.get("code", 301)) in (301, 302, 307, 308), "bad redirect code")
+    user = spec.get("system_user") or ""
+    _check(user == "" or bool(USER_RE.match(user)), f"bad system user {user!r}")
+    return {
+        "id": site_id,
+        "domains": domains,
+        "status": status,
+        "document_root": docroot,
+        "php_version": php,
+        "https": bool(spec.get("https")),
+        "redirect_https": bool(spec.get("redirect_https")) and bool(spec.get("https")),
+        "www_redirect": www,
+        "error_pages": {str(k): v for k, v in sorted(pages.items())},
+        "redirects": [
+            {"source": r["source"], "target": r["target"], "code": int(r.get("code", 301))} for r in redirects
+        ],
+        "system_user": user,
+    }
+
+
+def self_signed(domains: list[str], days: int = 365) -> tuple[bytes, bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domains[0].lstrip("*."))])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in domains]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def _write_atomic(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+class WebRuntime:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).resolve()
+        self.sites = self.root / "sites"
+        self.www = self.root / "www"
+        self.status_dir = self.root / "status"
+        self.ssl = self.root / "ssl"
+        self.trash = self.root / "trash"
+        self.stage = self.root / "stage"
+        self._lock = threading.Lock()  # one configuration change at a time on this node
+
+    # --- settings read at call time (the agent's environment) ------------------------------------
+    @property
+    def nginx(self) -> str:
+        return os.environ.get("MPANEL_NGINX_BIN") or shutil.which("nginx") or "/usr/sbin/nginx"
+
+    @property
+    def listen(self) -> str:
+        return os.environ.get("MPANEL_NGINX_LISTEN", "80")
+
+    @property
+    def listen_ssl(self) -> str:
+        return os.environ.get("MPANEL_NGINX_LISTEN_SSL", "443")
+
+    def main_conf(self) -> Path:
+        configured = os.environ.get("MPANEL_NGINX_CONF")
+        if configured:
+            return Path(configured)
+        conf = self.root / "nginx.conf"
+        if not conf.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            run = self.root / "run"
+            run.mkdir(exist_ok=True)
+            _write_atomic(conf, default_main_conf(self.sites, run))
+        return conf
+
+    def site_dir(self, site_id: str) -> Path:
+        _check(bool(SITE_ID_RE.match(site_id)), f"bad site id {site_id!r}")
+        return self.www / site_id
+
+    # --- nginx ------------------------------------------------------------------------------------
+    def _nginx(self, *args: str) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run([self.nginx, *args], capture_output=True, text=True, timeout=60)
+        except FileNotFoundError as exc:
+            raise AgentError("nginx is not installed on this node", permanent=True) from exc
+
+    def _test(self, conf: Path) -> tuple[bool, str]:
+        result = self._nginx("-t", "-q", "-c", str(conf))
+        return result.returncode == 0, (result.stderr or result.stdout).strip()[-2000:]
+
+    def _reload(self, conf: Path) -> bool:
+        """Reload a running nginx; a stopped one is fine (it reads the files when it starts)."""
+        if not _running(_pid_file(conf)):
+            return False
+        result = self._nginx("-c", str(conf), "-s", "reload")
+        if result.returncode != 0:
+            raise AgentError(f"nginx reload failed: {(result.stderr or result.stdout).strip()[-1000:]}")
+        return True
+
+    def _swap(self, site_id: str, text: str | None) -> dict:
+        """Put ``text`` in as the site's server block (None: remove it), checked before and rolled back."""
+        self.sites.mkdir(parents=True, exist_ok=True)
+        live = self.sites / f"{site_id}.conf"
+        previous = live.read_text() if live.exists() else None
+        if previous == text:
+            return {"changed": False, "reloaded": False}
+        conf = self.main_conf()
+        # The candidate: every live vhost with this one replaced, under the node's own main configuration.
+        stage = self.stage / f"{site_id}-{os.getpid()}-{threading.get_ident()}"
+        shutil.rmtree(stage, ignore_errors=True)
+        staged_sites = stage / "sites"
+        staged_sites.mkdir(parents=True)
+        try:
+            for other in self.sites.glob("*.conf"):
+                if other.name != live.name:
+                    shutil.copy2(other, staged_sites / other.name)
+            if text is not None:
+                (staged_sites / live.name).write_text(text)
+            main_text = conf.read_text()
+            marker = f"{self.sites}/"
+            if marker not in main_text:
+                raise AgentError(f"{conf} does not include {self.sites}/*.conf", permanent=True)
+            candidate = stage / "nginx.conf"
+            candidate.write_text(main_text.replace(marker, f"{staged_sites}/"))
+            ok, output = self._test(candidate)
+            if not ok:
+                raise AgentError(f"nginx -t refused the new configuration: {output}", permanent=True)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        if text is None:
+            live.unlink(missing_ok=True)
+        else:
+            _write_atomic(live, text)
+        try:
+            ok, output = self._test(conf)
+            if not ok:
+                raise AgentError(f"nginx -t failed after the swap: {output}", permanent=True)
+            reloaded = self._reload(conf)
+        except AgentError:
+            if previous is None:
+                live.unlink(missing_ok=True)
+            else:
+                _write_atomic(live, previous)
+            raise
+        return {"changed": True, "reloaded": reloaded}
+
+    # --- rendering --------------------------------------------------------------------------------
+    def render(self, spec: dict) -> str:
+        site_id = spec["id"]
+        suspended = spec["status"] == "suspended"
+        domains = list(spec["domains"])
+        redirect_servers = ""
+        if spec["www_redirect"] != "none" and not domains[0].startswith("*."):
+            bare = domains[0].removeprefix("www.")
+            canonical, other = (f"www.{bare}", bare) if spec["www_redirect"] == "www" else (bare, f"www.{bare}")
+            if canonical not in domains:
+                domains.insert(1, canonical)
+            domains = [d for d in domains if d != other]
+            scheme = "https" if spec["redirect_https"] else "$scheme"
+            redirect_servers = (
+                f"server {{\n    listen {self.listen};\n"
+                + (f"    listen {self.listen_ssl} ssl;\n" if spec["https"] else "")
+                + f"    server_name {other};\n"
+                + (self._ssl_lines(site_id) if spec["https"] else "")
+                + f"    return 301 {scheme}://{canonical}$request_uri;\n}}\n"
+            )
+        ssl = self._ssl_lines(site_id) if spec["https"] else ""
+        https_redirect = ""
+        if spec["redirect_https"]:
+            https_redirect = "    if ($scheme = http) {\n        return 301 https://$host$request_uri;\n    }\n"
+        error_pages = "".join(f"    error_page {code} {page};\n" for code, page in spec["error_pages"].items())
+        redirects = "".join(
+            f"    location = {r['source']} {{\n        return {r['code']} {r['target']};\n    }}\n"
+            for r in spec["redirects"]
+        )
+        if suspended:
+            root = self.status_dir / site_id
+            error_pages = redirects = ""
+            body = (
+                "    error_page 503 /suspended.html;\n"
+                "    location = /suspended.html {\n        internal;\n    }\n"
+                "    location / {\n        return 503;\n    }\n"
+            )
+        else:
+            root = self.site_dir(site_id) / spec["document_root"]
+            body = "    location / {\n        try_files $uri $uri/ =404;\n    }\n"
+            if spec["php_version"]:
+                sock = f"/run/php/php{spec['php_version']}-fpm-{site_id}.sock"
+                body += (
+                    "    location ~ \\.php$ {\n        try_files $uri =404;\n"
+                    "        include /etc/nginx/fastcgi_params;\n"
+                    "        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;\n"
+                    f"        fastcgi_pass unix:{sock};\n    }}\n"
+                )
+        return Template(TEMPLATE.read_text()).substitute(
+            site_id=site_id,
+            status=spec["status"],
+            redirect_servers=redirect_servers,
+            listen=self.listen,
+            listen_ssl=f"    listen {self.listen_ssl} ssl;\n" if spec["https"] else "",
+            server_names=" ".join(domains),
+            document_root=root,
+            php_index=" index.php" if spec["php_version"] and not suspended else "",
+            ssl=ssl,
+            https_redirect=https_redirect,
+            error_pages=error_pages,
+            redirects=redirects,
+            body=body,
+        )
+
+    def _ssl_lines(self, site_id: str) -> str:
+        return f"    ssl_certificate {self.ssl / site_id}.crt;\n    ssl_certificate_key {self.ssl / site_id}.key;\n"
+
+    def _ensure_certificate(self, spec: dict) -> dict:
+        self.ssl.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.ssl, 0o700)
+        crt, key, meta = (self.ssl / f"{spec['id']}{ext}" for ext in (".crt", ".key", ".json"))
+        wanted = sorted(spec["domains"])
+        try:
+            current = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            current = {}
+        if current.get("domains") != wanted or not crt.exists() or not key.exists():
+            cert_pem, key_pem = self_signed(spec["domains"])
+            _write_atomic(key, key_pem, 0o600)
+            _write_atomic(crt, cert_pem)
+            current = {
+                "domains": wanted,
+                "issuer": "self-signed",
+                "sha256": hashlib.sha256(cert_pem).hexdigest(),
+                "not_after": int(time.time()) + 365 * 86400,
+            }
+            _write_atomic(meta, json.dumps(current))
+        return current
+
+    # --- operations -------------------------------------------------------------------------------
+    def site_ensure(self, spec: dict) -> dict:
+        spec = validate_spec(spec)
+        site_id = spec["id"]
+        with self._lock:
+            home = self.site_dir(site_id)
+            docroot = home / spec["document_root"]
+            created = not home.exists()
+            docroot.mkdir(parents=True, exist_ok=True)
+            if created:
+                (docroot / "index.html").write_text(f"<!doctype html><title>{spec['domains'][0]}</title>\n")
+                _chown_tree(home, spec["system_user"])
+            status = self.status_dir / site_id
+            status.mkdir(parents=True, exist_ok=True)
+            _write_atomic(status / "suspended.html", SUSPENDED_PAGE)
+            certificate = self._ensure_certificate(spec) if spec["https"] else None
+            result = self._swap(site_id, self.render(spec))
+        return {"id": site_id, "status": spec["status"], "certificate": certificate, **result}
+
+    def site_remove(self, site_id: str) -> dict:
+        """Remove the vhost; the files go to ``trash/`` until ``site_purge``."""
+        home = self.site_dir(site_id)
+        with self._lock:
+            result = self._swap(site_id, None)
+            moved = False
+            if home.exists():
+                self.trash.mkdir(parents=True, exist_ok=True)
+                target = self.trash / site_id
+                shutil.rmtree(target, ignore_errors=True)
+                os.replace(home, target)
+                moved = True
+            shutil.rmtree(self.status_dir / site_id, ignore_errors=True)
+            for ext in (".crt", ".key", ".json"):
+                (self.ssl / f"{site_id}{ext}").unlink(missing_ok=True)
+        return {"id": site_id, "state": "absent", "files_in_trash": moved or (self.trash / site_id).exists(), **result}
+
+    def site_purge(self, site_id: str) -> dict:
+        self.site_dir(site_id)  # validates the id
+        target = self.trash / site_id
+        existed = target.exists()
+        shutil.rmtree(target, ignore_errors=True)
+        return {"id": site_id, "purged": existed}
+
+    def site_state(self, site_id: str) -> dict:
+        home = self.site_dir(site_id)
+        vhost = self.sites / f"{site_id}.conf"
+        return {
+            "id": site_id,
+            "vhost": vhost.exists(),
+            "files": home.exists(),
+            "in_trash": (self.trash / site_id).exists(),
+        }
+
+
+def default_main_conf(sites: Path, run: Path) -> str:
+    return f"""# Written by the mPanel agent; set MPANEL_NGINX_CONF to use the node's own nginx.conf instead.
+worker_processes 1;
+pid {run}/nginx.pid;
+error_log {run}/error.log;
+events {{ worker_connections 256; }}
+http {{
+    include /etc/nginx/mime.types;
+    default_type application/octet-stream;
+    access_log off;
+    client_body_temp_path {run}/client_body;
+    proxy_temp_path {run}/proxy;
+    fastcgi_temp_path {run}/fastcgi;
+    uwsgi_temp_path {run}/uwsgi;
+    scgi_temp_path {run}/scgi;
+    server_names_hash_bucket_size 128;
+    include {sites}/*.conf;
+}}
+"""
+
+
+def _pid_file(conf: Path) -> Path | None:
+    match = re.search(r"^\s*pid\s+([^;]+);", conf.read_text(), re.M)
+    return Path(match.group(1).strip()) if match else Path("/run/nginx.pid")
+
+
+def _running(pid_file: Path | None) -> bool:
+    try:
+        pid = int(pid_file.read_text().strip()) if pid_file else 0
+    except (OSError, ValueError):
+        return False
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    """Give the site's files to its system user when that user exists on this node."""
+    if not user:
+        return
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+            os.lchown(name, entry.pw_uid, entry.pw_gid)

@@ -1,0 +1,164 @@
+"""The file manager: ``/api/v1/hosting/files/{website id}/…`` (roles in the README).
+
+``GET /hosting/files/`` lists the websites whose files can be browsed; ``GET /{id}/?path=`` lists
+a directory; ``stat``, ``read`` and ``download`` read; ``upload``, ``write``, ``mkdir``, ``rename``,
+``copy``, ``delete``, ``chmod``, ``compress`` and ``extract`` change files (ADMIN+, or a guardian
+grant ``websites.manage_website_files`` on that website).
+"""
+
+from urllib.parse import quote
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from apps.tenancy.permissions import Grant
+from apps.tenancy.roles import Role
+from apps.tenancy.viewsets import TenantScopedViewSet
+from apps.websites.models import Website, WebsiteStatus
+
+from . import serializers as s
+from . import services
+
+WRITE = Grant(Role.ADMIN, "websites.manage_website_files")
+PATH = OpenApiParameter("path", str, description="relative to the website's root; empty for the root")
+READ_LIMIT = 2 * 1024 * 1024
+
+
+class FileManagerViewSet(TenantScopedViewSet):
+    queryset = Website.objects.exclude(status__in=[WebsiteStatus.DELETING, WebsiteStatus.DELETED]).select_related(
+        "node"
+    )
+    serializer_class = s.ListingSerializer
+    ordering = ["-created_at"]
+    ordering_fields = ["created_at", "primary_domain"]
+    search_fields = ["primary_domain"]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    required_roles = {
+        "list": Role.MEMBER,
+        "retrieve": Role.MEMBER,
+        "stat": Role.MEMBER,
+        "read": Role.MEMBER,
+        "download": Role.MEMBER,
+        "upload": WRITE,
+        "write": WRITE,
+        "mkdir": WRITE,
+        "rename": WRITE,
+        "copy": WRITE,
+        "delete": WRITE,
+        "chmod": WRITE,
+        "compress": WRITE,
+        "extract": WRITE,
+    }
+
+    def _query(self, serializer_class):
+        serializer = serializer_class(data=self.request.query_params)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def _body(self, serializer_class):
+        serializer = serializer_class(data=self.request.data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    @extend_schema(responses={200: s.FileSiteSerializer(many=True)}, summary="Websites whose files can be browsed")
+    def list(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(s.FileSiteSerializer(page, many=True).data)
+
+    @extend_schema(parameters=[PATH], responses={200: s.ListingSerializer}, summary="List a directory")
+    def retrieve(self, request, pk=None):
+        site = self.get_object()
+        listing = services.file_list(website=site, path=self._query(s.PathQuerySerializer)["path"])
+        return Response({"website": site.pk, **listing})
+
+    @extend_schema(parameters=[PATH], responses={200: s.EntrySerializer})
+    @action(detail=True, methods=["get"])
+    def stat(self, request, pk=None):
+        site = self.get_object()
+        return Response(services.file_stat(website=site, path=self._query(s.RequiredPathSerializer)["path"]))
+
+    @extend_schema(parameters=[PATH], summary=f"A UTF-8 text file's content (up to {READ_LIMIT} bytes)")
+    @action(detail=True, methods=["get"])
+    def read(self, request, pk=None):
+        site = self.get_object()
+        path = self._query(s.RequiredPathSerializer)["path"]
+        return Response(services.file_read(website=site, path=path, max_bytes=READ_LIMIT))
+
+    @extend_schema(parameters=[PATH], responses={(200, "application/octet-stream"): bytes}, summary="Download")
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        site = self.get_object()
+        entry, chunks = services.file_chunks(website=site, path=self._query(s.RequiredPathSerializer)["path"])
+        response = StreamingHttpResponse(chunks, content_type="application/octet-stream")
+        response["Content-Length"] = str(entry["size"])
+        response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(entry['name'])}"
+        return response
+
+    def _written(self, entry, code=status.HTTP_200_OK):
+        return Response(entry, status=code)
+
+    @extend_schema(request={"multipart/form-data": s.UploadSerializer}, responses={201: s.EntrySerializer})
+    @action(detail=True, methods=["post"])
+    def upload(self, request, pk=None):
+        site = self.get_object()
+        data = self._body(s.UploadSerializer)
+        entry = services.file_upload(website=site, directory=data["path"], upload=data["file"], actor=request.user)
+        return self._written(entry, status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.WriteSerializer, responses={200: s.EntrySerializer}, summary="Write a text file")
+    @action(detail=True, methods=["post"])
+    def write(self, request, pk=None):
+        site = self.get_object()
+        data = self._body(s.WriteSerializer)
+        content = data["content"].encode("utf-8")
+        return self._written(services.file_write(website=site, path=data["path"], content=content, actor=request.user))
+
+    @extend_schema(request=s.RequiredPathSerializer, responses={201: s.EntrySerializer})
+    @action(detail=True, methods=["post"])
+    def mkdir(self, request, pk=None):
+        site = self.get_object()
+        entry = services.file_mkdir(website=site, path=self._body(s.RequiredPathSerializer)["path"], actor=request.user)
+        return self._written(entry, status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.MoveSerializer, responses={200: s.EntrySerializer}, summary="Rename or move")
+    @action(detail=True, methods=["post"])
+    def rename(self, request, pk=None):
+        site = self.get_object()
+        return self._written(services.file_move(website=site, actor=request.user, **self._body(s.MoveSerializer)))
+
+    @extend_schema(request=s.MoveSerializer, responses={201: s.EntrySerializer})
+    @action(detail=True, methods=["post"])
+    def copy(self, request, pk=None):
+        site = self.get_object()
+        entry = services.file_copy(website=site, actor=request.user, **self._body(s.MoveSerializer))
+        return self._written(entry, status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.RequiredPathSerializer, responses={200: None}, summary="Delete a file or a directory")
+    @action(detail=True, methods=["post"])
+    def delete(self, request, pk=None):
+        site = self.get_object()
+        path = self._body(s.RequiredPathSerializer)["path"]
+        return self._written(services.file_delete(website=site, path=path, actor=request.user))
+
+    @extend_schema(request=s.ChmodSerializer, responses={200: s.EntrySerializer})
+    @action(detail=True, methods=["post"])
+    def chmod(self, request, pk=None):
+        site = self.get_object()
+        return self._written(services.file_chmod(website=site, actor=request.user, **self._body(s.ChmodSerializer)))
+
+    @extend_schema(request=s.CompressSerializer, responses={201: s.EntrySerializer})
+    @action(detail=True, methods=["post"])
+    def compress(self, request, pk=None):
+        site = self.get_object()
+        entry = services.file_compress(website=site, actor=request.user, **self._body(s.CompressSerializer))
+        return self._written(entry, status.HTTP_201_CREATED)
+
+    @extend_schema(request=s.ExtractSerializer, responses={200: None})
+    @action(detail=True, methods=["post"])
+    def extract(self, request, pk=None):
+        site = self.get_object()
+        return self._written(services.file_extract(website=site, actor=request.user, **self._body(s.ExtractSerializer)))

@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class FilesConfig(AppConfig):
+    name = "apps.files"
+    label = "files"
+    verbose_name = "File manager"

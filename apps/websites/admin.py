@@ -1,0 +1,60 @@
+from django.contrib import admin, messages
+
+from apps.common.admin import ReadOnlyAdmin
+from apps.common.exceptions import DomainError
+
+from . import services
+from .models import Website, WebsiteDomain
+
+
+@admin.register(Website)
+class WebsiteAdmin(ReadOnlyAdmin):
+    """Websites change only through their services (validation, jobs, audit): the actions below."""
+
+    list_display = ["primary_domain", "status", "node", "php_version", "https", "created_at", "tenant"]
+    list_filter = ["status", "https", "tenant"]
+    search_fields = ["primary_domain", "id", "site_id"]
+    list_select_related = ["node", "tenant"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    actions = ["suspend_sites", "resume_sites", "delete_sites"]
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def _each(self, request, queryset, fn, verb):
+        done = 0
+        for site in queryset:
+            try:
+                fn(website=site, actor=request.user)
+                done += 1
+            except DomainError as exc:
+                self.message_user(request, f"{site}: {exc.message}", messages.WARNING)
+        if done:
+            self.message_user(request, f"{verb} {done} website(s).", messages.SUCCESS)
+
+    @admin.action(description="Suspend the selected websites (503 page)")
+    def suspend_sites(self, request, queryset):
+        self._each(request, queryset, services.website_suspend, "Suspending")
+
+    @admin.action(description="Resume the selected suspended websites")
+    def resume_sites(self, request, queryset):
+        self._each(request, queryset, services.website_resume, "Resuming")
+
+    @admin.action(description="Delete the selected websites (a job removes each vhost)")
+    def delete_sites(self, request, queryset):
+        self._each(request, queryset, services.website_delete, "Deleting")
+
+
+@admin.register(WebsiteDomain)
+class WebsiteDomainAdmin(ReadOnlyAdmin):
+    list_display = ["name", "website", "is_primary", "tenant"]
+    list_filter = ["is_primary", "tenant"]
+    search_fields = ["name"]
+    list_select_related = ["website", "tenant"]
+    show_full_result_count = False

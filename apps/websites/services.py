@@ -1,0 +1,321 @@
+"""Website writes: validation, placement on a web node, the state machine and convergence.
+
+Placement: without an explicit ``node``, among the tenant's ``active`` nodes with the ``web``
+role the one with the fewest live websites (then the lowest hostname). Every change that the node
+must see stores a website.* job in the same transaction (CONTRACT §6).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.common.exceptions import Conflict, InvalidInput
+from apps.jobs.models import Job
+from apps.jobs.services import job_enqueue
+from apps.nodes.drivers import driver_for
+from apps.nodes.models import Node, NodeStatus
+
+from . import validation
+from .models import Website, WebsiteDomain, WebsiteStatus
+
+FIELDS = [
+    "primary_domain",
+    "aliases",
+    "node",
+    "customer",
+    "system_user",
+    "document_root",
+    "php_version",
+    "https",
+    "redirect_https",
+    "www_redirect",
+    "redirects",
+    "error_pages",
+    "status",
+]
+SETTINGS_FIELDS = [
+    "aliases",
+    "customer",
+    "system_user",
+    "document_root",
+    "php_version",
+    "https",
+    "redirect_https",
+    "www_redirect",
+    "redirects",
+    "error_pages",
+]
+LIVE = [s for s in WebsiteStatus.values if s != WebsiteStatus.DELETED]
+
+
+def _actor(actor) -> dict:
+    return {"actor": actor} if actor is not None else {}
+
+
+def normalise_domains(primary, aliases) -> tuple[str, list[str]]:
+    primary = validation.hostname(primary, field="primary_domain")
+    if not isinstance(aliases, list) or len(aliases) > 99:
+        raise InvalidInput("A list of at most 99 hostnames.", field="aliases")
+    seen = {primary}
+    out = []
+    for alias in aliases:
+        name = validation.hostname(alias, field="aliases")
+        if name in seen:
+            raise InvalidInput(f"{name} is named twice.", field="aliases")
+        seen.add(name)
+        out.append(name)
+    return primary, out
+
+
+def _claim_domains(site: Website) -> None:
+    """The site's hostnames, unique across the platform (the database's unique index decides races)."""
+    wanted = set(site.domains)
+    taken = (
+        WebsiteDomain.all_tenants.filter(name__in=wanted).exclude(website=site).values_list("name", flat=True).first()
+    )
+    if taken:
+        raise Conflict(f"The hostname {taken} is used by another website.", code="domain_taken")
+    WebsiteDomain.all_tenants.filter(website=site).exclude(name__in=wanted).delete()
+    have = set(WebsiteDomain.all_tenants.filter(website=site).values_list("name", flat=True))
+    try:
+        with transaction.atomic():
+            for name in sorted(wanted - have):
+                WebsiteDomain.all_tenants.create(
+                    tenant_id=site.tenant_id, website=site, name=name, is_primary=name == site.primary_domain
+                )
+            rows = WebsiteDomain.all_tenants.filter(website=site)
+            rows.exclude(name=site.primary_domain).update(is_primary=False)
+            rows.filter(name=site.primary_domain).update(is_primary=True)
+    except IntegrityError as exc:
+        raise Conflict("One of these hostnames is used by another website.", code="domain_taken") from exc
+
+
+def _pick_node(node: Node | None) -> Node:
+    if node is not None:
+        if node.status != NodeStatus.ACTIVE or "web" not in (node.roles or []):
+            raise InvalidInput("The node must be active and have the 'web' role.", field="node")
+        return node
+    candidates = (
+        Node.objects.filter(status=NodeStatus.ACTIVE, roles__contains=["web"])
+        .annotate(live=Count("websites", filter=~Q(websites__status=WebsiteStatus.DELETED)))
+        .order_by("live", "hostname")
+    )
+    chosen = candidates.first()
+    if chosen is None:
+        raise Conflict("No active node with the 'web' role.", code="no_web_node")
+    return chosen
+
+
+def _clean_settings(data: dict, site: Website) -> dict:
+    out = {}
+    if "customer" in data:
+        out["customer"] = data["customer"]
+    if "system_user" in data:
+        out["system_user"] = validation.system_user(data["system_user"], site.system_user)
+    if "document_root" in data:
+        out["document_root"] = validation.document_root(data["document_root"])
+    if "php_version" in data:
+        out["php_version"] = validation.php_version(data["php_version"])
+    for flag in ("https", "redirect_https"):
+        if flag in data:
+            out[flag] = bool(data[flag])
+    if "www_redirect" in data:
+        out["www_redirect"] = data["www_redirect"]
+    if "redirects" in data:
+        out["redirects"] = validation.redirects(data["redirects"])
+    if "error_pages" in data:
+        out["error_pages"] = validation.error_pages(data["error_pages"])
+    https = out.get("https", site.https)
+    if out.get("redirect_https", site.redirect_https) and not https:
+        raise InvalidInput("Redirecting to HTTPS needs HTTPS on.", field="redirect_https")
+    if out.get("www_redirect", site.www_redirect) != "none" and site.primary_domain.startswith("*."):
+        raise InvalidInput("A wildcard site has no www form to redirect to.", field="www_redirect")
+    return out
+
+
+@transaction.atomic
+def website_create(*, tenant, primary_domain: str, aliases: list | None = None, node: Node | None = None,
+                   actor=None, **data) -> Website:  # fmt: skip
+    primary, alias_list = normalise_domains(primary_domain, aliases or [])
+    site_pk = uuid.uuid4()
+    site = Website(
+        id=site_pk,
+        tenant=tenant,
+        primary_domain=primary,
+        aliases=alias_list,
+        site_id=f"w{site_pk.hex}",
+        system_user=f"web{site_pk.hex[:8]}",
+    )
+    for field, value in _clean_settings(data, site).items():
+        setattr(site, field, value)
+    site.node = _pick_node(node)
+    site.save(force_insert=True)
+    _claim_domains(site)
+    audit.record(action="website.create", obj=site, after=audit.snapshot(site, FIELDS), **_actor(actor))
+    _job(site, "website.provision", actor)
+    return site
+
+
+def _job(site: Website, job_type: str, actor) -> Job:
+    return job_enqueue(tenant=site.tenant, type=job_type, payload={"website": str(site.pk)}, actor=actor, obj=site)
+
+
+def _locked(site: Website) -> Website:
+    return Website.objects.select_for_update(of=("self",)).select_related("node", "tenant").get(pk=site.pk)
+
+
+@transaction.atomic
+def website_update(*, website: Website, data: dict, actor=None) -> Website:
+    site = _locked(website)
+    if site.status in (WebsiteStatus.DELETING, WebsiteStatus.DELETED):
+        raise Conflict(f"A {site.status} website cannot be changed.")
+    before = audit.snapshot(site, FIELDS)
+    if "primary_domain" in data or "aliases" in data:
+        site.primary_domain, site.aliases = normalise_domains(
+            data.get("primary_domain", site.primary_domain), data.get("aliases", site.aliases)
+        )
+    for field, value in _clean_settings(data, site).items():
+        setattr(site, field, value)
+    after = audit.snapshot(site, FIELDS)
+    if after == before:
+        return site
+    site.save()
+    _claim_domains(site)
+    audit.record(action="website.update", obj=site, before=before, after=after, **_actor(actor))
+    _job(site, "website.update", actor)
+    return site
+
+
+def _transition(site: Website, to: str, action: str, actor, **changes) -> None:
+    before = audit.snapshot(site, FIELDS)
+    site.status = to
+    for field, value in changes.items():
+        setattr(site, field, value)
+    site.save()
+    audit.record(action=action, obj=site, before=before, after=audit.snapshot(site, FIELDS), **_actor(actor))
+
+
+@transaction.atomic
+def website_suspend(*, website: Website, actor=None) -> Website:
+    site = _locked(website)
+    if site.status not in (WebsiteStatus.ACTIVE, WebsiteStatus.PENDING):
+        raise Conflict(f"Only an active website can be suspended; this one is {site.status}.")
+    _transition(site, WebsiteStatus.SUSPENDED, "website.suspend", actor)
+    _job(site, "website.suspend", actor)
+    return site
+
+
+@transaction.atomic
+def website_resume(*, website: Website, actor=None) -> Website:
+    site = _locked(website)
+    if site.status != WebsiteStatus.SUSPENDED:
+        raise Conflict(f"Only a suspended website can be resumed; this one is {site.status}.")
+    _transition(site, WebsiteStatus.ACTIVE, "website.resume", actor)
+    _job(site, "website.resume", actor)
+    return site
+
+
+@transaction.atomic
+def website_delete(*, website: Website, actor=None) -> Website:
+    """The vhost goes at once (a job); the files after ``WEBSITE_PURGE_GRACE_SECONDS``. The
+    hostnames are free again at once."""
+    site = _locked(website)
+    if site.status in (WebsiteStatus.DELETING, WebsiteStatus.DELETED):
+        raise Conflict(f"This website is {site.status} already.")
+    _transition(site, WebsiteStatus.DELETING, "website.delete", actor)
+    WebsiteDomain.all_tenants.filter(website=site).delete()
+    _job(site, "website.delete", actor)
+    return site
+
+
+# --- convergence (job handlers call this with the row locked) ---------------------------------
+
+TARGET_OF_JOB = {
+    "website.provision": WebsiteStatus.ACTIVE,
+    "website.update": WebsiteStatus.ACTIVE,
+    "website.resume": WebsiteStatus.ACTIVE,
+    "website.suspend": WebsiteStatus.SUSPENDED,
+    "website.delete": WebsiteStatus.DELETING,
+}
+
+
+def site_spec(site: Website, status: str) -> dict:
+    return {
+        "id": site.site_id,
+        "domains": site.domains,
+        "status": status,
+        "document_root": site.document_root,
+        "php_version": site.php_version or None,
+        "https": site.https,
+        "redirect_https": site.redirect_https,
+        "www_redirect": site.www_redirect,
+        "error_pages": site.error_pages,
+        "redirects": site.redirects,
+        "system_user": site.system_user,
+    }
+
+
+def website_converge(*, site: Website, job_type: str) -> dict:
+    wanted = site.status
+    if wanted == WebsiteStatus.ERROR:
+        wanted = TARGET_OF_JOB.get(job_type, WebsiteStatus.ERROR)
+        if wanted == WebsiteStatus.ERROR:
+            return {"skipped": "error"}
+    if wanted == WebsiteStatus.DELETED:
+        return {"skipped": "deleted"}
+    driver = driver_for(site.node)
+    if wanted == WebsiteStatus.DELETING:
+        result = driver.site_remove(site.site_id)
+        now = timezone.now()
+        purge_after = now + timedelta(seconds=settings.WEBSITE_PURGE_GRACE_SECONDS)
+        _converged(site, WebsiteStatus.DELETED, deleted_at=now, purge_after=purge_after)
+        job = job_enqueue(
+            tenant=site.tenant,
+            type="website.purge",
+            payload={"website": str(site.pk)},
+            key=f"website.purge:{site.pk}",
+            obj=site,
+        )
+        Job.all_tenants.filter(pk=job.pk).update(run_after=purge_after)
+        return {**result, "purge_after": purge_after.isoformat()}
+    status = "suspended" if wanted == WebsiteStatus.SUSPENDED else "active"
+    result = driver.site_ensure(site_spec(site, status))
+    _converged(site, wanted if wanted != WebsiteStatus.PENDING else WebsiteStatus.ACTIVE,
+               certificate=result.get("certificate") or {})  # fmt: skip
+    return result
+
+
+def website_purge(*, site: Website) -> dict:
+    if site.status != WebsiteStatus.DELETED:
+        return {"skipped": site.status}
+    return driver_for(site.node).site_purge(site.site_id)
+
+
+def _converged(site: Website, status: str, **changes) -> None:
+    before = site.status
+    site.status = status
+    site.last_error = ""
+    for field, value in changes.items():
+        setattr(site, field, value)
+    site.save()
+    if before != status:
+        audit.record(action=f"website.{status}", obj=site, actor=None, changes={"status": [before, status]})
+
+
+def website_fail(*, website_id, error: str) -> None:
+    with transaction.atomic():
+        site = Website.all_tenants.select_for_update().filter(pk=website_id).first()
+        if site is None or site.status == WebsiteStatus.DELETED:
+            return
+        before = site.status
+        site.status = WebsiteStatus.ERROR
+        site.last_error = error[:2000]
+        site.save()
+        audit.record(action="website.error", obj=site, actor=None, changes={"status": [before, WebsiteStatus.ERROR]})
