@@ -401,10 +401,15 @@ OPERATIONS = (
     "pod_list",
     "heartbeat",
 )
+DNS_OPERATIONS = ("dns_zone_ensure", "dns_zone_delete")  # agent/dns.py: the node's PowerDNS
 
 
 def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
     """Run one operation from plain data (the agent's wire format and the local driver's)."""
+    if op in DNS_OPERATIONS:
+        from . import dns
+
+        return dns.call(op, args)
     if op not in OPERATIONS:
         raise AgentError(f"unknown operation {op!r}", permanent=True)
     if op in ("pod_create", "pod_update"):

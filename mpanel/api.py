@@ -27,6 +27,7 @@ from apps.catalog.public import PublicCatalogView
 from apps.cloudpods.api import CloudPodViewSet
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
+from apps.dns.api import RecordViewSet, ZoneViewSet
 from apps.jobs.api import ProvisioningViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
@@ -64,6 +65,8 @@ router.register("hosting/servers", NodeViewSet, basename="hosting-server")
 router.register("cloudpods", CloudPodViewSet, basename="cloudpod")
 router.register("ops/platform-overview", PlatformOverviewViewSet, basename="platform-overview")
 router.register("ops/overview", OverviewViewSet, basename="ops-overview")
+router.register("hosting/dns", ZoneViewSet, basename="dns-zone")
+router.register(r"hosting/dns/(?P<zone_pk>[0-9a-fA-F-]{36})/records", RecordViewSet, basename="dns-record")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

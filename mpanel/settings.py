@@ -311,3 +311,9 @@ CLOUDPOD_DEFAULT_IMAGE = "busybox"
 CLOUDPOD_TENANT_MAX_PODS = env.int("CLOUDPOD_TENANT_MAX_PODS", default=100)
 CLOUDPOD_TENANT_MAX_MEMORY_MB = env.int("CLOUDPOD_TENANT_MAX_MEMORY_MB", default=64 * 1024)
 CLOUDPOD_RUNTIME_CACHE_SECONDS = env.int("CLOUDPOD_RUNTIME_CACHE_SECONDS", default=5)
+
+# --- domains, DNS and mail -----------------------------------------------------------------------
+INSTALLED_APPS += ["apps.dns"]
+# NS records a new zone gets (the first is the SOA's primary); the SOA's responsible mailbox.
+MPANEL_DNS_NAMESERVERS = env.list("MPANEL_DNS_NAMESERVERS", default=["ns1.mpanel.invalid", "ns2.mpanel.invalid"])
+MPANEL_DNS_HOSTMASTER = env("MPANEL_DNS_HOSTMASTER", default="hostmaster.mpanel.invalid")

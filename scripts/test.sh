@@ -17,6 +17,9 @@ command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(p
 # CloudPods run as real containers: runc, and Debian's static busybox for the image.
 command -v runc >/dev/null || missing+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
+# DNS zones are served by a real PowerDNS authoritative server (SQLite backend) in the tests.
+command -v pdns_server >/dev/null || missing+=(pdns-server)
+dpkg -s pdns-backend-sqlite3 >/dev/null 2>&1 || missing+=(pdns-backend-sqlite3)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

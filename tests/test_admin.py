@@ -36,6 +36,7 @@ from .conftest import PASSWORD, make_user
 
 User = get_user_model()
 OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "billing", "orders"}
+OUR_APPS |= {"dns"}
 READ_ONLY = [AuditEvent, Job, JobAttempt, AuthToken, IdempotencyRecord]
 
 
@@ -84,7 +85,21 @@ def rows(tenant_a, operator) -> dict:
             user=operator, tenant_key=str(tenant.pk), key="idem-1", fingerprint="f" * 64, state="done", status_code=201
         ),
         **billing_rows,
+        **_hosting_rows(tenant_a),
     }
+
+
+def _hosting_rows(fx) -> dict:
+    from apps.dns import services as dns_services
+    from apps.dns.models import Record, Zone
+    from apps.nodes.models import Node
+
+    with fx.scope():
+        node = Node.objects.create(tenant=fx.tenant, hostname="dns-admin", roles=["dns"], vcpu=1, memory_mb=512,
+                                   disk_gb=1, max_pods=0)  # fmt: skip
+        zone = dns_services.zone_create(tenant=fx.tenant, name="admin.example", node=node)
+        record = dns_services.record_create(zone=zone, name="www", type="A", content="192.0.2.1")
+    return {Zone: Zone.all_tenants.get(pk=zone.pk), Record: record}
 
 
 def _billing_rows(tenant, customer) -> dict:

@@ -88,6 +88,13 @@ class NodeDriver:
     def heartbeat(self) -> dict:
         return self._call("heartbeat", {})
 
+    # --- DNS (agent/dns.py: the node's PowerDNS) ------------------------------------------------
+    def dns_zone_ensure(self, zone: dict) -> dict:
+        return self._call("dns_zone_ensure", {"zone": zone})
+
+    def dns_zone_delete(self, name: str) -> dict:
+        return self._call("dns_zone_delete", {"name": name})
+
 
 @lru_cache(maxsize=8)
 def _local_runtime(root: str) -> NodeRuntime:
