@@ -28,6 +28,7 @@ from apps.cloudpods.api import CloudPodViewSet
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.dns.api import RecordViewSet, ZoneViewSet
+from apps.domains.api import DomainViewSet
 from apps.jobs.api import ProvisioningViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
@@ -67,6 +68,7 @@ router.register("ops/platform-overview", PlatformOverviewViewSet, basename="plat
 router.register("ops/overview", OverviewViewSet, basename="ops-overview")
 router.register("hosting/dns", ZoneViewSet, basename="dns-zone")
 router.register(r"hosting/dns/(?P<zone_pk>[0-9a-fA-F-]{36})/records", RecordViewSet, basename="dns-record")
+router.register("hosting/domains", DomainViewSet, basename="domain")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

@@ -317,3 +317,18 @@ INSTALLED_APPS += ["apps.dns"]
 # NS records a new zone gets (the first is the SOA's primary); the SOA's responsible mailbox.
 MPANEL_DNS_NAMESERVERS = env.list("MPANEL_DNS_NAMESERVERS", default=["ns1.mpanel.invalid", "ns2.mpanel.invalid"])
 MPANEL_DNS_HOSTMASTER = env("MPANEL_DNS_HOSTMASTER", default="hostmaster.mpanel.invalid")
+INSTALLED_APPS += ["apps.domains"]
+MPANEL_DOMAIN_REGISTRARS = {"manual": "apps.domains.registrars.ManualRegistrar"}
+# Where ownership TXT records are looked up ("host" or "host:port"); empty: the system's resolvers.
+MPANEL_DNS_RESOLVERS = env.list("MPANEL_DNS_RESOLVERS", default=[])
+MPANEL_DNS_RESOLVER_TIMEOUT = env.float("MPANEL_DNS_RESOLVER_TIMEOUT", default=5.0)
+CELERY_BEAT_SCHEDULE["domains-expire"] = {"task": "domains.expire", "schedule": 3600.0}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "DnsRecordTypeEnum": "apps.dns.models.RECORD_TYPE_CHOICES",
+        "ZoneStatusEnum": "apps.dns.models.ZoneStatus.choices",
+        "DomainStatusEnum": "apps.domains.models.DomainStatus.choices",
+        # a second "type" enum (DNS records) appeared: the product one keeps a name of its own
+        "ProductTypeEnum": "apps.catalog.models.ProductType.choices",
+    }
+)

@@ -4,6 +4,7 @@ from apps.nodes.models import Node
 from apps.tenancy.models import TenantOwnedModel
 
 RECORD_TYPES = ["A", "AAAA", "CNAME", "MX", "TXT", "SRV", "CAA", "NS", "PTR"]
+RECORD_TYPE_CHOICES = [(t, t) for t in RECORD_TYPES]
 
 
 class ZoneStatus(models.TextChoices):
@@ -53,7 +54,7 @@ class Record(TenantOwnedModel):
 
     zone = models.ForeignKey(Zone, on_delete=models.CASCADE, related_name="records")
     name = models.CharField(max_length=253, default="@")
-    type = models.CharField(max_length=8, choices=[(t, t) for t in RECORD_TYPES])
+    type = models.CharField(max_length=8, choices=RECORD_TYPE_CHOICES)
     ttl = models.PositiveIntegerField(null=True, blank=True)  # empty: the zone's default_ttl
     content = models.TextField()
 
