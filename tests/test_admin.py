@@ -36,7 +36,7 @@ from .conftest import PASSWORD, make_user
 
 User = get_user_model()
 OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "billing", "orders"}
-OUR_APPS |= {"dns"}
+OUR_APPS |= {"dns", "domains"}
 READ_ONLY = [AuditEvent, Job, JobAttempt, AuthToken, IdempotencyRecord]
 
 
@@ -99,7 +99,10 @@ def _hosting_rows(fx) -> dict:
                                    disk_gb=1, max_pods=0)  # fmt: skip
         zone = dns_services.zone_create(tenant=fx.tenant, name="admin.example", node=node)
         record = dns_services.record_create(zone=zone, name="www", type="A", content="192.0.2.1")
-    return {Zone: Zone.all_tenants.get(pk=zone.pk), Record: record}
+        from apps.domains import services as domain_services
+
+        domain = domain_services.domain_create(tenant=fx.tenant, name="admin.example")
+    return {Zone: Zone.all_tenants.get(pk=zone.pk), Record: record, type(domain): domain}
 
 
 def _billing_rows(tenant, customer) -> dict:
