@@ -402,6 +402,7 @@ OPERATIONS = (
     "heartbeat",
 )
 DNS_OPERATIONS = ("dns_zone_ensure", "dns_zone_delete")  # agent/dns.py: the node's PowerDNS
+MAIL_OPERATIONS = ("mail_sync",)  # agent/mail.py: Postfix maps and the Dovecot passwd-file
 
 
 def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
@@ -410,6 +411,10 @@ def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
         from . import dns
 
         return dns.call(op, args)
+    if op in MAIL_OPERATIONS:
+        from . import mail
+
+        return mail.mail_sync(runtime.root, args.get("spec") or {})
     if op not in OPERATIONS:
         raise AgentError(f"unknown operation {op!r}", permanent=True)
     if op in ("pod_create", "pod_update"):

@@ -30,6 +30,7 @@ from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.dns.api import RecordViewSet, ZoneViewSet
 from apps.domains.api import DomainViewSet
 from apps.jobs.api import ProvisioningViewSet
+from apps.mail.api import AliasViewSet, MailboxViewSet, MailDomainViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.orders.api import OrderViewSet
@@ -69,6 +70,9 @@ router.register("ops/overview", OverviewViewSet, basename="ops-overview")
 router.register("hosting/dns", ZoneViewSet, basename="dns-zone")
 router.register(r"hosting/dns/(?P<zone_pk>[0-9a-fA-F-]{36})/records", RecordViewSet, basename="dns-record")
 router.register("hosting/domains", DomainViewSet, basename="domain")
+router.register("hosting/email/domains", MailDomainViewSet, basename="mail-domain")
+router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/mailboxes", MailboxViewSet, basename="mailbox")
+router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/aliases", AliasViewSet, basename="mail-alias")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

@@ -332,3 +332,9 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
         "ProductTypeEnum": "apps.catalog.models.ProductType.choices",
     }
 )
+INSTALLED_APPS += ["apps.mail"]
+# The MX host published into a zone of ours for a new mail domain; DKIM RSA key size.
+MPANEL_MAIL_HOSTNAME = env("MPANEL_MAIL_HOSTNAME", default="mail.mpanel.invalid")
+MPANEL_DKIM_KEY_BITS = env.int("MPANEL_DKIM_KEY_BITS", default=2048)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["MailDomainStatusEnum"] = "apps.mail.models.MailDomainStatus.choices"
+MPANEL_MAIL_ARGON2_MEMORY_KB = env.int("MPANEL_MAIL_ARGON2_MEMORY_KB", default=65536)  # mailbox password hashes

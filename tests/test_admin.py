@@ -36,7 +36,7 @@ from .conftest import PASSWORD, make_user
 
 User = get_user_model()
 OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "billing", "orders"}
-OUR_APPS |= {"dns", "domains"}
+OUR_APPS |= {"dns", "domains", "mail"}
 READ_ONLY = [AuditEvent, Job, JobAttempt, AuthToken, IdempotencyRecord]
 
 
@@ -102,7 +102,21 @@ def _hosting_rows(fx) -> dict:
         from apps.domains import services as domain_services
 
         domain = domain_services.domain_create(tenant=fx.tenant, name="admin.example")
-    return {Zone: Zone.all_tenants.get(pk=zone.pk), Record: record, type(domain): domain}
+        from apps.mail import services as mail_services
+
+        node.roles = ["dns", "mail"]
+        node.save()
+        mail_domain = mail_services.mail_domain_create(tenant=fx.tenant, name="mail-admin.example", node=node)
+        mailbox = mail_services.mailbox_create(mail_domain=mail_domain, local_part="ops", password="x" * 12)
+        alias = mail_services.alias_create(mail_domain=mail_domain, local_part="info", destinations=["a@b.example"])
+    return {
+        Zone: Zone.all_tenants.get(pk=zone.pk),
+        Record: record,
+        type(domain): domain,
+        type(mail_domain): mail_domain,
+        type(mailbox): mailbox,
+        type(alias): alias,
+    }
 
 
 def _billing_rows(tenant, customer) -> dict:

@@ -95,6 +95,10 @@ class NodeDriver:
     def dns_zone_delete(self, name: str) -> dict:
         return self._call("dns_zone_delete", {"name": name})
 
+    # --- mail (agent/mail.py: Postfix maps, Dovecot passwd-file) ---------------------------------
+    def mail_sync(self, spec: dict) -> dict:
+        return self._call("mail_sync", {"spec": spec})
+
 
 @lru_cache(maxsize=8)
 def _local_runtime(root: str) -> NodeRuntime:
