@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import grp
+import json
 import os
 import re
 import subprocess
@@ -70,10 +71,29 @@ def _write_map(directory: Path, name: str, entries: list[tuple[str, str]]) -> No
     os.replace(tmp, directory / name)
 
 
+NODE_ID_RE = re.compile(r"^[0-9a-fA-F-]{36}$")
+
+
 def mail_sync(root: Path, spec: dict) -> dict:
-    domains, mailboxes, aliases = _check(spec)
+    """One panel node's mail, kept as ``mail/nodes/<node id>.json``; the maps are rendered from every
+    such file, since several local nodes (of different tenants) share this machine and its daemons."""
+    _check(spec)
+    node_id = str(spec.get("node") or "")
+    if not NODE_ID_RE.match(node_id):
+        raise AgentError("the mail spec needs its node id", permanent=True)
     directory = root / "mail"
-    directory.mkdir(parents=True, exist_ok=True)
+    fragments = directory / "nodes"
+    fragments.mkdir(parents=True, exist_ok=True)
+    tmp = fragments / f".{node_id}.json.new"
+    tmp.write_text(json.dumps(spec, sort_keys=True))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, fragments / f"{node_id}.json")
+    merged: dict = {"domains": [], "mailboxes": [], "aliases": []}
+    for path in sorted(fragments.glob("*.json")):
+        part = json.loads(path.read_text())
+        for key in merged:
+            merged[key].extend(part.get(key) or [])
+    domains, mailboxes, aliases = _check(merged)
     _write_map(directory, "virtual_domains", [(d, "OK") for d in sorted(domains)])
     enabled = sorted((m for m in mailboxes if m.get("enabled", True)), key=lambda m: m["address"])
     boxes = []

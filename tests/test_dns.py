@@ -350,3 +350,14 @@ def test_zone_served_by_powerdns(tenant_a, pdns_node_env, django_capture_on_comm
         assert client.delete(zones_url(zone)).status_code == 202
     assert not Zone.all_tenants.filter(pk=zone.pk).exists()
     assert pdns.serial("served.example.") is None
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_dispatch")
+def test_a_local_server_serves_a_zone_name_for_one_tenant_only(tenant_a, tenant_b):
+    zone_in(tenant_a, "shared.example")
+    dns_node(tenant_b)
+    client = client_for(tenant_b.users[Role.ADMIN], tenant_b.tenant)
+    response = client.post(zones_url(), {"name": "shared.example"}, format="json")
+    assert response.status_code == 409 and response.json()["code"] == "name_taken"
+    assert client.post(zones_url(), {"name": "other.example"}, format="json").status_code == 201

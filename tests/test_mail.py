@@ -247,3 +247,29 @@ def test_dkim_spf_dmarc_published_into_our_zone(tenant_a, pdns_node_env, mail_no
     secret = serialization.load_pem_private_key(domain.dkim_secret_pem.encode(), password=None)
     signature = secret.sign(b"message", padding.PKCS1v15(), hashes.SHA256())
     public.verify(signature, b"message", padding.PKCS1v15(), hashes.SHA256())
+
+
+@pytest.mark.django_db
+def test_two_tenants_on_this_machine_keep_their_own_mail(tenant_a, tenant_b, mail_node_root,  # noqa: F811
+                                                          django_capture_on_commit_callbacks):  # fmt: skip
+    """Every local node is this machine: each node's part is kept apart and the maps hold both."""
+    with django_capture_on_commit_callbacks(execute=True):
+        a = mail_domain_in(tenant_a, "a-mail.example")
+        with tenant_a.scope():
+            services.mailbox_create(mail_domain=a, local_part="ann", password=PASSWORD)
+    with django_capture_on_commit_callbacks(execute=True):
+        b = mail_domain_in(tenant_b, "b-mail.example")
+        with tenant_b.scope():
+            services.mailbox_create(mail_domain=b, local_part="bob", password=PASSWORD)
+    maps = mail_node_root / "mail"
+    for key in ("ann@a-mail.example", "bob@b-mail.example"):
+        found = subprocess.run(["postmap", "-q", key, f"hash:{maps / 'virtual_mailboxes'}"], capture_output=True)
+        assert found.returncode == 0, key
+    assert {line.split(":")[0] for line in (maps / "passwd").read_text().splitlines()} == {
+        "ann@a-mail.example",
+        "bob@b-mail.example",
+    }
+    mail_node(tenant_b)
+    client = client_for(tenant_b.users[Role.ADMIN], tenant_b.tenant)
+    response = client.post(domains_url(), {"name": "a-mail.example"}, format="json")
+    assert response.status_code == 409 and response.json()["code"] == "name_taken"

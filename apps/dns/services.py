@@ -11,7 +11,7 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.jobs.services import job_enqueue
-from apps.nodes.models import Node, NodeStatus
+from apps.nodes.models import Node, NodeStatus, Transport
 
 from . import templates, zonedata
 from .models import Record, Zone, ZoneStatus
@@ -39,6 +39,17 @@ def _pick_node(node: Node | None) -> Node:
     if node is None:
         raise Conflict("No active node with the dns role: add one at /api/v1/ops/servers/.", code="no_dns_node")
     return node
+
+
+def check_server_free(name: str, node: Node, *, model=None, label: str = "zone") -> None:
+    """Every ``local`` node is this one machine with one PowerDNS (one Postfix, one Dovecot): a name
+    served there for one tenant cannot be served there for another. (An ``agent`` node belongs to
+    one tenant, where names are unique already.)"""
+    if node.transport != Transport.LOCAL:
+        return
+    model = model or Zone
+    if model.all_tenants.filter(name=name, node__transport=Transport.LOCAL).exclude(tenant_id=node.tenant_id).exists():
+        raise Conflict(f"This server serves the {label} {name} for another tenant.", code="name_taken")
 
 
 def _locked(zone: Zone) -> Zone:
@@ -75,6 +86,7 @@ def zone_create(
     name = zonedata.zone_name(name)
     origin = name + "."
     node = _pick_node(node)
+    check_server_free(name, node)
     nameservers = [zonedata.zone_name(ns) for ns in (nameservers or settings.MPANEL_DNS_NAMESERVERS)]
     zone = Zone(
         tenant=tenant,

@@ -121,8 +121,12 @@ def mail_domain_create(*, tenant, name: str, node: Node | None = None, customer=
         name = zonedata.zone_name(name)
     except InvalidInput as exc:
         raise InvalidInput(exc.message, field="name") from exc
+    node = _pick_node(node)
+    from apps.dns.services import check_server_free
+
+    check_server_free(name, node, model=MailDomain, label="mail domain")
     secret, public = _dkim_pair()
-    mail_domain = MailDomain(tenant=tenant, name=name, node=_pick_node(node), customer=customer,
+    mail_domain = MailDomain(tenant=tenant, name=name, node=node, customer=customer,
                              catch_all=address(catch_all, "catch_all") if catch_all else "",
                              dkim_secret_pem=secret, dkim_public_key=public)  # fmt: skip
     if customer is not None:
@@ -259,6 +263,7 @@ def node_spec(node_id) -> dict:
     spec_aliases = [{"source": str(a), "destinations": list(a.destinations)} for a in aliases]
     spec_aliases += [{"source": f"@{d.name}", "destinations": [d.catch_all]} for d in domains if d.catch_all]
     return {
+        "node": str(node_id),
         "domains": [d.name for d in domains],
         "mailboxes": [
             {"address": b.address, "password_hash": b.password_hash, "quota_mb": b.quota_mb, "enabled": b.enabled}
