@@ -411,6 +411,8 @@ OPERATIONS = (
     "pod_list",
     "heartbeat",
 )
+DNS_OPERATIONS = ("dns_zone_ensure", "dns_zone_delete")  # agent/dns.py: the node's PowerDNS
+MAIL_OPERATIONS = ("mail_sync",)  # agent/mail.py: Postfix maps and the Dovecot passwd-file
 
 
 WEB_OPERATIONS = ("site_ensure", "site_remove", "site_purge", "site_state")
@@ -436,6 +438,14 @@ def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
         except (TypeError, ValueError) as exc:
             raise AgentError("max_unpacked must be a number", permanent=True) from exc
         return files.OPERATIONS[op](files.SiteFiles(runtime.web.site_dir(site_id), max_unpacked), args)
+    if op in DNS_OPERATIONS:
+        from . import dns
+
+        return dns.call(op, args)
+    if op in MAIL_OPERATIONS:
+        from . import mail
+
+        return mail.mail_sync(runtime.root, args.get("spec") or {})
     if op not in OPERATIONS:
         raise AgentError(f"unknown operation {op!r}", permanent=True)
     if op in ("pod_create", "pod_update"):

@@ -27,8 +27,11 @@ from apps.catalog.public import PublicCatalogView
 from apps.cloudpods.api import CloudPodViewSet
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
+from apps.dns.api import RecordViewSet, ZoneViewSet
+from apps.domains.api import DomainViewSet
 from apps.files.api import FileManagerViewSet
 from apps.jobs.api import ProvisioningViewSet
+from apps.mail.api import AliasViewSet, MailboxViewSet, MailDomainViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.orders.api import OrderViewSet
@@ -88,6 +91,12 @@ router.register("security/shield/events", ShieldEventViewSet, basename="shield-e
 router.register("guardian", GuardianViewSet, basename="guardian-finding")
 router.register("hosting/websites", WebsiteViewSet, basename="website")
 router.register("hosting/files", FileManagerViewSet, basename="hosting-files")
+router.register("hosting/dns", ZoneViewSet, basename="dns-zone")
+router.register(r"hosting/dns/(?P<zone_pk>[0-9a-fA-F-]{36})/records", RecordViewSet, basename="dns-record")
+router.register("hosting/domains", DomainViewSet, basename="domain")
+router.register("hosting/email/domains", MailDomainViewSet, basename="mail-domain")
+router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/mailboxes", MailboxViewSet, basename="mailbox")
+router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/aliases", AliasViewSet, basename="mail-alias")
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

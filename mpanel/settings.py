@@ -343,3 +343,30 @@ WEBSITE_PURGE_GRACE_SECONDS = env.int("WEBSITE_PURGE_GRACE_SECONDS", default=7 *
 # File manager (apps/files): the largest upload, and how much one archive may unpack to.
 FILES_MAX_UPLOAD_BYTES = env.int("FILES_MAX_UPLOAD_BYTES", default=64 * 1024 * 1024)
 FILES_MAX_UNPACKED_BYTES = env.int("FILES_MAX_UNPACKED_BYTES", default=1024**3)
+
+# --- domains, DNS and mail -----------------------------------------------------------------------
+INSTALLED_APPS += ["apps.dns"]
+# NS records a new zone gets (the first is the SOA's primary); the SOA's responsible mailbox.
+MPANEL_DNS_NAMESERVERS = env.list("MPANEL_DNS_NAMESERVERS", default=["ns1.mpanel.invalid", "ns2.mpanel.invalid"])
+MPANEL_DNS_HOSTMASTER = env("MPANEL_DNS_HOSTMASTER", default="hostmaster.mpanel.invalid")
+INSTALLED_APPS += ["apps.domains"]
+MPANEL_DOMAIN_REGISTRARS = {"manual": "apps.domains.registrars.ManualRegistrar"}
+# Where ownership TXT records are looked up ("host" or "host:port"); empty: the system's resolvers.
+MPANEL_DNS_RESOLVERS = env.list("MPANEL_DNS_RESOLVERS", default=[])
+MPANEL_DNS_RESOLVER_TIMEOUT = env.float("MPANEL_DNS_RESOLVER_TIMEOUT", default=5.0)
+CELERY_BEAT_SCHEDULE["domains-expire"] = {"task": "domains.expire", "schedule": 3600.0}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "DnsRecordTypeEnum": "apps.dns.models.RECORD_TYPE_CHOICES",
+        "ZoneStatusEnum": "apps.dns.models.ZoneStatus.choices",
+        "DomainStatusEnum": "apps.domains.models.DomainStatus.choices",
+        # a second "type" enum (DNS records) appeared: the product one keeps a name of its own
+        "ProductTypeEnum": "apps.catalog.models.ProductType.choices",
+    }
+)
+INSTALLED_APPS += ["apps.mail"]
+# The MX host published into a zone of ours for a new mail domain; DKIM RSA key size.
+MPANEL_MAIL_HOSTNAME = env("MPANEL_MAIL_HOSTNAME", default="mail.mpanel.invalid")
+MPANEL_DKIM_KEY_BITS = env.int("MPANEL_DKIM_KEY_BITS", default=2048)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["MailDomainStatusEnum"] = "apps.mail.models.MailDomainStatus.choices"
+MPANEL_MAIL_ARGON2_MEMORY_KB = env.int("MPANEL_MAIL_ARGON2_MEMORY_KB", default=65536)  # mailbox password hashes

@@ -20,6 +20,13 @@ command -v runc >/dev/null || missing+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 # Websites are served by a real nginx in the tests (its own config on loopback ports).
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# DNS zones are served by a real PowerDNS authoritative server (SQLite backend) in the tests.
+command -v pdns_server >/dev/null || missing+=(pdns-server)
+dpkg -s pdns-backend-sqlite3 >/dev/null 2>&1 || missing+=(pdns-backend-sqlite3)
+# Mail: postmap checks the rendered Postfix maps; a real Dovecot serves IMAP logins in the tests.
+command -v postmap >/dev/null || missing+=(postfix)
+command -v dovecot >/dev/null || missing+=(dovecot-core)
+dpkg -s dovecot-imapd >/dev/null 2>&1 || missing+=(dovecot-imapd)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -36,6 +36,7 @@ from .conftest import PASSWORD, admin_login, make_user
 
 User = get_user_model()
 OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "billing", "orders", "websites"}
+OUR_APPS |= {"dns", "domains", "mail"}
 READ_ONLY = [AuditEvent, Job, JobAttempt, AuthToken, IdempotencyRecord]
 
 
@@ -85,6 +86,37 @@ def rows(tenant_a, operator) -> dict:
         ),
         **billing_rows,
         **website_rows,
+        **_hosting_rows(tenant_a),
+    }
+
+
+def _hosting_rows(fx) -> dict:
+    from apps.dns import services as dns_services
+    from apps.dns.models import Record, Zone
+    from apps.nodes.models import Node
+
+    with fx.scope():
+        node = Node.objects.create(tenant=fx.tenant, hostname="dns-admin", roles=["dns"], vcpu=1, memory_mb=512,
+                                   disk_gb=1, max_pods=0)  # fmt: skip
+        zone = dns_services.zone_create(tenant=fx.tenant, name="admin.example", node=node)
+        record = dns_services.record_create(zone=zone, name="www", type="A", content="192.0.2.1")
+        from apps.domains import services as domain_services
+
+        domain = domain_services.domain_create(tenant=fx.tenant, name="admin.example")
+        from apps.mail import services as mail_services
+
+        node.roles = ["dns", "mail"]
+        node.save()
+        mail_domain = mail_services.mail_domain_create(tenant=fx.tenant, name="mail-admin.example", node=node)
+        mailbox = mail_services.mailbox_create(mail_domain=mail_domain, local_part="ops", password="x" * 12)
+        alias = mail_services.alias_create(mail_domain=mail_domain, local_part="info", destinations=["a@b.example"])
+    return {
+        Zone: Zone.all_tenants.get(pk=zone.pk),
+        Record: record,
+        type(domain): domain,
+        type(mail_domain): mail_domain,
+        type(mailbox): mailbox,
+        type(alias): alias,
     }
 
 

@@ -104,6 +104,17 @@ class NodeDriver:
     def file_op(self, op: str, site_id: str, **args) -> dict:
         return self._call(f"file_{op}", {"site": site_id, **args})
 
+    # --- DNS (agent/dns.py: the node's PowerDNS) ------------------------------------------------
+    def dns_zone_ensure(self, zone: dict) -> dict:
+        return self._call("dns_zone_ensure", {"zone": zone})
+
+    def dns_zone_delete(self, name: str) -> dict:
+        return self._call("dns_zone_delete", {"name": name})
+
+    # --- mail (agent/mail.py: Postfix maps, Dovecot passwd-file) ---------------------------------
+    def mail_sync(self, spec: dict) -> dict:
+        return self._call("mail_sync", {"spec": spec})
+
 
 @lru_cache(maxsize=8)
 def _local_runtime(root: str) -> NodeRuntime:

@@ -1,0 +1,158 @@
+"""Node side of DNS: converge a PowerDNS authoritative server to the panel's zones over its HTTP API.
+
+The node's PowerDNS is named by the node's environment (never by the panel):
+``MPANEL_PDNS_API_URL`` (e.g. ``http://127.0.0.1:8081``), ``MPANEL_PDNS_API_KEY`` and
+``MPANEL_PDNS_SERVER_ID`` (default ``localhost``). Standard library only, like the rest of the agent.
+
+A zone spec is plain data: ``{"name": "example.com.", "rrsets": [{"name", "type", "ttl",
+"records": ["<rdata in presentation format, absolute names>"]}]}`` with the SOA among the rrsets.
+``zone_ensure`` is idempotent: it creates the zone when absent and otherwise replaces every rrset
+that differs and deletes the ones the spec does not hold, so a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from .runtime import AgentError
+
+ZONE_NAME_RE = re.compile(r"^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+$")
+
+
+class PowerDNS:
+    def __init__(self, api_url: str | None = None, api_key: str | None = None, server_id: str | None = None):
+        self.api_url = (api_url or os.environ.get("MPANEL_PDNS_API_URL") or "").rstrip("/")
+        self.api_key = api_key or os.environ.get("MPANEL_PDNS_API_KEY") or ""
+        self.server_id = server_id or os.environ.get("MPANEL_PDNS_SERVER_ID") or "localhost"
+        if not self.api_url or not self.api_key:
+            raise AgentError("this node has no PowerDNS API configured (MPANEL_PDNS_API_URL, MPANEL_PDNS_API_KEY)")
+
+    def _request(self, method: str, path: str, body=None, timeout: float = 20):
+        url = f"{self.api_url}/api/v1/servers/{urllib.parse.quote(self.server_id)}{path}"
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"X-API-Key": self.api_key, "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+                raw = response.read()
+                return response.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as exc:
+            raw = exc.read() or b""
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                payload = {"error": raw.decode(errors="replace")[:500]}
+            return exc.code, payload
+        except (urllib.error.URLError, OSError) as exc:
+            raise AgentError(f"PowerDNS API unreachable at {self.api_url}: {exc}") from exc
+
+    @staticmethod
+    def _zone_id(name: str) -> str:
+        return urllib.parse.quote(name, safe="")
+
+    def zone_read(self, name: str) -> dict | None:
+        status, data = self._request("GET", f"/zones/{self._zone_id(name)}")
+        if status in (404, 422):
+            return None
+        if status != 200:
+            raise AgentError(f"PowerDNS: reading {name} failed ({status}): {data}")
+        return data
+
+    def zone_ensure(self, spec: dict) -> dict:
+        name = _zone_name(spec)
+        wanted = {(r["name"], r["type"]): r for r in _rrsets(spec)}
+        current = self.zone_read(name)
+        if current is None:
+            body = {
+                "name": name,
+                "kind": "Native",
+                "nameservers": [],
+                "soa_edit": "",
+                "soa_edit_api": "",
+                "rrsets": [_api_rrset(r) for r in wanted.values()],
+            }
+            status, data = self._request("POST", "/zones", body)
+            if status != 201:
+                raise AgentError(f"PowerDNS: creating {name} failed ({status}): {data}", permanent=status == 422)
+            return {"zone": name, "created": True, "changed": len(wanted)}
+        if current.get("soa_edit_api") or current.get("soa_edit"):
+            self._request("PUT", f"/zones/{self._zone_id(name)}", {"soa_edit_api": "", "soa_edit": ""})
+        present = {
+            (r["name"], r["type"]): {
+                "name": r["name"],
+                "type": r["type"],
+                "ttl": r["ttl"],
+                "records": sorted(x["content"] for x in r.get("records", []) if not x.get("disabled")),
+            }
+            for r in current.get("rrsets", [])
+        }
+        changes = []
+        for key, rrset in wanted.items():
+            have = present.get(key)
+            if have is None or have["ttl"] != rrset["ttl"] or have["records"] != sorted(rrset["records"]):
+                changes.append({**_api_rrset(rrset), "changetype": "REPLACE"})
+        for key in present.keys() - wanted.keys():
+            changes.append({"name": key[0], "type": key[1], "changetype": "DELETE"})
+        if changes:
+            status, data = self._request("PATCH", f"/zones/{self._zone_id(name)}", {"rrsets": changes})
+            if status != 204:
+                raise AgentError(f"PowerDNS: updating {name} failed ({status}): {data}", permanent=status == 422)
+        return {"zone": name, "created": False, "changed": len(changes)}
+
+    def zone_delete(self, name: str) -> dict:
+        name = _zone_name({"name": name})
+        status, data = self._request("DELETE", f"/zones/{self._zone_id(name)}")
+        if status in (204, 404, 422):
+            return {"zone": name, "deleted": status == 204}
+        raise AgentError(f"PowerDNS: deleting {name} failed ({status}): {data}")
+
+
+def _zone_name(spec: dict) -> str:
+    name = str(spec.get("name") or "").lower()
+    if not name.endswith("."):
+        name += "."
+    if not ZONE_NAME_RE.match(name):
+        raise AgentError(f"bad zone name {name!r}", permanent=True)
+    return name
+
+
+def _rrsets(spec: dict) -> list[dict]:
+    out = []
+    try:
+        for r in spec.get("rrsets") or []:
+            out.append(
+                {
+                    "name": str(r["name"]).lower(),
+                    "type": str(r["type"]).upper(),
+                    "ttl": int(r["ttl"]),
+                    "records": [str(c) for c in r["records"]],
+                }
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AgentError(f"bad zone spec: {exc}", permanent=True) from exc
+    return out
+
+
+def _api_rrset(rrset: dict) -> dict:
+    return {
+        "name": rrset["name"],
+        "type": rrset["type"],
+        "ttl": rrset["ttl"],
+        "records": [{"content": c, "disabled": False} for c in rrset["records"]],
+    }
+
+
+def call(op: str, args: dict) -> dict:
+    pdns = PowerDNS()
+    if op == "dns_zone_ensure":
+        return pdns.zone_ensure(args.get("zone") or {})
+    if op == "dns_zone_delete":
+        return pdns.zone_delete(str(args.get("name") or ""))
+    raise AgentError(f"unknown operation {op!r}", permanent=True)

@@ -1,0 +1,246 @@
+"""DNS writes. Each change validates the zone's whole candidate record set (zonedata), writes,
+bumps the SOA serial, records the audit event and stores a ``dns.zone.sync`` job in the same
+transaction; the job converges the node's PowerDNS to the zone as it is then."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.common.exceptions import Conflict, InvalidInput
+from apps.jobs.services import job_enqueue
+from apps.nodes.models import Node, NodeStatus, Transport
+
+from . import templates, zonedata
+from .models import Record, Zone, ZoneStatus
+
+ZONE_FIELDS = ["name", "node", "status", "serial", "default_ttl", "soa_mname", "soa_rname", "soa_refresh",
+               "soa_retry", "soa_expire", "soa_minimum"]  # fmt: skip
+RECORD_FIELDS = ["zone", "name", "type", "ttl", "content"]
+SETTABLE = ["default_ttl", "soa_mname", "soa_rname", "soa_refresh", "soa_retry", "soa_expire", "soa_minimum"]
+
+
+def _actor(actor) -> dict:
+    return {"actor": actor} if actor is not None else {}
+
+
+def _recs(zone: Zone, rows) -> list[zonedata.Rec]:
+    return [zonedata.Rec(r.name, r.type, r.ttl, r.content) for r in rows]
+
+
+def _pick_node(node: Node | None) -> Node:
+    if node is not None:
+        if "dns" not in (node.roles or []):
+            raise InvalidInput("This node does not have the dns role.", field="node")
+        return node
+    node = Node.objects.filter(status=NodeStatus.ACTIVE, roles__contains=["dns"]).order_by("hostname").first()
+    if node is None:
+        raise Conflict("No active node with the dns role: add one at /api/v1/ops/servers/.", code="no_dns_node")
+    return node
+
+
+def check_server_free(name: str, node: Node, *, model=None, label: str = "zone") -> None:
+    """Every ``local`` node is this one machine with one PowerDNS (one Postfix, one Dovecot): a name
+    served there for one tenant cannot be served there for another. (An ``agent`` node belongs to
+    one tenant, where names are unique already.)"""
+    if node.transport != Transport.LOCAL:
+        return
+    model = model or Zone
+    if model.all_tenants.filter(name=name, node__transport=Transport.LOCAL).exclude(tenant_id=node.tenant_id).exists():
+        raise Conflict(f"This server serves the {label} {name} for another tenant.", code="name_taken")
+
+
+def _locked(zone: Zone) -> Zone:
+    return Zone.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=zone.pk)
+
+
+def _changed(zone: Zone, actor) -> None:
+    """Bump the serial, mark the zone pending and store the push."""
+    zone.serial = zonedata.next_serial(zone.serial, timezone.localdate())
+    if zone.status != ZoneStatus.DELETING:
+        zone.status = ZoneStatus.PENDING
+    zone.save()
+    job_enqueue(tenant=zone.tenant, type="dns.zone.sync", payload={"zone": str(zone.pk)}, actor=actor, obj=zone)
+
+
+def _live(zone: Zone) -> None:
+    if zone.status == ZoneStatus.DELETING:
+        raise Conflict("This zone is being deleted.")
+
+
+@transaction.atomic
+def zone_create(
+    *,
+    tenant,
+    name: str,
+    node: Node | None = None,
+    template: str | None = None,
+    template_vars: dict | None = None,
+    nameservers: list[str] | None = None,
+    zone_file: str | None = None,
+    actor=None,
+    **soa,
+) -> Zone:
+    name = zonedata.zone_name(name)
+    origin = name + "."
+    node = _pick_node(node)
+    check_server_free(name, node)
+    nameservers = [zonedata.zone_name(ns) for ns in (nameservers or settings.MPANEL_DNS_NAMESERVERS)]
+    zone = Zone(
+        tenant=tenant,
+        name=name,
+        node=node,
+        soa_mname=soa.pop("soa_mname", None) or nameservers[0],
+        soa_rname=soa.pop("soa_rname", None) or settings.MPANEL_DNS_HOSTMASTER,
+    )
+    rows = [zonedata.record("@", "NS", None, ns + ".", origin) for ns in nameservers]
+    if template:
+        for row in templates.render(template, template_vars or {}, name):
+            rows.append(zonedata.record(row["name"], row["type"], None, row["content"], origin))
+    if zone_file:
+        imported, timers = zonedata.parse_master_file(zone_file, origin)
+        soa = {**timers, **soa}
+        rows = imported if any(r.type == "NS" and r.name == "@" for r in imported) else rows + imported
+    for key, value in soa.items():
+        if key in SETTABLE and value is not None:
+            setattr(zone, key, value)
+    zonedata.check_zone(rows)
+    try:
+        with transaction.atomic():
+            zone.save(force_insert=True)
+    except IntegrityError as exc:
+        raise InvalidInput("This tenant has a zone of this name already.", field="name") from exc
+    Record.objects.bulk_create(
+        [Record(tenant=tenant, zone=zone, name=r.name, type=r.type, ttl=r.ttl, content=r.content) for r in rows]
+    )
+    audit.record(action="dns.zone.create", obj=zone, after={**audit.snapshot(zone, ZONE_FIELDS),
+                 "records": [r.label() for r in rows]}, **_actor(actor))  # fmt: skip
+    _changed(zone, actor)
+    return zone
+
+
+@transaction.atomic
+def zone_update(*, zone: Zone, data: dict, actor=None) -> Zone:
+    zone = _locked(zone)
+    _live(zone)
+    before = audit.snapshot(zone, ZONE_FIELDS)
+    for key in SETTABLE:
+        if key in data and data[key] is not None:
+            value = data[key]
+            if key in ("soa_mname", "soa_rname"):
+                value = zonedata.zone_name(value) if key == "soa_mname" else str(value).strip().rstrip(".").lower()
+            setattr(zone, key, value)
+    _changed(zone, actor)
+    audit.record(action="dns.zone.update", obj=zone, before=before, after=audit.snapshot(zone, ZONE_FIELDS),
+                 **_actor(actor))  # fmt: skip
+    return zone
+
+
+@transaction.atomic
+def zone_delete(*, zone: Zone, actor=None) -> Zone:
+    """The zone is withdrawn from the node by a job, which then deletes the row."""
+    zone = _locked(zone)
+    _live(zone)
+    before = audit.snapshot(zone, ZONE_FIELDS)
+    zone.status = ZoneStatus.DELETING
+    zone.save()
+    audit.record(action="dns.zone.delete", obj=zone, before=before, after=audit.snapshot(zone, ZONE_FIELDS),
+                 **_actor(actor))  # fmt: skip
+    job_enqueue(tenant=zone.tenant, type="dns.zone.delete", payload={"zone": str(zone.pk)}, actor=actor, obj=zone)
+    return zone
+
+
+def _replace_check(zone: Zone, *, drop=None, add: list[zonedata.Rec] = (), field: str = "records") -> None:
+    current = [r for r in zone.records.all() if r.pk != getattr(drop, "pk", None)]
+    zonedata.check_zone(_recs(zone, current) + list(add), field=field)
+
+
+@transaction.atomic
+def record_create(*, zone: Zone, name: str, type: str, content: str, ttl: int | None = None, actor=None) -> Record:
+    zone = _locked(zone)
+    _live(zone)
+    rec = zonedata.record(name, type, ttl, content, zone.origin)
+    _replace_check(zone, add=[rec], field="content")
+    record = Record.objects.create(tenant=zone.tenant, zone=zone, name=rec.name, type=rec.type, ttl=rec.ttl,
+                                   content=rec.content)  # fmt: skip
+    audit.record(action="dns.record.create", obj=record, after=audit.snapshot(record, RECORD_FIELDS), **_actor(actor))
+    _changed(zone, actor)
+    return record
+
+
+@transaction.atomic
+def record_update(*, record: Record, data: dict, actor=None) -> Record:
+    zone = _locked(record.zone)
+    _live(zone)
+    record = Record.objects.get(pk=record.pk)
+    before = audit.snapshot(record, RECORD_FIELDS)
+    rec = zonedata.record(
+        data.get("name", record.name),
+        data.get("type", record.type),
+        data.get("ttl", record.ttl),
+        data.get("content", record.content),
+        zone.origin,
+    )
+    _replace_check(zone, drop=record, add=[rec], field="content")
+    record.name, record.type, record.ttl, record.content = rec.name, rec.type, rec.ttl, rec.content
+    record.save()
+    audit.record(action="dns.record.update", obj=record, before=before, after=audit.snapshot(record, RECORD_FIELDS),
+                 **_actor(actor))  # fmt: skip
+    _changed(zone, actor)
+    return record
+
+
+@transaction.atomic
+def record_delete(*, record: Record, actor=None) -> None:
+    zone = _locked(record.zone)
+    _live(zone)
+    audit.record(action="dns.record.delete", obj=record, before=audit.snapshot(record, RECORD_FIELDS),
+                 **_actor(actor))  # fmt: skip
+    record.delete()
+    _changed(zone, actor)
+
+
+@transaction.atomic
+def zone_import(*, zone: Zone, zone_file: str, replace: bool = True, actor=None) -> Zone:
+    """Records of an RFC 1035 master file; ``replace`` drops the zone's current records first.
+    The SOA's timers are taken; its serial is not (ours only grows)."""
+    zone = _locked(zone)
+    _live(zone)
+    rows, timers = zonedata.parse_master_file(zone_file, zone.origin)
+    keep = [] if replace else _recs(zone, zone.records.all())
+    zonedata.check_zone(keep + rows, field="zone_file")
+    before = audit.snapshot(zone, ZONE_FIELDS)
+    if replace:
+        zone.records.all().delete()
+    Record.objects.bulk_create(
+        [Record(tenant=zone.tenant, zone=zone, name=r.name, type=r.type, ttl=r.ttl, content=r.content) for r in rows]
+    )
+    for key, value in timers.items():
+        setattr(zone, key, value)
+    _changed(zone, actor)
+    audit.record(action="dns.zone.import", obj=zone, before=before, after={**audit.snapshot(zone, ZONE_FIELDS),
+                 "records": [r.label() for r in rows], "replace": replace}, **_actor(actor))  # fmt: skip
+    return zone
+
+
+def zone_spec(zone: Zone) -> dict:
+    """The zone as the node wants it (agent/dns.py): rrsets with absolute names, the SOA included.
+    Records of one name and type form one rrset; its TTL is the lowest of theirs."""
+    origin = zone.origin
+    rrsets: dict[tuple[str, str], dict] = {
+        (origin, "SOA"): {"name": origin, "type": "SOA", "ttl": zone.default_ttl,
+                          "records": [zonedata.soa_content(zone)]},
+    }  # fmt: skip
+    for r in zone.records.all():
+        owner = zonedata.fqdn(r.name, origin)
+        ttl = r.ttl if r.ttl is not None else zone.default_ttl
+        rrset = rrsets.setdefault((owner, r.type), {"name": owner, "type": r.type, "ttl": ttl, "records": []})
+        rrset["ttl"] = min(rrset["ttl"], ttl)
+        rrset["records"].append(r.content)
+    return {"name": origin, "serial": zone.serial, "rrsets": list(rrsets.values())}
+
+
+def zone_export(zone: Zone) -> str:
+    return zonedata.master_file(zone, zone.records.all())

@@ -1,0 +1,236 @@
+"""DNS data rules, checked with dnspython: names, record syntax, zone-wide rules, master files.
+
+Pure functions over plain values (no database): the services call them on the zone's whole
+candidate record set before writing anything, so a bad record leaves the zone unchanged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from datetime import date
+
+import dns.exception
+import dns.name
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.tokenizer
+import dns.zonefile
+
+from apps.common.exceptions import InvalidInput
+
+from .models import RECORD_TYPES
+
+TXT_CHUNK = 255  # one <character-string> holds at most 255 bytes (RFC 1035 §3.3)
+NAME_TARGET = {"CNAME", "NS", "PTR", "MX", "SRV"}  # the last field is a host name
+
+
+@dataclass
+class Rec:
+    """A record as the rules see it: relative name, type, ttl (or None), canonical content."""
+
+    name: str
+    type: str
+    ttl: int | None
+    content: str
+
+    def label(self) -> str:
+        return f"{self.name} {self.type} {self.content}"
+
+
+def zone_name(value: str) -> str:
+    """The IDNA (A-label) form of a zone name, lower case, without the trailing dot."""
+    text = str(value or "").strip().rstrip(".")
+    if not text:
+        raise InvalidInput("A zone name is required.", field="name")
+    try:
+        name = dns.name.from_unicode(text)
+    except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
+        raise InvalidInput(f"Not a valid domain name: {exc}", field="name") from exc
+    if len(name.labels) < 3:  # two labels and the root
+        raise InvalidInput("A zone needs at least two labels (example.com).", field="name")
+    for label in name.labels[:-1]:
+        if label.startswith(b"-") or label.endswith(b"-"):
+            raise InvalidInput("A label cannot start or end with a hyphen.", field="name")
+    return name.to_text().rstrip(".").lower()
+
+
+def record_name(value: str, origin: str) -> str:
+    """A record's owner name relative to the zone: ``@``, ``www``, ``_sip._tcp``. An absolute name
+    (trailing dot) must be inside the zone; without a dot it is relative, as in a master file."""
+    text = str(value or "@").strip() or "@"
+    zone = dns.name.from_text(origin)
+    try:
+        name = dns.name.from_unicode(text, origin=zone) if text != "@" else zone
+    except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
+        raise InvalidInput(f"Not a valid record name: {exc}", field="name") from exc
+    if not name.is_subdomain(zone):
+        raise InvalidInput(f"{name} is outside the zone {origin}.", field="name")
+    return name.relativize(zone).to_text().lower()
+
+
+def _txt(content: str) -> str:
+    """Plain text becomes quoted strings of at most 255 bytes; quoted input is taken as written."""
+    text = content.strip()
+    if text.startswith('"'):
+        return text
+    chunks, current, size = [], [], 0
+    for char in content:
+        width = len(char.encode())
+        if size + width > TXT_CHUNK:
+            chunks.append("".join(current))
+            current, size = [], 0
+        current.append(char)
+        size += width
+    chunks.append("".join(current))
+    return " ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in chunks)
+
+
+def rdata(rtype: str, content: str, origin: str) -> dns.rdata.Rdata:
+    rtype = str(rtype or "").upper()
+    if rtype not in RECORD_TYPES:
+        raise InvalidInput(f"Type must be one of {', '.join(RECORD_TYPES)}.", field="type")
+    text = _txt(content) if rtype == "TXT" else str(content or "").strip()
+    if not text:
+        raise InvalidInput("Content is required.", field="content")
+    try:
+        rd = dns.rdata.from_text(dns.rdataclass.IN, rtype, text, origin=dns.name.from_text(origin), relativize=False)
+    except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
+        raise InvalidInput(f"Not valid {rtype} data: {exc}", field="content") from exc
+    if rtype in NAME_TARGET:
+        target = text.split()[-1].rstrip(".")  # as written: "10 192.0.2.1" would become a name in the zone
+        if _is_ip(target):
+            raise InvalidInput(f"The {rtype} target must be a host name, not an address ({target}).", field="content")
+    return rd
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def canonical(rtype: str, content: str, origin: str) -> str:
+    """The content as stored and served: dnspython's presentation format with absolute names."""
+    return rdata(rtype, content, origin).to_text(origin=None, relativize=False)
+
+
+def record(name: str, rtype: str, ttl, content: str, origin: str) -> Rec:
+    if ttl is not None and not (0 <= int(ttl) <= 2_147_483_647):
+        raise InvalidInput("TTL must be between 0 and 2147483647.", field="ttl")
+    rtype = str(rtype or "").upper()
+    return Rec(record_name(name, origin), rtype, ttl, canonical(rtype, content, origin))
+
+
+def check_zone(records: list[Rec], *, field: str = "records") -> None:
+    """Zone-wide rules; the first broken one is a 400 naming the record at fault."""
+    seen: set[tuple[str, str, str]] = set()
+    types_at: dict[str, set[str]] = {}
+    for rec in records:
+        key = (rec.name, rec.type, rec.content)
+        if key in seen:
+            raise InvalidInput(f"Duplicate record: {rec.label()}.", field=field, code="duplicate")
+        seen.add(key)
+        types_at.setdefault(rec.name, set()).add(rec.type)
+    for rec in records:
+        if rec.type != "CNAME":
+            continue
+        if rec.name == "@":
+            raise InvalidInput(f"No CNAME at the zone apex: {rec.label()}.", field=field)
+        others = types_at[rec.name] - {"CNAME"}
+        if others:
+            raise InvalidInput(
+                f"A CNAME cannot sit beside other records ({', '.join(sorted(others))}) at the same name: "
+                f"{rec.label()}.",
+                field=field,
+            )
+        if sum(1 for r in records if r.name == rec.name and r.type == "CNAME") > 1:
+            raise InvalidInput(f"Only one CNAME per name: {rec.label()}.", field=field)
+
+
+def next_serial(current: int, today: date) -> int:
+    """YYYYMMDDnn: the first change of a day is nn=01, each further one adds 1 (past 99 it runs into
+    the next day's numbers, as RFC 1912 allows: serials only need to grow)."""
+    return max(int(current or 0) + 1, int(today.strftime("%Y%m%d")) * 100 + 1)
+
+
+def fqdn(name: str, origin: str) -> str:
+    return origin if name == "@" else f"{name}.{origin}"
+
+
+def soa_content(zone) -> str:
+    return (
+        f"{_abs(zone.soa_mname)} {_abs(zone.soa_rname)} {zone.serial} "
+        f"{zone.soa_refresh} {zone.soa_retry} {zone.soa_expire} {zone.soa_minimum}"
+    )
+
+
+def _abs(name: str) -> str:
+    return name if name.endswith(".") else name + "."
+
+
+def master_file(zone, records) -> str:
+    """RFC 1035 master format: $ORIGIN, $TTL, the SOA, then every record."""
+    lines = [f"$ORIGIN {zone.origin}", f"$TTL {zone.default_ttl}"]
+    lines.append(f"@\t{zone.default_ttl}\tIN\tSOA\t{soa_content(zone)}")
+    for r in records:
+        lines.append(f"{r.name}\t{r.ttl if r.ttl is not None else zone.default_ttl}\tIN\t{r.type}\t{r.content}")
+    return "\n".join(lines) + "\n"
+
+
+class _Collect:
+    """The smallest transaction dnspython's master-file reader writes into: it keeps every record
+    in order and leaves the zone rules (CNAME beside data) to check_zone, which names the record."""
+
+    def __init__(self, origin: str):
+        self.manager = dns.zonefile.RRSetsReaderManager(dns.name.from_text(origin), False, dns.rdataclass.IN)
+        self.rows: list[tuple] = []
+
+    def check_put_rdataset(self, check) -> None:
+        pass
+
+    def _set_origin(self, origin) -> None:
+        pass
+
+    def add(self, name, ttl, rd) -> None:
+        self.rows.append((name, ttl, rd))
+
+
+def _read_master_file(text: str, origin: str) -> list[tuple]:
+    """(name, ttl, rdata) of a master file as written: $ORIGIN and $TTL are followed, $INCLUDE and
+    $GENERATE refused."""
+    txn = _Collect(origin)
+    tokenizer = dns.tokenizer.Tokenizer(text, "<zone file>")
+    dns.zonefile.Reader(tokenizer, dns.rdataclass.IN, txn, allow_directives={"$ORIGIN", "$TTL"}).read()
+    return txn.rows
+
+
+def parse_master_file(text: str, origin: str) -> tuple[list[Rec], dict]:
+    """Records of a master file (SOA apart) and the SOA's timers, if any."""
+    try:
+        rows = _read_master_file(text, origin)
+    except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
+        raise InvalidInput(f"Not a valid zone file: {exc}", field="zone_file") from exc
+    soa: dict = {}
+    out: list[Rec] = []
+    zone = dns.name.from_text(origin)
+    for name, ttl, rd in rows:
+        rtype = dns.rdatatype.to_text(rd.rdtype)
+        if not name.is_subdomain(zone):
+            raise InvalidInput(f"{name} is outside the zone {origin}.", field="zone_file")
+        relative = name.relativize(zone).to_text().lower()
+        if rtype == "SOA":
+            if relative == "@":
+                soa = {"soa_refresh": rd.refresh, "soa_retry": rd.retry, "soa_expire": rd.expire,
+                       "soa_minimum": rd.minimum}  # fmt: skip
+            continue
+        if rtype not in RECORD_TYPES:
+            raise InvalidInput(f"Unsupported record type {rtype} at {relative}.", field="zone_file")
+        try:
+            out.append(record(relative, rtype, ttl, rd.to_text(origin=None, relativize=False), origin))
+        except InvalidInput as exc:
+            raise InvalidInput(f"{relative} {rtype}: {exc.message}", field="zone_file") from exc
+    return out, soa

@@ -1,0 +1,17 @@
+from django.contrib import admin
+
+from apps.common.admin import ReadOnlyAdmin
+
+from .models import Domain
+
+
+@admin.register(Domain)
+class DomainAdmin(ReadOnlyAdmin):
+    """Domains change through their services (registrar driver, verification, billing): read-only here."""
+
+    list_display = ["name", "status", "customer", "registrar", "expires_at", "auto_renew", "verified_at", "tenant"]
+    list_filter = ["status", "registrar", "auto_renew", "tenant"]
+    search_fields = ["name", "id"]
+    list_select_related = ["customer", "tenant"]
+    date_hierarchy = "expires_at"
+    show_full_result_count = False

@@ -1,0 +1,154 @@
+"""/api/v1/hosting/domains. Roles (CONTRACT §4 rule): reads MEMBER+; create, update, delete and
+verify ADMIN+; renew BILLING+ (it costs money); transfer out OWNER (ownership leaves the tenant)."""
+
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from apps.customers.models import Customer
+from apps.tenancy.roles import Role
+from apps.tenancy.viewsets import TenantModelViewSet
+
+from . import registrars, services
+from .models import Domain, DomainStatus
+
+
+class DomainSerializer(serializers.ModelSerializer):
+    customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects, required=False, allow_null=True)
+    unicode_name = serializers.CharField(read_only=True)
+    verification = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Domain
+        fields = ["id", "name", "unicode_name", "customer", "status", "registrar", "registered_at", "expires_at",
+                  "auto_renew", "nameservers", "renewal_price", "verified_at", "verification", "created_at",
+                  "updated_at"]  # fmt: skip
+        read_only_fields = ["status", "verified_at", "created_at", "updated_at"]
+
+    def get_verification(self, domain) -> dict:
+        """The TXT record that proves ownership."""
+        return {"name": domain.challenge_name, "type": "TXT", "content": domain.challenge_value}
+
+
+class DomainCreateSerializer(DomainSerializer):
+    name = serializers.CharField(max_length=253)
+    registrar = serializers.CharField(max_length=32, required=False, default="manual")
+    years = serializers.IntegerField(min_value=1, max_value=10, required=False, default=1)
+    nameservers = serializers.ListField(child=serializers.CharField(max_length=253), required=False, max_length=13)
+
+    class Meta(DomainSerializer.Meta):
+        fields = [*DomainSerializer.Meta.fields, "years"]
+
+    def validate_registrar(self, value):
+        if value not in registrars.names():
+            raise serializers.ValidationError(f"Choose one of {', '.join(registrars.names())}.")
+        return value
+
+
+class DomainUpdateSerializer(serializers.Serializer):
+    customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects, required=False, allow_null=True)
+    auto_renew = serializers.BooleanField(required=False)
+    renewal_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False,
+                                             allow_null=True)  # fmt: skip
+    expires_at = serializers.DateField(required=False, allow_null=True)
+    nameservers = serializers.ListField(child=serializers.CharField(max_length=253), required=False, max_length=13)
+
+
+class RenewSerializer(serializers.Serializer):
+    years = serializers.IntegerField(min_value=1, max_value=10, default=1)
+
+
+class RenewAnswerSerializer(DomainSerializer):
+    invoice = serializers.SerializerMethodField()
+
+    class Meta(DomainSerializer.Meta):
+        fields = [*DomainSerializer.Meta.fields, "invoice"]
+
+    def get_invoice(self, domain) -> str | None:
+        invoice = getattr(domain, "renewal_invoice", None)
+        return str(invoice.pk) if invoice else None
+
+
+class DomainFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=DomainStatus.choices)
+    expires_before = filters.DateFilter(field_name="expires_at", lookup_expr="lt")
+
+    class Meta:
+        model = Domain
+        fields = ["status", "customer", "registrar", "auto_renew", "expires_before"]
+
+
+class DomainViewSet(TenantModelViewSet):
+    queryset = Domain.objects.all()
+    serializer_class = DomainSerializer
+    filterset_class = DomainFilter
+    search_fields = ["name"]
+    ordering_fields = ["name", "expires_at", "created_at", "status"]
+    ordering = ["name"]
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    required_roles = {
+        "list": Role.MEMBER,
+        "retrieve": Role.MEMBER,
+        "create": Role.ADMIN,
+        "update": Role.ADMIN,
+        "partial_update": Role.ADMIN,
+        "destroy": Role.ADMIN,
+        "verify": Role.ADMIN,
+        "renew": Role.BILLING,
+        "transfer_out": Role.OWNER,
+    }
+
+    def get_serializer_class(self):
+        return {
+            "create": DomainCreateSerializer,
+            "update": DomainUpdateSerializer,
+            "partial_update": DomainUpdateSerializer,
+            "renew": RenewSerializer,
+        }.get(self.action, DomainSerializer)
+
+    def perform_create(self, serializer):
+        serializer.instance = services.domain_create(tenant=self.tenant, actor=self.request.user,
+                                                     **serializer.validated_data)  # fmt: skip
+
+    def create(self, request, *args, **kwargs):
+        serializer = DomainCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        self.perform_create(serializer)
+        return Response(DomainSerializer(serializer.instance).data, status=201)
+
+    @extend_schema(request=DomainUpdateSerializer, responses={200: DomainSerializer})
+    def update(self, request, pk=None, partial=False):
+        domain = self.get_object()
+        serializer = DomainUpdateSerializer(data=request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        domain = services.domain_update(domain=domain, data=serializer.validated_data, actor=request.user)
+        return Response(DomainSerializer(domain).data)
+
+    @extend_schema(request=DomainUpdateSerializer, responses={200: DomainSerializer})
+    def partial_update(self, request, pk=None):
+        return self.update(request, pk, partial=True)
+
+    def perform_destroy(self, instance):
+        services.domain_delete(domain=instance, actor=self.request.user)
+
+    @extend_schema(request=None, responses={200: DomainSerializer}, summary="Check the ownership TXT record")
+    @action(detail=True, methods=["post"])
+    def verify(self, request, pk=None):
+        return Response(DomainSerializer(services.domain_verify(domain=self.get_object(), actor=request.user)).data)
+
+    @extend_schema(request=RenewSerializer, responses={200: RenewAnswerSerializer}, summary="Renew (and bill it)")
+    @action(detail=True, methods=["post"])
+    def renew(self, request, pk=None):
+        domain = self.get_object()
+        serializer = RenewSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        domain = services.domain_renew(domain=domain, years=serializer.validated_data["years"], actor=request.user)
+        return Response(RenewAnswerSerializer(domain).data)
+
+    @extend_schema(request=None, responses={200: DomainSerializer}, summary="Mark the domain transferred out")
+    @action(detail=True, methods=["post"], url_path="transfer-out", url_name="transfer-out")
+    def transfer_out(self, request, pk=None):
+        domain = services.domain_transfer_out(domain=self.get_object(), actor=request.user)
+        return Response(DomainSerializer(domain).data)

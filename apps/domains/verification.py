@@ -1,0 +1,35 @@
+"""Ownership proof: the TXT record ``_mpanel-challenge.<domain>`` must hold
+``mpanel-verification=<token>``, looked up with dnspython at the resolvers in
+``MPANEL_DNS_RESOLVERS`` (``["127.0.0.1:5353", "192.0.2.53"]``; empty: the system's resolvers)."""
+
+from __future__ import annotations
+
+import dns.exception
+import dns.nameserver
+import dns.resolver
+from django.conf import settings
+
+
+def resolver() -> dns.resolver.Resolver:
+    configured = settings.MPANEL_DNS_RESOLVERS
+    if not configured:
+        return dns.resolver.Resolver()
+    r = dns.resolver.Resolver(configure=False)
+    servers = []
+    for item in configured:
+        host, _, port = str(item).rpartition(":") if str(item).count(":") == 1 else (str(item), "", "")
+        servers.append(dns.nameserver.Do53Nameserver(host, int(port) if port else 53))
+    r.nameservers = servers
+    r.lifetime = settings.MPANEL_DNS_RESOLVER_TIMEOUT
+    return r
+
+
+def txt_values(name: str) -> list[str]:
+    """The TXT strings at ``name`` (each record's strings joined), [] when there are none."""
+    try:
+        answer = resolver().resolve(name, "TXT", raise_on_no_answer=False)
+    except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers, dns.exception.Timeout):
+        return []
+    if answer.rrset is None:
+        return []
+    return [b"".join(rd.strings).decode(errors="replace") for rd in answer.rrset]

@@ -1,0 +1,186 @@
+"""/api/v1/hosting/email: mail domains, their mailboxes and aliases (forwarders).
+
+Roles (CONTRACT §4 rule): reads MEMBER+, changes ADMIN+ (they change the mail node).
+Passwords are write-only; only their Dovecot hash is stored, and never answered.
+"""
+
+from rest_framework import serializers
+from rest_framework.generics import get_object_or_404
+
+from apps.customers.models import Customer
+from apps.nodes.models import Node
+from apps.tenancy.roles import Role
+from apps.tenancy.viewsets import TenantModelViewSet
+
+from . import services
+from .models import Alias, Mailbox, MailDomain
+
+ROLES = {
+    "list": Role.MEMBER,
+    "retrieve": Role.MEMBER,
+    "create": Role.ADMIN,
+    "update": Role.ADMIN,
+    "partial_update": Role.ADMIN,
+    "destroy": Role.ADMIN,
+}
+
+
+class MailDomainSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(max_length=253)
+    node = serializers.PrimaryKeyRelatedField(queryset=Node.objects, required=False)
+    customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects, required=False, allow_null=True)
+    catch_all = serializers.CharField(max_length=254, required=False, allow_blank=True)
+    dkim = serializers.SerializerMethodField()
+
+    class Meta:
+        model = MailDomain
+        fields = ["id", "name", "node", "customer", "status", "catch_all", "dkim", "last_error", "created_at",
+                  "updated_at"]  # fmt: skip
+        read_only_fields = ["status", "last_error", "created_at", "updated_at"]
+
+    def get_dkim(self, obj) -> dict:
+        """The DKIM DNS record to publish (done automatically when the zone is ours)."""
+        return {"name": f"{obj.dkim_selector}._domainkey.{obj.name}.", "type": "TXT", "content": obj.dkim_record}
+
+
+class MailDomainUpdateSerializer(serializers.Serializer):
+    catch_all = serializers.CharField(max_length=254, required=False, allow_blank=True)
+
+
+class MailboxSerializer(serializers.ModelSerializer):
+    local_part = serializers.CharField(max_length=64)
+    password = serializers.CharField(write_only=True, min_length=10, max_length=1024, trim_whitespace=False)
+    address = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Mailbox
+        fields = ["id", "mail_domain", "local_part", "address", "password", "quota_mb", "enabled", "created_at",
+                  "updated_at"]  # fmt: skip
+        read_only_fields = ["mail_domain", "created_at", "updated_at"]
+
+
+class MailboxUpdateSerializer(serializers.Serializer):
+    password = serializers.CharField(write_only=True, min_length=10, max_length=1024, trim_whitespace=False,
+                                     required=False)  # fmt: skip
+    quota_mb = serializers.IntegerField(min_value=0, required=False)
+    enabled = serializers.BooleanField(required=False)
+
+
+class AliasSerializer(serializers.ModelSerializer):
+    local_part = serializers.CharField(max_length=64)
+    destinations = serializers.ListField(child=serializers.CharField(max_length=254), min_length=1, max_length=50)
+
+    class Meta:
+        model = Alias
+        fields = ["id", "mail_domain", "local_part", "destinations", "created_at", "updated_at"]
+        read_only_fields = ["mail_domain", "created_at", "updated_at"]
+
+
+class AliasUpdateSerializer(serializers.Serializer):
+    destinations = serializers.ListField(child=serializers.CharField(max_length=254), min_length=1, max_length=50)
+
+
+class MailDomainViewSet(TenantModelViewSet):
+    """Mail domains; each change is pushed to the mail node by a ``mail.node.sync`` job."""
+
+    queryset = MailDomain.objects.all()
+    serializer_class = MailDomainSerializer
+    filterset_fields = ["status", "node", "customer", "name"]
+    search_fields = ["name"]
+    ordering_fields = ["name", "created_at"]
+    ordering = ["name"]
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    required_roles = ROLES
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return MailDomainUpdateSerializer
+        return MailDomainSerializer
+
+    def perform_create(self, serializer):
+        serializer.instance = services.mail_domain_create(tenant=self.tenant, actor=self.request.user,
+                                                          **serializer.validated_data)  # fmt: skip
+
+    def update(self, request, *args, **kwargs):
+        serializer = MailDomainUpdateSerializer(data=request.data, partial=kwargs.get("partial", False))
+        serializer.is_valid(raise_exception=True)
+        obj = services.mail_domain_update(mail_domain=self.get_object(), data=serializer.validated_data,
+                                          actor=request.user)  # fmt: skip
+        return self._answer(obj)
+
+    def _answer(self, obj):
+        from rest_framework.response import Response
+
+        return Response(MailDomainSerializer(obj).data)
+
+    def perform_destroy(self, instance):
+        services.mail_domain_delete(mail_domain=instance, actor=self.request.user)
+
+
+class _InDomain(TenantModelViewSet):
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    required_roles = ROLES
+    ordering_fields = ["local_part", "created_at"]
+    ordering = ["local_part"]
+    search_fields = ["local_part"]
+    update_serializer: type
+
+    def mail_domain(self) -> MailDomain:
+        if not hasattr(self, "_mail_domain"):
+            self._mail_domain = get_object_or_404(MailDomain.objects.all(), pk=self.kwargs["domain_pk"])
+        return self._mail_domain
+
+    def scope_queryset(self, queryset):
+        return queryset.filter(mail_domain=self.mail_domain()).select_related("mail_domain")
+
+    def update(self, request, *args, **kwargs):
+        from rest_framework.response import Response
+
+        obj = self.get_object()
+        serializer = self.update_serializer(data=request.data, partial=kwargs.get("partial", False))
+        serializer.is_valid(raise_exception=True)
+        obj = self.perform_change(obj, serializer.validated_data)
+        return Response(self.serializer_class(obj).data)
+
+
+class MailboxViewSet(_InDomain):
+    """Mailboxes of one mail domain (``/hosting/email/domains/{id}/mailboxes``)."""
+
+    queryset = Mailbox.objects.all()
+    serializer_class = MailboxSerializer
+    update_serializer = MailboxUpdateSerializer
+    filterset_fields = ["enabled"]
+
+    def get_serializer_class(self):
+        return MailboxUpdateSerializer if self.action in ("update", "partial_update") else MailboxSerializer
+
+    def perform_create(self, serializer):
+        serializer.instance = services.mailbox_create(mail_domain=self.mail_domain(), actor=self.request.user,
+                                                      **serializer.validated_data)  # fmt: skip
+
+    def perform_change(self, obj, data):
+        return services.mailbox_update(mailbox=obj, data=data, actor=self.request.user)
+
+    def perform_destroy(self, instance):
+        services.mailbox_delete(mailbox=instance, actor=self.request.user)
+
+
+class AliasViewSet(_InDomain):
+    """Aliases and forwarders of one mail domain (``/hosting/email/domains/{id}/aliases``)."""
+
+    queryset = Alias.objects.all()
+    serializer_class = AliasSerializer
+    update_serializer = AliasUpdateSerializer
+
+    def get_serializer_class(self):
+        return AliasUpdateSerializer if self.action in ("update", "partial_update") else AliasSerializer
+
+    def perform_create(self, serializer):
+        serializer.instance = services.alias_create(mail_domain=self.mail_domain(), actor=self.request.user,
+                                                    **serializer.validated_data)  # fmt: skip
+
+    def perform_change(self, obj, data):
+        return services.alias_update(alias=obj, data=data, actor=self.request.user)
+
+    def perform_destroy(self, instance):
+        services.alias_delete(alias=instance, actor=self.request.user)

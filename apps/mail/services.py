@@ -1,0 +1,273 @@
+"""Mail writes. Every change stores one ``mail.node.sync`` job for the domain's node; the job
+renders the node's whole mail configuration as it is when it runs (agent/mail.py)."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from argon2 import PasswordHasher
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import IntegrityError, transaction
+
+from apps.audit import services as audit
+from apps.common.exceptions import Conflict, InvalidInput
+from apps.dns import zonedata
+from apps.jobs.services import job_enqueue
+from apps.nodes.models import Node, NodeStatus
+
+from .models import Alias, Mailbox, MailDomain, MailDomainStatus
+
+DOMAIN_FIELDS = ["name", "node", "customer", "status", "catch_all", "dkim_selector", "dkim_public_key"]
+MAILBOX_FIELDS = ["mail_domain", "local_part", "quota_mb", "enabled"]
+ALIAS_FIELDS = ["mail_domain", "local_part", "destinations"]
+LOCAL_RE = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+
+
+def _actor(actor) -> dict:
+    return {"actor": actor} if actor is not None else {}
+
+
+def hash_password(password: str) -> str:
+    if len(password or "") < 10:
+        raise InvalidInput("Use at least 10 characters.", field="password")
+    if any(c in password for c in "\n\r\0"):
+        raise InvalidInput("The password cannot hold line breaks or NUL.", field="password")
+    # libsodium (Dovecot's ARGON2ID) verifies only parallelism 1.
+    hasher = PasswordHasher(time_cost=3, memory_cost=settings.MPANEL_MAIL_ARGON2_MEMORY_KB, parallelism=1)
+    return "{ARGON2ID}" + hasher.hash(password)
+
+
+def clean_local_part(value: str, field: str = "local_part") -> str:
+    value = str(value or "").strip().lower()
+    if len(value) > 64 or not LOCAL_RE.match(value):
+        raise InvalidInput("Not a valid local part (the part before @).", field=field)
+    return value
+
+
+def address(value: str, field: str) -> str:
+    value = str(value or "").strip()
+    local, at, domain = value.rpartition("@")
+    if not at:
+        raise InvalidInput(f"{value!r} is not an email address.", field=field)
+    try:
+        domain = zonedata.zone_name(domain)
+        result = f"{clean_local_part(local, field)}@{domain}"
+        validate_email(result)
+    except (InvalidInput, ValidationError) as exc:
+        raise InvalidInput(f"{value!r} is not an email address.", field=field) from exc
+    return result
+
+
+def _dkim_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=settings.MPANEL_DKIM_KEY_BITS)
+    secret = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return secret, base64.b64encode(public).decode()
+
+
+def _pick_node(node: Node | None) -> Node:
+    if node is not None:
+        if "mail" not in (node.roles or []):
+            raise InvalidInput("This node does not have the mail role.", field="node")
+        return node
+    node = Node.objects.filter(status=NodeStatus.ACTIVE, roles__contains=["mail"]).order_by("hostname").first()
+    if node is None:
+        raise Conflict("No active node with the mail role: add one at /api/v1/ops/servers/.", code="no_mail_node")
+    return node
+
+
+def _sync(mail_domain: MailDomain, actor) -> None:
+    MailDomain.objects.filter(node=mail_domain.node).update(status=MailDomainStatus.PENDING)
+    job_enqueue(tenant=mail_domain.tenant, type="mail.node.sync", payload={"node": str(mail_domain.node_id)},
+                actor=actor, obj=mail_domain.node)  # fmt: skip
+
+
+def publish_records(mail_domain: MailDomain, actor=None) -> list[str]:
+    """MX, SPF, DKIM and DMARC into the tenant's zone of the same name, when the zone is ours.
+    A record of the same kind already there (any MX; a TXT starting with the same tag) is kept."""
+    from apps.dns import services as dns_services
+    from apps.dns.models import Record, Zone
+
+    zone = Zone.objects.filter(name=mail_domain.name).exclude(status="deleting").first()
+    if zone is None:
+        return []
+    wanted = [
+        ("@", "MX", f"10 {settings.MPANEL_MAIL_HOSTNAME}.", None),
+        ("@", "TXT", "v=spf1 mx -all", "v=spf1"),
+        (f"{mail_domain.dkim_selector}._domainkey", "TXT", mail_domain.dkim_record, "v=DKIM1"),
+        ("_dmarc", "TXT", "v=DMARC1; p=quarantine", "v=DMARC1"),
+    ]
+    added = []
+    for name, rtype, content, tag in wanted:
+        existing = Record.objects.filter(zone=zone, name=name, type=rtype)
+        if any(tag is None or r.content.lstrip('"').startswith(tag) for r in existing):
+            continue
+        dns_services.record_create(zone=zone, name=name, type=rtype, content=content, actor=actor)
+        added.append(f"{name} {rtype}")
+    return added
+
+
+@transaction.atomic
+def mail_domain_create(*, tenant, name: str, node: Node | None = None, customer=None, catch_all: str = "",
+                       actor=None) -> MailDomain:  # fmt: skip
+    try:
+        name = zonedata.zone_name(name)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, field="name") from exc
+    node = _pick_node(node)
+    from apps.dns.services import check_server_free
+
+    check_server_free(name, node, model=MailDomain, label="mail domain")
+    secret, public = _dkim_pair()
+    mail_domain = MailDomain(tenant=tenant, name=name, node=node, customer=customer,
+                             catch_all=address(catch_all, "catch_all") if catch_all else "",
+                             dkim_secret_pem=secret, dkim_public_key=public)  # fmt: skip
+    if customer is not None:
+        from apps.domains.services import domain_usable
+
+        if not domain_usable(name=name, customer=customer):
+            raise Conflict("This domain is held for another customer and not verified.", code="domain_not_verified")
+    try:
+        with transaction.atomic():
+            mail_domain.save(force_insert=True)
+    except IntegrityError as exc:
+        raise InvalidInput("This tenant has mail for this domain already.", field="name") from exc
+    published = publish_records(mail_domain, actor)
+    audit.record(action="mail.domain.create", obj=mail_domain,
+                 after={**audit.snapshot(mail_domain, DOMAIN_FIELDS), "published": published},
+                 **_actor(actor))  # fmt: skip
+    _sync(mail_domain, actor)
+    return mail_domain
+
+
+@transaction.atomic
+def mail_domain_update(*, mail_domain: MailDomain, data: dict, actor=None) -> MailDomain:
+    mail_domain = MailDomain.objects.select_for_update(of=("self",)).get(pk=mail_domain.pk)
+    before = audit.snapshot(mail_domain, DOMAIN_FIELDS)
+    if "catch_all" in data:
+        mail_domain.catch_all = address(data["catch_all"], "catch_all") if data["catch_all"] else ""
+    mail_domain.save()
+    audit.record(action="mail.domain.update", obj=mail_domain, before=before,
+                 after=audit.snapshot(mail_domain, DOMAIN_FIELDS), **_actor(actor))  # fmt: skip
+    _sync(mail_domain, actor)
+    return mail_domain
+
+
+@transaction.atomic
+def mail_domain_delete(*, mail_domain: MailDomain, actor=None) -> None:
+    audit.record(action="mail.domain.delete", obj=mail_domain, before=audit.snapshot(mail_domain, DOMAIN_FIELDS),
+                 **_actor(actor))  # fmt: skip
+    node_id = mail_domain.node_id
+    tenant = mail_domain.tenant
+    mail_domain.delete()
+    job_enqueue(tenant=tenant, type="mail.node.sync", payload={"node": str(node_id)}, actor=actor)
+
+
+def _free(mail_domain: MailDomain, local: str, *, exclude=None) -> None:
+    taken = Mailbox.objects.filter(mail_domain=mail_domain, local_part=local).exclude(pk=getattr(exclude, "pk", None))
+    aliased = Alias.objects.filter(mail_domain=mail_domain, local_part=local).exclude(pk=getattr(exclude, "pk", None))
+    if taken.exists() or aliased.exists():
+        raise InvalidInput(f"{local}@{mail_domain.name} is a mailbox or alias already.", field="local_part")
+
+
+@transaction.atomic
+def mailbox_create(*, mail_domain: MailDomain, local_part: str, password: str, quota_mb: int = 1024,
+                   enabled: bool = True, actor=None) -> Mailbox:  # fmt: skip
+    local = clean_local_part(local_part)
+    _free(mail_domain, local)
+    box = Mailbox.objects.create(tenant=mail_domain.tenant, mail_domain=mail_domain, local_part=local,
+                                 password_hash=hash_password(password), quota_mb=quota_mb, enabled=enabled)  # fmt: skip
+    audit.record(action="mail.mailbox.create", obj=box, after=audit.snapshot(box, MAILBOX_FIELDS), **_actor(actor))
+    _sync(mail_domain, actor)
+    return box
+
+
+@transaction.atomic
+def mailbox_update(*, mailbox: Mailbox, data: dict, actor=None) -> Mailbox:
+    box = Mailbox.objects.select_for_update(of=("self",)).select_related("mail_domain").get(pk=mailbox.pk)
+    before = audit.snapshot(box, MAILBOX_FIELDS)
+    for key in ("quota_mb", "enabled"):
+        if key in data:
+            setattr(box, key, data[key])
+    if data.get("password"):
+        box.password_hash = hash_password(data["password"])
+    box.save()
+    after = audit.snapshot(box, MAILBOX_FIELDS)
+    if data.get("password"):
+        after["password"] = "changed"
+    audit.record(action="mail.mailbox.update", obj=box, before=before, after=after, **_actor(actor))
+    _sync(box.mail_domain, actor)
+    return box
+
+
+@transaction.atomic
+def mailbox_delete(*, mailbox: Mailbox, actor=None) -> None:
+    audit.record(action="mail.mailbox.delete", obj=mailbox, before=audit.snapshot(mailbox, MAILBOX_FIELDS),
+                 **_actor(actor))  # fmt: skip
+    mail_domain = mailbox.mail_domain
+    mailbox.delete()
+    _sync(mail_domain, actor)
+
+
+def _destinations(values) -> list[str]:
+    out = [address(v, "destinations") for v in values or []]
+    if not out:
+        raise InvalidInput("At least one destination.", field="destinations")
+    return sorted(set(out))
+
+
+@transaction.atomic
+def alias_create(*, mail_domain: MailDomain, local_part: str, destinations: list[str], actor=None) -> Alias:
+    local = clean_local_part(local_part)
+    _free(mail_domain, local)
+    alias = Alias.objects.create(tenant=mail_domain.tenant, mail_domain=mail_domain, local_part=local,
+                                 destinations=_destinations(destinations))  # fmt: skip
+    audit.record(action="mail.alias.create", obj=alias, after=audit.snapshot(alias, ALIAS_FIELDS), **_actor(actor))
+    _sync(mail_domain, actor)
+    return alias
+
+
+@transaction.atomic
+def alias_update(*, alias: Alias, data: dict, actor=None) -> Alias:
+    alias = Alias.objects.select_for_update(of=("self",)).select_related("mail_domain").get(pk=alias.pk)
+    before = audit.snapshot(alias, ALIAS_FIELDS)
+    if "destinations" in data:
+        alias.destinations = _destinations(data["destinations"])
+    alias.save()
+    audit.record(action="mail.alias.update", obj=alias, before=before, after=audit.snapshot(alias, ALIAS_FIELDS),
+                 **_actor(actor))  # fmt: skip
+    _sync(alias.mail_domain, actor)
+    return alias
+
+
+@transaction.atomic
+def alias_delete(*, alias: Alias, actor=None) -> None:
+    audit.record(action="mail.alias.delete", obj=alias, before=audit.snapshot(alias, ALIAS_FIELDS), **_actor(actor))
+    mail_domain = alias.mail_domain
+    alias.delete()
+    _sync(mail_domain, actor)
+
+
+def node_spec(node_id) -> dict:
+    """Everything the node serves, as plain data for agent/mail.py."""
+    domains = list(MailDomain.objects.filter(node_id=node_id).order_by("name"))
+    boxes = Mailbox.objects.filter(mail_domain__node_id=node_id).select_related("mail_domain")
+    aliases = Alias.objects.filter(mail_domain__node_id=node_id).select_related("mail_domain")
+    spec_aliases = [{"source": str(a), "destinations": list(a.destinations)} for a in aliases]
+    spec_aliases += [{"source": f"@{d.name}", "destinations": [d.catch_all]} for d in domains if d.catch_all]
+    return {
+        "node": str(node_id),
+        "domains": [d.name for d in domains],
+        "mailboxes": [
+            {"address": b.address, "password_hash": b.password_hash, "quota_mb": b.quota_mb, "enabled": b.enabled}
+            for b in boxes
+        ],
+        "aliases": spec_aliases,
+    }

@@ -1,0 +1,103 @@
+"""A real Dovecot (Debian dovecot-core + dovecot-imapd) on a free loopback port, reading the
+passwd-file that the node side renders under the test's node root."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from .dns_support import free_port
+
+
+@pytest.fixture
+def mail_tmp():
+    """A folder the dovecot and nobody users can traverse (pytest's own are mode 700 under root's)."""
+    path = Path(tempfile.mkdtemp(prefix="mpanel-mail-"))
+    os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def mail_node_root(mail_tmp, settings, monkeypatch):
+    for tool in ("postmap", "dovecot", "doveadm"):
+        if shutil.which(tool) is None:
+            pytest.fail("postfix, dovecot-core and dovecot-imapd are needed: run the tests with `make test`")
+    root = mail_tmp / "node"
+    settings.MPANEL_NODE_ROOT = root
+    monkeypatch.setenv("MPANEL_NODE_ROOT", str(root))
+    return root
+
+
+@pytest.fixture
+def dovecot(mail_node_root, mail_tmp):
+    """Dovecot serving IMAP on 127.0.0.1:<port> for the users of <node root>/mail/passwd."""
+    base = mail_tmp / "dovecot"
+    maildirs = mail_tmp / "maildirs"
+    for d in (base, maildirs):
+        d.mkdir(parents=True)
+    os.chmod(mail_node_root.parent, 0o755)
+    os.chmod(maildirs, 0o777)
+    passwd = mail_node_root / "mail" / "passwd"
+    passwd.parent.mkdir(parents=True, exist_ok=True)
+    passwd.touch()
+    os.chmod(passwd.parent, 0o755)
+    port = free_port()
+    conf = base / "dovecot.conf"
+    conf.write_text(
+        f"""
+protocols = imap
+listen = 127.0.0.1
+base_dir = {base}/run
+state_dir = {base}/state
+log_path = {base}/dovecot.log
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_login_user = dovenull
+default_internal_user = dovecot
+first_valid_uid = 1
+mail_location = maildir:{maildirs}/%d/%n
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+passdb {{
+  driver = passwd-file
+  args = scheme=ARGON2ID {passwd}
+}}
+userdb {{
+  driver = static
+  args = uid=65534 gid=65534 home={maildirs}/%d/%n
+}}
+"""
+    )
+    # dovecot forks into the background; its children keep inherited pipes open, so no pipes here.
+    with open(base / "start.log", "wb") as out:
+        result = subprocess.run(["dovecot", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT, timeout=30)
+    assert result.returncode == 0, (base / "start.log").read_text()
+    deadline = time.monotonic() + 15
+    import socket
+
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                log = (base / "dovecot.log").read_text() if (base / "dovecot.log").exists() else ""
+                raise RuntimeError(f"dovecot did not listen: {log[-2000:]}") from None
+            time.sleep(0.1)
+    yield port
+    subprocess.run(["doveadm", "-c", str(conf), "stop"], capture_output=True, timeout=30)
