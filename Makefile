@@ -1,4 +1,4 @@
-.PHONY: run test lint fmt bench
+.PHONY: run test lint fmt bench fuzz
 # Set up and run the panel with the embedded default (SQLite, in-process jobs) on :8000.
 run:
 	bash scripts/run.sh
@@ -22,3 +22,7 @@ bench:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc busybox-static >/dev/null)
 	.venv/bin/python bench/cloudpods.py
 	mkdir -p var && MPANEL_BENCH=1 BENCH_OUT=$(CURDIR)/var/bench.json bash scripts/test.sh
+
+# schemathesis over every operation of /api/v1/schema/ (FUZZ_EXAMPLES per operation, default 3).
+fuzz:
+	bash scripts/test.sh -m fuzz tests/test_fuzz.py
