@@ -52,7 +52,7 @@ def test_site_lifecycle_through_the_api_on_a_real_nginx(
     assert response.status_code == 200, response.content
     status, text, _ = nginx_node.wait_until(host, 200)
     assert status == 200 and "hello from mPanel" in text
-    status, text, _ = nginx_node.get("www.xn--bcher-kva.example", https=True)
+    status, text, _ = nginx_node.wait_until("www.xn--bcher-kva.example", 200, https=True)
     assert status == 200 and "hello from mPanel" in text
     assert nginx_node.get("other.example")[0] == 404  # the default server, not this site
 
@@ -82,7 +82,7 @@ def test_site_lifecycle_through_the_api_on_a_real_nginx(
     assert response.status_code == 200, response.content
     status, text, _ = nginx_node.wait_until(host, 404, "/nope", contains="custom")
     assert status == 404 and "custom not found" in text
-    status, _text, headers = nginx_node.get(host, "/old")
+    status, _text, headers = nginx_node.wait_until(host, 301, "/old")  # old workers may still answer
     assert status == 301 and headers["Location"] == "https://example.org/new"
     with django_capture_on_commit_callbacks(execute=True):
         admin.patch(reverse("website-detail", kwargs={"pk": site.pk}), {"redirect_https": True}, format="json")

@@ -65,12 +65,12 @@ class Nginx:
             conn.close()
 
     def wait_until(
-        self, host: str, status: int, path: str = "/", contains: str = "", timeout: float = 10
+        self, host: str, status: int, path: str = "/", contains: str = "", timeout: float = 10, https: bool = False
     ) -> tuple[int, str, dict]:
         """A reload hands over to new workers: wait until they answer the new way."""
         deadline = time.monotonic() + timeout
         while True:
-            answer = self.get(host, path)
+            answer = self.get(host, path, https=https)
             if (answer[0] == status and contains in answer[1]) or time.monotonic() > deadline:
                 return answer
             time.sleep(0.05)
