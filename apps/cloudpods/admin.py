@@ -1,7 +1,6 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from apps.common.admin import ReadOnlyAdmin
-from apps.common.exceptions import DomainError
+from apps.common.admin import ReadOnlyAdmin, apply_each
 
 from . import services
 from .models import CloudPod
@@ -28,15 +27,7 @@ class CloudPodAdmin(ReadOnlyAdmin):
         return False  # the actions are the way to change a pod
 
     def _each(self, request, queryset, fn, verb):
-        done = 0
-        for pod in queryset:
-            try:
-                fn(pod=pod, actor=request.user)
-                done += 1
-            except DomainError as exc:
-                self.message_user(request, f"{pod}: {exc.message}", messages.WARNING)
-        if done:
-            self.message_user(request, f"{verb} {done} pod(s).", messages.SUCCESS)
+        apply_each(self, request, queryset, lambda obj: fn(pod=obj, actor=request.user), verb, "pod(s)")
 
     @admin.action(description="Suspend the selected running pods")
     def suspend_pods(self, request, queryset):

@@ -252,7 +252,7 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
-def apply_each(model_admin, request, queryset, fn, verb: str) -> None:
+def apply_each(model_admin, request, queryset, fn, verb: str, noun: str | None = None) -> None:
     """Run a service on each selected row and report per row; the admin never edits state by hand."""
     from django.contrib import messages
 
@@ -266,4 +266,5 @@ def apply_each(model_admin, request, queryset, fn, verb: str) -> None:
         except DomainError as exc:
             model_admin.message_user(request, f"{obj}: {exc.message}", messages.WARNING)
     if done:
-        model_admin.message_user(request, f"{verb} {done} of {len(queryset)}.", messages.SUCCESS)
+        counted = f"{done} {noun}" if noun else f"{done} of {len(queryset)}"
+        model_admin.message_user(request, f"{verb} {counted}.", messages.SUCCESS)

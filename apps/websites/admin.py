@@ -1,7 +1,6 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from apps.common.admin import ReadOnlyAdmin
-from apps.common.exceptions import DomainError
+from apps.common.admin import ReadOnlyAdmin, apply_each
 
 from . import services
 from .models import Website, WebsiteDomain
@@ -28,15 +27,7 @@ class WebsiteAdmin(ReadOnlyAdmin):
         return False
 
     def _each(self, request, queryset, fn, verb):
-        done = 0
-        for site in queryset:
-            try:
-                fn(website=site, actor=request.user)
-                done += 1
-            except DomainError as exc:
-                self.message_user(request, f"{site}: {exc.message}", messages.WARNING)
-        if done:
-            self.message_user(request, f"{verb} {done} website(s).", messages.SUCCESS)
+        apply_each(self, request, queryset, lambda obj: fn(website=obj, actor=request.user), verb, "website(s)")
 
     @admin.action(description="Suspend the selected websites (503 page)")
     def suspend_sites(self, request, queryset):
