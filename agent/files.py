@@ -65,6 +65,21 @@ class SiteFiles:
             raise AgentError("the site has no files on this node", permanent=True)
         self.root = Path(os.path.realpath(root))
         self.max_unpacked = max_unpacked
+        st = self.root.stat()
+        # What the agent (root) creates in a site that has a system user is given to that user, so
+        # the site's own code can change it; a site the agent itself owns keeps its files as they are.
+        self.owner = None if st.st_uid == os.geteuid() else (st.st_uid, st.st_gid)
+
+    def _give(self, path: Path, *, tree: bool = False) -> None:
+        if self.owner is None:
+            return
+        os.lchown(path, *self.owner)
+        if tree and path.is_dir() and not path.is_symlink():
+            for dirpath, dirnames, filenames in os.walk(path):
+                for name in dirnames + filenames:
+                    entry = os.path.join(dirpath, name)
+                    if os.lstat(entry).st_uid != self.owner[0]:
+                        os.lchown(entry, *self.owner)
 
     # --- confinement -------------------------------------------------------------------------
     def resolve(self, path, *, follow_last: bool = True) -> Path:
@@ -152,6 +167,7 @@ class SiteFiles:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(raw)
                 os.chmod(tmp, 0o644)
+                self._give(Path(tmp))
                 os.replace(tmp, full)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -162,8 +178,12 @@ class SiteFiles:
         full = self.resolve(path)
         if full == self.root:
             raise AgentError("the root exists already", permanent=True)
+        first_new = full
+        while not first_new.parent.exists():
+            first_new = first_new.parent
         full.mkdir(parents=True, exist_ok=True)
         # parents=True may create intermediate directories: they all lie inside (the path was checked).
+        self._give(first_new, tree=True)
         return self._entry(full)
 
     def move(self, source, target, *, replace: bool = False) -> dict:
@@ -195,6 +215,7 @@ class SiteFiles:
             shutil.copytree(src, dst, symlinks=True)
         else:
             shutil.copy2(src, dst)
+        self._give(dst, tree=True)
         return self._entry(dst)
 
     def delete(self, path) -> dict:
@@ -259,6 +280,7 @@ class SiteFiles:
                     for p in members:
                         tf.add(p, os.path.relpath(p, base), recursive=False)
             os.chmod(tmp, 0o644)
+            self._give(Path(tmp))
             os.replace(tmp, dst)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -272,10 +294,13 @@ class SiteFiles:
             raise AgentError("the target must be an existing directory", permanent=True)
         name = src.name.lower()
         if name.endswith(".zip"):
-            return self._extract_zip(src, dest)
-        if name.endswith((".tar.gz", ".tgz", ".tar")):
-            return self._extract_tar(src, dest)
-        raise AgentError("only .zip, .tar.gz, .tgz and .tar archives can be extracted", permanent=True)
+            result = self._extract_zip(src, dest)
+        elif name.endswith((".tar.gz", ".tgz", ".tar")):
+            result = self._extract_tar(src, dest)
+        else:
+            raise AgentError("only .zip, .tar.gz, .tgz and .tar archives can be extracted", permanent=True)
+        self._give(dest, tree=True)
+        return result
 
     def _member_target(self, dest: Path, member: str) -> Path:
         if "\x00" in member or member.startswith(("/", "\\")) or (len(member) > 1 and member[1] == ":"):

@@ -370,6 +370,7 @@ class NodeRuntime:
             "time": time.time(),
             "runc": version,
             "images": sorted(name for name, image in IMAGES.items() if image.available()),
+            "php_versions": _php_versions(),
             "memory_available_mb": meminfo.get("MemAvailable", 0) // 1024,
             "disk_free_gb": disk.free // 1024**3,
             "cpus": os.cpu_count(),
@@ -387,6 +388,12 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _php_versions() -> list[str]:
+    from .php import installed_versions
+
+    return installed_versions()
 
 
 def _meminfo() -> dict[str, int]:
@@ -428,6 +435,8 @@ def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
         site_id = args.get("id")
         if not isinstance(site_id, str):
             raise AgentError("a site id is required", permanent=True)
+        if op == "site_purge":
+            return runtime.web.site_purge(site_id, str(args.get("system_user") or ""))
         return getattr(runtime.web, op)(site_id)
     if op in files.OPERATIONS:
         site_id = args.get("site")

@@ -95,8 +95,8 @@ class NodeDriver:
     def site_remove(self, site_id: str) -> dict:
         return self._call("site_remove", {"id": site_id})
 
-    def site_purge(self, site_id: str) -> dict:
-        return self._call("site_purge", {"id": site_id})
+    def site_purge(self, site_id: str, system_user: str = "") -> dict:
+        return self._call("site_purge", {"id": site_id, "system_user": system_user})
 
     def site_state(self, site_id: str) -> dict:
         return self._call("site_state", {"id": site_id})
