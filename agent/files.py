@@ -11,6 +11,7 @@ are links or devices, or would unpack to more than ``max_unpacked`` bytes refuse
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import stat
@@ -65,21 +66,6 @@ class SiteFiles:
             raise AgentError("the site has no files on this node", permanent=True)
         self.root = Path(os.path.realpath(root))
         self.max_unpacked = max_unpacked
-        st = self.root.stat()
-        # What the agent (root) creates in a site that has a system user is given to that user, so
-        # the site's own code can change it; a site the agent itself owns keeps its files as they are.
-        self.owner = None if st.st_uid == os.geteuid() else (st.st_uid, st.st_gid)
-
-    def _give(self, path: Path, *, tree: bool = False) -> None:
-        if self.owner is None:
-            return
-        os.lchown(path, *self.owner)
-        if tree and path.is_dir() and not path.is_symlink():
-            for dirpath, dirnames, filenames in os.walk(path):
-                for name in dirnames + filenames:
-                    entry = os.path.join(dirpath, name)
-                    if os.lstat(entry).st_uid != self.owner[0]:
-                        os.lchown(entry, *self.owner)
 
     # --- confinement -------------------------------------------------------------------------
     def resolve(self, path, *, follow_last: bool = True) -> Path:
@@ -167,7 +153,6 @@ class SiteFiles:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(raw)
                 os.chmod(tmp, 0o644)
-                self._give(Path(tmp))
                 os.replace(tmp, full)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
@@ -178,12 +163,8 @@ class SiteFiles:
         full = self.resolve(path)
         if full == self.root:
             raise AgentError("the root exists already", permanent=True)
-        first_new = full
-        while not first_new.parent.exists():
-            first_new = first_new.parent
         full.mkdir(parents=True, exist_ok=True)
         # parents=True may create intermediate directories: they all lie inside (the path was checked).
-        self._give(first_new, tree=True)
         return self._entry(full)
 
     def move(self, source, target, *, replace: bool = False) -> dict:
@@ -215,7 +196,6 @@ class SiteFiles:
             shutil.copytree(src, dst, symlinks=True)
         else:
             shutil.copy2(src, dst)
-        self._give(dst, tree=True)
         return self._entry(dst)
 
     def delete(self, path) -> dict:
@@ -280,7 +260,6 @@ class SiteFiles:
                     for p in members:
                         tf.add(p, os.path.relpath(p, base), recursive=False)
             os.chmod(tmp, 0o644)
-            self._give(Path(tmp))
             os.replace(tmp, dst)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -294,13 +273,10 @@ class SiteFiles:
             raise AgentError("the target must be an existing directory", permanent=True)
         name = src.name.lower()
         if name.endswith(".zip"):
-            result = self._extract_zip(src, dest)
-        elif name.endswith((".tar.gz", ".tgz", ".tar")):
-            result = self._extract_tar(src, dest)
-        else:
-            raise AgentError("only .zip, .tar.gz, .tgz and .tar archives can be extracted", permanent=True)
-        self._give(dest, tree=True)
-        return result
+            return self._extract_zip(src, dest)
+        if name.endswith((".tar.gz", ".tgz", ".tar")):
+            return self._extract_tar(src, dest)
+        raise AgentError("only .zip, .tar.gz, .tgz and .tar archives can be extracted", permanent=True)
 
     def _member_target(self, dest: Path, member: str) -> Path:
         if "\x00" in member or member.startswith(("/", "\\")) or (len(member) > 1 and member[1] == ":"):
@@ -365,6 +341,53 @@ class SiteFiles:
                 with tf.extractfile(m) as fh, open(full, "wb") as out:
                     shutil.copyfileobj(fh, out)
         return {"extracted": len(plan), "target": self.rel(dest)}
+
+
+def as_site_owner(root: Path, operation):
+    """Run ``operation`` as the owner of the site's files when that is a user other than the agent's.
+
+    Confinement is checked before each operation, but a site's own code (PHP runs as its user) can
+    swap a folder for a symlink between that check and the operation. In a child process that has
+    dropped to the site's user such a race can only reach what the user may touch anyway. The
+    result comes back as JSON, an ``AgentError`` as its message; anything else is a node error.
+    """
+    try:
+        st = root.stat()
+    except FileNotFoundError:
+        return operation()  # SiteFiles says "the site has no files on this node"
+    if os.geteuid() != 0 or st.st_uid == 0:
+        return operation()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(st.st_gid)
+            os.setuid(st.st_uid)
+            try:
+                answer = {"result": operation()}
+            except AgentError as exc:
+                answer = {"error": exc.message, "permanent": exc.permanent}
+            except OSError as exc:
+                answer = {"error": f"{exc.strerror or exc}", "permanent": True}
+            with os.fdopen(write_end, "w") as out:
+                json.dump(answer, out)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as incoming:
+        data = incoming.read()
+    os.waitpid(pid, 0)
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise AgentError("the file operation failed on the node") from None
+    if "error" in answer:
+        raise AgentError(answer["error"], permanent=bool(answer.get("permanent")))
+    return answer["result"]
 
 
 OPERATIONS = {

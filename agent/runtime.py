@@ -446,7 +446,8 @@ def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
             max_unpacked = int(args.get("max_unpacked") or files.DEFAULT_MAX_UNPACKED)
         except (TypeError, ValueError) as exc:
             raise AgentError("max_unpacked must be a number", permanent=True) from exc
-        return files.OPERATIONS[op](files.SiteFiles(runtime.web.site_dir(site_id), max_unpacked), args)
+        root = runtime.web.site_dir(site_id)
+        return files.as_site_owner(root, lambda: files.OPERATIONS[op](files.SiteFiles(root, max_unpacked), args))
     if op in DNS_OPERATIONS:
         from . import dns
 

@@ -18,6 +18,7 @@ import pytest
 from django.urls import reverse
 
 from agent import php as php_pools
+from agent.files import as_site_owner
 from agent.runtime import AgentError
 from agent.web import WebRuntime
 from apps.jobs import services as job_services
@@ -177,3 +178,21 @@ def test_a_pool_php_fpm_refuses_is_never_swapped_in(web_root, php_env, monkeypat
     assert refused.value.permanent and "-t refused" in refused.value.message
     assert not list((web_root / "web" / "php").glob("*/pool.d/*.conf"))
     assert not (web_root / "web" / "sites" / "wbad.conf").exists()  # nginx was never pointed at it
+
+
+def test_file_operations_run_as_the_sites_user(web_root, system_users):  # noqa: F811
+    """What a symlink race could reach is what the site's own user may touch: not /etc/shadow."""
+    home = web_root / "web" / "www" / "wowner"
+    home.mkdir(parents=True)
+    user = php_pools.site_user("webowner1", home)
+    entry = pwd.getpwnam(user)
+    os.chown(home, entry.pw_uid, entry.pw_gid)
+    assert as_site_owner(home, os.geteuid) == entry.pw_uid
+    with pytest.raises(AgentError) as refused:
+        as_site_owner(home, lambda: Path("/etc/shadow").read_text())
+    assert "Permission denied" in refused.value.message
+    assert as_site_owner(home, lambda: (home / "new.txt").write_text("x")) == 1
+    assert (home / "new.txt").stat().st_uid == entry.pw_uid
+    root_site = web_root / "web" / "www" / "wroot"
+    root_site.mkdir()
+    assert as_site_owner(root_site, os.geteuid) == 0  # the agent's own sites stay in-process
