@@ -1,18 +1,20 @@
 """The /api/v1 router. A module not built yet is absent (404), never a stub."""
 
 from dj_rest_auth.registration.views import VerifyEmailView
-from dj_rest_auth.views import (
-    PasswordChangeView,
-    PasswordResetConfirmView,
-    PasswordResetView,
-    UserDetailsView,
-)
+from dj_rest_auth.views import UserDetailsView
 from django.urls import include, path, re_path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from apps.accounts.views import LoginView, LogoutView, RegisterView
+from apps.accounts.views import (
+    LoginView,
+    LogoutView,
+    PasswordChangeView,
+    PasswordResetConfirmView,
+    PasswordResetView,
+    RegisterView,
+)
 from apps.audit.api import AuditEventViewSet
 from apps.billing.api import (
     CreditNoteViewSet,

@@ -184,6 +184,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "login": env("MPANEL_LOGIN_RATE", default="10/min"),
         "public": env("MPANEL_PUBLIC_RATE", default="120/min"),
+        "password": env("MPANEL_PASSWORD_RATE", default="10/min"),  # change, reset, reset confirm
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
