@@ -110,7 +110,8 @@ def mariadb_server():
     proc = subprocess.Popen(
         [mariadbd, "--no-defaults", f"--datadir={data}", f"--socket={sock}", f"--port={port}",
          "--bind-address=127.0.0.1", f"--pid-file={root / 'mariadbd.pid'}", f"--log-error={root / 'error.log'}",
-         "--user=mysql", "--skip-log-bin", "--innodb-buffer-pool-size=32M", "--skip-name-resolve"],
+         "--user=mysql", "--skip-log-bin", "--innodb-buffer-pool-size=32M", "--skip-name-resolve",
+         "--innodb-flush-log-at-trx-commit=0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     password = secrets.token_urlsafe(18)

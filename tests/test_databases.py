@@ -265,7 +265,7 @@ def make_table(db, user: str, password: str, database: str) -> None:
     conn = db.connect(user, password, database)
     try:
         statements = ["CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(50))"]
-        statements += [f"INSERT INTO items VALUES ({i}, 'item {i}')" for i in range(1, 201)]
+        statements.append("INSERT INTO items VALUES " + ", ".join(f"({i}, 'item {i}')" for i in range(1, 201)))
         if db.engine == "postgresql":
             for sql in statements:
                 conn.execute(sql)
@@ -400,3 +400,36 @@ def test_through_the_agent_transport(agent_node, tenant_a, mariadb_server, djang
     flow("delete", reverse("database-user-detail", kwargs={"pk": user["id"]}))
     assert database["full_name"] not in mariadb_server.databases()
     assert user["full_name"] not in mariadb_server.users()
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_dispatch")
+def test_operators_register_a_server_in_the_admin(client, tenant_a):
+    from django.contrib.auth import get_user_model
+
+    from .conftest import PASSWORD, admin_login
+    from .test_admin import form_data
+
+    console = admin_login(client, get_user_model().objects.create_superuser("op@mpanel.test", PASSWORD))
+    secret = "Admin-Secret-99"
+    add = reverse("admin:databases_databaseserver_add")
+    assert console.get(add).status_code == 200
+    data = {"tenant": str(tenant_a.tenant.pk), "node": str(db_node(tenant_a).pk), "engine": "mariadb",
+            "host": "db.example", "port": "3306", "admin_user": "root"}  # fmt: skip
+    refused = console.post(add, data)  # no password: the form says so
+    assert refused.status_code == 200 and "admin_password" in refused.context["adminform"].form.errors
+    response = console.post(add, {**data, "admin_password": secret})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    server = DatabaseServer.all_tenants.get(host="db.example")
+    assert crypto.decrypt(server.admin_password_encrypted) == secret
+    assert Job.all_tenants.filter(type="database.server.check", object_id=str(server.pk)).exists()
+
+    change = reverse("admin:databases_databaseserver_change", args=[server.pk])
+    page = console.get(change)
+    assert secret not in page.content.decode() and server.admin_password_encrypted not in page.content.decode()
+    edited = console.post(change, {**form_data(page), "port": "3307"})  # the password field left empty
+    assert edited.status_code == 302
+    server.refresh_from_db()
+    assert server.port == 3307 and crypto.decrypt(server.admin_password_encrypted) == secret
+    audited = json.dumps(list(AuditEvent.objects.filter(object_id=str(server.pk)).values("changes")), default=str)
+    assert "3307" in audited and secret not in audited and "admin_password_encrypted" not in audited
