@@ -197,6 +197,15 @@ class TestRules:
         assert admin.patch(url, {"port": 6543}, format="json").status_code == 409
         assert admin.patch(url, {"admin_password": "rotated"}, format="json").status_code == 200
 
+    def test_server_errors_are_shown_to_admins_only(self, tenant_a):
+        database = database_in(tenant_a)
+        Database.all_tenants.filter(pk=database.pk).update(last_error="cannot connect to db.example as admin")
+        url = reverse("database-detail", kwargs={"pk": database.pk})
+        member = client_for(tenant_a.users[Role.MEMBER], tenant_a.tenant).get(url).json()
+        admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant).get(url).json()
+        assert "last_error" not in member and member["name"] == "main"
+        assert admin["last_error"].startswith("cannot connect")
+
     def test_grants_stay_on_one_server_and_repeat_as_one(self, tenant_a):
         database = database_in(tenant_a)
         with tenant_a.scope():

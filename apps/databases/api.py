@@ -29,6 +29,18 @@ READ_MEMBER = {
 }
 
 
+class _AdminDetails:
+    """``last_error`` quotes the server (its address, the admin's name): ADMIN+ only, like servers."""
+
+    def to_representation(self, instance):
+        data = super().to_representation(instance)
+        request = self.context.get("request")
+        role = getattr(request, "tenant_role", None)
+        if request is not None and not (role and Role(role).includes(Role.ADMIN)):
+            data.pop("last_error", None)
+        return data
+
+
 class DatabaseServerSerializer(serializers.ModelSerializer):
     node = serializers.PrimaryKeyRelatedField(queryset=Node.objects)
     engine = serializers.ChoiceField(choices=Engine.choices)
@@ -51,7 +63,7 @@ class DatabaseServerUpdateSerializer(serializers.Serializer):
     admin_password = serializers.CharField(write_only=True, max_length=1024, trim_whitespace=False, required=False)
 
 
-class DatabaseSerializer(serializers.ModelSerializer):
+class DatabaseSerializer(_AdminDetails, serializers.ModelSerializer):
     server = serializers.PrimaryKeyRelatedField(queryset=DatabaseServer.objects)
     name = serializers.CharField(max_length=63)
     engine = serializers.CharField(source="server.engine", read_only=True)
@@ -73,7 +85,7 @@ class DropSerializer(serializers.Serializer):
     confirm = serializers.CharField(help_text="The database's name, repeated: dropping is irreversible.")
 
 
-class DatabaseUserSerializer(serializers.ModelSerializer):
+class DatabaseUserSerializer(_AdminDetails, serializers.ModelSerializer):
     server = serializers.PrimaryKeyRelatedField(queryset=DatabaseServer.objects)
     name = serializers.CharField(max_length=63)
     engine = serializers.CharField(source="server.engine", read_only=True)
@@ -95,7 +107,7 @@ class DatabaseUserWithPasswordSerializer(DatabaseUserSerializer):
         return self.context["password"]
 
 
-class DatabaseGrantSerializer(serializers.ModelSerializer):
+class DatabaseGrantSerializer(_AdminDetails, serializers.ModelSerializer):
     user = serializers.PrimaryKeyRelatedField(queryset=DatabaseUser.objects)
 
     class Meta:
