@@ -442,3 +442,27 @@ def test_operators_register_a_server_in_the_admin(client, tenant_a):
     assert server.port == 3307 and crypto.decrypt(server.admin_password_encrypted) == secret
     audited = json.dumps(list(AuditEvent.objects.filter(object_id=str(server.pk)).values("changes")), default=str)
     assert "3307" in audited and secret not in audited and "admin_password_encrypted" not in audited
+
+
+def test_a_mariadb_grant_covers_its_own_database_only(mariadb_server):  # noqa: F811
+    """``_`` is a wildcard in a MariaDB grant's database name: the node escapes it, so a grant on
+    ``tq_a_b`` does not open ``tqxaxb`` (node side called directly, as the local driver does)."""
+    from agent import databases as node_side
+    from apps.databases.verifiers import mysql_native
+
+    db = mariadb_server
+    server = {"engine": "mariadb", "host": db.host, "port": db.port, "admin_user": db.admin_user,
+              "admin_password": db.admin_password}  # fmt: skip
+    for name in ("tq_a_b", "tqxaxb"):
+        node_side.call("db_database_ensure", {"server": server, "name": name})
+    node_side.call("db_user_ensure", {"server": server, "name": "tq_user", "verifier": mysql_native("pw-tq-123")})
+    node_side.call("db_grant", {"server": server, "database": "tq_a_b", "user": "tq_user"})
+    node_side.call("db_grant", {"server": server, "database": "tq_a_b", "user": "tq_user"})  # converges
+    try:
+        assert not refused(db, "tq_user", "pw-tq-123", "tq_a_b")
+        assert refused(db, "tq_user", "pw-tq-123", "tqxaxb")
+    finally:
+        node_side.call("db_user_drop", {"server": server, "name": "tq_user", "databases": []})
+        for name in ("tq_a_b", "tqxaxb"):
+            node_side.call("db_database_drop", {"server": server, "name": name, "users": []})
+    assert not {"tq_a_b", "tqxaxb"} & db.databases()
