@@ -420,6 +420,9 @@ OPERATIONS = (
 )
 DNS_OPERATIONS = ("dns_zone_ensure", "dns_zone_delete")  # agent/dns.py: the node's PowerDNS
 MAIL_OPERATIONS = ("mail_sync",)  # agent/mail.py: Postfix maps and the Dovecot passwd-file
+# agent/databases.py: databases and users on the node's PostgreSQL or MariaDB server
+DB_OPERATIONS = ("db_check", "db_database_ensure", "db_database_drop", "db_user_ensure", "db_user_drop", "db_grant",
+                 "db_revoke", "db_sizes")  # fmt: skip
 
 
 WEB_OPERATIONS = ("site_ensure", "site_remove", "site_purge", "site_state")
@@ -456,6 +459,10 @@ def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
         from . import mail
 
         return mail.mail_sync(runtime.root, args.get("spec") or {})
+    if op in DB_OPERATIONS:
+        from . import databases
+
+        return databases.call(op, args)
     if op not in OPERATIONS:
         raise AgentError(f"unknown operation {op!r}", permanent=True)
     if op in ("pod_create", "pod_update"):

@@ -29,6 +29,8 @@ dpkg -s pdns-backend-sqlite3 >/dev/null 2>&1 || missing+=(pdns-backend-sqlite3)
 command -v postmap >/dev/null || missing+=(postfix)
 command -v dovecot >/dev/null || missing+=(dovecot-core)
 dpkg -s dovecot-imapd >/dev/null 2>&1 || missing+=(dovecot-imapd)
+# Hosting databases: a real MariaDB server (started on a loopback port by the tests; PostgreSQL is above).
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -115,6 +115,32 @@ class NodeDriver:
     def mail_sync(self, spec: dict) -> dict:
         return self._call("mail_sync", {"spec": spec})
 
+    # --- databases (agent/databases.py: the node's PostgreSQL or MariaDB server) -----------------
+    # ``server``: engine, host, port, admin_user, admin_password (decrypted only for the call).
+    def db_check(self, server: dict) -> dict:
+        return self._call("db_check", {"server": server})
+
+    def db_database_ensure(self, server: dict, name: str) -> dict:
+        return self._call("db_database_ensure", {"server": server, "name": name})
+
+    def db_database_drop(self, server: dict, name: str, users: list[str]) -> dict:
+        return self._call("db_database_drop", {"server": server, "name": name, "users": users})
+
+    def db_user_ensure(self, server: dict, name: str, verifier: str) -> dict:
+        return self._call("db_user_ensure", {"server": server, "name": name, "verifier": verifier})
+
+    def db_user_drop(self, server: dict, name: str, databases: list[str]) -> dict:
+        return self._call("db_user_drop", {"server": server, "name": name, "databases": databases})
+
+    def db_grant(self, server: dict, database: str, user: str) -> dict:
+        return self._call("db_grant", {"server": server, "database": database, "user": user})
+
+    def db_revoke(self, server: dict, database: str, user: str) -> dict:
+        return self._call("db_revoke", {"server": server, "database": database, "user": user})
+
+    def db_sizes(self, server: dict, names: list[str]) -> dict:
+        return self._call("db_sizes", {"server": server, "names": names})
+
 
 @lru_cache(maxsize=8)
 def _local_runtime(root: str) -> NodeRuntime:
