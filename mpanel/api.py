@@ -31,7 +31,7 @@ from apps.dns.api import RecordViewSet, ZoneViewSet
 from apps.domains.api import DomainViewSet
 from apps.files.api import FileManagerViewSet
 from apps.jobs.api import ProvisioningViewSet
-from apps.mail.api import AliasViewSet, MailboxViewSet, MailDomainViewSet
+from apps.mail.api import AliasViewSet, AutoresponderViewSet, MailboxViewSet, MailDomainViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.orders.api import OrderViewSet
@@ -97,6 +97,8 @@ router.register("hosting/domains", DomainViewSet, basename="domain")
 router.register("hosting/email/domains", MailDomainViewSet, basename="mail-domain")
 router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/mailboxes", MailboxViewSet, basename="mailbox")
 router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/aliases", AliasViewSet, basename="mail-alias")
+router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/autoresponders", AutoresponderViewSet,
+                basename="mail-autoresponder")  # fmt: skip
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),
