@@ -370,3 +370,7 @@ MPANEL_MAIL_HOSTNAME = env("MPANEL_MAIL_HOSTNAME", default="mail.mpanel.invalid"
 MPANEL_DKIM_KEY_BITS = env.int("MPANEL_DKIM_KEY_BITS", default=2048)
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["MailDomainStatusEnum"] = "apps.mail.models.MailDomainStatus.choices"
 MPANEL_MAIL_ARGON2_MEMORY_KB = env.int("MPANEL_MAIL_ARGON2_MEMORY_KB", default=65536)  # mailbox password hashes
+# Domains (apps/domains): auto-renew acts this many days before expiry (hourly sweep, one job per period).
+MPANEL_DOMAIN_RENEW_DAYS = env.int("MPANEL_DOMAIN_RENEW_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["domains-auto-renew"] = {"task": "domains.auto_renew", "schedule": 3600.0}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["RegistrarStateEnum"] = "apps.domains.models.RegistrarStatus.choices"
