@@ -411,7 +411,7 @@ OPERATIONS = (
     "pod_list",
     "heartbeat",
 )
-DNS_OPERATIONS = ("dns_zone_ensure", "dns_zone_delete")  # agent/dns.py: the node's PowerDNS
+DNS_OPERATIONS = ("dns_zone_ensure", "dns_zone_delete")  # agent/dns.py: the node's PowerDNS or BIND files
 MAIL_OPERATIONS = ("mail_sync",)  # agent/mail.py: Postfix maps and the Dovecot passwd-file
 
 
@@ -441,7 +441,7 @@ def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
     if op in DNS_OPERATIONS:
         from . import dns
 
-        return dns.call(op, args)
+        return dns.call(op, args, root=runtime.root)
     if op in MAIL_OPERATIONS:
         from . import mail
 

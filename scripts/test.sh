@@ -23,6 +23,8 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
 # DNS zones are served by a real PowerDNS authoritative server (SQLite backend) in the tests.
 command -v pdns_server >/dev/null || missing+=(pdns-server)
 dpkg -s pdns-backend-sqlite3 >/dev/null 2>&1 || missing+=(pdns-backend-sqlite3)
+# BIND zone files (the other DNS backend, and every export) are checked with named-checkzone/named-checkconf.
+command -v named-checkzone >/dev/null || missing+=(bind9-utils)
 # Mail: postmap checks the rendered Postfix maps; a real Dovecot serves IMAP logins in the tests.
 command -v postmap >/dev/null || missing+=(postfix)
 command -v dovecot >/dev/null || missing+=(dovecot-core)
