@@ -316,3 +316,19 @@ def test_overlapping_auto_renew_sweeps_renew_each_period_once(tenant_a):
         jobs = Job.all_tenants.filter(type="domain.renew", object_id=str(domain.pk))
         assert jobs.count() == 1 and jobs.get().status == JobStatus.SUCCEEDED
     assert Invoice.all_tenants.filter(customer=customer).count() == 3
+
+
+@pytest.mark.django_db
+def test_the_beat_schedule_runs_the_auto_renew_sweep(tenant_a, settings, monkeypatch):
+    """CELERY_BEAT_SCHEDULE (which Celery beat and the embedded `manage.py run_jobs` both read) names
+    the registered task that stores the renewals."""
+    from apps.jobs import services as job_services
+    from mpanel.celery import app
+
+    monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)
+    entry = settings.CELERY_BEAT_SCHEDULE["domains-auto-renew"]
+    assert isinstance(entry["schedule"], float)  # run_jobs embeds only interval schedules
+    app.loader.import_default_modules()
+    due = _active(tenant_a, "beat.example", date.today() + timedelta(days=3))
+    assert app.tasks[entry["task"]]() == 1
+    assert Job.all_tenants.filter(type="domain.renew", object_id=str(due.pk)).count() == 1

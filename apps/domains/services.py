@@ -234,7 +234,8 @@ def apply_registration(*, domain_id, years: int, expires_at: str | None) -> dict
     if domain.registrar_state == RegistrarStatus.OK and domain.expires_at is not None:
         return {"skipped": "registered already"}
     before = audit.snapshot(domain, FIELDS)
-    wanted = list(domain.pending_nameservers or [])
+    # What is wanted now: a nameserver change stored after the create is sent with the registration.
+    wanted = list(domain.pending_nameservers if domain.pending_nameservers is not None else domain.nameservers)
     state = registrars.get(domain.registrar).register(
         domain, years=years, nameservers=wanted, expires_at=date.fromisoformat(expires_at) if expires_at else None
     )
