@@ -8,6 +8,7 @@ import base64
 import email
 import email.policy
 import imaplib
+import json
 import os
 import re
 import shutil
@@ -344,8 +345,18 @@ def test_autoresponder_bad_input_is_400(tenant_a, tenant_b):
     for payload in cases[1:]:
         response = client.post(responders_url(domain), payload, format="json")
         assert response.status_code == 400, (payload, response.content)
+    # A lone surrogate (valid JSON, not encodable text) is a 400, sent as raw JSON.
+    raw = json.dumps({**ok, "body": "lone surrogate \ud800"})
+    assert client.post(responders_url(domain), raw, content_type="application/json").status_code == 400
     folded = client.post(responders_url(domain), cases[0], format="json")
     assert folded.status_code == 201 and folded.json()["subject"] == "Line break"
+    created = Autoresponder.all_tenants.get(pk=folded.json()["id"])
+    patched = client.patch(responders_url(domain, created), {"start_date": "2026-03-01", "end_date": "2026-02-01"},
+                           format="json")  # fmt: skip
+    assert patched.status_code == 400
+    assert client.patch(responders_url(domain, created), {"end_date": "2026-02-01"}, format="json").status_code == 200
+    later = client.patch(responders_url(domain, created), {"start_date": "2026-03-01"}, format="json")
+    assert later.status_code == 400 and "end_date" in later.json()  # checked against the stored end
     again = client.post(responders_url(domain), ok, format="json")  # one per mailbox
     assert again.status_code == 400 and "mailbox" in again.content.decode()
     elsewhere = mail_domain_in(tenant_a, "second.example")
