@@ -1,4 +1,5 @@
-"""Node side of DNS: converge a PowerDNS authoritative server to the panel's zones over its HTTP API.
+"""Node side of DNS: converge a PowerDNS authoritative server to the panel's zones over its HTTP API
+(the default), or write BIND zone files (``MPANEL_DNS_BACKEND=bind``, see ``Bind``).
 
 The node's PowerDNS is named by the node's environment (never by the panel):
 ``MPANEL_PDNS_API_URL`` (e.g. ``http://127.0.0.1:8081``), ``MPANEL_PDNS_API_KEY`` and
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -149,10 +151,109 @@ def _api_rrset(rrset: dict) -> dict:
     }
 
 
-def call(op: str, args: dict) -> dict:
-    pdns = PowerDNS()
+class Bind:
+    """BIND zone files under ``<root>/dns/bind/``: ``<zone>.zone`` in RFC 1035 master format (the SOA
+    first, then every rrset) and ``zones.conf`` with one ``zone "<name>" { type primary; file …; };``
+    per file, for the node's named.conf to ``include``. A zone file is written under a temporary
+    name and checked by ``named-checkzone`` (bind9-utils), and ``zones.conf`` by ``named-checkconf``,
+    before either is renamed into place, so named never reads what BIND itself would refuse. An
+    unchanged zone is not rewritten. Reloading the node's named (``rndc reload``) is the node's
+    setup, not done here."""
+
+    def __init__(self, root) -> None:
+        from pathlib import Path
+
+        self.dir = Path(root) / "dns" / "bind"
+
+    @staticmethod
+    def _run(*args: str) -> subprocess.CompletedProcess:
+        try:
+            return subprocess.run(list(args), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        except FileNotFoundError as exc:
+            raise AgentError(f"{args[0]} is not installed on this node (Debian: bind9-utils)", permanent=True) from exc
+
+    @staticmethod
+    def zone_text(name: str, rrsets: list[dict]) -> str:
+        soa = [r for r in rrsets if r["type"] == "SOA"]
+        if len(soa) != 1 or len(soa[0]["records"]) != 1:
+            raise AgentError(f"the zone {name} needs exactly one SOA", permanent=True)
+        rest = sorted((r for r in rrsets if r["type"] != "SOA"), key=lambda r: (r["name"], r["type"]))
+        lines = [f"; {name} written by mPanel (agent/dns.py); changes here are overwritten", f"$ORIGIN {name}"]
+        for rrset in [soa[0], *rest]:
+            for content in sorted(rrset["records"]):
+                if "\n" in content or "\r" in content:
+                    raise AgentError(f"bad record content in {name}", permanent=True)
+                lines.append(f"{rrset['name']}\t{rrset['ttl']}\tIN\t{rrset['type']}\t{content}")
+        return "\n".join(lines) + "\n"
+
+    def _check_zone(self, name: str, path) -> None:
+        result = self._run("named-checkzone", "-q", name, str(path))
+        if result.returncode != 0:
+            detail = self._run("named-checkzone", name, str(path))
+            raise AgentError(f"named-checkzone refused {name}: {(detail.stdout + detail.stderr).strip()[-800:]}",
+                             permanent=True)  # fmt: skip
+
+    def _write_conf(self) -> None:
+        stanzas = []
+        for path in sorted(self.dir.glob("*.zone")):
+            zone = path.name[: -len(".zone")] + "."
+            stanzas.append(f'zone "{zone}" {{ type primary; file "{path}"; }};\n')
+        tmp = self.dir / ".zones.conf.new"
+        tmp.write_text("// written by mPanel (agent/dns.py): include it from named.conf\n" + "".join(stanzas))
+        result = self._run("named-checkconf", str(tmp))
+        if result.returncode != 0:
+            raise AgentError(f"named-checkconf refused zones.conf: {(result.stdout + result.stderr).strip()[-800:]}",
+                             permanent=True)  # fmt: skip
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.dir / "zones.conf")
+
+    def zone_ensure(self, spec: dict) -> dict:
+        name = _zone_name(spec)
+        text = self.zone_text(name, _rrsets(spec))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        target = self.dir / f"{name[:-1]}.zone"
+        created = not target.exists()
+        if not created and target.read_text() == text:
+            return {"zone": name, "created": False, "changed": 0, "file": str(target)}
+        tmp = self.dir / f".{name[:-1]}.zone.new"
+        tmp.write_text(text)
+        try:
+            self._check_zone(name, tmp)
+        except AgentError:
+            tmp.unlink(missing_ok=True)
+            raise
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+        self._write_conf()
+        return {"zone": name, "created": created, "changed": 1, "file": str(target)}
+
+    def zone_delete(self, name: str) -> dict:
+        name = _zone_name({"name": name})
+        target = self.dir / f"{name[:-1]}.zone"
+        existed = target.exists()
+        target.unlink(missing_ok=True)
+        if self.dir.exists():
+            self._write_conf()
+        return {"zone": name, "deleted": existed}
+
+
+def backend(root=None):
+    """The node's DNS server, named by its environment: ``MPANEL_DNS_BACKEND`` = ``powerdns`` (default)
+    or ``bind`` (zone files under the node root)."""
+    kind = (os.environ.get("MPANEL_DNS_BACKEND") or "powerdns").strip().lower()
+    if kind == "powerdns":
+        return PowerDNS()
+    if kind == "bind":
+        if root is None:
+            raise AgentError("the bind DNS backend needs the node root", permanent=True)
+        return Bind(root)
+    raise AgentError(f"unknown MPANEL_DNS_BACKEND {kind!r} (powerdns or bind)", permanent=True)
+
+
+def call(op: str, args: dict, root=None) -> dict:
+    server = backend(root)
     if op == "dns_zone_ensure":
-        return pdns.zone_ensure(args.get("zone") or {})
+        return server.zone_ensure(args.get("zone") or {})
     if op == "dns_zone_delete":
-        return pdns.zone_delete(str(args.get("name") or ""))
+        return server.zone_delete(str(args.get("name") or ""))
     raise AgentError(f"unknown operation {op!r}", permanent=True)

@@ -6,6 +6,10 @@ Layout under ``<root>/mail/``:
     virtual_mailboxes  ``virtual_mailbox_maps`` (``user@domain domain/user/``)
     virtual_aliases    ``virtual_alias_maps`` (``source dest,dest``; a catch-all is ``@domain dest``)
     passwd             Dovecot passwd-file (``user@domain:{ARGON2ID}…::::::userdb_quota_rule=*:storage=NM``)
+    sieve/<domain>/<local>.sieve
+                       a mailbox's autoresponder: a Sieve ``vacation`` script, compiled by ``sievec``
+    dovecot.conf       the Dovecot part that reads all of this (passdb, Pigeonhole's sieve for LDA and
+                       LMTP); the node's dovecot.conf ``!include``s it
 
 Each map is written to a temporary name, compiled with ``postmap`` and read back with
 ``postmap -q`` for every key; only then are the map and its ``.db`` renamed over the old ones.
@@ -54,7 +58,142 @@ def _check(spec: dict) -> tuple[list[str], list[dict], list[dict]]:
             raise AgentError(f"bad alias source {source!r}", permanent=True)
         if not a.get("destinations") or not all(ADDRESS_RE.match(str(d)) for d in a["destinations"]):
             raise AgentError(f"bad alias destinations for {source!r}", permanent=True)
+    for m in mailboxes:
+        if m.get("autoresponder"):
+            _check_responder(m["address"], m["autoresponder"])
     return domains, mailboxes, aliases
+
+
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# Controls other than tab and newline have no business in a reply (and NUL would end the script).
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def sieve_quoted(value: str) -> str:
+    """An RFC 5228 quoted string: only ``"`` and ``\\`` need (and get) a backslash."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def sieve_multiline(value: str) -> str:
+    """An RFC 5228 ``text:`` block: each line that starts with "." gets one more (dot-stuffing), so a
+    line of only "." in the body cannot end the block; the block ends with a line of only "."."""
+    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()  # a final line break is the block's own
+    return "text:\n" + "".join(("." + line if line.startswith(".") else line) + "\n" for line in lines) + ".\n"
+
+
+def _check_responder(address: str, responder: dict) -> None:
+    subject, body = responder.get("subject"), responder.get("body")
+    if not isinstance(subject, str) or not subject or "\n" in subject or CONTROL_RE.search(subject):
+        raise AgentError(f"bad autoresponder subject for {address!r}", permanent=True)
+    if not isinstance(body, str) or not body or CONTROL_RE.search(body.replace("\r", "")):
+        raise AgentError(f"bad autoresponder body for {address!r}", permanent=True)
+    for key in ("start", "end"):
+        if responder.get(key) is not None and not DATE_RE.match(str(responder[key])):
+            raise AgentError(f"bad autoresponder {key} date for {address!r}", permanent=True)
+    days = responder.get("days")
+    if not isinstance(days, int) or not 1 <= days <= 60:
+        raise AgentError(f"bad autoresponder interval for {address!r}", permanent=True)
+
+
+def vacation_script(address: str, responder: dict) -> str:
+    """The Sieve script of one mailbox's autoresponder. Dates are the node's local dates, inclusive;
+    ``:days`` is Pigeonhole's per-sender memory (no second reply to a sender within N days)."""
+    _check_responder(address, responder)
+    tests = []
+    if responder.get("start"):
+        tests.append(f'currentdate :value "ge" "date" {sieve_quoted(responder["start"])}')
+    if responder.get("end"):
+        tests.append(f'currentdate :value "le" "date" {sieve_quoted(responder["end"])}')
+    action = (
+        f"vacation :days {int(responder['days'])} :subject {sieve_quoted(responder['subject'])}"
+        f" :addresses [{sieve_quoted(address)}] {sieve_multiline(responder['body'])};\n"
+    )
+    head = '# Rendered by mPanel: this mailbox\'s autoresponder.\nrequire ["vacation", "date", "relational"];\n'
+    if not tests:
+        return head + action
+    return head + f"if allof ({', '.join(tests)}) {{\n{action}}}\n"
+
+
+def _sievec(script: Path, binary: Path) -> None:
+    try:
+        result = subprocess.run(["sievec", str(script), str(binary)], capture_output=True, text=True, timeout=30,
+                                stdin=subprocess.DEVNULL)  # fmt: skip
+    except FileNotFoundError as exc:
+        raise AgentError("sievec is not installed on this node (Debian: dovecot-sieve)", permanent=True) from exc
+    if result.returncode != 0:
+        raise AgentError(f"sievec rejected {script.name}: {(result.stderr or result.stdout).strip()[-500:]}",
+                         permanent=True)  # fmt: skip
+
+
+def _write_sieve(directory: Path, mailboxes: list[dict]) -> int:
+    """One compiled script per mailbox with an active autoresponder; scripts of mailboxes without
+    one any more are removed. Written and compiled under a temporary name, then renamed in."""
+    base = directory / "sieve"
+    base.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(base, 0o755)  # noqa: S103 - the mail user (LDA/LMTP run as it) reads the scripts
+    wanted: set[Path] = set()
+    for m in mailboxes:
+        responder = m.get("autoresponder")
+        if not responder or not m.get("enabled", True):
+            continue
+        local, _, domain = m["address"].partition("@")
+        target = base / domain / f"{local}.sieve"
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        text = vacation_script(m["address"], responder)
+        wanted.add(target)
+        if target.exists() and target.read_text() == text and target.with_suffix(".svbin").exists():
+            continue  # unchanged: keep its file dates, so Pigeonhole's duplicate memory is untouched
+        tmp = target.with_name(f".{target.name}.new")
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        tmp_bin = tmp.with_name(tmp.name + ".svbin")
+        _sievec(tmp, tmp_bin)
+        os.chmod(tmp_bin, 0o644)
+        os.replace(tmp, target)
+        os.replace(tmp_bin, target.with_suffix(".svbin"))
+    for path in list(base.glob("*/*.sieve")):
+        if path not in wanted:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".svbin").unlink(missing_ok=True)
+    return len(wanted)
+
+
+def dovecot_conf(root: Path) -> str:
+    """The Dovecot part mPanel owns: who may log in (the passwd-file) and Pigeonhole's Sieve for
+    local delivery (LDA and LMTP), reading each mailbox's script under ``mail/sieve/%d/%n.sieve``."""
+    directory = root / "mail"
+    return f"""# Rendered by mPanel (agent/mail.py); !include it from the node's dovecot.conf.
+passdb {{
+  driver = passwd-file
+  args = scheme=ARGON2ID {directory}/passwd
+}}
+protocol lda {{
+  mail_plugins = $mail_plugins sieve
+}}
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+}}
+plugin {{
+  sieve = file:{directory}/sieve/%d/%n.sieve
+  sieve_vacation_min_period = 1d
+  sieve_vacation_max_period = 60d
+}}
+"""
+
+
+def write_dovecot_conf(root: Path) -> Path:
+    directory = root / "mail"
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / "dovecot.conf"
+    text = dovecot_conf(root)
+    if not target.exists() or target.read_text() != text:
+        tmp = directory / ".dovecot.conf.new"
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    return target
 
 
 def _write_map(directory: Path, name: str, entries: list[tuple[str, str]]) -> None:
@@ -113,4 +252,7 @@ def mail_sync(root: Path, spec: dict) -> dict:
     with contextlib.suppress(KeyError, PermissionError):  # Dovecot's auth reads it as its group
         os.chown(tmp, -1, grp.getgrnam(DOVECOT_GROUP).gr_gid)
     os.replace(tmp, directory / "passwd")
-    return {"domains": len(domains), "mailboxes": len(enabled), "aliases": len(aliases), "dir": str(directory)}
+    responders = _write_sieve(directory, enabled)
+    write_dovecot_conf(root)
+    return {"domains": len(domains), "mailboxes": len(enabled), "aliases": len(aliases), "autoresponders": responders,
+            "dir": str(directory)}  # fmt: skip

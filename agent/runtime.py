@@ -418,7 +418,7 @@ OPERATIONS = (
     "pod_list",
     "heartbeat",
 )
-DNS_OPERATIONS = ("dns_zone_ensure", "dns_zone_delete")  # agent/dns.py: the node's PowerDNS
+DNS_OPERATIONS = ("dns_zone_ensure", "dns_zone_delete")  # agent/dns.py: the node's PowerDNS or BIND files
 MAIL_OPERATIONS = ("mail_sync",)  # agent/mail.py: Postfix maps and the Dovecot passwd-file
 # agent/databases.py: databases and users on the node's PostgreSQL or MariaDB server
 DB_OPERATIONS = ("db_check", "db_database_ensure", "db_database_drop", "db_user_ensure", "db_user_drop", "db_grant",
@@ -454,7 +454,7 @@ def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
     if op in DNS_OPERATIONS:
         from . import dns
 
-        return dns.call(op, args)
+        return dns.call(op, args, root=runtime.root)
     if op in MAIL_OPERATIONS:
         from . import mail
 

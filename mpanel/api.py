@@ -34,7 +34,7 @@ from apps.dns.api import RecordViewSet, ZoneViewSet
 from apps.domains.api import DomainViewSet
 from apps.files.api import FileManagerViewSet
 from apps.jobs.api import ProvisioningViewSet
-from apps.mail.api import AliasViewSet, MailboxViewSet, MailDomainViewSet
+from apps.mail.api import AliasViewSet, AutoresponderViewSet, MailboxViewSet, MailDomainViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.orders.api import OrderViewSet
@@ -106,6 +106,8 @@ router.register("hosting/databases", DatabaseViewSet, basename="database")
 router.register(
     r"hosting/databases/(?P<database_pk>[0-9a-fA-F-]{36})/grants", DatabaseGrantViewSet, basename="database-grant"
 )
+router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/autoresponders", AutoresponderViewSet,
+                basename="mail-autoresponder")  # fmt: skip
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

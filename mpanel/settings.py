@@ -384,3 +384,7 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
         "DatabaseObjectStatusEnum": "apps.databases.models.ObjectStatus.choices",
     }
 )
+# Domains (apps/domains): auto-renew acts this many days before expiry (hourly sweep, one job per period).
+MPANEL_DOMAIN_RENEW_DAYS = env.int("MPANEL_DOMAIN_RENEW_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["domains-auto-renew"] = {"task": "domains.auto_renew", "schedule": 3600.0}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["RegistrarStateEnum"] = "apps.domains.models.RegistrarStatus.choices"

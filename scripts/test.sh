@@ -25,12 +25,16 @@ ls /usr/sbin/php-fpm[0-9]* >/dev/null 2>&1 || missing+=(php-fpm)
 # DNS zones are served by a real PowerDNS authoritative server (SQLite backend) in the tests.
 command -v pdns_server >/dev/null || missing+=(pdns-server)
 dpkg -s pdns-backend-sqlite3 >/dev/null 2>&1 || missing+=(pdns-backend-sqlite3)
+# BIND zone files (the other DNS backend, and every export) are checked with named-checkzone/named-checkconf.
+command -v named-checkzone >/dev/null || missing+=(bind9-utils)
 # Mail: postmap checks the rendered Postfix maps; a real Dovecot serves IMAP logins in the tests.
 command -v postmap >/dev/null || missing+=(postfix)
 command -v dovecot >/dev/null || missing+=(dovecot-core)
 dpkg -s dovecot-imapd >/dev/null 2>&1 || missing+=(dovecot-imapd)
 # Hosting databases: a real MariaDB server (started on a loopback port by the tests; PostgreSQL is above).
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+# Autoresponders are Sieve vacation scripts: sievec and sieve-test check them, dovecot-lda runs them.
+command -v sievec >/dev/null || missing+=(dovecot-sieve)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

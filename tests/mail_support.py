@@ -8,11 +8,33 @@ import shutil
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from .dns_support import free_port
+
+
+@dataclass
+class Dovecot:
+    port: int
+    conf: Path
+    outbox: Path  # what sendmail_path was given: <pid>.eml and <pid>.args per message
+    maildirs: Path
+
+    def __int__(self) -> int:
+        return self.port
+
+    def deliver(self, message: bytes, *, to: str, sender: str) -> subprocess.CompletedProcess:
+        """Local delivery through dovecot-lda, as Postfix's pipe would do it."""
+        return subprocess.run(
+            ["/usr/lib/dovecot/dovecot-lda", "-c", str(self.conf), "-d", to, "-f", sender],
+            input=message, capture_output=True, timeout=60,
+        )  # fmt: skip
+
+    def replies(self) -> list[str]:
+        return sorted(p.read_text() for p in self.outbox.glob("*.eml"))
 
 
 @pytest.fixture
@@ -49,6 +71,17 @@ def dovecot(mail_node_root, mail_tmp):
     passwd.touch()
     os.chmod(passwd.parent, 0o755)
     port = free_port()
+    # What the node renders (agent/mail.py) is included as is: the passdb and Pigeonhole's sieve.
+    from agent.mail import write_dovecot_conf
+
+    rendered = write_dovecot_conf(mail_node_root)
+    # Vacation replies go to sendmail_path: a script that keeps each reply as a file.
+    outbox = mail_tmp / "outbox"
+    outbox.mkdir()
+    os.chmod(outbox, 0o777)
+    sendmail = base / "sendmail"
+    sendmail.write_text(f'#!/bin/sh\necho "$@" > {outbox}/$$.args\ncat > {outbox}/$$.eml\n')
+    os.chmod(sendmail, 0o755)
     conf = base / "dovecot.conf"
     conf.write_text(
         f"""
@@ -73,10 +106,9 @@ service imap-login {{
     port = 0
   }}
 }}
-passdb {{
-  driver = passwd-file
-  args = scheme=ARGON2ID {passwd}
-}}
+postmaster_address = postmaster@mpanel.invalid
+sendmail_path = {sendmail}
+!include {rendered}
 userdb {{
   driver = static
   args = uid=65534 gid=65534 home={maildirs}/%d/%n
@@ -99,5 +131,5 @@ userdb {{
                 log = (base / "dovecot.log").read_text() if (base / "dovecot.log").exists() else ""
                 raise RuntimeError(f"dovecot did not listen: {log[-2000:]}") from None
             time.sleep(0.1)
-    yield port
+    yield Dovecot(port=port, conf=conf, outbox=outbox, maildirs=maildirs)
     subprocess.run(["doveadm", "-c", str(conf), "stop"], capture_output=True, timeout=30)

@@ -127,6 +127,7 @@ def _hosting_rows(fx) -> dict:
         mail_domain = mail_services.mail_domain_create(tenant=fx.tenant, name="mail-admin.example", node=node)
         mailbox = mail_services.mailbox_create(mail_domain=mail_domain, local_part="ops", password="x" * 12)
         alias = mail_services.alias_create(mail_domain=mail_domain, local_part="info", destinations=["a@b.example"])
+        responder = mail_services.autoresponder_create(mailbox=mailbox, subject="Away", body="Back soon.")
     return {
         Zone: Zone.all_tenants.get(pk=zone.pk),
         Record: record,
@@ -134,6 +135,7 @@ def _hosting_rows(fx) -> dict:
         type(mail_domain): mail_domain,
         type(mailbox): mailbox,
         type(alias): alias,
+        type(responder): responder,
     }
 
 

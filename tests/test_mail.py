@@ -5,18 +5,30 @@ Dovecot; DKIM, SPF and DMARC published into our zone and answered by PowerDNS.""
 from __future__ import annotations
 
 import base64
+import email
+import email.policy
 import imaplib
+import json
+import os
+import re
+import shutil
 import subprocess
+from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from django.urls import reverse
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
+from agent import mail as agent_mail
 from apps.jobs import services as job_services
 from apps.mail import services
-from apps.mail.api import AliasViewSet, MailboxViewSet, MailDomainViewSet
-from apps.mail.models import Mailbox, MailDomain, MailDomainStatus
+from apps.mail.api import AliasViewSet, AutoresponderViewSet, MailboxViewSet, MailDomainViewSet
+from apps.mail.models import Autoresponder, Mailbox, MailDomain, MailDomainStatus
 from apps.nodes.models import Node
 from apps.tenancy.roles import Role
 
@@ -200,11 +212,11 @@ def test_node_renders_maps_and_imap_login_works(tenant_a, dovecot, mail_node_roo
     assert query("sales@inbox.example", "virtual_aliases") == "alice@inbox.example,boss@elsewhere.example"
     assert query("@inbox.example", "virtual_aliases") == "all@inbox.example"
 
-    imap = imaplib.IMAP4("127.0.0.1", dovecot)
+    imap = imaplib.IMAP4("127.0.0.1", dovecot.port)
     assert imap.login("alice@inbox.example", PASSWORD)[0] == "OK"
     assert imap.select("INBOX")[0] == "OK"
     imap.logout()
-    imap = imaplib.IMAP4("127.0.0.1", dovecot)
+    imap = imaplib.IMAP4("127.0.0.1", dovecot.port)
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
         imap.login("alice@inbox.example", "wrong password!")
     imap.shutdown()
@@ -214,7 +226,7 @@ def test_node_renders_maps_and_imap_login_works(tenant_a, dovecot, mail_node_roo
     with django_capture_on_commit_callbacks(execute=True):
         assert client.patch(boxes_url(domain, box_obj), {"enabled": False}, format="json").status_code == 200
     assert query("alice@inbox.example", "virtual_mailboxes") == ""
-    imap = imaplib.IMAP4("127.0.0.1", dovecot)
+    imap = imaplib.IMAP4("127.0.0.1", dovecot.port)
     with pytest.raises(imaplib.IMAP4.error):
         imap.login("alice@inbox.example", PASSWORD)
     imap.shutdown()
@@ -273,3 +285,218 @@ def test_two_tenants_on_this_machine_keep_their_own_mail(tenant_a, tenant_b, mai
     client = client_for(tenant_b.users[Role.ADMIN], tenant_b.tenant)
     response = client.post(domains_url(), {"name": "a-mail.example"}, format="json")
     assert response.status_code == 409 and response.json()["code"] == "name_taken"
+
+
+# --- autoresponders ----------------------------------------------------------------------------
+
+
+def responders_url(domain, obj=None):
+    if obj is None:
+        return reverse("mail-autoresponder-list", kwargs={"domain_pk": domain.pk})
+    return reverse("mail-autoresponder-detail", kwargs={"domain_pk": domain.pk, "pk": obj.pk})
+
+
+def mailbox_in(fx, local: str, name="mail.example") -> Mailbox:
+    domain = mail_domain_in(fx, name)
+    with fx.scope():
+        found = Mailbox.objects.filter(mail_domain=domain, local_part=local).first()
+        return found or services.mailbox_create(mail_domain=domain, local_part=local, password=PASSWORD)
+
+
+@pytest.mark.usefixtures("no_dispatch")
+class TestAutoresponderApi(ApiTestCase):
+    viewset = AutoresponderViewSet
+    basename = "mail-autoresponder"
+    roles = ROLES
+
+    def url_kwargs(self, fx):
+        return {"domain_pk": str(mail_domain_in(fx).pk)}
+
+    def make(self, fx, seq):
+        return services.autoresponder_create(mailbox=mailbox_in(fx, f"away{seq}"), subject="Away",
+                                             body="Back soon.")  # fmt: skip
+
+    def create_payload(self, fx, seq):
+        return {"mailbox": str(mailbox_in(fx, f"new{seq}").pk), "subject": f"Out {seq}", "body": "I am away.\n",
+                "start_date": "2026-01-01", "end_date": "2026-01-31", "interval_days": 7}  # fmt: skip
+
+    def update_payload(self, fx, obj, seq):
+        return {"subject": f"Still away {seq}", "enabled": seq % 2 == 0}
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_dispatch")
+def test_autoresponder_bad_input_is_400(tenant_a, tenant_b):
+    domain = mail_domain_in(tenant_a)
+    box = mailbox_in(tenant_a, "carol")
+    other_box = mailbox_in(tenant_b, "dave", "other-mail.example")
+    client = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    ok = {"mailbox": str(box.pk), "subject": "Away", "body": "Back on Monday."}
+    cases = [
+        {**ok, "subject": "Line\nbreak"},  # folded into one line, so not this one:
+        {**ok, "subject": "\x07bell"},
+        {**ok, "body": "nul \x00 here"},
+        {**ok, "body": "   "},
+        {**ok, "start_date": "2026-02-01", "end_date": "2026-01-01"},
+        {**ok, "interval_days": 0},
+        {**ok, "interval_days": 61},
+        {**ok, "mailbox": str(other_box.pk)},  # another tenant's mailbox does not exist here
+    ]
+    for payload in cases[1:]:
+        response = client.post(responders_url(domain), payload, format="json")
+        assert response.status_code == 400, (payload, response.content)
+    # A lone surrogate (valid JSON, not encodable text) is a 400, sent as raw JSON.
+    raw = json.dumps({**ok, "body": "lone surrogate \ud800"})
+    assert client.post(responders_url(domain), raw, content_type="application/json").status_code == 400
+    folded = client.post(responders_url(domain), cases[0], format="json")
+    assert folded.status_code == 201 and folded.json()["subject"] == "Line break"
+    created = Autoresponder.all_tenants.get(pk=folded.json()["id"])
+    patched = client.patch(responders_url(domain, created), {"start_date": "2026-03-01", "end_date": "2026-02-01"},
+                           format="json")  # fmt: skip
+    assert patched.status_code == 400
+    assert client.patch(responders_url(domain, created), {"end_date": "2026-02-01"}, format="json").status_code == 200
+    later = client.patch(responders_url(domain, created), {"start_date": "2026-03-01"}, format="json")
+    assert later.status_code == 400 and "end_date" in later.json()  # checked against the stored end
+    again = client.post(responders_url(domain), ok, format="json")  # one per mailbox
+    assert again.status_code == 400 and "mailbox" in again.content.decode()
+    elsewhere = mail_domain_in(tenant_a, "second.example")
+    response = client.post(responders_url(elsewhere), {**ok, "mailbox": str(mailbox_in(tenant_a, "erin").pk)},
+                           format="json")  # fmt: skip
+    assert response.status_code == 400  # the mailbox is not in this domain
+
+
+SIEVE_CONF = "mail_uid = 65534\nmail_gid = 65534\nmail_location = maildir:{maildir}\n"
+MESSAGE = (
+    "From: bob@elsewhere.example\nTo: {to}\nSubject: hello\nMessage-ID: <{mid}@elsewhere.example>\n"
+    "Date: Wed, 25 Nov 2026 10:00:00 +0000\n\nA question for you.\n"
+)
+
+
+@pytest.fixture
+def sieve_env(mail_tmp):  # noqa: F811
+    """What sieve-test needs: a mail user, a mail location and a message."""
+    if shutil.which("sievec") is None or shutil.which("sieve-test") is None:
+        pytest.fail("dovecot-sieve (sievec, sieve-test) is needed: run the tests with `make test`")
+    maildir = mail_tmp / "sieve-maildir"
+    maildir.mkdir()
+    os.chmod(maildir, 0o777)
+    conf = mail_tmp / "sieve-test.conf"
+    conf.write_text(SIEVE_CONF.format(maildir=maildir))
+    message = mail_tmp / "message.eml"
+    message.write_text(MESSAGE.format(to="alice@inbox.example", mid="1"))
+    return conf, message
+
+
+def sieve_actions(script_text: str, sieve_env, tmp: Path) -> str:
+    """Compile the script with sievec (it must pass) and run it on a message with sieve-test."""
+    conf, message = sieve_env
+    script = tmp / "script.sieve"
+    script.write_text(script_text)
+    os.chmod(script, 0o644)
+    compiled = subprocess.run(["sievec", str(script), str(tmp / "script.svbin")], capture_output=True, text=True)
+    assert compiled.returncode == 0, (compiled.stderr, script_text)
+    run = subprocess.run(["sieve-test", "-c", str(conf), "-r", "alice@inbox.example", "-f", "bob@elsewhere.example",
+                          str(script), str(message)], capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def responder(**kwargs) -> dict:
+    return {"subject": "Away", "body": "Back on Monday.", "start": None, "end": None, "days": 1, **kwargs}
+
+
+def test_vacation_only_within_its_dates(sieve_env, mail_tmp):  # noqa: F811
+    today = date.today()
+    day = timedelta(days=1)
+    within = [(None, None), (today - day, today + day), (today, today), (today, None), (None, today)]
+    outside = [(today + day, today + 5 * day), (today - 5 * day, today - day), (None, today - day)]
+    for start, end in within + outside:
+        spec = responder(start=start and start.isoformat(), end=end and end.isoformat(), days=3)
+        out = sieve_actions(agent_mail.vacation_script("alice@inbox.example", spec), sieve_env, mail_tmp)
+        if (start, end) in within:
+            assert "send vacation message" in out and "=> seconds : 259200" in out, (start, end, out)
+        else:
+            assert "vacation" not in out and "store message in folder: INBOX" in out, (start, end, out)
+
+
+def _sieve_test_reply(out: str) -> tuple[str, str]:
+    subject = re.search(r"^    => subject : (.*)$", out, re.M).group(1)
+    body = out.split("START MESSAGE\n", 1)[1].rsplit("\nEND MESSAGE", 1)[0]
+    return subject, body
+
+
+printable = st.characters(blacklist_categories=("Cc", "Cs"))
+subjects = st.text(printable, min_size=1, max_size=60).map(lambda s: " ".join(s.split())).filter(bool)
+LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029"
+plain_line = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters=LINE_BREAKS, codec="utf-8"), max_size=30
+).filter(lambda s: not agent_mail.CONTROL_RE.search(s))
+sieve_syntax = st.sampled_from([".", "..", ". ", ".x", '"', "\\", '\\"', "text:", ";", "}", "#", "/*", "*/"])
+lines = st.one_of(plain_line, sieve_syntax)
+bodies = st.lists(lines, min_size=1, max_size=8).map("\n".join).filter(lambda s: s.strip())
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(subject=subjects, body=bodies)
+def test_vacation_text_cannot_break_the_script(sieve_env, mail_tmp, subject, body):  # noqa: F811
+    """Quotes, backslashes, a line of only "." and Sieve syntax in the subject or the body: the script
+    compiles, and the reply says exactly what was given (the body with its final line break)."""
+    out = sieve_actions(agent_mail.vacation_script("alice@inbox.example", responder(subject=subject, body=body)),
+                        sieve_env, mail_tmp)  # fmt: skip
+    assert "send vacation message" in out, out
+    got_subject, got_body = _sieve_test_reply(out)
+    assert got_subject == subject
+    assert got_body == (body if body.endswith("\n") else body + "\n")
+
+
+@pytest.mark.django_db
+def test_autoresponder_replies_through_dovecot_lda_once_per_interval(tenant_a, dovecot, mail_node_root,  # noqa: F811
+                                                                     django_capture_on_commit_callbacks):  # fmt: skip
+    """The API's autoresponder becomes a compiled script on the node; a message delivered by the real
+    dovecot-lda (with the rendered Dovecot config) lands in the mailbox and gets the reply through
+    sendmail, once: the same sender within the interval gets none, another sender gets one."""
+    client = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    mail_node(tenant_a)
+    with django_capture_on_commit_callbacks(execute=True):
+        domain = client.post(domains_url(), {"name": "away.example"}, format="json").json()
+        domain = MailDomain.all_tenants.get(pk=domain["id"])
+        box = client.post(boxes_url(domain), {"local_part": "alice", "password": PASSWORD}, format="json").json()
+        today = date.today()
+        response = client.post(responders_url(domain), {
+            "mailbox": box["id"], "subject": 'On "leave" \\ back soon', "body": "I am away.\n.\nReally.",
+            "start_date": (today - timedelta(days=1)).isoformat(), "end_date": (today + timedelta(days=1)).isoformat(),
+            "interval_days": 7}, format="json")  # fmt: skip
+    assert response.status_code == 201, response.content
+    script = mail_node_root / "mail" / "sieve" / "away.example" / "alice.sieve"
+    assert script.exists() and script.with_suffix(".svbin").exists()
+    job = job_services.Job.all_tenants.filter(type="mail.node.sync").order_by("-created_at").first()
+    assert job.result["autoresponders"] == 1
+
+    def deliver(sender, mid):
+        message = MESSAGE.format(to="alice@away.example", mid=mid).replace("bob@elsewhere.example", sender)
+        result = dovecot.deliver(message.encode(), to="alice@away.example", sender=sender)
+        assert result.returncode == 0, result.stderr.decode()
+
+    deliver("bob@elsewhere.example", "m1")
+    replies = dovecot.replies()
+    assert len(replies) == 1, replies
+    reply = email.message_from_string(replies[0], policy=email.policy.default)
+    assert reply["To"] == "bob@elsewhere.example" and reply["Subject"] == 'On "leave" \\ back soon'
+    # The lone "." line survived (dot-stuffed in the script); Pigeonhole ends the body with a line break.
+    assert reply.get_content().replace("\r\n", "\n").rstrip("\n") == "I am away.\n.\nReally."
+    assert reply["Auto-Submitted"] == "auto-replied (vacation)"
+    inbox = list((dovecot.maildirs / "away.example" / "alice").rglob("new/*"))
+    assert len(inbox) == 1  # the message itself was delivered
+    deliver("bob@elsewhere.example", "m2")  # within 7 days: no second reply
+    assert len(dovecot.replies()) == 1
+    deliver("carol@elsewhere.example", "m3")
+    assert len(dovecot.replies()) == 2
+
+    # Disabled: the script is withdrawn and nobody gets a reply.
+    responder_obj = Autoresponder.all_tenants.get(pk=response.json()["id"])
+    with django_capture_on_commit_callbacks(execute=True):
+        patched = client.patch(responders_url(domain, responder_obj), {"enabled": False}, format="json")
+    assert patched.status_code == 200
+    assert not script.exists()
+    deliver("dan@elsewhere.example", "m4")
+    assert len(dovecot.replies()) == 2

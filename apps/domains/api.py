@@ -1,9 +1,12 @@
 """/api/v1/hosting/domains. Roles (CONTRACT §4 rule): reads MEMBER+; create, update, delete and
-verify ADMIN+; renew BILLING+ (it costs money); transfer out OWNER (ownership leaves the tenant)."""
+verify ADMIN+; renew BILLING+ (it costs money); transfer out OWNER (ownership leaves the tenant).
+
+Registrar calls are jobs (CONTRACT §6): create and a nameserver change answer the job they stored
+in ``job``; renew and transfer-out answer 202 with it. ``registrar_state`` says where it stands."""
 
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
@@ -15,21 +18,36 @@ from . import registrars, services
 from .models import Domain, DomainStatus
 
 
+class JobRefSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    type = serializers.CharField()
+    status = serializers.CharField()
+    result = serializers.JSONField()
+
+
 class DomainSerializer(serializers.ModelSerializer):
     customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects, required=False, allow_null=True)
     unicode_name = serializers.CharField(read_only=True)
     verification = serializers.SerializerMethodField()
+    job = serializers.SerializerMethodField()
 
     class Meta:
         model = Domain
         fields = ["id", "name", "unicode_name", "customer", "status", "registrar", "registered_at", "expires_at",
-                  "auto_renew", "nameservers", "renewal_price", "verified_at", "verification", "created_at",
-                  "updated_at"]  # fmt: skip
-        read_only_fields = ["status", "verified_at", "created_at", "updated_at"]
+                  "auto_renew", "nameservers", "renewal_price", "verified_at", "verification", "registrar_state",
+                  "pending_nameservers", "last_error", "job", "created_at", "updated_at"]  # fmt: skip
+        read_only_fields = ["status", "verified_at", "registrar_state", "pending_nameservers", "last_error",
+                            "created_at", "updated_at"]  # fmt: skip
 
     def get_verification(self, domain) -> dict:
         """The TXT record that proves ownership."""
         return {"name": domain.challenge_name, "type": "TXT", "content": domain.challenge_value}
+
+    @extend_schema_field(JobRefSerializer(allow_null=True))
+    def get_job(self, domain) -> dict | None:
+        """The registrar job this request stored (also at /api/v1/ops/provisioning); null on reads."""
+        job = getattr(domain, "job", None)
+        return JobRefSerializer(job).data if job is not None else None
 
 
 class DomainCreateSerializer(DomainSerializer):
@@ -58,17 +76,6 @@ class DomainUpdateSerializer(serializers.Serializer):
 
 class RenewSerializer(serializers.Serializer):
     years = serializers.IntegerField(min_value=1, max_value=10, default=1)
-
-
-class RenewAnswerSerializer(DomainSerializer):
-    invoice = serializers.SerializerMethodField()
-
-    class Meta(DomainSerializer.Meta):
-        fields = [*DomainSerializer.Meta.fields, "invoice"]
-
-    def get_invoice(self, domain) -> str | None:
-        invoice = getattr(domain, "renewal_invoice", None)
-        return str(invoice.pk) if invoice else None
 
 
 class DomainFilter(filters.FilterSet):
@@ -112,11 +119,21 @@ class DomainViewSet(TenantModelViewSet):
         serializer.instance = services.domain_create(tenant=self.tenant, actor=self.request.user,
                                                      **serializer.validated_data)  # fmt: skip
 
+    def _answer(self, domain, code=status.HTTP_200_OK):
+        """The domain as it is now: where jobs run in-process (the embedded default) the registrar's
+        answer is in already."""
+        job = getattr(domain, "job", None)
+        domain.refresh_from_db()
+        if job is not None:
+            job.refresh_from_db()
+        domain.job = job
+        return Response(DomainSerializer(domain).data, status=code)
+
     def create(self, request, *args, **kwargs):
         serializer = DomainCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         self.perform_create(serializer)
-        return Response(DomainSerializer(serializer.instance).data, status=201)
+        return self._answer(serializer.instance, status.HTTP_201_CREATED)
 
     @extend_schema(request=DomainUpdateSerializer, responses={200: DomainSerializer})
     def update(self, request, pk=None, partial=False):
@@ -124,7 +141,7 @@ class DomainViewSet(TenantModelViewSet):
         serializer = DomainUpdateSerializer(data=request.data, partial=partial)
         serializer.is_valid(raise_exception=True)
         domain = services.domain_update(domain=domain, data=serializer.validated_data, actor=request.user)
-        return Response(DomainSerializer(domain).data)
+        return self._answer(domain)
 
     @extend_schema(request=DomainUpdateSerializer, responses={200: DomainSerializer})
     def partial_update(self, request, pk=None):
@@ -138,17 +155,18 @@ class DomainViewSet(TenantModelViewSet):
     def verify(self, request, pk=None):
         return Response(DomainSerializer(services.domain_verify(domain=self.get_object(), actor=request.user)).data)
 
-    @extend_schema(request=RenewSerializer, responses={200: RenewAnswerSerializer}, summary="Renew (and bill it)")
+    @extend_schema(request=RenewSerializer, responses={202: DomainSerializer},
+                   summary="Renew through the registrar (a job; it bills the renewal)")  # fmt: skip
     @action(detail=True, methods=["post"])
     def renew(self, request, pk=None):
         domain = self.get_object()
         serializer = RenewSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         domain = services.domain_renew(domain=domain, years=serializer.validated_data["years"], actor=request.user)
-        return Response(RenewAnswerSerializer(domain).data)
+        return self._answer(domain, status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=None, responses={200: DomainSerializer}, summary="Mark the domain transferred out")
+    @extend_schema(request=None, responses={202: DomainSerializer}, summary="Transfer the domain out (a job)")
     @action(detail=True, methods=["post"], url_path="transfer-out", url_name="transfer-out")
     def transfer_out(self, request, pk=None):
         domain = services.domain_transfer_out(domain=self.get_object(), actor=request.user)
-        return Response(DomainSerializer(domain).data)
+        return self._answer(domain, status.HTTP_202_ACCEPTED)

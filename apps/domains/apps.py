@@ -7,4 +7,4 @@ class DomainsConfig(AppConfig):
     verbose_name = "Domains"
 
     def ready(self):
-        from . import tasks  # noqa: F401  (the daily expiry sweep)
+        from . import jobs, tasks  # noqa: F401  (registrar job handlers; the expiry and auto-renew sweeps)

@@ -16,6 +16,14 @@ class DomainStatus(models.TextChoices):
     TRANSFERRED_OUT = "transferred_out", "Transferred out"
 
 
+class RegistrarStatus(models.TextChoices):
+    """Where the last registrar operation (a job) stands."""
+
+    PENDING = "pending", "Pending"  # a register/renew/nameserver/transfer job waits or runs
+    OK = "ok", "OK"
+    ERROR = "error", "Error"  # the last one failed for good (see last_error; retry it at /ops/provisioning)
+
+
 def _token() -> str:
     return secrets.token_urlsafe(24)
 
@@ -38,6 +46,10 @@ class Domain(TenantOwnedModel):
     renewal_price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
     verification_token = models.CharField(max_length=64, default=_token, editable=False)
     verified_at = models.DateTimeField(null=True, blank=True)
+    registrar_state = models.CharField(max_length=8, choices=RegistrarStatus.choices, default=RegistrarStatus.PENDING)
+    # Nameservers asked for and not yet confirmed by the registrar (null: nothing asked).
+    pending_nameservers = models.JSONField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["name"]

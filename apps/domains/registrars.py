@@ -3,8 +3,9 @@ transfer out) into the registrar's calls and answers the registrar's view of the
 
 Drivers are named in ``MPANEL_DOMAIN_REGISTRARS`` (``{"manual": "apps.domains.registrars.ManualRegistrar"}``);
 a real one (EPP, a reseller API) subclasses ``Registrar`` and raises ``RegistrarError`` when the
-registrar refuses. ``manual`` talks to nobody: an operator does the work at the registrar and the
-panel records the dates and nameservers it is given.
+registrar refuses. Drivers are called from jobs (apps/domains/jobs.py), never in a request.
+``manual`` talks to nobody: an operator does the work at the registrar and the panel records the
+dates and nameservers it is given.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Registrar:
         raise NotImplementedError
 
     def renew(self, domain, *, years: int, today: date) -> RegistrarState:
+        """Extend from ``domain.expires_at``. A real driver sends that date as the registry's
+        current expiry (EPP ``curExpDate``), so a replayed renewal is refused rather than doubled."""
         raise NotImplementedError
 
     def set_nameservers(self, domain, *, nameservers: list[str]) -> RegistrarState:

@@ -11,12 +11,13 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.dns import zonedata
+from apps.jobs.models import JobStatus
 
 from . import registrars, verification
-from .models import Domain, DomainStatus
+from .models import Domain, DomainStatus, RegistrarStatus
 
 FIELDS = ["name", "customer", "status", "registrar", "registered_at", "expires_at", "auto_renew", "nameservers",
-          "renewal_price", "verified_at"]  # fmt: skip
+          "renewal_price", "verified_at", "registrar_state", "pending_nameservers"]  # fmt: skip
 GONE = (DomainStatus.TRANSFERRED_OUT,)
 
 
@@ -54,6 +55,13 @@ def _apply(domain: Domain, state: registrars.RegistrarState) -> None:
         domain.registered_at = state.registered_at
 
 
+def _enqueue(domain: Domain, type: str, payload: dict, actor, key: str | None = None):
+    from apps.jobs.services import job_enqueue
+
+    return job_enqueue(tenant=domain.tenant, type=type, payload={"domain": str(domain.pk), **payload}, key=key,
+                       actor=actor, obj=domain)  # fmt: skip
+
+
 @transaction.atomic
 def domain_create(
     *,
@@ -69,21 +77,30 @@ def domain_create(
     renewal_price=None,
     actor=None,
 ) -> Domain:
-    driver = registrars.get(registrar)
+    """Store the domain and a ``domain.register`` job that asks the registrar (the answer's
+    ``registrar_state`` is ``pending`` until it has run)."""
+    registrars.get(registrar)  # an unknown registrar is a 400 now, not a failed job later
     domain = Domain(tenant=tenant, name=domain_name(name), customer=customer, registrar=registrar,
-                    registered_at=registered_at, auto_renew=auto_renew, renewal_price=renewal_price)  # fmt: skip
-    _apply(domain, driver.register(domain, years=years, nameservers=_nameservers(nameservers), expires_at=expires_at))
+                    registered_at=registered_at, expires_at=expires_at, auto_renew=auto_renew,
+                    renewal_price=renewal_price, pending_nameservers=_nameservers(nameservers),
+                    registrar_state=RegistrarStatus.PENDING)  # fmt: skip
     try:
         with transaction.atomic():
             domain.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("This tenant has this domain already.", field="name") from exc
-    audit.record(action="domain.create", obj=domain, after=audit.snapshot(domain, FIELDS), **_actor(actor))
+    audit.record(action="domain.create", obj=domain, after={**audit.snapshot(domain, FIELDS), "years": years},
+                 **_actor(actor))  # fmt: skip
+    domain.job = _enqueue(domain, "domain.register", {"years": years,
+                          "expires_at": expires_at.isoformat() if expires_at else None},
+                          actor, key=f"domain.register:{domain.pk}")  # fmt: skip
     return domain
 
 
 @transaction.atomic
 def domain_update(*, domain: Domain, data: dict, actor=None) -> Domain:
+    """Bookkeeping fields change here; new nameservers are asked of the registrar by a
+    ``domain.nameservers`` job (answered in ``pending_nameservers`` until it has run)."""
     domain = _locked(domain)
     if domain.status in GONE:
         raise Conflict("This domain was transferred out.")
@@ -99,9 +116,13 @@ def domain_update(*, domain: Domain, data: dict, actor=None) -> Domain:
         if domain.registrar != "manual":
             raise InvalidInput("Only the manual registrar takes an expiry by hand.", field="expires_at")
         domain.expires_at = data["expires_at"]
+    domain.job = None
     if "nameservers" in data:
-        state = registrars.get(domain.registrar).set_nameservers(domain, nameservers=_nameservers(data["nameservers"]))
-        _apply(domain, state)
+        wanted = _nameservers(data["nameservers"])
+        if wanted != list(domain.nameservers) or domain.pending_nameservers is not None:
+            domain.pending_nameservers = wanted
+            domain.registrar_state = RegistrarStatus.PENDING
+            domain.job = _enqueue(domain, "domain.nameservers", {}, actor)
     domain.save()
     audit.record(action="domain.update", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
                  **_actor(actor))  # fmt: skip
@@ -139,19 +160,58 @@ def domain_verify(*, domain: Domain, actor=None) -> Domain:
     return domain
 
 
-@transaction.atomic
-def domain_renew(*, domain: Domain, years: int = 1, actor=None, today: date | None = None) -> Domain:
-    """Extend through the registrar; with a customer and a renewal price, a draft invoice bills it."""
-    from apps.billing.services.invoices import invoice_create
+def renew_key(domain: Domain, auto: bool) -> str:
+    """The key names the expiry the renewal extends, so a second request (or a second sweep) for the
+    same period finds the first job. The once-only guarantee is the job's own: it renews only while
+    the expiry is still the one it was stored for (``apply_renewal``), so a manual and an automatic
+    renewal of one period (two keys) renew it once too."""
+    expiry = domain.expires_at.isoformat() if domain.expires_at else "none"
+    return f"domain.renew:{domain.pk}:{expiry}:{'auto' if auto else 'manual'}"
 
+
+@transaction.atomic
+def domain_renew(*, domain: Domain, years: int = 1, actor=None, today: date | None = None, auto: bool = False):
+    """Store a ``domain.renew`` job for the current period (or find the one stored already)."""
     domain = _locked(domain)
     if domain.status in GONE:
         raise Conflict("This domain was transferred out.")
     today = today or timezone.localdate()
+    payload = {"years": years, "from_expiry": domain.expires_at.isoformat() if domain.expires_at else None,
+               "today": today.isoformat(), "auto": auto}  # fmt: skip
+    job = _enqueue(domain, "domain.renew", payload, actor, key=renew_key(domain, auto))
+    if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        raise Conflict(f"The renewal of this period failed ({job.last_error[:200]}); retry job {job.pk} at "
+                       "/api/v1/ops/provisioning.", code="renewal_failed")  # fmt: skip
+    if not job.is_finished:
+        domain.registrar_state = RegistrarStatus.PENDING
+        domain.save(update_fields=["registrar_state", "updated_at"])
+    domain.job = job
+    return domain
+
+
+@transaction.atomic
+def apply_renewal(*, domain_id, years: int, from_expiry: str | None, today: date, auto: bool) -> dict:
+    """The ``domain.renew`` job: renew through the driver, bill it, audit it, all in one
+    transaction. It renews only the period it was stored for: once the expiry has moved (a run
+    before this one did it), it does nothing, so running it twice renews once."""
+    from apps.billing.services.invoices import invoice_create
+
+    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    if domain is None:
+        return {"skipped": "domain deleted"}
+    current = domain.expires_at.isoformat() if domain.expires_at else None
+    if current != from_expiry:
+        return {"skipped": f"renewed already (expires {current})"}
+    if domain.status in GONE:
+        return {"skipped": "transferred out"}
+    if auto and not domain.auto_renew:
+        return {"skipped": "auto-renew was turned off"}
     before = audit.snapshot(domain, FIELDS)
     _apply(domain, registrars.get(domain.registrar).renew(domain, years=years, today=today))
     if domain.status == DomainStatus.EXPIRED:
         domain.status = DomainStatus.ACTIVE if domain.verified_at else DomainStatus.PENDING_VERIFICATION
+    domain.registrar_state = RegistrarStatus.OK
+    domain.last_error = ""
     domain.save()
     invoice = None
     if domain.customer_id and domain.renewal_price is not None:
@@ -159,26 +219,116 @@ def domain_renew(*, domain: Domain, years: int = 1, actor=None, today: date | No
                                f"until {domain.expires_at.isoformat()})",
                 "quantity": years, "unit_price": str(domain.renewal_price)}  # fmt: skip
         invoice = invoice_create(tenant=domain.tenant, customer=domain.customer, lines=[line])
-    audit.record(action="domain.renew", obj=domain, before=before,
-                 after={**audit.snapshot(domain, FIELDS), "invoice": str(invoice.pk) if invoice else None},
-                 **_actor(actor))  # fmt: skip
-    domain.renewal_invoice = invoice
-    return domain
+    audit.record(action="domain.renew", obj=domain, before=before, actor=None,
+                 after={**audit.snapshot(domain, FIELDS), "invoice": str(invoice.pk) if invoice else None,
+                        "auto": auto})  # fmt: skip
+    return {"expires_at": domain.expires_at.isoformat(), "invoice": str(invoice.pk) if invoice else None}
+
+
+@transaction.atomic
+def apply_registration(*, domain_id, years: int, expires_at: str | None) -> dict:
+    """The ``domain.register`` job: ask the registrar once; a domain it registered already is left."""
+    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    if domain is None:
+        return {"skipped": "domain deleted"}
+    if domain.registrar_state == RegistrarStatus.OK and domain.expires_at is not None:
+        return {"skipped": "registered already"}
+    before = audit.snapshot(domain, FIELDS)
+    # What is wanted now: a nameserver change stored after the create is sent with the registration.
+    wanted = list(domain.pending_nameservers if domain.pending_nameservers is not None else domain.nameservers)
+    state = registrars.get(domain.registrar).register(
+        domain, years=years, nameservers=wanted, expires_at=date.fromisoformat(expires_at) if expires_at else None
+    )
+    _apply(domain, state)
+    domain.pending_nameservers = None
+    domain.registrar_state = RegistrarStatus.OK
+    domain.last_error = ""
+    domain.save()
+    audit.record(action="domain.register", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
+                 actor=None)  # fmt: skip
+    return {"expires_at": domain.expires_at.isoformat() if domain.expires_at else None}
+
+
+@transaction.atomic
+def apply_nameservers(*, domain_id) -> dict:
+    """The ``domain.nameservers`` job: send the nameservers wanted *now* (a later change's job
+    finds nothing left to do), so jobs that run late or twice converge."""
+    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    if domain is None or domain.pending_nameservers is None:
+        return {"skipped": "nothing to change"}
+    if domain.status in GONE:
+        return {"skipped": "transferred out"}
+    before = audit.snapshot(domain, FIELDS)
+    _apply(domain, registrars.get(domain.registrar).set_nameservers(domain, nameservers=domain.pending_nameservers))
+    domain.pending_nameservers = None
+    domain.registrar_state = RegistrarStatus.OK
+    domain.last_error = ""
+    domain.save()
+    audit.record(action="domain.nameservers", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
+                 actor=None)  # fmt: skip
+    return {"nameservers": domain.nameservers}
 
 
 @transaction.atomic
 def domain_transfer_out(*, domain: Domain, actor=None) -> Domain:
+    """Store the ``domain.transfer_out`` job (once per domain); auto-renew stops now."""
     domain = _locked(domain)
     if domain.status in GONE:
         raise Conflict("This domain was transferred out already.")
     before = audit.snapshot(domain, FIELDS)
+    domain.auto_renew = False
+    domain.registrar_state = RegistrarStatus.PENDING
+    domain.save()
+    audit.record(action="domain.transfer_out.request", obj=domain, before=before,
+                 after=audit.snapshot(domain, FIELDS), **_actor(actor))  # fmt: skip
+    domain.job = _enqueue(domain, "domain.transfer_out", {}, actor, key=f"domain.transfer_out:{domain.pk}")
+    return domain
+
+
+@transaction.atomic
+def apply_transfer_out(*, domain_id) -> dict:
+    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    if domain is None or domain.status in GONE:
+        return {"skipped": "gone already"}
+    before = audit.snapshot(domain, FIELDS)
     registrars.get(domain.registrar).transfer_out(domain)
     domain.status = DomainStatus.TRANSFERRED_OUT
     domain.auto_renew = False
+    domain.registrar_state = RegistrarStatus.OK
+    domain.last_error = ""
     domain.save()
     audit.record(action="domain.transfer_out", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
-                 **_actor(actor))  # fmt: skip
-    return domain
+                 actor=None)  # fmt: skip
+    return {"status": domain.status}
+
+
+def registrar_failed(domain_id, message: str) -> None:
+    Domain.all_tenants.filter(pk=domain_id).update(registrar_state=RegistrarStatus.ERROR, last_error=message[:2000])
+
+
+def domains_auto_renew(*, today: date | None = None) -> list:
+    """Every tenant's active auto-renewing domains that expire within ``MPANEL_DOMAIN_RENEW_DAYS``
+    get a ``domain.renew`` job for their current period (the hourly beat task). Each domain is
+    checked again under its row lock, so a sweep that overlaps another (or runs after the renewal
+    it would ask for) stores nothing more."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    from apps.tenancy.scoping import tenant_scope
+
+    today = today or timezone.localdate()
+    horizon = today + timedelta(days=settings.MPANEL_DOMAIN_RENEW_DAYS)
+    due = Domain.all_tenants.filter(status=DomainStatus.ACTIVE, auto_renew=True, expires_at__isnull=False,
+                                    expires_at__lte=horizon).select_related("tenant")  # fmt: skip
+    jobs = []
+    for domain in due:
+        with tenant_scope(domain.tenant), transaction.atomic():
+            locked = _locked(domain)
+            still_due = locked.status == DomainStatus.ACTIVE and locked.auto_renew and locked.expires_at
+            if still_due and locked.expires_at <= horizon:
+                jobs.append(domain_renew(domain=locked, years=1, today=today, auto=True).job)
+    return jobs
 
 
 def domains_expire(*, today: date | None = None) -> int:

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from apps.common.admin import ReadOnlyAdmin
 
-from .models import Alias, Mailbox, MailDomain
+from .models import Alias, Autoresponder, Mailbox, MailDomain
 
 
 @admin.register(MailDomain)
@@ -33,4 +33,13 @@ class AliasAdmin(ReadOnlyAdmin):
     search_fields = ["local_part", "mail_domain__name"]
     list_select_related = ["mail_domain", "tenant"]
     list_filter = ["tenant"]
+    show_full_result_count = False
+
+
+@admin.register(Autoresponder)
+class AutoresponderAdmin(ReadOnlyAdmin):
+    list_display = ["mailbox", "enabled", "subject", "start_date", "end_date", "interval_days", "tenant"]
+    list_filter = ["enabled", "tenant"]
+    search_fields = ["mailbox__local_part", "mailbox__mail_domain__name", "subject"]
+    list_select_related = ["mailbox__mail_domain", "tenant"]
     show_full_result_count = False

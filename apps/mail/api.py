@@ -13,7 +13,7 @@ from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantModelViewSet
 
 from . import services
-from .models import Alias, Mailbox, MailDomain
+from .models import Alias, Autoresponder, Mailbox, MailDomain
 
 ROLES = {
     "list": Role.MEMBER,
@@ -184,3 +184,62 @@ class AliasViewSet(_InDomain):
 
     def perform_destroy(self, instance):
         services.alias_delete(alias=instance, actor=self.request.user)
+
+
+class AutoresponderSerializer(serializers.ModelSerializer):
+    mailbox = serializers.PrimaryKeyRelatedField(queryset=Mailbox.objects)
+    subject = serializers.CharField(max_length=200, trim_whitespace=False)
+    body = serializers.CharField(max_length=8000, trim_whitespace=False)
+    interval_days = serializers.IntegerField(min_value=1, max_value=60, required=False, default=1)
+    address = serializers.CharField(source="mailbox.address", read_only=True)
+
+    class Meta:
+        model = Autoresponder
+        fields = ["id", "mailbox", "address", "enabled", "subject", "body", "start_date", "end_date",
+                  "interval_days", "created_at", "updated_at"]  # fmt: skip
+        read_only_fields = ["created_at", "updated_at"]
+
+
+class AutoresponderUpdateSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(required=False)
+    subject = serializers.CharField(max_length=200, trim_whitespace=False, required=False)
+    body = serializers.CharField(max_length=8000, trim_whitespace=False, required=False)
+    start_date = serializers.DateField(required=False, allow_null=True)
+    end_date = serializers.DateField(required=False, allow_null=True)
+    interval_days = serializers.IntegerField(min_value=1, max_value=60, required=False)
+
+
+class AutoresponderViewSet(_InDomain):
+    """Vacation replies of one mail domain's mailboxes (``/hosting/email/domains/{id}/autoresponders``),
+    one per mailbox; the node renders each as a Sieve script."""
+
+    queryset = Autoresponder.objects.all()
+    serializer_class = AutoresponderSerializer
+    update_serializer = AutoresponderUpdateSerializer
+    filterset_fields = ["enabled", "mailbox"]
+    ordering_fields = ["created_at"]
+    ordering = ["created_at"]
+    search_fields = ["mailbox__local_part", "subject"]
+
+    def scope_queryset(self, queryset):
+        return queryset.filter(mailbox__mail_domain=self.mail_domain()).select_related("mailbox__mail_domain")
+
+    def get_serializer_class(self):
+        if self.action in ("update", "partial_update"):
+            return AutoresponderUpdateSerializer
+        return AutoresponderSerializer
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        mailbox = data.pop("mailbox")
+        if mailbox.mail_domain_id != self.mail_domain().pk:
+            from apps.common.exceptions import InvalidInput
+
+            raise InvalidInput("This mailbox is not in this mail domain.", field="mailbox")
+        serializer.instance = services.autoresponder_create(mailbox=mailbox, actor=self.request.user, **data)
+
+    def perform_change(self, obj, data):
+        return services.autoresponder_update(autoresponder=obj, data=data, actor=self.request.user)
+
+    def perform_destroy(self, instance):
+        services.autoresponder_delete(autoresponder=instance, actor=self.request.user)

@@ -76,3 +76,36 @@ class Alias(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.local_part}@{self.mail_domain.name}"
+
+
+class Autoresponder(TenantOwnedModel):
+    """A vacation reply for one mailbox, rendered on the node as a Sieve ``vacation`` script.
+
+    It answers while ``enabled`` and today (the node's date) is within ``start_date``..``end_date``
+    (either end open when empty), at most once per sender every ``interval_days``."""
+
+    mailbox = models.OneToOneField(Mailbox, on_delete=models.CASCADE, related_name="autoresponder")
+    enabled = models.BooleanField(default=True)
+    subject = models.CharField(max_length=200)
+    body = models.TextField(max_length=8000)
+    start_date = models.DateField(null=True, blank=True)
+    end_date = models.DateField(null=True, blank=True)
+    interval_days = models.PositiveSmallIntegerField(default=1)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(interval_days__gte=1, interval_days__lte=60), name="autoresponder_interval_1_60"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(start_date__isnull=True)
+                | models.Q(end_date__isnull=True)
+                | models.Q(end_date__gte=models.F("start_date")),
+                name="autoresponder_dates_ordered",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="autoresponder_tenant_created")]
+
+    def __str__(self) -> str:
+        return f"autoresponder of {self.mailbox_id}"

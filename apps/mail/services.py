@@ -20,11 +20,14 @@ from apps.dns import zonedata
 from apps.jobs.services import job_enqueue
 from apps.nodes.models import Node, NodeStatus
 
-from .models import Alias, Mailbox, MailDomain, MailDomainStatus
+from .models import Alias, Autoresponder, Mailbox, MailDomain, MailDomainStatus
 
 DOMAIN_FIELDS = ["name", "node", "customer", "status", "catch_all", "dkim_selector", "dkim_public_key"]
 MAILBOX_FIELDS = ["mail_domain", "local_part", "quota_mb", "enabled"]
 ALIAS_FIELDS = ["mail_domain", "local_part", "destinations"]
+RESPONDER_FIELDS = ["mailbox", "enabled", "subject", "body", "start_date", "end_date", "interval_days"]
+# Characters a reply may not hold: controls other than tab and newline (the subject: tab only).
+CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 LOCAL_RE = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 
 
@@ -255,10 +258,100 @@ def alias_delete(*, alias: Alias, actor=None) -> None:
     _sync(mail_domain, actor)
 
 
+def _utf8(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from JSON's \\udxxx
+        return False
+    return True
+
+
+def _responder_text(data: dict, current: Autoresponder | None) -> dict:
+    """Clean what a reply may say. Line ends become ``\\n``; the node's Sieve rendering escapes
+    the rest (quotes, backslashes, a lone "." line), so any printable text is safe."""
+    out = {}
+    if "subject" in data:
+        subject = " ".join(str(data["subject"] or "").split())  # one header line: no line breaks
+        if not subject or CONTROL_RE.search(subject) or not _utf8(subject):
+            raise InvalidInput("A subject of printable characters on one line.", field="subject")
+        out["subject"] = subject
+    if "body" in data:
+        body = str(data["body"] or "").replace("\r\n", "\n").replace("\r", "\n")
+        if not body.strip() or CONTROL_RE.search(body) or not _utf8(body):
+            raise InvalidInput("A body of printable characters (line breaks and tabs allowed).", field="body")
+        out["body"] = body
+    if "interval_days" in data and not 1 <= int(data["interval_days"]) <= 60:
+        raise InvalidInput("Between 1 and 60 days.", field="interval_days")
+    start = data.get("start_date", getattr(current, "start_date", None))
+    end = data.get("end_date", getattr(current, "end_date", None))
+    if start and end and end < start:
+        raise InvalidInput("The end date cannot be before the start date.", field="end_date")
+    return out
+
+
+@transaction.atomic
+def autoresponder_create(*, mailbox: Mailbox, subject: str, body: str, enabled: bool = True, start_date=None,
+                         end_date=None, interval_days: int = 1, actor=None) -> Autoresponder:  # fmt: skip
+    box = Mailbox.objects.select_for_update(of=("self",)).select_related("mail_domain").get(pk=mailbox.pk)
+    text = _responder_text({"subject": subject, "body": body, "interval_days": interval_days,
+                            "start_date": start_date, "end_date": end_date}, None)  # fmt: skip
+    if Autoresponder.objects.filter(mailbox=box).exists():
+        raise InvalidInput(f"{box.address} has an autoresponder already; change that one.", field="mailbox")
+    responder = Autoresponder.objects.create(tenant=box.tenant, mailbox=box, enabled=enabled, start_date=start_date,
+                                             end_date=end_date, interval_days=interval_days, **text)  # fmt: skip
+    audit.record(action="mail.autoresponder.create", obj=responder,
+                 after=audit.snapshot(responder, RESPONDER_FIELDS), **_actor(actor))  # fmt: skip
+    _sync(box.mail_domain, actor)
+    return responder
+
+
+@transaction.atomic
+def autoresponder_update(*, autoresponder: Autoresponder, data: dict, actor=None) -> Autoresponder:
+    responder = (
+        Autoresponder.objects.select_for_update(of=("self",))
+        .select_related("mailbox__mail_domain")
+        .get(pk=autoresponder.pk)
+    )
+    before = audit.snapshot(responder, RESPONDER_FIELDS)
+    text = _responder_text(data, responder)
+    for key in ("enabled", "start_date", "end_date", "interval_days"):
+        if key in data:
+            setattr(responder, key, data[key])
+    for key, value in text.items():
+        setattr(responder, key, value)
+    responder.save()
+    audit.record(action="mail.autoresponder.update", obj=responder, before=before,
+                 after=audit.snapshot(responder, RESPONDER_FIELDS), **_actor(actor))  # fmt: skip
+    _sync(responder.mailbox.mail_domain, actor)
+    return responder
+
+
+@transaction.atomic
+def autoresponder_delete(*, autoresponder: Autoresponder, actor=None) -> None:
+    audit.record(action="mail.autoresponder.delete", obj=autoresponder,
+                 before=audit.snapshot(autoresponder, RESPONDER_FIELDS), **_actor(actor))  # fmt: skip
+    mail_domain = autoresponder.mailbox.mail_domain
+    autoresponder.delete()
+    _sync(mail_domain, actor)
+
+
+def _responder_spec(box: Mailbox) -> dict | None:
+    responder = getattr(box, "autoresponder", None)
+    if responder is None or not responder.enabled:
+        return None
+    return {
+        "subject": responder.subject,
+        "body": responder.body,
+        "start": responder.start_date.isoformat() if responder.start_date else None,
+        "end": responder.end_date.isoformat() if responder.end_date else None,
+        "days": responder.interval_days,
+    }
+
+
 def node_spec(node_id) -> dict:
     """Everything the node serves, as plain data for agent/mail.py."""
     domains = list(MailDomain.objects.filter(node_id=node_id).order_by("name"))
-    boxes = Mailbox.objects.filter(mail_domain__node_id=node_id).select_related("mail_domain")
+    boxes = Mailbox.objects.filter(mail_domain__node_id=node_id).select_related("mail_domain", "autoresponder")
     aliases = Alias.objects.filter(mail_domain__node_id=node_id).select_related("mail_domain")
     spec_aliases = [{"source": str(a), "destinations": list(a.destinations)} for a in aliases]
     spec_aliases += [{"source": f"@{d.name}", "destinations": [d.catch_all]} for d in domains if d.catch_all]
@@ -266,7 +359,13 @@ def node_spec(node_id) -> dict:
         "node": str(node_id),
         "domains": [d.name for d in domains],
         "mailboxes": [
-            {"address": b.address, "password_hash": b.password_hash, "quota_mb": b.quota_mb, "enabled": b.enabled}
+            {
+                "address": b.address,
+                "password_hash": b.password_hash,
+                "quota_mb": b.quota_mb,
+                "enabled": b.enabled,
+                "autoresponder": _responder_spec(b),
+            }
             for b in boxes
         ],
         "aliases": spec_aliases,

@@ -1,0 +1,146 @@
+"""BIND: every zone we export passes BIND's own `named-checkzone`, and the `bind` DNS backend writes
+zone files (checked by `named-checkzone`) and their `zones.conf` (checked by `named-checkconf`)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from agent.dns import Bind
+from agent.runtime import AgentError
+from apps.dns.models import Zone, ZoneStatus
+from apps.tenancy.roles import Role
+
+from .conftest import client_for
+from .test_dns import dns_node, records_url, zones_url
+
+RECORDS = [
+    {"name": "@", "type": "A", "content": "192.0.2.1"},
+    {"name": "@", "type": "AAAA", "content": "2001:db8::1"},
+    {"name": "www", "type": "CNAME", "content": "@"},
+    {"name": "@", "type": "MX", "content": "10 mx.elsewhere.example."},
+    {"name": "@", "type": "MX", "content": "20 mx2"},
+    {"name": "mx2", "type": "A", "content": "192.0.2.2"},
+    {"name": "@", "type": "TXT", "content": "v=spf1 mx -all"},
+    {"name": "long", "type": "TXT", "content": "x" * 600},  # split into 255-byte strings
+    {"name": "quoted", "type": "TXT", "content": '"say \\"hi\\"" "two; strings"'},
+    {"name": "_sip._tcp", "type": "SRV", "content": "10 60 5060 sip.elsewhere.example."},
+    {"name": "@", "type": "CAA", "content": '0 issue "letsencrypt.org"'},
+    {"name": "sub", "type": "NS", "content": "ns1.sub"},  # a delegation with its glue
+    {"name": "ns1.sub", "type": "A", "content": "192.0.2.53"},
+    {"name": "1", "type": "PTR", "content": "host.elsewhere.example."},
+    {"name": "*.wild", "type": "A", "content": "192.0.2.9", "ttl": 60},
+]
+
+
+@pytest.fixture
+def checkzone():
+    if shutil.which("named-checkzone") is None or shutil.which("named-checkconf") is None:
+        pytest.fail("bind9-utils (named-checkzone, named-checkconf) is needed: run the tests with `make test`")
+
+
+def named_checkzone(name: str, path) -> subprocess.CompletedProcess:
+    return subprocess.run(["named-checkzone", name, str(path)], capture_output=True, text=True)
+
+
+def _zone(client, payload) -> Zone:
+    response = client.post(zones_url(), payload, format="json")
+    assert response.status_code == 201, response.content
+    return Zone.all_tenants.get(pk=response.json()["id"])
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("checkzone")
+def test_every_exported_zone_passes_named_checkzone(tenant_a, tmp_path, monkeypatch):
+    from apps.jobs import services as job_services
+
+    monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)
+    dns_node(tenant_a)
+    client = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    full = _zone(client, {"name": "every-type.example", "default_ttl": 600})
+    for record in RECORDS:
+        response = client.post(records_url(full), record, format="json")
+        assert response.status_code == 201, (record, response.content)
+    zones = [
+        full,
+        _zone(client, {"name": "tpl.example", "template": "website-mail",
+                       "template_vars": {"ipv4": "192.0.2.7", "ipv6": "2001:db8::7", "mail_host": "mx.tpl.example"}}),
+        _zone(client, {"name": "bücher.example", "template": "website", "template_vars": {"ipv4": "192.0.2.8"}}),
+        _zone(client, {"name": "bare.example"}),
+        _zone(client, {"name": "imported.example", "zone_file": "$TTL 300\n@ IN MX 5 mail\nmail IN A 192.0.2.25\n"
+                       "ftp 120 IN CNAME mail\n"}),
+    ]  # fmt: skip
+    for zone in zones:
+        exported = client.get(zones_url(zone, "export")).json()["zone_file"]
+        path = tmp_path / f"{zone.name}.zone"
+        path.write_text(exported)
+        result = named_checkzone(zone.name, path)
+        assert result.returncode == 0, (zone.name, result.stdout, exported)
+        assert f"loaded serial {Zone.all_tenants.get(pk=zone.pk).serial}" in result.stdout
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("checkzone")
+def test_bind_backend_writes_checked_zone_files(tenant_a, tmp_path, settings, monkeypatch,
+                                                django_capture_on_commit_callbacks):  # fmt: skip
+    root = tmp_path / "node"
+    settings.MPANEL_NODE_ROOT = root
+    monkeypatch.setenv("MPANEL_DNS_BACKEND", "bind")
+    dns_node(tenant_a)
+    client = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    with django_capture_on_commit_callbacks(execute=True):
+        zone = _zone(client, {"name": "files.example", "template": "website", "template_vars": {"ipv4": "192.0.2.1"}})
+    zone = Zone.all_tenants.get(pk=zone.pk)
+    assert zone.status == ZoneStatus.ACTIVE and zone.served_serial == zone.serial
+    bind_dir = root / "dns" / "bind"
+    zone_file = bind_dir / "files.example.zone"
+    checked = named_checkzone("files.example", zone_file)
+    assert checked.returncode == 0 and f"loaded serial {zone.serial}" in checked.stdout, checked.stdout
+    conf = bind_dir / "zones.conf"
+    assert f'zone "files.example." {{ type primary; file "{zone_file}"; }};' in conf.read_text()
+    assert subprocess.run(["named-checkconf", "-z", str(conf)], capture_output=True).returncode == 0
+
+    # A change: the new file has the new serial and the new address.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(records_url(zone), {"name": "api", "type": "A", "content": "192.0.2.44"},
+                           format="json").status_code == 201  # fmt: skip
+    new_serial = Zone.all_tenants.get(pk=zone.pk).serial
+    assert new_serial == zone.serial + 1
+    text = zone_file.read_text()
+    assert "api.files.example.\t3600\tIN\tA\t192.0.2.44" in text
+    assert f"loaded serial {new_serial}" in named_checkzone("files.example", zone_file).stdout
+    # The same zone again: nothing rewritten.
+    from apps.dns import services
+    from apps.nodes.drivers import driver_for
+
+    with tenant_a.scope():
+        again = driver_for(zone.node).dns_zone_ensure(services.zone_spec(Zone.objects.get(pk=zone.pk)))
+    assert again["changed"] == 0
+
+    # Deleted: the file and its stanza go.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.delete(zones_url(zone)).status_code == 202
+    assert not zone_file.exists() and "files.example" not in conf.read_text()
+    assert not Zone.all_tenants.filter(pk=zone.pk).exists()
+
+
+@pytest.mark.usefixtures("checkzone")
+def test_bind_refuses_what_named_checkzone_refuses(tmp_path):
+    """The panel's rules keep a CNAME from sitting beside other data; should a spec get here with
+    one anyway, BIND's check refuses it and the served file stays as it was."""
+    bind = Bind(tmp_path)
+    soa = {"name": "bad.example.", "type": "SOA", "ttl": 3600,
+           "records": ["ns1.mpanel.invalid. hostmaster.mpanel.invalid. 2026010101 10800 3600 604800 3600"]}  # fmt: skip
+    ns = {"name": "bad.example.", "type": "NS", "ttl": 3600, "records": ["ns1.mpanel.invalid."]}
+    good = {"name": "bad.example.", "rrsets": [soa, ns]}
+    assert bind.zone_ensure(good)["created"] is True
+    before = (tmp_path / "dns" / "bind" / "bad.example.zone").read_text()
+    clash = [{"name": "www.bad.example.", "type": t, "ttl": 60, "records": [c]}
+             for t, c in (("CNAME", "bad.example."), ("A", "192.0.2.1"))]  # fmt: skip
+    with pytest.raises(AgentError, match="named-checkzone refused") as refused:
+        bind.zone_ensure({"name": "bad.example.", "rrsets": [soa, ns, *clash]})
+    assert refused.value.permanent
+    assert (tmp_path / "dns" / "bind" / "bad.example.zone").read_text() == before
+    assert not list((tmp_path / "dns" / "bind").glob(".*.new"))
