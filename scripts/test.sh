@@ -27,6 +27,9 @@ dpkg -s pdns-backend-sqlite3 >/dev/null 2>&1 || missing+=(pdns-backend-sqlite3)
 command -v postmap >/dev/null || missing+=(postfix)
 command -v dovecot >/dev/null || missing+=(dovecot-core)
 dpkg -s dovecot-imapd >/dev/null 2>&1 || missing+=(dovecot-imapd)
+# The operators' admin is tested in Debian's Chromium (Playwright); its charts come from npm.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -37,6 +40,7 @@ PG_BIN=$(pg_bin)
 
 # --- python environment -----------------------------------------------------------------------
 bash scripts/venv.sh test
+bash scripts/static.sh
 PY="$ROOT/.venv/bin/python"
 
 # --- throwaway PostgreSQL and Redis -----------------------------------------------------------
