@@ -415,3 +415,31 @@ def test_the_paginator_estimates_big_results_without_counting(tenant_a):
         exact = EstimatedCountPaginator(qs.filter(status=JobStatus.FAILED), 25).count  # small: counted exactly
     assert exact == 0
     assert any("COUNT(" in q["sql"].upper() for q in queries.captured_queries)
+
+
+def _more(model, fx, seq: int) -> None:
+    if model is CloudPod:
+        pod_in(fx, seq, node=node_in(fx, f"list-node-{seq % 3}"))
+    elif model is Node:
+        node_in(fx, f"list-node-{seq}")
+    elif model is Invoice:
+        _overdue_invoice(fx, _customer(fx, f"List{seq}"), "3.00")
+    elif model is Subscription:
+        _subscription(fx, _customer(fx, f"Sub{seq}"), _product(fx, f"sub-{seq}"), "monthly")
+
+
+@pytest.mark.parametrize("model", [CloudPod, Node, Invoice, Subscription], ids=lambda m: m.__name__)
+def test_more_changelists_cost_the_same_queries_with_more_rows(console, model):
+    fxs = [make_tenant(f"List {i}") for i in range(2)]
+    changelist = url(model, "changelist")
+    for seq in range(2):
+        _more(model, fxs[seq % 2], seq)
+    console.get(changelist)
+    with CaptureQueriesContext(connection) as few:
+        assert console.get(changelist).status_code == 200
+    for seq in range(2, 8):
+        _more(model, fxs[seq % 2], seq)
+    with CaptureQueriesContext(connection) as many:
+        response = console.get(changelist)
+    assert len(response.context["cl"].result_list) == 8
+    assert len(many) == len(few), "\n".join(q["sql"] for q in many.captured_queries)
