@@ -443,3 +443,12 @@ def test_more_changelists_cost_the_same_queries_with_more_rows(console, model):
         response = console.get(changelist)
     assert len(response.context["cl"].result_list) == 8
     assert len(many) == len(few), "\n".join(q["sql"] for q in many.captured_queries)
+
+
+def test_the_search_page_is_behind_the_admin_login(client, tenant_a):
+    search = reverse("admin:search")
+    response = client.get(search, {"q": "acme"})
+    assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))
+    client.force_login(User.objects.create_superuser("no-otp@mpanel.test", PASSWORD))  # no verified device
+    response = client.get(search, {"q": "acme"})
+    assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))
