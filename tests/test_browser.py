@@ -97,6 +97,12 @@ def world(transactional_db, node_root, settings):  # noqa: F811
     }
 
 
+def settings_environment() -> str:
+    from django.conf import settings
+
+    return settings.MPANEL_ENVIRONMENT.upper()
+
+
 def _shot(page, name: str) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
@@ -139,6 +145,13 @@ def test_an_operator_runs_the_platform_from_the_browser(world, live_server, brow
     expect(page.locator("#dash-jobs canvas[data-drawn='yes']")).to_have_count(1)
     expect(page.locator("#dash-tenants .dash-figure").first).to_contain_text("1 tenants")
     _shot(page, "dashboard")
+    # Django's admin follows the browser's dark preference; the environment badge stays.
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(18, 18, 18)"
+    expect(page.locator("#environment-badge")).to_have_text(settings_environment())
+    _shot(page, "dashboard-dark")
+    page.emulate_media(color_scheme="light")
+    assert page.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(255, 255, 255)"
 
     # 3. Search a customer from the header and open it.
     page.fill("#global-search input[name='q']", "zephyr w")
