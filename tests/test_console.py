@@ -452,3 +452,12 @@ def test_the_search_page_is_behind_the_admin_login(client, tenant_a):
     client.force_login(User.objects.create_superuser("no-otp@mpanel.test", PASSWORD))  # no verified device
     response = client.get(search, {"q": "acme"})
     assert response.status_code == 302 and response["Location"].startswith(reverse("admin:login"))
+
+
+def test_every_admin_action_of_ours_asks_for_a_permission():
+    """An action without ``permissions`` would be offered to every operator who can view the list."""
+    for model, model_admin in admin.site._registry.items():
+        if not model.__module__.startswith("apps."):
+            continue
+        for func, name, _description in model_admin._get_base_actions():
+            assert getattr(func, "allowed_permissions", None), f"{model.__name__} action {name} asks for none"
