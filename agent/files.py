@@ -11,6 +11,7 @@ are links or devices, or would unpack to more than ``max_unpacked`` bytes refuse
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import stat
@@ -340,6 +341,53 @@ class SiteFiles:
                 with tf.extractfile(m) as fh, open(full, "wb") as out:
                     shutil.copyfileobj(fh, out)
         return {"extracted": len(plan), "target": self.rel(dest)}
+
+
+def as_site_owner(root: Path, operation):
+    """Run ``operation`` as the owner of the site's files when that is a user other than the agent's.
+
+    Confinement is checked before each operation, but a site's own code (PHP runs as its user) can
+    swap a folder for a symlink between that check and the operation. In a child process that has
+    dropped to the site's user such a race can only reach what the user may touch anyway. The
+    result comes back as JSON, an ``AgentError`` as its message; anything else is a node error.
+    """
+    try:
+        st = root.stat()
+    except FileNotFoundError:
+        return operation()  # SiteFiles says "the site has no files on this node"
+    if os.geteuid() != 0 or st.st_uid == 0:
+        return operation()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the caller's code
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(st.st_gid)
+            os.setuid(st.st_uid)
+            try:
+                answer = {"result": operation()}
+            except AgentError as exc:
+                answer = {"error": exc.message, "permanent": exc.permanent}
+            except OSError as exc:
+                answer = {"error": f"{exc.strerror or exc}", "permanent": True}
+            with os.fdopen(write_end, "w") as out:
+                json.dump(answer, out)
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as incoming:
+        data = incoming.read()
+    os.waitpid(pid, 0)
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        raise AgentError("the file operation failed on the node") from None
+    if "error" in answer:
+        raise AgentError(answer["error"], permanent=bool(answer.get("permanent")))
+    return answer["result"]
 
 
 OPERATIONS = {

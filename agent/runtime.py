@@ -370,6 +370,7 @@ class NodeRuntime:
             "time": time.time(),
             "runc": version,
             "images": sorted(name for name, image in IMAGES.items() if image.available()),
+            "php_versions": _php_versions(),
             "memory_available_mb": meminfo.get("MemAvailable", 0) // 1024,
             "disk_free_gb": disk.free // 1024**3,
             "cpus": os.cpu_count(),
@@ -387,6 +388,12 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _php_versions() -> list[str]:
+    from .php import installed_versions
+
+    return installed_versions()
 
 
 def _meminfo() -> dict[str, int]:
@@ -413,6 +420,9 @@ OPERATIONS = (
 )
 DNS_OPERATIONS = ("dns_zone_ensure", "dns_zone_delete")  # agent/dns.py: the node's PowerDNS
 MAIL_OPERATIONS = ("mail_sync",)  # agent/mail.py: Postfix maps and the Dovecot passwd-file
+# agent/databases.py: databases and users on the node's PostgreSQL or MariaDB server
+DB_OPERATIONS = ("db_check", "db_database_ensure", "db_database_drop", "db_user_ensure", "db_user_drop", "db_grant",
+                 "db_revoke", "db_sizes")  # fmt: skip
 
 
 WEB_OPERATIONS = ("site_ensure", "site_remove", "site_purge", "site_state")
@@ -428,6 +438,8 @@ def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
         site_id = args.get("id")
         if not isinstance(site_id, str):
             raise AgentError("a site id is required", permanent=True)
+        if op == "site_purge":
+            return runtime.web.site_purge(site_id, str(args.get("system_user") or ""))
         return getattr(runtime.web, op)(site_id)
     if op in files.OPERATIONS:
         site_id = args.get("site")
@@ -437,7 +449,8 @@ def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
             max_unpacked = int(args.get("max_unpacked") or files.DEFAULT_MAX_UNPACKED)
         except (TypeError, ValueError) as exc:
             raise AgentError("max_unpacked must be a number", permanent=True) from exc
-        return files.OPERATIONS[op](files.SiteFiles(runtime.web.site_dir(site_id), max_unpacked), args)
+        root = runtime.web.site_dir(site_id)
+        return files.as_site_owner(root, lambda: files.OPERATIONS[op](files.SiteFiles(root, max_unpacked), args))
     if op in DNS_OPERATIONS:
         from . import dns
 
@@ -446,6 +459,10 @@ def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
         from . import mail
 
         return mail.mail_sync(runtime.root, args.get("spec") or {})
+    if op in DB_OPERATIONS:
+        from . import databases
+
+        return databases.call(op, args)
     if op not in OPERATIONS:
         raise AgentError(f"unknown operation {op!r}", permanent=True)
     if op in ("pod_create", "pod_update"):

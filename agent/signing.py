@@ -3,7 +3,8 @@
 Headers: ``X-Mpanel-Timestamp`` (unix seconds), ``X-Mpanel-Nonce`` (random, single use) and
 ``X-Mpanel-Signature`` = hex HMAC-SHA256(secret, "<ts>.<nonce>.<METHOD>.<path>.<sha256(body)>").
 The agent refuses a missing or wrong signature, a timestamp outside the tolerance and a nonce
-seen before within it (a replay).
+seen before within it (a replay). Nonces live in memory, so a restarted agent would not know the
+ones it saw before; it therefore also refuses requests signed before the second it started.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class Verifier:
         self.tolerance = tolerance
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.started = int(time.time())
 
     def verify(self, headers, method: str, path: str, body: bytes) -> str | None:
         """None when the request is authentic and fresh, else the reason it is refused."""
@@ -51,7 +53,7 @@ class Verifier:
         except ValueError:
             return "bad timestamp"
         now = time.time()
-        if abs(now - ts_value) > self.tolerance:
+        if abs(now - ts_value) > self.tolerance or ts_value < self.started:
             return "stale request"
         if len(nonce) > 128:
             return "bad nonce"

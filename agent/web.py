@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from string import Template
 
+from . import php as php_pools
 from .runtime import AgentError
 
 SITE_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
@@ -146,6 +147,7 @@ class WebRuntime:
         self.ssl = self.root / "ssl"
         self.trash = self.root / "trash"
         self.stage = self.root / "stage"
+        self.php = php_pools.PhpRuntime(self.root / "php")
         self._lock = threading.Lock()  # one configuration change at a time on this node
 
     # --- settings read at call time (the agent's environment) ------------------------------------
@@ -285,7 +287,7 @@ class WebRuntime:
             root = self.site_dir(site_id) / spec["document_root"]
             body = "    location / {\n        try_files $uri $uri/ =404;\n    }\n"
             if spec["php_version"]:
-                sock = f"/run/php/php{spec['php_version']}-fpm-{site_id}.sock"
+                sock = self.php.socket(site_id)
                 body += (
                     "    location ~ \\.php$ {\n        try_files $uri =404;\n"
                     "        include /etc/nginx/fastcgi_params;\n"
@@ -342,21 +344,36 @@ class WebRuntime:
             docroot = home / spec["document_root"]
             created = not home.exists()
             docroot.mkdir(parents=True, exist_ok=True)
+            user = php_pools.site_user(spec["system_user"], home) if spec["system_user"] else None
             if created:
                 (docroot / "index.html").write_text(f"<!doctype html><title>{spec['domains'][0]}</title>\n")
-                _chown_tree(home, spec["system_user"])
+            if user and (created or _owner(home) != user):
+                _chown_tree(home, user)
+            if user:
+                # Only the site's user and the web server's group get into the site's files.
+                _set_group(home, self.php.listen_group(), 0o750)
             status = self.status_dir / site_id
             status.mkdir(parents=True, exist_ok=True)
             _write_atomic(status / "suspended.html", SUSPENDED_PAGE)
             certificate = self._ensure_certificate(spec) if spec["https"] else None
+            php = None
+            if spec["php_version"] and spec["status"] == "active":
+                # The pool first: nginx must never pass requests to a socket that is not coming.
+                php = self.php.pool_ensure(site_id=site_id, version=spec["php_version"],
+                                           user=user or self.php.default_user(), home=home)  # fmt: skip
             result = self._swap(site_id, self.render(spec))
-        return {"id": site_id, "status": spec["status"], "certificate": certificate, **result}
+            if not php:
+                # A static or suspended site runs no PHP code at all.
+                php = {"php_version": None, **self.php.pool_remove(site_id)}
+        return {"id": site_id, "status": spec["status"], "certificate": certificate, "system_user": user,
+                "php": php, **result}  # fmt: skip
 
     def site_remove(self, site_id: str) -> dict:
-        """Remove the vhost; the files go to ``trash/`` until ``site_purge``."""
+        """Remove the vhost and the PHP pool; the files go to ``trash/`` until ``site_purge``."""
         home = self.site_dir(site_id)
         with self._lock:
             result = self._swap(site_id, None)
+            self.php.pool_remove(site_id)
             moved = False
             if home.exists():
                 self.trash.mkdir(parents=True, exist_ok=True)
@@ -369,12 +386,14 @@ class WebRuntime:
                 (self.ssl / f"{site_id}{ext}").unlink(missing_ok=True)
         return {"id": site_id, "state": "absent", "files_in_trash": moved or (self.trash / site_id).exists(), **result}
 
-    def site_purge(self, site_id: str) -> dict:
-        self.site_dir(site_id)  # validates the id
+    def site_purge(self, site_id: str, system_user: str = "") -> dict:
+        home = self.site_dir(site_id)  # validates the id
         target = self.trash / site_id
         existed = target.exists()
         shutil.rmtree(target, ignore_errors=True)
-        return {"id": site_id, "purged": existed}
+        # The user's home is still recorded as the site's folder: only then is it ours to delete.
+        user_removed = php_pools.remove_user(system_user, home) if system_user else False
+        return {"id": site_id, "purged": existed, "user_removed": user_removed}
 
     def site_state(self, site_id: str) -> dict:
         home = self.site_dir(site_id)
@@ -429,14 +448,27 @@ def _running(pid_file: Path | None) -> bool:
     return True
 
 
-def _chown_tree(path: Path, user: str) -> None:
-    """Give the site's files to its system user when that user exists on this node."""
-    if not user:
-        return
+def _owner(path: Path) -> str:
     try:
-        entry = pwd.getpwnam(user)
+        return pwd.getpwuid(path.stat().st_uid).pw_name
     except KeyError:
-        return
+        return ""
+
+
+def _chown_tree(path: Path, user: str) -> None:
+    """Give the site's files to its system user (symlinks themselves, never what they point at)."""
+    entry = pwd.getpwnam(user)
     for dirpath, dirnames, filenames in os.walk(path):
         for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
             os.lchown(name, entry.pw_uid, entry.pw_gid)
+
+
+def _set_group(path: Path, group: str, mode: int) -> None:
+    import grp
+
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        return
+    os.chown(path, -1, gid)
+    os.chmod(path, mode)

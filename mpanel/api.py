@@ -1,18 +1,20 @@
 """The /api/v1 router. A module not built yet is absent (404), never a stub."""
 
 from dj_rest_auth.registration.views import VerifyEmailView
-from dj_rest_auth.views import (
-    PasswordChangeView,
-    PasswordResetConfirmView,
-    PasswordResetView,
-    UserDetailsView,
-)
+from dj_rest_auth.views import UserDetailsView
 from django.urls import include, path, re_path
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from apps.accounts.views import LoginView, LogoutView, RegisterView
+from apps.accounts.views import (
+    LoginView,
+    LogoutView,
+    PasswordChangeView,
+    PasswordResetConfirmView,
+    PasswordResetView,
+    RegisterView,
+)
 from apps.audit.api import AuditEventViewSet
 from apps.billing.api import (
     CreditNoteViewSet,
@@ -27,6 +29,7 @@ from apps.catalog.public import PublicCatalogView
 from apps.cloudpods.api import CloudPodViewSet
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
+from apps.databases.api import DatabaseGrantViewSet, DatabaseServerViewSet, DatabaseUserViewSet, DatabaseViewSet
 from apps.dns.api import RecordViewSet, ZoneViewSet
 from apps.domains.api import DomainViewSet
 from apps.files.api import FileManagerViewSet
@@ -97,6 +100,12 @@ router.register("hosting/domains", DomainViewSet, basename="domain")
 router.register("hosting/email/domains", MailDomainViewSet, basename="mail-domain")
 router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/mailboxes", MailboxViewSet, basename="mailbox")
 router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/aliases", AliasViewSet, basename="mail-alias")
+router.register("hosting/databases/servers", DatabaseServerViewSet, basename="database-server")
+router.register("hosting/databases/users", DatabaseUserViewSet, basename="database-user")
+router.register("hosting/databases", DatabaseViewSet, basename="database")
+router.register(
+    r"hosting/databases/(?P<database_pk>[0-9a-fA-F-]{36})/grants", DatabaseGrantViewSet, basename="database-grant"
+)
 
 auth_urls = [
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),

@@ -184,6 +184,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "login": env("MPANEL_LOGIN_RATE", default="10/min"),
         "public": env("MPANEL_PUBLIC_RATE", default="120/min"),
+        "password": env("MPANEL_PASSWORD_RATE", default="10/min"),  # change, reset, reset confirm
     },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -370,6 +371,19 @@ MPANEL_MAIL_HOSTNAME = env("MPANEL_MAIL_HOSTNAME", default="mail.mpanel.invalid"
 MPANEL_DKIM_KEY_BITS = env.int("MPANEL_DKIM_KEY_BITS", default=2048)
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["MailDomainStatusEnum"] = "apps.mail.models.MailDomainStatus.choices"
 MPANEL_MAIL_ARGON2_MEMORY_KB = env.int("MPANEL_MAIL_ARGON2_MEMORY_KB", default=65536)  # mailbox password hashes
+
+# --- hosting databases (apps/databases) ------------------------------------------------------------
+INSTALLED_APPS += ["apps.databases"]
+# How often each database server is asked for its databases' sizes (the list's size_bytes).
+MPANEL_DATABASE_SIZE_INTERVAL = env.float("MPANEL_DATABASE_SIZE_INTERVAL", default=300.0)
+CELERY_BEAT_SCHEDULE["databases-sizes"] = {"task": "databases.sizes", "schedule": MPANEL_DATABASE_SIZE_INTERVAL}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "DatabaseEngineEnum": "apps.databases.models.Engine.choices",
+        "DatabaseServerStatusEnum": "apps.databases.models.ServerStatus.choices",
+        "DatabaseObjectStatusEnum": "apps.databases.models.ObjectStatus.choices",
+    }
+)
 
 # --- operators' control panel (apps/console): dashboard as the admin index, global search, groups
 INSTALLED_APPS += ["apps.console"]

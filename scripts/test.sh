@@ -20,6 +20,8 @@ command -v runc >/dev/null || missing+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 # Websites are served by a real nginx in the tests (its own config on loopback ports).
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+# PHP sites run in per-site PHP-FPM pools started by the node agent (Debian's php-fpm).
+ls /usr/sbin/php-fpm[0-9]* >/dev/null 2>&1 || missing+=(php-fpm)
 # DNS zones are served by a real PowerDNS authoritative server (SQLite backend) in the tests.
 command -v pdns_server >/dev/null || missing+=(pdns-server)
 dpkg -s pdns-backend-sqlite3 >/dev/null 2>&1 || missing+=(pdns-backend-sqlite3)
@@ -27,6 +29,8 @@ dpkg -s pdns-backend-sqlite3 >/dev/null 2>&1 || missing+=(pdns-backend-sqlite3)
 command -v postmap >/dev/null || missing+=(postfix)
 command -v dovecot >/dev/null || missing+=(dovecot-core)
 dpkg -s dovecot-imapd >/dev/null 2>&1 || missing+=(dovecot-imapd)
+# Hosting databases: a real MariaDB server (started on a loopback port by the tests; PostgreSQL is above).
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 # The operators' admin is tested in Debian's Chromium (Playwright); its charts come from npm.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v npm >/dev/null || missing+=(npm)

@@ -37,6 +37,7 @@ from .conftest import PASSWORD, admin_login, make_user
 User = get_user_model()
 OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "billing", "orders", "websites"}
 OUR_APPS |= {"dns", "domains", "mail"}
+OUR_APPS |= {"databases"}
 READ_ONLY = [AuditEvent, Job, JobAttempt, AuthToken, IdempotencyRecord]
 
 
@@ -87,7 +88,23 @@ def rows(tenant_a, operator) -> dict:
         **billing_rows,
         **website_rows,
         **_hosting_rows(tenant_a),
+        **_database_rows(tenant_a),
     }
+
+
+def _database_rows(fx) -> dict:
+    from apps.databases import services as db_services
+    from apps.nodes.models import Node
+
+    with fx.scope():
+        node = Node.objects.create(tenant=fx.tenant, hostname="db-admin", roles=["db"], vcpu=1, memory_mb=512,
+                                   disk_gb=1, max_pods=0)  # fmt: skip
+        server = db_services.server_create(tenant=fx.tenant, node=node, engine="mariadb", host="db.example", port=3306,
+                                           admin_user="root", admin_password="admin-pw")  # fmt: skip
+        database = db_services.database_create(tenant=fx.tenant, server=server, name="shop")
+        user, _password = db_services.user_create(tenant=fx.tenant, server=server, name="app")
+        grant = db_services.grant_create(database=database, user=user)
+    return {type(server): server, type(database): database, type(user): user, type(grant): grant}
 
 
 def _hosting_rows(fx) -> dict:

@@ -131,6 +131,11 @@ def test_only_fresh_requests_signed_by_the_node_secret_are_served(agent_node):
     good = signing.sign(agent.secret, "POST", "/v1/call", body)
     assert post(url, body, good) == (200, {"result": []})
     assert post(url, body, good) == (401, {"error": "replayed request", "permanent": False})
+    # A restarted agent has forgotten its nonces: what was signed before it started is refused.
+    verifier = signing.Verifier(agent.secret)
+    before_start = signing.sign(agent.secret, "POST", "/v1/call", body, now=verifier.started - 1)
+    assert verifier.verify(before_start, "POST", "/v1/call", body) == "stale request"
+    assert verifier.verify(signing.sign(agent.secret, "POST", "/v1/call", body), "POST", "/v1/call", body) is None
     tampered = json.dumps({"op": "pod_delete", "args": {"id": "x"}}).encode()
     assert post(url, tampered, signing.sign(agent.secret, "POST", "/v1/call", body))[1]["error"] == "bad signature"
 

@@ -164,6 +164,25 @@ class TestRegistrationAndPasswords:
         assert client.get("/api/v1/auth/user/").status_code == 200
         assert other_session.get("/api/v1/auth/user/").status_code == 401
 
+    def test_password_change_and_reset_are_rate_limited(self, settings):
+        settings.REST_FRAMEWORK = {
+            **settings.REST_FRAMEWORK,
+            "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "password": "3/min"},
+        }
+        client = client_for(make_user("ivy@example.com"))
+        url = "/api/v1/auth/password/change/"
+        wrong = {"old_password": "guess", "new_password1": "Brand-new-pass-9", "new_password2": "Brand-new-pass-9"}
+        assert [client.post(url, wrong, format="json").status_code for _ in range(3)] == [400, 400, 400]
+        limited = client.post(url, {**wrong, "old_password": PASSWORD}, format="json")
+        assert limited.status_code == 429 and "Retry-After" in limited.headers
+        assert login(client_for(), "ivy@example.com", PASSWORD).status_code == 200  # the password did not change
+        anonymous = client_for()
+        answers = [
+            anonymous.post("/api/v1/auth/password/reset/", {"email": "ivy@example.com"}, format="json").status_code
+            for _ in range(4)
+        ]
+        assert answers == [200, 200, 200, 429]
+
     def test_password_reset_by_email(self):
         old_session = client_for(make_user("hank@example.com"))
         client = client_for()

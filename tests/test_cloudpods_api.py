@@ -159,6 +159,39 @@ class TestCreate:
         over = client.post(url(), {"name": "c", "plan": "pod-xs"}, format="json")
         assert over.status_code == 409 and "MB" in over.json()["detail"]
 
+    def test_operator_quota_override_per_tenant(self, tenant_a, tenant_b, settings):
+        from apps.cloudpods.models import TenantQuota
+
+        settings.CLOUDPOD_TENANT_MAX_PODS = 1
+        node_in(tenant_a)
+        node_in(tenant_b)
+        with tenant_a.scope():
+            TenantQuota.objects.create(tenant=tenant_a.tenant, max_pods=3, note="bigger customer")
+        a = client_for(tenant_a.owner, tenant_a.tenant)
+        b = client_for(tenant_b.owner, tenant_b.tenant)
+        quota = a.get(reverse("cloudpod-quota"))
+        assert quota.status_code == 200
+        assert quota.json() == {"max_pods": 3, "max_memory_mb": settings.CLOUDPOD_TENANT_MAX_MEMORY_MB,
+                                "overridden": True, "used_pods": 0, "used_memory_mb": 0}  # fmt: skip
+        for name in ("a", "b", "c"):
+            assert a.post(url(), {"name": name, "plan": "pod-xs"}, format="json").status_code == 201
+        assert a.post(url(), {"name": "d", "plan": "pod-xs"}, format="json").status_code == 409
+        assert a.get(reverse("cloudpod-quota")).json()["used_pods"] == 3
+        # The other tenant keeps the platform's default, and cannot see A's override.
+        assert b.post(url(), {"name": "a", "plan": "pod-xs"}, format="json").status_code == 201
+        assert b.post(url(), {"name": "b", "plan": "pod-xs"}, format="json").status_code == 409
+        assert b.get(reverse("cloudpod-quota")).json()["overridden"] is False
+
+    def test_resize_respects_the_memory_quota(self, tenant_a, settings):
+        node_in(tenant_a)
+        client = client_for(tenant_a.owner, tenant_a.tenant)
+        pod = pod_in(tenant_a, 1)  # pod-xs, running
+        settings.CLOUDPOD_TENANT_MAX_MEMORY_MB = pod.memory_mb + 1
+        over = client.post(reverse("cloudpod-resize", kwargs={"pk": pod.pk}), {"plan": "pod-m"}, format="json")
+        assert over.status_code == 409 and over.json()["code"] == "quota_exceeded"
+        with tenant_a.scope():
+            assert CloudPod.objects.get(pk=pod.pk).plan == pod.plan
+
     def test_subscription_link_is_two_way_and_checked(self, tenant_a, tenant_b):
         node_in(tenant_a)
         node_in(tenant_b)

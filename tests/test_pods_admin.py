@@ -113,3 +113,18 @@ def test_changelist_query_count_does_not_grow(console, model):
     assert len(response.context["cl"].result_list) == 20
     assert len(many) == len(few), [q["sql"] for q in many.captured_queries]
     assert Tenant.objects.count() >= 2
+
+
+def test_operator_sets_a_tenants_pod_quota(console, tenant_a):
+    from apps.cloudpods.models import TenantQuota
+
+    assert console.get(url(TenantQuota, "changelist")).status_code == 200
+    response = console.post(
+        url(TenantQuota, "add"), {"tenant": str(tenant_a.tenant.pk), "max_pods": "7", "max_memory_mb": "", "note": "x"}
+    )
+    assert response.status_code == 302, response.content.decode()[-3000:]
+    quota = TenantQuota.all_tenants.get(tenant=tenant_a.tenant)
+    assert quota.max_pods == 7 and quota.max_memory_mb is None
+    event = AuditEvent.objects.get(action="tenantquota.create", object_id=str(quota.pk))
+    assert event.actor == console.operator and event.changes["max_pods"] == [None, 7]
+    assert console.get(url(TenantQuota, "change", quota.pk)).status_code == 200

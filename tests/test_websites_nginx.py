@@ -4,6 +4,9 @@ the site, the file manager puts index.html, nginx serves it with the site's Host
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+
 import pytest
 from django.urls import reverse
 
@@ -165,10 +168,12 @@ def test_a_refused_configuration_fails_the_job_and_marks_the_site(
     assert not (nginx_node.root / "web" / "sites" / f"{site.site_id}.conf").exists()
 
 
-def test_default_main_configuration_is_written_and_valid(web_root, monkeypatch):  # noqa: F811
+def test_default_main_configuration_is_written_and_valid(web_root, tmp_path, monkeypatch):  # noqa: F811
     monkeypatch.delenv("MPANEL_NGINX_CONF", raising=False)
     monkeypatch.setenv("MPANEL_NGINX_LISTEN", "127.0.0.1:18080")
     monkeypatch.setenv("MPANEL_NGINX_LISTEN_SSL", "127.0.0.1:18443")
+    run = tempfile.mkdtemp(prefix="mpphp")  # a socket path must stay under 108 bytes
+    monkeypatch.setenv("MPANEL_PHPFPM_RUN_DIR", run)
     web = WebRuntime(web_root / "web")
     spec = {
         "id": "wphp",
@@ -179,9 +184,14 @@ def test_default_main_configuration_is_written_and_valid(web_root, monkeypatch):
         "redirect_https": True,
         "www_redirect": "www",
     }
-    result = web.site_ensure(spec)
-    assert result["changed"] and result["reloaded"] is False  # nothing runs this nginx: checked, not reloaded
-    text = (web_root / "web" / "sites" / "wphp.conf").read_text()
-    assert "fastcgi_pass unix:/run/php/php8.2-fpm-wphp.sock;" in text
-    assert "server_name php.example;" in text and "return 301 https://www.php.example$request_uri;" in text
-    assert web.site_ensure(spec)["changed"] is False
+    try:
+        result = web.site_ensure(spec)
+        assert result["changed"] and result["reloaded"] is False  # nothing runs this nginx: checked, not reloaded
+        assert result["php"]["socket"] == f"{run}/wphp.sock"
+        text = (web_root / "web" / "sites" / "wphp.conf").read_text()
+        assert f"fastcgi_pass unix:{run}/wphp.sock;" in text
+        assert "server_name php.example;" in text and "return 301 https://www.php.example$request_uri;" in text
+        assert web.site_ensure(spec)["changed"] is False
+    finally:
+        web.site_remove("wphp")  # the last pool gone, the agent stops the php-fpm master it started
+        shutil.rmtree(run, ignore_errors=True)

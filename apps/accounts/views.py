@@ -2,6 +2,9 @@ from collections.abc import Callable
 
 from allauth.account import app_settings as allauth_settings
 from dj_rest_auth.registration.views import RegisterView as BaseRegisterView
+from dj_rest_auth.views import PasswordChangeView as BasePasswordChangeView
+from dj_rest_auth.views import PasswordResetConfirmView as BasePasswordResetConfirmView
+from dj_rest_auth.views import PasswordResetView as BasePasswordResetView
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.utils import timezone
@@ -113,3 +116,22 @@ class RegisterView(BaseRegisterView):
         user = super().perform_create(serializer)
         audit.record(action="auth.register", obj=user, tenant=None, actor=user)
         return user
+
+
+class PasswordChangeView(BasePasswordChangeView):
+    """dj-rest-auth's, throttled: a stolen session must not be a free oracle for the old password."""
+
+    throttle_classes = [DynamicScopedRateThrottle]
+    throttle_scope = "password"
+
+
+class PasswordResetView(BasePasswordResetView):
+    """dj-rest-auth's, throttled per address: no mail bombing through our reset emails."""
+
+    throttle_classes = [DynamicScopedRateThrottle]
+    throttle_scope = "password"
+
+
+class PasswordResetConfirmView(BasePasswordResetConfirmView):
+    throttle_classes = [DynamicScopedRateThrottle]
+    throttle_scope = "password"

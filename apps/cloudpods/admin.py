@@ -1,9 +1,9 @@
 from django.contrib import admin
 
-from apps.common.admin import ReadOnlyAdmin, apply_each
+from apps.common.admin import ReadOnlyAdmin, TenantOwnedAdmin, apply_each
 
 from . import services
-from .models import CloudPod
+from .models import CloudPod, TenantQuota
 
 
 @admin.register(CloudPod)
@@ -40,3 +40,11 @@ class CloudPodAdmin(ReadOnlyAdmin):
     @admin.action(description="Delete the selected pods (a job removes each container)", permissions=["operate"])
     def delete_pods(self, request, queryset):
         self._each(request, queryset, services.pod_delete, "Deleting")
+
+
+@admin.register(TenantQuota)
+class TenantQuotaAdmin(TenantOwnedAdmin):
+    """Operators raise or lower one tenant's pod limits; tenants only read them (GET /cloudpods/quota)."""
+
+    list_display = ["tenant", "max_pods", "max_memory_mb", "note", "updated_at"]
+    search_fields = ["tenant__name", "tenant__slug", "note"]

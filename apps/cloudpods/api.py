@@ -15,6 +15,7 @@ from .serializers import (
     CloudPodSerializer,
     CloudPodUpdateSerializer,
     PlanSerializer,
+    QuotaSerializer,
     ResizeSerializer,
 )
 
@@ -44,6 +45,7 @@ class CloudPodViewSet(TenantScopedViewSet):
         "list": Role.BILLING,
         "retrieve": Role.BILLING,
         "plans": Role.BILLING,
+        "quota": Role.BILLING,
         "create": Role.ADMIN,
         "update": Role.ADMIN,
         "partial_update": Role.ADMIN,
@@ -61,6 +63,7 @@ class CloudPodViewSet(TenantScopedViewSet):
             "partial_update": CloudPodUpdateSerializer,
             "resize": ResizeSerializer,
             "plans": PlanSerializer,
+            "quota": QuotaSerializer,
         }.get(self.action, CloudPodSerializer)
 
     def _answer(self, pod, code=status.HTTP_200_OK):
@@ -122,3 +125,8 @@ class CloudPodViewSet(TenantScopedViewSet):
     @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
     def plans(self, request):
         return Response([p.as_dict() for p in plans.plans().values()])
+
+    @extend_schema(responses={200: QuotaSerializer}, summary="The tenant's pod quota and what it uses of it")
+    @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
+    def quota(self, request):
+        return Response(QuotaSerializer(services.quota_usage()).data)

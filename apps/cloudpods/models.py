@@ -65,3 +65,20 @@ class CloudPod(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.status})"
+
+
+class TenantQuota(TenantOwnedModel):
+    """An operator's override of the platform's pod quota for one tenant (empty: the platform default).
+
+    Set in the admin only: a tenant must not raise its own limits through the API.
+    """
+
+    max_pods = models.PositiveIntegerField(null=True, blank=True, help_text="empty: CLOUDPOD_TENANT_MAX_PODS")
+    max_memory_mb = models.PositiveIntegerField(null=True, blank=True, help_text="empty: CLOUDPOD_TENANT_MAX_MEMORY_MB")
+    note = models.CharField(max_length=200, blank=True, help_text="why this tenant has other limits")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="cloudpod_quota_one_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"pod quota of {self.tenant_id}"

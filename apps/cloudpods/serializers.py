@@ -86,6 +86,14 @@ class ResizeSerializer(serializers.Serializer):
     plan = serializers.CharField(max_length=64)
 
 
+class QuotaSerializer(serializers.Serializer):
+    max_pods = serializers.IntegerField(allow_null=True, help_text="null: no limit")
+    max_memory_mb = serializers.IntegerField(allow_null=True, help_text="null: no limit")
+    overridden = serializers.BooleanField(help_text="an operator set this tenant's own limits")
+    used_pods = serializers.IntegerField()
+    used_memory_mb = serializers.IntegerField()
+
+
 class PlanSerializer(serializers.Serializer):
     name = serializers.CharField()
     vcpu = serializers.FloatField()

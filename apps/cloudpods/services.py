@@ -23,9 +23,10 @@ from apps.common.exceptions import Conflict, InvalidInput
 from apps.jobs.services import job_enqueue
 from apps.nodes.drivers import PodSpec, driver_for
 from apps.nodes.models import Node, NodeStatus
+from apps.tenancy.models import Tenant
 
 from . import plans as plan_config
-from .models import LIVE, CloudPod, PodStatus
+from .models import LIVE, CloudPod, PodStatus, TenantQuota
 
 FIELDS = ["name", "plan", "image", "node", "status", "vcpu", "memory_mb", "disk_gb", "pids", "subscription"]
 SUBSCRIPTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -96,13 +97,33 @@ def _reserve(node: Node, *, vcpu, memory_mb: int, disk_gb: int, pods: int) -> No
     )
 
 
-def _check_quota(tenant, plan: plan_config.Plan) -> None:
-    usage = CloudPod.objects.filter(status__in=LIVE).aggregate(pods=Count("id"), memory=Sum("memory_mb"))
-    max_pods = settings.CLOUDPOD_TENANT_MAX_PODS
+def quota_limits() -> dict:
+    """The tenant in scope's limits: its operator-set override, else the platform's settings."""
+    override = TenantQuota.objects.first()
+    max_pods = override.max_pods if override and override.max_pods is not None else settings.CLOUDPOD_TENANT_MAX_PODS
     max_memory = settings.CLOUDPOD_TENANT_MAX_MEMORY_MB
-    if max_pods is not None and usage["pods"] + 1 > max_pods:
+    if override and override.max_memory_mb is not None:
+        max_memory = override.max_memory_mb
+    return {"max_pods": max_pods, "max_memory_mb": max_memory, "overridden": override is not None}
+
+
+def quota_usage() -> dict:
+    usage = CloudPod.objects.filter(status__in=LIVE).aggregate(pods=Count("id"), memory=Sum("memory_mb"))
+    return {**quota_limits(), "used_pods": usage["pods"], "used_memory_mb": usage["memory"] or 0}
+
+
+def _check_quota(tenant, *, pods: int, memory_mb: int) -> None:
+    """Would ``pods`` more pods and ``memory_mb`` more memory stay within the tenant's quota?
+
+    The tenant's row is locked (FOR NO KEY UPDATE: inserts that point at the tenant go on) so that
+    two creates or resizes on different nodes cannot both take the last of the quota.
+    """
+    Tenant.objects.select_for_update(no_key=True).filter(pk=tenant.pk).first()
+    quota = quota_usage()
+    max_pods, max_memory = quota["max_pods"], quota["max_memory_mb"]
+    if pods and max_pods is not None and quota["used_pods"] + pods > max_pods:
         raise Conflict(f"The tenant's quota of {max_pods} pods is used up.", code="quota_exceeded")
-    if max_memory is not None and (usage["memory"] or 0) + plan.memory_mb > max_memory:
+    if memory_mb > 0 and max_memory is not None and quota["used_memory_mb"] + memory_mb > max_memory:
         raise Conflict(f"The tenant's quota of {max_memory} MB of pod memory is used up.", code="quota_exceeded")
 
 
@@ -117,7 +138,7 @@ def pod_create(
     subscription = _check_subscription(subscription)
     # Lock every candidate node of the tenant, in a fixed order (no deadlocks between creates).
     nodes = list(Node.objects.select_for_update().filter(status=NodeStatus.ACTIVE).order_by("pk"))
-    _check_quota(tenant, chosen)
+    _check_quota(tenant, pods=1, memory_mb=chosen.memory_mb)
     if CloudPod.objects.filter(name=name, status__in=LIVE).exists():
         raise InvalidInput("A pod with this name exists already.", field="name")
     node = pick_node(nodes, chosen)
@@ -208,6 +229,7 @@ def pod_resize(*, pod: CloudPod, plan: str, actor=None) -> CloudPod:
         "memory_mb": new.memory_mb - pod.memory_mb,
         "disk_gb": new.disk_gb - pod.disk_gb,
     }
+    _check_quota(pod.tenant, pods=0, memory_mb=delta["memory_mb"])
     if not node.fits(pods=0, **{k: max(v, 0) for k, v in delta.items()}):
         raise Conflict(f"Node {node.hostname} has no room for the plan {new.name!r}.", code="no_capacity")
     _reserve(node, pods=0, **delta)

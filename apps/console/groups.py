@@ -46,6 +46,8 @@ GRANTS: dict[str, dict[str, list[str]]] = {
     INFRASTRUCTURE: {
         "nodes.node": ["add", "change"],
         "cloudpods.cloudpod": ["change"],  # suspend, resume, delete through the services
+        "cloudpods.tenantquota": ["add", "change"],
+        "databases.databaseserver": ["add", "change"],
         "websites.website": ["change"],
         "dns.zone": ["change"],
         "dns.record": ["change"],

@@ -95,8 +95,8 @@ class NodeDriver:
     def site_remove(self, site_id: str) -> dict:
         return self._call("site_remove", {"id": site_id})
 
-    def site_purge(self, site_id: str) -> dict:
-        return self._call("site_purge", {"id": site_id})
+    def site_purge(self, site_id: str, system_user: str = "") -> dict:
+        return self._call("site_purge", {"id": site_id, "system_user": system_user})
 
     def site_state(self, site_id: str) -> dict:
         return self._call("site_state", {"id": site_id})
@@ -114,6 +114,32 @@ class NodeDriver:
     # --- mail (agent/mail.py: Postfix maps, Dovecot passwd-file) ---------------------------------
     def mail_sync(self, spec: dict) -> dict:
         return self._call("mail_sync", {"spec": spec})
+
+    # --- databases (agent/databases.py: the node's PostgreSQL or MariaDB server) -----------------
+    # ``server``: engine, host, port, admin_user, admin_password (decrypted only for the call).
+    def db_check(self, server: dict) -> dict:
+        return self._call("db_check", {"server": server})
+
+    def db_database_ensure(self, server: dict, name: str) -> dict:
+        return self._call("db_database_ensure", {"server": server, "name": name})
+
+    def db_database_drop(self, server: dict, name: str, users: list[str]) -> dict:
+        return self._call("db_database_drop", {"server": server, "name": name, "users": users})
+
+    def db_user_ensure(self, server: dict, name: str, verifier: str) -> dict:
+        return self._call("db_user_ensure", {"server": server, "name": name, "verifier": verifier})
+
+    def db_user_drop(self, server: dict, name: str, databases: list[str]) -> dict:
+        return self._call("db_user_drop", {"server": server, "name": name, "databases": databases})
+
+    def db_grant(self, server: dict, database: str, user: str) -> dict:
+        return self._call("db_grant", {"server": server, "database": database, "user": user})
+
+    def db_revoke(self, server: dict, database: str, user: str) -> dict:
+        return self._call("db_revoke", {"server": server, "database": database, "user": user})
+
+    def db_sizes(self, server: dict, names: list[str]) -> dict:
+        return self._call("db_sizes", {"server": server, "names": names})
 
 
 @lru_cache(maxsize=8)

@@ -53,6 +53,14 @@ class Website(TenantOwnedModel):
             models.Index(fields=["node", "status"]),
         ]
         permissions = [("manage_website_files", "Can change the files of this website")]
+        constraints = [
+            # One Unix user per live site on a node: two sites sharing one would share their files.
+            models.UniqueConstraint(
+                fields=["node", "system_user"],
+                condition=~models.Q(status="deleted"),
+                name="website_unique_system_user_per_node",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.primary_domain

@@ -113,6 +113,15 @@ def _pick_node(node: Node | None) -> Node:
     return chosen
 
 
+def _check_php_on_node(site: Website) -> None:
+    """A PHP version the node said (at its last heartbeat) it does not have is refused up front."""
+    offered = (site.node.reported or {}).get("php_versions")
+    if site.php_version and isinstance(offered, list) and site.php_version not in offered:
+        have = ", ".join(offered) or "none"
+        raise InvalidInput(f"PHP {site.php_version} is not installed on {site.node.hostname} ({have}).",
+                           field="php_version")  # fmt: skip
+
+
 def _clean_settings(data: dict, site: Website) -> dict:
     out = {}
     if "customer" in data:
@@ -156,7 +165,18 @@ def website_create(*, tenant, primary_domain: str, aliases: list | None = None, 
     for field, value in _clean_settings(data, site).items():
         setattr(site, field, value)
     site.node = _pick_node(node)
-    site.save(force_insert=True)
+    _check_php_on_node(site)
+    if (
+        Website.objects.filter(node=site.node, system_user=site.system_user)
+        .exclude(status=WebsiteStatus.DELETED)
+        .exists()
+    ):
+        raise Conflict(f"The system user {site.system_user} is taken on this node.", code="system_user_taken")
+    try:
+        with transaction.atomic():
+            site.save(force_insert=True)
+    except IntegrityError as exc:  # a concurrent create took the same user name on this node
+        raise Conflict(f"The system user {site.system_user} is taken on this node.", code="system_user_taken") from exc
     _claim_domains(site)
     audit.record(action="website.create", obj=site, after=audit.snapshot(site, FIELDS), **_actor(actor))
     _job(site, "website.provision", actor)
@@ -181,8 +201,11 @@ def website_update(*, website: Website, data: dict, actor=None) -> Website:
         site.primary_domain, site.aliases = normalise_domains(
             data.get("primary_domain", site.primary_domain), data.get("aliases", site.aliases)
         )
+    if "system_user" in data and validation.system_user(data["system_user"], site.system_user) != site.system_user:
+        raise InvalidInput("The system user is fixed when the website is created.", field="system_user")
     for field, value in _clean_settings(data, site).items():
         setattr(site, field, value)
+    _check_php_on_node(site)
     after = audit.snapshot(site, FIELDS)
     if after == before:
         return site
@@ -295,7 +318,7 @@ def website_converge(*, site: Website, job_type: str) -> dict:
 def website_purge(*, site: Website) -> dict:
     if site.status != WebsiteStatus.DELETED:
         return {"skipped": site.status}
-    return driver_for(site.node).site_purge(site.site_id)
+    return driver_for(site.node).site_purge(site.site_id, site.system_user)
 
 
 def _converged(site: Website, status: str, **changes) -> None:
