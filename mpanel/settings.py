@@ -388,3 +388,6 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
 MPANEL_DOMAIN_RENEW_DAYS = env.int("MPANEL_DOMAIN_RENEW_DAYS", default=30)
 CELERY_BEAT_SCHEDULE["domains-auto-renew"] = {"task": "domains.auto_renew", "schedule": 3600.0}
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["RegistrarStateEnum"] = "apps.domains.models.RegistrarStatus.choices"
+
+# --- operators' control panel (apps/console): dashboard as the admin index, global search, groups
+INSTALLED_APPS += ["apps.console"]

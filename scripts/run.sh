@@ -11,7 +11,9 @@ bash scripts/venv.sh
 PY=.venv/bin/python
 echo "==> migrating the database"
 $PY manage.py migrate --noinput >/dev/null
+bash scripts/static.sh
 $PY manage.py collectstatic --noinput >/dev/null
+$PY manage.py operator_groups
 $PY manage.py seed_demo --if-empty
 echo "==> mPanel is at http://$HOST:$PORT/  (API /api/v1/, docs /api/v1/docs/, admin /admin/)"
 # The embedded default's beat: the job sweeper, billing run, node heartbeats… in-process.

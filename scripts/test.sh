@@ -35,6 +35,9 @@ dpkg -s dovecot-imapd >/dev/null 2>&1 || missing+=(dovecot-imapd)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 # Autoresponders are Sieve vacation scripts: sievec and sieve-test check them, dovecot-lda runs them.
 command -v sievec >/dev/null || missing+=(dovecot-sieve)
+# The operators' admin is tested in Debian's Chromium (Playwright); its charts come from npm.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -45,6 +48,7 @@ PG_BIN=$(pg_bin)
 
 # --- python environment -----------------------------------------------------------------------
 bash scripts/venv.sh test
+bash scripts/static.sh
 PY="$ROOT/.venv/bin/python"
 
 # --- throwaway PostgreSQL and Redis -----------------------------------------------------------

@@ -70,7 +70,7 @@ class AuthTokenAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     actions = ["revoke"]
 
-    @admin.action(description="Revoke the selected sessions")
+    @admin.action(description="Revoke the selected sessions", permissions=["operate"])
     def revoke(self, request, queryset):
         done = 0
         with transaction.atomic():

@@ -60,15 +60,15 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
         apply_each(self, request, queryset, one, verb)
 
-    @admin.action(description="Issue the selected drafts")
+    @admin.action(description="Issue the selected drafts", permissions=["operate"])
     def issue(self, request, queryset):
         self._run(request, queryset, invoices.invoice_issue, "Issued")
 
-    @admin.action(description="Void the selected open invoices")
+    @admin.action(description="Void the selected open invoices", permissions=["operate"])
     def void(self, request, queryset):
         self._run(request, queryset, invoices.invoice_void, "Voided")
 
-    @admin.action(description="Mark the selected open invoices uncollectible")
+    @admin.action(description="Mark the selected open invoices uncollectible", permissions=["operate"])
     def mark_uncollectible(self, request, queryset):
         self._run(request, queryset, invoices.invoice_mark_uncollectible, "Marked uncollectible")
 
@@ -160,15 +160,15 @@ class SubscriptionAdmin(ReadOnlyAdmin):
 
         apply_each(self, request, queryset, one, verb)
 
-    @admin.action(description="Suspend the selected subscriptions (staff suspension)")
+    @admin.action(description="Suspend the selected subscriptions (staff suspension)", permissions=["operate"])
     def suspend(self, request, queryset):
         self._run(request, queryset, subscriptions.subscription_suspend, "Suspended")
 
-    @admin.action(description="Resume the selected subscriptions")
+    @admin.action(description="Resume the selected subscriptions", permissions=["operate"])
     def resume(self, request, queryset):
         self._run(request, queryset, subscriptions.subscription_resume, "Resumed")
 
-    @admin.action(description="Cancel the selected subscriptions now")
+    @admin.action(description="Cancel the selected subscriptions now", permissions=["operate"])
     def cancel_now(self, request, queryset):
         self._run(request, queryset, subscriptions.subscription_cancel, "Cancelled")
 

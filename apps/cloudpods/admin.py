@@ -29,15 +29,15 @@ class CloudPodAdmin(ReadOnlyAdmin):
     def _each(self, request, queryset, fn, verb):
         apply_each(self, request, queryset, lambda obj: fn(pod=obj, actor=request.user), verb, "pod(s)")
 
-    @admin.action(description="Suspend the selected running pods")
+    @admin.action(description="Suspend the selected running pods", permissions=["operate"])
     def suspend_pods(self, request, queryset):
         self._each(request, queryset, services.pod_suspend, "Suspending")
 
-    @admin.action(description="Resume the selected suspended pods")
+    @admin.action(description="Resume the selected suspended pods", permissions=["operate"])
     def resume_pods(self, request, queryset):
         self._each(request, queryset, services.pod_resume, "Resuming")
 
-    @admin.action(description="Delete the selected pods (a job removes each container)")
+    @admin.action(description="Delete the selected pods (a job removes each container)", permissions=["operate"])
     def delete_pods(self, request, queryset):
         self._each(request, queryset, services.pod_delete, "Deleting")
 

@@ -27,11 +27,11 @@ class JobAdmin(ReadOnlyAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.action(description="Retry the selected failed or cancelled jobs")
+    @admin.action(description="Retry the selected failed or cancelled jobs", permissions=["operate"])
     def retry_jobs(self, request, queryset):
         apply_each(self, request, queryset, lambda job: services.job_retry(job=job, actor=request.user), "Retried")
 
-    @admin.action(description="Cancel the selected pending jobs")
+    @admin.action(description="Cancel the selected pending jobs", permissions=["operate"])
     def cancel_jobs(self, request, queryset):
         apply_each(self, request, queryset, lambda job: services.job_cancel(job=job, actor=request.user), "Cancelled")
 

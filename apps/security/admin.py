@@ -65,7 +65,7 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     exclude = ["key_hash"]
     actions = ["revoke"]
 
-    @admin.action(description="Revoke the selected tokens")
+    @admin.action(description="Revoke the selected tokens", permissions=["operate"])
     def revoke(self, request, queryset):
         done = 0
         with transaction.atomic():

@@ -29,15 +29,15 @@ class WebsiteAdmin(ReadOnlyAdmin):
     def _each(self, request, queryset, fn, verb):
         apply_each(self, request, queryset, lambda obj: fn(website=obj, actor=request.user), verb, "website(s)")
 
-    @admin.action(description="Suspend the selected websites (503 page)")
+    @admin.action(description="Suspend the selected websites (503 page)", permissions=["operate"])
     def suspend_sites(self, request, queryset):
         self._each(request, queryset, services.website_suspend, "Suspending")
 
-    @admin.action(description="Resume the selected suspended websites")
+    @admin.action(description="Resume the selected suspended websites", permissions=["operate"])
     def resume_sites(self, request, queryset):
         self._each(request, queryset, services.website_resume, "Resuming")
 
-    @admin.action(description="Delete the selected websites (a job removes each vhost)")
+    @admin.action(description="Delete the selected websites (a job removes each vhost)", permissions=["operate"])
     def delete_sites(self, request, queryset):
         self._each(request, queryset, services.website_delete, "Deleting")
 
