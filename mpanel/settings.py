@@ -370,3 +370,20 @@ MPANEL_MAIL_HOSTNAME = env("MPANEL_MAIL_HOSTNAME", default="mail.mpanel.invalid"
 MPANEL_DKIM_KEY_BITS = env.int("MPANEL_DKIM_KEY_BITS", default=2048)
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["MailDomainStatusEnum"] = "apps.mail.models.MailDomainStatus.choices"
 MPANEL_MAIL_ARGON2_MEMORY_KB = env.int("MPANEL_MAIL_ARGON2_MEMORY_KB", default=65536)  # mailbox password hashes
+
+# --- server metrics (apps.metrics) ---------------------------------------------------------------
+INSTALLED_APPS += ["apps.metrics"]
+MPANEL_METRICS_INTERVAL = env.int("MPANEL_METRICS_INTERVAL", default=60)  # seconds between reports
+MPANEL_METRICS_RAW_HOURS = env.int("MPANEL_METRICS_RAW_HOURS", default=48)  # raw samples kept
+MPANEL_METRICS_MINUTE_DAYS = env.int("MPANEL_METRICS_MINUTE_DAYS", default=14)  # 1-minute rollups kept
+MPANEL_METRICS_HOUR_DAYS = env.int("MPANEL_METRICS_HOUR_DAYS", default=400)  # 1-hour rollups kept
+MPANEL_METRICS_MAX_AGE = env.int("MPANEL_METRICS_MAX_AGE", default=6 * 3600)  # oldest sample ingest takes
+MPANEL_METRICS_MAX_BATCH = env.int("MPANEL_METRICS_MAX_BATCH", default=10000)  # samples per request
+MPANEL_METRICS_MAX_POINTS = env.int("MPANEL_METRICS_MAX_POINTS", default=5000)  # points per query answer
+MPANEL_METRICS_ROLLUP_MARGIN = env.int("MPANEL_METRICS_ROLLUP_MARGIN", default=60)  # seconds an ingest may take
+CELERY_BEAT_SCHEDULE["metrics-report-local"] = {
+    "task": "metrics.report_local",
+    "schedule": float(MPANEL_METRICS_INTERVAL),
+}
+CELERY_BEAT_SCHEDULE["metrics-rollup"] = {"task": "metrics.rollup", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["metrics-purge"] = {"task": "metrics.purge", "schedule": 3600.0}
