@@ -29,7 +29,7 @@ from apps.nodes.models import Node, NodeStatus
 from apps.tenancy.roles import Role
 
 from .api_mixin import ApiTestCase
-from .conftest import client_for
+from .conftest import client_for, wait_for
 from .pods_support import node_in, node_root, pod_in  # noqa: F401
 
 INGEST = "/api/v1/hosting/server-metrics/ingest"
@@ -531,6 +531,42 @@ def test_collector_rates_from_two_readings(tmp_path):
     assert samples["mem.used_bytes"] == 750 * 1024 and samples["mem.percent"] == 75.0
     assert (samples["load.1"], samples["load.15"]) == (0.5, 0.3)
     assert samples["pod.mp-1.memory_bytes"] == 5 and samples["pod.mp-1.pids"] == 2
+
+
+@pytest.mark.django_db
+def test_the_reporter_rollup_and_purge_run_in_beat(tenant_a, tmp_path, settings):
+    """Celery beat and the embedded default's run_jobs run CELERY_BEAT_SCHEDULE's tasks by name."""
+    from mpanel.celery import app
+
+    settings.MPANEL_NODE_ROOT = tmp_path / "node"
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"metrics.report_local", "metrics.rollup", "metrics.purge"} <= scheduled
+    node = node_in(tenant_a, "local-beat", roles=["web"])
+    assert app.tasks["metrics.report_local"]()["samples"] >= len(NODE_METRICS)
+    assert Sample.objects.filter(node=node).count() >= len(NODE_METRICS)
+    assert set(app.tasks["metrics.rollup"]()) == {"minutes", "hours", "since", "until"}
+    assert set(app.tasks["metrics.purge"]()) == {"samples", "minutes", "hours", "nonces"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_agent_process_reports_every_interval(tenant_a, live_server, tmp_path):
+    """``python -m agent serve --panel-url … --node-id …``: the agent's own process posts its metrics."""
+    node = secret_node(tenant_a, "agent-serve", transport="agent", address="http://127.0.0.1:9")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(agent_secret.derive(node))
+    env = {**os.environ, "MPANEL_NODE_ROOT": str(tmp_path / "node")}
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent", "serve", "--port", "0", "--secret-file", str(secret_file),
+         "--panel-url", live_server.url, "--node-id", str(node.pk), "--interval", "1"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: Sample.objects.filter(node=node, metric="cpu.percent").count() >= 2, timeout=60,
+                 message="two reports from the agent's process")  # fmt: skip
+    finally:
+        agent.terminate()
+        agent.wait(timeout=10)
+    assert NodeReport.objects.get(node=node).samples_total >= 2 * len(NODE_METRICS)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -161,7 +161,7 @@ def parse_query(params) -> SeriesQuery:
         raise InvalidInput("The range is at most two years.", field="from")
     step, source = _parse_step(params.get("step"), end - start)
     if step is not None:
-        points = len(metrics) * math.ceil((end - start) / step)
+        points = len(metrics) * ((end - start) // step + 1)  # both ends included
         if points > settings.MPANEL_METRICS_MAX_POINTS:
             raise InvalidInput(
                 f"{points} points asked for, at most {settings.MPANEL_METRICS_MAX_POINTS}: use a larger step "
@@ -178,7 +178,7 @@ def series(node, query: SeriesQuery) -> list[dict]:
     by_metric: dict[str, list] = {m: [] for m in query.metrics}
     if query.source == "raw" and query.step is None:
         rows = list(
-            Sample.objects.filter(node=node, metric__in=query.metrics, ts__gte=query.start, ts__lt=query.end)
+            Sample.objects.filter(node=node, metric__in=query.metrics, ts__gte=query.start, ts__lte=query.end)
             .order_by("metric", "ts")
             .values_list("metric", "ts", "value")[: limit + 1]
         )
@@ -189,7 +189,7 @@ def series(node, query: SeriesQuery) -> list[dict]:
     else:
         model = {"raw": Sample, "1m": MinuteRollup, "1h": HourRollup}[query.source]
         bucket = ExpressionWrapper(F("ts") / query.step * query.step, output_field=BigIntegerField())
-        qs = model.objects.filter(node=node, metric__in=query.metrics, ts__gte=query.start, ts__lt=query.end)
+        qs = model.objects.filter(node=node, metric__in=query.metrics, ts__gte=query.start, ts__lte=query.end)
         if model is Sample:
             aggregates = {"avg": Avg("value"), "min": Min("value"), "max": Max("value")}
         else:
