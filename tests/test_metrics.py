@@ -437,6 +437,8 @@ class TestSeriesQuery:
             {"from": "yesterday"},
             {"from": "nan"},
             {"from": 0, "to": hour},
+            {"to": "1e30"},
+            {"from": "-5", "to": "10"},
         ):
             response = self.get(tenant_a, node, **params)
             assert response.status_code == 400, (params, response.status_code, response.content)

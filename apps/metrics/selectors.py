@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db.models import Avg, BigIntegerField, ExpressionWrapper, F, FloatField, Max, Min, Sum
@@ -100,22 +100,27 @@ class SeriesQuery:
     source: str  # raw | 1m | 1h
 
 
+MAX_TIME = 2**36  # about the year 4147: far enough, and well inside a bigint
+
+
 def _parse_time(value: str, field: str) -> int:
     value = value.strip()
     try:
         number = float(value)
         if not math.isfinite(number):
             raise ValueError
-        return int(number)
+        seconds = int(number)
     except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise InvalidInput("Use unix seconds or an ISO 8601 time.", field=field) from exc
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, timezone.utc)
-    return int(parsed.timestamp())
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidInput("Use unix seconds or an ISO 8601 time.", field=field) from exc
+        if timezone.is_naive(parsed):
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = int(parsed.timestamp())
+    if not 0 <= seconds <= MAX_TIME:
+        raise InvalidInput("The time is out of range.", field=field)
+    return seconds
 
 
 def _parse_step(value: str | None, span: int) -> tuple[int | None, str]:
