@@ -62,6 +62,8 @@ def run() -> dict:
     n = int(os.environ.get("BENCH_METRIC_SAMPLES", 200_000))
     size = int(os.environ.get("BENCH_METRIC_BATCH", 5000))
     settings.MPANEL_METRICS_MAX_BATCH = max(settings.MPANEL_METRICS_MAX_BATCH, size)
+    # One reading a second of 52 metrics: a large n reaches further back than ingest takes by default.
+    settings.MPANEL_METRICS_MAX_AGE = max(settings.MPANEL_METRICS_MAX_AGE, n // 40 + 600)
     tenant = Tenant.objects.create(name=f"Bench metrics {time.time_ns()}")
     endpoint_node, floor_node = _node(tenant, "ingest.bench"), _node(tenant, "floor.bench")
     copy_node = _node(tenant, "copy.bench")
