@@ -75,13 +75,13 @@ class HostingServerFilter(filters.FilterSet):
         fields = ["status"]
 
     def filter_role(self, queryset, name, value):
-        return queryset.filter(roles__contains=[value])
+        return queryset.filter(selectors.has_role(value))
 
 
 def _hosting_nodes(queryset):
     q = Q()
     for role in selectors.HOSTING_ROLES:
-        q |= Q(roles__contains=[role])
+        q |= selectors.has_role(role)
     return queryset.filter(q)
 
 
@@ -147,7 +147,7 @@ class ServerMetricsFilter(filters.FilterSet):
         fields = ["status"]
 
     def filter_role(self, queryset, name, value):
-        return queryset.filter(roles__contains=[value])
+        return queryset.filter(selectors.has_role(value))
 
 
 SERIES_PARAMETERS = [

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db.models import Avg, BigIntegerField, ExpressionWrapper, F, FloatField, Max, Min, Sum
+from django.db import connection
+from django.db.models import Avg, BigIntegerField, ExpressionWrapper, F, FloatField, Max, Min, Q, Sum
 from django.db.models.functions import Cast
 from django.utils import timezone
 
@@ -29,6 +30,15 @@ ROLE_SERVICES: dict[str, list[tuple[str, ...]]] = {
 }
 DEFAULT_METRICS = ("cpu.percent", "mem.percent", "disk.percent", "load.1", "net.rx_bytes_per_s", "net.tx_bytes_per_s")
 MAX_METRICS = 20
+
+
+def has_role(role: str) -> Q:
+    """Nodes with this role. JSON containment is PostgreSQL's (and indexable there); the embedded
+    SQLite has none, so there the quoted name is looked for in the JSON text (roles are a fixed set
+    of plain words, so '"db"' matches only the role db)."""
+    if connection.vendor == "postgresql":
+        return Q(roles__contains=[role])
+    return Q(roles__icontains=f'"{role}"')
 
 
 # --- services and health ---------------------------------------------------------------------------
