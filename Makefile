@@ -15,7 +15,8 @@ fmt:
 
 # Figures, not pass/fail, printed and merged into var/bench.json:
 # API call -> CloudPod running (median/p95 of 20) next to a bare runc run; then, on a throwaway
-# PostgreSQL, the billing run over BENCH_SUBSCRIPTIONS (100000) subscriptions and webhook throughput.
+# PostgreSQL, the billing run over BENCH_SUBSCRIPTIONS (100000) subscriptions and webhook throughput,
+# and metrics ingest (samples/s through the signed batch endpoint next to a bare bulk insert).
 bench:
 	bash scripts/venv.sh
 	@command -v runc >/dev/null && dpkg -s busybox-static >/dev/null 2>&1 || \

@@ -363,6 +363,8 @@ class NodeRuntime:
         return [{"id": c["id"], "state": c["status"]} for c in (json.loads(result.stdout or "null") or [])]
 
     def heartbeat(self) -> dict:
+        from .metrics import check_services
+
         version = self._runc("--version", check=False).stdout.split("\n")[0].strip()
         meminfo = _meminfo()
         disk = shutil.disk_usage(self.root if self.root.exists() else self.root.parent)
@@ -375,6 +377,7 @@ class NodeRuntime:
             "disk_free_gb": disk.free // 1024**3,
             "cpus": os.cpu_count(),
             "pods": self.pod_list(),
+            "services": check_services(self.root, self.runc_bin),
         }
 
     def _require(self, container_id: str) -> dict:

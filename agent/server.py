@@ -75,8 +75,15 @@ class Handler(BaseHTTPRequestHandler):
         return self._answer(200, {"result": result})
 
 
-def serve(host: str, port: int, secret: str, root: str, runc: str = "runc") -> None:
-    server = AgentServer((host, port), NodeRuntime(root, runc=runc), Verifier(secret))
+def serve(host: str, port: int, secret: str, root: str, runc: str = "runc", report: dict | None = None) -> None:
+    """``report``: ``{"panel_url", "node_id", "interval"}`` to post this node's metrics from this process."""
+    runtime = NodeRuntime(root, runc=runc)
+    server = AgentServer((host, port), runtime, Verifier(secret))
+    if report:
+        from .reporter import Reporter
+
+        Reporter(secret=secret, runtime=runtime, **report).start()
+        log.info("reporting metrics to %s every %ss", report["panel_url"], report["interval"])
     log.info("mPanel agent listening on %s:%s (root %s)", host, server.server_address[1], root)
     print(f"mpanel-agent ready on {host}:{server.server_address[1]}", flush=True)
     try:

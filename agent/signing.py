@@ -45,21 +45,12 @@ class Verifier:
 
     def verify(self, headers, method: str, path: str, body: bytes) -> str | None:
         """None when the request is authentic and fresh, else the reason it is refused."""
-        ts, nonce, sig = (headers.get(h) for h in ("X-Mpanel-Timestamp", "X-Mpanel-Nonce", "X-Mpanel-Signature"))
-        if not (ts and nonce and sig):
-            return "unsigned request"
-        try:
-            ts_value = int(ts)
-        except ValueError:
-            return "bad timestamp"
-        now = time.time()
-        if abs(now - ts_value) > self.tolerance or ts_value < self.started:
-            return "stale request"
-        if len(nonce) > 128:
-            return "bad nonce"
-        expected = signature(self.secret, ts, nonce, method, path, body)
-        if not hmac.compare_digest(expected, sig):
-            return "bad signature"
+        refused = check(self.secret, headers, method, path, body, tolerance=self.tolerance)
+        if refused:
+            return refused
+        if int(headers.get("X-Mpanel-Timestamp")) < self.started:
+            return "stale request"  # signed before this process started: its nonces are not known here
+        nonce, now = headers.get("X-Mpanel-Nonce"), time.time()
         with self._lock:
             for old, seen_at in list(self._seen.items()):
                 if seen_at < now - 2 * self.tolerance:
@@ -68,3 +59,25 @@ class Verifier:
                 return "replayed request"
             self._seen[nonce] = now
         return None
+
+
+def check(secret: str, headers, method: str, path: str, body: bytes, *, tolerance: int = TOLERANCE,
+          now: float | None = None) -> str | None:  # fmt: skip
+    """The stateless part of a verification: signed, fresh, well-formed. The caller keeps the nonces
+    (the agent in memory; the panel, which runs in several processes, in its database)."""
+    ts, nonce, sig = (headers.get(h) for h in ("X-Mpanel-Timestamp", "X-Mpanel-Nonce", "X-Mpanel-Signature"))
+    if not (ts and nonce and sig):
+        return "unsigned request"
+    try:
+        ts_value = int(ts)
+    except ValueError:
+        return "bad timestamp"
+    now = time.time() if now is None else now
+    if abs(now - ts_value) > tolerance:
+        return "stale request"
+    if len(nonce) > 128:
+        return "bad nonce"
+    expected = signature(secret, ts, nonce, method, path, body)
+    if not hmac.compare_digest(expected, sig):
+        return "bad signature"
+    return None

@@ -35,6 +35,7 @@ from apps.domains.api import DomainViewSet
 from apps.files.api import FileManagerViewSet
 from apps.jobs.api import ProvisioningViewSet
 from apps.mail.api import AliasViewSet, AutoresponderViewSet, MailboxViewSet, MailDomainViewSet
+from apps.metrics.api import HostingServerViewSet, IngestView, ServerMetricsViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.orders.api import OrderViewSet
@@ -80,7 +81,8 @@ router.register("orders", OrderViewSet, basename="order")
 router.register("billing/products", ProductViewSet, basename="product")
 router.register("billing/tax-rates", TaxRateViewSet, basename="tax-rate")
 router.register("ops/servers", NodeViewSet, basename="node")
-router.register("hosting/servers", NodeViewSet, basename="hosting-server")
+router.register("hosting/servers", HostingServerViewSet, basename="hosting-server")
+router.register("hosting/server-metrics", ServerMetricsViewSet, basename="server-metrics")
 router.register("cloudpods", CloudPodViewSet, basename="cloudpod")
 router.register("ops/platform-overview", PlatformOverviewViewSet, basename="platform-overview")
 router.register("ops/overview", OverviewViewSet, basename="ops-overview")
@@ -141,6 +143,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     re_path(r"^billing/webhooks/stripe/?$", StripeWebhookView.as_view(), name="webhook-stripe"),
     re_path(r"^billing/webhooks/generic/?$", GenericWebhookView.as_view(), name="webhook-generic"),
+    re_path(r"^hosting/server-metrics/ingest/?$", IngestView.as_view(), name="server-metrics-ingest"),
     # The public catalog, before the router so that no detail route can capture it.
     re_path(r"^products/?$", PublicCatalogView.as_view(), name="public-catalog"),
     re_path(r"^billing/products/catalog/public/?$", PublicCatalogView.as_view(), name="public-catalog-billing"),

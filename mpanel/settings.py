@@ -391,3 +391,19 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["RegistrarStateEnum"] = "apps.domain
 
 # --- operators' control panel (apps/console): dashboard as the admin index, global search, groups
 INSTALLED_APPS += ["apps.console"]
+# --- server metrics (apps.metrics) ---------------------------------------------------------------
+INSTALLED_APPS += ["apps.metrics"]
+MPANEL_METRICS_INTERVAL = env.int("MPANEL_METRICS_INTERVAL", default=60)  # seconds between reports
+MPANEL_METRICS_RAW_HOURS = env.int("MPANEL_METRICS_RAW_HOURS", default=48)  # raw samples kept
+MPANEL_METRICS_MINUTE_DAYS = env.int("MPANEL_METRICS_MINUTE_DAYS", default=14)  # 1-minute rollups kept
+MPANEL_METRICS_HOUR_DAYS = env.int("MPANEL_METRICS_HOUR_DAYS", default=400)  # 1-hour rollups kept
+MPANEL_METRICS_MAX_AGE = env.int("MPANEL_METRICS_MAX_AGE", default=6 * 3600)  # oldest sample ingest takes
+MPANEL_METRICS_MAX_BATCH = env.int("MPANEL_METRICS_MAX_BATCH", default=10000)  # samples per request
+MPANEL_METRICS_MAX_POINTS = env.int("MPANEL_METRICS_MAX_POINTS", default=5000)  # points per query answer
+MPANEL_METRICS_ROLLUP_MARGIN = env.int("MPANEL_METRICS_ROLLUP_MARGIN", default=60)  # seconds an ingest may take
+CELERY_BEAT_SCHEDULE["metrics-report-local"] = {
+    "task": "metrics.report_local",
+    "schedule": float(MPANEL_METRICS_INTERVAL),
+}
+CELERY_BEAT_SCHEDULE["metrics-rollup"] = {"task": "metrics.rollup", "schedule": 60.0}
+CELERY_BEAT_SCHEDULE["metrics-purge"] = {"task": "metrics.purge", "schedule": 3600.0}

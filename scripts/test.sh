@@ -100,6 +100,7 @@ export MPANEL_TEST_WORK="$WORK"
 if [ "${MPANEL_BENCH:-}" = "1" ]; then
   log "benchmarks on PostgreSQL"
   "$PY" bench/billing.py
+  "$PY" bench/metrics.py
   exit $?
 fi
 

@@ -27,6 +27,7 @@ from apps.common.models import IdempotencyRecord
 from apps.customers import services as customer_services
 from apps.customers.models import Contact, Customer
 from apps.jobs.models import Job, JobAttempt, JobStatus
+from apps.metrics.models import HourRollup, MinuteRollup, NodeReport, Sample
 from apps.tenancy.models import Invitation, Membership, Tenant
 from apps.tenancy.roles import Role
 from apps.tenancy.scoping import tenant_scope
@@ -39,6 +40,8 @@ OUR_APPS = {"accounts", "tenancy", "audit", "jobs", "customers", "common", "bill
 OUR_APPS |= {"dns", "domains", "mail"}
 OUR_APPS |= {"databases"}
 READ_ONLY = [AuditEvent, Job, JobAttempt, AuthToken, IdempotencyRecord]
+OUR_APPS |= {"metrics"}
+READ_ONLY += [Sample, MinuteRollup, HourRollup, NodeReport]  # machine data: viewed, never edited
 
 
 def url(model, view: str, *args) -> str:
@@ -89,6 +92,31 @@ def rows(tenant_a, operator) -> dict:
         **website_rows,
         **_hosting_rows(tenant_a),
         **_database_rows(tenant_a),
+        **_metrics_rows(tenant_a),
+    }
+
+
+def _metrics_rows(fx) -> dict:
+    from django.utils import timezone
+
+    from apps.nodes.models import Node
+
+    with fx.scope():
+        node = Node.objects.create(tenant=fx.tenant, hostname="metrics-admin", roles=["web"], vcpu=1, memory_mb=512,
+                                   disk_gb=1, max_pods=0)  # fmt: skip
+    rollup = {"node": node, "metric": "cpu.percent", "value_avg": 1.5, "value_min": 1, "value_max": 2, "samples": 2}
+    return {
+        Sample: Sample.objects.create(
+            node=node, metric="cpu.percent", ts=1764000000, value=1.5, received_at=1764000001
+        ),
+        MinuteRollup: MinuteRollup.objects.create(ts=1764000000, **rollup),
+        HourRollup: HourRollup.objects.create(ts=1763998800, **rollup),
+        NodeReport: NodeReport.objects.create(
+            node=node,
+            reported_at=timezone.now(),
+            services={"nginx": {"state": "up"}},
+            latest={"cpu.percent": [1764000000, 1.5]},
+        ),
     }
 
 
