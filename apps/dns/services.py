@@ -13,7 +13,7 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.jobs.services import job_enqueue
-from apps.nodes.models import Node, NodeStatus, Transport
+from apps.nodes.models import Node, NodeStatus, Transport, with_role
 
 from . import templates, zonedata
 from .models import Record, Zone, ZoneStatus
@@ -37,7 +37,7 @@ def _pick_node(node: Node | None) -> Node:
         if "dns" not in (node.roles or []):
             raise InvalidInput("This node does not have the dns role.", field="node")
         return node
-    node = Node.objects.filter(status=NodeStatus.ACTIVE, roles__contains=["dns"]).order_by("hostname").first()
+    node = Node.objects.filter(with_role("dns"), status=NodeStatus.ACTIVE).order_by("hostname").first()
     if node is None:
         raise Conflict("No active node with the dns role: add one at /api/v1/ops/servers/.", code="no_dns_node")
     return node

@@ -18,7 +18,7 @@ from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.dns import zonedata
 from apps.jobs.services import job_enqueue
-from apps.nodes.models import Node, NodeStatus
+from apps.nodes.models import Node, NodeStatus, with_role
 
 from .models import Alias, Autoresponder, Mailbox, MailDomain, MailDomainStatus
 
@@ -80,7 +80,7 @@ def _pick_node(node: Node | None) -> Node:
         if "mail" not in (node.roles or []):
             raise InvalidInput("This node does not have the mail role.", field="node")
         return node
-    node = Node.objects.filter(status=NodeStatus.ACTIVE, roles__contains=["mail"]).order_by("hostname").first()
+    node = Node.objects.filter(with_role("mail"), status=NodeStatus.ACTIVE).order_by("hostname").first()
     if node is None:
         raise Conflict("No active node with the mail role: add one at /api/v1/ops/servers/.", code="no_mail_node")
     return node

@@ -8,14 +8,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import Avg, BigIntegerField, ExpressionWrapper, F, FloatField, Max, Min, Q, Sum
+from django.db.models import Avg, BigIntegerField, ExpressionWrapper, F, FloatField, Max, Min, Sum
 from django.db.models.functions import Cast
 from django.utils import timezone
 
 from agent.metrics import NODE_METRICS, is_metric
 from apps.common.exceptions import InvalidInput
-from apps.nodes.models import NodeStatus
+from apps.nodes.models import NodeStatus, with_role
 
 from .models import HourRollup, MinuteRollup, Sample
 
@@ -32,13 +31,7 @@ DEFAULT_METRICS = ("cpu.percent", "mem.percent", "disk.percent", "load.1", "net.
 MAX_METRICS = 20
 
 
-def has_role(role: str) -> Q:
-    """Nodes with this role. JSON containment is PostgreSQL's (and indexable there); the embedded
-    SQLite has none, so there the quoted name is looked for in the JSON text (roles are a fixed set
-    of plain words, so '"db"' matches only the role db)."""
-    if connection.vendor == "postgresql":
-        return Q(roles__contains=[role])
-    return Q(roles__icontains=f'"{role}"')
+has_role = with_role
 
 
 # --- services and health ---------------------------------------------------------------------------

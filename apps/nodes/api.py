@@ -7,7 +7,7 @@ from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantModelViewSet
 
 from . import services
-from .models import Node
+from .models import Node, with_role
 from .serializers import NodeCreatedSerializer, NodeSerializer
 
 
@@ -19,7 +19,7 @@ class NodeFilter(filters.FilterSet):
         fields = ["status", "transport"]
 
     def filter_role(self, queryset, name, value):
-        return queryset.filter(roles__contains=[value])
+        return queryset.filter(with_role(value))
 
 
 class NodeViewSet(TenantModelViewSet):

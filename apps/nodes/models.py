@@ -2,7 +2,7 @@ import hashlib
 from decimal import Decimal
 
 from django.core.validators import MinValueValidator
-from django.db import models
+from django.db import connection, models
 
 from apps.tenancy.models import TenantOwnedModel
 
@@ -92,3 +92,12 @@ class Node(TenantOwnedModel):
     @staticmethod
     def hash_secret(raw: str) -> str:
         return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def with_role(role: str) -> models.Q:
+    """Nodes that have ``role``. JSON containment is PostgreSQL's (and indexable there); the embedded
+    SQLite has none, so there the quoted name is looked for in the JSON text (roles are a fixed set
+    of plain words, so '"db"' matches only the role db)."""
+    if connection.vendor == "postgresql":
+        return models.Q(roles__contains=[role])
+    return models.Q(roles__icontains=f'"{role}"')

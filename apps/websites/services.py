@@ -20,7 +20,7 @@ from apps.common.exceptions import Conflict, InvalidInput
 from apps.jobs.models import Job
 from apps.jobs.services import job_enqueue
 from apps.nodes.drivers import driver_for
-from apps.nodes.models import Node, NodeStatus
+from apps.nodes.models import Node, NodeStatus, with_role
 
 from . import validation
 from .models import Website, WebsiteDomain, WebsiteStatus
@@ -103,7 +103,7 @@ def _pick_node(node: Node | None) -> Node:
             raise InvalidInput("The node must be active and have the 'web' role.", field="node")
         return node
     candidates = (
-        Node.objects.filter(status=NodeStatus.ACTIVE, roles__contains=["web"])
+        Node.objects.filter(with_role("web"), status=NodeStatus.ACTIVE)
         .annotate(live=Count("websites", filter=~Q(websites__status=WebsiteStatus.DELETED)))
         .order_by("live", "hostname")
     )
