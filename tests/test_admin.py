@@ -739,7 +739,8 @@ def test_invitations_cannot_be_added_by_hand_but_can_be_revoked(console, rows):
     page = console.get(url(Invitation, "change", invitation.pk))
     assert invitation.token_hash not in page.content.decode()
     response = console.post(
-        url(Invitation, "changelist"), {"action": "revoke_invitations", "_selected_action": [str(invitation.pk)]}
+        url(Invitation, "changelist"),
+        {"action": "revoke_invitations", "_selected_action": [str(invitation.pk)], "confirmed": "yes"},
     )
     assert response.status_code == 302
     invitation.refresh_from_db()
@@ -750,7 +751,9 @@ def test_invitations_cannot_be_added_by_hand_but_can_be_revoked(console, rows):
 
 def test_session_revoke_action_is_audited(console, rows, operator):
     token = rows[AuthToken]
-    response = console.post(url(AuthToken, "changelist"), {"action": "revoke", "_selected_action": [str(token.pk)]})
+    response = console.post(
+        url(AuthToken, "changelist"), {"action": "revoke", "_selected_action": [str(token.pk)], "confirmed": "yes"}
+    )
     assert response.status_code == 302
     token.refresh_from_db()
     assert token.revoked_at is not None
@@ -817,10 +820,67 @@ def test_cancel_action_cancels_a_pending_job(console, operator, tenant_a):
     with tenant_a.scope():
         job = Job.objects.create(type="test.record", payload={"key": "c"})
     response = console.post(
-        url(Job, "changelist"), {"action": "cancel_jobs", "_selected_action": [str(job.pk)], "index": "0"}
+        url(Job, "changelist"),
+        {"action": "cancel_jobs", "_selected_action": [str(job.pk)], "index": "0", "confirmed": "yes"},
     )
     assert response.status_code == 302
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     (event,) = events("job.cancel", job)
     assert event.via == "admin" and event.actor_id == operator.pk
+
+
+DESTRUCTIVE_WORDS = ("delete", "void", "uncollectible", "cancel", "revoke", "terminate", "drop", "purge")
+
+
+def test_every_destructive_action_asks_first():
+    """An action whose name says it destroys is wrapped by confirm_first (a new one is caught here)."""
+    from django.contrib import admin as django_admin
+
+    unconfirmed = []
+    for model, model_admin in django_admin.site._registry.items():
+        if model._meta.app_label not in OUR_APPS | {"cloudpods", "security", "nodes", "console"}:
+            continue
+        for name in model_admin.actions or []:
+            if name == "delete_selected" or not any(word in name for word in DESTRUCTIVE_WORDS):
+                continue
+            if not getattr(getattr(type(model_admin), name), "confirms", False):
+                unconfirmed.append(f"{model.__name__}.{name}")
+    assert unconfirmed == []
+
+
+def test_object_pages_show_their_related_rows(console, rows, tenant_a, django_assert_max_num_queries, monkeypatch):
+    """A customer's page lists its subscriptions and invoices, a pod's and a website's their jobs;
+    each row links to its page and "All …" opens the filtered list (an allowed lookup, not ?e=1)."""
+    from apps.billing.models import Invoice, Subscription
+    from apps.cloudpods.models import CloudPod
+    from apps.jobs import services as job_services
+    from apps.websites.models import Website
+
+    monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)
+    subscription = rows[Subscription]
+    invoice = Invoice.all_tenants.filter(customer=subscription.customer).first()
+    with django_assert_max_num_queries(40):
+        page = console.get(url(type(subscription.customer), "change", subscription.customer.pk))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert url(Subscription, "change", subscription.pk) in html and url(Invoice, "change", invoice.pk) in html
+    every = f"{url(Invoice, 'changelist')}?customer__id__exact={subscription.customer.pk}"
+    assert every in html
+    listed = console.get(every)
+    assert listed.status_code == 200
+    assert {i.pk for i in listed.context["cl"].result_list} == {
+        i.pk for i in Invoice.all_tenants.filter(customer=subscription.customer)
+    }
+
+    site = rows[Website]
+    page = console.get(url(Website, "change", site.pk)).content.decode()
+    job = Job.all_tenants.filter(object_type="websites.website", object_id=str(site.pk)).first()
+    assert job is not None and url(Job, "change", job.pk) in page
+    from .pods_support import pod_in
+
+    pod = pod_in(tenant_a, 99)
+    with tenant_a.scope():
+        pod_job = job_services.job_enqueue(tenant=tenant_a.tenant, type="cloudpod.suspend", payload={}, obj=pod)
+    page = console.get(url(CloudPod, "change", pod.pk)).content.decode()
+    assert "Jobs (latest first)" in page and url(Job, "change", pod_job.pk) in page

@@ -316,7 +316,9 @@ def test_a_support_operator_cannot_void_an_invoice(client, tenant_a):
     assert page.status_code == 200  # support sees invoices…
     form = page.context["action_form"]
     assert form is None or "void" not in str(form.fields["action"].choices)
-    support.post(url(Invoice, "changelist"), {"action": "void", "_selected_action": [str(invoice.pk)]})
+    support.post(
+        url(Invoice, "changelist"), {"action": "void", "_selected_action": [str(invoice.pk)], "confirmed": "yes"}
+    )
     assert Invoice.all_tenants.get(pk=invoice.pk).status == InvoiceStatus.OPEN  # …but cannot void them
 
 
@@ -325,7 +327,9 @@ def test_a_billing_operator_voids_invoices_but_cannot_suspend_a_pod(client, tena
     invoice = _overdue_invoice(tenant_a, _customer(tenant_a, "Bil"), "10.00")
     pod = pod_in(tenant_a, 5)
     billing = _operator("billing", client)
-    response = billing.post(url(Invoice, "changelist"), {"action": "void", "_selected_action": [str(invoice.pk)]})
+    response = billing.post(
+        url(Invoice, "changelist"), {"action": "void", "_selected_action": [str(invoice.pk)], "confirmed": "yes"}
+    )
     assert response.status_code == 302
     assert Invoice.all_tenants.get(pk=invoice.pk).status == InvoiceStatus.VOID
 
@@ -350,7 +354,9 @@ def test_an_infrastructure_operator_suspends_pods_and_retries_jobs_but_not_invoi
         job = Job.objects.create(type="test.record", payload={}, status=JobStatus.FAILED, finished_at=timezone.now())
     infra.post(url(Job, "changelist"), {"action": "retry_jobs", "_selected_action": [str(job.pk)]})
     assert Job.all_tenants.get(pk=job.pk).status == JobStatus.PENDING
-    infra.post(url(Invoice, "changelist"), {"action": "void", "_selected_action": [str(invoice.pk)]})
+    infra.post(
+        url(Invoice, "changelist"), {"action": "void", "_selected_action": [str(invoice.pk)], "confirmed": "yes"}
+    )
     assert Invoice.all_tenants.get(pk=invoice.pk).status == InvoiceStatus.OPEN
 
 

@@ -83,7 +83,14 @@ def test_suspend_and_resume_actions_go_through_the_services(console, tenant_a):
 
     console.post(changelist, {"action": "resume_pods", "_selected_action": [str(running.pk)]})
     assert CloudPod.all_tenants.get(pk=running.pk).status == PodStatus.RUNNING
-    console.post(changelist, {"action": "delete_pods", "_selected_action": [str(running.pk)]})
+    # Deleting asks first: the page names the pods and nothing changes until the operator says yes.
+    asked = console.post(changelist + "?status__exact=running", {"action": "delete_pods",
+                                                                 "_selected_action": [str(running.pk)]})  # fmt: skip
+    assert asked.status_code == 200 and "Are you sure?" in asked.content.decode()
+    assert asked.context["objects"] == [CloudPod.all_tenants.get(pk=running.pk)]
+    assert asked.context["changelist_url"].endswith("?status__exact=running")  # the list's filters are kept
+    assert CloudPod.all_tenants.get(pk=running.pk).status == PodStatus.RUNNING
+    console.post(changelist, {"action": "delete_pods", "_selected_action": [str(running.pk)], "confirmed": "yes"})
     assert CloudPod.all_tenants.get(pk=running.pk).status == PodStatus.DELETING
     assert Job.all_tenants.filter(object_id=str(running.pk)).count() == 3
 

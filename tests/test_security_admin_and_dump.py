@@ -108,7 +108,9 @@ class TestAdminRequires2fa:
         session = client.session
         session[DEVICE_ID_SESSION_KEY] = device.persistent_id
         session.save()
-        response = client.post("/admin/accounts/authtoken/", {"action": "revoke", "_selected_action": [str(token.pk)]})
+        response = client.post(
+            "/admin/accounts/authtoken/", {"action": "revoke", "_selected_action": [str(token.pk)], "confirmed": "yes"}
+        )
         assert response.status_code == 302
         event = SecurityEvent.objects.get(type="session.revoked", user=member, tenant__isnull=True)
         assert event.reason == "operator" and event.actor == operator
@@ -196,7 +198,8 @@ def test_security_admin_pages_load(client, tenant_a):
         assert client.get(reverse(f"{name}_change", args=[obj.pk])).status_code == 200, model
     assert b"key_hash" not in client.get(reverse("admin:security_apitoken_change", args=[token.pk])).content
     response = client.post(
-        reverse("admin:security_apitoken_changelist"), {"action": "revoke", "_selected_action": [str(token.pk)]}
+        reverse("admin:security_apitoken_changelist"),
+        {"action": "revoke", "_selected_action": [str(token.pk)], "confirmed": "yes"},
     )
     assert response.status_code == 302
     assert ApiToken.all_tenants.get(pk=token.pk).revoked_at is not None

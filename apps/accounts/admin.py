@@ -5,7 +5,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit import services as audit
-from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin
+from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin, confirm_first
 from apps.tenancy.models import Membership
 
 from .models import AuthToken, User
@@ -71,6 +71,7 @@ class AuthTokenAdmin(ReadOnlyAdmin):
     actions = ["revoke"]
 
     @admin.action(description="Revoke the selected sessions", permissions=["operate"])
+    @confirm_first
     def revoke(self, request, queryset):
         done = 0
         with transaction.atomic():

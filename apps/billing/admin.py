@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin, ReadOnlyInline, apply_each
+from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin, ReadOnlyInline, apply_each, confirm_first
 from apps.tenancy.scoping import tenant_scope
 
 from .models import (
@@ -65,10 +65,12 @@ class InvoiceAdmin(ReadOnlyAdmin):
         self._run(request, queryset, invoices.invoice_issue, "Issued")
 
     @admin.action(description="Void the selected open invoices", permissions=["operate"])
+    @confirm_first
     def void(self, request, queryset):
         self._run(request, queryset, invoices.invoice_void, "Voided")
 
     @admin.action(description="Mark the selected open invoices uncollectible", permissions=["operate"])
+    @confirm_first
     def mark_uncollectible(self, request, queryset):
         self._run(request, queryset, invoices.invoice_mark_uncollectible, "Marked uncollectible")
 
@@ -169,6 +171,7 @@ class SubscriptionAdmin(ReadOnlyAdmin):
         self._run(request, queryset, subscriptions.subscription_resume, "Resumed")
 
     @admin.action(description="Cancel the selected subscriptions now", permissions=["operate"])
+    @confirm_first
     def cancel_now(self, request, queryset):
         self._run(request, queryset, subscriptions.subscription_cancel, "Cancelled")
 

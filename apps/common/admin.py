@@ -4,17 +4,22 @@ The admin is the operators' console: ``OperatorScopeMiddleware`` lifts tenant sc
 /admin/, so these classes are where "which tenant" has to be shown, filtered and checked.
 """
 
+import functools
 import json
 from functools import cached_property
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.contrib.auth import get_permission_codename, get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import EmptyResultSet, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections, transaction
 from django.db.models import QuerySet
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 from guardian.admin import GuardedModelAdminMixin
 from guardian.shortcuts import get_group_perms, get_user_perms
 
@@ -324,3 +329,85 @@ def apply_each(model_admin, request, queryset, fn, verb: str, noun: str | None =
     if done:
         counted = f"{done} {noun}" if noun else f"{done} of {len(queryset)}"
         model_admin.message_user(request, f"{verb} {counted}.", messages.SUCCESS)
+
+
+def confirm_first(action):
+    """An admin action that destroys asks first: a page lists the selected rows and runs the action
+    only when the operator answers yes (the same round trip as Django's own "delete selected").
+
+    Use under ``@admin.action``; the rows are selected again on the confirming request, with the
+    list's filters (the page posts back to the same URL), so the action sees what the page showed.
+    """
+
+    @functools.wraps(action)
+    def confirming(model_admin, request, queryset):
+        if request.POST.get("confirmed") == "yes":
+            return action(model_admin, request, queryset)
+        opts = model_admin.model._meta
+        shown = list(queryset[:101])
+        context = {
+            **model_admin.admin_site.each_context(request),
+            "title": "Are you sure?",
+            "opts": opts,
+            "description": getattr(confirming, "short_description", action.__name__),
+            "objects": shown[:100],
+            "more": len(shown) > 100,
+            "action_name": request.POST.get("action", action.__name__),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "select_across": request.POST.get("select_across", "0"),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "changelist_url": request.get_full_path(),
+        }
+        return TemplateResponse(request, "admin/confirm_action.html", context)
+
+    confirming.confirms = True
+    return confirming
+
+
+def related_rows(model, *, filters: dict, columns: list[tuple[str, str]], order: str = "-created_at",
+                 limit: int = 20, title: str = "", select: tuple[str, ...] = ()) -> str:  # fmt: skip
+    """A small read-only table of the latest related rows (each linked to its page), and a link to
+    the whole filtered list: for rows an inline cannot show (no foreign key, or too many)."""
+    opts = model._meta
+    rows = list(model._base_manager.filter(**filters).select_related(*select).order_by(order)[:limit])
+    query = "&".join(f"{k}={v}" for k, v in filters.items())
+    everything = f"{reverse(f'admin:{opts.app_label}_{opts.model_name}_changelist')}?{query}"
+    if not rows:
+        return format_html("<p>No {} yet.</p>", title or opts.verbose_name_plural)
+    head = format_html_join("", "<th>{}</th>", ((label,) for label, _attr in columns))
+    body = format_html_join(
+        "",
+        "<tr>{}</tr>",
+        (
+            (
+                format_html_join(
+                    "",
+                    "<td>{}</td>",
+                    (
+                        (
+                            format_html(
+                                '<a href="{}">{}</a>',
+                                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[row.pk]),
+                                _value(row, attr),
+                            )
+                            if i == 0
+                            else _value(row, attr),
+                        )
+                        for i, (_label, attr) in enumerate(columns)
+                    ),
+                ),
+            )
+            for row in rows
+        ),
+    )
+    more = format_html('<p><a href="{}">All {} →</a></p>', everything, title or opts.verbose_name_plural)
+    return format_html('<table class="related-rows"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}',
+                       head, body, more)  # fmt: skip
+
+
+def _value(row, attr: str):
+    display = getattr(row, f"get_{attr}_display", None)
+    value = display() if display is not None else getattr(row, attr)
+    if callable(value):  # e.g. "__str__"
+        value = value()
+    return "—" if value in (None, "") else value

@@ -1,7 +1,8 @@
 from django import forms
+from django.apps import apps
 from django.contrib import admin
 
-from apps.common.admin import AuditedGuardedAdminMixin, TenantOwnedAdmin, TenantOwnedForm
+from apps.common.admin import AuditedGuardedAdminMixin, TenantOwnedAdmin, TenantOwnedForm, related_rows
 from apps.common.money import CURRENCY_CHOICES
 
 from . import services
@@ -68,9 +69,27 @@ class CustomerAdmin(AuditedGuardedAdminMixin, TenantOwnedAdmin):
     list_display = ["name", "company", "email", "status", "currency", "country", "created_at"]
     list_filter = ["status", "kind", "currency", "created_at"]
     search_fields = ["name", "company", "email", "billing_email", "tax_id", "id"]
-    readonly_fields = ["id", "created_at", "updated_at"]
+    readonly_fields = ["id", "created_at", "updated_at", "subscriptions", "invoices"]
     show_full_result_count = False
     inlines = [ContactInline]
+
+    @admin.display(description="Subscriptions (latest first)")
+    def subscriptions(self, obj):
+        if obj.pk is None:
+            return "—"
+        return related_rows(apps.get_model("billing", "Subscription"), filters={"customer__id__exact": obj.pk},
+                            columns=[("Product", "product"), ("Quantity", "quantity"), ("Status", "status"),
+                                     ("Billed through", "billed_through")], select=("product",),
+                            title="subscriptions of this customer")  # fmt: skip
+
+    @admin.display(description="Invoices (latest first)")
+    def invoices(self, obj):
+        if obj.pk is None:
+            return "—"
+        return related_rows(apps.get_model("billing", "Invoice"), filters={"customer__id__exact": obj.pk},
+                            columns=[("Invoice", "__str__"), ("Status", "status"), ("Total", "total"),
+                                     ("Currency", "currency"), ("Due", "due_date")],
+                            title="invoices of this customer")  # fmt: skip
 
     def get_deleted_objects(self, objs, request):
         """The delete guards of ``services.customer_delete`` apply here too: a guarded customer is

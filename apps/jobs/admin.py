@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.common.admin import ReadOnlyAdmin, ReadOnlyInline, apply_each
+from apps.common.admin import ReadOnlyAdmin, ReadOnlyInline, apply_each, confirm_first
 
 from . import services
 from .models import Job, JobAttempt
@@ -32,6 +32,7 @@ class JobAdmin(ReadOnlyAdmin):
         apply_each(self, request, queryset, lambda job: services.job_retry(job=job, actor=request.user), "Retried")
 
     @admin.action(description="Cancel the selected pending jobs", permissions=["operate"])
+    @confirm_first
     def cancel_jobs(self, request, queryset):
         apply_each(self, request, queryset, lambda job: services.job_cancel(job=job, actor=request.user), "Cancelled")
 

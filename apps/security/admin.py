@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
-from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin
+from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin, confirm_first
 
 from . import services
 from .events import record_event
@@ -66,6 +66,7 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     actions = ["revoke"]
 
     @admin.action(description="Revoke the selected tokens", permissions=["operate"])
+    @confirm_first
     def revoke(self, request, queryset):
         done = 0
         with transaction.atomic():

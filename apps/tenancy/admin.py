@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 
-from apps.common.admin import AuditedModelAdmin
+from apps.common.admin import AuditedModelAdmin, confirm_first
 from apps.common.exceptions import DomainError
 from apps.common.money import CURRENCY_CHOICES
 
@@ -94,6 +94,7 @@ class InvitationAdmin(AuditedModelAdmin):
         return "open" if invitation.is_open else "expired"
 
     @admin.action(description="Revoke the selected open invitations", permissions=["change"])
+    @confirm_first
     def revoke_invitations(self, request, queryset):
         done = 0
         for invitation in queryset.select_related("tenant"):

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from apps.common.admin import ReadOnlyAdmin, apply_each
+from apps.common.admin import ReadOnlyAdmin, apply_each, confirm_first, related_rows
 
 from . import services
 from .models import Website, WebsiteDomain
@@ -17,6 +17,16 @@ class WebsiteAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     actions = ["suspend_sites", "resume_sites", "delete_sites"]
+
+    readonly_fields = ["recent_jobs"]
+
+    @admin.display(description="Jobs (latest first)")
+    def recent_jobs(self, obj):
+        from apps.jobs.models import Job
+
+        return related_rows(Job, filters={"object_type": "websites.website", "object_id": str(obj.pk)},
+                            columns=[("Job", "type"), ("Status", "status"), ("Attempts", "attempts"),
+                                     ("Created", "created_at"), ("Finished", "finished_at")], title="jobs")  # fmt: skip
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -38,6 +48,7 @@ class WebsiteAdmin(ReadOnlyAdmin):
         self._each(request, queryset, services.website_resume, "Resuming")
 
     @admin.action(description="Delete the selected websites (a job removes each vhost)", permissions=["operate"])
+    @confirm_first
     def delete_sites(self, request, queryset):
         self._each(request, queryset, services.website_delete, "Deleting")
 
