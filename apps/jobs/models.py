@@ -53,6 +53,8 @@ class Job(TenantOwnedModel):
             models.Index(fields=["tenant", "status", "-created_at"]),
             models.Index(fields=["status", "run_after"]),
             models.Index(fields=["object_type", "object_id"]),
+            # The dashboard's "finished in the last 24 h" by status, and the jobs list's date filter.
+            models.Index(fields=["status", "finished_at"]),
         ]
 
     def __str__(self) -> str:
