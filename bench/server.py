@@ -57,7 +57,7 @@ class Gunicorn:
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "mpanel.wsgi:application", "--bind",
              f"127.0.0.1:{self.port}", "--workers", str(self.workers), "--worker-class", "sync",
-             "--backlog", "2048", "--timeout", "120"],
+             "--backlog", "2048", "--timeout", "120", *self.control()],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 60
@@ -72,6 +72,11 @@ class Gunicorn:
                 pass
             time.sleep(0.2)
         raise RuntimeError("gunicorn did not start: " + (self.workdir / "gunicorn.log").read_text()[-3000:])
+
+    def control(self) -> list[str]:
+        """gunicorn 24+ opens a control socket at one fixed path by default: not for a throwaway server."""
+        out = subprocess.run([str(Path(sys.executable).parent / "gunicorn"), "--help"], capture_output=True, text=True)
+        return ["--no-control-socket"] if "--no-control-socket" in out.stdout else []
 
     def worker_pids(self) -> list[int]:
         if self.proc is None:
