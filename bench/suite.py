@@ -317,24 +317,21 @@ ROWS = [
 
 def print_table(results: dict) -> None:
     m = results["machine"]
-    print(
-        f"\nmPanel benchmarks on {m['cpu']}, {m['nproc']} CPUs, {m['ram_gib']} GiB RAM ({results['bench_seconds']} s)"
-    )
+    print(f"\nmPanel benchmarks on {m['cpu']}, {m['nproc']} CPUs, {m['ram_gib']} GiB RAM, load average "
+          f"{m['loadavg_1m_at_start']} at start ({results['bench_seconds']} s)")  # fmt: skip
     print(f"{'measure':<34} {'value':>10}   {'floor':<26} {'floor value':>11}   {'ratio':>6}")
     for section, label, key, floor_label, floor_key, ratio_key in ROWS:
         r = results.get(section) or {}
         print(f"{label:<34} {r.get(key, '-'):>10}   {floor_label:<26} {r.get(floor_key, '-'):>11}   "
               f"{r.get(ratio_key, '-'):>6}")  # fmt: skip
-    lst = results["list"]
-    print(
-        f"queries per request: api {lst['api_queries']}, bare DRF {lst['bare_drf_queries']}, "
-        f"fixed JSON {lst['fixed_json_queries']}   (list over {lst['rows']} rows, {lst['tenants']} tenants)"
-    )
-    b = results["billing_run"]
-    print(
-        f"billing run: {b['invoices']} invoices from {b['subscriptions']} subscriptions in {b['seconds']} s; "
-        f"second run {b['second_run_invoices']} invoices in {b['second_run_seconds']} s"
-    )
+    if lst := results.get("list"):
+        print(
+            f"queries per request: api {lst['api_queries']}, bare DRF {lst['bare_drf_queries']}, "
+            f"fixed JSON {lst['fixed_json_queries']}   (list over {lst['rows']} rows, {lst['tenants']} tenants)"
+        )
+    if b := results.get("billing_run"):
+        print(f"billing run: {b['invoices']} invoices from {b['subscriptions']} subscriptions in {b['seconds']} s; "
+              f"second run {b['second_run_invoices']} invoices in {b['second_run_seconds']} s")  # fmt: skip
     if "metrics" in results:
         print("metrics:", json.dumps(results["metrics"]))
 

@@ -277,10 +277,10 @@ def create_issued_many(*, tenant, conf: BillingSettings, drafts: list[dict]) -> 
         CreditTransaction.all_tenants.bulk_create(credits)
     audit.record_many(events)
     from .hooks import invoice_paid
-    from .notifications import notify_invoice
+    from .notifications import notify_invoices
 
+    notify_invoices([inv for inv, _, _ in made], "issued")
     for invoice, _rows, _created in made:
-        notify_invoice(invoice, "issued")
         if invoice.status == InvoiceStatus.PAID:
             invoice_paid(invoice)
     return [inv for inv, _, _ in made]
