@@ -44,7 +44,7 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db.models import Count  # noqa: E402
 
-from bench.server import Gunicorn, machine, wrk  # noqa: E402
+from bench.server import Gunicorn, machine, stop_group, wrk  # noqa: E402
 
 WORK = Path(tempfile.mkdtemp(prefix="mpanel-load-"))
 
@@ -208,27 +208,28 @@ def main() -> int:
         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=worker_log.open("ab"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
-    server = Gunicorn(WORK).start()
+    server = Gunicorn(WORK)
     try:
+        server.start()
         preflight(server, data, hooks)
         wrk(server.url + "/api/v1/customers/", lua=lua_script(data, hooks[:5]), seconds=5, workdir=WORK)  # warm-up
         connections = int(os.environ.get("LOAD_CONNECTIONS", "4"))
         rss_start = server.rss_mb()
+        box = machine()
         print(f"soak: {SECONDS} s, wrk -c{connections}, gunicorn 2 sync workers, RSS at start {rss_start}", flush=True)
         result = wrk(server.url, lua=lua_script(data, hooks), seconds=SECONDS, connections=connections, workdir=WORK)
         rss_end = server.rss_mb()
+        from apps.jobs.models import Job
+
+        deadline = time.monotonic() + 120
+        while Job.all_tenants.filter(status__in=["PENDING", "RUNNING"]).exists() and time.monotonic() < deadline:
+            time.sleep(1)
     finally:
         server.stop()
-    from apps.jobs.models import Job
-
-    deadline = time.monotonic() + 120
-    while Job.all_tenants.filter(status__in=["PENDING", "RUNNING"]).exists() and time.monotonic() < deadline:
-        time.sleep(1)
-    os.killpg(worker.pid, 15)
-    worker.wait(timeout=30)
+        stop_group(worker)
     jobs = dict(Job.all_tenants.values_list("status").annotate(n=Count("id")).order_by())
     figures = {
-        "machine": machine(),
+        "machine": box,
         "seconds": SECONDS,
         "connections": connections,
         "requests": result["requests"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -130,3 +131,15 @@ def machine() -> dict:
     # The load average says how shared the machine was while measuring (ratios hold better than absolutes).
     return {"cpu": model, "nproc": os.cpu_count(), "ram_gib": round(mem_kb / 1024 / 1024, 1),
             "loadavg_1m_at_start": round(os.getloadavg()[0], 2)}  # fmt: skip
+
+
+def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM a process group we started (a Celery worker and its pool), SIGKILL it if it lingers."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)

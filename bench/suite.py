@@ -8,6 +8,7 @@ merges the figures into var/bench.json (BENCH_OUT). Sizes from the environment, 
     BENCH_JOBS=2000                         no-op jobs and bare tasks
     BENCH_WEBHOOKS=2000                     webhook deliveries (and as many to the floor)
     BENCH_SUBSCRIPTIONS=100000              the billing run
+    BENCH_ONLY=list,jobs,webhooks,billing_run   a subset
 
     list   /api/v1/customers/ (a MEMBER's token, X-Tenant-ID; scoped, role-checked, filtered, paginated) over
            real HTTP: gunicorn on loopback, 2 sync workers, wrk with 4 connections; floors on the same server:
@@ -49,7 +50,7 @@ from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from bench.server import Gunicorn, machine, wrk  # noqa: E402
+from bench.server import Gunicorn, machine, stop_group, wrk  # noqa: E402
 
 WORK = Path(tempfile.mkdtemp(prefix="mpanel-bench-"))
 
@@ -125,10 +126,11 @@ def bench_list(seconds: int) -> dict:
         if name != "fixed_json":
             assert len(response.json()["results"]) == 50, path
         queries[name] = len(ctx.captured_queries)
-    server = Gunicorn(WORK).start()
+    server = Gunicorn(WORK)
     lua = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in headers.items())
     out: dict = {"rows": rows, "tenants": tenants, "page": 50, "transport": "HTTP, gunicorn 2 sync workers, wrk -c4"}
     try:
+        server.start()
         for name, path in endpoints.items():
             wrk(server.url + path, lua=lua, seconds=2, workdir=WORK)  # warm-up
             result = wrk(server.url + path, lua=lua, seconds=seconds, workdir=WORK)
@@ -197,8 +199,7 @@ def bench_jobs(n: int) -> dict:
         rate = n / (ended - started)
         failed = Job.all_tenants.filter(tenant=tenant).exclude(status=JobStatus.SUCCEEDED).count()
     finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(timeout=30)
+        stop_group(worker)
     return {"jobs": n, "jobs_per_second": round(rate, 1), "bare_tasks_per_second": round(floor, 1),
             "not_succeeded": failed, "ratio_to_bare_task": ratio(rate, floor),
             "transport": "Celery prefork, concurrency 2, Redis broker"}  # fmt: skip
@@ -277,13 +278,18 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     started = time.perf_counter()
     results: dict = {"machine": machine()}
-    say("list")
-    results["list"] = bench_list(env_int("BENCH_HTTP_SECONDS", 10))
-    say("jobs")
-    results["jobs"] = bench_jobs(env_int("BENCH_JOBS", 2000))
-    say("webhooks")
-    results["webhooks"] = bench_webhooks(env_int("BENCH_WEBHOOKS", 2000))
-    results["billing_run"] = bench_billing(env_int("BENCH_SUBSCRIPTIONS", 100_000))
+    only = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))  # e.g. BENCH_ONLY=billing_run
+    if not only or "list" in only:
+        say("list")
+        results["list"] = bench_list(env_int("BENCH_HTTP_SECONDS", 10))
+    if not only or "jobs" in only:
+        say("jobs")
+        results["jobs"] = bench_jobs(env_int("BENCH_JOBS", 2000))
+    if not only or "webhooks" in only:
+        say("webhooks")
+        results["webhooks"] = bench_webhooks(env_int("BENCH_WEBHOOKS", 2000))
+    if not only or "billing_run" in only:
+        results["billing_run"] = bench_billing(env_int("BENCH_SUBSCRIPTIONS", 100_000))
     try:
         from bench import metrics  # written separately; included when present
     except ImportError:
