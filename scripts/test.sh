@@ -98,9 +98,13 @@ export MPANEL_TEST_WORK="$WORK"
 
 # --- benchmarks instead of checks (make bench) ------------------------------------------------
 if [ "${MPANEL_BENCH:-}" = "1" ]; then
-  log "benchmarks on PostgreSQL"
-  "$PY" bench/billing.py
-  "$PY" bench/metrics.py
+  log "benchmarks on PostgreSQL and Redis"
+  "$PY" bench/suite.py
+  exit $?
+fi
+if [ "${MPANEL_LOAD:-}" = "1" ]; then
+  log "load and soak on PostgreSQL and Redis"
+  "$PY" bench/load.py
   exit $?
 fi
 

@@ -51,7 +51,7 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[st
     return {k: [before.get(k), after.get(k)] for k in keys if before.get(k) != after.get(k)}
 
 
-def record(
+def build(
     *,
     action: str,
     obj: models.Model | None = None,
@@ -63,6 +63,7 @@ def record(
     object_type: str | None = None,
     object_id: str | None = None,
 ) -> AuditEvent:
+    """The event ``record`` would write, unsaved: batch code collects them for one ``record_many``."""
     ctx = context.current()
     if actor is _UNSET:
         actor = ctx.actor
@@ -74,7 +75,7 @@ def record(
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
     actor_obj = actor if getattr(actor, "is_authenticated", False) else None
-    return AuditEvent.objects.create(
+    return AuditEvent(
         tenant_id=getattr(tenant, "pk", tenant),
         actor=actor_obj,
         actor_email=getattr(actor_obj, "email", "") or "",
@@ -87,3 +88,15 @@ def record(
         request_id=ctx.request_id,
         ip=ctx.ip,
     )
+
+
+def record(**kwargs: Any) -> AuditEvent:
+    """Write one event (the arguments of ``build``)."""
+    event = build(**kwargs)
+    event.save(force_insert=True)
+    return event
+
+
+def record_many(events: list[AuditEvent]) -> list[AuditEvent]:
+    """Write events made by ``build`` in one INSERT."""
+    return AuditEvent.objects.bulk_create(events, batch_size=1000)

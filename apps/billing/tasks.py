@@ -21,3 +21,10 @@ def reconcile_stripe() -> dict:
     from .services.stripe_gateway import reconcile_open_sessions
 
     return reconcile_open_sessions()
+
+
+@shared_task(name="billing.send_invoice_emails")
+def send_invoice_emails_task(invoice_ids: list[str], event: str) -> None:
+    """A batch's emails in one message from the billing run; each sent (and retried) as its own task here."""
+    for invoice_id in invoice_ids:
+        send_invoice_email_task.delay(invoice_id, event)

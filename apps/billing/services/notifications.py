@@ -37,6 +37,26 @@ def notify_invoice(invoice, event: str) -> None:
     transaction.on_commit(queue)
 
 
+def notify_invoices(invoices: list, event: str) -> None:
+    """``notify_invoice`` for a batch: after the commit, ONE message to the broker (a worker fans it out)."""
+    invoice_ids = [str(invoice.pk) for invoice in invoices]
+
+    def queue():
+        if settings.MPANEL_JOBS_EAGER:
+            for invoice_id in invoice_ids:
+                try:
+                    send_invoice_email(invoice_id, event)
+                except OSError:
+                    log.exception("could not send the %s email of invoice %s", event, invoice_id)
+            return
+        from ..tasks import send_invoice_emails_task
+
+        send_invoice_emails_task.delay(invoice_ids, event)
+
+    if invoice_ids:
+        transaction.on_commit(queue)
+
+
 def send_invoice_email(invoice_id: str, event: str) -> None:
     from apps.tenancy.scoping import all_tenants
 
