@@ -370,3 +370,11 @@ MPANEL_MAIL_HOSTNAME = env("MPANEL_MAIL_HOSTNAME", default="mail.mpanel.invalid"
 MPANEL_DKIM_KEY_BITS = env.int("MPANEL_DKIM_KEY_BITS", default=2048)
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["MailDomainStatusEnum"] = "apps.mail.models.MailDomainStatus.choices"
 MPANEL_MAIL_ARGON2_MEMORY_KB = env.int("MPANEL_MAIL_ARGON2_MEMORY_KB", default=65536)  # mailbox password hashes
+
+# --- proof under pressure (issue 9) --------------------------------------------------------------
+# django-filter with foreign-key choices bound to the request's tenant and datetimes moved to UTC
+# (apps/common/filters.py): hostile query strings are a 400, never a 500.
+REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
+    "apps.common.filters.ScopedFilterBackend" if b == "django_filters.rest_framework.DjangoFilterBackend" else b
+    for b in REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"]
+]

@@ -17,6 +17,8 @@ from mpanel.wsgi import application
 from .conftest import client_for
 
 schema = schemathesis.openapi.from_wsgi("/api/v1/schema/?format=json", application)
+if os.environ.get("FUZZ_PATH"):
+    schema = schema.include(path_regex=os.environ["FUZZ_PATH"])
 
 
 @pytest.fixture(autouse=True)
