@@ -378,3 +378,5 @@ REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
     "apps.common.filters.ScopedFilterBackend" if b == "django_filters.rest_framework.DjangoFilterBackend" else b
     for b in REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"]
 ]
+# Every operation documented alike: summary, X-Tenant-ID, error answers (apps/common/schema.py).
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "apps.common.schema.AutoSchema"

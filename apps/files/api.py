@@ -137,7 +137,9 @@ class FileManagerViewSet(TenantScopedViewSet):
         entry = services.file_copy(website=site, actor=request.user, **self._body(s.MoveSerializer))
         return self._written(entry, status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.RequiredPathSerializer, responses={200: None}, summary="Delete a file or a directory")
+    @extend_schema(
+        request=s.RequiredPathSerializer, responses={200: s.DeletedSerializer}, summary="Delete a file or a directory"
+    )
     @action(detail=True, methods=["post"])
     def delete(self, request, pk=None):
         site = self.get_object()
@@ -157,7 +159,7 @@ class FileManagerViewSet(TenantScopedViewSet):
         entry = services.file_compress(website=site, actor=request.user, **self._body(s.CompressSerializer))
         return self._written(entry, status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.ExtractSerializer, responses={200: None})
+    @extend_schema(request=s.ExtractSerializer, responses={200: s.ExtractedSerializer}, summary="Unpack an archive")
     @action(detail=True, methods=["post"])
     def extract(self, request, pk=None):
         site = self.get_object()

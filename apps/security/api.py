@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.models import AuthToken
-from apps.accounts.serializers import DetailSerializer
+from apps.accounts.serializers import DetailSerializer, TokenResponseSerializer
 from apps.accounts.views import issue_session
 from apps.common.api import AccountViewSet
 from apps.common.exceptions import Forbidden
@@ -72,7 +72,7 @@ class MfaLoginView(APIView):
 
     @extend_schema(
         request=MfaLoginSerializer,
-        responses={200: OpenApiResponse(description='{"key": "<token>"}'), 400: OpenApiResponse()},
+        responses={200: TokenResponseSerializer, 400: OpenApiResponse(description="Wrong or expired code")},
         summary="Complete a login with a two-factor code",
     )
     def post(self, request):
