@@ -152,19 +152,29 @@ class AutoSchema(SpectacularAutoSchema):
         return parameters
 
     # --- responses ---------------------------------------------------------------------------
+    def _get_paginator(self):
+        # Only `list` pages (every paginate_queryset call of ours is in a list); a custom
+        # collection action (`GET checks/`) answers a plain array.
+        if getattr(self.view, "action", "list") != "list":
+            return None
+        return super()._get_paginator()
+
     def _error_codes(self) -> list[str]:
         public = self._is_public()
-        has_body = self.method in {"POST", "PUT", "PATCH"}
-        has_query = bool(self._get_filter_parameters() or self._get_pagination_parameters())
+        has_input = bool(
+            self.method in {"POST", "PUT", "PATCH"}
+            or "{" in self.path
+            or self.get_override_parameters()
+            or self._get_filter_parameters()
+            or self._get_pagination_parameters()
+        )
         codes = []
-        if not public or has_body or has_query or "{" in self.path:
-            codes.append("400")
+        if not public or has_input:
+            codes += ["400", "404"]  # bad input; an unknown object, tenant or page
         if self._authenticates():
             codes.append("401")
         if not public:
             codes.append("403")
-        if not public or "{" in self.path or has_query:
-            codes.append("404")
         if self.method in UNSAFE:
             codes.append("409")
         if self._is_throttled():
