@@ -23,6 +23,7 @@ bench:
 	.venv/bin/python bench/cloudpods.py
 	mkdir -p var && MPANEL_BENCH=1 BENCH_OUT=$(CURDIR)/var/bench.json bash scripts/test.sh
 
-# schemathesis over every operation of /api/v1/schema/ (FUZZ_EXAMPLES per operation, default 3).
+# schemathesis over every operation of /api/v1/schema/: FUZZ_EXAMPLES (default 25) per operation plus the
+# coverage phase (`make test` runs a small fixed budget of the same checks: test_fuzz_quick).
 fuzz:
 	bash scripts/test.sh -m fuzz tests/test_fuzz.py
