@@ -57,3 +57,12 @@ def test_database_errors_map_to_clear_answers():
     response = exception_handler(OperationalError("server closed the connection unexpectedly"), {})
     assert response.status_code == 503 and response.data["code"] == "unavailable"
     assert response["Retry-After"]
+
+
+@pytest.mark.parametrize("size", ["null", "0", "-1", "201", "1.5"])
+def test_a_page_size_out_of_range_is_a_400(tenant_a, size):
+    client = client_for(tenant_a.owner, tenant_a.tenant)
+    response = client.get(reverse("customer-list"), {"page_size": size})
+    assert response.status_code == 400, response.content
+    assert "page_size" in response.json()
+    assert client.get(reverse("customer-list"), {"page_size": "200"}).status_code == 200
