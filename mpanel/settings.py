@@ -380,3 +380,6 @@ REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
 ]
 # Every operation documented alike: summary, X-Tenant-ID, error answers (apps/common/schema.py).
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "apps.common.schema.AutoSchema"
+# The API's contract is JSON (CONTRACT.md): the schema documents JSON bodies only (DRF still parses
+# forms for the browsable API); uploads declare multipart/form-data themselves.
+SPECTACULAR_SETTINGS["PARSER_WHITELIST"] = ["rest_framework.parsers.JSONParser"]

@@ -66,3 +66,12 @@ def test_a_page_size_out_of_range_is_a_400(tenant_a, size):
     assert response.status_code == 400, response.content
     assert "page_size" in response.json()
     assert client.get(reverse("customer-list"), {"page_size": "200"}).status_code == 200
+
+
+def test_a_boolean_filter_refuses_other_words(tenant_a):
+    """django-filter read `?maintenance_mode=-205880` as "no filter" and listed everything."""
+    client = client_for(tenant_a.owner, tenant_a.tenant)
+    url = reverse("shield-policy-list")
+    assert client.get(url, {"maintenance_mode": "true"}).status_code == 200
+    response = client.get(url, {"maintenance_mode": "-205880"})
+    assert response.status_code == 400 and "maintenance_mode" in response.json()

@@ -19,10 +19,12 @@ import datetime as dt
 
 from django.db.models import QuerySet
 from django_filters import utils
-from django_filters.filters import QuerySetRequestMixin
+from django_filters.filters import BooleanFilter, QuerySetRequestMixin
 from django_filters.rest_framework import DjangoFilterBackend
 
 from apps.tenancy.scoping import UnscopedQuerySet
+
+BOOLEAN_WORDS = ("", "true", "false", "True", "False", "1", "0")
 
 
 def _rebind(queryset):
@@ -55,6 +57,12 @@ class ScopedFilterBackend(DjangoFilterBackend):
             return queryset
         if filterset.is_valid():
             form = filterset.form
+            for name, flt in filterset.filters.items():
+                # django-filter reads any unknown word as "no filter" (NullBooleanField): a typo
+                # would silently list everything, so it is a 400 like any other bad value.
+                value = request.query_params.get(name)
+                if isinstance(flt, BooleanFilter) and value not in (None, *BOOLEAN_WORDS):
+                    form.add_error(name, "Enter true or false.")
             for name, value in list(form.cleaned_data.items()):
                 try:
                     if isinstance(value, list | tuple):

@@ -29,4 +29,5 @@ class Pagination(PageNumberPagination):
                 parameter["schema"] = {**parameter["schema"], "minimum": 1, "maximum": self.max_page_size}
             elif parameter["name"] == self.page_query_param:
                 parameter["schema"] = {**parameter["schema"], "minimum": 1}
+                parameter["allowEmptyValue"] = True  # `?page=` is the first page
         return parameters

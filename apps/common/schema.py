@@ -123,6 +123,14 @@ class AutoSchema(SpectacularAutoSchema):
         return bool(self.view.get_throttles())
 
     # --- parameters --------------------------------------------------------------------------
+    def _get_filter_parameters(self):
+        # django-filter ignores an empty value (`?status=` is no filter): say so.
+        parameters = super()._get_filter_parameters()
+        for parameter in parameters:
+            if parameter.get("in") == "query":
+                parameter["allowEmptyValue"] = True
+        return parameters
+
     def _get_parameters(self):
         parameters = super()._get_parameters()
         names = {(p["in"], p["name"].lower()) for p in parameters}

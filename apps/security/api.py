@@ -95,6 +95,7 @@ class SecurityMeViewSet(AccountViewSet):
     """My own account's security: profile, TOTP 2FA, recovery codes and password."""
 
     serializer_class = ProfileSerializer
+    pagination_class = None  # `list` answers the one profile
     # A TOTP secret and recovery codes are shown once: never kept for Idempotency-Key replays.
     idempotency_secret_fields = ("secret", "otpauth_uri", "qr_svg", "recovery_codes")
     throttle_scope: str | None = None  # set per action (REAUTH_THROTTLE)
