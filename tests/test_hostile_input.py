@@ -75,3 +75,10 @@ def test_a_boolean_filter_refuses_other_words(tenant_a):
     assert client.get(url, {"maintenance_mode": "true"}).status_code == 200
     response = client.get(url, {"maintenance_mode": "-205880"})
     assert response.status_code == 400 and "maintenance_mode" in response.json()
+
+
+def test_http_delete_on_the_file_manager_is_refused_not_a_crash(tenant_a):
+    """The file manager's `delete` action also answered HTTP DELETE; on the list route that was a 500."""
+    client = client_for(tenant_a.owner, tenant_a.tenant)
+    response = client.delete(reverse("hosting-files-list"))
+    assert response.status_code in (403, 405), response.content

@@ -48,7 +48,7 @@ class FileManagerViewSet(TenantScopedViewSet):
         "mkdir": WRITE,
         "rename": WRITE,
         "copy": WRITE,
-        "delete": WRITE,
+        "delete_entry": WRITE,
         "chmod": WRITE,
         "compress": WRITE,
         "extract": WRITE,
@@ -140,8 +140,10 @@ class FileManagerViewSet(TenantScopedViewSet):
     @extend_schema(
         request=s.RequiredPathSerializer, responses={200: s.DeletedSerializer}, summary="Delete a file or a directory"
     )
-    @action(detail=True, methods=["post"])
-    def delete(self, request, pk=None):
+    # Not named `delete`: a viewset method of that name also answers HTTP DELETE on every route
+    # (the list route then crashed in get_object; the fuzz run found it).
+    @action(detail=True, methods=["post"], url_path="delete", url_name="delete")
+    def delete_entry(self, request, pk=None):
         site = self.get_object()
         path = self._body(s.RequiredPathSerializer)["path"]
         return self._written(services.file_delete(website=site, path=path, actor=request.user))
