@@ -29,6 +29,7 @@ load:
 	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null)
 	mkdir -p var && MPANEL_LOAD=1 LOAD_OUT=$(CURDIR)/var/load.json bash scripts/test.sh
 
-# schemathesis over every operation of /api/v1/schema/ (FUZZ_EXAMPLES per operation, default 3).
+# schemathesis over every operation of /api/v1/schema/: FUZZ_EXAMPLES (default 25) per operation plus the
+# coverage phase (`make test` runs a small fixed budget of the same checks: test_fuzz_quick).
 fuzz:
 	bash scripts/test.sh -m fuzz tests/test_fuzz.py

@@ -7,3 +7,7 @@ urlpatterns = [
     path("api/v1/", include("mpanel.api")),
     path("", RedirectView.as_view(url="/api/v1/", permanent=False)),
 ]
+
+# Under /api/ an unknown URL and an unexpected error answer JSON like every other API error.
+handler404 = "apps.common.views.not_found"
+handler500 = "apps.common.views.server_error"

@@ -1,7 +1,10 @@
 """Domain errors and their single mapping to HTTP (CONTRACT §3)."""
 
+import logging
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DataError, InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -45,7 +48,28 @@ class Forbidden(DomainError):
     code = "permission_denied"
 
 
+logger = logging.getLogger(__name__)
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, DataError):
+        # A value that passed validation but that PostgreSQL refuses (out of range, malformed):
+        # the input's fault, and the statement was rolled back with its transaction.
+        logger.warning("database refused a value: %s", exc)
+        return Response(
+            {"detail": "A value is out of the range the database accepts.", "code": "invalid"},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database connection was lost (restart, failover, terminated backend): the open
+        # transaction died with it, so nothing was half-written. Django drops the broken
+        # connection at the end of the request; the client may retry.
+        logger.error("database unavailable: %s", exc)
+        return Response(
+            {"detail": "The database is unavailable, retry shortly.", "code": "unavailable"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
     if isinstance(exc, DomainError):
         data = {exc.field: [exc.message]} if exc.field else {"detail": exc.message, "code": exc.code}
         return Response(data, status=exc.status_code)

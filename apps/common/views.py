@@ -1,6 +1,8 @@
 from django.conf import settings
 from django.db import connection
+from django.http import JsonResponse
 from django.utils import timezone
+from django.views import defaults as django_defaults
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
@@ -65,3 +67,24 @@ class HealthView(APIView):
             {"status": "ok" if healthy else "error", "checks": checks},
             status=status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE,
         )
+
+
+# --- error pages: JSON under /api/, Django's HTML pages elsewhere (mpanel/urls.py handler404/500) ---
+
+
+def _wants_json(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def not_found(request, exception=None):
+    """A URL that matches no route (e.g. an id that is not a UUID) answers like any API 404."""
+    if _wants_json(request):
+        return JsonResponse({"detail": "Not found.", "code": "not_found"}, status=404)
+    return django_defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """An unexpected error: a JSON body under /api/ (the details stay in the log)."""
+    if _wants_json(request):
+        return JsonResponse({"detail": "Internal server error.", "code": "server_error"}, status=500)
+    return django_defaults.server_error(request)

@@ -35,10 +35,15 @@ class CustomerViewSet(TenantModelViewSet):
         return queryset.annotate(contacts_count=Count("contacts"))
 
     def perform_create(self, serializer):
-        serializer.instance = services.customer_create(tenant=self.tenant, data=serializer.validated_data)
+        customer = services.customer_create(tenant=self.tenant, data=serializer.validated_data)
+        customer.contacts_count = 0  # the list's annotation, so the answer matches the schema
+        serializer.instance = customer
 
     def perform_update(self, serializer):
-        serializer.instance = services.customer_update(customer=serializer.instance, data=serializer.validated_data)
+        count = getattr(serializer.instance, "contacts_count", None)
+        customer = services.customer_update(customer=serializer.instance, data=serializer.validated_data)
+        customer.contacts_count = count if count is not None else customer.contacts.count()
+        serializer.instance = customer
 
     def perform_destroy(self, instance):
         services.customer_delete(customer=instance)

@@ -48,7 +48,7 @@ class FileManagerViewSet(TenantScopedViewSet):
         "mkdir": WRITE,
         "rename": WRITE,
         "copy": WRITE,
-        "delete": WRITE,
+        "delete_entry": WRITE,
         "chmod": WRITE,
         "compress": WRITE,
         "extract": WRITE,
@@ -137,9 +137,13 @@ class FileManagerViewSet(TenantScopedViewSet):
         entry = services.file_copy(website=site, actor=request.user, **self._body(s.MoveSerializer))
         return self._written(entry, status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.RequiredPathSerializer, responses={200: None}, summary="Delete a file or a directory")
-    @action(detail=True, methods=["post"])
-    def delete(self, request, pk=None):
+    @extend_schema(
+        request=s.RequiredPathSerializer, responses={200: s.DeletedSerializer}, summary="Delete a file or a directory"
+    )
+    # Not named `delete`: a viewset method of that name also answers HTTP DELETE on every route
+    # (the list route then crashed in get_object; the fuzz run found it).
+    @action(detail=True, methods=["post"], url_path="delete", url_name="delete")
+    def delete_entry(self, request, pk=None):
         site = self.get_object()
         path = self._body(s.RequiredPathSerializer)["path"]
         return self._written(services.file_delete(website=site, path=path, actor=request.user))
@@ -157,7 +161,7 @@ class FileManagerViewSet(TenantScopedViewSet):
         entry = services.file_compress(website=site, actor=request.user, **self._body(s.CompressSerializer))
         return self._written(entry, status.HTTP_201_CREATED)
 
-    @extend_schema(request=s.ExtractSerializer, responses={200: None})
+    @extend_schema(request=s.ExtractSerializer, responses={200: s.ExtractedSerializer}, summary="Unpack an archive")
     @action(detail=True, methods=["post"])
     def extract(self, request, pk=None):
         site = self.get_object()

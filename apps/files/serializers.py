@@ -69,3 +69,17 @@ class FileSiteSerializer(serializers.Serializer):
     primary_domain = serializers.CharField()
     status = serializers.CharField()
     created_at = serializers.DateTimeField()
+
+
+class DeletedSerializer(serializers.Serializer):
+    """The answer of a delete (documentation of the response body)."""
+
+    path = serializers.CharField()
+    deleted = serializers.BooleanField()
+
+
+class ExtractedSerializer(serializers.Serializer):
+    """The answer of an extract: how many entries were unpacked, and where."""
+
+    extracted = serializers.IntegerField()
+    target = serializers.CharField()

@@ -1,6 +1,7 @@
 import re
 from decimal import Decimal
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import ROLE_CHOICES, SETTABLE_STATUSES, Node, Transport
@@ -8,6 +9,15 @@ from .models import ROLE_CHOICES, SETTABLE_STATUSES, Node, Transport
 ADDRESS_RE = re.compile(r"^(https?://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}/?$")
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "number", "minimum": 0, "maximum": 99999.99},
+            {"type": "string", "format": "decimal", "pattern": r"^-?\d{0,5}(?:\.\d{0,2})?$"},
+        ],
+        "description": "vCPUs, up to two decimals: sent as a number or a decimal string, answered as a number",
+    }
+)
 class VcpuField(serializers.DecimalField):
     """Validated as a decimal (exact sums of allocations), shown as a JSON number."""
 

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.accounts.models import AuthToken
-from apps.accounts.serializers import DetailSerializer
+from apps.accounts.serializers import DetailSerializer, TokenResponseSerializer
 from apps.accounts.views import issue_session
 from apps.common.api import AccountViewSet
 from apps.common.exceptions import Forbidden
@@ -72,7 +72,7 @@ class MfaLoginView(APIView):
 
     @extend_schema(
         request=MfaLoginSerializer,
-        responses={200: OpenApiResponse(description='{"key": "<token>"}'), 400: OpenApiResponse()},
+        responses={200: TokenResponseSerializer, 400: OpenApiResponse(description="Wrong or expired code")},
         summary="Complete a login with a two-factor code",
     )
     def post(self, request):
@@ -95,6 +95,7 @@ class SecurityMeViewSet(AccountViewSet):
     """My own account's security: profile, TOTP 2FA, recovery codes and password."""
 
     serializer_class = ProfileSerializer
+    pagination_class = None  # `list` answers the one profile
     # A TOTP secret and recovery codes are shown once: never kept for Idempotency-Key replays.
     idempotency_secret_fields = ("secret", "otpauth_uri", "qr_svg", "recovery_codes")
     throttle_scope: str | None = None  # set per action (REAUTH_THROTTLE)

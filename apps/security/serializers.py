@@ -1,4 +1,5 @@
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from apps.accounts.models import AuthToken
@@ -10,6 +11,7 @@ from .shield import RULES
 # --- /security/me/ -------------------------------------------------------------------------------
 
 
+@extend_schema_serializer(many=False)  # answered by the viewset's `list` route, as one object
 class ProfileSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     email = serializers.EmailField()
@@ -147,6 +149,8 @@ class SecurityPolicySerializer(serializers.ModelSerializer):
     event_retention_days = serializers.IntegerField(min_value=1, max_value=3650, required=False)
     ip_allowlist = serializers.ListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
     require_2fa = serializers.BooleanField(required=False)
+    # None until the policy is first saved (a tenant that never changed it reads the defaults).
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
     class Meta:
         model = SecurityPolicy

@@ -78,7 +78,7 @@ class TenantUserSerializer(serializers.ModelSerializer):
     id = serializers.UUIDField(source="user_id", read_only=True)
     email = serializers.EmailField(source="user.email", read_only=True)
     full_name = serializers.CharField(source="user.full_name", read_only=True)
-    last_login = serializers.DateTimeField(source="user.last_login", read_only=True)
+    last_login = serializers.DateTimeField(source="user.last_login", read_only=True, allow_null=True)
     is_active = serializers.BooleanField(source="user.is_active", read_only=True)
     member_since = serializers.DateTimeField(source="created_at", read_only=True)
     created_at = serializers.DateTimeField(source="user.date_joined", read_only=True)
