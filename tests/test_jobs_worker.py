@@ -107,6 +107,20 @@ def test_worker_runs_a_committed_job_exactly_once(celery_worker, tenant_a):
     assert (calls("committed"), effects("committed")) == (1, 1)
 
 
+def test_worker_keeps_its_database_connection_and_replaces_a_dead_one(celery_worker, tenant_a):
+    """Celery's Django fixup would reconnect for every task; ours reuses the connection (CONN_MAX_AGE)
+    and, like a request, checks it first: a connection killed between jobs is replaced, no job lost."""
+    from django.db import connection
+
+    pids = [wait_for_status(enqueue(tenant_a, f"pid-{i}", type="test.backend"), JobStatus.SUCCEEDED).result["pid"]
+            for i in range(3)]  # fmt: skip
+    assert len(set(pids)) == 1
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pids[0]])
+    after = wait_for_status(enqueue(tenant_a, "pid-after", type="test.backend"), JobStatus.SUCCEEDED)
+    assert after.attempts == 1 and after.result["pid"] != pids[0]
+
+
 def test_job_of_a_rolled_back_transaction_never_reaches_the_worker(celery_worker, tenant_a):
     with pytest.raises(Boom), transaction.atomic():
         rolled_back = enqueue(tenant_a, "rolled-back")

@@ -36,3 +36,13 @@ def flaky(job):
 @handler("test.broken")
 def broken(job):
     raise PermanentError("this job can never succeed")
+
+
+@handler("test.backend")
+def backend(job):
+    """Which PostgreSQL backend ran the handler: the worker keeps its connection between jobs."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return {"pid": cursor.fetchone()[0]}
