@@ -234,3 +234,22 @@ def test_a_restarted_container_gets_the_current_limits(node_root):  # noqa: F811
     assert runtime.pod_create(PodSpec(id="restart-1", memory_mb=96))["created"] is True
     assert memory_cgroup_limit(runtime.pod_state("restart-1")["pid"]) == 96 * 1024 * 1024
     assert [c["id"] for c in runtime.pod_list()] == ["restart-1"]
+
+
+@pytest.mark.django_db
+def test_a_node_that_still_serves_something_is_not_deleted(tenant_a, monkeypatch):
+    """A website (or zone, mail domain, database server) on the node protects it: 409, nothing lost."""
+    from apps.jobs import services as job_services
+
+    from .web_support import website_in
+
+    monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)
+    node = node_in(tenant_a, "busy.example.net", roles=["web"])
+    site = website_in(tenant_a, 1, node=node)
+    admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    response = admin.delete(reverse("node-detail", kwargs={"pk": node.pk}))
+    assert response.status_code == 409, response.content
+    assert response.json()["code"] == "in_use" and "websites" in response.json()["detail"]
+    assert Node.all_tenants.filter(pk=node.pk).exists()
+    assert not AuditEvent.objects.filter(action="node.delete", object_id=str(node.pk)).exists()
+    assert site.node_id == node.pk

@@ -5,6 +5,7 @@ import logging
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError, InterfaceError, OperationalError
+from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -69,6 +70,15 @@ def exception_handler(exc, context):
             {"detail": "The database is unavailable, retry shortly.", "code": "unavailable"},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "5"},
+        )
+    if isinstance(exc, ProtectedError | RestrictedError):
+        # Deleting a row that others still point at: say what holds it, change nothing.
+        holders = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
+        held_by = sorted({str(obj._meta.verbose_name_plural) for obj in holders if hasattr(obj, "_meta")})
+        what = ", ".join(held_by) or "other objects"
+        return Response(
+            {"detail": f"It is still used by {what}: remove or move those first.", "code": "in_use"},
+            status=status.HTTP_409_CONFLICT,
         )
     if isinstance(exc, DomainError):
         data = {exc.field: [exc.message]} if exc.field else {"detail": exc.message, "code": exc.code}
