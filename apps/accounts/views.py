@@ -124,6 +124,10 @@ class PasswordChangeView(BasePasswordChangeView):
     throttle_classes = [DynamicScopedRateThrottle]
     throttle_scope = "password"
 
+    @extend_schema(responses={200: DetailSerializer}, summary="Change my password")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
 
 class PasswordResetView(BasePasswordResetView):
     """dj-rest-auth's, throttled per address: no mail bombing through our reset emails."""
@@ -131,7 +135,15 @@ class PasswordResetView(BasePasswordResetView):
     throttle_classes = [DynamicScopedRateThrottle]
     throttle_scope = "password"
 
+    @extend_schema(responses={200: DetailSerializer}, summary="Email me a password reset link")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
 
 class PasswordResetConfirmView(BasePasswordResetConfirmView):
     throttle_classes = [DynamicScopedRateThrottle]
     throttle_scope = "password"
+
+    @extend_schema(responses={200: DetailSerializer}, summary="Set a new password from a reset link")
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)

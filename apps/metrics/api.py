@@ -7,7 +7,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db.models import Q
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -187,6 +187,12 @@ class ServerMetricsViewSet(TenantReadOnlyViewSet):
         )
 
 
+class IngestResultSerializer(serializers.Serializer):
+    received = serializers.IntegerField(help_text="samples in the batch")
+    stored = serializers.IntegerField(help_text="samples new to the panel")
+    duplicates = serializers.IntegerField(help_text="samples it had already (a re-sent batch)")
+
+
 class IngestView(APIView):
     """``POST /hosting/server-metrics/ingest``: a node's batch of samples, signed with the node's
     secret (``X-Mpanel-Node`` and the headers of agent.signing). 401 when the signature is missing,
@@ -197,11 +203,7 @@ class IngestView(APIView):
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
-        responses={
-            200: OpenApiResponse(description="{received, stored, duplicates}"),
-            400: OpenApiResponse(description="bad batch"),
-            401: OpenApiResponse(description="not signed by the node's secret, stale or replayed"),
-        },
+        responses={200: IngestResultSerializer},
         auth=[],
         summary="Batch ingest of a node's metrics",
     )
