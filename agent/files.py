@@ -372,6 +372,8 @@ def as_site_owner(root: Path, operation):
                 answer = {"error": exc.message, "permanent": exc.permanent}
             except OSError as exc:
                 answer = {"error": f"{exc.strerror or exc}", "permanent": True}
+            except Exception as exc:  # the parent raises it as a node error: the child must always answer
+                answer = {"error": f"{type(exc).__name__}: {exc}", "permanent": False}
             with os.fdopen(write_end, "w") as out:
                 json.dump(answer, out)
             status = 0

@@ -191,6 +191,9 @@ def test_file_operations_run_as_the_sites_user(web_root, system_users):  # noqa:
     with pytest.raises(AgentError) as refused:
         as_site_owner(home, lambda: Path("/etc/shadow").read_text())
     assert "Permission denied" in refused.value.message
+    with pytest.raises(AgentError) as failed:
+        as_site_owner(home, lambda: 1 / 0)  # any error in the child comes back, none is lost
+    assert "ZeroDivisionError" in failed.value.message and not failed.value.permanent
     assert as_site_owner(home, lambda: (home / "new.txt").write_text("x")) == 1
     assert (home / "new.txt").stat().st_uid == entry.pw_uid
     root_site = web_root / "web" / "www" / "wroot"
