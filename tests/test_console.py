@@ -467,3 +467,29 @@ def test_every_admin_action_of_ours_asks_for_a_permission():
             continue
         for func, name, _description in model_admin._get_base_actions():
             assert getattr(func, "allowed_permissions", None), f"{model.__name__} action {name} asks for none"
+
+
+def test_operators_record_a_payment_through_the_billing_service(client, tenant_a):
+    """The invoice's page links to a form that calls payments.payment_record, as the API does:
+    checked amount, audit, invoice paid; support (no change permission on invoices) cannot."""
+    from apps.audit.models import AuditEvent
+    from apps.billing.models import Payment
+
+    invoice = _overdue_invoice(tenant_a, _customer(tenant_a, "Pay"), "10.00")
+    record = reverse("admin:billing_invoice_record_payment", args=[invoice.pk])
+    support = _operator("support", client)
+    assert support.get(record).status_code == 403
+    support.logout()
+    billing = _operator("billing", client)
+    page = billing.get(url(Invoice, "change", invoice.pk))
+    assert record in page.content.decode()
+    form = billing.get(record)
+    assert form.status_code == 200 and form.context["form"].initial["amount"] == invoice.amount_due
+    bad = billing.post(record, {"amount": "0.001", "method": "bank_transfer"})  # below the cent
+    assert bad.status_code == 200 and not Payment.all_tenants.filter(invoice=invoice).exists()
+    done = billing.post(record, {"amount": str(invoice.amount_due), "method": "bank_transfer", "reference": "TX-1"})
+    assert done.status_code == 302
+    payment = Payment.all_tenants.get(invoice=invoice)
+    assert payment.amount == invoice.amount_due and payment.reference == "TX-1"
+    assert Invoice.all_tenants.get(pk=invoice.pk).status == InvoiceStatus.PAID
+    assert AuditEvent.objects.filter(object_id=str(invoice.pk), actor__email="billing@mpanel.test").exists()

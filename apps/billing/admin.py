@@ -1,6 +1,14 @@
-from django.contrib import admin
+from decimal import Decimal
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin, ReadOnlyInline, apply_each, confirm_first
+from apps.common.exceptions import DomainError
 from apps.tenancy.scoping import tenant_scope
 
 from .models import (
@@ -14,12 +22,23 @@ from .models import (
     InvoiceLine,
     NumberSequence,
     Payment,
+    PaymentMethod,
     Subscription,
     SubscriptionCharge,
     UsageRecord,
     WebhookEvent,
 )
-from .services import invoices, subscriptions
+from .services import invoices, payments, subscriptions
+
+
+class RecordPaymentForm(forms.Form):
+    """Money an operator received by hand: the methods that are not a provider's own (those come by webhook)."""
+
+    amount = forms.DecimalField(max_digits=14, decimal_places=4, min_value=Decimal("0.0001"))
+    method = forms.ChoiceField(
+        choices=[(m.value, m.label) for m in (PaymentMethod.BANK_TRANSFER, PaymentMethod.CASH, PaymentMethod.CHEQUE)]
+    )
+    reference = forms.CharField(max_length=200, required=False, help_text="e.g. the bank transfer's reference")
 
 
 class InvoiceLineInline(ReadOnlyInline):
@@ -47,6 +66,7 @@ class InvoiceAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     inlines = [InvoiceLineInline, PaymentInline]
     actions = ["issue", "void", "mark_uncollectible"]
+    readonly_fields = ["record_payment_link"]
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -59,6 +79,45 @@ class InvoiceAdmin(ReadOnlyAdmin):
                 service(invoice=invoice)
 
         apply_each(self, request, queryset, one, verb)
+
+    def get_urls(self):
+        record = self.admin_site.admin_view(self.record_payment_view)
+        return [path("<uuid:pk>/record-payment/", record, name="billing_invoice_record_payment"), *super().get_urls()]
+
+    def record_payment_view(self, request, pk):
+        """Record a payment on one invoice through ``payments.payment_record``, as the API does."""
+        if not self.has_operate_permission(request):
+            raise PermissionDenied
+        invoice = get_object_or_404(Invoice.all_tenants.select_related("customer", "tenant"), pk=pk)
+        form = RecordPaymentForm(request.POST or None, initial={"amount": invoice.amount_due})
+        if request.method == "POST" and form.is_valid():
+            try:
+                with tenant_scope(invoice.tenant):
+                    payments.payment_record(invoice=invoice, actor=request.user, **form.cleaned_data)
+            except DomainError as exc:
+                form.add_error(getattr(exc, "field", None) if getattr(exc, "field", None) in form.fields else None,
+                               exc.message)  # fmt: skip
+            else:
+                self.message_user(request, f"Recorded {form.cleaned_data['amount']} {invoice.currency} on {invoice}.",
+                                  messages.SUCCESS)  # fmt: skip
+                return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Record a payment on {invoice}",
+            "opts": self.opts,
+            "invoice": invoice,
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/billing/invoice/record_payment.html", context)
+
+    @admin.display(description="Payment")
+    def record_payment_link(self, obj):
+        from django.utils.html import format_html
+
+        if obj.status not in ("open", "uncollectible"):
+            return "—"
+        url = reverse("admin:billing_invoice_record_payment", args=[obj.pk])
+        return format_html('<a class="button" href="{}">Record a payment</a>', url)
 
     @admin.action(description="Issue the selected drafts", permissions=["operate"])
     def issue(self, request, queryset):
