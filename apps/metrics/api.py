@@ -7,11 +7,12 @@ from django.core.exceptions import RequestDataTooBig
 from django.db.models import Q
 from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import permissions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from apps.common.schema import ERROR_SCHEMA
 from apps.nodes.models import ROLE_CHOICES, Node
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantReadOnlyViewSet
@@ -203,7 +204,11 @@ class IngestView(APIView):
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
-        responses={200: IngestResultSerializer},
+        responses={
+            200: IngestResultSerializer,
+            401: OpenApiResponse(ERROR_SCHEMA, description="not signed by the node's secret, stale or replayed"),
+            413: OpenApiResponse(ERROR_SCHEMA, description="more than the batch limit"),
+        },
         auth=[],
         summary="Batch ingest of a node's metrics",
     )
