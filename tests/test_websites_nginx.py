@@ -130,7 +130,8 @@ def test_a_configuration_nginx_refuses_is_never_swapped_in(nginx_node, monkeypat
     assert refused.value.permanent and "nginx -t" in refused.value.message
     assert live.read_text() == before
     assert sorted(p.name for p in live.parent.iterdir()) == ["wgood.conf"]  # no temp or staged file left
-    assert nginx_node.get("good.example")[1] == "good site"
+    # The first reload's old worker may still take a connection: wait for the site, as elsewhere.
+    assert nginx_node.wait_until("good.example", 200, contains="good site")[1] == "good site"
 
 
 def test_a_failed_reload_puts_the_previous_vhost_back(nginx_node, monkeypatch):  # noqa: F811
