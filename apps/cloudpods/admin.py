@@ -1,13 +1,13 @@
 from django.contrib import admin
 
-from apps.common.admin import ReadOnlyAdmin, TenantOwnedAdmin, apply_each, confirm_first, related_rows
+from apps.common.admin import ReadOnlyAdmin, RecentJobsMixin, TenantOwnedAdmin, apply_each, confirm_first
 
 from . import services
 from .models import CloudPod, TenantQuota
 
 
 @admin.register(CloudPod)
-class CloudPodAdmin(ReadOnlyAdmin):
+class CloudPodAdmin(RecentJobsMixin, ReadOnlyAdmin):
     """Pods change only through their services (capacity, jobs, audit): the actions below."""
 
     list_display = ["name", "status", "plan", "node", "memory_mb", "subscription", "created_at", "tenant"]
@@ -17,16 +17,6 @@ class CloudPodAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     actions = ["suspend_pods", "resume_pods", "delete_pods"]
-
-    readonly_fields = ["recent_jobs"]
-
-    @admin.display(description="Jobs (latest first)")
-    def recent_jobs(self, obj):
-        from apps.jobs.models import Job
-
-        return related_rows(Job, filters={"object_type": "cloudpods.cloudpod", "object_id": str(obj.pk)},
-                            columns=[("Job", "type"), ("Status", "status"), ("Attempts", "attempts"),
-                                     ("Created", "created_at"), ("Finished", "finished_at")], title="jobs")  # fmt: skip
 
     def get_actions(self, request):
         actions = super().get_actions(request)

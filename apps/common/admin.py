@@ -411,3 +411,18 @@ def _value(row, attr: str):
     if callable(value):  # e.g. "__str__"
         value = value()
     return "—" if value in (None, "") else value
+
+
+class RecentJobsMixin:
+    """An object page that lists the object's latest jobs (jobs point at objects by type and id,
+    ``label_lower`` as ``job_enqueue`` stores it, so a table rather than an inline)."""
+
+    readonly_fields = ["recent_jobs"]
+
+    @admin.display(description="Jobs (latest first)")
+    def recent_jobs(self, obj):
+        from apps.jobs.models import Job
+
+        return related_rows(Job, filters={"object_type": obj._meta.label_lower, "object_id": str(obj.pk)},
+                            columns=[("Job", "type"), ("Status", "status"), ("Attempts", "attempts"),
+                                     ("Created", "created_at"), ("Finished", "finished_at")], title="jobs")  # fmt: skip

@@ -1,13 +1,13 @@
 from django.contrib import admin
 
-from apps.common.admin import ReadOnlyAdmin, apply_each, confirm_first, related_rows
+from apps.common.admin import ReadOnlyAdmin, RecentJobsMixin, apply_each, confirm_first
 
 from . import services
 from .models import Website, WebsiteDomain
 
 
 @admin.register(Website)
-class WebsiteAdmin(ReadOnlyAdmin):
+class WebsiteAdmin(RecentJobsMixin, ReadOnlyAdmin):
     """Websites change only through their services (validation, jobs, audit): the actions below."""
 
     list_display = ["primary_domain", "status", "node", "php_version", "https", "created_at", "tenant"]
@@ -17,16 +17,6 @@ class WebsiteAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     actions = ["suspend_sites", "resume_sites", "delete_sites"]
-
-    readonly_fields = ["recent_jobs"]
-
-    @admin.display(description="Jobs (latest first)")
-    def recent_jobs(self, obj):
-        from apps.jobs.models import Job
-
-        return related_rows(Job, filters={"object_type": "websites.website", "object_id": str(obj.pk)},
-                            columns=[("Job", "type"), ("Status", "status"), ("Attempts", "attempts"),
-                                     ("Created", "created_at"), ("Finished", "finished_at")], title="jobs")  # fmt: skip
 
     def get_actions(self, request):
         actions = super().get_actions(request)
