@@ -1,6 +1,5 @@
 """The /api/v1 router. A module not built yet is absent (404), never a stub."""
 
-from dj_rest_auth.registration.views import VerifyEmailView
 from dj_rest_auth.views import UserDetailsView
 from django.urls import include, path, re_path
 from django.views.generic import TemplateView
@@ -14,6 +13,7 @@ from apps.accounts.views import (
     PasswordResetConfirmView,
     PasswordResetView,
     RegisterView,
+    VerifyEmailView,
 )
 from apps.audit.api import AuditEventViewSet
 from apps.billing.api import (

@@ -78,7 +78,7 @@ class TestLifecycle:
         one, two = issued(tenant_a), issued(tenant_a, customer=customer_of(tenant_a, email="two@example.com"))
         for inv in (one, two):
             assert admin.post(url("mark-uncollectible", inv)).json()["status"] == "uncollectible"
-        paid = admin.post(url("pay", one), {"amount": one.total, "method": "bank_transfer"}, format="json")
+        paid = admin.post(url("pay", one), {"amount": str(one.total), "method": "bank_transfer"}, format="json")
         assert paid.json()["status"] == "paid"
         assert admin.post(url("void", two)).json()["status"] == "void"
 

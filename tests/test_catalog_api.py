@@ -162,7 +162,7 @@ class TestProducts:
                 "metering": {"unit": "GB", "unit_prices": {"EUR": "0.05", "KWD": "0.015"}},
                 "prices": [
                     {"currency": "EUR", "cycle": "monthly", "amount": "9.99", "setup_fee": "5"},
-                    {"currency": "JPY", "cycle": "monthly", "amount": 1500},
+                    {"currency": "JPY", "cycle": "monthly", "amount": "1500"},
                     {"currency": "KWD", "cycle": "annual", "amount": "15.005"},
                 ],
             },

@@ -1,11 +1,17 @@
 from dj_rest_auth.registration.serializers import RegisterSerializer as BaseRegisterSerializer
+from dj_rest_auth.registration.serializers import VerifyEmailSerializer as BaseVerifyEmailSerializer
+from dj_rest_auth.serializers import PasswordChangeSerializer as BasePasswordChangeSerializer
+from dj_rest_auth.serializers import PasswordResetConfirmSerializer as BasePasswordResetConfirmSerializer
+from dj_rest_auth.serializers import PasswordResetSerializer as BasePasswordResetSerializer
 from django.contrib.auth import get_user_model
 from rest_framework import serializers
+
+from apps.common.serializers import ModelSerializer, Serializer, StrictJSONMixin
 
 User = get_user_model()
 
 
-class UserSerializer(serializers.ModelSerializer):
+class UserSerializer(ModelSerializer):
     created_at = serializers.DateTimeField(source="date_joined", read_only=True)
 
     class Meta:
@@ -14,16 +20,16 @@ class UserSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "email", "created_at"]
 
 
-class LoginSerializer(serializers.Serializer):
+class LoginSerializer(Serializer):
     email = serializers.EmailField()
     password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False, max_length=4096)
 
 
-class TokenResponseSerializer(serializers.Serializer):
+class TokenResponseSerializer(Serializer):
     key = serializers.CharField()
 
 
-class RegisterSerializer(BaseRegisterSerializer):
+class RegisterSerializer(StrictJSONMixin, BaseRegisterSerializer):
     username = None
     full_name = serializers.CharField(required=False, allow_blank=True, max_length=200)
 
@@ -41,5 +47,22 @@ class RegisterSerializer(BaseRegisterSerializer):
             user.save(update_fields=["full_name"])
 
 
-class DetailSerializer(serializers.Serializer):
+class DetailSerializer(Serializer):
     detail = serializers.CharField()
+
+
+# dj-rest-auth's own bodies, held to their documented JSON types like ours (REST_AUTH settings).
+class PasswordChangeSerializer(StrictJSONMixin, BasePasswordChangeSerializer):
+    pass
+
+
+class PasswordResetSerializer(StrictJSONMixin, BasePasswordResetSerializer):
+    pass
+
+
+class PasswordResetConfirmSerializer(StrictJSONMixin, BasePasswordResetConfirmSerializer):
+    pass
+
+
+class VerifyEmailSerializer(StrictJSONMixin, BaseVerifyEmailSerializer):
+    pass

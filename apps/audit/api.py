@@ -1,13 +1,14 @@
 import django_filters
 from rest_framework import serializers
 
+from apps.common.serializers import ModelSerializer
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantReadOnlyViewSet
 
 from .models import AuditEvent
 
 
-class AuditEventSerializer(serializers.ModelSerializer):
+class AuditEventSerializer(ModelSerializer):
     actor = serializers.UUIDField(source="actor_id", read_only=True, allow_null=True)
 
     class Meta:

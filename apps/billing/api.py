@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.common.exceptions import InvalidInput
+from apps.common.serializers import Serializer
 from apps.common.throttling import DynamicScopedRateThrottle
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantReadOnlyViewSet, TenantScopedViewSet
@@ -228,7 +229,7 @@ class StripeWebhookView(_WebhookView):
         return self.answer(event)
 
 
-class GenericEventSerializer(serializers.Serializer):
+class GenericEventSerializer(Serializer):
     id = serializers.CharField(max_length=255)
     type = serializers.CharField(max_length=100)
     data = serializers.DictField()

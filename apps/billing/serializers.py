@@ -5,6 +5,7 @@ from rest_framework import serializers
 
 from apps.catalog.models import Product
 from apps.common.money import CURRENCY_CHOICES, quantize
+from apps.common.serializers import ModelSerializer, Serializer
 from apps.customers.models import Customer
 
 from .models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, Payment, PaymentMethod, Subscription, UsageRecord
@@ -31,7 +32,7 @@ class MoneyField(serializers.Field):
         return str(quantize(amount, currency))
 
 
-class InvoiceLineInputSerializer(serializers.Serializer):
+class InvoiceLineInputSerializer(Serializer):
     description = serializers.CharField(max_length=500)
     quantity = serializers.DecimalField(max_digits=14, decimal_places=4, min_value=Decimal("0.0001"), default=1)
     unit_price = serializers.DecimalField(max_digits=18, decimal_places=4, min_value=Decimal(0))
@@ -43,7 +44,7 @@ class InvoiceLineInputSerializer(serializers.Serializer):
     period_end = serializers.DateField(required=False, allow_null=True)
 
 
-class InvoiceLineSerializer(serializers.ModelSerializer):
+class InvoiceLineSerializer(ModelSerializer):
     discount = MoneyField(currency_source="invoice.currency")
     amount = MoneyField(currency_source="invoice.currency")
     tax_amount = MoneyField(currency_source="invoice.currency")
@@ -58,7 +59,7 @@ class InvoiceLineSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InvoiceSerializer(serializers.ModelSerializer):
+class InvoiceSerializer(ModelSerializer):
     customer = serializers.UUIDField(source="customer_id", read_only=True)
     lines = InvoiceLineSerializer(many=True, read_only=True)
     subtotal = MoneyField()
@@ -80,7 +81,7 @@ class InvoiceSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InvoiceCreateSerializer(serializers.Serializer):
+class InvoiceCreateSerializer(Serializer):
     customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects)
     currency = serializers.ChoiceField(choices=CURRENCY_CHOICES, required=False)
     due_date = serializers.DateField(required=False, allow_null=True)
@@ -88,14 +89,14 @@ class InvoiceCreateSerializer(serializers.Serializer):
     lines = InvoiceLineInputSerializer(many=True, allow_empty=True, max_length=500)
 
 
-class InvoiceUpdateSerializer(serializers.Serializer):
+class InvoiceUpdateSerializer(Serializer):
     currency = serializers.ChoiceField(choices=CURRENCY_CHOICES, required=False)
     due_date = serializers.DateField(required=False, allow_null=True)
     notes = serializers.CharField(required=False, allow_blank=True, max_length=5000)
     lines = InvoiceLineInputSerializer(many=True, required=False, max_length=500)
 
 
-class PaySerializer(serializers.Serializer):
+class PaySerializer(Serializer):
     amount = serializers.DecimalField(max_digits=18, decimal_places=4, required=False)
     method = serializers.ChoiceField(
         choices=[PaymentMethod.BANK_TRANSFER, PaymentMethod.CASH, PaymentMethod.CHEQUE, PaymentMethod.STRIPE]
@@ -108,14 +109,14 @@ class PaySerializer(serializers.Serializer):
         return data
 
 
-class CheckoutLinkSerializer(serializers.Serializer):
+class CheckoutLinkSerializer(Serializer):
     provider = serializers.CharField()
     id = serializers.CharField()
     url = serializers.URLField()
     expires_at = serializers.IntegerField(allow_null=True)
 
 
-class PaymentSerializer(serializers.ModelSerializer):
+class PaymentSerializer(ModelSerializer):
     invoice = serializers.UUIDField(source="invoice_id", read_only=True)
     customer = serializers.UUIDField(source="customer_id", read_only=True)
     amount = MoneyField()
@@ -132,22 +133,22 @@ class PaymentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RefundSerializer(serializers.Serializer):
+class RefundSerializer(Serializer):
     amount = serializers.DecimalField(max_digits=18, decimal_places=4)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
-class CreditNoteLineInputSerializer(serializers.Serializer):
+class CreditNoteLineInputSerializer(Serializer):
     invoice_line = serializers.UUIDField()
     amount = serializers.DecimalField(max_digits=18, decimal_places=4)
 
 
-class CreditNoteCreateSerializer(serializers.Serializer):
+class CreditNoteCreateSerializer(Serializer):
     lines = CreditNoteLineInputSerializer(many=True, required=False, allow_empty=False)
     reason = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
 
-class CreditNoteLineSerializer(serializers.ModelSerializer):
+class CreditNoteLineSerializer(ModelSerializer):
     invoice_line = serializers.UUIDField(source="invoice_line_id", read_only=True, allow_null=True)
     amount = MoneyField(currency_source="credit_note.currency")
     tax_amount = MoneyField(currency_source="credit_note.currency")
@@ -159,7 +160,7 @@ class CreditNoteLineSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CreditNoteSerializer(serializers.ModelSerializer):
+class CreditNoteSerializer(ModelSerializer):
     invoice = serializers.UUIDField(source="invoice_id", read_only=True)
     customer = serializers.UUIDField(source="customer_id", read_only=True)
     lines = CreditNoteLineSerializer(many=True, read_only=True)
@@ -178,7 +179,7 @@ class CreditNoteSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SubscriptionSerializer(serializers.ModelSerializer):
+class SubscriptionSerializer(ModelSerializer):
     customer = serializers.UUIDField(source="customer_id", read_only=True)
     product = serializers.UUIDField(source="product_id", read_only=True)
     unit_price = MoneyField()
@@ -194,7 +195,7 @@ class SubscriptionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class SubscriptionCreateSerializer(serializers.Serializer):
+class SubscriptionCreateSerializer(Serializer):
     customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects)
     product = serializers.PrimaryKeyRelatedField(queryset=Product.objects)
     cycle = serializers.ChoiceField(choices=RECURRING_CYCLES)
@@ -204,7 +205,7 @@ class SubscriptionCreateSerializer(serializers.Serializer):
     external_ref = serializers.CharField(required=False, allow_blank=True, max_length=64)
 
 
-class SubscriptionUpdateSerializer(serializers.Serializer):
+class SubscriptionUpdateSerializer(Serializer):
     product = serializers.PrimaryKeyRelatedField(queryset=Product.objects, required=False)
     quantity = serializers.IntegerField(min_value=1, max_value=100000, required=False)
 
@@ -214,17 +215,17 @@ class SubscriptionUpdateSerializer(serializers.Serializer):
         return data
 
 
-class CancelSerializer(serializers.Serializer):
+class CancelSerializer(Serializer):
     at_period_end = serializers.BooleanField(default=False)
 
 
-class UsageSerializer(serializers.Serializer):
+class UsageSerializer(Serializer):
     quantity = serializers.DecimalField(max_digits=18, decimal_places=4, min_value=Decimal("0.0001"))
     idempotency_key = serializers.CharField(max_length=200, required=False)
     occurred_at = serializers.DateTimeField(required=False)
 
 
-class UsageRecordSerializer(serializers.ModelSerializer):
+class UsageRecordSerializer(ModelSerializer):
     subscription = serializers.UUIDField(source="subscription_id", read_only=True)
     billed = serializers.SerializerMethodField()
 

@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.common.money import CURRENCY_CHOICES, quantize
+from apps.common.serializers import ModelSerializer, Serializer
 
 from .models import MONEY, Cycle, Product, ProductType, TaxClass, TaxRate, Visibility
 
@@ -15,7 +16,7 @@ def money(value: Decimal | None, currency: str) -> str | None:
     return None if value is None else str(quantize(value, currency))
 
 
-class PriceSerializer(serializers.Serializer):
+class PriceSerializer(Serializer):
     currency = serializers.ChoiceField(choices=CURRENCY_CHOICES)
     cycle = serializers.ChoiceField(choices=Cycle.choices)
     amount = serializers.DecimalField(**MONEY, min_value=Decimal(0))
@@ -30,7 +31,7 @@ class PriceSerializer(serializers.Serializer):
         }
 
 
-class BundleItemSerializer(serializers.Serializer):
+class BundleItemSerializer(Serializer):
     product = serializers.UUIDField(help_text="The component product's id (a product of this tenant).")
     quantity = serializers.IntegerField(min_value=1, max_value=1_000_000, default=1)
     name = serializers.CharField(read_only=True, help_text="The component's name.")
@@ -39,14 +40,14 @@ class BundleItemSerializer(serializers.Serializer):
         return {"product": str(instance.component_id), "quantity": instance.quantity, "name": instance.component.name}
 
 
-class MeteringSerializer(serializers.Serializer):
+class MeteringSerializer(Serializer):
     """Documentation of the ``metering`` rule; the service validates it."""
 
     unit = serializers.CharField(max_length=32)
     unit_prices = serializers.DictField(child=serializers.CharField(), help_text="currency → price per unit")
 
 
-class ProductSerializer(serializers.ModelSerializer):
+class ProductSerializer(ModelSerializer):
     type = serializers.ChoiceField(choices=ProductType.choices)
     tax_class = serializers.ChoiceField(choices=TaxClass.choices, required=False)
     visibility = serializers.ChoiceField(choices=Visibility.choices, required=False)
@@ -128,7 +129,7 @@ class ProductSerializer(serializers.ModelSerializer):
         return value
 
 
-class PriceRowSerializer(serializers.Serializer):
+class PriceRowSerializer(Serializer):
     """One row of ``GET /billing/products/{id}/pricing``; amounts as decimal strings in minor units."""
 
     currency = serializers.CharField()
@@ -166,13 +167,13 @@ class PriceRowSerializer(serializers.Serializer):
         return data
 
 
-class TaxSerializer(serializers.Serializer):
+class TaxSerializer(Serializer):
     country = serializers.CharField()
     rate = serializers.DecimalField(max_digits=7, decimal_places=4)
     name = serializers.CharField(allow_null=True)
 
 
-class PriceTableSerializer(serializers.Serializer):
+class PriceTableSerializer(Serializer):
     product = serializers.UUIDField(source="product_id")
     tax_class = serializers.ChoiceField(choices=TaxClass.choices)
     tax = TaxSerializer(allow_null=True)
@@ -184,13 +185,13 @@ class PriceTableSerializer(serializers.Serializer):
         return "per line, ROUND_HALF_UP to the currency's minor unit"
 
 
-class PricingQuerySerializer(serializers.Serializer):
+class PricingQuerySerializer(Serializer):
     country = serializers.CharField(
         required=False, allow_blank=True, max_length=2, help_text="ISO 3166-1 alpha-2, e.g. DE"
     )
 
 
-class TaxRateSerializer(serializers.ModelSerializer):
+class TaxRateSerializer(ModelSerializer):
     country = CountryField()
     tax_class = serializers.ChoiceField(choices=TaxClass.choices, default=TaxClass.STANDARD)
     rate = serializers.DecimalField(max_digits=7, decimal_places=4, min_value=Decimal(0), max_value=Decimal(100))
@@ -215,7 +216,7 @@ class TaxRateSerializer(serializers.ModelSerializer):
 # --- the public catalog -----------------------------------------------------------------------------
 
 
-class PublicPriceSerializer(serializers.Serializer):
+class PublicPriceSerializer(Serializer):
     currency = serializers.CharField()
     cycle = serializers.ChoiceField(choices=Cycle.choices)
     amount = serializers.CharField()
@@ -223,12 +224,12 @@ class PublicPriceSerializer(serializers.Serializer):
     effective_monthly = serializers.CharField(allow_null=True)
 
 
-class PublicComponentSerializer(serializers.Serializer):
+class PublicComponentSerializer(Serializer):
     name = serializers.CharField()
     quantity = serializers.IntegerField()
 
 
-class PublicProductSerializer(serializers.Serializer):
+class PublicProductSerializer(Serializer):
     """What anyone may see of a public product: no stock, tax class, config, metering internals."""
 
     id = serializers.UUIDField()
@@ -240,7 +241,7 @@ class PublicProductSerializer(serializers.Serializer):
     prices = PublicPriceSerializer(many=True)
 
 
-class PublicCatalogSerializer(serializers.Serializer):
+class PublicCatalogSerializer(Serializer):
     count = serializers.IntegerField()
     next = serializers.CharField(allow_null=True)
     previous = serializers.CharField(allow_null=True)

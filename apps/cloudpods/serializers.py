@@ -2,6 +2,8 @@ import re
 
 from rest_framework import serializers
 
+from apps.common.serializers import ModelSerializer, Serializer
+
 from .models import CloudPod
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -14,7 +16,7 @@ def _name(value: str) -> str:
     return value
 
 
-class RuntimeSerializer(serializers.Serializer):
+class RuntimeSerializer(Serializer):
     state = serializers.CharField()
     memory_limit_bytes = serializers.IntegerField(allow_null=True)
     memory_usage_bytes = serializers.IntegerField(allow_null=True)
@@ -22,7 +24,7 @@ class RuntimeSerializer(serializers.Serializer):
     pids = serializers.IntegerField(allow_null=True)
 
 
-class CloudPodSerializer(serializers.ModelSerializer):
+class CloudPodSerializer(ModelSerializer):
     node = serializers.UUIDField(source="node_id", read_only=True)
     node_hostname = serializers.CharField(source="node.hostname", read_only=True)
     vcpu = serializers.FloatField(read_only=True)
@@ -64,7 +66,7 @@ class CloudPodDetailSerializer(CloudPodSerializer):
         return pod_runtime(pod)
 
 
-class CloudPodCreateSerializer(serializers.Serializer):
+class CloudPodCreateSerializer(Serializer):
     name = serializers.CharField(max_length=63)
     plan = serializers.CharField(max_length=64)
     image = serializers.CharField(max_length=64, required=False)
@@ -74,7 +76,7 @@ class CloudPodCreateSerializer(serializers.Serializer):
         return _name(value)
 
 
-class CloudPodUpdateSerializer(serializers.Serializer):
+class CloudPodUpdateSerializer(Serializer):
     name = serializers.CharField(max_length=63, required=False)
     subscription = serializers.CharField(max_length=64, required=False, allow_null=True, allow_blank=True)
 
@@ -82,11 +84,11 @@ class CloudPodUpdateSerializer(serializers.Serializer):
         return _name(value)
 
 
-class ResizeSerializer(serializers.Serializer):
+class ResizeSerializer(Serializer):
     plan = serializers.CharField(max_length=64)
 
 
-class QuotaSerializer(serializers.Serializer):
+class QuotaSerializer(Serializer):
     max_pods = serializers.IntegerField(allow_null=True, help_text="null: no limit")
     max_memory_mb = serializers.IntegerField(allow_null=True, help_text="null: no limit")
     overridden = serializers.BooleanField(help_text="an operator set this tenant's own limits")
@@ -94,7 +96,7 @@ class QuotaSerializer(serializers.Serializer):
     used_memory_mb = serializers.IntegerField()
 
 
-class PlanSerializer(serializers.Serializer):
+class PlanSerializer(Serializer):
     name = serializers.CharField()
     vcpu = serializers.FloatField()
     memory_mb = serializers.IntegerField()

@@ -2,11 +2,12 @@ from django_countries.serializer_fields import CountryField
 from rest_framework import serializers
 
 from apps.common.money import CURRENCY_CHOICES
+from apps.common.serializers import ModelSerializer
 
 from .models import Contact, Customer
 
 
-class CustomerSerializer(serializers.ModelSerializer):
+class CustomerSerializer(ModelSerializer):
     country = CountryField(required=False, allow_blank=True)
     currency = serializers.ChoiceField(choices=CURRENCY_CHOICES, required=False)
     contacts_count = serializers.IntegerField(read_only=True, required=False)
@@ -44,7 +45,7 @@ class CustomerSerializer(serializers.ModelSerializer):
         return value
 
 
-class ContactSerializer(serializers.ModelSerializer):
+class ContactSerializer(ModelSerializer):
     customer = serializers.UUIDField(source="customer_id", read_only=True)
 
     class Meta:

@@ -14,6 +14,7 @@ from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
+from apps.common.serializers import ModelSerializer, Serializer
 from apps.nodes.models import Node
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantModelViewSet
@@ -41,7 +42,7 @@ class _AdminDetails:
         return data
 
 
-class DatabaseServerSerializer(serializers.ModelSerializer):
+class DatabaseServerSerializer(ModelSerializer):
     node = serializers.PrimaryKeyRelatedField(queryset=Node.objects)
     engine = serializers.ChoiceField(choices=Engine.choices)
     host = serializers.CharField(max_length=255)
@@ -56,14 +57,14 @@ class DatabaseServerSerializer(serializers.ModelSerializer):
         read_only_fields = ["status", "version", "last_error", "created_at", "updated_at"]
 
 
-class DatabaseServerUpdateSerializer(serializers.Serializer):
+class DatabaseServerUpdateSerializer(Serializer):
     host = serializers.CharField(max_length=255, required=False)
     port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
     admin_user = serializers.CharField(max_length=80, required=False)
     admin_password = serializers.CharField(write_only=True, max_length=1024, trim_whitespace=False, required=False)
 
 
-class DatabaseSerializer(_AdminDetails, serializers.ModelSerializer):
+class DatabaseSerializer(_AdminDetails, ModelSerializer):
     server = serializers.PrimaryKeyRelatedField(queryset=DatabaseServer.objects)
     name = serializers.CharField(max_length=63)
     engine = serializers.CharField(source="server.engine", read_only=True)
@@ -81,11 +82,11 @@ class DatabaseSerializer(_AdminDetails, serializers.ModelSerializer):
         return [str(g.user_id) for g in obj.grants.all()]
 
 
-class DropSerializer(serializers.Serializer):
+class DropSerializer(Serializer):
     confirm = serializers.CharField(help_text="The database's name, repeated: dropping is irreversible.")
 
 
-class DatabaseUserSerializer(_AdminDetails, serializers.ModelSerializer):
+class DatabaseUserSerializer(_AdminDetails, ModelSerializer):
     server = serializers.PrimaryKeyRelatedField(queryset=DatabaseServer.objects)
     name = serializers.CharField(max_length=63)
     engine = serializers.CharField(source="server.engine", read_only=True)
@@ -107,7 +108,7 @@ class DatabaseUserWithPasswordSerializer(DatabaseUserSerializer):
         return self.context["password"]
 
 
-class DatabaseGrantSerializer(_AdminDetails, serializers.ModelSerializer):
+class DatabaseGrantSerializer(_AdminDetails, ModelSerializer):
     user = serializers.PrimaryKeyRelatedField(queryset=DatabaseUser.objects)
 
     class Meta:

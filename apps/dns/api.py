@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
+from apps.common.serializers import ModelSerializer, Serializer
 from apps.nodes.models import Node
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantModelViewSet
@@ -21,7 +22,7 @@ READ = {"list": Role.MEMBER, "retrieve": Role.MEMBER}
 WRITE = {"create": Role.ADMIN, "update": Role.ADMIN, "partial_update": Role.ADMIN, "destroy": Role.ADMIN}
 
 
-class ZoneSerializer(serializers.ModelSerializer):
+class ZoneSerializer(ModelSerializer):
     node = serializers.PrimaryKeyRelatedField(queryset=Node.objects, required=False)
     records_count = serializers.SerializerMethodField()
 
@@ -49,7 +50,7 @@ class ZoneCreateSerializer(ZoneSerializer):
         fields = [*ZoneSerializer.Meta.fields, "template", "template_vars", "nameservers", "zone_file"]
 
 
-class ZoneUpdateSerializer(serializers.Serializer):
+class ZoneUpdateSerializer(Serializer):
     default_ttl = serializers.IntegerField(min_value=0, max_value=2_147_483_647, required=False)
     soa_mname = serializers.CharField(max_length=253, required=False)
     soa_rname = serializers.CharField(max_length=253, required=False)
@@ -59,16 +60,16 @@ class ZoneUpdateSerializer(serializers.Serializer):
     soa_minimum = serializers.IntegerField(min_value=0, required=False)
 
 
-class ImportSerializer(serializers.Serializer):
+class ImportSerializer(Serializer):
     zone_file = serializers.CharField(trim_whitespace=False)
     replace = serializers.BooleanField(default=True)
 
 
-class ExportSerializer(serializers.Serializer):
+class ExportSerializer(Serializer):
     zone_file = serializers.CharField()
 
 
-class RecordSerializer(serializers.ModelSerializer):
+class RecordSerializer(ModelSerializer):
     name = serializers.CharField(max_length=253, required=False, default="@")
     type = serializers.ChoiceField(choices=RECORD_TYPES)
     ttl = serializers.IntegerField(min_value=0, max_value=2_147_483_647, required=False, allow_null=True)

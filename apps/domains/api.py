@@ -10,6 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from apps.common.serializers import ModelSerializer, Serializer
 from apps.customers.models import Customer
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantModelViewSet
@@ -18,14 +19,14 @@ from . import registrars, services
 from .models import Domain, DomainStatus
 
 
-class JobRefSerializer(serializers.Serializer):
+class JobRefSerializer(Serializer):
     id = serializers.UUIDField()
     type = serializers.CharField()
     status = serializers.CharField()
     result = serializers.JSONField()
 
 
-class DomainSerializer(serializers.ModelSerializer):
+class DomainSerializer(ModelSerializer):
     customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects, required=False, allow_null=True)
     unicode_name = serializers.CharField(read_only=True)
     verification = serializers.SerializerMethodField()
@@ -65,7 +66,7 @@ class DomainCreateSerializer(DomainSerializer):
         return value
 
 
-class DomainUpdateSerializer(serializers.Serializer):
+class DomainUpdateSerializer(Serializer):
     customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects, required=False, allow_null=True)
     auto_renew = serializers.BooleanField(required=False)
     renewal_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False,
@@ -74,7 +75,7 @@ class DomainUpdateSerializer(serializers.Serializer):
     nameservers = serializers.ListField(child=serializers.CharField(max_length=253), required=False, max_length=13)
 
 
-class RenewSerializer(serializers.Serializer):
+class RenewSerializer(Serializer):
     years = serializers.IntegerField(min_value=1, max_value=10, default=1)
 
 

@@ -1,5 +1,7 @@
 from rest_framework import serializers
 
+from apps.common.serializers import Serializer
+
 MAX_PATH = 4096  # the node refuses anything over its own, stricter limit with a clear message
 
 
@@ -10,46 +12,46 @@ class PathField(serializers.CharField):
         super().__init__(**kwargs)
 
 
-class PathQuerySerializer(serializers.Serializer):
+class PathQuerySerializer(Serializer):
     path = PathField(required=False, allow_blank=True, default="")
 
 
-class RequiredPathSerializer(serializers.Serializer):
+class RequiredPathSerializer(Serializer):
     path = PathField()
 
 
-class WriteSerializer(serializers.Serializer):
+class WriteSerializer(Serializer):
     path = PathField()
     content = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=16 * 1024 * 1024)
 
 
-class UploadSerializer(serializers.Serializer):
+class UploadSerializer(Serializer):
     path = PathField(required=False, allow_blank=True, default="", help_text="the directory to upload into")
     file = serializers.FileField()
 
 
-class MoveSerializer(serializers.Serializer):
+class MoveSerializer(Serializer):
     source = PathField()
     target = PathField()
 
 
-class ChmodSerializer(serializers.Serializer):
+class ChmodSerializer(Serializer):
     path = PathField()
     mode = serializers.RegexField(r"^0?[0-7]{3}$", help_text="octal, e.g. 0644")
 
 
-class CompressSerializer(serializers.Serializer):
+class CompressSerializer(Serializer):
     paths = serializers.ListField(child=PathField(), min_length=1, max_length=1000)
     target = PathField()
     format = serializers.ChoiceField(choices=["zip", "tar.gz"], default="zip")
 
 
-class ExtractSerializer(serializers.Serializer):
+class ExtractSerializer(Serializer):
     archive = PathField()
     target = PathField(required=False, allow_blank=True, default="")
 
 
-class EntrySerializer(serializers.Serializer):
+class EntrySerializer(Serializer):
     name = serializers.CharField()
     path = serializers.CharField()
     type = serializers.CharField(help_text="file, dir or link")
@@ -58,27 +60,27 @@ class EntrySerializer(serializers.Serializer):
     modified = serializers.FloatField()
 
 
-class ListingSerializer(serializers.Serializer):
+class ListingSerializer(Serializer):
     website = serializers.UUIDField()
     path = serializers.CharField()
     entries = EntrySerializer(many=True)
 
 
-class FileSiteSerializer(serializers.Serializer):
+class FileSiteSerializer(Serializer):
     id = serializers.UUIDField()
     primary_domain = serializers.CharField()
     status = serializers.CharField()
     created_at = serializers.DateTimeField()
 
 
-class DeletedSerializer(serializers.Serializer):
+class DeletedSerializer(Serializer):
     """The answer of a delete (documentation of the response body)."""
 
     path = serializers.CharField()
     deleted = serializers.BooleanField()
 
 
-class ExtractedSerializer(serializers.Serializer):
+class ExtractedSerializer(Serializer):
     """The answer of an extract: how many entries were unpacked, and where."""
 
     extracted = serializers.IntegerField()

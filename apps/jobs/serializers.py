@@ -1,16 +1,18 @@
 from rest_framework import serializers
 
+from apps.common.serializers import ModelSerializer
+
 from .models import Job, JobAttempt
 
 
-class JobAttemptSerializer(serializers.ModelSerializer):
+class JobAttemptSerializer(ModelSerializer):
     class Meta:
         model = JobAttempt
         fields = ["number", "started_at", "finished_at", "outcome", "error", "worker"]
         read_only_fields = fields
 
 
-class JobSerializer(serializers.ModelSerializer):
+class JobSerializer(ModelSerializer):
     tenant = serializers.UUIDField(source="tenant_id", read_only=True)
 
     class Meta:

@@ -7,6 +7,7 @@ Passwords are write-only; only their Dovecot hash is stored, and never answered.
 from rest_framework import serializers
 from rest_framework.generics import get_object_or_404
 
+from apps.common.serializers import ModelSerializer, Serializer
 from apps.customers.models import Customer
 from apps.nodes.models import Node
 from apps.tenancy.roles import Role
@@ -25,7 +26,7 @@ ROLES = {
 }
 
 
-class MailDomainSerializer(serializers.ModelSerializer):
+class MailDomainSerializer(ModelSerializer):
     name = serializers.CharField(max_length=253)
     node = serializers.PrimaryKeyRelatedField(queryset=Node.objects, required=False)
     customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects, required=False, allow_null=True)
@@ -43,11 +44,11 @@ class MailDomainSerializer(serializers.ModelSerializer):
         return {"name": f"{obj.dkim_selector}._domainkey.{obj.name}.", "type": "TXT", "content": obj.dkim_record}
 
 
-class MailDomainUpdateSerializer(serializers.Serializer):
+class MailDomainUpdateSerializer(Serializer):
     catch_all = serializers.CharField(max_length=254, required=False, allow_blank=True)
 
 
-class MailboxSerializer(serializers.ModelSerializer):
+class MailboxSerializer(ModelSerializer):
     local_part = serializers.CharField(max_length=64)
     password = serializers.CharField(write_only=True, min_length=10, max_length=1024, trim_whitespace=False)
     address = serializers.CharField(read_only=True)
@@ -59,14 +60,14 @@ class MailboxSerializer(serializers.ModelSerializer):
         read_only_fields = ["mail_domain", "created_at", "updated_at"]
 
 
-class MailboxUpdateSerializer(serializers.Serializer):
+class MailboxUpdateSerializer(Serializer):
     password = serializers.CharField(write_only=True, min_length=10, max_length=1024, trim_whitespace=False,
                                      required=False)  # fmt: skip
     quota_mb = serializers.IntegerField(min_value=0, required=False)
     enabled = serializers.BooleanField(required=False)
 
 
-class AliasSerializer(serializers.ModelSerializer):
+class AliasSerializer(ModelSerializer):
     local_part = serializers.CharField(max_length=64)
     destinations = serializers.ListField(child=serializers.CharField(max_length=254), min_length=1, max_length=50)
 
@@ -76,7 +77,7 @@ class AliasSerializer(serializers.ModelSerializer):
         read_only_fields = ["mail_domain", "created_at", "updated_at"]
 
 
-class AliasUpdateSerializer(serializers.Serializer):
+class AliasUpdateSerializer(Serializer):
     destinations = serializers.ListField(child=serializers.CharField(max_length=254), min_length=1, max_length=50)
 
 
@@ -186,7 +187,7 @@ class AliasViewSet(_InDomain):
         services.alias_delete(alias=instance, actor=self.request.user)
 
 
-class AutoresponderSerializer(serializers.ModelSerializer):
+class AutoresponderSerializer(ModelSerializer):
     mailbox = serializers.PrimaryKeyRelatedField(queryset=Mailbox.objects)
     subject = serializers.CharField(max_length=200, trim_whitespace=False)
     body = serializers.CharField(max_length=8000, trim_whitespace=False)
@@ -200,7 +201,7 @@ class AutoresponderSerializer(serializers.ModelSerializer):
         read_only_fields = ["created_at", "updated_at"]
 
 
-class AutoresponderUpdateSerializer(serializers.Serializer):
+class AutoresponderUpdateSerializer(Serializer):
     enabled = serializers.BooleanField(required=False)
     subject = serializers.CharField(max_length=200, trim_whitespace=False, required=False)
     body = serializers.CharField(max_length=8000, trim_whitespace=False, required=False)

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.common.schema import ERROR_SCHEMA
+from apps.common.serializers import ModelSerializer, Serializer
 from apps.nodes.models import ROLE_CHOICES, Node
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantReadOnlyViewSet
@@ -20,7 +21,7 @@ from apps.tenancy.viewsets import TenantReadOnlyViewSet
 from . import selectors, services
 
 
-class ServiceSerializer(serializers.Serializer):
+class ServiceSerializer(Serializer):
     name = serializers.CharField()
     role = serializers.CharField()
     state = serializers.CharField(help_text="up | down | absent | unconfigured | unknown")
@@ -40,7 +41,7 @@ class _HealthMixin:
         return at.isoformat() if at else None
 
 
-class HostingServerSerializer(_HealthMixin, serializers.ModelSerializer):
+class HostingServerSerializer(_HealthMixin, ModelSerializer):
     health = serializers.SerializerMethodField(help_text="healthy | degraded | down | unknown")
     last_report_at = serializers.SerializerMethodField()
     report_age_seconds = serializers.SerializerMethodField()
@@ -103,7 +104,7 @@ class HostingServerViewSet(TenantReadOnlyViewSet):
         return _hosting_nodes(queryset)
 
 
-class NodeMetricsSerializer(_HealthMixin, serializers.ModelSerializer):
+class NodeMetricsSerializer(_HealthMixin, ModelSerializer):
     node = serializers.UUIDField(source="id", read_only=True)
     last_report_at = serializers.SerializerMethodField()
     latest = serializers.SerializerMethodField(help_text="metric → [ts, value] of the last report")
@@ -119,7 +120,7 @@ class NodeMetricsSerializer(_HealthMixin, serializers.ModelSerializer):
         return report.latest if report else {}
 
 
-class SeriesSerializer(serializers.Serializer):
+class SeriesSerializer(Serializer):
     metric = serializers.CharField()
     points = serializers.ListField(child=serializers.ListField(), help_text="[ts, avg, min, max] per bucket")
 
@@ -127,7 +128,7 @@ class SeriesSerializer(serializers.Serializer):
 # "from" is a Python keyword: the answer's serializer (for the schema) is built from a dict.
 SeriesAnswerSerializer = type(
     "SeriesAnswerSerializer",
-    (serializers.Serializer,),
+    (Serializer,),
     {
         "node": serializers.UUIDField(),
         "hostname": serializers.CharField(),
@@ -188,7 +189,7 @@ class ServerMetricsViewSet(TenantReadOnlyViewSet):
         )
 
 
-class IngestResultSerializer(serializers.Serializer):
+class IngestResultSerializer(Serializer):
     received = serializers.IntegerField(help_text="samples in the batch")
     stored = serializers.IntegerField(help_text="samples new to the panel")
     duplicates = serializers.IntegerField(help_text="samples it had already (a re-sent batch)")

@@ -4,6 +4,8 @@ from decimal import Decimal
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.common.serializers import ModelSerializer, Serializer
+
 from .models import ROLE_CHOICES, SETTABLE_STATUSES, Node, Transport
 
 ADDRESS_RE = re.compile(r"^(https?://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}/?$")
@@ -21,18 +23,20 @@ ADDRESS_RE = re.compile(r"^(https?://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}/?$")
 class VcpuField(serializers.DecimalField):
     """Validated as a decimal (exact sums of allocations), shown as a JSON number."""
 
+    json_types = (int, float, str, Decimal)  # as documented above; a strict DecimalField takes strings only
+
     def to_representation(self, value):
         return float(value)
 
 
-class CapacitySerializer(serializers.Serializer):
+class CapacitySerializer(Serializer):
     vcpu = VcpuField(max_digits=7, decimal_places=2, min_value=Decimal("0.01"))
     memory_mb = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
     disk_gb = serializers.IntegerField(min_value=1, max_value=2**31 - 1)
     max_pods = serializers.IntegerField(min_value=0, max_value=100000)
 
 
-class NodeSerializer(serializers.ModelSerializer):
+class NodeSerializer(ModelSerializer):
     transport = serializers.ChoiceField(choices=Transport.choices, default=Transport.LOCAL)
     roles = serializers.ListField(child=serializers.ChoiceField(choices=ROLE_CHOICES), allow_empty=True, max_length=5)
     status = serializers.ChoiceField(choices=SETTABLE_STATUSES, required=False)

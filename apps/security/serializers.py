@@ -3,6 +3,7 @@ from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from apps.accounts.models import AuthToken
+from apps.common.serializers import ModelSerializer, Serializer
 from apps.tenancy.roles import Role
 
 from .models import ApiToken, GuardianFinding, SecurityEvent, SecurityPolicy, ShieldEvent, ShieldPolicy
@@ -12,7 +13,7 @@ from .shield import RULES
 
 
 @extend_schema_serializer(many=False)  # answered by the viewset's `list` route, as one object
-class ProfileSerializer(serializers.Serializer):
+class ProfileSerializer(Serializer):
     id = serializers.UUIDField()
     email = serializers.EmailField()
     mfa_enabled = serializers.BooleanField()
@@ -25,17 +26,17 @@ class ProfileSerializer(serializers.Serializer):
     active_sessions = serializers.IntegerField()
 
 
-class TotpEnrolSerializer(serializers.Serializer):
+class TotpEnrolSerializer(Serializer):
     secret = serializers.CharField()
     otpauth_uri = serializers.CharField()
     qr_svg = serializers.CharField()
 
 
-class CodeSerializer(serializers.Serializer):
+class CodeSerializer(Serializer):
     code = serializers.CharField(max_length=64, trim_whitespace=True)
 
 
-class ReauthSerializer(serializers.Serializer):
+class ReauthSerializer(Serializer):
     """A current 2FA code (or a recovery code), or the account password."""
 
     code = serializers.CharField(max_length=64, required=False, allow_blank=True)
@@ -47,20 +48,20 @@ class ReauthSerializer(serializers.Serializer):
         return attrs
 
 
-class RecoveryCodesSerializer(serializers.Serializer):
+class RecoveryCodesSerializer(Serializer):
     recovery_codes = serializers.ListField(child=serializers.CharField())
 
 
-class MyPasswordChangeSerializer(serializers.Serializer):
+class MyPasswordChangeSerializer(Serializer):
     old_password = serializers.CharField(max_length=4096, trim_whitespace=False)
     new_password = serializers.CharField(max_length=4096, trim_whitespace=False)
 
 
-class RevokedCountSerializer(serializers.Serializer):
+class RevokedCountSerializer(Serializer):
     revoked = serializers.IntegerField()
 
 
-class SessionSerializer(serializers.ModelSerializer):
+class SessionSerializer(ModelSerializer):
     current = serializers.SerializerMethodField()
 
     class Meta:
@@ -73,7 +74,7 @@ class SessionSerializer(serializers.ModelSerializer):
         return bool(request and getattr(request.auth, "pk", None) == obj.pk)
 
 
-class SecurityEventSerializer(serializers.ModelSerializer):
+class SecurityEventSerializer(ModelSerializer):
     user = serializers.UUIDField(source="user_id", read_only=True, allow_null=True)
     actor = serializers.UUIDField(source="actor_id", read_only=True, allow_null=True)
 
@@ -86,7 +87,7 @@ class SecurityEventSerializer(serializers.ModelSerializer):
 # --- /security/tokens/ -----------------------------------------------------------------------------
 
 
-class ApiTokenSerializer(serializers.ModelSerializer):
+class ApiTokenSerializer(ModelSerializer):
     role = serializers.CharField(source="max_role", read_only=True)
     user = serializers.UUIDField(source="user_id", read_only=True)
     user_email = serializers.EmailField(source="user.email", read_only=True)
@@ -119,7 +120,7 @@ class ApiTokenSerializer(serializers.ModelSerializer):
         return "active"
 
 
-class ApiTokenCreateSerializer(serializers.Serializer):
+class ApiTokenCreateSerializer(Serializer):
     name = serializers.CharField(max_length=100)
     role = serializers.ChoiceField(choices=Role.choices, required=False)
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
@@ -137,7 +138,7 @@ class ApiTokenCreatedSerializer(ApiTokenSerializer):
 # --- /security/policy ------------------------------------------------------------------------------
 
 
-class SecurityPolicySerializer(serializers.ModelSerializer):
+class SecurityPolicySerializer(ModelSerializer):
     min_password_length = serializers.IntegerField(min_value=8, max_value=128, required=False)
     session_idle_timeout_minutes = serializers.IntegerField(
         min_value=5, max_value=60 * 24 * 30, allow_null=True, required=False
@@ -172,7 +173,7 @@ class SecurityPolicySerializer(serializers.ModelSerializer):
         return parse_cidrs(value, "ip_allowlist")
 
 
-class MfaLoginSerializer(serializers.Serializer):
+class MfaLoginSerializer(Serializer):
     mfa_token = serializers.CharField(max_length=1000)
     code = serializers.CharField(max_length=64)
 
@@ -180,7 +181,7 @@ class MfaLoginSerializer(serializers.Serializer):
 # --- /security/shield/* ----------------------------------------------------------------------------
 
 
-class ShieldPolicySerializer(serializers.ModelSerializer):
+class ShieldPolicySerializer(ModelSerializer):
     rate_limit_per_second = serializers.IntegerField(min_value=1, max_value=100_000, allow_null=True, required=False)
     rate_limit_burst = serializers.IntegerField(min_value=0, max_value=100_000, required=False)
     max_body_size_kb = serializers.IntegerField(
@@ -213,12 +214,12 @@ class ShieldPolicySerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at", "updated_at"]
 
 
-class ShieldNginxSerializer(serializers.Serializer):
+class ShieldNginxSerializer(Serializer):
     http = serializers.CharField()
     server = serializers.CharField()
 
 
-class ShieldEventSerializer(serializers.ModelSerializer):
+class ShieldEventSerializer(ModelSerializer):
     rule = serializers.ChoiceField(choices=[(r, r) for r in RULES])
 
     class Meta:
@@ -227,15 +228,15 @@ class ShieldEventSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "created_at"]
 
 
-class ShieldIngestSerializer(serializers.Serializer):
+class ShieldIngestSerializer(Serializer):
     events = ShieldEventSerializer(many=True, allow_empty=False, max_length=1000)
 
 
-class ShieldIngestedSerializer(serializers.Serializer):
+class ShieldIngestedSerializer(Serializer):
     ingested = serializers.IntegerField()
 
 
-class ShieldRuleCountSerializer(serializers.Serializer):
+class ShieldRuleCountSerializer(Serializer):
     rule = serializers.CharField()
     count = serializers.IntegerField()
     last_seen = serializers.DateTimeField()
@@ -244,7 +245,7 @@ class ShieldRuleCountSerializer(serializers.Serializer):
 # --- /guardian ----------------------------------------------------------------------------------------
 
 
-class GuardianFindingSerializer(serializers.ModelSerializer):
+class GuardianFindingSerializer(ModelSerializer):
     check = serializers.CharField(source="check_name", read_only=True)
 
     class Meta:
@@ -267,12 +268,12 @@ class GuardianFindingSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class GuardianCheckSerializer(serializers.Serializer):
+class GuardianCheckSerializer(Serializer):
     name = serializers.CharField()
     severity = serializers.CharField()
     title = serializers.CharField()
 
 
-class GuardianScanSerializer(serializers.Serializer):
+class GuardianScanSerializer(Serializer):
     job = serializers.UUIDField()
     status = serializers.CharField()

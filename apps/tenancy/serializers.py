@@ -2,12 +2,13 @@ from django_countries.serializer_fields import CountryField
 from rest_framework import serializers
 
 from apps.common.money import CURRENCY_CHOICES
+from apps.common.serializers import ModelSerializer, Serializer
 
 from .models import Invitation, Membership, Tenant
 from .roles import Role
 
 
-class TenantSerializer(serializers.ModelSerializer):
+class TenantSerializer(ModelSerializer):
     role = serializers.SerializerMethodField()
     country = CountryField(required=False, allow_blank=True)
     default_currency = serializers.ChoiceField(choices=CURRENCY_CHOICES, required=False)
@@ -28,7 +29,7 @@ class TenantSerializer(serializers.ModelSerializer):
         return value
 
 
-class MemberSerializer(serializers.ModelSerializer):
+class MemberSerializer(ModelSerializer):
     user = serializers.UUIDField(source="user_id", read_only=True)
     email = serializers.EmailField(source="user.email", read_only=True)
     full_name = serializers.CharField(source="user.full_name", read_only=True)
@@ -43,16 +44,16 @@ class MemberSerializer(serializers.ModelSerializer):
         return "active"
 
 
-class MemberCreateSerializer(serializers.Serializer):
+class MemberCreateSerializer(Serializer):
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=Role.choices, default=Role.MEMBER)
 
 
-class MemberUpdateSerializer(serializers.Serializer):
+class MemberUpdateSerializer(Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class InvitationSerializer(serializers.ModelSerializer):
+class InvitationSerializer(ModelSerializer):
     status = serializers.SerializerMethodField()
 
     class Meta:
@@ -68,11 +69,11 @@ class InvitationSerializer(serializers.ModelSerializer):
         return "invited" if obj.is_open else "expired"
 
 
-class AcceptInvitationSerializer(serializers.Serializer):
+class AcceptInvitationSerializer(Serializer):
     token = serializers.CharField(max_length=200)
 
 
-class TenantUserSerializer(serializers.ModelSerializer):
+class TenantUserSerializer(ModelSerializer):
     """A member of the current tenant, seen through ``/users``."""
 
     id = serializers.UUIDField(source="user_id", read_only=True)

@@ -1,18 +1,19 @@
 from rest_framework import serializers
 
+from apps.common.serializers import ModelSerializer, Serializer
 from apps.customers.models import Customer
 from apps.nodes.models import Node
 
 from .models import Website, WwwRedirect
 
 
-class RedirectSerializer(serializers.Serializer):
+class RedirectSerializer(Serializer):
     source = serializers.CharField(max_length=201)
     target = serializers.CharField(max_length=2000)
     code = serializers.ChoiceField(choices=[301, 302, 307, 308], default=301)
 
 
-class WebsiteSerializer(serializers.ModelSerializer):
+class WebsiteSerializer(ModelSerializer):
     node = serializers.UUIDField(source="node_id", read_only=True)
     node_hostname = serializers.CharField(source="node.hostname", read_only=True)
     customer = serializers.UUIDField(source="customer_id", read_only=True, allow_null=True)
@@ -49,7 +50,7 @@ class WebsiteSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class WebsiteWriteSerializer(serializers.Serializer):
+class WebsiteWriteSerializer(Serializer):
     """Shapes only; the rules (IDNA, wildcards, uniqueness, paths) are in services/validation."""
 
     primary_domain = serializers.CharField(max_length=300)

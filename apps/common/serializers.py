@@ -1,0 +1,148 @@
+"""Serializer bases that hold JSON input to the types our OpenAPI schema documents.
+
+DRF coerces freely: ``0`` is accepted for a boolean, ``5`` for a string (stored as ``"5"``), ``"5"``
+for an integer, a number for a decimal string, ``{}`` for a country code. The schema says otherwise,
+so a client that relies on the documentation and one that relies on the leniency would disagree
+about what the API is; the fuzzer reported every such case as "schema-violating request accepted".
+
+Every API serializer derives from :class:`Serializer` or :class:`ModelSerializer` here (ruff's
+banned-api rule refuses DRF's own bases in ``apps/``). Before DRF's own validation, each writable
+field present in a JSON body is checked against the JSON type its class is documented as; a wrong
+type is a 400 on that field. Form and query-string input (a ``QueryDict``: the browsable API's
+forms, filter serializers) is all strings by nature and keeps DRF's coercion. Python values that
+JSON never produces (``Decimal``, ``UUID``, ``date``, model instances) stay accepted, for services
+and commands that validate data they built themselves.
+
+A field can declare its own ``json_types`` (a tuple of Python types) when its schema says more than
+its class (e.g. a decimal also accepted as a number).
+"""
+
+import datetime
+import decimal
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import models
+from django.http import QueryDict
+from rest_framework import fields, relations
+from rest_framework import serializers as drf
+
+STRING = (str,)
+# Ordered: the first isinstance match wins, so subclasses come before their bases.
+_JSON_TYPES: list[tuple[type, tuple[type, ...]]] = [
+    (fields.BooleanField, (bool,)),
+    (fields.IntegerField, (int,)),
+    (fields.FloatField, (int, float)),
+    # The contract: money and other decimals travel as strings ("19.99").
+    (fields.DecimalField, (str, decimal.Decimal)),
+    (fields.UUIDField, (str, uuid.UUID)),
+    (fields.DateTimeField, (str, datetime.datetime)),
+    (fields.DateField, (str, datetime.date)),
+    (fields.TimeField, (str, datetime.time)),
+    (fields.DurationField, (str, datetime.timedelta)),
+    (fields.CharField, STRING),
+    (fields.MultipleChoiceField, (list, set, tuple)),
+    (fields.ListField, (list, tuple)),
+    (fields.DictField, (dict,)),
+    (fields.HStoreField, (dict,)),
+    (relations.ManyRelatedField, (list, tuple)),
+    (relations.SlugRelatedField, (str, models.Model)),
+    (drf.ListSerializer, (list, tuple)),
+    (drf.BaseSerializer, (dict,)),
+]
+
+_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "an object"}
+
+
+def _choice_types(field: fields.ChoiceField) -> tuple[type, ...]:
+    keys = list(field.choices)
+    for kinds in ((bool,), (int,), STRING):
+        if keys and all(isinstance(key, kinds) for key in keys):
+            return kinds
+    return ()
+
+
+def _pk_types(field: relations.PrimaryKeyRelatedField) -> tuple[type, ...]:
+    if field.pk_field is not None:
+        return json_types(field.pk_field)
+    queryset = field.queryset
+    pk = queryset.model._meta.pk if queryset is not None else None
+    if isinstance(pk, models.UUIDField):
+        return (str, uuid.UUID, models.Model)
+    if isinstance(pk, models.AutoField | models.BigAutoField | models.IntegerField):
+        return (int, models.Model)
+    if isinstance(pk, models.CharField):
+        return (str, models.Model)
+    return ()
+
+
+def json_types(field: fields.Field) -> tuple[type, ...]:
+    """The Python types a JSON value for ``field`` may have; empty when anything goes (JSONField)."""
+    declared = getattr(field, "json_types", None)
+    if declared is not None:
+        return tuple(declared)
+    if isinstance(field, fields.ChoiceField) and not isinstance(field, fields.MultipleChoiceField):
+        return _choice_types(field)
+    if isinstance(field, relations.PrimaryKeyRelatedField):
+        return _pk_types(field)
+    for cls, kinds in _JSON_TYPES:
+        if isinstance(field, cls):
+            return kinds
+    return ()
+
+
+def _expected(kinds: tuple[type, ...]) -> str:
+    names = [_NAMES[kind] for kind in kinds if kind in _NAMES]
+    return " or ".join(dict.fromkeys(names)) or "of another type"
+
+
+def type_error(field: fields.Field, value: Any) -> str | None:
+    """Why ``value`` (from a JSON body) is not of the documented type of ``field``, or None."""
+    if value is None:
+        return None  # allow_null is DRF's to decide
+    kinds = json_types(field)
+    if not kinds:
+        return None
+    if isinstance(value, float) and int in kinds and float not in kinds and value.is_integer():
+        return None  # JSON Schema counts 5.0 as an integer
+    # bool is an int in Python, never in JSON Schema.
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        return f"Must be {_expected(kinds)}."
+    child = getattr(field, "child", None)
+    if isinstance(field, fields.ListField | fields.DictField) and child is not None:
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            problem = type_error(child, item)
+            if problem:
+                return f"Item {key}: {problem}"
+    if isinstance(field, relations.ManyRelatedField):
+        for index, item in enumerate(value):
+            problem = type_error(field.child_relation, item)
+            if problem:
+                return f"Item {index}: {problem}"
+    return None
+
+
+class StrictJSONMixin:
+    """Refuses, with a 400 per field, JSON values of another type than the schema documents."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, Mapping) and not isinstance(data, QueryDict):
+            errors = {}
+            for field in self._writable_fields:
+                if field.field_name in data:
+                    problem = type_error(field, data[field.field_name])
+                    if problem:
+                        errors[field.field_name] = [problem]
+            if errors:
+                raise drf.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+class Serializer(StrictJSONMixin, drf.Serializer):
+    pass
+
+
+class ModelSerializer(StrictJSONMixin, drf.ModelSerializer):
+    pass
