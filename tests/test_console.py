@@ -299,6 +299,29 @@ def test_operator_groups_are_idempotent_and_exact(db):
     assert set(Group.objects.values_list("name", flat=True)) >= {"support", "billing", "infrastructure"}
 
 
+def test_every_admin_action_is_granted_to_some_operator_group(db):
+    """An action on a model no group may change is superuser-only by accident (token revoke was)."""
+    from django.contrib import admin
+
+    granted = {
+        (app_label, codename)
+        for group in operator_groups.GRANTS
+        for app_label, codename in operator_groups.wanted_permissions(group)
+    }
+    orphans = []
+    for model, model_admin in admin.site._registry.items():
+        if not model.__module__.startswith("apps."):
+            continue
+        opts = model._meta
+        for name in model_admin.actions or ():
+            func = getattr(model_admin, name) if isinstance(name, str) else name
+            for perm in getattr(func, "allowed_permissions", ()):
+                action = "change" if perm == "operate" else perm
+                if (opts.app_label, f"{action}_{opts.model_name}") not in granted:
+                    orphans.append(f"{opts.label_lower}: {getattr(func, '__name__', name)} needs {action}")
+    assert not orphans, orphans
+
+
 def test_the_management_command_sets_up_the_groups(db):
     from io import StringIO
 

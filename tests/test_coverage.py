@@ -50,3 +50,17 @@ def test_exemptions_have_reasons_and_exist():
     for name, reason in EXEMPT.items():
         assert name in names, f"stale exemption {name}"
         assert len(reason) > 20, f"exemption {name} needs a written reason"
+
+
+def test_no_viewset_action_is_named_like_an_http_method():
+    """DRF calls a viewset's method named like the HTTP verb for that verb on *every* route of the
+    viewset (a file-manager action named `delete` answered `DELETE /files/` with a 500), and the role
+    map then falls back to the verb's name. Actions get other names (`delete_entry` at `…/delete/`)."""
+    verbs = ("get", "post", "put", "patch", "delete", "head", "trace")
+    clashes = [
+        f"{viewset.__module__}.{viewset.__qualname__}.{verb}"
+        for _prefix, viewset, _basename in router.registry
+        for verb in verbs
+        if getattr(viewset, verb, None) is not None
+    ]
+    assert router.registry and not clashes, clashes

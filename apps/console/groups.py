@@ -30,6 +30,7 @@ GRANTS: dict[str, dict[str, list[str]]] = {
         "tenancy.membership": ["add", "change", "delete"],
         "tenancy.invitation": ["change"],  # revoke
         "accounts.authtoken": ["change"],  # revoke a session
+        "security.apitoken": ["change"],  # revoke a personal API token
     },
     BILLING: {
         "customers.customer": ["add", "change"],
