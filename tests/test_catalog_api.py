@@ -719,6 +719,7 @@ class TestPublicCatalog:
             assert anonymous.get(url, {"tenant": ""}).status_code == 400
             assert anonymous.get(url, {"tenant": "no-such-tenant"}).status_code == 404
             assert anonymous.get(url, {"tenant": "x" * 500}).status_code == 404
+            assert anonymous.get(url, {"tenant": "acme\u00e9 \x00:*"}).status_code == 404  # not a slug: no cache key
         Tenant.objects.filter(pk=tenant_a.tenant.pk).update(status=Tenant.Status.SUSPENDED)
         assert anonymous.get(PUBLIC_URLS[0], {"tenant": tenant_a.tenant.slug}).status_code == 404
 

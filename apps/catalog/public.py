@@ -8,6 +8,7 @@ than the product's).
 
 from __future__ import annotations
 
+from django.core.validators import slug_re
 from django.db.models import Prefetch
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions, permissions
@@ -90,7 +91,8 @@ class PublicCatalogView(APIView):
         slug = (request.query_params.get("tenant") or "").strip()
         if not slug:
             raise exceptions.ValidationError({"tenant": ["This query parameter is required (the tenant's slug)."]})
-        if len(slug) > 80:
+        # Not a slug at all: no tenant has it, and it never reaches a cache key.
+        if len(slug) > 80 or not slug_re.match(slug):
             raise exceptions.NotFound("No such catalog.")
         data = cache.get(slug)
         if data is None:
