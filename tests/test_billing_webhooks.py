@@ -161,6 +161,17 @@ class TestGeneric:
         assert post_generic(self.event(invoice)).status_code == 200
         assert Payment.all_tenants.count() == 1 and refreshed(invoice).status == "paid"
 
+    def test_the_same_reference_in_two_tenants_is_two_payments(self, tenant_a, tenant_b):
+        """A generic reference is each tenant's own text ("bank-1"): tenant B's payment with it is not
+        a repeat of tenant A's (the lookup used to ignore the tenant and drop B's money)."""
+        mine, theirs = issued(tenant_a), issued(tenant_b)
+        assert post_generic(self.event(mine, id_="a-1")).json()["status"] == "processed"
+        assert post_generic(self.event(theirs, id_="b-1")).json()["status"] == "processed"
+        assert refreshed(mine).status == "paid" and refreshed(theirs).status == "paid"
+        assert sorted(Payment.all_tenants.values_list("tenant_id", flat=True)) == sorted(
+            [tenant_a.tenant.pk, tenant_b.tenant.pk]
+        )
+
     def test_rotated_secret_with_two_signatures(self, tenant_a):
         invoice = issued(tenant_a)
         raw = json.dumps(self.event(invoice)).encode()

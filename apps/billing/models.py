@@ -190,6 +190,10 @@ class Payment(TenantOwnedModel):
         indexes = [
             models.Index(fields=["tenant", "-received_at"]),
             models.Index(fields=["tenant", "invoice"]),
+            # A Stripe refund names only the payment intent (globally unique at Stripe), no tenant.
+            models.Index(
+                fields=["method", "provider_ref"], condition=Q(provider_ref__isnull=False), name="payment_provider_ref"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -58,7 +58,13 @@ def payment_record(
 
     payment = None
     if provider_ref:
-        payment = Payment.all_tenants.select_for_update().filter(method=method, provider_ref=provider_ref).first()
+        # References are unique per tenant (a generic one is the tenant's own text): another tenant's
+        # payment with the same reference is not this one, and the tenant leads the unique index.
+        payment = (
+            Payment.all_tenants.select_for_update()
+            .filter(tenant_id=invoice.tenant_id, method=method, provider_ref=provider_ref)
+            .first()
+        )
         if payment is not None and payment.status != PaymentStatus.FAILED:
             return payment  # the same provider payment again: nothing twice
         if payment is not None and event_time and payment.provider_state_at and event_time < payment.provider_state_at:
@@ -124,7 +130,11 @@ def payment_record_failure(
     *, invoice: Invoice, amount: Decimal, method: str, provider_ref: str, reason: str, event_time: datetime | None
 ) -> Payment:
     """A provider says a charge failed. Never overrides a newer or successful state."""
-    existing = Payment.all_tenants.select_for_update().filter(method=method, provider_ref=provider_ref).first()
+    existing = (
+        Payment.all_tenants.select_for_update()
+        .filter(tenant_id=invoice.tenant_id, method=method, provider_ref=provider_ref)
+        .first()
+    )
     if existing is not None:
         newer = existing.provider_state_at and event_time and event_time < existing.provider_state_at
         if existing.status != PaymentStatus.FAILED or newer:
