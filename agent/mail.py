@@ -25,6 +25,7 @@ import json
 import os
 import re
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from .runtime import AgentError
@@ -97,10 +98,13 @@ def _check_responder(address: str, responder: dict) -> None:
         raise AgentError(f"bad autoresponder interval for {address!r}", permanent=True)
 
 
-def vacation_script(address: str, responder: dict) -> str:
+def vacation_script(address: str, responder: dict, aliases: Iterable[str] = ()) -> str:
     """The Sieve script of one mailbox's autoresponder. Dates are the node's local dates, inclusive;
-    ``:days`` is Pigeonhole's per-sender memory (no second reply to a sender within N days)."""
+    ``:days`` is Pigeonhole's per-sender memory (no second reply to a sender within N days).
+    ``aliases``: the addresses that deliver here, which Pigeonhole must count as the mailbox's own
+    (it answers only mail whose To/Cc names one of them: mail to ``sales@`` forwarded here is)."""
     _check_responder(address, responder)
+    own = ", ".join(sieve_quoted(a) for a in [address, *sorted(set(aliases) - {address})])
     tests = []
     if responder.get("start"):
         tests.append(f'currentdate :value "ge" "date" {sieve_quoted(responder["start"])}')
@@ -108,7 +112,7 @@ def vacation_script(address: str, responder: dict) -> str:
         tests.append(f'currentdate :value "le" "date" {sieve_quoted(responder["end"])}')
     action = (
         f"vacation :days {int(responder['days'])} :subject {sieve_quoted(responder['subject'])}"
-        f" :addresses [{sieve_quoted(address)}] {sieve_multiline(responder['body'])};\n"
+        f" :addresses [{own}] {sieve_multiline(responder['body'])};\n"
     )
     head = '# Rendered by mPanel: this mailbox\'s autoresponder.\nrequire ["vacation", "date", "relational"];\n'
     if not tests:
@@ -127,7 +131,7 @@ def _sievec(script: Path, binary: Path) -> None:
                          permanent=True)  # fmt: skip
 
 
-def _write_sieve(directory: Path, mailboxes: list[dict]) -> int:
+def _write_sieve(directory: Path, mailboxes: list[dict], aliases_of: dict[str, set[str]]) -> int:
     """One compiled script per mailbox with an active autoresponder; scripts of mailboxes without
     one any more are removed. Written and compiled under a temporary name, then renamed in."""
     base = directory / "sieve"
@@ -141,7 +145,7 @@ def _write_sieve(directory: Path, mailboxes: list[dict]) -> int:
         local, _, domain = m["address"].partition("@")
         target = base / domain / f"{local}.sieve"
         target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        text = vacation_script(m["address"], responder)
+        text = vacation_script(m["address"], responder, aliases_of.get(m["address"], ()))
         wanted.add(target)
         if target.exists() and target.read_text() == text and target.with_suffix(".svbin").exists():
             continue  # unchanged: keep its file dates, so Pigeonhole's duplicate memory is untouched
@@ -228,10 +232,18 @@ def mail_sync(root: Path, spec: dict) -> dict:
     os.chmod(tmp, 0o600)
     os.replace(tmp, fragments / f"{node_id}.json")
     merged: dict = {"domains": [], "mailboxes": [], "aliases": []}
+    aliases_of: dict[str, set[str]] = {}  # mailbox -> the aliases of its own node (tenant) delivering to it
     for path in sorted(fragments.glob("*.json")):
         part = json.loads(path.read_text())
         for key in merged:
             merged[key].extend(part.get(key) or [])
+        boxes = {m["address"] for m in part.get("mailboxes") or []}
+        for alias in part.get("aliases") or []:
+            if alias["source"].startswith("@"):
+                continue  # a catch-all is not an address anybody writes to
+            for destination in alias["destinations"]:
+                if destination in boxes:
+                    aliases_of.setdefault(destination, set()).add(alias["source"])
     domains, mailboxes, aliases = _check(merged)
     _write_map(directory, "virtual_domains", [(d, "OK") for d in sorted(domains)])
     enabled = sorted((m for m in mailboxes if m.get("enabled", True)), key=lambda m: m["address"])
@@ -252,7 +264,7 @@ def mail_sync(root: Path, spec: dict) -> dict:
     with contextlib.suppress(KeyError, PermissionError):  # Dovecot's auth reads it as its group
         os.chown(tmp, -1, grp.getgrnam(DOVECOT_GROUP).gr_gid)
     os.replace(tmp, directory / "passwd")
-    responders = _write_sieve(directory, enabled)
+    responders = _write_sieve(directory, enabled, aliases_of)
     write_dovecot_conf(root)
     return {"domains": len(domains), "mailboxes": len(enabled), "aliases": len(aliases), "autoresponders": responders,
             "dir": str(directory)}  # fmt: skip

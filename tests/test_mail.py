@@ -419,6 +419,22 @@ def test_vacation_only_within_its_dates(sieve_env, mail_tmp):  # noqa: F811
             assert "vacation" not in out and "store message in folder: INBOX" in out, (start, end, out)
 
 
+def test_a_nodes_aliases_reach_its_mailboxes_scripts_only(tmp_path):
+    """mail_sync gives each script the aliases of the same node (tenant) that deliver to it: not a
+    catch-all, not another tenant's alias that forwards to this mailbox."""
+    box = {"address": "alice@inbox.example", "password_hash": "{ARGON2ID}x", "enabled": True,
+           "autoresponder": responder()}  # fmt: skip
+    mine = {"node": "00000000-0000-4000-8000-0000000000a1", "domains": ["inbox.example"], "mailboxes": [box],
+            "aliases": [{"source": "sales@inbox.example", "destinations": ["alice@inbox.example"]},
+                        {"source": "@inbox.example", "destinations": ["alice@inbox.example"]}]}  # fmt: skip
+    theirs = {"node": "00000000-0000-4000-8000-0000000000b2", "domains": ["other.example"], "mailboxes": [],
+              "aliases": [{"source": "boss@other.example", "destinations": ["alice@inbox.example"]}]}  # fmt: skip
+    agent_mail.mail_sync(tmp_path, theirs)
+    agent_mail.mail_sync(tmp_path, mine)
+    script = (tmp_path / "mail" / "sieve" / "inbox.example" / "alice.sieve").read_text()
+    assert ':addresses ["alice@inbox.example", "sales@inbox.example"]' in script, script
+
+
 def _sieve_test_reply(out: str) -> tuple[str, str]:
     subject = re.search(r"^    => subject : (.*)$", out, re.M).group(1)
     body = out.split("START MESSAGE\n", 1)[1].rsplit("\nEND MESSAGE", 1)[0]
@@ -500,3 +516,38 @@ def test_autoresponder_replies_through_dovecot_lda_once_per_interval(tenant_a, d
     assert not script.exists()
     deliver("dan@elsewhere.example", "m4")
     assert len(dovecot.replies()) == 2
+
+
+@pytest.mark.django_db
+def test_an_autoresponder_answers_mail_sent_to_the_mailboxs_alias(tenant_a, dovecot, mail_node_root,  # noqa: F811
+                                                                  django_capture_on_commit_callbacks):  # fmt: skip
+    """Mail to sales@ that an alias delivers to alice@: Pigeonhole answers only mail whose To/Cc names
+    one of the script's own addresses, so the alias must be one of them (real dovecot-lda)."""
+    client = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    mail_node(tenant_a)
+    with django_capture_on_commit_callbacks(execute=True):
+        domain = client.post(domains_url(), {"name": "desk.example"}, format="json").json()
+        domain = MailDomain.all_tenants.get(pk=domain["id"])
+        box = client.post(boxes_url(domain), {"local_part": "alice", "password": PASSWORD}, format="json").json()
+        created = client.post(responders_url(domain), {"mailbox": box["id"], "subject": "Away", "body": "Back soon."},
+                              format="json")  # fmt: skip
+    assert created.status_code == 201, created.content
+
+    def deliver(to_header, mid):
+        message = MESSAGE.format(to=to_header, mid=mid).encode()
+        result = dovecot.deliver(message, to="alice@desk.example", sender=f"{mid}@elsewhere.example")
+        assert result.returncode == 0, result.stderr.decode()
+
+    deliver("sales@desk.example", "before")  # no alias yet: not this mailbox's mail as far as Sieve knows
+    assert dovecot.replies() == []
+    with django_capture_on_commit_callbacks(execute=True):
+        alias = client.post(aliases_url(domain), {"local_part": "sales", "destinations": ["alice@desk.example"]},
+                            format="json")  # fmt: skip
+    assert alias.status_code == 201, alias.content
+    script = (mail_node_root / "mail" / "sieve" / "desk.example" / "alice.sieve").read_text()
+    assert ':addresses ["alice@desk.example", "sales@desk.example"]' in script, script
+    deliver("sales@desk.example", "after")
+    replies = dovecot.replies()
+    assert len(replies) == 1, replies
+    reply = email.message_from_string(replies[0], policy=email.policy.default)
+    assert reply["In-Reply-To"] == "<after@elsewhere.example>" and reply["Subject"] == "Away"
