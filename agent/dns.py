@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import urllib.error
 import urllib.parse
@@ -157,8 +158,13 @@ class Bind:
     per file, for the node's named.conf to ``include``. A zone file is written under a temporary
     name and checked by ``named-checkzone`` (bind9-utils), and ``zones.conf`` by ``named-checkconf``,
     before either is renamed into place, so named never reads what BIND itself would refuse. An
-    unchanged zone is not rewritten. Reloading the node's named (``rndc reload``) is the node's
-    setup, not done here."""
+    unchanged zone is not rewritten.
+
+    With ``MPANEL_BIND_RNDC`` set (the node's rndc command, e.g. ``rndc -c /etc/bind/rndc.conf``),
+    named is told: ``rndc reconfig`` when a zone is added or removed (it re-reads zones.conf) and
+    ``rndc reload <zone>`` when one changes. That runs even for an unchanged file, so a job retried
+    after a failed reload still reaches named; a failed rndc call fails the job for a retry (the
+    files are already right). Unset, reloading is left to the node's own setup."""
 
     def __init__(self, root) -> None:
         from pathlib import Path
@@ -185,6 +191,35 @@ class Bind:
                     raise AgentError(f"bad record content in {name}", permanent=True)
                 lines.append(f"{rrset['name']}\t{rrset['ttl']}\tIN\t{rrset['type']}\t{content}")
         return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _rndc(*args: str) -> subprocess.CompletedProcess | None:
+        command = (os.environ.get("MPANEL_BIND_RNDC") or "").strip()
+        if not command:
+            return None
+        try:
+            result = subprocess.run([*shlex.split(command), *args], capture_output=True, text=True, timeout=60,
+                                    stdin=subprocess.DEVNULL)  # fmt: skip
+        except FileNotFoundError as exc:
+            raise AgentError(
+                f"{command.split()[0]} is not installed on this node (Debian: bind9)", permanent=True
+            ) from exc
+        if result.returncode != 0:
+            # Transient: named may be restarting; the job is retried and the files are already right.
+            raise AgentError(f"rndc {' '.join(args)} failed: {(result.stdout + result.stderr).strip()[-500:]}")
+        return result
+
+    def _tell_named(self, name: str, *, created: bool) -> None:
+        if created:
+            self._rndc("reconfig")  # a new zone: named learns it from zones.conf
+            return
+        try:
+            self._rndc("reload", name[:-1])
+        except AgentError as exc:
+            if "not found" not in str(exc):
+                raise
+            self._rndc("reconfig")  # a retry after named missed the reconfig that would have added it
+            self._rndc("reload", name[:-1])
 
     def _check_zone(self, name: str, path) -> None:
         result = self._run("named-checkzone", "-q", name, str(path))
@@ -214,6 +249,7 @@ class Bind:
         target = self.dir / f"{name[:-1]}.zone"
         created = not target.exists()
         if not created and target.read_text() == text:
+            self._tell_named(name, created=False)
             return {"zone": name, "created": False, "changed": 0, "file": str(target)}
         tmp = self.dir / f".{name[:-1]}.zone.new"
         tmp.write_text(text)
@@ -225,6 +261,7 @@ class Bind:
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
         self._write_conf()
+        self._tell_named(name, created=created)
         return {"zone": name, "created": created, "changed": 1, "file": str(target)}
 
     def zone_delete(self, name: str) -> dict:
@@ -234,6 +271,7 @@ class Bind:
         target.unlink(missing_ok=True)
         if self.dir.exists():
             self._write_conf()
+            self._rndc("reconfig")  # named drops a zone no longer in zones.conf
         return {"zone": name, "deleted": existed}
 
 

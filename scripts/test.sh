@@ -27,6 +27,8 @@ command -v pdns_server >/dev/null || missing+=(pdns-server)
 dpkg -s pdns-backend-sqlite3 >/dev/null 2>&1 || missing+=(pdns-backend-sqlite3)
 # BIND zone files (the other DNS backend, and every export) are checked with named-checkzone/named-checkconf.
 command -v named-checkzone >/dev/null || missing+=(bind9-utils)
+# ...and a real named serves them in the tests, told of each change by rndc.
+command -v named >/dev/null || [ -x /usr/sbin/named ] || missing+=(bind9)
 # Mail: postmap checks the rendered Postfix maps; a real Dovecot serves IMAP logins in the tests.
 command -v postmap >/dev/null || missing+=(postfix)
 command -v dovecot >/dev/null || missing+=(dovecot-core)

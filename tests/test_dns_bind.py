@@ -1,11 +1,19 @@
 """BIND: every zone we export passes BIND's own `named-checkzone`, and the `bind` DNS backend writes
-zone files (checked by `named-checkzone`) and their `zones.conf` (checked by `named-checkconf`)."""
+zone files (checked by `named-checkzone`) and their `zones.conf` (checked by `named-checkconf`), and
+tells a real named about them through rndc."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 
+import dns.message
+import dns.query
+import dns.rcode
 import pytest
 
 from agent.dns import Bind
@@ -13,7 +21,8 @@ from agent.runtime import AgentError
 from apps.dns.models import Zone, ZoneStatus
 from apps.tenancy.roles import Role
 
-from .conftest import client_for
+from .conftest import client_for, wait_for
+from .dns_support import free_port
 from .test_dns import dns_node, records_url, zones_url
 
 RECORDS = [
@@ -144,3 +153,102 @@ def test_bind_refuses_what_named_checkzone_refuses(tmp_path):
     assert refused.value.permanent
     assert (tmp_path / "dns" / "bind" / "bad.example.zone").read_text() == before
     assert not list((tmp_path / "dns" / "bind").glob(".*.new"))
+
+
+# --- a real named, told by rndc ------------------------------------------------------------------
+
+
+@pytest.fixture
+def named(tmp_path, monkeypatch):
+    """A real named on loopback ports serving `<node root>/dns/bind/zones.conf`, controlled by rndc
+    with its own key; MPANEL_BIND_RNDC points the backend at it."""
+    if shutil.which("named") is None or shutil.which("rndc") is None:
+        pytest.fail("bind9 (named, rndc) is needed: run the tests with `make test`")
+    root, work = tmp_path / "node", tmp_path / "named"
+    bind_dir = root / "dns" / "bind"
+    bind_dir.mkdir(parents=True)
+    work.mkdir()
+    (bind_dir / "zones.conf").write_text("")
+    port, control = free_port(), free_port()
+    secret = base64.b64encode(os.urandom(32)).decode()
+    key = f'key "mpanel" {{ algorithm hmac-sha256; secret "{secret}"; }};\n'
+    (work / "named.conf").write_text(
+        key + f'controls {{ inet 127.0.0.1 port {control} allow {{ 127.0.0.1; }} keys {{ "mpanel"; }}; }};\n'
+        f'options {{ directory "{work}"; pid-file "{work}/named.pid"; listen-on port {port} {{ 127.0.0.1; }};\n'
+        "  listen-on-v6 { none; }; recursion no; dnssec-validation no; };\n"
+        f'include "{bind_dir}/zones.conf";\n'
+    )
+    rndc_conf = work / "rndc.conf"
+    rndc_conf.write_text(
+        key + f'options {{ default-key "mpanel"; default-server 127.0.0.1; default-port {control}; }};\n'
+    )
+    rndc = f"rndc -c {rndc_conf}"
+    started = subprocess.run(["named", "-c", str(work / "named.conf"), "-L", str(work / "named.log")],
+                             capture_output=True, text=True)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    wait_for(lambda: subprocess.run([*rndc.split(), "status"], capture_output=True).returncode == 0,
+             message="named's control channel")  # fmt: skip
+    monkeypatch.setenv("MPANEL_DNS_BACKEND", "bind")
+    monkeypatch.setenv("MPANEL_BIND_RNDC", rndc)
+    yield root, port, rndc
+    subprocess.run([*rndc.split(), "stop"], capture_output=True)
+    pid_file = work / "named.pid"
+    if pid_file.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+
+
+def ask(port: int, name: str, rdtype: str = "A") -> tuple[int, list[str]]:
+    """named's answer: its rcode and the answer's records."""
+    response = dns.query.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port, timeout=3)
+    return response.rcode(), sorted(r.to_text() for rrset in response.answer for r in rrset)
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("checkzone")
+def test_named_serves_each_change_through_rndc(tenant_a, named, settings, django_capture_on_commit_callbacks):
+    root, port, _rndc = named
+    settings.MPANEL_NODE_ROOT = root
+    dns_node(tenant_a)
+    client = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    with django_capture_on_commit_callbacks(execute=True):
+        zone = _zone(client, {"name": "live.example", "template": "website", "template_vars": {"ipv4": "192.0.2.1"}})
+    assert Zone.all_tenants.get(pk=zone.pk).status == ZoneStatus.ACTIVE
+    assert ask(port, "live.example.") == (dns.rcode.NOERROR, ["192.0.2.1"])  # a new zone: rndc reconfig
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.post(records_url(zone), {"name": "api", "type": "A", "content": "192.0.2.44"},
+                           format="json").status_code == 201  # fmt: skip
+    assert ask(port, "api.live.example.") == (dns.rcode.NOERROR, ["192.0.2.44"])  # a change: rndc reload
+    serial = Zone.all_tenants.get(pk=zone.pk).serial
+    assert ask(port, "live.example.", "SOA")[1][0].split()[2] == str(serial)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert client.delete(zones_url(zone)).status_code == 202
+    assert ask(port, "live.example.")[0] == dns.rcode.REFUSED  # no longer a zone of this server
+
+
+def test_a_reload_that_failed_is_made_by_the_retry(named, monkeypatch):
+    """named unreachable: the file is written and checked, the call fails as retryable; the retry
+    finds the file unchanged and still tells named."""
+    root, port, rndc = named
+    bind = Bind(root)
+    soa = {"name": "retry.example.", "type": "SOA", "ttl": 300,
+           "records": ["ns1.retry.example. hostmaster.retry.example. 2026120201 10800 3600 604800 300"]}  # fmt: skip
+    ns = {"name": "retry.example.", "type": "NS", "ttl": 300, "records": ["ns1.retry.example."]}
+    glue = {"name": "ns1.retry.example.", "type": "A", "ttl": 300, "records": ["192.0.2.53"]}
+    bind.zone_ensure({"name": "retry.example.", "rrsets": [soa, ns, glue]})
+    assert ask(port, "ns1.retry.example.") == (dns.rcode.NOERROR, ["192.0.2.53"])
+
+    changed = {**glue, "records": ["192.0.2.54"]}
+    serial2 = {**soa, "records": [soa["records"][0].replace("2026120201", "2026120202")]}
+    spec = {"name": "retry.example.", "rrsets": [serial2, ns, changed]}
+    monkeypatch.setenv("MPANEL_BIND_RNDC", f"{rndc} -p 1")  # a port nothing listens on
+    with pytest.raises(AgentError) as failed:
+        bind.zone_ensure(spec)
+    assert not failed.value.permanent
+    monkeypatch.setenv("MPANEL_BIND_RNDC", rndc)
+    assert "192.0.2.54" in (root / "dns" / "bind" / "retry.example.zone").read_text()
+    assert ask(port, "ns1.retry.example.")[1] == ["192.0.2.53"]  # named still has the old data
+    assert bind.zone_ensure(spec)["changed"] == 0  # the retry: nothing to write, named told anyway
+    assert ask(port, "ns1.retry.example.") == (dns.rcode.NOERROR, ["192.0.2.54"])
