@@ -18,12 +18,14 @@ every operation has a summary and its error answers; schemathesis checks the ans
 
 from __future__ import annotations
 
+import math
 import re
 
 from django.utils.text import capfirst
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import ResolvedComponent, build_parameter_type
 from rest_framework import permissions
+from rest_framework.fields import DecimalField
 
 from .api import ApiViewSetMixin
 
@@ -67,6 +69,7 @@ VIEW_SUMMARIES = {
     "VerifyEmailView": {"POST": "Confirm my email address with the key sent to it"},
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+FIELD_META = {"nullable", "default", "description", "title", "readOnly", "writeOnly", "deprecated", "example"}
 
 
 class AutoSchema(SpectacularAutoSchema):
@@ -91,6 +94,25 @@ class AutoSchema(SpectacularAutoSchema):
             return " ".join(first.split()).rstrip(".")
         label = re.sub(r"(API)?View(Set)?$", "", type(self.view).__name__)
         return capfirst(re.sub(r"(?<!^)(?=[A-Z])", " ", label).lower()) or f"{self.method} {self.path}"
+
+    # --- fields ------------------------------------------------------------------------------
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        # A decimal is answered as a string and taken as a string or an integer (exact, unlike a
+        # float): what apps.common.serializers accepts. Fields declaring json_types document themselves.
+        if direction == "request" and isinstance(field, DecimalField) and getattr(field, "json_types", None) is None:
+            integer: dict = {"type": "integer"}
+            if field.min_value is not None:
+                integer["minimum"] = math.ceil(field.min_value)
+            if field.max_value is not None:
+                integer["maximum"] = math.floor(field.max_value)
+            elif field.max_digits is not None:
+                whole = 10 ** (field.max_digits - (field.decimal_places or 0)) - 1
+                integer.update(minimum=max(integer.get("minimum", -whole), -whole), maximum=whole)
+            # The field's own facts (nullable, default, description, ...) describe the whole value.
+            outer = {key: schema.pop(key) for key in list(schema) if key in FIELD_META}
+            return {"oneOf": [schema, integer], **outer}
+        return schema
 
     def _names(self) -> tuple[str | None, str | None]:
         model = getattr(getattr(self.view, "queryset", None), "model", None)

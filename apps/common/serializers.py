@@ -4,6 +4,7 @@ DRF coerces freely: ``0`` is accepted for a boolean, ``5`` for a string (stored 
 for an integer, a number for a decimal string, ``{}`` for a country code. The schema says otherwise,
 so a client that relies on the documentation and one that relies on the leniency would disagree
 about what the API is; the fuzzer reported every such case as "schema-violating request accepted".
+(Decimals are documented as a string or an integer, and take both.)
 
 Every API serializer derives from :class:`Serializer` or :class:`ModelSerializer` here (ruff's
 banned-api rule refuses DRF's own bases in ``apps/``). Before DRF's own validation, each writable
@@ -34,8 +35,9 @@ _JSON_TYPES: list[tuple[type, tuple[type, ...]]] = [
     (fields.BooleanField, (bool,)),
     (fields.IntegerField, (int,)),
     (fields.FloatField, (int, float)),
-    # The contract: money and other decimals travel as strings ("19.99").
-    (fields.DecimalField, (str, decimal.Decimal)),
+    # The contract: money and other decimals travel as strings ("19.99"); an integer is exact too
+    # ("quantity": 2), a float is not (19.999999999999999 arrives as 20.0), so it is refused.
+    (fields.DecimalField, (str, int, decimal.Decimal)),
     (fields.UUIDField, (str, uuid.UUID)),
     (fields.DateTimeField, (str, datetime.datetime)),
     (fields.DateField, (str, datetime.date)),
@@ -124,9 +126,9 @@ def type_error(field: fields.Field, value: Any) -> str | None:
     return None
 
 
+# Refuses, with a 400 per field, JSON values of another type than the schema documents. (A comment,
+# not a docstring: drf-spectacular would show a base class's docstring as every serializer's description.)
 class StrictJSONMixin:
-    """Refuses, with a 400 per field, JSON values of another type than the schema documents."""
-
     def to_internal_value(self, data):
         if isinstance(data, Mapping) and not isinstance(data, QueryDict):
             errors = {}
