@@ -94,3 +94,27 @@ def test_tenant_scoped_operations_document_the_tenant_header(schema):
     assert "X-Tenant-ID" in headers
     create = schema["paths"]["/api/v1/customers/"]["post"]
     assert "Idempotency-Key" in {p["name"] for p in create["parameters"] if p["in"] == "header"}
+
+
+def test_secrets_blanked_in_idempotency_replays_are_documented_as_nullable(schema):
+    """A view's `idempotency_secret_fields` are answered once and null on a replay of the same
+    Idempotency-Key (never stored): its POST answers must say so, or a replay breaks the schema
+    (`make fuzz` with a larger budget found it on TOTP enrolment and API tokens)."""
+    generator = SchemaGenerator()
+    generator._initialise_endpoints()
+    checked, wrong = 0, []
+    for path, _regex, method, callback in generator.endpoints:
+        secret_fields = getattr(getattr(callback, "cls", None), "idempotency_secret_fields", ())
+        operation = schema["paths"].get(path, {}).get(method.lower())
+        if method != "POST" or not secret_fields or operation is None:
+            continue
+        for status, answer in operation["responses"].items():
+            ref = answer.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+            if not status.startswith("2") or not ref:
+                continue
+            properties = schema["components"]["schemas"][ref.rsplit("/", 1)[1]].get("properties", {})
+            for name in set(secret_fields) & set(properties):
+                checked += 1
+                if not properties[name].get("nullable"):
+                    wrong.append(f"POST {path} {status}: {name}")
+    assert checked >= 5 and not wrong, wrong

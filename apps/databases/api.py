@@ -99,12 +99,14 @@ class DatabaseUserSerializer(_AdminDetails, ModelSerializer):
 
 
 class DatabaseUserWithPasswordSerializer(DatabaseUserSerializer):
-    password = serializers.SerializerMethodField(help_text="Shown this once; the panel does not keep it.")
+    password = serializers.SerializerMethodField(
+        help_text="Shown this once; the panel does not keep it (null on an Idempotency-Key replay)."
+    )
 
     class Meta(DatabaseUserSerializer.Meta):
         fields = [*DatabaseUserSerializer.Meta.fields, "password"]
 
-    def get_password(self, obj) -> str:
+    def get_password(self, obj) -> str | None:
         return self.context["password"]
 
 

@@ -26,10 +26,14 @@ class ProfileSerializer(Serializer):
     active_sessions = serializers.IntegerField()
 
 
+# Answered once: an Idempotency-Key replay repeats the answer with these fields null (never stored).
+SHOWN_ONCE = "null when the answer is an Idempotency-Key replay: a secret is shown once, never stored."
+
+
 class TotpEnrolSerializer(Serializer):
-    secret = serializers.CharField()
-    otpauth_uri = serializers.CharField()
-    qr_svg = serializers.CharField()
+    secret = serializers.CharField(allow_null=True, help_text=SHOWN_ONCE)
+    otpauth_uri = serializers.CharField(allow_null=True, help_text=SHOWN_ONCE)
+    qr_svg = serializers.CharField(allow_null=True, help_text=SHOWN_ONCE)
 
 
 class CodeSerializer(Serializer):
@@ -49,7 +53,7 @@ class ReauthSerializer(Serializer):
 
 
 class RecoveryCodesSerializer(Serializer):
-    recovery_codes = serializers.ListField(child=serializers.CharField())
+    recovery_codes = serializers.ListField(child=serializers.CharField(), allow_null=True, help_text=SHOWN_ONCE)
 
 
 class MyPasswordChangeSerializer(Serializer):
@@ -128,7 +132,9 @@ class ApiTokenCreateSerializer(Serializer):
 
 
 class ApiTokenCreatedSerializer(ApiTokenSerializer):
-    token = serializers.CharField(read_only=True, help_text="The secret (mp_…), shown this once.")
+    token = serializers.CharField(
+        read_only=True, allow_null=True, help_text="The secret (mp_…), shown this once; " + SHOWN_ONCE
+    )
 
     class Meta(ApiTokenSerializer.Meta):
         fields = [*ApiTokenSerializer.Meta.fields, "token"]
