@@ -252,3 +252,22 @@ def test_a_reload_that_failed_is_made_by_the_retry(named, monkeypatch):
     assert ask(port, "ns1.retry.example.")[1] == ["192.0.2.53"]  # named still has the old data
     assert bind.zone_ensure(spec)["changed"] == 0  # the retry: nothing to write, named told anyway
     assert ask(port, "ns1.retry.example.") == (dns.rcode.NOERROR, ["192.0.2.54"])
+
+
+def test_a_zone_named_never_learned_is_added_by_the_retry(named, monkeypatch):
+    """The reconfig after a new zone's file failed: the retry's reload finds no such zone in named,
+    so it reconfigures first, then the zone is served."""
+    root, port, rndc = named
+    bind = Bind(root)
+    soa = {"name": "late.example.", "type": "SOA", "ttl": 300,
+           "records": ["ns1.late.example. hostmaster.late.example. 2026120201 10800 3600 604800 300"]}  # fmt: skip
+    ns = {"name": "late.example.", "type": "NS", "ttl": 300, "records": ["ns1.late.example."]}
+    glue = {"name": "ns1.late.example.", "type": "A", "ttl": 300, "records": ["192.0.2.77"]}
+    spec = {"name": "late.example.", "rrsets": [soa, ns, glue]}
+    monkeypatch.setenv("MPANEL_BIND_RNDC", f"{rndc} -p 1")
+    with pytest.raises(AgentError):
+        bind.zone_ensure(spec)
+    assert ask(port, "ns1.late.example.")[0] == dns.rcode.REFUSED  # written, but named does not know it
+    monkeypatch.setenv("MPANEL_BIND_RNDC", rndc)
+    assert bind.zone_ensure(spec)["changed"] == 0
+    assert ask(port, "ns1.late.example.") == (dns.rcode.NOERROR, ["192.0.2.77"])
