@@ -15,7 +15,7 @@ JSON never produces (``Decimal``, ``UUID``, ``date``, model instances) stay acce
 and commands that validate data they built themselves.
 
 A field can declare its own ``json_types`` (a tuple of Python types) when its schema says more than
-its class (e.g. a decimal also accepted as a number).
+its class (a node's vCPUs: a decimal also accepted as any JSON number).
 """
 
 import datetime
