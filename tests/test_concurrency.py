@@ -112,6 +112,17 @@ def test_a_usage_key_counts_once_however_many_report_it(tenant_a):
     assert AuditEvent.objects.filter(action="subscription.usage").count() == WRITERS // 2 + 1
 
 
+@pytest.fixture
+def pods_not_run(monkeypatch):
+    """Placement is the panel's side: the pods' jobs are stored, not run. (Run by the suite's worker,
+    they started real containers under the default node root that nothing removed: four stray
+    containers per `make test`.)"""
+    from apps.jobs import services as job_services
+
+    monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)
+
+
+@pytest.mark.usefixtures("pods_not_run")
 def test_placement_never_over_commits_a_node(tenant_a):
     room = 3  # pods of the plan that fit on the node, by memory
     plan = pod_services._plan("pod-xs")
@@ -134,6 +145,7 @@ def test_placement_never_over_commits_a_node(tenant_a):
     assert node.allocated_disk_gb == sum(p.disk_gb for p in pods)
 
 
+@pytest.mark.usefixtures("pods_not_run")
 def test_parallel_pods_of_one_name_make_one_pod(tenant_a):
     node_in(tenant_a)
 
