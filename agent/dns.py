@@ -197,13 +197,7 @@ class Bind:
         command = (os.environ.get("MPANEL_BIND_RNDC") or "").strip()
         if not command:
             return None
-        try:
-            result = subprocess.run([*shlex.split(command), *args], capture_output=True, text=True, timeout=60,
-                                    stdin=subprocess.DEVNULL)  # fmt: skip
-        except FileNotFoundError as exc:
-            raise AgentError(
-                f"{command.split()[0]} is not installed on this node (Debian: bind9)", permanent=True
-            ) from exc
+        result = Bind._run(*shlex.split(command), *args)  # rndc is in bind9-utils too
         if result.returncode != 0:
             # Transient: named may be restarting; the job is retried and the files are already right.
             raise AgentError(f"rndc {' '.join(args)} failed: {(result.stdout + result.stderr).strip()[-500:]}")

@@ -228,21 +228,25 @@ def test_named_serves_each_change_through_rndc(tenant_a, named, settings, django
     assert ask(port, "live.example.")[0] == dns.rcode.REFUSED  # no longer a zone of this server
 
 
+def small_zone(name: str, serial: int, glue: str) -> dict:
+    """A zone spec as the panel sends it: SOA, one NS and its glue address."""
+    soa = f"ns1.{name} hostmaster.{name} {serial} 10800 3600 604800 300"
+    return {"name": name, "rrsets": [
+        {"name": name, "type": "SOA", "ttl": 300, "records": [soa]},
+        {"name": name, "type": "NS", "ttl": 300, "records": [f"ns1.{name}"]},
+        {"name": f"ns1.{name}", "type": "A", "ttl": 300, "records": [glue]},
+    ]}  # fmt: skip
+
+
 def test_a_reload_that_failed_is_made_by_the_retry(named, monkeypatch):
     """named unreachable: the file is written and checked, the call fails as retryable; the retry
     finds the file unchanged and still tells named."""
     root, port, rndc = named
     bind = Bind(root)
-    soa = {"name": "retry.example.", "type": "SOA", "ttl": 300,
-           "records": ["ns1.retry.example. hostmaster.retry.example. 2026120201 10800 3600 604800 300"]}  # fmt: skip
-    ns = {"name": "retry.example.", "type": "NS", "ttl": 300, "records": ["ns1.retry.example."]}
-    glue = {"name": "ns1.retry.example.", "type": "A", "ttl": 300, "records": ["192.0.2.53"]}
-    bind.zone_ensure({"name": "retry.example.", "rrsets": [soa, ns, glue]})
+    bind.zone_ensure(small_zone("retry.example.", 2026120201, "192.0.2.53"))
     assert ask(port, "ns1.retry.example.") == (dns.rcode.NOERROR, ["192.0.2.53"])
 
-    changed = {**glue, "records": ["192.0.2.54"]}
-    serial2 = {**soa, "records": [soa["records"][0].replace("2026120201", "2026120202")]}
-    spec = {"name": "retry.example.", "rrsets": [serial2, ns, changed]}
+    spec = small_zone("retry.example.", 2026120202, "192.0.2.54")
     monkeypatch.setenv("MPANEL_BIND_RNDC", f"{rndc} -p 1")  # a port nothing listens on
     with pytest.raises(AgentError) as failed:
         bind.zone_ensure(spec)
@@ -259,11 +263,7 @@ def test_a_zone_named_never_learned_is_added_by_the_retry(named, monkeypatch):
     so it reconfigures first, then the zone is served."""
     root, port, rndc = named
     bind = Bind(root)
-    soa = {"name": "late.example.", "type": "SOA", "ttl": 300,
-           "records": ["ns1.late.example. hostmaster.late.example. 2026120201 10800 3600 604800 300"]}  # fmt: skip
-    ns = {"name": "late.example.", "type": "NS", "ttl": 300, "records": ["ns1.late.example."]}
-    glue = {"name": "ns1.late.example.", "type": "A", "ttl": 300, "records": ["192.0.2.77"]}
-    spec = {"name": "late.example.", "rrsets": [soa, ns, glue]}
+    spec = small_zone("late.example.", 2026120201, "192.0.2.77")
     monkeypatch.setenv("MPANEL_BIND_RNDC", f"{rndc} -p 1")
     with pytest.raises(AgentError):
         bind.zone_ensure(spec)

@@ -28,6 +28,7 @@ from rest_framework import permissions
 from rest_framework.fields import DecimalField
 
 from .api import ApiViewSetMixin
+from .serializers import DECIMAL, json_types
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -98,9 +99,10 @@ class AutoSchema(SpectacularAutoSchema):
     # --- fields ------------------------------------------------------------------------------
     def _map_serializer_field(self, field, direction, bypass_extensions=False):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
-        # A decimal is answered as a string and taken as a string or an integer (exact, unlike a
-        # float): what apps.common.serializers accepts. Fields declaring json_types document themselves.
-        if direction == "request" and isinstance(field, DecimalField) and getattr(field, "json_types", None) is None:
+        # A decimal is answered as a string and taken as a string or an integer: what the strict
+        # serializers accept (apps.common.serializers.DECIMAL). Fields declaring other json_types
+        # (a node's vCPUs) document themselves.
+        if direction == "request" and isinstance(field, DecimalField) and json_types(field) == DECIMAL:
             integer: dict = {"type": "integer"}
             if field.min_value is not None:
                 integer["minimum"] = math.ceil(field.min_value)

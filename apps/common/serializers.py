@@ -30,14 +30,15 @@ from rest_framework import fields, relations
 from rest_framework import serializers as drf
 
 STRING = (str,)
+# The contract: money and other decimals travel as strings ("19.99"); an integer is exact too
+# ("quantity": 2), a float is not (19.999999999999999 arrives as 20.0), so it is refused.
+DECIMAL = (str, int, decimal.Decimal)
 # Ordered: the first isinstance match wins, so subclasses come before their bases.
 _JSON_TYPES: list[tuple[type, tuple[type, ...]]] = [
     (fields.BooleanField, (bool,)),
     (fields.IntegerField, (int,)),
     (fields.FloatField, (int, float)),
-    # The contract: money and other decimals travel as strings ("19.99"); an integer is exact too
-    # ("quantity": 2), a float is not (19.999999999999999 arrives as 20.0), so it is refused.
-    (fields.DecimalField, (str, int, decimal.Decimal)),
+    (fields.DecimalField, DECIMAL),
     (fields.UUIDField, (str, uuid.UUID)),
     (fields.DateTimeField, (str, datetime.datetime)),
     (fields.DateField, (str, datetime.date)),

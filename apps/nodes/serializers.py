@@ -23,7 +23,7 @@ ADDRESS_RE = re.compile(r"^(https?://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}/?$")
 class VcpuField(serializers.DecimalField):
     """Validated as a decimal (exact sums of allocations), shown as a JSON number."""
 
-    json_types = (int, float, str, Decimal)  # as documented above; a strict DecimalField takes strings only
+    json_types = (int, float, str, Decimal)  # as documented above; a strict DecimalField refuses floats
 
     def to_representation(self, value):
         return float(value)
