@@ -31,7 +31,12 @@ def figures(name: str, samples: list[float]) -> str:
 
 def main() -> int:
     var = Path(tempfile.mkdtemp(prefix="mpanel-bench-"))
-    os.environ.update(MPANEL_VAR_DIR=str(var), DJANGO_SETTINGS_MODULE="mpanel.settings", LOG_LEVEL="WARNING")
+    os.environ.update(
+        MPANEL_VAR_DIR=str(var),
+        DJANGO_SETTINGS_MODULE="mpanel.settings",
+        LOG_LEVEL="WARNING",
+        MPANEL_ENVIRONMENT="test",
+    )
     for key in ("DATABASE_URL", "REDIS_URL", "MPANEL_NODE_ROOT", "MPANEL_JOBS_EAGER"):
         os.environ.pop(key, None)
     sys.path.insert(0, str(ROOT))

@@ -3,7 +3,7 @@
 from dj_rest_auth.views import UserDetailsView
 from django.urls import include, path, re_path
 from django.views.generic import TemplateView
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from apps.accounts.views import (
@@ -140,7 +140,7 @@ urlpatterns = [
     re_path(r"^__debug/?$", DebugView.as_view(), name="debug"),
     re_path(r"^healthz/?$", HealthView.as_view(), name="healthz"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     re_path(r"^billing/webhooks/stripe/?$", StripeWebhookView.as_view(), name="webhook-stripe"),
     re_path(r"^billing/webhooks/generic/?$", GenericWebhookView.as_view(), name="webhook-generic"),
     re_path(r"^hosting/server-metrics/ingest/?$", IngestView.as_view(), name="server-metrics-ingest"),

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -87,6 +88,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "apps.common.middleware.OperatorScopeMiddleware",
     "axes.middleware.AxesMiddleware",
@@ -304,9 +306,42 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
 
-if not DEBUG and MPANEL_ENVIRONMENT == "production" and env.bool("MPANEL_SECURE_COOKIES", default=False):
-    SESSION_COOKIE_SECURE = True
-    CSRF_COOKIE_SECURE = True
+# --- transport security -----------------------------------------------------------------------
+# Secure by default: anything that is not DEBUG nor declared a development environment is taken to
+# be served over HTTPS (`manage.py check --deploy` is clean; tests/test_deploy.py). `make run`
+# declares `development`, since it serves plain HTTP on loopback.
+_SERVED_OVER_HTTPS = not DEBUG and MPANEL_ENVIRONMENT not in ("development", "test")
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("MPANEL_SECURE_COOKIES", default=_SERVED_OVER_HTTPS)
+SECURE_SSL_REDIRECT = env.bool("MPANEL_SSL_REDIRECT", default=_SERVED_OVER_HTTPS)
+# Load balancers probe health over plain HTTP on the private side.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/healthz/?$"]
+SECURE_HSTS_SECONDS = env.int("MPANEL_HSTS_SECONDS", default=31_536_000 if _SERVED_OVER_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("MPANEL_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("MPANEL_HSTS_PRELOAD", default=False)
+# Preloading is a promise to browsers' vendors that only the deployment can make, so its absence is
+# a choice here, not an oversight (`check --deploy` would otherwise warn W021).
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+# Behind a TLS-terminating proxy: the header it sets, e.g. `X-Forwarded-Proto`. Only set it when the
+# proxy always overwrites that header, or a client could claim HTTPS over plain HTTP.
+if _proxy_header := env("MPANEL_PROXY_SSL_HEADER", default=""):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _proxy_header.upper().replace("-", "_"), "https")
+# Content Security Policy for the admin, the browsable API, Swagger UI and every HTML page: our own
+# scripts only (no inline script anywhere: Swagger UI is served as a separate script), nothing framed.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        # The admin's and DRF's templates carry style attributes; styles cannot run code.
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 
 # --- nodes and CloudPods -------------------------------------------------------------------------
 # The local node's state (runc bundles, images, runc's own state); the agent uses the same layout.

@@ -12,3 +12,8 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 MPANEL_JOBS_EAGER = os.environ.get("MPANEL_JOBS_EAGER", "1") != "0"
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login": "1000/min", "public": "1000/min"}}
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# The suite's clients and live servers speak plain HTTP, whatever MPANEL_ENVIRONMENT says
+# (tests/test_deploy.py checks the production defaults in a process of their own).
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
+SECURE_HSTS_SECONDS = 0

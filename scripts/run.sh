@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export MPANEL_VAR_DIR=${MPANEL_VAR_DIR:-$(pwd)/var}
+# Plain HTTP on loopback: no secure-only cookies, no HTTPS redirect, the badge says so.
+export MPANEL_ENVIRONMENT=${MPANEL_ENVIRONMENT:-development}
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
 mkdir -p "$MPANEL_VAR_DIR"

@@ -97,6 +97,8 @@ export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export MPANEL_VAR_DIR="$WORK/var"
 export SECRET_KEY="test-only-$(date +%s)"
 export MPANEL_TEST_WORK="$WORK"
+# Test servers (live server, gunicorn in benchmarks) speak plain HTTP on loopback.
+export MPANEL_ENVIRONMENT=${MPANEL_ENVIRONMENT:-test}
 
 # --- benchmarks instead of checks (make bench) ------------------------------------------------
 if [ "${MPANEL_BENCH:-}" = "1" ]; then
