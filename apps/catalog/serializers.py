@@ -5,7 +5,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.common.money import CURRENCY_CHOICES, quantize
+from apps.common.money import CURRENCY_CHOICES, quantize, render_amount
 from apps.common.serializers import ModelSerializer, Serializer
 
 from .models import MONEY, Cycle, Product, ProductType, TaxClass, TaxRate, Visibility
@@ -13,7 +13,7 @@ from .models import MONEY, Cycle, Product, ProductType, TaxClass, TaxRate, Visib
 
 def money(value: Decimal | None, currency: str) -> str | None:
     """A decimal string with exactly the currency's minor-unit digits ("19.99", "1500", "1.250")."""
-    return None if value is None else str(quantize(value, currency))
+    return render_amount(value, currency)
 
 
 class PriceSerializer(Serializer):
