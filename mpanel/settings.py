@@ -170,6 +170,11 @@ EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="mPanel <noreply@localhost>")
 
+# Every request body: at most this many bytes (a 413 past it; Django's request.body enforces the
+# same) and JSON nested at most this deep (a 400). See apps/common/parsers.py.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MPANEL_MAX_BODY_BYTES", default=2_621_440)
+MPANEL_JSON_MAX_DEPTH = env.int("MPANEL_JSON_MAX_DEPTH", default=32)
+
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.authentication.BearerTokenAuthentication"],
@@ -183,6 +188,12 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.common.exceptions.exception_handler",
+    # Bounded in size and nesting, finite numbers only (apps/common/parsers.py).
+    "DEFAULT_PARSER_CLASSES": [
+        "apps.common.parsers.JSONParser",
+        "apps.common.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_RATES": {
         "login": env("MPANEL_LOGIN_RATE", default="10/min"),
         "public": env("MPANEL_PUBLIC_RATE", default="120/min"),
@@ -460,4 +471,4 @@ REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "apps.common.schema.AutoSchema"
 # The API's contract is JSON (CONTRACT.md): the schema documents JSON bodies only (DRF still parses
 # forms for the browsable API); uploads declare multipart/form-data themselves.
-SPECTACULAR_SETTINGS["PARSER_WHITELIST"] = ["rest_framework.parsers.JSONParser"]
+SPECTACULAR_SETTINGS["PARSER_WHITELIST"] = ["apps.common.parsers.JSONParser"]

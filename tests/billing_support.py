@@ -25,7 +25,7 @@ def draft(fx, customer=None, lines=None, currency="EUR"):
     customer = customer or customer_of(fx, currency=currency)
     lines = lines or [
         {"description": "Hosting", "quantity": "1", "unit_price": "10.00", "tax_rate": "21"},
-        {"description": "Domain", "quantity": "2", "unit_price": "4.995", "tax_rate": "21"},
+        {"description": "Domain", "quantity": "1", "unit_price": "9.99", "tax_rate": "21"},
     ]
     with fx.scope():
         return invoices.invoice_create(tenant=fx.tenant, customer=customer, lines=lines, currency=currency)

@@ -33,12 +33,12 @@ class TestLifecycle:
         created = admin.post(url("list"), {
             "customer": str(customer.pk), "currency": "EUR",
             "lines": [{"description": "Hosting", "quantity": "1", "unit_price": "19.99", "tax_rate": "21"},
-                      {"description": "Setup", "quantity": "3", "unit_price": "0.333"}],
+                      {"description": "Setup", "quantity": "0.5", "unit_price": "1.99"}],
         }, format="json")  # fmt: skip
         assert created.status_code == 201, created.content
         body = created.json()
         assert body["status"] == "draft" and body["number"] is None
-        # 19.99 + round(3 x 0.333 = 0.999) = 19.99 + 1.00; tax round(19.99 x 21%) = 4.20 (4.1979)
+        # 19.99 + round(0.5 x 1.99 = 0.995) = 19.99 + 1.00; tax round(19.99 x 21%) = 4.20 (4.1979)
         assert (body["subtotal"], body["tax"] if "tax" in body else body["tax_total"]) == ("20.99", "4.20")
         assert body["total"] == "25.19" and body["amount_due"] == "25.19" and body["amount_paid"] == "0.00"
         invoice = Invoice.all_tenants.get(pk=body["id"])
@@ -211,12 +211,13 @@ class TestCredit:
 
 @pytest.mark.django_db
 def test_invoice_in_jpy_and_kwd_round_to_their_minor_units(tenant_a, admin):
-    jpy = draft(tenant_a, currency="JPY", lines=[{"description": "X", "quantity": "3", "unit_price": "333.5",
+    # Unit prices are money in the invoice's currency (whole yen, fils); quantities make the fractions.
+    jpy = draft(tenant_a, currency="JPY", lines=[{"description": "X", "quantity": "1.5", "unit_price": "667",
                                                   "tax_rate": "10"}])  # fmt: skip
     body = admin.get(url("detail", jpy)).json()
     assert (body["subtotal"], body["tax_total"], body["total"]) == ("1001", "100", "1101")
     kwd = draft(tenant_a, customer=customer_of(tenant_a, email="k@example.com", currency="KWD"), currency="KWD",
-                lines=[{"description": "X", "quantity": "1", "unit_price": "1.2345", "tax_rate": "5"}])  # fmt: skip
+                lines=[{"description": "X", "quantity": "0.5", "unit_price": "2.469", "tax_rate": "5"}])  # fmt: skip
     body = admin.get(url("detail", kwd)).json()
     assert (body["subtotal"], body["tax_total"], body["total"]) == ("1.235", "0.062", "1.297")
     assert body["status"] == InvoiceStatus.DRAFT

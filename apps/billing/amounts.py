@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from apps.common.exceptions import InvalidInput
-from apps.common.money import exponent, quantize
+from apps.common.money import exponent, parse_amount, quantize
 
 HUNDRED = Decimal(100)
 ZERO = Decimal(0)
@@ -66,8 +66,9 @@ def to_minor_units(amount: Decimal, currency: str) -> int:
     return int(quantize(amount, currency).scaleb(exponent(currency)))
 
 
-def from_minor_units(value: int, currency: str) -> Decimal:
-    return quantize(Decimal(int(value)).scaleb(-exponent(currency)), currency)
+def from_minor_units(value: int, currency: str, *, field: str = "amount") -> Decimal:
+    """A provider's integer of minor units as an amount, held to the money rule (parse_amount)."""
+    return parse_amount(Decimal(int(value)).scaleb(-exponent(currency)), currency, field=field)
 
 
 def tax_for_net(net: Decimal, tax_rate: Decimal, currency: str) -> Decimal:

@@ -220,7 +220,7 @@ class StripeWebhookView(_WebhookView):
             payload = webhooks.verify_stripe(raw, request.headers.get("Stripe-Signature"))
         except webhooks.BadSignature as exc:
             return Response({"detail": f"Invalid signature: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
-        if not payload.get("id") or not payload.get("type"):
+        if not webhooks.is_stripe_event(payload):
             return Response({"detail": "Not a Stripe event."}, status=status.HTTP_400_BAD_REQUEST)
         event = webhooks.receive(
             provider="stripe", event_id=str(payload["id"]), type=str(payload["type"]),

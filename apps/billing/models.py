@@ -12,11 +12,24 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from apps.common.money import MAX_AMOUNT
 from apps.tenancy.models import Tenant, TenantOwnedModel, TimestampedModel
 
 
 def money_field(**kwargs):
     return models.DecimalField(max_digits=18, decimal_places=4, default=Decimal("0"), **kwargs)
+
+
+def money_checks(model: str, *fields: str) -> list[models.CheckConstraint]:
+    """No money column holds more than MAX_AMOUNT either way, nor PostgreSQL's NaN (which sorts
+    above every number): the rule of apps.common.money.parse_amount, also on SQLite, which does
+    not enforce numeric precision and would store a row it cannot read back."""
+    return [
+        models.CheckConstraint(
+            condition=Q(**{f"{field}__gte": -MAX_AMOUNT, f"{field}__lte": MAX_AMOUNT}), name=f"{model}_{field}_in_range"
+        )
+        for field in fields
+    ]
 
 
 class BillingSettings(TimestampedModel):
@@ -108,6 +121,17 @@ class Invoice(TenantOwnedModel):
             models.CheckConstraint(
                 condition=Q(status="draft") | Q(number__isnull=False), name="invoice_number_when_issued"
             ),
+            *money_checks(
+                "invoice",
+                "subtotal",
+                "discount_total",
+                "tax_total",
+                "total",
+                "amount_paid",
+                "amount_credited",
+                "credit_applied",
+                "amount_due",
+            ),
         ]
         indexes = [
             models.Index(fields=["tenant", "-created_at"]),
@@ -136,6 +160,7 @@ class InvoiceLine(TenantOwnedModel):
 
     class Meta:
         ordering = ["invoice", "position", "created_at"]
+        constraints = money_checks("invoice_line", "unit_price", "discount", "amount", "tax_amount", "total")
         indexes = [models.Index(fields=["tenant", "invoice", "position"])]
 
     def __str__(self) -> str:
@@ -186,6 +211,8 @@ class Payment(TenantOwnedModel):
                 condition=Q(provider_ref__isnull=False),
                 name="uniq_payment_provider_ref",
             ),
+            models.CheckConstraint(condition=Q(amount__gte=0), name="payment_amount_not_negative"),
+            *money_checks("payment", "amount", "applied_to_invoice", "credited_to_balance", "refunded_amount"),
         ]
         indexes = [
             models.Index(fields=["tenant", "-received_at"]),
@@ -217,7 +244,10 @@ class CreditNote(TenantOwnedModel):
 
     class Meta:
         ordering = ["-issued_at"]
-        constraints = [models.UniqueConstraint(fields=["tenant", "number"], name="uniq_credit_note_number")]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "number"], name="uniq_credit_note_number"),
+            *money_checks("credit_note", "subtotal", "tax_total", "total", "applied_to_invoice", "credited_to_balance"),
+        ]
         indexes = [models.Index(fields=["tenant", "-issued_at"]), models.Index(fields=["tenant", "invoice"])]
 
     def __str__(self) -> str:
@@ -234,6 +264,7 @@ class CreditNoteLine(TenantOwnedModel):
 
     class Meta:
         ordering = ["credit_note", "created_at"]
+        constraints = money_checks("credit_note_line", "amount", "tax_amount", "total")
 
     def __str__(self) -> str:
         return self.description
@@ -260,6 +291,7 @@ class CreditTransaction(TenantOwnedModel):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = money_checks("credit_transaction", "amount")
         indexes = [models.Index(fields=["tenant", "customer", "currency"])]
 
     def __str__(self) -> str:
@@ -350,6 +382,7 @@ class Subscription(TenantOwnedModel):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            *money_checks("subscription", "unit_price"),
             models.CheckConstraint(condition=Q(quantity__gte=1), name="subscription_quantity_positive"),
             models.CheckConstraint(
                 condition=Q(current_period_end__gt=F("current_period_start")), name="subscription_period_forward"
@@ -388,6 +421,7 @@ class SubscriptionCharge(TenantOwnedModel):
     class Meta:
         ordering = ["subscription", "period_start"]
         constraints = [
+            *money_checks("subscription_charge", "amount"),
             models.UniqueConstraint(
                 fields=["subscription", "kind", "period_start", "period_end"], name="uniq_subscription_charge_period"
             ),

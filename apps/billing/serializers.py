@@ -4,7 +4,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.catalog.models import Product
-from apps.common.money import CURRENCY_CHOICES, quantize
+from apps.common.money import CURRENCY_CHOICES, render_amount
 from apps.common.serializers import ModelSerializer, Serializer
 from apps.customers.models import Customer
 
@@ -29,7 +29,7 @@ class MoneyField(serializers.Field):
 
     def to_representation(self, value):
         amount, currency = value
-        return str(quantize(amount, currency))
+        return render_amount(amount, currency)
 
 
 class InvoiceLineInputSerializer(Serializer):

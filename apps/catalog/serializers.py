@@ -5,7 +5,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from apps.common.money import CURRENCY_CHOICES, quantize
+from apps.common.money import CURRENCY_CHOICES, MAX_AMOUNT, quantize, render_amount
 from apps.common.serializers import ModelSerializer, Serializer
 
 from .models import MONEY, Cycle, Product, ProductType, TaxClass, TaxRate, Visibility
@@ -13,14 +13,18 @@ from .models import MONEY, Cycle, Product, ProductType, TaxClass, TaxRate, Visib
 
 def money(value: Decimal | None, currency: str) -> str | None:
     """A decimal string with exactly the currency's minor-unit digits ("19.99", "1500", "1.250")."""
-    return None if value is None else str(quantize(value, currency))
+    return render_amount(value, currency)
 
 
 class PriceSerializer(Serializer):
     currency = serializers.ChoiceField(choices=CURRENCY_CHOICES)
     cycle = serializers.ChoiceField(choices=Cycle.choices)
-    amount = serializers.DecimalField(**MONEY, min_value=Decimal(0))
-    setup_fee = serializers.DecimalField(**MONEY, min_value=Decimal(0), required=False, default=Decimal(0))
+    # At most what every money column holds (apps.common.money.MAX_AMOUNT): a price is copied into
+    # subscriptions and invoices, whose columns are narrower than the catalog's.
+    amount = serializers.DecimalField(**MONEY, min_value=Decimal(0), max_value=MAX_AMOUNT)
+    setup_fee = serializers.DecimalField(
+        **MONEY, min_value=Decimal(0), max_value=MAX_AMOUNT, required=False, default=Decimal(0)
+    )
 
     def to_representation(self, instance):
         return {

@@ -18,7 +18,7 @@ Each write is one transaction and records an audit event.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -26,7 +26,7 @@ from django.utils.text import slugify
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
-from apps.common.money import CURRENCIES, exponent
+from apps.common.money import CURRENCIES, exponent, parse_amount
 
 from .models import BundleItem, Cycle, Price, Product, TaxRate, Visibility, is_quantized
 from .pricing import PriceTable, Quote, Tax, price_table, quote, quote_from, tax_for, usage_charge
@@ -207,20 +207,14 @@ def _clean_metering(rule) -> dict | None:
     for currency, raw in prices.items():
         if not isinstance(currency, str) or currency.upper() not in CURRENCIES:
             raise InvalidInput(f"Unknown currency {currency!r} in 'unit_prices'.", field="metering")
-        if isinstance(raw, bool) or not isinstance(raw, str | int | float):
-            raise InvalidInput(f"The unit price in {currency} must be a decimal string.", field="metering")
-        try:
-            value = Decimal(str(raw))
-        except InvalidOperation as exc:
-            raise InvalidInput(f"The unit price in {currency} must be a decimal string.", field="metering") from exc
-        if not value.is_finite() or value < 0 or value != value.quantize(Decimal(1).scaleb(-METERING_DECIMALS)):
-            raise InvalidInput(
-                f"The unit price in {currency} must be ≥ 0 with at most {METERING_DECIMALS} decimals.",
-                field="metering",
-            )
+        if isinstance(raw, float):  # a JSON number (finite: the parser refuses the rest), as written
+            raw = repr(raw)
+        value = parse_amount(
+            raw, currency, field="metering", label=f"The unit price in {currency}", decimals=METERING_DECIMALS
+        )
         if value.adjusted() >= 12:
             raise InvalidInput(f"The unit price in {currency} is too large.", field="metering")
-        clean[currency.upper()] = str(value)
+        clean[currency.upper()] = f"{value.normalize():f}"
     return {"unit": unit.strip(), "unit_prices": clean}
 
 

@@ -2,9 +2,11 @@
 
 import logging
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DataError, InterfaceError, OperationalError
+from django.db import DataError, IntegrityError, InterfaceError, OperationalError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
@@ -52,7 +54,19 @@ class Forbidden(DomainError):
 logger = logging.getLogger(__name__)
 
 
+def _is_check_violation(exc: IntegrityError) -> bool:
+    cause = exc.__cause__
+    if getattr(cause, "sqlstate", None) == "23514" or getattr(cause, "pgcode", None) == "23514":  # PostgreSQL
+        return True
+    return "CHECK constraint failed" in str(exc)  # SQLite
+
+
 def exception_handler(exc, context):
+    if isinstance(exc, RequestDataTooBig):
+        # request.body past DATA_UPLOAD_MAX_MEMORY_SIZE: the same 413 as the parsers' (apps/common/parsers.py).
+        from .parsers import too_large
+
+        exc = too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     if isinstance(exc, DataError):
         # A value that passed validation but that PostgreSQL refuses (out of range, malformed):
         # the input's fault, and the statement was rolled back with its transaction.
@@ -60,6 +74,19 @@ def exception_handler(exc, context):
         return Response(
             {"detail": "A value is out of the range the database accepts.", "code": "invalid"},
             status=status.HTTP_400_BAD_REQUEST,
+        )
+    if isinstance(exc, IntegrityError):
+        # A database constraint the services did not foresee held the line (the statement was rolled
+        # back with its transaction): a CHECK is a value out of range, anything else a clash with
+        # stored data. Services check first with clear messages; this is the net under them.
+        logger.warning("database constraint refused a write: %s", exc)
+        if _is_check_violation(exc):
+            return Response(
+                {"detail": "A value is out of the range the database accepts.", "code": "invalid"},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        return Response(
+            {"detail": "This conflicts with stored data.", "code": "conflict"}, status=status.HTTP_409_CONFLICT
         )
     if isinstance(exc, OperationalError | InterfaceError):
         # The database connection was lost (restart, failover, terminated backend): the open

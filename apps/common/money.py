@@ -154,3 +154,86 @@ def exponent(currency: str) -> int:
 def quantize(amount: Decimal, currency: str) -> Decimal:
     """Round half-up to the currency's minor unit."""
     return Decimal(amount).quantize(Decimal(1).scaleb(-exponent(currency)), rounding=ROUND_HALF_UP)
+
+
+# Every money column is numeric(18, 4) (apps.billing.models.money_field, apps.catalog.models.MONEY):
+# fewer than 10^14 whole units. Amounts are held to that so a row that PostgreSQL would refuse, or
+# that SQLite (the embedded default, which does not enforce numeric precision) would store and
+# then fail to read back, is never written; database CHECK constraints say the same.
+MONEY_MAX_DIGITS = 18
+MONEY_DECIMAL_PLACES = 4
+MAX_AMOUNT = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES) - Decimal(1).scaleb(-MONEY_DECIMAL_PLACES)
+_MAX_TEXT = 64  # no real amount is written with more characters
+
+
+def check_currency(currency, *, field: str = "currency") -> str:
+    """An upper-case ISO 4217 code we know the exponent of; InvalidInput otherwise."""
+    from .exceptions import InvalidInput
+
+    if not isinstance(currency, str) or currency.upper() not in CURRENCIES:
+        raise InvalidInput("Unknown ISO 4217 currency code.", field=field)
+    return currency.upper()
+
+
+def parse_amount(
+    value,
+    currency: str,
+    *,
+    field: str = "amount",
+    label: str | None = None,
+    positive: bool = False,
+    decimals: int | None = None,
+) -> Decimal:
+    """The one check of an amount of money, whatever its source (API, admin, webhook, import).
+
+    ``value`` is a decimal string, an integer or a Decimal (a float is not exact and is refused).
+    It must be finite, not negative (more than zero when ``positive``), have no more decimals than
+    ``currency`` has (or ``decimals``, for rates finer than the minor unit such as metered unit
+    prices) and fit the money columns (at most MAX_AMOUNT). Answers the Decimal, or raises
+    InvalidInput on ``field`` with a message that starts with ``label`` (default: the field).
+    """
+    from .exceptions import InvalidInput
+
+    currency = check_currency(currency)
+    places = exponent(currency) if decimals is None else decimals
+    name = label or field.replace("_", " ").capitalize()
+
+    def refuse(reason: str):
+        return InvalidInput(f"{name} {reason}", field=field)
+
+    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
+        raise refuse("must be a decimal string.")
+    if isinstance(value, int):
+        if abs(value) > MAX_AMOUNT:  # before str(): a 5000-digit integer cannot even be printed
+            raise refuse(f"is larger than the maximum ({MAX_AMOUNT.normalize():f}).")
+        value = Decimal(value)
+    elif isinstance(value, str):
+        if len(value) > _MAX_TEXT:
+            raise refuse("is not a decimal number.")
+        try:
+            value = Decimal(value.strip())
+        except ArithmeticError:
+            raise refuse("is not a decimal number.") from None
+    if not value.is_finite():
+        raise refuse("must be a finite number.")
+    if abs(value) > MAX_AMOUNT:
+        raise refuse(f"is larger than the maximum ({MAX_AMOUNT.normalize():f}).")
+    if value < 0 or (positive and value == 0):
+        raise refuse("must be more than zero." if positive else "cannot be negative.")
+    if value != value.quantize(Decimal(1).scaleb(-places)):
+        raise refuse(f"has more decimals than {currency} allows ({places}).")
+    return value.quantize(Decimal(1).scaleb(-places))
+
+
+def render_amount(amount, currency) -> str | None:
+    """An amount as a string with exactly its currency's minor-unit decimals ("19.99", "1500").
+
+    Rendering never fails: a stored row that breaks the money rule (an unknown currency, NaN, a
+    value from before the CHECK constraints) is shown as stored rather than taking its whole list
+    down with it; the rule itself is enforced when amounts are written (parse_amount)."""
+    if amount is None:
+        return None
+    try:
+        return str(quantize(Decimal(amount), currency))
+    except (KeyError, AttributeError, TypeError, ArithmeticError, ValueError):
+        return str(amount)

@@ -7,8 +7,9 @@ attributes so a module written later gets it without editing anything here:
 - a ``summary`` when the view gave none (from the action and the model, or the view's docstring);
 - the error answers of CONTRACT §3 that can happen on that operation: 400 (bad body, query or
   ``X-Tenant-ID``), 401 (no or bad credentials), 403 (role too low), 404 (unknown or another
-  tenant's object, page out of range), 409 (state conflict, ``Idempotency-Key`` in flight), 429
-  (throttled views), with the error body's shape;
+  tenant's object, page out of range), 409 (state conflict, ``Idempotency-Key`` in flight), 413
+  (a body over the size limit, on every operation that takes one), 429 (throttled views), with the
+  error body's shape;
 - the ``X-Tenant-ID`` header on tenant-scoped operations and ``Idempotency-Key`` on the POSTs that honour it
   (every viewset's).
 
@@ -51,6 +52,7 @@ ERROR_DESCRIPTIONS = {
     "403": "Authenticated, but the role in this tenant is too low for this action",
     "404": "No such object in this tenant (another tenant's objects are not found either)",
     "409": "The object's state forbids this change, or the same Idempotency-Key is still running",
+    "413": "The request body is larger than the limit (MPANEL_MAX_BODY_BYTES)",
     "429": "Too many requests: throttled or locked out (see Retry-After)",
 }
 ACTION_VERBS = {
@@ -70,6 +72,7 @@ VIEW_SUMMARIES = {
     "VerifyEmailView": {"POST": "Confirm my email address with the key sent to it"},
 }
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+BODY_METHODS = {"POST", "PUT", "PATCH"}
 FIELD_META = {"nullable", "default", "description", "title", "readOnly", "writeOnly", "deprecated", "example"}
 
 
@@ -219,6 +222,8 @@ class AutoSchema(SpectacularAutoSchema):
             codes.append("403")
         if self.method in UNSAFE:
             codes.append("409")
+        if self.method in BODY_METHODS:
+            codes.append("413")  # every body goes through apps.common.parsers (request.body too)
         if self._is_throttled():
             codes.append("429")
         return codes

@@ -8,13 +8,15 @@ grant ``websites.manage_website_files`` on that website).
 
 from urllib.parse import quote
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
+from apps.common.parsers import FormParser, JSONParser
 from apps.tenancy.permissions import Grant
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantScopedViewSet
@@ -37,6 +39,8 @@ class FileManagerViewSet(TenantScopedViewSet):
     ordering_fields = ["created_at", "primary_domain"]
     search_fields = ["primary_domain"]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+    # The editor sends whole files as JSON (content up to 16 MiB of text, escaped).
+    max_body_bytes = settings.FILES_MAX_UPLOAD_BYTES
     required_roles = {
         "list": Role.MEMBER,
         "retrieve": Role.MEMBER,

@@ -8,7 +8,6 @@ node itself (its secret, its settings) in apps.nodes.
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import math
 import time
@@ -23,6 +22,7 @@ from django.db import IntegrityError, connection, transaction
 
 from agent import signing
 from agent.metrics import Collector, check_services, is_metric
+from apps.common import parsers
 from apps.common.exceptions import DomainError, InvalidInput
 from apps.nodes import agent_secret
 from apps.nodes.models import Node, NodeStatus, Transport
@@ -85,9 +85,9 @@ def parse_batch(body: bytes | dict) -> dict:
     DRF serializer: it runs for every sample of every batch (a ListSerializer is ~50x slower)."""
     if isinstance(body, bytes | bytearray):
         try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise InvalidInput(f"The body is not JSON: {exc}", field="non_field_errors") from exc
+            data = parsers.loads(body)  # bounded in size and nesting, like every request body
+        except parsers.InvalidJSON as exc:
+            raise InvalidInput(f"The body is not JSON: {exc.detail}", field="non_field_errors") from exc
     else:
         data = body
     if not isinstance(data, dict):

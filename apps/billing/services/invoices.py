@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
-from apps.common.money import CURRENCIES
+from apps.common.money import CURRENCIES, MAX_AMOUNT, parse_amount
 from apps.customers.models import Customer
 
 from .. import amounts
@@ -52,10 +52,15 @@ def _build_lines(invoice: Invoice, lines: list[dict[str, Any]]) -> list[InvoiceL
     computed = []
     rows = []
     for position, data in enumerate(lines):
+        # Money in the invoice's currency, held to it (its exponent, the column's range): a JPY line
+        # of 10.55, or a EUR draft's 19.99 once the draft is switched to JPY, names its line.
+        line = f"Line {position + 1}"
+        unit_price = parse_amount(data["unit_price"], invoice.currency, field="lines", label=f"{line}: unit price")
+        discount = parse_amount(data.get("discount") or 0, invoice.currency, field="lines", label=f"{line}: discount")
         figures = amounts.line_amounts(
             quantity=Decimal(data.get("quantity", 1)),
-            unit_price=Decimal(data["unit_price"]),
-            discount=Decimal(data.get("discount") or 0),
+            unit_price=unit_price,
+            discount=discount,
             tax_rate=Decimal(data.get("tax_rate") or 0),
             currency=invoice.currency,
         )
@@ -70,7 +75,7 @@ def _build_lines(invoice: Invoice, lines: list[dict[str, Any]]) -> list[InvoiceL
                 position=position,
                 description=data["description"],
                 quantity=Decimal(data.get("quantity", 1)),
-                unit_price=Decimal(data["unit_price"]),
+                unit_price=unit_price,
                 discount=figures.discount,
                 tax_rate=Decimal(data.get("tax_rate") or 0),
                 period_start=start,
@@ -81,6 +86,8 @@ def _build_lines(invoice: Invoice, lines: list[dict[str, Any]]) -> list[InvoiceL
             )
         )
     t = amounts.totals(computed)
+    if max(t.subtotal, t.total) > MAX_AMOUNT:
+        raise InvalidInput(f"The total is larger than the maximum ({MAX_AMOUNT.normalize():f}).", field="lines")
     invoice.subtotal, invoice.discount_total, invoice.tax_total, invoice.total = (
         t.subtotal,
         t.discount_total,

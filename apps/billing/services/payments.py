@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
-from apps.common.money import quantize
+from apps.common.money import parse_amount
 
 from ..models import CreditTransaction, Invoice, InvoiceStatus, Payment, PaymentMethod, PaymentStatus
 from .credit import lock_customer
@@ -26,12 +26,7 @@ PAYMENT_FIELDS = ["amount", "currency", "method", "status", "reference", "applie
 
 
 def _checked_amount(amount: Decimal, currency: str) -> Decimal:
-    amount = Decimal(amount)
-    if amount <= 0:
-        raise InvalidInput("The amount must be more than zero.", field="amount")
-    if quantize(amount, currency) != amount:
-        raise InvalidInput(f"{currency} amounts have at most its minor unit's decimals.", field="amount")
-    return quantize(amount, currency)
+    return parse_amount(amount, currency, positive=True)
 
 
 @transaction.atomic
@@ -145,7 +140,7 @@ def payment_record_failure(
         return existing
     payment = Payment.objects.create(
         tenant_id=invoice.tenant_id, invoice=invoice, customer_id=invoice.customer_id,
-        amount=quantize(Decimal(amount), invoice.currency), currency=invoice.currency, method=method,
+        amount=parse_amount(amount, invoice.currency), currency=invoice.currency, method=method,
         status=PaymentStatus.FAILED, provider_ref=provider_ref, failure_reason=reason[:500],
         received_at=timezone.now(), provider_state_at=event_time,
     )  # fmt: skip

@@ -11,22 +11,26 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import logging
 import time
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import stripe
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
+from apps.common import parsers
 from apps.common.exceptions import DomainError, InvalidInput
+from apps.common.money import check_currency, parse_amount
 from apps.tenancy.scoping import tenant_scope
 
 from ..amounts import from_minor_units
 from ..models import CheckoutSession, Invoice, Payment, PaymentMethod, WebhookEvent
 from . import payments
+
+logger = logging.getLogger(__name__)
 
 
 class BadSignature(Exception):
@@ -36,15 +40,18 @@ class BadSignature(Exception):
 # --- verification -----------------------------------------------------------------------------
 
 
-def verify_stripe(raw: bytes, header: str | None) -> dict:
+def verify_stripe(raw: bytes, header: str | None):
+    """The parsed body once its signature holds. ``stripe.Webhook.construct_event`` is this same
+    check (``verify_header``) followed by an unbounded ``json.loads``: the body is parsed by our
+    bounded reader instead (apps/common/parsers.py: InvalidJSON, a 400, for a nesting bomb)."""
     secret = settings.STRIPE_WEBHOOK_SECRET
     if not secret:
         raise BadSignature("STRIPE_WEBHOOK_SECRET is not configured.")
     try:
-        event = stripe.Webhook.construct_event(raw, header, secret, tolerance=settings.MPANEL_WEBHOOK_TOLERANCE)
+        stripe.WebhookSignature.verify_header(raw, header, secret, tolerance=settings.MPANEL_WEBHOOK_TOLERANCE)
     except (stripe.SignatureVerificationError, ValueError) as exc:
         raise BadSignature(str(exc)) from exc
-    return event.to_dict() if hasattr(event, "to_dict") else json.loads(raw)
+    return parsers.loads(raw)
 
 
 def sign_generic(raw: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -53,7 +60,7 @@ def sign_generic(raw: bytes, secret: str, timestamp: int | None = None) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def verify_generic(raw: bytes, header: str | None) -> dict:
+def verify_generic(raw: bytes, header: str | None):
     secret = settings.MPANEL_GENERIC_WEBHOOK_SECRET
     if not secret:
         raise BadSignature("MPANEL_GENERIC_WEBHOOK_SECRET is not configured.")
@@ -71,10 +78,7 @@ def verify_generic(raw: bytes, header: str | None) -> dict:
     # Several v1 values are accepted, so a secret can be rotated without dropping deliveries.
     if not any(hmac.compare_digest(expected, sig.strip()) for sig in signatures):
         raise BadSignature("Signature does not match.")
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise BadSignature("Body is not JSON.") from exc
+    return parsers.loads(raw)
 
 
 # --- storing and processing -------------------------------------------------------------------
@@ -108,10 +112,16 @@ def process(event_pk) -> WebhookEvent:
             try:
                 with transaction.atomic():
                     event.status = handler(event)
-            except DomainError as exc:
+            except (DomainError, DataError) as exc:
                 # Kept with its error for an operator; the provider gets a 200 (retrying cannot help).
                 event.status = WebhookEvent.Status.FAILED
-                event.error = exc.message
+                event.error = getattr(exc, "message", None) or "A value is out of the range the database accepts."
+            except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError) as exc:
+                # A payload of a shape no handler expects (a signed but malformed delivery): stored as
+                # failed like any event that cannot apply, logged with its trace for an operator.
+                logger.exception("webhook event %s (%s) could not be applied", event.event_id, event.type)
+                event.status = WebhookEvent.Status.FAILED
+                event.error = f"The event's payload could not be applied ({type(exc).__name__})."
         event.processed_at = timezone.now()
         event.save()
         return event
@@ -159,44 +169,71 @@ def _refund_to(event, payment: Payment | None, total_refunded: Decimal):
 # Stripe -----------------------------------------------------------------------------------------
 
 
+def _object(value, name: str) -> dict:
+    """A part of a payload that must be a JSON object (absent or null is an empty one)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{name} must be an object.", field=name)
+    return value
+
+
 def _stripe_object(event: WebhookEvent) -> dict:
-    return (event.payload.get("data") or {}).get("object") or {}
+    data = _object(event.payload.get("data"), "data")
+    return _object(data.get("object"), "data.object")
+
+
+def _metadata_invoice(obj: dict):
+    return _object(obj.get("metadata"), "data.object.metadata").get("mpanel_invoice_id")
+
+
+def _minor(obj: dict, key: str, currency: str) -> Decimal:
+    """A Stripe amount (an integer of minor units) checked as money in ``currency``."""
+    value = obj.get(key) or 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"data.object.{key} must be an integer of minor units.", field=f"data.object.{key}")
+    return from_minor_units(value, currency, field=f"data.object.{key}")
+
+
+def _currency(value) -> str:
+    return check_currency(str(value or ""), field="currency")
 
 
 def stripe_payment_intent_succeeded(event):
     pi = _stripe_object(event)
-    currency = str(pi.get("currency", "")).upper()
-    invoice_id = (pi.get("metadata") or {}).get("mpanel_invoice_id")
-    amount = from_minor_units(pi.get("amount_received") or pi.get("amount") or 0, currency)
-    return _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, pi.get("id"), pi.get("id", ""))
+    currency = _currency(pi.get("currency"))
+    invoice_id = _metadata_invoice(pi)
+    amount = _minor(pi, "amount_received" if pi.get("amount_received") else "amount", currency)
+    ref = str(pi.get("id") or "")
+    return _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, ref or None, ref)
 
 
 def stripe_checkout_completed(event):
     session = _stripe_object(event)
     if session.get("payment_status") != "paid":
         return WebhookEvent.Status.PROCESSED  # paid later: payment_intent.succeeded will say so
-    currency = str(session.get("currency", "")).upper()
-    invoice_id = (session.get("metadata") or {}).get("mpanel_invoice_id")
-    amount = from_minor_units(session.get("amount_total") or 0, currency)
+    currency = _currency(session.get("currency"))
+    invoice_id = _metadata_invoice(session)
+    amount = _minor(session, "amount_total", currency)
     # The payment intent's id is the key both events share, so one payment is recorded for both.
-    ref = session.get("payment_intent") or session.get("id")
-    outcome = _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, ref, session.get("id", ""))
+    ref = str(session.get("payment_intent") or session.get("id") or "") or None
+    outcome = _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, ref, str(session.get("id", "")))
     CheckoutSession.all_tenants.filter(provider="stripe", session_id=session.get("id")).update(status="paid")
     return outcome
 
 
 def stripe_payment_failed(event):
     pi = _stripe_object(event)
-    invoice = _safe_invoice((pi.get("metadata") or {}).get("mpanel_invoice_id"))
+    invoice = _safe_invoice(_metadata_invoice(pi))
     if invoice is None:
         return WebhookEvent.Status.UNMATCHED
     event.tenant = invoice.tenant
-    error = (pi.get("last_payment_error") or {}).get("message", "The payment failed.")
-    currency = str(pi.get("currency", invoice.currency)).upper()
+    error = str(_object(pi.get("last_payment_error"), "last_payment_error").get("message", "The payment failed."))
+    currency = _currency(pi.get("currency", invoice.currency))
     with tenant_scope(invoice.tenant):
         payments.payment_record_failure(
-            invoice=invoice, amount=from_minor_units(pi.get("amount") or 0, currency), method=PaymentMethod.STRIPE,
-            provider_ref=pi.get("id"), reason=error, event_time=_event_time(event),
+            invoice=invoice, amount=_minor(pi, "amount", currency), method=PaymentMethod.STRIPE,
+            provider_ref=str(pi.get("id") or ""), reason=error, event_time=_event_time(event),
         )  # fmt: skip
     return WebhookEvent.Status.PROCESSED
 
@@ -205,20 +242,17 @@ def stripe_charge_refunded(event):
     charge = _stripe_object(event)
     ref = charge.get("payment_intent")
     payment = Payment.all_tenants.select_related("tenant").filter(method=PaymentMethod.STRIPE, provider_ref=ref).first()
-    currency = str(charge.get("currency", "")).upper()
-    return _refund_to(event, payment, from_minor_units(charge.get("amount_refunded") or 0, currency))
+    currency = _currency(charge.get("currency"))
+    return _refund_to(event, payment, _minor(charge, "amount_refunded", currency))
 
 
 # Generic ----------------------------------------------------------------------------------------
 
 
 def _generic_data(event) -> tuple[dict, Decimal, str]:
-    data = event.payload.get("data") or {}
-    currency = str(data.get("currency", "")).upper()
-    try:
-        amount = Decimal(str(data.get("amount")))
-    except (InvalidOperation, ValueError) as exc:
-        raise InvalidInput("data.amount must be a decimal string.") from exc
+    data = _object(event.payload.get("data"), "data")
+    currency = check_currency(data.get("currency"), field="data.currency")
+    amount = parse_amount(data.get("amount"), currency, field="data.amount", label="data.amount")
     return data, amount, currency
 
 
@@ -268,6 +302,20 @@ HANDLERS = {
 }
 
 
+def is_stripe_event(payload) -> bool:
+    """An Event envelope: an object with a string id and type that fit their columns."""
+    if not isinstance(payload, dict):
+        return False
+    event_id, type_ = payload.get("id"), payload.get("type")
+    return isinstance(event_id, str) and 0 < len(event_id) <= 255 and isinstance(type_, str) and 0 < len(type_) <= 100
+
+
+# Stripe's `created` is a Unix time; anything outside these years is not one (and would overflow).
+_EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC).timestamp(), datetime(9999, 1, 1, tzinfo=UTC).timestamp()
+
+
 def stripe_created(payload: dict) -> datetime | None:
     created = payload.get("created")
-    return datetime.fromtimestamp(int(created), tz=UTC) if isinstance(created, int) else None
+    if isinstance(created, bool) or not isinstance(created, int) or not _EARLIEST <= created <= _LATEST:
+        return None
+    return datetime.fromtimestamp(created, tz=UTC)
