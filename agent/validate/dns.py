@@ -30,6 +30,14 @@ def zone_name(value, field: str = "name") -> str:
     return _domain(value, field=field, underscore=True)
 
 
+def typed_name(value, field: str = "name") -> str:
+    """A name as a person types it, before it is read: no escapes (``\\;``, ``\\032``), which would
+    make a name of characters no host name holds, and no control characters."""
+    if not isinstance(value, str) or "\\" in value or CONTROL_RE.search(value):
+        raise Invalid(f"Not a valid name: {value!r} (no '\\' escapes or control characters).", field=field)
+    return value
+
+
 def host(value, field: str = "content", *, root: bool = False) -> str:
     """An absolute name in record data (``mail.example.com.``); ``root``: ``.`` too (a null MX or SRV)."""
     if not isinstance(value, str) or CONTROL_RE.search(value):
@@ -94,7 +102,7 @@ def presentation(value, field: str = "content") -> str:
     outside = re.sub(r'"(?:[^"\\]|\\.)*"', '""', value)
     if '"' in outside.replace('""', ""):
         raise Invalid(f"Record data has an unclosed quote: {value!r}.", field=field)
-    for char, what in ((";", "a comment (';')"), ("(", "'('"), (")", "')'")):
+    for char, what in ((";", "a comment (';')"), ("(", "'('"), (")", "')'"), ("\\", "an escape ('\\')")):
         if char in outside:
             raise Invalid(f"Record data cannot hold {what} outside quotes: {value!r}.", field=field)
     if outside.lstrip().startswith("$"):

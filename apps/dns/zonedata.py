@@ -45,7 +45,7 @@ class Rec:
 def zone_name(value: str, field: str = "name") -> str:
     """The IDNA (A-label) form of a zone name, lower case, without the trailing dot; then the
     node's rule for names (agent/validate/dns.py) decides."""
-    text = str(value or "").strip().rstrip(".")
+    text = check(dns_rules.typed_name, str(value or ""), field=field).strip().rstrip(".")
     if not text:
         raise InvalidInput("A zone name is required.", field=field)
     try:
@@ -63,7 +63,7 @@ def zone_name(value: str, field: str = "name") -> str:
 def record_name(value: str, origin: str) -> str:
     """A record's owner name relative to the zone: ``@``, ``www``, ``_sip._tcp``. An absolute name
     (trailing dot) must be inside the zone; without a dot it is relative, as in a master file."""
-    text = str(value or "@").strip() or "@"
+    text = check(dns_rules.typed_name, str(value or "@"), field="name").strip() or "@"
     zone = dns.name.from_text(origin)
     try:
         name = dns.name.from_unicode(text, origin=zone) if text != "@" else zone

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import idna
 from django.conf import settings
 
+from agent.validate import text as rules_text
 from agent.validate import web as rules
 from apps.common.exceptions import InvalidInput
 from apps.common.rules import check
@@ -87,6 +88,10 @@ def redirect_target(value) -> str:
     """An http(s) URL; a Unicode host becomes its A-label. The result is what the node checks."""
     if not isinstance(value, str) or len(value) > 2000:
         raise InvalidInput("A redirect target is an http(s) URL.", field="redirects")
+    # urlsplit drops tabs and line breaks and an empty "#": refused here, never silently cleaned.
+    check(rules_text, value, field="redirects", what="A redirect target", max_length=2000)
+    if "#" in value:
+        raise InvalidInput(f"{value!r}: a redirect target cannot carry a fragment ('#').", field="redirects")
     try:
         parts = urlsplit(value.strip())
         port = parts.port  # ValueError when out of range or not a number
