@@ -466,10 +466,17 @@ def test_out_of_zone_errors_name_the_line(tenant_a, monkeypatch):
 
     monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)
     client = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
-    text = "ok 300 IN A 192.0.2.1\n$ORIGIN other.example.\nwww 300 IN A 192.0.2.2\n"
-    response = client.post(zones_url(the_zone(tenant_a), "import"), {"zone_file": text}, format="json")
+    url = zones_url(the_zone(tenant_a), "import")
+    text = "ok 300 IN A 192.0.2.1\nwww.other.example. 300 IN A 192.0.2.2\n"
+    response = client.post(url, {"zone_file": text}, format="json")
     assert response.status_code == 400
-    assert response.json()["zone_file"][0].startswith("Not a valid zone file: <zone file>:2: $ORIGIN other.example.")
+    assert response.json()["zone_file"] == [
+        "Not a valid zone file: <zone file>:2: www.other.example. is outside the zone z.example."
+    ]
+    text = "ok 300 IN A 192.0.2.1\n$ORIGIN other.example.\nwww 300 IN A 192.0.2.2\n"
+    response = client.post(url, {"zone_file": text}, format="json")
+    assert response.status_code == 400
+    assert "$ORIGIN other.example. is outside the zone z.example." in response.json()["zone_file"][0]
 
 
 # --- a bad row behind the API fails only its own object on the real daemons ---------------------
