@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import subprocess
 import urllib.error
@@ -23,8 +22,8 @@ import urllib.parse
 import urllib.request
 
 from .runtime import AgentError
-
-ZONE_NAME_RE = re.compile(r"^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+$")
+from .validate import Invalid
+from .validate import dns as rules
 
 
 class PowerDNS:
@@ -69,8 +68,8 @@ class PowerDNS:
         return data
 
     def zone_ensure(self, spec: dict) -> dict:
-        name = _zone_name(spec)
-        wanted = {(r["name"], r["type"]): r for r in _rrsets(spec)}
+        name, rrsets = _checked(spec)
+        wanted = {(r["name"], r["type"]): r for r in rrsets}
         current = self.zone_read(name)
         if current is None:
             body = {
@@ -118,29 +117,18 @@ class PowerDNS:
 
 
 def _zone_name(spec: dict) -> str:
-    name = str(spec.get("name") or "").lower()
-    if not name.endswith("."):
-        name += "."
-    if not ZONE_NAME_RE.match(name):
-        raise AgentError(f"bad zone name {name!r}", permanent=True)
-    return name
-
-
-def _rrsets(spec: dict) -> list[dict]:
-    out = []
     try:
-        for r in spec.get("rrsets") or []:
-            out.append(
-                {
-                    "name": str(r["name"]).lower(),
-                    "type": str(r["type"]).upper(),
-                    "ttl": int(r["ttl"]),
-                    "records": [str(c) for c in r["records"]],
-                }
-            )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AgentError(f"bad zone spec: {exc}", permanent=True) from exc
-    return out
+        return rules.zone_name(spec.get("name")) + "."
+    except Invalid as exc:
+        raise AgentError(f"bad zone name {spec.get('name')!r}: {exc.message}", permanent=True) from None
+
+
+def _checked(spec: dict) -> tuple[str, list[dict]]:
+    """The zone by the rules the panel applied (agent/validate/dns.py); a fault fails this zone only."""
+    try:
+        return rules.zone_spec(spec)
+    except Invalid as exc:
+        raise AgentError(f"bad zone {spec.get('name')!r}: {exc.message}", permanent=True) from None
 
 
 def _api_rrset(rrset: dict) -> dict:
@@ -237,8 +225,8 @@ class Bind:
         os.replace(tmp, self.dir / "zones.conf")
 
     def zone_ensure(self, spec: dict) -> dict:
-        name = _zone_name(spec)
-        text = self.zone_text(name, _rrsets(spec))
+        name, rrsets = _checked(spec)
+        text = self.zone_text(name, rrsets)
         self.dir.mkdir(parents=True, exist_ok=True)
         target = self.dir / f"{name[:-1]}.zone"
         created = not target.exists()

@@ -29,10 +29,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .runtime import AgentError
+from .validate import Invalid
+from .validate import mail as rules
 
-ADDRESS_RE = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@([a-z0-9_-]+\.)+[a-z0-9_-]+$")
-DOMAIN_RE = re.compile(r"^([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)+[a-z0-9-]{2,63}$")
-HASH_RE = re.compile(r"^\{[A-Z0-9-]+\}[^\s:]+$")
 DOVECOT_GROUP = os.environ.get("MPANEL_DOVECOT_GROUP", "dovecot")
 
 
@@ -43,26 +42,66 @@ def _postmap(*args: str) -> subprocess.CompletedProcess:
         raise AgentError("postmap is not installed on this node (Debian: postfix)", permanent=True) from exc
 
 
-def _check(spec: dict) -> tuple[list[str], list[dict], list[dict]]:
-    domains = [str(d).lower() for d in spec.get("domains") or []]
-    for d in domains:
-        if not DOMAIN_RE.match(d):
-            raise AgentError(f"bad mail domain {d!r}", permanent=True)
-    mailboxes = list(spec.get("mailboxes") or [])
-    for m in mailboxes:
-        if not ADDRESS_RE.match(str(m.get("address", ""))) or not HASH_RE.match(str(m.get("password_hash", ""))):
-            raise AgentError(f"bad mailbox {m.get('address')!r}", permanent=True)
-    aliases = list(spec.get("aliases") or [])
-    for a in aliases:
-        source = str(a.get("source", ""))
-        if not (ADDRESS_RE.match(source) or (source.startswith("@") and DOMAIN_RE.match(source[1:]))):
-            raise AgentError(f"bad alias source {source!r}", permanent=True)
-        if not a.get("destinations") or not all(ADDRESS_RE.match(str(d)) for d in a["destinations"]):
-            raise AgentError(f"bad alias destinations for {source!r}", permanent=True)
-    for m in mailboxes:
+def _entries(part: dict) -> tuple[dict, list[dict]]:
+    """One node's part of the mail, split into what may be served and what is refused.
+
+    Every value is checked by the rules the panel applied (agent/validate/mail.py); a mailbox or an
+    alias must be in one of the part's own domains. A refused entry is left out, with its reason,
+    so that it can fail only its own mail domain, never the maps the other nodes (tenants) share."""
+    rejected: list[dict] = []
+
+    def refuse(kind: str, key, exc: Invalid | AgentError) -> None:
+        key = str(key)[:300]
+        domain = key.rpartition("@")[2] if "@" in key else key
+        rejected.append({"kind": kind, "key": key, "domain": domain, "error": exc.message})
+
+    domains: list[str] = []
+    for value in part.get("domains") or []:
+        try:
+            domains.append(rules.mail_domain(value))
+        except Invalid as exc:
+            refuse("domain", value, exc)
+    own = set(domains)
+
+    def in_own(address: str) -> str:
+        if address.rpartition("@")[2] not in own:
+            raise Invalid(f"{address} is not in a mail domain of this node.")
+        return address
+
+    mailboxes: list[dict] = []
+    for m in part.get("mailboxes") or []:
+        m = m if isinstance(m, dict) else {}
+        try:
+            box = {
+                "address": in_own(rules.address(m.get("address"))),
+                "password_hash": rules.password_hash(m.get("password_hash")),
+                "quota_mb": rules.quota_mb(m.get("quota_mb") or 0),
+                "enabled": bool(m.get("enabled", True)),
+                "autoresponder": None,
+            }
+        except Invalid as exc:
+            refuse("mailbox", m.get("address"), exc)
+            continue
         if m.get("autoresponder"):
-            _check_responder(m["address"], m["autoresponder"])
-    return domains, mailboxes, aliases
+            try:
+                _check_responder(box["address"], m["autoresponder"])
+                box["autoresponder"] = m["autoresponder"]
+            except AgentError as exc:  # the mailbox is still served, without the reply
+                refuse("autoresponder", box["address"], exc)
+        mailboxes.append(box)
+    aliases: list[dict] = []
+    for a in part.get("aliases") or []:
+        a = a if isinstance(a, dict) else {}
+        try:
+            source = rules.alias_source(a.get("source"))
+            in_own(source)
+            destinations = a.get("destinations")
+            if not isinstance(destinations, list) or not 0 < len(destinations) <= 50:
+                raise Invalid(f"{source} needs 1 to 50 destinations.")
+            aliases.append({"source": source, "destinations": [rules.destination(d) for d in destinations]})
+        except Invalid as exc:
+            refuse("alias", a.get("source"), exc)
+    return {"domains": domains, "mailboxes": mailboxes, "aliases": aliases}, rejected
 
 
 DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -131,21 +170,27 @@ def _sievec(script: Path, binary: Path) -> None:
                          permanent=True)  # fmt: skip
 
 
-def _write_sieve(directory: Path, mailboxes: list[dict], aliases_of: dict[str, set[str]]) -> int:
+def _write_sieve(directory: Path, mailboxes: list[dict], aliases_of: dict[str, set[str]]) -> tuple[int, list]:
     """One compiled script per mailbox with an active autoresponder; scripts of mailboxes without
-    one any more are removed. Written and compiled under a temporary name, then renamed in."""
+    one any more are removed. Written and compiled under a temporary name, then renamed in. A
+    script ``sievec`` refuses is left out (and returned with the reason); the others are written."""
     base = directory / "sieve"
     base.mkdir(mode=0o755, exist_ok=True)
     os.chmod(base, 0o755)  # noqa: S103 - the mail user (LDA/LMTP run as it) reads the scripts
     wanted: set[Path] = set()
+    failed: list[tuple[str, str]] = []
     for m in mailboxes:
         responder = m.get("autoresponder")
         if not responder or not m.get("enabled", True):
             continue
         local, _, domain = m["address"].partition("@")
         target = base / domain / f"{local}.sieve"
+        try:
+            text = vacation_script(m["address"], responder, aliases_of.get(m["address"], ()))
+        except AgentError as exc:
+            failed.append((m["address"], exc.message))
+            continue
         target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-        text = vacation_script(m["address"], responder, aliases_of.get(m["address"], ()))
         wanted.add(target)
         if target.exists() and target.read_text() == text and target.with_suffix(".svbin").exists():
             continue  # unchanged: keep its file dates, so Pigeonhole's duplicate memory is untouched
@@ -153,7 +198,15 @@ def _write_sieve(directory: Path, mailboxes: list[dict], aliases_of: dict[str, s
         tmp.write_text(text)
         os.chmod(tmp, 0o644)
         tmp_bin = tmp.with_name(tmp.name + ".svbin")
-        _sievec(tmp, tmp_bin)
+        try:
+            _sievec(tmp, tmp_bin)
+        except AgentError as exc:
+            if not exc.permanent:
+                raise
+            tmp.unlink(missing_ok=True)
+            wanted.discard(target)
+            failed.append((m["address"], exc.message))
+            continue
         os.chmod(tmp_bin, 0o644)
         os.replace(tmp, target)
         os.replace(tmp_bin, target.with_suffix(".svbin"))
@@ -161,7 +214,7 @@ def _write_sieve(directory: Path, mailboxes: list[dict], aliases_of: dict[str, s
         if path not in wanted:
             path.unlink(missing_ok=True)
             path.with_suffix(".svbin").unlink(missing_ok=True)
-    return len(wanted)
+    return len(wanted), failed
 
 
 def dovecot_conf(root: Path) -> str:
@@ -200,18 +253,45 @@ def write_dovecot_conf(root: Path) -> Path:
     return target
 
 
-def _write_map(directory: Path, name: str, entries: list[tuple[str, str]]) -> None:
-    tmp = directory / f".{name}.new"
-    tmp.write_text("".join(f"{k} {v}\n" for k, v in entries))
-    result = _postmap(f"hash:{tmp}")
-    if result.returncode != 0:
-        raise AgentError(f"postmap rejected {name}: {(result.stderr or result.stdout).strip()[-500:]}", permanent=True)
-    for key, value in entries:
-        got = _postmap("-q", key, f"hash:{tmp}")
-        if got.returncode != 0 or got.stdout.strip() != value:
-            raise AgentError(f"postmap -q {key} in {name} answered {got.stdout.strip()!r}, not {value!r}")
-    os.replace(f"{tmp}.db", directory / f"{name}.db")
-    os.replace(tmp, directory / name)
+def _lookup(path: Path, keys: list[str]) -> dict[str, str]:
+    """What Postfix answers for each key (one ``postmap -q -`` reading the keys from stdin)."""
+    try:
+        result = subprocess.run(["postmap", "-q", "-", f"hash:{path}"], input="".join(f"{k}\n" for k in keys),
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+    except FileNotFoundError as exc:
+        raise AgentError("postmap is not installed on this node (Debian: postfix)", permanent=True) from exc
+    if result.returncode not in (0, 1):  # 1: some key was not found
+        raise AgentError(f"postmap -q refused {path.name}: {(result.stderr or result.stdout).strip()[-500:]}")
+    found = {}
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition("\t")
+        found[key] = value.strip()
+    return found
+
+
+def _write_map(directory: Path, name: str, entries: list[tuple[str, str]]) -> list[str]:
+    """Compile the map and read every key back before it replaces the live one. A key Postfix does
+    not answer as written is left out (and returned), and the map is compiled again without it, so
+    one entry can never take the others down with it."""
+    dropped: list[str] = []
+    for attempt in range(2):
+        tmp = directory / f".{name}.new"
+        tmp.write_text("".join(f"{k} {v}\n" for k, v in entries))
+        result = _postmap(f"hash:{tmp}")
+        if result.returncode != 0:
+            raise AgentError(f"postmap rejected {name}: {(result.stderr or result.stdout).strip()[-500:]}",
+                             permanent=True)  # fmt: skip
+        got = _lookup(tmp, [k for k, _ in entries]) if entries else {}
+        bad = {k for k, v in entries if got.get(k) != v}
+        if not bad:
+            os.replace(f"{tmp}.db", directory / f"{name}.db")
+            os.replace(tmp, directory / name)
+            return dropped
+        if attempt:
+            raise AgentError(f"postmap -q in {name} did not answer {sorted(bad)[:5]} as written")
+        dropped += sorted(bad)
+        entries = [(k, v) for k, v in entries if k not in bad]
+    return dropped
 
 
 NODE_ID_RE = re.compile(r"^[0-9a-fA-F-]{36}$")
@@ -219,40 +299,73 @@ NODE_ID_RE = re.compile(r"^[0-9a-fA-F-]{36}$")
 
 def mail_sync(root: Path, spec: dict) -> dict:
     """One panel node's mail, kept as ``mail/nodes/<node id>.json``; the maps are rendered from every
-    such file, since several local nodes (of different tenants) share this machine and its daemons."""
-    _check(spec)
+    such file, since several local nodes (of different tenants) share this machine and its daemons.
+
+    A bad entry (refused by the rules, a key another node serves already, a script ``sievec``
+    refuses) is left out of the shared files and reported in ``rejected`` for this node's own
+    entries, so it fails only its own mail domain; everybody else's mail is still written."""
     node_id = str(spec.get("node") or "")
     if not NODE_ID_RE.match(node_id):
         raise AgentError("the mail spec needs its node id", permanent=True)
+    clean, rejected = _entries(spec)
     directory = root / "mail"
     fragments = directory / "nodes"
     fragments.mkdir(parents=True, exist_ok=True)
     tmp = fragments / f".{node_id}.json.new"
-    tmp.write_text(json.dumps(spec, sort_keys=True))
+    tmp.write_text(json.dumps({"node": node_id, **clean}, sort_keys=True))
     os.chmod(tmp, 0o600)
     os.replace(tmp, fragments / f"{node_id}.json")
+
+    def refuse(owner: str, kind: str, key: str, error: str) -> None:
+        if owner == node_id:  # another node's faults are its own sync's to report
+            rejected.append({"kind": kind, "key": key, "domain": key.rpartition("@")[2], "error": error})
+
     merged: dict = {"domains": [], "mailboxes": [], "aliases": []}
+    owner_of: dict[str, str] = {}  # every key of the maps -> the node that serves it
     aliases_of: dict[str, set[str]] = {}  # mailbox -> the aliases of its own node (tenant) delivering to it
     for path in sorted(fragments.glob("*.json")):
-        part = json.loads(path.read_text())
-        for key in merged:
-            merged[key].extend(part.get(key) or [])
-        boxes = {m["address"] for m in part.get("mailboxes") or []}
-        for alias in part.get("aliases") or []:
+        owner = path.name.removesuffix(".json")
+        try:
+            part, _ = _entries(json.loads(path.read_text()))  # written before these rules, maybe
+        except (OSError, ValueError, AttributeError):
+            continue
+        for d in part["domains"]:
+            if owner_of.setdefault(d, owner) == owner:
+                merged["domains"].append(d)
+            else:
+                refuse(owner, "domain", d, f"{d} is served on this machine for another node.")
+        for m in part["mailboxes"]:
+            if (
+                owner_of.get(m["address"].rpartition("@")[2]) == owner
+                and owner_of.setdefault(m["address"], owner) == owner
+            ):
+                merged["mailboxes"].append({**m, "node": owner})
+        boxes = {m["address"] for m in part["mailboxes"]}
+        for alias in part["aliases"]:
+            domain = alias["source"].rpartition("@")[2]
+            if owner_of.get(domain) != owner or owner_of.setdefault(alias["source"], owner) != owner:
+                continue
+            merged["aliases"].append({**alias, "node": owner})
             if alias["source"].startswith("@"):
                 continue  # a catch-all is not an address anybody writes to
             for destination in alias["destinations"]:
                 if destination in boxes:
                     aliases_of.setdefault(destination, set()).add(alias["source"])
-    domains, mailboxes, aliases = _check(merged)
-    _write_map(directory, "virtual_domains", [(d, "OK") for d in sorted(domains)])
-    enabled = sorted((m for m in mailboxes if m.get("enabled", True)), key=lambda m: m["address"])
+    domains, aliases = merged["domains"], merged["aliases"]
+    enabled = sorted((m for m in merged["mailboxes"] if m["enabled"]), key=lambda m: m["address"])
+    owners = {m["address"]: m["node"] for m in enabled} | {a["source"]: a["node"] for a in aliases}
+    for key in _write_map(directory, "virtual_domains", [(d, "OK") for d in sorted(domains)]):
+        refuse(owner_of.get(key, ""), "domain", key, "Postfix does not read it back as written.")
     boxes = []
     for m in enabled:
         local, _, domain = m["address"].partition("@")
         boxes.append((m["address"], f"{domain}/{local}/"))
-    _write_map(directory, "virtual_mailboxes", boxes)
-    _write_map(directory, "virtual_aliases", sorted((a["source"], ",".join(a["destinations"])) for a in aliases))
+    dropped = set(_write_map(directory, "virtual_mailboxes", boxes))
+    alias_rows = sorted((a["source"], ",".join(a["destinations"])) for a in aliases)
+    dropped |= set(_write_map(directory, "virtual_aliases", alias_rows))
+    for key in sorted(dropped):
+        refuse(owners.get(key, ""), "address", key, "Postfix does not read it back as written.")
+    enabled = [m for m in enabled if m["address"] not in dropped]
     lines = []
     for m in enabled:
         quota = int(m.get("quota_mb") or 0)
@@ -264,7 +377,9 @@ def mail_sync(root: Path, spec: dict) -> dict:
     with contextlib.suppress(KeyError, PermissionError):  # Dovecot's auth reads it as its group
         os.chown(tmp, -1, grp.getgrnam(DOVECOT_GROUP).gr_gid)
     os.replace(tmp, directory / "passwd")
-    responders = _write_sieve(directory, enabled, aliases_of)
+    responders, failed = _write_sieve(directory, enabled, aliases_of)
+    for address, error in failed:
+        refuse(owners.get(address, ""), "autoresponder", address, error)
     write_dovecot_conf(root)
     return {"domains": len(domains), "mailboxes": len(enabled), "aliases": len(aliases), "autoresponders": responders,
-            "dir": str(directory)}  # fmt: skip
+            "dir": str(directory), "rejected": rejected}  # fmt: skip

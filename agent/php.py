@@ -36,9 +36,11 @@ import threading
 from pathlib import Path
 
 from .runtime import AgentError
+from .validate import Invalid
+from .validate import web as rules
 
-VERSION_RE = re.compile(r"^[5-8]\.[0-9]$")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+VERSION_RE = rules.PHP_RE
+USER_RE = rules.USER_RE
 
 
 def _check(cond: bool, message: str) -> None:
@@ -83,7 +85,10 @@ def site_user(name: str, home: Path) -> str | None:
     refused: running a customer's code or giving its files to such a user is the one thing the node
     must never do.
     """
-    _check(bool(USER_RE.match(name)), f"bad system user {name!r}")
+    try:
+        rules.system_user(name)
+    except Invalid as exc:
+        raise AgentError(f"bad system user {name!r}: {exc.message}", permanent=True) from None
     if user_exists(name):
         _check(owned_by_site(name, home), f"system user {name!r} exists on this node and is not this site's")
         return name

@@ -35,16 +35,10 @@ from string import Template
 
 from . import php as php_pools
 from .runtime import AgentError
+from .validate import Invalid
+from .validate import web as rules
 
-SITE_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
-HOST_RE = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$")
-DOCROOT_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,7}$")
-PAGE_RE = re.compile(r"^/[A-Za-z0-9._/-]{1,200}$")
-URL_RE = re.compile(
-    r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%!&'()*+,=:@/-]*)?(\?[A-Za-z0-9._~%!&'()*+,=:@/?-]*)?$"
-)
-PHP_RE = re.compile(r"^[5-8]\.[0-9]$")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+SITE_ID_RE = rules.SITE_ID_RE
 TEMPLATE = Path(__file__).with_name("templates") / "nginx_vhost.conf"
 SUSPENDED_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Website suspended</title></head>
@@ -58,36 +52,44 @@ def _check(cond: bool, message: str) -> None:
 
 
 def validate_spec(spec: dict) -> dict:
-    """The site as the panel describes it, checked again here: the node trusts nothing it renders."""
+    """The site as the panel describes it, checked again here by the rules the panel applied
+    (agent/validate/web.py): the node trusts nothing it renders."""
+    try:
+        return _validate_spec(spec)
+    except Invalid as exc:
+        raise AgentError(f"bad {exc.field or 'site'}: {exc.message}", permanent=True) from None
+
+
+def _validate_spec(spec: dict) -> dict:
     _check(isinstance(spec, dict), "site spec must be an object")
-    site_id = str(spec.get("id", ""))
-    _check(bool(SITE_ID_RE.match(site_id)), f"bad site id {site_id!r}")
+    site_id = rules.site_id(str(spec.get("id", "")))
     domains = spec.get("domains") or []
     _check(isinstance(domains, list) and 0 < len(domains) <= 100, "1-100 domains are required")
-    for d in domains:
-        _check(isinstance(d, str) and bool(HOST_RE.match(d)) and len(d) <= 253, f"bad domain {d!r}")
+    domains = [rules.hostname(d) for d in domains]
+    _check(len(set(domains)) == len(domains), "a domain is named twice")
     status = spec.get("status", "active")
     _check(status in ("active", "suspended"), f"bad status {status!r}")
-    docroot = str(spec.get("document_root") or "public")
-    _check(bool(DOCROOT_RE.match(docroot)) and ".." not in docroot.split("/"), f"bad document root {docroot!r}")
+    docroot = rules.document_root(spec.get("document_root") or "public")
     php = spec.get("php_version") or None
-    _check(php is None or bool(PHP_RE.match(str(php))), f"bad PHP version {php!r}")
+    if php is not None:
+        php = rules.php_version(php)
     www = spec.get("www_redirect") or "none"
     _check(www in ("none", "www", "non-www"), f"bad www_redirect {www!r}")
     pages = spec.get("error_pages") or {}
     _check(isinstance(pages, dict), "error_pages must be an object")
-    for code, page in pages.items():
-        _check(str(code).isdigit() and 400 <= int(code) <= 599, f"bad error code {code!r}")
-        _check(isinstance(page, str) and bool(PAGE_RE.match(page)) and ".." not in page, f"bad error page {page!r}")
+    pages = {rules.error_code(code): rules.page(page) for code, page in pages.items()}
     redirects = spec.get("redirects") or []
     _check(isinstance(redirects, list) and len(redirects) <= 200, "redirects must be a list")
     for r in redirects:
         _check(isinstance(r, dict), "a redirect is an object")
-        _check(bool(PAGE_RE.match(str(r.get("source", "")))), f"bad redirect source {r.get('source')!r}")
-        _check(bool(URL_RE.match(str(r.get("target", "")))), f"bad redirect target {r.get('target')!r}")
-        _check(int(r.get("code", 301)) in (301, 302, 307, 308), "bad redirect code")
+    redirects = [
+        {"source": rules.page(r.get("source"), "redirects"), "target": rules.redirect_target(r.get("target")),
+         "code": rules.redirect_code(r.get("code", 301))}
+        for r in redirects
+    ]  # fmt: skip
     user = spec.get("system_user") or ""
-    _check(user == "" or bool(USER_RE.match(user)), f"bad system user {user!r}")
+    if user:
+        user = rules.system_user(user)
     return {
         "id": site_id,
         "domains": domains,
@@ -97,10 +99,8 @@ def validate_spec(spec: dict) -> dict:
         "https": bool(spec.get("https")),
         "redirect_https": bool(spec.get("redirect_https")) and bool(spec.get("https")),
         "www_redirect": www,
-        "error_pages": {str(k): v for k, v in sorted(pages.items())},
-        "redirects": [
-            {"source": r["source"], "target": r["target"], "code": int(r.get("code", 301))} for r in redirects
-        ],
+        "error_pages": dict(sorted(pages.items())),
+        "redirects": redirects,
         "system_user": user,
     }
 

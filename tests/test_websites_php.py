@@ -143,11 +143,15 @@ def test_php_site_runs_as_its_own_user_through_nginx(
 
 def test_a_site_never_runs_as_a_user_it_does_not_own(web_root, system_users, php_env):  # noqa: F811
     web = WebRuntime(web_root / "web")
-    for name in ("root", "www-data"):
+    # Another site's user (its home is that site's folder, not this one's); removed by system_users.
+    subprocess.run(["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent/other-site",
+                    "--shell", "/usr/sbin/nologin", "webother"], check=True, capture_output=True)  # fmt: skip
+    # The system's own accounts are refused by name (agent/validate/web.py), existing or not.
+    for name, why in (("root", "system account"), ("www-data", "system account"), ("webother", "is not this site's")):
         with pytest.raises(AgentError) as refused:
             web.site_ensure({"id": "wevil", "domains": ["evil.example"], "php_version": VERSION,
                              "system_user": name})  # fmt: skip
-        assert refused.value.permanent and "is not this site's" in refused.value.message
+        assert refused.value.permanent and why in refused.value.message
     assert not list((web_root / "web" / "php").glob("*/pool.d/*.conf"))
     assert (web_root / "web" / "www" / "wevil").stat().st_uid == os.geteuid()  # nothing was given away
 

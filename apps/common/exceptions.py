@@ -14,6 +14,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from agent.validate import Invalid
+
 
 class DomainError(Exception):
     """A rule of the business was broken; subclasses choose the HTTP status."""
@@ -107,6 +109,9 @@ def exception_handler(exc, context):
             {"detail": f"It is still used by {what}: remove or move those first.", "code": "in_use"},
             status=status.HTTP_409_CONFLICT,
         )
+    if isinstance(exc, Invalid):
+        # A node rule (agent/validate) a caller did not wrap in apps.common.rules: still bad input.
+        exc = InvalidInput(exc.message, field=exc.field)
     if isinstance(exc, DomainError):
         data = {exc.field: [exc.message]} if exc.field else {"detail": exc.message, "code": exc.code}
         return Response(data, status=exc.status_code)

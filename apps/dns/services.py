@@ -10,8 +10,10 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from agent.validate import dns as dns_rules
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.rules import as_input
 from apps.jobs.services import job_enqueue
 from apps.nodes.models import Node, NodeStatus, Transport, with_role
 
@@ -74,8 +76,12 @@ def _locked(zone: Zone) -> Zone:
 
 
 def _changed(zone: Zone, actor) -> None:
-    """Bump the serial, mark the zone pending and store the push."""
+    """Bump the serial, mark the zone pending and store the push. The zone as it will be pushed is
+    first checked whole by the node's own rule (agent/validate/dns.py): what the node would refuse is
+    a 400 here, and the transaction rolls back."""
     zone.serial = zonedata.next_serial(zone.serial, timezone.localdate())
+    with as_input():
+        dns_rules.zone_spec(zone_spec(zone))
     if zone.status != ZoneStatus.DELETING:
         zone.status = ZoneStatus.PENDING
     zone.save()
@@ -104,13 +110,15 @@ def zone_create(
     origin = name + "."
     node = _pick_node(node)
     check_server_free(name, node)
-    nameservers = [zonedata.zone_name(ns) for ns in (nameservers or settings.MPANEL_DNS_NAMESERVERS)]
+    nameservers = [
+        zonedata.zone_name(ns, field="nameservers") for ns in (nameservers or settings.MPANEL_DNS_NAMESERVERS)
+    ]
     zone = Zone(
         tenant=tenant,
         name=name,
         node=node,
-        soa_mname=soa.pop("soa_mname", None) or nameservers[0],
-        soa_rname=soa.pop("soa_rname", None) or settings.MPANEL_DNS_HOSTMASTER,
+        soa_mname=zonedata.soa_field("soa_mname", soa.pop("soa_mname", None) or nameservers[0]),
+        soa_rname=zonedata.soa_field("soa_rname", soa.pop("soa_rname", None) or settings.MPANEL_DNS_HOSTMASTER),
     )
     rows = [zonedata.record("@", "NS", None, ns + ".", origin) for ns in nameservers]
     if template:
@@ -122,7 +130,7 @@ def zone_create(
         rows = imported if any(r.type == "NS" and r.name == "@" for r in imported) else rows + imported
     for key, value in soa.items():
         if key in SETTABLE and value is not None:
-            setattr(zone, key, value)
+            setattr(zone, key, zonedata.soa_field(key, value))
     zonedata.check_zone(rows)
     try:
         with transaction.atomic():
@@ -145,10 +153,7 @@ def zone_update(*, zone: Zone, data: dict, actor=None) -> Zone:
     before = audit.snapshot(zone, ZONE_FIELDS)
     for key in SETTABLE:
         if key in data and data[key] is not None:
-            value = data[key]
-            if key in ("soa_mname", "soa_rname"):
-                value = zonedata.zone_name(value) if key == "soa_mname" else str(value).strip().rstrip(".").lower()
-            setattr(zone, key, value)
+            setattr(zone, key, zonedata.soa_field(key, data[key]))
     _changed(zone, actor)
     audit.record(action="dns.zone.update", obj=zone, before=before, after=audit.snapshot(zone, ZONE_FIELDS),
                  **_actor(actor))  # fmt: skip

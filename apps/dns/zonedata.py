@@ -18,7 +18,10 @@ import dns.rdatatype
 import dns.tokenizer
 import dns.zonefile
 
+from agent.validate import dns as dns_rules
+from agent.validate import text as rules_text
 from apps.common.exceptions import InvalidInput
+from apps.common.rules import as_input, check
 
 from .models import RECORD_TYPES
 
@@ -39,27 +42,28 @@ class Rec:
         return f"{self.name} {self.type} {self.content}"
 
 
-def zone_name(value: str) -> str:
-    """The IDNA (A-label) form of a zone name, lower case, without the trailing dot."""
-    text = str(value or "").strip().rstrip(".")
+def zone_name(value: str, field: str = "name") -> str:
+    """The IDNA (A-label) form of a zone name, lower case, without the trailing dot; then the
+    node's rule for names (agent/validate/dns.py) decides."""
+    text = check(dns_rules.typed_name, str(value or ""), field=field).strip().rstrip(".")
     if not text:
-        raise InvalidInput("A zone name is required.", field="name")
+        raise InvalidInput("A zone name is required.", field=field)
     try:
         name = dns.name.from_unicode(text)
     except (dns.exception.DNSException, UnicodeError, ValueError) as exc:
-        raise InvalidInput(f"Not a valid domain name: {exc}", field="name") from exc
+        raise InvalidInput(f"Not a valid domain name: {exc}", field=field) from exc
     if len(name.labels) < 3:  # two labels and the root
-        raise InvalidInput("A zone needs at least two labels (example.com).", field="name")
+        raise InvalidInput("A zone needs at least two labels (example.com).", field=field)
     for label in name.labels[:-1]:
         if label.startswith(b"-") or label.endswith(b"-"):
-            raise InvalidInput("A label cannot start or end with a hyphen.", field="name")
-    return name.to_text().rstrip(".").lower()
+            raise InvalidInput("A label cannot start or end with a hyphen.", field=field)
+    return check(dns_rules.zone_name, name.to_text().rstrip(".").lower(), field=field)
 
 
 def record_name(value: str, origin: str) -> str:
     """A record's owner name relative to the zone: ``@``, ``www``, ``_sip._tcp``. An absolute name
     (trailing dot) must be inside the zone; without a dot it is relative, as in a master file."""
-    text = str(value or "@").strip() or "@"
+    text = check(dns_rules.typed_name, str(value or "@"), field="name").strip() or "@"
     zone = dns.name.from_text(origin)
     try:
         name = dns.name.from_unicode(text, origin=zone) if text != "@" else zone
@@ -67,6 +71,7 @@ def record_name(value: str, origin: str) -> str:
         raise InvalidInput(f"Not a valid record name: {exc}", field="name") from exc
     if not name.is_subdomain(zone):
         raise InvalidInput(f"{name} is outside the zone {origin}.", field="name")
+    check(dns_rules.owner, name.to_text(), zone=origin.lower(), field="name")
     return name.relativize(zone).to_text().lower()
 
 
@@ -91,6 +96,13 @@ def rdata(rtype: str, content: str, origin: str) -> dns.rdata.Rdata:
     rtype = str(rtype or "").upper()
     if rtype not in RECORD_TYPES:
         raise InvalidInput(f"Type must be one of {', '.join(RECORD_TYPES)}.", field="type")
+    raw = str(content or "")
+    if rtype == "TXT" and not raw.strip().startswith('"'):
+        check(rules_text, raw, field="content", what="TXT data", max_length=65535)  # quoted by _txt below
+    else:
+        # What is typed is read as one line of a master file: a comment, a line join or a second
+        # line would be dropped by the reader without a word, so they are refused before it reads.
+        check(dns_rules.presentation, raw, field="content")
     text = _txt(content) if rtype == "TXT" else str(content or "").strip()
     if not text:
         raise InvalidInput("Content is required.", field="content")
@@ -114,13 +126,15 @@ def _is_ip(text: str) -> bool:
 
 
 def canonical(rtype: str, content: str, origin: str) -> str:
-    """The content as stored and served: dnspython's presentation format with absolute names."""
-    return rdata(rtype, content, origin).to_text(origin=None, relativize=False)
+    """The content as stored and served: dnspython's presentation format with absolute names, as
+    the node's rule for its type takes it."""
+    text = rdata(rtype, content, origin).to_text(origin=None, relativize=False)
+    return check(lambda value, field: dns_rules.content(str(rtype).upper(), value, field), text, field="content")
 
 
 def record(name: str, rtype: str, ttl, content: str, origin: str) -> Rec:
-    if ttl is not None and not (0 <= int(ttl) <= 2_147_483_647):
-        raise InvalidInput("TTL must be between 0 and 2147483647.", field="ttl")
+    if ttl is not None:
+        ttl = check(dns_rules.ttl, ttl, field="ttl")
     rtype = str(rtype or "").upper()
     return Rec(record_name(name, origin), rtype, ttl, canonical(rtype, content, origin))
 
@@ -149,6 +163,17 @@ def check_zone(records: list[Rec], *, field: str = "records") -> None:
             )
         if sum(1 for r in records if r.name == rec.name and r.type == "CNAME") > 1:
             raise InvalidInput(f"Only one CNAME per name: {rec.label()}.", field=field)
+
+
+def soa_field(key: str, value, *, field: str | None = None):
+    """One of the zone's SOA settings by the node's rules: names as zone names, timers 31-bit."""
+    field = field or key
+    if key in ("soa_mname", "soa_rname"):
+        return zone_name(value, field=field)
+    with as_input(field):
+        if key == "default_ttl":
+            return dns_rules.ttl(value, field)
+        return dns_rules.number(value, 0, dns_rules.TTL_MAX, field, key.removeprefix("soa_").capitalize())
 
 
 def next_serial(current: int, today: date) -> int:
@@ -186,17 +211,28 @@ class _Collect:
     in order and leaves the zone rules (CNAME beside data) to check_zone, which names the record."""
 
     def __init__(self, origin: str):
-        self.manager = dns.zonefile.RRSetsReaderManager(dns.name.from_text(origin), False, dns.rdataclass.IN)
+        self.origin = dns.name.from_text(origin)
+        self.manager = dns.zonefile.RRSetsReaderManager(self.origin, False, dns.rdataclass.IN)
         self.rows: list[tuple] = []
 
     def check_put_rdataset(self, check) -> None:
         pass
 
     def _set_origin(self, origin) -> None:
-        pass
+        # Names after a $ORIGIN outside the zone would all be dropped by the reader, silently.
+        if not origin.is_subdomain(self.origin):
+            raise dns.exception.SyntaxError(f"$ORIGIN {origin} is outside the zone {self.origin}")
 
     def add(self, name, ttl, rd) -> None:
         self.rows.append((name, ttl, rd))
+
+
+class _Reader(dns.zonefile.Reader):
+    """dnspython's reader skips a record whose name is outside the zone without a word (the only
+    place it eats a line): here that is an error, which the reader reports with its line number."""
+
+    def _eat_line(self):
+        raise dns.exception.SyntaxError(f"{self.last_name} is outside the zone {self.zone_origin}")
 
 
 def _read_master_file(text: str, origin: str) -> list[tuple]:
@@ -204,7 +240,7 @@ def _read_master_file(text: str, origin: str) -> list[tuple]:
     $GENERATE refused."""
     txn = _Collect(origin)
     tokenizer = dns.tokenizer.Tokenizer(text, "<zone file>")
-    dns.zonefile.Reader(tokenizer, dns.rdataclass.IN, txn, allow_directives={"$ORIGIN", "$TTL"}).read()
+    _Reader(tokenizer, dns.rdataclass.IN, txn, allow_directives={"$ORIGIN", "$TTL"}).read()
     return txn.rows
 
 
@@ -226,6 +262,7 @@ def parse_master_file(text: str, origin: str) -> tuple[list[Rec], dict]:
             if relative == "@":
                 soa = {"soa_refresh": rd.refresh, "soa_retry": rd.retry, "soa_expire": rd.expire,
                        "soa_minimum": rd.minimum}  # fmt: skip
+                soa = {key: soa_field(key, value, field="zone_file") for key, value in soa.items()}
             continue
         if rtype not in RECORD_TYPES:
             raise InvalidInput(f"Unsupported record type {rtype} at {relative}.", field="zone_file")

@@ -22,5 +22,14 @@ def node_sync(job) -> dict:
             MailDomain.objects.filter(node=node).update(status=MailDomainStatus.ERROR, last_error=exc.message[:2000])
             raise PermanentError(exc.message) from exc
         raise
-    MailDomain.objects.filter(node=node).update(status=MailDomainStatus.ACTIVE, last_error="")
+    # What the node refused fails its own mail domain only; the node served everything else.
+    faults: dict[str, list[str]] = {}
+    for r in result.get("rejected") or []:
+        faults.setdefault(str(r.get("domain")), []).append(
+            f"{r.get('kind')} {r.get('key')!r} refused: {r.get('error')}"
+        )
+    MailDomain.objects.filter(node=node).exclude(name__in=faults).update(status=MailDomainStatus.ACTIVE, last_error="")
+    for name, errors in faults.items():
+        MailDomain.objects.filter(node=node, name=name).update(status=MailDomainStatus.ERROR,
+                                                               last_error="; ".join(errors)[:2000])  # fmt: skip
     return result

@@ -10,12 +10,12 @@ from argon2 import PasswordHasher
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 
+from agent.validate import mail as mail_rules
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.rules import check
 from apps.dns import zonedata
 from apps.jobs.services import job_enqueue
 from apps.nodes.models import Node, NodeStatus, with_role
@@ -28,7 +28,6 @@ ALIAS_FIELDS = ["mail_domain", "local_part", "destinations"]
 RESPONDER_FIELDS = ["mailbox", "enabled", "subject", "body", "start_date", "end_date", "interval_days"]
 # Characters a reply may not hold: controls other than tab and newline (the subject: tab only).
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-LOCAL_RE = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 
 
 def _actor(actor) -> dict:
@@ -46,24 +45,30 @@ def hash_password(password: str) -> str:
 
 
 def clean_local_part(value: str, field: str = "local_part") -> str:
-    value = str(value or "").strip().lower()
-    if len(value) > 64 or not LOCAL_RE.match(value):
-        raise InvalidInput("Not a valid local part (the part before @).", field=field)
-    return value
+    """A hosted local part, by the rule the node applies to its map keys (agent/validate/mail.py)."""
+    return check(mail_rules.local_part, value, field=field)
+
+
+def mail_domain_name(value: str, field: str = "name") -> str:
+    """A mail domain: Unicode names become their IDNA A-labels, then the node's rule decides."""
+    try:
+        name = zonedata.zone_name(value)
+    except InvalidInput as exc:
+        raise InvalidInput(exc.message, field=field) from exc
+    return check(mail_rules.mail_domain, name, field=field)
 
 
 def address(value: str, field: str) -> str:
+    """Where an alias, forwarder or catch-all delivers (ours or not), by the node's destination rule."""
     value = str(value or "").strip()
     local, at, domain = value.rpartition("@")
     if not at:
         raise InvalidInput(f"{value!r} is not an email address.", field=field)
     try:
         domain = zonedata.zone_name(domain)
-        result = f"{clean_local_part(local, field)}@{domain}"
-        validate_email(result)
-    except (InvalidInput, ValidationError) as exc:
-        raise InvalidInput(f"{value!r} is not an email address.", field=field) from exc
-    return result
+    except InvalidInput as exc:
+        raise InvalidInput(f"{value!r} is not an email address: {exc.message}", field=field) from exc
+    return check(mail_rules.destination, f"{local}@{domain}", field=field)
 
 
 def _dkim_pair() -> tuple[str, str]:
@@ -120,10 +125,7 @@ def publish_records(mail_domain: MailDomain, actor=None) -> list[str]:
 @transaction.atomic
 def mail_domain_create(*, tenant, name: str, node: Node | None = None, customer=None, catch_all: str = "",
                        actor=None) -> MailDomain:  # fmt: skip
-    try:
-        name = zonedata.zone_name(name)
-    except InvalidInput as exc:
-        raise InvalidInput(exc.message, field="name") from exc
+    name = mail_domain_name(name)
     node = _pick_node(node)
     from apps.dns.services import check_server_free
 
@@ -186,7 +188,8 @@ def mailbox_create(*, mail_domain: MailDomain, local_part: str, password: str, q
     local = clean_local_part(local_part)
     _free(mail_domain, local)
     box = Mailbox.objects.create(tenant=mail_domain.tenant, mail_domain=mail_domain, local_part=local,
-                                 password_hash=hash_password(password), quota_mb=quota_mb, enabled=enabled)  # fmt: skip
+                                 password_hash=hash_password(password), enabled=enabled,
+                                 quota_mb=check(mail_rules.quota_mb, quota_mb, field="quota_mb"))  # fmt: skip
     audit.record(action="mail.mailbox.create", obj=box, after=audit.snapshot(box, MAILBOX_FIELDS), **_actor(actor))
     _sync(mail_domain, actor)
     return box
@@ -196,9 +199,10 @@ def mailbox_create(*, mail_domain: MailDomain, local_part: str, password: str, q
 def mailbox_update(*, mailbox: Mailbox, data: dict, actor=None) -> Mailbox:
     box = Mailbox.objects.select_for_update(of=("self",)).select_related("mail_domain").get(pk=mailbox.pk)
     before = audit.snapshot(box, MAILBOX_FIELDS)
-    for key in ("quota_mb", "enabled"):
-        if key in data:
-            setattr(box, key, data[key])
+    if "quota_mb" in data:
+        box.quota_mb = check(mail_rules.quota_mb, data["quota_mb"], field="quota_mb")
+    if "enabled" in data:
+        box.enabled = data["enabled"]
     if data.get("password"):
         box.password_hash = hash_password(data["password"])
     box.save()

@@ -17,10 +17,11 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.dns.services import lock_name
 from apps.jobs.models import Job
 from apps.jobs.services import job_enqueue
 from apps.nodes.drivers import driver_for
-from apps.nodes.models import Node, NodeStatus, with_role
+from apps.nodes.models import Node, NodeStatus, Transport, with_role
 
 from . import validation
 from .models import Website, WebsiteDomain, WebsiteStatus
@@ -149,6 +150,22 @@ def _clean_settings(data: dict, site: Website) -> dict:
     return out
 
 
+def _check_user_free_on_machine(site: Website) -> None:
+    """Every ``local`` node is this one machine with one /etc/passwd: a Unix user another tenant's
+    live site runs as there is taken too (the node would refuse to share it, and the site would be
+    left in ``error``). Checked under the same advisory lock as the DNS and mail names."""
+    if site.node.transport != Transport.LOCAL:
+        return
+    lock_name("websites.system_user", site.system_user)
+    if (
+        Website.all_tenants.filter(node__transport=Transport.LOCAL, system_user=site.system_user)
+        .exclude(status=WebsiteStatus.DELETED)
+        .exclude(pk=site.pk)
+        .exists()
+    ):
+        raise Conflict(f"The system user {site.system_user} is taken on this server.", code="system_user_taken")
+
+
 @transaction.atomic
 def website_create(*, tenant, primary_domain: str, aliases: list | None = None, node: Node | None = None,
                    actor=None, **data) -> Website:  # fmt: skip
@@ -172,6 +189,7 @@ def website_create(*, tenant, primary_domain: str, aliases: list | None = None, 
         .exists()
     ):
         raise Conflict(f"The system user {site.system_user} is taken on this node.", code="system_user_taken")
+    _check_user_free_on_machine(site)
     try:
         with transaction.atomic():
             site.save(force_insert=True)

@@ -3,23 +3,22 @@
 A hostname is normalised (trimmed, lower-cased, trailing dot dropped, Unicode labels turned into
 their IDNA A-labels with UTS #46) and must then be a DNS name of at least two labels with a
 non-numeric top-level label. ``*.`` wildcards only where ``WEBSITES_ALLOW_WILDCARDS`` is on.
+Every value is then held to the node's own rule for it (``agent/validate/web.py``), the one the
+node applies again before it renders the vhost or the PHP-FPM pool.
 """
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlsplit
 
 import idna
 from django.conf import settings
 
+from agent.validate import text as rules_text
+from agent.validate import web as rules
 from apps.common.exceptions import InvalidInput
+from apps.common.rules import check
 
-LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-DOCROOT_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}(/[A-Za-z0-9._-]{1,64}){0,7}$")
-PAGE_RE = re.compile(r"^/[A-Za-z0-9._/-]{1,200}$")
-URL_PATH_RE = re.compile(r"^(/[A-Za-z0-9._~%!&'()*+,=:@/-]*)?(\?[A-Za-z0-9._~%!&'()*+,=:@/?-]*)?$")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 PHP_VERSIONS = ["7.4", "8.0", "8.1", "8.2", "8.3"]
 
 
@@ -40,35 +39,22 @@ def hostname(value, *, field: str, allow_wildcard: bool | None = None) -> str:
         ascii_name = idna.encode(name, uts46=True).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError) as exc:
         raise InvalidInput(f"Not a valid hostname: {value!r} ({exc}).", field=field) from exc
-    labels = ascii_name.split(".")
-    if len(labels) < 2 or len(ascii_name) > 253 - (2 if wildcard else 0):
-        raise InvalidInput(f"Not a valid hostname: {value!r} (it needs a domain and a top-level label).", field=field)
-    if not all(LABEL_RE.match(label) for label in labels) or labels[-1].isdigit():
-        raise InvalidInput(f"Not a valid hostname: {value!r}.", field=field)
-    return ("*." if wildcard else "") + ascii_name
+    return check(rules.hostname, ("*." if wildcard else "") + ascii_name, field=field, wildcard=wildcard)
 
 
 def document_root(value) -> str:
-    value = (value or "public").strip().rstrip("/")
-    if not DOCROOT_RE.match(value) or any(p in (".", "..") for p in value.split("/")):
-        raise InvalidInput("A relative path of letters, digits, '.', '_' and '-' (no '..').", field="document_root")
-    return value
+    return check(rules.document_root, (value or "public").strip().rstrip("/"), field="document_root")
 
 
 def system_user(value, default: str) -> str:
-    value = (value or default).strip()
-    if not USER_RE.match(value):
-        raise InvalidInput(
-            "A Unix user name: a lower-case letter or '_', then up to 31 of [a-z0-9_-].", field="system_user"
-        )
-    return value
+    return check(rules.system_user, (value or default).strip(), field="system_user")
 
 
 def php_version(value) -> str:
     value = (value or "").strip()
     if value and value not in PHP_VERSIONS:
         raise InvalidInput(f"One of {', '.join(PHP_VERSIONS)}, or empty for a static site.", field="php_version")
-    return value
+    return check(rules.php_version, value, field="php_version") if value else value
 
 
 def error_pages(value) -> dict:
@@ -76,11 +62,7 @@ def error_pages(value) -> dict:
         raise InvalidInput("An object of status code → page path.", field="error_pages")
     out = {}
     for code, page in value.items():
-        if not str(code).isdigit() or not 400 <= int(code) <= 599:
-            raise InvalidInput(f"{code!r} is not an HTTP error status (400-599).", field="error_pages")
-        if not isinstance(page, str) or not PAGE_RE.match(page) or ".." in page.split("/"):
-            raise InvalidInput(f"{page!r} is not a path in the site, like /errors/404.html.", field="error_pages")
-        out[str(int(code))] = page
+        out[check(rules.error_code, code, field="error_pages")] = check(rules.page, page, field="error_pages")
     return dict(sorted(out.items()))
 
 
@@ -91,27 +73,33 @@ def redirects(value) -> list:
     for item in value:
         if not isinstance(item, dict):
             raise InvalidInput("A redirect is {source, target, code}.", field="redirects")
-        source, target, code = item.get("source"), item.get("target"), item.get("code", 301)
-        if not isinstance(source, str) or not PAGE_RE.match(source) or ".." in source.split("/"):
+        source = item.get("source")
+        if not isinstance(source, str) or not rules.PAGE_RE.match(source) or ".." in source.split("/"):
             raise InvalidInput(f"Source {source!r} must be a path like /old-page.", field="redirects")
         if source in seen:
             raise InvalidInput(f"Source {source!r} is redirected twice.", field="redirects")
         seen.add(source)
-        if code not in (301, 302, 307, 308):
-            raise InvalidInput("The code must be 301, 302, 307 or 308.", field="redirects")
-        out.append({"source": source, "target": redirect_target(target), "code": code})
+        code = check(rules.redirect_code, item.get("code", 301), field="redirects")
+        out.append({"source": source, "target": redirect_target(item.get("target")), "code": code})
     return out
 
 
 def redirect_target(value) -> str:
+    """An http(s) URL; a Unicode host becomes its A-label. The result is what the node checks."""
     if not isinstance(value, str) or len(value) > 2000:
         raise InvalidInput("A redirect target is an http(s) URL.", field="redirects")
-    parts = urlsplit(value.strip())
+    # urlsplit drops tabs and line breaks and an empty "#": refused here, never silently cleaned.
+    check(rules_text, value, field="redirects", what="A redirect target", max_length=2000)
+    if "#" in value:
+        raise InvalidInput(f"{value!r}: a redirect target cannot carry a fragment ('#').", field="redirects")
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port  # ValueError when out of range or not a number
+    except ValueError as exc:
+        raise InvalidInput(f"{value!r} is not an http(s) URL: {exc}.", field="redirects") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.fragment:
         raise InvalidInput(f"{value!r} is not an http(s) URL.", field="redirects")
     host = hostname(parts.hostname, field="redirects", allow_wildcard=False)
     rest = parts.path + (f"?{parts.query}" if parts.query else "")
-    if not URL_PATH_RE.match(rest):
-        raise InvalidInput(f"{value!r} has characters a redirect cannot carry.", field="redirects")
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{rest}"
+    url = f"{parts.scheme}://{host}{f':{port}' if port is not None else ''}{rest}"
+    return check(rules.redirect_target, url, field="redirects")
