@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "apps.security",
     "apps.websites",
     "apps.files",
+    "apps.names",
 ]
 
 MIDDLEWARE = [
