@@ -94,10 +94,6 @@ def within(name: str, tree: str) -> bool:
     return name == tree or name.endswith("." + tree)
 
 
-def related(a: str, b: str) -> bool:
-    return within(a, b) or within(b, a)
-
-
 def _related_q(name: str, column: str) -> Q:
     """Rows whose ``column`` is ``name``, an ancestor of it (or that ancestor's wildcard), or under it."""
     up = ancestors(name)
