@@ -36,6 +36,7 @@ from apps.files.api import FileManagerViewSet
 from apps.jobs.api import ProvisioningViewSet
 from apps.mail.api import AliasViewSet, AutoresponderViewSet, MailboxViewSet, MailDomainViewSet
 from apps.metrics.api import HostingServerViewSet, IngestView, ServerMetricsViewSet
+from apps.names.api import NameDelegationViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.orders.api import OrderViewSet
@@ -99,6 +100,7 @@ router.register("hosting/files", FileManagerViewSet, basename="hosting-files")
 router.register("hosting/dns", ZoneViewSet, basename="dns-zone")
 router.register(r"hosting/dns/(?P<zone_pk>[0-9a-fA-F-]{36})/records", RecordViewSet, basename="dns-record")
 router.register("hosting/domains", DomainViewSet, basename="domain")
+router.register("hosting/name-delegations", NameDelegationViewSet, basename="name-delegation")
 router.register("hosting/email/domains", MailDomainViewSet, basename="mail-domain")
 router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/mailboxes", MailboxViewSet, basename="mailbox")
 router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/aliases", AliasViewSet, basename="mail-alias")

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "apps.security",
     "apps.websites",
     "apps.files",
+    "apps.names",
 ]
 
 MIDDLEWARE = [

@@ -3,7 +3,8 @@
 Every ``local`` node is this one machine (one PowerDNS, one Postfix/Dovecot), so a zone or mail
 domain name served there belongs to one tenant only. Many tenants creating the same name at the
 same moment: exactly one wins; the others get 409 ``name_taken`` (another tenant) or 400 (the same
-tenant twice). The window between the check and the insert is widened on purpose (a slow step
+tenant twice). The same holds for a parent and a child name (apps/names/claims.py locks their
+registrable domain). The window between the check and the insert is widened on purpose (a slow step
 right after the check), so without the lock the test fails every time rather than now and then."""
 
 from __future__ import annotations
@@ -102,3 +103,30 @@ def test_one_tenant_gets_a_mail_domain_however_many_race_for_it(creators, monkey
     assert len(won) == 1, (won, lost)
     assert MailDomain.all_tenants.filter(name="race-mail.example").count() == 1
     assert sorted(code for code, _ in lost) == [400] + [409] * (TENANTS * PER_TENANT - 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_tenant_gets_a_tree_when_parents_and_children_race(creators, monkeypatch, settings):
+    """Each tenant asks for the zone race-tree.example and the mail domain a.race-tree.example at
+    once: related names of different tenants share the lock of their registrable domain, so exactly
+    one tenant gets the tree (both its names) and every other try is 409 ``name_taken``."""
+    settings.MPANEL_DKIM_KEY_BITS = 1024
+    _slow_after_check(monkeypatch, zonedata, "check_zone")
+    _slow_after_check(monkeypatch, mail_services, "_dkim_pair")
+    tries: dict = {}
+    guard = threading.Lock()
+
+    def create(tenant, node):
+        with guard:  # each tenant's first try asks for the parent, its second for the child
+            tries[tenant.pk] = tries.get(tenant.pk, 0) + 1
+            first = tries[tenant.pk] == 1
+        if first:
+            return dns_services.zone_create(tenant=tenant, name="race-tree.example", node=node)
+        return mail_services.mail_domain_create(tenant=tenant, name="a.race-tree.example", node=node)
+
+    won, lost = _race(creators, create)
+    winners = {tenant for _, tenant in won}
+    assert len(winners) == 1 and len(won) == PER_TENANT, (won, lost)
+    assert lost == [(409, "name_taken")] * (TENANTS * PER_TENANT - PER_TENANT)
+    assert set(Zone.all_tenants.values_list("tenant_id", flat=True)) == winners
+    assert set(MailDomain.all_tenants.values_list("tenant_id", flat=True)) == winners

@@ -4,10 +4,8 @@ transaction; the job converges the node's PowerDNS to the zone as it is then."""
 
 from __future__ import annotations
 
-import hashlib
-
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from agent.validate import dns as dns_rules
@@ -15,7 +13,8 @@ from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.rules import as_input
 from apps.jobs.services import job_enqueue
-from apps.nodes.models import Node, NodeStatus, Transport, with_role
+from apps.names import claims
+from apps.nodes.models import Node, NodeStatus, with_role
 
 from . import templates, zonedata
 from .models import Record, Zone, ZoneStatus
@@ -43,32 +42,6 @@ def _pick_node(node: Node | None) -> Node:
     if node is None:
         raise Conflict("No active node with the dns role: add one at /api/v1/ops/servers/.", code="no_dns_node")
     return node
-
-
-def lock_name(kind: str, name: str) -> None:
-    """Serialise every transaction that checks and takes ``name`` for ``kind`` on this machine:
-    a PostgreSQL transaction-level advisory lock on a 64-bit hash of the two, released at commit or
-    rollback. The second of two concurrent creators waits here, then sees the first one's row."""
-    if connection.vendor != "postgresql":
-        return  # SQLite (tests of the embedded default) serialises writers by itself
-    if not connection.in_atomic_block:
-        raise RuntimeError("lock_name must run inside the transaction that writes the name")
-    digest = hashlib.sha256(f"mpanel:{kind}:{name}".encode()).digest()
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [int.from_bytes(digest[:8], "big", signed=True)])
-
-
-def check_server_free(name: str, node: Node, *, model=None, label: str = "zone") -> None:
-    """Every ``local`` node is this one machine with one PowerDNS (one Postfix, one Dovecot): a name
-    served there for one tenant cannot be served there for another. (An ``agent`` node belongs to
-    one tenant, where names are unique already.) Checked under ``lock_name``, so two tenants
-    creating the same name at once cannot both pass."""
-    if node.transport != Transport.LOCAL:
-        return
-    model = model or Zone
-    lock_name(model._meta.label_lower, name)
-    if model.all_tenants.filter(name=name, node__transport=Transport.LOCAL).exclude(tenant_id=node.tenant_id).exists():
-        raise Conflict(f"This server serves the {label} {name} for another tenant.", code="name_taken")
 
 
 def _locked(zone: Zone) -> Zone:
@@ -109,7 +82,7 @@ def zone_create(
     name = zonedata.zone_name(name)
     origin = name + "."
     node = _pick_node(node)
-    check_server_free(name, node)
+    claims.claim(tenant, [name])  # nobody else's tree (apps/names/claims.py); locked until commit
     nameservers = [
         zonedata.zone_name(ns, field="nameservers") for ns in (nameservers or settings.MPANEL_DNS_NAMESERVERS)
     ]

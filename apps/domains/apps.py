@@ -7,4 +7,14 @@ class DomainsConfig(AppConfig):
     verbose_name = "Domains"
 
     def ready(self):
+        from django.db.models import Q
+
+        from apps.names import claims
+
         from . import jobs, tasks  # noqa: F401  (registrar job handlers; the expiry and auto-renew sweeps)
+        from .models import Domain, DomainStatus
+
+        # Only a proven domain holds its name: an unverified registration must not block the real
+        # owner (anyone can type a name), and a lapsed one is back at the registry.
+        claims.register(claims.Holder(kind="domain", model=Domain,
+                                      holds=Q(status=DomainStatus.ACTIVE, verified_at__isnull=False)))  # fmt: skip

@@ -12,6 +12,7 @@ from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.dns import zonedata
 from apps.jobs.models import JobStatus
+from apps.names import claims
 
 from . import registrars, verification
 from .models import Domain, DomainStatus, RegistrarStatus
@@ -80,7 +81,9 @@ def domain_create(
     """Store the domain and a ``domain.register`` job that asks the registrar (the answer's
     ``registrar_state`` is ``pending`` until it has run)."""
     registrars.get(registrar)  # an unknown registrar is a 400 now, not a failed job later
-    domain = Domain(tenant=tenant, name=domain_name(name), customer=customer, registrar=registrar,
+    name = domain_name(name)
+    claims.claim(tenant, [name])  # nobody else's tree (apps/names/claims.py); locked until commit
+    domain = Domain(tenant=tenant, name=name, customer=customer, registrar=registrar,
                     registered_at=registered_at, expires_at=expires_at, auto_renew=auto_renew,
                     renewal_price=renewal_price, pending_nameservers=_nameservers(nameservers),
                     registrar_state=RegistrarStatus.PENDING)  # fmt: skip
@@ -137,26 +140,45 @@ def domain_delete(*, domain: Domain, actor=None) -> None:
 
 
 def domain_verify(*, domain: Domain, actor=None) -> Domain:
-    """Look the challenge up (outside any transaction: DNS can be slow), then record the outcome."""
+    """Look the challenge up (outside any transaction: DNS can be slow), then record the outcome.
+    A refusal is audited in its own committed transaction, then raised."""
     if domain.status in GONE:
         raise Conflict("This domain was transferred out.")
-    found = verification.txt_values(domain.challenge_name)
     with transaction.atomic():
+        claims.claim(domain.tenant_id, [domain.name])  # refused early, before a slow lookup
+    found = verification.txt_values(domain.challenge_name)
+    refused = None
+    with transaction.atomic():
+        # Proven, the domain holds its name: the claim is checked again under the lock until commit.
+        claims.claim(domain.tenant_id, [domain.name])
         domain = _locked(domain)
-        if domain.challenge_value not in found:
-            audit.record(action="domain.verify_failed", obj=domain, after={"found": found[:10]}, **_actor(actor))
-            raise Conflict(
+        if verification.answered_by_another_tenant(domain):
+            # Defence in depth: such a zone cannot exist under the claim rule, but one made before
+            # it (or through a shared server the resolvers ask) must not prove anything.
+            refused = Conflict(
+                "The challenge is answered inside a DNS zone this platform serves for another account, "
+                "so it cannot prove ownership of this domain.",
+                code="verification_failed",
+            )
+            audit.record(action="domain.verify_failed", obj=domain,
+                         after={"found": found[:10], "reason": "foreign_zone"}, **_actor(actor))  # fmt: skip
+        elif domain.challenge_value not in found:
+            refused = Conflict(
                 f"No TXT record {domain.challenge_name} with {domain.challenge_value!r} was found "
                 f"(found: {found[:5] or 'nothing'}).",
                 code="verification_failed",
             )
-        before = audit.snapshot(domain, FIELDS)
-        domain.verified_at = timezone.now()
-        if domain.status == DomainStatus.PENDING_VERIFICATION:
-            domain.status = DomainStatus.ACTIVE
-        domain.save()
-        audit.record(action="domain.verify", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
-                     **_actor(actor))  # fmt: skip
+            audit.record(action="domain.verify_failed", obj=domain, after={"found": found[:10]}, **_actor(actor))
+        else:
+            before = audit.snapshot(domain, FIELDS)
+            domain.verified_at = timezone.now()
+            if domain.status == DomainStatus.PENDING_VERIFICATION:
+                domain.status = DomainStatus.ACTIVE
+            domain.save()
+            audit.record(action="domain.verify", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
+                         **_actor(actor))  # fmt: skip
+    if refused is not None:
+        raise refused
     return domain
 
 

@@ -33,3 +33,24 @@ def txt_values(name: str) -> list[str]:
     if answer.rrset is None:
         return []
     return [b"".join(rd.strings).decode(errors="replace") for rd in answer.rrset]
+
+
+def answered_by_another_tenant(domain) -> bool:
+    """Is the challenge name inside a zone this platform serves for a tenant other than the
+    domain's (one that did not delegate that tree to it)? A resolver that reaches our shared
+    servers would get that tenant's answer, which proves nothing about who owns the domain."""
+    from apps.dns.models import Zone
+    from apps.names import claims
+    from apps.names.models import NameDelegation
+
+    challenge = domain.challenge_name.rstrip(".")
+    owners = set(
+        Zone.all_tenants.filter(name__in=claims.ancestors(challenge))
+        .exclude(tenant_id=domain.tenant_id)
+        .values_list("tenant_id", flat=True)
+    )
+    if not owners:
+        return False
+    granted = NameDelegation.all_tenants.filter(grantee_id=domain.tenant_id, tenant_id__in=owners)
+    lifted = {g.tenant_id for g in granted if claims.within(domain.name, g.name)}
+    return bool(owners - lifted)

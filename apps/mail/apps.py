@@ -7,4 +7,9 @@ class MailConfig(AppConfig):
     verbose_name = "Email"
 
     def ready(self):
+        from apps.names import claims
+
         from . import jobs  # noqa: F401  (job handlers)
+        from .models import MailDomain
+
+        claims.register(claims.Holder(kind="mail_domain", model=MailDomain))

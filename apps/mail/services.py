@@ -18,6 +18,7 @@ from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.rules import check
 from apps.dns import zonedata
 from apps.jobs.services import job_enqueue
+from apps.names import claims
 from apps.nodes.models import Node, NodeStatus, with_role
 
 from .models import Alias, Autoresponder, Mailbox, MailDomain, MailDomainStatus
@@ -127,9 +128,7 @@ def mail_domain_create(*, tenant, name: str, node: Node | None = None, customer=
                        actor=None) -> MailDomain:  # fmt: skip
     name = mail_domain_name(name)
     node = _pick_node(node)
-    from apps.dns.services import check_server_free
-
-    check_server_free(name, node, model=MailDomain, label="mail domain")
+    claims.claim(tenant, [name])  # nobody else's tree (apps/names/claims.py); locked until commit
     secret, public = _dkim_pair()
     mail_domain = MailDomain(tenant=tenant, name=name, node=node, customer=customer,
                              catch_all=address(catch_all, "catch_all") if catch_all else "",

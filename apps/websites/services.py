@@ -17,9 +17,10 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
-from apps.dns.services import lock_name
+from apps.common.locks import advisory_xact_lock
 from apps.jobs.models import Job
 from apps.jobs.services import job_enqueue
+from apps.names import claims
 from apps.nodes.drivers import driver_for
 from apps.nodes.models import Node, NodeStatus, Transport, with_role
 
@@ -61,13 +62,13 @@ def _actor(actor) -> dict:
 
 
 def normalise_domains(primary, aliases) -> tuple[str, list[str]]:
-    primary = validation.hostname(primary, field="primary_domain")
+    primary = claims.check_shape(validation.hostname(primary, field="primary_domain"), field="primary_domain")
     if not isinstance(aliases, list) or len(aliases) > 99:
         raise InvalidInput("A list of at most 99 hostnames.", field="aliases")
     seen = {primary}
     out = []
     for alias in aliases:
-        name = validation.hostname(alias, field="aliases")
+        name = claims.check_shape(validation.hostname(alias, field="aliases"), field="aliases")
         if name in seen:
             raise InvalidInput(f"{name} is named twice.", field="aliases")
         seen.add(name)
@@ -76,8 +77,11 @@ def normalise_domains(primary, aliases) -> tuple[str, list[str]]:
 
 
 def _claim_domains(site: Website) -> None:
-    """The site's hostnames, unique across the platform (the database's unique index decides races)."""
+    """The site's hostnames, unique across the platform (the database's unique index decides races).
+    A hostname it did not have yet must also sit in no other tenant's tree (apps/names/claims.py)."""
     wanted = set(site.domains)
+    held = set(WebsiteDomain.all_tenants.filter(website=site).values_list("name", flat=True))
+    claims.claim(site.tenant_id, sorted(wanted - held))
     taken = (
         WebsiteDomain.all_tenants.filter(name__in=wanted).exclude(website=site).values_list("name", flat=True).first()
     )
@@ -156,7 +160,7 @@ def _check_user_free_on_machine(site: Website) -> None:
     left in ``error``). Checked under the same advisory lock as the DNS and mail names."""
     if site.node.transport != Transport.LOCAL:
         return
-    lock_name("websites.system_user", site.system_user)
+    advisory_xact_lock([f"websites.system_user:{site.system_user}"])
     if (
         Website.all_tenants.filter(node__transport=Transport.LOCAL, system_user=site.system_user)
         .exclude(status=WebsiteStatus.DELETED)
