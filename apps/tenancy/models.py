@@ -80,6 +80,9 @@ def _invitation_expiry():
     return timezone.now() + timedelta(days=7)
 
 
+INVITATION_STATUSES = ["invited", "accepted", "declined", "revoked", "expired"]
+
+
 class Invitation(TimestampedModel):
     """An invitation of an email address to a tenant. Nobody joins a tenant without accepting one
     (consent): whether or not the address has an account, the invitation is the same."""

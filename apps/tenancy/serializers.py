@@ -4,7 +4,7 @@ from rest_framework import serializers
 from apps.common.money import CURRENCY_CHOICES
 from apps.common.serializers import ModelSerializer, Serializer
 
-from .models import Invitation, Membership, Tenant
+from .models import INVITATION_STATUSES, Invitation, Membership, Tenant
 from .roles import Role
 
 
@@ -51,9 +51,6 @@ class MemberCreateSerializer(Serializer):
 
 class MemberUpdateSerializer(Serializer):
     role = serializers.ChoiceField(choices=Role.choices)
-
-
-INVITATION_STATUSES = ["invited", "accepted", "declined", "revoked", "expired"]
 
 
 class InvitationSerializer(ModelSerializer):
