@@ -344,6 +344,24 @@ def _operator_bulk_deletes(fx, membership, operator):
     assert response.status_code == 302, response.content[:500]
 
 
+def _operator_deletes_it_on_the_tenants_page(fx, membership, operator):
+    client = admin_login(Client(), operator)
+    url = f"/admin/tenancy/tenant/{fx.tenant.pk}/change/"
+    page = client.get(url)
+    data = {}
+    for admin_form in [page.context["adminform"].form, *(f.formset for f in page.context["inline_admin_formsets"])]:
+        forms = [admin_form] if not hasattr(admin_form, "forms") else [admin_form.management_form, *admin_form.forms]
+        for one in forms:
+            for name, field in one.fields.items():
+                value = one.initial.get(name, field.initial)
+                if value is not None:
+                    data[one.add_prefix(name)] = getattr(value, "pk", value)
+            if getattr(one, "instance", None) is not None and one.instance.pk == membership.pk:
+                data[one.add_prefix("DELETE")] = "on"
+    response = client.post(url, data)
+    assert response.status_code == 302, response.context and response.context["errors"]
+
+
 def _row_deleted(fx, membership, operator):
     # No service involved (e.g. a shell): the token is not marked revoked, but it is still dead.
     Membership.objects.filter(pk=membership.pk).delete()
@@ -354,6 +372,7 @@ REMOVALS = {
     "leaves": _leave,
     "operator deletes it": _operator_deletes,
     "operator bulk-deletes it": _operator_bulk_deletes,
+    "operator deletes it on the tenant's page": _operator_deletes_it_on_the_tenants_page,
     "row deleted": _row_deleted,
 }
 

@@ -54,6 +54,14 @@ class TenantAdmin(AuditedModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         return [*fields, "slug"] if obj is not None else fields
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is Membership:
+            # A membership removed on the tenant's page ends what the member held there, as everywhere.
+            for inline_form in formset.deleted_forms:
+                if inline_form.instance.pk is not None:
+                    member_removed.send(sender=Membership, membership=inline_form.instance, actor=request.user)
+        super().save_formset(request, form, formset, change)
+
 
 @admin.register(Membership)
 class MembershipAdmin(AuditedModelAdmin):
