@@ -1,4 +1,4 @@
-"""Members by consent (CONTRACT §2): adding a member invites them, whether or not they have an account,
+"""Members by consent: adding a member invites them, whether or not they have an account,
 and the answer never tells which; the invited user accepts or declines at /api/v1/invitations/. A
 member's removal revokes their API tokens in that tenant. A tenant's policy and its security events
 concern only what happens in that tenant."""
@@ -274,6 +274,14 @@ class TestMyInvitations:
             response = client.post("/api/v1/tenants/accept-invitation/", {"token": token}, format="json")
         assert response.status_code == 409, response.content
         assert not Membership.objects.filter(tenant=tenant_a.tenant, user=user).exists()
+
+    def test_accepting_into_a_tenant_i_am_in_already_is_409(self, tenant_a, invitee):
+        user, invitation = invitee
+        Membership.objects.create(tenant=tenant_a.tenant, user=user, role=Role.VIEWER)  # e.g. by an operator
+        response = client_for(user).post(f"{INBOX}{invitation.pk}/accept/")
+        assert response.status_code == 409 and response.json()["code"] == "already_member"
+        assert Invitation.objects.get(pk=invitation.pk).is_open
+        assert Membership.objects.get(tenant=tenant_a.tenant, user=user).role == Role.VIEWER
 
     def test_bad_ids_are_404(self, invitee):
         user, _invitation = invitee

@@ -63,7 +63,7 @@ class TestMemberApi(ApiTestCase):
         return m and {"role": m.role}
 
     def created_object(self, response):
-        # Adding a member invites them (CONTRACT §2): the object created is the invitation.
+        # Adding a member invites them: the object created is the invitation.
         return Invitation.objects.get(pk=response.data["id"])
 
 

@@ -88,8 +88,9 @@ class MemberViewSet(
     mixins.DestroyModelMixin,
     TenantScopedViewSet,
 ):
-    """Members of one tenant. Only OWNER/ADMIN manage them; only an OWNER grants or removes OWNER;
-    the last OWNER cannot leave. Anyone may leave (DELETE their own membership)."""
+    """Members of one tenant. Only OWNER/ADMIN manage them: `POST` invites (nobody joins without accepting);
+    only an OWNER grants or removes OWNER; the last OWNER cannot leave. Anyone may leave (DELETE their own
+    membership); a removal revokes the member's API tokens in the tenant."""
 
     queryset = Membership.objects.select_related("user")
     serializer_class = MemberSerializer
@@ -159,7 +160,7 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, TenantS
 
 
 class MyInvitationViewSet(mixins.ListModelMixin, AccountViewSet):
-    """Invitations addressed to me that wait for my answer (CONTRACT §2). `POST {id}/accept/` joins the
+    """Invitations addressed to me that wait for my answer. `POST {id}/accept/` joins the
     tenant with the invited role; `POST {id}/decline/` refuses. Someone else's invitation is 404."""
 
     serializer_class = MyInvitationSerializer

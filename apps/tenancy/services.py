@@ -7,7 +7,7 @@ import secrets
 from allauth.account import app_settings as allauth_settings
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit import services as audit
@@ -56,7 +56,7 @@ def _owner_count(tenant: Tenant) -> int:
 
 @transaction.atomic
 def member_add(*, tenant: Tenant, actor, actor_role: Role, email: str, role: Role) -> Invitation:
-    """Invites ``email`` to the tenant: nobody is attached without accepting (CONTRACT §2).
+    """Invites ``email`` to the tenant: nobody is attached without accepting.
 
     Whether an account has this email is never looked up here, so the work done, the answer and the
     email sent are the same either way: the route cannot tell who has an account on the platform.
@@ -201,9 +201,11 @@ def invitation_accept(*, user, raw_token: str | None = None, invitation_id=None)
     lookup = {"token_hash": Invitation.hash(raw_token)} if raw_token is not None else {"pk": invitation_id}
     invitation = _addressed(user, **lookup)
     _ensure_open(invitation)
-    if Membership.objects.filter(tenant=invitation.tenant, user=user).exists():
-        raise Conflict("You are already a member of this tenant.", code="already_member")
-    membership = Membership.objects.create(tenant=invitation.tenant, user=user, role=invitation.role)
+    try:
+        with transaction.atomic():
+            membership = Membership.objects.create(tenant=invitation.tenant, user=user, role=invitation.role)
+    except IntegrityError as exc:
+        raise Conflict("You are already a member of this tenant.", code="already_member") from exc
     invitation.accepted_at = timezone.now()
     invitation.save(update_fields=["accepted_at", "updated_at"])
     audit.record(
