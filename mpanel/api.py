@@ -52,7 +52,7 @@ from apps.security.api import (
     ShieldEventViewSet,
     ShieldPolicyViewSet,
 )
-from apps.tenancy.api import InvitationViewSet, MemberViewSet, TenantViewSet, UserViewSet
+from apps.tenancy.api import InvitationViewSet, MemberViewSet, MyInvitationViewSet, TenantViewSet, UserViewSet
 from apps.websites.api import WebsiteViewSet
 
 
@@ -69,6 +69,7 @@ router = Router()
 router.register("tenants", TenantViewSet, basename="tenant")
 router.register(r"tenants/(?P<tenant_pk>[0-9a-fA-F-]{36})/members", MemberViewSet, basename="tenant-member")
 router.register(r"tenants/(?P<tenant_pk>[0-9a-fA-F-]{36})/invitations", InvitationViewSet, basename="tenant-invitation")
+router.register("invitations", MyInvitationViewSet, basename="invitation")
 router.register("users", UserViewSet, basename="user")
 router.register("customers", CustomerViewSet, basename="customer")
 router.register(r"customers/(?P<customer_pk>[0-9a-fA-F-]{36})/contacts", ContactViewSet, basename="customer-contact")

@@ -217,6 +217,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "apps.tenancy.roles.Role.choices",
+        "InvitationStatusEnum": "apps.tenancy.models.INVITATION_STATUSES",
         "JobStatusEnum": "apps.jobs.models.JobStatus.choices",
         "CurrencyEnum": "apps.common.money.CURRENCY_CHOICES",
         "RecurringCycleEnum": "apps.billing.periods.RECURRING_CYCLES",

@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.accounts.models import AuthToken
 from apps.security import events as security_events
 from apps.security.api import SecurityEventViewSet, SecurityPolicyViewSet
-from apps.security.models import SecurityEvent, SecurityPolicy
+from apps.security.models import SecurityEvent, SecurityPolicy, SessionTenantUse
 from apps.security.tasks import purge
 from apps.tenancy.roles import ORDERED, Role
 
@@ -47,24 +47,28 @@ class TestSecurityEventApi(ApiTestCase):
 
 @pytest.mark.django_db
 class TestSecurityEvents:
-    def test_members_account_events_reach_their_tenants_only(self, tenant_a, tenant_b):
+    def test_account_events_are_the_users_own_and_reach_no_tenant(self, tenant_a, tenant_b):
+        # Was: a login was copied to every tenant of the user. A login is no act in any tenant: only the
+        # user sees it (/security/me/events); tenants see what happens in them (tokens, policy, members).
         member = tenant_a.users[Role.MEMBER]
         client_for().post(LOGIN, {"email": member.email, "password": "wrong-password!"}, format="json")
         client_for().post(LOGIN, {"email": member.email, "password": PASSWORD}, format="json")
-        admin_a = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
-        rows = admin_a.get("/api/v1/security/events/", {"user": str(member.pk)}).json()["results"]
-        assert [r["type"] for r in rows] == ["login.success", "login.failure"]
-        assert rows[1]["reason"] == "bad_password" and rows[1]["ip"] == "127.0.0.1"
-        admin_b = client_for(tenant_b.users[Role.ADMIN], tenant_b.tenant)
-        assert admin_b.get("/api/v1/security/events/").json()["count"] == 0
+        for fx in (tenant_a, tenant_b):
+            admin = client_for(fx.users[Role.ADMIN], fx.tenant)
+            assert admin.get("/api/v1/security/events/").json()["count"] == 0
+        mine = client_for(member).get("/api/v1/security/me/events/").json()["results"]
+        assert [r["type"] for r in mine] == ["login.success", "login.failure"]
+        assert mine[1]["reason"] == "bad_password" and mine[1]["ip"] == "127.0.0.1"
 
     def test_filters_by_type_user_and_time(self, tenant_a):
         admin = client_for(tenant_a.owner, tenant_a.tenant)
-        client_for().post(LOGIN, {"email": tenant_a.owner.email, "password": PASSWORD}, format="json")
+        created = admin.post("/api/v1/security/tokens/", {"name": "ci"}, format="json")
+        assert created.status_code == 201, created.content
         url = "/api/v1/security/events/"
-        assert admin.get(url, {"type": "login.success"}).json()["count"] == 1
-        assert admin.get(url, {"type_prefix": "login."}).json()["count"] == 1
-        assert admin.get(url, {"type": "token.created"}).json()["count"] == 0
+        assert admin.get(url, {"type": "token.created"}).json()["count"] == 1
+        assert admin.get(url, {"type_prefix": "token."}).json()["count"] == 1
+        assert admin.get(url, {"user": str(tenant_a.owner.pk)}).json()["count"] == 1
+        assert admin.get(url, {"type": "login.success"}).json()["count"] == 0
         future = (timezone.now() + timedelta(hours=1)).isoformat()
         assert admin.get(url, {"created_after": future}).json()["count"] == 0
         assert admin.get(url, {"created_before": future}).json()["count"] == 1
@@ -202,9 +206,13 @@ class TestPolicyEnforcement:
         idle = client_for(user, tenant_a.tenant)
         token = AuthToken.objects.filter(user=user).latest("created_at")
         assert idle.get("/api/v1/customers/").status_code == 200
-        AuthToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now() - timedelta(minutes=31))
+        SessionTenantUse.objects.filter(session=token).update(last_used_at=timezone.now() - timedelta(minutes=31))
+        refused = idle.get("/api/v1/customers/")
+        assert refused.status_code == 401 and refused.json()["code"] == "tenant_session_expired"
+        # Was: refused everywhere. A tenant's limits govern the session in that tenant only; the account's
+        # own routes stay open, and the refused request did not restart the tenant's clock.
+        assert idle.get("/api/v1/security/me/").status_code == 200
         assert idle.get("/api/v1/customers/").status_code == 401
-        assert idle.get("/api/v1/security/me/").status_code == 401  # sessions belong to the account
 
         old = client_for(user, tenant_a.tenant)
         token = AuthToken.objects.filter(user=user).latest("created_at")

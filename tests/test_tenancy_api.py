@@ -63,7 +63,8 @@ class TestMemberApi(ApiTestCase):
         return m and {"role": m.role}
 
     def created_object(self, response):
-        return Membership.objects.get(pk=response.data["id"])
+        # Adding a member invites them: the object created is the invitation.
+        return Invitation.objects.get(pk=response.data["id"])
 
 
 class TestInvitationApi(ApiTestCase):

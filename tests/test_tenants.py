@@ -105,19 +105,27 @@ class TestTenantSelection:
 
 @pytest.mark.django_db
 class TestMembers:
-    def test_admin_adds_existing_user_at_once(self, tenant_a):
+    def test_adding_an_existing_user_invites_them_and_they_join_by_accepting(self, tenant_a):
+        # Was: an existing account was attached at once ("active"). Now nobody joins without consent.
         newcomer = make_user("newcomer@example.com")
         client = client_for(tenant_a.users[Role.ADMIN])
         response = client.post(
             members_url(tenant_a.tenant), {"email": "NEWCOMER@example.com", "role": "BILLING"}, format="json"
         )
         assert response.status_code == 201, response.content
-        assert response.json()["status"] == "active" and response.json()["role"] == "BILLING"
-        assert Membership.objects.get(tenant=tenant_a.tenant, user=newcomer).role == "BILLING"
+        assert response.json()["status"] == "invited" and response.json()["role"] == "BILLING"
+        assert not Membership.objects.filter(tenant=tenant_a.tenant, user=newcomer).exists()
         again = client.post(
             members_url(tenant_a.tenant), {"email": "newcomer@example.com", "role": "MEMBER"}, format="json"
         )
-        assert again.status_code == 409
+        assert again.status_code == 409 and again.json()["code"] == "already_invited"
+        mine = client_for(newcomer).get("/api/v1/invitations/").json()["results"]
+        assert [(i["tenant"], i["role"]) for i in mine] == [(str(tenant_a.tenant.pk), "BILLING")]
+        joined = client_for(newcomer).post(f"/api/v1/invitations/{mine[0]['id']}/accept/")
+        assert joined.status_code == 201, joined.content
+        assert Membership.objects.get(tenant=tenant_a.tenant, user=newcomer).role == "BILLING"
+        member = client.post(members_url(tenant_a.tenant), {"email": "newcomer@example.com"}, format="json")
+        assert member.status_code == 409 and member.json()["code"] == "already_member"
 
     def test_unknown_email_gets_an_invitation_then_joins(self, tenant_a, django_capture_on_commit_callbacks):
         client = client_for(tenant_a.users[Role.ADMIN])

@@ -10,7 +10,6 @@ from django.utils import timezone
 
 from apps.audit.services import _plain
 from apps.common import context
-from apps.tenancy.models import Membership
 
 from .models import SecurityEvent, SecurityPolicy
 
@@ -21,28 +20,24 @@ def record_event(
     type: str,
     *,
     user=None,
-    tenant: Any = _ALL,
+    tenant: Any = None,
     reason: str = "",
     data: dict | None = None,
     actor: Any = _ALL,
     email: str = "",
 ) -> list[SecurityEvent]:
-    """Writes the user's own copy (no tenant) and one copy per tenant concerned.
+    """Writes the user's own copy (no tenant) and, for an event in a tenant, that tenant's copy.
 
-    ``tenant`` given: that tenant only (a tenant event). Not given: every tenant the user belongs
-    to (an account event, e.g. a login, seen by each of the user's tenants' admins).
+    ``tenant`` given: an event of what happened in that tenant (a token, its policy, a role), also seen
+    by that tenant's admins. Not given: an account event (login, 2FA, password, sessions), the user's
+    own only: no tenant sees what its members do elsewhere or outside any tenant.
     """
     ctx = context.current()
     if actor is _ALL:
         actor = ctx.actor
     actor = actor if getattr(actor, "is_authenticated", False) else None
     user_id = getattr(user, "pk", user)
-    if tenant is _ALL:
-        tenant_ids = (
-            list(Membership.objects.filter(user_id=user_id).values_list("tenant_id", flat=True)) if user_id else []
-        )
-    else:
-        tenant_ids = [getattr(tenant, "pk", tenant)] if tenant is not None else []
+    tenant_ids = [getattr(tenant, "pk", tenant)] if tenant is not None else []
     email = email or getattr(user, "email", "") or ""
     common = dict(
         user_id=user_id,

@@ -18,15 +18,17 @@ def install() -> None:
     from axes.signals import user_locked_out
 
     from apps.accounts import views as account_views
-    from apps.accounts.authentication import register_session_check, register_token_resolver
+    from apps.accounts.authentication import register_token_resolver
     from apps.accounts.signals import session_started
     from apps.audit.models import AuditEvent
     from apps.tenancy.resolution import register_request_check
+    from apps.tenancy.signals import member_removed
 
     from . import authentication, guardian, mfa, policy  # noqa: F401 - guardian registers its job and checks
 
     register_token_resolver("mp_", authentication.resolve_api_token)
-    register_session_check(policy.check_session)
+    # A tenant's session limits are checked when a session acts in that tenant (policy.check_tenant_request),
+    # not at authentication: they do not govern the account's work elsewhere.
     register_request_check(policy.check_tenant_request)
     if mfa.login_challenge not in account_views.LOGIN_CHALLENGES:
         account_views.LOGIN_CHALLENGES.append(mfa.login_challenge)
@@ -37,6 +39,7 @@ def install() -> None:
     user_logged_in.connect(on_logged_in, dispatch_uid="security.logged_in")
     post_save.connect(on_user_saved, sender=get_user_model(), dispatch_uid="security.user_saved")
     post_save.connect(on_audit_event, sender=AuditEvent, dispatch_uid="security.audit_event")
+    member_removed.connect(on_member_removed, dispatch_uid="security.member_removed")
 
 
 def _record(*args, **kwargs):
@@ -100,6 +103,12 @@ def on_user_saved(sender, instance, created, **kwargs):
 
     if not created and getattr(instance, "_password_changed", False):
         _record(EventType.PASSWORD_CHANGED, user=instance)
+
+
+def on_member_removed(sender, membership, actor=None, **kwargs):
+    from .services import tokens_revoke_for_member
+
+    tokens_revoke_for_member(membership=membership, actor=actor)
 
 
 MEMBER_ACTIONS = {

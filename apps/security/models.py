@@ -45,10 +45,10 @@ class EventType(models.TextChoices):
 class SecurityEvent(models.Model):
     """An append-only security event.
 
-    A user's account event (login, 2FA, password, sessions) is written once with ``tenant``
-    empty (the user's own copy, ``/security/me/events``) and once per tenant the user belongs to
-    (read by that tenant's ADMIN+ at ``/security/events``). A tenant event (policy, token, role)
-    is written for its tenant and as the user's own copy.
+    A user's account event (login, 2FA, password, sessions) is written once, with ``tenant`` empty:
+    the user's own copy (``/security/me/events``), seen by no tenant. An event in a tenant (policy,
+    token, membership) is written for that tenant (read by its ADMIN+ at ``/security/events``) and as
+    the user's own copy.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -97,6 +97,23 @@ class SecurityPolicy(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"policy of {self.tenant_id}"
+
+
+class SessionTenantUse(models.Model):
+    """When a bearer session last acted in a tenant whose policy sets an idle timeout: that tenant's
+    timeout is measured here, so it governs the session in that tenant only."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    session = models.ForeignKey("accounts.AuthToken", on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
+    last_used_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["session", "tenant"], name="uniq_session_tenant_use")]
+        indexes = [models.Index(fields=["tenant"])]
+
+    def __str__(self) -> str:
+        return f"session {self.session_id} in {self.tenant_id}"
 
 
 class ApiToken(TenantOwnedModel):

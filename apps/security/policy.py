@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from datetime import timedelta
 
 from django.utils import timezone
 from rest_framework import exceptions
 
+from apps.accounts.authentication import LAST_USED_GRANULARITY
+from apps.accounts.models import AuthToken
 from apps.common.exceptions import Forbidden
 from apps.tenancy.models import Membership
 
-from .models import ApiToken, SecurityPolicy
+from .models import ApiToken, SecurityPolicy, SessionTenantUse
 
 DEFAULT_MIN_PASSWORD_LENGTH = 10
 
@@ -59,46 +60,55 @@ def policies_of_user(user) -> list[SecurityPolicy]:
     return list(SecurityPolicy.all_tenants.filter(tenant_id__in=tenant_ids))
 
 
-@dataclass(frozen=True)
-class SessionLimits:
-    idle: timedelta | None
-    lifetime: timedelta | None
-
-
-def strictest_session_limits(policies) -> SessionLimits:
-    idle = [p.session_idle_timeout_minutes for p in policies if p.session_idle_timeout_minutes]
-    life = [p.session_max_lifetime_hours for p in policies if p.session_max_lifetime_hours]
-    return SessionLimits(
-        idle=timedelta(minutes=min(idle)) if idle else None,
-        lifetime=timedelta(hours=min(life)) if life else None,
-    )
-
-
 def min_password_length_for(user) -> int:
+    """The minimum a new password of ``user`` must meet: the longest among the tenants the user belongs
+    to (each joined by accepting an invitation), never below the platform's default. One password
+    serves every tenant, so it is checked when it is set, against all of them; a tenant raising its
+    minimum later (or a member joining with an older password) asks for nothing retroactively."""
     lengths = [p.min_password_length for p in policies_of_user(user)]
     return max([DEFAULT_MIN_PASSWORD_LENGTH, *lengths])
 
 
-def _cached_policies(request, user) -> dict:
-    """The policies of the user's tenants, read once per request."""
+def _policy_for_request(request, tenant) -> SecurityPolicy | None:
+    """The tenant's policy, read once per request (the checks may run twice, e.g. tenant settings)."""
     django_request = getattr(request, "_request", request)
     cached = getattr(django_request, "_mpanel_policies", None)
-    if cached is None or cached[0] != user.pk:
-        cached = (user.pk, {p.tenant_id: p for p in policies_of_user(user)})
-        django_request._mpanel_policies = cached
-    return cached[1]
+    if cached is None:
+        cached = django_request._mpanel_policies = {}
+    if tenant.pk not in cached:
+        cached[tenant.pk] = policy_of(tenant)
+    return cached[tenant.pk]
 
 
-def check_session(token, request) -> None:
-    """A bearer session is refused once it is older or idler than the strictest policy of the
-    user's tenants allows (sessions belong to the account, not to one tenant)."""
-    limits = strictest_session_limits(_cached_policies(request, token.user).values())
+def SessionRefused(message: str) -> exceptions.AuthenticationFailed:
+    # A 401 with a code: the session still works elsewhere, so clients can tell this from a dead one.
+    return exceptions.AuthenticationFailed({"detail": message, "code": "tenant_session_expired"})
+
+
+def check_session_in_tenant(token: AuthToken, policy: SecurityPolicy) -> None:
+    """A tenant's session limits govern a session only while it acts in that tenant (401 there,
+    ``tenant_session_expired``); the same session keeps working in the user's other tenants and on
+    the account's own routes. Idle time in a tenant runs from the session's last request there, or,
+    when it made none since the tenant set its timeout, from its start or from the policy's last
+    change, whichever is later. A refused request is no use: it does not restart the clock."""
     now = timezone.now()
-    if limits.lifetime and token.created_at + limits.lifetime < now:
-        raise exceptions.AuthenticationFailed("This session reached the maximum lifetime set by your tenant's policy.")
-    last = token.last_used_at or token.created_at
-    if limits.idle and last + limits.idle < now:
-        raise exceptions.AuthenticationFailed("This session was idle for longer than your tenant's policy allows.")
+    lifetime = policy.session_max_lifetime_hours
+    if lifetime and token.created_at + timedelta(hours=lifetime) < now:
+        raise SessionRefused("This session is older than this tenant's policy allows: sign in again.")
+    if not policy.session_idle_timeout_minutes:
+        return
+    uses = SessionTenantUse.objects.filter(session=token, tenant_id=policy.tenant_id)
+    last = uses.values_list("last_used_at", flat=True).first()
+    since = last or max(token.created_at, policy.updated_at)
+    if since + timedelta(minutes=policy.session_idle_timeout_minutes) < now:
+        raise SessionRefused("This session was idle in this tenant for longer than its policy allows: sign in again.")
+    if last is None:
+        SessionTenantUse.objects.bulk_create(
+            [SessionTenantUse(session=token, tenant_id=policy.tenant_id, last_used_at=now)], ignore_conflicts=True
+        )
+    elif now - last > LAST_USED_GRANULARITY:
+        # Written at most once a minute, so that reads do not turn into writes.
+        uses.update(last_used_at=now)
 
 
 def MfaEnrollmentRequired() -> Forbidden:
@@ -120,12 +130,14 @@ def check_tenant_request(request, ctx) -> None:
 
     from .mfa import has_2fa
 
-    policy = _cached_policies(request, request.user).get(ctx.tenant.pk)
+    policy = _policy_for_request(request, ctx.tenant)
     if policy is None:
         return
     if not ip_allowed(context.current().ip, policy.ip_allowlist):
         raise AddressNotAllowed()
     token = request.auth
+    if isinstance(token, AuthToken):
+        check_session_in_tenant(token, policy)
     days = policy.token_max_lifetime_days
     if isinstance(token, ApiToken) and days and token.created_at + timedelta(days=days) < timezone.now():
         raise exceptions.AuthenticationFailed("This API token is older than the tenant's policy allows.")

@@ -23,7 +23,7 @@ from apps.tenancy.roles import Role
 from . import policy as policies
 from .events import record_event
 from .mfa import has_2fa
-from .models import ApiToken, EventType, SecurityPolicy, sha256
+from .models import ApiToken, EventType, SecurityPolicy, SessionTenantUse, sha256
 
 TOKEN_PREFIX = "mp_"
 POLICY_FIELDS = [
@@ -109,6 +109,37 @@ def token_revoke(*, token: ApiToken, actor) -> ApiToken:
     return token
 
 
+def tokens_revoke_for_member(*, membership, actor) -> int:
+    """A member leaving a tenant (removed, or leaving) ends their API tokens there: revoked, audited
+    and recorded like any revocation, so that being invited back revives none of them. Bearer
+    sessions belong to the account, not to a tenant, and are left alone."""
+    tokens = list(
+        ApiToken.all_tenants.select_for_update().filter(
+            tenant_id=membership.tenant_id, user_id=membership.user_id, revoked_at__isnull=True
+        )
+    )
+    now = timezone.now()
+    ApiToken.all_tenants.filter(pk__in=[t.pk for t in tokens]).update(revoked_at=now, updated_at=now)
+    for token in tokens:
+        audit.record(
+            action="security.token_revoke",
+            obj=token,
+            tenant=membership.tenant_id,
+            actor=actor,
+            changes={"revoked_at": [None, now]},
+        )
+        record_event(
+            EventType.TOKEN_REVOKED,
+            user=membership.user_id,
+            email=membership.user.email,
+            tenant=membership.tenant_id,
+            actor=actor,
+            reason="member_removed",
+            data={"token": str(token.pk), "name": token.name},
+        )
+    return len(tokens)
+
+
 def token_touch(*, token: ApiToken) -> None:
     """Last use time and address, written at most once a minute; a first use from an address is an event."""
     ctx = context.current()
@@ -163,6 +194,9 @@ def policy_update(*, tenant, actor, data: dict) -> SecurityPolicy:
     if policy.require_2fa and not has_2fa(actor):
         raise InvalidInput("Turn on two-factor authentication for your own account first.", field="require_2fa")
     policy.save()
+    if not policy.session_idle_timeout_minutes:
+        # Idle clocks restart from this change if a timeout is set again (policy.check_session_in_tenant).
+        SessionTenantUse.objects.filter(tenant=tenant).delete()
     after = _policy_snapshot(policy)
     changes = audit.diff(before, after)
     audit.record(action="security.policy_update", obj=policy, tenant=tenant, changes=changes)

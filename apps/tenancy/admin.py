@@ -1,5 +1,6 @@
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 
 from apps.common.admin import AuditedModelAdmin, confirm_first
 from apps.common.exceptions import DomainError
@@ -8,6 +9,7 @@ from apps.common.money import CURRENCY_CHOICES
 from . import services
 from .models import Invitation, Membership, Tenant
 from .roles import Role
+from .signals import member_removed
 
 
 class MembershipInline(admin.TabularInline):
@@ -52,6 +54,14 @@ class TenantAdmin(AuditedModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         return [*fields, "slug"] if obj is not None else fields
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is Membership:
+            # A membership removed on the tenant's page ends what the member held there, as everywhere.
+            for inline_form in formset.deleted_forms:
+                if inline_form.instance.pk is not None:
+                    member_removed.send(sender=Membership, membership=inline_form.instance, actor=request.user)
+        super().save_formset(request, form, formset, change)
+
 
 @admin.register(Membership)
 class MembershipAdmin(AuditedModelAdmin):
@@ -68,6 +78,18 @@ class MembershipAdmin(AuditedModelAdmin):
         fields = list(super().get_readonly_fields(request, obj))
         return [*fields, "tenant", "user"] if obj is not None else fields
 
+    # An operator removing a member ends what the member held in the tenant, as the API's removal does.
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            member_removed.send(sender=Membership, membership=obj, actor=request.user)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for membership in queryset:
+                member_removed.send(sender=Membership, membership=membership, actor=request.user)
+            super().delete_queryset(request, queryset)
+
 
 @admin.register(Invitation)
 class InvitationAdmin(AuditedModelAdmin):
@@ -75,11 +97,21 @@ class InvitationAdmin(AuditedModelAdmin):
     (only its hash is stored), so none can be added here. Operators can extend or revoke one."""
 
     list_display = ["email", "tenant", "role", "state", "invited_by", "created_at", "expires_at"]
-    list_filter = ["role", "tenant", "accepted_at", "revoked_at", "expires_at"]
+    list_filter = ["role", "tenant", "accepted_at", "declined_at", "revoked_at", "expires_at"]
     search_fields = ["email", "tenant__name", "invited_by__email"]
     list_select_related = ["tenant", "invited_by"]
-    fields = ["tenant", "email", "role", "invited_by", "created_at", "expires_at", "accepted_at", "revoked_at"]
-    readonly_fields = ["tenant", "email", "invited_by", "created_at", "accepted_at", "revoked_at"]
+    fields = [
+        "tenant",
+        "email",
+        "role",
+        "invited_by",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "declined_at",
+        "revoked_at",
+    ]
+    readonly_fields = ["tenant", "email", "invited_by", "created_at", "accepted_at", "declined_at", "revoked_at"]
     actions = ["revoke_invitations"]
 
     def has_add_permission(self, request):
@@ -87,11 +119,7 @@ class InvitationAdmin(AuditedModelAdmin):
 
     @admin.display(description="state")
     def state(self, invitation) -> str:
-        if invitation.accepted_at:
-            return "accepted"
-        if invitation.revoked_at:
-            return "revoked"
-        return "open" if invitation.is_open else "expired"
+        return "open" if invitation.is_open else invitation.status
 
     @admin.action(description="Revoke the selected open invitations", permissions=["change"])
     @confirm_first

@@ -16,6 +16,7 @@ from .serializers import (
     MemberCreateSerializer,
     MemberSerializer,
     MemberUpdateSerializer,
+    MyInvitationSerializer,
     TenantSerializer,
     TenantUserSerializer,
 )
@@ -87,8 +88,9 @@ class MemberViewSet(
     mixins.DestroyModelMixin,
     TenantScopedViewSet,
 ):
-    """Members of one tenant. Only OWNER/ADMIN manage them; only an OWNER grants or removes OWNER;
-    the last OWNER cannot leave. Anyone may leave (DELETE their own membership)."""
+    """Members of one tenant. Only OWNER/ADMIN manage them: `POST` invites (nobody joins without accepting);
+    only an OWNER grants or removes OWNER; the last OWNER cannot leave. Anyone may leave (DELETE their own
+    membership); a removal revokes the member's API tokens in the tenant."""
 
     queryset = Membership.objects.select_related("user")
     serializer_class = MemberSerializer
@@ -112,20 +114,22 @@ class MemberViewSet(
             return MemberUpdateSerializer
         return MemberSerializer
 
-    @extend_schema(request=MemberCreateSerializer, responses={201: MemberSerializer})
+    @extend_schema(
+        request=MemberCreateSerializer,
+        responses={201: InvitationSerializer},
+        summary="Invite someone by email (they join when they accept; the answer never tells if they have an account)",
+    )
     def create(self, request, *args, **kwargs):
         serializer = MemberCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        result = services.member_add(
+        invitation = services.member_add(
             tenant=request.tenant,
             actor=request.user,
             actor_role=request.tenant_role,
             email=serializer.validated_data["email"],
             role=serializer.validated_data["role"],
         )
-        if isinstance(result, Invitation):
-            return Response(InvitationSerializer(result).data, status=status.HTTP_201_CREATED)
-        return Response(MemberSerializer(result).data, status=status.HTTP_201_CREATED)
+        return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=MemberUpdateSerializer, responses={200: MemberSerializer})
     def partial_update(self, request, *args, **kwargs):
@@ -153,6 +157,34 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, TenantS
 
     def perform_destroy(self, instance):
         services.invitation_revoke(invitation=instance, actor_role=self.request.tenant_role)
+
+
+class MyInvitationViewSet(mixins.ListModelMixin, AccountViewSet):
+    """Invitations addressed to me that wait for my answer. `POST {id}/accept/` joins the
+    tenant with the invited role; `POST {id}/decline/` refuses. Someone else's invitation is 404."""
+
+    serializer_class = MyInvitationSerializer
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    filterset_fields = ["role"]
+    ordering_fields = ["created_at", "expires_at"]
+    ordering = ["-created_at"]
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Invitation.objects.none()
+        return services.invitations_pending_for(self.request.user).select_related("tenant", "invited_by")
+
+    @extend_schema(request=None, responses={201: MemberSerializer}, summary="Accept an invitation: join its tenant")
+    @action(detail=True, methods=["post"])
+    def accept(self, request, pk=None):
+        membership = services.invitation_accept(user=request.user, invitation_id=pk)
+        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: MyInvitationSerializer}, summary="Decline an invitation")
+    @action(detail=True, methods=["post"])
+    def decline(self, request, pk=None):
+        invitation = services.invitation_decline(user=request.user, invitation_id=pk)
+        return Response(MyInvitationSerializer(invitation).data)
 
 
 class UserViewSet(TenantReadOnlyViewSet):

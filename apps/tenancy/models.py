@@ -80,8 +80,12 @@ def _invitation_expiry():
     return timezone.now() + timedelta(days=7)
 
 
+INVITATION_STATUSES = ["invited", "accepted", "declined", "revoked", "expired"]
+
+
 class Invitation(TimestampedModel):
-    """An invitation for an email that has no account yet; accepted after sign-up."""
+    """An invitation of an email address to a tenant. Nobody joins a tenant without accepting one
+    (consent): whether or not the address has an account, the invitation is the same."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="invitations")
     email = models.EmailField()
@@ -91,6 +95,7 @@ class Invitation(TimestampedModel):
     expires_at = models.DateTimeField(default=_invitation_expiry)
     accepted_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    declined_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -105,7 +110,22 @@ class Invitation(TimestampedModel):
 
     @property
     def is_open(self) -> bool:
-        return self.accepted_at is None and self.revoked_at is None and self.expires_at > timezone.now()
+        return (
+            self.accepted_at is None
+            and self.revoked_at is None
+            and self.declined_at is None
+            and self.expires_at > timezone.now()
+        )
+
+    @property
+    def status(self) -> str:
+        if self.accepted_at:
+            return "accepted"
+        if self.declined_at:
+            return "declined"
+        if self.revoked_at:
+            return "revoked"
+        return "invited" if self.is_open else "expired"
 
 
 class TenantOwnedModel(TimestampedModel):

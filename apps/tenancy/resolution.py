@@ -42,6 +42,10 @@ def resolve(request, url_tenant_id=None) -> TenantContext:
         membership = Membership.objects.select_related("tenant").filter(user=user, tenant_id=bound_tenant_id).first()
         if membership is None:
             raise exceptions.AuthenticationFailed("This token's owner no longer belongs to its tenant.")
+        if token.created_at < membership.created_at:
+            # Issued under an earlier membership that ended (removal revokes; this holds whatever way the
+            # membership ended): joining again never revives it.
+            raise exceptions.AuthenticationFailed("This token's owner no longer belongs to its tenant.")
         if url_tenant_id is not None and str(url_tenant_id) != str(bound_tenant_id):
             raise exceptions.NotFound("Tenant not found.")
         role = lowest(membership.role, getattr(token, "max_role", None))

@@ -4,7 +4,7 @@ from rest_framework import serializers
 from apps.common.money import CURRENCY_CHOICES
 from apps.common.serializers import ModelSerializer, Serializer
 
-from .models import Invitation, Membership, Tenant
+from .models import INVITATION_STATUSES, Invitation, Membership, Tenant
 from .roles import Role
 
 
@@ -54,19 +54,28 @@ class MemberUpdateSerializer(Serializer):
 
 
 class InvitationSerializer(ModelSerializer):
-    status = serializers.SerializerMethodField()
+    """An invitation as its tenant's admins see it (also the answer to adding a member)."""
+
+    status = serializers.ChoiceField(choices=INVITATION_STATUSES, read_only=True)
 
     class Meta:
         model = Invitation
         fields = ["id", "email", "role", "status", "expires_at", "created_at"]
         read_only_fields = fields
 
-    def get_status(self, obj) -> str:
-        if obj.accepted_at:
-            return "accepted"
-        if obj.revoked_at:
-            return "revoked"
-        return "invited" if obj.is_open else "expired"
+
+class MyInvitationSerializer(ModelSerializer):
+    """An invitation as its addressee sees it: which tenant, which role, from whom."""
+
+    tenant = serializers.UUIDField(source="tenant_id", read_only=True)
+    tenant_name = serializers.CharField(source="tenant.name", read_only=True)
+    invited_by = serializers.EmailField(source="invited_by.email", read_only=True, allow_null=True, default=None)
+    status = serializers.ChoiceField(choices=INVITATION_STATUSES, read_only=True)
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "tenant", "tenant_name", "email", "role", "invited_by", "status", "expires_at", "created_at"]
+        read_only_fields = fields
 
 
 class AcceptInvitationSerializer(Serializer):
