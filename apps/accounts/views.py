@@ -82,7 +82,9 @@ class LoginView(APIView):
 
 def issue_session(user, request, method: str = "password") -> str:
     ctx = context.current()
-    token, raw = AuthToken.issue(user=user, ttl=settings.MPANEL_TOKEN_TTL, ip=ctx.ip, user_agent=ctx.user_agent)
+    token, raw = AuthToken.issue(
+        user=user, ttl=settings.MPANEL_TOKEN_TTL, ip=ctx.ip, user_agent=ctx.user_agent, method=method
+    )
     type(user).objects.filter(pk=user.pk).update(last_login=timezone.now())
     ctx.actor = user
     audit.record(action="auth.login", obj=token, tenant=None, actor=user)
