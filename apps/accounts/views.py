@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from apps.audit import services as audit
 from apps.common import context
-from apps.common.throttling import DynamicScopedRateThrottle
+from apps.common.throttling import DynamicScopedRateThrottle, EmailRateThrottle
 
 from .models import AuthToken
 from .serializers import (
@@ -139,9 +139,9 @@ class PasswordChangeView(BasePasswordChangeView):
 
 
 class PasswordResetView(BasePasswordResetView):
-    """dj-rest-auth's, throttled per address: no mail bombing through our reset emails."""
+    """dj-rest-auth's, throttled per address and per email: no mail bombing through our reset emails."""
 
-    throttle_classes = [DynamicScopedRateThrottle]
+    throttle_classes = [DynamicScopedRateThrottle, EmailRateThrottle]
     throttle_scope = "password"
 
     @extend_schema(responses={200: DetailSerializer}, summary="Email me a password reset link")
