@@ -9,19 +9,28 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from decimal import ROUND_DOWN, Decimal
 
 import pytest
 import requests
 
+from apps.billing.services.webhooks import sign_generic
+
 from .embedded_support import DEMO_OWNER, DEMO_PASSWORD, EmbeddedPanel
+
+WEBHOOK_SECRET = "embedded-webhook-secret"
 
 
 @pytest.fixture(scope="module")
 def panel(tmp_path_factory):
     # One proxy hop trusted, so each test speaks from addresses of its own (X-Forwarded-For).
-    server = EmbeddedPanel(tmp_path_factory.mktemp("embedded") / "var", MPANEL_TRUSTED_PROXY_COUNT="1")
+    server = EmbeddedPanel(
+        tmp_path_factory.mktemp("embedded") / "var",
+        MPANEL_TRUSTED_PROXY_COUNT="1",
+        MPANEL_GENERIC_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
     try:
         yield server.start(servers=2, workers=2)
     finally:
@@ -83,14 +92,16 @@ def test_password_resets_are_held_to_the_rate_per_address_and_per_email(panel):
     assert _statuses(per_email) == {200: 10, 429: 4}, panel.log_tail()
 
 
-def test_concurrent_issues_and_payments_never_answer_503(panel):
-    login = _login(panel, 0, "198.51.100.50")
+def _owner_session(panel, address: str) -> dict[str, str]:
+    login = _login(panel, 0, address)
     assert login.status_code == 200, login.content
-    session = {"Authorization": f"Bearer {login.json()['key']}", "X-Forwarded-For": "198.51.100.50"}
-    customers = requests.get(panel.url(0, "/api/v1/customers/"), headers=session, timeout=60).json()["results"]
-    customer = customers[0]
+    return {"Authorization": f"Bearer {login.json()['key']}", "X-Forwarded-For": address}
+
+
+def _drafts(panel, session, count: int) -> list[str]:
+    customer = requests.get(panel.url(0, "/api/v1/customers/"), headers=session, timeout=60).json()["results"][0]
     drafts = []
-    for n in range(13):
+    for n in range(count):
         created = requests.post(
             panel.url(n, "/api/v1/billing/invoices/"),
             json={"customer": customer["id"], "lines": [{"description": f"Line {n}", "unit_price": "10.00"}]},
@@ -99,6 +110,12 @@ def test_concurrent_issues_and_payments_never_answer_503(panel):
         )
         assert created.status_code == 201, created.content
         drafts.append(created.json()["id"])
+    return drafts
+
+
+def test_concurrent_issues_and_payments_never_answer_503(panel):
+    session = _owner_session(panel, "198.51.100.50")
+    drafts = _drafts(panel, session, 13)
 
     def post(n: int, path: str, body=None):
         return lambda: requests.post(panel.url(n, path), json=body, headers=session, timeout=120)
@@ -137,3 +154,34 @@ def test_concurrent_issues_and_payments_never_answer_503(panel):
         panel.url(1, "/api/v1/billing/payments/"), params={"invoice": drafts[12]}, headers=session, timeout=60
     ).json()
     assert payments["count"] == 12
+
+
+def test_copies_of_one_webhook_at_once_record_one_payment_and_never_503(panel):
+    session = _owner_session(panel, "198.51.100.60")
+    (draft,) = _drafts(panel, session, 1)
+    invoice = requests.post(panel.url(0, f"/api/v1/billing/invoices/{draft}/issue/"), headers=session, timeout=60)
+    assert invoice.status_code == 200, invoice.content
+    event = {
+        "id": "embedded-1",
+        "type": "payment.succeeded",
+        "data": {"invoice_id": draft, "amount": invoice.json()["total"], "currency": invoice.json()["currency"],
+                 "reference": "bank-embedded-1"},
+    }  # fmt: skip
+    raw = json.dumps(event).encode()
+
+    def deliver(n: int):
+        return lambda: requests.post(
+            panel.url(n, "/api/v1/billing/webhooks/generic"),
+            data=raw,
+            headers={"Content-Type": "application/json", "X-Mpanel-Signature": sign_generic(raw, WEBHOOK_SECRET)},
+            timeout=120,
+        )
+
+    copies = _burst([deliver(n) for n in range(10)], threads=10)
+    assert _statuses(copies) == {200: 10}, [r.content[:200] for r in copies if r.status_code != 200]
+    final = requests.get(panel.url(1, f"/api/v1/billing/invoices/{draft}/"), headers=session, timeout=60).json()
+    assert final["status"] == "paid" and Decimal(final["amount_paid"]) == Decimal(invoice.json()["total"])
+    payments = requests.get(
+        panel.url(1, "/api/v1/billing/payments/"), params={"invoice": draft}, headers=session, timeout=60
+    ).json()
+    assert payments["count"] == 1
