@@ -7,7 +7,7 @@ with ``scope_queryset``; they may not override ``get_queryset`` or ``get_permiss
 
 from __future__ import annotations
 
-from rest_framework import mixins, permissions, viewsets
+from rest_framework import mixins, viewsets
 from rest_framework.generics import get_object_or_404
 
 from apps.common import context
@@ -69,7 +69,7 @@ class TenantScopedViewSet(ApiViewSetMixin, viewsets.GenericViewSet):
         response = super().finalize_response(request, response, *args, **kwargs)
         if (
             getattr(request, "operator", False)
-            and request.method in permissions.SAFE_METHODS
+            and request.method in ("GET", "HEAD")
             and 200 <= response.status_code < 300
         ):
             self._audit_operator_read(request)
