@@ -121,7 +121,18 @@ DATABASES = {
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # The embedded default serves several processes at once (gunicorn's workers, run_jobs). SQLite
+    # refuses a DEFERRED transaction that tries to upgrade its read lock to a write lock while
+    # another writer holds it, at once and without waiting ("database is locked", a 503): so
+    # every transaction takes the write lock when it begins (IMMEDIATE) and waits up to
+    # `timeout` seconds for it; WAL lets readers go on while one writer writes.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": env.int("MPANEL_SQLITE_TIMEOUT", default=20),
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
 else:
     # Persistent connections: CONN_MAX_AGE=0 halves throughput (RECIPES.md).
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
@@ -135,7 +146,10 @@ REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Throttles and lockouts count in the cache, so every process must share it: a per-process
+    # cache would give each gunicorn worker a counter of its own. The embedded default keeps it in
+    # its database (the table is made by `migrate`, apps/common/apps.py).
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "mpanel_cache"}}
 
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
@@ -260,6 +274,9 @@ AXES_VERBOSE = False
 AXES_HTTP_RESPONSE_CODE = 429
 AXES_LOCKOUT_CALLABLE = "apps.accounts.lockout.lockout_response"
 AXES_CLIENT_IP_CALLABLE = "apps.common.context.client_ip_from_request"
+# How many reverse proxies in front of the panel append to X-Forwarded-For: the client address (audit,
+# throttles, lockouts, allowlists) is the one the outermost of them saw. 0 = the peer address itself.
+MPANEL_TRUSTED_PROXY_COUNT = env.int("MPANEL_TRUSTED_PROXY_COUNT", default=0)
 
 # django-guardian
 ANONYMOUS_USER_NAME = None

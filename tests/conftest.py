@@ -73,6 +73,19 @@ def client_for(user=None, tenant: Tenant | None = None) -> APIClient:
     return client
 
 
+def operator_client_for(user) -> APIClient:
+    """A platform operator's API session that passed TOTP, as operators' platform-wide powers
+    require (apps/accounts/operators.py); ``tests/test_operators_api.py`` goes through the real login."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():
+        TOTPDevice.objects.create(user=user, name="test", confirmed=True)
+    client = APIClient()
+    _token, raw = AuthToken.issue(user=user, ttl=settings.MPANEL_TOKEN_TTL, method="totp")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+    return client
+
+
 @pytest.fixture
 def api():
     return client_for

@@ -22,7 +22,7 @@ from apps.tenancy.models import Tenant
 from apps.tenancy.roles import Role
 from tests.support.models import JobCall, JobEffect
 
-from .conftest import make_user
+from .conftest import make_user, operator_client_for
 
 
 class Boom(Exception):
@@ -481,7 +481,7 @@ def test_api_operator_sees_every_tenant_and_admin_only_their_own(db, tenant_a, t
     b_failed = make_job(tenant_b, key="b1", status=JobStatus.FAILED, attempts=1)
     url = reverse("job-list")
 
-    operator = api(make_user("operator@platform.test", is_staff=True))  # no X-Tenant-ID
+    operator = operator_client_for(make_user("operator@platform.test", is_staff=True))  # no X-Tenant-ID
     body = operator.get(url).json()
     assert body["count"] == 3
     assert {row["id"] for row in body["results"]} == {str(a_failed.pk), str(a_done.pk), str(b_failed.pk)}

@@ -15,7 +15,7 @@ from apps.nodes.models import Node, NodeStatus
 from apps.tenancy.roles import Role
 
 from .api_mixin import ApiTestCase
-from .conftest import client_for, make_user, wait_for
+from .conftest import client_for, make_user, operator_client_for, wait_for
 from .pods_support import memory_cgroup_limit, node_in, node_root, pod_in  # noqa: F401
 
 CAPACITY = {"vcpu": 4, "memory_mb": 2048, "disk_gb": 40, "max_pods": 10}
@@ -110,7 +110,7 @@ class TestNodeRules:
         a = node_in(tenant_a, "a.example.net")
         b = node_in(tenant_b, "b.example.net")
         operator = make_user("ops@mpanel.test", is_staff=True)
-        client = client_for(operator)
+        client = operator_client_for(operator)
         listed = {n["id"] for n in client.get("/api/v1/ops/servers/").json()["results"]}
         assert listed == {str(a.pk), str(b.pk)}
         response = client.post(

@@ -15,7 +15,7 @@ from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.tenancy.roles import Role
 
 from .api_mixin import ApiTestCase
-from .conftest import client_for, make_user
+from .conftest import client_for, make_user, operator_client_for
 from .pods_support import node_in, pod_in
 
 
@@ -104,7 +104,7 @@ class TestAggregates:
         assert 590 <= jobs["queue_age_seconds"] <= 700
 
         operator = make_user("op@mpanel.test", is_staff=True)
-        platform = client_for(operator).get("/api/v1/ops/platform-overview").json()
+        platform = operator_client_for(operator).get("/api/v1/ops/platform-overview").json()
         assert platform["scope"] == "platform" and platform["tenant"] is None
         assert platform["pods"]["live"] == 3 and platform["nodes"]["count"] == 3
         assert platform["nodes"]["capacity"]["memory_mb"]["total"] == 6144 + 1024
@@ -118,7 +118,7 @@ class TestAggregates:
             "jobs_pending": 2,
             "jobs_failed_24h": 1,
         }
-        assert client_for(operator).get("/api/v1/ops/overview").json()["nodes"] == 3
+        assert operator_client_for(operator).get("/api/v1/ops/overview").json()["nodes"] == 3
 
     def test_empty(self, tenant_a):
         body = client_for(tenant_a.owner, tenant_a.tenant).get("/api/v1/ops/platform-overview").json()

@@ -119,6 +119,9 @@ class AuthToken(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=255, blank=True)
+    # How the login proved who it was: "password", or the second factor that followed it ("totp",
+    # "recovery_code"). Operators' platform-wide powers need a "totp" session (apps/accounts/operators.py).
+    method = models.CharField(max_length=16, default="password")
 
     objects = AuthTokenQuerySet.as_manager()
 
@@ -136,7 +139,9 @@ class AuthToken(models.Model):
         return self.expires_at is None or self.expires_at > timezone.now()
 
     @classmethod
-    def issue(cls, *, user: User, ttl, ip: str | None = None, user_agent: str = "") -> tuple["AuthToken", str]:
+    def issue(
+        cls, *, user: User, ttl, ip: str | None = None, user_agent: str = "", method: str = "password"
+    ) -> tuple["AuthToken", str]:
         from .authentication import TOKEN_RESOLVERS
 
         raw = secrets.token_urlsafe(32)
@@ -151,5 +156,6 @@ class AuthToken(models.Model):
             expires_at=timezone.now() + ttl if ttl else None,
             ip=ip,
             user_agent=user_agent[:255],
+            method=method,
         )
         return token, raw

@@ -16,7 +16,7 @@ from rest_framework.views import APIView
 
 from apps.audit import services as audit
 from apps.common import context
-from apps.common.throttling import DynamicScopedRateThrottle
+from apps.common.throttling import DynamicScopedRateThrottle, EmailRateThrottle
 
 from .models import AuthToken
 from .serializers import (
@@ -82,7 +82,9 @@ class LoginView(APIView):
 
 def issue_session(user, request, method: str = "password") -> str:
     ctx = context.current()
-    token, raw = AuthToken.issue(user=user, ttl=settings.MPANEL_TOKEN_TTL, ip=ctx.ip, user_agent=ctx.user_agent)
+    token, raw = AuthToken.issue(
+        user=user, ttl=settings.MPANEL_TOKEN_TTL, ip=ctx.ip, user_agent=ctx.user_agent, method=method
+    )
     type(user).objects.filter(pk=user.pk).update(last_login=timezone.now())
     ctx.actor = user
     audit.record(action="auth.login", obj=token, tenant=None, actor=user)
@@ -137,9 +139,9 @@ class PasswordChangeView(BasePasswordChangeView):
 
 
 class PasswordResetView(BasePasswordResetView):
-    """dj-rest-auth's, throttled per address: no mail bombing through our reset emails."""
+    """dj-rest-auth's, throttled per address and per email: no mail bombing through our reset emails."""
 
-    throttle_classes = [DynamicScopedRateThrottle]
+    throttle_classes = [DynamicScopedRateThrottle, EmailRateThrottle]
     throttle_scope = "password"
 
     @extend_schema(responses={200: DetailSerializer}, summary="Email me a password reset link")

@@ -15,17 +15,56 @@ def _view_class(request):
     return getattr(func, "cls", None) or getattr(func, "view_class", None)
 
 
-def resolve_api_token(raw: str, request):
-    """An API token reaches only tenant APIs (never the account's own security, password or
-    sessions), in its one tenant, with at most its role (``apps.tenancy.resolution``)."""
+# Who can get in is never an API token's business: a leaked token must not be able to plant an
+# owner, invite an address, mint or revoke tokens, loosen the policy, or touch an account's own
+# security. A tenant API over one of these models is identity management whatever it declares, so a
+# new route over them is closed to tokens by default. (Lower-case model labels.)
+IDENTITY_MODELS = frozenset(
+    {
+        "accounts.user",
+        "accounts.authtoken",
+        "auth.group",
+        "auth.permission",
+        "guardian.userobjectpermission",
+        "guardian.groupobjectpermission",
+        "otp_totp.totpdevice",
+        "security.apitoken",
+        "security.mfachallenge",
+        "security.recoverycode",
+        "security.securitypolicy",
+        "tenancy.invitation",
+        "tenancy.membership",
+        "tenancy.tenant",
+    }
+)
+
+
+def token_may_reach(view_cls) -> bool:
+    """THE rule of what a personal API token reaches, fail-closed: a tenant API
+    (``TenantScopedViewSet``; never an account, login, password, 2FA or session view, nor
+    ``/tenants/``) that manages none of ``IDENTITY_MODELS`` and does not declare
+    ``identity_management = True``. A view with no model to judge by is refused."""
     from apps.tenancy.viewsets import TenantScopedViewSet
 
+    if not (isinstance(view_cls, type) and issubclass(view_cls, TenantScopedViewSet)):
+        return False
+    if getattr(view_cls, "identity_management", False):
+        return False
+    model = getattr(getattr(view_cls, "queryset", None), "model", None)
+    return model is not None and model._meta.label_lower not in IDENTITY_MODELS
+
+
+def resolve_api_token(raw: str, request):
+    """An API token reaches only what ``token_may_reach`` allows, in its one tenant, with at most
+    its role (``apps.tenancy.resolution``)."""
     token = ApiToken.all_tenants.select_related("user").filter(key_hash=sha256(raw)).first()
     if token is None or not token.is_live or not token.user.is_active:
         raise exceptions.AuthenticationFailed("Invalid, expired or revoked API token.")
-    view = _view_class(request)
-    if not (isinstance(view, type) and issubclass(view, TenantScopedViewSet)):
-        raise exceptions.PermissionDenied("API tokens reach tenant APIs only; sign in to manage your account.")
+    if not token_may_reach(_view_class(request)):
+        raise exceptions.PermissionDenied(
+            "API tokens reach tenant APIs only, never members, invitations, tokens, the security policy or "
+            "an account's own security; sign in to do this."
+        )
     from .policy import ip_allowed
 
     ctx = context.current()

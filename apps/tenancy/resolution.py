@@ -74,7 +74,10 @@ def resolve(request, url_tenant_id=None) -> TenantContext:
 
 
 def wants_platform_view(request, url_tenant_id=None) -> bool:
-    """An operator naming no tenant (no header, no URL tenant, no tenant-bound token)."""
+    """An operator naming no tenant (no header, no URL tenant, no tenant-bound token) whose session
+    passed the admin's second factor; without it an operator is a plain user here."""
+    from apps.accounts.operators import is_verified_operator
+
     user = request.user
     return bool(
         user
@@ -83,6 +86,7 @@ def wants_platform_view(request, url_tenant_id=None) -> bool:
         and url_tenant_id is None
         and not request.headers.get(HEADER)
         and getattr(request.auth, "tenant_id", None) is None
+        and is_verified_operator(user, request.auth)
     )
 
 

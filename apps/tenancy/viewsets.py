@@ -10,6 +10,7 @@ from __future__ import annotations
 from rest_framework import mixins, viewsets
 from rest_framework.generics import get_object_or_404
 
+from apps.common import context
 from apps.common.api import ApiViewSetMixin
 
 from . import resolution
@@ -45,6 +46,8 @@ class TenantScopedViewSet(ApiViewSetMixin, viewsets.GenericViewSet):
             request.tenant = None
             request.tenant_role = None
             self._exit_stack.enter_context(all_tenants())
+            # Whatever this request audits is an operator's act (AuditEvent.via), with its object's tenant.
+            context.current().via = "operator"
         else:
             ctx = resolution.resolve(request, url_tenant_id=url_tenant)
             request.tenant = ctx.tenant
@@ -57,6 +60,35 @@ class TenantScopedViewSet(ApiViewSetMixin, viewsets.GenericViewSet):
 
     def tenant_for_idempotency(self, request):
         return getattr(request, "tenant", None)
+
+    def get_object(self):
+        self._object = super().get_object()
+        return self._object
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if (
+            getattr(request, "operator", False)
+            and request.method in ("GET", "HEAD")
+            and 200 <= response.status_code < 300
+        ):
+            self._audit_operator_read(request)
+        return response
+
+    def _audit_operator_read(self, request) -> None:
+        """An operator reading across tenants is audited like a change (reads of job payloads
+        included); mutations are audited by their services, marked via="operator"."""
+        from apps.audit import services as audit
+
+        obj = getattr(self, "_object", None)
+        model = getattr(self.queryset, "model", None)
+        audit.record(
+            action="operator.read",
+            obj=obj,
+            tenant=getattr(obj, "tenant_id", None),
+            object_type=model._meta.label_lower if model is not None else "",
+            changes={"path": request.path, "query": request.GET.urlencode()[:500]},
+        )
 
     @property
     def tenant(self):
