@@ -94,7 +94,8 @@ class AgentProcess:
         """How many ``POST /v1/call`` this agent read (its access log)."""
         return self.log.read_text().count('"POST /v1/call')
 
-    def stop(self) -> None:
+    def stop(self, *, cleanup: bool = True) -> None:
+        """``cleanup``: remove the node root (its containers, and its TLS key unless ``tls_dir``)."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -102,7 +103,8 @@ class AgentProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        cleanup_containers(self.root)
+        if cleanup:
+            cleanup_containers(self.root)
 
 
 @pytest.fixture

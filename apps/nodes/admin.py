@@ -62,9 +62,7 @@ class NodeAdmin(TenantOwnedAdmin):
             rotated.append({"node": node, "secret": secret, "until": node.secret_previous_until})
         context = {**self.admin_site.each_context(request), "title": "New agent secrets", "opts": self.opts,
                    "rotated": rotated, "changelist_url": request.get_full_path()}  # fmt: skip
-        response = TemplateResponse(request, "admin/nodes/rotated_secrets.html", context)
-        response["Cache-Control"] = "no-store"
-        return response
+        return TemplateResponse(request, "admin/nodes/rotated_secrets.html", context)  # never cached (admin views)
 
     @admin.display(description="memory")
     def memory(self, node):
