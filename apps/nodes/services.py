@@ -97,7 +97,7 @@ def node_rotate_secret(*, node: Node, actor=None, grace: int | None = None) -> s
     """A new secret (answered this once). The current one stays valid ``grace`` seconds (default
     ``MPANEL_AGENT_SECRET_GRACE``) while the agent is given the new one: the panel signs with both
     and accepts either; then only the new one. ``grace=0`` ends the old one now (a leaked secret).
-    Rotating again during a grace ends that grace: at most two secrets are ever valid."""
+    Rotating again during a grace drops the oldest secret at once: at most two are ever valid."""
     grace = settings.MPANEL_AGENT_SECRET_GRACE if grace is None else grace
     if not 0 <= grace <= MAX_GRACE:
         raise InvalidInput(f"Between 0 and {MAX_GRACE} seconds.", field="grace_seconds")
