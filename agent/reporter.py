@@ -21,6 +21,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from . import signing
@@ -34,12 +35,12 @@ MAX_AGE = 5 * 3600  # the panel refuses samples older than MPANEL_METRICS_MAX_AG
 
 
 class Reporter:
-    def __init__(self, *, panel_url: str, node_id: str, secret: str, runtime: NodeRuntime,
+    def __init__(self, *, panel_url: str, node_id: str, secret: str | Callable[[], str], runtime: NodeRuntime,
                  interval: float = 60.0, timeout: float = 15.0):  # fmt: skip
         self.url = panel_url.rstrip("/") + INGEST_PATH
         self.path = urllib.parse.urlsplit(self.url).path
         self.node_id = node_id
-        self.secret = secret
+        self.secret = secret if callable(secret) else (lambda: secret)  # a rotated secret file is picked up
         self.runtime = runtime
         self.interval = interval
         self.timeout = timeout
@@ -67,7 +68,7 @@ class Reporter:
     def send(self, payload: dict) -> dict:
         body = json.dumps(payload).encode()
         headers = {"Content-Type": "application/json", "X-Mpanel-Node": self.node_id,
-                   **signing.sign(self.secret, "POST", self.path, body)}  # fmt: skip
+                   **signing.sign(self.secret(), "POST", self.path, body)}  # fmt: skip
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")  # noqa: S310
         with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
             return json.loads(response.read())

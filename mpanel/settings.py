@@ -379,6 +379,8 @@ MPANEL_NODE_ROOT = Path(env("MPANEL_NODE_ROOT", default=str(VAR_DIR / "node"))).
 MPANEL_NODE_OFFLINE_AFTER = env.int("MPANEL_NODE_OFFLINE_AFTER", default=120)  # seconds without a heartbeat
 MPANEL_AGENT_TIMEOUT = env.float("MPANEL_AGENT_TIMEOUT", default=60.0)  # a job's call to an agent
 MPANEL_NODE_READ_TIMEOUT = env.float("MPANEL_NODE_READ_TIMEOUT", default=5.0)  # heartbeats, a pod's runtime in GET
+# After a node secret rotation the old secret stays valid this long (seconds), while the agent gets the new one.
+MPANEL_AGENT_SECRET_GRACE = env.int("MPANEL_AGENT_SECRET_GRACE", default=3600)
 CLOUDPOD_PLANS = [
     {"name": "pod-xs", "vcpu": 0.5, "memory_mb": 128, "disk_gb": 1, "pids": 64, "billing_product": None},
     {"name": "pod-s", "vcpu": 1, "memory_mb": 256, "disk_gb": 2, "pids": 128, "billing_product": None},

@@ -1,4 +1,5 @@
-"""The ``agent`` transport: ``python -m agent serve`` as a separate process on loopback.
+"""The ``agent`` transport: ``python -m agent serve`` as a separate process on loopback, over TLS
+with the certificate the panel pinned (tests/test_agent_tls.py tests the TLS side itself).
 
 Requests are HMAC-signed and time-limited; unsigned, forged, stale and replayed ones are refused.
 The pod flow runs through it with a real Celery worker, exactly as with the local transport.
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 from django.core.cache import cache
 
-from agent import signing
+from agent import signing, tls
 from agent.runtime import NodeRuntime, PodSpec
 from apps.nodes import services as node_services
 from apps.nodes.drivers import AgentDriver, NodeError, driver_for
@@ -38,29 +39,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def agent_fingerprint(root: Path, tls_dir: Path | None = None) -> str:
+    """What the operator does before registering the node: ``python -m agent fingerprint``."""
+    cmd = [sys.executable, "-m", "agent", "fingerprint", "--root", str(root)]
+    cmd += ["--tls-dir", str(tls_dir)] if tls_dir else []
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=30, check=True).stdout
+    return tls.normalize_fingerprint(out.split("current", 1)[1].split()[0])
+
+
 class AgentProcess:
-    def __init__(self, secret: str, root: Path, workdir: Path):
+    """``python -m agent serve`` on 127.0.0.1: TLS with its own key (under ``<root>/tls`` unless
+    ``tls_dir``), or plain HTTP with ``plain_http``; ``port`` to take the address of another."""
+
+    def __init__(self, secret: str, root: Path, workdir: Path, *, port: int | None = None,
+                 tls_dir: Path | None = None, plain_http: bool = False, name: str = "agent"):  # fmt: skip
         self.secret = secret
         self.root = root
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.secret_file = workdir / "agent.secret"
+        self.port = port or free_port()
+        self.plain_http = plain_http
+        self.tls_dir = tls_dir
+        self.url = f"{'http' if plain_http else 'https'}://127.0.0.1:{self.port}"
+        self.secret_file = workdir / f"{name}.secret"
         self.secret_file.write_text(secret + "\n")
         self.secret_file.chmod(0o600)
-        self.log = workdir / "agent.log"
+        self.log = workdir / f"{name}.log"
         self.proc: subprocess.Popen | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return agent_fingerprint(self.root, self.tls_dir)
 
     def start(self) -> AgentProcess:
         cmd = [sys.executable, "-m", "agent", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["--secret-file", str(self.secret_file), "--root", str(self.root)]
+        cmd += ["--plain-http"] if self.plain_http else []
+        cmd += ["--tls-dir", str(self.tls_dir)] if self.tls_dir else []
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        context = None if self.plain_http else tls.client_context()  # a health check needs no pin
 
         def up():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the agent exited: {self.log.read_text()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/v1/health", timeout=1) as r:
+                with urllib.request.urlopen(f"{self.url}/v1/health", timeout=1, context=context) as r:
                     return r.status == 200
             except OSError:
                 return False
@@ -68,7 +90,12 @@ class AgentProcess:
         wait_for(up, timeout=20, message="the agent to listen")
         return self
 
-    def stop(self) -> None:
+    def served_calls(self) -> int:
+        """How many ``POST /v1/call`` this agent read (its access log)."""
+        return self.log.read_text().count('"POST /v1/call')
+
+    def stop(self, *, cleanup: bool = True) -> None:
+        """``cleanup``: remove the node root (its containers, and its TLS key unless ``tls_dir``)."""
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -76,28 +103,30 @@ class AgentProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
-        cleanup_containers(self.root)
+        if cleanup:
+            cleanup_containers(self.root)
 
 
 @pytest.fixture
 def agent_node(tenant_a, tmp_path, settings):
-    """An agent node of tenant A and its agent running as a separate process."""
+    """An agent node of tenant A, registered with its certificate's pin, and its agent running as a
+    separate process over TLS."""
     settings.MPANEL_NODE_ROOT = tmp_path / "local-node"  # must stay unused: the agent does the work
-    port_holder = free_port()
+    root = tmp_path / "agent-node"
+    port = free_port()
     with tenant_a.scope():
         node, secret = node_services.node_create(
             tenant=tenant_a.tenant,
             data={
                 "hostname": "agent-1",
                 "transport": Transport.AGENT,
-                "address": f"127.0.0.1:{port_holder}",
+                "address": f"https://127.0.0.1:{port}",
+                "tls_fingerprint": agent_fingerprint(root),
                 "roles": ["pods"],
                 "capacity": {"vcpu": 8, "memory_mb": 8192, "disk_gb": 100, "max_pods": 20},
             },
         )
-    agent = AgentProcess(secret, tmp_path / "agent-node", tmp_path)
-    Node.all_tenants.filter(pk=node.pk).update(address=agent.url)
-    node.refresh_from_db()
+    agent = AgentProcess(secret, root, tmp_path, port=port)
     agent.start()
     try:
         yield node, agent
@@ -107,8 +136,9 @@ def agent_node(tenant_a, tmp_path, settings):
 
 def post(url: str, body: bytes, headers: dict) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **headers})
+    context = tls.client_context() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
@@ -159,7 +189,7 @@ def test_driver_errors_and_heartbeat_through_the_agent(agent_node):
         driver.pod_pause("mp-does-not-exist")
     assert not err.value.permanent and "does not exist" in err.value.message
     with pytest.raises(NodeError, match="bad signature"):
-        AgentDriver(agent.url, "wrong-secret" * 4).heartbeat()
+        AgentDriver(agent.url, "wrong-secret" * 4, pins=[node.tls_fingerprint]).heartbeat()
     assert node_services.node_heartbeat(node=node) is True
     node.refresh_from_db()
     assert node.reported["pods"] == [] and node.reported["runc"].startswith("runc")

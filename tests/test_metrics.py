@@ -227,15 +227,29 @@ class TestIngest:
         assert replay.status_code == 401 and "replayed" in replay.json()["detail"]
         assert Sample.objects.count() == 1
 
-    def test_a_rotated_secret_stops_the_old_one(self, tenant_a):
+    def test_a_rotated_secret_stops_the_old_one_after_the_grace(self, tenant_a):
+        """The old secret is taken during the rotation's grace (the agent may not have the new one yet),
+        refused after it; a rotation without grace refuses it at once."""
         node = secret_node(tenant_a)
         old = agent_secret.derive(node)
         with tenant_a.scope():
-            node_services.node_rotate_secret(node=node)
+            new = node_services.node_rotate_secret(node=node)
         node.refresh_from_db()
-        response, _ = post_batch(node, {"samples": [["cpu.percent", recent(), 1.0]]}, secret=old)
+        for i, secret in enumerate((old, new)):
+            response, _ = post_batch(node, {"samples": [["cpu.percent", recent(i), 1.0]]}, secret=secret)
+            assert response.status_code == 200, response.content
+        Node.all_tenants.filter(pk=node.pk).update(secret_previous_until=timezone.now() - timedelta(seconds=1))
+        node.refresh_from_db()
+        response, _ = post_batch(node, {"samples": [["cpu.percent", recent(2), 1.0]]}, secret=old)
         assert response.status_code == 401
-        response, _ = post_batch(node, {"samples": [["cpu.percent", recent(), 1.0]]})
+        response, _ = post_batch(node, {"samples": [["cpu.percent", recent(3), 1.0]]})
+        assert response.status_code == 200
+        with tenant_a.scope():
+            newest = node_services.node_rotate_secret(node=node, grace=0)
+        node.refresh_from_db()
+        response, _ = post_batch(node, {"samples": [["cpu.percent", recent(4), 1.0]]}, secret=new)
+        assert response.status_code == 401
+        response, _ = post_batch(node, {"samples": [["cpu.percent", recent(5), 1.0]]}, secret=newest)
         assert response.status_code == 200
 
     def test_validation_is_400_and_nothing_half_written(self, tenant_a, settings):

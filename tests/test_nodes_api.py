@@ -176,12 +176,19 @@ class TestHeartbeats:
     def test_drivers(self, tenant_a):
         node = node_in(tenant_a)
         assert isinstance(driver_for(node), LocalDriver)
-        node.transport, node.address, node.secret_salt = "agent", "127.0.0.1:9", "salt"
+        node.transport, node.address, node.secret_salt = "agent", "http://127.0.0.1:9", "salt"
         driver = driver_for(node)
         assert isinstance(driver, AgentDriver) and driver.base == "http://127.0.0.1:9"
         with pytest.raises(NodeError) as err:
             driver.pod_state("mp-x")
         assert not err.value.permanent
+        # A bare host:port means https, which needs the pin of the agent's certificate.
+        node.address = "127.0.0.1:9"
+        with pytest.raises(NodeError, match="no pinned certificate") as err:
+            driver_for(node)
+        assert err.value.permanent
+        node.tls_fingerprint = "ab" * 32
+        assert driver_for(node).base == "https://127.0.0.1:9"
         node.address = ""
         with pytest.raises(NodeError):
             driver_for(node)
@@ -210,10 +217,14 @@ def test_reverse_names():
 def test_agent_address_must_be_a_url_of_host_and_port(tenant_a):
     client = client_for(tenant_a.owner, tenant_a.tenant)
     base = {"hostname": "h", "transport": "agent", "roles": ["pods"], "capacity": CAPACITY}
-    for bad in ("file:///etc/passwd", "gopher://x:70", "http://host", "http://h:80/admin?x=1", "a b:1"):
-        assert client.post("/api/v1/ops/servers/", {**base, "address": bad}, format="json").status_code == 400, bad
-    for i, good in enumerate(("http://10.0.0.5:8700", "https://node.example.net:443", "127.0.0.1:8700")):
-        response = client.post("/api/v1/ops/servers/", {**base, "hostname": f"h{i}", "address": good}, format="json")
+    pin = {"tls_fingerprint": "sha256:" + "ab" * 32}
+    for bad in ("file:///etc/passwd", "gopher://x:70", "http://host", "http://h:80/admin?x=1", "a b:1",
+                "http://10.0.0.5:8700"):  # fmt: skip
+        response = client.post("/api/v1/ops/servers/", {**base, **pin, "address": bad}, format="json")
+        assert response.status_code == 400 and "address" in response.json(), bad
+    for i, good in enumerate(("http://127.0.0.1:8700", "https://node.example.net:443", "10.0.0.5:8700")):
+        data = {**base, **pin, "hostname": f"h{i}", "address": good}
+        response = client.post("/api/v1/ops/servers/", data, format="json")
         assert response.status_code == 201, (good, response.content)
 
 

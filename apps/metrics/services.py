@@ -70,7 +70,8 @@ def authenticate(*, headers, method: str, path: str, body: bytes, now: float | N
     # The derived secret must still be the one handed out (a rotation changes the salt and the hash).
     if not hmac.compare_digest(Node.hash_secret(secret), node.secret_hash):
         raise IngestRefused("the node's secret was rotated")
-    refused = signing.check(secret, headers, method, path, body, now=now)
+    # During a rotation's grace the previous secret is accepted too (agent_secret.valid_secrets).
+    refused = signing.check(agent_secret.valid_secrets(node), headers, method, path, body, now=now)
     if refused:
         raise IngestRefused(refused)
     return node

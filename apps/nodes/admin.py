@@ -1,8 +1,11 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from apps.common.admin import TenantOwnedAdmin
+from apps.common.exceptions import DomainError
 
+from . import services
 from .models import Node
 
 
@@ -35,9 +38,31 @@ class NodeAdmin(TenantOwnedAdmin):
         "last_error",
         "secret_hash",
         "secret_salt",
+        "secret_salt_previous",
+        "secret_previous_until",
+        "tls_fingerprint_next",
         "status_before_offline",
     ]
     show_full_result_count = False
+    actions = ["rotate_secret"]
+
+    @admin.action(description="Rotate the agent secret (the old one stays valid for the grace period)",
+                  permissions=["operate"])  # fmt: skip
+    def rotate_secret(self, request, queryset):
+        """The new secrets are shown on the answer page itself, this once: never in a message (the
+        message store may be a cookie) nor in the audit log."""
+        rotated = []
+        for node in queryset:
+            try:
+                secret = services.node_rotate_secret(node=node, actor=request.user)
+            except DomainError as exc:
+                self.message_user(request, f"{node}: {exc.message}", messages.WARNING)
+                continue
+            node.refresh_from_db()
+            rotated.append({"node": node, "secret": secret, "until": node.secret_previous_until})
+        context = {**self.admin_site.each_context(request), "title": "New agent secrets", "opts": self.opts,
+                   "rotated": rotated, "changelist_url": request.get_full_path()}  # fmt: skip
+        return TemplateResponse(request, "admin/nodes/rotated_secrets.html", context)  # never cached (admin views)
 
     @admin.display(description="memory")
     def memory(self, node):

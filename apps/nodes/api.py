@@ -1,6 +1,7 @@
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from apps.tenancy.roles import Role
@@ -8,7 +9,13 @@ from apps.tenancy.viewsets import TenantModelViewSet
 
 from . import services
 from .models import Node, with_role
-from .serializers import NodeCreatedSerializer, NodeSerializer
+from .serializers import (
+    NodeCreatedSerializer,
+    NodeSerializer,
+    RotateCertificateSerializer,
+    RotatedSecretSerializer,
+    RotateSecretSerializer,
+)
 
 
 class NodeFilter(filters.FilterSet):
@@ -24,7 +31,8 @@ class NodeFilter(filters.FilterSet):
 
 class NodeViewSet(TenantModelViewSet):
     """Servers (``/ops/servers`` and ``/hosting/servers``): tenant ADMIN+ manage their own; operators
-    see every tenant's. ``POST`` of an ``agent`` node answers the agent's secret, this once."""
+    see every tenant's. ``POST`` of an ``agent`` node answers the agent's secret, this once; so does
+    ``rotate-secret``. ``rotate-certificate`` pins the node's next TLS key beside the current one."""
 
     queryset = Node.objects.all()
     serializer_class = NodeSerializer
@@ -34,7 +42,9 @@ class NodeViewSet(TenantModelViewSet):
     ordering = ["hostname"]
     operators_see_all = True
     # Operators manage every node; a new node belongs to a tenant, so creating one names it.
-    operator_actions = frozenset({"list", "retrieve", "update", "partial_update", "destroy"})
+    operator_actions = frozenset(
+        {"list", "retrieve", "update", "partial_update", "destroy", "rotate_secret", "rotate_certificate"}
+    )
     http_method_names = ["get", "post", "patch", "put", "delete", "head", "options"]
     required_roles = {
         "list": Role.ADMIN,
@@ -43,6 +53,8 @@ class NodeViewSet(TenantModelViewSet):
         "update": Role.ADMIN,
         "partial_update": Role.ADMIN,
         "destroy": Role.ADMIN,
+        "rotate_secret": Role.ADMIN,
+        "rotate_certificate": Role.ADMIN,
     }
 
     @extend_schema(responses={201: NodeCreatedSerializer})
@@ -60,3 +72,27 @@ class NodeViewSet(TenantModelViewSet):
 
     def perform_destroy(self, instance):
         services.node_delete(node=instance, actor=self.request.user)
+
+    @extend_schema(request=RotateSecretSerializer, responses={200: RotatedSecretSerializer},
+                   summary="A new agent secret (shown once); the old one stays valid for the grace period")  # fmt: skip
+    @action(detail=True, methods=["post"], url_path="rotate-secret", url_name="rotate-secret")
+    def rotate_secret(self, request, pk=None):
+        node = self.get_object()
+        serializer = RotateSecretSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        secret = services.node_rotate_secret(node=node, grace=serializer.validated_data.get("grace_seconds"),
+                                             actor=request.user)  # fmt: skip
+        node.refresh_from_db()
+        out = {"id": node.pk, "secret": secret, "secret_previous_until": node.secret_previous_until}
+        return Response(RotatedSecretSerializer(out).data)
+
+    @extend_schema(request=RotateCertificateSerializer, responses={200: NodeSerializer},
+                   summary="Pin the node's next TLS key beside the current one (a certificate rotation)")  # fmt: skip
+    @action(detail=True, methods=["post"], url_path="rotate-certificate", url_name="rotate-certificate")
+    def rotate_certificate(self, request, pk=None):
+        node = self.get_object()  # first: another tenant's node is a 404 whatever the body
+        serializer = RotateCertificateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        node = services.node_rotate_certificate(node=node, actor=request.user,
+                                                fingerprint=serializer.validated_data["tls_fingerprint"])  # fmt: skip
+        return Response(NodeSerializer(node, context=self.get_serializer_context()).data)

@@ -3,21 +3,22 @@
 Typed operations over two transports that share the node-side code in ``agent/``:
 ``LocalDriver`` calls ``agent.runtime`` in-process (rooted under ``MPANEL_NODE_ROOT``,
 default ``$MPANEL_VAR_DIR/node``); ``AgentDriver`` sends the same operations to
-``python -m agent serve`` as signed HTTP requests.
+``python -m agent serve`` as signed HTTPS requests, to the node's pinned certificate only.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
-import urllib.error
-import urllib.request
+import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from django.conf import settings
 
-from agent import signing
+from agent import signing, tls
 from agent.runtime import AgentError, NodeRuntime, PodSpec
 from agent.runtime import call as runtime_call
 
@@ -165,28 +166,63 @@ class LocalDriver(NodeDriver):
 
 
 class AgentDriver(NodeDriver):
-    def __init__(self, address: str, secret: str, timeout: float | None = None):
-        self.base = address.rstrip("/")
-        self.secret = secret
+    """``secrets``: every secret the node may hold (two during a rotation; each signs the request).
+    ``pins``: the SPKI fingerprints accepted from the node (two during a certificate rotation). An
+    ``https`` address without a pin, or an ``http`` one off loopback, is refused before connecting;
+    a node that presents another key is refused after the handshake, before the request is sent."""
+
+    path = "/v1/call"
+
+    def __init__(self, address: str, secrets: str | Sequence[str], timeout: float | None = None, *,
+                 pins: Sequence[str] = ()):  # fmt: skip
+        try:
+            self.address = tls.parse_address(address)
+        except ValueError as exc:
+            raise NodeError(f"agent address {address!r} refused: {exc}", permanent=True) from exc
+        self.base = self.address.url
+        self.secrets = [secrets] if isinstance(secrets, str) else list(secrets)
+        self.pins = tuple(pins)
+        if self.address.scheme == "https" and not self.pins:
+            raise NodeError(f"the agent at {self.base} has no pinned certificate: give the node's tls_fingerprint "
+                            "(`python -m agent fingerprint` on the node prints it)", permanent=True)  # fmt: skip
         self.timeout = timeout or getattr(settings, "MPANEL_AGENT_TIMEOUT", 60)
+        self.presented: str | None = None  # the key the node presented at the last connection
+
+    def _connection(self) -> http.client.HTTPConnection:
+        host, port = self.address.host, self.address.port
+        if self.address.scheme == "http":  # loopback only (parse_address)
+            return http.client.HTTPConnection(host, port, timeout=self.timeout)
+        return tls.PinnedHTTPSConnection(host, port, pins=self.pins, timeout=self.timeout)
 
     def _call(self, op: str, args: dict):
-        path = "/v1/call"
         body = json.dumps({"op": op, "args": args}).encode()
-        headers = {"Content-Type": "application/json", **signing.sign(self.secret, "POST", path, body)}
-        request = urllib.request.Request(self.base + path, data=body, headers=headers, method="POST")  # noqa: S310
+        headers = {"Content-Type": "application/json", **signing.sign(self.secrets, "POST", self.path, body)}
+        connection = self._connection()
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                return json.loads(response.read())["result"]
-        except urllib.error.HTTPError as exc:
-            try:
-                data = json.loads(exc.read() or b"{}")
-            except ValueError:
-                data = {}
-            message = data.get("error") or f"HTTP {exc.code}"
-            raise NodeError(f"agent: {message}", permanent=bool(data.get("permanent"))) from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+            connection.request("POST", self.path, body=body, headers=headers)
+            response = connection.getresponse()
+            status, raw = response.status, response.read()
+        except tls.PinMismatch as exc:
+            message = (f"agent at {self.base} refused: {exc}; nothing was sent. If the node's key changed on "
+                       "purpose, give the panel its new pin (rotate-certificate).")  # fmt: skip
+            raise NodeError(message, permanent=True) from exc
+        except ssl.SSLError as exc:
+            raise NodeError(f"agent at {self.base}: TLS failed: {exc}") from exc
+        except (OSError, http.client.HTTPException) as exc:
             raise NodeError(f"agent unreachable at {self.base}: {exc}") from exc
+        finally:
+            self.presented = getattr(connection, "presented", None) or self.presented
+            connection.close()
+        try:
+            data = json.loads(raw or b"{}")
+        except ValueError:
+            data = {}
+        if status != 200:
+            message = (data.get("error") if isinstance(data, dict) else None) or f"HTTP {status}"
+            raise NodeError(f"agent: {message}", permanent=bool(isinstance(data, dict) and data.get("permanent")))
+        if not isinstance(data, dict) or "result" not in data:
+            raise NodeError(f"agent at {self.base} answered something else than a result")
+        return data["result"]
 
 
 def driver_for(node: Node, *, timeout: float | None = None) -> NodeDriver:
@@ -196,6 +232,6 @@ def driver_for(node: Node, *, timeout: float | None = None) -> NodeDriver:
             raise NodeError(f"node {node} has no agent address", permanent=True)
         if not node.secret_salt:
             raise NodeError(f"node {node} has no agent secret yet: rotate its secret", permanent=True)
-        address = node.address if "://" in node.address else f"http://{node.address}"
-        return AgentDriver(address, agent_secret.derive(node), timeout=timeout)
+        pins = tuple(pin for pin in (node.tls_fingerprint, node.tls_fingerprint_next) if pin)
+        return AgentDriver(node.address, agent_secret.valid_secrets(node), timeout=timeout, pins=pins)
     return LocalDriver()

@@ -1,9 +1,11 @@
 import hashlib
 from decimal import Decimal
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import connection, models
 
+from agent import tls
 from apps.tenancy.models import TenantOwnedModel
 
 ROLE_CHOICES = ["pods", "web", "mail", "dns", "db"]
@@ -22,7 +24,7 @@ SETTABLE_STATUSES = [(s.value, s.label) for s in (NodeStatus.ACTIVE, NodeStatus.
 
 class Transport(models.TextChoices):
     LOCAL = "local", "Local (in-process)"
-    AGENT = "agent", "Agent (signed HTTP)"
+    AGENT = "agent", "Agent (signed HTTPS, pinned certificate)"
 
 
 class Node(TenantOwnedModel):
@@ -33,7 +35,9 @@ class Node(TenantOwnedModel):
     """
 
     hostname = models.CharField(max_length=253)
-    address = models.CharField(max_length=300, blank=True, help_text="agent transport: http://host:port")
+    address = models.CharField(
+        max_length=300, blank=True, help_text="agent transport: https://host:port (http:// on loopback only)"
+    )
     transport = models.CharField(max_length=8, choices=Transport.choices, default=Transport.LOCAL)
     roles = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=12, choices=NodeStatus.choices, default=NodeStatus.ACTIVE)
@@ -56,6 +60,14 @@ class Node(TenantOwnedModel):
     # The agent's secret is derived from SECRET_KEY and this salt (apps.nodes.agent_secret); only its hash is kept.
     secret_salt = models.CharField(max_length=64, blank=True)
     secret_hash = models.CharField(max_length=64, blank=True)
+    # A rotation keeps the previous salt valid until ``secret_previous_until`` (the grace period).
+    secret_salt_previous = models.CharField(max_length=64, blank=True)
+    secret_previous_until = models.DateTimeField(null=True, blank=True)
+    # The SHA-256 of the agent certificate's public key (agent.tls), checked on every connection;
+    # ``_next`` is accepted too while the node's certificate is being rotated.
+    # Stored as 64 hex; longer input forms (sha256:…, colon-separated) are normalised by clean().
+    tls_fingerprint = models.CharField(max_length=128, blank=True)
+    tls_fingerprint_next = models.CharField(max_length=128, blank=True)
 
     class Meta:
         ordering = ["hostname"]
@@ -64,6 +76,32 @@ class Node(TenantOwnedModel):
 
     def __str__(self) -> str:
         return self.hostname
+
+    def clean(self):
+        """The transport rules, in one place for the API (services save through full_clean) and the
+        admin's forms: an address is https://host:port (http:// only on loopback, agent.tls), an
+        agent node has an address, and an https agent has the pin of its certificate."""
+        errors = {}
+        if self.address:
+            try:
+                self.address = tls.parse_address(self.address).url
+            except ValueError as exc:
+                errors["address"] = str(exc)
+        for field in ("tls_fingerprint", "tls_fingerprint_next"):
+            if getattr(self, field):
+                try:
+                    setattr(self, field, tls.normalize_fingerprint(getattr(self, field)))
+                except ValueError as exc:
+                    errors[field] = str(exc)
+        if self.transport == Transport.AGENT and "address" not in errors:
+            if not self.address:
+                errors["address"] = "The agent transport needs the agent's address (https://host:port)."
+            elif self.address.startswith("https://") and not self.tls_fingerprint:
+                errors["tls_fingerprint"] = (
+                    "Give the pin of the agent's certificate: `python -m agent fingerprint` on the node prints it."
+                )
+        if errors:
+            raise ValidationError(errors)
 
     @property
     def free_vcpu(self) -> Decimal:

@@ -1,14 +1,39 @@
-import re
 from decimal import Decimal
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from agent import tls
 from apps.common.serializers import ModelSerializer, Serializer
 
 from .models import ROLE_CHOICES, SETTABLE_STATUSES, Node, Transport
+from .services import MAX_GRACE
 
-ADDRESS_RE = re.compile(r"^(https?://)?[A-Za-z0-9.\-\[\]:]+:\d{1,5}/?$")
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": r"^(sha256:)?([0-9a-fA-F]{64}|([0-9a-fA-F]{2}:){31}[0-9a-fA-F]{2})$",
+        "description": "SHA-256 of the agent certificate's public key, as `python -m agent fingerprint` prints it "
+        "(sha256:<64 hex>); answered as sha256:<64 hex>",
+    }
+)
+class FingerprintField(serializers.CharField):
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 128)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not value:
+            return ""
+        try:
+            return tls.normalize_fingerprint(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+    def to_representation(self, value):
+        return tls.shown(value) or None
 
 
 @extend_schema_field(
@@ -41,6 +66,8 @@ class NodeSerializer(ModelSerializer):
     roles = serializers.ListField(child=serializers.ChoiceField(choices=ROLE_CHOICES), allow_empty=True, max_length=5)
     status = serializers.ChoiceField(choices=SETTABLE_STATUSES, required=False)
     capacity = CapacitySerializer(source="*")
+    tls_fingerprint = FingerprintField(required=False, allow_blank=True)
+    tls_fingerprint_next = FingerprintField(read_only=True)
     allocated = serializers.SerializerMethodField()
     free = serializers.SerializerMethodField()
 
@@ -54,6 +81,9 @@ class NodeSerializer(ModelSerializer):
             "roles",
             "status",
             "capacity",
+            "tls_fingerprint",
+            "tls_fingerprint_next",
+            "secret_previous_until",
             "allocated",
             "free",
             "last_heartbeat_at",
@@ -62,16 +92,18 @@ class NodeSerializer(ModelSerializer):
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["id", "allocated", "free", "last_heartbeat_at", "reported", "last_error", "created_at"]
+        read_only_fields = ["id", "allocated", "free", "last_heartbeat_at", "reported", "last_error", "created_at",
+                            "tls_fingerprint_next", "secret_previous_until"]  # fmt: skip
 
     def validate_roles(self, value):
         return sorted(set(value), key=ROLE_CHOICES.index)
 
     def validate_address(self, value: str) -> str:
         value = value.strip()
-        if value and not ADDRESS_RE.match(value):
-            raise serializers.ValidationError("Use http(s)://host:port (or host:port) of the node's agent.")
-        return value
+        try:  # the model's rule (Node.clean), early for a field error before anything else
+            return tls.parse_address(value).url if value else value
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
 
     def validate_hostname(self, value: str) -> str:
         value = value.strip().lower()
@@ -112,3 +144,25 @@ class NodeCreatedSerializer(NodeSerializer):
 
     def get_secret(self, node) -> str | None:
         return self.context.get("secret")
+
+
+class RotateSecretSerializer(Serializer):
+    grace_seconds = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=MAX_GRACE,
+        help_text="how long the current secret stays valid beside the new one (default MPANEL_AGENT_SECRET_GRACE; "
+        "0 ends it now)",
+    )
+
+
+class RotatedSecretSerializer(Serializer):
+    id = serializers.UUIDField()
+    secret = serializers.CharField(help_text="the node's new secret, shown this once")
+    secret_previous_until = serializers.DateTimeField(
+        allow_null=True, help_text="until when the previous secret is still accepted"
+    )
+
+
+class RotateCertificateSerializer(Serializer):
+    tls_fingerprint = FingerprintField(help_text="the pin `python -m agent rotate-cert` printed on the node")

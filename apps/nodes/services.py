@@ -1,4 +1,5 @@
-"""Writes on nodes: create (secret shown once), update, delete, heartbeats and going offline."""
+"""Writes on nodes: create (secret shown once), update, delete, secret and certificate rotation,
+heartbeats and going offline."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from apps.common.exceptions import Conflict, InvalidInput
 from apps.tenancy.scoping import all_tenants
 
 from . import agent_secret
-from .drivers import NodeError, driver_for
+from .drivers import AgentDriver, NodeError, driver_for
 from .models import Node, NodeStatus, Transport
 
 FIELDS = [
@@ -27,6 +28,8 @@ FIELDS = [
     "memory_mb",
     "disk_gb",
     "max_pods",
+    "tls_fingerprint",
+    "tls_fingerprint_next",
 ]
 CAPACITY = ("vcpu", "memory_mb", "disk_gb", "max_pods")
 
@@ -46,9 +49,6 @@ def node_create(*, tenant, data: dict, actor=None) -> tuple[Node, str | None]:
     data = dict(data)
     capacity = data.pop("capacity", {})
     node = Node(tenant=tenant, **data, **capacity)
-    secret = None
-    if node.transport == Transport.AGENT and not node.address:
-        raise InvalidInput("The agent transport needs the agent's address (http://host:port).", field="address")
     node.secret_salt = agent_secret.new_salt()
     _save(node)  # the secret derives from the primary key, known only now
     secret = agent_secret.derive(node)
@@ -68,8 +68,6 @@ def node_update(*, node: Node, data: dict, actor=None) -> Node:
         raise InvalidInput("A node goes offline by itself when its heartbeats stop.", field="status")
     for field, value in {**data, **capacity}.items():
         setattr(node, field, value)
-    if node.transport == Transport.AGENT and not node.address:
-        raise InvalidInput("The agent transport needs the agent's address (http://host:port).", field="address")
     if (
         node.vcpu < node.allocated_vcpu
         or node.memory_mb < node.allocated_memory_mb
@@ -91,21 +89,71 @@ def node_delete(*, node: Node, actor=None) -> None:
     node.delete()
 
 
+MAX_GRACE = 7 * 24 * 3600
+
+
 @transaction.atomic
-def node_rotate_secret(*, node: Node, actor=None) -> str:
+def node_rotate_secret(*, node: Node, actor=None, grace: int | None = None) -> str:
+    """A new secret (answered this once). The current one stays valid ``grace`` seconds (default
+    ``MPANEL_AGENT_SECRET_GRACE``) while the agent is given the new one: the panel signs with both
+    and accepts either; then only the new one. ``grace=0`` ends the old one now (a leaked secret).
+    Rotating again during a grace drops the oldest secret at once: at most two are ever valid."""
+    grace = settings.MPANEL_AGENT_SECRET_GRACE if grace is None else grace
+    if not 0 <= grace <= MAX_GRACE:
+        raise InvalidInput(f"Between 0 and {MAX_GRACE} seconds.", field="grace_seconds")
     node = Node.objects.select_for_update().get(pk=node.pk)
+    before = node.secret_previous_until
+    if grace and node.secret_salt:
+        node.secret_salt_previous = node.secret_salt
+        node.secret_previous_until = timezone.now() + timedelta(seconds=grace)
+    else:
+        node.secret_salt_previous, node.secret_previous_until = "", None
     node.secret_salt = agent_secret.new_salt()
     secret = agent_secret.derive(node)
     node.secret_hash = Node.hash_secret(secret)
-    node.save(update_fields=["secret_salt", "secret_hash", "updated_at"])
-    audit.record(action="node.rotate_secret", obj=node, **_actor(actor))
+    node.save(update_fields=["secret_salt", "secret_hash", "secret_salt_previous", "secret_previous_until",
+                             "updated_at"])  # fmt: skip
+    audit.record(action="node.rotate_secret", obj=node, changes={"secret_previous_until": [before,
+                 node.secret_previous_until]}, **_actor(actor))  # fmt: skip
     return secret
+
+
+@transaction.atomic
+def node_rotate_certificate(*, node: Node, fingerprint: str, actor=None) -> Node:
+    """Accept the node's next certificate key (``python -m agent rotate-cert`` printed its pin)
+    beside the current one. The first heartbeat that finds the node presenting it makes it the
+    only pin (``node_heartbeat``)."""
+    node = Node.objects.select_for_update().get(pk=node.pk)
+    if node.transport != Transport.AGENT:
+        raise InvalidInput("Only an agent node has a certificate.", field="tls_fingerprint")
+    before = audit.snapshot(node, FIELDS)
+    node.tls_fingerprint_next = fingerprint
+    _save(node)
+    if node.tls_fingerprint_next == node.tls_fingerprint:
+        raise InvalidInput("This is the pinned certificate already.", field="tls_fingerprint")
+    audit.record(action="node.rotate_certificate", obj=node, before=before, after=audit.snapshot(node, FIELDS),
+                 **_actor(actor))  # fmt: skip
+    return node
+
+
+def _promote_certificate(node: Node, presented: str | None) -> list[str]:
+    """Under the node's lock: the node serves its next key now, so the old pin is dropped."""
+    if not (presented and node.tls_fingerprint_next and presented == node.tls_fingerprint_next):
+        return []
+    before = node.tls_fingerprint
+    node.tls_fingerprint, node.tls_fingerprint_next = presented, ""
+    audit.record(action="node.certificate_rotated", obj=node, tenant=node.tenant_id, actor=None,
+                 changes={"tls_fingerprint": [before, presented]})  # fmt: skip
+    return ["tls_fingerprint", "tls_fingerprint_next"]
 
 
 def node_heartbeat(*, node: Node) -> bool:
     """Ask the node how it is (outside any transaction: it may be slow); record the answer."""
+    presented = None
     try:
-        report = driver_for(node, timeout=settings.MPANEL_NODE_READ_TIMEOUT).heartbeat()
+        driver = driver_for(node, timeout=settings.MPANEL_NODE_READ_TIMEOUT)
+        report = driver.heartbeat()
+        presented = driver.presented if isinstance(driver, AgentDriver) else None
         error = ""
     except NodeError as exc:
         report, error = None, exc.message
@@ -119,6 +167,7 @@ def node_heartbeat(*, node: Node) -> bool:
         node.reported = report
         node.last_error = ""
         fields = ["last_heartbeat_at", "reported", "last_error", "updated_at"]
+        fields += _promote_certificate(node, presented)
         if node.status == NodeStatus.OFFLINE:
             node.status = node.status_before_offline or NodeStatus.ACTIVE
             node.status_before_offline = ""
