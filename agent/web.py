@@ -7,6 +7,7 @@ Layout under ``<node root>/web``:
     ssl/<id>.crt|.key      the site's certificate (self-signed until the SSL module exists)
     trash/<id>/            files of a deleted site, kept for the grace period
     stage/                 candidate configurations checked by ``nginx -t`` before they are swapped in
+    logs/shield.log        the requests Shield denied (``agent.shield``), read back by the reporter
 
 Every change renders the new server block, checks the whole configuration (the node's
 ``nginx.conf`` with the candidate in place of the live vhost) with ``nginx -t``, and only then
@@ -34,6 +35,7 @@ from pathlib import Path
 from string import Template
 
 from . import php as php_pools
+from . import shield
 from .runtime import AgentError
 
 SITE_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$")
@@ -88,6 +90,10 @@ def validate_spec(spec: dict) -> dict:
         _check(int(r.get("code", 301)) in (301, 302, 307, 308), "bad redirect code")
     user = spec.get("system_user") or ""
     _check(user == "" or bool(USER_RE.match(user)), f"bad system user {user!r}")
+    try:
+        shield_rules = shield.validate(spec.get("shield"))
+    except shield.ShieldError as exc:
+        raise AgentError(str(exc), permanent=True) from exc
     return {
         "id": site_id,
         "domains": domains,
@@ -102,6 +108,7 @@ def validate_spec(spec: dict) -> dict:
             {"source": r["source"], "target": r["target"], "code": int(r.get("code", 301))} for r in redirects
         ],
         "system_user": user,
+        "shield": shield_rules,
     }
 
 
@@ -147,6 +154,7 @@ class WebRuntime:
         self.ssl = self.root / "ssl"
         self.trash = self.root / "trash"
         self.stage = self.root / "stage"
+        self.shield_log = shield.log_path(self.root)
         self.php = php_pools.PhpRuntime(self.root / "php")
         self._lock = threading.Lock()  # one configuration change at a time on this node
 
@@ -250,6 +258,8 @@ class WebRuntime:
     def render(self, spec: dict) -> str:
         site_id = spec["id"]
         suspended = spec["status"] == "suspended"
+        rules = None if suspended else spec.get("shield")  # a suspended site answers its 503 page to all
+        shield_server = shield.render_server(site_id, rules, self.shield_log)
         domains = list(spec["domains"])
         redirect_servers = ""
         if spec["www_redirect"] != "none" and not domains[0].startswith("*."):
@@ -263,6 +273,7 @@ class WebRuntime:
                 f"server {{\n    listen {self.listen};\n"
                 + (f"    listen {self.listen_ssl} ssl;\n" if spec["https"] else "")
                 + f"    server_name {other};\n"
+                + shield_server
                 + (self._ssl_lines(site_id) if spec["https"] else "")
                 + f"    return 301 {scheme}://{canonical}$request_uri;\n}}\n"
             )
@@ -298,6 +309,8 @@ class WebRuntime:
             site_id=site_id,
             status=spec["status"],
             redirect_servers=redirect_servers,
+            shield_http=shield.render_http(site_id, rules),
+            shield=shield_server,
             listen=self.listen,
             listen_ssl=f"    listen {self.listen_ssl} ssl;\n" if spec["https"] else "",
             server_names=" ".join(domains),
@@ -354,6 +367,7 @@ class WebRuntime:
                 _set_group(home, self.php.listen_group(), 0o750)
             status = self.status_dir / site_id
             status.mkdir(parents=True, exist_ok=True)
+            self.shield_log.parent.mkdir(parents=True, exist_ok=True)  # nginx -t opens the log
             _write_atomic(status / "suspended.html", SUSPENDED_PAGE)
             certificate = self._ensure_certificate(spec) if spec["https"] else None
             php = None
