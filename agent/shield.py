@@ -3,12 +3,13 @@ from nginx's log for the reporter. Standard library only, like the rest of the a
 
 The panel sends a site's *effective* rules (its tenant-wide and per-site policies already merged,
 ``apps.security.shield.effective_rules``) in the site spec under ``shield``; they are checked again
-here (the node trusts nothing it renders) and rendered in two parts:
+here (the node trusts nothing it renders) and rendered in three parts:
 
+* node-wide, ``sites/_mpanel_shield.conf`` (``SHARED_TEXT``, the same on every node): the Shield
+  log's format and the variables the checks share (the rule behind a denial, the site);
 * http level (the top of the site's file, which the node's ``nginx.conf`` includes inside ``http``):
-  one ``limit_req_zone`` per rate limit, ``geo`` tables of the blocked and allowed addresses, the
-  ``map`` that names the rule behind a denial, and the ``log_format`` of the Shield log. Every
-  name carries the site's key, so no two sites (of one tenant or of two) ever declare the same one;
+  one ``limit_req_zone`` per rate limit and the site's address table (``geo``). Every name carries
+  the site, so no two sites (of one tenant or of two) ever declare the same one;
 * server level: the checks, in the server rewrite phase (before any redirect or location), in this
   order: blocked address (403), address not on the allow list (403, or 503 in maintenance: an
   allowed address still reaches a site in maintenance), maintenance (503), user agent (403), path
@@ -34,12 +35,11 @@ UA_RE = re.compile(r"^[A-Za-z0-9 ._/+:;()-]{2,100}$")
 PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%+-]{0,200}$")
 ZONE_RE = re.compile(r"^[0-9a-f]{1,32}$")
 REQUEST_ID_RE = re.compile(r"^[0-9a-f]{32}$")
-MAX_ENTRIES = 1000  # per list, after merging (each policy allows 100)
+MAX_ENTRIES = 10_000  # per list, after merging (each policy allows 100; a site names up to 100 hosts)
 MAX_RATE = 100_000
 MAX_BODY_KB = 10 * 1024 * 1024
 ZONE_SIZE = "1m"  # ~16 000 addresses per site and policy; nginx evicts the oldest when full
 LOG_NAME = "shield.log"
-RULE_VARIABLE = "$mpanel_shield_rule"  # set by the server-level checks; one per request, shared by name
 
 
 class ShieldError(ValueError):
@@ -82,7 +82,7 @@ def validate(rules) -> dict | None:
         return None
     _check(isinstance(rules, dict), "shield must be an object")
     limits = rules.get("rate_limits") or []
-    _check(isinstance(limits, list) and len(limits) <= 10, "shield rate_limits must be a list of at most 10")
+    _check(isinstance(limits, list) and len(limits) <= 128, "shield rate_limits must be a list of at most 128")
     clean_limits = []
     for limit in limits:
         _check(isinstance(limit, dict), "a shield rate limit is an object")
@@ -111,24 +111,32 @@ def validate(rules) -> dict | None:
     return clean if any(v not in (None, [], False) for v in clean.values()) else None
 
 
-def _sets_rule(rules: dict) -> bool:
-    """Whether a server-level check names its rule (``set``): nginx refuses a variable never set."""
-    return bool(
-        rules["block_cidrs"]
-        or rules["allow_cidrs"] is not None
-        or rules["maintenance_mode"]
-        or rules["blocked_user_agents"]
-        or rules["blocked_paths"]
-    )
+# The node-wide part, one file in ``sites/`` (the site files' glob includes it; a site id cannot
+# start with ``_``): the log format and the variables every site's checks share. Declaring the
+# variables with ``map`` lets each server ``set`` them and any other server read them empty.
+SHARED_CONF = "_mpanel_shield.conf"
+LOG_FORMAT = "mpanel_shield"
+SHARED_TEXT = """# mPanel Shield, node-wide (written by the node agent; edits are overwritten)
+map $status $mpanel_shield_rule { default ""; }
+map $status $mpanel_shield_site { default ""; }
+map $status $mpanel_shield_body { default ""; }
+map "$mpanel_shield_rule:$status:$limit_req_status:$upstream_status:$mpanel_shield_body" $mpanel_shield_log {
+    default "";
+    "~^([a-z_]+):" $1;
+    "~^:429:REJECTED:" rate_limit;
+    "~^:413:[A-Z_]*::1$" body_size;
+}
+log_format mpanel_shield escape=json '{"request_id":"$request_id","time":"$msec","site":"$mpanel_shield_site",'
+    '"ip":"$remote_addr","rule":"$mpanel_shield_log","status":"$status","method":"$request_method",'
+    '"path":"$request_uri","user_agent":"$http_user_agent","host":"$host"}';
+"""
 
 
-def site_key(site_id: str) -> str:
-    """The site's part of nginx names (variables allow letters, digits and ``_`` only). The panel's
-    ids are letters and digits and used as they are; any other id is hashed, into a form (with
-    ``_``) that no plain id can take."""
-    if re.fullmatch(r"[A-Za-z0-9]{1,64}", site_id):
-        return site_id
-    return "h_" + hashlib.sha256(site_id.encode()).hexdigest()[:24]
+def address_variable(site_id: str) -> str:
+    """The site's address table's variable. Short, because nginx keeps every variable's name in
+    one hash (``variables_hash_bucket_size``): 80 bits of a hash of the site id, which no two
+    sites of a node share in practice."""
+    return f"$mps_{hashlib.sha256(site_id.encode()).hexdigest()[:20]}"
 
 
 def _regex(values: list[str]) -> str:
@@ -136,67 +144,58 @@ def _regex(values: list[str]) -> str:
     return "|".join(re.escape(v) for v in values)
 
 
+def _addresses(rules: dict) -> list[tuple[str, int]]:
+    """The site's address table: 1 blocked, 0 allowed, the default 2 (not on the allow list) when
+    there is an allow list. nginx's ``geo`` takes the longest match, so an allowed network inside a
+    blocked one is left out: a block always wins."""
+    blocked = [ipaddress.ip_network(c) for c in rules["block_cidrs"]]
+    allowed = [
+        a
+        for a in map(ipaddress.ip_network, rules["allow_cidrs"] or [])
+        if not any(a.version == b.version and a.subnet_of(b) for b in blocked)
+    ]
+    return [(str(b), 1) for b in blocked] + [(str(a), 0) for a in allowed]
+
+
 def render_http(site_id: str, rules: dict | None) -> str:
-    """Directives for nginx's ``http`` block (the top of the site's file)."""
+    """Directives for nginx's ``http`` block (the top of the site's file): the rate limits' zones
+    and the address table. Zone names carry the whole site id (unique on the panel) and the
+    policy's id: a second zone of one name would be refused by ``nginx -t``, never shared."""
     if not rules:
         return ""
-    key = site_key(site_id)
-    status_rules = []
-    if rules["rate_limits"]:
-        status_rules.append('    "~^:429:REJECTED:" rate_limit;\n')
-    if rules["max_body_size_kb"]:
-        # nginx's own 413 (no upstream answered it): the body limit, not the application.
-        status_rules.append('    "~^:413:[A-Z_]*:$" body_size;\n')
-    fields = (
-        f'"request_id":"$request_id","time":"$msec","site":"{site_id}","ip":"$remote_addr",'
-        f'"rule":"$mpanel_shield_log_{key}","status":"$status","method":"$request_method",'
-        '"path":"$request_uri","user_agent":"$http_user_agent","host":"$host"'
-    )
-    out = [
-        f"# mPanel Shield of {site_id} (http level)\n",
-        f"log_format mpanel_shield_{key} escape=json '{{{fields}}}';\n",
-        f'map "{RULE_VARIABLE if _sets_rule(rules) else ""}:$status:$limit_req_status:$upstream_status" '
-        f"$mpanel_shield_log_{key} {{\n",
-        '    default "";\n',
-        '    "~^([a-z_]+):" $1;\n',
-        *status_rules,
-        "}\n",
-    ]
+    out = [f"# mPanel Shield of {site_id} (http level)\n"]
     for limit in rules["rate_limits"]:
         out.append(
-            f"limit_req_zone $binary_remote_addr zone=mpanel_shield_{key}_{limit['zone']}:{ZONE_SIZE} "
+            f"limit_req_zone $binary_remote_addr zone=mpanel_shield_{site_id}_{limit['zone']}:{ZONE_SIZE} "
             f"rate={limit['rate']}r/s;\n"
         )
-    if rules["block_cidrs"]:
-        out.append(_geo(f"mpanel_shield_block_{key}", rules["block_cidrs"]))
-    if rules["allow_cidrs"] is not None:
-        out.append(_geo(f"mpanel_shield_allow_{key}", rules["allow_cidrs"]))
+    if rules["block_cidrs"] or rules["allow_cidrs"] is not None:
+        default = 2 if rules["allow_cidrs"] is not None else 0
+        out.append(f"geo {address_variable(site_id)} {{\n    default {default};\n")
+        out += [f"    {network} {value};\n" for network, value in _addresses(rules)]
+        out.append("}\n")
     return "".join(out)
-
-
-def _geo(variable: str, cidrs: list[str]) -> str:
-    return f"geo ${variable} {{\n    default 0;\n" + "".join(f"    {c} 1;\n" for c in cidrs) + "}\n"
 
 
 def render_server(site_id: str, rules: dict | None, log_path: str | os.PathLike, indent: str = "    ") -> str:
     """Directives for the site's ``server`` blocks; without rules, its access log stays off."""
     if not rules:
         return f"{indent}access_log off;\n"
-    key = site_key(site_id)
     lines = [
         f"# mPanel Shield of {site_id}",
-        f"access_log {log_path} mpanel_shield_{key} if=$mpanel_shield_log_{key};",
-        "uninitialized_variable_warn off;",
+        f"set $mpanel_shield_site {site_id};",
+        f"access_log {log_path} {LOG_FORMAT} if=$mpanel_shield_log;",
     ]
 
     def deny(rule: str, status: int) -> str:
-        return f"set {RULE_VARIABLE} {rule}; return {status};"
+        return f"set $mpanel_shield_rule {rule}; return {status};"
 
+    addresses = address_variable(site_id)
     if rules["block_cidrs"]:
-        lines.append(f"if ($mpanel_shield_block_{key}) {{ {deny('ip_block', 403)} }}")
+        lines.append(f"if ({addresses} = 1) {{ {deny('ip_block', 403)} }}")
     if rules["allow_cidrs"] is not None:
         refused = deny("maintenance", 503) if rules["maintenance_mode"] else deny("ip_allow", 403)
-        lines.append(f"if ($mpanel_shield_allow_{key} = 0) {{ {refused} }}")
+        lines.append(f"if ({addresses} = 2) {{ {refused} }}")
     elif rules["maintenance_mode"]:
         lines.append(deny("maintenance", 503))
     if rules["blocked_user_agents"]:
@@ -206,10 +205,11 @@ def render_server(site_id: str, rules: dict | None, log_path: str | os.PathLike,
     if rules["blocked_paths"]:
         lines.append(f'if ($uri ~ "^({_regex(rules["blocked_paths"])})") {{ {deny("path", 403)} }}')
     if rules["max_body_size_kb"]:
+        lines.append("set $mpanel_shield_body 1;")  # a 413 here is this limit's (the log's map asks)
         lines.append(f"client_max_body_size {rules['max_body_size_kb']}k;")
     for limit in rules["rate_limits"]:
         burst = f" burst={limit['burst']}" if limit["burst"] else ""  # nginx refuses burst=0
-        lines.append(f"limit_req zone=mpanel_shield_{key}_{limit['zone']}{burst} nodelay;")
+        lines.append(f"limit_req zone=mpanel_shield_{site_id}_{limit['zone']}{burst} nodelay;")
     if rules["rate_limits"]:
         lines.append("limit_req_status 429;")
     return "".join(f"{indent}{line}\n" for line in lines)

@@ -220,10 +220,15 @@ class WebRuntime:
         shutil.rmtree(stage, ignore_errors=True)
         staged_sites = stage / "sites"
         staged_sites.mkdir(parents=True)
+        # What every site's Shield rules use: written with the first site that has any.
+        shared = self.sites / shield.SHARED_CONF
+        with_shield = shared.exists() or (text is not None and shield.LOG_FORMAT in text)
         try:
             for other in self.sites.glob("*.conf"):
                 if other.name != live.name:
                     shutil.copy2(other, staged_sites / other.name)
+            if with_shield:
+                (staged_sites / shared.name).write_text(shield.SHARED_TEXT)
             if text is not None:
                 (staged_sites / live.name).write_text(text)
             main_text = conf.read_text()
@@ -237,6 +242,8 @@ class WebRuntime:
                 raise AgentError(f"nginx -t refused the new configuration: {output}", permanent=True)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+        if with_shield and (not shared.exists() or shared.read_text() != shield.SHARED_TEXT):
+            _write_atomic(shared, shield.SHARED_TEXT)
         if text is None:
             live.unlink(missing_ok=True)
         else:

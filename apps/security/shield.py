@@ -245,10 +245,12 @@ PREVIEW_LOG = "logs/shield.log"  # relative to nginx's prefix (``nginx_check`` r
 
 
 def render_http(policy: ShieldPolicy) -> str:
-    """The policy alone, as the node renders it at ``http`` level (zones, address tables, log format)."""
+    """The policy alone, as the node renders it at ``http`` level (after the node-wide part: the
+    log format and shared variables)."""
     if not policy.enabled:
         return ""
-    return node_shield.render_http(PREVIEW_SITE, node_shield.validate(policy_rules(policy)))
+    rules = node_shield.validate(policy_rules(policy))
+    return node_shield.SHARED_TEXT + node_shield.render_http(PREVIEW_SITE, rules)
 
 
 def render_server(policy: ShieldPolicy) -> str:
