@@ -443,6 +443,7 @@ http {{
     uwsgi_temp_path {run}/uwsgi;
     scgi_temp_path {run}/scgi;
     server_names_hash_bucket_size 128;
+    variables_hash_max_size 8192;  # Shield declares one variable per site with address rules
     include {sites}/*.conf;
 }}
 """

@@ -48,12 +48,25 @@ def request(nginx, host: str, path: str = "/", *, source: str = "127.0.0.1", met
         conn.close()
 
 
+def workers(nginx) -> int:
+    """How many processes the nginx master has (old workers stay until they have finished)."""
+    count = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        count += int(fields[1]) == nginx.proc.pid  # the field after the state is the parent's pid
+    return count
+
+
 def until(nginx, host: str, status: int, timeout: float = 10, **kwargs) -> int:
-    """A reload hands over to new workers: ask until the answer is the new one."""
+    """A reload hands over to new workers: ask until the answer is the new one, and until the old
+    workers are gone (one of them may still take a connection and answer the old way)."""
     deadline = time.monotonic() + timeout
     while True:
         got = request(nginx, host, **kwargs)
-        if got == status or time.monotonic() > deadline:
+        if (got == status and workers(nginx) == 1) or time.monotonic() > deadline:
             return got
         time.sleep(0.05)
 
@@ -138,6 +151,8 @@ def test_each_rule_is_enforced_by_nginx_and_becomes_an_event_of_its_tenant(
     assert {e["ip"] for e in events} == {denied.get("source", "127.0.0.1")}
     assert all(e["rule"] == rule for e in events_of(tenant_a))  # the allowed request is no event
     assert events_of(tenant_b) == []
+    assert len(events_of(tenant_a, website=str(site.pk))) == len(events_of(tenant_a))
+    assert events_of(tenant_a, website=str(other.pk)) == []
     # Reported once: the next report finds nothing new in the log.
     assert metrics_services.report_local()["shield_events"] == 0
     assert len(events_of(tenant_a)) == len(events)
