@@ -8,6 +8,11 @@ unreachable) is kept and sent again with the next one, up to ``MAX_PENDING`` sam
 ``MAX_AGE`` seconds (the oldest are dropped first); sending the same samples twice stores them
 once (unique node+metric+ts).
 
+The batch also carries the requests Shield denied since the last batch the panel took (``shield``,
+read from ``<root>/web/logs/shield.log`` by ``agent.shield.ShieldLog``): the log itself is the
+backlog, so a batch the panel did not take is read again next time, and the panel stores each
+request once (nginx's request id).
+
 Started by ``python -m agent serve --panel-url URL --node-id ID`` (a thread of the agent's process)
 or alone by ``python -m agent report`` (``--once`` for one batch).
 """
@@ -27,11 +32,13 @@ from pathlib import Path
 from . import signing
 from .metrics import Collector, check_services
 from .runtime import AgentError, NodeRuntime
+from .shield import ShieldLog, log_path
 
 log = logging.getLogger("mpanel.agent.reporter")
 INGEST_PATH = "/api/v1/hosting/server-metrics/ingest"
 MAX_PENDING = 10_000  # the panel's default MPANEL_METRICS_MAX_BATCH: a backlog still fits one request
 MAX_AGE = 5 * 3600  # the panel refuses samples older than MPANEL_METRICS_MAX_AGE (6 h by default)
+MAX_SHIELD_EVENTS = 5000  # the panel's default MPANEL_SHIELD_MAX_EVENTS
 
 
 class Reporter:
@@ -46,6 +53,10 @@ class Reporter:
         self.timeout = timeout
         self.collector = Collector(disk_path=runtime.root, state_file=Path(runtime.root) / "metrics-state.json")
         self.pending: list[list] = []
+        root = Path(runtime.root)
+        self.shield_log = ShieldLog(log_path(root / "web"), root / "shield-log-state.json",
+                                    limit=MAX_SHIELD_EVENTS, max_age=MAX_AGE)  # fmt: skip
+        self._shield_position: dict | None = None
         self.stop = threading.Event()
 
     def pod_stats(self) -> dict[str, dict]:
@@ -63,7 +74,9 @@ class Reporter:
         oldest = time.time() - MAX_AGE
         self.pending = [s for s in self.pending if s[1] >= oldest] + samples
         self.pending = self.pending[-MAX_PENDING:]
-        return {"samples": self.pending, "services": check_services(self.runtime.root, self.runtime.runc_bin)}
+        shield_events, self._shield_position = self.shield_log.read()
+        return {"samples": self.pending, "services": check_services(self.runtime.root, self.runtime.runc_bin),
+                "shield": shield_events}  # fmt: skip
 
     def send(self, payload: dict) -> dict:
         body = json.dumps(payload).encode()
@@ -82,8 +95,10 @@ class Reporter:
             detail = exc.read()[:500].decode(errors="replace")
             if 400 <= exc.code < 500 and exc.code not in (401, 408, 429):
                 self.pending = []  # the panel refuses these samples: sending them again will not help
+                self.shield_log.commit(self._shield_position)
             raise RuntimeError(f"panel answered {exc.code}: {detail}") from exc
         self.pending = []
+        self.shield_log.commit(self._shield_position)
         return answer
 
     def run(self) -> None:

@@ -7,6 +7,7 @@ Layout under ``<node root>/web``:
     ssl/<id>.crt|.key      the site's certificate (self-signed until the SSL module exists)
     trash/<id>/            files of a deleted site, kept for the grace period
     stage/                 candidate configurations checked by ``nginx -t`` before they are swapped in
+    logs/shield.log        the requests Shield denied (``agent.shield``), read back by the reporter
 
 Every change renders the new server block, checks the whole configuration (the node's
 ``nginx.conf`` with the candidate in place of the live vhost) with ``nginx -t``, and only then
@@ -34,6 +35,7 @@ from pathlib import Path
 from string import Template
 
 from . import php as php_pools
+from . import shield
 from .runtime import AgentError
 from .validate import Invalid
 from .validate import web as rules
@@ -90,6 +92,10 @@ def _validate_spec(spec: dict) -> dict:
     user = spec.get("system_user") or ""
     if user:
         user = rules.system_user(user)
+    try:
+        shield_rules = shield.validate(spec.get("shield"))
+    except shield.ShieldError as exc:
+        raise AgentError(str(exc), permanent=True) from exc
     return {
         "id": site_id,
         "domains": domains,
@@ -102,6 +108,7 @@ def _validate_spec(spec: dict) -> dict:
         "error_pages": dict(sorted(pages.items())),
         "redirects": redirects,
         "system_user": user,
+        "shield": shield_rules,
     }
 
 
@@ -147,6 +154,7 @@ class WebRuntime:
         self.ssl = self.root / "ssl"
         self.trash = self.root / "trash"
         self.stage = self.root / "stage"
+        self.shield_log = shield.log_path(self.root)
         self.php = php_pools.PhpRuntime(self.root / "php")
         self._lock = threading.Lock()  # one configuration change at a time on this node
 
@@ -212,10 +220,15 @@ class WebRuntime:
         shutil.rmtree(stage, ignore_errors=True)
         staged_sites = stage / "sites"
         staged_sites.mkdir(parents=True)
+        # What every site's Shield rules use: written with the first site that has any.
+        shared = self.sites / shield.SHARED_CONF
+        with_shield = shared.exists() or (text is not None and shield.LOG_FORMAT in text)
         try:
             for other in self.sites.glob("*.conf"):
                 if other.name != live.name:
                     shutil.copy2(other, staged_sites / other.name)
+            if with_shield:
+                (staged_sites / shared.name).write_text(shield.SHARED_TEXT)
             if text is not None:
                 (staged_sites / live.name).write_text(text)
             main_text = conf.read_text()
@@ -229,6 +242,8 @@ class WebRuntime:
                 raise AgentError(f"nginx -t refused the new configuration: {output}", permanent=True)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+        if with_shield and (not shared.exists() or shared.read_text() != shield.SHARED_TEXT):
+            _write_atomic(shared, shield.SHARED_TEXT)
         if text is None:
             live.unlink(missing_ok=True)
         else:
@@ -250,6 +265,8 @@ class WebRuntime:
     def render(self, spec: dict) -> str:
         site_id = spec["id"]
         suspended = spec["status"] == "suspended"
+        rules = None if suspended else spec.get("shield")  # a suspended site answers its 503 page to all
+        shield_server = shield.render_server(site_id, rules, self.shield_log)
         domains = list(spec["domains"])
         redirect_servers = ""
         if spec["www_redirect"] != "none" and not domains[0].startswith("*."):
@@ -263,6 +280,7 @@ class WebRuntime:
                 f"server {{\n    listen {self.listen};\n"
                 + (f"    listen {self.listen_ssl} ssl;\n" if spec["https"] else "")
                 + f"    server_name {other};\n"
+                + shield_server
                 + (self._ssl_lines(site_id) if spec["https"] else "")
                 + f"    return 301 {scheme}://{canonical}$request_uri;\n}}\n"
             )
@@ -298,6 +316,8 @@ class WebRuntime:
             site_id=site_id,
             status=spec["status"],
             redirect_servers=redirect_servers,
+            shield_http=shield.render_http(site_id, rules),
+            shield=shield_server,
             listen=self.listen,
             listen_ssl=f"    listen {self.listen_ssl} ssl;\n" if spec["https"] else "",
             server_names=" ".join(domains),
@@ -354,6 +374,7 @@ class WebRuntime:
                 _set_group(home, self.php.listen_group(), 0o750)
             status = self.status_dir / site_id
             status.mkdir(parents=True, exist_ok=True)
+            self.shield_log.parent.mkdir(parents=True, exist_ok=True)  # nginx -t opens the log
             _write_atomic(status / "suspended.html", SUSPENDED_PAGE)
             certificate = self._ensure_certificate(spec) if spec["https"] else None
             php = None
@@ -422,6 +443,7 @@ http {{
     uwsgi_temp_path {run}/uwsgi;
     scgi_temp_path {run}/scgi;
     server_names_hash_bucket_size 128;
+    variables_hash_max_size 8192;  # Shield declares one variable per site with address rules
     include {sites}/*.conf;
 }}
 """

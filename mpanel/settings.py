@@ -399,6 +399,7 @@ CLOUDPOD_RUNTIME_CACHE_SECONDS = env.int("CLOUDPOD_RUNTIME_CACHE_SECONDS", defau
 # The operators' admin requires a verified TOTP device (`manage.py otp_enrol <email>` makes one).
 MPANEL_ADMIN_REQUIRE_2FA = env.bool("MPANEL_ADMIN_REQUIRE_2FA", default=True)
 MPANEL_SECURITY_EVENT_RETENTION_DAYS = env.int("MPANEL_SECURITY_EVENT_RETENTION_DAYS", default=365)
+MPANEL_SHIELD_MAX_EVENTS = env.int("MPANEL_SHIELD_MAX_EVENTS", default=5000)  # Shield events per node report
 OTP_TOTP_ISSUER = env("MPANEL_OTP_ISSUER", default="mPanel")
 CELERY_BEAT_SCHEDULE["security-purge"] = {"task": "security.purge", "schedule": 3600.0}
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(

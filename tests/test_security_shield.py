@@ -87,14 +87,22 @@ class TestShieldRendering:
         conf = client.get(f"{POLICIES}{created.json()['id']}/nginx/")
         assert conf.status_code == 200
         http, server = conf.json()["http"], conf.json()["server"]
-        assert "rate=15r/s" in http
+        # The preview is what a node renders (agent.shield): the address table (1 blocked, 0 allowed,
+        # 2 neither while there is an allow list) and the zones at http level.
         for needle in (
-            "return 503;",
+            "rate=15r/s",
+            "    default 2;",
+            "    203.0.113.7/32 1;",
+            "    10.0.0.0/8 0;",
+            "    2001:db8::/32 0;",
+        ):
+            assert needle in http, needle
+        for needle in (
+            "= 1) { set $mpanel_shield_rule ip_block; return 403; }",
+            # in maintenance, an address off the allow list gets the 503; an allowed one passes
+            "= 2) { set $mpanel_shield_rule maintenance; return 503; }",
             "client_max_body_size 2048k;",
             "burst=30 nodelay;",
-            "deny 203.0.113.7/32;",
-            "allow 10.0.0.0/8;",
-            "deny all;",
             "sqlmap",
             "wp\\-admin",
         ):

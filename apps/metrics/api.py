@@ -189,10 +189,17 @@ class ServerMetricsViewSet(TenantReadOnlyViewSet):
         )
 
 
+class ShieldIngestResultSerializer(Serializer):
+    received = serializers.IntegerField(help_text="Shield events in the batch")
+    stored = serializers.IntegerField(help_text="events new to the panel")
+    unmatched = serializers.IntegerField(help_text="events naming no website of this node (dropped)")
+
+
 class IngestResultSerializer(Serializer):
     received = serializers.IntegerField(help_text="samples in the batch")
     stored = serializers.IntegerField(help_text="samples new to the panel")
     duplicates = serializers.IntegerField(help_text="samples it had already (a re-sent batch)")
+    shield = ShieldIngestResultSerializer(required=False, help_text="only when the batch had `shield` events")
 
 
 class IngestView(APIView):

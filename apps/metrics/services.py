@@ -20,13 +20,17 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
+from agent import shield as node_shield
 from agent import signing
 from agent.metrics import Collector, check_services, is_metric
+from agent.shield import ShieldLog
 from apps.common import parsers
 from apps.common.exceptions import DomainError, InvalidInput
 from apps.nodes import agent_secret
 from apps.nodes.models import Node, NodeStatus, Transport
+from apps.security import shield
 from apps.tenancy.scoping import all_tenants
+from apps.websites.models import Website
 
 from .models import HourRollup, IngestNonce, MinuteRollup, NodeReport, RollupState, Sample
 
@@ -46,9 +50,13 @@ class IngestRefused(DomainError):
 class IngestResult:
     received: int
     stored: int
+    shield: dict | None = None  # what became of the batch's Shield events, when it had any
 
     def as_dict(self) -> dict:
-        return {"received": self.received, "stored": self.stored, "duplicates": self.received - self.stored}
+        answer = {"received": self.received, "stored": self.stored, "duplicates": self.received - self.stored}
+        if self.shield is not None:
+            answer["shield"] = self.shield
+        return answer
 
 
 # --- authentication --------------------------------------------------------------------------------
@@ -81,8 +89,9 @@ def authenticate(*, headers, method: str, path: str, body: bytes, now: float | N
 
 
 def parse_batch(body: bytes | dict) -> dict:
-    """``{"samples": [[metric, ts, value], ...], "services"?: {name: {"state", "detail"?}}}`` →
-    checked data; a 400 with the first few errors per sample otherwise. Hand-written rather than a
+    """``{"samples": [[metric, ts, value], ...], "services"?: {name: {"state", "detail"?}},
+    "shield"?: [event, ...]}`` (the requests Shield denied, ``agent.shield``) → checked data;
+    a 400 with the first few errors per sample otherwise. Hand-written rather than a
     DRF serializer: it runs for every sample of every batch (a ListSerializer is ~50x slower)."""
     if isinstance(body, bytes | bytearray):
         try:
@@ -132,7 +141,10 @@ def parse_batch(body: bytes | dict) -> dict:
         if not isinstance(state, dict) or state.get("state") not in SERVICE_STATES:
             raise InvalidInput(f"{name}: state must be one of {sorted(SERVICE_STATES)}.", field="services")
         clean_services[name] = {"state": state["state"], "detail": str(state.get("detail") or "")[:200]}
-    return {"samples": rows, "services": clean_services}
+    batch = {"samples": rows, "services": clean_services}
+    if data.get("shield") is not None:
+        batch["shield"] = shield.parse_node_events(data["shield"])
+    return batch
 
 
 def _sample_problem(item, oldest: float, newest: float) -> str | None:
@@ -177,7 +189,8 @@ def ingest(*, node: Node, batch: dict, nonce: str | None = None) -> IngestResult
         if metric not in latest or ts >= latest[metric][0]:
             latest[metric] = [ts, value]
     _report_upsert(node, latest=latest, services=batch.get("services") or {}, count=len(samples))
-    return IngestResult(received=len(samples), stored=stored)
+    denials = shield.record_node_events(node=node, events=batch["shield"]) if "shield" in batch else None
+    return IngestResult(received=len(samples), stored=stored, shield=denials)
 
 
 def _insert(node_id, samples: list[tuple[str, int, float]], received_at: int) -> int:
@@ -329,9 +342,34 @@ def report_local() -> dict:
     samples = local_collector().collect(stats)
     services = check_services(settings.MPANEL_NODE_ROOT)
     node_metrics = [s for s in samples if not s[0].startswith("pod.")]
-    total = 0
+    # The machine's Shield log holds every local node's sites: each node reports its own sites' lines.
+    shield_log = local_shield_log()
+    denials, position = shield_log.read()
+    with all_tenants():
+        node_of_site = dict(
+            Website.all_tenants.filter(node__in=nodes, site_id__in={e["site"] for e in denials}).values_list(
+                "site_id", "node_id"
+            )
+        )
+    total = shield_total = 0
     for node in nodes:
         mine = {f"pod.{c}." for c in pods.get(node.pk, [])}
         batch = node_metrics + [s for s in samples if s[0].startswith("pod.") and s[0][: s[0].rindex(".") + 1] in mine]
-        total += ingest(node=node, batch=parse_batch({"samples": batch, "services": services})).stored
-    return {"nodes": len(nodes), "samples": total}
+        shield_events = [e for e in denials if node_of_site.get(e["site"]) == node.pk]
+        result = ingest(node=node, batch=parse_batch({"samples": batch, "services": services, "shield": shield_events}))
+        total += result.stored
+        shield_total += result.shield["stored"]
+    shield_log.commit(position)
+    return {"nodes": len(nodes), "samples": total, "shield_events": shield_total}
+
+
+def local_shield_log() -> ShieldLog:
+    from apps.nodes.drivers import local_root
+
+    root = local_root()
+    return ShieldLog(
+        node_shield.log_path(root / "web"),
+        root / "shield-log-state.json",
+        limit=settings.MPANEL_SHIELD_MAX_EVENTS,
+        max_age=settings.MPANEL_METRICS_MAX_AGE - signing.TOLERANCE,  # older ones the ingest refuses
+    )

@@ -328,7 +328,9 @@ class ShieldPolicyViewSet(TenantModelViewSet):
 
 
 class ShieldEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    """Requests the shield blocked: `POST ingest/` (from the node), list, and `GET counts/` per rule."""
+    """Requests the shield blocked: list, and `GET counts/` per rule. The nodes report them with
+    their signed metrics batch (`/hosting/server-metrics/ingest`, `shield`); `POST ingest/` is an
+    ADMIN+'s import into their own tenant."""
 
     queryset = ShieldEvent.objects.all()
     serializer_class = ShieldEventSerializer

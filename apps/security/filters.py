@@ -19,12 +19,13 @@ class SecurityEventFilter(django_filters.FilterSet):
 class ShieldEventFilter(django_filters.FilterSet):
     rule = django_filters.CharFilter()
     site = django_filters.CharFilter()
+    website = django_filters.UUIDFilter(field_name="website_id")
     occurred_after = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="gte")
     occurred_before = django_filters.IsoDateTimeFilter(field_name="occurred_at", lookup_expr="lt")
 
     class Meta:
         model = ShieldEvent
-        fields = ["rule", "site"]
+        fields = ["rule", "site", "website"]
 
 
 class GuardianFindingFilter(django_filters.FilterSet):

@@ -198,8 +198,14 @@ class ShieldPolicy(TenantOwnedModel):
 
 
 class ShieldEvent(TenantOwnedModel):
-    """A request the shield blocked on a node (ingested from the node's log)."""
+    """A request the shield blocked on a node (ingested from the node's log).
 
+    From a node's report, ``node``, ``website`` and ``request_id`` (nginx's ``$request_id``) are
+    set, and a request is stored once per node however often a batch is sent again."""
+
+    node = models.ForeignKey("nodes.Node", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    website = models.ForeignKey("websites.Website", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    request_id = models.CharField(max_length=32, blank=True)
     occurred_at = models.DateTimeField(db_index=True)
     ip = models.GenericIPAddressField()
     rule = models.CharField(max_length=32)
@@ -213,6 +219,11 @@ class ShieldEvent(TenantOwnedModel):
         indexes = [
             models.Index(fields=["tenant", "rule", "-occurred_at"]),
             models.Index(fields=["tenant", "-occurred_at"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["node", "request_id"], condition=~models.Q(request_id=""), name="uniq_shield_event_request"
+            )
         ]
 
     def __str__(self) -> str:

@@ -230,8 +230,8 @@ class ShieldEventSerializer(ModelSerializer):
 
     class Meta:
         model = ShieldEvent
-        fields = ["id", "occurred_at", "ip", "rule", "site", "method", "path", "user_agent", "created_at"]
-        read_only_fields = ["id", "created_at"]
+        fields = ["id", "occurred_at", "ip", "rule", "site", "website", "method", "path", "user_agent", "created_at"]
+        read_only_fields = ["id", "website", "created_at"]
 
 
 class ShieldIngestSerializer(Serializer):

@@ -1,34 +1,51 @@
-"""Shield: a per-tenant (and per-site) web application firewall policy rendered to nginx.
+"""Shield: a per-tenant (and per-site) web application firewall policy, applied to the websites.
 
 Every value that reaches the configuration is validated against a strict grammar first
 (addresses parsed as CIDRs, user agents and paths from a safe character set, numbers bounded),
 so the rendering cannot inject directives; ``nginx_check`` runs the real ``nginx -t`` on it.
+
+A website's *effective* rules (``effective_rules``) are every enabled policy of its tenant that
+names it: the tenant-wide one (``site`` empty) and the one whose ``site`` is one of the website's
+host names. They all apply, the strictest way: every block list, user agent and path; every rate
+limit (each in its own zone); the smallest body size; maintenance if any says so; and an address
+must be on every allow list there is (their intersection). The website's job sends them to its
+node in the site spec and ``agent.shield`` renders them into the vhost (one renderer: the preview
+``GET …/nginx/`` uses it too). A policy change enqueues a ``website.update`` job for each live
+website it names, so the change reaches the nodes; a policy of one tenant never names another
+tenant's website. The nodes report denials in their metrics batch (``record_node_events``).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import re
 import shutil
 import subprocess
 import tempfile
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
 from rest_framework.exceptions import ValidationError
 
+from agent import shield as node_shield
+from agent import signing
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict
 
 from .models import ShieldEvent, ShieldPolicy
 from .policy import parse_cidrs
 
-RULES = ["rate_limit", "ip_block", "ip_allow", "user_agent", "path", "body_size", "maintenance"]
+RULES = list(node_shield.RULES)
 _SITE_RE = re.compile(
     r"^(?=.{1,253}$)(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 )
-_UA_RE = re.compile(r"^[A-Za-z0-9 ._/+:;()-]{2,100}$")
-_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/%+-]{0,200}$")
+_UA_RE = node_shield.UA_RE  # the node checks the same grammar again
+_PATH_RE = node_shield.PATH_RE
 POLICY_FIELDS = [
     "site",
     "enabled",
@@ -92,6 +109,8 @@ def shield_policy_create(*, tenant, data: dict) -> ShieldPolicy:
     except IntegrityError as exc:
         raise Conflict("This site has a shield policy already.", code="duplicate_site") from exc
     audit.record(action="shield.policy_create", obj=policy, after=audit.snapshot(policy, POLICY_FIELDS))
+    if policy.enabled:
+        resync_websites(tenant_id=policy.tenant_id, sites={policy.site})
     return policy
 
 
@@ -106,14 +125,20 @@ def shield_policy_update(*, policy: ShieldPolicy, data: dict) -> ShieldPolicy:
             policy.save()
     except IntegrityError as exc:
         raise Conflict("This site has a shield policy already.", code="duplicate_site") from exc
-    audit.record(action="shield.policy_update", obj=policy, before=before, after=audit.snapshot(policy, POLICY_FIELDS))
+    after = audit.snapshot(policy, POLICY_FIELDS)
+    audit.record(action="shield.policy_update", obj=policy, before=before, after=after)
+    if before != after and (before["enabled"] or after["enabled"]):
+        resync_websites(tenant_id=policy.tenant_id, sites={before["site"], after["site"]})
     return policy
 
 
 @transaction.atomic
 def shield_policy_delete(*, policy: ShieldPolicy) -> None:
     audit.record(action="shield.policy_delete", obj=policy, before=audit.snapshot(policy, POLICY_FIELDS))
+    site, enabled, tenant_id = policy.site, policy.enabled, policy.tenant_id
     policy.delete()
+    if enabled:
+        resync_websites(tenant_id=tenant_id, sites={site})
 
 
 @transaction.atomic
@@ -135,53 +160,106 @@ def shield_event_counts(queryset) -> list[dict]:
     )
 
 
-# --- rendering ----------------------------------------------------------------------------------------
+# --- applying: effective rules and resync ----------------------------------------------------------------
 
 
-def zone_name(policy: ShieldPolicy) -> str:
-    return f"mpanel_shield_{policy.pk.hex}"
+def policy_rules(policy: ShieldPolicy) -> dict:
+    """One policy as the node takes it (``agent.shield.validate``)."""
+    rate_limits = []
+    if policy.rate_limit_per_second:
+        rate_limits.append(
+            {"zone": policy.pk.hex, "rate": int(policy.rate_limit_per_second), "burst": int(policy.rate_limit_burst)}
+        )
+    return {
+        "rate_limits": rate_limits,
+        "block_cidrs": list(policy.block_cidrs),
+        "allow_cidrs": list(policy.allow_cidrs) or None,
+        "blocked_user_agents": list(policy.blocked_user_agents),
+        "blocked_paths": list(policy.blocked_paths),
+        "max_body_size_kb": policy.max_body_size_kb or None,
+        "maintenance_mode": bool(policy.maintenance_mode),
+    }
+
+
+def _intersection(left: list[str], right: list[str]) -> list[str]:
+    """Addresses in both lists of CIDRs: two networks overlap only when one holds the other."""
+    out = []
+    for a in map(ipaddress.ip_network, left):
+        for b in map(ipaddress.ip_network, right):
+            if a.version == b.version and (a.subnet_of(b) or b.subnet_of(a)):
+                out.append(a if a.prefixlen >= b.prefixlen else b)
+    by_version = [ipaddress.collapse_addresses([n for n in out if n.version == v]) for v in (4, 6)]
+    return [str(n) for group in by_version for n in group]
+
+
+def merge_rules(layers: list[dict]) -> dict | None:
+    """Several policies' rules as one set, the strictest way (see the module's docstring)."""
+    if not layers:
+        return None
+    allow = None
+    for layer in layers:
+        if layer["allow_cidrs"] is not None:
+            allow = list(layer["allow_cidrs"]) if allow is None else _intersection(allow, layer["allow_cidrs"])
+    bodies = [layer["max_body_size_kb"] for layer in layers if layer["max_body_size_kb"]]
+    return {
+        "rate_limits": [limit for layer in layers for limit in layer["rate_limits"]],
+        "block_cidrs": list(dict.fromkeys(c for layer in layers for c in layer["block_cidrs"])),
+        "allow_cidrs": allow,
+        "blocked_user_agents": list(dict.fromkeys(v for layer in layers for v in layer["blocked_user_agents"])),
+        "blocked_paths": list(dict.fromkeys(v for layer in layers for v in layer["blocked_paths"])),
+        "max_body_size_kb": min(bodies) if bodies else None,
+        "maintenance_mode": any(layer["maintenance_mode"] for layer in layers),
+    }
+
+
+def effective_rules(website) -> dict | None:
+    """The rules the website's vhost carries: its tenant's enabled policies that name it."""
+    policies = ShieldPolicy.all_tenants.filter(
+        tenant_id=website.tenant_id, enabled=True, site__in=["", *website.domains]
+    ).order_by("site", "pk")
+    return merge_rules([policy_rules(p) for p in policies])
+
+
+def resync_websites(*, tenant_id, sites: set[str]) -> int:
+    """Enqueue a ``website.update`` job for each live website of the tenant that one of ``sites``
+    names ("" names them all): its node gets the new rules. Answers how many."""
+    from apps.websites import services as website_services
+    from apps.websites.models import Website, WebsiteStatus
+
+    websites = Website.all_tenants.filter(tenant_id=tenant_id).exclude(
+        status__in=[WebsiteStatus.DELETING, WebsiteStatus.DELETED]
+    )
+    if "" not in sites:
+        websites = websites.filter(domain_rows__name__in=sites).distinct()
+    count = 0
+    for website in websites.select_related("tenant").order_by("pk"):
+        website_services.website_resync(website=website)
+        count += 1
+    return count
+
+
+# --- preview and check ----------------------------------------------------------------------------------
+
+PREVIEW_SITE = "preview"
+PREVIEW_LOG = "logs/shield.log"  # relative to nginx's prefix (``nginx_check`` runs with ``-p``)
 
 
 def render_http(policy: ShieldPolicy) -> str:
-    """Directives for nginx's ``http`` block (the rate limit's shared zone)."""
-    if not policy.enabled or not policy.rate_limit_per_second:
+    """The policy alone, as the node renders it at ``http`` level (after the node-wide part: the
+    log format and shared variables)."""
+    if not policy.enabled:
         return ""
-    rate = int(policy.rate_limit_per_second)
-    return f"limit_req_zone $binary_remote_addr zone={zone_name(policy)}:10m rate={rate}r/s;\n"
-
-
-def _regex_alternatives(values: list[str]) -> str:
-    return "|".join(re.escape(v).replace('"', "") for v in values)
+    rules = node_shield.validate(policy_rules(policy))
+    return node_shield.SHARED_TEXT + node_shield.render_http(PREVIEW_SITE, rules)
 
 
 def render_server(policy: ShieldPolicy) -> str:
-    """Directives for the site's ``server`` block."""
-    lines = [f"# mPanel Shield for tenant {policy.tenant_id}, site {policy.site or '*'}"]
+    """The policy alone, as the node renders it in the site's ``server`` block."""
+    header = f"# mPanel Shield for tenant {policy.tenant_id}, site {policy.site or '*'}\n"
     if not policy.enabled:
-        lines.append("# disabled")
-        return "\n".join(lines) + "\n"
-    if policy.maintenance_mode:
-        lines.append("return 503;")
-    if policy.max_body_size_kb:
-        lines.append(f"client_max_body_size {int(policy.max_body_size_kb)}k;")
-    if policy.rate_limit_per_second:
-        burst = f" burst={int(policy.rate_limit_burst)}" if policy.rate_limit_burst else ""  # nginx refuses burst=0
-        lines.append(f"limit_req zone={zone_name(policy)}{burst} nodelay;")
-        lines.append("limit_req_status 429;")
-    for cidr in policy.block_cidrs:
-        lines.append(f"deny {cidr};")
-    for cidr in policy.allow_cidrs:
-        lines.append(f"allow {cidr};")
-    if policy.allow_cidrs:
-        lines.append("deny all;")
-    if policy.blocked_user_agents:
-        lines.append(
-            f'if ($http_user_agent ~* "({_regex_alternatives(policy.blocked_user_agents)})") {{ return 403; }}'
-        )
-    if policy.blocked_paths:
-        alternatives = "|".join(re.escape(p) for p in policy.blocked_paths)
-        lines.append(f'if ($uri ~ "^({alternatives})") {{ return 403; }}')
-    return "\n".join(lines) + "\n"
+        return header + "# disabled\n"
+    rules = node_shield.validate(policy_rules(policy))
+    return header + node_shield.render_server(PREVIEW_SITE, rules, PREVIEW_LOG, indent="")
 
 
 class NginxCheckFailed(Exception):
@@ -193,6 +271,7 @@ def nginx_check(http: str, server: str, *, nginx: str | None = None) -> str:
     binary = nginx or shutil.which("nginx") or "/usr/sbin/nginx"
     with tempfile.TemporaryDirectory(prefix="mpanel-shield-") as tmp:
         root = Path(tmp)
+        (root / "logs").mkdir()
         (root / "http.conf").write_text(http)
         (root / "server.conf").write_text(server)
         (root / "nginx.conf").write_text(
@@ -217,7 +296,7 @@ http {{
 """
         )
         result = subprocess.run(
-            [binary, "-t", "-q", "-p", str(root), "-e", str(root / "error.log"), "-c", str(root / "nginx.conf")],
+            [binary, "-t", "-q", "-p", f"{root}/", "-e", str(root / "error.log"), "-c", str(root / "nginx.conf")],
             capture_output=True,
             text=True,
             timeout=30,
@@ -226,3 +305,107 @@ http {{
         if result.returncode != 0:
             raise NginxCheckFailed(result.stderr or result.stdout)
         return result.stderr
+
+
+# --- denials reported by the nodes ------------------------------------------------------------------------
+
+_EVENT_STRINGS = {"site": 64, "method": 10, "path": 1000, "user_agent": 255, "host": 253}
+
+
+def _event_problem(item, oldest: float, newest: float) -> str | None:
+    if not isinstance(item, dict):
+        return "An event is an object."
+    if not isinstance(item.get("id"), str) or not node_shield.REQUEST_ID_RE.match(item["id"]):
+        return "id must be nginx's $request_id (32 hex digits)."
+    ts = item.get("ts")
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        return "ts must be unix seconds."
+    if not oldest <= ts <= newest:
+        return f"ts is outside the accepted window ({int(oldest)}..{int(newest)})."
+    if item.get("rule") not in RULES:
+        return f"rule must be one of {RULES}."
+    try:
+        ipaddress.ip_address(item.get("ip"))
+    except ValueError:
+        return "ip is not an address."
+    for field, size in _EVENT_STRINGS.items():
+        if not isinstance(item.get(field, ""), str) or len(item.get(field, "")) > size:
+            return f"{field} must be a string of at most {size} characters."
+    return None
+
+
+def parse_node_events(events) -> list[dict]:
+    """The ``shield`` list of a node's metrics batch, checked: a 400 naming the first bad events."""
+    if not isinstance(events, list):
+        raise ValidationError({"shield": ["A list of events is expected."]})
+    limit = settings.MPANEL_SHIELD_MAX_EVENTS
+    if len(events) > limit:
+        raise ValidationError({"shield": [f"At most {limit} events per request."]})
+    now = time.time()
+    oldest, newest = now - settings.MPANEL_METRICS_MAX_AGE, now + signing.TOLERANCE
+    errors = []
+    clean = []
+    for i, item in enumerate(events):
+        problem = _event_problem(item, oldest, newest)
+        if problem:
+            errors.append(f"event {i}: {problem}")
+            if len(errors) >= 20:
+                break
+            continue
+        # PostgreSQL text holds no NUL: a request's own bytes must not make the batch fail.
+        clean.append(
+            {
+                "id": item["id"],
+                "ts": float(item["ts"]),
+                "ip": str(ipaddress.ip_address(item["ip"])),
+                "rule": item["rule"],
+                **{field: item.get(field, "").replace("\x00", "") for field in _EVENT_STRINGS},
+            }
+        )
+    if errors:
+        raise ValidationError({"shield": errors})
+    return clean
+
+
+def record_node_events(*, node, events: list[dict]) -> dict:
+    """Store a node's checked events as Shield events of the tenant of the website each names.
+
+    Only websites placed on this node count (a node reports for its own sites, never another's);
+    an event naming any other site id is dropped (``unmatched``). A request already stored (a batch
+    sent again) is skipped. Machine data, like the samples it comes with: not audited per batch."""
+    from apps.websites.models import Website
+
+    if not events:
+        return {"received": 0, "stored": 0, "unmatched": 0}
+    websites = {
+        w.site_id: w
+        for w in Website.all_tenants.filter(node=node, site_id__in={e["site"] for e in events}).only(
+            "pk", "tenant_id", "site_id", "primary_domain"
+        )
+    }
+    seen = set(
+        ShieldEvent.all_tenants.filter(node=node, request_id__in=[e["id"] for e in events]).values_list(
+            "request_id", flat=True
+        )
+    )
+    rows = {}
+    for e in events:
+        website = websites.get(e["site"])
+        if website is None or e["id"] in seen or e["id"] in rows:
+            continue
+        rows[e["id"]] = ShieldEvent(
+            tenant_id=website.tenant_id,
+            node=node,
+            website=website,
+            request_id=e["id"],
+            occurred_at=datetime.fromtimestamp(e["ts"], tz=UTC),
+            ip=e["ip"],
+            rule=e["rule"],
+            site=website.primary_domain,
+            method=e["method"],
+            path=e["path"],
+            user_agent=e["user_agent"],
+        )
+    ShieldEvent.all_tenants.bulk_create(list(rows.values()), ignore_conflicts=True)
+    unmatched = sum(1 for e in events if e["site"] not in websites)
+    return {"received": len(events), "stored": len(rows), "unmatched": unmatched}

@@ -23,6 +23,7 @@ from apps.jobs.services import job_enqueue
 from apps.names import claims
 from apps.nodes.drivers import driver_for
 from apps.nodes.models import Node, NodeStatus, Transport, with_role
+from apps.security import shield
 
 from . import validation
 from .models import Website, WebsiteDomain, WebsiteStatus
@@ -209,6 +210,11 @@ def _job(site: Website, job_type: str, actor) -> Job:
     return job_enqueue(tenant=site.tenant, type=job_type, payload={"website": str(site.pk)}, actor=actor, obj=site)
 
 
+def website_resync(*, website: Website, actor=None) -> Job:
+    """Converge the node again with the site's current settings (e.g. its Shield rules changed)."""
+    return _job(website, "website.update", actor)
+
+
 def _locked(site: Website) -> Website:
     return Website.objects.select_for_update(of=("self",)).select_related("node", "tenant").get(pk=site.pk)
 
@@ -304,6 +310,7 @@ def site_spec(site: Website, status: str) -> dict:
         "error_pages": site.error_pages,
         "redirects": site.redirects,
         "system_user": site.system_user,
+        "shield": shield.effective_rules(site),
     }
 
 
