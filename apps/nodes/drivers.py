@@ -20,6 +20,7 @@ from django.conf import settings
 from agent import signing
 from agent.runtime import AgentError, NodeRuntime, PodSpec
 from agent.runtime import call as runtime_call
+from apps.jobs.errors import register_safe_error
 
 from . import agent_secret
 from .models import Node, Transport
@@ -27,6 +28,7 @@ from .models import Node, Transport
 __all__ = ["AgentDriver", "LocalDriver", "NodeDriver", "NodeError", "PodRuntime", "PodSpec", "driver_for"]
 
 
+@register_safe_error  # the node's messages are written for people; tenants read them redacted
 class NodeError(Exception):
     """The node could not do it. ``permanent``: trying again will not help (bad spec, no runc)."""
 
