@@ -39,6 +39,7 @@ OPERATIONS = {
     "db_grant",
     "db_revoke",
     "db_sizes",
+    "db_security",  # read-only: listen addresses and TLS, for Guardian
 }
 
 
@@ -90,6 +91,17 @@ class Postgres:
         with self.connect() as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
         return {"engine": "postgresql", "version": str(version)}
+
+    def security(self) -> dict:
+        """Where the server listens and whether it offers TLS (Guardian's exposure check)."""
+        with self.connect() as conn:
+            listen = str(conn.execute("SHOW listen_addresses").fetchone()[0])
+            ssl = str(conn.execute("SHOW ssl").fetchone()[0])
+        return {
+            "engine": "postgresql",
+            "listen": [a.strip() for a in listen.split(",") if a.strip()],
+            "ssl": ssl == "on",
+        }
 
     def _exists(self, conn, catalog: str, name: str) -> bool:
         query = {
@@ -257,6 +269,14 @@ class MariaDB:
             cur.execute("SELECT VERSION()")
             return {"engine": "mariadb", "version": str(cur.fetchone()[0])}
 
+    def security(self) -> dict:
+        with self.connect() as cur:
+            cur.execute("SELECT @@bind_address, @@have_ssl, @@skip_networking")
+            bind, have_ssl, skip_networking = cur.fetchone()
+        # An empty bind_address (the compiled default) means every interface.
+        listen = [a.strip() for a in str(bind or "*").split(",") if a.strip()] or ["*"]
+        return {"engine": "mariadb", "listen": [] if int(skip_networking or 0) else listen, "ssl": have_ssl == "YES"}
+
     @staticmethod
     def _db_exists(cur, name: str) -> bool:
         cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", [name])
@@ -371,6 +391,8 @@ def call(op: str, args: dict) -> dict:
     engine = _engine(_server(args))
     if op == "db_check":
         return engine.check()
+    if op == "db_security":
+        return engine.security()
     if op == "db_sizes":
         names = args.get("names") or []
         if not isinstance(names, list):

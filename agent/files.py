@@ -407,3 +407,59 @@ OPERATIONS = {
     "file_compress": lambda f, a: f.compress(a.get("paths"), a.get("target"), a.get("format", "zip")),
     "file_extract": lambda f, a: f.extract(a.get("archive"), a.get("target", "")),
 }
+
+
+# --- Guardian: world-writable entries in a site's files (read-only, run by the guardian.scan job) ---
+
+
+def world_writable(root: Path, *, max_entries: int = 50_000, max_seconds: float = 20.0, max_report: int = 50) -> dict:
+    """Files and folders under ``root`` that anyone on the node may write (mode ``o+w``).
+
+    Reads metadata only (``lstat``), never follows a symlink (a link's own mode means nothing,
+    and following one could walk out of the site), and stops after ``max_entries`` entries or
+    ``max_seconds``: a site with millions of files must not hold the job. ``complete`` says
+    whether the whole tree was seen; ``count`` is every hit seen, ``paths`` the first ``max_report``.
+    """
+    import time
+
+    if not root.is_dir():
+        raise AgentError("the site has no files on this node", permanent=True)
+    deadline = time.monotonic() + max_seconds
+    found: list[dict] = []
+    count = scanned = 0
+    complete = True
+
+    def note(path: str, st_mode: int, kind: str) -> None:
+        nonlocal count
+        if st_mode & stat.S_IWOTH:
+            count += 1
+            if len(found) < max_report:
+                found.append({"path": path or ".", "type": kind, "mode": f"{stat.S_IMODE(st_mode):04o}"})
+
+    note("", os.lstat(root).st_mode, "dir")
+    stack = [(root, "")]
+    while stack:
+        folder, rel = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    scanned += 1
+                    if scanned > max_entries or time.monotonic() > deadline:
+                        complete = False
+                        break
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue  # vanished meanwhile
+                    if stat.S_ISLNK(st.st_mode):
+                        continue
+                    path = f"{rel}/{entry.name}" if rel else entry.name
+                    is_dir = stat.S_ISDIR(st.st_mode)
+                    note(path, st.st_mode, "dir" if is_dir else "file")
+                    if is_dir:
+                        stack.append((Path(entry.path), path))
+        except OSError:
+            continue  # unreadable folder: nothing to say about its contents
+        if not complete:
+            break
+    return {"paths": found, "count": count, "scanned": min(scanned, max_entries), "complete": complete}

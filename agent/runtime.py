@@ -425,10 +425,12 @@ DNS_OPERATIONS = ("dns_zone_ensure", "dns_zone_delete")  # agent/dns.py: the nod
 MAIL_OPERATIONS = ("mail_sync",)  # agent/mail.py: Postfix maps and the Dovecot passwd-file
 # agent/databases.py: databases and users on the node's PostgreSQL or MariaDB server
 DB_OPERATIONS = ("db_check", "db_database_ensure", "db_database_drop", "db_user_ensure", "db_user_drop", "db_grant",
-                 "db_revoke", "db_sizes")  # fmt: skip
+                 "db_revoke", "db_sizes", "db_security")  # fmt: skip
 
 
 WEB_OPERATIONS = ("site_ensure", "site_remove", "site_purge", "site_state")
+# Read-only audits for Guardian (apps/security/checks): what a site's files look like on the node.
+AUDIT_OPERATIONS = ("site_world_writable",)
 
 
 def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
@@ -444,6 +446,15 @@ def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
         if op == "site_purge":
             return runtime.web.site_purge(site_id, str(args.get("system_user") or ""))
         return getattr(runtime.web, op)(site_id)
+    if op in AUDIT_OPERATIONS:
+        site_id = args.get("site")
+        if not isinstance(site_id, str):
+            raise AgentError("a site id is required", permanent=True)
+        try:
+            limits = {k: int(args[k]) for k in ("max_entries", "max_seconds", "max_report") if k in args}
+        except (TypeError, ValueError) as exc:
+            raise AgentError("the walk's limits must be numbers", permanent=True) from exc
+        return files.world_writable(runtime.web.site_dir(site_id), **limits)
     if op in files.OPERATIONS:
         site_id = args.get("site")
         if not isinstance(site_id, str):

@@ -400,6 +400,12 @@ CLOUDPOD_RUNTIME_CACHE_SECONDS = env.int("CLOUDPOD_RUNTIME_CACHE_SECONDS", defau
 MPANEL_ADMIN_REQUIRE_2FA = env.bool("MPANEL_ADMIN_REQUIRE_2FA", default=True)
 MPANEL_SECURITY_EVENT_RETENTION_DAYS = env.int("MPANEL_SECURITY_EVENT_RETENTION_DAYS", default=365)
 MPANEL_SHIELD_MAX_EVENTS = env.int("MPANEL_SHIELD_MAX_EVENTS", default=5000)  # Shield events per node report
+# Guardian's walk of a site's files for world-writable entries (apps/security/checks.py): it stops
+# after this many entries or seconds per site, so one huge site cannot hold the scan job.
+MPANEL_GUARDIAN_WALK_MAX_ENTRIES = env.int("MPANEL_GUARDIAN_WALK_MAX_ENTRIES", default=50_000)
+MPANEL_GUARDIAN_WALK_SECONDS = env.int("MPANEL_GUARDIAN_WALK_SECONDS", default=20)
+# A site's PHP version is flagged (low) this many days before its support ends (apps/websites/php_support.py).
+MPANEL_GUARDIAN_PHP_WARN_DAYS = env.int("MPANEL_GUARDIAN_PHP_WARN_DAYS", default=90)
 OTP_TOTP_ISSUER = env("MPANEL_OTP_ISSUER", default="mPanel")
 CELERY_BEAT_SCHEDULE["security-purge"] = {"task": "security.purge", "schedule": 3600.0}
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(

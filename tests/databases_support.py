@@ -9,6 +9,7 @@ loopback ports with their own data folders, and stopped by PID:
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import secrets
@@ -144,8 +145,10 @@ def _pg_bin() -> Path:
     return Path(found[-1])
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
+@contextlib.contextmanager
+def postgres_cluster(listen_addresses: str = "127.0.0.1"):
+    """A throwaway PostgreSQL cluster listening on ``listen_addresses`` (its own folder and port),
+    stopped and removed on exit."""
     pg_bin = _pg_bin()
     root = _folder("mpanel-pgnode-")
     data, port, password = root / "data", free_port(), secrets.token_urlsafe(18)
@@ -159,7 +162,7 @@ def postgres_server():
                    check=True, capture_output=True, timeout=120)  # fmt: skip
     pwfile.unlink()
     with (data / "postgresql.conf").open("a") as conf:
-        conf.write(f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\n"
+        conf.write(f"port = {port}\nlisten_addresses = '{listen_addresses}'\nunix_socket_directories = '{root}'\n"
                    "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 50\n"
                    "password_encryption = 'scram-sha-256'\n")  # fmt: skip
     subprocess.run([*as_postgres, str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w",
@@ -176,3 +179,9 @@ def postgres_server():
             while pid_file.exists() and time.monotonic() < deadline:
                 time.sleep(0.2)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    with postgres_cluster("127.0.0.1") as server:
+        yield server

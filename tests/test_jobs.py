@@ -194,11 +194,13 @@ def test_flaky_job_is_retried_with_backoff_until_it_fails(transactional_db, tena
     # Attempt 1 failed: back to PENDING, due again after the backoff.
     job = fresh(job)
     assert (job.status, job.attempts) == (JobStatus.PENDING, 1)
-    assert "planned failure on attempt 1" in job.last_error
+    # A RuntimeError is no message for the tenant: they read a reference, the operator the detail.
+    assert job.last_error.startswith(f"Internal error (reference {job.pk}#1)")
+    assert "planned failure on attempt 1" in job.error_detail and "Traceback" in job.error_detail
     assert job.run_after > timezone.now()
     first = JobAttempt.objects.get(job_id=job.pk, number=1)
     assert first.outcome == "failed"
-    assert "planned failure on attempt 1" in first.error
+    assert first.error == job.last_error and "planned failure on attempt 1" in first.detail
     assert job.run_after - first.finished_at == timedelta(seconds=10)
 
     # Not due yet: the sweeper leaves it alone.
@@ -210,7 +212,7 @@ def test_flaky_job_is_retried_with_backoff_until_it_fails(transactional_db, tena
     assert services.sweep()["redispatched"] == 1
     job = fresh(job)
     assert (job.status, job.attempts) == (JobStatus.PENDING, 2)
-    assert "planned failure on attempt 2" in job.last_error
+    assert "planned failure on attempt 2" in job.error_detail and f"{job.pk}#2" in job.last_error
     second = JobAttempt.objects.get(job_id=job.pk, number=2)
     assert job.run_after - second.finished_at == timedelta(seconds=20)
 
@@ -219,7 +221,7 @@ def test_flaky_job_is_retried_with_backoff_until_it_fails(transactional_db, tena
     assert services.sweep()["redispatched"] == 1
     job = fresh(job)
     assert (job.status, job.attempts) == (JobStatus.FAILED, 3)
-    assert "planned failure on attempt 3" in job.last_error
+    assert "planned failure on attempt 3" in job.error_detail and f"{job.pk}#3" in job.last_error
     assert job.finished_at is not None
     assert attempt_log(job) == [(1, "failed"), (2, "failed"), (3, "failed")]
     assert calls("flaky") == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from apps.jobs.errors import tenant_message
 from apps.jobs.registry import PermanentError, handler
 from apps.nodes.drivers import NodeError
 
@@ -31,7 +32,7 @@ def converge(job) -> dict:
         raise
     except Exception as exc:
         if job.attempts >= job.max_attempts:
-            services.pod_fail(pod_id=pod_id, error=f"{type(exc).__name__}: {exc}")
+            services.pod_fail(pod_id=pod_id, error=tenant_message(exc))
         raise
 
 

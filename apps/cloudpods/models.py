@@ -2,6 +2,7 @@ from decimal import Decimal
 
 from django.db import models
 
+from apps.jobs.errors import TenantErrorField
 from apps.nodes.models import Node
 from apps.tenancy.models import TenantOwnedModel
 
@@ -42,7 +43,7 @@ class CloudPod(TenantOwnedModel):
 
     # Billing is not built yet: an opaque reference to the subscription this pod is sold under.
     subscription = models.CharField(max_length=64, null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -17,9 +17,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 
+from apps.jobs.errors import register_safe_error
+
 INFO = b"mpanel.databases.admin-password.v1"
 
 
+@register_safe_error  # "enter it again": meant for the tenant's admin
 class UndecryptableSecret(Exception):
     pass
 

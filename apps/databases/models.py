@@ -3,6 +3,7 @@ grants the panel keeps on them. Names on the server (``full_name``) carry the te
 
 from django.db import models
 
+from apps.jobs.errors import TenantErrorField
 from apps.nodes.models import Node
 from apps.tenancy.models import TenantOwnedModel
 
@@ -41,7 +42,7 @@ class DatabaseServer(TenantOwnedModel):
     admin_password_encrypted = models.TextField()
     status = models.CharField(max_length=12, choices=ServerStatus.choices, default=ServerStatus.PENDING)
     version = models.CharField(max_length=120, blank=True)
-    last_error = models.TextField(blank=True)
+    last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
     class Meta:
         ordering = ["engine", "host", "port"]
@@ -61,7 +62,7 @@ class Database(TenantOwnedModel):
     status = models.CharField(max_length=12, choices=ObjectStatus.choices, default=ObjectStatus.PENDING)
     size_bytes = models.BigIntegerField(null=True, blank=True)
     size_updated_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
     class Meta:
         ordering = ["name"]
@@ -85,7 +86,7 @@ class DatabaseUser(TenantOwnedModel):
     status = models.CharField(max_length=12, choices=ObjectStatus.choices, default=ObjectStatus.PENDING)
     password_verifier = models.TextField()
     password_changed_at = models.DateTimeField()
-    last_error = models.TextField(blank=True)
+    last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
     class Meta:
         ordering = ["name"]
@@ -104,7 +105,7 @@ class DatabaseGrant(TenantOwnedModel):
     database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="grants")
     user = models.ForeignKey(DatabaseUser, on_delete=models.CASCADE, related_name="grants")
     status = models.CharField(max_length=12, choices=ObjectStatus.choices, default=ObjectStatus.PENDING)
-    last_error = models.TextField(blank=True)
+    last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
     class Meta:
         ordering = ["created_at"]

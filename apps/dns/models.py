@@ -1,5 +1,6 @@
 from django.db import models
 
+from apps.jobs.errors import TenantErrorField
 from apps.nodes.models import Node
 from apps.tenancy.models import TenantOwnedModel
 
@@ -33,7 +34,7 @@ class Zone(TenantOwnedModel):
     soa_retry = models.PositiveIntegerField(default=3600)
     soa_expire = models.PositiveIntegerField(default=604800)
     soa_minimum = models.PositiveIntegerField(default=3600)
-    last_error = models.TextField(blank=True)
+    last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
     class Meta:
         ordering = ["name"]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import date
 from functools import wraps
 
+from apps.jobs.errors import tenant_message
 from apps.jobs.registry import PermanentError, handler
 
 from . import services
@@ -26,7 +27,7 @@ def _registrar_call(fn: Callable) -> Callable:
             raise PermanentError(str(exc.message)) from exc
         except Exception as exc:
             if job.attempts >= job.max_attempts:
-                services.registrar_failed(domain_id, f"{type(exc).__name__}: {exc}")
+                services.registrar_failed(domain_id, tenant_message(exc))
             raise
 
     return run

@@ -3,6 +3,7 @@ import secrets
 from django.db import models
 
 from apps.customers.models import Customer
+from apps.jobs.errors import TenantErrorField
 from apps.tenancy.models import TenantOwnedModel
 
 CHALLENGE_LABEL = "_mpanel-challenge"
@@ -49,7 +50,7 @@ class Domain(TenantOwnedModel):
     registrar_state = models.CharField(max_length=8, choices=RegistrarStatus.choices, default=RegistrarStatus.PENDING)
     # Nameservers asked for and not yet confirmed by the registrar (null: nothing asked).
     pending_nameservers = models.JSONField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
+    last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
     class Meta:
         ordering = ["name"]

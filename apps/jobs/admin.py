@@ -8,14 +8,15 @@ from .models import Job, JobAttempt
 
 class JobAttemptInline(ReadOnlyInline):
     model = JobAttempt
-    fields = readonly_fields = ["number", "started_at", "finished_at", "outcome", "error", "worker"]
+    # ``error`` is what the tenant read, ``detail`` the whole failure (operators only).
+    fields = readonly_fields = ["number", "started_at", "finished_at", "outcome", "error", "detail", "worker"]
 
 
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
     list_display = ["type", "status", "tenant", "attempts", "object_type", "object_id", "created_at", "finished_at"]
     list_filter = ["status", "type", "created_at", "tenant"]
-    search_fields = ["id", "type", "object_id", "idempotency_key", "last_error"]
+    search_fields = ["id", "type", "object_id", "idempotency_key", "last_error", "error_detail"]
     list_select_related = ["tenant"]
     date_hierarchy = "created_at"
     show_full_result_count = False
@@ -41,7 +42,7 @@ class JobAdmin(ReadOnlyAdmin):
 class JobAttemptAdmin(ReadOnlyAdmin):
     list_display = ["job", "number", "outcome", "tenant", "started_at", "finished_at", "worker"]
     list_filter = ["outcome", "started_at", "job__tenant"]
-    search_fields = ["job__id", "job__type", "worker", "error"]
+    search_fields = ["job__id", "job__type", "worker", "error", "detail"]
     list_select_related = ["job__tenant"]
     date_hierarchy = "started_at"
     ordering = ["-started_at"]

@@ -4,6 +4,8 @@ from django.utils import timezone
 
 from apps.tenancy.models import TenantOwnedModel
 
+from .errors import TenantErrorField
+
 
 class JobStatus(models.TextChoices):
     PENDING = "PENDING", "Pending"
@@ -29,7 +31,10 @@ class Job(TenantOwnedModel):
     object_id = models.CharField(max_length=64, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=5)
-    last_error = models.TextField(blank=True)
+    # What the tenant reads (apps.jobs.errors: the safe message or "Internal error (reference …)");
+    # error_detail is the operator's (type, message, traceback), shown in the admin only.
+    last_error = TenantErrorField(blank=True)
+    error_detail = models.TextField(blank=True)
     run_after = models.DateTimeField(default=timezone.now)
     dispatched_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -73,7 +78,8 @@ class JobAttempt(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(max_length=16, blank=True)  # succeeded | failed | lost
-    error = models.TextField(blank=True)
+    error = TenantErrorField(blank=True)  # as Job.last_error; ``detail`` as Job.error_detail
+    detail = models.TextField(blank=True)
     worker = models.CharField(max_length=200, blank=True)
 
     class Meta:

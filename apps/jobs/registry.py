@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .errors import TenantSafeError
+
 HANDLERS: dict[str, Callable] = {}
 
 
@@ -26,5 +28,6 @@ def get(job_type: str) -> Callable | None:
     return HANDLERS.get(job_type)
 
 
-class PermanentError(Exception):
-    """A failure that retrying cannot fix (bad payload): the job fails at once."""
+class PermanentError(TenantSafeError):
+    """A failure that retrying cannot fix (bad payload): the job fails at once. Its message is
+    shown to the tenant (redacted: see ``apps.jobs.errors``), so write it for them."""

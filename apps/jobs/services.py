@@ -24,7 +24,7 @@ from apps.audit import services as audit
 from apps.common.exceptions import Conflict
 from apps.tenancy.scoping import tenant_scope
 
-from . import registry
+from . import errors, registry
 from .models import Job, JobAttempt, JobStatus
 
 log = logging.getLogger(__name__)
@@ -161,26 +161,32 @@ def run_job(job_id) -> str:
     handler = registry.get(job.type)
     beat = _Heartbeat(job.pk, job.attempts, max(1.0, settings.MPANEL_JOB_HEARTBEAT_TIMEOUT / 4))
     beat.start()
-    try:
-        if handler is None:
-            raise registry.PermanentError(f"No handler is registered for job type {job.type!r}.")
-        with tenant_scope(job.tenant):
-            result = handler(job)
-    except registry.PermanentError as exc:
-        return _finish(job, JobStatus.FAILED, error=str(exc))
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
-        log.warning("job %s (%s) attempt %s failed: %s", job.pk, job.type, job.attempts, exc)
-        if job.attempts < job.max_attempts:
-            return _finish(job, JobStatus.PENDING, error=error, retry_in=_backoff(job.attempts))
-        return _finish(job, JobStatus.FAILED, error=error)
-    finally:
-        beat.stop()
-        beat.join(timeout=5)
+    # The handler's own error messages (a pod's, a site's last_error) and ours name one reference.
+    with errors.error_reference(f"{job.pk}#{job.attempts}"):
+        try:
+            if handler is None:
+                raise registry.PermanentError(f"No handler is registered for job type {job.type!r}.")
+            with tenant_scope(job.tenant):
+                result = handler(job)
+        except Exception as exc:
+            # The tenant reads the safe message (apps.jobs.errors); the operator the whole story.
+            public = errors.tenant_message(exc)
+            detail = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+            if isinstance(exc, registry.PermanentError):
+                return _finish(job, JobStatus.FAILED, error=public, detail=detail)
+            log.warning("job %s (%s) attempt %s failed: %s", job.pk, job.type, job.attempts, exc)
+            if job.attempts < job.max_attempts:
+                return _finish(job, JobStatus.PENDING, error=public, detail=detail, retry_in=_backoff(job.attempts))
+            return _finish(job, JobStatus.FAILED, error=public, detail=detail)
+        finally:
+            beat.stop()
+            beat.join(timeout=5)
     return _finish(job, JobStatus.SUCCEEDED, result=result if isinstance(result, dict) else {"value": result})
 
 
-def _finish(job: Job, status: str, *, error: str = "", result: dict | None = None, retry_in=None) -> str:
+def _finish(
+    job: Job, status: str, *, error: str = "", detail: str = "", result: dict | None = None, retry_in=None
+) -> str:
     now = timezone.now()
     fields: dict[str, Any] = {"status": status, "heartbeat_at": now, "updated_at": now}
     if status == JobStatus.PENDING:
@@ -189,6 +195,7 @@ def _finish(job: Job, status: str, *, error: str = "", result: dict | None = Non
         fields["finished_at"] = now
     if error:
         fields["last_error"] = error[:10000]
+        fields["error_detail"] = detail[:10000]
     if result is not None:
         fields["result"] = result
     with transaction.atomic():
@@ -200,6 +207,7 @@ def _finish(job: Job, status: str, *, error: str = "", result: dict | None = Non
             finished_at=now,
             outcome="succeeded" if status == JobStatus.SUCCEEDED else "failed",
             error=error[:10000],
+            detail=detail[:10000],
         )
         if won and status == JobStatus.PENDING:
             job_id = job.pk

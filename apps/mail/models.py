@@ -1,6 +1,7 @@
 from django.db import models
 
 from apps.customers.models import Customer
+from apps.jobs.errors import TenantErrorField
 from apps.nodes.models import Node
 from apps.tenancy.models import TenantOwnedModel
 
@@ -24,7 +25,7 @@ class MailDomain(TenantOwnedModel):
     dkim_selector = models.CharField(max_length=63, default="mp1")
     dkim_secret_pem = models.TextField(blank=True)
     dkim_public_key = models.TextField(blank=True)  # base64 DER SubjectPublicKeyInfo, as in the p= tag
-    last_error = models.TextField(blank=True)
+    last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
     class Meta:
         ordering = ["name"]

@@ -21,6 +21,7 @@ from django.conf import settings
 from agent import signing, tls
 from agent.runtime import AgentError, NodeRuntime, PodSpec
 from agent.runtime import call as runtime_call
+from apps.jobs.errors import register_safe_error
 
 from . import agent_secret
 from .models import Node, Transport
@@ -28,6 +29,7 @@ from .models import Node, Transport
 __all__ = ["AgentDriver", "LocalDriver", "NodeDriver", "NodeError", "PodRuntime", "PodSpec", "driver_for"]
 
 
+@register_safe_error  # the node's messages are written for people; tenants read them redacted
 class NodeError(Exception):
     """The node could not do it. ``permanent``: trying again will not help (bad spec, no runc)."""
 
@@ -105,6 +107,10 @@ class NodeDriver:
     def file_op(self, op: str, site_id: str, **args) -> dict:
         return self._call(f"file_{op}", {"site": site_id, **args})
 
+    def site_world_writable(self, site_id: str, **limits) -> dict:
+        """Guardian: the site's files and folders anyone may write (bounded walk; read-only)."""
+        return self._call("site_world_writable", {"site": site_id, **limits})
+
     # --- DNS (agent/dns.py: the node's PowerDNS) ------------------------------------------------
     def dns_zone_ensure(self, zone: dict) -> dict:
         return self._call("dns_zone_ensure", {"zone": zone})
@@ -141,6 +147,10 @@ class NodeDriver:
 
     def db_sizes(self, server: dict, names: list[str]) -> dict:
         return self._call("db_sizes", {"server": server, "names": names})
+
+    def db_security(self, server: dict) -> dict:
+        """Guardian: where the server listens (``listen``) and whether it offers TLS (``ssl``)."""
+        return self._call("db_security", {"server": server})
 
 
 @lru_cache(maxsize=8)

@@ -6,6 +6,7 @@ from django.core.validators import MinValueValidator
 from django.db import connection, models
 
 from agent import tls
+from apps.jobs.errors import TenantErrorField
 from apps.tenancy.models import TenantOwnedModel
 
 ROLE_CHOICES = ["pods", "web", "mail", "dns", "db"]
@@ -55,7 +56,7 @@ class Node(TenantOwnedModel):
 
     last_heartbeat_at = models.DateTimeField(null=True, blank=True)
     reported = models.JSONField(default=dict, blank=True)  # the node's last heartbeat answer
-    last_error = models.TextField(blank=True)
+    last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
     # The agent's secret is derived from SECRET_KEY and this salt (apps.nodes.agent_secret); only its hash is kept.
     secret_salt = models.CharField(max_length=64, blank=True)

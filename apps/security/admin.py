@@ -8,7 +8,16 @@ from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin, confirm_first
 
 from . import services
 from .events import record_event
-from .models import ApiToken, EventType, GuardianFinding, SecurityEvent, SecurityPolicy, ShieldEvent, ShieldPolicy
+from .models import (
+    ApiToken,
+    EventType,
+    GuardianCheckRun,
+    GuardianFinding,
+    SecurityEvent,
+    SecurityPolicy,
+    ShieldEvent,
+    ShieldPolicy,
+)
 
 
 class AdminLoginForm(OTPAdminAuthenticationForm):
@@ -111,4 +120,12 @@ class GuardianFindingAdmin(ReadOnlyAdmin):
     list_display = ["check_name", "severity", "status", "tenant", "resource_repr", "last_seen_at"]
     list_filter = ["status", "severity", "check_name"]
     search_fields = ["resource_repr", "resource_id", "tenant__name"]
+    list_select_related = ["tenant"]
+
+
+@admin.register(GuardianCheckRun)
+class GuardianCheckRunAdmin(ReadOnlyAdmin):
+    list_display = ["check_name", "tenant", "ran_at", "ok", "hits", "unknown"]
+    list_filter = ["ok", "check_name"]
+    search_fields = ["check_name", "tenant__name"]
     list_select_related = ["tenant"]

@@ -379,8 +379,8 @@ class GuardianViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     # The findings' filters and pages are not this list's.
     @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
     def checks(self, request):
-        rows = [{"name": c.name, "severity": c.severity, "title": c.title} for c in guardian.CHECKS.values()]
-        return Response(GuardianCheckSerializer(sorted(rows, key=lambda r: r["name"]), many=True).data)
+        rows = guardian.checks_overview(tenant=request.tenant)
+        return Response(GuardianCheckSerializer(rows, many=True).data)
 
     @extend_schema(request=None, responses={202: GuardianScanSerializer}, summary="Run every check (as a job)")
     @action(detail=False, methods=["post"])

@@ -1,13 +1,19 @@
 """Guardian: security checks over a tenant's resources, run as jobs, recorded as findings.
 
-Each module registers its checks: ``@check("name", severity=..., title=...)`` on a function that
-takes the tenant and yields ``Hit``s. A scan runs every check (inside the tenant's scope), updates
-the unresolved finding of each hit (never a second one), opens new ones, and resolves the
-unresolved findings of the checks that ran whose resource no longer hits.
+Each module registers its checks: ``@check("name", severity=..., title=..., remediation=...)`` on a
+function that takes the tenant and yields ``Hit``s (a problem on one resource) and ``Unknown``s (a
+resource it could not look at this time: its node did not answer). Adding a check is that one
+registration; ``apps/security/checks.py`` holds the hosting ones (files, PHP, databases, mail and
+DNS records, nodes). A scan (the ``guardian.scan`` job) runs every check inside the tenant's scope,
+each on its own: one that fails records its (tenant-safe) error and leaves its findings as they
+were. For the others it updates the unresolved finding of each hit (never a second one), opens new
+ones, and resolves the unresolved findings whose resource no longer hits and was not ``Unknown``.
+Node calls happen before the short transaction that writes the findings.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,11 +26,14 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict
 from apps.jobs import services as jobs
+from apps.jobs.errors import tenant_message
 from apps.jobs.registry import handler
 from apps.tenancy.models import Membership
 from apps.tenancy.roles import Role
 
-from .models import ApiToken, FindingStatus, GuardianFinding, SecurityPolicy, Severity
+from .models import ApiToken, FindingStatus, GuardianCheckRun, GuardianFinding, SecurityPolicy, Severity
+
+log = logging.getLogger(__name__)
 
 UNUSED_TOKEN_DAYS = 90
 
@@ -35,6 +44,16 @@ class Hit:
     resource_id: str
     resource_repr: str = ""
     evidence: dict = field(default_factory=dict)
+    severity: str | None = None  # the check's unless given (e.g. "ending soon" is lower than "ended")
+    remediation: str | None = None  # the check's unless given (e.g. naming the files to fix)
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """A resource the check could not look at this time: its findings stay as they are."""
+
+    resource_type: str
+    resource_id: str
 
 
 @dataclass(frozen=True)
@@ -42,17 +61,18 @@ class Check:
     name: str
     severity: str
     title: str
-    fn: Callable[..., Iterable[Hit]]
+    fn: Callable[..., Iterable[Hit | Unknown]]
+    remediation: str = ""
 
 
 CHECKS: dict[str, Check] = {}
 
 
-def check(name: str, *, severity: str, title: str):
+def check(name: str, *, severity: str, title: str, remediation: str = ""):
     def decorator(fn):
         if name in CHECKS and CHECKS[name].fn is not fn:
             raise ValueError(f"A Guardian check {name!r} is registered already.")
-        CHECKS[name] = Check(name=name, severity=Severity(severity).value, title=title, fn=fn)
+        CHECKS[name] = Check(name=name, severity=Severity(severity).value, title=title, fn=fn, remediation=remediation)
         return fn
 
     return decorator
@@ -69,7 +89,13 @@ def _members_without_2fa(tenant, roles=None):
     return members
 
 
-@check("members_without_2fa", severity="high", title="Member without 2FA although the policy requires it")
+@check(
+    "members_without_2fa",
+    severity="high",
+    title="Member without 2FA although the policy requires it",
+    remediation="Ask the member to turn on two-factor authentication under /security/me/2fa/totp/ "
+    "(until then the policy blocks them), or remove them from the tenant.",
+)
 def members_without_2fa(tenant):
     policy = SecurityPolicy.objects.filter(tenant=tenant).first()
     if policy is None or not policy.require_2fa:
@@ -78,7 +104,13 @@ def members_without_2fa(tenant):
         yield Hit("accounts.user", str(m.user_id), m.user.email, {"role": m.role})
 
 
-@check("owners_without_2fa", severity="high", title="Owner without two-factor authentication")
+@check(
+    "owners_without_2fa",
+    severity="high",
+    title="Owner without two-factor authentication",
+    remediation="The owner turns on two-factor authentication under /security/me/2fa/totp/; "
+    "then consider requiring it for everyone in the security policy.",
+)
 def owners_without_2fa(tenant):
     for m in _members_without_2fa(tenant, roles=[Role.OWNER]):
         yield Hit("accounts.user", str(m.user_id), m.user.email, {"role": m.role})
@@ -93,13 +125,24 @@ def _live_tokens(tenant):
     )
 
 
-@check("tokens_without_expiry", severity="medium", title="API token that never expires")
+@check(
+    "tokens_without_expiry",
+    severity="medium",
+    title="API token that never expires",
+    remediation="Revoke the token and create one with an expiry date (the policy's "
+    "token_max_lifetime_days can require one).",
+)
 def tokens_without_expiry(tenant):
     for t in _live_tokens(tenant).filter(expires_at__isnull=True):
         yield Hit("security.apitoken", str(t.pk), f"{t.name} ({t.prefix}…)", {"user": t.user.email})
 
 
-@check("tokens_unused", severity="low", title=f"API token unused for {UNUSED_TOKEN_DAYS} days")
+@check(
+    "tokens_unused",
+    severity="low",
+    title=f"API token unused for {UNUSED_TOKEN_DAYS} days",
+    remediation="Revoke the token if nothing uses it any more.",
+)
 def tokens_unused(tenant):
     cutoff = timezone.now() - timedelta(days=UNUSED_TOKEN_DAYS)
     stale = _live_tokens(tenant).filter(
@@ -117,52 +160,92 @@ def tokens_unused(tenant):
 # --- scanning -----------------------------------------------------------------------------------------
 
 
+def _collect(chk: Check, tenant) -> tuple[dict, set]:
+    """Run one check (outside any transaction: it may ask nodes): its hits by resource, and the
+    resources it could not look at."""
+    hits: dict[tuple[str, str], Hit] = {}
+    unknown: set[tuple[str, str]] = set()
+    for item in chk.fn(tenant) or ():
+        key = (item.resource_type, item.resource_id)
+        if isinstance(item, Unknown):
+            unknown.add(key)
+        else:
+            hits.setdefault(key, item)
+    return hits, unknown - set(hits)
+
+
 @transaction.atomic
+def _apply(chk: Check, tenant, hits: dict, unknown: set, now) -> dict:
+    summary = {"opened": 0, "updated": 0, "resolved": 0}
+    existing = {
+        (f.resource_type, f.resource_id): f
+        for f in GuardianFinding.objects.select_for_update()
+        .filter(tenant=tenant, check_name=chk.name)
+        .exclude(status=FindingStatus.RESOLVED)
+    }
+    for key, hit in hits.items():
+        severity = Severity(hit.severity).value if hit.severity else chk.severity
+        remediation = hit.remediation if hit.remediation is not None else chk.remediation
+        finding = existing.get(key)
+        if finding is None:
+            GuardianFinding.objects.create(
+                tenant=tenant,
+                check_name=chk.name,
+                severity=severity,
+                title=chk.title,
+                resource_type=hit.resource_type,
+                resource_id=hit.resource_id,
+                resource_repr=hit.resource_repr[:200],
+                evidence=hit.evidence,
+                remediation=remediation,
+                first_seen_at=now,
+                last_seen_at=now,
+            )
+            summary["opened"] += 1
+        else:
+            finding.last_seen_at = now
+            finding.evidence = hit.evidence
+            finding.resource_repr = hit.resource_repr[:200]
+            finding.severity = severity
+            finding.remediation = remediation
+            finding.save(
+                update_fields=["last_seen_at", "evidence", "resource_repr", "severity", "remediation", "updated_at"]
+            )
+            summary["updated"] += 1
+    gone = [f.pk for key, f in existing.items() if key not in hits and key not in unknown]
+    if gone:
+        GuardianFinding.objects.filter(pk__in=gone).update(
+            status=FindingStatus.RESOLVED, resolved_at=now, updated_at=now
+        )
+        summary["resolved"] += len(gone)
+    _record_run(tenant, chk, now, ok=not unknown, hits=len(hits), unknown=len(unknown))
+    return summary
+
+
+def _record_run(tenant, chk: Check, now, *, ok: bool, error: str = "", hits: int = 0, unknown: int = 0) -> None:
+    GuardianCheckRun.objects.update_or_create(
+        tenant=tenant,
+        check_name=chk.name,
+        defaults={"ran_at": now, "ok": ok and not error, "error": error, "hits": hits, "unknown": unknown},
+    )
+
+
 def scan(*, tenant, checks: list[str] | None = None) -> dict:
     """Runs the checks (all by default) for the tenant in scope; idempotent."""
-    now = timezone.now()
-    summary = {"opened": 0, "updated": 0, "resolved": 0}
+    summary = {"opened": 0, "updated": 0, "resolved": 0, "failed": 0}
     for chk in [CHECKS[name] for name in (checks or sorted(CHECKS))]:
-        existing = {
-            (f.resource_type, f.resource_id): f
-            for f in GuardianFinding.objects.select_for_update()
-            .filter(tenant=tenant, check_name=chk.name)
-            .exclude(status=FindingStatus.RESOLVED)
-        }
-        seen = set()
-        for hit in chk.fn(tenant) or ():
-            key = (hit.resource_type, hit.resource_id)
-            if key in seen:
-                continue
-            seen.add(key)
-            finding = existing.get(key)
-            if finding is None:
-                GuardianFinding.objects.create(
-                    tenant=tenant,
-                    check_name=chk.name,
-                    severity=chk.severity,
-                    title=chk.title,
-                    resource_type=hit.resource_type,
-                    resource_id=hit.resource_id,
-                    resource_repr=hit.resource_repr[:200],
-                    evidence=hit.evidence,
-                    first_seen_at=now,
-                    last_seen_at=now,
-                )
-                summary["opened"] += 1
-            else:
-                finding.last_seen_at = now
-                finding.evidence = hit.evidence
-                finding.resource_repr = hit.resource_repr[:200]
-                finding.save(update_fields=["last_seen_at", "evidence", "resource_repr", "updated_at"])
-                summary["updated"] += 1
-        gone = [f.pk for key, f in existing.items() if key not in seen]
-        if gone:
-            GuardianFinding.objects.filter(pk__in=gone).update(
-                status=FindingStatus.RESOLVED, resolved_at=now, updated_at=now
-            )
-            summary["resolved"] += len(gone)
-    if any(summary.values()):
+        now = timezone.now()
+        try:
+            hits, unknown = _collect(chk, tenant)
+        except Exception as exc:
+            # One broken check (a node down, a resolver away) must not hide the others' results.
+            log.warning("guardian check %s failed for tenant %s", chk.name, tenant.pk, exc_info=exc)
+            _record_run(tenant, chk, now, ok=False, error=tenant_message(exc))
+            summary["failed"] += 1
+            continue
+        for key, value in _apply(chk, tenant, hits, unknown, now).items():
+            summary[key] += value
+    if any(summary[k] for k in ("opened", "updated", "resolved")):
         audit.record(
             action="guardian.scan",
             tenant=tenant,
@@ -171,6 +254,38 @@ def scan(*, tenant, checks: list[str] | None = None) -> dict:
             changes={k: [0, v] for k, v in summary.items()},
         )
     return summary
+
+
+def checks_overview(*, tenant) -> list[dict]:
+    """Every registered check with its last run for ``tenant`` and its open findings (two queries)."""
+    from django.db.models import Count, Max
+
+    runs = {r.check_name: r for r in GuardianCheckRun.objects.filter(tenant=tenant)}
+    open_ = {
+        row["check_name"]: row
+        for row in GuardianFinding.objects.filter(tenant=tenant)
+        .exclude(status=FindingStatus.RESOLVED)
+        .values("check_name")
+        .annotate(n=Count("pk"), latest=Max("first_seen_at"))
+    }
+    rows = []
+    for chk in sorted(CHECKS.values(), key=lambda c: c.name):
+        run, found = runs.get(chk.name), open_.get(chk.name, {})
+        rows.append(
+            {
+                "name": chk.name,
+                "severity": chk.severity,
+                "title": chk.title,
+                "remediation": chk.remediation,
+                "last_run_at": run.ran_at if run else None,
+                "last_run_ok": run.ok if run else None,
+                "last_error": run.error if run else "",
+                "unknown": run.unknown if run else 0,
+                "open_findings": found.get("n", 0),
+                "latest_found_at": found.get("latest"),
+            }
+        )
+    return rows
 
 
 @handler("guardian.scan")
@@ -197,3 +312,6 @@ def finding_set_status(*, finding: GuardianFinding, status: str) -> GuardianFind
     finding.save(update_fields=["status", "resolved_at", "updated_at"])
     audit.record(action=f"guardian.finding_{status}", obj=finding, changes={"status": [before, status]})
     return finding
+
+
+from . import checks as _checks  # noqa: E402,F401 -- registers the hosting checks

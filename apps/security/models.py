@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from apps.jobs.errors import TenantErrorField
 from apps.tenancy.models import TenantOwnedModel, TimestampedModel
 from apps.tenancy.roles import Role
 
@@ -254,6 +255,7 @@ class GuardianFinding(TenantOwnedModel):
     resource_id = models.CharField(max_length=64)
     resource_repr = models.CharField(max_length=200, blank=True)
     evidence = models.JSONField(default=dict, blank=True)
+    remediation = models.TextField(blank=True)  # how to fix it, for the tenant
     status = models.CharField(max_length=16, choices=FindingStatus.choices, default=FindingStatus.OPEN)
     first_seen_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
@@ -272,3 +274,22 @@ class GuardianFinding(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.check_name}: {self.resource_repr or self.resource_id}"
+
+
+class GuardianCheckRun(TenantOwnedModel):
+    """The last run of one check for one tenant: when, and whether it could look at everything
+    (a node that did not answer leaves its resources' findings as they were)."""
+
+    check_name = models.CharField(max_length=64)
+    ran_at = models.DateTimeField(default=timezone.now)
+    ok = models.BooleanField(default=True)
+    error = TenantErrorField(blank=True)  # tenant-safe (apps.jobs.errors)
+    hits = models.PositiveIntegerField(default=0)
+    unknown = models.PositiveIntegerField(default=0)  # resources it could not check this time
+
+    class Meta:
+        ordering = ["check_name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "check_name"], name="uniq_guardian_check_run")]
+
+    def __str__(self) -> str:
+        return f"{self.check_name} @ {self.ran_at:%Y-%m-%d %H:%M}"

@@ -265,6 +265,7 @@ class GuardianFindingSerializer(ModelSerializer):
             "resource_id",
             "resource_repr",
             "evidence",
+            "remediation",
             "status",
             "first_seen_at",
             "last_seen_at",
@@ -278,6 +279,15 @@ class GuardianCheckSerializer(Serializer):
     name = serializers.CharField()
     severity = serializers.CharField()
     title = serializers.CharField()
+    remediation = serializers.CharField()
+    last_run_at = serializers.DateTimeField(allow_null=True, help_text="when this tenant's last scan ran it")
+    last_run_ok = serializers.BooleanField(
+        allow_null=True, help_text="false: it failed (last_error) or could not look at some resources"
+    )
+    last_error = serializers.CharField(allow_blank=True)
+    unknown = serializers.IntegerField(help_text="resources it could not look at in its last run")
+    open_findings = serializers.IntegerField()
+    latest_found_at = serializers.DateTimeField(allow_null=True, help_text="when its newest open finding was found")
 
 
 class GuardianScanSerializer(Serializer):

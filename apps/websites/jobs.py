@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.db import transaction
 
+from apps.jobs.errors import tenant_message
 from apps.jobs.registry import PermanentError, handler
 from apps.nodes.drivers import NodeError
 
@@ -29,7 +30,7 @@ def converge(job) -> dict:
         raise
     except Exception as exc:
         if job.attempts >= job.max_attempts:
-            services.website_fail(website_id=website_id, error=f"{type(exc).__name__}: {exc}")
+            services.website_fail(website_id=website_id, error=tenant_message(exc))
         raise
 
 

@@ -1,6 +1,7 @@
 from django.db import models
 
 from apps.customers.models import Customer
+from apps.jobs.errors import TenantErrorField
 from apps.nodes.models import Node
 from apps.tenancy.models import TenantOwnedModel
 
@@ -41,7 +42,7 @@ class Website(TenantOwnedModel):
     error_pages = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=12, choices=WebsiteStatus.choices, default=WebsiteStatus.PENDING)
     certificate = models.JSONField(default=dict, blank=True)  # issuer, sha256, not_after of the served one
-    last_error = models.TextField(blank=True)
+    last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
     deleted_at = models.DateTimeField(null=True, blank=True)
     purge_after = models.DateTimeField(null=True, blank=True)
 
