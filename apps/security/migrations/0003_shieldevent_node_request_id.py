@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('nodes', '0001_initial'),
-        ('security', '0001_initial'),
+        ('security', '0002_sessiontenantuse'),
         ('tenancy', '0001_initial'),
         ('websites', '0002_system_user_per_node'),
     ]

@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('security', '0001_initial'),
+        ('security', '0003_shieldevent_node_request_id'),
         ('tenancy', '0001_initial'),
     ]
 
