@@ -1,4 +1,4 @@
-"""Websites on nginx, node side (ARCHITECTURE §2 "Nodes and drivers").
+"""Websites on nginx, node side (docs/architecture.md, "A request, end to end").
 
 Layout under ``<node root>/web``:
     sites/<id>.conf        one server block per site (the node's nginx.conf includes ``sites/*.conf``)

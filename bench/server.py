@@ -39,7 +39,7 @@ def free_port() -> int:
 
 
 class Gunicorn:
-    """mPanel under gunicorn, 2 sync workers (RECIPES.md: the best layout on 2 cores), bench settings."""
+    """mPanel under gunicorn, 2 sync workers (the best layout on 2 cores), bench settings."""
 
     def __init__(self, workdir: Path, workers: int = 2, settings: str = "bench.settings"):
         self.port = free_port()

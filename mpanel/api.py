@@ -57,7 +57,7 @@ from apps.websites.api import WebsiteViewSet
 
 
 class Router(DefaultRouter):
-    # CONTRACT §4: /billing/invoices and /billing/invoices/ answer the same.
+    # /billing/invoices and /billing/invoices/ answer the same.
     include_format_suffixes = False
 
     def __init__(self):

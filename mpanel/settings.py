@@ -134,7 +134,7 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
         }
     )
 else:
-    # Persistent connections: CONN_MAX_AGE=0 halves throughput (RECIPES.md).
+    # Persistent connections: CONN_MAX_AGE=0 halves throughput.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
@@ -497,6 +497,6 @@ REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
 ]
 # Every operation documented alike: summary, X-Tenant-ID, error answers (apps/common/schema.py).
 REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "apps.common.schema.AutoSchema"
-# The API's contract is JSON (CONTRACT.md): the schema documents JSON bodies only (DRF still parses
+# The API's contract is JSON (docs/api.md): the schema documents JSON bodies only (DRF still parses
 # forms for the browsable API); uploads declare multipart/form-data themselves.
 SPECTACULAR_SETTINGS["PARSER_WHITELIST"] = ["apps.common.parsers.JSONParser"]

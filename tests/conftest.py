@@ -93,7 +93,7 @@ def api():
 
 def admin_login(client, user):
     """A browser session in the operators' admin: logged in and verified by a TOTP device, as the
-    admin requires 2FA (django-otp's OTPAdminSite, see the README's "Security center")."""
+    admin requires 2FA (django-otp's OTPAdminSite, see docs/modules/security-center.md)."""
     from django_otp import DEVICE_ID_SESSION_KEY
     from django_otp.plugins.otp_totp.models import TOTPDevice
 

@@ -1,4 +1,4 @@
-"""Regression tests for what the schemathesis fuzz run found (see the README's "Proof under
+"""Regression tests for what the schemathesis fuzz run found (see docs/testing.md, "Proof under
 pressure"): each was a 500 and is now a clear 4xx (or a correct 200)."""
 
 import functools

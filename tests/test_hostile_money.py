@@ -1,6 +1,6 @@
 """Amounts from every source are held to one rule (apps.common.money.parse_amount), and signed
 webhooks with hostile payloads never answer 500: an event that cannot apply is stored as failed
-(CONTRACT §5), a body that is not an event is a 400 with nothing stored."""
+(docs/api.md), a body that is not an event is a 400 with nothing stored."""
 
 import json
 from decimal import Decimal

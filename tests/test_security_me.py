@@ -1,5 +1,5 @@
 """/api/v1/security/me/*: 2FA end to end (codes from pyotp), recovery codes, sessions, password,
-my events; and the login's second step (CONTRACT §2)."""
+my events; and the login's second step (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bearer-token authentication (CONTRACT §2).
+"""Bearer-token authentication (docs/api.md).
 
 ``Authorization: Bearer <key>``: the key is looked up by its SHA-256 hash, so a leaked
 database does not leak usable tokens. Revoked or expired tokens are refused at once.

@@ -35,7 +35,7 @@ from .services import credit_notes, documents, invoices, payments, stripe_gatewa
 
 
 class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
-    """Invoices (CONTRACT §4): read BILLING+, every change ADMIN+.
+    """Invoices (docs/api.md): read BILLING+, every change ADMIN+.
 
     Drafts are edited with PATCH and deleted with DELETE; `issue` numbers and freezes them.
     Illegal transitions answer 409.
@@ -236,7 +236,7 @@ class GenericEventSerializer(Serializer):
 
 
 class GenericWebhookView(_WebhookView):
-    """Our own signed format (CONTRACT §5): `X-Mpanel-Signature: t=<unix>,v1=<hex>`."""
+    """Our own signed format (docs/api.md): `X-Mpanel-Signature: t=<unix>,v1=<hex>`."""
 
     @extend_schema(request=GenericEventSerializer,
                    responses={200: WebhookAnswer, 400: OpenApiResponse(description="Bad signature or body")},
@@ -257,7 +257,7 @@ class GenericWebhookView(_WebhookView):
 
 
 class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
-    """Subscriptions (CONTRACT §4): read BILLING+; create, change (PUT), cancel, suspend, resume and
+    """Subscriptions (docs/api.md): read BILLING+; create, change (PUT), cancel, suspend, resume and
     usage ADMIN+. Creating one issues its first invoice; paying it activates the subscription."""
 
     queryset = Subscription.objects.all()

@@ -31,7 +31,7 @@ class ProductViewSet(
     mixins.UpdateModelMixin,
     TenantScopedViewSet,
 ):
-    """The tenant's catalog (CONTRACT §4 billing-products). Reads and the price table BILLING+;
+    """The tenant's catalog (docs/modules/catalog.md). Reads and the price table BILLING+;
     create, update and retire ADMIN+. No DELETE: a product is retired (``POST /{id}/retire`` or
     ``visibility: retired``), so invoices and subscriptions that name it keep working."""
 

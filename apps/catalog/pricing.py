@@ -1,6 +1,6 @@
 """Price computation: pure functions of a product's stored prices (no writes, Decimal only).
 
-Rules (also in the README, "Catalog"):
+Rules (also in docs/modules/catalog.md):
 
 - Every amount is a ``Decimal`` quantized to its currency's minor unit (``apps.common.money``);
   a float never enters. Rounding is always ROUND_HALF_UP to the minor unit.

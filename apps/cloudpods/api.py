@@ -29,7 +29,7 @@ class CloudPodFilter(filters.FilterSet):
 
 
 class CloudPodViewSet(TenantScopedViewSet):
-    """CloudPods (CONTRACT §4): BILLING+ read; ADMIN+ create, update, resize, suspend, resume, delete.
+    """CloudPods (docs/api.md): BILLING+ read; ADMIN+ create, update, resize, suspend, resume, delete.
 
     Changes answer at once with the pod's new status; a job does the work on the node.
     """

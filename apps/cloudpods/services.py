@@ -1,7 +1,7 @@
 """CloudPod writes: placement with capacity reservation, the state machine, and convergence.
 
-Placement rule (documented in the README): among the tenant's nodes that are ``active``, have the
-``pods`` role and have room for the whole plan (vCPU, memory, disk and a pod slot), take the one
+Placement rule (docs/modules/nodes-and-cloudpods.md): among the tenant's nodes that are ``active``,
+have the ``pods`` role and have room for the whole plan (vCPU, memory, disk and a pod slot), take the one
 with the most free memory (spread), then the most free pod slots, then the lowest hostname. The
 candidate nodes are locked (``SELECT … FOR UPDATE``, in primary-key order) for the transaction
 that reserves the capacity and creates the pod and its job, so concurrent creates cannot

@@ -1,4 +1,4 @@
-"""Domain errors and their single mapping to HTTP (CONTRACT §3)."""
+"""Domain errors and their single mapping to HTTP (docs/api.md)."""
 
 import logging
 

@@ -1,7 +1,7 @@
 """The query-string filter backend of every list: django-filter, made safe for hostile input.
 
 Two classes of filter value passed django-filter's own validation and then crashed the request
-(found by the schemathesis fuzz run, see the README's "Proof under pressure"):
+(found by the schemathesis fuzz run, see docs/testing.md):
 
 - a foreign-key filter (``?node=<uuid>``) of a tenant-owned model: django-filter builds its
   queryset once, when the FilterSet class is created at import, where no tenant is in scope, so

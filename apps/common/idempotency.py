@@ -1,4 +1,4 @@
-"""``Idempotency-Key`` on any POST: the first answer is stored and replayed (CONTRACT §3).
+"""``Idempotency-Key`` on any POST: the first answer is stored and replayed (docs/api.md).
 
 The key is claimed with a unique insert before the view runs, so two concurrent requests with
 one key cannot both create: the second sees the claim and gets 409 until the first finishes.

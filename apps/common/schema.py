@@ -5,7 +5,7 @@ drf-spectacular describes the success answer from the serializers; this AutoSche
 attributes so a module written later gets it without editing anything here:
 
 - a ``summary`` when the view gave none (from the action and the model, or the view's docstring);
-- the error answers of CONTRACT §3 that can happen on that operation: 400 (bad body, query or
+- the error answers of docs/api.md that can happen on that operation: 400 (bad body, query or
   ``X-Tenant-ID``), 401 (no or bad credentials), 403 (role too low), 404 (unknown or another
   tenant's object, page out of range), 409 (state conflict, ``Idempotency-Key`` in flight), 413
   (a body over the size limit, on every operation that takes one), 429 (throttled views), with the

@@ -1,6 +1,6 @@
 """/api/v1/hosting/dns: zones, their records (nested), import and export of master files.
 
-Roles (CONTRACT §4 rule for unlisted modules): reads MEMBER+, changes ADMIN+ (infrastructure).
+Roles (docs/api.md, "Who calls it"): reads MEMBER+, changes ADMIN+ (infrastructure).
 """
 
 from django_filters import rest_framework as filters

@@ -1,4 +1,4 @@
-"""The file manager: ``/api/v1/hosting/files/{website id}/…`` (roles in the README).
+"""The file manager: ``/api/v1/hosting/files/{website id}/…`` (roles in docs/modules/websites-and-files.md).
 
 ``GET /hosting/files/`` lists the websites whose files can be browsed; ``GET /{id}/?path=`` lists
 a directory; ``stat``, ``read`` and ``download`` read; ``upload``, ``write``, ``mkdir``, ``rename``,

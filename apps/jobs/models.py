@@ -16,7 +16,7 @@ class JobStatus(models.TextChoices):
 
 
 class Job(TenantOwnedModel):
-    """One change to infrastructure: stored first, then delivered to a worker (CONTRACT §6).
+    """One change to infrastructure: stored first, then delivered to a worker (docs/api.md).
 
     The row is the truth and Celery only the delivery: a lost message or a killed worker is
     found again by the sweeper from this row.

@@ -1,4 +1,4 @@
-"""The job outbox (ARCHITECTURE §2 "Jobs").
+"""The job outbox (docs/architecture.md, "Jobs").
 
 enqueue: insert the row in the caller's transaction, dispatch on commit.
 run:     claim the row with SELECT … FOR UPDATE SKIP LOCKED, run the handler in the job's

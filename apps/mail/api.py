@@ -1,6 +1,6 @@
 """/api/v1/hosting/email: mail domains, their mailboxes and aliases (forwarders).
 
-Roles (CONTRACT §4 rule): reads MEMBER+, changes ADMIN+ (they change the mail node).
+Roles (docs/api.md, "Who calls it"): reads MEMBER+, changes ADMIN+ (they change the mail node).
 Passwords are write-only; only their Dovecot hash is stored, and never answered.
 """
 

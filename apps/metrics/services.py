@@ -40,7 +40,7 @@ NUMBER = (int, float)  # exact types: a JSON true/false is a bool, never a numbe
 
 
 class IngestRefused(DomainError):
-    """The request is not a fresh one signed by the node's secret (CONTRACT §3: bad credentials)."""
+    """The request is not a fresh one signed by the node's secret (bad credentials: 401)."""
 
     status_code = 401
     code = "not_authenticated"

@@ -1,4 +1,4 @@
-"""Node drivers: the panel's only way to act on a node (ARCHITECTURE §2 "Nodes and drivers").
+"""Node drivers: the panel's only way to act on a node (docs/architecture.md, "A request, end to end").
 
 Typed operations over two transports that share the node-side code in ``agent/``:
 ``LocalDriver`` calls ``agent.runtime`` in-process (rooted under ``MPANEL_NODE_ROOT``,

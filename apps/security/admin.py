@@ -40,7 +40,7 @@ class MpanelOTPAdminSite(OTPAdminSite):
 
 if getattr(settings, "MPANEL_ADMIN_REQUIRE_2FA", True):
     # Operators' console needs a verified TOTP device (django-otp): the login form asks for the code,
-    # and a session without a verified device is treated as not staff. See README "Security center".
+    # and a session without a verified device is treated as not staff. See docs/modules/security-center.md.
     admin.site.__class__ = MpanelOTPAdminSite
 
 

@@ -150,7 +150,7 @@ def recovery_codes_regenerate(*, user, code: str | None = None, password: str | 
     return codes
 
 
-# --- the login's second step (CONTRACT §2) -----------------------------------------------------
+# --- the login's second step (docs/api.md) -----------------------------------------------------
 
 
 def login_challenge(user, request) -> dict | None:

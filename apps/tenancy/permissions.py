@@ -46,7 +46,7 @@ class HasTenantRole(permissions.BasePermission):
             return True
         if Role(role).includes(required):
             return True
-        # Too low a role. Someone else's object is still a 404, never a 403 (CONTRACT §3).
+        # Too low a role. Someone else's object is still a 404, never a 403 (docs/api.md).
         view.ensure_visible()
         return False
 

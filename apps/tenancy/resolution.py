@@ -1,4 +1,4 @@
-"""Which tenant a request acts in, and with which role (CONTRACT §2). Decided once per request."""
+"""Which tenant a request acts in, and with which role (docs/api.md). Decided once per request."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@ from django.db import models
 
 
 class Role(models.TextChoices):
-    """Tenant roles, each including every role below it (CONTRACT §1)."""
+    """Tenant roles, each including every role below it (docs/api.md)."""
 
     OWNER = "OWNER", "Owner"
     ADMIN = "ADMIN", "Admin"

@@ -1,4 +1,4 @@
-"""The base of every tenant-scoped API (ARCHITECTURE §2, PostHog's TeamAndOrgViewSetMixin).
+"""The base of every tenant-scoped API (docs/architecture.md; PostHog's TeamAndOrgViewSetMixin).
 
 The tenant and role are resolved once, right after authentication, and the tenant scope is
 held for the whole request. Subclasses declare ``required_roles`` and may narrow the queryset
@@ -24,7 +24,7 @@ class TenantScopedViewSet(ApiViewSetMixin, viewsets.GenericViewSet):
     # Views mounted under /tenants/{id}/ name their tenant in the URL instead of the header.
     tenant_url_kwarg: str | None = None
     lookup_value_regex = "[0-9a-fA-F-]{36}"
-    # Platform operators (is_staff) see every tenant here when they name none (CONTRACT §1 /ops/*).
+    # Platform operators (is_staff) see every tenant here when they name none.
     operators_see_all = False
     # What operators may do platform-wide (without naming a tenant); anything else needs X-Tenant-ID.
     operator_actions: frozenset[str] = frozenset({"list", "retrieve"})

@@ -22,7 +22,7 @@ class WebsiteFilter(filters.FilterSet):
 
 
 class WebsiteViewSet(TenantScopedViewSet):
-    """Websites (CONTRACT §4 rule): MEMBER+ read; ADMIN+ create, update, suspend, resume, delete.
+    """Websites (docs/api.md, "Who calls it"): MEMBER+ read; ADMIN+ create, update, suspend, resume, delete.
 
     Changes answer at once with the site's new state; a website.* job renders and checks the
     nginx configuration on the node.

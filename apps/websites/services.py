@@ -2,7 +2,7 @@
 
 Placement: without an explicit ``node``, among the tenant's ``active`` nodes with the ``web``
 role the one with the fewest live websites (then the lowest hostname). Every change that the node
-must see stores a website.* job in the same transaction (CONTRACT §6).
+must see stores a website.* job in the same transaction (docs/api.md).
 """
 
 from __future__ import annotations

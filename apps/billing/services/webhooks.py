@@ -1,4 +1,4 @@
-"""Provider webhooks (CONTRACT §5).
+"""Provider webhooks (docs/api.md).
 
 The signature is checked over the raw body before anything else. A verified event is stored
 once by its id (a concurrent duplicate finds the stored row), then processed under a lock on
