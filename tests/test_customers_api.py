@@ -128,6 +128,20 @@ class TestCustomerRules:
         assert denied.status_code == 403
         assert client.delete(reverse("customer-detail", kwargs={"pk": granted.pk})).status_code == 403
 
+    def test_a_superuser_member_gets_no_grant_it_was_not_given(self, tenant_a):
+        """Django answers has_perm yes to every superuser; inside a tenant a password-only superuser
+        is its role, and a grant must really be there."""
+        viewer = tenant_a.users[Role.VIEWER]
+        viewer.is_superuser = viewer.is_staff = True
+        viewer.save()
+        with tenant_a.scope():
+            customer = customer_in(tenant_a, 1)
+        client = client_for(viewer, tenant_a.tenant)
+        url = reverse("customer-detail", kwargs={"pk": customer.pk})
+        assert client.patch(url, {"notes": "hi"}, format="json").status_code == 403
+        assign_perm("customers.change_customer", viewer, customer)
+        assert client.patch(url, {"notes": "hi"}, format="json").status_code == 200
+
     def test_audit_records_before_and_after(self, tenant_a):
         from apps.audit.models import AuditEvent
 

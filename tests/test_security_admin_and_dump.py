@@ -168,7 +168,14 @@ def test_security_admin_pages_load(client, tenant_a):
     from django.utils import timezone
 
     from apps.security import guardian
-    from apps.security.models import ApiToken, GuardianFinding, SecurityPolicy, ShieldEvent, ShieldPolicy
+    from apps.security.models import (
+        ApiToken,
+        GuardianCheckRun,
+        GuardianFinding,
+        SecurityPolicy,
+        ShieldEvent,
+        ShieldPolicy,
+    )
     from apps.security.services import token_create
     from apps.tenancy.roles import Role
 
@@ -188,6 +195,7 @@ def test_security_admin_pages_load(client, tenant_a):
         }
         guardian.scan(tenant=tenant_a.tenant)
         rows[GuardianFinding] = GuardianFinding.objects.first()
+        rows[GuardianCheckRun] = GuardianCheckRun.objects.first()
     rows[SecurityEvent] = SecurityEvent.objects.first()
     ours = {m for m in admin.site._registry if m._meta.app_label == "security"}
     assert ours == set(rows)

@@ -77,6 +77,16 @@ def exception_handler(exc, context):
             {"detail": "A value is out of the range the database accepts.", "code": "invalid"},
             status=status.HTTP_400_BAD_REQUEST,
         )
+    if isinstance(exc, ProtectedError | RestrictedError):
+        # Deleting a row that others still point at: say what holds it, change nothing. (Django's
+        # ProtectedError and RestrictedError are IntegrityErrors: this comes first.)
+        holders = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
+        held_by = sorted({str(obj._meta.verbose_name_plural) for obj in holders if hasattr(obj, "_meta")})
+        what = ", ".join(held_by) or "other objects"
+        return Response(
+            {"detail": f"It is still used by {what}: remove or move those first.", "code": "in_use"},
+            status=status.HTTP_409_CONFLICT,
+        )
     if isinstance(exc, IntegrityError):
         # A database constraint the services did not foresee held the line (the statement was rolled
         # back with its transaction): a CHECK is a value out of range, anything else a clash with
@@ -99,15 +109,6 @@ def exception_handler(exc, context):
             {"detail": "The database is unavailable, retry shortly.", "code": "unavailable"},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": "5"},
-        )
-    if isinstance(exc, ProtectedError | RestrictedError):
-        # Deleting a row that others still point at: say what holds it, change nothing.
-        holders = getattr(exc, "protected_objects", None) or getattr(exc, "restricted_objects", ())
-        held_by = sorted({str(obj._meta.verbose_name_plural) for obj in holders if hasattr(obj, "_meta")})
-        what = ", ".join(held_by) or "other objects"
-        return Response(
-            {"detail": f"It is still used by {what}: remove or move those first.", "code": "in_use"},
-            status=status.HTTP_409_CONFLICT,
         )
     if isinstance(exc, Invalid):
         # A node rule (agent/validate) a caller did not wrap in apps.common.rules: still bad input.

@@ -21,7 +21,12 @@ from .services import MAX_GRACE
 class FingerprintField(serializers.CharField):
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 128)
+        kwargs.setdefault("allow_null", True)
         super().__init__(**kwargs)
+
+    def run_validation(self, data=serializers.empty):
+        # Answered as null when there is no pin, so null is taken back as "no pin" too.
+        return super().run_validation("" if data is None else data)
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
