@@ -116,6 +116,8 @@ fi
 log "ruff"
 "$ROOT/.venv/bin/ruff" check .
 "$ROOT/.venv/bin/ruff" format --check . >/dev/null || { "$ROOT/.venv/bin/ruff" format --diff . | head -50; exit 1; }
+log "import layers (lint-imports)"
+"$ROOT/.venv/bin/lint-imports" --no-cache >/dev/null || "$ROOT/.venv/bin/lint-imports" --no-cache
 log "migrations are up to date"
 DJANGO_SETTINGS_MODULE=mpanel.settings_test "$PY" manage.py makemigrations --check --dry-run >/dev/null
 log "pytest"
