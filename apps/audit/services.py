@@ -90,6 +90,12 @@ def build(
     )
 
 
+def by(actor: Any) -> dict[str, Any]:
+    """``record(..., **audit.by(actor))``: a service's explicit actor when it was given one, else the
+    request's (an explicit ``actor=None`` to ``record`` means no actor at all, e.g. the system)."""
+    return {"actor": actor} if actor is not None else {}
+
+
 def record(**kwargs: Any) -> AuditEvent:
     """Write one event (the arguments of ``build``)."""
     event = build(**kwargs)

@@ -32,10 +32,6 @@ FIELDS = ["name", "plan", "image", "node", "status", "vcpu", "memory_mb", "disk_
 SUBSCRIPTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
-def _actor(actor) -> dict:
-    return {"actor": actor} if actor is not None else {}
-
-
 def _plan(name: str) -> plan_config.Plan:
     plan = plan_config.get_plan(name)
     if plan is None:
@@ -165,14 +161,14 @@ def pod_create(
             pod.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A pod with this name exists already.", field="name") from exc
-    audit.record(action="cloudpod.create", obj=pod, after=audit.snapshot(pod, FIELDS), **_actor(actor))
+    audit.record(action="cloudpod.create", obj=pod, after=audit.snapshot(pod, FIELDS), **audit.by(actor))
     if subscription:
         _link_subscription(pod, None)
         audit.record(
             action="cloudpod.subscription_link",
             obj=pod,
             changes={"subscription": [None, subscription]},
-            **_actor(actor),
+            **audit.by(actor),
         )
     _job(pod, "cloudpod.provision", actor)
     return pod
@@ -192,7 +188,7 @@ def _transition(pod: CloudPod, to: str, action: str, actor, **changes) -> None:
     for field, value in changes.items():
         setattr(pod, field, value)
     pod.save()
-    audit.record(action=action, obj=pod, before=before, after=audit.snapshot(pod, FIELDS), **_actor(actor))
+    audit.record(action=action, obj=pod, before=before, after=audit.snapshot(pod, FIELDS), **audit.by(actor))
 
 
 @transaction.atomic
@@ -211,7 +207,7 @@ def pod_update(*, pod: CloudPod, data: dict, actor=None) -> CloudPod:
         pod.subscription = _check_subscription(data["subscription"], exclude_pk=pod.pk)
     pod.save()
     _link_subscription(pod, old_subscription)
-    audit.record(action="cloudpod.update", obj=pod, before=before, after=audit.snapshot(pod, FIELDS), **_actor(actor))
+    audit.record(action="cloudpod.update", obj=pod, before=before, after=audit.snapshot(pod, FIELDS), **audit.by(actor))
     return pod
 
 

@@ -34,10 +34,6 @@ USER_FIELDS = ["server", "name", "full_name", "status", "password_changed_at"]
 GRANT_FIELDS = ["database", "user", "status"]
 
 
-def _actor(actor) -> dict:
-    return {"actor": actor} if actor is not None else {}
-
-
 def tenant_prefix(tenant) -> str:
     """Two tenants never collide on one server: every name there starts with the tenant's own."""
     return f"t{tenant.pk.hex[:10]}_"
@@ -113,7 +109,7 @@ def server_create(*, tenant, node: Node, engine: str, host: str, port: int, admi
     except IntegrityError as exc:
         raise InvalidInput("This tenant has this server already.", field="host") from exc
     audit.record(action="database.server.create", obj=server, after=audit.snapshot(server, SERVER_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     check_job(server, actor)
     return server
 
@@ -138,7 +134,7 @@ def server_update(*, server: DatabaseServer, data: dict, actor=None) -> Database
     after = audit.snapshot(server, SERVER_FIELDS)
     if "admin_password_encrypted" in fields:
         after["admin_password"] = "changed"
-    audit.record(action="database.server.update", obj=server, before=before, after=after, **_actor(actor))
+    audit.record(action="database.server.update", obj=server, before=before, after=after, **audit.by(actor))
     check_job(server, actor)
     return server
 
@@ -149,7 +145,7 @@ def server_delete(*, server: DatabaseServer, actor=None) -> None:
     if server.databases.exists() or server.users.exists():
         raise Conflict("Drop its databases and users first.", code="server_in_use")
     audit.record(action="database.server.delete", obj=server, before=audit.snapshot(server, SERVER_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     server.delete()
 
 
@@ -183,7 +179,7 @@ def database_create(*, tenant, server: DatabaseServer, name: str, actor=None) ->
     except IntegrityError as exc:
         raise InvalidInput("A database of this name exists on this server.", field="name") from exc
     audit.record(action="database.create", obj=database, after=audit.snapshot(database, DATABASE_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     _database_job(database, actor)
     return database
 
@@ -198,7 +194,7 @@ def database_drop(*, database: Database, confirm: str | None, actor=None) -> Dat
     database.status = ObjectStatus.REMOVING
     database.save(update_fields=["status", "updated_at"])
     audit.record(action="database.drop", obj=database, before=before, after=audit.snapshot(database, DATABASE_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     _database_job(database, actor)
     return database
 
@@ -226,7 +222,7 @@ def user_create(*, tenant, server: DatabaseServer, name: str, actor=None) -> tup
             user.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A user of this name exists on this server.", field="name") from exc
-    audit.record(action="database.user.create", obj=user, after=audit.snapshot(user, USER_FIELDS), **_actor(actor))
+    audit.record(action="database.user.create", obj=user, after=audit.snapshot(user, USER_FIELDS), **audit.by(actor))
     _user_job(user, actor)
     return user, password
 
@@ -243,7 +239,7 @@ def user_rotate_password(*, user: DatabaseUser, actor=None) -> tuple[DatabaseUse
     user.status = ObjectStatus.PENDING
     user.save(update_fields=["password_verifier", "password_changed_at", "status", "updated_at"])
     audit.record(action="database.user.rotate_password", obj=user, before=before,
-                 after={**audit.snapshot(user, USER_FIELDS), "password": "changed"}, **_actor(actor))  # fmt: skip
+                 after={**audit.snapshot(user, USER_FIELDS), "password": "changed"}, **audit.by(actor))  # fmt: skip
     _user_job(user, actor)
     return user, password
 
@@ -256,7 +252,7 @@ def user_delete(*, user: DatabaseUser, actor=None) -> DatabaseUser:
     user.status = ObjectStatus.REMOVING
     user.save(update_fields=["status", "updated_at"])
     audit.record(action="database.user.delete", obj=user, before=before, after=audit.snapshot(user, USER_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     _user_job(user, actor)
     return user
 
@@ -286,7 +282,7 @@ def grant_create(*, database: Database, user: DatabaseUser, actor=None) -> Datab
         grant.status = ObjectStatus.PENDING
         grant.save(update_fields=["status", "updated_at"])
     audit.record(action="database.grant.create", obj=grant, before=before, after=audit.snapshot(grant, GRANT_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     _grant_job(grant, actor)
     return grant
 
@@ -298,6 +294,6 @@ def grant_revoke(*, grant: DatabaseGrant, actor=None) -> DatabaseGrant:
     grant.status = ObjectStatus.REMOVING
     grant.save(update_fields=["status", "updated_at"])
     audit.record(action="database.grant.revoke", obj=grant, before=before, after=audit.snapshot(grant, GRANT_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     _grant_job(grant, actor)
     return grant

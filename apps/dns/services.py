@@ -25,10 +25,6 @@ RECORD_FIELDS = ["zone", "name", "type", "ttl", "content"]
 SETTABLE = ["default_ttl", "soa_mname", "soa_rname", "soa_refresh", "soa_retry", "soa_expire", "soa_minimum"]
 
 
-def _actor(actor) -> dict:
-    return {"actor": actor} if actor is not None else {}
-
-
 def _recs(zone: Zone, rows) -> list[zonedata.Rec]:
     return [zonedata.Rec(r.name, r.type, r.ttl, r.content) for r in rows]
 
@@ -114,7 +110,7 @@ def zone_create(
         [Record(tenant=tenant, zone=zone, name=r.name, type=r.type, ttl=r.ttl, content=r.content) for r in rows]
     )
     audit.record(action="dns.zone.create", obj=zone, after={**audit.snapshot(zone, ZONE_FIELDS),
-                 "records": [r.label() for r in rows]}, **_actor(actor))  # fmt: skip
+                 "records": [r.label() for r in rows]}, **audit.by(actor))  # fmt: skip
     _changed(zone, actor)
     return zone
 
@@ -129,7 +125,7 @@ def zone_update(*, zone: Zone, data: dict, actor=None) -> Zone:
             setattr(zone, key, zonedata.soa_field(key, data[key]))
     _changed(zone, actor)
     audit.record(action="dns.zone.update", obj=zone, before=before, after=audit.snapshot(zone, ZONE_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     return zone
 
 
@@ -142,7 +138,7 @@ def zone_delete(*, zone: Zone, actor=None) -> Zone:
     zone.status = ZoneStatus.DELETING
     zone.save()
     audit.record(action="dns.zone.delete", obj=zone, before=before, after=audit.snapshot(zone, ZONE_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     job_enqueue(tenant=zone.tenant, type="dns.zone.delete", payload={"zone": str(zone.pk)}, actor=actor, obj=zone)
     return zone
 
@@ -160,7 +156,7 @@ def record_create(*, zone: Zone, name: str, type: str, content: str, ttl: int | 
     _replace_check(zone, add=[rec], field="content")
     record = Record.objects.create(tenant=zone.tenant, zone=zone, name=rec.name, type=rec.type, ttl=rec.ttl,
                                    content=rec.content)  # fmt: skip
-    audit.record(action="dns.record.create", obj=record, after=audit.snapshot(record, RECORD_FIELDS), **_actor(actor))
+    audit.record(action="dns.record.create", obj=record, after=audit.snapshot(record, RECORD_FIELDS), **audit.by(actor))
     _changed(zone, actor)
     return record
 
@@ -182,7 +178,7 @@ def record_update(*, record: Record, data: dict, actor=None) -> Record:
     record.name, record.type, record.ttl, record.content = rec.name, rec.type, rec.ttl, rec.content
     record.save()
     audit.record(action="dns.record.update", obj=record, before=before, after=audit.snapshot(record, RECORD_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     _changed(zone, actor)
     return record
 
@@ -192,7 +188,7 @@ def record_delete(*, record: Record, actor=None) -> None:
     zone = _locked(record.zone)
     _live(zone)
     audit.record(action="dns.record.delete", obj=record, before=audit.snapshot(record, RECORD_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     record.delete()
     _changed(zone, actor)
 
@@ -216,7 +212,7 @@ def zone_import(*, zone: Zone, zone_file: str, replace: bool = True, actor=None)
         setattr(zone, key, value)
     _changed(zone, actor)
     audit.record(action="dns.zone.import", obj=zone, before=before, after={**audit.snapshot(zone, ZONE_FIELDS),
-                 "records": [r.label() for r in rows], "replace": replace}, **_actor(actor))  # fmt: skip
+                 "records": [r.label() for r in rows], "replace": replace}, **audit.by(actor))  # fmt: skip
     return zone
 
 

@@ -22,10 +22,6 @@ FIELDS = ["name", "customer", "status", "registrar", "registered_at", "expires_a
 GONE = (DomainStatus.TRANSFERRED_OUT,)
 
 
-def _actor(actor) -> dict:
-    return {"actor": actor} if actor is not None else {}
-
-
 def domain_name(value: str) -> str:
     try:
         return zonedata.zone_name(value)
@@ -93,7 +89,7 @@ def domain_create(
     except IntegrityError as exc:
         raise InvalidInput("This tenant has this domain already.", field="name") from exc
     audit.record(action="domain.create", obj=domain, after={**audit.snapshot(domain, FIELDS), "years": years},
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     domain.job = _enqueue(domain, "domain.register", {"years": years,
                           "expires_at": expires_at.isoformat() if expires_at else None},
                           actor, key=f"domain.register:{domain.pk}")  # fmt: skip
@@ -128,14 +124,14 @@ def domain_update(*, domain: Domain, data: dict, actor=None) -> Domain:
             domain.job = _enqueue(domain, "domain.nameservers", {}, actor)
     domain.save()
     audit.record(action="domain.update", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     return domain
 
 
 @transaction.atomic
 def domain_delete(*, domain: Domain, actor=None) -> None:
     domain = _locked(domain)
-    audit.record(action="domain.delete", obj=domain, before=audit.snapshot(domain, FIELDS), **_actor(actor))
+    audit.record(action="domain.delete", obj=domain, before=audit.snapshot(domain, FIELDS), **audit.by(actor))
     domain.delete()
 
 
@@ -161,14 +157,14 @@ def domain_verify(*, domain: Domain, actor=None) -> Domain:
                 code="verification_failed",
             )
             audit.record(action="domain.verify_failed", obj=domain,
-                         after={"found": found[:10], "reason": "foreign_zone"}, **_actor(actor))  # fmt: skip
+                         after={"found": found[:10], "reason": "foreign_zone"}, **audit.by(actor))  # fmt: skip
         elif domain.challenge_value not in found:
             refused = Conflict(
                 f"No TXT record {domain.challenge_name} with {domain.challenge_value!r} was found "
                 f"(found: {found[:5] or 'nothing'}).",
                 code="verification_failed",
             )
-            audit.record(action="domain.verify_failed", obj=domain, after={"found": found[:10]}, **_actor(actor))
+            audit.record(action="domain.verify_failed", obj=domain, after={"found": found[:10]}, **audit.by(actor))
         else:
             before = audit.snapshot(domain, FIELDS)
             domain.verified_at = timezone.now()
@@ -176,7 +172,7 @@ def domain_verify(*, domain: Domain, actor=None) -> Domain:
                 domain.status = DomainStatus.ACTIVE
             domain.save()
             audit.record(action="domain.verify", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
-                         **_actor(actor))  # fmt: skip
+                         **audit.by(actor))  # fmt: skip
     if refused is not None:
         raise refused
     return domain
@@ -302,7 +298,7 @@ def domain_transfer_out(*, domain: Domain, actor=None) -> Domain:
     domain.registrar_state = RegistrarStatus.PENDING
     domain.save()
     audit.record(action="domain.transfer_out.request", obj=domain, before=before,
-                 after=audit.snapshot(domain, FIELDS), **_actor(actor))  # fmt: skip
+                 after=audit.snapshot(domain, FIELDS), **audit.by(actor))  # fmt: skip
     domain.job = _enqueue(domain, "domain.transfer_out", {}, actor, key=f"domain.transfer_out:{domain.pk}")
     return domain
 

@@ -66,7 +66,11 @@ def job_enqueue(
         except IntegrityError:
             return Job.all_tenants.get(tenant=tenant, idempotency_key=key)
         audit.record(
-            action="job.enqueue", obj=job, tenant=tenant, after={"type": type, "payload": job.payload}, **_actor(actor)
+            action="job.enqueue",
+            obj=job,
+            tenant=tenant,
+            after={"type": type, "payload": job.payload},
+            **audit.by(actor),
         )
         job_id = job.pk
         transaction.on_commit(lambda: dispatch(job_id))
@@ -120,11 +124,6 @@ class _Heartbeat(threading.Thread):
 
     def stop(self):
         self.stopped.set()
-
-
-def _actor(actor) -> dict:
-    """Pass an explicit actor to audit.record; without one it reads the request's."""
-    return {"actor": actor} if actor is not None else {}
 
 
 def _backoff(attempt: int) -> timedelta:
@@ -275,7 +274,7 @@ def job_retry(*, job: Job, actor=None) -> Job:
     job.max_attempts = job.attempts + settings.MPANEL_JOB_MAX_ATTEMPTS
     job.save()
     audit.record(
-        action="job.retry", obj=job, tenant=job.tenant, changes={"status": [before, job.status]}, **_actor(actor)
+        action="job.retry", obj=job, tenant=job.tenant, changes={"status": [before, job.status]}, **audit.by(actor)
     )
     job_id = job.pk
     transaction.on_commit(lambda: dispatch(job_id))
@@ -295,6 +294,6 @@ def job_cancel(*, job: Job, actor=None) -> Job:
         obj=job,
         tenant=job.tenant,
         changes={"status": [JobStatus.PENDING, JobStatus.CANCELLED]},
-        **_actor(actor),
+        **audit.by(actor),
     )
     return job

@@ -31,10 +31,6 @@ RESPONDER_FIELDS = ["mailbox", "enabled", "subject", "body", "start_date", "end_
 CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-def _actor(actor) -> dict:
-    return {"actor": actor} if actor is not None else {}
-
-
 def hash_password(password: str) -> str:
     if len(password or "") < 10:
         raise InvalidInput("Use at least 10 characters.", field="password")
@@ -146,7 +142,7 @@ def mail_domain_create(*, tenant, name: str, node: Node | None = None, customer=
     published = publish_records(mail_domain, actor)
     audit.record(action="mail.domain.create", obj=mail_domain,
                  after={**audit.snapshot(mail_domain, DOMAIN_FIELDS), "published": published},
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     _sync(mail_domain, actor)
     return mail_domain
 
@@ -159,7 +155,7 @@ def mail_domain_update(*, mail_domain: MailDomain, data: dict, actor=None) -> Ma
         mail_domain.catch_all = address(data["catch_all"], "catch_all") if data["catch_all"] else ""
     mail_domain.save()
     audit.record(action="mail.domain.update", obj=mail_domain, before=before,
-                 after=audit.snapshot(mail_domain, DOMAIN_FIELDS), **_actor(actor))  # fmt: skip
+                 after=audit.snapshot(mail_domain, DOMAIN_FIELDS), **audit.by(actor))  # fmt: skip
     _sync(mail_domain, actor)
     return mail_domain
 
@@ -167,7 +163,7 @@ def mail_domain_update(*, mail_domain: MailDomain, data: dict, actor=None) -> Ma
 @transaction.atomic
 def mail_domain_delete(*, mail_domain: MailDomain, actor=None) -> None:
     audit.record(action="mail.domain.delete", obj=mail_domain, before=audit.snapshot(mail_domain, DOMAIN_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     node_id = mail_domain.node_id
     tenant = mail_domain.tenant
     mail_domain.delete()
@@ -189,7 +185,7 @@ def mailbox_create(*, mail_domain: MailDomain, local_part: str, password: str, q
     box = Mailbox.objects.create(tenant=mail_domain.tenant, mail_domain=mail_domain, local_part=local,
                                  password_hash=hash_password(password), enabled=enabled,
                                  quota_mb=check(mail_rules.quota_mb, quota_mb, field="quota_mb"))  # fmt: skip
-    audit.record(action="mail.mailbox.create", obj=box, after=audit.snapshot(box, MAILBOX_FIELDS), **_actor(actor))
+    audit.record(action="mail.mailbox.create", obj=box, after=audit.snapshot(box, MAILBOX_FIELDS), **audit.by(actor))
     _sync(mail_domain, actor)
     return box
 
@@ -208,7 +204,7 @@ def mailbox_update(*, mailbox: Mailbox, data: dict, actor=None) -> Mailbox:
     after = audit.snapshot(box, MAILBOX_FIELDS)
     if data.get("password"):
         after["password"] = "changed"
-    audit.record(action="mail.mailbox.update", obj=box, before=before, after=after, **_actor(actor))
+    audit.record(action="mail.mailbox.update", obj=box, before=before, after=after, **audit.by(actor))
     _sync(box.mail_domain, actor)
     return box
 
@@ -216,7 +212,7 @@ def mailbox_update(*, mailbox: Mailbox, data: dict, actor=None) -> Mailbox:
 @transaction.atomic
 def mailbox_delete(*, mailbox: Mailbox, actor=None) -> None:
     audit.record(action="mail.mailbox.delete", obj=mailbox, before=audit.snapshot(mailbox, MAILBOX_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     mail_domain = mailbox.mail_domain
     mailbox.delete()
     _sync(mail_domain, actor)
@@ -235,7 +231,7 @@ def alias_create(*, mail_domain: MailDomain, local_part: str, destinations: list
     _free(mail_domain, local)
     alias = Alias.objects.create(tenant=mail_domain.tenant, mail_domain=mail_domain, local_part=local,
                                  destinations=_destinations(destinations))  # fmt: skip
-    audit.record(action="mail.alias.create", obj=alias, after=audit.snapshot(alias, ALIAS_FIELDS), **_actor(actor))
+    audit.record(action="mail.alias.create", obj=alias, after=audit.snapshot(alias, ALIAS_FIELDS), **audit.by(actor))
     _sync(mail_domain, actor)
     return alias
 
@@ -248,14 +244,14 @@ def alias_update(*, alias: Alias, data: dict, actor=None) -> Alias:
         alias.destinations = _destinations(data["destinations"])
     alias.save()
     audit.record(action="mail.alias.update", obj=alias, before=before, after=audit.snapshot(alias, ALIAS_FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     _sync(alias.mail_domain, actor)
     return alias
 
 
 @transaction.atomic
 def alias_delete(*, alias: Alias, actor=None) -> None:
-    audit.record(action="mail.alias.delete", obj=alias, before=audit.snapshot(alias, ALIAS_FIELDS), **_actor(actor))
+    audit.record(action="mail.alias.delete", obj=alias, before=audit.snapshot(alias, ALIAS_FIELDS), **audit.by(actor))
     mail_domain = alias.mail_domain
     alias.delete()
     _sync(mail_domain, actor)
@@ -303,7 +299,7 @@ def autoresponder_create(*, mailbox: Mailbox, subject: str, body: str, enabled: 
     responder = Autoresponder.objects.create(tenant=box.tenant, mailbox=box, enabled=enabled, start_date=start_date,
                                              end_date=end_date, interval_days=interval_days, **text)  # fmt: skip
     audit.record(action="mail.autoresponder.create", obj=responder,
-                 after=audit.snapshot(responder, RESPONDER_FIELDS), **_actor(actor))  # fmt: skip
+                 after=audit.snapshot(responder, RESPONDER_FIELDS), **audit.by(actor))  # fmt: skip
     _sync(box.mail_domain, actor)
     return responder
 
@@ -324,7 +320,7 @@ def autoresponder_update(*, autoresponder: Autoresponder, data: dict, actor=None
         setattr(responder, key, value)
     responder.save()
     audit.record(action="mail.autoresponder.update", obj=responder, before=before,
-                 after=audit.snapshot(responder, RESPONDER_FIELDS), **_actor(actor))  # fmt: skip
+                 after=audit.snapshot(responder, RESPONDER_FIELDS), **audit.by(actor))  # fmt: skip
     _sync(responder.mailbox.mail_domain, actor)
     return responder
 
@@ -332,7 +328,7 @@ def autoresponder_update(*, autoresponder: Autoresponder, data: dict, actor=None
 @transaction.atomic
 def autoresponder_delete(*, autoresponder: Autoresponder, actor=None) -> None:
     audit.record(action="mail.autoresponder.delete", obj=autoresponder,
-                 before=audit.snapshot(autoresponder, RESPONDER_FIELDS), **_actor(actor))  # fmt: skip
+                 before=audit.snapshot(autoresponder, RESPONDER_FIELDS), **audit.by(actor))  # fmt: skip
     mail_domain = autoresponder.mailbox.mail_domain
     autoresponder.delete()
     _sync(mail_domain, actor)

@@ -14,10 +14,6 @@ from .models import NameDelegation
 FIELDS = ["name", "grantee"]
 
 
-def _actor(actor) -> dict:
-    return {"actor": actor} if actor is not None else {}
-
-
 @transaction.atomic
 def delegation_create(*, tenant, name: str, grantee, actor=None) -> NameDelegation:
     """Only a tree the tenant holds (the name itself or a name above it) can be delegated, and
@@ -38,7 +34,7 @@ def delegation_create(*, tenant, name: str, grantee, actor=None) -> NameDelegati
     except IntegrityError as exc:
         raise InvalidInput("This tree is delegated to this tenant already.", field="name") from exc
     audit.record(action="names.delegation.create", obj=delegation, after=audit.snapshot(delegation, FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     return delegation
 
 
@@ -51,5 +47,5 @@ def delegation_delete(*, delegation: NameDelegation, actor=None) -> None:
         raise Conflict("The grantee still holds names in this tree; they must be removed first.",
                        code="delegation_in_use")  # fmt: skip
     audit.record(action="names.delegation.delete", obj=delegation, before=audit.snapshot(delegation, FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     delegation.delete()

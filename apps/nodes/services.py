@@ -54,7 +54,7 @@ def node_create(*, tenant, data: dict, actor=None) -> tuple[Node, str | None]:
     secret = agent_secret.derive(node)
     node.secret_hash = Node.hash_secret(secret)
     node.save(update_fields=["secret_hash", "updated_at"])
-    audit.record(action="node.create", obj=node, after=audit.snapshot(node, FIELDS), **_actor(actor))
+    audit.record(action="node.create", obj=node, after=audit.snapshot(node, FIELDS), **audit.by(actor))
     return node, secret if node.transport == Transport.AGENT else None
 
 
@@ -76,7 +76,7 @@ def node_update(*, node: Node, data: dict, actor=None) -> Node:
     ):
         raise Conflict("The capacity cannot be set below what is allocated on this node.")
     _save(node)
-    audit.record(action="node.update", obj=node, before=before, after=audit.snapshot(node, FIELDS), **_actor(actor))
+    audit.record(action="node.update", obj=node, before=before, after=audit.snapshot(node, FIELDS), **audit.by(actor))
     return node
 
 
@@ -85,7 +85,7 @@ def node_delete(*, node: Node, actor=None) -> None:
     node = Node.objects.select_for_update().get(pk=node.pk)
     if node.allocated_pods:
         raise Conflict(f"This node still holds {node.allocated_pods} pod(s); delete or move them first.")
-    audit.record(action="node.delete", obj=node, before=audit.snapshot(node, FIELDS), **_actor(actor))
+    audit.record(action="node.delete", obj=node, before=audit.snapshot(node, FIELDS), **audit.by(actor))
     node.delete()
 
 
@@ -114,7 +114,7 @@ def node_rotate_secret(*, node: Node, actor=None, grace: int | None = None) -> s
     node.save(update_fields=["secret_salt", "secret_hash", "secret_salt_previous", "secret_previous_until",
                              "updated_at"])  # fmt: skip
     audit.record(action="node.rotate_secret", obj=node, changes={"secret_previous_until": [before,
-                 node.secret_previous_until]}, **_actor(actor))  # fmt: skip
+                 node.secret_previous_until]}, **audit.by(actor))  # fmt: skip
     return secret
 
 
@@ -132,7 +132,7 @@ def node_rotate_certificate(*, node: Node, fingerprint: str, actor=None) -> Node
     if node.tls_fingerprint_next == node.tls_fingerprint:
         raise InvalidInput("This is the pinned certificate already.", field="tls_fingerprint")
     audit.record(action="node.rotate_certificate", obj=node, before=before, after=audit.snapshot(node, FIELDS),
-                 **_actor(actor))  # fmt: skip
+                 **audit.by(actor))  # fmt: skip
     return node
 
 
@@ -233,7 +233,3 @@ def is_reachable(node: Node) -> bool:
         return True  # never asked yet (embedded default without beat): ask the node itself
     limit = timezone.now() - timedelta(seconds=settings.MPANEL_NODE_OFFLINE_AFTER)
     return node.last_heartbeat_at >= limit
-
-
-def _actor(actor) -> dict:
-    return {"actor": actor} if actor is not None else {}

@@ -58,10 +58,6 @@ SETTINGS_FIELDS = [
 LIVE = [s for s in WebsiteStatus.values if s != WebsiteStatus.DELETED]
 
 
-def _actor(actor) -> dict:
-    return {"actor": actor} if actor is not None else {}
-
-
 def normalise_domains(primary, aliases) -> tuple[str, list[str]]:
     primary = claims.check_shape(validation.hostname(primary, field="primary_domain"), field="primary_domain")
     if not isinstance(aliases, list) or len(aliases) > 99:
@@ -201,7 +197,7 @@ def website_create(*, tenant, primary_domain: str, aliases: list | None = None, 
     except IntegrityError as exc:  # a concurrent create took the same user name on this node
         raise Conflict(f"The system user {site.system_user} is taken on this node.", code="system_user_taken") from exc
     _claim_domains(site)
-    audit.record(action="website.create", obj=site, after=audit.snapshot(site, FIELDS), **_actor(actor))
+    audit.record(action="website.create", obj=site, after=audit.snapshot(site, FIELDS), **audit.by(actor))
     _job(site, "website.provision", actor)
     return site
 
@@ -239,7 +235,7 @@ def website_update(*, website: Website, data: dict, actor=None) -> Website:
         return site
     site.save()
     _claim_domains(site)
-    audit.record(action="website.update", obj=site, before=before, after=after, **_actor(actor))
+    audit.record(action="website.update", obj=site, before=before, after=after, **audit.by(actor))
     _job(site, "website.update", actor)
     return site
 
@@ -250,7 +246,7 @@ def _transition(site: Website, to: str, action: str, actor, **changes) -> None:
     for field, value in changes.items():
         setattr(site, field, value)
     site.save()
-    audit.record(action=action, obj=site, before=before, after=audit.snapshot(site, FIELDS), **_actor(actor))
+    audit.record(action=action, obj=site, before=before, after=audit.snapshot(site, FIELDS), **audit.by(actor))
 
 
 @transaction.atomic
