@@ -183,7 +183,8 @@ class TestHostingServers:
 class TestIngest:
     def test_a_signed_batch_is_stored_once(self, tenant_a):
         node = secret_node(tenant_a)
-        samples = [["cpu.percent", recent(i), float(i)] for i in range(100)] + [["load.1", recent(), 0.5]]
+        base = recent()  # one clock reading: the last assertion names the same second as the samples
+        samples = [["cpu.percent", base + i, float(i)] for i in range(100)] + [["load.1", base, 0.5]]
         response, _ = post_batch(node, {"samples": samples})
         assert response.status_code == 200, response.content
         assert response.json() == {"received": 101, "stored": 101, "duplicates": 0}
@@ -192,7 +193,7 @@ class TestIngest:
         assert again.json() == {"received": 101, "stored": 0, "duplicates": 101}
         assert Sample.objects.filter(node=node).count() == 101
         report = NodeReport.objects.get(node=node)
-        assert report.latest["cpu.percent"] == [recent(99), 99.0]
+        assert report.latest["cpu.percent"] == [base + 99, 99.0]
 
     def test_bad_credentials_are_401_and_store_nothing(self, tenant_a, tenant_b):
         node = secret_node(tenant_a)
