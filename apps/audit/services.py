@@ -1,10 +1,24 @@
-"""Writing audit events. Every service that mutates calls ``record`` inside its transaction."""
+"""Writing audit events. Every service that mutates records inside its transaction.
+
+What is recorded of a row is declared once, on its model: ``audit_fields = ("name", "status", …)``
+(absent: every concrete field). Services then say only what happened:
+
+    audit.created(pod, "cloudpod.create", actor=actor)
+    with audit.change(pod, "cloudpod.update", actor=actor):
+        pod.name = name
+        pod.save()
+    audit.deleted(rate, "taxrate.delete", actor=actor)   # before the row goes
+
+``record`` stays for events that are not a row's before/after (a link, a login, a batch).
+"""
 
 from __future__ import annotations
 
 import datetime
 import decimal
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import models
@@ -32,8 +46,18 @@ def _plain(value: Any) -> Any:
     return str(value)  # e.g. django-countries' Country
 
 
-def snapshot(obj: models.Model, fields: list[str] | None = None) -> dict[str, Any]:
-    """The concrete field values of ``obj`` as JSON-ready data (secrets excluded by name)."""
+def audited_fields(model: type[models.Model] | models.Model) -> tuple[str, ...] | None:
+    """The fields a model declares for its audit trail (``None``: all of its concrete fields)."""
+    fields = getattr(model, "audit_fields", None)
+    return tuple(fields) if fields is not None else None
+
+
+def snapshot(obj: models.Model, fields: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The audited field values of ``obj`` as JSON-ready data (secrets excluded by name).
+
+    ``fields`` defaults to the model's declared ``audit_fields``."""
+    if fields is None:
+        fields = audited_fields(obj)
     out = {}
     for field in obj._meta.concrete_fields:
         if fields is not None and field.name not in fields:
@@ -94,6 +118,41 @@ def by(actor: Any) -> dict[str, Any]:
     """``record(..., **audit.by(actor))``: a service's explicit actor when it was given one, else the
     request's (an explicit ``actor=None`` to ``record`` means no actor at all, e.g. the system)."""
     return {"actor": actor} if actor is not None else {}
+
+
+def created(obj: models.Model, action: str, *, actor: Any = None, **kwargs: Any) -> AuditEvent:
+    """A new row: its declared fields as the "after" (``actor`` as in ``by``)."""
+    return record(action=action, obj=obj, after=snapshot(obj), **by(actor), **kwargs)
+
+
+def deleted(obj: models.Model, action: str, *, actor: Any = None, **kwargs: Any) -> AuditEvent:
+    """A row about to go (call before ``delete()``): its declared fields as the "before"."""
+    return record(action=action, obj=obj, before=snapshot(obj), **by(actor), **kwargs)
+
+
+class Change:
+    """What ``change`` yields: ``skip()`` drops the event (e.g. the write turned out to change nothing)."""
+
+    def __init__(self, before: dict[str, Any]) -> None:
+        self.before = before
+        self.skipped = False
+        self.event: AuditEvent | None = None
+
+    def skip(self) -> None:
+        self.skipped = True
+
+
+@contextmanager
+def change(obj: models.Model, action: str, *, actor: Any = None, **kwargs: Any) -> Iterator[Change]:
+    """Record ``action`` on ``obj`` with its declared fields before and after the block.
+
+    Nothing is recorded when the block raises: the transaction that holds the write rolls back."""
+    pending = Change(snapshot(obj))
+    yield pending
+    if not pending.skipped:
+        pending.event = record(
+            action=action, obj=obj, before=pending.before, after=snapshot(obj), **by(actor), **kwargs
+        )
 
 
 def record(**kwargs: Any) -> AuditEvent:

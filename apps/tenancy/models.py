@@ -36,6 +36,8 @@ class Tenant(TimestampedModel):
     default_currency = models.CharField(max_length=3, default="USD")
     country = CountryField(blank=True)
 
+    audit_fields = ("name", "default_currency", "country", "status")
+
     class Meta:
         ordering = ["name"]
 

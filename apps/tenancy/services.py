@@ -17,14 +17,12 @@ from .models import Invitation, Membership, Tenant
 from .roles import Role
 from .signals import member_removed
 
-TENANT_FIELDS = ["name", "default_currency", "country", "status"]
-
 
 @transaction.atomic
 def tenant_create(*, actor, name: str, default_currency: str = "USD", country: str = "") -> Tenant:
     tenant = Tenant.objects.create(name=name, default_currency=default_currency, country=country)
     membership = Membership.objects.create(tenant=tenant, user=actor, role=Role.OWNER)
-    audit.record(action="tenant.create", obj=tenant, tenant=tenant, after=audit.snapshot(tenant, TENANT_FIELDS))
+    audit.created(tenant, "tenant.create", tenant=tenant)
     audit.record(action="member.add", obj=membership, tenant=tenant, after={"user": actor.email, "role": "OWNER"})
     return tenant
 
@@ -32,13 +30,10 @@ def tenant_create(*, actor, name: str, default_currency: str = "USD", country: s
 @transaction.atomic
 def tenant_update(*, tenant: Tenant, data: dict) -> Tenant:
     tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
-    before = audit.snapshot(tenant, TENANT_FIELDS)
-    for field, value in data.items():
-        setattr(tenant, field, value)
-    tenant.save()
-    audit.record(
-        action="tenant.update", obj=tenant, tenant=tenant, before=before, after=audit.snapshot(tenant, TENANT_FIELDS)
-    )
+    with audit.change(tenant, "tenant.update", tenant=tenant):
+        for field, value in data.items():
+            setattr(tenant, field, value)
+        tenant.save()
     return tenant
 
 

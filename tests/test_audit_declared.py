@@ -1,0 +1,55 @@
+"""Audit by declaration: a model names its audited fields once; services say only what happened."""
+
+import pytest
+from django.db import transaction
+
+from apps.audit import services as audit
+from apps.audit.models import AuditEvent
+from apps.tenancy.models import Tenant
+from apps.tenancy.scoping import all_tenants
+
+pytestmark = pytest.mark.django_db
+
+
+def _events(action):
+    with all_tenants():
+        return list(AuditEvent.objects.filter(action=action).order_by("created_at"))
+
+
+def test_snapshot_takes_the_models_declared_fields():
+    tenant = Tenant.objects.create(name="Acme", slug="acme")
+    assert set(audit.snapshot(tenant)) == {"name", "default_currency", "country", "status"}
+    assert set(audit.snapshot(tenant, ["name"])) == {"name"}
+
+
+def test_created_change_and_deleted_record_before_and_after(tenant_a):
+    tenant = tenant_a.tenant
+    old_name = tenant.name
+    audit.created(tenant, "test.create", actor=tenant_a.owner)
+    with audit.change(tenant, "test.update", actor=tenant_a.owner):
+        tenant.name = "Renamed"
+        tenant.save()
+    audit.deleted(tenant, "test.delete", actor=tenant_a.owner)
+
+    (made,) = _events("test.create")
+    assert made.changes["name"] == [None, old_name] and "slug" not in made.changes
+    assert made.actor_id == tenant_a.owner.pk
+    (changed,) = _events("test.update")
+    assert changed.changes == {"name": [old_name, "Renamed"]}
+    (gone,) = _events("test.delete")
+    assert gone.changes["name"] == ["Renamed", None]
+
+
+def test_a_skipped_change_and_a_failed_block_record_nothing(tenant_a):
+    tenant = tenant_a.tenant
+    with audit.change(tenant, "test.noop") as pending:
+        pending.skip()
+    with pytest.raises(RuntimeError), transaction.atomic(), audit.change(tenant, "test.boom"):
+        tenant.name = "Never"
+        raise RuntimeError("the write failed")
+    assert _events("test.noop") == [] and _events("test.boom") == []
+
+
+def test_secrets_are_never_recorded_even_when_named(tenant_a):
+    user = tenant_a.owner
+    assert set(audit.snapshot(user, ["email", "password"])) == {"email"}
