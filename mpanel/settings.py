@@ -490,13 +490,14 @@ CELERY_BEAT_SCHEDULE["metrics-rollup"] = {"task": "metrics.rollup", "schedule": 
 CELERY_BEAT_SCHEDULE["metrics-purge"] = {"task": "metrics.purge", "schedule": 3600.0}
 # --- proof under pressure (issue 9) --------------------------------------------------------------
 # django-filter with foreign-key choices bound to the request's tenant and datetimes moved to UTC
-# (apps/common/filters.py): hostile query strings are a 400, never a 500.
+# (apps/common/filters.py, apps/tenancy/filters.py): hostile query strings are a 400, never a 500.
 REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
-    "apps.common.filters.ScopedFilterBackend" if b == "django_filters.rest_framework.DjangoFilterBackend" else b
+    "apps.tenancy.filters.ScopedFilterBackend" if b == "django_filters.rest_framework.DjangoFilterBackend" else b
     for b in REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"]
 ]
-# Every operation documented alike: summary, X-Tenant-ID, error answers (apps/common/schema.py).
-REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "apps.common.schema.AutoSchema"
+# Every operation documented alike: summary, X-Tenant-ID, error answers (apps/common/schema.py,
+# apps/tenancy/schema.py).
+REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "apps.tenancy.schema.AutoSchema"
 # The API's contract is JSON (docs/api.md): the schema documents JSON bodies only (DRF still parses
 # forms for the browsable API); uploads declare multipart/form-data themselves.
 SPECTACULAR_SETTINGS["PARSER_WHITELIST"] = ["apps.common.parsers.JSONParser"]

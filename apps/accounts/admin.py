@@ -5,7 +5,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit import services as audit
-from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin, confirm_first
+from apps.audit.admin_base import AuditedModelAdmin
+from apps.common.admin import ReadOnlyAdmin, confirm_first
 from apps.tenancy.models import Membership
 
 from .models import AuthToken, User

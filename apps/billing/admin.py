@@ -7,7 +7,8 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin, ReadOnlyInline, apply_each, confirm_first
+from apps.audit.admin_base import AuditedModelAdmin
+from apps.common.admin import ReadOnlyAdmin, ReadOnlyInline, apply_each, confirm_first
 from apps.common.exceptions import DomainError
 from apps.tenancy.scoping import tenant_scope
 

@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
-from apps.common.admin import TenantOwnedAdmin, TenantOwnedForm
+from apps.tenancy.admin_base import TenantOwnedAdmin, TenantOwnedForm
 
 from .models import BundleItem, Price, Product, TaxRate
 from .services import PRODUCT_FIELDS, TAX_RATE_FIELDS

@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from apps.common.admin import ReadOnlyAdmin, RecentJobsMixin, TenantOwnedAdmin, apply_each, confirm_first
+from apps.common.admin import ReadOnlyAdmin, apply_each, confirm_first
+from apps.jobs.admin_base import RecentJobsMixin
+from apps.tenancy.admin_base import TenantOwnedAdmin
 
 from . import services
 from .models import CloudPod, TenantQuota

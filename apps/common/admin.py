@@ -1,47 +1,28 @@
-"""Admin bases: every save and delete through the admin writes an audit event.
+"""Admin bases of the ground floor: fast lists, read-only history, actions that call services.
 
 The admin is the operators' console: ``OperatorScopeMiddleware`` lifts tenant scoping for
-/admin/, so these classes are where "which tenant" has to be shown, filtered and checked.
+/admin/. The bases that write audit events are in ``apps.audit.admin_base`` (``AuditedModelAdmin``),
+those that show and check "which tenant" in ``apps.tenancy.admin_base`` (``TenantOwnedAdmin``), and
+an object's latest jobs in ``apps.jobs.admin_base`` (``RecentJobsMixin``).
 """
 
 import functools
 import json
 from functools import cached_property
 
-from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.contrib.auth import get_permission_codename, get_user_model
-from django.contrib.auth.models import Group
-from django.core.exceptions import EmptyResultSet, ValidationError
+from django.contrib.auth import get_permission_codename
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
-from django.db import connections, transaction
+from django.db import connections
 from django.db.models import QuerySet
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from guardian.admin import GuardedModelAdminMixin
-from guardian.shortcuts import get_group_perms, get_user_perms
 
-from apps.audit import services as audit
-from apps.tenancy.models import Tenant
-
+from .exceptions import DomainError
 from .models import IdempotencyRecord
-
-
-def audit_tenant(obj):
-    """The tenant an event about ``obj`` belongs to: a tenant's own events belong to it."""
-    return obj if isinstance(obj, Tenant) else getattr(obj, "tenant", None)
-
-
-def _m2m_names(model, fields, form) -> list[str]:
-    return [
-        f.name for f in model._meta.many_to_many if f.name in form.cleaned_data and (fields is None or f.name in fields)
-    ]
-
-
-def _related_labels(objs) -> list[str]:
-    return sorted(str(o) for o in objs)
 
 
 class EstimatedCountPaginator(Paginator):
@@ -95,100 +76,6 @@ class ConsoleModelAdmin(admin.ModelAdmin):
         return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('change', opts)}")
 
 
-class AuditedModelAdmin(ConsoleModelAdmin):
-    """Writes ``<model>.create|update|delete`` events, including for rows saved by inlines.
-
-    ``audit_fields`` limits what is recorded (default: every concrete field; secrets are never
-    recorded, see ``audit.snapshot``). Many-to-many fields edited on the form are recorded too.
-    """
-
-    audit_fields: list[str] | None = None
-
-    def _snapshot(self, obj, form=None, *, old=False) -> dict:
-        data = audit.snapshot(obj, self.audit_fields)
-        if form is not None and hasattr(form, "cleaned_data"):
-            for name in _m2m_names(type(obj), self.audit_fields, form):
-                if old:
-                    data[name] = _related_labels(getattr(obj, name).all()) if obj.pk else []
-                else:
-                    data[name] = _related_labels(form.cleaned_data[name] or [])
-        return data
-
-    def save_model(self, request, obj, form, change):
-        before = None
-        if change and obj.pk:
-            old = type(obj)._base_manager.filter(pk=obj.pk).first()
-            before = self._snapshot(old, form, old=True) if old else None
-        super().save_model(request, obj, form, change)
-        after = self._snapshot(obj, form)
-        if change and not audit.diff(before, after):
-            return  # nothing of the row itself changed (inlines write their own events)
-        audit.record(
-            action=f"{obj._meta.model_name}.{'update' if change else 'create'}",
-            obj=obj,
-            tenant=audit_tenant(obj),
-            actor=request.user,
-            before=before,
-            after=after,
-        )
-
-    def delete_model(self, request, obj):
-        self._record_delete(request, obj, audit.snapshot(obj, self.audit_fields))
-        super().delete_model(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        for obj in queryset:
-            self._record_delete(request, obj, audit.snapshot(obj, self.audit_fields))
-        super().delete_queryset(request, queryset)
-
-    def _record_delete(self, request, obj, before: dict) -> None:
-        audit.record(
-            action=f"{obj._meta.model_name}.delete",
-            obj=obj,
-            tenant=audit_tenant(obj),
-            actor=request.user,
-            before=before,
-        )
-
-    def save_formset(self, request, form, formset, change):
-        """Inline rows: the same create/update/delete events as rows saved on their own page.
-
-        Only the fields the inline edits are recorded.
-        """
-        model = formset.model
-        fields = list(formset.form.base_fields)
-        before = {}
-        for inline_form in formset.initial_forms:
-            pk = inline_form.instance.pk
-            if pk is not None and (inline_form.has_changed() or inline_form in formset.deleted_forms):
-                old = model._base_manager.filter(pk=pk).first()
-                if old is not None:
-                    before[pk] = audit.snapshot(old, fields)
-        # Deletions first: once saved, the deleted rows (and their primary keys) are gone.
-        for inline_form in formset.deleted_forms:
-            obj = inline_form.instance
-            if obj.pk in before:
-                self._record_delete(request, obj, before[obj.pk])
-        formset.save()
-        for obj in formset.new_objects:
-            audit.record(
-                action=f"{model._meta.model_name}.create",
-                obj=obj,
-                tenant=audit_tenant(obj),
-                actor=request.user,
-                after=audit.snapshot(obj, fields),
-            )
-        for obj, _changed in formset.changed_objects:
-            audit.record(
-                action=f"{model._meta.model_name}.update",
-                obj=obj,
-                tenant=audit_tenant(obj),
-                actor=request.user,
-                before=before.get(obj.pk),
-                after=audit.snapshot(obj, fields),
-            )
-
-
 class ReadOnlyAdmin(ConsoleModelAdmin):
     """History that must not change by hand: viewable, never added, changed or deleted here."""
 
@@ -216,93 +103,6 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
-class TenantOwnedForm(forms.ModelForm):
-    """Rejects, as a form error, a row that points at another tenant's rows.
-
-    ``TenantOwnedModel.save`` refuses such a row too, but by raising, which the admin would
-    turn into a server error. The tenant also takes part in the model's unique constraints
-    when it is read-only on the page (it is, once the row exists).
-    """
-
-    def _get_validation_exclusions(self):
-        exclude = super()._get_validation_exclusions()
-        if "tenant" not in self.fields and self.instance.tenant_id is not None:
-            exclude.discard("tenant")
-        return exclude
-
-    def _post_clean(self):
-        super()._post_clean()
-        if self.instance.tenant_id is None:
-            return  # "tenant" is required: the form already says so
-        try:
-            self.instance.check_tenant_links()
-        except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                self.add_error(field if field in self.fields else None, errors)
-
-
-class TenantOwnedAdmin(AuditedModelAdmin):
-    """Shows and filters by tenant; the tenant is chosen once, at creation."""
-
-    form = TenantOwnedForm
-
-    def get_list_display(self, request):
-        fields = list(super().get_list_display(request))
-        return fields if "tenant" in fields else [*fields, "tenant"]
-
-    def get_list_filter(self, request):
-        filters = list(super().get_list_filter(request))
-        return filters if "tenant" in filters else [*filters, "tenant"]
-
-    def get_list_select_related(self, request):
-        related = self.list_select_related
-        if related is True:
-            return True
-        return [*(related or []), "tenant"]
-
-    def get_readonly_fields(self, request, obj=None):
-        fields = list(super().get_readonly_fields(request, obj))
-        return [*fields, "tenant"] if obj is not None and "tenant" not in fields else fields
-
-
-class AuditedGuardedAdminMixin(GuardedModelAdminMixin):
-    """django-guardian's object-permission pages, with each grant or removal audited."""
-
-    def obj_perms_manage_user_view(self, request, object_pk, user_id):
-        return self._audited_obj_perms(
-            request, object_pk, get_user_model(), user_id, super().obj_perms_manage_user_view, get_user_perms
-        )
-
-    def obj_perms_manage_group_view(self, request, object_pk, group_id):
-        return self._audited_obj_perms(
-            request, object_pk, Group, group_id, super().obj_perms_manage_group_view, get_group_perms
-        )
-
-    def _audited_obj_perms(self, request, object_pk, holder_model, holder_id, view, perms_of):
-        if request.method != "POST":
-            return view(request, object_pk, holder_id)
-        with transaction.atomic():
-            try:
-                obj = self.get_queryset(request).filter(pk=object_pk).first()
-                holder = holder_model._default_manager.filter(pk=holder_id).first()
-            except (ValueError, ValidationError):
-                obj = holder = None
-            before = sorted(perms_of(holder, obj)) if obj is not None and holder is not None else None
-            response = view(request, object_pk, holder_id)
-            if before is not None and response.status_code == 302:
-                after = sorted(perms_of(holder, obj))
-                if after != before:
-                    kind = "user" if holder_model is not Group else "group"
-                    audit.record(
-                        action=f"{obj._meta.model_name}.permissions_change",
-                        obj=obj,
-                        tenant=audit_tenant(obj),
-                        actor=request.user,
-                        changes={f"{kind}:{holder}": [before, after]},
-                    )
-        return response
-
-
 @admin.register(IdempotencyRecord)
 class IdempotencyRecordAdmin(ReadOnlyAdmin):
     list_display = ["key", "user", "tenant_key", "state", "status_code", "created_at"]
@@ -315,10 +115,6 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
 
 def apply_each(model_admin, request, queryset, fn, verb: str, noun: str | None = None) -> None:
     """Run a service on each selected row and report per row; the admin never edits state by hand."""
-    from django.contrib import messages
-
-    from .exceptions import DomainError
-
     done = 0
     for obj in queryset:
         try:
@@ -411,18 +207,3 @@ def _value(row, attr: str):
     if callable(value):  # e.g. "__str__"
         value = value()
     return "—" if value in (None, "") else value
-
-
-class RecentJobsMixin:
-    """An object page that lists the object's latest jobs (jobs point at objects by type and id,
-    ``label_lower`` as ``job_enqueue`` stores it, so a table rather than an inline)."""
-
-    readonly_fields = ["recent_jobs"]
-
-    @admin.display(description="Jobs (latest first)")
-    def recent_jobs(self, obj):
-        from apps.jobs.models import Job
-
-        return related_rows(Job, filters={"object_type": obj._meta.label_lower, "object_id": str(obj.pk)},
-                            columns=[("Job", "type"), ("Status", "status"), ("Attempts", "attempts"),
-                                     ("Created", "created_at"), ("Finished", "finished_at")], title="jobs")  # fmt: skip

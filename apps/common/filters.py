@@ -3,11 +3,9 @@
 Two classes of filter value passed django-filter's own validation and then crashed the request
 (found by the schemathesis fuzz run, see docs/testing.md):
 
-- a foreign-key filter (``?node=<uuid>``) of a tenant-owned model: django-filter builds its
-  queryset once, when the FilterSet class is created at import, where no tenant is in scope, so
-  our fail-closed manager hands out a queryset that refuses to run (ScopeError, a 500). The
-  backend rebinds such querysets to the tenant in scope of the request, so a foreign key of
-  another tenant is "not a valid choice" like any unknown id, and never an existence oracle;
+- a foreign-key filter (``?node=<uuid>``) of a tenant-owned model, whose choices were built at
+  import with no tenant in scope: ``apps.tenancy.filters.ScopedFilterBackend`` (the backend the
+  settings name) rebinds them through the ``bind_filter_queryset`` hook below;
 - an aware datetime whose UTC offset PostgreSQL refuses (Python accepts up to ±23:59, PostgreSQL
   ±15:59) or that leaves the representable years once moved to UTC: every datetime value is
   normalised to UTC here, and one that cannot be is a 400 on its own field.
@@ -22,18 +20,7 @@ from django_filters import utils
 from django_filters.filters import BooleanFilter, QuerySetRequestMixin
 from django_filters.rest_framework import DjangoFilterBackend
 
-from apps.tenancy.scoping import UnscopedQuerySet
-
 BOOLEAN_WORDS = ("", "true", "false", "True", "False", "1", "0")
-
-
-def _rebind(queryset):
-    """The same choices, evaluated with the scope of the current request (its tenant)."""
-    if not isinstance(queryset, UnscopedQuerySet):
-        return queryset
-    scoped = queryset.model._default_manager.all()
-    # Keep any condition the filter's queryset carried (limit_choices_to, a custom filter).
-    return scoped & queryset.bound() if isinstance(scoped, QuerySet) else scoped
 
 
 def _to_utc(value):
@@ -42,13 +29,17 @@ def _to_utc(value):
     return value
 
 
-class ScopedFilterBackend(DjangoFilterBackend):
+class FilterBackend(DjangoFilterBackend):
+    def bind_filter_queryset(self, queryset: QuerySet) -> QuerySet:
+        """The choices of a model filter, as the request may see them (here: as they are)."""
+        return queryset
+
     def get_filterset(self, request, queryset, view):
         filterset = super().get_filterset(request, queryset, view)
         if filterset is not None:
             for flt in filterset.filters.values():
                 if isinstance(flt, QuerySetRequestMixin) and not callable(flt.queryset):
-                    flt.queryset = _rebind(flt.queryset)
+                    flt.queryset = self.bind_filter_queryset(flt.queryset)
         return filterset
 
     def filter_queryset(self, request, queryset, view):

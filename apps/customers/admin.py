@@ -2,8 +2,10 @@ from django import forms
 from django.apps import apps
 from django.contrib import admin
 
-from apps.common.admin import AuditedGuardedAdminMixin, TenantOwnedAdmin, TenantOwnedForm, related_rows
+from apps.audit.admin_base import AuditedGuardedAdminMixin
+from apps.common.admin import related_rows
 from apps.common.money import CURRENCY_CHOICES
+from apps.tenancy.admin_base import TenantOwnedAdmin, TenantOwnedForm
 
 from . import services
 from .models import Contact, Customer

@@ -2,7 +2,8 @@ from django import forms
 from django.contrib import admin
 from django.db import transaction
 
-from apps.common.admin import ReadOnlyAdmin, TenantOwnedAdmin, TenantOwnedForm
+from apps.common.admin import ReadOnlyAdmin
+from apps.tenancy.admin_base import TenantOwnedAdmin, TenantOwnedForm
 
 from . import crypto, services
 from .models import Database, DatabaseGrant, DatabaseServer, DatabaseUser

@@ -2,8 +2,8 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from apps.common.admin import TenantOwnedAdmin
 from apps.common.exceptions import DomainError
+from apps.tenancy.admin_base import TenantOwnedAdmin
 
 from . import services
 from .models import Node

@@ -4,7 +4,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
-from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin, confirm_first
+from apps.audit.admin_base import AuditedModelAdmin
+from apps.common.admin import ReadOnlyAdmin, confirm_first
 
 from . import services
 from .events import record_event

@@ -2,7 +2,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.db import transaction
 
-from apps.common.admin import AuditedModelAdmin, confirm_first
+from apps.audit.admin_base import AuditedModelAdmin
+from apps.common.admin import confirm_first
 from apps.common.exceptions import DomainError
 from apps.common.money import CURRENCY_CHOICES
 

@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from apps.common.admin import ReadOnlyAdmin, RecentJobsMixin, apply_each, confirm_first
+from apps.common.admin import ReadOnlyAdmin, apply_each, confirm_first
+from apps.jobs.admin_base import RecentJobsMixin
 
 from . import services
 from .models import Website, WebsiteDomain

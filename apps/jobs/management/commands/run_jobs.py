@@ -3,6 +3,7 @@ import signal
 import threading
 import time
 
+from celery import current_app
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
@@ -20,8 +21,9 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="Run every periodic task once and exit.")
 
     def handle(self, *args, once: bool, **options):
-        from mpanel.celery import app
-
+        # The project's Celery app (mpanel.celery, made current when Django loads mpanel): the apps
+        # import nothing of the project package.
+        app = current_app
         app.loader.import_default_modules()
         schedule = {
             name: (entry["task"], float(entry["schedule"]))

@@ -1,4 +1,7 @@
-"""A demo tenant with one member of each role and a few customers; prints their logins."""
+"""A demo tenant with one member of each role, a local node and a few customers; prints their logins.
+
+In the console (the top layer) because it spans apps: tenancy, nodes and customers.
+"""
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -7,6 +10,8 @@ from django.db import transaction
 
 from apps.customers import services as customer_services
 from apps.customers.models import Customer
+from apps.nodes.models import Node
+from apps.nodes.services import node_create
 from apps.tenancy.models import Membership, Tenant
 from apps.tenancy.roles import ORDERED
 from apps.tenancy.scoping import tenant_scope
@@ -56,9 +61,6 @@ class Command(BaseCommand):
         operator.set_password(password)
         operator.save()
         with tenant_scope(tenant):
-            from apps.nodes.models import Node
-            from apps.nodes.services import node_create
-
             if not Node.objects.exists():
                 # The embedded default's own machine, as a node rooted under ./var/node.
                 node_create(tenant=tenant, data={
