@@ -16,6 +16,8 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from agent.validate import Invalid
 
+from .parsers import too_large
+
 
 class DomainError(Exception):
     """A rule of the business was broken; subclasses choose the HTTP status."""
@@ -66,8 +68,6 @@ def _is_check_violation(exc: IntegrityError) -> bool:
 def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         # request.body past DATA_UPLOAD_MAX_MEMORY_SIZE: the same 413 as the parsers' (apps/common/parsers.py).
-        from .parsers import too_large
-
         exc = too_large(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
     if isinstance(exc, DataError):
         # A value that passed validation but that PostgreSQL refuses (out of range, malformed):

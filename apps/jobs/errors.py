@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from django.db import models
 
 from apps.common.exceptions import DomainError
+from apps.common.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +48,22 @@ class TenantSafeError(Exception):
         self.detail = detail
 
 
-_SAFE: set[type[BaseException]] = {TenantSafeError, DomainError}
+# The exception classes whose ``message`` (or ``str()``) is written for tenants, by their dotted path.
+SAFE_ERRORS: Registry[type[BaseException]] = Registry("tenant-safe error")
 
 
 def register_safe_error(cls: type[BaseException]) -> type[BaseException]:
-    """Declare that ``cls``'s ``message`` (or ``str()``) is written for tenants. Usable as a decorator."""
-    _SAFE.add(cls)
-    return cls
+    """Declare that ``cls``'s ``message`` (or ``str()``) is written for tenants: ``@register_safe_error``
+    on the class (the same as ``@SAFE_ERRORS.register()``)."""
+    return SAFE_ERRORS.register()(cls)
+
+
+register_safe_error(TenantSafeError)
+register_safe_error(DomainError)
 
 
 def is_safe_error(exc: BaseException) -> bool:
-    return isinstance(exc, tuple(_SAFE))
+    return isinstance(exc, tuple(SAFE_ERRORS))
 
 
 # --- references -------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import traceback
 from datetime import timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
@@ -28,6 +29,10 @@ from . import errors, registry
 from .models import Job, JobAttempt, JobStatus
 
 log = logging.getLogger(__name__)
+
+# The Celery entry point that runs a job (tasks.py; JobsConfig.ready registers it). Sent by name:
+# the tasks call these services, so the services do not import the tasks.
+RUN_TASK = "jobs.run"
 
 
 def job_enqueue(
@@ -94,8 +99,7 @@ def dispatch(job_id, countdown: float | None = None) -> None:
         return
     expected = timezone.now() + timedelta(seconds=countdown or 0)
     Job.all_tenants.filter(pk=job_id).update(dispatched_at=expected)
-    from .tasks import run as run_task
-
+    run_task = current_app.tasks[RUN_TASK]
     try:
         run_task.apply_async(args=[str(job_id)], countdown=countdown)
     except Exception:  # the broker is unreachable: the row stays PENDING for the sweeper

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rest_framework import exceptions
+
+from apps.accounts.operators import is_verified_operator
+from apps.common.registry import Registry
 
 from .models import Membership, Tenant
 from .roles import Role, lowest
 
 HEADER = "X-Tenant-ID"
-# callable(request, TenantContext) run for every tenant API request once the tenant is known;
-# raises to refuse it (the security center's policy: IP allowlist, required 2FA, token lifetime).
-REQUEST_CHECKS: list = []
+# callable(request, TenantContext) run, in registration order, for every tenant API request once the
+# tenant is known; raises to refuse it (the security center's policy: IP allowlist, required 2FA,
+# token lifetime). Register with ``@REQUEST_CHECKS.register()`` or ``register_request_check(fn)``.
+REQUEST_CHECKS: Registry[Callable[[Any, TenantContext], None]] = Registry("tenant request check")
 
 
-def register_request_check(check) -> None:
-    if check not in REQUEST_CHECKS:
-        REQUEST_CHECKS.append(check)
+def register_request_check(check: Callable[[Any, TenantContext], None]) -> Callable[[Any, TenantContext], None]:
+    """Add ``check`` to ``REQUEST_CHECKS`` (again: a no-op); usable as a decorator."""
+    return REQUEST_CHECKS.register()(check)
 
 
 @dataclass(frozen=True)
@@ -76,8 +82,6 @@ def resolve(request, url_tenant_id=None) -> TenantContext:
 def wants_platform_view(request, url_tenant_id=None) -> bool:
     """An operator naming no tenant (no header, no URL tenant, no tenant-bound token) whose session
     passed the admin's second factor; without it an operator is a plain user here."""
-    from apps.accounts.operators import is_verified_operator
-
     user = request.user
     return bool(
         user

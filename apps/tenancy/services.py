@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, Forbidden, InvalidInput, NotFound
+from apps.common.money import CURRENCIES
 
 from .models import Invitation, Membership, Tenant
 from .roles import Role
@@ -231,8 +232,6 @@ def invitation_decline(*, user, invitation_id) -> Invitation:
 
 def validate_currency(code: str) -> str:
     code = (code or "").upper()
-    from apps.common.money import CURRENCIES
-
     if code not in CURRENCIES:
         raise InvalidInput("Unknown ISO 4217 currency code.", field="currency")
     return code
