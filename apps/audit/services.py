@@ -46,6 +46,9 @@ def _plain(value: Any) -> Any:
     return str(value)  # e.g. django-countries' Country
 
 
+plain = _plain  # the public name: other apps store JSON-ready data the same way (security events)
+
+
 def audited_fields(model: type[models.Model] | models.Model) -> tuple[str, ...] | None:
     """The fields a model declares for its audit trail (``None``: all of its concrete fields)."""
     fields = getattr(model, "audit_fields", None)

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from apps.audit.services import _plain
+from apps.audit.services import plain as _plain
 from apps.common import context
 
 from .models import SecurityEvent, SecurityPolicy
