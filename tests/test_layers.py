@@ -24,8 +24,6 @@ PACKAGES = ("apps", "agent", "mpanel")
 # Known offenders, each with the helper of the kernel round (issue 15) who removes it. The list
 # only shrinks: the test fails when an entry is gone, so that it is taken off.
 KNOWN = {
-    "apps/billing/services/billing_run.py: from apps.billing.services.subscriptions import _cancel_now": "k-billing",
-    "apps/billing/services/dunning.py: from apps.billing.services.subscriptions import _cancel_now": "k-billing",
     "apps/cloudpods/jobs.py: apps.cloudpods.services._locked": "k-podsites",
     "apps/metrics/api.py: apps.metrics.selectors._report_of": "k-kernelapps",
 }
