@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 
 from apps.common.exceptions import Conflict
 from apps.jobs import services as job_services
-from apps.jobs.errors import TenantErrorField, redact, tenant_message
+from apps.jobs.errors import (
+    SAFE_ERRORS,
+    TenantErrorField,
+    is_safe_error,
+    redact,
+    register_safe_error,
+    tenant_message,
+)
 from apps.jobs.models import Job, JobAttempt, JobStatus
 from apps.jobs.registry import PermanentError
 from apps.nodes import services as node_services
@@ -194,6 +201,20 @@ def test_the_convention():
     # Fractions, versions, "and/or", relative paths and times are not addresses or paths.
     kept = "PHP 8.3 (1.2.3) at 12:30:45, 2/3 done and/or public/index.php, mode 0644"
     assert redact(kept) == kept
+
+
+def test_a_class_is_made_tenant_safe_by_its_decorator():
+    class Explained(Exception):
+        pass
+
+    assert not is_safe_error(Explained("for you"))
+    try:
+        assert register_safe_error(Explained) is Explained
+        assert is_safe_error(Explained("for you")) and tenant_message(Explained("for you")) == "for you"
+        assert is_safe_error(NodeError("x")) and is_safe_error(Conflict("x"))  # nodes' class; a DomainError
+    finally:
+        SAFE_ERRORS.unregister(f"{Explained.__module__}.{Explained.__qualname__}")
+    assert not is_safe_error(Explained("for you"))
 
 
 @pytest.mark.django_db

@@ -11,6 +11,8 @@ import threading
 from datetime import timedelta
 
 import pytest
+from celery import current_app
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -264,6 +266,30 @@ def test_job_of_a_type_without_handler_fails_at_once(db, tenant_a):
     job = fresh(job)
     assert (job.status, job.attempts) == (JobStatus.FAILED, 1)
     assert "No handler" in job.last_error
+
+
+def test_a_handler_registers_with_either_decorator_and_a_type_has_one_owner():
+    def first(job):
+        return "first"
+
+    def second(job):
+        return "second"
+
+    try:
+        assert registry.handler("test.registry.a")(first) is first
+        registry.HANDLERS.register("test.registry.b")(second)
+        assert registry.get("test.registry.a") is first and registry.get("test.registry.b") is second
+        registry.handler("test.registry.a")(first)  # the same function again (a module imported twice)
+        with pytest.raises(ImproperlyConfigured, match=r"job handler 'test\.registry\.a' is registered twice"):
+            registry.handler("test.registry.a")(second)
+    finally:
+        registry.HANDLERS.unregister("test.registry.a")
+        registry.HANDLERS.unregister("test.registry.b")
+
+
+def test_the_services_send_the_run_task_by_its_registered_name():
+    # services.dispatch looks the entry point up by name (the services do not import the tasks).
+    assert current_app.tasks[services.RUN_TASK] is tasks.run._get_current_object()
 
 
 # --- the sweeper -------------------------------------------------------------------------------------

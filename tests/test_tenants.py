@@ -3,10 +3,12 @@ import re
 import pytest
 from django.core import mail
 from django.urls import reverse
+from rest_framework.exceptions import PermissionDenied
 
 from apps.audit.models import AuditEvent
 from apps.tenancy.api import TenantViewSet
 from apps.tenancy.models import Invitation, Membership, Tenant
+from apps.tenancy.resolution import REQUEST_CHECKS, register_request_check
 from apps.tenancy.roles import Role
 
 from .conftest import client_for, make_user
@@ -219,3 +221,25 @@ class TestMembers:
         assert client.delete(url).status_code == 409
         listed = client.get(reverse("tenant-invitation-list", kwargs={"tenant_pk": tenant_a.tenant.pk})).json()
         assert listed["results"][0]["status"] == "revoked"
+
+
+def _refuse_marked(request, ctx) -> None:
+    if request.headers.get("X-Test-Refuse") == "yes" and ctx.tenant is not None:
+        raise PermissionDenied(f"Refused in {ctx.tenant.name}.")
+
+
+@pytest.mark.django_db
+def test_a_request_check_registered_by_another_app_runs_on_tenant_requests(tenant_a):
+    """The extension point the security center's policy plugs into (``REQUEST_CHECKS``, a Registry)."""
+    client = client_for(tenant_a.owner, tenant_a.tenant)
+    url = reverse("audit-list")
+    try:
+        assert register_request_check(_refuse_marked) is _refuse_marked
+        register_request_check(_refuse_marked)  # again: a no-op, it runs once
+        assert list(REQUEST_CHECKS).count(_refuse_marked) == 1
+        refused = client.get(url, HTTP_X_TEST_REFUSE="yes")
+        assert refused.status_code == 403 and refused.json()["detail"] == "Refused in Tenant A."
+        assert client.get(url).status_code == 200
+    finally:
+        REQUEST_CHECKS.unregister(f"{_refuse_marked.__module__}._refuse_marked")
+    assert client.get(url, HTTP_X_TEST_REFUSE="yes").status_code == 200

@@ -123,7 +123,7 @@ class MemberViewSet(
         serializer = MemberCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         invitation = services.member_add(
-            tenant=request.tenant,
+            tenant=self.tenant,
             actor=request.user,
             actor_role=request.tenant_role,
             email=serializer.validated_data["email"],
