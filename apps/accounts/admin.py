@@ -21,7 +21,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(User)
 class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
-    audit_fields = ["email", "full_name", "is_active", "is_staff", "is_superuser", "groups", "user_permissions"]
+    audit_fields = [*User.audit_fields, "groups", "user_permissions"]
     ordering = ["email"]
     list_display = ["email", "full_name", "is_staff", "is_superuser", "is_active", "last_login", "date_joined"]
     list_filter = ["is_staff", "is_superuser", "is_active", "groups", "date_joined"]
