@@ -1,11 +1,13 @@
-"""Writes of sign-in: a login's answer (a new bearer session, or a challenge first), logout and
-registration. Each is audited."""
+"""Writes of sign-in: a login's answer (a new bearer session, or a challenge first), logout, the
+operators' revocation of sessions, and registration. Each is audited."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.audit import services as audit
@@ -45,6 +47,24 @@ def logout(*, user: User, token: Any) -> None:
     if isinstance(token, AuthToken) and token.revoked_at is None:
         AuthToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
         audit.record(action="auth.logout", obj=token, tenant=None, actor=user)
+
+
+@transaction.atomic
+def sessions_revoke(sessions: QuerySet[AuthToken], *, actor: User) -> int:
+    """An operator revokes sessions (the admin): the live ones among ``sessions``; how many."""
+    done = 0
+    for token in sessions.filter(revoked_at__isnull=True).select_for_update():
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        audit.record(
+            action="auth.session_revoke",
+            obj=token,
+            tenant=None,
+            actor=actor,
+            changes={"revoked_at": [None, token.revoked_at]},
+        )
+        done += 1
+    return done
 
 
 def registered(user: User) -> None:
