@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
-from apps.databases import crypto, services, tasks
+from apps.databases import crypto, services
 from apps.databases.api import DatabaseGrantViewSet, DatabaseServerViewSet, DatabaseUserViewSet, DatabaseViewSet
 from apps.databases.models import Database, DatabaseGrant, DatabaseServer, DatabaseUser, ObjectStatus
 from apps.jobs import services as job_services
@@ -324,7 +324,7 @@ def test_end_to_end_on_a_real_server(engine, request, tenant_a, tenant_b, django
 
     # The size is read from the server (a periodic task), one round trip per server.
     before = Database.all_tenants.get(pk=shop["id"]).size_bytes
-    assert tasks.refresh_sizes()["servers_failed"] == 0
+    assert services.refresh_sizes()["servers_failed"] == 0
     listed = a("get", reverse("database-list")).json()["results"]
     size = next(d["size_bytes"] for d in listed if d["id"] == shop["id"])
     assert size and size > 0 and (engine == "postgresql" or size > (before or 0)), (before, size)
@@ -448,7 +448,7 @@ def test_a_mariadb_grant_covers_its_own_database_only(mariadb_server):  # noqa: 
     """``_`` is a wildcard in a MariaDB grant's database name: the node escapes it, so a grant on
     ``tq_a_b`` does not open ``tqxaxb`` (node side called directly, as the local driver does)."""
     from agent import databases as node_side
-    from apps.databases.verifiers import mysql_native
+    from apps.databases.passwords import mysql_native
 
     db = mariadb_server
     server = {"engine": "mariadb", "host": db.host, "port": db.port, "admin_user": db.admin_user,

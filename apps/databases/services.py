@@ -5,48 +5,27 @@ enqueues the job that brings the server to it."""
 from __future__ import annotations
 
 import logging
-import re
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.jobs.services import job_enqueue
+from apps.nodes.drivers import NodeError, driver_for
 from apps.nodes.models import Node
 from apps.tenancy.scoping import all_tenants
 
-from . import crypto, verifiers
+from . import crypto, passwords, validators
 from .models import Database, DatabaseGrant, DatabaseServer, DatabaseUser, Engine, ObjectStatus, ServerStatus
 
 log = logging.getLogger(__name__)
-
-# What the tenant names; the server gets ``<prefix><name>``, at most 63 characters (PostgreSQL's
-# identifier limit, within MariaDB's 64 for databases and 80 for users).
-PREFIX_LEN = 12  # "t" + 10 hex digits of the tenant id + "_"
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,%d}$" % (62 - PREFIX_LEN))  # noqa: UP031
-HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,253}[A-Za-z0-9])?$")
-ADMIN_USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,80}$")
-
-SERVER_FIELDS = ["node", "engine", "host", "port", "admin_user", "status", "version"]
-DATABASE_FIELDS = ["server", "name", "full_name", "status"]
-USER_FIELDS = ["server", "name", "full_name", "status", "password_changed_at"]
-GRANT_FIELDS = ["database", "user", "status"]
 
 
 def tenant_prefix(tenant) -> str:
     """Two tenants never collide on one server: every name there starts with the tenant's own."""
     return f"t{tenant.pk.hex[:10]}_"
-
-
-def clean_name(value: str, field: str = "name") -> str:
-    value = str(value or "")
-    if not NAME_RE.match(value):
-        raise InvalidInput(
-            f"Use 1 to {63 - PREFIX_LEN} characters: a lower-case letter, then lower-case letters, digits or _.",
-            field=field,
-        )
-    return value
 
 
 # --- servers ---------------------------------------------------------------------------------------
@@ -63,30 +42,6 @@ def server_spec(server: DatabaseServer) -> dict:
     }
 
 
-def _clean_server(data: dict) -> dict:
-    out = {}
-    if "host" in data:
-        host = str(data["host"] or "").strip().lower()
-        if not HOST_RE.match(host):
-            raise InvalidInput("Not a host name or address.", field="host")
-        out["host"] = host
-    if "port" in data:
-        port = data["port"]
-        if not isinstance(port, int) or not 1 <= port <= 65535:
-            raise InvalidInput("A port from 1 to 65535.", field="port")
-        out["port"] = port
-    if "admin_user" in data:
-        if not ADMIN_USER_RE.match(str(data["admin_user"] or "")):
-            raise InvalidInput("Letters, digits and _ . @ - (at most 80).", field="admin_user")
-        out["admin_user"] = data["admin_user"]
-    if data.get("admin_password") is not None:
-        password = str(data["admin_password"])
-        if not password or any(c in password for c in "\0\r\n"):
-            raise InvalidInput("A password without NUL or line breaks.", field="admin_password")
-        out["admin_password_encrypted"] = crypto.encrypt(password)
-    return out
-
-
 def check_job(server: DatabaseServer, actor) -> None:
     job_enqueue(tenant=server.tenant, type="database.server.check", payload={"server": str(server.pk)}, actor=actor,
                 obj=server)  # fmt: skip
@@ -101,15 +56,15 @@ def server_create(*, tenant, node: Node, engine: str, host: str, port: int, admi
         raise InvalidInput("This node does not have the db role.", field="node")
     if not admin_password:
         raise InvalidInput("The admin password is required.", field="admin_password")
-    fields = _clean_server({"host": host, "port": port, "admin_user": admin_user, "admin_password": admin_password})
+    fields = validators.clean_server({"host": host, "port": port, "admin_user": admin_user,
+                                      "admin_password": admin_password})  # fmt: skip
     server = DatabaseServer(tenant=tenant, node=node, engine=engine, **fields)
     try:
         with transaction.atomic():
             server.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("This tenant has this server already.", field="host") from exc
-    audit.record(action="database.server.create", obj=server, after=audit.snapshot(server, SERVER_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    audit.created(server, "database.server.create", actor=actor)
     check_job(server, actor)
     return server
 
@@ -117,24 +72,25 @@ def server_create(*, tenant, node: Node, engine: str, host: str, port: int, admi
 @transaction.atomic
 def server_update(*, server: DatabaseServer, data: dict, actor=None) -> DatabaseServer:
     server = DatabaseServer.objects.select_for_update().get(pk=server.pk)
-    before = audit.snapshot(server, SERVER_FIELDS)
-    fields = _clean_server(data)
+    fields = validators.clean_server(data)
     moved = (fields.get("host", server.host), fields.get("port", server.port)) != (server.host, server.port)
     if moved and (server.databases.exists() or server.users.exists()):
         raise Conflict("Databases live on this server: its address can change only while it is empty.",
                        code="server_in_use")  # fmt: skip
-    for key, value in fields.items():
-        setattr(server, key, value)
-    server.status = ServerStatus.PENDING
-    try:
-        with transaction.atomic():
-            server.save()
-    except IntegrityError as exc:
-        raise InvalidInput("This tenant has this server already.", field="host") from exc
-    after = audit.snapshot(server, SERVER_FIELDS)
-    if "admin_password_encrypted" in fields:
-        after["admin_password"] = "changed"
-    audit.record(action="database.server.update", obj=server, before=before, after=after, **audit.by(actor))
+    with audit.change(server, "database.server.update", actor=actor) as change:
+        for key, value in fields.items():
+            setattr(server, key, value)
+        server.status = ServerStatus.PENDING
+        try:
+            with transaction.atomic():
+                server.save()
+        except IntegrityError as exc:
+            raise InvalidInput("This tenant has this server already.", field="host") from exc
+        if "admin_password_encrypted" in fields:
+            change.skip()  # the password is never recorded; that it changed is, below
+    if change.skipped:
+        audit.record(action="database.server.update", obj=server, before=change.before,
+                     after={**audit.snapshot(server), "admin_password": "changed"}, **audit.by(actor))  # fmt: skip
     check_job(server, actor)
     return server
 
@@ -144,8 +100,7 @@ def server_delete(*, server: DatabaseServer, actor=None) -> None:
     server = DatabaseServer.objects.select_for_update().get(pk=server.pk)
     if server.databases.exists() or server.users.exists():
         raise Conflict("Drop its databases and users first.", code="server_in_use")
-    audit.record(action="database.server.delete", obj=server, before=audit.snapshot(server, SERVER_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    audit.deleted(server, "database.server.delete", actor=actor)
     server.delete()
 
 
@@ -169,7 +124,7 @@ def _database_job(database: Database, actor) -> None:
 
 @transaction.atomic
 def database_create(*, tenant, server: DatabaseServer, name: str, actor=None) -> Database:
-    name = clean_name(name)
+    name = validators.clean_name(name)
     full_name = tenant_prefix(tenant) + name
     _check_free(Database, server, full_name, "database")
     database = Database(tenant=tenant, server=server, name=name, full_name=full_name)
@@ -178,8 +133,7 @@ def database_create(*, tenant, server: DatabaseServer, name: str, actor=None) ->
             database.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A database of this name exists on this server.", field="name") from exc
-    audit.record(action="database.create", obj=database, after=audit.snapshot(database, DATABASE_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    audit.created(database, "database.create", actor=actor)
     _database_job(database, actor)
     return database
 
@@ -190,11 +144,9 @@ def database_drop(*, database: Database, confirm: str | None, actor=None) -> Dat
     database = Database.objects.select_for_update().get(pk=database.pk)
     if not isinstance(confirm, str) or confirm not in (database.name, database.full_name):
         raise InvalidInput(f'Dropping is irreversible: send {{"confirm": "{database.name}"}}.', field="confirm")
-    before = audit.snapshot(database, DATABASE_FIELDS)
-    database.status = ObjectStatus.REMOVING
-    database.save(update_fields=["status", "updated_at"])
-    audit.record(action="database.drop", obj=database, before=before, after=audit.snapshot(database, DATABASE_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    with audit.change(database, "database.drop", actor=actor):
+        database.status = ObjectStatus.REMOVING
+        database.save(update_fields=["status", "updated_at"])
     _database_job(database, actor)
     return database
 
@@ -210,19 +162,19 @@ def _user_job(user: DatabaseUser, actor) -> None:
 @transaction.atomic
 def user_create(*, tenant, server: DatabaseServer, name: str, actor=None) -> tuple[DatabaseUser, str]:
     """Answers the user and its password, which is not kept: show it once."""
-    name = clean_name(name)
+    name = validators.clean_name(name)
     full_name = tenant_prefix(tenant) + name
     _check_free(DatabaseUser, server, full_name, "user")
-    password = verifiers.new_password()
+    password = passwords.new_password()
     user = DatabaseUser(tenant=tenant, server=server, name=name, full_name=full_name,
-                        password_verifier=verifiers.verifier(server.engine, password),
+                        password_verifier=passwords.verifier(server.engine, password),
                         password_changed_at=timezone.now())  # fmt: skip
     try:
         with transaction.atomic():
             user.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A user of this name exists on this server.", field="name") from exc
-    audit.record(action="database.user.create", obj=user, after=audit.snapshot(user, USER_FIELDS), **audit.by(actor))
+    audit.created(user, "database.user.create", actor=actor)
     _user_job(user, actor)
     return user, password
 
@@ -232,14 +184,15 @@ def user_rotate_password(*, user: DatabaseUser, actor=None) -> tuple[DatabaseUse
     user = DatabaseUser.objects.select_for_update().select_related("server").get(pk=user.pk)
     if user.status == ObjectStatus.REMOVING:
         raise Conflict("This user is being dropped.", code="removing")
-    before = audit.snapshot(user, USER_FIELDS)
-    password = verifiers.new_password()
-    user.password_verifier = verifiers.verifier(user.server.engine, password)
-    user.password_changed_at = timezone.now()
-    user.status = ObjectStatus.PENDING
-    user.save(update_fields=["password_verifier", "password_changed_at", "status", "updated_at"])
-    audit.record(action="database.user.rotate_password", obj=user, before=before,
-                 after={**audit.snapshot(user, USER_FIELDS), "password": "changed"}, **audit.by(actor))  # fmt: skip
+    with audit.change(user, "database.user.rotate_password", actor=actor) as change:
+        change.skip()  # recorded below, with the mark that the password changed (never the password)
+        password = passwords.new_password()
+        user.password_verifier = passwords.verifier(user.server.engine, password)
+        user.password_changed_at = timezone.now()
+        user.status = ObjectStatus.PENDING
+        user.save(update_fields=["password_verifier", "password_changed_at", "status", "updated_at"])
+    audit.record(action="database.user.rotate_password", obj=user, before=change.before,
+                 after={**audit.snapshot(user), "password": "changed"}, **audit.by(actor))  # fmt: skip
     _user_job(user, actor)
     return user, password
 
@@ -248,11 +201,9 @@ def user_rotate_password(*, user: DatabaseUser, actor=None) -> tuple[DatabaseUse
 def user_delete(*, user: DatabaseUser, actor=None) -> DatabaseUser:
     """The login goes; in PostgreSQL, what it owns goes to the admin (data is kept)."""
     user = DatabaseUser.objects.select_for_update().get(pk=user.pk)
-    before = audit.snapshot(user, USER_FIELDS)
-    user.status = ObjectStatus.REMOVING
-    user.save(update_fields=["status", "updated_at"])
-    audit.record(action="database.user.delete", obj=user, before=before, after=audit.snapshot(user, USER_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    with audit.change(user, "database.user.delete", actor=actor):
+        user.status = ObjectStatus.REMOVING
+        user.save(update_fields=["status", "updated_at"])
     _user_job(user, actor)
     return user
 
@@ -277,12 +228,12 @@ def grant_create(*, database: Database, user: DatabaseUser, actor=None) -> Datab
     )
     if not created and grant.status in (ObjectStatus.ACTIVE, ObjectStatus.PENDING):
         return grant
-    before = None if created else audit.snapshot(grant, GRANT_FIELDS)
-    if not created:  # a revoke or a failed grant: want it granted again
-        grant.status = ObjectStatus.PENDING
-        grant.save(update_fields=["status", "updated_at"])
-    audit.record(action="database.grant.create", obj=grant, before=before, after=audit.snapshot(grant, GRANT_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    if created:
+        audit.created(grant, "database.grant.create", actor=actor)
+    else:  # a revoke or a failed grant: want it granted again
+        with audit.change(grant, "database.grant.create", actor=actor):
+            grant.status = ObjectStatus.PENDING
+            grant.save(update_fields=["status", "updated_at"])
     _grant_job(grant, actor)
     return grant
 
@@ -290,10 +241,38 @@ def grant_create(*, database: Database, user: DatabaseUser, actor=None) -> Datab
 @transaction.atomic
 def grant_revoke(*, grant: DatabaseGrant, actor=None) -> DatabaseGrant:
     grant = DatabaseGrant.objects.select_for_update().get(pk=grant.pk)
-    before = audit.snapshot(grant, GRANT_FIELDS)
-    grant.status = ObjectStatus.REMOVING
-    grant.save(update_fields=["status", "updated_at"])
-    audit.record(action="database.grant.revoke", obj=grant, before=before, after=audit.snapshot(grant, GRANT_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    with audit.change(grant, "database.grant.revoke", actor=actor):
+        grant.status = ObjectStatus.REMOVING
+        grant.save(update_fields=["status", "updated_at"])
     _grant_job(grant, actor)
     return grant
+
+
+# --- sizes -------------------------------------------------------------------------------------------
+
+
+def refresh_sizes() -> dict:
+    """Read every active database's size from its server (the ``databases.sizes`` beat task).
+    Reading changes nothing on the server, so it is a plain task, not a job; a server that does not
+    answer keeps its last sizes. One query per server on the node side, one bulk update per server here."""
+    updated = failed = 0
+    with all_tenants():
+        servers = (
+            DatabaseServer.all_tenants.select_related("node").filter(databases__status=ObjectStatus.ACTIVE).distinct()
+        )
+        for server in servers:
+            databases = list(Database.all_tenants.filter(server=server, status=ObjectStatus.ACTIVE))
+            try:
+                driver = driver_for(server.node, timeout=settings.MPANEL_NODE_READ_TIMEOUT)
+                sizes = driver.db_sizes(server_spec(server), [d.full_name for d in databases])
+            except (NodeError, crypto.UndecryptableSecret) as exc:
+                failed += 1
+                log.warning("database sizes of %s: %s", server, getattr(exc, "message", exc))
+                continue
+            now = timezone.now()
+            for database in databases:
+                database.size_bytes = sizes.get(database.full_name)
+                database.size_updated_at = now
+            Database.all_tenants.bulk_update(databases, ["size_bytes", "size_updated_at"])
+            updated += len(databases)
+    return {"updated": updated, "servers_failed": failed}
