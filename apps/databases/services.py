@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
-from apps.jobs.services import job_enqueue
+from apps.jobs.lifecycle import Lifecycle, Move
 from apps.nodes.drivers import NodeError, driver_for
 from apps.nodes.models import Node
 from apps.tenancy.scoping import all_tenants
@@ -21,6 +21,51 @@ from . import crypto, passwords, validators
 from .models import Database, DatabaseGrant, DatabaseServer, DatabaseUser, Engine, ObjectStatus, ServerStatus
 
 log = logging.getLogger(__name__)
+
+# Each row's job converges its server to the row's status (apps/databases/jobs.py): ``pending`` is
+# made there, ``removing`` is dropped there and then the row goes. Dropping, deleting and revoking may
+# start from any state (asking again retries a removal that failed).
+servers: Lifecycle[DatabaseServer] = Lifecycle(model=DatabaseServer, kind="database.server", payload_key="server")
+databases: Lifecycle[Database] = Lifecycle(
+    model=Database,
+    kind="database",
+    payload_key="database",
+    related=("server", "tenant"),
+    moves={"drop": Move(to=ObjectStatus.REMOVING, refusal="This database is {status}.", job="database.sync")},
+)
+users: Lifecycle[DatabaseUser] = Lifecycle(
+    model=DatabaseUser,
+    kind="database.user",
+    payload_key="user",
+    related=("server", "tenant"),
+    moves={
+        "delete": Move(to=ObjectStatus.REMOVING, refusal="This user is {status}.", job="database.user.sync"),
+        "rotate_password": Move(
+            to=ObjectStatus.PENDING,
+            not_from={ObjectStatus.REMOVING},
+            refusal="This user is being dropped.",
+            code="removing",
+            job="database.user.sync",
+        ),
+    },
+)
+grants: Lifecycle[DatabaseGrant] = Lifecycle(
+    model=DatabaseGrant,
+    kind="database.grant",
+    payload_key="grant",
+    related=("tenant",),
+    moves={
+        "revoke": Move(to=ObjectStatus.REMOVING, refusal="This grant is {status}.", job="database.grant.sync"),
+        # A revoked or failed grant asked for again (an active or pending one is answered as it is).
+        "grant_again": Move(
+            to=ObjectStatus.PENDING,
+            sources={ObjectStatus.REMOVING, ObjectStatus.ERROR},
+            refusal="This grant is {status}.",
+            action="database.grant.create",
+            job="database.grant.sync",
+        ),
+    },
+)
 
 
 def tenant_prefix(tenant) -> str:
@@ -43,8 +88,7 @@ def server_spec(server: DatabaseServer) -> dict:
 
 
 def check_job(server: DatabaseServer, actor) -> None:
-    job_enqueue(tenant=server.tenant, type="database.server.check", payload={"server": str(server.pk)}, actor=actor,
-                obj=server)  # fmt: skip
+    servers.enqueue(server, "database.server.check", actor=actor)
 
 
 @transaction.atomic
@@ -71,7 +115,7 @@ def server_create(*, tenant, node: Node, engine: str, host: str, port: int, admi
 
 @transaction.atomic
 def server_update(*, server: DatabaseServer, data: dict, actor=None) -> DatabaseServer:
-    server = DatabaseServer.objects.select_for_update().get(pk=server.pk)
+    server = servers.locked(server)
     fields = validators.clean_server(data)
     moved = (fields.get("host", server.host), fields.get("port", server.port)) != (server.host, server.port)
     if moved and (server.databases.exists() or server.users.exists()):
@@ -97,7 +141,7 @@ def server_update(*, server: DatabaseServer, data: dict, actor=None) -> Database
 
 @transaction.atomic
 def server_delete(*, server: DatabaseServer, actor=None) -> None:
-    server = DatabaseServer.objects.select_for_update().get(pk=server.pk)
+    server = servers.locked(server)
     if server.databases.exists() or server.users.exists():
         raise Conflict("Drop its databases and users first.", code="server_in_use")
     audit.deleted(server, "database.server.delete", actor=actor)
@@ -117,11 +161,6 @@ def _check_free(model, server: DatabaseServer, full_name: str, what: str) -> Non
 # --- databases ---------------------------------------------------------------------------------------
 
 
-def _database_job(database: Database, actor) -> None:
-    job_enqueue(tenant=database.tenant, type="database.sync", payload={"database": str(database.pk)}, actor=actor,
-                obj=database)  # fmt: skip
-
-
 @transaction.atomic
 def database_create(*, tenant, server: DatabaseServer, name: str, actor=None) -> Database:
     name = validators.clean_name(name)
@@ -134,29 +173,20 @@ def database_create(*, tenant, server: DatabaseServer, name: str, actor=None) ->
     except IntegrityError as exc:
         raise InvalidInput("A database of this name exists on this server.", field="name") from exc
     audit.created(database, "database.create", actor=actor)
-    _database_job(database, actor)
+    databases.enqueue(database, "database.sync", actor=actor)
     return database
 
 
 @transaction.atomic
 def database_drop(*, database: Database, confirm: str | None, actor=None) -> Database:
     """Irreversible: ``confirm`` must repeat the database's name (as created, or as on the server)."""
-    database = Database.objects.select_for_update().get(pk=database.pk)
+    database = databases.locked(database)
     if not isinstance(confirm, str) or confirm not in (database.name, database.full_name):
         raise InvalidInput(f'Dropping is irreversible: send {{"confirm": "{database.name}"}}.', field="confirm")
-    with audit.change(database, "database.drop", actor=actor):
-        database.status = ObjectStatus.REMOVING
-        database.save(update_fields=["status", "updated_at"])
-    _database_job(database, actor)
-    return database
+    return databases.move(database, "drop", actor=actor, lock=False)
 
 
 # --- users -------------------------------------------------------------------------------------------
-
-
-def _user_job(user: DatabaseUser, actor) -> None:
-    job_enqueue(tenant=user.tenant, type="database.user.sync", payload={"user": str(user.pk)}, actor=actor,
-                obj=user)  # fmt: skip
 
 
 @transaction.atomic
@@ -175,45 +205,35 @@ def user_create(*, tenant, server: DatabaseServer, name: str, actor=None) -> tup
     except IntegrityError as exc:
         raise InvalidInput("A user of this name exists on this server.", field="name") from exc
     audit.created(user, "database.user.create", actor=actor)
-    _user_job(user, actor)
+    users.enqueue(user, "database.user.sync", actor=actor)
     return user, password
 
 
 @transaction.atomic
 def user_rotate_password(*, user: DatabaseUser, actor=None) -> tuple[DatabaseUser, str]:
-    user = DatabaseUser.objects.select_for_update().select_related("server").get(pk=user.pk)
-    if user.status == ObjectStatus.REMOVING:
-        raise Conflict("This user is being dropped.", code="removing")
+    user = users.locked(user)
+    move = users.check(user, "rotate_password")
+    # Not users.move: the audit event also says that the password changed (never what it is).
     with audit.change(user, "database.user.rotate_password", actor=actor) as change:
-        change.skip()  # recorded below, with the mark that the password changed (never the password)
+        change.skip()  # recorded below, with the mark
         password = passwords.new_password()
         user.password_verifier = passwords.verifier(user.server.engine, password)
         user.password_changed_at = timezone.now()
-        user.status = ObjectStatus.PENDING
+        user.status = move.to
         user.save(update_fields=["password_verifier", "password_changed_at", "status", "updated_at"])
     audit.record(action="database.user.rotate_password", obj=user, before=change.before,
                  after={**audit.snapshot(user), "password": "changed"}, **audit.by(actor))  # fmt: skip
-    _user_job(user, actor)
+    users.enqueue(user, move.job, actor=actor)
     return user, password
 
 
 @transaction.atomic
 def user_delete(*, user: DatabaseUser, actor=None) -> DatabaseUser:
     """The login goes; in PostgreSQL, what it owns goes to the admin (data is kept)."""
-    user = DatabaseUser.objects.select_for_update().get(pk=user.pk)
-    with audit.change(user, "database.user.delete", actor=actor):
-        user.status = ObjectStatus.REMOVING
-        user.save(update_fields=["status", "updated_at"])
-    _user_job(user, actor)
-    return user
+    return users.move(user, "delete", actor=actor)
 
 
 # --- grants ------------------------------------------------------------------------------------------
-
-
-def _grant_job(grant: DatabaseGrant, actor) -> None:
-    job_enqueue(tenant=grant.tenant, type="database.grant.sync", payload={"grant": str(grant.pk)}, actor=actor,
-                obj=grant)  # fmt: skip
 
 
 @transaction.atomic
@@ -228,24 +248,16 @@ def grant_create(*, database: Database, user: DatabaseUser, actor=None) -> Datab
     )
     if not created and grant.status in (ObjectStatus.ACTIVE, ObjectStatus.PENDING):
         return grant
-    if created:
-        audit.created(grant, "database.grant.create", actor=actor)
-    else:  # a revoke or a failed grant: want it granted again
-        with audit.change(grant, "database.grant.create", actor=actor):
-            grant.status = ObjectStatus.PENDING
-            grant.save(update_fields=["status", "updated_at"])
-    _grant_job(grant, actor)
+    if not created:  # a revoke or a failed grant: want it granted again (the row is locked above)
+        return grants.move(grant, "grant_again", actor=actor, lock=False)
+    audit.created(grant, "database.grant.create", actor=actor)
+    grants.enqueue(grant, "database.grant.sync", actor=actor)
     return grant
 
 
 @transaction.atomic
 def grant_revoke(*, grant: DatabaseGrant, actor=None) -> DatabaseGrant:
-    grant = DatabaseGrant.objects.select_for_update().get(pk=grant.pk)
-    with audit.change(grant, "database.grant.revoke", actor=actor):
-        grant.status = ObjectStatus.REMOVING
-        grant.save(update_fields=["status", "updated_at"])
-    _grant_job(grant, actor)
-    return grant
+    return grants.move(grant, "revoke", actor=actor)
 
 
 # --- sizes -------------------------------------------------------------------------------------------
@@ -261,18 +273,18 @@ def refresh_sizes() -> dict:
             DatabaseServer.all_tenants.select_related("node").filter(databases__status=ObjectStatus.ACTIVE).distinct()
         )
         for server in servers:
-            databases = list(Database.all_tenants.filter(server=server, status=ObjectStatus.ACTIVE))
+            active = list(Database.all_tenants.filter(server=server, status=ObjectStatus.ACTIVE))
             try:
                 driver = driver_for(server.node, timeout=settings.MPANEL_NODE_READ_TIMEOUT)
-                sizes = driver.db_sizes(server_spec(server), [d.full_name for d in databases])
+                sizes = driver.db_sizes(server_spec(server), [d.full_name for d in active])
             except (NodeError, crypto.UndecryptableSecret) as exc:
                 failed += 1
                 log.warning("database sizes of %s: %s", server, getattr(exc, "message", exc))
                 continue
             now = timezone.now()
-            for database in databases:
+            for database in active:
                 database.size_bytes = sizes.get(database.full_name)
                 database.size_updated_at = now
-            Database.all_tenants.bulk_update(databases, ["size_bytes", "size_updated_at"])
-            updated += len(databases)
+            Database.all_tenants.bulk_update(active, ["size_bytes", "size_updated_at"])
+            updated += len(active)
     return {"updated": updated, "servers_failed": failed}
