@@ -221,6 +221,31 @@ class TestRules:
         again = admin.post(url, {"user": str(local.pk)}, format="json")
         assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
 
+    def test_the_declared_moves_audit_and_enqueue_as_before(self, tenant_a):
+        """apps/databases/services.py's Lifecycles: a removing user cannot get a new password (409
+        "removing"); a revoked grant asked again is pending, audited as a create, with its job."""
+        database = database_in(tenant_a)
+        with tenant_a.scope():
+            user, _ = services.user_create(tenant=tenant_a.tenant, server=database.server, name="mover")
+        admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+        grants_url = reverse("database-grant-list", kwargs={"database_pk": database.pk})
+        grant = admin.post(grants_url, {"user": str(user.pk)}, format="json").json()
+        revoked = admin.delete(reverse("database-grant-detail", kwargs={"database_pk": database.pk, "pk": grant["id"]}))
+        assert revoked.status_code == 202 and revoked.json()["status"] == "removing"
+        again = admin.post(grants_url, {"user": str(user.pk)}, format="json")
+        assert again.status_code == 201 and again.json()["id"] == grant["id"] and again.json()["status"] == "pending"
+        regrant = AuditEvent.objects.filter(object_id=grant["id"]).order_by("created_at").last()
+        assert (regrant.action, regrant.changes) == ("database.grant.create", {"status": ["removing", "pending"]})
+        jobs = Job.all_tenants.filter(object_id=grant["id"]).order_by("created_at")
+        assert [(j.type, j.payload) for j in jobs] == [("database.grant.sync", {"grant": grant["id"]})] * 3
+        dropped = admin.delete(reverse("database-user-detail", kwargs={"pk": user.pk}))
+        assert dropped.status_code == 202 and dropped.json()["status"] == "removing"
+        rotate = admin.post(reverse("database-user-rotate-password", kwargs={"pk": user.pk}))
+        assert rotate.status_code == 409 and rotate.json()["code"] == "removing", rotate.content
+        events = AuditEvent.objects.filter(object_id=str(user.pk)).order_by("created_at")
+        assert [e.action for e in events] == ["database.user.create", "database.user.delete"]
+        assert events.last().changes == {"status": ["pending", "removing"]}
+
 
 # --- end to end on real servers ------------------------------------------------------------------
 
