@@ -9,7 +9,7 @@ from apps.jobs.errors import tenant_message
 from apps.jobs.registry import PermanentError, handler
 from apps.nodes.drivers import NodeError
 
-from . import services
+from . import locks, services
 from .models import CloudPod, PodStatus
 
 
@@ -23,7 +23,7 @@ def converge(job) -> dict:
     )
     try:
         with transaction.atomic():
-            pod = services._locked(CloudPod(pk=pod_id))
+            pod = locks.pod(pod_id)
             return services.pod_converge(pod=pod, job_type=job.type)
     except NodeError as exc:
         if exc.permanent or job.attempts >= job.max_attempts:

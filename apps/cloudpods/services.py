@@ -5,7 +5,7 @@ have the ``pods`` role and have room for the whole plan (vCPU, memory, disk and 
 with the most free memory (spread), then the most free pod slots, then the lowest hostname. The
 candidate nodes are locked (``SELECT … FOR UPDATE``, in primary-key order) for the transaction
 that reserves the capacity and creates the pod and its job, so concurrent creates cannot
-over-commit a node.
+over-commit a node. The order of every lock a pod write takes is in ``locks.py``.
 """
 
 from __future__ import annotations
@@ -23,12 +23,11 @@ from apps.common.exceptions import Conflict, InvalidInput
 from apps.jobs.services import job_enqueue
 from apps.nodes.drivers import PodSpec, driver_for
 from apps.nodes.models import Node, NodeStatus
-from apps.tenancy.models import Tenant
 
+from . import locks
 from . import plans as plan_config
 from .models import LIVE, CloudPod, PodStatus, TenantQuota
 
-FIELDS = ["name", "plan", "image", "node", "status", "vcpu", "memory_mb", "disk_gb", "pids", "subscription"]
 SUBSCRIPTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
@@ -111,10 +110,10 @@ def quota_usage() -> dict:
 def _check_quota(tenant, *, pods: int, memory_mb: int) -> None:
     """Would ``pods`` more pods and ``memory_mb`` more memory stay within the tenant's quota?
 
-    The tenant's row is locked (FOR NO KEY UPDATE: inserts that point at the tenant go on) so that
-    two creates or resizes on different nodes cannot both take the last of the quota.
+    The tenant's row is locked first (``locks.tenant_for_quota``) so that two creates or resizes on
+    different nodes cannot both take the last of the quota.
     """
-    Tenant.objects.select_for_update(no_key=True).filter(pk=tenant.pk).first()
+    locks.tenant_for_quota(tenant)
     quota = quota_usage()
     max_pods, max_memory = quota["max_pods"], quota["max_memory_mb"]
     if pods and max_pods is not None and quota["used_pods"] + pods > max_pods:
@@ -132,8 +131,7 @@ def pod_create(
     if image not in plan_config.images():
         raise InvalidInput(f"Unknown image {image!r}.", field="image")
     subscription = _check_subscription(subscription)
-    # Lock every candidate node of the tenant, in a fixed order (no deadlocks between creates).
-    nodes = list(Node.objects.select_for_update().filter(status=NodeStatus.ACTIVE).order_by("pk"))
+    nodes = locks.candidate_nodes()
     _check_quota(tenant, pods=1, memory_mb=chosen.memory_mb)
     if CloudPod.objects.filter(name=name, status__in=LIVE).exists():
         raise InvalidInput("A pod with this name exists already.", field="name")
@@ -161,7 +159,7 @@ def pod_create(
             pod.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A pod with this name exists already.", field="name") from exc
-    audit.record(action="cloudpod.create", obj=pod, after=audit.snapshot(pod, FIELDS), **audit.by(actor))
+    audit.created(pod, "cloudpod.create", actor=actor)
     if subscription:
         _link_subscription(pod, None)
         audit.record(
@@ -179,16 +177,15 @@ def _job(pod: CloudPod, job_type: str, actor) -> None:
 
 
 def _locked(pod: CloudPod) -> CloudPod:
-    return CloudPod.objects.select_for_update(of=("self",)).select_related("node", "tenant").get(pk=pod.pk)
+    return locks.pod(pod.pk)
 
 
 def _transition(pod: CloudPod, to: str, action: str, actor, **changes) -> None:
-    before = audit.snapshot(pod, FIELDS)
-    pod.status = to
-    for field, value in changes.items():
-        setattr(pod, field, value)
-    pod.save()
-    audit.record(action=action, obj=pod, before=before, after=audit.snapshot(pod, FIELDS), **audit.by(actor))
+    with audit.change(pod, action, actor=actor):
+        pod.status = to
+        for field, value in changes.items():
+            setattr(pod, field, value)
+        pod.save()
 
 
 @transaction.atomic
@@ -197,17 +194,16 @@ def pod_update(*, pod: CloudPod, data: dict, actor=None) -> CloudPod:
     pod = _locked(pod)
     if pod.status in (PodStatus.DELETING, PodStatus.DELETED):
         raise Conflict(f"A {pod.status} pod cannot be changed.")
-    before = audit.snapshot(pod, FIELDS)
-    if "name" in data and data["name"] != pod.name:
-        if CloudPod.objects.filter(name=data["name"], status__in=LIVE).exclude(pk=pod.pk).exists():
-            raise InvalidInput("A pod with this name exists already.", field="name")
-        pod.name = data["name"]
-    old_subscription = pod.subscription
-    if "subscription" in data:
-        pod.subscription = _check_subscription(data["subscription"], exclude_pk=pod.pk)
-    pod.save()
-    _link_subscription(pod, old_subscription)
-    audit.record(action="cloudpod.update", obj=pod, before=before, after=audit.snapshot(pod, FIELDS), **audit.by(actor))
+    with audit.change(pod, "cloudpod.update", actor=actor):
+        if "name" in data and data["name"] != pod.name:
+            if CloudPod.objects.filter(name=data["name"], status__in=LIVE).exclude(pk=pod.pk).exists():
+                raise InvalidInput("A pod with this name exists already.", field="name")
+            pod.name = data["name"]
+        old_subscription = pod.subscription
+        if "subscription" in data:
+            pod.subscription = _check_subscription(data["subscription"], exclude_pk=pod.pk)
+        pod.save()
+        _link_subscription(pod, old_subscription)
     return pod
 
 
@@ -219,7 +215,7 @@ def pod_resize(*, pod: CloudPod, plan: str, actor=None) -> CloudPod:
         raise Conflict(f"Only a running pod can be resized; this one is {pod.status}.")
     if new.name == pod.plan:
         raise InvalidInput("The pod is on this plan already.", field="plan")
-    node = Node.objects.select_for_update().get(pk=pod.node_id)
+    node = locks.node(pod.node_id)
     delta = {
         "vcpu": new.vcpu - pod.vcpu,
         "memory_mb": new.memory_mb - pod.memory_mb,
@@ -299,7 +295,7 @@ def pod_spec(pod: CloudPod) -> PodSpec:
 
 def pod_converge(*, pod: CloudPod, job_type: str) -> dict:
     """Make the node match the pod's wanted state. Must run inside a transaction holding the
-    pod's row lock (``_locked``), so two jobs of one pod never act on the node at once."""
+    pod's row lock (``locks.pod``), so two jobs of one pod never act on the node at once."""
     wanted = pod.status
     if wanted == PodStatus.ERROR:
         wanted = TARGET_OF_JOB.get(job_type, PodStatus.ERROR)
@@ -310,7 +306,7 @@ def pod_converge(*, pod: CloudPod, job_type: str) -> dict:
     driver = driver_for(pod.node)
     if wanted == PodStatus.DELETING:
         result = driver.pod_delete(pod.container_id)
-        node = Node.all_tenants.select_for_update().get(pk=pod.node_id)
+        node = locks.node(pod.node_id, any_tenant=True)
         _reserve(node, vcpu=-pod.vcpu, memory_mb=-pod.memory_mb, disk_gb=-pod.disk_gb, pods=-1)
         _converged(pod, PodStatus.DELETED, deleted_at=timezone.now())
         return {"state": "absent", "existed": result.get("existed")}
@@ -350,7 +346,7 @@ def _converged(pod: CloudPod, status: str, **changes) -> None:
 def pod_fail(*, pod_id, error: str) -> None:
     """A job gave up on this pod: it shows ``error`` with the reason (the capacity stays reserved)."""
     with transaction.atomic():
-        pod = CloudPod.all_tenants.select_for_update().filter(pk=pod_id).first()
+        pod = locks.pod_any_tenant(pod_id)
         if pod is None or pod.status == PodStatus.DELETED:
             return
         before = pod.status

@@ -25,47 +25,20 @@ from apps.nodes.drivers import driver_for
 from apps.nodes.models import Node, NodeStatus, Transport, with_role
 from apps.security import shield
 
-from . import validation
+from . import validators
 from .models import Website, WebsiteDomain, WebsiteStatus
 
-FIELDS = [
-    "primary_domain",
-    "aliases",
-    "node",
-    "customer",
-    "system_user",
-    "document_root",
-    "php_version",
-    "https",
-    "redirect_https",
-    "www_redirect",
-    "redirects",
-    "error_pages",
-    "status",
-]
-SETTINGS_FIELDS = [
-    "aliases",
-    "customer",
-    "system_user",
-    "document_root",
-    "php_version",
-    "https",
-    "redirect_https",
-    "www_redirect",
-    "redirects",
-    "error_pages",
-]
 LIVE = [s for s in WebsiteStatus.values if s != WebsiteStatus.DELETED]
 
 
 def normalise_domains(primary, aliases) -> tuple[str, list[str]]:
-    primary = claims.check_shape(validation.hostname(primary, field="primary_domain"), field="primary_domain")
+    primary = claims.check_shape(validators.hostname(primary, field="primary_domain"), field="primary_domain")
     if not isinstance(aliases, list) or len(aliases) > 99:
         raise InvalidInput("A list of at most 99 hostnames.", field="aliases")
     seen = {primary}
     out = []
     for alias in aliases:
-        name = claims.check_shape(validation.hostname(alias, field="aliases"), field="aliases")
+        name = claims.check_shape(validators.hostname(alias, field="aliases"), field="aliases")
         if name in seen:
             raise InvalidInput(f"{name} is named twice.", field="aliases")
         seen.add(name)
@@ -129,20 +102,20 @@ def _clean_settings(data: dict, site: Website) -> dict:
     if "customer" in data:
         out["customer"] = data["customer"]
     if "system_user" in data:
-        out["system_user"] = validation.system_user(data["system_user"], site.system_user)
+        out["system_user"] = validators.system_user(data["system_user"], site.system_user)
     if "document_root" in data:
-        out["document_root"] = validation.document_root(data["document_root"])
+        out["document_root"] = validators.document_root(data["document_root"])
     if "php_version" in data:
-        out["php_version"] = validation.php_version(data["php_version"])
+        out["php_version"] = validators.php_version(data["php_version"])
     for flag in ("https", "redirect_https"):
         if flag in data:
             out[flag] = bool(data[flag])
     if "www_redirect" in data:
         out["www_redirect"] = data["www_redirect"]
     if "redirects" in data:
-        out["redirects"] = validation.redirects(data["redirects"])
+        out["redirects"] = validators.redirects(data["redirects"])
     if "error_pages" in data:
-        out["error_pages"] = validation.error_pages(data["error_pages"])
+        out["error_pages"] = validators.error_pages(data["error_pages"])
     https = out.get("https", site.https)
     if out.get("redirect_https", site.redirect_https) and not https:
         raise InvalidInput("Redirecting to HTTPS needs HTTPS on.", field="redirect_https")
@@ -197,7 +170,7 @@ def website_create(*, tenant, primary_domain: str, aliases: list | None = None, 
     except IntegrityError as exc:  # a concurrent create took the same user name on this node
         raise Conflict(f"The system user {site.system_user} is taken on this node.", code="system_user_taken") from exc
     _claim_domains(site)
-    audit.record(action="website.create", obj=site, after=audit.snapshot(site, FIELDS), **audit.by(actor))
+    audit.created(site, "website.create", actor=actor)
     _job(site, "website.provision", actor)
     return site
 
@@ -220,33 +193,31 @@ def website_update(*, website: Website, data: dict, actor=None) -> Website:
     site = _locked(website)
     if site.status in (WebsiteStatus.DELETING, WebsiteStatus.DELETED):
         raise Conflict(f"A {site.status} website cannot be changed.")
-    before = audit.snapshot(site, FIELDS)
-    if "primary_domain" in data or "aliases" in data:
-        site.primary_domain, site.aliases = normalise_domains(
-            data.get("primary_domain", site.primary_domain), data.get("aliases", site.aliases)
-        )
-    if "system_user" in data and validation.system_user(data["system_user"], site.system_user) != site.system_user:
-        raise InvalidInput("The system user is fixed when the website is created.", field="system_user")
-    for field, value in _clean_settings(data, site).items():
-        setattr(site, field, value)
-    _check_php_on_node(site)
-    after = audit.snapshot(site, FIELDS)
-    if after == before:
-        return site
-    site.save()
-    _claim_domains(site)
-    audit.record(action="website.update", obj=site, before=before, after=after, **audit.by(actor))
+    with audit.change(site, "website.update", actor=actor) as change:
+        if "primary_domain" in data or "aliases" in data:
+            site.primary_domain, site.aliases = normalise_domains(
+                data.get("primary_domain", site.primary_domain), data.get("aliases", site.aliases)
+            )
+        if "system_user" in data and validators.system_user(data["system_user"], site.system_user) != site.system_user:
+            raise InvalidInput("The system user is fixed when the website is created.", field="system_user")
+        for field, value in _clean_settings(data, site).items():
+            setattr(site, field, value)
+        _check_php_on_node(site)
+        if audit.snapshot(site) == change.before:
+            change.skip()  # nothing changed: no write, no event, no job
+            return site
+        site.save()
+        _claim_domains(site)
     _job(site, "website.update", actor)
     return site
 
 
 def _transition(site: Website, to: str, action: str, actor, **changes) -> None:
-    before = audit.snapshot(site, FIELDS)
-    site.status = to
-    for field, value in changes.items():
-        setattr(site, field, value)
-    site.save()
-    audit.record(action=action, obj=site, before=before, after=audit.snapshot(site, FIELDS), **audit.by(actor))
+    with audit.change(site, action, actor=actor):
+        site.status = to
+        for field, value in changes.items():
+            setattr(site, field, value)
+        site.save()
 
 
 @transaction.atomic
