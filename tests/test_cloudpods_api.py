@@ -391,7 +391,7 @@ class TestStateMachine:
         with tenant_a.scope():
             assert services.pod_converge(pod=fresh(pod), job_type="cloudpod.provision") == {"skipped": "deleted"}
             errored = pod_in(tenant_a, 2, status=PodStatus.ERROR)
-            assert services.TARGET_OF_JOB["cloudpod.suspend"] == PodStatus.SUSPENDED
+            assert services.pods.job_targets["cloudpod.suspend"] == PodStatus.SUSPENDED
             assert services.pod_converge(pod=fresh(errored), job_type="unknown") == {"skipped": "error"}
 
 

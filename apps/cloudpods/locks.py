@@ -1,13 +1,13 @@
 """The row locks a pod write takes, in the one order every pod transaction follows.
 
-    1. the pod (when it exists already)          ``pod``
-    2. its node, or every candidate node in primary-key order   ``candidate_nodes`` / ``node``
-    3. the tenant row, for the quota (FOR NO KEY UPDATE)         ``tenant_for_quota``
+    1. the pod (when it exists already): ``services.pods.locked`` (its Lifecycle), FOR UPDATE
+    2. its node, or every candidate node in primary-key order: ``node`` / ``candidate_nodes``
+    3. the tenant row, for the quota (FOR NO KEY UPDATE): ``tenant_for_quota``
 
 - ``pod_create``: no pod row yet: every active node (2), then the tenant (3); the pod is inserted last.
 - ``pod_resize``: the pod (1), its node (2), the tenant (3).
 - the convergence jobs: the pod (1), then its node (2) when a delete frees the capacity.
-- ``pod_update``/suspend/resume/delete and ``pod_fail``: the pod (1) only.
+- ``pod_update``, suspend, resume, delete and a failed job: the pod (1) only.
 
 Any two of these transactions that meet on a row take it at the same step, so the later one queues
 behind the earlier instead of deadlocking (tests/test_cloudpods_api.py::TestLockOrder pins it).
@@ -17,18 +17,6 @@ from __future__ import annotations
 
 from apps.nodes.models import Node, NodeStatus
 from apps.tenancy.models import Tenant
-
-from .models import CloudPod
-
-
-def pod(pk) -> CloudPod:
-    """Step 1: the pod row (of the tenant in scope), with its node and tenant read alongside."""
-    return CloudPod.objects.select_for_update(of=("self",)).select_related("node", "tenant").get(pk=pk)
-
-
-def pod_any_tenant(pk) -> CloudPod | None:
-    """Step 1 for the job runner's failure path, which names the pod by id alone (None: it is gone)."""
-    return CloudPod.all_tenants.select_for_update().filter(pk=pk).first()
 
 
 def candidate_nodes() -> list[Node]:

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
-from apps.jobs.services import job_enqueue
+from apps.jobs.lifecycle import Lifecycle, Move
 from apps.nodes.drivers import PodSpec, driver_for
 from apps.nodes.models import Node, NodeStatus
 
@@ -29,6 +29,44 @@ from . import plans as plan_config
 from .models import LIVE, CloudPod, PodStatus, TenantQuota
 
 SUBSCRIPTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+# The pod's state machine: what the tenant may ask for, from where, and what each job converges an
+# ``error`` pod to when it is retried. Moves audit and enqueue ``cloudpod.<name>``.
+pods: Lifecycle[CloudPod] = Lifecycle(
+    model=CloudPod,
+    kind="cloudpod",
+    payload_key="pod",
+    noun="pod",
+    moves={
+        "resize": Move(
+            to=PodStatus.RESIZING,
+            sources={PodStatus.RUNNING},
+            refusal="Only a running pod can be resized; this one is {status}.",
+        ),
+        "suspend": Move(
+            to=PodStatus.SUSPENDED,
+            sources={PodStatus.RUNNING},
+            refusal="Only a running pod can be suspended; this one is {status}.",
+        ),
+        "resume": Move(
+            to=PodStatus.RUNNING,
+            sources={PodStatus.SUSPENDED},
+            refusal="Only a suspended pod can be resumed; this one is {status}.",
+        ),
+        "delete": Move(
+            to=PodStatus.DELETING,
+            not_from={PodStatus.DELETING, PodStatus.DELETED},
+            refusal="This pod is {status} already.",
+        ),
+    },
+    job_targets={
+        "cloudpod.provision": PodStatus.RUNNING,
+        "cloudpod.resize": PodStatus.RUNNING,
+        "cloudpod.resume": PodStatus.RUNNING,
+        "cloudpod.suspend": PodStatus.SUSPENDED,
+        "cloudpod.delete": PodStatus.DELETING,
+    },
+)
 
 
 def _plan(name: str) -> plan_config.Plan:
@@ -168,30 +206,14 @@ def pod_create(
             changes={"subscription": [None, subscription]},
             **audit.by(actor),
         )
-    _job(pod, "cloudpod.provision", actor)
+    pods.enqueue(pod, "cloudpod.provision", actor=actor)
     return pod
-
-
-def _job(pod: CloudPod, job_type: str, actor) -> None:
-    job_enqueue(tenant=pod.tenant, type=job_type, payload={"pod": str(pod.pk)}, actor=actor, obj=pod)
-
-
-def _locked(pod: CloudPod) -> CloudPod:
-    return locks.pod(pod.pk)
-
-
-def _transition(pod: CloudPod, to: str, action: str, actor, **changes) -> None:
-    with audit.change(pod, action, actor=actor):
-        pod.status = to
-        for field, value in changes.items():
-            setattr(pod, field, value)
-        pod.save()
 
 
 @transaction.atomic
 def pod_update(*, pod: CloudPod, data: dict, actor=None) -> CloudPod:
     """Name and subscription link; everything else has its own action."""
-    pod = _locked(pod)
+    pod = pods.locked(pod)
     if pod.status in (PodStatus.DELETING, PodStatus.DELETED):
         raise Conflict(f"A {pod.status} pod cannot be changed.")
     with audit.change(pod, "cloudpod.update", actor=actor):
@@ -209,10 +231,11 @@ def pod_update(*, pod: CloudPod, data: dict, actor=None) -> CloudPod:
 
 @transaction.atomic
 def pod_resize(*, pod: CloudPod, plan: str, actor=None) -> CloudPod:
-    pod = _locked(pod)
+    """The declared ``resize`` move, with the node's capacity and the quota checked and reserved
+    between the check and the change (so its steps are spelled out rather than ``pods.move``)."""
+    pod = pods.locked(pod)
     new = _plan(plan)
-    if pod.status != PodStatus.RUNNING:
-        raise Conflict(f"Only a running pod can be resized; this one is {pod.status}.")
+    pods.check(pod, "resize")
     if new.name == pod.plan:
         raise InvalidInput("The pod is on this plan already.", field="plan")
     node = locks.node(pod.node_id)
@@ -225,61 +248,34 @@ def pod_resize(*, pod: CloudPod, plan: str, actor=None) -> CloudPod:
     if not node.fits(pods=0, **{k: max(v, 0) for k, v in delta.items()}):
         raise Conflict(f"Node {node.hostname} has no room for the plan {new.name!r}.", code="no_capacity")
     _reserve(node, pods=0, **delta)
-    _transition(
+    pods.transition(
         pod,
         PodStatus.RESIZING,
         "cloudpod.resize",
-        actor,
+        actor=actor,
         plan=new.name,
         vcpu=new.vcpu,
         memory_mb=new.memory_mb,
         disk_gb=new.disk_gb,
         pids=new.pids,
     )
-    _job(pod, "cloudpod.resize", actor)
+    pods.enqueue(pod, "cloudpod.resize", actor=actor)
     return pod
 
 
-@transaction.atomic
 def pod_suspend(*, pod: CloudPod, actor=None) -> CloudPod:
-    pod = _locked(pod)
-    if pod.status != PodStatus.RUNNING:
-        raise Conflict(f"Only a running pod can be suspended; this one is {pod.status}.")
-    _transition(pod, PodStatus.SUSPENDED, "cloudpod.suspend", actor)
-    _job(pod, "cloudpod.suspend", actor)
-    return pod
+    return pods.move(pod, "suspend", actor=actor)
 
 
-@transaction.atomic
 def pod_resume(*, pod: CloudPod, actor=None) -> CloudPod:
-    pod = _locked(pod)
-    if pod.status != PodStatus.SUSPENDED:
-        raise Conflict(f"Only a suspended pod can be resumed; this one is {pod.status}.")
-    _transition(pod, PodStatus.RUNNING, "cloudpod.resume", actor)
-    _job(pod, "cloudpod.resume", actor)
-    return pod
+    return pods.move(pod, "resume", actor=actor)
 
 
-@transaction.atomic
 def pod_delete(*, pod: CloudPod, actor=None) -> CloudPod:
-    pod = _locked(pod)
-    if pod.status in (PodStatus.DELETING, PodStatus.DELETED):
-        raise Conflict(f"This pod is {pod.status} already.")
-    _transition(pod, PodStatus.DELETING, "cloudpod.delete", actor)
-    _job(pod, "cloudpod.delete", actor)
-    return pod
+    return pods.move(pod, "delete", actor=actor)
 
 
 # --- convergence (job handlers call this with the pod row locked) -----------------------------
-
-# What an ERROR pod should become when a job for it is retried.
-TARGET_OF_JOB = {
-    "cloudpod.provision": PodStatus.RUNNING,
-    "cloudpod.resize": PodStatus.RUNNING,
-    "cloudpod.resume": PodStatus.RUNNING,
-    "cloudpod.suspend": PodStatus.SUSPENDED,
-    "cloudpod.delete": PodStatus.DELETING,
-}
 
 
 def pod_spec(pod: CloudPod) -> PodSpec:
@@ -295,20 +291,16 @@ def pod_spec(pod: CloudPod) -> PodSpec:
 
 def pod_converge(*, pod: CloudPod, job_type: str) -> dict:
     """Make the node match the pod's wanted state. Must run inside a transaction holding the
-    pod's row lock (``locks.pod``), so two jobs of one pod never act on the node at once."""
-    wanted = pod.status
-    if wanted == PodStatus.ERROR:
-        wanted = TARGET_OF_JOB.get(job_type, PodStatus.ERROR)
-        if wanted == PodStatus.ERROR:
-            return {"skipped": "error"}
-    if wanted == PodStatus.DELETED:
-        return {"skipped": "deleted"}
+    pod's row lock (``pods.locked``), so two jobs of one pod never act on the node at once."""
+    wanted = pods.wanted(pod, job_type)
+    if wanted is None:  # an error pod this job has no target for, or a deleted one
+        return {"skipped": pod.status}
     driver = driver_for(pod.node)
     if wanted == PodStatus.DELETING:
         result = driver.pod_delete(pod.container_id)
         node = locks.node(pod.node_id, any_tenant=True)
         _reserve(node, vcpu=-pod.vcpu, memory_mb=-pod.memory_mb, disk_gb=-pod.disk_gb, pods=-1)
-        _converged(pod, PodStatus.DELETED, deleted_at=timezone.now())
+        pods.converged(pod, PodStatus.DELETED, deleted_at=timezone.now())
         return {"state": "absent", "existed": result.get("existed")}
 
     state = driver.pod_state(pod.container_id)
@@ -327,30 +319,5 @@ def pod_converge(*, pod: CloudPod, job_type: str) -> dict:
         if state == "paused":
             driver.pod_resume(pod.container_id)
         final = PodStatus.RUNNING
-    _converged(pod, final)
+    pods.converged(pod, final)
     return {"state": "paused" if final == PodStatus.SUSPENDED else "running", "created": created}
-
-
-def _converged(pod: CloudPod, status: str, **changes) -> None:
-    if pod.status == status and not changes and not pod.last_error:
-        return
-    before = pod.status
-    pod.status = status
-    pod.last_error = ""
-    for field, value in changes.items():
-        setattr(pod, field, value)
-    pod.save()
-    audit.record(action=f"cloudpod.{status}", obj=pod, actor=None, changes={"status": [before, status]})
-
-
-def pod_fail(*, pod_id, error: str) -> None:
-    """A job gave up on this pod: it shows ``error`` with the reason (the capacity stays reserved)."""
-    with transaction.atomic():
-        pod = locks.pod_any_tenant(pod_id)
-        if pod is None or pod.status == PodStatus.DELETED:
-            return
-        before = pod.status
-        pod.status = PodStatus.ERROR
-        pod.last_error = error[:2000]
-        pod.save()
-        audit.record(action="cloudpod.error", obj=pod, actor=None, changes={"status": [before, PodStatus.ERROR]})

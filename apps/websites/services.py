@@ -18,8 +18,8 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.locks import advisory_xact_lock
+from apps.jobs.lifecycle import Lifecycle, Move
 from apps.jobs.models import Job
-from apps.jobs.services import job_enqueue
 from apps.names import claims
 from apps.nodes.drivers import driver_for
 from apps.nodes.models import Node, NodeStatus, Transport, with_role
@@ -29,6 +29,39 @@ from . import validators
 from .models import Website, WebsiteDomain, WebsiteStatus
 
 LIVE = [s for s in WebsiteStatus.values if s != WebsiteStatus.DELETED]
+
+# The site's state machine: what the tenant may ask for, from where, and what each job converges an
+# ``error`` site to when it is retried. Moves audit and enqueue ``website.<name>``.
+sites: Lifecycle[Website] = Lifecycle(
+    model=Website,
+    kind="website",
+    payload_key="website",
+    noun="website",
+    moves={
+        "suspend": Move(
+            to=WebsiteStatus.SUSPENDED,
+            sources={WebsiteStatus.ACTIVE, WebsiteStatus.PENDING},
+            refusal="Only an active website can be suspended; this one is {status}.",
+        ),
+        "resume": Move(
+            to=WebsiteStatus.ACTIVE,
+            sources={WebsiteStatus.SUSPENDED},
+            refusal="Only a suspended website can be resumed; this one is {status}.",
+        ),
+        "delete": Move(
+            to=WebsiteStatus.DELETING,
+            not_from={WebsiteStatus.DELETING, WebsiteStatus.DELETED},
+            refusal="This website is {status} already.",
+        ),
+    },
+    job_targets={
+        "website.provision": WebsiteStatus.ACTIVE,
+        "website.update": WebsiteStatus.ACTIVE,
+        "website.resume": WebsiteStatus.ACTIVE,
+        "website.suspend": WebsiteStatus.SUSPENDED,
+        "website.delete": WebsiteStatus.DELETING,
+    },
+)
 
 
 def normalise_domains(primary, aliases) -> tuple[str, list[str]]:
@@ -176,7 +209,8 @@ def website_create(*, tenant, primary_domain: str, aliases: list | None = None, 
 
 
 def _job(site: Website, job_type: str, actor) -> Job:
-    return job_enqueue(tenant=site.tenant, type=job_type, payload={"website": str(site.pk)}, actor=actor, obj=site)
+    # One seam for the job of a create or an update (tests/test_crash.py drops the connection here).
+    return sites.enqueue(site, job_type, actor=actor)
 
 
 def website_resync(*, website: Website, actor=None) -> Job:
@@ -184,13 +218,9 @@ def website_resync(*, website: Website, actor=None) -> Job:
     return _job(website, "website.update", actor)
 
 
-def _locked(site: Website) -> Website:
-    return Website.objects.select_for_update(of=("self",)).select_related("node", "tenant").get(pk=site.pk)
-
-
 @transaction.atomic
 def website_update(*, website: Website, data: dict, actor=None) -> Website:
-    site = _locked(website)
+    site = sites.locked(website)
     if site.status in (WebsiteStatus.DELETING, WebsiteStatus.DELETED):
         raise Conflict(f"A {site.status} website cannot be changed.")
     with audit.change(site, "website.update", actor=actor) as change:
@@ -212,56 +242,24 @@ def website_update(*, website: Website, data: dict, actor=None) -> Website:
     return site
 
 
-def _transition(site: Website, to: str, action: str, actor, **changes) -> None:
-    with audit.change(site, action, actor=actor):
-        site.status = to
-        for field, value in changes.items():
-            setattr(site, field, value)
-        site.save()
-
-
-@transaction.atomic
 def website_suspend(*, website: Website, actor=None) -> Website:
-    site = _locked(website)
-    if site.status not in (WebsiteStatus.ACTIVE, WebsiteStatus.PENDING):
-        raise Conflict(f"Only an active website can be suspended; this one is {site.status}.")
-    _transition(site, WebsiteStatus.SUSPENDED, "website.suspend", actor)
-    _job(site, "website.suspend", actor)
-    return site
+    return sites.move(website, "suspend", actor=actor)
 
 
-@transaction.atomic
 def website_resume(*, website: Website, actor=None) -> Website:
-    site = _locked(website)
-    if site.status != WebsiteStatus.SUSPENDED:
-        raise Conflict(f"Only a suspended website can be resumed; this one is {site.status}.")
-    _transition(site, WebsiteStatus.ACTIVE, "website.resume", actor)
-    _job(site, "website.resume", actor)
-    return site
+    return sites.move(website, "resume", actor=actor)
 
 
 @transaction.atomic
 def website_delete(*, website: Website, actor=None) -> Website:
     """The vhost goes at once (a job); the files after ``WEBSITE_PURGE_GRACE_SECONDS``. The
     hostnames are free again at once."""
-    site = _locked(website)
-    if site.status in (WebsiteStatus.DELETING, WebsiteStatus.DELETED):
-        raise Conflict(f"This website is {site.status} already.")
-    _transition(site, WebsiteStatus.DELETING, "website.delete", actor)
+    site = sites.move(website, "delete", actor=actor)
     WebsiteDomain.all_tenants.filter(website=site).delete()
-    _job(site, "website.delete", actor)
     return site
 
 
 # --- convergence (job handlers call this with the row locked) ---------------------------------
-
-TARGET_OF_JOB = {
-    "website.provision": WebsiteStatus.ACTIVE,
-    "website.update": WebsiteStatus.ACTIVE,
-    "website.resume": WebsiteStatus.ACTIVE,
-    "website.suspend": WebsiteStatus.SUSPENDED,
-    "website.delete": WebsiteStatus.DELETING,
-}
 
 
 def site_spec(site: Website, status: str) -> dict:
@@ -282,32 +280,23 @@ def site_spec(site: Website, status: str) -> dict:
 
 
 def website_converge(*, site: Website, job_type: str) -> dict:
-    wanted = site.status
-    if wanted == WebsiteStatus.ERROR:
-        wanted = TARGET_OF_JOB.get(job_type, WebsiteStatus.ERROR)
-        if wanted == WebsiteStatus.ERROR:
-            return {"skipped": "error"}
-    if wanted == WebsiteStatus.DELETED:
-        return {"skipped": "deleted"}
+    """Make the node match the site's wanted state, with the site's row locked (``sites.locked``)."""
+    wanted = sites.wanted(site, job_type)
+    if wanted is None:  # an error site this job has no target for, or a deleted one
+        return {"skipped": site.status}
     driver = driver_for(site.node)
     if wanted == WebsiteStatus.DELETING:
         result = driver.site_remove(site.site_id)
         now = timezone.now()
         purge_after = now + timedelta(seconds=settings.WEBSITE_PURGE_GRACE_SECONDS)
-        _converged(site, WebsiteStatus.DELETED, deleted_at=now, purge_after=purge_after)
-        job = job_enqueue(
-            tenant=site.tenant,
-            type="website.purge",
-            payload={"website": str(site.pk)},
-            key=f"website.purge:{site.pk}",
-            obj=site,
-        )
+        sites.converged(site, WebsiteStatus.DELETED, deleted_at=now, purge_after=purge_after)
+        job = sites.enqueue(site, "website.purge", key=f"website.purge:{site.pk}")
         Job.all_tenants.filter(pk=job.pk).update(run_after=purge_after)
         return {**result, "purge_after": purge_after.isoformat()}
     status = "suspended" if wanted == WebsiteStatus.SUSPENDED else "active"
     result = driver.site_ensure(site_spec(site, status))
-    _converged(site, wanted if wanted != WebsiteStatus.PENDING else WebsiteStatus.ACTIVE,
-               certificate=result.get("certificate") or {})  # fmt: skip
+    reached = wanted if wanted != WebsiteStatus.PENDING else WebsiteStatus.ACTIVE
+    sites.converged(site, reached, certificate=result.get("certificate") or {})
     return result
 
 
@@ -315,26 +304,3 @@ def website_purge(*, site: Website) -> dict:
     if site.status != WebsiteStatus.DELETED:
         return {"skipped": site.status}
     return driver_for(site.node).site_purge(site.site_id, site.system_user)
-
-
-def _converged(site: Website, status: str, **changes) -> None:
-    before = site.status
-    site.status = status
-    site.last_error = ""
-    for field, value in changes.items():
-        setattr(site, field, value)
-    site.save()
-    if before != status:
-        audit.record(action=f"website.{status}", obj=site, actor=None, changes={"status": [before, status]})
-
-
-def website_fail(*, website_id, error: str) -> None:
-    with transaction.atomic():
-        site = Website.all_tenants.select_for_update().filter(pk=website_id).first()
-        if site is None or site.status == WebsiteStatus.DELETED:
-            return
-        before = site.status
-        site.status = WebsiteStatus.ERROR
-        site.last_error = error[:2000]
-        site.save()
-        audit.record(action="website.error", obj=site, actor=None, changes={"status": [before, WebsiteStatus.ERROR]})
