@@ -131,10 +131,7 @@ def server_update(*, server: DatabaseServer, data: dict, actor=None) -> Database
         except IntegrityError as exc:
             raise InvalidInput("This tenant has this server already.", field="host") from exc
         if "admin_password_encrypted" in fields:
-            change.skip()  # the password is never recorded; that it changed is, below
-    if change.skipped:
-        audit.record(action="database.server.update", obj=server, before=change.before,
-                     after={**audit.snapshot(server), "admin_password": "changed"}, **audit.by(actor))  # fmt: skip
+            change.mark(admin_password="changed")  # the password is never recorded; that it changed is
     check_job(server, actor)
     return server
 
@@ -215,14 +212,12 @@ def user_rotate_password(*, user: DatabaseUser, actor=None) -> tuple[DatabaseUse
     move = users.check(user, "rotate_password")
     # Not users.move: the audit event also says that the password changed (never what it is).
     with audit.change(user, "database.user.rotate_password", actor=actor) as change:
-        change.skip()  # recorded below, with the mark
+        change.mark(password="changed")
         password = passwords.new_password()
         user.password_verifier = passwords.verifier(user.server.engine, password)
         user.password_changed_at = timezone.now()
         user.status = move.to
         user.save(update_fields=["password_verifier", "password_changed_at", "status", "updated_at"])
-    audit.record(action="database.user.rotate_password", obj=user, before=change.before,
-                 after={**audit.snapshot(user), "password": "changed"}, **audit.by(actor))  # fmt: skip
     users.enqueue(user, move.job, actor=actor)
     return user, password
 

@@ -158,11 +158,8 @@ def mailbox_update(*, mailbox: Mailbox, data: dict, actor=None) -> Mailbox:
             box.enabled = data["enabled"]
         if data.get("password"):
             box.password_hash = hash_password(data["password"])
-            change.skip()  # the hash is never recorded; that it changed is, below
+            change.mark(password="changed")  # the hash is never recorded; that it changed is
         box.save()
-    if change.skipped:
-        audit.record(action="mail.mailbox.update", obj=box, before=change.before,
-                     after={**audit.snapshot(box), "password": "changed"}, **audit.by(actor))  # fmt: skip
     _sync(box.mail_domain, actor)
     return box
 
