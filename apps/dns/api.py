@@ -3,82 +3,30 @@
 Roles (docs/api.md, "Who calls it"): reads MEMBER+, changes ADMIN+ (infrastructure).
 """
 
+from django.db.models import Count
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 
-from apps.common.serializers import ModelSerializer, Serializer
-from apps.nodes.models import Node
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantModelViewSet
 
-from . import services, templates
-from .models import RECORD_TYPES, Record, Zone, ZoneStatus
+from . import services
+from .models import Record, Zone, ZoneStatus
+from .serializers import (
+    ExportSerializer,
+    ImportSerializer,
+    RecordSerializer,
+    ZoneCreateSerializer,
+    ZoneSerializer,
+    ZoneUpdateSerializer,
+)
 
 READ = {"list": Role.MEMBER, "retrieve": Role.MEMBER}
 WRITE = {"create": Role.ADMIN, "update": Role.ADMIN, "partial_update": Role.ADMIN, "destroy": Role.ADMIN}
-
-
-class ZoneSerializer(ModelSerializer):
-    node = serializers.PrimaryKeyRelatedField(queryset=Node.objects, required=False)
-    records_count = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Zone
-        fields = ["id", "name", "node", "status", "serial", "served_serial", "default_ttl", "soa_mname", "soa_rname",
-                  "soa_refresh", "soa_retry", "soa_expire", "soa_minimum", "last_error", "records_count",
-                  "created_at", "updated_at"]  # fmt: skip
-        read_only_fields = ["status", "serial", "served_serial", "last_error", "created_at", "updated_at"]
-
-    def get_records_count(self, zone) -> int:
-        return getattr(zone, "n_records", None) or zone.records.count()
-
-
-class ZoneCreateSerializer(ZoneSerializer):
-    name = serializers.CharField(max_length=253)
-    soa_mname = serializers.CharField(max_length=253, required=False)
-    soa_rname = serializers.CharField(max_length=253, required=False)
-    template = serializers.ChoiceField(choices=sorted(templates.TEMPLATES), required=False)
-    template_vars = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
-    nameservers = serializers.ListField(child=serializers.CharField(max_length=253), required=False, min_length=1)
-    zone_file = serializers.CharField(required=False, trim_whitespace=False)
-
-    class Meta(ZoneSerializer.Meta):
-        fields = [*ZoneSerializer.Meta.fields, "template", "template_vars", "nameservers", "zone_file"]
-
-
-class ZoneUpdateSerializer(Serializer):
-    default_ttl = serializers.IntegerField(min_value=0, max_value=2_147_483_647, required=False)
-    soa_mname = serializers.CharField(max_length=253, required=False)
-    soa_rname = serializers.CharField(max_length=253, required=False)
-    soa_refresh = serializers.IntegerField(min_value=0, required=False)
-    soa_retry = serializers.IntegerField(min_value=0, required=False)
-    soa_expire = serializers.IntegerField(min_value=0, required=False)
-    soa_minimum = serializers.IntegerField(min_value=0, required=False)
-
-
-class ImportSerializer(Serializer):
-    zone_file = serializers.CharField(trim_whitespace=False)
-    replace = serializers.BooleanField(default=True)
-
-
-class ExportSerializer(Serializer):
-    zone_file = serializers.CharField()
-
-
-class RecordSerializer(ModelSerializer):
-    name = serializers.CharField(max_length=253, required=False, default="@")
-    type = serializers.ChoiceField(choices=RECORD_TYPES)
-    ttl = serializers.IntegerField(min_value=0, max_value=2_147_483_647, required=False, allow_null=True)
-    content = serializers.CharField(max_length=65535)
-
-    class Meta:
-        model = Record
-        fields = ["id", "zone", "name", "type", "ttl", "content", "created_at", "updated_at"]
-        read_only_fields = ["zone", "created_at", "updated_at"]
 
 
 class ZoneFilter(filters.FilterSet):
@@ -102,8 +50,6 @@ class ZoneViewSet(TenantModelViewSet):
     required_roles = {**READ, **WRITE, "export": Role.MEMBER, "import_file": Role.ADMIN}
 
     def scope_queryset(self, queryset):
-        from django.db.models import Count
-
         return queryset.annotate(n_records=Count("records"))
 
     def get_serializer_class(self):
