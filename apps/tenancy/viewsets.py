@@ -7,8 +7,13 @@ with ``scope_queryset``; they may not override ``get_queryset`` or ``get_permiss
 
 from __future__ import annotations
 
-from rest_framework import mixins, viewsets
+from typing import Any, ClassVar
+
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import exceptions, mixins, status, viewsets
 from rest_framework.generics import get_object_or_404
+from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 
 from apps.common import context
 from apps.common.api import ApiViewSetMixin
@@ -28,6 +33,8 @@ class TenantScopedViewSet(ApiViewSetMixin, viewsets.GenericViewSet):
     operators_see_all = False
     # What operators may do platform-wide (without naming a tenant); anything else needs X-Tenant-ID.
     operator_actions: frozenset[str] = frozenset({"list", "retrieve"})
+    # DRF's default list less TRACE; narrower lists are computed (ResourceViewSet) or declared.
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -135,3 +142,149 @@ class TenantModelViewSet(
 
 class TenantReadOnlyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     pass
+
+
+# The standard write routes of a resource, the service hook that backs each, and its HTTP methods.
+_WRITES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "create": ("create_resource", ("post",)),
+    "update": ("update_resource", ("put",)),
+    "partial_update": ("update_resource", ("patch",)),
+    "destroy": ("destroy_resource", ("delete",)),
+}
+
+
+class ResourceViewSet(TenantScopedViewSet):
+    """The viewset of a resource written through its app's services (docs/architecture.md).
+
+    A subclass declares, and writes nothing else for the standard routes:
+    - ``serializer_class``: the output serializer of lists and of every answer;
+      ``detail_serializer_class`` for ``retrieve`` when it shows more;
+    - ``input_serializers``: the request body of each write action (``"create"``, ``"update"``,
+      a custom action's name); ``partial_update`` uses ``"update"``'s with ``partial=True``;
+    - the service hooks it supports: ``create_resource(data)``, ``update_resource(obj, data)``,
+      ``destroy_resource(obj)``. A route exists only when its hook (or its method) is written: the
+      HTTP methods are computed from them and from the custom actions, so an unsupported write is a
+      405 like any unknown method, and the OpenAPI schema is generated from the same declarations.
+    ``destroy_resource`` returning the object answers 202 with it (a job removes it); returning
+    ``None`` answers 204. Custom actions answer with ``self.answer(obj, status)`` and read their body
+    with ``self.validated()``.
+    """
+
+    detail_serializer_class: ClassVar[type[BaseSerializer] | None] = None
+    input_serializers: ClassVar[dict[str, type[BaseSerializer]]] = {}
+    # What DELETE answers in the schema: 202 with the object (a job removes it) or 204.
+    destroy_answers_object: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "http_method_names" not in cls.__dict__:
+            cls.http_method_names = cls._methods()
+        cls._declare_schema()
+
+    @classmethod
+    def _supports(cls, action: str) -> bool:
+        hook = _WRITES[action][0]
+        return getattr(cls, hook) is not getattr(ResourceViewSet, hook) or (
+            getattr(cls, action) is not getattr(ResourceViewSet, action)
+        )
+
+    @classmethod
+    def _methods(cls) -> list[str]:
+        methods = {"get", "head", "options"}
+        for action, (_hook, verbs) in _WRITES.items():
+            if cls._supports(action):
+                methods.update(verbs)
+        for extra in cls.get_extra_actions():
+            methods.update(extra.mapping)
+        return [m for m in ("get", "post", "put", "patch", "delete", "head", "options") if m in methods]
+
+    @classmethod
+    def _declare_schema(cls) -> None:
+        """Request and answer of the standard writes, from the declarations (a method the subclass
+        writes itself carries its own ``extend_schema``)."""
+        out = cls.serializer_class
+        update_in = cls.input_serializers.get("update")
+        views = {}
+        if cls._supports("create") and "create" not in cls.__dict__:
+            views["create"] = extend_schema(request=cls.input_serializers.get("create"), responses={201: out})
+        for action in ("update", "partial_update"):
+            if cls._supports(action) and action not in cls.__dict__:
+                views[action] = extend_schema(request=update_in, responses={200: out})
+        if cls._supports("destroy") and "destroy" not in cls.__dict__:
+            views["destroy"] = extend_schema(
+                request=None, responses={202: out} if cls.destroy_answers_object else {204: None}
+            )
+        if cls.detail_serializer_class is not None and "retrieve" not in cls.__dict__:
+            views["retrieve"] = extend_schema(responses={200: cls.detail_serializer_class})
+        if views:
+            extend_schema_view(**views)(cls)
+
+    def initial(self, request, *args, **kwargs):
+        # An unsupported write is a 405 before anything else (the router maps every standard verb).
+        if request.method.lower() not in self.http_method_names:
+            raise exceptions.MethodNotAllowed(request.method)
+        super().initial(request, *args, **kwargs)
+
+    # --- the service hooks a subclass writes --------------------------------------------------
+
+    def create_resource(self, data: dict) -> Any:
+        raise NotImplementedError
+
+    def update_resource(self, obj: Any, data: dict) -> Any:
+        raise NotImplementedError
+
+    def destroy_resource(self, obj: Any) -> Any | None:
+        raise NotImplementedError
+
+    # --- one way to read a body and to answer --------------------------------------------------
+
+    def get_serializer_class(self):
+        action = "update" if self.action == "partial_update" else self.action
+        if action in self.input_serializers:
+            return self.input_serializers[action]
+        if self.action == "retrieve" and self.detail_serializer_class is not None:
+            return self.detail_serializer_class
+        return self.serializer_class
+
+    def validated(self, *, partial: bool | None = None) -> dict:
+        """The current action's body, validated by its input serializer (400 with field errors)."""
+        if partial is None:
+            partial = self.action == "partial_update"
+        serializer = self.get_serializer(data=self.request.data, partial=partial)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
+
+    def output(self, obj: Any, *, many: bool = False, serializer: type[BaseSerializer] | None = None) -> Any:
+        serializer_class = serializer or self.serializer_class
+        return serializer_class(obj, many=many, context=self.get_serializer_context()).data
+
+    def answer(self, obj: Any, code: int = status.HTTP_200_OK, *, serializer: type[BaseSerializer] | None = None):
+        return Response(self.output(obj, serializer=serializer), status=code)
+
+    # --- the standard routes --------------------------------------------------------------------
+
+    def list(self, request, *args, **kwargs):
+        queryset = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(queryset)
+        if page is None:
+            return Response(self.output(queryset, many=True))
+        return self.get_paginated_response(self.output(page, many=True))
+
+    def retrieve(self, request, *args, **kwargs):
+        return self.answer(self.get_object(), serializer=self.detail_serializer_class)
+
+    def create(self, request, *args, **kwargs):
+        return self.answer(self.create_resource(self.validated()), status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        obj = self.get_object()  # a foreign or unknown object is a 404 before its body is read
+        return self.answer(self.update_resource(obj, self.validated()))
+
+    def partial_update(self, request, *args, **kwargs):
+        return self.update(request, *args, **kwargs)
+
+    def destroy(self, request, *args, **kwargs):
+        obj = self.destroy_resource(self.get_object())
+        if obj is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return self.answer(obj, status.HTTP_202_ACCEPTED)

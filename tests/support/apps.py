@@ -8,4 +8,4 @@ class SupportConfig(AppConfig):
     label = "testsupport"
 
     def ready(self):
-        from . import handlers  # noqa: F401
+        from . import gadgets, handlers  # noqa: F401

@@ -1,5 +1,7 @@
 from django.db import models
 
+from apps.tenancy.models import TenantOwnedModel
+
 
 class JobEffect(models.Model):
     """The visible effect of a test job: one row per key, however often the job runs."""
@@ -20,3 +22,26 @@ class JobCall(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+class Gadget(TenantOwnedModel):
+    """A provisioned resource of the kernel's own tests (apps.jobs.lifecycle, ResourceViewSet)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        ACTIVE = "active"
+        SUSPENDED = "suspended"
+        DELETING = "deleting"
+        DELETED = "deleted"
+        ERROR = "error"
+
+    name = models.CharField(max_length=50)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    size = models.PositiveIntegerField(default=1)
+    secret_token = models.CharField(max_length=50, blank=True)
+    last_error = models.TextField(blank=True)
+
+    audit_fields = ("name", "status", "size")
+
+    def __str__(self) -> str:
+        return self.name

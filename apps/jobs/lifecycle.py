@@ -1,0 +1,224 @@
+"""The lifecycle of a provisioned resource, declared once per model (docs/architecture.md).
+
+A provisioned resource (a pod, a website, a zone, …) is a row with a ``status`` that says what the
+tenant wants, and jobs that make a node match it. Every change follows the same steps, which this
+module owns so that no app writes them again:
+
+1. lock the row (``SELECT … FOR UPDATE`` of the row alone);
+2. check the move against the declared states (a refused move is a 409 with the declared message);
+3. set the new status and fields, save, and audit the change with the model's ``audit_fields``;
+4. store the job (it is dispatched when the transaction commits: ``job_enqueue``).
+
+The job handler then converges the node (``run_job``): the row is locked for the whole
+convergence so two jobs of one resource never act on the node at once; ``converged`` records the
+state reached, and ``fail`` marks the row ``error`` when retrying cannot help.
+
+    pods = Lifecycle(
+        model=CloudPod, kind="cloudpod", payload_key="pod",
+        moves={"suspend": Move(to=PodStatus.SUSPENDED, sources={PodStatus.RUNNING},
+                               refusal="Only a running pod can be suspended; this one is {status}.")},
+        job_targets={"cloudpod.suspend": PodStatus.SUSPENDED},
+    )
+
+    @transaction.atomic
+    def pod_suspend(*, pod, actor=None):
+        return pods.move(pod, "suspend", actor=actor)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from django.db import models, transaction
+from django.utils import timezone
+
+from apps.audit import services as audit
+from apps.common.exceptions import Conflict
+
+from .errors import tenant_message
+from .models import Job
+from .registry import PermanentError
+from .services import job_enqueue
+
+M = TypeVar("M", bound=models.Model)
+
+ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Move:
+    """A state change the tenant may ask for.
+
+    ``sources``: the states it may start from; empty means any state but those in ``not_from``.
+    ``refusal``: the 409's message when the row is elsewhere (``{status}`` is its state).
+    ``job``: the job type enqueued after the change (default ``"<kind>.<name>"``; ``""``: none).
+    ``action``: the audit action (default ``"<kind>.<name>"``).
+    """
+
+    to: str
+    refusal: str
+    sources: Collection[str] = field(default_factory=frozenset)
+    not_from: Collection[str] = field(default_factory=frozenset)
+    job: str | None = None
+    action: str | None = None
+    code: str = "conflict"
+
+    def allows(self, status: str) -> bool:
+        if self.sources:
+            return status in self.sources
+        return status not in self.not_from
+
+
+class Lifecycle(Generic[M]):
+    """The declared lifecycle of one model (see the module's docstring)."""
+
+    def __init__(
+        self,
+        *,
+        model: type[M],
+        kind: str,
+        payload_key: str,
+        moves: Mapping[str, Move] | None = None,
+        job_targets: Mapping[str, str] | None = None,
+        related: tuple[str, ...] = ("node", "tenant"),
+        noun: str | None = None,
+        status_field: str = "status",
+        error_field: str = "last_error",
+        gone: Collection[str] = ("deleted",),
+    ) -> None:
+        self.model = model
+        self.kind = kind
+        self.payload_key = payload_key
+        self.moves = dict(moves or {})
+        self.job_targets = dict(job_targets or {})
+        self.related = related
+        self.noun = noun or model._meta.verbose_name
+        self.status_field = status_field
+        self.error_field = error_field
+        self.gone = frozenset(gone)
+
+    # --- the tenant's side: changes asked through the API or the admin ----------------------------
+
+    def locked(self, obj: M | Any) -> M:
+        """The row, locked for this transaction (its related rows are read, not locked)."""
+        pk = obj.pk if isinstance(obj, models.Model) else obj
+        return self.model.objects.select_for_update(of=("self",)).select_related(*self.related).get(pk=pk)
+
+    def check(self, obj: M, name: str) -> Move:
+        """The move ``name``, or a 409 when ``obj``'s state does not allow it."""
+        move = self.moves[name]
+        status = getattr(obj, self.status_field)
+        if not move.allows(status):
+            raise Conflict(move.refusal.format(status=status), code=move.code)
+        return move
+
+    def move(self, obj: M, name: str, *, actor: Any = None, lock: bool = True, **changes: Any) -> M:
+        """Lock, check, change, audit and enqueue: one declared move, in one transaction."""
+        with transaction.atomic():
+            row = self.locked(obj) if lock else obj
+            move = self.check(row, name)
+            self.transition(row, move.to, move.action or f"{self.kind}.{name}", actor=actor, **changes)
+            job_type = f"{self.kind}.{name}" if move.job is None else move.job
+            if job_type:
+                self.enqueue(row, job_type, actor=actor)
+            return row
+
+    def transition(self, obj: M, to: str, action: str, *, actor: Any = None, **changes: Any) -> M:
+        """Set the status and fields of a locked row and audit it (for moves a service checks itself)."""
+        with audit.change(obj, action, actor=actor):
+            setattr(obj, self.status_field, to)
+            for name, value in changes.items():
+                setattr(obj, name, value)
+            obj.save()
+        return obj
+
+    def enqueue(self, obj: M, job_type: str, *, actor: Any = None, key: str | None = None, **payload: Any) -> Job:
+        return job_enqueue(
+            tenant=obj.tenant,
+            type=job_type,
+            payload={self.payload_key: str(obj.pk), **payload},
+            key=key,
+            actor=actor,
+            obj=obj,
+        )
+
+    # --- the node's side: job handlers ------------------------------------------------------------
+
+    def wanted(self, obj: M, job_type: str) -> str | None:
+        """The state a job converges the row to: its status, or for an ``error`` row the state its
+        job was for (``None``: nothing to do, e.g. a failed row with no job target or a gone row)."""
+        status = getattr(obj, self.status_field)
+        if status == ERROR:
+            status = self.job_targets.get(job_type, ERROR)
+            if status == ERROR:
+                return None
+        if status in self.gone:
+            return None
+        return status
+
+    def converged(self, obj: M, status: str, **changes: Any) -> None:
+        """The node matches ``status``: store it (and ``changes``), clear the error, and audit a
+        change of status as the system's act."""
+        before = getattr(obj, self.status_field)
+        if before == status and not changes and not getattr(obj, self.error_field):
+            return
+        setattr(obj, self.status_field, status)
+        setattr(obj, self.error_field, "")
+        for name, value in changes.items():
+            setattr(obj, name, value)
+        obj.save()
+        if before != status:
+            audit.record(action=f"{self.kind}.{status}", obj=obj, actor=None, changes={"status": [before, status]})
+
+    def fail(self, pk: Any, error: str) -> None:
+        """A job gave up: the row shows ``error`` with the reason (in its own transaction, so it
+        stays whatever the job's transaction does)."""
+        with transaction.atomic():
+            obj = self.model.all_tenants.select_for_update().filter(pk=pk).first()
+            if obj is None or getattr(obj, self.status_field) in self.gone:
+                return
+            before = getattr(obj, self.status_field)
+            setattr(obj, self.status_field, ERROR)
+            setattr(obj, self.error_field, error[:2000])
+            obj.save()
+            audit.record(action=f"{self.kind}.error", obj=obj, actor=None, changes={"status": [before, ERROR]})
+
+    def run_job(
+        self,
+        job: Job,
+        converge: Callable[[M, str], dict],
+        *,
+        progress: tuple[str, str] | None = None,
+    ) -> dict:
+        """A job handler's body: find the row of ``job``'s payload, lock it, and ``converge(row,
+        job.type)``. ``progress=(from, to)`` shows visible progress first (``pending`` →
+        ``provisioning``) without taking the lock.
+
+        Errors that carry ``permanent`` (a node's answer, ``NodeError``) fail the row at once when
+        retrying cannot help, or on the last attempt; any other error fails it on the last attempt
+        with the tenant-safe message and is retried until then.
+        """
+        pk = job.payload.get(self.payload_key)
+        if not pk or not self.model.objects.filter(pk=pk).exists():
+            raise PermanentError(f"No {self.noun} {pk!r} in this tenant.")
+        if progress is not None:
+            self.model.objects.filter(pk=pk, **{self.status_field: progress[0]}).update(
+                **{self.status_field: progress[1], "updated_at": timezone.now()}
+            )
+        try:
+            with transaction.atomic():
+                return converge(self.locked(pk), job.type)
+        except Exception as exc:
+            last = job.attempts >= job.max_attempts
+            permanent = getattr(exc, "permanent", None)
+            if isinstance(permanent, bool):
+                if permanent or last:
+                    message = getattr(exc, "message", None) or str(exc)
+                    self.fail(pk, error=message)
+                    raise PermanentError(message) from exc
+                raise
+            if last:
+                self.fail(pk, error=tenant_message(exc))
+            raise

@@ -1,0 +1,197 @@
+"""The kernel's two bases for provisioned resources: ``apps.jobs.lifecycle.Lifecycle`` (lock, check,
+change, audit, job; convergence and failure) and ``apps.tenancy.viewsets.ResourceViewSet`` (routes,
+one way to answer, schema from the declarations). Driven through a resource made the documented
+way (tests/support/gadgets.py)."""
+
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+
+from apps.audit.models import AuditEvent
+from apps.jobs import services as jobs
+from apps.jobs.models import Job, JobStatus
+from apps.tenancy.roles import Role
+from apps.tenancy.scoping import all_tenants, tenant_scope
+from tests.conftest import client_for
+from tests.support import gadget_urls
+from tests.support.gadgets import GadgetViewSet, ReadOnlyGadgetViewSet, gadgets
+from tests.support.models import Gadget
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.support.gadget_urls")]
+S = Gadget.Status
+
+
+def _admin(t):
+    return client_for(t.users[Role.ADMIN], t.tenant)
+
+
+def _events(obj, action=None):
+    with all_tenants():
+        qs = AuditEvent.objects.filter(object_id=str(obj.pk)).order_by("created_at")
+        if action:
+            qs = qs.filter(action=action)
+        return list(qs)
+
+
+def _run_jobs(obj) -> list[str]:
+    with all_tenants():
+        pending = list(Job.all_tenants.filter(object_id=str(obj.pk), status=JobStatus.PENDING).order_by("created_at"))
+    return [jobs.run_job(job.pk) for job in pending]
+
+
+def _gadget(t, **fields) -> Gadget:
+    with tenant_scope(t.tenant):
+        return Gadget.objects.create(tenant=t.tenant, **fields)
+
+
+def test_create_answers_with_the_output_serializer_and_a_job_converges_it(tenant_a):
+    response = _admin(tenant_a).post("/gadgets/", {"name": "g1", "size": 2}, format="json")
+    assert response.status_code == 201, response.content
+    assert set(response.json()) == {"id", "name", "status", "size"} and response.json()["status"] == "pending"
+    gadget = Gadget.all_tenants.get(pk=response.json()["id"])
+    (made,) = _events(gadget, "gadget.create")
+    assert made.changes == {"name": [None, "g1"], "status": [None, "pending"], "size": [None, 2]}
+    assert made.actor_id == tenant_a.users[Role.ADMIN].pk
+    assert _run_jobs(gadget) == ["succeeded"]
+    gadget.refresh_from_db()
+    assert gadget.status == S.ACTIVE
+    assert _events(gadget, "gadget.active")[0].changes == {"status": ["pending", "active"]}
+
+
+def test_a_move_is_checked_audited_and_enqueued_once(tenant_a):
+    gadget = _gadget(tenant_a, name="g", status=S.ACTIVE)
+    client = _admin(tenant_a)
+    response = client.post(f"/gadgets/{gadget.pk}/suspend/")
+    assert response.status_code == 202 and response.json()["status"] == "suspended"
+    (event,) = _events(gadget, "gadget.suspend")
+    assert event.changes == {"status": ["active", "suspended"]}
+    with all_tenants():
+        assert list(Job.all_tenants.filter(object_id=str(gadget.pk)).values_list("type", "payload")) == [
+            ("gadget.suspend", {"gadget": str(gadget.pk)})
+        ]
+    again = client.post(f"/gadgets/{gadget.pk}/suspend/")
+    assert again.status_code == 409
+    assert "Only an active gadget can be suspended; this one is suspended." in again.content.decode()
+    assert len(_events(gadget, "gadget.suspend")) == 1
+    with all_tenants():
+        assert Job.all_tenants.filter(object_id=str(gadget.pk)).count() == 1
+
+
+def test_update_and_partial_update_go_through_the_service(tenant_a):
+    gadget = _gadget(tenant_a, name="g", status=S.ACTIVE)
+    client = _admin(tenant_a)
+    assert client.put(f"/gadgets/{gadget.pk}/", {"name": "h", "size": 3}, format="json").json()["size"] == 3
+    assert client.patch(f"/gadgets/{gadget.pk}/", {"size": 4}, format="json").json() == {
+        "id": str(gadget.pk), "name": "h", "status": "active", "size": 4,
+    }  # fmt: skip
+    assert [e.changes for e in _events(gadget, "gadget.update")] == [
+        {"name": ["g", "h"], "size": [1, 3]},
+        {"size": [3, 4]},
+    ]
+    bad = client.put(f"/gadgets/{gadget.pk}/", {"name": "h", "size": 99}, format="json")
+    assert bad.status_code == 400 and "size" in bad.json()
+    gadget.refresh_from_db()
+    assert gadget.size == 4 and len(_events(gadget, "gadget.update")) == 2
+
+
+def test_another_tenants_object_is_a_404_before_its_body_is_read(tenant_a, tenant_b):
+    foreign = _gadget(tenant_b, name="theirs", status=S.ACTIVE)
+    client = _admin(tenant_a)
+    assert client.put(f"/gadgets/{foreign.pk}/", {"size": "not a number"}, format="json").status_code == 404
+    assert client.delete(f"/gadgets/{foreign.pk}/").status_code == 404
+    assert client.post(f"/gadgets/{foreign.pk}/suspend/").status_code == 404
+    foreign.refresh_from_db()
+    assert foreign.status == S.ACTIVE and _events(foreign) == []
+
+
+def test_roles_come_from_the_declaration(tenant_a):
+    gadget = _gadget(tenant_a, name="g", status=S.ACTIVE)
+    member = client_for(tenant_a.users[Role.MEMBER], tenant_a.tenant)
+    assert member.get("/gadgets/").status_code == 200
+    assert member.post("/gadgets/", {"name": "x"}, format="json").status_code == 403
+    assert member.delete(f"/gadgets/{gadget.pk}/").status_code == 403
+
+
+def test_destroy_answers_202_and_the_job_finishes_the_removal(tenant_a):
+    gadget = _gadget(tenant_a, name="g", status=S.ACTIVE)
+    response = _admin(tenant_a).delete(f"/gadgets/{gadget.pk}/")
+    assert response.status_code == 202 and response.json()["status"] == "deleting"
+    assert _run_jobs(gadget) == ["succeeded"]
+    gadget.refresh_from_db()
+    assert gadget.status == S.DELETED
+    assert _admin(tenant_a).delete(f"/gadgets/{gadget.pk}/").status_code == 409
+
+
+def test_a_permanent_node_error_fails_the_row_at_once(tenant_a):
+    response = _admin(tenant_a).post("/gadgets/", {"name": "refuse-always"}, format="json")
+    gadget = Gadget.all_tenants.get(pk=response.json()["id"])
+    assert _run_jobs(gadget) == ["failed"]
+    gadget.refresh_from_db()
+    assert gadget.status == S.ERROR and gadget.last_error == "the node refuses this gadget"
+    assert _events(gadget, "gadget.error")[0].changes == {"status": ["pending", "error"]}
+
+
+def test_a_passing_error_is_retried_and_fails_the_row_only_on_the_last_attempt(tenant_a):
+    response = _admin(tenant_a).post("/gadgets/", {"name": "refuse-now"}, format="json")
+    gadget = Gadget.all_tenants.get(pk=response.json()["id"])
+    with all_tenants():
+        job = Job.all_tenants.get(object_id=str(gadget.pk))
+        Job.all_tenants.filter(pk=job.pk).update(max_attempts=2)
+    assert jobs.run_job(job.pk) == "pending"
+    gadget.refresh_from_db()
+    assert gadget.status == S.PENDING and gadget.last_error == ""
+    Job.all_tenants.filter(pk=job.pk).update(run_after=job.created_at)
+    assert jobs.run_job(job.pk) == "failed"
+    gadget.refresh_from_db()
+    assert gadget.status == S.ERROR and gadget.last_error == "the node refuses this gadget"
+
+
+def test_an_internal_error_leaves_the_tenant_a_reference_not_the_detail(tenant_a):
+    response = _admin(tenant_a).post("/gadgets/", {"name": "crash"}, format="json")
+    gadget = Gadget.all_tenants.get(pk=response.json()["id"])
+    with all_tenants():
+        Job.all_tenants.filter(object_id=str(gadget.pk)).update(max_attempts=1)
+    assert _run_jobs(gadget) == ["failed"]
+    gadget.refresh_from_db()
+    assert gadget.status == S.ERROR
+    assert "an internal detail" not in gadget.last_error and "reference" in gadget.last_error
+
+
+def test_an_error_row_converges_to_the_state_its_job_was_for(tenant_a):
+    gadget = _gadget(tenant_a, name="g", status=S.ERROR, last_error="earlier")
+    with tenant_scope(tenant_a.tenant):
+        gadgets.enqueue(gadget, "gadget.suspend")
+    assert _run_jobs(gadget) == ["succeeded"]
+    gadget.refresh_from_db()
+    assert gadget.status == S.SUSPENDED and gadget.last_error == ""
+    assert gadgets.wanted(Gadget(status=S.ERROR), "gadget.unknown") is None
+    assert gadgets.wanted(Gadget(status=S.DELETED), "gadget.delete") is None
+
+
+def test_http_methods_follow_the_hooks_and_actions():
+    assert GadgetViewSet.http_method_names == ["get", "post", "put", "patch", "delete", "head", "options"]
+    assert ReadOnlyGadgetViewSet.http_method_names == ["get", "head", "options"]
+
+
+def test_an_unsupported_write_is_a_405(tenant_a):
+    client = _admin(tenant_a)
+    gadget = _gadget(tenant_a, name="g", status=S.ACTIVE)
+    assert client.get("/readonly-gadgets/").status_code == 200
+    assert client.post("/readonly-gadgets/", {"name": "x"}, format="json").status_code == 405
+    assert client.delete(f"/readonly-gadgets/{gadget.pk}/").status_code == 405
+
+
+def test_the_schema_comes_from_the_declarations():
+    schema = SchemaGenerator(patterns=gadget_urls.urlpatterns).get_schema(request=None, public=True)
+    collection, item = schema["paths"]["/gadgets/"], schema["paths"]["/gadgets/{id}/"]
+
+    def body(op):
+        return op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+
+    def answer(op, code):
+        return op["responses"][code]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+
+    assert (body(collection["post"]), answer(collection["post"], "201")) == ("GadgetCreateRequest", "Gadget")
+    assert (body(item["put"]), answer(item["put"], "200")) == ("GadgetUpdateRequest", "Gadget")
+    assert body(item["patch"]) == "PatchedGadgetUpdateRequest"
+    assert answer(item["delete"], "202") == "Gadget"
+    assert set(schema["paths"]["/readonly-gadgets/{id}/"]) == {"get"}
