@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
-from apps.dns import zonedata
+from apps.dns import validators as dns_validators
 from apps.jobs.models import JobStatus
 from apps.names import claims
 
@@ -24,7 +24,7 @@ GONE = (DomainStatus.TRANSFERRED_OUT,)
 
 def domain_name(value: str) -> str:
     try:
-        return zonedata.zone_name(value)
+        return dns_validators.zone_name(value)
     except InvalidInput as exc:
         raise InvalidInput(exc.message, field="name") from exc
 
@@ -33,7 +33,7 @@ def _nameservers(values) -> list[str]:
     out = []
     for value in values or []:
         try:
-            out.append(zonedata.zone_name(value))
+            out.append(dns_validators.zone_name(value))
         except InvalidInput as exc:
             raise InvalidInput(f"{value}: {exc.message}", field="nameservers") from exc
     if len(set(out)) != len(out):
