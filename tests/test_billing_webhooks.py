@@ -333,7 +333,7 @@ def test_a_paid_checkout_whose_webhook_never_came_is_reconciled_once(tenant_a, s
     from django.utils import timezone
 
     from apps.billing.models import CheckoutSession
-    from apps.billing.services.stripe_gateway import reconcile_open_sessions
+    from apps.billing.services.reconciliation import reconcile_open_sessions
 
     invoice = issued(tenant_a)
     admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)

@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.html import format_html
 
 from apps.common.admin import AuditedModelAdmin, ReadOnlyAdmin, ReadOnlyInline, apply_each, confirm_first
 from apps.common.exceptions import DomainError
@@ -112,8 +113,6 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
     @admin.display(description="Payment")
     def record_payment_link(self, obj):
-        from django.utils.html import format_html
-
         if obj.status not in ("open", "uncollectible"):
             return "—"
         url = reverse("admin:billing_invoice_record_payment", args=[obj.pk])

@@ -1,13 +1,12 @@
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import mixins, permissions, serializers, status
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, permissions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.common.exceptions import InvalidInput
-from apps.common.serializers import Serializer
 from apps.common.throttling import DynamicScopedRateThrottle
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantReadOnlyViewSet, TenantScopedViewSet
@@ -19,6 +18,7 @@ from .serializers import (
     CheckoutLinkSerializer,
     CreditNoteCreateSerializer,
     CreditNoteSerializer,
+    GenericEventSerializer,
     InvoiceCreateSerializer,
     InvoiceSerializer,
     InvoiceUpdateSerializer,
@@ -30,6 +30,7 @@ from .serializers import (
     SubscriptionUpdateSerializer,
     UsageRecordSerializer,
     UsageSerializer,
+    WebhookAnswer,
 )
 from .services import credit_notes, documents, invoices, payments, stripe_gateway, subscriptions, webhooks
 
@@ -72,7 +73,7 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         invoice = invoices.invoice_create(
-            tenant=request.tenant, customer=data["customer"], lines=data["lines"], currency=data.get("currency"),
+            tenant=self.tenant, customer=data["customer"], lines=data["lines"], currency=data.get("currency"),
             due_date=data.get("due_date"), notes=data.get("notes", ""),
         )  # fmt: skip
         return self._answer(invoice, status.HTTP_201_CREATED)
@@ -195,10 +196,6 @@ class CreditNoteViewSet(TenantReadOnlyViewSet):
         return pdf_response(documents.credit_note_pdf(note), note.number)
 
 
-WebhookAnswer = inline_serializer("WebhookAnswer", {"received": serializers.BooleanField(),
-                                                     "status": serializers.CharField()})  # fmt: skip
-
-
 class _WebhookView(APIView):
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
@@ -227,12 +224,6 @@ class StripeWebhookView(_WebhookView):
             created=webhooks.stripe_created(payload), payload=payload, raw=raw,
         )  # fmt: skip
         return self.answer(event)
-
-
-class GenericEventSerializer(Serializer):
-    id = serializers.CharField(max_length=255)
-    type = serializers.CharField(max_length=100)
-    data = serializers.DictField()
 
 
 class GenericWebhookView(_WebhookView):
@@ -287,7 +278,7 @@ class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         sub = subscriptions.subscription_create(
-            tenant=request.tenant, customer=data["customer"], product=data["product"], cycle=data["cycle"],
+            tenant=self.tenant, customer=data["customer"], product=data["product"], cycle=data["cycle"],
             currency=data.get("currency"), quantity=data["quantity"], config=data.get("config"),
             external_ref=data.get("external_ref", ""),
         )  # fmt: skip

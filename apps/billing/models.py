@@ -9,11 +9,15 @@ credit notes.
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
+from apps.common.exceptions import InvalidInput
 from apps.common.money import MAX_AMOUNT
 from apps.tenancy.models import Tenant, TenantOwnedModel, TimestampedModel
+
+from .validators import validate_number_format
 
 
 def money_field(**kwargs):
@@ -55,15 +59,9 @@ class BillingSettings(TimestampedModel):
         return f"Billing settings of {self.tenant}"
 
     def clean(self):
-        from django.core.exceptions import ValidationError
-
-        from apps.common.exceptions import InvalidInput
-
-        from .services.numbering import validate_format
-
         for field in ("invoice_number_format", "credit_note_number_format"):
             try:
-                validate_format(getattr(self, field))
+                validate_number_format(getattr(self, field))
             except InvalidInput as exc:
                 raise ValidationError({field: exc.message}) from exc
 
@@ -92,6 +90,12 @@ class InvoiceStatus(models.TextChoices):
 
 
 class Invoice(TenantOwnedModel):
+    # What the audit trail records of an invoice (apps.audit.services: created/change/deleted).
+    audit_fields = (
+        "status", "number", "currency", "issue_date", "due_date", "subtotal", "discount_total", "tax_total", "total",
+        "amount_paid", "amount_credited", "credit_applied", "amount_due", "notes",
+    )  # fmt: skip
+
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="invoices")
     number = models.CharField(max_length=64, null=True, blank=True)
     status = models.CharField(max_length=16, choices=InvoiceStatus.choices, default=InvoiceStatus.DRAFT)
@@ -184,6 +188,8 @@ class PaymentStatus(models.TextChoices):
 
 class Payment(TenantOwnedModel):
     """Money received from a customer for one invoice (the excess goes to the customer's credit)."""
+
+    audit_fields = ("amount", "currency", "method", "status", "reference", "applied_to_invoice", "refunded_amount")
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payments")
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="payments")
@@ -356,6 +362,11 @@ class Subscription(TenantOwnedModel):
     changes never reprice running subscriptions. ``billed_through`` is the end of the last period
     that has an invoice line: the billing run bills each period once, however often it runs.
     """
+
+    audit_fields = (
+        "status", "product", "currency", "cycle", "quantity", "unit_price", "tax_rate", "current_period_start",
+        "current_period_end", "billed_through", "cancel_at_period_end", "suspension_reason", "external_ref",
+    )  # fmt: skip
 
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="subscriptions")
     product = models.ForeignKey("catalog.Product", on_delete=models.PROTECT, related_name="subscriptions")

@@ -12,8 +12,9 @@ from django.db.models import Count, DecimalField, ExpressionWrapper, F, Sum
 from django.utils import timezone
 
 from apps.common.money import quantize
+from apps.customers.services import DELETE_GUARDS
 
-from .models import Invoice, InvoiceStatus, Subscription, SubscriptionStatus
+from .models import Invoice, InvoiceStatus, Payment, Subscription, SubscriptionStatus
 from .periods import CYCLE_MONTHS
 
 # Subscriptions that bring money in every month: past-due ones still run until dunning suspends
@@ -57,3 +58,11 @@ def overdue_by_currency(*, today: date | None = None) -> dict[str, dict]:
     return {
         row["currency"]: {"amount": quantize(row["amount"], row["currency"]), "count": row["count"]} for row in rows
     }
+
+
+@DELETE_GUARDS.register()
+def customer_has_billing_history(customer) -> str | None:
+    """A customer with invoices or payments is closed, never deleted (the customers' delete guard)."""
+    if Invoice.all_tenants.filter(customer=customer).exists() or Payment.all_tenants.filter(customer=customer).exists():
+        return "it has invoices or payments"
+    return None

@@ -1,6 +1,6 @@
 from decimal import Decimal
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from apps.catalog.models import Product
@@ -236,3 +236,15 @@ class UsageRecordSerializer(ModelSerializer):
 
     def get_billed(self, obj) -> bool:
         return obj.charge_id is not None
+
+
+# --- provider webhooks ---
+
+WebhookAnswer = inline_serializer("WebhookAnswer", {"received": serializers.BooleanField(),
+                                                     "status": serializers.CharField()})  # fmt: skip
+
+
+class GenericEventSerializer(Serializer):
+    id = serializers.CharField(max_length=255)
+    type = serializers.CharField(max_length=100)
+    data = serializers.DictField()

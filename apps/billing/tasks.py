@@ -1,8 +1,11 @@
+"""Celery entry points of billing (beat's schedule and the emails queued by ``services.notifications``)."""
+
 from celery import shared_task
 
 from .services.billing_run import billing_run
 from .services.dunning import dunning_run
-from .services.notifications import send_invoice_email
+from .services.notifications import SEND_BATCH, SEND_ONE, send_invoice_email
+from .services.reconciliation import reconcile_open_sessions
 
 
 @shared_task(name="billing.run")
@@ -11,19 +14,17 @@ def run() -> dict:
     return {**result.__dict__, "dunning": dunning_run()}
 
 
-@shared_task(name="billing.send_invoice_email", autoretry_for=(OSError,), retry_backoff=60, max_retries=8)
+@shared_task(name=SEND_ONE, autoretry_for=(OSError,), retry_backoff=60, max_retries=8)
 def send_invoice_email_task(invoice_id: str, event: str) -> None:
     send_invoice_email(invoice_id, event)
 
 
 @shared_task(name="billing.reconcile_stripe")
 def reconcile_stripe() -> dict:
-    from .services.stripe_gateway import reconcile_open_sessions
-
     return reconcile_open_sessions()
 
 
-@shared_task(name="billing.send_invoice_emails")
+@shared_task(name=SEND_BATCH)
 def send_invoice_emails_task(invoice_ids: list[str], event: str) -> None:
     """A batch's emails in one message from the billing run; each sent (and retried) as its own task here."""
     for invoice_id in invoice_ids:

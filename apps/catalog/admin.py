@@ -5,7 +5,6 @@ from django.core.exceptions import ValidationError
 from apps.common.admin import TenantOwnedAdmin, TenantOwnedForm
 
 from .models import BundleItem, Price, Product, TaxRate
-from .services import PRODUCT_FIELDS, TAX_RATE_FIELDS
 
 
 class TenantInlineForm(forms.ModelForm):
@@ -65,13 +64,13 @@ class BundleItemInline(admin.TabularInline):
 class ProductAdminForm(TenantOwnedForm):
     class Meta:
         model = Product
-        fields = ["tenant", *PRODUCT_FIELDS]
+        fields = ["tenant", *Product.audit_fields]
 
 
 @admin.register(Product)
 class ProductAdmin(TenantOwnedAdmin):
     form = ProductAdminForm
-    audit_fields = PRODUCT_FIELDS
+    audit_fields = Product.audit_fields
     list_display = ["name", "slug", "type", "visibility", "tax_class", "stock", "created_at"]
     list_filter = ["type", "visibility", "tax_class", "created_at"]
     search_fields = ["name", "slug", "description", "id"]
@@ -82,7 +81,7 @@ class ProductAdmin(TenantOwnedAdmin):
 
 @admin.register(TaxRate)
 class TaxRateAdmin(TenantOwnedAdmin):
-    audit_fields = TAX_RATE_FIELDS
+    audit_fields = TaxRate.audit_fields
     list_display = ["name", "country", "tax_class", "rate", "created_at"]
     list_filter = ["tax_class", "country"]
     search_fields = ["name", "country", "id"]

@@ -13,6 +13,10 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 
+from apps.tenancy.models import Tenant
+
+from .models import BundleItem, Price, Product
+
 PREFIX = "catalog:public:v1:"
 
 
@@ -37,8 +41,6 @@ def invalidate_slug(slug: str) -> None:
 
 
 def invalidate_tenant(tenant_id) -> None:
-    from apps.tenancy.models import Tenant
-
     slug = Tenant.objects.filter(pk=tenant_id).values_list("slug", flat=True).first()
     if slug:
         invalidate_slug(slug)
@@ -68,10 +70,6 @@ def _on_tenant_change(sender, instance, **kwargs):
 
 
 def connect_signals() -> None:
-    from apps.tenancy.models import Tenant
-
-    from .models import BundleItem, Price, Product
-
     for model in (Product, Price, BundleItem):
         post_save.connect(_on_catalog_change, sender=model, dispatch_uid=f"catalog-cache-save-{model.__name__}")
         post_delete.connect(_on_catalog_change, sender=model, dispatch_uid=f"catalog-cache-delete-{model.__name__}")

@@ -79,6 +79,12 @@ def is_quantized(amount: Decimal, currency: str) -> bool:
 class Product(TenantOwnedModel):
     """Something a tenant sells. A product with components (``bundle_items``) is a bundle."""
 
+    # What the audit trail records; also the fields a service (and the admin's form) may write.
+    audit_fields = (
+        "name", "slug", "description", "type", "tax_class", "visibility", "stock", "config", "metering",
+        "bundle_discount_percent",
+    )  # fmt: skip
+
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100)
     description = models.TextField(blank=True)
@@ -194,15 +200,37 @@ class BundleItem(TenantOwnedModel):
         super().clean()
         if self.bundle_id is None or self.component_id is None:
             return
-        from .rules import bundle_component_problem
-
         problem = bundle_component_problem(bundle=self.bundle, component=self.component)
         if problem:
             raise ValidationError({"component": problem})
 
 
+# The bundle rule, shared by ``BundleItem.clean`` (the admin's forms) and the services. It lives
+# with the models because it is an invariant of ``BundleItem`` that needs only them.
+def bundle_component_problem(*, bundle: Product, component: Product) -> str | None:
+    """Why ``component`` cannot go into ``bundle``, or None.
+
+    Bundles are one level deep: a bundle's components are plain products, so a bundle can never
+    contain itself, directly or through another bundle.
+    """
+    if bundle.pk is not None and component.pk == bundle.pk:
+        return "A bundle cannot contain itself."
+    if bundle.tenant_id is not None and component.tenant_id != bundle.tenant_id:
+        return "Must belong to the same tenant."
+    if component.is_retired:
+        return f"{component.name} is retired and cannot be added to a bundle."
+    # The ids are this tenant's (checked above): the unscoped manager is safe and works in the admin too.
+    if BundleItem.all_tenants.filter(bundle_id=component.pk).exists():
+        return f"{component.name} is a bundle itself; bundles cannot be nested."
+    if bundle.pk is not None and BundleItem.all_tenants.filter(component_id=bundle.pk).exists():
+        return "This product is a component of another bundle, so it cannot have components."
+    return None
+
+
 class TaxRate(TenantOwnedModel):
     """The tax rate a tenant charges in one country for one tax class (standard or reduced)."""
+
+    audit_fields = ("country", "tax_class", "rate", "name")
 
     country = CountryField()
     tax_class = models.CharField(max_length=10, choices=TaxClass.choices, default=TaxClass.STANDARD)

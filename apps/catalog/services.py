@@ -28,9 +28,8 @@ from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.money import CURRENCIES, exponent, parse_amount
 
-from .models import BundleItem, Cycle, Price, Product, TaxRate, Visibility, is_quantized
+from .models import BundleItem, Cycle, Price, Product, TaxRate, Visibility, bundle_component_problem, is_quantized
 from .pricing import PriceTable, Quote, Tax, price_table, quote, quote_from, tax_for, usage_charge
-from .rules import bundle_component_problem
 
 __all__ = [
     "PriceTable",
@@ -51,19 +50,6 @@ __all__ = [
     "usage_charge",
 ]
 
-PRODUCT_FIELDS = [
-    "name",
-    "slug",
-    "description",
-    "type",
-    "tax_class",
-    "visibility",
-    "stock",
-    "config",
-    "metering",
-    "bundle_discount_percent",
-]
-TAX_RATE_FIELDS = ["country", "tax_class", "rate", "name"]
 METERING_DECIMALS = 6
 
 
@@ -173,7 +159,7 @@ def _check_retirable(product: Product) -> None:
 
 
 def _apply_fields(product: Product, data: dict[str, Any]) -> None:
-    unknown = set(data) - set(PRODUCT_FIELDS)
+    unknown = set(data) - set(Product.audit_fields)
     if unknown:
         raise InvalidInput(f"Unknown product fields: {', '.join(sorted(unknown))}.")
     for name, value in data.items():
@@ -328,7 +314,8 @@ def _check_quantity_field(quantity) -> None:
 
 
 def _snapshot(product: Product) -> dict[str, Any]:
-    data = audit.snapshot(product, PRODUCT_FIELDS)
+    """The product's declared fields plus its prices and components (which are other rows)."""
+    data = audit.snapshot(product)
     data["prices"] = [
         f"{p.currency} {p.cycle} {p.amount} setup {p.setup_fee}"
         for p in Price.all_tenants.filter(product_id=product.pk).order_by("currency", "cycle")
@@ -349,24 +336,23 @@ def _snapshot(product: Product) -> dict[str, Any]:
 def tax_rate_create(*, tenant, data: dict[str, Any]) -> TaxRate:
     rate = TaxRate(tenant=tenant, **data)
     _save_tax_rate(rate)
-    audit.record(action="taxrate.create", obj=rate, after=audit.snapshot(rate, TAX_RATE_FIELDS))
+    audit.created(rate, "taxrate.create")
     return rate
 
 
 @transaction.atomic
 def tax_rate_update(*, tax_rate: TaxRate, data: dict[str, Any]) -> TaxRate:
     tax_rate = TaxRate.all_tenants.select_for_update().get(pk=tax_rate.pk)
-    before = audit.snapshot(tax_rate, TAX_RATE_FIELDS)
-    for name, value in data.items():
-        setattr(tax_rate, name, value)
-    _save_tax_rate(tax_rate)
-    audit.record(action="taxrate.update", obj=tax_rate, before=before, after=audit.snapshot(tax_rate, TAX_RATE_FIELDS))
+    with audit.change(tax_rate, "taxrate.update"):
+        for name, value in data.items():
+            setattr(tax_rate, name, value)
+        _save_tax_rate(tax_rate)
     return tax_rate
 
 
 @transaction.atomic
 def tax_rate_delete(*, tax_rate: TaxRate) -> None:
-    audit.record(action="taxrate.delete", obj=tax_rate, before=audit.snapshot(tax_rate, TAX_RATE_FIELDS))
+    audit.deleted(tax_rate, "taxrate.delete")
     tax_rate.delete()
 
 

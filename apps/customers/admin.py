@@ -7,7 +7,6 @@ from apps.common.money import CURRENCY_CHOICES
 
 from . import services
 from .models import Contact, Customer
-from .services import CONTACT_FIELDS, CUSTOMER_FIELDS
 
 
 class ContactFormSet(forms.BaseInlineFormSet):
@@ -35,7 +34,7 @@ class CustomerAdminForm(TenantOwnedForm):
 
     class Meta:
         model = Customer
-        fields = ["tenant", *CUSTOMER_FIELDS]
+        fields = ["tenant", *Customer.audit_fields]
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
@@ -65,7 +64,7 @@ class CustomerAdminForm(TenantOwnedForm):
 @admin.register(Customer)
 class CustomerAdmin(AuditedGuardedAdminMixin, TenantOwnedAdmin):
     form = CustomerAdminForm
-    audit_fields = CUSTOMER_FIELDS
+    audit_fields = Customer.audit_fields
     list_display = ["name", "company", "email", "status", "currency", "country", "created_at"]
     list_filter = ["status", "kind", "currency", "created_at"]
     search_fields = ["name", "company", "email", "billing_email", "tax_id", "id"]
@@ -106,7 +105,7 @@ class CustomerAdmin(AuditedGuardedAdminMixin, TenantOwnedAdmin):
 
 @admin.register(Contact)
 class ContactAdmin(TenantOwnedAdmin):
-    audit_fields = CONTACT_FIELDS
+    audit_fields = Contact.audit_fields
     list_display = ["name", "email", "role", "customer", "created_at"]
     list_filter = ["role", "created_at"]
     search_fields = ["name", "email", "customer__name", "customer__email"]

@@ -8,6 +8,12 @@ from apps.tenancy.models import TenantOwnedModel
 class Customer(TenantOwnedModel):
     """A client of a tenant: the person or company that buys hosting."""
 
+    # What the audit trail records, and what the admin's form edits (apps/customers/admin.py).
+    audit_fields = (
+        "kind", "name", "company", "email", "billing_email", "phone", "tax_id", "currency", "status",
+        "address_line1", "address_line2", "city", "state", "postal_code", "country", "notes",
+    )  # fmt: skip
+
     class Kind(models.TextChoices):
         PERSON = "person", "Person"
         COMPANY = "company", "Company"
@@ -55,6 +61,8 @@ class Customer(TenantOwnedModel):
 
 class Contact(TenantOwnedModel):
     """Another person at a customer: who gets the bills, who gets technical notices."""
+
+    audit_fields = ("customer", "name", "email", "phone", "role")
 
     class Role(models.TextChoices):
         PRIMARY = "primary", "Primary"

@@ -1,31 +1,18 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.db import IntegrityError, transaction
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.registry import Registry
 
 from .models import Contact, Customer
 
-CUSTOMER_FIELDS = [
-    "kind",
-    "name",
-    "company",
-    "email",
-    "billing_email",
-    "phone",
-    "tax_id",
-    "currency",
-    "status",
-    "address_line1",
-    "address_line2",
-    "city",
-    "state",
-    "postal_code",
-    "country",
-    "notes",
-]
-CONTACT_FIELDS = ["customer", "name", "email", "phone", "role"]
+# Why a customer cannot be deleted: callables customer -> reason | None, registered by the modules
+# that own rows pointing at customers (``@DELETE_GUARDS.register()``, e.g. billing's history).
+DELETE_GUARDS: Registry[Callable[[Customer], str | None]] = Registry("customer delete guard")
 
 
 @transaction.atomic
@@ -34,7 +21,7 @@ def customer_create(*, tenant, data: dict) -> Customer:
     data.setdefault("currency", tenant.default_currency)
     customer = Customer(tenant=tenant, **data)
     _save_customer(customer)
-    audit.record(action="customer.create", obj=customer, after=audit.snapshot(customer, CUSTOMER_FIELDS))
+    audit.created(customer, "customer.create")
     return customer
 
 
@@ -53,11 +40,10 @@ def _save_customer(customer: Customer) -> None:
 @transaction.atomic
 def customer_update(*, customer: Customer, data: dict) -> Customer:
     customer = Customer.objects.select_for_update().get(pk=customer.pk)
-    before = audit.snapshot(customer, CUSTOMER_FIELDS)
-    for field, value in data.items():
-        setattr(customer, field, value)
-    _save_customer(customer)
-    audit.record(action="customer.update", obj=customer, before=before, after=audit.snapshot(customer, CUSTOMER_FIELDS))
+    with audit.change(customer, "customer.update"):
+        for field, value in data.items():
+            setattr(customer, field, value)
+        _save_customer(customer)
     return customer
 
 
@@ -68,12 +54,8 @@ def customer_delete(*, customer: Customer) -> None:
         reason = check(customer)
         if reason:
             raise Conflict(f"This customer cannot be deleted: {reason}. Close it instead.")
-    audit.record(action="customer.delete", obj=customer, before=audit.snapshot(customer, CUSTOMER_FIELDS))
+    audit.deleted(customer, "customer.delete")
     customer.delete()
-
-
-# Callables customer -> reason|None, added by modules that own rows pointing at customers.
-DELETE_GUARDS: list = []
 
 
 @transaction.atomic
@@ -81,22 +63,21 @@ def contact_create(*, customer: Customer, data: dict) -> Contact:
     contact = Contact(tenant_id=customer.tenant_id, customer=customer, **data)
     contact.full_clean(exclude=["tenant", "customer"])
     contact.save()
-    audit.record(action="contact.create", obj=contact, after=audit.snapshot(contact, CONTACT_FIELDS))
+    audit.created(contact, "contact.create")
     return contact
 
 
 @transaction.atomic
 def contact_update(*, contact: Contact, data: dict) -> Contact:
-    before = audit.snapshot(contact, CONTACT_FIELDS)
-    for field, value in data.items():
-        setattr(contact, field, value)
-    contact.full_clean(exclude=["tenant", "customer"])
-    contact.save()
-    audit.record(action="contact.update", obj=contact, before=before, after=audit.snapshot(contact, CONTACT_FIELDS))
+    with audit.change(contact, "contact.update"):
+        for field, value in data.items():
+            setattr(contact, field, value)
+        contact.full_clean(exclude=["tenant", "customer"])
+        contact.save()
     return contact
 
 
 @transaction.atomic
 def contact_delete(*, contact: Contact) -> None:
-    audit.record(action="contact.delete", obj=contact, before=audit.snapshot(contact, CONTACT_FIELDS))
+    audit.deleted(contact, "contact.delete")
     contact.delete()

@@ -49,7 +49,7 @@ class OrderViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         serializer = OrderCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        order = services.order_create(tenant=request.tenant, customer=data["customer"], items=data["items"],
+        order = services.order_create(tenant=self.tenant, customer=data["customer"], items=data["items"],
                                       currency=data.get("currency"), notes=data.get("notes", ""))  # fmt: skip
         return self._answer(order, status.HTTP_201_CREATED)
 

@@ -16,6 +16,8 @@ class OrderStatus(models.TextChoices):
 class Order(TenantOwnedModel):
     """A customer's purchase of catalog items: priced when placed, invoiced when accepted."""
 
+    audit_fields = ("status", "currency", "subtotal", "tax_total", "total", "invoice")
+
     customer = models.ForeignKey("customers.Customer", on_delete=models.PROTECT, related_name="orders")
     status = models.CharField(max_length=10, choices=OrderStatus.choices, default=OrderStatus.PENDING)
     currency = models.CharField(max_length=3)

@@ -13,9 +13,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.audit import services as audit
+from apps.billing.locks import lock_invoice
 from apps.billing.models import Invoice, InvoiceStatus, SubscriptionStatus
-from apps.billing.services.billing_run import bill_subscriptions
-from apps.billing.services.hooks import on_invoice_paid, on_invoice_voided
+from apps.billing.services.charges import bill_subscriptions
+from apps.billing.services.hooks import PAID, VOIDED
 from apps.billing.services.invoices import invoice_void
 from apps.billing.services.subscriptions import subscription_create
 from apps.catalog.models import Cycle, Product
@@ -26,7 +27,6 @@ from apps.common.money import quantize
 
 from .models import Order, OrderItem, OrderStatus
 
-ORDER_FIELDS = ["status", "currency", "subtotal", "tax_total", "total", "invoice"]
 ZERO = Decimal(0)
 
 
@@ -58,11 +58,16 @@ def order_create(*, tenant, customer, items: list[dict], currency: str | None = 
     OrderItem.objects.bulk_create(rows)
     order.subtotal, order.tax_total, order.total = subtotal, tax, subtotal + tax
     order.save()
-    audit.record(action="order.create", obj=order, after=audit.snapshot(order, ORDER_FIELDS))
+    audit.created(order, "order.create")
     return order
 
 
 def _lock(order: Order) -> Order:
+    """The order, after its invoice and that invoice's subscriptions when it has one: paying the
+    invoice locks them in that order and completes the order last (apps/billing/locks.py)."""
+    invoice_id = Order.all_tenants.filter(pk=order.pk).values_list("invoice_id", flat=True).first()
+    if invoice_id is not None:
+        lock_invoice(invoice_id)
     return Order.all_tenants.select_for_update().select_related("customer", "tenant").get(pk=order.pk)
 
 
@@ -71,41 +76,40 @@ def order_accept(*, order: Order) -> Order:
     order = _lock(order)
     if order.status != OrderStatus.PENDING:
         raise Conflict(f"A {order.status} order cannot be accepted.")
-    before = audit.snapshot(order, ORDER_FIELDS)
-    today = timezone.localdate()
-    subs, setup_fees, extra = [], {}, []
-    items = list(order.items.select_related("product").order_by("position"))
-    for item in items:
-        name = item.product.name
-        if item.cycle == Cycle.ONETIME:
-            if item.product.stock is not None:
-                product_stock_take(product=item.product, quantity=item.quantity)
-            extra.append({"description": name, "quantity": item.quantity, "unit_price": item.unit_price,
-                          "tax_rate": item.tax_rate})  # fmt: skip
+    with audit.change(order, "order.accept"):  # recorded after the completion, if paid at once
+        today = timezone.localdate()
+        subs, setup_fees, extra = [], {}, []
+        items = list(order.items.select_related("product").order_by("position"))
+        for item in items:
+            name = item.product.name
+            if item.cycle == Cycle.ONETIME:
+                if item.product.stock is not None:
+                    product_stock_take(product=item.product, quantity=item.quantity)
+                extra.append({"description": name, "quantity": item.quantity, "unit_price": item.unit_price,
+                              "tax_rate": item.tax_rate})  # fmt: skip
+                if item.setup_fee:
+                    extra.append({"description": f"Setup: {name}", "quantity": item.quantity,
+                                  "unit_price": item.setup_fee, "tax_rate": item.tax_rate})  # fmt: skip
+                continue
+            sub = subscription_create(
+                tenant=order.tenant, customer=order.customer, product=item.product, cycle=item.cycle,
+                currency=order.currency, quantity=item.quantity, start=today, config=item.config, bill_now=False,
+            )  # fmt: skip
+            item.subscription = sub
+            item.save(update_fields=["subscription", "updated_at"])
+            subs.append(sub)
             if item.setup_fee:
-                extra.append({"description": f"Setup: {name}", "quantity": item.quantity,
-                              "unit_price": item.setup_fee, "tax_rate": item.tax_rate})  # fmt: skip
-            continue
-        sub = subscription_create(
-            tenant=order.tenant, customer=order.customer, product=item.product, cycle=item.cycle,
-            currency=order.currency, quantity=item.quantity, start=today, config=item.config, bill_now=False,
-        )  # fmt: skip
-        item.subscription = sub
-        item.save(update_fields=["subscription", "updated_at"])
-        subs.append(sub)
-        if item.setup_fee:
-            setup_fees[sub.pk] = quantize(item.setup_fee * item.quantity, order.currency)
-    invoice = bill_subscriptions(subs, on=today, setup_fees=setup_fees, extra_lines=extra, customer=order.customer,
-                                 currency=order.currency)  # fmt: skip
-    order = Order.all_tenants.select_for_update().get(pk=order.pk)  # the invoice hooks may have completed it
-    order.invoice = invoice
-    if order.status == OrderStatus.PENDING:
-        order.status = OrderStatus.ACCEPTED
-    order.accepted_at = timezone.now()
-    order.save()
-    if invoice is not None and invoice.status == InvoiceStatus.PAID and order.status != OrderStatus.COMPLETED:
-        _complete(order)
-    audit.record(action="order.accept", obj=order, before=before, after=audit.snapshot(order, ORDER_FIELDS))
+                setup_fees[sub.pk] = quantize(item.setup_fee * item.quantity, order.currency)
+        invoice = bill_subscriptions(subs, on=today, setup_fees=setup_fees, extra_lines=extra, customer=order.customer,
+                                     currency=order.currency)  # fmt: skip
+        order.refresh_from_db()  # the invoice hooks may have completed it (its lock is ours already)
+        order.invoice = invoice
+        if order.status == OrderStatus.PENDING:
+            order.status = OrderStatus.ACCEPTED
+        order.accepted_at = timezone.now()
+        order.save()
+        if invoice is not None and invoice.status == InvoiceStatus.PAID and order.status != OrderStatus.COMPLETED:
+            _complete(order)
     return order
 
 
@@ -113,11 +117,10 @@ def order_accept(*, order: Order) -> Order:
 def order_cancel(*, order: Order) -> Order:
     order = _lock(order)
     if order.status == OrderStatus.PENDING:
-        before = audit.snapshot(order, ORDER_FIELDS)
-        order.status = OrderStatus.CANCELLED
-        order.cancelled_at = timezone.now()
-        order.save()
-        audit.record(action="order.cancel", obj=order, before=before, after=audit.snapshot(order, ORDER_FIELDS))
+        with audit.change(order, "order.cancel"):
+            order.status = OrderStatus.CANCELLED
+            order.cancelled_at = timezone.now()
+            order.save()
         return order
     if order.status != OrderStatus.ACCEPTED:
         raise Conflict(f"A {order.status} order cannot be cancelled; cancel its subscriptions instead.")
@@ -129,33 +132,31 @@ def order_cancel(*, order: Order) -> Order:
 
 
 def _complete(order: Order) -> None:
-    before = audit.snapshot(order, ORDER_FIELDS)
-    order.status = OrderStatus.COMPLETED
-    order.completed_at = timezone.now()
-    order.save()
-    audit.record(action="order.complete", obj=order, before=before, after=audit.snapshot(order, ORDER_FIELDS))
+    with audit.change(order, "order.complete"):
+        order.status = OrderStatus.COMPLETED
+        order.completed_at = timezone.now()
+        order.save()
 
 
-@on_invoice_paid
+@PAID.register()
 def complete_paid_orders(invoice: Invoice) -> None:
     for order in Order.all_tenants.select_for_update().filter(invoice=invoice, status=OrderStatus.ACCEPTED):
         _complete(order)
 
 
-@on_invoice_voided
+@VOIDED.register()
 def cancel_voided_orders(invoice: Invoice) -> None:
     for order in Order.all_tenants.select_for_update().filter(invoice=invoice, status=OrderStatus.ACCEPTED):
-        before = audit.snapshot(order, ORDER_FIELDS)
-        for item in order.items.select_related("subscription", "product"):
-            sub = item.subscription
-            if sub is not None and sub.status == SubscriptionStatus.PENDING:
-                sub.status = SubscriptionStatus.CANCELLED
-                sub.cancelled_at = timezone.now()
-                sub.save(update_fields=["status", "cancelled_at", "updated_at"])
-                audit.record(action="subscription.cancel", obj=sub, changes={"status": ["pending", "cancelled"]})
-            if item.product.stock is not None:
-                product_stock_release(product=item.product, quantity=item.quantity)
-        order.status = OrderStatus.CANCELLED
-        order.cancelled_at = timezone.now()
-        order.save()
-        audit.record(action="order.cancel", obj=order, before=before, after=audit.snapshot(order, ORDER_FIELDS))
+        with audit.change(order, "order.cancel"):
+            for item in order.items.select_related("subscription", "product"):
+                sub = item.subscription
+                if sub is not None and sub.status == SubscriptionStatus.PENDING:
+                    sub.status = SubscriptionStatus.CANCELLED
+                    sub.cancelled_at = timezone.now()
+                    sub.save(update_fields=["status", "cancelled_at", "updated_at"])
+                    audit.record(action="subscription.cancel", obj=sub, changes={"status": ["pending", "cancelled"]})
+                if item.product.stock is not None:
+                    product_stock_release(product=item.product, quantity=item.quantity)
+            order.status = OrderStatus.CANCELLED
+            order.cancelled_at = timezone.now()
+            order.save()

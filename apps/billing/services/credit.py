@@ -11,11 +11,6 @@ from apps.customers.models import Customer
 from ..models import CreditTransaction
 
 
-def lock_customer(customer: Customer) -> Customer:
-    """Serialises every change of one customer's balance (issue, pay, credit) on the customer row."""
-    return Customer.all_tenants.select_for_update().get(pk=customer.pk)
-
-
 def credit_balance(*, customer: Customer, currency: str) -> Decimal:
     total = CreditTransaction.all_tenants.filter(customer=customer, currency=currency).aggregate(s=Sum("amount"))["s"]
     return total or Decimal(0)

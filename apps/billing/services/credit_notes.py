@@ -18,9 +18,11 @@ from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.money import quantize
 
 from .. import amounts
+from ..locks import lock_invoice
 from ..models import CreditNote, CreditNoteLine, CreditTransaction, Invoice, InvoiceLine, InvoiceStatus
 from . import numbering
-from .invoices import INVOICE_FIELDS, billing_settings, lock_invoice, mark_paid_if_settled
+from .hooks import invoice_paid
+from .invoices import billing_settings, mark_paid_if_settled
 
 ZERO = Decimal(0)
 CREDITABLE = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE)
@@ -46,37 +48,34 @@ def _issue(invoice: Invoice, lines: list[CreditNoteLine], reason: str, *, to_bal
             f"At most {invoice.total - invoice.amount_credited} {invoice.currency} is left to credit on this invoice.",
             field="amount",
         )
-    before = audit.snapshot(invoice, INVOICE_FIELDS)
-    conf = billing_settings(invoice.tenant)
-    number = numbering.next_number(
-        tenant=invoice.tenant, series="credit_note", fmt=conf.credit_note_number_format, on=timezone.localdate()
-    )
-    applied = min(total, invoice.amount_due)
-    rest = total - applied
-    note = CreditNote.objects.create(
-        tenant_id=invoice.tenant_id, invoice=invoice, customer_id=invoice.customer_id, number=number,
-        currency=invoice.currency, reason=reason[:500], subtotal=subtotal, tax_total=tax, total=total,
-        applied_to_invoice=applied, credited_to_balance=rest if to_balance else ZERO, issued_at=timezone.now(),
-    )  # fmt: skip
-    for line in lines:
-        line.credit_note = note
-        line.tenant_id = invoice.tenant_id
-    CreditNoteLine.objects.bulk_create(lines)
-    invoice.amount_credited += total
-    invoice.amount_due -= applied
-    newly_paid = mark_paid_if_settled(invoice)
-    invoice.save()
-    if rest > 0 and to_balance:
-        CreditTransaction.objects.create(
-            tenant_id=invoice.tenant_id, customer_id=invoice.customer_id, currency=invoice.currency, amount=rest,
-            kind=CreditTransaction.Kind.CREDIT_NOTE, invoice=invoice, credit_note=note,
-            description=f"Credit note {number} on paid {invoice.number}",
+    with audit.change(invoice, "invoice.credit"):  # recorded after the credit note's own event
+        conf = billing_settings(invoice.tenant)
+        number = numbering.next_number(
+            tenant=invoice.tenant, series="credit_note", fmt=conf.credit_note_number_format, on=timezone.localdate()
+        )
+        applied = min(total, invoice.amount_due)
+        rest = total - applied
+        note = CreditNote.objects.create(
+            tenant_id=invoice.tenant_id, invoice=invoice, customer_id=invoice.customer_id, number=number,
+            currency=invoice.currency, reason=reason[:500], subtotal=subtotal, tax_total=tax, total=total,
+            applied_to_invoice=applied, credited_to_balance=rest if to_balance else ZERO, issued_at=timezone.now(),
         )  # fmt: skip
-    audit.record(action="credit_note.create", obj=note, after={"number": number, "total": str(total)})
-    audit.record(action="invoice.credit", obj=invoice, before=before, after=audit.snapshot(invoice, INVOICE_FIELDS))
+        for line in lines:
+            line.credit_note = note
+            line.tenant_id = invoice.tenant_id
+        CreditNoteLine.objects.bulk_create(lines)
+        invoice.amount_credited += total
+        invoice.amount_due -= applied
+        newly_paid = mark_paid_if_settled(invoice)
+        invoice.save()
+        if rest > 0 and to_balance:
+            CreditTransaction.objects.create(
+                tenant_id=invoice.tenant_id, customer_id=invoice.customer_id, currency=invoice.currency, amount=rest,
+                kind=CreditTransaction.Kind.CREDIT_NOTE, invoice=invoice, credit_note=note,
+                description=f"Credit note {number} on paid {invoice.number}",
+            )  # fmt: skip
+        audit.record(action="credit_note.create", obj=note, after={"number": number, "total": str(total)})
     if newly_paid:
-        from .hooks import invoice_paid
-
         invoice_paid(invoice)
     return note
 

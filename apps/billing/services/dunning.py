@@ -12,11 +12,13 @@ from datetime import date, timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.audit import services as audit
 from apps.tenancy.scoping import tenant_scope
 
+from ..locks import lock_invoice, lock_subscription
 from ..models import BillingSettings, DunningNotice, Invoice, InvoiceStatus, Subscription, SubscriptionStatus
 from .notifications import notify_invoice
-from .subscriptions import SUB_FIELDS, _cancel_now, subscription_suspend
+from .subscriptions import subscription_cancel_now, subscription_suspend
 
 
 def _steps(conf: BillingSettings, invoice: Invoice, on: date) -> list[str]:
@@ -50,19 +52,16 @@ def _subscriptions_of(invoice: Invoice):
 
 
 def _apply(invoice: Invoice, step: str) -> None:
-    from apps.audit import services as audit
-
+    """One step, with the invoice and its subscriptions locked (``lock_invoice``)."""
     if step.startswith("before:"):
         notify_invoice(invoice, "due_soon")
     elif step.startswith("after:"):
         notify_invoice(invoice, "overdue")
     elif step == "past_due":
         for sub in _subscriptions_of(invoice).filter(status=SubscriptionStatus.ACTIVE):
-            before = audit.snapshot(sub, SUB_FIELDS)
-            sub.status = SubscriptionStatus.PAST_DUE
-            sub.save(update_fields=["status", "updated_at"])
-            audit.record(action="subscription.past_due", obj=sub, before=before,
-                         after=audit.snapshot(sub, SUB_FIELDS))  # fmt: skip
+            with audit.change(sub, "subscription.past_due"):
+                sub.status = SubscriptionStatus.PAST_DUE
+                sub.save(update_fields=["status", "updated_at"])
     elif step == "suspend":
         for sub in _subscriptions_of(invoice).filter(
             status__in=[SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE]
@@ -70,8 +69,7 @@ def _apply(invoice: Invoice, step: str) -> None:
             subscription_suspend(sub=sub, reason="nonpayment")
     elif step == "terminate":
         for sub in _subscriptions_of(invoice).exclude(status=SubscriptionStatus.CANCELLED):
-            locked = Subscription.objects.select_for_update().get(pk=sub.pk)
-            _cancel_now(locked, audit.snapshot(locked, SUB_FIELDS))
+            subscription_cancel_now(lock_subscription(sub))
 
 
 def dunning_run(*, on: date | None = None) -> dict:
@@ -90,7 +88,7 @@ def dunning_run(*, on: date | None = None) -> dict:
         with tenant_scope(invoice.tenant):
             for step in _steps(conf, invoice, on):
                 with transaction.atomic():
-                    fresh = Invoice.objects.select_for_update().get(pk=invoice.pk)
+                    fresh = lock_invoice(invoice)
                     if fresh.status != InvoiceStatus.OPEN:
                         break  # paid or voided meanwhile: no further step
                     if _take(fresh, step, on):

@@ -1,25 +1,19 @@
 """What happens elsewhere when an invoice is paid or voided (subscriptions, orders, dunning).
 
-Modules register callables; they run inside the transaction that changed the invoice, so their
-jobs are committed (or rolled back) together with the payment.
+Modules register their hooks with ``@PAID.register()`` / ``@VOIDED.register()`` when they load;
+the hooks run in registration order inside the transaction that changed the invoice, so their
+jobs are committed (or rolled back) together with the payment. They run last: the rows they lock
+come after the billing rows (apps/billing/locks.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-PAID: list[Callable] = []
-VOIDED: list[Callable] = []
+from apps.common.registry import Registry
 
-
-def on_invoice_paid(fn: Callable) -> Callable:
-    PAID.append(fn)
-    return fn
-
-
-def on_invoice_voided(fn: Callable) -> Callable:
-    VOIDED.append(fn)
-    return fn
+PAID: Registry[Callable] = Registry("invoice-paid hook")
+VOIDED: Registry[Callable] = Registry("invoice-voided hook")
 
 
 def invoice_paid(invoice) -> None:

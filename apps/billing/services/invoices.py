@@ -20,24 +20,19 @@ from apps.common.money import CURRENCIES, MAX_AMOUNT, parse_amount
 from apps.customers.models import Customer
 
 from .. import amounts
+from ..locks import lock_customer, lock_customers, lock_invoice
 from ..models import BillingSettings, CreditTransaction, Invoice, InvoiceLine, InvoiceStatus
 from . import numbering
-from .credit import credit_balance, lock_customer
+from .credit import credit_balance
+from .hooks import invoice_paid, invoice_voided
+from .notifications import notify_invoice, notify_invoices
 
-INVOICE_FIELDS = [
-    "status", "number", "currency", "issue_date", "due_date", "subtotal", "discount_total", "tax_total", "total",
-    "amount_paid", "amount_credited", "credit_applied", "amount_due", "notes",
-]  # fmt: skip
 ZERO = Decimal(0)
 
 
 def billing_settings(tenant) -> BillingSettings:
     settings_row, _ = BillingSettings.objects.get_or_create(tenant_id=getattr(tenant, "pk", tenant))
     return settings_row
-
-
-def lock_invoice(invoice: Invoice) -> Invoice:
-    return Invoice.all_tenants.select_for_update().get(pk=invoice.pk)
 
 
 def _check_currency(currency: str) -> str:
@@ -113,7 +108,7 @@ def invoice_create(
     )
     _write_lines(invoice, lines)
     invoice.save()
-    audit.record(action="invoice.create", obj=invoice, after=audit.snapshot(invoice, INVOICE_FIELDS))
+    audit.created(invoice, "invoice.create")
     return invoice
 
 
@@ -122,23 +117,22 @@ def invoice_update_draft(*, invoice: Invoice, data: dict) -> Invoice:
     invoice = lock_invoice(invoice)
     if invoice.status != InvoiceStatus.DRAFT:
         raise Conflict("Only a draft can be edited; correct an issued invoice with a credit note.")
-    before = audit.snapshot(invoice, INVOICE_FIELDS)
-    if "currency" in data:
-        invoice.currency = _check_currency(data["currency"])
-    for field in ("due_date", "notes"):
-        if field in data:
-            setattr(invoice, field, data[field])
-    if "lines" in data or "currency" in data:
-        lines = data.get("lines")
-        if lines is None:
-            lines = [
-                {k: getattr(line, k) for k in ("description", "quantity", "unit_price", "discount", "tax_rate",
-                                               "period_start", "period_end")}
-                for line in invoice.lines.all()
-            ]  # fmt: skip
-        _write_lines(invoice, lines)
-    invoice.save()
-    audit.record(action="invoice.update", obj=invoice, before=before, after=audit.snapshot(invoice, INVOICE_FIELDS))
+    with audit.change(invoice, "invoice.update"):
+        if "currency" in data:
+            invoice.currency = _check_currency(data["currency"])
+        for field in ("due_date", "notes"):
+            if field in data:
+                setattr(invoice, field, data[field])
+        if "lines" in data or "currency" in data:
+            lines = data.get("lines")
+            if lines is None:
+                lines = [
+                    {k: getattr(line, k) for k in ("description", "quantity", "unit_price", "discount", "tax_rate",
+                                                   "period_start", "period_end")}
+                    for line in invoice.lines.all()
+                ]  # fmt: skip
+            _write_lines(invoice, lines)
+        invoice.save()
     return invoice
 
 
@@ -147,7 +141,7 @@ def invoice_delete_draft(*, invoice: Invoice) -> None:
     invoice = lock_invoice(invoice)
     if invoice.status != InvoiceStatus.DRAFT:
         raise Conflict("Only a draft can be deleted; void an issued invoice instead.")
-    audit.record(action="invoice.delete", obj=invoice, before=audit.snapshot(invoice, INVOICE_FIELDS))
+    audit.deleted(invoice, "invoice.delete")
     invoice.delete()
 
 
@@ -183,37 +177,32 @@ def invoice_issue(*, invoice: Invoice, apply_credit: bool = True) -> Invoice:
         raise Conflict(f"A {invoice.status} invoice cannot be issued.")
     if not invoice.lines.exists():
         raise Conflict("An invoice needs at least one line to be issued.")
-    before = audit.snapshot(invoice, INVOICE_FIELDS)
-    conf = billing_settings(invoice.tenant)
-    today = timezone.localdate()
-    invoice.number = numbering.next_number(
-        tenant=invoice.tenant, series="invoice", fmt=conf.invoice_number_format, on=today
-    )
-    invoice.status = InvoiceStatus.OPEN
-    invoice.issue_date = today
-    invoice.due_date = invoice.due_date or today + timedelta(days=conf.payment_terms_days)
-    invoice.issued_at = timezone.now()
-    invoice.billing_details = _billing_details(invoice.customer)
-    if apply_credit and invoice.total > 0:
-        lock_customer(invoice.customer)
-        available = credit_balance(customer=invoice.customer, currency=invoice.currency)
-        use = min(available, invoice.total)
-        if use > 0:
-            invoice.credit_applied = use
-            CreditTransaction.objects.create(
-                tenant_id=invoice.tenant_id, customer=invoice.customer, currency=invoice.currency, amount=-use,
-                kind=CreditTransaction.Kind.APPLIED, invoice=invoice, description=f"Applied to {invoice.number}",
-            )  # fmt: skip
-    _refresh_due(invoice)
-    mark_paid_if_settled(invoice)
-    invoice.save()
-    audit.record(action="invoice.issue", obj=invoice, before=before, after=audit.snapshot(invoice, INVOICE_FIELDS))
-    from .notifications import notify_invoice
-
+    with audit.change(invoice, "invoice.issue"):
+        conf = billing_settings(invoice.tenant)
+        today = timezone.localdate()
+        invoice.number = numbering.next_number(
+            tenant=invoice.tenant, series="invoice", fmt=conf.invoice_number_format, on=today
+        )
+        invoice.status = InvoiceStatus.OPEN
+        invoice.issue_date = today
+        invoice.due_date = invoice.due_date or today + timedelta(days=conf.payment_terms_days)
+        invoice.issued_at = timezone.now()
+        invoice.billing_details = _billing_details(invoice.customer)
+        if apply_credit and invoice.total > 0:
+            lock_customer(invoice.customer)
+            available = credit_balance(customer=invoice.customer, currency=invoice.currency)
+            use = min(available, invoice.total)
+            if use > 0:
+                invoice.credit_applied = use
+                CreditTransaction.objects.create(
+                    tenant_id=invoice.tenant_id, customer=invoice.customer, currency=invoice.currency, amount=-use,
+                    kind=CreditTransaction.Kind.APPLIED, invoice=invoice, description=f"Applied to {invoice.number}",
+                )  # fmt: skip
+        _refresh_due(invoice)
+        mark_paid_if_settled(invoice)
+        invoice.save()
     notify_invoice(invoice, "issued")
     if invoice.status == InvoiceStatus.PAID:
-        from .hooks import invoice_paid
-
         invoice_paid(invoice)
     return invoice
 
@@ -240,11 +229,11 @@ def create_issued_many(*, tenant, conf: BillingSettings, drafts: list[dict]) -> 
         if not rows:
             raise Conflict("An invoice needs at least one line to be issued.")
         invoice._lines = rows  # the billing run links its charges to them
-        made.append((invoice, rows, audit.snapshot(invoice, INVOICE_FIELDS)))
+        made.append((invoice, rows, audit.snapshot(invoice)))
     numbers = numbering.next_numbers(tenant=tenant_id, series="invoice", fmt=conf.invoice_number_format, on=today,
                                      count=len(made))  # fmt: skip
     customer_ids = list({inv.customer_id for inv, _, _ in made if inv.total > 0})
-    customers = {c.pk: c for c in Customer.all_tenants.select_for_update().filter(pk__in=customer_ids).order_by("pk")}
+    customers = lock_customers(customer_ids)
     balances: dict[tuple, Decimal] = {}
     if customer_ids:
         rows_ = CreditTransaction.all_tenants.filter(customer_id__in=customer_ids).values("customer_id", "currency")
@@ -272,7 +261,7 @@ def create_issued_many(*, tenant, conf: BillingSettings, drafts: list[dict]) -> 
                 ))  # fmt: skip
         _refresh_due(invoice)
         mark_paid_if_settled(invoice)
-        issued = audit.snapshot(invoice, INVOICE_FIELDS)
+        issued = audit.snapshot(invoice)
         events.append(audit.build(action="invoice.create", obj=invoice, tenant=tenant_id, after=created))
         events.append(audit.build(action="invoice.issue", obj=invoice, tenant=tenant_id, before=created,
                                   after=issued))  # fmt: skip
@@ -283,9 +272,6 @@ def create_issued_many(*, tenant, conf: BillingSettings, drafts: list[dict]) -> 
     if credits:
         CreditTransaction.all_tenants.bulk_create(credits)
     audit.record_many(events)
-    from .hooks import invoice_paid
-    from .notifications import notify_invoices
-
     notify_invoices([inv for inv, _, _ in made], "issued")
     for invoice, _rows, _created in made:
         if invoice.status == InvoiceStatus.PAID:
@@ -300,22 +286,19 @@ def invoice_void(*, invoice: Invoice) -> Invoice:
         raise Conflict(f"A {invoice.status} invoice cannot be voided.")
     if invoice.amount_paid > 0:
         raise Conflict("This invoice has payments: refund them or issue a credit note instead of voiding.")
-    before = audit.snapshot(invoice, INVOICE_FIELDS)
-    if invoice.credit_applied > 0:
-        # The customer's credit used by this invoice goes back to their balance.
-        CreditTransaction.objects.create(
-            tenant_id=invoice.tenant_id, customer_id=invoice.customer_id, currency=invoice.currency,
-            amount=invoice.credit_applied, kind=CreditTransaction.Kind.ADJUSTMENT, invoice=invoice,
-            description=f"Returned from voided {invoice.number}",
-        )  # fmt: skip
-        invoice.credit_applied = ZERO
-    invoice.status = InvoiceStatus.VOID
-    invoice.voided_at = timezone.now()
-    invoice.amount_due = ZERO
-    invoice.save()
-    audit.record(action="invoice.void", obj=invoice, before=before, after=audit.snapshot(invoice, INVOICE_FIELDS))
-    from .hooks import invoice_voided
-
+    with audit.change(invoice, "invoice.void"):
+        if invoice.credit_applied > 0:
+            # The customer's credit used by this invoice goes back to their balance.
+            CreditTransaction.objects.create(
+                tenant_id=invoice.tenant_id, customer_id=invoice.customer_id, currency=invoice.currency,
+                amount=invoice.credit_applied, kind=CreditTransaction.Kind.ADJUSTMENT, invoice=invoice,
+                description=f"Returned from voided {invoice.number}",
+            )  # fmt: skip
+            invoice.credit_applied = ZERO
+        invoice.status = InvoiceStatus.VOID
+        invoice.voided_at = timezone.now()
+        invoice.amount_due = ZERO
+        invoice.save()
     invoice_voided(invoice)
     return invoice
 
@@ -325,11 +308,8 @@ def invoice_mark_uncollectible(*, invoice: Invoice) -> Invoice:
     invoice = lock_invoice(invoice)
     if invoice.status != InvoiceStatus.OPEN:
         raise Conflict(f"A {invoice.status} invoice cannot be marked uncollectible.")
-    before = audit.snapshot(invoice, INVOICE_FIELDS)
-    invoice.status = InvoiceStatus.UNCOLLECTIBLE
-    invoice.marked_uncollectible_at = timezone.now()
-    invoice.save()
-    audit.record(
-        action="invoice.uncollectible", obj=invoice, before=before, after=audit.snapshot(invoice, INVOICE_FIELDS)
-    )
+    with audit.change(invoice, "invoice.uncollectible"):
+        invoice.status = InvoiceStatus.UNCOLLECTIBLE
+        invoice.marked_uncollectible_at = timezone.now()
+        invoice.save()
     return invoice

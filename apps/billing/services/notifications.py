@@ -1,13 +1,23 @@
-"""Emails to the customer's billing contact, sent after the transaction commits."""
+"""Emails to the customer's billing contact, sent after the transaction commits.
+
+The Celery entry points that send them live in ``apps/billing/tasks.py``; this module queues them
+by task name, so it never imports the tasks module (which imports the services).
+"""
 
 from __future__ import annotations
 
 import logging
 
+from celery import signature
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
+
+from apps.tenancy.scoping import all_tenants
+
+from ..models import Invoice
+from .documents import invoice_pdf
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +27,10 @@ SUBJECTS = {
     "overdue": "Invoice {number} from {tenant} is overdue",
     "due_soon": "Invoice {number} from {tenant} is due soon",
 }
+
+# The names of the tasks in apps/billing/tasks.py.
+SEND_ONE = "billing.send_invoice_email"
+SEND_BATCH = "billing.send_invoice_emails"
 
 
 def notify_invoice(invoice, event: str) -> None:
@@ -30,9 +44,7 @@ def notify_invoice(invoice, event: str) -> None:
             except OSError:  # the committed invoice stands; the email is logged as lost
                 log.exception("could not send the %s email of invoice %s", event, invoice_id)
         else:
-            from ..tasks import send_invoice_email_task
-
-            send_invoice_email_task.delay(invoice_id, event)
+            signature(SEND_ONE, args=(invoice_id, event)).delay()
 
     transaction.on_commit(queue)
 
@@ -49,19 +61,13 @@ def notify_invoices(invoices: list, event: str) -> None:
                 except OSError:
                     log.exception("could not send the %s email of invoice %s", event, invoice_id)
             return
-        from ..tasks import send_invoice_emails_task
-
-        send_invoice_emails_task.delay(invoice_ids, event)
+        signature(SEND_BATCH, args=(invoice_ids, event)).delay()
 
     if invoice_ids:
         transaction.on_commit(queue)
 
 
 def send_invoice_email(invoice_id: str, event: str) -> None:
-    from apps.tenancy.scoping import all_tenants
-
-    from ..models import Invoice
-
     with all_tenants():
         inv = Invoice.objects.select_related("customer", "tenant").get(pk=invoice_id)
         body = render_to_string(f"billing/email/invoice_{event}.txt", {"invoice": inv, "tenant": inv.tenant})
@@ -72,8 +78,6 @@ def send_invoice_email(invoice_id: str, event: str) -> None:
             to=[inv.customer.invoice_email],
         )
         if event == "issued":
-            from .documents import invoice_pdf
-
             message.attach(f"{inv.number}.pdf", invoice_pdf(inv), "application/pdf")
     # A mail server that is down must not undo the invoice: the task retries instead.
     message.send(fail_silently=False)

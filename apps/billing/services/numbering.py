@@ -7,29 +7,12 @@ duplicates (the documents' unique constraints back this up).
 
 from __future__ import annotations
 
-import string
 from datetime import date
 
 from django.db import IntegrityError, transaction
 
-from apps.common.exceptions import InvalidInput
-
+from ..locks import lock_number_sequence
 from ..models import NumberSequence
-
-ALLOWED_FIELDS = {"year", "month", "seq"}
-
-
-def validate_format(fmt: str) -> str:
-    try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(fmt) if name is not None}
-        fmt.format(year=2026, month=1, seq=1)
-    except (ValueError, IndexError, KeyError) as exc:
-        raise InvalidInput(f"Not a valid number format: {exc}") from exc
-    if "seq" not in fields:
-        raise InvalidInput("The number format must contain {seq}, e.g. INV-{year}-{seq:06}.")
-    if fields - ALLOWED_FIELDS:
-        raise InvalidInput(f"Unknown fields in the number format: {sorted(fields - ALLOWED_FIELDS)}.")
-    return fmt
 
 
 def next_number(*, tenant, series: str, fmt: str, on: date) -> str:
@@ -48,15 +31,14 @@ def next_numbers(*, tenant, series: str, fmt: str, on: date, count: int) -> list
         return []
     tenant_id = getattr(tenant, "pk", tenant)
     period = str(on.year) if "{year}" in fmt else ""
-    sequences = NumberSequence.objects.select_for_update()
-    seq = sequences.filter(tenant_id=tenant_id, series=series, period=period).first()
+    seq = lock_number_sequence(tenant_id=tenant_id, series=series, period=period)
     if seq is None:
         try:
             with transaction.atomic():
                 NumberSequence.objects.create(tenant_id=tenant_id, series=series, period=period)
         except IntegrityError:
             pass  # another transaction made it first
-        seq = sequences.get(tenant_id=tenant_id, series=series, period=period)
+        seq = lock_number_sequence(tenant_id=tenant_id, series=series, period=period)
     first = seq.last + 1
     seq.last += count
     seq.save(update_fields=["last"])

@@ -17,12 +17,15 @@ from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.money import parse_amount
 
+from ..locks import lock_customer, lock_invoice, lock_payment, lock_payment_by_ref
 from ..models import CreditTransaction, Invoice, InvoiceStatus, Payment, PaymentMethod, PaymentStatus
-from .credit import lock_customer
-from .invoices import INVOICE_FIELDS, lock_invoice, mark_paid_if_settled
+from . import stripe_gateway
+from .credit_notes import credit_note_for_refund
+from .hooks import invoice_paid
+from .invoices import mark_paid_if_settled
+from .notifications import notify_invoice
 
 ZERO = Decimal(0)
-PAYMENT_FIELDS = ["amount", "currency", "method", "status", "reference", "applied_to_invoice", "refunded_amount"]
 
 
 def _checked_amount(amount: Decimal, currency: str) -> Decimal:
@@ -44,7 +47,6 @@ def payment_record(
 ) -> Payment:
     """Record money received. Idempotent by ``provider_ref`` for provider payments."""
     invoice = lock_invoice(invoice)
-    lock_customer(invoice.customer)
     from_provider = method in (PaymentMethod.STRIPE, PaymentMethod.GENERIC)
     currency = (currency or invoice.currency).upper()
     if currency != invoice.currency:
@@ -55,11 +57,7 @@ def payment_record(
     if provider_ref:
         # References are unique per tenant (a generic one is the tenant's own text): another tenant's
         # payment with the same reference is not this one, and the tenant leads the unique index.
-        payment = (
-            Payment.all_tenants.select_for_update()
-            .filter(tenant_id=invoice.tenant_id, method=method, provider_ref=provider_ref)
-            .first()
-        )
+        payment = lock_payment_by_ref(tenant_id=invoice.tenant_id, method=method, provider_ref=provider_ref)
         if payment is not None and payment.status != PaymentStatus.FAILED:
             return payment  # the same provider payment again: nothing twice
         if payment is not None and event_time and payment.provider_state_at and event_time < payment.provider_state_at:
@@ -68,53 +66,49 @@ def payment_record(
     takes_money = invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
     if not takes_money and not from_provider:
         raise Conflict(f"A {invoice.status} invoice cannot take a payment.")
-    before = audit.snapshot(invoice, INVOICE_FIELDS)
-    applied = min(amount, invoice.amount_due) if takes_money else ZERO
-    excess = amount - applied
+    lock_customer(invoice.customer)  # its balance takes the excess (the order: ..locks)
+    with audit.change(invoice, "invoice.payment") as paid:  # recorded after the payment's own event
+        applied = min(amount, invoice.amount_due) if takes_money else ZERO
+        excess = amount - applied
 
-    fields = dict(
-        invoice=invoice,
-        customer_id=invoice.customer_id,
-        amount=amount,
-        currency=currency,
-        method=method,
-        status=PaymentStatus.SUCCEEDED,
-        reference=reference[:200],
-        applied_to_invoice=applied,
-        credited_to_balance=excess,
-        failure_reason="",
-        received_at=received_at or timezone.now(),
-        provider_state_at=event_time,
-        created_by=actor if getattr(actor, "is_authenticated", False) else None,
-    )
-    if payment is None:
-        payment = Payment.objects.create(tenant_id=invoice.tenant_id, provider_ref=provider_ref, **fields)
-    else:
-        for key, value in fields.items():
-            setattr(payment, key, value)
-        payment.save()
-
-    if excess > 0:
-        CreditTransaction.objects.create(
-            tenant_id=invoice.tenant_id, customer_id=invoice.customer_id, currency=currency, amount=excess,
-            kind=CreditTransaction.Kind.OVERPAYMENT, invoice=invoice, payment=payment,
-            description=f"Over-payment on {invoice.number or 'a draft invoice'}",
-        )  # fmt: skip
-    newly_paid = False
-    if applied > 0:
-        invoice.amount_paid += applied
-        invoice.amount_due -= applied
-        newly_paid = mark_paid_if_settled(invoice)
-        invoice.save()
-    audit.record(action="payment.create", obj=payment, after=audit.snapshot(payment, PAYMENT_FIELDS))
-    if applied > 0:
-        audit.record(
-            action="invoice.payment", obj=invoice, before=before, after=audit.snapshot(invoice, INVOICE_FIELDS)
+        fields = dict(
+            invoice=invoice,
+            customer_id=invoice.customer_id,
+            amount=amount,
+            currency=currency,
+            method=method,
+            status=PaymentStatus.SUCCEEDED,
+            reference=reference[:200],
+            applied_to_invoice=applied,
+            credited_to_balance=excess,
+            failure_reason="",
+            received_at=received_at or timezone.now(),
+            provider_state_at=event_time,
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
         )
-    if newly_paid:
-        from .hooks import invoice_paid
-        from .notifications import notify_invoice
+        if payment is None:
+            payment = Payment.objects.create(tenant_id=invoice.tenant_id, provider_ref=provider_ref, **fields)
+        else:
+            for key, value in fields.items():
+                setattr(payment, key, value)
+            payment.save()
 
+        if excess > 0:
+            CreditTransaction.objects.create(
+                tenant_id=invoice.tenant_id, customer_id=invoice.customer_id, currency=currency, amount=excess,
+                kind=CreditTransaction.Kind.OVERPAYMENT, invoice=invoice, payment=payment,
+                description=f"Over-payment on {invoice.number or 'a draft invoice'}",
+            )  # fmt: skip
+        newly_paid = False
+        if applied > 0:
+            invoice.amount_paid += applied
+            invoice.amount_due -= applied
+            newly_paid = mark_paid_if_settled(invoice)
+            invoice.save()
+        audit.created(payment, "payment.create")
+        if applied == 0:
+            paid.skip()  # the invoice did not change
+    if newly_paid:
         notify_invoice(invoice, "paid")
         invoice_paid(invoice)
     return payment
@@ -125,11 +119,7 @@ def payment_record_failure(
     *, invoice: Invoice, amount: Decimal, method: str, provider_ref: str, reason: str, event_time: datetime | None
 ) -> Payment:
     """A provider says a charge failed. Never overrides a newer or successful state."""
-    existing = (
-        Payment.all_tenants.select_for_update()
-        .filter(tenant_id=invoice.tenant_id, method=method, provider_ref=provider_ref)
-        .first()
-    )
+    existing = lock_payment_by_ref(tenant_id=invoice.tenant_id, method=method, provider_ref=provider_ref)
     if existing is not None:
         newer = existing.provider_state_at and event_time and event_time < existing.provider_state_at
         if existing.status != PaymentStatus.FAILED or newer:
@@ -144,7 +134,7 @@ def payment_record_failure(
         status=PaymentStatus.FAILED, provider_ref=provider_ref, failure_reason=reason[:500],
         received_at=timezone.now(), provider_state_at=event_time,
     )  # fmt: skip
-    audit.record(action="payment.failed", obj=payment, after=audit.snapshot(payment, PAYMENT_FIELDS))
+    audit.created(payment, "payment.failed")
     return payment
 
 
@@ -155,9 +145,8 @@ def payment_refund(*, payment: Payment, amount: Decimal, reason: str = "", call_
     The invoice stays settled: its paid amount goes down and a credit note for the same amount is
     issued against it (the refund is the credit note's settlement), so issued figures never change.
     """
-    from .credit_notes import credit_note_for_refund
-
-    payment = Payment.all_tenants.select_for_update().get(pk=payment.pk)
+    invoice = lock_invoice(payment.invoice_id)  # before the payment (the order: ..locks)
+    payment = lock_payment(payment)
     if payment.status not in (PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED):
         raise Conflict(f"A {payment.status} payment cannot be refunded.")
     amount = _checked_amount(amount, payment.currency)
@@ -165,21 +154,17 @@ def payment_refund(*, payment: Payment, amount: Decimal, reason: str = "", call_
     if amount > refundable:
         raise InvalidInput(f"At most {refundable} {payment.currency} of this payment can be refunded.", field="amount")
     if call_provider and payment.method == PaymentMethod.STRIPE:
-        from . import stripe_gateway
-
         stripe_gateway.refund(payment=payment, amount=amount)
-    invoice = lock_invoice(payment.invoice)
-    before = audit.snapshot(payment, PAYMENT_FIELDS)
-    invoice.amount_paid -= amount
-    invoice.amount_due += amount
-    invoice.save()
-    note = credit_note_for_refund(invoice=invoice, amount=amount, reason=reason or "Refund")
-    payment.refunded_amount += amount
-    payment.status = (
-        PaymentStatus.REFUNDED
-        if payment.refunded_amount == payment.applied_to_invoice
-        else PaymentStatus.PARTIALLY_REFUNDED
-    )
-    payment.save()
-    audit.record(action="payment.refund", obj=payment, before=before, after=audit.snapshot(payment, PAYMENT_FIELDS))
+    with audit.change(payment, "payment.refund"):
+        invoice.amount_paid -= amount
+        invoice.amount_due += amount
+        invoice.save()
+        note = credit_note_for_refund(invoice=invoice, amount=amount, reason=reason or "Refund")
+        payment.refunded_amount += amount
+        payment.status = (
+            PaymentStatus.REFUNDED
+            if payment.refunded_amount == payment.applied_to_invoice
+            else PaymentStatus.PARTIALLY_REFUNDED
+        )
+        payment.save()
     return note

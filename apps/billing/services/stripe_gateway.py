@@ -1,4 +1,7 @@
-"""Outgoing calls to Stripe (Checkout links, refunds), through the official library.
+"""Outgoing calls to Stripe (Checkout links, refunds, reading a session), through the official library.
+
+Only calls out: what Stripe's answers mean for our payments is decided by the callers
+(``payments``, ``reconciliation``, ``webhooks``), so this module imports none of them.
 
 Objects we create carry ``metadata.mpanel_invoice_id`` so that webhooks find the invoice back.
 """
@@ -70,49 +73,14 @@ def checkout_link(*, invoice: Invoice) -> dict:
     return {"provider": "stripe", "id": session.id, "url": session.url, "expires_at": session.expires_at}
 
 
-def reconcile_open_sessions(*, older_than_seconds: int = 600, limit: int = 200) -> dict:
-    """Ask Stripe about checkout sessions that are still open here: a paid one whose webhook never
-    arrived is recorded now (once: the payment intent id is the payment's key, as for webhooks)."""
-    from datetime import timedelta
+def checkout_session(session_id: str, *, client: stripe.StripeClient | None = None):
+    """Stripe's view of one Checkout session now (raises ``stripe.StripeError``)."""
+    return (client or _client()).v1.checkout.sessions.retrieve(session_id)
 
-    from django.utils import timezone
 
-    from apps.tenancy.scoping import tenant_scope
-
-    from ..amounts import from_minor_units
-    from ..models import PaymentMethod
-    from . import payments
-
-    if not settings.STRIPE_API_KEY:
-        return {"checked": 0, "paid": 0, "expired": 0}
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    open_sessions = CheckoutSession.all_tenants.select_related("invoice", "tenant").filter(
-        provider="stripe", status="open", created_at__lt=cutoff
-    )[:limit]
-    counts = {"checked": 0, "paid": 0, "expired": 0}
-    client = _client()
-    for row in open_sessions:
-        try:
-            session = client.v1.checkout.sessions.retrieve(row.session_id)
-        except stripe.StripeError:
-            continue  # asked again next time
-        counts["checked"] += 1
-        with tenant_scope(row.tenant):
-            if session.payment_status == "paid":
-                currency = str(session.currency).upper()
-                payments.payment_record(
-                    invoice=row.invoice, amount=from_minor_units(session.amount_total, currency), currency=currency,
-                    method=PaymentMethod.STRIPE, provider_ref=session.payment_intent or session.id,
-                    reference=session.id,
-                )  # fmt: skip
-                row.status = "paid"
-                counts["paid"] += 1
-            elif session.status == "expired":
-                row.status = "expired"
-                counts["expired"] += 1
-            row.checked_at = timezone.now()
-            row.save(update_fields=["status", "checked_at", "updated_at"])
-    return counts
+def client() -> stripe.StripeClient:
+    """One client for several calls (the reconciler's); refuses (409) when Stripe is not configured."""
+    return _client()
 
 
 def refund(*, payment: Payment, amount: Decimal) -> str:

@@ -17,12 +17,14 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.catalog.pricing import quote
+from apps.catalog.services import product_stock_take
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.money import quantize
-from apps.jobs import registry
+from apps.common.registry import Registry
 from apps.jobs.services import job_enqueue
 
 from .. import periods
+from ..locks import lock_subscription, lock_subscriptions
 from ..models import (
     CreditTransaction,
     Invoice,
@@ -33,23 +35,27 @@ from ..models import (
     SuspensionReason,
     UsageRecord,
 )
-from .hooks import on_invoice_paid
+from .charges import bill_subscriptions
+from .hooks import PAID
+from .invoices import invoice_void
 
-SUB_FIELDS = [
-    "status", "product", "currency", "cycle", "quantity", "unit_price", "tax_rate", "current_period_start",
-    "current_period_end", "billed_through", "cancel_at_period_end", "suspension_reason", "external_ref",
-]  # fmt: skip
-
-# product type -> {"activate"|"suspend"|"resume"|"cancel": callable(subscription) -> dict}
-PROVISIONERS: dict[str, dict[str, Callable]] = {}
+# What a product type's subscription does on its infrastructure, by "<product type>.<action>"
+# (action: activate | suspend | resume | cancel): a callable(subscription) -> dict. A module that
+# provides a product type registers its callables: ``@PROVISIONERS.register("cloudpod_plan.activate")``.
+PROVISIONERS: Registry[Callable] = Registry("subscription provisioner")
+ACTIONS = ("activate", "suspend", "resume", "cancel")
 
 
 def register_provisioner(product_type: str, **actions: Callable) -> None:
-    PROVISIONERS.setdefault(product_type, {}).update(actions)
+    """All of a product type's provisioners at once (``activate=…, suspend=…``): the same registry."""
+    for action, fn in actions.items():
+        if action not in ACTIONS:
+            raise ValueError(f"Unknown subscription action {action!r}.")
+        PROVISIONERS.register(f"{product_type}.{action}")(fn)
 
 
-def lock(sub: Subscription) -> Subscription:
-    return Subscription.all_tenants.select_for_update().select_related("product", "customer").get(pk=sub.pk)
+def provisioner_for(product_type: str, action: str) -> Callable | None:
+    return PROVISIONERS.get(f"{product_type}.{action}")
 
 
 def _enqueue(sub: Subscription, action: str, actor=None) -> None:
@@ -84,13 +90,9 @@ def subscription_create(
         current_period_end=end, billed_through=start, config=config or {}, external_ref=external_ref,
     )  # fmt: skip
     if product.stock is not None:
-        from apps.catalog.services import product_stock_take
-
         product_stock_take(product=product, quantity=quantity)
-    audit.record(action="subscription.create", obj=sub, after=audit.snapshot(sub, SUB_FIELDS))
+    audit.created(sub, "subscription.create")
     if bill_now:
-        from .billing_run import bill_subscriptions
-
         setup = {sub.pk: q.setup_subtotal} if q.setup_subtotal else {}
         bill_subscriptions([sub], on=start, setup_fees=setup)
     return sub
@@ -106,27 +108,26 @@ def _next_state_on_payment(sub: Subscription) -> str | None:
     return None
 
 
-@on_invoice_paid
+@PAID.register()
 def activate_paid(invoice: Invoice) -> None:
     """A paid invoice activates its pending subscriptions and lifts suspensions for non-payment."""
     sub_ids = set(
         SubscriptionCharge.all_tenants.filter(invoice_line__invoice=invoice).values_list("subscription_id", flat=True)
     )
-    for sub in Subscription.all_tenants.select_for_update().filter(pk__in=sub_ids).order_by("pk"):
+    # Held already when the invoice was locked (locks.lock_invoice) or claimed by the billing run.
+    for sub in lock_subscriptions(sub_ids):
         step = _next_state_on_payment(sub)
         if step is None:
             continue
         if step != "activate" and _has_overdue(sub, exclude=invoice):
             continue  # another overdue invoice keeps it where it is
-        before = audit.snapshot(sub, SUB_FIELDS)
-        sub.status = SubscriptionStatus.ACTIVE
-        if step == "activate":
-            sub.activated_at = timezone.now()
-        sub.suspended_at = None
-        sub.suspension_reason = ""
-        sub.save()
-        audit.record(action=f"subscription.{step}", obj=sub, before=before,
-                     after=audit.snapshot(sub, SUB_FIELDS))  # fmt: skip
+        with audit.change(sub, f"subscription.{step}"):
+            sub.status = SubscriptionStatus.ACTIVE
+            if step == "activate":
+                sub.activated_at = timezone.now()
+            sub.suspended_at = None
+            sub.suspension_reason = ""
+            sub.save()
         if step in ("activate", "resume"):
             _enqueue(sub, step)
 
@@ -145,60 +146,59 @@ def _has_overdue(sub: Subscription, exclude: Invoice | None = None) -> bool:
 
 @transaction.atomic
 def subscription_suspend(*, sub: Subscription, reason: str = SuspensionReason.OPERATOR, actor=None) -> Subscription:
-    sub = lock(sub)
+    sub = lock_subscription(sub)
     if sub.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
         raise Conflict(f"A {sub.status} subscription cannot be suspended.")
-    before = audit.snapshot(sub, SUB_FIELDS)
-    sub.status = SubscriptionStatus.SUSPENDED
-    sub.suspended_at = timezone.now()
-    sub.suspension_reason = reason
-    sub.save()
-    audit.record(action="subscription.suspend", obj=sub, before=before, after=audit.snapshot(sub, SUB_FIELDS))
+    with audit.change(sub, "subscription.suspend"):
+        sub.status = SubscriptionStatus.SUSPENDED
+        sub.suspended_at = timezone.now()
+        sub.suspension_reason = reason
+        sub.save()
     _enqueue(sub, "suspend", actor)
     return sub
 
 
 @transaction.atomic
 def subscription_resume(*, sub: Subscription, actor=None) -> Subscription:
-    sub = lock(sub)
+    sub = lock_subscription(sub)
     if sub.status != SubscriptionStatus.SUSPENDED:
         raise Conflict(f"A {sub.status} subscription cannot be resumed.")
-    before = audit.snapshot(sub, SUB_FIELDS)
-    sub.status = SubscriptionStatus.PAST_DUE if _has_overdue(sub) else SubscriptionStatus.ACTIVE
-    sub.suspended_at = None
-    sub.suspension_reason = ""
-    sub.save()
-    audit.record(action="subscription.resume", obj=sub, before=before, after=audit.snapshot(sub, SUB_FIELDS))
+    with audit.change(sub, "subscription.resume"):
+        sub.status = SubscriptionStatus.PAST_DUE if _has_overdue(sub) else SubscriptionStatus.ACTIVE
+        sub.suspended_at = None
+        sub.suspension_reason = ""
+        sub.save()
     _enqueue(sub, "resume", actor)
     return sub
 
 
 @transaction.atomic
 def subscription_cancel(*, sub: Subscription, at_period_end: bool = False, actor=None) -> Subscription:
-    sub = lock(sub)
+    sub = lock_subscription(sub)
     if sub.status == SubscriptionStatus.CANCELLED:
         raise Conflict("This subscription is cancelled already.")
-    before = audit.snapshot(sub, SUB_FIELDS)
     if at_period_end and sub.status != SubscriptionStatus.PENDING:
-        sub.cancel_at_period_end = True
-        sub.save()
-        audit.record(action="subscription.cancel_scheduled", obj=sub, before=before,
-                     after=audit.snapshot(sub, SUB_FIELDS))  # fmt: skip
+        with audit.change(sub, "subscription.cancel_scheduled"):
+            sub.cancel_at_period_end = True
+            sub.save()
         return sub
-    _cancel_now(sub, before)
+    subscription_cancel_now(sub)
     return sub
 
 
-def _cancel_now(sub: Subscription, before: dict) -> None:
+def subscription_cancel_now(sub: Subscription) -> None:
+    """End ``sub`` now (staff, the billing run at period end, dunning's termination).
+
+    The caller holds the subscription's lock, in its transaction. A subscription that was never
+    paid (pending) has its open first invoice voided and nothing to deprovision; any other gets
+    its ``subscription.cancel`` job. Audited as ``subscription.cancel``."""
     was_pending = sub.status == SubscriptionStatus.PENDING
-    sub.status = SubscriptionStatus.CANCELLED
-    sub.cancelled_at = timezone.now()
-    sub.save()
-    audit.record(action="subscription.cancel", obj=sub, before=before, after=audit.snapshot(sub, SUB_FIELDS))
+    with audit.change(sub, "subscription.cancel"):
+        sub.status = SubscriptionStatus.CANCELLED
+        sub.cancelled_at = timezone.now()
+        sub.save()
     if was_pending:
         # Never paid: its first invoice is void and nothing was provisioned.
-        from .invoices import invoice_void
-
         for invoice in Invoice.all_tenants.filter(
             lines__subscription_charge__subscription=sub, status=InvoiceStatus.OPEN, amount_paid=0
         ).distinct():
@@ -213,7 +213,7 @@ def subscription_change(*, sub: Subscription, product=None, quantity: int | None
 
     A higher price adds a proration charge to the next invoice; a lower one credits the
     customer's balance at once. The cycle and currency stay (change them at renewal)."""
-    sub = lock(sub)
+    sub = lock_subscription(sub)
     if sub.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
         raise Conflict(f"A {sub.status} subscription cannot be changed.")
     product = product or sub.product
@@ -224,34 +224,35 @@ def subscription_change(*, sub: Subscription, product=None, quantity: int | None
         raise Conflict("This product is retired or out of stock.", code="not_orderable")
     q = quote(product, sub.cycle, sub.currency, quantity, str(sub.customer.country or "") or None)
     on = on or timezone.localdate()
-    before = audit.snapshot(sub, SUB_FIELDS)
-    old_total = quantize(sub.unit_price * sub.quantity, sub.currency)
-    new_total = q.recurring_subtotal
-    paid_period = sub.billed_through >= sub.current_period_end
-    if paid_period and old_total != new_total:
-        p = periods.prorate(old=old_total, new=new_total, start=sub.current_period_start,
-                            end=sub.current_period_end, on=on, currency=sub.currency)  # fmt: skip
-        label = f"{product.name} x{quantity} (was {sub.product.name} x{sub.quantity}), {on} to {sub.current_period_end}"
-        if p.net > 0:
-            try:
-                with transaction.atomic():
-                    SubscriptionCharge.objects.create(
-                        tenant_id=sub.tenant_id, subscription=sub, kind=SubscriptionCharge.Kind.PRORATION,
-                        period_start=on, period_end=sub.current_period_end, amount=p.net, description=label,
-                    )  # fmt: skip
-            except IntegrityError as exc:
-                raise Conflict("This subscription was changed today already; change it again tomorrow.") from exc
-        elif p.net < 0:
-            CreditTransaction.objects.create(
-                tenant_id=sub.tenant_id, customer_id=sub.customer_id, currency=sub.currency, amount=-p.net,
-                kind=CreditTransaction.Kind.ADJUSTMENT, description=f"Proration credit: {label}",
-            )  # fmt: skip
-    sub.product = product
-    sub.quantity = quantity
-    sub.unit_price = q.unit_price
-    sub.tax_rate = q.tax_rate
-    sub.save()
-    audit.record(action="subscription.change", obj=sub, before=before, after=audit.snapshot(sub, SUB_FIELDS))
+    with audit.change(sub, "subscription.change"):
+        old_total = quantize(sub.unit_price * sub.quantity, sub.currency)
+        new_total = q.recurring_subtotal
+        paid_period = sub.billed_through >= sub.current_period_end
+        if paid_period and old_total != new_total:
+            p = periods.prorate(old=old_total, new=new_total, start=sub.current_period_start,
+                                end=sub.current_period_end, on=on, currency=sub.currency)  # fmt: skip
+            label = (
+                f"{product.name} x{quantity} (was {sub.product.name} x{sub.quantity}), {on} to {sub.current_period_end}"
+            )
+            if p.net > 0:
+                try:
+                    with transaction.atomic():
+                        SubscriptionCharge.objects.create(
+                            tenant_id=sub.tenant_id, subscription=sub, kind=SubscriptionCharge.Kind.PRORATION,
+                            period_start=on, period_end=sub.current_period_end, amount=p.net, description=label,
+                        )  # fmt: skip
+                except IntegrityError as exc:
+                    raise Conflict("This subscription was changed today already; change it again tomorrow.") from exc
+            elif p.net < 0:
+                CreditTransaction.objects.create(
+                    tenant_id=sub.tenant_id, customer_id=sub.customer_id, currency=sub.currency, amount=-p.net,
+                    kind=CreditTransaction.Kind.ADJUSTMENT, description=f"Proration credit: {label}",
+                )  # fmt: skip
+        sub.product = product
+        sub.quantity = quantity
+        sub.unit_price = q.unit_price
+        sub.tax_rate = q.tax_rate
+        sub.save()
     return sub
 
 
@@ -278,22 +279,3 @@ def usage_record(*, sub: Subscription, quantity: Decimal, key: str, occurred_at=
         return UsageRecord.objects.get(subscription=sub, idempotency_key=key), False
     audit.record(action="subscription.usage", obj=sub, after={"quantity": str(quantity), "key": key})
     return record, True
-
-
-# --- jobs ---------------------------------------------------------------------------------------
-
-
-def _run_provisioner(job, action: str) -> dict:
-    sub = Subscription.objects.select_related("product").filter(pk=job.payload.get("subscription")).first()
-    if sub is None:
-        raise registry.PermanentError("The subscription no longer exists.")
-    provisioner = PROVISIONERS.get(sub.product.type, {}).get(action)
-    if provisioner is None:
-        # Products without infrastructure (a service, a licence) need nothing done on a node.
-        return {"subscription": str(sub.pk), "action": action, "provisioned": False,
-                "reason": f"no provisioner for {sub.product.type} products"}  # fmt: skip
-    return {"subscription": str(sub.pk), "action": action, "provisioned": True, **(provisioner(sub) or {})}
-
-
-for _action in ("activate", "suspend", "resume", "cancel"):
-    registry.handler(f"subscription.{_action}")(lambda job, _a=_action: _run_provisioner(job, _a))

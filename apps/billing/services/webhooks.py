@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import time
+import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -27,6 +28,7 @@ from apps.common.money import check_currency, parse_amount
 from apps.tenancy.scoping import tenant_scope
 
 from ..amounts import from_minor_units
+from ..locks import lock_webhook_event
 from ..models import CheckoutSession, Invoice, Payment, PaymentMethod, WebhookEvent
 from . import payments
 
@@ -101,7 +103,7 @@ FINAL = {WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED, WebhookEven
 
 def process(event_pk) -> WebhookEvent:
     with transaction.atomic():
-        event = WebhookEvent.objects.select_for_update().get(pk=event_pk)
+        event = lock_webhook_event(event_pk)
         if event.status in FINAL:
             return event
         handler = HANDLERS.get((event.provider, event.type))
@@ -145,8 +147,6 @@ def _apply_payment(event, invoice_id, amount: Decimal, currency: str, method: st
 
 
 def _safe_invoice(invoice_id):
-    import uuid
-
     try:
         uuid.UUID(str(invoice_id))
     except (ValueError, TypeError):
