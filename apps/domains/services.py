@@ -56,6 +56,11 @@ def _nameservers(values) -> list[str]:
     return out
 
 
+def _job_row(domain_id) -> Domain | None:
+    """A registrar job's domain, locked; ``None`` once deleted (the job then has nothing to do)."""
+    return Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+
+
 def _apply(domain: Domain, state: registrars.RegistrarState) -> None:
     domain.expires_at = state.expires_at
     domain.nameservers = list(state.nameservers)
@@ -212,7 +217,7 @@ def apply_renewal(*, domain_id, years: int, from_expiry: str | None, today: date
     """The ``domain.renew`` job: renew through the driver, bill it, audit it, all in one
     transaction. It renews only the period it was stored for: once the expiry has moved (a run
     before this one did it), it does nothing, so running it twice renews once."""
-    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    domain = _job_row(domain_id)
     if domain is None:
         return {"skipped": "domain deleted"}
     current = domain.expires_at.isoformat() if domain.expires_at else None
@@ -245,7 +250,7 @@ def apply_renewal(*, domain_id, years: int, from_expiry: str | None, today: date
 @transaction.atomic
 def apply_registration(*, domain_id, years: int, expires_at: str | None) -> dict:
     """The ``domain.register`` job: ask the registrar once; a domain it registered already is left."""
-    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    domain = _job_row(domain_id)
     if domain is None:
         return {"skipped": "domain deleted"}
     if domain.registrar_state == RegistrarStatus.OK and domain.expires_at is not None:
@@ -268,7 +273,7 @@ def apply_registration(*, domain_id, years: int, expires_at: str | None) -> dict
 def apply_nameservers(*, domain_id) -> dict:
     """The ``domain.nameservers`` job: send the nameservers wanted *now* (a later change's job
     finds nothing left to do), so jobs that run late or twice converge."""
-    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    domain = _job_row(domain_id)
     if domain is None or domain.pending_nameservers is None:
         return {"skipped": "nothing to change"}
     if domain.status in GONE:
@@ -298,7 +303,7 @@ def domain_transfer_out(*, domain: Domain, actor=None) -> Domain:
 
 @transaction.atomic
 def apply_transfer_out(*, domain_id) -> dict:
-    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    domain = _job_row(domain_id)
     if domain is None or domain.status in GONE:
         return {"skipped": "gone already"}
     with audit.change(domain, "domain.transfer_out", actor=SYSTEM):
