@@ -8,7 +8,7 @@ from agent.validate import mail as mail_rules
 from agent.validate import sieve as sieve_rules
 from apps.common.exceptions import InvalidInput
 from apps.common.rules import check
-from apps.dns import zonedata
+from apps.dns import validators as dns_validators
 
 from .models import Autoresponder
 
@@ -21,7 +21,7 @@ def clean_local_part(value: str, field: str = "local_part") -> str:
 def mail_domain_name(value: str, field: str = "name") -> str:
     """A mail domain: Unicode names become their IDNA A-labels, then the node's rule decides."""
     try:
-        name = zonedata.zone_name(value)
+        name = dns_validators.zone_name(value)
     except InvalidInput as exc:
         raise InvalidInput(exc.message, field=field) from exc
     return check(mail_rules.mail_domain, name, field=field)
@@ -34,7 +34,7 @@ def address(value: str, field: str) -> str:
     if not at:
         raise InvalidInput(f"{value!r} is not an email address.", field=field)
     try:
-        domain = zonedata.zone_name(domain)
+        domain = dns_validators.zone_name(domain)
     except InvalidInput as exc:
         raise InvalidInput(f"{value!r} is not an email address: {exc.message}", field=field) from exc
     return check(mail_rules.destination, f"{local}@{domain}", field=field)
