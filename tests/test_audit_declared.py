@@ -86,3 +86,17 @@ def test_secret_fields_are_known_by_name(name, secret):
 def test_all_fields_takes_every_field_whatever_the_model_declares():
     tenant = Tenant(name="Acme", slug="acme")
     assert {"name", "slug", "status"} <= set(audit.snapshot(tenant, audit.ALL_FIELDS))
+
+
+def test_the_system_is_recorded_as_no_actor_even_inside_a_request(tenant_a):
+    from apps.common import context
+
+    tenant = tenant_a.tenant
+    token = context.activate(context.RequestContext(actor=tenant_a.owner))
+    try:
+        audit.created(tenant, "test.by_request")
+        audit.created(tenant, "test.by_system", actor=audit.SYSTEM)
+    finally:
+        context.reset(token)
+    assert _events("test.by_request")[0].actor_id == tenant_a.owner.pk
+    assert _events("test.by_system")[0].actor_id is None

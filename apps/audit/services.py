@@ -130,9 +130,24 @@ def build(
     )
 
 
+class _System:
+    """The platform acting on its own (a job's convergence, a registrar's answer): no actor is
+    recorded, even when an eager job runs inside the request that enqueued it."""
+
+    is_authenticated = False
+
+    def __repr__(self) -> str:
+        return "audit.SYSTEM"
+
+
+SYSTEM = _System()
+
+
 def by(actor: Any) -> dict[str, Any]:
     """``record(..., **audit.by(actor))``: a service's explicit actor when it was given one, else the
-    request's (an explicit ``actor=None`` to ``record`` means no actor at all, e.g. the system)."""
+    request's. ``SYSTEM`` (or ``actor=None`` given to ``record`` itself) records no actor at all."""
+    if actor is SYSTEM:
+        return {"actor": None}
     return {"actor": actor} if actor is not None else {}
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -31,10 +30,9 @@ GONE = (DomainStatus.TRANSFERRED_OUT,)
 domains: Lifecycle[Domain] = Lifecycle(model=Domain, kind="domain", payload_key="domain", noun="domain",
                                        related=("tenant",))  # fmt: skip
 
-# The actor of what the registrar jobs write: nobody (the system). ``actor=None`` would mean the
-# request's actor, and with in-process jobs (MPANEL_JOBS_EAGER) a job runs inside the request whose
-# commit dispatched it; an unauthenticated actor is recorded as none.
-SYSTEM = AnonymousUser()
+# What the registrar jobs write is the system's act (audit.SYSTEM): with in-process jobs
+# (MPANEL_JOBS_EAGER) a job runs inside the request whose commit dispatched it, whose actor
+# ``actor=None`` would name.
 
 
 def domain_name(value: str) -> str:
@@ -255,7 +253,7 @@ def apply_registration(*, domain_id, years: int, expires_at: str | None) -> dict
         return {"skipped": "domain deleted"}
     if domain.registrar_state == RegistrarStatus.OK and domain.expires_at is not None:
         return {"skipped": "registered already"}
-    with audit.change(domain, "domain.register", actor=SYSTEM):
+    with audit.change(domain, "domain.register", actor=audit.SYSTEM):
         # What is wanted now: a nameserver change stored after the create is sent with the registration.
         wanted = list(domain.pending_nameservers if domain.pending_nameservers is not None else domain.nameservers)
         state = registrars.get(domain.registrar).register(
@@ -278,7 +276,7 @@ def apply_nameservers(*, domain_id) -> dict:
         return {"skipped": "nothing to change"}
     if domain.status in GONE:
         return {"skipped": "transferred out"}
-    with audit.change(domain, "domain.nameservers", actor=SYSTEM):
+    with audit.change(domain, "domain.nameservers", actor=audit.SYSTEM):
         _apply(domain, registrars.get(domain.registrar).set_nameservers(domain, nameservers=domain.pending_nameservers))
         domain.pending_nameservers = None
         domain.registrar_state = RegistrarStatus.OK
@@ -306,7 +304,7 @@ def apply_transfer_out(*, domain_id) -> dict:
     domain = _job_row(domain_id)
     if domain is None or domain.status in GONE:
         return {"skipped": "gone already"}
-    with audit.change(domain, "domain.transfer_out", actor=SYSTEM):
+    with audit.change(domain, "domain.transfer_out", actor=audit.SYSTEM):
         registrars.get(domain.registrar).transfer_out(domain)
         domain.status = DomainStatus.TRANSFERRED_OUT
         domain.auto_renew = False

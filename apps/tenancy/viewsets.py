@@ -179,6 +179,8 @@ class ResourceViewSet(TenantScopedViewSet):
         super().__init_subclass__(**kwargs)
         if "http_method_names" not in cls.__dict__:
             cls.http_method_names = cls._methods()
+        if not cls.__dict__.get("__doc__"):
+            cls.__doc__ = ""  # the schema would show this base's docstring as the resource's description
         cls._declare_schema()
 
     @classmethod
