@@ -15,6 +15,8 @@ import signal
 import sys
 
 from . import tls
+from .reporter import Reporter
+from .runtime import NodeRuntime
 from .server import PlainHttpRefused, serve
 from .signing import SecretFile
 
@@ -86,9 +88,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--panel-url and --node-id go together")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     if args.command == "report":
-        from .reporter import Reporter
-        from .runtime import NodeRuntime
-
         if not args.panel_url:
             parser.error("--panel-url and --node-id (or MPANEL_PANEL_URL and MPANEL_NODE_ID) are required")
         reporter = Reporter(panel_url=args.panel_url, node_id=args.node_id, secret=secret,

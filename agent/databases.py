@@ -20,7 +20,8 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .runtime import AgentError
+from .errors import AgentError
+from .registry import OPERATIONS, Node
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 PG_VERIFIER_RE = re.compile(r"^SCRAM-SHA-256\$\d+:[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+$")
@@ -29,18 +30,6 @@ ENGINES = ("postgresql", "mariadb")
 CONNECT_TIMEOUT = 10
 # MariaDB errors that mean "nothing to revoke": no such grant (1141), none on that table (1147).
 MARIADB_NO_GRANT = {1141, 1147}
-
-OPERATIONS = {
-    "db_check",
-    "db_database_ensure",
-    "db_database_drop",
-    "db_user_ensure",
-    "db_user_drop",
-    "db_grant",
-    "db_revoke",
-    "db_sizes",
-    "db_security",  # read-only: listen addresses and TLS, for Guardian
-}
 
 
 def _name(value, what: str) -> str:
@@ -384,32 +373,75 @@ def _engine(server: dict) -> Postgres | MariaDB:
     return Postgres(server) if server["engine"] == "postgresql" else MariaDB(server)
 
 
-def call(op: str, args: dict) -> dict:
-    """One database operation from plain data (the agent's wire format and the local driver's)."""
-    if op not in OPERATIONS:
-        raise AgentError(f"unknown operation {op!r}", permanent=True)
+# --- the database operations (agent.dispatch calls them by name) ----------------------------------
+# The node itself plays no part: each operation names its database server (``args["server"]``),
+# checked before anything else.
+
+
+@OPERATIONS.register("db_check")
+def db_check(node: Node | None, args: dict) -> dict:
+    return _engine(_server(args)).check()
+
+
+@OPERATIONS.register("db_security")
+def db_security(node: Node | None, args: dict) -> dict:
+    """Read-only: listen addresses and TLS, for Guardian."""
+    return _engine(_server(args)).security()
+
+
+@OPERATIONS.register("db_sizes")
+def db_sizes(node: Node | None, args: dict) -> dict:
     engine = _engine(_server(args))
-    if op == "db_check":
-        return engine.check()
-    if op == "db_security":
-        return engine.security()
-    if op == "db_sizes":
-        names = args.get("names") or []
-        if not isinstance(names, list):
-            raise AgentError("names must be a list", permanent=True)
-        return engine.sizes([_name(n, "database") for n in names])
-    if op == "db_database_ensure":
-        return engine.database_ensure(_name(args.get("name"), "database"))
-    if op == "db_database_drop":
-        users = [_name(u, "user") for u in args.get("users") or []]
-        return engine.database_drop(_name(args.get("name"), "database"), users)
-    if op == "db_user_ensure":
-        verifier = args.get("verifier")
-        if not isinstance(verifier, str):
-            raise AgentError("a password verifier is required", permanent=True)
-        return engine.user_ensure(_name(args.get("name"), "user"), verifier)
-    if op == "db_user_drop":
-        databases = [_name(d, "database") for d in args.get("databases") or []]
-        return engine.user_drop(_name(args.get("name"), "user"), databases)
-    database, user = _name(args.get("database"), "database"), _name(args.get("user"), "user")
-    return engine.grant(database, user) if op == "db_grant" else engine.revoke(database, user)
+    names = args.get("names") or []
+    if not isinstance(names, list):
+        raise AgentError("names must be a list", permanent=True)
+    return engine.sizes([_name(n, "database") for n in names])
+
+
+@OPERATIONS.register("db_database_ensure")
+def db_database_ensure(node: Node | None, args: dict) -> dict:
+    engine = _engine(_server(args))
+    return engine.database_ensure(_name(args.get("name"), "database"))
+
+
+@OPERATIONS.register("db_database_drop")
+def db_database_drop(node: Node | None, args: dict) -> dict:
+    engine = _engine(_server(args))
+    users = [_name(u, "user") for u in args.get("users") or []]
+    return engine.database_drop(_name(args.get("name"), "database"), users)
+
+
+@OPERATIONS.register("db_user_ensure")
+def db_user_ensure(node: Node | None, args: dict) -> dict:
+    engine = _engine(_server(args))
+    verifier = args.get("verifier")
+    if not isinstance(verifier, str):
+        raise AgentError("a password verifier is required", permanent=True)
+    return engine.user_ensure(_name(args.get("name"), "user"), verifier)
+
+
+@OPERATIONS.register("db_user_drop")
+def db_user_drop(node: Node | None, args: dict) -> dict:
+    engine = _engine(_server(args))
+    databases = [_name(d, "database") for d in args.get("databases") or []]
+    return engine.user_drop(_name(args.get("name"), "user"), databases)
+
+
+@OPERATIONS.register("db_grant")
+def db_grant(node: Node | None, args: dict) -> dict:
+    engine = _engine(_server(args))
+    return engine.grant(_name(args.get("database"), "database"), _name(args.get("user"), "user"))
+
+
+@OPERATIONS.register("db_revoke")
+def db_revoke(node: Node | None, args: dict) -> dict:
+    engine = _engine(_server(args))
+    return engine.revoke(_name(args.get("database"), "database"), _name(args.get("user"), "user"))
+
+
+def call(op: str, args: dict) -> dict:
+    """One database operation without a node (none is needed): the tests' way in."""
+    operation = OPERATIONS.get(op)
+    if operation is None or operation.__module__ != __name__:
+        raise AgentError(f"unknown operation {op!r}", permanent=True)
+    return operation(None, args)

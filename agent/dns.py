@@ -20,8 +20,10 @@ import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
-from .runtime import AgentError
+from .errors import AgentError
+from .registry import OPERATIONS, Node
 from .validate import Invalid
 from .validate import dns as rules
 
@@ -155,8 +157,6 @@ class Bind:
     files are already right). Unset, reloading is left to the node's own setup."""
 
     def __init__(self, root) -> None:
-        from pathlib import Path
-
         self.dir = Path(root) / "dns" / "bind"
 
     @staticmethod
@@ -270,10 +270,14 @@ def backend(root=None):
     raise AgentError(f"unknown MPANEL_DNS_BACKEND {kind!r} (powerdns or bind)", permanent=True)
 
 
-def call(op: str, args: dict, root=None) -> dict:
-    server = backend(root)
-    if op == "dns_zone_ensure":
-        return server.zone_ensure(args.get("zone") or {})
-    if op == "dns_zone_delete":
-        return server.zone_delete(str(args.get("name") or ""))
-    raise AgentError(f"unknown operation {op!r}", permanent=True)
+# --- the zone operations (agent.dispatch calls them by name) --------------------------------------
+
+
+@OPERATIONS.register("dns_zone_ensure")
+def dns_zone_ensure(node: Node, args: dict) -> dict:
+    return backend(node.root).zone_ensure(args.get("zone") or {})
+
+
+@OPERATIONS.register("dns_zone_delete")
+def dns_zone_delete(node: Node, args: dict) -> dict:
+    return backend(node.root).zone_delete(str(args.get("name") or ""))

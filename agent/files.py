@@ -11,16 +11,20 @@ are links or devices, or would unpack to more than ``max_unpacked`` bytes refuse
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
-from .runtime import AgentError
+from .errors import AgentError
+from .registry import OPERATIONS, Node
 
 MAX_NAME = 255
 MAX_PATH = 1024
@@ -392,21 +396,92 @@ def as_site_owner(root: Path, operation):
     return answer["result"]
 
 
-OPERATIONS = {
-    "file_list": lambda f, a: f.list(a.get("path", "")),
-    "file_stat": lambda f, a: f.stat(a.get("path")),
-    "file_read": lambda f, a: f.read(a.get("path"), int(a.get("offset", 0)), int(a.get("length", MAX_READ))),
-    "file_write": lambda f, a: f.write(
-        a.get("path"), a.get("data", ""), append=bool(a.get("append")), overwrite=a.get("overwrite", True)
-    ),
-    "file_mkdir": lambda f, a: f.mkdir(a.get("path")),
-    "file_move": lambda f, a: f.move(a.get("source"), a.get("target"), replace=bool(a.get("replace"))),
-    "file_copy": lambda f, a: f.copy(a.get("source"), a.get("target")),
-    "file_delete": lambda f, a: f.delete(a.get("path")),
-    "file_chmod": lambda f, a: f.chmod(a.get("path"), a.get("mode")),
-    "file_compress": lambda f, a: f.compress(a.get("paths"), a.get("target"), a.get("format", "zip")),
-    "file_extract": lambda f, a: f.extract(a.get("archive"), a.get("target", "")),
-}
+# --- the file operations (agent.dispatch calls them by name) --------------------------------------
+
+FileOperation = Callable[[SiteFiles, dict], dict]
+
+
+def _site(args: dict) -> str:
+    site_id = args.get("site")
+    if not isinstance(site_id, str):
+        raise AgentError("a site id is required", permanent=True)
+    return site_id
+
+
+def file_operation(name: str) -> Callable[[FileOperation], FileOperation]:
+    """Register ``body(files, args)`` as the operation ``name``: it runs on the site's files
+    (``args["site"]``), as the site's owner (``as_site_owner``), within ``args["max_unpacked"]``."""
+
+    def register(body: FileOperation) -> FileOperation:
+        @functools.wraps(body)
+        def operation(node: Node, args: dict):
+            site_id = _site(args)
+            try:
+                max_unpacked = int(args.get("max_unpacked") or DEFAULT_MAX_UNPACKED)
+            except (TypeError, ValueError) as exc:
+                raise AgentError("max_unpacked must be a number", permanent=True) from exc
+            root = node.web.site_dir(site_id)
+            return as_site_owner(root, lambda: body(SiteFiles(root, max_unpacked), args))
+
+        OPERATIONS.register(name)(operation)
+        return body
+
+    return register
+
+
+@file_operation("file_list")
+def file_list(f: SiteFiles, a: dict) -> dict:
+    return f.list(a.get("path", ""))
+
+
+@file_operation("file_stat")
+def file_stat(f: SiteFiles, a: dict) -> dict:
+    return f.stat(a.get("path"))
+
+
+@file_operation("file_read")
+def file_read(f: SiteFiles, a: dict) -> dict:
+    return f.read(a.get("path"), int(a.get("offset", 0)), int(a.get("length", MAX_READ)))
+
+
+@file_operation("file_write")
+def file_write(f: SiteFiles, a: dict) -> dict:
+    return f.write(a.get("path"), a.get("data", ""), append=bool(a.get("append")), overwrite=a.get("overwrite", True))
+
+
+@file_operation("file_mkdir")
+def file_mkdir(f: SiteFiles, a: dict) -> dict:
+    return f.mkdir(a.get("path"))
+
+
+@file_operation("file_move")
+def file_move(f: SiteFiles, a: dict) -> dict:
+    return f.move(a.get("source"), a.get("target"), replace=bool(a.get("replace")))
+
+
+@file_operation("file_copy")
+def file_copy(f: SiteFiles, a: dict) -> dict:
+    return f.copy(a.get("source"), a.get("target"))
+
+
+@file_operation("file_delete")
+def file_delete(f: SiteFiles, a: dict) -> dict:
+    return f.delete(a.get("path"))
+
+
+@file_operation("file_chmod")
+def file_chmod(f: SiteFiles, a: dict) -> dict:
+    return f.chmod(a.get("path"), a.get("mode"))
+
+
+@file_operation("file_compress")
+def file_compress(f: SiteFiles, a: dict) -> dict:
+    return f.compress(a.get("paths"), a.get("target"), a.get("format", "zip"))
+
+
+@file_operation("file_extract")
+def file_extract(f: SiteFiles, a: dict) -> dict:
+    return f.extract(a.get("archive"), a.get("target", ""))
 
 
 # --- Guardian: world-writable entries in a site's files (read-only, run by the guardian.scan job) ---
@@ -420,8 +495,6 @@ def world_writable(root: Path, *, max_entries: int = 50_000, max_seconds: float 
     ``max_seconds``: a site with millions of files must not hold the job. ``complete`` says
     whether the whole tree was seen; ``count`` is every hit seen, ``paths`` the first ``max_report``.
     """
-    import time
-
     if not root.is_dir():
         raise AgentError("the site has no files on this node", permanent=True)
     deadline = time.monotonic() + max_seconds
@@ -463,3 +536,14 @@ def world_writable(root: Path, *, max_entries: int = 50_000, max_seconds: float 
         if not complete:
             break
     return {"paths": found, "count": count, "scanned": min(scanned, max_entries), "complete": complete}
+
+
+@OPERATIONS.register("site_world_writable")
+def site_world_writable(node: Node, args: dict) -> dict:
+    """Read-only, for Guardian (apps/security/checks): what a site's files look like on the node."""
+    site_id = _site(args)
+    try:
+        limits = {k: int(args[k]) for k in ("max_entries", "max_seconds", "max_report") if k in args}
+    except (TypeError, ValueError) as exc:
+        raise AgentError("the walk's limits must be numbers", permanent=True) from exc
+    return world_writable(node.web.site_dir(site_id), **limits)

@@ -28,7 +28,8 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from .runtime import AgentError
+from .errors import AgentError
+from .registry import OPERATIONS, Node
 from .validate import Invalid
 from .validate import mail as rules
 
@@ -383,3 +384,9 @@ def mail_sync(root: Path, spec: dict) -> dict:
     write_dovecot_conf(root)
     return {"domains": len(domains), "mailboxes": len(enabled), "aliases": len(aliases), "autoresponders": responders,
             "dir": str(directory), "rejected": rejected}  # fmt: skip
+
+
+@OPERATIONS.register("mail_sync")
+def mail_sync_operation(node: Node, args: dict) -> dict:
+    """The operation ``mail_sync``: Postfix maps and the Dovecot passwd-file of the node's ``spec``."""
+    return mail_sync(node.root, args.get("spec") or {})

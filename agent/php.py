@@ -26,6 +26,7 @@ Without it, pools run as ``$MPANEL_PHPFPM_DEFAULT_USER`` (``www-data``).
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
@@ -35,7 +36,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from .runtime import AgentError
+from .errors import AgentError
 from .validate import Invalid
 from .validate import web as rules
 
@@ -315,8 +316,6 @@ def _master_pid(conf: Path) -> int:
 
 
 def _primary_group(user: str) -> str:
-    import grp
-
     try:
         return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
     except KeyError:

@@ -30,8 +30,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import signing
+from .errors import AgentError
 from .metrics import Collector, check_services
-from .runtime import AgentError, NodeRuntime
+from .runtime import NodeRuntime
 from .shield import ShieldLog, log_path
 
 log = logging.getLogger("mpanel.agent.reporter")

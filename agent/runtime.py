@@ -7,6 +7,9 @@ Layout under ``root``:
     runc/                    runc's state (``runc --root``)
 
 Every operation is idempotent: it reads the container's actual state and converges.
+
+``NodeRuntime`` is also the node every operation runs on (``agent.registry.Node``): its root and its
+websites (``.web``). The pod operations and the heartbeat are registered here, by name.
 """
 
 from __future__ import annotations
@@ -22,19 +25,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import AgentError
+from .metrics import check_services
+from .php import installed_versions
+from .registry import OPERATIONS
+from .web import WebRuntime
+
 CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 CPU_PERIOD = 100_000
 # Only for crash-safety tests: sleep this long after ``runc run`` succeeded, before answering.
 PAUSE_AFTER_CREATE_ENV = "MPANEL_AGENT_DEBUG_PAUSE_AFTER_CREATE"
-
-
-class AgentError(Exception):
-    """A node-side failure. ``permanent`` ones cannot be fixed by trying again (bad spec)."""
-
-    def __init__(self, message: str, *, permanent: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -138,14 +138,12 @@ class NodeRuntime:
         self.bundles = self.root / "bundles"
         self.images_dir = self.root / "images"
         self._lock = threading.Lock()  # image builds
-        self._web = None
+        self._web: WebRuntime | None = None
 
     @property
-    def web(self):
+    def web(self) -> WebRuntime:
         """Websites on nginx (``agent.web``), under ``<root>/web``."""
         if self._web is None:
-            from .web import WebRuntime
-
             self._web = WebRuntime(self.root / "web")
         return self._web
 
@@ -363,8 +361,6 @@ class NodeRuntime:
         return [{"id": c["id"], "state": c["status"]} for c in (json.loads(result.stdout or "null") or [])]
 
     def heartbeat(self) -> dict:
-        from .metrics import check_services
-
         version = self._runc("--version", check=False).stdout.split("\n")[0].strip()
         meminfo = _meminfo()
         disk = shutil.disk_usage(self.root if self.root.exists() else self.root.parent)
@@ -372,7 +368,7 @@ class NodeRuntime:
             "time": time.time(),
             "runc": version,
             "images": sorted(name for name, image in IMAGES.items() if image.available()),
-            "php_versions": _php_versions(),
+            "php_versions": installed_versions(),
             "memory_available_mb": meminfo.get("MemAvailable", 0) // 1024,
             "disk_free_gb": disk.free // 1024**3,
             "cpus": os.cpu_count(),
@@ -393,12 +389,6 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _php_versions() -> list[str]:
-    from .php import installed_versions
-
-    return installed_versions()
-
-
 def _meminfo() -> dict[str, int]:
     out = {}
     try:
@@ -410,80 +400,56 @@ def _meminfo() -> dict[str, int]:
     return out
 
 
-OPERATIONS = (
-    "pod_create",
-    "pod_state",
-    "pod_stats",
-    "pod_pause",
-    "pod_resume",
-    "pod_update",
-    "pod_delete",
-    "pod_list",
-    "heartbeat",
-)
-DNS_OPERATIONS = ("dns_zone_ensure", "dns_zone_delete")  # agent/dns.py: the node's PowerDNS or BIND files
-MAIL_OPERATIONS = ("mail_sync",)  # agent/mail.py: Postfix maps and the Dovecot passwd-file
-# agent/databases.py: databases and users on the node's PostgreSQL or MariaDB server
-DB_OPERATIONS = ("db_check", "db_database_ensure", "db_database_drop", "db_user_ensure", "db_user_drop", "db_grant",
-                 "db_revoke", "db_sizes", "db_security")  # fmt: skip
+# --- the pod operations (agent.dispatch calls them by name) -------------------------------------
 
 
-WEB_OPERATIONS = ("site_ensure", "site_remove", "site_purge", "site_state")
-# Read-only audits for Guardian (apps/security/checks): what a site's files look like on the node.
-AUDIT_OPERATIONS = ("site_world_writable",)
-
-
-def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:
-    """Run one operation from plain data (the agent's wire format and the local driver's)."""
-    from . import files
-
-    if op in WEB_OPERATIONS:
-        if op == "site_ensure":
-            return runtime.web.site_ensure(args.get("spec") or {})
-        site_id = args.get("id")
-        if not isinstance(site_id, str):
-            raise AgentError("a site id is required", permanent=True)
-        if op == "site_purge":
-            return runtime.web.site_purge(site_id, str(args.get("system_user") or ""))
-        return getattr(runtime.web, op)(site_id)
-    if op in AUDIT_OPERATIONS:
-        site_id = args.get("site")
-        if not isinstance(site_id, str):
-            raise AgentError("a site id is required", permanent=True)
-        try:
-            limits = {k: int(args[k]) for k in ("max_entries", "max_seconds", "max_report") if k in args}
-        except (TypeError, ValueError) as exc:
-            raise AgentError("the walk's limits must be numbers", permanent=True) from exc
-        return files.world_writable(runtime.web.site_dir(site_id), **limits)
-    if op in files.OPERATIONS:
-        site_id = args.get("site")
-        if not isinstance(site_id, str):
-            raise AgentError("a site id is required", permanent=True)
-        try:
-            max_unpacked = int(args.get("max_unpacked") or files.DEFAULT_MAX_UNPACKED)
-        except (TypeError, ValueError) as exc:
-            raise AgentError("max_unpacked must be a number", permanent=True) from exc
-        root = runtime.web.site_dir(site_id)
-        return files.as_site_owner(root, lambda: files.OPERATIONS[op](files.SiteFiles(root, max_unpacked), args))
-    if op in DNS_OPERATIONS:
-        from . import dns
-
-        return dns.call(op, args, root=runtime.root)
-    if op in MAIL_OPERATIONS:
-        from . import mail
-
-        return mail.mail_sync(runtime.root, args.get("spec") or {})
-    if op in DB_OPERATIONS:
-        from . import databases
-
-        return databases.call(op, args)
-    if op not in OPERATIONS:
-        raise AgentError(f"unknown operation {op!r}", permanent=True)
-    if op in ("pod_create", "pod_update"):
-        return getattr(runtime, op)(PodSpec.from_dict(args.get("spec") or {}))
-    if op in ("pod_list", "heartbeat"):
-        return getattr(runtime, op)()
+def _container_id(args: dict) -> str:
     container_id = args.get("id")
     if not isinstance(container_id, str) or not CONTAINER_ID_RE.match(container_id):
         raise AgentError("a valid container id is required", permanent=True)
-    return getattr(runtime, op)(container_id)
+    return container_id
+
+
+@OPERATIONS.register("pod_create")
+def pod_create(runtime: NodeRuntime, args: dict) -> dict:
+    return runtime.pod_create(PodSpec.from_dict(args.get("spec") or {}))
+
+
+@OPERATIONS.register("pod_state")
+def pod_state(runtime: NodeRuntime, args: dict) -> dict:
+    return runtime.pod_state(_container_id(args))
+
+
+@OPERATIONS.register("pod_stats")
+def pod_stats(runtime: NodeRuntime, args: dict) -> dict:
+    return runtime.pod_stats(_container_id(args))
+
+
+@OPERATIONS.register("pod_pause")
+def pod_pause(runtime: NodeRuntime, args: dict) -> dict:
+    return runtime.pod_pause(_container_id(args))
+
+
+@OPERATIONS.register("pod_resume")
+def pod_resume(runtime: NodeRuntime, args: dict) -> dict:
+    return runtime.pod_resume(_container_id(args))
+
+
+@OPERATIONS.register("pod_update")
+def pod_update(runtime: NodeRuntime, args: dict) -> dict:
+    return runtime.pod_update(PodSpec.from_dict(args.get("spec") or {}))
+
+
+@OPERATIONS.register("pod_delete")
+def pod_delete(runtime: NodeRuntime, args: dict) -> dict:
+    return runtime.pod_delete(_container_id(args))
+
+
+@OPERATIONS.register("pod_list")
+def pod_list(runtime: NodeRuntime, args: dict) -> list[dict]:
+    return runtime.pod_list()
+
+
+@OPERATIONS.register("heartbeat")
+def heartbeat(runtime: NodeRuntime, args: dict) -> dict:
+    return runtime.heartbeat()

@@ -1,9 +1,9 @@
 """The node agent's HTTPS service: ``python -m agent serve --port 8700 --secret-file /etc/mpanel/agent.secret``.
 
-One endpoint, ``POST /v1/call`` with ``{"op": "...", "args": {...}}`` (the operations of
-``agent.runtime``), and ``GET /v1/health`` (unauthenticated, says only "ok"). Every call must be
-signed by the node's secret (``agent.signing``). The service speaks TLS with the node's own
-self-signed certificate, which the panel pins (``agent.tls``); plain HTTP only on loopback.
+One endpoint, ``POST /v1/call`` with ``{"op": "...", "args": {...}}`` (the operations that
+``agent.dispatch`` calls by name), and ``GET /v1/health`` (unauthenticated, says only "ok"). Every
+call must be signed by the node's secret (``agent.signing``). The service speaks TLS with the node's
+own self-signed certificate, which the panel pins (``agent.tls``); plain HTTP only on loopback.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from . import tls
-from .runtime import AgentError, NodeRuntime, call
+from .dispatch import call
+from .errors import AgentError
+from .reporter import Reporter
+from .runtime import NodeRuntime
 from .signing import Verifier
 
 log = logging.getLogger("mpanel.agent")
@@ -116,8 +119,6 @@ def serve(host: str, port: int, secret: str | Callable[[], str], root: str, runc
     identity = None if plain_http else tls.ServerIdentity(tls_dir or f"{root}/tls")
     server = AgentServer((host, port), runtime, Verifier(secret), identity)
     if report:
-        from .reporter import Reporter
-
         Reporter(secret=secret, runtime=runtime, **report).start()
         log.info("reporting metrics to %s every %ss", report["panel_url"], report["interval"])
     scheme = "http" if identity is None else "https"

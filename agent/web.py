@@ -22,6 +22,7 @@ addresses: ``$MPANEL_NGINX_LISTEN`` (default ``80``) and ``$MPANEL_NGINX_LISTEN_
 from __future__ import annotations
 
 import datetime
+import grp
 import hashlib
 import json
 import os
@@ -36,7 +37,8 @@ from string import Template
 
 from . import php as php_pools
 from . import shield
-from .runtime import AgentError
+from .errors import AgentError
+from .registry import OPERATIONS, Node
 from .validate import Invalid
 from .validate import web as rules
 
@@ -427,6 +429,39 @@ class WebRuntime:
         }
 
 
+# --- the site operations (agent.dispatch calls them by name) --------------------------------------
+
+
+def _site_id(args: dict) -> str:
+    site_id = args.get("id")
+    if not isinstance(site_id, str):
+        raise AgentError("a site id is required", permanent=True)
+    return site_id
+
+
+@OPERATIONS.register("site_ensure")
+def site_ensure(node: Node, args: dict) -> dict:
+    return node.web.site_ensure(args.get("spec") or {})
+
+
+@OPERATIONS.register("site_remove")
+def site_remove(node: Node, args: dict) -> dict:
+    site_id = _site_id(args)
+    return node.web.site_remove(site_id)
+
+
+@OPERATIONS.register("site_purge")
+def site_purge(node: Node, args: dict) -> dict:
+    site_id = _site_id(args)
+    return node.web.site_purge(site_id, str(args.get("system_user") or ""))
+
+
+@OPERATIONS.register("site_state")
+def site_state(node: Node, args: dict) -> dict:
+    site_id = _site_id(args)
+    return node.web.site_state(site_id)
+
+
 def default_main_conf(sites: Path, run: Path) -> str:
     return f"""# Written by the mPanel agent; set MPANEL_NGINX_CONF to use the node's own nginx.conf instead.
 worker_processes 1;
@@ -486,8 +521,6 @@ def _chown_tree(path: Path, user: str) -> None:
 
 
 def _set_group(path: Path, group: str, mode: int) -> None:
-    import grp
-
     try:
         gid = grp.getgrnam(group).gr_gid
     except KeyError:

@@ -20,6 +20,9 @@ import pytest
 from django.core.cache import cache
 
 from agent import signing, tls
+from agent.dispatch import OPERATION_MODULES, call
+from agent.errors import AgentError
+from agent.registry import OPERATIONS, Registry
 from agent.runtime import NodeRuntime, PodSpec
 from apps.nodes import services as node_services
 from apps.nodes.drivers import AgentDriver, NodeError, driver_for
@@ -247,3 +250,64 @@ def test_pod_flow_through_the_agent(agent_node, celery_worker, tenant_a, setting
     agent.proc.wait(timeout=10)
     cache.clear()  # the runtime is cached for a few seconds
     assert client.get(pod_url(recreated.json()["id"])).json()["runtime"]["state"] == "unknown"
+
+
+# --- the operations by name (agent.registry, agent.dispatch) ----------------------------------------
+
+OPERATION_OWNERS = {
+    "agent.runtime": ["pod_create", "pod_state", "pod_stats", "pod_pause", "pod_resume", "pod_update", "pod_delete",
+                      "pod_list", "heartbeat"],
+    "agent.web": ["site_ensure", "site_remove", "site_purge", "site_state"],
+    "agent.files": ["file_list", "file_stat", "file_read", "file_write", "file_mkdir", "file_move", "file_copy",
+                    "file_delete", "file_chmod", "file_compress", "file_extract", "site_world_writable"],
+    "agent.dns": ["dns_zone_ensure", "dns_zone_delete"],
+    "agent.mail": ["mail_sync"],
+    "agent.databases": ["db_check", "db_security", "db_sizes", "db_database_ensure", "db_database_drop",
+                        "db_user_ensure", "db_user_drop", "db_grant", "db_revoke"],
+}  # fmt: skip
+
+
+def test_every_operation_is_registered_by_the_module_that_implements_it():
+    owners = {name: operation.__module__ for name, operation in OPERATIONS.items()}
+    assert owners == {name: module for module, names in OPERATION_OWNERS.items() for name in names}
+    assert sorted(m.__name__ for m in OPERATION_MODULES) == sorted(OPERATION_OWNERS)
+
+
+def test_an_operation_name_has_one_owner():
+    registry: Registry = Registry("agent operation")
+
+    def first(node, args):
+        return "first"
+
+    def second(node, args):
+        return "second"
+
+    assert registry.register("x")(first) is first
+    registry.register("x")(first)  # the same object again (a module imported twice): nothing happens
+    with pytest.raises(ValueError, match="agent operation 'x' is registered twice"):
+        registry.register("x")(second)
+    assert registry.keys() == ["x"] and registry["x"] is first and len(registry) == 1
+    with pytest.raises(ValueError, match="registered twice"):  # the node's own names are taken too
+        OPERATIONS.register("pod_create")(second)
+    assert OPERATIONS["pod_create"].__module__ == "agent.runtime"
+
+
+def test_bad_calls_are_refused_by_name_before_anything_runs(tmp_path):
+    runtime = NodeRuntime(tmp_path)
+    refusals = [
+        ("rm_rf", {}, "unknown operation 'rm_rf'"),
+        ("pod_state", {"id": "bad id"}, "a valid container id is required"),
+        ("pod_create", {}, "bad pod spec: 'id'"),
+        ("site_state", {}, "a site id is required"),
+        ("site_purge", {"id": "../x"}, "bad site id '../x'"),
+        ("file_list", {"site": "s1", "max_unpacked": "x"}, "max_unpacked must be a number"),
+        ("site_world_writable", {"site": "s1", "max_entries": "x"}, "the walk's limits must be numbers"),
+        ("mail_sync", {}, "the mail spec needs its node id"),
+        ("db_check", {}, "a database server (engine postgresql or mariadb) is required"),
+    ]
+    for op, args, message in refusals:
+        with pytest.raises(AgentError) as err:
+            call(runtime, op, args)
+        assert (err.value.message, err.value.permanent) == (message, True), op
+    assert call(runtime, "pod_list", {}) == []
+    assert list(tmp_path.iterdir()) == []

@@ -53,3 +53,50 @@ def test_a_skipped_change_and_a_failed_block_record_nothing(tenant_a):
 def test_secrets_are_never_recorded_even_when_named(tenant_a):
     user = tenant_a.owner
     assert set(audit.snapshot(user, ["email", "password"])) == {"email"}
+
+
+def test_a_mark_says_what_the_fields_cannot_show(tenant_a):
+    tenant = tenant_a.tenant
+    with audit.change(tenant, "test.mark") as pending:
+        pending.mark(password="changed")
+    (event,) = _events("test.mark")
+    assert event.changes == {"password": [None, "changed"]}
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("password", True),
+        ("password_hash", True),
+        ("admin_password_encrypted", True),
+        ("dkim_secret_pem", True),
+        ("key_hash", True),
+        ("token_hash", True),
+        ("secret_salt", True),
+        ("min_password_length", False),
+        ("password_changed_at", False),
+        ("secret_previous_until", False),
+        ("name", False),
+    ],
+)
+def test_secret_fields_are_known_by_name(name, secret):
+    assert audit.is_secret(name) is secret
+
+
+def test_all_fields_takes_every_field_whatever_the_model_declares():
+    tenant = Tenant(name="Acme", slug="acme")
+    assert {"name", "slug", "status"} <= set(audit.snapshot(tenant, audit.ALL_FIELDS))
+
+
+def test_the_system_is_recorded_as_no_actor_even_inside_a_request(tenant_a):
+    from apps.common import context
+
+    tenant = tenant_a.tenant
+    token = context.activate(context.RequestContext(actor=tenant_a.owner))
+    try:
+        audit.created(tenant, "test.by_request")
+        audit.created(tenant, "test.by_system", actor=audit.SYSTEM)
+    finally:
+        context.reset(token)
+    assert _events("test.by_request")[0].actor_id == tenant_a.owner.pk
+    assert _events("test.by_system")[0].actor_id is None

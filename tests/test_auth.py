@@ -7,6 +7,7 @@ from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.accounts.extensions import LOGIN_CHALLENGES, SESSION_CHECKS, TOKEN_RESOLVERS
 from apps.accounts.models import AuthToken, hash_token
 from apps.audit.models import AuditEvent
 
@@ -221,3 +222,13 @@ class TestRegistrationAndPasswords:
         assert response.status_code == 200
         user.refresh_from_db()
         assert user.full_name == "Ivy Q" and user.email == "ivy@example.com"
+
+
+def test_the_security_center_registers_on_the_sign_in_extension_points():
+    """Registered when its modules load (SecurityConfig.ready), never imported by accounts."""
+    from apps.security import authentication, guardian, mfa
+
+    assert TOKEN_RESOLVERS["mp_"] is authentication.resolve_api_token
+    assert list(LOGIN_CHALLENGES) == [mfa.login_challenge]
+    assert list(SESSION_CHECKS) == []
+    assert {"owners_without_2fa", "world_writable_files", "zone_without_caa"} <= set(guardian.CHECKS.keys())

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
@@ -388,5 +391,44 @@ class TestStateMachine:
         with tenant_a.scope():
             assert services.pod_converge(pod=fresh(pod), job_type="cloudpod.provision") == {"skipped": "deleted"}
             errored = pod_in(tenant_a, 2, status=PodStatus.ERROR)
-            assert services.TARGET_OF_JOB["cloudpod.suspend"] == PodStatus.SUSPENDED
+            assert services.pods.job_targets["cloudpod.suspend"] == PodStatus.SUSPENDED
             assert services.pod_converge(pod=fresh(errored), job_type="unknown") == {"skipped": "error"}
+
+
+def locks_taken(queries) -> list[tuple[str, str]]:
+    """(table, lock) of every row-locking statement, in the order the database saw them."""
+    out = []
+    for query in queries:
+        sql = query["sql"]
+        for lock in ("FOR NO KEY UPDATE", "FOR UPDATE"):
+            if lock in sql:
+                out.append((re.search(r'\bFROM "(\w+)"', sql).group(1), lock))
+                break
+    return out
+
+
+@pytest.mark.django_db
+class TestLockOrder:
+    """The order written in apps/cloudpods/locks.py: the pod, then its node(s) in primary-key order,
+    then the tenant row for the quota."""
+
+    def test_create_locks_the_nodes_then_the_tenant(self, tenant_a):
+        node_in(tenant_a, "node-1")
+        node_in(tenant_a, "node-2")
+        with tenant_a.scope(), CaptureQueriesContext(connection) as captured:
+            services.pod_create(tenant=tenant_a.tenant, name="web-1", plan="pod-xs")
+        taken = locks_taken(captured.captured_queries)
+        assert taken == [("nodes_node", "FOR UPDATE"), ("tenancy_tenant", "FOR NO KEY UPDATE")], taken
+        nodes_sql = next(q["sql"] for q in captured.captured_queries if "FOR UPDATE" in q["sql"])
+        assert 'ORDER BY "nodes_node"."id" ASC' in nodes_sql, nodes_sql
+
+    def test_resize_locks_the_pod_then_its_node_then_the_tenant(self, tenant_a):
+        pod = pod_in(tenant_a, 1)
+        with tenant_a.scope(), CaptureQueriesContext(connection) as captured:
+            services.pod_resize(pod=fresh(pod), plan="pod-s")
+        taken = locks_taken(captured.captured_queries)
+        assert taken == [
+            ("cloudpods_cloudpod", "FOR UPDATE"),
+            ("nodes_node", "FOR UPDATE"),
+            ("tenancy_tenant", "FOR NO KEY UPDATE"),
+        ], taken

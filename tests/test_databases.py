@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
-from apps.databases import crypto, services, tasks
+from apps.databases import crypto, services
 from apps.databases.api import DatabaseGrantViewSet, DatabaseServerViewSet, DatabaseUserViewSet, DatabaseViewSet
 from apps.databases.models import Database, DatabaseGrant, DatabaseServer, DatabaseUser, ObjectStatus
 from apps.jobs import services as job_services
@@ -221,6 +221,31 @@ class TestRules:
         again = admin.post(url, {"user": str(local.pk)}, format="json")
         assert first.status_code == again.status_code == 201 and first.json()["id"] == again.json()["id"]
 
+    def test_the_declared_moves_audit_and_enqueue_as_before(self, tenant_a):
+        """apps/databases/services.py's Lifecycles: a removing user cannot get a new password (409
+        "removing"); a revoked grant asked again is pending, audited as a create, with its job."""
+        database = database_in(tenant_a)
+        with tenant_a.scope():
+            user, _ = services.user_create(tenant=tenant_a.tenant, server=database.server, name="mover")
+        admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+        grants_url = reverse("database-grant-list", kwargs={"database_pk": database.pk})
+        grant = admin.post(grants_url, {"user": str(user.pk)}, format="json").json()
+        revoked = admin.delete(reverse("database-grant-detail", kwargs={"database_pk": database.pk, "pk": grant["id"]}))
+        assert revoked.status_code == 202 and revoked.json()["status"] == "removing"
+        again = admin.post(grants_url, {"user": str(user.pk)}, format="json")
+        assert again.status_code == 201 and again.json()["id"] == grant["id"] and again.json()["status"] == "pending"
+        regrant = AuditEvent.objects.filter(object_id=grant["id"]).order_by("created_at").last()
+        assert (regrant.action, regrant.changes) == ("database.grant.create", {"status": ["removing", "pending"]})
+        jobs = Job.all_tenants.filter(object_id=grant["id"]).order_by("created_at")
+        assert [(j.type, j.payload) for j in jobs] == [("database.grant.sync", {"grant": grant["id"]})] * 3
+        dropped = admin.delete(reverse("database-user-detail", kwargs={"pk": user.pk}))
+        assert dropped.status_code == 202 and dropped.json()["status"] == "removing"
+        rotate = admin.post(reverse("database-user-rotate-password", kwargs={"pk": user.pk}))
+        assert rotate.status_code == 409 and rotate.json()["code"] == "removing", rotate.content
+        events = AuditEvent.objects.filter(object_id=str(user.pk)).order_by("created_at")
+        assert [e.action for e in events] == ["database.user.create", "database.user.delete"]
+        assert events.last().changes == {"status": ["pending", "removing"]}
+
 
 # --- end to end on real servers ------------------------------------------------------------------
 
@@ -324,7 +349,7 @@ def test_end_to_end_on_a_real_server(engine, request, tenant_a, tenant_b, django
 
     # The size is read from the server (a periodic task), one round trip per server.
     before = Database.all_tenants.get(pk=shop["id"]).size_bytes
-    assert tasks.refresh_sizes()["servers_failed"] == 0
+    assert services.refresh_sizes()["servers_failed"] == 0
     listed = a("get", reverse("database-list")).json()["results"]
     size = next(d["size_bytes"] for d in listed if d["id"] == shop["id"])
     assert size and size > 0 and (engine == "postgresql" or size > (before or 0)), (before, size)
@@ -448,7 +473,7 @@ def test_a_mariadb_grant_covers_its_own_database_only(mariadb_server):  # noqa: 
     """``_`` is a wildcard in a MariaDB grant's database name: the node escapes it, so a grant on
     ``tq_a_b`` does not open ``tqxaxb`` (node side called directly, as the local driver does)."""
     from agent import databases as node_side
-    from apps.databases.verifiers import mysql_native
+    from apps.databases.passwords import mysql_native
 
     db = mariadb_server
     server = {"engine": "mariadb", "host": db.host, "port": db.port, "admin_user": db.admin_user,

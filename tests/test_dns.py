@@ -247,6 +247,32 @@ def test_every_change_bumps_the_serial_and_stores_a_push(tenant_a):
     assert AuditEvent.objects.filter(action__startswith="dns.record.").count() == 3
 
 
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_dispatch")
+def test_a_zone_being_deleted_refuses_every_change(tenant_a):
+    """The zone's lifecycle (apps.dns.services.zones): deleting is the last state the tenant sets;
+    the zone row is locked, audited and its job stored once."""
+    zone = zone_in(tenant_a, "leaving.example")
+    record = Record.all_tenants.filter(zone=zone).first()
+    client = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    response = client.delete(zones_url(zone))
+    assert response.status_code == 202 and response.json()["status"] == ZoneStatus.DELETING
+    refused = [
+        client.delete(zones_url(zone)),
+        client.patch(zones_url(zone), {"default_ttl": 600}, format="json"),
+        client.post(records_url(zone), {"name": "a", "type": "A", "content": "192.0.2.1"}, format="json"),
+        client.patch(records_url(zone, record), {"ttl": 60}, format="json"),
+        client.delete(records_url(zone, record)),
+        client.post(zones_url(zone, "import"), {"zone_file": "a IN A 192.0.2.1\n"}, format="json"),
+    ]
+    for response in refused:
+        assert response.status_code == 409 and response.json()["detail"] == "This zone is being deleted."
+    assert Job.all_tenants.filter(type="dns.zone.delete", object_id=str(zone.pk)).count() == 1
+    event = AuditEvent.objects.get(action="dns.zone.delete", object_id=str(zone.pk))
+    assert event.changes["status"] == [ZoneStatus.PENDING, ZoneStatus.DELETING]
+    assert event.actor == tenant_a.users[Role.ADMIN]
+
+
 # --- master files -------------------------------------------------------------------------------
 
 ZONE_FILE = """$ORIGIN imported.example.

@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.billing.models import Invoice
+from apps.common import context
 from apps.customers.models import Customer
 from apps.domains import services
 from apps.domains.api import DomainViewSet
@@ -297,6 +298,30 @@ class TestRegistrarJobs:
         assert done["nameservers"] == ["ns3.new.example"] and done["pending_nameservers"] is None
         assert run_job(queued.json()["job"]["id"]) == "succeeded"
         assert Domain.all_tenants.get(pk=domain.pk).nameservers == ["ns3.new.example"]
+
+
+@pytest.mark.django_db
+def test_registrar_jobs_are_audited_as_the_systems_act_even_inside_a_request(tenant_a):
+    """Jobs run in-process (MPANEL_JOBS_EAGER) when the request that stored them commits, so the
+    request's actor is current while they write: their audit events still name no actor."""
+    domain = domain_in(tenant_a, "system.example", nameservers=["ns1.host.example"])
+    token = context.activate(context.RequestContext(actor=tenant_a.owner, via="api"))
+    try:
+        with tenant_a.scope():
+            services.apply_registration(domain_id=domain.pk, years=1, expires_at=None)
+            services.domain_update(domain=domain, data={"nameservers": ["ns2.host.example"]})
+            services.apply_nameservers(domain_id=domain.pk)
+            services.domain_transfer_out(domain=domain)
+            services.apply_transfer_out(domain_id=domain.pk)
+    finally:
+        context.reset(token)
+    events = {e.action: e for e in AuditEvent.objects.filter(object_id=str(domain.pk))}
+    for action in ("domain.register", "domain.nameservers", "domain.transfer_out"):
+        assert events[action].actor is None and events[action].actor_email == "", action
+    assert events["domain.register"].changes["registrar_state"] == ["pending", "ok"]
+    assert events["domain.transfer_out"].changes["status"] == ["pending_verification", "transferred_out"]
+    for action in ("domain.update", "domain.transfer_out.request"):  # the request's own acts name it
+        assert events[action].actor == tenant_a.owner, action
 
 
 @pytest.mark.django_db(transaction=True)

@@ -129,7 +129,7 @@ def test_the_php_table_edges():
     assert support_status("7.4", row.until - timedelta(days=10), warn_days=30)[0] == "ending"
     assert support_status("7.4", row.until - timedelta(days=30), warn_days=30)[0] == "supported"
     assert support_status("5.6", date(2000, 1, 1)) == ("unknown", None)  # nobody vouches for it
-    from apps.websites.validation import PHP_VERSIONS
+    from apps.websites.validators import PHP_VERSIONS
 
     assert set(PHP_VERSIONS) <= set(PHP_SUPPORT)  # every version a site may ask for has a date
 

@@ -178,6 +178,7 @@ def test_an_unsupported_write_is_a_405(tenant_a):
     assert client.get("/readonly-gadgets/").status_code == 200
     assert client.post("/readonly-gadgets/", {"name": "x"}, format="json").status_code == 405
     assert client.delete(f"/readonly-gadgets/{gadget.pk}/").status_code == 405
+    assert client_for().post("/readonly-gadgets/", {"name": "x"}, format="json").status_code == 401
 
 
 def test_the_schema_comes_from_the_declarations():

@@ -25,8 +25,12 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from agent import mail as agent_mail
+from agent.validate import Invalid
+from agent.validate import sieve as sieve_rules
+from apps.common.exceptions import InvalidInput
 from apps.jobs import services as job_services
 from apps.mail import services
+from apps.mail import validators as mail_validators
 from apps.mail.api import AliasViewSet, AutoresponderViewSet, MailboxViewSet, MailDomainViewSet
 from apps.mail.models import Autoresponder, Mailbox, MailDomain, MailDomainStatus
 from apps.nodes.models import Node
@@ -363,6 +367,37 @@ def test_autoresponder_bad_input_is_400(tenant_a, tenant_b):
     response = client.post(responders_url(elsewhere), {**ok, "mailbox": str(mailbox_in(tenant_a, "erin").pk)},
                            format="json")  # fmt: skip
     assert response.status_code == 400  # the mailbox is not in this domain
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("subject", "\x07bell"), ("subject", "  \n "), ("subject", "lone \ud800"), ("subject", None),
+     ("body", "nul \x00 here"), ("body", "   "), ("body", "lone \ud800"), ("interval_days", 0),
+     ("interval_days", 61), ("interval_days", True)],
+)  # fmt: skip
+def test_the_api_refuses_autoresponder_text_by_the_nodes_rule(field, value):
+    """The API's refusal (apps/mail/validators.py) is the node's rule (agent/validate/sieve.py): the
+    same message on the same field."""
+    with pytest.raises(InvalidInput) as api:
+        mail_validators.responder_text({field: value}, None)
+    rule = {"subject": sieve_rules.vacation_subject, "body": sieve_rules.vacation_body,
+            "interval_days": sieve_rules.vacation_days}[field]  # fmt: skip
+    with pytest.raises(Invalid) as node:
+        rule(value)
+    assert (api.value.message, api.value.field) == (node.value.message, field)
+
+
+def test_what_the_api_stores_the_nodes_rule_passes_unchanged():
+    """The API cleans a reply (one-line subject, ``\\n`` line ends); the node's rule leaves a cleaned
+    reply as it is, so what the API accepted is what the node renders."""
+    text = mail_validators.responder_text({"subject": " Away \n until\tMonday ", "body": "Hi,\r\nback soon.\r"}, None)
+    assert text == {"subject": "Away until Monday", "body": "Hi,\nback soon.\n"}
+    spec = {**text, "start": "2026-01-01", "end": "2026-01-31", "days": 7}
+    assert sieve_rules.vacation(spec) == spec
+    with pytest.raises(Invalid):
+        sieve_rules.vacation({**spec, "end": "2025-12-31"})
+    with pytest.raises(Invalid):
+        sieve_rules.vacation({**spec, "start": "1 Jan 2026"})
 
 
 SIEVE_CONF = "mail_uid = 65534\nmail_gid = 65534\nmail_location = maildir:{maildir}\n"

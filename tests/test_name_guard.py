@@ -17,7 +17,7 @@ from django.db import connection
 
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.dns import services as dns_services
-from apps.dns import zonedata
+from apps.dns import validators
 from apps.dns.models import Zone
 from apps.jobs import services as job_services
 from apps.mail import services as mail_services
@@ -81,7 +81,7 @@ def _race(creators, create) -> tuple[list, list]:
 
 @pytest.mark.django_db(transaction=True)
 def test_one_tenant_gets_a_zone_name_however_many_race_for_it(creators, monkeypatch):
-    _slow_after_check(monkeypatch, zonedata, "check_zone")
+    _slow_after_check(monkeypatch, validators, "check_zone")
     won, lost = _race(creators, lambda tenant, node: dns_services.zone_create(tenant=tenant, name="race.example",
                                                                               node=node))  # fmt: skip
     assert len(won) == 1, (won, lost)
@@ -111,7 +111,7 @@ def test_one_tenant_gets_a_tree_when_parents_and_children_race(creators, monkeyp
     once: related names of different tenants share the lock of their registrable domain, so exactly
     one tenant gets the tree (both its names) and every other try is 409 ``name_taken``."""
     settings.MPANEL_DKIM_KEY_BITS = 1024
-    _slow_after_check(monkeypatch, zonedata, "check_zone")
+    _slow_after_check(monkeypatch, validators, "check_zone")
     _slow_after_check(monkeypatch, mail_services, "_dkim_pair")
     tries: dict = {}
     guard = threading.Lock()

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.exceptions import ValidationError
 
-from apps.security import shield
+from apps.security import services, shield
 from apps.security.api import ShieldEventViewSet, ShieldPolicyViewSet
 from apps.security.models import ShieldEvent, ShieldPolicy
 from apps.tenancy.roles import ORDERED, Role
@@ -125,7 +125,7 @@ class TestShieldRendering:
     def test_each_rule_alone_passes_nginx_t(self, tenant_a, fields):
         needs_nginx()
         with tenant_a.scope():
-            policy = shield.shield_policy_create(tenant=tenant_a.tenant, data={"site": "x.example.com", **fields})
+            policy = services.shield_policy_create(tenant=tenant_a.tenant, data={"site": "x.example.com", **fields})
         shield.nginx_check(shield.render_http(policy), shield.render_server(policy))
 
     def test_nginx_check_reports_a_broken_config(self):

@@ -2,13 +2,13 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import transaction
-from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.audit.admin_base import AuditedModelAdmin
 from apps.common.admin import ReadOnlyAdmin, confirm_first
 from apps.tenancy.models import Membership
 
+from . import services
 from .models import AuthToken, User
 
 
@@ -22,7 +22,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(User)
 class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):
-    audit_fields = ["email", "full_name", "is_active", "is_staff", "is_superuser", "groups", "user_permissions"]
+    audit_fields = [*User.audit_fields, "groups", "user_permissions"]
     ordering = ["email"]
     list_display = ["email", "full_name", "is_staff", "is_superuser", "is_active", "last_login", "date_joined"]
     list_filter = ["is_staff", "is_superuser", "is_active", "groups", "date_joined"]
@@ -74,19 +74,7 @@ class AuthTokenAdmin(ReadOnlyAdmin):
     @admin.action(description="Revoke the selected sessions", permissions=["operate"])
     @confirm_first
     def revoke(self, request, queryset):
-        done = 0
-        with transaction.atomic():
-            for token in queryset.filter(revoked_at__isnull=True).select_for_update():
-                token.revoked_at = timezone.now()
-                token.save(update_fields=["revoked_at"])
-                audit.record(
-                    action="auth.session_revoke",
-                    obj=token,
-                    tenant=None,
-                    actor=request.user,
-                    changes={"revoked_at": [None, token.revoked_at]},
-                )
-                done += 1
+        done = services.sessions_revoke(queryset, actor=request.user)
         self.message_user(request, f"Revoked {done} session(s).", messages.SUCCESS if done else messages.INFO)
 
     def get_actions(self, request):

@@ -2,12 +2,12 @@
 
 ``Authorization: Bearer <key>``: the key is looked up by its SHA-256 hash, so a leaked
 database does not leak usable tokens. Revoked or expired tokens are refused at once.
-Other token kinds (personal API tokens ``mp_…``) register a resolver by prefix.
+Other token kinds (personal API tokens ``mp_…``) register a resolver by prefix, and session checks
+refuse sessions (``apps.accounts.extensions``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 from django.utils import timezone
@@ -15,23 +15,10 @@ from rest_framework import authentication, exceptions
 
 from apps.common import context
 
+from .extensions import SESSION_CHECKS, TOKEN_RESOLVERS
 from .models import AuthToken, hash_token
 
-# prefix -> callable(raw_key, request) -> (user, token) ; lets the security center add `mp_` tokens.
-TOKEN_RESOLVERS: dict[str, Callable] = {}
-# callable(token, request) run for every live session before it is accepted; raises to refuse it
-# (the security center's session idle timeout and absolute lifetime).
-SESSION_CHECKS: list[Callable] = []
 LAST_USED_GRANULARITY = timedelta(minutes=1)
-
-
-def register_token_resolver(prefix: str, resolver: Callable) -> None:
-    TOKEN_RESOLVERS[prefix] = resolver
-
-
-def register_session_check(check: Callable) -> None:
-    if check not in SESSION_CHECKS:
-        SESSION_CHECKS.append(check)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):

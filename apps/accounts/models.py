@@ -7,6 +7,10 @@ from django.contrib.auth.models import BaseUserManager as DjangoBaseUserManager
 from django.db import models
 from django.utils import timezone
 
+from apps.common import context
+
+from .extensions import TOKEN_RESOLVERS
+
 
 class UserManager(DjangoBaseUserManager):
     use_in_migrations = True
@@ -54,6 +58,7 @@ class User(AbstractBaseUser, PermissionsMixin):
     USERNAME_FIELD = "email"
     EMAIL_FIELD = "email"
     REQUIRED_FIELDS: list[str] = []
+    audit_fields = ("email", "full_name", "is_active", "is_staff", "is_superuser")
 
     class Meta:
         ordering = ["email"]
@@ -78,8 +83,6 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def end_other_sessions(self) -> int:
         """A new password ends every bearer session but the one that set it."""
-        from apps.common import context
-
         keep = context.current().token_id
         live = self.auth_tokens.filter(revoked_at__isnull=True)
         if keep is not None:
@@ -142,10 +145,8 @@ class AuthToken(models.Model):
     def issue(
         cls, *, user: User, ttl, ip: str | None = None, user_agent: str = "", method: str = "password"
     ) -> tuple["AuthToken", str]:
-        from .authentication import TOKEN_RESOLVERS
-
         raw = secrets.token_urlsafe(32)
-        while any(raw.startswith(prefix) for prefix in TOKEN_RESOLVERS):
+        while raw.startswith(tuple(TOKEN_RESOLVERS.keys())):
             # A session key that looked like another kind of token (e.g. `mp_…`) would be sent to
             # that kind's resolver and refused: draw again.
             raw = secrets.token_urlsafe(32)

@@ -9,6 +9,7 @@ session of an operator is an ordinary user's, with no reach beyond their own ten
 from __future__ import annotations
 
 from django.conf import settings
+from django_otp import user_has_device
 
 from .models import AuthToken
 
@@ -25,7 +26,5 @@ def is_verified_operator(user, auth) -> bool:
         return True  # the admin asks no second factor either
     if auth.method not in OPERATOR_FACTORS:
         return False
-    from django_otp import user_has_device
-
     # Like django-otp's session check: a device removed since the login no longer vouches for it.
     return user_has_device(user, confirmed=True)

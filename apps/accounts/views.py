@@ -1,5 +1,3 @@
-from collections.abc import Callable
-
 from allauth.account import app_settings as allauth_settings
 from dj_rest_auth.registration.views import RegisterView as BaseRegisterView
 from dj_rest_auth.registration.views import VerifyEmailView as BaseVerifyEmailView
@@ -8,17 +6,14 @@ from dj_rest_auth.views import PasswordResetConfirmView as BasePasswordResetConf
 from dj_rest_auth.views import PasswordResetView as BasePasswordResetView
 from django.conf import settings
 from django.contrib.auth import authenticate
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.audit import services as audit
-from apps.common import context
 from apps.common.throttling import DynamicScopedRateThrottle, EmailRateThrottle
 
-from .models import AuthToken
+from . import services
 from .serializers import (
     DetailSerializer,
     LoginSerializer,
@@ -26,12 +21,8 @@ from .serializers import (
     UserSerializer,
     VerifyEmailSerializer,
 )
-from .signals import session_started
 
 INVALID_CREDENTIALS = "Unable to log in with provided credentials."
-# callable(user, request) -> dict | None, run after the password checked out: a dict is answered
-# instead of a key (the security center's `{"mfa_required": true, "mfa_token": ...}`).
-LOGIN_CHALLENGES: list[Callable] = []
 
 
 class LoginView(APIView):
@@ -73,23 +64,7 @@ class LoginView(APIView):
             )
         if user is None or not user.is_active:
             return Response({"non_field_errors": [INVALID_CREDENTIALS]}, status=status.HTTP_400_BAD_REQUEST)
-        for challenge in LOGIN_CHALLENGES:
-            body = challenge(user, request)
-            if body is not None:
-                return Response(body, status=status.HTTP_200_OK)
-        return Response({"key": issue_session(user, request)}, status=status.HTTP_200_OK)
-
-
-def issue_session(user, request, method: str = "password") -> str:
-    ctx = context.current()
-    token, raw = AuthToken.issue(
-        user=user, ttl=settings.MPANEL_TOKEN_TTL, ip=ctx.ip, user_agent=ctx.user_agent, method=method
-    )
-    type(user).objects.filter(pk=user.pk).update(last_login=timezone.now())
-    ctx.actor = user
-    audit.record(action="auth.login", obj=token, tenant=None, actor=user)
-    session_started.send(sender=AuthToken, user=user, token=token, method=method)
-    return raw
+        return Response(services.login_answer(user, request), status=status.HTTP_200_OK)
 
 
 class LogoutView(APIView):
@@ -99,10 +74,7 @@ class LogoutView(APIView):
 
     @extend_schema(request=None, responses={200: DetailSerializer}, summary="Log out (revoke this token)")
     def post(self, request):
-        token = request.auth
-        if isinstance(token, AuthToken) and token.revoked_at is None:
-            AuthToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
-            audit.record(action="auth.logout", obj=token, tenant=None, actor=request.user)
+        services.logout(user=request.user, token=request.auth)
         return Response({"detail": "Successfully logged out."})
 
 
@@ -123,7 +95,7 @@ class RegisterView(BaseRegisterView):
 
     def perform_create(self, serializer):
         user = super().perform_create(serializer)
-        audit.record(action="auth.register", obj=user, tenant=None, actor=user)
+        services.registered(user)
         return user
 
 

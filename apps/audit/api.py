@@ -1,33 +1,10 @@
 import django_filters
-from rest_framework import serializers
 
-from apps.common.serializers import ModelSerializer
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantReadOnlyViewSet
 
 from .models import AuditEvent
-
-
-class AuditEventSerializer(ModelSerializer):
-    actor = serializers.UUIDField(source="actor_id", read_only=True, allow_null=True)
-
-    class Meta:
-        model = AuditEvent
-        fields = [
-            "id",
-            "created_at",
-            "actor",
-            "actor_email",
-            "via",
-            "action",
-            "object_type",
-            "object_id",
-            "object_repr",
-            "changes",
-            "request_id",
-            "ip",
-        ]
-        read_only_fields = fields
+from .serializers import AuditEventSerializer
 
 
 class AuditEventFilter(django_filters.FilterSet):

@@ -30,7 +30,8 @@ from .models import AuditEvent
 _UNSET = object()
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """``value`` as JSON-ready data (rows as their keys, decimals and times as text)."""
     if isinstance(value, models.Model):
         return str(value.pk)
     if isinstance(value, uuid.UUID | decimal.Decimal):
@@ -38,15 +39,25 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime.datetime | datetime.date | datetime.time):
         return value.isoformat()
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
     return str(value)  # e.g. django-countries' Country
 
 
-plain = _plain  # the public name: other apps store JSON-ready data the same way (security events)
+# A field whose name holds one of these words keeps a secret (or what proves one): never recorded.
+_SECRET_WORDS = ("password", "secret", "key_hash", "token_hash")
+# …unless the name says it is a figure or a time about the secret (min_password_length, secret_previous_until).
+_NOT_SECRET_SUFFIXES = ("_length", "_at", "_until")
+# ``snapshot(obj, ALL_FIELDS)``: every concrete field, whatever the model declares (the admin's default,
+# where an operator may edit any field).
+ALL_FIELDS = "__all__"
+
+
+def is_secret(name: str) -> bool:
+    return any(word in name for word in _SECRET_WORDS) and not name.endswith(_NOT_SECRET_SUFFIXES)
 
 
 def audited_fields(model: type[models.Model] | models.Model) -> tuple[str, ...] | None:
@@ -55,19 +66,21 @@ def audited_fields(model: type[models.Model] | models.Model) -> tuple[str, ...] 
     return tuple(fields) if fields is not None else None
 
 
-def snapshot(obj: models.Model, fields: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
+def snapshot(obj: models.Model, fields: list[str] | tuple[str, ...] | str | None = None) -> dict[str, Any]:
     """The audited field values of ``obj`` as JSON-ready data (secrets excluded by name).
 
-    ``fields`` defaults to the model's declared ``audit_fields``."""
+    ``fields`` defaults to the model's declared ``audit_fields``; ``ALL_FIELDS`` takes every field."""
     if fields is None:
         fields = audited_fields(obj)
+    elif fields == ALL_FIELDS:
+        fields = None
     out = {}
     for field in obj._meta.concrete_fields:
         if fields is not None and field.name not in fields:
             continue
-        if any(s in field.name for s in ("password", "secret", "key_hash", "token_hash")):
+        if is_secret(field.name):
             continue
-        out[field.name] = _plain(getattr(obj, field.attname))
+        out[field.name] = plain(getattr(obj, field.attname))
     return out
 
 
@@ -111,15 +124,30 @@ def build(
         object_type=object_type or "",
         object_id=object_id or "",
         object_repr=str(obj)[:200] if obj is not None else "",
-        changes=_plain(changes),
+        changes=plain(changes),
         request_id=ctx.request_id,
         ip=ctx.ip,
     )
 
 
+class _System:
+    """The platform acting on its own (a job's convergence, a registrar's answer): no actor is
+    recorded, even when an eager job runs inside the request that enqueued it."""
+
+    is_authenticated = False
+
+    def __repr__(self) -> str:
+        return "audit.SYSTEM"
+
+
+SYSTEM = _System()
+
+
 def by(actor: Any) -> dict[str, Any]:
     """``record(..., **audit.by(actor))``: a service's explicit actor when it was given one, else the
-    request's (an explicit ``actor=None`` to ``record`` means no actor at all, e.g. the system)."""
+    request's. ``SYSTEM`` (or ``actor=None`` given to ``record`` itself) records no actor at all."""
+    if actor is SYSTEM:
+        return {"actor": None}
     return {"actor": actor} if actor is not None else {}
 
 
@@ -139,10 +167,16 @@ class Change:
     def __init__(self, before: dict[str, Any]) -> None:
         self.before = before
         self.skipped = False
+        self.marks: dict[str, Any] = {}
         self.event: AuditEvent | None = None
 
     def skip(self) -> None:
         self.skipped = True
+
+    def mark(self, **changes: Any) -> None:
+        """Add to the "after" what the fields cannot show, e.g. ``mark(password="changed")`` (never
+        the secret itself)."""
+        self.marks.update(changes)
 
 
 @contextmanager
@@ -153,9 +187,8 @@ def change(obj: models.Model, action: str, *, actor: Any = None, **kwargs: Any) 
     pending = Change(snapshot(obj))
     yield pending
     if not pending.skipped:
-        pending.event = record(
-            action=action, obj=obj, before=pending.before, after=snapshot(obj), **by(actor), **kwargs
-        )
+        after = {**snapshot(obj), **pending.marks}
+        pending.event = record(action=action, obj=obj, before=pending.before, after=after, **by(actor), **kwargs)
 
 
 def record(**kwargs: Any) -> AuditEvent:

@@ -46,6 +46,9 @@ class CloudPod(TenantOwnedModel):
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
     deleted_at = models.DateTimeField(null=True, blank=True)
 
+    # What the audit trail records of a pod's before/after (apps.audit.services.snapshot).
+    audit_fields = ("name", "plan", "image", "node", "status", "vcpu", "memory_mb", "disk_gb", "pids", "subscription")
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [

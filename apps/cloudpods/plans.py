@@ -17,16 +17,6 @@ class Plan:
     pids: int
     billing_product: str | None = None
 
-    def as_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "vcpu": float(self.vcpu),
-            "memory_mb": self.memory_mb,
-            "disk_gb": self.disk_gb,
-            "pids": self.pids,
-            "billing_product": self.billing_product,
-        }
-
 
 def plans() -> dict[str, Plan]:
     out = {}

@@ -5,6 +5,7 @@ from rest_framework import serializers
 from apps.common.serializers import ModelSerializer, Serializer
 
 from .models import CloudPod
+from .selectors import pod_runtime
 
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -61,8 +62,6 @@ class CloudPodDetailSerializer(CloudPodSerializer):
         read_only_fields = fields
 
     def get_runtime(self, pod) -> RuntimeSerializer:
-        from .selectors import pod_runtime
-
         return pod_runtime(pod)
 
 

@@ -5,7 +5,7 @@ have the ``pods`` role and have room for the whole plan (vCPU, memory, disk and 
 with the most free memory (spread), then the most free pod slots, then the lowest hostname. The
 candidate nodes are locked (``SELECT … FOR UPDATE``, in primary-key order) for the transaction
 that reserves the capacity and creates the pod and its job, so concurrent creates cannot
-over-commit a node.
+over-commit a node. The order of every lock a pod write takes is in ``locks.py``.
 """
 
 from __future__ import annotations
@@ -20,16 +20,53 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
-from apps.jobs.services import job_enqueue
+from apps.jobs.lifecycle import Lifecycle, Move
 from apps.nodes.drivers import PodSpec, driver_for
 from apps.nodes.models import Node, NodeStatus
-from apps.tenancy.models import Tenant
 
+from . import locks
 from . import plans as plan_config
 from .models import LIVE, CloudPod, PodStatus, TenantQuota
 
-FIELDS = ["name", "plan", "image", "node", "status", "vcpu", "memory_mb", "disk_gb", "pids", "subscription"]
 SUBSCRIPTION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+# The pod's state machine: what the tenant may ask for, from where, and what each job converges an
+# ``error`` pod to when it is retried. Moves audit and enqueue ``cloudpod.<name>``.
+pods: Lifecycle[CloudPod] = Lifecycle(
+    model=CloudPod,
+    kind="cloudpod",
+    payload_key="pod",
+    noun="pod",
+    moves={
+        "resize": Move(
+            to=PodStatus.RESIZING,
+            sources={PodStatus.RUNNING},
+            refusal="Only a running pod can be resized; this one is {status}.",
+        ),
+        "suspend": Move(
+            to=PodStatus.SUSPENDED,
+            sources={PodStatus.RUNNING},
+            refusal="Only a running pod can be suspended; this one is {status}.",
+        ),
+        "resume": Move(
+            to=PodStatus.RUNNING,
+            sources={PodStatus.SUSPENDED},
+            refusal="Only a suspended pod can be resumed; this one is {status}.",
+        ),
+        "delete": Move(
+            to=PodStatus.DELETING,
+            not_from={PodStatus.DELETING, PodStatus.DELETED},
+            refusal="This pod is {status} already.",
+        ),
+    },
+    job_targets={
+        "cloudpod.provision": PodStatus.RUNNING,
+        "cloudpod.resize": PodStatus.RUNNING,
+        "cloudpod.resume": PodStatus.RUNNING,
+        "cloudpod.suspend": PodStatus.SUSPENDED,
+        "cloudpod.delete": PodStatus.DELETING,
+    },
+)
 
 
 def _plan(name: str) -> plan_config.Plan:
@@ -111,10 +148,10 @@ def quota_usage() -> dict:
 def _check_quota(tenant, *, pods: int, memory_mb: int) -> None:
     """Would ``pods`` more pods and ``memory_mb`` more memory stay within the tenant's quota?
 
-    The tenant's row is locked (FOR NO KEY UPDATE: inserts that point at the tenant go on) so that
-    two creates or resizes on different nodes cannot both take the last of the quota.
+    The tenant's row is locked first (``locks.tenant_for_quota``) so that two creates or resizes on
+    different nodes cannot both take the last of the quota.
     """
-    Tenant.objects.select_for_update(no_key=True).filter(pk=tenant.pk).first()
+    locks.tenant_for_quota(tenant)
     quota = quota_usage()
     max_pods, max_memory = quota["max_pods"], quota["max_memory_mb"]
     if pods and max_pods is not None and quota["used_pods"] + pods > max_pods:
@@ -132,8 +169,7 @@ def pod_create(
     if image not in plan_config.images():
         raise InvalidInput(f"Unknown image {image!r}.", field="image")
     subscription = _check_subscription(subscription)
-    # Lock every candidate node of the tenant, in a fixed order (no deadlocks between creates).
-    nodes = list(Node.objects.select_for_update().filter(status=NodeStatus.ACTIVE).order_by("pk"))
+    nodes = locks.candidate_nodes()
     _check_quota(tenant, pods=1, memory_mb=chosen.memory_mb)
     if CloudPod.objects.filter(name=name, status__in=LIVE).exists():
         raise InvalidInput("A pod with this name exists already.", field="name")
@@ -161,7 +197,7 @@ def pod_create(
             pod.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A pod with this name exists already.", field="name") from exc
-    audit.record(action="cloudpod.create", obj=pod, after=audit.snapshot(pod, FIELDS), **audit.by(actor))
+    audit.created(pod, "cloudpod.create", actor=actor)
     if subscription:
         _link_subscription(pod, None)
         audit.record(
@@ -170,56 +206,39 @@ def pod_create(
             changes={"subscription": [None, subscription]},
             **audit.by(actor),
         )
-    _job(pod, "cloudpod.provision", actor)
+    pods.enqueue(pod, "cloudpod.provision", actor=actor)
     return pod
-
-
-def _job(pod: CloudPod, job_type: str, actor) -> None:
-    job_enqueue(tenant=pod.tenant, type=job_type, payload={"pod": str(pod.pk)}, actor=actor, obj=pod)
-
-
-def _locked(pod: CloudPod) -> CloudPod:
-    return CloudPod.objects.select_for_update(of=("self",)).select_related("node", "tenant").get(pk=pod.pk)
-
-
-def _transition(pod: CloudPod, to: str, action: str, actor, **changes) -> None:
-    before = audit.snapshot(pod, FIELDS)
-    pod.status = to
-    for field, value in changes.items():
-        setattr(pod, field, value)
-    pod.save()
-    audit.record(action=action, obj=pod, before=before, after=audit.snapshot(pod, FIELDS), **audit.by(actor))
 
 
 @transaction.atomic
 def pod_update(*, pod: CloudPod, data: dict, actor=None) -> CloudPod:
     """Name and subscription link; everything else has its own action."""
-    pod = _locked(pod)
+    pod = pods.locked(pod)
     if pod.status in (PodStatus.DELETING, PodStatus.DELETED):
         raise Conflict(f"A {pod.status} pod cannot be changed.")
-    before = audit.snapshot(pod, FIELDS)
-    if "name" in data and data["name"] != pod.name:
-        if CloudPod.objects.filter(name=data["name"], status__in=LIVE).exclude(pk=pod.pk).exists():
-            raise InvalidInput("A pod with this name exists already.", field="name")
-        pod.name = data["name"]
-    old_subscription = pod.subscription
-    if "subscription" in data:
-        pod.subscription = _check_subscription(data["subscription"], exclude_pk=pod.pk)
-    pod.save()
-    _link_subscription(pod, old_subscription)
-    audit.record(action="cloudpod.update", obj=pod, before=before, after=audit.snapshot(pod, FIELDS), **audit.by(actor))
+    with audit.change(pod, "cloudpod.update", actor=actor):
+        if "name" in data and data["name"] != pod.name:
+            if CloudPod.objects.filter(name=data["name"], status__in=LIVE).exclude(pk=pod.pk).exists():
+                raise InvalidInput("A pod with this name exists already.", field="name")
+            pod.name = data["name"]
+        old_subscription = pod.subscription
+        if "subscription" in data:
+            pod.subscription = _check_subscription(data["subscription"], exclude_pk=pod.pk)
+        pod.save()
+        _link_subscription(pod, old_subscription)
     return pod
 
 
 @transaction.atomic
 def pod_resize(*, pod: CloudPod, plan: str, actor=None) -> CloudPod:
-    pod = _locked(pod)
+    """The declared ``resize`` move, with the node's capacity and the quota checked and reserved
+    between the check and the change (so its steps are spelled out rather than ``pods.move``)."""
+    pod = pods.locked(pod)
     new = _plan(plan)
-    if pod.status != PodStatus.RUNNING:
-        raise Conflict(f"Only a running pod can be resized; this one is {pod.status}.")
+    pods.check(pod, "resize")
     if new.name == pod.plan:
         raise InvalidInput("The pod is on this plan already.", field="plan")
-    node = Node.objects.select_for_update().get(pk=pod.node_id)
+    node = locks.node(pod.node_id)
     delta = {
         "vcpu": new.vcpu - pod.vcpu,
         "memory_mb": new.memory_mb - pod.memory_mb,
@@ -229,61 +248,34 @@ def pod_resize(*, pod: CloudPod, plan: str, actor=None) -> CloudPod:
     if not node.fits(pods=0, **{k: max(v, 0) for k, v in delta.items()}):
         raise Conflict(f"Node {node.hostname} has no room for the plan {new.name!r}.", code="no_capacity")
     _reserve(node, pods=0, **delta)
-    _transition(
+    pods.transition(
         pod,
         PodStatus.RESIZING,
         "cloudpod.resize",
-        actor,
+        actor=actor,
         plan=new.name,
         vcpu=new.vcpu,
         memory_mb=new.memory_mb,
         disk_gb=new.disk_gb,
         pids=new.pids,
     )
-    _job(pod, "cloudpod.resize", actor)
+    pods.enqueue(pod, "cloudpod.resize", actor=actor)
     return pod
 
 
-@transaction.atomic
 def pod_suspend(*, pod: CloudPod, actor=None) -> CloudPod:
-    pod = _locked(pod)
-    if pod.status != PodStatus.RUNNING:
-        raise Conflict(f"Only a running pod can be suspended; this one is {pod.status}.")
-    _transition(pod, PodStatus.SUSPENDED, "cloudpod.suspend", actor)
-    _job(pod, "cloudpod.suspend", actor)
-    return pod
+    return pods.move(pod, "suspend", actor=actor)
 
 
-@transaction.atomic
 def pod_resume(*, pod: CloudPod, actor=None) -> CloudPod:
-    pod = _locked(pod)
-    if pod.status != PodStatus.SUSPENDED:
-        raise Conflict(f"Only a suspended pod can be resumed; this one is {pod.status}.")
-    _transition(pod, PodStatus.RUNNING, "cloudpod.resume", actor)
-    _job(pod, "cloudpod.resume", actor)
-    return pod
+    return pods.move(pod, "resume", actor=actor)
 
 
-@transaction.atomic
 def pod_delete(*, pod: CloudPod, actor=None) -> CloudPod:
-    pod = _locked(pod)
-    if pod.status in (PodStatus.DELETING, PodStatus.DELETED):
-        raise Conflict(f"This pod is {pod.status} already.")
-    _transition(pod, PodStatus.DELETING, "cloudpod.delete", actor)
-    _job(pod, "cloudpod.delete", actor)
-    return pod
+    return pods.move(pod, "delete", actor=actor)
 
 
 # --- convergence (job handlers call this with the pod row locked) -----------------------------
-
-# What an ERROR pod should become when a job for it is retried.
-TARGET_OF_JOB = {
-    "cloudpod.provision": PodStatus.RUNNING,
-    "cloudpod.resize": PodStatus.RUNNING,
-    "cloudpod.resume": PodStatus.RUNNING,
-    "cloudpod.suspend": PodStatus.SUSPENDED,
-    "cloudpod.delete": PodStatus.DELETING,
-}
 
 
 def pod_spec(pod: CloudPod) -> PodSpec:
@@ -299,20 +291,16 @@ def pod_spec(pod: CloudPod) -> PodSpec:
 
 def pod_converge(*, pod: CloudPod, job_type: str) -> dict:
     """Make the node match the pod's wanted state. Must run inside a transaction holding the
-    pod's row lock (``_locked``), so two jobs of one pod never act on the node at once."""
-    wanted = pod.status
-    if wanted == PodStatus.ERROR:
-        wanted = TARGET_OF_JOB.get(job_type, PodStatus.ERROR)
-        if wanted == PodStatus.ERROR:
-            return {"skipped": "error"}
-    if wanted == PodStatus.DELETED:
-        return {"skipped": "deleted"}
+    pod's row lock (``pods.locked``), so two jobs of one pod never act on the node at once."""
+    wanted = pods.wanted(pod, job_type)
+    if wanted is None:  # an error pod this job has no target for, or a deleted one
+        return {"skipped": pod.status}
     driver = driver_for(pod.node)
     if wanted == PodStatus.DELETING:
         result = driver.pod_delete(pod.container_id)
-        node = Node.all_tenants.select_for_update().get(pk=pod.node_id)
+        node = locks.node(pod.node_id, any_tenant=True)
         _reserve(node, vcpu=-pod.vcpu, memory_mb=-pod.memory_mb, disk_gb=-pod.disk_gb, pods=-1)
-        _converged(pod, PodStatus.DELETED, deleted_at=timezone.now())
+        pods.converged(pod, PodStatus.DELETED, deleted_at=timezone.now())
         return {"state": "absent", "existed": result.get("existed")}
 
     state = driver.pod_state(pod.container_id)
@@ -331,30 +319,5 @@ def pod_converge(*, pod: CloudPod, job_type: str) -> dict:
         if state == "paused":
             driver.pod_resume(pod.container_id)
         final = PodStatus.RUNNING
-    _converged(pod, final)
+    pods.converged(pod, final)
     return {"state": "paused" if final == PodStatus.SUSPENDED else "running", "created": created}
-
-
-def _converged(pod: CloudPod, status: str, **changes) -> None:
-    if pod.status == status and not changes and not pod.last_error:
-        return
-    before = pod.status
-    pod.status = status
-    pod.last_error = ""
-    for field, value in changes.items():
-        setattr(pod, field, value)
-    pod.save()
-    audit.record(action=f"cloudpod.{status}", obj=pod, actor=None, changes={"status": [before, status]})
-
-
-def pod_fail(*, pod_id, error: str) -> None:
-    """A job gave up on this pod: it shows ``error`` with the reason (the capacity stays reserved)."""
-    with transaction.atomic():
-        pod = CloudPod.all_tenants.select_for_update().filter(pk=pod_id).first()
-        if pod is None or pod.status == PodStatus.DELETED:
-            return
-        before = pod.status
-        pod.status = PodStatus.ERROR
-        pod.last_error = error[:2000]
-        pod.save()
-        audit.record(action="cloudpod.error", obj=pod, actor=None, changes={"status": [before, PodStatus.ERROR]})

@@ -37,8 +37,8 @@ def _run(job, model, pk, body: Callable[[], dict]) -> dict:
         raise
 
 
-def _removed(obj, action: str, fields: list[str]) -> None:
-    audit.record(action=action, obj=obj, before=audit.snapshot(obj, fields))
+def _removed(obj, action: str) -> None:
+    audit.deleted(obj, action)
     obj.delete()
 
 
@@ -79,7 +79,7 @@ def _database_sync(job) -> dict:
     if database.status == ObjectStatus.REMOVING:
         users = sorted(database.grants.values_list("user__full_name", flat=True))
         result = driver.db_database_drop(services.server_spec(server), database.full_name, users)
-        _removed(database, "database.dropped", services.DATABASE_FIELDS)
+        _removed(database, "database.dropped")
         return result
     result = driver.db_database_ensure(services.server_spec(server), database.full_name)
     Database.objects.filter(pk=database.pk).update(status=ObjectStatus.ACTIVE, last_error="",
@@ -103,7 +103,7 @@ def _user_sync(job) -> dict:
     if user.status == ObjectStatus.REMOVING:
         databases = sorted(user.grants.values_list("database__full_name", flat=True))
         result = driver.db_user_drop(services.server_spec(server), user.full_name, databases)
-        _removed(user, "database.user.dropped", services.USER_FIELDS)
+        _removed(user, "database.user.dropped")
         return result
     result = driver.db_user_ensure(services.server_spec(server), user.full_name, user.password_verifier)
     DatabaseUser.objects.filter(pk=user.pk).update(status=ObjectStatus.ACTIVE, last_error="")
@@ -125,7 +125,7 @@ def _grant_sync(job) -> dict:
     database, user = grant.database.full_name, grant.user.full_name
     if grant.status == ObjectStatus.REMOVING:
         result = driver.db_revoke(services.server_spec(server), database, user)
-        _removed(grant, "database.grant.revoked", services.GRANT_FIELDS)
+        _removed(grant, "database.grant.revoked")
         return result
     result = driver.db_grant(services.server_spec(server), database, user)
     DatabaseGrant.objects.filter(pk=grant.pk).update(status=ObjectStatus.ACTIVE, last_error="")

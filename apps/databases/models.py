@@ -44,6 +44,8 @@ class DatabaseServer(TenantOwnedModel):
     version = models.CharField(max_length=120, blank=True)
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
+    audit_fields = ("node", "engine", "host", "port", "admin_user", "status", "version")
+
     class Meta:
         ordering = ["engine", "host", "port"]
         constraints = [
@@ -63,6 +65,8 @@ class Database(TenantOwnedModel):
     size_bytes = models.BigIntegerField(null=True, blank=True)
     size_updated_at = models.DateTimeField(null=True, blank=True)
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
+
+    audit_fields = ("server", "name", "full_name", "status")
 
     class Meta:
         ordering = ["name"]
@@ -88,6 +92,8 @@ class DatabaseUser(TenantOwnedModel):
     password_changed_at = models.DateTimeField()
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
+    audit_fields = ("server", "name", "full_name", "status", "password_changed_at")
+
     class Meta:
         ordering = ["name"]
         constraints = [
@@ -106,6 +112,8 @@ class DatabaseGrant(TenantOwnedModel):
     user = models.ForeignKey(DatabaseUser, on_delete=models.CASCADE, related_name="grants")
     status = models.CharField(max_length=12, choices=ObjectStatus.choices, default=ObjectStatus.PENDING)
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
+
+    audit_fields = ("database", "user", "status")
 
     class Meta:
         ordering = ["created_at"]

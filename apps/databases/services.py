@@ -5,48 +5,72 @@ enqueues the job that brings the server to it."""
 from __future__ import annotations
 
 import logging
-import re
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
-from apps.jobs.services import job_enqueue
+from apps.jobs.lifecycle import Lifecycle, Move
+from apps.nodes.drivers import NodeError, driver_for
 from apps.nodes.models import Node
 from apps.tenancy.scoping import all_tenants
 
-from . import crypto, verifiers
+from . import crypto, passwords, validators
 from .models import Database, DatabaseGrant, DatabaseServer, DatabaseUser, Engine, ObjectStatus, ServerStatus
 
 log = logging.getLogger(__name__)
 
-# What the tenant names; the server gets ``<prefix><name>``, at most 63 characters (PostgreSQL's
-# identifier limit, within MariaDB's 64 for databases and 80 for users).
-PREFIX_LEN = 12  # "t" + 10 hex digits of the tenant id + "_"
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,%d}$" % (62 - PREFIX_LEN))  # noqa: UP031
-HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,253}[A-Za-z0-9])?$")
-ADMIN_USER_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,80}$")
-
-SERVER_FIELDS = ["node", "engine", "host", "port", "admin_user", "status", "version"]
-DATABASE_FIELDS = ["server", "name", "full_name", "status"]
-USER_FIELDS = ["server", "name", "full_name", "status", "password_changed_at"]
-GRANT_FIELDS = ["database", "user", "status"]
+# Each row's job converges its server to the row's status (apps/databases/jobs.py): ``pending`` is
+# made there, ``removing`` is dropped there and then the row goes. Dropping, deleting and revoking may
+# start from any state (asking again retries a removal that failed).
+servers: Lifecycle[DatabaseServer] = Lifecycle(model=DatabaseServer, kind="database.server", payload_key="server")
+databases: Lifecycle[Database] = Lifecycle(
+    model=Database,
+    kind="database",
+    payload_key="database",
+    related=("server", "tenant"),
+    moves={"drop": Move(to=ObjectStatus.REMOVING, refusal="This database is {status}.", job="database.sync")},
+)
+users: Lifecycle[DatabaseUser] = Lifecycle(
+    model=DatabaseUser,
+    kind="database.user",
+    payload_key="user",
+    related=("server", "tenant"),
+    moves={
+        "delete": Move(to=ObjectStatus.REMOVING, refusal="This user is {status}.", job="database.user.sync"),
+        "rotate_password": Move(
+            to=ObjectStatus.PENDING,
+            not_from={ObjectStatus.REMOVING},
+            refusal="This user is being dropped.",
+            code="removing",
+            job="database.user.sync",
+        ),
+    },
+)
+grants: Lifecycle[DatabaseGrant] = Lifecycle(
+    model=DatabaseGrant,
+    kind="database.grant",
+    payload_key="grant",
+    related=("tenant",),
+    moves={
+        "revoke": Move(to=ObjectStatus.REMOVING, refusal="This grant is {status}.", job="database.grant.sync"),
+        # A revoked or failed grant asked for again (an active or pending one is answered as it is).
+        "grant_again": Move(
+            to=ObjectStatus.PENDING,
+            sources={ObjectStatus.REMOVING, ObjectStatus.ERROR},
+            refusal="This grant is {status}.",
+            action="database.grant.create",
+            job="database.grant.sync",
+        ),
+    },
+)
 
 
 def tenant_prefix(tenant) -> str:
     """Two tenants never collide on one server: every name there starts with the tenant's own."""
     return f"t{tenant.pk.hex[:10]}_"
-
-
-def clean_name(value: str, field: str = "name") -> str:
-    value = str(value or "")
-    if not NAME_RE.match(value):
-        raise InvalidInput(
-            f"Use 1 to {63 - PREFIX_LEN} characters: a lower-case letter, then lower-case letters, digits or _.",
-            field=field,
-        )
-    return value
 
 
 # --- servers ---------------------------------------------------------------------------------------
@@ -63,33 +87,8 @@ def server_spec(server: DatabaseServer) -> dict:
     }
 
 
-def _clean_server(data: dict) -> dict:
-    out = {}
-    if "host" in data:
-        host = str(data["host"] or "").strip().lower()
-        if not HOST_RE.match(host):
-            raise InvalidInput("Not a host name or address.", field="host")
-        out["host"] = host
-    if "port" in data:
-        port = data["port"]
-        if not isinstance(port, int) or not 1 <= port <= 65535:
-            raise InvalidInput("A port from 1 to 65535.", field="port")
-        out["port"] = port
-    if "admin_user" in data:
-        if not ADMIN_USER_RE.match(str(data["admin_user"] or "")):
-            raise InvalidInput("Letters, digits and _ . @ - (at most 80).", field="admin_user")
-        out["admin_user"] = data["admin_user"]
-    if data.get("admin_password") is not None:
-        password = str(data["admin_password"])
-        if not password or any(c in password for c in "\0\r\n"):
-            raise InvalidInput("A password without NUL or line breaks.", field="admin_password")
-        out["admin_password_encrypted"] = crypto.encrypt(password)
-    return out
-
-
 def check_job(server: DatabaseServer, actor) -> None:
-    job_enqueue(tenant=server.tenant, type="database.server.check", payload={"server": str(server.pk)}, actor=actor,
-                obj=server)  # fmt: skip
+    servers.enqueue(server, "database.server.check", actor=actor)
 
 
 @transaction.atomic
@@ -101,51 +100,48 @@ def server_create(*, tenant, node: Node, engine: str, host: str, port: int, admi
         raise InvalidInput("This node does not have the db role.", field="node")
     if not admin_password:
         raise InvalidInput("The admin password is required.", field="admin_password")
-    fields = _clean_server({"host": host, "port": port, "admin_user": admin_user, "admin_password": admin_password})
+    fields = validators.clean_server({"host": host, "port": port, "admin_user": admin_user,
+                                      "admin_password": admin_password})  # fmt: skip
     server = DatabaseServer(tenant=tenant, node=node, engine=engine, **fields)
     try:
         with transaction.atomic():
             server.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("This tenant has this server already.", field="host") from exc
-    audit.record(action="database.server.create", obj=server, after=audit.snapshot(server, SERVER_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    audit.created(server, "database.server.create", actor=actor)
     check_job(server, actor)
     return server
 
 
 @transaction.atomic
 def server_update(*, server: DatabaseServer, data: dict, actor=None) -> DatabaseServer:
-    server = DatabaseServer.objects.select_for_update().get(pk=server.pk)
-    before = audit.snapshot(server, SERVER_FIELDS)
-    fields = _clean_server(data)
+    server = servers.locked(server)
+    fields = validators.clean_server(data)
     moved = (fields.get("host", server.host), fields.get("port", server.port)) != (server.host, server.port)
     if moved and (server.databases.exists() or server.users.exists()):
         raise Conflict("Databases live on this server: its address can change only while it is empty.",
                        code="server_in_use")  # fmt: skip
-    for key, value in fields.items():
-        setattr(server, key, value)
-    server.status = ServerStatus.PENDING
-    try:
-        with transaction.atomic():
-            server.save()
-    except IntegrityError as exc:
-        raise InvalidInput("This tenant has this server already.", field="host") from exc
-    after = audit.snapshot(server, SERVER_FIELDS)
-    if "admin_password_encrypted" in fields:
-        after["admin_password"] = "changed"
-    audit.record(action="database.server.update", obj=server, before=before, after=after, **audit.by(actor))
+    with audit.change(server, "database.server.update", actor=actor) as change:
+        for key, value in fields.items():
+            setattr(server, key, value)
+        server.status = ServerStatus.PENDING
+        try:
+            with transaction.atomic():
+                server.save()
+        except IntegrityError as exc:
+            raise InvalidInput("This tenant has this server already.", field="host") from exc
+        if "admin_password_encrypted" in fields:
+            change.mark(admin_password="changed")  # the password is never recorded; that it changed is
     check_job(server, actor)
     return server
 
 
 @transaction.atomic
 def server_delete(*, server: DatabaseServer, actor=None) -> None:
-    server = DatabaseServer.objects.select_for_update().get(pk=server.pk)
+    server = servers.locked(server)
     if server.databases.exists() or server.users.exists():
         raise Conflict("Drop its databases and users first.", code="server_in_use")
-    audit.record(action="database.server.delete", obj=server, before=audit.snapshot(server, SERVER_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    audit.deleted(server, "database.server.delete", actor=actor)
     server.delete()
 
 
@@ -162,14 +158,9 @@ def _check_free(model, server: DatabaseServer, full_name: str, what: str) -> Non
 # --- databases ---------------------------------------------------------------------------------------
 
 
-def _database_job(database: Database, actor) -> None:
-    job_enqueue(tenant=database.tenant, type="database.sync", payload={"database": str(database.pk)}, actor=actor,
-                obj=database)  # fmt: skip
-
-
 @transaction.atomic
 def database_create(*, tenant, server: DatabaseServer, name: str, actor=None) -> Database:
-    name = clean_name(name)
+    name = validators.clean_name(name)
     full_name = tenant_prefix(tenant) + name
     _check_free(Database, server, full_name, "database")
     database = Database(tenant=tenant, server=server, name=name, full_name=full_name)
@@ -178,91 +169,66 @@ def database_create(*, tenant, server: DatabaseServer, name: str, actor=None) ->
             database.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A database of this name exists on this server.", field="name") from exc
-    audit.record(action="database.create", obj=database, after=audit.snapshot(database, DATABASE_FIELDS),
-                 **audit.by(actor))  # fmt: skip
-    _database_job(database, actor)
+    audit.created(database, "database.create", actor=actor)
+    databases.enqueue(database, "database.sync", actor=actor)
     return database
 
 
 @transaction.atomic
 def database_drop(*, database: Database, confirm: str | None, actor=None) -> Database:
     """Irreversible: ``confirm`` must repeat the database's name (as created, or as on the server)."""
-    database = Database.objects.select_for_update().get(pk=database.pk)
+    database = databases.locked(database)
     if not isinstance(confirm, str) or confirm not in (database.name, database.full_name):
         raise InvalidInput(f'Dropping is irreversible: send {{"confirm": "{database.name}"}}.', field="confirm")
-    before = audit.snapshot(database, DATABASE_FIELDS)
-    database.status = ObjectStatus.REMOVING
-    database.save(update_fields=["status", "updated_at"])
-    audit.record(action="database.drop", obj=database, before=before, after=audit.snapshot(database, DATABASE_FIELDS),
-                 **audit.by(actor))  # fmt: skip
-    _database_job(database, actor)
-    return database
+    return databases.move(database, "drop", actor=actor, lock=False)
 
 
 # --- users -------------------------------------------------------------------------------------------
 
 
-def _user_job(user: DatabaseUser, actor) -> None:
-    job_enqueue(tenant=user.tenant, type="database.user.sync", payload={"user": str(user.pk)}, actor=actor,
-                obj=user)  # fmt: skip
-
-
 @transaction.atomic
 def user_create(*, tenant, server: DatabaseServer, name: str, actor=None) -> tuple[DatabaseUser, str]:
     """Answers the user and its password, which is not kept: show it once."""
-    name = clean_name(name)
+    name = validators.clean_name(name)
     full_name = tenant_prefix(tenant) + name
     _check_free(DatabaseUser, server, full_name, "user")
-    password = verifiers.new_password()
+    password = passwords.new_password()
     user = DatabaseUser(tenant=tenant, server=server, name=name, full_name=full_name,
-                        password_verifier=verifiers.verifier(server.engine, password),
+                        password_verifier=passwords.verifier(server.engine, password),
                         password_changed_at=timezone.now())  # fmt: skip
     try:
         with transaction.atomic():
             user.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A user of this name exists on this server.", field="name") from exc
-    audit.record(action="database.user.create", obj=user, after=audit.snapshot(user, USER_FIELDS), **audit.by(actor))
-    _user_job(user, actor)
+    audit.created(user, "database.user.create", actor=actor)
+    users.enqueue(user, "database.user.sync", actor=actor)
     return user, password
 
 
 @transaction.atomic
 def user_rotate_password(*, user: DatabaseUser, actor=None) -> tuple[DatabaseUser, str]:
-    user = DatabaseUser.objects.select_for_update().select_related("server").get(pk=user.pk)
-    if user.status == ObjectStatus.REMOVING:
-        raise Conflict("This user is being dropped.", code="removing")
-    before = audit.snapshot(user, USER_FIELDS)
-    password = verifiers.new_password()
-    user.password_verifier = verifiers.verifier(user.server.engine, password)
-    user.password_changed_at = timezone.now()
-    user.status = ObjectStatus.PENDING
-    user.save(update_fields=["password_verifier", "password_changed_at", "status", "updated_at"])
-    audit.record(action="database.user.rotate_password", obj=user, before=before,
-                 after={**audit.snapshot(user, USER_FIELDS), "password": "changed"}, **audit.by(actor))  # fmt: skip
-    _user_job(user, actor)
+    user = users.locked(user)
+    move = users.check(user, "rotate_password")
+    # Not users.move: the audit event also says that the password changed (never what it is).
+    with audit.change(user, "database.user.rotate_password", actor=actor) as change:
+        change.mark(password="changed")
+        password = passwords.new_password()
+        user.password_verifier = passwords.verifier(user.server.engine, password)
+        user.password_changed_at = timezone.now()
+        user.status = move.to
+        user.save(update_fields=["password_verifier", "password_changed_at", "status", "updated_at"])
+    users.enqueue(user, move.job, actor=actor)
     return user, password
 
 
 @transaction.atomic
 def user_delete(*, user: DatabaseUser, actor=None) -> DatabaseUser:
     """The login goes; in PostgreSQL, what it owns goes to the admin (data is kept)."""
-    user = DatabaseUser.objects.select_for_update().get(pk=user.pk)
-    before = audit.snapshot(user, USER_FIELDS)
-    user.status = ObjectStatus.REMOVING
-    user.save(update_fields=["status", "updated_at"])
-    audit.record(action="database.user.delete", obj=user, before=before, after=audit.snapshot(user, USER_FIELDS),
-                 **audit.by(actor))  # fmt: skip
-    _user_job(user, actor)
-    return user
+    return users.move(user, "delete", actor=actor)
 
 
 # --- grants ------------------------------------------------------------------------------------------
-
-
-def _grant_job(grant: DatabaseGrant, actor) -> None:
-    job_enqueue(tenant=grant.tenant, type="database.grant.sync", payload={"grant": str(grant.pk)}, actor=actor,
-                obj=grant)  # fmt: skip
 
 
 @transaction.atomic
@@ -277,23 +243,43 @@ def grant_create(*, database: Database, user: DatabaseUser, actor=None) -> Datab
     )
     if not created and grant.status in (ObjectStatus.ACTIVE, ObjectStatus.PENDING):
         return grant
-    before = None if created else audit.snapshot(grant, GRANT_FIELDS)
-    if not created:  # a revoke or a failed grant: want it granted again
-        grant.status = ObjectStatus.PENDING
-        grant.save(update_fields=["status", "updated_at"])
-    audit.record(action="database.grant.create", obj=grant, before=before, after=audit.snapshot(grant, GRANT_FIELDS),
-                 **audit.by(actor))  # fmt: skip
-    _grant_job(grant, actor)
+    if not created:  # a revoke or a failed grant: want it granted again (the row is locked above)
+        return grants.move(grant, "grant_again", actor=actor, lock=False)
+    audit.created(grant, "database.grant.create", actor=actor)
+    grants.enqueue(grant, "database.grant.sync", actor=actor)
     return grant
 
 
 @transaction.atomic
 def grant_revoke(*, grant: DatabaseGrant, actor=None) -> DatabaseGrant:
-    grant = DatabaseGrant.objects.select_for_update().get(pk=grant.pk)
-    before = audit.snapshot(grant, GRANT_FIELDS)
-    grant.status = ObjectStatus.REMOVING
-    grant.save(update_fields=["status", "updated_at"])
-    audit.record(action="database.grant.revoke", obj=grant, before=before, after=audit.snapshot(grant, GRANT_FIELDS),
-                 **audit.by(actor))  # fmt: skip
-    _grant_job(grant, actor)
-    return grant
+    return grants.move(grant, "revoke", actor=actor)
+
+
+# --- sizes -------------------------------------------------------------------------------------------
+
+
+def refresh_sizes() -> dict:
+    """Read every active database's size from its server (the ``databases.sizes`` beat task).
+    Reading changes nothing on the server, so it is a plain task, not a job; a server that does not
+    answer keeps its last sizes. One query per server on the node side, one bulk update per server here."""
+    updated = failed = 0
+    with all_tenants():
+        servers = (
+            DatabaseServer.all_tenants.select_related("node").filter(databases__status=ObjectStatus.ACTIVE).distinct()
+        )
+        for server in servers:
+            active = list(Database.all_tenants.filter(server=server, status=ObjectStatus.ACTIVE))
+            try:
+                driver = driver_for(server.node, timeout=settings.MPANEL_NODE_READ_TIMEOUT)
+                sizes = driver.db_sizes(server_spec(server), [d.full_name for d in active])
+            except (NodeError, crypto.UndecryptableSecret) as exc:
+                failed += 1
+                log.warning("database sizes of %s: %s", server, getattr(exc, "message", exc))
+                continue
+            now = timezone.now()
+            for database in active:
+                database.size_bytes = sizes.get(database.full_name)
+                database.size_updated_at = now
+            Database.all_tenants.bulk_update(active, ["size_bytes", "size_updated_at"])
+            updated += len(active)
+    return {"updated": updated, "servers_failed": failed}

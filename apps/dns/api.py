@@ -3,82 +3,28 @@
 Roles (docs/api.md, "Who calls it"): reads MEMBER+, changes ADMIN+ (infrastructure).
 """
 
+from django.db.models import Count
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
-from rest_framework.response import Response
 
-from apps.common.serializers import ModelSerializer, Serializer
-from apps.nodes.models import Node
 from apps.tenancy.roles import Role
-from apps.tenancy.viewsets import TenantModelViewSet
+from apps.tenancy.viewsets import ResourceViewSet
 
-from . import services, templates
-from .models import RECORD_TYPES, Record, Zone, ZoneStatus
+from . import services
+from .models import Record, Zone, ZoneStatus
+from .serializers import (
+    ExportSerializer,
+    ImportSerializer,
+    RecordSerializer,
+    ZoneCreateSerializer,
+    ZoneSerializer,
+    ZoneUpdateSerializer,
+)
 
 READ = {"list": Role.MEMBER, "retrieve": Role.MEMBER}
 WRITE = {"create": Role.ADMIN, "update": Role.ADMIN, "partial_update": Role.ADMIN, "destroy": Role.ADMIN}
-
-
-class ZoneSerializer(ModelSerializer):
-    node = serializers.PrimaryKeyRelatedField(queryset=Node.objects, required=False)
-    records_count = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Zone
-        fields = ["id", "name", "node", "status", "serial", "served_serial", "default_ttl", "soa_mname", "soa_rname",
-                  "soa_refresh", "soa_retry", "soa_expire", "soa_minimum", "last_error", "records_count",
-                  "created_at", "updated_at"]  # fmt: skip
-        read_only_fields = ["status", "serial", "served_serial", "last_error", "created_at", "updated_at"]
-
-    def get_records_count(self, zone) -> int:
-        return getattr(zone, "n_records", None) or zone.records.count()
-
-
-class ZoneCreateSerializer(ZoneSerializer):
-    name = serializers.CharField(max_length=253)
-    soa_mname = serializers.CharField(max_length=253, required=False)
-    soa_rname = serializers.CharField(max_length=253, required=False)
-    template = serializers.ChoiceField(choices=sorted(templates.TEMPLATES), required=False)
-    template_vars = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
-    nameservers = serializers.ListField(child=serializers.CharField(max_length=253), required=False, min_length=1)
-    zone_file = serializers.CharField(required=False, trim_whitespace=False)
-
-    class Meta(ZoneSerializer.Meta):
-        fields = [*ZoneSerializer.Meta.fields, "template", "template_vars", "nameservers", "zone_file"]
-
-
-class ZoneUpdateSerializer(Serializer):
-    default_ttl = serializers.IntegerField(min_value=0, max_value=2_147_483_647, required=False)
-    soa_mname = serializers.CharField(max_length=253, required=False)
-    soa_rname = serializers.CharField(max_length=253, required=False)
-    soa_refresh = serializers.IntegerField(min_value=0, required=False)
-    soa_retry = serializers.IntegerField(min_value=0, required=False)
-    soa_expire = serializers.IntegerField(min_value=0, required=False)
-    soa_minimum = serializers.IntegerField(min_value=0, required=False)
-
-
-class ImportSerializer(Serializer):
-    zone_file = serializers.CharField(trim_whitespace=False)
-    replace = serializers.BooleanField(default=True)
-
-
-class ExportSerializer(Serializer):
-    zone_file = serializers.CharField()
-
-
-class RecordSerializer(ModelSerializer):
-    name = serializers.CharField(max_length=253, required=False, default="@")
-    type = serializers.ChoiceField(choices=RECORD_TYPES)
-    ttl = serializers.IntegerField(min_value=0, max_value=2_147_483_647, required=False, allow_null=True)
-    content = serializers.CharField(max_length=65535)
-
-    class Meta:
-        model = Record
-        fields = ["id", "zone", "name", "type", "ttl", "content", "created_at", "updated_at"]
-        read_only_fields = ["zone", "created_at", "updated_at"]
 
 
 class ZoneFilter(filters.FilterSet):
@@ -89,71 +35,51 @@ class ZoneFilter(filters.FilterSet):
         fields = ["status", "node", "name"]
 
 
-class ZoneViewSet(TenantModelViewSet):
+@extend_schema_view(destroy=extend_schema(summary="Withdraw the zone (a job removes it)"))
+class ZoneViewSet(ResourceViewSet):
     """Zones. Changes answer at once; a ``dns.zone.sync`` job pushes the zone to the node's PowerDNS."""
 
     queryset = Zone.objects.select_related("node")
     serializer_class = ZoneSerializer
+    input_serializers = {
+        "create": ZoneCreateSerializer,
+        "update": ZoneUpdateSerializer,
+        "import_file": ImportSerializer,
+    }
     filterset_class = ZoneFilter
     search_fields = ["name"]
     ordering_fields = ["name", "created_at", "status"]
     ordering = ["name"]
-    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
     required_roles = {**READ, **WRITE, "export": Role.MEMBER, "import_file": Role.ADMIN}
 
     def scope_queryset(self, queryset):
-        from django.db.models import Count
-
         return queryset.annotate(n_records=Count("records"))
 
-    def get_serializer_class(self):
-        return {
-            "create": ZoneCreateSerializer,
-            "update": ZoneUpdateSerializer,
-            "partial_update": ZoneUpdateSerializer,
-            "import_file": ImportSerializer,
-            "export": ExportSerializer,
-        }.get(self.action, ZoneSerializer)
+    @staticmethod
+    def current(zone: Zone) -> Zone:
+        """The zone as it is now: where jobs run in-process (the embedded default) the push has run."""
+        return Zone.objects.select_related("node").get(pk=zone.pk)
 
-    def _answer(self, zone, code=status.HTTP_200_OK):
-        zone = Zone.objects.select_related("node").get(pk=zone.pk)
-        return Response(ZoneSerializer(zone).data, status=code)
+    def create_resource(self, data):
+        return self.current(services.zone_create(tenant=self.tenant, actor=self.request.user, **data))
 
-    @extend_schema(request=ZoneCreateSerializer, responses={201: ZoneSerializer})
-    def create(self, request):
-        serializer = ZoneCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        zone = services.zone_create(tenant=self.tenant, actor=request.user, **serializer.validated_data)
-        return self._answer(zone, status.HTTP_201_CREATED)
+    def update_resource(self, obj, data):
+        return self.current(services.zone_update(zone=obj, data=data, actor=self.request.user))
 
-    @extend_schema(request=ZoneUpdateSerializer, responses={200: ZoneSerializer})
-    def update(self, request, pk=None, partial=False):
-        zone = self.get_object()
-        serializer = ZoneUpdateSerializer(data=request.data, partial=partial)
-        serializer.is_valid(raise_exception=True)
-        return self._answer(services.zone_update(zone=zone, data=serializer.validated_data, actor=request.user))
-
-    @extend_schema(request=ZoneUpdateSerializer, responses={200: ZoneSerializer})
-    def partial_update(self, request, pk=None):
-        return self.update(request, pk, partial=True)
-
-    @extend_schema(request=None, responses={202: ZoneSerializer}, summary="Withdraw the zone (a job removes it)")
-    def destroy(self, request, pk=None):
-        zone = services.zone_delete(zone=self.get_object(), actor=request.user)
-        return Response(ZoneSerializer(zone).data, status=status.HTTP_202_ACCEPTED)
+    def destroy_resource(self, obj):
+        # Answered as it was left: the job that withdraws the zone may have deleted the row already.
+        return services.zone_delete(zone=obj, actor=self.request.user)
 
     @extend_schema(request=ImportSerializer, responses={200: ZoneSerializer}, summary="Import an RFC 1035 file")
     @action(detail=True, methods=["post"], url_path="import", url_name="import")
     def import_file(self, request, pk=None):
         zone = self.get_object()
-        serializer = ImportSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        return self._answer(services.zone_import(zone=zone, actor=request.user, **serializer.validated_data))
+        return self.answer(self.current(services.zone_import(zone=zone, actor=request.user, **self.validated())))
 
     @extend_schema(responses={200: ExportSerializer}, summary="The zone as an RFC 1035 master file")
     @action(detail=True, methods=["get"])
     def export(self, request, pk=None):
-        return Response({"zone_file": services.zone_export(self.get_object())})
+        return self.answer({"zone_file": services.zone_export(self.get_object())}, serializer=ExportSerializer)
 
 
 class RecordFilter(filters.FilterSet):
@@ -162,16 +88,17 @@ class RecordFilter(filters.FilterSet):
         fields = ["name", "type"]
 
 
-class RecordViewSet(TenantModelViewSet):
+class RecordViewSet(ResourceViewSet):
     """Records of one zone (``/hosting/dns/{zone_id}/records``). Every change re-checks the whole zone."""
 
     queryset = Record.objects.all()
     serializer_class = RecordSerializer
+    input_serializers = {"create": RecordSerializer, "update": RecordSerializer}
+    destroy_answers_object = False
     filterset_class = RecordFilter
     search_fields = ["name", "content"]
     ordering_fields = ["name", "type", "created_at"]
     ordering = ["name", "type", "content"]
-    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
     required_roles = {**READ, **WRITE}
 
     def zone(self) -> Zone:
@@ -182,13 +109,11 @@ class RecordViewSet(TenantModelViewSet):
     def scope_queryset(self, queryset):
         return queryset.filter(zone=self.zone())
 
-    def perform_create(self, serializer):
-        serializer.instance = services.record_create(zone=self.zone(), actor=self.request.user,
-                                                     **serializer.validated_data)  # fmt: skip
+    def create_resource(self, data):
+        return services.record_create(zone=self.zone(), actor=self.request.user, **data)
 
-    def perform_update(self, serializer):
-        serializer.instance = services.record_update(record=serializer.instance, data=serializer.validated_data,
-                                                     actor=self.request.user)  # fmt: skip
+    def update_resource(self, obj, data):
+        return services.record_update(record=obj, data=data, actor=self.request.user)
 
-    def perform_destroy(self, instance):
-        services.record_delete(record=instance, actor=self.request.user)
+    def destroy_resource(self, obj):
+        services.record_delete(record=obj, actor=self.request.user)

@@ -36,6 +36,9 @@ class Zone(TenantOwnedModel):
     soa_minimum = models.PositiveIntegerField(default=3600)
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
+    audit_fields = ("name", "node", "status", "serial", "default_ttl", "soa_mname", "soa_rname", "soa_refresh",
+                    "soa_retry", "soa_expire", "soa_minimum")  # fmt: skip
+
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="uniq_dns_zone_name")]
@@ -58,6 +61,8 @@ class Record(TenantOwnedModel):
     type = models.CharField(max_length=8, choices=RECORD_TYPE_CHOICES)
     ttl = models.PositiveIntegerField(null=True, blank=True)  # empty: the zone's default_ttl
     content = models.TextField()
+
+    audit_fields = ("zone", "name", "type", "ttl", "content")
 
     class Meta:
         ordering = ["name", "type", "content"]

@@ -1,6 +1,10 @@
-"""DNS writes. Each change validates the zone's whole candidate record set (zonedata), writes,
+"""DNS writes. Each change validates the zone's whole candidate record set (validators), writes,
 bumps the SOA serial, records the audit event and stores a ``dns.zone.sync`` job in the same
-transaction; the job converges the node's PowerDNS to the zone as it is then."""
+transaction; the job converges the node's PowerDNS to the zone as it is then.
+
+The zone's lifecycle (``zones``): any change of a live zone sets it ``pending`` and stores a push;
+``delete`` sets it ``deleting`` and stores the job that withdraws it and then deletes the row. Both
+are refused once the zone is being deleted."""
 
 from __future__ import annotations
 
@@ -12,21 +16,36 @@ from agent.validate import dns as dns_rules
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.rules import as_input
-from apps.jobs.services import job_enqueue
+from apps.jobs.lifecycle import Lifecycle, Move
 from apps.names import claims
 from apps.nodes.models import Node, NodeStatus, with_role
 
-from . import templates, zonedata
+from . import templates, validators, zonedata
 from .models import Record, Zone, ZoneStatus
 
-ZONE_FIELDS = ["name", "node", "status", "serial", "default_ttl", "soa_mname", "soa_rname", "soa_refresh",
-               "soa_retry", "soa_expire", "soa_minimum"]  # fmt: skip
-RECORD_FIELDS = ["zone", "name", "type", "ttl", "content"]
+# The SOA settings a tenant may set (on create and update).
 SETTABLE = ["default_ttl", "soa_mname", "soa_rname", "soa_refresh", "soa_retry", "soa_expire", "soa_minimum"]
 
+zones: Lifecycle[Zone] = Lifecycle(
+    model=Zone,
+    kind="dns.zone",
+    payload_key="zone",
+    noun="zone",
+    related=("tenant",),
+    moves={
+        "change": Move(
+            to=ZoneStatus.PENDING,
+            not_from={ZoneStatus.DELETING},
+            job="dns.zone.sync",
+            refusal="This zone is being deleted.",
+        ),
+        "delete": Move(to=ZoneStatus.DELETING, not_from={ZoneStatus.DELETING}, refusal="This zone is being deleted."),
+    },
+)
 
-def _recs(zone: Zone, rows) -> list[zonedata.Rec]:
-    return [zonedata.Rec(r.name, r.type, r.ttl, r.content) for r in rows]
+
+def _recs(zone: Zone, rows) -> list[validators.Rec]:
+    return [validators.Rec(r.name, r.type, r.ttl, r.content) for r in rows]
 
 
 def _pick_node(node: Node | None) -> Node:
@@ -40,10 +59,6 @@ def _pick_node(node: Node | None) -> Node:
     return node
 
 
-def _locked(zone: Zone) -> Zone:
-    return Zone.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=zone.pk)
-
-
 def _changed(zone: Zone, actor) -> None:
     """Bump the serial, mark the zone pending and store the push. The zone as it will be pushed is
     first checked whole by the node's own rule (agent/validate/dns.py): what the node would refuse is
@@ -51,15 +66,18 @@ def _changed(zone: Zone, actor) -> None:
     zone.serial = zonedata.next_serial(zone.serial, timezone.localdate())
     with as_input():
         dns_rules.zone_spec(zone_spec(zone))
+    change = zones.moves["change"]
     if zone.status != ZoneStatus.DELETING:
-        zone.status = ZoneStatus.PENDING
+        zone.status = change.to
     zone.save()
-    job_enqueue(tenant=zone.tenant, type="dns.zone.sync", payload={"zone": str(zone.pk)}, actor=actor, obj=zone)
+    zones.enqueue(zone, change.job, actor=actor)
 
 
-def _live(zone: Zone) -> None:
-    if zone.status == ZoneStatus.DELETING:
-        raise Conflict("This zone is being deleted.")
+def _live(zone: Zone) -> Zone:
+    """``zone`` locked for a change, or a 409 once it is being deleted."""
+    zone = zones.locked(zone)
+    zones.check(zone, "change")
+    return zone
 
 
 @transaction.atomic
@@ -75,32 +93,32 @@ def zone_create(
     actor=None,
     **soa,
 ) -> Zone:
-    name = zonedata.zone_name(name)
+    name = validators.zone_name(name)
     origin = name + "."
     node = _pick_node(node)
     claims.claim(tenant, [name])  # nobody else's tree (apps/names/claims.py); locked until commit
     nameservers = [
-        zonedata.zone_name(ns, field="nameservers") for ns in (nameservers or settings.MPANEL_DNS_NAMESERVERS)
+        validators.zone_name(ns, field="nameservers") for ns in (nameservers or settings.MPANEL_DNS_NAMESERVERS)
     ]
     zone = Zone(
         tenant=tenant,
         name=name,
         node=node,
-        soa_mname=zonedata.soa_field("soa_mname", soa.pop("soa_mname", None) or nameservers[0]),
-        soa_rname=zonedata.soa_field("soa_rname", soa.pop("soa_rname", None) or settings.MPANEL_DNS_HOSTMASTER),
+        soa_mname=validators.soa_field("soa_mname", soa.pop("soa_mname", None) or nameservers[0]),
+        soa_rname=validators.soa_field("soa_rname", soa.pop("soa_rname", None) or settings.MPANEL_DNS_HOSTMASTER),
     )
-    rows = [zonedata.record("@", "NS", None, ns + ".", origin) for ns in nameservers]
+    rows = [validators.record("@", "NS", None, ns + ".", origin) for ns in nameservers]
     if template:
         for row in templates.render(template, template_vars or {}, name):
-            rows.append(zonedata.record(row["name"], row["type"], None, row["content"], origin))
+            rows.append(validators.record(row["name"], row["type"], None, row["content"], origin))
     if zone_file:
         imported, timers = zonedata.parse_master_file(zone_file, origin)
         soa = {**timers, **soa}
         rows = imported if any(r.type == "NS" and r.name == "@" for r in imported) else rows + imported
     for key, value in soa.items():
         if key in SETTABLE and value is not None:
-            setattr(zone, key, zonedata.soa_field(key, value))
-    zonedata.check_zone(rows)
+            setattr(zone, key, validators.soa_field(key, value))
+    validators.check_zone(rows)
     try:
         with transaction.atomic():
             zone.save(force_insert=True)
@@ -109,7 +127,8 @@ def zone_create(
     Record.objects.bulk_create(
         [Record(tenant=tenant, zone=zone, name=r.name, type=r.type, ttl=r.ttl, content=r.content) for r in rows]
     )
-    audit.record(action="dns.zone.create", obj=zone, after={**audit.snapshot(zone, ZONE_FIELDS),
+    # The create's "after" names its records too (not fields of the zone row).
+    audit.record(action="dns.zone.create", obj=zone, after={**audit.snapshot(zone),
                  "records": [r.label() for r in rows]}, **audit.by(actor))  # fmt: skip
     _changed(zone, actor)
     return zone
@@ -117,78 +136,60 @@ def zone_create(
 
 @transaction.atomic
 def zone_update(*, zone: Zone, data: dict, actor=None) -> Zone:
-    zone = _locked(zone)
-    _live(zone)
-    before = audit.snapshot(zone, ZONE_FIELDS)
-    for key in SETTABLE:
-        if key in data and data[key] is not None:
-            setattr(zone, key, zonedata.soa_field(key, data[key]))
-    _changed(zone, actor)
-    audit.record(action="dns.zone.update", obj=zone, before=before, after=audit.snapshot(zone, ZONE_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    zone = _live(zone)
+    with audit.change(zone, "dns.zone.update", actor=actor):
+        for key in SETTABLE:
+            if key in data and data[key] is not None:
+                setattr(zone, key, validators.soa_field(key, data[key]))
+        _changed(zone, actor)
     return zone
 
 
-@transaction.atomic
 def zone_delete(*, zone: Zone, actor=None) -> Zone:
     """The zone is withdrawn from the node by a job, which then deletes the row."""
-    zone = _locked(zone)
-    _live(zone)
-    before = audit.snapshot(zone, ZONE_FIELDS)
-    zone.status = ZoneStatus.DELETING
-    zone.save()
-    audit.record(action="dns.zone.delete", obj=zone, before=before, after=audit.snapshot(zone, ZONE_FIELDS),
-                 **audit.by(actor))  # fmt: skip
-    job_enqueue(tenant=zone.tenant, type="dns.zone.delete", payload={"zone": str(zone.pk)}, actor=actor, obj=zone)
-    return zone
+    return zones.move(zone, "delete", actor=actor)
 
 
-def _replace_check(zone: Zone, *, drop=None, add: list[zonedata.Rec] = (), field: str = "records") -> None:
+def _replace_check(zone: Zone, *, drop=None, add: list[validators.Rec] = (), field: str = "records") -> None:
     current = [r for r in zone.records.all() if r.pk != getattr(drop, "pk", None)]
-    zonedata.check_zone(_recs(zone, current) + list(add), field=field)
+    validators.check_zone(_recs(zone, current) + list(add), field=field)
 
 
 @transaction.atomic
 def record_create(*, zone: Zone, name: str, type: str, content: str, ttl: int | None = None, actor=None) -> Record:
-    zone = _locked(zone)
-    _live(zone)
-    rec = zonedata.record(name, type, ttl, content, zone.origin)
+    zone = _live(zone)
+    rec = validators.record(name, type, ttl, content, zone.origin)
     _replace_check(zone, add=[rec], field="content")
     record = Record.objects.create(tenant=zone.tenant, zone=zone, name=rec.name, type=rec.type, ttl=rec.ttl,
                                    content=rec.content)  # fmt: skip
-    audit.record(action="dns.record.create", obj=record, after=audit.snapshot(record, RECORD_FIELDS), **audit.by(actor))
+    audit.created(record, "dns.record.create", actor=actor)
     _changed(zone, actor)
     return record
 
 
 @transaction.atomic
 def record_update(*, record: Record, data: dict, actor=None) -> Record:
-    zone = _locked(record.zone)
-    _live(zone)
+    zone = _live(record.zone)
     record = Record.objects.get(pk=record.pk)
-    before = audit.snapshot(record, RECORD_FIELDS)
-    rec = zonedata.record(
-        data.get("name", record.name),
-        data.get("type", record.type),
-        data.get("ttl", record.ttl),
-        data.get("content", record.content),
-        zone.origin,
-    )
-    _replace_check(zone, drop=record, add=[rec], field="content")
-    record.name, record.type, record.ttl, record.content = rec.name, rec.type, rec.ttl, rec.content
-    record.save()
-    audit.record(action="dns.record.update", obj=record, before=before, after=audit.snapshot(record, RECORD_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    with audit.change(record, "dns.record.update", actor=actor):
+        rec = validators.record(
+            data.get("name", record.name),
+            data.get("type", record.type),
+            data.get("ttl", record.ttl),
+            data.get("content", record.content),
+            zone.origin,
+        )
+        _replace_check(zone, drop=record, add=[rec], field="content")
+        record.name, record.type, record.ttl, record.content = rec.name, rec.type, rec.ttl, rec.content
+        record.save()
     _changed(zone, actor)
     return record
 
 
 @transaction.atomic
 def record_delete(*, record: Record, actor=None) -> None:
-    zone = _locked(record.zone)
-    _live(zone)
-    audit.record(action="dns.record.delete", obj=record, before=audit.snapshot(record, RECORD_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    zone = _live(record.zone)
+    audit.deleted(record, "dns.record.delete", actor=actor)
     record.delete()
     _changed(zone, actor)
 
@@ -197,12 +198,12 @@ def record_delete(*, record: Record, actor=None) -> None:
 def zone_import(*, zone: Zone, zone_file: str, replace: bool = True, actor=None) -> Zone:
     """Records of an RFC 1035 master file; ``replace`` drops the zone's current records first.
     The SOA's timers are taken; its serial is not (ours only grows)."""
-    zone = _locked(zone)
-    _live(zone)
+    zone = _live(zone)
     rows, timers = zonedata.parse_master_file(zone_file, zone.origin)
     keep = [] if replace else _recs(zone, zone.records.all())
-    zonedata.check_zone(keep + rows, field="zone_file")
-    before = audit.snapshot(zone, ZONE_FIELDS)
+    validators.check_zone(keep + rows, field="zone_file")
+    # The import's "after" names its records too, so this event is recorded whole here.
+    before = audit.snapshot(zone)
     if replace:
         zone.records.all().delete()
     Record.objects.bulk_create(
@@ -211,7 +212,7 @@ def zone_import(*, zone: Zone, zone_file: str, replace: bool = True, actor=None)
     for key, value in timers.items():
         setattr(zone, key, value)
     _changed(zone, actor)
-    audit.record(action="dns.zone.import", obj=zone, before=before, after={**audit.snapshot(zone, ZONE_FIELDS),
+    audit.record(action="dns.zone.import", obj=zone, before=before, after={**audit.snapshot(zone),
                  "records": [r.label() for r in rows], "replace": replace}, **audit.by(actor))  # fmt: skip
     return zone
 

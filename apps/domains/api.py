@@ -5,78 +5,16 @@ Registrar calls are jobs (docs/api.md): create and a nameserver change answer th
 in ``job``; renew and transfer-out answer 202 with it. ``registrar_state`` says where it stands."""
 
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema, extend_schema_field
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.response import Response
 
-from apps.common.serializers import ModelSerializer, Serializer
-from apps.customers.models import Customer
 from apps.tenancy.roles import Role
-from apps.tenancy.viewsets import TenantModelViewSet
+from apps.tenancy.viewsets import ResourceViewSet
 
-from . import registrars, services
+from . import services
 from .models import Domain, DomainStatus
-
-
-class JobRefSerializer(Serializer):
-    id = serializers.UUIDField()
-    type = serializers.CharField()
-    status = serializers.CharField()
-    result = serializers.JSONField()
-
-
-class DomainSerializer(ModelSerializer):
-    customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects, required=False, allow_null=True)
-    unicode_name = serializers.CharField(read_only=True)
-    verification = serializers.SerializerMethodField()
-    job = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Domain
-        fields = ["id", "name", "unicode_name", "customer", "status", "registrar", "registered_at", "expires_at",
-                  "auto_renew", "nameservers", "renewal_price", "verified_at", "verification", "registrar_state",
-                  "pending_nameservers", "last_error", "job", "created_at", "updated_at"]  # fmt: skip
-        read_only_fields = ["status", "verified_at", "registrar_state", "pending_nameservers", "last_error",
-                            "created_at", "updated_at"]  # fmt: skip
-
-    def get_verification(self, domain) -> dict:
-        """The TXT record that proves ownership."""
-        return {"name": domain.challenge_name, "type": "TXT", "content": domain.challenge_value}
-
-    @extend_schema_field(JobRefSerializer(allow_null=True))
-    def get_job(self, domain) -> dict | None:
-        """The registrar job this request stored (also at /api/v1/ops/provisioning); null on reads."""
-        job = getattr(domain, "job", None)
-        return JobRefSerializer(job).data if job is not None else None
-
-
-class DomainCreateSerializer(DomainSerializer):
-    name = serializers.CharField(max_length=253)
-    registrar = serializers.CharField(max_length=32, required=False, default="manual")
-    years = serializers.IntegerField(min_value=1, max_value=10, required=False, default=1)
-    nameservers = serializers.ListField(child=serializers.CharField(max_length=253), required=False, max_length=13)
-
-    class Meta(DomainSerializer.Meta):
-        fields = [*DomainSerializer.Meta.fields, "years"]
-
-    def validate_registrar(self, value):
-        if value not in registrars.names():
-            raise serializers.ValidationError(f"Choose one of {', '.join(registrars.names())}.")
-        return value
-
-
-class DomainUpdateSerializer(Serializer):
-    customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects, required=False, allow_null=True)
-    auto_renew = serializers.BooleanField(required=False)
-    renewal_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0, required=False,
-                                             allow_null=True)  # fmt: skip
-    expires_at = serializers.DateField(required=False, allow_null=True)
-    nameservers = serializers.ListField(child=serializers.CharField(max_length=253), required=False, max_length=13)
-
-
-class RenewSerializer(Serializer):
-    years = serializers.IntegerField(min_value=1, max_value=10, default=1)
+from .serializers import DomainCreateSerializer, DomainSerializer, DomainUpdateSerializer, RenewSerializer
 
 
 class DomainFilter(filters.FilterSet):
@@ -88,14 +26,18 @@ class DomainFilter(filters.FilterSet):
         fields = ["status", "customer", "registrar", "auto_renew", "expires_before"]
 
 
-class DomainViewSet(TenantModelViewSet):
+class DomainViewSet(ResourceViewSet):
+    """Domains. Registrar calls are jobs: create and a nameserver change answer the job they stored
+    in ``job``; renew and transfer-out answer 202 with it."""
+
     queryset = Domain.objects.all()
     serializer_class = DomainSerializer
+    input_serializers = {"create": DomainCreateSerializer, "update": DomainUpdateSerializer, "renew": RenewSerializer}
+    destroy_answers_object = False
     filterset_class = DomainFilter
     search_fields = ["name"]
     ordering_fields = ["name", "expires_at", "created_at", "status"]
     ordering = ["name"]
-    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
     required_roles = {
         "list": Role.MEMBER,
         "retrieve": Role.MEMBER,
@@ -108,66 +50,41 @@ class DomainViewSet(TenantModelViewSet):
         "transfer_out": Role.OWNER,
     }
 
-    def get_serializer_class(self):
-        return {
-            "create": DomainCreateSerializer,
-            "update": DomainUpdateSerializer,
-            "partial_update": DomainUpdateSerializer,
-            "renew": RenewSerializer,
-        }.get(self.action, DomainSerializer)
-
-    def perform_create(self, serializer):
-        serializer.instance = services.domain_create(tenant=self.tenant, actor=self.request.user,
-                                                     **serializer.validated_data)  # fmt: skip
-
-    def _answer(self, domain, code=status.HTTP_200_OK):
-        """The domain as it is now: where jobs run in-process (the embedded default) the registrar's
-        answer is in already."""
+    @staticmethod
+    def current(domain: Domain) -> Domain:
+        """The domain as it is now, with the job this request stored: where jobs run in-process (the
+        embedded default) the registrar's answer is in already."""
         job = getattr(domain, "job", None)
         domain.refresh_from_db()
         if job is not None:
             job.refresh_from_db()
         domain.job = job
-        return Response(DomainSerializer(domain).data, status=code)
+        return domain
 
-    def create(self, request, *args, **kwargs):
-        serializer = DomainCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        self.perform_create(serializer)
-        return self._answer(serializer.instance, status.HTTP_201_CREATED)
+    def create_resource(self, data):
+        return self.current(services.domain_create(tenant=self.tenant, actor=self.request.user, **data))
 
-    @extend_schema(request=DomainUpdateSerializer, responses={200: DomainSerializer})
-    def update(self, request, pk=None, partial=False):
-        domain = self.get_object()
-        serializer = DomainUpdateSerializer(data=request.data, partial=partial)
-        serializer.is_valid(raise_exception=True)
-        domain = services.domain_update(domain=domain, data=serializer.validated_data, actor=request.user)
-        return self._answer(domain)
+    def update_resource(self, obj, data):
+        return self.current(services.domain_update(domain=obj, data=data, actor=self.request.user))
 
-    @extend_schema(request=DomainUpdateSerializer, responses={200: DomainSerializer})
-    def partial_update(self, request, pk=None):
-        return self.update(request, pk, partial=True)
-
-    def perform_destroy(self, instance):
-        services.domain_delete(domain=instance, actor=self.request.user)
+    def destroy_resource(self, obj):
+        services.domain_delete(domain=obj, actor=self.request.user)
 
     @extend_schema(request=None, responses={200: DomainSerializer}, summary="Check the ownership TXT record")
     @action(detail=True, methods=["post"])
     def verify(self, request, pk=None):
-        return Response(DomainSerializer(services.domain_verify(domain=self.get_object(), actor=request.user)).data)
+        return self.answer(services.domain_verify(domain=self.get_object(), actor=request.user))
 
     @extend_schema(request=RenewSerializer, responses={202: DomainSerializer},
                    summary="Renew through the registrar (a job; it bills the renewal)")  # fmt: skip
     @action(detail=True, methods=["post"])
     def renew(self, request, pk=None):
         domain = self.get_object()
-        serializer = RenewSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        domain = services.domain_renew(domain=domain, years=serializer.validated_data["years"], actor=request.user)
-        return self._answer(domain, status.HTTP_202_ACCEPTED)
+        domain = services.domain_renew(domain=domain, years=self.validated()["years"], actor=request.user)
+        return self.answer(self.current(domain), status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: DomainSerializer}, summary="Transfer the domain out (a job)")
     @action(detail=True, methods=["post"], url_path="transfer-out", url_name="transfer-out")
     def transfer_out(self, request, pk=None):
         domain = services.domain_transfer_out(domain=self.get_object(), actor=request.user)
-        return self._answer(domain, status.HTTP_202_ACCEPTED)
+        return self.answer(self.current(domain), status.HTTP_202_ACCEPTED)

@@ -52,6 +52,11 @@ class Domain(TenantOwnedModel):
     pending_nameservers = models.JSONField(null=True, blank=True)
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
+    audit_fields = (
+        "name", "customer", "status", "registrar", "registered_at", "expires_at", "auto_renew", "nameservers",
+        "renewal_price", "verified_at", "registrar_state", "pending_nameservers",
+    )  # fmt: skip
+
     class Meta:
         ordering = ["name"]
         constraints = [

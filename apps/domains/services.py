@@ -1,30 +1,43 @@
 """Domain writes: registration bookkeeping through the registrar driver, ownership verification,
-renewal (with an invoice line when the domain has a customer and a renewal price), expiry."""
+renewal (with an invoice line when the domain has a customer and a renewal price), expiry.
+
+The registrar's work is done by jobs (apps/domains/jobs.py, the ``apply_*`` functions below): each
+locks the domain, does nothing when its work is done already, and records what the registrar
+answered as the system's act. ``domains`` (a Lifecycle) locks rows and stores those jobs."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from apps.audit import services as audit
+from apps.billing.services.invoices import invoice_create
 from apps.common.exceptions import Conflict, InvalidInput
-from apps.dns import zonedata
+from apps.dns import validators as dns_validators
+from apps.jobs.lifecycle import Lifecycle
 from apps.jobs.models import JobStatus
 from apps.names import claims
+from apps.tenancy.scoping import tenant_scope
 
 from . import registrars, verification
 from .models import Domain, DomainStatus, RegistrarStatus
 
-FIELDS = ["name", "customer", "status", "registrar", "registered_at", "expires_at", "auto_renew", "nameservers",
-          "renewal_price", "verified_at", "registrar_state", "pending_nameservers"]  # fmt: skip
 GONE = (DomainStatus.TRANSFERRED_OUT,)
+
+domains: Lifecycle[Domain] = Lifecycle(model=Domain, kind="domain", payload_key="domain", noun="domain",
+                                       related=("tenant",))  # fmt: skip
+
+# What the registrar jobs write is the system's act (audit.SYSTEM): with in-process jobs
+# (MPANEL_JOBS_EAGER) a job runs inside the request whose commit dispatched it, whose actor
+# ``actor=None`` would name.
 
 
 def domain_name(value: str) -> str:
     try:
-        return zonedata.zone_name(value)
+        return dns_validators.zone_name(value)
     except InvalidInput as exc:
         raise InvalidInput(exc.message, field="name") from exc
 
@@ -33,7 +46,7 @@ def _nameservers(values) -> list[str]:
     out = []
     for value in values or []:
         try:
-            out.append(zonedata.zone_name(value))
+            out.append(dns_validators.zone_name(value))
         except InvalidInput as exc:
             raise InvalidInput(f"{value}: {exc.message}", field="nameservers") from exc
     if len(set(out)) != len(out):
@@ -41,8 +54,9 @@ def _nameservers(values) -> list[str]:
     return out
 
 
-def _locked(domain: Domain) -> Domain:
-    return Domain.objects.select_for_update(of=("self",)).select_related("tenant").get(pk=domain.pk)
+def _job_row(domain_id) -> Domain | None:
+    """A registrar job's domain, locked; ``None`` once deleted (the job then has nothing to do)."""
+    return Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
 
 
 def _apply(domain: Domain, state: registrars.RegistrarState) -> None:
@@ -50,13 +64,6 @@ def _apply(domain: Domain, state: registrars.RegistrarState) -> None:
     domain.nameservers = list(state.nameservers)
     if state.registered_at is not None:
         domain.registered_at = state.registered_at
-
-
-def _enqueue(domain: Domain, type: str, payload: dict, actor, key: str | None = None):
-    from apps.jobs.services import job_enqueue
-
-    return job_enqueue(tenant=domain.tenant, type=type, payload={"domain": str(domain.pk), **payload}, key=key,
-                       actor=actor, obj=domain)  # fmt: skip
 
 
 @transaction.atomic
@@ -88,11 +95,11 @@ def domain_create(
             domain.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("This tenant has this domain already.", field="name") from exc
-    audit.record(action="domain.create", obj=domain, after={**audit.snapshot(domain, FIELDS), "years": years},
+    # The create's "after" names the years asked for too (not a field of the row).
+    audit.record(action="domain.create", obj=domain, after={**audit.snapshot(domain), "years": years},
                  **audit.by(actor))  # fmt: skip
-    domain.job = _enqueue(domain, "domain.register", {"years": years,
-                          "expires_at": expires_at.isoformat() if expires_at else None},
-                          actor, key=f"domain.register:{domain.pk}")  # fmt: skip
+    domain.job = domains.enqueue(domain, "domain.register", actor=actor, key=f"domain.register:{domain.pk}",
+                                 years=years, expires_at=expires_at.isoformat() if expires_at else None)  # fmt: skip
     return domain
 
 
@@ -100,38 +107,36 @@ def domain_create(
 def domain_update(*, domain: Domain, data: dict, actor=None) -> Domain:
     """Bookkeeping fields change here; new nameservers are asked of the registrar by a
     ``domain.nameservers`` job (answered in ``pending_nameservers`` until it has run)."""
-    domain = _locked(domain)
+    domain = domains.locked(domain)
     if domain.status in GONE:
         raise Conflict("This domain was transferred out.")
-    before = audit.snapshot(domain, FIELDS)
-    for key in ("customer", "auto_renew", "renewal_price"):
-        if key in data:
-            setattr(domain, key, data[key])
-    if "customer" in data and data["customer"] != before["customer"] and domain.verified_at is not None:
-        # Proof of ownership belongs to whoever proved it: a new customer proves it again.
-        domain.verified_at = None
-        domain.status = DomainStatus.PENDING_VERIFICATION if domain.status == DomainStatus.ACTIVE else domain.status
-    if "expires_at" in data:
-        if domain.registrar != "manual":
-            raise InvalidInput("Only the manual registrar takes an expiry by hand.", field="expires_at")
-        domain.expires_at = data["expires_at"]
-    domain.job = None
-    if "nameservers" in data:
-        wanted = _nameservers(data["nameservers"])
-        if wanted != list(domain.nameservers) or domain.pending_nameservers is not None:
-            domain.pending_nameservers = wanted
-            domain.registrar_state = RegistrarStatus.PENDING
-            domain.job = _enqueue(domain, "domain.nameservers", {}, actor)
-    domain.save()
-    audit.record(action="domain.update", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    with audit.change(domain, "domain.update", actor=actor) as change:
+        for key in ("customer", "auto_renew", "renewal_price"):
+            if key in data:
+                setattr(domain, key, data[key])
+        if "customer" in data and data["customer"] != change.before["customer"] and domain.verified_at is not None:
+            # Proof of ownership belongs to whoever proved it: a new customer proves it again.
+            domain.verified_at = None
+            domain.status = DomainStatus.PENDING_VERIFICATION if domain.status == DomainStatus.ACTIVE else domain.status
+        if "expires_at" in data:
+            if domain.registrar != "manual":
+                raise InvalidInput("Only the manual registrar takes an expiry by hand.", field="expires_at")
+            domain.expires_at = data["expires_at"]
+        domain.job = None
+        if "nameservers" in data:
+            wanted = _nameservers(data["nameservers"])
+            if wanted != list(domain.nameservers) or domain.pending_nameservers is not None:
+                domain.pending_nameservers = wanted
+                domain.registrar_state = RegistrarStatus.PENDING
+                domain.job = domains.enqueue(domain, "domain.nameservers", actor=actor)
+        domain.save()
     return domain
 
 
 @transaction.atomic
 def domain_delete(*, domain: Domain, actor=None) -> None:
-    domain = _locked(domain)
-    audit.record(action="domain.delete", obj=domain, before=audit.snapshot(domain, FIELDS), **audit.by(actor))
+    domain = domains.locked(domain)
+    audit.deleted(domain, "domain.delete", actor=actor)
     domain.delete()
 
 
@@ -147,7 +152,7 @@ def domain_verify(*, domain: Domain, actor=None) -> Domain:
     with transaction.atomic():
         # Proven, the domain holds its name: the claim is checked again under the lock until commit.
         claims.claim(domain.tenant_id, [domain.name])
-        domain = _locked(domain)
+        domain = domains.locked(domain)
         if verification.answered_by_another_tenant(domain):
             # Defence in depth: such a zone cannot exist under the claim rule, but one made before
             # it (or through a shared server the resolvers ask) must not prove anything.
@@ -166,13 +171,11 @@ def domain_verify(*, domain: Domain, actor=None) -> Domain:
             )
             audit.record(action="domain.verify_failed", obj=domain, after={"found": found[:10]}, **audit.by(actor))
         else:
-            before = audit.snapshot(domain, FIELDS)
-            domain.verified_at = timezone.now()
-            if domain.status == DomainStatus.PENDING_VERIFICATION:
-                domain.status = DomainStatus.ACTIVE
-            domain.save()
-            audit.record(action="domain.verify", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
-                         **audit.by(actor))  # fmt: skip
+            with audit.change(domain, "domain.verify", actor=actor):
+                domain.verified_at = timezone.now()
+                if domain.status == DomainStatus.PENDING_VERIFICATION:
+                    domain.status = DomainStatus.ACTIVE
+                domain.save()
     if refused is not None:
         raise refused
     return domain
@@ -190,13 +193,13 @@ def renew_key(domain: Domain, auto: bool) -> str:
 @transaction.atomic
 def domain_renew(*, domain: Domain, years: int = 1, actor=None, today: date | None = None, auto: bool = False):
     """Store a ``domain.renew`` job for the current period (or find the one stored already)."""
-    domain = _locked(domain)
+    domain = domains.locked(domain)
     if domain.status in GONE:
         raise Conflict("This domain was transferred out.")
     today = today or timezone.localdate()
     payload = {"years": years, "from_expiry": domain.expires_at.isoformat() if domain.expires_at else None,
                "today": today.isoformat(), "auto": auto}  # fmt: skip
-    job = _enqueue(domain, "domain.renew", payload, actor, key=renew_key(domain, auto))
+    job = domains.enqueue(domain, "domain.renew", actor=actor, key=renew_key(domain, auto), **payload)
     if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
         raise Conflict(f"The renewal of this period failed ({job.last_error[:200]}); retry job {job.pk} at "
                        "/api/v1/ops/provisioning.", code="renewal_failed")  # fmt: skip
@@ -212,9 +215,7 @@ def apply_renewal(*, domain_id, years: int, from_expiry: str | None, today: date
     """The ``domain.renew`` job: renew through the driver, bill it, audit it, all in one
     transaction. It renews only the period it was stored for: once the expiry has moved (a run
     before this one did it), it does nothing, so running it twice renews once."""
-    from apps.billing.services.invoices import invoice_create
-
-    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    domain = _job_row(domain_id)
     if domain is None:
         return {"skipped": "domain deleted"}
     current = domain.expires_at.isoformat() if domain.expires_at else None
@@ -224,7 +225,8 @@ def apply_renewal(*, domain_id, years: int, from_expiry: str | None, today: date
         return {"skipped": "transferred out"}
     if auto and not domain.auto_renew:
         return {"skipped": "auto-renew was turned off"}
-    before = audit.snapshot(domain, FIELDS)
+    # The renewal's "after" names its invoice too, so this event is recorded whole below.
+    before = audit.snapshot(domain)
     _apply(domain, registrars.get(domain.registrar).renew(domain, years=years, today=today))
     if domain.status == DomainStatus.EXPIRED:
         domain.status = DomainStatus.ACTIVE if domain.verified_at else DomainStatus.PENDING_VERIFICATION
@@ -238,7 +240,7 @@ def apply_renewal(*, domain_id, years: int, from_expiry: str | None, today: date
                 "quantity": years, "unit_price": str(domain.renewal_price)}  # fmt: skip
         invoice = invoice_create(tenant=domain.tenant, customer=domain.customer, lines=[line])
     audit.record(action="domain.renew", obj=domain, before=before, actor=None,
-                 after={**audit.snapshot(domain, FIELDS), "invoice": str(invoice.pk) if invoice else None,
+                 after={**audit.snapshot(domain), "invoice": str(invoice.pk) if invoice else None,
                         "auto": auto})  # fmt: skip
     return {"expires_at": domain.expires_at.isoformat(), "invoice": str(invoice.pk) if invoice else None}
 
@@ -246,24 +248,22 @@ def apply_renewal(*, domain_id, years: int, from_expiry: str | None, today: date
 @transaction.atomic
 def apply_registration(*, domain_id, years: int, expires_at: str | None) -> dict:
     """The ``domain.register`` job: ask the registrar once; a domain it registered already is left."""
-    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    domain = _job_row(domain_id)
     if domain is None:
         return {"skipped": "domain deleted"}
     if domain.registrar_state == RegistrarStatus.OK and domain.expires_at is not None:
         return {"skipped": "registered already"}
-    before = audit.snapshot(domain, FIELDS)
-    # What is wanted now: a nameserver change stored after the create is sent with the registration.
-    wanted = list(domain.pending_nameservers if domain.pending_nameservers is not None else domain.nameservers)
-    state = registrars.get(domain.registrar).register(
-        domain, years=years, nameservers=wanted, expires_at=date.fromisoformat(expires_at) if expires_at else None
-    )
-    _apply(domain, state)
-    domain.pending_nameservers = None
-    domain.registrar_state = RegistrarStatus.OK
-    domain.last_error = ""
-    domain.save()
-    audit.record(action="domain.register", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
-                 actor=None)  # fmt: skip
+    with audit.change(domain, "domain.register", actor=audit.SYSTEM):
+        # What is wanted now: a nameserver change stored after the create is sent with the registration.
+        wanted = list(domain.pending_nameservers if domain.pending_nameservers is not None else domain.nameservers)
+        state = registrars.get(domain.registrar).register(
+            domain, years=years, nameservers=wanted, expires_at=date.fromisoformat(expires_at) if expires_at else None
+        )
+        _apply(domain, state)
+        domain.pending_nameservers = None
+        domain.registrar_state = RegistrarStatus.OK
+        domain.last_error = ""
+        domain.save()
     return {"expires_at": domain.expires_at.isoformat() if domain.expires_at else None}
 
 
@@ -271,52 +271,46 @@ def apply_registration(*, domain_id, years: int, expires_at: str | None) -> dict
 def apply_nameservers(*, domain_id) -> dict:
     """The ``domain.nameservers`` job: send the nameservers wanted *now* (a later change's job
     finds nothing left to do), so jobs that run late or twice converge."""
-    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    domain = _job_row(domain_id)
     if domain is None or domain.pending_nameservers is None:
         return {"skipped": "nothing to change"}
     if domain.status in GONE:
         return {"skipped": "transferred out"}
-    before = audit.snapshot(domain, FIELDS)
-    _apply(domain, registrars.get(domain.registrar).set_nameservers(domain, nameservers=domain.pending_nameservers))
-    domain.pending_nameservers = None
-    domain.registrar_state = RegistrarStatus.OK
-    domain.last_error = ""
-    domain.save()
-    audit.record(action="domain.nameservers", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
-                 actor=None)  # fmt: skip
+    with audit.change(domain, "domain.nameservers", actor=audit.SYSTEM):
+        _apply(domain, registrars.get(domain.registrar).set_nameservers(domain, nameservers=domain.pending_nameservers))
+        domain.pending_nameservers = None
+        domain.registrar_state = RegistrarStatus.OK
+        domain.last_error = ""
+        domain.save()
     return {"nameservers": domain.nameservers}
 
 
 @transaction.atomic
 def domain_transfer_out(*, domain: Domain, actor=None) -> Domain:
     """Store the ``domain.transfer_out`` job (once per domain); auto-renew stops now."""
-    domain = _locked(domain)
+    domain = domains.locked(domain)
     if domain.status in GONE:
         raise Conflict("This domain was transferred out already.")
-    before = audit.snapshot(domain, FIELDS)
-    domain.auto_renew = False
-    domain.registrar_state = RegistrarStatus.PENDING
-    domain.save()
-    audit.record(action="domain.transfer_out.request", obj=domain, before=before,
-                 after=audit.snapshot(domain, FIELDS), **audit.by(actor))  # fmt: skip
-    domain.job = _enqueue(domain, "domain.transfer_out", {}, actor, key=f"domain.transfer_out:{domain.pk}")
+    with audit.change(domain, "domain.transfer_out.request", actor=actor):
+        domain.auto_renew = False
+        domain.registrar_state = RegistrarStatus.PENDING
+        domain.save()
+    domain.job = domains.enqueue(domain, "domain.transfer_out", actor=actor, key=f"domain.transfer_out:{domain.pk}")
     return domain
 
 
 @transaction.atomic
 def apply_transfer_out(*, domain_id) -> dict:
-    domain = Domain.objects.select_for_update(of=("self",)).select_related("tenant").filter(pk=domain_id).first()
+    domain = _job_row(domain_id)
     if domain is None or domain.status in GONE:
         return {"skipped": "gone already"}
-    before = audit.snapshot(domain, FIELDS)
-    registrars.get(domain.registrar).transfer_out(domain)
-    domain.status = DomainStatus.TRANSFERRED_OUT
-    domain.auto_renew = False
-    domain.registrar_state = RegistrarStatus.OK
-    domain.last_error = ""
-    domain.save()
-    audit.record(action="domain.transfer_out", obj=domain, before=before, after=audit.snapshot(domain, FIELDS),
-                 actor=None)  # fmt: skip
+    with audit.change(domain, "domain.transfer_out", actor=audit.SYSTEM):
+        registrars.get(domain.registrar).transfer_out(domain)
+        domain.status = DomainStatus.TRANSFERRED_OUT
+        domain.auto_renew = False
+        domain.registrar_state = RegistrarStatus.OK
+        domain.last_error = ""
+        domain.save()
     return {"status": domain.status}
 
 
@@ -329,12 +323,6 @@ def domains_auto_renew(*, today: date | None = None) -> list:
     get a ``domain.renew`` job for their current period (the hourly beat task). Each domain is
     checked again under its row lock, so a sweep that overlaps another (or runs after the renewal
     it would ask for) stores nothing more."""
-    from datetime import timedelta
-
-    from django.conf import settings
-
-    from apps.tenancy.scoping import tenant_scope
-
     today = today or timezone.localdate()
     horizon = today + timedelta(days=settings.MPANEL_DOMAIN_RENEW_DAYS)
     due = Domain.all_tenants.filter(status=DomainStatus.ACTIVE, auto_renew=True, expires_at__isnull=False,
@@ -342,7 +330,7 @@ def domains_auto_renew(*, today: date | None = None) -> list:
     jobs = []
     for domain in due:
         with tenant_scope(domain.tenant), transaction.atomic():
-            locked = _locked(domain)
+            locked = domains.locked(domain)
             still_due = locked.status == DomainStatus.ACTIVE and locked.auto_renew and locked.expires_at
             if still_due and locked.expires_at <= horizon:
                 jobs.append(domain_renew(domain=locked, years=1, today=today, auto=True).job)
@@ -351,20 +339,17 @@ def domains_auto_renew(*, today: date | None = None) -> list:
 
 def domains_expire(*, today: date | None = None) -> int:
     """Every tenant's domains past their expiry become ``expired`` (the daily beat task)."""
-    from apps.tenancy.scoping import tenant_scope
-
     today = today or timezone.localdate()
     done = 0
     due = Domain.all_tenants.filter(status__in=[DomainStatus.ACTIVE, DomainStatus.PENDING_VERIFICATION],
                                     expires_at__lt=today).select_related("tenant")  # fmt: skip
     for domain in due:
         with tenant_scope(domain.tenant), transaction.atomic():
-            locked = _locked(domain)
+            locked = domains.locked(domain)
             if locked.status in (DomainStatus.ACTIVE, DomainStatus.PENDING_VERIFICATION) and locked.expires_at < today:
-                before = audit.snapshot(locked, FIELDS)
-                locked.status = DomainStatus.EXPIRED
-                locked.save()
-                audit.record(action="domain.expire", obj=locked, before=before, after=audit.snapshot(locked, FIELDS))
+                with audit.change(locked, "domain.expire"):
+                    locked.status = DomainStatus.EXPIRED
+                    locked.save()
                 done += 1
     return done
 

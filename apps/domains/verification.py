@@ -9,6 +9,10 @@ import dns.nameserver
 import dns.resolver
 from django.conf import settings
 
+from apps.dns.models import Zone
+from apps.names import claims
+from apps.names.models import NameDelegation
+
 
 def resolver() -> dns.resolver.Resolver:
     configured = settings.MPANEL_DNS_RESOLVERS
@@ -39,10 +43,6 @@ def answered_by_another_tenant(domain) -> bool:
     """Is the challenge name inside a zone this platform serves for a tenant other than the
     domain's (one that did not delegate that tree to it)? A resolver that reaches our shared
     servers would get that tenant's answer, which proves nothing about who owns the domain."""
-    from apps.dns.models import Zone
-    from apps.names import claims
-    from apps.names.models import NameDelegation
-
     challenge = domain.challenge_name.rstrip(".")
     owners = set(
         Zone.all_tenants.filter(name__in=claims.ancestors(challenge))

@@ -4,17 +4,24 @@ Roles (docs/api.md, "Who calls it"): reads MEMBER+, changes ADMIN+ (they change 
 Passwords are write-only; only their Dovecot hash is stored, and never answered.
 """
 
-from rest_framework import serializers
 from rest_framework.generics import get_object_or_404
 
-from apps.common.serializers import ModelSerializer, Serializer
-from apps.customers.models import Customer
-from apps.nodes.models import Node
+from apps.common.exceptions import InvalidInput
 from apps.tenancy.roles import Role
-from apps.tenancy.viewsets import TenantModelViewSet
+from apps.tenancy.viewsets import ResourceViewSet
 
 from . import services
 from .models import Alias, Autoresponder, Mailbox, MailDomain
+from .serializers import (
+    AliasSerializer,
+    AliasUpdateSerializer,
+    AutoresponderSerializer,
+    AutoresponderUpdateSerializer,
+    MailboxSerializer,
+    MailboxUpdateSerializer,
+    MailDomainSerializer,
+    MailDomainUpdateSerializer,
+)
 
 ROLES = {
     "list": Role.MEMBER,
@@ -26,105 +33,37 @@ ROLES = {
 }
 
 
-class MailDomainSerializer(ModelSerializer):
-    name = serializers.CharField(max_length=253)
-    node = serializers.PrimaryKeyRelatedField(queryset=Node.objects, required=False)
-    customer = serializers.PrimaryKeyRelatedField(queryset=Customer.objects, required=False, allow_null=True)
-    catch_all = serializers.CharField(max_length=254, required=False, allow_blank=True)
-    dkim = serializers.SerializerMethodField()
-
-    class Meta:
-        model = MailDomain
-        fields = ["id", "name", "node", "customer", "status", "catch_all", "dkim", "last_error", "created_at",
-                  "updated_at"]  # fmt: skip
-        read_only_fields = ["status", "last_error", "created_at", "updated_at"]
-
-    def get_dkim(self, obj) -> dict:
-        """The DKIM DNS record to publish (done automatically when the zone is ours)."""
-        return {"name": f"{obj.dkim_selector}._domainkey.{obj.name}.", "type": "TXT", "content": obj.dkim_record}
-
-
-class MailDomainUpdateSerializer(Serializer):
-    catch_all = serializers.CharField(max_length=254, required=False, allow_blank=True)
-
-
-class MailboxSerializer(ModelSerializer):
-    local_part = serializers.CharField(max_length=64)
-    password = serializers.CharField(write_only=True, min_length=10, max_length=1024, trim_whitespace=False)
-    address = serializers.CharField(read_only=True)
-
-    class Meta:
-        model = Mailbox
-        fields = ["id", "mail_domain", "local_part", "address", "password", "quota_mb", "enabled", "created_at",
-                  "updated_at"]  # fmt: skip
-        read_only_fields = ["mail_domain", "created_at", "updated_at"]
-
-
-class MailboxUpdateSerializer(Serializer):
-    password = serializers.CharField(write_only=True, min_length=10, max_length=1024, trim_whitespace=False,
-                                     required=False)  # fmt: skip
-    quota_mb = serializers.IntegerField(min_value=0, required=False)
-    enabled = serializers.BooleanField(required=False)
-
-
-class AliasSerializer(ModelSerializer):
-    local_part = serializers.CharField(max_length=64)
-    destinations = serializers.ListField(child=serializers.CharField(max_length=254), min_length=1, max_length=50)
-
-    class Meta:
-        model = Alias
-        fields = ["id", "mail_domain", "local_part", "destinations", "created_at", "updated_at"]
-        read_only_fields = ["mail_domain", "created_at", "updated_at"]
-
-
-class AliasUpdateSerializer(Serializer):
-    destinations = serializers.ListField(child=serializers.CharField(max_length=254), min_length=1, max_length=50)
-
-
-class MailDomainViewSet(TenantModelViewSet):
+class MailDomainViewSet(ResourceViewSet):
     """Mail domains; each change is pushed to the mail node by a ``mail.node.sync`` job."""
 
     queryset = MailDomain.objects.all()
     serializer_class = MailDomainSerializer
+    input_serializers = {"create": MailDomainSerializer, "update": MailDomainUpdateSerializer}
+    destroy_answers_object = False
     filterset_fields = ["status", "node", "customer", "name"]
     search_fields = ["name"]
     ordering_fields = ["name", "created_at"]
     ordering = ["name"]
-    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
     required_roles = ROLES
 
-    def get_serializer_class(self):
-        if self.action in ("update", "partial_update"):
-            return MailDomainUpdateSerializer
-        return MailDomainSerializer
+    def create_resource(self, data):
+        return services.mail_domain_create(tenant=self.tenant, actor=self.request.user, **data)
 
-    def perform_create(self, serializer):
-        serializer.instance = services.mail_domain_create(tenant=self.tenant, actor=self.request.user,
-                                                          **serializer.validated_data)  # fmt: skip
+    def update_resource(self, obj, data):
+        return services.mail_domain_update(mail_domain=obj, data=data, actor=self.request.user)
 
-    def update(self, request, *args, **kwargs):
-        serializer = MailDomainUpdateSerializer(data=request.data, partial=kwargs.get("partial", False))
-        serializer.is_valid(raise_exception=True)
-        obj = services.mail_domain_update(mail_domain=self.get_object(), data=serializer.validated_data,
-                                          actor=request.user)  # fmt: skip
-        return self._answer(obj)
-
-    def _answer(self, obj):
-        from rest_framework.response import Response
-
-        return Response(MailDomainSerializer(obj).data)
-
-    def perform_destroy(self, instance):
-        services.mail_domain_delete(mail_domain=instance, actor=self.request.user)
+    def destroy_resource(self, obj):
+        services.mail_domain_delete(mail_domain=obj, actor=self.request.user)
 
 
-class _InDomain(TenantModelViewSet):
-    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+class _InDomain(ResourceViewSet):
+    """What lives in one mail domain: the domain of the URL (``domain_pk``) scopes every route."""
+
     required_roles = ROLES
+    destroy_answers_object = False
     ordering_fields = ["local_part", "created_at"]
     ordering = ["local_part"]
     search_fields = ["local_part"]
-    update_serializer: type
 
     def mail_domain(self) -> MailDomain:
         if not hasattr(self, "_mail_domain"):
@@ -134,36 +73,23 @@ class _InDomain(TenantModelViewSet):
     def scope_queryset(self, queryset):
         return queryset.filter(mail_domain=self.mail_domain()).select_related("mail_domain")
 
-    def update(self, request, *args, **kwargs):
-        from rest_framework.response import Response
-
-        obj = self.get_object()
-        serializer = self.update_serializer(data=request.data, partial=kwargs.get("partial", False))
-        serializer.is_valid(raise_exception=True)
-        obj = self.perform_change(obj, serializer.validated_data)
-        return Response(self.serializer_class(obj).data)
-
 
 class MailboxViewSet(_InDomain):
     """Mailboxes of one mail domain (``/hosting/email/domains/{id}/mailboxes``)."""
 
     queryset = Mailbox.objects.all()
     serializer_class = MailboxSerializer
-    update_serializer = MailboxUpdateSerializer
+    input_serializers = {"create": MailboxSerializer, "update": MailboxUpdateSerializer}
     filterset_fields = ["enabled"]
 
-    def get_serializer_class(self):
-        return MailboxUpdateSerializer if self.action in ("update", "partial_update") else MailboxSerializer
+    def create_resource(self, data):
+        return services.mailbox_create(mail_domain=self.mail_domain(), actor=self.request.user, **data)
 
-    def perform_create(self, serializer):
-        serializer.instance = services.mailbox_create(mail_domain=self.mail_domain(), actor=self.request.user,
-                                                      **serializer.validated_data)  # fmt: skip
-
-    def perform_change(self, obj, data):
+    def update_resource(self, obj, data):
         return services.mailbox_update(mailbox=obj, data=data, actor=self.request.user)
 
-    def perform_destroy(self, instance):
-        services.mailbox_delete(mailbox=instance, actor=self.request.user)
+    def destroy_resource(self, obj):
+        services.mailbox_delete(mailbox=obj, actor=self.request.user)
 
 
 class AliasViewSet(_InDomain):
@@ -171,43 +97,16 @@ class AliasViewSet(_InDomain):
 
     queryset = Alias.objects.all()
     serializer_class = AliasSerializer
-    update_serializer = AliasUpdateSerializer
+    input_serializers = {"create": AliasSerializer, "update": AliasUpdateSerializer}
 
-    def get_serializer_class(self):
-        return AliasUpdateSerializer if self.action in ("update", "partial_update") else AliasSerializer
+    def create_resource(self, data):
+        return services.alias_create(mail_domain=self.mail_domain(), actor=self.request.user, **data)
 
-    def perform_create(self, serializer):
-        serializer.instance = services.alias_create(mail_domain=self.mail_domain(), actor=self.request.user,
-                                                    **serializer.validated_data)  # fmt: skip
-
-    def perform_change(self, obj, data):
+    def update_resource(self, obj, data):
         return services.alias_update(alias=obj, data=data, actor=self.request.user)
 
-    def perform_destroy(self, instance):
-        services.alias_delete(alias=instance, actor=self.request.user)
-
-
-class AutoresponderSerializer(ModelSerializer):
-    mailbox = serializers.PrimaryKeyRelatedField(queryset=Mailbox.objects)
-    subject = serializers.CharField(max_length=200, trim_whitespace=False)
-    body = serializers.CharField(max_length=8000, trim_whitespace=False)
-    interval_days = serializers.IntegerField(min_value=1, max_value=60, required=False, default=1)
-    address = serializers.CharField(source="mailbox.address", read_only=True)
-
-    class Meta:
-        model = Autoresponder
-        fields = ["id", "mailbox", "address", "enabled", "subject", "body", "start_date", "end_date",
-                  "interval_days", "created_at", "updated_at"]  # fmt: skip
-        read_only_fields = ["created_at", "updated_at"]
-
-
-class AutoresponderUpdateSerializer(Serializer):
-    enabled = serializers.BooleanField(required=False)
-    subject = serializers.CharField(max_length=200, trim_whitespace=False, required=False)
-    body = serializers.CharField(max_length=8000, trim_whitespace=False, required=False)
-    start_date = serializers.DateField(required=False, allow_null=True)
-    end_date = serializers.DateField(required=False, allow_null=True)
-    interval_days = serializers.IntegerField(min_value=1, max_value=60, required=False)
+    def destroy_resource(self, obj):
+        services.alias_delete(alias=obj, actor=self.request.user)
 
 
 class AutoresponderViewSet(_InDomain):
@@ -216,7 +115,7 @@ class AutoresponderViewSet(_InDomain):
 
     queryset = Autoresponder.objects.all()
     serializer_class = AutoresponderSerializer
-    update_serializer = AutoresponderUpdateSerializer
+    input_serializers = {"create": AutoresponderSerializer, "update": AutoresponderUpdateSerializer}
     filterset_fields = ["enabled", "mailbox"]
     ordering_fields = ["created_at"]
     ordering = ["created_at"]
@@ -225,22 +124,15 @@ class AutoresponderViewSet(_InDomain):
     def scope_queryset(self, queryset):
         return queryset.filter(mailbox__mail_domain=self.mail_domain()).select_related("mailbox__mail_domain")
 
-    def get_serializer_class(self):
-        if self.action in ("update", "partial_update"):
-            return AutoresponderUpdateSerializer
-        return AutoresponderSerializer
-
-    def perform_create(self, serializer):
-        data = dict(serializer.validated_data)
+    def create_resource(self, data):
+        data = dict(data)
         mailbox = data.pop("mailbox")
         if mailbox.mail_domain_id != self.mail_domain().pk:
-            from apps.common.exceptions import InvalidInput
-
             raise InvalidInput("This mailbox is not in this mail domain.", field="mailbox")
-        serializer.instance = services.autoresponder_create(mailbox=mailbox, actor=self.request.user, **data)
+        return services.autoresponder_create(mailbox=mailbox, actor=self.request.user, **data)
 
-    def perform_change(self, obj, data):
+    def update_resource(self, obj, data):
         return services.autoresponder_update(autoresponder=obj, data=data, actor=self.request.user)
 
-    def perform_destroy(self, instance):
-        services.autoresponder_delete(autoresponder=instance, actor=self.request.user)
+    def destroy_resource(self, obj):
+        services.autoresponder_delete(autoresponder=obj, actor=self.request.user)

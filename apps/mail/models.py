@@ -27,6 +27,8 @@ class MailDomain(TenantOwnedModel):
     dkim_public_key = models.TextField(blank=True)  # base64 DER SubjectPublicKeyInfo, as in the p= tag
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
+    audit_fields = ("name", "node", "customer", "status", "catch_all", "dkim_selector", "dkim_public_key")
+
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="uniq_mail_domain_name")]
@@ -50,6 +52,8 @@ class Mailbox(TenantOwnedModel):
     quota_mb = models.PositiveIntegerField(default=1024)  # 0 = unlimited
     enabled = models.BooleanField(default=True)
 
+    audit_fields = ("mail_domain", "local_part", "quota_mb", "enabled")
+
     class Meta:
         ordering = ["local_part"]
         constraints = [models.UniqueConstraint(fields=["mail_domain", "local_part"], name="uniq_mailbox")]
@@ -69,6 +73,8 @@ class Alias(TenantOwnedModel):
     mail_domain = models.ForeignKey(MailDomain, on_delete=models.CASCADE, related_name="aliases")
     local_part = models.CharField(max_length=64)
     destinations = models.JSONField(default=list)
+
+    audit_fields = ("mail_domain", "local_part", "destinations")
 
     class Meta:
         ordering = ["local_part"]
@@ -92,6 +98,8 @@ class Autoresponder(TenantOwnedModel):
     start_date = models.DateField(null=True, blank=True)
     end_date = models.DateField(null=True, blank=True)
     interval_days = models.PositiveSmallIntegerField(default=1)
+
+    audit_fields = ("mailbox", "enabled", "subject", "body", "start_date", "end_date", "interval_days")
 
     class Meta:
         ordering = ["created_at"]

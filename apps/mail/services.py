@@ -4,7 +4,6 @@ renders the node's whole mail configuration as it is when it runs (agent/mail.py
 from __future__ import annotations
 
 import base64
-import re
 
 from argon2 import PasswordHasher
 from cryptography.hazmat.primitives import serialization
@@ -16,19 +15,15 @@ from agent.validate import mail as mail_rules
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.rules import check
-from apps.dns import zonedata
+from apps.dns import services as dns_services
+from apps.dns.models import Record, Zone
+from apps.domains.services import domain_usable
 from apps.jobs.services import job_enqueue
 from apps.names import claims
 from apps.nodes.models import Node, NodeStatus, with_role
 
+from . import validators
 from .models import Alias, Autoresponder, Mailbox, MailDomain, MailDomainStatus
-
-DOMAIN_FIELDS = ["name", "node", "customer", "status", "catch_all", "dkim_selector", "dkim_public_key"]
-MAILBOX_FIELDS = ["mail_domain", "local_part", "quota_mb", "enabled"]
-ALIAS_FIELDS = ["mail_domain", "local_part", "destinations"]
-RESPONDER_FIELDS = ["mailbox", "enabled", "subject", "body", "start_date", "end_date", "interval_days"]
-# Characters a reply may not hold: controls other than tab and newline (the subject: tab only).
-CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 def hash_password(password: str) -> str:
@@ -39,33 +34,6 @@ def hash_password(password: str) -> str:
     # libsodium (Dovecot's ARGON2ID) verifies only parallelism 1.
     hasher = PasswordHasher(time_cost=3, memory_cost=settings.MPANEL_MAIL_ARGON2_MEMORY_KB, parallelism=1)
     return "{ARGON2ID}" + hasher.hash(password)
-
-
-def clean_local_part(value: str, field: str = "local_part") -> str:
-    """A hosted local part, by the rule the node applies to its map keys (agent/validate/mail.py)."""
-    return check(mail_rules.local_part, value, field=field)
-
-
-def mail_domain_name(value: str, field: str = "name") -> str:
-    """A mail domain: Unicode names become their IDNA A-labels, then the node's rule decides."""
-    try:
-        name = zonedata.zone_name(value)
-    except InvalidInput as exc:
-        raise InvalidInput(exc.message, field=field) from exc
-    return check(mail_rules.mail_domain, name, field=field)
-
-
-def address(value: str, field: str) -> str:
-    """Where an alias, forwarder or catch-all delivers (ours or not), by the node's destination rule."""
-    value = str(value or "").strip()
-    local, at, domain = value.rpartition("@")
-    if not at:
-        raise InvalidInput(f"{value!r} is not an email address.", field=field)
-    try:
-        domain = zonedata.zone_name(domain)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{value!r} is not an email address: {exc.message}", field=field) from exc
-    return check(mail_rules.destination, f"{local}@{domain}", field=field)
 
 
 def _dkim_pair() -> tuple[str, str]:
@@ -97,9 +65,6 @@ def _sync(mail_domain: MailDomain, actor) -> None:
 def publish_records(mail_domain: MailDomain, actor=None) -> list[str]:
     """MX, SPF, DKIM and DMARC into the tenant's zone of the same name, when the zone is ours.
     A record of the same kind already there (any MX; a TXT starting with the same tag) is kept."""
-    from apps.dns import services as dns_services
-    from apps.dns.models import Record, Zone
-
     zone = Zone.objects.filter(name=mail_domain.name).exclude(status="deleting").first()
     if zone is None:
         return []
@@ -122,18 +87,15 @@ def publish_records(mail_domain: MailDomain, actor=None) -> list[str]:
 @transaction.atomic
 def mail_domain_create(*, tenant, name: str, node: Node | None = None, customer=None, catch_all: str = "",
                        actor=None) -> MailDomain:  # fmt: skip
-    name = mail_domain_name(name)
+    name = validators.mail_domain_name(name)
     node = _pick_node(node)
     claims.claim(tenant, [name])  # nobody else's tree (apps/names/claims.py); locked until commit
     secret, public = _dkim_pair()
     mail_domain = MailDomain(tenant=tenant, name=name, node=node, customer=customer,
-                             catch_all=address(catch_all, "catch_all") if catch_all else "",
+                             catch_all=validators.address(catch_all, "catch_all") if catch_all else "",
                              dkim_secret_pem=secret, dkim_public_key=public)  # fmt: skip
-    if customer is not None:
-        from apps.domains.services import domain_usable
-
-        if not domain_usable(name=name, customer=customer):
-            raise Conflict("This domain is held for another customer and not verified.", code="domain_not_verified")
+    if customer is not None and not domain_usable(name=name, customer=customer):
+        raise Conflict("This domain is held for another customer and not verified.", code="domain_not_verified")
     try:
         with transaction.atomic():
             mail_domain.save(force_insert=True)
@@ -141,8 +103,7 @@ def mail_domain_create(*, tenant, name: str, node: Node | None = None, customer=
         raise InvalidInput("This tenant has mail for this domain already.", field="name") from exc
     published = publish_records(mail_domain, actor)
     audit.record(action="mail.domain.create", obj=mail_domain,
-                 after={**audit.snapshot(mail_domain, DOMAIN_FIELDS), "published": published},
-                 **audit.by(actor))  # fmt: skip
+                 after={**audit.snapshot(mail_domain), "published": published}, **audit.by(actor))  # fmt: skip
     _sync(mail_domain, actor)
     return mail_domain
 
@@ -150,20 +111,17 @@ def mail_domain_create(*, tenant, name: str, node: Node | None = None, customer=
 @transaction.atomic
 def mail_domain_update(*, mail_domain: MailDomain, data: dict, actor=None) -> MailDomain:
     mail_domain = MailDomain.objects.select_for_update(of=("self",)).get(pk=mail_domain.pk)
-    before = audit.snapshot(mail_domain, DOMAIN_FIELDS)
-    if "catch_all" in data:
-        mail_domain.catch_all = address(data["catch_all"], "catch_all") if data["catch_all"] else ""
-    mail_domain.save()
-    audit.record(action="mail.domain.update", obj=mail_domain, before=before,
-                 after=audit.snapshot(mail_domain, DOMAIN_FIELDS), **audit.by(actor))  # fmt: skip
+    with audit.change(mail_domain, "mail.domain.update", actor=actor):
+        if "catch_all" in data:
+            mail_domain.catch_all = validators.address(data["catch_all"], "catch_all") if data["catch_all"] else ""
+        mail_domain.save()
     _sync(mail_domain, actor)
     return mail_domain
 
 
 @transaction.atomic
 def mail_domain_delete(*, mail_domain: MailDomain, actor=None) -> None:
-    audit.record(action="mail.domain.delete", obj=mail_domain, before=audit.snapshot(mail_domain, DOMAIN_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    audit.deleted(mail_domain, "mail.domain.delete", actor=actor)
     node_id = mail_domain.node_id
     tenant = mail_domain.tenant
     mail_domain.delete()
@@ -180,12 +138,12 @@ def _free(mail_domain: MailDomain, local: str, *, exclude=None) -> None:
 @transaction.atomic
 def mailbox_create(*, mail_domain: MailDomain, local_part: str, password: str, quota_mb: int = 1024,
                    enabled: bool = True, actor=None) -> Mailbox:  # fmt: skip
-    local = clean_local_part(local_part)
+    local = validators.clean_local_part(local_part)
     _free(mail_domain, local)
     box = Mailbox.objects.create(tenant=mail_domain.tenant, mail_domain=mail_domain, local_part=local,
                                  password_hash=hash_password(password), enabled=enabled,
                                  quota_mb=check(mail_rules.quota_mb, quota_mb, field="quota_mb"))  # fmt: skip
-    audit.record(action="mail.mailbox.create", obj=box, after=audit.snapshot(box, MAILBOX_FIELDS), **audit.by(actor))
+    audit.created(box, "mail.mailbox.create", actor=actor)
     _sync(mail_domain, actor)
     return box
 
@@ -193,45 +151,34 @@ def mailbox_create(*, mail_domain: MailDomain, local_part: str, password: str, q
 @transaction.atomic
 def mailbox_update(*, mailbox: Mailbox, data: dict, actor=None) -> Mailbox:
     box = Mailbox.objects.select_for_update(of=("self",)).select_related("mail_domain").get(pk=mailbox.pk)
-    before = audit.snapshot(box, MAILBOX_FIELDS)
-    if "quota_mb" in data:
-        box.quota_mb = check(mail_rules.quota_mb, data["quota_mb"], field="quota_mb")
-    if "enabled" in data:
-        box.enabled = data["enabled"]
-    if data.get("password"):
-        box.password_hash = hash_password(data["password"])
-    box.save()
-    after = audit.snapshot(box, MAILBOX_FIELDS)
-    if data.get("password"):
-        after["password"] = "changed"
-    audit.record(action="mail.mailbox.update", obj=box, before=before, after=after, **audit.by(actor))
+    with audit.change(box, "mail.mailbox.update", actor=actor) as change:
+        if "quota_mb" in data:
+            box.quota_mb = check(mail_rules.quota_mb, data["quota_mb"], field="quota_mb")
+        if "enabled" in data:
+            box.enabled = data["enabled"]
+        if data.get("password"):
+            box.password_hash = hash_password(data["password"])
+            change.mark(password="changed")  # the hash is never recorded; that it changed is
+        box.save()
     _sync(box.mail_domain, actor)
     return box
 
 
 @transaction.atomic
 def mailbox_delete(*, mailbox: Mailbox, actor=None) -> None:
-    audit.record(action="mail.mailbox.delete", obj=mailbox, before=audit.snapshot(mailbox, MAILBOX_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    audit.deleted(mailbox, "mail.mailbox.delete", actor=actor)
     mail_domain = mailbox.mail_domain
     mailbox.delete()
     _sync(mail_domain, actor)
 
 
-def _destinations(values) -> list[str]:
-    out = [address(v, "destinations") for v in values or []]
-    if not out:
-        raise InvalidInput("At least one destination.", field="destinations")
-    return sorted(set(out))
-
-
 @transaction.atomic
 def alias_create(*, mail_domain: MailDomain, local_part: str, destinations: list[str], actor=None) -> Alias:
-    local = clean_local_part(local_part)
+    local = validators.clean_local_part(local_part)
     _free(mail_domain, local)
     alias = Alias.objects.create(tenant=mail_domain.tenant, mail_domain=mail_domain, local_part=local,
-                                 destinations=_destinations(destinations))  # fmt: skip
-    audit.record(action="mail.alias.create", obj=alias, after=audit.snapshot(alias, ALIAS_FIELDS), **audit.by(actor))
+                                 destinations=validators.destinations(destinations))  # fmt: skip
+    audit.created(alias, "mail.alias.create", actor=actor)
     _sync(mail_domain, actor)
     return alias
 
@@ -239,67 +186,33 @@ def alias_create(*, mail_domain: MailDomain, local_part: str, destinations: list
 @transaction.atomic
 def alias_update(*, alias: Alias, data: dict, actor=None) -> Alias:
     alias = Alias.objects.select_for_update(of=("self",)).select_related("mail_domain").get(pk=alias.pk)
-    before = audit.snapshot(alias, ALIAS_FIELDS)
-    if "destinations" in data:
-        alias.destinations = _destinations(data["destinations"])
-    alias.save()
-    audit.record(action="mail.alias.update", obj=alias, before=before, after=audit.snapshot(alias, ALIAS_FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    with audit.change(alias, "mail.alias.update", actor=actor):
+        if "destinations" in data:
+            alias.destinations = validators.destinations(data["destinations"])
+        alias.save()
     _sync(alias.mail_domain, actor)
     return alias
 
 
 @transaction.atomic
 def alias_delete(*, alias: Alias, actor=None) -> None:
-    audit.record(action="mail.alias.delete", obj=alias, before=audit.snapshot(alias, ALIAS_FIELDS), **audit.by(actor))
+    audit.deleted(alias, "mail.alias.delete", actor=actor)
     mail_domain = alias.mail_domain
     alias.delete()
     _sync(mail_domain, actor)
-
-
-def _utf8(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate from JSON's \\udxxx
-        return False
-    return True
-
-
-def _responder_text(data: dict, current: Autoresponder | None) -> dict:
-    """Clean what a reply may say. Line ends become ``\\n``; the node's Sieve rendering escapes
-    the rest (quotes, backslashes, a lone "." line), so any printable text is safe."""
-    out = {}
-    if "subject" in data:
-        subject = " ".join(str(data["subject"] or "").split())  # one header line: no line breaks
-        if not subject or CONTROL_RE.search(subject) or not _utf8(subject):
-            raise InvalidInput("A subject of printable characters on one line.", field="subject")
-        out["subject"] = subject
-    if "body" in data:
-        body = str(data["body"] or "").replace("\r\n", "\n").replace("\r", "\n")
-        if not body.strip() or CONTROL_RE.search(body) or not _utf8(body):
-            raise InvalidInput("A body of printable characters (line breaks and tabs allowed).", field="body")
-        out["body"] = body
-    if "interval_days" in data and not 1 <= int(data["interval_days"]) <= 60:
-        raise InvalidInput("Between 1 and 60 days.", field="interval_days")
-    start = data.get("start_date", getattr(current, "start_date", None))
-    end = data.get("end_date", getattr(current, "end_date", None))
-    if start and end and end < start:
-        raise InvalidInput("The end date cannot be before the start date.", field="end_date")
-    return out
 
 
 @transaction.atomic
 def autoresponder_create(*, mailbox: Mailbox, subject: str, body: str, enabled: bool = True, start_date=None,
                          end_date=None, interval_days: int = 1, actor=None) -> Autoresponder:  # fmt: skip
     box = Mailbox.objects.select_for_update(of=("self",)).select_related("mail_domain").get(pk=mailbox.pk)
-    text = _responder_text({"subject": subject, "body": body, "interval_days": interval_days,
+    text = validators.responder_text({"subject": subject, "body": body, "interval_days": interval_days,
                             "start_date": start_date, "end_date": end_date}, None)  # fmt: skip
     if Autoresponder.objects.filter(mailbox=box).exists():
         raise InvalidInput(f"{box.address} has an autoresponder already; change that one.", field="mailbox")
     responder = Autoresponder.objects.create(tenant=box.tenant, mailbox=box, enabled=enabled, start_date=start_date,
                                              end_date=end_date, interval_days=interval_days, **text)  # fmt: skip
-    audit.record(action="mail.autoresponder.create", obj=responder,
-                 after=audit.snapshot(responder, RESPONDER_FIELDS), **audit.by(actor))  # fmt: skip
+    audit.created(responder, "mail.autoresponder.create", actor=actor)
     _sync(box.mail_domain, actor)
     return responder
 
@@ -311,24 +224,21 @@ def autoresponder_update(*, autoresponder: Autoresponder, data: dict, actor=None
         .select_related("mailbox__mail_domain")
         .get(pk=autoresponder.pk)
     )
-    before = audit.snapshot(responder, RESPONDER_FIELDS)
-    text = _responder_text(data, responder)
-    for key in ("enabled", "start_date", "end_date", "interval_days"):
-        if key in data:
-            setattr(responder, key, data[key])
-    for key, value in text.items():
-        setattr(responder, key, value)
-    responder.save()
-    audit.record(action="mail.autoresponder.update", obj=responder, before=before,
-                 after=audit.snapshot(responder, RESPONDER_FIELDS), **audit.by(actor))  # fmt: skip
+    text = validators.responder_text(data, responder)
+    with audit.change(responder, "mail.autoresponder.update", actor=actor):
+        for key in ("enabled", "start_date", "end_date", "interval_days"):
+            if key in data:
+                setattr(responder, key, data[key])
+        for key, value in text.items():
+            setattr(responder, key, value)
+        responder.save()
     _sync(responder.mailbox.mail_domain, actor)
     return responder
 
 
 @transaction.atomic
 def autoresponder_delete(*, autoresponder: Autoresponder, actor=None) -> None:
-    audit.record(action="mail.autoresponder.delete", obj=autoresponder,
-                 before=audit.snapshot(autoresponder, RESPONDER_FIELDS), **audit.by(actor))  # fmt: skip
+    audit.deleted(autoresponder, "mail.autoresponder.delete", actor=actor)
     mail_domain = autoresponder.mailbox.mail_domain
     autoresponder.delete()
     _sync(mail_domain, actor)

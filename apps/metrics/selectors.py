@@ -37,7 +37,8 @@ has_role = with_role
 # --- services and health ---------------------------------------------------------------------------
 
 
-def _report_of(node):
+def report_of(node):
+    """The node's last pushed metrics report, or None."""
     try:
         return node.metrics_report
     except type(node).metrics_report.RelatedObjectDoesNotExist:
@@ -47,7 +48,7 @@ def _report_of(node):
 def last_report(node) -> tuple[datetime | None, dict, dict]:
     """(when the node last answered or reported, the services of its freshest report, its latest values).
     Two sources: the panel's heartbeat (pull) and the node's own metrics report (push)."""
-    report = _report_of(node)
+    report = report_of(node)
     heartbeat_at = node.last_heartbeat_at
     heartbeat_services = (node.reported or {}).get("services") or {}
     pushed_at = report.reported_at if report else None

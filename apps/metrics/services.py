@@ -24,9 +24,11 @@ from agent import shield as node_shield
 from agent import signing
 from agent.metrics import Collector, check_services, is_metric
 from agent.shield import ShieldLog
+from apps.cloudpods.models import CloudPod, PodStatus
 from apps.common import parsers
 from apps.common.exceptions import DomainError, InvalidInput
 from apps.nodes import agent_secret
+from apps.nodes.drivers import LocalDriver, NodeError, local_root
 from apps.nodes.models import Node, NodeStatus, Transport
 from apps.security import shield
 from apps.tenancy.scoping import all_tenants
@@ -320,9 +322,6 @@ def report_local() -> dict:
     """The local node's reporter (beat, every MPANEL_METRICS_INTERVAL): this machine's figures from
     /proc, the usage of each local node's pods, and its services, ingested like an agent's batch.
     Every local node is this machine, so each gets the machine's figures and its own pods'."""
-    from apps.cloudpods.models import CloudPod, PodStatus
-    from apps.nodes.drivers import LocalDriver, NodeError
-
     with all_tenants():
         nodes = list(Node.all_tenants.filter(transport=Transport.LOCAL).exclude(status=NodeStatus.MAINTENANCE))
         pods: dict = {}
@@ -364,8 +363,6 @@ def report_local() -> dict:
 
 
 def local_shield_log() -> ShieldLog:
-    from apps.nodes.drivers import local_root
-
     root = local_root()
     return ShieldLog(
         node_shield.log_path(root / "web"),

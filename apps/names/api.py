@@ -4,25 +4,15 @@ ADMIN+ for everything (it gives part of the tenant's names away). ``grantee`` is
 tenant's id, which that tenant tells the holder (it is its ``X-Tenant-ID``)."""
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.response import Response
 
-from apps.common.serializers import ModelSerializer
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantModelViewSet
 
 from . import services
 from .models import NameDelegation
-
-
-class NameDelegationSerializer(ModelSerializer):
-    name = serializers.CharField(max_length=253)
-    grantee = serializers.UUIDField(source="grantee_id")
-
-    class Meta:
-        model = NameDelegation
-        fields = ["id", "name", "grantee", "created_at", "updated_at"]
-        read_only_fields = ["created_at", "updated_at"]
+from .serializers import NameDelegationSerializer
 
 
 class NameDelegationViewSet(TenantModelViewSet):

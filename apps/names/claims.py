@@ -5,10 +5,10 @@ hostnames) that EQUALS, SITS UNDER or SITS ABOVE a name another tenant holds is 
 ``name_taken``, unless that tenant delegated a tree holding it to the requester (``NameDelegation``).
 The answer never says who holds the name, nor what kind of object holds it.
 
-What "holds" means is each module's own registration (``register``), so a new module is one call in
-its ``AppConfig.ready``: today zones, live websites' hostnames and mail domains hold from creation
-(they are served by shared daemons as soon as they exist); a domain holds only once verified and
-active, so an unproven registration cannot block the real owner.
+What "holds" means is each module's own registration on ``HOLDERS`` (``register(Holder(...))``),
+so a new module is one call in its ``AppConfig.ready``: today zones, live websites' hostnames and
+mail domains hold from creation (they are served by shared daemons as soon as they exist); a domain
+holds only once verified and active, so an unproven registration cannot block the real owner.
 
 "Under" is computed on labels (``balpha.example`` is not under ``alpha.example``), and a bare
 public suffix (``com``, ``co.uk``, ``github.io``; the Public Suffix List shipped offline by
@@ -28,6 +28,9 @@ from publicsuffixlist import PublicSuffixList
 
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.locks import advisory_xact_lock
+from apps.common.registry import Registry
+
+from .models import NameDelegation
 
 _psl = PublicSuffixList()  # the list shipped inside the package: no network
 
@@ -42,16 +45,16 @@ class Holder:
     holds: Q = dataclass_field(default_factory=Q)
 
 
-_holders: dict[str, Holder] = {}
+HOLDERS: Registry[Holder] = Registry("name holder")
 
 
-def register(holder: Holder) -> None:
-    """Called by each module that takes names (its ``AppConfig.ready``)."""
-    _holders[holder.kind] = holder
+def register(holder: Holder) -> Holder:
+    """Called by each module that takes names (its ``AppConfig.ready``): ``holder`` under its kind."""
+    return HOLDERS.register(holder.kind)(holder)
 
 
 def holders() -> list[Holder]:
-    return list(_holders.values())
+    return list(HOLDERS)
 
 
 def canonical(name: str) -> str:
@@ -107,10 +110,8 @@ def lock(names: Iterable[str]) -> None:
 def held_by_others(tenant_id, name: str) -> list[tuple[object, str, str]]:
     """(tenant id, kind, name) of every holding of another tenant that conflicts with ``name`` and
     that its holder did not delegate to ``tenant_id``."""
-    from .models import NameDelegation
-
     found = []
-    for holder in _holders.values():
+    for holder in HOLDERS:
         rows = (
             holder.model.all_tenants.filter(holder.holds)
             .filter(_related_q(name, holder.field))
@@ -128,7 +129,7 @@ def held_by_others(tenant_id, name: str) -> list[tuple[object, str, str]]:
 def held_by(tenant_id, name: str, *, under_only: bool = False) -> list[tuple[str, str]]:
     """(kind, name) of ``tenant_id``'s own holdings related to ``name`` (or only those within it)."""
     out = []
-    for holder in _holders.values():
+    for holder in HOLDERS:
         q = Q(**{f"{holder.field}__endswith": "." + base(name)}) | Q(**{holder.field: base(name)})
         rows = holder.model.all_tenants.filter(holder.holds).filter(tenant_id=tenant_id)
         rows = rows.filter(q if under_only else _related_q(name, holder.field))

@@ -10,6 +10,8 @@ class NameDelegation(TenantOwnedModel):
     name = models.CharField(max_length=253)
     grantee = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
 
+    audit_fields = ("name", "grantee")
+
     class Meta:
         ordering = ["name"]
         constraints = [

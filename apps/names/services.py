@@ -11,8 +11,6 @@ from apps.tenancy.models import Tenant
 from . import claims
 from .models import NameDelegation
 
-FIELDS = ["name", "grantee"]
-
 
 @transaction.atomic
 def delegation_create(*, tenant, name: str, grantee, actor=None) -> NameDelegation:
@@ -33,8 +31,7 @@ def delegation_create(*, tenant, name: str, grantee, actor=None) -> NameDelegati
             delegation.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("This tree is delegated to this tenant already.", field="name") from exc
-    audit.record(action="names.delegation.create", obj=delegation, after=audit.snapshot(delegation, FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    audit.created(delegation, "names.delegation.create", actor=actor)
     return delegation
 
 
@@ -46,6 +43,5 @@ def delegation_delete(*, delegation: NameDelegation, actor=None) -> None:
     if claims.held_by(delegation.grantee_id, delegation.name, under_only=True):
         raise Conflict("The grantee still holds names in this tree; they must be removed first.",
                        code="delegation_in_use")  # fmt: skip
-    audit.record(action="names.delegation.delete", obj=delegation, before=audit.snapshot(delegation, FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    audit.deleted(delegation, "names.delegation.delete", actor=actor)
     delegation.delete()

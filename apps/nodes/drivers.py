@@ -19,8 +19,9 @@ from pathlib import Path
 from django.conf import settings
 
 from agent import signing, tls
-from agent.runtime import AgentError, NodeRuntime, PodSpec
-from agent.runtime import call as runtime_call
+from agent.dispatch import call as runtime_call
+from agent.errors import AgentError
+from agent.runtime import NodeRuntime, PodSpec
 from apps.jobs.errors import register_safe_error
 
 from . import agent_secret

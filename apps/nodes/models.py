@@ -70,6 +70,20 @@ class Node(TenantOwnedModel):
     tls_fingerprint = models.CharField(max_length=128, blank=True)
     tls_fingerprint_next = models.CharField(max_length=128, blank=True)
 
+    audit_fields = (
+        "hostname",
+        "address",
+        "transport",
+        "roles",
+        "status",
+        "vcpu",
+        "memory_mb",
+        "disk_gb",
+        "max_pods",
+        "tls_fingerprint",
+        "tls_fingerprint_next",
+    )
+
     class Meta:
         ordering = ["hostname"]
         constraints = [models.UniqueConstraint(fields=["tenant", "hostname"], name="uniq_node_hostname")]

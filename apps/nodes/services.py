@@ -18,19 +18,6 @@ from . import agent_secret
 from .drivers import AgentDriver, NodeError, driver_for
 from .models import Node, NodeStatus, Transport
 
-FIELDS = [
-    "hostname",
-    "address",
-    "transport",
-    "roles",
-    "status",
-    "vcpu",
-    "memory_mb",
-    "disk_gb",
-    "max_pods",
-    "tls_fingerprint",
-    "tls_fingerprint_next",
-]
 CAPACITY = ("vcpu", "memory_mb", "disk_gb", "max_pods")
 
 
@@ -54,29 +41,28 @@ def node_create(*, tenant, data: dict, actor=None) -> tuple[Node, str | None]:
     secret = agent_secret.derive(node)
     node.secret_hash = Node.hash_secret(secret)
     node.save(update_fields=["secret_hash", "updated_at"])
-    audit.record(action="node.create", obj=node, after=audit.snapshot(node, FIELDS), **audit.by(actor))
+    audit.created(node, "node.create", actor=actor)
     return node, secret if node.transport == Transport.AGENT else None
 
 
 @transaction.atomic
 def node_update(*, node: Node, data: dict, actor=None) -> Node:
     node = Node.objects.select_for_update().get(pk=node.pk)
-    before = audit.snapshot(node, FIELDS)
     data = dict(data)
     capacity = data.pop("capacity", None) or {}
     if data.get("status") == NodeStatus.OFFLINE:
         raise InvalidInput("A node goes offline by itself when its heartbeats stop.", field="status")
-    for field, value in {**data, **capacity}.items():
-        setattr(node, field, value)
-    if (
-        node.vcpu < node.allocated_vcpu
-        or node.memory_mb < node.allocated_memory_mb
-        or node.disk_gb < node.allocated_disk_gb
-        or node.max_pods < node.allocated_pods
-    ):
-        raise Conflict("The capacity cannot be set below what is allocated on this node.")
-    _save(node)
-    audit.record(action="node.update", obj=node, before=before, after=audit.snapshot(node, FIELDS), **audit.by(actor))
+    with audit.change(node, "node.update", actor=actor):
+        for field, value in {**data, **capacity}.items():
+            setattr(node, field, value)
+        if (
+            node.vcpu < node.allocated_vcpu
+            or node.memory_mb < node.allocated_memory_mb
+            or node.disk_gb < node.allocated_disk_gb
+            or node.max_pods < node.allocated_pods
+        ):
+            raise Conflict("The capacity cannot be set below what is allocated on this node.")
+        _save(node)
     return node
 
 
@@ -85,7 +71,7 @@ def node_delete(*, node: Node, actor=None) -> None:
     node = Node.objects.select_for_update().get(pk=node.pk)
     if node.allocated_pods:
         raise Conflict(f"This node still holds {node.allocated_pods} pod(s); delete or move them first.")
-    audit.record(action="node.delete", obj=node, before=audit.snapshot(node, FIELDS), **audit.by(actor))
+    audit.deleted(node, "node.delete", actor=actor)
     node.delete()
 
 
@@ -126,13 +112,11 @@ def node_rotate_certificate(*, node: Node, fingerprint: str, actor=None) -> Node
     node = Node.objects.select_for_update().get(pk=node.pk)
     if node.transport != Transport.AGENT:
         raise InvalidInput("Only an agent node has a certificate.", field="tls_fingerprint")
-    before = audit.snapshot(node, FIELDS)
-    node.tls_fingerprint_next = fingerprint
-    _save(node)
-    if node.tls_fingerprint_next == node.tls_fingerprint:
-        raise InvalidInput("This is the pinned certificate already.", field="tls_fingerprint")
-    audit.record(action="node.rotate_certificate", obj=node, before=before, after=audit.snapshot(node, FIELDS),
-                 **audit.by(actor))  # fmt: skip
+    with audit.change(node, "node.rotate_certificate", actor=actor):
+        node.tls_fingerprint_next = fingerprint
+        _save(node)
+        if node.tls_fingerprint_next == node.tls_fingerprint:
+            raise InvalidInput("This is the pinned certificate already.", field="tls_fingerprint")
     return node
 
 

@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from apps.accounts.models import AuthToken
 from apps.accounts.serializers import DetailSerializer, TokenResponseSerializer
-from apps.accounts.views import issue_session
+from apps.accounts.services import issue_session
 from apps.common.api import AccountViewSet
 from apps.common.exceptions import Forbidden
 from apps.common.throttling import DynamicScopedRateThrottle
@@ -81,7 +81,7 @@ class MfaLoginView(APIView):
         user, method = mfa.login_complete(
             mfa_token=serializer.validated_data["mfa_token"], code=serializer.validated_data["code"]
         )
-        return Response({"key": issue_session(user, request, method=method)}, status=status.HTTP_200_OK)
+        return Response({"key": issue_session(user, method=method)}, status=status.HTTP_200_OK)
 
 
 # Guessing a code or the password through these must cost as much as guessing at /auth/login/.
@@ -245,7 +245,7 @@ class ApiTokenViewSet(
         serializer = ApiTokenCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         token, raw = services.token_create(
-            tenant=request.tenant, actor=request.user, actor_role=request.tenant_role, **serializer.validated_data
+            tenant=self.tenant, actor=request.user, actor_role=request.tenant_role, **serializer.validated_data
         )
         token.token = raw
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
@@ -278,13 +278,13 @@ class SecurityPolicyViewSet(TenantScopedViewSet):
 
     @extend_schema(responses={200: SecurityPolicySerializer})
     def retrieve(self, request, *args, **kwargs):
-        return Response(SecurityPolicySerializer(services.policy_for(request.tenant)).data)
+        return Response(SecurityPolicySerializer(services.policy_for(self.tenant)).data)
 
     @extend_schema(request=SecurityPolicySerializer, responses={200: SecurityPolicySerializer})
     def update(self, request, *args, **kwargs):
         serializer = SecurityPolicySerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
-        policy = services.policy_update(tenant=request.tenant, actor=request.user, data=serializer.validated_data)
+        policy = services.policy_update(tenant=self.tenant, actor=request.user, data=serializer.validated_data)
         return Response(SecurityPolicySerializer(policy).data)
 
 
@@ -312,13 +312,13 @@ class ShieldPolicyViewSet(TenantModelViewSet):
     }
 
     def perform_create(self, serializer):
-        serializer.instance = shield.shield_policy_create(tenant=self.tenant, data=serializer.validated_data)
+        serializer.instance = services.shield_policy_create(tenant=self.tenant, data=serializer.validated_data)
 
     def perform_update(self, serializer):
-        serializer.instance = shield.shield_policy_update(policy=serializer.instance, data=serializer.validated_data)
+        serializer.instance = services.shield_policy_update(policy=serializer.instance, data=serializer.validated_data)
 
     def perform_destroy(self, instance):
-        shield.shield_policy_delete(policy=instance)
+        services.shield_policy_delete(policy=instance)
 
     @extend_schema(responses={200: ShieldNginxSerializer}, summary="The nginx configuration this policy renders to")
     @action(detail=True, methods=["get"])
@@ -344,7 +344,7 @@ class ShieldEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     def ingest(self, request):
         serializer = ShieldIngestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        count = shield.shield_events_ingest(tenant=request.tenant, events=serializer.validated_data["events"])
+        count = services.shield_events_ingest(tenant=self.tenant, events=serializer.validated_data["events"])
         return Response({"ingested": count}, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={200: ShieldRuleCountSerializer(many=True)}, summary="Blocked requests per rule")
@@ -379,13 +379,13 @@ class GuardianViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     # The findings' filters and pages are not this list's.
     @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
     def checks(self, request):
-        rows = guardian.checks_overview(tenant=request.tenant)
+        rows = guardian.checks_overview(tenant=self.tenant)
         return Response(GuardianCheckSerializer(rows, many=True).data)
 
     @extend_schema(request=None, responses={202: GuardianScanSerializer}, summary="Run every check (as a job)")
     @action(detail=False, methods=["post"])
     def scan(self, request):
-        job = guardian.scan_enqueue(tenant=request.tenant, actor=request.user)
+        job = guardian.scan_enqueue(tenant=self.tenant, actor=request.user)
         job.refresh_from_db()
         return Response({"job": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
 

@@ -7,6 +7,4 @@ class SecurityConfig(AppConfig):
     verbose_name = "Security center"
 
     def ready(self):
-        from . import hooks
-
-        hooks.install()
+        from . import hooks  # noqa: F401  (signals, and the modules that register on extension points)

@@ -1,12 +1,16 @@
-"""Personal API tokens ``mp_…`` as bearer credentials (registered with the accounts' resolver)."""
+"""Personal API tokens ``mp_…`` as bearer credentials (a resolver on ``accounts.extensions.TOKEN_RESOLVERS``)."""
 
 from __future__ import annotations
 
 from rest_framework import exceptions
 
+from apps.accounts.extensions import TOKEN_RESOLVERS
 from apps.common import context
+from apps.tenancy.viewsets import TenantScopedViewSet
 
 from .models import ApiToken, sha256
+from .policy import ip_allowed
+from .services import TOKEN_PREFIX, token_touch
 
 
 def _view_class(request):
@@ -44,8 +48,6 @@ def token_may_reach(view_cls) -> bool:
     (``TenantScopedViewSet``; never an account, login, password, 2FA or session view, nor
     ``/tenants/``) that manages none of ``IDENTITY_MODELS`` and does not declare
     ``identity_management = True``. A view with no model to judge by is refused."""
-    from apps.tenancy.viewsets import TenantScopedViewSet
-
     if not (isinstance(view_cls, type) and issubclass(view_cls, TenantScopedViewSet)):
         return False
     if getattr(view_cls, "identity_management", False):
@@ -54,6 +56,7 @@ def token_may_reach(view_cls) -> bool:
     return model is not None and model._meta.label_lower not in IDENTITY_MODELS
 
 
+@TOKEN_RESOLVERS.register(TOKEN_PREFIX)
 def resolve_api_token(raw: str, request):
     """An API token reaches only what ``token_may_reach`` allows, in its one tenant, with at most
     its role (``apps.tenancy.resolution``)."""
@@ -65,13 +68,9 @@ def resolve_api_token(raw: str, request):
             "API tokens reach tenant APIs only, never members, invitations, tokens, the security policy or "
             "an account's own security; sign in to do this."
         )
-    from .policy import ip_allowed
-
     ctx = context.current()
     if not ip_allowed(ctx.ip, token.allowed_ips):
         raise exceptions.PermissionDenied("This API token may not be used from your address.")
-    from .services import token_touch
-
     token_touch(token=token)
     ctx.actor = token.user
     return token.user, token

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import shlex
 from datetime import timedelta
 
 import dns.exception
@@ -187,8 +188,6 @@ class _Lookup:
 
 def _unquote(content: str) -> str:
     """A TXT rdata as stored (``"v=spf1 " "mx -all"``) → its text (the strings joined)."""
-    import shlex
-
     try:
         return "".join(shlex.split(content))
     except ValueError:

@@ -8,7 +8,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from apps.audit.services import plain as _plain
+from apps.audit.services import plain
 from apps.common import context
 
 from .models import SecurityEvent, SecurityPolicy
@@ -45,7 +45,7 @@ def record_event(
         actor=actor,
         type=type,
         reason=reason[:64],
-        data=_plain(data or {}),
+        data=plain(data or {}),
         ip=ctx.ip,
         user_agent=ctx.user_agent[:255],
         request_id=ctx.request_id,

@@ -1,14 +1,16 @@
 """Guardian: security checks over a tenant's resources, run as jobs, recorded as findings.
 
-Each module registers its checks: ``@check("name", severity=..., title=..., remediation=...)`` on a
-function that takes the tenant and yields ``Hit``s (a problem on one resource) and ``Unknown``s (a
-resource it could not look at this time: its node did not answer). Adding a check is that one
-registration; ``apps/security/checks.py`` holds the hosting ones (files, PHP, databases, mail and
-DNS records, nodes). A scan (the ``guardian.scan`` job) runs every check inside the tenant's scope,
-each on its own: one that fails records its (tenant-safe) error and leaves its findings as they
-were. For the others it updates the unresolved finding of each hit (never a second one), opens new
-ones, and resolves the unresolved findings whose resource no longer hits and was not ``Unknown``.
-Node calls happen before the short transaction that writes the findings.
+Each module registers its checks on ``CHECKS`` (an ``apps.common.registry.Registry`` keyed by
+name): ``@check("name", severity=..., title=..., remediation=...)`` on a function that takes the
+tenant and yields ``Hit``s (a problem on one resource) and ``Unknown``s (a resource it could not
+look at this time: its node did not answer). Adding a check is that one registration (its module
+is imported by ``SecurityConfig.ready``, see ``hooks.py``); ``apps/security/checks.py`` holds the
+hosting ones (files, PHP, databases, mail and DNS records, nodes). A scan (the ``guardian.scan``
+job) runs every check inside the tenant's scope, each on its own: one that fails records its
+(tenant-safe) error and leaves its findings as they were. For the others it updates the unresolved
+finding of each hit (never a second one), opens new ones, and resolves the unresolved findings
+whose resource no longer hits and was not ``Unknown``. Node calls happen before the short
+transaction that writes the findings.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict
+from apps.common.registry import Registry
 from apps.jobs import services as jobs
 from apps.jobs.errors import tenant_message
 from apps.jobs.registry import handler
@@ -65,14 +68,17 @@ class Check:
     remediation: str = ""
 
 
-CHECKS: dict[str, Check] = {}
+CHECKS: Registry[Check] = Registry("Guardian check")
 
 
 def check(name: str, *, severity: str, title: str, remediation: str = ""):
+    """Registers the decorated function as the check ``name`` (another function under a taken name raises)."""
+
     def decorator(fn):
-        if name in CHECKS and CHECKS[name].fn is not fn:
-            raise ValueError(f"A Guardian check {name!r} is registered already.")
-        CHECKS[name] = Check(name=name, severity=Severity(severity).value, title=title, fn=fn, remediation=remediation)
+        held = CHECKS.get(name)
+        if held is None or held.fn is not fn:
+            chk = Check(name=name, severity=Severity(severity).value, title=title, fn=fn, remediation=remediation)
+            CHECKS.register(name)(chk)
         return fn
 
     return decorator
@@ -233,7 +239,7 @@ def _record_run(tenant, chk: Check, now, *, ok: bool, error: str = "", hits: int
 def scan(*, tenant, checks: list[str] | None = None) -> dict:
     """Runs the checks (all by default) for the tenant in scope; idempotent."""
     summary = {"opened": 0, "updated": 0, "resolved": 0, "failed": 0}
-    for chk in [CHECKS[name] for name in (checks or sorted(CHECKS))]:
+    for chk in [CHECKS[name] for name in (checks or sorted(CHECKS.keys()))]:
         now = timezone.now()
         try:
             hits, unknown = _collect(chk, tenant)
@@ -258,8 +264,6 @@ def scan(*, tenant, checks: list[str] | None = None) -> dict:
 
 def checks_overview(*, tenant) -> list[dict]:
     """Every registered check with its last run for ``tenant`` and its open findings (two queries)."""
-    from django.db.models import Count, Max
-
     runs = {r.check_name: r for r in GuardianCheckRun.objects.filter(tenant=tenant)}
     open_ = {
         row["check_name"]: row
@@ -269,7 +273,7 @@ def checks_overview(*, tenant) -> list[dict]:
         .annotate(n=Count("pk"), latest=Max("first_seen_at"))
     }
     rows = []
-    for chk in sorted(CHECKS.values(), key=lambda c: c.name):
+    for chk in sorted(CHECKS, key=lambda c: c.name):
         run, found = runs.get(chk.name), open_.get(chk.name, {})
         rows.append(
             {
@@ -312,6 +316,3 @@ def finding_set_status(*, finding: GuardianFinding, status: str) -> GuardianFind
     finding.save(update_fields=["status", "resolved_at", "updated_at"])
     audit.record(action=f"guardian.finding_{status}", obj=finding, changes={"status": [before, status]})
     return finding
-
-
-from . import checks as _checks  # noqa: E402,F401 -- registers the hosting checks

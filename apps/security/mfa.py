@@ -14,7 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from apps.accounts.extensions import LOGIN_CHALLENGES
 from apps.audit import services as audit
+from apps.common import context
 from apps.common.exceptions import Conflict, InvalidInput
 
 from .events import record_event
@@ -153,12 +155,11 @@ def recovery_codes_regenerate(*, user, code: str | None = None, password: str | 
 # --- the login's second step (docs/api.md) -----------------------------------------------------
 
 
+@LOGIN_CHALLENGES.register()
 def login_challenge(user, request) -> dict | None:
-    """Called by the login view after the password checked out: with 2FA on, no key yet."""
+    """Called by the login after the password checked out: with 2FA on, no key yet."""
     if not has_2fa(user):
         return None
-    from apps.common import context
-
     challenge = MfaChallenge.objects.create(
         user=user, expires_at=timezone.now() + MFA_TOKEN_MAX_AGE, ip=context.current().ip
     )

@@ -92,6 +92,18 @@ class SecurityPolicy(TenantOwnedModel):
     ip_allowlist = models.JSONField(default=list, blank=True, help_text="CIDRs; empty = every address")
     event_retention_days = models.PositiveIntegerField(default=365)
 
+    # Recorded by ``services.policy_update`` by hand: audit.snapshot would drop min_password_length
+    # (it leaves out every field named like a password).
+    audit_fields = (
+        "require_2fa",
+        "min_password_length",
+        "session_idle_timeout_minutes",
+        "session_max_lifetime_hours",
+        "token_max_lifetime_days",
+        "ip_allowlist",
+        "event_retention_days",
+    )
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant"], name="uniq_security_policy_tenant")]
         verbose_name_plural = "security policies"
@@ -131,6 +143,8 @@ class ApiToken(TenantOwnedModel):
     last_used_ip = models.GenericIPAddressField(null=True, blank=True)
     seen_ips = models.JSONField(default=list, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+
+    audit_fields = ("name", "user", "max_role", "expires_at", "allowed_ips", "prefix")
 
     class Meta:
         ordering = ["-created_at"]
@@ -189,6 +203,19 @@ class ShieldPolicy(TenantOwnedModel):
     blocked_paths = models.JSONField(default=list, blank=True)
     max_body_size_kb = models.PositiveIntegerField(null=True, blank=True)
     maintenance_mode = models.BooleanField(default=False)
+
+    audit_fields = (
+        "site",
+        "enabled",
+        "rate_limit_per_second",
+        "rate_limit_burst",
+        "allow_cidrs",
+        "block_cidrs",
+        "blocked_user_agents",
+        "blocked_paths",
+        "max_body_size_kb",
+        "maintenance_mode",
+    )
 
     class Meta:
         ordering = ["site"]

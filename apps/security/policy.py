@@ -10,9 +10,11 @@ from rest_framework import exceptions
 
 from apps.accounts.authentication import LAST_USED_GRANULARITY
 from apps.accounts.models import AuthToken
+from apps.common import context
 from apps.common.exceptions import Forbidden
 from apps.tenancy.models import Membership
 
+from .mfa import has_2fa
 from .models import ApiToken, SecurityPolicy, SessionTenantUse
 
 DEFAULT_MIN_PASSWORD_LENGTH = 10
@@ -126,10 +128,6 @@ def check_tenant_request(request, ctx) -> None:
     """Runs for every request made in a tenant, right after the tenant is resolved."""
     if ctx.tenant is None:
         return
-    from apps.common import context
-
-    from .mfa import has_2fa
-
     policy = _policy_for_request(request, ctx.tenant)
     if policy is None:
         return

@@ -7,6 +7,7 @@ from apps.common.serializers import ModelSerializer, Serializer
 from apps.tenancy.roles import Role
 
 from .models import ApiToken, GuardianFinding, SecurityEvent, SecurityPolicy, ShieldEvent, ShieldPolicy
+from .policy import parse_cidrs
 from .shield import RULES
 
 # --- /security/me/ -------------------------------------------------------------------------------
@@ -174,8 +175,6 @@ class SecurityPolicySerializer(ModelSerializer):
         read_only_fields = ["updated_at"]
 
     def validate_ip_allowlist(self, value):
-        from .policy import parse_cidrs
-
         return parse_cidrs(value, "ip_allowlist")
 
 

@@ -1,7 +1,5 @@
-"""Writes of the security center: API tokens, the tenant policy, sessions and passwords.
-
-Each function is one transaction, writes an audit event and a security event.
-"""
+"""Writes of the security center: API tokens, the tenant policy, sessions and passwords (each one
+transaction with an audit event and a security event), and the Shield's policies."""
 
 from __future__ import annotations
 
@@ -10,7 +8,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth import password_validation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -19,23 +17,16 @@ from apps.audit import services as audit
 from apps.common import context
 from apps.common.exceptions import Conflict, InvalidInput, NotFound
 from apps.tenancy.roles import Role
+from apps.websites import services as website_services
+from apps.websites.models import Website, WebsiteStatus
 
 from . import policy as policies
 from .events import record_event
 from .mfa import has_2fa
-from .models import ApiToken, EventType, SecurityPolicy, SessionTenantUse, sha256
+from .models import ApiToken, EventType, SecurityPolicy, SessionTenantUse, ShieldEvent, ShieldPolicy, sha256
+from .shield import clean_policy_data
 
 TOKEN_PREFIX = "mp_"
-POLICY_FIELDS = [
-    "require_2fa",
-    "min_password_length",
-    "session_idle_timeout_minutes",
-    "session_max_lifetime_hours",
-    "token_max_lifetime_days",
-    "ip_allowlist",
-    "event_retention_days",
-]
-TOKEN_FIELDS = ["name", "user", "max_role", "expires_at", "allowed_ips", "prefix"]
 
 
 # --- personal API tokens -------------------------------------------------------------------------
@@ -82,7 +73,7 @@ def token_create(
         expires_at=expires_at,
         allowed_ips=policies.parse_cidrs(allowed_ips or [], "allowed_ips"),
     )
-    audit.record(action="security.token_create", obj=token, after=audit.snapshot(token, TOKEN_FIELDS))
+    audit.created(token, "security.token_create")
     record_event(
         EventType.TOKEN_CREATED,
         user=actor,
@@ -176,7 +167,7 @@ def policy_for(tenant) -> SecurityPolicy:
 
 def _policy_snapshot(policy: SecurityPolicy) -> dict:
     # Not audit.snapshot: it drops every field named like "password" (min_password_length is no secret).
-    return {field: getattr(policy, field) for field in POLICY_FIELDS}
+    return {field: getattr(policy, field) for field in SecurityPolicy.audit_fields}
 
 
 @transaction.atomic
@@ -247,3 +238,74 @@ def password_change(*, user, old_password: str, new_password: str) -> None:
     user.set_password(new_password)
     user.save()  # records password.changed (signal) and ends the other sessions (User.save)
     audit.record(action="user.password_change", obj=user, tenant=None, actor=user)
+
+
+# --- Shield policies (apps/security/shield.py) ---------------------------------------------------
+
+
+def _save_shield_policy(policy: ShieldPolicy) -> None:
+    try:
+        with transaction.atomic():
+            policy.save()
+    except IntegrityError as exc:
+        raise Conflict("This site has a shield policy already.", code="duplicate_site") from exc
+
+
+@transaction.atomic
+def shield_policy_create(*, tenant, data: dict) -> ShieldPolicy:
+    policy = ShieldPolicy(tenant=tenant, **clean_policy_data(data))
+    _save_shield_policy(policy)
+    audit.created(policy, "shield.policy_create")
+    if policy.enabled:
+        resync_websites(tenant_id=policy.tenant_id, sites={policy.site})
+    return policy
+
+
+@transaction.atomic
+def shield_policy_update(*, policy: ShieldPolicy, data: dict) -> ShieldPolicy:
+    policy = ShieldPolicy.objects.select_for_update().get(pk=policy.pk)
+    site, enabled = policy.site, policy.enabled
+    with audit.change(policy, "shield.policy_update") as change:
+        for field, value in clean_policy_data(data).items():
+            setattr(policy, field, value)
+        _save_shield_policy(policy)
+    if change.event.changes and (enabled or policy.enabled):
+        resync_websites(tenant_id=policy.tenant_id, sites={site, policy.site})
+    return policy
+
+
+@transaction.atomic
+def shield_policy_delete(*, policy: ShieldPolicy) -> None:
+    audit.deleted(policy, "shield.policy_delete")
+    site, enabled, tenant_id = policy.site, policy.enabled, policy.tenant_id
+    policy.delete()
+    if enabled:
+        resync_websites(tenant_id=tenant_id, sites={site})
+
+
+@transaction.atomic
+def shield_events_ingest(*, tenant, events: list[dict]) -> int:
+    rows = [ShieldEvent(tenant=tenant, **event) for event in events]
+    ShieldEvent.objects.bulk_create(rows)
+    audit.record(
+        action="shield.events_ingest",
+        tenant=tenant,
+        object_type="security.shieldevent",
+        changes={"count": [0, len(rows)]},
+    )
+    return len(rows)
+
+
+def resync_websites(*, tenant_id, sites: set[str]) -> int:
+    """Enqueue a ``website.update`` job for each live website of the tenant that one of ``sites``
+    names ("" names them all): its node gets the new rules. Answers how many."""
+    websites = Website.all_tenants.filter(tenant_id=tenant_id).exclude(
+        status__in=[WebsiteStatus.DELETING, WebsiteStatus.DELETED]
+    )
+    if "" not in sites:
+        websites = websites.filter(domain_rows__name__in=sites).distinct()
+    count = 0
+    for website in websites.select_related("tenant").order_by("pk"):
+        website_services.website_resync(website=website)
+        count += 1
+    return count

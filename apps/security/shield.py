@@ -10,9 +10,10 @@ host names. They all apply, the strictest way: every block list, user agent and 
 limit (each in its own zone); the smallest body size; maintenance if any says so; and an address
 must be on every allow list there is (their intersection). The website's job sends them to its
 node in the site spec and ``agent.shield`` renders them into the vhost (one renderer: the preview
-``GET …/nginx/`` uses it too). A policy change enqueues a ``website.update`` job for each live
-website it names, so the change reaches the nodes; a policy of one tenant never names another
-tenant's website. The nodes report denials in their metrics batch (``record_node_events``).
+``GET …/nginx/`` uses it too). A policy change (``services.shield_policy_*``) enqueues a
+``website.update`` job for each live website it names, so the change reaches the nodes; a policy of
+one tenant never names another tenant's website. The nodes report denials in their metrics batch
+(``record_node_events``).
 """
 
 from __future__ import annotations
@@ -28,14 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
 from rest_framework.exceptions import ValidationError
 
 from agent import shield as node_shield
 from agent import signing
-from apps.audit import services as audit
-from apps.common.exceptions import Conflict
+from apps.websites.models import Website
 
 from .models import ShieldEvent, ShieldPolicy
 from .policy import parse_cidrs
@@ -46,18 +45,6 @@ _SITE_RE = re.compile(
 )
 _UA_RE = node_shield.UA_RE  # the node checks the same grammar again
 _PATH_RE = node_shield.PATH_RE
-POLICY_FIELDS = [
-    "site",
-    "enabled",
-    "rate_limit_per_second",
-    "rate_limit_burst",
-    "allow_cidrs",
-    "block_cidrs",
-    "blocked_user_agents",
-    "blocked_paths",
-    "max_body_size_kb",
-    "maintenance_mode",
-]
 
 
 def clean_site(value: str) -> str:
@@ -97,61 +84,7 @@ def clean_policy_data(data: dict) -> dict:
     return data
 
 
-# --- writes -----------------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def shield_policy_create(*, tenant, data: dict) -> ShieldPolicy:
-    data = clean_policy_data(data)
-    try:
-        with transaction.atomic():
-            policy = ShieldPolicy.objects.create(tenant=tenant, **data)
-    except IntegrityError as exc:
-        raise Conflict("This site has a shield policy already.", code="duplicate_site") from exc
-    audit.record(action="shield.policy_create", obj=policy, after=audit.snapshot(policy, POLICY_FIELDS))
-    if policy.enabled:
-        resync_websites(tenant_id=policy.tenant_id, sites={policy.site})
-    return policy
-
-
-@transaction.atomic
-def shield_policy_update(*, policy: ShieldPolicy, data: dict) -> ShieldPolicy:
-    policy = ShieldPolicy.objects.select_for_update().get(pk=policy.pk)
-    before = audit.snapshot(policy, POLICY_FIELDS)
-    for field, value in clean_policy_data(data).items():
-        setattr(policy, field, value)
-    try:
-        with transaction.atomic():
-            policy.save()
-    except IntegrityError as exc:
-        raise Conflict("This site has a shield policy already.", code="duplicate_site") from exc
-    after = audit.snapshot(policy, POLICY_FIELDS)
-    audit.record(action="shield.policy_update", obj=policy, before=before, after=after)
-    if before != after and (before["enabled"] or after["enabled"]):
-        resync_websites(tenant_id=policy.tenant_id, sites={before["site"], after["site"]})
-    return policy
-
-
-@transaction.atomic
-def shield_policy_delete(*, policy: ShieldPolicy) -> None:
-    audit.record(action="shield.policy_delete", obj=policy, before=audit.snapshot(policy, POLICY_FIELDS))
-    site, enabled, tenant_id = policy.site, policy.enabled, policy.tenant_id
-    policy.delete()
-    if enabled:
-        resync_websites(tenant_id=tenant_id, sites={site})
-
-
-@transaction.atomic
-def shield_events_ingest(*, tenant, events: list[dict]) -> int:
-    rows = [ShieldEvent(tenant=tenant, **event) for event in events]
-    ShieldEvent.objects.bulk_create(rows)
-    audit.record(
-        action="shield.events_ingest",
-        tenant=tenant,
-        object_type="security.shieldevent",
-        changes={"count": [0, len(rows)]},
-    )
-    return len(rows)
+# --- reads ------------------------------------------------------------------------------------------
 
 
 def shield_event_counts(queryset) -> list[dict]:
@@ -218,24 +151,6 @@ def effective_rules(website) -> dict | None:
         tenant_id=website.tenant_id, enabled=True, site__in=["", *website.domains]
     ).order_by("site", "pk")
     return merge_rules([policy_rules(p) for p in policies])
-
-
-def resync_websites(*, tenant_id, sites: set[str]) -> int:
-    """Enqueue a ``website.update`` job for each live website of the tenant that one of ``sites``
-    names ("" names them all): its node gets the new rules. Answers how many."""
-    from apps.websites import services as website_services
-    from apps.websites.models import Website, WebsiteStatus
-
-    websites = Website.all_tenants.filter(tenant_id=tenant_id).exclude(
-        status__in=[WebsiteStatus.DELETING, WebsiteStatus.DELETED]
-    )
-    if "" not in sites:
-        websites = websites.filter(domain_rows__name__in=sites).distinct()
-    count = 0
-    for website in websites.select_related("tenant").order_by("pk"):
-        website_services.website_resync(website=website)
-        count += 1
-    return count
 
 
 # --- preview and check ----------------------------------------------------------------------------------
@@ -373,8 +288,6 @@ def record_node_events(*, node, events: list[dict]) -> dict:
     Only websites placed on this node count (a node reports for its own sites, never another's);
     an event naming any other site id is dropped (``unmatched``). A request already stored (a batch
     sent again) is skipped. Machine data, like the samples it comes with: not audited per batch."""
-    from apps.websites.models import Website
-
     if not events:
         return {"received": 0, "stored": 0, "unmatched": 0}
     websites = {

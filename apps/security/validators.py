@@ -1,5 +1,7 @@
 from django.core.exceptions import ValidationError
 
+from .policy import min_password_length_for
+
 
 class TenantPolicyPasswordValidator:
     """The longest minimum password length among the policies of the user's tenants.
@@ -11,8 +13,6 @@ class TenantPolicyPasswordValidator:
     def validate(self, password, user=None):
         if user is None or getattr(user, "pk", None) is None:
             return
-        from .policy import min_password_length_for
-
         minimum = min_password_length_for(user)
         if len(password or "") < minimum:
             raise ValidationError(

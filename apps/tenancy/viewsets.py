@@ -179,6 +179,8 @@ class ResourceViewSet(TenantScopedViewSet):
         super().__init_subclass__(**kwargs)
         if "http_method_names" not in cls.__dict__:
             cls.http_method_names = cls._methods()
+        if not cls.__dict__.get("__doc__"):
+            cls.__doc__ = ""  # the schema would show this base's docstring as the resource's description
         cls._declare_schema()
 
     @classmethod
@@ -220,8 +222,12 @@ class ResourceViewSet(TenantScopedViewSet):
             extend_schema_view(**views)(cls)
 
     def initial(self, request, *args, **kwargs):
-        # An unsupported write is a 405 before anything else (the router maps every standard verb).
+        # An unsupported write is a 405 (the router maps every standard verb), after authentication
+        # as for any other view: an anonymous caller learns nothing but that it must sign in.
         if request.method.lower() not in self.http_method_names:
+            self.perform_authentication(request)
+            if not request.user or not request.user.is_authenticated:
+                self.permission_denied(request)
             raise exceptions.MethodNotAllowed(request.method)
         super().initial(request, *args, **kwargs)
 

@@ -46,6 +46,23 @@ class Website(TenantOwnedModel):
     deleted_at = models.DateTimeField(null=True, blank=True)
     purge_after = models.DateTimeField(null=True, blank=True)
 
+    # What the audit trail records of a site's before/after (apps.audit.services.snapshot).
+    audit_fields = (
+        "primary_domain",
+        "aliases",
+        "node",
+        "customer",
+        "system_user",
+        "document_root",
+        "php_version",
+        "https",
+        "redirect_https",
+        "www_redirect",
+        "redirects",
+        "error_pages",
+        "status",
+    )
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [

@@ -51,7 +51,7 @@ class WebsiteSerializer(ModelSerializer):
 
 
 class WebsiteWriteSerializer(Serializer):
-    """Shapes only; the rules (IDNA, wildcards, uniqueness, paths) are in services/validation."""
+    """Shapes only; the rules (IDNA, wildcards, uniqueness, paths) are in services/validators."""
 
     primary_domain = serializers.CharField(max_length=300)
     aliases = serializers.ListField(child=serializers.CharField(max_length=300), required=False, max_length=99)

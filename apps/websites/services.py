@@ -18,54 +18,60 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.locks import advisory_xact_lock
+from apps.jobs.lifecycle import Lifecycle, Move
 from apps.jobs.models import Job
-from apps.jobs.services import job_enqueue
 from apps.names import claims
 from apps.nodes.drivers import driver_for
 from apps.nodes.models import Node, NodeStatus, Transport, with_role
 from apps.security import shield
 
-from . import validation
+from . import validators
 from .models import Website, WebsiteDomain, WebsiteStatus
 
-FIELDS = [
-    "primary_domain",
-    "aliases",
-    "node",
-    "customer",
-    "system_user",
-    "document_root",
-    "php_version",
-    "https",
-    "redirect_https",
-    "www_redirect",
-    "redirects",
-    "error_pages",
-    "status",
-]
-SETTINGS_FIELDS = [
-    "aliases",
-    "customer",
-    "system_user",
-    "document_root",
-    "php_version",
-    "https",
-    "redirect_https",
-    "www_redirect",
-    "redirects",
-    "error_pages",
-]
 LIVE = [s for s in WebsiteStatus.values if s != WebsiteStatus.DELETED]
+
+# The site's state machine: what the tenant may ask for, from where, and what each job converges an
+# ``error`` site to when it is retried. Moves audit and enqueue ``website.<name>``.
+sites: Lifecycle[Website] = Lifecycle(
+    model=Website,
+    kind="website",
+    payload_key="website",
+    noun="website",
+    moves={
+        "suspend": Move(
+            to=WebsiteStatus.SUSPENDED,
+            sources={WebsiteStatus.ACTIVE, WebsiteStatus.PENDING},
+            refusal="Only an active website can be suspended; this one is {status}.",
+        ),
+        "resume": Move(
+            to=WebsiteStatus.ACTIVE,
+            sources={WebsiteStatus.SUSPENDED},
+            refusal="Only a suspended website can be resumed; this one is {status}.",
+        ),
+        "delete": Move(
+            to=WebsiteStatus.DELETING,
+            not_from={WebsiteStatus.DELETING, WebsiteStatus.DELETED},
+            refusal="This website is {status} already.",
+        ),
+    },
+    job_targets={
+        "website.provision": WebsiteStatus.ACTIVE,
+        "website.update": WebsiteStatus.ACTIVE,
+        "website.resume": WebsiteStatus.ACTIVE,
+        "website.suspend": WebsiteStatus.SUSPENDED,
+        "website.delete": WebsiteStatus.DELETING,
+    },
+)
 
 
 def normalise_domains(primary, aliases) -> tuple[str, list[str]]:
-    primary = claims.check_shape(validation.hostname(primary, field="primary_domain"), field="primary_domain")
+    primary = claims.check_shape(validators.hostname(primary, field="primary_domain"), field="primary_domain")
     if not isinstance(aliases, list) or len(aliases) > 99:
         raise InvalidInput("A list of at most 99 hostnames.", field="aliases")
     seen = {primary}
     out = []
     for alias in aliases:
-        name = claims.check_shape(validation.hostname(alias, field="aliases"), field="aliases")
+        name = claims.check_shape(validators.hostname(alias, field="aliases"), field="aliases")
         if name in seen:
             raise InvalidInput(f"{name} is named twice.", field="aliases")
         seen.add(name)
@@ -129,20 +135,20 @@ def _clean_settings(data: dict, site: Website) -> dict:
     if "customer" in data:
         out["customer"] = data["customer"]
     if "system_user" in data:
-        out["system_user"] = validation.system_user(data["system_user"], site.system_user)
+        out["system_user"] = validators.system_user(data["system_user"], site.system_user)
     if "document_root" in data:
-        out["document_root"] = validation.document_root(data["document_root"])
+        out["document_root"] = validators.document_root(data["document_root"])
     if "php_version" in data:
-        out["php_version"] = validation.php_version(data["php_version"])
+        out["php_version"] = validators.php_version(data["php_version"])
     for flag in ("https", "redirect_https"):
         if flag in data:
             out[flag] = bool(data[flag])
     if "www_redirect" in data:
         out["www_redirect"] = data["www_redirect"]
     if "redirects" in data:
-        out["redirects"] = validation.redirects(data["redirects"])
+        out["redirects"] = validators.redirects(data["redirects"])
     if "error_pages" in data:
-        out["error_pages"] = validation.error_pages(data["error_pages"])
+        out["error_pages"] = validators.error_pages(data["error_pages"])
     https = out.get("https", site.https)
     if out.get("redirect_https", site.redirect_https) and not https:
         raise InvalidInput("Redirecting to HTTPS needs HTTPS on.", field="redirect_https")
@@ -197,13 +203,14 @@ def website_create(*, tenant, primary_domain: str, aliases: list | None = None, 
     except IntegrityError as exc:  # a concurrent create took the same user name on this node
         raise Conflict(f"The system user {site.system_user} is taken on this node.", code="system_user_taken") from exc
     _claim_domains(site)
-    audit.record(action="website.create", obj=site, after=audit.snapshot(site, FIELDS), **audit.by(actor))
+    audit.created(site, "website.create", actor=actor)
     _job(site, "website.provision", actor)
     return site
 
 
 def _job(site: Website, job_type: str, actor) -> Job:
-    return job_enqueue(tenant=site.tenant, type=job_type, payload={"website": str(site.pk)}, actor=actor, obj=site)
+    # One seam for the job of a create or an update (tests/test_crash.py drops the connection here).
+    return sites.enqueue(site, job_type, actor=actor)
 
 
 def website_resync(*, website: Website, actor=None) -> Job:
@@ -211,86 +218,48 @@ def website_resync(*, website: Website, actor=None) -> Job:
     return _job(website, "website.update", actor)
 
 
-def _locked(site: Website) -> Website:
-    return Website.objects.select_for_update(of=("self",)).select_related("node", "tenant").get(pk=site.pk)
-
-
 @transaction.atomic
 def website_update(*, website: Website, data: dict, actor=None) -> Website:
-    site = _locked(website)
+    site = sites.locked(website)
     if site.status in (WebsiteStatus.DELETING, WebsiteStatus.DELETED):
         raise Conflict(f"A {site.status} website cannot be changed.")
-    before = audit.snapshot(site, FIELDS)
-    if "primary_domain" in data or "aliases" in data:
-        site.primary_domain, site.aliases = normalise_domains(
-            data.get("primary_domain", site.primary_domain), data.get("aliases", site.aliases)
-        )
-    if "system_user" in data and validation.system_user(data["system_user"], site.system_user) != site.system_user:
-        raise InvalidInput("The system user is fixed when the website is created.", field="system_user")
-    for field, value in _clean_settings(data, site).items():
-        setattr(site, field, value)
-    _check_php_on_node(site)
-    after = audit.snapshot(site, FIELDS)
-    if after == before:
-        return site
-    site.save()
-    _claim_domains(site)
-    audit.record(action="website.update", obj=site, before=before, after=after, **audit.by(actor))
+    with audit.change(site, "website.update", actor=actor) as change:
+        if "primary_domain" in data or "aliases" in data:
+            site.primary_domain, site.aliases = normalise_domains(
+                data.get("primary_domain", site.primary_domain), data.get("aliases", site.aliases)
+            )
+        if "system_user" in data and validators.system_user(data["system_user"], site.system_user) != site.system_user:
+            raise InvalidInput("The system user is fixed when the website is created.", field="system_user")
+        for field, value in _clean_settings(data, site).items():
+            setattr(site, field, value)
+        _check_php_on_node(site)
+        if audit.snapshot(site) == change.before:
+            change.skip()  # nothing changed: no write, no event, no job
+            return site
+        site.save()
+        _claim_domains(site)
     _job(site, "website.update", actor)
     return site
 
 
-def _transition(site: Website, to: str, action: str, actor, **changes) -> None:
-    before = audit.snapshot(site, FIELDS)
-    site.status = to
-    for field, value in changes.items():
-        setattr(site, field, value)
-    site.save()
-    audit.record(action=action, obj=site, before=before, after=audit.snapshot(site, FIELDS), **audit.by(actor))
-
-
-@transaction.atomic
 def website_suspend(*, website: Website, actor=None) -> Website:
-    site = _locked(website)
-    if site.status not in (WebsiteStatus.ACTIVE, WebsiteStatus.PENDING):
-        raise Conflict(f"Only an active website can be suspended; this one is {site.status}.")
-    _transition(site, WebsiteStatus.SUSPENDED, "website.suspend", actor)
-    _job(site, "website.suspend", actor)
-    return site
+    return sites.move(website, "suspend", actor=actor)
 
 
-@transaction.atomic
 def website_resume(*, website: Website, actor=None) -> Website:
-    site = _locked(website)
-    if site.status != WebsiteStatus.SUSPENDED:
-        raise Conflict(f"Only a suspended website can be resumed; this one is {site.status}.")
-    _transition(site, WebsiteStatus.ACTIVE, "website.resume", actor)
-    _job(site, "website.resume", actor)
-    return site
+    return sites.move(website, "resume", actor=actor)
 
 
 @transaction.atomic
 def website_delete(*, website: Website, actor=None) -> Website:
     """The vhost goes at once (a job); the files after ``WEBSITE_PURGE_GRACE_SECONDS``. The
     hostnames are free again at once."""
-    site = _locked(website)
-    if site.status in (WebsiteStatus.DELETING, WebsiteStatus.DELETED):
-        raise Conflict(f"This website is {site.status} already.")
-    _transition(site, WebsiteStatus.DELETING, "website.delete", actor)
+    site = sites.move(website, "delete", actor=actor)
     WebsiteDomain.all_tenants.filter(website=site).delete()
-    _job(site, "website.delete", actor)
     return site
 
 
 # --- convergence (job handlers call this with the row locked) ---------------------------------
-
-TARGET_OF_JOB = {
-    "website.provision": WebsiteStatus.ACTIVE,
-    "website.update": WebsiteStatus.ACTIVE,
-    "website.resume": WebsiteStatus.ACTIVE,
-    "website.suspend": WebsiteStatus.SUSPENDED,
-    "website.delete": WebsiteStatus.DELETING,
-}
 
 
 def site_spec(site: Website, status: str) -> dict:
@@ -311,32 +280,23 @@ def site_spec(site: Website, status: str) -> dict:
 
 
 def website_converge(*, site: Website, job_type: str) -> dict:
-    wanted = site.status
-    if wanted == WebsiteStatus.ERROR:
-        wanted = TARGET_OF_JOB.get(job_type, WebsiteStatus.ERROR)
-        if wanted == WebsiteStatus.ERROR:
-            return {"skipped": "error"}
-    if wanted == WebsiteStatus.DELETED:
-        return {"skipped": "deleted"}
+    """Make the node match the site's wanted state, with the site's row locked (``sites.locked``)."""
+    wanted = sites.wanted(site, job_type)
+    if wanted is None:  # an error site this job has no target for, or a deleted one
+        return {"skipped": site.status}
     driver = driver_for(site.node)
     if wanted == WebsiteStatus.DELETING:
         result = driver.site_remove(site.site_id)
         now = timezone.now()
         purge_after = now + timedelta(seconds=settings.WEBSITE_PURGE_GRACE_SECONDS)
-        _converged(site, WebsiteStatus.DELETED, deleted_at=now, purge_after=purge_after)
-        job = job_enqueue(
-            tenant=site.tenant,
-            type="website.purge",
-            payload={"website": str(site.pk)},
-            key=f"website.purge:{site.pk}",
-            obj=site,
-        )
+        sites.converged(site, WebsiteStatus.DELETED, deleted_at=now, purge_after=purge_after)
+        job = sites.enqueue(site, "website.purge", key=f"website.purge:{site.pk}")
         Job.all_tenants.filter(pk=job.pk).update(run_after=purge_after)
         return {**result, "purge_after": purge_after.isoformat()}
     status = "suspended" if wanted == WebsiteStatus.SUSPENDED else "active"
     result = driver.site_ensure(site_spec(site, status))
-    _converged(site, wanted if wanted != WebsiteStatus.PENDING else WebsiteStatus.ACTIVE,
-               certificate=result.get("certificate") or {})  # fmt: skip
+    reached = wanted if wanted != WebsiteStatus.PENDING else WebsiteStatus.ACTIVE
+    sites.converged(site, reached, certificate=result.get("certificate") or {})
     return result
 
 
@@ -344,26 +304,3 @@ def website_purge(*, site: Website) -> dict:
     if site.status != WebsiteStatus.DELETED:
         return {"skipped": site.status}
     return driver_for(site.node).site_purge(site.site_id, site.system_user)
-
-
-def _converged(site: Website, status: str, **changes) -> None:
-    before = site.status
-    site.status = status
-    site.last_error = ""
-    for field, value in changes.items():
-        setattr(site, field, value)
-    site.save()
-    if before != status:
-        audit.record(action=f"website.{status}", obj=site, actor=None, changes={"status": [before, status]})
-
-
-def website_fail(*, website_id, error: str) -> None:
-    with transaction.atomic():
-        site = Website.all_tenants.select_for_update().filter(pk=website_id).first()
-        if site is None or site.status == WebsiteStatus.DELETED:
-            return
-        before = site.status
-        site.status = WebsiteStatus.ERROR
-        site.last_error = error[:2000]
-        site.save()
-        audit.record(action="website.error", obj=site, actor=None, changes={"status": [before, WebsiteStatus.ERROR]})

@@ -6,6 +6,9 @@ prints the otpauth:// URI (and the secret) to add to an authenticator app; with 
 existing device is replaced. The admin's login form then asks for the 6-digit code.
 """
 
+import base64
+from binascii import unhexlify
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
@@ -25,9 +28,6 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, email, replace, **options):
-        import base64
-        from binascii import unhexlify
-
         user = get_user_model().objects.filter(email__iexact=email).first()
         if user is None:
             raise CommandError(f"No user {email}.")
