@@ -36,10 +36,14 @@ class AuditedModelAdmin(ConsoleModelAdmin):
     recorded, see ``audit.snapshot``). Many-to-many fields edited on the form are recorded too.
     """
 
+    # Not the model's declaration: an operator may edit any field on the form, so all are recorded.
     audit_fields: list[str] | None = None
 
+    def _fields(self) -> list[str] | str:
+        return self.audit_fields if self.audit_fields is not None else audit.ALL_FIELDS
+
     def _snapshot(self, obj, form=None, *, old=False) -> dict:
-        data = audit.snapshot(obj, self.audit_fields)
+        data = audit.snapshot(obj, self._fields())
         if form is not None and hasattr(form, "cleaned_data"):
             for name in _m2m_names(type(obj), self.audit_fields, form):
                 if old:
@@ -67,12 +71,12 @@ class AuditedModelAdmin(ConsoleModelAdmin):
         )
 
     def delete_model(self, request, obj):
-        self._record_delete(request, obj, audit.snapshot(obj, self.audit_fields))
+        self._record_delete(request, obj, audit.snapshot(obj, self._fields()))
         super().delete_model(request, obj)
 
     def delete_queryset(self, request, queryset):
         for obj in queryset:
-            self._record_delete(request, obj, audit.snapshot(obj, self.audit_fields))
+            self._record_delete(request, obj, audit.snapshot(obj, self._fields()))
         super().delete_queryset(request, queryset)
 
     def _record_delete(self, request, obj, before: dict) -> None:

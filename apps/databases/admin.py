@@ -42,9 +42,6 @@ class DatabaseServerAdmin(TenantOwnedAdmin):
     list_select_related = ["node"]
     readonly_fields = ["status", "version", "last_error"]
     show_full_result_count = False
-    # The admin's events record every field (secrets excepted by name), not the model's declared
-    # ``audit_fields`` that the services record.
-    audit_fields = [f.name for f in DatabaseServer._meta.concrete_fields]
 
     def get_readonly_fields(self, request, obj=None):
         fixed = ["tenant", "engine"] if obj is not None else []

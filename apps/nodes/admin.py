@@ -25,8 +25,6 @@ def bar(used, total) -> str:
 
 @admin.register(Node)
 class NodeAdmin(TenantOwnedAdmin):
-    # An operator's edit is recorded whole (every field but the secrets), not only Node.audit_fields.
-    audit_fields = [f.name for f in Node._meta.concrete_fields]
     list_display = ["hostname", "transport", "status", "memory", "cpu", "pods", "last_heartbeat_at"]
     list_filter = ["status", "transport"]
     search_fields = ["hostname", "address", "id"]

@@ -57,8 +57,6 @@ class SecurityEventAdmin(ReadOnlyAdmin):
 
 @admin.register(SecurityPolicy)
 class SecurityPolicyAdmin(AuditedModelAdmin):
-    # An operator's edit is recorded whole, not only SecurityPolicy.audit_fields.
-    audit_fields = [f.name for f in SecurityPolicy._meta.concrete_fields]
     list_display = ["tenant", "require_2fa", "min_password_length", "token_max_lifetime_days", "updated_at"]
     list_filter = ["require_2fa"]
     search_fields = ["tenant__name", "tenant__slug"]
@@ -96,9 +94,6 @@ class ApiTokenAdmin(ReadOnlyAdmin):
 class ShieldPolicyAdmin(AuditedModelAdmin):
     """Edits here skip the API's validation of CIDRs, user agents and paths, so they are read-only:
     operators change a tenant's shield through the API (or its services)."""
-
-    # A deletion here is recorded whole, not only ShieldPolicy.audit_fields.
-    audit_fields = [f.name for f in ShieldPolicy._meta.concrete_fields]
 
     list_display = ["tenant", "site", "enabled", "rate_limit_per_second", "maintenance_mode", "updated_at"]
     list_filter = ["enabled", "maintenance_mode"]
