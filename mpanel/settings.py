@@ -37,6 +37,8 @@ else:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 MPANEL_ENVIRONMENT = env("MPANEL_ENVIRONMENT", default="development" if DEBUG else "production")
+# The locale of numbers, money and dates shown to people (Babel/CLDR names: en_US, de_DE, fr_FR, …).
+MPANEL_DISPLAY_LOCALE = env("MPANEL_DISPLAY_LOCALE", default="en_US")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
