@@ -313,3 +313,19 @@ def invoice_mark_uncollectible(*, invoice: Invoice) -> Invoice:
         invoice.marked_uncollectible_at = timezone.now()
         invoice.save()
     return invoice
+
+
+@transaction.atomic
+def invoice_change_due_date(*, invoice: Invoice, due_date) -> Invoice:
+    """When payment of an open invoice is expected: an extension granted, or a correction.
+
+    Amounts never change here; dunning reads the new date on its next run."""
+    invoice = lock_invoice(invoice)
+    if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
+        raise Conflict(f"A {invoice.status} invoice has no due date to change.")
+    if due_date is None:
+        raise InvalidInput("The due date is required.", field="due_date")
+    with audit.change(invoice, "invoice.due_date"):
+        invoice.due_date = due_date
+        invoice.save()
+    return invoice
