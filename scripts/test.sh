@@ -13,39 +13,15 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1; }
 missing=()
 [ -n "$(pg_bin)" ] || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)  # Shield's `nginx -t` check
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(python3 python3-venv)
-# CloudPods run as real containers: runc, and Debian's static busybox for the image.
-command -v runc >/dev/null || missing+=(runc)
-dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
-# Websites are served by a real nginx in the tests (its own config on loopback ports).
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
-# PHP sites run in per-site PHP-FPM pools started by the node agent (Debian's php-fpm).
-ls /usr/sbin/php-fpm[0-9]* >/dev/null 2>&1 || missing+=(php-fpm)
-# DNS zones are served by a real PowerDNS authoritative server (SQLite backend) in the tests.
-command -v pdns_server >/dev/null || missing+=(pdns-server)
-dpkg -s pdns-backend-sqlite3 >/dev/null 2>&1 || missing+=(pdns-backend-sqlite3)
-# BIND zone files (the other DNS backend, and every export) are checked with named-checkzone/named-checkconf.
-command -v named-checkzone >/dev/null || missing+=(bind9-utils)
-# ...and a real named serves them in the tests, told of each change by rndc.
-command -v named >/dev/null || [ -x /usr/sbin/named ] || missing+=(bind9)
-# Mail: postmap checks the rendered Postfix maps; a real Dovecot serves IMAP logins in the tests.
-command -v postmap >/dev/null || missing+=(postfix)
-command -v dovecot >/dev/null || missing+=(dovecot-core)
-dpkg -s dovecot-imapd >/dev/null 2>&1 || missing+=(dovecot-imapd)
-# Hosting databases: a real MariaDB server (started on a loopback port by the tests; PostgreSQL is above).
-command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
-# Autoresponders are Sieve vacation scripts: sievec and sieve-test check them, dovecot-lda runs them.
-command -v sievec >/dev/null || missing+=(dovecot-sieve)
 # The operators' admin is tested in Debian's Chromium (Playwright); its charts come from npm.
 command -v chromium >/dev/null || missing+=(chromium)
 command -v npm >/dev/null || missing+=(npm)
-if [ ${#missing[@]} -gt 0 ]; then
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# What the local node's operations need (runc, busybox, nginx, PHP-FPM, PowerDNS, BIND, Postfix,
+# Dovecot, MariaDB): one list with `make run`, in scripts/local-node-packages.sh.
+# shellcheck source=scripts/local-node-packages.sh
+. scripts/local-node-packages.sh
+local_node_install "${missing[@]}"
 PG_BIN=$(pg_bin)
 
 # --- python environment -----------------------------------------------------------------------
