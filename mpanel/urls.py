@@ -3,6 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
+    path("", include("apps.security.urls")),  # the 2FA set-up page, before the admin's catch-all
     path("admin/", admin.site.urls),
     path("api/v1/", include("mpanel.api")),
     path("", RedirectView.as_view(url="/api/v1/", permanent=False)),

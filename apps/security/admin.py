@@ -37,6 +37,7 @@ class AdminLoginForm(OTPAdminAuthenticationForm):
 
 class MpanelOTPAdminSite(OTPAdminSite):
     login_form = AdminLoginForm
+    login_template = "admin/security/login.html"  # links to the set-up page (apps/security/enrol.py)
 
 
 if getattr(settings, "MPANEL_ADMIN_REQUIRE_2FA", True):
