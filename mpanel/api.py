@@ -55,6 +55,8 @@ from apps.security.api import (
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, MyInvitationViewSet, TenantViewSet, UserViewSet
 from apps.websites.api import WebsiteViewSet
 
+from . import browser
+
 
 class Router(DefaultRouter):
     # /billing/invoices and /billing/invoices/ answer the same.
@@ -114,7 +116,14 @@ router.register(
 router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/autoresponders", AutoresponderViewSet,
                 basename="mail-autoresponder")  # fmt: skip
 
+# The browsable API's login and logout: DRF's templates find them by these names.
+browser_urls = [
+    re_path(r"^login/?$", browser.login, name="login"),
+    re_path(r"^logout/?$", browser.logout, name="logout"),
+]
+
 auth_urls = [
+    path("browser/", include((browser_urls, "rest_framework"))),
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),
     re_path(r"^login/mfa/?$", MfaLoginView.as_view(), name="rest_login_mfa"),
     re_path(r"^logout/?$", LogoutView.as_view(), name="rest_logout"),
