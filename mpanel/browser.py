@@ -20,11 +20,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.middleware.csrf import rotate_token
 from django.shortcuts import render
 from django.urls import NoReverseMatch, reverse
+from django.utils.decorators import method_decorator
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.generic import TemplateView
 
 from apps.accounts import services as accounts
 from apps.accounts.models import AuthToken, hash_token
@@ -76,41 +77,43 @@ def _page(request: HttpRequest, form: forms.Form, step: str, status: int = 200) 
     return render(request, "rest_framework/login.html", context, status=status)
 
 
-@sensitive_post_parameters("password", "code")
-@csrf_protect
-@never_cache
-@require_http_methods(["GET", "POST"])
-def login(request: HttpRequest) -> HttpResponse:
+@method_decorator([sensitive_post_parameters("password", "code"), csrf_protect, never_cache], name="dispatch")
+class LoginView(TemplateView):
     """Step 1: email and password; step 2 (a user with two-factor authentication): the code."""
-    if request.method == "GET":
+
+    template_name = "rest_framework/login.html"
+    http_method_names = ["get", "post"]
+
+    def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if request.GET.get("restart"):
             request.session.pop(PENDING_MFA, None)
         if request.session.get(PENDING_MFA):
             return _page(request, CodeForm(), "code")
         return _page(request, PasswordForm(), "password")
-    if request.POST.get("step") == "code":
-        return _second_factor(request)
-    form = PasswordForm(request.POST)
-    if not form.is_valid():
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.POST.get("step") == "code":
+            return _second_factor(request)
+        form = PasswordForm(request.POST)
+        if not form.is_valid():
+            return _page(request, form, "password", status=400)
+        email, password = form.cleaned_data["email"].lower(), form.cleaned_data["password"]
+        user = authenticate(request=request, email=email, password=password)
+        if getattr(request, "axes_locked_out", False):
+            form.add_error(None, LOCKED_OUT)
+            return _page(request, form, "password", status=429)
+        if user is None or not user.is_active:
+            form.add_error(None, INVALID)
+            return _page(request, form, "password", status=400)
+        answer: dict[str, Any] = accounts.login_answer(user, request)
+        if "key" in answer:
+            return _start_session(request, answer["key"])
+        if answer.get("mfa_required"):
+            request.session[PENDING_MFA] = answer["mfa_token"]
+            return _page(request, CodeForm(), "code")
+        # A challenge this page does not know how to ask: refuse rather than skip it.
+        form.add_error(None, "This account must complete its login through the API (/api/v1/auth/login/).")
         return _page(request, form, "password", status=400)
-    user = authenticate(
-        request=request, email=form.cleaned_data["email"].lower(), password=form.cleaned_data["password"]
-    )
-    if getattr(request, "axes_locked_out", False):
-        form.add_error(None, LOCKED_OUT)
-        return _page(request, form, "password", status=429)
-    if user is None or not user.is_active:
-        form.add_error(None, INVALID)
-        return _page(request, form, "password", status=400)
-    answer: dict[str, Any] = accounts.login_answer(user, request)
-    if "key" in answer:
-        return _start_session(request, answer["key"])
-    if answer.get("mfa_required"):
-        request.session[PENDING_MFA] = answer["mfa_token"]
-        return _page(request, CodeForm(), "code")
-    # A challenge this page does not know how to ask: refuse rather than skip it.
-    form.add_error(None, "This account must complete its login through the API (/api/v1/auth/login/).")
-    return _page(request, form, "password", status=400)
 
 
 def _second_factor(request: HttpRequest) -> HttpResponse:
@@ -128,16 +131,19 @@ def _second_factor(request: HttpRequest) -> HttpResponse:
     return _start_session(request, accounts.issue_session(user, method=method))
 
 
-@csrf_protect
-@require_POST
-def logout(request: HttpRequest) -> HttpResponse:
+@method_decorator([csrf_protect, never_cache], name="dispatch")
+class LogoutView(TemplateView):
     """Revokes the browser's API session (as ``POST /auth/logout/`` revokes a key) and forgets it."""
-    token_id = request.session.get(API_SESSION)
-    token = AuthToken.objects.select_related("user").filter(pk=token_id).first() if token_id else None
-    if token is not None:
-        accounts.logout(user=token.user, token=token)
-    request.session.flush()
-    return HttpResponseRedirect(_next(request))
+
+    http_method_names = ["post"]
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        token_id = request.session.get(API_SESSION)
+        token = AuthToken.objects.select_related("user").filter(pk=token_id).first() if token_id else None
+        if token is not None:
+            accounts.logout(user=token.user, token=token)
+        request.session.flush()
+        return HttpResponseRedirect(_next(request))
 
 
 # --- landing page -------------------------------------------------------------------------------
