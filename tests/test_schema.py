@@ -144,7 +144,7 @@ def _validator(schema, sub):
     from referencing.jsonschema import DRAFT4
 
     registry = Registry().with_resource("urn:openapi", Resource(contents=schema, specification=DRAFT4))
-    return OAS30Validator(_rebase(sub), registry=registry)
+    return OAS30Validator(_rebase(sub), registry=registry, format_checker=OAS30Validator.FORMAT_CHECKER)
 
 
 def test_one_tag_per_module_with_a_description(schema):
