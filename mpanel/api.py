@@ -76,7 +76,7 @@ ROOT_EXTRA_LINKS = {
 class ApiRootView(APIRootView):
     """The mPanel API. Each module below lists its routes; the reference with examples of every
     operation is at /api/v1/docs/ and the OpenAPI document at /api/v1/schema/. Log in (top right) to
-    use the API from this browser, or send `Authorization: Bearer <key>` from a program."""
+    use the API from this browser; a program sends the header Authorization: Bearer <key>."""
 
     # The entry point a person lands on: it names the routes (as the public schema does) and
     # offers the login; every route it links to asks for credentials itself.
