@@ -1,10 +1,12 @@
 """The /api/v1 router. A module not built yet is absent (404), never a stub."""
 
 from dj_rest_auth.views import UserDetailsView
-from django.urls import include, path, re_path
+from django.urls import NoReverseMatch, include, path, re_path, reverse
+from django.utils.html import format_html, format_html_join
 from django.views.generic import TemplateView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
-from rest_framework.routers import DefaultRouter
+from rest_framework import permissions
+from rest_framework.routers import APIRootView, DefaultRouter
 
 from apps.accounts.views import (
     LoginView,
@@ -55,10 +57,65 @@ from apps.security.api import (
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, MyInvitationViewSet, TenantViewSet, UserViewSet
 from apps.websites.api import WebsiteViewSet
 
+from . import browser
+from .openapi import MODULES, module_of
+
+# Routes outside the router that a module's row on the root page links to.
+ROOT_EXTRA_LINKS = {
+    "Authentication": (("rest_login", "auth/login"), ("rest_user_details", "auth/user")),
+    "Catalog": (("public-catalog", "products (public)"),),
+    "Security": (("security-policy", "security/policy"),),
+    "Payment webhooks": (
+        ("webhook-stripe", "billing/webhooks/stripe"),
+        ("webhook-generic", "billing/webhooks/generic"),
+    ),
+    "System": (("healthz", "healthz"),),
+}
+
+
+class ApiRootView(APIRootView):
+    """The mPanel API. Each module below lists its routes; the reference with examples of every
+    operation is at /api/v1/docs/ and the OpenAPI document at /api/v1/schema/. Log in (top right) to
+    use the API from this browser; a program sends the header Authorization: Bearer <key>."""
+
+    # The entry point a person lands on: it names the routes (as the public schema does) and
+    # offers the login; every route it links to asks for credentials itself.
+    permission_classes = [permissions.AllowAny]
+
+    def get_view_name(self) -> str:
+        return "mPanel API"
+
+    def get_view_description(self, html: bool = False) -> str:
+        text = " ".join((self.__doc__ or "").split())
+        if not html:
+            modules = "; ".join(f"{m.name}: {m.description}" for m in MODULES)
+            return f"{text} Modules: {modules}"
+        rows = format_html_join(
+            "",
+            '<tr><th scope="row">{}</th><td>{}</td><td>{}</td></tr>',
+            ((m.name, m.description, self._links(m)) for m in MODULES),
+        )
+        intro = format_html("<p>{}</p>", text)
+        return format_html('{}<table class="mp-root-modules" id="api-modules">{}</table>', intro, rows)
+
+    def _links(self, module) -> str:
+        links = [(reverse(name), label) for name, label in ROOT_EXTRA_LINKS.get(module.name, ())]
+        for prefix, url_name in self.api_root_dict.items():
+            found = module_of(prefix)
+            if found is not module:
+                continue
+            try:
+                url = reverse(url_name)
+            except NoReverseMatch:
+                continue  # a nested route (its parent's id is in the URL)
+            links.append((url, prefix))
+        return format_html_join(" ", '<a href="{}">{}</a>', links)
+
 
 class Router(DefaultRouter):
     # /billing/invoices and /billing/invoices/ answer the same.
     include_format_suffixes = False
+    APIRootView = ApiRootView
 
     def __init__(self):
         super().__init__()
@@ -114,7 +171,14 @@ router.register(
 router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/autoresponders", AutoresponderViewSet,
                 basename="mail-autoresponder")  # fmt: skip
 
+# The browsable API's login and logout: DRF's templates find them by these names.
+browser_urls = [
+    re_path(r"^login/?$", browser.LoginView.as_view(), name="login"),
+    re_path(r"^logout/?$", browser.LogoutView.as_view(), name="logout"),
+]
+
 auth_urls = [
+    path("browser/", include((browser_urls, "rest_framework"))),
     re_path(r"^login/?$", LoginView.as_view(), name="rest_login"),
     re_path(r"^login/mfa/?$", MfaLoginView.as_view(), name="rest_login_mfa"),
     re_path(r"^logout/?$", LogoutView.as_view(), name="rest_logout"),

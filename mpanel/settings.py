@@ -194,7 +194,12 @@ MPANEL_JSON_MAX_DEPTH = env.int("MPANEL_JSON_MAX_DEPTH", default=32)
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.accounts.authentication.BearerTokenAuthentication"],
+    # A bearer key, or the API session of a browser logged in on the browsable API (mpanel/browser.py);
+    # the first one answers 401's WWW-Authenticate.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "apps.accounts.authentication.BearerTokenAuthentication",
+        "mpanel.authentication.BrowserSessionAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "apps.common.pagination.Pagination",
     "PAGE_SIZE": 50,
@@ -222,7 +227,11 @@ REST_FRAMEWORK = {
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "mPanel API",
+    # The introduction (how to Authorize), one tag per module, examples and error examples are the
+    # project's own (mpanel/openapi.py), added once the views have described themselves.
     "DESCRIPTION": "Multi-tenant control panel and billing platform for hosting businesses.",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "mpanel.openapi.postprocess"],
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "displayOperationId": False, "filter": True},
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI's assets come from our own static files, not a CDN.

@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import RedirectView
+
+from .browser import landing
 
 urlpatterns = [
     path("", include("apps.security.urls")),  # the 2FA set-up page, before the admin's catch-all
     path("admin/", admin.site.urls),
     path("api/v1/", include("mpanel.api")),
-    path("", RedirectView.as_view(url="/api/v1/", permanent=False)),
+    # Where a person lands: links to the admin, the browsable API and its reference.
+    path("", landing, name="landing"),
 ]
 
 # Under /api/ an unknown URL and an unexpected error answer JSON like every other API error.

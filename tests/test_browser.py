@@ -213,7 +213,7 @@ def test_an_operator_runs_the_platform_from_the_browser(world, live_server, brow
     _shot(page, "invoices")
 
 
-@pytest.mark.parametrize("path", ["/api/v1/docs/", "/admin/login/", "/api/v1/"])
+@pytest.mark.parametrize("path", ["/api/v1/docs/", "/admin/login/", "/api/v1/", "/", "/api/v1/auth/browser/login"])
 def test_pages_run_under_their_content_security_policy(transactional_db, live_server, browser_page, path):
     """The policy is enforced by a real browser: nothing on these pages is blocked by it, and
     Swagger UI (its script served as a file of its own) still draws the operations."""
@@ -226,3 +226,30 @@ def test_pages_run_under_their_content_security_policy(transactional_db, live_se
     else:
         browser_page.wait_for_load_state("networkidle")
     assert violations == []
+
+
+def test_a_person_logs_in_on_the_browsable_api_with_two_factor(world, live_server, browser_page):
+    """From the landing page to the browsable API, logged in with password and code, then a form
+    of the browsable API posts with the session and its CSRF token."""
+    from playwright.sync_api import expect
+
+    page, base = browser_page, live_server.url
+    operator = world["operator"]
+    page.goto(f"{base}/")
+    page.get_by_role("link", name="Browsable API").click()
+    expect(page.locator("#api-modules")).to_contain_text("CloudPods")
+    page.locator("#mp-login").click()
+    page.fill("#id_email", operator.email)
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator("#id_code")).to_be_visible()  # no session before the code
+    page.fill("#id_code", pyotp.TOTP(world["secret"]).now())
+    page.get_by_role("button", name="Verify").click()
+    page.wait_for_url(f"{base}/api/v1/")
+    expect(page.locator("#mp-user")).to_have_text(operator.email)
+    _shot(page, "browsable-api")
+    page.goto(f"{base}/api/v1/security/me/")
+    assert "HTTP 200" in page.locator(".response-info").inner_text()
+    page.locator("#mp-logout button").click()
+    page.wait_for_load_state()
+    expect(page.locator("#mp-login")).to_be_visible()

@@ -31,7 +31,7 @@ class CloudPodFilter(filters.FilterSet):
 # The base generates the standard routes' schema; DELETE's summary says what a 202 means here.
 @extend_schema_view(destroy=extend_schema(summary="Delete the pod (a job removes it)"))
 class CloudPodViewSet(ResourceViewSet):
-    """CloudPods (docs/api.md): BILLING+ read; ADMIN+ create, update, resize, suspend, resume, delete.
+    """CloudPods: BILLING+ read; ADMIN+ create, update, resize, suspend, resume, delete.
 
     Changes answer at once with the pod's new status; a job does the work on the node.
     """

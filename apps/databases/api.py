@@ -130,7 +130,7 @@ class DatabaseUserViewSet(ResourceViewSet):
 
 @extend_schema_view(destroy=extend_schema(summary="Revoke (a job)"))
 class DatabaseGrantViewSet(ResourceViewSet):
-    """Users granted all privileges on one database (``/hosting/databases/{id}/grants``)."""
+    """Users granted all privileges on one database."""
 
     queryset = DatabaseGrant.objects.all()
     serializer_class = DatabaseGrantSerializer

@@ -1,6 +1,6 @@
 """/api/v1/hosting/dns: zones, their records (nested), import and export of master files.
 
-Roles (docs/api.md, "Who calls it"): reads MEMBER+, changes ADMIN+ (infrastructure).
+Roles: reads MEMBER+, changes ADMIN+ (infrastructure).
 """
 
 from django.db.models import Count
@@ -37,7 +37,7 @@ class ZoneFilter(filters.FilterSet):
 
 @extend_schema_view(destroy=extend_schema(summary="Withdraw the zone (a job removes it)"))
 class ZoneViewSet(ResourceViewSet):
-    """Zones. Changes answer at once; a ``dns.zone.sync`` job pushes the zone to the node's PowerDNS."""
+    """Zones. Changes answer at once; a job then publishes the zone on the node's name server."""
 
     queryset = Zone.objects.select_related("node")
     serializer_class = ZoneSerializer
@@ -89,7 +89,7 @@ class RecordFilter(filters.FilterSet):
 
 
 class RecordViewSet(ResourceViewSet):
-    """Records of one zone (``/hosting/dns/{zone_id}/records``). Every change re-checks the whole zone."""
+    """Records of one zone. Every change re-checks the whole zone."""
 
     queryset = Record.objects.all()
     serializer_class = RecordSerializer

@@ -1,7 +1,7 @@
-"""/api/v1/hosting/domains. Roles (docs/api.md, "Who calls it"): reads MEMBER+; create, update, delete and
-verify ADMIN+; renew BILLING+ (it costs money); transfer out OWNER (ownership leaves the tenant).
+"""/api/v1/hosting/domains. Roles: reads MEMBER+; create, update, delete and verify ADMIN+; renew
+BILLING+ (it costs money); transfer out OWNER (ownership leaves the tenant).
 
-Registrar calls are jobs (docs/api.md): create and a nameserver change answer the job they stored
+Registrar calls are jobs: create and a nameserver change answer the job they stored
 in ``job``; renew and transfer-out answer 202 with it. ``registrar_state`` says where it stands."""
 
 from django_filters import rest_framework as filters

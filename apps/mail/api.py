@@ -1,6 +1,6 @@
 """/api/v1/hosting/email: mail domains, their mailboxes and aliases (forwarders).
 
-Roles (docs/api.md, "Who calls it"): reads MEMBER+, changes ADMIN+ (they change the mail node).
+Roles: reads MEMBER+, changes ADMIN+ (they change the mail node).
 Passwords are write-only; only their Dovecot hash is stored, and never answered.
 """
 
@@ -34,7 +34,7 @@ ROLES = {
 
 
 class MailDomainViewSet(ResourceViewSet):
-    """Mail domains; each change is pushed to the mail node by a ``mail.node.sync`` job."""
+    """Mail domains; a job then applies each change on the mail node."""
 
     queryset = MailDomain.objects.all()
     serializer_class = MailDomainSerializer
@@ -57,7 +57,7 @@ class MailDomainViewSet(ResourceViewSet):
 
 
 class _InDomain(ResourceViewSet):
-    """What lives in one mail domain: the domain of the URL (``domain_pk``) scopes every route."""
+    """What lives in one mail domain: the mail domain in the URL scopes every route."""
 
     required_roles = ROLES
     destroy_answers_object = False
@@ -75,7 +75,7 @@ class _InDomain(ResourceViewSet):
 
 
 class MailboxViewSet(_InDomain):
-    """Mailboxes of one mail domain (``/hosting/email/domains/{id}/mailboxes``)."""
+    """Mailboxes of one mail domain. Passwords are write-only."""
 
     queryset = Mailbox.objects.all()
     serializer_class = MailboxSerializer
@@ -93,7 +93,7 @@ class MailboxViewSet(_InDomain):
 
 
 class AliasViewSet(_InDomain):
-    """Aliases and forwarders of one mail domain (``/hosting/email/domains/{id}/aliases``)."""
+    """Aliases and forwarders of one mail domain."""
 
     queryset = Alias.objects.all()
     serializer_class = AliasSerializer
@@ -110,8 +110,8 @@ class AliasViewSet(_InDomain):
 
 
 class AutoresponderViewSet(_InDomain):
-    """Vacation replies of one mail domain's mailboxes (``/hosting/email/domains/{id}/autoresponders``),
-    one per mailbox; the node renders each as a Sieve script."""
+    """Vacation replies of one mail domain's mailboxes, one per mailbox; the mail node applies each as
+    a Sieve script."""
 
     queryset = Autoresponder.objects.all()
     serializer_class = AutoresponderSerializer

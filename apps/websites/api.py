@@ -23,10 +23,10 @@ class WebsiteFilter(filters.FilterSet):
 # The base generates the standard routes' schema; DELETE's summary says what a 202 means here.
 @extend_schema_view(destroy=extend_schema(summary="Delete the website (a job removes it)"))
 class WebsiteViewSet(ResourceViewSet):
-    """Websites (docs/api.md, "Who calls it"): MEMBER+ read; ADMIN+ create, update, suspend, resume, delete.
+    """Websites: MEMBER+ read; ADMIN+ create, update, suspend, resume, delete.
 
-    Changes answer at once with the site's new state; a website.* job renders and checks the
-    nginx configuration on the node.
+    Changes answer at once with the site's new state; a job then writes and checks the web server's
+    configuration on the node.
     """
 
     queryset = Website.objects.select_related("node")
