@@ -32,4 +32,4 @@ load:
 # schemathesis over every operation of /api/v1/schema/: FUZZ_EXAMPLES (default 25) per operation plus the
 # coverage phase (`make test` runs a small fixed budget of the same checks: test_fuzz_quick).
 fuzz:
-	bash scripts/test.sh -m fuzz tests/test_fuzz.py
+	bash scripts/test.sh -m fuzz tests/platform/test_fuzz.py

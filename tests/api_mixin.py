@@ -33,8 +33,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import snapshot
 from apps.tenancy.roles import ORDERED, Role
 from apps.tenancy.scoping import all_tenants
-
-from .conftest import TenantFixture, client_for
+from tests.conftest import TenantFixture, client_for
 
 SUCCESS = {"list": 200, "retrieve": 200, "create": 201, "update": 200, "partial_update": 200, "destroy": 204}
 METHOD = {

@@ -75,7 +75,7 @@ def client_for(user=None, tenant: Tenant | None = None) -> APIClient:
 
 def operator_client_for(user) -> APIClient:
     """A platform operator's API session that passed TOTP, as operators' platform-wide powers
-    require (apps/accounts/operators.py); ``tests/test_operators_api.py`` goes through the real login."""
+    require (apps/accounts/operators.py); ``tests/accounts/test_operators_api.py`` goes through the real login."""
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
     if not TOTPDevice.objects.filter(user=user, confirmed=True).exists():

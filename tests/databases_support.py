@@ -25,7 +25,7 @@ import psycopg
 import pymysql
 import pytest
 
-from .dns_support import free_port
+from tests.dns_support import free_port
 
 ADMIN_USER = "mpanel_admin"
 

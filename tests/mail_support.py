@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .dns_support import free_port
+from tests.dns_support import free_port
 
 
 @dataclass

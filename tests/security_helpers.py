@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyotp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from .conftest import client_for
+from tests.conftest import client_for
 
 ENROL = "/api/v1/security/me/2fa/totp/"
 CONFIRM = "/api/v1/security/me/2fa/totp/confirm/"

@@ -21,7 +21,7 @@ So: paying an invoice is subscriptions → invoice → payment → customer; iss
 the customer's credit) is subscriptions → invoice → number sequence → customer; a credit note is
 subscriptions → invoice → number sequence; a refund is subscriptions → invoice → payment → number
 sequence; the billing run's renewal is subscriptions → number sequence → customers
-(``tests/test_billing_locks.py`` pins these).
+(``tests/billing/test_billing_locks.py`` pins these).
 """
 
 from __future__ import annotations

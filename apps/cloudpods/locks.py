@@ -10,7 +10,7 @@
 - ``pod_update``, suspend, resume, delete and a failed job: the pod (1) only.
 
 Any two of these transactions that meet on a row take it at the same step, so the later one queues
-behind the earlier instead of deadlocking (tests/test_cloudpods_api.py::TestLockOrder pins it).
+behind the earlier instead of deadlocking (tests/hosting/test_cloudpods_api.py::TestLockOrder pins it).
 """
 
 from __future__ import annotations

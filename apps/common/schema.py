@@ -14,7 +14,7 @@ editing anything here:
 - the ``X-Tenant-ID`` header on tenant-scoped operations and ``Idempotency-Key`` on the POSTs that honour it
   (every viewset's).
 
-The tests (tests/test_schema.py) validate the result with openapi-spec-validator and assert that
+The tests (tests/platform/test_schema.py) validate the result with openapi-spec-validator and assert that
 every operation has a summary and its error answers; schemathesis checks the answers against it.
 """
 

@@ -209,7 +209,7 @@ def website_create(*, tenant, primary_domain: str, aliases: list | None = None, 
 
 
 def _job(site: Website, job_type: str, actor) -> Job:
-    # One seam for the job of a create or an update (tests/test_crash.py drops the connection here).
+    # One seam for the job of a create or an update (tests/platform/test_crash.py drops the connection here).
     return sites.enqueue(site, job_type, actor=actor)
 
 
