@@ -32,6 +32,7 @@ from .errors import AgentError
 from .registry import OPERATIONS, Node
 from .validate import Invalid
 from .validate import mail as rules
+from .validate import sieve as sieve_rules
 
 DOVECOT_GROUP = os.environ.get("MPANEL_DOVECOT_GROUP", "dovecot")
 
@@ -85,8 +86,7 @@ def _entries(part: dict) -> tuple[dict, list[dict]]:
             continue
         if m.get("autoresponder"):
             try:
-                _check_responder(box["address"], m["autoresponder"])
-                box["autoresponder"] = m["autoresponder"]
+                box["autoresponder"] = responder_spec(box["address"], m["autoresponder"])
             except AgentError as exc:  # the mailbox is still served, without the reply
                 refuse("autoresponder", box["address"], exc)
         mailboxes.append(box)
@@ -105,11 +105,6 @@ def _entries(part: dict) -> tuple[dict, list[dict]]:
     return {"domains": domains, "mailboxes": mailboxes, "aliases": aliases}, rejected
 
 
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# Controls other than tab and newline have no business in a reply (and NUL would end the script).
-CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
 def sieve_quoted(value: str) -> str:
     """An RFC 5228 quoted string: only ``"`` and ``\\`` need (and get) a backslash."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -124,18 +119,18 @@ def sieve_multiline(value: str) -> str:
     return "text:\n" + "".join(("." + line if line.startswith(".") else line) + "\n" for line in lines) + ".\n"
 
 
-def _check_responder(address: str, responder: dict) -> None:
-    subject, body = responder.get("subject"), responder.get("body")
-    if not isinstance(subject, str) or not subject or "\n" in subject or CONTROL_RE.search(subject):
-        raise AgentError(f"bad autoresponder subject for {address!r}", permanent=True)
-    if not isinstance(body, str) or not body or CONTROL_RE.search(body.replace("\r", "")):
-        raise AgentError(f"bad autoresponder body for {address!r}", permanent=True)
-    for key in ("start", "end"):
-        if responder.get(key) is not None and not DATE_RE.match(str(responder[key])):
-            raise AgentError(f"bad autoresponder {key} date for {address!r}", permanent=True)
-    days = responder.get("days")
-    if not isinstance(days, int) or not 1 <= days <= 60:
-        raise AgentError(f"bad autoresponder interval for {address!r}", permanent=True)
+# What the refusal of each part of an autoresponder says (the spec's keys, as ``sieve.vacation`` names them).
+RESPONDER_PARTS = {"subject": "subject", "body": "body", "start": "start date", "end": "end date", "days": "interval"}
+
+
+def responder_spec(address: str, responder) -> dict:
+    """The autoresponder as its script gets it, by the rule the panel applied before it stored it
+    (agent/validate/sieve.py); a refusal fails this mailbox's reply only, for good."""
+    try:
+        return sieve_rules.vacation(responder if isinstance(responder, dict) else {})
+    except Invalid as exc:
+        part = RESPONDER_PARTS.get(exc.field or "", "spec")
+        raise AgentError(f"bad autoresponder {part} for {address!r}", permanent=True) from exc
 
 
 def vacation_script(address: str, responder: dict, aliases: Iterable[str] = ()) -> str:
@@ -143,13 +138,13 @@ def vacation_script(address: str, responder: dict, aliases: Iterable[str] = ()) 
     ``:days`` is Pigeonhole's per-sender memory (no second reply to a sender within N days).
     ``aliases``: the addresses that deliver here, which Pigeonhole must count as the mailbox's own
     (it answers only mail whose To/Cc names one of them: mail to ``sales@`` forwarded here is)."""
-    _check_responder(address, responder)
+    responder = responder_spec(address, responder)
     own = ", ".join(sieve_quoted(a) for a in [address, *sorted(set(aliases) - {address})])
     tests = []
     if responder.get("start"):
-        tests.append(f'currentdate :value "ge" "date" {sieve_quoted(responder["start"])}')
+        tests.append(f'currentdate :value "ge" "date" {sieve_quoted(str(responder["start"]))}')
     if responder.get("end"):
-        tests.append(f'currentdate :value "le" "date" {sieve_quoted(responder["end"])}')
+        tests.append(f'currentdate :value "le" "date" {sieve_quoted(str(responder["end"]))}')
     action = (
         f"vacation :days {int(responder['days'])} :subject {sieve_quoted(responder['subject'])}"
         f" :addresses [{own}] {sieve_multiline(responder['body'])};\n"

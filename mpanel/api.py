@@ -17,7 +17,6 @@ from apps.accounts.views import (
     RegisterView,
     VerifyEmailView,
 )
-from apps.audit.api import AuditEventViewSet
 from apps.billing.api import (
     CreditNoteViewSet,
     GenericWebhookView,
@@ -55,6 +54,7 @@ from apps.security.api import (
     ShieldPolicyViewSet,
 )
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, MyInvitationViewSet, TenantViewSet, UserViewSet
+from apps.tenancy.audit_api import AuditEventViewSet
 from apps.websites.api import WebsiteViewSet
 
 from . import browser

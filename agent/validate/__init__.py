@@ -6,7 +6,8 @@ calls its API (a refusal fails only the object that holds the value). Standard l
 import from ``apps``/``mpanel``, like the rest of the agent.
 
 One module per artifact: ``names`` (host and domain names), ``mail`` (Postfix maps and Dovecot's
-passwd-file), ``dns`` (zones, records, SOA), ``web`` (nginx vhost values and PHP-FPM pools).
+passwd-file), ``sieve`` (a mailbox's autoresponder, its Sieve ``vacation`` script), ``dns`` (zones,
+records, SOA), ``web`` (nginx vhost values and PHP-FPM pools).
 Each function returns the value as the daemon will get it, or raises ``Invalid``.
 """
 

@@ -7,4 +7,4 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts"
 
     def ready(self):
-        from . import schema  # noqa: F401  (registers the OpenAPI security scheme)
+        from . import operators, schema  # noqa: F401  (the operator voucher; the OpenAPI security scheme)

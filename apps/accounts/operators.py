@@ -11,12 +11,16 @@ from __future__ import annotations
 from django.conf import settings
 from django_otp import user_has_device
 
+from apps.tenancy.resolution import OPERATOR_VOUCHERS
+
 from .models import AuthToken
 
 # The admin's factor. Recovery codes are ours, not django-otp's: the admin does not take them either.
 OPERATOR_FACTORS = frozenset({"totp"})
 
 
+# The tenant resolution asks this before it shows an operator every tenant (``wants_platform_view``).
+@OPERATOR_VOUCHERS.register()
 def is_verified_operator(user, auth) -> bool:
     if not (user is not None and user.is_authenticated and user.is_active and user.is_staff):
         return False

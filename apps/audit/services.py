@@ -84,6 +84,17 @@ def snapshot(obj: models.Model, fields: list[str] | tuple[str, ...] | str | None
     return out
 
 
+def tenant_of(obj: models.Model | None) -> Any:
+    """The tenant an event about ``obj`` belongs to: the row's ``tenant``, or the row itself when its
+    model declares ``audit_is_tenant = True`` (a tenant's own events belong to it). Audit names no model
+    of tenancy's: tenancy sits above it and records through it."""
+    if obj is None:
+        return None
+    if getattr(obj, "audit_is_tenant", False):
+        return obj
+    return getattr(obj, "tenant", None)
+
+
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, list[Any]]:
     before = before or {}
     after = after or {}
@@ -108,7 +119,7 @@ def build(
     if actor is _UNSET:
         actor = ctx.actor
     if tenant is _UNSET:
-        tenant = getattr(obj, "tenant", None) if obj is not None else None
+        tenant = tenant_of(obj)
     if changes is None:
         changes = diff(before, after)
     if obj is not None:
@@ -151,9 +162,12 @@ def by(actor: Any) -> dict[str, Any]:
     return {"actor": actor} if actor is not None else {}
 
 
-def created(obj: models.Model, action: str, *, actor: Any = None, **kwargs: Any) -> AuditEvent:
-    """A new row: its declared fields as the "after" (``actor`` as in ``by``)."""
-    return record(action=action, obj=obj, after=snapshot(obj), **by(actor), **kwargs)
+def created(
+    obj: models.Model, action: str, *, actor: Any = None, marks: dict[str, Any] | None = None, **kwargs: Any
+) -> AuditEvent:
+    """A new row: its declared fields as the "after" (``actor`` as in ``by``), with ``marks``, what the
+    fields cannot show (as ``Change.mark``: e.g. the years a domain is registered for)."""
+    return record(action=action, obj=obj, after={**snapshot(obj), **(marks or {})}, **by(actor), **kwargs)
 
 
 def deleted(obj: models.Model, action: str, *, actor: Any = None, **kwargs: Any) -> AuditEvent:

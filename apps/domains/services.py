@@ -96,8 +96,7 @@ def domain_create(
     except IntegrityError as exc:
         raise InvalidInput("This tenant has this domain already.", field="name") from exc
     # The create's "after" names the years asked for too (not a field of the row).
-    audit.record(action="domain.create", obj=domain, after={**audit.snapshot(domain), "years": years},
-                 **audit.by(actor))  # fmt: skip
+    audit.created(domain, "domain.create", actor=actor, marks={"years": years})
     domain.job = domains.enqueue(domain, "domain.register", actor=actor, key=f"domain.register:{domain.pk}",
                                  years=years, expires_at=expires_at.isoformat() if expires_at else None)  # fmt: skip
     return domain
@@ -225,23 +224,21 @@ def apply_renewal(*, domain_id, years: int, from_expiry: str | None, today: date
         return {"skipped": "transferred out"}
     if auto and not domain.auto_renew:
         return {"skipped": "auto-renew was turned off"}
-    # The renewal's "after" names its invoice too, so this event is recorded whole below.
-    before = audit.snapshot(domain)
-    _apply(domain, registrars.get(domain.registrar).renew(domain, years=years, today=today))
-    if domain.status == DomainStatus.EXPIRED:
-        domain.status = DomainStatus.ACTIVE if domain.verified_at else DomainStatus.PENDING_VERIFICATION
-    domain.registrar_state = RegistrarStatus.OK
-    domain.last_error = ""
-    domain.save()
-    invoice = None
-    if domain.customer_id and domain.renewal_price is not None:
-        line = {"description": f"Domain renewal {domain.unicode_name} ({years} year{'s' if years > 1 else ''}, "
-                               f"until {domain.expires_at.isoformat()})",
-                "quantity": years, "unit_price": str(domain.renewal_price)}  # fmt: skip
-        invoice = invoice_create(tenant=domain.tenant, customer=domain.customer, lines=[line])
-    audit.record(action="domain.renew", obj=domain, before=before, actor=None,
-                 after={**audit.snapshot(domain), "invoice": str(invoice.pk) if invoice else None,
-                        "auto": auto})  # fmt: skip
+    with audit.change(domain, "domain.renew", actor=audit.SYSTEM) as change:
+        _apply(domain, registrars.get(domain.registrar).renew(domain, years=years, today=today))
+        if domain.status == DomainStatus.EXPIRED:
+            domain.status = DomainStatus.ACTIVE if domain.verified_at else DomainStatus.PENDING_VERIFICATION
+        domain.registrar_state = RegistrarStatus.OK
+        domain.last_error = ""
+        domain.save()
+        invoice = None
+        if domain.customer_id and domain.renewal_price is not None:
+            line = {"description": f"Domain renewal {domain.unicode_name} ({years} year{'s' if years > 1 else ''}, "
+                                   f"until {domain.expires_at.isoformat()})",
+                    "quantity": years, "unit_price": str(domain.renewal_price)}  # fmt: skip
+            invoice = invoice_create(tenant=domain.tenant, customer=domain.customer, lines=[line])
+        # The renewal's "after" names its invoice, and whether auto-renew asked for it.
+        change.mark(invoice=str(invoice.pk) if invoice else None, auto=auto)
     return {"expires_at": domain.expires_at.isoformat(), "invoice": str(invoice.pk) if invoice else None}
 
 

@@ -1,7 +1,8 @@
 """Where the security center plugs into the foundation: the signals that become security events,
-and the tenant request check. Imported by ``SecurityConfig.ready``, with the modules that register
-on the foundation's extension points when they load: ``authentication`` (the ``mp_`` token
-resolver), ``mfa`` (the login's second step) and ``guardian`` with ``checks`` (its job and checks)."""
+the tenant request check, and the Shield rules in a website's spec. Imported by
+``SecurityConfig.ready``, with the modules that register on the foundation's extension points when
+they load: ``authentication`` (the ``mp_`` token resolver), ``mfa`` (the login's second step) and
+``guardian`` with ``checks`` (its job and checks)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from apps.audit.models import AuditEvent
 from apps.tenancy.models import Membership
 from apps.tenancy.resolution import register_request_check
 from apps.tenancy.signals import member_removed
+from apps.websites.services import SPEC_PARTS
 
-from . import authentication, checks, guardian, mfa, policy  # noqa: F401 - they register when they load
+from . import authentication, checks, guardian, mfa, policy, shield  # noqa: F401 - they register when they load
 from .events import record_event
 from .models import EventType
 from .services import tokens_revoke_for_member
@@ -25,6 +27,12 @@ from .services import tokens_revoke_for_member
 # A tenant's session limits are checked when a session acts in that tenant (policy.check_tenant_request),
 # not at authentication: they do not govern the account's work elsewhere.
 register_request_check(policy.check_tenant_request)
+
+
+@SPEC_PARTS.register("shield")
+def site_shield(site) -> dict | None:
+    """A website's vhost carries its Shield rules (looked up when the spec is made: always shield's own)."""
+    return shield.effective_rules(site)
 
 
 @receiver(session_started, dispatch_uid="security.session_started")

@@ -165,33 +165,27 @@ def policy_for(tenant) -> SecurityPolicy:
     return policies.policy_of(tenant) or SecurityPolicy(tenant=tenant)
 
 
-def _policy_snapshot(policy: SecurityPolicy) -> dict:
-    # Not audit.snapshot: it drops every field named like "password" (min_password_length is no secret).
-    return {field: getattr(policy, field) for field in SecurityPolicy.audit_fields}
-
-
 @transaction.atomic
 def policy_update(*, tenant, actor, data: dict) -> SecurityPolicy:
     existing = SecurityPolicy.objects.select_for_update().filter(tenant=tenant).first()
     policy = existing or SecurityPolicy(tenant=tenant)
-    before = _policy_snapshot(policy) if existing else {}
-    for field, value in data.items():
-        setattr(policy, field, value)
-    policy.ip_allowlist = policies.parse_cidrs(policy.ip_allowlist, "ip_allowlist")
-    if policy.ip_allowlist and not policies.ip_allowed(context.current().ip, policy.ip_allowlist):
-        raise InvalidInput(
-            "Your own address is not in this allowlist: you would lock yourself out.", field="ip_allowlist"
-        )
-    if policy.require_2fa and not has_2fa(actor):
-        raise InvalidInput("Turn on two-factor authentication for your own account first.", field="require_2fa")
-    policy.save()
-    if not policy.session_idle_timeout_minutes:
-        # Idle clocks restart from this change if a timeout is set again (policy.check_session_in_tenant).
-        SessionTenantUse.objects.filter(tenant=tenant).delete()
-    after = _policy_snapshot(policy)
-    changes = audit.diff(before, after)
-    audit.record(action="security.policy_update", obj=policy, tenant=tenant, changes=changes)
-    record_event(EventType.POLICY_CHANGED, user=actor, tenant=tenant, data={"changes": changes})
+    with audit.change(policy, "security.policy_update", tenant=tenant) as change:
+        if existing is None:
+            change.before = {}  # the first policy: every field is recorded as set, defaults included
+        for field, value in data.items():
+            setattr(policy, field, value)
+        policy.ip_allowlist = policies.parse_cidrs(policy.ip_allowlist, "ip_allowlist")
+        if policy.ip_allowlist and not policies.ip_allowed(context.current().ip, policy.ip_allowlist):
+            raise InvalidInput(
+                "Your own address is not in this allowlist: you would lock yourself out.", field="ip_allowlist"
+            )
+        if policy.require_2fa and not has_2fa(actor):
+            raise InvalidInput("Turn on two-factor authentication for your own account first.", field="require_2fa")
+        policy.save()
+        if not policy.session_idle_timeout_minutes:
+            # Idle clocks restart from this change if a timeout is set again (policy.check_session_in_tenant).
+            SessionTenantUse.objects.filter(tenant=tenant).delete()
+    record_event(EventType.POLICY_CHANGED, user=actor, tenant=tenant, data={"changes": change.event.changes})
     return policy
 
 

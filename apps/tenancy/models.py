@@ -26,6 +26,9 @@ class TimestampedModel(models.Model):
 class Tenant(TimestampedModel):
     """A hosting business (or reseller) on the platform."""
 
+    # Events about a tenant belong to that tenant's trail (``audit.tenant_of``).
+    audit_is_tenant = True
+
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         SUSPENDED = "suspended", "Suspended"

@@ -9,7 +9,6 @@ from typing import Any
 
 from rest_framework import exceptions
 
-from apps.accounts.operators import is_verified_operator
 from apps.common.registry import Registry
 
 from .models import Membership, Tenant
@@ -20,6 +19,12 @@ HEADER = "X-Tenant-ID"
 # tenant is known; raises to refuse it (the security center's policy: IP allowlist, required 2FA,
 # token lifetime). Register with ``@REQUEST_CHECKS.register()`` or ``register_request_check(fn)``.
 REQUEST_CHECKS: Registry[Callable[[Any, TenantContext], None]] = Registry("tenant request check")
+
+
+# vouch(user, auth) -> bool: whether a request's credentials carry a platform operator's (``is_staff``)
+# powers. Accounts vouches for a session whose login passed the admin's second factor
+# (apps/accounts/operators.py). Every voucher must agree; with none registered nobody holds them (fail-closed).
+OPERATOR_VOUCHERS: Registry[Callable[[Any, Any], bool]] = Registry("operator voucher")
 
 
 def register_request_check(check: Callable[[Any, TenantContext], None]) -> Callable[[Any, TenantContext], None]:
@@ -90,7 +95,8 @@ def wants_platform_view(request, url_tenant_id=None) -> bool:
         and url_tenant_id is None
         and not request.headers.get(HEADER)
         and getattr(request.auth, "tenant_id", None) is None
-        and is_verified_operator(user, request.auth)
+        and len(OPERATOR_VOUCHERS) > 0
+        and all(vouch(user, request.auth) for vouch in OPERATOR_VOUCHERS)
     )
 
 

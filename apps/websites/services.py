@@ -8,7 +8,9 @@ must see stores a website.* job in the same transaction (docs/api.md).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -18,12 +20,12 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.locks import advisory_xact_lock
+from apps.common.registry import Registry
 from apps.jobs.lifecycle import Lifecycle, Move
 from apps.jobs.models import Job
 from apps.names import claims
 from apps.nodes.drivers import driver_for
 from apps.nodes.models import Node, NodeStatus, Transport, with_role
-from apps.security import shield
 
 from . import validators
 from .models import Website, WebsiteDomain, WebsiteStatus
@@ -262,7 +264,13 @@ def website_delete(*, website: Website, actor=None) -> Website:
 # --- convergence (job handlers call this with the row locked) ---------------------------------
 
 
+# What other modules add to the spec a node renders a site's vhost from: key -> part(site) -> its value
+# (JSON-ready). The security center adds "shield", the firewall rules of the site (apps/security/hooks.py).
+SPEC_PARTS: Registry[Callable[[Website], Any]] = Registry("website spec part")
+
+
 def site_spec(site: Website, status: str) -> dict:
+    parts = {key: part(site) for key, part in SPEC_PARTS.items()}
     return {
         "id": site.site_id,
         "domains": site.domains,
@@ -275,7 +283,7 @@ def site_spec(site: Website, status: str) -> dict:
         "error_pages": site.error_pages,
         "redirects": site.redirects,
         "system_user": site.system_user,
-        "shield": shield.effective_rules(site),
+        **parts,
     }
 
 

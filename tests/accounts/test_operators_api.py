@@ -154,3 +154,23 @@ def test_without_the_admins_2fa_requirement_the_password_is_enough(platform, set
     client, _session = login(operator.email)
     assert client.get(reverse("job-detail", args=[job.pk])).status_code == 200
     assert AuditEvent.objects.get(action="operator.read", object_id=str(job.pk)).via == "operator"
+
+
+def test_platform_reach_needs_a_voucher_and_every_voucher_agrees(platform, settings, monkeypatch):
+    """Tenancy asks ``OPERATOR_VOUCHERS`` (accounts registers its TOTP rule there): with none
+    registered nobody holds platform powers (fail-closed), and one voucher's no is enough."""
+    from apps.accounts.operators import is_verified_operator
+    from apps.tenancy import resolution
+
+    assert list(resolution.OPERATOR_VOUCHERS) == [is_verified_operator]
+    settings.MPANEL_ADMIN_REQUIRE_2FA = False
+    job, _own, _node, operator = platform
+    client, _session = login(operator.email)
+    assert client.get(reverse("job-detail", args=[job.pk])).status_code == 200
+
+    # Without the platform view the operator is tenant A's member: tenant B's job is not found.
+    monkeypatch.setattr(resolution, "OPERATOR_VOUCHERS", resolution.Registry("operator voucher"))
+    assert client.get(reverse("job-detail", args=[job.pk])).status_code == 404
+    resolution.OPERATOR_VOUCHERS.register("yes")(lambda user, auth: True)
+    resolution.OPERATOR_VOUCHERS.register("no")(lambda user, auth: False)
+    assert client.get(reverse("job-detail", args=[job.pk])).status_code == 404

@@ -334,6 +334,6 @@ def test_billing_run_command(tenant_a, capsys):
     subscribe(tenant_a, make_product(tenant_a), start=date(2026, 3, 1))
     call_command("billing_run", "--date", "2026-03-25")
     out = capsys.readouterr()
-    assert "invoices: 1" in out.out and "1/1 customers" in out.err
+    assert "Invoiced: 1 invoice for 1 subscription" in out.out and "Invoicing customers" in out.err
     call_command("billing_run", "--date", "2026-03-25")
-    assert "invoices: 0" in capsys.readouterr().out
+    assert "Invoiced: nothing (no period due)." in capsys.readouterr().out

@@ -399,6 +399,38 @@ def test_what_the_api_stores_the_nodes_rule_passes_unchanged():
         sieve_rules.vacation({**spec, "start": "1 Jan 2026"})
 
 
+@pytest.mark.parametrize(
+    "change, part",
+    [({"subject": "\x07bell"}, "subject"), ({"subject": None}, "subject"), ({"body": "nul \x00"}, "body"),
+     ({"body": " "}, "body"), ({"start": "1 Jan 2026"}, "start date"), ({"end": "2026/01/31"}, "end date"),
+     ({"start": "2026-02-01", "end": "2026-01-31"}, "end date"), ({"days": 0}, "interval"),
+     ({"days": True}, "interval")],
+)  # fmt: skip
+def test_the_agent_refuses_a_reply_by_the_same_rule_for_good(change, part):
+    """The node applies agent/validate/sieve.py too: what it refuses fails the reply (permanently,
+    retrying cannot help), never the mailbox; the reply it renders is the rule's cleaned one."""
+    from agent.errors import AgentError
+
+    with pytest.raises(AgentError) as refused:
+        agent_mail.vacation_script("alice@inbox.example", responder(**change))
+    assert refused.value.permanent
+    assert refused.value.message == f"bad autoresponder {part} for 'alice@inbox.example'"
+
+
+def test_the_agent_serves_the_mailbox_without_a_refused_reply(tmp_path):
+    box = {"address": "alice@inbox.example", "password_hash": "{ARGON2ID}x", "enabled": True,
+           "autoresponder": responder(subject="\x07bell")}  # fmt: skip
+    spec = {"node": "00000000-0000-4000-8000-0000000000a1", "domains": ["inbox.example"], "mailboxes": [box]}
+    result = agent_mail.mail_sync(tmp_path, spec)
+    assert (result["mailboxes"], result["autoresponders"]) == (1, 0)
+    assert [(r["kind"], r["key"], r["error"]) for r in result["rejected"]] == [
+        ("autoresponder", "alice@inbox.example", "bad autoresponder subject for 'alice@inbox.example'")
+    ]
+    # What it renders is the rule's cleaned reply: one subject line, "\n" line ends.
+    cleaned = agent_mail.responder_spec("alice@inbox.example", responder(subject=" Away \n now ", body="a\r\nb"))
+    assert (cleaned["subject"], cleaned["body"]) == ("Away now", "a\nb")
+
+
 SIEVE_CONF = "mail_uid = 65534\nmail_gid = 65534\nmail_location = maildir:{maildir}\n"
 MESSAGE = (
     "From: bob@elsewhere.example\nTo: {to}\nSubject: hello\nMessage-ID: <{mid}@elsewhere.example>\n"
@@ -480,7 +512,7 @@ subjects = st.text(printable, min_size=1, max_size=60).map(lambda s: " ".join(s.
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029"
 plain_line = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters=LINE_BREAKS, codec="utf-8"), max_size=30
-).filter(lambda s: not agent_mail.CONTROL_RE.search(s))
+).filter(lambda s: not sieve_rules.CONTROL_RE.search(s))
 sieve_syntax = st.sampled_from([".", "..", ". ", ".x", '"', "\\", '\\"', "text:", ";", "}", "#", "/*", "*/"])
 lines = st.one_of(plain_line, sieve_syntax)
 bodies = st.lists(lines, min_size=1, max_size=8).map("\n".join).filter(lambda s: s.strip())

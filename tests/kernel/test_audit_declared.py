@@ -100,3 +100,16 @@ def test_the_system_is_recorded_as_no_actor_even_inside_a_request(tenant_a):
         context.reset(token)
     assert _events("test.by_request")[0].actor_id == tenant_a.owner.pk
     assert _events("test.by_system")[0].actor_id is None
+
+
+def test_a_tenants_own_events_belong_to_it_and_a_row_s_to_its_tenant(tenant_a):
+    """``tenant_of``: a model that declares ``audit_is_tenant`` owns its events; other rows give
+    their ``tenant``; audit names no model of tenancy's to know it."""
+    tenant = tenant_a.tenant
+    assert audit.tenant_of(tenant) == tenant
+    assert audit.tenant_of(None) is None
+    assert audit.tenant_of(tenant_a.owner) is None  # a user belongs to no one tenant
+    assert audit.tenant_of(tenant.memberships.first()) == tenant
+    event = audit.created(tenant, "test.tenant_create", marks={"years": 2})
+    assert event.tenant_id == tenant.pk
+    assert event.changes["years"] == [None, 2] and event.changes["name"] == [None, tenant.name]

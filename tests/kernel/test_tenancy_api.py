@@ -1,11 +1,11 @@
 import pytest
 from django.urls import reverse
 
-from apps.audit.api import AuditEventViewSet
 from apps.audit.models import AuditEvent
 from apps.jobs.api import ProvisioningViewSet
 from apps.jobs.models import Job, JobStatus
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, UserViewSet
+from apps.tenancy.audit_api import AuditEventViewSet
 from apps.tenancy.models import Invitation, Membership
 from apps.tenancy.roles import Role
 from tests.api_mixin import ApiTestCase

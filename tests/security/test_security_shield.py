@@ -218,3 +218,18 @@ def test_any_input_is_refused_or_renders_a_config_nginx_accepts(tenant_a, agents
         return
     policy = ShieldPolicy(tenant=tenant_a.tenant, **data)
     shield.nginx_check(shield.render_http(policy), shield.render_server(policy))
+
+
+def test_a_sites_spec_carries_its_shield_rules_through_the_websites_extension_point(tenant_a):
+    """Websites names nothing of security: the security center adds "shield" to ``SPEC_PARTS``."""
+    from apps.websites import services as website_services
+
+    from .web_support import website_in
+
+    assert "shield" in website_services.SPEC_PARTS
+    site = website_in(tenant_a, 1)
+    assert website_services.site_spec(site, "active")["shield"] is None  # no policy yet
+    with tenant_a.scope():
+        services.shield_policy_create(tenant=tenant_a.tenant, data={"site": "", "maintenance_mode": True})
+    spec = website_services.site_spec(site, "active")
+    assert spec["shield"] == shield.effective_rules(site) and spec["shield"]["maintenance_mode"] is True

@@ -22,7 +22,7 @@ from apps.tenancy.scoping import tenant_scope
 
 from .. import periods
 from ..locks import claim_subscriptions
-from ..models import BillingSettings, Subscription, SubscriptionCharge, SubscriptionStatus, UsageRecord
+from ..models import BillingSettings, Invoice, Subscription, SubscriptionCharge, SubscriptionStatus, UsageRecord
 from . import invoices
 from .charges import Group, bill_groups
 from .subscriptions import subscription_cancel_now
@@ -46,7 +46,7 @@ class RunResult:
     cancelled: int = 0
 
 
-def _roll_periods(on: date, result: RunResult) -> None:
+def _roll_periods(on: date, result: RunResult, cancelled: Callable[[Subscription], None] | None) -> None:
     """Move current periods forward, and end subscriptions cancelled at period end."""
     stale = Subscription.all_tenants.filter(current_period_end__lte=on).exclude(status=SubscriptionStatus.CANCELLED)
     ids = list(stale.values_list("pk", flat=True))
@@ -64,6 +64,8 @@ def _roll_periods(on: date, result: RunResult) -> None:
                     with tenant_scope(sub.tenant):
                         subscription_cancel_now(sub)
                     result.cancelled += 1
+                    if cancelled:
+                        cancelled(sub)
                     continue
                 sub.current_period_start, sub.current_period_end = periods.period_containing(
                     anchor=sub.anchor_date, cycle=sub.cycle, on=on
@@ -88,10 +90,20 @@ def _due_by_lead(on: date) -> Q:
     return q
 
 
-def billing_run(*, on: date | None = None, progress: Callable[[int, int], None] | None = None) -> RunResult:
+def billing_run(
+    *,
+    on: date | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    invoiced: Callable[[list[Invoice]], None] | None = None,
+    cancelled: Callable[[Subscription], None] | None = None,
+) -> RunResult:
+    """Bill what is due ``on`` (default today). ``progress(done, total)`` follows the customer groups;
+    ``invoiced(invoices)`` gets each batch's new invoices and ``cancelled(subscription)`` each
+    subscription ended at its period's end, in their transactions (``manage.py billing_run`` reports
+    them)."""
     on = on or timezone.localdate()
     result = RunResult()
-    _roll_periods(on, result)
+    _roll_periods(on, result, cancelled)
     unbilled_charges = SubscriptionCharge.all_tenants.filter(subscription=OuterRef("pk"), invoice_line__isnull=True)
     unbilled_usage = UsageRecord.all_tenants.filter(subscription=OuterRef("pk"), charge__isnull=True)
     candidates = (
@@ -134,6 +146,8 @@ def billing_run(*, on: date | None = None, progress: Callable[[int, int], None] 
                         if invoice is not None:
                             result.invoices += 1
                             result.subscriptions += len(group.subs)
+                    if invoiced:
+                        invoiced([invoice for invoice in billed.invoices if invoice is not None])
             done += len(id_lists[i : i + BATCH])
             if progress:
                 progress(done, total)

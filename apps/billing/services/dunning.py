@@ -7,6 +7,7 @@ payment lifts them (``subscriptions.activate_paid``); staff suspensions are neve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 
 from django.db import IntegrityError, transaction
@@ -51,8 +52,10 @@ def _subscriptions_of(invoice: Invoice):
     return Subscription.objects.filter(charges__invoice_line__invoice=invoice).distinct()
 
 
-def _apply(invoice: Invoice, step: str) -> None:
-    """One step, with the invoice and its subscriptions locked (``lock_invoice``)."""
+def _apply(invoice: Invoice, step: str) -> list[Subscription]:
+    """One step, with the invoice and its subscriptions locked (``lock_invoice``); returns the
+    subscriptions it changed (none for a reminder)."""
+    changed: list[Subscription] = []
     if step.startswith("before:"):
         notify_invoice(invoice, "due_soon")
     elif step.startswith("after:"):
@@ -62,17 +65,30 @@ def _apply(invoice: Invoice, step: str) -> None:
             with audit.change(sub, "subscription.past_due"):
                 sub.status = SubscriptionStatus.PAST_DUE
                 sub.save(update_fields=["status", "updated_at"])
+            changed.append(sub)
     elif step == "suspend":
         for sub in _subscriptions_of(invoice).filter(
             status__in=[SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE]
         ):
-            subscription_suspend(sub=sub, reason="nonpayment")
+            changed.append(subscription_suspend(sub=sub, reason="nonpayment"))
     elif step == "terminate":
         for sub in _subscriptions_of(invoice).exclude(status=SubscriptionStatus.CANCELLED):
-            subscription_cancel_now(lock_subscription(sub))
+            sub = lock_subscription(sub)
+            subscription_cancel_now(sub)
+            changed.append(sub)
+    return changed
 
 
-def dunning_run(*, on: date | None = None) -> dict:
+# on_step(invoice, step, subscriptions changed): called for each step taken, in its transaction.
+StepTaken = Callable[[Invoice, str, list[Subscription]], None]
+
+
+def dunning_run(
+    *, on: date | None = None, progress: Callable[[int, int], None] | None = None, on_step: StepTaken | None = None
+) -> dict:
+    """Take every dunning step due ``on`` (default today); returns the count of steps taken by kind
+    (``before``, ``past_due``, ``after``, ``suspend``, ``terminate``). ``progress(done, total)`` follows
+    the invoices looked at."""
     on = on or timezone.localdate()
     settings_by_tenant = {s.tenant_id: s for s in BillingSettings.objects.all()}
     default = BillingSettings()
@@ -83,7 +99,8 @@ def dunning_run(*, on: date | None = None) -> dict:
         .select_related("tenant")
         .order_by("due_date")
     )
-    for invoice in candidates.iterator():
+    total = candidates.count() if progress else 0
+    for done, invoice in enumerate(candidates.iterator(), start=1):
         conf = settings_by_tenant.get(invoice.tenant_id, default)
         with tenant_scope(invoice.tenant):
             for step in _steps(conf, invoice, on):
@@ -92,7 +109,13 @@ def dunning_run(*, on: date | None = None) -> dict:
                     if fresh.status != InvoiceStatus.OPEN:
                         break  # paid or voided meanwhile: no further step
                     if _take(fresh, step, on):
-                        _apply(fresh, step)
+                        changed = _apply(fresh, step)
                         kind = step.split(":")[0]
                         taken[kind] = taken.get(kind, 0) + 1
+                        if on_step:
+                            on_step(fresh, step, changed)
+        if progress:
+            progress(min(done, total), total)
+    if progress and not total:
+        progress(0, 0)
     return taken

@@ -1,10 +1,8 @@
+"""The filters of the audit trail's API (the viewset is tenancy's: ``apps/tenancy/audit_api.py``)."""
+
 import django_filters
 
-from apps.tenancy.roles import Role
-from apps.tenancy.viewsets import TenantReadOnlyViewSet
-
 from .models import AuditEvent
-from .serializers import AuditEventSerializer
 
 
 class AuditEventFilter(django_filters.FilterSet):
@@ -17,14 +15,3 @@ class AuditEventFilter(django_filters.FilterSet):
     class Meta:
         model = AuditEvent
         fields = ["action", "object_type", "object_id", "request_id"]
-
-
-class AuditEventViewSet(TenantReadOnlyViewSet):
-    """The tenant's own audit trail (ADMIN+), newest first; read-only."""
-
-    queryset = AuditEvent.objects.all()
-    serializer_class = AuditEventSerializer
-    filterset_class = AuditEventFilter
-    ordering_fields = ["created_at"]
-    ordering = ["-created_at"]
-    required_roles = {"list": Role.ADMIN, "retrieve": Role.ADMIN}
