@@ -9,14 +9,13 @@ from guardian.admin import GuardedModelAdminMixin
 from guardian.shortcuts import get_group_perms, get_user_perms
 
 from apps.common.admin import ConsoleModelAdmin
-from apps.tenancy.models import Tenant
 
 from . import services as audit
 
 
 def audit_tenant(obj):
     """The tenant an event about ``obj`` belongs to: a tenant's own events belong to it."""
-    return obj if isinstance(obj, Tenant) else getattr(obj, "tenant", None)
+    return audit.tenant_of(obj)
 
 
 def _m2m_names(model, fields, form) -> list[str]:
