@@ -379,7 +379,7 @@ def _pods(**_) -> Section:
         "urls": [changelist(CloudPod, status__exact=s) for s in statuses],
         "integer": True,
     }
-    return Section("pods", "CloudPods", figures, chart)
+    return Section("pods", "CloudPods", figures, chart if statuses else None)
 
 
 def _nodes(**_) -> Section:
@@ -483,4 +483,4 @@ def _security(*, since, **_) -> Section:
         "urls": [changelist(SecurityEvent, type__exact=t, created_at__gte=stamp) for t in types],
         "integer": True,
     }
-    return Section("security", "Security events, last 24 hours", figures, chart)
+    return Section("security", "Security events, last 24 hours", figures, chart if types else None)

@@ -42,7 +42,7 @@
       }
       opts.scales = {
         y: { beginAtZero: true, ticks: ticks },
-        x: { ticks: { autoSkip: true, maxRotation: narrow.matches ? 60 : 0 } },
+        x: { ticks: { autoSkip: spec.labels.length > 6, maxRotation: narrow.matches ? 60 : 0 } },
       };
       if (spec.max) {
         opts.scales.y.max = spec.max;
