@@ -367,8 +367,10 @@ def test_the_dashboard_shows_revenue_mrr_overdue_and_the_to_do_lists(root, tenan
     assert [t.title for t in sections["nodes-offline"].todo] == ["edge-0.example.net"]
 
     # Counts are drawn on whole-number axes.
-    for key in ("pods", "jobs", "security"):
-        assert sections[key].chart["integer"] is True, key
+    assert sections["jobs"].chart["integer"] is True
+    assert sections["pods"].chart is None  # no pods: no empty doughnut
+    for key in ("pods", "security"):
+        assert sections[key].chart is None or sections[key].chart["integer"] is True, key
     # Every to-do row and "All" link opens a page that exists.
     for section in sections.values():
         for link in [t.url for t in section.todo] + ([section.more_url] if section.more_url else []):
@@ -426,3 +428,8 @@ def test_related_rows_show_times_statuses_and_amounts_for_people(tenant_a):
                          columns=[("Payment", "__str__"), ("Amount", "amount"), ("Status", "status")])  # fmt: skip
     assert "€21.99" in table and "21.9900" not in table
     assert f'data-status="{PaymentStatus.SUCCEEDED}"' in table
+
+
+def test_statuses_in_the_kernel_admins_are_badges(root, tenant_a):
+    html = root.get(url(type(tenant_a.tenant), "changelist")).content.decode()
+    assert 'class="mp-badge mp-badge-good" data-status="active">Active<' in html
