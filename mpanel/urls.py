@@ -12,5 +12,6 @@ urlpatterns = [
 ]
 
 # Under /api/ an unknown URL and an unexpected error answer JSON like every other API error.
-handler404 = "apps.common.views.not_found"
-handler500 = "apps.common.views.server_error"
+handler403 = "apps.console.views.forbidden"
+handler404 = "apps.console.views.not_found"
+handler500 = "apps.console.views.server_error"

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
+from apps.common.display import money, when
 from apps.common.exceptions import InvalidInput
 from apps.common.money import MAX_AMOUNT
 from apps.tenancy.models import Tenant, TenantOwnedModel, TimestampedModel
@@ -54,6 +55,10 @@ class BillingSettings(TimestampedModel):
     terminate_after_days = models.PositiveSmallIntegerField(
         null=True, blank=True, default=45, help_text="Cancel the services this many days after due; empty = never."
     )
+
+    class Meta:
+        verbose_name = "billing settings"
+        verbose_name_plural = "billing settings"
 
     def __str__(self) -> str:
         return f"Billing settings of {self.tenant}"
@@ -230,7 +235,7 @@ class Payment(TenantOwnedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} ({self.method})"
+        return f"{money(self.amount, self.currency)} by {self.get_method_display().lower()}"
 
 
 class CreditNote(TenantOwnedModel):
@@ -301,7 +306,7 @@ class CreditTransaction(TenantOwnedModel):
         indexes = [models.Index(fields=["tenant", "customer", "currency"])]
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.currency} {self.kind}"
+        return f"{self.get_kind_display()} {money(self.amount, self.currency)}"
 
 
 class WebhookEvent(TimestampedModel):
@@ -407,7 +412,9 @@ class Subscription(TenantOwnedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.product_id} x{self.quantity} ({self.status})"
+        # Who buys what: the list columns that show a subscription fetch its customer and product with it.
+        quantity = f" x {self.quantity}" if self.quantity != 1 else ""
+        return f"{self.customer.name} — {self.product.name}{quantity}"
 
 
 class SubscriptionCharge(TenantOwnedModel):
@@ -440,7 +447,7 @@ class SubscriptionCharge(TenantOwnedModel):
         indexes = [models.Index(fields=["tenant", "subscription", "period_start"])]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.period_start}..{self.period_end}"
+        return f"{self.get_kind_display()} {when(self.period_start)} to {when(self.period_end)}"
 
 
 class UsageRecord(TenantOwnedModel):
@@ -463,7 +470,7 @@ class UsageRecord(TenantOwnedModel):
         indexes = [models.Index(fields=["tenant", "subscription", "occurred_at"])]
 
     def __str__(self) -> str:
-        return f"{self.quantity} @ {self.occurred_at}"
+        return f"{self.quantity} at {when(self.occurred_at)}"
 
 
 class DunningNotice(TenantOwnedModel):
@@ -478,7 +485,17 @@ class DunningNotice(TenantOwnedModel):
         constraints = [models.UniqueConstraint(fields=["invoice", "step"], name="uniq_dunning_step")]
 
     def __str__(self) -> str:
-        return f"{self.invoice_id} {self.step}"
+        return f"{self.step_label}, {when(self.taken_on)}"
+
+    @property
+    def step_label(self) -> str:
+        """The step as an operator reads it: "Reminder 3 days after due", "Services suspended"."""
+        kind, _, days = self.step.partition(":")
+        if kind in ("before", "after") and days.isdigit():
+            unit = "day" if days == "1" else "days"
+            return f"Reminder {days} {unit} {kind} due"
+        fixed = {"past_due": "Marked past due", "suspend": "Services suspended", "terminate": "Services cancelled"}
+        return fixed.get(self.step, self.step.replace("_", " ").capitalize())
 
 
 class CheckoutSession(TenantOwnedModel):
@@ -500,4 +517,4 @@ class CheckoutSession(TenantOwnedModel):
         indexes = [models.Index(fields=["status", "created_at"]), models.Index(fields=["tenant", "invoice"])]
 
     def __str__(self) -> str:
-        return f"{self.provider}:{self.session_id} ({self.status})"
+        return f"{self.provider.capitalize()} checkout {self.session_id[:16]}…"

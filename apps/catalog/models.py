@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import F, Q
 from django_countries.fields import CountryField
 
+from apps.common.display import money
 from apps.common.money import CURRENCIES, CURRENCY_CHOICES, exponent
 from apps.tenancy.models import TenantOwnedModel
 
@@ -159,7 +160,7 @@ class Price(TenantOwnedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.product} {self.currency} {self.amount} {self.cycle}"
+        return f"{self.product} {money(self.amount, self.currency)} {self.cycle}"
 
     def clean(self):
         super().clean()
@@ -194,7 +195,7 @@ class BundleItem(TenantOwnedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.quantity} x {self.component_id} in {self.bundle_id}"
+        return f"{self.quantity} x {self.component} in {self.bundle}"
 
     def clean(self):
         super().clean()

@@ -50,6 +50,8 @@ class CloudPod(TenantOwnedModel):
     audit_fields = ("name", "plan", "image", "node", "status", "vcpu", "memory_mb", "disk_gb", "pids", "subscription")
 
     class Meta:
+        verbose_name = "CloudPod"
+        verbose_name_plural = "CloudPods"
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
@@ -82,7 +84,9 @@ class TenantQuota(TenantOwnedModel):
     note = models.CharField(max_length=200, blank=True, help_text="why this tenant has other limits")
 
     class Meta:
+        verbose_name = "pod quota"
+        verbose_name_plural = "pod quotas"
         constraints = [models.UniqueConstraint(fields=["tenant"], name="cloudpod_quota_one_per_tenant")]
 
     def __str__(self) -> str:
-        return f"pod quota of {self.tenant_id}"
+        return f"Pod quota of {self.tenant}"

@@ -13,14 +13,15 @@ from functools import cached_property
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_permission_codename
-from django.core.exceptions import EmptyResultSet
+from django.core.exceptions import EmptyResultSet, FieldDoesNotExist
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import DateField, DateTimeField, DecimalField, QuerySet
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from . import display
 from .exceptions import DomainError
 from .models import IdempotencyRecord
 
@@ -163,7 +164,10 @@ def confirm_first(action):
 def related_rows(model, *, filters: dict, columns: list[tuple[str, str]], order: str = "-created_at",
                  limit: int = 20, title: str = "", select: tuple[str, ...] = ()) -> str:  # fmt: skip
     """A small read-only table of the latest related rows (each linked to its page), and a link to
-    the whole filtered list: for rows an inline cannot show (no foreign key, or too many)."""
+    the whole filtered list: for rows an inline cannot show (no foreign key, or too many).
+
+    Cells are shown as people read them (``_value``): times to the minute, statuses as badges,
+    amounts with their currency."""
     opts = model._meta
     rows = list(model._base_manager.filter(**filters).select_related(*select).order_by(order)[:limit])
     query = "&".join(f"{k}={v}" for k, v in filters.items())
@@ -197,13 +201,27 @@ def related_rows(model, *, filters: dict, columns: list[tuple[str, str]], order:
         ),
     )
     more = format_html('<p><a href="{}">All {} →</a></p>', everything, title or opts.verbose_name_plural)
-    return format_html('<table class="related-rows"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>{}',
-                       head, body, more)  # fmt: skip
+    return format_html('<div class="related-rows-wrap"><table class="related-rows"><thead><tr>{}</tr></thead>'
+                       "<tbody>{}</tbody></table></div>{}", head, body, more)  # fmt: skip
 
 
 def _value(row, attr: str):
-    display = getattr(row, f"get_{attr}_display", None)
-    value = display() if display is not None else getattr(row, attr)
-    if callable(value):  # e.g. "__str__"
-        value = value()
-    return "—" if value in (None, "") else value
+    """One cell as people read it: a status as a badge, a time to the minute, an amount in its
+    row's currency, a choice by its label; anything else as it is."""
+    try:
+        field = row._meta.get_field(attr)
+    except FieldDoesNotExist:
+        field = None
+    raw = getattr(row, attr)
+    if callable(raw):  # e.g. "__str__"
+        raw = raw()
+    if field is not None and field.choices and attr == "status":
+        label = getattr(row, f"get_{attr}_display")()
+        return display.badge(raw, str(label))
+    if isinstance(field, DateTimeField | DateField):
+        return display.when(raw)
+    if isinstance(field, DecimalField) and getattr(row, "currency", None):
+        return display.money(raw, row.currency)
+    if field is not None and field.choices:
+        return getattr(row, f"get_{attr}_display")() if raw not in (None, "") else display.EMPTY
+    return display.EMPTY if raw in (None, "") else raw

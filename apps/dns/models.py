@@ -40,6 +40,8 @@ class Zone(TenantOwnedModel):
                     "soa_retry", "soa_expire", "soa_minimum")  # fmt: skip
 
     class Meta:
+        verbose_name = "DNS zone"
+        verbose_name_plural = "DNS zones"
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="uniq_dns_zone_name")]
         indexes = [models.Index(fields=["tenant", "name"], name="dns_zone_tenant_name")]
@@ -65,6 +67,8 @@ class Record(TenantOwnedModel):
     audit_fields = ("zone", "name", "type", "ttl", "content")
 
     class Meta:
+        verbose_name = "DNS record"
+        verbose_name_plural = "DNS records"
         ordering = ["name", "type", "content"]
         indexes = [models.Index(fields=["tenant", "zone", "name", "type"], name="dns_record_tenant_zone")]
 

@@ -55,6 +55,8 @@ class Mailbox(TenantOwnedModel):
     audit_fields = ("mail_domain", "local_part", "quota_mb", "enabled")
 
     class Meta:
+        verbose_name = "mailbox"
+        verbose_name_plural = "mailboxes"
         ordering = ["local_part"]
         constraints = [models.UniqueConstraint(fields=["mail_domain", "local_part"], name="uniq_mailbox")]
         indexes = [models.Index(fields=["tenant", "mail_domain", "local_part"], name="mailbox_tenant_domain")]
@@ -77,6 +79,8 @@ class Alias(TenantOwnedModel):
     audit_fields = ("mail_domain", "local_part", "destinations")
 
     class Meta:
+        verbose_name = "alias"
+        verbose_name_plural = "aliases"
         ordering = ["local_part"]
         constraints = [models.UniqueConstraint(fields=["mail_domain", "local_part"], name="uniq_mail_alias")]
         indexes = [models.Index(fields=["tenant", "mail_domain", "local_part"], name="alias_tenant_domain")]
@@ -117,4 +121,4 @@ class Autoresponder(TenantOwnedModel):
         indexes = [models.Index(fields=["tenant", "created_at"], name="autoresponder_tenant_created")]
 
     def __str__(self) -> str:
-        return f"autoresponder of {self.mailbox_id}"
+        return f"Autoresponder of {self.mailbox}"

@@ -107,4 +107,4 @@ class NodeReport(models.Model):
     samples_total = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
-        return f"report of {self.node_id} at {self.reported_at:%Y-%m-%d %H:%M:%S}"
+        return f"Report of {self.node} at {self.reported_at:%Y-%m-%d %H:%M}"

@@ -20,4 +20,4 @@ class NameDelegation(TenantOwnedModel):
         indexes = [models.Index(fields=["grantee", "tenant"], name="name_delegation_grantee")]
 
     def __str__(self) -> str:
-        return f"{self.name} → {self.grantee_id}"
+        return f"{self.name} → {self.grantee}"

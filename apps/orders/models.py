@@ -65,4 +65,4 @@ class OrderItem(TenantOwnedModel):
         indexes = [models.Index(fields=["tenant", "order", "position"])]
 
     def __str__(self) -> str:
-        return f"{self.quantity} x {self.product_id} ({self.cycle})"
+        return f"{self.quantity} x {self.product} ({self.cycle})"

@@ -6,6 +6,7 @@ from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
 
 from apps.audit.admin_base import AuditedModelAdmin
 from apps.common.admin import ReadOnlyAdmin, confirm_first
+from apps.common.display import badge
 
 from . import services
 from .events import record_event
@@ -119,10 +120,23 @@ class ShieldEventAdmin(ReadOnlyAdmin):
 
 @admin.register(GuardianFinding)
 class GuardianFindingAdmin(ReadOnlyAdmin):
-    list_display = ["check_name", "severity", "status", "tenant", "resource_repr", "last_seen_at"]
+    list_display = ["check_name", "severity_badge", "status_badge", "tenant", "resource_repr", "last_seen_at"]
     list_filter = ["status", "severity", "check_name"]
     search_fields = ["resource_repr", "resource_id", "tenant__name"]
     list_select_related = ["tenant"]
+
+    # A badge's colour comes from its word (apps.common.display.TONES): each severity and state
+    # is shown with the word of the tone it deserves.
+    SEVERITY_TONE = {"critical": "critical", "high": "error", "medium": "warning", "low": "neutral"}
+    STATUS_TONE = {"open": "open", "acknowledged": "neutral", "resolved": "ok"}
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_badge(self, finding):
+        return badge(self.SEVERITY_TONE.get(finding.severity, finding.severity), finding.get_severity_display())
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, finding):
+        return badge(self.STATUS_TONE.get(finding.status, finding.status), finding.get_status_display())
 
 
 @admin.register(GuardianCheckRun)

@@ -109,7 +109,7 @@ class SecurityPolicy(TenantOwnedModel):
         verbose_name_plural = "security policies"
 
     def __str__(self) -> str:
-        return f"policy of {self.tenant_id}"
+        return f"Security policy of {self.tenant}"
 
 
 class SessionTenantUse(models.Model):
@@ -147,6 +147,8 @@ class ApiToken(TenantOwnedModel):
     audit_fields = ("name", "user", "max_role", "expires_at", "allowed_ips", "prefix")
 
     class Meta:
+        verbose_name = "API token"
+        verbose_name_plural = "API tokens"
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["tenant", "user"])]
 
@@ -174,7 +176,7 @@ class RecoveryCode(models.Model):
         constraints = [models.UniqueConstraint(fields=["user", "code_hash"], name="uniq_recovery_code")]
 
     def __str__(self) -> str:
-        return f"recovery code of {self.user_id}"
+        return f"Recovery code of {self.user}"
 
 
 class MfaChallenge(TimestampedModel):
@@ -218,11 +220,13 @@ class ShieldPolicy(TenantOwnedModel):
     )
 
     class Meta:
+        verbose_name = "Shield policy"
+        verbose_name_plural = "Shield policies"
         ordering = ["site"]
         constraints = [models.UniqueConstraint(fields=["tenant", "site"], name="uniq_shield_policy_site")]
 
     def __str__(self) -> str:
-        return f"shield {self.site or '*'}"
+        return f"Shield policy for {self.site or 'every site'}"
 
 
 class ShieldEvent(TenantOwnedModel):
@@ -243,6 +247,8 @@ class ShieldEvent(TenantOwnedModel):
     user_agent = models.CharField(max_length=255, blank=True)
 
     class Meta:
+        verbose_name = "Shield event"
+        verbose_name_plural = "Shield events"
         ordering = ["-occurred_at"]
         indexes = [
             models.Index(fields=["tenant", "rule", "-occurred_at"]),
@@ -289,6 +295,8 @@ class GuardianFinding(TenantOwnedModel):
     resolved_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "Guardian finding"
+        verbose_name_plural = "Guardian findings"
         ordering = ["-last_seen_at"]
         constraints = [
             models.UniqueConstraint(
@@ -315,8 +323,10 @@ class GuardianCheckRun(TenantOwnedModel):
     unknown = models.PositiveIntegerField(default=0)  # resources it could not check this time
 
     class Meta:
+        verbose_name = "Guardian check run"
+        verbose_name_plural = "Guardian check runs"
         ordering = ["check_name"]
         constraints = [models.UniqueConstraint(fields=["tenant", "check_name"], name="uniq_guardian_check_run")]
 
     def __str__(self) -> str:
-        return f"{self.check_name} @ {self.ran_at:%Y-%m-%d %H:%M}"
+        return f"{self.check_name} at {self.ran_at:%Y-%m-%d %H:%M}"

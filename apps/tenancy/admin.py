@@ -4,6 +4,7 @@ from django.db import transaction
 
 from apps.audit.admin_base import AuditedModelAdmin
 from apps.common.admin import confirm_first
+from apps.common.display import badge
 from apps.common.exceptions import DomainError
 from apps.common.money import CURRENCY_CHOICES
 
@@ -45,11 +46,15 @@ class TenantAdminForm(forms.ModelForm):
 class TenantAdmin(AuditedModelAdmin):
     form = TenantAdminForm
     audit_fields = ["name", "slug", "status", "default_currency", "country"]
-    list_display = ["name", "slug", "status", "default_currency", "country", "created_at"]
+    list_display = ["name", "slug", "status_badge", "default_currency", "country", "created_at"]
     list_filter = ["status", "default_currency", "created_at"]
     search_fields = ["name", "slug", "id"]
     readonly_fields = ["id", "created_at", "updated_at"]
     inlines = [MembershipInline]
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, tenant):
+        return badge(tenant.status, tenant.get_status_display())
 
     def get_readonly_fields(self, request, obj=None):
         fields = list(super().get_readonly_fields(request, obj))
@@ -119,8 +124,9 @@ class InvitationAdmin(AuditedModelAdmin):
         return False
 
     @admin.display(description="state")
-    def state(self, invitation) -> str:
-        return "open" if invitation.is_open else invitation.status
+    def state(self, invitation):
+        word = "open" if invitation.is_open else invitation.status
+        return badge(word)
 
     @admin.action(description="Revoke the selected open invitations", permissions=["change"])
     @confirm_first

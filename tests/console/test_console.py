@@ -149,14 +149,18 @@ def test_dashboard_shows_every_figure_with_a_link_to_its_rows(console, tenant_a)
     response = console.get(reverse("admin:index"))
     assert response.status_code == 200
     sections = {s.key: s for s in response.context["dashboard"]}
-    assert set(sections) == {"tenants", "mrr", "overdue", "pods", "nodes", "jobs", "security"}
+    assert set(sections) == {"revenue", "mrr", "overdue", "failed-jobs", "payments-review", "nodes-offline",
+                             "tenants", "pods", "nodes", "jobs", "security"}  # fmt: skip
     html = response.content.decode()
     assert "vendor/chartjs/chart.umd.min.js" in html and "console/dashboard.js" in html
     assert 'id="chart-data-pods"' in html
 
     figures = {(key, f.label): f for key, s in sections.items() for f in s.figures}
-    assert figures[("mrr", "MRR EUR")].value == Decimal("10.00")
-    assert figures[("overdue", "overdue EUR (1 invoices)")].value == Decimal("5.00")
+    # Money as people read it (apps.common.display.money), the exact Decimal beside it.
+    assert figures[("mrr", "MRR EUR")].amount == Decimal("10.00")
+    assert figures[("mrr", "MRR EUR")].value == "€10.00"
+    assert figures[("overdue", "overdue EUR (1 invoice)")].amount == Decimal("5.00")
+    assert figures[("overdue", "overdue EUR (1 invoice)")].value == "€5.00"
     assert figures[("pods", "pods")].value == 2 and figures[("pods", "error")].value == 1
     assert figures[("jobs", "failed (24h)")].value == 1 and figures[("jobs", "pending")].value == 1
     assert figures[("security", "events (24h)")].value == 1
@@ -172,7 +176,7 @@ def test_dashboard_shows_every_figure_with_a_link_to_its_rows(console, tenant_a)
     for key in [("pods", "pods"), ("pods", "error"), ("jobs", "failed (24h)"), ("jobs", "pending"),
                 ("security", "events (24h)"), ("tenants", "tenants")]:  # fmt: skip
         assert listed(figures[key]) == figures[key].value, key
-    assert listed(figures[("overdue", "overdue EUR (1 invoices)")]) == 1
+    assert listed(figures[("overdue", "overdue EUR (1 invoice)")]) == 1
     assert listed(figures[("mrr", "MRR EUR")]) == 1
 
 
