@@ -139,7 +139,7 @@ def test_a_recovery_code_or_a_removed_device_gives_no_platform_reach(platform, t
 
 
 def test_a_tenant_bound_token_of_an_operator_never_reaches_the_platform(platform, tenant_a, tenant_b):
-    from .test_security_tokens import bearer, token_for
+    from tests.security.test_security_tokens import bearer, token_for
 
     job, _own, _node, operator = platform
     enable_2fa(operator)

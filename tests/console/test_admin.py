@@ -876,7 +876,7 @@ def test_object_pages_show_their_related_rows(console, rows, tenant_a, django_as
     page = console.get(url(Website, "change", site.pk)).content.decode()
     job = Job.all_tenants.filter(object_type="websites.website", object_id=str(site.pk)).first()
     assert job is not None and url(Job, "change", job.pk) in page
-    from .pods_support import pod_in
+    from tests.pods_support import pod_in
 
     pod = pod_in(tenant_a, 99)
     with tenant_a.scope():

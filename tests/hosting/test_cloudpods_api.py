@@ -232,8 +232,7 @@ def pod_subscription(fx, pay=True):
     from apps.billing.models import Invoice
     from apps.billing.services import payments, subscriptions
     from apps.catalog.services import product_create
-
-    from .billing_support import customer_of
+    from tests.billing_support import customer_of
 
     with fx.scope():
         product = product_create(tenant=fx.tenant, data={

@@ -440,8 +440,8 @@ def test_through_the_agent_transport(agent_node, tenant_a, mariadb_server, djang
 def test_operators_register_a_server_in_the_admin(client, tenant_a):
     from django.contrib.auth import get_user_model
 
-    from .conftest import PASSWORD, admin_login
-    from .test_admin import form_data
+    from tests.conftest import PASSWORD, admin_login
+    from tests.console.test_admin import form_data
 
     console = admin_login(client, get_user_model().objects.create_superuser("op@mpanel.test", PASSWORD))
     secret = "Admin-Secret-99"

@@ -250,8 +250,7 @@ def test_a_restarted_container_gets_the_current_limits(node_root):  # noqa: F811
 def test_a_node_that_still_serves_something_is_not_deleted(tenant_a, monkeypatch):
     """A website (or zone, mail domain, database server) on the node protects it: 409, nothing lost."""
     from apps.jobs import services as job_services
-
-    from .web_support import website_in
+    from tests.web_support import website_in
 
     monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)
     node = node_in(tenant_a, "busy.example.net", roles=["web"])

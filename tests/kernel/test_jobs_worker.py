@@ -16,10 +16,9 @@ from django.utils import timezone
 
 from apps.jobs import services, tasks
 from apps.jobs.models import Job, JobAttempt, JobStatus
+from tests import conftest
 from tests.conftest import Worker, wait_for
 from tests.support.models import JobCall, JobEffect
-
-from . import conftest
 
 pytestmark = pytest.mark.worker
 

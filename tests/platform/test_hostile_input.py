@@ -175,8 +175,7 @@ def _row_counts() -> dict[str, int]:
 def hostile_world(tenant_a):
     """A tenant with one object of the common kinds, and a resolver of a path's ids to them."""
     from apps.catalog.models import Product
-
-    from .billing_support import draft
+    from tests.billing_support import draft
 
     invoice = draft(tenant_a)
     node = node_in(tenant_a, hostname="hostile-node")

@@ -177,8 +177,7 @@ def test_security_admin_pages_load(client, tenant_a):
     )
     from apps.security.services import token_create
     from apps.tenancy.roles import Role
-
-    from .conftest import admin_login
+    from tests.conftest import admin_login
 
     operator = User.objects.create_superuser("op@mpanel.test", PASSWORD)
     admin_login(client, operator)

@@ -223,8 +223,7 @@ def test_any_input_is_refused_or_renders_a_config_nginx_accepts(tenant_a, agents
 def test_a_sites_spec_carries_its_shield_rules_through_the_websites_extension_point(tenant_a):
     """Websites names nothing of security: the security center adds "shield" to ``SPEC_PARTS``."""
     from apps.websites import services as website_services
-
-    from .web_support import website_in
+    from tests.web_support import website_in
 
     assert "shield" in website_services.SPEC_PARTS
     site = website_in(tenant_a, 1)

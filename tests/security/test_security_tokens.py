@@ -219,8 +219,7 @@ def test_a_session_key_never_looks_like_an_api_token(monkeypatch):
     """1 in 64³ random session keys would start with `mp_`: they are drawn again, not sent to the wrong resolver."""
     from apps.accounts import models as account_models
     from apps.accounts.models import AuthToken
-
-    from .conftest import make_user
+    from tests.conftest import make_user
 
     draws = iter(["mp_looks-like-a-token", "mp_again", "a-normal-session-key-0123456789"])
     monkeypatch.setattr(account_models.secrets, "token_urlsafe", lambda n: next(draws))

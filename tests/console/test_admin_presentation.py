@@ -28,9 +28,8 @@ from apps.console import views as console_views
 from apps.customers.models import Customer
 from apps.jobs.models import Job, JobStatus
 from apps.nodes.models import Node, NodeStatus
-
-from .conftest import PASSWORD, admin_login, make_tenant, make_user
-from .pods_support import node_in
+from tests.conftest import PASSWORD, admin_login, make_tenant, make_user
+from tests.pods_support import node_in
 
 User = get_user_model()
 

@@ -1,4 +1,4 @@
-"""The admin's layout in a real browser (Playwright + Debian's Chromium, as tests/test_browser.py):
+"""The admin's layout in a real browser (Playwright + Debian's Chromium, as tests/platform/test_browser.py):
 at 390 px (a phone) no page scrolls sideways and the dashboard stays short; at 1440 and 1920 px the
 header band spans the width with the search box inside it. Screenshots at 390 and 1440 px, light
 and dark, are written to var/screenshots/ (ignored by git)."""
@@ -17,9 +17,8 @@ from apps.billing.models import Invoice
 from apps.customers.models import Customer
 from apps.jobs.models import Job
 from apps.tenancy.models import Tenant
-
-from .conftest import PASSWORD, ROOT, admin_login, make_tenant
-from .test_admin_presentation import seed_business
+from tests.conftest import PASSWORD, ROOT, admin_login, make_tenant
+from tests.console.test_admin_presentation import seed_business
 
 pytestmark = pytest.mark.browser
 

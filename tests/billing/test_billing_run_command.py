@@ -19,8 +19,7 @@ from apps.billing.services.billing_run import billing_run
 from apps.common.display import money
 from apps.customers.models import Customer
 from apps.tenancy.scoping import all_tenants
-
-from .test_billing_subscriptions import make_product, subscribe
+from tests.billing.test_billing_subscriptions import make_product, subscribe
 
 pytestmark = pytest.mark.django_db
 
