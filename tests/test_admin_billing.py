@@ -4,14 +4,16 @@ permission-checked per operator group and confirmed when destructive."""
 
 from __future__ import annotations
 
+import io
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Group
 from django.urls import reverse
+from pypdf import PdfReader
 
 from apps.audit.models import AuditEvent
-from apps.billing.models import Invoice, InvoiceStatus, Payment
+from apps.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus, Payment
 from apps.billing.services import invoices
 from apps.console import groups as operator_groups
 from apps.customers.models import Customer
@@ -38,8 +40,9 @@ def operator(client, group: str):
 
 def customer(fx, name="Acme", currency="EUR", **extra) -> Customer:
     with fx.scope():
-        return Customer.objects.create(tenant=fx.tenant, name=name, email=f"{name.lower()}@example.com",
-                                       currency=currency, **extra)  # fmt: skip
+        return Customer.objects.create(
+            tenant=fx.tenant, name=name, email=f"{name.lower()}@example.com", currency=currency, **extra
+        )
 
 
 def draft(fx, who, *amounts: str) -> Invoice:
@@ -134,3 +137,118 @@ def test_record_a_payment_with_a_form(client, tenant_a):
     assert payment.reference == "R-1" and payment.received_at.date().isoformat() == "2026-11-30"
     assert fresh(inv).status == InvoiceStatus.PAID
     assert AuditEvent.objects.filter(action="payment.create", object_id=str(payment.pk)).exists()
+
+
+# --- invoices from the add page to the PDF -----------------------------------------------------
+
+
+def _lines(*lines, prefix="lines", initial=0) -> dict:
+    data = {
+        f"{prefix}-TOTAL_FORMS": str(len(lines)),
+        f"{prefix}-INITIAL_FORMS": str(initial),
+        f"{prefix}-MIN_NUM_FORMS": "0",
+        f"{prefix}-MAX_NUM_FORMS": "1000",
+    }
+    for i, line in enumerate(lines):
+        for key, value in line.items():
+            data[f"{prefix}-{i}-{key}"] = value
+    return data
+
+
+def test_billing_creates_an_invoice_with_two_lines_issues_it_records_a_payment_and_downloads_its_pdf(client, tenant_a):
+    billing = operator(client, "billing")
+    who = customer(tenant_a, "Globex", currency="EUR")
+    page = billing.get(url(Invoice, "add") + f"?customer={who.pk}")
+    assert page.status_code == 200 and page.context["adminform"].form.initial["currency"] == "EUR"
+    posted = {
+        "customer": str(who.pk),
+        "currency": "",
+        "due_date": "",
+        "notes": "Thank you",
+        **_lines(
+            {"description": "Web hosting", "quantity": "2", "unit_price": "9.99", "discount": "0", "tax_rate": "0"},
+            {"description": "Setup", "quantity": "1", "unit_price": "25.00", "discount": "0", "tax_rate": "20"},
+        ),
+    }
+    response = billing.post(url(Invoice, "add"), posted)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    inv = Invoice.all_tenants.get(customer=who)
+    assert inv.status == InvoiceStatus.DRAFT and inv.currency == "EUR"
+    assert InvoiceLine.all_tenants.filter(invoice=inv).count() == 2
+    assert inv.total == Decimal("49.98")  # 19.98 + 25.00 + 5.00 tax, computed by the service
+    assert AuditEvent.objects.filter(action="invoice.create", object_id=str(inv.pk)).exists()
+
+    # the draft's page edits its lines through invoice_update_draft
+    line = InvoiceLine.all_tenants.filter(invoice=inv).order_by("position").first()
+    edit = {
+        "currency": "EUR",
+        "due_date": "",
+        "notes": "Thanks",
+        **_lines(
+            {
+                "id": str(line.pk),
+                "invoice": str(inv.pk),
+                "description": "Web hosting",
+                "quantity": "3",
+                "unit_price": "9.99",
+                "discount": "0",
+                "tax_rate": "0",
+            },
+            initial=1,
+        ),
+    }
+    edit["lines-TOTAL_FORMS"] = "1"
+    response = billing.post(url(Invoice, "change", inv.pk), edit)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    inv = fresh(inv)
+    assert inv.total == Decimal("29.97") and inv.notes == "Thanks"
+    assert InvoiceLine.all_tenants.filter(invoice=inv).count() == 1
+    assert AuditEvent.objects.filter(action="invoice.update", object_id=str(inv.pk)).exists()
+
+    billing.post(action_url(inv, "issue"))
+    inv = fresh(inv)
+    assert inv.status == InvoiceStatus.OPEN and inv.number
+    # issued: no editing by hand any more
+    assert billing.post(url(Invoice, "change", inv.pk), edit).status_code == 403
+
+    billing.post(action_url(inv, "record_payment"), {"amount": "29.97", "method": "bank_transfer"})
+    assert fresh(inv).status == InvoiceStatus.PAID
+
+    pdf = billing.get(action_url(inv, "pdf"))
+    assert pdf.status_code == 200 and pdf["Content-Type"] == "application/pdf"
+    body = b"".join(pdf.streaming_content) if pdf.streaming else pdf.content
+    assert body.startswith(b"%PDF-") and inv.number in pdf["Content-Disposition"]
+    assert inv.number in "".join(p.extract_text() for p in PdfReader(io.BytesIO(body)).pages)
+
+
+def test_a_service_refusal_on_the_add_page_is_a_form_error_and_writes_nothing(client, tenant_a):
+    billing = operator(client, "billing")
+    who = customer(tenant_a, "Yen", currency="JPY")
+    posted = {
+        "customer": str(who.pk),
+        "currency": "",
+        "due_date": "",
+        "notes": "",
+        **_lines({"description": "Hosting", "quantity": "1", "unit_price": "10.55", "tax_rate": "0"}),
+    }
+    response = billing.post(url(Invoice, "add"), posted)
+    assert response.status_code == 200
+    assert "unit price" in str(response.context["adminform"].form.errors)
+    assert not Invoice.all_tenants.filter(customer=who).exists()
+
+
+def test_void_another_invoice_and_credit_note_from_the_page(client, tenant_a):
+    billing = operator(client, "billing")
+    who = customer(tenant_a)
+    first, second = issued(tenant_a, who, "10.00"), issued(tenant_a, who, "40.00")
+    billing.post(action_url(first, "void"), {"confirmed": "yes"})
+    assert fresh(first).status == InvoiceStatus.VOID
+    line = InvoiceLine.all_tenants.get(invoice=second)
+    page = billing.get(action_url(second, "credit_note"))
+    assert str(line.pk) in page.content.decode()
+    billing.post(action_url(second, "credit_note"), {"line": str(line.pk), "amount": "15.00", "reason": "Outage"})
+    note = CreditNote.all_tenants.get(invoice=second)
+    assert note.total == Decimal("15.00") and fresh(second).amount_due == Decimal("25.00")
+    assert billing.get(url(type(note), "change", note.pk)).status_code == 200
+    pdf = billing.get(action_url(note, "pdf"))
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")

@@ -28,6 +28,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from .display import badge, money, when
 from .exceptions import DomainError
 from .models import IdempotencyRecord
 
@@ -139,6 +140,10 @@ class ConsoleModelAdmin(admin.ModelAdmin):
             return self.has_operate_permission(request)
         return request.user.has_perm(perm)
 
+    def get_object_action_form(self, request, action: ObjectAction, obj) -> type[forms.Form] | None:
+        """The form an action asks for on ``obj`` (override for a form that depends on the object)."""
+        return action.form
+
     def object_action_url(self, action: ObjectAction, obj) -> str:
         opts = self.opts
         return reverse(f"admin:{opts.app_label}_{opts.model_name}_object_action", args=[obj.pk, action.name],
@@ -161,6 +166,9 @@ class ConsoleModelAdmin(admin.ModelAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         if obj is not None and obj.pk is not None and not add:
             context["object_actions"] = self.object_actions_for(request, obj)
+            titled = getattr(self, "object_title", None)  # a human name where __str__ is not one
+            if titled is not None:
+                context["object_title"] = context["subtitle"] = titled(obj)
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def get_urls(self):
@@ -187,9 +195,10 @@ class ConsoleModelAdmin(admin.ModelAdmin):
         if request.method not in ("GET", "POST"):
             return HttpResponseNotAllowed(["GET", "POST"])
         form = None
-        if chosen.form is not None:
+        form_class = self.get_object_action_form(request, chosen, obj)
+        if form_class is not None:
             initial = chosen.initial(obj) if chosen.initial else {}
-            form = chosen.form(request.POST if request.method == "POST" else None, initial=initial)
+            form = form_class(request.POST if request.method == "POST" else None, initial=initial)
         if request.method == "POST" and (form is None or form.is_valid()):
             data = dict(form.cleaned_data) if form is not None else {}
             answered = request.POST.get("confirmed") == "yes"
@@ -382,6 +391,52 @@ def confirm_first(action):
 
     confirming.confirms = True
     return confirming
+
+
+def amount_column(field: str, description: str, currency: str = "currency"):
+    """A list/page column showing ``field`` as money in the row's currency."""
+
+    @admin.display(description=description, ordering=field)
+    def column(self, obj):
+        cur = obj
+        for part in currency.split("."):
+            cur = getattr(cur, part)
+        return money(getattr(obj, field), cur)
+
+    column.__name__ = f"{field}_money"
+    return column
+
+
+def status_column(field: str = "status", description: str = "Status"):
+    @admin.display(description=description, ordering=field)
+    def column(self, obj):
+        value = getattr(obj, field)
+        label = getattr(obj, f"get_{field}_display", lambda: None)()
+        return badge(value, label)
+
+    column.__name__ = f"{field}_badge"
+    return column
+
+
+def time_column(field: str, description: str):
+    @admin.display(description=description, ordering=field)
+    def column(self, obj):
+        return when(getattr(obj, field))
+
+    column.__name__ = f"{field}_when"
+    return column
+
+
+def link(obj, text=None):
+    """A link to ``obj``'s admin page (no query: the URL is built from the pk)."""
+    if obj is None:
+        return "—"
+    opts = obj._meta
+    return format_html(
+        '<a href="{}">{}</a>',
+        reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
+        text if text is not None else obj,
+    )
 
 
 def related_rows(model, *, filters: dict, columns: list[tuple[str, str]], order: str = "-created_at",
