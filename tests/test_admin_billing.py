@@ -13,8 +13,18 @@ from django.urls import reverse
 from pypdf import PdfReader
 
 from apps.audit.models import AuditEvent
-from apps.billing.models import CreditNote, Invoice, InvoiceLine, InvoiceStatus, Payment
-from apps.billing.services import invoices
+from apps.billing.models import (
+    CreditNote,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+    Payment,
+    Subscription,
+    SubscriptionStatus,
+)
+from apps.billing.services import invoices, payments, subscriptions
+from apps.catalog.services import product_create
+from apps.common.display import money
 from apps.console import groups as operator_groups
 from apps.customers.models import Customer
 
@@ -252,3 +262,115 @@ def test_void_another_invoice_and_credit_note_from_the_page(client, tenant_a):
     assert billing.get(url(type(note), "change", note.pk)).status_code == 200
     pdf = billing.get(action_url(note, "pdf"))
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+
+
+# --- subscriptions: add, change with the proration shown first, suspend, resume, cancel ----------
+
+
+def product(fx, slug="hosting", monthly="10.00"):
+    with fx.scope():
+        return product_create(
+            tenant=fx.tenant,
+            data={
+                "name": slug.title(),
+                "slug": slug,
+                "type": "service",
+                "prices": [{"currency": "EUR", "cycle": "monthly", "amount": Decimal(monthly)}],
+            },
+        )
+
+
+def test_add_a_subscription_pay_it_and_change_its_plan_after_seeing_the_proration(client, tenant_a):
+    billing = operator(client, "billing")
+    who = customer(tenant_a)
+    small, big = product(tenant_a, "small", "10.00"), product(tenant_a, "big", "40.00")
+    assert billing.get(url(Subscription, "add") + f"?customer={who.pk}").status_code == 200
+    posted = {
+        "customer": str(who.pk),
+        "product": str(small.pk),
+        "cycle": "monthly",
+        "currency": "",
+        "quantity": "1",
+        "bill_now": "on",
+    }
+    response = billing.post(url(Subscription, "add"), posted)
+    sub = Subscription.all_tenants.get(customer=who)
+    assert response.status_code == 302 and response["Location"] == url(Subscription, "change", sub.pk)
+    page = billing.get(url(Subscription, "change", sub.pk)).content.decode()
+    assert "Acme · Small" in page and str(small.pk) not in page.split("<title>")[1].split("</title>")[0]
+    first = Invoice.all_tenants.get(customer=who)
+    billing.post(action_url(first, "record_payment"), {"amount": str(first.amount_due), "method": "cash"})
+    sub = fresh(sub)
+    assert sub.status == SubscriptionStatus.ACTIVE
+
+    preview = billing.post(action_url(sub, "change_plan"), {"product": str(big.pk), "quantity": "1"})
+    assert preview.status_code == 200
+    html = preview.content.decode()
+    expected = subscriptions.subscription_change_preview(sub=sub, product=big, quantity=1)
+    assert 'id="proration"' in html and "is charged on the next invoice" in html
+    assert money(expected.net, "EUR") in html and expected.net > 0
+    assert fresh(sub).product_id == small.pk  # nothing changed before the confirmation
+    billing.post(action_url(sub, "change_plan"), {"product": str(big.pk), "quantity": "1", "confirmed": "yes"})
+    assert fresh(sub).product_id == big.pk
+    assert AuditEvent.objects.filter(action="subscription.change", object_id=str(sub.pk)).exists()
+
+    billing.post(action_url(sub, "suspend"), {"confirmed": "yes"})
+    assert fresh(sub).status == SubscriptionStatus.SUSPENDED
+    billing.post(action_url(sub, "resume"))
+    assert fresh(sub).status == SubscriptionStatus.ACTIVE
+    billing.post(action_url(sub, "cancel"), {"when": "period_end"})
+    assert fresh(sub).cancel_at_period_end and fresh(sub).status == SubscriptionStatus.ACTIVE
+    assert AuditEvent.objects.filter(action="subscription.cancel_scheduled", object_id=str(sub.pk)).exists()
+
+
+# --- the customer's page: the operator's home for that customer --------------------------------
+
+
+def test_a_customer_page_shows_the_right_figures_with_a_constant_number_of_queries(
+    client, tenant_a, django_assert_max_num_queries
+):
+    billing = operator(client, "billing")
+    who = customer(tenant_a, "Initech")
+    paid = issued(tenant_a, who, "30.00")
+    issued(tenant_a, who, "12.50")
+    issued(tenant_a, who, "7.50")
+    with tenant_a.scope():  # 5.00 too much: the customer's credit (applied to the next invoice issued)
+        payments.payment_record(invoice=paid, amount=Decimal("35.00"), method="cash")
+    draft(tenant_a, who, "1.00")
+    page = billing.get(url(Customer, "change", who.pk))
+    html = page.content.decode()
+    owed = html.split('id="figure-owed"')[1].split("</div>")[0]
+    assert "€20.00" in owed
+    assert "€30.00" in html.split('id="figure-paid"')[1].split("</div>")[0]
+    assert "€5.00" in html.split('id="figure-credit"')[1].split("</div>")[0]
+    for name in ("create_invoice", "add_subscription", "place_order"):
+        assert f'id="object-action-{name}"' in html
+    go = billing.get(action_url(who, "create_invoice"))
+    assert go.status_code == 302 and go["Location"] == f"{url(Invoice, 'add')}?customer={who.pk}"
+    assert "payment.create" in html and "invoice.issue" in html  # recent activity
+
+    small = product(tenant_a, "small")
+    for i in range(4):  # more of everything: the same number of queries
+        issued(tenant_a, who, f"{i + 1}.00")
+        with tenant_a.scope():
+            subscriptions.subscription_create(tenant=tenant_a.tenant, customer=who, product=small, cycle="monthly")
+    with django_assert_max_num_queries(len(_queries(billing, url(Customer, "change", who.pk)))):
+        billing.get(url(Customer, "change", who.pk))
+
+
+def _queries(client, path) -> list:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        client.get(path)
+    return captured.captured_queries
+
+
+def test_support_sees_the_customer_page_without_billing_buttons(client, tenant_a):
+    who = customer(tenant_a)
+    support = operator(client, "support")
+    html = support.get(url(Customer, "change", who.pk)).content.decode()
+    assert 'id="customer-summary"' in html and 'id="object-action-create_invoice"' not in html
+    assert support.get(action_url(who, "create_invoice")).status_code == 403
+    assert support.get(url(Invoice, "add")).status_code == 403
