@@ -27,6 +27,7 @@ from apps.catalog.services import product_create
 from apps.common.display import money
 from apps.console import groups as operator_groups
 from apps.customers.models import Customer
+from apps.orders.models import Order, OrderStatus
 
 from .conftest import admin_login, make_user
 
@@ -374,3 +375,31 @@ def test_support_sees_the_customer_page_without_billing_buttons(client, tenant_a
     assert 'id="customer-summary"' in html and 'id="object-action-create_invoice"' not in html
     assert support.get(action_url(who, "create_invoice")).status_code == 403
     assert support.get(url(Invoice, "add")).status_code == 403
+
+
+# --- orders ------------------------------------------------------------------------------------
+
+
+def test_place_an_order_from_the_admin_accept_it_and_cancel_another(client, tenant_a):
+    billing = operator(client, "billing")
+    who = customer(tenant_a)
+    small = product(tenant_a, "small", "10.00")
+    posted = {
+        "customer": str(who.pk),
+        "currency": "",
+        "notes": "",
+        **_lines({"product": str(small.pk), "cycle": "monthly", "quantity": "2"}, prefix="items"),
+    }
+    response = billing.post(url(Order, "add"), posted)
+    order = Order.all_tenants.get(customer=who)
+    assert response.status_code == 302 and order.total == Decimal("20.00")
+    assert AuditEvent.objects.filter(action="order.create", object_id=str(order.pk)).exists()
+    billing.post(action_url(order, "accept"))
+    order = fresh(order)
+    assert order.status == OrderStatus.ACCEPTED and order.invoice.status == InvoiceStatus.OPEN
+    empty = billing.post(url(Order, "add"), {**posted, **_lines(prefix="items")})
+    assert empty.status_code == 200 and "at least one item" in str(empty.context["adminform"].form.errors)
+    billing.post(url(Order, "add"), posted)
+    other = Order.all_tenants.filter(customer=who, status=OrderStatus.PENDING).get()
+    billing.post(action_url(other, "cancel"), {"confirmed": "yes"})
+    assert fresh(other).status == OrderStatus.CANCELLED

@@ -268,7 +268,7 @@ class InvoiceAdmin(ServiceFormMixin, BillingAdmin):
     it changes only by payments, credit notes and voiding (buttons on its page)."""
 
     form = InvoiceForm
-    list_display = ["__str__", "customer", "status_badge", "total_money", "amount_due_money", "due", "tenant"]
+    list_display = ["__str__", "customer", "status", "total_money", "amount_due_money", "due", "tenant"]
     list_filter = ["status", "currency", "issue_date", "tenant"]
     search_fields = ["number", "customer__name", "customer__email", "id"]
     list_select_related = ["customer", "tenant"]
@@ -339,6 +339,7 @@ class InvoiceAdmin(ServiceFormMixin, BillingAdmin):
     ]
 
     status_badge = status_column()
+    status = status_column()  # the list column keeps its name (field-status)
     total_money = amount_column("total", "Total")
     amount_due_money = amount_column("amount_due", "Due")
     due = time_column("due_date", "Due date")
@@ -566,10 +567,11 @@ class InvoiceAdmin(ServiceFormMixin, BillingAdmin):
 
 @admin.register(Payment)
 class PaymentAdmin(BillingAdmin):
-    list_display = ["received", "invoice", "amount_money", "method", "status_badge", "reference", "tenant"]
+    list_display = ["received", "invoice", "amount_money", "method", "status", "reference", "tenant"]
     received = time_column("received_at", "Received")
     amount_money = amount_column("amount", "Amount")
     status_badge = status_column()
+    status = status_column()  # the list column keeps its name (field-status)
     list_filter = ["method", "status", "currency", "tenant"]
     search_fields = ["reference", "provider_ref", "invoice__number"]
     list_select_related = ["invoice", "tenant"]
@@ -744,7 +746,7 @@ class SubscriptionAdmin(ServiceFormMixin, BillingAdmin):
     change applies) before it is applied."""
 
     form = SubscriptionAddForm
-    list_display = ["title", "status_badge", "cycle", "price", "period_end", "tenant"]
+    list_display = ["title", "status", "cycle", "price", "period_end", "tenant"]
     list_filter = ["status", "cycle", "currency", "suspension_reason", "tenant"]
     search_fields = ["customer__name", "customer__email", "product__name", "external_ref", "id"]
     list_select_related = ["customer", "product", "tenant"]
@@ -783,6 +785,7 @@ class SubscriptionAdmin(ServiceFormMixin, BillingAdmin):
     ]
 
     status_badge = status_column()
+    status = status_column()  # the list column keeps its name (field-status)
     period_end = time_column("current_period_end", "Period ends")
 
     @admin.display(description="Subscription", ordering="customer__name")
@@ -989,10 +992,11 @@ class DunningNoticeAdmin(ReadOnlyAdmin):
 
 @admin.register(CheckoutSession)
 class CheckoutSessionAdmin(ReadOnlyAdmin):
-    list_display = ["created", "invoice", "provider", "session_id", "amount_money", "status_badge", "tenant"]
+    list_display = ["created", "invoice", "provider", "session_id", "amount_money", "status", "tenant"]
     created = time_column("created_at", "Opened")
     amount_money = amount_column("amount", "Amount")
     status_badge = status_column()
+    status = status_column()  # the list column keeps its name (field-status)
     list_filter = ["provider", "status", "tenant"]
     search_fields = ["session_id", "invoice__number"]
     list_select_related = ["invoice", "tenant"]
