@@ -403,3 +403,22 @@ def test_place_an_order_from_the_admin_accept_it_and_cancel_another(client, tena
     other = Order.all_tenants.filter(customer=who, status=OrderStatus.PENDING).get()
     billing.post(action_url(other, "cancel"), {"confirmed": "yes"})
     assert fresh(other).status == OrderStatus.CANCELLED
+
+
+def test_send_by_e_mail_queues_the_invoice_with_its_pdf_and_is_audited(
+    client, tenant_a, mailoutbox, django_capture_on_commit_callbacks, settings
+):
+    settings.MPANEL_JOBS_EAGER = True
+    billing = operator(client, "billing")
+    inv = issued(tenant_a, customer(tenant_a, "Mailme"), "10.00")
+    mailoutbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = billing.post(action_url(inv, "send"), follow=True)
+    assert "is being sent to mailme@example.com" in response.content.decode()
+    assert len(mailoutbox) == 1 and mailoutbox[0].to == ["mailme@example.com"]
+    assert mailoutbox[0].attachments[0][0] == f"{inv.number}.pdf"
+    event = AuditEvent.objects.get(action="invoice.send", object_id=str(inv.pk))
+    assert event.changes == {"to": "mailme@example.com"} and event.actor.email == "billing@mpanel.test"
+    draft_one = draft(tenant_a, customer(tenant_a, "Other"), "1.00")
+    refused = billing.post(action_url(draft_one, "send"), follow=True)
+    assert "issue it first" in refused.content.decode()
