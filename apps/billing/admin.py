@@ -136,10 +136,10 @@ class InvoiceLineInline(ReadOnlyInline):
     model = InvoiceLine
     fields = readonly_fields = [
         "description",
-        "quantity",
+        "qty",
         "unit_price_money",
         "discount_money",
-        "tax_rate",
+        "tax_percent",
         "period",
         "amount_money",
         "tax_money",
@@ -151,6 +151,14 @@ class InvoiceLineInline(ReadOnlyInline):
     amount_money = amount_column("amount", "Amount", "invoice.currency")
     tax_money = amount_column("tax_amount", "Tax", "invoice.currency")
     total_money = amount_column("total", "Total", "invoice.currency")
+
+    @admin.display(description="Tax rate")
+    def tax_percent(self, line):
+        return f"{line.tax_rate.normalize():f}%" if line.tax_rate else "—"
+
+    @admin.display(description="Quantity")
+    def qty(self, line):
+        return f"{line.quantity.normalize():f}"
 
     @admin.display(description="Period")
     def period(self, line):

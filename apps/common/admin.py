@@ -7,6 +7,7 @@ an object's latest jobs in ``apps.jobs.admin_base`` (``RecentJobsMixin``).
 """
 
 import contextlib
+import datetime
 import functools
 import json
 from collections.abc import Callable
@@ -481,8 +482,15 @@ def related_rows(model, *, filters: dict, columns: list[tuple[str, str]], order:
 
 
 def _value(row, attr: str):
+    """A cell as people read it: statuses as badges, times to the minute (never raw ISO), labels of choices."""
+    raw = getattr(row, attr)
+    if callable(raw):  # e.g. "__str__"
+        raw = raw()
+    if raw in (None, ""):
+        return "—"
+    if isinstance(raw, datetime.date):  # dates and datetimes
+        return when(raw)
     display = getattr(row, f"get_{attr}_display", None)
-    value = display() if display is not None else getattr(row, attr)
-    if callable(value):  # e.g. "__str__"
-        value = value()
-    return "—" if value in (None, "") else value
+    if attr in ("status", "state", "outcome"):
+        return badge(raw, display() if display is not None else None)
+    return display() if display is not None else raw
