@@ -1,10 +1,16 @@
+from decimal import Decimal
+
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 
+from apps.common.admin import ObjectAction, ServiceFormMixin, status_column
+from apps.common.display import money
 from apps.tenancy.admin_base import TenantOwnedAdmin, TenantOwnedForm
+from apps.tenancy.scoping import tenant_scope
 
-from .models import BundleItem, Price, Product, TaxRate
+from . import services
+from .models import BundleItem, Price, Product, TaxRate, Visibility
 
 
 class TenantInlineForm(forms.ModelForm):
@@ -68,15 +74,69 @@ class ProductAdminForm(TenantOwnedForm):
 
 
 @admin.register(Product)
-class ProductAdmin(TenantOwnedAdmin):
+class ProductAdmin(ServiceFormMixin, TenantOwnedAdmin):
+    """Products with their prices per currency and cycle and (for a bundle) their components, saved
+    all or nothing by ``services.product_create/product_update`` as the API does (one audited
+    ``product.create|update`` event naming the prices and components)."""
+
     form = ProductAdminForm
     audit_fields = Product.audit_fields
-    list_display = ["name", "slug", "type", "visibility", "tax_class", "stock", "created_at"]
+    list_display = ["name", "slug", "type", "visibility_badge", "prices", "tax_class", "stock", "created_at"]
     list_filter = ["type", "visibility", "tax_class", "created_at"]
     search_fields = ["name", "slug", "description", "id"]
     readonly_fields = ["id", "created_at", "updated_at"]
     show_full_result_count = False
     inlines = [PriceInline, BundleItemInline]
+    object_actions = [
+        ObjectAction(
+            "retire",
+            "Retire",
+            method="retire_one",
+            confirm=True,
+            style="danger",
+            show=lambda p: p.visibility != Visibility.RETIRED,
+            help="No longer sold; running subscriptions keep it and renew at their price.",
+        ),
+    ]
+    visibility_badge = status_column("visibility", "Visibility")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("prices")
+
+    @admin.display(description="Prices")
+    def prices(self, obj):
+        return ", ".join(f"{money(p.amount, p.currency)} {p.cycle}" for p in obj.prices.all()) or "—"
+
+    def object_action_scope(self, obj):
+        return tenant_scope(obj.tenant)
+
+    def service_save(self, request, form, formsets, change):
+        data = {name: form.cleaned_data[name] for name in Product.audit_fields if name in form.cleaned_data}
+        for formset in formsets:
+            rows = [f.cleaned_data for f in formset.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+            if formset.model is Price:
+                data["prices"] = [
+                    {
+                        "currency": r["currency"],
+                        "cycle": r["cycle"],
+                        "amount": r["amount"],
+                        "setup_fee": r.get("setup_fee") or Decimal(0),
+                    }
+                    for r in rows
+                ]
+            elif formset.model is BundleItem:
+                data["bundle_items"] = [{"product": r["component"].pk, "quantity": r["quantity"]} for r in rows]
+        if change:
+            product = Product.all_tenants.get(pk=form.instance.pk)
+            with tenant_scope(product.tenant):
+                return services.product_update(product=product, data=data)
+        tenant = form.cleaned_data["tenant"]
+        with tenant_scope(tenant):
+            return services.product_create(tenant=tenant, data=data)
+
+    def retire_one(self, request, product, data):
+        services.product_retire(product=product)
+        return f"{product.name} is retired."
 
 
 @admin.register(TaxRate)

@@ -37,8 +37,9 @@ GRANTS: dict[str, dict[str, list[str]]] = {
         "billing.invoice": ["add", "change"],  # issue, void, mark uncollectible
         "billing.payment": ["add", "change"],
         "billing.creditnote": ["add", "change"],
-        "billing.subscription": ["change"],  # suspend, resume, cancel
+        "billing.subscription": ["add", "change"],  # add; change plan, suspend, resume, cancel
         "billing.billingsettings": ["change"],
+        "orders.order": ["add", "change"],  # place, accept, cancel
         "catalog.product": ["add", "change"],
         "catalog.price": ["add", "change", "delete"],
         "catalog.bundleitem": ["add", "change", "delete"],

@@ -1,14 +1,18 @@
 from django import forms
-from django.apps import apps
 from django.contrib import admin
+from django.http import HttpResponseRedirect
+from django.template.loader import render_to_string
+from django.urls import reverse
 
 from apps.audit.admin_base import AuditedGuardedAdminMixin
-from apps.common.admin import related_rows
+from apps.common.admin import ObjectAction
+from apps.common.display import badge, money, when
 from apps.common.money import CURRENCY_CHOICES
 from apps.tenancy.admin_base import TenantOwnedAdmin, TenantOwnedForm
 
 from . import services
 from .models import Contact, Customer
+from .selectors import customer_summary
 
 
 class ContactFormSet(forms.BaseInlineFormSet):
@@ -70,27 +74,54 @@ class CustomerAdmin(AuditedGuardedAdminMixin, TenantOwnedAdmin):
     list_display = ["name", "company", "email", "status", "currency", "country", "created_at"]
     list_filter = ["status", "kind", "currency", "created_at"]
     search_fields = ["name", "company", "email", "billing_email", "tax_id", "id"]
-    readonly_fields = ["id", "created_at", "updated_at", "subscriptions", "invoices"]
+    readonly_fields = ["id", "created_at", "updated_at", "summary"]
     show_full_result_count = False
     inlines = [ContactInline]
+    object_actions = [
+        ObjectAction(
+            "create_invoice",
+            "Create an invoice",
+            method="create_invoice",
+            http_method="get",
+            permission="billing.add_invoice",
+        ),
+        ObjectAction(
+            "add_subscription",
+            "Add a service",
+            method="add_subscription",
+            http_method="get",
+            permission="billing.add_subscription",
+        ),
+        ObjectAction(
+            "place_order", "Place an order", method="place_order", http_method="get", permission="orders.add_order"
+        ),
+    ]
 
-    @admin.display(description="Subscriptions (latest first)")
-    def subscriptions(self, obj):
-        if obj.pk is None:
+    @admin.display(description="Summary")
+    def summary(self, obj):
+        if obj is None or obj.pk is None:
             return "—"
-        return related_rows(apps.get_model("billing", "Subscription"), filters={"customer__id__exact": obj.pk},
-                            columns=[("Product", "product"), ("Quantity", "quantity"), ("Status", "status"),
-                                     ("Billed through", "billed_through")], select=("product",),
-                            title="subscriptions of this customer")  # fmt: skip
+        return render_to_string("admin/customers/customer/summary.html", summary_context(customer_summary(obj)))
 
-    @admin.display(description="Invoices (latest first)")
-    def invoices(self, obj):
-        if obj.pk is None:
-            return "—"
-        return related_rows(apps.get_model("billing", "Invoice"), filters={"customer__id__exact": obj.pk},
-                            columns=[("Invoice", "__str__"), ("Status", "status"), ("Total", "total"),
-                                     ("Currency", "currency"), ("Due", "due_date")],
-                            title="invoices of this customer")  # fmt: skip
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None:
+            return fieldsets
+        rest = [f for f in fieldsets[0][1]["fields"] if f != "summary"]
+        return [("Summary", {"fields": ["summary"], "classes": ["customer-home"]}), ("Details", {"fields": rest})]
+
+    # The operator's next step for this customer: the add pages, prefilled with the customer.
+    def _add(self, model: str, customer) -> HttpResponseRedirect:
+        return HttpResponseRedirect(f"{reverse(f'admin:{model}_add')}?customer={customer.pk}")
+
+    def create_invoice(self, request, customer, data):
+        return self._add("billing_invoice", customer)
+
+    def add_subscription(self, request, customer, data):
+        return self._add("billing_subscription", customer)
+
+    def place_order(self, request, customer, data):
+        return self._add("orders_order", customer)
 
     def get_deleted_objects(self, objs, request):
         """The delete guards of ``services.customer_delete`` apply here too: a guarded customer is
@@ -114,3 +145,69 @@ class ContactAdmin(TenantOwnedAdmin):
     list_select_related = ["customer"]
     autocomplete_fields = ["customer"]
     readonly_fields = ["id", "created_at", "updated_at"]
+
+
+def _url(obj) -> str:
+    return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change", args=[obj.pk])
+
+
+def _label(row) -> str:
+    product = getattr(row, "product", None)
+    if product is not None:  # a subscription: its product, not its id
+        return f"{product.name} x{row.quantity}" if row.quantity != 1 else product.name
+    return getattr(row, "name", None) or getattr(row, "primary_domain", None) or str(row)
+
+
+def summary_context(summary: dict) -> dict:
+    """The summary's figures as people read them (money, badges, times, names, links)."""
+
+    def amounts(by_currency: dict) -> list[str]:
+        return [money(amount, currency) for currency, amount in sorted(by_currency.items())]
+
+    sections = []
+    for section in summary["sections"]:
+        opts = section.model._meta
+        everything = reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+        sections.append(
+            {
+                "title": section.title,
+                "count": section.count,
+                "all_url": f"{everything}?{section.filter_query}" if section.filter_query else everything,
+                "by_status": [(badge(status), n) for status, n in sorted(section.by_status.items())],
+                "links": [
+                    {"url": _url(row), "label": _label(row), "badge": badge(getattr(row, "status", ""))}
+                    for row in section.rows
+                ],
+            }
+        )
+    invoices = [
+        {
+            "url": _url(inv),
+            "label": str(inv),
+            "badge": badge(inv.status),
+            "total": money(inv.total, inv.currency),
+            "due": money(inv.amount_due, inv.currency),
+            "due_date": when(inv.due_date),
+        }
+        for inv in summary.get("invoices", [])
+    ]
+    activity = [
+        {
+            "when": when(e.created_at),
+            "action": e.action,
+            "object_repr": e.object_repr,
+            "who": e.actor_email or "the platform",
+        }
+        for e in summary["activity"]
+    ]
+    changelist = reverse("admin:billing_invoice_changelist") if "invoice_filter" in summary else ""
+    return {
+        "owed": amounts(summary.get("owed", {})),
+        "paid": amounts(summary.get("paid", {})),
+        "credit": amounts(summary.get("credit", {})),
+        "invoice_counts": [(badge(status), n) for status, n in sorted(summary.get("invoice_counts", {}).items())],
+        "sections": sections,
+        "invoices": invoices,
+        "activity": activity,
+        "invoices_url": f"{changelist}?{summary.get('invoice_filter', '')}",
+    }

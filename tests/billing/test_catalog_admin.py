@@ -123,9 +123,12 @@ def test_product_added_with_prices_and_components_is_audited(console, operator, 
     price = Price.all_tenants.get(product=product)
     item = BundleItem.all_tenants.get(bundle=product)
     assert price.tenant_id == item.tenant_id == tenant_a.tenant.pk
-    for action, obj in (("product.create", product), ("price.create", price), ("bundleitem.create", item)):
-        event = AuditEvent.objects.get(action=action, object_id=str(obj.pk))
-        assert event.via == "admin" and event.actor_id == operator.pk and event.tenant_id == tenant_a.tenant.pk
+    # Saved by services.product_create, as the API does: one event names the prices and the components.
+    event = AuditEvent.objects.get(action="product.create", object_id=str(product.pk))
+    assert event.via == "admin" and event.actor_id == operator.pk and event.tenant_id == tenant_a.tenant.pk
+    after = {k: v[1] for k, v in event.changes.items()}
+    assert after["prices"] == [f"JPY annual {price.amount} setup {price.setup_fee}"]
+    assert after["bundle_items"] == [f"{item.quantity} x {catalog_rows['part'].pk}"]
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,10 @@ made by staff.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -207,13 +209,29 @@ def subscription_cancel_now(sub: Subscription) -> None:
         _enqueue(sub, "cancel")
 
 
-@transaction.atomic
-def subscription_change(*, sub: Subscription, product=None, quantity: int | None = None, on: date | None = None):
-    """Change the product or quantity now, prorated by day over the rest of the current period.
+@dataclass(frozen=True)
+class PlanChange:
+    """What changing a subscription's product or quantity on a day costs: ``subscription_change``
+    applies exactly these figures, and ``subscription_change_preview`` shows them first."""
 
-    A higher price adds a proration charge to the next invoice; a lower one credits the
-    customer's balance at once. The cycle and currency stay (change them at renewal)."""
-    sub = lock_subscription(sub)
+    product: Any
+    quantity: int
+    unit_price: Decimal
+    tax_rate: Decimal
+    old_total: Decimal  # per cycle, before tax
+    new_total: Decimal
+    on: date
+    period_end: date
+    proration: periods.Proration | None  # None: nothing to prorate (same price, or the period is unbilled)
+    label: str
+
+    @property
+    def net(self) -> Decimal:
+        """> 0: charged on the next invoice; < 0: credited to the customer's balance now."""
+        return self.proration.net if self.proration is not None else Decimal(0)
+
+
+def _plan_change(sub: Subscription, product, quantity: int | None, on: date | None) -> PlanChange:
     if sub.status not in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
         raise Conflict(f"A {sub.status} subscription cannot be changed.")
     product = product or sub.product
@@ -224,34 +242,53 @@ def subscription_change(*, sub: Subscription, product=None, quantity: int | None
         raise Conflict("This product is retired or out of stock.", code="not_orderable")
     q = quote(product, sub.cycle, sub.currency, quantity, str(sub.customer.country or "") or None)
     on = on or timezone.localdate()
+    old_total = quantize(sub.unit_price * sub.quantity, sub.currency)
+    new_total = q.recurring_subtotal
+    paid_period = sub.billed_through >= sub.current_period_end
+    p = None
+    if paid_period and old_total != new_total:
+        p = periods.prorate(old=old_total, new=new_total, start=sub.current_period_start,
+                            end=sub.current_period_end, on=on, currency=sub.currency)  # fmt: skip
+    label = f"{product.name} x{quantity} (was {sub.product.name} x{sub.quantity}), {on} to {sub.current_period_end}"
+    return PlanChange(product=product, quantity=quantity, unit_price=q.unit_price, tax_rate=q.tax_rate,
+                      old_total=old_total, new_total=new_total, on=on, period_end=sub.current_period_end,
+                      proration=p, label=label)  # fmt: skip
+
+
+def subscription_change_preview(*, sub: Subscription, product=None, quantity: int | None = None,
+                                on: date | None = None) -> PlanChange:  # fmt: skip
+    """The figures ``subscription_change`` would apply, computed the same way, nothing written."""
+    return _plan_change(sub, product, quantity, on)
+
+
+@transaction.atomic
+def subscription_change(*, sub: Subscription, product=None, quantity: int | None = None, on: date | None = None):
+    """Change the product or quantity now, prorated by day over the rest of the current period.
+
+    A higher price adds a proration charge to the next invoice; a lower one credits the
+    customer's balance at once. The cycle and currency stay (change them at renewal)."""
+    sub = lock_subscription(sub)
+    change = _plan_change(sub, product, quantity, on)
     with audit.change(sub, "subscription.change"):
-        old_total = quantize(sub.unit_price * sub.quantity, sub.currency)
-        new_total = q.recurring_subtotal
-        paid_period = sub.billed_through >= sub.current_period_end
-        if paid_period and old_total != new_total:
-            p = periods.prorate(old=old_total, new=new_total, start=sub.current_period_start,
-                                end=sub.current_period_end, on=on, currency=sub.currency)  # fmt: skip
-            label = (
-                f"{product.name} x{quantity} (was {sub.product.name} x{sub.quantity}), {on} to {sub.current_period_end}"
-            )
-            if p.net > 0:
-                try:
-                    with transaction.atomic():
-                        SubscriptionCharge.objects.create(
-                            tenant_id=sub.tenant_id, subscription=sub, kind=SubscriptionCharge.Kind.PRORATION,
-                            period_start=on, period_end=sub.current_period_end, amount=p.net, description=label,
-                        )  # fmt: skip
-                except IntegrityError as exc:
-                    raise Conflict("This subscription was changed today already; change it again tomorrow.") from exc
-            elif p.net < 0:
-                CreditTransaction.objects.create(
-                    tenant_id=sub.tenant_id, customer_id=sub.customer_id, currency=sub.currency, amount=-p.net,
-                    kind=CreditTransaction.Kind.ADJUSTMENT, description=f"Proration credit: {label}",
-                )  # fmt: skip
-        sub.product = product
-        sub.quantity = quantity
-        sub.unit_price = q.unit_price
-        sub.tax_rate = q.tax_rate
+        if change.net > 0:
+            try:
+                with transaction.atomic():
+                    SubscriptionCharge.objects.create(
+                        tenant_id=sub.tenant_id, subscription=sub, kind=SubscriptionCharge.Kind.PRORATION,
+                        period_start=change.on, period_end=sub.current_period_end, amount=change.net,
+                        description=change.label,
+                    )  # fmt: skip
+            except IntegrityError as exc:
+                raise Conflict("This subscription was changed today already; change it again tomorrow.") from exc
+        elif change.net < 0:
+            CreditTransaction.objects.create(
+                tenant_id=sub.tenant_id, customer_id=sub.customer_id, currency=sub.currency, amount=-change.net,
+                kind=CreditTransaction.Kind.ADJUSTMENT, description=f"Proration credit: {change.label}",
+            )  # fmt: skip
+        sub.product = change.product
+        sub.quantity = change.quantity
+        sub.unit_price = change.unit_price
+        sub.tax_rate = change.tax_rate
         sub.save()
     return sub
 
