@@ -1,5 +1,5 @@
 """The money side of the operator's day in a real browser (Playwright + Debian's Chromium, as
-tests/test_browser.py): from a customer's page, create an invoice with two lines, issue it, record
+tests/platform/test_browser.py): from a customer's page, create an invoice with two lines, issue it, record
 a payment and download its PDF, all by the buttons on the pages. Screenshots at 1440 and 390 px."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from apps.billing.models import Invoice, InvoiceStatus
 from apps.customers.models import Customer
 
-from .conftest import PASSWORD, make_tenant
-from .test_browser import SCREENSHOTS, browser_page  # noqa: F401
+from tests.conftest import PASSWORD, make_tenant
+from tests.platform.test_browser import SCREENSHOTS, browser_page  # noqa: F401
 
 pytestmark = pytest.mark.browser
 

@@ -29,7 +29,7 @@ from apps.console import groups as operator_groups
 from apps.customers.models import Customer
 from apps.orders.models import Order, OrderStatus
 
-from .conftest import admin_login, make_user
+from tests.conftest import admin_login, make_user
 
 pytestmark = pytest.mark.django_db
 
