@@ -3,13 +3,12 @@ deleted through the same services as the API (capacity, quota, jobs, audit)."""
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
 from apps.billing.models import Subscription, SubscriptionStatus
 from apps.common.admin import apply_each, confirm_first
 from apps.common.display import when
-from apps.jobs.admin import ServiceAdmin, ServiceForm, object_action, operating, status_badge
+from apps.jobs.admin import ServiceAdmin, ServiceForm, object_action, operating, status_badge, tenant_from
 from apps.nodes.models import Node, NodeStatus, with_role
 from apps.tenancy.admin_base import TenantOwnedAdmin
 from apps.tenancy.models import Tenant
@@ -45,16 +44,6 @@ def subscription_field(tenant: Tenant | None) -> SubscriptionChoice:
     if tenant is not None:
         subs = subs.filter(tenant=tenant)
     return SubscriptionChoice(subs, required=False, help_text="The billing subscription this pod is sold under.")
-
-
-def tenant_from(request) -> Tenant | None:
-    """The tenant the add page was opened for (``?tenant=<id>``, or the posted choice): its nodes
-    and subscriptions only are offered."""
-    raw = request.POST.get("tenant") or request.GET.get("tenant")
-    try:
-        return Tenant.objects.filter(pk=raw).first() if raw else None
-    except (ValueError, ValidationError):  # a malformed id: every tenant's rows are offered
-        return None
 
 
 class PodAddForm(ServiceForm):

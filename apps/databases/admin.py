@@ -1,83 +1,279 @@
+"""Hosting databases in the operators' console: servers registered, databases created and dropped,
+users created (their password shown once) and rotated, grants given and revoked: every write
+through the same services as the API (names prefixed per tenant, jobs on the server, audit)."""
+
 from django import forms
 from django.contrib import admin
-from django.db import transaction
+from django.urls import reverse
 
-from apps.common.admin import ReadOnlyAdmin
-from apps.tenancy.admin_base import TenantOwnedAdmin, TenantOwnedForm
+from apps.common.display import when
+from apps.jobs.admin import ServiceAdmin, ServiceForm, object_action, shown_once, status_badge, tenant_from
+from apps.nodes.models import Node, with_role
 
-from . import crypto, services
-from .models import Database, DatabaseGrant, DatabaseServer, DatabaseUser
+from . import services
+from .models import Database, DatabaseGrant, DatabaseServer, DatabaseUser, ObjectStatus
+
+GONE = (ObjectStatus.REMOVING,)  # the job that drops it then removes the row
 
 
-class DatabaseServerForm(TenantOwnedForm):
+def tenant_servers(request, form, field: str = "server") -> None:
+    if field in form.base_fields:
+        tenant = tenant_from(request)
+        servers = DatabaseServer.all_tenants.select_related("tenant")
+        form.base_fields[field].queryset = servers.filter(tenant=tenant) if tenant is not None else servers
+
+
+# --- servers -------------------------------------------------------------------------------------------
+
+
+class ServerForm(ServiceForm):
     """The admin password is write-only: empty on a change keeps the stored one."""
 
-    admin_password = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False, strip=False)
+    admin_password = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        strip=False,
+        help_text="Stored encrypted; never shown again. Empty keeps the current one.",
+    )
+
+    class Meta:
+        model = DatabaseServer
+        fields = ["host", "port", "admin_user"]
+
+    def act(self, data, actor):
+        changes = self.changed(data, ["host", "port", "admin_user"])
+        if data.get("admin_password"):
+            changes["admin_password"] = data["admin_password"]
+        return services.server_update(server=self.instance, data=changes, actor=actor) if changes else self.instance
+
+
+class ServerAddForm(ServerForm):
+    admin_password = forms.CharField(
+        widget=forms.PasswordInput(render_value=False), strip=False, help_text="Stored encrypted; never shown again."
+    )
 
     class Meta:
         model = DatabaseServer
         fields = ["tenant", "node", "engine", "host", "port", "admin_user"]
 
-    def clean(self):
-        data = super().clean()
-        node = data.get("node")
-        if node is not None and "db" not in (node.roles or []):
-            self.add_error("node", "This node does not have the db role.")
-        password = data.get("admin_password")
-        if password:
-            self.instance.admin_password_encrypted = crypto.encrypt(password)
-        elif not self.instance.admin_password_encrypted:
-            self.add_error("admin_password", "The admin password is required.")
-        return data
+    def act(self, data, actor):
+        return services.server_create(
+            tenant=data["tenant"],
+            node=data["node"],
+            engine=data["engine"],
+            host=data["host"],
+            port=data["port"],
+            admin_user=data["admin_user"],
+            admin_password=data["admin_password"],
+            actor=actor,
+        )
 
 
 @admin.register(DatabaseServer)
-class DatabaseServerAdmin(TenantOwnedAdmin):
+class DatabaseServerAdmin(ServiceAdmin):
     """Operators register servers here too; each save checks the connection again (a job)."""
 
-    form = DatabaseServerForm
-    list_display = ["__str__", "node", "admin_user", "status", "version"]
-    list_filter = ["engine", "status"]
+    list_display = ["__str__", "node", "admin_user", "status_shown", "version", "tenant"]
+    list_filter = ["engine", "status", "tenant"]
     search_fields = ["host", "id"]
-    list_select_related = ["node"]
-    readonly_fields = ["status", "version", "last_error"]
+    list_select_related = ["node", "tenant"]
     show_full_result_count = False
+    add_form = ServerAddForm
+    form = ServerForm
+    add_fields = ["tenant", "node", "engine", "host", "port", "admin_user", "admin_password"]
+    change_fields = ["host", "port", "admin_user", "admin_password"]
+    shown_fields = ["tenant", "node", "engine", "status_shown", "version", "last_error"]
+    object_actions = ["check_connection", "delete"]
 
-    def get_readonly_fields(self, request, obj=None):
-        fixed = ["tenant", "engine"] if obj is not None else []
-        return [*self.readonly_fields, *fixed]
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "node" in form.base_fields:
+            tenant = tenant_from(request)
+            nodes = Node.all_tenants.filter(with_role("db")).select_related("tenant")
+            form.base_fields["node"].queryset = nodes.filter(tenant=tenant) if tenant is not None else nodes
+        return form
 
-    def save_model(self, request, obj, form, change):
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            services.check_job(obj, request.user)
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj):
+        return status_badge(obj)
+
+    @object_action("Check the connection", description="Connect as the admin again and read the version (a job).")
+    def check_connection(self, request, server, data):
+        services.check_job(server, request.user)
+
+    @object_action(
+        "Delete", confirm=True, description="Forget this server (only once its databases and users are gone)."
+    )
+    def delete(self, request, server, data):
+        services.server_delete(server=server, actor=request.user)
+
+    def object_action_done_url(self, obj):
+        gone = not DatabaseServer.all_tenants.filter(pk=obj.pk).exists()
+        return reverse("admin:databases_databaseserver_changelist") if gone else None
+
+
+# --- databases -----------------------------------------------------------------------------------------
+
+
+class DatabaseAddForm(ServiceForm):
+    class Meta:
+        model = Database
+        fields = ["tenant", "server", "name"]
+
+    def act(self, data, actor):
+        return services.database_create(tenant=data["tenant"], server=data["server"], name=data["name"], actor=actor)
+
+
+class DropForm(forms.Form):
+    confirm = forms.CharField(help_text="Dropping is irreversible: type the database's name to confirm.")
 
 
 @admin.register(Database)
-class DatabaseAdmin(ReadOnlyAdmin):
-    """Read-only: changes are jobs on the server, made through the API's services."""
-
-    list_display = ["full_name", "name", "server", "status", "size_bytes", "tenant"]
+class DatabaseAdmin(ServiceAdmin):
+    list_display = ["full_name", "name", "server", "status_shown", "size_bytes", "tenant"]
     list_filter = ["status", "tenant"]
     search_fields = ["name", "full_name", "id"]
     list_select_related = ["server", "tenant"]
     show_full_result_count = False
+    add_form = DatabaseAddForm
+    add_fields = ["tenant", "server", "name"]
+    shown_fields = ["tenant", "server", "name", "full_name", "status_shown", "size_bytes", "last_error", "created"]
+    object_actions = ["retry_failed_job", "drop"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        tenant_servers(request, form)
+        return form
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj):
+        return status_badge(obj)
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj):
+        return when(obj.created_at)
+
+    @object_action(
+        "Drop",
+        form=DropForm,
+        available=lambda d: d.status not in GONE,
+        description="Drop the database on its server: its data is gone for good.",
+    )
+    def drop(self, request, database, data):
+        services.database_drop(database=database, confirm=data["confirm"], actor=request.user)
+
+
+# --- users ---------------------------------------------------------------------------------------------
+
+
+class UserAddForm(ServiceForm):
+    class Meta:
+        model = DatabaseUser
+        fields = ["tenant", "server", "name"]
+
+    def act(self, data, actor):
+        user, password = services.user_create(
+            tenant=data["tenant"], server=data["server"], name=data["name"], actor=actor
+        )
+        self.extra["password"] = password
+        return user
+
+
+def password_page(admin_, request, user, password: str):
+    return shown_once(
+        admin_,
+        request,
+        user,
+        title="The user's password",
+        explanation=f"Log in to {user.server} as {user.full_name} with this password.",
+        values=[("User", user.full_name), ("Password", password)],
+    )
 
 
 @admin.register(DatabaseUser)
-class DatabaseUserAdmin(ReadOnlyAdmin):
-    list_display = ["full_name", "name", "server", "status", "password_changed_at", "tenant"]
+class DatabaseUserAdmin(ServiceAdmin):
+    list_display = ["full_name", "name", "server", "status_shown", "password_changed", "tenant"]
     list_filter = ["status", "tenant"]
     search_fields = ["name", "full_name", "id"]
     list_select_related = ["server", "tenant"]
-    exclude = ["password_verifier"]
     show_full_result_count = False
+    add_form = UserAddForm
+    add_fields = ["tenant", "server", "name"]
+    shown_fields = ["tenant", "server", "name", "full_name", "status_shown", "password_changed", "last_error"]
+    object_actions = ["rotate_password", "retry_failed_job", "delete"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        tenant_servers(request, form)
+        return form
+
+    def after_add(self, request, obj, extra):
+        return password_page(self, request, obj, extra["password"]) if extra.get("password") else None
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj):
+        return status_badge(obj)
+
+    @admin.display(description="password changed", ordering="password_changed_at")
+    def password_changed(self, obj):
+        return when(obj.password_changed_at)
+
+    @object_action(
+        "Rotate the password",
+        confirm=True,
+        available=lambda u: u.status not in GONE,
+        description="A new password replaces the current one at once (shown this once).",
+    )
+    def rotate_password(self, request, user, data):
+        user, password = services.user_rotate_password(user=user, actor=request.user)
+        return password_page(self, request, user, password)
+
+    @object_action(
+        "Delete",
+        confirm=True,
+        available=lambda u: u.status not in GONE,
+        description="Drop the login on its server (in PostgreSQL what it owns goes to the admin).",
+    )
+    def delete(self, request, user, data):
+        services.user_delete(user=user, actor=request.user)
+
+
+# --- grants --------------------------------------------------------------------------------------------
+
+
+class GrantAddForm(ServiceForm):
+    class Meta:
+        model = DatabaseGrant
+        fields = ["database", "user"]
+
+    def tenant_for(self, data):
+        return getattr(data.get("database"), "tenant", None)
+
+    def act(self, data, actor):
+        return services.grant_create(database=data["database"], user=data["user"], actor=actor)
 
 
 @admin.register(DatabaseGrant)
-class DatabaseGrantAdmin(ReadOnlyAdmin):
-    list_display = ["user", "database", "status", "tenant"]
+class DatabaseGrantAdmin(ServiceAdmin):
+    list_display = ["user", "database", "status_shown", "tenant"]
     list_filter = ["status", "tenant"]
     search_fields = ["user__full_name", "database__full_name"]
     list_select_related = ["user", "database", "tenant"]
     show_full_result_count = False
+    add_form = GrantAddForm
+    add_fields = ["database", "user"]
+    shown_fields = ["tenant", "database", "user", "status_shown", "last_error"]
+    object_actions = ["retry_failed_job", "revoke"]
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj):
+        return status_badge(obj)
+
+    @object_action(
+        "Revoke",
+        confirm=True,
+        available=lambda g: g.status not in GONE,
+        description="The user loses its privileges on the database.",
+    )
+    def revoke(self, request, grant, data):
+        services.grant_revoke(grant=grant, actor=request.user)

@@ -16,7 +16,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models, transaction
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -28,6 +28,7 @@ from apps.common import context
 from apps.common.admin import ConsoleModelAdmin, ReadOnlyAdmin, ReadOnlyInline, apply_each, confirm_first
 from apps.common.display import badge, when
 from apps.common.exceptions import Conflict, DomainError
+from apps.tenancy.models import Tenant
 from apps.tenancy.scoping import tenant_scope
 
 from . import services
@@ -48,6 +49,16 @@ def operating(tenant) -> Iterator[None]:
             yield
     finally:
         ctx.via = before
+
+
+def tenant_from(request) -> Tenant | None:
+    """The tenant the add page was opened for (``?tenant=<id>``, or the posted choice): its nodes
+    and subscriptions only are offered."""
+    raw = request.POST.get("tenant") or request.GET.get("tenant")
+    try:
+        return Tenant.objects.filter(pk=raw).first() if raw else None
+    except (ValueError, ValidationError):  # a malformed id: every tenant's rows are offered
+        return None
 
 
 def refusal_as_form_error(form: forms.Form, exc: DomainError) -> None:
@@ -86,6 +97,10 @@ class ServiceForm(forms.ModelForm):
                 result = self.act(self.cleaned_data, self.request.user)
         except DomainError as exc:
             refusal_as_form_error(self, exc)
+            return
+        except ValidationError as exc:  # a model's own clean() the service ran (e.g. a node's address)
+            for field, errors in exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]:
+                self.add_error(field if field in self.fields else None, errors)
             return
         if isinstance(result, models.Model):
             self.instance = result
@@ -181,10 +196,17 @@ class ServiceAdmin(RecentJobsMixin, ConsoleModelAdmin):
                 transaction.set_rollback(True)
         return response
 
+    def save_form(self, request, form, change):
+        request.service_extra = getattr(form, "extra", {})  # e.g. a password the service answered
+        return form.save(commit=False)
+
     def response_add(self, request, obj, post_url_continue=None):
-        shown = getattr(self, "_shown_once", None)
-        once = shown(request, obj) if shown else None
-        return once if once is not None else super().response_add(request, obj, post_url_continue)
+        page = self.after_add(request, obj, getattr(request, "service_extra", {}))
+        return page if page is not None else super().response_add(request, obj, post_url_continue)
+
+    def after_add(self, request, obj, extra: dict):
+        """A page to answer the add with instead of the usual redirect (a secret shown once)."""
+        return None
 
     # --- buttons -----------------------------------------------------------------------------
     def get_urls(self):
@@ -276,7 +298,11 @@ class ServiceAdmin(RecentJobsMixin, ConsoleModelAdmin):
         if answer is not None:  # e.g. a page that shows a new password once
             return answer
         self.message_user(request, f"{spec['label']}: done for {obj}.", messages.SUCCESS)
-        return HttpResponseRedirect(change_url)
+        return HttpResponseRedirect(self.object_action_done_url(obj) or change_url)
+
+    def object_action_done_url(self, obj) -> str | None:
+        """Where a button's success lands (default: the object's page)."""
+        return None
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
         context["object_actions"] = self.actions_for(request, obj) if obj is not None else []
@@ -290,7 +316,7 @@ class ServiceAdmin(RecentJobsMixin, ConsoleModelAdmin):
             ]
         )
         if not rows:
-            return format_html("<p>No jobs yet.</p>")
+            return "No jobs yet."
         body = format_html_join(
             "",
             '<tr><td><a href="{}">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>',
