@@ -1,16 +1,15 @@
+from datetime import datetime, time
 from decimal import Decimal
 
 from django import forms
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
-from django.shortcuts import get_object_or_404, redirect
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
-from django.utils.html import format_html
+from django.contrib import admin
+from django.http import HttpResponse
+from django.urls import path
+from django.utils import timezone
 
 from apps.audit.admin_base import AuditedModelAdmin
-from apps.common.admin import ReadOnlyAdmin, ReadOnlyInline, apply_each, confirm_first
-from apps.common.exceptions import DomainError
+from apps.common.admin import ObjectAction, ReadOnlyAdmin, ReadOnlyInline, apply_each, confirm_first
+from apps.common.display import money, when
 from apps.tenancy.scoping import tenant_scope
 
 from .models import (
@@ -22,6 +21,7 @@ from .models import (
     DunningNotice,
     Invoice,
     InvoiceLine,
+    InvoiceStatus,
     NumberSequence,
     Payment,
     PaymentMethod,
@@ -30,7 +30,7 @@ from .models import (
     UsageRecord,
     WebhookEvent,
 )
-from .services import invoices, payments, subscriptions
+from .services import documents, invoices, payments, subscriptions
 
 
 class RecordPaymentForm(forms.Form):
@@ -41,6 +41,21 @@ class RecordPaymentForm(forms.Form):
         choices=[(m.value, m.label) for m in (PaymentMethod.BANK_TRANSFER, PaymentMethod.CASH, PaymentMethod.CHEQUE)]
     )
     reference = forms.CharField(max_length=200, required=False, help_text="e.g. the bank transfer's reference")
+    received_on = forms.DateField(required=False, help_text="The day the money arrived (default: today).",
+                                  widget=forms.DateInput(attrs={"type": "date"}))  # fmt: skip
+
+
+class BillingAdmin(ReadOnlyAdmin):
+    """Billing objects change only through the billing services (the API or these buttons and actions),
+    each in its tenant's scope."""
+
+    def object_action_scope(self, obj):
+        return tenant_scope(obj.tenant)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
 
 class InvoiceLineInline(ReadOnlyInline):
@@ -56,9 +71,13 @@ class PaymentInline(ReadOnlyInline):
     fields = readonly_fields = ["received_at", "amount", "method", "status", "reference", "refunded_amount"]
 
 
+def _open(invoice) -> bool:
+    return invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+
+
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyAdmin):
-    """Invoices change only through the billing services (the API or these actions)."""
+class InvoiceAdmin(BillingAdmin):
+    """Invoices change only through the billing services (the API, these buttons or list actions)."""
 
     list_display = ["__str__", "customer", "status", "total", "amount_due", "currency", "due_date", "tenant"]
     list_filter = ["status", "currency", "issue_date", "tenant"]
@@ -68,12 +87,29 @@ class InvoiceAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     inlines = [InvoiceLineInline, PaymentInline]
     actions = ["issue", "void", "mark_uncollectible"]
-    readonly_fields = ["record_payment_link"]
+    object_actions = [
+        ObjectAction("issue", "Issue", method="issue_one", show=lambda i: i.status == InvoiceStatus.DRAFT,
+                     help="Number the draft, open it, apply the customer's credit and e-mail it with its PDF."),
+        ObjectAction("send", "Send by e-mail", method="send_one",
+                     show=lambda i: i.status not in (InvoiceStatus.DRAFT, InvoiceStatus.VOID)),
+        ObjectAction("pdf", "Download PDF", method="pdf_one", http_method="get", permission=lambda r, i: True),
+        ObjectAction("record_payment", "Record a payment", method="record_payment_one", form=RecordPaymentForm,
+                     initial=lambda i: {"amount": i.amount_due}, show=_open, permission="billing.add_payment",
+                     help="Money received by bank transfer, cash or cheque; any excess becomes the customer's credit."),
+        ObjectAction("void", "Void", method="void_one", confirm=True, style="danger", show=_open,
+                     help="A void invoice is owed no more; the credit it used goes back to the customer."),
+        ObjectAction("mark_uncollectible", "Mark uncollectible", method="uncollectible_one", confirm=True,
+                     style="danger", show=lambda i: i.status == InvoiceStatus.OPEN),
+    ]  # fmt: skip
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
+    def get_urls(self):
+        # The payment form's earlier name, kept: the same URL as the button's.
+        def record(request, object_id):
+            return self.object_action_view(request, object_id, "record_payment")
+
+        view = self.admin_site.admin_view(record)
+        return [path("<path:object_id>/do/record_payment/", view, name="billing_invoice_record_payment"),
+                *super().get_urls()]  # fmt: skip
 
     def _run(self, request, queryset, service, verb):
         def one(invoice):
@@ -82,42 +118,38 @@ class InvoiceAdmin(ReadOnlyAdmin):
 
         apply_each(self, request, queryset, one, verb)
 
-    def get_urls(self):
-        record = self.admin_site.admin_view(self.record_payment_view)
-        return [path("<uuid:pk>/record-payment/", record, name="billing_invoice_record_payment"), *super().get_urls()]
+    # -- buttons on an invoice's page (apps.common.admin.ObjectAction) --
 
-    def record_payment_view(self, request, pk):
-        """Record a payment on one invoice through ``payments.payment_record``, as the API does."""
-        if not self.has_operate_permission(request):
-            raise PermissionDenied
-        invoice = get_object_or_404(Invoice.all_tenants.select_related("customer", "tenant"), pk=pk)
-        form = RecordPaymentForm(request.POST or None, initial={"amount": invoice.amount_due})
-        if request.method == "POST" and form.is_valid():
-            try:
-                with tenant_scope(invoice.tenant):
-                    payments.payment_record(invoice=invoice, actor=request.user, **form.cleaned_data)
-            except DomainError as exc:
-                form.add_error(getattr(exc, "field", None) if getattr(exc, "field", None) in form.fields else None,
-                               exc.message)  # fmt: skip
-            else:
-                self.message_user(request, f"Recorded {form.cleaned_data['amount']} {invoice.currency} on {invoice}.",
-                                  messages.SUCCESS)  # fmt: skip
-                return redirect(reverse("admin:billing_invoice_change", args=[invoice.pk]))
-        context = {
-            **self.admin_site.each_context(request),
-            "title": f"Record a payment on {invoice}",
-            "opts": self.opts,
-            "invoice": invoice,
-            "form": form,
-        }
-        return TemplateResponse(request, "admin/billing/invoice/record_payment.html", context)
+    def issue_one(self, request, invoice, data):
+        invoice = invoices.invoice_issue(invoice=invoice)
+        return f"Issued {invoice.number}: {money(invoice.total, invoice.currency)}, due {when(invoice.due_date)}."
 
-    @admin.display(description="Payment")
-    def record_payment_link(self, obj):
-        if obj.status not in ("open", "uncollectible"):
-            return "—"
-        url = reverse("admin:billing_invoice_record_payment", args=[obj.pk])
-        return format_html('<a class="button" href="{}">Record a payment</a>', url)
+    def send_one(self, request, invoice, data):
+        invoices.invoice_send(invoice=invoice, actor=request.user)
+        return f"{invoice} is being sent to {invoice.customer.invoice_email}."
+
+    def pdf_one(self, request, invoice, data):
+        response = HttpResponse(documents.invoice_pdf(invoice), content_type="application/pdf")
+        name = invoice.number or f"draft-{invoice.pk}"
+        response["Content-Disposition"] = f'attachment; filename="{name}.pdf"'
+        return response
+
+    def record_payment_one(self, request, invoice, data):
+        received = data.get("received_on")
+        at = timezone.make_aware(datetime.combine(received, time(12))) if received else None
+        payments.payment_record(invoice=invoice, actor=request.user, amount=data["amount"], method=data["method"],
+                                reference=data.get("reference") or "", received_at=at)  # fmt: skip
+        return f"Recorded {money(data['amount'], invoice.currency)} on {invoice}."
+
+    def void_one(self, request, invoice, data):
+        invoices.invoice_void(invoice=invoice)
+        return f"Voided {invoice}."
+
+    def uncollectible_one(self, request, invoice, data):
+        invoices.invoice_mark_uncollectible(invoice=invoice)
+        return f"{invoice} is marked uncollectible."
+
+    # -- list actions --
 
     @admin.action(description="Issue the selected drafts", permissions=["operate"])
     def issue(self, request, queryset):

@@ -6,19 +6,26 @@ those that show and check "which tenant" in ``apps.tenancy.admin_base`` (``Tenan
 an object's latest jobs in ``apps.jobs.admin_base`` (``RecentJobsMixin``).
 """
 
+import contextlib
 import functools
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_permission_codename
-from django.core.exceptions import EmptyResultSet
+from django.core.exceptions import EmptyResultSet, PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
+from django.http import Http404, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from .exceptions import DomainError
@@ -59,9 +66,51 @@ class EstimatedCountPaginator(Paginator):
         return int(plan[0]["Plan"]["Plan Rows"])
 
 
+@dataclass(frozen=True)
+class ObjectAction:
+    """A button on an object's page that runs one service call on that object.
+
+    Declared once per admin (``object_actions = [ObjectAction("issue", "Issue", method="issue_one")]``);
+    ``method`` names the admin's handler ``handler(request, obj, data) -> str | HttpResponse | None``
+    (``data``: the form's cleaned data, or ``{}``). A string is the success message (None: "<label>:
+    done."), a response is answered as is (e.g. a PDF). A ``DomainError`` the service raises is shown
+    to the operator (as a form error when there is a form), never a 500.
+
+    - ``permission``: ``"operate"`` (the model's change permission, what the operator's group holds:
+      apps/console/groups.py), a permission name (``"billing.add_creditnote"``) or a callable
+      ``(request, obj) -> bool``. Operators without it see no button and get 403 on its URL.
+    - ``confirm``: destructive actions ask first, on a page in ``confirm_first``'s look (a string
+      is the question; True: "<label>: are you sure?").
+    - ``form``: a form class asked for first on its own page (``initial(obj) -> dict`` prefills it).
+    - ``preview``: the admin's method ``(request, obj, data) -> html`` shown with the answers for a
+      last confirmation (e.g. a plan change's proration) before the handler runs.
+    - ``show``: ``(obj) -> bool``, whether the button makes sense in the object's state (the service
+      still decides: a hidden action posted anyway gets the service's answer).
+    - ``http_method``: ``"get"`` for safe reads (a PDF download) that run on a plain link.
+    """
+
+    name: str
+    label: str
+    method: str
+    permission: str | Callable[[Any, Any], bool] = "operate"
+    confirm: bool | str = False
+    form: type[forms.Form] | None = None
+    initial: Callable[[Any], dict] | None = None
+    preview: str | None = None
+    show: Callable[[Any], bool] | None = None
+    http_method: str = "post"
+    style: str = ""  # "danger" for the destructive ones: a red button
+    help: str = ""  # what it does, shown on its page
+
+    @property
+    def needs_page(self) -> bool:
+        return bool(self.confirm or self.form or self.preview)
+
+
 class ConsoleModelAdmin(admin.ModelAdmin):
-    """What every admin of ours shares: lists that stay fast on big tables, and the "operate"
-    permission that admin actions calling services ask for.
+    """What every admin of ours shares: lists that stay fast on big tables, the "operate"
+    permission that admin actions calling services ask for, and object actions (buttons on an
+    object's page, ``object_actions``: see ``ObjectAction``).
 
     ``@admin.action(permissions=["operate"])`` shows an action only to operators who hold the
     model's ``change`` permission (their group's, see apps/console/groups.py), even on admins
@@ -70,10 +119,185 @@ class ConsoleModelAdmin(admin.ModelAdmin):
 
     paginator = EstimatedCountPaginator
     show_full_result_count = False  # the "N total" link would COUNT(*) the whole table
+    object_actions: list[ObjectAction] = []
 
     def has_operate_permission(self, request) -> bool:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.{get_permission_codename('change', opts)}")
+
+    # -- object actions ---------------------------------------------------------------------------
+
+    def object_action_scope(self, obj):
+        """The context a handler runs in (e.g. the object's tenant scope); override per admin."""
+        return contextlib.nullcontext()
+
+    def object_action_allowed(self, request, action: ObjectAction, obj) -> bool:
+        perm = action.permission
+        if callable(perm):
+            return bool(perm(request, obj))
+        if perm == "operate":
+            return self.has_operate_permission(request)
+        return request.user.has_perm(perm)
+
+    def object_action_url(self, action: ObjectAction, obj) -> str:
+        opts = self.opts
+        return reverse(f"admin:{opts.app_label}_{opts.model_name}_object_action", args=[obj.pk, action.name],
+                       current_app=self.admin_site.name)  # fmt: skip
+
+    def object_actions_for(self, request, obj) -> list[dict]:
+        """The buttons ``obj``'s page shows this operator: permitted, and sensible in its state."""
+        shown = []
+        for action in self.object_actions:
+            if action.show is not None and not action.show(obj):
+                continue
+            if not self.object_action_allowed(request, action, obj):
+                continue
+            shown.append({
+                "name": action.name, "label": action.label, "url": self.object_action_url(action, obj),
+                "link": action.http_method == "get" or action.needs_page, "style": action.style,
+            })  # fmt: skip
+        return shown
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk is not None and not add:
+            context["object_actions"] = self.object_actions_for(request, obj)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
+
+    def get_urls(self):
+        opts = self.opts
+        view = self.admin_site.admin_view(self.object_action_view)
+        name = f"{opts.app_label}_{opts.model_name}_object_action"
+        return [path("<path:object_id>/do/<str:action>/", view, name=name), *super().get_urls()]
+
+    def object_action_view(self, request, object_id, action):
+        chosen = next((a for a in self.object_actions if a.name == action), None)
+        if chosen is None:
+            raise Http404("No such action.")
+        obj = self.get_object(request, unquote(object_id))
+        if obj is None:
+            raise Http404("No such object.")
+        if not self.has_view_permission(request, obj) or not self.object_action_allowed(request, chosen, obj):
+            raise PermissionDenied
+        back = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk],
+                       current_app=self.admin_site.name)  # fmt: skip
+        if chosen.http_method == "get":
+            if request.method not in ("GET", "HEAD"):
+                return HttpResponseNotAllowed(["GET"])
+            return self._run_object_action(request, chosen, obj, {}, back, form=None)
+        if request.method not in ("GET", "POST"):
+            return HttpResponseNotAllowed(["GET", "POST"])
+        form = None
+        if chosen.form is not None:
+            initial = chosen.initial(obj) if chosen.initial else {}
+            form = chosen.form(request.POST if request.method == "POST" else None, initial=initial)
+        if request.method == "POST" and (form is None or form.is_valid()):
+            data = dict(form.cleaned_data) if form is not None else {}
+            answered = request.POST.get("confirmed") == "yes"
+            if chosen.preview and not answered:
+                try:
+                    with self.object_action_scope(obj):
+                        preview = getattr(self, chosen.preview)(request, obj, data)
+                except DomainError as exc:
+                    self._domain_error(request, exc, form, obj)
+                else:
+                    return self._object_action_page(request, chosen, obj, form, back, preview=preview)
+            elif chosen.confirm and not answered and form is None:
+                pass  # a POST without the answer (e.g. from the button): ask first
+            else:
+                response = self._run_object_action(request, chosen, obj, data, back, form=form)
+                if response is not None:
+                    return response
+        return self._object_action_page(request, chosen, obj, form, back)
+
+    def _domain_error(self, request, exc: DomainError, form, obj) -> None:
+        field = getattr(exc, "field", None)
+        if form is not None:
+            form.add_error(field if field in form.fields else None, exc.message)
+        else:
+            self.message_user(request, f"{obj}: {exc.message}", messages.ERROR)
+
+    def _run_object_action(self, request, action: ObjectAction, obj, data: dict, back: str, *, form):
+        """Run the handler; answer its response, or a message and the object's page. With a form,
+        a refused call returns None: the form page is shown again with the service's error."""
+        try:
+            with self.object_action_scope(obj):
+                result = getattr(self, action.method)(request, obj, data)
+        except DomainError as exc:
+            self._domain_error(request, exc, form, obj)
+            if form is not None:
+                return None
+            return HttpResponseRedirect(back)
+        if isinstance(result, HttpResponse):
+            return result
+        self.message_user(request, result or f"{action.label}: done.", messages.SUCCESS)
+        return HttpResponseRedirect(back)
+
+    def _object_action_page(self, request, action: ObjectAction, obj, form, back: str, preview=None):
+        opts = self.opts
+        question = action.confirm if isinstance(action.confirm, str) else ""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{action.label}: {obj}",
+            "opts": opts,
+            "object": obj,
+            "action": action,
+            "question": question,
+            "form": form,
+            "preview": preview,
+            "confirming": bool(preview) or (bool(action.confirm) and form is None),
+            "back_url": back,
+            "changelist_url": reverse(
+                f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=self.admin_site.name
+            ),
+            "media": self.media + (form.media if form is not None else forms.Media()),
+        }
+        return TemplateResponse(request, "admin/object_action.html", context)
+
+
+class ServiceFormMixin:
+    """Add and change pages whose save is ONE service call (the API's), never ``Model.save()``.
+
+    The admin validates the page's form and inlines as usual, then calls ``service_save(request,
+    form, formsets, change) -> obj`` instead of saving them. A ``DomainError`` the service raises
+    (its own rules, e.g. an amount finer than the currency's cent) rolls everything back and shows
+    the page again with the service's message on the form (on its field when the form has it).
+    """
+
+    def service_save(self, request, form, formsets, change):
+        raise NotImplementedError
+
+    def save_model(self, request, obj, form, change):
+        pass  # the service writes, in save_related, with the inlines' rows
+
+    def save_related(self, request, form, formsets, change):
+        saved = self.service_save(request, form, formsets, change)
+        # The page's object becomes the saved row: the admin's log entry and redirect use its pk.
+        form.instance.__dict__.update(saved.__dict__)
+        for formset in formsets:  # what the admin's change message reads; the service saved the rows
+            formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except DomainError as exc:  # the transaction of the first pass rolled back: nothing written
+            request._service_refusal = exc
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change, **kwargs)
+        refusal = getattr(request, "_service_refusal", None)
+        if refusal is None:
+            return form_class
+
+        class Refused(form_class):
+            def clean(self):
+                cleaned = super().clean()
+                field = getattr(refusal, "field", None)
+                self.add_error(field if field in self.fields else None, refusal.message)
+                return cleaned
+
+        Refused.__name__ = form_class.__name__
+        return Refused
 
 
 class ReadOnlyAdmin(ConsoleModelAdmin):

@@ -313,3 +313,20 @@ def invoice_mark_uncollectible(*, invoice: Invoice) -> Invoice:
         invoice.marked_uncollectible_at = timezone.now()
         invoice.save()
     return invoice
+
+
+@transaction.atomic
+def invoice_send(*, invoice: Invoice, actor=None) -> Invoice:
+    """E-mail an issued invoice (with its PDF) to the customer's billing address again, on request.
+
+    Sent after the commit like every invoice e-mail; audited as ``invoice.send`` with the address."""
+    invoice = lock_invoice(invoice)
+    if invoice.status in (InvoiceStatus.DRAFT, InvoiceStatus.VOID):
+        raise Conflict(f"A {invoice.status} invoice is not sent; issue it first." if invoice.status == "draft"
+                       else "A void invoice is not sent.")  # fmt: skip
+    to = invoice.customer.invoice_email
+    if not to:
+        raise Conflict("This customer has no e-mail address to send the invoice to.")
+    audit.record(action="invoice.send", obj=invoice, changes={"to": to}, **audit.by(actor))
+    notify_invoice(invoice, "paid" if invoice.status == InvoiceStatus.PAID else "issued")
+    return invoice
