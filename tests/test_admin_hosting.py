@@ -31,7 +31,7 @@ def url(model, view, *args) -> str:
 
 
 def act_url(obj, name) -> str:
-    return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_act", args=[obj.pk, name])
+    return reverse(f"admin:{obj._meta.app_label}_{obj._meta.model_name}_object_action", args=[obj.pk, name])
 
 
 def audited(action: str, obj) -> AuditEvent:

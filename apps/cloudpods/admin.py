@@ -6,9 +6,9 @@ from django.contrib import admin
 from django.utils.html import format_html
 
 from apps.billing.models import Subscription, SubscriptionStatus
-from apps.common.admin import apply_each, confirm_first
+from apps.common.admin import ObjectAction, apply_each, confirm_first
 from apps.common.display import when
-from apps.jobs.admin import ServiceAdmin, ServiceForm, object_action, operating, status_badge, tenant_from
+from apps.jobs.admin import ServiceAdmin, ServiceForm, operating, retry_action, status_badge, tenant_from
 from apps.nodes.models import Node, NodeStatus, with_role
 from apps.tenancy.admin_base import TenantOwnedAdmin
 from apps.tenancy.models import Tenant
@@ -131,7 +131,29 @@ class CloudPodAdmin(ServiceAdmin):
         "created",
         "deleted",
     ]
-    object_actions = ["suspend", "resume", "resize", "retry_failed_job", "delete"]
+    object_actions = [
+        ObjectAction("suspend", "Suspend", method="suspend_one", show=lambda p: p.status == PodStatus.RUNNING),
+        ObjectAction("resume", "Resume", method="resume_one", show=lambda p: p.status == PodStatus.SUSPENDED),
+        ObjectAction(
+            "resize",
+            "Resize",
+            method="resize_one",
+            form=ResizeForm,
+            initial=lambda p: {"plan": p.plan},
+            show=lambda p: p.status == PodStatus.RUNNING,
+            help="Move the pod to another plan: the container is updated in place.",
+        ),
+        retry_action,
+        ObjectAction(
+            "delete",
+            "Delete",
+            method="delete_one",
+            confirm=True,
+            style="danger",
+            show=lambda p: p.status not in (PodStatus.DELETING, PodStatus.DELETED),
+            help="A job removes the container and frees its node's capacity.",
+        ),
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -178,36 +200,22 @@ class CloudPodAdmin(ServiceAdmin):
             '<a href="/admin/billing/subscription/{}/change/">{}: {}</a>', sub.pk, sub.customer.name, sub.product.name
         )
 
-    # --- buttons on the pod's page ----------------------------------------------------------
-    @object_action(
-        "Suspend",
-        available=lambda pod: pod.status == PodStatus.RUNNING,
-        description="Freeze the pod's processes (its memory and disk are kept).",
-    )
-    def suspend(self, request, pod, data):
+    # --- buttons on the pod's page (the same services as the API) ---------------------------------
+    def suspend_one(self, request, pod, data):
         services.pod_suspend(pod=pod, actor=request.user)
+        return f"Suspending {pod.name}: a job freezes its processes."
 
-    @object_action("Resume", available=lambda pod: pod.status == PodStatus.SUSPENDED)
-    def resume(self, request, pod, data):
+    def resume_one(self, request, pod, data):
         services.pod_resume(pod=pod, actor=request.user)
+        return f"Resuming {pod.name}."
 
-    @object_action(
-        "Resize",
-        available=lambda pod: pod.status == PodStatus.RUNNING,
-        form=ResizeForm,
-        description="Move the pod to another plan: the container is updated in place.",
-    )
-    def resize(self, request, pod, data):
+    def resize_one(self, request, pod, data):
         services.pod_resize(pod=pod, plan=data["plan"], actor=request.user)
+        return f"Resizing {pod.name} to {data['plan']}."
 
-    @object_action(
-        "Delete",
-        confirm=True,
-        available=lambda pod: pod.status not in (PodStatus.DELETING, PodStatus.DELETED),
-        description="Delete the pod: a job removes its container and frees its node's capacity.",
-    )
-    def delete(self, request, pod, data):
+    def delete_one(self, request, pod, data):
         services.pod_delete(pod=pod, actor=request.user)
+        return f"Deleting {pod.name}: a job removes its container."
 
     # --- the list's actions -----------------------------------------------------------------
     def _each(self, request, queryset, fn, verb):

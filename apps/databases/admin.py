@@ -4,10 +4,10 @@ through the same services as the API (names prefixed per tenant, jobs on the ser
 
 from django import forms
 from django.contrib import admin
-from django.urls import reverse
 
+from apps.common.admin import ObjectAction
 from apps.common.display import when
-from apps.jobs.admin import ServiceAdmin, ServiceForm, object_action, shown_once, status_badge, tenant_from
+from apps.jobs.admin import ServiceAdmin, ServiceForm, retry_action, shown_once, status_badge, tenant_from
 from apps.nodes.models import Node, with_role
 
 from . import services
@@ -83,7 +83,22 @@ class DatabaseServerAdmin(ServiceAdmin):
     add_fields = ["tenant", "node", "engine", "host", "port", "admin_user", "admin_password"]
     change_fields = ["host", "port", "admin_user", "admin_password"]
     shown_fields = ["tenant", "node", "engine", "status_shown", "version", "last_error"]
-    object_actions = ["check_connection", "delete"]
+    object_actions = [
+        ObjectAction(
+            "check",
+            "Check the connection",
+            method="check_one",
+            help="Connect as the admin again and read the version (a job).",
+        ),
+        ObjectAction(
+            "delete",
+            "Delete",
+            method="delete_one",
+            confirm=True,
+            style="danger",
+            help="Forget this server (only once its databases and users are gone).",
+        ),
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -97,19 +112,13 @@ class DatabaseServerAdmin(ServiceAdmin):
     def status_shown(self, obj):
         return status_badge(obj)
 
-    @object_action("Check the connection", description="Connect as the admin again and read the version (a job).")
-    def check_connection(self, request, server, data):
+    def check_one(self, request, server, data):
         services.check_job(server, request.user)
+        return f"Checking {server}: a job connects as the admin."
 
-    @object_action(
-        "Delete", confirm=True, description="Forget this server (only once its databases and users are gone)."
-    )
-    def delete(self, request, server, data):
+    def delete_one(self, request, server, data):
         services.server_delete(server=server, actor=request.user)
-
-    def object_action_done_url(self, obj):
-        gone = not DatabaseServer.all_tenants.filter(pk=obj.pk).exists()
-        return reverse("admin:databases_databaseserver_changelist") if gone else None
+        return self.gone_to_list(request, server, f"Forgot the server {server}.")
 
 
 # --- databases -----------------------------------------------------------------------------------------
@@ -138,7 +147,18 @@ class DatabaseAdmin(ServiceAdmin):
     add_form = DatabaseAddForm
     add_fields = ["tenant", "server", "name"]
     shown_fields = ["tenant", "server", "name", "full_name", "status_shown", "size_bytes", "last_error", "created"]
-    object_actions = ["retry_failed_job", "drop"]
+    object_actions = [
+        retry_action,
+        ObjectAction(
+            "drop",
+            "Drop",
+            method="drop_one",
+            form=DropForm,
+            style="danger",
+            show=lambda d: d.status not in GONE,
+            help="Drop the database on its server: its data is gone for good.",
+        ),
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -153,14 +173,9 @@ class DatabaseAdmin(ServiceAdmin):
     def created(self, obj):
         return when(obj.created_at)
 
-    @object_action(
-        "Drop",
-        form=DropForm,
-        available=lambda d: d.status not in GONE,
-        description="Drop the database on its server: its data is gone for good.",
-    )
-    def drop(self, request, database, data):
+    def drop_one(self, request, database, data):
         services.database_drop(database=database, confirm=data["confirm"], actor=request.user)
+        return f"Dropping {database.full_name}: a job drops it on the server."
 
 
 # --- users ---------------------------------------------------------------------------------------------
@@ -200,7 +215,26 @@ class DatabaseUserAdmin(ServiceAdmin):
     add_form = UserAddForm
     add_fields = ["tenant", "server", "name"]
     shown_fields = ["tenant", "server", "name", "full_name", "status_shown", "password_changed", "last_error"]
-    object_actions = ["rotate_password", "retry_failed_job", "delete"]
+    object_actions = [
+        ObjectAction(
+            "rotate_password",
+            "Rotate the password",
+            method="rotate_one",
+            confirm=True,
+            show=lambda u: u.status not in GONE,
+            help="A new password replaces the current one at once; it is shown this once.",
+        ),
+        retry_action,
+        ObjectAction(
+            "delete",
+            "Delete",
+            method="delete_one",
+            confirm=True,
+            style="danger",
+            show=lambda u: u.status not in GONE,
+            help="Drop the login on its server (in PostgreSQL what it owns goes to the admin).",
+        ),
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -218,24 +252,13 @@ class DatabaseUserAdmin(ServiceAdmin):
     def password_changed(self, obj):
         return when(obj.password_changed_at)
 
-    @object_action(
-        "Rotate the password",
-        confirm=True,
-        available=lambda u: u.status not in GONE,
-        description="A new password replaces the current one at once (shown this once).",
-    )
-    def rotate_password(self, request, user, data):
+    def rotate_one(self, request, user, data):
         user, password = services.user_rotate_password(user=user, actor=request.user)
         return password_page(self, request, user, password)
 
-    @object_action(
-        "Delete",
-        confirm=True,
-        available=lambda u: u.status not in GONE,
-        description="Drop the login on its server (in PostgreSQL what it owns goes to the admin).",
-    )
-    def delete(self, request, user, data):
+    def delete_one(self, request, user, data):
         services.user_delete(user=user, actor=request.user)
+        return f"Removing {user.full_name}: a job drops the login."
 
 
 # --- grants --------------------------------------------------------------------------------------------
@@ -263,17 +286,23 @@ class DatabaseGrantAdmin(ServiceAdmin):
     add_form = GrantAddForm
     add_fields = ["database", "user"]
     shown_fields = ["tenant", "database", "user", "status_shown", "last_error"]
-    object_actions = ["retry_failed_job", "revoke"]
+    object_actions = [
+        retry_action,
+        ObjectAction(
+            "revoke",
+            "Revoke",
+            method="revoke_one",
+            confirm=True,
+            style="danger",
+            show=lambda g: g.status not in GONE,
+            help="The user loses its privileges on the database.",
+        ),
+    ]
 
     @admin.display(description="status", ordering="status")
     def status_shown(self, obj):
         return status_badge(obj)
 
-    @object_action(
-        "Revoke",
-        confirm=True,
-        available=lambda g: g.status not in GONE,
-        description="The user loses its privileges on the database.",
-    )
-    def revoke(self, request, grant, data):
+    def revoke_one(self, request, grant, data):
         services.grant_revoke(grant=grant, actor=request.user)
+        return f"Revoking {grant}: a job takes the privileges back."

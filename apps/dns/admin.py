@@ -3,12 +3,14 @@ timers edited, zone files imported, records added, edited and deleted: every wri
 same services as the API (validation by the node's own rules, the serial, the push job, audit)."""
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from apps.common.admin import ObjectAction
 from apps.common.display import when
-from apps.jobs.admin import ServiceAdmin, ServiceForm, object_action, status_badge, tenant_from
+from apps.jobs.admin import ServiceAdmin, ServiceForm, retry_action, status_badge, tenant_from
 from apps.nodes.models import Node, with_role
 
 from . import services, templates
@@ -83,7 +85,26 @@ class ZoneAdmin(ServiceAdmin):
     add_fields = ["tenant", "name", "node", "template", "ipv4", "ipv6", "mail_host", "zone_file"]
     change_fields = SOA
     shown_fields = ["tenant", "status_shown", "node", "serial", "served_serial", "records_table", "created"]
-    object_actions = ["import_file", "retry_failed_job", "delete"]
+    object_actions = [
+        ObjectAction(
+            "import",
+            "Import a zone file",
+            method="import_one",
+            form=ImportForm,
+            show=lambda z: z.status != ZoneStatus.DELETING,
+            help="Fill the zone from an RFC 1035 zone file (checked whole before anything changes).",
+        ),
+        retry_action,
+        ObjectAction(
+            "delete",
+            "Delete",
+            method="delete_one",
+            confirm=True,
+            style="danger",
+            show=lambda z: z.status != ZoneStatus.DELETING,
+            help="A job withdraws the zone from its DNS node, then deletes it and its records.",
+        ),
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -127,23 +148,13 @@ class ZoneAdmin(ServiceAdmin):
             add,
         )
 
-    @object_action(
-        "Import a zone file",
-        form=ImportForm,
-        available=lambda z: z.status != ZoneStatus.DELETING,
-        description="Fill the zone from an RFC 1035 zone file (checked whole before anything changes).",
-    )
-    def import_file(self, request, zone, data):
+    def import_one(self, request, zone, data):
         services.zone_import(zone=zone, zone_file=data["zone_file"], replace=data["replace"], actor=request.user)
+        return f"Imported the zone file into {zone.name}; a job pushes it to the DNS node."
 
-    @object_action(
-        "Delete",
-        confirm=True,
-        available=lambda z: z.status != ZoneStatus.DELETING,
-        description="Withdraw the zone from its DNS node; a job then deletes it and its records.",
-    )
-    def delete(self, request, zone, data):
+    def delete_one(self, request, zone, data):
         services.zone_delete(zone=zone, actor=request.user)
+        return f"Deleting {zone.name}: a job withdraws it from the DNS node, then deletes it."
 
 
 class RecordForm(ServiceForm):
@@ -189,7 +200,16 @@ class RecordAdmin(ServiceAdmin):
     add_fields = ["zone", "name", "type", "ttl", "content"]
     change_fields = ["name", "type", "ttl", "content"]
     shown_fields = ["zone", "tenant"]
-    object_actions = ["delete"]
+    object_actions = [
+        ObjectAction(
+            "delete",
+            "Delete",
+            method="delete_one",
+            confirm=True,
+            style="danger",
+            help="Delete this record (the zone is pushed again).",
+        ),
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -203,10 +223,8 @@ class RecordAdmin(ServiceAdmin):
             reverse("admin:dns_zone_change", args=[obj.zone_id]),
         )
 
-    @object_action("Delete", confirm=True, description="Delete this record (the zone is pushed again).")
-    def delete(self, request, record, data):
+    def delete_one(self, request, record, data):
+        zone_id = record.zone_id
         services.record_delete(record=record, actor=request.user)
-        return None
-
-    def object_action_done_url(self, obj):
-        return reverse("admin:dns_zone_change", args=[obj.zone_id])
+        self.message_user(request, f"Deleted {record.name} {record.type}; the zone is pushed again.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:dns_zone_change", args=[zone_id]))

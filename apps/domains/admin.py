@@ -3,15 +3,15 @@ verified, renewed, transferred out and deleted through the same services as the 
 
 from django import forms
 from django.contrib import admin
-from django.urls import reverse
 from django.utils.html import format_html
 
+from apps.common.admin import ObjectAction
 from apps.common.display import badge, when
 from apps.customers.models import Customer
-from apps.jobs.admin import ServiceAdmin, ServiceForm, object_action, status_badge, tenant_from
+from apps.jobs.admin import ServiceAdmin, ServiceForm, retry_action, status_badge, tenant_from
 
 from . import registrars, services
-from .models import Domain, DomainStatus
+from .models import Domain
 
 EDITABLE = ["customer", "auto_renew", "renewal_price", "expires_at", "nameservers"]
 
@@ -123,7 +123,41 @@ class DomainAdmin(ServiceAdmin):
         "verified",
         "last_error",
     ]
-    object_actions = ["verify", "renew", "retry_failed_job", "transfer_out", "delete"]
+    object_actions = [
+        ObjectAction(
+            "verify",
+            "Verify",
+            method="verify_one",
+            show=lambda d: d.status not in services.GONE,
+            help="Look the ownership challenge up in DNS now.",
+        ),
+        ObjectAction(
+            "renew",
+            "Renew",
+            method="renew_one",
+            form=RenewForm,
+            show=lambda d: d.status not in services.GONE,
+            help="Renew through the registrar (billed to the customer at the renewal price).",
+        ),
+        retry_action,
+        ObjectAction(
+            "transfer_out",
+            "Transfer out",
+            method="transfer_out_one",
+            confirm=True,
+            style="danger",
+            show=lambda d: d.status not in services.GONE,
+            help="Release the domain to another registrar; auto-renew stops now.",
+        ),
+        ObjectAction(
+            "delete",
+            "Delete",
+            method="delete_one",
+            confirm=True,
+            style="danger",
+            help="Forget the domain here (its registration is not cancelled).",
+        ),
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -149,35 +183,18 @@ class DomainAdmin(ServiceAdmin):
     def challenge(self, obj):
         return format_html("TXT <code>{}</code> with <code>{}</code>", obj.challenge_name, obj.challenge_value)
 
-    @object_action(
-        "Verify",
-        available=lambda d: d.status != DomainStatus.TRANSFERRED_OUT,
-        description="Look the ownership challenge up in DNS now.",
-    )
-    def verify(self, request, domain, data):
+    def verify_one(self, request, domain, data):
         services.domain_verify(domain=domain, actor=request.user)
+        return f"{domain.name} is verified."
 
-    @object_action(
-        "Renew",
-        form=RenewForm,
-        available=lambda d: d.status != DomainStatus.TRANSFERRED_OUT,
-        description="Renew through the registrar (billed to the customer at the renewal price).",
-    )
-    def renew(self, request, domain, data):
+    def renew_one(self, request, domain, data):
         services.domain_renew(domain=domain, years=data["years"], actor=request.user)
+        return f"Renewing {domain.name} for {data['years']} year(s) through {domain.registrar}."
 
-    @object_action(
-        "Transfer out",
-        confirm=True,
-        available=lambda d: d.status != DomainStatus.TRANSFERRED_OUT,
-        description="Release the domain to another registrar; auto-renew stops now.",
-    )
-    def transfer_out(self, request, domain, data):
+    def transfer_out_one(self, request, domain, data):
         services.domain_transfer_out(domain=domain, actor=request.user)
+        return f"Transferring {domain.name} out."
 
-    @object_action("Delete", confirm=True, description="Forget the domain here (the registration is not cancelled).")
-    def delete(self, request, domain, data):
+    def delete_one(self, request, domain, data):
         services.domain_delete(domain=domain, actor=request.user)
-
-    def object_action_done_url(self, obj):
-        return None if Domain.all_tenants.filter(pk=obj.pk).exists() else reverse("admin:domains_domain_changelist")
+        return self.gone_to_list(request, domain, f"Deleted {domain.name}.")

@@ -1,33 +1,38 @@
 """The jobs' admin, and the base of every admin whose objects a service writes (hosting objects).
 
-``ServiceAdmin`` + ``ServiceForm``: an add or change page whose save *is* a service call. The form
-checks the shapes of the fields, then ``act`` calls the service inside the admin's transaction, in
-the object's tenant scope (the services read with the tenant-scoped managers; the admin otherwise
-sees every tenant) and marked ``via="operator"`` in the audit trail. A refusal of the service
-(``DomainError``) comes back as a form error on its field, and anything the service or the page's
-other parts wrote is rolled back: never a 500, never a half-written row.
+``ServiceAdmin`` + ``ServiceForm``: add and change pages whose save *is* one service call
+(``apps.common.admin.ServiceFormMixin``: a refusal rolls back and comes back as a form error), and
+buttons on the object's page (``apps.common.admin.ObjectAction``). Each call runs in the object's
+tenant scope (the services read with the tenant-scoped managers; the admin otherwise sees every
+tenant) and is marked ``via="operator"`` in the audit trail (``operating``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import models, transaction
-from django.http import HttpRequest, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from apps.common import context
-from apps.common.admin import ConsoleModelAdmin, ReadOnlyAdmin, ReadOnlyInline, apply_each, confirm_first
+from apps.common.admin import (
+    ConsoleModelAdmin,
+    ObjectAction,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    ServiceFormMixin,
+    apply_each,
+    confirm_first,
+)
 from apps.common.display import badge, when
-from apps.common.exceptions import Conflict, DomainError
+from apps.common.exceptions import Conflict, InvalidInput
 from apps.tenancy.models import Tenant
 from apps.tenancy.scoping import tenant_scope
 
@@ -61,21 +66,13 @@ def tenant_from(request) -> Tenant | None:
         return None
 
 
-def refusal_as_form_error(form: forms.Form, exc: DomainError) -> None:
-    form.add_error(exc.field if exc.field in form.fields else None, exc.message)
-
-
 class ServiceForm(forms.ModelForm):
-    """A form whose save is ``act(data, actor)``, a service call (see the module's docstring).
+    """The form of a ``ServiceAdmin`` page: ``act(data, actor)`` is its save, one service call.
 
-    ``act`` answers the object the service wrote; ``self.extra`` may keep what is shown once (a
-    password). ``changed(data, names)`` gives the update services only the fields the operator changed.
+    ``act`` answers the object the service wrote and may keep in ``self.extra`` what is shown once
+    (a password); ``changed(data, names)`` gives an update service only the fields the operator
+    changed; ``tenant_for(data)`` is the tenant whose scope the service runs in.
     """
-
-    request: HttpRequest | None = None  # set per request by ServiceAdmin.get_form
-
-    def act(self, data: dict, actor) -> models.Model:
-        raise NotImplementedError
 
     def tenant_for(self, data: dict):
         return data.get("tenant") if self.instance._state.adding else self.instance.tenant
@@ -83,69 +80,19 @@ class ServiceForm(forms.ModelForm):
     def changed(self, data: dict, names) -> dict:
         return {name: data[name] for name in names if name in self.changed_data and name in data}
 
-    def _post_clean(self) -> None:
-        # No model validation here: the service owns the rules (and a half-built instance would fail
-        # them for fields only the service fills, e.g. the node a pod is placed on).
-        if self._errors:
-            return
-        tenant = self.tenant_for(self.cleaned_data)
-        if tenant is None:
-            return  # "tenant" is required: the field says so
-        self.extra: dict[str, Any] = {}
-        try:
-            with transaction.atomic(), operating(tenant):
-                result = self.act(self.cleaned_data, self.request.user)
-        except DomainError as exc:
-            refusal_as_form_error(self, exc)
-            return
-        except ValidationError as exc:  # a model's own clean() the service ran (e.g. a node's address)
-            for field, errors in exc.message_dict.items() if hasattr(exc, "error_dict") else [(None, exc.messages)]:
-                self.add_error(field if field in self.fields else None, errors)
-            return
-        if isinstance(result, models.Model):
-            self.instance = result
-
-    def save(self, commit: bool = True) -> models.Model:
-        self.save_m2m = lambda: None  # the service wrote everything
-        return self.instance
+    def act(self, data: dict, actor) -> models.Model:
+        raise NotImplementedError
 
 
-def object_action(
-    label: str,
-    *,
-    confirm: bool = False,
-    permission: str = "operate",
-    description: str = "",
-    available: Callable[[Any], bool] = lambda obj: True,
-    form: type[forms.Form] | None = None,
-    prepare: Callable | None = None,
-):
-    """Declare a ``ServiceAdmin`` method ``(self, request, obj, data)`` as a button on the object page."""
-
-    def mark(fn):
-        fn.object_action = {
-            "label": label,
-            "confirm": confirm,
-            "permission": permission,
-            "when": available,
-            "form": form,
-            "prepare": prepare,
-            "description": description or label,
-        }
-        return fn
-
-    return mark
-
-
-class ServiceAdmin(RecentJobsMixin, ConsoleModelAdmin):
+class ServiceAdmin(RecentJobsMixin, ServiceFormMixin, ConsoleModelAdmin):
     """An admin whose writes are services: ``add_form`` (fields ``add_fields``) on the add page,
-    ``form`` (editable ``change_fields``, read-only ``shown_fields``) on the change page.
+    ``form`` (editable ``change_fields``, read-only ``shown_fields``) on the change page, and the
+    buttons (``object_actions``, ``apps.common.admin.ObjectAction``) on the object's page.
 
-    Buttons on the object page (``object_actions``, method names decorated with ``object_action``)
-    post to ``<pk>/act/<name>/``; each asks for its permission (default: the model's ``change``)
-    and, when ``confirm`` is set, a confirmation page first. The object's latest jobs are listed and
-    its last failed one can be retried. Rows are never deleted by Django's own delete: the
-    ``delete`` button calls the service.
+    Every service call (a page's save, a button) runs in the object's tenant scope and is audited
+    via="operator" (``operating``). Rows are never deleted by Django's own delete view: a "Delete"
+    button calls the service (a job may have work to do on the node first). The object's latest
+    jobs are listed, and ``retry_action`` retries its last failed one.
     """
 
     add_form: type[ServiceForm] = ServiceForm
@@ -153,10 +100,7 @@ class ServiceAdmin(RecentJobsMixin, ConsoleModelAdmin):
     add_fields: list[str] = []
     change_fields: list[str] = []
     shown_fields: list[str] = []
-    object_actions: list[str] = []
-    change_form_template = "admin/jobs/service_change_form.html"
 
-    # --- pages -------------------------------------------------------------------------------
     def get_fields(self, request, obj=None):
         if obj is None:
             return list(self.add_fields)
@@ -171,34 +115,21 @@ class ServiceAdmin(RecentJobsMixin, ConsoleModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         if obj is None:
             kwargs["form"] = self.add_form
-        form = super().get_form(request, obj, change=change, **kwargs)
-        form.request = request  # a new class per call (modelform_factory): no request leaks between calls
-        return form
-
-    def get_inlines(self, request, obj):
-        return [] if obj is None else super().get_inlines(request, obj)
-
-    def save_model(self, request, obj, form, change):
-        pass  # the form's service call wrote the row (and audited it)
-
-    def save_related(self, request, form, formsets, change):
-        pass
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def has_delete_permission(self, request, obj=None):
-        return False  # the "Delete" button calls the service (a job may have work to do first)
+        return False  # the "Delete" button calls the service
 
-    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
-        with transaction.atomic():
-            response = super().changeform_view(request, object_id, form_url, extra_context)
-            data = getattr(response, "context_data", None) or {}
-            if request.method == "POST" and data.get("errors"):
-                # The page came back with errors: undo what the service calls of its valid parts wrote.
-                transaction.set_rollback(True)
-        return response
-
-    def save_form(self, request, form, change):
-        request.service_extra = getattr(form, "extra", {})  # e.g. a password the service answered
-        return form.save(commit=False)
+    def service_save(self, request, form, formsets, change):
+        form.extra = {}
+        try:
+            with operating(form.tenant_for(form.cleaned_data)):
+                saved = form.act(form.cleaned_data, request.user)
+        except ValidationError as exc:  # a model's own clean() the service ran (e.g. a node's address)
+            field, errors = next(iter(exc.message_dict.items())) if hasattr(exc, "error_dict") else (None, exc.messages)
+            raise InvalidInput(" ".join(errors), field=field) from exc
+        request.service_extra = form.extra  # e.g. a password the service answered, for ``after_add``
+        return saved
 
     def response_add(self, request, obj, post_url_continue=None):
         page = self.after_add(request, obj, getattr(request, "service_extra", {}))
@@ -208,113 +139,18 @@ class ServiceAdmin(RecentJobsMixin, ConsoleModelAdmin):
         """A page to answer the add with instead of the usual redirect (a secret shown once)."""
         return None
 
-    # --- buttons -----------------------------------------------------------------------------
-    def get_urls(self):
-        info = self.opts.app_label, self.opts.model_name
-        return [
-            path(
-                "<path:object_id>/act/<str:name>/",
-                self.admin_site.admin_view(self.object_action_view),
-                name="{}_{}_act".format(*info),
-            ),
-            *super().get_urls(),
-        ]
+    def object_action_scope(self, obj):
+        return operating(obj.tenant)
 
-    def actions_for(self, request, obj) -> list[dict]:
-        """The buttons this operator may press on ``obj`` now (its state allows the move)."""
-        out = []
-        for name in self.object_actions:
-            fn = getattr(self, name)
-            spec = fn.object_action
-            if not self._may(request, spec) or not spec["when"](obj):
-                continue
-            url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_act", args=[obj.pk, name])
-            out.append(
-                {
-                    "name": name,
-                    "label": spec["label"],
-                    "url": url,
-                    "destructive": spec["confirm"],
-                    "form": spec["form"] is not None,
-                }
-            )
-        return out
-
-    def _may(self, request, spec) -> bool:
-        perm = spec["permission"]
-        if perm == "operate":
-            return self.has_operate_permission(request)
-        return request.user.has_perm(f"{self.opts.app_label}.{perm}_{self.opts.model_name}")
-
-    def object_action_view(self, request, object_id, name):
-        fn = getattr(self, name, None) if name in self.object_actions else None
-        if fn is None:
-            raise PermissionDenied
-        spec = fn.object_action
-        if not self._may(request, spec):
-            raise PermissionDenied
-        obj = get_object_or_404(self.get_queryset(request), pk=object_id)
-        change_url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk])
-        form = spec["form"](request.POST or None) if spec["form"] else None
-        if form is not None and spec.get("prepare"):
-            spec["prepare"](self, form, obj)
-        ready = request.method == "POST" and (form is None or form.is_valid())
-        if ready and spec["confirm"] and request.POST.get("confirmed") != "yes":
-            ready = False
-        if not ready:
-            context = {
-                **self.admin_site.each_context(request),
-                "title": spec["label"],
-                "opts": self.opts,
-                "object": obj,
-                "form": form,
-                "confirm": spec["confirm"],
-                "change_url": change_url,
-                "description": spec["description"],
-                "action_url": request.path,
-            }
-            return TemplateResponse(request, "admin/jobs/object_action.html", context)
-        data = form.cleaned_data if form is not None else {}
-        try:
-            with transaction.atomic(), operating(obj.tenant):
-                answer = fn(request, obj, data)
-        except DomainError as exc:
-            if form is not None:
-                refusal_as_form_error(form, exc)
-                context = {
-                    **self.admin_site.each_context(request),
-                    "title": spec["label"],
-                    "opts": self.opts,
-                    "object": obj,
-                    "form": form,
-                    "confirm": False,
-                    "change_url": change_url,
-                    "description": spec["description"],
-                    "action_url": request.path,
-                }
-                return TemplateResponse(request, "admin/jobs/object_action.html", context)
-            self.message_user(request, f"{obj}: {exc.message}", messages.WARNING)
-            return HttpResponseRedirect(change_url)
-        if answer is not None:  # e.g. a page that shows a new password once
-            return answer
-        self.message_user(request, f"{spec['label']}: done for {obj}.", messages.SUCCESS)
-        return HttpResponseRedirect(self.object_action_done_url(obj) or change_url)
-
-    def object_action_done_url(self, obj) -> str | None:
-        """Where a button's success lands (default: the object's page)."""
-        return None
-
-    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
-        context["object_actions"] = self.actions_for(request, obj) if obj is not None else []
-        return super().render_change_form(request, context, add, change, form_url, obj)
+    def gone_to_list(self, request, obj, message: str) -> HttpResponseRedirect:
+        """The answer of a button that deleted the row: the list, with what was done."""
+        self.message_user(request, message, messages.SUCCESS)
+        return HttpResponseRedirect(reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist"))
 
     @admin.display(description="Jobs (latest first)")
     def recent_jobs(self, obj):
-        rows = list(
-            Job.all_tenants.filter(object_type=obj._meta.label_lower, object_id=str(obj.pk)).order_by("-created_at")[
-                :20
-            ]
-        )
+        jobs = Job.all_tenants.filter(object_type=obj._meta.label_lower, object_id=str(obj.pk))
+        rows = list(jobs.order_by("-created_at")[:20])
         if not rows:
             return "No jobs yet."
         body = format_html_join(
@@ -342,19 +178,8 @@ class ServiceAdmin(RecentJobsMixin, ConsoleModelAdmin):
             everything,
         )
 
-    @object_action(
-        "Retry the failed job",
-        available=lambda obj: getattr(obj, "status", "") == "error",
-        description="Run the object's last failed job again (its attempts start over).",
-    )
     def retry_failed_job(self, request, obj, data):
-        job = self.last_failed_job(obj)
-        if job is None:
-            raise Conflict("This object has no failed job to retry.")
-        services.job_retry(job=job, actor=request.user)
-
-    def last_failed_job(self, obj) -> Job | None:
-        return (
+        job = (
             Job.all_tenants.filter(
                 object_type=obj._meta.label_lower,
                 object_id=str(obj.pk),
@@ -363,6 +188,20 @@ class ServiceAdmin(RecentJobsMixin, ConsoleModelAdmin):
             .order_by("-created_at")
             .first()
         )
+        if job is None:
+            raise Conflict("There is no failed job to retry.")
+        services.job_retry(job=job, actor=request.user)
+        return f"Retrying {job.type}."
+
+
+# The "retry" button of an object in ``error`` (its last failed job runs again, attempts start over).
+retry_action = ObjectAction(
+    "retry",
+    "Retry the failed job",
+    method="retry_failed_job",
+    show=lambda obj: getattr(obj, "status", "") == "error",
+    help="Run the object's last failed job again (its attempts start over).",
+)
 
 
 def shown_once(

@@ -4,12 +4,11 @@ edited and deleted through the same services as the API."""
 
 from django import forms
 from django.contrib import admin
-from django.urls import reverse
 
-from apps.common.admin import ReadOnlyAdmin
+from apps.common.admin import ObjectAction, ReadOnlyAdmin
 from apps.common.display import when
 from apps.customers.models import Customer
-from apps.jobs.admin import ServiceAdmin, ServiceForm, object_action, status_badge, tenant_from
+from apps.jobs.admin import ServiceAdmin, ServiceForm, status_badge, tenant_from
 from apps.nodes.models import Node, with_role
 
 from . import services
@@ -60,7 +59,22 @@ class MailDomainAdmin(ServiceAdmin):
     add_fields = ["tenant", "name", "node", "customer", "catch_all"]
     change_fields = ["catch_all"]
     shown_fields = ["tenant", "status_shown", "node", "customer", "dkim_selector", "dkim_record_shown", "created"]
-    object_actions = ["publish", "delete"]
+    object_actions = [
+        ObjectAction(
+            "publish",
+            "Publish DNS records",
+            method="publish_one",
+            help="Add MX, SPF, DKIM and DMARC to the tenant's zone of this name (records there are kept).",
+        ),
+        ObjectAction(
+            "delete",
+            "Delete",
+            method="delete_one",
+            confirm=True,
+            style="danger",
+            help="The mail domain goes with its mailboxes and aliases (the node drops them).",
+        ),
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -88,25 +102,13 @@ class MailDomainAdmin(ServiceAdmin):
     def dkim_record_shown(self, obj):
         return obj.dkim_record
 
-    @object_action(
-        "Publish DNS records",
-        description="Add MX, SPF, DKIM and DMARC to the tenant's zone of this name (kept if present).",
-    )
-    def publish(self, request, obj, data):
-        services.publish_records(obj, actor=request.user)
+    def publish_one(self, request, obj, data):
+        added = services.publish_records(obj, actor=request.user)
+        return f"Published: {', '.join(added)}." if added else "Nothing to publish (no zone of this name, or done)."
 
-    @object_action(
-        "Delete",
-        confirm=True,
-        description="Delete the mail domain with its mailboxes and aliases (the node drops them).",
-    )
-    def delete(self, request, obj, data):
+    def delete_one(self, request, obj, data):
         services.mail_domain_delete(mail_domain=obj, actor=request.user)
-
-    def object_action_done_url(self, obj):
-        return (
-            None if MailDomain.all_tenants.filter(pk=obj.pk).exists() else reverse("admin:mail_maildomain_changelist")
-        )
+        return self.gone_to_list(request, obj, f"Deleted the mail domain {obj.name}.")
 
 
 class MailboxForm(ServiceForm):
@@ -168,7 +170,7 @@ class MailboxAdmin(ServiceAdmin):
     add_fields = ["mail_domain", "local_part", "password", "quota_mb", "enabled"]
     change_fields = ["password", "quota_mb", "enabled"]
     shown_fields = ["address", "mail_domain", "tenant"]
-    object_actions = ["delete"]
+    object_actions = [ObjectAction("delete", "Delete", method="delete_one", confirm=True, style="danger")]
 
     @admin.display(description="address", ordering="local_part")
     def address(self, box):
@@ -177,12 +179,9 @@ class MailboxAdmin(ServiceAdmin):
     def recent_jobs(self, obj):
         return "The mail node's sync jobs are listed on the mail domain's node."
 
-    @object_action("Delete", confirm=True, description="Delete the mailbox (the node drops it and its mail).")
-    def delete(self, request, box, data):
+    def delete_one(self, request, box, data):
         services.mailbox_delete(mailbox=box, actor=request.user)
-
-    def object_action_done_url(self, obj):
-        return reverse("admin:mail_maildomain_change", args=[obj.mail_domain_id])
+        return self.gone_to_list(request, box, f"Deleted the mailbox {box.local_part}@{box.mail_domain.name}.")
 
 
 class DestinationsField(forms.CharField):
@@ -238,17 +237,14 @@ class AliasAdmin(ServiceAdmin):
     add_fields = ["mail_domain", "local_part", "destinations"]
     change_fields = ["destinations"]
     shown_fields = ["local_part", "mail_domain", "tenant"]
-    object_actions = ["delete"]
+    object_actions = [ObjectAction("delete", "Delete", method="delete_one", confirm=True, style="danger")]
 
     def recent_jobs(self, obj):
         return "The mail node's sync jobs are listed on the mail domain's node."
 
-    @object_action("Delete", confirm=True, description="Delete the alias.")
-    def delete(self, request, alias, data):
+    def delete_one(self, request, alias, data):
         services.alias_delete(alias=alias, actor=request.user)
-
-    def object_action_done_url(self, obj):
-        return reverse("admin:mail_maildomain_change", args=[obj.mail_domain_id])
+        return self.gone_to_list(request, alias, f"Deleted the alias {alias.local_part}@{alias.mail_domain.name}.")
 
 
 @admin.register(Autoresponder)

@@ -4,10 +4,10 @@ from the admin through the same services as the API (hostname claims, placement,
 from django import forms
 from django.contrib import admin
 
-from apps.common.admin import ReadOnlyAdmin, apply_each, confirm_first
+from apps.common.admin import ObjectAction, ReadOnlyAdmin, apply_each, confirm_first
 from apps.common.display import when
 from apps.customers.models import Customer
-from apps.jobs.admin import ServiceAdmin, ServiceForm, object_action, operating, status_badge, tenant_from
+from apps.jobs.admin import ServiceAdmin, ServiceForm, operating, retry_action, status_badge, tenant_from
 from apps.nodes.models import Node, NodeStatus, with_role
 
 from . import services
@@ -111,7 +111,32 @@ class WebsiteAdmin(ServiceAdmin):
         "created",
         "deleted",
     ]
-    object_actions = ["suspend", "resume", "resync", "retry_failed_job", "delete"]
+    object_actions = [
+        ObjectAction(
+            "suspend",
+            "Suspend",
+            method="suspend_one",
+            show=lambda s: s.status in (WebsiteStatus.ACTIVE, WebsiteStatus.PENDING),
+        ),
+        ObjectAction("resume", "Resume", method="resume_one", show=lambda s: s.status == WebsiteStatus.SUSPENDED),
+        ObjectAction(
+            "resync",
+            "Resync",
+            method="resync_one",
+            show=lambda s: s.status in (WebsiteStatus.ACTIVE, WebsiteStatus.SUSPENDED, WebsiteStatus.ERROR),
+            help="Write the site's configuration to its node again.",
+        ),
+        retry_action,
+        ObjectAction(
+            "delete",
+            "Delete",
+            method="delete_one",
+            confirm=True,
+            style="danger",
+            show=lambda s: s.status not in (WebsiteStatus.DELETING, WebsiteStatus.DELETED),
+            help="A job removes the vhost; the files go after the grace period.",
+        ),
+    ]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -146,35 +171,22 @@ class WebsiteAdmin(ServiceAdmin):
     def deleted(self, site):
         return when(site.deleted_at)
 
-    # --- buttons on the site's page ----------------------------------------------------------
-    @object_action(
-        "Suspend",
-        available=lambda s: s.status in (WebsiteStatus.ACTIVE, WebsiteStatus.PENDING),
-        description="The site answers 503 with a suspension page; its files are kept.",
-    )
-    def suspend(self, request, site, data):
+    # --- buttons on the site's page (the same services as the API) ------------------------------
+    def suspend_one(self, request, site, data):
         services.website_suspend(website=site, actor=request.user)
+        return f"Suspending {site.primary_domain}: it will answer 503 with the suspension page."
 
-    @object_action("Resume", available=lambda s: s.status == WebsiteStatus.SUSPENDED)
-    def resume(self, request, site, data):
+    def resume_one(self, request, site, data):
         services.website_resume(website=site, actor=request.user)
+        return f"Resuming {site.primary_domain}."
 
-    @object_action(
-        "Resync",
-        available=lambda s: s.status in (WebsiteStatus.ACTIVE, WebsiteStatus.SUSPENDED),
-        description="Write the site's configuration to its node again.",
-    )
-    def resync(self, request, site, data):
+    def resync_one(self, request, site, data):
         services.website_resync(website=site, actor=request.user)
+        return f"Writing {site.primary_domain}'s configuration to its node again."
 
-    @object_action(
-        "Delete",
-        confirm=True,
-        available=lambda s: s.status not in (WebsiteStatus.DELETING, WebsiteStatus.DELETED),
-        description="Delete the site: a job removes its vhost; its files go after the grace period.",
-    )
-    def delete(self, request, site, data):
+    def delete_one(self, request, site, data):
         services.website_delete(website=site, actor=request.user)
+        return f"Deleting {site.primary_domain}: a job removes its vhost; its files go after the grace period."
 
     # --- the list's actions -------------------------------------------------------------------
     def _each(self, request, queryset, fn, verb):
