@@ -139,7 +139,6 @@ class MailboxAddForm(MailboxForm):
     password = forms.CharField(
         widget=forms.PasswordInput(render_value=False),
         strip=False,
-        min_length=8,
         help_text="Stored only as a hash (never in clear, never in the audit trail).",
     )
 
