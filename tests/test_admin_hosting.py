@@ -18,7 +18,7 @@ from apps.dns.models import Record, Zone
 from apps.domains import verification
 from apps.domains.models import Domain
 from apps.jobs import services as job_services
-from apps.jobs.models import Job
+from apps.jobs.models import Job, JobStatus
 from apps.mail.models import Mailbox, MailDomain
 from apps.nodes.models import Node
 from apps.websites.models import Website, WebsiteStatus
@@ -399,3 +399,30 @@ def test_operator_adds_an_agent_node_and_sees_its_secret_once(operator, tenant_a
     refused = operator.post(url(Node, "change", node.pk), data)
     assert refused.status_code == 200 and "below what is allocated" in errors(refused)
     assert Node.all_tenants.get(pk=node.pk).memory_mb == 8192
+
+
+def test_pod_renamed_resized_and_its_failed_job_retried_from_its_page(operator, tenant_a, no_dispatch):
+    pod = pod_in(tenant_a, 7)
+    response = operator.post(url(CloudPod, "change", pod.pk), {"name": "renamed", "subscription_link": ""})
+    assert response.status_code == 302, errors(response)
+    assert CloudPod.all_tenants.get(pk=pod.pk).name == "renamed"
+    assert audited("cloudpod.update", pod).changes["name"] == ["pod-7", "renamed"]
+
+    form = operator.get(act_url(pod, "resize"))
+    assert form.status_code == 200 and 'name="plan"' in form.content.decode()
+    same = operator.post(act_url(pod, "resize"), {"plan": "pod-xs"})
+    assert same.status_code == 200 and "on this plan already" in same.content.decode()
+    assert operator.post(act_url(pod, "resize"), {"plan": "pod-s"}).status_code == 302
+    pod.refresh_from_db()
+    assert pod.status == PodStatus.RESIZING and pod.memory_mb == 256
+    audited("cloudpod.resize", pod)
+
+    # The resize job failed on the node: the pod is in error, and its page offers the retry.
+    job = Job.all_tenants.get(type="cloudpod.resize", object_id=str(pod.pk))
+    Job.all_tenants.filter(pk=job.pk).update(status=JobStatus.FAILED)
+    CloudPod.all_tenants.filter(pk=pod.pk).update(status=PodStatus.ERROR)
+    pod.refresh_from_db()
+    assert act_url(pod, "retry") in operator.get(url(CloudPod, "change", pod.pk)).content.decode()
+    retried = operator.post(act_url(pod, "retry"), follow=True)
+    assert Job.all_tenants.get(pk=job.pk).status == JobStatus.PENDING, [str(m) for m in retried.context["messages"]]
+    assert AuditEvent.objects.get(action="job.retry", object_id=str(job.pk)).via == "operator"
