@@ -81,6 +81,8 @@ class ServiceForm(forms.ModelForm):
         return {name: data[name] for name in names if name in self.changed_data and name in data}
 
     def act(self, data: dict, actor) -> models.Model:
+        if not self.instance._state.adding and not self.changed_data:
+            return self.instance  # a page with nothing editable (or nothing edited): no call, no event
         raise NotImplementedError
 
 
@@ -119,6 +121,16 @@ class ServiceAdmin(RecentJobsMixin, ServiceFormMixin, ConsoleModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # the "Delete" button calls the service
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if not self.change_fields:  # nothing to edit here: its buttons are the way to change it
+            extra_context = {
+                **(extra_context or {}),
+                "show_save": False,
+                "show_save_and_continue": False,
+                "show_save_and_add_another": False,
+            }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def service_save(self, request, form, formsets, change):
         form.extra = {}
