@@ -105,7 +105,7 @@ class CloudPodAdmin(ServiceAdmin):
     """Pods change only through their services (capacity, jobs, audit): the add and change pages,
     the buttons on a pod's page and the list's actions all call them."""
 
-    list_display = ["name", "status_shown", "plan", "node", "memory_mb", "subscription_shown", "created", "tenant"]
+    list_display = ["name", "status", "plan", "node", "memory_mb", "subscription_shown", "created", "tenant"]
     list_filter = ["status", "plan", "tenant"]
     search_fields = ["name", "id", "container_id", "subscription"]
     list_select_related = ["node", "tenant"]
@@ -118,7 +118,7 @@ class CloudPodAdmin(ServiceAdmin):
     change_fields = ["name", "subscription_link"]
     shown_fields = [
         "tenant",
-        "status_shown",
+        "status",
         "plan",
         "image",
         "node",
@@ -178,7 +178,7 @@ class CloudPodAdmin(ServiceAdmin):
         return actions
 
     @admin.display(description="status", ordering="status")
-    def status_shown(self, pod):
+    def status(self, pod):
         return status_badge(pod)
 
     @admin.display(description="created", ordering="created_at")

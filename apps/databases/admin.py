@@ -73,7 +73,7 @@ class ServerAddForm(ServerForm):
 class DatabaseServerAdmin(ServiceAdmin):
     """Operators register servers here too; each save checks the connection again (a job)."""
 
-    list_display = ["__str__", "node", "admin_user", "status_shown", "version", "tenant"]
+    list_display = ["__str__", "node", "admin_user", "status", "version", "tenant"]
     list_filter = ["engine", "status", "tenant"]
     search_fields = ["host", "id"]
     list_select_related = ["node", "tenant"]
@@ -82,7 +82,7 @@ class DatabaseServerAdmin(ServiceAdmin):
     form = ServerForm
     add_fields = ["tenant", "node", "engine", "host", "port", "admin_user", "admin_password"]
     change_fields = ["host", "port", "admin_user", "admin_password"]
-    shown_fields = ["tenant", "node", "engine", "status_shown", "version", "last_error"]
+    shown_fields = ["tenant", "node", "engine", "status", "version", "last_error"]
     object_actions = [
         ObjectAction(
             "check",
@@ -109,7 +109,7 @@ class DatabaseServerAdmin(ServiceAdmin):
         return form
 
     @admin.display(description="status", ordering="status")
-    def status_shown(self, obj):
+    def status(self, obj):
         return status_badge(obj)
 
     def check_one(self, request, server, data):
@@ -139,14 +139,14 @@ class DropForm(forms.Form):
 
 @admin.register(Database)
 class DatabaseAdmin(ServiceAdmin):
-    list_display = ["full_name", "name", "server", "status_shown", "size_bytes", "tenant"]
+    list_display = ["full_name", "name", "server", "status", "size_bytes", "tenant"]
     list_filter = ["status", "tenant"]
     search_fields = ["name", "full_name", "id"]
     list_select_related = ["server", "tenant"]
     show_full_result_count = False
     add_form = DatabaseAddForm
     add_fields = ["tenant", "server", "name"]
-    shown_fields = ["tenant", "server", "name", "full_name", "status_shown", "size_bytes", "last_error", "created"]
+    shown_fields = ["tenant", "server", "name", "full_name", "status", "size_bytes", "last_error", "created"]
     object_actions = [
         retry_action,
         ObjectAction(
@@ -166,7 +166,7 @@ class DatabaseAdmin(ServiceAdmin):
         return form
 
     @admin.display(description="status", ordering="status")
-    def status_shown(self, obj):
+    def status(self, obj):
         return status_badge(obj)
 
     @admin.display(description="created", ordering="created_at")
@@ -207,14 +207,14 @@ def password_page(admin_, request, user, password: str):
 
 @admin.register(DatabaseUser)
 class DatabaseUserAdmin(ServiceAdmin):
-    list_display = ["full_name", "name", "server", "status_shown", "password_changed", "tenant"]
+    list_display = ["full_name", "name", "server", "status", "password_changed", "tenant"]
     list_filter = ["status", "tenant"]
     search_fields = ["name", "full_name", "id"]
     list_select_related = ["server", "tenant"]
     show_full_result_count = False
     add_form = UserAddForm
     add_fields = ["tenant", "server", "name"]
-    shown_fields = ["tenant", "server", "name", "full_name", "status_shown", "password_changed", "last_error"]
+    shown_fields = ["tenant", "server", "name", "full_name", "status", "password_changed", "last_error"]
     object_actions = [
         ObjectAction(
             "rotate_password",
@@ -245,7 +245,7 @@ class DatabaseUserAdmin(ServiceAdmin):
         return password_page(self, request, obj, extra["password"]) if extra.get("password") else None
 
     @admin.display(description="status", ordering="status")
-    def status_shown(self, obj):
+    def status(self, obj):
         return status_badge(obj)
 
     @admin.display(description="password changed", ordering="password_changed_at")
@@ -278,14 +278,14 @@ class GrantAddForm(ServiceForm):
 
 @admin.register(DatabaseGrant)
 class DatabaseGrantAdmin(ServiceAdmin):
-    list_display = ["user", "database", "status_shown", "tenant"]
+    list_display = ["user", "database", "status", "tenant"]
     list_filter = ["status", "tenant"]
     search_fields = ["user__full_name", "database__full_name"]
     list_select_related = ["user", "database", "tenant"]
     show_full_result_count = False
     add_form = GrantAddForm
     add_fields = ["database", "user"]
-    shown_fields = ["tenant", "database", "user", "status_shown", "last_error"]
+    shown_fields = ["tenant", "database", "user", "status", "last_error"]
     object_actions = [
         retry_action,
         ObjectAction(
@@ -300,7 +300,7 @@ class DatabaseGrantAdmin(ServiceAdmin):
     ]
 
     @admin.display(description="status", ordering="status")
-    def status_shown(self, obj):
+    def status(self, obj):
         return status_badge(obj)
 
     def revoke_one(self, request, grant, data):

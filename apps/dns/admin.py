@@ -75,7 +75,7 @@ class ImportForm(forms.Form):
 class ZoneAdmin(ServiceAdmin):
     """Zones change through their services: the add and change pages, and the buttons on a zone's page."""
 
-    list_display = ["name", "status_shown", "serial", "served_serial", "node", "created", "tenant"]
+    list_display = ["name", "status", "serial", "served_serial", "node", "created", "tenant"]
     list_filter = ["status", "tenant"]
     search_fields = ["name", "id"]
     list_select_related = ["node", "tenant"]
@@ -84,7 +84,7 @@ class ZoneAdmin(ServiceAdmin):
     form = ZoneForm
     add_fields = ["tenant", "name", "node", "template", "ipv4", "ipv6", "mail_host", "zone_file"]
     change_fields = SOA
-    shown_fields = ["tenant", "status_shown", "node", "serial", "served_serial", "records_table", "created"]
+    shown_fields = ["tenant", "status", "node", "serial", "served_serial", "records_table", "created"]
     object_actions = [
         ObjectAction(
             "import",
@@ -115,7 +115,7 @@ class ZoneAdmin(ServiceAdmin):
         return form
 
     @admin.display(description="status", ordering="status")
-    def status_shown(self, zone):
+    def status(self, zone):
         return status_badge(zone)
 
     @admin.display(description="created", ordering="created_at")

@@ -82,7 +82,7 @@ class DomainAdmin(ServiceAdmin):
 
     list_display = [
         "name",
-        "status_shown",
+        "status",
         "customer",
         "registrar",
         "registrar_state",
@@ -114,7 +114,7 @@ class DomainAdmin(ServiceAdmin):
     shown_fields = [
         "tenant",
         "name",
-        "status_shown",
+        "status",
         "registrar",
         "registrar_state_shown",
         "registered_at",
@@ -168,7 +168,7 @@ class DomainAdmin(ServiceAdmin):
         return form
 
     @admin.display(description="status", ordering="status")
-    def status_shown(self, obj):
+    def status(self, obj):
         return status_badge(obj)
 
     @admin.display(description="registrar state", ordering="registrar_state")

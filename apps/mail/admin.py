@@ -49,7 +49,7 @@ class MailDomainForm(ServiceForm):
 class MailDomainAdmin(ServiceAdmin):
     """Mail domains change through their services: the add and change pages and the buttons."""
 
-    list_display = ["name", "status_shown", "node", "catch_all", "dkim_selector", "created", "tenant"]
+    list_display = ["name", "status", "node", "catch_all", "dkim_selector", "created", "tenant"]
     list_filter = ["status", "tenant"]
     search_fields = ["name", "id"]
     list_select_related = ["node", "tenant"]
@@ -58,7 +58,7 @@ class MailDomainAdmin(ServiceAdmin):
     form = MailDomainForm
     add_fields = ["tenant", "name", "node", "customer", "catch_all"]
     change_fields = ["catch_all"]
-    shown_fields = ["tenant", "status_shown", "node", "customer", "dkim_selector", "dkim_record_shown", "created"]
+    shown_fields = ["tenant", "status", "node", "customer", "dkim_selector", "dkim_record_shown", "created"]
     object_actions = [
         ObjectAction(
             "publish",
@@ -91,7 +91,7 @@ class MailDomainAdmin(ServiceAdmin):
         return form
 
     @admin.display(description="status", ordering="status")
-    def status_shown(self, obj):
+    def status(self, obj):
         return status_badge(obj)
 
     @admin.display(description="created", ordering="created_at")

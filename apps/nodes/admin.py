@@ -37,9 +37,9 @@ class NodeForm(ServiceForm):
         choices=[(r, r) for r in ROLE_CHOICES], required=False, widget=forms.CheckboxSelectMultiple
     )
     status = forms.ChoiceField(
-        choices=SETTABLE_STATUSES,
+        choices=[("", "— unchanged —"), *SETTABLE_STATUSES],
         required=False,
-        help_text="A node goes offline (and back) by itself, from its heartbeats.",
+        help_text="Active, draining or maintenance. A node goes offline (and back) by itself, from its heartbeats.",
     )
 
     class Meta:
@@ -83,7 +83,7 @@ class NodeAddForm(NodeForm):
 class NodeAdmin(ServiceAdmin):
     """Nodes change through their services (capacity never below what is allocated, audit)."""
 
-    list_display = ["hostname", "transport", "status_shown", "memory", "cpu", "pods", "heartbeat", "tenant"]
+    list_display = ["hostname", "transport", "status", "memory", "cpu", "pods", "heartbeat", "tenant"]
     list_filter = ["status", "transport", "tenant"]
     search_fields = ["hostname", "address", "id"]
     list_select_related = ["tenant"]
@@ -95,7 +95,7 @@ class NodeAdmin(ServiceAdmin):
     change_fields = EDITABLE
     shown_fields = [
         "tenant",
-        "status_shown",
+        "current_status",
         "allocated_vcpu",
         "allocated_memory_mb",
         "allocated_disk_gb",
@@ -122,8 +122,12 @@ class NodeAdmin(ServiceAdmin):
     def recent_jobs(self, obj):
         return "Jobs run on this node are listed under Jobs."
 
+    @admin.display(description="current status")
+    def current_status(self, node):
+        return status_badge(node)
+
     @admin.display(description="status", ordering="status")
-    def status_shown(self, node):
+    def status(self, node):
         return status_badge(node)
 
     @admin.display(description="last heartbeat", ordering="last_heartbeat_at")

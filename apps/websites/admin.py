@@ -89,7 +89,7 @@ class WebsiteAdmin(ServiceAdmin):
     """Websites change only through their services (validation, jobs, audit): the add and change
     pages, the buttons on a site's page and the list's actions call them."""
 
-    list_display = ["primary_domain", "status_shown", "node", "php_version", "https", "created", "tenant"]
+    list_display = ["primary_domain", "status", "node", "php_version", "https", "created", "tenant"]
     list_filter = ["status", "https", "tenant"]
     search_fields = ["primary_domain", "id", "site_id"]
     list_select_related = ["node", "tenant"]
@@ -102,7 +102,7 @@ class WebsiteAdmin(ServiceAdmin):
     change_fields = ["primary_domain", "aliases", *SETTINGS]
     shown_fields = [
         "tenant",
-        "status_shown",
+        "status",
         "node",
         "site_id",
         "system_user",
@@ -160,7 +160,7 @@ class WebsiteAdmin(ServiceAdmin):
         return actions
 
     @admin.display(description="status", ordering="status")
-    def status_shown(self, site):
+    def status(self, site):
         return status_badge(site)
 
     @admin.display(description="created", ordering="created_at")
