@@ -162,8 +162,17 @@ def _check_quota(tenant, *, pods: int, memory_mb: int) -> None:
 
 @transaction.atomic
 def pod_create(
-    *, tenant, name: str, plan: str, image: str | None = None, subscription: str | None = None, actor=None
+    *,
+    tenant,
+    name: str,
+    plan: str,
+    image: str | None = None,
+    subscription: str | None = None,
+    node: Node | None = None,
+    actor=None,
 ) -> CloudPod:
+    """``node``: an operator's choice (the admin), checked by the placement rule's own filter;
+    without one (the API), the placement rule picks it."""
     chosen = _plan(plan)
     image = image or settings.CLOUDPOD_DEFAULT_IMAGE
     if image not in plan_config.images():
@@ -173,7 +182,14 @@ def pod_create(
     _check_quota(tenant, pods=1, memory_mb=chosen.memory_mb)
     if CloudPod.objects.filter(name=name, status__in=LIVE).exists():
         raise InvalidInput("A pod with this name exists already.", field="name")
-    node = pick_node(nodes, chosen)
+    if node is not None:
+        wanted = next((n for n in nodes if n.pk == node.pk), None)  # the locked row, if it is a candidate
+        if wanted is None or pick_node([wanted], chosen) is None:
+            raise Conflict(f"Node {node.hostname} is not an active pods node of this tenant with room for the plan "
+                           f"{chosen.name!r}.", code="no_capacity", field="node")  # fmt: skip
+        node = wanted
+    else:
+        node = pick_node(nodes, chosen)
     if node is None:
         raise Conflict(f"No node has room for the plan {chosen.name!r}.", code="no_capacity")
     _reserve(node, vcpu=chosen.vcpu, memory_mb=chosen.memory_mb, disk_gb=chosen.disk_gb, pods=1)

@@ -1,18 +1,200 @@
+"""Domains in the operators' console: added or registered through the registrar driver, edited,
+verified, renewed, transferred out and deleted through the same services as the API."""
+
+from django import forms
 from django.contrib import admin
+from django.utils.html import format_html
 
-from apps.common.admin import ReadOnlyAdmin
+from apps.common.admin import ObjectAction
+from apps.common.display import badge, when
+from apps.customers.models import Customer
+from apps.jobs.admin import ServiceAdmin, ServiceForm, retry_action, status_badge, tenant_from
 
+from . import registrars, services
 from .models import Domain
+
+EDITABLE = ["customer", "auto_renew", "renewal_price", "expires_at", "nameservers"]
+
+
+class NameserversField(forms.CharField):
+    widget = forms.Textarea(attrs={"rows": 3})
+
+    def prepare_value(self, value):
+        return "\n".join(value) if isinstance(value, list) else value
+
+    def to_python(self, value):
+        return [n for n in (super().to_python(value) or "").replace(",", " ").split() if n]
+
+
+class DomainForm(ServiceForm):
+    nameservers = NameserversField(required=False, help_text="One a line; a job asks the registrar to set them.")
+
+    class Meta:
+        model = Domain
+        fields = EDITABLE
+
+    def act(self, data, actor):
+        changes = self.changed(data, EDITABLE)
+        return services.domain_update(domain=self.instance, data=changes, actor=actor) if changes else self.instance
+
+
+class DomainAddForm(DomainForm):
+    registrar = forms.ChoiceField(
+        choices=lambda: [(n, n) for n in registrars.names()],
+        initial="manual",
+        help_text="“manual”: a domain registered elsewhere, kept here for its records.",
+    )
+    years = forms.IntegerField(min_value=1, max_value=10, initial=1)
+
+    class Meta:
+        model = Domain
+        fields = [
+            "tenant",
+            "name",
+            "customer",
+            "registrar",
+            "years",
+            "registered_at",
+            "expires_at",
+            "auto_renew",
+            "nameservers",
+            "renewal_price",
+        ]
+
+    def act(self, data, actor):
+        keys = ["customer", "registrar", "years", "registered_at", "expires_at", "auto_renew", "renewal_price"]
+        return services.domain_create(
+            tenant=data["tenant"],
+            name=data["name"],
+            nameservers=data.get("nameservers"),
+            actor=actor,
+            **{k: data[k] for k in keys if data.get(k) is not None},
+        )
+
+
+class RenewForm(forms.Form):
+    years = forms.IntegerField(min_value=1, max_value=10, initial=1)
 
 
 @admin.register(Domain)
-class DomainAdmin(ReadOnlyAdmin):
-    """Domains change through their services (registrar driver, verification, billing): read-only here."""
+class DomainAdmin(ServiceAdmin):
+    """Domains change through their services (registrar driver, verification, billing)."""
 
-    list_display = ["name", "status", "customer", "registrar", "registrar_state", "expires_at", "auto_renew",
-                    "verified_at", "tenant"]  # fmt: skip
+    list_display = [
+        "name",
+        "status",
+        "customer",
+        "registrar",
+        "registrar_state",
+        "expires_at",
+        "auto_renew",
+        "verified",
+        "tenant",
+    ]
     list_filter = ["status", "registrar", "registrar_state", "auto_renew", "tenant"]
     search_fields = ["name", "id"]
     list_select_related = ["customer", "tenant"]
     date_hierarchy = "expires_at"
     show_full_result_count = False
+    add_form = DomainAddForm
+    form = DomainForm
+    add_fields = [
+        "tenant",
+        "name",
+        "customer",
+        "registrar",
+        "years",
+        "registered_at",
+        "expires_at",
+        "auto_renew",
+        "nameservers",
+        "renewal_price",
+    ]
+    change_fields = EDITABLE
+    shown_fields = [
+        "tenant",
+        "name",
+        "status",
+        "registrar",
+        "registrar_state_shown",
+        "registered_at",
+        "pending_nameservers",
+        "challenge",
+        "verified",
+        "last_error",
+    ]
+    object_actions = [
+        ObjectAction(
+            "verify",
+            "Verify",
+            method="verify_one",
+            show=lambda d: d.status not in services.GONE,
+            help="Look the ownership challenge up in DNS now.",
+        ),
+        ObjectAction(
+            "renew",
+            "Renew",
+            method="renew_one",
+            form=RenewForm,
+            show=lambda d: d.status not in services.GONE,
+            help="Renew through the registrar (billed to the customer at the renewal price).",
+        ),
+        retry_action,
+        ObjectAction(
+            "transfer_out",
+            "Transfer out",
+            method="transfer_out_one",
+            confirm=True,
+            style="danger",
+            show=lambda d: d.status not in services.GONE,
+            help="Release the domain to another registrar; auto-renew stops now.",
+        ),
+        ObjectAction(
+            "delete",
+            "Delete",
+            method="delete_one",
+            confirm=True,
+            style="danger",
+            help="Forget the domain here (its registration is not cancelled).",
+        ),
+    ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "customer" in form.base_fields:
+            tenant = obj.tenant if obj is not None else tenant_from(request)
+            customers = Customer.all_tenants.all()
+            form.base_fields["customer"].queryset = customers.filter(tenant=tenant) if tenant is not None else customers
+        return form
+
+    @admin.display(description="status", ordering="status")
+    def status(self, obj):
+        return status_badge(obj)
+
+    @admin.display(description="registrar state", ordering="registrar_state")
+    def registrar_state_shown(self, obj):
+        return badge(obj.registrar_state, obj.get_registrar_state_display())
+
+    @admin.display(description="verified", ordering="verified_at")
+    def verified(self, obj):
+        return when(obj.verified_at)
+
+    @admin.display(description="ownership challenge")
+    def challenge(self, obj):
+        return format_html("TXT <code>{}</code> with <code>{}</code>", obj.challenge_name, obj.challenge_value)
+
+    def verify_one(self, request, domain, data):
+        services.domain_verify(domain=domain, actor=request.user)
+        return f"{domain.name} is verified."
+
+    def renew_one(self, request, domain, data):
+        services.domain_renew(domain=domain, years=data["years"], actor=request.user)
+        return f"Renewing {domain.name} for {data['years']} year(s) through {domain.registrar}."
+
+    def transfer_out_one(self, request, domain, data):
+        services.domain_transfer_out(domain=domain, actor=request.user)
+        return f"Transferring {domain.name} out."
+
+    def delete_one(self, request, domain, data):
+        services.domain_delete(domain=domain, actor=request.user)
+        return self.gone_to_list(request, domain, f"Deleted {domain.name}.")
