@@ -47,13 +47,19 @@ GRANTS: dict[str, dict[str, list[str]]] = {
     },
     INFRASTRUCTURE: {
         "nodes.node": ["add", "change"],
-        "cloudpods.cloudpod": ["change"],  # suspend, resume, delete through the services
+        "cloudpods.cloudpod": ["add", "change"],  # create, resize, suspend, resume, delete through the services
         "cloudpods.tenantquota": ["add", "change"],
         "databases.databaseserver": ["add", "change"],
-        "websites.website": ["change"],
-        "dns.zone": ["change"],
-        "dns.record": ["change"],
-        "mail.maildomain": ["change"],
+        "databases.database": ["add", "change"],
+        "databases.databaseuser": ["add", "change"],  # rotate a password
+        "databases.databasegrant": ["add", "change"],  # revoke
+        "websites.website": ["add", "change"],
+        "dns.zone": ["add", "change"],
+        "dns.record": ["add", "change"],
+        "domains.domain": ["add", "change"],  # verify, renew, transfer out
+        "mail.maildomain": ["add", "change"],
+        "mail.mailbox": ["add", "change"],
+        "mail.alias": ["add", "change"],
         "jobs.job": ["change"],  # retry, cancel
         "security.shieldpolicy": ["add", "change"],
     },
