@@ -15,7 +15,6 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.billing.models import Invoice, InvoiceStatus
 from apps.customers.models import Customer
-
 from tests.conftest import PASSWORD, make_tenant
 from tests.platform.test_browser import SCREENSHOTS, browser_page  # noqa: F401
 

@@ -28,7 +28,6 @@ from apps.common.display import money
 from apps.console import groups as operator_groups
 from apps.customers.models import Customer
 from apps.orders.models import Order, OrderStatus
-
 from tests.conftest import admin_login, make_user
 
 pytestmark = pytest.mark.django_db

@@ -22,7 +22,6 @@ from apps.jobs.models import Job, JobStatus
 from apps.mail.models import Mailbox, MailDomain
 from apps.nodes.models import Node
 from apps.websites.models import Website, WebsiteStatus
-
 from tests.conftest import PASSWORD, admin_login
 from tests.pods_support import freezer_state, node_in, node_root, pod_in  # noqa: F401  (fixtures)
 from tests.web_support import nginx_node, web_node_in, web_root  # noqa: F401  (fixtures)
