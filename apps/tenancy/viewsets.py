@@ -244,10 +244,19 @@ class ResourceViewSet(TenantScopedViewSet):
         if views:
             extend_schema_view(**{action: extend_schema(**kw) for action, kw in views.items()})(cls)
 
+    @classmethod
+    def as_view(cls, actions=None, **initkwargs):
+        # The router maps every standard route this base defines; only the supported ones are
+        # routes (a POST action beside no create hook must not make POST / call create).
+        if actions:
+            actions = {verb: name for verb, name in actions.items() if name not in _WRITES or cls._supports(name)}
+        return super().as_view(actions, **initkwargs)
+
     def initial(self, request, *args, **kwargs):
-        # An unsupported write is a 405 (the router maps every standard verb), after authentication
-        # as for any other view: an anonymous caller learns nothing but that it must sign in.
-        if request.method.lower() not in self.http_method_names:
+        # An unsupported write is a 405, after authentication as for any other view: an anonymous
+        # caller learns nothing but that it must sign in.
+        method = request.method.lower()
+        if method not in self.http_method_names or (method != "options" and method not in self.action_map):
             self.perform_authentication(request)
             if not request.user or not request.user.is_authenticated:
                 self.permission_denied(request)
@@ -284,17 +293,19 @@ class ResourceViewSet(TenantScopedViewSet):
         *,
         data: Any = None,
         partial: bool | None = None,
+        instance: Any = None,
     ) -> dict:
         """The current action's body, validated by its input serializer (400 with field errors).
 
-        ``serializer`` and ``data`` name another serializer or source (``request.query_params``)."""
+        ``serializer`` and ``data`` name another serializer or source (``request.query_params``);
+        ``instance`` is the row an update changes (a model serializer's unique checks leave it out)."""
         if partial is None:
             partial = self.action == "partial_update" and self.update_methods.get("patch", True)
         serializer_class = serializer or self.get_serializer_class()
         body = self.request.data if data is None else data
-        instance = serializer_class(data=body, partial=partial, context=self.get_serializer_context())
-        instance.is_valid(raise_exception=True)
-        return instance.validated_data
+        checked = serializer_class(instance, data=body, partial=partial, context=self.get_serializer_context())
+        checked.is_valid(raise_exception=True)
+        return checked.validated_data
 
     def output(
         self,
@@ -350,7 +361,7 @@ class ResourceViewSet(TenantScopedViewSet):
 
     def update(self, request, *args, **kwargs):
         obj = self.get_object()  # a foreign or unknown object is a 404 before its body is read
-        return self.answer(self.update_resource(obj, self.validated()))
+        return self.answer(self.update_resource(obj, self.validated(instance=obj)))
 
     def partial_update(self, request, *args, **kwargs):
         return self.update(request, *args, **kwargs)
