@@ -245,3 +245,62 @@ def test_declaring_http_methods_on_a_resource_is_refused():
 
     with pytest.raises(TypeError, match="HTTP methods"):
         type("Bad", (ResourceViewSet,), {"http_method_names": ["get"], "__module__": __name__})
+
+
+# --- the job side's options: a row that is gone, states a failure keeps, errors of retried attempts --
+
+
+def _check_job(t, gadget, max_attempts=3) -> Job:
+    with tenant_scope(t.tenant):
+        job = gadgets.enqueue(gadget, "gadget.check")
+    Job.all_tenants.filter(pk=job.pk).update(max_attempts=max_attempts)
+    return job
+
+
+def test_a_job_for_a_gone_row_is_skipped_when_asked_and_fails_otherwise(tenant_a):
+    gadget = _gadget(tenant_a, name="g", status=S.ACTIVE)
+    check = _check_job(tenant_a, gadget)
+    with tenant_scope(tenant_a.tenant):
+        provision = gadgets.enqueue(gadget, "gadget.provision")
+        Gadget.objects.filter(pk=gadget.pk).delete()
+    assert jobs.run_job(check.pk) == "succeeded"
+    assert Job.all_tenants.get(pk=check.pk).result == {"skipped": "gone"}
+    assert jobs.run_job(provision.pk) == "failed"
+
+
+def test_a_retried_attempt_records_its_error_and_keeps_the_state(tenant_a):
+    gadget = _gadget(tenant_a, name="refuse-now", status=S.ACTIVE)
+    job = _check_job(tenant_a, gadget, max_attempts=2)
+    assert jobs.run_job(job.pk) == "pending"
+    gadget.refresh_from_db()
+    assert (gadget.status, gadget.last_error) == (S.ACTIVE, "the node refuses this gadget")
+    assert _events(gadget) == []
+    Job.all_tenants.filter(pk=job.pk).update(run_after=job.created_at)
+    assert jobs.run_job(job.pk) == "failed"
+    gadget.refresh_from_db()
+    assert gadget.status == S.ERROR and _events(gadget, "gadget.error")[0].changes == {"status": ["active", "error"]}
+
+
+def test_a_failure_keeps_a_kept_state_and_records_only_the_reason(tenant_a):
+    gadget = _gadget(tenant_a, name="refuse-always", status=S.DELETING)
+    assert jobs.run_job(_check_job(tenant_a, gadget).pk) == "failed"
+    gadget.refresh_from_db()
+    assert (gadget.status, gadget.last_error) == (S.DELETING, "the node refuses this gadget")
+    assert _events(gadget) == []
+
+
+def test_an_internal_error_of_a_retried_attempt_records_the_reference_only(tenant_a):
+    gadget = _gadget(tenant_a, name="crash", status=S.ACTIVE)
+    assert jobs.run_job(_check_job(tenant_a, gadget).pk) == "pending"
+    gadget.refresh_from_db()
+    assert gadget.status == S.ACTIVE
+    assert "an internal detail" not in gadget.last_error and "reference" in gadget.last_error
+
+
+def test_a_permanent_error_of_the_converge_itself_fails_the_job_not_the_row(tenant_a):
+    gadget = _gadget(tenant_a, name="not-for-me", status=S.ACTIVE)
+    job = _check_job(tenant_a, gadget, max_attempts=1)
+    assert jobs.run_job(job.pk) == "failed"
+    gadget.refresh_from_db()
+    assert (gadget.status, gadget.last_error) == (S.ACTIVE, "")
+    assert "does not apply" in Job.all_tenants.get(pk=job.pk).last_error

@@ -7,6 +7,7 @@ with ``scope_queryset``; they may not override ``get_queryset`` or ``get_permiss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -194,19 +195,43 @@ class ResourceViewSet(TenantScopedViewSet):
         super().__init_subclass__(**kwargs)
         if "http_method_names" in cls.__dict__:
             raise TypeError(f"{cls.__name__}: the HTTP methods follow the hooks and actions; do not declare them.")
+        for action in _WRITES:
+            # A standard route exists (the router maps it) only when it is supported.
+            if getattr(cls, action, None) is None and cls._supports(action):
+                setattr(cls, action, cls._standard_route(action))
         cls.http_method_names = cls._methods()
         if not cls.__dict__.get("__doc__"):
             cls.__doc__ = ""  # the schema would show this base's docstring as the resource's description
         cls._declare_schema()
 
     @classmethod
+    def _standard_route(cls, action: str) -> Callable[..., Response]:
+        """The base's ``action`` for ``cls``: a function of its own, since the schema's
+        declarations are attached to the function."""
+        impl = getattr(ResourceViewSet, f"_route_{action}")
+
+        def route(self, request, *args, **kwargs):
+            return impl(self, request, *args, **kwargs)
+
+        route.__name__, route.__qualname__ = action, f"{cls.__qualname__}.{action}"
+        route.standard_route = True  # type: ignore[attr-defined]
+        return route
+
+    @classmethod
+    def _hand_written(cls, action: str) -> bool:
+        method = cls.__dict__.get(action)
+        return method is not None and not getattr(method, "standard_route", False)
+
+    @classmethod
     def _supports(cls, action: str) -> bool:
+        """A standard route is supported when its method is written, or its hook is and (for an
+        update) its verb is one of ``update_methods``."""
+        if getattr(cls, action, None) is not None:
+            return True
         hook, verb = _WRITES[action]
         if action in ("update", "partial_update") and verb not in cls.update_methods:
             return False
-        return getattr(cls, hook) is not getattr(ResourceViewSet, hook) or (
-            getattr(cls, action) is not getattr(ResourceViewSet, action)
-        )
+        return getattr(cls, hook) is not getattr(ResourceViewSet, hook)
 
     @classmethod
     def _methods(cls) -> list[str]:
@@ -225,32 +250,24 @@ class ResourceViewSet(TenantScopedViewSet):
         out = cls.serializer_class
         update_in = cls.input_serializers.get("update")
         views = {}
-        if cls._supports("create") and "create" not in cls.__dict__:
+        if cls._supports("create") and not cls._hand_written("create"):
             views["create"] = dict(
                 request=cls.input_serializers.get("create"), responses={201: cls.output_serializers.get("create", out)}
             )
         for action in ("update", "partial_update"):
-            if cls._supports(action) and action not in cls.__dict__:
+            if cls._supports(action) and not cls._hand_written(action):
                 views[action] = dict(request=update_in, responses={200: cls.output_serializers.get(action, out)})
-        if cls._supports("destroy") and "destroy" not in cls.__dict__:
+        if cls._supports("destroy") and not cls._hand_written("destroy"):
             answer = {202: cls.output_serializers.get("destroy", out)} if cls.destroy_answers_object else {204: None}
             views["destroy"] = dict(request=None, responses=answer)
         detail = cls.output_serializers.get("retrieve", cls.detail_serializer_class)
-        if detail is not None and "retrieve" not in cls.__dict__:
+        if detail is not None and not cls._hand_written("retrieve"):
             views["retrieve"] = dict(responses={200: detail})
         for action, summary in cls.summaries.items():
             if action in views or action in ("list", "retrieve"):
                 views.setdefault(action, {})["summary"] = summary
         if views:
             extend_schema_view(**{action: extend_schema(**kw) for action, kw in views.items()})(cls)
-
-    @classmethod
-    def as_view(cls, actions=None, **initkwargs):
-        # The router maps every standard route this base defines; only the supported ones are
-        # routes (a POST action beside no create hook must not make POST / call create).
-        if actions:
-            actions = {verb: name for verb, name in actions.items() if name not in _WRITES or cls._supports(name)}
-        return super().as_view(actions, **initkwargs)
 
     def initial(self, request, *args, **kwargs):
         # An unsupported write is a 405, after authentication as for any other view: an anonymous
@@ -344,7 +361,7 @@ class ResourceViewSet(TenantScopedViewSet):
         service or an in-process job changed)."""
         return self.get_queryset().get(pk=obj.pk)
 
-    # --- the standard routes --------------------------------------------------------------------
+    # --- the standard routes (the writes are set on a subclass that supports them) ----------------
 
     def list(self, request, *args, **kwargs):
         queryset = self.filter_queryset(self.get_queryset())
@@ -356,17 +373,17 @@ class ResourceViewSet(TenantScopedViewSet):
     def retrieve(self, request, *args, **kwargs):
         return self.answer(self.get_object())
 
-    def create(self, request, *args, **kwargs):
+    def _route_create(self, request, *args, **kwargs):
         return self.answer(self.create_resource(self.validated()), status.HTTP_201_CREATED)
 
-    def update(self, request, *args, **kwargs):
+    def _route_update(self, request, *args, **kwargs):
         obj = self.get_object()  # a foreign or unknown object is a 404 before its body is read
         return self.answer(self.update_resource(obj, self.validated(instance=obj)))
 
-    def partial_update(self, request, *args, **kwargs):
-        return self.update(request, *args, **kwargs)
+    def _route_partial_update(self, request, *args, **kwargs):
+        return self._route_update(request, *args, **kwargs)
 
-    def destroy(self, request, *args, **kwargs):
+    def _route_destroy(self, request, *args, **kwargs):
         obj = self.destroy_resource(self.get_object())
         if obj is None:
             return Response(status=status.HTTP_204_NO_CONTENT)

@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 
 from apps.audit import services as audit
 from apps.jobs.lifecycle import Lifecycle, Move
-from apps.jobs.registry import handler
+from apps.jobs.registry import PermanentError, handler
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
 
@@ -91,6 +91,22 @@ def converge(gadget: Gadget, job_type: str) -> dict:
 @handler("gadget.delete")
 def run(job) -> dict:
     return gadgets.run_job(job, converge)
+
+
+def check(gadget: Gadget, job_type: str) -> dict:
+    """A check that leaves the gadget's state alone (the options of ``run_job``)."""
+    if gadget.name == "not-for-me":
+        raise PermanentError("This check does not apply to this gadget.")
+    if gadget.name.startswith("refuse"):
+        raise NodeSaysNo("the node refuses this gadget", permanent=gadget.name == "refuse-always")
+    if gadget.name.startswith("crash"):
+        raise KeyError("an internal detail")
+    return {"checked": gadget.name}
+
+
+@handler("gadget.check")
+def run_check(job) -> dict:
+    return gadgets.run_job(job, check, on_missing="skip", keep={S.DELETING}, record_retry_errors=True)
 
 
 class GadgetSerializer(serializers.ModelSerializer):
