@@ -31,7 +31,7 @@ zones: Lifecycle[Zone] = Lifecycle(
     kind="dns.zone",
     payload_key="zone",
     noun="zone",
-    related=("tenant",),
+    related=("node", "tenant"),
     moves={
         "change": Move(
             to=ZoneStatus.PENDING,
