@@ -1,7 +1,7 @@
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import mixins, permissions, status
+from rest_framework import permissions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 from apps.common.exceptions import InvalidInput
 from apps.common.throttling import DynamicScopedRateThrottle
 from apps.tenancy.roles import Role
-from apps.tenancy.viewsets import TenantReadOnlyViewSet, TenantScopedViewSet
+from apps.tenancy.viewsets import ResourceViewSet
 
 from .filters import CreditNoteFilter, InvoiceFilter, PaymentFilter, SubscriptionFilter
 from .models import CreditNote, Invoice, Payment, PaymentMethod, Subscription, WebhookEvent
@@ -35,7 +35,7 @@ from .serializers import (
 from .services import credit_notes, documents, invoices, payments, stripe_gateway, subscriptions, webhooks
 
 
-class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
+class InvoiceViewSet(ResourceViewSet):
     """Invoices (docs/api.md): read BILLING+, every change ADMIN+.
 
     Drafts are edited with PATCH and deleted with DELETE; `issue` numbers and freezes them.
@@ -44,11 +44,20 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
 
     queryset = Invoice.objects.prefetch_related("lines")
     serializer_class = InvoiceSerializer
+    input_serializers = {
+        "create": InvoiceCreateSerializer,
+        "update": InvoiceUpdateSerializer,
+        "pay": PaySerializer,
+        "credit": CreditNoteCreateSerializer,
+    }
+    # A draft is edited by PATCH alone, and each line sent is checked whole.
+    update_methods = {"patch": False}
+    destroy_answers_object = False
+    summaries = {"create": "Create a draft", "partial_update": "Edit a draft"}
     filterset_class = InvoiceFilter
     search_fields = ["number", "customer__name", "customer__email", "notes"]
     ordering_fields = ["created_at", "issue_date", "due_date", "total", "number"]
     ordering = ["-created_at"]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     required_roles = {
         "list": Role.BILLING,
         "retrieve": Role.BILLING,
@@ -63,45 +72,33 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         "pdf": Role.BILLING,
     }
 
-    def _answer(self, invoice, code=status.HTTP_200_OK):
-        fresh = self.get_queryset().get(pk=invoice.pk)
-        return Response(InvoiceSerializer(fresh).data, status=code)
-
-    @extend_schema(request=InvoiceCreateSerializer, responses={201: InvoiceSerializer}, summary="Create a draft")
-    def create(self, request):
-        serializer = InvoiceCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+    def create_resource(self, data):
         invoice = invoices.invoice_create(
             tenant=self.tenant, customer=data["customer"], lines=data["lines"], currency=data.get("currency"),
             due_date=data.get("due_date"), notes=data.get("notes", ""),
         )  # fmt: skip
-        return self._answer(invoice, status.HTTP_201_CREATED)
+        return self.current(invoice)
 
-    @extend_schema(request=InvoiceUpdateSerializer, responses={200: InvoiceSerializer}, summary="Edit a draft")
-    def partial_update(self, request, pk=None):
-        invoice = self.get_object()
-        serializer = InvoiceUpdateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        return self._answer(invoices.invoice_update_draft(invoice=invoice, data=serializer.validated_data))
+    def update_resource(self, obj, data):
+        return self.current(invoices.invoice_update_draft(invoice=obj, data=data))
 
-    def perform_destroy(self, instance):
-        invoices.invoice_delete_draft(invoice=instance)
+    def destroy_resource(self, obj):
+        invoices.invoice_delete_draft(invoice=obj)
 
     @extend_schema(request=None, responses={200: InvoiceSerializer}, summary="Issue a draft: number it, open it")
     @action(detail=True, methods=["post"])
     def issue(self, request, pk=None):
-        return self._answer(invoices.invoice_issue(invoice=self.get_object()))
+        return self.answer(self.current(invoices.invoice_issue(invoice=self.get_object())))
 
     @extend_schema(request=None, responses={200: InvoiceSerializer}, summary="Void an open invoice")
     @action(detail=True, methods=["post"])
     def void(self, request, pk=None):
-        return self._answer(invoices.invoice_void(invoice=self.get_object()))
+        return self.answer(self.current(invoices.invoice_void(invoice=self.get_object())))
 
     @extend_schema(request=None, responses={200: InvoiceSerializer}, summary="Mark an open invoice uncollectible")
     @action(detail=True, methods=["post"], url_path="mark-uncollectible", url_name="mark-uncollectible")
     def mark_uncollectible(self, request, pk=None):
-        return self._answer(invoices.invoice_mark_uncollectible(invoice=self.get_object()))
+        return self.answer(self.current(invoices.invoice_mark_uncollectible(invoice=self.get_object())))
 
     @extend_schema(
         request=PaySerializer,
@@ -115,29 +112,24 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
     @action(detail=True, methods=["post"])
     def pay(self, request, pk=None):
         invoice = self.get_object()
-        serializer = PaySerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = self.validated()
         if data["method"] == PaymentMethod.STRIPE:
             link = stripe_gateway.checkout_link(invoice=invoice)
-            return Response(CheckoutLinkSerializer(link).data, status=status.HTTP_201_CREATED)
+            return self.answer(link, status.HTTP_201_CREATED, serializer=CheckoutLinkSerializer)
         payments.payment_record(
             invoice=invoice, amount=data["amount"], method=data["method"], reference=data.get("reference", ""),
             actor=request.user,
         )  # fmt: skip
-        return self._answer(invoice)
+        return self.answer(self.current(invoice))
 
     @extend_schema(request=CreditNoteCreateSerializer, responses={201: CreditNoteSerializer},
                    summary="Issue a credit note against this invoice (all that is left, or per line)")  # fmt: skip
     @action(detail=True, methods=["post"], url_path="credit-notes", url_name="credit-notes")
     def credit(self, request, pk=None):
         invoice = self.get_object()
-        serializer = CreditNoteCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = self.validated()
         note = credit_notes.credit_note_create(invoice=invoice, lines=data.get("lines"), reason=data.get("reason", ""))
-        note = CreditNote.objects.prefetch_related("lines").get(pk=note.pk)
-        return Response(CreditNoteSerializer(note).data, status=status.HTTP_201_CREATED)
+        return self.answer(with_lines(note), status.HTTP_201_CREATED, serializer=CreditNoteSerializer)
 
     @extend_schema(responses={(200, "application/pdf"): OpenApiTypes.BINARY}, summary="The invoice as a PDF")
     @action(detail=True, methods=["get"])
@@ -146,17 +138,23 @@ class InvoiceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         return pdf_response(documents.invoice_pdf(invoice), invoice.number or f"draft-{invoice.pk}")
 
 
+def with_lines(note: CreditNote) -> CreditNote:
+    """A credit note as its answer reads it (its lines in one query)."""
+    return CreditNote.objects.prefetch_related("lines").get(pk=note.pk)
+
+
 def pdf_response(data: bytes, name: str) -> HttpResponse:
     response = HttpResponse(data, content_type="application/pdf")
     response["Content-Disposition"] = f'inline; filename="{name}.pdf"'
     return response
 
 
-class PaymentViewSet(TenantReadOnlyViewSet):
+class PaymentViewSet(ResourceViewSet):
     """Payments received (read BILLING+); `POST /:id/refund` ADMIN+."""
 
     queryset = Payment.objects.all()
     serializer_class = PaymentSerializer
+    input_serializers = {"refund": RefundSerializer}
     filterset_class = PaymentFilter
     ordering_fields = ["received_at", "amount"]
     ordering = ["-received_at"]
@@ -168,17 +166,12 @@ class PaymentViewSet(TenantReadOnlyViewSet):
     @action(detail=True, methods=["post"])
     def refund(self, request, pk=None):
         payment = self.get_object()  # another tenant's payment is a 404 before any body check
-        serializer = RefundSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        note = payments.payment_refund(
-            payment=payment, amount=serializer.validated_data["amount"],
-            reason=serializer.validated_data.get("reason", ""),
-        )  # fmt: skip
-        note = CreditNote.objects.prefetch_related("lines").get(pk=note.pk)
-        return Response(CreditNoteSerializer(note).data, status=status.HTTP_201_CREATED)
+        data = self.validated()
+        note = payments.payment_refund(payment=payment, amount=data["amount"], reason=data.get("reason", ""))
+        return self.answer(with_lines(note), status.HTTP_201_CREATED, serializer=CreditNoteSerializer)
 
 
-class CreditNoteViewSet(TenantReadOnlyViewSet):
+class CreditNoteViewSet(ResourceViewSet):
     """Credit notes (read BILLING+); they are made from an invoice or a refund."""
 
     queryset = CreditNote.objects.prefetch_related("lines")
@@ -247,17 +240,24 @@ class GenericWebhookView(_WebhookView):
         return self.answer(event)
 
 
-class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class SubscriptionViewSet(ResourceViewSet):
     """Subscriptions (docs/api.md): read BILLING+; create, change (PUT), cancel, suspend, resume and
     usage ADMIN+. Creating one issues its first invoice; paying it activates the subscription."""
 
     queryset = Subscription.objects.all()
     serializer_class = SubscriptionSerializer
+    input_serializers = {
+        "create": SubscriptionCreateSerializer,
+        "update": SubscriptionUpdateSerializer,
+        "cancel": CancelSerializer,
+        "usage": UsageSerializer,
+    }
+    update_methods = {"put": False}
+    summaries = {"update": "Change product or quantity now (prorated by day)"}
     filterset_class = SubscriptionFilter
     ordering_fields = ["created_at", "current_period_end", "status"]
     ordering = ["-created_at"]
     search_fields = ["external_ref", "customer__name", "customer__email", "product__name"]
-    http_method_names = ["get", "post", "put", "head", "options"]
     required_roles = {
         "list": Role.BILLING,
         "retrieve": Role.BILLING,
@@ -269,61 +269,43 @@ class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
         "usage": Role.ADMIN,
     }
 
-    def _answer(self, sub, code=status.HTTP_200_OK):
-        return Response(SubscriptionSerializer(Subscription.objects.get(pk=sub.pk)).data, status=code)
-
-    @extend_schema(request=SubscriptionCreateSerializer, responses={201: SubscriptionSerializer})
-    def create(self, request):
-        serializer = SubscriptionCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+    def create_resource(self, data):
         sub = subscriptions.subscription_create(
             tenant=self.tenant, customer=data["customer"], product=data["product"], cycle=data["cycle"],
             currency=data.get("currency"), quantity=data["quantity"], config=data.get("config"),
             external_ref=data.get("external_ref", ""),
         )  # fmt: skip
-        return self._answer(sub, status.HTTP_201_CREATED)
+        return self.current(sub)
 
-    @extend_schema(request=SubscriptionUpdateSerializer, responses={200: SubscriptionSerializer},
-                   summary="Change product or quantity now (prorated by day)")  # fmt: skip
-    def update(self, request, pk=None):
-        sub = self.get_object()
-        serializer = SubscriptionUpdateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        return self._answer(
-            subscriptions.subscription_change(sub=sub, product=data.get("product"), quantity=data.get("quantity"))
-        )
+    def update_resource(self, obj, data):
+        sub = subscriptions.subscription_change(sub=obj, product=data.get("product"), quantity=data.get("quantity"))
+        return self.current(sub)
 
     @extend_schema(request=CancelSerializer, responses={200: SubscriptionSerializer})
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         sub = self.get_object()
-        serializer = CancelSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        sub = subscriptions.subscription_cancel(
-            sub=sub, at_period_end=serializer.validated_data["at_period_end"], actor=request.user
+        at_period_end = self.validated()["at_period_end"]
+        return self.answer(
+            self.current(subscriptions.subscription_cancel(sub=sub, at_period_end=at_period_end, actor=request.user))
         )
-        return self._answer(sub)
 
     @extend_schema(request=None, responses={200: SubscriptionSerializer})
     @action(detail=True, methods=["post"])
     def suspend(self, request, pk=None):
-        return self._answer(subscriptions.subscription_suspend(sub=self.get_object(), actor=request.user))
+        return self.answer(self.current(subscriptions.subscription_suspend(sub=self.get_object(), actor=request.user)))
 
     @extend_schema(request=None, responses={200: SubscriptionSerializer})
     @action(detail=True, methods=["post"])
     def resume(self, request, pk=None):
-        return self._answer(subscriptions.subscription_resume(sub=self.get_object(), actor=request.user))
+        return self.answer(self.current(subscriptions.subscription_resume(sub=self.get_object(), actor=request.user)))
 
     @extend_schema(request=UsageSerializer, responses={201: UsageRecordSerializer, 200: UsageRecordSerializer},
                    summary="Report metered usage (a repeated idempotency key is not counted twice)")  # fmt: skip
     @action(detail=True, methods=["post"])
     def usage(self, request, pk=None):
         sub = self.get_object()
-        serializer = UsageSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = self.validated()
         key = data.get("idempotency_key") or request.headers.get("Idempotency-Key")
         if not key:
             raise InvalidInput("An idempotency_key (or an Idempotency-Key header) is required.",
@@ -331,5 +313,5 @@ class SubscriptionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tena
         record, created = subscriptions.usage_record(
             sub=sub, quantity=data["quantity"], key=key, occurred_at=data.get("occurred_at")
         )
-        return Response(UsageRecordSerializer(record).data,
-                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)  # fmt: skip
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return self.answer(record, code, serializer=UsageRecordSerializer)

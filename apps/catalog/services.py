@@ -69,7 +69,8 @@ def product_create(*, tenant, data: dict[str, Any]) -> Product:
     _save_product(product)
     _replace_prices(product, prices)
     _replace_bundle_items(product, items)
-    audit.record(action="product.create", obj=product, after=_snapshot(product))
+    # A new row's "after" with its prices and components (other rows): ``audit.created`` takes no extras.
+    audit.record(action="product.create", obj=product, after={**audit.snapshot(product), **_rows(product)})
     return product
 
 
@@ -78,23 +79,25 @@ def product_update(*, product: Product, data: dict[str, Any]) -> Product:
     """Change a product. ``prices`` and ``bundle_items``, when present, replace the whole list
     (prices are matched by (currency, cycle), so unchanged prices keep their ids)."""
     product = Product.all_tenants.select_for_update().get(pk=product.pk)
-    before = _snapshot(product)
     data = dict(data)
     prices = data.pop("prices", None)
     items = data.pop("bundle_items", None)
-    _apply_fields(product, data)
-    if not product.slug:
-        product.slug = _free_slug(product)
-    if product.is_retired and before["visibility"] != Visibility.RETIRED:
-        _check_retirable(product)
-    _save_product(product)
-    if prices is not None:
-        _replace_prices(product, prices)
-    if items is not None:
-        _replace_bundle_items(product, items)
-    after = _snapshot(product)
-    action = "product.retire" if product.is_retired and before["visibility"] != Visibility.RETIRED else "product.update"
-    audit.record(action=action, obj=product, before=before, after=after)
+    # ``visibility`` is taken as sent: an update that retires the product is audited as a retirement.
+    retiring = data.get("visibility", product.visibility) == Visibility.RETIRED and not product.is_retired
+    with audit.change(product, "product.retire" if retiring else "product.update") as change:
+        # Its prices and components are other rows: their before and after are recorded beside the fields.
+        change.before.update(_rows(product))
+        _apply_fields(product, data)
+        if not product.slug:
+            product.slug = _free_slug(product)
+        if retiring:
+            _check_retirable(product)
+        _save_product(product)
+        if prices is not None:
+            _replace_prices(product, prices)
+        if items is not None:
+            _replace_bundle_items(product, items)
+        change.mark(**_rows(product))
     return product
 
 
@@ -105,11 +108,10 @@ def product_retire(*, product: Product) -> Product:
     product = Product.all_tenants.select_for_update().get(pk=product.pk)
     if product.is_retired:
         return product
-    before = _snapshot(product)
     _check_retirable(product)
-    product.visibility = Visibility.RETIRED
-    product.save(update_fields=["visibility", "updated_at"])
-    audit.record(action="product.retire", obj=product, before=before, after=_snapshot(product))
+    with audit.change(product, "product.retire"):  # its prices and components stay as they are
+        product.visibility = Visibility.RETIRED
+        product.save(update_fields=["visibility", "updated_at"])
     return product
 
 
@@ -122,10 +124,9 @@ def product_stock_take(*, product: Product, quantity: int = 1) -> Product:
         return product
     if product.stock < quantity:
         raise Conflict(f"{product.name} is out of stock ({product.stock} left).", code="out_of_stock")
-    before = {"stock": product.stock}
-    product.stock -= quantity
-    product.save(update_fields=["stock", "updated_at"])
-    audit.record(action="product.stock_take", obj=product, before=before, after={"stock": product.stock})
+    with audit.change(product, "product.stock_take"):
+        product.stock -= quantity
+        product.save(update_fields=["stock", "updated_at"])
     return product
 
 
@@ -136,10 +137,9 @@ def product_stock_release(*, product: Product, quantity: int = 1) -> Product:
     product = Product.all_tenants.select_for_update().get(pk=product.pk)
     if product.stock is None:
         return product
-    before = {"stock": product.stock}
-    product.stock += quantity
-    product.save(update_fields=["stock", "updated_at"])
-    audit.record(action="product.stock_release", obj=product, before=before, after={"stock": product.stock})
+    with audit.change(product, "product.stock_release"):
+        product.stock += quantity
+        product.save(update_fields=["stock", "updated_at"])
     return product
 
 
@@ -313,20 +313,20 @@ def _check_quantity_field(quantity) -> None:
         raise InvalidInput("Each component's quantity must be a whole number of at least 1.", field="bundle_items")
 
 
-def _snapshot(product: Product) -> dict[str, Any]:
-    """The product's declared fields plus its prices and components (which are other rows)."""
-    data = audit.snapshot(product)
-    data["prices"] = [
-        f"{p.currency} {p.cycle} {p.amount} setup {p.setup_fee}"
-        for p in Price.all_tenants.filter(product_id=product.pk).order_by("currency", "cycle")
-    ]
-    data["bundle_items"] = [
-        f"{q} x {cid}"
-        for cid, q in BundleItem.all_tenants.filter(bundle_id=product.pk)
-        .order_by("component_id")
-        .values_list("component_id", "quantity")
-    ]
-    return data
+def _rows(product: Product) -> dict[str, Any]:
+    """What the product's audit events record of its prices and components (which are other rows)."""
+    return {
+        "prices": [
+            f"{p.currency} {p.cycle} {p.amount} setup {p.setup_fee}"
+            for p in Price.all_tenants.filter(product_id=product.pk).order_by("currency", "cycle")
+        ],
+        "bundle_items": [
+            f"{q} x {cid}"
+            for cid, q in BundleItem.all_tenants.filter(bundle_id=product.pk)
+            .order_by("component_id")
+            .values_list("component_id", "quantity")
+        ],
+    }
 
 
 # --- tax rates ------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ from rest_framework.generics import get_object_or_404
 
 from apps.tenancy.permissions import Grant
 from apps.tenancy.roles import Role
-from apps.tenancy.viewsets import TenantModelViewSet
+from apps.tenancy.viewsets import ResourceViewSet
 
 from . import services
 from .filters import CustomerFilter
@@ -11,17 +11,18 @@ from .models import Contact, Customer
 from .serializers import ContactSerializer, CustomerSerializer
 
 
-class CustomerViewSet(TenantModelViewSet):
+class CustomerViewSet(ResourceViewSet):
     """The tenant's clients. Reads MEMBER+; create and edit BILLING+ (or a guardian grant
     ``customers.change_customer`` on one customer); delete ADMIN+."""
 
     queryset = Customer.objects.all()
     serializer_class = CustomerSerializer
+    input_serializers = {"create": CustomerSerializer, "update": CustomerSerializer}
+    destroy_answers_object = False
     filterset_class = CustomerFilter
     search_fields = ["name", "company", "email", "billing_email", "tax_id", "phone"]
     ordering_fields = ["created_at", "name", "email", "status"]
     ordering = ["-created_at"]
-    http_method_names = ["get", "post", "patch", "put", "delete", "head", "options"]
     required_roles = {
         "list": Role.MEMBER,
         "retrieve": Role.MEMBER,
@@ -34,30 +35,27 @@ class CustomerViewSet(TenantModelViewSet):
     def scope_queryset(self, queryset):
         return queryset.annotate(contacts_count=Count("contacts"))
 
-    def perform_create(self, serializer):
-        customer = services.customer_create(tenant=self.tenant, data=serializer.validated_data)
-        customer.contacts_count = 0  # the list's annotation, so the answer matches the schema
-        serializer.instance = customer
+    # Answers are read again through the queryset: they carry the list's annotation (contacts_count).
+    def create_resource(self, data):
+        return self.current(services.customer_create(tenant=self.tenant, data=data))
 
-    def perform_update(self, serializer):
-        count = getattr(serializer.instance, "contacts_count", None)
-        customer = services.customer_update(customer=serializer.instance, data=serializer.validated_data)
-        customer.contacts_count = count if count is not None else customer.contacts.count()
-        serializer.instance = customer
+    def update_resource(self, obj, data):
+        return self.current(services.customer_update(customer=obj, data=data))
 
-    def perform_destroy(self, instance):
-        services.customer_delete(customer=instance)
+    def destroy_resource(self, obj):
+        services.customer_delete(customer=obj)
 
 
-class ContactViewSet(TenantModelViewSet):
+class ContactViewSet(ResourceViewSet):
     """Contacts of one customer (``/customers/{customer_id}/contacts``); roles as for customers."""
 
     queryset = Contact.objects.all()
     serializer_class = ContactSerializer
+    input_serializers = {"create": ContactSerializer, "update": ContactSerializer}
+    destroy_answers_object = False
     ordering_fields = ["created_at", "name"]
     ordering = ["created_at"]
     filterset_fields = ["role"]
-    http_method_names = ["get", "post", "patch", "put", "delete", "head", "options"]
     required_roles = {
         "list": Role.MEMBER,
         "retrieve": Role.MEMBER,
@@ -75,11 +73,11 @@ class ContactViewSet(TenantModelViewSet):
     def scope_queryset(self, queryset):
         return queryset.filter(customer=self.customer())
 
-    def perform_create(self, serializer):
-        serializer.instance = services.contact_create(customer=self.customer(), data=serializer.validated_data)
+    def create_resource(self, data):
+        return services.contact_create(customer=self.customer(), data=data)
 
-    def perform_update(self, serializer):
-        serializer.instance = services.contact_update(contact=serializer.instance, data=serializer.validated_data)
+    def update_resource(self, obj, data):
+        return services.contact_update(contact=obj, data=data)
 
-    def perform_destroy(self, instance):
-        services.contact_delete(contact=instance)
+    def destroy_resource(self, obj):
+        services.contact_delete(contact=obj)

@@ -1,40 +1,40 @@
-"""Database jobs. Each reads its row (locked, so jobs on one object run one after the other and
-the last one applies the latest wanted state) and converges the server to it: create if absent,
-drop if present. A row marked ``removing`` is dropped on the server, then deleted here."""
+"""Database jobs. Each runs through its row's ``Lifecycle.run_job``: the row is locked (so jobs on
+one object run one after the other and the last one applies the latest wanted state) and the server
+is converged to it: create if absent, drop if present. A row marked ``removing`` is dropped on the
+server, then deleted here. A row that is gone is skipped; an attempt that will be retried records
+its error on the row; a removal that gives up stays ``removing`` (deleting again retries it) and
+anything else becomes ``error``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import wraps
 
-from django.db import transaction
 from django.utils import timezone
 
 from apps.audit import services as audit
-from apps.jobs.registry import PermanentError, handler
+from apps.jobs.registry import handler
 from apps.nodes.drivers import NodeError, driver_for
 
 from . import crypto, services
 from .models import Database, DatabaseGrant, DatabaseServer, DatabaseUser, ObjectStatus, ServerStatus
 
+KEEP = {ObjectStatus.REMOVING}
+OPTIONS = {"on_missing": "skip", "record_retry_errors": True}
 
-def _run(job, model, pk, body: Callable[[], dict]) -> dict:
-    """Run ``body`` (which locks the row and works inside one transaction); on failure, record
-    the reason on the row after the rollback. A removal that gives up stays ``removing``
-    (deleting again retries it); anything else becomes ``error``."""
-    try:
-        with transaction.atomic():
-            return body()
-    except (NodeError, crypto.UndecryptableSecret) as exc:
-        message = getattr(exc, "message", str(exc))[:2000]
-        final = getattr(exc, "permanent", True) or job.attempts >= job.max_attempts
-        fields = {"last_error": message}
-        row = model.objects.filter(pk=pk)
-        if final and row.exclude(status=ObjectStatus.REMOVING).exists():
-            fields["status"] = ObjectStatus.ERROR
-        row.update(**fields)
-        if final:
-            raise PermanentError(message) from exc
-        raise
+
+def _secrets_checked(converge: Callable[..., dict]) -> Callable[..., dict]:
+    """A stored secret that no key decrypts will not decrypt on a retry: a permanent error, with
+    its own message, like a node's."""
+
+    @wraps(converge)
+    def run(obj, job_type: str) -> dict:
+        try:
+            return converge(obj, job_type)
+        except crypto.UndecryptableSecret as exc:
+            raise NodeError(str(exc), permanent=True) from exc
+
+    return run
 
 
 def _removed(obj, action: str) -> None:
@@ -44,21 +44,12 @@ def _removed(obj, action: str) -> None:
 
 @handler("database.server.check")
 def server_check(job) -> dict:
-    server = DatabaseServer.objects.select_related("node").filter(pk=job.payload.get("server")).first()
-    if server is None:
-        return {"skipped": "no such server"}
-    try:
-        result = driver_for(server.node).db_check(services.server_spec(server))
-    except (NodeError, crypto.UndecryptableSecret) as exc:
-        message = getattr(exc, "message", str(exc))
-        final = getattr(exc, "permanent", True) or job.attempts >= job.max_attempts
-        fields = {"last_error": message[:2000]}
-        if final:
-            fields["status"] = ServerStatus.ERROR
-        DatabaseServer.objects.filter(pk=server.pk).update(**fields)
-        if final:
-            raise PermanentError(message) from exc
-        raise
+    return services.servers.run_job(job, _server_check, **OPTIONS)
+
+
+@_secrets_checked
+def _server_check(server: DatabaseServer, job_type: str) -> dict:
+    result = driver_for(server.node).db_check(services.server_spec(server))
     version = str(result.get("version", ""))[:120]
     DatabaseServer.objects.filter(pk=server.pk).update(status=ServerStatus.ACTIVE, version=version, last_error="")
     return result
@@ -66,14 +57,11 @@ def server_check(job) -> dict:
 
 @handler("database.sync")
 def database_sync(job) -> dict:
-    return _run(job, Database, job.payload.get("database"), lambda: _database_sync(job))
+    return services.databases.run_job(job, _database_sync, keep=KEEP, **OPTIONS)
 
 
-def _database_sync(job) -> dict:
-    database = (Database.objects.select_for_update(of=("self",)).select_related("server__node")
-                .filter(pk=job.payload.get("database")).first())  # fmt: skip
-    if database is None:
-        return {"skipped": "gone"}
+@_secrets_checked
+def _database_sync(database: Database, job_type: str) -> dict:
     server = database.server
     driver = driver_for(server.node)
     if database.status == ObjectStatus.REMOVING:
@@ -90,14 +78,11 @@ def _database_sync(job) -> dict:
 
 @handler("database.user.sync")
 def user_sync(job) -> dict:
-    return _run(job, DatabaseUser, job.payload.get("user"), lambda: _user_sync(job))
+    return services.users.run_job(job, _user_sync, keep=KEEP, **OPTIONS)
 
 
-def _user_sync(job) -> dict:
-    user = (DatabaseUser.objects.select_for_update(of=("self",)).select_related("server__node")
-            .filter(pk=job.payload.get("user")).first())  # fmt: skip
-    if user is None:
-        return {"skipped": "gone"}
+@_secrets_checked
+def _user_sync(user: DatabaseUser, job_type: str) -> dict:
     server = user.server
     driver = driver_for(server.node)
     if user.status == ObjectStatus.REMOVING:
@@ -112,14 +97,11 @@ def _user_sync(job) -> dict:
 
 @handler("database.grant.sync")
 def grant_sync(job) -> dict:
-    return _run(job, DatabaseGrant, job.payload.get("grant"), lambda: _grant_sync(job))
+    return services.grants.run_job(job, _grant_sync, keep=KEEP, **OPTIONS)
 
 
-def _grant_sync(job) -> dict:
-    grant = (DatabaseGrant.objects.select_for_update(of=("self",))
-             .select_related("database__server__node", "user").filter(pk=job.payload.get("grant")).first())  # fmt: skip
-    if grant is None:
-        return {"skipped": "gone"}
+@_secrets_checked
+def _grant_sync(grant: DatabaseGrant, job_type: str) -> dict:
     server = grant.database.server
     driver = driver_for(server.node)
     database, user = grant.database.full_name, grant.user.full_name

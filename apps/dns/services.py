@@ -31,7 +31,7 @@ zones: Lifecycle[Zone] = Lifecycle(
     kind="dns.zone",
     payload_key="zone",
     noun="zone",
-    related=("tenant",),
+    related=("node", "tenant"),
     moves={
         "change": Move(
             to=ZoneStatus.PENDING,
@@ -202,18 +202,18 @@ def zone_import(*, zone: Zone, zone_file: str, replace: bool = True, actor=None)
     rows, timers = zonedata.parse_master_file(zone_file, zone.origin)
     keep = [] if replace else _recs(zone, zone.records.all())
     validators.check_zone(keep + rows, field="zone_file")
-    # The import's "after" names its records too, so this event is recorded whole here.
-    before = audit.snapshot(zone)
-    if replace:
-        zone.records.all().delete()
-    Record.objects.bulk_create(
-        [Record(tenant=zone.tenant, zone=zone, name=r.name, type=r.type, ttl=r.ttl, content=r.content) for r in rows]
-    )
-    for key, value in timers.items():
-        setattr(zone, key, value)
-    _changed(zone, actor)
-    audit.record(action="dns.zone.import", obj=zone, before=before, after={**audit.snapshot(zone),
-                 "records": [r.label() for r in rows], "replace": replace}, **audit.by(actor))  # fmt: skip
+    with audit.change(zone, "dns.zone.import", actor=actor) as change:
+        if replace:
+            zone.records.all().delete()
+        Record.objects.bulk_create(
+            [Record(tenant=zone.tenant, zone=zone, name=r.name, type=r.type, ttl=r.ttl, content=r.content)
+             for r in rows]
+        )  # fmt: skip
+        for key, value in timers.items():
+            setattr(zone, key, value)
+        _changed(zone, actor)
+        # The records are other rows: the "after" names those imported, and whether they replaced the rest.
+        change.mark(records=[r.label() for r in rows], replace=replace)
     return zone
 
 

@@ -14,12 +14,11 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
-from rest_framework.response import Response
 
 from apps.common.parsers import FormParser, JSONParser
 from apps.tenancy.permissions import Grant
 from apps.tenancy.roles import Role
-from apps.tenancy.viewsets import TenantScopedViewSet
+from apps.tenancy.viewsets import ResourceViewSet
 from apps.websites.models import Website, WebsiteStatus
 
 from . import serializers as s
@@ -30,11 +29,27 @@ PATH = OpenApiParameter("path", str, description="relative to the website's root
 READ_LIMIT = 2 * 1024 * 1024
 
 
-class FileManagerViewSet(TenantScopedViewSet):
+class FileManagerViewSet(ResourceViewSet):
+    """A website's files: list, read and download MEMBER+; changes ADMIN+ or a guardian grant
+    ``websites.manage_website_files`` on that website (docs/modules/websites-and-files.md)."""
+
     queryset = Website.objects.exclude(status__in=[WebsiteStatus.DELETING, WebsiteStatus.DELETED]).select_related(
         "node"
     )
     serializer_class = s.ListingSerializer
+    output_serializers = {"list": s.FileSiteSerializer}
+    summaries = {"list": "Websites whose files can be browsed"}
+    input_serializers = {
+        "upload": s.UploadSerializer,
+        "write": s.WriteSerializer,
+        "mkdir": s.RequiredPathSerializer,
+        "rename": s.MoveSerializer,
+        "copy": s.MoveSerializer,
+        "delete_entry": s.RequiredPathSerializer,
+        "chmod": s.ChmodSerializer,
+        "compress": s.CompressSerializer,
+        "extract": s.ExtractSerializer,
+    }
     ordering = ["-created_at"]
     ordering_fields = ["created_at", "primary_domain"]
     search_fields = ["primary_domain"]
@@ -58,88 +73,81 @@ class FileManagerViewSet(TenantScopedViewSet):
         "extract": WRITE,
     }
 
-    def _query(self, serializer_class):
-        serializer = serializer_class(data=self.request.query_params)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
-    def _body(self, serializer_class):
-        serializer = serializer_class(data=self.request.data)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
-
-    @extend_schema(responses={200: s.FileSiteSerializer(many=True)}, summary="Websites whose files can be browsed")
-    def list(self, request):
-        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
-        return self.get_paginated_response(s.FileSiteSerializer(page, many=True).data)
+    def _path(self, serializer_class=s.RequiredPathSerializer) -> str:
+        """The ``path`` query parameter."""
+        return self.validated(serializer_class, data=self.request.query_params)["path"]
 
     @extend_schema(parameters=[PATH], responses={200: s.ListingSerializer}, summary="List a directory")
-    def retrieve(self, request, pk=None):
+    def retrieve(self, request, *args, **kwargs):
         site = self.get_object()
-        listing = services.file_list(website=site, path=self._query(s.PathQuerySerializer)["path"])
-        return Response({"website": site.pk, **listing})
+        listing = services.file_list(website=site, path=self._path(s.PathQuerySerializer))
+        return self.answer({"website": site.pk, **listing})
 
     @extend_schema(parameters=[PATH], responses={200: s.EntrySerializer})
     @action(detail=True, methods=["get"])
     def stat(self, request, pk=None):
         site = self.get_object()
-        return Response(services.file_stat(website=site, path=self._query(s.RequiredPathSerializer)["path"]))
+        return self.answer(services.file_stat(website=site, path=self._path()), serializer=s.EntrySerializer)
 
-    @extend_schema(parameters=[PATH], summary=f"A UTF-8 text file's content (up to {READ_LIMIT} bytes)")
+    @extend_schema(
+        parameters=[PATH],
+        responses={200: s.FileContentSerializer},
+        summary=f"A UTF-8 text file's content (up to {READ_LIMIT} bytes)",
+    )
     @action(detail=True, methods=["get"])
     def read(self, request, pk=None):
         site = self.get_object()
-        path = self._query(s.RequiredPathSerializer)["path"]
-        return Response(services.file_read(website=site, path=path, max_bytes=READ_LIMIT))
+        content = services.file_read(website=site, path=self._path(), max_bytes=READ_LIMIT)
+        return self.answer(content, serializer=s.FileContentSerializer)
 
     @extend_schema(parameters=[PATH], responses={(200, "application/octet-stream"): bytes}, summary="Download")
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         site = self.get_object()
-        entry, chunks = services.file_chunks(website=site, path=self._query(s.RequiredPathSerializer)["path"])
+        entry, chunks = services.file_chunks(website=site, path=self._path())
         response = StreamingHttpResponse(chunks, content_type="application/octet-stream")
         response["Content-Length"] = str(entry["size"])
         response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(entry['name'])}"
         return response
 
-    def _written(self, entry, code=status.HTTP_200_OK):
-        return Response(entry, status=code)
+    def _entry(self, entry: dict, code: int = status.HTTP_200_OK):
+        return self.answer(entry, code, serializer=s.EntrySerializer)
 
     @extend_schema(request={"multipart/form-data": s.UploadSerializer}, responses={201: s.EntrySerializer})
     @action(detail=True, methods=["post"])
     def upload(self, request, pk=None):
         site = self.get_object()
-        data = self._body(s.UploadSerializer)
+        data = self.validated()
         entry = services.file_upload(website=site, directory=data["path"], upload=data["file"], actor=request.user)
-        return self._written(entry, status.HTTP_201_CREATED)
+        return self._entry(entry, status.HTTP_201_CREATED)
 
     @extend_schema(request=s.WriteSerializer, responses={200: s.EntrySerializer}, summary="Write a text file")
     @action(detail=True, methods=["post"])
     def write(self, request, pk=None):
         site = self.get_object()
-        data = self._body(s.WriteSerializer)
+        data = self.validated()
         content = data["content"].encode("utf-8")
-        return self._written(services.file_write(website=site, path=data["path"], content=content, actor=request.user))
+        return self._entry(services.file_write(website=site, path=data["path"], content=content, actor=request.user))
 
     @extend_schema(request=s.RequiredPathSerializer, responses={201: s.EntrySerializer})
     @action(detail=True, methods=["post"])
     def mkdir(self, request, pk=None):
         site = self.get_object()
-        entry = services.file_mkdir(website=site, path=self._body(s.RequiredPathSerializer)["path"], actor=request.user)
-        return self._written(entry, status.HTTP_201_CREATED)
+        entry = services.file_mkdir(website=site, path=self.validated()["path"], actor=request.user)
+        return self._entry(entry, status.HTTP_201_CREATED)
 
     @extend_schema(request=s.MoveSerializer, responses={200: s.EntrySerializer}, summary="Rename or move")
     @action(detail=True, methods=["post"])
     def rename(self, request, pk=None):
         site = self.get_object()
-        return self._written(services.file_move(website=site, actor=request.user, **self._body(s.MoveSerializer)))
+        return self._entry(services.file_move(website=site, actor=request.user, **self.validated()))
 
     @extend_schema(request=s.MoveSerializer, responses={201: s.EntrySerializer})
     @action(detail=True, methods=["post"])
     def copy(self, request, pk=None):
         site = self.get_object()
-        entry = services.file_copy(website=site, actor=request.user, **self._body(s.MoveSerializer))
-        return self._written(entry, status.HTTP_201_CREATED)
+        entry = services.file_copy(website=site, actor=request.user, **self.validated())
+        return self._entry(entry, status.HTTP_201_CREATED)
 
     @extend_schema(
         request=s.RequiredPathSerializer, responses={200: s.DeletedSerializer}, summary="Delete a file or a directory"
@@ -149,24 +157,25 @@ class FileManagerViewSet(TenantScopedViewSet):
     @action(detail=True, methods=["post"], url_path="delete", url_name="delete")
     def delete_entry(self, request, pk=None):
         site = self.get_object()
-        path = self._body(s.RequiredPathSerializer)["path"]
-        return self._written(services.file_delete(website=site, path=path, actor=request.user))
+        result = services.file_delete(website=site, path=self.validated()["path"], actor=request.user)
+        return self.answer(result, serializer=s.DeletedSerializer)
 
     @extend_schema(request=s.ChmodSerializer, responses={200: s.EntrySerializer})
     @action(detail=True, methods=["post"])
     def chmod(self, request, pk=None):
         site = self.get_object()
-        return self._written(services.file_chmod(website=site, actor=request.user, **self._body(s.ChmodSerializer)))
+        return self._entry(services.file_chmod(website=site, actor=request.user, **self.validated()))
 
     @extend_schema(request=s.CompressSerializer, responses={201: s.EntrySerializer})
     @action(detail=True, methods=["post"])
     def compress(self, request, pk=None):
         site = self.get_object()
-        entry = services.file_compress(website=site, actor=request.user, **self._body(s.CompressSerializer))
-        return self._written(entry, status.HTTP_201_CREATED)
+        entry = services.file_compress(website=site, actor=request.user, **self.validated())
+        return self._entry(entry, status.HTTP_201_CREATED)
 
     @extend_schema(request=s.ExtractSerializer, responses={200: s.ExtractedSerializer}, summary="Unpack an archive")
     @action(detail=True, methods=["post"])
     def extract(self, request, pk=None):
         site = self.get_object()
-        return self._written(services.file_extract(website=site, actor=request.user, **self._body(s.ExtractSerializer)))
+        result = services.file_extract(website=site, actor=request.user, **self.validated())
+        return self.answer(result, serializer=s.ExtractedSerializer)

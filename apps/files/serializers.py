@@ -85,3 +85,11 @@ class ExtractedSerializer(Serializer):
 
     extracted = serializers.IntegerField()
     target = serializers.CharField()
+
+
+class FileContentSerializer(Serializer):
+    """The answer of a read: a UTF-8 text file's content."""
+
+    path = serializers.CharField()
+    size = serializers.IntegerField()
+    content = serializers.CharField(allow_blank=True, trim_whitespace=False)

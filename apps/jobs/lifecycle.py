@@ -172,18 +172,27 @@ class Lifecycle(Generic[M]):
         if before != status:
             audit.record(action=f"{self.kind}.{status}", obj=obj, actor=None, changes={"status": [before, status]})
 
-    def fail(self, pk: Any, error: str) -> None:
+    def fail(self, pk: Any, error: str, *, keep: Collection[str] = ()) -> None:
         """A job gave up: the row shows ``error`` with the reason (in its own transaction, so it
-        stays whatever the job's transaction does)."""
+        stays whatever the job's transaction does). A row in a state of ``keep`` (e.g. being
+        removed: asking again retries it) keeps its state and records only the reason."""
         with transaction.atomic():
             obj = self.model.all_tenants.select_for_update().filter(pk=pk).first()
             if obj is None or getattr(obj, self.status_field) in self.gone:
                 return
             before = getattr(obj, self.status_field)
+            if before in keep:
+                self.note_error(pk, error)
+                return
             setattr(obj, self.status_field, ERROR)
             setattr(obj, self.error_field, error[:2000])
             obj.save()
             audit.record(action=f"{self.kind}.error", obj=obj, actor=None, changes={"status": [before, ERROR]})
+
+    def note_error(self, pk: Any, error: str) -> None:
+        """Record why an attempt failed on the row, its state unchanged (not audited: nothing the
+        tenant asked for changed)."""
+        self.model.all_tenants.filter(pk=pk).update(**{self.error_field: error[:2000]})
 
     def run_job(
         self,
@@ -191,6 +200,9 @@ class Lifecycle(Generic[M]):
         converge: Callable[[M, str], dict],
         *,
         progress: tuple[str, str] | None = None,
+        on_missing: str = "fail",
+        keep: Collection[str] = (),
+        record_retry_errors: bool = False,
     ) -> dict:
         """A job handler's body: find the row of ``job``'s payload, lock it, and ``converge(row,
         job.type)``. ``progress=(from, to)`` shows visible progress first (``pending`` →
@@ -198,27 +210,50 @@ class Lifecycle(Generic[M]):
 
         Errors that carry ``permanent`` (a node's answer, ``NodeError``) fail the row at once when
         retrying cannot help, or on the last attempt; any other error fails it on the last attempt
-        with the tenant-safe message and is retried until then.
+        with the tenant-safe message and is retried until then. A ``PermanentError`` that
+        ``converge`` raises itself (the job does not apply to the row) fails the job, not the row.
+
+        ``on_missing="skip"``: a job whose row is gone (removed since it was stored) succeeds with
+        ``{"skipped": "gone"}`` instead of failing. ``keep``: states a failure does not change (the
+        row records only ``last_error``; see ``fail``). ``record_retry_errors``: an attempt that will
+        be retried records its error on the row too, so the tenant sees why it is still pending.
         """
+        if on_missing not in ("fail", "skip"):
+            raise ValueError(f"on_missing is 'fail' or 'skip', not {on_missing!r}")
         pk = job.payload.get(self.payload_key)
         if not pk or not self.model.objects.filter(pk=pk).exists():
-            raise PermanentError(f"No {self.noun} {pk!r} in this tenant.")
+            return self._missing(pk, on_missing)
         if progress is not None:
             self.model.objects.filter(pk=pk, **{self.status_field: progress[0]}).update(
                 **{self.status_field: progress[1], "updated_at": timezone.now()}
             )
         try:
             with transaction.atomic():
-                return converge(self.locked(pk), job.type)
+                try:
+                    row = self.locked(pk)
+                except self.model.DoesNotExist:  # removed between the look and the lock
+                    return self._missing(pk, on_missing)
+                return converge(row, job.type)
+        except PermanentError:
+            raise
         except Exception as exc:
             last = job.attempts >= job.max_attempts
             permanent = getattr(exc, "permanent", None)
             if isinstance(permanent, bool):
+                message = getattr(exc, "message", None) or str(exc)
                 if permanent or last:
-                    message = getattr(exc, "message", None) or str(exc)
-                    self.fail(pk, error=message)
+                    self.fail(pk, error=message, keep=keep)
                     raise PermanentError(message) from exc
+                if record_retry_errors:
+                    self.note_error(pk, message)
                 raise
             if last:
-                self.fail(pk, error=tenant_message(exc))
+                self.fail(pk, error=tenant_message(exc), keep=keep)
+            elif record_retry_errors:
+                self.note_error(pk, tenant_message(exc))
             raise
+
+    def _missing(self, pk: Any, on_missing: str) -> dict:
+        if on_missing == "skip":
+            return {"skipped": "gone"}
+        raise PermanentError(f"No {self.noun} {pk!r} in this tenant.")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from django.core.exceptions import RequestDataTooBig
 from django.db.models import Q
-from django_filters import rest_framework as filters
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
@@ -13,28 +12,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.common.schema import ERROR_SCHEMA
-from apps.nodes.models import ROLE_CHOICES, Node
+from apps.nodes.models import Node
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import TenantReadOnlyViewSet
 
 from . import selectors, services
+from .filters import HostingServerFilter, ServerMetricsFilter
 from .serializers import (
     HostingServerSerializer,
     IngestResultSerializer,
     NodeMetricsSerializer,
     SeriesAnswerSerializer,
 )
-
-
-class HostingServerFilter(filters.FilterSet):
-    role = filters.ChoiceFilter(choices=[(r, r) for r in selectors.HOSTING_ROLES], method="filter_role")
-
-    class Meta:
-        model = Node
-        fields = ["status"]
-
-    def filter_role(self, queryset, name, value):
-        return queryset.filter(selectors.has_role(value))
 
 
 def _hosting_nodes(queryset):
@@ -59,17 +48,6 @@ class HostingServerViewSet(TenantReadOnlyViewSet):
 
     def scope_queryset(self, queryset):
         return _hosting_nodes(queryset)
-
-
-class ServerMetricsFilter(filters.FilterSet):
-    role = filters.ChoiceFilter(choices=[(r, r) for r in ROLE_CHOICES], method="filter_role")
-
-    class Meta:
-        model = Node
-        fields = ["status"]
-
-    def filter_role(self, queryset, name, value):
-        return queryset.filter(selectors.has_role(value))
 
 
 SERIES_PARAMETERS = [

@@ -17,7 +17,7 @@ from apps.common.api import AccountViewSet
 from apps.common.exceptions import Forbidden
 from apps.common.throttling import DynamicScopedRateThrottle
 from apps.tenancy.roles import Role
-from apps.tenancy.viewsets import TenantModelViewSet, TenantReadOnlyViewSet, TenantScopedViewSet
+from apps.tenancy.viewsets import ResourceViewSet, TenantReadOnlyViewSet
 
 from . import guardian, mfa, services, shield
 from .filters import GuardianFindingFilter, SecurityEventFilter, ShieldEventFilter
@@ -208,18 +208,15 @@ class SecurityMyEventViewSet(mixins.ListModelMixin, AccountViewSet):
 # --- /security/tokens (BILLING+) -------------------------------------------------------------------------
 
 
-class ApiTokenViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.DestroyModelMixin,
-    TenantScopedViewSet,
-):
+class ApiTokenViewSet(ResourceViewSet):
     """Personal API tokens in this tenant. BILLING+ manage their own; ADMIN+ see and revoke everyone's.
     The secret is answered once, at creation; DELETE revokes."""
 
     queryset = ApiToken.objects.select_related("user")
     serializer_class = ApiTokenSerializer
+    input_serializers = {"create": ApiTokenCreateSerializer}
+    output_serializers = {"create": ApiTokenCreatedSerializer}
+    destroy_answers_object = False
     filterset_fields = ["max_role"]
     search_fields = ["name", "prefix"]
     ordering_fields = ["created_at", "last_used_at", "expires_at", "name"]
@@ -232,26 +229,27 @@ class ApiTokenViewSet(
         "destroy": Role.BILLING,
     }
 
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
+        if self.action == "create" and isinstance(request.auth, ApiToken):
+            # Otherwise a short-lived or IP-bound token could mint an unbounded one (refused before
+            # the body is read).
+            raise Forbidden("API tokens are created from a signed-in session, not with another token.")
+
     def scope_queryset(self, queryset):
-        if not Role(self.request.tenant_role).includes(Role.ADMIN):
+        if not self.tenant_role.includes(Role.ADMIN):
             queryset = queryset.filter(user=self.request.user)
         return queryset
 
-    @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer})
-    def create(self, request, *args, **kwargs):
-        if isinstance(request.auth, ApiToken):
-            # Otherwise a short-lived or IP-bound token could mint an unbounded one.
-            raise Forbidden("API tokens are created from a signed-in session, not with another token.")
-        serializer = ApiTokenCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+    def create_resource(self, data):
         token, raw = services.token_create(
-            tenant=self.tenant, actor=request.user, actor_role=request.tenant_role, **serializer.validated_data
+            tenant=self.tenant, actor=self.request.user, actor_role=self.tenant_role, **data
         )
         token.token = raw
-        return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
+        return token
 
-    def perform_destroy(self, instance):
-        services.token_revoke(token=instance, actor=self.request.user)
+    def destroy_resource(self, obj):
+        services.token_revoke(token=obj, actor=self.request.user)
 
 
 # --- /security/events and /security/policy (ADMIN+) ------------------------------------------------------
@@ -268,39 +266,40 @@ class SecurityEventViewSet(TenantReadOnlyViewSet):
     required_roles = {"list": Role.ADMIN, "retrieve": Role.ADMIN}
 
 
-class SecurityPolicyViewSet(TenantScopedViewSet):
+class SecurityPolicyViewSet(ResourceViewSet):
     """The tenant's security policy: `GET` and `PUT /security/policy` (ADMIN+). Fields left out of a
     PUT keep their value; every field sent is validated (a bad CIDR is a 400)."""
 
     serializer_class = SecurityPolicySerializer
     queryset = SecurityPolicy.objects.all()  # one object per tenant, addressed without an id
+    input_serializers = {"update": SecurityPolicySerializer}
     required_roles = {"retrieve": Role.ADMIN, "update": Role.ADMIN}
 
     @extend_schema(responses={200: SecurityPolicySerializer})
     def retrieve(self, request, *args, **kwargs):
-        return Response(SecurityPolicySerializer(services.policy_for(self.tenant)).data)
+        return self.answer(services.policy_for(self.tenant))
 
+    # Addressed without an id, so not the base's update (which reads the row by its id).
     @extend_schema(request=SecurityPolicySerializer, responses={200: SecurityPolicySerializer})
     def update(self, request, *args, **kwargs):
-        serializer = SecurityPolicySerializer(data=request.data, partial=True)
-        serializer.is_valid(raise_exception=True)
-        policy = services.policy_update(tenant=self.tenant, actor=request.user, data=serializer.validated_data)
-        return Response(SecurityPolicySerializer(policy).data)
+        data = self.validated(partial=True)
+        return self.answer(services.policy_update(tenant=self.tenant, actor=request.user, data=data))
 
 
 # --- /security/shield/* (ADMIN+) -------------------------------------------------------------------------
 
 
-class ShieldPolicyViewSet(TenantModelViewSet):
+class ShieldPolicyViewSet(ResourceViewSet):
     """Web application firewall policies: one tenant-wide (`site` empty) and one per website at most.
     `GET /{id}/nginx/` answers the nginx configuration it renders to."""
 
     queryset = ShieldPolicy.objects.all()
     serializer_class = ShieldPolicySerializer
+    input_serializers = {"create": ShieldPolicySerializer, "update": ShieldPolicySerializer}
+    destroy_answers_object = False
     filterset_fields = ["site", "enabled", "maintenance_mode"]
     ordering_fields = ["site", "created_at"]
     ordering = ["site"]
-    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
     required_roles = {
         "list": Role.ADMIN,
         "retrieve": Role.ADMIN,
@@ -311,29 +310,31 @@ class ShieldPolicyViewSet(TenantModelViewSet):
         "nginx": Role.ADMIN,
     }
 
-    def perform_create(self, serializer):
-        serializer.instance = services.shield_policy_create(tenant=self.tenant, data=serializer.validated_data)
+    def create_resource(self, data):
+        return services.shield_policy_create(tenant=self.tenant, data=data)
 
-    def perform_update(self, serializer):
-        serializer.instance = services.shield_policy_update(policy=serializer.instance, data=serializer.validated_data)
+    def update_resource(self, obj, data):
+        return services.shield_policy_update(policy=obj, data=data)
 
-    def perform_destroy(self, instance):
-        services.shield_policy_delete(policy=instance)
+    def destroy_resource(self, obj):
+        services.shield_policy_delete(policy=obj)
 
     @extend_schema(responses={200: ShieldNginxSerializer}, summary="The nginx configuration this policy renders to")
     @action(detail=True, methods=["get"])
     def nginx(self, request, pk=None):
         policy = self.get_object()
-        return Response({"http": shield.render_http(policy), "server": shield.render_server(policy)})
+        rendered = {"http": shield.render_http(policy), "server": shield.render_server(policy)}
+        return self.answer(rendered, serializer=ShieldNginxSerializer)
 
 
-class ShieldEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class ShieldEventViewSet(ResourceViewSet):
     """Requests the shield blocked: list, and `GET counts/` per rule. The nodes report them with
     their signed metrics batch (`/hosting/server-metrics/ingest`, `shield`); `POST ingest/` is an
     ADMIN+'s import into their own tenant."""
 
     queryset = ShieldEvent.objects.all()
     serializer_class = ShieldEventSerializer
+    input_serializers = {"ingest": ShieldIngestSerializer}
     filterset_class = ShieldEventFilter
     ordering_fields = ["occurred_at"]
     ordering = ["-occurred_at"]
@@ -342,22 +343,20 @@ class ShieldEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenan
     @extend_schema(request=ShieldIngestSerializer, responses={201: ShieldIngestedSerializer})
     @action(detail=False, methods=["post"])
     def ingest(self, request):
-        serializer = ShieldIngestSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        count = services.shield_events_ingest(tenant=self.tenant, events=serializer.validated_data["events"])
-        return Response({"ingested": count}, status=status.HTTP_201_CREATED)
+        count = services.shield_events_ingest(tenant=self.tenant, events=self.validated()["events"])
+        return self.answer({"ingested": count}, status.HTTP_201_CREATED, serializer=ShieldIngestedSerializer)
 
     @extend_schema(responses={200: ShieldRuleCountSerializer(many=True)}, summary="Blocked requests per rule")
     @action(detail=False, methods=["get"])
     def counts(self, request):
         queryset = self.filter_queryset(self.get_queryset())
-        return Response(ShieldRuleCountSerializer(shield.shield_event_counts(queryset), many=True).data)
+        return self.answer(shield.shield_event_counts(queryset), many=True, serializer=ShieldRuleCountSerializer)
 
 
 # --- /guardian (MEMBER+ read, ADMIN+ scan and resolve) ------------------------------------------------------
 
 
-class GuardianViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class GuardianViewSet(ResourceViewSet):
     """Guardian findings. `POST scan/` runs every check as a job; `POST {id}/acknowledge/` and
     `POST {id}/resolve/` change a finding's status; `GET checks/` lists the registered checks."""
 
@@ -380,23 +379,23 @@ class GuardianViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSc
     @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
     def checks(self, request):
         rows = guardian.checks_overview(tenant=self.tenant)
-        return Response(GuardianCheckSerializer(rows, many=True).data)
+        return self.answer(rows, many=True, serializer=GuardianCheckSerializer)
 
     @extend_schema(request=None, responses={202: GuardianScanSerializer}, summary="Run every check (as a job)")
     @action(detail=False, methods=["post"])
     def scan(self, request):
         job = guardian.scan_enqueue(tenant=self.tenant, actor=request.user)
         job.refresh_from_db()
-        return Response({"job": job.pk, "status": job.status}, status=status.HTTP_202_ACCEPTED)
+        return self.answer(
+            {"job": job.pk, "status": job.status}, status.HTTP_202_ACCEPTED, serializer=GuardianScanSerializer
+        )
 
     @extend_schema(request=None, responses={200: GuardianFindingSerializer})
     @action(detail=True, methods=["post"])
     def acknowledge(self, request, pk=None):
-        finding = guardian.finding_set_status(finding=self.get_object(), status=FindingStatus.ACKNOWLEDGED)
-        return Response(GuardianFindingSerializer(finding).data)
+        return self.answer(guardian.finding_set_status(finding=self.get_object(), status=FindingStatus.ACKNOWLEDGED))
 
     @extend_schema(request=None, responses={200: GuardianFindingSerializer})
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
-        finding = guardian.finding_set_status(finding=self.get_object(), status=FindingStatus.RESOLVED)
-        return Response(GuardianFindingSerializer(finding).data)
+        return self.answer(guardian.finding_set_status(finding=self.get_object(), status=FindingStatus.RESOLVED))

@@ -20,7 +20,7 @@ from .serializers import (
     TenantSerializer,
     TenantUserSerializer,
 )
-from .viewsets import TenantReadOnlyViewSet, TenantScopedViewSet
+from .viewsets import ResourceViewSet, TenantReadOnlyViewSet, TenantScopedViewSet
 
 
 class TenantViewSet(
@@ -37,7 +37,6 @@ class TenantViewSet(
     filterset_fields = ["status"]
     search_fields = ["name", "slug"]
     ordering_fields = ["name", "created_at"]
-    http_method_names = ["get", "post", "patch", "put", "head", "options"]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -80,22 +79,22 @@ class TenantViewSet(
         return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
 
 
-class MemberViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.UpdateModelMixin,
-    mixins.DestroyModelMixin,
-    TenantScopedViewSet,
-):
+class MemberViewSet(ResourceViewSet):
     """Members of one tenant. Only OWNER/ADMIN manage them: `POST` invites (nobody joins without accepting);
     only an OWNER grants or removes OWNER; the last OWNER cannot leave. Anyone may leave (DELETE their own
     membership); a removal revokes the member's API tokens in the tenant."""
 
     queryset = Membership.objects.select_related("user")
     serializer_class = MemberSerializer
+    input_serializers = {"create": MemberCreateSerializer, "update": MemberUpdateSerializer}
+    # Adding a member invites them: the answer is the invitation.
+    output_serializers = {"create": InvitationSerializer}
+    update_methods = {"patch": False}  # the role is the one thing to change, and it is required
+    destroy_answers_object = False
+    summaries = {
+        "create": "Invite someone by email (they join when they accept; the answer never tells if they have an account)"
+    }
     tenant_url_kwarg = "tenant_pk"
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     filterset_fields = ["role"]
     search_fields = ["user__email", "user__full_name"]
     ordering_fields = ["created_at", "role"]
@@ -107,42 +106,15 @@ class MemberViewSet(
         "destroy": Role.VIEWER,  # leaving is open to all; removing others is checked by the service
     }
 
-    def get_serializer_class(self):
-        if self.action == "create":
-            return MemberCreateSerializer
-        if self.action == "partial_update":
-            return MemberUpdateSerializer
-        return MemberSerializer
+    def create_resource(self, data):
+        return services.member_add(tenant=self.tenant, actor=self.request.user, actor_role=self.tenant_role,
+                                   email=data["email"], role=data["role"])  # fmt: skip
 
-    @extend_schema(
-        request=MemberCreateSerializer,
-        responses={201: InvitationSerializer},
-        summary="Invite someone by email (they join when they accept; the answer never tells if they have an account)",
-    )
-    def create(self, request, *args, **kwargs):
-        serializer = MemberCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        invitation = services.member_add(
-            tenant=self.tenant,
-            actor=request.user,
-            actor_role=request.tenant_role,
-            email=serializer.validated_data["email"],
-            role=serializer.validated_data["role"],
-        )
-        return Response(InvitationSerializer(invitation).data, status=status.HTTP_201_CREATED)
+    def update_resource(self, obj, data):
+        return services.member_change_role(membership=obj, actor_role=self.tenant_role, role=data["role"])
 
-    @extend_schema(request=MemberUpdateSerializer, responses={200: MemberSerializer})
-    def partial_update(self, request, *args, **kwargs):
-        membership = self.get_object()
-        serializer = MemberUpdateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        membership = services.member_change_role(
-            membership=membership, actor_role=request.tenant_role, role=serializer.validated_data["role"]
-        )
-        return Response(MemberSerializer(membership).data)
-
-    def perform_destroy(self, instance):
-        services.member_remove(membership=instance, actor=self.request.user, actor_role=self.request.tenant_role)
+    def destroy_resource(self, obj):
+        services.member_remove(membership=obj, actor=self.request.user, actor_role=self.tenant_role)
 
 
 class InvitationViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, TenantScopedViewSet):
@@ -156,7 +128,7 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.DestroyModelMixin, TenantS
     ordering_fields = ["created_at"]
 
     def perform_destroy(self, instance):
-        services.invitation_revoke(invitation=instance, actor_role=self.request.tenant_role)
+        services.invitation_revoke(invitation=instance, actor_role=self.tenant_role)
 
 
 class MyInvitationViewSet(mixins.ListModelMixin, AccountViewSet):

@@ -9,10 +9,10 @@ from apps.audit.models import AuditEvent
 from apps.audit.serializers import AuditEventSerializer
 
 from .roles import Role
-from .viewsets import TenantReadOnlyViewSet
+from .viewsets import ResourceViewSet
 
 
-class AuditEventViewSet(TenantReadOnlyViewSet):
+class AuditEventViewSet(ResourceViewSet):
     """The tenant's own audit trail (ADMIN+), newest first; read-only."""
 
     queryset = AuditEvent.objects.all()

@@ -7,6 +7,7 @@ with ``scope_queryset``; they may not override ``get_queryset`` or ``get_permiss
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -20,6 +21,7 @@ from apps.common.api import ApiViewSetMixin
 
 from . import resolution
 from .permissions import HasTenantRole
+from .roles import Role
 from .scoping import UnscopedQuerySet, all_tenants, tenant_scope
 
 
@@ -101,6 +103,12 @@ class TenantScopedViewSet(ApiViewSetMixin, viewsets.GenericViewSet):
     def tenant(self):
         return self.request.tenant
 
+    @property
+    def tenant_role(self) -> Role | None:
+        """The caller's role in ``tenant`` (``None`` for an operator's platform-wide view)."""
+        role = self.request.tenant_role
+        return Role(role) if role else None
+
     def get_queryset(self):
         assert self.queryset is not None, f"{type(self).__name__} needs a queryset"
         qs = self.queryset
@@ -144,12 +152,12 @@ class TenantReadOnlyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Te
     pass
 
 
-# The standard write routes of a resource, the service hook that backs each, and its HTTP methods.
-_WRITES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "create": ("create_resource", ("post",)),
-    "update": ("update_resource", ("put",)),
-    "partial_update": ("update_resource", ("patch",)),
-    "destroy": ("destroy_resource", ("delete",)),
+# The standard write routes of a resource, the service hook that backs each, and its HTTP method.
+_WRITES: dict[str, tuple[str, str]] = {
+    "create": ("create_resource", "post"),
+    "update": ("update_resource", "put"),
+    "partial_update": ("update_resource", "patch"),
+    "destroy": ("destroy_resource", "delete"),
 }
 
 
@@ -158,73 +166,114 @@ class ResourceViewSet(TenantScopedViewSet):
 
     A subclass declares, and writes nothing else for the standard routes:
     - ``serializer_class``: the output serializer of lists and of every answer;
-      ``detail_serializer_class`` for ``retrieve`` when it shows more;
+      ``detail_serializer_class`` for ``retrieve`` when it shows more; ``output_serializers`` for an
+      action that answers something else (``{"create": InvitationSerializer}``);
     - ``input_serializers``: the request body of each write action (``"create"``, ``"update"``,
       a custom action's name); ``partial_update`` uses ``"update"``'s with ``partial=True``;
     - the service hooks it supports: ``create_resource(data)``, ``update_resource(obj, data)``,
       ``destroy_resource(obj)``. A route exists only when its hook (or its method) is written: the
       HTTP methods are computed from them and from the custom actions, so an unsupported write is a
-      405 like any unknown method, and the OpenAPI schema is generated from the same declarations.
+      405 like any unknown method, and the OpenAPI schema is generated from the same declarations
+      (``summaries`` names the standard routes' summaries there);
+    - ``update_methods``: the verbs of an update and whether each reads a partial body (PUT whole,
+      PATCH partial); ``{"patch": False}`` is an edit by PATCH alone of a whole body.
     ``destroy_resource`` returning the object answers 202 with it (a job removes it); returning
-    ``None`` answers 204. Custom actions answer with ``self.answer(obj, status)`` and read their body
-    with ``self.validated()``.
+    ``None`` answers 204 (declare ``destroy_answers_object = False`` for the schema). Custom actions
+    answer with ``self.answer(obj, status)`` and read their body with ``self.validated()``.
     """
 
     detail_serializer_class: ClassVar[type[BaseSerializer] | None] = None
     input_serializers: ClassVar[dict[str, type[BaseSerializer]]] = {}
+    output_serializers: ClassVar[dict[str, type[BaseSerializer]]] = {}
+    update_methods: ClassVar[dict[str, bool]] = {"put": False, "patch": True}
     # What DELETE answers in the schema: 202 with the object (a job removes it) or 204.
     destroy_answers_object: ClassVar[bool] = True
+    # The schema's summary of a standard route ("create", "update", "partial_update", "destroy", …).
+    summaries: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "http_method_names" not in cls.__dict__:
-            cls.http_method_names = cls._methods()
+        if "http_method_names" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: the HTTP methods follow the hooks and actions; do not declare them.")
+        for action in _WRITES:
+            # A standard route exists (the router maps it) only when it is supported.
+            if getattr(cls, action, None) is None and cls._supports(action):
+                setattr(cls, action, cls._standard_route(action))
+        cls.http_method_names = cls._methods()
         if not cls.__dict__.get("__doc__"):
             cls.__doc__ = ""  # the schema would show this base's docstring as the resource's description
         cls._declare_schema()
 
     @classmethod
+    def _standard_route(cls, action: str) -> Callable[..., Response]:
+        """The base's ``action`` for ``cls``: a function of its own, since the schema's
+        declarations are attached to the function."""
+        impl = getattr(ResourceViewSet, f"_route_{action}")
+
+        def route(self, request, *args, **kwargs):
+            return impl(self, request, *args, **kwargs)
+
+        route.__name__, route.__qualname__ = action, f"{cls.__qualname__}.{action}"
+        route.standard_route = True  # type: ignore[attr-defined]
+        return route
+
+    @classmethod
+    def _hand_written(cls, action: str) -> bool:
+        method = cls.__dict__.get(action)
+        return method is not None and not getattr(method, "standard_route", False)
+
+    @classmethod
     def _supports(cls, action: str) -> bool:
-        hook = _WRITES[action][0]
-        return getattr(cls, hook) is not getattr(ResourceViewSet, hook) or (
-            getattr(cls, action) is not getattr(ResourceViewSet, action)
-        )
+        """A standard route is supported when its method is written, or its hook is and (for an
+        update) its verb is one of ``update_methods``."""
+        if getattr(cls, action, None) is not None:
+            return True
+        hook, verb = _WRITES[action]
+        if action in ("update", "partial_update") and verb not in cls.update_methods:
+            return False
+        return getattr(cls, hook) is not getattr(ResourceViewSet, hook)
 
     @classmethod
     def _methods(cls) -> list[str]:
         methods = {"get", "head", "options"}
-        for action, (_hook, verbs) in _WRITES.items():
+        for action, (_hook, verb) in _WRITES.items():
             if cls._supports(action):
-                methods.update(verbs)
+                methods.add(verb)
         for extra in cls.get_extra_actions():
             methods.update(extra.mapping)
         return [m for m in ("get", "post", "put", "patch", "delete", "head", "options") if m in methods]
 
     @classmethod
     def _declare_schema(cls) -> None:
-        """Request and answer of the standard writes, from the declarations (a method the subclass
+        """Request and answer of the standard routes, from the declarations (a method the subclass
         writes itself carries its own ``extend_schema``)."""
         out = cls.serializer_class
         update_in = cls.input_serializers.get("update")
         views = {}
-        if cls._supports("create") and "create" not in cls.__dict__:
-            views["create"] = extend_schema(request=cls.input_serializers.get("create"), responses={201: out})
-        for action in ("update", "partial_update"):
-            if cls._supports(action) and action not in cls.__dict__:
-                views[action] = extend_schema(request=update_in, responses={200: out})
-        if cls._supports("destroy") and "destroy" not in cls.__dict__:
-            views["destroy"] = extend_schema(
-                request=None, responses={202: out} if cls.destroy_answers_object else {204: None}
+        if cls._supports("create") and not cls._hand_written("create"):
+            views["create"] = dict(
+                request=cls.input_serializers.get("create"), responses={201: cls.output_serializers.get("create", out)}
             )
-        if cls.detail_serializer_class is not None and "retrieve" not in cls.__dict__:
-            views["retrieve"] = extend_schema(responses={200: cls.detail_serializer_class})
+        for action in ("update", "partial_update"):
+            if cls._supports(action) and not cls._hand_written(action):
+                views[action] = dict(request=update_in, responses={200: cls.output_serializers.get(action, out)})
+        if cls._supports("destroy") and not cls._hand_written("destroy"):
+            answer = {202: cls.output_serializers.get("destroy", out)} if cls.destroy_answers_object else {204: None}
+            views["destroy"] = dict(request=None, responses=answer)
+        detail = cls.output_serializers.get("retrieve", cls.detail_serializer_class)
+        if detail is not None and not cls._hand_written("retrieve"):
+            views["retrieve"] = dict(responses={200: detail})
+        for action, summary in cls.summaries.items():
+            if action in views or action in ("list", "retrieve"):
+                views.setdefault(action, {})["summary"] = summary
         if views:
-            extend_schema_view(**views)(cls)
+            extend_schema_view(**{action: extend_schema(**kw) for action, kw in views.items()})(cls)
 
     def initial(self, request, *args, **kwargs):
-        # An unsupported write is a 405 (the router maps every standard verb), after authentication
-        # as for any other view: an anonymous caller learns nothing but that it must sign in.
-        if request.method.lower() not in self.http_method_names:
+        # An unsupported write is a 405, after authentication as for any other view: an anonymous
+        # caller learns nothing but that it must sign in.
+        method = request.method.lower()
+        if method not in self.http_method_names or (method != "options" and method not in self.action_map):
             self.perform_authentication(request)
             if not request.user or not request.user.is_authenticated:
                 self.permission_denied(request)
@@ -248,48 +297,93 @@ class ResourceViewSet(TenantScopedViewSet):
         action = "update" if self.action == "partial_update" else self.action
         if action in self.input_serializers:
             return self.input_serializers[action]
+        return self.output_serializers.get(self.action) or self._default_output()
+
+    def _default_output(self) -> type[BaseSerializer]:
         if self.action == "retrieve" and self.detail_serializer_class is not None:
             return self.detail_serializer_class
         return self.serializer_class
 
-    def validated(self, *, partial: bool | None = None) -> dict:
-        """The current action's body, validated by its input serializer (400 with field errors)."""
+    def validated(
+        self,
+        serializer: type[BaseSerializer] | None = None,
+        *,
+        data: Any = None,
+        partial: bool | None = None,
+        instance: Any = None,
+    ) -> dict:
+        """The current action's body, validated by its input serializer (400 with field errors).
+
+        ``serializer`` and ``data`` name another serializer or source (``request.query_params``);
+        ``instance`` is the row an update changes (a model serializer's unique checks leave it out)."""
         if partial is None:
-            partial = self.action == "partial_update"
-        serializer = self.get_serializer(data=self.request.data, partial=partial)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
+            partial = self.action == "partial_update" and self.update_methods.get("patch", True)
+        serializer_class = serializer or self.get_serializer_class()
+        body = self.request.data if data is None else data
+        checked = serializer_class(instance, data=body, partial=partial, context=self.get_serializer_context())
+        checked.is_valid(raise_exception=True)
+        return checked.validated_data
 
-    def output(self, obj: Any, *, many: bool = False, serializer: type[BaseSerializer] | None = None) -> Any:
-        serializer_class = serializer or self.serializer_class
-        return serializer_class(obj, many=many, context=self.get_serializer_context()).data
+    def output(
+        self,
+        obj: Any,
+        *,
+        many: bool = False,
+        serializer: type[BaseSerializer] | None = None,
+        context: dict | None = None,
+    ) -> Any:
+        """``obj`` (or a list, ``many=True``) as the current action answers it: ``serializer``, else
+        the action's ``output_serializers`` entry, else ``serializer_class`` (``detail_serializer_class``
+        for ``retrieve``). ``context`` adds to the serializer's context (a secret shown once)."""
+        serializer_class = serializer or self.output_serializers.get(self.action) or self._default_output()
+        full = {**self.get_serializer_context(), **getattr(self, "_answer_context", {}), **(context or {})}
+        return serializer_class(obj, many=many, context=full).data
 
-    def answer(self, obj: Any, code: int = status.HTTP_200_OK, *, serializer: type[BaseSerializer] | None = None):
-        return Response(self.output(obj, serializer=serializer), status=code)
+    def answer(
+        self,
+        obj: Any,
+        code: int = status.HTTP_200_OK,
+        *,
+        many: bool = False,
+        serializer: type[BaseSerializer] | None = None,
+        context: dict | None = None,
+    ) -> Response:
+        """The one way an action answers: ``output(...)`` with the status ``code``."""
+        return Response(self.output(obj, many=many, serializer=serializer, context=context), status=code)
 
-    # --- the standard routes --------------------------------------------------------------------
+    def add_answer_context(self, **values: Any) -> None:
+        """Add to the context of this request's answer (e.g. a hook's secret, shown once by the
+        output serializer): a service hook returns the object and tells the rest here."""
+        self._answer_context = {**getattr(self, "_answer_context", {}), **values}
+
+    def current(self, obj: Any) -> Any:
+        """``obj`` as this view's queryset reads it now (its annotations and prefetches, and what the
+        service or an in-process job changed)."""
+        return self.get_queryset().get(pk=obj.pk)
+
+    # --- the standard routes (the writes are set on a subclass that supports them) ----------------
 
     def list(self, request, *args, **kwargs):
         queryset = self.filter_queryset(self.get_queryset())
         page = self.paginate_queryset(queryset)
         if page is None:
-            return Response(self.output(queryset, many=True))
+            return self.answer(queryset, many=True)
         return self.get_paginated_response(self.output(page, many=True))
 
     def retrieve(self, request, *args, **kwargs):
-        return self.answer(self.get_object(), serializer=self.detail_serializer_class)
+        return self.answer(self.get_object())
 
-    def create(self, request, *args, **kwargs):
+    def _route_create(self, request, *args, **kwargs):
         return self.answer(self.create_resource(self.validated()), status.HTTP_201_CREATED)
 
-    def update(self, request, *args, **kwargs):
+    def _route_update(self, request, *args, **kwargs):
         obj = self.get_object()  # a foreign or unknown object is a 404 before its body is read
-        return self.answer(self.update_resource(obj, self.validated()))
+        return self.answer(self.update_resource(obj, self.validated(instance=obj)))
 
-    def partial_update(self, request, *args, **kwargs):
-        return self.update(request, *args, **kwargs)
+    def _route_partial_update(self, request, *args, **kwargs):
+        return self._route_update(request, *args, **kwargs)
 
-    def destroy(self, request, *args, **kwargs):
+    def _route_destroy(self, request, *args, **kwargs):
         obj = self.destroy_resource(self.get_object())
         if obj is None:
             return Response(status=status.HTTP_204_NO_CONTENT)

@@ -196,3 +196,111 @@ def test_the_schema_comes_from_the_declarations():
     assert body(item["patch"]) == "PatchedGadgetUpdateRequest"
     assert answer(item["delete"], "202") == "Gadget"
     assert set(schema["paths"]["/readonly-gadgets/{id}/"]) == {"get"}
+
+
+def test_another_answer_per_action_with_context_and_the_callers_role(tenant_a):
+    member = client_for(tenant_a.users[Role.MEMBER], tenant_a.tenant)
+    response = member.post("/patch-gadgets/", {"name": "g9"}, format="json")
+    assert response.status_code == 201, response.content
+    assert response.json() == {"id": response.json()["id"], "name": "g9", "ticket": "T-g9", "role": "MEMBER"}
+    # The other actions keep the resource's own answer.
+    assert set(member.get(f"/patch-gadgets/{response.json()['id']}/").json()) == {"id", "name", "status", "size"}
+
+
+def test_an_edit_by_patch_alone_reads_a_whole_body_and_put_is_a_405(tenant_a):
+    gadget = _gadget(tenant_a, name="g", status=S.ACTIVE)
+    client = _admin(tenant_a)
+    missing = client.patch(f"/patch-gadgets/{gadget.pk}/", {}, format="json")
+    assert missing.status_code == 400 and "size" in missing.json()
+    assert client.patch(f"/patch-gadgets/{gadget.pk}/", {"size": 5}, format="json").json()["size"] == 5
+    assert client.put(f"/patch-gadgets/{gadget.pk}/", {"size": 6}, format="json").status_code == 405
+    removed = client.delete(f"/patch-gadgets/{gadget.pk}/")
+    assert removed.status_code == 204 and removed.content == b""
+    assert _events(gadget, "gadget.remove")[0].changes == {"status": ["active", "deleted"]}
+
+
+def test_a_list_answer_and_a_query_read_by_validated(tenant_a):
+    for name in ("apple", "apricot", "banana"):
+        _gadget(tenant_a, name=name)
+    client = client_for(tenant_a.users[Role.VIEWER], tenant_a.tenant)
+    found = client.get("/patch-gadgets/find/", {"prefix": "ap"})
+    assert found.status_code == 200 and [g["name"] for g in found.json()] == ["apple", "apricot"]
+    assert client.get("/patch-gadgets/find/").status_code == 400
+
+
+def test_the_schema_takes_per_action_answers_summaries_and_update_verbs():
+    schema = SchemaGenerator(patterns=gadget_urls.urlpatterns).get_schema(request=None, public=True)
+    collection, item = schema["paths"]["/patch-gadgets/"], schema["paths"]["/patch-gadgets/{id}/"]
+    created = collection["post"]["responses"]["201"]["content"]["application/json"]["schema"]["$ref"]
+    assert created.endswith("/GadgetReceipt") and collection["post"]["summary"] == "Make a gadget"
+    assert set(item) == {"get", "patch", "delete"}
+    assert item["delete"]["summary"] == "Remove the gadget at once" and "204" in item["delete"]["responses"]
+    assert "202" not in item["delete"]["responses"]
+    patch_body = item["patch"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert patch_body.endswith("/PatchedGadgetSizeRequest")
+
+
+def test_declaring_http_methods_on_a_resource_is_refused():
+    from apps.tenancy.viewsets import ResourceViewSet
+
+    with pytest.raises(TypeError, match="HTTP methods"):
+        type("Bad", (ResourceViewSet,), {"http_method_names": ["get"], "__module__": __name__})
+
+
+# --- the job side's options: a row that is gone, states a failure keeps, errors of retried attempts --
+
+
+def _check_job(t, gadget, max_attempts=3) -> Job:
+    with tenant_scope(t.tenant):
+        job = gadgets.enqueue(gadget, "gadget.check")
+    Job.all_tenants.filter(pk=job.pk).update(max_attempts=max_attempts)
+    return job
+
+
+def test_a_job_for_a_gone_row_is_skipped_when_asked_and_fails_otherwise(tenant_a):
+    gadget = _gadget(tenant_a, name="g", status=S.ACTIVE)
+    check = _check_job(tenant_a, gadget)
+    with tenant_scope(tenant_a.tenant):
+        provision = gadgets.enqueue(gadget, "gadget.provision")
+        Gadget.objects.filter(pk=gadget.pk).delete()
+    assert jobs.run_job(check.pk) == "succeeded"
+    assert Job.all_tenants.get(pk=check.pk).result == {"skipped": "gone"}
+    assert jobs.run_job(provision.pk) == "failed"
+
+
+def test_a_retried_attempt_records_its_error_and_keeps_the_state(tenant_a):
+    gadget = _gadget(tenant_a, name="refuse-now", status=S.ACTIVE)
+    job = _check_job(tenant_a, gadget, max_attempts=2)
+    assert jobs.run_job(job.pk) == "pending"
+    gadget.refresh_from_db()
+    assert (gadget.status, gadget.last_error) == (S.ACTIVE, "the node refuses this gadget")
+    assert _events(gadget) == []
+    Job.all_tenants.filter(pk=job.pk).update(run_after=job.created_at)
+    assert jobs.run_job(job.pk) == "failed"
+    gadget.refresh_from_db()
+    assert gadget.status == S.ERROR and _events(gadget, "gadget.error")[0].changes == {"status": ["active", "error"]}
+
+
+def test_a_failure_keeps_a_kept_state_and_records_only_the_reason(tenant_a):
+    gadget = _gadget(tenant_a, name="refuse-always", status=S.DELETING)
+    assert jobs.run_job(_check_job(tenant_a, gadget).pk) == "failed"
+    gadget.refresh_from_db()
+    assert (gadget.status, gadget.last_error) == (S.DELETING, "the node refuses this gadget")
+    assert _events(gadget) == []
+
+
+def test_an_internal_error_of_a_retried_attempt_records_the_reference_only(tenant_a):
+    gadget = _gadget(tenant_a, name="crash", status=S.ACTIVE)
+    assert jobs.run_job(_check_job(tenant_a, gadget).pk) == "pending"
+    gadget.refresh_from_db()
+    assert gadget.status == S.ACTIVE
+    assert "an internal detail" not in gadget.last_error and "reference" in gadget.last_error
+
+
+def test_a_permanent_error_of_the_converge_itself_fails_the_job_not_the_row(tenant_a):
+    gadget = _gadget(tenant_a, name="not-for-me", status=S.ACTIVE)
+    job = _check_job(tenant_a, gadget, max_attempts=1)
+    assert jobs.run_job(job.pk) == "failed"
+    gadget.refresh_from_db()
+    assert (gadget.status, gadget.last_error) == (S.ACTIVE, "")
+    assert "does not apply" in Job.all_tenants.get(pk=job.pk).last_error

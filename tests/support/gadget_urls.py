@@ -2,10 +2,11 @@
 
 from rest_framework.routers import DefaultRouter
 
-from .gadgets import GadgetViewSet, ReadOnlyGadgetViewSet
+from .gadgets import GadgetViewSet, PatchGadgetViewSet, ReadOnlyGadgetViewSet
 
 router = DefaultRouter()
 router.register("gadgets", GadgetViewSet, basename="gadget")
+router.register("patch-gadgets", PatchGadgetViewSet, basename="patch-gadget")
 router.register("readonly-gadgets", ReadOnlyGadgetViewSet, basename="readonly-gadget")
 
 urlpatterns = router.urls

@@ -10,7 +10,7 @@ from rest_framework.decorators import action
 
 from apps.audit import services as audit
 from apps.jobs.lifecycle import Lifecycle, Move
-from apps.jobs.registry import handler
+from apps.jobs.registry import PermanentError, handler
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
 
@@ -93,6 +93,22 @@ def run(job) -> dict:
     return gadgets.run_job(job, converge)
 
 
+def check(gadget: Gadget, job_type: str) -> dict:
+    """A check that leaves the gadget's state alone (the options of ``run_job``)."""
+    if gadget.name == "not-for-me":
+        raise PermanentError("This check does not apply to this gadget.")
+    if gadget.name.startswith("refuse"):
+        raise NodeSaysNo("the node refuses this gadget", permanent=gadget.name == "refuse-always")
+    if gadget.name.startswith("crash"):
+        raise KeyError("an internal detail")
+    return {"checked": gadget.name}
+
+
+@handler("gadget.check")
+def run_check(job) -> dict:
+    return gadgets.run_job(job, check, on_missing="skip", keep={S.DELETING}, record_retry_errors=True)
+
+
 class GadgetSerializer(serializers.ModelSerializer):
     class Meta:
         model = Gadget
@@ -128,6 +144,64 @@ class GadgetViewSet(ResourceViewSet):
     @action(detail=True, methods=["post"])
     def suspend(self, request, pk=None):
         return self.answer(gadgets.move(self.get_object(), "suspend", actor=request.user), 202)
+
+
+class GadgetReceiptSerializer(serializers.ModelSerializer):
+    """Another answer: what a create tells once (``ticket`` comes from the answer's context)."""
+
+    ticket = serializers.SerializerMethodField()
+    role = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Gadget
+        fields = ["id", "name", "ticket", "role"]
+
+    def get_ticket(self, gadget) -> str | None:
+        return self.context.get("ticket")
+
+    def get_role(self, gadget) -> str | None:
+        return self.context.get("role")
+
+
+class GadgetSizeSerializer(serializers.Serializer):
+    size = serializers.IntegerField(min_value=1, max_value=10)
+
+
+class GadgetFindSerializer(serializers.Serializer):
+    prefix = serializers.CharField(max_length=50)
+
+
+class PatchGadgetViewSet(ResourceViewSet):
+    """Edited by PATCH alone with a whole body, created with another answer, deleted with a 204."""
+
+    queryset = Gadget.objects.order_by("name")
+    serializer_class = GadgetSerializer
+    input_serializers = {"create": GadgetCreateSerializer, "update": GadgetSizeSerializer}
+    output_serializers = {"create": GadgetReceiptSerializer}
+    update_methods = {"patch": False}
+    destroy_answers_object = False
+    summaries = {"create": "Make a gadget", "destroy": "Remove the gadget at once"}
+    required_roles = {"list": Role.VIEWER, "retrieve": Role.VIEWER, "create": Role.MEMBER,
+                      "partial_update": Role.ADMIN, "destroy": Role.ADMIN, "find": Role.VIEWER}  # fmt: skip
+
+    def create_resource(self, data):
+        gadget = gadget_create(tenant=self.tenant, actor=self.request.user, **data)
+        self.add_answer_context(ticket=f"T-{gadget.name}", role=self.tenant_role)
+        return gadget
+
+    def update_resource(self, obj, data):
+        return gadget_update(gadget=obj, data=data, actor=self.request.user)
+
+    def destroy_resource(self, obj):
+        with audit.change(obj, "gadget.remove"):
+            obj.status = S.DELETED
+            obj.save()
+        return None
+
+    @action(detail=False, methods=["get"])
+    def find(self, request):
+        prefix = self.validated(GadgetFindSerializer, data=request.query_params)["prefix"]
+        return self.answer(self.get_queryset().filter(name__startswith=prefix), many=True)
 
 
 class ReadOnlyGadgetViewSet(ResourceViewSet):
