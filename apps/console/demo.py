@@ -12,13 +12,13 @@ before the next step, as they would in a business day: the CloudPod is really ru
 from __future__ import annotations
 
 import base64
+import os
 from binascii import unhexlify
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -142,6 +142,7 @@ class Demo:
     customers: dict[str, Customer] = field(default_factory=dict)
     products: dict[str, Product] = field(default_factory=dict)
     new_users: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the seed left out, and why (printed)
 
 
 def steps(demo: Demo) -> list[tuple[str, Callable[[], None]]]:
@@ -152,8 +153,9 @@ def steps(demo: Demo) -> list[tuple[str, Callable[[], None]]]:
         ("The local node", lambda: local_node(demo)),
         ("Customers", lambda: customers(demo)),
         ("Tax rates and products", lambda: products(demo)),
-        ("Subscriptions and the running CloudPod", lambda: subscription_states(demo)),
         ("Invoices in every state", lambda: invoice_states(demo)),
+        ("Subscriptions and the running CloudPod", lambda: subscription_states(demo)),
+        ("Dunning of what is overdue", lambda: dunning.dunning_run()),
         ("Domain and DNS zone", lambda: domain_and_zone(demo)),
         ("Website", lambda: website(demo)),
         ("Mail domain and mailbox", lambda: mail(demo)),
@@ -288,11 +290,10 @@ INVOICES = [
 
 
 def invoice_states(demo: Demo) -> None:
-    """After the subscriptions: the credit note's balance would otherwise pay their first invoices."""
+    """Before the subscriptions: Jean's credit note leaves a credit balance that pays his first
+    subscription invoice in full at issue (so that subscription is active without a payment)."""
     for email, note, state, lines in INVOICES:
         _in_tenant(demo, lambda e=email, n=note, s=state, li=lines: _invoice(demo, e, n, s, li))
-    # Dunning takes its steps on what is overdue today: the past-due renewal, the overdue invoice.
-    dunning.dunning_run()
 
 
 def _invoice(demo: Demo, email: str, note: str, state: str, lines: list[tuple[str, str, str]]) -> None:
@@ -361,11 +362,11 @@ def _subscription(demo: Demo, email: str, slug: str, wanted: str, config: dict) 
     if wanted == "cancelled":
         subscriptions.subscription_cancel(sub=Subscription.objects.get(pk=sub.pk))
     elif wanted == "past_due":
-        # Its renewal, billed today, whose due date the operator moved back (a late renewal): open
-        # and overdue, so the dunning run marks the subscription past due.
-        renewal = charges.bill_subscriptions(lock_subscriptions([sub.pk]), on=timezone.localdate())
-        if renewal is not None:
-            invoices.invoice_change_due_date(invoice=renewal, due_date=timezone.localdate() - timedelta(days=3))
+        # Its renewal, for the period that began ten days ago, is issued due three days ago (its
+        # own due date, as any invoice may have): open and overdue, so the seed's dunning run
+        # marks the subscription past due. Issued invoices are never changed afterwards.
+        charges.bill_subscriptions(lock_subscriptions([sub.pk]), on=timezone.localdate(),
+                                   due_date=timezone.localdate() - timedelta(days=3))  # fmt: skip
 
 
 # --- hosting ---------------------------------------------------------------------------------------
@@ -411,21 +412,42 @@ def mail(demo: Demo) -> None:
     _in_tenant(demo, make)
 
 
+NO_DB_SERVER = (
+    "No database server for the demo: `make run` starts a MariaDB under var/ when the local node's "
+    "packages are installed (not with MPANEL_LOCAL_NODE_PACKAGES=0); the Databases screen stays empty."
+)
+
+
+def demo_db_server() -> dict | None:
+    """The demo's database server as `scripts/run.sh` started it (MariaDB under var/ on a loopback
+    port), from MPANEL_DEMO_DB_*; None when it started none (the local node's packages skipped).
+
+    Read from the environment rather than settings: it describes a server of this one run, not of
+    the panel (an operator adds real servers in the admin or the API)."""
+    port = os.environ.get("MPANEL_DEMO_DB_PORT", "")
+    if not port:
+        return None
+    return {
+        "engine": os.environ.get("MPANEL_DEMO_DB_ENGINE", "mariadb"),
+        "host": os.environ.get("MPANEL_DEMO_DB_HOST", "127.0.0.1"),
+        "port": int(port),
+        "admin_user": os.environ.get("MPANEL_DEMO_DB_USER", "mpanel_admin"),
+        "admin_password": os.environ.get("MPANEL_DEMO_DB_PASSWORD", ""),
+    }
+
+
 def database(demo: Demo) -> None:
-    """The node's database server (MPANEL_DEMO_DB_* from `make run`, else MariaDB's defaults) and a database."""
+    """The demo's database server (see ``demo_db_server``) and a database on it, or a note saying
+    why there is none: the seed never points a server at an address where nothing listens."""
 
     def make() -> None:
         server = DatabaseServer.objects.first()
         if server is None:
-            server = database_services.server_create(
-                tenant=demo.tenant,
-                node=demo.node,
-                engine=getattr(settings, "MPANEL_DEMO_DB_ENGINE", "mariadb"),
-                host=getattr(settings, "MPANEL_DEMO_DB_HOST", "127.0.0.1"),
-                port=int(getattr(settings, "MPANEL_DEMO_DB_PORT", 3306)),
-                admin_user=getattr(settings, "MPANEL_DEMO_DB_USER", "root"),
-                admin_password=getattr(settings, "MPANEL_DEMO_DB_PASSWORD", None) or "mpanel-demo-db",
-            )
+            conf = demo_db_server()
+            if conf is None:
+                demo.notes.append(NO_DB_SERVER)
+                return
+            server = database_services.server_create(tenant=demo.tenant, node=demo.node, **conf)
         if not Database.objects.filter(server=server, name="shop").exists():
             database_services.database_create(tenant=demo.tenant, server=server, name="shop")
 

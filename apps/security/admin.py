@@ -8,7 +8,7 @@ from apps.audit.admin_base import AuditedModelAdmin
 from apps.common.admin import ReadOnlyAdmin, confirm_first
 from apps.common.display import badge
 
-from . import services
+from . import mfa, services
 from .events import record_event
 from .models import (
     ApiToken,
@@ -21,11 +21,22 @@ from .models import (
     ShieldPolicy,
 )
 
+NO_DEVICE = "This account has no authenticator app yet: set one up with the link below, then log in with its code."
+
 
 class AdminLoginForm(OTPAdminAuthenticationForm):
-    """django-otp's admin login form; a wrong second factor is a security event too."""
+    """django-otp's admin login form; a wrong second factor is a security event too.
+
+    An operator with one confirmed device logs in with one submit (e-mail, password, code): that
+    device is the one chosen. With several, django-otp asks which one, as it does by default."""
+
+    def _chosen_device(self, user):
+        return super()._chosen_device(user) or mfa.only_device(user, for_verify=True)
 
     def clean_otp(self, user):
+        if user is not None and not mfa.has_2fa(user):
+            # Not django-otp's "Please select a device." over an empty list: the way in is the set-up page.
+            raise ValidationError(NO_DEVICE, code="no_device")
         try:
             return super().clean_otp(user)
         except ValidationError:

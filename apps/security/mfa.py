@@ -33,6 +33,14 @@ def has_2fa(user) -> bool:
     return TOTPDevice.objects.filter(user=user, confirmed=True).exists()
 
 
+def only_device(user, *, for_verify: bool = False) -> TOTPDevice | None:
+    """The user's confirmed TOTP device when it is the only one (the admin login picks it).
+    ``for_verify`` locks it, as django-otp does for the device it verifies (in its transaction)."""
+    devices = TOTPDevice.objects.filter(user=user, confirmed=True)
+    devices = list((devices.select_for_update() if for_verify else devices)[:2])
+    return devices[0] if len(devices) == 1 else None
+
+
 def recovery_codes_left(user) -> int:
     return RecoveryCode.objects.filter(user=user, used_at__isnull=True).count()
 
@@ -98,35 +106,55 @@ def _qr_svg(uri: str) -> str:
     return image.to_string(encoding="unicode")
 
 
+def totp_enrolment(device: TOTPDevice) -> dict:
+    """What the person adds to their app for ``device``: its key, the otpauth URI and its QR code."""
+    uri = device.config_url
+    return {"device_id": str(device.pk), "secret": base64.b32encode(unhexlify(device.key)).decode(),
+            "otpauth_uri": uri, "qr_svg": _qr_svg(uri)}  # fmt: skip
+
+
 @transaction.atomic
 def totp_enrol(*, user) -> dict:
-    """Starts (or restarts) enrolment with a new secret; 2FA is on only after ``totp_confirm``."""
+    """Starts (or restarts) enrolment with a new secret; 2FA is on only after ``totp_confirm``.
+
+    Any earlier unconfirmed device of the user goes: only the latest enrolment can be confirmed."""
     if has_2fa(user):
         raise Conflict("Two-factor authentication is already on; turn it off first.", code="mfa_already_enabled")
     TOTPDevice.objects.filter(user=user, confirmed=False).delete()
     device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
-    secret = base64.b32encode(unhexlify(device.key)).decode()
-    uri = device.config_url
     audit.record(action="security.totp_enrol", obj=device, tenant=None, actor=user)
-    return {"secret": secret, "otpauth_uri": uri, "qr_svg": _qr_svg(uri)}
+    return totp_enrolment(device)
 
 
-@transaction.atomic
-def totp_confirm(*, user, code: str) -> list[str]:
-    device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
-    if device is None:
-        if has_2fa(user):
-            raise Conflict("Two-factor authentication is already on.", code="mfa_already_enabled")
-        raise Conflict("Start the enrolment first (POST /security/me/2fa/totp/).", code="mfa_not_enrolling")
-    code = str(code).strip()
-    if not (code.isdigit() and len(code) == 6 and device.verify_token(code)):
-        raise InvalidInput("The code does not match; check your authenticator app's clock.", field="code")
-    device.confirmed = True
-    device.save(update_fields=["confirmed"])
-    codes = _replace_recovery_codes(user)
-    audit.record(action="security.mfa_enable", obj=device, tenant=None, actor=user)
-    record_event(EventType.MFA_ENABLED, user=user)
-    return codes
+def totp_confirm(*, user, code: str, device_id=None, via: str = "api") -> list[str]:
+    """Turns 2FA on with the first code of the enrolling device; returns the recovery codes (shown once).
+
+    ``device_id`` binds the confirmation to the enrolment the caller started (the admin's set-up page
+    keeps it in its session): a code for any other device of the user is refused. A wrong code counts
+    against the device's throttle (django-otp), kept although the call fails."""
+    with transaction.atomic():
+        devices = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False)
+        if device_id is not None:
+            devices = devices.filter(pk=device_id)
+        device = devices.first()
+        if device is None:
+            if has_2fa(user):
+                raise Conflict("Two-factor authentication is already on.", code="mfa_already_enabled")
+            raise Conflict("Start the enrolment first (POST /security/me/2fa/totp/).", code="mfa_not_enrolling")
+        code = str(code).strip().replace(" ", "")
+        allowed, _extra = device.verify_is_allowed()
+        # verify_token records the step it accepted (last_t): the same code never works twice.
+        good = allowed and code.isdigit() and len(code) == 6 and device.verify_token(code)
+        if good:
+            device.confirmed = True
+            device.save(update_fields=["confirmed"])
+            codes = _replace_recovery_codes(user)
+            audit.record(action="security.mfa_enable", obj=device, tenant=None, actor=user)
+            record_event(EventType.MFA_ENABLED, user=user, reason=via)
+            return codes
+    if not allowed:
+        raise InvalidInput("Too many wrong codes: wait a moment, then try again.", field="code", code="throttled")
+    raise InvalidInput("The code does not match; check your authenticator app's clock.", field="code")
 
 
 def mfa_disable(*, user, code: str | None = None, password: str | None = None) -> None:

@@ -337,3 +337,25 @@ def test_billing_run_command(tenant_a, capsys):
     assert "Invoiced: 1 invoice for 1 subscription" in out.out and "Invoicing customers" in out.err
     call_command("billing_run", "--date", "2026-03-25")
     assert "Invoiced: nothing (no period due)." in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_credit_that_pays_the_first_invoice_in_full_activates_the_subscription(
+    tenant_a, django_capture_on_commit_callbacks
+):
+    """The customer's credit balance pays a new subscription's first invoice at issue: the invoice is
+    paid, so the subscription is active and its activation job enqueued, as after a payment."""
+    from tests.billing_support import issued
+
+    customer = customer_of(tenant_a)
+    overpaid = issued(tenant_a, customer=customer)
+    with tenant_a.scope():
+        payments.payment_record(invoice=overpaid, amount=overpaid.amount_due + D("100.00"), method="bank_transfer")
+    assert credit.credit_balance(customer=customer, currency="EUR") == D("100.00")
+    with django_capture_on_commit_callbacks(execute=True):
+        sub = subscribe(tenant_a, make_product(tenant_a), customer=customer, pay=False)
+    invoice = first_invoice(sub)
+    assert invoice.status == InvoiceStatus.PAID and invoice.credit_applied == D("15.00")
+    assert credit.credit_balance(customer=customer, currency="EUR") == D("85.00")
+    assert sub.status == "active" and sub.activated_at
+    assert Job.all_tenants.filter(type="subscription.activate", object_id=str(sub.pk)).exists()

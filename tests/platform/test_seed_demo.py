@@ -8,6 +8,8 @@
   two runs still works (no password reset, no session ended).
 - The demo operator's TOTP device is made by the seed; a code from its printed secret logs the
   operator into the admin.
+- Its database lives on a real MariaDB (``make run`` starts one under var/, given by MPANEL_DEMO_DB_*);
+  without one (MPANEL_LOCAL_NODE_PACKAGES=0) the seed makes no database server and says so.
 """
 
 from __future__ import annotations
@@ -25,25 +27,38 @@ from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
+from apps.audit.models import AuditEvent
 from apps.billing.models import CreditNote, Invoice, Subscription
 from apps.catalog.models import BundleItem, Product
 from apps.cloudpods.models import CloudPod, PodStatus
+from apps.console import demo
 from apps.customers.models import Customer
-from apps.databases.models import Database
+from apps.databases.models import Database, DatabaseServer
 from apps.dns.models import Zone
 from apps.domains.models import Domain
 from apps.jobs.models import Job, JobStatus
 from apps.mail.models import Mailbox
 from apps.security.models import SecurityEvent
 from apps.websites.models import Website
+from tests.conftest import make_tenant
+from tests.databases_support import mariadb_server  # noqa: F401  (fixture: a real MariaDB on a loopback port)
 from tests.pods_support import node_root  # noqa: F401  (fixture: a runc node root of this test's own)
 
 PASSWORD = "mpanel-demo-2026"
 
 
 @pytest.fixture
-def seeded(transactional_db, node_root, monkeypatch):  # noqa: F811
+def seeded(transactional_db, node_root, mariadb_server, monkeypatch):  # noqa: F811
     monkeypatch.setenv("MPANEL_DNS_BACKEND", "bind")  # as `make run`: zone files under the node root
+    # As scripts/run.sh exports them for the MariaDB it starts under var/.
+    for name, value in {
+        "ENGINE": "mariadb",
+        "HOST": mariadb_server.host,
+        "PORT": str(mariadb_server.port),
+        "USER": mariadb_server.admin_user,
+        "PASSWORD": mariadb_server.admin_password,
+    }.items():
+        monkeypatch.setenv(f"MPANEL_DEMO_DB_{name}", value)  # fmt: skip
     out = io.StringIO()
     call_command("seed_demo", "--no-qr", stdout=out, stderr=io.StringIO())
     return out.getvalue()
@@ -57,7 +72,7 @@ def _rows() -> dict[str, int]:
     return counts
 
 
-def test_every_screen_has_its_rows(seeded):
+def test_every_screen_has_its_rows(seeded, mariadb_server):  # noqa: F811
     assert Product.all_tenants.filter(prices__isnull=False).distinct().count() >= 5
     assert BundleItem.all_tenants.exists()
     assert {str(c) for c in Customer.all_tenants.values_list("country", flat=True)} >= {"GB", "US", "DE", "FR"}
@@ -66,10 +81,23 @@ def test_every_screen_has_its_rows(seeded):
     assert Invoice.all_tenants.filter(status="open", due_date__lt=timezone.localdate()).exists()  # overdue
     assert CreditNote.all_tenants.exists()
     assert set(Subscription.all_tenants.values_list("status", flat=True)) >= {"active", "past_due", "cancelled"}
+    # The past-due one: its renewal was issued with a due date three days ago; no invoice was changed after.
+    past_due = Subscription.all_tenants.get(status="past_due")
+    renewal = Invoice.all_tenants.filter(lines__subscription_charge__subscription=past_due).latest("created_at")
+    assert renewal.status == "open" and renewal.due_date < timezone.localdate()
+    assert not AuditEvent.objects.filter(action="invoice.due_date").exists()
+    # Jean's credit (his credit note) paid his web hosting's first invoice in full: it is active.
+    jean = Subscription.all_tenants.get(customer__email="jean@dupont.example", product__slug="web-starter")
+    first = Invoice.all_tenants.filter(lines__subscription_charge__subscription=jean).earliest("created_at")
+    assert first.status == "paid" and first.credit_applied == first.total and jean.status == "active"
     pod = CloudPod.all_tenants.get()
     assert pod.status == PodStatus.RUNNING, pod.last_error
     assert Website.all_tenants.exists() and Domain.all_tenants.exists() and Zone.all_tenants.exists()
-    assert Mailbox.all_tenants.exists() and Database.all_tenants.exists()
+    assert Mailbox.all_tenants.exists()
+    shop = Database.all_tenants.select_related("server").get(name="shop")
+    assert (shop.server.port, shop.server.status) == (mariadb_server.port, "active"), shop.server.last_error
+    assert shop.status == "active", shop.last_error
+    assert shop.full_name in mariadb_server.databases()
     assert Job.all_tenants.filter(status=JobStatus.SUCCEEDED).exists()
     assert Job.all_tenants.filter(status=JobStatus.FAILED).count() >= 1
     assert SecurityEvent.objects.filter(type="login.failure").exists()
@@ -110,3 +138,14 @@ def test_the_printed_totp_secret_logs_the_operator_into_the_admin(seeded):
     dashboard = client.get("/admin/")
     assert dashboard.status_code == 200
     assert b"Log in" not in dashboard.content
+
+
+def test_without_a_database_server_the_seed_makes_none_and_says_so(transactional_db, monkeypatch):
+    """`make run` with MPANEL_LOCAL_NODE_PACKAGES=0 starts no MariaDB and exports no MPANEL_DEMO_DB_*."""
+    for name in ("ENGINE", "HOST", "PORT", "USER", "PASSWORD"):
+        monkeypatch.delenv(f"MPANEL_DEMO_DB_{name}", raising=False)
+    fx = make_tenant("Demo Hosting")
+    seed = demo.Demo(password=PASSWORD, tenant=fx.tenant)
+    demo.database(seed)
+    assert not DatabaseServer.all_tenants.exists() and not Database.all_tenants.exists()
+    assert seed.notes == [demo.NO_DB_SERVER] and "MPANEL_LOCAL_NODE_PACKAGES=0" in demo.NO_DB_SERVER

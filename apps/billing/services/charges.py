@@ -35,6 +35,7 @@ class Group:
     subs: list[Subscription]
     setup_fees: dict = field(default_factory=dict)
     extra_lines: list[dict] = field(default_factory=list)
+    due_date: date | None = None  # None: the tenant's payment terms from the issue date
 
 
 @dataclass
@@ -142,7 +143,7 @@ def bill_groups(groups: list[Group], *, tenant, on: date, conf: BillingSettings)
         kept.append(saved)
         if lines:
             drafts.append({"customer": group.customer, "currency": group.currency or group.customer.currency,
-                           "lines": lines, "audit": [("billing.run.invoice", {
+                           "lines": lines, "due_date": group.due_date, "audit": [("billing.run.invoice", {
                                "subscriptions": [str(s.pk) for s in group.subs], "lines": len(lines)})]})  # fmt: skip
     if moved:
         Subscription.all_tenants.bulk_update(moved, ["billed_through", "updated_at"], batch_size=1000)
@@ -151,7 +152,9 @@ def bill_groups(groups: list[Group], *, tenant, on: date, conf: BillingSettings)
         UsageRecord.all_tenants.filter(
             subscription_id__in=list(usage_links), charge__isnull=True, occurred_at__date__lt=on
         ).update(charge_id=to_charge)
-    made = iter(invoices.create_issued_many(tenant=tenant, conf=conf, drafts=drafts))
+    # The paid hooks (a credit balance can pay an invoice at issue) run once the charges are linked
+    # to the lines: they find the subscriptions to activate through them.
+    made = iter(invoices.create_issued_many(tenant=tenant, conf=conf, drafts=drafts, run_paid_hooks=False))
     out: list[Invoice | None] = []
     linked: list[SubscriptionCharge] = []
     for saved, group in zip(kept, groups, strict=True):
@@ -165,15 +168,17 @@ def bill_groups(groups: list[Group], *, tenant, on: date, conf: BillingSettings)
             linked.append(charge)
     if linked:
         SubscriptionCharge.all_tenants.bulk_update(linked, ["invoice_line"], batch_size=1000)
+    invoices.run_paid_hooks_of(out)
     return Billed(invoices=out, charges=len(written))
 
 
 def bill_subscriptions(
     subs: list[Subscription], *, on: date, setup_fees: dict | None = None, extra_lines: list[dict] | None = None,
-    customer=None, currency: str | None = None,
+    customer=None, currency: str | None = None, due_date: date | None = None,
 ) -> Invoice | None:  # fmt: skip
     """Invoice what is due for subscriptions of ONE customer and currency (locked by the caller),
-    plus ``extra_lines`` (one-time items of an order) after theirs.
+    plus ``extra_lines`` (one-time items of an order) after theirs. ``due_date``, as
+    ``invoice_create``'s, is when payment is expected (default: the tenant's payment terms).
 
     Returns the issued invoice, or None when nothing was due (or another run billed it)."""
     if not subs and not extra_lines:
@@ -183,5 +188,5 @@ def bill_subscriptions(
     with transaction.atomic():
         conf = invoices.billing_settings(customer.tenant_id)
         group = Group(customer=customer, currency=currency, subs=list(subs), setup_fees=setup_fees or {},
-                      extra_lines=list(extra_lines or []))  # fmt: skip
+                      extra_lines=list(extra_lines or []), due_date=due_date)  # fmt: skip
         return bill_groups([group], tenant=customer.tenant_id, on=on, conf=conf).invoices[0]

@@ -207,15 +207,23 @@ def invoice_issue(*, invoice: Invoice, apply_credit: bool = True) -> Invoice:
     return invoice
 
 
-def create_issued_many(*, tenant, conf: BillingSettings, drafts: list[dict]) -> list[Invoice]:
+def create_issued_many(
+    *, tenant, conf: BillingSettings, drafts: list[dict], run_paid_hooks: bool = True
+) -> list[Invoice]:
     """Create and issue several invoices of one tenant at once (the billing run's batches).
 
-    Each draft is ``{"customer", "currency", "lines", "audit": [(action, after), ...]}``. Writes
+    Each draft is ``{"customer", "currency", "lines", "audit": [(action, after), ...]}`` and
+    optionally ``"due_date"`` (as ``invoice_create``'s; default: the payment terms). Writes
     the same rows and audit events as ``invoice_create`` + ``invoice_issue`` of each, with a
     constant number of queries for the whole batch: the number sequence is locked once for a
     block of consecutive numbers (gapless: the block is given back if the transaction rolls
     back), the customers are locked once in pk order before their credit balances are read.
-    Must run in the caller's transaction."""
+    Must run in the caller's transaction.
+
+    An invoice the customer's credit pays in full is issued paid, and the invoice-paid hooks run for
+    it (``run_paid_hooks``). A caller that links rows to the invoices' lines afterwards (the billing
+    run's charges: the hooks find a subscription through them) passes False and calls
+    ``run_paid_hooks_of`` once they are linked."""
     if not drafts:
         return []
     tenant_id = getattr(tenant, "pk", tenant)
@@ -246,7 +254,7 @@ def create_issued_many(*, tenant, conf: BillingSettings, drafts: list[dict]) -> 
         invoice.number = number
         invoice.status = InvoiceStatus.OPEN
         invoice.issue_date = today
-        invoice.due_date = today + timedelta(days=conf.payment_terms_days)
+        invoice.due_date = draft.get("due_date") or today + timedelta(days=conf.payment_terms_days)
         invoice.issued_at = now
         invoice.billing_details = _billing_details(customer)
         if invoice.total > 0:
@@ -273,10 +281,17 @@ def create_issued_many(*, tenant, conf: BillingSettings, drafts: list[dict]) -> 
         CreditTransaction.all_tenants.bulk_create(credits)
     audit.record_many(events)
     notify_invoices([inv for inv, _, _ in made], "issued")
-    for invoice, _rows, _created in made:
-        if invoice.status == InvoiceStatus.PAID:
+    issued_invoices = [inv for inv, _, _ in made]
+    if run_paid_hooks:
+        run_paid_hooks_of(issued_invoices)
+    return issued_invoices
+
+
+def run_paid_hooks_of(issued: list[Invoice | None]) -> None:
+    """The invoice-paid hooks of those ``create_issued_many`` issued paid (credit covered them)."""
+    for invoice in issued:
+        if invoice is not None and invoice.status == InvoiceStatus.PAID:
             invoice_paid(invoice)
-    return [inv for inv, _, _ in made]
 
 
 @transaction.atomic
@@ -311,22 +326,6 @@ def invoice_mark_uncollectible(*, invoice: Invoice) -> Invoice:
     with audit.change(invoice, "invoice.uncollectible"):
         invoice.status = InvoiceStatus.UNCOLLECTIBLE
         invoice.marked_uncollectible_at = timezone.now()
-        invoice.save()
-    return invoice
-
-
-@transaction.atomic
-def invoice_change_due_date(*, invoice: Invoice, due_date) -> Invoice:
-    """When payment of an open invoice is expected: an extension granted, or a correction.
-
-    Amounts never change here; dunning reads the new date on its next run."""
-    invoice = lock_invoice(invoice)
-    if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
-        raise Conflict(f"A {invoice.status} invoice has no due date to change.")
-    if due_date is None:
-        raise InvalidInput("The due date is required.", field="due_date")
-    with audit.change(invoice, "invoice.due_date"):
-        invoice.due_date = due_date
         invoice.save()
     return invoice
 

@@ -59,6 +59,8 @@ class Command(BaseCommand):
         counts = demo_data.counts_of_every_screen(demo.tenant)
         self.stdout.write(self.style.SUCCESS(f"Demo tenant: {demo.tenant.name} (id {demo.tenant.pk}), a local node"))
         self.stdout.write("  " + ", ".join(f"{n} {name}" for name, n in counts.items()))
+        for note in demo.notes:
+            self.stdout.write(self.style.WARNING(f"  {note}"))
 
     def _print_logins(self, demo: demo_data.Demo, *, qr: bool) -> None:
         User = get_user_model()
