@@ -1,5 +1,5 @@
 """An operator without an authenticator enrols one from the admin's login page in a real browser
-(Playwright driving Debian's Chromium against a live server, as tests/test_browser.py), then logs in
+(Playwright driving Debian's Chromium against a live server, as tests/platform/test_browser.py), then logs in
 with a code of it in one submit. The pages run under the Content Security Policy: nothing is blocked.
 """
 
@@ -14,8 +14,7 @@ from django.contrib.auth import get_user_model
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.security.models import SecurityEvent
-
-from .conftest import PASSWORD, ROOT
+from tests.conftest import PASSWORD, ROOT
 
 pytestmark = pytest.mark.browser
 

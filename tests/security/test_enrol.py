@@ -24,8 +24,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from apps.audit.models import AuditEvent
 from apps.security import enrol
 from apps.security.models import RecoveryCode, SecurityEvent
-
-from .conftest import PASSWORD
+from tests.conftest import PASSWORD
 
 URL = "/admin/2fa/setup/"
 EMAIL = "new-operator@mpanel.test"
