@@ -36,7 +36,7 @@ from .services import credit_notes, documents, invoices, payments, stripe_gatewa
 
 
 class InvoiceViewSet(ResourceViewSet):
-    """Invoices (docs/api.md): read BILLING+, every change ADMIN+.
+    """Invoices: read BILLING+, every change ADMIN+.
 
     Drafts are edited with PATCH and deleted with DELETE; `issue` numbers and freezes them.
     Illegal transitions answer 409.
@@ -220,7 +220,7 @@ class StripeWebhookView(_WebhookView):
 
 
 class GenericWebhookView(_WebhookView):
-    """Our own signed format (docs/api.md): `X-Mpanel-Signature: t=<unix>,v1=<hex>`."""
+    """Our own signed format: `X-Mpanel-Signature: t=<unix>,v1=<hex>`."""
 
     @extend_schema(request=GenericEventSerializer,
                    responses={200: WebhookAnswer, 400: OpenApiResponse(description="Bad signature or body")},
@@ -241,7 +241,7 @@ class GenericWebhookView(_WebhookView):
 
 
 class SubscriptionViewSet(ResourceViewSet):
-    """Subscriptions (docs/api.md): read BILLING+; create, change (PUT), cancel, suspend, resume and
+    """Subscriptions: read BILLING+; create, change (PUT), cancel, suspend, resume and
     usage ADMIN+. Creating one issues its first invoice; paying it activates the subscription."""
 
     queryset = Subscription.objects.all()

@@ -23,7 +23,7 @@ def with_prices(queryset):
 
 
 class ProductViewSet(ResourceViewSet):
-    """The tenant's catalog (docs/modules/catalog.md). Reads and the price table BILLING+;
+    """The tenant's catalog. Reads and the price table BILLING+;
     create, update and retire ADMIN+. No DELETE: a product is retired (``POST /{id}/retire`` or
     ``visibility: retired``), so invoices and subscriptions that name it keep working."""
 

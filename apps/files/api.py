@@ -31,7 +31,7 @@ READ_LIMIT = 2 * 1024 * 1024
 
 class FileManagerViewSet(ResourceViewSet):
     """A website's files: list, read and download MEMBER+; changes ADMIN+ or a guardian grant
-    ``websites.manage_website_files`` on that website (docs/modules/websites-and-files.md)."""
+    ``websites.manage_website_files`` on that website."""
 
     queryset = Website.objects.exclude(status__in=[WebsiteStatus.DELETING, WebsiteStatus.DELETED]).select_related(
         "node"
