@@ -56,6 +56,7 @@ from apps.security.api import (
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, MyInvitationViewSet, TenantViewSet, UserViewSet
 from apps.tenancy.audit_api import AuditEventViewSet
 from apps.websites.api import WebsiteViewSet
+from apps.whitelabel.api import BrandLogoViewSet, BrandViewSet, CustomDomainViewSet
 
 from . import browser
 from .openapi import MODULES, module_of
@@ -65,6 +66,7 @@ ROOT_EXTRA_LINKS = {
     "Authentication": (("rest_login", "auth/login"), ("rest_user_details", "auth/user")),
     "Catalog": (("public-catalog", "products (public)"),),
     "Security": (("security-policy", "security/policy"),),
+    "White-label": (("white-label", "enterprise/white-label"), ("white-label-logo", "enterprise/white-label/logo")),
     "Payment webhooks": (
         ("webhook-stripe", "billing/webhooks/stripe"),
         ("webhook-generic", "billing/webhooks/generic"),
@@ -171,6 +173,8 @@ router.register(
 router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/autoresponders", AutoresponderViewSet,
                 basename="mail-autoresponder")  # fmt: skip
 
+router.register("enterprise/white-label/domains", CustomDomainViewSet, basename="whitelabel-domain")
+
 # The browsable API's login and logout: DRF's templates find them by these names.
 browser_urls = [
     re_path(r"^login/?$", browser.LoginView.as_view(), name="login"),
@@ -218,6 +222,16 @@ urlpatterns = [
         r"^security/policy/?$",
         SecurityPolicyViewSet.as_view({"get": "retrieve", "put": "update"}),
         name="security-policy",
+    ),
+    re_path(
+        r"^enterprise/white-label/?$",
+        BrandViewSet.as_view({"get": "retrieve", "put": "update", "patch": "partial_update"}),
+        name="white-label",
+    ),
+    re_path(
+        r"^enterprise/white-label/logo/?$",
+        BrandLogoViewSet.as_view({"get": "retrieve", "post": "create", "delete": "destroy"}),
+        name="white-label-logo",
     ),
     path("", include(router.urls)),
 ]

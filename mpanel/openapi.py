@@ -94,6 +94,11 @@ MODULES: tuple[Module, ...] = (
         "Your sessions, two-factor authentication, API tokens, the tenant's security policy, Shield (WAF).",
     ),
     Module("Guardian", ("guardian",), "Security findings on your hosting: what is exposed or outdated, and the fix."),
+    Module(
+        "White-label",
+        ("enterprise/white-label",),
+        "Your brand as your customers see it (name, logo, colours, legal details) and custom portal domains.",
+    ),
     Module("Audit", ("audit",), "Who changed what, when and from where: every change of the tenant."),
     Module("System", ("healthz", "__debug"), "Health of the panel and its dependencies, for monitoring."),
 )

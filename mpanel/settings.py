@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "apps.common.middleware.RequestContextMiddleware",
+    # Before CommonMiddleware, the first to read Host: a verified custom portal domain is an allowed host.
+    "apps.whitelabel.middleware.PortalDomainMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -113,6 +115,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "apps.common.context_processors.environment",
+                "apps.whitelabel.context.brand",  # {{ brand }} on a portal tenant's pages
             ],
         },
     },
@@ -512,3 +515,12 @@ REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "apps.tenancy.schema.AutoSchema"
 # The API's contract is JSON (docs/api.md): the schema documents JSON bodies only (DRF still parses
 # forms for the browsable API); uploads declare multipart/form-data themselves.
 SPECTACULAR_SETTINGS["PARSER_WHITELIST"] = ["apps.common.parsers.JSONParser"]
+
+# --- white-label (apps.whitelabel): the tenant's brand, custom portal domains ----------------------
+INSTALLED_APPS += ["apps.whitelabel"]
+WHITELABEL_LOGO_MAX_BYTES = env.int("WHITELABEL_LOGO_MAX_BYTES", default=512 * 1024)
+WHITELABEL_LOGO_MAX_PIXELS = env.int("WHITELABEL_LOGO_MAX_PIXELS", default=4096)  # per side
+WHITELABEL_CACHE_SECONDS = env.int("WHITELABEL_CACHE_SECONDS", default=300)
+# The address customers' e-mails are sent from; its display name is always the tenant's brand name
+# (the name in DEFAULT_FROM_EMAIL is the platform's, never shown to a tenant's customers).
+WHITELABEL_FROM_EMAIL = env("WHITELABEL_FROM_EMAIL", default="")

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", include("apps.security.urls")),  # the 2FA set-up page, before the admin's catch-all
     path("admin/", admin.site.urls),
     path("api/v1/", include("mpanel.api")),
+    path("brand/", include("apps.whitelabel.urls")),  # tenants' logos, public (customers' e-mails show them)
     # Where a person lands: links to the admin, the browsable API and its reference.
     path("", landing, name="landing"),
 ]

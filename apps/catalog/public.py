@@ -3,7 +3,9 @@
 ``GET /api/v1/products?tenant=<slug>`` and ``GET /api/v1/billing/products/catalog/public?tenant=<slug>``
 answer the same list: the PUBLIC products of one active tenant with their prices (explicit, or a
 bundle's computed price), and nothing internal (no stock, tax class, config, metering, or ids other
-than the product's).
+than the product's). ``brand`` is the tenant's white-label brand (apps/whitelabel): the name, logo,
+colours and contact a storefront shows; it is read from its own cache on every answer, so a brand
+change shows at once.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rest_framework.views import APIView
 from apps.common.throttling import DynamicScopedRateThrottle
 from apps.tenancy.models import Tenant
 from apps.tenancy.scoping import tenant_scope
+from apps.whitelabel.selectors import brand_for
 
 from . import cache
 from .models import BundleItem, Product, Visibility
@@ -70,7 +73,11 @@ def public_catalog(tenant: Tenant) -> dict:
         "previous": None,
         "tenant": {"name": tenant.name, "slug": tenant.slug},
         "results": results,
+        TENANT_ID: str(tenant.pk),  # for the brand; never answered
     }
+
+
+TENANT_ID = "_tenant_id"
 
 
 class PublicCatalogView(APIView):
@@ -95,10 +102,17 @@ class PublicCatalogView(APIView):
         if len(slug) > 80 or not slug_re.match(slug):
             raise exceptions.NotFound("No such catalog.")
         data = cache.get(slug)
-        if data is None:
+        if data is None or TENANT_ID not in data:
             tenant = Tenant.objects.filter(slug=slug, status=Tenant.Status.ACTIVE).first()
             if tenant is None:
                 raise exceptions.NotFound("No such catalog.")
             data = public_catalog(tenant)
             cache.put(slug, data)
-        return Response(data)
+        answer = {key: value for key, value in data.items() if key != TENANT_ID}
+        try:
+            brand = brand_for(data[TENANT_ID])
+        except Tenant.DoesNotExist:  # deleted since its catalog was cached
+            raise exceptions.NotFound("No such catalog.") from None
+        answer["tenant"] = {**answer["tenant"], "name": brand.display_name}
+        answer["brand"] = brand.public()
+        return Response(answer)

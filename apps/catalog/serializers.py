@@ -245,9 +245,23 @@ class PublicProductSerializer(Serializer):
     prices = PublicPriceSerializer(many=True)
 
 
+class PublicBrandSerializer(Serializer):
+    """The tenant's brand as a storefront shows it."""
+
+    display_name = serializers.CharField()
+    logo_url = serializers.URLField(allow_null=True)
+    primary_color = serializers.CharField()
+    accent_color = serializers.CharField()
+    support_email = serializers.CharField()
+    support_url = serializers.CharField()
+    support_phone = serializers.CharField()
+    terms_url = serializers.CharField()
+
+
 class PublicCatalogSerializer(Serializer):
     count = serializers.IntegerField()
     next = serializers.CharField(allow_null=True)
     previous = serializers.CharField(allow_null=True)
     tenant = serializers.DictField(child=serializers.CharField())
+    brand = PublicBrandSerializer()
     results = PublicProductSerializer(many=True)

@@ -1,10 +1,15 @@
-"""PDFs of invoices and credit notes, rendered from one HTML template by WeasyPrint."""
+"""PDFs of invoices and credit notes, rendered from one HTML template by WeasyPrint.
+
+In the tenant's brand (apps/whitelabel): its logo, and the seller's details an EU invoice must carry
+(VAT directive 2006/112/EC art. 226: the supplier's full name and address and VAT id), its footer
+and terms; never the platform's name."""
 
 from __future__ import annotations
 
 from django.template.loader import render_to_string
 
 from apps.common.money import quantize
+from apps.whitelabel.selectors import brand_for
 
 from ..models import CreditNote, Invoice, InvoiceStatus
 
@@ -16,7 +21,8 @@ def _fmt(value, currency) -> str:
 def _pdf(context: dict) -> bytes:
     import weasyprint  # imported here: it loads Pango, which only the PDF views need
 
-    html = render_to_string("billing/document.html", context)
+    brand = brand_for(context["tenant"])
+    html = render_to_string("billing/document.html", {**context, "brand": brand, "logo": brand.logo_data_uri()})
     return weasyprint.HTML(string=html).write_pdf()
 
 

@@ -10,11 +10,11 @@ import logging
 
 from celery import signature
 from django.conf import settings
-from django.core.mail import EmailMessage
 from django.db import transaction
-from django.template.loader import render_to_string
 
 from apps.tenancy.scoping import all_tenants
+from apps.whitelabel.emails import branded_message, render_text
+from apps.whitelabel.selectors import brand_for
 
 from ..models import Invoice
 from .documents import invoice_pdf
@@ -68,16 +68,19 @@ def notify_invoices(invoices: list, event: str) -> None:
 
 
 def send_invoice_email(invoice_id: str, event: str) -> None:
+    """In the tenant's brand (apps/whitelabel/emails.py): its name as sender, its support address as
+    Reply-To, text and HTML parts."""
     with all_tenants():
         inv = Invoice.objects.select_related("customer", "tenant").get(pk=invoice_id)
-        body = render_to_string(f"billing/email/invoice_{event}.txt", {"invoice": inv, "tenant": inv.tenant})
-        message = EmailMessage(
-            subject=SUBJECTS[event].format(number=inv.number, tenant=inv.tenant.name),
-            body=body,
-            from_email=settings.DEFAULT_FROM_EMAIL,
+        brand = brand_for(inv.tenant)
+        body = render_text(f"billing/email/invoice_{event}.txt", {"invoice": inv, "tenant": inv.tenant, "brand": brand})
+        attachments = [(f"{inv.number}.pdf", invoice_pdf(inv), "application/pdf")] if event == "issued" else []
+        message = branded_message(
+            inv.tenant,
+            subject=SUBJECTS[event].format(number=inv.number, tenant=brand.display_name),
+            text=body,
             to=[inv.customer.invoice_email],
+            attachments=attachments,
         )
-        if event == "issued":
-            message.attach(f"{inv.number}.pdf", invoice_pdf(inv), "application/pdf")
     # A mail server that is down must not undo the invoice: the task retries instead.
     message.send(fail_silently=False)

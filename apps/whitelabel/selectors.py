@@ -1,0 +1,237 @@
+"""Named reads of the brand: ``brand_for(tenant)``, what every customer-facing page, e-mail and PDF
+shows; ``tenant_for_host(host)``, the tenant whose portal a verified custom domain serves.
+
+Both are cached (``WHITELABEL_CACHE_SECONDS``, default 300) and dropped after the commit of any
+change to a brand, a tenant or a custom domain (signals, so the admin, the services and a shell
+all count).
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+from dataclasses import asdict, dataclass
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.files.storage import storages
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.urls import reverse
+
+from apps.tenancy.models import Tenant
+
+from . import validators
+from .models import DEFAULT_ACCENT, DEFAULT_PRIMARY, Brand, CustomDomain, DomainStatus
+
+log = logging.getLogger(__name__)
+
+BRAND_KEY = "whitelabel:brand:v1:{}"
+HOST_KEY = "whitelabel:host:v1:{}"
+_NO_TENANT = ""  # cached for hosts that map to nobody, so unknown hosts cost no query either
+
+
+def ttl() -> int:
+    return int(getattr(settings, "WHITELABEL_CACHE_SECONDS", 300))
+
+
+def storage():
+    return storages["default"]
+
+
+@dataclass(frozen=True)
+class BrandView:
+    """What a customer sees of a tenant. Plain values, so it caches and renders anywhere."""
+
+    tenant_id: str
+    display_name: str
+    primary_color: str = DEFAULT_PRIMARY
+    accent_color: str = DEFAULT_ACCENT
+    logo: str = ""
+    logo_content_type: str = ""
+    logo_url: str = ""
+    logo_width: int | None = None
+    logo_height: int | None = None
+    support_email: str = ""
+    support_url: str = ""
+    support_phone: str = ""
+    legal_name: str = ""
+    address_lines: tuple[str, ...] = ()
+    country: str = ""
+    country_name: str = ""
+    vat_id: str = ""
+    registration_number: str = ""
+    invoice_footer: str = ""
+    terms_url: str = ""
+
+    @property
+    def seller_name(self) -> str:
+        return self.legal_name or self.display_name
+
+    @property
+    def on_primary(self) -> str:
+        return validators.text_on(self.primary_color)
+
+    @property
+    def on_accent(self) -> str:
+        return validators.text_on(self.accent_color)
+
+    def logo_data_uri(self) -> str:
+        """The logo inlined (PDFs render offline); empty when there is none or it cannot be read."""
+        if not self.logo:
+            return ""
+        try:
+            with storage().open(self.logo, "rb") as handle:
+                content = handle.read()
+        except OSError:
+            log.warning("the logo %s of tenant %s cannot be read", self.logo, self.tenant_id)
+            return ""
+        return f"data:{self.logo_content_type};base64,{base64.b64encode(content).decode()}"
+
+    def public(self) -> dict:
+        """The brand as the public catalog and the portal API answer it."""
+        return {
+            "display_name": self.display_name,
+            "logo_url": self.logo_url or None,
+            "primary_color": self.primary_color,
+            "accent_color": self.accent_color,
+            "support_email": self.support_email,
+            "support_url": self.support_url,
+            "support_phone": self.support_phone,
+            "terms_url": self.terms_url,
+        }
+
+
+def logo_path(brand: Brand) -> str:
+    """The logo's public path, versioned by its hash so that caches never show an old one."""
+    return reverse("whitelabel-logo", kwargs={"brand_id": brand.pk, "extension": brand.logo.rsplit(".", 1)[-1]}) + (
+        f"?v={brand.logo_sha256[:12]}"
+    )
+
+
+def view_of(brand: Brand | None, tenant: Tenant) -> BrandView:
+    if brand is None:
+        return BrandView(tenant_id=str(tenant.pk), display_name=tenant.name)
+    address = [brand.address_line1, brand.address_line2, " ".join(p for p in (brand.postal_code, brand.city) if p),
+               brand.region, brand.country.name if brand.country else ""]  # fmt: skip
+    return BrandView(
+        tenant_id=str(tenant.pk),
+        display_name=brand.display_name or tenant.name,
+        primary_color=brand.primary_color,
+        accent_color=brand.accent_color,
+        logo=brand.logo,
+        logo_content_type=brand.logo_content_type,
+        logo_url=settings.MPANEL_FRONTEND_URL.rstrip("/") + logo_path(brand) if brand.logo else "",
+        logo_width=brand.logo_width,
+        logo_height=brand.logo_height,
+        support_email=brand.support_email,
+        support_url=brand.support_url,
+        support_phone=brand.support_phone,
+        legal_name=brand.legal_name,
+        address_lines=tuple(line for line in address if line),
+        country=str(brand.country or ""),
+        country_name=brand.country.name if brand.country else "",
+        vat_id=brand.vat_id,
+        registration_number=brand.registration_number,
+        invoice_footer=brand.invoice_footer,
+        terms_url=brand.terms_url,
+    )
+
+
+def brand_for(tenant: Tenant | str) -> BrandView:
+    """The tenant's brand (a ``Tenant`` or its id), or its name alone when it set none. Cached."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    key = BRAND_KEY.format(tenant_id)
+    cached = cache.get(key)
+    if isinstance(cached, dict):
+        try:
+            return BrandView(**{**cached, "address_lines": tuple(cached.get("address_lines", ()))})
+        except TypeError:
+            pass  # an entry written by another version of this class
+    if not isinstance(tenant, Tenant):
+        tenant = Tenant.objects.get(pk=tenant_id)
+    brand = Brand.all_tenants.filter(tenant_id=tenant.pk).first()
+    view = view_of(brand, tenant)
+    cache.set(key, asdict(view), timeout=ttl())
+    return view
+
+
+def normal_host(raw: str) -> str:
+    """``Host`` as sent (``My.Brand.com.:443``) to the name it stands for (``my.brand.com``)."""
+    host = (raw or "").strip().lower()
+    if host.startswith("["):
+        return ""  # an IP literal: never a portal domain
+    host = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    return host.rstrip(".")
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def tenant_for_host(host: str) -> Tenant | None:
+    """The active tenant whose VERIFIED custom domain ``host`` is; ``None`` for any other host."""
+    name = normal_host(host)
+    if not name or len(name) > 253 or "." not in name or _is_ip(name):
+        return None  # "localhost", "testserver", addresses: never a portal domain, and no cache read
+    key = HOST_KEY.format(name)
+    tenant_id = cache.get(key)
+    if tenant_id is None:
+        tenant_id = (
+            CustomDomain.all_tenants.filter(hostname=name, status=DomainStatus.VERIFIED)
+            .values_list("tenant_id", flat=True)
+            .first()
+        )
+        tenant_id = str(tenant_id) if tenant_id else _NO_TENANT
+        cache.set(key, tenant_id, timeout=ttl())
+    if tenant_id == _NO_TENANT:
+        return None
+    return Tenant.objects.filter(pk=tenant_id, status=Tenant.Status.ACTIVE).first()
+
+
+def verified_domain_of(tenant: Tenant) -> str:
+    """The first verified custom domain of ``tenant`` ("" when none): where its portal links point."""
+    return (
+        CustomDomain.all_tenants.filter(tenant=tenant, status=DomainStatus.VERIFIED)
+        .order_by("verified_at")
+        .values_list("hostname", flat=True)
+        .first()
+        or ""
+    )
+
+
+# --- invalidation ---------------------------------------------------------------------------------
+
+
+def forget_brand(tenant_id) -> None:
+    transaction.on_commit(lambda: cache.delete(BRAND_KEY.format(tenant_id)))
+
+
+def forget_host(hostname: str) -> None:
+    transaction.on_commit(lambda: cache.delete(HOST_KEY.format(hostname)))
+
+
+def _on_brand(sender, instance, **kwargs):
+    forget_brand(instance.tenant_id)
+
+
+def _on_tenant(sender, instance, **kwargs):
+    forget_brand(instance.pk)
+
+
+def _on_domain(sender, instance, **kwargs):
+    forget_host(instance.hostname)
+
+
+def connect_signals() -> None:
+    post_save.connect(_on_brand, sender=Brand, dispatch_uid="whitelabel-brand-save")
+    post_delete.connect(_on_brand, sender=Brand, dispatch_uid="whitelabel-brand-delete")
+    post_save.connect(_on_tenant, sender=Tenant, dispatch_uid="whitelabel-tenant-save")
+    post_delete.connect(_on_tenant, sender=Tenant, dispatch_uid="whitelabel-tenant-delete")
+    post_save.connect(_on_domain, sender=CustomDomain, dispatch_uid="whitelabel-domain-save")
+    post_delete.connect(_on_domain, sender=CustomDomain, dispatch_uid="whitelabel-domain-delete")

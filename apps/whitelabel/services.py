@@ -1,0 +1,202 @@
+"""Every write of the white-label module: the brand (fields and logo) and custom portal domains.
+
+Each is one transaction that records its audit event. A logo's bytes go to the default storage
+(``MPANEL_VAR_DIR/media`` on the embedded default, object storage when ``STORAGES`` says so)
+before the row that names them; a transaction that fails after the upload removes the new file,
+and the file a change replaces is removed only after the commit.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agent.web import self_signed
+from apps.audit import services as audit
+from apps.common.exceptions import Conflict, InvalidInput
+from apps.websites import validators as host_rules
+
+from . import crypto, validators, verification
+from .models import Brand, CertificateKind, CustomDomain, DomainStatus
+from .selectors import storage
+
+log = logging.getLogger(__name__)
+
+TEXT_FIELDS = (
+    "display_name", "support_email", "support_url", "support_phone", "legal_name", "address_line1", "address_line2",
+    "postal_code", "city", "region", "country", "vat_id", "registration_number", "invoice_footer", "terms_url",
+)  # fmt: skip
+FIELDS = (*TEXT_FIELDS, "primary_color", "accent_color")
+
+
+def brand_of(tenant) -> Brand:
+    """The tenant's brand row, or an unsaved one with its defaults (named after the tenant)."""
+    return Brand.all_tenants.filter(tenant=tenant).first() or Brand(tenant=tenant, display_name=tenant.name)
+
+
+def _locked(tenant) -> tuple[Brand, bool]:
+    existing = Brand.all_tenants.select_for_update().filter(tenant=tenant).first()
+    return (existing, True) if existing else (Brand(tenant=tenant, display_name=tenant.name), False)
+
+
+@transaction.atomic
+def brand_update(*, tenant, data: dict, replace: bool = False, actor=None) -> Brand:
+    """Set the brand's fields. ``replace`` (PUT): the fields left out go back to their defaults."""
+    brand, existed = _locked(tenant)
+    if replace:
+        blank = Brand(tenant=tenant, display_name=tenant.name)
+        data = {**{field: getattr(blank, field) for field in FIELDS}, **data}
+    with audit.change(brand, "whitelabel.brand_update", actor=actor) as change:
+        if not existed:
+            change.before = {}
+        for field, value in data.items():
+            if field not in FIELDS:
+                raise InvalidInput(f"Unknown field {field!r}.", field=field)
+            setattr(brand, field, value)
+        brand.display_name = (brand.display_name or "").strip() or tenant.name
+        brand.primary_color = validators.primary_color(brand.primary_color)
+        brand.accent_color = validators.accent_color(brand.accent_color)
+        brand.vat_id = "".join(brand.vat_id.split()).upper()
+        brand.save()
+    return brand
+
+
+def logo_upload(*, tenant, content: bytes, actor=None) -> Brand:
+    """Validate and store a new logo (400, nothing stored, when it is refused)."""
+    logo = validators.logo(content)
+    name = f"whitelabel/{tenant.pk}/logo-{logo.sha256[:16]}.{logo.extension}"
+    store = storage()
+    stored = store.save(name, ContentFile(logo.content)) if not store.exists(name) else name
+    try:
+        with transaction.atomic():
+            brand, existed = _locked(tenant)
+            old = brand.logo
+            with audit.change(brand, "whitelabel.logo_upload", actor=actor) as change:
+                if not existed:
+                    change.before = {}
+                brand.logo = stored
+                brand.logo_content_type = logo.content_type
+                brand.logo_sha256 = logo.sha256
+                brand.logo_size = len(logo.content)
+                brand.logo_width, brand.logo_height = logo.width, logo.height
+                brand.save()
+            if old and old != stored:
+                transaction.on_commit(lambda: _remove(old))
+    except Exception:
+        if stored != (Brand.all_tenants.filter(tenant=tenant).values_list("logo", flat=True).first() or ""):
+            _remove(stored)
+        raise
+    return brand
+
+
+@transaction.atomic
+def logo_delete(*, tenant, actor=None) -> Brand:
+    brand, existed = _locked(tenant)
+    if not existed or not brand.logo:
+        raise Conflict("The brand has no logo.", code="no_logo")
+    old = brand.logo
+    with audit.change(brand, "whitelabel.logo_delete", actor=actor):
+        brand.logo = brand.logo_content_type = brand.logo_sha256 = ""
+        brand.logo_size = 0
+        brand.logo_width = brand.logo_height = None
+        brand.save()
+    transaction.on_commit(lambda: _remove(old))
+    return brand
+
+
+def _remove(name: str) -> None:
+    try:
+        storage().delete(name)
+    except OSError:  # a file left behind costs bytes, never correctness
+        log.warning("could not remove the replaced logo %s", name)
+
+
+# --- custom portal domains ----------------------------------------------------------------------
+
+
+def _hostname(value) -> str:
+    name = host_rules.hostname(value, field="hostname", allow_wildcard=False)
+    if name.startswith("_"):
+        raise InvalidInput("A portal domain is a host name.", field="hostname")
+    return name
+
+
+@transaction.atomic
+def domain_add(*, tenant, hostname, actor=None) -> CustomDomain:
+    name = _hostname(hostname)
+    if CustomDomain.all_tenants.filter(tenant=tenant, hostname=name).exists():
+        raise Conflict(f"{name} is already one of your portal domains.", code="duplicate", field="hostname")
+    if CustomDomain.all_tenants.filter(hostname=name, status=DomainStatus.VERIFIED).exists():
+        raise Conflict(f"{name} is already in use.", code="in_use", field="hostname")
+    domain = CustomDomain(tenant=tenant, hostname=name)
+    try:
+        with transaction.atomic():
+            domain.save()
+    except IntegrityError as exc:  # a concurrent add of the same name
+        raise Conflict(f"{name} is already one of your portal domains.", code="duplicate", field="hostname") from exc
+    audit.created(domain, "whitelabel.domain_add", actor=actor)
+    return domain
+
+
+def domain_verify(*, domain: CustomDomain, actor=None) -> CustomDomain:
+    """Look up ``_mpanel-verify.<host>`` (outside any transaction: DNS may take seconds), then
+    record the answer. The record must hold ``mpanel-verify=<token>``; an answer from a zone this
+    platform serves for another tenant proves nothing and is not taken."""
+    values = verification.txt_values(domain.record_name)
+    found = domain.record_value in values and not verification.answered_by_another_tenant(
+        record_name=domain.record_name, hostname=domain.hostname, tenant_id=domain.tenant_id
+    )
+    try:
+        locked = _record_check(domain, found=found, values=values, actor=actor)
+    except IntegrityError as exc:  # another tenant's proof of the same name committed first
+        raise Conflict(f"{domain.hostname} is already in use.", code="in_use") from exc
+    if locked.status != DomainStatus.VERIFIED:
+        raise Conflict(locked.last_error, code="verification_failed")
+    return locked
+
+
+def _record_check(domain: CustomDomain, *, found: bool, values: list[str], actor) -> CustomDomain:
+    with transaction.atomic():
+        locked = CustomDomain.all_tenants.select_for_update().get(pk=domain.pk)
+        with audit.change(locked, "whitelabel.domain_verify", actor=actor) as change:
+            locked.last_checked_at = timezone.now()
+            if locked.status == DomainStatus.VERIFIED:
+                change.skip()
+            elif not found:
+                locked.last_error = (
+                    f"No TXT record {locked.record_value!r} at {locked.record_name} yet."
+                    if not values
+                    else f"The TXT records at {locked.record_name} do not hold {locked.record_value!r}."
+                )[:300]
+                change.skip()
+            else:
+                if CustomDomain.all_tenants.filter(hostname=locked.hostname, status=DomainStatus.VERIFIED).exists():
+                    raise Conflict(f"{locked.hostname} is already in use.", code="in_use")
+                locked.status = DomainStatus.VERIFIED
+                locked.verified_at = locked.last_checked_at
+                locked.last_error = ""
+                _self_signed(locked)
+            locked.save()
+    return locked
+
+
+def _self_signed(domain: CustomDomain) -> None:
+    """Until the SSL module issues real certificates: a self-signed one, and the API says so."""
+    cert_pem, key_pem = self_signed([domain.hostname], days=365)
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    domain.certificate_kind = CertificateKind.SELF_SIGNED
+    domain.certificate_pem = cert_pem.decode()
+    domain.certificate_key_encrypted = crypto.encrypt(key_pem.decode())
+    domain.certificate_not_after = cert.not_valid_after_utc
+    domain.certificate_sha256 = cert.fingerprint(hashes.SHA256()).hex(":")
+
+
+@transaction.atomic
+def domain_delete(*, domain: CustomDomain, actor=None) -> None:
+    audit.deleted(domain, "whitelabel.domain_delete", actor=actor)
+    domain.delete()
