@@ -34,7 +34,7 @@ def render_text(template_name: str, context: dict) -> str:
             dirs=engine.dirs, app_dirs=engine.app_dirs, libraries=engine.libraries, autoescape=False,
             string_if_invalid=engine.string_if_invalid,
         )  # fmt: skip
-    return _TEXT_ENGINE.get_template(template_name).render(Context(context))
+    return _TEXT_ENGINE.get_template(template_name).render(Context(context, autoescape=False))
 
 
 def sender(brand: BrandView) -> str:

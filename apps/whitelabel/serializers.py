@@ -48,6 +48,7 @@ class BrandInputSerializer(Serializer):
 class BrandSerializer(ModelSerializer):
     logo = serializers.SerializerMethodField()
     contrast = serializers.SerializerMethodField()
+    country = CountryField(read_only=True)
     # None until the brand is first saved (a tenant that never set one reads the defaults).
     updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
