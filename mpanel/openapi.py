@@ -446,6 +446,25 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
             }
         ]
     },
+    # White-label
+    "BrandInputRequest": {
+        "display_name": "Zephyr Hosting",
+        "primary_color": "#0b3d91",
+        "accent_color": "#ffd166",
+        "support_email": "help@zephyr-hosting.example",
+        "support_url": "https://help.zephyr-hosting.example",
+        "support_phone": "+49 30 901820",
+        "legal_name": "Zephyr Hosting GmbH",
+        "address_line1": "Friedrichstraße 68",
+        "postal_code": "10117",
+        "city": "Berlin",
+        "country": "DE",
+        "vat_id": "DE811907980",
+        "registration_number": "HRB 123456 B",
+        "invoice_footer": "Bank transfer to DE89 3704 0044 0532 0130 00 (COBADEFFXXX).",
+        "terms_url": "https://zephyr-hosting.example/terms",
+    },
+    "CustomDomainCreateRequest": {"hostname": "my.zephyr-hosting.example"},
 }
 # A PATCH sends only what changes: these request components are answered by a few of their fields.
 PATCH_FIELDS: dict[str, tuple[str, ...]] = {
@@ -455,6 +474,7 @@ PATCH_FIELDS: dict[str, tuple[str, ...]] = {
     "TaxRateRequest": ("rate",),
     "TenantRequest": ("name",),
     "NodeRequest": ("status",),
+    "BrandInputRequest": ("support_phone", "invoice_footer"),
     "RecordRequest": ("ttl", "content"),
     "ShieldPolicyRequest": ("maintenance_mode",),
 }

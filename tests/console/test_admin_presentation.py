@@ -105,6 +105,8 @@ EXPECTED_PLURALS = {
     "tenancy.Tenant": "tenants",
     "websites.Website": "websites",
     "websites.WebsiteDomain": "website domains",
+    "whitelabel.Brand": "brands",
+    "whitelabel.CustomDomain": "custom domains",
 }
 
 # What Django's default plural (name + "s") gets wrong in English.

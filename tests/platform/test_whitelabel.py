@@ -370,3 +370,38 @@ class TestBrandRendering:
             admin.patch(BRAND, {"display_name": "Through the service"}, format="json")
         assert brand_for(tenant_a.tenant).display_name == "Through the service"
         assert brand_for(str(tenant_a.tenant.pk)).display_name == "Through the service"
+
+
+# --- the operators' admin ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+class TestBrandAdmin:
+    def test_brand_page_previews_the_logo_and_writes_through_the_services(
+        self, client, tenant_a, django_capture_on_commit_callbacks
+    ):
+        from tests.conftest import admin_login, make_user
+
+        branded(tenant_a, django_capture_on_commit_callbacks)
+        brand = Brand.all_tenants.get(tenant=tenant_a.tenant)
+        admin_login(client, make_user("root@ops.test", is_staff=True, is_superuser=True))
+        changelist = client.get(reverse("admin:whitelabel_brand_changelist"))
+        assert changelist.status_code == 200 and b"/brand/logo/" in changelist.content
+        change_url = reverse("admin:whitelabel_brand_change", args=[brand.pk])
+        page = client.get(change_url)
+        assert page.status_code == 200
+        assert b"Logo preview" in page.content and b"/brand/logo/" in page.content and b"4.5:1" in page.content
+        form = {**FULL, "tenant": str(tenant_a.tenant.pk), "vat_id": "NL8512.34.567.B01", "primary_color": "#ffcc00"}
+        refused = client.post(change_url, form)
+        assert refused.status_code == 200 and b"4.5:1" in refused.content  # the form says why
+        assert Brand.all_tenants.get(pk=brand.pk).primary_color == "#0b3d91"
+        with django_capture_on_commit_callbacks(execute=True):
+            saved = client.post(change_url, {**form, "primary_color": "#123456", "display_name": "Nimbus Cloud"})
+        assert saved.status_code == 302, saved.content[:2000]
+        brand.refresh_from_db()
+        assert (brand.display_name, brand.primary_color) == ("Nimbus Cloud", "#123456") and brand.logo
+        event = AuditEvent.objects.filter(action="whitelabel.brand_update").order_by("-created_at").first()
+        assert event.changes["display_name"] == ["Nimbus Hosting", "Nimbus Cloud"]
+        assert brand_for(tenant_a.tenant).display_name == "Nimbus Cloud"
+        domains = client.get(reverse("admin:whitelabel_customdomain_changelist"))
+        assert domains.status_code == 200
