@@ -471,6 +471,7 @@ class InvoiceAdmin(ServiceFormMixin, BillingAdmin):
                     currency=data.get("currency") or None,
                     due_date=data.get("due_date"),
                     notes=data.get("notes") or "",
+                    by_hand=True,
                 )
         invoice = Invoice.all_tenants.get(pk=form.instance.pk)
         with tenant_scope(invoice.tenant):
