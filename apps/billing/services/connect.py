@@ -53,7 +53,9 @@ def apply_account(connection: StripeConnection, account: dict, *, at: datetime |
     with audit.change(connection, "stripe_connection.status", actor=audit.SYSTEM) as event:
         for key, value in new.items():
             setattr(connection, key, value)
-        connection.status_at = at or timezone.now()
+        # Stripe's event times are whole seconds: a state read now counts from the start of this second,
+        # so an event of the same second (possibly newer than what we read) still applies.
+        connection.status_at = at or timezone.now().replace(microsecond=0)
         connection.save()
         if not changed:
             event.skip()

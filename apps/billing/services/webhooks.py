@@ -279,7 +279,10 @@ def stripe_checkout_completed(event):
     # The payment intent's id is the key both events share, so one payment is recorded for both.
     ref = str(session.get("payment_intent") or session.get("id") or "") or None
     outcome = _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, ref, str(session.get("id", "")))
-    CheckoutSession.all_tenants.filter(provider="stripe", session_id=session.get("id")).update(status="paid")
+    if outcome == WebhookEvent.Status.PROCESSED:
+        CheckoutSession.all_tenants.filter(
+            provider="stripe", session_id=session.get("id"), account=event.account, tenant_id=event.tenant_id
+        ).update(status="paid")
     return outcome
 
 
