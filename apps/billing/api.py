@@ -280,7 +280,8 @@ class TenantGenericWebhookView(_WebhookView):
 
     @extend_schema(request=GenericEventSerializer,
                    responses={200: WebhookAnswer, 400: OpenApiResponse(description="Bad signature or body")},
-                   auth=[], summary="A tenant's generic payment webhook")  # fmt: skip
+                   auth=[], summary="A tenant's generic payment webhook",
+                   operation_id="billing_webhooks_generic_tenant_create")  # fmt: skip
     def post(self, request, slug: str):
         raw = request.body
         tenant = Tenant.objects.filter(slug=slug).first()

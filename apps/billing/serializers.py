@@ -300,7 +300,10 @@ class StripeConnectionSerializer(Serializer):
     """The tenant's Stripe account as the platform knows it (``connected: false`` when it has none)."""
 
     connected = serializers.BooleanField()
-    status = serializers.ChoiceField(choices=["none", "pending", "restricted", "active", "disconnected"])
+    status = serializers.CharField(
+        help_text="none, pending (onboarding not finished), restricted (Stripe asks for more), active "
+        "(takes card payments) or disconnected."
+    )
     account_id = serializers.CharField(allow_null=True)
     account_type = serializers.CharField(allow_null=True)
     charges_enabled = serializers.BooleanField()
