@@ -18,12 +18,16 @@ from apps.accounts.views import (
     VerifyEmailView,
 )
 from apps.billing.api import (
+    BillingSettingsViewSet,
     CreditNoteViewSet,
     GenericWebhookView,
     InvoiceViewSet,
     PaymentViewSet,
+    StripeConnectViewSet,
     StripeWebhookView,
     SubscriptionViewSet,
+    TenantGenericWebhookView,
+    WebhookSecretViewSet,
 )
 from apps.catalog.api import ProductViewSet, TaxRateViewSet
 from apps.catalog.public import PublicCatalogView
@@ -214,6 +218,26 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
     re_path(r"^billing/webhooks/stripe/?$", StripeWebhookView.as_view(), name="webhook-stripe"),
     re_path(r"^billing/webhooks/generic/?$", GenericWebhookView.as_view(), name="webhook-generic"),
+    re_path(
+        r"^billing/webhooks/generic/(?P<slug>[-a-zA-Z0-9_]{1,80})/?$",
+        TenantGenericWebhookView.as_view(),
+        name="webhook-generic-tenant",
+    ),
+    re_path(
+        r"^billing/settings/?$",
+        BillingSettingsViewSet.as_view({"get": "retrieve", "put": "update", "patch": "partial_update"}),
+        name="billing-settings",
+    ),
+    re_path(
+        r"^billing/settings/webhook-secrets/?$",
+        WebhookSecretViewSet.as_view({"get": "retrieve", "post": "create"}),
+        name="billing-webhook-secrets",
+    ),
+    re_path(
+        r"^billing/stripe/connect/?$",
+        StripeConnectViewSet.as_view({"get": "retrieve", "post": "create", "delete": "destroy"}),
+        name="billing-stripe-connect",
+    ),
     re_path(r"^hosting/server-metrics/ingest/?$", IngestView.as_view(), name="server-metrics-ingest"),
     # The public catalog, before the router so that no detail route can capture it.
     re_path(r"^products/?$", PublicCatalogView.as_view(), name="public-catalog"),

@@ -54,6 +54,11 @@ MODULES: tuple[Module, ...] = (
     ),
     Module("Orders", ("orders",), "A customer's order of products, from checkout to the services it provisions."),
     Module("Payment webhooks", ("billing/webhooks",), "Signed events from Stripe or a generic payment provider."),
+    Module(
+        "Billing settings",
+        ("billing/settings", "billing/stripe"),
+        "Numbering, terms, dunning, currencies and payment methods; the tenant's Stripe account and webhook secrets.",
+    ),
     Module("CloudPods", ("cloudpods",), "Isolated containers on your nodes: create, resize, suspend, resume, delete."),
     Module(
         "Websites",
@@ -413,6 +418,20 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
         "expires_at": "2025-12-31T23:59:59Z",
         "allowed_ips": ["203.0.113.0/24"],
     },
+    "BillingSettingsInputRequest": {
+        "invoice_number_format": "INV-{year}-{seq:06}",
+        "credit_note_number_format": "CN-{year}-{seq:06}",
+        "payment_terms_days": 14,
+        "lead_days": 7,
+        "reminder_days_before": [3],
+        "reminder_days_after": [1, 7],
+        "suspend_after_days": 14,
+        "terminate_after_days": 45,
+        "currencies": ["EUR", "USD"],
+        "payment_methods": ["bank_transfer", "stripe"],
+    },
+    "StripeConnectRequest": {"account_type": "express", "email": "billing@zephyr-widgets.example", "country": "DE"},
+    "WebhookSecretRotateRequest": {"grace_hours": 24},
     "SecurityPolicyRequest": {
         "require_2fa": True,
         "min_password_length": 12,

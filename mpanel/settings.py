@@ -339,6 +339,11 @@ STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 # Only for tests against a local replay of Stripe's documented responses; empty = Stripe itself.
 STRIPE_API_BASE = env("STRIPE_API_BASE", default="")
 MPANEL_GENERIC_WEBHOOK_SECRET = env("MPANEL_GENERIC_WEBHOOK_SECRET", default="")
+# The signing secret of the platform's Connect webhook endpoint (events of tenants' connected accounts).
+STRIPE_CONNECT_WEBHOOK_SECRET = env("STRIPE_CONNECT_WEBHOOK_SECRET", default="")
+# Card payments of a tenant with no connected Stripe account go to the platform's own account only
+# when this is on (the platform collects for the tenant); off, such a tenant takes manual payments.
+MPANEL_STRIPE_PLATFORM_CHARGES = env.bool("MPANEL_STRIPE_PLATFORM_CHARGES", default=False)
 MPANEL_WEBHOOK_TOLERANCE = 300
 
 LOGGING = {

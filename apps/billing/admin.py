@@ -10,9 +10,9 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
-from apps.audit.admin_base import AuditedModelAdmin
 from apps.catalog.models import Cycle, Product
 from apps.common.admin import (
+    ConsoleModelAdmin,
     ObjectAction,
     ReadOnlyAdmin,
     ReadOnlyInline,
@@ -24,7 +24,7 @@ from apps.common.admin import (
     status_column,
     time_column,
 )
-from apps.common.display import money, when
+from apps.common.display import badge, money, when
 from apps.common.money import CURRENCY_CHOICES
 from apps.customers.models import Customer
 from apps.tenancy.scoping import tenant_scope
@@ -42,6 +42,7 @@ from .models import (
     NumberSequence,
     Payment,
     PaymentMethod,
+    StripeConnection,
     Subscription,
     SubscriptionCharge,
     SubscriptionStatus,
@@ -49,7 +50,16 @@ from .models import (
     WebhookEvent,
 )
 from .periods import RECURRING_CYCLES
-from .services import credit_notes, documents, invoices, payments, subscriptions
+from .services import (
+    connect,
+    credit_notes,
+    documents,
+    invoices,
+    payments,
+    subscriptions,
+    tenant_settings,
+    webhook_secrets,
+)
 from .services.credit_notes import CREDITABLE
 
 
@@ -471,6 +481,7 @@ class InvoiceAdmin(ServiceFormMixin, BillingAdmin):
                     currency=data.get("currency") or None,
                     due_date=data.get("due_date"),
                     notes=data.get("notes") or "",
+                    by_hand=True,
                 )
         invoice = Invoice.all_tenants.get(pk=form.instance.pk)
         with tenant_scope(invoice.tenant):
@@ -663,12 +674,169 @@ class WebhookEventAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
+class BillingSettingsForm(forms.ModelForm):
+    """What ``tenant_settings.settings_update`` checks (a number format that cannot give unique numbers,
+    cancellation before suspension): its refusal is shown on the field it names."""
+
+    payment_methods = forms.MultipleChoiceField(
+        choices=PaymentMethod.choices, widget=forms.CheckboxSelectMultiple,
+        help_text="What customers are offered. Money that arrives by another way is still recorded.",
+    )  # fmt: skip
+    currencies = forms.MultipleChoiceField(
+        choices=[(c, c) for c in CURRENCY_CHOICES], required=False,
+        help_text="The currencies invoices are made in by hand; none chosen: any.",
+    )  # fmt: skip
+    reminder_days_before = forms.JSONField(required=False, help_text="Days before due, e.g. [3].")
+    reminder_days_after = forms.JSONField(required=False, help_text="Days after due, e.g. [1, 7].")
+
+    class Meta:
+        model = BillingSettings
+        fields = ["tenant", *tenant_settings.FIELDS]
+
+
+class StripeConnectForm(forms.Form):
+    account_type = forms.ChoiceField(choices=StripeConnection.AccountType.choices, initial="express")
+    account_id = forms.RegexField(
+        regex=r"^acct_[A-Za-z0-9]{1,64}$", required=False,
+        help_text="An account the tenant already has and has connected to this platform; empty: a new one.",
+    )  # fmt: skip
+    email = forms.EmailField(required=False, help_text="The account holder's address (a new account).")
+    country = forms.RegexField(regex=r"^[A-Z]{2}$", required=False, help_text="ISO 3166-1 alpha-2, e.g. NL.")
+
+
+class PlatformFeeForm(forms.Form):
+    platform_fee_percent = forms.DecimalField(
+        min_value=Decimal(0), max_value=Decimal(50), decimal_places=2, label="Platform fee (%)",
+        help_text="The platform's share of each card payment on the tenant's account (application_fee_amount).",
+    )  # fmt: skip
+
+
+def _stripe(settings_row) -> StripeConnection | None:
+    return StripeConnection.objects.filter(tenant_id=settings_row.tenant_id).first()
+
+
+def _stripe_live(settings_row) -> bool:
+    connection = _stripe(settings_row)
+    return connection is not None and connection.live
+
+
 @admin.register(BillingSettings)
-class BillingSettingsAdmin(AuditedModelAdmin):
-    list_display = ["tenant", "invoice_number_format", "credit_note_number_format", "payment_terms_days"]
+class BillingSettingsAdmin(ServiceFormMixin, ConsoleModelAdmin):
+    """A tenant's billing settings, saved by ``tenant_settings.settings_update`` (the API's service,
+    audited there), with the tenant's Stripe account and its generic webhook secrets on the page."""
+
+    form = BillingSettingsForm
+    list_display = ["tenant", "invoice_number_format", "credit_note_number_format", "payment_terms_days", "stripe"]
     search_fields = ["tenant__name"]
     list_select_related = ["tenant"]
     list_filter = ["payment_terms_days"]
+    readonly_fields = ["stripe_account", "webhook_secrets"]
+    object_actions = [
+        ObjectAction(
+            "connect_stripe",
+            "Connect Stripe",
+            method="connect_stripe_one",
+            form=StripeConnectForm,
+            help="Connect the tenant's own Stripe account (a new Express or Standard one, or one it has): "
+            "its customers' card payments go there. Answers Stripe's onboarding link for the tenant's owner "
+            "(valid a few minutes; ask again for a fresh one).",
+        ),
+        ObjectAction(
+            "platform_fee",
+            "Platform fee",
+            method="platform_fee_one",
+            form=PlatformFeeForm,
+            initial=lambda row: {"platform_fee_percent": getattr(_stripe(row), "platform_fee_percent", 0)},
+            show=_stripe_live,
+            help="Only operators set it; tenants see it in GET /billing/stripe/connect.",
+        ),
+        ObjectAction(
+            "disconnect_stripe",
+            "Disconnect Stripe",
+            method="disconnect_stripe_one",
+            confirm=True,
+            style="danger",
+            show=_stripe_live,
+            help="Card payments stop until an account is connected again; payments made stay refundable there.",
+        ),
+    ]
+
+    def get_readonly_fields(self, request, obj=None):
+        # The tenant of existing settings is fixed; a new row names its tenant.
+        return [*self.readonly_fields, "tenant"] if obj is not None else []
+
+    def get_fields(self, request, obj=None):
+        fields = list(self.form.Meta.fields)
+        return [*fields, "stripe_account", "webhook_secrets"] if obj is not None else fields
+
+    def object_action_scope(self, obj):
+        return tenant_scope(obj.tenant)
+
+    @admin.display(description="Stripe")
+    def stripe(self, obj):
+        connection = _stripe(obj)
+        return badge(connection.status if connection else "none")
+
+    @admin.display(description="Stripe account")
+    def stripe_account(self, obj):
+        connection = _stripe(obj)
+        if connection is None:
+            return "None connected: the tenant takes manual payments."
+        due = ", ".join(connection.requirements_due[:5]) or "nothing"
+        return format_html(
+            "{} {} ({}) · charges {} · payouts {} · details {} · Stripe still asks for: {} · platform fee {} %",
+            badge(connection.status), connection.account_id, connection.get_account_type_display(),
+            _yes(connection.charges_enabled), _yes(connection.payouts_enabled), _yes(connection.details_submitted),
+            due, connection.platform_fee_percent,
+        )  # fmt: skip
+
+    @admin.display(description="Generic webhook secrets")
+    def webhook_secrets(self, obj):
+        rows = webhook_secrets.valid(obj.tenant_id).order_by("-created_at")
+        if not rows:
+            return "None: the tenant's members rotate one in (POST /billing/settings/webhook-secrets)."
+        return format_html_join(
+            ", ", "{}… made {}{}",
+            ((r.prefix, when(r.created_at), f", valid until {when(r.expires_at)}" if r.expires_at else "")
+             for r in rows),
+        )  # fmt: skip
+
+    def service_save(self, request, form, formsets, change):
+        data = {name: form.cleaned_data[name] for name in tenant_settings.FIELDS if name in form.cleaned_data}
+        for name in ("reminder_days_before", "reminder_days_after"):
+            data[name] = data.get(name) or []
+        tenant = form.instance.tenant if change else form.cleaned_data["tenant"]
+        with tenant_scope(tenant):
+            return tenant_settings.settings_update(tenant=tenant, data=data, actor=request.user)
+
+    # -- buttons --
+
+    def connect_stripe_one(self, request, row, data):
+        back = request.build_absolute_uri(reverse("admin:billing_billingsettings_change", args=[row.pk]))
+        connection, link = connect.connect_start(
+            tenant=row.tenant, actor=request.user, account_type=data["account_type"],
+            account_id=data.get("account_id") or "", email=data.get("email") or "", country=data.get("country") or "",
+            return_url=back, refresh_url=back,
+        )  # fmt: skip
+        return format_html(
+            '{}: {} connected ({}). Stripe\'s onboarding for the tenant\'s owner: <a href="{}">{}</a>',
+            row.tenant, connection.account_id, connection.status, link["url"], link["url"],
+        )  # fmt: skip
+
+    def platform_fee_one(self, request, row, data):
+        connection = _stripe(row)
+        if connection is None:
+            return "No Stripe account is connected."
+        connect.connect_set_fee(connection=connection, percent=data["platform_fee_percent"], actor=request.user)
+        return f"{row.tenant}: platform fee {data['platform_fee_percent']} %."
+
+    def disconnect_stripe_one(self, request, row, data):
+        connect.connect_disconnect(tenant=row.tenant, actor=request.user, reason="by an operator")
+        return f"{row.tenant}: Stripe disconnected; its customers pay by manual methods."
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 @admin.register(NumberSequence)

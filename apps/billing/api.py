@@ -8,12 +8,25 @@ from rest_framework.views import APIView
 
 from apps.common.exceptions import InvalidInput
 from apps.common.throttling import DynamicScopedRateThrottle
+from apps.tenancy.models import Tenant
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
 
 from .filters import CreditNoteFilter, InvoiceFilter, PaymentFilter, SubscriptionFilter
-from .models import CreditNote, Invoice, Payment, PaymentMethod, Subscription, WebhookEvent
+from .models import (
+    BillingSettings,
+    CreditNote,
+    Invoice,
+    Payment,
+    PaymentMethod,
+    StripeConnection,
+    Subscription,
+    WebhookEvent,
+    WebhookSecret,
+)
 from .serializers import (
+    BillingSettingsInputSerializer,
+    BillingSettingsSerializer,
     CancelSerializer,
     CheckoutLinkSerializer,
     CreditNoteCreateSerializer,
@@ -25,14 +38,30 @@ from .serializers import (
     PaymentSerializer,
     PaySerializer,
     RefundSerializer,
+    StripeConnectionSerializer,
+    StripeConnectSerializer,
+    StripeOnboardingSerializer,
     SubscriptionCreateSerializer,
     SubscriptionSerializer,
     SubscriptionUpdateSerializer,
     UsageRecordSerializer,
     UsageSerializer,
     WebhookAnswer,
+    WebhookSecretCreatedSerializer,
+    WebhookSecretRotateSerializer,
+    WebhookSecretsSerializer,
 )
-from .services import credit_notes, documents, invoices, payments, stripe_gateway, subscriptions, webhooks
+from .services import (
+    connect,
+    credit_notes,
+    documents,
+    invoices,
+    payments,
+    subscriptions,
+    tenant_settings,
+    webhook_secrets,
+    webhooks,
+)
 
 
 class InvoiceViewSet(ResourceViewSet):
@@ -75,7 +104,7 @@ class InvoiceViewSet(ResourceViewSet):
     def create_resource(self, data):
         invoice = invoices.invoice_create(
             tenant=self.tenant, customer=data["customer"], lines=data["lines"], currency=data.get("currency"),
-            due_date=data.get("due_date"), notes=data.get("notes", ""),
+            due_date=data.get("due_date"), notes=data.get("notes", ""), by_hand=True,
         )  # fmt: skip
         return self.current(invoice)
 
@@ -114,7 +143,7 @@ class InvoiceViewSet(ResourceViewSet):
         invoice = self.get_object()
         data = self.validated()
         if data["method"] == PaymentMethod.STRIPE:
-            link = stripe_gateway.checkout_link(invoice=invoice)
+            link = payments.checkout_start(invoice=invoice)
             return self.answer(link, status.HTTP_201_CREATED, serializer=CheckoutLinkSerializer)
         payments.payment_record(
             invoice=invoice, amount=data["amount"], method=data["method"], reference=data.get("reference", ""),
@@ -200,7 +229,9 @@ class _WebhookView(APIView):
 
 
 class StripeWebhookView(_WebhookView):
-    """Stripe events, verified like `stripe.Webhook.construct_event` (5-minute tolerance)."""
+    """Stripe events, verified like `stripe.Webhook.construct_event` (5-minute tolerance), from the
+    platform's account or (Connect) a tenant's connected account: an event naming an `account` is
+    applied within the tenant that connected it, or stored and answered 200 when none has."""
 
     @extend_schema(request=None, responses={200: WebhookAnswer, 400: OpenApiResponse(description="Bad signature")},
                    auth=[], summary="Stripe webhook")  # fmt: skip
@@ -212,9 +243,12 @@ class StripeWebhookView(_WebhookView):
             return Response({"detail": f"Invalid signature: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
         if not webhooks.is_stripe_event(payload):
             return Response({"detail": "Not a Stripe event."}, status=status.HTTP_400_BAD_REQUEST)
+        account = payload.get("account") or ""
+        if not isinstance(account, str) or len(account) > 255:
+            return Response({"detail": "Not a Stripe event."}, status=status.HTTP_400_BAD_REQUEST)
         event = webhooks.receive(
             provider="stripe", event_id=str(payload["id"]), type=str(payload["type"]),
-            created=webhooks.stripe_created(payload), payload=payload, raw=raw,
+            created=webhooks.stripe_created(payload), payload=payload, raw=raw, account=account,
         )  # fmt: skip
         return self.answer(event)
 
@@ -238,6 +272,125 @@ class GenericWebhookView(_WebhookView):
             created=None, payload=payload, raw=raw,
         )  # fmt: skip
         return self.answer(event)
+
+
+class TenantGenericWebhookView(_WebhookView):
+    """A tenant's own generic endpoint: signed with the tenant's secret (two valid while it rotates),
+    applied only to that tenant's invoices. An unknown tenant and a bad signature answer alike (400)."""
+
+    @extend_schema(request=GenericEventSerializer,
+                   responses={200: WebhookAnswer, 400: OpenApiResponse(description="Bad signature or body")},
+                   auth=[], summary="A tenant's generic payment webhook",
+                   operation_id="billing_webhooks_generic_tenant_create")  # fmt: skip
+    def post(self, request, slug: str):
+        raw = request.body
+        tenant = Tenant.objects.filter(slug=slug).first()
+        secrets = webhook_secrets.valid_secrets(tenant) if tenant is not None else []
+        try:
+            payload = webhooks.verify_generic(raw, request.headers.get("X-Mpanel-Signature"), secrets)
+        except webhooks.BadSignature as exc:
+            return Response({"detail": f"Invalid signature: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
+        serializer = GenericEventSerializer(data=payload if isinstance(payload, dict) else {})
+        serializer.is_valid(raise_exception=True)
+        event = webhooks.receive(
+            provider="generic", event_id=serializer.validated_data["id"], type=serializer.validated_data["type"],
+            created=None, payload=payload, raw=raw, tenant=tenant,
+        )  # fmt: skip
+        return self.answer(event)
+
+
+class BillingSettingsViewSet(ResourceViewSet):
+    """The tenant's billing settings: `GET /billing/settings` (BILLING+), `PUT|PATCH` (ADMIN+; fields
+    left out keep their value). A number format that cannot give unique numbers is a 400."""
+
+    serializer_class = BillingSettingsSerializer
+    queryset = BillingSettings.objects.all()  # one row per tenant, addressed without an id
+    input_serializers = {"update": BillingSettingsInputSerializer}
+    required_roles = {"retrieve": Role.BILLING, "update": Role.ADMIN, "partial_update": Role.ADMIN}
+
+    @extend_schema(responses={200: BillingSettingsSerializer}, summary="The tenant's billing settings")
+    def retrieve(self, request, *args, **kwargs):
+        return self.answer(tenant_settings.settings_of(self.tenant))
+
+    @extend_schema(request=BillingSettingsInputSerializer, responses={200: BillingSettingsSerializer},
+                   summary="Change billing settings (fields left out keep their value)")  # fmt: skip
+    def update(self, request, *args, **kwargs):
+        data = self.validated(partial=True)
+        return self.answer(tenant_settings.settings_update(tenant=self.tenant, data=data, actor=request.user))
+
+    @extend_schema(request=BillingSettingsInputSerializer, responses={200: BillingSettingsSerializer},
+                   summary="Change billing settings (fields left out keep their value)")  # fmt: skip
+    def partial_update(self, request, *args, **kwargs):
+        return self.update(request, *args, **kwargs)
+
+
+class StripeConnectViewSet(ResourceViewSet):
+    """The tenant's own Stripe account (Stripe Connect): `GET /billing/stripe/connect` (BILLING+) its
+    state; `POST` (ADMIN+) connects one (a new Express or Standard account, or `account_id` the tenant
+    already has) and answers Stripe's onboarding link; `DELETE` (ADMIN+) disconnects it. Closed to API
+    tokens: where customers' money goes is changed only by a signed-in person."""
+
+    serializer_class = StripeConnectionSerializer
+    queryset = StripeConnection.objects.all()
+    input_serializers = {"create": StripeConnectSerializer}
+    identity_management = True
+    required_roles = {"retrieve": Role.BILLING, "create": Role.ADMIN, "destroy": Role.ADMIN}
+
+    @extend_schema(responses={200: StripeConnectionSerializer}, summary="The tenant's Stripe account")
+    def retrieve(self, request, *args, **kwargs):
+        return self.answer(StripeConnectionSerializer.of(connect.connection_of(self.tenant)))
+
+    @extend_schema(request=StripeConnectSerializer, responses={201: StripeOnboardingSerializer},
+                   summary="Connect a Stripe account and get its onboarding link")  # fmt: skip
+    def create(self, request, *args, **kwargs):
+        data = self.validated()
+        connection, link = connect.connect_start(
+            tenant=self.tenant, actor=request.user, account_type=data.get("account_type", "express"),
+            account_id=data.get("account_id", ""), email=data.get("email", "") or request.user.email,
+            country=data.get("country", ""),
+        )  # fmt: skip
+        body = {**StripeConnectionSerializer.of(connection), "onboarding_url": link["url"],
+                "onboarding_expires_at": link["expires_at"]}  # fmt: skip
+        return self.answer(body, status.HTTP_201_CREATED, serializer=StripeOnboardingSerializer)
+
+    @extend_schema(request=None, responses={200: StripeConnectionSerializer},
+                   summary="Disconnect the tenant's Stripe account (payments become manual)")  # fmt: skip
+    def destroy(self, request, *args, **kwargs):
+        connection = connect.connect_disconnect(tenant=self.tenant, actor=request.user)
+        return self.answer(StripeConnectionSerializer.of(connection))
+
+
+class WebhookSecretViewSet(ResourceViewSet):
+    """The signing secrets of the tenant's own generic webhook endpoint: `GET
+    /billing/settings/webhook-secrets` (ADMIN+) lists the valid ones (never the secret); `POST`
+    (ADMIN+) rotates: a new secret, answered this once, while the current one stays valid `grace_hours`
+    (default 24). Closed to API tokens: a secret signs payments."""
+
+    serializer_class = WebhookSecretsSerializer
+    queryset = WebhookSecret.objects.all()
+    input_serializers = {"create": WebhookSecretRotateSerializer}
+    identity_management = True
+    required_roles = {"retrieve": Role.ADMIN, "create": Role.ADMIN}
+
+    def _state(self) -> dict:
+        endpoint = self.request.build_absolute_uri(f"/api/v1/billing/webhooks/generic/{self.tenant.slug}")
+        return {"endpoint": endpoint, "secrets": list(webhook_secrets.valid(self.tenant).order_by("-created_at"))}
+
+    @extend_schema(responses={200: WebhookSecretsSerializer}, summary="The tenant's generic webhook secrets")
+    def retrieve(self, request, *args, **kwargs):
+        return self.answer(self._state())
+
+    @extend_schema(request=WebhookSecretRotateSerializer, responses={201: WebhookSecretCreatedSerializer},
+                   summary="Rotate the generic webhook secret (the new one is shown once)")  # fmt: skip
+    def create(self, request, *args, **kwargs):
+        data = self.validated()
+        _row, plain = webhook_secrets.secret_rotate(
+            tenant=self.tenant, actor=request.user, grace_hours=data.get("grace_hours", 24)
+        )
+        response = self.answer({**self._state(), "secret": plain}, status.HTTP_201_CREATED,
+                               serializer=WebhookSecretCreatedSerializer)  # fmt: skip
+        response["Cache-Control"] = "no-store"
+        return response
 
 
 class SubscriptionViewSet(ResourceViewSet):

@@ -37,6 +37,12 @@ def money_checks(model: str, *fields: str) -> list[models.CheckConstraint]:
     ]
 
 
+# Every way an invoice can be paid (PaymentMethod's values): manual ones an operator or member records,
+# and the providers' own (Stripe Checkout on the tenant's connected account, the generic webhook).
+def default_payment_methods() -> list[str]:
+    return ["bank_transfer", "cash", "cheque", "stripe", "generic"]
+
+
 class BillingSettings(TimestampedModel):
     """A tenant's billing configuration (one row per tenant, made on first use)."""
 
@@ -54,6 +60,12 @@ class BillingSettings(TimestampedModel):
     )
     terminate_after_days = models.PositiveSmallIntegerField(
         null=True, blank=True, default=45, help_text="Cancel the services this many days after due; empty = never."
+    )
+    currencies = models.JSONField(
+        default=list, blank=True, help_text="The currencies invoices may be in (ISO 4217); empty = any."
+    )
+    payment_methods = models.JSONField(
+        default=default_payment_methods, blank=True, help_text="The ways customers may pay this tenant's invoices."
     )
 
     class Meta:
@@ -204,6 +216,10 @@ class Payment(TenantOwnedModel):
     status = models.CharField(max_length=20, choices=PaymentStatus.choices, default=PaymentStatus.SUCCEEDED)
     reference = models.CharField(max_length=200, blank=True)
     provider_ref = models.CharField(max_length=200, null=True, blank=True, help_text="e.g. Stripe's payment intent")
+    provider_account = models.CharField(
+        max_length=255, blank=True, default="",
+        help_text="The connected Stripe account the money went to (empty: the platform's own); refunds go there.",
+    )  # fmt: skip
     applied_to_invoice = money_field()
     credited_to_balance = money_field()
     refunded_amount = money_field()
@@ -328,8 +344,15 @@ class WebhookEvent(TimestampedModel):
 
     provider = models.CharField(max_length=16, choices=Provider.choices)
     event_id = models.CharField(max_length=255)
+    # Where the delivery came in: "" for the platform's endpoints, the tenant's id for its own generic
+    # endpoint (a generic event id is the tenant's own text: two tenants' "evt-1" are two events).
+    scope = models.CharField(max_length=64, blank=True, default="")
+    # The connected Stripe account a Connect event names (Event.account); "" for the platform's own.
+    account = models.CharField(max_length=255, blank=True, default="")
     type = models.CharField(max_length=100)
     event_created = models.DateTimeField(null=True, blank=True)
+    # The tenant the event was applied to; for a Connect event or a tenant endpoint's, the tenant it is
+    # bound to before anything is read from its payload (it can touch nothing of another tenant's).
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     payload = models.JSONField()
     raw_body = models.TextField()
@@ -340,11 +363,19 @@ class WebhookEvent(TimestampedModel):
 
     class Meta:
         ordering = ["-created_at"]
-        constraints = [models.UniqueConstraint(fields=["provider", "event_id"], name="uniq_webhook_event")]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "scope", "event_id"], name="uniq_webhook_event_in_scope")
+        ]
         indexes = [models.Index(fields=["status", "-created_at"]), models.Index(fields=["tenant", "-created_at"])]
 
     def __str__(self) -> str:
         return f"{self.provider}:{self.type}:{self.event_id}"
+
+    @property
+    def bound_tenant_id(self):
+        """The tenant the route bound this event to (a Connect account's, a tenant endpoint's), or None
+        for the platform's own deliveries, which find their tenant from the invoice they name."""
+        return self.tenant_id if (self.account or self.scope) else None
 
 
 class SubscriptionStatus(models.TextChoices):
@@ -505,6 +536,8 @@ class CheckoutSession(TenantOwnedModel):
     invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="checkout_sessions")
     provider = models.CharField(max_length=16, default="stripe")
     session_id = models.CharField(max_length=255)
+    account = models.CharField(max_length=255, blank=True, default="", help_text="The connected Stripe account.")
+    application_fee = money_field(help_text="The platform's fee on this payment.")
     amount = money_field()
     currency = models.CharField(max_length=3)
     url = models.URLField(max_length=2000)
@@ -518,3 +551,80 @@ class CheckoutSession(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.provider.capitalize()} checkout {self.session_id[:16]}…"
+
+
+class StripeConnection(TimestampedModel):
+    """A tenant's own Stripe account, connected to the platform (Stripe Connect): its customers' card
+    payments are made on it (``Stripe-Account``), so the money is the tenant's. Only the account's id
+    is kept: the platform's key acts on it, the tenant gives no secret key.
+
+    One row per tenant; one account serves one tenant at a time (a partial unique index)."""
+
+    class AccountType(models.TextChoices):
+        EXPRESS = "express", "Express (onboarding by Stripe, dashboard light)"
+        STANDARD = "standard", "Standard (the tenant's own full Stripe account)"
+
+    audit_fields = (
+        "account_id", "account_type", "charges_enabled", "payouts_enabled", "details_submitted",
+        "platform_fee_percent", "disconnected_at",
+    )  # fmt: skip
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="stripe_connection")
+    account_id = models.CharField(max_length=255, help_text="Stripe's account id, acct_…")
+    account_type = models.CharField(max_length=10, choices=AccountType.choices, default=AccountType.EXPRESS)
+    charges_enabled = models.BooleanField(default=False)
+    payouts_enabled = models.BooleanField(default=False)
+    details_submitted = models.BooleanField(default=False)
+    requirements_due = models.JSONField(default=list, blank=True, help_text="What Stripe still asks for.")
+    platform_fee_percent = models.DecimalField(
+        max_digits=5, decimal_places=2, default=Decimal("0"),
+        help_text="The platform's fee on each payment, in percent (set by operators only).",
+    )  # fmt: skip
+    status_at = models.DateTimeField(null=True, blank=True, help_text="Time of the newest account state we hold.")
+    connected_at = models.DateTimeField(null=True, blank=True)
+    disconnected_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account_id"], condition=Q(disconnected_at__isnull=True), name="uniq_live_stripe_account"
+            ),
+            models.CheckConstraint(
+                condition=Q(platform_fee_percent__gte=0) & Q(platform_fee_percent__lte=50),
+                name="stripe_platform_fee_0_50",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} ({self.tenant})"
+
+    @property
+    def live(self) -> bool:
+        return self.disconnected_at is None
+
+    @property
+    def status(self) -> str:
+        if not self.live:
+            return "disconnected"
+        if self.charges_enabled:
+            return "active"
+        return "pending" if not self.details_submitted else "restricted"
+
+
+class WebhookSecret(TenantOwnedModel):
+    """A signing secret of the tenant's own generic webhook endpoint, encrypted at rest
+    (``apps.billing.crypto``). Rotating makes a new one and lets the previous one expire after a grace
+    period, so at most two are valid at once and no delivery is dropped while a provider switches."""
+
+    audit_fields = ("prefix", "expires_at")
+
+    secret_encrypted = models.TextField()
+    prefix = models.CharField(max_length=16, help_text="The secret's first characters, to tell them apart.")
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Empty: valid until rotated.")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}…"

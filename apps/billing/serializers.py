@@ -8,7 +8,19 @@ from apps.common.money import CURRENCY_CHOICES, render_amount
 from apps.common.serializers import ModelSerializer, Serializer
 from apps.customers.models import Customer
 
-from .models import CreditNote, CreditNoteLine, Invoice, InvoiceLine, Payment, PaymentMethod, Subscription, UsageRecord
+from .models import (
+    BillingSettings,
+    CreditNote,
+    CreditNoteLine,
+    Invoice,
+    InvoiceLine,
+    Payment,
+    PaymentMethod,
+    StripeConnection,
+    Subscription,
+    UsageRecord,
+    WebhookSecret,
+)
 from .periods import RECURRING_CYCLES
 
 
@@ -248,3 +260,109 @@ class GenericEventSerializer(Serializer):
     id = serializers.CharField(max_length=255)
     type = serializers.CharField(max_length=100)
     data = serializers.DictField()
+
+
+# --- settings, Stripe Connect, the tenant's generic webhook secrets -----------------------------------
+
+
+class BillingSettingsSerializer(ModelSerializer):
+    class Meta:
+        model = BillingSettings
+        fields = [
+            "invoice_number_format", "credit_note_number_format", "payment_terms_days", "lead_days",
+            "reminder_days_before", "reminder_days_after", "suspend_after_days", "terminate_after_days",
+            "currencies", "payment_methods", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class BillingSettingsInputSerializer(Serializer):
+    """Every field optional: those left out keep their value. The rules across fields (a format that
+    cannot give unique numbers, cancellation before suspension) are the service's, a 400 naming the field."""
+
+    invoice_number_format = serializers.CharField(max_length=64, required=False)
+    credit_note_number_format = serializers.CharField(max_length=64, required=False)
+    payment_terms_days = serializers.IntegerField(min_value=0, max_value=365, required=False)
+    lead_days = serializers.IntegerField(min_value=0, max_value=90, required=False)
+    reminder_days_before = serializers.ListField(child=serializers.IntegerField(), max_length=10, required=False)
+    reminder_days_after = serializers.ListField(child=serializers.IntegerField(), max_length=10, required=False)
+    suspend_after_days = serializers.IntegerField(min_value=0, max_value=365, allow_null=True, required=False)
+    terminate_after_days = serializers.IntegerField(min_value=0, max_value=365, allow_null=True, required=False)
+    currencies = serializers.ListField(
+        child=serializers.ChoiceField(choices=CURRENCY_CHOICES), max_length=50, required=False
+    )
+    payment_methods = serializers.ListField(
+        child=serializers.ChoiceField(choices=PaymentMethod.values), min_length=1, required=False
+    )
+
+
+class StripeConnectionSerializer(Serializer):
+    """The tenant's Stripe account as the platform knows it (``connected: false`` when it has none)."""
+
+    connected = serializers.BooleanField()
+    status = serializers.CharField(
+        help_text="none, pending (onboarding not finished), restricted (Stripe asks for more), active "
+        "(takes card payments) or disconnected."
+    )
+    account_id = serializers.CharField(allow_null=True)
+    account_type = serializers.CharField(allow_null=True)
+    charges_enabled = serializers.BooleanField()
+    payouts_enabled = serializers.BooleanField()
+    details_submitted = serializers.BooleanField()
+    requirements_due = serializers.ListField(child=serializers.CharField())
+    platform_fee_percent = serializers.DecimalField(max_digits=5, decimal_places=2)
+    connected_at = serializers.DateTimeField(allow_null=True)
+    disconnected_at = serializers.DateTimeField(allow_null=True)
+
+    @staticmethod
+    def of(connection: StripeConnection | None) -> dict:
+        if connection is None:
+            return {
+                "connected": False, "status": "none", "account_id": None, "account_type": None,
+                "charges_enabled": False, "payouts_enabled": False, "details_submitted": False,
+                "requirements_due": [], "platform_fee_percent": Decimal(0), "connected_at": None,
+                "disconnected_at": None,
+            }  # fmt: skip
+        return {
+            "connected": connection.live, "status": connection.status, "account_id": connection.account_id,
+            "account_type": connection.account_type, "charges_enabled": connection.charges_enabled,
+            "payouts_enabled": connection.payouts_enabled, "details_submitted": connection.details_submitted,
+            "requirements_due": connection.requirements_due, "platform_fee_percent": connection.platform_fee_percent,
+            "connected_at": connection.connected_at, "disconnected_at": connection.disconnected_at,
+        }  # fmt: skip
+
+
+class StripeConnectSerializer(Serializer):
+    account_type = serializers.ChoiceField(choices=StripeConnection.AccountType.values, required=False)
+    account_id = serializers.RegexField(
+        r"^acct_[A-Za-z0-9]{1,64}$", required=False, help_text="An account the tenant has connected to the platform."
+    )
+    email = serializers.EmailField(required=False)
+    country = serializers.RegexField(r"^[A-Z]{2}$", required=False, help_text="ISO 3166-1 alpha-2, e.g. NL.")
+
+
+class StripeOnboardingSerializer(StripeConnectionSerializer):
+    onboarding_url = serializers.URLField(help_text="Stripe's onboarding page; valid a few minutes.")
+    onboarding_expires_at = serializers.IntegerField()
+
+
+class WebhookSecretSerializer(ModelSerializer):
+    class Meta:
+        model = WebhookSecret
+        fields = ["id", "prefix", "created_at", "expires_at"]
+        read_only_fields = fields
+
+
+class WebhookSecretsSerializer(Serializer):
+    endpoint = serializers.CharField(help_text="Where the tenant's provider posts its events.")
+    secrets = WebhookSecretSerializer(many=True, help_text="Valid now, newest first (two during a rotation).")
+
+
+class WebhookSecretRotateSerializer(Serializer):
+    grace_hours = serializers.IntegerField(
+        min_value=0, max_value=168, required=False, help_text="How long the current secret stays valid (default 24)."
+    )
+
+
+class WebhookSecretCreatedSerializer(WebhookSecretsSerializer):
+    secret = serializers.CharField(help_text="The new secret, shown this once: store it with your provider.")

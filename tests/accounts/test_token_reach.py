@@ -4,7 +4,8 @@ Every route under /api/v1/ is walked and classified by this file's own table (th
 independently of the code's rule in ``apps.security.authentication.token_may_reach``):
 
 - identity and account management (members, invitations, tokens, the security policy, the account's
-  own security, logins and passwords, the tenants list): an OWNER's token gets 403 on every method,
+  own security, logins and passwords, the tenants list) and where customers' money goes (the tenant's
+  connected Stripe account, its webhook signing secrets): an OWNER's token gets 403 on every method,
   with a body that would plant an owner, invite an address, mint a token or loosen the policy, and
   not one row of who-can-get-in changes;
 - every other tenant API: the token answers exactly what its owner's signed-in session answers
@@ -38,7 +39,11 @@ from tests.conftest import client_for
 from tests.security.test_security_tokens import bearer, token_for
 
 # The spec: routes a token must never reach (paths relative to /api/v1/).
-IDENTITY_ROUTES = re.compile(r"^(auth/|tenants(/|$)|users(/|$)|security/(me|tokens|policy)(/|$))")
+IDENTITY_ROUTES = re.compile(
+    r"^(auth/|tenants(/|$)|users(/|$)|security/(me|tokens|policy)(/|$)"
+    # Where customers' money goes: the tenant's Stripe account and the secrets that sign its payments.
+    r"|billing/stripe/connect|billing/settings/webhook-secrets)"
+)
 # What a leaked token would send: each field is what one of those routes needs to do harm.
 HOSTILE_BODY = {
     "email": "planted@evil.test",

@@ -295,6 +295,9 @@ def stripe_replay(settings):
     thread.start()
     settings.STRIPE_API_KEY = "sk_test_mpanel"
     settings.STRIPE_API_BASE = f"http://127.0.0.1:{server.server_port}"
+    # These tenants have no connected account: the platform collects for them (tests/billing/test_connect.py
+    # covers connected accounts and the refusal when the platform does not collect).
+    settings.MPANEL_STRIPE_PLATFORM_CHARGES = True
     yield _StripeReplay
     server.shutdown()
 

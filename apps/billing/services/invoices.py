@@ -22,7 +22,7 @@ from apps.customers.models import Customer
 from .. import amounts
 from ..locks import lock_customer, lock_customers, lock_invoice
 from ..models import BillingSettings, CreditTransaction, Invoice, InvoiceLine, InvoiceStatus
-from . import numbering
+from . import numbering, tenant_settings
 from .credit import credit_balance
 from .hooks import invoice_paid, invoice_voided
 from .notifications import notify_invoice, notify_invoices
@@ -100,9 +100,20 @@ def _write_lines(invoice: Invoice, lines: list[dict[str, Any]]) -> None:
 
 @transaction.atomic
 def invoice_create(
-    *, tenant, customer: Customer, lines: list[dict], currency: str | None = None, due_date=None, notes: str = ""
+    *,
+    tenant,
+    customer: Customer,
+    lines: list[dict],
+    currency: str | None = None,
+    due_date=None,
+    notes: str = "",
+    by_hand: bool = False,
 ) -> Invoice:
+    """A draft. ``by_hand`` (the API's and the admin's): in one of the tenant's currencies
+    (``BillingSettings.currencies``); a renewal of what was sold before is billed in its own."""
     currency = _check_currency(currency or customer.currency)
+    if by_hand:
+        tenant_settings.check_currency_accepted(tenant, currency)
     invoice = Invoice.objects.create(
         tenant=tenant, customer=customer, currency=currency, due_date=due_date, notes=notes
     )
@@ -120,6 +131,7 @@ def invoice_update_draft(*, invoice: Invoice, data: dict) -> Invoice:
     with audit.change(invoice, "invoice.update"):
         if "currency" in data:
             invoice.currency = _check_currency(data["currency"])
+            tenant_settings.check_currency_accepted(invoice.tenant_id, invoice.currency)
         for field in ("due_date", "notes"):
             if field in data:
                 setattr(invoice, field, data[field])

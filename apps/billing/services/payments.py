@@ -19,7 +19,7 @@ from apps.common.money import parse_amount
 
 from ..locks import lock_customer, lock_invoice, lock_payment, lock_payment_by_ref
 from ..models import CreditTransaction, Invoice, InvoiceStatus, Payment, PaymentMethod, PaymentStatus
-from . import stripe_gateway
+from . import stripe_gateway, tenant_settings
 from .credit_notes import credit_note_for_refund
 from .hooks import invoice_paid
 from .invoices import mark_paid_if_settled
@@ -30,6 +30,13 @@ ZERO = Decimal(0)
 
 def _checked_amount(amount: Decimal, currency: str) -> Decimal:
     return parse_amount(amount, currency, positive=True)
+
+
+def checkout_start(*, invoice: Invoice) -> dict:
+    """A Stripe Checkout link for the invoice, where the tenant offers card payments (its connected
+    account, ``stripe_gateway.checkout_link``); the payment is recorded when Stripe says so."""
+    tenant_settings.check_method_offered(invoice.tenant_id, PaymentMethod.STRIPE)
+    return stripe_gateway.checkout_link(invoice=invoice)
 
 
 @transaction.atomic
@@ -44,8 +51,11 @@ def payment_record(
     received_at: datetime | None = None,
     event_time: datetime | None = None,
     actor=None,
+    provider_account: str = "",
 ) -> Payment:
-    """Record money received. Idempotent by ``provider_ref`` for provider payments."""
+    """Record money received. Idempotent by ``provider_ref`` for provider payments.
+
+    ``provider_account``: the connected Stripe account the money went to (a refund goes back there)."""
     invoice = lock_invoice(invoice)
     from_provider = method in (PaymentMethod.STRIPE, PaymentMethod.GENERIC)
     currency = (currency or invoice.currency).upper()
@@ -84,6 +94,7 @@ def payment_record(
             failure_reason="",
             received_at=received_at or timezone.now(),
             provider_state_at=event_time,
+            provider_account=provider_account,
             created_by=actor if getattr(actor, "is_authenticated", False) else None,
         )
         if payment is None:

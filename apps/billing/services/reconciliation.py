@@ -29,7 +29,7 @@ def reconcile_open_sessions(*, older_than_seconds: int = 600, limit: int = 200) 
     client = stripe_gateway.client()
     for row in open_sessions:
         try:
-            session = stripe_gateway.checkout_session(row.session_id, client=client)
+            session = stripe_gateway.checkout_session(row.session_id, client=client, account=row.account)
         except stripe.StripeError:
             continue  # asked again next time
         counts["checked"] += 1
@@ -39,7 +39,7 @@ def reconcile_open_sessions(*, older_than_seconds: int = 600, limit: int = 200) 
                 payments.payment_record(
                     invoice=row.invoice, amount=from_minor_units(session.amount_total, currency), currency=currency,
                     method=PaymentMethod.STRIPE, provider_ref=session.payment_intent or session.id,
-                    reference=session.id,
+                    reference=session.id, provider_account=row.account,
                 )  # fmt: skip
                 row.status = "paid"
                 counts["paid"] += 1

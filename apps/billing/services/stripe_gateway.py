@@ -1,22 +1,27 @@
-"""Outgoing calls to Stripe (Checkout links, refunds, reading a session), through the official library.
+"""Outgoing calls to Stripe (Checkout links, refunds, reading a session, Connect accounts and their
+onboarding links), through the official library.
 
 Only calls out: what Stripe's answers mean for our payments is decided by the callers
-(``payments``, ``reconciliation``, ``webhooks``), so this module imports none of them.
+(``payments``, ``reconciliation``, ``webhooks``, ``connect``), so this module imports none of them.
 
-Objects we create carry ``metadata.mpanel_invoice_id`` so that webhooks find the invoice back.
+Objects we create carry ``metadata.mpanel_invoice_id`` so that webhooks find the invoice back. A
+tenant with a connected account (``StripeConnection``) is charged on it: every call about its money
+carries ``stripe_account`` (Stripe's ``Stripe-Account`` header), so the payment, its refund and its
+Checkout session live in the tenant's own Stripe account, with the platform's fee
+(``application_fee_amount``) when operators set one.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import stripe
 from django.conf import settings
 
 from apps.common.exceptions import Conflict, DomainError
 
-from ..amounts import to_minor_units
-from ..models import CheckoutSession, Invoice, InvoiceStatus, Payment
+from ..amounts import from_minor_units, to_minor_units
+from ..models import CheckoutSession, Invoice, InvoiceStatus, Payment, StripeConnection
 
 
 class ProviderError(DomainError):
@@ -33,12 +38,51 @@ def _client() -> stripe.StripeClient:
     return stripe.StripeClient(settings.STRIPE_API_KEY, max_network_retries=2, **kwargs)
 
 
+def live_connection(tenant_id) -> StripeConnection | None:
+    """The tenant's connected Stripe account, unless it was disconnected."""
+    return StripeConnection.objects.filter(tenant_id=tenant_id, disconnected_at__isnull=True).first()
+
+
+def application_fee(amount_minor: int, percent: Decimal) -> int:
+    """The platform's fee in minor units: ``percent`` of the charge, rounded half-up."""
+    return int((Decimal(amount_minor) * percent / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def charge_account(tenant_id) -> StripeConnection | None:
+    """Where the tenant's card payments go: its connected account (which must take charges), or the
+    platform's own account where operators allow that (``MPANEL_STRIPE_PLATFORM_CHARGES``); else 409."""
+    connection = live_connection(tenant_id)
+    if connection is not None:
+        if not connection.charges_enabled:
+            raise Conflict(
+                "This tenant's Stripe account cannot take payments yet: finish Stripe's onboarding "
+                "(POST /billing/stripe/connect answers the link).", code="stripe_onboarding_incomplete",
+            )  # fmt: skip
+        return connection
+    if not settings.MPANEL_STRIPE_PLATFORM_CHARGES:
+        raise Conflict(
+            "This tenant has not connected a Stripe account: pay by another method, or connect one "
+            "(POST /billing/stripe/connect).", code="stripe_not_connected",
+        )  # fmt: skip
+    return None
+
+
 def checkout_link(*, invoice: Invoice) -> dict:
-    """A hosted Checkout page for what is due on the invoice."""
+    """A hosted Checkout page for what is due on the invoice, on the tenant's connected account."""
     if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE) or invoice.amount_due <= 0:
         raise Conflict(f"A {invoice.status} invoice with nothing due cannot be paid.")
+    connection = charge_account(invoice.tenant_id)
+    account = connection.account_id if connection else ""
     metadata = {"mpanel_invoice_id": str(invoice.pk), "mpanel_tenant_id": str(invoice.tenant_id)}
     base = settings.MPANEL_FRONTEND_URL.rstrip("/")
+    minor = to_minor_units(invoice.amount_due, invoice.currency)
+    fee = application_fee(minor, connection.platform_fee_percent) if connection else 0
+    intent_data: dict = {"metadata": metadata}
+    if fee > 0:
+        intent_data["application_fee_amount"] = fee
+    options: dict = {"idempotency_key": f"checkout-{invoice.pk}-{minor}-{account or 'platform'}-{fee}"}
+    if account:
+        options["stripe_account"] = account
     try:
         session = _client().v1.checkout.sessions.create(
             params={
@@ -48,34 +92,34 @@ def checkout_link(*, invoice: Invoice) -> dict:
                         "quantity": 1,
                         "price_data": {
                             "currency": invoice.currency.lower(),
-                            "unit_amount": to_minor_units(invoice.amount_due, invoice.currency),
+                            "unit_amount": minor,
                             "product_data": {"name": f"Invoice {invoice.number}"},
                         },
                     }
                 ],
                 "metadata": metadata,
-                "payment_intent_data": {"metadata": metadata},
+                "payment_intent_data": intent_data,
                 "customer_email": invoice.customer.invoice_email,
                 "success_url": f"{base}/invoices/{invoice.pk}/paid",
                 "cancel_url": f"{base}/invoices/{invoice.pk}",
             },
-            options={
-                "idempotency_key": f"checkout-{invoice.pk}-{to_minor_units(invoice.amount_due, invoice.currency)}"
-            },
+            options=options,
         )
     except stripe.StripeError as exc:
         raise ProviderError(f"Stripe refused the request: {exc.user_message or exc}") from exc
     CheckoutSession.objects.get_or_create(
         provider="stripe", session_id=session.id,
         defaults={"tenant_id": invoice.tenant_id, "invoice": invoice, "amount": invoice.amount_due,
-                  "currency": invoice.currency, "url": session.url},
+                  "currency": invoice.currency, "url": session.url, "account": account,
+                  "application_fee": from_minor_units(fee, invoice.currency)},
     )  # fmt: skip
     return {"provider": "stripe", "id": session.id, "url": session.url, "expires_at": session.expires_at}
 
 
-def checkout_session(session_id: str, *, client: stripe.StripeClient | None = None):
-    """Stripe's view of one Checkout session now (raises ``stripe.StripeError``)."""
-    return (client or _client()).v1.checkout.sessions.retrieve(session_id)
+def checkout_session(session_id: str, *, client: stripe.StripeClient | None = None, account: str = ""):
+    """Stripe's view of one Checkout session now, in the account it was made in (raises ``stripe.StripeError``)."""
+    options = {"stripe_account": account} if account else {}
+    return (client or _client()).v1.checkout.sessions.retrieve(session_id, options=options)
 
 
 def client() -> stripe.StripeClient:
@@ -84,13 +128,59 @@ def client() -> stripe.StripeClient:
 
 
 def refund(*, payment: Payment, amount: Decimal) -> str:
+    """A refund in the account the money went to. On a connected account the platform's fee is given
+    back in proportion (``refund_application_fee``): the platform keeps no fee on money returned."""
     if not payment.provider_ref:
         raise Conflict("This Stripe payment has no payment intent to refund.")
+    params: dict = {"payment_intent": payment.provider_ref, "amount": to_minor_units(amount, payment.currency)}
+    options: dict = {"idempotency_key": f"refund-{payment.pk}-{payment.refunded_amount}-{amount}"}
+    if payment.provider_account:
+        params["refund_application_fee"] = True
+        options["stripe_account"] = payment.provider_account
     try:
-        result = _client().v1.refunds.create(
-            params={"payment_intent": payment.provider_ref, "amount": to_minor_units(amount, payment.currency)},
-            options={"idempotency_key": f"refund-{payment.pk}-{payment.refunded_amount}-{amount}"},
-        )
+        result = _client().v1.refunds.create(params=params, options=options)
     except stripe.StripeError as exc:
         raise ProviderError(f"Stripe refused the refund: {exc.user_message or exc}") from exc
     return result.id
+
+
+# --- Connect: the tenant's own account ----------------------------------------------------------
+
+
+def account_create(*, tenant_id, account_type: str, email: str = "", country: str = ""):
+    """A new connected account for the tenant (Express or Standard), filled in by its owner on
+    Stripe's onboarding page (``account_link``)."""
+    params: dict = {"type": account_type, "metadata": {"mpanel_tenant_id": str(tenant_id)}}
+    if email:
+        params["email"] = email
+    if country:
+        params["country"] = country
+    if account_type == "express":
+        params["capabilities"] = {"card_payments": {"requested": True}, "transfers": {"requested": True}}
+    try:
+        return _client().v1.accounts.create(params=params, options={"idempotency_key": f"connect-{tenant_id}"})
+    except stripe.StripeError as exc:
+        raise ProviderError(f"Stripe refused to create the account: {exc.user_message or exc}") from exc
+
+
+def account_retrieve(account_id: str):
+    """A connected account as Stripe sees it now (a 404 there: not connected to this platform)."""
+    try:
+        return _client().v1.accounts.retrieve(account_id)
+    except stripe.InvalidRequestError as exc:
+        raise Conflict(
+            f"Stripe knows no account {account_id} connected to this platform.", code="stripe_account_unknown"
+        ) from exc
+    except stripe.StripeError as exc:
+        raise ProviderError(f"Stripe refused the request: {exc.user_message or exc}") from exc
+
+
+def account_link(*, account_id: str, refresh_url: str, return_url: str):
+    """A one-time onboarding link (Stripe's Account Link, valid a few minutes)."""
+    try:
+        return _client().v1.account_links.create(
+            params={"account": account_id, "refresh_url": refresh_url, "return_url": return_url,
+                    "type": "account_onboarding"},
+        )  # fmt: skip
+    except stripe.StripeError as exc:
+        raise ProviderError(f"Stripe refused the onboarding link: {exc.user_message or exc}") from exc

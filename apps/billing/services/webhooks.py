@@ -29,8 +29,8 @@ from apps.tenancy.scoping import tenant_scope
 
 from ..amounts import from_minor_units
 from ..locks import lock_webhook_event
-from ..models import CheckoutSession, Invoice, Payment, PaymentMethod, WebhookEvent
-from . import payments
+from ..models import CheckoutSession, Invoice, Payment, PaymentMethod, StripeConnection, WebhookEvent, WebhookSecret
+from . import connect, payments
 
 logger = logging.getLogger(__name__)
 
@@ -45,15 +45,23 @@ class BadSignature(Exception):
 def verify_stripe(raw: bytes, header: str | None):
     """The parsed body once its signature holds. ``stripe.Webhook.construct_event`` is this same
     check (``verify_header``) followed by an unbounded ``json.loads``: the body is parsed by our
-    bounded reader instead (apps/common/parsers.py: InvalidJSON, a 400, for a nesting bomb)."""
-    secret = settings.STRIPE_WEBHOOK_SECRET
-    if not secret:
+    bounded reader instead (apps/common/parsers.py: InvalidJSON, a 400, for a nesting bomb).
+
+    Stripe signs the platform's endpoint and its Connect endpoint (events of connected accounts)
+    with two secrets; either proves the delivery is Stripe's. Which tenant a Connect event is about
+    is decided by its ``account``, never by its payload (``receive``)."""
+    secrets = [s for s in (settings.STRIPE_WEBHOOK_SECRET, settings.STRIPE_CONNECT_WEBHOOK_SECRET) if s]
+    if not secrets:
         raise BadSignature("STRIPE_WEBHOOK_SECRET is not configured.")
-    try:
-        stripe.WebhookSignature.verify_header(raw, header, secret, tolerance=settings.MPANEL_WEBHOOK_TOLERANCE)
-    except (stripe.SignatureVerificationError, ValueError) as exc:
-        raise BadSignature(str(exc)) from exc
-    return parsers.loads(raw)
+    error: Exception | None = None
+    for secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(raw, header, secret, tolerance=settings.MPANEL_WEBHOOK_TOLERANCE)
+        except (stripe.SignatureVerificationError, ValueError) as exc:
+            error = exc
+            continue
+        return parsers.loads(raw)
+    raise BadSignature(str(error))
 
 
 def sign_generic(raw: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -62,10 +70,13 @@ def sign_generic(raw: bytes, secret: str, timestamp: int | None = None) -> str:
     return f"t={timestamp},v1={mac}"
 
 
-def verify_generic(raw: bytes, header: str | None):
-    secret = settings.MPANEL_GENERIC_WEBHOOK_SECRET
-    if not secret:
-        raise BadSignature("MPANEL_GENERIC_WEBHOOK_SECRET is not configured.")
+def verify_generic(raw: bytes, header: str | None, secrets: list[str] | None = None):
+    """Our own signature over ``t.body``. ``secrets``: a tenant endpoint's valid secrets (two while one
+    is rotated); absent, the platform's ``MPANEL_GENERIC_WEBHOOK_SECRET``."""
+    if secrets is None:
+        secrets = [settings.MPANEL_GENERIC_WEBHOOK_SECRET] if settings.MPANEL_GENERIC_WEBHOOK_SECRET else []
+        if not secrets:
+            raise BadSignature("MPANEL_GENERIC_WEBHOOK_SECRET is not configured.")
     if not header:
         raise BadSignature("Missing X-Mpanel-Signature.")
     parts = [p.split("=", 1) for p in header.split(",") if "=" in p]
@@ -76,25 +87,56 @@ def verify_generic(raw: bytes, header: str | None):
     timestamp = int(timestamps[0])
     if abs(time.time() - timestamp) > settings.MPANEL_WEBHOOK_TOLERANCE:
         raise BadSignature("Timestamp outside the tolerance.")
-    expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
-    # Several v1 values are accepted, so a secret can be rotated without dropping deliveries.
-    if not any(hmac.compare_digest(expected, sig.strip()) for sig in signatures):
-        raise BadSignature("Signature does not match.")
-    return parsers.loads(raw)
+    if not secrets:
+        raise BadSignature("Signature does not match.")  # a tenant with no secret: the same answer as a bad one
+    # Several v1 values are accepted, and several secrets, so a secret can be rotated without dropping
+    # deliveries (the sender signs with both, or we hold both).
+    for secret in secrets:
+        expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+        if any(hmac.compare_digest(expected, sig.strip()) for sig in signatures):
+            return parsers.loads(raw)
+    raise BadSignature("Signature does not match.")
 
 
 # --- storing and processing -------------------------------------------------------------------
 
 
-def receive(*, provider: str, event_id: str, type: str, created: datetime | None, payload: dict, raw: bytes):
+def receive(
+    *,
+    provider: str,
+    event_id: str,
+    type: str,
+    created: datetime | None,
+    payload: dict,
+    raw: bytes,
+    account: str = "",
+    tenant=None,
+):
+    """Store the delivery once, then apply it.
+
+    ``account``: the connected Stripe account a Connect event names; it binds the event to the tenant
+    that connected that account, and an event of an account no tenant has connected (never, or no
+    longer) is stored as ``unmatched`` and applies nothing. ``tenant``: the tenant whose own endpoint
+    the delivery came to (bound the same way; its event ids are its own)."""
+    scope = str(tenant.pk) if tenant is not None else ""
+    defaults: dict = {}
+    if account:
+        connection = StripeConnection.objects.filter(account_id=account, disconnected_at__isnull=True).first()
+        if connection is None:
+            defaults = {"status": WebhookEvent.Status.UNMATCHED, "processed_at": timezone.now(),
+                        "error": f"No tenant has {account} connected: nothing was applied."}  # fmt: skip
+        else:
+            defaults = {"tenant_id": connection.tenant_id}
+    elif tenant is not None:
+        defaults = {"tenant_id": tenant.pk}
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(
-                provider=provider, event_id=event_id, type=type, event_created=created, payload=payload,
-                raw_body=raw.decode("utf-8", errors="replace"),
+                provider=provider, event_id=event_id, scope=scope, account=account, type=type,
+                event_created=created, payload=payload, raw_body=raw.decode("utf-8", errors="replace"), **defaults,
             )  # fmt: skip
     except IntegrityError:
-        event = WebhookEvent.objects.get(provider=provider, event_id=event_id)
+        event = WebhookEvent.objects.get(provider=provider, scope=scope, event_id=event_id)
     return process(event.pk)
 
 
@@ -134,24 +176,43 @@ def _event_time(event: WebhookEvent) -> datetime:
 
 
 def _apply_payment(event, invoice_id, amount: Decimal, currency: str, method: str, provider_ref: str, reference: str):
-    invoice = _safe_invoice(invoice_id)
+    invoice = _safe_invoice(event, invoice_id)
     if invoice is None:
         return WebhookEvent.Status.UNMATCHED
     event.tenant = invoice.tenant
     with tenant_scope(invoice.tenant):
         payments.payment_record(
             invoice=invoice, amount=amount, currency=currency, method=method, provider_ref=provider_ref,
-            reference=reference, event_time=_event_time(event),
+            reference=reference, event_time=_event_time(event), provider_account=event.account,
         )  # fmt: skip
     return WebhookEvent.Status.PROCESSED
 
 
-def _safe_invoice(invoice_id):
+def _safe_invoice(event: WebhookEvent, invoice_id):
+    """The invoice an event names, only where the event may reach it: within the tenant its route
+    bound it to (a Connect account's, a tenant endpoint's), whatever invoice id its metadata carries.
+    A platform generic delivery reaches only tenants that have no endpoint of their own."""
     try:
         uuid.UUID(str(invoice_id))
     except (ValueError, TypeError):
         return None
-    return Invoice.all_tenants.select_related("tenant", "customer").filter(pk=invoice_id).first()
+    invoices = Invoice.all_tenants.select_related("tenant", "customer").filter(pk=invoice_id)
+    bound = event.bound_tenant_id
+    if bound is not None:
+        invoice = invoices.filter(tenant_id=bound).first()
+        if invoice is None and invoices.exists():
+            logger.warning("webhook event %s names an invoice of another tenant than its route's", event.event_id)
+            event.error = "The invoice it names belongs to another tenant than the account or endpoint it came by."
+        return invoice
+    invoice = invoices.first()
+    if invoice is not None and event.provider == WebhookEvent.Provider.GENERIC and tenant_has_own_endpoint(invoice):
+        event.error = "This tenant receives its generic events at its own endpoint, signed with its own secret."
+        return None
+    return invoice
+
+
+def tenant_has_own_endpoint(invoice: Invoice) -> bool:
+    return WebhookSecret.all_tenants.filter(tenant_id=invoice.tenant_id).exists()
 
 
 def _refund_to(event, payment: Payment | None, total_refunded: Decimal):
@@ -218,13 +279,16 @@ def stripe_checkout_completed(event):
     # The payment intent's id is the key both events share, so one payment is recorded for both.
     ref = str(session.get("payment_intent") or session.get("id") or "") or None
     outcome = _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, ref, str(session.get("id", "")))
-    CheckoutSession.all_tenants.filter(provider="stripe", session_id=session.get("id")).update(status="paid")
+    if outcome == WebhookEvent.Status.PROCESSED:
+        CheckoutSession.all_tenants.filter(
+            provider="stripe", session_id=session.get("id"), account=event.account, tenant_id=event.tenant_id
+        ).update(status="paid")
     return outcome
 
 
 def stripe_payment_failed(event):
     pi = _stripe_object(event)
-    invoice = _safe_invoice(_metadata_invoice(pi))
+    invoice = _safe_invoice(event, _metadata_invoice(pi))
     if invoice is None:
         return WebhookEvent.Status.UNMATCHED
     event.tenant = invoice.tenant
@@ -241,7 +305,13 @@ def stripe_payment_failed(event):
 def stripe_charge_refunded(event):
     charge = _stripe_object(event)
     ref = charge.get("payment_intent")
-    payment = Payment.all_tenants.select_related("tenant").filter(method=PaymentMethod.STRIPE, provider_ref=ref).first()
+    # The payment made in the account the event comes from (a Connect event: in its tenant only).
+    payments_ = Payment.all_tenants.select_related("tenant").filter(
+        method=PaymentMethod.STRIPE, provider_ref=ref, provider_account=event.account
+    )
+    if event.bound_tenant_id is not None:
+        payments_ = payments_.filter(tenant_id=event.bound_tenant_id)
+    payment = payments_.first()
     currency = _currency(charge.get("currency"))
     return _refund_to(event, payment, _minor(charge, "amount_refunded", currency))
 
@@ -264,7 +334,7 @@ def generic_payment_succeeded(event):
 
 def generic_payment_failed(event):
     data, amount, _currency = _generic_data(event)
-    invoice = _safe_invoice(data.get("invoice_id"))
+    invoice = _safe_invoice(event, data.get("invoice_id"))
     if invoice is None:
         return WebhookEvent.Status.UNMATCHED
     event.tenant = invoice.tenant
@@ -278,11 +348,12 @@ def generic_payment_failed(event):
 
 def generic_refund_succeeded(event):
     data, amount, _currency = _generic_data(event)
+    invoice = _safe_invoice(event, data.get("invoice_id"))
     payment = (
         Payment.all_tenants.select_related("tenant")
-        .filter(method=PaymentMethod.GENERIC, provider_ref=data.get("reference"), invoice_id=data.get("invoice_id"))
+        .filter(method=PaymentMethod.GENERIC, provider_ref=data.get("reference"), invoice=invoice)
         .first()
-        if _safe_invoice(data.get("invoice_id"))
+        if invoice is not None
         else None
     )
     if payment is None:
@@ -291,7 +362,38 @@ def generic_refund_succeeded(event):
     return _refund_to(event, payment, payment.refunded_amount + amount)
 
 
+def _bound_connection(event) -> StripeConnection | None:
+    if not event.account or event.bound_tenant_id is None:
+        return None
+    return (
+        StripeConnection.objects.select_for_update()
+        .filter(tenant_id=event.bound_tenant_id, account_id=event.account, disconnected_at__isnull=True)
+        .first()
+    )
+
+
+def stripe_account_updated(event):
+    """A connected account's state (Connect): whether it takes charges and pays out, what Stripe asks for."""
+    connection = _bound_connection(event)
+    account = _stripe_object(event)
+    if connection is None or account.get("id") != event.account:
+        return WebhookEvent.Status.UNMATCHED  # a platform event, or an object that is not the account
+    connect.apply_account(connection, account, at=_event_time(event))
+    return WebhookEvent.Status.PROCESSED
+
+
+def stripe_account_deauthorized(event):
+    """The account's owner disconnected the platform at Stripe: no more charges on it."""
+    connection = _bound_connection(event)
+    if connection is None:
+        return WebhookEvent.Status.UNMATCHED
+    connect.account_deauthorized(connection)
+    return WebhookEvent.Status.PROCESSED
+
+
 HANDLERS = {
+    ("stripe", "account.updated"): stripe_account_updated,
+    ("stripe", "account.application.deauthorized"): stripe_account_deauthorized,
     ("stripe", "payment_intent.succeeded"): stripe_payment_intent_succeeded,
     ("stripe", "checkout.session.completed"): stripe_checkout_completed,
     ("stripe", "payment_intent.payment_failed"): stripe_payment_failed,
