@@ -25,7 +25,7 @@ from apps.ssl.models import Certificate, CertificateStatus
 from apps.tenancy.roles import Role
 from apps.tenancy.scoping import all_tenants
 from apps.websites import services as website_services
-from tests.conftest import client_for
+from tests.conftest import PASSWORD, client_for
 from tests.dns_support import pdns_node_env, powerdns  # noqa: F401  (fixtures)
 from tests.ssl_support import pebble, served_certificate, wait_served  # noqa: F401  (fixtures)
 from tests.web_support import nginx_node, web_root  # noqa: F401  (fixtures)
@@ -91,9 +91,7 @@ def test_http01_issue_install_renew_and_ca_down(tenant_a, pdns_node_env, nginx_n
     key_url = reverse("ssl-certificate-key", kwargs={"pk": cert.pk})
     assert member.post(key_url, {"password": "x"}, format="json").status_code == 403
     assert admin.post(key_url, {"password": "wrong"}, format="json").status_code == 400
-    tenant_a.users[Role.ADMIN].set_password("s3cret-pass-42")
-    tenant_a.users[Role.ADMIN].save()
-    answer = admin.post(key_url, {"password": "s3cret-pass-42"}, format="json")
+    answer = admin.post(key_url, {"password": PASSWORD}, format="json")
     assert answer.status_code == 200 and "PRIVATE KEY" in answer.json()["private_key"]
 
     # Renewal: the sweep renews a certificate past its renewal time; nginx serves the new serial.
