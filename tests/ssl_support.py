@@ -199,3 +199,61 @@ def wait_served(nginx, host: str, root_pem: str, serial: int | None = None, time
         if time.monotonic() > deadline:
             return cert
         time.sleep(0.1)
+
+
+# --- certificates made here, for the upload path --------------------------------------------------
+
+
+@dataclass
+class Bundle:
+    certificate: str  # the leaf
+    chain: str  # the intermediate
+    private_key: str
+    root: str
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def make_bundle(names: list[str], *, days: int = 90, not_before_days: int = -1) -> Bundle:
+    """A root, an intermediate it signed and a leaf for ``names`` the intermediate signed."""
+    now = datetime.datetime.now(datetime.UTC)
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
+    root_key, mid_key, leaf_key = keys
+
+    def build(subject, issuer, public, signer, ca: bool, start, end, san=None):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(public)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(start)
+            .not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san:
+            builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in san]), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    start = now + datetime.timedelta(days=not_before_days)
+    root = build(_name("Test Root"), _name("Test Root"), root_key.public_key(), root_key, True,
+                 now - datetime.timedelta(days=10), now + datetime.timedelta(days=3650))  # fmt: skip
+    mid = build(_name("Test Intermediate"), _name("Test Root"), mid_key.public_key(), root_key, True,
+                now - datetime.timedelta(days=10), now + datetime.timedelta(days=1000))  # fmt: skip
+    leaf = build(_name(names[0].lstrip("*.")), _name("Test Intermediate"), leaf_key.public_key(), mid_key, False,
+                 start, start + datetime.timedelta(days=days), san=names)  # fmt: skip
+
+    def pem_of(cert):
+        return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    key = leaf_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return Bundle(certificate=pem_of(leaf), chain=pem_of(mid), private_key=key, root=pem_of(root))
+
+
+def key_marker(key_pem: str) -> str:
+    """A line of the key's base64 body: present in any text that holds the key."""
+    return [line for line in key_pem.splitlines() if line and not line.startswith("-----")][1]
