@@ -4,7 +4,13 @@ Layout under ``<node root>/web``:
     sites/<id>.conf        one server block per site (the node's nginx.conf includes ``sites/*.conf``)
     www/<id>/              the site's files (its file manager root); the document root lies inside
     status/<id>/           the suspension page
-    ssl/<id>.crt|.key      the site's certificate (self-signed until the SSL module exists)
+    ssl/<id>.crt|.key      the site's self-signed certificate (until one is installed)
+    ssl/<id>.<sha>.crt|.key a certificate the panel installed (``tls`` in the spec: issued by ACME or
+                           uploaded); the key 0600 from its first byte. The vhost names the files, so
+                           a new pair is only served once ``nginx -t`` accepted the vhost naming it.
+    ssl/<id>.json          what the site serves (issuer, serial, dates, files)
+    acme/<id>/.well-known/acme-challenge/<token>  HTTP-01 challenge answers (``agent.certs``), served at
+                           ``/.well-known/acme-challenge/`` over plain HTTP, before the site has TLS
     trash/<id>/            files of a deleted site, kept for the grace period
     stage/                 candidate configurations checked by ``nginx -t`` before they are swapped in
     logs/shield.log        the requests Shield denied (``agent.shield``), read back by the reporter
@@ -35,8 +41,8 @@ import time
 from pathlib import Path
 from string import Template
 
+from . import pem, shield
 from . import php as php_pools
-from . import shield
 from .errors import AgentError
 from .registry import OPERATIONS, Node
 from .validate import Invalid
@@ -98,6 +104,7 @@ def _validate_spec(spec: dict) -> dict:
         shield_rules = shield.validate(spec.get("shield"))
     except shield.ShieldError as exc:
         raise AgentError(str(exc), permanent=True) from exc
+    tls = _validate_tls(spec.get("tls"))
     return {
         "id": site_id,
         "domains": domains,
@@ -111,6 +118,26 @@ def _validate_spec(spec: dict) -> dict:
         "redirects": redirects,
         "system_user": user,
         "shield": shield_rules,
+        "tls": tls,
+    }
+
+
+def _validate_tls(tls) -> dict | None:
+    """A certificate to serve instead of the self-signed one: the leaf then its chain, and its key,
+    checked (key matches, chain in order, dates) before anything is written. The key stays in memory
+    until it is written 0600; it is never part of an answer or a message."""
+    if not tls:
+        return None
+    _check(isinstance(tls, dict), "tls must be an object")
+    try:
+        facts = pem.check_bundle(tls.get("certificate"), "", tls.get("private_key"))
+    except pem.BadBundle as exc:
+        raise AgentError(f"bad tls {exc.field}: {exc.message}", permanent=True) from None
+    return {
+        "certificate": str(tls["certificate"]),
+        "private_key": str(tls["private_key"]),
+        "hsts": bool(tls.get("hsts")),
+        "facts": {k: facts[k] for k in ("names", "issuer", "serial", "not_before", "not_after", "sha256")},
     }
 
 
@@ -159,6 +186,7 @@ class WebRuntime:
         self.shield_log = shield.log_path(self.root)
         self.php = php_pools.PhpRuntime(self.root / "php")
         self._lock = threading.Lock()  # one configuration change at a time on this node
+        self._tls_files: dict[str, tuple[Path, Path]] = {}  # site id -> the pair its next render names
 
     # --- settings read at call time (the agent's environment) ------------------------------------
     @property
@@ -289,7 +317,16 @@ class WebRuntime:
         ssl = self._ssl_lines(site_id) if spec["https"] else ""
         https_redirect = ""
         if spec["redirect_https"]:
-            https_redirect = "    if ($scheme = http) {\n        return 301 https://$host$request_uri;\n    }\n"
+            # Everything but an ACME challenge: a renewal must validate over plain HTTP.
+            https_redirect = (
+                '    set $mp_to_https "";\n'
+                '    if ($scheme = http) {\n        set $mp_to_https "1";\n    }\n'
+                '    if ($uri ~ "^/\\.well-known/acme-challenge/") {\n        set $mp_to_https "";\n    }\n'
+                "    if ($mp_to_https) {\n        return 301 https://$host$request_uri;\n    }\n"
+            )
+        if spec["https"] and spec.get("tls") and spec["tls"]["hsts"]:
+            # Only with a certificate a CA issued: HSTS over a self-signed one would lock visitors out.
+            ssl += '    add_header Strict-Transport-Security "max-age=31536000" always;\n'
         error_pages = "".join(f"    error_page {code} {page};\n" for code, page in spec["error_pages"].items())
         redirects = "".join(
             f"    location = {r['source']} {{\n        return {r['code']} {r['target']};\n    }}\n"
@@ -317,6 +354,7 @@ class WebRuntime:
         return Template(TEMPLATE.read_text()).substitute(
             site_id=site_id,
             status=spec["status"],
+            acme=self.acme_location(site_id),
             redirect_servers=redirect_servers,
             shield_http=shield.render_http(site_id, rules),
             shield=shield_server,
@@ -332,17 +370,59 @@ class WebRuntime:
             body=body,
         )
 
+    def acme_root(self, site_id: str) -> Path:
+        """The root the site's HTTP-01 answers are served from: ``<it>/.well-known/acme-challenge/<token>``."""
+        _check(bool(SITE_ID_RE.match(site_id)), f"bad site id {site_id!r}")
+        return self.root / "acme" / site_id
+
+    def acme_dir(self, site_id: str) -> Path:
+        return self.acme_root(site_id) / ".well-known" / "acme-challenge"
+
+    def acme_location(self, site_id: str) -> str:
+        """HTTP-01 answers, before any other location and without TLS (RFC 8555 8.3)."""
+        return (
+            "    location ^~ /.well-known/acme-challenge/ {\n"
+            f"        root {self.acme_root(site_id)};\n"
+            "        default_type text/plain;\n        try_files $uri =404;\n    }\n"
+        )
+
     def _ssl_lines(self, site_id: str) -> str:
-        return f"    ssl_certificate {self.ssl / site_id}.crt;\n    ssl_certificate_key {self.ssl / site_id}.key;\n"
+        crt, key = self._tls_files.get(site_id) or (self.ssl / f"{site_id}.crt", self.ssl / f"{site_id}.key")
+        return f"    ssl_certificate {crt};\n    ssl_certificate_key {key};\n"
+
+    def _install_certificate(self, spec: dict) -> dict:
+        """The panel's certificate, under names of its own fingerprint: the live vhost keeps naming
+        the previous pair until the new vhost passed ``nginx -t`` and was swapped in."""
+        tls, site_id = spec["tls"], spec["id"]
+        facts = tls["facts"]
+        tag = facts["sha256"][:16]
+        crt, key = self.ssl / f"{site_id}.{tag}.crt", self.ssl / f"{site_id}.{tag}.key"
+        if not key.exists() or key.read_bytes() != tls["private_key"].encode():
+            _write_atomic(key, tls["private_key"], 0o600)  # the key first: no certificate without its key
+        if not crt.exists() or crt.read_text() != tls["certificate"]:
+            _write_atomic(crt, tls["certificate"])
+        self._tls_files[site_id] = (crt, key)
+        return {"domains": sorted(spec["domains"]), "source": "installed", **facts, "crt": crt.name}
+
+    def _forget_old_certificates(self, site_id: str, keep: set[str]) -> None:
+        for path in self.ssl.glob(f"{site_id}.*.crt"):
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+                path.with_suffix(".key").unlink(missing_ok=True)
 
     def _ensure_certificate(self, spec: dict) -> dict:
         self.ssl.mkdir(parents=True, exist_ok=True)
         os.chmod(self.ssl, 0o700)
+        if spec.get("tls"):
+            return self._install_certificate(spec)
+        self._tls_files.pop(spec["id"], None)
         crt, key, meta = (self.ssl / f"{spec['id']}{ext}" for ext in (".crt", ".key", ".json"))
         wanted = sorted(spec["domains"])
         try:
             current = json.loads(meta.read_text())
         except (OSError, ValueError):
+            current = {}
+        if current.get("source") == "installed":
             current = {}
         if current.get("domains") != wanted or not crt.exists() or not key.exists():
             cert_pem, key_pem = self_signed(spec["domains"])
@@ -379,12 +459,17 @@ class WebRuntime:
             self.shield_log.parent.mkdir(parents=True, exist_ok=True)  # nginx -t opens the log
             _write_atomic(status / "suspended.html", SUSPENDED_PAGE)
             certificate = self._ensure_certificate(spec) if spec["https"] else None
+            self.acme_dir(site_id).mkdir(parents=True, exist_ok=True)
             php = None
             if spec["php_version"] and spec["status"] == "active":
                 # The pool first: nginx must never pass requests to a socket that is not coming.
                 php = self.php.pool_ensure(site_id=site_id, version=spec["php_version"],
                                            user=user or self.php.default_user(), home=home)  # fmt: skip
             result = self._swap(site_id, self.render(spec))
+            if certificate is not None:
+                # Served now: record it, and drop the pairs no vhost names any more.
+                _write_atomic(self.ssl / f"{site_id}.json", json.dumps(certificate))
+                self._forget_old_certificates(site_id, {certificate.get("crt", "")})
             if not php:
                 # A static or suspended site runs no PHP code at all.
                 php = {"php_version": None, **self.php.pool_remove(site_id)}
@@ -407,6 +492,10 @@ class WebRuntime:
             shutil.rmtree(self.status_dir / site_id, ignore_errors=True)
             for ext in (".crt", ".key", ".json"):
                 (self.ssl / f"{site_id}{ext}").unlink(missing_ok=True)
+            if self.ssl.exists():
+                self._forget_old_certificates(site_id, set())
+            shutil.rmtree(self.acme_root(site_id), ignore_errors=True)
+            self._tls_files.pop(site_id, None)
         return {"id": site_id, "state": "absent", "files_in_trash": moved or (self.trash / site_id).exists(), **result}
 
     def site_purge(self, site_id: str, system_user: str = "") -> dict:

@@ -57,6 +57,7 @@ from apps.security.api import (
     ShieldEventViewSet,
     ShieldPolicyViewSet,
 )
+from apps.ssl.api import CertificateViewSet
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, MyInvitationViewSet, TenantViewSet, UserViewSet
 from apps.tenancy.audit_api import AuditEventViewSet
 from apps.websites.api import WebsiteViewSet
@@ -160,6 +161,7 @@ router.register("security/shield/policies", ShieldPolicyViewSet, basename="shiel
 router.register("security/shield/events", ShieldEventViewSet, basename="shield-event")
 router.register("guardian", GuardianViewSet, basename="guardian-finding")
 router.register("hosting/websites", WebsiteViewSet, basename="website")
+router.register("enterprise/ssl", CertificateViewSet, basename="ssl-certificate")
 router.register("hosting/files", FileManagerViewSet, basename="hosting-files")
 router.register("hosting/dns", ZoneViewSet, basename="dns-zone")
 router.register(r"hosting/dns/(?P<zone_pk>[0-9a-fA-F-]{36})/records", RecordViewSet, basename="dns-record")

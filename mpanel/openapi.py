@@ -65,6 +65,11 @@ MODULES: tuple[Module, ...] = (
         ("hosting/websites",),
         "Virtual hosts on a web node: domains and aliases, HTTPS, PHP version, redirects, suspend and resume.",
     ),
+    Module(
+        "SSL certificates",
+        ("enterprise/ssl",),
+        "Certificates from the ACME CA (HTTP-01 or DNS-01) or uploaded: issue, renew, revoke, download.",
+    ),
     Module("Files", ("hosting/files",), "A website's files: list, read, write, upload, move, compress and extract."),
     Module("DNS", ("hosting/dns",), "Zones and their records, served by the nodes' name servers; zone file import."),
     Module(

@@ -489,6 +489,28 @@ MPANEL_DOMAIN_RENEW_DAYS = env.int("MPANEL_DOMAIN_RENEW_DAYS", default=30)
 CELERY_BEAT_SCHEDULE["domains-auto-renew"] = {"task": "domains.auto_renew", "schedule": 3600.0}
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]["RegistrarStateEnum"] = "apps.domains.models.RegistrarStatus.choices"
 
+# --- SSL certificates (apps/ssl) -------------------------------------------------------------------
+INSTALLED_APPS += ["apps.ssl"]
+# The ACME directory of this deployment (Let's Encrypt production by default; staging or pebble in tests),
+# a CA bundle for a CA's own HTTPS listener the system does not trust (pebble), External Account Binding.
+MPANEL_ACME_DIRECTORY = env("MPANEL_ACME_DIRECTORY", default="https://acme-v02.api.letsencrypt.org/directory")
+MPANEL_ACME_CA_BUNDLE = env("MPANEL_ACME_CA_BUNDLE", default="")
+MPANEL_ACME_EAB_KID = env("MPANEL_ACME_EAB_KID", default="")
+MPANEL_ACME_EAB_HMAC_KEY = env("MPANEL_ACME_EAB_HMAC_KEY", default="")
+MPANEL_ACME_TIMEOUT = env.int("MPANEL_ACME_TIMEOUT", default=30)  # seconds per request to the CA
+MPANEL_ACME_VALIDATION_SECONDS = env.int("MPANEL_ACME_VALIDATION_SECONDS", default=120)  # validation, issuance
+MPANEL_ACME_DNS_WAIT_SECONDS = env.int("MPANEL_ACME_DNS_WAIT_SECONDS", default=60)  # a TXT record published
+MPANEL_ACME_RETRY_SECONDS = env.int("MPANEL_ACME_RETRY_SECONDS", default=3600)  # first renewal retry, doubling
+MPANEL_SSL_ALERT_DAYS = env.int("MPANEL_SSL_ALERT_DAYS", default=14)  # alert when not renewed this close to expiry
+CELERY_BEAT_SCHEDULE["ssl-sweep"] = {"task": "ssl.sweep", "schedule": 3600.0}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "CertificateStatusEnum": "apps.ssl.models.CertificateStatus.choices",
+        "CertificateSourceEnum": "apps.ssl.models.CertificateSource.choices",
+        "AcmeChallengeEnum": "apps.ssl.models.Challenge.choices",
+    }
+)
+
 # --- operators' control panel (apps/console): dashboard as the admin index, global search, groups
 INSTALLED_APPS += ["apps.console"]
 # --- server metrics (apps.metrics) ---------------------------------------------------------------

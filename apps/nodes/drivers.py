@@ -108,6 +108,13 @@ class NodeDriver:
     def file_op(self, op: str, site_id: str, **args) -> dict:
         return self._call(f"file_{op}", {"site": site_id, **args})
 
+    def acme_challenge_put(self, site_id: str, token: str, answer: str) -> dict:
+        """An HTTP-01 answer, served by the site's vhost (agent/certs.py)."""
+        return self._call("acme_challenge_put", {"site": site_id, "token": token, "answer": answer})
+
+    def acme_challenge_remove(self, site_id: str, token: str) -> dict:
+        return self._call("acme_challenge_remove", {"site": site_id, "token": token})
+
     def site_world_writable(self, site_id: str, **limits) -> dict:
         """Guardian: the site's files and folders anyone may write (bounded walk; read-only)."""
         return self._call("site_world_writable", {"site": site_id, **limits})

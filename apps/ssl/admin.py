@@ -1,0 +1,143 @@
+"""Certificates in the operators' console: expiry badges, the CA's error of a failed issuance, and
+"Renew now", "Revoke" and "Delete" buttons calling the same services as the API. The key is never
+shown here (the tenant's ADMIN+ downloads it through the API after re-authenticating)."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.utils import timezone
+
+from apps.common.admin import ObjectAction, ReadOnlyAdmin, apply_each, confirm_first
+from apps.common.display import badge, when
+from apps.jobs.admin import ServiceAdmin, operating, retry_action, status_badge
+
+from . import services
+from .models import AcmeAccount, Certificate, CertificateSource, CertificateStatus
+
+S = CertificateStatus
+
+
+def expiry_badge(cert: Certificate):
+    if cert.not_after is None:
+        return badge(None)
+    days = (cert.not_after - timezone.now()).days
+    if cert.not_after <= timezone.now():
+        return badge("expired", f"Expired {when(cert.not_after)}")
+    tone = "expiring" if days < settings.MPANEL_SSL_ALERT_DAYS else "valid"
+    return badge(tone, f"{days} days ({when(cert.not_after)})")
+
+
+@admin.register(Certificate)
+class CertificateAdmin(ServiceAdmin):
+    """Certificates change only through their services: issue and upload are the API's; the buttons
+    here renew, revoke and delete."""
+
+    list_display = ["name_list", "status", "expires", "source", "challenge", "issuer_short", "tenant"]
+    list_filter = ["status", "source", "challenge", "tenant"]
+    search_fields = ["names", "serial", "id"]
+    list_select_related = ["tenant", "website"]
+    ordering = ["not_after"]
+    show_full_result_count = False
+    actions = ["renew_selected"]
+    shown_fields = [
+        "tenant",
+        "names",
+        "website",
+        "source",
+        "challenge",
+        "status",
+        "expires",
+        "last_error",
+        "issuer",
+        "serial",
+        "fingerprint",
+        "not_before",
+        "renew_after",
+        "retry_after",
+        "failures",
+        "alerted_at",
+        "installed_at",
+        "order_url",
+        "hsts",
+    ]
+    object_actions = [
+        ObjectAction(
+            "renew",
+            "Renew now",
+            method="renew_one",
+            show=lambda c: c.source == CertificateSource.ACME and c.status in (S.VALID, S.EXPIRED, S.FAILED),
+            help="Place a new ACME order now; the current certificate keeps serving until the new one is in.",
+        ),
+        retry_action,
+        ObjectAction(
+            "revoke",
+            "Revoke",
+            method="revoke_one",
+            confirm="Revoke this certificate? Its website falls back to a self-signed certificate.",
+            style="danger",
+            show=lambda c: c.status in (S.VALID, S.RENEWING, S.EXPIRED),
+        ),
+        ObjectAction(
+            "delete",
+            "Delete",
+            method="delete_one",
+            confirm=True,
+            style="danger",
+            show=lambda c: c.status != S.DELETED,
+        ),
+    ]
+
+    def has_add_permission(self, request):
+        return False  # issued or uploaded through the API (the tenant's names, its website)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    @admin.display(description="names")
+    def name_list(self, cert):
+        return str(cert)
+
+    @admin.display(description="status", ordering="status")
+    def status(self, cert):
+        return status_badge(cert)
+
+    @admin.display(description="expires", ordering="not_after")
+    def expires(self, cert):
+        return expiry_badge(cert)
+
+    @admin.display(description="issuer")
+    def issuer_short(self, cert):
+        return cert.issuer.split(",")[0].removeprefix("CN=")[:60] if cert.issuer else "—"
+
+    def renew_one(self, request, cert, data):
+        services.certificate_renew(certificate=cert, actor=request.user)
+        return f"Renewing {cert}: a job places the order."
+
+    def revoke_one(self, request, cert, data):
+        services.certificate_revoke(certificate=cert, actor=request.user)
+        return f"Revoked {cert}; its website is being switched back."
+
+    def delete_one(self, request, cert, data):
+        services.certificate_delete(certificate=cert, actor=request.user)
+        return f"Deleted {cert}."
+
+    @admin.action(description="Renew the selected certificates now", permissions=["operate"])
+    @confirm_first
+    def renew_selected(self, request, queryset):
+        def one(cert):
+            with operating(cert.tenant):
+                services.certificate_renew(certificate=cert, actor=request.user)
+
+        apply_each(self, request, queryset, one, "Renewing", "certificate(s)")
+
+
+@admin.register(AcmeAccount)
+class AcmeAccountAdmin(ReadOnlyAdmin):
+    """Tenants' ACME accounts (registered on first issuance; the key is never shown)."""
+
+    list_display = ["tenant", "directory", "email", "uri"]
+    list_filter = ["directory"]
+    search_fields = ["email", "uri"]
+    list_select_related = ["tenant"]
+    exclude = ["key_encrypted"]

@@ -1,0 +1,119 @@
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import status
+from rest_framework.decorators import action
+
+from apps.common.exceptions import InvalidInput
+from apps.security.mfa import verify_second_factor
+from apps.tenancy.roles import Role
+from apps.tenancy.viewsets import ResourceViewSet
+
+from . import services
+from .models import Certificate, CertificateSource, CertificateStatus, Challenge
+from .serializers import (
+    CertificateDetailSerializer,
+    CertificateSerializer,
+    DownloadSerializer,
+    IssueSerializer,
+    KeyRequestSerializer,
+    KeySerializer,
+    UpdateSerializer,
+    UploadSerializer,
+)
+
+
+class CertificateFilter(filters.FilterSet):
+    status = filters.MultipleChoiceFilter(choices=CertificateStatus.choices)
+    source = filters.ChoiceFilter(choices=CertificateSource.choices)
+    challenge = filters.ChoiceFilter(choices=Challenge.choices)
+    expires_before = filters.IsoDateTimeFilter(field_name="not_after", lookup_expr="lte")
+    expires_after = filters.IsoDateTimeFilter(field_name="not_after", lookup_expr="gte")
+
+    class Meta:
+        model = Certificate
+        fields = ["status", "source", "challenge", "website"]
+
+
+@extend_schema_view(destroy=extend_schema(summary="Delete the certificate (a job takes it off the website)"))
+class CertificateViewSet(ResourceViewSet):
+    """SSL certificates: MEMBER+ read (certificate and chain, never the key); ADMIN+ issue, upload,
+    renew, revoke, delete, and read the key after re-authenticating.
+
+    Issuance answers at once (`pending`); a job then runs the ACME order, validates through the
+    website's nginx (HTTP-01) or a TXT record in your DNS zone (DNS-01) and installs the certificate
+    on the website after the web server checked its configuration.
+    """
+
+    queryset = Certificate.objects.select_related("website")
+    serializer_class = CertificateSerializer
+    detail_serializer_class = CertificateDetailSerializer
+    input_serializers = {"create": IssueSerializer, "update": UpdateSerializer, "upload": UploadSerializer,
+                         "key": KeyRequestSerializer}  # fmt: skip
+    output_serializers = {"download": DownloadSerializer, "key": KeySerializer}
+    update_methods = {"patch": False}
+    filterset_class = CertificateFilter
+    search_fields = ["names", "serial", "issuer"]
+    ordering_fields = ["created_at", "not_after", "status"]
+    ordering = ["-created_at"]
+    summaries = {"create": "Issue a certificate from the ACME CA", "partial_update": "Turn HSTS on or off"}
+    required_roles = {
+        "list": Role.MEMBER,
+        "retrieve": Role.MEMBER,
+        "download": Role.MEMBER,
+        "create": Role.ADMIN,
+        "partial_update": Role.ADMIN,
+        "destroy": Role.ADMIN,
+        "upload": Role.ADMIN,
+        "renew": Role.ADMIN,
+        "revoke": Role.ADMIN,
+        "key": Role.ADMIN,
+    }
+
+    def create_resource(self, data):
+        return services.certificate_issue(tenant=self.tenant, actor=self.request.user, **data)
+
+    def update_resource(self, obj, data):
+        return services.certificate_update(certificate=obj, data=data, actor=self.request.user)
+
+    def destroy_resource(self, obj):
+        return services.certificate_delete(certificate=obj, actor=self.request.user)
+
+    @extend_schema(request=UploadSerializer, responses={201: CertificateSerializer},
+                   summary="Upload your own certificate, chain and key")  # fmt: skip
+    @action(detail=False, methods=["post"])
+    def upload(self, request):
+        cert = services.certificate_upload(tenant=self.tenant, actor=request.user, **self.validated())
+        return self.answer(cert, status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={202: CertificateSerializer}, summary="Renew now")
+    @action(detail=True, methods=["post"])
+    def renew(self, request, pk=None):
+        cert = services.certificate_renew(certificate=self.get_object(), actor=request.user)
+        return self.answer(cert, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: CertificateSerializer}, summary="Revoke (the site stops serving it)")
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        cert = services.certificate_revoke(certificate=self.get_object(), actor=request.user)
+        return self.answer(cert, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(responses={200: DownloadSerializer}, summary="The certificate and its chain (PEM)")
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        cert = self.get_object()
+        if not cert.certificate_pem:
+            return self.answer({"certificate": "", "chain": "", "fullchain": ""})
+        return self.answer({"certificate": cert.certificate_pem, "chain": cert.chain_pem,
+                            "fullchain": services.fullchain(cert)})  # fmt: skip
+
+    @extend_schema(request=KeyRequestSerializer, responses={200: KeySerializer},
+                   summary="The private key (PEM), after re-authenticating")  # fmt: skip
+    @action(detail=True, methods=["post"])
+    def key(self, request, pk=None):
+        cert = self.get_object()
+        data = self.validated()
+        user = request.user
+        if not ((data.get("code") and verify_second_factor(user, data["code"]))
+                or (data.get("password") and user.check_password(data["password"]))):  # fmt: skip
+            raise InvalidInput("A current two-factor code or your password is required.", field="password")
+        return self.answer({"private_key": services.key_pem(certificate=cert, actor=user)})

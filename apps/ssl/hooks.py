@@ -1,0 +1,39 @@
+"""What the SSL module adds to other modules: the ``tls`` part of a website's spec (the certificate
+its vhost serves, ``apps.websites.services.SPEC_PARTS``)."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+
+from apps.websites.models import Website
+from apps.websites.services import SPEC_PARTS
+
+from .crypto import unseal
+from .models import Certificate, CertificateStatus
+
+
+def serving_for(site: Website) -> Certificate | None:
+    """The website's certificate to serve: valid (or being renewed), not expired, the latest."""
+    return (
+        Certificate.objects.filter(
+            website=site,
+            status__in=[CertificateStatus.VALID, CertificateStatus.RENEWING],
+            not_after__gt=timezone.now(),
+        )
+        .exclude(certificate_pem="")
+        .order_by("-not_after")
+        .first()
+    )
+
+
+@SPEC_PARTS.register("tls")
+def tls_part(site: Website) -> dict | None:
+    cert = serving_for(site)
+    if cert is None:
+        return None  # the node serves its self-signed certificate
+    # Decrypted only into the spec the node receives (over the driver); never stored or logged.
+    return {
+        "certificate": cert.certificate_pem + cert.chain_pem,
+        "private_key": unseal(cert.key_encrypted),
+        "hsts": cert.hsts,
+    }

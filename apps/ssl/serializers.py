@@ -1,0 +1,122 @@
+from rest_framework import serializers
+
+from apps.common.serializers import ModelSerializer, Serializer
+from apps.websites.models import Website
+
+from .models import Certificate, Challenge
+
+
+class CertificateSerializer(ModelSerializer):
+    """A certificate as lists and answers show it: never its key."""
+
+    website = serializers.UUIDField(source="website_id", read_only=True, allow_null=True)
+    names = serializers.ListField(child=serializers.CharField(), read_only=True)
+    days_left = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Certificate
+        fields = [
+            "id",
+            "names",
+            "website",
+            "source",
+            "challenge",
+            "status",
+            "hsts",
+            "issuer",
+            "serial",
+            "fingerprint",
+            "not_before",
+            "not_after",
+            "days_left",
+            "renew_after",
+            "retry_after",
+            "failures",
+            "installed_at",
+            "revoked_at",
+            "last_error",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_days_left(self, obj: Certificate) -> int | None:
+        from django.utils import timezone
+
+        return (obj.not_after - timezone.now()).days if obj.not_after else None
+
+
+class ChainEntrySerializer(Serializer):
+    subject = serializers.CharField()
+    issuer = serializers.CharField()
+    not_after = serializers.DateTimeField()
+
+
+class CertificateDetailSerializer(CertificateSerializer):
+    """One certificate, with its chain (subjects and dates of each intermediate)."""
+
+    chain = serializers.SerializerMethodField()
+
+    class Meta(CertificateSerializer.Meta):
+        fields = [*CertificateSerializer.Meta.fields, "chain"]
+        read_only_fields = fields
+
+    def get_chain(self, obj: Certificate) -> list[dict]:
+        from agent import pem
+
+        if not obj.chain_pem:
+            return []
+        out = []
+        for cert in pem.load_certificates(obj.chain_pem, "chain"):
+            out.append({"subject": cert.subject.rfc4514_string(), "issuer": cert.issuer.rfc4514_string(),
+                        "not_after": cert.not_valid_after_utc})  # fmt: skip
+        return ChainEntrySerializer(out, many=True).data
+
+
+class IssueSerializer(Serializer):
+    names = serializers.ListField(child=serializers.CharField(max_length=300), required=False, max_length=100)
+    website = serializers.PrimaryKeyRelatedField(queryset=Website.objects, required=False, allow_null=True)
+    challenge = serializers.ChoiceField(choices=Challenge.choices, default=Challenge.HTTP_01)
+    hsts = serializers.BooleanField(default=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["website"].queryset = Website.objects.all()  # per request, in its tenant's scope
+
+
+class UploadSerializer(Serializer):
+    certificate = serializers.CharField(max_length=65536, trim_whitespace=False)
+    chain = serializers.CharField(max_length=65536, required=False, allow_blank=True, trim_whitespace=False)
+    private_key = serializers.CharField(max_length=65536, trim_whitespace=False)
+    website = serializers.PrimaryKeyRelatedField(queryset=Website.objects, required=False, allow_null=True)
+    hsts = serializers.BooleanField(default=False)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["website"].queryset = Website.objects.all()
+
+
+class UpdateSerializer(Serializer):
+    hsts = serializers.BooleanField()
+
+
+class DownloadSerializer(Serializer):
+    certificate = serializers.CharField()
+    chain = serializers.CharField(allow_blank=True)
+    fullchain = serializers.CharField()
+
+
+class KeyRequestSerializer(Serializer):
+    """Re-authentication: a current two-factor code, or the account password."""
+
+    code = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    password = serializers.CharField(max_length=4096, required=False, allow_blank=True, trim_whitespace=False)
+
+    def validate(self, attrs):
+        if not attrs.get("code") and not attrs.get("password"):
+            raise serializers.ValidationError({"password": ["A current code or your password is required."]})
+        return attrs
+
+
+class KeySerializer(Serializer):
+    private_key = serializers.CharField()
