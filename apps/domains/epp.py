@@ -256,7 +256,11 @@ class EppClient:
             # A certificate the registry refuses or we do not trust is configuration: retrying will not help.
             raise EppError(f"TLS with the registry failed ({exc}).", retryable=isinstance(exc, TimeoutError)) from exc
         self.sock.settimeout(cfg.timeout)
-        self.greeting = self._greeting(self._read())
+        try:
+            self.greeting = self._greeting(self._read())
+        except BaseException:
+            self.close()
+            raise
         return self.greeting
 
     def close(self) -> None:

@@ -25,7 +25,7 @@ from apps.names import claims
 from apps.tenancy.scoping import tenant_scope
 
 from . import registrars, verification
-from .models import Domain, DomainSettings, DomainStatus, RegistrarStatus
+from .models import Domain, DomainSettings, DomainStatus, FailedRegistration, RegistrarStatus
 
 GONE = (DomainStatus.TRANSFERRED_OUT,)
 HOSTNAME = re.compile(
@@ -385,7 +385,9 @@ def domain_settings_update(*, tenant, data: dict, actor=None) -> DomainSettings:
                                        field="nameservers")  # fmt: skip
             elif key == "registrar":
                 registrars.get(value)
-            elif key == "epp_port" and not 1 <= int(value) <= 65535:
+            elif key == "on_failed_registration" and value not in FailedRegistration.values:
+                raise InvalidInput(f"Choose one of {', '.join(FailedRegistration.values)}.", field=key)
+            elif key == "epp_port" and not (isinstance(value, int) and 1 <= value <= 65535):
                 raise InvalidInput("A port is 1 to 65535.", field="epp_port")
             elif key == "epp_host":
                 value = _host(value)

@@ -137,21 +137,27 @@ class EppTestServer:
             self.ctx.verify_mode = ssl.CERT_REQUIRED
             self.ctx.load_verify_locations(cadata=self.client_ca)
         self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)  # accept() wakes up to see stop()
+        self.stopped = threading.Event()
         self.port = self.sock.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
         return self
 
     def stop(self) -> None:
-        self.sock.close()
+        self.stopped.set()
         self.thread.join(timeout=5)
+        self.sock.close()
 
     def _serve(self) -> None:
-        while True:
+        while not self.stopped.is_set():
             try:
                 raw, _ = self.sock.accept()
+            except TimeoutError:
+                continue
             except OSError:
                 return
+            raw.settimeout(None)
             try:
                 with self.ctx.wrap_socket(raw, server_side=True) as conn:
                     conn.settimeout(10)
