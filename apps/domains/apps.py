@@ -11,7 +11,9 @@ class DomainsConfig(AppConfig):
 
         from apps.names import claims
 
-        from . import jobs, tasks  # noqa: F401  (registrar job handlers; the expiry and auto-renew sweeps)
+        # Registrar job handlers; the expiry and auto-renew sweeps; the EPP driver; the ``domain``
+        # product's provisioner and renewal hook.
+        from . import jobs, provisioning, registrar_epp, tasks  # noqa: F401
         from .models import Domain, DomainStatus
 
         # Only a proven domain holds its name: an unverified registration must not block the real

@@ -1,7 +1,8 @@
 """domain.* job handlers: the registrar calls. Each reads the domain as it is when it runs and does
 nothing when the work is done already, so a job that runs twice (a retry after a lost worker, an
 overlapping sweep) has the effect of running once. A registrar's refusal (RegistrarError) fails the
-job at once; anything else is retried with backoff, and the last failure is kept on the domain."""
+job at once, unless the driver says it is retryable (a registry fault, a broken connection); that
+and anything else is retried with backoff, and the last failure is kept on the domain."""
 
 from __future__ import annotations
 
@@ -12,32 +13,39 @@ from functools import wraps
 from apps.jobs.errors import tenant_message
 from apps.jobs.registry import PermanentError, handler
 
-from . import services
+from . import provisioning, services
 from .registrars import RegistrarError
 
 
-def _registrar_call(fn: Callable) -> Callable:
+def _registrar_call(fn: Callable, on_failure: Callable[[object, str], object] = services.registrar_failed) -> Callable:
     @wraps(fn)
     def run(job) -> dict:
         domain_id = job.payload.get("domain")
+        last = job.attempts >= job.max_attempts
         try:
             return fn(job, domain_id)
         except RegistrarError as exc:
-            services.registrar_failed(domain_id, str(exc.message))
-            raise PermanentError(str(exc.message)) from exc
+            message = str(exc.message)
+            if exc.retryable and not last:
+                services.registrar_retrying(domain_id, message)
+                raise  # a registry fault: the job runs again with backoff
+            on_failure(domain_id, message)
+            raise PermanentError(message) from exc
         except Exception as exc:
-            if job.attempts >= job.max_attempts:
-                services.registrar_failed(domain_id, tenant_message(exc))
+            if last:
+                on_failure(domain_id, tenant_message(exc))
             raise
 
     return run
 
 
-@handler("domain.register")
-@_registrar_call
-def register(job, domain_id) -> dict:
+def _register(job, domain_id) -> dict:
     return services.apply_registration(domain_id=domain_id, years=int(job.payload.get("years") or 1),
                                        expires_at=job.payload.get("expires_at"))  # fmt: skip
+
+
+# A registration that fails for good refunds or waits, as the tenant chose (apps/domains/provisioning.py).
+register = handler("domain.register")(_registrar_call(_register, provisioning.registration_failed))
 
 
 @handler("domain.renew")

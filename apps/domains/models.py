@@ -2,9 +2,10 @@ import secrets
 
 from django.db import models
 
+from apps.billing.models import Subscription
 from apps.customers.models import Customer
 from apps.jobs.errors import TenantErrorField
-from apps.tenancy.models import TenantOwnedModel
+from apps.tenancy.models import Tenant, TenantOwnedModel, TimestampedModel
 
 CHALLENGE_LABEL = "_mpanel-challenge"
 CHALLENGE_PREFIX = "mpanel-verification="
@@ -51,10 +52,15 @@ class Domain(TenantOwnedModel):
     # Nameservers asked for and not yet confirmed by the registrar (null: nothing asked).
     pending_nameservers = models.JSONField(null=True, blank=True)
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
+    # The subscription that sold this registration (a ``domain`` product): it bills the renewals, so
+    # the domain's own auto-renew stays off. Null: a domain managed by hand.
+    subscription = models.ForeignKey(Subscription, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The transfer code the registry holds for this domain (EPP authInfo), a Fernet token; never in the API.
+    auth_info_encrypted = models.TextField(blank=True, editable=False)
 
     audit_fields = (
         "name", "customer", "status", "registrar", "registered_at", "expires_at", "auto_renew", "nameservers",
-        "renewal_price", "verified_at", "registrar_state", "pending_nameservers",
+        "renewal_price", "verified_at", "registrar_state", "pending_nameservers", "subscription",
     )  # fmt: skip
 
     class Meta:
@@ -84,3 +90,59 @@ class Domain(TenantOwnedModel):
     @property
     def challenge_value(self) -> str:
         return CHALLENGE_PREFIX + self.verification_token
+
+
+class FailedRegistration(models.TextChoices):
+    """What happens to a paid registration the registry refused for good."""
+
+    REFUND = "refund", "Refund to the customer's credit and cancel"
+    RETRY = "retry", "Keep the payment; staff retry the registration"
+
+
+class DomainSettings(TimestampedModel):
+    """A tenant's domain configuration (one row per tenant, made on first use): the nameservers its
+    zones and registrations use, what a failed paid registration does, and its EPP account.
+
+    The EPP password and client key are Fernet tokens (apps/databases/crypto.py); the services
+    take them in clear and never answer them."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="domain_settings")
+    nameservers = models.JSONField(
+        default=list, blank=True,
+        help_text="The nameservers of this tenant's zones and registrations; empty: the platform's "
+        "(MPANEL_DNS_NAMESERVERS).",
+    )  # fmt: skip
+    registrar = models.CharField(max_length=32, default="manual", help_text="The driver paid registrations go through.")
+    on_failed_registration = models.CharField(max_length=8, choices=FailedRegistration.choices,
+                                              default=FailedRegistration.REFUND)  # fmt: skip
+    epp_host = models.CharField("EPP host", max_length=253, blank=True)
+    epp_port = models.PositiveIntegerField("EPP port", default=700)
+    epp_client_id = models.CharField("EPP client id", max_length=16, blank=True)
+    epp_password_encrypted = models.TextField(blank=True, editable=False)
+    epp_client_cert = models.TextField("EPP TLS client certificate (PEM)", blank=True)
+    epp_client_key_encrypted = models.TextField(blank=True, editable=False)
+    epp_ca_cert = models.TextField("EPP server CA (PEM)", blank=True,
+                                   help_text="Trust this CA for the registry instead of the system's.")  # fmt: skip
+    # The tenant's own handles at the registry for the admin/tech/billing roles (many registries
+    # require them); empty: the registrant's contact takes the role.
+    epp_admin_contact = models.CharField(max_length=16, blank=True)
+    epp_tech_contact = models.CharField(max_length=16, blank=True)
+    epp_billing_contact = models.CharField(max_length=16, blank=True)
+
+    audit_fields = (
+        "nameservers", "registrar", "on_failed_registration", "epp_host", "epp_port", "epp_client_id",
+        "epp_client_cert", "epp_ca_cert", "epp_admin_contact", "epp_tech_contact", "epp_billing_contact",
+    )  # fmt: skip
+
+    class Meta:
+        verbose_name = "domain settings"
+        verbose_name_plural = "domain settings"
+        constraints = [models.CheckConstraint(condition=models.Q(epp_port__gte=1, epp_port__lte=65535),
+                                              name="domain_settings_epp_port_range")]  # fmt: skip
+
+    def __str__(self) -> str:
+        return f"Domain settings of {self.tenant}"
+
+    @property
+    def epp_configured(self) -> bool:
+        return bool(self.epp_host and self.epp_client_id and self.epp_password_encrypted)

@@ -1,11 +1,14 @@
 """Registrar drivers. A driver turns the panel's intent (register, renew, change nameservers,
 transfer out) into the registrar's calls and answers the registrar's view of the domain.
 
-Drivers are named in ``MPANEL_DOMAIN_REGISTRARS`` (``{"manual": "apps.domains.registrars.ManualRegistrar"}``);
-a real one (EPP, a reseller API) subclasses ``Registrar`` and raises ``RegistrarError`` when the
-registrar refuses. Drivers are called from jobs (apps/domains/jobs.py), never in a request.
+Drivers register in ``DRIVERS`` (``@DRIVERS.register("epp")``); ``MPANEL_DOMAIN_REGISTRARS``
+(``{"name": "dotted.path.Class"}``) adds or replaces drivers without code. A real one (EPP, a
+reseller API) subclasses ``Registrar`` and raises ``RegistrarError`` when the registrar refuses;
+``retryable`` says whether the job may try again (a registry fault) or must stop (a refusal).
+Drivers are called from jobs (apps/domains/jobs.py), never in a request.
 ``manual`` talks to nobody: an operator does the work at the registrar and the panel records the
-dates and nameservers it is given.
+dates and nameservers it is given; ``epp`` (apps/domains/registrar_epp.py) speaks EPP to the
+tenant's registry account (its domain settings).
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.registry import Registry
 
 
 class RegistrarError(Conflict):
     code = "registrar_error"
+    retryable = False  # True: a fault on the registrar's side or the way there; running again may pass
 
 
 @dataclass
@@ -30,6 +35,7 @@ class RegistrarState:
     expires_at: date | None
     nameservers: list[str]
     registered_at: date | None = None
+    auth_info: str | None = None  # the transfer code the registry was given (EPP authInfo), when one was
 
 
 def add_years(day: date, years: int) -> date:
@@ -57,6 +63,10 @@ class Registrar:
         raise NotImplementedError
 
 
+DRIVERS: Registry[type[Registrar]] = Registry("domain registrar")
+
+
+@DRIVERS.register("manual")
 class ManualRegistrar(Registrar):
     """Records by hand: the dates and nameservers the operator gives are the truth."""
 
@@ -81,11 +91,12 @@ class ManualRegistrar(Registrar):
 
 
 def names() -> list[str]:
-    return sorted(settings.MPANEL_DOMAIN_REGISTRARS)
+    return sorted(set(DRIVERS.keys()) | set(getattr(settings, "MPANEL_DOMAIN_REGISTRARS", {})))
 
 
 def get(name: str) -> Registrar:
-    path = settings.MPANEL_DOMAIN_REGISTRARS.get(name)
-    if path is None:
+    path = getattr(settings, "MPANEL_DOMAIN_REGISTRARS", {}).get(name)
+    driver = import_string(path) if path else DRIVERS.get(name)
+    if driver is None:
         raise InvalidInput(f"Unknown registrar; choose one of {', '.join(names())}.", field="registrar")
-    return import_string(path)()
+    return driver()

@@ -7,6 +7,7 @@ answered as the system's act. ``domains`` (a Lifecycle) locks rows and stores th
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.billing.services.invoices import invoice_create
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.databases import crypto
 from apps.dns import validators as dns_validators
 from apps.jobs.lifecycle import Lifecycle
 from apps.jobs.models import JobStatus
@@ -23,9 +25,12 @@ from apps.names import claims
 from apps.tenancy.scoping import tenant_scope
 
 from . import registrars, verification
-from .models import Domain, DomainStatus, RegistrarStatus
+from .models import Domain, DomainSettings, DomainStatus, FailedRegistration, RegistrarStatus
 
 GONE = (DomainStatus.TRANSFERRED_OUT,)
+HOSTNAME = re.compile(
+    r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*|[0-9a-f:.]+"
+)
 
 domains: Lifecycle[Domain] = Lifecycle(model=Domain, kind="domain", payload_key="domain", noun="domain",
                                        related=("tenant",))  # fmt: skip
@@ -64,6 +69,8 @@ def _apply(domain: Domain, state: registrars.RegistrarState) -> None:
     domain.nameservers = list(state.nameservers)
     if state.registered_at is not None:
         domain.registered_at = state.registered_at
+    if state.auth_info:
+        domain.auth_info_encrypted = crypto.encrypt(state.auth_info)
 
 
 @transaction.atomic
@@ -79,17 +86,19 @@ def domain_create(
     auto_renew: bool = True,
     nameservers: list[str] | None = None,
     renewal_price=None,
+    subscription=None,
     actor=None,
 ) -> Domain:
     """Store the domain and a ``domain.register`` job that asks the registrar (the answer's
-    ``registrar_state`` is ``pending`` until it has run)."""
+    ``registrar_state`` is ``pending`` until it has run). ``subscription``: the ``domain`` product's
+    subscription that paid for it (apps/domains/provisioning.py)."""
     registrars.get(registrar)  # an unknown registrar is a 400 now, not a failed job later
     name = domain_name(name)
     claims.claim(tenant, [name])  # nobody else's tree (apps/names/claims.py); locked until commit
     domain = Domain(tenant=tenant, name=name, customer=customer, registrar=registrar,
                     registered_at=registered_at, expires_at=expires_at, auto_renew=auto_renew,
                     renewal_price=renewal_price, pending_nameservers=_nameservers(nameservers),
-                    registrar_state=RegistrarStatus.PENDING)  # fmt: skip
+                    registrar_state=RegistrarStatus.PENDING, subscription=subscription)  # fmt: skip
     try:
         with transaction.atomic():
             domain.save(force_insert=True)
@@ -257,6 +266,10 @@ def apply_registration(*, domain_id, years: int, expires_at: str | None) -> dict
             domain, years=years, nameservers=wanted, expires_at=date.fromisoformat(expires_at) if expires_at else None
         )
         _apply(domain, state)
+        if domain.registrar != "manual" and domain.verified_at is None:
+            # A registry created it for this customer: that proves ownership as a TXT record would.
+            domain.verified_at = timezone.now()
+            domain.status = DomainStatus.ACTIVE
         domain.pending_nameservers = None
         domain.registrar_state = RegistrarStatus.OK
         domain.last_error = ""
@@ -313,6 +326,88 @@ def apply_transfer_out(*, domain_id) -> dict:
 
 def registrar_failed(domain_id, message: str) -> None:
     Domain.all_tenants.filter(pk=domain_id).update(registrar_state=RegistrarStatus.ERROR, last_error=message[:2000])
+
+
+def registrar_retrying(domain_id, message: str) -> None:
+    """A registry fault the job will try again: the domain stays ``pending`` and says why it waits."""
+    Domain.all_tenants.filter(pk=domain_id).update(last_error=f"Retrying: {message}"[:2000])
+
+
+# --- the tenant's domain settings -----------------------------------------------------------------
+
+SETTINGS_FIELDS = ("nameservers", "registrar", "on_failed_registration", "epp_host", "epp_port", "epp_client_id",
+                   "epp_client_cert", "epp_ca_cert", "epp_admin_contact", "epp_tech_contact",
+                   "epp_billing_contact")  # fmt: skip
+
+
+def domain_settings(tenant) -> DomainSettings:
+    """The tenant's domain settings (made with the defaults on first use)."""
+    conf, _ = DomainSettings.objects.get_or_create(tenant=tenant)
+    return conf
+
+
+def tenant_nameservers(tenant) -> list[str]:
+    """The nameservers a tenant's new zones and registrations get: its own, else the platform's."""
+    conf = DomainSettings.objects.filter(tenant=tenant).first()
+    return list((conf and conf.nameservers) or settings.MPANEL_DNS_NAMESERVERS)
+
+
+def _host(value: str) -> str:
+    value = (value or "").strip().rstrip(".").lower()
+    if value and not HOSTNAME.fullmatch(value):
+        raise InvalidInput("A host name (registry.example) or an IP address.", field="epp_host")
+    return value
+
+
+def _pem(value: str, field: str, marker: str) -> str:
+    value = (value or "").strip()
+    if value and f"-----BEGIN {marker}" not in value:
+        raise InvalidInput(f"Paste the PEM text (-----BEGIN {marker}...).", field=field)
+    return value + "\n" if value else ""
+
+
+@transaction.atomic
+def domain_settings_update(*, tenant, data: dict, actor=None) -> DomainSettings:
+    """Change the tenant's domain settings. ``epp_password`` and ``epp_client_key`` are taken in
+    clear and stored encrypted (an empty string clears them); the audit trail says they changed,
+    never what they are."""
+    conf = domain_settings(tenant)
+    conf = DomainSettings.objects.select_for_update().get(pk=conf.pk)
+    with audit.change(conf, "domain.settings.update", actor=actor) as change:
+        for key in SETTINGS_FIELDS:
+            if key not in data:
+                continue
+            value = data[key]
+            if key == "nameservers":
+                value = _nameservers(value)
+                if len(value) == 1:
+                    raise InvalidInput("Give at least two nameservers (or none for the platform's).",
+                                       field="nameservers")  # fmt: skip
+            elif key == "registrar":
+                registrars.get(value)
+            elif key == "on_failed_registration" and value not in FailedRegistration.values:
+                raise InvalidInput(f"Choose one of {', '.join(FailedRegistration.values)}.", field=key)
+            elif key == "epp_port" and not (isinstance(value, int) and 1 <= value <= 65535):
+                raise InvalidInput("A port is 1 to 65535.", field="epp_port")
+            elif key == "epp_host":
+                value = _host(value)
+            elif key == "epp_client_cert" or key == "epp_ca_cert":
+                value = _pem(value, key, "CERTIFICATE")
+            setattr(conf, key, value)
+        secrets_changed = []
+        if "epp_password" in data:
+            conf.epp_password_encrypted = crypto.encrypt(data["epp_password"]) if data["epp_password"] else ""
+            secrets_changed.append("epp_password")
+        if "epp_client_key" in data:
+            key = _pem(data["epp_client_key"], "epp_client_key", "")
+            conf.epp_client_key_encrypted = crypto.encrypt(key) if key else ""
+            secrets_changed.append("epp_client_key")
+        if conf.epp_client_key_encrypted and not conf.epp_client_cert:
+            raise InvalidInput("A client key needs its certificate.", field="epp_client_cert")
+        if secrets_changed:
+            change.mark(secrets_changed=secrets_changed)
+        conf.save()
+    return conf
 
 
 def domains_auto_renew(*, today: date | None = None) -> list:
