@@ -512,3 +512,20 @@ REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"] = "apps.tenancy.schema.AutoSchema"
 # The API's contract is JSON (docs/api.md): the schema documents JSON bodies only (DRF still parses
 # forms for the browsable API); uploads declare multipart/form-data themselves.
 SPECTACULAR_SETTINGS["PARSER_WHITELIST"] = ["apps.common.parsers.JSONParser"]
+
+# --- backups on restic (apps/backups) -------------------------------------------------------------
+INSTALLED_APPS += ["apps.backups"]
+CELERY_BEAT_SCHEDULE["backups-tick"] = {"task": "backups.tick", "schedule": 60.0}
+# How long the snapshot taken before a resource is deleted is kept.
+MPANEL_BACKUP_FINAL_KEEP_DAYS = env.int("MPANEL_BACKUP_FINAL_KEEP_DAYS", default=30)
+MPANEL_BACKUP_DOWNLOAD_MAX_BYTES = env.int("MPANEL_BACKUP_DOWNLOAD_MAX_BYTES", default=256 * 1024 * 1024)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "BackupRepositoryStatusEnum": "apps.backups.models.RepoStatus.choices",
+        "BackupSnapshotStatusEnum": "apps.backups.models.SnapshotStatus.choices",
+        "BackupTaskStatusEnum": "apps.backups.models.TaskStatus.choices",
+        "BackupDrillStatusEnum": "apps.backups.models.DrillStatus.choices",
+        "BackupRunStatusEnum": "apps.backups.models.RunStatus.choices",
+        "BackupResourceKindEnum": "apps.backups.models.ResourceKind.choices",
+    }
+)

@@ -6,6 +6,7 @@
 # DNS zones: PowerDNS (SQLite backend) or BIND (named, named-checkzone, rndc).
 # Mail: Postfix maps (postmap), Dovecot for IMAP, Sieve (sievec, dovecot-lda) for autoresponders.
 # Hosting databases: MariaDB (PostgreSQL is installed by test.sh for the panel itself).
+# Backups: restic (driven by agent/backups.py); OpenSSH for the SFTP backend.
 local_node_missing() {
   local missing=()
   command -v runc >/dev/null || missing+=(runc)
@@ -21,6 +22,8 @@ local_node_missing() {
   dpkg -s dovecot-imapd >/dev/null 2>&1 || missing+=(dovecot-imapd)
   command -v sievec >/dev/null || [ -x /usr/bin/sievec ] || missing+=(dovecot-sieve)
   command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
+  command -v restic >/dev/null || missing+=(restic)
+  command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   echo "${missing[@]}"
 }
 
