@@ -492,8 +492,8 @@ def forget(node: Node, args: dict) -> dict:
                 rules += [f"--keep-{key}", str(value)]
         _check(bool(rules), "a retention rule is required")
         repo.run("forget", "--prune", "--host", host, "--group-by", "host", "--keep-tag", "reason-final", *rules)
-    left = [s["id"] for s in repo.snapshots(host)]
-    return {"snapshots": left, **_stats(repo)}
+    kept = [s["id"] for s in repo.snapshots(host)]
+    return {**_stats(repo), "kept": kept}
 
 
 @OPERATIONS.register("backup_check")

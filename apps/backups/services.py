@@ -320,7 +320,11 @@ def snapshot_converge(snap: Snapshot, job_type: str) -> dict:
     _record_taken(snap, result)
     if snap.policy_id is not None:
         BackupPolicy.objects.filter(pk=snap.policy_id).update(last_run_status=RunStatus.OK, last_run_error="")
-        _retention(snap)
+        try:
+            _retention(snap)
+        except NodeError as exc:  # the snapshot is taken and recorded; the next run prunes again
+            log.warning("retention of %s failed: %s", snap.restic_host, exc.message)
+            BackupPolicy.objects.filter(pk=snap.policy_id).update(last_run_error=f"retention: {exc.message}"[:2000])
     else:
         _refresh_stats(snap.repository)
     return {"snapshot": snap.restic_id, "files": snap.files, "size_bytes": snap.size_bytes}
@@ -340,7 +344,7 @@ def _retention(snap: Snapshot) -> None:
     args = {"repository": repo_spec(repo), "resource": f"{snap.resource_kind}-{snap.resource_id.hex}",
             "keep": policy.keep}  # fmt: skip
     result = driver_for(repo.node).backup("forget", args)
-    _mark_forgotten(repo, snap, set(result.get("snapshots") or []))
+    _mark_forgotten(repo, snap, set(result.get("kept") or []))
     _stats_into(repo, result)
 
 
@@ -380,7 +384,7 @@ def _forget(snap: Snapshot) -> dict:
     args = {"repository": repo_spec(repo), "resource": f"{snap.resource_kind}-{snap.resource_id.hex}",
             "ids": [snap.restic_id]}  # fmt: skip
     result = driver_for(repo.node).backup("forget", args)
-    _mark_forgotten(repo, snap, set(result.get("snapshots") or []))
+    _mark_forgotten(repo, snap, set(result.get("kept") or []))
     _stats_into(repo, result)
     return {"forgotten": snap.restic_id}
 
