@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import certs, databases, dns, files, mail, web
+from . import backups, certs, databases, dns, files, mail, web
 from . import runtime as node_runtime
 from .errors import AgentError
 from .registry import OPERATIONS
 from .runtime import NodeRuntime
 
 # Every module that registers operations: importing them here, once, is what registers them all.
-OPERATION_MODULES: tuple[ModuleType, ...] = (node_runtime, web, files, dns, mail, databases, certs)
+OPERATION_MODULES: tuple[ModuleType, ...] = (node_runtime, web, files, dns, mail, databases, certs, backups)
 
 
 def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:

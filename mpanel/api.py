@@ -17,6 +17,13 @@ from apps.accounts.views import (
     RegisterView,
     VerifyEmailView,
 )
+from apps.backups.api import (
+    BackupPolicyViewSet,
+    BackupRepositoryViewSet,
+    DrillViewSet,
+    RestoreViewSet,
+    SnapshotViewSet,
+)
 from apps.billing.api import (
     BillingSettingsViewSet,
     CreditNoteViewSet,
@@ -178,6 +185,11 @@ router.register(
 )
 router.register(r"hosting/email/domains/(?P<domain_pk>[0-9a-fA-F-]{36})/autoresponders", AutoresponderViewSet,
                 basename="mail-autoresponder")  # fmt: skip
+router.register("enterprise/backups/repositories", BackupRepositoryViewSet, basename="backup-repository")
+router.register("enterprise/backups/policies", BackupPolicyViewSet, basename="backup-policy")
+router.register("enterprise/backups/snapshots", SnapshotViewSet, basename="backup-snapshot")
+router.register("enterprise/backups/restores", RestoreViewSet, basename="backup-restore")
+router.register("enterprise/backups/drills", DrillViewSet, basename="backup-drill")
 
 router.register("enterprise/white-label/domains", CustomDomainViewSet, basename="whitelabel-domain")
 

@@ -109,6 +109,11 @@ MODULES: tuple[Module, ...] = (
         ("enterprise/white-label",),
         "Your brand as your customers see it (name, logo, colours, legal details) and custom portal domains.",
     ),
+    Module(
+        "Backups",
+        ("enterprise/backups",),
+        "Restic repositories, backup policies, snapshots per resource, restores, file downloads and restore drills.",
+    ),
     Module("Audit", ("audit",), "Who changed what, when and from where: every change of the tenant."),
     Module("System", ("healthz", "__debug"), "Health of the panel and its dependencies, for monitoring."),
 )
@@ -416,6 +421,23 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "DatabaseRequest": {"server": SERVER, "name": "shop"},
     "DatabaseUserRequest": {"server": SERVER, "name": "shop_app"},
     "DatabaseGrantRequest": {"user": DB_USER},
+    # Backups
+    "BackupRepositoryRequest": {"name": "Nightly", "node": NODE},
+    "RepositoryDeleteRequest": {"confirm": "Nightly"},
+    "RepositoryExportRequest": {"code": "492817"},
+    "BackupPolicyRequest": {
+        "name": "Shop every night",
+        "repository": ID,
+        "resources": [f"website:{SERVER}", f"database:{DB_USER}"],
+        "schedule": "0 3 * * *",
+        "keep_last": 7,
+        "keep_weekly": 4,
+        "drill_interval_days": 7,
+    },
+    "PatchedBackupPolicyUpdateRequest": {"keep_last": 14},
+    "BackupNowRequest": {"repository": ID, "resource_kind": "website", "resource_id": SERVER},
+    "RestoreInputRequest": {"target": None},
+    "DrillStartRequest": {"policy": ID},
     # Security
     "ApiTokenCreateRequest": {
         "name": "Deploy pipeline",

@@ -551,3 +551,19 @@ WHITELABEL_CACHE_SECONDS = env.int("WHITELABEL_CACHE_SECONDS", default=300)
 # The address customers' e-mails are sent from; its display name is always the tenant's brand name
 # (the name in DEFAULT_FROM_EMAIL is the platform's, never shown to a tenant's customers).
 WHITELABEL_FROM_EMAIL = env("WHITELABEL_FROM_EMAIL", default="")
+# --- backups on restic (apps/backups) -------------------------------------------------------------
+INSTALLED_APPS += ["apps.backups"]
+CELERY_BEAT_SCHEDULE["backups-tick"] = {"task": "backups.tick", "schedule": 60.0}
+# How long the snapshot taken before a resource is deleted is kept.
+MPANEL_BACKUP_FINAL_KEEP_DAYS = env.int("MPANEL_BACKUP_FINAL_KEEP_DAYS", default=30)
+MPANEL_BACKUP_DOWNLOAD_MAX_BYTES = env.int("MPANEL_BACKUP_DOWNLOAD_MAX_BYTES", default=256 * 1024 * 1024)
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "BackupRepositoryStatusEnum": "apps.backups.models.RepoStatus.choices",
+        "BackupSnapshotStatusEnum": "apps.backups.models.SnapshotStatus.choices",
+        "BackupTaskStatusEnum": "apps.backups.models.TaskStatus.choices",
+        "BackupDrillStatusEnum": "apps.backups.models.DrillStatus.choices",
+        "BackupRunStatusEnum": "apps.backups.models.RunStatus.choices",
+        "BackupResourceKindEnum": "apps.backups.models.ResourceKind.choices",
+    }
+)

@@ -7,6 +7,7 @@
 # Mail: Postfix maps (postmap), Dovecot for IMAP, Sieve (sievec, dovecot-lda) for autoresponders.
 # Hosting databases: MariaDB (PostgreSQL is installed by test.sh for the panel itself).
 # SSL: pebble, Let's Encrypt's ACME test CA (the tests issue real certificates from it).
+# Backups: restic (driven by agent/backups.py); OpenSSH for the SFTP backend.
 local_node_missing() {
   local missing=()
   command -v runc >/dev/null || missing+=(runc)
@@ -23,6 +24,8 @@ local_node_missing() {
   command -v sievec >/dev/null || [ -x /usr/bin/sievec ] || missing+=(dovecot-sieve)
   command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
   command -v pebble >/dev/null || [ -x /usr/bin/pebble ] || missing+=(pebble)
+  command -v restic >/dev/null || missing+=(restic)
+  command -v sshd >/dev/null || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
   echo "${missing[@]}"
 }
 

@@ -156,6 +156,11 @@ class NodeDriver:
     def db_sizes(self, server: dict, names: list[str]) -> dict:
         return self._call("db_sizes", {"server": server, "names": names})
 
+    # --- backups (agent/backups.py: restic) ---------------------------------------------------------
+    # ``args["repository"]`` carries the repository's password, decrypted only for the call.
+    def backup(self, op: str, args: dict):
+        return self._call(f"backup_{op}", args)
+
     def db_security(self, server: dict) -> dict:
         """Guardian: where the server listens (``listen``) and whether it offers TLS (``ssl``)."""
         return self._call("db_security", {"server": server})

@@ -9,7 +9,7 @@ from agent import tls
 from apps.jobs.errors import TenantErrorField
 from apps.tenancy.models import TenantOwnedModel
 
-ROLE_CHOICES = ["pods", "web", "mail", "dns", "db"]
+ROLE_CHOICES = ["pods", "web", "mail", "dns", "db", "backup"]
 
 
 class NodeStatus(models.TextChoices):

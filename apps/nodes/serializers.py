@@ -68,7 +68,7 @@ class CapacitySerializer(Serializer):
 
 class NodeSerializer(ModelSerializer):
     transport = serializers.ChoiceField(choices=Transport.choices, default=Transport.LOCAL)
-    roles = serializers.ListField(child=serializers.ChoiceField(choices=ROLE_CHOICES), allow_empty=True, max_length=5)
+    roles = serializers.ListField(child=serializers.ChoiceField(choices=ROLE_CHOICES), allow_empty=True, max_length=6)
     status = serializers.ChoiceField(choices=SETTABLE_STATUSES, required=False)
     capacity = CapacitySerializer(source="*")
     tls_fingerprint = FingerprintField(required=False, allow_blank=True)

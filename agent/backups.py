@@ -1,0 +1,670 @@
+"""Backups on restic, node side (docs/modules/backups.md).
+
+The node runs Debian's ``restic``; this module never reads or writes restic's format itself.
+Layout under ``<node root>/backups``:
+    repos/<repository id>/   a local restic repository (the ``local`` backend of a ``backup`` node)
+    cache/                   restic's cache
+    stage/<uuid>/            a restore being staged, swapped in when complete
+    scratch/<uuid>/          a restore drill's scratch copy, removed when compared
+
+Secrets: the repository password arrives with each call (the panel decrypts it for that call) and
+reaches restic only through its environment (``RESTIC_PASSWORD``), never its command line; database
+admin passwords reach ``pg_dump``/``mariadb-dump`` the same way (``PGPASSWORD``, ``MYSQL_PWD``).
+Error messages carry restic's words, never a password.
+
+Each snapshot is made with ``--host res-<kind>-<resource id>`` (restic's grouping key for
+``forget``) and tags ``mpanel`` and ``reason-<reason>``. Sources:
+- ``files``: a website's tree (``restic backup .`` from inside it, owners and modes kept);
+- ``maildir``: a mailbox's Maildir, the same way;
+- ``pod``: a pod's rootfs, the container paused for the copy and resumed after (``pod_pause``);
+- ``postgresql`` / ``mariadb``: ``pg_dump -Fc`` / ``mariadb-dump --single-transaction`` piped into
+  ``restic backup --stdin`` (no dump file on disk); a dump that fails forgets the snapshot it fed;
+- ``zone``: the zone's master file, given by the panel, through stdin.
+
+Every run first clears stale locks (``restic unlock`` removes only locks whose process is gone or
+that are too old; a live job's lock is kept), so a job killed mid-run leaves a repository the next
+run uses. A run that dies before restic writes its snapshot leaves no snapshot: restic writes the
+snapshot object last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from .errors import AgentError
+from .registry import OPERATIONS, Node
+
+RESTIC = os.environ.get("MPANEL_RESTIC", "restic")
+REPO_ID_RE = re.compile(r"^r[0-9a-f]{32}$")
+RESOURCE_RE = re.compile(r"^[a-z]{2,12}-[0-9a-f]{32}$")
+SNAPSHOT_RE = re.compile(r"^[0-9a-f]{8,64}$")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+SITE_RE = re.compile(r"^w[0-9a-f]{32}$")
+POD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+REASONS = ("manual", "scheduled", "pre-restore", "final", "drill")
+STDIN_NAMES = {"postgresql": "database.pgdump", "mariadb": "database.sql", "zone": "zone.db"}
+TIMEOUT = 6 * 3600
+MAX_READ = 8 * 1024 * 1024
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise AgentError(message, permanent=True)
+
+
+def _base(node: Node) -> Path:
+    return Path(node.root) / "backups"
+
+
+# --- the repository ---------------------------------------------------------------------------------
+
+
+class Repo:
+    """One restic repository as the panel describes it: ``{"id", "backend", "password"}`` (local)."""
+
+    def __init__(self, node: Node, spec: object):
+        _check(isinstance(spec, dict), "a repository is required")
+        repo_id, backend, password = spec.get("id"), spec.get("backend", "local"), spec.get("password")
+        _check(isinstance(repo_id, str) and bool(REPO_ID_RE.match(repo_id)), "bad repository id")
+        _check(backend == "local", f"backend {backend!r} is not supported on this node")
+        _check(isinstance(password, str) and len(password) >= 16, "the repository password is missing")
+        self.node = node
+        self.base = _base(node)
+        self.path = self.base / "repos" / repo_id
+        self._password = password
+
+    def env(self, **extra: str) -> dict:
+        cache = self.base / "cache"
+        cache.mkdir(parents=True, exist_ok=True)
+        return {
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "HOME": str(self.base),
+            "RESTIC_REPOSITORY": str(self.path),
+            "RESTIC_PASSWORD": self._password,  # the environment, never the command line
+            "RESTIC_CACHE_DIR": str(cache),
+            **extra,
+        }
+
+    def run(self, *args: str, input: bytes | None = None, check: bool = True, cwd: str | Path | None = None,
+            timeout: float = TIMEOUT) -> subprocess.CompletedProcess:  # fmt: skip
+        try:
+            result = subprocess.run([RESTIC, *args], input=input, capture_output=True, env=self.env(), cwd=cwd,
+                                    timeout=timeout)  # fmt: skip
+        except FileNotFoundError as exc:
+            raise AgentError("restic is not installed on this node", permanent=True) from exc
+        if check and result.returncode != 0:
+            raise AgentError(f"restic {args[0]}: {_tail(result.stderr)}")
+        return result
+
+    def popen(self, *args: str, stdin=None, stdout=None, cwd=None) -> subprocess.Popen:
+        try:
+            return subprocess.Popen([RESTIC, *args], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                                    env=self.env(), cwd=cwd)  # fmt: skip
+        except FileNotFoundError as exc:
+            raise AgentError("restic is not installed on this node", permanent=True) from exc
+
+    def exists(self) -> bool:
+        return (self.path / "config").exists()
+
+    def init(self) -> bool:
+        if self.exists():
+            return False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.run("init")
+        return True
+
+    def unlock(self) -> None:
+        """Remove stale locks only (a killed job's): a lock of a live process is kept."""
+        if self.exists():
+            self.run("unlock", check=False)
+
+    def snapshot(self, snapshot_id: str) -> dict:
+        found = json.loads(self.run("snapshots", "--json", snapshot_id).stdout or b"[]")
+        _check(bool(found), f"no snapshot {snapshot_id}")
+        return found[0]
+
+    def snapshots(self, host: str | None = None) -> list[dict]:
+        args = ["snapshots", "--json"] + (["--host", host] if host else [])
+        return json.loads(self.run(*args).stdout or b"[]")
+
+
+def _tail(stderr: bytes | str, limit: int = 800) -> str:
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return (" | ".join(lines[-4:]) or "failed")[-limit:]
+
+
+def _summary(stdout: bytes) -> dict:
+    for line in reversed(stdout.decode("utf-8", "replace").splitlines()):
+        with contextlib.suppress(ValueError):
+            data = json.loads(line)
+            if isinstance(data, dict) and data.get("message_type") == "summary":
+                return data
+    raise AgentError("restic backup gave no summary")
+
+
+def _ids(args: dict) -> tuple[str, str]:
+    resource, reason = args.get("resource"), args.get("reason", "manual")
+    _check(isinstance(resource, str) and bool(RESOURCE_RE.match(resource)), "bad resource")
+    _check(reason in REASONS, f"bad reason {reason!r}")
+    return f"res-{resource}", reason
+
+
+# --- sources ----------------------------------------------------------------------------------------
+
+
+def _source(node: Node, args: dict) -> dict:
+    source = args.get("source")
+    _check(isinstance(source, dict), "a source is required")
+    kind = source.get("kind")
+    if kind == "files":
+        site = source.get("site")
+        _check(isinstance(site, str) and bool(SITE_RE.match(site)), "bad site id")
+        return {"kind": kind, "path": Path(node.root) / "web" / "www" / site}
+    if kind == "maildir":
+        path = Path(str(source.get("path", "")))
+        _check(path.is_absolute() and ".." not in path.parts, "bad Maildir path")
+        return {"kind": kind, "path": path}
+    if kind == "pod":
+        pod = source.get("pod")
+        _check(isinstance(pod, str) and bool(POD_RE.match(pod)), "bad pod id")
+        return {"kind": kind, "pod": pod, "path": Path(node.root) / "bundles" / pod / "rootfs"}
+    if kind in ("postgresql", "mariadb"):
+        server, name = source.get("server"), source.get("name")
+        _check(isinstance(server, dict) and server.get("engine") == kind, "a database server is required")
+        _check(isinstance(name, str) and bool(NAME_RE.match(name)), "bad database name")
+        for key in ("host", "admin_user"):
+            _check(isinstance(server.get(key), str) and bool(server[key]), f"the server's {key} is required")
+        _check(isinstance(server.get("admin_password"), str), "the server's admin password is required")
+        return {"kind": kind, "server": server, "name": name, "port": int(server.get("port") or 0)}
+    if kind == "zone":
+        text = source.get("text")
+        _check(isinstance(text, str) and len(text) < 16 * 1024 * 1024, "the zone's master file is required")
+        return {"kind": kind, "text": text}
+    raise AgentError(f"unknown source kind {kind!r}", permanent=True)
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=lambda p: int(p.split("/")[4]))
+    _check(bool(candidates), f"{name} is not installed on this node")
+    return candidates[-1]
+
+
+def _db_env(src: dict) -> dict:
+    server = src["server"]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if src["kind"] == "postgresql":
+        env["PGPASSWORD"] = server["admin_password"]
+        env["PGCONNECT_TIMEOUT"] = "10"
+    else:
+        env["MYSQL_PWD"] = server["admin_password"]
+    return env
+
+
+def _db_target(src: dict, name: str | None = None) -> list[str]:
+    s, port = src["server"], str(src["port"])
+    if src["kind"] == "postgresql":
+        return ["-h", s["host"], "-p", port, "-U", s["admin_user"], "-d", name or src["name"]]
+    return ["-h", s["host"], "-P", port, "-u", s["admin_user"], "--protocol=tcp", name or src["name"]]
+
+
+def _dump_command(src: dict) -> list[str]:
+    if src["kind"] == "postgresql":
+        return [_pg_bin("pg_dump"), "-Fc", "--no-password", *_db_target(src)]
+    binary = shutil.which("mariadb-dump") or shutil.which("mysqldump")
+    _check(binary is not None, "mariadb-dump is not installed on this node")
+    return [binary, "--single-transaction", "--routines", "--triggers", "--events", "--hex-blob",
+            *_db_target(src)]  # fmt: skip
+
+
+def _load_command(src: dict, name: str) -> list[str]:
+    if src["kind"] == "postgresql":
+        return [_pg_bin("pg_restore"), "--clean", "--if-exists", "--no-password", "--exit-on-error",
+                *_db_target(src, name)]  # fmt: skip
+    binary = shutil.which("mariadb") or shutil.which("mysql")
+    _check(binary is not None, "the mariadb client is not installed on this node")
+    return [binary, *_db_target(src, name)]
+
+
+@contextlib.contextmanager
+def _paused(node: Node, src: dict) -> Iterator[None]:
+    """A pod's rootfs is copied frozen (consistent), and thawed whatever happens."""
+    if src["kind"] != "pod":
+        yield
+        return
+    pause, resume = OPERATIONS.get("pod_pause"), OPERATIONS.get("pod_resume")
+    state = OPERATIONS["pod_state"](node, {"id": src["pod"]}).get("state")
+    frozen = state == "running" and pause is not None
+    if frozen:
+        pause(node, {"id": src["pod"]})
+    try:
+        yield
+    finally:
+        if frozen and resume is not None:
+            resume(node, {"id": src["pod"]})
+
+
+def _tree_backup(repo: Repo, src: dict, host: str, reason: str) -> dict:
+    path = src["path"]
+    _check(path.is_dir(), f"nothing to back up: {path.name} does not exist on this node")
+    result = repo.run("backup", "--json", "--quiet", "--host", host, "--tag", "mpanel", "--tag", f"reason-{reason}",
+                      ".", cwd=path)  # fmt: skip
+    return _summary(result.stdout)
+
+
+def _stdin_backup(repo: Repo, src: dict, host: str, reason: str) -> dict:
+    """A dump piped straight into restic: nothing is written on this node's disk."""
+    args = ["backup", "--json", "--quiet", "--host", host, "--tag", "mpanel", "--tag", f"reason-{reason}",
+            "--stdin", "--stdin-filename", STDIN_NAMES[src["kind"]]]  # fmt: skip
+    if src["kind"] == "zone":
+        return _summary(repo.run(*args, input=src["text"].encode()).stdout)
+    try:
+        dump = subprocess.Popen(_dump_command(src), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_db_env(src))
+    except FileNotFoundError as exc:
+        raise AgentError(f"{src['kind']} dump tool missing: {exc}", permanent=True) from exc
+    restic = repo.popen(*args, stdin=dump.stdout, stdout=subprocess.PIPE)
+    dump.stdout.close()  # restic holds the pipe's read end now
+    dump_err: list[bytes] = []
+    reader = threading.Thread(target=lambda: dump_err.append(dump.stderr.read()), daemon=True)
+    reader.start()
+    out, err = restic.communicate(timeout=TIMEOUT)
+    dump.wait(timeout=60)
+    reader.join(timeout=10)
+    summary = _summary(out) if restic.returncode == 0 else None
+    if dump.returncode != 0:
+        if summary is not None:  # restic stored what the dump gave before it failed: not a backup
+            repo.run("forget", summary["snapshot_id"], check=False)
+        raise AgentError(f"{src['kind']} dump failed: {_tail(b''.join(dump_err))}")
+    if summary is None:
+        raise AgentError(f"restic backup: {_tail(err)}")
+    return summary
+
+
+def _counts(src: dict, name: str | None = None) -> dict[str, int]:
+    """Rows per table (the drill compares a scratch restore's to the backup's)."""
+    name = name or src["name"]
+    if src["kind"] == "postgresql":
+        query = "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables ORDER BY 1"
+        tables = _psql(src, name, query).split()
+        counts = {}
+        for table in tables:
+            # ``table`` is quoted by PostgreSQL's own format('%I.%I') above.
+            counts[table] = int(_psql(src, name, f"SELECT count(*) FROM {table}").strip() or 0)  # noqa: S608
+        return counts
+    tables = _mariadb_query(src, name, "SHOW TABLES").splitlines()
+    counts = {}
+    for table in filter(None, tables):
+        quoted = "`" + table.replace("`", "``") + "`"  # a quoted identifier: backticks doubled
+        counts[table] = int(_mariadb_query(src, name, f"SELECT COUNT(*) FROM {quoted}").strip() or 0)  # noqa: S608
+    return counts
+
+
+def _psql(src: dict, name: str, sql: str) -> str:
+    command = [_pg_bin("psql"), "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "--no-password", *_db_target(src, name),
+               "-c", sql]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, env=_db_env(src), timeout=600)
+    if result.returncode != 0:
+        raise AgentError(f"postgresql: {_tail(result.stderr)}")
+    return result.stdout.decode()
+
+
+def _mariadb_query(src: dict, name: str | None, sql: str) -> str:
+    binary = shutil.which("mariadb") or shutil.which("mysql")
+    _check(binary is not None, "the mariadb client is not installed on this node")
+    target = _db_target(src, name or "")
+    if not name:
+        target = target[:-1]
+    result = subprocess.run([binary, "-N", "-B", *target, "-e", sql], capture_output=True, env=_db_env(src),
+                            timeout=600)  # fmt: skip
+    if result.returncode != 0:
+        raise AgentError(f"mariadb: {_tail(result.stderr)}")
+    return result.stdout.decode()
+
+
+# --- operations -------------------------------------------------------------------------------------
+
+
+@OPERATIONS.register("backup_repo_init")
+def repo_init(node: Node, args: dict) -> dict:
+    repo = Repo(node, args.get("repository"))
+    created = repo.init()
+    return {"created": created, **_stats(repo)}
+
+
+@OPERATIONS.register("backup_repo_delete")
+def repo_delete(node: Node, args: dict) -> dict:
+    repo = Repo(node, args.get("repository"))
+    if repo.path.exists():
+        shutil.rmtree(repo.path)
+        return {"removed": True}
+    return {"removed": False}
+
+
+def _stats(repo: Repo) -> dict:
+    if not repo.exists():
+        return {"size_bytes": 0, "raw_bytes": 0, "snapshots": 0}
+    raw = json.loads(repo.run("stats", "--json", "--mode", "raw-data").stdout or b"{}")
+    stored = sum(f.stat().st_size for f in repo.path.rglob("*") if f.is_file())
+    return {
+        "size_bytes": stored,  # on disk: deduplicated, compressed, encrypted
+        "raw_bytes": int(raw.get("total_size") or 0),  # the deduplicated data
+        "snapshots": len(repo.snapshots()),
+    }
+
+
+@OPERATIONS.register("backup_stats")
+def stats(node: Node, args: dict) -> dict:
+    return _stats(Repo(node, args.get("repository")))
+
+
+@OPERATIONS.register("backup_run")
+def backup_run(node: Node, args: dict) -> dict:
+    """One snapshot of one resource: ``{repository, resource, reason, source}``."""
+    repo = Repo(node, args.get("repository"))
+    host, reason = _ids(args)
+    src = _source(node, args)
+    repo.init()
+    repo.unlock()
+    manifest: dict = {}
+    if src["kind"] in ("postgresql", "mariadb"):
+        manifest["rows"] = _counts(src)
+        summary = _stdin_backup(repo, src, host, reason)
+    elif src["kind"] == "zone":
+        summary = _stdin_backup(repo, src, host, reason)
+    else:
+        with _paused(node, src):
+            summary = _tree_backup(repo, src, host, reason)
+    snap = repo.snapshot(summary["snapshot_id"])
+    return {
+        "snapshot": snap["id"],
+        "short_id": snap.get("short_id", snap["id"][:8]),
+        "time": snap["time"],
+        "files": int(summary.get("total_files_processed") or 0),
+        "size_bytes": int(summary.get("total_bytes_processed") or 0),
+        "added_bytes": int(summary.get("data_added") or 0),
+        "manifest": manifest,
+    }
+
+
+def _snapshot_arg(args: dict) -> str:
+    snap = args.get("snapshot")
+    _check(isinstance(snap, str) and bool(SNAPSHOT_RE.match(snap)), "bad snapshot id")
+    return snap
+
+
+def _restore_tree(repo: Repo, snap: str, target: Path, *, verify: bool = False) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    repo.run("restore", snap, "--target", str(target), *(["--verify"] if verify else []))
+
+
+def _swap_in(staged: Path, live: Path) -> None:
+    """The staged tree takes the live one's place in two renames; the live root's owner and mode
+    (not in the snapshot: it was taken from inside) carry over."""
+    if live.exists():
+        st = live.stat()
+        os.chown(staged, st.st_uid, st.st_gid)
+        os.chmod(staged, st.st_mode & 0o7777)
+    old = live.with_name(f".{live.name}.old-{uuid.uuid4().hex[:8]}")
+    if live.exists():
+        os.rename(live, old)
+    live.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(staged, live)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@OPERATIONS.register("backup_restore")
+def restore(node: Node, args: dict) -> dict:
+    """Restore ``snapshot`` into ``source`` (in place, or another resource of the same kind).
+    Trees are staged next to the live one and swapped in whole, so a failed restore changes
+    nothing; databases are loaded from ``restic dump`` piped into the client."""
+    repo = Repo(node, args.get("repository"))
+    snap = _snapshot_arg(args)
+    src = _source(node, args)
+    repo.unlock()
+    if src["kind"] in ("postgresql", "mariadb"):
+        _load(repo, snap, src, src["name"])
+        return {"restored": snap, "rows": _counts(src)}
+    if src["kind"] == "zone":
+        text = repo.run("dump", snap, STDIN_NAMES["zone"]).stdout.decode()
+        return {"restored": snap, "text": text}
+    stage = _base(node) / "stage" / uuid.uuid4().hex
+    live: Path = src["path"]
+    staged = live.parent / f".{live.name}.restore-{uuid.uuid4().hex[:8]}"  # same filesystem: rename works
+    try:
+        _restore_tree(repo, snap, stage)
+        os.rename(stage, staged)
+        with _paused(node, src):
+            _swap_in(staged, live)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+        shutil.rmtree(staged, ignore_errors=True)
+    return {"restored": snap, "files": sum(1 for p in live.rglob("*") if p.is_file())}
+
+
+def _load(repo: Repo, snap: str, src: dict, name: str) -> None:
+    dump = repo.popen("dump", snap, STDIN_NAMES[src["kind"]], stdout=subprocess.PIPE)
+    try:
+        load = subprocess.run(_load_command(src, name), stdin=dump.stdout, capture_output=True, env=_db_env(src),
+                              timeout=TIMEOUT)  # fmt: skip
+    finally:
+        dump.stdout.close()
+        dump.wait(timeout=60)
+    if dump.returncode != 0:
+        raise AgentError(f"restic dump: {_tail(dump.stderr.read())}")
+    if load.returncode != 0:
+        raise AgentError(f"{src['kind']} restore failed: {_tail(load.stderr)}")
+
+
+@OPERATIONS.register("backup_forget")
+def forget(node: Node, args: dict) -> dict:
+    """Retention for one resource: ``restic forget --prune`` with the policy's keep-* rules. Final
+    snapshots (a deleted resource's) are kept; the panel forgets them by id when they expire.
+    ``ids``: forget these snapshots instead."""
+    repo = Repo(node, args.get("repository"))
+    host, _reason = _ids({**args, "reason": "manual"})
+    repo.unlock()
+    ids = args.get("ids")
+    if ids is not None:
+        _check(isinstance(ids, list) and all(isinstance(i, str) and SNAPSHOT_RE.match(i) for i in ids), "bad ids")
+        if ids:
+            repo.run("forget", "--prune", *ids)
+    else:
+        keep = args.get("keep") or {}
+        rules = []
+        for key in ("last", "hourly", "daily", "weekly", "monthly", "yearly"):
+            value = keep.get(key)
+            if value:
+                _check(isinstance(value, int) and 0 < value < 100000, f"bad keep-{key}")
+                rules += [f"--keep-{key}", str(value)]
+        _check(bool(rules), "a retention rule is required")
+        repo.run("forget", "--prune", "--host", host, "--group-by", "host", "--keep-tag", "reason-final", *rules)
+    kept = [s["id"] for s in repo.snapshots(host)]
+    return {**_stats(repo), "kept": kept}
+
+
+@OPERATIONS.register("backup_check")
+def check(node: Node, args: dict) -> dict:
+    """``restic check``, reading ``subset`` ("n/m") of the data; ``ok`` False and restic's words
+    when it finds damage."""
+    repo = Repo(node, args.get("repository"))
+    subset = args.get("subset")
+    extra: list[str] = []
+    if subset == "all":
+        extra = ["--read-data"]
+    elif subset:
+        _check(isinstance(subset, str) and bool(re.match(r"^\d{1,4}/\d{1,4}$", subset)), "bad subset")
+        extra = [f"--read-data-subset={subset}"]
+    repo.unlock()
+    result = repo.run("check", *extra, check=False)
+    output = (result.stdout + result.stderr).decode("utf-8", "replace")
+    return {
+        "ok": result.returncode == 0,
+        "output": _tail(output, 2000),
+        **(_stats(repo) if result.returncode == 0 else {}),
+    }
+
+
+@OPERATIONS.register("backup_unlock")
+def unlock(node: Node, args: dict) -> dict:
+    repo = Repo(node, args.get("repository"))
+    repo.unlock()
+    return {"unlocked": True}
+
+
+@OPERATIONS.register("backup_snapshots")
+def snapshots(node: Node, args: dict) -> list:
+    repo = Repo(node, args.get("repository"))
+    if not repo.exists():
+        return []
+    return [{"id": s["id"], "host": s.get("hostname", ""), "time": s.get("time"), "tags": s.get("tags") or []}
+            for s in repo.snapshots()]  # fmt: skip
+
+
+def _inner_path(value: object) -> str:
+    _check(isinstance(value, str) and 0 < len(value) < 4096 and "\x00" not in value, "bad path")
+    parts = [p for p in str(value).split("/") if p not in ("", ".")]
+    _check(bool(parts) and ".." not in parts, "bad path")
+    return "/" + "/".join(parts)
+
+
+@OPERATIONS.register("backup_file_stat")
+def file_stat(node: Node, args: dict) -> dict:
+    """What one path of a snapshot is (``restic ls``): its type and size, before a download."""
+    repo = Repo(node, args.get("repository"))
+    snap, path = _snapshot_arg(args), _inner_path(args.get("path"))
+    result = repo.run("ls", "--json", snap, path)
+    for line in result.stdout.decode().splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("struct_type") == "node" and entry.get("path") == path:
+                return {"path": path, "type": entry.get("type"), "size": int(entry.get("size") or 0)}
+    raise AgentError(f"{path} is not in this snapshot", permanent=True)
+
+
+@OPERATIONS.register("backup_file_read")
+def file_read(node: Node, args: dict) -> dict:
+    """``length`` bytes at ``offset`` of one file of a snapshot (``restic dump``), hex-encoded: the
+    panel streams a download in such pieces, each bounded."""
+    repo = Repo(node, args.get("repository"))
+    snap, path = _snapshot_arg(args), _inner_path(args.get("path"))
+    offset, length = int(args.get("offset") or 0), int(args.get("length") or MAX_READ)
+    _check(offset >= 0 and 0 < length <= MAX_READ, "bad range")
+    proc = repo.popen("dump", snap, path, stdout=subprocess.PIPE)
+    data = b""
+    try:
+        skipped = 0
+        while skipped < offset:
+            chunk = proc.stdout.read(min(1 << 20, offset - skipped))
+            if not chunk:
+                break
+            skipped += len(chunk)
+        data = proc.stdout.read(length) if skipped == offset else b""
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    return {"data": data.hex(), "length": len(data), "eof": len(data) < length}
+
+
+def _tree_manifest(root: Path) -> dict[str, tuple[str, int, str]]:
+    """path -> (type, size, sha256) of a tree on disk."""
+    out: dict[str, tuple[str, int, str]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = "/" + path.relative_to(root).as_posix()
+        if path.is_symlink():
+            out[rel] = ("symlink", 0, "")
+        elif path.is_dir():
+            out[rel] = ("dir", 0, "")
+        elif path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+            out[rel] = ("file", path.stat().st_size, digest.hexdigest())
+    return out
+
+
+def _snapshot_listing(repo: Repo, snap: str) -> dict[str, tuple[str, int]]:
+    out = {}
+    for line in repo.run("ls", "--json", snap).stdout.decode().splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("struct_type") == "node":
+                out[entry["path"]] = (entry.get("type"), int(entry.get("size") or 0) if entry.get("type") == "file"
+                                      else 0)  # fmt: skip
+    return out
+
+
+@OPERATIONS.register("backup_drill")
+def drill(node: Node, args: dict) -> dict:
+    """Restore ``snapshot`` into scratch and compare it with the snapshot: for a tree, restic's own
+    verification of every restored file's content (``restore --verify``: the chunk hashes of the
+    snapshot) and every path, type and size against ``restic ls``, with a SHA-256 of each file; for a
+    database, a scratch database loaded from the dump and its row count per table against
+    ``expected_rows`` (the backup's). Scratch is removed whatever the outcome."""
+    repo = Repo(node, args.get("repository"))
+    snap = _snapshot_arg(args)
+    src = _source(node, args)
+    repo.unlock()
+    problems: list[str] = []
+    detail: dict = {}
+    try:
+        if src["kind"] in ("postgresql", "mariadb"):
+            detail = _drill_database(repo, snap, src, args.get("expected_rows") or {}, problems)
+        elif src["kind"] == "zone":
+            text = repo.run("dump", snap, STDIN_NAMES["zone"]).stdout.decode()
+            detail = {"bytes": len(text), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+            if "SOA" not in text:
+                problems.append("the zone file has no SOA record")
+        else:
+            scratch = _base(node) / "scratch" / uuid.uuid4().hex
+            try:
+                _restore_tree(repo, snap, scratch, verify=True)
+                listed, restored = _snapshot_listing(repo, snap), _tree_manifest(scratch)
+                for path, (kind, size) in listed.items():
+                    got = restored.get(path)
+                    if got is None:
+                        problems.append(f"{path}: missing after restore")
+                    elif got[0] != kind or (kind == "file" and got[1] != size):
+                        problems.append(f"{path}: {got[0]} of {got[1]} bytes, the snapshot says {kind} of {size}")
+                files = {p: v for p, v in restored.items() if v[0] == "file"}
+                digest = hashlib.sha256("".join(f"{p}\0{v[2]}\n" for p, v in files.items()).encode()).hexdigest()
+                detail = {"files": len(files), "bytes": sum(v[1] for v in files.values()), "sha256": digest}
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+    except AgentError as exc:
+        problems.append(exc.message)
+    return {"ok": not problems, "problems": problems[:50], **detail}
+
+
+def _drill_database(repo: Repo, snap: str, src: dict, expected: dict, problems: list[str]) -> dict:
+    scratch = f"mpdrill_{uuid.uuid4().hex[:12]}"
+    if src["kind"] == "postgresql":
+        _psql(src, "postgres", f'CREATE DATABASE "{scratch}" TEMPLATE template0')
+    else:
+        _mariadb_query(src, None, f"CREATE DATABASE `{scratch}`")
+    try:
+        _load(repo, snap, src, scratch)
+        rows = _counts(src, scratch)
+    finally:
+        if src["kind"] == "postgresql":
+            _psql(src, "postgres", f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
+        else:
+            _mariadb_query(src, None, f"DROP DATABASE IF EXISTS `{scratch}`")
+    for table, count in sorted(expected.items()):
+        if rows.get(table) != count:
+            problems.append(f"table {table}: {rows.get(table)} rows restored, {count} backed up")
+    return {"tables": len(rows), "rows": rows}

@@ -1,0 +1,230 @@
+"""Backups in the operators' console: repositories with their sizes and last check, policies with
+their last run and last drill as badges, snapshots with a confirmed "Restore" button, restores and
+drills (read-only). Every write goes through the same services as the API; a repository's password
+is never shown here."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.template.defaultfilters import filesizeformat
+
+from apps.common.admin import ObjectAction, ReadOnlyAdmin
+from apps.common.display import badge, when
+from apps.jobs.admin import ServiceAdmin, ServiceForm, status_badge, tenant_from
+from apps.nodes.models import Node, with_role
+
+from . import services
+from .models import BackupPolicy, BackupRepository, Drill, Restore, Snapshot, SnapshotStatus
+
+
+def _size(value) -> str:
+    return filesizeformat(value) if value is not None else "—"
+
+
+class RepositoryAddForm(ServiceForm):
+    class Meta:
+        model = BackupRepository
+        fields = ["tenant", "name", "node"]
+
+    def act(self, data, actor):
+        return services.repository_create(tenant=data["tenant"], name=data["name"], node=data["node"], actor=actor)
+
+
+@admin.register(BackupRepository)
+class BackupRepositoryAdmin(ServiceAdmin):
+    list_display = ["name", "node", "status_shown", "stored", "deduplicated", "snapshot_count", "last_check", "tenant"]
+    list_filter = ["status", "last_check_ok", "tenant"]
+    search_fields = ["name", "id"]
+    list_select_related = ["node", "tenant"]
+    add_form = RepositoryAddForm
+    add_fields = ["tenant", "name", "node"]
+    shown_fields = ["tenant", "name", "node", "backend", "status", "size_bytes", "raw_bytes", "snapshot_count",
+                    "last_check_at", "last_check_ok", "last_check_output", "last_error"]  # fmt: skip
+    object_actions = [
+        ObjectAction(
+            "check", "Check now", method="check_one", help="restic check, reading the next twelfth of the data (a job)."
+        ),
+    ]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if "node" in form.base_fields:
+            tenant = tenant_from(request)
+            nodes = Node.all_tenants.filter(with_role("backup")).select_related("tenant")
+            form.base_fields["node"].queryset = nodes.filter(tenant=tenant) if tenant is not None else nodes
+        return form
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj):
+        return status_badge(obj)
+
+    @admin.display(description="stored", ordering="size_bytes")
+    def stored(self, obj):
+        return _size(obj.size_bytes)
+
+    @admin.display(description="deduplicated data", ordering="raw_bytes")
+    def deduplicated(self, obj):
+        return _size(obj.raw_bytes)
+
+    @admin.display(description="last check", ordering="last_check_at")
+    def last_check(self, obj):
+        if obj.last_check_ok is None:
+            return badge(None)
+        return badge("active" if obj.last_check_ok else "failed", f"{'OK' if obj.last_check_ok else 'Failed'}, "
+                     f"{when(obj.last_check_at)}")  # fmt: skip
+
+    def check_one(self, request, repo, data):
+        services.repository_check(repository=repo, actor=request.user)
+        return f"Checking {repo}: a job runs restic check."
+
+
+class PolicyForm(ServiceForm):
+    class Meta:
+        model = BackupPolicy
+        fields = ["schedule", "enabled", "keep_last", "keep_daily", "keep_weekly", "keep_monthly",
+                  "drill_interval_days"]  # fmt: skip
+
+    def act(self, data, actor):
+        changes = self.changed(data, self.Meta.fields)
+        return services.policy_update(policy=self.instance, data=changes, actor=actor) if changes else self.instance
+
+
+class PolicyAddForm(ServiceForm):
+    resources = forms.CharField(
+        widget=forms.Textarea,
+        required=False,
+        help_text='One per line: "website:<id>", "database:<id>", "zone:<id>", "pod:<id>".',
+    )
+
+    class Meta:
+        model = BackupPolicy
+        fields = ["tenant", "name", "repository", "schedule", "keep_last", "keep_daily", "keep_weekly",
+                  "keep_monthly", "drill_interval_days"]  # fmt: skip
+
+    def act(self, data, actor):
+        fields = {k: data[k] for k in self.Meta.fields if k != "tenant"}
+        fields["resources"] = [line.strip() for line in (data.get("resources") or "").splitlines() if line.strip()]
+        return services.policy_create(tenant=data["tenant"], actor=actor, **fields)
+
+
+@admin.register(BackupPolicy)
+class BackupPolicyAdmin(ServiceAdmin):
+    list_display = ["name", "repository", "schedule", "enabled", "last_run", "last_drill", "tenant"]
+    list_filter = ["enabled", "last_run_status", "last_drill_status", "tenant"]
+    search_fields = ["name", "id"]
+    list_select_related = ["repository", "tenant"]
+    add_form = PolicyAddForm
+    form = PolicyForm
+    add_fields = ["tenant", "name", "repository", "resources", "schedule", "keep_last", "keep_daily", "keep_weekly",
+                  "keep_monthly", "drill_interval_days"]  # fmt: skip
+    change_fields = PolicyForm.Meta.fields
+    shown_fields = ["tenant", "name", "repository", "resources", "last_run_at", "last_run_status", "last_run_error",
+                    "last_drill_at", "last_drill_status", "last_drill_summary"]  # fmt: skip
+    object_actions = [
+        ObjectAction("run", "Back up now", method="run_one", help="A snapshot of every resource of the policy."),
+        ObjectAction(
+            "drill",
+            "Drill now",
+            method="drill_one",
+            help="Restore the latest snapshots into scratch and compare them (a job).",
+        ),
+    ]
+
+    @admin.display(description="last run", ordering="last_run_at")
+    def last_run(self, obj):
+        if not obj.last_run_status:
+            return badge(None)
+        return badge(obj.last_run_status, f"{obj.get_last_run_status_display()}, {when(obj.last_run_at)}")
+
+    @admin.display(description="last drill", ordering="last_drill_at")
+    def last_drill(self, obj):
+        if not obj.last_drill_status:
+            return badge(None)
+        return badge(obj.last_drill_status, f"{obj.get_last_drill_status_display()}, {when(obj.last_drill_at)}")
+
+    def run_one(self, request, policy, data):
+        made = services.policy_run(policy=policy, actor=request.user)
+        return f"{len(made)} snapshot(s) started."
+
+    def drill_one(self, request, policy, data):
+        services.drill_start(policy=policy, actor=request.user)
+        return f"Drill of {policy} started."
+
+
+@admin.register(Snapshot)
+class SnapshotAdmin(ServiceAdmin):
+    list_display = ["resource_label", "resource_kind", "reason", "status_shown", "taken", "size", "files",
+                    "repository", "tenant"]  # fmt: skip
+    list_filter = ["status", "resource_kind", "reason", "tenant"]
+    search_fields = ["resource_label", "restic_id", "resource_id"]
+    list_select_related = ["repository", "tenant"]
+    shown_fields = ["tenant", "repository", "policy", "resource_kind", "resource_id", "resource_label", "reason",
+                    "status", "restic_id", "taken_at", "size_bytes", "added_bytes", "files", "keep_until",
+                    "last_error"]  # fmt: skip
+    object_actions = [
+        ObjectAction(
+            "restore",
+            "Restore",
+            method="restore_one",
+            confirm="Restore this snapshot in place? A pre-restore snapshot is taken first; the resource's current "
+            "content is replaced.",
+            style="danger",
+            show=lambda snap: snap.status == SnapshotStatus.DONE,
+            help="Put the resource back as it was in this snapshot (a job).",
+        ),
+    ]
+
+    def has_add_permission(self, request):
+        return False  # a snapshot is taken by a policy or "Back up now"
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj):
+        return status_badge(obj)
+
+    @admin.display(description="taken", ordering="taken_at")
+    def taken(self, obj):
+        return when(obj.taken_at)
+
+    @admin.display(description="size", ordering="size_bytes")
+    def size(self, obj):
+        return _size(obj.size_bytes)
+
+    def restore_one(self, request, snap, data):
+        services.restore_create(snapshot=snap, actor=request.user)
+        return f"Restoring {snap.resource_label} from {snap.restic_id[:8]}: a job."
+
+
+@admin.register(Restore)
+class RestoreAdmin(ReadOnlyAdmin):
+    list_display = ["target_label", "target_kind", "in_place", "status_shown", "step", "created", "tenant"]
+    list_filter = ["status", "target_kind", "tenant"]
+    search_fields = ["target_label", "id"]
+    list_select_related = ["tenant"]
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj):
+        return status_badge(obj)
+
+    @admin.display(description="started", ordering="created_at")
+    def created(self, obj):
+        return when(obj.created_at)
+
+
+@admin.register(Drill)
+class DrillAdmin(ReadOnlyAdmin):
+    list_display = ["policy", "status_shown", "created", "finished", "tenant"]
+    list_filter = ["status", "tenant"]
+    list_select_related = ["policy", "tenant"]
+
+    @admin.display(description="status", ordering="status")
+    def status_shown(self, obj):
+        return status_badge(obj)
+
+    @admin.display(description="started", ordering="created_at")
+    def created(self, obj):
+        return when(obj.created_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, obj):
+        return when(obj.finished_at)

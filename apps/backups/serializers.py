@@ -1,0 +1,128 @@
+"""Backup serializers: the shapes of /api/v1/enterprise/backups. No serializer has a field for the
+repository password; the export answers it alone, once per call."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from apps.common.serializers import ModelSerializer, Serializer
+from apps.nodes.models import Node
+
+from .models import BackupPolicy, BackupRepository, Drill, ResourceKind, Restore, Snapshot
+
+
+class BackupRepositorySerializer(ModelSerializer):
+    node = serializers.PrimaryKeyRelatedField(queryset=Node.objects, help_text="A node with the backup role.")
+    name = serializers.CharField(max_length=80)
+
+    class Meta:
+        model = BackupRepository
+        fields = ["id", "name", "node", "backend", "status", "size_bytes", "raw_bytes", "snapshot_count",
+                  "last_check_at", "last_check_ok", "last_error", "created_at", "updated_at"]  # fmt: skip
+        read_only_fields = ["backend", "status", "size_bytes", "raw_bytes", "snapshot_count", "last_check_at",
+                            "last_check_ok", "last_error", "created_at", "updated_at"]  # fmt: skip
+
+
+class RepositoryDeleteSerializer(Serializer):
+    confirm = serializers.CharField(help_text="The repository's name, repeated: every snapshot in it goes.")
+
+
+class RepositoryExportSerializer(Serializer):
+    """A current two-factor code (or recovery code), or the account password."""
+
+    code = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    password = serializers.CharField(max_length=4096, required=False, allow_blank=True, trim_whitespace=False)
+
+    def validate(self, attrs):
+        if not attrs.get("code") and not attrs.get("password"):
+            raise serializers.ValidationError({"code": ["A current code or your password is required."]})
+        return attrs
+
+
+class RepositoryPasswordSerializer(Serializer):
+    repository = serializers.UUIDField()
+    restic_repository = serializers.CharField(help_text="Where the repository is on its node (restic -r).")
+    password = serializers.CharField(help_text="The restic password: keep it safe, it opens every snapshot.")
+
+
+class BackupPolicySerializer(ModelSerializer):
+    repository = serializers.PrimaryKeyRelatedField(queryset=BackupRepository.objects)
+    name = serializers.CharField(max_length=80)
+    resources = serializers.ListField(
+        child=serializers.CharField(max_length=80), max_length=500, required=False,
+        help_text='What it backs up: "<kind>:<id>", kind website, database, zone or pod.',
+    )  # fmt: skip
+    schedule = serializers.CharField(max_length=100, required=False, help_text="cron: minute hour day month weekday")
+    keep_last = serializers.IntegerField(min_value=0, max_value=10000, required=False)
+    keep_daily = serializers.IntegerField(min_value=0, max_value=10000, required=False)
+    keep_weekly = serializers.IntegerField(min_value=0, max_value=10000, required=False)
+    keep_monthly = serializers.IntegerField(min_value=0, max_value=10000, required=False)
+    drill_interval_days = serializers.IntegerField(min_value=0, max_value=365, required=False,
+                                                   help_text="0: no scheduled drill")  # fmt: skip
+
+    class Meta:
+        model = BackupPolicy
+        fields = ["id", "name", "repository", "resources", "schedule", "enabled", "keep_last", "keep_daily",
+                  "keep_weekly", "keep_monthly", "drill_interval_days", "last_run_at", "last_run_status",
+                  "last_run_error", "last_drill_at", "last_drill_status", "last_drill_summary", "created_at",
+                  "updated_at"]  # fmt: skip
+        read_only_fields = ["last_run_at", "last_run_status", "last_run_error", "last_drill_at", "last_drill_status",
+                            "last_drill_summary", "created_at", "updated_at"]  # fmt: skip
+
+
+class BackupPolicyUpdateSerializer(BackupPolicySerializer):
+    class Meta(BackupPolicySerializer.Meta):
+        extra_kwargs = {"name": {"required": False}, "repository": {"required": False}}
+
+
+class BackupSnapshotSerializer(ModelSerializer):
+    class Meta:
+        model = Snapshot
+        fields = ["id", "repository", "policy", "resource_kind", "resource_id", "resource_label", "reason", "status",
+                  "restic_id", "taken_at", "size_bytes", "added_bytes", "files", "keep_until", "last_error",
+                  "created_at"]  # fmt: skip
+        read_only_fields = fields
+
+
+class BackupNowSerializer(Serializer):
+    """Back up one resource now."""
+
+    repository = serializers.PrimaryKeyRelatedField(queryset=BackupRepository.objects)
+    resource_kind = serializers.ChoiceField(choices=ResourceKind.choices)
+    resource_id = serializers.UUIDField()
+
+
+class SnapshotQuerySerializer(Serializer):
+    resource = serializers.UUIDField(required=False, help_text="Only this resource's snapshots.")
+
+
+class BackupRestoreSerializer(ModelSerializer):
+    class Meta:
+        model = Restore
+        fields = ["id", "snapshot", "target_kind", "target_id", "target_label", "in_place", "status", "step",
+                  "pre_snapshot", "finished_at", "last_error", "created_at"]  # fmt: skip
+        read_only_fields = fields
+
+
+class RestoreInputSerializer(Serializer):
+    target = serializers.UUIDField(
+        required=False, allow_null=True,
+        help_text="Another of your resources of the same kind to restore into; empty: in place.",
+    )  # fmt: skip
+
+
+class DownloadQuerySerializer(Serializer):
+    path = serializers.CharField(
+        max_length=4096, help_text="The file's path inside the snapshot, e.g. public/index.html"
+    )
+
+
+class BackupDrillSerializer(ModelSerializer):
+    class Meta:
+        model = Drill
+        fields = ["id", "policy", "status", "results", "finished_at", "created_at"]
+        read_only_fields = fields
+
+
+class DrillStartSerializer(Serializer):
+    policy = serializers.PrimaryKeyRelatedField(queryset=BackupPolicy.objects)

@@ -1,0 +1,634 @@
+"""Backup writes and their jobs' convergence (docs/modules/backups.md).
+
+Every change is one transaction with its audit event and the job that makes the node act:
+``backup.repository.init|check|delete``, ``backup.snapshot.run|forget``, ``backup.restore.run``,
+``backup.drill.run``. A repository's password is decrypted only to build one node call
+(``repo_spec``): it is in no payload, answer, audit record or log.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from celery.schedules import crontab
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from apps.audit import services as audit
+from apps.common.exceptions import Conflict, InvalidInput
+from apps.dns import services as dns_services
+from apps.jobs.lifecycle import Lifecycle, Move
+from apps.nodes.drivers import NodeError, driver_for
+from apps.nodes.models import Node
+from apps.security import mfa
+from apps.security.events import record_event
+from apps.tenancy.scoping import all_tenants
+
+from . import crypto
+from .models import (
+    BackupPolicy,
+    BackupRepository,
+    Drill,
+    DrillStatus,
+    Reason,
+    RepoStatus,
+    Restore,
+    RunStatus,
+    Snapshot,
+    SnapshotStatus,
+    TaskStatus,
+)
+from .sources import parse_ref, reaches, source
+
+log = logging.getLogger(__name__)
+
+CHECK_SUBSETS = 12  # a scheduled check reads 1/12 of the data, the next round the next twelfth
+EVENT_DRILL_FAILED = "backup.drill_failed"
+EVENT_CHECK_FAILED = "backup.check_failed"
+
+repositories: Lifecycle[BackupRepository] = Lifecycle(
+    model=BackupRepository,
+    kind="backup.repository",
+    payload_key="repository",
+    moves={
+        "delete": Move(
+            to=RepoStatus.DELETING, not_from={RepoStatus.DELETING}, refusal="This repository is {status} already."
+        )
+    },
+    job_targets={"backup.repository.init": RepoStatus.ACTIVE},
+)
+snapshots: Lifecycle[Snapshot] = Lifecycle(
+    model=Snapshot, kind="backup.snapshot", payload_key="snapshot", related=("repository", "repository__node", "tenant")
+)
+restores: Lifecycle[Restore] = Lifecycle(
+    model=Restore, kind="backup.restore", payload_key="restore", related=("snapshot", "snapshot__repository", "tenant")
+)
+drills: Lifecycle[Drill] = Lifecycle(
+    model=Drill, kind="backup.drill", payload_key="drill", related=("policy", "tenant")
+)
+
+
+# --- repositories -------------------------------------------------------------------------------------
+
+
+def repo_spec(repo: BackupRepository) -> dict:
+    """What the node needs to open the repository. Built for one node call; never stored or logged."""
+    return {"id": repo.restic_name, "backend": repo.backend, "password": crypto.decrypt(repo.password_encrypted)}
+
+
+@transaction.atomic
+def repository_create(*, tenant, name: str, node: Node, actor=None) -> BackupRepository:
+    if "backup" not in (node.roles or []):
+        raise InvalidInput("This node does not have the backup role.", field="node")
+    repo = BackupRepository(tenant=tenant, name=name.strip(), node=node,
+                            password_encrypted=crypto.encrypt(crypto.new_password()))  # fmt: skip
+    if not repo.name:
+        raise InvalidInput("A name is required.", field="name")
+    try:
+        with transaction.atomic():
+            repo.save(force_insert=True)
+    except IntegrityError as exc:
+        raise InvalidInput("This tenant has a repository of this name.", field="name") from exc
+    audit.created(repo, "backup.repository.create", actor=actor)
+    repositories.enqueue(repo, "backup.repository.init", actor=actor)
+    return repo
+
+
+@transaction.atomic
+def repository_delete(*, repository: BackupRepository, confirm: str | None, actor=None) -> BackupRepository:
+    """Irreversible (every snapshot in it goes): ``confirm`` repeats its name; no policy may use it."""
+    repo = repositories.locked(repository)
+    if confirm != repo.name:
+        raise InvalidInput(f'Deleting removes every snapshot in it: send {{"confirm": "{repo.name}"}}.',
+                           field="confirm")  # fmt: skip
+    if repo.policies.exists():
+        raise Conflict("Policies back up into this repository: move or delete them first.", code="in_use")
+    return repositories.move(repo, "delete", actor=actor, lock=False)
+
+
+def repository_check(*, repository: BackupRepository, actor=None):
+    """``restic check`` now, reading the next twelfth of the data (a job)."""
+    return repositories.enqueue(repository, "backup.repository.check", actor=actor)
+
+
+def repository_export_password(*, repository: BackupRepository, user, code: str = "", password: str = "") -> str:
+    """The repository's password, for restoring without mPanel: the caller proves it is them again
+    (a current two-factor code, or the account password). Audited; the password itself is not."""
+    if not ((code and mfa.verify_second_factor(user, code)) or (password and user.check_password(password))):
+        raise InvalidInput("A current two-factor code or your password is required.", field="code")
+    secret = crypto.decrypt(repository.password_encrypted)
+    audit.record(action="backup.repository.export_password", obj=repository, actor=user)
+    return secret
+
+
+def _stats_into(repo: BackupRepository, result: dict) -> None:
+    fields = {k: int(result[s]) for k, s in (("size_bytes", "size_bytes"), ("raw_bytes", "raw_bytes"),
+                                              ("snapshot_count", "snapshots")) if s in result}  # fmt: skip
+    if fields:
+        BackupRepository.all_tenants.filter(pk=repo.pk).update(**fields)
+
+
+def repository_converge(repo: BackupRepository, job_type: str) -> dict:
+    driver = driver_for(repo.node)
+    if job_type == "backup.repository.delete" or repo.status == RepoStatus.DELETING:
+        result = driver.backup("repo_delete", {"repository": repo_spec(repo)})
+        audit.deleted(repo, "backup.repository.deleted", actor=audit.SYSTEM)
+        Restore.objects.filter(snapshot__repository=repo).delete()
+        Snapshot.objects.filter(repository=repo).delete()
+        repo.delete()
+        return result
+    if job_type == "backup.repository.check":
+        return _check(repo, driver)
+    wanted = repositories.wanted(repo, job_type)
+    if wanted is None:
+        return {"skipped": repo.status}
+    result = driver.backup("repo_init", {"repository": repo_spec(repo)})
+    repositories.converged(repo, RepoStatus.ACTIVE)
+    _stats_into(repo, result)
+    return result
+
+
+def _check(repo: BackupRepository, driver) -> dict:
+    """``restic check`` reading the next twelfth of the data: every byte is read once in 12 checks."""
+    subset = f"{repo.check_round % CHECK_SUBSETS + 1}/{CHECK_SUBSETS}"
+    result = driver.backup("check", {"repository": repo_spec(repo), "subset": subset})
+    ok = bool(result.get("ok"))
+    BackupRepository.all_tenants.filter(pk=repo.pk).update(
+        last_check_at=timezone.now(), last_check_ok=ok, last_check_output=str(result.get("output", ""))[:4000],
+        check_round=repo.check_round + 1,
+    )  # fmt: skip
+    _stats_into(repo, result)
+    if not ok:
+        audit.record(action="backup.repository.check_failed", obj=repo, actor=None,
+                     changes={"last_check_ok": [repo.last_check_ok, False]})  # fmt: skip
+        record_event(EVENT_CHECK_FAILED, tenant=repo.tenant, reason="restic check failed", actor=None,
+                     data={"repository": str(repo.pk), "name": repo.name, "subset": subset})  # fmt: skip
+        log.error("backup repository %s failed its check: %s", repo.pk, result.get("output"))
+    return {"ok": ok, "subset": subset}
+
+
+# --- policies -----------------------------------------------------------------------------------------
+
+
+def _clean_policy(data: dict, tenant) -> dict:
+    out = dict(data)
+    if "schedule" in out:
+        out["schedule"] = " ".join(str(out["schedule"]).split())
+        cron_of(out["schedule"])
+    if "resources" in out:
+        refs = []
+        for ref in out["resources"] or []:
+            kind, pk = parse_ref(ref)
+            obj = source(kind).get(pk)  # the tenant's own, or a 400
+            refs.append(f"{kind}:{obj.pk}")
+        out["resources"] = sorted(set(refs))
+    repo = out.get("repository")
+    if repo is not None and repo.tenant_id != tenant.pk:
+        raise InvalidInput("No such repository.", field="repository")
+    defaults = {"last": BackupPolicy._meta.get_field("keep_last").default}
+    if not any(out.get(f"keep_{k}", defaults.get(k, 0)) for k in ("last", "daily", "weekly", "monthly")):
+        raise InvalidInput("Keep at least one snapshot (keep_last, or keep_daily/weekly/monthly).", field="keep_last")
+    return out
+
+
+def cron_of(expression: str) -> crontab:
+    parts = expression.split()
+    if len(parts) != 5:
+        raise InvalidInput("Five fields: minute hour day-of-month month day-of-week.", field="schedule")
+    try:
+        return crontab(minute=parts[0], hour=parts[1], day_of_month=parts[2], month_of_year=parts[3],
+                       day_of_week=parts[4])  # fmt: skip
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(f"Not a cron expression: {exc}", field="schedule") from exc
+
+
+@transaction.atomic
+def policy_create(*, tenant, actor=None, **data) -> BackupPolicy:
+    policy = BackupPolicy(tenant=tenant, **_clean_policy(data, tenant))
+    try:
+        with transaction.atomic():
+            policy.save(force_insert=True)
+    except IntegrityError as exc:
+        raise InvalidInput("This tenant has a policy of this name.", field="name") from exc
+    audit.created(policy, "backup.policy.create", actor=actor)
+    return policy
+
+
+@transaction.atomic
+def policy_update(*, policy: BackupPolicy, data: dict, actor=None) -> BackupPolicy:
+    policy = BackupPolicy.objects.select_for_update().get(pk=policy.pk)
+    fields = _clean_policy({"keep_last": policy.keep_last, **data}, policy.tenant)
+    with audit.change(policy, "backup.policy.update", actor=actor):
+        for key, value in fields.items():
+            setattr(policy, key, value)
+        try:
+            with transaction.atomic():
+                policy.save()
+        except IntegrityError as exc:
+            raise InvalidInput("This tenant has a policy of this name.", field="name") from exc
+    return policy
+
+
+@transaction.atomic
+def policy_delete(*, policy: BackupPolicy, actor=None) -> None:
+    """The policy goes; its snapshots stay in the repository (retention by hand from then on)."""
+    audit.deleted(policy, "backup.policy.delete", actor=actor)
+    policy.delete()
+
+
+@transaction.atomic
+def policy_run(*, policy: BackupPolicy, actor=None, reason: str = Reason.MANUAL) -> list[Snapshot]:
+    """A snapshot of every resource of the policy now (each one job)."""
+    made = []
+    for ref in policy.resources:
+        kind, pk = parse_ref(ref)
+        try:
+            made.append(snapshot_create(tenant=policy.tenant, repository=policy.repository, resource_kind=kind,
+                                        resource_id=pk, policy=policy, reason=reason, actor=actor))  # fmt: skip
+        except InvalidInput as exc:  # a resource deleted since: the others are still backed up
+            log.warning("policy %s: %s skipped: %s", policy.pk, ref, exc)
+    BackupPolicy.objects.filter(pk=policy.pk).update(last_run_at=timezone.now())
+    return made
+
+
+# --- snapshots ----------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def snapshot_create(*, tenant, repository: BackupRepository, resource_kind: str, resource_id, actor=None,
+                    policy: BackupPolicy | None = None, reason: str = Reason.MANUAL) -> Snapshot:  # fmt: skip
+    """Back up one resource now (a job): the answer is the snapshot row, ``pending`` until it is taken."""
+    src = source(resource_kind)
+    obj = src.get(resource_id)
+    if repository.tenant_id != tenant.pk:
+        raise InvalidInput("No such repository.", field="repository")
+    if repository.status == RepoStatus.DELETING:
+        raise Conflict("This repository is being deleted.", code="deleting")
+    if not reaches(repository.node, src.node(obj)):
+        raise InvalidInput("This repository is not reachable from the resource's node.", field="repository")
+    snap = Snapshot(tenant=tenant, repository=repository, policy=policy, resource_kind=resource_kind,
+                    resource_id=obj.pk, resource_label=src.label(obj), reason=reason)  # fmt: skip
+    if reason == Reason.FINAL:
+        snap.keep_until = timezone.now() + timedelta(days=settings.MPANEL_BACKUP_FINAL_KEEP_DAYS)
+    snap.save(force_insert=True)
+    audit.created(snap, "backup.snapshot.create", actor=actor)
+    snapshots.enqueue(snap, "backup.snapshot.run", actor=actor)
+    return snap
+
+
+def _node_for(snap_kind: str, obj: Any, repo: BackupRepository) -> Node:
+    # A zone's master file comes from the panel: the repository's node takes it in.
+    return repo.node if snap_kind == "zone" else source(snap_kind).node(obj)
+
+
+def _take(repo: BackupRepository, kind: str, obj: Any, reason: str) -> dict:
+    src = source(kind)
+    args = {"repository": repo_spec(repo), "resource": f"{kind}-{obj.pk.hex}", "reason": reason,
+            "source": src.spec(obj)}  # fmt: skip
+    return driver_for(_node_for(kind, obj, repo)).backup("run", args)
+
+
+def _record_taken(snap: Snapshot, result: dict) -> None:
+    with audit.change(snap, "backup.snapshot.done", actor=audit.SYSTEM):
+        snap.status = SnapshotStatus.DONE
+        snap.restic_id = str(result["snapshot"])
+        snap.taken_at = parse_datetime(str(result.get("time", ""))) or timezone.now()
+        snap.files = result.get("files")
+        snap.size_bytes = result.get("size_bytes")
+        snap.added_bytes = result.get("added_bytes")
+        snap.manifest = result.get("manifest") or {}
+        snap.last_error = ""
+        snap.save()
+
+
+def snapshot_converge(snap: Snapshot, job_type: str) -> dict:
+    if job_type == "backup.snapshot.forget":
+        return _forget(snap)
+    if snap.status != SnapshotStatus.PENDING:
+        return {"skipped": snap.status}
+    src = source(snap.resource_kind)
+    obj = src.model.objects.filter(pk=snap.resource_id).first()
+    if obj is None:
+        raise NodeError(f"The {src.kind} is gone: nothing to back up.", permanent=True)
+    result = _take(snap.repository, snap.resource_kind, obj, snap.reason)
+    if src.engine(obj):
+        result["manifest"] = {**(result.get("manifest") or {}), "engine": src.engine(obj)}
+    _record_taken(snap, result)
+    if snap.policy_id is not None:
+        BackupPolicy.objects.filter(pk=snap.policy_id).update(last_run_status=RunStatus.OK, last_run_error="")
+        try:
+            _retention(snap)
+        except NodeError as exc:  # the snapshot is taken and recorded; the next run prunes again
+            log.warning("retention of %s failed: %s", snap.restic_host, exc.message)
+            BackupPolicy.objects.filter(pk=snap.policy_id).update(last_run_error=f"retention: {exc.message}"[:2000])
+    else:
+        _refresh_stats(snap.repository)
+    return {"snapshot": snap.restic_id, "files": snap.files, "size_bytes": snap.size_bytes}
+
+
+def snapshot_failed(pk: Any, error: str) -> None:
+    """A scheduled snapshot that failed shows on its policy (the admin's to-do list reads it)."""
+    snap = Snapshot.all_tenants.filter(pk=pk).first()
+    if snap is not None and snap.policy_id is not None:
+        BackupPolicy.all_tenants.filter(pk=snap.policy_id).update(last_run_status=RunStatus.FAILED,
+                                                                  last_run_error=error[:2000])  # fmt: skip
+
+
+def _retention(snap: Snapshot) -> None:
+    """``restic forget --prune`` under the policy's keep-* rules, for this resource's snapshots."""
+    policy, repo = snap.policy, snap.repository
+    args = {"repository": repo_spec(repo), "resource": f"{snap.resource_kind}-{snap.resource_id.hex}",
+            "keep": policy.keep}  # fmt: skip
+    result = driver_for(repo.node).backup("forget", args)
+    _mark_forgotten(repo, snap, set(result.get("kept") or []))
+    _stats_into(repo, result)
+
+
+def _mark_forgotten(repo: BackupRepository, snap: Snapshot, left: set[str]) -> None:
+    gone = Snapshot.objects.filter(repository=repo, resource_id=snap.resource_id, status=SnapshotStatus.DONE)
+    gone = gone.exclude(restic_id__in=left)
+    for row in gone:
+        with audit.change(row, "backup.snapshot.forgotten", actor=audit.SYSTEM):
+            row.status = SnapshotStatus.FORGOTTEN
+            row.save(update_fields=["status", "updated_at"])
+
+
+def _refresh_stats(repo: BackupRepository) -> None:
+    try:
+        _stats_into(repo, driver_for(repo.node).backup("stats", {"repository": repo_spec(repo)}))
+    except NodeError as exc:  # the snapshot is taken: sizes are refreshed by the next run
+        log.warning("backup stats of %s: %s", repo.pk, exc.message)
+
+
+@transaction.atomic
+def snapshot_forget(*, snapshot: Snapshot, actor=None) -> Snapshot:
+    """Remove the snapshot from the repository (``restic forget --prune``; a job)."""
+    snap = snapshots.locked(snapshot)
+    if snap.status != SnapshotStatus.DONE:
+        raise Conflict(f"Only a finished snapshot can be forgotten; this one is {snap.status}.", code="conflict")
+    if snap.restores.filter(status__in=[TaskStatus.PENDING, TaskStatus.RUNNING]).exists():
+        raise Conflict("A restore from this snapshot is running.", code="restoring")
+    audit.record(action="backup.snapshot.forget", obj=snap, actor=actor)
+    snapshots.enqueue(snap, "backup.snapshot.forget", actor=actor)
+    return snap
+
+
+def _forget(snap: Snapshot) -> dict:
+    if snap.status != SnapshotStatus.DONE:
+        return {"skipped": snap.status}
+    repo = snap.repository
+    args = {"repository": repo_spec(repo), "resource": f"{snap.resource_kind}-{snap.resource_id.hex}",
+            "ids": [snap.restic_id]}  # fmt: skip
+    result = driver_for(repo.node).backup("forget", args)
+    _mark_forgotten(repo, snap, set(result.get("kept") or []))
+    _stats_into(repo, result)
+    return {"forgotten": snap.restic_id}
+
+
+def expire_final_snapshots() -> int:
+    """Final snapshots (taken before a deletion) past their ``keep_until`` are forgotten."""
+    count = 0
+    with all_tenants():
+        due = Snapshot.all_tenants.filter(reason=Reason.FINAL, status=SnapshotStatus.DONE,
+                                          keep_until__lt=timezone.now()).select_related("tenant")  # fmt: skip
+        for snap in due:
+            job_key = f"backup.snapshot.forget:{snap.pk}"
+            snapshots.enqueue(snap, "backup.snapshot.forget", actor=audit.SYSTEM, key=job_key)
+            count += 1
+    return count
+
+
+# --- restores -----------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def restore_create(*, snapshot: Snapshot, target_id=None, actor=None) -> Restore:
+    """Restore ``snapshot`` into the resource it was taken of (``target_id`` empty: in place, a
+    pre-restore snapshot first), or into another of the tenant's resources of the same kind (and
+    engine). A job; the answer is the restore, ``pending``."""
+    if snapshot.status != SnapshotStatus.DONE:
+        raise Conflict(f"Only a finished snapshot can be restored; this one is {snapshot.status}.", code="conflict")
+    src = source(snapshot.resource_kind)
+    in_place = target_id in (None, "", snapshot.resource_id, str(snapshot.resource_id))
+    target = src.get(snapshot.resource_id if in_place else target_id)
+    if not in_place:
+        original = src.model.objects.filter(pk=snapshot.resource_id).first()
+        if original is not None and src.engine(original) != src.engine(target):
+            raise InvalidInput("The target is another engine than the snapshot's.", field="target")
+        if snapshot.manifest.get("engine", src.engine(target)) != src.engine(target):
+            raise InvalidInput("The target is another engine than the snapshot's.", field="target")
+    if not reaches(snapshot.repository.node, src.node(target)):
+        raise InvalidInput("The repository is not reachable from the target's node.", field="target")
+    if Restore.objects.filter(target_id=target.pk, status__in=[TaskStatus.PENDING, TaskStatus.RUNNING]).exists():
+        raise Conflict("A restore into this resource is under way.", code="restoring")
+    restore = Restore(tenant=snapshot.tenant, snapshot=snapshot, target_kind=snapshot.resource_kind,
+                      target_id=target.pk, target_label=src.label(target), in_place=in_place)  # fmt: skip
+    restore.save(force_insert=True)
+    audit.created(restore, "backup.restore.create", actor=actor)
+    restores.enqueue(restore, "backup.restore.run", actor=actor)
+    return restore
+
+
+def restore_converge(restore: Restore, job_type: str) -> dict:
+    """In place: a pre-restore snapshot, then the snapshot put back, the resource's row locked the
+    whole time (no job of the resource runs meanwhile). The node stages a tree beside the live one
+    and swaps it in whole; a database is loaded from ``restic dump`` piped into its client."""
+    if restore.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
+        return {"skipped": restore.status}
+    snap, repo = restore.snapshot, restore.snapshot.repository
+    src = source(restore.target_kind)
+    target = src.model.objects.select_for_update(of=("self",)).filter(pk=restore.target_id).first()
+    if target is None or target.status in src.gone:
+        raise NodeError(f"The {src.kind} to restore into is gone.", permanent=True)
+    if restore.in_place:
+        _step(restore, "pre-restore snapshot")
+        pre = Snapshot(tenant=restore.tenant, repository=repo, resource_kind=snap.resource_kind,
+                       resource_id=target.pk, resource_label=src.label(target), reason=Reason.PRE_RESTORE)  # fmt: skip
+        pre.save(force_insert=True)
+        audit.created(pre, "backup.snapshot.create", actor=audit.SYSTEM)
+        _record_taken(pre, _take(repo, snap.resource_kind, target, Reason.PRE_RESTORE))
+        restore.pre_snapshot = pre
+    _step(restore, "restoring")
+    args = {"repository": repo_spec(repo), "snapshot": snap.restic_id, "source": src.spec(target)}
+    result = driver_for(_node_for(snap.resource_kind, target, repo)).backup("restore", args)
+    if snap.resource_kind == "zone":
+        dns_services.zone_import(zone=target, zone_file=result.pop("text", ""), replace=True, actor=audit.SYSTEM)
+    with audit.change(restore, "backup.restore.done", actor=audit.SYSTEM):
+        restore.status, restore.step, restore.finished_at, restore.last_error = TaskStatus.DONE, "", timezone.now(), ""
+        restore.save()
+    return {"restored": snap.restic_id, **{k: v for k, v in result.items() if k in ("files", "rows")}}
+
+
+def _step(restore: Restore, step: str) -> None:
+    restore.step = step
+    Restore.objects.filter(pk=restore.pk).update(step=step, status=TaskStatus.RUNNING)
+
+
+# --- file download ----------------------------------------------------------------------------------
+
+
+def download_plan(*, snapshot: Snapshot, path: str) -> dict:
+    """What one file of a snapshot is, before it is streamed: a folder, a missing path or a file
+    over ``MPANEL_BACKUP_DOWNLOAD_MAX_BYTES`` is refused here."""
+    if snapshot.status != SnapshotStatus.DONE:
+        raise Conflict(f"This snapshot is {snapshot.status}.", code="conflict")
+    if snapshot.resource_kind not in ("website", "pod"):
+        raise InvalidInput("Single files can be taken from website and pod snapshots.", field="path")
+    repo = snapshot.repository
+    try:
+        info = driver_for(repo.node).backup("file_stat", {"repository": repo_spec(repo),
+                                                           "snapshot": snapshot.restic_id, "path": path})  # fmt: skip
+    except NodeError as exc:
+        raise InvalidInput(exc.message, field="path") from exc
+    if info.get("type") != "file":
+        raise InvalidInput("This path is a folder: download its files one by one, or restore it.", field="path")
+    if int(info["size"]) > settings.MPANEL_BACKUP_DOWNLOAD_MAX_BYTES:
+        raise InvalidInput(f"This file is over {settings.MPANEL_BACKUP_DOWNLOAD_MAX_BYTES} bytes: restore it instead.",
+                           field="path")  # fmt: skip
+    audit.record(action="backup.snapshot.download", obj=snapshot, changes={"path": [None, info["path"]]})
+    return info
+
+
+def download_chunks(*, snapshot: Snapshot, path: str, size: int):
+    """The file's bytes, in pieces read from the node one by one (never the whole file in memory)."""
+    repo = snapshot.repository
+    spec, driver = repo_spec(repo), driver_for(repo.node)
+    offset, piece = 0, 4 * 1024 * 1024
+    while offset < size:
+        result = driver.backup("file_read", {"repository": spec, "snapshot": snapshot.restic_id, "path": path,
+                                             "offset": offset, "length": min(piece, size - offset)})  # fmt: skip
+        data = bytes.fromhex(result.get("data", ""))
+        if not data:
+            return
+        offset += len(data)
+        yield data
+
+
+# --- drills -------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def drill_start(*, policy: BackupPolicy, actor=None) -> Drill:
+    if Drill.objects.filter(policy=policy, status=DrillStatus.RUNNING).exists():
+        raise Conflict("A drill of this policy is running.", code="drilling")
+    drill = Drill(tenant=policy.tenant, policy=policy)
+    drill.save(force_insert=True)
+    audit.created(drill, "backup.drill.create", actor=actor)
+    drills.enqueue(drill, "backup.drill.run", actor=actor)
+    return drill
+
+
+def drill_converge(drill: Drill, job_type: str) -> dict:
+    """Each resource's latest snapshot restored into scratch on the node and compared with the
+    snapshot; and ``restic check`` of the repository's structure. The result is on the policy; a
+    failure is also a security event."""
+    if drill.status != DrillStatus.RUNNING:
+        return {"skipped": drill.status}
+    policy, repo = drill.policy, drill.policy.repository
+    driver = driver_for(repo.node)
+    results = []
+    check = driver.backup("check", {"repository": repo_spec(repo)})
+    if not check.get("ok"):
+        results.append({"resource": "repository", "ok": False, "problems": [str(check.get("output", ""))[-500:]]})
+    for ref in policy.resources:
+        kind, pk = parse_ref(ref)
+        latest = (Snapshot.objects.filter(repository=repo, resource_id=pk, status=SnapshotStatus.DONE)
+                  .order_by("-taken_at").first())  # fmt: skip
+        if latest is None:
+            results.append({"resource": ref, "ok": False, "problems": ["no snapshot to restore"]})
+            continue
+        src = source(kind)
+        obj = src.model.objects.filter(pk=pk).first()
+        if obj is None and kind in ("database",):
+            results.append({"resource": ref, "ok": False, "problems": ["the database is gone: no server to drill on"]})
+            continue
+        spec = src.spec(obj) if obj is not None else _detached_spec(kind, latest)
+        node = _node_for(kind, obj, repo) if obj is not None else repo.node
+        try:
+            found = driver_for(node).backup("drill", {"repository": repo_spec(repo), "snapshot": latest.restic_id,
+                                                      "source": spec,
+                                                      "expected_rows": latest.manifest.get("rows", {})})  # fmt: skip
+        except NodeError as exc:
+            found = {"ok": False, "problems": [exc.message]}
+        results.append({"resource": ref, "label": latest.resource_label, "snapshot": latest.restic_id, **found})
+    passed = all(r.get("ok") for r in results)
+    summary = (
+        "passed"
+        if passed
+        else "; ".join(
+            f"{r.get('label', r['resource'])}: {', '.join(r.get('problems') or [])[:300]}"
+            for r in results
+            if not r.get("ok")
+        )
+    )
+    now = timezone.now()
+    with audit.change(drill, "backup.drill.done", actor=audit.SYSTEM):
+        drill.status = DrillStatus.PASSED if passed else DrillStatus.FAILED
+        drill.results, drill.finished_at = results, now
+        drill.save()
+    BackupPolicy.objects.filter(pk=policy.pk).update(last_drill_at=now, last_drill_summary=summary[:2000],
+        last_drill_status=RunStatus.PASSED if passed else RunStatus.FAILED)  # fmt: skip
+    if not passed:
+        record_event(EVENT_DRILL_FAILED, tenant=drill.tenant, reason="restore drill failed", actor=None,
+                     data={"policy": str(policy.pk), "name": policy.name, "summary": summary[:500]})  # fmt: skip
+        log.error("backup drill of policy %s failed: %s", policy.pk, summary)
+    return {"status": drill.status, "resources": len(results)}
+
+
+def _detached_spec(kind: str, snap: Snapshot) -> dict:
+    # A deleted website's or pod's snapshot is still drilled: the restore goes to scratch only.
+    if kind == "website":
+        return {"kind": "files", "site": "w" + snap.resource_id.hex}
+    if kind == "zone":
+        return {"kind": "zone", "text": ""}
+    return {"kind": "pod", "pod": snap.resource_id.hex}
+
+
+def drill_failed(pk: Any, error: str) -> None:
+    drill = Drill.all_tenants.filter(pk=pk, status=DrillStatus.RUNNING).select_related("policy").first()
+    if drill is None:
+        return
+    results = [{"resource": "drill", "ok": False, "problems": [error]}]
+    Drill.all_tenants.filter(pk=pk).update(status=DrillStatus.FAILED, finished_at=timezone.now(), results=results)
+    BackupPolicy.all_tenants.filter(pk=drill.policy_id).update(
+        last_drill_at=timezone.now(), last_drill_status=RunStatus.FAILED, last_drill_summary=error[:2000]
+    )
+    record_event(EVENT_DRILL_FAILED, tenant=drill.tenant_id, reason="restore drill failed", actor=None,
+                 data={"policy": str(drill.policy_id), "summary": error[:500]})  # fmt: skip
+
+
+# --- the schedule -------------------------------------------------------------------------------------
+
+
+def due_policies(now=None) -> dict:
+    """Run every enabled policy whose cron time has come since its last run, start the drills that
+    are due, and the repositories' rotating checks (daily). Called every minute (``backups.tick``)."""
+    now = now or timezone.now()
+    ran = drilled = checked = 0
+    with all_tenants():
+        for policy in BackupPolicy.all_tenants.filter(enabled=True).select_related("repository", "tenant"):
+            try:
+                last = policy.last_run_at or policy.created_at
+                if cron_of(policy.schedule).remaining_estimate(last).total_seconds() <= 0:
+                    policy_run(policy=policy, actor=audit.SYSTEM, reason=Reason.SCHEDULED)
+                    ran += 1
+                drill_last = policy.last_drill_at or policy.created_at
+                drill_due = policy.drill_interval_days and now - drill_last >= timedelta(
+                    days=policy.drill_interval_days
+                )
+                if drill_due and not Drill.all_tenants.filter(policy=policy, status=DrillStatus.RUNNING).exists():
+                    drill_start(policy=policy, actor=audit.SYSTEM)
+                    drilled += 1
+            except (InvalidInput, Conflict) as exc:
+                log.warning("backup policy %s: %s", policy.pk, exc)
+        stale = now - timedelta(days=1)
+        for repo in BackupRepository.all_tenants.filter(status=RepoStatus.ACTIVE).select_related("tenant"):
+            if repo.last_check_at is None or repo.last_check_at < stale:
+                repositories.enqueue(repo, "backup.repository.check", actor=audit.SYSTEM,
+                                     key=f"backup.check:{repo.pk}:{now.date()}")  # fmt: skip
+                checked += 1
+    return {"ran": ran, "drills": drilled, "checks": checked, "final_expired": expire_final_snapshots()}

@@ -1,0 +1,106 @@
+"""What can be backed up, one entry per kind: how to find a resource of the tenant, the node it
+lives on, and what the node's ``agent/backups.py`` is told to copy (its ``source``).
+
+Backups reads the resource apps (websites, databases, dns, cloudpods); they never import backups
+(a deleted resource's final snapshot comes through ``apps.jobs.lifecycle.BEFORE_MOVE``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from apps.cloudpods.models import CloudPod, PodStatus
+from apps.common.exceptions import InvalidInput
+from apps.databases import services as database_services
+from apps.databases.models import Database, ObjectStatus
+from apps.dns import services as dns_services
+from apps.dns.models import Zone, ZoneStatus
+from apps.nodes.models import Node, Transport
+from apps.websites.models import Website, WebsiteStatus
+
+from .models import ResourceKind
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str
+    model: type
+    label: Callable[[Any], str]
+    node: Callable[[Any], Node]
+    spec: Callable[[Any], dict]  # built for one node call: it may carry a decrypted secret
+    gone: frozenset[str]
+    engine: Callable[[Any], str] = lambda obj: ""  # a restore goes only into the same engine
+
+    def get(self, pk) -> Any:
+        """The tenant's resource (the scope in force decides whose): a missing or foreign one is a 400."""
+        obj = self.model.objects.filter(pk=pk).first()
+        if obj is None or obj.status in self.gone:
+            raise InvalidInput(f"No {self.kind} {pk} in this tenant.", field="resource")
+        return obj
+
+
+SOURCES: dict[str, Source] = {
+    ResourceKind.WEBSITE: Source(
+        kind="website",
+        model=Website,
+        label=lambda site: site.primary_domain,
+        node=lambda site: site.node,
+        spec=lambda site: {"kind": "files", "site": site.site_id},
+        gone=frozenset({WebsiteStatus.DELETED, WebsiteStatus.DELETING}),
+    ),
+    ResourceKind.DATABASE: Source(
+        kind="database",
+        model=Database,
+        label=lambda db: db.full_name,
+        node=lambda db: db.server.node,
+        spec=lambda db: {
+            "kind": db.server.engine,
+            "server": database_services.server_spec(db.server),
+            "name": db.full_name,
+        },
+        gone=frozenset({ObjectStatus.REMOVING}),
+        engine=lambda db: db.server.engine,
+    ),
+    ResourceKind.ZONE: Source(
+        kind="zone",
+        model=Zone,
+        label=lambda zone: zone.name,
+        node=lambda zone: zone.node,
+        spec=lambda zone: {"kind": "zone", "text": dns_services.zone_export(zone)},
+        gone=frozenset({ZoneStatus.DELETING}),
+    ),
+    ResourceKind.POD: Source(
+        kind="pod",
+        model=CloudPod,
+        label=lambda pod: pod.name,
+        node=lambda pod: pod.node,
+        spec=lambda pod: {"kind": "pod", "pod": pod.container_id},
+        gone=frozenset({PodStatus.DELETED, PodStatus.DELETING}),
+    ),
+}
+
+
+def source(kind: str) -> Source:
+    try:
+        return SOURCES[kind]
+    except KeyError:
+        raise InvalidInput(f"One of {', '.join(SOURCES)}.", field="resource_kind") from None
+
+
+def parse_ref(ref: object) -> tuple[str, str]:
+    """``"website:<uuid>"`` → (kind, id)."""
+    if not isinstance(ref, str) or ":" not in ref:
+        raise InvalidInput('Each resource is "<kind>:<id>", e.g. "website:<uuid>".', field="resources")
+    kind, pk = ref.split(":", 1)
+    source(kind)
+    return kind, pk
+
+
+def reaches(repo_node: Node, resource_node: Node) -> bool:
+    """A local-path repository is reached from its own node (every local-transport node is this
+    one machine); other nodes need the SFTP backend (not offered yet)."""
+    if repo_node.pk == resource_node.pk:
+        return True
+    return repo_node.transport == Transport.LOCAL and resource_node.transport == Transport.LOCAL
