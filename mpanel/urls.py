@@ -7,6 +7,8 @@ urlpatterns = [
     path("", include("apps.security.urls")),  # the 2FA set-up page, before the admin's catch-all
     path("admin/", admin.site.urls),
     path("api/v1/", include("mpanel.api")),
+    # The customer portal of each tenant (apps/portal): its customers' own realm.
+    path("portal/", include("apps.portal.urls")),
     # Where a person lands: links to the admin, the browsable API and its reference.
     path("", landing, name="landing"),
 ]

@@ -7,6 +7,7 @@ by task name, so it never imports the tasks module (which imports the services).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import signature
 from django.conf import settings
@@ -14,6 +15,7 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 from django.template.loader import render_to_string
 
+from apps.common.registry import Registry
 from apps.tenancy.scoping import all_tenants
 
 from ..models import Invoice
@@ -27,6 +29,10 @@ SUBJECTS = {
     "overdue": "Invoice {number} from {tenant} is overdue",
     "due_soon": "Invoice {number} from {tenant} is due soon",
 }
+
+# Where the customer opens the invoice online: callables invoice -> URL | None, added by the customer
+# portal (``apps/portal/links.py``: a signed, expiring link with one-click pay). The first URL is used.
+INVOICE_LINKS: Registry[Callable] = Registry("invoice link")
 
 # The names of the tasks in apps/billing/tasks.py.
 SEND_ONE = "billing.send_invoice_email"
@@ -70,7 +76,10 @@ def notify_invoices(invoices: list, event: str) -> None:
 def send_invoice_email(invoice_id: str, event: str) -> None:
     with all_tenants():
         inv = Invoice.objects.select_related("customer", "tenant").get(pk=invoice_id)
-        body = render_to_string(f"billing/email/invoice_{event}.txt", {"invoice": inv, "tenant": inv.tenant})
+        online = next((url for make in INVOICE_LINKS for url in [make(inv)] if url), "")
+        body = render_to_string(
+            f"billing/email/invoice_{event}.txt", {"invoice": inv, "tenant": inv.tenant, "online_url": online}
+        )
         message = EmailMessage(
             subject=SUBJECTS[event].format(number=inv.number, tenant=inv.tenant.name),
             body=body,

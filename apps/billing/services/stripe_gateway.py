@@ -56,8 +56,10 @@ def checkout_link(*, invoice: Invoice) -> dict:
                 "metadata": metadata,
                 "payment_intent_data": {"metadata": metadata},
                 "customer_email": invoice.customer.invoice_email,
-                "success_url": f"{base}/invoices/{invoice.pk}/paid",
-                "cancel_url": f"{base}/invoices/{invoice.pk}",
+                # The customer portal's pages of the invoice (apps/portal): the thank-you page, which
+                # follows the payment until the webhook has recorded it, and the invoice itself.
+                "success_url": f"{base}/portal/{invoice.tenant.slug}/invoices/{invoice.pk}/paid/",
+                "cancel_url": f"{base}/portal/{invoice.tenant.slug}/invoices/{invoice.pk}/paid/?cancelled=1",
             },
             options={
                 "idempotency_key": f"checkout-{invoice.pk}-{to_minor_units(invoice.amount_due, invoice.currency)}"
