@@ -140,9 +140,9 @@ class PortalTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid Authorization header.")
         raw = header[1].decode(errors="replace")
         if not raw.startswith(TOKEN_PREFIX):
-            raise exceptions.AuthenticationFailed(
-                "The portal API takes a customer's portal token, never a staff token."
-            )
+            # Credentials of the staff realm (a session key, an ``mp_`` token): refused outright (403),
+            # never looked up here.
+            raise exceptions.PermissionDenied("The portal API takes a customer's portal token, never a staff key.")
         session = services.session_for_key(raw)
         if session is None or session.kind != PortalSession.Kind.API:
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked portal token.")

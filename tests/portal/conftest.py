@@ -12,3 +12,13 @@ def portal(tenant_a, tenant_b):
         make_customer(tenant_a.tenant, "a2", plan_a),
         make_customer(tenant_b.tenant, "b1", plan_b),
     )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counters():
+    """Lockout and throttle counters live in the shared cache (as in production): each test starts clean."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
