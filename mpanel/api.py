@@ -52,6 +52,17 @@ from apps.names.api import NameDelegationViewSet
 from apps.nodes.api import NodeViewSet
 from apps.ops.api import OverviewViewSet, PlatformOverviewViewSet
 from apps.orders.api import OrderViewSet
+from apps.portal.api import (
+    PortalInvoiceViewSet,
+    PortalLoginView,
+    PortalLogoutView,
+    PortalMeView,
+    PortalOrderViewSet,
+    PortalPaymentMethodView,
+    PortalServiceViewSet,
+    PortalSessionViewSet,
+    PortalUserViewSet,
+)
 from apps.security.api import (
     ApiTokenViewSet,
     GuardianViewSet,
@@ -144,6 +155,13 @@ router.register("invitations", MyInvitationViewSet, basename="invitation")
 router.register("users", UserViewSet, basename="user")
 router.register("customers", CustomerViewSet, basename="customer")
 router.register(r"customers/(?P<customer_pk>[0-9a-fA-F-]{36})/contacts", ContactViewSet, basename="customer-contact")
+router.register(
+    r"customers/(?P<customer_pk>[0-9a-fA-F-]{36})/portal-users", PortalUserViewSet, basename="customer-portal-user"
+)
+router.register("portal/services", PortalServiceViewSet, basename="portal-service")
+router.register("portal/invoices", PortalInvoiceViewSet, basename="portal-invoice")
+router.register("portal/orders", PortalOrderViewSet, basename="portal-order")
+router.register("portal/sessions", PortalSessionViewSet, basename="portal-session")
 router.register("audit", AuditEventViewSet, basename="audit")
 router.register("ops/provisioning", ProvisioningViewSet, basename="job")
 router.register("billing/invoices", InvoiceViewSet, basename="invoice")
@@ -255,6 +273,11 @@ urlpatterns = [
     re_path(r"^hosting/server-metrics/ingest/?$", IngestView.as_view(), name="server-metrics-ingest"),
     # The public catalog, before the router so that no detail route can capture it.
     re_path(r"^products/?$", PublicCatalogView.as_view(), name="public-catalog"),
+    # The customer portal's API (apps/portal): portal tokens only.
+    re_path(r"^portal/login/?$", PortalLoginView.as_view(), name="portal-login"),
+    re_path(r"^portal/logout/?$", PortalLogoutView.as_view(), name="portal-logout"),
+    re_path(r"^portal/me/?$", PortalMeView.as_view(), name="portal-me"),
+    re_path(r"^portal/payment-methods/?$", PortalPaymentMethodView.as_view(), name="portal-payment-methods"),
     re_path(r"^billing/products/catalog/public/?$", PublicCatalogView.as_view(), name="public-catalog-billing"),
     re_path(
         r"^security/policy/?$",

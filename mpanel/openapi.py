@@ -52,6 +52,12 @@ MODULES: tuple[Module, ...] = (
         ("billing/products", "billing/tax-rates", "products"),
         "Products with their prices per currency and cycle, bundles, tax rates; the public catalog.",
     ),
+    Module(
+        "Customer portal",
+        ("portal",),
+        "For a tenant's own storefront: its customers log in with portal tokens and see their services, "
+        "invoices (with a payment link) and orders. Staff credentials are refused here.",
+    ),
     Module("Orders", ("orders",), "A customer's order of products, from checkout to the services it provisions."),
     Module("Payment webhooks", ("billing/webhooks",), "Signed events from Stripe or a generic payment provider."),
     Module(

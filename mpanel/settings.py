@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "apps.nodes",
     "apps.cloudpods",
     "apps.ops",
+    "apps.portal",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "apps.security",

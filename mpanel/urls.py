@@ -8,6 +8,8 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("mpanel.api")),
     path("brand/", include("apps.whitelabel.urls")),  # tenants' logos, public (customers' e-mails show them)
+    # The customer portal of each tenant (apps/portal): its customers' own realm.
+    path("portal/", include("apps.portal.urls")),
     # Where a person lands: links to the admin, the browsable API and its reference.
     path("", landing, name="landing"),
 ]

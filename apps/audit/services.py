@@ -125,12 +125,15 @@ def build(
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
-    actor_obj = actor if getattr(actor, "is_authenticated", False) else None
+    # An actor of another realm (a customer's portal user: ``audit_realm = "portal"``) is not a staff
+    # ``User``: it is recorded by its label, with its realm as ``via``.
+    realm = getattr(actor, "audit_realm", "") if actor is not None else ""
+    actor_obj = actor if getattr(actor, "is_authenticated", False) and not realm else None
     return AuditEvent(
         tenant_id=getattr(tenant, "pk", tenant),
         actor=actor_obj,
-        actor_email=getattr(actor_obj, "email", "") or "",
-        via=ctx.via,
+        actor_email=(getattr(actor_obj, "email", "") or "") if not realm else getattr(actor, "audit_label", "")[:254],
+        via=realm or ctx.via,
         action=action,
         object_type=object_type or "",
         object_id=object_id or "",

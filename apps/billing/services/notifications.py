@@ -7,11 +7,13 @@ by task name, so it never imports the tasks module (which imports the services).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from celery import signature
 from django.conf import settings
 from django.db import transaction
 
+from apps.common.registry import Registry
 from apps.tenancy.scoping import all_tenants
 from apps.whitelabel.emails import branded_message, render_text
 from apps.whitelabel.selectors import brand_for
@@ -27,6 +29,10 @@ SUBJECTS = {
     "overdue": "Invoice {number} from {tenant} is overdue",
     "due_soon": "Invoice {number} from {tenant} is due soon",
 }
+
+# Where the customer opens the invoice online: callables invoice -> URL | None, added by the customer
+# portal (``apps/portal/links.py``: a signed, expiring link with one-click pay). The first URL is used.
+INVOICE_LINKS: Registry[Callable] = Registry("invoice link")
 
 # The names of the tasks in apps/billing/tasks.py.
 SEND_ONE = "billing.send_invoice_email"
@@ -73,7 +79,11 @@ def send_invoice_email(invoice_id: str, event: str) -> None:
     with all_tenants():
         inv = Invoice.objects.select_related("customer", "tenant").get(pk=invoice_id)
         brand = brand_for(inv.tenant)
-        body = render_text(f"billing/email/invoice_{event}.txt", {"invoice": inv, "tenant": inv.tenant, "brand": brand})
+        online = next((url for make in INVOICE_LINKS for url in [make(inv)] if url), "")
+        body = render_text(
+            f"billing/email/invoice_{event}.txt",
+            {"invoice": inv, "tenant": inv.tenant, "brand": brand, "online_url": online},
+        )
         attachments = [(f"{inv.number}.pdf", invoice_pdf(inv), "application/pdf")] if event == "issued" else []
         message = branded_message(
             inv.tenant,

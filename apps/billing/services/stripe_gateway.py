@@ -100,8 +100,10 @@ def checkout_link(*, invoice: Invoice) -> dict:
                 "metadata": metadata,
                 "payment_intent_data": intent_data,
                 "customer_email": invoice.customer.invoice_email,
-                "success_url": f"{base}/invoices/{invoice.pk}/paid",
-                "cancel_url": f"{base}/invoices/{invoice.pk}",
+                # The customer portal's pages of the invoice (apps/portal): the thank-you page, which
+                # follows the payment until the webhook has recorded it, and the invoice itself.
+                "success_url": f"{base}/portal/{invoice.tenant.slug}/invoices/{invoice.pk}/paid/",
+                "cancel_url": f"{base}/portal/{invoice.tenant.slug}/invoices/{invoice.pk}/paid/?cancelled=1",
             },
             options=options,
         )

@@ -1,0 +1,167 @@
+"""The portal realm's authentication: browser sessions for the pages, bearer tokens for the portal API.
+
+Realms never mix:
+- the pages read only the portal's own key in Django's session (``SESSION_KEY``), never Django's
+  ``_auth_user_id``: a staff login in the same browser opens nothing here, and a portal login sets
+  no ``request.user``, so it opens nothing of the staff's (admin, browsable API);
+- the portal API authenticates only ``mpc_`` tokens of ``PortalSession(kind="api")`` and nothing else
+  (``PortalTokenAuthentication`` is its only authentication class); the staff API's bearer classes do
+  not know the ``mpc_`` prefix and refuse it as an unknown session key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from rest_framework import authentication, exceptions, permissions
+
+from apps.common import context
+from apps.tenancy.models import Tenant
+from apps.tenancy.scoping import tenant_scope
+
+from . import services
+from .models import TOKEN_PREFIX, PortalSession, PortalSettings, PortalUser
+
+SESSION_KEY = "mpanel_portal"  # {tenant id: raw web-session secret}
+
+
+def portal_tenant(slug: str) -> Tenant:
+    return get_object_or_404(Tenant, slug=slug, status=Tenant.Status.ACTIVE)
+
+
+def _act_as(user: PortalUser, session: PortalSession) -> None:
+    ctx = context.current()
+    ctx.actor = user
+    ctx.via = "portal"
+    ctx.token_id = None  # never a staff token id: nothing of accounts may read this as its session
+
+
+def web_session(request, tenant: Tenant) -> PortalSession | None:
+    secrets = request.session.get(SESSION_KEY) or {}
+    session = services.session_for_key(secrets.get(str(tenant.pk), ""))
+    if session is None or session.tenant_id != tenant.pk or session.kind != PortalSession.Kind.WEB:
+        return None
+    return session
+
+
+def start_web_session(request, tenant: Tenant, raw: str) -> None:
+    request.session.cycle_key()  # a new session id at login (fixation)
+    secrets = dict(request.session.get(SESSION_KEY) or {})
+    secrets[str(tenant.pk)] = raw
+    request.session[SESSION_KEY] = secrets
+
+
+def end_web_session(request, tenant: Tenant) -> None:
+    secrets = dict(request.session.get(SESSION_KEY) or {})
+    secrets.pop(str(tenant.pk), None)
+    request.session[SESSION_KEY] = secrets
+
+
+def safe_next(request, fallback: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return fallback
+
+
+def portal_page(check: Callable[[PortalUser], bool] | None = None, *, allow_unenrolled: bool = False):
+    """A page for a logged-in portal user of the tenant in the URL, inside that tenant's scope.
+
+    Not logged in: to the login page (``?next=``). ``check`` false (the role may not): 403. When the
+    tenant requires 2FA, a user without it reaches only the 2FA set-up page."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapped(request, tenant_slug: str, *args, **kwargs):
+            tenant = portal_tenant(tenant_slug)
+            request.portal_tenant = tenant
+            with tenant_scope(tenant):
+                session = web_session(request, tenant)
+                if session is None:
+                    login_url = reverse("portal:login", kwargs={"tenant_slug": tenant.slug})
+                    return redirect(f"{login_url}?next={request.get_full_path()}")
+                user = session.user
+                _act_as(user, session)
+                request.portal_user = user
+                request.portal_session = session
+                if not allow_unenrolled and not user.has_2fa and PortalSettings.of(tenant).require_2fa:
+                    return redirect("portal:security", tenant_slug=tenant.slug)
+                if check is not None and not check(user):
+                    raise PermissionDenied("Your role on this account does not include this page.")
+                return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def public_page(view):
+    """A page of the tenant's portal for visitors (login, sign-up, links from emails)."""
+
+    @wraps(view)
+    def wrapped(request, tenant_slug: str, *args, **kwargs):
+        tenant = portal_tenant(tenant_slug)
+        request.portal_tenant = tenant
+        context.current().via = "portal"
+        with tenant_scope(tenant):
+            return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def sees_money(user: PortalUser) -> bool:
+    return user.sees_money
+
+
+def runs_services(user: PortalUser) -> bool:
+    return user.runs_services
+
+
+def manages_users(user: PortalUser) -> bool:
+    return user.manages_users
+
+
+class PortalTokenAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer mpc_…``: a portal API token, and only that."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != b"bearer":
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Invalid Authorization header.")
+        raw = header[1].decode(errors="replace")
+        if not raw.startswith(TOKEN_PREFIX):
+            # Credentials of the staff realm (a session key, an ``mp_`` token): refused outright (403),
+            # never looked up here.
+            raise exceptions.PermissionDenied("The portal API takes a customer's portal token, never a staff key.")
+        session = services.session_for_key(raw)
+        if session is None or session.kind != PortalSession.Kind.API:
+            raise exceptions.AuthenticationFailed("Invalid, expired or revoked portal token.")
+        _act_as(session.user, session)
+        return session.user, session
+
+    def authenticate_header(self, request):
+        return 'Bearer realm="portal"'
+
+
+class IsPortalUser(permissions.BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.user, PortalUser)
+
+
+def require(check: Callable[[PortalUser], bool], user: PortalUser) -> None:
+    if not check(user):
+        raise exceptions.PermissionDenied("Your role on this account does not include this.")
+
+
+def not_found() -> Http404:
+    return Http404("Not found.")

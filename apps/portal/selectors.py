@@ -1,0 +1,131 @@
+"""What a portal user may read: always ONE customer's rows, inside the tenant's scope.
+
+Every query here filters by the customer: another customer's row (same tenant or not) is simply not
+found, and the pages and the portal API answer 404 for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.db.models import QuerySet
+
+from apps.billing.models import Invoice, InvoiceStatus, Subscription, SubscriptionStatus
+from apps.billing.services.credit import credit_balances
+from apps.cloudpods.models import CloudPod
+from apps.customers.models import Customer
+from apps.domains.models import Domain
+from apps.mail.models import Mailbox, MailDomain
+from apps.orders.models import Order
+from apps.websites.models import Website
+
+from .models import PortalSession, PortalUser
+
+PAYABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+
+
+def invoices_of(customer: Customer) -> QuerySet[Invoice]:
+    """The customer's issued invoices (drafts are the staff's work in progress: never shown)."""
+    return (
+        Invoice.objects.filter(customer=customer)
+        .exclude(status=InvoiceStatus.DRAFT)
+        .order_by("-issue_date", "-created_at")
+    )
+
+
+def invoices_due(customer: Customer) -> QuerySet[Invoice]:
+    return invoices_of(customer).filter(status__in=PAYABLE, amount_due__gt=0).order_by("due_date")
+
+
+def invoice_of(customer: Customer, pk) -> Invoice | None:
+    return invoices_of(customer).prefetch_related("lines", "payments").filter(pk=pk).first()
+
+
+def subscriptions_of(customer: Customer) -> QuerySet[Subscription]:
+    return Subscription.objects.filter(customer=customer).select_related("product", "customer").order_by("-created_at")
+
+
+def subscription_of(customer: Customer, pk) -> Subscription | None:
+    return subscriptions_of(customer).filter(pk=pk).first()
+
+
+def orders_of(customer: Customer) -> QuerySet[Order]:
+    return Order.objects.filter(customer=customer).prefetch_related("items", "items__product")
+
+
+def order_of(customer: Customer, pk) -> Order | None:
+    return orders_of(customer).filter(pk=pk).first()
+
+
+def pods_of(customer: Customer, subscription: Subscription | None = None) -> QuerySet[CloudPod]:
+    """Pods sold under the customer's subscriptions (a pod names its subscription by id)."""
+    subs = [str(pk) for pk in Subscription.objects.filter(customer=customer).values_list("pk", flat=True)]
+    if subscription is not None:
+        subs = [s for s in subs if s == str(subscription.pk)]
+    return CloudPod.objects.filter(subscription__in=subs).exclude(status="deleted")
+
+
+def pod_of(customer: Customer, pk) -> CloudPod | None:
+    return pods_of(customer).filter(pk=pk).first()
+
+
+def mailbox_of(customer: Customer, pk) -> Mailbox | None:
+    return Mailbox.objects.filter(mail_domain__customer=customer, pk=pk).select_related("mail_domain").first()
+
+
+def domain_of(customer: Customer, pk) -> Domain | None:
+    return Domain.objects.filter(customer=customer, pk=pk).first()
+
+
+@dataclass
+class Resources:
+    pods: list = field(default_factory=list)
+    websites: list = field(default_factory=list)
+    domains: list = field(default_factory=list)
+    mail_domains: list = field(default_factory=list)  # (mail domain, [mailboxes])
+
+    @property
+    def empty(self) -> bool:
+        return not (self.pods or self.websites or self.domains or self.mail_domains)
+
+
+def resources_of(customer: Customer) -> Resources:
+    """What the customer's services run: pods, websites with their hostnames, domains, mailboxes."""
+    mail = list(MailDomain.objects.filter(customer=customer).order_by("name"))
+    boxes: dict = {}
+    for box in Mailbox.objects.filter(mail_domain__in=mail).select_related("mail_domain"):
+        boxes.setdefault(box.mail_domain_id, []).append(box)
+    return Resources(
+        pods=list(pods_of(customer).order_by("name")),
+        websites=list(Website.objects.filter(customer=customer).exclude(status="deleted").order_by("primary_domain")),
+        domains=list(Domain.objects.filter(customer=customer).order_by("name")),
+        mail_domains=[(d, boxes.get(d.pk, [])) for d in mail],
+    )
+
+
+@dataclass
+class Dashboard:
+    services: list
+    due: list
+    due_total: dict[str, Decimal]
+    credit: dict[str, Decimal]
+
+
+def dashboard(user: PortalUser) -> Dashboard:
+    customer = user.customer
+    live = subscriptions_of(customer).exclude(status=SubscriptionStatus.CANCELLED)[:50]
+    due, totals, credit = [], {}, {}
+    if user.sees_money:
+        due = list(invoices_due(customer)[:20])
+        for invoice in due:
+            totals[invoice.currency] = totals.get(invoice.currency, Decimal(0)) + invoice.amount_due
+        credit = credit_balances(customer=customer)
+    return Dashboard(services=list(live), due=due, due_total=totals, credit=credit)
+
+
+def users_of(customer: Customer) -> QuerySet[PortalUser]:
+    return PortalUser.objects.filter(customer=customer).order_by("email")
+
+
+def sessions_of(user: PortalUser) -> QuerySet[PortalSession]:
+    return PortalSession.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at")
