@@ -45,6 +45,7 @@ from apps.databases.api import DatabaseGrantViewSet, DatabaseServerViewSet, Data
 from apps.dns.api import RecordViewSet, ZoneViewSet
 from apps.domains.api import DomainViewSet
 from apps.files.api import FileManagerViewSet
+from apps.hosting.api import HostingAccountViewSet, TodoViewSet
 from apps.jobs.api import ProvisioningViewSet
 from apps.mail.api import AliasViewSet, AutoresponderViewSet, MailboxViewSet, MailDomainViewSet
 from apps.metrics.api import HostingServerViewSet, IngestView, ServerMetricsViewSet
@@ -187,6 +188,8 @@ router.register("security/shield/events", ShieldEventViewSet, basename="shield-e
 router.register("guardian", GuardianViewSet, basename="guardian-finding")
 router.register("hosting/websites", WebsiteViewSet, basename="website")
 router.register("enterprise/ssl", CertificateViewSet, basename="ssl-certificate")
+router.register("hosting/accounts", HostingAccountViewSet, basename="hosting-account")
+router.register("hosting/todos", TodoViewSet, basename="hosting-todo")
 router.register("hosting/files", FileManagerViewSet, basename="hosting-files")
 router.register("hosting/dns", ZoneViewSet, basename="dns-zone")
 router.register(r"hosting/dns/(?P<zone_pk>[0-9a-fA-F-]{36})/records", RecordViewSet, basename="dns-record")

@@ -67,6 +67,12 @@ MODULES: tuple[Module, ...] = (
     ),
     Module("CloudPods", ("cloudpods",), "Isolated containers on your nodes: create, resize, suspend, resume, delete."),
     Module(
+        "Hosting accounts",
+        ("hosting/accounts", "hosting/todos"),
+        "Customers' hosting plans made real: their limits and usage; the staff's to-dos (services sold, "
+        "reconciliation findings).",
+    ),
+    Module(
         "Websites",
         ("hosting/websites",),
         "Virtual hosts on a web node: domains and aliases, HTTPS, PHP version, redirects, suspend and resume.",
@@ -360,6 +366,8 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
         "www_redirect": "non-www",
         "redirects": [{"source": "/shop", "target": "https://shop.zephyr-widgets.example/", "code": 301}],
     },
+    "HostingAccountLimitsRequest": {"limit_overrides": {"websites": 10, "disk_quota_mb": 20480}},
+    "TodoCloseRequest": {"resolution": "Site moved from the old host and checked."},
     "WebsiteUpdateRequest": {"php_version": "8.4", "aliases": ["www.zephyr-widgets.example", "zephyr.example"]},
     "RequiredPathRequest": {"path": "public_html/old-index.html"},
     "WriteRequest": {"path": "public_html/index.html", "content": "<!doctype html><title>Zephyr Widgets</title>"},

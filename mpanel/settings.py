@@ -511,6 +511,24 @@ SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
         "AcmeChallengeEnum": "apps.ssl.models.Challenge.choices",
     }
 )
+# --- hosting accounts (apps/hosting): plans made real, their limits, reconciliation, to-dos ----------
+INSTALLED_APPS += ["apps.hosting"]
+# The reconciliation check of hosting plans against what exists (apps/hosting/reconciliation.py).
+MPANEL_HOSTING_RECONCILE_INTERVAL = env.float("MPANEL_HOSTING_RECONCILE_INTERVAL", default=3600.0)
+CELERY_BEAT_SCHEDULE["hosting-reconcile"] = {"task": "hosting.reconcile", "schedule": MPANEL_HOSTING_RECONCILE_INTERVAL}
+# How often each hosting account's websites are measured on their nodes (du; one job per account).
+MPANEL_HOSTING_DISK_INTERVAL = env.float("MPANEL_HOSTING_DISK_INTERVAL", default=3600.0)
+CELERY_BEAT_SCHEDULE["hosting-measure-disk"] = {
+    "task": "hosting.measure_disk",
+    "schedule": MPANEL_HOSTING_DISK_INTERVAL,
+}
+SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
+    {
+        "HostingAccountStatusEnum": "apps.hosting.models.AccountStatus.choices",
+        "TodoStatusEnum": "apps.hosting.models.TodoStatus.choices",
+        "TodoKindEnum": "apps.hosting.models.TodoKind.choices",
+    }
+)
 
 # --- operators' control panel (apps/console): dashboard as the admin index, global search, groups
 INSTALLED_APPS += ["apps.console"]

@@ -28,6 +28,7 @@ from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.money import CURRENCIES, exponent, parse_amount
 
+from . import validators
 from .models import BundleItem, Cycle, Price, Product, TaxRate, Visibility, bundle_component_problem, is_quantized
 from .pricing import PriceTable, Quote, Tax, price_table, quote, quote_from, tax_for, usage_charge
 
@@ -171,6 +172,7 @@ def _apply_fields(product: Product, data: dict[str, Any]) -> None:
         product.config = {}
     if not isinstance(product.config, dict):
         raise InvalidInput("Must be a JSON object.", field="config")
+    validators.product_config(product.type, product.config)
     product.metering = _clean_metering(product.metering)
 
 

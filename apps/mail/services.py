@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from agent.validate import mail as mail_rules
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.limits import check_limit
 from apps.common.rules import check
 from apps.dns import services as dns_services
 from apps.dns.models import Record, Zone
@@ -145,6 +146,8 @@ def mailbox_create(*, mail_domain: MailDomain, local_part: str, password: str, q
                                  quota_mb=check(mail_rules.quota_mb, quota_mb, field="quota_mb"))  # fmt: skip
     audit.created(box, "mail.mailbox.create", actor=actor)
     _sync(mail_domain, actor)
+    # The customer's plan limits (apps.common.limits): last, with the row saved, so it is counted.
+    check_limit(box.tenant_id, "mailboxes", customer_id=mail_domain.customer_id, obj=box, quota_mb=box.quota_mb)
     return box
 
 
@@ -161,6 +164,9 @@ def mailbox_update(*, mailbox: Mailbox, data: dict, actor=None) -> Mailbox:
             change.mark(password="changed")  # the hash is never recorded; that it changed is
         box.save()
     _sync(box.mail_domain, actor)
+    if "quota_mb" in data:
+        check_limit(box.tenant_id, "mail_quota", customer_id=box.mail_domain.customer_id, obj=box,
+                    quota_mb=box.quota_mb)  # fmt: skip
     return box
 
 

@@ -105,6 +105,10 @@ class NodeDriver:
     def site_state(self, site_id: str) -> dict:
         return self._call("site_state", {"id": site_id})
 
+    def site_disk_usage(self, site_id: str) -> dict:
+        """``{"bytes": n}``: what the site's files take on the node (``du``)."""
+        return self._call("site_disk_usage", {"id": site_id})
+
     def file_op(self, op: str, site_id: str, **args) -> dict:
         return self._call(f"file_{op}", {"site": site_id, **args})
 

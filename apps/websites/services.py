@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.limits import check_limit
 from apps.common.locks import advisory_xact_lock
 from apps.common.registry import Registry
 from apps.jobs.lifecycle import Lifecycle, Move
@@ -205,6 +206,8 @@ def website_create(*, tenant, primary_domain: str, aliases: list | None = None, 
     except IntegrityError as exc:  # a concurrent create took the same user name on this node
         raise Conflict(f"The system user {site.system_user} is taken on this node.", code="system_user_taken") from exc
     _claim_domains(site)
+    # The customer's plan limits (apps.common.limits): last, with the row saved, so it is counted.
+    check_limit(site.tenant_id, "websites", customer_id=site.customer_id, obj=site)
     audit.created(site, "website.create", actor=actor)
     _job(site, "website.provision", actor)
     return site
@@ -225,6 +228,7 @@ def website_update(*, website: Website, data: dict, actor=None) -> Website:
     site = sites.locked(website)
     if site.status in (WebsiteStatus.DELETING, WebsiteStatus.DELETED):
         raise Conflict(f"A {site.status} website cannot be changed.")
+    customer_before = site.customer_id
     with audit.change(site, "website.update", actor=actor) as change:
         if "primary_domain" in data or "aliases" in data:
             site.primary_domain, site.aliases = normalise_domains(
@@ -240,6 +244,8 @@ def website_update(*, website: Website, data: dict, actor=None) -> Website:
             return site
         site.save()
         _claim_domains(site)
+        moved = site.customer_id != customer_before  # a site given to a customer counts in its plan
+        check_limit(site.tenant_id, "websites" if moved else "website_settings", customer_id=site.customer_id, obj=site)
     _job(site, "website.update", actor)
     return site
 

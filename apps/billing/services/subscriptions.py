@@ -48,6 +48,13 @@ PROVISIONERS: Registry[Callable] = Registry("subscription provisioner")
 ACTIONS = ("activate", "suspend", "resume", "cancel")
 
 
+# What a product type checks and applies when a subscription changes plan or quantity, in the
+# change's transaction with the subscription locked: a callable(sub, product, quantity) that raises
+# ``Conflict`` to refuse (hosting plans: a downgrade below what is in use). Keyed by the current
+# product's type.
+PLAN_CHANGES: Registry[Callable] = Registry("plan change hook")
+
+
 def register_provisioner(product_type: str, **actions: Callable) -> None:
     """All of a product type's provisioners at once (``activate=…, suspend=…``): the same registry."""
     for action, fn in actions.items():
@@ -269,6 +276,9 @@ def subscription_change(*, sub: Subscription, product=None, quantity: int | None
     customer's balance at once. The cycle and currency stay (change them at renewal)."""
     sub = lock_subscription(sub)
     change = _plan_change(sub, product, quantity, on)
+    hook = PLAN_CHANGES.get(sub.product.type)
+    if hook is not None:
+        hook(sub, change.product, change.quantity)
     with audit.change(sub, "subscription.change"):
         if change.net > 0:
             try:

@@ -1,0 +1,98 @@
+"""The reconciliation check on the real nginx: a vhost deleted behind the panel's back is written
+again and the site serves; a customer's website that no live plan covers is reported (a to-do, an
+email to the tenant's staff), never deleted; a fixed problem's to-do closes itself."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from apps.hosting import reconciliation
+from apps.hosting.models import Todo, TodoKind, TodoStatus
+from apps.jobs.models import Job
+from apps.tenancy.roles import Role
+from apps.websites import services as website_services
+from apps.websites.models import Website, WebsiteStatus
+from tests.billing_support import customer_of
+from tests.conftest import client_for
+from tests.hosting_support import account_of, nodes_in, order_paid, plan_in
+from tests.web_support import nginx_node, web_root  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def light_crypto(settings):
+    settings.MPANEL_DKIM_KEY_BITS = 1024
+
+
+def test_a_deleted_vhost_is_restored_and_an_orphan_site_is_reported_not_deleted(
+    tenant_a,
+    nginx_node,  # noqa: F811
+    django_capture_on_commit_callbacks,
+):
+    if shutil.which("postmap") is None:
+        pytest.fail("postfix is needed: run the tests with `make test`")
+    nodes_in(tenant_a)
+    sub = order_paid(tenant_a, django_capture_on_commit_callbacks, plan_in(tenant_a), domain="keep.example")
+    site = Website.all_tenants.get(pk=account_of(sub).website_id)
+    admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    files = reverse("hosting-files-write", kwargs={"pk": site.pk})
+    assert admin.post(files, {"path": "public/index.html", "content": "kept"}, format="json").status_code == 200
+    assert nginx_node.wait_until("keep.example", 200, contains="kept")[0] == 200
+
+    # Someone removes the vhost on the node and reloads nginx: the site is gone from the web.
+    vhost = nginx_node.root / "web" / "sites" / f"{site.site_id}.conf"
+    assert vhost.exists()
+    vhost.unlink()
+    subprocess.run(["nginx", "-c", str(nginx_node.conf), "-s", "reload"], check=True, capture_output=True)
+    assert nginx_node.wait_until("keep.example", 404)[0] == 404
+
+    # A website of a customer with no hosting plan: an orphan.
+    stray = customer_of(tenant_a, email="stray@example.com")
+    with django_capture_on_commit_callbacks(execute=True), tenant_a.scope():
+        orphan = website_services.website_create(tenant=tenant_a.tenant, primary_domain="stray.example",
+                                                 customer=stray)  # fmt: skip
+    assert Website.all_tenants.get(pk=orphan.pk).status == WebsiteStatus.ACTIVE
+
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        report = reconciliation.reconcile_tenant(tenant_a.tenant)
+    assert report.checked == 1
+    assert report.retried == [f"reconcile:vhost_missing:{site.pk}"]
+    assert report.reported == [f"reconcile:orphan_website:{orphan.pk}"]
+    # Restored: the job wrote the vhost again, nginx serves the site.
+    assert vhost.exists()
+    assert Job.all_tenants.filter(type="website.update", object_id=str(site.pk), status="SUCCEEDED").exists()
+    status, text, _ = nginx_node.wait_until("keep.example", 200, contains="kept")
+    assert status == 200 and "kept" in text
+    # Reported, not deleted: the orphan still serves; a to-do and one email say so.
+    assert Website.all_tenants.get(pk=orphan.pk).status == WebsiteStatus.ACTIVE
+    todo = Todo.all_tenants.get(key=f"reconcile:orphan_website:{orphan.pk}")
+    assert todo.kind == TodoKind.RECONCILE and todo.status == TodoStatus.OPEN and "stray.example" in todo.title
+    assert len(mail.outbox) == 1 and "stray.example" in mail.outbox[0].body
+    assert "admin@tenant-a.test" in mail.outbox[0].to
+
+    # The API lists them to members; the next check closes what is fixed and keeps what is not.
+    member = client_for(tenant_a.users[Role.MEMBER], tenant_a.tenant)
+    listed = member.get(reverse("hosting-todo-list"), {"status": "open"}).json()["results"]
+    assert {t["title"] for t in listed} >= {todo.title}
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        again = reconciliation.reconcile_tenant(tenant_a.tenant)
+    assert again.retried == [] and again.reported == [todo.key] and again.resolved == 1
+    assert mail.outbox == []  # the same finding is not emailed twice
+    fixed = Todo.all_tenants.get(key=f"reconcile:vhost_missing:{site.pk}")
+    assert fixed.status == TodoStatus.CLOSED and fixed.closed_by is None
+    assert Todo.all_tenants.get(pk=todo.pk).status == TodoStatus.OPEN
+
+    # A member closes the finding once a person has dealt with it.
+    closed = member.post(reverse("hosting-todo-close", kwargs={"pk": todo.pk}), {"resolution": "Sold a plan."},
+                         format="json")  # fmt: skip
+    assert closed.status_code == 200, closed.content
+    assert closed.json()["status"] == "closed" and closed.json()["closed_by"] == "member@tenant-a.test"
+    assert member.post(reverse("hosting-todo-close", kwargs={"pk": todo.pk}), {}, format="json").status_code == 409
