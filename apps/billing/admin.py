@@ -25,7 +25,7 @@ from apps.common.admin import (
     time_column,
 )
 from apps.common.display import badge, money, when
-from apps.common.money import CURRENCY_CHOICES
+from apps.common.money import CURRENCY_CHOICES, quantize
 from apps.customers.models import Customer
 from apps.tenancy.scoping import tenant_scope
 
@@ -188,6 +188,11 @@ class InvoiceLineForm(forms.ModelForm):
         for name in ("discount", "tax_rate"):  # empty is none (the service's default)
             self.fields[name].required = False
         self.fields["quantity"].initial = 1
+        line = self.instance
+        if line.pk is not None and line.unit_price is not None:  # 450.00 on a draft's page, not 450.0000
+            shown = quantize(line.unit_price, line.invoice.currency)
+            if shown == line.unit_price:  # never rounds a finer price away
+                self.initial["unit_price"] = shown
 
 
 class DraftLineInline(admin.TabularInline):
@@ -314,7 +319,7 @@ class InvoiceAdmin(ServiceFormMixin, BillingAdmin):
             "Record a payment",
             method="record_payment_one",
             form=RecordPaymentForm,
-            initial=lambda i: {"amount": i.amount_due},
+            initial=lambda i: {"amount": quantize(i.amount_due, i.currency)},  # 499.50, not 499.5000
             show=_open,
             permission="billing.add_payment",
             help="Money received by bank transfer, cash or cheque; any excess becomes the customer's credit.",

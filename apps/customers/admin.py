@@ -5,10 +5,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 
 from apps.audit.admin_base import AuditedGuardedAdminMixin
-from apps.common.admin import ObjectAction
+from apps.common.admin import ObjectAction, ServiceFormMixin
 from apps.common.display import badge, money, when
 from apps.common.money import CURRENCY_CHOICES
 from apps.tenancy.admin_base import TenantOwnedAdmin, TenantOwnedForm
+from apps.tenancy.scoping import tenant_scope
 
 from . import services
 from .models import Contact, Customer
@@ -67,8 +68,31 @@ class CustomerAdminForm(TenantOwnedForm):
         return cleaned
 
 
+CONTACT_FIELDS = ["name", "email", "phone", "role"]
+
+
+def save_contacts(formsets, customer: Customer) -> None:
+    """The contacts inline's rows, each through its service (in the customer's tenant scope)."""
+    for formset in formsets:
+        if formset.model is not Contact:
+            continue
+        for form in formset.forms:
+            cleaned = getattr(form, "cleaned_data", None) or {}
+            contact = None if form.instance._state.adding else form.instance  # a UUID pk is set before saving
+            if contact is not None and cleaned.get("DELETE"):
+                services.contact_delete(contact=Contact.objects.get(pk=contact.pk))
+            elif contact is not None and form.has_changed():
+                data = {f: cleaned[f] for f in CONTACT_FIELDS if f in form.changed_data}
+                services.contact_update(contact=Contact.objects.get(pk=contact.pk), data=data)
+            elif contact is None and form.has_changed() and not cleaned.get("DELETE"):
+                services.contact_create(customer=customer, data={f: cleaned[f] for f in CONTACT_FIELDS})
+
+
 @admin.register(Customer)
-class CustomerAdmin(AuditedGuardedAdminMixin, TenantOwnedAdmin):
+class CustomerAdmin(ServiceFormMixin, AuditedGuardedAdminMixin, TenantOwnedAdmin):
+    """Customers and their contacts (the inline) are written by ``apps.customers.services``, as from
+    the API: the page's save is ``customer_create/update`` and one contact service call per row."""
+
     form = CustomerAdminForm
     audit_fields = Customer.audit_fields
     list_display = ["name", "company", "email", "status", "currency", "country", "created_at"]
@@ -123,6 +147,31 @@ class CustomerAdmin(AuditedGuardedAdminMixin, TenantOwnedAdmin):
     def place_order(self, request, customer, data):
         return self._add("orders_order", customer)
 
+    def service_save(self, request, form, formsets, change):
+        cleaned = form.cleaned_data
+        if change:
+            customer = Customer.all_tenants.get(pk=form.instance.pk)
+            data = {f: cleaned[f] for f in Customer.audit_fields if f in form.changed_data and f in cleaned}
+            with tenant_scope(customer.tenant):
+                customer = services.customer_update(customer=customer, data=data) if data else customer
+                save_contacts(formsets, customer)
+            return customer
+        tenant = cleaned["tenant"]
+        with tenant_scope(tenant):
+            customer = services.customer_create(
+                tenant=tenant, data={f: cleaned[f] for f in Customer.audit_fields if f in cleaned}
+            )
+            save_contacts(formsets, customer)
+        return customer
+
+    def delete_model(self, request, obj):
+        with tenant_scope(obj.tenant):
+            services.customer_delete(customer=Customer.objects.get(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        for customer in queryset:
+            self.delete_model(request, customer)
+
     def get_deleted_objects(self, objs, request):
         """The delete guards of ``services.customer_delete`` apply here too: a guarded customer is
         listed as protected, and the admin then refuses to delete it (page and bulk action)."""
@@ -137,7 +186,9 @@ class CustomerAdmin(AuditedGuardedAdminMixin, TenantOwnedAdmin):
 
 
 @admin.register(Contact)
-class ContactAdmin(TenantOwnedAdmin):
+class ContactAdmin(ServiceFormMixin, TenantOwnedAdmin):
+    """Contacts are written by ``apps.customers.services`` (in their customer's tenant scope)."""
+
     audit_fields = Contact.audit_fields
     list_display = ["name", "email", "role", "customer", "created_at"]
     list_filter = ["role", "created_at"]
@@ -145,6 +196,25 @@ class ContactAdmin(TenantOwnedAdmin):
     list_select_related = ["customer"]
     autocomplete_fields = ["customer"]
     readonly_fields = ["id", "created_at", "updated_at"]
+
+    def service_save(self, request, form, formsets, change):
+        cleaned = form.cleaned_data
+        if change:
+            contact = Contact.all_tenants.get(pk=form.instance.pk)
+            data = {f: cleaned[f] for f in Contact.audit_fields if f in form.changed_data and f in cleaned}
+            with tenant_scope(contact.tenant):
+                return services.contact_update(contact=contact, data=data) if data else contact
+        customer = cleaned["customer"]
+        with tenant_scope(customer.tenant):
+            return services.contact_create(customer=customer, data={f: cleaned[f] for f in CONTACT_FIELDS})
+
+    def delete_model(self, request, obj):
+        with tenant_scope(obj.tenant):
+            services.contact_delete(contact=Contact.objects.get(pk=obj.pk))
+
+    def delete_queryset(self, request, queryset):
+        for contact in queryset:
+            self.delete_model(request, contact)
 
 
 def _url(obj) -> str:
