@@ -228,6 +228,16 @@ class TestOnboarding:
                             {"method": "bank_transfer", "amount": str(invoice.total)}, format="json")  # fmt: skip
         assert manual.status_code == 200 and fresh(invoice).status == "paid"
 
+    def test_reconnecting_after_a_disconnect_makes_a_new_account(self, tenant_a, stripe_api):
+        admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+        first = admin.post(CONNECT, {}, format="json").json()["account_id"]
+        assert admin.delete(CONNECT).status_code == 200
+        second = admin.post(CONNECT, {"account_type": "standard"}, format="json")
+        assert second.status_code == 201 and second.json()["account_id"] != first
+        keys = [r for r in stripe_api.requests if r[1] == "/v1/accounts"]
+        assert len(keys) == 2
+        assert StripeConnection.objects.get(tenant=tenant_a.tenant).account_id == second.json()["account_id"]
+
     def test_account_updated_sets_the_status_and_an_older_event_does_not_undo_it(self, tenant_a, stripe_api):
         row = connected(tenant_a, stripe_api, "acct_1Updated0000", charges=False)
         assert row.status == "pending"

@@ -92,8 +92,9 @@ def connect_start(
     elif account_id:
         account = stripe_gateway.account_retrieve(account_id)  # Stripe shows only accounts connected to us
     else:
+        attempt = connection.disconnected_at.strftime("%Y%m%dT%H%M%S%f") if connection is not None else "first"
         account = stripe_gateway.account_create(
-            tenant_id=tenant.pk, account_type=account_type, email=email, country=country
+            tenant_id=tenant.pk, account_type=account_type, email=email, country=country, attempt=attempt
         )
     fresh = not live
     if fresh:

@@ -149,9 +149,10 @@ def refund(*, payment: Payment, amount: Decimal) -> str:
 # --- Connect: the tenant's own account ----------------------------------------------------------
 
 
-def account_create(*, tenant_id, account_type: str, email: str = "", country: str = ""):
+def account_create(*, tenant_id, account_type: str, email: str = "", country: str = "", attempt: str = "first"):
     """A new connected account for the tenant (Express or Standard), filled in by its owner on
-    Stripe's onboarding page (``account_link``)."""
+    Stripe's onboarding page (``account_link``). ``attempt`` names this connection (a reconnection after
+    a disconnect is another), so a retried request gets the same account and a new connection a new one."""
     params: dict = {"type": account_type, "metadata": {"mpanel_tenant_id": str(tenant_id)}}
     if email:
         params["email"] = email
@@ -160,7 +161,9 @@ def account_create(*, tenant_id, account_type: str, email: str = "", country: st
     if account_type == "express":
         params["capabilities"] = {"card_payments": {"requested": True}, "transfers": {"requested": True}}
     try:
-        return _client().v1.accounts.create(params=params, options={"idempotency_key": f"connect-{tenant_id}"})
+        return _client().v1.accounts.create(
+            params=params, options={"idempotency_key": f"connect-{tenant_id}-{attempt}-{account_type}"}
+        )
     except stripe.StripeError as exc:
         raise ProviderError(f"Stripe refused to create the account: {exc.user_message or exc}") from exc
 
