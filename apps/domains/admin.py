@@ -11,7 +11,7 @@ from apps.customers.models import Customer
 from apps.jobs.admin import ServiceAdmin, ServiceForm, retry_action, status_badge, tenant_from
 
 from . import registrars, services
-from .models import Domain
+from .models import Domain, DomainSettings
 
 EDITABLE = ["customer", "auto_renew", "renewal_price", "expires_at", "nameservers"]
 
@@ -198,3 +198,83 @@ class DomainAdmin(ServiceAdmin):
     def delete_one(self, request, domain, data):
         services.domain_delete(domain=domain, actor=request.user)
         return self.gone_to_list(request, domain, f"Deleted {domain.name}.")
+
+
+SETTINGS_EDITABLE = [
+    "nameservers",
+    "registrar",
+    "on_failed_registration",
+    "epp_host",
+    "epp_port",
+    "epp_client_id",
+    "epp_password",
+    "epp_client_cert",
+    "epp_client_key",
+    "epp_ca_cert",
+    "epp_admin_contact",
+    "epp_tech_contact",
+    "epp_billing_contact",
+]
+SECRETS = ("epp_password", "epp_client_key")
+
+
+class DomainSettingsForm(ServiceForm):
+    nameservers = NameserversField(
+        required=False, help_text="One a line (at least two); empty: the platform's (MPANEL_DNS_NAMESERVERS)."
+    )
+    registrar = forms.ChoiceField(choices=lambda: [(n, n) for n in registrars.names()], initial="manual")
+    epp_password = forms.CharField(
+        label="EPP password",
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Stored encrypted, never shown; leave empty to keep the current one.",
+    )
+    epp_client_key = forms.CharField(
+        label="EPP TLS client key (PEM)",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text="Stored encrypted, never shown; leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = DomainSettings
+        fields = [f for f in SETTINGS_EDITABLE if f not in SECRETS]
+
+    def act(self, data, actor):
+        changes = self.changed(data, [f for f in SETTINGS_EDITABLE if f not in SECRETS])
+        # A secret field left empty keeps the stored secret (it is never sent back to the page).
+        changes.update({f: data[f] for f in SECRETS if data.get(f)})
+        tenant = self.tenant_for(data)
+        if not changes and not self.instance._state.adding:
+            return self.instance
+        return services.domain_settings_update(tenant=tenant, data=changes, actor=actor)
+
+
+class DomainSettingsAddForm(DomainSettingsForm):
+    class Meta(DomainSettingsForm.Meta):
+        fields = ["tenant", *DomainSettingsForm.Meta.fields]
+
+    def act(self, data, actor):
+        changes = {f: data[f] for f in SETTINGS_EDITABLE if f in data and f not in SECRETS}
+        changes.update({f: data[f] for f in SECRETS if data.get(f)})
+        return services.domain_settings_update(tenant=data["tenant"], data=changes, actor=actor)
+
+
+@admin.register(DomainSettings)
+class DomainSettingsAdmin(ServiceAdmin):
+    """A tenant's domain settings: its nameservers, what a refused paid registration does, and its EPP
+    account (password and client key write-only, stored encrypted)."""
+
+    list_display = ["tenant", "registrar", "on_failed_registration", "epp_host", "epp_client_id", "epp_ready"]
+    list_filter = ["registrar", "on_failed_registration", "tenant"]
+    search_fields = ["tenant__name", "epp_host", "epp_client_id"]
+    list_select_related = ["tenant"]
+    add_form = DomainSettingsAddForm
+    form = DomainSettingsForm
+    add_fields = ["tenant", *SETTINGS_EDITABLE]
+    change_fields = SETTINGS_EDITABLE
+    shown_fields = ["tenant", "epp_ready", "updated_at"]
+
+    @admin.display(description="EPP account", boolean=True)
+    def epp_ready(self, obj):
+        return obj.epp_configured

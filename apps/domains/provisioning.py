@@ -27,12 +27,12 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.billing import periods
-from apps.billing.locks import lock_subscription
+from apps.billing.locks import lock_invoice, lock_subscription
 from apps.billing.models import CreditNoteLine, InvoiceStatus, SubscriptionCharge, SubscriptionStatus
 from apps.billing.services.credit_notes import credit_note_create
 from apps.billing.services.hooks import PAID
 from apps.billing.services.subscriptions import register_provisioner, subscription_cancel_now
-from apps.common.exceptions import InvalidInput
+from apps.common.exceptions import Conflict, InvalidInput
 from apps.dns import services as dns_services
 from apps.dns.models import Zone
 from apps.jobs.registry import PermanentError
@@ -67,6 +67,15 @@ def activate(sub) -> dict:
         name = services.domain_name((sub.config or {}).get("domain") or "")
     except InvalidInput as exc:
         raise PermanentError(f"The subscription names no valid domain (config.domain): {exc.message}") from exc
+    try:
+        return _activate(sub, name, years)
+    except Conflict as exc:
+        if exc.code == "name_taken":  # another account holds the name here: no retry changes that
+            raise PermanentError(exc.message) from exc
+        raise  # e.g. no DNS node yet: retried with backoff
+
+
+def _activate(sub, name: str, years: int) -> dict:
     product_config = sub.product.config or {}
     nameservers = services.tenant_nameservers(sub.tenant)
     zone = None
@@ -133,6 +142,14 @@ def renew_paid_domains(invoice) -> None:
             services.domain_renew(domain=domain, years=years_of(sub), today=timezone.localdate())
 
 
+def _paid_invoices(sub_id) -> set:
+    return set(
+        SubscriptionCharge.all_tenants.filter(
+            subscription_id=sub_id, invoice_line__invoice__status=InvoiceStatus.PAID
+        ).values_list("invoice_line__invoice_id", flat=True)
+    )
+
+
 def _refund(sub, reason: str) -> list[str]:
     """Credit the subscription's lines on its paid invoices to the customer's balance; the credit
     note numbers issued."""
@@ -162,6 +179,9 @@ def registration_failed(domain_id, message: str) -> dict:
         with tenant_scope(domain.tenant):
             policy = services.domain_settings(domain.tenant).on_failed_registration
             if policy == FailedRegistration.REFUND:
+                # Billing's order: each paid invoice (after its subscriptions), then this subscription.
+                for invoice_id in sorted(_paid_invoices(domain.subscription_id)):
+                    lock_invoice(invoice_id)
                 sub = lock_subscription(domain.subscription_id)
                 if sub.status != SubscriptionStatus.CANCELLED:  # else: refunded by an earlier run
                     notes = _refund(sub, f"Registration of {domain.unicode_name} failed: {message}"[:500])

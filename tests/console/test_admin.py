@@ -147,6 +147,7 @@ def _hosting_rows(fx) -> dict:
         from apps.domains import services as domain_services
 
         domain = domain_services.domain_create(tenant=fx.tenant, name="admin.example")
+        domain_settings = domain_services.domain_settings_update(tenant=fx.tenant, data={"epp_password": "x"})
         from apps.mail import services as mail_services
 
         node.roles = ["dns", "mail"]
@@ -159,6 +160,7 @@ def _hosting_rows(fx) -> dict:
         Zone: Zone.all_tenants.get(pk=zone.pk),
         Record: record,
         type(domain): domain,
+        type(domain_settings): domain_settings,
         type(mail_domain): mail_domain,
         type(mailbox): mailbox,
         type(alias): alias,

@@ -231,3 +231,17 @@ class TestDomainProvisioning:
             assert exc.value.field == field
         with tenant_a.scope():
             assert services.tenant_nameservers(tenant_a.tenant) == ["ns1.mpanel.invalid", "ns2.mpanel.invalid"]
+
+
+@pytest.mark.django_db
+def test_a_name_another_account_holds_fails_the_activation_for_good(tenant_a, tenant_b, serve):  # noqa: F811
+    from apps.dns import services as dns_services
+
+    with tenant_b.scope():
+        dns_services.zone_create(tenant=tenant_b.tenant, name="example.com", node=dns_node(tenant_b, "dns-b"))
+    tenant_with_epp(tenant_a, serve())
+    sell(tenant_a)
+    assert run(tenant_a, "subscription.activate") == ["failed"]  # at once, not retried
+    with tenant_a.scope():
+        assert "held by another account" in Job.objects.get(type="subscription.activate").last_error
+    assert not Domain.all_tenants.exists()

@@ -20,6 +20,7 @@ from apps.jobs.models import Job, JobStatus
 from apps.jobs.services import run_job
 from apps.tenancy.roles import Role
 from tests.conftest import client_for
+from tests.console.test_admin import console, operator  # noqa: F401
 from tests.hosting.epp_session.server import RFC_SESSION, EppTestServer, Raw, fixture, self_signed
 
 D = "{urn:ietf:params:xml:ns:domain-1.0}"
@@ -336,3 +337,35 @@ class TestEppRegistrar:
         body = client.get(f"/api/v1/hosting/domains/{response.json()['id']}/").json()
         assert body["registrar_state"] == "error" and body["expires_at"] is None
         assert "2302 Object exists" in body["last_error"]
+
+
+@pytest.mark.django_db
+def test_operators_set_the_epp_account_in_the_admin(console, tenant_a, serve):  # noqa: F811
+    """The settings page saves through the service: the password is write-only and encrypted, an
+    empty password field keeps it, and the account then registers domains."""
+    from django.urls import reverse
+
+    from tests.console.test_admin import form_data
+
+    server = serve()
+    add = console.get(reverse("admin:domains_domainsettings_add"))
+    data = {**form_data(add), "tenant": str(tenant_a.tenant.pk), "nameservers": "ns1.a.example\nns2.a.example",
+            "registrar": "epp", "on_failed_registration": "retry", "epp_host": "127.0.0.1",
+            "epp_port": str(server.port), "epp_client_id": "ClientX", "epp_password": "foo-BAR2",
+            "epp_ca_cert": server.pem.cert}  # fmt: skip
+    response = console.post(reverse("admin:domains_domainsettings_add"), data)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    conf = DomainSettings.objects.get(tenant=tenant_a.tenant)
+    assert crypto.decrypt(conf.epp_password_encrypted) == "foo-BAR2" and conf.nameservers == [
+        "ns1.a.example",
+        "ns2.a.example",
+    ]
+    change_url = reverse("admin:domains_domainsettings_change", args=[conf.pk])
+    page = console.get(change_url)
+    assert "foo-BAR2" not in page.content.decode()
+    response = console.post(change_url, {**form_data(page), "epp_client_id": "ClientY"})
+    assert response.status_code == 302
+    conf.refresh_from_db()
+    assert conf.epp_client_id == "ClientY" and crypto.decrypt(conf.epp_password_encrypted) == "foo-BAR2"
+    event = AuditEvent.objects.filter(action="domain.settings.update").latest("created_at")
+    assert event.via == "operator" and "foo-BAR2" not in str(event.changes)
