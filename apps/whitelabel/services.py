@@ -71,7 +71,10 @@ def logo_upload(*, tenant, content: bytes, actor=None) -> Brand:
     logo = validators.logo(content)
     name = f"whitelabel/{tenant.pk}/logo-{logo.sha256[:16]}.{logo.extension}"
     store = storage()
-    stored = store.save(name, ContentFile(logo.content)) if not store.exists(name) else name
+    # The same bytes are stored once: a file that is already there (this logo again) is reused, and
+    # then it is never removed on failure, since a row may name it.
+    created = not store.exists(name)
+    stored = store.save(name, ContentFile(logo.content)) if created else name
     try:
         with transaction.atomic():
             brand, existed = _locked(tenant)
@@ -87,8 +90,8 @@ def logo_upload(*, tenant, content: bytes, actor=None) -> Brand:
                 brand.save()
             if old and old != stored:
                 transaction.on_commit(lambda: _remove(old))
-    except Exception:
-        if stored != (Brand.all_tenants.filter(tenant=tenant).values_list("logo", flat=True).first() or ""):
+    except BaseException:
+        if created:
             _remove(stored)
         raise
     return brand

@@ -273,6 +273,17 @@ class TestLogo:
         assert wide.status_code == 400 and "5000x1 pixels" in wide.json()["file"][0]
         assert stored_files(settings) == []
 
+    def test_a_failed_write_leaves_no_file(self, tenant_a, settings, monkeypatch):
+        from apps.whitelabel import services
+
+        def broken(tenant):
+            raise RuntimeError("the database went away")
+
+        monkeypatch.setattr(services, "_locked", broken)
+        with pytest.raises(RuntimeError):
+            services.logo_upload(tenant=tenant_a.tenant, content=png(), actor=tenant_a.owner)
+        assert stored_files(settings) == []
+
     def test_unsafe_svg_says_why(self, tenant_a):
         response = upload(client_for(tenant_a.owner, tenant_a.tenant), SCRIPT_SVG, "logo.svg")
         assert response.json() == {"file": ["This SVG is refused: <script> is not allowed in a logo."]}

@@ -196,3 +196,20 @@ class TestCustomDomains:
         response = client_for(tenant_a.owner, tenant_a.tenant).post(url(claim, "verify"))
         assert response.status_code == 409
         assert CustomDomain.all_tenants.get(pk=claim.pk).status == DomainStatus.PENDING
+
+
+@pytest.mark.django_db
+def test_templates_get_the_brand_of_the_portal_tenant_only(tenant_a):
+    from django.template import engines
+
+    from apps.whitelabel.context import brand
+
+    factory = RequestFactory()
+    plain = factory.get("/")
+    assert brand(plain) == {}
+    portal = factory.get("/")
+    portal.portal_tenant = tenant_a.tenant
+    assert brand(portal)["brand"].display_name == tenant_a.tenant.name
+    template = engines["django"].from_string("{{ brand.display_name }}|{{ brand.primary_color }}")
+    assert template.render({}, portal) == f"{tenant_a.tenant.name}|#1f4fd1"
+    assert template.render({}, plain) == "|"
