@@ -354,6 +354,17 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
         "tls_fingerprint": "sha256:" + "3b5d" * 16,
     },
     "RotateSecretRequest": {"grace_seconds": 3600},
+    # SSL certificates
+    "CertificateIssueRequest": {"website": ID, "challenge": "http-01", "hsts": True},
+    "CertificateUploadRequest": {
+        "certificate": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n",
+        "chain": "-----BEGIN CERTIFICATE-----\nMIIB…\n-----END CERTIFICATE-----\n",
+        "private_key": "-----BEGIN PRIVATE KEY-----\nMIGH…\n-----END PRIVATE KEY-----\n",
+        "website": ID,
+        "hsts": False,
+    },
+    "CertificateUpdateRequest": {"hsts": True},
+    "CertificateReauthRequest": {"password": "correct-horse-battery-staple"},
     "RotateCertificateRequest": {"tls_fingerprint": "sha256:" + "9f2c" * 16},
     # Websites and files
     "WebsiteCreateRequest": {

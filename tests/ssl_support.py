@@ -193,10 +193,11 @@ def wait_served(nginx, host: str, root_pem: str, serial: int | None = None, time
             cert = served_certificate(nginx, host, root_pem)
             if serial is None or cert.serial_number == serial:
                 return cert
-        except ssl.SSLError:
+        except OSError:  # not listening yet (a reload opens the port), or not verifying yet
             if time.monotonic() > deadline:
                 raise
-        if time.monotonic() > deadline:
+            cert = None
+        if cert is not None and time.monotonic() > deadline:
             return cert
         time.sleep(0.1)
 

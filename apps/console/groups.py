@@ -54,6 +54,7 @@ GRANTS: dict[str, dict[str, list[str]]] = {
         "databases.databaseuser": ["add", "change"],  # rotate a password
         "databases.databasegrant": ["add", "change"],  # revoke
         "websites.website": ["add", "change"],
+        "ssl.certificate": ["change"],  # renew, revoke, delete through the services
         "dns.zone": ["add", "change"],
         "dns.record": ["add", "change"],
         "domains.domain": ["add", "change"],  # verify, renew, transfer out

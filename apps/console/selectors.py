@@ -26,6 +26,8 @@ from apps.common.money import quantize
 from apps.jobs.models import Job, JobStatus
 from apps.nodes.models import Node, NodeStatus
 from apps.security.models import EventType, SecurityEvent
+from apps.ssl import selectors as ssl_selectors
+from apps.ssl.models import Certificate
 from apps.tenancy.models import Tenant
 
 # How many rows a to-do list shows; the "All …" link opens the whole filtered list.
@@ -98,6 +100,7 @@ def dashboard(*, user, now: datetime | None = None) -> list[Section]:
         (Job, _failed_jobs),
         (Payment, _payments_to_review),
         (Node, _offline_nodes),
+        (Certificate, _expiring_certificates),
         (Tenant, _tenants),
         (CloudPod, _pods),
         (Node, _nodes),
@@ -333,6 +336,30 @@ def _payments_to_review(*, now, **_) -> Section:
         todo=todo,
         more_url=changelist(Payment, status__exact=PaymentStatus.FAILED),
         empty="" if todo else "No failed payments in the last 30 days.",
+    )
+
+
+def _expiring_certificates(*, now, **_) -> Section:
+    """Certificates that expire within the alert's 14 days (or have expired): renewal has not
+    succeeded, and someone should look before visitors do."""
+    rows = ssl_selectors.expiring_soon().select_related("tenant")[:TODO_ROWS]
+    todo = [
+        Todo(
+            title=str(cert),
+            url=change(Certificate, cert.pk),
+            detail=f"{cert.tenant.name}: {cert.last_error or cert.get_source_display()}"[:120],
+            status=badge("expired" if cert.not_after <= now else "expiring",
+                         f"{max((cert.not_after - now).days, 0)} d left"),
+            since=when(cert.not_after),
+        )
+        for cert in rows
+    ]  # fmt: skip
+    return Section(
+        "certificates-expiring",
+        "Certificates expiring within 14 days",
+        todo=todo,
+        more_url=changelist(Certificate),  # ordered by expiry
+        empty="" if todo else "No certificate expires within 14 days.",
     )
 
 

@@ -4,6 +4,7 @@ from rest_framework import status
 from rest_framework.decorators import action
 
 from apps.common.exceptions import InvalidInput
+from apps.common.throttling import DynamicScopedRateThrottle
 from apps.security.mfa import verify_second_factor
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
@@ -12,13 +13,13 @@ from . import services
 from .models import Certificate, CertificateSource, CertificateStatus, Challenge
 from .serializers import (
     CertificateDetailSerializer,
+    CertificateDownloadSerializer,
+    CertificateIssueSerializer,
+    CertificateKeySerializer,
+    CertificateReauthSerializer,
     CertificateSerializer,
-    DownloadSerializer,
-    IssueSerializer,
-    KeyRequestSerializer,
-    KeySerializer,
-    UpdateSerializer,
-    UploadSerializer,
+    CertificateUpdateSerializer,
+    CertificateUploadSerializer,
 )
 
 
@@ -47,14 +48,21 @@ class CertificateViewSet(ResourceViewSet):
     queryset = Certificate.objects.select_related("website")
     serializer_class = CertificateSerializer
     detail_serializer_class = CertificateDetailSerializer
-    input_serializers = {"create": IssueSerializer, "update": UpdateSerializer, "upload": UploadSerializer,
-                         "key": KeyRequestSerializer}  # fmt: skip
-    output_serializers = {"download": DownloadSerializer, "key": KeySerializer}
+    input_serializers = {
+        "create": CertificateIssueSerializer,
+        "update": CertificateUpdateSerializer,
+        "upload": CertificateUploadSerializer,
+        "key": CertificateReauthSerializer,
+    }
+    output_serializers = {"download": CertificateDownloadSerializer, "key": CertificateKeySerializer}
     update_methods = {"patch": False}
     filterset_class = CertificateFilter
     search_fields = ["names", "serial", "issuer"]
     ordering_fields = ["created_at", "not_after", "status"]
     ordering = ["-created_at"]
+    # The key is answered once to who asked: never kept for an Idempotency-Key replay.
+    idempotency_secret_fields = ("private_key",)
+    throttle_scope: str | None = None  # the key's re-authentication is throttled like a login
     summaries = {"create": "Issue a certificate from the ACME CA", "partial_update": "Turn HSTS on or off"}
     required_roles = {
         "list": Role.MEMBER,
@@ -78,7 +86,7 @@ class CertificateViewSet(ResourceViewSet):
     def destroy_resource(self, obj):
         return services.certificate_delete(certificate=obj, actor=self.request.user)
 
-    @extend_schema(request=UploadSerializer, responses={201: CertificateSerializer},
+    @extend_schema(request=CertificateUploadSerializer, responses={201: CertificateSerializer},
                    summary="Upload your own certificate, chain and key")  # fmt: skip
     @action(detail=False, methods=["post"])
     def upload(self, request):
@@ -97,7 +105,7 @@ class CertificateViewSet(ResourceViewSet):
         cert = services.certificate_revoke(certificate=self.get_object(), actor=request.user)
         return self.answer(cert, status.HTTP_202_ACCEPTED)
 
-    @extend_schema(responses={200: DownloadSerializer}, summary="The certificate and its chain (PEM)")
+    @extend_schema(responses={200: CertificateDownloadSerializer}, summary="The certificate and its chain (PEM)")
     @action(detail=True, methods=["get"])
     def download(self, request, pk=None):
         cert = self.get_object()
@@ -106,9 +114,9 @@ class CertificateViewSet(ResourceViewSet):
         return self.answer({"certificate": cert.certificate_pem, "chain": cert.chain_pem,
                             "fullchain": services.fullchain(cert)})  # fmt: skip
 
-    @extend_schema(request=KeyRequestSerializer, responses={200: KeySerializer},
+    @extend_schema(request=CertificateReauthSerializer, responses={200: CertificateKeySerializer},
                    summary="The private key (PEM), after re-authenticating")  # fmt: skip
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], throttle_classes=[DynamicScopedRateThrottle], throttle_scope="login")
     def key(self, request, pk=None):
         cert = self.get_object()
         data = self.validated()

@@ -50,6 +50,7 @@ class AcmeAccount(TenantOwnedModel):
     audit_fields = ("directory", "email", "uri", "eab_kid")
 
     class Meta:
+        verbose_name = "ACME account"
         ordering = ["directory"]
         constraints = [models.UniqueConstraint(fields=["tenant", "directory"], name="ssl_one_account_per_directory")]
 

@@ -73,7 +73,7 @@ class CertificateDetailSerializer(CertificateSerializer):
         return ChainEntrySerializer(out, many=True).data
 
 
-class IssueSerializer(Serializer):
+class CertificateIssueSerializer(Serializer):
     names = serializers.ListField(child=serializers.CharField(max_length=300), required=False, max_length=100)
     website = serializers.PrimaryKeyRelatedField(queryset=Website.objects, required=False, allow_null=True)
     challenge = serializers.ChoiceField(choices=Challenge.choices, default=Challenge.HTTP_01)
@@ -84,7 +84,7 @@ class IssueSerializer(Serializer):
         self.fields["website"].queryset = Website.objects.all()  # per request, in its tenant's scope
 
 
-class UploadSerializer(Serializer):
+class CertificateUploadSerializer(Serializer):
     certificate = serializers.CharField(max_length=65536, trim_whitespace=False)
     chain = serializers.CharField(max_length=65536, required=False, allow_blank=True, trim_whitespace=False)
     private_key = serializers.CharField(max_length=65536, trim_whitespace=False)
@@ -96,17 +96,17 @@ class UploadSerializer(Serializer):
         self.fields["website"].queryset = Website.objects.all()
 
 
-class UpdateSerializer(Serializer):
+class CertificateUpdateSerializer(Serializer):
     hsts = serializers.BooleanField()
 
 
-class DownloadSerializer(Serializer):
+class CertificateDownloadSerializer(Serializer):
     certificate = serializers.CharField()
     chain = serializers.CharField(allow_blank=True)
     fullchain = serializers.CharField()
 
 
-class KeyRequestSerializer(Serializer):
+class CertificateReauthSerializer(Serializer):
     """Re-authentication: a current two-factor code, or the account password."""
 
     code = serializers.CharField(max_length=64, required=False, allow_blank=True)
@@ -118,5 +118,5 @@ class KeyRequestSerializer(Serializer):
         return attrs
 
 
-class KeySerializer(Serializer):
+class CertificateKeySerializer(Serializer):
     private_key = serializers.CharField()

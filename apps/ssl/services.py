@@ -486,6 +486,7 @@ def sweep(*, now=None) -> dict:
         due = list(
             Certificate.all_tenants.filter(status=S.VALID, source=CertificateSource.ACME, renew_after__lte=now)
             .exclude(retry_after__gt=now)
+            .exclude(website__status__in=[WebsiteStatus.DELETING, WebsiteStatus.DELETED])  # nothing to validate
             .select_related("tenant")
             .values_list("pk", "tenant_id")
         )

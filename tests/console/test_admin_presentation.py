@@ -103,6 +103,8 @@ EXPECTED_PLURALS = {
     "tenancy.Invitation": "invitations",
     "tenancy.Membership": "memberships",
     "tenancy.Tenant": "tenants",
+    "ssl.AcmeAccount": "ACME accounts",
+    "ssl.Certificate": "certificates",
     "websites.Website": "websites",
     "websites.WebsiteDomain": "website domains",
     "whitelabel.Brand": "brands",

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 
@@ -27,7 +28,7 @@ from apps.tenancy.scoping import all_tenants
 from apps.websites import services as website_services
 from tests.conftest import PASSWORD, client_for
 from tests.dns_support import pdns_node_env, powerdns  # noqa: F401  (fixtures)
-from tests.ssl_support import pebble, served_certificate, wait_served  # noqa: F401  (fixtures)
+from tests.ssl_support import key_marker, pebble, served_certificate, wait_served  # noqa: F401  (fixtures)
 from tests.web_support import nginx_node, web_root  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -93,6 +94,13 @@ def test_http01_issue_install_renew_and_ca_down(tenant_a, pdns_node_env, nginx_n
     assert admin.post(key_url, {"password": "wrong"}, format="json").status_code == 400
     answer = admin.post(key_url, {"password": PASSWORD}, format="json")
     assert answer.status_code == 200 and "PRIVATE KEY" in answer.json()["private_key"]
+    # The key that issuance made and the node serves: in no job (payload, result, error) or audit record.
+    marker = key_marker(answer.json()["private_key"])
+    assert key_file.read_text() == answer.json()["private_key"]
+    with all_tenants():
+        jobs = json.dumps(list(Job.all_tenants.values("payload", "result", "last_error", "error_detail")), default=str)
+    assert "ssl.certificate" in json.dumps(list(AuditEvent.objects.values("action")))
+    assert marker not in jobs and marker not in json.dumps(list(AuditEvent.objects.values()), default=str)
 
     # Renewal: the sweep renews a certificate past its renewal time; nginx serves the new serial.
     Certificate.all_tenants.filter(pk=cert.pk).update(renew_after=timezone.now() - timedelta(minutes=1))

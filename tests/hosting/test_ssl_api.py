@@ -15,7 +15,7 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.jobs import services as job_services
 from apps.jobs.models import Job
-from apps.ssl import services
+from apps.ssl import selectors, services
 from apps.ssl.api import CertificateViewSet
 from apps.ssl.models import Certificate, CertificateSource, CertificateStatus
 from apps.tenancy.roles import Role
@@ -252,3 +252,12 @@ def test_the_key_is_in_no_list_answer_audit_record_job_or_log(tenant_a, tenant_b
     for action in ("download", "key"):
         method = foreign.get if action == "download" else foreign.post
         assert method(url(cert, action), {"password": PASSWORD}).status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_dashboard_lists_what_expires_within_14_days(tenant_a):
+    soon, later = uploaded(tenant_a, 10), uploaded(tenant_a, 11)
+    Certificate.all_tenants.filter(pk=soon.pk).update(not_after=timezone.now() + timedelta(days=5),
+                                                      last_error="The CA cannot be reached")  # fmt: skip
+    assert list(selectors.expiring_soon()) == [Certificate.all_tenants.get(pk=soon.pk)]
+    assert later.pk not in {c.pk for c in selectors.expiring_soon()}
