@@ -426,6 +426,34 @@ def _swap_in(staged: Path, live: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _merge_into(staged: Path, live: Path) -> None:
+    """A running container holds its rootfs folders themselves (its root after pivot_root, and the
+    folders its /proc, /sys and /dev are mounted on): folders present on both sides stay and are
+    merged, everything else is replaced by a rename, while the container is paused."""
+    live.mkdir(parents=True, exist_ok=True)
+    wanted = {child.name for child in staged.iterdir()}
+    for child in list(live.iterdir()):
+        if child.name not in wanted:
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    for child in list(staged.iterdir()):
+        target = live / child.name
+        both_dirs = child.is_dir() and not child.is_symlink() and target.is_dir() and not target.is_symlink()
+        if both_dirs:
+            _merge_into(child, target)
+            st = child.stat()
+            os.chown(target, st.st_uid, st.st_gid)
+            os.chmod(target, st.st_mode & 0o7777)
+            continue
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        os.rename(child, target)
+
+
 @OPERATIONS.register("backup_restore")
 def restore(node: Node, args: dict) -> dict:
     """Restore ``snapshot`` into ``source`` (in place, or another resource of the same kind).
@@ -448,7 +476,10 @@ def restore(node: Node, args: dict) -> dict:
         _restore_tree(repo, snap, stage)
         os.rename(stage, staged)
         with _paused(node, src):
-            _swap_in(staged, live)
+            if src["kind"] == "pod":
+                _merge_into(staged, live)
+            else:
+                _swap_in(staged, live)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         shutil.rmtree(staged, ignore_errors=True)

@@ -22,6 +22,7 @@ from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.dns import services as dns_services
 from apps.jobs.lifecycle import Lifecycle, Move
+from apps.jobs.models import Job
 from apps.nodes.drivers import NodeError, driver_for
 from apps.nodes.models import Node
 from apps.security import mfa
@@ -627,8 +628,9 @@ def due_policies(now=None) -> dict:
                 log.warning("backup policy %s: %s", policy.pk, exc)
         stale = now - timedelta(days=1)
         for repo in BackupRepository.all_tenants.filter(status=RepoStatus.ACTIVE).select_related("tenant"):
-            if repo.last_check_at is None or repo.last_check_at < stale:
-                repositories.enqueue(repo, "backup.repository.check", actor=audit.SYSTEM,
-                                     key=f"backup.check:{repo.pk}:{now.date()}")  # fmt: skip
+            key = f"backup.check:{repo.pk}:{now.date()}"  # one a day, however often the tick runs
+            stale_check = repo.last_check_at is None or repo.last_check_at < stale
+            if stale_check and not Job.all_tenants.filter(tenant=repo.tenant, idempotency_key=key).exists():
+                repositories.enqueue(repo, "backup.repository.check", actor=audit.SYSTEM, key=key)
                 checked += 1
     return {"ran": ran, "drills": drilled, "checks": checked, "final_expired": expire_final_snapshots()}

@@ -186,3 +186,33 @@ def test_bad_input_is_a_400(tenant_a):
         type(node_without_role).objects.filter(pk=node_without_role.pk).update(roles=["web"])
     body = {"name": "other", "node": str(node_without_role.pk)}
     assert admin.post(reverse("backup-repository-list"), body, format="json").status_code == 400
+
+
+@pytest.mark.django_db
+def test_the_tick_runs_due_policies_drills_and_checks(tenant_a):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.backups.models import BackupPolicy, Drill, RepoStatus
+
+    repo = repo_in(tenant_a)
+    BackupRepository.all_tenants.filter(pk=repo.pk).update(status=RepoStatus.ACTIVE)
+    with tenant_a.scope():
+        site = website_in(tenant_a, 990, node=backup_node_in(tenant_a))
+        due = services.policy_create(tenant=tenant_a.tenant, name="due", repository=repo, schedule="*/5 * * * *",
+                                     resources=[f"website:{site.pk}"])  # fmt: skip
+        later = services.policy_create(tenant=tenant_a.tenant, name="later", repository=repo, schedule="0 3 1 1 *",
+                                       resources=[f"website:{site.pk}"], drill_interval_days=0)  # fmt: skip
+    long_ago = timezone.now() - timedelta(days=8)
+    BackupPolicy.all_tenants.filter(pk__in=[due.pk, later.pk]).update(last_run_at=timezone.now() - timedelta(minutes=6),
+                                                                      created_at=long_ago)  # fmt: skip
+    BackupPolicy.all_tenants.filter(pk=later.pk).update(last_run_at=timezone.now())
+    result = services.due_policies()
+    assert result["ran"] == 1 and result["drills"] == 1 and result["checks"] == 1, result
+    assert Snapshot.all_tenants.filter(policy=due, reason="scheduled").count() == 1
+    assert not Snapshot.all_tenants.filter(policy=later).exists()
+    assert Drill.all_tenants.filter(policy=due).count() == 1
+    assert Job.all_tenants.filter(type="backup.repository.check").count() == 1
+    again = services.due_policies()  # nothing is due twice
+    assert again["ran"] == 0 and again["drills"] == 0 and again["checks"] == 0, again
