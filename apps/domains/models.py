@@ -103,7 +103,7 @@ class DomainSettings(TimestampedModel):
     """A tenant's domain configuration (one row per tenant, made on first use): the nameservers its
     zones and registrations use, what a failed paid registration does, and its EPP account.
 
-    The EPP password and client key are Fernet tokens (apps/databases/crypto.py); the services
+    The EPP password and client key are Fernet tokens (apps/domains/crypto.py); the services
     take them in clear and never answer them."""
 
     tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="domain_settings")

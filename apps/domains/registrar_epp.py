@@ -11,9 +11,7 @@ from __future__ import annotations
 import secrets
 from datetime import date
 
-from apps.databases import crypto
-
-from . import epp
+from . import crypto, epp
 from .models import DomainSettings
 from .registrars import DRIVERS, Registrar, RegistrarError, RegistrarState, add_years
 

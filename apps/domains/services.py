@@ -17,14 +17,13 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.billing.services.invoices import invoice_create
 from apps.common.exceptions import Conflict, InvalidInput
-from apps.databases import crypto
 from apps.dns import validators as dns_validators
 from apps.jobs.lifecycle import Lifecycle
 from apps.jobs.models import JobStatus
 from apps.names import claims
 from apps.tenancy.scoping import tenant_scope
 
-from . import registrars, verification
+from . import crypto, registrars, verification
 from .models import Domain, DomainSettings, DomainStatus, FailedRegistration, RegistrarStatus
 
 GONE = (DomainStatus.TRANSFERRED_OUT,)

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 
 from django.db import models
 
+from apps.common.crypto import UndecryptableSecret
 from apps.common.exceptions import DomainError
 from apps.common.registry import Registry
 
@@ -59,6 +60,8 @@ def register_safe_error(cls: type[BaseException]) -> type[BaseException]:
 
 
 register_safe_error(TenantSafeError)
+# Every sealed secret's refusal says what the tenant's admin must do (enter it again, rotate it).
+register_safe_error(UndecryptableSecret)
 register_safe_error(DomainError)
 
 

@@ -18,8 +18,8 @@ import dns.resolver
 from django.conf import settings
 from django.utils import timezone
 
+from apps.common.crypto import UndecryptableSecret
 from apps.databases import services as database_services
-from apps.databases.crypto import UndecryptableSecret
 from apps.databases.models import DatabaseServer, ServerStatus
 from apps.dns.models import Record, Zone, ZoneStatus
 from apps.domains.verification import resolver
