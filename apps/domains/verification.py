@@ -4,53 +4,14 @@
 
 from __future__ import annotations
 
-import dns.exception
-import dns.nameserver
-import dns.resolver
-from django.conf import settings
+from apps.dns import lookups
+from apps.dns.lookups import resolver, txt_values
 
-from apps.dns.models import Zone
-from apps.names import claims
-from apps.names.models import NameDelegation
-
-
-def resolver() -> dns.resolver.Resolver:
-    configured = settings.MPANEL_DNS_RESOLVERS
-    if not configured:
-        return dns.resolver.Resolver()
-    r = dns.resolver.Resolver(configure=False)
-    servers = []
-    for item in configured:
-        host, _, port = str(item).rpartition(":") if str(item).count(":") == 1 else (str(item), "", "")
-        servers.append(dns.nameserver.Do53Nameserver(host, int(port) if port else 53))
-    r.nameservers = servers
-    r.lifetime = settings.MPANEL_DNS_RESOLVER_TIMEOUT
-    return r
-
-
-def txt_values(name: str) -> list[str]:
-    """The TXT strings at ``name`` (each record's strings joined), [] when there are none."""
-    try:
-        answer = resolver().resolve(name, "TXT", raise_on_no_answer=False)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoNameservers, dns.exception.Timeout):
-        return []
-    if answer.rrset is None:
-        return []
-    return [b"".join(rd.strings).decode(errors="replace") for rd in answer.rrset]
+__all__ = ["answered_by_another_tenant", "resolver", "txt_values"]
 
 
 def answered_by_another_tenant(domain) -> bool:
-    """Is the challenge name inside a zone this platform serves for a tenant other than the
-    domain's (one that did not delegate that tree to it)? A resolver that reaches our shared
-    servers would get that tenant's answer, which proves nothing about who owns the domain."""
-    challenge = domain.challenge_name.rstrip(".")
-    owners = set(
-        Zone.all_tenants.filter(name__in=claims.ancestors(challenge))
-        .exclude(tenant_id=domain.tenant_id)
-        .values_list("tenant_id", flat=True)
+    """Is the challenge name inside a zone served for a tenant other than the domain's?"""
+    return lookups.answered_by_another_tenant(
+        record_name=domain.challenge_name, hostname=domain.name, tenant_id=domain.tenant_id
     )
-    if not owners:
-        return False
-    granted = NameDelegation.all_tenants.filter(grantee_id=domain.tenant_id, tenant_id__in=owners)
-    lifted = {g.tenant_id for g in granted if claims.within(domain.name, g.name)}
-    return bool(owners - lifted)

@@ -21,8 +21,8 @@ from django.utils import timezone
 from apps.common.crypto import UndecryptableSecret
 from apps.databases import services as database_services
 from apps.databases.models import DatabaseServer, ServerStatus
+from apps.dns.lookups import resolver
 from apps.dns.models import Record, Zone, ZoneStatus
-from apps.domains.verification import resolver
 from apps.mail.models import MailDomain
 from apps.nodes.drivers import NodeError, driver_for
 from apps.nodes.models import Node, NodeStatus
