@@ -12,8 +12,7 @@ import pytest
 
 from apps.audit.models import AuditEvent
 from apps.customers.models import Customer
-from apps.databases import crypto
-from apps.domains import epp, registrars, services
+from apps.domains import crypto, epp, registrars, services
 from apps.domains.models import Domain, DomainSettings, DomainStatus, RegistrarStatus
 from apps.domains.registrar_epp import EppRegistrar
 from apps.jobs.models import Job, JobStatus
