@@ -300,6 +300,17 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
         "items": [{"product": PRODUCT, "cycle": "monthly", "quantity": 1}],
         "notes": "Ordered by phone",
     },
+    # The customer portal (staff invite portal users; customers use the portal API)
+    "PortalUserInviteRequest": {"email": "jana.novak@zephyr-widgets.example", "role": "billing", "name": "Jana Novak"},
+    "PatchedPortalUserUpdateRequest": {"role": "technical"},
+    "PortalLoginRequest": {
+        "tenant": "acme-hosting",
+        "email": "jana.novak@zephyr-widgets.example",
+        "password": "correct-horse-battery-staple",
+    },
+    "PortalOrderCreateRequest": {
+        "items": [{"product": PRODUCT, "cycle": "monthly", "config": {"domain": "zephyr.example"}}]
+    },
     # CloudPods and nodes
     "CloudPodCreateRequest": {"name": "zephyr-web", "plan": "pod-s", "image": "busybox"},
     "CloudPodUpdateRequest": {"name": "zephyr-shop"},

@@ -246,6 +246,10 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "apps.tenancy.roles.Role.choices",
+        "PortalRoleEnum": "apps.portal.models.PortalRole.choices",
+        "InvoiceStatusEnum": "apps.billing.models.InvoiceStatus.choices",
+        "SubscriptionStatusEnum": "apps.billing.models.SubscriptionStatus.choices",
+        "OrderStatusEnum": "apps.orders.models.OrderStatus.choices",
         "InvitationStatusEnum": "apps.tenancy.models.INVITATION_STATUSES",
         "JobStatusEnum": "apps.jobs.models.JobStatus.choices",
         "CurrencyEnum": "apps.common.money.CURRENCY_CHOICES",

@@ -61,6 +61,8 @@ class PasswordChangeForm(SetPasswordForm):
         label="Current password", max_length=256, widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
     )
 
+    field_order = ["current_password", "password", "password2"]
+
 
 class CodeForm(forms.Form):
     code = forms.CharField(

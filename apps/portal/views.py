@@ -255,6 +255,8 @@ def invoice_paid(request, pk):
     tenant = request.portal_tenant
     session = web_session(request, tenant)
     invoice = None
+    if session is not None:
+        request.portal_user = session.user  # the page shows the logged-in navigation
     if session is not None and session.user.sees_money:
         invoice = selectors.invoice_of(session.user.customer, pk)
     elif str(pk) in (request.session.get(GUEST_INVOICES) or []):

@@ -248,3 +248,25 @@ class TestSignUp:
         assert AuditEvent.objects.filter(
             action="portal_user.signup", via="portal", actor_email="visitor@x.test"
         ).exists()
+
+
+@pytest.mark.django_db
+def test_an_operator_invites_a_portal_user_in_the_admin(tenant_a, django_capture_on_commit_callbacks):
+    from tests.conftest import admin_login, make_user
+
+    operator = make_user("op@mpanel.test", is_staff=True, is_superuser=True)
+    browser = admin_login(Client(), operator)
+    with tenant_a.scope():
+        customer = Customer.objects.create(name="Adm", email="adm@cust.test", currency="EUR")
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        added = browser.post(
+            "/admin/portal/portaluser/add/",
+            {"customer": str(customer.pk), "email": "new@cust.test", "name": "New", "role": "owner", "is_active": "on"},
+        )
+    assert added.status_code == 302, added.content[:2000]
+    user = PortalUser.all_tenants.get(email="new@cust.test")
+    assert len(mail.outbox) == 1 and "/invitation/" in mail.outbox[0].body
+    assert AuditEvent.objects.filter(action="portal_user.invite", actor=operator, tenant_id=tenant_a.tenant.pk).exists()
+    assert browser.get(f"/admin/portal/portaluser/{user.pk}/change/").status_code == 200
+    assert browser.get("/admin/portal/portaluser/").status_code == 200
