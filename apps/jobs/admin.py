@@ -30,6 +30,7 @@ from apps.common.admin import (
     ServiceFormMixin,
     apply_each,
     confirm_first,
+    status_column,
 )
 from apps.common.display import badge, when
 from apps.common.exceptions import Conflict, InvalidInput
@@ -99,6 +100,7 @@ class ServiceAdmin(RecentJobsMixin, ServiceFormMixin, ConsoleModelAdmin):
 
     add_form: type[ServiceForm] = ServiceForm
     form: type[ServiceForm] = ServiceForm
+    status = status_column(description="status")  # the list's coloured badge (list_display "status")
     add_fields: list[str] = []
     change_fields: list[str] = []
     shown_fields: list[str] = []
@@ -232,10 +234,6 @@ def shown_once(
         "change_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
     }
     return TemplateResponse(request, "admin/jobs/shown_once.html", context)
-
-
-def status_badge(obj) -> str:
-    return badge(obj.status, obj.get_status_display())
 
 
 def created_when(obj) -> str:
