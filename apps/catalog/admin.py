@@ -162,10 +162,6 @@ class ProductAdmin(ServiceFormMixin, TenantOwnedAdmin):
             self.message_user(request, f"{obj.name} was sold: it is retired, not deleted.", messages.WARNING)
             request.product_kept = True
 
-    def delete_queryset(self, request, queryset):
-        for product in queryset:
-            self.delete_model(request, product)
-
     def response_delete(self, request, obj_display, obj_id):
         if getattr(request, "product_kept", False):  # not "deleted successfully": it is still there
             return HttpResponseRedirect(reverse("admin:catalog_product_change", args=[obj_id]))

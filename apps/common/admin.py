@@ -417,6 +417,11 @@ class ServiceFormMixin:
     def save_model(self, request, obj, form, change):
         pass  # the service writes, in save_related, with the inlines' rows
 
+    def delete_queryset(self, request, queryset):
+        """The list's bulk delete is ``delete_model`` (a service call) on each row, never one SQL DELETE."""
+        for obj in queryset:
+            self.delete_model(request, obj)
+
     def save_related(self, request, form, formsets, change):
         saved = self.service_save(request, form, formsets, change)
         # The page's object becomes the saved row: the admin's log entry and redirect use its pk.

@@ -153,8 +153,7 @@ class RecordForm(ServiceForm):
         model = Record
         fields = ["name", "type", "ttl", "content"]
 
-    def tenant_for(self, data):
-        return self.instance.tenant if not self.instance._state.adding else getattr(data.get("zone"), "tenant", None)
+    tenant_via = "zone"
 
     def act(self, data, actor):
         changes = self.changed(data, ["name", "type", "ttl", "content"])

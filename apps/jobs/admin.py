@@ -75,8 +75,15 @@ class ServiceForm(forms.ModelForm):
     changed; ``tenant_for(data)`` is the tenant whose scope the service runs in.
     """
 
+    # On an add page, the field whose row gives the tenant: the tenant itself, or the parent row
+    # (a record's zone, a mailbox's mail domain…).
+    tenant_via = "tenant"
+
     def tenant_for(self, data: dict):
-        return data.get("tenant") if self.instance._state.adding else self.instance.tenant
+        if not self.instance._state.adding:
+            return self.instance.tenant
+        chosen = data.get(self.tenant_via)
+        return chosen if self.tenant_via == "tenant" else getattr(chosen, "tenant", None)
 
     def changed(self, data: dict, names) -> dict:
         return {name: data[name] for name in names if name in self.changed_data and name in data}

@@ -116,10 +116,7 @@ class MailboxForm(ServiceForm):
         model = Mailbox
         fields = ["quota_mb", "enabled"]
 
-    def tenant_for(self, data):
-        if self.instance._state.adding:
-            return getattr(data.get("mail_domain"), "tenant", None)
-        return self.instance.tenant
+    tenant_via = "mail_domain"
 
     def act(self, data, actor):
         changes = self.changed(data, ["quota_mb", "enabled"])
@@ -193,10 +190,7 @@ class AliasForm(ServiceForm):
         model = Alias
         fields = ["destinations"]
 
-    def tenant_for(self, data):
-        if self.instance._state.adding:
-            return getattr(data.get("mail_domain"), "tenant", None)
-        return self.instance.tenant
+    tenant_via = "mail_domain"
 
     def act(self, data, actor):
         changes = self.changed(data, ["destinations"])
@@ -217,8 +211,18 @@ class AliasAddForm(AliasForm):
         )
 
 
+class MailRowAdmin(ServiceAdmin):
+    """A row of a mail domain's configuration (an alias, an autoresponder): no jobs of its own (its
+    mail domain's node is synced after each change), and a Delete button."""
+
+    object_actions = [ObjectAction("delete", "Delete", method="delete_one", confirm=True, style="danger")]
+
+    def recent_jobs(self, obj):
+        return "The mail node's sync jobs are listed on the mail domain's node."
+
+
 @admin.register(Alias)
-class AliasAdmin(ServiceAdmin):
+class AliasAdmin(MailRowAdmin):
     list_display = ["local_part", "mail_domain", "destinations", "tenant"]
     search_fields = ["local_part", "mail_domain__name"]
     list_select_related = ["mail_domain", "tenant"]
@@ -229,10 +233,6 @@ class AliasAdmin(ServiceAdmin):
     add_fields = ["mail_domain", "local_part", "destinations"]
     change_fields = ["destinations"]
     shown_fields = ["local_part", "mail_domain", "tenant"]
-    object_actions = [ObjectAction("delete", "Delete", method="delete_one", confirm=True, style="danger")]
-
-    def recent_jobs(self, obj):
-        return "The mail node's sync jobs are listed on the mail domain's node."
 
     def delete_one(self, request, alias, data):
         services.alias_delete(alias=alias, actor=request.user)
@@ -247,10 +247,7 @@ class AutoresponderForm(ServiceForm):
         model = Autoresponder
         fields = RESPONDER_FIELDS
 
-    def tenant_for(self, data):
-        if self.instance._state.adding:
-            return getattr(data.get("mailbox"), "tenant", None)
-        return self.instance.tenant
+    tenant_via = "mailbox"
 
     def act(self, data, actor):
         changes = self.changed(data, RESPONDER_FIELDS)
@@ -270,7 +267,7 @@ class AutoresponderAddForm(AutoresponderForm):
 
 
 @admin.register(Autoresponder)
-class AutoresponderAdmin(ServiceAdmin):
+class AutoresponderAdmin(MailRowAdmin):
     """A mailbox's out-of-office answer, written by the mail service as from the API (the node's mail
     configuration is synced after each change)."""
 
@@ -284,10 +281,6 @@ class AutoresponderAdmin(ServiceAdmin):
     add_fields = ["mailbox", *RESPONDER_FIELDS]
     change_fields = RESPONDER_FIELDS
     shown_fields = ["mailbox", "tenant"]
-    object_actions = [ObjectAction("delete", "Delete", method="delete_one", confirm=True, style="danger")]
-
-    def recent_jobs(self, obj):
-        return "The mail node's sync jobs are listed on the mail domain's node."
 
     def delete_one(self, request, responder, data):
         services.autoresponder_delete(autoresponder=responder, actor=request.user)
