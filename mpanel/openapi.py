@@ -321,47 +321,6 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
         "transport": "agent",
         "roles": ["pods", "web"],
         "capacity": {"vcpu": "8", "memory_mb": 16384, "disk_gb": 200, "max_pods": 50},
-        "node_hostname": "pod-node-1.example.net",
-        "billing_details": "Zephyr Widgets GmbH\nFriedrichstraße 68\n10117 Berlin\nGermany\nVAT DE811907980",
-        "unicode_name": "zephyr-widgets.example",
-        "nameservers": "ns1.example.net",
-        "pending_nameservers": "ns1.example.net",
-        "registrar": "manual",
-        "external_ref": "",
-        "soa_mname": "ns1.example.net.",
-        "soa_rname": "hostmaster.example.net.",
-        "source": "/shop",
-        "target": "https://shop.zephyr-widgets.example/",
-        "address_line1": "Friedrichstraße 68",
-        "address_line2": "",
-        "postal_code": "10117",
-        "state": "",
-        "tax_id": "DE811907980",
-        "tenant_name": "Zephyr Hosting",
-        "version": "16.4",
-        "host": "127.0.0.1",
-        "admin_user": "mpanel_admin",
-        "subject": "Out of office until 24 March",
-        "body": "Thank you for your message. I am back on 24 March.",
-        "object_type": "billing.invoice",
-        "object_id": ID,
-        "resource_type": "website",
-        "resource_id": ID,
-        "resource_repr": "zephyr-widgets.example",
-        "title": "PHP 8.1 no longer receives security fixes",
-        "check": "php_version_supported",
-        "evidence": "php_version=8.1",
-        "remediation": "Switch the website to PHP 8.3 or later.",
-        "provider": "manual",
-        "site": "zephyr-widgets.example",
-        "prefix": "mp_8Kq2",
-        "ip_allowlist": "203.0.113.0/24",
-        "allowed_ips": "203.0.113.0/24",
-        "last_used_ip": "203.0.113.24",
-        "otpauth_uri": "otpauth://totp/mPanel:jana.novak%40zephyr-widgets.example?secret=JBSWY3DPEHPK3PXP&issuer=mPanel",
-        "qr_svg": '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 29 29"><path d="M0 0h7v7H0z"/></svg>',
-        "result": "ok",
-        "reported": "2025-03-18T10:04:11Z",
         "tls_fingerprint": "sha256:" + "3b5d" * 16,
     },
     "RotateSecretRequest": {"grace_seconds": 3600},
@@ -934,13 +893,18 @@ def postprocess(result: dict, generator: Any, request: Any, public: bool) -> dic
     return result
 
 
+def _example(value: Any) -> dict:
+    """An OpenAPI ``examples`` map of one example (what Swagger shows first, and fills "Try it out" with)."""
+    return {"example": {"summary": "Example", "value": value}}
+
+
 def _add_request_example(operation: dict, key: str) -> dict | None:
     found = None
     for content in operation.get("requestBody", {}).get("content", {}).values():
         ref = content.get("schema", {}).get("$ref", "")
         example = _request_example(ref.rsplit("/", 1)[-1]) if ref else OPERATION_EXAMPLES.get(key)
         if example is not None:
-            content["examples"] = {"example": {"summary": "Example", "value": copy.deepcopy(example)}}
+            content["examples"] = _example(copy.deepcopy(example))
             found = example
     return found
 
@@ -952,7 +916,7 @@ def _add_response_examples(operation: dict, components: dict, request: dict | No
         content = response.get("content", {}).get("application/json")
         if content and "schema" in content and "examples" not in content:
             value = response_example(content["schema"], components, request)
-            content["examples"] = {"example": {"summary": "Example", "value": value}}
+            content["examples"] = _example(value)
 
 
 def _add_error_examples(operation: dict, components: dict) -> None:

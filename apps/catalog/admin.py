@@ -1,11 +1,14 @@
 from decimal import Decimal
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.http import HttpResponseRedirect
+from django.urls import reverse
 
 from apps.common.admin import ObjectAction, ServiceFormMixin, status_column
 from apps.common.display import money
+from apps.common.exceptions import DomainError
 from apps.tenancy.admin_base import TenantOwnedAdmin, TenantOwnedForm
 from apps.tenancy.scoping import tenant_scope
 
@@ -133,6 +136,36 @@ class ProductAdmin(ServiceFormMixin, TenantOwnedAdmin):
         tenant = form.cleaned_data["tenant"]
         with tenant_scope(tenant):
             return services.product_create(tenant=tenant, data=data)
+
+    # Django's delete (page and list action) is ``services.product_delete``: a product that was sold
+    # is retired rather than deleted, as the API does; the confirmation page says which.
+
+    def get_deleted_objects(self, objs, request):
+        objs = list(objs)
+        kept = [p for p in objs if services.product_sold(p) or p.in_bundles.exists()]
+        gone = [p for p in objs if p not in kept]
+        deleted, counts, perms_needed, protected = (
+            super().get_deleted_objects(gone, request) if gone else ([], {}, set(), [])
+        )
+        notes = [f"{p.name}: sold or bundled, so it is retired rather than deleted" for p in kept]
+        return [*deleted, *notes], counts, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        try:
+            with tenant_scope(obj.tenant):
+                kept = services.product_delete(product=obj)
+        except DomainError as exc:
+            self.message_user(request, f"{obj.name}: {exc.message}", messages.ERROR)
+            request.product_kept = True
+            return
+        if kept is not None:
+            self.message_user(request, f"{obj.name} was sold: it is retired, not deleted.", messages.WARNING)
+            request.product_kept = True
+
+    def response_delete(self, request, obj_display, obj_id):
+        if getattr(request, "product_kept", False):  # not "deleted successfully": it is still there
+            return HttpResponseRedirect(reverse("admin:catalog_product_change", args=[obj_id]))
+        return super().response_delete(request, obj_display, obj_id)
 
     def retire_one(self, request, product, data):
         services.product_retire(product=product)

@@ -5,6 +5,8 @@ Public API for other modules (invoices, orders, subscriptions, usage):
 - ``product_create(*, tenant, data) -> Product``
 - ``product_update(*, product, data) -> Product``  (``prices`` / ``bundle_items``, when given, replace all)
 - ``product_retire(*, product) -> Product``
+- ``product_delete(*, product) -> Product | None``  (retires a product that was sold; deletes one never sold)
+- ``product_sold(product) -> bool``
 - ``product_stock_take(*, product, quantity=1) -> Product``  (409 when out of stock; unlimited = no-op)
 - ``product_stock_release(*, product, quantity=1) -> Product``
 - ``tax_rate_create(*, tenant, data)``, ``tax_rate_update(*, tax_rate, data)``, ``tax_rate_delete(*, tax_rate)``
@@ -114,6 +116,30 @@ def product_retire(*, product: Product) -> Product:
         product.visibility = Visibility.RETIRED
         product.save(update_fields=["visibility", "updated_at"])
     return product
+
+
+def product_sold(product: Product) -> bool:
+    """Whether another module's rows name the product (a subscription, an order's line): it was sold,
+    and those rows must keep pointing at it."""
+    for rel in Product._meta.related_objects:
+        if rel.related_model._meta.app_label == Product._meta.app_label:
+            continue  # its own prices and bundle rows
+        if rel.related_model._base_manager.filter(**{rel.field.name: product}).exists():
+            return True
+    return False
+
+
+@transaction.atomic
+def product_delete(*, product: Product) -> Product | None:
+    """Delete a product that was never sold nor bundled; one that was is retired instead, as the
+    API only ever retires, so what names it keeps working. Answers the retired product, or None
+    when it is gone. A component of a bundle still sold is refused (409), as by ``product_retire``."""
+    product = Product.all_tenants.select_for_update().get(pk=product.pk)
+    if product_sold(product) or BundleItem.all_tenants.filter(component_id=product.pk).exists():
+        return product_retire(product=product)
+    audit.deleted(product, "product.delete")
+    product.delete()  # its prices and bundle rows with it
+    return None
 
 
 @transaction.atomic

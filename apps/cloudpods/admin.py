@@ -8,8 +8,9 @@ from django.utils.html import format_html
 from apps.billing.models import Subscription, SubscriptionStatus
 from apps.common.admin import ObjectAction, apply_each, confirm_first
 from apps.common.display import when
-from apps.jobs.admin import ServiceAdmin, ServiceForm, operating, retry_action, status_badge, tenant_from
-from apps.nodes.models import Node, NodeStatus, with_role
+from apps.jobs.admin import ServiceAdmin, ServiceForm, operating, retry_action, tenant_from
+from apps.nodes.admin_base import NodeChoiceMixin
+from apps.nodes.models import Node
 from apps.tenancy.admin_base import TenantOwnedAdmin
 from apps.tenancy.models import Tenant
 
@@ -101,9 +102,11 @@ class ResizeForm(forms.Form):
 
 
 @admin.register(CloudPod)
-class CloudPodAdmin(ServiceAdmin):
+class CloudPodAdmin(NodeChoiceMixin, ServiceAdmin):
     """Pods change only through their services (capacity, jobs, audit): the add and change pages,
     the buttons on a pod's page and the list's actions all call them."""
+
+    node_role, node_active_only = "pods", True
 
     list_display = ["name", "status", "plan", "node", "memory_mb", "subscription_shown", "created", "tenant"]
     list_filter = ["status", "plan", "tenant"]
@@ -162,9 +165,6 @@ class CloudPodAdmin(ServiceAdmin):
         fields["subscription_link"] = subscription_field(tenant)
         if obj is not None and obj.subscription:
             fields["subscription_link"].initial = obj.subscription
-        if "node" in fields:
-            nodes = Node.all_tenants.filter(with_role("pods"), status=NodeStatus.ACTIVE).select_related("tenant")
-            fields["node"].queryset = nodes.filter(tenant=tenant) if tenant is not None else nodes
         if "tenant" in fields and tenant is not None:
             fields["tenant"].initial = tenant.pk
         return form
@@ -176,10 +176,6 @@ class CloudPodAdmin(ServiceAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
-
-    @admin.display(description="status", ordering="status")
-    def status(self, pod):
-        return status_badge(pod)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, pod):

@@ -18,8 +18,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.widgets import AutocompleteSelect, AutocompleteSelectMultiple
 from django.contrib.auth import get_permission_codename
-from django.core.exceptions import EmptyResultSet, FieldDoesNotExist, PermissionDenied
+from django.core.exceptions import EmptyResultSet, FieldDoesNotExist, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import DateField, DateTimeField, DecimalField, QuerySet
@@ -122,6 +123,109 @@ class ConsoleModelAdmin(admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     show_full_result_count = False  # the "N total" link would COUNT(*) the whole table
     object_actions: list[ObjectAction] = []
+
+    # -- the tenant first: a tenant's row offers only that tenant's rows to choose from --------------
+
+    def tenant_field(self):
+        """The model's ``tenant`` foreign key, or None (a model that belongs to no tenant)."""
+        try:
+            field = self.model._meta.get_field("tenant")
+        except FieldDoesNotExist:
+            return None
+        return field if field.is_relation else None
+
+    def chosen_tenant_id(self, request, obj=None):
+        """The tenant this page is for: the object's; on an add page ``?tenant=`` (or the posted
+        choice), or the tenant of the row it was opened for (``?customer=``, ``?zone=``…: any
+        tenant-owned row the model points at). None: not chosen yet."""
+        if obj is not None:
+            return getattr(obj, "tenant_id", None)
+        if self.tenant_field() is None:
+            return None
+        data = request.POST if request.method == "POST" else request.GET
+        try:
+            if data.get("tenant"):
+                tenants = self.tenant_field().related_model._base_manager
+                return tenants.filter(pk=data["tenant"]).values_list("pk", flat=True).first()
+            for name in self.tenant_owned_links():
+                if data.get(name):
+                    related = self.model._meta.get_field(name).related_model._base_manager
+                    return related.filter(pk=data[name]).values_list("tenant_id", flat=True).first()
+        except (ValueError, ValidationError):  # a malformed id: nothing is chosen
+            return None
+        return None
+
+    def tenant_owned_links(self) -> list[str]:
+        """The model's foreign keys to tenant-owned rows (a customer, a node, a zone…)."""
+        return [
+            field.name
+            for field in self.model._meta.get_fields()
+            if field.is_relation and field.concrete and field.many_to_one and field.name != "tenant"
+            and any(f.name == "tenant" for f in field.related_model._meta.get_fields())
+        ]  # fmt: skip
+
+    def tenant_choice_fields(self, request) -> list[str]:
+        """The add form's choices of tenant-owned rows (a customer, a node…), the tenant's own aside."""
+        fields = set(self.get_fields(request))
+        return [name for name in self.tenant_owned_links() if name in fields]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        request._console_tenant_id = self.chosen_tenant_id(request, obj)
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        formfield = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        return narrowed(formfield, db_field, getattr(request, "_console_tenant_id", None))
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """A tenant's row opened without a tenant asks for it first (the tenant picker), so its
+        page never lists every tenant's customers, nodes or products to choose from."""
+        if (
+            request.method == "GET"
+            and self.chosen_tenant_id(request) is None
+            and self.tenant_field() is not None
+            and self.has_add_permission(request)
+            and self.tenant_choice_fields(request)
+        ):
+            tenants = list(self.tenant_field().related_model._base_manager.order_by("name")[:1000])
+            if len(tenants) > 1:
+                return self.tenant_picker(request, tenants)
+            if tenants:  # one tenant: it is the choice, nothing to ask
+                query = request.GET.copy()
+                query["tenant"] = str(tenants[0].pk)
+                request.GET = query
+        return super().add_view(request, form_url, extra_context)
+
+    def tenant_picker(self, request, tenants):
+        opts = self.opts
+        choices = []
+        for tenant in tenants:
+            query = request.GET.copy()
+            query["tenant"] = str(tenant.pk)
+            choices.append((tenant, f"{request.path}?{query.urlencode()}"))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Add {opts.verbose_name}: for which tenant?",
+            "opts": opts,
+            "choices": choices,
+            "changelist_url": reverse(
+                f"admin:{opts.app_label}_{opts.model_name}_changelist", current_app=self.admin_site.name
+            ),
+        }
+        return TemplateResponse(request, "admin/tenant_picker.html", context)
+
+    def get_search_results(self, request, queryset, search_term):
+        """The autocomplete of a page for one tenant (``?tenant=`` on its URL, see ``narrowed``)
+        lists that tenant's rows only."""
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        tenant = request.GET.get("tenant")
+        match = getattr(request, "resolver_match", None)
+        if tenant and match is not None and match.url_name == "autocomplete" and self.tenant_field() is not None:
+            try:
+                queryset = queryset.filter(tenant_id=tenant)
+            except (ValueError, ValidationError):
+                queryset = queryset.none()
+        return queryset, may_have_duplicates
 
     def has_operate_permission(self, request) -> bool:
         opts = self.opts
@@ -264,6 +368,40 @@ class ConsoleModelAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/object_action.html", context)
 
 
+class TenantAutocomplete(AutocompleteSelect):
+    """An autocomplete whose searches carry the page's tenant (``?tenant=``)."""
+
+    tenant_id = None
+
+    def get_url(self):
+        return f"{super().get_url()}?tenant={self.tenant_id}"
+
+
+class TenantAutocompleteMultiple(TenantAutocomplete, AutocompleteSelectMultiple):
+    pass
+
+
+def narrowed(formfield, db_field, tenant_id):
+    """``formfield`` offering only ``tenant_id``'s rows when it chooses tenant-owned rows and the
+    page is for one tenant (its autocomplete, if any, searches that tenant only)."""
+    if formfield is None or tenant_id is None or db_field.name == "tenant":
+        return formfield
+    related = db_field.related_model
+    if not any(f.name == "tenant" for f in related._meta.get_fields()) or not hasattr(formfield, "queryset"):
+        return formfield
+    formfield.queryset = formfield.queryset.filter(tenant_id=tenant_id)
+    widget = formfield.widget
+    inner = getattr(widget, "widget", widget)  # inside RelatedFieldWidgetWrapper
+    if isinstance(inner, AutocompleteSelect) and not isinstance(inner, TenantAutocomplete):
+        inner.__class__ = (
+            TenantAutocompleteMultiple if isinstance(inner, AutocompleteSelectMultiple) else TenantAutocomplete
+        )
+        inner.tenant_id = tenant_id
+    if hasattr(inner, "choices"):
+        inner.choices = formfield.choices
+    return formfield
+
+
 class ServiceFormMixin:
     """Add and change pages whose save is ONE service call (the API's), never ``Model.save()``.
 
@@ -278,6 +416,11 @@ class ServiceFormMixin:
 
     def save_model(self, request, obj, form, change):
         pass  # the service writes, in save_related, with the inlines' rows
+
+    def delete_queryset(self, request, queryset):
+        """The list's bulk delete is ``delete_model`` (a service call) on each row, never one SQL DELETE."""
+        for obj in queryset:
+            self.delete_model(request, obj)
 
     def save_related(self, request, form, formsets, change):
         saved = self.service_save(request, form, formsets, change)

@@ -71,6 +71,12 @@ class CustomerAdminForm(TenantOwnedForm):
 CONTACT_FIELDS = ["name", "email", "phone", "role"]
 
 
+def edited(form, names, *, every: bool = False) -> dict:
+    """The form's values of ``names``: the ones the operator changed (an update), or all (a create)."""
+    cleaned = form.cleaned_data
+    return {name: cleaned[name] for name in names if name in cleaned and (every or name in form.changed_data)}
+
+
 def save_contacts(formsets, customer: Customer) -> None:
     """The contacts inline's rows, each through its service (in the customer's tenant scope)."""
     for formset in formsets:
@@ -82,10 +88,9 @@ def save_contacts(formsets, customer: Customer) -> None:
             if contact is not None and cleaned.get("DELETE"):
                 services.contact_delete(contact=Contact.objects.get(pk=contact.pk))
             elif contact is not None and form.has_changed():
-                data = {f: cleaned[f] for f in CONTACT_FIELDS if f in form.changed_data}
-                services.contact_update(contact=Contact.objects.get(pk=contact.pk), data=data)
+                services.contact_update(contact=Contact.objects.get(pk=contact.pk), data=edited(form, CONTACT_FIELDS))
             elif contact is None and form.has_changed() and not cleaned.get("DELETE"):
-                services.contact_create(customer=customer, data={f: cleaned[f] for f in CONTACT_FIELDS})
+                services.contact_create(customer=customer, data=edited(form, CONTACT_FIELDS, every=True))
 
 
 @admin.register(Customer)
@@ -148,29 +153,20 @@ class CustomerAdmin(ServiceFormMixin, AuditedGuardedAdminMixin, TenantOwnedAdmin
         return self._add("orders_order", customer)
 
     def service_save(self, request, form, formsets, change):
-        cleaned = form.cleaned_data
-        if change:
-            customer = Customer.all_tenants.get(pk=form.instance.pk)
-            data = {f: cleaned[f] for f in Customer.audit_fields if f in form.changed_data and f in cleaned}
-            with tenant_scope(customer.tenant):
-                customer = services.customer_update(customer=customer, data=data) if data else customer
-                save_contacts(formsets, customer)
-            return customer
-        tenant = cleaned["tenant"]
+        tenant = form.instance.tenant if change else form.cleaned_data["tenant"]
         with tenant_scope(tenant):
-            customer = services.customer_create(
-                tenant=tenant, data={f: cleaned[f] for f in Customer.audit_fields if f in cleaned}
-            )
+            if change:
+                customer = Customer.objects.get(pk=form.instance.pk)
+                data = edited(form, Customer.audit_fields)
+                customer = services.customer_update(customer=customer, data=data) if data else customer
+            else:
+                customer = services.customer_create(tenant=tenant, data=edited(form, Customer.audit_fields, every=True))
             save_contacts(formsets, customer)
         return customer
 
     def delete_model(self, request, obj):
         with tenant_scope(obj.tenant):
             services.customer_delete(customer=Customer.objects.get(pk=obj.pk))
-
-    def delete_queryset(self, request, queryset):
-        for customer in queryset:
-            self.delete_model(request, customer)
 
     def get_deleted_objects(self, objs, request):
         """The delete guards of ``services.customer_delete`` apply here too: a guarded customer is
@@ -198,23 +194,16 @@ class ContactAdmin(ServiceFormMixin, TenantOwnedAdmin):
     readonly_fields = ["id", "created_at", "updated_at"]
 
     def service_save(self, request, form, formsets, change):
-        cleaned = form.cleaned_data
-        if change:
-            contact = Contact.all_tenants.get(pk=form.instance.pk)
-            data = {f: cleaned[f] for f in Contact.audit_fields if f in form.changed_data and f in cleaned}
-            with tenant_scope(contact.tenant):
-                return services.contact_update(contact=contact, data=data) if data else contact
-        customer = cleaned["customer"]
-        with tenant_scope(customer.tenant):
-            return services.contact_create(customer=customer, data={f: cleaned[f] for f in CONTACT_FIELDS})
+        customer = form.cleaned_data.get("customer") or form.instance.customer
+        with tenant_scope(form.instance.tenant if change else customer.tenant):
+            if not change:
+                return services.contact_create(customer=customer, data=edited(form, CONTACT_FIELDS, every=True))
+            contact, data = Contact.objects.get(pk=form.instance.pk), edited(form, Contact.audit_fields)
+            return services.contact_update(contact=contact, data=data) if data else contact
 
     def delete_model(self, request, obj):
         with tenant_scope(obj.tenant):
             services.contact_delete(contact=Contact.objects.get(pk=obj.pk))
-
-    def delete_queryset(self, request, queryset):
-        for contact in queryset:
-            self.delete_model(request, contact)
 
 
 def _url(obj) -> str:

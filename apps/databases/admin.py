@@ -7,8 +7,8 @@ from django.contrib import admin
 
 from apps.common.admin import ObjectAction
 from apps.common.display import when
-from apps.jobs.admin import ServiceAdmin, ServiceForm, retry_action, shown_once, status_badge, tenant_from
-from apps.nodes.models import Node, with_role
+from apps.jobs.admin import ServiceAdmin, ServiceForm, retry_action, shown_once, tenant_from
+from apps.nodes.admin_base import NodeChoiceMixin
 
 from . import services
 from .models import Database, DatabaseGrant, DatabaseServer, DatabaseUser, ObjectStatus
@@ -70,8 +70,10 @@ class ServerAddForm(ServerForm):
 
 
 @admin.register(DatabaseServer)
-class DatabaseServerAdmin(ServiceAdmin):
+class DatabaseServerAdmin(NodeChoiceMixin, ServiceAdmin):
     """Operators register servers here too; each save checks the connection again (a job)."""
+
+    node_role = "db"
 
     list_display = ["__str__", "node", "admin_user", "status", "version", "tenant"]
     list_filter = ["engine", "status", "tenant"]
@@ -99,18 +101,6 @@ class DatabaseServerAdmin(ServiceAdmin):
             help="Forget this server (only once its databases and users are gone).",
         ),
     ]
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change=change, **kwargs)
-        if "node" in form.base_fields:
-            tenant = tenant_from(request)
-            nodes = Node.all_tenants.filter(with_role("db")).select_related("tenant")
-            form.base_fields["node"].queryset = nodes.filter(tenant=tenant) if tenant is not None else nodes
-        return form
-
-    @admin.display(description="status", ordering="status")
-    def status(self, obj):
-        return status_badge(obj)
 
     def check_one(self, request, server, data):
         services.check_job(server, request.user)
@@ -164,10 +154,6 @@ class DatabaseAdmin(ServiceAdmin):
         form = super().get_form(request, obj, change=change, **kwargs)
         tenant_servers(request, form)
         return form
-
-    @admin.display(description="status", ordering="status")
-    def status(self, obj):
-        return status_badge(obj)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, obj):
@@ -244,10 +230,6 @@ class DatabaseUserAdmin(ServiceAdmin):
     def after_add(self, request, obj, extra):
         return password_page(self, request, obj, extra["password"]) if extra.get("password") else None
 
-    @admin.display(description="status", ordering="status")
-    def status(self, obj):
-        return status_badge(obj)
-
     @admin.display(description="password changed", ordering="password_changed_at")
     def password_changed(self, obj):
         return when(obj.password_changed_at)
@@ -298,10 +280,6 @@ class DatabaseGrantAdmin(ServiceAdmin):
             help="The user loses its privileges on the database.",
         ),
     ]
-
-    @admin.display(description="status", ordering="status")
-    def status(self, obj):
-        return status_badge(obj)
 
     def revoke_one(self, request, grant, data):
         services.grant_revoke(grant=grant, actor=request.user)

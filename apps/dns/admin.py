@@ -10,8 +10,9 @@ from django.utils.html import format_html, format_html_join
 
 from apps.common.admin import ObjectAction
 from apps.common.display import when
-from apps.jobs.admin import ServiceAdmin, ServiceForm, retry_action, status_badge, tenant_from
-from apps.nodes.models import Node, with_role
+from apps.jobs.admin import ServiceAdmin, ServiceForm, retry_action
+from apps.nodes.admin_base import NodeChoiceMixin
+from apps.nodes.models import Node
 
 from . import services, templates
 from .models import Record, Zone, ZoneStatus
@@ -72,8 +73,10 @@ class ImportForm(forms.Form):
 
 
 @admin.register(Zone)
-class ZoneAdmin(ServiceAdmin):
+class ZoneAdmin(NodeChoiceMixin, ServiceAdmin):
     """Zones change through their services: the add and change pages, and the buttons on a zone's page."""
+
+    node_role = "dns"
 
     list_display = ["name", "status", "serial", "served_serial", "node", "created", "tenant"]
     list_filter = ["status", "tenant"]
@@ -105,18 +108,6 @@ class ZoneAdmin(ServiceAdmin):
             help="A job withdraws the zone from its DNS node, then deletes it and its records.",
         ),
     ]
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change=change, **kwargs)
-        if "node" in form.base_fields:
-            tenant = tenant_from(request)
-            nodes = Node.all_tenants.filter(with_role("dns")).select_related("tenant")
-            form.base_fields["node"].queryset = nodes.filter(tenant=tenant) if tenant is not None else nodes
-        return form
-
-    @admin.display(description="status", ordering="status")
-    def status(self, zone):
-        return status_badge(zone)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, zone):
@@ -162,8 +153,7 @@ class RecordForm(ServiceForm):
         model = Record
         fields = ["name", "type", "ttl", "content"]
 
-    def tenant_for(self, data):
-        return self.instance.tenant if not self.instance._state.adding else getattr(data.get("zone"), "tenant", None)
+    tenant_via = "zone"
 
     def act(self, data, actor):
         changes = self.changed(data, ["name", "type", "ttl", "content"])

@@ -8,7 +8,7 @@ from django.utils.html import format_html
 from apps.common.admin import ObjectAction
 from apps.common.display import badge, when
 from apps.customers.models import Customer
-from apps.jobs.admin import ServiceAdmin, ServiceForm, retry_action, status_badge, tenant_from
+from apps.jobs.admin import ServiceAdmin, ServiceForm, retry_action, tenant_from
 
 from . import registrars, services
 from .models import Domain, DomainSettings
@@ -166,10 +166,6 @@ class DomainAdmin(ServiceAdmin):
             customers = Customer.all_tenants.all()
             form.base_fields["customer"].queryset = customers.filter(tenant=tenant) if tenant is not None else customers
         return form
-
-    @admin.display(description="status", ordering="status")
-    def status(self, obj):
-        return status_badge(obj)
 
     @admin.display(description="registrar state", ordering="registrar_state")
     def registrar_state_shown(self, obj):

@@ -30,6 +30,7 @@ from apps.common.admin import (
     ServiceFormMixin,
     apply_each,
     confirm_first,
+    status_column,
 )
 from apps.common.display import badge, when
 from apps.common.exceptions import Conflict, InvalidInput
@@ -74,8 +75,15 @@ class ServiceForm(forms.ModelForm):
     changed; ``tenant_for(data)`` is the tenant whose scope the service runs in.
     """
 
+    # On an add page, the field whose row gives the tenant: the tenant itself, or the parent row
+    # (a record's zone, a mailbox's mail domain…).
+    tenant_via = "tenant"
+
     def tenant_for(self, data: dict):
-        return data.get("tenant") if self.instance._state.adding else self.instance.tenant
+        if not self.instance._state.adding:
+            return self.instance.tenant
+        chosen = data.get(self.tenant_via)
+        return chosen if self.tenant_via == "tenant" else getattr(chosen, "tenant", None)
 
     def changed(self, data: dict, names) -> dict:
         return {name: data[name] for name in names if name in self.changed_data and name in data}
@@ -99,6 +107,7 @@ class ServiceAdmin(RecentJobsMixin, ServiceFormMixin, ConsoleModelAdmin):
 
     add_form: type[ServiceForm] = ServiceForm
     form: type[ServiceForm] = ServiceForm
+    status = status_column(description="status")  # the list's coloured badge (list_display "status")
     add_fields: list[str] = []
     change_fields: list[str] = []
     shown_fields: list[str] = []
@@ -232,10 +241,6 @@ def shown_once(
         "change_url": reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk]),
     }
     return TemplateResponse(request, "admin/jobs/shown_once.html", context)
-
-
-def status_badge(obj) -> str:
-    return badge(obj.status, obj.get_status_display())
 
 
 def created_when(obj) -> str:

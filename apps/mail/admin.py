@@ -5,11 +5,11 @@ edited and deleted through the same services as the API."""
 from django import forms
 from django.contrib import admin
 
-from apps.common.admin import ObjectAction, ReadOnlyAdmin
+from apps.common.admin import ObjectAction
 from apps.common.display import when
 from apps.customers.models import Customer
-from apps.jobs.admin import ServiceAdmin, ServiceForm, status_badge, tenant_from
-from apps.nodes.models import Node, with_role
+from apps.jobs.admin import ServiceAdmin, ServiceForm, tenant_from
+from apps.nodes.admin_base import NodeChoiceMixin
 
 from . import services
 from .models import Alias, Autoresponder, Mailbox, MailDomain
@@ -46,8 +46,10 @@ class MailDomainForm(ServiceForm):
 
 
 @admin.register(MailDomain)
-class MailDomainAdmin(ServiceAdmin):
+class MailDomainAdmin(NodeChoiceMixin, ServiceAdmin):
     """Mail domains change through their services: the add and change pages and the buttons."""
+
+    node_role, node_automatic = "mail", "Automatic (the first active mail node)"
 
     list_display = ["name", "status", "node", "catch_all", "dkim_selector", "created", "tenant"]
     list_filter = ["status", "tenant"]
@@ -80,19 +82,10 @@ class MailDomainAdmin(ServiceAdmin):
         form = super().get_form(request, obj, change=change, **kwargs)
         fields = form.base_fields
         tenant = tenant_from(request)
-        if "node" in fields:
-            nodes = Node.all_tenants.filter(with_role("mail")).select_related("tenant")
-            fields["node"].queryset = nodes.filter(tenant=tenant) if tenant is not None else nodes
-            fields["node"].required = False
-            fields["node"].empty_label = "Automatic (the first active mail node)"
         if "customer" in fields:
             customers = Customer.all_tenants.all()
             fields["customer"].queryset = customers.filter(tenant=tenant) if tenant is not None else customers
         return form
-
-    @admin.display(description="status", ordering="status")
-    def status(self, obj):
-        return status_badge(obj)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, obj):
@@ -123,10 +116,7 @@ class MailboxForm(ServiceForm):
         model = Mailbox
         fields = ["quota_mb", "enabled"]
 
-    def tenant_for(self, data):
-        if self.instance._state.adding:
-            return getattr(data.get("mail_domain"), "tenant", None)
-        return self.instance.tenant
+    tenant_via = "mail_domain"
 
     def act(self, data, actor):
         changes = self.changed(data, ["quota_mb", "enabled"])
@@ -200,10 +190,7 @@ class AliasForm(ServiceForm):
         model = Alias
         fields = ["destinations"]
 
-    def tenant_for(self, data):
-        if self.instance._state.adding:
-            return getattr(data.get("mail_domain"), "tenant", None)
-        return self.instance.tenant
+    tenant_via = "mail_domain"
 
     def act(self, data, actor):
         changes = self.changed(data, ["destinations"])
@@ -224,8 +211,18 @@ class AliasAddForm(AliasForm):
         )
 
 
+class MailRowAdmin(ServiceAdmin):
+    """A row of a mail domain's configuration (an alias, an autoresponder): no jobs of its own (its
+    mail domain's node is synced after each change), and a Delete button."""
+
+    object_actions = [ObjectAction("delete", "Delete", method="delete_one", confirm=True, style="danger")]
+
+    def recent_jobs(self, obj):
+        return "The mail node's sync jobs are listed on the mail domain's node."
+
+
 @admin.register(Alias)
-class AliasAdmin(ServiceAdmin):
+class AliasAdmin(MailRowAdmin):
     list_display = ["local_part", "mail_domain", "destinations", "tenant"]
     search_fields = ["local_part", "mail_domain__name"]
     list_select_related = ["mail_domain", "tenant"]
@@ -236,20 +233,55 @@ class AliasAdmin(ServiceAdmin):
     add_fields = ["mail_domain", "local_part", "destinations"]
     change_fields = ["destinations"]
     shown_fields = ["local_part", "mail_domain", "tenant"]
-    object_actions = [ObjectAction("delete", "Delete", method="delete_one", confirm=True, style="danger")]
-
-    def recent_jobs(self, obj):
-        return "The mail node's sync jobs are listed on the mail domain's node."
 
     def delete_one(self, request, alias, data):
         services.alias_delete(alias=alias, actor=request.user)
         return self.gone_to_list(request, alias, f"Deleted the alias {alias.local_part}@{alias.mail_domain.name}.")
 
 
+RESPONDER_FIELDS = ["enabled", "subject", "body", "start_date", "end_date", "interval_days"]
+
+
+class AutoresponderForm(ServiceForm):
+    class Meta:
+        model = Autoresponder
+        fields = RESPONDER_FIELDS
+
+    tenant_via = "mailbox"
+
+    def act(self, data, actor):
+        changes = self.changed(data, RESPONDER_FIELDS)
+        if not changes:
+            return self.instance
+        return services.autoresponder_update(autoresponder=self.instance, data=changes, actor=actor)
+
+
+class AutoresponderAddForm(AutoresponderForm):
+    class Meta:
+        model = Autoresponder
+        fields = ["mailbox", *RESPONDER_FIELDS]
+
+    def act(self, data, actor):
+        return services.autoresponder_create(mailbox=data["mailbox"], actor=actor,
+                                             **{f: data[f] for f in RESPONDER_FIELDS})  # fmt: skip
+
+
 @admin.register(Autoresponder)
-class AutoresponderAdmin(ReadOnlyAdmin):
+class AutoresponderAdmin(MailRowAdmin):
+    """A mailbox's out-of-office answer, written by the mail service as from the API (the node's mail
+    configuration is synced after each change)."""
+
     list_display = ["mailbox", "enabled", "subject", "start_date", "end_date", "interval_days", "tenant"]
     list_filter = ["enabled", "tenant"]
     search_fields = ["mailbox__local_part", "mailbox__mail_domain__name", "subject"]
     list_select_related = ["mailbox__mail_domain", "tenant"]
     show_full_result_count = False
+    add_form = AutoresponderAddForm
+    form = AutoresponderForm
+    add_fields = ["mailbox", *RESPONDER_FIELDS]
+    change_fields = RESPONDER_FIELDS
+    shown_fields = ["mailbox", "tenant"]
+
+    def delete_one(self, request, responder, data):
+        services.autoresponder_delete(autoresponder=responder, actor=request.user)
+        return self.gone_to_list(request, responder, f"Deleted the autoresponder of {responder.mailbox}.")

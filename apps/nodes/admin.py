@@ -6,9 +6,10 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
+from apps.common.admin import status_column
 from apps.common.display import when
 from apps.common.exceptions import DomainError
-from apps.jobs.admin import ServiceAdmin, ServiceForm, shown_once, status_badge
+from apps.jobs.admin import ServiceAdmin, ServiceForm, shown_once
 
 from . import services
 from .models import ROLE_CHOICES, SETTABLE_STATUSES, Node
@@ -122,13 +123,7 @@ class NodeAdmin(ServiceAdmin):
     def recent_jobs(self, obj):
         return "Jobs run on this node are listed under Jobs."
 
-    @admin.display(description="current status")
-    def current_status(self, node):
-        return status_badge(node)
-
-    @admin.display(description="status", ordering="status")
-    def status(self, node):
-        return status_badge(node)
+    current_status = status_column(description="current status")
 
     @admin.display(description="last heartbeat", ordering="last_heartbeat_at")
     def heartbeat(self, node):

@@ -7,8 +7,8 @@ from django.contrib import admin
 from apps.common.admin import ObjectAction, ReadOnlyAdmin, apply_each, confirm_first
 from apps.common.display import when
 from apps.customers.models import Customer
-from apps.jobs.admin import ServiceAdmin, ServiceForm, operating, retry_action, status_badge, tenant_from
-from apps.nodes.models import Node, NodeStatus, with_role
+from apps.jobs.admin import ServiceAdmin, ServiceForm, operating, retry_action, tenant_from
+from apps.nodes.admin_base import NodeChoiceMixin
 
 from . import services
 from .models import Website, WebsiteDomain, WebsiteStatus
@@ -85,9 +85,12 @@ class WebsiteAddForm(WebsiteForm):
 
 
 @admin.register(Website)
-class WebsiteAdmin(ServiceAdmin):
+class WebsiteAdmin(NodeChoiceMixin, ServiceAdmin):
     """Websites change only through their services (validation, jobs, audit): the add and change
     pages, the buttons on a site's page and the list's actions call them."""
+
+    node_role, node_active_only = "web", True
+    node_automatic = "Automatic placement (the web node with the fewest sites)"
 
     list_display = ["primary_domain", "status", "node", "php_version", "https", "created", "tenant"]
     list_filter = ["status", "https", "tenant"]
@@ -143,11 +146,6 @@ class WebsiteAdmin(ServiceAdmin):
         tenant = obj.tenant if obj is not None else tenant_from(request)
         fields = form.base_fields
         customers = Customer.all_tenants.all()
-        if "node" in fields:
-            nodes = Node.all_tenants.filter(with_role("web"), status=NodeStatus.ACTIVE).select_related("tenant")
-            fields["node"].queryset = nodes.filter(tenant=tenant) if tenant is not None else nodes
-            fields["node"].required = False
-            fields["node"].empty_label = "Automatic placement (the web node with the fewest sites)"
         if "customer" in fields:
             fields["customer"].queryset = customers.filter(tenant=tenant) if tenant is not None else customers
         if "tenant" in fields and tenant is not None:
@@ -158,10 +156,6 @@ class WebsiteAdmin(ServiceAdmin):
         actions = super().get_actions(request)
         actions.pop("delete_selected", None)
         return actions
-
-    @admin.display(description="status", ordering="status")
-    def status(self, site):
-        return status_badge(site)
 
     @admin.display(description="created", ordering="created_at")
     def created(self, site):

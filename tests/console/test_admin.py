@@ -590,7 +590,7 @@ def test_customer_admin_refuses_a_duplicate_email_in_the_tenant(console, rows):
 
 def test_contact_admin_refuses_a_customer_of_another_tenant(console, rows, tenant_b):
     add_url = url(Contact, "add")
-    data = form_data(console.get(add_url))
+    data = form_data(console.get(add_url, {"tenant": str(tenant_b.tenant.pk)}))  # the tenant first
     data.update(
         {"tenant": str(tenant_b.tenant.pk), "customer": str(rows[Customer].pk), "name": "X", "email": "x@example.com"}
     )

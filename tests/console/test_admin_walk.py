@@ -24,9 +24,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.accounts.models import AuthToken
-from apps.billing.models import WebhookEvent
+from apps.billing.models import Invoice, WebhookEvent
 from apps.console import demo
 from apps.customers import services as customer_services
+from apps.tenancy.models import Tenant
 from apps.tenancy.scoping import all_tenants, tenant_scope
 from tests.conftest import admin_login, client_for, make_tenant
 from tests.databases_support import mariadb_server  # noqa: F401  (fixture: a real MariaDB, session-wide)
@@ -170,7 +171,11 @@ def test_every_admin_page_opens_styled(console, name):
     request = changelist.wsgi_request
 
     if model_admin.has_add_permission(request):
-        _check(console.get(_url(model, "add"), follow=True), f"{name} add page")
+        add = console.get(_url(model, "add"), follow=True)
+        _check(add, f"{name} add page")
+        if "admin/tenant_picker.html" in [t.name for t in add.templates]:  # the tenant first, then its form
+            tenant = Tenant.objects.get(slug=demo.TENANT_SLUG)
+            _check(console.get(_url(model, "add"), {"tenant": str(tenant.pk)}), f"{name} add page for a tenant")
 
     with all_tenants():  # as the admin reads: the operator sees every tenant
         obj = model_admin.get_queryset(request).order_by("pk").first()
@@ -184,3 +189,40 @@ def test_every_admin_page_opens_styled(console, name):
             answer = console.get(action["url"], follow=True)
             if answer.get("Content-Type", "").startswith("text/html"):
                 _check(answer, f"{name} action {action['name']} of {obj.pk}")
+
+
+# --- the tenant first: an add page never offers every tenant's rows --------------------------------
+
+
+def test_an_add_page_asks_for_the_tenant_first_and_offers_only_its_rows(seeded, db, console):
+    from apps.customers.models import Contact, Customer
+
+    demo_tenant = Tenant.objects.get(slug=demo.TENANT_SLUG)
+    other = Tenant.objects.get(name="Walk Reseller")
+    with tenant_scope(other):
+        theirs = customer_services.customer_create(tenant=other, data={"name": "Not Yours", "email": "n@y.example"})
+
+    picker = console.get(_url(Contact, "add"))
+    _check(picker, "contact add page")
+    assert picker.templates[0].name == "admin/tenant_picker.html"
+    links = picker.content.decode()
+    assert f"?tenant={demo_tenant.pk}" in links and f"?tenant={other.pk}" in links
+
+    page = console.get(_url(Contact, "add"), {"tenant": str(demo_tenant.pk)})
+    _check(page, "contact add page for the demo tenant")
+    offered = page.context["adminform"].form.fields["customer"].queryset
+    with all_tenants():
+        assert theirs not in offered and set(offered) == set(Customer.objects.filter(tenant=demo_tenant))
+    # Its autocomplete searches that tenant's customers only.
+    found = console.get(
+        "/admin/autocomplete/",
+        {"term": "", "app_label": "customers", "model_name": "contact", "field_name": "customer",
+         "tenant": str(demo_tenant.pk)},
+    )  # fmt: skip
+    assert found.status_code == 200, found.content
+    ids = {row["id"] for row in found.json()["results"]}
+    assert str(theirs.pk) not in ids and ids
+    # Opened from a customer's page, the customer's tenant is the choice: no picker.
+    invoice_add = console.get(_url(Invoice, "add"), {"customer": str(theirs.pk)})
+    _check(invoice_add, "invoice add page for a customer")
+    assert "adminform" in invoice_add.context

@@ -25,13 +25,12 @@ from apps.billing.models import Invoice, InvoiceLine, InvoiceStatus, Payment, Su
 from apps.catalog import services as catalog
 from apps.cloudpods.models import CloudPod, PodStatus
 from apps.customers.models import Customer
-from tests.conftest import PASSWORD, ROOT, make_tenant
+from tests.conftest import PASSWORD, make_tenant
+from tests.console.test_browser_layout import SCREENSHOTS, browser  # noqa: F401  (fixture: Debian's Chromium)
 from tests.pods_support import node_in, node_root  # noqa: F401  (fixture: a runc node root of this test's own)
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = ROOT / "var" / "screenshots"
 TIMEOUT_MS = 30_000
 PHONE, LAPTOP = 390, 1440
 
@@ -49,25 +48,6 @@ def business(transactional_db, node_root):  # noqa: F811
             "prices": [{"currency": "EUR", "cycle": "monthly", "amount": Decimal("5.00")}],
         })  # fmt: skip
     return {"operator": operator, "tenant": fx.tenant, "product": product, "node_root": node_root}
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is needed: run the tests with `make test` (it installs it)")
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the test's ORM reads are synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 class Day:
@@ -122,7 +102,7 @@ def _overflow(page) -> dict:
     )
 
 
-def test_an_operators_day(business, live_server, browser):
+def test_an_operators_day(business, live_server, browser):  # noqa: F811
     from playwright.sync_api import expect
 
     context = browser.new_context(viewport={"width": LAPTOP, "height": 900}, accept_downloads=True)
