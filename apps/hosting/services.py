@@ -22,8 +22,11 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.billing.models import Subscription, SubscriptionStatus
 from apps.catalog.validators import COUNT_LIMITS, NUMERIC_LIMITS, hosting_plan_config
+from apps.cloudpods.models import LIVE as POD_LIVE
+from apps.cloudpods.models import CloudPod
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.registry import Registry
+from apps.databases.models import Database
 from apps.jobs.registry import PermanentError
 from apps.jobs.services import job_enqueue
 from apps.mail import services as mail_services
@@ -80,21 +83,19 @@ def effective_limits(sub: Subscription, product=None, overrides: dict | None = N
 
 
 def customer_usage(tenant_id, customer_id) -> dict[str, int]:
-    """What a customer has made, across all its plans: counted resources and measured disk."""
-    used = {
+    """What a customer has made, across all its plans (the counted limits)."""
+    return {
         "websites": Website.all_tenants.filter(tenant_id=tenant_id, customer_id=customer_id)
         .exclude(status=WebsiteStatus.DELETED)
         .count(),
         "mailboxes": Mailbox.all_tenants.filter(tenant_id=tenant_id, mail_domain__customer_id=customer_id).count(),
-    }
-    for key, counter in USAGE_COUNTERS.items():
-        used[key] = counter(tenant_id, customer_id)
-    return used
-
-
-# Counters of resources other modules make for a customer: key -> counter(tenant_id, customer_id).
-# Websites and mailboxes are counted above; a module that attributes its rows to customers adds its own.
-USAGE_COUNTERS: Registry[Callable[[Any, Any], int]] = Registry("hosting usage counter")
+        "databases": Database.all_tenants.filter(tenant_id=tenant_id, customer_id=customer_id).count(),
+        "pods": CloudPod.all_tenants.filter(
+            tenant_id=tenant_id, status__in=POD_LIVE,
+            subscription__in=[str(pk) for pk in Subscription.all_tenants.filter(
+                tenant_id=tenant_id, customer_id=customer_id).values_list("pk", flat=True)],
+        ).count(),
+    }  # fmt: skip
 
 
 def live_accounts(tenant_id, customer_id):
@@ -131,14 +132,14 @@ def over_limits(limits: dict, used: dict) -> list[str]:
     return over
 
 
-USAGE_ROWS = ("websites", "mailboxes", "disk_quota_mb")
+USAGE_ROWS = ("websites", "mailboxes", "databases", "pods", "disk_quota_mb")
 
 
 def account_usage(account: HostingAccount) -> dict:
     """The account's usage as the API shows it: per limit, what is used and what is allowed (the
     counts from ``selectors.with_usage``'s annotations when the row has them)."""
     if hasattr(account, "used_websites"):
-        used = {"websites": account.used_websites, "mailboxes": account.used_mailboxes}
+        used = {key: getattr(account, f"used_{key}") for key in ("websites", "mailboxes", "databases", "pods")}
     else:
         used = customer_usage(account.tenant_id, account.customer_id)
     used["disk_quota_mb"] = account.disk_used_mb
