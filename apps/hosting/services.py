@@ -282,8 +282,10 @@ def account_activate(sub: Subscription) -> HostingAccount:
             account.system_user = site.system_user
         if account.domain and account.mail_domain_id is None and limits.get("mailboxes", 1) != 0:
             existing = MailDomain.all_tenants.filter(tenant_id=sub.tenant_id, name=account.domain).first()
-            if existing is not None and existing.customer_id not in (None, sub.customer_id):
-                raise PermanentError(f"The mail domain {account.domain} belongs to another customer.")
+            if existing is not None and existing.customer_id != sub.customer_id:
+                # Adopting it would hand the tenant's (or another customer's) mail to this plan, and
+                # its termination would remove it: a person decides (give it to the customer, retry).
+                raise PermanentError(f"The mail domain {account.domain} exists already and is not this customer's.")
             account.mail_domain = existing or mail_services.mail_domain_create(
                 tenant=sub.tenant, name=account.domain, customer=sub.customer, actor=audit.SYSTEM
             )
@@ -308,9 +310,9 @@ def account_suspend(sub: Subscription) -> HostingAccount | None:
     resource is made for the customer while it is suspended (the limit check refuses). The sites
     are the customer's, unless another of its plans is still running: then only the account's own."""
     account = account_of(sub)
-    if account is None or account.status in (AccountStatus.DELETED, AccountStatus.SUSPENDED):
+    if account is None or account.status == AccountStatus.DELETED:
         return account
-    account = _lock(account)
+    account = _lock(account)  # suspended already: a site that serves again anyway is suspended again
     running = live_accounts(account.tenant_id, account.customer_id).exclude(pk=account.pk)
     sites = customer_sites(account)
     if running.exclude(status=AccountStatus.SUSPENDED).exists():
@@ -319,9 +321,12 @@ def account_suspend(sub: Subscription) -> HostingAccount | None:
     for site in sites.filter(status__in=[WebsiteStatus.ACTIVE, WebsiteStatus.PENDING]):
         website_services.website_suspend(website=site, actor=audit.SYSTEM)
         suspended.append(str(site.pk))
-    with audit.change(account, "hosting.account.suspend", actor=audit.SYSTEM):
+    with audit.change(account, "hosting.account.suspend", actor=audit.SYSTEM) as change:
         account.status = AccountStatus.SUSPENDED
         account.suspended_sites = sorted(set(account.suspended_sites) | set(suspended))
+        if audit.snapshot(account) == change.before and not suspended:
+            change.skip()
+            return account
         account.save(update_fields=["status", "suspended_sites", "updated_at"])
     return account
 
