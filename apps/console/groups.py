@@ -54,6 +54,8 @@ GRANTS: dict[str, dict[str, list[str]]] = {
         "databases.databaseuser": ["add", "change"],  # rotate a password
         "databases.databasegrant": ["add", "change"],  # revoke
         "websites.website": ["add", "change"],
+        "hosting.hostingaccount": ["change"],  # limit overrides
+        "hosting.todo": ["change"],  # close a to-do, run the reconciliation
         "dns.zone": ["add", "change"],
         "dns.record": ["add", "change"],
         "domains.domain": ["add", "change"],  # verify, renew, transfer out
