@@ -19,7 +19,9 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from apps.audit import services as audit
+from apps.billing.models import Subscription
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.limits import check_limit
 from apps.jobs.lifecycle import Lifecycle, Move
 from apps.nodes.drivers import PodSpec, driver_for
 from apps.nodes.models import Node, NodeStatus
@@ -94,6 +96,13 @@ def _check_subscription(subscription: str | None, *, exclude_pk=None) -> str | N
     if CloudPod.objects.filter(subscription=subscription, status__in=LIVE).exclude(pk=exclude_pk).exists():
         raise Conflict("This subscription is linked to another pod already.", code="subscription_in_use")
     return subscription
+
+
+def _customer_of(subscription: str | None):
+    """The customer of the subscription a pod is sold under (None: the tenant's own pod)."""
+    if not subscription:
+        return None
+    return Subscription.objects.filter(pk=subscription).values_list("customer_id", flat=True).first()
 
 
 def _link_subscription(pod: CloudPod, old: str | None) -> None:
@@ -213,6 +222,8 @@ def pod_create(
             pod.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A pod with this name exists already.", field="name") from exc
+    # The plan limits of the customer the pod is sold to (apps.common.limits), the row saved.
+    check_limit(pod.tenant_id, "pods", customer_id=_customer_of(subscription), obj=pod)
     audit.created(pod, "cloudpod.create", actor=actor)
     if subscription:
         _link_subscription(pod, None)

@@ -55,6 +55,8 @@ GRANTS: dict[str, dict[str, list[str]]] = {
         "databases.databasegrant": ["add", "change"],  # revoke
         "websites.website": ["add", "change"],
         "ssl.certificate": ["change"],  # renew, revoke, delete through the services
+        "hosting.hostingaccount": ["change"],  # limit overrides
+        "hosting.todo": ["change"],  # close a to-do, run the reconciliation
         "dns.zone": ["add", "change"],
         "dns.record": ["add", "change"],
         "domains.domain": ["add", "change"],  # verify, renew, transfer out

@@ -3,6 +3,7 @@ grants the panel keeps on them. Names on the server (``full_name``) carry the te
 
 from django.db import models
 
+from apps.customers.models import Customer
 from apps.jobs.errors import TenantErrorField
 from apps.nodes.models import Node
 from apps.tenancy.models import TenantOwnedModel
@@ -61,12 +62,14 @@ class Database(TenantOwnedModel):
     server = models.ForeignKey(DatabaseServer, on_delete=models.PROTECT, related_name="databases")
     name = models.CharField(max_length=63)  # as the tenant asked for it
     full_name = models.CharField(max_length=63)  # on the server: the tenant's prefix + name
+    # The customer it is made for (empty: the tenant's own); a customer's hosting plan limits count it.
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     status = models.CharField(max_length=12, choices=ObjectStatus.choices, default=ObjectStatus.PENDING)
     size_bytes = models.BigIntegerField(null=True, blank=True)
     size_updated_at = models.DateTimeField(null=True, blank=True)
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
 
-    audit_fields = ("server", "name", "full_name", "status")
+    audit_fields = ("server", "name", "full_name", "customer", "status")
 
     class Meta:
         ordering = ["name"]

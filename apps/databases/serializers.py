@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.common.serializers import ModelSerializer, Serializer
+from apps.customers.models import Customer
 from apps.nodes.models import Node
 from apps.tenancy.roles import Role
 
@@ -49,13 +50,17 @@ class DatabaseServerUpdateSerializer(Serializer):
 class DatabaseSerializer(_AdminDetails, ModelSerializer):
     server = serializers.PrimaryKeyRelatedField(queryset=DatabaseServer.objects)
     name = serializers.CharField(max_length=63)
+    customer = serializers.PrimaryKeyRelatedField(
+        queryset=Customer.objects, required=False, allow_null=True,
+        help_text="The customer it is made for (their hosting plan's database limit counts it).",
+    )  # fmt: skip
     engine = serializers.CharField(source="server.engine", read_only=True)
     users = serializers.SerializerMethodField()
 
     class Meta:
         model = Database
-        fields = ["id", "server", "engine", "name", "full_name", "status", "size_bytes", "size_updated_at", "users",
-                  "last_error", "created_at", "updated_at"]  # fmt: skip
+        fields = ["id", "server", "engine", "name", "full_name", "customer", "status", "size_bytes", "size_updated_at",
+                  "users", "last_error", "created_at", "updated_at"]  # fmt: skip
         read_only_fields = ["full_name", "status", "size_bytes", "size_updated_at", "last_error", "created_at",
                             "updated_at"]  # fmt: skip
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.limits import check_limit
 from apps.jobs.lifecycle import Lifecycle, Move
 from apps.nodes.drivers import NodeError, driver_for
 from apps.nodes.models import Node
@@ -159,16 +160,18 @@ def _check_free(model, server: DatabaseServer, full_name: str, what: str) -> Non
 
 
 @transaction.atomic
-def database_create(*, tenant, server: DatabaseServer, name: str, actor=None) -> Database:
+def database_create(*, tenant, server: DatabaseServer, name: str, customer=None, actor=None) -> Database:
     name = validators.clean_name(name)
     full_name = tenant_prefix(tenant) + name
     _check_free(Database, server, full_name, "database")
-    database = Database(tenant=tenant, server=server, name=name, full_name=full_name)
+    database = Database(tenant=tenant, server=server, name=name, full_name=full_name, customer=customer)
     try:
         with transaction.atomic():
             database.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A database of this name exists on this server.", field="name") from exc
+    # The customer's plan limits (apps.common.limits): with the row saved, so it is counted.
+    check_limit(database.tenant_id, "databases", customer_id=database.customer_id, obj=database)
     audit.created(database, "database.create", actor=actor)
     databases.enqueue(database, "database.sync", actor=actor)
     return database

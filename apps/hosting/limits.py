@@ -32,7 +32,8 @@ def plan_limit_check(request: LimitRequest) -> None:
         return
     if connection.in_atomic_block:
         advisory_xact_lock([f"hosting.limits:{request.customer_id}"])
-    if all(a.status == AccountStatus.SUSPENDED for a in accounts):
+    making = request.resource in ("websites", "mailboxes", "databases", "pods")  # not a settings change
+    if making and all(a.status == AccountStatus.SUSPENDED for a in accounts):
         raise Conflict("The customer's hosting plan is suspended: nothing new can be made until it is resumed.",
                        code="plan_suspended")  # fmt: skip
     limits = services.combined_limits(accounts)

@@ -101,6 +101,8 @@ class Todo(TenantOwnedModel):
     audit_fields = ("kind", "key", "title", "status", "resolution", "closed_by")
 
     class Meta:
+        verbose_name = "to-do"
+        verbose_name_plural = "to-dos"
         ordering = ["status", "-created_at"]
         indexes = [models.Index(fields=["tenant", "status", "-created_at"])]
         constraints = [

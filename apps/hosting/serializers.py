@@ -15,6 +15,8 @@ class UsageRowSerializer(Serializer):
 class UsageSerializer(Serializer):
     websites = UsageRowSerializer()
     mailboxes = UsageRowSerializer()
+    databases = UsageRowSerializer()
+    pods = UsageRowSerializer(help_text="pods sold under the customer's subscriptions")
     disk_quota_mb = UsageRowSerializer(help_text="used: MB measured on the node (du) at disk_measured_at")
 
 

@@ -22,8 +22,11 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.billing.models import Subscription, SubscriptionStatus
 from apps.catalog.validators import COUNT_LIMITS, NUMERIC_LIMITS, hosting_plan_config
+from apps.cloudpods.models import LIVE as POD_LIVE
+from apps.cloudpods.models import CloudPod
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.registry import Registry
+from apps.databases.models import Database
 from apps.jobs.registry import PermanentError
 from apps.jobs.services import job_enqueue
 from apps.mail import services as mail_services
@@ -80,21 +83,19 @@ def effective_limits(sub: Subscription, product=None, overrides: dict | None = N
 
 
 def customer_usage(tenant_id, customer_id) -> dict[str, int]:
-    """What a customer has made, across all its plans: counted resources and measured disk."""
-    used = {
+    """What a customer has made, across all its plans (the counted limits)."""
+    return {
         "websites": Website.all_tenants.filter(tenant_id=tenant_id, customer_id=customer_id)
         .exclude(status=WebsiteStatus.DELETED)
         .count(),
         "mailboxes": Mailbox.all_tenants.filter(tenant_id=tenant_id, mail_domain__customer_id=customer_id).count(),
-    }
-    for key, counter in USAGE_COUNTERS.items():
-        used[key] = counter(tenant_id, customer_id)
-    return used
-
-
-# Counters of resources other modules make for a customer: key -> counter(tenant_id, customer_id).
-# Websites and mailboxes are counted above; a module that attributes its rows to customers adds its own.
-USAGE_COUNTERS: Registry[Callable[[Any, Any], int]] = Registry("hosting usage counter")
+        "databases": Database.all_tenants.filter(tenant_id=tenant_id, customer_id=customer_id).count(),
+        "pods": CloudPod.all_tenants.filter(
+            tenant_id=tenant_id, status__in=POD_LIVE,
+            subscription__in=[str(pk) for pk in Subscription.all_tenants.filter(
+                tenant_id=tenant_id, customer_id=customer_id).values_list("pk", flat=True)],
+        ).count(),
+    }  # fmt: skip
 
 
 def live_accounts(tenant_id, customer_id):
@@ -131,14 +132,14 @@ def over_limits(limits: dict, used: dict) -> list[str]:
     return over
 
 
-USAGE_ROWS = ("websites", "mailboxes", "disk_quota_mb")
+USAGE_ROWS = ("websites", "mailboxes", "databases", "pods", "disk_quota_mb")
 
 
 def account_usage(account: HostingAccount) -> dict:
     """The account's usage as the API shows it: per limit, what is used and what is allowed (the
     counts from ``selectors.with_usage``'s annotations when the row has them)."""
     if hasattr(account, "used_websites"):
-        used = {"websites": account.used_websites, "mailboxes": account.used_mailboxes}
+        used = {key: getattr(account, f"used_{key}") for key in ("websites", "mailboxes", "databases", "pods")}
     else:
         used = customer_usage(account.tenant_id, account.customer_id)
     used["disk_quota_mb"] = account.disk_used_mb
@@ -281,8 +282,10 @@ def account_activate(sub: Subscription) -> HostingAccount:
             account.system_user = site.system_user
         if account.domain and account.mail_domain_id is None and limits.get("mailboxes", 1) != 0:
             existing = MailDomain.all_tenants.filter(tenant_id=sub.tenant_id, name=account.domain).first()
-            if existing is not None and existing.customer_id not in (None, sub.customer_id):
-                raise PermanentError(f"The mail domain {account.domain} belongs to another customer.")
+            if existing is not None and existing.customer_id != sub.customer_id:
+                # Adopting it would hand the tenant's (or another customer's) mail to this plan, and
+                # its termination would remove it: a person decides (give it to the customer, retry).
+                raise PermanentError(f"The mail domain {account.domain} exists already and is not this customer's.")
             account.mail_domain = existing or mail_services.mail_domain_create(
                 tenant=sub.tenant, name=account.domain, customer=sub.customer, actor=audit.SYSTEM
             )
@@ -307,9 +310,9 @@ def account_suspend(sub: Subscription) -> HostingAccount | None:
     resource is made for the customer while it is suspended (the limit check refuses). The sites
     are the customer's, unless another of its plans is still running: then only the account's own."""
     account = account_of(sub)
-    if account is None or account.status in (AccountStatus.DELETED, AccountStatus.SUSPENDED):
+    if account is None or account.status == AccountStatus.DELETED:
         return account
-    account = _lock(account)
+    account = _lock(account)  # suspended already: a site that serves again anyway is suspended again
     running = live_accounts(account.tenant_id, account.customer_id).exclude(pk=account.pk)
     sites = customer_sites(account)
     if running.exclude(status=AccountStatus.SUSPENDED).exists():
@@ -318,9 +321,12 @@ def account_suspend(sub: Subscription) -> HostingAccount | None:
     for site in sites.filter(status__in=[WebsiteStatus.ACTIVE, WebsiteStatus.PENDING]):
         website_services.website_suspend(website=site, actor=audit.SYSTEM)
         suspended.append(str(site.pk))
-    with audit.change(account, "hosting.account.suspend", actor=audit.SYSTEM):
+    with audit.change(account, "hosting.account.suspend", actor=audit.SYSTEM) as change:
         account.status = AccountStatus.SUSPENDED
         account.suspended_sites = sorted(set(account.suspended_sites) | set(suspended))
+        if audit.snapshot(account) == change.before and not suspended:
+            change.skip()
+            return account
         account.save(update_fields=["status", "suspended_sites", "updated_at"])
     return account
 

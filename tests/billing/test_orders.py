@@ -81,7 +81,9 @@ class TestOrderFlow:
         assert Order.all_tenants.get(pk=order["id"]).status == "completed"
         sub.refresh_from_db()
         assert sub.status == "active"
-        assert Job.all_tenants.get(type="subscription.activate", object_id=str(sub.pk)).status == "SUCCEEDED"
+        # The hosting plan's provisioner ran (apps/hosting): with no web node yet it waits and retries.
+        job = Job.all_tenants.get(type="subscription.activate", object_id=str(sub.pk))
+        assert job.status == "PENDING" and "No active node with the 'web' role" in job.last_error
         assert billing.post(reverse("order-cancel", kwargs={"pk": order["id"]})).status_code == 409
 
     def test_cancelling_an_unpaid_order_voids_and_gives_stock_back(self, tenant_a):

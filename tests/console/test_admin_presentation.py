@@ -84,6 +84,8 @@ EXPECTED_PLURALS = {
     "jobs.JobAttempt": "job attempts",
     "mail.Alias": "aliases",
     "mail.Autoresponder": "autoresponders",
+    "hosting.HostingAccount": "hosting accounts",
+    "hosting.Todo": "to-dos",
     "mail.MailDomain": "mail domains",
     "mail.Mailbox": "mailboxes",
     "metrics.HourRollup": "hour rollups",

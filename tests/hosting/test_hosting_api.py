@@ -202,3 +202,43 @@ def test_disk_usage_is_measured_on_the_node_and_crossing_the_quota_notifies(
     assert account.disk_used_mb >= 3 and account.over_quota_since is not None
     assert len(mail.outbox) == 1 and "over its disk quota" in mail.outbox[0].subject
     assert account_of(account.subscription).disk_used_mb == account.disk_used_mb
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_dispatch")
+def test_databases_and_pods_beyond_the_plan_are_409_naming_the_limit(tenant_a):
+    from apps.cloudpods import services as pod_services
+    from apps.databases.models import Database
+    from tests.hosting.test_databases import server_in
+    from tests.pods_support import node_in
+
+    with tenant_a.scope():
+        plan = plan_in(tenant_a, slug="tiny", config={**NO_MAIL, "databases": 1, "pods": 1})
+    account = account_in(tenant_a, 1)
+    assert account.subscription.product_id == plan.pk
+    server = server_in(tenant_a)
+    admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+    url = reverse("database-list")
+    body = {"server": str(server.pk), "name": "shop", "customer": str(account.customer_id)}
+    assert admin.post(url, body, format="json").status_code == 201
+    second = admin.post(url, {**body, "name": "blog"}, format="json")
+    assert second.status_code == 409 and "databases (1 databases allowed, 1 in use)" in second.json()["detail"]
+    assert not Database.all_tenants.filter(name="blog").exists()
+    assert admin.post(url, {"server": str(server.pk), "name": "own"}, format="json").status_code == 201  # no customer
+
+    # A pod sold under one of the customer's subscriptions counts in the customer's plan.
+    node_in(tenant_a)
+    with tenant_a.scope():
+        pod_subs = [
+            subscription_create(tenant=tenant_a.tenant, customer=account.customer, product=plan_in(
+                tenant_a, slug=f"pod-{n}", config={"plan": "pod-xs"}, type="cloudpod_plan"), cycle="monthly",
+                bill_now=False)
+            for n in (1, 2)
+        ]  # fmt: skip
+        pod_services.pod_create(tenant=tenant_a.tenant, name="first", plan="pod-xs", subscription=str(pod_subs[0].pk))
+    refused = admin.post(reverse("cloudpod-list"), {"name": "second", "plan": "pod-xs",
+                                                    "subscription": str(pod_subs[1].pk)}, format="json")  # fmt: skip
+    assert refused.status_code == 409 and "pods (1 pods allowed, 1 in use)" in refused.json()["detail"]
+    member = client_for(tenant_a.users[Role.MEMBER], tenant_a.tenant)
+    usage = member.get(reverse("hosting-account-detail", kwargs={"pk": account.pk})).json()["usage"]
+    assert usage["databases"] == {"used": 1, "limit": 1} and usage["pods"] == {"used": 1, "limit": 1}

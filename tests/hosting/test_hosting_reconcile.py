@@ -96,3 +96,29 @@ def test_a_deleted_vhost_is_restored_and_an_orphan_site_is_reported_not_deleted(
     assert closed.status_code == 200, closed.content
     assert closed.json()["status"] == "closed" and closed.json()["closed_by"] == "member@tenant-a.test"
     assert member.post(reverse("hosting-todo-close", kwargs={"pk": todo.pk}), {}, format="json").status_code == 409
+
+
+def test_a_site_serving_while_its_plan_is_suspended_is_suspended_again(tenant_a, monkeypatch):
+    from apps.billing.models import Subscription
+    from apps.billing.services.subscriptions import subscription_create, subscription_suspend
+    from apps.hosting import services
+    from apps.jobs import services as job_services
+    from tests.hosting_support import PLAN
+    from tests.web_support import web_node_in
+
+    monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)  # rows only
+    web_node_in(tenant_a)
+    plan = plan_in(tenant_a, config={**PLAN, "mailboxes": 0})
+    with tenant_a.scope():
+        sub = subscription_create(tenant=tenant_a.tenant, customer=customer_of(tenant_a), product=plan,
+                                  cycle="monthly", config={"domain": "late.example"}, bill_now=False)  # fmt: skip
+        Subscription.all_tenants.filter(pk=sub.pk).update(status="active")
+        sub.refresh_from_db()
+        account = services.account_activate(sub)
+        subscription_suspend(sub=sub, reason="nonpayment")
+        services.account_suspend(sub)  # what its job does
+    assert Website.all_tenants.get(pk=account.website_id).status == WebsiteStatus.SUSPENDED
+    Website.all_tenants.filter(pk=account.website_id).update(status=WebsiteStatus.ACTIVE)  # behind the panel
+    report = reconciliation.reconcile_tenant(tenant_a.tenant)
+    assert report.retried == [f"reconcile:website_serving:{account.website_id}"]
+    assert Website.all_tenants.get(pk=account.website_id).status == WebsiteStatus.SUSPENDED
