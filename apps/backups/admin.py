@@ -9,9 +9,9 @@ from django import forms
 from django.contrib import admin
 from django.template.defaultfilters import filesizeformat
 
-from apps.common.admin import ObjectAction, ReadOnlyAdmin
+from apps.common.admin import ObjectAction, ReadOnlyAdmin, status_column
 from apps.common.display import badge, when
-from apps.jobs.admin import ServiceAdmin, ServiceForm, status_badge, tenant_from
+from apps.jobs.admin import ServiceAdmin, ServiceForm, tenant_from
 from apps.nodes.models import Node, with_role
 
 from . import services
@@ -55,9 +55,7 @@ class BackupRepositoryAdmin(ServiceAdmin):
             form.base_fields["node"].queryset = nodes.filter(tenant=tenant) if tenant is not None else nodes
         return form
 
-    @admin.display(description="status", ordering="status")
-    def status_shown(self, obj):
-        return status_badge(obj)
+    status_shown = status_column(description="status")
 
     @admin.display(description="stored", ordering="size_bytes")
     def stored(self, obj):
@@ -178,9 +176,7 @@ class SnapshotAdmin(ServiceAdmin):
     def has_add_permission(self, request):
         return False  # a snapshot is taken by a policy or "Back up now"
 
-    @admin.display(description="status", ordering="status")
-    def status_shown(self, obj):
-        return status_badge(obj)
+    status_shown = status_column(description="status")
 
     @admin.display(description="taken", ordering="taken_at")
     def taken(self, obj):
@@ -202,9 +198,7 @@ class RestoreAdmin(ReadOnlyAdmin):
     search_fields = ["target_label", "id"]
     list_select_related = ["tenant"]
 
-    @admin.display(description="status", ordering="status")
-    def status_shown(self, obj):
-        return status_badge(obj)
+    status_shown = status_column(description="status")
 
     @admin.display(description="started", ordering="created_at")
     def created(self, obj):
@@ -217,9 +211,7 @@ class DrillAdmin(ReadOnlyAdmin):
     list_filter = ["status", "tenant"]
     list_select_related = ["policy", "tenant"]
 
-    @admin.display(description="status", ordering="status")
-    def status_shown(self, obj):
-        return status_badge(obj)
+    status_shown = status_column(description="status")
 
     @admin.display(description="started", ordering="created_at")
     def created(self, obj):

@@ -5,9 +5,9 @@ reconciliation check now."""
 from django import forms
 from django.contrib import admin
 
-from apps.common.admin import ObjectAction, apply_each
+from apps.common.admin import ObjectAction, apply_each, status_column
 from apps.common.display import when
-from apps.jobs.admin import ServiceAdmin, ServiceForm, operating, status_badge
+from apps.jobs.admin import ServiceAdmin, ServiceForm, operating
 
 from . import reconciliation, services
 from .models import HostingAccount, Todo, TodoStatus
@@ -58,9 +58,7 @@ class HostingAccountAdmin(ServiceAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.display(description="status", ordering="status")
-    def status_shown(self, account):
-        return status_badge(account)
+    status_shown = status_column(description="status")
 
     @admin.display(description="plan")
     def plan(self, account):
@@ -118,9 +116,7 @@ class TodoAdmin(ServiceAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    @admin.display(description="status", ordering="status")
-    def status_shown(self, todo):
-        return status_badge(todo)
+    status_shown = status_column(description="status")
 
     @admin.display(description="last seen", ordering="last_seen_at")
     def seen(self, todo):

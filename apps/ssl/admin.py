@@ -6,9 +6,9 @@ from django.conf import settings
 from django.contrib import admin
 from django.utils import timezone
 
-from apps.common.admin import ObjectAction, ReadOnlyAdmin, apply_each, confirm_first
+from apps.common.admin import ObjectAction, ReadOnlyAdmin, apply_each, confirm_first, status_column
 from apps.common.display import badge, when
-from apps.jobs.admin import ServiceAdmin, operating, retry_action, status_badge
+from apps.jobs.admin import ServiceAdmin, operating, retry_action
 
 from . import services
 from .models import AcmeAccount, Certificate, CertificateSource, CertificateStatus
@@ -98,9 +98,7 @@ class CertificateAdmin(ServiceAdmin):
     def name_list(self, cert):
         return str(cert)
 
-    @admin.display(description="status", ordering="status")
-    def status(self, cert):
-        return status_badge(cert)
+    status = status_column(description="status")
 
     @admin.display(description="expires", ordering="not_after")
     def expires(self, cert):
