@@ -6,7 +6,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.utils import timezone
 
-from apps.common.admin import ObjectAction, ReadOnlyAdmin, apply_each, confirm_first, status_column
+from apps.common.admin import ObjectAction, ReadOnlyAdmin, apply_each, confirm_first
 from apps.common.display import badge, when
 from apps.jobs.admin import ServiceAdmin, operating, retry_action
 
@@ -97,8 +97,6 @@ class CertificateAdmin(ServiceAdmin):
     @admin.display(description="names")
     def name_list(self, cert):
         return str(cert)
-
-    status = status_column(description="status")
 
     @admin.display(description="expires", ordering="not_after")
     def expires(self, cert):
