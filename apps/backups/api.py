@@ -15,6 +15,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.decorators import action
 
+from apps.security.serializers import ReauthSerializer
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
 
@@ -31,7 +32,6 @@ from .serializers import (
     DownloadQuerySerializer,
     DrillStartSerializer,
     RepositoryDeleteSerializer,
-    RepositoryExportSerializer,
     RepositoryPasswordSerializer,
     RestoreInputSerializer,
     SnapshotQuerySerializer,
@@ -48,7 +48,7 @@ class BackupRepositoryViewSet(ResourceViewSet):
 
     queryset = BackupRepository.objects.select_related("node")
     serializer_class = BackupRepositorySerializer
-    input_serializers = {"create": BackupRepositorySerializer, "export_password": RepositoryExportSerializer}
+    input_serializers = {"create": BackupRepositorySerializer, "export_password": ReauthSerializer}
     filterset_fields = ["node", "status"]
     search_fields = ["name"]
     ordering_fields = ["name", "size_bytes", "created_at"]

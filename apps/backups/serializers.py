@@ -27,18 +27,6 @@ class RepositoryDeleteSerializer(Serializer):
     confirm = serializers.CharField(help_text="The repository's name, repeated: every snapshot in it goes.")
 
 
-class RepositoryExportSerializer(Serializer):
-    """A current two-factor code (or recovery code), or the account password."""
-
-    code = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    password = serializers.CharField(max_length=4096, required=False, allow_blank=True, trim_whitespace=False)
-
-    def validate(self, attrs):
-        if not attrs.get("code") and not attrs.get("password"):
-            raise serializers.ValidationError({"code": ["A current code or your password is required."]})
-        return attrs
-
-
 class RepositoryPasswordSerializer(Serializer):
     repository = serializers.UUIDField()
     restic_repository = serializers.CharField(help_text="Where the repository is on its node (restic -r).")

@@ -119,8 +119,7 @@ def repository_check(*, repository: BackupRepository, actor=None):
 def repository_export_password(*, repository: BackupRepository, user, code: str = "", password: str = "") -> str:
     """The repository's password, for restoring without mPanel: the caller proves it is them again
     (a current two-factor code, or the account password). Audited; the password itself is not."""
-    if not ((code and mfa.verify_second_factor(user, code)) or (password and user.check_password(password))):
-        raise InvalidInput("A current two-factor code or your password is required.", field="code")
+    mfa.require_reauth(user, code=code, password=password)
     secret = crypto.decrypt(repository.password_encrypted)
     audit.record(action="backup.repository.export_password", obj=repository, actor=user)
     return secret

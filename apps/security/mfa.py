@@ -92,8 +92,9 @@ def verify_second_factor(user, code: str) -> str | None:
     return None
 
 
-def _check_reauth(user, *, code: str | None, password: str | None) -> None:
-    """Turning 2FA off or replacing recovery codes needs a current code or the password."""
+def require_reauth(user, *, code: str | None, password: str | None) -> None:
+    """A sensitive act (turning 2FA off, replacing recovery codes, reading a private key or a backup
+    password) needs a current two-factor code or the account password, whatever the session."""
     if code and verify_second_factor(user, code):
         return
     if password and user.check_password(password):
@@ -161,7 +162,7 @@ def mfa_disable(*, user, code: str | None = None, password: str | None = None) -
     if not has_2fa(user):
         raise Conflict("Two-factor authentication is not on.", code="mfa_not_enabled")
     # Checked before the transaction: a wrong code's throttling (django-otp) must survive the 400.
-    _check_reauth(user, code=code, password=password)
+    require_reauth(user, code=code, password=password)
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
         RecoveryCode.objects.filter(user=user).delete()
@@ -172,7 +173,7 @@ def mfa_disable(*, user, code: str | None = None, password: str | None = None) -
 def recovery_codes_regenerate(*, user, code: str | None = None, password: str | None = None) -> list[str]:
     if not has_2fa(user):
         raise Conflict("Two-factor authentication is not on.", code="mfa_not_enabled")
-    _check_reauth(user, code=code, password=password)
+    require_reauth(user, code=code, password=password)
     with transaction.atomic():
         codes = _replace_recovery_codes(user)
         audit.record(action="security.recovery_codes_regenerate", obj=user, tenant=None, actor=user)

@@ -3,9 +3,9 @@ from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
 
-from apps.common.exceptions import InvalidInput
 from apps.common.throttling import DynamicScopedRateThrottle
-from apps.security.mfa import verify_second_factor
+from apps.security.mfa import require_reauth
+from apps.security.serializers import ReauthSerializer
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
 
@@ -16,7 +16,6 @@ from .serializers import (
     CertificateDownloadSerializer,
     CertificateIssueSerializer,
     CertificateKeySerializer,
-    CertificateReauthSerializer,
     CertificateSerializer,
     CertificateUpdateSerializer,
     CertificateUploadSerializer,
@@ -52,7 +51,7 @@ class CertificateViewSet(ResourceViewSet):
         "create": CertificateIssueSerializer,
         "update": CertificateUpdateSerializer,
         "upload": CertificateUploadSerializer,
-        "key": CertificateReauthSerializer,
+        "key": ReauthSerializer,
     }
     output_serializers = {"download": CertificateDownloadSerializer, "key": CertificateKeySerializer}
     update_methods = {"patch": False}
@@ -114,14 +113,12 @@ class CertificateViewSet(ResourceViewSet):
         return self.answer({"certificate": cert.certificate_pem, "chain": cert.chain_pem,
                             "fullchain": services.fullchain(cert)})  # fmt: skip
 
-    @extend_schema(request=CertificateReauthSerializer, responses={200: CertificateKeySerializer},
+    @extend_schema(request=ReauthSerializer, responses={200: CertificateKeySerializer},
                    summary="The private key (PEM), after re-authenticating")  # fmt: skip
     @action(detail=True, methods=["post"], throttle_classes=[DynamicScopedRateThrottle], throttle_scope="login")
     def key(self, request, pk=None):
         cert = self.get_object()
         data = self.validated()
         user = request.user
-        if not ((data.get("code") and verify_second_factor(user, data["code"]))
-                or (data.get("password") and user.check_password(data["password"]))):  # fmt: skip
-            raise InvalidInput("A current two-factor code or your password is required.", field="password")
+        require_reauth(user, code=data.get("code"), password=data.get("password"))
         return self.answer({"private_key": services.key_pem(certificate=cert, actor=user)})

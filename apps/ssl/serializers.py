@@ -106,17 +106,5 @@ class CertificateDownloadSerializer(Serializer):
     fullchain = serializers.CharField()
 
 
-class CertificateReauthSerializer(Serializer):
-    """Re-authentication: a current two-factor code, or the account password."""
-
-    code = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    password = serializers.CharField(max_length=4096, required=False, allow_blank=True, trim_whitespace=False)
-
-    def validate(self, attrs):
-        if not attrs.get("code") and not attrs.get("password"):
-            raise serializers.ValidationError({"password": ["A current code or your password is required."]})
-        return attrs
-
-
 class CertificateKeySerializer(Serializer):
     private_key = serializers.CharField()
