@@ -580,9 +580,9 @@ CELERY_BEAT_SCHEDULE["backups-tick"] = {"task": "backups.tick", "schedule": 60.0
 # How long the snapshot taken before a resource is deleted is kept.
 MPANEL_BACKUP_FINAL_KEEP_DAYS = env.int("MPANEL_BACKUP_FINAL_KEEP_DAYS", default=30)
 MPANEL_BACKUP_DOWNLOAD_MAX_BYTES = env.int("MPANEL_BACKUP_DOWNLOAD_MAX_BYTES", default=256 * 1024 * 1024)
+# A repository's states are a zone's (pending, active, deleting, error): one enum, ZoneStatusEnum.
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
     {
-        "BackupRepositoryStatusEnum": "apps.backups.models.RepoStatus.choices",
         "BackupSnapshotStatusEnum": "apps.backups.models.SnapshotStatus.choices",
         "BackupTaskStatusEnum": "apps.backups.models.TaskStatus.choices",
         "BackupDrillStatusEnum": "apps.backups.models.DrillStatus.choices",

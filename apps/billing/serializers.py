@@ -266,6 +266,9 @@ class GenericEventSerializer(Serializer):
 
 
 class BillingSettingsSerializer(ModelSerializer):
+    # None for a tenant that never changed its settings (the defaults are answered).
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
     class Meta:
         model = BillingSettings
         fields = [

@@ -86,6 +86,7 @@ class PortalSettingsForm(forms.ModelForm):
 class PortalSettingsAdmin(ServiceFormMixin, ReadOnlyAdmin):
     form = PortalSettingsForm
     list_display = ["tenant", "allow_signup", "require_2fa"]
+    list_select_related = ["tenant"]
 
     def has_add_permission(self, request):
         return admin.ModelAdmin.has_add_permission(self, request)

@@ -13,9 +13,11 @@ from .models import Certificate, CertificateStatus
 
 
 def serving_for(site: Website) -> Certificate | None:
-    """The website's certificate to serve: valid (or being renewed), not expired, the latest."""
+    """The website's certificate to serve: valid (or being renewed), not expired, the latest. The spec
+    is built in jobs and system code too, where no tenant is in scope: the site names its tenant."""
     return (
-        Certificate.objects.filter(
+        Certificate.all_tenants.filter(
+            tenant_id=site.tenant_id,
             website=site,
             status__in=[CertificateStatus.VALID, CertificateStatus.RENEWING],
             not_after__gt=timezone.now(),

@@ -48,7 +48,12 @@ class BrandInputSerializer(Serializer):
 class BrandSerializer(ModelSerializer):
     logo = serializers.SerializerMethodField()
     contrast = serializers.SerializerMethodField()
-    country = CountryField(read_only=True)
+    # Empty until the tenant sets them: plain strings in the answer (an empty value is no e-mail,
+    # URL or country code, so the schema must not promise those formats).
+    country = serializers.CharField(read_only=True, help_text="ISO 3166-1 alpha-2 code, or empty")
+    support_email = serializers.CharField(read_only=True, help_text="an e-mail address, or empty")
+    support_url = serializers.CharField(read_only=True, help_text="a URL, or empty")
+    terms_url = serializers.CharField(read_only=True, help_text="a URL, or empty")
     # None until the brand is first saved (a tenant that never set one reads the defaults).
     updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
 

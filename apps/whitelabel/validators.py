@@ -134,7 +134,7 @@ def logo(content: bytes) -> Logo:
 
 
 def _raster(content: bytes) -> Logo:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageFile, UnidentifiedImageError
 
     side = max_side()
     try:
@@ -153,7 +153,14 @@ def _raster(content: bytes) -> Logo:
                     raise InvalidInput(
                         f"The logo is {width}x{height} pixels; at most {side} a side.", code="too_large", field="file"
                     )
-                image.load()  # decodes every pixel: a truncated or corrupt file fails here
+                # Decodes every pixel: a truncated or corrupt file fails here. WeasyPrint turns
+                # Pillow's LOAD_TRUNCATED_IMAGES on for the whole process when it is imported (PDFs
+                # then render a cut image); a logo we store must be whole, so it is off meanwhile.
+                lenient, ImageFile.LOAD_TRUNCATED_IMAGES = ImageFile.LOAD_TRUNCATED_IMAGES, False
+                try:
+                    image.load()
+                finally:
+                    ImageFile.LOAD_TRUNCATED_IMAGES = lenient
     except InvalidInput:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,

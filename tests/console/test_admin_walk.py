@@ -11,6 +11,7 @@ a real MariaDB), and the few models the demo has no row of are made here.
 from __future__ import annotations
 
 import shutil
+import uuid
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -127,6 +128,7 @@ def _extra_rows(seed: demo.Demo) -> None:
         CheckoutSession.objects.create(tenant=tenant, invoice=invoice, session_id="cs_walk",
                                        currency=invoice.currency, amount=invoice.total,
                                        url="https://checkout.stripe.com/c/pay/cs_walk")  # fmt: skip
+    _new_module_rows(seed, owner, customer)
     api = client_for(owner, tenant)
     answer = api.post(f"/api/v1/customers/{customer.pk}/contacts/", {"name": "Ops", "email": "ops@example.com"},
                       format="json", HTTP_IDEMPOTENCY_KEY="walk-1")  # fmt: skip
@@ -141,6 +143,39 @@ def _extra_rows(seed: demo.Demo) -> None:
     HourRollup.objects.create(ts=1763998800, **rollup)
     NodeReport.objects.create(node=node, reported_at=timezone.now(), services={"nginx": {"state": "up"}},
                               latest={"cpu.percent": [1764000000, 1.5]})  # fmt: skip
+
+
+def _new_module_rows(seed: demo.Demo, owner, customer) -> None:
+    """Rows of the business-loop modules (brand, portal, domains' settings, hosting to-dos, SSL,
+    backups): what a person writes through the services, machine records as their jobs store them."""
+    from apps.backups import crypto as backup_crypto
+    from apps.backups.models import BackupPolicy, BackupRepository, Drill, Restore, Snapshot
+    from apps.domains import services as domain_services
+    from apps.hosting import services as hosting_services
+    from apps.portal import services as portal_services
+    from apps.ssl.crypto import seal
+    from apps.ssl.models import AcmeAccount, Certificate
+    from apps.whitelabel import services as brand_services
+    from apps.whitelabel.models import CustomDomain
+
+    tenant = seed.tenant
+    with tenant_scope(tenant):
+        brand_services.brand_update(tenant=tenant, data={"display_name": "Demo Hosting"}, actor=owner)
+        CustomDomain.objects.create(tenant=tenant, hostname="my.demo-hosting.example")
+        portal_services.settings_update(tenant=tenant, allow_signup=True)
+        portal_services.portal_user_invite(customer=customer, email="client@example.com", role="owner", actor=owner)
+        domain_services.domain_settings_update(tenant=tenant, data={"on_failed_registration": "retry"}, actor=owner)
+        hosting_services.todo_open(tenant_id=tenant.pk, kind="service", key="walk-1", title="Migrate a site")
+        AcmeAccount.objects.create(tenant=tenant, directory="https://acme.example/dir", key_encrypted=seal("k"))
+        Certificate.objects.create(tenant=tenant)
+        repo = BackupRepository.objects.create(tenant=tenant, name="main", node=seed.node,
+                                               password_encrypted=backup_crypto.encrypt("walk"))  # fmt: skip
+        policy = BackupPolicy.objects.create(tenant=tenant, name="nightly", repository=repo)
+        snapshot = Snapshot.objects.create(tenant=tenant, repository=repo, resource_kind="website",
+                                           resource_id=uuid.uuid4(), resource_label="demo site")  # fmt: skip
+        Restore.objects.create(tenant=tenant, snapshot=snapshot, target_kind="website", target_id=uuid.uuid4(),
+                               target_label="demo site")  # fmt: skip
+        Drill.objects.create(tenant=tenant, policy=policy)
 
 
 @pytest.fixture

@@ -263,6 +263,7 @@ OPERATION_OWNERS = {
     "agent.mail": ["mail_sync"],
     "agent.databases": ["db_check", "db_security", "db_sizes", "db_database_ensure", "db_database_drop",
                         "db_user_ensure", "db_user_drop", "db_grant", "db_revoke"],
+    "agent.certs": ["acme_challenge_put", "acme_challenge_remove"],
     "agent.backups": ["backup_repo_init", "backup_repo_delete", "backup_stats", "backup_run", "backup_restore",
                       "backup_forget", "backup_check", "backup_unlock", "backup_snapshots", "backup_file_stat",
                       "backup_file_read", "backup_drill"],
