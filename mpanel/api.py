@@ -30,6 +30,7 @@ from apps.billing.api import (
     GenericWebhookView,
     InvoiceViewSet,
     PaymentViewSet,
+    SavedPaymentMethodViewSet,
     StripeConnectViewSet,
     StripeWebhookView,
     SubscriptionViewSet,
@@ -167,6 +168,7 @@ router.register("audit", AuditEventViewSet, basename="audit")
 router.register("ops/provisioning", ProvisioningViewSet, basename="job")
 router.register("billing/invoices", InvoiceViewSet, basename="invoice")
 router.register("billing/payments", PaymentViewSet, basename="payment")
+router.register("billing/payment-methods", SavedPaymentMethodViewSet, basename="saved-payment-method")
 router.register("billing/credit-notes", CreditNoteViewSet, basename="credit-note")
 router.register("billing/subscriptions", SubscriptionViewSet, basename="subscription")
 router.register("orders", OrderViewSet, basename="order")

@@ -12,13 +12,14 @@ from apps.tenancy.models import Tenant
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
 
-from .filters import CreditNoteFilter, InvoiceFilter, PaymentFilter, SubscriptionFilter
+from .filters import CreditNoteFilter, InvoiceFilter, PaymentFilter, SavedPaymentMethodFilter, SubscriptionFilter
 from .models import (
     BillingSettings,
     CreditNote,
     Invoice,
     Payment,
     PaymentMethod,
+    SavedPaymentMethod,
     StripeConnection,
     Subscription,
     WebhookEvent,
@@ -38,6 +39,7 @@ from .serializers import (
     PaymentSerializer,
     PaySerializer,
     RefundSerializer,
+    SavedPaymentMethodSerializer,
     StripeConnectionSerializer,
     StripeConnectSerializer,
     StripeOnboardingSerializer,
@@ -52,6 +54,7 @@ from .serializers import (
     WebhookSecretsSerializer,
 )
 from .services import (
+    cards,
     connect,
     credit_notes,
     documents,
@@ -198,6 +201,32 @@ class PaymentViewSet(ResourceViewSet):
         data = self.validated()
         note = payments.payment_refund(payment=payment, amount=data["amount"], reason=data.get("reason", ""))
         return self.answer(with_lines(note), status.HTTP_201_CREATED, serializer=CreditNoteSerializer)
+
+
+class SavedPaymentMethodViewSet(ResourceViewSet):
+    """Customers' saved cards (`?customer=<id>`; MEMBER+ read). `POST /:id/default` makes one the card
+    renewals are charged on, `DELETE /:id` removes it (detached at Stripe first): BILLING+. Cards are
+    added by the customer only, on Stripe's page (the portal), never typed in here."""
+
+    queryset = SavedPaymentMethod.objects.select_related("customer")
+    serializer_class = SavedPaymentMethodSerializer
+    filterset_class = SavedPaymentMethodFilter
+    ordering_fields = ["created_at"]
+    ordering = ["-is_default", "-created_at"]
+    search_fields = ["last4", "brand"]
+    destroy_answers_object = False
+    summaries = {"destroy": "Remove a saved card (detached at Stripe)"}
+    required_roles = {"list": Role.MEMBER, "retrieve": Role.MEMBER, "destroy": Role.BILLING,
+                      "make_default": Role.BILLING}  # fmt: skip
+
+    def destroy_resource(self, obj):
+        cards.card_remove(card=obj, actor=self.request.user)
+
+    @extend_schema(request=None, responses={200: SavedPaymentMethodSerializer},
+                   summary="Make a saved card the one renewals are charged on")  # fmt: skip
+    @action(detail=True, methods=["post"], url_path="default")
+    def make_default(self, request, pk=None):
+        return self.answer(cards.card_set_default(card=self.get_object(), actor=request.user))
 
 
 class CreditNoteViewSet(ResourceViewSet):

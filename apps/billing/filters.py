@@ -1,6 +1,6 @@
 import django_filters
 
-from .models import CreditNote, Invoice, InvoiceStatus, Payment, Subscription, SubscriptionStatus
+from .models import CreditNote, Invoice, InvoiceStatus, Payment, SavedPaymentMethod, Subscription, SubscriptionStatus
 
 
 class InvoiceFilter(django_filters.FilterSet):
@@ -44,3 +44,11 @@ class SubscriptionFilter(django_filters.FilterSet):
     class Meta:
         model = Subscription
         fields = ["status", "customer", "product", "currency", "cycle", "external_ref"]
+
+
+class SavedPaymentMethodFilter(django_filters.FilterSet):
+    customer = django_filters.UUIDFilter(field_name="customer_id")
+
+    class Meta:
+        model = SavedPaymentMethod
+        fields = ["customer", "is_default"]

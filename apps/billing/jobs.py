@@ -1,11 +1,13 @@
 """Job handlers of billing: ``subscription.activate|suspend|resume|cancel`` call the provisioner
-the subscription's product type registered (``services.subscriptions.PROVISIONERS``)."""
+the subscription's product type registered (``services.subscriptions.PROVISIONERS``);
+``invoice.autocharge`` charges an issued invoice on the customer's default card (``services.cards``)."""
 
 from __future__ import annotations
 
 from apps.jobs import registry
 
-from .models import Subscription
+from .models import CardCharge, Subscription
+from .services import cards
 from .services.subscriptions import ACTIONS, provisioner_for
 
 
@@ -23,3 +25,11 @@ def run_provisioner(job, action: str) -> dict:
 
 for _action in ACTIONS:
     registry.handler(f"subscription.{_action}")(lambda job, _a=_action: run_provisioner(job, _a))
+
+
+@registry.handler(cards.AUTOCHARGE_JOB)
+def autocharge(job) -> dict:
+    charge = job.payload.get("charge")
+    if not charge or not CardCharge.objects.filter(pk=charge).exists():
+        raise registry.PermanentError("The card charge no longer exists.")
+    return cards.autocharge_run(charge)

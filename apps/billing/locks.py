@@ -11,6 +11,9 @@ one kind by primary key), so two transactions never wait for each other in a cir
     5. NumberSequence          the number of the invoice or credit note being issued (``numbering``)
     6. Customer, by pk         the credit balance read before credit is applied (and any write that
                                must see it unchanged)
+    7. CardCharge              a renewal charged on a saved card (``services.cards``): its job locks
+                               it alone and records the payment after releasing it; a webhook about
+                               its payment intent updates it after the payment (last)
 
 The invoice hooks (``hooks.PAID``/``VOIDED``) run last, in the same transaction: they lock rows of
 their own apps after these (``orders.Order``; ``catalog.Product`` to give stock back). A new

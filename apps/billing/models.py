@@ -628,3 +628,103 @@ class WebhookSecret(TenantOwnedModel):
 
     def __str__(self) -> str:
         return f"{self.prefix}…"
+
+
+class StripeCustomer(TenantOwnedModel):
+    """The Stripe Customer that stands for one of the tenant's customers on its connected account
+    (made once, on the first card the customer saves; a card is attached to it). Another account
+    (the tenant reconnected elsewhere) has its own."""
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="stripe_customers")
+    account = models.CharField(max_length=255, help_text="The connected Stripe account, acct_…")
+    stripe_customer_id = models.CharField(max_length=255, help_text="Stripe's customer id on that account, cus_…")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "account"], name="uniq_stripe_customer_per_account"),
+            models.UniqueConstraint(fields=["account", "stripe_customer_id"], name="uniq_stripe_customer_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_customer_id} on {self.account}"
+
+
+class SavedPaymentMethod(TenantOwnedModel):
+    """A card a customer saved at Stripe (a SetupIntent on the tenant's connected account), charged for
+    renewals when it is the default. Only what a person needs to recognise it is kept: the card
+    itself stays at Stripe (``pm_…``)."""
+
+    audit_fields = ("customer_id", "brand", "last4", "exp_month", "exp_year", "is_default")
+
+    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="saved_payment_methods")
+    account = models.CharField(max_length=255, help_text="The connected Stripe account the card is saved on.")
+    stripe_customer_id = models.CharField(max_length=255)
+    stripe_payment_method_id = models.CharField(max_length=255, help_text="Stripe's payment method id, pm_…")
+    type = models.CharField(max_length=32, default="card")
+    brand = models.CharField(max_length=32, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    is_default = models.BooleanField(default=False, help_text="Charged for renewals.")
+
+    class Meta:
+        ordering = ["-is_default", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "stripe_payment_method_id"], name="uniq_saved_payment_method"),
+            models.UniqueConstraint(
+                fields=["customer"], condition=Q(is_default=True), name="one_default_payment_method"
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "customer"])]
+
+    def __str__(self) -> str:
+        brand = (self.brand or self.type).capitalize()
+        return f"{brand} •••• {self.last4}" if self.last4 else brand
+
+    @property
+    def expiry(self) -> str:
+        return f"{self.exp_month:02d}/{self.exp_year}" if self.exp_month and self.exp_year else ""
+
+
+class CardCharge(TenantOwnedModel):
+    """The automatic charge of an issued invoice on the customer's default card (off-session, on the
+    tenant's connected account): one per invoice, so a job that runs twice charges once. Its
+    ``idempotency_key`` is sent to Stripe, so a retried request after a lost answer is the same
+    charge. The payment itself is recorded by the same path as every Stripe payment (its id is the
+    payment intent's)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSING = "processing", "Processing at Stripe"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        SKIPPED = "skipped", "Skipped"
+
+    audit_fields = ("status", "amount", "currency", "payment_intent", "failure_code")
+
+    invoice = models.OneToOneField(Invoice, on_delete=models.CASCADE, related_name="card_charge")
+    payment_method = models.ForeignKey(
+        SavedPaymentMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="charges"
+    )
+    account = models.CharField(max_length=255)
+    stripe_payment_method_id = models.CharField(max_length=255)
+    card_label = models.CharField(max_length=64, blank=True, help_text="The card as it was shown when charged.")
+    amount = money_field()
+    currency = models.CharField(max_length=3)
+    application_fee = money_field()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    payment_intent = models.CharField(max_length=255, blank=True)
+    failure_code = models.CharField(max_length=64, blank=True)
+    failure_message = models.CharField(max_length=500, blank=True)
+    attempted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "payment_intent"])]
+
+    def __str__(self) -> str:
+        return f"Card charge of {money(self.amount, self.currency)} ({self.get_status_display().lower()})"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"mpanel-autocharge-{self.invoice_id}"

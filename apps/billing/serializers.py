@@ -16,6 +16,7 @@ from .models import (
     InvoiceLine,
     Payment,
     PaymentMethod,
+    SavedPaymentMethod,
     StripeConnection,
     Subscription,
     UsageRecord,
@@ -141,6 +142,22 @@ class PaymentSerializer(ModelSerializer):
         fields = [
             "id", "invoice", "customer", "amount", "currency", "method", "status", "reference", "applied_to_invoice",
             "credited_to_balance", "refunded_amount", "failure_reason", "received_at", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class SavedPaymentMethodSerializer(ModelSerializer):
+    """A saved card as people see it (the card itself stays at Stripe)."""
+
+    customer = serializers.UUIDField(source="customer_id", read_only=True)
+    label = serializers.CharField(source="__str__", read_only=True)
+    expiry = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = SavedPaymentMethod
+        fields = [
+            "id", "customer", "label", "type", "brand", "last4", "exp_month", "exp_year", "expiry", "is_default",
+            "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -10,8 +10,7 @@ from apps.audit.models import AuditEvent
 from apps.billing.models import BillingSettings, StripeConnection
 from apps.billing.services import tenant_settings
 from apps.tenancy.roles import Role
-from tests.billing.test_connect import account_object, stripe_api  # noqa: F401 (a fixture)
-from tests.billing_support import customer_of, issued
+from tests.billing_support import account_object, customer_of, issued, stripe_api  # noqa: F401 (a fixture)
 from tests.conftest import PASSWORD, admin_login, client_for
 
 URL = "/api/v1/billing/settings"

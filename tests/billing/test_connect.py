@@ -11,152 +11,29 @@ tests/billing/test_billing_webhooks.py.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from urllib.parse import parse_qs
 
 import pytest
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
-from apps.billing.models import CheckoutSession, Invoice, Payment, StripeConnection, WebhookEvent
+from apps.billing.models import CheckoutSession, Payment, StripeConnection, WebhookEvent
 from apps.billing.services import connect, tenant_settings
 from apps.tenancy.roles import Role
-from tests.billing_support import STRIPE_SECRET, issued, payment_intent, stripe_delivery, stripe_event
+from tests.billing_support import (
+    account_object,
+    connect_event,
+    connected,
+    fresh,
+    issued,
+    payment_intent,
+    post_connect_event,
+)
 from tests.conftest import client_for
 from tests.security.test_security_tokens import bearer, token_for
 
-CONNECT_SECRET = "whsec_connect_endpoint_secret"
-STRIPE = "/api/v1/billing/webhooks/stripe"
 CONNECT = "/api/v1/billing/stripe/connect"
-
-
-def account_object(account_id: str, *, type_="express", charges=False, payouts=False, submitted=False, email=""):
-    """Stripe's documented Account object (API version 2024-06-20), trimmed to what matters here."""
-    due = [] if charges else ["business_profile.mcc", "external_account", "tos_acceptance.date"]
-    return {
-        "id": account_id, "object": "account", "type": type_, "business_type": None, "country": "NL",
-        "default_currency": "eur", "email": email or None, "created": 1695830751, "metadata": {},
-        "charges_enabled": charges, "payouts_enabled": payouts, "details_submitted": submitted,
-        "capabilities": {"card_payments": "active" if charges else "inactive",
-                         "transfers": "active" if charges else "inactive"},
-        "controller": {"is_controller": True, "type": "application"},
-        "requirements": {"alternatives": [], "current_deadline": None, "currently_due": due, "disabled_reason":
-                         None if charges else "requirements.past_due", "errors": [], "eventually_due": due,
-                         "past_due": due, "pending_verification": []},
-    }  # fmt: skip
-
-
-class _Stripe(BaseHTTPRequestHandler):
-    """Answers like Stripe's API, per connected account (the ``Stripe-Account`` header)."""
-
-    requests: list = []
-    accounts: dict = {}
-    sessions: dict = {}  # (account, id) -> session
-    counter = 0
-
-    def _send(self, status, body):
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Request-Id", "req_test")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _missing(self, what):
-        self._send(404, {"error": {"type": "invalid_request_error", "code": "resource_missing",
-                                   "message": f"No such {what}"}})  # fmt: skip
-
-    def do_GET(self):
-        cls = type(self)
-        account = self.headers.get("Stripe-Account", "")
-        cls.requests.append(("GET", self.path, {}, account))
-        kind, _, ident = self.path.rpartition("/")
-        if kind == "/v1/accounts" and ident in cls.accounts:
-            return self._send(200, cls.accounts[ident])
-        if kind == "/v1/checkout/sessions" and (account, ident) in cls.sessions:
-            return self._send(200, cls.sessions[(account, ident)])
-        self._missing("object")
-
-    def do_POST(self):
-        cls = type(self)
-        length = int(self.headers.get("Content-Length", 0))
-        form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
-        account = self.headers.get("Stripe-Account", "")
-        cls.requests.append(("POST", self.path, form, account))
-        cls.counter += 1
-        n = cls.counter
-        if self.path == "/v1/accounts":
-            body = account_object(f"acct_1New{n:012d}", type_=form["type"], email=form.get("email", ""))
-            cls.accounts[body["id"]] = body
-            return self._send(200, body)
-        if self.path == "/v1/account_links":
-            if form["account"] not in cls.accounts:
-                return self._missing("account")
-            return self._send(200, {"object": "account_link", "created": 1680577733, "expires_at": 1680578033,
-                                    "url": f"https://connect.stripe.com/setup/e/{form['account']}/Tq{n}"})  # fmt: skip
-        if self.path == "/v1/checkout/sessions":
-            body = {
-                "id": f"cs_test_{n}", "object": "checkout.session", "mode": "payment", "status": "open",
-                "payment_status": "unpaid", "currency": form["line_items[0][price_data][currency]"],
-                "amount_total": int(form["line_items[0][price_data][unit_amount]"]),
-                "metadata": {"mpanel_invoice_id": form["metadata[mpanel_invoice_id]"]},
-                "url": f"https://checkout.stripe.com/c/pay/cs_test_{n}", "expires_at": 1767225600,
-                "payment_intent": None, "livemode": False,
-            }  # fmt: skip
-            cls.sessions[(account, body["id"])] = body
-            return self._send(200, body)
-        if self.path == "/v1/refunds":
-            return self._send(200, {"id": f"re_{n}", "object": "refund", "amount": int(form["amount"]),
-                                    "currency": "eur", "payment_intent": form["payment_intent"],
-                                    "status": "succeeded"})  # fmt: skip
-        self._missing("route")
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def stripe_api(settings):
-    server = HTTPServer(("127.0.0.1", 0), _Stripe)
-    _Stripe.requests, _Stripe.accounts, _Stripe.sessions = [], {}, {}
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    settings.STRIPE_API_KEY = "sk_test_platform"
-    settings.STRIPE_API_BASE = f"http://127.0.0.1:{server.server_port}"
-    settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
-    settings.STRIPE_CONNECT_WEBHOOK_SECRET = CONNECT_SECRET
-    settings.MPANEL_STRIPE_PLATFORM_CHARGES = False
-    yield _Stripe
-    server.shutdown()
-
-
-def connected(fx, stripe_api, account_id: str, *, charges=True, fee="0") -> StripeConnection:
-    """Tenant ``fx`` connected to an existing account that has finished onboarding."""
-    stripe_api.accounts[account_id] = account_object(account_id, charges=charges, payouts=charges, submitted=charges)
-    with fx.scope():
-        connection, _link = connect.connect_start(tenant=fx.tenant, account_id=account_id)
-    if fee != "0":
-        connect.connect_set_fee(connection=connection, percent=fee)
-    return StripeConnection.objects.get(pk=connection.pk)
-
-
-def post_connect_event(event, secret=CONNECT_SECRET):
-    body, header = stripe_delivery(event, secret=secret)
-    return client_for().post(STRIPE, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
-
-
-def connect_event(event_id, type_, obj, account, created=None):
-    """Stripe's Event envelope as a Connect endpoint receives it: the connected account on top."""
-    return {**stripe_event(event_id, type_, obj, created), "account": account}
-
-
-def fresh(invoice) -> Invoice:
-    return Invoice.all_tenants.get(pk=invoice.pk)
 
 
 @pytest.mark.django_db

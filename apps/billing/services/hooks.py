@@ -14,6 +14,9 @@ from apps.common.registry import Registry
 
 PAID: Registry[Callable] = Registry("invoice-paid hook")
 VOIDED: Registry[Callable] = Registry("invoice-voided hook")
+# Invoices just issued (open, something due), as one list per transaction: a batch of the billing
+# run is one call (the saved-card charges, ``services.cards``, look them up in one query).
+ISSUED: Registry[Callable] = Registry("invoices-issued hook")
 
 
 def invoice_paid(invoice) -> None:
@@ -24,3 +27,8 @@ def invoice_paid(invoice) -> None:
 def invoice_voided(invoice) -> None:
     for fn in VOIDED:
         fn(invoice)
+
+
+def invoices_issued(invoices: list) -> None:
+    for fn in ISSUED:
+        fn(invoices)

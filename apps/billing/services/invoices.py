@@ -24,7 +24,7 @@ from ..locks import lock_customer, lock_customers, lock_invoice
 from ..models import BillingSettings, CreditTransaction, Invoice, InvoiceLine, InvoiceStatus
 from . import numbering, tenant_settings
 from .credit import credit_balance
-from .hooks import invoice_paid, invoice_voided
+from .hooks import invoice_paid, invoice_voided, invoices_issued
 from .notifications import notify_invoice, notify_invoices
 
 ZERO = Decimal(0)
@@ -216,6 +216,8 @@ def invoice_issue(*, invoice: Invoice, apply_credit: bool = True) -> Invoice:
     notify_invoice(invoice, "issued")
     if invoice.status == InvoiceStatus.PAID:
         invoice_paid(invoice)
+    else:
+        invoices_issued([invoice])
     return invoice
 
 
@@ -296,6 +298,7 @@ def create_issued_many(
     issued_invoices = [inv for inv, _, _ in made]
     if run_paid_hooks:
         run_paid_hooks_of(issued_invoices)
+    invoices_issued([inv for inv in issued_invoices if inv.status == InvoiceStatus.OPEN])
     return issued_invoices
 
 

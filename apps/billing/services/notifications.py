@@ -28,6 +28,7 @@ SUBJECTS = {
     "paid": "Receipt for invoice {number} from {tenant}",
     "overdue": "Invoice {number} from {tenant} is overdue",
     "due_soon": "Invoice {number} from {tenant} is due soon",
+    "card_failed": "We could not charge your card for invoice {number} from {tenant}",
 }
 
 # Where the customer opens the invoice online: callables invoice -> URL | None, added by the customer

@@ -189,3 +189,102 @@ def account_link(*, account_id: str, refresh_url: str, return_url: str):
         )  # fmt: skip
     except stripe.StripeError as exc:
         raise ProviderError(f"Stripe refused the onboarding link: {exc.user_message or exc}") from exc
+
+
+# --- saved cards (SetupIntents) and off-session charges, on the connected account --------------
+
+
+def customer_create(*, account: str, customer_id, email: str, name: str):
+    """The Stripe Customer of one of the tenant's customers on its account (once: the key is the pair)."""
+    try:
+        return _client().v1.customers.create(
+            params={"email": email or None, "name": name[:250],
+                    "metadata": {"mpanel_customer_id": str(customer_id)}},
+            options={"stripe_account": account, "idempotency_key": f"customer-{customer_id}-{account}"},
+        )  # fmt: skip
+    except stripe.StripeError as exc:
+        raise ProviderError(f"Stripe refused to create the customer: {exc.user_message or exc}") from exc
+
+
+def setup_checkout(
+    *, account: str, stripe_customer: str, metadata: dict, success_url: str, cancel_url: str, attempt: str
+) -> dict:
+    """A hosted Checkout page in ``setup`` mode: the customer enters a card on Stripe's page and Stripe
+    saves it for later (a SetupIntent, confirmed by ``setup_intent.succeeded``). No card data passes here."""
+    try:
+        session = _client().v1.checkout.sessions.create(
+            params={
+                "mode": "setup",
+                "customer": stripe_customer,
+                "payment_method_types": ["card"],
+                "metadata": metadata,
+                "setup_intent_data": {"metadata": metadata},
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+            },
+            options={"stripe_account": account, "idempotency_key": f"setup-{stripe_customer}-{attempt}"},
+        )
+    except stripe.StripeError as exc:
+        raise ProviderError(f"Stripe refused the request: {exc.user_message or exc}") from exc
+    return {"provider": "stripe", "id": session.id, "url": session.url, "expires_at": session.expires_at}
+
+
+def payment_method_retrieve(*, account: str, payment_method: str) -> dict:
+    """A saved payment method as Stripe holds it (its card's brand, last four digits and expiry)."""
+    try:
+        pm = _client().v1.payment_methods.retrieve(payment_method, options={"stripe_account": account})
+    except stripe.StripeError as exc:
+        raise ProviderError(f"Stripe could not show the payment method: {exc.user_message or exc}") from exc
+    return pm.to_dict() if hasattr(pm, "to_dict") else dict(pm)
+
+
+def payment_method_detach(*, account: str, payment_method: str) -> None:
+    """Detach a card from its Stripe Customer: it can never be charged again. One Stripe no longer knows
+    (detached already) counts as done."""
+    try:
+        _client().v1.payment_methods.detach(payment_method, options={"stripe_account": account})
+    except stripe.InvalidRequestError as exc:
+        if getattr(exc, "code", "") not in ("resource_missing", "payment_method_unexpected_state"):
+            raise ProviderError(f"Stripe refused to remove the card: {exc.user_message or exc}") from exc
+    except stripe.StripeError as exc:
+        raise ProviderError(f"Stripe refused to remove the card: {exc.user_message or exc}") from exc
+
+
+class OffSessionResult:
+    """What Stripe answered to an off-session charge: the payment intent's id and status, or the
+    card's refusal (``code``: ``authentication_required``, ``card_declined``, …)."""
+
+    def __init__(self, *, intent: str = "", status: str = "", amount_received: int = 0, code: str = "",
+                 message: str = "") -> None:  # fmt: skip
+        self.intent, self.status, self.amount_received = intent, status, amount_received
+        self.code, self.message = code, message
+
+
+def charge_off_session(
+    *, account: str, stripe_customer: str, payment_method: str, amount_minor: int, currency: str, fee: int,
+    metadata: dict, idempotency_key: str, description: str,
+) -> OffSessionResult:  # fmt: skip
+    """Charge a saved card while the customer is away (a renewal): a PaymentIntent confirmed at once with
+    ``off_session``. The idempotency key makes a retried request the same charge. A card that needs its
+    holder (3-D Secure) or is declined answers a ``CardError``: returned as a refusal, not raised."""
+    params: dict = {
+        "amount": amount_minor, "currency": currency.lower(), "customer": stripe_customer,
+        "payment_method": payment_method, "off_session": True, "confirm": True, "metadata": metadata,
+        "description": description[:1000],
+    }  # fmt: skip
+    if fee > 0:
+        params["application_fee_amount"] = fee
+    try:
+        intent = _client().v1.payment_intents.create(
+            params=params, options={"stripe_account": account, "idempotency_key": idempotency_key}
+        )
+    except stripe.CardError as exc:
+        error = getattr(exc, "error", None)
+        pi = getattr(error, "payment_intent", None) if error is not None else None
+        intent_id = (pi.get("id") if isinstance(pi, dict) else getattr(pi, "id", "")) or ""
+        return OffSessionResult(intent=str(intent_id), status="failed", code=str(exc.code or "card_declined"),
+                                message=str(exc.user_message or "The card was declined."))  # fmt: skip
+    except stripe.StripeError as exc:
+        raise ProviderError(f"Stripe refused the charge: {exc.user_message or exc}") from exc
+    return OffSessionResult(intent=intent.id, status=str(intent.status),
+                            amount_received=int(getattr(intent, "amount_received", 0) or 0))  # fmt: skip

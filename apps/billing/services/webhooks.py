@@ -30,7 +30,7 @@ from apps.tenancy.scoping import tenant_scope
 from ..amounts import from_minor_units
 from ..locks import lock_webhook_event
 from ..models import CheckoutSession, Invoice, Payment, PaymentMethod, StripeConnection, WebhookEvent, WebhookSecret
-from . import connect, payments
+from . import cards, connect, payments
 
 logger = logging.getLogger(__name__)
 
@@ -266,7 +266,10 @@ def stripe_payment_intent_succeeded(event):
     invoice_id = _metadata_invoice(pi)
     amount = _minor(pi, "amount_received" if pi.get("amount_received") else "amount", currency)
     ref = str(pi.get("id") or "")
-    return _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, ref or None, ref)
+    outcome = _apply_payment(event, invoice_id, amount, currency, PaymentMethod.STRIPE, ref or None, ref)
+    if outcome == WebhookEvent.Status.PROCESSED:
+        cards.charge_settled_by_webhook(tenant_id=event.tenant_id, payment_intent=ref, succeeded=True)
+    return outcome
 
 
 def stripe_checkout_completed(event):
@@ -299,6 +302,9 @@ def stripe_payment_failed(event):
             invoice=invoice, amount=_minor(pi, "amount", currency), method=PaymentMethod.STRIPE,
             provider_ref=str(pi.get("id") or ""), reason=error, event_time=_event_time(event),
         )  # fmt: skip
+        cards.charge_settled_by_webhook(
+            tenant_id=invoice.tenant_id, payment_intent=str(pi.get("id") or ""), succeeded=False, message=error
+        )
     return WebhookEvent.Status.PROCESSED
 
 
@@ -391,7 +397,47 @@ def stripe_account_deauthorized(event):
     return WebhookEvent.Status.PROCESSED
 
 
+def _card_event(event) -> tuple[int | None, dict]:
+    """A saved-card event is about a connected account's objects: only a Connect event bound to its
+    tenant may touch that tenant's cards (a platform event names no account of a tenant)."""
+    if not event.account or event.bound_tenant_id is None:
+        return None, {}
+    return event.bound_tenant_id, _stripe_object(event)
+
+
+def stripe_setup_intent_succeeded(event):
+    """A card saved on Stripe's page (Checkout in setup mode): listed for the customer whose Stripe
+    Customer it names, in the event's tenant and account only."""
+    tenant_id, intent = _card_event(event)
+    if tenant_id is None:
+        return WebhookEvent.Status.UNMATCHED
+    card = cards.card_saved(tenant_id=tenant_id, account=event.account, setup_intent=intent)
+    if card is None:
+        event.error = "The SetupIntent names no customer of this tenant on this account: nothing was saved."
+        return WebhookEvent.Status.UNMATCHED
+    return WebhookEvent.Status.PROCESSED
+
+
+def stripe_payment_method_detached(event):
+    tenant_id, pm = _card_event(event)
+    if tenant_id is None:
+        return WebhookEvent.Status.UNMATCHED
+    cards.card_detached(tenant_id=tenant_id, account=event.account, payment_method=pm)
+    return WebhookEvent.Status.PROCESSED  # one we removed ourselves is already gone: nothing to do
+
+
+def stripe_payment_method_updated(event):
+    tenant_id, pm = _card_event(event)
+    if tenant_id is None:
+        return WebhookEvent.Status.UNMATCHED
+    cards.card_updated(tenant_id=tenant_id, account=event.account, payment_method=pm)
+    return WebhookEvent.Status.PROCESSED
+
+
 HANDLERS = {
+    ("stripe", "setup_intent.succeeded"): stripe_setup_intent_succeeded,
+    ("stripe", "payment_method.detached"): stripe_payment_method_detached,
+    ("stripe", "payment_method.updated"): stripe_payment_method_updated,
     ("stripe", "account.updated"): stripe_account_updated,
     ("stripe", "account.application.deauthorized"): stripe_account_deauthorized,
     ("stripe", "payment_intent.succeeded"): stripe_payment_intent_succeeded,
