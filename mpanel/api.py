@@ -60,7 +60,7 @@ from apps.portal.api import (
     PortalLogoutView,
     PortalMeView,
     PortalOrderViewSet,
-    PortalPaymentMethodView,
+    PortalPaymentMethodViewSet,
     PortalServiceViewSet,
     PortalSessionViewSet,
     PortalUserViewSet,
@@ -164,6 +164,7 @@ router.register("portal/services", PortalServiceViewSet, basename="portal-servic
 router.register("portal/invoices", PortalInvoiceViewSet, basename="portal-invoice")
 router.register("portal/orders", PortalOrderViewSet, basename="portal-order")
 router.register("portal/sessions", PortalSessionViewSet, basename="portal-session")
+router.register("portal/payment-methods", PortalPaymentMethodViewSet, basename="portal-payment-method")
 router.register("audit", AuditEventViewSet, basename="audit")
 router.register("ops/provisioning", ProvisioningViewSet, basename="job")
 router.register("billing/invoices", InvoiceViewSet, basename="invoice")
@@ -282,7 +283,6 @@ urlpatterns = [
     re_path(r"^portal/login/?$", PortalLoginView.as_view(), name="portal-login"),
     re_path(r"^portal/logout/?$", PortalLogoutView.as_view(), name="portal-logout"),
     re_path(r"^portal/me/?$", PortalMeView.as_view(), name="portal-me"),
-    re_path(r"^portal/payment-methods/?$", PortalPaymentMethodView.as_view(), name="portal-payment-methods"),
     re_path(r"^billing/products/catalog/public/?$", PublicCatalogView.as_view(), name="public-catalog-billing"),
     re_path(
         r"^security/policy/?$",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
-from django.conf import settings
 from django.db import transaction
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, permissions, status, viewsets
 from rest_framework.decorators import action
@@ -20,8 +20,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.audit import services as audit
-from apps.billing.models import Invoice, Subscription
-from apps.billing.services import stripe_gateway
+from apps.billing.models import Invoice, SavedPaymentMethod, Subscription
+from apps.billing.services import cards, stripe_gateway
 from apps.catalog.models import Visibility
 from apps.common.throttling import DynamicScopedRateThrottle
 from apps.customers.models import Customer
@@ -35,14 +35,17 @@ from apps.tenancy.viewsets import ResourceViewSet
 from . import selectors, services
 from .auth import IsPortalUser, PortalTokenAuthentication, require, sees_money
 from .models import PortalSession, PortalUser
+from .payment_views import accepted_methods
 from .serializers import (
     PayLinkSerializer,
-    PaymentMethodSerializer,
+    PortalCardSerializer,
+    PortalCardSetupSerializer,
     PortalInvoiceSerializer,
     PortalLoginSerializer,
     PortalMeSerializer,
     PortalOrderCreateSerializer,
     PortalOrderSerializer,
+    PortalPaymentMethodsSerializer,
     PortalServiceSerializer,
     PortalSessionSerializer,
     PortalTokenSerializer,
@@ -50,6 +53,7 @@ from .serializers import (
     PortalUserSerializer,
     PortalUserUpdateSerializer,
 )
+from .services import absolute
 
 # --- staff: a customer's portal users -----------------------------------------------------------
 
@@ -254,18 +258,64 @@ class PortalOrderViewSet(PortalApiMixin, viewsets.GenericViewSet):
         )
 
 
-class PortalPaymentMethodView(PortalApiMixin, APIView):
-    """How the customer can pay (owner and billing). Saved cards (SetupIntents) are not built yet."""
+class PortalPaymentMethodViewSet(PortalApiMixin, viewsets.GenericViewSet):
+    """The customer's saved cards (owner and billing; technical: 403). `POST setup` answers Stripe's
+    hosted page (Checkout in setup mode) where the customer enters a card: it is listed once Stripe
+    confirms it. `POST /:id/default` makes a card the one renewals are charged on; `DELETE /:id`
+    removes it (detached at Stripe)."""
 
-    @extend_schema(responses={200: PaymentMethodSerializer(many=True)}, summary="List payment methods (portal)")
-    def get(self, request):
+    queryset = SavedPaymentMethod.objects.none()
+    serializer_class = PortalCardSerializer
+    lookup_value_regex = "[0-9a-fA-F-]{36}"
+    filter_backends: list = []
+    pagination_class = None
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)
         require(sees_money, self.portal_user)
-        methods = []
-        if settings.STRIPE_API_KEY:
-            methods.append(
-                {"method": "stripe_checkout", "description": "Card, on Stripe's payment page", "saved": False}
-            )
-        return Response(PaymentMethodSerializer(methods, many=True).data)
+
+    def get_queryset(self):
+        return cards.cards_of(self.portal_user.customer)
+
+    @extend_schema(responses={200: PortalPaymentMethodsSerializer}, summary="Saved cards and how to pay (portal)")
+    def list(self, request):
+        customer = self.portal_user.customer
+        body = {
+            "cards_offered": cards.cards_account(customer.tenant_id) is not None,
+            "accepted": accepted_methods(customer.tenant_id),
+            "results": list(self.get_queryset()),
+        }
+        return Response(PortalPaymentMethodsSerializer(body).data)
+
+    @extend_schema(
+        request=PortalCardSetupSerializer,
+        responses={201: PayLinkSerializer},
+        summary="Add a card: Stripe's page to enter it (portal)",
+    )
+    @action(detail=False, methods=["post"])
+    def setup(self, request):
+        body = PortalCardSetupSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        customer = self.portal_user.customer
+        page = reverse("portal:payment-methods", kwargs={"tenant_slug": customer.tenant.slug})
+        link = cards.setup_start(
+            customer=customer,
+            success_url=body.validated_data.get("success_url") or absolute(f"{page}?saved=1"),
+            cancel_url=body.validated_data.get("cancel_url") or absolute(f"{page}?cancelled=1"),
+            actor=self.portal_user,
+        )
+        return Response(PayLinkSerializer(link).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses={200: PortalCardSerializer}, summary="Make a card the default (portal)")
+    @action(detail=True, methods=["post"], url_path="default")
+    def make_default(self, request, pk=None):
+        card = cards.card_set_default(card=self.get_object(), actor=self.portal_user)
+        return Response(PortalCardSerializer(card).data)
+
+    @extend_schema(responses={204: None}, summary="Remove a saved card (portal)")
+    def destroy(self, request, pk=None):
+        cards.card_remove(card=self.get_object(), actor=self.portal_user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class PortalSessionViewSet(PortalApiMixin, viewsets.GenericViewSet):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from django.core.validators import URLValidator
 from rest_framework import serializers
 
 from apps.billing.models import Invoice, InvoiceLine, Subscription
-from apps.billing.serializers import MoneyField
+from apps.billing.serializers import MoneyField, SavedPaymentMethodSerializer
 from apps.catalog.models import Cycle, Product
 from apps.common.serializers import ModelSerializer, Serializer
 from apps.orders.serializers import OrderSerializer as StaffOrderSerializer
@@ -175,10 +176,24 @@ class PortalOrderSerializer(StaffOrderSerializer):
     pass
 
 
-class PaymentMethodSerializer(Serializer):
-    method = serializers.CharField()
-    description = serializers.CharField()
-    saved = serializers.BooleanField(help_text="A saved card (none until SetupIntents are built).")
+class PortalCardSerializer(SavedPaymentMethodSerializer):
+    """A saved card (the card itself stays at Stripe: brand, last four digits and expiry only)."""
+
+
+class PortalPaymentMethodsSerializer(Serializer):
+    cards_offered = serializers.BooleanField(help_text="Whether a card can be saved (the tenant's Stripe account).")
+    accepted = serializers.ListField(child=serializers.CharField(), help_text="Other ways to pay each invoice.")
+    results = PortalCardSerializer(many=True)
+
+
+WEB_URL = URLValidator(schemes=["https", "http"])
+
+
+class PortalCardSetupSerializer(Serializer):
+    """Where Stripe's page sends the customer back (a storefront's own pages); default: the portal's."""
+
+    success_url = serializers.URLField(required=False, max_length=2000, validators=[WEB_URL])
+    cancel_url = serializers.URLField(required=False, max_length=2000, validators=[WEB_URL])
 
 
 class PortalSessionSerializer(ModelSerializer):

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import payment_views, views
 
 app_name = "portal"
 
@@ -42,4 +42,20 @@ urlpatterns = [
     path("<slug:tenant_slug>/users/<uuid:pk>/remove/", views.user_remove, name="user-remove"),
     path("<slug:tenant_slug>/security/", views.security, name="security"),
     path("<slug:tenant_slug>/sessions/<uuid:pk>/revoke/", views.session_revoke, name="session-revoke"),
+]
+
+# Payment methods: saved cards (apps/portal/payment_views.py).
+urlpatterns += [
+    path("<slug:tenant_slug>/payment-methods/", payment_views.payment_methods, name="payment-methods"),
+    path("<slug:tenant_slug>/payment-methods/add/", payment_views.payment_method_add, name="payment-method-add"),
+    path(
+        "<slug:tenant_slug>/payment-methods/<uuid:pk>/default/",
+        payment_views.payment_method_default,
+        name="payment-method-default",
+    ),
+    path(
+        "<slug:tenant_slug>/payment-methods/<uuid:pk>/remove/",
+        payment_views.payment_method_remove,
+        name="payment-method-remove",
+    ),
 ]

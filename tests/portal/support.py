@@ -93,3 +93,17 @@ def api_client(user: PortalUser) -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
     return client
+
+
+def saved_card(world: CustomerWorld):
+    """A card saved for the world's customer (as ``setup_intent.succeeded`` leaves it), on an account
+    the tenant has not connected: removing it calls no Stripe."""
+    from apps.billing.models import SavedPaymentMethod
+
+    n = SavedPaymentMethod.all_tenants.count() + 1
+    with tenant_scope(world.tenant):
+        return SavedPaymentMethod.objects.create(
+            customer=world.customer, account="acct_1NotConnected0", stripe_customer_id=f"cus_iso_{n}",
+            stripe_payment_method_id=f"pm_iso_{world.customer.pk.hex[:8]}_{n}", brand="visa", last4="4242",
+            exp_month=12, exp_year=2031,
+        )  # fmt: skip

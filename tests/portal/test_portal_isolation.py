@@ -19,7 +19,7 @@ from apps.portal.models import PortalRole, PortalSession
 from apps.tenancy.scoping import tenant_scope
 from tests.accounts.test_token_reach import _sample, api_routes
 
-from .support import ROLES, api_client, page_client
+from .support import ROLES, api_client, page_client, saved_card
 
 ALL = frozenset(ROLES)
 MONEY = frozenset({PortalRole.OWNER, PortalRole.BILLING})
@@ -67,6 +67,10 @@ PAGES = {
     "user-remove": ("post", "other_user", OWNER),
     "security": ("get", None, ALL),
     "session-revoke": ("post", "session", ALL),
+    "payment-methods": ("get", None, MONEY),
+    "payment-method-add": ("post", None, MONEY),
+    "payment-method-default": ("post", "card", MONEY),
+    "payment-method-remove": ("post", "card", MONEY),
 }
 
 ALLOWED = {200, 302}
@@ -82,6 +86,8 @@ def _object(world, kind, role):
         return world.users[PortalRole.BILLING if role != PortalRole.BILLING else PortalRole.TECHNICAL]
     if kind == "session":
         return PortalSession.all_tenants.filter(user__customer=world.customer).first()
+    if kind == "card":
+        return saved_card(world)  # a fresh one each time (removing it is one of the routes)
     return getattr(world, kind)
 
 
@@ -138,7 +144,10 @@ def test_pages_show_only_the_customers_own(name, portal):
 # url name of the route: (method, object kind or None, roles allowed, success codes)
 API = {
     "portal-me": ("get", None, ALL, {200}),
-    "portal-payment-methods": ("get", None, MONEY, {200}),
+    "portal-payment-method-list": ("get", None, MONEY, {200}),
+    "portal-payment-method-setup": ("post", None, MONEY, {201, 409}),  # 409: no Stripe account here
+    "portal-payment-method-detail": ("delete", "card", MONEY, {204}),
+    "portal-payment-method-make-default": ("post", "card", MONEY, {200}),
     "portal-service-list": ("get", None, ALL, {200}),
     "portal-service-detail": ("get", "subscription", ALL, {200}),
     "portal-invoice-list": ("get", None, MONEY, {200}),
@@ -163,7 +172,7 @@ def test_every_api_route_is_classified():
 
 
 def _api_path(name, obj):
-    if name.endswith(("-detail", "-pay")):
+    if name.endswith(("-detail", "-pay", "-make-default")):
         return reverse(name, kwargs={"pk": str(obj.pk) if obj is not None else str(uuid.uuid4())})
     return reverse(name)
 

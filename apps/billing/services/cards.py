@@ -84,6 +84,11 @@ def cards_of(customer):
     return SavedPaymentMethod.all_tenants.filter(tenant_id=customer.tenant_id, customer=customer)
 
 
+def card_of(customer, pk) -> SavedPaymentMethod | None:
+    """One of the customer's cards (another customer's, in this tenant or not: None)."""
+    return cards_of(customer).filter(pk=pk).first()
+
+
 # --- saving a card ----------------------------------------------------------------------------
 
 
