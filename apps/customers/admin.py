@@ -269,4 +269,8 @@ def summary_context(summary: dict) -> dict:
         "invoices": invoices,
         "activity": activity,
         "invoices_url": f"{changelist}?{summary.get('invoice_filter', '')}",
+        "cards": [
+            {"label": str(c), "expiry": c.expiry or "—", "default": c.is_default, "added": when(c.created_at)}
+            for c in summary.get("cards", [])
+        ],
     }

@@ -103,6 +103,9 @@ def customer_summary(customer: Customer) -> dict[str, Any]:
         summary["credit"] = {
             r["currency"]: r["balance"] for r in balances.annotate(balance=Sum("amount")) if r["balance"]
         }
+    SavedPaymentMethod = _model("billing.SavedPaymentMethod")
+    if SavedPaymentMethod is not None:  # saved cards, read-only: the customer adds them at Stripe
+        summary["cards"] = list(SavedPaymentMethod.all_tenants.filter(customer=customer)[:LATEST])
     summary["activity"] = _activity(customer, Invoice, Subscription)
     return summary
 

@@ -356,3 +356,14 @@ class TestSavedPaymentMethodApi(ApiTestCase):
             stripe_payment_method_id=f"pm_api_{seq}_{next(_n)}", brand="visa", last4="4242", exp_month=1,
             exp_year=2031, is_default=True,
         )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_a_customers_saved_cards_read_only(client, tenant_a, stripe_api):
+    from tests.console.test_admin_billing import operator, url
+
+    account = connected(tenant_a, stripe_api, "acct_1CardsAdmin0").account_id
+    customer = customer_of(tenant_a)
+    save_card(tenant_a, stripe_api, account, customer, brand="amex", last4="0005", exp=(3, 2031))
+    html = operator(client, "support").get(url(Customer, "change", customer.pk)).content.decode()
+    assert 'id="customer-cards"' in html and "Amex •••• 0005" in html and "03/2031" in html and "Default" in html
