@@ -39,7 +39,7 @@ MODULES: tuple[Module, ...] = (
     Module("Customers", ("customers",), "The people and companies a tenant bills, and their contacts."),
     Module(
         "Invoices and payments",
-        ("billing/invoices", "billing/payments", "billing/credit-notes"),
+        ("billing/invoices", "billing/payments", "billing/payment-methods", "billing/credit-notes"),
         "Invoices from draft to paid, their PDFs, payments, refunds and credit notes.",
     ),
     Module(
