@@ -60,6 +60,7 @@ class BrandView:
     logo_width: int | None = None
     logo_height: int | None = None
     support_email: str = ""
+    sender_email: str = ""
     support_url: str = ""
     support_phone: str = ""
     legal_name: str = ""
@@ -144,6 +145,7 @@ def view_of(brand: Brand | None, tenant: Tenant) -> BrandView:
         logo_width=brand.logo_width,
         logo_height=brand.logo_height,
         support_email=brand.support_email,
+        sender_email=brand.sender_email,
         support_url=brand.support_url,
         support_phone=brand.support_phone,
         legal_name=brand.legal_name,

@@ -109,7 +109,8 @@ def test_vanity_nameservers_in_new_and_existing_zones(
         z.refresh_from_db()
         assert z.status == "active" and z.served_serial == z.serial, z.last_error
     event = AuditEvent.objects.filter(action="dns.zone.nameservers", object_id=str(before.pk)).get()
-    assert event.after["nameservers"] == vanity and event.before["nameservers"] == [n.rstrip(".") for n in PLATFORM]
+    assert event.changes["nameservers"] == [[n.rstrip(".") for n in PLATFORM], vanity]
+    assert event.changes["soa_mname"][1].rstrip(".") == "ns1.nimbus-brand.example"
 
     # A new set replaces the one applied before (known as ours), again leaving the tenant's own alone.
     renamed = ["ns1.nimbus-dns.example", "ns2.nimbus-dns.example", "ns3.nimbus-dns.example"]
