@@ -80,8 +80,10 @@ class BrandView:
     @property
     def logo_path(self) -> str:
         """The logo's URL relative to the current host (a custom portal domain serves ``/brand/`` too)."""
-        base = settings.MPANEL_FRONTEND_URL.rstrip("/")
-        return self.logo_url[len(base) :] if self.logo_url.startswith(base) else self.logo_url
+        if not self.logo_url:
+            return ""
+        parts = urlsplit(self.logo_url)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
 
     @property
     def seller_name(self) -> str:
@@ -141,7 +143,8 @@ def view_of(brand: Brand | None, tenant: Tenant) -> BrandView:
         logo=brand.logo,
         logo_content_type=brand.logo_content_type,
         logo_sha256=brand.logo_sha256,
-        logo_url=settings.MPANEL_FRONTEND_URL.rstrip("/") + logo_path(brand) if brand.logo else "",
+        # Absolute (e-mails show it): under the tenant's custom portal domain when it has a verified one.
+        logo_url=public_base(tenant) + logo_path(brand) if brand.logo else "",
         logo_width=brand.logo_width,
         logo_height=brand.logo_height,
         support_email=brand.support_email,
@@ -281,16 +284,22 @@ def verified_domain_of(tenant: Tenant) -> str:
     )
 
 
+def public_base(tenant: Tenant) -> str:
+    """``https://my.brand.com`` for a tenant with a verified custom domain, else ``MPANEL_FRONTEND_URL``."""
+    domain = verified_domain_of(tenant)
+    if domain:
+        return f"{urlsplit(settings.MPANEL_FRONTEND_URL).scheme or 'https'}://{domain}"
+    return settings.MPANEL_FRONTEND_URL.rstrip("/")
+
+
 def portal_base_url(tenant: Tenant) -> str:
     """Where the tenant's portal lives, without a trailing slash: ``https://my.brand.com`` when it has a
     verified custom domain (the scheme of ``MPANEL_FRONTEND_URL``), else the panel's
     ``…/portal/<slug>``. A portal path (``/invoices/<id>/``) appended to it is a link a customer can
     follow; e-mails and Stripe's return URLs are made this way, so a white-labelled tenant's customers
     never see the panel's address."""
-    domain = verified_domain_of(tenant)
-    if domain:
-        scheme = urlsplit(settings.MPANEL_FRONTEND_URL).scheme or "https"
-        return f"{scheme}://{domain}"
+    if verified_domain_of(tenant):
+        return public_base(tenant)
     # Reversed in the panel's own URLconf, whatever host the current request came in on.
     index = reverse("portal:index", kwargs={"tenant_slug": tenant.slug}, urlconf=settings.ROOT_URLCONF)
     return settings.MPANEL_FRONTEND_URL.rstrip("/") + index.rstrip("/")
@@ -324,6 +333,7 @@ def _on_tenant(sender, instance, **kwargs):
 
 def _on_domain(sender, instance, **kwargs):
     forget_host(instance.hostname)
+    forget_brand(instance.tenant_id)  # its logo's URL is under the verified domain
 
 
 def connect_signals() -> None:
