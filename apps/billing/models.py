@@ -129,6 +129,9 @@ class Invoice(TenantOwnedModel):
     amount_due = money_field()
     notes = models.TextField(blank=True)
     billing_details = models.JSONField(default=dict, blank=True, help_text="The customer's details at issue.")
+    seller_details = models.JSONField(
+        default=dict, blank=True, help_text="The seller's details (the tenant's brand) at issue; its PDF shows these."
+    )
     issued_at = models.DateTimeField(null=True, blank=True)
     paid_at = models.DateTimeField(null=True, blank=True)
     voided_at = models.DateTimeField(null=True, blank=True)
@@ -268,6 +271,9 @@ class CreditNote(TenantOwnedModel):
     applied_to_invoice = money_field(help_text="Reduced the invoice's amount due.")
     credited_to_balance = money_field(help_text="Went to the customer's credit (the invoice was paid).")
     issued_at = models.DateTimeField()
+    seller_details = models.JSONField(
+        default=dict, blank=True, help_text="The seller's details (the tenant's brand) at issue; its PDF shows these."
+    )
 
     class Meta:
         ordering = ["-issued_at"]

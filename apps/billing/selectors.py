@@ -13,8 +13,9 @@ from django.utils import timezone
 
 from apps.common.money import quantize
 from apps.customers.services import DELETE_GUARDS
+from apps.whitelabel.selectors import LOGO_KEEPERS
 
-from .models import Invoice, InvoiceStatus, Payment, Subscription, SubscriptionStatus
+from .models import CreditNote, Invoice, InvoiceStatus, Payment, Subscription, SubscriptionStatus
 from .periods import CYCLE_MONTHS
 
 # Subscriptions that bring money in every month: past-due ones still run until dunning suspends
@@ -66,3 +67,12 @@ def customer_has_billing_history(customer) -> str | None:
     if Invoice.all_tenants.filter(customer=customer).exists() or Payment.all_tenants.filter(customer=customer).exists():
         return "it has invoices or payments"
     return None
+
+
+@LOGO_KEEPERS.register("billing")
+def logo_on_issued_documents(name: str) -> bool:
+    """An issued invoice or credit note whose seller snapshot shows this logo file keeps it stored."""
+    return (
+        Invoice.all_tenants.filter(seller_details__logo=name).exists()
+        or CreditNote.all_tenants.filter(seller_details__logo=name).exists()
+    )

@@ -8,6 +8,8 @@ are refused once the zone is being deleted."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -15,13 +17,19 @@ from django.utils import timezone
 from agent.validate import dns as dns_rules
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.registry import Registry
 from apps.common.rules import as_input
 from apps.jobs.lifecycle import Lifecycle, Move
 from apps.names import claims
 from apps.nodes.models import Node, NodeStatus, with_role
+from apps.tenancy.scoping import tenant_scope
 
 from . import templates, validators, zonedata
 from .models import Record, Zone, ZoneStatus
+
+# Name servers a tenant's NEW zones get instead of ``MPANEL_DNS_NAMESERVERS``: callables tenant -> list of
+# host names (apps/whitelabel registers the brand's vanity name servers). The first non-empty answer wins.
+NAMESERVERS: Registry[Callable] = Registry("tenant name servers")
 
 # The SOA settings a tenant may set (on create and update).
 SETTABLE = ["default_ttl", "soa_mname", "soa_rname", "soa_refresh", "soa_retry", "soa_expire", "soa_minimum"]
@@ -97,9 +105,7 @@ def zone_create(
     origin = name + "."
     node = _pick_node(node)
     claims.claim(tenant, [name])  # nobody else's tree (apps/names/claims.py); locked until commit
-    nameservers = [
-        validators.zone_name(ns, field="nameservers") for ns in (nameservers or settings.MPANEL_DNS_NAMESERVERS)
-    ]
+    nameservers = [validators.zone_name(ns, field="nameservers") for ns in (nameservers or nameservers_for(tenant))]
     zone = Zone(
         tenant=tenant,
         name=name,
@@ -132,6 +138,60 @@ def zone_create(
                  "records": [r.label() for r in rows]}, **audit.by(actor))  # fmt: skip
     _changed(zone, actor)
     return zone
+
+
+def nameservers_for(tenant) -> list[str]:
+    """The apex NS a new zone of ``tenant`` gets: its own (vanity) name servers when it named some, else
+    the platform's ``MPANEL_DNS_NAMESERVERS``."""
+    for provide in NAMESERVERS:
+        names = provide(tenant)
+        if names:
+            return list(names)
+    return list(settings.MPANEL_DNS_NAMESERVERS)
+
+
+def _host(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+def zones_set_nameservers(*, tenant, nameservers: list[str], ours=(), actor=None) -> list[Zone]:
+    """Rewrite the apex NS records (and the SOA's primary, ``mname``) of ``tenant``'s zones to
+    ``nameservers``, each zone in its own transaction with its audit event and its sync job (the
+    normal zone push). A zone is left alone when it is being deleted, already has them, or lists at
+    its apex a name server that is not one of ours (the platform's, ``nameservers`` or ``ours``,
+    e.g. the vanity names applied before): the tenant chose those itself. Answers the zones changed."""
+    names = [validators.zone_name(ns, field="nameservers") for ns in nameservers]
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise InvalidInput("Give at least two different name servers.", field="nameservers")
+    known = {_host(n) for n in (*settings.MPANEL_DNS_NAMESERVERS, *ours, *names)}
+    changed = []
+    ids = Zone.all_tenants.filter(tenant=tenant).exclude(status=ZoneStatus.DELETING).values_list("pk", flat=True)
+    for zone_id in list(ids):
+        with tenant_scope(tenant), transaction.atomic():
+            zone = zones.locked(Zone.all_tenants.get(pk=zone_id))
+            if zone.status == ZoneStatus.DELETING:
+                continue
+            apex = [r for r in zone.records.all() if r.type == "NS" and r.name == "@"]
+            current = sorted(_host(r.content) for r in apex)
+            if current == sorted(names) and _host(zone.soa_mname) == names[0]:
+                continue
+            if any(name not in known for name in current):
+                continue
+            rows = [validators.record("@", "NS", None, ns + ".", zone.origin) for ns in names]
+            others = [r for r in zone.records.all() if not (r.type == "NS" and r.name == "@")]
+            validators.check_zone(_recs(zone, others) + rows, field="nameservers")
+            Record.all_tenants.filter(pk__in=[r.pk for r in apex]).delete()
+            Record.all_tenants.bulk_create([Record(tenant=zone.tenant, zone=zone, name=r.name, type=r.type, ttl=r.ttl,
+                                               content=r.content) for r in rows])  # fmt: skip
+            before_mname = zone.soa_mname
+            if _host(zone.soa_mname) in known:
+                zone.soa_mname = validators.soa_field("soa_mname", names[0])
+            audit.record(action="dns.zone.nameservers", obj=zone,
+                         before={"nameservers": current, "soa_mname": before_mname},
+                         after={"nameservers": names, "soa_mname": zone.soa_mname}, **audit.by(actor))  # fmt: skip
+            _changed(zone, actor)
+            changed.append(zone)
+    return changed
 
 
 @transaction.atomic

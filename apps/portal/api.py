@@ -33,7 +33,7 @@ from apps.tenancy.scoping import tenant_scope
 from apps.tenancy.viewsets import ResourceViewSet
 
 from . import selectors, services
-from .auth import IsPortalUser, PortalTokenAuthentication, require, sees_money
+from .auth import IsPortalUser, PortalTokenAuthentication, host_tenant, require, sees_money
 from .models import PortalSession, PortalUser
 from .payment_views import accepted_methods
 from .serializers import (
@@ -149,6 +149,9 @@ class PortalLoginView(APIView):
         body.is_valid(raise_exception=True)
         data = body.validated_data
         tenant = Tenant.objects.filter(slug=data["tenant"], status=Tenant.Status.ACTIVE).first()
+        on_host = host_tenant(request)
+        if on_host is not None and tenant != on_host:
+            tenant = None  # a custom domain logs in to its own tenant's portal only
         if tenant is None:
             raise exceptions.ValidationError({"tenant": ["Unknown business."]})
         session, raw = services.login(

@@ -35,6 +35,27 @@ def portal_tenant(slug: str) -> Tenant:
     return get_object_or_404(Tenant, slug=slug, status=Tenant.Status.ACTIVE)
 
 
+def tenant_of(request, slug: str) -> Tenant:
+    """The tenant whose portal this request is for: on a custom domain (``request.portal_domain``, set
+    by the white-label middleware with ``apps.portal.host_urls``, whose routes carry an empty slug)
+    the host's tenant and only it; on the panel's host the active tenant of the slug. Fail-closed: an
+    empty slug without a custom domain, or a slug on a custom domain, is a 404."""
+    domain_tenant = getattr(request, "portal_tenant", None) if getattr(request, "portal_domain", None) else None
+    if domain_tenant is not None:
+        if slug:
+            raise Http404("Not found.")
+        return domain_tenant
+    if not slug:
+        raise Http404("Not found.")
+    return portal_tenant(slug)
+
+
+def host_tenant(request) -> Tenant | None:
+    """The tenant of the custom portal domain this request came in on (``None`` on the panel's host)."""
+    request = getattr(request, "_request", request)  # a DRF request wraps Django's
+    return getattr(request, "portal_tenant", None) if getattr(request, "portal_domain", None) else None
+
+
 def _act_as(user: PortalUser, session: PortalSession) -> None:
     ctx = context.current()
     ctx.actor = user
@@ -79,7 +100,7 @@ def portal_page(check: Callable[[PortalUser], bool] | None = None, *, allow_unen
     def decorate(view):
         @wraps(view)
         def wrapped(request, tenant_slug: str, *args, **kwargs):
-            tenant = portal_tenant(tenant_slug)
+            tenant = tenant_of(request, tenant_slug)
             request.portal_tenant = tenant
             with tenant_scope(tenant):
                 session = web_session(request, tenant)
@@ -106,7 +127,7 @@ def public_page(view):
 
     @wraps(view)
     def wrapped(request, tenant_slug: str, *args, **kwargs):
-        tenant = portal_tenant(tenant_slug)
+        tenant = tenant_of(request, tenant_slug)
         request.portal_tenant = tenant
         context.current().via = "portal"
         with tenant_scope(tenant):
@@ -145,6 +166,10 @@ class PortalTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.PermissionDenied("The portal API takes a customer's portal token, never a staff key.")
         session = services.session_for_key(raw)
         if session is None or session.kind != PortalSession.Kind.API:
+            raise exceptions.AuthenticationFailed("Invalid, expired or revoked portal token.")
+        on_host = host_tenant(request)
+        if on_host is not None and on_host.pk != session.tenant_id:
+            # Another tenant's token on this tenant's custom domain: unknown here.
             raise exceptions.AuthenticationFailed("Invalid, expired or revoked portal token.")
         _act_as(session.user, session)
         return session.user, session

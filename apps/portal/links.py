@@ -3,15 +3,13 @@ the invoice in the tenant's portal, with one-click pay, for a customer who is no
 
 from __future__ import annotations
 
-from django.urls import reverse
-
 from apps.billing.services.notifications import INVOICE_LINKS
+from apps.whitelabel.selectors import portal_url
 
 from . import signed
-from .services import absolute
 
 
 @INVOICE_LINKS.register("portal")
 def invoice_link(invoice) -> str:
     token = signed.invoice_token(invoice)
-    return absolute(reverse("portal:invoice-link", kwargs={"tenant_slug": invoice.tenant.slug, "token": token}))
+    return portal_url(invoice.tenant, "invoice-link", token=token)  # the tenant's custom domain when it has one

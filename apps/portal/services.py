@@ -14,10 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
-from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import timezone
 from django_otp.oath import TOTP
 
@@ -27,6 +24,8 @@ from apps.common.exceptions import Conflict, DomainError, InvalidInput
 from apps.customers import services as customer_services
 from apps.customers.models import Customer
 from apps.tenancy.scoping import tenant_scope
+from apps.whitelabel.emails import branded_message, render_text
+from apps.whitelabel.selectors import brand_for, portal_url
 
 from . import lockout, signed
 from .models import PortalRole, PortalSession, PortalSettings, PortalUser, sha256
@@ -60,17 +59,19 @@ class SecondFactorRequired(DomainError):
 
 
 def absolute(path: str) -> str:
+    """A path on the panel's own address. Links into a tenant's portal use ``portal_url`` (its custom
+    domain when it has one)."""
     return settings.MPANEL_FRONTEND_URL.rstrip("/") + path
 
 
 def _send(*, to: str, subject: str, template: str, values: dict) -> None:
-    """After the commit (a rollback sends nothing); a mail server that is down fails loudly."""
-    body = render_to_string(f"portal/email/{template}.txt", values)
-
-    def send() -> None:
-        EmailMessage(subject=subject, body=body, from_email=settings.DEFAULT_FROM_EMAIL, to=[to]).send()
-
-    transaction.on_commit(send)
+    """In the tenant's brand (its name as sender, its support address as Reply-To, links on its custom
+    domain), after the commit (a rollback sends nothing); a mail server that is down fails loudly."""
+    tenant = values["tenant"]
+    brand = brand_for(tenant)
+    body = render_text(f"portal/email/{template}.txt", {**values, "brand": brand})
+    message = branded_message(tenant, subject=subject.format(brand=brand.display_name), text=body, to=[to])
+    transaction.on_commit(message.send)
 
 
 def check_password_rules(password: str) -> None:
@@ -116,7 +117,7 @@ def _insert(user: PortalUser) -> None:
 
 def invitation_url(user: PortalUser) -> str:
     token = signed.user_link_token(user, "invitation")
-    return absolute(reverse("portal:invitation", kwargs={"tenant_slug": user.tenant.slug, "token": token}))
+    return portal_url(user.tenant, "invitation", token=token)
 
 
 @transaction.atomic
@@ -143,7 +144,7 @@ def portal_user_send_invitation(user: PortalUser) -> None:
     tenant = user.customer.tenant
     _send(
         to=user.email,
-        subject=f"Your {tenant.name} customer account",
+        subject="Your {brand} customer account",
         template="invitation",
         values={"user": user, "tenant": tenant, "url": invitation_url(user), "days": signed.INVITATION_MAX_AGE.days},
     )
@@ -233,10 +234,10 @@ def password_reset_request(*, tenant, email: str) -> None:
             return
         audit.record(action="portal_user.password_reset_request", obj=user, actor=user)
         token = signed.user_link_token(user, "reset")
-        url = absolute(reverse("portal:reset-confirm", kwargs={"tenant_slug": tenant.slug, "token": token}))
+        url = portal_url(tenant, "reset-confirm", token=token)
         _send(
             to=user.email,
-            subject=f"Reset your {tenant.name} password",
+            subject="Reset your {brand} password",
             template="password_reset",
             values={"user": user, "tenant": tenant, "url": url},
         )
@@ -310,10 +311,10 @@ def signup(*, tenant, data: SignUp) -> PortalUser:
 def send_verification(user: PortalUser) -> None:
     tenant = user.customer.tenant
     token = signed.user_link_token(user, "verify")
-    url = absolute(reverse("portal:verify", kwargs={"tenant_slug": tenant.slug, "token": token}))
+    url = portal_url(tenant, "verify", token=token)
     _send(
         to=user.email,
-        subject=f"Confirm your address for {tenant.name}",
+        subject="Confirm your address for {brand}",
         template="verify",
         values={"user": user, "tenant": tenant, "url": url},
     )

@@ -32,6 +32,7 @@ from apps.domains import services as domain_services
 from apps.mail import services as mail_services
 from apps.orders import services as order_services
 from apps.orders.models import OrderStatus
+from apps.whitelabel.selectors import brand_for
 
 from . import forms, selectors, services, signed
 from .auth import (
@@ -59,8 +60,7 @@ def _page(request, template: str, values: dict | None = None, status: int = 200)
     tenant = request.portal_tenant
     user = getattr(request, "portal_user", None)
     base = {
-        # The white-label module fills this in; until then the tenant's own name.
-        "brand": {"name": tenant.name},
+        "brand": brand_for(tenant),  # apps/whitelabel: name, logo, colours, contact
         "tenant": tenant,
         "portal_user": user,
         "slug": tenant.slug,

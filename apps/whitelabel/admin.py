@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin
 from django.utils.html import format_html
 
-from apps.common.admin import ReadOnlyAdmin
+from apps.common.admin import ReadOnlyAdmin, apply_each
 from apps.common.display import EMPTY, badge, when
 from apps.common.exceptions import DomainError
 from apps.tenancy.admin_base import TenantOwnedAdmin, TenantOwnedForm
@@ -36,6 +36,9 @@ class BrandForm(TenantOwnedForm):
     def clean_primary_color(self):
         return self._rule(validators.primary_color, self.cleaned_data["primary_color"])
 
+    def clean_nameservers(self):
+        return self._rule(validators.nameservers, self.cleaned_data.get("nameservers") or [])
+
     def clean_accent_color(self):
         return self._rule(validators.accent_color, self.cleaned_data["accent_color"])
 
@@ -57,14 +60,25 @@ class BrandForm(TenantOwnedForm):
 class BrandAdmin(TenantOwnedAdmin):
     form = BrandForm
     list_display = ["display_name", "logo_thumbnail", "colours", "support_email", "legal_name", "vat_id"]
+    actions = ["apply_nameservers"]
     search_fields = ["display_name", "legal_name", "support_email", "vat_id", "tenant__name"]
     readonly_fields = ["logo_preview", "contrast"]
     fieldsets = [
         (None, {"fields": ["tenant", "display_name"]}),
         ("Logo", {"fields": ["logo_preview", "logo_file", "remove_logo"]}),
         ("Colours", {"fields": ["primary_color", "accent_color", "contrast"]}),
-        ("Support", {"fields": ["support_email", "support_url", "support_phone"]}),
+        ("Support", {"fields": ["support_email", "sender_email", "support_url", "support_phone"]}),
         ("Seller on invoices", {"fields": SELLER_FIELDS}),
+        (
+            "Name servers",
+            {
+                "fields": ["nameservers"],
+                "description": "Vanity name servers (a JSON list, e.g. "
+                '["ns1.brand.com", "ns2.brand.com"]) for the zones the tenant serves here; their glue '
+                'is set at the tenant\'s registrar. New zones get them; "Apply the name servers" '
+                "rewrites the existing ones.",
+            },
+        ),
     ]
 
     @admin.display(description="Logo")
@@ -114,6 +128,14 @@ class BrandAdmin(TenantOwnedAdmin):
             saved = services.logo_delete(tenant=obj.tenant, actor=request.user)
         obj.pk = saved.pk
         obj.refresh_from_db()
+
+    @admin.action(description="Apply the name servers to the tenant's existing zones")
+    def apply_nameservers(self, request, queryset):
+        def run(brand: Brand) -> None:
+            zones = services.nameservers_apply(tenant=brand.tenant, actor=request.user)
+            self.message_user(request, f"{brand}: {len(zones)} zone(s) rewritten.")
+
+        apply_each(self, request, queryset, run, "Applied the name servers of", "brand(s)")
 
     def save_related(self, request, form, formsets, change):
         pass  # no related rows; the base would save the form's instance again

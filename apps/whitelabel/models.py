@@ -30,6 +30,10 @@ class Brand(TenantOwnedModel):
     support_email = models.EmailField(blank=True)
     support_url = models.URLField(blank=True)
     support_phone = models.CharField(max_length=32, blank=True)
+    # Where customers' e-mails come From. On a mail domain of this tenant hosted here (with its DKIM
+    # key), they are sent from it, DKIM-signed; otherwise from the platform's address, under the
+    # brand's name, with this as Reply-To when there is no support address.
+    sender_email = models.EmailField(blank=True)
     # The seller on invoices (EU VAT directive art. 226: full name and address, VAT id).
     legal_name = models.CharField(max_length=200, blank=True)
     address_line1 = models.CharField(max_length=200, blank=True)
@@ -42,11 +46,18 @@ class Brand(TenantOwnedModel):
     registration_number = models.CharField(max_length=64, blank=True)
     invoice_footer = models.TextField(max_length=1000, blank=True)
     terms_url = models.URLField(blank=True)
+    # Vanity name servers (``ns1.brand.com``…): the apex NS and SOA primary of the zones the tenant
+    # serves here. Empty: the platform's (``MPANEL_DNS_NAMESERVERS``). Their addresses (glue) are the
+    # tenant's business, at its registrar.
+    nameservers = models.JSONField(default=list, blank=True, help_text="at least two host names, or none")
+    # The set last written into the tenant's zones (``services.nameservers_apply``): zones still
+    # listing these are ours to rewrite when the set changes.
+    nameservers_applied = models.JSONField(default=list, blank=True)
 
     audit_fields = (
-        "display_name", "logo", "logo_sha256", "primary_color", "accent_color", "support_email", "support_url",
-        "support_phone", "legal_name", "address_line1", "address_line2", "postal_code", "city", "region", "country",
-        "vat_id", "registration_number", "invoice_footer", "terms_url",
+        "display_name", "logo", "logo_sha256", "primary_color", "accent_color", "support_email", "sender_email",
+        "support_url", "support_phone", "legal_name", "address_line1", "address_line2", "postal_code", "city", "region",
+        "country", "vat_id", "registration_number", "invoice_footer", "terms_url", "nameservers", "nameservers_applied",
     )  # fmt: skip
 
     class Meta:

@@ -22,6 +22,10 @@ class BrandInputSerializer(Serializer):
         required=False, max_length=7, help_text="#rrggbb; at least 4.5:1 with white or dark text"
     )
     support_email = serializers.EmailField(required=False, allow_blank=True, help_text="Reply-To of every e-mail")
+    sender_email = serializers.EmailField(
+        required=False, allow_blank=True,
+        help_text="From of customers' e-mails; on a mail domain of yours hosted here they are DKIM-signed",
+    )  # fmt: skip
     support_url = serializers.URLField(required=False, allow_blank=True, max_length=200)
     support_phone = serializers.RegexField(r"^\+?[0-9 ()./-]{3,32}$", required=False, allow_blank=True, max_length=32)
     legal_name = serializers.CharField(required=False, allow_blank=True, max_length=200)
@@ -37,6 +41,13 @@ class BrandInputSerializer(Serializer):
     registration_number = serializers.CharField(required=False, allow_blank=True, max_length=64)
     invoice_footer = serializers.CharField(required=False, allow_blank=True, max_length=1000)
     terms_url = serializers.URLField(required=False, allow_blank=True, max_length=200)
+    nameservers = serializers.ListField(
+        child=serializers.CharField(max_length=253), required=False, max_length=13,
+        help_text="vanity name servers for the zones you serve here (ns1.brand.com…): none, or at least two",
+    )  # fmt: skip
+
+    def validate_nameservers(self, value: list[str]) -> list[str]:
+        return validators.nameservers(value)
 
     def validate_primary_color(self, value: str) -> str:
         return validators.primary_color(value)
@@ -52,6 +63,7 @@ class BrandSerializer(ModelSerializer):
     # URL or country code, so the schema must not promise those formats).
     country = serializers.CharField(read_only=True, help_text="ISO 3166-1 alpha-2 code, or empty")
     support_email = serializers.CharField(read_only=True, help_text="an e-mail address, or empty")
+    sender_email = serializers.CharField(read_only=True, help_text="an e-mail address, or empty")
     support_url = serializers.CharField(read_only=True, help_text="a URL, or empty")
     terms_url = serializers.CharField(read_only=True, help_text="a URL, or empty")
     # None until the brand is first saved (a tenant that never set one reads the defaults).
@@ -60,9 +72,10 @@ class BrandSerializer(ModelSerializer):
     class Meta:
         model = Brand
         fields = [
-            "display_name", "logo", "primary_color", "accent_color", "contrast", "support_email", "support_url",
-            "support_phone", "legal_name", "address_line1", "address_line2", "postal_code", "city", "region",
-            "country", "vat_id", "registration_number", "invoice_footer", "terms_url", "updated_at",
+            "display_name", "logo", "primary_color", "accent_color", "contrast", "support_email", "sender_email",
+            "support_url", "support_phone", "legal_name", "address_line1", "address_line2", "postal_code", "city",
+            "region", "country", "vat_id", "registration_number", "invoice_footer", "terms_url", "nameservers",
+            "updated_at",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -12,6 +12,7 @@ import logging
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -19,19 +20,21 @@ from django.utils import timezone
 from agent.web import self_signed
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.dns import services as dns_services
 from apps.websites import validators as host_rules
 
 from . import crypto, validators, verification
 from .models import Brand, CertificateKind, CustomDomain, DomainStatus
-from .selectors import storage
+from .selectors import LOGO_KEEPERS, storage
 
 log = logging.getLogger(__name__)
 
 TEXT_FIELDS = (
-    "display_name", "support_email", "support_url", "support_phone", "legal_name", "address_line1", "address_line2",
-    "postal_code", "city", "region", "country", "vat_id", "registration_number", "invoice_footer", "terms_url",
+    "display_name", "support_email", "sender_email", "support_url", "support_phone", "legal_name", "address_line1",
+    "address_line2", "postal_code", "city", "region", "country", "vat_id", "registration_number", "invoice_footer",
+    "terms_url",
 )  # fmt: skip
-FIELDS = (*TEXT_FIELDS, "primary_color", "accent_color")
+FIELDS = (*TEXT_FIELDS, "primary_color", "accent_color", "nameservers")
 
 
 def brand_of(tenant) -> Brand:
@@ -62,8 +65,28 @@ def brand_update(*, tenant, data: dict, replace: bool = False, actor=None) -> Br
         brand.primary_color = validators.primary_color(brand.primary_color)
         brand.accent_color = validators.accent_color(brand.accent_color)
         brand.vat_id = "".join(brand.vat_id.split()).upper()
+        brand.nameservers = validators.nameservers(brand.nameservers)
         brand.save()
     return brand
+
+
+def nameservers_apply(*, tenant, actor=None) -> list:
+    """Write the brand's vanity name servers (or, when it has none, the platform's) into the apex NS
+    and SOA primary of the tenant's existing zones, through the normal zone push (one job per zone,
+    each audited). Zones whose apex lists name servers the tenant chose itself are left alone. New
+    zones get them anyway (``apps.dns.services.NAMESERVERS``). Answers the zones changed."""
+    with transaction.atomic():
+        brand, _existed = _locked(tenant)
+        names = list(brand.nameservers) or list(settings.MPANEL_DNS_NAMESERVERS)
+        previous = list(brand.nameservers_applied)
+    changed = dns_services.zones_set_nameservers(tenant=tenant, nameservers=names, ours=previous, actor=actor)
+    with transaction.atomic():
+        brand, existed = _locked(tenant)
+        if existed and brand.nameservers_applied != list(brand.nameservers):
+            with audit.change(brand, "whitelabel.nameservers_apply", actor=actor):
+                brand.nameservers_applied = list(brand.nameservers)
+                brand.save(update_fields=["nameservers_applied", "updated_at"])
+    return changed
 
 
 def logo_upload(*, tenant, content: bytes, actor=None) -> Brand:
@@ -113,6 +136,8 @@ def logo_delete(*, tenant, actor=None) -> Brand:
 
 
 def _remove(name: str) -> None:
+    if any(keeps(name) for keeps in LOGO_KEEPERS):
+        return  # an issued invoice's seller snapshot still shows it (EU invoices are never re-rendered)
     try:
         storage().delete(name)
     except OSError:  # a file left behind costs bytes, never correctness

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from apps.common.exceptions import InvalidInput
+from apps.dns import validators as dns_validators
 
 AA_TEXT = 4.5
 WHITE = "#ffffff"
@@ -249,3 +250,25 @@ def _svg_side(root, attr: str, view_box_index: int) -> int | None:
         return round(float(parts[view_box_index])) if len(parts) == 4 else None
     except ValueError:
         return None
+
+
+MAX_NAMESERVERS = 13  # what fits in a referral without truncation, and more than anyone runs
+
+
+def nameservers(values) -> list[str]:
+    """Vanity name servers: none (the platform's), or at least two different host names (lower case,
+    IDNA A-labels, no trailing dot), each checked by the DNS module's rule for names."""
+    if values in (None, "", []):
+        return []
+    if isinstance(values, str):
+        values = [v for v in values.replace(",", " ").split() if v]
+    if not isinstance(values, list | tuple):
+        raise InvalidInput("A list of host names.", field="nameservers")
+    names = [dns_validators.zone_name(v, field="nameservers") for v in values]
+    if len(names) < 2:
+        raise InvalidInput("Give at least two name servers (or none for the platform's).", field="nameservers")
+    if len(names) > MAX_NAMESERVERS:
+        raise InvalidInput(f"At most {MAX_NAMESERVERS} name servers.", field="nameservers")
+    if len(set(names)) != len(names):
+        raise InvalidInput("A name server is listed twice.", field="nameservers")
+    return names

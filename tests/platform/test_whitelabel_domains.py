@@ -113,9 +113,9 @@ class TestCustomDomains:
         middleware = PortalDomainMiddleware(lambda request: request)
         factory = RequestFactory()
 
-        # Pending: the host maps to nobody, and Django still refuses it (not in ALLOWED_HOSTS).
-        assert middleware(factory.get("/", HTTP_HOST="my.nimbus-brand.example")).portal_tenant is None
-        assert client_for().get("/api/v1/healthz", HTTP_HOST="my.nimbus-brand.example").status_code == 400
+        # Pending: the host maps to nobody, and answers 404 (a name a tenant claimed is never the panel).
+        assert middleware(factory.get("/", HTTP_HOST="my.nimbus-brand.example")).status_code == 404
+        assert client_for().get("/api/v1/healthz", HTTP_HOST="my.nimbus-brand.example").status_code == 404
 
         # The tenant publishes the record in its zone, served by the real PowerDNS.
         dns_node(tenant_a)
@@ -153,7 +153,9 @@ class TestCustomDomains:
             request = middleware(factory.get("/", HTTP_HOST=host))
             assert request.portal_tenant == tenant_a.tenant and request.portal_domain == "my.nimbus-brand.example"
             assert request.get_host() == host
-        assert client_for().get("/api/v1/healthz", HTTP_HOST="my.nimbus-brand.example").status_code == 200
+        # There it is the tenant's portal alone (apps/portal/host_urls.py): no staff API.
+        assert client_for().get("/login/", HTTP_HOST="my.nimbus-brand.example").status_code == 200
+        assert client_for().get("/api/v1/healthz", HTTP_HOST="my.nimbus-brand.example").status_code == 404
         # Unknown hosts and the panel's own get nothing.
         for host in ("other.nimbus-brand.example", "testserver", "127.0.0.1:8000", "[::1]"):
             assert middleware(factory.get("/", HTTP_HOST=host)).portal_tenant is None, host
@@ -168,6 +170,7 @@ class TestCustomDomains:
         with django_capture_on_commit_callbacks(execute=True):
             assert admin.delete(url(domain)).status_code == 204
         assert middleware(factory.get("/", HTTP_HOST="my.nimbus-brand.example")).portal_tenant is None
+        assert client_for().get("/login/", HTTP_HOST="my.nimbus-brand.example").status_code == 400
 
     def test_a_record_in_another_tenants_zone_proves_nothing(
         self,

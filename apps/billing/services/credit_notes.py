@@ -16,6 +16,7 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.money import quantize
+from apps.whitelabel.selectors import seller_snapshot
 
 from .. import amounts
 from ..locks import lock_invoice
@@ -59,6 +60,7 @@ def _issue(invoice: Invoice, lines: list[CreditNoteLine], reason: str, *, to_bal
             tenant_id=invoice.tenant_id, invoice=invoice, customer_id=invoice.customer_id, number=number,
             currency=invoice.currency, reason=reason[:500], subtotal=subtotal, tax_total=tax, total=total,
             applied_to_invoice=applied, credited_to_balance=rest if to_balance else ZERO, issued_at=timezone.now(),
+            seller_details=seller_snapshot(invoice.tenant),
         )  # fmt: skip
         for line in lines:
             line.credit_note = note

@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.template.loader import render_to_string
 
 from apps.common.money import quantize
-from apps.whitelabel.selectors import brand_for
+from apps.whitelabel.selectors import BrandView, brand_for, seller_from_snapshot
 
 from ..models import CreditNote, Invoice, InvoiceStatus
 
@@ -18,10 +18,19 @@ def _fmt(value, currency) -> str:
     return str(quantize(value, currency))
 
 
-def _pdf(context: dict) -> bytes:
+def seller_of(document: Invoice | CreditNote) -> BrandView:
+    """Who sold: an issued document shows the seller as frozen when it was issued (``seller_details``,
+    EU invoices are never rewritten by a later change of the brand); a draft, or a document issued
+    before snapshots existed, shows the brand as it is now."""
+    snapshot = document.seller_details or {}
+    if snapshot and getattr(document, "status", None) != InvoiceStatus.DRAFT:
+        return seller_from_snapshot(document.tenant_id, snapshot)
+    return brand_for(document.tenant_id)
+
+
+def _pdf(context: dict, brand: BrandView) -> bytes:
     import weasyprint  # imported here: it loads Pango, which only the PDF views need
 
-    brand = brand_for(context["tenant"])
     html = render_to_string("billing/document.html", {**context, "brand": brand, "logo": brand.logo_data_uri()})
     return weasyprint.HTML(string=html).write_pdf()
 
@@ -62,7 +71,7 @@ def invoice_pdf(invoice: Invoice) -> bytes:
         "title": "Invoice", "number": invoice.number or "Draft", "tenant": invoice.tenant, "bill_to": bill_to,
         "issue_date": invoice.issue_date, "due_date": invoice.due_date, "lines": lines, "totals": totals,
         "currency": cur, "notes": invoice.notes, "watermark": watermark,
-    })  # fmt: skip
+    }, seller_of(invoice))  # fmt: skip
 
 
 def credit_note_pdf(note: CreditNote) -> bytes:
@@ -78,4 +87,4 @@ def credit_note_pdf(note: CreditNote) -> bytes:
         "title": "Credit note", "number": note.number, "tenant": note.tenant,
         "bill_to": note.invoice.billing_details, "issue_date": note.issued_at.date(), "reference": note.invoice.number,
         "lines": lines, "totals": totals, "currency": cur, "notes": note.reason, "watermark": "",
-    })  # fmt: skip
+    }, seller_of(note))  # fmt: skip

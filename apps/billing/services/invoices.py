@@ -18,6 +18,7 @@ from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.money import CURRENCIES, MAX_AMOUNT, parse_amount
 from apps.customers.models import Customer
+from apps.whitelabel.selectors import seller_snapshot
 
 from .. import amounts
 from ..locks import lock_customer, lock_customers, lock_invoice
@@ -200,6 +201,7 @@ def invoice_issue(*, invoice: Invoice, apply_credit: bool = True) -> Invoice:
         invoice.due_date = invoice.due_date or today + timedelta(days=conf.payment_terms_days)
         invoice.issued_at = timezone.now()
         invoice.billing_details = _billing_details(invoice.customer)
+        invoice.seller_details = seller_snapshot(invoice.tenant)
         if apply_credit and invoice.total > 0:
             lock_customer(invoice.customer)
             available = credit_balance(customer=invoice.customer, currency=invoice.currency)
@@ -263,6 +265,7 @@ def create_issued_many(
             balances[(row["customer_id"], row["currency"])] = row["s"] or ZERO
     credits: list[CreditTransaction] = []
     events = []
+    seller = seller_snapshot(tenant)  # one tenant: one seller for the whole batch
     for (invoice, _rows, created), number, draft in zip(made, numbers, drafts, strict=True):
         customer = customers.get(invoice.customer_id, invoice.customer)
         invoice.number = number
@@ -271,6 +274,7 @@ def create_issued_many(
         invoice.due_date = draft.get("due_date") or today + timedelta(days=conf.payment_terms_days)
         invoice.issued_at = now
         invoice.billing_details = _billing_details(customer)
+        invoice.seller_details = seller
         if invoice.total > 0:
             key = (invoice.customer_id, invoice.currency)
             use = min(max(balances.get(key, ZERO), ZERO), invoice.total)

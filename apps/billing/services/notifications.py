@@ -13,6 +13,7 @@ from celery import signature
 from django.conf import settings
 from django.db import transaction
 
+from apps.common.display import money
 from apps.common.registry import Registry
 from apps.tenancy.scoping import all_tenants
 from apps.whitelabel.emails import branded_message, render_text
@@ -81,9 +82,13 @@ def send_invoice_email(invoice_id: str, event: str) -> None:
         inv = Invoice.objects.select_related("customer", "tenant").get(pk=invoice_id)
         brand = brand_for(inv.tenant)
         online = next((url for make in INVOICE_LINKS for url in [make(inv)] if url), "")
+        # Amounts as people read them (apps/common/display.money: symbol, the currency's digits), never
+        # the stored "24.1900 EUR".
+        shown = ("total", "amount_due", "credit_applied", "amount_paid", "subtotal", "tax_total")
+        amounts = {name: money(getattr(inv, name), inv.currency) for name in shown}
         body = render_text(
             f"billing/email/invoice_{event}.txt",
-            {"invoice": inv, "tenant": inv.tenant, "brand": brand, "online_url": online},
+            {"invoice": inv, "tenant": inv.tenant, "brand": brand, "online_url": online, "amounts": amounts},
         )
         attachments = [(f"{inv.number}.pdf", invoice_pdf(inv), "application/pdf")] if event == "issued" else []
         message = branded_message(

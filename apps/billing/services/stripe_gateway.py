@@ -19,6 +19,7 @@ import stripe
 from django.conf import settings
 
 from apps.common.exceptions import Conflict, DomainError
+from apps.whitelabel.selectors import portal_url
 
 from ..amounts import from_minor_units, to_minor_units
 from ..models import CheckoutSession, Invoice, InvoiceStatus, Payment, StripeConnection
@@ -74,7 +75,6 @@ def checkout_link(*, invoice: Invoice) -> dict:
     connection = charge_account(invoice.tenant_id)
     account = connection.account_id if connection else ""
     metadata = {"mpanel_invoice_id": str(invoice.pk), "mpanel_tenant_id": str(invoice.tenant_id)}
-    base = settings.MPANEL_FRONTEND_URL.rstrip("/")
     minor = to_minor_units(invoice.amount_due, invoice.currency)
     fee = application_fee(minor, connection.platform_fee_percent) if connection else 0
     intent_data: dict = {"metadata": metadata}
@@ -102,8 +102,8 @@ def checkout_link(*, invoice: Invoice) -> dict:
                 "customer_email": invoice.customer.invoice_email,
                 # The customer portal's pages of the invoice (apps/portal): the thank-you page, which
                 # follows the payment until the webhook has recorded it, and the invoice itself.
-                "success_url": f"{base}/portal/{invoice.tenant.slug}/invoices/{invoice.pk}/paid/",
-                "cancel_url": f"{base}/portal/{invoice.tenant.slug}/invoices/{invoice.pk}/paid/?cancelled=1",
+                "success_url": portal_url(invoice.tenant, "invoice-paid", pk=invoice.pk),
+                "cancel_url": portal_url(invoice.tenant, "invoice-paid", pk=invoice.pk) + "?cancelled=1",
             },
             options=options,
         )
