@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import views
+from . import service_views, views
 
 app_name = "portal"
 
@@ -42,4 +42,23 @@ urlpatterns = [
     path("<slug:tenant_slug>/users/<uuid:pk>/remove/", views.user_remove, name="user-remove"),
     path("<slug:tenant_slug>/security/", views.security, name="security"),
     path("<slug:tenant_slug>/sessions/<uuid:pk>/revoke/", views.session_revoke, name="session-revoke"),
+]
+
+# The service pages of apps/portal/service_views.py (kept apart from views.py).
+urlpatterns += [
+    path("<slug:tenant_slug>/pod-rows/<uuid:pk>/", service_views.pod_row, name="pod-row"),
+    path("<slug:tenant_slug>/databases/", service_views.databases, name="databases"),
+    path(
+        "<slug:tenant_slug>/database-users/<uuid:pk>/password/",
+        service_views.database_password,
+        name="database-password",
+    ),
+    path("<slug:tenant_slug>/contacts/", service_views.contacts, name="contacts"),
+    path("<slug:tenant_slug>/contacts/<uuid:pk>/", service_views.contact_edit, name="contact"),
+    path("<slug:tenant_slug>/contacts/<uuid:pk>/remove/", service_views.contact_remove, name="contact-remove"),
+    path(
+        "<slug:tenant_slug>/services/<uuid:pk>/cancel/confirm/",
+        service_views.service_cancel_confirm,
+        name="service-cancel-confirm",
+    ),
 ]
