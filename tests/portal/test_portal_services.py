@@ -24,7 +24,17 @@ from apps.databases.models import DatabaseUser
 from apps.hosting.models import AccountStatus, HostingAccount
 from apps.nodes.models import Node
 from apps.portal.models import PortalRole
+from apps.portal.service_api import (
+    PortalContactViewSet,
+    PortalDatabaseUserViewSet,
+    PortalDatabaseViewSet,
+    PortalDomainViewSet,
+    PortalMailboxViewSet,
+    PortalPodViewSet,
+)
+from apps.tenancy.roles import Role
 from apps.tenancy.scoping import tenant_scope
+from tests.conftest import client_for
 from tests.databases_support import postgres_server  # noqa: F401
 from tests.pods_support import node_in, node_root  # noqa: F401
 
@@ -318,3 +328,31 @@ def test_the_service_page_shows_the_hosting_plans_usage(portal):
     assert "Usage of your plan" in page
     assert "<td>Disk (MB)</td><td>300</td><td>1024</td>" in page
     assert "<td>Mailboxes</td><td>0</td><td>unlimited</td>" in page
+
+
+# --- the realm: staff credentials open none of these routes ------------------------------------------------
+
+
+@pytest.mark.django_db
+class TestPortalServiceRoutes:
+    """The portal API's service viewsets: walked by the generated matrix of test_portal_isolation.py and by
+    the tests above; here, the realm rule on each (a staff token is refused, no token is 401)."""
+
+    covers = [
+        PortalPodViewSet,
+        PortalMailboxViewSet,
+        PortalDomainViewSet,
+        PortalDatabaseViewSet,
+        PortalDatabaseUserViewSet,
+        PortalContactViewSet,
+    ]
+    LISTS = ("pod", "mailbox", "domain", "database", "database-user", "contact")
+
+    def test_staff_credentials_and_no_credentials_are_refused(self, portal, tenant_a):
+        from rest_framework.test import APIClient
+
+        staff = client_for(tenant_a.users[Role.OWNER], tenant_a.tenant)
+        for name in self.LISTS:
+            url = reverse(f"portal-{name}-list")
+            assert staff.get(url).status_code in (401, 403), name
+            assert APIClient().get(url).status_code == 401, name
