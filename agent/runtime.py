@@ -315,6 +315,26 @@ class NodeRuntime:
             raise AgentError(f"cannot resume a {state['status']} container")
         return self.pod_state(container_id)
 
+    def pod_restart(self, spec: PodSpec, grace: float = 5.0) -> dict:
+        """Stop the container's processes (TERM, then KILL after ``grace`` seconds) and run it again
+        from its bundle: the rootfs stays (what the pod wrote is kept), the limits follow ``spec``.
+        A paused (suspended) container is refused: resume it first."""
+        spec.validate()
+        state = self._require(spec.id)
+        if state["status"] == "paused":
+            raise AgentError("cannot restart a paused container: resume it first")
+        if state["status"] == "running":
+            self._runc("kill", spec.id, "TERM", check=False)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline:
+                now = self._state(spec.id)
+                if now is None or now["status"] == "stopped":
+                    break
+                time.sleep(0.1)
+            else:
+                self._runc("kill", spec.id, "KILL", check=False)
+        return self.pod_create(spec)  # a stopped container runs again from its bundle
+
     def pod_update(self, spec: PodSpec) -> dict:
         """New limits for a live container (``runc update``), kept in its bundle for a restart."""
         spec.validate()
@@ -433,6 +453,11 @@ def pod_pause(runtime: NodeRuntime, args: dict) -> dict:
 @OPERATIONS.register("pod_resume")
 def pod_resume(runtime: NodeRuntime, args: dict) -> dict:
     return runtime.pod_resume(_container_id(args))
+
+
+@OPERATIONS.register("pod_restart")
+def pod_restart(runtime: NodeRuntime, args: dict) -> dict:
+    return runtime.pod_restart(PodSpec.from_dict(args.get("spec") or {}))
 
 
 @OPERATIONS.register("pod_update")

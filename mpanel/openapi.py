@@ -311,6 +311,10 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "PortalOrderCreateRequest": {
         "items": [{"product": PRODUCT, "cycle": "monthly", "config": {"domain": "zephyr.example"}}]
     },
+    "PortalContactRequest": {"name": "Ana Kovač", "email": "ana@zephyr-widgets.example", "role": "billing"},
+    "PatchedPortalContactRequest": {"phone": "+386 1 234 5678"},
+    "PortalMailboxPasswordRequest": {"password": "a-long-new-mailbox-passphrase"},
+    "PortalAutoRenewRequest": {"auto_renew": False},
     # CloudPods and nodes
     "CloudPodCreateRequest": {"name": "zephyr-web", "plan": "pod-s", "image": "busybox"},
     "CloudPodUpdateRequest": {"name": "zephyr-shop"},

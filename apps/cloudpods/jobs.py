@@ -16,6 +16,7 @@ def _converge(pod: CloudPod, job_type: str) -> dict:
 @handler("cloudpod.resize")
 @handler("cloudpod.suspend")
 @handler("cloudpod.resume")
+@handler("cloudpod.restart")
 @handler("cloudpod.delete")
 def converge(job) -> dict:
     # Visible progress first (pending → provisioning); a pod that moved on meanwhile is left alone.

@@ -55,6 +55,12 @@ pods: Lifecycle[CloudPod] = Lifecycle(
             sources={PodStatus.SUSPENDED},
             refusal="Only a suspended pod can be resumed; this one is {status}.",
         ),
+        # Stays running: the job stops the container's processes and runs it again (rootfs kept).
+        "restart": Move(
+            to=PodStatus.RUNNING,
+            sources={PodStatus.RUNNING},
+            refusal="Only a running pod can be restarted; this one is {status}.",
+        ),
         "delete": Move(
             to=PodStatus.DELETING,
             not_from={PodStatus.DELETING, PodStatus.DELETED},
@@ -65,6 +71,7 @@ pods: Lifecycle[CloudPod] = Lifecycle(
         "cloudpod.provision": PodStatus.RUNNING,
         "cloudpod.resize": PodStatus.RUNNING,
         "cloudpod.resume": PodStatus.RUNNING,
+        "cloudpod.restart": PodStatus.RUNNING,
         "cloudpod.suspend": PodStatus.SUSPENDED,
         "cloudpod.delete": PodStatus.DELETING,
     },
@@ -298,6 +305,11 @@ def pod_resume(*, pod: CloudPod, actor=None) -> CloudPod:
     return pods.move(pod, "resume", actor=actor)
 
 
+def pod_restart(*, pod: CloudPod, actor=None) -> CloudPod:
+    """Stop and start the pod's container again (what it wrote is kept): a running pod only."""
+    return pods.move(pod, "restart", actor=actor)
+
+
 def pod_delete(*, pod: CloudPod, actor=None) -> CloudPod:
     return pods.move(pod, "delete", actor=actor)
 
@@ -338,6 +350,8 @@ def pod_converge(*, pod: CloudPod, job_type: str) -> dict:
         state = "running"
     elif wanted == PodStatus.RESIZING or job_type == "cloudpod.resize":
         driver.pod_update(pod_spec(pod))
+    elif job_type == "cloudpod.restart" and wanted == PodStatus.RUNNING and state == "running":
+        driver.pod_restart(pod_spec(pod))
     if wanted == PodStatus.SUSPENDED:
         if state != "paused":
             driver.pod_pause(pod.container_id)

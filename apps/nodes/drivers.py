@@ -83,6 +83,9 @@ class NodeDriver:
     def pod_resume(self, container_id: str) -> dict:
         return self._call("pod_resume", {"id": container_id})
 
+    def pod_restart(self, spec: PodSpec) -> dict:
+        return self._call("pod_restart", {"spec": spec.to_dict()})
+
     def pod_delete(self, container_id: str) -> dict:
         return self._call("pod_delete", {"id": container_id})
 

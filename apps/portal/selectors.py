@@ -13,8 +13,10 @@ from django.db.models import QuerySet
 from apps.billing.models import Invoice, InvoiceStatus, Subscription, SubscriptionStatus
 from apps.billing.services.credit import credit_balances
 from apps.cloudpods.models import CloudPod
-from apps.customers.models import Customer
+from apps.customers.models import Contact, Customer
+from apps.databases.models import Database, DatabaseGrant, DatabaseUser, ObjectStatus
 from apps.domains.models import Domain
+from apps.hosting import services as hosting_services
 from apps.mail.models import Mailbox, MailDomain
 from apps.orders.models import Order
 from apps.websites.models import Website
@@ -129,3 +131,76 @@ def users_of(customer: Customer) -> QuerySet[PortalUser]:
 
 def sessions_of(user: PortalUser) -> QuerySet[PortalSession]:
     return PortalSession.objects.filter(user=user, revoked_at__isnull=True).order_by("-created_at")
+
+
+# --- the service pages' reads (apps/portal/service_views.py and the portal API) ---------------------
+
+
+def databases_of(customer: Customer) -> QuerySet[Database]:
+    """The customer's databases (made for it: ``Database.customer``), with their server."""
+    return (
+        Database.objects.filter(customer=customer)
+        .exclude(status=ObjectStatus.REMOVING)
+        .select_related("server")
+        .order_by("name")
+    )
+
+
+def database_users_of(customer: Customer) -> QuerySet[DatabaseUser]:
+    """Logins granted on the customer's databases and on nothing else: a login the tenant shares with
+    another customer (or uses for its own databases) is not the customer's to reset, so it is absent."""
+    others = DatabaseGrant.objects.exclude(database__customer=customer).values("user_id")
+    return (
+        DatabaseUser.objects.filter(grants__database__customer=customer)
+        .exclude(pk__in=others)
+        .exclude(status=ObjectStatus.REMOVING)
+        .select_related("server")
+        .distinct()
+        .order_by("name")
+    )
+
+
+def database_user_of(customer: Customer, pk) -> DatabaseUser | None:
+    return database_users_of(customer).filter(pk=pk).first()
+
+
+def database_rows(customer: Customer) -> list[tuple[Database, list[DatabaseUser]]]:
+    """Each database with the customer's own logins granted on it (one query each for both)."""
+    dbs = list(databases_of(customer))
+    own = {u.pk: u for u in database_users_of(customer)}
+    by_db: dict = {}
+    for grant in DatabaseGrant.objects.filter(database__in=dbs, user_id__in=list(own)).exclude(
+        status=ObjectStatus.REMOVING
+    ):
+        by_db.setdefault(grant.database_id, []).append(own[grant.user_id])
+    return [(db, by_db.get(db.pk, [])) for db in dbs]
+
+
+def contacts_of(customer: Customer) -> QuerySet[Contact]:
+    return Contact.objects.filter(customer=customer).order_by("created_at")
+
+
+def contact_of(customer: Customer, pk) -> Contact | None:
+    return contacts_of(customer).filter(pk=pk).first()
+
+
+def hosting_usage(subscription: Subscription) -> list[dict] | None:
+    """The hosting account of ``subscription`` (None: not a hosting plan, or not made yet): each
+    counted limit with what the customer uses of it."""
+    account = hosting_services.account_of(subscription)
+    if account is None:
+        return None
+    usage = hosting_services.account_usage(account)
+    return [
+        {"key": key, "label": USAGE_LABELS.get(key, key), "used": row["used"], "limit": row["limit"]}
+        for key, row in usage.items()
+    ]
+
+
+USAGE_LABELS = {
+    "websites": "Websites",
+    "mailboxes": "Mailboxes",
+    "databases": "Databases",
+    "pods": "CloudPods",
+    "disk_quota_mb": "Disk (MB)",
+}

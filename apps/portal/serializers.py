@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from django.core.validators import URLValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.billing.models import Invoice, InvoiceLine, Subscription
 from apps.billing.serializers import MoneyField, SavedPaymentMethodSerializer
 from apps.catalog.models import Cycle, Product
+from apps.cloudpods.models import CloudPod
+from apps.cloudpods.selectors import pod_runtime
 from apps.common.serializers import ModelSerializer, Serializer
+from apps.customers.models import Contact
+from apps.databases.models import Database, DatabaseUser
+from apps.domains.models import Domain
+from apps.mail.models import Mailbox
 from apps.orders.serializers import OrderSerializer as StaffOrderSerializer
 
+from . import acts
 from .models import PortalRole, PortalSession, PortalUser
 
 # --- the staff's side: a customer's portal users --------------------------------------------------
@@ -201,3 +209,96 @@ class PortalSessionSerializer(ModelSerializer):
         model = PortalSession
         fields = ["id", "kind", "prefix", "created_at", "last_used_at", "expires_at", "ip", "user_agent"]
         read_only_fields = fields
+
+
+# --- the customers' side: the resources their services run (apps/portal/service_api.py) -----------
+
+
+class PortalPodRuntimeSerializer(Serializer):
+    state = serializers.CharField(help_text="running | paused | stopped | created | absent | unknown")
+    memory_limit_bytes = serializers.IntegerField(allow_null=True)
+    memory_usage_bytes = serializers.IntegerField(allow_null=True)
+    cpu_seconds = serializers.FloatField(allow_null=True)
+    pids = serializers.IntegerField(allow_null=True)
+
+
+class PortalPodSerializer(ModelSerializer):
+    service = serializers.UUIDField(source="subscription", read_only=True, allow_null=True)
+    actions = serializers.SerializerMethodField(help_text="What may be done now: restart, suspend, resume.")
+    runtime = serializers.SerializerMethodField()
+
+    class Meta:
+        model = CloudPod
+        fields = ["id", "name", "plan", "status", "service", "actions", "runtime", "created_at"]
+        read_only_fields = fields
+
+    def get_actions(self, pod) -> list[str]:
+        return acts.pod_actions(pod)
+
+    @extend_schema_field(PortalPodRuntimeSerializer)
+    def get_runtime(self, pod) -> dict:
+        return pod_runtime(pod)
+
+
+class PortalMailboxSerializer(ModelSerializer):
+    address = serializers.CharField(read_only=True)
+    domain = serializers.CharField(source="mail_domain.name", read_only=True)
+
+    class Meta:
+        model = Mailbox
+        fields = ["id", "address", "domain", "quota_mb", "enabled", "created_at"]
+        read_only_fields = fields
+
+
+class PortalMailboxPasswordSerializer(Serializer):
+    password = serializers.CharField(min_length=10, max_length=256, trim_whitespace=False, write_only=True)
+
+
+class PortalDomainSerializer(ModelSerializer):
+    class Meta:
+        model = Domain
+        fields = ["id", "name", "status", "registered_at", "expires_at", "auto_renew", "nameservers"]
+        read_only_fields = fields
+
+
+class PortalAutoRenewSerializer(Serializer):
+    auto_renew = serializers.BooleanField()
+
+
+class PortalDatabaseUserSerializer(ModelSerializer):
+    class Meta:
+        model = DatabaseUser
+        fields = ["id", "full_name", "status", "password_changed_at"]
+        read_only_fields = fields
+
+
+class PortalDatabaseSerializer(ModelSerializer):
+    engine = serializers.CharField(source="server.engine", read_only=True)
+    host = serializers.CharField(source="server.host", read_only=True)
+    port = serializers.IntegerField(source="server.port", read_only=True)
+    users = serializers.SerializerMethodField(help_text="The customer's own logins granted on it.")
+
+    class Meta:
+        model = Database
+        fields = ["id", "name", "full_name", "engine", "host", "port", "status", "size_bytes", "size_updated_at",
+                  "users"]  # fmt: skip
+        read_only_fields = fields
+
+    @extend_schema_field(PortalDatabaseUserSerializer(many=True))
+    def get_users(self, db) -> list:
+        own = self.context.get("own_users", {})
+        return PortalDatabaseUserSerializer([own[pk] for pk in own if pk in self.context["granted"].get(db.pk, ())],
+                                            many=True).data  # fmt: skip
+
+
+class PortalDatabasePasswordSerializer(Serializer):
+    user = PortalDatabaseUserSerializer()
+    password = serializers.CharField(help_text="Shown this once: it is not stored.")
+
+
+class PortalContactSerializer(ModelSerializer):
+    class Meta:
+        model = Contact
+        fields = ["id", "name", "email", "phone", "role", "created_at"]
+        read_only_fields = ["id", "created_at"]
+        extra_kwargs = {"phone": {"required": False}, "role": {"required": False}}

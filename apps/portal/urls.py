@@ -2,7 +2,11 @@
 
 from django.urls import path
 
+<<<<<<< HEAD
 from . import payment_views, views
+=======
+from . import service_views, views
+>>>>>>> w-psvc
 
 app_name = "portal"
 
@@ -44,6 +48,7 @@ urlpatterns = [
     path("<slug:tenant_slug>/sessions/<uuid:pk>/revoke/", views.session_revoke, name="session-revoke"),
 ]
 
+<<<<<<< HEAD
 # Payment methods: saved cards (apps/portal/payment_views.py).
 urlpatterns += [
     path("<slug:tenant_slug>/payment-methods/", payment_views.payment_methods, name="payment-methods"),
@@ -57,5 +62,23 @@ urlpatterns += [
         "<slug:tenant_slug>/payment-methods/<uuid:pk>/remove/",
         payment_views.payment_method_remove,
         name="payment-method-remove",
+=======
+# The service pages of apps/portal/service_views.py (kept apart from views.py).
+urlpatterns += [
+    path("<slug:tenant_slug>/pod-rows/<uuid:pk>/", service_views.pod_row, name="pod-row"),
+    path("<slug:tenant_slug>/databases/", service_views.databases, name="databases"),
+    path(
+        "<slug:tenant_slug>/database-users/<uuid:pk>/password/",
+        service_views.database_password,
+        name="database-password",
+    ),
+    path("<slug:tenant_slug>/contacts/", service_views.contacts, name="contacts"),
+    path("<slug:tenant_slug>/contacts/<uuid:pk>/", service_views.contact_edit, name="contact"),
+    path("<slug:tenant_slug>/contacts/<uuid:pk>/remove/", service_views.contact_remove, name="contact-remove"),
+    path(
+        "<slug:tenant_slug>/services/<uuid:pk>/cancel/confirm/",
+        service_views.service_cancel_confirm,
+        name="service-cancel-confirm",
+>>>>>>> w-psvc
     ),
 ]

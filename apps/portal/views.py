@@ -25,7 +25,6 @@ from apps.billing.services import documents, stripe_gateway
 from apps.billing.services import subscriptions as subscription_services
 from apps.catalog.models import Cycle, Product, ProductType, Visibility
 from apps.catalog.pricing import price_table, quote
-from apps.cloudpods import services as pod_services
 from apps.common.exceptions import DomainError
 from apps.customers import services as customer_services
 from apps.domains import services as domain_services
@@ -34,7 +33,7 @@ from apps.orders import services as order_services
 from apps.orders.models import OrderStatus
 from apps.whitelabel.selectors import brand_for
 
-from . import forms, selectors, services, signed
+from . import acts, forms, selectors, services, signed
 from .auth import (
     end_web_session,
     manages_users,
@@ -358,6 +357,7 @@ def service_detail(request, pk):
         {
             "sub": sub,
             "pods": selectors.pods_of(user.customer, sub) if user.runs_services else [],
+            "usage": selectors.hosting_usage(sub),
             "choices": choices,
             "preview": preview,
             "credit": -preview.net if preview is not None else None,
@@ -402,13 +402,10 @@ def pod_action(request, pk, action: str):
     pod = selectors.pod_of(request.portal_user.customer, pk)
     if pod is None:
         raise Http404("No such pod.")
+    if action not in acts.POD_ACTIONS:
+        raise Http404("No such action.")
     try:
-        if action == "suspend":
-            pod_services.pod_suspend(pod=pod)
-        elif action == "resume":
-            pod_services.pod_resume(pod=pod)
-        else:
-            raise Http404("No such action.")
+        acts.pod_act(pod, action)  # the portal's rules on top of the pod's (never resumes a non-payment)
     except DomainError as exc:
         _error(request, exc)
     else:

@@ -13,6 +13,7 @@ import uuid
 import pytest
 from django.urls import resolve, reverse
 
+from apps.customers import services as customer_services
 from apps.portal import services
 from apps.portal import urls as portal_urls
 from apps.portal.models import PortalRole, PortalSession
@@ -67,10 +68,21 @@ PAGES = {
     "user-remove": ("post", "other_user", OWNER),
     "security": ("get", None, ALL),
     "session-revoke": ("post", "session", ALL),
+<<<<<<< HEAD
     "payment-methods": ("get", None, MONEY),
     "payment-method-add": ("post", None, MONEY),
     "payment-method-default": ("post", "card", MONEY),
     "payment-method-remove": ("post", "card", MONEY),
+=======
+    # apps/portal/service_views.py (real pods and databases: tests/portal/test_portal_services*.py)
+    "pod-row": ("get", "absent", SERVICES),
+    "databases": ("get", None, SERVICES),
+    "database-password": ("post", "absent", SERVICES),
+    "contacts": ("get", None, ALL),
+    "contact": ("get", "contact", OWNER),
+    "contact-remove": ("post", "contact", OWNER),
+    "service-cancel-confirm": ("get", "subscription", MONEY),
+>>>>>>> w-psvc
 }
 
 ALLOWED = {200, 302}
@@ -86,8 +98,16 @@ def _object(world, kind, role):
         return world.users[PortalRole.BILLING if role != PortalRole.BILLING else PortalRole.TECHNICAL]
     if kind == "session":
         return PortalSession.all_tenants.filter(user__customer=world.customer).first()
+<<<<<<< HEAD
     if kind == "card":
         return saved_card(world)  # a fresh one each time (removing it is one of the routes)
+=======
+    if kind == "contact":
+        with tenant_scope(world.tenant):
+            return world.customer.contacts.first() or customer_services.contact_create(
+                customer=world.customer, data={"name": "Ada", "email": f"ada.{world.customer.pk.hex[:6]}@cust.test"}
+            )
+>>>>>>> w-psvc
     return getattr(world, kind)
 
 
@@ -157,6 +177,26 @@ API = {
     "portal-order-detail": ("get", "order", MONEY, {200}),
     "portal-session-list": ("get", None, ALL, {200}),
     "portal-session-detail": ("delete", "session", ALL, {204}),
+    # apps/portal/service_api.py ("absent": the world has none, only foreign ids are tried here; the
+    # real pods, mailboxes, domains and databases are in tests/portal/test_portal_services*.py)
+    "portal-pod-list": ("get", None, SERVICES, {200}),
+    "portal-pod-detail": ("get", "absent", SERVICES, {200}),
+    "portal-pod-restart": ("post", "absent", SERVICES, {202}),
+    "portal-pod-suspend": ("post", "absent", SERVICES, {202}),
+    "portal-pod-resume": ("post", "absent", SERVICES, {202}),
+    "portal-mailbox-list": ("get", None, SERVICES, {200}),
+    "portal-mailbox-detail": ("get", "absent", SERVICES, {200}),
+    "portal-mailbox-password": ("post", "absent", SERVICES, {204}),
+    "portal-domain-list": ("get", None, SERVICES, {200}),
+    "portal-domain-detail": ("get", "absent", SERVICES, {200}),
+    "portal-domain-auto-renew": ("post", "absent", SERVICES, {200}),
+    "portal-database-list": ("get", None, SERVICES, {200}),
+    "portal-database-detail": ("get", "absent", SERVICES, {200}),
+    "portal-database-user-list": ("get", None, SERVICES, {200}),
+    "portal-database-user-detail": ("get", "absent", SERVICES, {200}),
+    "portal-database-user-password": ("post", "absent", SERVICES, {200}),
+    "portal-contact-list": ("get", None, ALL, {200}),
+    "portal-contact-detail": ("get", "contact", ALL, {200}),  # writes (owner only): test_portal_services.py
 }
 # Routes without a customer's object to isolate: tested by their own tests (login, logout, order create).
 API_ELSEWHERE = {"portal-login", "portal-logout"}
@@ -172,7 +212,11 @@ def test_every_api_route_is_classified():
 
 
 def _api_path(name, obj):
+<<<<<<< HEAD
     if name.endswith(("-detail", "-pay", "-make-default")):
+=======
+    if name.endswith(("-detail", "-pay", "-restart", "-suspend", "-resume", "-password", "-auto-renew")):
+>>>>>>> w-psvc
         return reverse(name, kwargs={"pk": str(obj.pk) if obj is not None else str(uuid.uuid4())})
     return reverse(name)
 
@@ -186,10 +230,12 @@ def test_api_answers_only_the_customers_own(name, portal):
         client = api_client(user)
         if kind is not None:
             for other in (a2, b1):
-                foreign = _object(other, kind, role)
+                foreign = _object(other, kind, role) if kind != "absent" else None
                 response = getattr(client, method)(_api_path(name, foreign))
                 want = {404} if role in allowed else {403}
                 assert response.status_code in want, (name, role, other.customer.name, response.status_code)
+        if kind == "absent":
+            continue
         own = _object(a1, kind, role) if kind is not None else None
         if kind == "session":
             # a token of its own to end (ending the one in use would log the client out)

@@ -1,0 +1,173 @@
+"""The portal's service pages beyond the list: a pod's row refreshed in place, databases with a
+password reset for their logins, the customer's contacts, and the cancellation shown before it is
+confirmed.
+
+Same rules as ``views``: every page runs in the tenant's scope through ``auth.portal_page`` (the role
+is checked before any lookup: 403 reveals nothing), every object is found through ``selectors`` by
+the customer (another customer's is a 404), and every change goes through ``acts`` to the owning
+app's service (audited with the portal user as actor, via ``portal``).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django import forms as django_forms
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from apps.billing.models import SubscriptionStatus
+from apps.common.exceptions import DomainError
+from apps.customers.models import Contact
+
+from . import acts, selectors
+from .auth import manages_users, portal_page, runs_services, safe_next, sees_money
+from .views import _error, _page, _url
+
+
+class ContactForm(django_forms.Form):
+    name = django_forms.CharField(label="Name", max_length=200)
+    email = django_forms.EmailField(label="Email address")
+    phone = django_forms.CharField(label="Phone", required=False, max_length=40)
+    role = django_forms.ChoiceField(label="Receives", choices=Contact.Role.choices, initial=Contact.Role.OTHER)
+
+
+# --- pods: the row, refreshed in place by portal.js ([data-refresh]) ---------------------------------
+
+
+@portal_page(runs_services)
+def pod_row(request, pk):
+    """One pod's row (status, live state from the node, the acts allowed now): what the services
+    page shows, fetched again every few seconds so the state updates without a reload."""
+    pod = selectors.pod_of(request.portal_user.customer, pk)
+    if pod is None:
+        raise Http404("No such pod.")
+    response = render(
+        request,
+        "portal/_pod_row.html",
+        {"pod": pod, "slug": request.portal_tenant.slug, "next": safe_next(request, _url(request, "services"))},
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+# --- databases -------------------------------------------------------------------------------------
+
+
+@portal_page(runs_services)
+def databases(request):
+    customer = request.portal_user.customer
+    return _page(request, "databases.html", {"rows": selectors.database_rows(customer)})
+
+
+@require_POST
+@portal_page(runs_services)
+def database_password(request, pk):
+    """A new password for one of the customer's database logins: shown on this answer only."""
+    user = selectors.database_user_of(request.portal_user.customer, pk)
+    if user is None:
+        raise Http404("No such database user.")
+    try:
+        user, password = acts.database_password_reset(user)
+    except DomainError as exc:
+        _error(request, exc)
+        return redirect(_url(request, "databases"))
+    response = _page(request, "database_password.html", {"db_user": user, "password": password})
+    response["Cache-Control"] = "no-store"  # the password is never kept: nor by a cache
+    return response
+
+
+# --- contacts (owner) ------------------------------------------------------------------------------
+
+
+@portal_page()
+def contacts(request):
+    """Every role sees the customer's contacts; the owner adds, changes and removes them."""
+    user = request.portal_user
+    form = ContactForm(request.POST or None)
+    if request.method == "POST":
+        if not manages_users(user):
+            return _page(request, "forbidden.html", status=403)
+        if form.is_valid():
+            try:
+                contact = acts.contact_add(user.customer, acts.ContactData(**form.cleaned_data))
+            except (DomainError, ValidationError) as exc:
+                _error(request, exc)
+            else:
+                messages.success(request, f"{contact.name} is added to your contacts.")
+                return redirect(_url(request, "contacts"))
+    return _page(
+        request,
+        "contacts.html",
+        {"contacts": selectors.contacts_of(user.customer), "form": form, "may_edit": manages_users(user)},
+    )
+
+
+def _own_contact(request, pk) -> Contact:
+    contact = selectors.contact_of(request.portal_user.customer, pk)
+    if contact is None:
+        raise Http404("No such contact.")
+    return contact
+
+
+@portal_page(manages_users)
+def contact_edit(request, pk):
+    contact = _own_contact(request, pk)
+    initial = {f: getattr(contact, f) for f in acts.CONTACT_FIELDS}
+    form = ContactForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            acts.contact_change(contact, form.cleaned_data)
+        except (DomainError, ValidationError) as exc:
+            _error(request, exc)
+        else:
+            messages.success(request, "The contact is saved.")
+            return redirect(_url(request, "contacts"))
+    return _page(request, "contact.html", {"contact": contact, "form": form})
+
+
+@require_POST
+@portal_page(manages_users)
+def contact_remove(request, pk):
+    contact = _own_contact(request, pk)
+    acts.contact_remove(contact)
+    messages.success(request, f"{contact.name} is removed from your contacts.")
+    return redirect(_url(request, "contacts"))
+
+
+# --- cancellation, shown before it is confirmed -----------------------------------------------------
+
+
+def unused_days(sub, today: date | None = None) -> int:
+    today = today or timezone.localdate()
+    if sub.current_period_end <= today:
+        return 0
+    return (sub.current_period_end - max(today, sub.current_period_start)).days
+
+
+@portal_page(sees_money)
+def service_cancel_confirm(request, pk):
+    """What cancelling does, before it is asked: the date the service ends, what was paid for the
+    rest of the period (kept: nothing is refunded), or for a service not paid yet, its invoice voided."""
+    sub = selectors.subscription_of(request.portal_user.customer, pk)
+    if sub is None:
+        raise Http404("No such service.")
+    days = unused_days(sub)
+    total = (sub.current_period_end - sub.current_period_start).days or 1
+    paid = sub.billed_through >= sub.current_period_end and sub.status != SubscriptionStatus.PENDING
+    unused_value = (sub.unit_price * sub.quantity * days / total) if paid else None
+    return _page(
+        request,
+        "service_cancel.html",
+        {
+            "sub": sub,
+            "pending": sub.status == SubscriptionStatus.PENDING,
+            "cancellable": sub.status != SubscriptionStatus.CANCELLED and not sub.cancel_at_period_end,
+            "days": days,
+            "unused_value": unused_value,
+        },
+    )
