@@ -143,6 +143,9 @@ def test_a_visitor_signs_up_orders_pays_and_gets_a_live_site_and_a_branded_invoi
     # 5. The provisioning page, until everything is live; the website answers through nginx.
     page.goto(f"{portal}/orders/{order.pk}/")
     expect(page.get_by_text("Everything is live.").first).to_be_visible(timeout=TIMEOUT_MS)
+    progress = page.locator("#progress")
+    for part in (f"Website {name}", f"Mail for {name}", f"Domain {name}"):
+        expect(progress).to_contain_text(part)
     hosting = HostingAccount.all_tenants.get(subscription__order_item__order=order)
     assert hosting.status == AccountStatus.ACTIVE and hosting.domain == name
     status, text, _ = nginx_node.wait_until(name, 200, contains=name)
@@ -163,3 +166,22 @@ def test_a_visitor_signs_up_orders_pays_and_gets_a_live_site_and_a_branded_invoi
     assert "mpanel" not in text.lower()
     assert "mpanel" not in str(reader.metadata or {}).lower()
     assert sum(len(p.images) for p in reader.pages) >= 1  # the logo, an image object
+
+
+@pytest.mark.django_db
+def test_paid_is_not_live_until_what_it_provisions_is_ready(portal, settings):
+    """The provisioning page follows the parts a service makes, not only the payment: a paid plan whose
+    activation has not run yet (here its job is stored and not run) is not "live"."""
+    from tests.portal.support import page_client
+    from tests.portal.test_portal_money import pay_by_webhook
+
+    settings.STRIPE_WEBHOOK_SECRET = "whsec_test_secret_for_mpanel"
+    a1 = portal[0]
+    pay_by_webhook(Invoice.all_tenants.get(pk=a1.order.invoice_id))
+    browser = page_client(a1.users["owner"])
+    progress = browser.get(f"/portal/{a1.tenant.slug}/orders/{a1.order.pk}/?poll=1").json()
+    assert progress["order"] == "completed" and progress["done"] is False, progress
+    assert {"name": "Web Hosting", "status": "active"} in progress["services"]
+    assert {"name": "Hosting account", "status": "pending"} in progress["services"]
+    page = browser.get(f"/portal/{a1.tenant.slug}/orders/{a1.order.pk}/").content.decode()
+    assert "See your services" not in page and "Hosting account" in page
