@@ -14,7 +14,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
-from django.core.mail import EmailMessage
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -27,6 +26,8 @@ from apps.common.exceptions import Conflict, DomainError, InvalidInput
 from apps.customers import services as customer_services
 from apps.customers.models import Customer
 from apps.tenancy.scoping import tenant_scope
+from apps.whitelabel.emails import branded_message
+from apps.whitelabel.selectors import brand_for
 
 from . import lockout, signed
 from .models import PortalRole, PortalSession, PortalSettings, PortalUser, sha256
@@ -63,12 +64,15 @@ def absolute(path: str) -> str:
     return settings.MPANEL_FRONTEND_URL.rstrip("/") + path
 
 
-def _send(*, to: str, subject: str, template: str, values: dict) -> None:
-    """After the commit (a rollback sends nothing); a mail server that is down fails loudly."""
-    body = render_to_string(f"portal/email/{template}.txt", values)
+def _send(*, tenant, to: str, subject: str, template: str, values: dict) -> None:
+    """In the tenant's brand (its name as the sender, its Reply-To, text and HTML: the customer never
+    sees the platform's name), after the commit (a rollback sends nothing); a mail server that is
+    down fails loudly. ``subject`` may name ``{brand}``, the brand's display name."""
+    brand = brand_for(tenant).display_name
+    body = render_to_string(f"portal/email/{template}.txt", {**values, "brand": brand})
 
     def send() -> None:
-        EmailMessage(subject=subject, body=body, from_email=settings.DEFAULT_FROM_EMAIL, to=[to]).send()
+        branded_message(tenant, subject=subject.format(brand=brand), text=body, to=[to]).send()
 
     transaction.on_commit(send)
 
@@ -142,8 +146,9 @@ def portal_user_invite(*, customer: Customer, email: str, role: str, name: str =
 def portal_user_send_invitation(user: PortalUser) -> None:
     tenant = user.customer.tenant
     _send(
+        tenant=tenant,
         to=user.email,
-        subject=f"Your {tenant.name} customer account",
+        subject="Your {brand} customer account",
         template="invitation",
         values={"user": user, "tenant": tenant, "url": invitation_url(user), "days": signed.INVITATION_MAX_AGE.days},
     )
@@ -235,8 +240,9 @@ def password_reset_request(*, tenant, email: str) -> None:
         token = signed.user_link_token(user, "reset")
         url = absolute(reverse("portal:reset-confirm", kwargs={"tenant_slug": tenant.slug, "token": token}))
         _send(
+            tenant=tenant,
             to=user.email,
-            subject=f"Reset your {tenant.name} password",
+            subject="Reset your {brand} password",
             template="password_reset",
             values={"user": user, "tenant": tenant, "url": url},
         )
@@ -312,8 +318,9 @@ def send_verification(user: PortalUser) -> None:
     token = signed.user_link_token(user, "verify")
     url = absolute(reverse("portal:verify", kwargs={"tenant_slug": tenant.slug, "token": token}))
     _send(
+        tenant=tenant,
         to=user.email,
-        subject=f"Confirm your address for {tenant.name}",
+        subject="Confirm your address for {brand}",
         template="verify",
         values={"user": user, "tenant": tenant, "url": url},
     )

@@ -88,9 +88,10 @@ def test_a_visitor_signs_up_orders_pays_and_gets_a_live_site_and_a_branded_invoi
     # 1. The branded catalog, then sign up.
     page.goto(f"{portal}/catalog/")
     expect(page.get_by_role("heading", name="Web 5")).to_be_visible()
-    assert "mPanel" not in page.content()
+    unbranded(page)
     page.get_by_role("link", name="Create one").click()
     expect(page.get_by_role("heading", name="Create an account")).to_be_visible()
+    unbranded(page)
     page.get_by_label("Your name").fill("Jane Doe")
     page.get_by_label("Email address").fill("jane@cust.test")
     page.get_by_label("Country (for tax)").select_option("NL")
@@ -102,14 +103,21 @@ def test_a_visitor_signs_up_orders_pays_and_gets_a_live_site_and_a_branded_invoi
     # 2. The emailed link confirms the address; then log in.
     sent = [m for m in mail.outbox if "jane@cust.test" in m.to]
     assert sent, [m.subject for m in mail.outbox]
-    assert "mPanel" not in sent[-1].body and "mPanel" not in sent[-1].subject
-    link = re.search(r"https?://\S+/verify/\S+", sent[-1].body).group(0)
+    message = sent[-1]
+    assert message.subject == "Confirm your address for Nimbus Hosting"
+    assert message.from_email.startswith("Nimbus Hosting <") and message.reply_to == [
+        "Nimbus Hosting <billing@nimbus-hosting.example>"
+    ]
+    for part in (message.subject, message.from_email, message.body, message.alternatives[0][0]):
+        assert "mpanel" not in part.lower(), part
+    link = re.search(r"https?://\S+/verify/\S+", message.body).group(0)
     page.goto(live_server.url + urlsplit(link).path)
     expect(page.get_by_text("Your address is confirmed")).to_be_visible()
     page.get_by_label("Email address").fill("jane@cust.test")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("heading", name="Invoices due")).to_be_visible()
+    unbranded(page)
 
     # 3. Order the plan and the domain, to the cart, then check out: the invoice.
     for product, cycle in (("Web 5", "monthly"), ("Domain .example", "annual")):
@@ -119,9 +127,11 @@ def test_a_visitor_signs_up_orders_pays_and_gets_a_live_site_and_a_branded_invoi
         page.get_by_label("Domain name").fill(name)
         page.get_by_role("button", name="Add to cart").click()
         expect(page.get_by_role("button", name=f"Remove {product}")).to_be_visible()
+        unbranded(page)
     expect(page.get_by_text(name).first).to_be_visible()
     page.get_by_role("button", name=re.compile(r"^Check out")).click()
     expect(page.get_by_role("heading", name=re.compile(r"^Invoice "))).to_be_visible()
+    unbranded(page)
     order = Order.all_tenants.get(customer__email="jane@cust.test")
     invoice = Invoice.all_tenants.get(pk=order.invoice_id)
     assert invoice.status == InvoiceStatus.OPEN and OrderItem.all_tenants.filter(order=order).count() == 2
@@ -143,6 +153,7 @@ def test_a_visitor_signs_up_orders_pays_and_gets_a_live_site_and_a_branded_invoi
     # 5. The provisioning page, until everything is live; the website answers through nginx.
     page.goto(f"{portal}/orders/{order.pk}/")
     expect(page.get_by_text("Everything is live.").first).to_be_visible(timeout=TIMEOUT_MS)
+    unbranded(page)
     progress = page.locator("#progress")
     for part in (f"Website {name}", f"Mail for {name}", f"Domain {name}"):
         expect(progress).to_contain_text(part)
@@ -166,6 +177,13 @@ def test_a_visitor_signs_up_orders_pays_and_gets_a_live_site_and_a_branded_invoi
     assert "mpanel" not in text.lower()
     assert "mpanel" not in str(reader.metadata or {}).lower()
     assert sum(len(p.images) for p in reader.pages) >= 1  # the logo, an image object
+
+
+def unbranded(page) -> None:
+    """What the customer sees (the text and the title) carries the tenant's brand, never the platform's name."""
+    seen = f"{page.title()}\n{page.inner_text('body')}"
+    assert "Nimbus Hosting" in seen, page.url
+    assert "mpanel" not in seen.lower(), (page.url, seen)
 
 
 @pytest.mark.django_db
