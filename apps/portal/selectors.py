@@ -12,11 +12,13 @@ from django.db.models import QuerySet
 
 from apps.billing.models import Invoice, InvoiceStatus, Subscription, SubscriptionStatus
 from apps.billing.services.credit import credit_balances
+from apps.catalog.models import ProductType
 from apps.cloudpods.models import CloudPod
 from apps.customers.models import Contact, Customer
 from apps.databases.models import Database, DatabaseGrant, DatabaseUser, ObjectStatus
-from apps.domains.models import Domain
+from apps.domains.models import Domain, RegistrarStatus
 from apps.hosting import services as hosting_services
+from apps.hosting.models import HostingAccount
 from apps.mail.models import Mailbox, MailDomain
 from apps.orders.models import Order
 from apps.websites.models import Website
@@ -204,3 +206,27 @@ USAGE_LABELS = {
     "pods": "CloudPods",
     "disk_quota_mb": "Disk (MB)",
 }
+# What a provisioned part answers when it is ready for the customer to use.
+READY = ("active", RegistrarStatus.OK)
+
+
+def provisioning_of(sub: Subscription) -> list[dict]:
+    """What a paid subscription has made so far, each part with its state, so that the order page says
+    "live" only when the website serves, the mail domain is on its node and the registry has the
+    domain (not merely when the invoice is paid: the jobs may still run, or have failed)."""
+    parts: list[dict] = []
+    if sub.product.type == ProductType.HOSTING_PLAN:
+        account = HostingAccount.objects.filter(subscription=sub).select_related("website", "mail_domain").first()
+        if account is None:
+            return [{"name": "Hosting account", "status": "pending"}]
+        parts.append({"name": "Hosting account", "status": account.status})
+        if account.website is not None:
+            parts.append({"name": f"Website {account.website.primary_domain}", "status": account.website.status})
+        if account.mail_domain is not None:
+            parts.append({"name": f"Mail for {account.mail_domain.name}", "status": account.mail_domain.status})
+    domain = Domain.objects.filter(subscription=sub).first()
+    if domain is not None:
+        parts.append({"name": f"Domain {domain.name}", "status": domain.registrar_state})
+    elif sub.product.type == ProductType.DOMAIN:
+        parts.append({"name": "Domain registration", "status": "pending"})
+    return parts

@@ -64,10 +64,9 @@ def absolute(path: str) -> str:
     return settings.MPANEL_FRONTEND_URL.rstrip("/") + path
 
 
-def _send(*, to: str, subject: str, template: str, values: dict) -> None:
+def _send(*, tenant, to: str, subject: str, template: str, values: dict) -> None:
     """In the tenant's brand (its name as sender, its support address as Reply-To, links on its custom
     domain), after the commit (a rollback sends nothing); a mail server that is down fails loudly."""
-    tenant = values["tenant"]
     brand = brand_for(tenant)
     body = render_text(f"portal/email/{template}.txt", {**values, "brand": brand})
     message = branded_message(tenant, subject=subject.format(brand=brand.display_name), text=body, to=[to])
@@ -143,6 +142,7 @@ def portal_user_invite(*, customer: Customer, email: str, role: str, name: str =
 def portal_user_send_invitation(user: PortalUser) -> None:
     tenant = user.customer.tenant
     _send(
+        tenant=tenant,
         to=user.email,
         subject="Your {brand} customer account",
         template="invitation",
@@ -236,6 +236,7 @@ def password_reset_request(*, tenant, email: str) -> None:
         token = signed.user_link_token(user, "reset")
         url = portal_url(tenant, "reset-confirm", token=token)
         _send(
+            tenant=tenant,
             to=user.email,
             subject="Reset your {brand} password",
             template="password_reset",
@@ -313,6 +314,7 @@ def send_verification(user: PortalUser) -> None:
     token = signed.user_link_token(user, "verify")
     url = portal_url(tenant, "verify", token=token)
     _send(
+        tenant=tenant,
         to=user.email,
         subject="Confirm your address for {brand}",
         template="verify",

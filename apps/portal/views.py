@@ -556,16 +556,18 @@ def order_detail(request, pk):
     if order is None:
         raise Http404("No such order.")
     subs = [item.subscription for item in order.items.select_related("subscription", "product") if item.subscription]
-    done = order.status == OrderStatus.COMPLETED and all(s.status == SubscriptionStatus.ACTIVE for s in subs)
+    # Live means provisioned: each service active and every part it made ready, not only paid for.
+    parts = {s.pk: selectors.provisioning_of(s) if s.status == SubscriptionStatus.ACTIVE else [] for s in subs}
+    done = order.status == OrderStatus.COMPLETED and all(
+        s.status == SubscriptionStatus.ACTIVE and all(p["status"] in selectors.READY for p in parts[s.pk]) for s in subs
+    )
     if request.GET.get("poll") == "1":
-        return JsonResponse(
-            {
-                "order": order.status,
-                "done": done,
-                "services": [{"name": s.product.name, "status": s.status} for s in subs],
-            }
-        )
-    return _page(request, "order.html", {"order": order, "subs": subs, "done": done})
+        rows = []
+        for s in subs:
+            rows += [{"name": s.product.name, "status": s.status}, *parts[s.pk]]
+        return JsonResponse({"order": order.status, "done": done, "services": rows})
+    rows = [(s, parts[s.pk]) for s in subs]
+    return _page(request, "order.html", {"order": order, "subs": rows, "done": done})
 
 
 @portal_page(sees_money)
