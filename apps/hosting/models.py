@@ -45,6 +45,8 @@ class HostingAccount(TenantOwnedModel):
     # The websites the plan's suspension suspended (a resume resumes these, never a site the tenant
     # had suspended for its own reasons).
     suspended_sites = models.JSONField(default=list, blank=True)
+    # Likewise the mail domains it suspended (mail deferred, logins refused on the mail node).
+    suspended_mail_domains = models.JSONField(default=list, blank=True)
     disk_used_mb = models.PositiveBigIntegerField(default=0)
     disk_measured_at = models.DateTimeField(null=True, blank=True)
     over_quota_since = models.DateTimeField(null=True, blank=True, help_text="when disk use crossed the quota")

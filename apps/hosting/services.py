@@ -307,7 +307,8 @@ def customer_sites(account: HostingAccount):
 @transaction.atomic
 def account_suspend(sub: Subscription) -> HostingAccount | None:
     """Suspend the account: its websites answer the suspension page (503) from nginx, and no new
-    resource is made for the customer while it is suspended (the limit check refuses). The sites
+    resource is made for the customer while it is suspended (the limit check refuses); its mail
+    domains defer mail and refuse logins on the mail node. The sites and mail domains
     are the customer's, unless another of its plans is still running: then only the account's own."""
     account = account_of(sub)
     if account is None or account.status == AccountStatus.DELETED:
@@ -315,20 +316,40 @@ def account_suspend(sub: Subscription) -> HostingAccount | None:
     account = _lock(account)  # suspended already: a site that serves again anyway is suspended again
     running = live_accounts(account.tenant_id, account.customer_id).exclude(pk=account.pk)
     sites = customer_sites(account)
-    if running.exclude(status=AccountStatus.SUSPENDED).exists():
+    only_own = running.exclude(status=AccountStatus.SUSPENDED).exists()
+    if only_own:
         sites = sites.filter(pk=account.website_id)
     suspended = []
     for site in sites.filter(status__in=[WebsiteStatus.ACTIVE, WebsiteStatus.PENDING]):
         website_services.website_suspend(website=site, actor=audit.SYSTEM)
         suspended.append(str(site.pk))
+    mail_suspended = suspend_mail(account, only_own=only_own)
     with audit.change(account, "hosting.account.suspend", actor=audit.SYSTEM) as change:
         account.status = AccountStatus.SUSPENDED
         account.suspended_sites = sorted(set(account.suspended_sites) | set(suspended))
-        if audit.snapshot(account) == change.before and not suspended:
+        account.suspended_mail_domains = sorted(set(account.suspended_mail_domains) | set(mail_suspended))
+        if audit.snapshot(account) == change.before and not suspended and not mail_suspended:
             change.skip()
             return account
-        account.save(update_fields=["status", "suspended_sites", "updated_at"])
+        account.save(update_fields=["status", "suspended_sites", "suspended_mail_domains", "updated_at"])
     return account
+
+
+def customer_mail_domains(account: HostingAccount):
+    return MailDomain.all_tenants.filter(tenant_id=account.tenant_id, customer_id=account.customer_id)
+
+
+def suspend_mail(account: HostingAccount, *, only_own: bool) -> list[str]:
+    """Suspend the mail domains the plan covers (the customer's, or only the account's own while
+    another of its plans runs); returns the ids of those it suspended now."""
+    domains = customer_mail_domains(account)
+    if only_own:
+        domains = domains.filter(pk=account.mail_domain_id)
+    done = []
+    for mail_domain in domains.filter(suspended=False):
+        if mail_services.mail_domain_suspend(mail_domain=mail_domain, actor=audit.SYSTEM):
+            done.append(str(mail_domain.pk))
+    return done
 
 
 @transaction.atomic
@@ -340,10 +361,13 @@ def account_resume(sub: Subscription) -> HostingAccount | None:
     account = _lock(account)
     for site in Website.all_tenants.filter(pk__in=account.suspended_sites, status=WebsiteStatus.SUSPENDED):
         website_services.website_resume(website=site, actor=audit.SYSTEM)
+    for mail_domain in MailDomain.all_tenants.filter(pk__in=account.suspended_mail_domains, suspended=True):
+        mail_services.mail_domain_resume(mail_domain=mail_domain, actor=audit.SYSTEM)
     with audit.change(account, "hosting.account.resume", actor=audit.SYSTEM):
         account.status = AccountStatus.ACTIVE
         account.suspended_sites = []
-        account.save(update_fields=["status", "suspended_sites", "updated_at"])
+        account.suspended_mail_domains = []
+        account.save(update_fields=["status", "suspended_sites", "suspended_mail_domains", "updated_at"])
     return account
 
 
