@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from . import backups, certs, databases, dns, files, mail, web
+from . import backups, bandwidth, certs, databases, dns, files, mail, web
 from . import runtime as node_runtime
 from .errors import AgentError
 from .registry import OPERATIONS
 from .runtime import NodeRuntime
 
 # Every module that registers operations: importing them here, once, is what registers them all.
-OPERATION_MODULES: tuple[ModuleType, ...] = (node_runtime, web, files, dns, mail, databases, certs, backups)
+OPERATION_MODULES: tuple[ModuleType, ...] = (node_runtime, web, files, dns, mail, databases, certs, backups,
+                                                  bandwidth)  # fmt: skip
 
 
 def call(runtime: NodeRuntime, op: str, args: dict) -> dict | list:

@@ -218,7 +218,7 @@ def dovecot_conf(root: Path) -> str:
     local delivery (LDA and LMTP), reading each mailbox's script under ``mail/sieve/%d/%n.sieve``."""
     directory = root / "mail"
     return f"""# Rendered by mPanel (agent/mail.py); !include it from the node's dovecot.conf.
-passdb {{
+{suspension_passdb(directory)}passdb {{
   driver = passwd-file
   args = scheme=ARGON2ID {directory}/passwd
 }}
@@ -240,6 +240,7 @@ def write_dovecot_conf(root: Path) -> Path:
     directory = root / "mail"
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / "dovecot.conf"
+    ensure_suspended_users(directory)
     text = dovecot_conf(root)
     if not target.exists() or target.read_text() != text:
         tmp = directory / ".dovecot.conf.new"
@@ -290,6 +291,75 @@ def _write_map(directory: Path, name: str, entries: list[tuple[str, str]]) -> li
     return dropped
 
 
+# --- suspension: a suspended plan's mail is deferred and its logins refused ------------------------
+#
+#   suspended_domains    Postfix access map for ``check_recipient_access``: ``domain 450 4.7.1 …``, so a
+#                        sender's MTA keeps the mail and retries (delivered after the resume); a served
+#                        domain under a suspended one gets ``DUNNO`` (no parent-domain match).
+#   suspended_transport  Postfix ``transport_maps``: ``domain retry:…``; mail that did not come through
+#                        smtpd (local submission, queued before the suspension) waits in the queue too.
+#   suspended_users      Dovecot passwd-file of a ``deny = yes`` passdb: every mailbox of a suspended
+#                        domain, whose IMAP/POP3/SMTP-AUTH logins fail even with the right password.
+
+SUSPENDED_REPLY = "450 4.7.1 Mail for this domain is deferred: its hosting account is suspended"
+SUSPENDED_TRANSPORT = "retry:4.7.1 its hosting account is suspended"
+
+
+def suspended_domains(part: dict, domains: Iterable[str]) -> set[str]:
+    """The part's suspended domains that are also its own (a name it does not serve is ignored)."""
+    own = set(domains)
+    names = part.get("suspended") if isinstance(part, dict) else None
+    if not isinstance(names, list):
+        return set()
+    return {n.lower() for n in names if isinstance(n, str) and n.lower() in own}
+
+
+def suspension_passdb(directory: Path) -> str:
+    """The deny passdb, checked before the passwd-file: a user listed there cannot log in."""
+    return f"""passdb {{
+  driver = passwd-file
+  args = {directory}/suspended_users
+  deny = yes
+}}
+"""
+
+
+def postfix_suspension_settings(root: Path) -> dict[str, str]:
+    """What the node's Postfix ``main.cf`` needs for suspensions (``postconf -e`` each), next to its
+    own restrictions: the access map before ``reject_unauth_destination``, the transport map."""
+    directory = root / "mail"
+    return {
+        "smtpd_recipient_restrictions": f"check_recipient_access hash:{directory}/suspended_domains,"
+        " reject_unauth_destination",
+        "transport_maps": f"hash:{directory}/suspended_transport",
+    }
+
+
+def _write_users(directory: Path, users: list[str]) -> None:
+    tmp = directory / ".suspended_users.new"
+    tmp.write_text("".join(f"{a}:\n" for a in users))
+    os.chmod(tmp, 0o640)
+    with contextlib.suppress(KeyError, PermissionError):  # Dovecot's auth reads it as its group
+        os.chown(tmp, -1, grp.getgrnam(DOVECOT_GROUP).gr_gid)
+    os.replace(tmp, directory / "suspended_users")
+
+
+def ensure_suspended_users(directory: Path) -> None:
+    """The deny passdb's file must exist before Dovecot reads the config (a missing one fails every login)."""
+    if not (directory / "suspended_users").exists():
+        _write_users(directory, [])
+
+
+def write_suspension(directory: Path, suspended: set[str], domains: Iterable[str], addresses: Iterable[str]) -> None:
+    """Both Postfix maps (checked like the others) and the Dovecot deny list, from the suspended
+    domains; nothing suspended writes them empty, which is how a resume restores."""
+    access = [(d, SUSPENDED_REPLY) for d in sorted(suspended)]
+    access += [(d, "DUNNO") for d in sorted(set(domains) - suspended) if any(d.endswith("." + s) for s in suspended)]
+    _write_map(directory, "suspended_domains", sorted(access))
+    _write_map(directory, "suspended_transport", [(d, SUSPENDED_TRANSPORT) for d in sorted(suspended)])
+    _write_users(directory, sorted(a for a in addresses if a.rpartition("@")[2] in suspended))
+
+
 NODE_ID_RE = re.compile(r"^[0-9a-fA-F-]{36}$")
 
 
@@ -308,6 +378,7 @@ def mail_sync(root: Path, spec: dict) -> dict:
     fragments = directory / "nodes"
     fragments.mkdir(parents=True, exist_ok=True)
     tmp = fragments / f".{node_id}.json.new"
+    clean["suspended"] = sorted(suspended_domains(spec, clean["domains"]))
     tmp.write_text(json.dumps({"node": node_id, **clean}, sort_keys=True))
     os.chmod(tmp, 0o600)
     os.replace(tmp, fragments / f"{node_id}.json")
@@ -318,11 +389,13 @@ def mail_sync(root: Path, spec: dict) -> dict:
 
     merged: dict = {"domains": [], "mailboxes": [], "aliases": []}
     owner_of: dict[str, str] = {}  # every key of the maps -> the node that serves it
+    suspended: set[str] = set()  # the domains whose plan is suspended (mail deferred, logins refused)
     aliases_of: dict[str, set[str]] = {}  # mailbox -> the aliases of its own node (tenant) delivering to it
     for path in sorted(fragments.glob("*.json")):
         owner = path.name.removesuffix(".json")
         try:
-            part, _ = _entries(json.loads(path.read_text()))  # written before these rules, maybe
+            raw = json.loads(path.read_text())
+            part, _ = _entries(raw)  # written before these rules, maybe
         except (OSError, ValueError, AttributeError):
             continue
         for d in part["domains"]:
@@ -330,6 +403,7 @@ def mail_sync(root: Path, spec: dict) -> dict:
                 merged["domains"].append(d)
             else:
                 refuse(owner, "domain", d, f"{d} is served on this machine for another node.")
+        suspended |= {d for d in suspended_domains(raw, part["domains"]) if owner_of.get(d) == owner}
         for m in part["mailboxes"]:
             if (
                 owner_of.get(m["address"].rpartition("@")[2]) == owner
@@ -373,12 +447,14 @@ def mail_sync(root: Path, spec: dict) -> dict:
     with contextlib.suppress(KeyError, PermissionError):  # Dovecot's auth reads it as its group
         os.chown(tmp, -1, grp.getgrnam(DOVECOT_GROUP).gr_gid)
     os.replace(tmp, directory / "passwd")
+    suspended &= set(domains)  # only a domain the maps serve (one Postfix refused is not served at all)
+    write_suspension(directory, suspended, domains, [m["address"] for m in enabled])
     responders, failed = _write_sieve(directory, enabled, aliases_of)
     for address, error in failed:
         refuse(owners.get(address, ""), "autoresponder", address, error)
     write_dovecot_conf(root)
     return {"domains": len(domains), "mailboxes": len(enabled), "aliases": len(aliases), "autoresponders": responders,
-            "dir": str(directory), "rejected": rejected}  # fmt: skip
+            "suspended": len(suspended), "dir": str(directory), "rejected": rejected}  # fmt: skip
 
 
 @OPERATIONS.register("mail_sync")

@@ -178,9 +178,10 @@ def render_http(site_id: str, rules: dict | None) -> str:
 
 
 def render_server(site_id: str, rules: dict | None, log_path: str | os.PathLike, indent: str = "    ") -> str:
-    """Directives for the site's ``server`` blocks; without rules, its access log stays off."""
+    """Directives for the site's ``server`` blocks; without rules, none (the site's own access log,
+    agent/bandwidth.py, is the only one: ``access_log off`` would cancel it)."""
     if not rules:
-        return f"{indent}access_log off;\n"
+        return ""
     lines = [
         f"# mPanel Shield of {site_id}",
         f"set $mpanel_shield_site {site_id};",

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from string import Template
 
-from . import pem, shield
+from . import bandwidth, pem, shield
 from . import php as php_pools
 from .errors import AgentError
 from .registry import OPERATIONS, Node
@@ -296,7 +296,10 @@ class WebRuntime:
         site_id = spec["id"]
         suspended = spec["status"] == "suspended"
         rules = None if suspended else spec.get("shield")  # a suspended site answers its 503 page to all
-        shield_server = shield.render_server(site_id, rules, self.shield_log)
+        # Every server of the site logs what it served (agent/bandwidth.py reads the bytes back).
+        shield_server = shield.render_server(site_id, rules, self.shield_log) + bandwidth.server_lines(
+            self.root, site_id
+        )
         domains = list(spec["domains"])
         redirect_servers = ""
         if spec["www_redirect"] != "none" and not domains[0].startswith("*."):
@@ -457,6 +460,7 @@ class WebRuntime:
             status = self.status_dir / site_id
             status.mkdir(parents=True, exist_ok=True)
             self.shield_log.parent.mkdir(parents=True, exist_ok=True)  # nginx -t opens the log
+            bandwidth.log_dir(self.root).mkdir(parents=True, exist_ok=True)  # and the bytes log
             _write_atomic(status / "suspended.html", SUSPENDED_PAGE)
             certificate = self._ensure_certificate(spec) if spec["https"] else None
             self.acme_dir(site_id).mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,7 @@ from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.databases.api import DatabaseGrantViewSet, DatabaseServerViewSet, DatabaseUserViewSet, DatabaseViewSet
 from apps.dns.api import RecordViewSet, ZoneViewSet
-from apps.domains.api import DomainViewSet
+from apps.domains.api import DomainSettingsViewSet, DomainViewSet
 from apps.files.api import FileManagerViewSet
 from apps.hosting.api import HostingAccountViewSet, TodoViewSet
 from apps.jobs.api import ProvisioningViewSet
@@ -277,6 +277,11 @@ urlpatterns = [
         r"^billing/webhooks/generic/(?P<slug>[-a-zA-Z0-9_]{1,80})/?$",
         TenantGenericWebhookView.as_view(),
         name="webhook-generic-tenant",
+    ),
+    re_path(
+        r"^domains/settings/?$",
+        DomainSettingsViewSet.as_view({"get": "retrieve", "put": "update", "patch": "partial_update"}),
+        name="domain-settings",
     ),
     re_path(
         r"^billing/settings/?$",

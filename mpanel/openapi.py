@@ -86,7 +86,7 @@ MODULES: tuple[Module, ...] = (
     Module("DNS", ("hosting/dns",), "Zones and their records, served by the nodes' name servers; zone file import."),
     Module(
         "Domains",
-        ("hosting/domains",),
+        ("hosting/domains", "domains/settings"),
         "Registered domains: registration, renewal, nameservers, ownership checks and transfer out.",
     ),
     Module(

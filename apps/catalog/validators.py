@@ -21,7 +21,10 @@ SIZE_LIMITS = ("disk_quota_mb", "mail_quota_mb", "bandwidth_gb", "backups_kept")
 NUMERIC_LIMITS = COUNT_LIMITS + SIZE_LIMITS
 # ``php_versions``: the versions the plan's websites may run (empty or absent: any the node has);
 # ``ssl``: whether the plan's websites may serve HTTPS (absent: yes).
-HOSTING_PLAN_KEYS = frozenset({*NUMERIC_LIMITS, "php_versions", "ssl"})
+# ``overage``: the quota whose use above the plan's amount is billed per unit at the product's
+# metering price (apps.hosting reports it as usage records at each period's end).
+OVERAGE_METERS = ("bandwidth_gb",)
+HOSTING_PLAN_KEYS = frozenset({*NUMERIC_LIMITS, "php_versions", "ssl", "overage"})
 PHP_VERSION = re.compile(r"^\d\.\d{1,2}$")
 MAX_LIMIT = 10**9
 
@@ -52,6 +55,9 @@ def hosting_plan_config(config: dict) -> dict:
             raise InvalidInput('php_versions: a list of versions such as ["8.2", "8.3"].', field="config")
     if "ssl" in config and not isinstance(config["ssl"], bool):
         raise InvalidInput("ssl: true or false.", field="config")
+    if "overage" in config and config["overage"] not in OVERAGE_METERS:
+        raise InvalidInput(f"overage: the metered quota, one of {', '.join(OVERAGE_METERS)} (the product's"
+                           " metering prices each unit over the plan's amount).", field="config")  # fmt: skip
     return config
 
 

@@ -13,8 +13,15 @@ from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
 
 from . import services
-from .models import Domain, DomainStatus
-from .serializers import DomainCreateSerializer, DomainSerializer, DomainUpdateSerializer, RenewSerializer
+from .models import Domain, DomainSettings, DomainStatus
+from .serializers import (
+    DomainCreateSerializer,
+    DomainSerializer,
+    DomainSettingsInputSerializer,
+    DomainSettingsSerializer,
+    DomainUpdateSerializer,
+    RenewSerializer,
+)
 
 
 class DomainFilter(filters.FilterSet):
@@ -88,3 +95,29 @@ class DomainViewSet(ResourceViewSet):
     def transfer_out(self, request, pk=None):
         domain = services.domain_transfer_out(domain=self.get_object(), actor=request.user)
         return self.answer(self.current(domain), status.HTTP_202_ACCEPTED)
+
+
+class DomainSettingsViewSet(ResourceViewSet):
+    """The tenant's domain settings: `GET /domains/settings` (BILLING+), `PUT|PATCH` (ADMIN+; fields
+    left out keep their value), through the service the admin uses (audited; EPP secrets stored
+    encrypted and never answered)."""
+
+    serializer_class = DomainSettingsSerializer
+    queryset = DomainSettings.objects.all()  # one row per tenant, addressed without an id
+    input_serializers = {"update": DomainSettingsInputSerializer}
+    required_roles = {"retrieve": Role.BILLING, "update": Role.ADMIN, "partial_update": Role.ADMIN}
+
+    @extend_schema(responses={200: DomainSettingsSerializer}, summary="The tenant's domain settings")
+    def retrieve(self, request, *args, **kwargs):
+        return self.answer(services.settings_of(self.tenant))
+
+    @extend_schema(request=DomainSettingsInputSerializer, responses={200: DomainSettingsSerializer},
+                   summary="Change domain settings (fields left out keep their value)")  # fmt: skip
+    def update(self, request, *args, **kwargs):
+        data = self.validated(partial=True)
+        return self.answer(services.domain_settings_update(tenant=self.tenant, data=data, actor=request.user))
+
+    @extend_schema(request=DomainSettingsInputSerializer, responses={200: DomainSettingsSerializer},
+                   summary="Change domain settings (fields left out keep their value)")  # fmt: skip
+    def partial_update(self, request, *args, **kwargs):
+        return self.update(request, *args, **kwargs)

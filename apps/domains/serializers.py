@@ -1,5 +1,6 @@
 """Input and output shapes of /api/v1/hosting/domains (apps/domains/api.py)."""
 
+from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -7,7 +8,7 @@ from apps.common.serializers import ModelSerializer, Serializer
 from apps.customers.models import Customer
 
 from . import registrars
-from .models import Domain
+from .models import Domain, DomainSettings
 
 
 class JobRefSerializer(Serializer):
@@ -68,3 +69,53 @@ class DomainUpdateSerializer(Serializer):
 
 class RenewSerializer(Serializer):
     years = serializers.IntegerField(min_value=1, max_value=10, default=1)
+
+
+class DomainSettingsSerializer(ModelSerializer):
+    """The tenant's domain settings; the EPP password and client key are never answered, only
+    whether they are set."""
+
+    epp_password_set = serializers.SerializerMethodField()
+    epp_client_key_set = serializers.SerializerMethodField()
+    platform_nameservers = serializers.SerializerMethodField()
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)  # None: never changed
+
+    class Meta:
+        model = DomainSettings
+        fields = [
+            "nameservers", "platform_nameservers", "registrar", "on_failed_registration", "epp_host", "epp_port",
+            "epp_client_id", "epp_password_set", "epp_client_cert", "epp_client_key_set", "epp_ca_cert",
+            "epp_admin_contact", "epp_tech_contact", "epp_billing_contact", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    def get_epp_password_set(self, obj: DomainSettings) -> bool:
+        return bool(obj.epp_password_encrypted)
+
+    def get_epp_client_key_set(self, obj: DomainSettings) -> bool:
+        return bool(obj.epp_client_key_encrypted)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_platform_nameservers(self, obj: DomainSettings) -> list[str]:
+        """What an empty ``nameservers`` means: the platform's (MPANEL_DNS_NAMESERVERS)."""
+        return list(settings.MPANEL_DNS_NAMESERVERS)
+
+
+class DomainSettingsInputSerializer(Serializer):
+    """Every field optional: those left out keep their value. ``epp_password`` and ``epp_client_key``
+    are write-only (stored encrypted; an empty string clears them). The rules (two nameservers or
+    none, a known registrar, PEM text) are the service's, a 400 naming the field."""
+
+    nameservers = serializers.ListField(child=serializers.CharField(max_length=253), max_length=13, required=False)
+    registrar = serializers.CharField(max_length=32, required=False)
+    on_failed_registration = serializers.CharField(max_length=8, required=False)
+    epp_host = serializers.CharField(max_length=253, required=False, allow_blank=True)
+    epp_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+    epp_client_id = serializers.CharField(max_length=16, required=False, allow_blank=True)
+    epp_password = serializers.CharField(max_length=200, required=False, allow_blank=True, write_only=True)
+    epp_client_cert = serializers.CharField(max_length=20000, required=False, allow_blank=True)
+    epp_client_key = serializers.CharField(max_length=20000, required=False, allow_blank=True, write_only=True)
+    epp_ca_cert = serializers.CharField(max_length=20000, required=False, allow_blank=True)
+    epp_admin_contact = serializers.CharField(max_length=16, required=False, allow_blank=True)
+    epp_tech_contact = serializers.CharField(max_length=16, required=False, allow_blank=True)
+    epp_billing_contact = serializers.CharField(max_length=16, required=False, allow_blank=True)

@@ -345,6 +345,12 @@ def domain_settings(tenant) -> DomainSettings:
     return conf
 
 
+def settings_of(tenant) -> DomainSettings:
+    """The tenant's settings as they apply now, without writing (the defaults, unsaved, until changed)."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    return DomainSettings.objects.filter(tenant_id=tenant_id).first() or DomainSettings(tenant_id=tenant_id)
+
+
 def tenant_nameservers(tenant) -> list[str]:
     """The nameservers a tenant's new zones and registrations get: its own, else the platform's."""
     conf = DomainSettings.objects.filter(tenant=tenant).first()

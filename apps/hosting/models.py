@@ -45,9 +45,19 @@ class HostingAccount(TenantOwnedModel):
     # The websites the plan's suspension suspended (a resume resumes these, never a site the tenant
     # had suspended for its own reasons).
     suspended_sites = models.JSONField(default=list, blank=True)
+    # Likewise the mail domains it suspended (mail deferred, logins refused on the mail node).
+    suspended_mail_domains = models.JSONField(default=list, blank=True)
     disk_used_mb = models.PositiveBigIntegerField(default=0)
     disk_measured_at = models.DateTimeField(null=True, blank=True)
     over_quota_since = models.DateTimeField(null=True, blank=True, help_text="when disk use crossed the quota")
+    # Bytes the customer's websites served in the subscription's current period (nginx's logs,
+    # agent/bandwidth.py), from ``bandwidth_period_start``; a new period starts again from 0.
+    bandwidth_used_bytes = models.PositiveBigIntegerField(default=0)
+    bandwidth_period_start = models.DateField(null=True, blank=True)
+    bandwidth_measured_at = models.DateTimeField(null=True, blank=True)
+    # Per quota ("disk_quota_mb", "bandwidth_gb"), the level last notified: 80 or 100 (%). A crossing
+    # upward notifies once; falling back under lowers it, so the next crossing notifies again.
+    quota_levels = models.JSONField(default=dict, blank=True)
     last_error = TenantErrorField(blank=True)
     terminated_at = models.DateTimeField(null=True, blank=True)
 
@@ -70,6 +80,7 @@ class HostingAccount(TenantOwnedModel):
 class TodoKind(models.TextChoices):
     SERVICE = "service", "Service to deliver"  # a sold one-off or recurring service
     RECONCILE = "reconcile", "Reconciliation finding"  # something the periodic check could not fix
+    QUOTA = "quota", "Quota crossed"  # a hosting account crossed 80 % or 100 % of its disk or bandwidth
 
 
 class TodoStatus(models.TextChoices):

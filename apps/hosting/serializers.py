@@ -18,6 +18,9 @@ class UsageSerializer(Serializer):
     databases = UsageRowSerializer()
     pods = UsageRowSerializer(help_text="pods sold under the customer's subscriptions")
     disk_quota_mb = UsageRowSerializer(help_text="used: MB measured on the node (du) at disk_measured_at")
+    bandwidth_gb = UsageRowSerializer(
+        help_text="used: GB (1024³ bytes, rounded up) served by the customer's websites in the current period"
+    )
 
 
 class HostingAccountSerializer(ModelSerializer):
@@ -36,7 +39,8 @@ class HostingAccountSerializer(ModelSerializer):
         fields = [
             "id", "customer", "subscription", "plan", "status", "domain", "node", "system_user", "website",
             "mail_domain", "limits", "limit_overrides", "usage", "disk_used_mb", "disk_measured_at",
-            "over_quota_since", "last_error", "created_at", "updated_at",
+            "over_quota_since", "bandwidth_used_bytes", "bandwidth_period_start", "bandwidth_measured_at",
+            "last_error", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = fields
 

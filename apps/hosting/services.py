@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from decimal import ROUND_UP, Decimal
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +21,8 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from apps.audit import services as audit
-from apps.billing.models import Subscription, SubscriptionStatus
+from apps.billing.models import Subscription, SubscriptionStatus, UsageRecord
+from apps.billing.services.subscriptions import usage_record
 from apps.catalog.validators import COUNT_LIMITS, NUMERIC_LIMITS, hosting_plan_config
 from apps.cloudpods.models import LIVE as POD_LIVE
 from apps.cloudpods.models import CloudPod
@@ -61,7 +63,8 @@ BEFORE_TERMINATE: Registry[Callable[[HostingAccount], Any]] = Registry("hosting 
 def plan_limits(product) -> dict:
     """A hosting plan product's limits (its config, checked again: a config saved before the rule
     existed is refused here rather than misread)."""
-    return dict(hosting_plan_config(dict(product.config or {})))
+    config = hosting_plan_config(dict(product.config or {}))
+    return {k: v for k, v in config.items() if k != "overage"}  # how overage is billed is not a limit
 
 
 def addon_subscriptions(sub: Subscription):
@@ -132,7 +135,8 @@ def over_limits(limits: dict, used: dict) -> list[str]:
     return over
 
 
-USAGE_ROWS = ("websites", "mailboxes", "databases", "pods", "disk_quota_mb")
+USAGE_ROWS = ("websites", "mailboxes", "databases", "pods", "disk_quota_mb", "bandwidth_gb")
+GB = 1024**3
 
 
 def account_usage(account: HostingAccount) -> dict:
@@ -143,6 +147,7 @@ def account_usage(account: HostingAccount) -> dict:
     else:
         used = customer_usage(account.tenant_id, account.customer_id)
     used["disk_quota_mb"] = account.disk_used_mb
+    used["bandwidth_gb"] = -(-account.bandwidth_used_bytes // GB)
     return {key: {"used": used.get(key, 0), "limit": account.limits.get(key)} for key in USAGE_ROWS}
 
 
@@ -307,7 +312,8 @@ def customer_sites(account: HostingAccount):
 @transaction.atomic
 def account_suspend(sub: Subscription) -> HostingAccount | None:
     """Suspend the account: its websites answer the suspension page (503) from nginx, and no new
-    resource is made for the customer while it is suspended (the limit check refuses). The sites
+    resource is made for the customer while it is suspended (the limit check refuses); its mail
+    domains defer mail and refuse logins on the mail node. The sites and mail domains
     are the customer's, unless another of its plans is still running: then only the account's own."""
     account = account_of(sub)
     if account is None or account.status == AccountStatus.DELETED:
@@ -315,20 +321,40 @@ def account_suspend(sub: Subscription) -> HostingAccount | None:
     account = _lock(account)  # suspended already: a site that serves again anyway is suspended again
     running = live_accounts(account.tenant_id, account.customer_id).exclude(pk=account.pk)
     sites = customer_sites(account)
-    if running.exclude(status=AccountStatus.SUSPENDED).exists():
+    only_own = running.exclude(status=AccountStatus.SUSPENDED).exists()
+    if only_own:
         sites = sites.filter(pk=account.website_id)
     suspended = []
     for site in sites.filter(status__in=[WebsiteStatus.ACTIVE, WebsiteStatus.PENDING]):
         website_services.website_suspend(website=site, actor=audit.SYSTEM)
         suspended.append(str(site.pk))
+    mail_suspended = suspend_mail(account, only_own=only_own)
     with audit.change(account, "hosting.account.suspend", actor=audit.SYSTEM) as change:
         account.status = AccountStatus.SUSPENDED
         account.suspended_sites = sorted(set(account.suspended_sites) | set(suspended))
-        if audit.snapshot(account) == change.before and not suspended:
+        account.suspended_mail_domains = sorted(set(account.suspended_mail_domains) | set(mail_suspended))
+        if audit.snapshot(account) == change.before and not suspended and not mail_suspended:
             change.skip()
             return account
-        account.save(update_fields=["status", "suspended_sites", "updated_at"])
+        account.save(update_fields=["status", "suspended_sites", "suspended_mail_domains", "updated_at"])
     return account
+
+
+def customer_mail_domains(account: HostingAccount):
+    return MailDomain.all_tenants.filter(tenant_id=account.tenant_id, customer_id=account.customer_id)
+
+
+def suspend_mail(account: HostingAccount, *, only_own: bool) -> list[str]:
+    """Suspend the mail domains the plan covers (the customer's, or only the account's own while
+    another of its plans runs); returns the ids of those it suspended now."""
+    domains = customer_mail_domains(account)
+    if only_own:
+        domains = domains.filter(pk=account.mail_domain_id)
+    done = []
+    for mail_domain in domains.filter(suspended=False):
+        if mail_services.mail_domain_suspend(mail_domain=mail_domain, actor=audit.SYSTEM):
+            done.append(str(mail_domain.pk))
+    return done
 
 
 @transaction.atomic
@@ -340,10 +366,13 @@ def account_resume(sub: Subscription) -> HostingAccount | None:
     account = _lock(account)
     for site in Website.all_tenants.filter(pk__in=account.suspended_sites, status=WebsiteStatus.SUSPENDED):
         website_services.website_resume(website=site, actor=audit.SYSTEM)
+    for mail_domain in MailDomain.all_tenants.filter(pk__in=account.suspended_mail_domains, suspended=True):
+        mail_services.mail_domain_resume(mail_domain=mail_domain, actor=audit.SYSTEM)
     with audit.change(account, "hosting.account.resume", actor=audit.SYSTEM):
         account.status = AccountStatus.ACTIVE
         account.suspended_sites = []
-        account.save(update_fields=["status", "suspended_sites", "updated_at"])
+        account.suspended_mail_domains = []
+        account.save(update_fields=["status", "suspended_sites", "suspended_mail_domains", "updated_at"])
     return account
 
 
@@ -376,30 +405,112 @@ def account_terminate(sub: Subscription) -> HostingAccount | None:
 # --- disk usage ------------------------------------------------------------------------------------
 
 
-def account_record_disk(*, account: HostingAccount, used_mb: int) -> HostingAccount:
-    """Store a measurement; crossing the quota (either way) is noted, and crossing it upward
-    emails the tenant's staff once (until usage is back under)."""
+QUOTA_NOUNS = {"disk_quota_mb": ("disk", "MB"), "bandwidth_gb": ("bandwidth", "GB")}
+WARN_AT = 80  # % of a quota: the early warning
+
+
+def quota_level(used: int, limit: int | None) -> int:
+    """100 over the quota, 80 at 80 % of it or more, else 0 (an unlimited quota is never crossed)."""
+    if limit is None:
+        return 0
+    if used > limit:
+        return 100
+    return WARN_AT if limit > 0 and used * 100 >= limit * WARN_AT else 0
+
+
+def _quota_crossings(account: HostingAccount, used: dict[str, int]) -> list[tuple[str, int, int, int]]:
+    """Update ``quota_levels``; the quotas that crossed a level upward (key, level, used, limit). A
+    quota back under a level lowers it, so crossing it again notifies again."""
+    crossed = []
+    levels = dict(account.quota_levels or {})
+    for key, have in used.items():
+        limit = account.limits.get(key)
+        level, before = quota_level(have, limit), int(levels.get(key, 0))
+        if level > before:
+            crossed.append((key, level, have, limit))
+        if level:
+            levels[key] = level
+        else:
+            levels.pop(key, None)
+    account.quota_levels = levels
+    return crossed
+
+
+def _notify_quota(account: HostingAccount, key: str, level: int, used: int, limit: int) -> None:
+    """Once per crossing: an audit record, a to-do for the tenant's staff and an email to its owners
+    and admins (after the commit)."""
+    noun, unit = QUOTA_NOUNS[key]
+    title = (f"Hosting account {account} is over its {noun} quota" if level == 100
+             else f"Hosting account {account} has used {WARN_AT} % of its {noun} quota")  # fmt: skip
+    detail = f"The hosting account {account} uses {used} {unit} of {noun}; its plan allows {limit} {unit}."
+    audit.record(action="hosting.account.over_quota" if level == 100 else "hosting.account.quota_warning",
+                 obj=account, after={"quota": key, "used": used, "limit": limit, "level": level},
+                 actor=None)  # fmt: skip
+    todo_open(tenant_id=account.tenant_id, kind=TodoKind.QUOTA, key=f"quota:{key}:{level}:{account.pk}",
+              title=title, detail=detail, customer_id=account.customer_id, subscription_id=account.subscription_id,
+              object_type="hosting.account", object_id=str(account.pk))  # fmt: skip
+    notify_staff(account.tenant_id, title, detail)
+
+
+def account_record_disk(*, account: HostingAccount, used_mb: int, served_bytes: int | None = None) -> HostingAccount:
+    """Store a measurement: disk in MB and, when given, the bytes the sites served since the last
+    one (added to the current period's bandwidth; a new subscription period first closes the last
+    one, billing its overage, then counts from 0). Crossing 80 % or 100 % of a quota upward
+    notifies once (``_notify_quota``); ``over_quota_since`` says since when disk is over."""
     with transaction.atomic():
         account = _lock(account)
+        sub = Subscription.all_tenants.select_related("product").get(pk=account.subscription_id)
         quota = account.limits.get("disk_quota_mb")
         now = timezone.now()
         account.disk_used_mb = used_mb
         account.disk_measured_at = now
-        crossed = quota is not None and used_mb > quota and account.over_quota_since is None
         if quota is not None and used_mb > quota:
             account.over_quota_since = account.over_quota_since or now
         else:
             account.over_quota_since = None
-        account.save(update_fields=["disk_used_mb", "disk_measured_at", "over_quota_since", "updated_at"])
-        if crossed:
-            audit.record(action="hosting.account.over_quota", obj=account,
-                         after={"disk_used_mb": used_mb, "disk_quota_mb": quota}, actor=None)  # fmt: skip
-            notify_staff(
-                account.tenant_id,
-                f"Hosting account {account} is over its disk quota",
-                f"The hosting account {account} uses {used_mb} MB of disk; its plan allows {quota} MB.",
-            )
+        if served_bytes is not None:
+            if account.bandwidth_period_start != sub.current_period_start:
+                if account.bandwidth_period_start is not None:
+                    bill_overage(account, sub)
+                account.bandwidth_period_start = sub.current_period_start
+                account.bandwidth_used_bytes = 0
+            account.bandwidth_used_bytes += max(0, int(served_bytes))
+            account.bandwidth_measured_at = now
+        used = {"disk_quota_mb": used_mb, "bandwidth_gb": -(-account.bandwidth_used_bytes // GB)}
+        crossed = _quota_crossings(account, used)
+        account.save(update_fields=["disk_used_mb", "disk_measured_at", "over_quota_since", "bandwidth_used_bytes",
+                                    "bandwidth_period_start", "bandwidth_measured_at", "quota_levels",
+                                    "updated_at"])  # fmt: skip
+        for key, level, have, limit in crossed:
+            _notify_quota(account, key, level, have, limit)
     return account
+
+
+def overage_units(account: HostingAccount, product) -> Decimal:
+    """The units over the plan's amount of the quota the product bills overage for (0 when none):
+    bandwidth in GB (1024³ bytes, to three decimals, rounded up) above ``bandwidth_gb``."""
+    meter = (product.config or {}).get("overage")
+    limit = account.limits.get(meter) if meter else None
+    if meter != "bandwidth_gb" or limit is None:
+        return Decimal(0)
+    used = (Decimal(account.bandwidth_used_bytes) / GB).quantize(Decimal("0.001"), rounding=ROUND_UP)
+    return max(Decimal(0), used - limit)
+
+
+def bill_overage(account: HostingAccount, sub: Subscription) -> UsageRecord | None:
+    """The ended period's overage as a usage record of the plan's subscription, which the billing
+    run bills (apps.billing, metered usage in arrears). Its key names the period, so it is
+    recorded once whatever runs twice. Nothing when the product bills no overage or is not metered."""
+    units = overage_units(account, sub.product)
+    if units <= 0:
+        return None
+    if not (sub.product.metering or {}).get("unit_prices"):
+        log.warning("plan %s bills overage but has no metering price", sub.product_id)
+        return None
+    period = account.bandwidth_period_start
+    record, _ = usage_record(sub=sub, quantity=units, key=f"overage:bandwidth_gb:{period}",
+                             occurred_at=timezone.now())  # fmt: skip
+    return record
 
 
 def measure_disk_all() -> dict:

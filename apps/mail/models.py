@@ -26,8 +26,12 @@ class MailDomain(TenantOwnedModel):
     dkim_secret_pem = models.TextField(blank=True)
     dkim_public_key = models.TextField(blank=True)  # base64 DER SubjectPublicKeyInfo, as in the p= tag
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)
+    # Suspended (its hosting plan is): the node defers its mail (4xx at RCPT, held in the queue) and
+    # refuses its mailboxes' logins; nothing is deleted, and the resume delivers what waited.
+    suspended = models.BooleanField(default=False)
 
-    audit_fields = ("name", "node", "customer", "status", "catch_all", "dkim_selector", "dkim_public_key")
+    audit_fields = ("name", "node", "customer", "status", "catch_all", "dkim_selector", "dkim_public_key",
+                    "suspended")  # fmt: skip
 
     class Meta:
         ordering = ["name"]

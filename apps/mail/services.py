@@ -129,6 +129,30 @@ def mail_domain_delete(*, mail_domain: MailDomain, actor=None) -> None:
     job_enqueue(tenant=tenant, type="mail.node.sync", payload={"node": str(node_id)}, actor=actor)
 
 
+@transaction.atomic
+def mail_domain_suspend(*, mail_domain: MailDomain, actor=None) -> bool:
+    """Defer the domain's mail and refuse its logins (agent/mail.py's suspension maps). False when
+    it was suspended already (nothing recorded, nothing pushed)."""
+    return _set_suspended(mail_domain, True, "mail.domain.suspend", actor)
+
+
+@transaction.atomic
+def mail_domain_resume(*, mail_domain: MailDomain, actor=None) -> bool:
+    """Lift the suspension: the held mail is delivered at the senders' next retry, logins work again."""
+    return _set_suspended(mail_domain, False, "mail.domain.resume", actor)
+
+
+def _set_suspended(mail_domain: MailDomain, value: bool, action: str, actor) -> bool:
+    mail_domain = MailDomain.all_tenants.select_for_update(of=("self",)).get(pk=mail_domain.pk)
+    if mail_domain.suspended == value:
+        return False
+    with audit.change(mail_domain, action, actor=actor):
+        mail_domain.suspended = value
+        mail_domain.save(update_fields=["suspended", "updated_at"])
+    _sync(mail_domain, actor)
+    return True
+
+
 def _free(mail_domain: MailDomain, local: str, *, exclude=None) -> None:
     taken = Mailbox.objects.filter(mail_domain=mail_domain, local_part=local).exclude(pk=getattr(exclude, "pk", None))
     aliased = Alias.objects.filter(mail_domain=mail_domain, local_part=local).exclude(pk=getattr(exclude, "pk", None))
@@ -273,6 +297,7 @@ def node_spec(node_id) -> dict:
     return {
         "node": str(node_id),
         "domains": [d.name for d in domains],
+        "suspended": [d.name for d in domains if d.suspended],
         "mailboxes": [
             {
                 "address": b.address,

@@ -112,6 +112,10 @@ class NodeDriver:
         """``{"bytes": n}``: what the site's files take on the node (``du``)."""
         return self._call("site_disk_usage", {"id": site_id})
 
+    def site_bandwidth(self, site_id: str) -> dict:
+        """``{"bytes": n, "requests": k}``: what the site served since the last read (agent/bandwidth.py)."""
+        return self._call("site_bandwidth", {"id": site_id})
+
     def file_op(self, op: str, site_id: str, **args) -> dict:
         return self._call(f"file_{op}", {"site": site_id, **args})
 

@@ -257,6 +257,7 @@ OPERATION_OWNERS = {
     "agent.runtime": ["pod_create", "pod_state", "pod_stats", "pod_pause", "pod_resume", "pod_update", "pod_delete",
                       "pod_list", "heartbeat", "pod_restart"],
     "agent.web": ["site_ensure", "site_remove", "site_purge", "site_state", "site_disk_usage"],
+    "agent.bandwidth": ["site_bandwidth"],
     "agent.files": ["file_list", "file_stat", "file_read", "file_write", "file_mkdir", "file_move", "file_copy",
                     "file_delete", "file_chmod", "file_compress", "file_extract", "site_world_writable"],
     "agent.dns": ["dns_zone_ensure", "dns_zone_delete"],
