@@ -28,6 +28,8 @@ from apps.jobs.lifecycle import Lifecycle, Move
 from apps.jobs.models import Job
 from apps.jobs.registry import PermanentError
 from apps.nodes.drivers import driver_for
+from apps.security.events import record_event
+from apps.security.models import EventType
 from apps.tenancy.models import Membership, Tenant
 from apps.tenancy.roles import Role
 from apps.tenancy.scoping import all_tenants, tenant_scope
@@ -434,6 +436,11 @@ def _give_up(pk, message: str) -> None:
         cert.save()
         audit.record(action="ssl.certificate.failed", obj=cert, actor=None, tenant=cert.tenant,
                      changes={"status": [before, cert.status]}, after={"error": message[:500]})  # fmt: skip
+        # A site left without a trusted certificate is a security matter: the tenant's admins see it
+        # in their security events, not only in the certificate's row.
+        record_event(EventType.SSL_ISSUANCE_FAILED, tenant=cert.tenant_id, reason="renewal" if before == S.RENEWING
+                     else "issuance", actor=None, data={"certificate": str(cert.pk), "names": cert.names[:10],
+                                                        "error": message[:500]})  # fmt: skip
 
 
 # --- installation (the job ``ssl.certificate.install``) ------------------------------------------
@@ -547,6 +554,8 @@ def _alert(pk, now) -> int:
     reason = f" The last attempt failed: {cert.last_error}" if cert.last_error else ""
     after = {"not_after": cert.not_after.isoformat(), "days": days, "error": cert.last_error[:500]}
     audit.record(action="ssl.certificate.expiring", obj=cert, actor=None, tenant=cert.tenant, after=after)
+    record_event(EventType.SSL_EXPIRING, tenant=cert.tenant_id, reason=f"{days} days left", actor=None,
+                 data={"certificate": str(cert.pk), "names": cert.names[:10], **after})  # fmt: skip
     _notify(cert, f"The certificate for {cert} expires in {days} days",
             f"It expires on {cert.not_after:%Y-%m-%d %H:%M} UTC and has not been renewed yet.{reason}")  # fmt: skip
     return 1
