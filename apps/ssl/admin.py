@@ -9,9 +9,10 @@ from django.utils import timezone
 from apps.common.admin import ObjectAction, ReadOnlyAdmin, apply_each, confirm_first
 from apps.common.display import badge, when
 from apps.jobs.admin import ServiceAdmin, operating, retry_action
+from apps.tenancy.admin_base import TenantOwnedAdmin
 
 from . import services
-from .models import AcmeAccount, Certificate, CertificateSource, CertificateStatus
+from .models import AcmeAccount, Certificate, CertificateSource, CertificateStatus, SslSettings
 
 S = CertificateStatus
 
@@ -137,3 +138,20 @@ class AcmeAccountAdmin(ReadOnlyAdmin):
     search_fields = ["email", "uri"]
     list_select_related = ["tenant"]
     exclude = ["key_encrypted"]
+
+
+@admin.register(SslSettings)
+class SslSettingsAdmin(TenantOwnedAdmin):
+    """A tenant's SSL choices; written through ``services.settings_update`` (audited there)."""
+
+    list_display = ["tenant", "revoke_on_delete", "updated_at"]
+    list_filter = ["revoke_on_delete"]
+    search_fields = ["tenant__name", "tenant__slug"]
+    list_select_related = ["tenant"]
+    fields = ["tenant", "revoke_on_delete"]
+
+    def save_model(self, request, obj, form, change):
+        with operating(obj.tenant):
+            row = services.settings_update(tenant=obj.tenant, data={"revoke_on_delete": obj.revoke_on_delete},
+                                           actor=request.user)  # fmt: skip
+        obj.pk, obj._state.adding = row.pk, False

@@ -110,3 +110,23 @@ class Certificate(TenantOwnedModel):
             CertificateStatus.VALID,
             CertificateStatus.RENEWING,
         )
+
+
+class SslSettings(TenantOwnedModel):
+    """The tenant's SSL choices (one row per tenant; absent: the defaults)."""
+
+    revoke_on_delete = models.BooleanField(
+        default=False,
+        help_text="revoke an issued certificate at its CA when it, or its website, is deleted "
+        "(a delete's ?revoke=true|false decides for that delete)",
+    )
+
+    audit_fields = ("revoke_on_delete",)
+
+    class Meta:
+        verbose_name = "SSL settings"
+        verbose_name_plural = "SSL settings"
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="ssl_one_settings_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"SSL settings of {self.tenant}"

@@ -38,7 +38,7 @@ from apps.websites.models import Website, WebsiteStatus
 
 from . import ca, validators
 from .crypto import seal, unseal
-from .models import AcmeAccount, Certificate, CertificateSource, CertificateStatus, Challenge
+from .models import AcmeAccount, Certificate, CertificateSource, CertificateStatus, Challenge, SslSettings
 
 S = CertificateStatus
 ISSUE_JOB = "ssl.certificate.issue"
@@ -184,9 +184,70 @@ def certificate_revoke(*, certificate: Certificate, actor=None) -> Certificate:
     return certs.move(certificate, "revoke", actor=actor, revoked_at=timezone.now())
 
 
-def certificate_delete(*, certificate: Certificate, actor=None) -> Certificate:
-    """Removes it from the website (a job); the row stays, ``deleted``, for the audit trail."""
-    return certs.move(certificate, "delete", actor=actor)
+def certificate_delete(*, certificate: Certificate, actor=None, revoke: bool | None = None) -> Certificate:
+    """Removes it from the website (a job); the row stays, ``deleted``, for the audit trail.
+    ``revoke`` (None: the tenant's ``revoke_on_delete``): an issued certificate still valid is
+    revoked at its CA by the same job (retried while the CA is unreachable)."""
+    with transaction.atomic():
+        cert = certs.locked(certificate)
+        certs.check(cert, "delete")
+        if revoke is None:
+            revoke = settings_for(cert.tenant).revoke_on_delete
+        at_ca = bool(revoke) and _revocable(cert)
+        certs.transition(cert, S.DELETED, "ssl.certificate.delete", actor=actor,
+                         **({"revoked_at": timezone.now()} if at_ca else {}))  # fmt: skip
+        certs.enqueue(cert, "ssl.certificate.delete", actor=actor, **({"revoke": True} if at_ca else {}))
+        return cert
+
+
+def _revocable(cert: Certificate) -> bool:
+    """Issued by our CA, with a certificate the CA can still revoke (not revoked, not expired)."""
+    return (
+        cert.source == CertificateSource.ACME
+        and bool(cert.certificate_pem)
+        and cert.account_id is not None
+        and cert.status in (S.VALID, S.RENEWING)
+        and (cert.not_after is None or cert.not_after > timezone.now())
+    )
+
+
+def settings_for(tenant) -> SslSettings:
+    """The tenant's SSL settings (unsaved defaults when it never changed them)."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    return SslSettings.all_tenants.filter(tenant_id=tenant_id).first() or SslSettings(tenant_id=tenant_id)
+
+
+@transaction.atomic
+def settings_update(*, tenant, data: dict, actor=None) -> SslSettings:
+    row = SslSettings.objects.select_for_update().filter(tenant=tenant).first()
+    if row is None:
+        row = SslSettings(tenant=tenant)
+        row.save(force_insert=True)
+        audit.created(row, "ssl.settings.create", actor=actor)
+    with audit.change(row, "ssl.settings.update", actor=actor) as change:
+        if "revoke_on_delete" in data:
+            row.revoke_on_delete = bool(data["revoke_on_delete"])
+        if audit.snapshot(row) == change.before:
+            change.skip()
+            return row
+        row.save()
+    return row
+
+
+def website_deleted(site: Website, *, actor=None, revoke_certificates: bool | None = None) -> list[Certificate]:
+    """A deleted website's certificates: revoked at the CA when the tenant asks (the delete's
+    ``revoke``, else its ``revoke_on_delete``); otherwise they stay as they are (the sweep no longer
+    renews them: there is no site to validate)."""
+    revoke = revoke_certificates if revoke_certificates is not None else settings_for(site.tenant_id).revoke_on_delete
+    if not revoke:
+        return []
+    done = []
+    for cert in Certificate.all_tenants.filter(
+        tenant_id=site.tenant_id, website=site, status__in=[S.VALID, S.RENEWING]
+    ):
+        if _revocable(cert):
+            done.append(certificate_revoke(certificate=cert, actor=actor))
+    return done
 
 
 def key_pem(*, certificate: Certificate, actor=None) -> str:
@@ -479,7 +540,15 @@ def revoke_run(job: Job) -> dict:
 
 
 def delete_run(job: Job) -> dict:
-    return install_run(job)
+    """The job ``ssl.certificate.delete``: off the website; revoked at the CA first when asked."""
+    revoked = False
+    if job.payload.get("revoke"):
+        cert = Certificate.objects.select_related("account").filter(pk=job.payload.get("certificate")).first()
+        if cert is not None and cert.account is not None and cert.certificate_pem:
+            client = ca.connect(unseal(cert.account.key_encrypted), cert.account.uri)
+            ca.revoke(client, cert.certificate_pem)
+            revoked = True
+    return {**install_run(job), "revoked_at_ca": revoked}
 
 
 # --- renewal sweep and alerts (periodic: ``ssl.sweep``) -------------------------------------------
