@@ -133,13 +133,13 @@ class Pebble:
         self.proc = None
 
 
-@pytest.fixture
-def pebble(tmp_path, settings, powerdns, nginx_node):
-    """Pebble on loopback, validating HTTP-01 against the test nginx and resolving through PowerDNS."""
+def start_pebble(directory: Path, settings, *, http_port: int, dns_server: str) -> Pebble:
+    """Pebble on loopback under ``directory``, validating HTTP-01 on ``http_port`` and resolving names
+    (DNS-01's TXT records included) through ``dns_server`` ("127.0.0.1:<port>"); the panel's ACME
+    settings point at it. The caller stops it."""
     if shutil.which("pebble") is None and not Path("/usr/bin/pebble").exists():
         pytest.fail("pebble is needed: run the tests with `make test` (it installs Debian's pebble)")
-    directory = tmp_path / "pebble"
-    directory.mkdir()
+    directory.mkdir(parents=True, exist_ok=True)
     ca = _tls_files(directory)
     port, management = free_port(), free_port()
     config = {
@@ -148,7 +148,7 @@ def pebble(tmp_path, settings, powerdns, nginx_node):
             "managementListenAddress": f"127.0.0.1:{management}",
             "certificate": str(directory / "cert.pem"),
             "privateKey": str(directory / "key.pem"),
-            "httpPort": nginx_node.http_port,
+            "httpPort": http_port,
             "tlsPort": free_port(),
             "ocspResponderURL": "",
             "externalAccountBindingRequired": False,
@@ -160,17 +160,25 @@ def pebble(tmp_path, settings, powerdns, nginx_node):
         ca_bundle=ca,
         management=f"https://127.0.0.1:{management}",
         dir=directory,
-        http_port=nginx_node.http_port,
-        dns_server=f"127.0.0.1:{powerdns.dns_port}",
+        http_port=http_port,
+        dns_server=dns_server,
     )
     server.start()
     settings.MPANEL_ACME_DIRECTORY = server.directory
     settings.MPANEL_ACME_CA_BUNDLE = str(ca)
     settings.MPANEL_ACME_VALIDATION_SECONDS = 30
     settings.MPANEL_ACME_DNS_WAIT_SECONDS = 20
+    return server
+
+
+@pytest.fixture
+def pebble(tmp_path, settings, powerdns, nginx_node):
+    """Pebble on loopback, validating HTTP-01 against the test nginx and resolving through PowerDNS."""
+    server = start_pebble(tmp_path / "pebble", settings, http_port=nginx_node.http_port,
+                          dns_server=f"127.0.0.1:{powerdns.dns_port}")  # fmt: skip
     yield server
     server.stop()
-    print(f"--- pebble's log ---\n{(directory / 'pebble.log').read_text()[-4000:]}")  # shown when a test fails
+    print(f"--- pebble's log ---\n{(server.dir / 'pebble.log').read_text()[-4000:]}")  # shown when a test fails
 
 
 def served_certificate(nginx, host: str, root_pem: str) -> x509.Certificate:
