@@ -225,13 +225,14 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make_bundle(names: list[str], *, days: int = 90, not_before_days: int = -1) -> Bundle:
-    """A root, an intermediate it signed and a leaf for ``names`` the intermediate signed."""
+def make_bundle(names: list[str], *, days: int = 90, not_before_days: int = -1, ocsp: str | None = None) -> Bundle:
+    """A root, an intermediate it signed and a leaf for ``names`` the intermediate signed (naming its
+    issuer's key, as ACME CAs do; and the OCSP responder ``ocsp`` when given)."""
     now = datetime.datetime.now(datetime.UTC)
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
     root_key, mid_key, leaf_key = keys
 
-    def build(subject, issuer, public, signer, ca: bool, start, end, san=None):
+    def build(subject, issuer, public, signer, ca: bool, start, end, san=None, extra=()):
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -244,6 +245,8 @@ def make_bundle(names: list[str], *, days: int = 90, not_before_days: int = -1) 
         )
         if san:
             builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in san]), critical=False)
+        for extension in extra:
+            builder = builder.add_extension(extension, critical=False)
         return builder.sign(signer, hashes.SHA256())
 
     start = now + datetime.timedelta(days=not_before_days)
@@ -251,8 +254,12 @@ def make_bundle(names: list[str], *, days: int = 90, not_before_days: int = -1) 
                  now - datetime.timedelta(days=10), now + datetime.timedelta(days=3650))  # fmt: skip
     mid = build(_name("Test Intermediate"), _name("Test Root"), mid_key.public_key(), root_key, True,
                 now - datetime.timedelta(days=10), now + datetime.timedelta(days=1000))  # fmt: skip
+    extra = [x509.AuthorityKeyIdentifier.from_issuer_public_key(mid_key.public_key())]
+    if ocsp:
+        extra.append(x509.AuthorityInformationAccess([x509.AccessDescription(
+            x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp))]))  # fmt: skip
     leaf = build(_name(names[0].lstrip("*.")), _name("Test Intermediate"), leaf_key.public_key(), mid_key, False,
-                 start, start + datetime.timedelta(days=days), san=names)  # fmt: skip
+                 start, start + datetime.timedelta(days=days), san=names, extra=extra)  # fmt: skip
 
     def pem_of(cert):
         return cert.public_bytes(serialization.Encoding.PEM).decode()

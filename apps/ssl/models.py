@@ -82,6 +82,9 @@ class Certificate(TenantOwnedModel):
     challenges = models.JSONField(default=list, blank=True, help_text="what was put up to answer (to take down)")
     # Renewal: when the sweep renews it, when it may try again after a failure, the alert.
     renew_after = models.DateTimeField(null=True, blank=True)
+    ari_next_at = models.DateTimeField(
+        null=True, blank=True, help_text="when to ask the CA's renewal information (ARI) again"
+    )
     retry_after = models.DateTimeField(null=True, blank=True)
     failures = models.PositiveIntegerField(default=0, help_text="failed attempts since the last success")
     alerted_at = models.DateTimeField(null=True, blank=True)

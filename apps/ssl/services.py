@@ -465,7 +465,35 @@ def issue_run(job: Job) -> dict:
         Certificate.objects.filter(pk=pk).update(last_error=message[:2000])
         raise
     _take_down(pk)
+    refresh_renewal_info(pk)
+    cert = Certificate.objects.get(pk=pk)
     return {"certificate": str(pk), "serial": cert.serial, "not_after": cert.not_after.isoformat()}
+
+
+def refresh_renewal_info(pk) -> bool:
+    """Ask the CA when to renew (ARI, RFC 9773) when its directory offers ``renewalInfo``: the time
+    it picks inside its suggested window becomes ``renew_after`` (a CA that must revoke early moves
+    the window forward and the sweep follows). Without ARI, two thirds of the lifetime stays. Best
+    effort: a CA that does not answer changes nothing. Answers whether ``renew_after`` changed."""
+    cert = Certificate.all_tenants.select_related("account").filter(pk=pk).first()
+    if cert is None or cert.account is None or not cert.certificate_pem or cert.source != CertificateSource.ACME:
+        return False
+    try:
+        client = ca.connect(unseal(cert.account.key_encrypted), cert.account.uri)
+    except ca.CaError:
+        return False
+    at, ask_again = ca.renewal_window(client, cert.certificate_pem)
+    with transaction.atomic():
+        cert = Certificate.all_tenants.select_for_update().filter(pk=pk, status=S.VALID).first()
+        if cert is None:
+            return False
+        changed = at is not None and at != cert.renew_after
+        if changed:
+            with audit.change(cert, "ssl.certificate.renewal_info", actor=audit.SYSTEM):
+                cert.renew_after = at
+                cert.save(update_fields=["renew_after", "updated_at"])
+        Certificate.all_tenants.filter(pk=pk).update(ari_next_at=ask_again)
+    return changed
 
 
 def after_authorization(cert: Certificate) -> None:
@@ -558,6 +586,14 @@ def sweep(*, now=None) -> dict:
     """Renew what is due, mark what expired, and alert about what expires soon and is not renewed."""
     now = now or timezone.now()
     renewed = expired = alerted = 0
+    with all_tenants():
+        asking = list(
+            Certificate.all_tenants.filter(status=S.VALID, source=CertificateSource.ACME, account__isnull=False)
+            .exclude(ari_next_at__gt=now)
+            .values_list("pk", flat=True)
+        )
+    for pk in asking:  # the CA's renewal information first: it may move renew_after into the past
+        refresh_renewal_info(pk)
     with all_tenants():
         due = list(
             Certificate.all_tenants.filter(status=S.VALID, source=CertificateSource.ACME, renew_after__lte=now)
