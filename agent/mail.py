@@ -28,6 +28,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import pem
 from .errors import AgentError
 from .registry import OPERATIONS, Node
 from .validate import Invalid
@@ -461,3 +462,125 @@ def mail_sync(root: Path, spec: dict) -> dict:
 def mail_sync_operation(node: Node, args: dict) -> dict:
     """The operation ``mail_sync``: Postfix maps and the Dovecot passwd-file of the node's ``spec``."""
     return mail_sync(node.root, args.get("spec") or {})
+
+
+# --- TLS for the mail hostnames: Postfix and Dovecot (apart from the maps above) ------------------
+
+TLS_TAG_RE = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _tls_pairs(spec: dict) -> list[dict]:
+    """Each certificate of the spec checked (key matches, chain in order, dates) before a byte is
+    written; the first is the default, served to clients that send no (or an unknown) SNI name."""
+    pairs = []
+    for entry in spec.get("certificates") or []:
+        if not isinstance(entry, dict):
+            raise AgentError("a mail certificate must be an object", permanent=True)
+        try:
+            facts = pem.check_bundle(entry.get("certificate"), "", entry.get("private_key"))
+        except pem.BadBundle as exc:
+            raise AgentError(f"bad mail certificate {exc.field}: {exc.message}", permanent=True) from None
+        names = [rules_hostname(n) for n in facts["names"]]
+        pairs.append({"tag": facts["sha256"][:16], "names": names, "certificate": str(entry["certificate"]),
+                      "private_key": str(entry["private_key"]), "sha256": facts["sha256"],
+                      "not_after": facts["not_after"]})  # fmt: skip
+    return pairs
+
+
+def rules_hostname(name: str) -> str:
+    if not isinstance(name, str) or not re.match(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$",
+                                                 name.lower()):  # fmt: skip
+        raise AgentError(f"bad mail hostname {name!r}", permanent=True)
+    return name.lower()
+
+
+def dovecot_tls_conf(pairs: list[dict], directory: Path) -> str:
+    """Dovecot's TLS part: the default pair, and a ``local_name`` block per name of every pair (SNI)."""
+    if not pairs:
+        return "# Rendered by mPanel (agent/mail.py): no certificate for the mail hostnames yet.\n"
+    default = pairs[0]
+    out = [
+        "# Rendered by mPanel (agent/mail.py); !include it from the node's dovecot.conf.",
+        "ssl = yes",
+        f"ssl_cert = <{directory / (default['tag'] + '.crt')}",
+        f"ssl_key = <{directory / (default['tag'] + '.key')}",
+    ]
+    for pair in pairs:
+        for name in pair["names"]:
+            if name.startswith("*."):
+                continue  # local_name matches names, not patterns
+            out += [f"local_name {name} {{", f"  ssl_cert = <{directory / (pair['tag'] + '.crt')}",
+                    f"  ssl_key = <{directory / (pair['tag'] + '.key')}", "}"]  # fmt: skip
+    return "\n".join(out) + "\n"
+
+
+def postfix_tls_conf(pairs: list[dict], directory: Path) -> str:
+    """Postfix's main.cf lines: the default pair (``smtpd_tls_chain_files``: key then chain) and, for
+    several certificates, an SNI map (``tls_server_sni_maps``) of each name to its own pair."""
+    if not pairs:
+        return ""
+    default = pairs[0]
+    lines = [
+        "# Rendered by mPanel (agent/mail.py): merge into main.cf (postconf -e).",
+        "smtpd_tls_security_level = may",
+        f"smtpd_tls_chain_files = {directory / (default['tag'] + '.key')}, {directory / (default['tag'] + '.crt')}",
+    ]
+    if len(pairs) > 1:
+        lines.append(f"tls_server_sni_maps = hash:{directory / 'sni'}")
+    return "\n".join(lines) + "\n"
+
+
+def mail_tls(root: Path, spec: dict) -> dict:
+    """The mail hostnames' certificates on the node: each pair as ``mail/tls/<sha>.crt|key`` (the key
+    0600 from its first byte), Dovecot's part (``dovecot-tls.conf``), Postfix's lines
+    (``postfix-tls.cf``) and its SNI map (``sni``, compiled by ``postmap -F``, which reads the pairs
+    into the map). Pairs no longer wanted are removed once the new files are in."""
+    pairs = _tls_pairs(spec)
+    directory = root / "mail" / "tls"
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    for pair in pairs:
+        key, crt = directory / f"{pair['tag']}.key", directory / f"{pair['tag']}.crt"
+        if not key.exists() or key.read_text() != pair["private_key"]:
+            tmp = directory / f".{pair['tag']}.key.new"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(pair["private_key"])
+            os.replace(tmp, key)
+        if not crt.exists() or crt.read_text() != pair["certificate"]:
+            tmp = directory / f".{pair['tag']}.crt.new"
+            tmp.write_text(pair["certificate"])
+            os.replace(tmp, crt)
+    if len(pairs) > 1:
+        rows = []
+        for pair in pairs:
+            files = f"{directory / (pair['tag'] + '.key')}, {directory / (pair['tag'] + '.crt')}"
+            rows += [f"{name} {files}" for name in pair["names"]]
+        tmp = directory / ".sni.new"
+        tmp.write_text("\n".join(rows) + "\n")
+        made = _postmap("-F", f"hash:{tmp}")
+        if made.returncode != 0:
+            raise AgentError(f"postmap -F refused the SNI map: {made.stderr.strip()[:300]}", permanent=True)
+        os.replace(tmp.with_name(".sni.new.db"), directory / "sni.db")
+        os.replace(tmp, directory / "sni")
+    else:
+        for name in ("sni", "sni.db"):
+            (directory / name).unlink(missing_ok=True)
+    for name, text in (("dovecot-tls.conf", dovecot_tls_conf(pairs, directory)),
+                       ("postfix-tls.cf", postfix_tls_conf(pairs, directory))):  # fmt: skip
+        tmp = directory / f".{name}.new"
+        tmp.write_text(text)
+        os.replace(tmp, directory / name)
+    keep = {p["tag"] for p in pairs}
+    for path in directory.glob("*.crt"):
+        if TLS_TAG_RE.match(path.stem) and path.stem not in keep:
+            path.unlink(missing_ok=True)
+            path.with_suffix(".key").unlink(missing_ok=True)
+    return {"certificates": [{"names": p["names"], "sha256": p["sha256"], "not_after": p["not_after"]} for p in pairs],
+            "dovecot": str(directory / "dovecot-tls.conf"), "postfix": str(directory / "postfix-tls.cf")}  # fmt: skip
+
+
+@OPERATIONS.register("mail_tls")
+def mail_tls_operation(node: Node, args: dict) -> dict:
+    """The operation ``mail_tls``: the certificates of the mail node's hostnames (never answered back)."""
+    return mail_tls(node.root, args.get("spec") or {})

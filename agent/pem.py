@@ -118,9 +118,24 @@ def covers(cert_names: list[str], name: str) -> bool:
     return False
 
 
+def ocsp_urls(cert: x509.Certificate) -> list[str]:
+    """The OCSP responders the certificate names (Authority Information Access); none: no stapling."""
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        return []
+    return [
+        d.access_location.value
+        for d in aia
+        if d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP
+        and isinstance(d.access_location, x509.UniformResourceIdentifier)
+    ]
+
+
 def info(cert: x509.Certificate) -> dict:
     return {
         "names": names_of(cert),
+        "ocsp": ocsp_urls(cert),
         "subject": cert.subject.rfc4514_string(),
         "issuer": cert.issuer.rfc4514_string(),
         "serial": format(cert.serial_number, "x"),

@@ -137,6 +137,9 @@ def _validate_tls(tls) -> dict | None:
         "certificate": str(tls["certificate"]),
         "private_key": str(tls["private_key"]),
         "hsts": bool(tls.get("hsts")),
+        # OCSP stapling only where it can work: the leaf names a responder and its issuer is in the
+        # chain (nginx asks the responder about the leaf with the issuer's key hash).
+        "staple": bool(facts["ocsp"]) and bool(facts["chain"]),
         "facts": {k: facts[k] for k in ("names", "issuer", "serial", "not_before", "not_after", "sha256")},
     }
 
@@ -330,6 +333,8 @@ class WebRuntime:
         if spec["https"] and spec.get("tls") and spec["tls"]["hsts"]:
             # Only with a certificate a CA issued: HSTS over a self-signed one would lock visitors out.
             ssl += '    add_header Strict-Transport-Security "max-age=31536000" always;\n'
+        if spec["https"] and spec.get("tls") and spec["tls"].get("staple"):
+            ssl += self._stapling_lines()
         error_pages = "".join(f"    error_page {code} {page};\n" for code, page in spec["error_pages"].items())
         redirects = "".join(
             f"    location = {r['source']} {{\n        return {r['code']} {r['target']};\n    }}\n"
@@ -388,6 +393,15 @@ class WebRuntime:
             f"        root {self.acme_root(site_id)};\n"
             "        default_type text/plain;\n        try_files $uri =404;\n    }\n"
         )
+
+    def _stapling_lines(self) -> str:
+        """OCSP stapling: nginx fetches the responder's answer and sends it in the handshake, verified
+        against the public roots (the responder's signer chains to them through the served chain)."""
+        lines = "    ssl_stapling on;\n    ssl_stapling_verify on;\n"
+        roots = Path(os.environ.get("MPANEL_TLS_ROOTS", "/etc/ssl/certs/ca-certificates.crt"))
+        if roots.is_file():
+            lines += f"    ssl_trusted_certificate {roots};\n"
+        return lines
 
     def _ssl_lines(self, site_id: str) -> str:
         crt, key = self._tls_files.get(site_id) or (self.ssl / f"{site_id}.crt", self.ssl / f"{site_id}.key")

@@ -508,6 +508,8 @@ MPANEL_ACME_VALIDATION_SECONDS = env.int("MPANEL_ACME_VALIDATION_SECONDS", defau
 MPANEL_ACME_DNS_WAIT_SECONDS = env.int("MPANEL_ACME_DNS_WAIT_SECONDS", default=60)  # a TXT record published
 MPANEL_ACME_RETRY_SECONDS = env.int("MPANEL_ACME_RETRY_SECONDS", default=3600)  # first renewal retry, doubling
 MPANEL_SSL_ALERT_DAYS = env.int("MPANEL_SSL_ALERT_DAYS", default=14)  # alert when not renewed this close to expiry
+# A hosting plan whose config says "ssl": true issues an ACME certificate for each new website of its accounts.
+MPANEL_SSL_AUTO_ISSUE = env.bool("MPANEL_SSL_AUTO_ISSUE", default=True)
 CELERY_BEAT_SCHEDULE["ssl-sweep"] = {"task": "ssl.sweep", "schedule": 3600.0}
 SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].update(
     {

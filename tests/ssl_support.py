@@ -133,13 +133,13 @@ class Pebble:
         self.proc = None
 
 
-@pytest.fixture
-def pebble(tmp_path, settings, powerdns, nginx_node):
-    """Pebble on loopback, validating HTTP-01 against the test nginx and resolving through PowerDNS."""
+def start_pebble(directory: Path, settings, *, http_port: int, dns_server: str) -> Pebble:
+    """Pebble on loopback under ``directory``, validating HTTP-01 on ``http_port`` and resolving names
+    (DNS-01's TXT records included) through ``dns_server`` ("127.0.0.1:<port>"); the panel's ACME
+    settings point at it. The caller stops it."""
     if shutil.which("pebble") is None and not Path("/usr/bin/pebble").exists():
         pytest.fail("pebble is needed: run the tests with `make test` (it installs Debian's pebble)")
-    directory = tmp_path / "pebble"
-    directory.mkdir()
+    directory.mkdir(parents=True, exist_ok=True)
     ca = _tls_files(directory)
     port, management = free_port(), free_port()
     config = {
@@ -148,7 +148,7 @@ def pebble(tmp_path, settings, powerdns, nginx_node):
             "managementListenAddress": f"127.0.0.1:{management}",
             "certificate": str(directory / "cert.pem"),
             "privateKey": str(directory / "key.pem"),
-            "httpPort": nginx_node.http_port,
+            "httpPort": http_port,
             "tlsPort": free_port(),
             "ocspResponderURL": "",
             "externalAccountBindingRequired": False,
@@ -160,17 +160,25 @@ def pebble(tmp_path, settings, powerdns, nginx_node):
         ca_bundle=ca,
         management=f"https://127.0.0.1:{management}",
         dir=directory,
-        http_port=nginx_node.http_port,
-        dns_server=f"127.0.0.1:{powerdns.dns_port}",
+        http_port=http_port,
+        dns_server=dns_server,
     )
     server.start()
     settings.MPANEL_ACME_DIRECTORY = server.directory
     settings.MPANEL_ACME_CA_BUNDLE = str(ca)
     settings.MPANEL_ACME_VALIDATION_SECONDS = 30
     settings.MPANEL_ACME_DNS_WAIT_SECONDS = 20
+    return server
+
+
+@pytest.fixture
+def pebble(tmp_path, settings, powerdns, nginx_node):
+    """Pebble on loopback, validating HTTP-01 against the test nginx and resolving through PowerDNS."""
+    server = start_pebble(tmp_path / "pebble", settings, http_port=nginx_node.http_port,
+                          dns_server=f"127.0.0.1:{powerdns.dns_port}")  # fmt: skip
     yield server
     server.stop()
-    print(f"--- pebble's log ---\n{(directory / 'pebble.log').read_text()[-4000:]}")  # shown when a test fails
+    print(f"--- pebble's log ---\n{(server.dir / 'pebble.log').read_text()[-4000:]}")  # shown when a test fails
 
 
 def served_certificate(nginx, host: str, root_pem: str) -> x509.Certificate:
@@ -217,13 +225,14 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def make_bundle(names: list[str], *, days: int = 90, not_before_days: int = -1) -> Bundle:
-    """A root, an intermediate it signed and a leaf for ``names`` the intermediate signed."""
+def make_bundle(names: list[str], *, days: int = 90, not_before_days: int = -1, ocsp: str | None = None) -> Bundle:
+    """A root, an intermediate it signed and a leaf for ``names`` the intermediate signed (naming its
+    issuer's key, as ACME CAs do; and the OCSP responder ``ocsp`` when given)."""
     now = datetime.datetime.now(datetime.UTC)
     keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
     root_key, mid_key, leaf_key = keys
 
-    def build(subject, issuer, public, signer, ca: bool, start, end, san=None):
+    def build(subject, issuer, public, signer, ca: bool, start, end, san=None, extra=()):
         builder = (
             x509.CertificateBuilder()
             .subject_name(subject)
@@ -236,6 +245,8 @@ def make_bundle(names: list[str], *, days: int = 90, not_before_days: int = -1) 
         )
         if san:
             builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in san]), critical=False)
+        for extension in extra:
+            builder = builder.add_extension(extension, critical=False)
         return builder.sign(signer, hashes.SHA256())
 
     start = now + datetime.timedelta(days=not_before_days)
@@ -243,8 +254,12 @@ def make_bundle(names: list[str], *, days: int = 90, not_before_days: int = -1) 
                  now - datetime.timedelta(days=10), now + datetime.timedelta(days=3650))  # fmt: skip
     mid = build(_name("Test Intermediate"), _name("Test Root"), mid_key.public_key(), root_key, True,
                 now - datetime.timedelta(days=10), now + datetime.timedelta(days=1000))  # fmt: skip
+    extra = [x509.AuthorityKeyIdentifier.from_issuer_public_key(mid_key.public_key())]
+    if ocsp:
+        extra.append(x509.AuthorityInformationAccess([x509.AccessDescription(
+            x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(ocsp))]))  # fmt: skip
     leaf = build(_name(names[0].lstrip("*.")), _name("Test Intermediate"), leaf_key.public_key(), mid_key, False,
-                 start, start + datetime.timedelta(days=days), san=names)  # fmt: skip
+                 start, start + datetime.timedelta(days=days), san=names, extra=extra)  # fmt: skip
 
     def pem_of(cert):
         return cert.public_bytes(serialization.Encoding.PEM).decode()

@@ -9,4 +9,4 @@ class HostingConfig(AppConfig):
     def ready(self):
         # The plan provisioners (billing's PROVISIONERS, PLAN_CHANGES, PAID), the limit check
         # (apps.common.limits.LIMIT_CHECKS) and the job handlers register themselves on import.
-        from . import jobs, limits, provisioning  # noqa: F401
+        from . import autossl, jobs, limits, provisioning  # noqa: F401

@@ -41,6 +41,12 @@ class EventType(models.TextChoices):
     MEMBER_ADDED = "member.added", "Member added"
     MEMBER_ROLE_CHANGED = "member.role_changed", "Member role changed"
     MEMBER_REMOVED = "member.removed", "Member removed"
+    # Raised by other modules when something that protects the tenant's service failed (they record
+    # these values; the labels are what the admin and the API show).
+    SSL_EXPIRING = "ssl.certificate.expiring", "SSL certificate expiring and not renewed"
+    SSL_ISSUANCE_FAILED = "ssl.certificate.failed", "SSL certificate issuance failed"
+    BACKUP_DRILL_FAILED = "backup.drill_failed", "Backup restore drill failed"
+    BACKUP_CHECK_FAILED = "backup.check_failed", "Backup repository check failed"
 
 
 class SecurityEvent(models.Model):

@@ -82,10 +82,23 @@ class SessionSerializer(ModelSerializer):
 class SecurityEventSerializer(ModelSerializer):
     user = serializers.UUIDField(source="user_id", read_only=True, allow_null=True)
     actor = serializers.UUIDField(source="actor_id", read_only=True, allow_null=True)
+    type_label = serializers.CharField(source="get_type_display", read_only=True, help_text="the type in words")
 
     class Meta:
         model = SecurityEvent
-        fields = ["id", "created_at", "type", "reason", "user", "email", "actor", "ip", "user_agent", "data"]
+        fields = [
+            "id",
+            "created_at",
+            "type",
+            "type_label",
+            "reason",
+            "user",
+            "email",
+            "actor",
+            "ip",
+            "user_agent",
+            "data",
+        ]
         read_only_fields = fields
 
 

@@ -2,16 +2,19 @@
 "Renew now", "Revoke" and "Delete" buttons calling the same services as the API. The key is never
 shown here (the tenant's ADMIN+ downloads it through the API after re-authenticating)."""
 
+from django import forms
 from django.conf import settings
 from django.contrib import admin
 from django.utils import timezone
 
 from apps.common.admin import ObjectAction, ReadOnlyAdmin, apply_each, confirm_first
 from apps.common.display import badge, when
-from apps.jobs.admin import ServiceAdmin, operating, retry_action
+from apps.jobs.admin import ServiceAdmin, ServiceForm, operating, retry_action
+from apps.tenancy.admin_base import TenantOwnedAdmin
+from apps.websites.admin import HostnamesField
 
 from . import services
-from .models import AcmeAccount, Certificate, CertificateSource, CertificateStatus
+from .models import AcmeAccount, Certificate, CertificateSource, CertificateStatus, SslSettings
 
 S = CertificateStatus
 
@@ -26,10 +29,53 @@ def expiry_badge(cert: Certificate):
     return badge(tone, f"{days} days ({when(cert.not_after)})")
 
 
+class SecretTextarea(forms.Textarea):
+    """A key typed into the page is never written back into it (a page shown again after an error)."""
+
+    def format_value(self, value):
+        return None
+
+
+class CertificateAddForm(ServiceForm):
+    """Issue from the ACME CA (names or a website), or upload a certificate with its chain and key:
+    the API's two services, with the API's checks (a refused upload names its field here)."""
+
+    names = HostnamesField(required=False, help_text="Hostnames, one a line (empty: the website's own).")
+    certificate = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}),
+                                  help_text="Upload: the certificate (PEM), its chain may follow.")  # fmt: skip
+    chain = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 6}),
+                            help_text="Upload: the intermediates (PEM), in order.")  # fmt: skip
+    private_key = forms.CharField(required=False, widget=SecretTextarea(attrs={"rows": 6}), strip=False,
+                                  help_text="Upload: the certificate's unencrypted private key (PEM); stored "
+                                  "encrypted, never shown again.")  # fmt: skip
+
+    class Meta:
+        model = Certificate
+        fields = ["tenant", "website", "names", "challenge", "hsts"]
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("certificate")) != bool(data.get("private_key")):
+            raise forms.ValidationError("An upload needs both the certificate and its private key.")
+        if not data.get("certificate") and not data.get("names") and not data.get("website"):
+            raise forms.ValidationError("Name the hostnames or a website to issue for, or upload a certificate.")
+        return data
+
+    def act(self, data, actor):
+        if data.get("certificate"):
+            return services.certificate_upload(tenant=data["tenant"], certificate=data["certificate"],
+                                               chain=data.get("chain") or "", private_key=data["private_key"],
+                                               website=data.get("website"), hsts=data.get("hsts", False),
+                                               actor=actor)  # fmt: skip
+        return services.certificate_issue(tenant=data["tenant"], names=data.get("names") or None,
+                                          website=data.get("website"), challenge=data["challenge"],
+                                          hsts=data.get("hsts", False), actor=actor)  # fmt: skip
+
+
 @admin.register(Certificate)
 class CertificateAdmin(ServiceAdmin):
-    """Certificates change only through their services: issue and upload are the API's; the buttons
-    here renew, revoke and delete."""
+    """Certificates change only through their services: the add page issues (ACME) or uploads; the
+    buttons renew, revoke and delete."""
 
     list_display = ["name_list", "status", "expires", "source", "challenge", "issuer_short", "tenant"]
     list_filter = ["status", "source", "challenge", "tenant"]
@@ -38,6 +84,8 @@ class CertificateAdmin(ServiceAdmin):
     ordering = ["not_after"]
     show_full_result_count = False
     actions = ["renew_selected"]
+    add_form = CertificateAddForm
+    add_fields = ["tenant", "website", "names", "challenge", "hsts", "certificate", "chain", "private_key"]
     shown_fields = [
         "tenant",
         "names",
@@ -85,9 +133,6 @@ class CertificateAdmin(ServiceAdmin):
             show=lambda c: c.status != S.DELETED,
         ),
     ]
-
-    def has_add_permission(self, request):
-        return False  # issued or uploaded through the API (the tenant's names, its website)
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -137,3 +182,20 @@ class AcmeAccountAdmin(ReadOnlyAdmin):
     search_fields = ["email", "uri"]
     list_select_related = ["tenant"]
     exclude = ["key_encrypted"]
+
+
+@admin.register(SslSettings)
+class SslSettingsAdmin(TenantOwnedAdmin):
+    """A tenant's SSL choices; written through ``services.settings_update`` (audited there)."""
+
+    list_display = ["tenant", "revoke_on_delete", "updated_at"]
+    list_filter = ["revoke_on_delete"]
+    search_fields = ["tenant__name", "tenant__slug"]
+    list_select_related = ["tenant"]
+    fields = ["tenant", "revoke_on_delete"]
+
+    def save_model(self, request, obj, form, change):
+        with operating(obj.tenant):
+            row = services.settings_update(tenant=obj.tenant, data={"revoke_on_delete": obj.revoke_on_delete},
+                                           actor=request.user)  # fmt: skip
+        obj.pk, obj._state.adding = row.pk, False

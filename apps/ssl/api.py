@@ -8,6 +8,7 @@ from apps.security.mfa import require_reauth
 from apps.security.serializers import ReauthSerializer
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
+from apps.websites.api import REVOKE_PARAMETER, revoke_flag
 
 from . import services
 from .models import Certificate, CertificateSource, CertificateStatus, Challenge
@@ -34,7 +35,11 @@ class CertificateFilter(filters.FilterSet):
         fields = ["status", "source", "challenge", "website"]
 
 
-@extend_schema_view(destroy=extend_schema(summary="Delete the certificate (a job takes it off the website)"))
+@extend_schema_view(
+    destroy=extend_schema(
+        summary="Delete the certificate (a job takes it off the website)", parameters=[REVOKE_PARAMETER]
+    )
+)
 class CertificateViewSet(ResourceViewSet):
     """SSL certificates: MEMBER+ read (certificate and chain, never the key); ADMIN+ issue, upload,
     renew, revoke, delete, and read the key after re-authenticating.
@@ -83,7 +88,7 @@ class CertificateViewSet(ResourceViewSet):
         return services.certificate_update(certificate=obj, data=data, actor=self.request.user)
 
     def destroy_resource(self, obj):
-        return services.certificate_delete(certificate=obj, actor=self.request.user)
+        return services.certificate_delete(certificate=obj, actor=self.request.user, revoke=revoke_flag(self.request))
 
     @extend_schema(request=CertificateUploadSerializer, responses={201: CertificateSerializer},
                    summary="Upload your own certificate, chain and key")  # fmt: skip

@@ -197,5 +197,23 @@ def revoke(ca: Client, certificate_pem: str, reason: int = 0) -> None:
         raise CaError(f"The CA cannot be reached to revoke: {_short(exc)}") from exc
 
 
+def _aware(value: datetime.datetime) -> datetime.datetime:
+    # The acme library answers some times naive (its own "now", local time): make them UTC-aware.
+    return value.astimezone(datetime.UTC)
+
+
+def renewal_window(ca: Client, certificate_pem: str) -> tuple[datetime.datetime | None, datetime.datetime]:
+    """ACME Renewal Information (RFC 9773): a time inside the window the CA suggests for renewing
+    this certificate, and when to ask again. (None, when to ask again): the directory offers no
+    ``renewalInfo`` (or the CA did not answer), and the panel's own rule applies."""
+    try:
+        at, ask_again = ca.acme.renewal_time(certificate_pem.encode())
+    except errors.ARIError as exc:  # the CA's renewalInfo failed: its retry time, our rule meanwhile
+        return None, _aware(exc.retry_after)
+    except Exception:  # a malformed answer: the same
+        return None, datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=6)
+    return (_aware(at) if at is not None else None), _aware(ask_again)
+
+
 def _short(exc: BaseException) -> str:
     return (str(exc) or type(exc).__name__)[:300]

@@ -1,13 +1,15 @@
 """What the SSL module adds to other modules: the ``tls`` part of a website's spec (the certificate
-its vhost serves, ``apps.websites.services.SPEC_PARTS``)."""
+its vhost serves, ``apps.websites.services.SPEC_PARTS``), and what a website's deletion does to its
+certificates (``apps.websites.services.DELETED``)."""
 
 from __future__ import annotations
 
 from django.utils import timezone
 
 from apps.websites.models import Website
-from apps.websites.services import SPEC_PARTS
+from apps.websites.services import DELETED, SPEC_PARTS
 
+from . import services
 from .crypto import unseal
 from .models import Certificate, CertificateStatus
 
@@ -39,3 +41,8 @@ def tls_part(site: Website) -> dict | None:
         "private_key": unseal(cert.key_encrypted),
         "hsts": cert.hsts,
     }
+
+
+@DELETED.register("ssl.revoke_on_delete")
+def website_deleted(site: Website, *, actor=None, revoke_certificates: bool | None = None) -> None:
+    services.website_deleted(site, actor=actor, revoke_certificates=revoke_certificates)

@@ -82,6 +82,9 @@ class Certificate(TenantOwnedModel):
     challenges = models.JSONField(default=list, blank=True, help_text="what was put up to answer (to take down)")
     # Renewal: when the sweep renews it, when it may try again after a failure, the alert.
     renew_after = models.DateTimeField(null=True, blank=True)
+    ari_next_at = models.DateTimeField(
+        null=True, blank=True, help_text="when to ask the CA's renewal information (ARI) again"
+    )
     retry_after = models.DateTimeField(null=True, blank=True)
     failures = models.PositiveIntegerField(default=0, help_text="failed attempts since the last success")
     alerted_at = models.DateTimeField(null=True, blank=True)
@@ -110,3 +113,23 @@ class Certificate(TenantOwnedModel):
             CertificateStatus.VALID,
             CertificateStatus.RENEWING,
         )
+
+
+class SslSettings(TenantOwnedModel):
+    """The tenant's SSL choices (one row per tenant; absent: the defaults)."""
+
+    revoke_on_delete = models.BooleanField(
+        default=False,
+        help_text="revoke an issued certificate at its CA when it, or its website, is deleted "
+        "(a delete's ?revoke=true|false decides for that delete)",
+    )
+
+    audit_fields = ("revoke_on_delete",)
+
+    class Meta:
+        verbose_name = "SSL settings"
+        verbose_name_plural = "SSL settings"
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="ssl_one_settings_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"SSL settings of {self.tenant}"

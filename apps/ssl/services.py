@@ -28,6 +28,8 @@ from apps.jobs.lifecycle import Lifecycle, Move
 from apps.jobs.models import Job
 from apps.jobs.registry import PermanentError
 from apps.nodes.drivers import driver_for
+from apps.security.events import record_event
+from apps.security.models import EventType
 from apps.tenancy.models import Membership, Tenant
 from apps.tenancy.roles import Role
 from apps.tenancy.scoping import all_tenants, tenant_scope
@@ -36,7 +38,7 @@ from apps.websites.models import Website, WebsiteStatus
 
 from . import ca, validators
 from .crypto import seal, unseal
-from .models import AcmeAccount, Certificate, CertificateSource, CertificateStatus, Challenge
+from .models import AcmeAccount, Certificate, CertificateSource, CertificateStatus, Challenge, SslSettings
 
 S = CertificateStatus
 ISSUE_JOB = "ssl.certificate.issue"
@@ -182,9 +184,70 @@ def certificate_revoke(*, certificate: Certificate, actor=None) -> Certificate:
     return certs.move(certificate, "revoke", actor=actor, revoked_at=timezone.now())
 
 
-def certificate_delete(*, certificate: Certificate, actor=None) -> Certificate:
-    """Removes it from the website (a job); the row stays, ``deleted``, for the audit trail."""
-    return certs.move(certificate, "delete", actor=actor)
+def certificate_delete(*, certificate: Certificate, actor=None, revoke: bool | None = None) -> Certificate:
+    """Removes it from the website (a job); the row stays, ``deleted``, for the audit trail.
+    ``revoke`` (None: the tenant's ``revoke_on_delete``): an issued certificate still valid is
+    revoked at its CA by the same job (retried while the CA is unreachable)."""
+    with transaction.atomic():
+        cert = certs.locked(certificate)
+        certs.check(cert, "delete")
+        if revoke is None:
+            revoke = settings_for(cert.tenant).revoke_on_delete
+        at_ca = bool(revoke) and _revocable(cert)
+        certs.transition(cert, S.DELETED, "ssl.certificate.delete", actor=actor,
+                         **({"revoked_at": timezone.now()} if at_ca else {}))  # fmt: skip
+        certs.enqueue(cert, "ssl.certificate.delete", actor=actor, **({"revoke": True} if at_ca else {}))
+        return cert
+
+
+def _revocable(cert: Certificate) -> bool:
+    """Issued by our CA, with a certificate the CA can still revoke (not revoked, not expired)."""
+    return (
+        cert.source == CertificateSource.ACME
+        and bool(cert.certificate_pem)
+        and cert.account_id is not None
+        and cert.status in (S.VALID, S.RENEWING)
+        and (cert.not_after is None or cert.not_after > timezone.now())
+    )
+
+
+def settings_for(tenant) -> SslSettings:
+    """The tenant's SSL settings (unsaved defaults when it never changed them)."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    return SslSettings.all_tenants.filter(tenant_id=tenant_id).first() or SslSettings(tenant_id=tenant_id)
+
+
+@transaction.atomic
+def settings_update(*, tenant, data: dict, actor=None) -> SslSettings:
+    row = SslSettings.objects.select_for_update().filter(tenant=tenant).first()
+    if row is None:
+        row = SslSettings(tenant=tenant)
+        row.save(force_insert=True)
+        audit.created(row, "ssl.settings.create", actor=actor)
+    with audit.change(row, "ssl.settings.update", actor=actor) as change:
+        if "revoke_on_delete" in data:
+            row.revoke_on_delete = bool(data["revoke_on_delete"])
+        if audit.snapshot(row) == change.before:
+            change.skip()
+            return row
+        row.save()
+    return row
+
+
+def website_deleted(site: Website, *, actor=None, revoke_certificates: bool | None = None) -> list[Certificate]:
+    """A deleted website's certificates: revoked at the CA when the tenant asks (the delete's
+    ``revoke``, else its ``revoke_on_delete``); otherwise they stay as they are (the sweep no longer
+    renews them: there is no site to validate)."""
+    revoke = revoke_certificates if revoke_certificates is not None else settings_for(site.tenant_id).revoke_on_delete
+    if not revoke:
+        return []
+    done = []
+    for cert in Certificate.all_tenants.filter(
+        tenant_id=site.tenant_id, website=site, status__in=[S.VALID, S.RENEWING]
+    ):
+        if _revocable(cert):
+            done.append(certificate_revoke(certificate=cert, actor=actor))
+    return done
 
 
 def key_pem(*, certificate: Certificate, actor=None) -> str:
@@ -402,7 +465,35 @@ def issue_run(job: Job) -> dict:
         Certificate.objects.filter(pk=pk).update(last_error=message[:2000])
         raise
     _take_down(pk)
+    refresh_renewal_info(pk)
+    cert = Certificate.objects.get(pk=pk)
     return {"certificate": str(pk), "serial": cert.serial, "not_after": cert.not_after.isoformat()}
+
+
+def refresh_renewal_info(pk) -> bool:
+    """Ask the CA when to renew (ARI, RFC 9773) when its directory offers ``renewalInfo``: the time
+    it picks inside its suggested window becomes ``renew_after`` (a CA that must revoke early moves
+    the window forward and the sweep follows). Without ARI, two thirds of the lifetime stays. Best
+    effort: a CA that does not answer changes nothing. Answers whether ``renew_after`` changed."""
+    cert = Certificate.all_tenants.select_related("account").filter(pk=pk).first()
+    if cert is None or cert.account is None or not cert.certificate_pem or cert.source != CertificateSource.ACME:
+        return False
+    try:
+        client = ca.connect(unseal(cert.account.key_encrypted), cert.account.uri)
+    except ca.CaError:
+        return False
+    at, ask_again = ca.renewal_window(client, cert.certificate_pem)
+    with transaction.atomic():
+        cert = Certificate.all_tenants.select_for_update().filter(pk=pk, status=S.VALID).first()
+        if cert is None:
+            return False
+        changed = at is not None and at != cert.renew_after
+        if changed:
+            with audit.change(cert, "ssl.certificate.renewal_info", actor=audit.SYSTEM):
+                cert.renew_after = at
+                cert.save(update_fields=["renew_after", "updated_at"])
+        Certificate.all_tenants.filter(pk=pk).update(ari_next_at=ask_again)
+    return changed
 
 
 def after_authorization(cert: Certificate) -> None:
@@ -434,6 +525,11 @@ def _give_up(pk, message: str) -> None:
         cert.save()
         audit.record(action="ssl.certificate.failed", obj=cert, actor=None, tenant=cert.tenant,
                      changes={"status": [before, cert.status]}, after={"error": message[:500]})  # fmt: skip
+        # A site left without a trusted certificate is a security matter: the tenant's admins see it
+        # in their security events, not only in the certificate's row.
+        record_event(EventType.SSL_ISSUANCE_FAILED, tenant=cert.tenant_id, reason="renewal" if before == S.RENEWING
+                     else "issuance", actor=None, data={"certificate": str(cert.pk), "names": cert.names[:10],
+                                                        "error": message[:500]})  # fmt: skip
 
 
 # --- installation (the job ``ssl.certificate.install``) ------------------------------------------
@@ -472,7 +568,15 @@ def revoke_run(job: Job) -> dict:
 
 
 def delete_run(job: Job) -> dict:
-    return install_run(job)
+    """The job ``ssl.certificate.delete``: off the website; revoked at the CA first when asked."""
+    revoked = False
+    if job.payload.get("revoke"):
+        cert = Certificate.objects.select_related("account").filter(pk=job.payload.get("certificate")).first()
+        if cert is not None and cert.account is not None and cert.certificate_pem:
+            client = ca.connect(unseal(cert.account.key_encrypted), cert.account.uri)
+            ca.revoke(client, cert.certificate_pem)
+            revoked = True
+    return {**install_run(job), "revoked_at_ca": revoked}
 
 
 # --- renewal sweep and alerts (periodic: ``ssl.sweep``) -------------------------------------------
@@ -482,6 +586,14 @@ def sweep(*, now=None) -> dict:
     """Renew what is due, mark what expired, and alert about what expires soon and is not renewed."""
     now = now or timezone.now()
     renewed = expired = alerted = 0
+    with all_tenants():
+        asking = list(
+            Certificate.all_tenants.filter(status=S.VALID, source=CertificateSource.ACME, account__isnull=False)
+            .exclude(ari_next_at__gt=now)
+            .values_list("pk", flat=True)
+        )
+    for pk in asking:  # the CA's renewal information first: it may move renew_after into the past
+        refresh_renewal_info(pk)
     with all_tenants():
         due = list(
             Certificate.all_tenants.filter(status=S.VALID, source=CertificateSource.ACME, renew_after__lte=now)
@@ -547,6 +659,8 @@ def _alert(pk, now) -> int:
     reason = f" The last attempt failed: {cert.last_error}" if cert.last_error else ""
     after = {"not_after": cert.not_after.isoformat(), "days": days, "error": cert.last_error[:500]}
     audit.record(action="ssl.certificate.expiring", obj=cert, actor=None, tenant=cert.tenant, after=after)
+    record_event(EventType.SSL_EXPIRING, tenant=cert.tenant_id, reason=f"{days} days left", actor=None,
+                 data={"certificate": str(cert.pk), "names": cert.names[:10], **after})  # fmt: skip
     _notify(cert, f"The certificate for {cert} expires in {days} days",
             f"It expires on {cert.not_after:%Y-%m-%d %H:%M} UTC and has not been renewed yet.{reason}")  # fmt: skip
     return 1

@@ -1,8 +1,9 @@
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import extend_schema, extend_schema_view
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 
+from apps.common.exceptions import InvalidInput
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
 
@@ -20,8 +21,26 @@ class WebsiteFilter(filters.FilterSet):
         fields = ["status", "node", "customer", "php_version", "domain"]
 
 
+REVOKE_PARAMETER = OpenApiParameter(
+    "revoke", bool, description="Revoke the certificates at their CA too (absent: the tenant's SSL setting)."
+)
+
+
+def revoke_flag(request) -> bool | None:
+    """``?revoke=true|false`` on a delete; absent: None (the tenant's setting decides)."""
+    raw = request.query_params.get("revoke")
+    if raw is None:
+        return None
+    try:
+        return serializers.BooleanField().to_internal_value(raw)
+    except serializers.ValidationError:
+        raise InvalidInput("revoke: true or false.", field="revoke") from None
+
+
 # The base generates the standard routes' schema; DELETE's summary says what a 202 means here.
-@extend_schema_view(destroy=extend_schema(summary="Delete the website (a job removes it)"))
+@extend_schema_view(
+    destroy=extend_schema(summary="Delete the website (a job removes it)", parameters=[REVOKE_PARAMETER])
+)
 class WebsiteViewSet(ResourceViewSet):
     """Websites: MEMBER+ read; ADMIN+ create, update, suspend, resume, delete.
 
@@ -54,7 +73,9 @@ class WebsiteViewSet(ResourceViewSet):
         return services.website_update(website=obj, data=data, actor=self.request.user)
 
     def destroy_resource(self, obj):
-        return services.website_delete(website=obj, actor=self.request.user)
+        # ?revoke=true|false: revoke the site's certificates at their CA (absent: the tenant's SSL setting).
+        return services.website_delete(website=obj, actor=self.request.user,
+                                       revoke_certificates=revoke_flag(self.request))  # fmt: skip
 
     @extend_schema(request=None, responses={202: WebsiteSerializer}, summary="Serve the suspension page (503)")
     @action(detail=True, methods=["post"])

@@ -210,6 +210,8 @@ def website_create(*, tenant, primary_domain: str, aliases: list | None = None, 
     check_limit(site.tenant_id, "websites", customer_id=site.customer_id, obj=site)
     audit.created(site, "website.create", actor=actor)
     _job(site, "website.provision", actor)
+    for hook in CREATED:
+        hook(site)
     return site
 
 
@@ -259,12 +261,22 @@ def website_resume(*, website: Website, actor=None) -> Website:
 
 
 @transaction.atomic
-def website_delete(*, website: Website, actor=None) -> Website:
+def website_delete(*, website: Website, actor=None, revoke_certificates: bool | None = None) -> Website:
     """The vhost goes at once (a job); the files after ``WEBSITE_PURGE_GRACE_SECONDS``. The
-    hostnames are free again at once."""
+    hostnames are free again at once. ``revoke_certificates``: the site's certificates are revoked
+    at their CA too (None: as the tenant's setting says; the SSL module's ``DELETED`` hook)."""
     site = sites.move(website, "delete", actor=actor)
     WebsiteDomain.all_tenants.filter(website=site).delete()
+    for hook in DELETED:
+        hook(site, actor=actor, revoke_certificates=revoke_certificates)
     return site
+
+
+# What other modules do when a website is made or deleted, in the same transaction (they register
+# here; websites never imports them): hosting issues a certificate for a plan with SSL, the SSL
+# module revokes the site's certificates when the tenant asks.
+CREATED: Registry[Callable[[Website], Any]] = Registry("website created hook")
+DELETED: Registry[Callable[..., Any]] = Registry("website deleted hook")
 
 
 # --- convergence (job handlers call this with the row locked) ---------------------------------

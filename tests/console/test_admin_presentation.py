@@ -115,6 +115,7 @@ EXPECTED_PLURALS = {
     "tenancy.Tenant": "tenants",
     "ssl.AcmeAccount": "ACME accounts",
     "ssl.Certificate": "certificates",
+    "ssl.SslSettings": "SSL settings",
     "websites.Website": "websites",
     "websites.WebsiteDomain": "website domains",
     "whitelabel.Brand": "brands",

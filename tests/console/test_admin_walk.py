@@ -153,6 +153,7 @@ def _new_module_rows(seed: demo.Demo, owner, customer) -> None:
     from apps.domains import services as domain_services
     from apps.hosting import services as hosting_services
     from apps.portal import services as portal_services
+    from apps.ssl import services as ssl_services
     from apps.ssl.crypto import seal
     from apps.ssl.models import AcmeAccount, Certificate
     from apps.whitelabel import services as brand_services
@@ -168,6 +169,7 @@ def _new_module_rows(seed: demo.Demo, owner, customer) -> None:
         hosting_services.todo_open(tenant_id=tenant.pk, kind="service", key="walk-1", title="Migrate a site")
         AcmeAccount.objects.create(tenant=tenant, directory="https://acme.example/dir", key_encrypted=seal("k"))
         Certificate.objects.create(tenant=tenant)
+        ssl_services.settings_update(tenant=tenant, data={"revoke_on_delete": True}, actor=owner)
         repo = BackupRepository.objects.create(tenant=tenant, name="main", node=seed.node,
                                                password_encrypted=backup_crypto.encrypt("walk"))  # fmt: skip
         policy = BackupPolicy.objects.create(tenant=tenant, name="nightly", repository=repo)

@@ -261,7 +261,7 @@ OPERATION_OWNERS = {
     "agent.files": ["file_list", "file_stat", "file_read", "file_write", "file_mkdir", "file_move", "file_copy",
                     "file_delete", "file_chmod", "file_compress", "file_extract", "site_world_writable"],
     "agent.dns": ["dns_zone_ensure", "dns_zone_delete"],
-    "agent.mail": ["mail_sync"],
+    "agent.mail": ["mail_sync", "mail_tls"],
     "agent.databases": ["db_check", "db_security", "db_sizes", "db_database_ensure", "db_database_drop",
                         "db_user_ensure", "db_user_drop", "db_grant", "db_revoke"],
     "agent.certs": ["acme_challenge_put", "acme_challenge_remove"],
