@@ -29,6 +29,7 @@ class ResourceKind(models.TextChoices):
     WEBSITE = "website", "Website"
     DATABASE = "database", "Database"
     ZONE = "zone", "DNS zone"
+    MAILBOX = "mailbox", "Mailbox"
     POD = "pod", "CloudPod"
 
 

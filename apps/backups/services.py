@@ -442,7 +442,7 @@ def restore_converge(restore: Restore, job_type: str) -> dict:
     snap, repo = restore.snapshot, restore.snapshot.repository
     src = source(restore.target_kind)
     target = src.model.objects.select_for_update(of=("self",)).filter(pk=restore.target_id).first()
-    if target is None or target.status in src.gone:
+    if target is None or getattr(target, "status", None) in src.gone:
         raise NodeError(f"The {src.kind} to restore into is gone.", permanent=True)
     if restore.in_place:
         _step(restore, "pre-restore snapshot")
@@ -476,8 +476,8 @@ def download_plan(*, snapshot: Snapshot, path: str) -> dict:
     over ``MPANEL_BACKUP_DOWNLOAD_MAX_BYTES`` is refused here."""
     if snapshot.status != SnapshotStatus.DONE:
         raise Conflict(f"This snapshot is {snapshot.status}.", code="conflict")
-    if snapshot.resource_kind not in ("website", "pod"):
-        raise InvalidInput("Single files can be taken from website and pod snapshots.", field="path")
+    if snapshot.resource_kind not in ("website", "pod", "mailbox"):
+        raise InvalidInput("Single files can be taken from website, mailbox and pod snapshots.", field="path")
     repo = snapshot.repository
     try:
         info = driver_for(repo.node).backup("file_stat", {"repository": repo_spec(repo),
@@ -585,6 +585,9 @@ def _detached_spec(kind: str, snap: Snapshot) -> dict:
         return {"kind": "files", "site": "w" + snap.resource_id.hex}
     if kind == "zone":
         return {"kind": "zone", "text": ""}
+    if kind == "mailbox":
+        local, _, domain = snap.resource_label.partition("@")
+        return {"kind": "maildir", "domain": domain, "local": local}
     return {"kind": "pod", "pod": snap.resource_id.hex}
 
 

@@ -17,6 +17,7 @@ from apps.databases import services as database_services
 from apps.databases.models import Database, ObjectStatus
 from apps.dns import services as dns_services
 from apps.dns.models import Zone, ZoneStatus
+from apps.mail.models import Mailbox
 from apps.nodes.models import Node, Transport
 from apps.websites.models import Website, WebsiteStatus
 
@@ -36,7 +37,7 @@ class Source:
     def get(self, pk) -> Any:
         """The tenant's resource (the scope in force decides whose): a missing or foreign one is a 400."""
         obj = self.model.objects.filter(pk=pk).first()
-        if obj is None or obj.status in self.gone:
+        if obj is None or getattr(obj, "status", None) in self.gone:
             raise InvalidInput(f"No {self.kind} {pk} in this tenant.", field="resource")
         return obj
 
@@ -70,6 +71,14 @@ SOURCES: dict[str, Source] = {
         node=lambda zone: zone.node,
         spec=lambda zone: {"kind": "zone", "text": dns_services.zone_export(zone)},
         gone=frozenset({ZoneStatus.DELETING}),
+    ),
+    ResourceKind.MAILBOX: Source(
+        kind="mailbox",
+        model=Mailbox,
+        label=lambda box: box.address,
+        node=lambda box: box.mail_domain.node,
+        spec=lambda box: {"kind": "maildir", "domain": box.mail_domain.name, "local": box.local_part},
+        gone=frozenset(),  # a mailbox row is removed at once: gone is absent
     ),
     ResourceKind.POD: Source(
         kind="pod",
