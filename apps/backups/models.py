@@ -90,6 +90,8 @@ class BackupPolicy(TenantOwnedModel):
     keep_weekly = models.PositiveIntegerField(default=0)
     keep_monthly = models.PositiveIntegerField(default=0)
     drill_interval_days = models.PositiveIntegerField(default=7)
+    # Deleting a resource of the policy first takes a final snapshot, kept this many days (0: none).
+    final_keep_days = models.PositiveIntegerField(default=30)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_run_status = models.CharField(max_length=8, choices=RunStatus.choices, default=RunStatus.NEVER, blank=True)
     last_run_error = TenantErrorField(blank=True)
@@ -98,7 +100,7 @@ class BackupPolicy(TenantOwnedModel):
     last_drill_summary = models.TextField(blank=True)
 
     audit_fields = ("name", "repository", "resources", "schedule", "enabled", "keep_last", "keep_daily",
-                    "keep_weekly", "keep_monthly", "drill_interval_days")  # fmt: skip
+                    "keep_weekly", "keep_monthly", "drill_interval_days", "final_keep_days")  # fmt: skip
 
     class Meta:
         ordering = ["name"]

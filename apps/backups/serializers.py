@@ -51,9 +51,9 @@ class BackupPolicySerializer(ModelSerializer):
     class Meta:
         model = BackupPolicy
         fields = ["id", "name", "repository", "resources", "schedule", "enabled", "keep_last", "keep_daily",
-                  "keep_weekly", "keep_monthly", "drill_interval_days", "last_run_at", "last_run_status",
-                  "last_run_error", "last_drill_at", "last_drill_status", "last_drill_summary", "created_at",
-                  "updated_at"]  # fmt: skip
+                  "keep_weekly", "keep_monthly", "drill_interval_days", "final_keep_days", "last_run_at",
+                  "last_run_status", "last_run_error", "last_drill_at", "last_drill_status", "last_drill_summary",
+                  "created_at", "updated_at"]  # fmt: skip
         read_only_fields = ["last_run_at", "last_run_status", "last_run_error", "last_drill_at", "last_drill_status",
                             "last_drill_summary", "created_at", "updated_at"]  # fmt: skip
 

@@ -43,7 +43,7 @@ from .models import (
     SnapshotStatus,
     TaskStatus,
 )
-from .sources import parse_ref, reaches, source
+from .sources import kind_of, parse_ref, reaches, source
 
 log = logging.getLogger(__name__)
 
@@ -636,3 +636,53 @@ def due_policies(now=None) -> dict:
                 repositories.enqueue(repo, "backup.repository.check", actor=audit.SYSTEM, key=key)
                 checked += 1
     return {"ran": ran, "drills": drilled, "checks": checked, "final_expired": expire_final_snapshots()}
+
+
+# --- the final snapshot before a delete -----------------------------------------------------------
+
+
+def final_snapshot(obj: Any, *, actor=None, force: bool = False) -> list[Snapshot]:
+    """``apps.jobs.lifecycle.BEFORE_DELETE``: a resource that a policy backs up is snapshotted once
+    more before it is deleted (``reason=final``, kept ``final_keep_days``), one per repository, with
+    its row locked by the delete. A failed final snapshot stops the delete with a 409 that says why,
+    unless an ADMIN+ forces it (``?force=true``): the failure is then recorded on the snapshot row."""
+    kind = kind_of(obj)
+    if kind is None:
+        return []
+    ref = f"{kind}:{obj.pk}"
+    policies = (
+        BackupPolicy.all_tenants.filter(tenant_id=obj.tenant_id, resources__contains=[ref], final_keep_days__gt=0)
+        .select_related("repository", "repository__node")
+        .order_by("-final_keep_days", "name")
+    )
+    made, seen = [], set()
+    for policy in policies:
+        repo = policy.repository
+        if repo.pk in seen or repo.status not in (RepoStatus.ACTIVE, RepoStatus.PENDING):
+            continue
+        seen.add(repo.pk)
+        src = source(kind)
+        snap = Snapshot(tenant_id=obj.tenant_id, repository=repo, policy=policy, resource_kind=kind,
+                        resource_id=obj.pk, resource_label=src.label(obj), reason=Reason.FINAL,
+                        keep_until=timezone.now() + timedelta(days=policy.final_keep_days))  # fmt: skip
+        snap.save(force_insert=True)
+        audit.created(snap, "backup.snapshot.create", actor=actor)
+        try:
+            if not reaches(repo.node, src.node(obj)):
+                raise NodeError("the repository is not reachable from the resource's node", permanent=True)
+            result = _take(repo, kind, obj, Reason.FINAL)
+        except NodeError as exc:
+            if not force:
+                raise Conflict(f"The final backup of {src.label(obj)} into {repo.name} failed ({exc.message}): "
+                               "nothing was deleted. Fix the repository, or delete anyway with ?force=true "
+                               "(ADMIN+).", code="final_backup_failed") from exc  # fmt: skip
+            with audit.change(snap, "backup.snapshot.error", actor=actor):
+                snap.status, snap.last_error = SnapshotStatus.ERROR, f"final backup failed: {exc.message}"[:2000]
+                snap.save()
+            log.warning("final backup of %s failed, deleted anyway (forced): %s", ref, exc.message)
+            continue
+        if src.engine(obj):
+            result["manifest"] = {**(result.get("manifest") or {}), "engine": src.engine(obj)}
+        _record_taken(snap, result)
+        made.append(snap)
+    return made

@@ -2,7 +2,7 @@
 lives on, and what the node's ``agent/backups.py`` is told to copy (its ``source``).
 
 Backups reads the resource apps (websites, databases, dns, cloudpods); they never import backups
-(a deleted resource's final snapshot comes through ``apps.jobs.lifecycle.BEFORE_MOVE``).
+(a deleted resource's final snapshot comes through ``apps.jobs.lifecycle.BEFORE_DELETE``).
 """
 
 from __future__ import annotations
@@ -96,6 +96,14 @@ def source(kind: str) -> Source:
         return SOURCES[kind]
     except KeyError:
         raise InvalidInput(f"One of {', '.join(SOURCES)}.", field="resource_kind") from None
+
+
+def kind_of(obj: Any) -> str | None:
+    """The kind of a resource row (``None``: not something backups knows)."""
+    for kind, src in SOURCES.items():
+        if isinstance(obj, src.model):
+            return str(kind)
+    return None
 
 
 def parse_ref(ref: object) -> tuple[str, str]:
