@@ -17,7 +17,7 @@ from apps.databases import services as database_services
 from apps.databases.models import Database, ObjectStatus
 from apps.dns import services as dns_services
 from apps.dns.models import Zone, ZoneStatus
-from apps.mail.models import Mailbox
+from apps.mail.models import Mailbox, MailDomain
 from apps.nodes.models import Node, Transport
 from apps.websites.models import Website, WebsiteStatus
 
@@ -96,6 +96,35 @@ def source(kind: str) -> Source:
         return SOURCES[kind]
     except KeyError:
         raise InvalidInput(f"One of {', '.join(SOURCES)}.", field="resource_kind") from None
+
+
+def customer_of(obj: Any):
+    """The customer a resource is for (``None``: the tenant's own). A zone has none of its own."""
+    if isinstance(obj, Mailbox):
+        return obj.mail_domain.customer_id
+    return getattr(obj, "customer_id", None)
+
+
+def customer_resources(tenant_id, customer_id) -> list[str]:
+    """A customer's whole hosting account as it is now: its websites, databases and mailboxes, and
+    the DNS zones of its websites' and mail domains' names (``"<kind>:<id>"``, sorted)."""
+    sites = Website.all_tenants.filter(tenant_id=tenant_id, customer_id=customer_id).exclude(
+        status__in=SOURCES[ResourceKind.WEBSITE].gone
+    )
+    databases = Database.all_tenants.filter(tenant_id=tenant_id, customer_id=customer_id).exclude(
+        status__in=SOURCES[ResourceKind.DATABASE].gone
+    )
+    mail_domains = MailDomain.all_tenants.filter(tenant_id=tenant_id, customer_id=customer_id)
+    boxes = Mailbox.all_tenants.filter(tenant_id=tenant_id, mail_domain__in=mail_domains)
+    names = set(sites.values_list("primary_domain", flat=True)) | set(mail_domains.values_list("name", flat=True))
+    zones = Zone.all_tenants.filter(tenant_id=tenant_id, name__in=names).exclude(
+        status__in=SOURCES[ResourceKind.ZONE].gone
+    )
+    refs = [f"website:{pk}" for pk in sites.values_list("pk", flat=True)]
+    refs += [f"database:{pk}" for pk in databases.values_list("pk", flat=True)]
+    refs += [f"mailbox:{pk}" for pk in boxes.values_list("pk", flat=True)]
+    refs += [f"zone:{pk}" for pk in zones.values_list("pk", flat=True)]
+    return sorted(refs)
 
 
 def kind_of(obj: Any) -> str | None:
