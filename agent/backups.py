@@ -13,9 +13,9 @@ admin passwords reach ``pg_dump``/``mariadb-dump`` the same way (``PGPASSWORD``,
 Error messages carry restic's words, never a password.
 
 Each snapshot is made with ``--host res-<kind>-<resource id>`` (restic's grouping key for
-``forget``) and tags ``mpanel`` and ``reason-<reason>``. Sources:
+``forget``) and tags ``mpanel``, ``reason-<reason>`` and, for an account backup, ``set-<set id>``. Sources:
 - ``files``: a website's tree (``restic backup .`` from inside it, owners and modes kept);
-- ``maildir``: a mailbox's Maildir, the same way;
+- ``maildir``: a mailbox's Maildir (``<mail home>/<domain>/<local part>``), the same way;
 - ``pod``: a pod's rootfs, the container paused for the copy and resumed after (``pod_pause``);
 - ``postgresql`` / ``mariadb``: ``pg_dump -Fc`` / ``mariadb-dump --single-transaction`` piped into
   ``restic backup --stdin`` (no dump file on disk); a dump that fails forgets the snapshot it fed;
@@ -44,6 +44,8 @@ from pathlib import Path
 
 from .errors import AgentError
 from .registry import OPERATIONS, Node
+from .validate import Invalid
+from .validate import mail as validate_mail
 
 RESTIC = os.environ.get("MPANEL_RESTIC", "restic")
 REPO_ID_RE = re.compile(r"^r[0-9a-f]{32}$")
@@ -65,6 +67,13 @@ def _check(cond: bool, message: str) -> None:
 
 def _base(node: Node) -> Path:
     return Path(node.root) / "backups"
+
+
+def mail_home(node: Node) -> Path:
+    """Where the node's Maildirs are (``<domain>/<local part>``, what Postfix's virtual mailbox map
+    names and Dovecot's ``mail_location`` reads): ``MPANEL_MAIL_HOME``, else ``<root>/mail/vmail``."""
+    configured = os.environ.get("MPANEL_MAIL_HOME")
+    return Path(configured) if configured else Path(node.root) / "mail" / "vmail"
 
 
 # --- the repository ---------------------------------------------------------------------------------
@@ -173,9 +182,12 @@ def _source(node: Node, args: dict) -> dict:
         _check(isinstance(site, str) and bool(SITE_RE.match(site)), "bad site id")
         return {"kind": kind, "path": Path(node.root) / "web" / "www" / site}
     if kind == "maildir":
-        path = Path(str(source.get("path", "")))
-        _check(path.is_absolute() and ".." not in path.parts, "bad Maildir path")
-        return {"kind": kind, "path": path}
+        try:
+            domain = validate_mail.mail_domain(source.get("domain"), field="domain")
+            local = validate_mail.local_part(source.get("local"), field="local")
+        except Invalid as exc:
+            raise AgentError(str(exc), permanent=True) from exc
+        return {"kind": kind, "path": mail_home(node) / domain / local}
     if kind == "pod":
         pod = source.get("pod")
         _check(isinstance(pod, str) and bool(POD_RE.match(pod)), "bad pod id")
@@ -258,17 +270,17 @@ def _paused(node: Node, src: dict) -> Iterator[None]:
             resume(node, {"id": src["pod"]})
 
 
-def _tree_backup(repo: Repo, src: dict, host: str, reason: str) -> dict:
+def _tree_backup(repo: Repo, src: dict, host: str, tags: list[str]) -> dict:
     path = src["path"]
     _check(path.is_dir(), f"nothing to back up: {path.name} does not exist on this node")
-    result = repo.run("backup", "--json", "--quiet", "--host", host, "--tag", "mpanel", "--tag", f"reason-{reason}",
+    result = repo.run("backup", "--json", "--quiet", "--host", host, *tags,
                       ".", cwd=path)  # fmt: skip
     return _summary(result.stdout)
 
 
-def _stdin_backup(repo: Repo, src: dict, host: str, reason: str) -> dict:
+def _stdin_backup(repo: Repo, src: dict, host: str, tags: list[str]) -> dict:
     """A dump piped straight into restic: nothing is written on this node's disk."""
-    args = ["backup", "--json", "--quiet", "--host", host, "--tag", "mpanel", "--tag", f"reason-{reason}",
+    args = ["backup", "--json", "--quiet", "--host", host, *tags,
             "--stdin", "--stdin-filename", STDIN_NAMES[src["kind"]]]  # fmt: skip
     if src["kind"] == "zone":
         return _summary(repo.run(*args, input=src["text"].encode()).stdout)
@@ -376,18 +388,23 @@ def backup_run(node: Node, args: dict) -> dict:
     """One snapshot of one resource: ``{repository, resource, reason, source}``."""
     repo = Repo(node, args.get("repository"))
     host, reason = _ids(args)
+    tags = ["--tag", "mpanel", "--tag", f"reason-{reason}"]
+    snapshot_set = args.get("set")
+    if snapshot_set is not None:  # one run of an account backup: its snapshots are one set
+        _check(isinstance(snapshot_set, str) and bool(re.match(r"^[0-9a-f]{32}$", snapshot_set)), "bad set")
+        tags += ["--tag", f"set-{snapshot_set}"]
     src = _source(node, args)
     repo.init()
     repo.unlock()
     manifest: dict = {}
     if src["kind"] in ("postgresql", "mariadb"):
         manifest["rows"] = _counts(src)
-        summary = _stdin_backup(repo, src, host, reason)
+        summary = _stdin_backup(repo, src, host, tags)
     elif src["kind"] == "zone":
-        summary = _stdin_backup(repo, src, host, reason)
+        summary = _stdin_backup(repo, src, host, tags)
     else:
         with _paused(node, src):
-            summary = _tree_backup(repo, src, host, reason)
+            summary = _tree_backup(repo, src, host, tags)
     snap = repo.snapshot(summary["snapshot_id"])
     return {
         "snapshot": snap["id"],

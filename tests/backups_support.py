@@ -17,7 +17,7 @@ from apps.tenancy.roles import Role
 from tests.conftest import client_for
 from tests.web_support import web_node_in
 
-ROLES = ["web", "db", "dns", "pods", "backup"]
+ROLES = ["web", "db", "dns", "pods", "mail", "backup"]
 
 
 @pytest.fixture

@@ -135,7 +135,7 @@ class SnapshotViewSet(ResourceViewSet):
     serializer_class = BackupSnapshotSerializer
     input_serializers = {"create": BackupNowSerializer, "restore": RestoreInputSerializer}
     output_serializers = {"restore": BackupRestoreSerializer}
-    filterset_fields = ["repository", "policy", "resource_kind", "status", "reason"]
+    filterset_fields = ["repository", "policy", "set_id", "resource_kind", "status", "reason"]
     search_fields = ["resource_label", "restic_id"]
     ordering_fields = ["created_at", "taken_at", "size_bytes"]
     ordering = ["-created_at"]

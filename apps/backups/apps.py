@@ -7,4 +7,4 @@ class BackupsConfig(AppConfig):
     verbose_name = "Backups"
 
     def ready(self):
-        from . import jobs, tasks  # noqa: F401  (job handlers, the schedule's periodic task)
+        from . import hooks, jobs, tasks  # noqa: F401  (the final backup before a delete, job handlers, the schedule)

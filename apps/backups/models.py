@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from django.db import models
 
+from apps.customers.models import Customer
 from apps.jobs.errors import TenantErrorField
 from apps.nodes.models import Node
 from apps.tenancy.models import TenantOwnedModel
@@ -29,6 +30,7 @@ class ResourceKind(models.TextChoices):
     WEBSITE = "website", "Website"
     DATABASE = "database", "Database"
     ZONE = "zone", "DNS zone"
+    MAILBOX = "mailbox", "Mailbox"
     POD = "pod", "CloudPod"
 
 
@@ -40,6 +42,8 @@ class BackupRepository(TenantOwnedModel):
 
     name = models.CharField(max_length=80)
     node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="+")
+    # A customer's own repository (a hosting plan with backups): its stored bytes are that customer's usage.
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     backend = models.CharField(max_length=12, choices=Backend.choices, default=Backend.LOCAL)
     password_encrypted = models.TextField()
     status = models.CharField(max_length=12, choices=RepoStatus.choices, default=RepoStatus.PENDING)
@@ -52,7 +56,7 @@ class BackupRepository(TenantOwnedModel):
     last_check_output = models.TextField(blank=True)
     last_error = TenantErrorField(blank=True)
 
-    audit_fields = ("name", "node", "backend", "status")
+    audit_fields = ("name", "node", "customer", "backend", "status")
 
     class Meta:
         ordering = ["name"]
@@ -82,6 +86,9 @@ class BackupPolicy(TenantOwnedModel):
     name = models.CharField(max_length=80)
     repository = models.ForeignKey(BackupRepository, on_delete=models.PROTECT, related_name="policies")
     resources = models.JSONField(default=list, blank=True)
+    # A whole customer's hosting account (its websites, databases, mailboxes and their zones, as
+    # they are at each run), backed up as one snapshot set per run; ``resources`` add to it.
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     schedule = models.CharField(max_length=100, default="0 3 * * *")
     enabled = models.BooleanField(default=True)
     keep_last = models.PositiveIntegerField(default=7)
@@ -89,6 +96,8 @@ class BackupPolicy(TenantOwnedModel):
     keep_weekly = models.PositiveIntegerField(default=0)
     keep_monthly = models.PositiveIntegerField(default=0)
     drill_interval_days = models.PositiveIntegerField(default=7)
+    # Deleting a resource of the policy first takes a final snapshot, kept this many days (0: none).
+    final_keep_days = models.PositiveIntegerField(default=30)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_run_status = models.CharField(max_length=8, choices=RunStatus.choices, default=RunStatus.NEVER, blank=True)
     last_run_error = TenantErrorField(blank=True)
@@ -96,8 +105,8 @@ class BackupPolicy(TenantOwnedModel):
     last_drill_status = models.CharField(max_length=8, choices=RunStatus.choices, default=RunStatus.NEVER, blank=True)
     last_drill_summary = models.TextField(blank=True)
 
-    audit_fields = ("name", "repository", "resources", "schedule", "enabled", "keep_last", "keep_daily",
-                    "keep_weekly", "keep_monthly", "drill_interval_days")  # fmt: skip
+    audit_fields = ("name", "repository", "resources", "customer", "schedule", "enabled", "keep_last", "keep_daily",
+                    "keep_weekly", "keep_monthly", "drill_interval_days", "final_keep_days")  # fmt: skip
 
     class Meta:
         ordering = ["name"]
@@ -141,6 +150,8 @@ class Snapshot(TenantOwnedModel):
     added_bytes = models.BigIntegerField(null=True, blank=True)
     files = models.PositiveIntegerField(null=True, blank=True)
     manifest = models.JSONField(default=dict, blank=True)  # a database's rows per table, for the drill
+    # The snapshot set of one run of a customer policy (the account backup): tagged ``set-<id>`` in restic.
+    set_id = models.UUIDField(null=True, blank=True, db_index=True)
     keep_until = models.DateTimeField(null=True, blank=True)  # a final snapshot's end
     last_error = TenantErrorField(blank=True)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from apps.common.serializers import ModelSerializer, Serializer
+from apps.customers.models import Customer
 from apps.nodes.models import Node
 
 from .models import BackupPolicy, BackupRepository, Drill, ResourceKind, Restore, Snapshot
@@ -17,10 +18,10 @@ class BackupRepositorySerializer(ModelSerializer):
 
     class Meta:
         model = BackupRepository
-        fields = ["id", "name", "node", "backend", "status", "size_bytes", "raw_bytes", "snapshot_count",
+        fields = ["id", "name", "node", "customer", "backend", "status", "size_bytes", "raw_bytes", "snapshot_count",
                   "last_check_at", "last_check_ok", "last_error", "created_at", "updated_at"]  # fmt: skip
-        read_only_fields = ["backend", "status", "size_bytes", "raw_bytes", "snapshot_count", "last_check_at",
-                            "last_check_ok", "last_error", "created_at", "updated_at"]  # fmt: skip
+        read_only_fields = ["customer", "backend", "status", "size_bytes", "raw_bytes", "snapshot_count",
+                            "last_check_at", "last_check_ok", "last_error", "created_at", "updated_at"]  # fmt: skip
 
 
 class RepositoryDeleteSerializer(Serializer):
@@ -38,7 +39,12 @@ class BackupPolicySerializer(ModelSerializer):
     name = serializers.CharField(max_length=80)
     resources = serializers.ListField(
         child=serializers.CharField(max_length=80), max_length=500, required=False,
-        help_text='What it backs up: "<kind>:<id>", kind website, database, zone or pod.',
+        help_text='What it backs up: "<kind>:<id>", kind website, database, mailbox, zone or pod.',
+    )  # fmt: skip
+    customer = serializers.PrimaryKeyRelatedField(
+        queryset=Customer.objects, required=False, allow_null=True,
+        help_text="A customer's whole hosting account (websites, databases, mailboxes, their zones) as one "
+                  "snapshot set per run.",
     )  # fmt: skip
     schedule = serializers.CharField(max_length=100, required=False, help_text="cron: minute hour day month weekday")
     keep_last = serializers.IntegerField(min_value=0, max_value=10000, required=False)
@@ -50,10 +56,10 @@ class BackupPolicySerializer(ModelSerializer):
 
     class Meta:
         model = BackupPolicy
-        fields = ["id", "name", "repository", "resources", "schedule", "enabled", "keep_last", "keep_daily",
-                  "keep_weekly", "keep_monthly", "drill_interval_days", "last_run_at", "last_run_status",
-                  "last_run_error", "last_drill_at", "last_drill_status", "last_drill_summary", "created_at",
-                  "updated_at"]  # fmt: skip
+        fields = ["id", "name", "repository", "resources", "customer", "schedule", "enabled", "keep_last", "keep_daily",
+                  "keep_weekly", "keep_monthly", "drill_interval_days", "final_keep_days", "last_run_at",
+                  "last_run_status", "last_run_error", "last_drill_at", "last_drill_status", "last_drill_summary",
+                  "created_at", "updated_at"]  # fmt: skip
         read_only_fields = ["last_run_at", "last_run_status", "last_run_error", "last_drill_at", "last_drill_status",
                             "last_drill_summary", "created_at", "updated_at"]  # fmt: skip
 
@@ -66,8 +72,8 @@ class BackupPolicyUpdateSerializer(BackupPolicySerializer):
 class BackupSnapshotSerializer(ModelSerializer):
     class Meta:
         model = Snapshot
-        fields = ["id", "repository", "policy", "resource_kind", "resource_id", "resource_label", "reason", "status",
-                  "restic_id", "taken_at", "size_bytes", "added_bytes", "files", "keep_until", "last_error",
+        fields = ["id", "repository", "policy", "set_id", "resource_kind", "resource_id", "resource_label", "reason",
+                  "status", "restic_id", "taken_at", "size_bytes", "added_bytes", "files", "keep_until", "last_error",
                   "created_at"]  # fmt: skip
         read_only_fields = fields
 

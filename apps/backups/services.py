@@ -9,22 +9,27 @@ Every change is one transaction with its audit event and the job that makes the 
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
+from decimal import ROUND_UP, Decimal
 from typing import Any
 
 from celery.schedules import crontab
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.audit import services as audit
+from apps.billing.models import Subscription, SubscriptionStatus
+from apps.billing.services.subscriptions import usage_record
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.dns import services as dns_services
 from apps.jobs.lifecycle import Lifecycle, Move
 from apps.jobs.models import Job
 from apps.nodes.drivers import NodeError, driver_for
-from apps.nodes.models import Node
+from apps.nodes.models import Node, NodeStatus, with_role
 from apps.security import mfa
 from apps.security.events import record_event
 from apps.tenancy.scoping import all_tenants
@@ -43,7 +48,7 @@ from .models import (
     SnapshotStatus,
     TaskStatus,
 )
-from .sources import parse_ref, reaches, source
+from .sources import customer_of, customer_resources, kind_of, parse_ref, reaches, source
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +194,9 @@ def _clean_policy(data: dict, tenant) -> dict:
     repo = out.get("repository")
     if repo is not None and repo.tenant_id != tenant.pk:
         raise InvalidInput("No such repository.", field="repository")
+    customer = out.get("customer")
+    if customer is not None and customer.tenant_id != tenant.pk:
+        raise InvalidInput("No such customer.", field="customer")
     defaults = {"last": BackupPolicy._meta.get_field("keep_last").default}
     if not any(out.get(f"keep_{k}", defaults.get(k, 0)) for k in ("last", "daily", "weekly", "monthly")):
         raise InvalidInput("Keep at least one snapshot (keep_last, or keep_daily/weekly/monthly).", field="keep_last")
@@ -241,14 +249,25 @@ def policy_delete(*, policy: BackupPolicy, actor=None) -> None:
 
 
 @transaction.atomic
+def policy_refs(policy: BackupPolicy) -> list[str]:
+    """What a policy backs up now: its ``resources``, and its customer's whole account."""
+    refs = set(policy.resources or [])
+    if policy.customer_id is not None:
+        refs |= set(customer_resources(policy.tenant_id, policy.customer_id))
+    return sorted(refs)
+
+
 def policy_run(*, policy: BackupPolicy, actor=None, reason: str = Reason.MANUAL) -> list[Snapshot]:
-    """A snapshot of every resource of the policy now (each one job)."""
+    """A snapshot of every resource of the policy now (each one job). A customer policy's run is
+    one snapshot set (the account backup): its snapshots share ``set_id``, tagged in restic."""
     made = []
-    for ref in policy.resources:
+    set_id = uuid.uuid4() if policy.customer_id is not None else None
+    for ref in policy_refs(policy):
         kind, pk = parse_ref(ref)
         try:
             made.append(snapshot_create(tenant=policy.tenant, repository=policy.repository, resource_kind=kind,
-                                        resource_id=pk, policy=policy, reason=reason, actor=actor))  # fmt: skip
+                                        resource_id=pk, policy=policy, reason=reason, actor=actor,
+                                        set_id=set_id))  # fmt: skip
         except InvalidInput as exc:  # a resource deleted since: the others are still backed up
             log.warning("policy %s: %s skipped: %s", policy.pk, ref, exc)
     BackupPolicy.objects.filter(pk=policy.pk).update(last_run_at=timezone.now())
@@ -260,7 +279,8 @@ def policy_run(*, policy: BackupPolicy, actor=None, reason: str = Reason.MANUAL)
 
 @transaction.atomic
 def snapshot_create(*, tenant, repository: BackupRepository, resource_kind: str, resource_id, actor=None,
-                    policy: BackupPolicy | None = None, reason: str = Reason.MANUAL) -> Snapshot:  # fmt: skip
+                    policy: BackupPolicy | None = None, reason: str = Reason.MANUAL,
+                    set_id=None) -> Snapshot:  # fmt: skip
     """Back up one resource now (a job): the answer is the snapshot row, ``pending`` until it is taken."""
     src = source(resource_kind)
     obj = src.get(resource_id)
@@ -271,7 +291,7 @@ def snapshot_create(*, tenant, repository: BackupRepository, resource_kind: str,
     if not reaches(repository.node, src.node(obj)):
         raise InvalidInput("This repository is not reachable from the resource's node.", field="repository")
     snap = Snapshot(tenant=tenant, repository=repository, policy=policy, resource_kind=resource_kind,
-                    resource_id=obj.pk, resource_label=src.label(obj), reason=reason)  # fmt: skip
+                    resource_id=obj.pk, resource_label=src.label(obj), reason=reason, set_id=set_id)  # fmt: skip
     if reason == Reason.FINAL:
         snap.keep_until = timezone.now() + timedelta(days=settings.MPANEL_BACKUP_FINAL_KEEP_DAYS)
     snap.save(force_insert=True)
@@ -285,10 +305,12 @@ def _node_for(snap_kind: str, obj: Any, repo: BackupRepository) -> Node:
     return repo.node if snap_kind == "zone" else source(snap_kind).node(obj)
 
 
-def _take(repo: BackupRepository, kind: str, obj: Any, reason: str) -> dict:
+def _take(repo: BackupRepository, kind: str, obj: Any, reason: str, set_id=None) -> dict:
     src = source(kind)
     args = {"repository": repo_spec(repo), "resource": f"{kind}-{obj.pk.hex}", "reason": reason,
             "source": src.spec(obj)}  # fmt: skip
+    if set_id is not None:
+        args["set"] = set_id.hex
     return driver_for(_node_for(kind, obj, repo)).backup("run", args)
 
 
@@ -314,7 +336,7 @@ def snapshot_converge(snap: Snapshot, job_type: str) -> dict:
     obj = src.model.objects.filter(pk=snap.resource_id).first()
     if obj is None:
         raise NodeError(f"The {src.kind} is gone: nothing to back up.", permanent=True)
-    result = _take(snap.repository, snap.resource_kind, obj, snap.reason)
+    result = _take(snap.repository, snap.resource_kind, obj, snap.reason, snap.set_id)
     if src.engine(obj):
         result["manifest"] = {**(result.get("manifest") or {}), "engine": src.engine(obj)}
     _record_taken(snap, result)
@@ -442,7 +464,7 @@ def restore_converge(restore: Restore, job_type: str) -> dict:
     snap, repo = restore.snapshot, restore.snapshot.repository
     src = source(restore.target_kind)
     target = src.model.objects.select_for_update(of=("self",)).filter(pk=restore.target_id).first()
-    if target is None or target.status in src.gone:
+    if target is None or getattr(target, "status", None) in src.gone:
         raise NodeError(f"The {src.kind} to restore into is gone.", permanent=True)
     if restore.in_place:
         _step(restore, "pre-restore snapshot")
@@ -476,8 +498,8 @@ def download_plan(*, snapshot: Snapshot, path: str) -> dict:
     over ``MPANEL_BACKUP_DOWNLOAD_MAX_BYTES`` is refused here."""
     if snapshot.status != SnapshotStatus.DONE:
         raise Conflict(f"This snapshot is {snapshot.status}.", code="conflict")
-    if snapshot.resource_kind not in ("website", "pod"):
-        raise InvalidInput("Single files can be taken from website and pod snapshots.", field="path")
+    if snapshot.resource_kind not in ("website", "pod", "mailbox"):
+        raise InvalidInput("Single files can be taken from website, mailbox and pod snapshots.", field="path")
     repo = snapshot.repository
     try:
         info = driver_for(repo.node).backup("file_stat", {"repository": repo_spec(repo),
@@ -534,7 +556,7 @@ def drill_converge(drill: Drill, job_type: str) -> dict:
     check = driver.backup("check", {"repository": repo_spec(repo)})
     if not check.get("ok"):
         results.append({"resource": "repository", "ok": False, "problems": [str(check.get("output", ""))[-500:]]})
-    for ref in policy.resources:
+    for ref in policy_refs(policy):
         kind, pk = parse_ref(ref)
         latest = (Snapshot.objects.filter(repository=repo, resource_id=pk, status=SnapshotStatus.DONE)
                   .order_by("-taken_at").first())  # fmt: skip
@@ -585,6 +607,9 @@ def _detached_spec(kind: str, snap: Snapshot) -> dict:
         return {"kind": "files", "site": "w" + snap.resource_id.hex}
     if kind == "zone":
         return {"kind": "zone", "text": ""}
+    if kind == "mailbox":
+        local, _, domain = snap.resource_label.partition("@")
+        return {"kind": "maildir", "domain": domain, "local": local}
     return {"kind": "pod", "pod": snap.resource_id.hex}
 
 
@@ -632,4 +657,126 @@ def due_policies(now=None) -> dict:
             if stale_check and not Job.all_tenants.filter(tenant=repo.tenant, idempotency_key=key).exists():
                 repositories.enqueue(repo, "backup.repository.check", actor=audit.SYSTEM, key=key)
                 checked += 1
-    return {"ran": ran, "drills": drilled, "checks": checked, "final_expired": expire_final_snapshots()}
+    usage = 0
+    if cache.add(f"backup.usage:{now.date()}", 1, timeout=26 * 3600):  # one report a day, however often the tick runs
+        usage = report_storage_usage(timezone.localdate(now))
+    return {"ran": ran, "drills": drilled, "checks": checked, "final_expired": expire_final_snapshots(),
+            "usage_records": usage}  # fmt: skip
+
+
+# --- the final snapshot before a delete -----------------------------------------------------------
+
+
+def final_snapshot(obj: Any, *, actor=None, force: bool = False) -> list[Snapshot]:
+    """``apps.jobs.lifecycle.BEFORE_DELETE``: a resource that a policy backs up is snapshotted once
+    more before it is deleted (``reason=final``, kept ``final_keep_days``), one per repository, with
+    its row locked by the delete. A failed final snapshot stops the delete with a 409 that says why,
+    unless an ADMIN+ forces it (``?force=true``): the failure is then recorded on the snapshot row."""
+    kind = kind_of(obj)
+    if kind is None:
+        return []
+    ref = f"{kind}:{obj.pk}"
+    customer_id = customer_of(obj)
+    # Read in Python, not by JSON containment: the embedded SQLite has none (a tenant has few policies).
+    policies = [
+        policy
+        for policy in BackupPolicy.all_tenants.filter(tenant_id=obj.tenant_id, final_keep_days__gt=0)
+        .select_related("repository", "repository__node")
+        .order_by("-final_keep_days", "name")
+        if ref in (policy.resources or []) or (customer_id is not None and policy.customer_id == customer_id)
+    ]
+    made, seen = [], set()
+    for policy in policies:
+        repo = policy.repository
+        if repo.pk in seen or repo.status not in (RepoStatus.ACTIVE, RepoStatus.PENDING):
+            continue
+        seen.add(repo.pk)
+        src = source(kind)
+        snap = Snapshot(tenant_id=obj.tenant_id, repository=repo, policy=policy, resource_kind=kind,
+                        resource_id=obj.pk, resource_label=src.label(obj), reason=Reason.FINAL,
+                        keep_until=timezone.now() + timedelta(days=policy.final_keep_days))  # fmt: skip
+        snap.save(force_insert=True)
+        audit.created(snap, "backup.snapshot.create", actor=actor)
+        try:
+            if not reaches(repo.node, src.node(obj)):
+                raise NodeError("the repository is not reachable from the resource's node", permanent=True)
+            result = _take(repo, kind, obj, Reason.FINAL)
+        except NodeError as exc:
+            if not force:
+                raise Conflict(f"The final backup of {src.label(obj)} into {repo.name} failed ({exc.message}): "
+                               "nothing was deleted. Fix the repository, or delete anyway with ?force=true "
+                               "(ADMIN+).", code="final_backup_failed") from exc  # fmt: skip
+            with audit.change(snap, "backup.snapshot.error", actor=actor):
+                snap.status, snap.last_error = SnapshotStatus.ERROR, f"final backup failed: {exc.message}"[:2000]
+                snap.save()
+            log.warning("final backup of %s failed, deleted anyway (forced): %s", ref, exc.message)
+            continue
+        if src.engine(obj):
+            result["manifest"] = {**(result.get("manifest") or {}), "engine": src.engine(obj)}
+        _record_taken(snap, result)
+        made.append(snap)
+    return made
+
+
+# --- hosting plans with backups, and the storage they use -----------------------------------------
+
+PLAN_POLICY_NAME = "Hosting plan backups"
+
+
+@transaction.atomic
+def customer_policy_ensure(*, tenant, customer, keep_last: int, actor=None) -> BackupPolicy | None:
+    """A hosting plan whose config has ``backups`` (``{"keep": N}`` or ``N``) backs up its customer's
+    whole account: the customer's own repository (made on the first active node with the backup
+    role) and a customer policy keeping the last N snapshot sets, daily. Running it again changes
+    only ``keep_last``. ``None`` (and a warning) when the platform has no backup node."""
+    keep_last = max(1, min(int(keep_last), 1000))
+    policy = BackupPolicy.all_tenants.filter(tenant=tenant, customer=customer, name=PLAN_POLICY_NAME).first()
+    if policy is not None:
+        if policy.keep_last != keep_last:
+            policy_update(policy=policy, data={"keep_last": keep_last}, actor=actor)
+        return policy
+    repo = BackupRepository.all_tenants.filter(tenant=tenant, customer=customer).exclude(
+        status=RepoStatus.DELETING).first()  # fmt: skip
+    if repo is None:
+        node = Node.all_tenants.filter(with_role("backup"), status=NodeStatus.ACTIVE).order_by("hostname").first()
+        if node is None:
+            log.warning("no node with the backup role: the plan backups of customer %s wait for one", customer.pk)
+            return None
+        repo = repository_create(tenant=tenant, name=f"customer-{customer.pk.hex[:12]}", node=node, actor=actor)
+        BackupRepository.all_tenants.filter(pk=repo.pk).update(customer=customer)
+    return policy_create(tenant=tenant, name=PLAN_POLICY_NAME, repository=repo, customer=customer,
+                         keep_last=keep_last, actor=actor)  # fmt: skip
+
+
+STORAGE_METER = "backup_storage"
+
+
+def stored_bytes(tenant_id, customer_id=None) -> int:
+    """Bytes on disk of the tenant's repositories (a customer's own ones with ``customer_id``)."""
+    repos = BackupRepository.all_tenants.filter(tenant_id=tenant_id).exclude(status=RepoStatus.DELETING)
+    if customer_id is not None:
+        repos = repos.filter(customer_id=customer_id)
+    return int(sum(repos.values_list("size_bytes", flat=True)))
+
+
+def report_storage_usage(day=None) -> int:
+    """Once a day: every live subscription whose product meters ``backup_storage`` (its catalog
+    ``metering`` has ``"meter": "backup_storage"``) gets a usage record of the GB its customer's own
+    repositories hold that day, rounded up to the MB (GB-days over a period: price the unit per
+    GB-day; one record a day, keyed by the date, so a second report of a day counts nothing)."""
+    day = day or timezone.localdate()
+    made = 0
+    with all_tenants():
+        subs = Subscription.all_tenants.filter(
+            status__in=[SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE],
+            product__metering__meter=STORAGE_METER,
+        ).select_related("product")
+        for sub in subs:
+            # Rounded up to the MB: a repository that holds anything is never billed as empty.
+            gigabytes = (Decimal(stored_bytes(sub.tenant_id, sub.customer_id)) / Decimal(10**9)).quantize(
+                Decimal("0.001"), rounding=ROUND_UP)  # fmt: skip
+            if gigabytes <= 0:
+                continue
+            _record, new = usage_record(sub=sub, quantity=gigabytes, key=f"{STORAGE_METER}:{day.isoformat()}")
+            made += int(new)
+    return made

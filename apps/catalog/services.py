@@ -202,13 +202,17 @@ def _apply_fields(product: Product, data: dict[str, Any]) -> None:
     product.metering = _clean_metering(product.metering)
 
 
+# Usage the platform measures and reports itself (``"meter"`` of a metering rule), by who reports it.
+METERS = ("backup_storage",)  # apps/backups: GB its customer's repositories hold, one record a day
+
+
 def _clean_metering(rule) -> dict | None:
-    """None (not metered) or {"unit": str, "unit_prices": {currency: "decimal ≥ 0"}}."""
+    """None (not metered) or {"unit": str, "unit_prices": {currency: "decimal ≥ 0"}, "meter"?: str}."""
     if rule in (None, {}):
         return None
     if not isinstance(rule, dict):
         raise InvalidInput("Must be a JSON object or null.", field="metering")
-    unknown = set(rule) - {"unit", "unit_prices"}
+    unknown = set(rule) - {"unit", "unit_prices", "meter"}
     if unknown:
         raise InvalidInput(f"Unknown metering keys: {', '.join(sorted(unknown))}.", field="metering")
     unit = rule.get("unit")
@@ -229,7 +233,10 @@ def _clean_metering(rule) -> dict | None:
         if value.adjusted() >= 12:
             raise InvalidInput(f"The unit price in {currency} is too large.", field="metering")
         clean[currency.upper()] = f"{value.normalize():f}"
-    return {"unit": unit.strip(), "unit_prices": clean}
+    meter = rule.get("meter")
+    if meter is not None and meter not in METERS:
+        raise InvalidInput(f"'meter' is one of {', '.join(METERS)} (usage the platform reports).", field="metering")
+    return {"unit": unit.strip(), "unit_prices": clean, **({"meter": meter} if meter else {})}
 
 
 def _free_slug(product: Product) -> str:

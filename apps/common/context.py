@@ -21,6 +21,7 @@ class RequestContext:
     actor: Any = None  # a User or None (system)
     token_id: Any = None  # the bearer token that authenticated this request
     via: str = "system"  # api | admin | system
+    force_delete: bool = False  # an ADMIN+ asked ``?force=true``: a failed before-delete step does not stop it
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("mpanel_request_context", default=None)

@@ -17,6 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
+from apps.backups import selectors as backup_selectors
+from apps.backups.models import BackupPolicy
 from apps.billing import selectors as billing
 from apps.billing.models import Invoice, InvoiceStatus, Payment, PaymentStatus, Subscription, SubscriptionStatus
 from apps.billing.periods import CYCLE_MONTHS, add_months
@@ -101,6 +103,7 @@ def dashboard(*, user, now: datetime | None = None) -> list[Section]:
         (Payment, _payments_to_review),
         (Node, _offline_nodes),
         (Certificate, _expiring_certificates),
+        (BackupPolicy, _backup_failures),
         (Tenant, _tenants),
         (CloudPod, _pods),
         (Node, _nodes),
@@ -360,6 +363,29 @@ def _expiring_certificates(*, now, **_) -> Section:
         todo=todo,
         more_url=changelist(Certificate),  # ordered by expiry
         empty="" if todo else "No certificate expires within 14 days.",
+    )
+
+
+def _backup_failures(**_) -> Section:
+    """A failed restore drill, scheduled run or repository check: a backup that may not restore."""
+    found = backup_selectors.failures(limit=TODO_ROWS)
+    labels = {"drill": "restore drill failed", "run": "backup failed", "check": "check failed"}
+    todo = [
+        Todo(
+            title=f"{f.obj}: {labels[f.what]}",
+            url=change(type(f.obj), f.obj.pk),
+            detail=f"{f.tenant}: {f.detail or 'no detail recorded'}"[:120],
+            status=badge("failed", labels[f.what]),
+            since=when(f.since) if f.since else "",
+        )
+        for f in found
+    ]
+    return Section(
+        "backups-failing",
+        "Backups that failed",
+        todo=todo,
+        more_url=changelist(BackupPolicy, last_drill_status__exact="failed"),
+        empty="" if todo else "Every backup, drill and check passed.",
     )
 
 

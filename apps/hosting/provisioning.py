@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+from apps.audit import services as audit
+from apps.backups import services as backup_services
 from apps.billing.models import Subscription
 from apps.billing.services.hooks import PAID
 from apps.billing.services.subscriptions import PLAN_CHANGES, register_provisioner
@@ -41,9 +43,20 @@ def _conflict_is_permanent(fn):
     return run
 
 
+def plan_backups(sub: Subscription):
+    """A plan whose config has ``backups_kept: N`` (N > 0) backs up the customer's whole account,
+    keeping the last N snapshot sets (apps/backups: the customer's own repository and policy)."""
+    keep = (sub.product.config or {}).get("backups_kept")
+    if not keep or isinstance(keep, bool) or not isinstance(keep, int):
+        return None
+    return backup_services.customer_policy_ensure(tenant=sub.tenant, customer=sub.customer, keep_last=keep,
+                                                  actor=audit.SYSTEM)  # fmt: skip
+
+
 @_conflict_is_permanent
 def plan_activate(sub: Subscription) -> dict:
     account = services.account_activate(sub)
+    plan_backups(sub)
     return {"account": str(account.pk), "website": str(account.website_id or ""), "status": account.status}
 
 

@@ -9,6 +9,8 @@ module owns so that no app writes them again:
 3. set the new status and fields, save, and audit the change with the model's ``audit_fields``;
 4. store the job (it is dispatched when the transaction commits: ``job_enqueue``).
 
+A delete move (``delete_moves``) first runs the ``BEFORE_DELETE`` steps (e.g. a final backup).
+
 The job handler then converges the node (``run_job``): the row is locked for the whole
 convergence so two jobs of one resource never act on the node at once; ``converged`` records the
 state reached, and ``fail`` marks the row ``error`` when retrying cannot help.
@@ -27,7 +29,9 @@ state reached, and ``fail`` marks the row ``error`` when retrying cannot help.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -35,7 +39,9 @@ from django.db import models, transaction
 from django.utils import timezone
 
 from apps.audit import services as audit
+from apps.common import context
 from apps.common.exceptions import Conflict
+from apps.common.registry import Registry
 
 from .errors import tenant_message
 from .models import Job
@@ -45,6 +51,29 @@ from .services import job_enqueue
 M = TypeVar("M", bound=models.Model)
 
 ERROR = "error"
+
+# Steps run, in registration order, before a resource is deleted: ``step(obj, actor=…, force=…)``
+# with the resource's row locked. A step that raises stops the delete (the transaction rolls back);
+# ``force`` is True when an ADMIN+ asked to delete anyway (``?force=true``), and a step may then let
+# its own failure pass. The backups module registers the final snapshot here. A Lifecycle runs them
+# on its ``delete_moves``; a service that deletes a row without a Lifecycle calls ``before_delete``.
+BEFORE_DELETE: Registry[Callable[..., None]] = Registry("before-delete step")
+_forced: ContextVar[bool] = ContextVar("mpanel_forced_delete", default=False)
+
+
+@contextmanager
+def forced(force: bool = True) -> Iterator[None]:
+    """Deletes inside run their before-delete steps with ``force`` (an ADMIN+'s explicit choice)."""
+    token = _forced.set(force)
+    try:
+        yield
+    finally:
+        _forced.reset(token)
+
+
+def before_delete(obj: models.Model, *, actor: Any = None) -> None:
+    for step in BEFORE_DELETE:
+        step(obj, actor=actor, force=_forced.get() or context.current().force_delete)
 
 
 @dataclass(frozen=True)
@@ -87,6 +116,7 @@ class Lifecycle(Generic[M]):
         status_field: str = "status",
         error_field: str = "last_error",
         gone: Collection[str] = ("deleted",),
+        delete_moves: Collection[str] = ("delete", "drop"),
     ) -> None:
         self.model = model
         self.kind = kind
@@ -98,6 +128,7 @@ class Lifecycle(Generic[M]):
         self.status_field = status_field
         self.error_field = error_field
         self.gone = frozenset(gone)
+        self.delete_moves = frozenset(delete_moves)
 
     # --- the tenant's side: changes asked through the API or the admin ----------------------------
 
@@ -119,6 +150,8 @@ class Lifecycle(Generic[M]):
         with transaction.atomic():
             row = self.locked(obj) if lock else obj
             move = self.check(row, name)
+            if name in self.delete_moves:
+                before_delete(row, actor=actor)
             self.transition(row, move.to, move.action or f"{self.kind}.{name}", actor=actor, **changes)
             job_type = f"{self.kind}.{name}" if move.job is None else move.job
             if job_type:

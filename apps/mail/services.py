@@ -19,6 +19,7 @@ from apps.common.rules import check
 from apps.dns import services as dns_services
 from apps.dns.models import Record, Zone
 from apps.domains.services import domain_usable
+from apps.jobs.lifecycle import before_delete
 from apps.jobs.services import job_enqueue
 from apps.names import claims
 from apps.nodes.models import Node, NodeStatus, with_role
@@ -196,6 +197,7 @@ def mailbox_update(*, mailbox: Mailbox, data: dict, actor=None) -> Mailbox:
 
 @transaction.atomic
 def mailbox_delete(*, mailbox: Mailbox, actor=None) -> None:
+    before_delete(mailbox, actor=actor)  # e.g. a final backup of the Maildir; a failed one stops the delete
     audit.deleted(mailbox, "mail.mailbox.delete", actor=actor)
     mail_domain = mailbox.mail_domain
     mailbox.delete()

@@ -384,7 +384,13 @@ class ResourceViewSet(TenantScopedViewSet):
         return self._route_update(request, *args, **kwargs)
 
     def _route_destroy(self, request, *args, **kwargs):
-        obj = self.destroy_resource(self.get_object())
+        # ``?force=true``: an ADMIN+ deletes even when a before-delete step (a final backup) fails.
+        force = str(request.query_params.get("force", "")).lower() in ("1", "true", "yes")
+        if force and self.tenant_role is not None and not self.tenant_role.includes(Role.ADMIN):
+            raise exceptions.PermissionDenied("Only an ADMIN or OWNER may force a delete.")
+        target = self.get_object()
+        context.current().force_delete = force  # read by apps.jobs.lifecycle.before_delete
+        obj = self.destroy_resource(target)
         if obj is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return self.answer(obj, status.HTTP_202_ACCEPTED)

@@ -150,7 +150,8 @@ def test_dashboard_shows_every_figure_with_a_link_to_its_rows(console, tenant_a)
     assert response.status_code == 200
     sections = {s.key: s for s in response.context["dashboard"]}
     assert set(sections) == {"revenue", "mrr", "overdue", "failed-jobs", "payments-review", "nodes-offline",
-                             "certificates-expiring", "tenants", "pods", "nodes", "jobs", "security"}  # fmt: skip
+                             "certificates-expiring", "backups-failing", "tenants", "pods", "nodes", "jobs",
+                             "security"}  # fmt: skip
     html = response.content.decode()
     assert "vendor/chartjs/chart.umd.min.js" in html and "console/dashboard.js" in html
     assert 'id="chart-data-pods"' in html

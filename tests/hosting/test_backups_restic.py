@@ -19,6 +19,7 @@ import pytest
 from agent import backups as agent_backups
 from apps.backups import crypto, services
 from apps.backups.models import BackupPolicy, BackupRepository, Snapshot, SnapshotStatus
+from apps.console import selectors as console_selectors
 from apps.security.models import SecurityEvent
 from apps.websites.models import Website
 from tests.backups_support import Flow, backup_node_in, restic_bin, tree  # noqa: F401  (fixtures)
@@ -214,12 +215,14 @@ def test_retention_keeps_the_last_three_and_the_repository_shrinks(
     repo = flow.repository(node)
     policy = flow("post", "backup-policy-list", {"name": "keep3", "repository": repo["id"], "keep_last": 100,
                                                   "resources": [f"website:{site.pk}"]}, expect=201).json()  # fmt: skip
-    for _ in range(10):
-        (base / "public" / "data.bin").write_bytes(os.urandom(300_000))  # new data each time: no dedup
+    # Five runs of fresh data (no dedup) are enough to show keep-last=3 forgetting and pruning:
+    # the sixth run under keep_last=3 leaves its own snapshot and the two before it.
+    for _ in range(5):
+        (base / "public" / "data.bin").write_bytes(os.urandom(64_000))
         made = flow("post", "backup-policy-run", pk=policy["id"], expect=202).json()
         assert len(made) == 1
     stored = BackupRepository.all_tenants.get(pk=repo["id"])
-    assert len(restic_snapshots(stored)) == 10
+    assert len(restic_snapshots(stored)) == 5
     size_before = stored.size_bytes
     flow("patch", "backup-policy-detail", {"keep_last": 3}, pk=policy["id"], expect=200)
     flow("post", "backup-policy-run", pk=policy["id"], expect=202)
@@ -282,6 +285,10 @@ def test_damage_is_reported_loudly_and_a_killed_backup_leaves_a_usable_repositor
     assert stored_policy.last_drill_status == "failed" and stored_policy.last_drill_summary
     events = SecurityEvent.objects.filter(tenant=tenant_a.tenant, type=services.EVENT_DRILL_FAILED)
     assert events.exists()
+    # On the admin dashboard's to-do list, with a link to the policy.
+    todo = console_selectors._backup_failures().todo
+    assert [t.title for t in todo] == ["p: restore drill failed"], todo
+    assert todo[0].url.endswith(f"/backups/backuppolicy/{policy['id']}/change/")
     result = agent_backups.check(_node(), {"repository": services.repo_spec(stored), "subset": "all"})
     assert not result["ok"] and result["output"]
     flow("post", "backup-repository-check", pk=repo["id"], expect=202)
