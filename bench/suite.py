@@ -112,6 +112,7 @@ def bench_list(seconds: int) -> dict:
     headers = {"Authorization": f"Bearer {raw}", "X-Tenant-ID": str(tenant.pk)}
     endpoints = {
         "api": "/api/v1/customers/",
+        "api_cursor": "/api/v1/customers/?page_mode=cursor",  # the keyset page: no COUNT(*)
         "bare_drf": f"/bench/customers/{tenant.pk}",
         "fixed_json": "/bench/fixed",
     }
@@ -143,6 +144,7 @@ def bench_list(seconds: int) -> dict:
         server.stop()
     out["ratio_to_bare_drf"] = ratio(out["api_rps"], out["bare_drf_rps"])
     out["ratio_to_fixed_json"] = ratio(out["api_rps"], out["fixed_json_rps"])
+    out["cursor_ratio_to_bare_drf"] = ratio(out["api_cursor_rps"], out["bare_drf_rps"])
     return out
 
 
@@ -312,6 +314,8 @@ ROWS = [
     ("list", "tenant-scoped list of 50 (req/s)", "api_rps", "bare DRF ListAPIView", "bare_drf_rps",
      "ratio_to_bare_drf"),
     ("list", "", "api_rps", "plain view, fixed JSON", "fixed_json_rps", "ratio_to_fixed_json"),
+    ("list", "same, ?page_mode=cursor", "api_cursor_rps", "bare DRF ListAPIView", "bare_drf_rps",
+     "cursor_ratio_to_bare_drf"),
     ("jobs", "no-op job via worker (jobs/s)", "jobs_per_second", "bare no-op Celery task", "bare_tasks_per_second",
      "ratio_to_bare_task"),
     ("webhooks", "webhook processing (events/s)", "events_per_second", "verify + store row",
@@ -332,7 +336,8 @@ def print_table(results: dict) -> None:
               f"{r.get(ratio_key, '-'):>6}")  # fmt: skip
     if lst := results.get("list"):
         print(
-            f"queries per request: api {lst['api_queries']}, bare DRF {lst['bare_drf_queries']}, "
+            f"queries per request: api {lst['api_queries']} (cursor {lst['api_cursor_queries']}), "
+            f"bare DRF {lst['bare_drf_queries']}, "
             f"fixed JSON {lst['fixed_json_queries']}   (list over {lst['rows']} rows, {lst['tenants']} tenants)"
         )
     if b := results.get("billing_run"):
