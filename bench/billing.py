@@ -74,6 +74,27 @@ def bench_billing_run(n: int) -> dict:
     }
 
 
+def profiled():
+    """BENCH_PROFILE=1: a cProfile of the measured loop, printed to stderr (its figures are then slower)."""
+    if not os.environ.get("BENCH_PROFILE"):
+        return None
+    import cProfile
+
+    profile = cProfile.Profile()
+    profile.enable()
+    return profile
+
+
+def report(profile, what: str) -> None:
+    if profile is None:
+        return
+    import pstats
+
+    profile.disable()
+    print(f"--- profile: {what}", file=sys.stderr)
+    pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
+
+
 def bench_webhooks(n: int) -> dict:
     """n signed deliveries: answered (stored, acknowledged; applied by a worker when jobs go to the broker,
     as `make bench` runs them, else before the answer) and applied end to end (all n events applied)."""
@@ -86,6 +107,7 @@ def bench_webhooks(n: int) -> dict:
             {"description": "Credit top-up", "quantity": 1, "unit_price": Decimal(n)}])  # fmt: skip
         invoice = invoices.invoice_issue(invoice=invoice)
     client = Client()
+    profile = profiled()
     started = time.perf_counter()
     for i in range(n):
         body = json.dumps(
@@ -99,6 +121,7 @@ def bench_webhooks(n: int) -> dict:
                                HTTP_X_MPANEL_SIGNATURE=sign_generic(body, secret))  # fmt: skip
         assert response.status_code == 200, response.content
     answered = time.perf_counter() - started
+    report(profile, "webhook deliveries (answer)")
     pending = WebhookEvent.objects.filter(event_id__startswith=f"evt-{run}-", status=WebhookEvent.Status.RECEIVED)
     deadline = time.monotonic() + 600
     while pending.exists():

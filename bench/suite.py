@@ -170,6 +170,7 @@ def bench_jobs(n: int) -> dict:
     from apps.jobs.services import job_enqueue
     from apps.tenancy.models import Tenant
     from bench import celery_bench
+    from bench.billing import profiled, report
 
     log = WORK / "worker.log"
     worker = start_worker(log)
@@ -199,9 +200,11 @@ def bench_jobs(n: int) -> dict:
         floor = n / (ended - started)
         tenant = Tenant.objects.create(name="Bench jobs", slug=f"bench-jobs-{time.time_ns()}")
         say(f"{n} no-op jobs")
+        profile = profiled()
         started = time.perf_counter()
         for _ in range(n):
             job_enqueue(tenant=tenant, type="bench.noop")
+        report(profile, "job submissions")
         done = Job.all_tenants.filter(tenant=tenant, status=JobStatus.SUCCEEDED)
         ended = wait(lambda: done.count() >= n, "jobs")
         rate = n / (ended - started)
