@@ -7,12 +7,18 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
 
-import redis
-from celery import shared_task
-from django.conf import settings
+import django
 
-from apps.jobs.registry import handler
-from mpanel.celery import app
+# The handler below is registered by importing apps.jobs, whose models need the app registry loaded
+# (the worker imports this module before Django is set up).
+django.setup()
+
+import redis  # noqa: E402
+from celery import shared_task  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+from apps.jobs.registry import handler  # noqa: E402
+from mpanel.celery import app  # noqa: E402
 
 __all__ = ["app"]
 COUNTER = "mpanel:bench:noop"

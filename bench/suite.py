@@ -15,8 +15,9 @@ merges the figures into var/bench.json (BENCH_OUT). Sizes from the environment, 
            a bare DRF ListAPIView over the same table and page, and a plain Django view returning fixed JSON.
     jobs   no-op jobs through the outbox and the real Celery worker (prefork, concurrency 2), submit to
            SUCCEEDED; floor: a bare no-op Celery task on the same worker (it only counts itself in Redis).
-    webhooks   signed generic payment.succeeded deliveries, in-process (Django test client): stored, applied
-           to an invoice, answered; floor: a view that checks the same signature and stores the row once.
+    webhooks   signed generic payment.succeeded deliveries, in-process (Django test client): stored and
+           answered, then applied to an invoice by the real worker (answered/s, and applied end to end/s: from
+           the first delivery to the last applied); floor: a view that checks the signature and stores the row.
     billing    billing_run over N subscriptions of N customers (one tenant); floor: bulk_create of the same
            rows the run writes (invoice, line, charge, 3 audit events per invoice) in batches of 1000.
     metrics    bench/metrics.py's run() when present (its own floor).
@@ -112,6 +113,7 @@ def bench_list(seconds: int) -> dict:
     headers = {"Authorization": f"Bearer {raw}", "X-Tenant-ID": str(tenant.pk)}
     endpoints = {
         "api": "/api/v1/customers/",
+        "api_cursor": "/api/v1/customers/?page_mode=cursor",  # the keyset page: no COUNT(*)
         "bare_drf": f"/bench/customers/{tenant.pk}",
         "fixed_json": "/bench/fixed",
     }
@@ -143,10 +145,22 @@ def bench_list(seconds: int) -> dict:
         server.stop()
     out["ratio_to_bare_drf"] = ratio(out["api_rps"], out["bare_drf_rps"])
     out["ratio_to_fixed_json"] = ratio(out["api_rps"], out["fixed_json_rps"])
+    out["cursor_ratio_to_bare_drf"] = ratio(out["api_cursor_rps"], out["bare_drf_rps"])
     return out
 
 
 # --- jobs: no-op handler through the real worker vs a bare no-op task ------------------------------------
+
+
+def start_worker(log: Path) -> subprocess.Popen:
+    """A real Celery worker (prefork, concurrency 2) of bench/celery_bench.py: mPanel's tasks plus the floors'."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "bench.celery_bench", "worker", "--concurrency", "2", "--pool",
+         "prefork", "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
+         "-n", f"bench-{os.getpid()}-{time.time_ns()}@%h"],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
 
 
 def bench_jobs(n: int) -> dict:
@@ -156,15 +170,10 @@ def bench_jobs(n: int) -> dict:
     from apps.jobs.services import job_enqueue
     from apps.tenancy.models import Tenant
     from bench import celery_bench
+    from bench.billing import profiled, report
 
     log = WORK / "worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bench.celery_bench", "worker", "--concurrency", "2", "--pool",
-         "prefork", "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-n", f"bench-{os.getpid()}@%h"],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=log.open("ab"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
+    worker = start_worker(log)
     r = redis.Redis.from_url(settings.REDIS_URL)
     r.delete(celery_bench.COUNTER)
 
@@ -191,9 +200,11 @@ def bench_jobs(n: int) -> dict:
         floor = n / (ended - started)
         tenant = Tenant.objects.create(name="Bench jobs", slug=f"bench-jobs-{time.time_ns()}")
         say(f"{n} no-op jobs")
+        profile = profiled()
         started = time.perf_counter()
         for _ in range(n):
             job_enqueue(tenant=tenant, type="bench.noop")
+        report(profile, "job submissions")
         done = Job.all_tenants.filter(tenant=tenant, status=JobStatus.SUCCEEDED)
         ended = wait(lambda: done.count() >= n, "jobs")
         rate = n / (ended - started)
@@ -212,7 +223,12 @@ def bench_webhooks(n: int) -> dict:
     from apps.billing.services.webhooks import sign_generic
     from bench.billing import bench_webhooks as full
 
-    result = full(n)
+    # Answered when stored; applied by the real worker (the same as the jobs', started before the first event).
+    worker = start_worker(WORK / "worker-webhooks.log")
+    try:
+        result = full(n)
+    finally:
+        stop_group(worker)
     client = Client()
     secret = settings.MPANEL_GENERIC_WEBHOOK_SECRET
     started = time.perf_counter()
@@ -224,7 +240,8 @@ def bench_webhooks(n: int) -> dict:
         assert response.status_code == 200, response.content
     floor = n / (time.perf_counter() - started)
     result.update(floor_events_per_second=round(floor, 1), transport="in-process (Django test client)",
-                  ratio_to_floor=ratio(result["events_per_second"], floor))  # fmt: skip
+                  ratio_to_floor=ratio(result["events_per_second"], floor),
+                  applied_ratio_to_floor=ratio(result["applied_per_second"], floor))  # fmt: skip
     return result
 
 
@@ -312,10 +329,14 @@ ROWS = [
     ("list", "tenant-scoped list of 50 (req/s)", "api_rps", "bare DRF ListAPIView", "bare_drf_rps",
      "ratio_to_bare_drf"),
     ("list", "", "api_rps", "plain view, fixed JSON", "fixed_json_rps", "ratio_to_fixed_json"),
+    ("list", "same, ?page_mode=cursor", "api_cursor_rps", "bare DRF ListAPIView", "bare_drf_rps",
+     "cursor_ratio_to_bare_drf"),
     ("jobs", "no-op job via worker (jobs/s)", "jobs_per_second", "bare no-op Celery task", "bare_tasks_per_second",
      "ratio_to_bare_task"),
-    ("webhooks", "webhook processing (events/s)", "events_per_second", "verify + store row",
+    ("webhooks", "webhook answered (events/s)", "events_per_second", "verify + store row",
      "floor_events_per_second", "ratio_to_floor"),
+    ("webhooks", "webhook applied, end to end", "applied_per_second", "verify + store row",
+     "floor_events_per_second", "applied_ratio_to_floor"),
     ("billing_run", "billing run (invoices/s)", "invoices_per_second", "bulk insert of same rows",
      "floor_invoices_per_second", "ratio_to_bulk_insert"),
 ]  # fmt: skip
@@ -332,7 +353,8 @@ def print_table(results: dict) -> None:
               f"{r.get(ratio_key, '-'):>6}")  # fmt: skip
     if lst := results.get("list"):
         print(
-            f"queries per request: api {lst['api_queries']}, bare DRF {lst['bare_drf_queries']}, "
+            f"queries per request: api {lst['api_queries']} (cursor {lst['api_cursor_queries']}), "
+            f"bare DRF {lst['bare_drf_queries']}, "
             f"fixed JSON {lst['fixed_json_queries']}   (list over {lst['rows']} rows, {lst['tenants']} tenants)"
         )
     if b := results.get("billing_run"):

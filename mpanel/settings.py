@@ -336,6 +336,8 @@ CELERY_BEAT_SCHEDULE = {
     "billing-run": {"task": "billing.run", "schedule": 3600.0},
     # A Stripe payment whose webhook never arrived is still found and recorded.
     "billing-reconcile-stripe": {"task": "billing.reconcile_stripe", "schedule": 900.0},
+    # A webhook event stored and acknowledged but never applied (its worker died) is applied here.
+    "billing-webhooks-sweep": {"task": "billing.webhooks_sweep", "schedule": 60.0},
     "nodes-heartbeat": {"task": "nodes.heartbeat", "schedule": 30.0},
 }
 

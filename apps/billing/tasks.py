@@ -6,6 +6,9 @@ from .services.billing_run import billing_run
 from .services.dunning import dunning_run
 from .services.notifications import SEND_BATCH, SEND_ONE, send_invoice_email
 from .services.reconciliation import reconcile_open_sessions
+from .services.webhooks import APPLY_TASK
+from .services.webhooks import process as webhook_process
+from .services.webhooks import sweep as webhook_sweep
 
 
 @shared_task(name="billing.run")
@@ -29,3 +32,15 @@ def send_invoice_emails_task(invoice_ids: list[str], event: str) -> None:
     """A batch's emails in one message from the billing run; each sent (and retried) as its own task here."""
     for invoice_id in invoice_ids:
         send_invoice_email_task.delay(invoice_id, event)
+
+
+# acks_late with reject_on_worker_lost (settings): a worker that dies mid-event leaves the message to
+# another; the row lock and the event's status make a second run a no-op once the first committed.
+@shared_task(name=APPLY_TASK)
+def webhook_apply(event_id: str) -> str:
+    return webhook_process(event_id).status
+
+
+@shared_task(name="billing.webhooks_sweep")
+def webhooks_sweep() -> int:
+    return webhook_sweep()

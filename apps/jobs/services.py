@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 import traceback
 from datetime import timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.audit import services as audit
@@ -67,6 +68,10 @@ def job_enqueue(
                     object_id=str(obj.pk) if obj is not None else "",
                     max_attempts=max_attempts or settings.MPANEL_JOB_MAX_ATTEMPTS,
                     created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                    # Sent on commit (below): stamped now rather than by an UPDATE when it is sent. A commit
+                    # that comes later than MPANEL_JOB_PENDING_REDISPATCH may be sent twice; run_job's
+                    # claim runs it once. With MPANEL_JOBS_EAGER, dispatch() stamps it as it runs it.
+                    dispatched_at=None if settings.MPANEL_JOBS_EAGER else timezone.now(),
                 )
         except IntegrityError:
             return Job.all_tenants.get(tenant=tenant, idempotency_key=key)
@@ -78,15 +83,16 @@ def job_enqueue(
             **audit.by(actor),
         )
         job_id = job.pk
-        transaction.on_commit(lambda: dispatch(job_id))
+        transaction.on_commit(lambda: dispatch(job_id, stamped=True))
     return job
 
 
-def dispatch(job_id, countdown: float | None = None) -> None:
+def dispatch(job_id, countdown: float | None = None, *, stamped: bool = False) -> None:
     """Hand a job to a worker. Never raises: if the broker is down the sweeper sends it later.
 
     ``dispatched_at`` is when the message is expected to reach a worker; the sweeper sends
-    again only once that is ``MPANEL_JOB_PENDING_REDISPATCH`` seconds past.
+    again only once that is ``MPANEL_JOB_PENDING_REDISPATCH`` seconds past. ``stamped``: the row was
+    written with its ``dispatched_at`` already (a new job), so it is not written again.
     """
     if settings.MPANEL_JOBS_EAGER:
         if countdown:
@@ -97,8 +103,9 @@ def dispatch(job_id, countdown: float | None = None) -> None:
         Job.all_tenants.filter(pk=job_id).update(dispatched_at=timezone.now())
         run_job(job_id)
         return
-    expected = timezone.now() + timedelta(seconds=countdown or 0)
-    Job.all_tenants.filter(pk=job_id).update(dispatched_at=expected)
+    if not stamped:
+        expected = timezone.now() + timedelta(seconds=countdown or 0)
+        Job.all_tenants.filter(pk=job_id).update(dispatched_at=expected)
     run_task = current_app.tasks[RUN_TASK]
     try:
         run_task.apply_async(args=[str(job_id)], countdown=countdown)
@@ -106,28 +113,60 @@ def dispatch(job_id, countdown: float | None = None) -> None:
         log.exception("could not dispatch job %s; the sweeper will retry", job_id)
 
 
-class _Heartbeat(threading.Thread):
-    """Marks a RUNNING job alive while its handler works, so only a dead worker looks stale."""
+class _Heartbeats:
+    """Marks the RUNNING jobs of this process alive while their handlers work, so only a dead worker looks
+    stale: one thread per process (started with its first job, again after a fork), not one per job."""
 
-    def __init__(self, job_id, attempt: int, interval: float):
-        super().__init__(daemon=True, name=f"job-heartbeat-{job_id}")
-        self.job_id = job_id
-        self.attempt = attempt
-        self.interval = interval
-        self.stopped = threading.Event()
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[Any, int] = {}  # job id -> the attempt this process runs
+        self.thread: threading.Thread | None = None
+        self.interval = 1.0
 
-    def run(self):
-        try:
-            while not self.stopped.wait(self.interval):
-                # Only for this attempt: a slow old worker must not keep a newer attempt looking alive.
-                Job.all_tenants.filter(pk=self.job_id, status=JobStatus.RUNNING, attempts=self.attempt).update(
-                    heartbeat_at=timezone.now()
-                )
-        finally:
-            connection.close()
+    def add(self, job_id, attempt: int, interval: float) -> None:
+        with self.lock:
+            self.running[job_id] = attempt
+            self.interval = interval
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._beat, daemon=True, name="job-heartbeats")
+                self.thread.start()
 
-    def stop(self):
-        self.stopped.set()
+    def remove(self, job_id) -> None:
+        with self.lock:
+            self.running.pop(job_id, None)
+
+    def _beat(self) -> None:
+        # A job is beaten for at the latest one interval after it started: what a per-job thread did.
+        started: dict[Any, float] = {}
+        while True:
+            time.sleep(min(self.interval / 4, 1.0))
+            now = time.monotonic()
+            with self.lock:
+                running = dict(self.running)
+            due = []
+            for job_id, attempt in running.items():
+                last = started.setdefault((job_id, attempt), now)
+                if now - last >= self.interval:
+                    due.append((job_id, attempt))
+                    started[(job_id, attempt)] = now
+            for key in [k for k in started if k[0] not in running or running[k[0]] != k[1]]:
+                del started[key]
+            if not due:
+                continue
+            try:
+                for job_id, attempt in due:
+                    # Only for this attempt: a slow old worker must not keep a newer attempt looking alive.
+                    Job.all_tenants.filter(pk=job_id, status=JobStatus.RUNNING, attempts=attempt).update(
+                        heartbeat_at=timezone.now()
+                    )
+            except Exception:  # the database is away for a moment: the next beat tries again
+                log.exception("could not mark running jobs alive")
+            finally:
+                # Beats are minutes apart: no connection is held in between (nor left open on a test database).
+                connection.close()
+
+
+_heartbeats = _Heartbeats()
 
 
 def _backoff(attempt: int) -> timedelta:
@@ -154,16 +193,14 @@ def run_job(job_id) -> str:
         if job.run_after > now:
             return "not_due"
         job.status = JobStatus.RUNNING
-        job.attempts = F("attempts") + 1
+        job.attempts += 1  # the row is locked: no one else moves it
         job.started_at = now
         job.heartbeat_at = now
         job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "updated_at"])
-        job.refresh_from_db(fields=["attempts"])
         JobAttempt.objects.create(job=job, number=job.attempts, started_at=now, worker=socket.gethostname())
 
     handler = registry.get(job.type)
-    beat = _Heartbeat(job.pk, job.attempts, max(1.0, settings.MPANEL_JOB_HEARTBEAT_TIMEOUT / 4))
-    beat.start()
+    _heartbeats.add(job.pk, job.attempts, max(1.0, settings.MPANEL_JOB_HEARTBEAT_TIMEOUT / 4))
     # The handler's own error messages (a pod's, a site's last_error) and ours name one reference.
     with errors.error_reference(f"{job.pk}#{job.attempts}"):
         try:
@@ -182,8 +219,7 @@ def run_job(job_id) -> str:
                 return _finish(job, JobStatus.PENDING, error=public, detail=detail, retry_in=_backoff(job.attempts))
             return _finish(job, JobStatus.FAILED, error=public, detail=detail)
         finally:
-            beat.stop()
-            beat.join(timeout=5)
+            _heartbeats.remove(job.pk)
     return _finish(job, JobStatus.SUCCEEDED, result=result if isinstance(result, dict) else {"value": result})
 
 

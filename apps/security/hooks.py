@@ -15,18 +15,20 @@ from apps.accounts.models import AuthToken, User
 from apps.accounts.signals import session_started
 from apps.audit.models import AuditEvent
 from apps.tenancy.models import Membership
-from apps.tenancy.resolution import register_request_check
+from apps.tenancy.resolution import TENANT_ROWS, register_request_check
 from apps.tenancy.signals import member_removed
 from apps.websites.services import SPEC_PARTS
 
 from . import authentication, checks, guardian, mfa, policy, shield  # noqa: F401 - they register when they load
 from .events import record_event
-from .models import EventType
+from .models import EventType, SecurityPolicy
 from .services import tokens_revoke_for_member
 
 # A tenant's session limits are checked when a session acts in that tenant (policy.check_tenant_request),
 # not at authentication: they do not govern the account's work elsewhere.
 register_request_check(policy.check_tenant_request)
+# Read with the credentials, in authentication's one query (policy._policy_for_request reads it back).
+TENANT_ROWS.register("security_policy")(SecurityPolicy)
 
 
 @SPEC_PARTS.register("shield")

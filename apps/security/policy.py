@@ -13,6 +13,7 @@ from apps.accounts.models import AuthToken
 from apps.common import context
 from apps.common.exceptions import Forbidden
 from apps.tenancy.models import Membership
+from apps.tenancy.resolution import preloaded_tenant_row
 
 from .mfa import has_2fa
 from .models import ApiToken, SecurityPolicy, SessionTenantUse
@@ -78,7 +79,9 @@ def _policy_for_request(request, tenant) -> SecurityPolicy | None:
     if cached is None:
         cached = django_request._mpanel_policies = {}
     if tenant.pk not in cached:
-        cached[tenant.pk] = policy_of(tenant)
+        # Usually loaded with the credentials in authentication's one query (resolution.TENANT_ROWS).
+        found, policy = preloaded_tenant_row(request, "security_policy", tenant.pk)
+        cached[tenant.pk] = policy if found else policy_of(tenant)
     return cached[tenant.pk]
 
 

@@ -1,10 +1,14 @@
 """Provider webhooks (docs/api.md).
 
 The signature is checked over the raw body before anything else. A verified event is stored
-once by its id (a concurrent duplicate finds the stored row), then processed under a lock on
-that row, so two copies arriving together still apply once. Unknown types are stored and
-acknowledged. Processing never assumes order: payments compare the event's time with the state
-they hold.
+once by its id (a concurrent duplicate finds the stored row) and acknowledged; a worker then
+applies it (``APPLY_TASK``, queued after the row commits: Stripe's advice, answer fast and work
+after) under a lock on that row, so two copies, or two workers, still apply it once, and its
+status moves in the transaction of what it applied. An event stored but never applied (a worker
+that died, a broker that lost the message) is applied by ``sweep`` (beat, every minute). With
+``MPANEL_JOBS_EAGER`` (the embedded default, the test suite) it is applied before the answer, as
+before. Unknown types are stored and acknowledged. Processing never assumes order: payments
+compare the event's time with the state they hold.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ import hmac
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import stripe
+from celery import signature
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
@@ -137,10 +142,32 @@ def receive(
             )  # fmt: skip
     except IntegrityError:
         event = WebhookEvent.objects.get(provider=provider, scope=scope, event_id=event_id)
-    return process(event.pk)
+    if event.status in FINAL:
+        return event  # applied (or unmatched) already: a repeated delivery changes nothing
+    if settings.MPANEL_JOBS_EAGER:
+        return process(event.pk)
+    pk = str(event.pk)
+    transaction.on_commit(lambda: signature(APPLY_TASK, args=(pk,)).delay())
+    return event
 
 
 FINAL = {WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED, WebhookEvent.Status.UNMATCHED}
+# The Celery task (apps/billing/tasks.py) that applies one stored event; what ``sweep`` picks up again.
+APPLY_TASK = "billing.webhook_apply"
+SWEEP_AFTER = timedelta(seconds=60)
+SWEEP_BATCH = 500
+
+
+def sweep(older_than: timedelta = SWEEP_AFTER) -> int:
+    """Apply the events stored at least ``older_than`` ago and never applied (their worker died, or their
+    message was lost); ``process`` locks each, so one a worker holds right now is applied once. How many."""
+    cutoff = timezone.now() - older_than
+    pending = WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED, created_at__lt=cutoff)
+    done = 0
+    for pk in pending.order_by("created_at").values_list("pk", flat=True)[:SWEEP_BATCH]:
+        if process(pk).status != WebhookEvent.Status.RECEIVED:
+            done += 1
+    return done
 
 
 def process(event_pk) -> WebhookEvent:

@@ -1,0 +1,88 @@
+"""Issue 21: with a broker (``MPANEL_JOBS_EAGER`` off) a webhook is stored and acknowledged at once and
+applied by a worker (``billing.webhook_apply``) exactly once, whatever the repeats; an event stored but
+never applied (its worker died, its message was lost) is applied by the sweep, once."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.billing import tasks
+from apps.billing.models import Invoice, Payment, WebhookEvent
+from apps.billing.services import webhooks
+from apps.billing.services.webhooks import sign_generic
+from tests.billing_support import GENERIC_SECRET, STRIPE_SECRET, issued
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+GENERIC = "/api/v1/billing/webhooks/generic"
+
+
+@pytest.fixture(autouse=True)
+def _deferred(settings):
+    settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
+    settings.MPANEL_GENERIC_WEBHOOK_SECRET = GENERIC_SECRET
+    settings.MPANEL_JOBS_EAGER = False
+
+
+def _post(event: dict):
+    raw = json.dumps(event).encode()
+    return client_for().post(
+        GENERIC, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=sign_generic(raw, GENERIC_SECRET)
+    )
+
+
+def _payment(invoice, event_id: str, amount: str = "1.00") -> dict:
+    return {
+        "id": event_id,
+        "type": "payment.succeeded",
+        "data": {"invoice_id": str(invoice.pk), "amount": amount, "currency": invoice.currency, "reference": event_id},
+    }
+
+
+def test_answered_when_stored_then_applied_once_by_the_worker(tenant_a, django_capture_on_commit_callbacks):
+    invoice = issued(tenant_a)
+    with django_capture_on_commit_callbacks(execute=False) as queued:
+        first = _post(_payment(invoice, "evt-1"))
+        again = _post(_payment(invoice, "evt-1"))  # a repeated delivery before the worker ran
+    assert first.status_code == again.status_code == 200
+    assert first.json() == {"received": True, "status": "received"}
+    assert WebhookEvent.objects.get().status == "received"
+    assert Payment.all_tenants.count() == 0  # acknowledged, not applied yet
+    assert len(queued) == 2  # one message per delivery: the second run finds it applied
+    event = WebhookEvent.objects.get()
+    assert tasks.webhook_apply(str(event.pk)) == "processed"
+    assert tasks.webhook_apply(str(event.pk)) == "processed"
+    assert Payment.all_tenants.count() == 1
+    assert Invoice.all_tenants.get(pk=invoice.pk).amount_paid == 1
+    with django_capture_on_commit_callbacks(execute=False) as later:
+        assert _post(_payment(invoice, "evt-1")).json()["status"] == "processed"
+    assert later == []  # an applied event is not queued again
+    assert Payment.all_tenants.count() == 1
+
+
+def test_an_event_whose_worker_died_is_applied_by_the_sweep_once(tenant_a, django_capture_on_commit_callbacks):
+    invoice = issued(tenant_a)
+    with django_capture_on_commit_callbacks(execute=False):  # the message is lost: no worker ever runs it
+        assert _post(_payment(invoice, "evt-lost")).status_code == 200
+    assert webhooks.sweep() == 0  # too recent: its worker may still be at it
+    WebhookEvent.objects.update(created_at=timezone.now() - timedelta(minutes=5))
+    assert tasks.webhooks_sweep() == 1
+    assert tasks.webhooks_sweep() == 0
+    event = WebhookEvent.objects.get()
+    assert event.status == "processed" and event.attempts == 1
+    assert Payment.all_tenants.count() == 1
+    assert Invoice.all_tenants.get(pk=invoice.pk).amount_paid == 1
+
+
+def test_a_bad_signature_is_still_refused_before_anything_is_stored(tenant_a):
+    invoice = issued(tenant_a)
+    raw = json.dumps(_payment(invoice, "evt-x")).encode()
+    response = client_for().post(
+        GENERIC, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=sign_generic(raw, "wrong")
+    )
+    assert response.status_code == 400
+    assert WebhookEvent.objects.count() == 0
