@@ -172,16 +172,13 @@ router.register("portal/services", PortalServiceViewSet, basename="portal-servic
 router.register("portal/invoices", PortalInvoiceViewSet, basename="portal-invoice")
 router.register("portal/orders", PortalOrderViewSet, basename="portal-order")
 router.register("portal/sessions", PortalSessionViewSet, basename="portal-session")
-<<<<<<< HEAD
 router.register("portal/payment-methods", PortalPaymentMethodViewSet, basename="portal-payment-method")
-=======
 router.register("portal/pods", PortalPodViewSet, basename="portal-pod")
 router.register("portal/mailboxes", PortalMailboxViewSet, basename="portal-mailbox")
 router.register("portal/domains", PortalDomainViewSet, basename="portal-domain")
 router.register("portal/databases", PortalDatabaseViewSet, basename="portal-database")
 router.register("portal/database-users", PortalDatabaseUserViewSet, basename="portal-database-user")
 router.register("portal/contacts", PortalContactViewSet, basename="portal-contact")
->>>>>>> w-psvc
 router.register("audit", AuditEventViewSet, basename="audit")
 router.register("ops/provisioning", ProvisioningViewSet, basename="job")
 router.register("billing/invoices", InvoiceViewSet, basename="invoice")

@@ -2,11 +2,7 @@
 
 from django.urls import path
 
-<<<<<<< HEAD
-from . import payment_views, views
-=======
-from . import service_views, views
->>>>>>> w-psvc
+from . import payment_views, service_views, views
 
 app_name = "portal"
 
@@ -48,7 +44,6 @@ urlpatterns = [
     path("<slug:tenant_slug>/sessions/<uuid:pk>/revoke/", views.session_revoke, name="session-revoke"),
 ]
 
-<<<<<<< HEAD
 # Payment methods: saved cards (apps/portal/payment_views.py).
 urlpatterns += [
     path("<slug:tenant_slug>/payment-methods/", payment_views.payment_methods, name="payment-methods"),
@@ -62,7 +57,9 @@ urlpatterns += [
         "<slug:tenant_slug>/payment-methods/<uuid:pk>/remove/",
         payment_views.payment_method_remove,
         name="payment-method-remove",
-=======
+    ),
+]
+
 # The service pages of apps/portal/service_views.py (kept apart from views.py).
 urlpatterns += [
     path("<slug:tenant_slug>/pod-rows/<uuid:pk>/", service_views.pod_row, name="pod-row"),
@@ -79,6 +76,5 @@ urlpatterns += [
         "<slug:tenant_slug>/services/<uuid:pk>/cancel/confirm/",
         service_views.service_cancel_confirm,
         name="service-cancel-confirm",
->>>>>>> w-psvc
     ),
 ]

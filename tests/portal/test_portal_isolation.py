@@ -68,12 +68,10 @@ PAGES = {
     "user-remove": ("post", "other_user", OWNER),
     "security": ("get", None, ALL),
     "session-revoke": ("post", "session", ALL),
-<<<<<<< HEAD
     "payment-methods": ("get", None, MONEY),
     "payment-method-add": ("post", None, MONEY),
     "payment-method-default": ("post", "card", MONEY),
     "payment-method-remove": ("post", "card", MONEY),
-=======
     # apps/portal/service_views.py (real pods and databases: tests/portal/test_portal_services*.py)
     "pod-row": ("get", "absent", SERVICES),
     "databases": ("get", None, SERVICES),
@@ -82,7 +80,6 @@ PAGES = {
     "contact": ("get", "contact", OWNER),
     "contact-remove": ("post", "contact", OWNER),
     "service-cancel-confirm": ("get", "subscription", MONEY),
->>>>>>> w-psvc
 }
 
 ALLOWED = {200, 302}
@@ -98,16 +95,13 @@ def _object(world, kind, role):
         return world.users[PortalRole.BILLING if role != PortalRole.BILLING else PortalRole.TECHNICAL]
     if kind == "session":
         return PortalSession.all_tenants.filter(user__customer=world.customer).first()
-<<<<<<< HEAD
     if kind == "card":
         return saved_card(world)  # a fresh one each time (removing it is one of the routes)
-=======
     if kind == "contact":
         with tenant_scope(world.tenant):
             return world.customer.contacts.first() or customer_services.contact_create(
                 customer=world.customer, data={"name": "Ada", "email": f"ada.{world.customer.pk.hex[:6]}@cust.test"}
             )
->>>>>>> w-psvc
     return getattr(world, kind)
 
 
@@ -212,11 +206,9 @@ def test_every_api_route_is_classified():
 
 
 def _api_path(name, obj):
-<<<<<<< HEAD
-    if name.endswith(("-detail", "-pay", "-make-default")):
-=======
-    if name.endswith(("-detail", "-pay", "-restart", "-suspend", "-resume", "-password", "-auto-renew")):
->>>>>>> w-psvc
+    if name.endswith(
+        ("-detail", "-pay", "-make-default", "-restart", "-suspend", "-resume", "-password", "-auto-renew")
+    ):
         return reverse(name, kwargs={"pk": str(obj.pk) if obj is not None else str(uuid.uuid4())})
     return reverse(name)
 
