@@ -247,7 +247,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RoleEnum": "apps.tenancy.roles.Role.choices",
         "PortalRoleEnum": "apps.portal.models.PortalRole.choices",
-        "ContactRoleEnum": "apps.customers.models.Contact.Role.choices",
+        "ContactRoleEnum": "apps.customers.models.Contact.Role",
         "InvoiceStatusEnum": "apps.billing.models.InvoiceStatus.choices",
         "SubscriptionStatusEnum": "apps.billing.models.SubscriptionStatus.choices",
         "OrderStatusEnum": "apps.orders.models.OrderStatus.choices",

@@ -70,7 +70,9 @@ def test_pod_acts_by_keyboard_live_row_and_narrow_pages(pod_shop, live_server, b
     expect(row).to_contain_text("live: running")
     _tab_to(page, "Restart shop")
     page.keyboard.press("Enter")
-    expect(page.get_by_text("shop: restart requested.")).to_be_visible()
+    # The restart runs before the answer here (eager jobs): busybox as PID 1 ignores TERM, so it waits
+    # the 5 s grace before KILL.
+    expect(page.get_by_text("shop: restart requested.")).to_be_visible(timeout=30000)
 
     # Suspended elsewhere (the business's staff): the row follows without a reload.
     with fx.scope():
