@@ -307,6 +307,11 @@ def main() -> None:
         results["webhooks"] = bench_webhooks(env_int("BENCH_WEBHOOKS", 2000))
     if not only or "billing_run" in only:
         results["billing_run"] = bench_billing(env_int("BENCH_SUBSCRIPTIONS", 100_000))
+    if not only or "backups" in only:
+        say("backups")
+        from bench import backups
+
+        results["backups"] = backups.run()
     try:
         from bench import metrics  # written separately; included when present
     except ImportError:
@@ -362,6 +367,8 @@ def print_table(results: dict) -> None:
               f"second run {b['second_run_invoices']} invoices in {b['second_run_seconds']} s")  # fmt: skip
     if "metrics" in results:
         print("metrics:", json.dumps(results["metrics"]))
+    if "backups" in results:
+        print("backups:", json.dumps(results["backups"]))
 
 
 if __name__ == "__main__":

@@ -81,7 +81,7 @@ class PolicyForm(ServiceForm):
     class Meta:
         model = BackupPolicy
         fields = ["schedule", "enabled", "keep_last", "keep_daily", "keep_weekly", "keep_monthly",
-                  "drill_interval_days"]  # fmt: skip
+                  "drill_interval_days", "final_keep_days"]  # fmt: skip
 
     def act(self, data, actor):
         changes = self.changed(data, self.Meta.fields)
@@ -92,13 +92,13 @@ class PolicyAddForm(ServiceForm):
     resources = forms.CharField(
         widget=forms.Textarea,
         required=False,
-        help_text='One per line: "website:<id>", "database:<id>", "zone:<id>", "pod:<id>".',
+        help_text='One per line: "website:<id>", "database:<id>", "mailbox:<id>", "zone:<id>", "pod:<id>".',
     )
 
     class Meta:
         model = BackupPolicy
         fields = ["tenant", "name", "repository", "schedule", "keep_last", "keep_daily", "keep_weekly",
-                  "keep_monthly", "drill_interval_days"]  # fmt: skip
+                  "keep_monthly", "drill_interval_days", "final_keep_days"]  # fmt: skip
 
     def act(self, data, actor):
         fields = {k: data[k] for k in self.Meta.fields if k != "tenant"}
@@ -115,10 +115,10 @@ class BackupPolicyAdmin(ServiceAdmin):
     add_form = PolicyAddForm
     form = PolicyForm
     add_fields = ["tenant", "name", "repository", "resources", "schedule", "keep_last", "keep_daily", "keep_weekly",
-                  "keep_monthly", "drill_interval_days"]  # fmt: skip
+                  "keep_monthly", "drill_interval_days", "final_keep_days"]  # fmt: skip
     change_fields = PolicyForm.Meta.fields
-    shown_fields = ["tenant", "name", "repository", "resources", "last_run_at", "last_run_status", "last_run_error",
-                    "last_drill_at", "last_drill_status", "last_drill_summary"]  # fmt: skip
+    shown_fields = ["tenant", "name", "repository", "resources", "customer", "last_run_at", "last_run_status",
+                    "last_run_error", "last_drill_at", "last_drill_status", "last_drill_summary"]  # fmt: skip
     object_actions = [
         ObjectAction("run", "Back up now", method="run_one", help="A snapshot of every resource of the policy."),
         ObjectAction(
