@@ -444,6 +444,15 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
         "expires_at": "2025-12-31T23:59:59Z",
         "allowed_ips": ["203.0.113.0/24"],
     },
+    "DomainSettingsInputRequest": {
+        "nameservers": ["ns1.host.example", "ns2.host.example"],
+        "registrar": "manual",
+        "on_failed_registration": "refund",
+        "epp_host": "epp.registry.example",
+        "epp_port": 700,
+        "epp_client_id": "client1",
+        "epp_password": "registry-password",
+    },
     "BillingSettingsInputRequest": {
         "invoice_number_format": "INV-{year}-{seq:06}",
         "credit_note_number_format": "CN-{year}-{seq:06}",
@@ -455,6 +464,7 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
         "terminate_after_days": 45,
         "currencies": ["EUR", "USD"],
         "payment_methods": ["bank_transfer", "stripe"],
+        "prices_include_tax": False,
     },
     "StripeConnectRequest": {"account_type": "express", "email": "billing@zephyr-widgets.example", "country": "DE"},
     "WebhookSecretRotateRequest": {"grace_hours": 24},

@@ -1,9 +1,15 @@
 """Invoice arithmetic, pure and documented.
 
-Rounding rule: every line is rounded on its own, half-up to the currency's minor unit:
+Rounding rule: every line is rounded on its own, half-up to the currency's minor unit. Prices
+exclusive of tax (net, the default):
     amount = round(quantity x unit_price)
     tax    = round((amount - discount) x tax_rate / 100)
     total  = amount - discount + tax
+Prices inclusive of tax (gross: the tenant's ``prices_include_tax``), the customer pays the price:
+    total  = round(quantity x unit_price) - discount
+    tax    = round(total x tax_rate / (100 + tax_rate))
+    amount = total - tax + discount          (the net amount before the discount)
+so ``total = amount - discount + tax`` holds for both, and everything below sums the same way.
 and the invoice's figures are the sums of its lines' (so the totals always equal the sum of the
 parts): total = subtotal - discounts + tax.
 """
@@ -37,7 +43,8 @@ class Totals:
     total: Decimal
 
 
-def line_amounts(*, quantity: Decimal, unit_price: Decimal, discount: Decimal, tax_rate: Decimal, currency: str):
+def line_amounts(*, quantity: Decimal, unit_price: Decimal, discount: Decimal, tax_rate: Decimal, currency: str,
+                 prices_include_tax: bool = False) -> LineAmounts:  # fmt: skip
     if quantity <= 0:
         raise InvalidInput("Quantity must be more than zero.", field="quantity")
     if unit_price < 0:
@@ -50,6 +57,10 @@ def line_amounts(*, quantity: Decimal, unit_price: Decimal, discount: Decimal, t
     discount = quantize(discount, currency)
     if discount > amount:
         raise InvalidInput("Discount cannot be larger than the line's amount.", field="discount")
+    if prices_include_tax:
+        total = amount - discount
+        tax = quantize(total * tax_rate / (HUNDRED + tax_rate), currency)
+        return LineAmounts(amount=total - tax + discount, discount=discount, tax=tax, total=total)
     tax = quantize((amount - discount) * tax_rate / HUNDRED, currency)
     return LineAmounts(amount=amount, discount=discount, tax=tax, total=amount - discount + tax)
 

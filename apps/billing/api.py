@@ -1,6 +1,8 @@
+import re
+
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -282,13 +284,44 @@ class StripeWebhookView(_WebhookView):
         return self.answer(event)
 
 
-class GenericWebhookView(_WebhookView):
-    """Our own signed format: `X-Mpanel-Signature: t=<unix>,v1=<hex>`."""
+class _TenantWebhook:
+    def for_tenant(self, request, slug: str):
+        """Verified with the tenant's secrets only (never the global one); an unknown tenant and a bad
+        signature answer alike (400), so the endpoint does not tell which tenants exist."""
+        raw = request.body
+        tenant = Tenant.objects.filter(slug=slug).first() if SLUG_RE.match(slug) else None
+        secrets = webhook_secrets.valid_secrets(tenant) if tenant is not None else []
+        try:
+            payload = webhooks.verify_generic(raw, request.headers.get("X-Mpanel-Signature"), secrets)
+        except webhooks.BadSignature as exc:
+            return Response({"detail": f"Invalid signature: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
+        serializer = GenericEventSerializer(data=payload if isinstance(payload, dict) else {})
+        serializer.is_valid(raise_exception=True)
+        event = webhooks.receive(
+            provider="generic", event_id=serializer.validated_data["id"], type=serializer.validated_data["type"],
+            created=None, payload=payload, raw=raw, tenant=tenant,
+        )  # fmt: skip
+        return self.answer(event)
+
+
+TENANT_HEADER = "X-Mpanel-Tenant"
+SLUG_RE = re.compile(r"^[-a-zA-Z0-9_]{1,80}$")
+
+
+class GenericWebhookView(_TenantWebhook, _WebhookView):
+    """Our own signed format: `X-Mpanel-Signature: t=<unix>,v1=<hex>`. With an `X-Mpanel-Tenant:
+    <tenant slug>` header it is that tenant's endpoint (as `/billing/webhooks/generic/<slug>`): only
+    the tenant's own secrets verify it. Without it, the platform's own events: only the global secret."""
 
     @extend_schema(request=GenericEventSerializer,
+                   parameters=[OpenApiParameter(TENANT_HEADER, str, OpenApiParameter.HEADER, required=False,
+                                                description="A tenant's slug: verified with that tenant's secret")],
                    responses={200: WebhookAnswer, 400: OpenApiResponse(description="Bad signature or body")},
                    auth=[], summary="Generic payment webhook")  # fmt: skip
     def post(self, request):
+        slug = request.headers.get(TENANT_HEADER)
+        if slug is not None:
+            return self.for_tenant(request, slug.strip())
         raw = request.body
         try:
             payload = webhooks.verify_generic(raw, request.headers.get("X-Mpanel-Signature"))
@@ -303,7 +336,7 @@ class GenericWebhookView(_WebhookView):
         return self.answer(event)
 
 
-class TenantGenericWebhookView(_WebhookView):
+class TenantGenericWebhookView(_TenantWebhook, _WebhookView):
     """A tenant's own generic endpoint: signed with the tenant's secret (two valid while it rotates),
     applied only to that tenant's invoices. An unknown tenant and a bad signature answer alike (400)."""
 
@@ -312,20 +345,7 @@ class TenantGenericWebhookView(_WebhookView):
                    auth=[], summary="A tenant's generic payment webhook",
                    operation_id="billing_webhooks_generic_tenant_create")  # fmt: skip
     def post(self, request, slug: str):
-        raw = request.body
-        tenant = Tenant.objects.filter(slug=slug).first()
-        secrets = webhook_secrets.valid_secrets(tenant) if tenant is not None else []
-        try:
-            payload = webhooks.verify_generic(raw, request.headers.get("X-Mpanel-Signature"), secrets)
-        except webhooks.BadSignature as exc:
-            return Response({"detail": f"Invalid signature: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
-        serializer = GenericEventSerializer(data=payload if isinstance(payload, dict) else {})
-        serializer.is_valid(raise_exception=True)
-        event = webhooks.receive(
-            provider="generic", event_id=serializer.validated_data["id"], type=serializer.validated_data["type"],
-            created=None, payload=payload, raw=raw, tenant=tenant,
-        )  # fmt: skip
-        return self.answer(event)
+        return self.for_tenant(request, slug)
 
 
 class BillingSettingsViewSet(ResourceViewSet):

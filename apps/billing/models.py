@@ -67,6 +67,10 @@ class BillingSettings(TimestampedModel):
     payment_methods = models.JSONField(
         default=default_payment_methods, blank=True, help_text="The ways customers may pay this tenant's invoices."
     )
+    prices_include_tax = models.BooleanField(
+        default=False,
+        help_text="Unit prices are gross (tax included, as consumers are shown them); off: net, tax added on top.",
+    )
 
     class Meta:
         verbose_name = "billing settings"
@@ -122,6 +126,9 @@ class Invoice(TenantOwnedModel):
     subtotal = money_field()
     discount_total = money_field()
     tax_total = money_field()
+    # The tenant's tax behaviour when the invoice was made: its lines' prices are gross (tax inside)
+    # or net (tax on top). Kept on the invoice, so a later change of the setting never moves it.
+    prices_include_tax = models.BooleanField(default=False)
     total = money_field()
     amount_paid = money_field()
     amount_credited = money_field(help_text="Credit notes against this invoice.")

@@ -88,8 +88,9 @@ class InvoiceSerializer(ModelSerializer):
         model = Invoice
         fields = [
             "id", "number", "status", "customer", "currency", "issue_date", "due_date", "subtotal", "discount_total",
-            "tax_total", "total", "amount_paid", "amount_credited", "credit_applied", "amount_due", "notes",
-            "billing_details", "lines", "issued_at", "paid_at", "voided_at", "created_at", "updated_at",
+            "tax_total", "total", "prices_include_tax", "amount_paid", "amount_credited", "credit_applied",
+            "amount_due", "notes", "billing_details", "lines", "issued_at", "paid_at", "voided_at", "created_at",
+            "updated_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -291,7 +292,7 @@ class BillingSettingsSerializer(ModelSerializer):
         fields = [
             "invoice_number_format", "credit_note_number_format", "payment_terms_days", "lead_days",
             "reminder_days_before", "reminder_days_after", "suspend_after_days", "terminate_after_days",
-            "currencies", "payment_methods", "updated_at",
+            "currencies", "payment_methods", "prices_include_tax", "updated_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -313,6 +314,9 @@ class BillingSettingsInputSerializer(Serializer):
     )
     payment_methods = serializers.ListField(
         child=serializers.ChoiceField(choices=PaymentMethod.values), min_length=1, required=False
+    )
+    prices_include_tax = serializers.BooleanField(
+        required=False, help_text="true: unit prices include tax (gross); false: tax is added on top (net)."
     )
 
 

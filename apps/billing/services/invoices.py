@@ -59,6 +59,7 @@ def _build_lines(invoice: Invoice, lines: list[dict[str, Any]]) -> list[InvoiceL
             discount=discount,
             tax_rate=Decimal(data.get("tax_rate") or 0),
             currency=invoice.currency,
+            prices_include_tax=invoice.prices_include_tax,
         )
         start, end = data.get("period_start"), data.get("period_end")
         if start and end and end < start:
@@ -116,7 +117,12 @@ def invoice_create(
     if by_hand:
         tenant_settings.check_currency_accepted(tenant, currency)
     invoice = Invoice.objects.create(
-        tenant=tenant, customer=customer, currency=currency, due_date=due_date, notes=notes
+        tenant=tenant,
+        customer=customer,
+        currency=currency,
+        due_date=due_date,
+        notes=notes,
+        prices_include_tax=tenant_settings.settings_of(tenant).prices_include_tax,
     )
     _write_lines(invoice, lines)
     invoice.save()
@@ -247,7 +253,7 @@ def create_issued_many(
     now = timezone.now()
     made: list[tuple[Invoice, list[InvoiceLine], dict]] = []
     for draft in drafts:
-        invoice = Invoice(tenant_id=tenant_id, customer=draft["customer"],
+        invoice = Invoice(tenant_id=tenant_id, customer=draft["customer"], prices_include_tax=conf.prices_include_tax,
                           currency=_check_currency(draft["currency"] or draft["customer"].currency))  # fmt: skip
         rows = _build_lines(invoice, draft["lines"])
         if not rows:

@@ -28,7 +28,7 @@ SAMPLE_SEQS = (*range(1, 1201), 9_999, 10_000, 99_999, 100_000, 999_999, 1_000_0
 FIELDS = (
     "invoice_number_format", "credit_note_number_format", "payment_terms_days", "lead_days",
     "reminder_days_before", "reminder_days_after", "suspend_after_days", "terminate_after_days",
-    "currencies", "payment_methods",
+    "currencies", "payment_methods", "prices_include_tax",
 )  # fmt: skip
 
 
@@ -130,6 +130,10 @@ def clean(data: dict[str, Any], current: BillingSettings) -> dict[str, Any]:
             checked[name] = _currencies(value)
         elif name == "payment_methods":
             checked[name] = _methods(value)
+        elif name == "prices_include_tax":
+            if not isinstance(value, bool):
+                raise InvalidInput("prices_include_tax is true (prices include tax) or false.", field=name)
+            checked[name] = value
     merged = {name: checked.get(name, getattr(current, name)) for name in FIELDS}
     if merged["invoice_number_format"] == merged["credit_note_number_format"]:
         raise InvalidInput(
