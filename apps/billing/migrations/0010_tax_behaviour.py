@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0007_connect_webhook_secrets_settings'),
+        ('billing', '0009_seller_details'),
     ]
 
     operations = [
