@@ -40,7 +40,7 @@ MODULES: tuple[Module, ...] = (
     Module(
         "Invoices and payments",
         ("billing/invoices", "billing/payments", "billing/payment-methods", "billing/credit-notes"),
-        "Invoices from draft to paid, their PDFs, payments, refunds and credit notes.",
+        "Invoices from draft to paid, their PDFs, payments, customers' saved cards, refunds and credit notes.",
     ),
     Module(
         "Subscriptions",
