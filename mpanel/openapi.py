@@ -311,6 +311,10 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "PortalOrderCreateRequest": {
         "items": [{"product": PRODUCT, "cycle": "monthly", "config": {"domain": "zephyr.example"}}]
     },
+    "PortalCardSetupRequest": {
+        "success_url": "https://shop.zephyr.example/account/cards?saved=1",
+        "cancel_url": "https://shop.zephyr.example/account/cards",
+    },
     # CloudPods and nodes
     "CloudPodCreateRequest": {"name": "zephyr-web", "plan": "pod-s", "image": "busybox"},
     "CloudPodUpdateRequest": {"name": "zephyr-shop"},
