@@ -40,7 +40,7 @@ MODULES: tuple[Module, ...] = (
     Module(
         "Invoices and payments",
         ("billing/invoices", "billing/payments", "billing/payment-methods", "billing/credit-notes"),
-        "Invoices from draft to paid, their PDFs, payments, refunds and credit notes.",
+        "Invoices from draft to paid, their PDFs, payments, customers' saved cards, refunds and credit notes.",
     ),
     Module(
         "Subscriptions",
@@ -315,6 +315,10 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "PatchedPortalContactRequest": {"phone": "+386 1 234 5678"},
     "PortalMailboxPasswordRequest": {"password": "a-long-new-mailbox-passphrase"},
     "PortalAutoRenewRequest": {"auto_renew": False},
+    "PortalCardSetupRequest": {
+        "success_url": "https://shop.zephyr.example/account/cards?saved=1",
+        "cancel_url": "https://shop.zephyr.example/account/cards",
+    },
     # CloudPods and nodes
     "CloudPodCreateRequest": {"name": "zephyr-web", "plan": "pod-s", "image": "busybox"},
     "CloudPodUpdateRequest": {"name": "zephyr-shop"},
