@@ -482,9 +482,9 @@ class ReadOnlyInline(admin.TabularInline):
 
 @admin.register(IdempotencyRecord)
 class IdempotencyRecordAdmin(ReadOnlyAdmin):
-    list_display = ["key", "user", "tenant_key", "state", "status_code", "created_at"]
+    list_display = ["key", "principal", "user", "tenant_key", "state", "status_code", "created_at"]
     list_filter = ["state", "status_code", "created_at"]
-    search_fields = ["key", "user__email", "tenant_key"]
+    search_fields = ["key", "principal", "user__email", "tenant_key"]
     list_select_related = ["user"]
     date_hierarchy = "created_at"
     show_full_result_count = False

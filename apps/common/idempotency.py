@@ -12,6 +12,7 @@ import json
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.http.request import RawPostDataException
 from django.utils import timezone
@@ -41,6 +42,11 @@ def _fingerprint(request) -> str:
     return h.hexdigest()
 
 
+def principal(user) -> str:
+    """The key's owner: keys of staff and of customers' portal users never meet, even with one pk."""
+    return getattr(user, "idempotency_principal", None) or f"user:{user.pk}"
+
+
 def claim(request, tenant) -> IdempotencyRecord | None:
     """Called before the view runs; raises Replay with the stored answer for a repeat."""
     key = request.headers.get(HEADER)
@@ -50,14 +56,16 @@ def claim(request, tenant) -> IdempotencyRecord | None:
         raise InvalidInput("Idempotency-Key must be at most 255 characters.", field=HEADER)
     fingerprint = _fingerprint(request._request)
     tenant_key = str(tenant.pk) if tenant is not None else ""
+    who = principal(request.user)
+    staff = request.user if isinstance(request.user, get_user_model()) else None
     try:
         with transaction.atomic():
             return IdempotencyRecord.objects.create(
-                user=request.user, tenant_key=tenant_key, key=key, fingerprint=fingerprint
+                principal=who, user=staff, tenant_key=tenant_key, key=key, fingerprint=fingerprint
             )
     except IntegrityError:
         pass
-    existing = IdempotencyRecord.objects.get(user=request.user, tenant_key=tenant_key, key=key)
+    existing = IdempotencyRecord.objects.get(principal=who, tenant_key=tenant_key, key=key)
     if existing.fingerprint != fingerprint:
         raise InvalidInput("This Idempotency-Key was used with a different request.", field=HEADER)
     if existing.state == IdempotencyRecord.State.DONE:

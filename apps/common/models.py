@@ -12,7 +12,12 @@ class IdempotencyRecord(models.Model):
         DONE = "done"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    # Who sent it, in any realm: "user:<pk>" for staff, "portal:<pk>" for a customer's portal user
+    # (a user model may name itself with ``idempotency_principal``); ``user`` is set for staff only.
+    principal = models.CharField(max_length=100)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
     # Not a TenantOwnedModel: creating a tenant is itself idempotent and has no tenant yet.
     tenant_key = models.CharField(max_length=36, blank=True)
     key = models.CharField(max_length=255)
@@ -24,7 +29,7 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["user", "tenant_key", "key"], name="uniq_idempotency_key"),
+            models.UniqueConstraint(fields=["principal", "tenant_key", "key"], name="uniq_idempotency_principal_key"),
         ]
 
     def __str__(self) -> str:

@@ -8,8 +8,6 @@ looked up through ``selectors`` by the token's customer (another customer's obje
 
 from __future__ import annotations
 
-from contextlib import ExitStack
-
 from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -23,6 +21,7 @@ from apps.audit import services as audit
 from apps.billing.models import Invoice, SavedPaymentMethod, Subscription
 from apps.billing.services import cards, stripe_gateway
 from apps.catalog.models import Visibility
+from apps.common.api import ApiViewSetMixin
 from apps.common.throttling import DynamicScopedRateThrottle
 from apps.customers.models import Customer
 from apps.orders import services as order_services
@@ -110,19 +109,15 @@ class PortalUserViewSet(ResourceViewSet):
 # --- customers: the portal API ----------------------------------------------------------------------
 
 
-class PortalApiMixin:
-    """Portal tokens only; the token's tenant in scope for the whole request (rendering included)."""
+class PortalApiMixin(ApiViewSetMixin):
+    """Portal tokens only; the token's tenant in scope for the whole request (rendering included);
+    ``Idempotency-Key`` on POST as on the staff API, the portal user's keys apart from anyone else's."""
 
     authentication_classes = [PortalTokenAuthentication]
     permission_classes = [IsPortalUser]
 
-    def dispatch(self, request, *args, **kwargs):
-        self._exit_stack = ExitStack()
-        with self._exit_stack:
-            response = super().dispatch(request, *args, **kwargs)
-            if hasattr(response, "render") and not getattr(response, "is_rendered", True):
-                response = response.render()
-            return response
+    def tenant_for_idempotency(self, request):
+        return request.user.customer.tenant if isinstance(request.user, PortalUser) else None
 
     def initial(self, request, *args, **kwargs):
         self.perform_authentication(request)

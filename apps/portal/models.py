@@ -106,6 +106,10 @@ class PortalUser(TenantOwnedModel):
     def audit_label(self) -> str:
         return self.email
 
+    @property
+    def idempotency_principal(self) -> str:
+        return f"portal:{self.pk}"
+
     def set_password(self, raw: str) -> None:
         self.password = make_password(raw)
         self.password_changed_at = timezone.now()

@@ -85,7 +85,13 @@ def rows(tenant_a, operator) -> dict:
         Customer: customer,
         Contact: contact,
         IdempotencyRecord: IdempotencyRecord.objects.create(
-            user=operator, tenant_key=str(tenant.pk), key="idem-1", fingerprint="f" * 64, state="done", status_code=201
+            principal=f"user:{operator.pk}",
+            user=operator,
+            tenant_key=str(tenant.pk),
+            key="idem-1",
+            fingerprint="f" * 64,
+            state="done",
+            status_code=201,
         ),
         **billing_rows,
         **website_rows,
