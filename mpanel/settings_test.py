@@ -1,9 +1,19 @@
 """Settings for the test suite: the production settings plus a test-only app of job handlers."""
 
 import os
+from pathlib import Path
 
-from .settings import *  # noqa: F403
-from .settings import INSTALLED_APPS, REST_FRAMEWORK
+# Under pytest-xdist each worker process gets its own node root and media folder: the node's files
+# (vhosts, zones, pods, repositories) are per-machine state the tests assert on, and two workers
+# must not see each other's. Set in the environment so the Celery workers and agents the tests
+# start inherit the same folder.
+_xdist_worker = os.environ.get("PYTEST_XDIST_WORKER")
+if _xdist_worker and os.environ.get("MPANEL_VAR_DIR"):
+    _own = Path(os.environ["MPANEL_VAR_DIR"]) / "xdist" / _xdist_worker
+    os.environ.setdefault("MPANEL_NODE_ROOT", str(_own / "node"))
+
+from .settings import *  # noqa: E402, F403
+from .settings import INSTALLED_APPS, REST_FRAMEWORK  # noqa: E402
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.support"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -20,3 +30,5 @@ SECURE_HSTS_SECONDS = 0
 
 # No ACME order for every hosting plan's website the suite makes (there is no CA): the tests of it turn it on.
 MPANEL_SSL_AUTO_ISSUE = False
+if _xdist_worker and os.environ.get("MPANEL_VAR_DIR"):
+    MEDIA_ROOT = Path(os.environ["MPANEL_VAR_DIR"]) / "xdist" / _xdist_worker / "media"

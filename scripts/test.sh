@@ -98,6 +98,12 @@ log "migrations are up to date"
 DJANGO_SETTINGS_MODULE=mpanel.settings_test "$PY" manage.py makemigrations --check --dry-run >/dev/null
 log "pytest"
 set +e
+if [ "$#" -eq 0 ]; then
+  # The whole suite runs in parallel, one pytest-xdist worker per core (MPANEL_TEST_PROCESSES to
+  # change it, 0 for one process); a test file stays on one worker, so its module fixtures are made once.
+  procs=${MPANEL_TEST_PROCESSES:-$(nproc)}
+  if [ "$procs" -gt 1 ]; then set -- -n "$procs" --dist loadfile; fi
+fi
 "$PY" -m pytest "$@"
 status=$?
 set -e
