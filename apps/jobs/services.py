@@ -57,24 +57,29 @@ def job_enqueue(
             existing = Job.all_tenants.filter(tenant=tenant, idempotency_key=key).first()
             if existing is not None:
                 return existing
-        try:
-            with transaction.atomic():
-                job = Job.all_tenants.create(
-                    tenant=tenant,
-                    type=type,
-                    payload=payload or {},
-                    idempotency_key=key,
-                    object_type=obj._meta.label_lower if obj is not None else "",
-                    object_id=str(obj.pk) if obj is not None else "",
-                    max_attempts=max_attempts or settings.MPANEL_JOB_MAX_ATTEMPTS,
-                    created_by=actor if getattr(actor, "is_authenticated", False) else None,
-                    # Sent on commit (below): stamped now rather than by an UPDATE when it is sent. A commit
-                    # that comes later than MPANEL_JOB_PENDING_REDISPATCH may be sent twice; run_job's
-                    # claim runs it once. With MPANEL_JOBS_EAGER, dispatch() stamps it as it runs it.
-                    dispatched_at=None if settings.MPANEL_JOBS_EAGER else timezone.now(),
-                )
-        except IntegrityError:
-            return Job.all_tenants.get(tenant=tenant, idempotency_key=key)
+        fields = dict(
+            tenant=tenant,
+            type=type,
+            payload=payload or {},
+            idempotency_key=key,
+            object_type=obj._meta.label_lower if obj is not None else "",
+            object_id=str(obj.pk) if obj is not None else "",
+            max_attempts=max_attempts or settings.MPANEL_JOB_MAX_ATTEMPTS,
+            created_by=actor if getattr(actor, "is_authenticated", False) else None,
+            # Sent on commit (below): stamped now rather than by an UPDATE when it is sent. A commit
+            # that comes later than MPANEL_JOB_PENDING_REDISPATCH may be sent twice; run_job's
+            # claim runs it once. With MPANEL_JOBS_EAGER, dispatch() stamps it as it runs it.
+            dispatched_at=None if settings.MPANEL_JOBS_EAGER else timezone.now(),
+        )
+        if key is None:
+            # Nothing to collide with (the unique key is the idempotency key): no savepoint round trips.
+            job = Job.all_tenants.create(**fields)
+        else:
+            try:
+                with transaction.atomic():
+                    job = Job.all_tenants.create(**fields)
+            except IntegrityError:
+                return Job.all_tenants.get(tenant=tenant, idempotency_key=key)
         audit.record(
             action="job.enqueue",
             obj=job,
