@@ -32,6 +32,7 @@ from apps.nodes.drivers import NodeError, driver_for
 from apps.nodes.models import Node, NodeStatus, with_role
 from apps.security import mfa
 from apps.security.events import record_event
+from apps.security.models import EventType
 from apps.tenancy.scoping import all_tenants
 
 from . import crypto
@@ -53,8 +54,8 @@ from .sources import customer_of, customer_resources, kind_of, parse_ref, reache
 log = logging.getLogger(__name__)
 
 CHECK_SUBSETS = 12  # a scheduled check reads 1/12 of the data, the next round the next twelfth
-EVENT_DRILL_FAILED = "backup.drill_failed"
-EVENT_CHECK_FAILED = "backup.check_failed"
+EVENT_DRILL_FAILED = EventType.BACKUP_DRILL_FAILED
+EVENT_CHECK_FAILED = EventType.BACKUP_CHECK_FAILED
 
 repositories: Lifecycle[BackupRepository] = Lifecycle(
     model=BackupRepository,
