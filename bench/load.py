@@ -11,8 +11,15 @@ worker for the jobs. LOAD_SECONDS (default 600) of, per 20 requests:
                signed before the soak, repeated once all were sent: a repeat is answered once-stored)
 
 Prints requests/s, p50/p95/p99 latency, the error count (socket errors and any non-2xx answer), and the
-RSS of the gunicorn workers at the start and end of the soak. Fails when there was any error or a job
-failed. LOAD_CONNECTIONS (default 4) wrk connections, gunicorn with 2 sync workers.
+RSS of the gunicorn workers at the start and end of the soak. Fails when there was any error, a job
+failed, or a webhook delivery was applied other than exactly once. LOAD_CONNECTIONS (default 4) wrk
+connections, gunicorn with 2 sync workers.
+
+The scale-out check (issue 21): LOAD_WEB (default 1) separate gunicorn servers, each with 2 sync workers
+(two web machines, in the production shape), and LOAD_WORKERS (default 1) separate Celery workers, all on
+the one PostgreSQL and the one Redis. The connections are split over the servers, one wrk each, all at
+once (what a load balancer does); the same deliveries go to every server, so repeats arrive at other
+processes. Requests/s and errors are summed, latency percentiles are the worst server's.
 """
 
 from __future__ import annotations
@@ -25,12 +32,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SECONDS = int(os.environ.get("LOAD_SECONDS", "600"))
+WEB = max(1, int(os.environ.get("LOAD_WEB", "1")))
+WORKERS = max(1, int(os.environ.get("LOAD_WORKERS", "1")))
 os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
 os.environ["MPANEL_JOBS_EAGER"] = "0"
 os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -106,7 +116,7 @@ def requests_of(data: dict, webhook: tuple[str, str]) -> list[tuple]:
             "POST",
             "billing",
             "/api/v1/customers/",
-            json.dumps({"name": "Pre-flight", "email": "preflight@load.example", "currency": "EUR"}),
+            json.dumps({"name": "Pre-flight", "email": f"preflight-{time.time_ns()}@load.example", "currency": "EUR"}),
             {},
         )
     )
@@ -194,39 +204,98 @@ def preflight(server: Gunicorn, data: dict, webhooks: list) -> None:
         raise SystemExit("pre-flight failed:\n" + "\n".join(failures))
 
 
+def start_worker(n: int) -> subprocess.Popen:
+    """One Celery worker process (one per machine in production), its own node name and log."""
+    log = WORK / f"worker-{n}.log"
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "bench.celery_bench", "worker", "--concurrency", "1", "--pool",
+         "prefork", "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
+         "-n", f"load-{os.getpid()}-{n}@%h"],
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+
+
+def rss_of(servers: list[Gunicorn]) -> dict:
+    if len(servers) == 1:
+        return servers[0].rss_mb()
+    each = [server.rss_mb() for server in servers]
+    return {"servers": each, "workers_total": round(sum(r["workers_total"] for r in each), 1)}
+
+
+def combine(runs: list[dict]) -> dict:
+    """One summary of several wrk runs at once: counts and rates summed, each percentile the worst."""
+    if len(runs) == 1:
+        return runs[0]
+    errors = {kind: sum(r["errors"][kind] for r in runs) for kind in runs[0]["errors"]}
+    return {
+        "requests": sum(r["requests"] for r in runs),
+        "requests_per_second": round(sum(r["requests_per_second"] for r in runs), 1),
+        "latency_ms": {k: max(r["latency_ms"][k] for r in runs) for k in runs[0]["latency_ms"]},
+        "errors": errors,
+        "error_count": sum(r["error_count"] for r in runs),
+    }
+
+
+def exactly_once() -> dict:
+    """Every delivery stored once and, once applied, one payment per delivery (its reference), whichever
+    server received it and however many times, whichever worker applied it."""
+    from apps.billing.models import Payment, WebhookEvent
+
+    events = WebhookEvent.objects.filter(event_id__startswith="load-")
+    stored = events.count()
+    distinct = events.values("provider", "event_id").distinct().count()
+    processed = events.filter(status=WebhookEvent.Status.PROCESSED).count()
+    payments = Payment.all_tenants.filter(provider_ref__startswith="load-")
+    paid, paid_distinct = payments.count(), payments.values("provider_ref").distinct().count()
+    return {
+        "events_stored": stored,
+        "events_processed": processed,
+        "payments": paid,
+        "exactly_once": stored == distinct and paid == paid_distinct == processed,
+    }
+
+
 def main() -> int:
     if "postgresql" not in settings.DATABASES["default"]["ENGINE"] or not settings.REDIS_URL:
         sys.exit("make load needs PostgreSQL and Redis (DATABASE_URL, REDIS_URL)")
     call_command("migrate", verbosity=0)
     data = seed()
     hooks = signed_webhooks(data["invoices"], max(2000, SECONDS * 40))
-    worker_log = WORK / "worker.log"
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "bench.celery_bench", "worker", "--concurrency", "1", "--pool",
-         "prefork", "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
-         "-n", f"load-{os.getpid()}@%h"],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=worker_log.open("ab"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    server = Gunicorn(WORK)
+    workers = [start_worker(n) for n in range(WORKERS)]
+    servers = [Gunicorn(WORK) for _ in range(WEB)]
     try:
-        server.start()
-        preflight(server, data, hooks)
-        wrk(server.url + "/api/v1/customers/", lua=lua_script(data, hooks[:5]), seconds=5, workdir=WORK)  # warm-up
+        for server in servers:
+            server.start()
+            preflight(server, data, hooks)
+            wrk(server.url + "/api/v1/customers/", lua=lua_script(data, hooks[:5]), seconds=5, workdir=WORK)  # warm-up
         connections = int(os.environ.get("LOAD_CONNECTIONS", "4"))
-        rss_start = server.rss_mb()
+        rss_start = rss_of(servers)
         box = machine()
-        print(f"soak: {SECONDS} s, wrk -c{connections}, gunicorn 2 sync workers, RSS at start {rss_start}", flush=True)
-        result = wrk(server.url, lua=lua_script(data, hooks), seconds=SECONDS, connections=connections, workdir=WORK)
-        rss_end = server.rss_mb()
+        print(f"soak: {SECONDS} s, wrk -c{connections}, {WEB} gunicorn server(s) of 2 sync workers, "
+              f"{WORKERS} Celery worker(s), RSS at start {rss_start}", flush=True)  # fmt: skip
+        shares = [connections // WEB + (1 if n < connections % WEB else 0) for n in range(WEB)]
+        with ThreadPoolExecutor(max_workers=WEB) as pool:
+            runs = list(pool.map(
+                lambda pair: wrk(pair[0].url, lua=lua_script(data, hooks), seconds=SECONDS,
+                                 connections=max(1, pair[1]), workdir=WORK),
+                zip(servers, shares, strict=True)))  # fmt: skip
+        result = combine(runs)
+        rss_end = rss_of(servers)
+        from apps.billing.models import WebhookEvent
         from apps.jobs.models import Job
 
         deadline = time.monotonic() + 120
-        while Job.all_tenants.filter(status__in=["PENDING", "RUNNING"]).exists() and time.monotonic() < deadline:
+        while time.monotonic() < deadline and (
+            Job.all_tenants.filter(status__in=["PENDING", "RUNNING"]).exists()
+            or WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED).exists()
+        ):
             time.sleep(1)
     finally:
-        server.stop()
-        stop_group(worker)
+        for server in servers:
+            server.stop()
+        for worker in workers:
+            stop_group(worker)
     jobs = dict(Job.all_tenants.values_list("status").annotate(n=Count("id")).order_by())
     figures = {
         "machine": box,
@@ -240,6 +309,9 @@ def main() -> int:
         "gunicorn_rss_mb_start": rss_start,
         "gunicorn_rss_mb_end": rss_end,
         "jobs": jobs,
+        "web_servers": WEB,
+        "celery_workers": WORKERS,
+        "webhooks": exactly_once(),
     }
     lat = result["latency_ms"]
     print(json.dumps(figures, indent=2))
@@ -250,6 +322,9 @@ def main() -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(figures, indent=2))
     print(f"written to {out}")
+    if not figures["webhooks"]["exactly_once"]:
+        print(f"FAILED: webhook deliveries not applied exactly once: {figures['webhooks']}", file=sys.stderr)
+        return 1
     if result["error_count"] or jobs.get("FAILED"):
         print("FAILED: errors during the soak (see the figures above)", file=sys.stderr)
         return 1

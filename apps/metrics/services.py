@@ -196,14 +196,29 @@ def ingest(*, node: Node, batch: dict, nonce: str | None = None) -> IngestResult
 
 
 def _insert(node_id, samples: list[tuple[str, int, float]], received_at: int) -> int:
-    """Bulk insert that skips rows already there; answers how many were new. On PostgreSQL one
+    """Bulk insert that skips rows already there; answers how many were new.
+
+    On PostgreSQL, first ``COPY`` straight into the table (its fastest way in) inside a savepoint: a
+    batch of new samples, the usual case, is stored by it alone. COPY cannot skip a row already there,
+    so when the unique key refuses one (a resent batch, a sample twice in a batch) the savepoint is
+    rolled back, nothing of the COPY remains, and the batch goes through the skipping insert: one
     ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`` from plain lists (no model
-    instances: building 5 000 of them cost more than the insert); elsewhere (the embedded SQLite) the
+    instances: building 5 000 of them cost more than the insert). Elsewhere (the embedded SQLite) the
     ORM's bulk_create, which cannot tell how many were skipped, so rows are counted before and after."""
     if not samples:
         return 0
     if connection.vendor == "postgresql":
         table = Sample._meta.db_table
+        try:
+            # wrap_database_errors: psycopg's UniqueViolation arrives as Django's IntegrityError.
+            with transaction.atomic(), connection.cursor() as cursor, connection.wrap_database_errors:
+                columns = "(node_id, metric, ts, value, received_at)"
+                with cursor.cursor.copy(f"COPY {table} {columns} FROM STDIN") as copy:
+                    for metric, ts, value in samples:
+                        copy.write_row((node_id, metric, ts, value, received_at))
+            return len(samples)
+        except IntegrityError:
+            pass  # some of them are stored already: the savepoint took the COPY back
         sql = (
             f"INSERT INTO {table} (node_id, metric, ts, value, received_at) "  # noqa: S608 (our own table name)
             "SELECT %s, m, t, v, %s FROM unnest(%s::text[], %s::bigint[], %s::float8[]) AS u(m, t, v) "

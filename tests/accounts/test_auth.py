@@ -11,6 +11,7 @@ from apps.accounts.extensions import LOGIN_CHALLENGES, SESSION_CHECKS, TOKEN_RES
 from apps.accounts.models import AuthToken, hash_token
 from apps.audit.models import AuditEvent
 from tests.conftest import PASSWORD, client_for, make_user
+from tests.throttle_support import throttle_cache  # noqa: F401 (fixture: locmem and the real Redis)
 
 LOGIN = "/api/v1/auth/login/"
 
@@ -106,6 +107,7 @@ class TestLogin:
         assert int(locked["Retry-After"]) > 0
         assert not AuthToken.objects.exists()
 
+    @pytest.mark.usefixtures("throttle_cache")
     def test_login_is_rate_limited(self, settings):
         settings.REST_FRAMEWORK = {
             **settings.REST_FRAMEWORK,
@@ -164,6 +166,7 @@ class TestRegistrationAndPasswords:
         assert client.get("/api/v1/auth/user/").status_code == 200
         assert other_session.get("/api/v1/auth/user/").status_code == 401
 
+    @pytest.mark.usefixtures("throttle_cache")
     def test_password_change_and_reset_are_rate_limited(self, settings):
         settings.REST_FRAMEWORK = {
             **settings.REST_FRAMEWORK,
