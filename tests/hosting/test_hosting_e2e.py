@@ -26,8 +26,7 @@ from apps.mail.models import MailDomain
 from apps.orders.services import order_accept, order_create
 from apps.tenancy.roles import Role
 from apps.websites.models import Website, WebsiteStatus
-from tests.billing.test_connect import connected, stripe_api  # noqa: F401  (fixture)
-from tests.billing_support import customer_of
+from tests.billing_support import connected, customer_of, stripe_api  # noqa: F401  (fixture)
 from tests.conftest import client_for
 from tests.dns_support import pdns_node_env, powerdns  # noqa: F401  (fixtures)
 from tests.e2e_support import hosting_business, pay_by_connect_replay, pay_by_staff, unique_domain

@@ -26,7 +26,7 @@ from apps.orders.models import Order, OrderItem
 from apps.portal import services as portal_services
 from apps.tenancy.roles import Role
 from apps.whitelabel import services as brand_services
-from tests.billing.test_connect import connected, stripe_api  # noqa: F401  (fixture)
+from tests.billing_support import connected, stripe_api  # noqa: F401  (fixture)
 from tests.conftest import client_for, make_tenant
 from tests.dns_support import pdns_node_env, powerdns  # noqa: F401  (fixtures)
 from tests.e2e_support import hosting_business, pay_by_connect_replay, pay_by_staff, unique_domain
