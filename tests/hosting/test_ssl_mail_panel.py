@@ -327,3 +327,25 @@ def test_renewal_pushes_the_new_certificate_to_the_mail_node(
     assert wait_for(lambda: mail_servers.starttls(host, root), serial).serial_number == serial
     assert wait_for(lambda: mail_servers.imaps_served(host, root), serial).serial_number == serial
     assert mail_jobs()[-1].status == JobStatus.SUCCEEDED
+
+
+def test_admin_installs_on_a_mail_node_of_the_certificates_tenant(client, tenant_a, tenant_b, mail_servers):
+    from django.contrib.auth import get_user_model
+
+    from tests.conftest import PASSWORD, admin_login
+
+    operator = admin_login(client, get_user_model().objects.create_superuser(f"op{uuid.uuid4().hex[:6]}@mpanel.test",
+                                                                            PASSWORD))  # fmt: skip
+    node, foreign = mail_node(tenant_a), mail_node(tenant_b)
+    cert, _bundle = upload(tenant_a, [f"mail.{uuid.uuid4().hex[:8]}.example"])
+    url = reverse("admin:ssl_certificate_object_action", args=[cert.pk, "install_mail"])
+    page = operator.get(url)
+    assert page.status_code == 200 and node.hostname in page.content.decode()
+    assert foreign.hostname not in page.content.decode()  # only the certificate's tenant's mail nodes
+    assert operator.post(url, {"node": str(foreign.pk)}).status_code == 200  # the form again, with its error
+    assert fresh(cert.pk).mail_node_id is None
+    response = operator.post(url, {"node": str(node.pk)})
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    assert fresh(cert.pk).mail_node_id == node.pk
+    assert mail_jobs()[-1].status == JobStatus.SUCCEEDED, mail_jobs()[-1].last_error
+    assert fresh(cert.pk).installed_fingerprint == cert.fingerprint
