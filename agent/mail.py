@@ -576,8 +576,62 @@ def mail_tls(root: Path, spec: dict) -> dict:
         if TLS_TAG_RE.match(path.stem) and path.stem not in keep:
             path.unlink(missing_ok=True)
             path.with_suffix(".key").unlink(missing_ok=True)
+    applied = apply_tls(directory)
     return {"certificates": [{"names": p["names"], "sha256": p["sha256"], "not_after": p["not_after"]} for p in pairs],
-            "dovecot": str(directory / "dovecot-tls.conf"), "postfix": str(directory / "postfix-tls.cf")}  # fmt: skip
+            "dovecot": str(directory / "dovecot-tls.conf"), "postfix": str(directory / "postfix-tls.cf"),
+            **applied}  # fmt: skip
+
+
+TLS_KEYS = ("smtpd_tls_security_level", "smtpd_tls_chain_files", "tls_server_sni_maps")
+
+
+def postfix_tls_settings(directory: Path) -> dict[str, str]:
+    """The ``main.cf`` settings of ``postfix-tls.cf`` (what ``postconf -e`` merges), as a dict."""
+    path = directory / "postfix-tls.cf"
+    settings: dict[str, str] = {}
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if line.strip() and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def _run(*command: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    except FileNotFoundError as exc:
+        raise AgentError(f"{command[0]} is not installed on this node", permanent=True) from exc
+
+
+def apply_tls(directory: Path) -> dict:
+    """Where the node names its mail servers (``MPANEL_POSTFIX_CONFIG``: Postfix's configuration
+    directory; ``MPANEL_DOVECOT_CONFIG``: dovecot.conf, which ``!include``s ``dovecot-tls.conf``), the
+    new pairs are put in use: Postfix's ``main.cf`` gets the TLS settings merged with ``postconf -e``
+    (the ones no longer rendered removed with ``postconf -X``), and both servers reload, so a renewed
+    certificate is served on the next connection. Read from the node's environment, never the panel's."""
+    applied: dict = {}
+    postfix_dir = os.environ.get("MPANEL_POSTFIX_CONFIG", "")
+    if postfix_dir:
+        settings = postfix_tls_settings(directory)
+        gone = [key for key in TLS_KEYS if key not in settings]
+        if settings:
+            done = _run("postconf", "-c", postfix_dir, "-e", *(f"{k} = {v}" for k, v in settings.items()))
+            if done.returncode != 0:
+                raise AgentError(f"postconf refused the TLS settings: {done.stderr.strip()[:300]}", permanent=True)
+        if gone:
+            _run("postconf", "-c", postfix_dir, "-X", *gone)
+        if _run("postfix", "-c", postfix_dir, "status").returncode == 0:  # running: reload it
+            done = _run("postfix", "-c", postfix_dir, "reload")
+            if done.returncode != 0:
+                raise AgentError(f"postfix reload failed: {done.stderr.strip()[:300]}")
+        applied["postfix_configured"] = True
+    dovecot_conf_path = os.environ.get("MPANEL_DOVECOT_CONFIG", "")
+    if dovecot_conf_path:
+        done = _run("doveadm", "-c", dovecot_conf_path, "reload")
+        if done.returncode != 0 and "not running" not in done.stderr:  # stopped: it reads them at start
+            raise AgentError(f"dovecot reload failed: {done.stderr.strip()[:300]}")
+        applied["dovecot_reloaded"] = done.returncode == 0
+    return applied
 
 
 @OPERATIONS.register("mail_tls")

@@ -342,6 +342,7 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
         "hsts": False,
     },
     "CertificateUpdateRequest": {"hsts": True},
+    "CertificateMailRequest": {"node": ID},
     "CertificateReauthRequest": {"password": "correct-horse-battery-staple"},
     "RotateCertificateRequest": {"tls_fingerprint": "sha256:" + "9f2c" * 16},
     # Websites and files

@@ -141,6 +141,10 @@ class NodeDriver:
     def mail_sync(self, spec: dict) -> dict:
         return self._call("mail_sync", {"spec": spec})
 
+    def mail_tls(self, spec: dict) -> dict:
+        """The certificates of the node's mail hostnames (``spec["certificates"]``: PEM and key each)."""
+        return self._call("mail_tls", {"spec": spec})
+
     # --- databases (agent/databases.py: the node's PostgreSQL or MariaDB server) -----------------
     # ``server``: engine, host, port, admin_user, admin_password (decrypted only for the call).
     def db_check(self, server: dict) -> dict:

@@ -10,6 +10,7 @@ from django.utils import timezone
 from apps.common.admin import ObjectAction, ReadOnlyAdmin, apply_each, confirm_first
 from apps.common.display import badge, when
 from apps.jobs.admin import ServiceAdmin, ServiceForm, operating, retry_action
+from apps.nodes.models import Node, with_role
 from apps.tenancy.admin_base import TenantOwnedAdmin
 from apps.websites.admin import HostnamesField
 
@@ -72,6 +73,12 @@ class CertificateAddForm(ServiceForm):
                                           hsts=data.get("hsts", False), actor=actor)  # fmt: skip
 
 
+class MailNodeForm(forms.Form):
+    node = forms.ModelChoiceField(
+        queryset=Node.all_tenants.none(), required=False, help_text="the tenant's mail nodes; empty: take it off"
+    )
+
+
 @admin.register(Certificate)
 class CertificateAdmin(ServiceAdmin):
     """Certificates change only through their services: the add page issues (ACME) or uploads; the
@@ -104,6 +111,7 @@ class CertificateAdmin(ServiceAdmin):
         "failures",
         "alerted_at",
         "installed_at",
+        "mail_node",
         "order_url",
         "hsts",
     ]
@@ -116,6 +124,16 @@ class CertificateAdmin(ServiceAdmin):
             help="Place a new ACME order now; the current certificate keeps serving until the new one is in.",
         ),
         retry_action,
+        ObjectAction(
+            "install_mail",
+            "Install on mail node",
+            method="install_mail_one",
+            form=MailNodeForm,
+            initial=lambda c: {"node": c.mail_node_id},
+            show=lambda c: c.serving or c.mail_node_id is not None,
+            help="Serve it on a mail node's Postfix and Dovecot for its names (SNI next to the node's others); "
+            "a job pushes the node's certificates, and again on each renewal.",
+        ),
         ObjectAction(
             "revoke",
             "Revoke",
@@ -150,6 +168,24 @@ class CertificateAdmin(ServiceAdmin):
     @admin.display(description="issuer")
     def issuer_short(self, cert):
         return cert.issuer.split(",")[0].removeprefix("CN=")[:60] if cert.issuer else "—"
+
+    def get_object_action_form(self, request, action, obj):
+        form = super().get_object_action_form(request, action, obj)
+        if action.name != "install_mail" or obj is None:
+            return form
+        nodes = Node.all_tenants.filter(with_role("mail"), tenant_id=obj.tenant_id).order_by("hostname")
+
+        class TenantMailNodeForm(MailNodeForm):  # only the certificate's tenant's mail nodes to choose
+            def __init__(self, *args, **kwargs):
+                super().__init__(*args, **kwargs)
+                self.fields["node"].queryset = nodes
+
+        return TenantMailNodeForm
+
+    def install_mail_one(self, request, cert, data):
+        node = data.get("node")
+        services.certificate_install_mail(certificate=cert, node=node, actor=request.user)
+        return f"{cert}: being installed on {node.hostname}." if node else f"{cert}: taken off its mail node."
 
     def renew_one(self, request, cert, data):
         services.certificate_renew(certificate=cert, actor=request.user)

@@ -17,6 +17,7 @@ from .serializers import (
     CertificateDownloadSerializer,
     CertificateIssueSerializer,
     CertificateKeySerializer,
+    CertificateMailSerializer,
     CertificateSerializer,
     CertificateUpdateSerializer,
     CertificateUploadSerializer,
@@ -57,6 +58,7 @@ class CertificateViewSet(ResourceViewSet):
         "update": CertificateUpdateSerializer,
         "upload": CertificateUploadSerializer,
         "key": ReauthSerializer,
+        "install_mail": CertificateMailSerializer,
     }
     output_serializers = {"download": CertificateDownloadSerializer, "key": CertificateKeySerializer}
     update_methods = {"patch": False}
@@ -79,6 +81,7 @@ class CertificateViewSet(ResourceViewSet):
         "renew": Role.ADMIN,
         "revoke": Role.ADMIN,
         "key": Role.ADMIN,
+        "install_mail": Role.ADMIN,
     }
 
     def create_resource(self, data):
@@ -107,6 +110,13 @@ class CertificateViewSet(ResourceViewSet):
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
         cert = services.certificate_revoke(certificate=self.get_object(), actor=request.user)
+        return self.answer(cert, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=CertificateMailSerializer, responses={202: CertificateSerializer},
+                   summary="Serve it on a mail node's Postfix and Dovecot (null: take it off)")  # fmt: skip
+    @action(detail=True, methods=["post"], url_path="install-mail")
+    def install_mail(self, request, pk=None):
+        cert = services.certificate_install_mail(certificate=self.get_object(), actor=request.user, **self.validated())
         return self.answer(cert, status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={200: CertificateDownloadSerializer}, summary="The certificate and its chain (PEM)")

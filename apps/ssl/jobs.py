@@ -25,3 +25,8 @@ def revoke(job) -> dict:
 @handler("ssl.certificate.delete")
 def delete(job) -> dict:
     return services.delete_run(job)
+
+
+@handler(services.MAIL_JOB)
+def install_mail(job) -> dict:
+    return services.mail_install_run(job)

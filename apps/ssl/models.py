@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.db import models
 
 from apps.jobs.errors import TenantErrorField
+from apps.nodes.models import Node
 from apps.tenancy.models import TenantOwnedModel
 from apps.websites.models import Website
 
@@ -61,6 +62,8 @@ class AcmeAccount(TenantOwnedModel):
 class Certificate(TenantOwnedModel):
     names = models.JSONField(default=list, help_text="hostnames, the first one the subject")
     website = models.ForeignKey(Website, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The mail node whose Postfix and Dovecot serve it for its names (the mail hostnames), if any.
+    mail_node = models.ForeignKey(Node, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     source = models.CharField(max_length=12, choices=CertificateSource.choices, default=CertificateSource.ACME)
     challenge = models.CharField(max_length=8, choices=Challenge.choices, default=Challenge.HTTP_01)
     status = models.CharField(max_length=10, choices=CertificateStatus.choices, default=CertificateStatus.PENDING)
@@ -93,7 +96,8 @@ class Certificate(TenantOwnedModel):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_error = TenantErrorField(blank=True)  # the CA's error, tenant-safe
 
-    audit_fields = ("names", "website", "source", "challenge", "status", "hsts", "issuer", "serial", "not_after")
+    audit_fields = ("names", "website", "mail_node", "source", "challenge", "status", "hsts", "issuer", "serial",
+                    "not_after")  # fmt: skip
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from apps.common.serializers import ModelSerializer, Serializer
+from apps.nodes.models import Node
 from apps.websites.models import Website
 
 from .models import Certificate, Challenge
@@ -10,6 +11,7 @@ class CertificateSerializer(ModelSerializer):
     """A certificate as lists and answers show it: never its key."""
 
     website = serializers.UUIDField(source="website_id", read_only=True, allow_null=True)
+    mail_node = serializers.UUIDField(source="mail_node_id", read_only=True, allow_null=True)
     names = serializers.ListField(child=serializers.CharField(), read_only=True)
     days_left = serializers.SerializerMethodField()
 
@@ -19,6 +21,7 @@ class CertificateSerializer(ModelSerializer):
             "id",
             "names",
             "website",
+            "mail_node",
             "source",
             "challenge",
             "status",
@@ -108,3 +111,13 @@ class CertificateDownloadSerializer(Serializer):
 
 class CertificateKeySerializer(Serializer):
     private_key = serializers.CharField()
+
+
+class CertificateMailSerializer(Serializer):
+    """The mail node to serve the certificate on (``null``: take it off its mail node)."""
+
+    node = serializers.PrimaryKeyRelatedField(queryset=Node.objects, allow_null=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["node"].queryset = Node.objects.all()  # per request: only the tenant's own nodes

@@ -27,7 +27,9 @@ from apps.dns.models import Record, Zone
 from apps.jobs.lifecycle import Lifecycle, Move
 from apps.jobs.models import Job
 from apps.jobs.registry import PermanentError
+from apps.jobs.services import job_enqueue
 from apps.nodes.drivers import driver_for
+from apps.nodes.models import Node
 from apps.security.events import record_event
 from apps.security.models import EventType
 from apps.tenancy.models import Membership, Tenant
@@ -43,6 +45,7 @@ from .models import AcmeAccount, Certificate, CertificateSource, CertificateStat
 S = CertificateStatus
 ISSUE_JOB = "ssl.certificate.issue"
 INSTALL_JOB = "ssl.certificate.install"
+MAIL_JOB = "ssl.mail.install"  # payload: the mail node's id; pushes every certificate bound to it
 
 certs: Lifecycle[Certificate] = Lifecycle(
     model=Certificate,
@@ -198,6 +201,68 @@ def certificate_delete(*, certificate: Certificate, actor=None, revoke: bool | N
                          **({"revoked_at": timezone.now()} if at_ca else {}))  # fmt: skip
         certs.enqueue(cert, "ssl.certificate.delete", actor=actor, **({"revoke": True} if at_ca else {}))
         return cert
+
+
+@transaction.atomic
+def certificate_install_mail(*, certificate: Certificate, node: Node | None, actor=None) -> Certificate:
+    """Bind the certificate to a mail node (``None``: unbind): a job then pushes every certificate
+    bound to that node to its Postfix and Dovecot (the node's ``mail_tls``), the first bound the
+    default one, the others served by SNI for their names; a renewal pushes again. Only a node of
+    the certificate's own tenant with the ``mail`` role, and a certificate that serves."""
+    cert = certs.locked(certificate)
+    if node is not None:
+        if node.tenant_id != cert.tenant_id:  # fail-closed even if a caller skipped the scoped lookup
+            raise InvalidInput("No such node.", field="node")
+        if "mail" not in (node.roles or []):
+            raise InvalidInput("This node does not have the mail role.", field="node")
+        if not cert.serving:
+            raise Conflict(f"Only a valid certificate can be installed on a mail node; this one is {cert.status}.")
+    previous = cert.mail_node_id
+    with audit.change(cert, "ssl.certificate.install_mail", actor=actor):
+        cert.mail_node = node
+        cert.save(update_fields=["mail_node", "updated_at"])
+    for node_id in {previous, node.pk if node else None} - {None}:
+        mail_push_enqueue(cert.tenant, node_id, actor=actor)
+    return cert
+
+
+def mail_push_enqueue(tenant, node_id, *, actor=None) -> None:
+    node = Node.all_tenants.get(pk=node_id)
+    job_enqueue(tenant=tenant, type=MAIL_JOB, payload={"node": str(node_id)}, actor=actor, obj=node)
+
+
+def mail_certificates(node_id) -> list[Certificate]:
+    """What the mail node serves: its tenant's certificates bound to it that serve and have not
+    expired, the first bound (oldest) first (the default, for clients that send no SNI name)."""
+    return list(
+        Certificate.all_tenants.filter(
+            mail_node_id=node_id, status__in=[S.VALID, S.RENEWING], not_after__gt=timezone.now()
+        )
+        .exclude(certificate_pem="")
+        .exclude(key_encrypted="")
+        .order_by("created_at", "pk")
+    )
+
+
+def mail_install_run(job: Job) -> dict:
+    """The job ``ssl.mail.install``: the node's whole set of mail certificates, pushed in one call
+    under the node's row lock (two pushes never interleave; the later one carries the latest set)."""
+    with transaction.atomic():
+        node = Node.all_tenants.select_for_update().filter(pk=job.payload.get("node")).first()
+        if node is None:
+            return {"skipped": "gone"}
+        chosen = [c for c in mail_certificates(node.pk) if c.tenant_id == node.tenant_id]
+        # Decrypted only into the call to the node; never stored, logged or answered.
+        spec = {"certificates": [{"certificate": c.certificate_pem + c.chain_pem,
+                                  "private_key": unseal(c.key_encrypted)} for c in chosen]}  # fmt: skip
+        result = driver_for(node).mail_tls(spec)
+    served = {entry.get("sha256") for entry in result.get("certificates") or []}
+    now = timezone.now()
+    for cert in chosen:
+        if cert.website_id is None and cert.fingerprint in served:
+            Certificate.all_tenants.filter(pk=cert.pk).update(installed_fingerprint=cert.fingerprint,
+                                                              installed_at=now)  # fmt: skip
+    return {"node": str(node.pk), "serving": sorted(c.fingerprint for c in chosen)}
 
 
 def _revocable(cert: Certificate) -> bool:
@@ -432,6 +497,8 @@ def _downloaded(pk, chain_pem: str) -> Certificate:
             cert.save()
         if cert.website_id:
             certs.enqueue(cert, INSTALL_JOB)
+        if cert.mail_node_id:  # the renewed certificate goes to the mail node too
+            mail_push_enqueue(cert.tenant, cert.mail_node_id)
         return cert
 
 
@@ -540,6 +607,9 @@ def install_run(job: Job) -> dict:
     (``hooks.tls_part``), checked by ``nginx -t`` on the node before it is swapped in."""
     pk = job.payload.get("certificate")
     cert = Certificate.objects.filter(pk=pk).first()
+    if cert is not None and cert.mail_node_id and job.type != INSTALL_JOB:
+        # Revoked or deleted: the mail node is pushed its set without it.
+        mail_push_enqueue(cert.tenant, cert.mail_node_id)
     if cert is None or cert.website_id is None:
         return {"skipped": "no website"}
     with transaction.atomic():
