@@ -32,6 +32,7 @@ from apps.databases.models import Database
 from apps.dns import services as dns_services
 from apps.jobs.lifecycle import Lifecycle, Move
 from apps.jobs.models import Job
+from apps.mail import services as mail_services
 from apps.nodes.drivers import NodeError, driver_for
 from apps.nodes.models import Node, NodeStatus, with_role
 from apps.security import mfa
@@ -500,20 +501,33 @@ def _new_target(snapshot: Snapshot, *, hostname: str, suffix: str, actor) -> Any
 
 @contextmanager
 def _held(kind: str, target: Any) -> Iterator[None]:
-    """The resource out of service while it is restored: an active website answers its "suspended"
-    page (the node's own suspended vhost, rendered now, not through the site's status) and is
-    served again afterwards, whatever happens. A site suspended already (e.g. for non-payment) stays
-    so; its row is locked by the restore, so a suspension asked meanwhile waits and then applies.
-    A database has no suspension; a pod is paused by the node for its copy."""
-    if kind != ResourceKind.WEBSITE or target.status != WebsiteStatus.ACTIVE:
-        yield
+    """The resource out of service while it is restored, and back afterwards whatever happens:
+    - an active website answers its "suspended" page (the node's own suspended vhost, rendered for
+      the time, the site's status untouched);
+    - a mailbox's mail domain is suspended on its node (mail deferred with a 450, so senders retry;
+      logins refused), then the node's real mail configuration is rendered again.
+    A resource suspended already (e.g. for non-payment) stays so: its row is locked by the restore,
+    so a suspension asked meanwhile waits and then applies. A database has no suspension; a pod is
+    paused by the node for its copy."""
+    if kind == ResourceKind.WEBSITE and target.status == WebsiteStatus.ACTIVE:
+        driver = driver_for(target.node)
+        driver.site_ensure(website_services.site_spec(target, "suspended"))
+        try:
+            yield
+        finally:
+            driver.site_ensure(website_services.site_spec(target, "active"))
         return
-    driver = driver_for(target.node)
-    driver.site_ensure(website_services.site_spec(target, "suspended"))
-    try:
-        yield
-    finally:
-        driver.site_ensure(website_services.site_spec(target, "active"))
+    if kind == ResourceKind.MAILBOX and not target.mail_domain.suspended:
+        node = target.mail_domain.node
+        driver = driver_for(node)
+        spec = mail_services.node_spec(node.pk)
+        driver.mail_sync({**spec, "suspended": sorted({*spec["suspended"], target.mail_domain.name})})
+        try:
+            yield
+        finally:
+            driver.mail_sync(mail_services.node_spec(node.pk))
+        return
+    yield
 
 
 def restore_converge(restore: Restore, job_type: str) -> dict:

@@ -18,9 +18,12 @@ from apps.nodes.drivers import LocalDriver, NodeError
 from apps.websites.models import Website
 from tests.backups_support import Flow, backup_node_in, restic_bin, tree  # noqa: F401  (fixtures)
 from tests.databases_support import postgres_server  # noqa: F401
+from tests.hosting.test_backups_mail import imap_subjects, make_mailbox
 from tests.hosting.test_backups_restic import fill, make_site, site_dir
 from tests.hosting.test_databases import Flow as DbFlow
+from tests.hosting.test_mail import light_crypto  # noqa: F401  (fixture)
 from tests.hosting_support import PLAN, account_of, order_paid, plan_in
+from tests.mail_support import dovecot, mail_node_root, mail_tmp  # noqa: F401
 from tests.web_support import nginx_node, web_root  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -201,3 +204,35 @@ def test_restore_into_a_new_site_over_the_plan_limit_is_409_and_makes_nothing(
     assert refused.json()["code"] == "plan_limit" and "websites" in refused.json()["detail"], refused.json()
     assert Website.all_tenants.count() == sites and Restore.all_tenants.count() == restores
     assert Snapshot.all_tenants.filter(pk=snap["id"]).exists()
+
+
+def test_a_mailbox_restore_suspends_its_mail_domain_on_the_node_for_the_time(
+    tenant_a, dovecot, mail_node_root, restic_bin, monkeypatch, django_capture_on_commit_callbacks
+):
+    """Checked in the node's own configuration written before the restore step: the Postfix
+    deferral map and Dovecot's deny list name the domain and the mailbox; after, neither does."""
+    monkeypatch.setenv("MPANEL_MAIL_HOME", str(dovecot.maildirs))
+    flow = Flow(django_capture_on_commit_callbacks, tenant_a)
+    box = make_mailbox(flow, "held.example", "carol")
+    message = b"From: bob@elsewhere.example\r\nTo: carol@held.example\r\nSubject: kept\r\n\r\nbody\r\n"
+    assert dovecot.deliver(message, to="carol@held.example", sender="bob@elsewhere.example").returncode == 0
+    repo = flow.repository(backup_node_in(tenant_a, "mail-1"))
+    snap = flow.backup(repo, "mailbox", box.pk)
+    assert snap["status"] == "done", snap
+    maps = mail_node_root / "mail"
+
+    seen: list[tuple[str, str]] = []
+    real = LocalDriver.backup
+
+    def backup(self, op: str, args: dict):
+        if op == "restore":
+            seen.append(((maps / "suspended_domains").read_text(), (maps / "suspended_users").read_text()))
+        return real(self, op, args)
+
+    monkeypatch.setattr(LocalDriver, "backup", backup)
+    restore = flow.restore(snap)
+    assert restore["status"] == "done", restore
+    assert len(seen) == 1 and "held.example" in seen[0][0] and "carol@held.example" in seen[0][1], seen
+    assert "held.example" not in (maps / "suspended_domains").read_text()
+    assert "carol@held.example" not in (maps / "suspended_users").read_text()
+    assert imap_subjects(dovecot.port, "carol@held.example") == ["kept"]
