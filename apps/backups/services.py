@@ -437,6 +437,7 @@ def expire_final_snapshots() -> int:
 
 
 NEW = "new"  # ``target`` of a restore that makes the resource it restores into
+NEW_KINDS = (ResourceKind.WEBSITE, ResourceKind.DATABASE)  # the kinds a restore can make
 
 
 @transaction.atomic
@@ -542,7 +543,7 @@ def restore_converge(restore: Restore, job_type: str) -> dict:
     target = src.model.objects.select_for_update(of=("self",)).filter(pk=restore.target_id).first()
     if target is None or getattr(target, "status", None) in src.gone:
         raise NodeError(f"The {src.kind} to restore into is gone.", permanent=True)
-    if getattr(target, "status", None) == "pending":
+    if restore.target_kind in NEW_KINDS and target.status == "pending":  # not made on its node yet
         raise NodeError(f"The {src.kind} {src.label(target)} is still being made; the restore waits for it.")
     with _held(restore.target_kind, target):
         if restore.in_place:
