@@ -87,3 +87,8 @@ class Flow:
         body = {"target": str(target)} if target else {}
         made = self("post", "backup-snapshot-restore", body, pk=snap["id"], expect=202).json()
         return self("get", "backup-restore-detail", pk=made["id"], expect=200).json()
+
+    def restore_new(self, snap: dict, **names: str) -> dict:
+        """Restore into a new website or database (``hostname`` or ``suffix`` optional)."""
+        made = self("post", "backup-snapshot-restore", {"target": "new", **names}, pk=snap["id"], expect=202).json()
+        return self("get", "backup-restore-detail", pk=made["id"], expect=200).json()

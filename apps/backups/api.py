@@ -157,11 +157,12 @@ class SnapshotViewSet(ResourceViewSet):
         return services.snapshot_forget(snapshot=obj, actor=self.request.user)
 
     @extend_schema(responses={202: BackupRestoreSerializer},
-                   summary="Restore this snapshot, in place or into another resource (a job)")  # fmt: skip
+                   summary="Restore this snapshot in place, into another resource or a new one (a job)")  # fmt: skip
     @action(detail=True, methods=["post"])
     def restore(self, request, pk=None):
-        target = self.validated().get("target")
-        made = services.restore_create(snapshot=self.get_object(), target_id=target, actor=request.user)
+        data = self.validated()
+        made = services.restore_create(snapshot=self.get_object(), target_id=data.get("target"), actor=request.user,
+                                       hostname=data.get("hostname", ""), suffix=data.get("suffix", ""))  # fmt: skip
         return self.answer(made, status.HTTP_202_ACCEPTED)
 
     @extend_schema(

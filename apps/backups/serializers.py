@@ -3,6 +3,8 @@ repository password; the export answers it alone, once per call."""
 
 from __future__ import annotations
 
+import uuid
+
 from rest_framework import serializers
 
 from apps.common.serializers import ModelSerializer, Serializer
@@ -99,10 +101,34 @@ class BackupRestoreSerializer(ModelSerializer):
 
 
 class RestoreInputSerializer(Serializer):
-    target = serializers.UUIDField(
-        required=False, allow_null=True,
-        help_text="Another of your resources of the same kind to restore into; empty: in place.",
+    target = serializers.CharField(
+        required=False, allow_null=True, allow_blank=True, max_length=40,
+        help_text='Empty: in place. The id of another of your resources of the same kind (and engine) to restore '
+                  'into, or "new": a new website or database is made first (plan limits apply).',
     )  # fmt: skip
+    hostname = serializers.CharField(
+        required=False, allow_blank=True, max_length=253,
+        help_text='With "target": "new", a website: the new site\'s hostname (default restored-<YYYYMMDD>.<original>).',
+    )  # fmt: skip
+    suffix = serializers.CharField(
+        required=False, allow_blank=True, max_length=30,
+        help_text='With "target": "new", a database: appended to the original\'s name (default _restored_<YYYYMMDD>).',
+    )  # fmt: skip
+
+    def validate_target(self, value):
+        if not value:
+            return None
+        if value == "new":
+            return value
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise serializers.ValidationError('A resource id, or "new".') from None
+
+    def validate(self, attrs):
+        if attrs.get("target") != "new" and (attrs.get("hostname") or attrs.get("suffix")):
+            raise serializers.ValidationError({"target": 'A hostname or suffix goes only with "target": "new".'})
+        return attrs
 
 
 class DownloadQuerySerializer(Serializer):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import ROUND_UP, Decimal
 from typing import Any
@@ -25,15 +27,20 @@ from apps.audit import services as audit
 from apps.billing.models import Subscription, SubscriptionStatus
 from apps.billing.services.subscriptions import usage_record
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.databases import services as database_services
+from apps.databases.models import Database
 from apps.dns import services as dns_services
 from apps.jobs.lifecycle import Lifecycle, Move
 from apps.jobs.models import Job
+from apps.mail import services as mail_services
 from apps.nodes.drivers import NodeError, driver_for
 from apps.nodes.models import Node, NodeStatus, with_role
 from apps.security import mfa
 from apps.security.events import record_event
 from apps.security.models import EventType
 from apps.tenancy.scoping import all_tenants
+from apps.websites import services as website_services
+from apps.websites.models import Website, WebsiteStatus
 
 from . import crypto
 from .models import (
@@ -43,6 +50,7 @@ from .models import (
     DrillStatus,
     Reason,
     RepoStatus,
+    ResourceKind,
     Restore,
     RunStatus,
     Snapshot,
@@ -428,16 +436,25 @@ def expire_final_snapshots() -> int:
 # --- restores -----------------------------------------------------------------------------------------
 
 
+NEW = "new"  # ``target`` of a restore that makes the resource it restores into
+NEW_KINDS = (ResourceKind.WEBSITE, ResourceKind.DATABASE)  # the kinds a restore can make
+
+
 @transaction.atomic
-def restore_create(*, snapshot: Snapshot, target_id=None, actor=None) -> Restore:
+def restore_create(*, snapshot: Snapshot, target_id=None, actor=None, hostname: str = "", suffix: str = "") -> Restore:
     """Restore ``snapshot`` into the resource it was taken of (``target_id`` empty: in place, a
-    pre-restore snapshot first), or into another of the tenant's resources of the same kind (and
-    engine). A job; the answer is the restore, ``pending``."""
+    pre-restore snapshot first), into another of the tenant's resources of the same kind (and
+    engine), or (``target_id == "new"``) into a new website or database made here through its own
+    app's services (plan limits apply: a refusal is a 409 and nothing is made). A job; the answer is
+    the restore, ``pending``, naming its target."""
     if snapshot.status != SnapshotStatus.DONE:
         raise Conflict(f"Only a finished snapshot can be restored; this one is {snapshot.status}.", code="conflict")
     src = source(snapshot.resource_kind)
-    in_place = target_id in (None, "", snapshot.resource_id, str(snapshot.resource_id))
-    target = src.get(snapshot.resource_id if in_place else target_id)
+    if target_id == NEW:
+        target, in_place = _new_target(snapshot, hostname=hostname, suffix=suffix, actor=actor), False
+    else:
+        in_place = target_id in (None, "", snapshot.resource_id, str(snapshot.resource_id))
+        target = src.get(snapshot.resource_id if in_place else target_id)
     if not in_place:
         original = src.model.objects.filter(pk=snapshot.resource_id).first()
         if original is not None and src.engine(original) != src.engine(target):
@@ -456,10 +473,69 @@ def restore_create(*, snapshot: Snapshot, target_id=None, actor=None) -> Restore
     return restore
 
 
+def _new_target(snapshot: Snapshot, *, hostname: str, suffix: str, actor) -> Any:
+    """The website or database a "restore to a new resource" goes into, made by its own app's
+    create service (its checks, plan limits and provisioning job; in this transaction, so a refusal
+    leaves nothing). It takes the original's customer, node or server and settings where the
+    original is still there."""
+    day = timezone.localdate().strftime("%Y%m%d")
+    tenant = snapshot.tenant
+    if snapshot.resource_kind == ResourceKind.WEBSITE:
+        original = Website.objects.filter(pk=snapshot.resource_id).first()
+        settings_of = {}
+        if original is not None:
+            settings_of = {"customer": original.customer, "document_root": original.document_root,
+                           "php_version": original.php_version}  # fmt: skip
+        domain = hostname or f"restored-{day}.{snapshot.resource_label}"
+        return website_services.website_create(tenant=tenant, primary_domain=domain, actor=actor,
+                                               node=original.node if original else None, **settings_of)  # fmt: skip
+    if snapshot.resource_kind == ResourceKind.DATABASE:
+        original = Database.objects.select_related("server").filter(pk=snapshot.resource_id).first()
+        if original is None:
+            raise InvalidInput("The database this snapshot is of is gone: restore it into one of your databases "
+                               '({"target": "<id>"}).', field="target")  # fmt: skip
+        name = original.name + (suffix or f"_restored_{day}")
+        return database_services.database_create(tenant=tenant, server=original.server, name=name,
+                                                 customer=original.customer, actor=actor)  # fmt: skip
+    raise InvalidInput("Only a website or a database can be restored into a new one.", field="target")
+
+
+@contextmanager
+def _held(kind: str, target: Any) -> Iterator[None]:
+    """The resource out of service while it is restored, and back afterwards whatever happens:
+    - an active website answers its "suspended" page (the node's own suspended vhost, rendered for
+      the time, the site's status untouched);
+    - a mailbox's mail domain is suspended on its node (mail deferred with a 450, so senders retry;
+      logins refused), then the node's real mail configuration is rendered again.
+    A resource suspended already (e.g. for non-payment) stays so: its row is locked by the restore,
+    so a suspension asked meanwhile waits and then applies. A database has no suspension; a pod is
+    paused by the node for its copy."""
+    if kind == ResourceKind.WEBSITE and target.status == WebsiteStatus.ACTIVE:
+        driver = driver_for(target.node)
+        driver.site_ensure(website_services.site_spec(target, "suspended"))
+        try:
+            yield
+        finally:
+            driver.site_ensure(website_services.site_spec(target, "active"))
+        return
+    if kind == ResourceKind.MAILBOX and not target.mail_domain.suspended:
+        node = target.mail_domain.node
+        driver = driver_for(node)
+        spec = mail_services.node_spec(node.pk)
+        driver.mail_sync({**spec, "suspended": sorted({*spec["suspended"], target.mail_domain.name})})
+        try:
+            yield
+        finally:
+            driver.mail_sync(mail_services.node_spec(node.pk))
+        return
+    yield
+
+
 def restore_converge(restore: Restore, job_type: str) -> dict:
-    """In place: a pre-restore snapshot, then the snapshot put back, the resource's row locked the
-    whole time (no job of the resource runs meanwhile). The node stages a tree beside the live one
-    and swaps it in whole; a database is loaded from ``restic dump`` piped into its client."""
+    """In place: a pre-restore snapshot, then the snapshot put back, the resource's row locked and
+    the resource held out of service (``_held``) the whole time. The node stages a tree beside the
+    live one and swaps it in whole; a database is loaded from ``restic dump`` piped into its client.
+    A new target still being made (its own job) is waited for: this job is tried again."""
     if restore.status not in (TaskStatus.PENDING, TaskStatus.RUNNING):
         return {"skipped": restore.status}
     snap, repo = restore.snapshot, restore.snapshot.repository
@@ -467,17 +543,21 @@ def restore_converge(restore: Restore, job_type: str) -> dict:
     target = src.model.objects.select_for_update(of=("self",)).filter(pk=restore.target_id).first()
     if target is None or getattr(target, "status", None) in src.gone:
         raise NodeError(f"The {src.kind} to restore into is gone.", permanent=True)
-    if restore.in_place:
-        _step(restore, "pre-restore snapshot")
-        pre = Snapshot(tenant=restore.tenant, repository=repo, resource_kind=snap.resource_kind,
-                       resource_id=target.pk, resource_label=src.label(target), reason=Reason.PRE_RESTORE)  # fmt: skip
-        pre.save(force_insert=True)
-        audit.created(pre, "backup.snapshot.create", actor=audit.SYSTEM)
-        _record_taken(pre, _take(repo, snap.resource_kind, target, Reason.PRE_RESTORE))
-        restore.pre_snapshot = pre
-    _step(restore, "restoring")
-    args = {"repository": repo_spec(repo), "snapshot": snap.restic_id, "source": src.spec(target)}
-    result = driver_for(_node_for(snap.resource_kind, target, repo)).backup("restore", args)
+    if restore.target_kind in NEW_KINDS and target.status == "pending":  # not made on its node yet
+        raise NodeError(f"The {src.kind} {src.label(target)} is still being made; the restore waits for it.")
+    with _held(restore.target_kind, target):
+        if restore.in_place:
+            _step(restore, "pre-restore snapshot")
+            pre = Snapshot(tenant=restore.tenant, repository=repo, resource_kind=snap.resource_kind,
+                           resource_id=target.pk, resource_label=src.label(target),
+                           reason=Reason.PRE_RESTORE)  # fmt: skip
+            pre.save(force_insert=True)
+            audit.created(pre, "backup.snapshot.create", actor=audit.SYSTEM)
+            _record_taken(pre, _take(repo, snap.resource_kind, target, Reason.PRE_RESTORE))
+            restore.pre_snapshot = pre
+        _step(restore, "restoring")
+        args = {"repository": repo_spec(repo), "snapshot": snap.restic_id, "source": src.spec(target)}
+        result = driver_for(_node_for(snap.resource_kind, target, repo)).backup("restore", args)
     if snap.resource_kind == "zone":
         dns_services.zone_import(zone=target, zone_file=result.pop("text", ""), replace=True, actor=audit.SYSTEM)
     with audit.change(restore, "backup.restore.done", actor=audit.SYSTEM):

@@ -27,9 +27,9 @@ def backup_jobs_only(monkeypatch):
     """Run backup.* jobs in-process at once; store every other job (a zone's push to its server)."""
     real = job_services.dispatch
 
-    def dispatch(job_id, countdown=None):
+    def dispatch(job_id, countdown=None, **kwargs):
         if Job.all_tenants.filter(pk=job_id, type__startswith="backup.").exists():
-            return real(job_id, countdown)
+            return real(job_id, countdown, **kwargs)
         return None
 
     monkeypatch.setattr(job_services, "dispatch", dispatch)
