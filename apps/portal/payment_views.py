@@ -20,7 +20,7 @@ from apps.common.exceptions import DomainError
 
 from .auth import portal_page, sees_money
 from .services import absolute
-from .views import _error, _page, _url
+from .views import page_url, render_page, show_error
 
 
 def _own_card(request, pk):
@@ -44,7 +44,7 @@ def payment_methods(request):
         messages.success(request, "Thank you: your card is being saved and appears here in a moment.")
     elif request.GET.get("cancelled") == "1":
         messages.info(request, "No card was added.")
-    return _page(
+    return render_page(
         request,
         "payment_methods.html",
         {
@@ -59,7 +59,7 @@ def payment_methods(request):
 @require_POST
 @portal_page(sees_money)
 def payment_method_add(request):
-    page = _url(request, "payment-methods")
+    page = page_url(request, "payment-methods")
     try:
         link = cards.setup_start(
             customer=request.portal_user.customer,
@@ -68,10 +68,10 @@ def payment_method_add(request):
             actor=request.portal_user,
         )
     except DomainError as exc:
-        _error(request, exc)
+        show_error(request, exc)
         return redirect(page)
     # A page of ours that goes on to Stripe: the portal's CSP keeps form posts on our origin.
-    return _page(request, "card_setup_redirect.html", {"url": link["url"]})
+    return render_page(request, "card_setup_redirect.html", {"url": link["url"]})
 
 
 @require_POST
@@ -81,10 +81,10 @@ def payment_method_default(request, pk):
     try:
         cards.card_set_default(card=card, actor=request.portal_user)
     except DomainError as exc:
-        _error(request, exc)
+        show_error(request, exc)
     else:
         messages.success(request, f"{card} is now charged for renewals.")
-    return redirect(_url(request, "payment-methods"))
+    return redirect(page_url(request, "payment-methods"))
 
 
 @require_POST
@@ -94,7 +94,7 @@ def payment_method_remove(request, pk):
     try:
         cards.card_remove(card=card, actor=request.portal_user)
     except DomainError as exc:
-        _error(request, exc)
+        show_error(request, exc)
     else:
         messages.success(request, f"{card} was removed.")
-    return redirect(_url(request, "payment-methods"))
+    return redirect(page_url(request, "payment-methods"))

@@ -26,7 +26,7 @@ from apps.customers.models import Contact
 
 from . import acts, selectors
 from .auth import manages_users, portal_page, runs_services, safe_next, sees_money
-from .views import _error, _page, _url
+from .views import page_url, render_page, show_error
 
 
 class ContactForm(django_forms.Form):
@@ -49,7 +49,7 @@ def pod_row(request, pk):
     response = render(
         request,
         "portal/_pod_row.html",
-        {"pod": pod, "slug": request.portal_tenant.slug, "next": safe_next(request, _url(request, "services"))},
+        {"pod": pod, "slug": request.portal_tenant.slug, "next": safe_next(request, page_url(request, "services"))},
     )
     response["Cache-Control"] = "no-store"
     return response
@@ -61,7 +61,7 @@ def pod_row(request, pk):
 @portal_page(runs_services)
 def databases(request):
     customer = request.portal_user.customer
-    return _page(request, "databases.html", {"rows": selectors.database_rows(customer)})
+    return render_page(request, "databases.html", {"rows": selectors.database_rows(customer)})
 
 
 @require_POST
@@ -74,9 +74,9 @@ def database_password(request, pk):
     try:
         user, password = acts.database_password_reset(user)
     except DomainError as exc:
-        _error(request, exc)
-        return redirect(_url(request, "databases"))
-    response = _page(request, "database_password.html", {"db_user": user, "password": password})
+        show_error(request, exc)
+        return redirect(page_url(request, "databases"))
+    response = render_page(request, "database_password.html", {"db_user": user, "password": password})
     response["Cache-Control"] = "no-store"  # the password is never kept: nor by a cache
     return response
 
@@ -91,16 +91,16 @@ def contacts(request):
     form = ContactForm(request.POST or None)
     if request.method == "POST":
         if not manages_users(user):
-            return _page(request, "forbidden.html", status=403)
+            return render_page(request, "forbidden.html", status=403)
         if form.is_valid():
             try:
                 contact = acts.contact_add(user.customer, acts.ContactData(**form.cleaned_data))
             except (DomainError, ValidationError) as exc:
-                _error(request, exc)
+                show_error(request, exc)
             else:
                 messages.success(request, f"{contact.name} is added to your contacts.")
-                return redirect(_url(request, "contacts"))
-    return _page(
+                return redirect(page_url(request, "contacts"))
+    return render_page(
         request,
         "contacts.html",
         {"contacts": selectors.contacts_of(user.customer), "form": form, "may_edit": manages_users(user)},
@@ -123,11 +123,11 @@ def contact_edit(request, pk):
         try:
             acts.contact_change(contact, form.cleaned_data)
         except (DomainError, ValidationError) as exc:
-            _error(request, exc)
+            show_error(request, exc)
         else:
             messages.success(request, "The contact is saved.")
-            return redirect(_url(request, "contacts"))
-    return _page(request, "contact.html", {"contact": contact, "form": form})
+            return redirect(page_url(request, "contacts"))
+    return render_page(request, "contact.html", {"contact": contact, "form": form})
 
 
 @require_POST
@@ -136,7 +136,7 @@ def contact_remove(request, pk):
     contact = _own_contact(request, pk)
     acts.contact_remove(contact)
     messages.success(request, f"{contact.name} is removed from your contacts.")
-    return redirect(_url(request, "contacts"))
+    return redirect(page_url(request, "contacts"))
 
 
 # --- cancellation, shown before it is confirmed -----------------------------------------------------
@@ -160,7 +160,7 @@ def service_cancel_confirm(request, pk):
     total = (sub.current_period_end - sub.current_period_start).days or 1
     paid = sub.billed_through >= sub.current_period_end and sub.status != SubscriptionStatus.PENDING
     unused_value = (sub.unit_price * sub.quantity * days / total) if paid else None
-    return _page(
+    return render_page(
         request,
         "service_cancel.html",
         {

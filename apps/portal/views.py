@@ -51,11 +51,11 @@ GUEST_INVOICES = "mpanel_portal_guest_invoices"  # invoice ids opened through a 
 CART = "mpanel_portal_cart"
 
 
-def _url(request, name: str, **kwargs) -> str:
+def page_url(request, name: str, **kwargs) -> str:
     return reverse(f"portal:{name}", kwargs={"tenant_slug": request.portal_tenant.slug, **kwargs})
 
 
-def _page(request, template: str, values: dict | None = None, status: int = 200) -> HttpResponse:
+def render_page(request, template: str, values: dict | None = None, status: int = 200) -> HttpResponse:
     tenant = request.portal_tenant
     user = getattr(request, "portal_user", None)
     base = {
@@ -68,7 +68,7 @@ def _page(request, template: str, values: dict | None = None, status: int = 200)
     return render(request, f"portal/{template}", {**base, **(values or {})}, status=status)
 
 
-def _error(request, exc: DomainError | ValidationError) -> None:
+def show_error(request, exc: DomainError | ValidationError) -> None:
     text = exc.message if isinstance(exc, DomainError) else " ".join(exc.messages)
     messages.error(request, text)
 
@@ -79,8 +79,8 @@ def _error(request, exc: DomainError | ValidationError) -> None:
 @public_page
 def index(request):
     if web_session(request, request.portal_tenant) is not None:
-        return redirect(_url(request, "dashboard"))
-    return redirect(_url(request, "login"))
+        return redirect(page_url(request, "dashboard"))
+    return redirect(page_url(request, "login"))
 
 
 @public_page
@@ -101,13 +101,15 @@ def login_view(request):
             messages.info(request, exc.message)
         except services.LockedOut as exc:
             messages.error(request, exc.message)
-            return _page(request, "login.html", {"form": form}, status=429)
+            return render_page(request, "login.html", {"form": form}, status=429)
         except DomainError as exc:
-            _error(request, exc)
+            show_error(request, exc)
         else:
             start_web_session(request, tenant, raw)
-            return redirect(safe_next(request, _url(request, "dashboard")))
-    return _page(request, "login.html", {"form": form, "need_code": need_code, "next": request.GET.get("next", "")})
+            return redirect(safe_next(request, page_url(request, "dashboard")))
+    return render_page(
+        request, "login.html", {"form": form, "need_code": need_code, "next": request.GET.get("next", "")}
+    )
 
 
 @require_POST
@@ -118,7 +120,7 @@ def logout_view(request):
     if session is not None:
         services.session_revoke(session=session, actor=session.user)
     end_web_session(request, tenant)
-    return redirect(_url(request, "login"))
+    return redirect(page_url(request, "login"))
 
 
 @public_page
@@ -126,7 +128,7 @@ def invitation(request, token: str):
     tenant = request.portal_tenant
     user = services.user_for_link(tenant, token, "invitation")
     if user is None or user.has_password:
-        return _page(request, "link_invalid.html", status=400)
+        return render_page(request, "link_invalid.html", status=400)
     form = forms.InvitationForm(request.POST or None, initial={"name": user.name})
     if request.method == "POST" and form.is_valid():
         try:
@@ -134,11 +136,11 @@ def invitation(request, token: str):
                 tenant=tenant, token=token, password=form.cleaned_data["password"], name=form.cleaned_data["name"]
             )
         except DomainError as exc:
-            _error(request, exc)
+            show_error(request, exc)
         else:
             messages.success(request, "Your password is set. Log in to continue.")
-            return redirect(_url(request, "login"))
-    return _page(request, "invitation.html", {"form": form, "invited": user})
+            return redirect(page_url(request, "login"))
+    return render_page(request, "invitation.html", {"form": form, "invited": user})
 
 
 @public_page
@@ -147,32 +149,32 @@ def reset_request(request):
     if request.method == "POST" and form.is_valid():
         services.password_reset_request(tenant=request.portal_tenant, email=form.cleaned_data["email"])
         messages.success(request, "If this address has an account, we have emailed it a link to reset the password.")
-        return redirect(_url(request, "login"))
-    return _page(request, "reset_request.html", {"form": form})
+        return redirect(page_url(request, "login"))
+    return render_page(request, "reset_request.html", {"form": form})
 
 
 @public_page
 def reset_confirm(request, token: str):
     tenant = request.portal_tenant
     if services.user_for_link(tenant, token, "reset") is None:
-        return _page(request, "link_invalid.html", status=400)
+        return render_page(request, "link_invalid.html", status=400)
     form = forms.SetPasswordForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             services.password_reset_confirm(tenant=tenant, token=token, password=form.cleaned_data["password"])
         except DomainError as exc:
-            _error(request, exc)
+            show_error(request, exc)
         else:
             messages.success(request, "Your new password is set. Log in with it.")
-            return redirect(_url(request, "login"))
-    return _page(request, "reset_confirm.html", {"form": form})
+            return redirect(page_url(request, "login"))
+    return render_page(request, "reset_confirm.html", {"form": form})
 
 
 @public_page
 def signup(request):
     tenant = request.portal_tenant
     if not PortalSettings.of(tenant).allow_signup:
-        return _page(request, "signup_closed.html", status=404)
+        return render_page(request, "signup_closed.html", status=404)
     form = forms.SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -188,10 +190,10 @@ def signup(request):
                 ),
             )
         except DomainError as exc:
-            _error(request, exc)
+            show_error(request, exc)
         else:
-            return _page(request, "signup_sent.html", {"email": data["email"]})
-    return _page(request, "signup.html", {"form": form})
+            return render_page(request, "signup_sent.html", {"email": data["email"]})
+    return render_page(request, "signup.html", {"form": form})
 
 
 @public_page
@@ -199,9 +201,9 @@ def verify(request, token: str):
     try:
         services.email_verify(tenant=request.portal_tenant, token=token)
     except DomainError:
-        return _page(request, "link_invalid.html", status=400)
+        return render_page(request, "link_invalid.html", status=400)
     messages.success(request, "Your address is confirmed. Log in to continue.")
-    return redirect(_url(request, "login"))
+    return redirect(page_url(request, "login"))
 
 
 @public_page
@@ -209,7 +211,9 @@ def catalog(request):
     """The tenant's public products with their prices: where visitors start an order."""
     products = Product.objects.filter(visibility=Visibility.PUBLIC).prefetch_related("prices").order_by("name")
     rows = [(p, [r for r in price_table(p).rows]) for p in products if p.is_orderable]
-    return _page(request, "catalog.html", {"products": rows, "logged_in": web_session(request, request.portal_tenant)})
+    return render_page(
+        request, "catalog.html", {"products": rows, "logged_in": web_session(request, request.portal_tenant)}
+    )
 
 
 # --- the signed invoice link of the emails (no login) -------------------------------------------
@@ -225,27 +229,27 @@ def invoice_link(request, token: str):
     invoice_id = signed.invoice_id_from_token(token, request.portal_tenant)
     invoice = _guest_invoice(request, invoice_id) if invoice_id else None
     if invoice is None:
-        return _page(request, "link_invalid.html", status=404)
+        return render_page(request, "link_invalid.html", status=404)
     granted = list(request.session.get(GUEST_INVOICES) or [])
     if str(invoice.pk) not in granted:
         request.session[GUEST_INVOICES] = [*granted, str(invoice.pk)][-20:]
     if request.method == "POST":
         return _checkout(request, invoice, actor=None)
-    return _page(request, "invoice_guest.html", {"invoice": invoice, "token": token})
+    return render_page(request, "invoice_guest.html", {"invoice": invoice, "token": token})
 
 
 def _checkout(request, invoice, *, actor):
     try:
         link = stripe_gateway.checkout_link(invoice=invoice)
     except DomainError as exc:
-        _error(request, exc)
+        show_error(request, exc)
         return redirect(request.path)
     with transaction.atomic():
         audit.record(
             action="portal.invoice_checkout", obj=invoice, changes={"checkout_session": link["id"]}, **audit.by(actor)
         )
     # A page of ours that goes on to Stripe: the portal's CSP keeps form posts on our origin.
-    return _page(request, "checkout_redirect.html", {"url": link["url"], "invoice": invoice})
+    return render_page(request, "checkout_redirect.html", {"url": link["url"], "invoice": invoice})
 
 
 @public_page
@@ -264,7 +268,7 @@ def invoice_paid(request, pk):
     if request.headers.get("HX-Request") or request.GET.get("poll") == "1":
         paid = invoice is not None and invoice.status == InvoiceStatus.PAID
         return JsonResponse({"paid": paid, "status": invoice.status if invoice else "unknown"})
-    return _page(request, "invoice_paid.html", {"invoice": invoice, "cancelled": cancelled, "logged_in": session})
+    return render_page(request, "invoice_paid.html", {"invoice": invoice, "cancelled": cancelled, "logged_in": session})
 
 
 # --- logged in ----------------------------------------------------------------------------------
@@ -272,13 +276,13 @@ def invoice_paid(request, pk):
 
 @portal_page()
 def dashboard(request):
-    return _page(request, "dashboard.html", {"board": selectors.dashboard(request.portal_user)})
+    return render_page(request, "dashboard.html", {"board": selectors.dashboard(request.portal_user)})
 
 
 @portal_page(sees_money)
 def invoices(request):
     rows = selectors.invoices_of(request.portal_user.customer)[:200]
-    return _page(request, "invoices.html", {"invoices": rows})
+    return render_page(request, "invoices.html", {"invoices": rows})
 
 
 def _own_invoice(request, pk):
@@ -292,7 +296,7 @@ def _own_invoice(request, pk):
 def invoice_detail(request, pk):
     invoice = _own_invoice(request, pk)
     payable = invoice.status in selectors.PAYABLE and invoice.amount_due > 0
-    return _page(request, "invoice.html", {"invoice": invoice, "payable": payable})
+    return render_page(request, "invoice.html", {"invoice": invoice, "payable": payable})
 
 
 @portal_page(sees_money)
@@ -312,7 +316,7 @@ def invoice_pay(request, pk):
 @portal_page()
 def service_list(request):
     customer = request.portal_user.customer
-    return _page(
+    return render_page(
         request,
         "services.html",
         {
@@ -350,8 +354,8 @@ def service_detail(request, pk):
                     sub=sub, product=product, quantity=form.cleaned_data["quantity"]
                 )
             except DomainError as exc:
-                _error(request, exc)
-    return _page(
+                show_error(request, exc)
+    return render_page(
         request,
         "service.html",
         {
@@ -377,10 +381,10 @@ def service_change(request, pk):
         try:
             subscription_services.subscription_change(sub=sub, product=product, quantity=form.cleaned_data["quantity"])
         except DomainError as exc:
-            _error(request, exc)
+            show_error(request, exc)
         else:
             messages.success(request, "Your plan is changed; the difference is on your next invoice or your credit.")
-    return redirect(_url(request, "service", pk=sub.pk))
+    return redirect(page_url(request, "service", pk=sub.pk))
 
 
 @require_POST
@@ -390,10 +394,10 @@ def service_cancel(request, pk):
     try:
         subscription_services.subscription_cancel(sub=sub, at_period_end=True)
     except DomainError as exc:
-        _error(request, exc)
+        show_error(request, exc)
     else:
         messages.success(request, "Your service will end at the end of the period already paid for.")
-    return redirect(_url(request, "service", pk=sub.pk))
+    return redirect(page_url(request, "service", pk=sub.pk))
 
 
 @require_POST
@@ -407,10 +411,10 @@ def pod_action(request, pk, action: str):
     try:
         acts.pod_act(pod, action)  # the portal's rules on top of the pod's (never resumes a non-payment)
     except DomainError as exc:
-        _error(request, exc)
+        show_error(request, exc)
     else:
         messages.success(request, f"{pod.name}: {action} requested.")
-    return redirect(safe_next(request, _url(request, "services")))
+    return redirect(safe_next(request, page_url(request, "services")))
 
 
 @require_POST
@@ -426,10 +430,10 @@ def mailbox_password(request, pk):
         try:
             mail_services.mailbox_update(mailbox=box, data={"password": form.cleaned_data["password"]})
         except DomainError as exc:
-            _error(request, exc)
+            show_error(request, exc)
         else:
             messages.success(request, f"The password of {box.address} is changed.")
-    return redirect(_url(request, "services"))
+    return redirect(page_url(request, "services"))
 
 
 @require_POST
@@ -441,8 +445,8 @@ def domain_auto_renew(request, pk):
     try:
         domain_services.domain_update(domain=domain, data={"auto_renew": request.POST.get("auto_renew") == "on"})
     except DomainError as exc:
-        _error(request, exc)
-    return redirect(_url(request, "services"))
+        show_error(request, exc)
+    return redirect(page_url(request, "services"))
 
 
 # --- ordering -----------------------------------------------------------------------------------
@@ -497,8 +501,8 @@ def order_configure(request, product_pk):
             config = {"domain": data["domain"].strip().lower()} if data["domain"] else {}
             item = {"product": str(product.pk), "cycle": data["cycle"], "quantity": data["quantity"], "config": config}
             _save_cart(request, [*_cart(request), item])
-            return redirect(_url(request, "cart"))
-    return _page(
+            return redirect(page_url(request, "cart"))
+    return render_page(
         request, "order_configure.html", {"product": product, "rows": rows, "form": form, "needs_domain": needs_domain}
     )
 
@@ -509,9 +513,9 @@ def cart(request):
     if request.method == "POST" and request.POST.get("remove") is not None:
         index = int(request.POST["remove"]) if request.POST["remove"].isdigit() else -1
         _save_cart(request, [item for i, item in enumerate(items) if i != index])
-        return redirect(_url(request, "cart"))
+        return redirect(page_url(request, "cart"))
     lines, totals = _priced(request, items)
-    return _page(
+    return render_page(
         request, "cart.html", {"lines": lines, "totals": totals, "currency": request.portal_user.customer.currency}
     )
 
@@ -522,7 +526,7 @@ def checkout(request):
     lines, _totals = _priced(request, _cart(request))
     if not lines:
         messages.error(request, "Your cart is empty.")
-        return redirect(_url(request, "cart"))
+        return redirect(page_url(request, "cart"))
     customer = request.portal_user.customer
     try:
         with transaction.atomic():
@@ -541,12 +545,12 @@ def checkout(request):
             )
             order = order_services.order_accept(order=order)
     except DomainError as exc:
-        _error(request, exc)
-        return redirect(_url(request, "cart"))
+        show_error(request, exc)
+        return redirect(page_url(request, "cart"))
     _save_cart(request, [])
     if order.invoice_id and order.invoice.status in selectors.PAYABLE and order.invoice.amount_due > 0:
-        return redirect(_url(request, "invoice", pk=order.invoice_id))
-    return redirect(_url(request, "order", pk=order.pk))
+        return redirect(page_url(request, "invoice", pk=order.invoice_id))
+    return redirect(page_url(request, "order", pk=order.pk))
 
 
 @portal_page(sees_money)
@@ -567,12 +571,12 @@ def order_detail(request, pk):
             rows += [{"name": s.product.name, "status": s.status}, *parts[s.pk]]
         return JsonResponse({"order": order.status, "done": done, "services": rows})
     rows = [(s, parts[s.pk]) for s in subs]
-    return _page(request, "order.html", {"order": order, "subs": rows, "done": done})
+    return render_page(request, "order.html", {"order": order, "subs": rows, "done": done})
 
 
 @portal_page(sees_money)
 def orders(request):
-    return _page(request, "orders.html", {"orders": selectors.orders_of(request.portal_user.customer)[:100]})
+    return render_page(request, "orders.html", {"orders": selectors.orders_of(request.portal_user.customer)[:100]})
 
 
 # --- the account ------------------------------------------------------------------------------
@@ -586,17 +590,17 @@ def profile(request):
     may_edit = request.portal_user.role in ("owner", "billing")
     if request.method == "POST":
         if not may_edit:
-            return _page(request, "forbidden.html", status=403)
+            return render_page(request, "forbidden.html", status=403)
         if form.is_valid():
             data = {k: (str(v) if k == "country" else v) for k, v in form.cleaned_data.items()}
             try:
                 customer_services.customer_update(customer=customer, data=data)
             except DomainError as exc:
-                _error(request, exc)
+                show_error(request, exc)
             else:
                 messages.success(request, "Your details are saved.")
-                return redirect(_url(request, "profile"))
-    return _page(
+                return redirect(page_url(request, "profile"))
+    return render_page(
         request,
         "profile.html",
         {"form": form, "may_edit": may_edit, "customer": customer, "contacts": customer.contacts.all()},
@@ -616,11 +620,11 @@ def users(request):
                 name=form.cleaned_data["name"],
             )
         except (DomainError, ValidationError) as exc:
-            _error(request, exc)
+            show_error(request, exc)
         else:
             messages.success(request, f"{form.cleaned_data['email']} is invited.")
-            return redirect(_url(request, "users"))
-    return _page(
+            return redirect(page_url(request, "users"))
+    return render_page(
         request,
         "users.html",
         {"users": selectors.users_of(user.customer), "form": form, "roles": forms.PortalRole.choices},
@@ -643,8 +647,8 @@ def user_role(request, pk):
         try:
             services.portal_user_update(user=other, data={"role": form.cleaned_data["role"]})
         except DomainError as exc:
-            _error(request, exc)
-    return redirect(_url(request, "users"))
+            show_error(request, exc)
+    return redirect(page_url(request, "users"))
 
 
 @require_POST
@@ -654,8 +658,8 @@ def user_remove(request, pk):
     try:
         services.portal_user_remove(user=other)
     except DomainError as exc:
-        _error(request, exc)
-    return redirect(_url(request, "users"))
+        show_error(request, exc)
+    return redirect(page_url(request, "users"))
 
 
 @portal_page(allow_unenrolled=True)
@@ -675,25 +679,25 @@ def security(request):
                 keep=request.portal_session,
             )
             messages.success(request, "Your password is changed; your other sessions are ended.")
-            return redirect(_url(request, "security"))
+            return redirect(page_url(request, "security"))
         if which == "totp_begin":
             services.totp_begin(user=user)
-            return redirect(_url(request, "security"))
+            return redirect(page_url(request, "security"))
         if which == "totp_confirm" and code_form.is_valid():
             services.totp_confirm(user=user, code=code_form.cleaned_data["code"])
             messages.success(request, "Two-factor authentication is on.")
-            return redirect(_url(request, "security"))
+            return redirect(page_url(request, "security"))
         if which == "totp_off" and off_form.is_valid():
             services.totp_disable(user=user, password=off_form.cleaned_data["password"])
             messages.success(request, "Two-factor authentication is off.")
-            return redirect(_url(request, "security"))
+            return redirect(page_url(request, "security"))
     except DomainError as exc:
-        _error(request, exc)
+        show_error(request, exc)
     enrolling = bool(user.totp_secret) and not user.has_2fa
     secret_b32 = ""
     if enrolling:
         secret_b32 = base64.b32encode(bytes.fromhex(user.totp_secret)).decode().rstrip("=")
-    return _page(
+    return render_page(
         request,
         "security.html",
         {
@@ -719,6 +723,6 @@ def session_revoke(request, pk):
     services.session_revoke(session=session)
     if session.pk == request.portal_session.pk:
         end_web_session(request, request.portal_tenant)
-        return redirect(_url(request, "login"))
+        return redirect(page_url(request, "login"))
     messages.success(request, "The session is ended.")
-    return redirect(_url(request, "security"))
+    return redirect(page_url(request, "security"))

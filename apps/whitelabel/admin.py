@@ -129,7 +129,7 @@ class BrandAdmin(TenantOwnedAdmin):
         obj.pk = saved.pk
         obj.refresh_from_db()
 
-    @admin.action(description="Apply the name servers to the tenant's existing zones")
+    @admin.action(description="Apply the name servers to the tenant's existing zones", permissions=["operate"])
     def apply_nameservers(self, request, queryset):
         def run(brand: Brand) -> None:
             zones = services.nameservers_apply(tenant=brand.tenant, actor=request.user)
