@@ -232,12 +232,20 @@ class WebRuntime:
         return result.returncode == 0, (result.stderr or result.stdout).strip()[-2000:]
 
     def _reload(self, conf: Path) -> bool:
-        """Reload a running nginx; a stopped one is fine (it reads the files when it starts)."""
-        if not _running(_pid_file(conf)):
+        """Reload a running nginx; a stopped one is fine (it reads the files when it starts).
+
+        ``nginx -s reload`` only signals the master and returns: until the master has started workers on
+        the new configuration and told the old ones to stop, a request (an ACME validation right after a
+        new vhost, a customer's first visit) can still meet the old one. So the reload waits for that."""
+        pid_file = _pid_file(conf)
+        if not _running(pid_file):
             return False
+        master = _pid(pid_file)
+        before = _children(master)
         result = self._nginx("-c", str(conf), "-s", "reload")
         if result.returncode != 0:
             raise AgentError(f"nginx reload failed: {(result.stderr or result.stdout).strip()[-1000:]}")
+        _wait_for_new_workers(master, before)
         return True
 
     def _swap(self, site_id: str, text: str | None) -> dict:
@@ -615,6 +623,44 @@ http {{
 def _pid_file(conf: Path) -> Path | None:
     match = re.search(r"^\s*pid\s+([^;]+);", conf.read_text(), re.M)
     return Path(match.group(1).strip()) if match else Path("/run/nginx.pid")
+
+
+def _pid(pid_file: Path | None) -> int:
+    try:
+        return int(pid_file.read_text().strip()) if pid_file else 0
+    except (OSError, ValueError):
+        return 0
+
+
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (from /proc; empty where there is none)."""
+    found: set[int] = set()
+    if pid <= 0:
+        return found
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ")".
+        fields = text[text.rfind(")") + 2 :].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _wait_for_new_workers(master: int, before: set[int], timeout: float = 10.0) -> None:
+    """Until the master has a worker that was not there before the reload and none of the old ones is
+    left (an old worker stops accepting as soon as it is told; one still finishing a long request is
+    left to finish after ``timeout``, as nginx itself would)."""
+    if master <= 0 or not before:  # no master with workers (master_process off): nothing to wait for
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = _children(master)
+        if now - before and not (now & before):
+            return
+        time.sleep(0.02)
 
 
 def _running(pid_file: Path | None) -> bool:
