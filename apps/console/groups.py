@@ -59,6 +59,7 @@ GRANTS: dict[str, dict[str, list[str]]] = {
         "hosting.todo": ["change"],  # close a to-do, run the reconciliation
         "dns.zone": ["add", "change"],
         "dns.record": ["add", "change"],
+        "whitelabel.brand": ["change"],  # apply the brand's name servers to the tenant's zones
         "domains.domain": ["add", "change"],  # verify, renew, transfer out
         "mail.maildomain": ["add", "change"],
         "mail.mailbox": ["add", "change"],
