@@ -26,7 +26,7 @@ from apps.customers.models import Contact
 
 from . import acts, selectors
 from .auth import manages_users, portal_page, runs_services, safe_next, sees_money
-from .views import page_url, render_page, show_error
+from .views import own_subscription, page_url, render_page, show_error
 
 
 class ContactForm(django_forms.Form):
@@ -153,9 +153,7 @@ def unused_days(sub, today: date | None = None) -> int:
 def service_cancel_confirm(request, pk):
     """What cancelling does, before it is asked: the date the service ends, what was paid for the
     rest of the period (kept: nothing is refunded), or for a service not paid yet, its invoice voided."""
-    sub = selectors.subscription_of(request.portal_user.customer, pk)
-    if sub is None:
-        raise Http404("No such service.")
+    sub = own_subscription(request, pk)
     days = unused_days(sub)
     total = (sub.current_period_end - sub.current_period_start).days or 1
     paid = sub.billed_through >= sub.current_period_end and sub.status != SubscriptionStatus.PENDING

@@ -326,7 +326,7 @@ def service_list(request):
     )
 
 
-def _own_subscription(request, pk):
+def own_subscription(request, pk):
     sub = selectors.subscription_of(request.portal_user.customer, pk)
     if sub is None:
         raise Http404("No such service.")
@@ -335,7 +335,7 @@ def _own_subscription(request, pk):
 
 @portal_page()
 def service_detail(request, pk):
-    sub = _own_subscription(request, pk)
+    sub = own_subscription(request, pk)
     user = request.portal_user
     preview, choices = None, []
     if user.sees_money and sub.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
@@ -372,7 +372,7 @@ def service_detail(request, pk):
 @require_POST
 @portal_page(sees_money)
 def service_change(request, pk):
-    sub = _own_subscription(request, pk)
+    sub = own_subscription(request, pk)
     form = forms.ChangePlanForm(request.POST)
     if form.is_valid():
         product = Product.objects.filter(pk=form.cleaned_data["product"], type=sub.product.type).first()
@@ -390,7 +390,7 @@ def service_change(request, pk):
 @require_POST
 @portal_page(sees_money)
 def service_cancel(request, pk):
-    sub = _own_subscription(request, pk)
+    sub = own_subscription(request, pk)
     try:
         subscription_services.subscription_cancel(sub=sub, at_period_end=True)
     except DomainError as exc:
