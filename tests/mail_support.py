@@ -3,6 +3,7 @@ passwd-file that the node side renders under the test's node root."""
 
 from __future__ import annotations
 
+import imaplib
 import os
 import shutil
 import subprocess
@@ -35,6 +36,26 @@ class Dovecot:
 
     def replies(self) -> list[str]:
         return sorted(p.read_text() for p in self.outbox.glob("*.eml"))
+
+    def imap_ok(self, address: str, password: str) -> bool:
+        imap = imaplib.IMAP4("127.0.0.1", self.port)
+        try:
+            return imap.login(address, password)[0] == "OK"
+        except imaplib.IMAP4.error:
+            return False
+        finally:
+            imap.shutdown()
+
+    def settles(self, address: str, password: str, *, ok: bool, seconds: float = 5.0) -> bool:
+        """True once an IMAP login's outcome is ``ok``. Dovecot's auth process stats a passwd-file at
+        most once a second, so a login in the same second as a change may still see the old file; a
+        node's change is live within that second, which is what this waits for (measured under load)."""
+        deadline = time.monotonic() + seconds
+        while self.imap_ok(address, password) is not ok:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
 
 @pytest.fixture

@@ -6,9 +6,7 @@ customer's domain on the same node is untouched."""
 
 from __future__ import annotations
 
-import imaplib
 import subprocess
-import time
 import uuid
 
 import pytest
@@ -41,25 +39,6 @@ def auth_ok(dovecot, user: str) -> bool:  # noqa: F811
     return result.returncode == 0
 
 
-def eventually(check, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
-
-
-def imap_ok(dovecot, user: str) -> bool:  # noqa: F811
-    imap = imaplib.IMAP4("127.0.0.1", dovecot.port)
-    try:
-        return imap.login(user, PASSWORD)[0] == "OK"
-    except imaplib.IMAP4.error:
-        return False
-    finally:
-        imap.shutdown()
-
-
 def mail_for(fx, capture, name: str, customer) -> MailDomain:
     with capture(execute=True), fx.scope():
         domain = mail_services.mail_domain_create(tenant=fx.tenant, name=name, customer=customer)
@@ -83,10 +62,7 @@ def test_suspended_plan_defers_mail_and_refuses_logins_until_resumed(
     account = account_of(sub)
     assert account.status == AccountStatus.ACTIVE
     assert postfix.rcpt("sales@shop.example")[0] == 250
-    # Dovecot's auth process looks at a passwd-file's stat at most once a second, so a login in the same
-    # second as the deny list's change may still see the old list (measured on a loaded machine).
-    assert eventually(lambda: auth_ok(dovecot, "sales@shop.example"))
-    assert imap_ok(dovecot, "sales@shop.example")
+    assert dovecot.settles("sales@shop.example", PASSWORD, ok=True) and auth_ok(dovecot, "sales@shop.example")
 
     # Non-payment: the plan's mail is deferred (4xx, never a bounce) and its logins refused.
     with capture(execute=True), tenant_a.scope():
@@ -98,7 +74,7 @@ def test_suspended_plan_defers_mail_and_refuses_logins_until_resumed(
     code, text = postfix.rcpt("sales@shop.example")
     assert code == 450 and "suspended" in text, text
     assert postfix.rcpt("nobody@shop.example")[0] == 450  # the whole domain waits, known or not
-    assert not auth_ok(dovecot, "sales@shop.example") and not imap_ok(dovecot, "sales@shop.example")
+    assert dovecot.settles("sales@shop.example", PASSWORD, ok=False) and not auth_ok(dovecot, "sales@shop.example")
     assert AuditEvent.objects.filter(action="mail.domain.suspend", object_id=str(shop.pk)).exists()
     # Another customer's domain on the same node is untouched.
     assert postfix.rcpt("sales@other.example")[0] == 250 and auth_ok(dovecot, "sales@other.example")
@@ -116,10 +92,7 @@ def test_suspended_plan_defers_mail_and_refuses_logins_until_resumed(
     assert account.status == AccountStatus.ACTIVE and account.suspended_mail_domains == []
     assert not MailDomain.all_tenants.get(pk=shop.pk).suspended
     assert postfix.rcpt("sales@shop.example")[0] == 250
-    # Dovecot's auth process looks at a passwd-file's stat at most once a second, so a login in the same
-    # second as the deny list's change may still see the old list (measured on a loaded machine).
-    assert eventually(lambda: auth_ok(dovecot, "sales@shop.example"))
-    assert imap_ok(dovecot, "sales@shop.example")
+    assert dovecot.settles("sales@shop.example", PASSWORD, ok=True) and auth_ok(dovecot, "sales@shop.example")
 
 
 def test_resume_leaves_a_domain_the_plan_did_not_suspend(tenant_a, mail_node_root, django_capture_on_commit_callbacks):  # noqa: F811

@@ -3,8 +3,6 @@ once the node has the new hash; domains' auto-renew from the API; roles and isol
 
 from __future__ import annotations
 
-import imaplib
-
 import pytest
 from django.urls import reverse
 
@@ -23,16 +21,6 @@ OLD = "first-mailbox-pass-1"
 NEW = "second-mailbox-pass-2"
 
 
-def _imap_ok(port: int, address: str, password: str) -> bool:
-    imap = imaplib.IMAP4("127.0.0.1", port)
-    try:
-        return imap.login(address, password)[0] == "OK"
-    except imaplib.IMAP4.error:
-        return False
-    finally:
-        imap.shutdown()
-
-
 def test_mailbox_password_from_the_portal_logs_in_to_dovecot(
     portal,
     dovecot,  # noqa: F811
@@ -45,7 +33,7 @@ def test_mailbox_password_from_the_portal_logs_in_to_dovecot(
         )
         md = mail_services.mail_domain_create(tenant=a1.tenant, name="a1-shop.example", customer=a1.customer)
         box = mail_services.mailbox_create(mail_domain=md, local_part="info", password=OLD)
-    assert _imap_ok(dovecot.port, "info@a1-shop.example", OLD)
+    assert dovecot.imap_ok("info@a1-shop.example", OLD)
 
     tech = page_client(a1.users[PortalRole.TECHNICAL])
     assert "info@a1-shop.example" in tech.get(reverse("portal:services", args=[a1.tenant.slug])).content.decode()
@@ -54,8 +42,8 @@ def test_mailbox_password_from_the_portal_logs_in_to_dovecot(
     assert "at least 10" in short.content.decode()
     with django_capture_on_commit_callbacks(execute=True):
         assert tech.post(url, {"password": NEW}).status_code == 302
-    assert _imap_ok(dovecot.port, "info@a1-shop.example", NEW)
-    assert not _imap_ok(dovecot.port, "info@a1-shop.example", OLD)
+    assert dovecot.settles("info@a1-shop.example", NEW, ok=True)
+    assert not dovecot.imap_ok("info@a1-shop.example", OLD)
     event = AuditEvent.objects.filter(action="mail.mailbox.update", object_id=str(box.pk)).latest("created_at")
     assert event.via == "portal" and event.actor_email == a1.users[PortalRole.TECHNICAL].email
     assert NEW not in str(event.changes)
@@ -66,14 +54,14 @@ def test_mailbox_password_from_the_portal_logs_in_to_dovecot(
     assert api.post(api_url, {"password": "short"}, format="json").status_code == 400
     with django_capture_on_commit_callbacks(execute=True):
         assert api.post(api_url, {"password": OLD}, format="json").status_code == 204
-    assert _imap_ok(dovecot.port, "info@a1-shop.example", OLD)
+    assert dovecot.settles("info@a1-shop.example", OLD, ok=True)
 
     assert api_client(a1.users[PortalRole.BILLING]).post(api_url, {"password": NEW}).status_code == 403
     for other in (a2, b1):
         client = api_client(other.users[PortalRole.OWNER])
         assert client.post(api_url, {"password": NEW}, format="json").status_code == 404
         assert client.get(reverse("portal-mailbox-list")).json()["results"] == []
-    assert _imap_ok(dovecot.port, "info@a1-shop.example", OLD)
+    assert dovecot.imap_ok("info@a1-shop.example", OLD)
 
 
 @pytest.mark.parametrize("role", [PortalRole.OWNER, PortalRole.TECHNICAL])
