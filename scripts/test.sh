@@ -99,11 +99,12 @@ DJANGO_SETTINGS_MODULE=mpanel.settings_test "$PY" manage.py makemigrations --che
 log "pytest"
 set +e
 if [ "$#" -eq 0 ]; then
-  # MPANEL_TEST_PROCESSES=N runs the whole suite on N pytest-xdist workers (a test file stays on one
-  # worker, so its module fixtures are made once). One process by default: a two-worker run of the
-  # whole suite reported 361 fewer results than it collected (the quick fuzz file's), see docs/testing.md.
-  procs=${MPANEL_TEST_PROCESSES:-1}
-  if [ "$procs" -gt 1 ]; then set -- -n "$procs" --dist loadfile; fi
+  # The whole suite runs on one pytest-xdist worker per core (at most 4; MPANEL_TEST_PROCESSES=N to
+  # choose, 1 for one process). A test file stays on one worker, so its module fixtures are made once.
+  cores=$(nproc 2>/dev/null || echo 1)
+  procs=${MPANEL_TEST_PROCESSES:-$((cores > 4 ? 4 : cores))}
+  set -- --durations=25  # the slowest tests in every full run's log, where the suite's time goes
+  if [ "$procs" -gt 1 ]; then set -- "$@" -n "$procs" --dist loadfile; fi
 fi
 "$PY" -m pytest "$@"
 status=$?

@@ -45,11 +45,14 @@ CHECKS = [
 ]
 
 
+# Generated in-process rather than fetched from /api/v1/schema/ (the same document): test modules
+# are imported at collection, where no database access is allowed. Once for both tests: generating
+# it is most of this module's collection time, which every xdist worker pays.
+DOCUMENT = OpenApiJsonRenderer().render(SchemaGenerator().get_schema(request=None, public=True))
+
+
 def _schema(*, coverage: bool):
-    # Generated in-process rather than fetched from /api/v1/schema/ (the same document): test
-    # modules are imported at collection, where no database access is allowed.
-    raw = SchemaGenerator().get_schema(request=None, public=True)
-    schema = schemathesis.openapi.from_dict(json.loads(OpenApiJsonRenderer().render(raw)))
+    schema = schemathesis.openapi.from_dict(json.loads(DOCUMENT))
     schema.app = application
     schema.location = "/api/v1/schema/"
     if os.environ.get("FUZZ_PATH"):
