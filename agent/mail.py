@@ -627,11 +627,40 @@ def apply_tls(directory: Path) -> dict:
         applied["postfix_configured"] = True
     dovecot_conf_path = os.environ.get("MPANEL_DOVECOT_CONFIG", "")
     if dovecot_conf_path:
+        applied["dovecot_include_added"] = ensure_dovecot_include(Path(dovecot_conf_path),
+                                                                  directory / "dovecot-tls.conf")  # fmt: skip
         done = _run("doveadm", "-c", dovecot_conf_path, "reload")
         if done.returncode != 0 and "not running" not in done.stderr:  # stopped: it reads them at start
             raise AgentError(f"dovecot reload failed: {done.stderr.strip()[:300]}")
         applied["dovecot_reloaded"] = done.returncode == 0
     return applied
+
+
+def ensure_dovecot_include(conf: Path, part: Path) -> bool:
+    """The node's ``dovecot.conf`` includes mPanel's TLS part (``!include_try``, so a Dovecot started
+    before the first certificate still starts), added once at its end if no ``!include`` of it is
+    there; the result is checked with ``doveconf`` and the file put back as it was if refused.
+    Answers whether the line was added."""
+    try:
+        text = conf.read_text()
+    except OSError as exc:
+        raise AgentError(f"cannot read {conf} (MPANEL_DOVECOT_CONFIG): {exc.strerror}", permanent=True) from exc
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] in ("!include", "!include_try") and Path(words[1]) == part:
+            return False
+    addition = "" if not text or text.endswith("\n") else "\n"
+    addition += f"# mPanel: the mail hostnames' certificates (agent/mail.py)\n!include_try {part}\n"
+    tmp = conf.with_name(f".{conf.name}.mpanel-new")
+    tmp.write_text(text + addition)
+    os.chmod(tmp, conf.stat().st_mode & 0o777)
+    checked = _run("doveconf", "-c", str(tmp), "-n")
+    if checked.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise AgentError(f"dovecot refused its configuration with mPanel's TLS part: {checked.stderr.strip()[:300]}",
+                         permanent=True)  # fmt: skip
+    os.replace(tmp, conf)
+    return True
 
 
 @OPERATIONS.register("mail_tls")

@@ -8,7 +8,8 @@ merges the figures into var/bench.json (BENCH_OUT). Sizes from the environment, 
     BENCH_JOBS=2000                         no-op jobs and bare tasks
     BENCH_WEBHOOKS=2000                     webhook deliveries (and as many to the floor)
     BENCH_SUBSCRIPTIONS=100000              the billing run
-    BENCH_ONLY=list,jobs,webhooks,billing_run   a subset
+    BENCH_SSL_RUNS=3                        certificates issued (after a warm-up), by the panel and by the floor
+    BENCH_ONLY=list,jobs,webhooks,billing_run,backups,ssl   a subset
 
     list   /api/v1/customers/ (a MEMBER's token, X-Tenant-ID; scoped, role-checked, filtered, paginated) over
            real HTTP: gunicorn on loopback, 2 sync workers, wrk with 4 connections; floors on the same server:
@@ -20,6 +21,8 @@ merges the figures into var/bench.json (BENCH_OUT). Sizes from the environment, 
            the first delivery to the last applied); floor: a view that checks the signature and stores the row.
     billing    billing_run over N subscriptions of N customers (one tenant); floor: bulk_create of the same
            rows the run writes (invoice, line, charge, 3 audit events per invoice) in batches of 1000.
+    ssl        POST /api/v1/enterprise/ssl (HTTP-01, pebble) to nginx serving the verified certificate; floor: a
+           bare acme-library issuance of the same name against the same pebble (bench/certificates.py).
     metrics    bench/metrics.py's run() when present (its own floor).
 """
 
@@ -312,6 +315,11 @@ def main() -> None:
         from bench import backups
 
         results["backups"] = backups.run()
+    if not only or "ssl" in only:
+        say("ssl")
+        from bench import certificates
+
+        results["ssl"] = certificates.run()
     try:
         from bench import metrics  # written separately; included when present
     except ImportError:
@@ -344,6 +352,8 @@ ROWS = [
      "floor_events_per_second", "applied_ratio_to_floor"),
     ("billing_run", "billing run (invoices/s)", "invoices_per_second", "bulk insert of same rows",
      "floor_invoices_per_second", "ratio_to_bulk_insert"),
+    ("ssl", "POST issue to served cert (s)", "issue_to_served_seconds", "bare acme issuance",
+     "bare_acme_seconds", "ratio_to_bare_acme"),
 ]  # fmt: skip
 
 

@@ -509,6 +509,7 @@ MPANEL_ACME_TIMEOUT = env.int("MPANEL_ACME_TIMEOUT", default=30)  # seconds per 
 MPANEL_ACME_VALIDATION_SECONDS = env.int("MPANEL_ACME_VALIDATION_SECONDS", default=120)  # validation, issuance
 MPANEL_ACME_DNS_WAIT_SECONDS = env.int("MPANEL_ACME_DNS_WAIT_SECONDS", default=60)  # a TXT record published
 MPANEL_ACME_RETRY_SECONDS = env.int("MPANEL_ACME_RETRY_SECONDS", default=3600)  # first renewal retry, doubling
+MPANEL_ACME_ISSUE_RETRIES = env.int("MPANEL_ACME_ISSUE_RETRIES", default=10)  # failed auto-issuances retried
 MPANEL_SSL_ALERT_DAYS = env.int("MPANEL_SSL_ALERT_DAYS", default=14)  # alert when not renewed this close to expiry
 # A hosting plan whose config says "ssl": true issues an ACME certificate for each new website of its accounts.
 MPANEL_SSL_AUTO_ISSUE = env.bool("MPANEL_SSL_AUTO_ISSUE", default=True)

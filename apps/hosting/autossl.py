@@ -34,6 +34,6 @@ def issue_for_plan_with_ssl(site: Website) -> None:
     try:
         # In the website's transaction: the issue job is enqueued after its provisioning job, so the
         # vhost that answers the HTTP-01 challenge exists when the CA asks.
-        ssl_services.certificate_issue(tenant=site.tenant, website=site, actor=audit.SYSTEM)
+        ssl_services.certificate_issue(tenant=site.tenant, website=site, actor=audit.SYSTEM, automatic=True)
     except (InvalidInput, Conflict) as exc:  # a name no CA issues for: the site is made all the same
         log.warning("no automatic certificate for %s: %s", site.primary_domain, exc)

@@ -114,6 +114,8 @@ class CertificateAdmin(ServiceAdmin):
         "mail_node",
         "order_url",
         "hsts",
+        "automatic",
+        "revoke_on_delete",
     ]
     object_actions = [
         ObjectAction(

@@ -61,7 +61,7 @@ class CertificateViewSet(ResourceViewSet):
         "install_mail": CertificateMailSerializer,
     }
     output_serializers = {"download": CertificateDownloadSerializer, "key": CertificateKeySerializer}
-    update_methods = {"patch": False}
+    update_methods = {"patch": True}  # fields left out keep their value
     filterset_class = CertificateFilter
     search_fields = ["names", "serial", "issuer"]
     ordering_fields = ["created_at", "not_after", "status"]
@@ -69,7 +69,10 @@ class CertificateViewSet(ResourceViewSet):
     # The key is answered once to who asked: never kept for an Idempotency-Key replay.
     idempotency_secret_fields = ("private_key",)
     throttle_scope: str | None = None  # the key's re-authentication is throttled like a login
-    summaries = {"create": "Issue a certificate from the ACME CA", "partial_update": "Turn HSTS on or off"}
+    summaries = {
+        "create": "Issue a certificate from the ACME CA",
+        "partial_update": "Turn HSTS or revoke-on-delete on or off",
+    }
     required_roles = {
         "list": Role.MEMBER,
         "retrieve": Role.MEMBER,

@@ -68,6 +68,15 @@ class Certificate(TenantOwnedModel):
     challenge = models.CharField(max_length=8, choices=Challenge.choices, default=Challenge.HTTP_01)
     status = models.CharField(max_length=10, choices=CertificateStatus.choices, default=CertificateStatus.PENDING)
     hsts = models.BooleanField(default=False, help_text="send Strict-Transport-Security with this certificate")
+    # Issued without anyone asking (a hosting plan with SSL): a first issuance that fails is tried
+    # again by the sweep (``failures`` attempts so far, the next at ``retry_after``), up to
+    # MPANEL_ACME_ISSUE_RETRIES; someone who asked sees the failure and retries by hand.
+    automatic = models.BooleanField(default=False, help_text="auto-issued: a failed issuance is retried by the sweep")
+    revoke_on_delete = models.BooleanField(
+        null=True,
+        blank=True,
+        help_text="revoke it at its CA when it, or its website, is deleted (empty: the tenant's SSL settings)",
+    )
     # The certificate being served (empty until the first one is issued or uploaded).
     issuer = models.CharField(max_length=500, blank=True)
     serial = models.CharField(max_length=64, blank=True)
@@ -96,8 +105,8 @@ class Certificate(TenantOwnedModel):
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_error = TenantErrorField(blank=True)  # the CA's error, tenant-safe
 
-    audit_fields = ("names", "website", "mail_node", "source", "challenge", "status", "hsts", "issuer", "serial",
-                    "not_after")  # fmt: skip
+    audit_fields = ("names", "website", "mail_node", "source", "challenge", "status", "hsts", "automatic",
+                    "revoke_on_delete", "issuer", "serial", "not_after")  # fmt: skip
 
     class Meta:
         ordering = ["-created_at"]

@@ -26,6 +26,8 @@ class CertificateSerializer(ModelSerializer):
             "challenge",
             "status",
             "hsts",
+            "revoke_on_delete",
+            "automatic",
             "issuer",
             "serial",
             "fingerprint",
@@ -100,7 +102,14 @@ class CertificateUploadSerializer(Serializer):
 
 
 class CertificateUpdateSerializer(Serializer):
-    hsts = serializers.BooleanField()
+    """PATCH: the fields given change, the others keep their value."""
+
+    hsts = serializers.BooleanField(required=False)
+    revoke_on_delete = serializers.BooleanField(
+        required=False,
+        allow_null=True,
+        help_text="revoke it at its CA when it, or its website, is deleted; null: the tenant's SSL settings decide",
+    )
 
 
 class CertificateDownloadSerializer(Serializer):

@@ -109,9 +109,11 @@ def _check_names(names: list[str], website: Website | None, challenge: str) -> N
 
 @transaction.atomic
 def certificate_issue(*, tenant, names: list[str] | None = None, website: Website | None = None,
-                      challenge: str = Challenge.HTTP_01, hsts: bool = False, actor=None) -> Certificate:  # fmt: skip
+                      challenge: str = Challenge.HTTP_01, hsts: bool = False, actor=None,
+                      automatic: bool = False) -> Certificate:  # fmt: skip
     """A certificate from the ACME CA for ``names`` (default: the website's hostnames); a job issues
-    it and installs it on the website."""
+    it and installs it on the website. ``automatic``: nobody asked (a plan with SSL, a portal
+    domain), so nobody watches it: a failed issuance is retried by the sweep with backoff."""
     website = _website(tenant, website)
     if not names:
         if website is None:
@@ -122,7 +124,7 @@ def certificate_issue(*, tenant, names: list[str] | None = None, website: Websit
     if website is not None and not website.https:
         raise InvalidInput("Turn HTTPS on for the website first.", field="website")
     cert = Certificate(tenant=tenant, names=names, website=website, source=CertificateSource.ACME,
-                       challenge=challenge, status=S.PENDING, hsts=hsts)  # fmt: skip
+                       challenge=challenge, status=S.PENDING, hsts=hsts, automatic=automatic)  # fmt: skip
     cert.save(force_insert=True)
     audit.created(cert, "ssl.certificate.create", actor=actor)
     certs.enqueue(cert, ISSUE_JOB, actor=actor)
@@ -153,14 +155,17 @@ def certificate_update(*, certificate: Certificate, data: dict, actor=None) -> C
     cert = certs.locked(certificate)
     if cert.status in (S.DELETED, S.REVOKED):
         raise Conflict(f"A {cert.status} certificate cannot be changed.")
+    hsts = cert.hsts
     with audit.change(cert, "ssl.certificate.update", actor=actor) as change:
         if "hsts" in data:
             cert.hsts = bool(data["hsts"])
+        if "revoke_on_delete" in data:  # None: the tenant's SSL settings decide
+            cert.revoke_on_delete = None if data["revoke_on_delete"] is None else bool(data["revoke_on_delete"])
         if audit.snapshot(cert) == change.before:
             change.skip()
             return cert
         cert.save()
-    if cert.website_id and cert.serving:
+    if cert.hsts != hsts and cert.website_id and cert.serving:  # only HSTS changes what the site serves
         certs.enqueue(cert, INSTALL_JOB, actor=actor)
     return cert
 
@@ -195,7 +200,7 @@ def certificate_delete(*, certificate: Certificate, actor=None, revoke: bool | N
         cert = certs.locked(certificate)
         certs.check(cert, "delete")
         if revoke is None:
-            revoke = settings_for(cert.tenant).revoke_on_delete
+            revoke = revokes_on_delete(cert)
         at_ca = bool(revoke) and _revocable(cert)
         certs.transition(cert, S.DELETED, "ssl.certificate.delete", actor=actor,
                          **({"revoked_at": timezone.now()} if at_ca else {}))  # fmt: skip
@@ -276,6 +281,14 @@ def _revocable(cert: Certificate) -> bool:
     )
 
 
+def revokes_on_delete(cert: Certificate, tenant_settings: SslSettings | None = None) -> bool:
+    """Whether deleting it (or its website) revokes it when the delete does not say: the
+    certificate's own ``revoke_on_delete``, else the tenant's SSL settings."""
+    if cert.revoke_on_delete is not None:
+        return cert.revoke_on_delete
+    return (tenant_settings or settings_for(cert.tenant_id)).revoke_on_delete
+
+
 def settings_for(tenant) -> SslSettings:
     """The tenant's SSL settings (unsaved defaults when it never changed them)."""
     tenant_id = getattr(tenant, "pk", tenant)
@@ -301,16 +314,15 @@ def settings_update(*, tenant, data: dict, actor=None) -> SslSettings:
 
 def website_deleted(site: Website, *, actor=None, revoke_certificates: bool | None = None) -> list[Certificate]:
     """A deleted website's certificates: revoked at the CA when the tenant asks (the delete's
-    ``revoke``, else its ``revoke_on_delete``); otherwise they stay as they are (the sweep no longer
-    renews them: there is no site to validate)."""
-    revoke = revoke_certificates if revoke_certificates is not None else settings_for(site.tenant_id).revoke_on_delete
-    if not revoke:
-        return []
+    ``revoke``, else each certificate's ``revoke_on_delete``, else the tenant's); otherwise they
+    stay as they are (the sweep no longer renews them: there is no site to validate)."""
+    tenant_settings = settings_for(site.tenant_id)
     done = []
     for cert in Certificate.all_tenants.filter(
         tenant_id=site.tenant_id, website=site, status__in=[S.VALID, S.RENEWING]
     ):
-        if _revocable(cert):
+        revoke = revoke_certificates if revoke_certificates is not None else revokes_on_delete(cert, tenant_settings)
+        if revoke and _revocable(cert):
             done.append(certificate_revoke(certificate=cert, actor=actor))
     return done
 
@@ -571,10 +583,17 @@ def _retry_delay(failures: int) -> timedelta:
     return timedelta(seconds=min(settings.MPANEL_ACME_RETRY_SECONDS * 2 ** max(failures - 1, 0), 86400))
 
 
+def issue_retries() -> int:
+    """How many failed attempts an automatic issuance gets before the sweep stops retrying it."""
+    return max(int(getattr(settings, "MPANEL_ACME_ISSUE_RETRIES", 10)), 1)
+
+
 def _give_up(pk, message: str) -> None:
     """This attempt is over: the order is dropped (the next attempt places a new one). A renewal
     leaves the current certificate serving (``valid``; the sweep tries again after a backoff); a
-    first issuance is ``failed`` with the CA's error."""
+    first issuance is ``failed`` with the CA's error, and an automatic one gets its next attempt
+    (``retry_after``, doubling) until MPANEL_ACME_ISSUE_RETRIES failures. The alert (security
+    event, e-mail) is raised by the first failure since the last success only, not by each retry."""
     _take_down(pk)
     with transaction.atomic():
         cert = Certificate.all_tenants.select_for_update().filter(pk=pk).first()
@@ -584,19 +603,33 @@ def _give_up(pk, message: str) -> None:
         cert.failures += 1
         cert.order_url = cert.order_csr = cert.pending_key_encrypted = ""
         cert.last_error = message[:2000]
+        retrying = True
         if before == S.RENEWING and cert.certificate_pem:
             cert.status = S.VALID
             cert.retry_after = timezone.now() + _retry_delay(cert.failures)
         else:
             cert.status = S.FAILED
+            retrying = cert.automatic and cert.failures < issue_retries()
+            cert.retry_after = timezone.now() + _retry_delay(cert.failures) if retrying else None
         cert.save()
         audit.record(action="ssl.certificate.failed", obj=cert, actor=None, tenant=cert.tenant,
-                     changes={"status": [before, cert.status]}, after={"error": message[:500]})  # fmt: skip
+                     changes={"status": [before, cert.status]},
+                     after={"error": message[:500], "failures": cert.failures,
+                            "retry_after": cert.retry_after.isoformat() if cert.retry_after else None})  # fmt: skip
+        if cert.failures > 1:
+            return  # alerted at the first failure; each retry is in the audit trail
         # A site left without a trusted certificate is a security matter: the tenant's admins see it
         # in their security events, not only in the certificate's row.
-        record_event(EventType.SSL_ISSUANCE_FAILED, tenant=cert.tenant_id, reason="renewal" if before == S.RENEWING
-                     else "issuance", actor=None, data={"certificate": str(cert.pk), "names": cert.names[:10],
-                                                        "error": message[:500]})  # fmt: skip
+        reason = "renewal" if before == S.RENEWING else "issuance"
+        record_event(EventType.SSL_ISSUANCE_FAILED, tenant=cert.tenant_id, reason=reason, actor=None,
+                     data={"certificate": str(cert.pk), "names": cert.names[:10], "error": message[:500],
+                           "retry_after": cert.retry_after.isoformat() if cert.retry_after else None})  # fmt: skip
+        if before != S.RENEWING:  # a renewal's own alert is the expiring one (the old certificate serves)
+            later = (f" It is tried again automatically (next: {cert.retry_after:%Y-%m-%d %H:%M} UTC)."
+                     if retrying and cert.retry_after else " Retry it once the cause is fixed.")  # fmt: skip
+            _notify(cert, f"No certificate could be issued for {cert}",
+                    f"The certificate authority refused or could not be reached: {message[:500]}{later} "
+                    "Until then the website serves a self-signed certificate.")  # fmt: skip
 
 
 # --- installation (the job ``ssl.certificate.install``) ------------------------------------------
@@ -655,7 +688,7 @@ def delete_run(job: Job) -> dict:
 def sweep(*, now=None) -> dict:
     """Renew what is due, mark what expired, and alert about what expires soon and is not renewed."""
     now = now or timezone.now()
-    renewed = expired = alerted = 0
+    renewed = retried = expired = alerted = 0
     with all_tenants():
         asking = list(
             Certificate.all_tenants.filter(status=S.VALID, source=CertificateSource.ACME, account__isnull=False)
@@ -672,6 +705,14 @@ def sweep(*, now=None) -> dict:
             .select_related("tenant")
             .values_list("pk", "tenant_id")
         )
+        # Automatic issuances that failed and whose next attempt has come (none once they ran out).
+        again = list(
+            Certificate.all_tenants.filter(status=S.FAILED, source=CertificateSource.ACME, automatic=True,
+                                           retry_after__lte=now, failures__lt=issue_retries())
+            .exclude(website__status__in=[WebsiteStatus.DELETING, WebsiteStatus.DELETED])
+            .exclude(challenge=Challenge.HTTP_01, website__isnull=True)  # no site left to validate through
+            .values_list("pk", "tenant_id")
+        )  # fmt: skip
         gone = list(
             Certificate.all_tenants.filter(status__in=[S.VALID, S.RENEWING], not_after__lte=now).values_list(
                 "pk", "tenant_id"
@@ -683,7 +724,7 @@ def sweep(*, now=None) -> dict:
                 not_after__lte=now + timedelta(days=settings.MPANEL_SSL_ALERT_DAYS), alerted_at__isnull=True,
             ).values_list("pk", "tenant_id")
         )  # fmt: skip
-        tenants = {t.pk: t for t in _tenants({t for _, t in due + gone + soon})}
+        tenants = {t.pk: t for t in _tenants({t for _, t in due + again + gone + soon})}
     for pk, tenant_id in due:
         with tenant_scope(tenants[tenant_id]):
             try:
@@ -691,13 +732,20 @@ def sweep(*, now=None) -> dict:
                 renewed += 1
             except Conflict:
                 pass  # changed since the look (renewed by hand, revoked)
+    for pk, tenant_id in again:
+        with tenant_scope(tenants[tenant_id]):
+            try:
+                certificate_renew(certificate=Certificate.objects.get(pk=pk), automatic=True)
+                retried += 1
+            except Conflict:
+                pass  # changed since the look (retried by hand, deleted)
     for pk, tenant_id in gone:
         with tenant_scope(tenants[tenant_id]):
             expired += _expire(pk)
     for pk, tenant_id in soon:
         with tenant_scope(tenants[tenant_id]):
             alerted += _alert(pk, now)
-    return {"renewing": renewed, "expired": expired, "alerted": alerted}
+    return {"renewing": renewed, "retrying": retried, "expired": expired, "alerted": alerted}
 
 
 def _tenants(ids):

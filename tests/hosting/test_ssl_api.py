@@ -19,6 +19,7 @@ from apps.ssl import selectors, services
 from apps.ssl.api import CertificateViewSet
 from apps.ssl.models import Certificate, CertificateSource, CertificateStatus
 from apps.tenancy.roles import Role
+from apps.websites.models import Website
 from tests.api_mixin import ApiTestCase
 from tests.conftest import PASSWORD, client_for
 from tests.ssl_support import key_marker, make_bundle
@@ -261,3 +262,76 @@ def test_the_dashboard_lists_what_expires_within_14_days(tenant_a):
                                                       last_error="The CA cannot be reached")  # fmt: skip
     assert list(selectors.expiring_soon()) == [Certificate.all_tenants.get(pk=soon.pk)]
     assert later.pk not in {c.pk for c in selectors.expiring_soon()}
+
+
+def acme_like(fx, seq) -> Certificate:
+    """An uploaded certificate made to look issued by our CA (source, account): revocable."""
+    from apps.ssl import ca
+    from apps.ssl.crypto import seal
+    from apps.ssl.models import AcmeAccount
+
+    cert = uploaded(fx, seq)
+    with fx.scope():
+        account = AcmeAccount.objects.filter(directory=ca.directory_url()).first() or AcmeAccount.objects.create(
+            tenant=fx.tenant, directory=ca.directory_url(), uri="http://acct/1", key_encrypted=seal(ca.new_key_pem())
+        )
+        Certificate.objects.filter(pk=cert.pk).update(source=CertificateSource.ACME, account=account)
+        return Certificate.objects.get(pk=cert.pk)
+
+
+@pytest.mark.django_db
+class TestRevokeOnDelete:
+    """The certificate's own ``revoke_on_delete`` (PATCH, ADMIN+; null: the tenant's setting)."""
+
+    def test_roles_tenants_values_and_audit(self, tenant_a, tenant_b):
+        cert = acme_like(tenant_a, 20)
+        member = client_for(tenant_a.users[Role.MEMBER], tenant_a.tenant)
+        admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+        foreign = client_for(tenant_b.users[Role.OWNER], tenant_b.tenant)
+        shown = member.get(url(cert)).json()
+        assert shown["revoke_on_delete"] is None and shown["automatic"] is False
+        assert member.patch(url(cert), {"revoke_on_delete": True}, format="json").status_code == 403
+        assert foreign.patch(url(cert), {"revoke_on_delete": True}, format="json").status_code == 404
+        for bad in ("perhaps", 3, [True]):
+            assert admin.patch(url(cert), {"revoke_on_delete": bad}, format="json").status_code == 400
+        with tenant_a.scope():
+            assert Certificate.objects.get(pk=cert.pk).revoke_on_delete is None
+        jobs_before = Job.all_tenants.filter(object_id=str(cert.pk)).count()
+        answer = admin.patch(url(cert), {"revoke_on_delete": True}, format="json")
+        assert answer.status_code == 200, answer.content
+        assert answer.json()["revoke_on_delete"] is True and answer.json()["hsts"] is False
+        assert member.get(url(cert)).json()["revoke_on_delete"] is True
+        event = AuditEvent.objects.filter(action="ssl.certificate.update", object_id=str(cert.pk)).latest("created_at")
+        assert event.changes == {"revoke_on_delete": [None, True]}
+        # Nothing the site serves changed: no install job.
+        assert Job.all_tenants.filter(object_id=str(cert.pk)).count() == jobs_before
+        assert admin.patch(url(cert), {"revoke_on_delete": None}, format="json").json()["revoke_on_delete"] is None
+
+    def test_the_certificates_choice_wins_over_the_tenants(self, tenant_a):
+        admin = client_for(tenant_a.users[Role.ADMIN], tenant_a.tenant)
+        yes, no, default = acme_like(tenant_a, 21), acme_like(tenant_a, 22), acme_like(tenant_a, 23)
+        assert admin.patch(url(yes), {"revoke_on_delete": True}, format="json").status_code == 200
+        assert admin.patch(url(no), {"revoke_on_delete": False}, format="json").status_code == 200
+        assert admin.delete(url(yes)).status_code == 202
+        assert admin.delete(url(default)).status_code == 202  # the tenant's setting: off by default
+        with tenant_a.scope():
+            services.settings_update(tenant=tenant_a.tenant, data={"revoke_on_delete": True})
+        assert admin.delete(url(no)).status_code == 202
+        payloads = {
+            job.object_id: job.payload for job in Job.all_tenants.filter(type="ssl.certificate.delete")
+        }  # fmt: skip
+        assert payloads[str(yes.pk)].get("revoke") is True
+        assert "revoke" not in payloads[str(no.pk)] and "revoke" not in payloads[str(default.pk)]
+        with tenant_a.scope():
+            assert Certificate.objects.get(pk=yes.pk).revoked_at is not None
+            assert Certificate.objects.get(pk=no.pk).revoked_at is None
+
+    def test_a_deleted_websites_certificate_follows_its_own_choice(self, tenant_a):
+        site = website_in(tenant_a, 24)
+        yes, no = acme_like(tenant_a, 25), acme_like(tenant_a, 26)
+        with tenant_a.scope():
+            Certificate.objects.filter(pk__in=[yes.pk, no.pk]).update(website=site)
+            services.settings_update(tenant=tenant_a.tenant, data={"revoke_on_delete": True})
+            Certificate.objects.filter(pk=no.pk).update(revoke_on_delete=False)
+            done = services.website_deleted(Website.objects.get(pk=site.pk))
+        assert [c.pk for c in done] == [yes.pk]
