@@ -45,6 +45,16 @@ def lock_webhook_event(event: WebhookEvent | Any) -> WebhookEvent:
     return WebhookEvent.objects.select_for_update().get(pk=_pk(event))
 
 
+def lock_pending_webhook_events(ids: Iterable[Any]) -> list[WebhookEvent]:
+    """Several events still to apply, in pk order, skipping any another worker holds right now (it
+    applies them): a batch never waits on an event row, so it cannot wait in a circle on them."""
+    return list(
+        WebhookEvent.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=list(ids), status=WebhookEvent.Status.RECEIVED)
+        .order_by("pk")
+    )
+
+
 def lock_subscription(sub: Subscription | Any) -> Subscription:
     return Subscription.all_tenants.select_for_update().select_related("product", "customer").get(pk=_pk(sub))
 

@@ -6,7 +6,8 @@ from .services.billing_run import billing_run
 from .services.dunning import dunning_run
 from .services.notifications import SEND_BATCH, SEND_ONE, send_invoice_email
 from .services.reconciliation import reconcile_open_sessions
-from .services.webhooks import APPLY_TASK
+from .services.webhooks import APPLY_TASK, DRAIN_TASK
+from .services.webhooks import drain as webhook_drain
 from .services.webhooks import process as webhook_process
 from .services.webhooks import sweep as webhook_sweep
 
@@ -39,6 +40,13 @@ def send_invoice_emails_task(invoice_ids: list[str], event: str) -> None:
 @shared_task(name=APPLY_TASK)
 def webhook_apply(event_id: str) -> str:
     return webhook_process(event_id).status
+
+
+# What the answer to a delivery asks for (``webhooks.nudge``): every pending event, one invoice's in one
+# transaction. acks_late too: a drain killed mid-way is run again; what it committed is final.
+@shared_task(name=DRAIN_TASK)
+def webhooks_drain() -> int:
+    return webhook_drain()
 
 
 @shared_task(name="billing.webhooks_sweep")

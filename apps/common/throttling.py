@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.core.cache import DEFAULT_CACHE_ALIAS, caches
+from django.core.cache import cache as default_cache
 from django.core.cache.backends.redis import RedisCache
 from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
@@ -61,6 +63,13 @@ def redis_window(cache: RedisCache, key: str, now: float, duration: int, limit: 
     passed, count = bool(int(reply[0])), int(reply[1])
     oldest = float(reply[2]) if not passed and len(reply) > 2 else None
     return passed, count, oldest
+
+
+def backend(cache):
+    """The cache backend itself. DRF's throttles hold ``django.core.cache.cache``, a proxy to the default
+    backend: ``isinstance`` sees the proxy, so without this the Redis path was never taken in production
+    (every request took the locked path's six round trips; only tests that set a backend saw the script)."""
+    return caches[DEFAULT_CACHE_ALIAS] if cache is default_cache else cache
 
 
 @contextmanager
@@ -111,9 +120,10 @@ class DynamicScopedRateThrottle(ScopedRateThrottle):
         self.key = self.get_cache_key(request, view)
         if self.key is None:
             return True
-        if isinstance(self.cache, RedisCache):
+        cache = backend(self.cache)
+        if isinstance(cache, RedisCache):
             self.now = self.timer()
-            passed, count, oldest = redis_window(self.cache, self.key, self.now, self.duration, self.num_requests)
+            passed, count, oldest = redis_window(cache, self.key, self.now, self.duration, self.num_requests)
             self.window = (count, oldest)
             return passed if passed else self.throttle_failure()
         self.window = None

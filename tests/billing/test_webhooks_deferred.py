@@ -86,3 +86,50 @@ def test_a_bad_signature_is_still_refused_before_anything_is_stored(tenant_a):
     )
     assert response.status_code == 400
     assert WebhookEvent.objects.count() == 0
+
+
+def test_the_drain_applies_each_pending_event_once_one_invoice_per_transaction(
+    tenant_a, django_capture_on_commit_callbacks
+):
+    """Deliveries ask for a drain only while none is asked for (the cache flag); the drain applies every
+    pending event, those of one invoice together, each once, with its audit; a second drain finds nothing."""
+    from django.core.cache import cache
+
+    from apps.audit.models import AuditEvent
+
+    cache.delete(webhooks.DRAIN_FLAG)
+    first, second = issued(tenant_a), issued(tenant_a)
+    with django_capture_on_commit_callbacks(execute=True):
+        for i in range(3):
+            assert _post(_payment(first, f"evt-a{i}")).json()["status"] == "received"
+        assert _post(_payment(second, "evt-b0", amount="2.00")).json()["status"] == "received"
+        assert _post({"id": "evt-other", "type": "customer.created", "data": {}}).status_code == 200
+    assert cache.get(webhooks.DRAIN_FLAG) is not None  # asked for once; the broker has it
+    assert Payment.all_tenants.count() == 0
+    assert tasks.webhooks_drain() == 5
+    assert cache.get(webhooks.DRAIN_FLAG) is None  # the drain cleared it before it read
+    assert tasks.webhooks_drain() == 0
+    assert Invoice.all_tenants.get(pk=first.pk).amount_paid == 3
+    assert Invoice.all_tenants.get(pk=second.pk).amount_paid == 2
+    assert Payment.all_tenants.count() == 4
+    statuses = dict(WebhookEvent.objects.values_list("event_id", "status"))
+    assert statuses == {"evt-a0": "processed", "evt-a1": "processed", "evt-a2": "processed",
+                        "evt-b0": "processed", "evt-other": "ignored"}  # fmt: skip
+    assert set(WebhookEvent.objects.values_list("attempts", flat=True)) == {1}
+    assert AuditEvent.objects.filter(action="invoice.payment").count() == 4
+    # Repeats after the drain change nothing and ask for nothing.
+    with django_capture_on_commit_callbacks(execute=False) as later:
+        assert _post(_payment(first, "evt-a1")).json()["status"] == "processed"
+    assert later == []
+    assert Payment.all_tenants.count() == 4
+
+
+def test_an_event_a_worker_holds_is_applied_once_by_the_drain_and_the_worker(tenant_a):
+    """``process`` (an old message, the sweep) and the drain both lock the row: whichever runs second
+    finds it final."""
+    invoice = issued(tenant_a)
+    assert _post(_payment(invoice, "evt-both")).status_code == 200
+    event = WebhookEvent.objects.get()
+    assert tasks.webhook_apply(str(event.pk)) == "processed"
+    assert tasks.webhooks_drain() == 0
+    assert Invoice.all_tenants.get(pk=invoice.pk).amount_paid == 1

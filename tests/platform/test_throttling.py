@@ -6,11 +6,13 @@ local-memory cache (the generic path the database cache also takes)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.core.cache import caches
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
@@ -123,3 +125,26 @@ def test_concurrent_clients_cannot_exceed_the_limit_on_redis(rate):
         assert not [k for k in caches[0]._cache.get_client().scan_iter(f"{prefix}:*") if k.endswith(b":lock")]
     finally:
         drop_prefix(caches[0], prefix)
+
+
+def test_the_default_cache_takes_the_redis_path_when_it_is_redis(rate, settings):
+    """DRF's throttles hold ``django.core.cache.cache`` (a proxy, not the backend): with Redis as the
+    default cache, as in production, the script runs (no lock taken, a sorted set written)."""
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("REDIS_URL is not set (scripts/test.sh starts a Redis and sets it)")
+    rate("5/min")
+    prefix = f"test-throttle-{uuid.uuid4().hex}"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            "KEY_PREFIX": prefix,
+        }
+    }
+    cache = caches["default"]
+    try:
+        assert DynamicScopedRateThrottle().allow_request(_request("203.0.113.9"), View()) is True
+        keys = list(cache._cache.get_client(write=True).scan_iter(f"{prefix}:*"))
+        assert len(keys) == 1 and keys[0].endswith(b":w")
+    finally:
+        drop_prefix(cache, prefix)

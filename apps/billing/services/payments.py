@@ -76,14 +76,16 @@ def payment_record(
     takes_money = invoice.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
     if not takes_money and not from_provider:
         raise Conflict(f"A {invoice.status} invoice cannot take a payment.")
-    lock_customer(invoice.customer)  # its balance takes the excess (the order: ..locks)
+    # Its balance takes the excess (the order: ..locks). Locked by id and handed to the rows below, so
+    # neither the customer nor its tenant is read again (an invoice's customer is of its tenant).
+    customer = lock_customer(invoice.customer_id)
     with audit.change(invoice, "invoice.payment") as paid:  # recorded after the payment's own event
         applied = min(amount, invoice.amount_due) if takes_money else ZERO
         excess = amount - applied
 
         fields = dict(
             invoice=invoice,
-            customer_id=invoice.customer_id,
+            customer=customer,
             amount=amount,
             currency=currency,
             method=method,
@@ -106,7 +108,7 @@ def payment_record(
 
         if excess > 0:
             CreditTransaction.objects.create(
-                tenant_id=invoice.tenant_id, customer_id=invoice.customer_id, currency=currency, amount=excess,
+                tenant_id=invoice.tenant_id, customer=customer, currency=currency, amount=excess,
                 kind=CreditTransaction.Kind.OVERPAYMENT, invoice=invoice, payment=payment,
                 description=f"Over-payment on {invoice.number or 'a draft invoice'}",
             )  # fmt: skip

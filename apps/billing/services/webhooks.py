@@ -4,7 +4,9 @@ The signature is checked over the raw body before anything else. A verified even
 once by its id (a concurrent duplicate finds the stored row) and acknowledged; a worker then
 applies it (``APPLY_TASK``, queued after the row commits: Stripe's advice, answer fast and work
 after) under a lock on that row, so two copies, or two workers, still apply it once, and its
-status moves in the transaction of what it applied. An event stored but never applied (a worker
+status moves in the transaction of what it applied. The answer asks for a drain (``DRAIN_TASK``)
+only when none is asked for yet (a flag in the cache, ``nudge``): the drain applies every pending
+event, those of one invoice together in one transaction (``drain``). An event stored but never applied (a worker
 that died, a broker that lost the message) is applied by ``sweep`` (beat, every minute). With
 ``MPANEL_JOBS_EAGER`` (the embedded default, the test suite) it is applied before the answer, as
 before. Unknown types are stored and acknowledged. Processing never assumes order: payments
@@ -24,7 +26,10 @@ from decimal import Decimal
 import stripe
 from celery import signature
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DataError, IntegrityError, transaction
+from django.db.models.fields.json import KT
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from apps.common import parsers
@@ -33,7 +38,7 @@ from apps.common.money import check_currency, parse_amount
 from apps.tenancy.scoping import tenant_scope
 
 from ..amounts import from_minor_units
-from ..locks import lock_webhook_event
+from ..locks import lock_pending_webhook_events, lock_webhook_event
 from ..models import CheckoutSession, Invoice, Payment, PaymentMethod, StripeConnection, WebhookEvent, WebhookSecret
 from . import cards, connect, payments
 
@@ -135,20 +140,102 @@ def receive(
     elif tenant is not None:
         defaults = {"tenant_id": tenant.pk}
     try:
-        with transaction.atomic():
-            event = WebhookEvent.objects.create(
-                provider=provider, event_id=event_id, scope=scope, account=account, type=type,
-                event_created=created, payload=payload, raw_body=raw.decode("utf-8", errors="replace"), **defaults,
-            )  # fmt: skip
+        event = _store(
+            provider=provider, event_id=event_id, scope=scope, account=account, type=type,
+            event_created=created, payload=payload, raw_body=raw.decode("utf-8", errors="replace"), **defaults,
+        )  # fmt: skip
     except IntegrityError:
         event = WebhookEvent.objects.get(provider=provider, scope=scope, event_id=event_id)
     if event.status in FINAL:
         return event  # applied (or unmatched) already: a repeated delivery changes nothing
     if settings.MPANEL_JOBS_EAGER:
         return process(event.pk)
-    pk = str(event.pk)
-    transaction.on_commit(lambda: signature(APPLY_TASK, args=(pk,)).delay())
+    transaction.on_commit(nudge)
     return event
+
+
+def _store(**fields) -> WebhookEvent:
+    """The event's one INSERT. Outside a transaction (a request: no ATOMIC_REQUESTS) it is one statement
+    in autocommit, atomic on its own, without a BEGIN and a COMMIT around it; inside one (a caller's, a
+    test's) a savepoint, so a duplicate's IntegrityError does not break the caller's transaction."""
+    if transaction.get_connection().in_atomic_block:
+        with transaction.atomic():
+            return WebhookEvent.objects.create(**fields)
+    return WebhookEvent.objects.create(**fields)
+
+
+# The flag that says a drain is asked for and has not started yet: a delivery that finds it set sends
+# nothing (that drain will read its row: the drain clears the flag before it reads). It expires, so a
+# lost message costs at most this long before the next delivery asks again (and the sweep applies it).
+DRAIN_FLAG = "billing:webhooks:drain"
+DRAIN_FLAG_TTL = 30
+DRAIN_TASK = "billing.webhooks_drain"
+DRAIN_BATCH = 200  # events read per round, and at most this many in one invoice's transaction
+
+
+def nudge() -> None:
+    """After a stored event commits: ask for a drain unless one is already asked for (one cache round
+    trip; the broker message only when the flag was not set)."""
+    if cache.add(DRAIN_FLAG, 1, timeout=DRAIN_FLAG_TTL):
+        signature(DRAIN_TASK).delay()
+
+
+# The invoice an event is about, read from its payload in SQL (generic: data.invoice_id; Stripe:
+# data.object.metadata.mpanel_invoice_id): events of one invoice are applied in one transaction.
+INVOICE_KEY = Coalesce(KT("payload__data__invoice_id"), KT("payload__data__object__metadata__mpanel_invoice_id"))
+
+
+def drain(limit: int = 10 * DRAIN_BATCH) -> int:
+    """Apply the pending events, oldest first: those naming one invoice in one transaction (the event
+    rows locked together, then each applied in arrival order as ``process`` applies one, in a savepoint
+    of its own), every other event alone. Exactly once as ``process``: an event is applied only while
+    its row is locked and still ``received``; one another worker holds is skipped (that worker applies
+    it). Stops after ``limit`` events (the next delivery or the sweep asks again). How many it applied."""
+    cache.delete(DRAIN_FLAG)  # before reading: whatever commits from now on asks for another drain
+    done = 0
+    while done < limit:
+        pending = list(
+            WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED)
+            .order_by("created_at", "pk")
+            .annotate(invoice_key=INVOICE_KEY)
+            .values_list("pk", "invoice_key")[:DRAIN_BATCH]
+        )
+        if not pending:
+            break
+        groups: dict = {}
+        for pk, invoice_key in pending:
+            groups.setdefault(invoice_key or pk, []).append(pk)
+        applied = sum(apply_batch(pks) for pks in groups.values())
+        if not applied:
+            break  # every one is held by another worker, which applies it
+        done += applied
+    return done
+
+
+def apply_batch(pks: list) -> int:
+    """Apply these events (one invoice's) in one transaction; how many this call applied. Should the
+    transaction fail as a whole (a database error no handler turns into ``failed``), each is applied
+    again alone, so one event that cannot apply does not hold back the others (it stays ``received``
+    for the sweep, as with ``process``)."""
+    try:
+        with transaction.atomic():
+            events = lock_pending_webhook_events(pks)
+            by_arrival = {pk: i for i, pk in enumerate(pks)}
+            for event in sorted(events, key=lambda e: by_arrival[e.pk]):
+                _apply(event)
+            return len(events)
+    except Exception:
+        if len(pks) == 1:
+            raise
+        logger.exception("a batch of %s webhook events failed: applying each alone", len(pks))
+    done = 0
+    for pk in pks:
+        try:
+            if process(pk).status != WebhookEvent.Status.RECEIVED:
+                done += 1
+        except Exception:
+            logger.exception("webhook event %s could not be applied; the sweep tries again", pk)
+    return done
 
 
 FINAL = {WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED, WebhookEvent.Status.UNMATCHED}
@@ -175,27 +262,36 @@ def process(event_pk) -> WebhookEvent:
         event = lock_webhook_event(event_pk)
         if event.status in FINAL:
             return event
-        handler = HANDLERS.get((event.provider, event.type))
-        event.attempts += 1
-        if handler is None:
-            event.status = WebhookEvent.Status.IGNORED
-        else:
-            try:
-                with transaction.atomic():
-                    event.status = handler(event)
-            except (DomainError, DataError) as exc:
-                # Kept with its error for an operator; the provider gets a 200 (retrying cannot help).
-                event.status = WebhookEvent.Status.FAILED
-                event.error = getattr(exc, "message", None) or "A value is out of the range the database accepts."
-            except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError) as exc:
-                # A payload of a shape no handler expects (a signed but malformed delivery): stored as
-                # failed like any event that cannot apply, logged with its trace for an operator.
-                logger.exception("webhook event %s (%s) could not be applied", event.event_id, event.type)
-                event.status = WebhookEvent.Status.FAILED
-                event.error = f"The event's payload could not be applied ({type(exc).__name__})."
-        event.processed_at = timezone.now()
-        event.save()
-        return event
+        return _apply(event)
+
+
+# What applying an event changes on its row (never its payload or body: not rewritten).
+APPLIED_FIELDS = ["status", "error", "attempts", "processed_at", "tenant", "updated_at"]
+
+
+def _apply(event: WebhookEvent) -> WebhookEvent:
+    """Apply one locked, not yet final event in the caller's transaction; its status moves with it."""
+    handler = HANDLERS.get((event.provider, event.type))
+    event.attempts += 1
+    if handler is None:
+        event.status = WebhookEvent.Status.IGNORED
+    else:
+        try:
+            with transaction.atomic():
+                event.status = handler(event)
+        except (DomainError, DataError) as exc:
+            # Kept with its error for an operator; the provider gets a 200 (retrying cannot help).
+            event.status = WebhookEvent.Status.FAILED
+            event.error = getattr(exc, "message", None) or "A value is out of the range the database accepts."
+        except (TypeError, ValueError, AttributeError, KeyError, ArithmeticError) as exc:
+            # A payload of a shape no handler expects (a signed but malformed delivery): stored as
+            # failed like any event that cannot apply, logged with its trace for an operator.
+            logger.exception("webhook event %s (%s) could not be applied", event.event_id, event.type)
+            event.status = WebhookEvent.Status.FAILED
+            event.error = f"The event's payload could not be applied ({type(exc).__name__})."
+    event.processed_at = timezone.now()
+    event.save(update_fields=APPLIED_FIELDS)
+    return event
 
 
 def _event_time(event: WebhookEvent) -> datetime:
