@@ -95,6 +95,18 @@ def tenant_of(obj: models.Model | None) -> Any:
     return getattr(obj, "tenant", None)
 
 
+def tenant_key(obj: models.Model | None) -> Any:
+    """``tenant_of`` as the event stores it, from the row's ``tenant_id`` when it has one: an event
+    needs the tenant's key only, and reading ``obj.tenant`` cost a query per audited change whenever
+    the row came from the database without its tenant."""
+    if obj is not None and not getattr(obj, "audit_is_tenant", False):
+        tenant_id = getattr(obj, "tenant_id", _UNSET)
+        if tenant_id is not _UNSET:
+            return tenant_id
+    tenant = tenant_of(obj)
+    return getattr(tenant, "pk", tenant)
+
+
 def diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, list[Any]]:
     before = before or {}
     after = after or {}
@@ -119,7 +131,7 @@ def build(
     if actor is _UNSET:
         actor = ctx.actor
     if tenant is _UNSET:
-        tenant = tenant_of(obj)
+        tenant = tenant_key(obj)
     if changes is None:
         changes = diff(before, after)
     if obj is not None:

@@ -113,3 +113,16 @@ def test_a_tenants_own_events_belong_to_it_and_a_row_s_to_its_tenant(tenant_a):
     event = audit.created(tenant, "test.tenant_create", marks={"years": 2})
     assert event.tenant_id == tenant.pk
     assert event.changes["years"] == [None, 2] and event.changes["name"] == [None, tenant.name]
+
+
+def test_an_event_about_a_row_read_without_its_tenant_costs_no_query_for_it(tenant_a, django_assert_num_queries):
+    from apps.customers.models import Customer
+
+    with tenant_a.scope():
+        made = Customer.objects.create(tenant=tenant_a.tenant, name="Ada", email="ada@example.com")
+        row = Customer.objects.get(pk=made.pk)  # its tenant not loaded
+    with django_assert_num_queries(1):  # the event's INSERT, no SELECT of the tenant
+        audit.record(action="test.touch", obj=row)
+    (event,) = _events("test.touch")
+    assert event.tenant_id == tenant_a.tenant.pk and event.object_id == str(made.pk)
+    assert audit.tenant_key(tenant_a.tenant) == tenant_a.tenant.pk  # a tenant's own events are its own
