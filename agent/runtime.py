@@ -2,6 +2,9 @@
 
 Layout under ``root``:
     images/<name>/rootfs     the image, built once (busybox: Debian's busybox-static + applet links)
+    images/<name>/spares/    whole copies of the image made ahead of need (``POD_SPARES_ENV``): a new
+                             pod's rootfs is one of them renamed into its bundle, so no file is
+                             copied while the API caller waits; the next one is copied after
     bundles/<id>/rootfs      the pod's own copy of the image
     bundles/<id>/config.json ``runc spec``, adjusted (terminal off, args, cgroup limits)
     runc/                    runc's state (``runc --root``)
@@ -22,6 +25,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,6 +39,11 @@ CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 CPU_PERIOD = 100_000
 # Only for crash-safety tests: sleep this long after ``runc run`` succeeded, before answering.
 PAUSE_AFTER_CREATE_ENV = "MPANEL_AGENT_DEBUG_PAUSE_AFTER_CREATE"
+# How many ready copies of each image a node keeps (0: copy the image while the pod is created).
+POD_SPARES_ENV = "MPANEL_POD_SPARES"
+DEFAULT_POD_SPARES = 2
+# A spare still being copied this long after it began was left by a process that died: removed.
+STALE_SPARE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,7 @@ class NodeRuntime:
         self.bundles = self.root / "bundles"
         self.images_dir = self.root / "images"
         self._lock = threading.Lock()  # image builds
+        self._refilling: set[str] = set()  # images whose spares a thread of this process is copying
         self._web: WebRuntime | None = None
 
     @property
@@ -159,6 +169,10 @@ class NodeRuntime:
         return result
 
     def _state(self, container_id: str) -> dict | None:
+        # runc keeps a container's state in <root>/<id>/ and answers "does not exist" when that folder
+        # is missing: read that much from the disk rather than start runc (most of a new pod's reads).
+        if not (self.state_dir / container_id).exists():
+            return None
         result = self._runc("state", container_id, check=False)
         if result.returncode != 0:
             if "does not exist" in result.stderr:
@@ -185,6 +199,83 @@ class NodeRuntime:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         return final
+
+    # --- spare rootfs copies ------------------------------------------------------------------
+    @staticmethod
+    def spares_wanted() -> int:
+        try:
+            return max(0, int(os.environ.get(POD_SPARES_ENV, DEFAULT_POD_SPARES)))
+        except ValueError:
+            return DEFAULT_POD_SPARES
+
+    def spares_dir(self, name: str) -> Path:
+        return self.images_dir / name / "spares"
+
+    def _take_spare(self, name: str, target: Path) -> bool:
+        """Move a ready copy of image ``name`` to ``target`` (same filesystem: one rename). A copy is
+        whole or not there (it is renamed into ``spares/`` once complete), and a rename succeeds for
+        one taker only, so two processes never share one. Each pod still gets its own copy: the
+        spare was copied from the image exactly as ``copytree`` would while the pod is created."""
+        folder = self.spares_dir(name)
+        try:
+            names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+        except FileNotFoundError:
+            names = []
+        for spare in names:
+            try:
+                os.rename(folder / spare, target)
+                return True
+            except FileNotFoundError:  # another process took it first
+                continue
+        return False
+
+    def refill_spares(self, name: str) -> int:
+        """Copy image ``name`` until ``POD_SPARES_ENV`` copies are ready; returns how many were made.
+        The image must exist (a node root removed meanwhile stops the refill)."""
+        image = self.images_dir / name / "rootfs"
+        folder = self.spares_dir(name)
+        made = 0
+        wanted = self.spares_wanted()
+        if not wanted or not image.exists():
+            return 0
+        try:
+            folder.mkdir(exist_ok=True)
+            now = time.time()
+            for entry in os.scandir(folder):
+                if (
+                    entry.name.startswith(".")
+                    and now - entry.stat(follow_symlinks=False).st_mtime > STALE_SPARE_SECONDS
+                ):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            while len(os.listdir(folder)) < wanted:  # copies under way in other processes count too
+                tmp = Path(tempfile.mkdtemp(prefix=".copy-", dir=folder))
+                try:
+                    shutil.copytree(image, tmp / "rootfs", symlinks=True)
+                    os.rename(tmp / "rootfs", folder / uuid.uuid4().hex)
+                    made += 1
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:  # the node root went away (a test's, a wiped node): nothing to keep ready
+            pass
+        return made
+
+    def refill_spares_later(self, name: str) -> None:
+        """``refill_spares`` in a daemon thread, at most one per image in this process."""
+        if not self.spares_wanted():
+            return
+        with self._lock:
+            if name in self._refilling:
+                return
+            self._refilling.add(name)
+
+        def run() -> None:
+            try:
+                self.refill_spares(name)
+            finally:
+                with self._lock:
+                    self._refilling.discard(name)
+
+        threading.Thread(target=run, name=f"pod-spares-{name}", daemon=True).start()
 
     def bundle_dir(self, container_id: str) -> Path:
         return self.bundles / container_id
@@ -233,7 +324,9 @@ class NodeRuntime:
         self.bundles.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{spec.id}-", dir=self.bundles))
         try:
-            shutil.copytree(self.image_rootfs(spec.image), tmp / "rootfs", symlinks=True)
+            image = self.image_rootfs(spec.image)
+            if not self._take_spare(spec.image, tmp / "rootfs"):
+                shutil.copytree(image, tmp / "rootfs", symlinks=True)
             config = self._config(spec, tmp)
             (tmp / "config.json").write_text(json.dumps(config, indent=1))
             (tmp / "spec.json").write_text(json.dumps(spec.to_dict()))
@@ -264,10 +357,30 @@ class NodeRuntime:
             )
         if result.returncode != 0:
             raise AgentError(f"runc run failed: {log.read_text(errors='replace')[-1000:]}")
+        self.refill_spares_later(spec.image)  # the copy the next pod takes, made after this one runs
         pause = float(os.environ.get(PAUSE_AFTER_CREATE_ENV) or 0)
         if pause:
             time.sleep(pause)
-        return {"created": True, **self._short(self._state(spec.id))}
+        return {"created": True, **self._short(self._started_state(spec.id))}
+
+    def _started_state(self, container_id: str) -> dict | None:
+        """The state of a container ``runc run -d`` has just started, from runc's own state file.
+
+        runc calls a container ``running`` when its init process (pid and start time, so a reused pid
+        does not count) is alive, it is not frozen and its exec fifo is gone (``run`` removes it once
+        the process runs). Nothing can have frozen it yet (the caller holds the pod), so a live init
+        process is ``running``, a dead one ``stopped`` (it exited at once). Anything unexpected asks
+        runc."""
+        folder = self.state_dir / container_id
+        try:
+            data = json.loads((folder / "state.json").read_text())
+            pid, start = int(data["init_process_pid"]), int(data["init_process_start"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return self._state(container_id)
+        if (folder / "exec.fifo").exists():
+            return self._state(container_id)
+        alive = pid > 0 and _process_start(pid) == start
+        return {"id": container_id, "status": "running" if alive else "stopped", "pid": pid if alive else 0}
 
     def pod_state(self, container_id: str) -> dict:
         state = self._state(container_id)
@@ -407,6 +520,19 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _process_start(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), as runc
+    records it; None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat[stat.rindex(")") + 2 :].split()[19])  # fields after "(comm)": state is field 3
+    except (ValueError, IndexError):
+        return None
 
 
 def _meminfo() -> dict[str, int]:
