@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import tempfile
@@ -169,10 +170,19 @@ class NodeRuntime:
         return result
 
     def _state(self, container_id: str) -> dict | None:
-        # runc keeps a container's state in <root>/<id>/ and answers "does not exist" when that folder
-        # is missing: read that much from the disk rather than start runc (most of a new pod's reads).
-        if not (self.state_dir / container_id).exists():
+        """The container's state (``id``, ``status``, ``pid``), or None when it does not exist.
+
+        Read from runc's own state folder (``<root>/<id>/state.json``) the way ``runc state``
+        decides it, without starting runc: no folder, no container; an init process that is not
+        alive (pid and start time, so a reused pid does not count) is ``stopped``; a frozen cgroup is
+        ``paused``; the exec fifo still there (created, not started) is ``created``; else ``running``.
+        Anything this does not recognise (another state layout, a cgroup it cannot read) asks runc."""
+        folder = self.state_dir / container_id
+        if not folder.exists():
             return None
+        fast = _read_state(folder, container_id)
+        if fast is not None:
+            return fast
         result = self._runc("state", container_id, check=False)
         if result.returncode != 0:
             if "does not exist" in result.stderr:
@@ -348,39 +358,18 @@ class NodeRuntime:
         bundle = self._write_bundle(spec)
         log = bundle / "container.log"
         with open(log, "ab") as out:
-            result = subprocess.run(
+            returncode = _run_waiting(
                 [self.runc_bin, "--root", str(self.state_dir), "run", "-d", "--bundle", str(bundle), spec.id],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
+                out,
                 timeout=60,
             )
-        if result.returncode != 0:
+        if returncode != 0:
             raise AgentError(f"runc run failed: {log.read_text(errors='replace')[-1000:]}")
         self.refill_spares_later(spec.image)  # the copy the next pod takes, made after this one runs
         pause = float(os.environ.get(PAUSE_AFTER_CREATE_ENV) or 0)
         if pause:
             time.sleep(pause)
-        return {"created": True, **self._short(self._started_state(spec.id))}
-
-    def _started_state(self, container_id: str) -> dict | None:
-        """The state of a container ``runc run -d`` has just started, from runc's own state file.
-
-        runc calls a container ``running`` when its init process (pid and start time, so a reused pid
-        does not count) is alive, it is not frozen and its exec fifo is gone (``run`` removes it once
-        the process runs). Nothing can have frozen it yet (the caller holds the pod), so a live init
-        process is ``running``, a dead one ``stopped`` (it exited at once). Anything unexpected asks
-        runc."""
-        folder = self.state_dir / container_id
-        try:
-            data = json.loads((folder / "state.json").read_text())
-            pid, start = int(data["init_process_pid"]), int(data["init_process_start"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return self._state(container_id)
-        if (folder / "exec.fifo").exists():
-            return self._state(container_id)
-        alive = pid > 0 and _process_start(pid) == start
-        return {"id": container_id, "status": "running" if alive else "stopped", "pid": pid if alive else 0}
+        return {"created": True, **self._short(self._state(spec.id))}
 
     def pod_state(self, container_id: str) -> dict:
         state = self._state(container_id)
@@ -522,15 +511,81 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _run_waiting(cmd: list[str], out, *, timeout: float) -> int:
+    """Run ``cmd`` (output to the file ``out``) and return its exit status as soon as it exits.
+
+    ``subprocess.run(timeout=…)`` without pipes waits by polling with sleeps of up to 50 ms, a delay
+    that every ``runc run`` paid after it had finished; a pidfd is readable the moment the process
+    exits. A command still running after ``timeout`` seconds is killed (``subprocess.TimeoutExpired``)."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (an old kernel): the polling wait
+        pidfd = None
+    try:
+        if pidfd is not None:
+            try:
+                ready, _, _ = select.select([pidfd], [], [], timeout)
+            finally:
+                os.close(pidfd)
+            if not ready:
+                raise subprocess.TimeoutExpired(cmd, timeout)
+            return proc.wait()
+        return proc.wait(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def _read_state(folder: Path, container_id: str) -> dict | None:
+    """``runc state``'s answer from its state folder (see ``NodeRuntime._state``); None: ask runc."""
+    try:
+        data = json.loads((folder / "state.json").read_text())
+        pid, start = int(data["init_process_pid"]), int(data["init_process_start"])
+        cgroups = data.get("cgroup_paths") or {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    out = {"id": container_id, "pid": pid, "created": data.get("created")}
+    if pid <= 0 or _process_start(pid) != start:
+        return {**out, "status": "stopped", "pid": 0}
+    frozen = _frozen(cgroups)
+    if frozen is None:
+        return None
+    if frozen:
+        return {**out, "status": "paused"}
+    if (folder / "exec.fifo").exists():
+        return {**out, "status": "created"}
+    return {**out, "status": "running"}
+
+
+def _frozen(cgroups: dict) -> bool | None:
+    """Is the container's cgroup frozen (cgroup v1 ``freezer.state``, v2 ``cgroup.freeze``)?
+    None when neither can be read."""
+    try:
+        if cgroups.get("freezer"):
+            state = Path(cgroups["freezer"], "freezer.state").read_text().strip()
+            return {"FROZEN": True, "THAWED": False}.get(state)  # FREEZING: runc decides
+        if cgroups.get(""):
+            return Path(cgroups[""], "cgroup.freeze").read_text().strip() == "1"
+    except OSError:
+        return None
+    return None
+
+
 def _process_start(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), as runc
-    records it; None when there is no such process."""
+    """A live process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), as
+    runc records it; None when there is no such process or it is a zombie or dead (runc's test too:
+    a container whose process exited is stopped even before its parent reaps it)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     try:
-        return int(stat[stat.rindex(")") + 2 :].split()[19])  # fields after "(comm)": state is field 3
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "(comm)": field 3 (the state) onwards
+        if fields[0] in ("Z", "X", "x"):
+            return None
+        return int(fields[19])
     except (ValueError, IndexError):
         return None
 
