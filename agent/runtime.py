@@ -2,6 +2,9 @@
 
 Layout under ``root``:
     images/<name>/rootfs     the image, built once (busybox: Debian's busybox-static + applet links)
+    images/<name>/spares/    whole copies of the image made ahead of need (``POD_SPARES_ENV``): a new
+                             pod's rootfs is one of them renamed into its bundle, so no file is
+                             copied while the API caller waits; the next one is copied after
     bundles/<id>/rootfs      the pod's own copy of the image
     bundles/<id>/config.json ``runc spec``, adjusted (terminal off, args, cgroup limits)
     runc/                    runc's state (``runc --root``)
@@ -17,11 +20,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -35,6 +40,11 @@ CONTAINER_ID_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 CPU_PERIOD = 100_000
 # Only for crash-safety tests: sleep this long after ``runc run`` succeeded, before answering.
 PAUSE_AFTER_CREATE_ENV = "MPANEL_AGENT_DEBUG_PAUSE_AFTER_CREATE"
+# How many ready copies of each image a node keeps (0: copy the image while the pod is created).
+POD_SPARES_ENV = "MPANEL_POD_SPARES"
+DEFAULT_POD_SPARES = 2
+# A spare still being copied this long after it began was left by a process that died: removed.
+STALE_SPARE_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,7 @@ class NodeRuntime:
         self.bundles = self.root / "bundles"
         self.images_dir = self.root / "images"
         self._lock = threading.Lock()  # image builds
+        self._refilling: set[str] = set()  # images whose spares a thread of this process is copying
         self._web: WebRuntime | None = None
 
     @property
@@ -159,6 +170,19 @@ class NodeRuntime:
         return result
 
     def _state(self, container_id: str) -> dict | None:
+        """The container's state (``id``, ``status``, ``pid``), or None when it does not exist.
+
+        Read from runc's own state folder (``<root>/<id>/state.json``) the way ``runc state``
+        decides it, without starting runc: no folder, no container; an init process that is not
+        alive (pid and start time, so a reused pid does not count) is ``stopped``; a frozen cgroup is
+        ``paused``; the exec fifo still there (created, not started) is ``created``; else ``running``.
+        Anything this does not recognise (another state layout, a cgroup it cannot read) asks runc."""
+        folder = self.state_dir / container_id
+        if not folder.exists():
+            return None
+        fast = _read_state(folder, container_id)
+        if fast is not None:
+            return fast
         result = self._runc("state", container_id, check=False)
         if result.returncode != 0:
             if "does not exist" in result.stderr:
@@ -185,6 +209,83 @@ class NodeRuntime:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
         return final
+
+    # --- spare rootfs copies ------------------------------------------------------------------
+    @staticmethod
+    def spares_wanted() -> int:
+        try:
+            return max(0, int(os.environ.get(POD_SPARES_ENV, DEFAULT_POD_SPARES)))
+        except ValueError:
+            return DEFAULT_POD_SPARES
+
+    def spares_dir(self, name: str) -> Path:
+        return self.images_dir / name / "spares"
+
+    def _take_spare(self, name: str, target: Path) -> bool:
+        """Move a ready copy of image ``name`` to ``target`` (same filesystem: one rename). A copy is
+        whole or not there (it is renamed into ``spares/`` once complete), and a rename succeeds for
+        one taker only, so two processes never share one. Each pod still gets its own copy: the
+        spare was copied from the image exactly as ``copytree`` would while the pod is created."""
+        folder = self.spares_dir(name)
+        try:
+            names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
+        except FileNotFoundError:
+            names = []
+        for spare in names:
+            try:
+                os.rename(folder / spare, target)
+                return True
+            except FileNotFoundError:  # another process took it first
+                continue
+        return False
+
+    def refill_spares(self, name: str) -> int:
+        """Copy image ``name`` until ``POD_SPARES_ENV`` copies are ready; returns how many were made.
+        The image must exist (a node root removed meanwhile stops the refill)."""
+        image = self.images_dir / name / "rootfs"
+        folder = self.spares_dir(name)
+        made = 0
+        wanted = self.spares_wanted()
+        if not wanted or not image.exists():
+            return 0
+        try:
+            folder.mkdir(exist_ok=True)
+            now = time.time()
+            for entry in os.scandir(folder):
+                if (
+                    entry.name.startswith(".")
+                    and now - entry.stat(follow_symlinks=False).st_mtime > STALE_SPARE_SECONDS
+                ):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            while len(os.listdir(folder)) < wanted:  # copies under way in other processes count too
+                tmp = Path(tempfile.mkdtemp(prefix=".copy-", dir=folder))
+                try:
+                    shutil.copytree(image, tmp / "rootfs", symlinks=True)
+                    os.rename(tmp / "rootfs", folder / uuid.uuid4().hex)
+                    made += 1
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:  # the node root went away (a test's, a wiped node): nothing to keep ready
+            pass
+        return made
+
+    def refill_spares_later(self, name: str) -> None:
+        """``refill_spares`` in a daemon thread, at most one per image in this process."""
+        if not self.spares_wanted():
+            return
+        with self._lock:
+            if name in self._refilling:
+                return
+            self._refilling.add(name)
+
+        def run() -> None:
+            try:
+                self.refill_spares(name)
+            finally:
+                with self._lock:
+                    self._refilling.discard(name)
+
+        threading.Thread(target=run, name=f"pod-spares-{name}", daemon=True).start()
 
     def bundle_dir(self, container_id: str) -> Path:
         return self.bundles / container_id
@@ -233,7 +334,9 @@ class NodeRuntime:
         self.bundles.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{spec.id}-", dir=self.bundles))
         try:
-            shutil.copytree(self.image_rootfs(spec.image), tmp / "rootfs", symlinks=True)
+            image = self.image_rootfs(spec.image)
+            if not self._take_spare(spec.image, tmp / "rootfs"):
+                shutil.copytree(image, tmp / "rootfs", symlinks=True)
             config = self._config(spec, tmp)
             (tmp / "config.json").write_text(json.dumps(config, indent=1))
             (tmp / "spec.json").write_text(json.dumps(spec.to_dict()))
@@ -255,15 +358,14 @@ class NodeRuntime:
         bundle = self._write_bundle(spec)
         log = bundle / "container.log"
         with open(log, "ab") as out:
-            result = subprocess.run(
+            returncode = _run_waiting(
                 [self.runc_bin, "--root", str(self.state_dir), "run", "-d", "--bundle", str(bundle), spec.id],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
+                out,
                 timeout=60,
             )
-        if result.returncode != 0:
+        if returncode != 0:
             raise AgentError(f"runc run failed: {log.read_text(errors='replace')[-1000:]}")
+        self.refill_spares_later(spec.image)  # the copy the next pod takes, made after this one runs
         pause = float(os.environ.get(PAUSE_AFTER_CREATE_ENV) or 0)
         if pause:
             time.sleep(pause)
@@ -407,6 +509,85 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _run_waiting(cmd: list[str], out, *, timeout: float) -> int:
+    """Run ``cmd`` (output to the file ``out``) and return its exit status as soon as it exits.
+
+    ``subprocess.run(timeout=…)`` without pipes waits by polling with sleeps of up to 50 ms, a delay
+    that every ``runc run`` paid after it had finished; a pidfd is readable the moment the process
+    exits. A command still running after ``timeout`` seconds is killed (``subprocess.TimeoutExpired``)."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # no pidfd (an old kernel): the polling wait
+        pidfd = None
+    try:
+        if pidfd is not None:
+            try:
+                ready, _, _ = select.select([pidfd], [], [], timeout)
+            finally:
+                os.close(pidfd)
+            if not ready:
+                raise subprocess.TimeoutExpired(cmd, timeout)
+            return proc.wait()
+        return proc.wait(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def _read_state(folder: Path, container_id: str) -> dict | None:
+    """``runc state``'s answer from its state folder (see ``NodeRuntime._state``); None: ask runc."""
+    try:
+        data = json.loads((folder / "state.json").read_text())
+        pid, start = int(data["init_process_pid"]), int(data["init_process_start"])
+        cgroups = data.get("cgroup_paths") or {}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    out = {"id": container_id, "pid": pid, "created": data.get("created")}
+    if pid <= 0 or _process_start(pid) != start:
+        return {**out, "status": "stopped", "pid": 0}
+    frozen = _frozen(cgroups)
+    if frozen is None:
+        return None
+    if frozen:
+        return {**out, "status": "paused"}
+    if (folder / "exec.fifo").exists():
+        return {**out, "status": "created"}
+    return {**out, "status": "running"}
+
+
+def _frozen(cgroups: dict) -> bool | None:
+    """Is the container's cgroup frozen (cgroup v1 ``freezer.state``, v2 ``cgroup.freeze``)?
+    None when neither can be read."""
+    try:
+        if cgroups.get("freezer"):
+            state = Path(cgroups["freezer"], "freezer.state").read_text().strip()
+            return {"FROZEN": True, "THAWED": False}.get(state)  # FREEZING: runc decides
+        if cgroups.get(""):
+            return Path(cgroups[""], "cgroup.freeze").read_text().strip() == "1"
+    except OSError:
+        return None
+    return None
+
+
+def _process_start(pid: int) -> int | None:
+    """A live process's start time in clock ticks since boot (``/proc/<pid>/stat`` field 22), as
+    runc records it; None when there is no such process or it is a zombie or dead (runc's test too:
+    a container whose process exited is stopped even before its parent reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        fields = stat[stat.rindex(")") + 2 :].split()  # after "(comm)": field 3 (the state) onwards
+        if fields[0] in ("Z", "X", "x"):
+            return None
+        return int(fields[19])
+    except (ValueError, IndexError):
+        return None
 
 
 def _meminfo() -> dict[str, int]:

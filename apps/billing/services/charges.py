@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Min, Sum, Value, When
 from django.utils import timezone
 
@@ -73,6 +73,35 @@ def _due_charges(
                                       amount=usage_charge(sub.product, currency=sub.currency, quantity=usage["q"]),
                                       description=f"{sub.product.name}: {usage['q'].normalize()} {unit}"))  # fmt: skip
     return out
+
+
+def _update_each(model, objs: list, fields: list[str]) -> None:
+    """Write ``fields`` of each of ``objs`` (rows of ``model``) in one statement.
+
+    ``bulk_update`` builds a ``CASE WHEN pk = … THEN …`` per row and field (a third of a billing
+    batch's time went into building them); on PostgreSQL the values go as one array per column
+    instead: ``UPDATE … FROM unnest(pks, values…) WHERE pk = …``, the same rows written."""
+    if not objs:
+        return
+    if connection.vendor != "postgresql":
+        model.all_tenants.bulk_update(objs, fields, batch_size=1000)
+        return
+    meta = model._meta
+    columns = [meta.pk, *(meta.get_field(name) for name in fields)]
+    quote = connection.ops.quote_name
+    arrays = [[column.get_db_prep_save(getattr(obj, column.attname), connection) for obj in objs]
+              for column in columns]  # fmt: skip
+    names = [f"c{i}" for i in range(len(columns))]
+    # Identifiers from the model's meta (quoted), every value a parameter.
+    sql = (
+        f"UPDATE {quote(meta.db_table)} AS t SET "  # noqa: S608
+        + ", ".join(f"{quote(c.column)} = v.{n}" for c, n in zip(columns[1:], names[1:], strict=True))
+        + " FROM unnest("
+        + ", ".join(f"%s::{c.db_type(connection)}[]" for c in columns)
+        + f") AS v({', '.join(names)}) WHERE t.{quote(meta.pk.column)} = v.{names[0]}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, arrays)
 
 
 def bill_groups(groups: list[Group], *, tenant, on: date, conf: BillingSettings) -> Billed:
@@ -146,7 +175,7 @@ def bill_groups(groups: list[Group], *, tenant, on: date, conf: BillingSettings)
                            "lines": lines, "due_date": group.due_date, "audit": [("billing.run.invoice", {
                                "subscriptions": [str(s.pk) for s in group.subs], "lines": len(lines)})]})  # fmt: skip
     if moved:
-        Subscription.all_tenants.bulk_update(moved, ["billed_through", "updated_at"], batch_size=1000)
+        _update_each(Subscription, moved, ["billed_through", "updated_at"])
     if usage_links:
         to_charge = Case(*[When(subscription_id=s, then=Value(c)) for s, c in usage_links.items()])
         UsageRecord.all_tenants.filter(
@@ -167,7 +196,7 @@ def bill_groups(groups: list[Group], *, tenant, on: date, conf: BillingSettings)
             charge.invoice_line = line
             linked.append(charge)
     if linked:
-        SubscriptionCharge.all_tenants.bulk_update(linked, ["invoice_line"], batch_size=1000)
+        _update_each(SubscriptionCharge, linked, ["invoice_line"])
     invoices.run_paid_hooks_of(out)
     return Billed(invoices=out, charges=len(written))
 
