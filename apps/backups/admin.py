@@ -193,12 +193,23 @@ class SnapshotAdmin(ServiceAdmin):
 
 @admin.register(Restore)
 class RestoreAdmin(ReadOnlyAdmin):
-    list_display = ["target_label", "target_kind", "in_place", "status_shown", "step", "created", "tenant"]
+    list_display = ["target_label", "target_kind", "in_place", "status_shown", "step", "progress_shown", "created",
+                    "tenant"]  # fmt: skip
     list_filter = ["status", "target_kind", "tenant"]
     search_fields = ["target_label", "id"]
     list_select_related = ["tenant"]
+    readonly_fields = ["progress_shown"]
 
     status_shown = status_column(description="status")
+
+    @admin.display(description="progress")
+    def progress_shown(self, obj):
+        found = services.restore_progress(obj)
+        if found is None:
+            return "—"
+        done, total = found.get("bytes_done"), found.get("bytes_total")
+        sizes = f" ({_size(done)} of {_size(total)})" if done is not None and total else ""
+        return f"{float(found['percent']):.0f} %{sizes}"
 
     @admin.display(description="started", ordering="created_at")
     def created(self, obj):
