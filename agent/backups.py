@@ -505,6 +505,30 @@ def _restore_watched(repo: Repo, snap: str, target: Path, args: tuple[str, ...],
     _progress_write(progress, 100.0, total, total)
 
 
+@OPERATIONS.register("backup_mail_hold")
+def mail_hold(node: Node, args: dict) -> dict:
+    """Hold a mail domain suspended for a restore (``hold``: true) or let it go (false): a marker
+    ``<node root>/mail/held/<domain>/<token>`` that every mail sync meanwhile renders as suspended
+    (agent/mail.py ``held_domains``), so a sync another change runs cannot lift the restore's hold.
+    The caller renders the mail configuration after (``mail_sync``)."""
+    try:
+        domain = validate_mail.mail_domain(args.get("domain"), field="domain")
+    except Invalid as exc:
+        raise AgentError(str(exc), permanent=True) from exc
+    token = args.get("token")
+    _check(isinstance(token, str) and bool(TOKEN_RE.match(token)), "bad hold token")
+    folder = Path(node.root) / "mail" / "held" / domain
+    if args.get("hold"):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / token).touch()
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / token).unlink()
+        with contextlib.suppress(OSError):  # still held by another restore: not empty, kept
+            folder.rmdir()
+    return {"domain": domain, "held": args.get("hold", False)}
+
+
 @OPERATIONS.register("backup_restore_progress")
 def restore_progress(node: Node, args: dict) -> dict:
     """How far the restore with this token is: ``{percent, bytes_done, bytes_total}``, ``{}`` before

@@ -37,7 +37,7 @@ from apps.databases import services as database_services
 from apps.databases.models import Database
 from apps.dns import services as dns_services
 from apps.dns.models import Zone
-from apps.jobs.lifecycle import Lifecycle, Move
+from apps.jobs.lifecycle import Lifecycle, Move, follow_up
 from apps.jobs.models import Job
 from apps.mail import services as mail_services
 from apps.mail.models import Mailbox, MailDomain
@@ -557,12 +557,13 @@ def _new_mailbox(snapshot: Snapshot, *, name: str, password: str, day: str, acto
 
 
 @contextmanager
-def _held(kind: str, target: Any) -> Iterator[None]:
+def _held(kind: str, target: Any, token: str) -> Iterator[None]:
     """The resource out of service while it is restored, and back afterwards whatever happens:
     - an active website answers its "suspended" page (the node's own suspended vhost, rendered for
       the time, the site's status untouched);
     - a mailbox's mail domain is suspended on its node (mail deferred with a 450, so senders retry;
-      logins refused), then the node's real mail configuration is rendered again.
+      logins refused), held by a marker on the node that every mail sync meanwhile honours, then
+      the node's real mail configuration is rendered again.
     A resource suspended already (e.g. for non-payment) stays so: its row is locked by the restore,
     so a suspension asked meanwhile waits and then applies. A database has no suspension; a pod is
     paused by the node for its copy."""
@@ -575,13 +576,18 @@ def _held(kind: str, target: Any) -> Iterator[None]:
             driver.site_ensure(website_services.site_spec(target, "active"))
         return
     if kind == ResourceKind.MAILBOX and not target.mail_domain.suspended:
-        node = target.mail_domain.node
+        node, name = target.mail_domain.node, target.mail_domain.name
         driver = driver_for(node)
-        spec = mail_services.node_spec(node.pk)
-        driver.mail_sync({**spec, "suspended": sorted({*spec["suspended"], target.mail_domain.name})})
+        # The hold is the node's own marker, so a mail sync another change runs meanwhile (a job with
+        # the domain's real rows) renders the domain suspended too; the rendering below makes it so now.
+        hold = {"domain": name, "token": token}
+        driver.backup("mail_hold", {**hold, "hold": True})
         try:
+            spec = mail_services.node_spec(node.pk)
+            driver.mail_sync({**spec, "suspended": sorted({*spec["suspended"], name})})
             yield
         finally:
+            driver.backup("mail_hold", {**hold, "hold": False})
             driver.mail_sync(mail_services.node_spec(node.pk))
         return
     yield
@@ -601,7 +607,7 @@ def restore_converge(restore: Restore, job_type: str) -> dict:
         raise NodeError(f"The {src.kind} to restore into is gone.", permanent=True)
     if getattr(target, "status", None) in BEING_MADE:  # a new target not made on its node yet
         raise NodeError(f"The {src.kind} {src.label(target)} is still being made; the restore waits for it.")
-    with _held(restore.target_kind, target):
+    with _held(restore.target_kind, target, restore.pk.hex):
         if restore.in_place:
             _step(restore, "pre-restore snapshot")
             pre = Snapshot(tenant=restore.tenant, repository=repo, resource_kind=snap.resource_kind,
@@ -868,55 +874,126 @@ def due_policies(now=None) -> dict:
 # --- the final snapshot before a delete -----------------------------------------------------------
 
 
-def final_snapshot(obj: Any, *, actor=None, force: bool = False) -> list[Snapshot]:
-    """``apps.jobs.lifecycle.BEFORE_DELETE``: a resource that a policy backs up is snapshotted once
-    more before it is deleted (``reason=final``, kept ``final_keep_days``), one per repository, with
-    its row locked by the delete. A failed final snapshot stops the delete with a 409 that says why,
-    unless an ADMIN+ forces it (``?force=true``): the failure is then recorded on the snapshot row."""
-    kind = kind_of(obj)
-    if kind is None:
-        return []
+def _final_policies(obj: Any, kind: str) -> list[BackupPolicy]:
     ref = f"{kind}:{obj.pk}"
     customer_id = customer_of(obj)
     # Read in Python, not by JSON containment: the embedded SQLite has none (a tenant has few policies).
-    policies = [
+    return [
         policy
         for policy in BackupPolicy.all_tenants.filter(tenant_id=obj.tenant_id, final_keep_days__gt=0)
         .select_related("repository", "repository__node")
         .order_by("-final_keep_days", "name")
         if ref in (policy.resources or []) or (customer_id is not None and policy.customer_id == customer_id)
     ]
-    made, seen = [], set()
-    for policy in policies:
+
+
+def _final_rows(obj: Any, kind: str, actor) -> list[Snapshot]:
+    """A pending ``final`` snapshot row per repository of the policies that name ``obj``."""
+    rows, seen = [], set()
+    for policy in _final_policies(obj, kind):
         repo = policy.repository
         if repo.pk in seen or repo.status not in (RepoStatus.ACTIVE, RepoStatus.PENDING):
             continue
         seen.add(repo.pk)
-        src = source(kind)
         snap = Snapshot(tenant_id=obj.tenant_id, repository=repo, policy=policy, resource_kind=kind,
-                        resource_id=obj.pk, resource_label=src.label(obj), reason=Reason.FINAL,
+                        resource_id=obj.pk, resource_label=source(kind).label(obj), reason=Reason.FINAL,
                         keep_until=timezone.now() + timedelta(days=policy.final_keep_days))  # fmt: skip
         snap.save(force_insert=True)
         audit.created(snap, "backup.snapshot.create", actor=actor)
+        rows.append(snap)
+    return rows
+
+
+def _final_refusal(label: str, repo_name: str, message: str) -> str:
+    return (f"The final backup of {label} into {repo_name} failed ({message}): nothing was deleted. Fix the "
+            "repository, or delete anyway with ?force=true (ADMIN+).")  # fmt: skip
+
+
+def _take_final(snap: Snapshot, obj: Any) -> None:
+    src, repo = source(snap.resource_kind), snap.repository
+    if obj is None:
+        raise NodeError(f"the {src.kind} is gone", permanent=True)
+    if not reaches(repo.node, src.node(obj)):
+        raise NodeError("the repository is not reachable from the resource's node", permanent=True)
+    result = _take(repo, snap.resource_kind, obj, Reason.FINAL)
+    if src.engine(obj):
+        result["manifest"] = {**(result.get("manifest") or {}), "engine": src.engine(obj)}
+    _record_taken(snap, result)
+
+
+def _final_error(snap: Snapshot, message: str, actor=audit.SYSTEM) -> None:
+    with audit.change(snap, "backup.snapshot.error", actor=actor):
+        snap.status, snap.last_error = SnapshotStatus.ERROR, f"final backup failed: {message}"[:2000]
+        snap.save()
+
+
+def final_snapshot(obj: Any, *, actor=None, force: bool = False, then: dict | None = None) -> Job | None:
+    """``apps.jobs.lifecycle.BEFORE_DELETE``: a resource that a policy backs up is snapshotted once
+    more before it is deleted (``reason=final``, kept ``final_keep_days``), one per repository.
+
+    From a Lifecycle's delete (``then`` given): the snapshots are one job, ``backup.snapshot.final``,
+    answered so the delete job waits for it; the row is marked deleting at once and the request
+    answers 202. The job stores the delete job when every snapshot is taken (or the delete was
+    forced); after a failed one the resource is ``error``, the reason in its ``last_error``, nothing removed.
+    Without ``then`` (a row deleted in this transaction: a mailbox), the snapshots are taken now, and a
+    failure stops the delete with a 409 that says why. An ADMIN+'s ``?force=true`` deletes anyway:
+    the failure is then recorded on the snapshot row."""
+    kind = kind_of(obj)
+    if kind is None:
+        return None
+    rows = _final_rows(obj, kind, actor)
+    if not rows:
+        return None
+    if then is not None:
+        return snapshots.enqueue(rows[0], "backup.snapshot.final", actor=actor,
+                                 snapshots=[str(r.pk) for r in rows], then=then)  # fmt: skip
+    for snap in rows:
         try:
-            if not reaches(repo.node, src.node(obj)):
-                raise NodeError("the repository is not reachable from the resource's node", permanent=True)
-            result = _take(repo, kind, obj, Reason.FINAL)
+            _take_final(snap, obj)
         except NodeError as exc:
             if not force:
-                raise Conflict(f"The final backup of {src.label(obj)} into {repo.name} failed ({exc.message}): "
-                               "nothing was deleted. Fix the repository, or delete anyway with ?force=true "
-                               "(ADMIN+).", code="final_backup_failed") from exc  # fmt: skip
-            with audit.change(snap, "backup.snapshot.error", actor=actor):
-                snap.status, snap.last_error = SnapshotStatus.ERROR, f"final backup failed: {exc.message}"[:2000]
-                snap.save()
-            log.warning("final backup of %s failed, deleted anyway (forced): %s", ref, exc.message)
-            continue
-        if src.engine(obj):
-            result["manifest"] = {**(result.get("manifest") or {}), "engine": src.engine(obj)}
-        _record_taken(snap, result)
-        made.append(snap)
-    return made
+                raise Conflict(_final_refusal(snap.resource_label, snap.repository.name, exc.message),
+                               code="final_backup_failed") from exc  # fmt: skip
+            _final_error(snap, exc.message, actor=actor)
+            log.warning("final backup of %s:%s failed, deleted anyway (forced): %s", kind, obj.pk, exc.message)
+    return None
+
+
+def final_run(job: Job) -> dict:
+    """``backup.snapshot.final``: the final snapshots of a resource being deleted, then its delete
+    job (``follow_up``). A node error that a retry can help is retried while attempts are left; then
+    the snapshot is ``error`` and, unless the delete was forced, so is the resource (nothing removed)."""
+    then, pks = job.payload.get("then") or {}, job.payload.get("snapshots") or []
+    last = job.attempts >= job.max_attempts
+    failures: list[str] = []
+    rows = Snapshot.objects.filter(pk__in=pks).select_related("repository", "repository__node").order_by("pk")
+    try:
+        for snap in rows:
+            if snap.status == SnapshotStatus.ERROR:
+                failures.append(_final_refusal(snap.resource_label, snap.repository.name, snap.last_error))
+            if snap.status != SnapshotStatus.PENDING:
+                continue
+            src = source(snap.resource_kind)
+            try:
+                _take_final(snap, src.model.objects.filter(pk=snap.resource_id).first())
+            except (NodeError, crypto.UndecryptableSecret) as exc:
+                permanent = getattr(exc, "permanent", True)
+                message = getattr(exc, "message", None) or str(exc)
+                if not permanent and not last:
+                    raise  # tried again; the snapshots taken already stay taken
+                _final_error(snap, message)
+                failures.append(_final_refusal(snap.resource_label, snap.repository.name, message))
+    except Exception as exc:
+        if not last or isinstance(exc, NodeError):
+            raise
+        # Anything else on the last attempt: the resource must not stay "deleting" for ever.
+        failures.append(f"The final backup failed ({exc.__class__.__name__}): nothing was deleted.")
+        follow_up(then, ok=False, error=failures[-1])
+        raise
+    outcome = follow_up(then, ok=not failures, error="; ".join(failures))
+    if failures:
+        log.warning("final backup of %s failed (%s): %s", then.get("pk"), outcome, failures)
+    return {"snapshots": len(pks), "failed": len(failures), "delete": outcome}
 
 
 # --- hosting plans with backups, and the storage they use -----------------------------------------
