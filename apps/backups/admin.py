@@ -150,6 +150,20 @@ class BackupPolicyAdmin(ServiceAdmin):
         return f"Drill of {policy} started."
 
 
+class RestoreNewForm(forms.Form):
+    name = forms.CharField(
+        required=False, max_length=253,
+        help_text="The new resource's name: a website's hostname (default restored-<YYYYMMDD>.<original>), a "
+                  "database's suffix (default _restored_<YYYYMMDD>), a mailbox's local part in the same mail domain "
+                  "(default <local>-restored-<YYYYMMDD>; its password is random: set one after), a zone's name "
+                  "(required) or a pod's name (default <name>-restored-<YYYYMMDD>).",
+    )  # fmt: skip
+
+
+# The restore service's parameter that names a new resource of each kind.
+NEW_NAME_FIELD = {"website": "hostname", "database": "suffix"}
+
+
 @admin.register(Snapshot)
 class SnapshotAdmin(ServiceAdmin):
     list_display = ["resource_label", "resource_kind", "reason", "status_shown", "taken", "size", "files",
@@ -171,6 +185,16 @@ class SnapshotAdmin(ServiceAdmin):
             show=lambda snap: snap.status == SnapshotStatus.DONE,
             help="Put the resource back as it was in this snapshot (a job).",
         ),
+        ObjectAction(
+            "restore_new",
+            "Restore to a new resource",
+            method="restore_new_one",
+            form=RestoreNewForm,
+            confirm="Make a new resource of this kind (its app's rules and the plan's limits apply) and restore "
+            "this snapshot into it? The original is not touched.",
+            show=lambda snap: snap.status == SnapshotStatus.DONE,
+            help="A new website, database, mailbox, zone or pod with this snapshot's content (a job).",
+        ),
     ]
 
     def has_add_permission(self, request):
@@ -189,6 +213,11 @@ class SnapshotAdmin(ServiceAdmin):
     def restore_one(self, request, snap, data):
         services.restore_create(snapshot=snap, actor=request.user)
         return f"Restoring {snap.resource_label} from {snap.restic_id[:8]}: a job."
+
+    def restore_new_one(self, request, snap, data):
+        named = {NEW_NAME_FIELD.get(snap.resource_kind, "name"): (data.get("name") or "").strip()}
+        made = services.restore_create(snapshot=snap, target_id=services.NEW, actor=request.user, **named)
+        return f"Restoring {snap.resource_label} from {snap.restic_id[:8]} into the new {made.target_label}: a job."
 
 
 @admin.register(Restore)

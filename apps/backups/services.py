@@ -446,8 +446,14 @@ def expire_final_snapshots() -> int:
 
 NEW = "new"  # ``target`` of a restore that makes the resource it restores into
 NEW_KINDS = tuple(ResourceKind)  # every kind can be restored into a new resource
-# States of a new target still being made on its node (its own job): the restore job waits for it.
-BEING_MADE = {"pending", PodStatus.PROVISIONING}
+# States of a new target still being made on its node (its own job): the restore job waits for it. A
+# zone is not waited for (its records are the panel's: a pending zone is only a push not yet made);
+# a mailbox has no state (its Maildir is made by the restore).
+BEING_MADE = {
+    ResourceKind.WEBSITE: {"pending"},
+    ResourceKind.DATABASE: {"pending"},
+    ResourceKind.POD: {PodStatus.PENDING, PodStatus.PROVISIONING},
+}
 
 
 @transaction.atomic
@@ -605,7 +611,7 @@ def restore_converge(restore: Restore, job_type: str) -> dict:
     target = src.model.objects.select_for_update(of=("self",)).filter(pk=restore.target_id).first()
     if target is None or getattr(target, "status", None) in src.gone:
         raise NodeError(f"The {src.kind} to restore into is gone.", permanent=True)
-    if getattr(target, "status", None) in BEING_MADE:  # a new target not made on its node yet
+    if getattr(target, "status", None) in BEING_MADE.get(restore.target_kind, ()):  # not made on its node yet
         raise NodeError(f"The {src.kind} {src.label(target)} is still being made; the restore waits for it.")
     with _held(restore.target_kind, target, restore.pk.hex):
         if restore.in_place:

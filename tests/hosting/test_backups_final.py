@@ -1,7 +1,8 @@
 """The final snapshot before a delete (apps.jobs.lifecycle.BEFORE_DELETE): a website under a backup
 policy is snapshotted once more when it is deleted (kept the policy's ``final_keep_days``, then
 forgotten); the final snapshot is a job the delete waits for, and one that fails leaves the site
-(``error``, its files in place) and says why, unless an ADMIN+ forces the delete; a website no policy names is deleted without one. Real restic and nginx."""
+(``error``, its files in place) and says why, unless an ADMIN+ forces the delete; a website no
+policy names is deleted without one. Real restic and nginx."""
 
 # ruff: noqa: F811  (pytest fixtures imported by name and taken as arguments)
 from __future__ import annotations
