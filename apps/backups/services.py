@@ -967,8 +967,9 @@ def final_snapshot(obj: Any, *, actor=None, force: bool = False, then: dict | No
 
 def final_run(job: Job) -> dict:
     """``backup.snapshot.final``: the final snapshots of a resource being deleted, then its delete
-    job (``follow_up``). A node error that a retry can help is retried while attempts are left; then
-    the snapshot is ``error`` and, unless the delete was forced, so is the resource (nothing removed)."""
+    job (``follow_up``). A node error that a retry can help is retried while attempts are left (not
+    for a forced delete); then the snapshot is ``error`` and, unless the delete was forced, so is the
+    resource (nothing removed)."""
     then, pks = job.payload.get("then") or {}, job.payload.get("snapshots") or []
     last = job.attempts >= job.max_attempts
     failures: list[str] = []
@@ -985,8 +986,8 @@ def final_run(job: Job) -> dict:
             except (NodeError, crypto.UndecryptableSecret) as exc:
                 permanent = getattr(exc, "permanent", True)
                 message = getattr(exc, "message", None) or str(exc)
-                if not permanent and not last:
-                    raise  # tried again; the snapshots taken already stay taken
+                if not permanent and not last and not then.get("force"):
+                    raise  # tried again; the snapshots taken already stay taken (a forced delete does not wait)
                 _final_error(snap, message)
                 failures.append(_final_refusal(snap.resource_label, snap.repository.name, message))
     except Exception as exc:

@@ -14,6 +14,8 @@ from django.utils import timezone
 
 from apps.backups import services
 from apps.backups.models import BackupRepository, Snapshot, SnapshotStatus
+from apps.jobs import services as job_services
+from apps.jobs.models import Job, JobStatus
 from apps.tenancy.roles import Role
 from apps.websites.models import Website
 from tests.backups_support import Flow, backup_node_in, restic_bin  # noqa: F401  (fixtures)
@@ -60,8 +62,17 @@ def test_deleting_a_backed_up_site_takes_a_final_snapshot_and_a_failed_one_block
     config.chmod(0o600)
     whole = config.read_bytes()
     config.write_bytes(b"not a restic config")
-    # The final backup is a job the delete waits for: it fails; the site stays (error) and says why.
+    # The final backup is a job the delete waits for: it fails (tried again while attempts are left);
+    # the site stays (error) and says why.
     flow("delete", "website-detail", pk=lost.pk, expect=202)
+    assert Website.all_tenants.get(pk=lost.pk).status == "deleting"
+    job = Job.all_tenants.get(type="backup.snapshot.final", payload__then__pk=str(lost.pk))
+    while job.status == JobStatus.PENDING:
+        Job.all_tenants.filter(pk=job.pk).update(run_after=timezone.now())
+        with django_capture_on_commit_callbacks(execute=True):
+            job_services.run_job(job.pk)
+        job.refresh_from_db()
+    assert job.attempts == job.max_attempts
     back = Website.all_tenants.get(pk=lost.pk)
     assert back.status == "error" and "final backup" in back.last_error and "force" in back.last_error, back.last_error
     assert (site_dir(nginx_node.root, lost) / "public" / "index.html").exists(), "a file went without its backup"

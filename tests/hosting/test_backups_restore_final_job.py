@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from apps.backups.models import Snapshot, SnapshotStatus
-from apps.jobs.models import Job
+from apps.jobs.models import Job, JobStatus
 from apps.websites.models import Website
 from tests.backups_support import Flow, backup_node_in, restic_bin  # noqa: F401  (fixtures)
 from tests.hosting.test_backups_restic import make_site, site_dir
@@ -50,7 +50,7 @@ def test_the_delete_answers_at_once_and_the_files_go_only_after_the_final_snapsh
     final.refresh_from_db()
     assert final.status == SnapshotStatus.DONE and final.restic_id, final.last_error
     delete = Job.all_tenants.get(type="website.delete", object_id=str(site.pk))
-    assert delete.status == "succeeded" and delete.created_at > final.created_at
+    assert delete.status == JobStatus.SUCCEEDED and delete.created_at > final.created_at
     assert Website.all_tenants.get(pk=site.pk).status == "deleted"
     assert nginx_node.wait_until("final-job.example.com", 404)[0] == 404
     response = flow("get", "backup-snapshot-download", pk=final.pk, query="?path=public/index.html", expect=200)
