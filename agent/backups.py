@@ -423,9 +423,121 @@ def _snapshot_arg(args: dict) -> str:
     return snap
 
 
-def _restore_tree(repo: Repo, snap: str, target: Path, *, verify: bool = False) -> None:
+def _restore_tree(repo: Repo, snap: str, target: Path, *, verify: bool = False, progress: Path | None = None) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    repo.run("restore", snap, "--target", str(target), *(["--verify"] if verify else []))
+    args = ("restore", snap, "--target", str(target), *(["--verify"] if verify else []))
+    if progress is None:
+        repo.run(*args)
+        return
+    _restore_watched(repo, snap, target, args, progress)
+
+
+# --- restore progress -------------------------------------------------------------------------------
+# A restore writes its progress to ``progress/<token>.json`` (at most once a second); the panel reads
+# it with ``backup_restore_progress`` while its ``backup_restore`` call runs. restic 0.17+ prints
+# ``restore --json`` status lines with ``percent_done``: they are used as they are. Older restic
+# (Debian 12's 0.14) prints none, so the bytes restored so far are measured in the staging tree and
+# set against the snapshot's restore size (``restic stats --mode restore-size``; 0.14 writes each
+# file as its blobs arrive, without preallocating, so the bytes on disk grow with the restore).
+
+TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
+PROGRESS_EVERY = 1.0  # seconds between two writes of the progress file
+
+
+def _progress_path(node: Node, token: object) -> Path:
+    _check(isinstance(token, str) and bool(TOKEN_RE.match(token)), "bad progress token")
+    return _base(node) / "progress" / f"{token}.json"
+
+
+def _progress_write(path: Path, percent: float, done: int, total: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps({"percent": round(max(0.0, min(percent, 100.0)), 1), "bytes_done": done,
+                               "bytes_total": total}))  # fmt: skip
+    os.replace(tmp, path)  # a reader sees the old or the new file, never half of one
+
+
+def _bytes_under(root: Path) -> int:
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
+
+
+def _restore_watched(repo: Repo, snap: str, target: Path, args: tuple[str, ...], progress: Path) -> None:
+    stats = json.loads(repo.run("stats", "--json", "--mode", "restore-size", snap).stdout or b"{}")
+    total = int(stats.get("total_size") or 0)
+    _progress_write(progress, 0.0, 0, total)
+    proc = repo.popen(*args, "--json", stdout=subprocess.PIPE)
+    reported: dict = {}  # restic's own latest status line, when it prints them
+
+    def read_status() -> None:
+        for raw in proc.stdout:
+            with contextlib.suppress(ValueError):
+                line = json.loads(raw)
+                if isinstance(line, dict) and line.get("message_type") == "status":
+                    reported.update(line)
+
+    reader = threading.Thread(target=read_status, daemon=True)
+    reader.start()
+    errors: list[bytes] = []
+    err_reader = threading.Thread(target=lambda: errors.append(proc.stderr.read()), daemon=True)
+    err_reader.start()
+    while True:
+        try:
+            proc.wait(timeout=PROGRESS_EVERY)
+            break
+        except subprocess.TimeoutExpired:
+            pass
+        if "percent_done" in reported:
+            done = int(reported.get("bytes_restored") or 0)
+            _progress_write(progress, float(reported["percent_done"]) * 100, done,
+                            int(reported.get("total_bytes") or total))  # fmt: skip
+        else:
+            done = _bytes_under(target)
+            _progress_write(progress, 100.0 * done / total if total else 0.0, done, total)
+    reader.join(timeout=10)
+    err_reader.join(timeout=10)
+    if proc.returncode != 0:
+        raise AgentError(f"restic restore: {_tail(b''.join(errors))}")
+    _progress_write(progress, 100.0, total, total)
+
+
+@OPERATIONS.register("backup_mail_hold")
+def mail_hold(node: Node, args: dict) -> dict:
+    """Hold a mail domain suspended for a restore (``hold``: true) or let it go (false): a marker
+    ``<node root>/mail/held/<domain>/<token>`` that every mail sync meanwhile renders as suspended
+    (agent/mail.py ``held_domains``), so a sync another change runs cannot lift the restore's hold.
+    The caller renders the mail configuration after (``mail_sync``)."""
+    try:
+        domain = validate_mail.mail_domain(args.get("domain"), field="domain")
+    except Invalid as exc:
+        raise AgentError(str(exc), permanent=True) from exc
+    token = args.get("token")
+    _check(isinstance(token, str) and bool(TOKEN_RE.match(token)), "bad hold token")
+    folder = Path(node.root) / "mail" / "held" / domain
+    if args.get("hold"):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / token).touch()
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            (folder / token).unlink()
+        with contextlib.suppress(OSError):  # still held by another restore: not empty, kept
+            folder.rmdir()
+    return {"domain": domain, "held": args.get("hold", False)}
+
+
+@OPERATIONS.register("backup_restore_progress")
+def restore_progress(node: Node, args: dict) -> dict:
+    """How far the restore with this token is: ``{percent, bytes_done, bytes_total}``, ``{}`` before
+    it starts or after it ended."""
+    path = _progress_path(node, args.get("token"))
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _swap_in(staged: Path, live: Path) -> None:
@@ -435,6 +547,10 @@ def _swap_in(staged: Path, live: Path) -> None:
         st = live.stat()
         os.chown(staged, st.st_uid, st.st_gid)
         os.chmod(staged, st.st_mode & 0o7777)
+    elif live.parent.exists():  # a new mailbox has no Maildir before its first mail: its domain's owner, private
+        st = live.parent.stat()
+        os.chown(staged, st.st_uid, st.st_gid)
+        os.chmod(staged, 0o700)
     old = live.with_name(f".{live.name}.old-{uuid.uuid4().hex[:8]}")
     if live.exists():
         os.rename(live, old)
@@ -479,6 +595,16 @@ def restore(node: Node, args: dict) -> dict:
     repo = Repo(node, args.get("repository"))
     snap = _snapshot_arg(args)
     src = _source(node, args)
+    progress = _progress_path(node, args["progress"]) if args.get("progress") is not None else None
+    try:
+        return _restore(node, repo, snap, src, progress)
+    finally:
+        if progress is not None:
+            with contextlib.suppress(OSError):
+                progress.unlink()
+
+
+def _restore(node: Node, repo: Repo, snap: str, src: dict, progress: Path | None) -> dict:
     repo.unlock()
     if src["kind"] in ("postgresql", "mariadb"):
         _load(repo, snap, src, src["name"])
@@ -490,7 +616,7 @@ def restore(node: Node, args: dict) -> dict:
     live: Path = src["path"]
     staged = live.parent / f".{live.name}.restore-{uuid.uuid4().hex[:8]}"  # same filesystem: rename works
     try:
-        _restore_tree(repo, snap, stage)
+        _restore_tree(repo, snap, stage, progress=progress)
         os.rename(stage, staged)
         with _paused(node, src):
             if src["kind"] == "pod":

@@ -315,6 +315,15 @@ def suspended_domains(part: dict, domains: Iterable[str]) -> set[str]:
     return {n.lower() for n in names if isinstance(n, str) and n.lower() in own}
 
 
+def held_domains(directory: Path) -> set[str]:
+    """Domains a mailbox restore holds: ``held/<domain>/<restore>`` (written by agent/backups.py's
+    ``backup_mail_hold``), rendered suspended whatever the panel's spec says, until the last goes."""
+    held = directory / "held"
+    if not held.is_dir():
+        return set()
+    return {d.name for d in held.iterdir() if d.is_dir() and any(d.iterdir())}
+
+
 def suspension_passdb(directory: Path) -> str:
     """The deny passdb, checked before the passwd-file: a user listed there cannot log in."""
     return f"""passdb {{
@@ -448,6 +457,7 @@ def mail_sync(root: Path, spec: dict) -> dict:
     with contextlib.suppress(KeyError, PermissionError):  # Dovecot's auth reads it as its group
         os.chown(tmp, -1, grp.getgrnam(DOVECOT_GROUP).gr_gid)
     os.replace(tmp, directory / "passwd")
+    suspended |= held_domains(directory)  # a restore's hold outlasts any sync made meanwhile (agent/backups.py)
     suspended &= set(domains)  # only a domain the maps serve (one Postfix refused is not served at all)
     write_suspension(directory, suspended, domains, [m["address"] for m in enabled])
     responders, failed = _write_sieve(directory, enabled, aliases_of)

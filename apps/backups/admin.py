@@ -150,6 +150,20 @@ class BackupPolicyAdmin(ServiceAdmin):
         return f"Drill of {policy} started."
 
 
+class RestoreNewForm(forms.Form):
+    name = forms.CharField(
+        required=False, max_length=253,
+        help_text="The new resource's name: a website's hostname (default restored-<YYYYMMDD>.<original>), a "
+                  "database's suffix (default _restored_<YYYYMMDD>), a mailbox's local part in the same mail domain "
+                  "(default <local>-restored-<YYYYMMDD>; its password is random: set one after), a zone's name "
+                  "(required) or a pod's name (default <name>-restored-<YYYYMMDD>).",
+    )  # fmt: skip
+
+
+# The restore service's parameter that names a new resource of each kind.
+NEW_NAME_FIELD = {"website": "hostname", "database": "suffix"}
+
+
 @admin.register(Snapshot)
 class SnapshotAdmin(ServiceAdmin):
     list_display = ["resource_label", "resource_kind", "reason", "status_shown", "taken", "size", "files",
@@ -171,6 +185,16 @@ class SnapshotAdmin(ServiceAdmin):
             show=lambda snap: snap.status == SnapshotStatus.DONE,
             help="Put the resource back as it was in this snapshot (a job).",
         ),
+        ObjectAction(
+            "restore_new",
+            "Restore to a new resource",
+            method="restore_new_one",
+            form=RestoreNewForm,
+            confirm="Make a new resource of this kind (its app's rules and the plan's limits apply) and restore "
+            "this snapshot into it? The original is not touched.",
+            show=lambda snap: snap.status == SnapshotStatus.DONE,
+            help="A new website, database, mailbox, zone or pod with this snapshot's content (a job).",
+        ),
     ]
 
     def has_add_permission(self, request):
@@ -190,15 +214,31 @@ class SnapshotAdmin(ServiceAdmin):
         services.restore_create(snapshot=snap, actor=request.user)
         return f"Restoring {snap.resource_label} from {snap.restic_id[:8]}: a job."
 
+    def restore_new_one(self, request, snap, data):
+        named = {NEW_NAME_FIELD.get(snap.resource_kind, "name"): (data.get("name") or "").strip()}
+        made = services.restore_create(snapshot=snap, target_id=services.NEW, actor=request.user, **named)
+        return f"Restoring {snap.resource_label} from {snap.restic_id[:8]} into the new {made.target_label}: a job."
+
 
 @admin.register(Restore)
 class RestoreAdmin(ReadOnlyAdmin):
-    list_display = ["target_label", "target_kind", "in_place", "status_shown", "step", "created", "tenant"]
+    list_display = ["target_label", "target_kind", "in_place", "status_shown", "step", "progress_shown", "created",
+                    "tenant"]  # fmt: skip
     list_filter = ["status", "target_kind", "tenant"]
     search_fields = ["target_label", "id"]
     list_select_related = ["tenant"]
+    readonly_fields = ["progress_shown"]
 
     status_shown = status_column(description="status")
+
+    @admin.display(description="progress")
+    def progress_shown(self, obj):
+        found = services.restore_progress(obj)
+        if found is None:
+            return "—"
+        done, total = found.get("bytes_done"), found.get("bytes_total")
+        sizes = f" ({_size(done)} of {_size(total)})" if done is not None and total else ""
+        return f"{float(found['percent']):.0f} %{sizes}"
 
     @admin.display(description="started", ordering="created_at")
     def created(self, obj):

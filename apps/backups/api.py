@@ -162,7 +162,8 @@ class SnapshotViewSet(ResourceViewSet):
     def restore(self, request, pk=None):
         data = self.validated()
         made = services.restore_create(snapshot=self.get_object(), target_id=data.get("target"), actor=request.user,
-                                       hostname=data.get("hostname", ""), suffix=data.get("suffix", ""))  # fmt: skip
+                                       hostname=data.get("hostname", ""), suffix=data.get("suffix", ""),
+                                       name=data.get("name", ""), password=data.get("password", ""))  # fmt: skip
         return self.answer(made, status.HTTP_202_ACCEPTED)
 
     @extend_schema(

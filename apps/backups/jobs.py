@@ -50,6 +50,12 @@ def snapshot_job(job) -> dict:
         raise
 
 
+@handler("backup.snapshot.final")
+def final_job(job) -> dict:
+    """A resource's final snapshots before its delete job (apps.jobs.lifecycle.follow_up)."""
+    return services.final_run(job)
+
+
 @handler("backup.restore.run")
 def restore_job(job) -> dict:
     return services.restores.run_job(job, _secrets_checked(services.restore_converge),

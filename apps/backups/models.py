@@ -191,6 +191,9 @@ class Restore(TenantOwnedModel):
     in_place = models.BooleanField(default=True)
     status = models.CharField(max_length=12, choices=TaskStatus.choices, default=TaskStatus.PENDING)
     step = models.CharField(max_length=80, blank=True)
+    # The last percentage stored (100 when done); a running restore's live one is in the cache
+    # (``services.restore_progress``): its row is locked by its job until the end.
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)
     pre_snapshot = models.ForeignKey(Snapshot, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     finished_at = models.DateTimeField(null=True, blank=True)
     last_error = TenantErrorField(blank=True)

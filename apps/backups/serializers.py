@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import uuid
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from apps.common.serializers import ModelSerializer, Serializer
 from apps.customers.models import Customer
 from apps.nodes.models import Node
 
+from . import services
 from .models import BackupPolicy, BackupRepository, Drill, ResourceKind, Restore, Snapshot
 
 
@@ -92,19 +94,33 @@ class SnapshotQuerySerializer(Serializer):
     resource = serializers.UUIDField(required=False, help_text="Only this resource's snapshots.")
 
 
+class RestoreProgressSerializer(Serializer):
+    percent = serializers.FloatField(help_text="0 to 100.")
+    bytes_done = serializers.IntegerField(allow_null=True, help_text="Bytes restored so far (a tree's restore).")
+    bytes_total = serializers.IntegerField(allow_null=True, help_text="Bytes the snapshot restores in all.")
+
+
 class BackupRestoreSerializer(ModelSerializer):
+    progress = serializers.SerializerMethodField(
+        help_text="How far a running restore is (updated about once a second); 100 when done, null before it starts."
+    )
+
     class Meta:
         model = Restore
         fields = ["id", "snapshot", "target_kind", "target_id", "target_label", "in_place", "status", "step",
-                  "pre_snapshot", "finished_at", "last_error", "created_at"]  # fmt: skip
+                  "progress", "pre_snapshot", "finished_at", "last_error", "created_at"]  # fmt: skip
         read_only_fields = fields
+
+    @extend_schema_field(RestoreProgressSerializer(allow_null=True))
+    def get_progress(self, restore) -> dict | None:
+        return services.restore_progress(restore)
 
 
 class RestoreInputSerializer(Serializer):
     target = serializers.CharField(
         required=False, allow_null=True, allow_blank=True, max_length=40,
         help_text='Empty: in place. The id of another of your resources of the same kind (and engine) to restore '
-                  'into, or "new": a new website or database is made first (plan limits apply).',
+                  'into, or "new": a new resource is made first by its own app (its rules and plan limits apply).',
     )  # fmt: skip
     hostname = serializers.CharField(
         required=False, allow_blank=True, max_length=253,
@@ -113,6 +129,16 @@ class RestoreInputSerializer(Serializer):
     suffix = serializers.CharField(
         required=False, allow_blank=True, max_length=30,
         help_text='With "target": "new", a database: appended to the original\'s name (default _restored_<YYYYMMDD>).',
+    )  # fmt: skip
+
+    name = serializers.CharField(
+        required=False, allow_blank=True, max_length=253,
+        help_text='With "target": "new": a mailbox\'s new local part (same mail domain; default <local>-restored-'
+                  '<YYYYMMDD>), a zone\'s new name (required), a pod\'s new name (default <name>-restored-<YYYYMMDD>).',
+    )  # fmt: skip
+    password = serializers.CharField(
+        required=False, allow_blank=True, write_only=True, max_length=200, style={"input_type": "password"},
+        help_text='With "target": "new", a mailbox: the new mailbox\'s password (default: a random one, to be set).',
     )  # fmt: skip
 
     def validate_target(self, value):
@@ -126,8 +152,9 @@ class RestoreInputSerializer(Serializer):
             raise serializers.ValidationError('A resource id, or "new".') from None
 
     def validate(self, attrs):
-        if attrs.get("target") != "new" and (attrs.get("hostname") or attrs.get("suffix")):
-            raise serializers.ValidationError({"target": 'A hostname or suffix goes only with "target": "new".'})
+        named = [k for k in ("hostname", "suffix", "name", "password") if attrs.get(k)]
+        if attrs.get("target") != "new" and named:
+            raise serializers.ValidationError({"target": f'{named[0]} goes only with "target": "new".'})
         return attrs
 
 

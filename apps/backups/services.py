@@ -9,6 +9,8 @@ Every change is one transaction with its audit event and the job that makes the 
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +19,7 @@ from decimal import ROUND_UP, Decimal
 from typing import Any
 
 from celery.schedules import crontab
+from django import db
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
@@ -26,13 +29,18 @@ from django.utils.dateparse import parse_datetime
 from apps.audit import services as audit
 from apps.billing.models import Subscription, SubscriptionStatus
 from apps.billing.services.subscriptions import usage_record
+from apps.cloudpods import services as pod_services
+from apps.cloudpods.models import CloudPod, PodStatus
+from apps.cloudpods.serializers import NAME_RE as POD_NAME_RE
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.databases import services as database_services
 from apps.databases.models import Database
 from apps.dns import services as dns_services
-from apps.jobs.lifecycle import Lifecycle, Move
+from apps.dns.models import Zone
+from apps.jobs.lifecycle import Lifecycle, Move, follow_up
 from apps.jobs.models import Job
 from apps.mail import services as mail_services
+from apps.mail.models import Mailbox, MailDomain
 from apps.nodes.drivers import NodeError, driver_for
 from apps.nodes.models import Node, NodeStatus, with_role
 from apps.security import mfa
@@ -437,22 +445,35 @@ def expire_final_snapshots() -> int:
 
 
 NEW = "new"  # ``target`` of a restore that makes the resource it restores into
-NEW_KINDS = (ResourceKind.WEBSITE, ResourceKind.DATABASE)  # the kinds a restore can make
+NEW_KINDS = tuple(ResourceKind)  # every kind can be restored into a new resource
+# States of a new target still being made on its node (its own job): the restore job waits for it. A
+# zone is not waited for (its records are the panel's: a pending zone is only a push not yet made);
+# a mailbox has no state (its Maildir is made by the restore).
+BEING_MADE = {
+    ResourceKind.WEBSITE: {"pending"},
+    ResourceKind.DATABASE: {"pending"},
+    ResourceKind.POD: {PodStatus.PENDING, PodStatus.PROVISIONING},
+}
 
 
 @transaction.atomic
-def restore_create(*, snapshot: Snapshot, target_id=None, actor=None, hostname: str = "", suffix: str = "") -> Restore:
+def restore_create(*, snapshot: Snapshot, target_id=None, actor=None, hostname: str = "", suffix: str = "",
+                   name: str = "", password: str = "") -> Restore:  # fmt: skip
     """Restore ``snapshot`` into the resource it was taken of (``target_id`` empty: in place, a
     pre-restore snapshot first), into another of the tenant's resources of the same kind (and
-    engine), or (``target_id == "new"``) into a new website or database made here through its own
-    app's services (plan limits apply: a refusal is a 409 and nothing is made). A job; the answer is
-    the restore, ``pending``, naming its target."""
+    engine), or (``target_id == "new"``) into a new resource made here through its own app's create
+    service (its validation and plan limits apply: a refusal is a 4xx and nothing is made). A job;
+    the answer is the restore, ``pending``, naming its target."""
     if snapshot.status != SnapshotStatus.DONE:
         raise Conflict(f"Only a finished snapshot can be restored; this one is {snapshot.status}.", code="conflict")
     src = source(snapshot.resource_kind)
     if target_id == NEW:
-        target, in_place = _new_target(snapshot, hostname=hostname, suffix=suffix, actor=actor), False
+        target = _new_target(snapshot, hostname=hostname, suffix=suffix, name=name, password=password, actor=actor)
+        in_place = False
     else:
+        if hostname or suffix or name or password:
+            raise InvalidInput('hostname, suffix, name and password name a new resource: send "target": "new".',
+                               field="target")  # fmt: skip
         in_place = target_id in (None, "", snapshot.resource_id, str(snapshot.resource_id))
         target = src.get(snapshot.resource_id if in_place else target_id)
     if not in_place:
@@ -473,14 +494,20 @@ def restore_create(*, snapshot: Snapshot, target_id=None, actor=None, hostname: 
     return restore
 
 
-def _new_target(snapshot: Snapshot, *, hostname: str, suffix: str, actor) -> Any:
-    """The website or database a "restore to a new resource" goes into, made by its own app's
-    create service (its checks, plan limits and provisioning job; in this transaction, so a refusal
-    leaves nothing). It takes the original's customer, node or server and settings where the
-    original is still there."""
+def _new_target(snapshot: Snapshot, *, hostname: str, suffix: str, name: str, password: str, actor) -> Any:
+    """The resource a "restore to a new resource" goes into, made by its own app's create service
+    (its checks, plan limits and provisioning job; in this transaction, so a refusal leaves
+    nothing). It takes the original's customer, node or server and settings where the original is
+    still there."""
     day = timezone.localdate().strftime("%Y%m%d")
-    tenant = snapshot.tenant
-    if snapshot.resource_kind == ResourceKind.WEBSITE:
+    tenant, kind = snapshot.tenant, snapshot.resource_kind
+    if (hostname and kind != ResourceKind.WEBSITE) or (suffix and kind != ResourceKind.DATABASE):
+        raise InvalidInput("hostname is for a website, suffix for a database; name for a mailbox, zone or pod.",
+                           field="hostname" if hostname else "suffix")  # fmt: skip
+    if (name and kind in (ResourceKind.WEBSITE, ResourceKind.DATABASE)) or (password and kind != ResourceKind.MAILBOX):
+        raise InvalidInput("name is for a mailbox, zone or pod; password for a mailbox.",
+                           field="name" if name else "password")  # fmt: skip
+    if kind == ResourceKind.WEBSITE:
         original = Website.objects.filter(pk=snapshot.resource_id).first()
         settings_of = {}
         if original is not None:
@@ -489,24 +516,60 @@ def _new_target(snapshot: Snapshot, *, hostname: str, suffix: str, actor) -> Any
         domain = hostname or f"restored-{day}.{snapshot.resource_label}"
         return website_services.website_create(tenant=tenant, primary_domain=domain, actor=actor,
                                                node=original.node if original else None, **settings_of)  # fmt: skip
-    if snapshot.resource_kind == ResourceKind.DATABASE:
+    if kind == ResourceKind.DATABASE:
         original = Database.objects.select_related("server").filter(pk=snapshot.resource_id).first()
         if original is None:
             raise InvalidInput("The database this snapshot is of is gone: restore it into one of your databases "
                                '({"target": "<id>"}).', field="target")  # fmt: skip
-        name = original.name + (suffix or f"_restored_{day}")
-        return database_services.database_create(tenant=tenant, server=original.server, name=name,
+        db_name = original.name + (suffix or f"_restored_{day}")
+        return database_services.database_create(tenant=tenant, server=original.server, name=db_name,
                                                  customer=original.customer, actor=actor)  # fmt: skip
-    raise InvalidInput("Only a website or a database can be restored into a new one.", field="target")
+    if kind == ResourceKind.MAILBOX:
+        return _new_mailbox(snapshot, name=name, password=password, day=day, actor=actor)
+    if kind == ResourceKind.ZONE:
+        if not name:
+            raise InvalidInput("Name the new zone: name.", field="name")
+        original = Zone.objects.filter(pk=snapshot.resource_id).first()
+        # The DNS app's own rules: a valid zone name, this tenant's, in nobody else's tree.
+        return dns_services.zone_create(tenant=tenant, name=name, node=original.node if original else None,
+                                        actor=actor)  # fmt: skip
+    if kind == ResourceKind.POD:
+        original = CloudPod.objects.filter(pk=snapshot.resource_id).first()
+        if original is None:
+            raise InvalidInput("The pod this snapshot is of is gone: restore it into one of your pods "
+                               '({"target": "<id>"}).', field="target")  # fmt: skip
+        pod_name = (name or f"{original.name}-restored-{day}")[:63].strip().lower()
+        if not POD_NAME_RE.match(pod_name):  # the pods API's own rule
+            raise InvalidInput("Use 1-63 lower-case letters, digits and hyphens (a hostname label).", field="name")
+        return pod_services.pod_create(tenant=tenant, name=pod_name, plan=original.plan, image=original.image,
+                                       node=original.node, actor=actor)  # fmt: skip
+    raise InvalidInput(f"A {kind} cannot be restored into a new one.", field="target")
+
+
+def _new_mailbox(snapshot: Snapshot, *, name: str, password: str, day: str, actor) -> Mailbox:
+    """A new mailbox in the original's mail domain (the domain named by the snapshot when the
+    mailbox is gone), made by the mail app: its local-part rules, a free address, the plan's
+    mailbox limit. Without ``password`` it gets a random one: set one before logging in."""
+    original = Mailbox.objects.select_related("mail_domain").filter(pk=snapshot.resource_id).first()
+    local, _, domain_name = snapshot.resource_label.partition("@")
+    mail_domain = original.mail_domain if original else MailDomain.objects.filter(name=domain_name).first()
+    if mail_domain is None:
+        raise InvalidInput(f"The mail domain {domain_name} is gone: restore into one of your mailboxes "
+                           '({"target": "<id>"}).', field="target")  # fmt: skip
+    quota = {"quota_mb": original.quota_mb} if original else {}
+    return mail_services.mailbox_create(mail_domain=mail_domain, local_part=name or f"{local}-restored-{day}",
+                                        password=password or secrets.token_urlsafe(24), actor=actor,
+                                        **quota)  # fmt: skip
 
 
 @contextmanager
-def _held(kind: str, target: Any) -> Iterator[None]:
+def _held(kind: str, target: Any, token: str) -> Iterator[None]:
     """The resource out of service while it is restored, and back afterwards whatever happens:
     - an active website answers its "suspended" page (the node's own suspended vhost, rendered for
       the time, the site's status untouched);
     - a mailbox's mail domain is suspended on its node (mail deferred with a 450, so senders retry;
-      logins refused), then the node's real mail configuration is rendered again.
+      logins refused), held by a marker on the node that every mail sync meanwhile honours, then
+      the node's real mail configuration is rendered again.
     A resource suspended already (e.g. for non-payment) stays so: its row is locked by the restore,
     so a suspension asked meanwhile waits and then applies. A database has no suspension; a pod is
     paused by the node for its copy."""
@@ -519,13 +582,18 @@ def _held(kind: str, target: Any) -> Iterator[None]:
             driver.site_ensure(website_services.site_spec(target, "active"))
         return
     if kind == ResourceKind.MAILBOX and not target.mail_domain.suspended:
-        node = target.mail_domain.node
+        node, name = target.mail_domain.node, target.mail_domain.name
         driver = driver_for(node)
-        spec = mail_services.node_spec(node.pk)
-        driver.mail_sync({**spec, "suspended": sorted({*spec["suspended"], target.mail_domain.name})})
+        # The hold is the node's own marker, so a mail sync another change runs meanwhile (a job with
+        # the domain's real rows) renders the domain suspended too; the rendering below makes it so now.
+        hold = {"domain": name, "token": token}
+        driver.backup("mail_hold", {**hold, "hold": True})
         try:
+            spec = mail_services.node_spec(node.pk)
+            driver.mail_sync({**spec, "suspended": sorted({*spec["suspended"], name})})
             yield
         finally:
+            driver.backup("mail_hold", {**hold, "hold": False})
             driver.mail_sync(mail_services.node_spec(node.pk))
         return
     yield
@@ -543,9 +611,9 @@ def restore_converge(restore: Restore, job_type: str) -> dict:
     target = src.model.objects.select_for_update(of=("self",)).filter(pk=restore.target_id).first()
     if target is None or getattr(target, "status", None) in src.gone:
         raise NodeError(f"The {src.kind} to restore into is gone.", permanent=True)
-    if restore.target_kind in NEW_KINDS and target.status == "pending":  # not made on its node yet
+    if getattr(target, "status", None) in BEING_MADE.get(restore.target_kind, ()):  # not made on its node yet
         raise NodeError(f"The {src.kind} {src.label(target)} is still being made; the restore waits for it.")
-    with _held(restore.target_kind, target):
+    with _held(restore.target_kind, target, restore.pk.hex):
         if restore.in_place:
             _step(restore, "pre-restore snapshot")
             pre = Snapshot(tenant=restore.tenant, repository=repo, resource_kind=snap.resource_kind,
@@ -556,14 +624,78 @@ def restore_converge(restore: Restore, job_type: str) -> dict:
             _record_taken(pre, _take(repo, snap.resource_kind, target, Reason.PRE_RESTORE))
             restore.pre_snapshot = pre
         _step(restore, "restoring")
-        args = {"repository": repo_spec(repo), "snapshot": snap.restic_id, "source": src.spec(target)}
-        result = driver_for(_node_for(snap.resource_kind, target, repo)).backup("restore", args)
+        args = {"repository": repo_spec(repo), "snapshot": snap.restic_id, "source": src.spec(target),
+                "progress": restore.pk.hex}  # fmt: skip
+        driver = driver_for(_node_for(snap.resource_kind, target, repo))
+        with _progress_watched(restore, driver):
+            result = driver.backup("restore", args)
     if snap.resource_kind == "zone":
-        dns_services.zone_import(zone=target, zone_file=result.pop("text", ""), replace=True, actor=audit.SYSTEM)
+        text = _reorigined(result.pop("text", ""), target.origin)
+        dns_services.zone_import(zone=target, zone_file=text, replace=True, actor=audit.SYSTEM)
     with audit.change(restore, "backup.restore.done", actor=audit.SYSTEM):
         restore.status, restore.step, restore.finished_at, restore.last_error = TaskStatus.DONE, "", timezone.now(), ""
+        restore.progress = 100
         restore.save()
+    cache.delete(progress_key(restore.pk))
     return {"restored": snap.restic_id, **{k: v for k, v in result.items() if k in ("files", "rows")}}
+
+
+def _reorigined(text: str, origin: str) -> str:
+    """A zone's master file (``$ORIGIN`` first, then names relative to it) read as another zone's:
+    restoring into a zone of another name keeps every record under the new name."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.upper().startswith("$ORIGIN"):
+            lines[i] = f"$ORIGIN {origin}"
+            break
+    return "\n".join(lines) + "\n"
+
+
+def progress_key(pk: Any) -> str:
+    return f"backup.restore.progress:{pk}"
+
+
+def restore_progress(restore: Restore) -> dict | None:
+    """How far a restore is: ``{percent, bytes_done, bytes_total}``. A finished one is 100 (its row);
+    a running one reads what its job last heard from the node (the cache, shared by every process:
+    the restore's row is locked by its job until the end, so a write there would show only then)."""
+    if restore.status == TaskStatus.DONE:
+        return {"percent": 100.0, "bytes_done": None, "bytes_total": None}
+    if restore.status == TaskStatus.RUNNING:
+        live = cache.get(progress_key(restore.pk))
+        if isinstance(live, dict):
+            return live
+        return {"percent": 0.0, "bytes_done": None, "bytes_total": None}
+    return None
+
+
+@contextmanager
+def _progress_watched(restore: Restore, driver) -> Iterator[None]:
+    """While the node restores, a thread asks it how far it is (``backup_restore_progress``) every
+    ``MPANEL_BACKUP_PROGRESS_SECONDS`` and keeps the answer in the cache for the API and the admin."""
+    stop = threading.Event()
+    every = float(getattr(settings, "MPANEL_BACKUP_PROGRESS_SECONDS", 1.0))
+    key, token = progress_key(restore.pk), restore.pk.hex
+
+    def watch() -> None:
+        try:
+            while not stop.wait(every):
+                try:
+                    found = driver.backup("restore_progress", {"token": token})
+                except NodeError:  # the node is busy or away for a moment: the next look tries again
+                    continue
+                if isinstance(found, dict) and "percent" in found:
+                    cache.set(key, {k: found.get(k) for k in ("percent", "bytes_done", "bytes_total")}, 3600)
+        finally:
+            db.connection.close()  # a database cache opened this thread's own connection
+
+    thread = threading.Thread(target=watch, daemon=True, name=f"restore-progress-{token[:8]}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
 
 
 def _step(restore: Restore, step: str) -> None:
@@ -748,55 +880,127 @@ def due_policies(now=None) -> dict:
 # --- the final snapshot before a delete -----------------------------------------------------------
 
 
-def final_snapshot(obj: Any, *, actor=None, force: bool = False) -> list[Snapshot]:
-    """``apps.jobs.lifecycle.BEFORE_DELETE``: a resource that a policy backs up is snapshotted once
-    more before it is deleted (``reason=final``, kept ``final_keep_days``), one per repository, with
-    its row locked by the delete. A failed final snapshot stops the delete with a 409 that says why,
-    unless an ADMIN+ forces it (``?force=true``): the failure is then recorded on the snapshot row."""
-    kind = kind_of(obj)
-    if kind is None:
-        return []
+def _final_policies(obj: Any, kind: str) -> list[BackupPolicy]:
     ref = f"{kind}:{obj.pk}"
     customer_id = customer_of(obj)
     # Read in Python, not by JSON containment: the embedded SQLite has none (a tenant has few policies).
-    policies = [
+    return [
         policy
         for policy in BackupPolicy.all_tenants.filter(tenant_id=obj.tenant_id, final_keep_days__gt=0)
         .select_related("repository", "repository__node")
         .order_by("-final_keep_days", "name")
         if ref in (policy.resources or []) or (customer_id is not None and policy.customer_id == customer_id)
     ]
-    made, seen = [], set()
-    for policy in policies:
+
+
+def _final_rows(obj: Any, kind: str, actor) -> list[Snapshot]:
+    """A pending ``final`` snapshot row per repository of the policies that name ``obj``."""
+    rows, seen = [], set()
+    for policy in _final_policies(obj, kind):
         repo = policy.repository
         if repo.pk in seen or repo.status not in (RepoStatus.ACTIVE, RepoStatus.PENDING):
             continue
         seen.add(repo.pk)
-        src = source(kind)
         snap = Snapshot(tenant_id=obj.tenant_id, repository=repo, policy=policy, resource_kind=kind,
-                        resource_id=obj.pk, resource_label=src.label(obj), reason=Reason.FINAL,
+                        resource_id=obj.pk, resource_label=source(kind).label(obj), reason=Reason.FINAL,
                         keep_until=timezone.now() + timedelta(days=policy.final_keep_days))  # fmt: skip
         snap.save(force_insert=True)
         audit.created(snap, "backup.snapshot.create", actor=actor)
+        rows.append(snap)
+    return rows
+
+
+def _final_refusal(label: str, repo_name: str, message: str) -> str:
+    return (f"The final backup of {label} into {repo_name} failed ({message}): nothing was deleted. Fix the "
+            "repository, or delete anyway with ?force=true (ADMIN+).")  # fmt: skip
+
+
+def _take_final(snap: Snapshot, obj: Any) -> None:
+    src, repo = source(snap.resource_kind), snap.repository
+    if obj is None:
+        raise NodeError(f"the {src.kind} is gone", permanent=True)
+    if not reaches(repo.node, src.node(obj)):
+        raise NodeError("the repository is not reachable from the resource's node", permanent=True)
+    result = _take(repo, snap.resource_kind, obj, Reason.FINAL)
+    if src.engine(obj):
+        result["manifest"] = {**(result.get("manifest") or {}), "engine": src.engine(obj)}
+    _record_taken(snap, result)
+
+
+def _final_error(snap: Snapshot, message: str, actor=audit.SYSTEM) -> None:
+    with audit.change(snap, "backup.snapshot.error", actor=actor):
+        snap.status, snap.last_error = SnapshotStatus.ERROR, f"final backup failed: {message}"[:2000]
+        snap.save()
+
+
+def final_snapshot(obj: Any, *, actor=None, force: bool = False, then: dict | None = None) -> Job | None:
+    """``apps.jobs.lifecycle.BEFORE_DELETE``: a resource that a policy backs up is snapshotted once
+    more before it is deleted (``reason=final``, kept ``final_keep_days``), one per repository.
+
+    From a Lifecycle's delete (``then`` given): the snapshots are one job, ``backup.snapshot.final``,
+    answered so the delete job waits for it; the row is marked deleting at once and the request
+    answers 202. The job stores the delete job when every snapshot is taken (or the delete was
+    forced); after a failed one the resource is ``error``, the reason in its ``last_error``, nothing removed.
+    Without ``then`` (a row deleted in this transaction: a mailbox), the snapshots are taken now, and a
+    failure stops the delete with a 409 that says why. An ADMIN+'s ``?force=true`` deletes anyway:
+    the failure is then recorded on the snapshot row."""
+    kind = kind_of(obj)
+    if kind is None:
+        return None
+    rows = _final_rows(obj, kind, actor)
+    if not rows:
+        return None
+    if then is not None:
+        return snapshots.enqueue(rows[0], "backup.snapshot.final", actor=actor,
+                                 snapshots=[str(r.pk) for r in rows], then=then)  # fmt: skip
+    for snap in rows:
         try:
-            if not reaches(repo.node, src.node(obj)):
-                raise NodeError("the repository is not reachable from the resource's node", permanent=True)
-            result = _take(repo, kind, obj, Reason.FINAL)
+            _take_final(snap, obj)
         except NodeError as exc:
             if not force:
-                raise Conflict(f"The final backup of {src.label(obj)} into {repo.name} failed ({exc.message}): "
-                               "nothing was deleted. Fix the repository, or delete anyway with ?force=true "
-                               "(ADMIN+).", code="final_backup_failed") from exc  # fmt: skip
-            with audit.change(snap, "backup.snapshot.error", actor=actor):
-                snap.status, snap.last_error = SnapshotStatus.ERROR, f"final backup failed: {exc.message}"[:2000]
-                snap.save()
-            log.warning("final backup of %s failed, deleted anyway (forced): %s", ref, exc.message)
-            continue
-        if src.engine(obj):
-            result["manifest"] = {**(result.get("manifest") or {}), "engine": src.engine(obj)}
-        _record_taken(snap, result)
-        made.append(snap)
-    return made
+                raise Conflict(_final_refusal(snap.resource_label, snap.repository.name, exc.message),
+                               code="final_backup_failed") from exc  # fmt: skip
+            _final_error(snap, exc.message, actor=actor)
+            log.warning("final backup of %s:%s failed, deleted anyway (forced): %s", kind, obj.pk, exc.message)
+    return None
+
+
+def final_run(job: Job) -> dict:
+    """``backup.snapshot.final``: the final snapshots of a resource being deleted, then its delete
+    job (``follow_up``). A node error that a retry can help is retried while attempts are left (not
+    for a forced delete); then the snapshot is ``error`` and, unless the delete was forced, so is the
+    resource (nothing removed)."""
+    then, pks = job.payload.get("then") or {}, job.payload.get("snapshots") or []
+    last = job.attempts >= job.max_attempts
+    failures: list[str] = []
+    rows = Snapshot.objects.filter(pk__in=pks).select_related("repository", "repository__node").order_by("pk")
+    try:
+        for snap in rows:
+            if snap.status == SnapshotStatus.ERROR:
+                failures.append(_final_refusal(snap.resource_label, snap.repository.name, snap.last_error))
+            if snap.status != SnapshotStatus.PENDING:
+                continue
+            src = source(snap.resource_kind)
+            try:
+                _take_final(snap, src.model.objects.filter(pk=snap.resource_id).first())
+            except (NodeError, crypto.UndecryptableSecret) as exc:
+                permanent = getattr(exc, "permanent", True)
+                message = getattr(exc, "message", None) or str(exc)
+                if not permanent and not last and not then.get("force"):
+                    raise  # tried again; the snapshots taken already stay taken (a forced delete does not wait)
+                _final_error(snap, message)
+                failures.append(_final_refusal(snap.resource_label, snap.repository.name, message))
+    except Exception as exc:
+        if not last or isinstance(exc, NodeError):
+            raise
+        # Anything else on the last attempt: the resource must not stay "deleting" for ever.
+        failures.append(f"The final backup failed ({exc.__class__.__name__}): nothing was deleted.")
+        follow_up(then, ok=False, error=failures[-1])
+        raise
+    outcome = follow_up(then, ok=not failures, error="; ".join(failures))
+    if failures:
+        log.warning("final backup of %s failed (%s): %s", then.get("pk"), outcome, failures)
+    return {"snapshots": len(pks), "failed": len(failures), "delete": outcome}
 
 
 # --- hosting plans with backups, and the storage they use -----------------------------------------

@@ -9,7 +9,10 @@ module owns so that no app writes them again:
 3. set the new status and fields, save, and audit the change with the model's ``audit_fields``;
 4. store the job (it is dispatched when the transaction commits: ``job_enqueue``).
 
-A delete move (``delete_moves``) first runs the ``BEFORE_DELETE`` steps (e.g. a final backup).
+A delete move (``delete_moves``) first runs the ``BEFORE_DELETE`` steps (e.g. a final backup). A
+step may answer a job instead of acting at once: the row is then marked deleted-to-be at once, and
+its delete job is stored only when that job has succeeded (``follow_up``); after a failed one the
+row is ``error`` with the reason and nothing is removed, unless the delete was forced.
 
 The job handler then converges the node (``run_job``): the row is locked for the whole
 convergence so two jobs of one resource never act on the node at once; ``converged`` records the
@@ -52,13 +55,17 @@ M = TypeVar("M", bound=models.Model)
 
 ERROR = "error"
 
-# Steps run, in registration order, before a resource is deleted: ``step(obj, actor=…, force=…)``
-# with the resource's row locked. A step that raises stops the delete (the transaction rolls back);
-# ``force`` is True when an ADMIN+ asked to delete anyway (``?force=true``), and a step may then let
-# its own failure pass. The backups module registers the final snapshot here. A Lifecycle runs them
-# on its ``delete_moves``; a service that deletes a row without a Lifecycle calls ``before_delete``.
-BEFORE_DELETE: Registry[Callable[..., None]] = Registry("before-delete step")
+# Steps run, in registration order, before a resource is deleted: ``step(obj, actor=…, force=…,
+# then=…)`` with the resource's row locked. A step that raises stops the delete (the transaction rolls
+# back); ``force`` is True when an ADMIN+ asked to delete anyway (``?force=true``), and a step may then
+# let its own failure pass. ``then`` is ``None`` when the delete happens now (a service that deletes a
+# row without a Lifecycle calls ``before_delete``): the step acts at once. From a Lifecycle's delete
+# move it is a dict the step may carry in a job's payload, answering that job: the delete job is then
+# stored only by ``follow_up(then, ok=…)`` once that job has ended (the final backup runs as a job,
+# not inside the delete request). The backups module registers the final snapshot here.
+BEFORE_DELETE: Registry[Callable[..., Job | None]] = Registry("before-delete step")
 _forced: ContextVar[bool] = ContextVar("mpanel_forced_delete", default=False)
+LIFECYCLES: dict[str, Lifecycle] = {}  # by kind: a deferred delete names its row's lifecycle in ``then``
 
 
 @contextmanager
@@ -71,9 +78,36 @@ def forced(force: bool = True) -> Iterator[None]:
         _forced.reset(token)
 
 
+def _force() -> bool:
+    return _forced.get() or context.current().force_delete
+
+
 def before_delete(obj: models.Model, *, actor: Any = None) -> None:
+    """The steps, now (a delete that happens in this transaction)."""
     for step in BEFORE_DELETE:
-        step(obj, actor=actor, force=_forced.get() or context.current().force_delete)
+        step(obj, actor=actor, force=_force(), then=None)
+
+
+def follow_up(then: Mapping[str, Any], *, ok: bool, error: str = "") -> str:
+    """A job a delete waited for has ended (``then``: what ``Lifecycle.move`` gave the step). It
+    succeeded, or the delete was forced: the row's delete job is stored now. It failed: the row is
+    ``error`` with the reason in its error field, audited, its data left on the node (a row that is
+    no longer being deleted, or is gone, is left alone). Answers what was done."""
+    lifecycle = LIFECYCLES[then["lifecycle"]]
+    with transaction.atomic():
+        manager = getattr(lifecycle.model, "all_tenants", lifecycle.model._default_manager)
+        row = manager.select_for_update(of=("self",)).filter(pk=then["pk"]).first()
+        if row is None or getattr(row, lifecycle.status_field) != then["to"]:
+            return "left"
+        if ok or then.get("force"):
+            lifecycle.enqueue(row, then["job"], actor=audit.SYSTEM)
+            return "deleting"
+        # ``error``, not the state it came from: the delete service may have let go of things in the
+        # request (a website's hostnames are free at once). Nothing on the node was removed; deleting
+        # it again tries the final backup again (``?force=true``: deletes whatever it gives).
+        lifecycle.transition(row, ERROR, f"{lifecycle.kind}.delete_stopped", actor=audit.SYSTEM,
+                             **{lifecycle.error_field: error[:2000]})  # fmt: skip
+        return "stopped"
 
 
 @dataclass(frozen=True)
@@ -129,6 +163,7 @@ class Lifecycle(Generic[M]):
         self.error_field = error_field
         self.gone = frozenset(gone)
         self.delete_moves = frozenset(delete_moves)
+        LIFECYCLES.setdefault(kind, self)
 
     # --- the tenant's side: changes asked through the API or the admin ----------------------------
 
@@ -150,11 +185,17 @@ class Lifecycle(Generic[M]):
         with transaction.atomic():
             row = self.locked(obj) if lock else obj
             move = self.check(row, name)
-            if name in self.delete_moves:
-                before_delete(row, actor=actor)
-            self.transition(row, move.to, move.action or f"{self.kind}.{name}", actor=actor, **changes)
             job_type = f"{self.kind}.{name}" if move.job is None else move.job
-            if job_type:
+            waits = []
+            if name in self.delete_moves:
+                # A step may answer a job (a final backup): the delete job follows it (``follow_up``;
+                # one such step per delete: the backups module's).
+                then = {"lifecycle": self.kind, "pk": str(row.pk), "job": job_type, "to": move.to,
+                        "from": getattr(row, self.status_field), "force": _force()}  # fmt: skip
+                waits = [job for step in BEFORE_DELETE if (job := step(row, actor=actor, force=then["force"],
+                                                                        then=then)) is not None]  # fmt: skip
+            self.transition(row, move.to, move.action or f"{self.kind}.{name}", actor=actor, **changes)
+            if job_type and not waits:
                 self.enqueue(row, job_type, actor=actor)
             return row
 

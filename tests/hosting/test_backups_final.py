@@ -1,7 +1,8 @@
 """The final snapshot before a delete (apps.jobs.lifecycle.BEFORE_DELETE): a website under a backup
 policy is snapshotted once more when it is deleted (kept the policy's ``final_keep_days``, then
-forgotten); a final snapshot that fails stops the delete with a 409 that says why, unless an
-ADMIN+ forces it; a website no policy names is deleted without one. Real restic and nginx."""
+forgotten); the final snapshot is a job the delete waits for, and one that fails leaves the site
+(``error``, its files in place) and says why, unless an ADMIN+ forces the delete; a website no
+policy names is deleted without one. Real restic and nginx."""
 
 # ruff: noqa: F811  (pytest fixtures imported by name and taken as arguments)
 from __future__ import annotations
@@ -13,6 +14,8 @@ from django.utils import timezone
 
 from apps.backups import services
 from apps.backups.models import BackupRepository, Snapshot, SnapshotStatus
+from apps.jobs import services as job_services
+from apps.jobs.models import Job, JobStatus
 from apps.tenancy.roles import Role
 from apps.websites.models import Website
 from tests.backups_support import Flow, backup_node_in, restic_bin  # noqa: F401  (fixtures)
@@ -59,17 +62,30 @@ def test_deleting_a_backed_up_site_takes_a_final_snapshot_and_a_failed_one_block
     config.chmod(0o600)
     whole = config.read_bytes()
     config.write_bytes(b"not a restic config")
-    refused = flow("delete", "website-detail", pk=lost.pk, expect=409).json()
-    assert refused["code"] == "final_backup_failed" and "force" in refused["detail"], refused
-    assert Website.all_tenants.get(pk=lost.pk).status == "active"
-    assert not Snapshot.all_tenants.filter(resource_id=lost.pk).exists()
+    # The final backup is a job the delete waits for: it fails (tried again while attempts are left);
+    # the site stays (error) and says why.
+    flow("delete", "website-detail", pk=lost.pk, expect=202)
+    assert Website.all_tenants.get(pk=lost.pk).status == "deleting"
+    job = Job.all_tenants.get(type="backup.snapshot.final", payload__then__pk=str(lost.pk))
+    while job.status == JobStatus.PENDING:
+        Job.all_tenants.filter(pk=job.pk).update(run_after=timezone.now())
+        with django_capture_on_commit_callbacks(execute=True):
+            job_services.run_job(job.pk)
+        job.refresh_from_db()
+    assert job.attempts == job.max_attempts
+    back = Website.all_tenants.get(pk=lost.pk)
+    assert back.status == "error" and "final backup" in back.last_error and "force" in back.last_error, back.last_error
+    assert (site_dir(nginx_node.root, lost) / "public" / "index.html").exists(), "a file went without its backup"
+    failed = Snapshot.all_tenants.get(resource_id=lost.pk)
+    assert failed.status == SnapshotStatus.ERROR and "final backup failed" in failed.last_error
     # ?force=true by a MEMBER is refused; by an ADMIN it deletes, the failure recorded.
     member = Flow(django_capture_on_commit_callbacks, tenant_a, role=Role.MEMBER)
     assert member("delete", "website-detail", pk=lost.pk, query="?force=true").status_code == 403
     flow("delete", "website-detail", pk=lost.pk, query="?force=true", expect=202)
     assert Website.all_tenants.get(pk=lost.pk).status in ("deleting", "deleted")
-    failed = Snapshot.all_tenants.get(resource_id=lost.pk)
-    assert failed.status == SnapshotStatus.ERROR and "final backup failed" in failed.last_error
+    failed = Snapshot.all_tenants.filter(resource_id=lost.pk)
+    assert [s.status for s in failed] == [SnapshotStatus.ERROR] * 2
+    assert all("final backup failed" in s.last_error for s in failed)
 
     # Repaired, and past its keep_until: the schedule forgets the final snapshot.
     config.write_bytes(whole)
