@@ -27,7 +27,10 @@ from apps.customers.models import Customer
 from apps.jobs.models import Job
 from apps.portal import services as portal_services
 from apps.portal.models import PortalRole
+from apps.tenancy.models import Membership
+from apps.tenancy.roles import Role
 from apps.tenancy.scoping import tenant_scope
+from tests.conftest import client_for
 
 from .support import api_client, page_client
 
@@ -251,3 +254,16 @@ def test_a_signed_up_customer_is_billed_in_the_tenants_currency(tenant_a):
     tenant_settings.settings_update(tenant=tenant, data={"currencies": ["CHF", "EUR"]})
     assert tenant_settings.default_currency(tenant) == "CHF"
     assert _signup(tenant, "second@x.test").currency == "CHF"
+
+
+def test_staff_cancel_now_credits_by_the_same_rule_when_asked(portal):
+    a1 = portal[0]
+    sub = _pay(a1)
+    admin = Membership.objects.filter(tenant=a1.tenant, role=Role.ADMIN).first().user
+    staff = client_for(admin, a1.tenant)
+    url = reverse("subscription-cancel", kwargs={"pk": sub.pk})
+    done = staff.post(url, {"at_period_end": False, "credit_unused": True}, format="json")
+    assert done.status_code == 200, done.content
+    assert done.json()["status"] == "cancelled" and _credit(a1) == Decimal("8.00")
+    assert staff.post(url, {"at_period_end": False, "credit_unused": True}, format="json").status_code == 409
+    assert _credit(a1) == Decimal("8.00")
