@@ -56,7 +56,21 @@ MODULES: tuple[Module, ...] = (
         "Customer portal",
         ("portal",),
         "For a tenant's own storefront: its customers log in with portal tokens and see their services, "
-        "invoices (with a payment link) and orders. Staff credentials are refused here.",
+        "invoices (with a payment link) and orders, cancel or change a service (its proration shown first). "
+        "Staff credentials are refused here.",
+    ),
+    Module(
+        "Customer portal: what services run",
+        (
+            "portal/pods",
+            "portal/mailboxes",
+            "portal/domains",
+            "portal/databases",
+            "portal/database-users",
+            "portal/contacts",
+        ),
+        "The portal API's view of what a customer's services run (pods, mailboxes, domains, databases) and "
+        "the customer's contacts, with what the customer may do to them. Portal tokens only.",
     ),
     Module("Orders", ("orders",), "A customer's order of products, from checkout to the services it provisions."),
     Module("Payment webhooks", ("billing/webhooks",), "Signed events from Stripe or a generic payment provider."),
@@ -311,6 +325,8 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "PortalOrderCreateRequest": {
         "items": [{"product": PRODUCT, "cycle": "monthly", "config": {"domain": "zephyr.example"}}]
     },
+    "PortalCancelRequest": {"at_period_end": False, "credit_unused": True, "preview": True},
+    "PortalPlanChangeRequest": {"product": PRODUCT, "quantity": 1, "preview": True},
     "PortalContactRequest": {"name": "Ana Kovač", "email": "ana@zephyr-widgets.example", "role": "billing"},
     "PatchedPortalContactRequest": {"phone": "+386 1 234 5678"},
     "PortalMailboxPasswordRequest": {"password": "a-long-new-mailbox-passphrase"},

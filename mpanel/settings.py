@@ -371,7 +371,7 @@ _SERVED_OVER_HTTPS = not DEBUG and MPANEL_ENVIRONMENT not in ("development", "te
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("MPANEL_SECURE_COOKIES", default=_SERVED_OVER_HTTPS)
 SECURE_SSL_REDIRECT = env.bool("MPANEL_SSL_REDIRECT", default=_SERVED_OVER_HTTPS)
 # Load balancers probe health over plain HTTP on the private side.
-SECURE_REDIRECT_EXEMPT = [r"^api/v1/healthz/?$"]
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/healthz/?$", r"^\.well-known/acme-challenge/"]  # the CA asks over HTTP
 SECURE_HSTS_SECONDS = env.int("MPANEL_HSTS_SECONDS", default=31_536_000 if _SERVED_OVER_HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("MPANEL_HSTS_INCLUDE_SUBDOMAINS", default=True)
 SECURE_HSTS_PRELOAD = env.bool("MPANEL_HSTS_PRELOAD", default=False)

@@ -487,10 +487,11 @@ class SubscriptionViewSet(ResourceViewSet):
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         sub = self.get_object()
-        at_period_end = self.validated()["at_period_end"]
-        return self.answer(
-            self.current(subscriptions.subscription_cancel(sub=sub, at_period_end=at_period_end, actor=request.user))
+        data = self.validated()
+        sub = subscriptions.subscription_cancel(
+            sub=sub, at_period_end=data["at_period_end"], credit_unused=data["credit_unused"], actor=request.user
         )
+        return self.answer(self.current(sub))
 
     @extend_schema(request=None, responses={200: SubscriptionSerializer})
     @action(detail=True, methods=["post"])

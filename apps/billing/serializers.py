@@ -247,6 +247,10 @@ class SubscriptionUpdateSerializer(Serializer):
 
 class CancelSerializer(Serializer):
     at_period_end = serializers.BooleanField(default=False)
+    credit_unused = serializers.BooleanField(
+        default=False,
+        help_text="On an immediate cancel: credit the unused days of the paid period to the customer's balance.",
+    )
 
 
 class UsageSerializer(Serializer):

@@ -8,6 +8,9 @@ looked up through ``selectors`` by the token's customer (another customer's obje
 
 from __future__ import annotations
 
+from decimal import Decimal
+from types import SimpleNamespace
+
 from django.db import transaction
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema
@@ -19,7 +22,7 @@ from rest_framework.views import APIView
 
 from apps.audit import services as audit
 from apps.billing.models import Invoice, SavedPaymentMethod, Subscription
-from apps.billing.services import cards, stripe_gateway
+from apps.billing.services import cards, stripe_gateway, subscriptions
 from apps.catalog.models import Visibility
 from apps.common.api import ApiViewSetMixin
 from apps.common.throttling import DynamicScopedRateThrottle
@@ -37,6 +40,8 @@ from .models import PortalSession, PortalUser
 from .payment_views import accepted_methods
 from .serializers import (
     PayLinkSerializer,
+    PortalCancellationSerializer,
+    PortalCancelSerializer,
     PortalCardSerializer,
     PortalCardSetupSerializer,
     PortalInvoiceSerializer,
@@ -45,6 +50,8 @@ from .serializers import (
     PortalOrderCreateSerializer,
     PortalOrderSerializer,
     PortalPaymentMethodsSerializer,
+    PortalPlanChangeQuoteSerializer,
+    PortalPlanChangeSerializer,
     PortalServiceSerializer,
     PortalSessionSerializer,
     PortalTokenSerializer,
@@ -186,6 +193,61 @@ class PortalServiceViewSet(PortalApiMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return selectors.subscriptions_of(self.portal_user.customer)
+
+    def _own_and_body(self, serializer_class) -> tuple[Subscription, dict]:
+        """Owner and billing (403 before any lookup: it reveals nothing), then the customer's own
+        service (another's is a 404 whatever the body), then the body (400)."""
+        require(sees_money, self.portal_user)
+        sub = self.get_object()
+        body = serializer_class(data=self.request.data)
+        body.is_valid(raise_exception=True)
+        return sub, body.validated_data
+
+    @extend_schema(
+        request=PortalCancelSerializer,
+        responses={200: PortalCancellationSerializer},
+        summary="Cancel a service, or preview it (portal)",
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        """At the end of the paid period (default) or now; now credits the unused paid days to the
+        balance. ``preview: true`` answers the same figures and changes nothing. Owner and billing."""
+        sub, data = self._own_and_body(PortalCancelSerializer)
+        options = {"at_period_end": data["at_period_end"], "credit_unused": data["credit_unused"]}
+        if data["preview"]:
+            quote, applied = subscriptions.subscription_cancel_preview(sub=sub, **options), False
+        else:
+            sub, quote = subscriptions.subscription_cancel_quoted(sub=sub, **options)
+            applied = True
+        sub = selectors.subscription_of(self.portal_user.customer, sub.pk)
+        body = SimpleNamespace(**vars(quote), applied=applied, service=sub)
+        return Response(PortalCancellationSerializer(body).data)
+
+    @extend_schema(
+        request=PortalPlanChangeSerializer,
+        responses={200: PortalPlanChangeQuoteSerializer},
+        summary="Change a service's plan, or preview it (portal)",
+    )
+    @action(detail=True, methods=["post"])
+    def change(self, request, pk=None):
+        """Another plan of the same type (or another quantity) now, prorated by day: a higher price
+        is charged on the next invoice, a lower one credited at once. ``preview: true`` answers the
+        same figures and changes nothing. Owner and billing."""
+        sub, data = self._own_and_body(PortalPlanChangeSerializer)
+        product = selectors.plan_choice(sub, data["product"])
+        if product is None:
+            raise exceptions.ValidationError({"product": ["Unknown plan for this service."]})
+        options = {"product": product, "quantity": data.get("quantity")}
+        quote = subscriptions.subscription_change_preview(sub=sub, **options)
+        if not data["preview"]:
+            sub = subscriptions.subscription_change(sub=sub, on=quote.on, **options)
+        net = quote.net
+        body = SimpleNamespace(
+            **vars(quote), applied=not data["preview"], currency=sub.currency,
+            charge=max(net, Decimal(0)), credit=max(-net, Decimal(0)),
+            service=selectors.subscription_of(self.portal_user.customer, sub.pk),
+        )  # fmt: skip
+        return Response(PortalPlanChangeQuoteSerializer(body).data)
 
 
 class PortalInvoiceViewSet(PortalApiMixin, viewsets.ReadOnlyModelViewSet):

@@ -7,5 +7,7 @@ class PortalConfig(AppConfig):
     verbose_name = "Customer portal"
 
     def ready(self) -> None:
-        # The invoice email's signed portal link (billing's INVOICE_LINKS extension point).
-        from . import links, schema  # noqa: F401  (the OpenAPI security scheme of portal tokens)
+        # The invoice email's signed portal link (billing's INVOICE_LINKS extension point), the OpenAPI
+        # security scheme of portal tokens, and custom portal domains' trusted certificates (SSL's and
+        # white-label's extension points).
+        from . import domain_tls, links, schema  # noqa: F401

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.urls import URLPattern, URLResolver, get_resolver, include, path, register_converter
 
+from . import domain_tls
 from . import urls as portal_urls
 
 SLUG_PART = "<slug:tenant_slug>/"
@@ -76,6 +77,8 @@ def _api_patterns() -> list[URLPattern]:
 
 
 urlpatterns = [
+    # The CA's HTTP-01 request for the host's trusted certificate (apps/portal/domain_tls.py).
+    path(".well-known/acme-challenge/<str:token>", domain_tls.acme_challenge, name="acme-challenge"),
     path("api/v1/", include(_api_patterns())),
     path("brand/", include("apps.whitelabel.urls")),
     path("", include((_page_patterns(), portal_urls.app_name))),

@@ -12,7 +12,7 @@ from django.db.models import QuerySet
 
 from apps.billing.models import Invoice, InvoiceStatus, Subscription, SubscriptionStatus
 from apps.billing.services.credit import credit_balances
-from apps.catalog.models import ProductType
+from apps.catalog.models import Product, ProductType, Visibility
 from apps.cloudpods.models import CloudPod
 from apps.customers.models import Contact, Customer
 from apps.databases.models import Database, DatabaseGrant, DatabaseUser, ObjectStatus
@@ -51,6 +51,20 @@ def subscriptions_of(customer: Customer) -> QuerySet[Subscription]:
 
 def subscription_of(customer: Customer, pk) -> Subscription | None:
     return subscriptions_of(customer).filter(pk=pk).first()
+
+
+def plan_choices(sub: Subscription) -> list[Product]:
+    """The plans a customer may move ``sub`` to, on the pages and the portal API alike: the public
+    products of its type that can be ordered now, and the one it runs."""
+    return [
+        p
+        for p in Product.objects.filter(type=sub.product.type, visibility=Visibility.PUBLIC).order_by("name")
+        if p.is_orderable or p.pk == sub.product_id
+    ]
+
+
+def plan_choice(sub: Subscription, pk) -> Product | None:
+    return next((p for p in plan_choices(sub) if str(p.pk) == str(pk)), None)
 
 
 def orders_of(customer: Customer) -> QuerySet[Order]:

@@ -124,6 +124,54 @@ class PortalServiceSerializer(ModelSerializer):
         read_only_fields = fields
 
 
+class PortalCancelSerializer(Serializer):
+    at_period_end = serializers.BooleanField(
+        default=True, help_text="true: it runs to the end of the paid period; false: it ends now."
+    )
+    credit_unused = serializers.BooleanField(
+        default=True, help_text="On an immediate cancel: the unused paid days go to the credit balance."
+    )
+    preview = serializers.BooleanField(default=False, help_text="true: answer the figures, change nothing.")
+
+
+class PortalCancellationSerializer(Serializer):
+    """What a cancel does (``preview``) or did: billing's ``Cancellation``."""
+
+    applied = serializers.BooleanField()
+    at_period_end = serializers.BooleanField()
+    ends_on = serializers.DateField()
+    currency = serializers.CharField()
+    unused_days = serializers.IntegerField()
+    credit = MoneyField(help_text="Added to the customer's credit balance (before tax).")
+    no_credit_reason = serializers.CharField(
+        help_text="Empty when credited; pending, unpaid, period_end, not_asked or nothing_left."
+    )
+    service = PortalServiceSerializer()
+
+
+class PortalPlanChangeSerializer(Serializer):
+    product = serializers.UUIDField(help_text="A public plan of the same type (GET /portal/services/:id shows it).")
+    quantity = serializers.IntegerField(min_value=1, max_value=1000, required=False)
+    preview = serializers.BooleanField(default=False, help_text="true: answer the figures, change nothing.")
+
+
+class PortalPlanChangeQuoteSerializer(Serializer):
+    """What a plan change costs (``preview``) or cost: billing's ``PlanChange``."""
+
+    applied = serializers.BooleanField()
+    product = serializers.CharField(source="product.name")
+    product_id = serializers.UUIDField(source="product.pk")
+    quantity = serializers.IntegerField()
+    currency = serializers.CharField()
+    old_total = MoneyField(help_text="Per cycle, before tax.")
+    new_total = MoneyField(help_text="Per cycle, before tax.")
+    on = serializers.DateField()
+    period_end = serializers.DateField()
+    charge = MoneyField(help_text="Added to the next invoice (before tax).")
+    credit = MoneyField(help_text="Added to the credit balance now (before tax).")
+    service = PortalServiceSerializer()
+
+
 class PortalInvoiceLineSerializer(ModelSerializer):
     unit_price = MoneyField(currency_source="invoice.currency")
     amount = MoneyField(currency_source="invoice.currency")

@@ -10,8 +10,6 @@ app's service (audited with the portal user as actor, via ``portal``).
 
 from __future__ import annotations
 
-from datetime import date
-
 from django import forms as django_forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -21,6 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from apps.billing.models import SubscriptionStatus
+from apps.billing.services import subscriptions as subscription_services
 from apps.common.exceptions import DomainError
 from apps.customers.models import Contact
 
@@ -142,30 +141,29 @@ def contact_remove(request, pk):
 # --- cancellation, shown before it is confirmed -----------------------------------------------------
 
 
-def unused_days(sub, today: date | None = None) -> int:
-    today = today or timezone.localdate()
-    if sub.current_period_end <= today:
-        return 0
-    return (sub.current_period_end - max(today, sub.current_period_start)).days
-
-
 @portal_page(sees_money)
 def service_cancel_confirm(request, pk):
-    """What cancelling does, before it is asked: the date the service ends, what was paid for the
-    rest of the period (kept: nothing is refunded), or for a service not paid yet, its invoice voided."""
+    """What cancelling does, before it is asked, as billing computes it (``subscription_cancel_preview``,
+    the figures ``subscription_cancel`` then applies): at the end of the period (it keeps running,
+    nothing is refunded) or now (it ends today and the unused paid days go to the customer's credit
+    balance); a service not paid yet ends now with its invoice voided."""
     sub = own_subscription(request, pk)
-    days = unused_days(sub)
-    total = (sub.current_period_end - sub.current_period_start).days or 1
-    paid = sub.billed_through >= sub.current_period_end and sub.status != SubscriptionStatus.PENDING
-    unused_value = (sub.unit_price * sub.quantity * days / total) if paid else None
+    pending = sub.status == SubscriptionStatus.PENDING
+    at_end = now = None
+    if sub.status != SubscriptionStatus.CANCELLED:
+        now = subscription_services.subscription_cancel_preview(sub=sub, at_period_end=False, credit_unused=True)
+        if not pending and not sub.cancel_at_period_end:
+            at_end = subscription_services.subscription_cancel_preview(sub=sub, at_period_end=True)
     return render_page(
         request,
         "service_cancel.html",
         {
             "sub": sub,
-            "pending": sub.status == SubscriptionStatus.PENDING,
-            "cancellable": sub.status != SubscriptionStatus.CANCELLED and not sub.cancel_at_period_end,
-            "days": days,
-            "unused_value": unused_value,
+            "pending": pending,
+            "cancellable": now is not None,
+            "at_end": at_end,
+            "now": now,
+            "days": now.unused_days if now is not None else 0,
+            "today": timezone.localdate(),
         },
     )

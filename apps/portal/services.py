@@ -19,6 +19,7 @@ from django.utils import timezone
 from django_otp.oath import TOTP
 
 from apps.audit import services as audit
+from apps.billing.services import tenant_settings
 from apps.common import context
 from apps.common.exceptions import Conflict, DomainError, InvalidInput
 from apps.customers import services as customer_services
@@ -299,6 +300,8 @@ def signup(*, tenant, data: SignUp) -> PortalUser:
                 "company": data.company,
                 "kind": "company" if data.company else "person",
                 "country": data.country,
+                # Billed in what the tenant bills in (its billing settings), never a fixed code.
+                "currency": tenant_settings.default_currency(tenant),
             },
         )
         user = PortalUser(tenant=tenant, customer=customer, email=email, name=data.name[:200], role=PortalRole.OWNER)

@@ -25,6 +25,7 @@ from apps.billing.services import documents, stripe_gateway
 from apps.billing.services import subscriptions as subscription_services
 from apps.catalog.models import Cycle, Product, ProductType, Visibility
 from apps.catalog.pricing import price_table, quote
+from apps.common import display
 from apps.common.exceptions import DomainError
 from apps.customers import services as customer_services
 from apps.domains import services as domain_services
@@ -339,11 +340,7 @@ def service_detail(request, pk):
     user = request.portal_user
     preview, choices = None, []
     if user.sees_money and sub.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE):
-        choices = [
-            p
-            for p in Product.objects.filter(type=sub.product.type, visibility=Visibility.PUBLIC)
-            if p.is_orderable or p.pk == sub.product_id
-        ]
+        choices = selectors.plan_choices(sub)
         form = forms.ChangePlanForm(request.GET or None)
         if request.GET and form.is_valid():
             product = next((p for p in choices if p.pk == form.cleaned_data["product"]), None)
@@ -375,7 +372,7 @@ def service_change(request, pk):
     sub = own_subscription(request, pk)
     form = forms.ChangePlanForm(request.POST)
     if form.is_valid():
-        product = Product.objects.filter(pk=form.cleaned_data["product"], type=sub.product.type).first()
+        product = selectors.plan_choice(sub, form.cleaned_data["product"])
         if product is None:
             raise Http404("No such plan.")
         try:
@@ -390,13 +387,24 @@ def service_change(request, pk):
 @require_POST
 @portal_page(sees_money)
 def service_cancel(request, pk):
+    """``when=now``: ends the service today and credits the unused paid days to the balance (a second
+    post finds it cancelled: nothing is credited twice); otherwise at the end of the paid period."""
     sub = own_subscription(request, pk)
+    now = request.POST.get("when") == "now" or sub.status == SubscriptionStatus.PENDING
     try:
-        subscription_services.subscription_cancel(sub=sub, at_period_end=True)
+        _sub, quote = subscription_services.subscription_cancel_quoted(
+            sub=sub, at_period_end=not now, credit_unused=now
+        )
     except DomainError as exc:
         show_error(request, exc)
     else:
-        messages.success(request, "Your service will end at the end of the period already paid for.")
+        if not now:
+            messages.success(request, "Your service will end at the end of the period already paid for.")
+        elif quote.credit > 0:
+            amount = display.money(quote.credit, quote.currency)
+            messages.success(request, f"Your service is cancelled; {amount} is added to your credit balance.")
+        else:
+            messages.success(request, "Your service is cancelled.")
     return redirect(page_url(request, "service", pk=sub.pk))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -22,6 +23,7 @@ from django.utils import timezone
 from agent import pem
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.registry import Registry
 from apps.dns import services as dns_services
 from apps.dns.models import Record, Zone
 from apps.jobs.lifecycle import Lifecycle, Move
@@ -46,6 +48,14 @@ S = CertificateStatus
 ISSUE_JOB = "ssl.certificate.issue"
 INSTALL_JOB = "ssl.certificate.install"
 MAIL_JOB = "ssl.mail.install"  # payload: the mail node's id; pushes every certificate bound to it
+
+# Certificates without a website whose HTTP-01 challenges the panel answers itself (a verified custom
+# portal domain points at the panel, not at a web node): callables(cert) -> bool, registered by the
+# module that proved the name (white-label). Nothing else gets a panel-answered challenge.
+PANEL_SERVED: Registry[Callable[[Certificate], bool]] = Registry("panel-served certificate")
+# Called in the transaction that makes a newly issued (or renewed) certificate the one served:
+# callables(cert), so a module that serves the certificate itself (white-label) takes the new one.
+ISSUED: Registry[Callable[[Certificate], None]] = Registry("certificate issued hook")
 
 certs: Lifecycle[Certificate] = Lifecycle(
     model=Certificate,
@@ -125,6 +135,20 @@ def certificate_issue(*, tenant, names: list[str] | None = None, website: Websit
         raise InvalidInput("Turn HTTPS on for the website first.", field="website")
     cert = Certificate(tenant=tenant, names=names, website=website, source=CertificateSource.ACME,
                        challenge=challenge, status=S.PENDING, hsts=hsts, automatic=automatic)  # fmt: skip
+    cert.save(force_insert=True)
+    audit.created(cert, "ssl.certificate.create", actor=actor)
+    certs.enqueue(cert, ISSUE_JOB, actor=actor)
+    return cert
+
+
+@transaction.atomic
+def certificate_issue_panel_served(*, tenant, names: list[str], actor=None) -> Certificate:
+    """A certificate from the ACME CA for names whose HTTP-01 challenges the panel itself answers
+    (``PANEL_SERVED``; the caller proved the names are the tenant's: a verified custom portal
+    domain). The same issue job, renewal and sweep as every ACME certificate; no website."""
+    names = validators.names(names)
+    cert = Certificate(tenant=tenant, names=names, source=CertificateSource.ACME, challenge=Challenge.HTTP_01,
+                       status=S.PENDING)  # fmt: skip
     cert.save(force_insert=True)
     audit.created(cert, "ssl.certificate.create", actor=actor)
     certs.enqueue(cert, ISSUE_JOB, actor=actor)
@@ -421,6 +445,10 @@ def _remember(pk, entry: dict) -> None:
 def _present_http(cert: Certificate, client: ca.Client, challb) -> None:
     token, answer = ca.http01(client, challb)
     site = cert.website
+    if site is None and any(served(cert) for served in PANEL_SERVED):
+        # The panel answers it (``selectors.panel_challenge``) once this entry is committed.
+        _remember(cert.pk, {"kind": "panel", "token": token, "answer": answer})
+        return
     if site is None:
         raise PermanentError("The website of this certificate is gone.")
     _remember(cert.pk, {"kind": "http", "site": site.site_id, "node": str(site.node_id), "token": token})
@@ -461,6 +489,8 @@ def _take_down(pk) -> None:
         return
     left = []
     for entry in cert.challenges:
+        if entry["kind"] == "panel":
+            continue  # answered from this row: dropping the entry takes it down
         try:
             if entry["kind"] == "http" and cert.website is not None:
                 driver_for(cert.website.node).acme_challenge_remove(entry["site"], entry["token"])
@@ -507,6 +537,8 @@ def _downloaded(pk, chain_pem: str) -> Certificate:
             cert.order_url = cert.order_csr = cert.pending_key_encrypted = ""
             cert.failures, cert.retry_after, cert.alerted_at, cert.last_error = 0, None, None, ""
             cert.save()
+        for hook in ISSUED:
+            hook(cert)
         if cert.website_id:
             certs.enqueue(cert, INSTALL_JOB)
         if cert.mail_node_id:  # the renewed certificate goes to the mail node too

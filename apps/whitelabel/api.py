@@ -79,7 +79,7 @@ class CustomDomainViewSet(ResourceViewSet):
     record it answers under `verification`, then `POST …/{id}/verify/`. A verified name serves this
     tenant's portal only, with a self-signed certificate until the SSL module issues one."""
 
-    queryset = CustomDomain.objects.all()
+    queryset = CustomDomain.objects.select_related("certificate")
     serializer_class = s.CustomDomainSerializer
     input_serializers = {"create": s.CustomDomainCreateSerializer}
     destroy_answers_object = False

@@ -75,6 +75,7 @@ class DomainStatus(models.TextChoices):
 class CertificateKind(models.TextChoices):
     NONE = "", "None"
     SELF_SIGNED = "self-signed", "Self-signed (browsers warn)"
+    ACME = "acme", "Trusted (ACME)"
 
 
 def new_token() -> str:
@@ -91,7 +92,12 @@ class CustomDomain(TenantOwnedModel):
     verified_at = models.DateTimeField(null=True, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.CharField(max_length=300, blank=True)
-    # Until the SSL module issues real ones: a self-signed certificate, shown as such.
+    # What TLS for this host serves: the SSL module's trusted certificate (``acme``) once it is issued;
+    # a self-signed one, shown as such, while it is issuing or when issuance failed.
+    certificate = models.ForeignKey(
+        "ssl.Certificate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="the trusted certificate the SSL module issues for this host (ACME, renewed by its sweep)",
+    )  # fmt: skip
     certificate_kind = models.CharField(max_length=16, choices=CertificateKind.choices, blank=True, default="")
     certificate_pem = models.TextField(blank=True)
     certificate_key_encrypted = models.TextField(blank=True)

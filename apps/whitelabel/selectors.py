@@ -27,7 +27,7 @@ from apps.common.registry import Registry
 from apps.dns import services as dns_services
 from apps.tenancy.models import Tenant
 
-from . import validators
+from . import crypto, validators
 from .models import DEFAULT_ACCENT, DEFAULT_PRIMARY, Brand, CustomDomain, DomainStatus
 
 log = logging.getLogger(__name__)
@@ -343,3 +343,18 @@ def connect_signals() -> None:
     post_delete.connect(_on_tenant, sender=Tenant, dispatch_uid="whitelabel-tenant-delete")
     post_save.connect(_on_domain, sender=CustomDomain, dispatch_uid="whitelabel-domain-save")
     post_delete.connect(_on_domain, sender=CustomDomain, dispatch_uid="whitelabel-domain-delete")
+
+
+def portal_tls(hostname: str) -> tuple[str, str] | None:
+    """What TLS serves for a verified custom portal domain: (full chain PEM, private key PEM), the
+    trusted ACME certificate once the SSL module issued it (``services.certificate_issued``), the
+    self-signed one until then or when issuance failed. None for a name that serves nobody. This is
+    the one read a TLS terminator in front of the panel uses (the key leaves the row only here)."""
+    domain = (
+        CustomDomain.all_tenants.filter(hostname=normal_host(hostname), status=DomainStatus.VERIFIED)
+        .exclude(certificate_pem="")
+        .first()
+    )
+    if domain is None or not domain.certificate_key_encrypted:
+        return None
+    return domain.certificate_pem, crypto.decrypt(domain.certificate_key_encrypted)

@@ -7,7 +7,7 @@ from rest_framework import serializers
 from apps.common.serializers import ModelSerializer, Serializer
 
 from . import validators
-from .models import Brand, CustomDomain, DomainStatus
+from .models import Brand, CertificateKind, CustomDomain, DomainStatus
 from .selectors import logo_path
 
 
@@ -164,10 +164,20 @@ class CustomDomainSerializer(ModelSerializer):
             "type": "object",
             "nullable": True,
             "properties": {
-                "kind": {"type": "string", "enum": ["self-signed"]},
+                "kind": {"type": "string", "enum": ["self-signed", "acme"]},
                 "trusted": {"type": "boolean"},
                 "not_after": {"type": "string", "format": "date-time"},
                 "sha256_fingerprint": {"type": "string"},
+                "issuance": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": "The SSL module's certificate for this host (GET /enterprise/ssl/{id}).",
+                    "properties": {
+                        "id": {"type": "string", "format": "uuid"},
+                        "status": {"type": "string"},
+                        "error": {"type": "string"},
+                    },
+                },
                 "note": {"type": "string"},
             },
         }
@@ -175,10 +185,24 @@ class CustomDomainSerializer(ModelSerializer):
     def get_certificate(self, domain: CustomDomain) -> dict | None:
         if domain.status != DomainStatus.VERIFIED or not domain.certificate_kind:
             return None
+        trusted = domain.certificate_kind == CertificateKind.ACME
+        issued = domain.certificate
+        issuance = None
+        if issued is not None:
+            issuance = {"id": str(issued.pk), "status": issued.status, "error": issued.last_error or ""}
+        if trusted:
+            note = "A trusted certificate from the certificate authority, renewed automatically."
+        elif issued is not None and issued.status in ("pending", "issuing"):  # the SSL module's statuses
+            note = "Self-signed while the trusted certificate is issued: browsers warn until then."
+        elif issued is not None and issued.status == "failed":
+            note = "Self-signed: the trusted certificate could not be issued (see issuance.error). Browsers warn."
+        else:
+            note = "Self-signed: browsers warn."
         return {
             "kind": domain.certificate_kind,
-            "trusted": False,
+            "trusted": trusted,
             "not_after": serializers.DateTimeField().to_representation(domain.certificate_not_after),
             "sha256_fingerprint": domain.certificate_sha256,
-            "note": "Self-signed until the SSL module issues a trusted certificate: browsers warn.",
+            "issuance": issuance,
+            "note": note,
         }

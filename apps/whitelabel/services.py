@@ -9,6 +9,7 @@ and the file a change replaces is removed only after the commit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -20,6 +21,7 @@ from django.utils import timezone
 from agent.web import self_signed
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
+from apps.common.registry import Registry
 from apps.dns import services as dns_services
 from apps.websites import validators as host_rules
 
@@ -208,13 +210,15 @@ def _record_check(domain: CustomDomain, *, found: bool, values: list[str], actor
                 locked.status = DomainStatus.VERIFIED
                 locked.verified_at = locked.last_checked_at
                 locked.last_error = ""
-                _self_signed(locked)
+                _self_signed(locked)  # served while the trusted one is issued, and if that fails
+                _request_certificate(locked, actor)
             locked.save()
     return locked
 
 
 def _self_signed(domain: CustomDomain) -> None:
-    """Until the SSL module issues real certificates: a self-signed one, and the API says so."""
+    """A self-signed certificate for the name: served while the trusted one is issued, and kept when
+    issuance fails or is off; the API says so."""
     cert_pem, key_pem = self_signed([domain.hostname], days=365)
     cert = x509.load_pem_x509_certificate(cert_pem)
     domain.certificate_kind = CertificateKind.SELF_SIGNED
@@ -224,7 +228,59 @@ def _self_signed(domain: CustomDomain) -> None:
     domain.certificate_sha256 = cert.fingerprint(hashes.SHA256()).hex(":")
 
 
+# The trusted certificate of a verified domain comes from the SSL module, which sits beside this one
+# and reaches back to it through other apps: the module above both links them (apps/portal/domain_tls.py).
+# VERIFIED: callables(domain, actor) in the verification's transaction, the domain locked, answering the
+# ``Certificate`` asked for (or None); REMOVED: callables(domain, actor) in the delete's transaction.
+VERIFIED: Registry[Callable] = Registry("custom domain verified hook")
+REMOVED: Registry[Callable] = Registry("custom domain removed hook")
+
+
+def _request_certificate(domain: CustomDomain, actor) -> None:
+    if not settings.MPANEL_SSL_AUTO_ISSUE:  # a deployment without a CA keeps the self-signed one
+        return
+    for hook in VERIFIED:
+        cert = hook(domain, actor)
+        if cert is not None:
+            domain.certificate = cert
+
+
+@transaction.atomic
+def domain_certificate_set(*, domain: CustomDomain, certificate_pem: str, key_pem: str, not_after,
+                           sha256_hex: str) -> None:  # fmt: skip
+    """The SSL module issued (or renewed) the domain's trusted certificate: it is what the host serves
+    from now on (``selectors.portal_tls``), replacing the self-signed fallback. Audited as the system's."""
+    locked = CustomDomain.all_tenants.select_for_update().get(pk=domain.pk)
+    with audit.change(locked, "whitelabel.domain_certificate", actor=audit.SYSTEM, tenant=locked.tenant):
+        locked.certificate_kind = CertificateKind.ACME
+        locked.certificate_pem = certificate_pem
+        locked.certificate_key_encrypted = crypto.encrypt(key_pem)
+        locked.certificate_not_after = not_after
+        fp = sha256_hex.lower().replace(":", "")
+        locked.certificate_sha256 = ":".join(fp[i : i + 2] for i in range(0, len(fp), 2))
+        locked.save()
+
+
+@transaction.atomic
+def domain_certificate_retry(*, domain: CustomDomain, actor=None) -> CustomDomain:
+    """Ask again for a verified domain's trusted certificate (issuance failed, or the domain was
+    verified while issuance was off); 409 while one is issuing or serving."""
+    locked = CustomDomain.all_tenants.select_for_update().select_related("certificate").get(pk=domain.pk)
+    if locked.status != DomainStatus.VERIFIED:
+        raise Conflict("Verify the domain first.", code="not_verified")
+    current = locked.certificate
+    if current is not None and current.status not in ("failed", "revoked", "deleted", "expired"):
+        raise Conflict(f"Its certificate is {current.status}.", code="certificate_in_progress")
+    with audit.change(locked, "whitelabel.domain_certificate_retry", actor=actor):
+        _request_certificate(locked, actor)
+        locked.save()
+    return locked
+
+
 @transaction.atomic
 def domain_delete(*, domain: CustomDomain, actor=None) -> None:
+    """Remove the domain; its trusted certificate goes with it (``REMOVED``: the SSL module deletes it)."""
+    for hook in REMOVED:
+        hook(domain, actor)
     audit.deleted(domain, "whitelabel.domain_delete", actor=actor)
     domain.delete()

@@ -164,6 +164,9 @@ API = {
     "portal-payment-method-make-default": ("post", "card", MONEY, {200}),
     "portal-service-list": ("get", None, ALL, {200}),
     "portal-service-detail": ("get", "subscription", ALL, {200}),
+    # An empty body cancels at period end (a pending service: now): the next role finds it cancelled (409).
+    "portal-service-cancel": ("post", "subscription", MONEY, {200, 409}),
+    "portal-service-change": ("post", "subscription", MONEY, {400}),  # no plan named: test_portal_cancel_change.py
     "portal-invoice-list": ("get", None, MONEY, {200}),
     "portal-invoice-detail": ("get", "invoice", MONEY, {200}),
     "portal-invoice-pay": ("post", "invoice", MONEY, {201, 409}),  # 409: Stripe is not configured here
@@ -207,7 +210,18 @@ def test_every_api_route_is_classified():
 
 def _api_path(name, obj):
     if name.endswith(
-        ("-detail", "-pay", "-make-default", "-restart", "-suspend", "-resume", "-password", "-auto-renew")
+        (
+            "-detail",
+            "-pay",
+            "-make-default",
+            "-restart",
+            "-suspend",
+            "-resume",
+            "-password",
+            "-auto-renew",
+            "-cancel",
+            "-change",
+        )
     ):
         return reverse(name, kwargs={"pk": str(obj.pk) if obj is not None else str(uuid.uuid4())})
     return reverse(name)

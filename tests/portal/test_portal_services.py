@@ -308,7 +308,8 @@ def test_cancel_is_shown_before_it_is_confirmed(portal):
     sub.refresh_from_db()
     assert sub.cancel_at_period_end and sub.status == SubscriptionStatus.ACTIVE
     page = billing.get(_page_url(a1, "service-cancel-confirm", pk=sub.pk)).content.decode()
-    assert "nothing to cancel" in page and "Cancel at period end</button>" not in page
+    # Scheduled already: ending it now instead is still offered, at period end no more.
+    assert "already set to end" in page and "Cancel at period end</button>" not in page
 
 
 def test_the_service_page_shows_the_hosting_plans_usage(portal):

@@ -181,21 +181,111 @@ def subscription_resume(*, sub: Subscription, actor=None) -> Subscription:
     return sub
 
 
-@transaction.atomic
-def subscription_cancel(*, sub: Subscription, at_period_end: bool = False, actor=None) -> Subscription:
-    sub = lock_subscription(sub)
+@dataclass(frozen=True)
+class Cancellation:
+    """What cancelling a subscription on a day does: ``subscription_cancel`` applies exactly these
+    figures, and ``subscription_cancel_preview`` shows them first.
+
+    ``credit`` is what goes to the customer's balance (only with ``credit_unused`` on an immediate
+    cancel): the unused days of the current period at the subscription's price per cycle, before
+    tax (the plan-change proration's rule: ``periods.prorate`` to a price of 0), plus every later
+    period already paid in advance, in full. A period that is not wholly paid is never credited
+    (``no_credit_reason`` says why)."""
+
+    at_period_end: bool
+    ends_on: date
+    currency: str
+    unused_days: int
+    credit: Decimal
+    no_credit_reason: str  # "" when credited; "pending" | "unpaid" | "period_end" | "not_asked" | "nothing_left"
+    label: str
+
+
+def _paid(charge: SubscriptionCharge) -> bool:
+    line = charge.invoice_line
+    return line is not None and line.invoice.status == InvoiceStatus.PAID
+
+
+def _cancellation(sub: Subscription, at_period_end: bool, credit_unused: bool, on: date | None) -> Cancellation:
     if sub.status == SubscriptionStatus.CANCELLED:
         raise Conflict("This subscription is cancelled already.")
-    if at_period_end and sub.status != SubscriptionStatus.PENDING:
+    on = on or timezone.localdate()
+    pending = sub.status == SubscriptionStatus.PENDING
+    scheduled = at_period_end and not pending
+    ends_on = sub.current_period_end if scheduled else on
+    in_period = sub.current_period_start <= on < sub.current_period_end
+    unused = (sub.current_period_end - max(on, sub.current_period_start)).days if on < sub.current_period_end else 0
+    credit, reason = Decimal(0), ""
+    if pending:
+        reason = "pending"  # never paid: its open invoice is voided instead
+    elif scheduled:
+        reason = "period_end"  # it runs to the end of what was paid
+    elif not credit_unused:
+        reason = "not_asked"
+    else:
+        charges = list(
+            SubscriptionCharge.all_tenants.filter(subscription=sub, period_end__gt=sub.current_period_start)
+            .exclude(kind=SubscriptionCharge.Kind.USAGE)
+            .select_related("invoice_line__invoice")
+        )
+        current = [c for c in charges if c.period_start < sub.current_period_end]
+        if not in_period or not current or not all(_paid(c) for c in current):
+            reason = "unpaid" if in_period else "nothing_left"
+        else:
+            per_cycle = quantize(sub.unit_price * sub.quantity, sub.currency)
+            credit = periods.prorate(old=per_cycle, new=Decimal(0), start=sub.current_period_start,
+                                     end=sub.current_period_end, on=on, currency=sub.currency).credit  # fmt: skip
+        # Periods billed in advance (a renewal invoice made before its period starts) and paid: in full.
+        ahead = [c for c in charges if c.period_start >= sub.current_period_end and c.kind != "setup"]
+        credit += sum((c.amount for c in ahead if _paid(c)), Decimal(0))
+        if credit > 0:
+            reason = ""
+        elif not reason:
+            reason = "nothing_left"
+    label = f"{sub.product.name} x{sub.quantity}, cancelled on {on}: {unused} unused day(s) to {sub.current_period_end}"
+    return Cancellation(at_period_end=scheduled, ends_on=ends_on, currency=sub.currency, unused_days=unused,
+                        credit=credit, no_credit_reason=reason, label=label)  # fmt: skip
+
+
+def subscription_cancel_preview(*, sub: Subscription, at_period_end: bool = False, credit_unused: bool = False,
+                                on: date | None = None) -> Cancellation:  # fmt: skip
+    """The figures ``subscription_cancel`` would apply, computed the same way, nothing written."""
+    return _cancellation(sub, at_period_end, credit_unused, on)
+
+
+def subscription_cancel(*, sub: Subscription, at_period_end: bool = False, credit_unused: bool = False,
+                        actor=None, on: date | None = None) -> Subscription:  # fmt: skip
+    """Cancel at the end of the paid period, or now (``subscription_cancel_quoted``)."""
+    return subscription_cancel_quoted(sub=sub, at_period_end=at_period_end, credit_unused=credit_unused,
+                                      actor=actor, on=on)[0]  # fmt: skip
+
+
+@transaction.atomic
+def subscription_cancel_quoted(*, sub: Subscription, at_period_end: bool = False, credit_unused: bool = False,
+                               actor=None, on: date | None = None) -> tuple[Subscription, Cancellation]:  # fmt: skip
+    """Cancel at the end of the paid period, or now; answers the figures it applied. Now with
+    ``credit_unused``: the unused paid days go to the customer's balance (``Cancellation``), in this
+    transaction with the lock held, so a retry finds the subscription cancelled (409) and never
+    credits twice."""
+    sub = lock_subscription(sub)
+    quote = _cancellation(sub, at_period_end, credit_unused, on)
+    if quote.at_period_end:
         with audit.change(sub, "subscription.cancel_scheduled"):
             sub.cancel_at_period_end = True
             sub.save()
-        return sub
-    subscription_cancel_now(sub)
-    return sub
+        return sub, quote
+    subscription_cancel_now(sub, actor=actor)
+    if quote.credit > 0:
+        row = CreditTransaction.objects.create(
+            tenant_id=sub.tenant_id, customer_id=sub.customer_id, currency=sub.currency, amount=quote.credit,
+            kind=CreditTransaction.Kind.ADJUSTMENT, description=f"Cancellation credit: {quote.label}"[:300],
+        )  # fmt: skip
+        after = {"credit": str(quote.credit), "currency": sub.currency, "credit_transaction": str(row.pk)}
+        audit.record(action="subscription.cancel_credit", obj=sub, after=after)
+    return sub, quote
 
 
-def subscription_cancel_now(sub: Subscription) -> None:
+def subscription_cancel_now(sub: Subscription, actor=None) -> None:
     """End ``sub`` now (staff, the billing run at period end, dunning's termination).
 
     The caller holds the subscription's lock, in its transaction. A subscription that was never
@@ -213,7 +303,7 @@ def subscription_cancel_now(sub: Subscription) -> None:
         ).distinct():
             invoice_void(invoice=invoice)
     else:
-        _enqueue(sub, "cancel")
+        _enqueue(sub, "cancel", actor)
 
 
 @dataclass(frozen=True)

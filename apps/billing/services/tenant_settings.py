@@ -163,6 +163,17 @@ def settings_update(*, tenant, data: dict[str, Any], actor=None) -> BillingSetti
     return row
 
 
+def default_currency(tenant) -> str:
+    """The currency a new customer of ``tenant`` is billed in when nobody chose one (a visitor's own
+    sign-up): the tenant's default currency when its billing settings accept it (or accept any),
+    else the first currency they accept, so the customer's first order is never refused for it."""
+    accepted = settings_of(tenant).currencies or []
+    own = (tenant.default_currency or "").upper()
+    if not accepted or own in accepted:
+        return own
+    return accepted[0]
+
+
 def check_currency_accepted(tenant, currency: str) -> None:
     """A document made by hand is in one of the tenant's currencies (any when none is listed)."""
     accepted = settings_of(tenant).currencies
