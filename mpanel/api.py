@@ -85,7 +85,7 @@ from apps.security.api import (
     ShieldEventViewSet,
     ShieldPolicyViewSet,
 )
-from apps.ssl.api import CertificateViewSet
+from apps.ssl.api import CertificateViewSet, SslSettingsViewSet
 from apps.tenancy.api import InvitationViewSet, MemberViewSet, MyInvitationViewSet, TenantViewSet, UserViewSet
 from apps.tenancy.audit_api import AuditEventViewSet
 from apps.websites.api import WebsiteViewSet
@@ -279,6 +279,11 @@ urlpatterns = [
         r"^domains/settings/?$",
         DomainSettingsViewSet.as_view({"get": "retrieve", "put": "update", "patch": "partial_update"}),
         name="domain-settings",
+    ),
+    re_path(
+        r"^enterprise/ssl/settings/?$",
+        SslSettingsViewSet.as_view({"get": "retrieve", "put": "update", "patch": "partial_update"}),
+        name="ssl-settings",
     ),
     re_path(
         r"^billing/settings/?$",

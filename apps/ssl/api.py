@@ -11,7 +11,7 @@ from apps.tenancy.viewsets import ResourceViewSet
 from apps.websites.api import REVOKE_PARAMETER, revoke_flag
 
 from . import services
-from .models import Certificate, CertificateSource, CertificateStatus, Challenge
+from .models import Certificate, CertificateSource, CertificateStatus, Challenge, SslSettings
 from .serializers import (
     CertificateDetailSerializer,
     CertificateDownloadSerializer,
@@ -21,6 +21,8 @@ from .serializers import (
     CertificateSerializer,
     CertificateUpdateSerializer,
     CertificateUploadSerializer,
+    SslSettingsInputSerializer,
+    SslSettingsSerializer,
 )
 
 
@@ -140,3 +142,30 @@ class CertificateViewSet(ResourceViewSet):
         user = request.user
         require_reauth(user, code=data.get("code"), password=data.get("password"))
         return self.answer({"private_key": services.key_pem(certificate=cert, actor=user)})
+
+
+class SslSettingsViewSet(ResourceViewSet):
+    """The tenant's SSL settings: `GET /enterprise/ssl/settings` (MEMBER+), `PUT|PATCH` (ADMIN+;
+    fields left out keep their value), through the service the admin uses (audited). Today one
+    setting: whether deleting a certificate, or its website, revokes it at the CA when neither the
+    delete nor the certificate says."""
+
+    serializer_class = SslSettingsSerializer
+    queryset = SslSettings.objects.all()  # one row per tenant, addressed without an id
+    input_serializers = {"update": SslSettingsInputSerializer}
+    required_roles = {"retrieve": Role.MEMBER, "update": Role.ADMIN, "partial_update": Role.ADMIN}
+
+    @extend_schema(responses={200: SslSettingsSerializer}, summary="The tenant's SSL settings")
+    def retrieve(self, request, *args, **kwargs):
+        return self.answer(services.settings_for(self.tenant))
+
+    @extend_schema(request=SslSettingsInputSerializer, responses={200: SslSettingsSerializer},
+                   summary="Change SSL settings (fields left out keep their value)")  # fmt: skip
+    def update(self, request, *args, **kwargs):
+        data = self.validated(partial=True)
+        return self.answer(services.settings_update(tenant=self.tenant, data=data, actor=request.user))
+
+    @extend_schema(request=SslSettingsInputSerializer, responses={200: SslSettingsSerializer},
+                   summary="Change SSL settings (fields left out keep their value)")  # fmt: skip
+    def partial_update(self, request, *args, **kwargs):
+        return self.update(request, *args, **kwargs)

@@ -4,7 +4,7 @@ from apps.common.serializers import ModelSerializer, Serializer
 from apps.nodes.models import Node
 from apps.websites.models import Website
 
-from .models import Certificate, Challenge
+from .models import Certificate, Challenge, SslSettings
 
 
 class CertificateSerializer(ModelSerializer):
@@ -130,3 +130,20 @@ class CertificateMailSerializer(Serializer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["node"].queryset = Node.objects.all()  # per request: only the tenant's own nodes
+
+
+class SslSettingsSerializer(ModelSerializer):
+    """The tenant's SSL settings (the defaults, ``updated_at`` null, until it changes them)."""
+
+    updated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = SslSettings
+        fields = ["revoke_on_delete", "updated_at"]
+        read_only_fields = fields
+
+
+class SslSettingsInputSerializer(Serializer):
+    """Fields left out keep their value."""
+
+    revoke_on_delete = serializers.BooleanField(required=False)

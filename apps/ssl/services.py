@@ -145,10 +145,11 @@ def certificate_issue(*, tenant, names: list[str] | None = None, website: Websit
 def certificate_issue_panel_served(*, tenant, names: list[str], actor=None) -> Certificate:
     """A certificate from the ACME CA for names whose HTTP-01 challenges the panel itself answers
     (``PANEL_SERVED``; the caller proved the names are the tenant's: a verified custom portal
-    domain). The same issue job, renewal and sweep as every ACME certificate; no website."""
+    domain). The same issue job, renewal and sweep as every ACME certificate; no website. Automatic:
+    nobody asked for it, so a failed issuance is retried by the sweep like a plan's."""
     names = validators.names(names)
     cert = Certificate(tenant=tenant, names=names, source=CertificateSource.ACME, challenge=Challenge.HTTP_01,
-                       status=S.PENDING)  # fmt: skip
+                       status=S.PENDING, automatic=True)  # fmt: skip
     cert.save(force_insert=True)
     audit.created(cert, "ssl.certificate.create", actor=actor)
     certs.enqueue(cert, ISSUE_JOB, actor=actor)

@@ -79,7 +79,7 @@ def test_api_cancel_previews_then_ends_now_with_the_unused_days_credited_once(po
     preview = owner.post(_url(sub, "cancel"), {"at_period_end": False, "preview": True}, format="json")
     assert preview.status_code == 200, preview.content
     body = preview.json()
-    # The period starts today: every day of it is unused, so its whole price (before tax) comes back.
+    # The period starts today: every day of it is unused, so all that was paid for it comes back.
     assert body["applied"] is False and body["credit"] == "8.00" and body["currency"] == "EUR"
     assert body["unused_days"] == (sub.current_period_end - sub.current_period_start).days
     assert body["service"]["status"] == "active"
@@ -267,3 +267,26 @@ def test_staff_cancel_now_credits_by_the_same_rule_when_asked(portal):
     assert done.json()["status"] == "cancelled" and _credit(a1) == Decimal("8.00")
     assert staff.post(url, {"at_period_end": False, "credit_unused": True}, format="json").status_code == 409
     assert _credit(a1) == Decimal("8.00")
+
+
+def test_the_credit_is_what_was_paid_for_the_unused_days_tax_included(portal):
+    """A balance pays invoice totals, so the unused days come back with the tax paid on them (a net
+    credit would keep the tax of days never used); the setup fee is not refunded."""
+    from apps.catalog.models import TaxRate
+    from apps.orders.services import order_accept, order_create
+
+    a1 = portal[0]
+    with tenant_scope(a1.tenant):
+        TaxRate.objects.create(tenant=a1.tenant, country="NL", tax_class="standard", rate=Decimal("21"), name="BTW")
+        Customer.objects.filter(pk=a1.customer.pk).update(country="NL")
+        order = order_accept(order=order_create(tenant=a1.tenant, customer=Customer.objects.get(pk=a1.customer.pk),
+                                                items=[{"product": a1.plan, "cycle": "monthly"}]))  # fmt: skip
+        invoice = Invoice.objects.get(pk=order.invoice_id)
+        assert invoice.tax_total == Decimal("2.10")  # 21 % of 8.00 + 2.00 setup
+        payments.payment_record(invoice=invoice, amount=invoice.amount_due, method="bank_transfer", reference="T9")
+        sub = order.items.first().subscription
+    owner = api_client(a1.users[PortalRole.OWNER])
+    done = owner.post(_url(sub, "cancel"), {"at_period_end": False}, format="json")
+    assert done.status_code == 200, done.content
+    assert done.json()["credit"] == "9.68"  # the whole period unused: 8.00 + 1.68 tax, not the 2.42 setup
+    assert _credit(a1) == Decimal("9.68")

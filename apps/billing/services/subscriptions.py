@@ -187,10 +187,11 @@ class Cancellation:
     figures, and ``subscription_cancel_preview`` shows them first.
 
     ``credit`` is what goes to the customer's balance (only with ``credit_unused`` on an immediate
-    cancel): the unused days of the current period at the subscription's price per cycle, before
-    tax (the plan-change proration's rule: ``periods.prorate`` to a price of 0), plus every later
-    period already paid in advance, in full. A period that is not wholly paid is never credited
-    (``no_credit_reason`` says why)."""
+    cancel): what the customer paid for the days from the cancel on, i.e. each paid charge's invoice
+    line total (after its discount, with its tax: a balance pays invoice totals, so a net credit would
+    keep the tax of days never used) in proportion to its days left, so a period paid in advance
+    comes back in full. Setup fees are not refunded. A current period that is not wholly paid is never
+    credited (``no_credit_reason`` says why)."""
 
     at_period_end: bool
     ends_on: date
@@ -204,6 +205,15 @@ class Cancellation:
 def _paid(charge: SubscriptionCharge) -> bool:
     line = charge.invoice_line
     return line is not None and line.invoice.status == InvoiceStatus.PAID
+
+
+def _paid_from(charge: SubscriptionCharge, on: date, currency: str) -> Decimal:
+    """What the customer paid for the charge's days from ``on`` on (its line's total, in proportion)."""
+    start, end = charge.period_start, charge.period_end
+    days, left = (end - start).days, (end - max(on, start)).days
+    if days <= 0 or left <= 0:
+        return Decimal(0)
+    return quantize(charge.invoice_line.total * left / days, currency)  # multiply first, as periods.prorate
 
 
 def _cancellation(sub: Subscription, at_period_end: bool, credit_unused: bool, on: date | None) -> Cancellation:
@@ -232,12 +242,10 @@ def _cancellation(sub: Subscription, at_period_end: bool, credit_unused: bool, o
         if not in_period or not current or not all(_paid(c) for c in current):
             reason = "unpaid" if in_period else "nothing_left"
         else:
-            per_cycle = quantize(sub.unit_price * sub.quantity, sub.currency)
-            credit = periods.prorate(old=per_cycle, new=Decimal(0), start=sub.current_period_start,
-                                     end=sub.current_period_end, on=on, currency=sub.currency).credit  # fmt: skip
+            credit = sum((_paid_from(c, on, sub.currency) for c in current if c.kind != "setup"), Decimal(0))
         # Periods billed in advance (a renewal invoice made before its period starts) and paid: in full.
         ahead = [c for c in charges if c.period_start >= sub.current_period_end and c.kind != "setup"]
-        credit += sum((c.amount for c in ahead if _paid(c)), Decimal(0))
+        credit += sum((_paid_from(c, on, sub.currency) for c in ahead if _paid(c)), Decimal(0))
         if credit > 0:
             reason = ""
         elif not reason:
