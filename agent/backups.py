@@ -41,8 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
-import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import AgentError
@@ -114,6 +113,7 @@ class Repo:
         self._password = password
         self._options: list[str] = []
         self._extra_env: dict[str, str] = {}
+        self._ssh: dict | None = None
         if backend == "sftp":
             self.location = self._sftp(spec)
         elif backend == "s3":
@@ -131,28 +131,40 @@ class Repo:
                "bad SFTP path")  # fmt: skip
         _check(isinstance(host_key, str) and bool(HOST_KEY_RE.match(host_key)), "the server's host key is missing")
         _check(isinstance(key, str) and "PRIVATE KEY" in key, "the SSH key is missing")
-        # The key, and the one host key the server must show, in a folder only this call uses.
+        self._ssh = {"host": host, "port": port, "user": user, "host_key": host_key, "key": key}
+        shown = f"[{host}]" if ":" in host else host
+        return f"sftp://{user}@{shown}:{port}/{path}/{self.id}"
+
+    def _transport(self) -> tuple[list[str], Callable[[], None]]:
+        """restic's options for one process, and what removes their files when it ends. For SFTP: the
+        private key (0600) and the one host key the server must show, in a folder of their own, for
+        the time of that one restic process only."""
+        if self._ssh is None:
+            return list(self._options), lambda: None
         keys = self.base / "keys"
         keys.mkdir(parents=True, exist_ok=True, mode=0o700)
         _sweep_keys(keys)
         folder = Path(tempfile.mkdtemp(dir=keys, prefix="k"))
-        self._cleanup = weakref.finalize(self, shutil.rmtree, folder, True)
-        identity, known = folder / "id", folder / "known_hosts"
-        fd = os.open(identity, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key if key.endswith("\n") else key + "\n")
-        known.write_text(f"{SSH_ALIAS} {host_key}\n")
-        ssh = shutil.which("ssh") or "ssh"
-        command = [ssh, "-F", "/dev/null", "-p", str(port), "-i", str(identity), "-l", user,
-                   "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-                   "-o", f"UserKnownHostsFile={known}", "-o", "GlobalKnownHostsFile=/dev/null",
-                   "-o", f"HostKeyAlias={SSH_ALIAS}", "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=30",
-                   host, "-s", "sftp"]  # fmt: skip
-        # restic splits sftp.command on spaces: no part of it may hold one (the node root included).
-        _check(not any(" " in part or '"' in part for part in command), "a path of the SSH command holds a space")
-        self._options = ["-o", "sftp.command=" + " ".join(command)]
-        shown = f"[{host}]" if ":" in host else host
-        return f"sftp://{user}@{shown}:{port}/{path}/{self.id}"
+        try:
+            identity, known = folder / "id", folder / "known_hosts"
+            fd = os.open(identity, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                key = self._ssh["key"]
+                fh.write(key if key.endswith("\n") else key + "\n")
+            known.write_text(f"{SSH_ALIAS} {self._ssh['host_key']}\n")
+            ssh = shutil.which("ssh") or "ssh"
+            command = [ssh, "-F", "/dev/null", "-p", str(self._ssh["port"]), "-i", str(identity),
+                       "-l", self._ssh["user"], "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                       "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
+                       "-o", "GlobalKnownHostsFile=/dev/null", "-o", f"HostKeyAlias={SSH_ALIAS}",
+                       "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=30", self._ssh["host"],
+                       "-s", "sftp"]  # fmt: skip
+            # restic splits sftp.command on spaces: no part of it may hold one (the node root included).
+            _check(not any(" " in part or '"' in part for part in command), "a path of the SSH command holds a space")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return [*self._options, "-o", "sftp.command=" + " ".join(command)], lambda: shutil.rmtree(folder, True)
 
     def _s3(self, spec: dict) -> str:
         endpoint, bucket, region = spec.get("endpoint"), spec.get("bucket"), spec.get("region") or "us-east-1"
@@ -186,21 +198,29 @@ class Repo:
 
     def run(self, *args: str, input: bytes | None = None, check: bool = True, cwd: str | Path | None = None,
             timeout: float = TIMEOUT) -> subprocess.CompletedProcess:  # fmt: skip
+        options, done = self._transport()
         try:
-            result = subprocess.run([RESTIC, *self._options, *args], input=input, capture_output=True, env=self.env(),
+            result = subprocess.run([RESTIC, *options, *args], input=input, capture_output=True, env=self.env(),
                                     cwd=cwd, timeout=timeout)  # fmt: skip
         except FileNotFoundError as exc:
             raise AgentError("restic is not installed on this node", permanent=True) from exc
+        finally:
+            done()
         if check and result.returncode != 0:
-            raise AgentError(f"restic {args[0]}: {_tail(result.stderr)}")
+            raise AgentError(f"restic {args[0]}: {explain(result.stderr) if self.remote else _tail(result.stderr)}")
         return result
 
     def popen(self, *args: str, stdin=None, stdout=None, cwd=None) -> subprocess.Popen:
+        options, done = self._transport()
         try:
-            return subprocess.Popen([RESTIC, *self._options, *args], stdin=stdin, stdout=stdout,
-                                    stderr=subprocess.PIPE, env=self.env(), cwd=cwd)  # fmt: skip
+            proc = subprocess.Popen([RESTIC, *options, *args], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                                    env=self.env(), cwd=cwd)  # fmt: skip
         except FileNotFoundError as exc:
+            done()
             raise AgentError("restic is not installed on this node", permanent=True) from exc
+        if self._ssh is not None:  # the key goes when this restic process ends
+            threading.Thread(target=lambda: (proc.wait(), done()), daemon=True).start()
+        return proc
 
     def exists(self) -> bool:
         if not self.remote:
@@ -247,9 +267,14 @@ def _sweep_keys(keys: Path) -> None:
 
 
 def _missing_repository(stderr: bytes) -> bool:
+    """The storage answered, and there is no repository there (yet): not a connection problem. restic
+    asks "Is there a repository at the following location?" after any failure to open, so the
+    connection's own failures are ruled out first."""
     text = stderr.decode("utf-8", "replace").lower()
+    if any(needle in text for needle, _meaning in EXPLAINED[:-2]):
+        return False
     return ("is there a repository at the following location" in text or "does not exist" in text
-            or "no such file" in text or "nosuchkey" in text or "the specified key does not exist" in text)  # fmt: skip
+            or "no such file" in text or "nosuchkey" in text)  # fmt: skip
 
 
 # restic's and ssh's words for the usual setup mistakes, and what the person should look at.
@@ -264,8 +289,6 @@ EXPLAINED = (
     ("no route to host", "the host cannot be reached from this node"),
     ("could not resolve hostname", "the host name does not resolve"),
     ("connection timed out", "the connection timed out"),
-    ("nosuchbucket", "the bucket does not exist"),
-    ("bucket does not exist", "the bucket does not exist"),
     ("invalidaccesskeyid", "the access key id is not known to the storage"),
     ("signaturedoesnotmatch", "the secret key is wrong"),
     ("access denied", "the storage refused these keys access to the bucket"),
@@ -278,9 +301,10 @@ EXPLAINED = (
 
 
 def explain(stderr: bytes | str) -> str:
-    """restic's own words, preceded by what they usually mean."""
-    words = _tail(stderr)
-    lowered = words.lower()
+    """restic's own words (ssh's banner lines left out), preceded by what they usually mean."""
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    kept = "\n".join(line for line in text.splitlines() if not re.match(r"^(subprocess \S+: )?[@\s]*$", line))
+    words, lowered = _tail(kept), text.lower()
     for needle, meaning in EXPLAINED:
         if needle in lowered:
             return f"{meaning} ({words})"

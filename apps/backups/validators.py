@@ -12,6 +12,7 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -80,7 +81,7 @@ def host_key(value: object, *, field: str = "sftp_host_key") -> str:
     line = f"{words[0]} {words[1]}"
     try:
         serialization.load_ssh_public_key(line.encode())
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise InvalidInput("This is not a valid SSH public host key.", field=field) from None
     return line
 
@@ -90,7 +91,7 @@ def private_key(value: object, *, field: str = "sftp_private_key") -> tuple[str,
     text = str(value or "").strip() + "\n"
     try:
         key = serialization.load_ssh_private_key(text.encode(), password=None)
-    except (ValueError, TypeError, serialization.UnsupportedAlgorithm):
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise InvalidInput("An OpenSSH private key without a passphrase is required (BEGIN OPENSSH PRIVATE KEY).",
                            field=field) from None  # fmt: skip
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
