@@ -20,14 +20,18 @@ import pytest
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
-from apps.backups import crypto
+from apps.backups import crypto, services
+from apps.backups.api import BackupRepositoryViewSet
 from apps.backups.models import BackupRepository
 from apps.backups.validators import new_key_pair
 from apps.jobs import services as job_services
 from apps.jobs.models import Job
 from apps.tenancy.roles import Role
+from tests.api_mixin import ApiTestCase
 from tests.backups_support import Flow, backup_node_in, restic_bin, tree  # noqa: F401  (fixtures)
 from tests.conftest import client_for
+from tests.hosting.test_backups_admin import console  # noqa: F401  (fixture)
+from tests.hosting.test_backups_admin import url as admin_url
 from tests.hosting.test_backups_restic import fill, make_site, site_dir
 from tests.web_support import free_port, nginx_node, web_root  # noqa: F401
 
@@ -196,3 +200,73 @@ def test_a_member_cannot_create_or_test_a_repository(tenant_a, monkeypatch):
     node = backup_node_in(tenant_a)
     response = member.post(reverse("backup-repository-list"), s3_body(node, "https://s3.example.com"), format="json")
     assert response.status_code == 403
+
+
+class TestConnectionSettingsApi(ApiTestCase):
+    """The repository routes' matrix with SFTP repositories, whose connection can be PATCHed (ADMIN+)."""
+
+    viewset = BackupRepositoryViewSet
+    basename = "backup-repository"
+    roles = {"list": Role.MEMBER, "retrieve": Role.MEMBER, "create": Role.ADMIN, "partial_update": Role.ADMIN}
+
+    @pytest.fixture(autouse=True)
+    def no_dispatch(self, monkeypatch):
+        monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)
+
+    def body(self, fx, seq) -> dict:
+        return {"name": f"sftp{seq}", "node": str(backup_node_in(fx).pk), "backend": "sftp",
+                "sftp_host": "backup.example.net", "sftp_user": "backup", "sftp_path": "/srv/backups",
+                "sftp_host_key": new_key_pair("host")[1].rsplit(" ", 1)[0]}  # fmt: skip
+
+    def make(self, fx, seq):
+        data = self.body(fx, seq)
+        data.pop("node")
+        return services.repository_create(tenant=fx.tenant, node=backup_node_in(fx), actor=None, **data)
+
+    def create_payload(self, fx, seq):
+        return self.body(fx, seq)
+
+    def update_payload(self, fx, obj, seq):
+        return {"sftp_port": 2000 + seq}
+
+
+def test_sftp_and_s3_repositories_added_and_tested_in_the_admin(console, tenant_a):
+    """The add page takes the backend and its settings (secrets write-only) through the service; the
+    pages show the public key and no secret; "Test connection" stores its job; "Change connection"
+    rotates the S3 secret through the service."""
+    node = backup_node_in(tenant_a)
+    host_key = new_key_pair("host")[1].rsplit(" ", 1)[0]
+    add = admin_url(BackupRepository, "add") + f"?tenant={tenant_a.tenant.pk}"
+    base = {"tenant": str(tenant_a.tenant.pk), "node": str(node.pk)}
+    sftp_form = {"name": "offsite", "backend": "sftp", "sftp_host": "backup.example.net", "sftp_user": "backup",
+                 "sftp_path": "/srv/backups", "sftp_host_key": host_key}  # fmt: skip
+    response = console.post(add, {**base, **sftp_form})
+    assert response.status_code == 302, response.content[:2000]
+    sftp = BackupRepository.all_tenants.get(name="offsite")
+    assert sftp.backend == "sftp" and sftp.sftp_public_key.startswith("ssh-ed25519 ") and sftp.sftp_key_encrypted
+    response = console.post(add, {**base, "name": "objects", "backend": "s3", "s3_endpoint": "https://s3.example.com",
+                                  "s3_bucket": "mpanel-backups", "s3_access_key_id": ACCESS_KEY,
+                                  "s3_secret_key": SECRET_KEY})  # fmt: skip
+    assert response.status_code == 302, response.content[:2000]
+    s3 = BackupRepository.all_tenants.get(name="objects")
+    bad_form = {"name": "bad", "backend": "s3", "s3_endpoint": "https://s3.example.com", "s3_bucket": "Bad..Bucket",
+                "s3_access_key_id": ACCESS_KEY, "s3_secret_key": SECRET_KEY}  # fmt: skip
+    bad = console.post(add, {**base, **bad_form})
+    assert bad.status_code == 200 and b"bucket name" in bad.content
+    assert not BackupRepository.all_tenants.filter(name="bad").exists()
+
+    for repo in (sftp, s3):
+        page = console.get(admin_url(BackupRepository, "change", repo.pk)).content.decode()
+        assert "PRIVATE KEY" not in page and SECRET_KEY not in page
+    assert sftp.sftp_public_key in console.get(admin_url(BackupRepository, "change", sftp.pk)).content.decode()
+
+    action = reverse("admin:backups_backuprepository_object_action", args=[sftp.pk, "test"])
+    assert console.post(action).status_code == 302
+    assert Job.all_tenants.filter(type="backup.repository.test", payload__repository=str(sftp.pk)).exists()
+
+    action = reverse("admin:backups_backuprepository_object_action", args=[s3.pk, "connection"])
+    assert console.post(action, {"s3_secret_key": "rotated-secret-0123"}).status_code == 302
+    s3.refresh_from_db()
+    assert crypto.S3_SECRETS.decrypt(s3.s3_secret_encrypted) == "rotated-secret-0123"
+    event = AuditEvent.objects.filter(action="backup.repository.update").get()
+    assert "rotated" not in json.dumps(event.changes) and event.actor_id == console.operator.pk
