@@ -37,9 +37,11 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import AgentError
@@ -57,6 +59,15 @@ POD_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 REASONS = ("manual", "scheduled", "pre-restore", "final", "drill")
 STDIN_NAMES = {"postgresql": "database.pgdump", "mariadb": "database.sql", "zone": "zone.db"}
 TIMEOUT = 6 * 3600
+BACKENDS = ("local", "sftp", "s3")
+SSH_ALIAS = "mpanel-backup-repository"  # the known_hosts name of the one host key the server must show
+HOST_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|[0-9a-fA-F:.]{2,45})$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+REMOTE_PATH_RE = re.compile(r"^/?[A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*$")
+HOST_KEY_RE = re.compile(r"^(?:ssh-ed25519|ecdsa-sha2-nistp(?:256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+$")
+ENDPOINT_RE = re.compile(r"^https?://(?:[A-Za-z0-9.-]+|\[[0-9a-fA-F:.]+\])(?::\d{1,5})?$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+REGION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 MAX_READ = 8 * 1024 * 1024
 
 
@@ -80,18 +91,97 @@ def mail_home(node: Node) -> Path:
 
 
 class Repo:
-    """One restic repository as the panel describes it: ``{"id", "backend", "password"}`` (local)."""
+    """One restic repository as the panel describes it: ``{"id", "backend", "password", …}``.
+
+    ``local``: ``<root>/backups/repos/<id>`` on this node. ``sftp``: ``<path>/<id>`` on an SSH server
+    (``host``, ``port``, ``user``, ``host_key`` checked strictly, ``key`` the private key), reached by
+    restic's ``sftp:`` backend through ``ssh``; the key is written 0600 into a folder of its own for
+    the time of this call only (removed when the call ends). ``s3``: ``<endpoint>/<bucket>/<id>``
+    (``region``, ``access_key_id``, ``secret_key``), the keys in restic's environment only."""
 
     def __init__(self, node: Node, spec: object):
         _check(isinstance(spec, dict), "a repository is required")
         repo_id, backend, password = spec.get("id"), spec.get("backend", "local"), spec.get("password")
         _check(isinstance(repo_id, str) and bool(REPO_ID_RE.match(repo_id)), "bad repository id")
-        _check(backend == "local", f"backend {backend!r} is not supported on this node")
+        _check(backend in BACKENDS, f"backend {backend!r} is not supported on this node")
         _check(isinstance(password, str) and len(password) >= 16, "the repository password is missing")
         self.node = node
         self.base = _base(node)
+        self.backend = backend
+        self.id = repo_id
         self.path = self.base / "repos" / repo_id
         self._password = password
+        self._options: list[str] = []
+        self._extra_env: dict[str, str] = {}
+        self._ssh: dict | None = None
+        if backend == "sftp":
+            self.location = self._sftp(spec)
+        elif backend == "s3":
+            self.location = self._s3(spec)
+        else:
+            self.location = str(self.path)
+
+    def _sftp(self, spec: dict) -> str:
+        host, port, user, path = spec.get("host"), spec.get("port"), spec.get("user"), spec.get("path")
+        host_key, key = spec.get("host_key"), spec.get("key")
+        _check(isinstance(host, str) and bool(HOST_RE.match(host)), "bad SFTP host")
+        _check(isinstance(port, int) and 0 < port < 65536, "bad SFTP port")
+        _check(isinstance(user, str) and bool(USER_RE.match(user)), "bad SFTP user")
+        _check(isinstance(path, str) and bool(REMOTE_PATH_RE.match(path)) and ".." not in path.split("/"),
+               "bad SFTP path")  # fmt: skip
+        _check(isinstance(host_key, str) and bool(HOST_KEY_RE.match(host_key)), "the server's host key is missing")
+        _check(isinstance(key, str) and "PRIVATE KEY" in key, "the SSH key is missing")
+        self._ssh = {"host": host, "port": port, "user": user, "host_key": host_key, "key": key}
+        shown = f"[{host}]" if ":" in host else host
+        return f"sftp://{user}@{shown}:{port}/{path}/{self.id}"
+
+    def _transport(self) -> tuple[list[str], Callable[[], None]]:
+        """restic's options for one process, and what removes their files when it ends. For SFTP: the
+        private key (0600) and the one host key the server must show, in a folder of their own, for
+        the time of that one restic process only."""
+        if self._ssh is None:
+            return list(self._options), lambda: None
+        keys = self.base / "keys"
+        keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _sweep_keys(keys)
+        folder = Path(tempfile.mkdtemp(dir=keys, prefix="k"))
+        try:
+            identity, known = folder / "id", folder / "known_hosts"
+            fd = os.open(identity, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                key = self._ssh["key"]
+                fh.write(key if key.endswith("\n") else key + "\n")
+            known.write_text(f"{SSH_ALIAS} {self._ssh['host_key']}\n")
+            ssh = shutil.which("ssh") or "ssh"
+            command = [ssh, "-F", "/dev/null", "-p", str(self._ssh["port"]), "-i", str(identity),
+                       "-l", self._ssh["user"], "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                       "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={known}",
+                       "-o", "GlobalKnownHostsFile=/dev/null", "-o", f"HostKeyAlias={SSH_ALIAS}",
+                       "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=30", self._ssh["host"],
+                       "-s", "sftp"]  # fmt: skip
+            # restic splits sftp.command on spaces: no part of it may hold one (the node root included).
+            _check(not any(" " in part or '"' in part for part in command), "a path of the SSH command holds a space")
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return [*self._options, "-o", "sftp.command=" + " ".join(command)], lambda: shutil.rmtree(folder, True)
+
+    def _s3(self, spec: dict) -> str:
+        endpoint, bucket, region = spec.get("endpoint"), spec.get("bucket"), spec.get("region") or "us-east-1"
+        access, secret = spec.get("access_key_id"), spec.get("secret_key")
+        _check(isinstance(endpoint, str) and bool(ENDPOINT_RE.match(endpoint)), "bad S3 endpoint")
+        _check(isinstance(bucket, str) and bool(BUCKET_RE.match(bucket)), "bad S3 bucket")
+        _check(isinstance(region, str) and bool(REGION_RE.match(region)), "bad S3 region")
+        _check(isinstance(access, str) and bool(access) and isinstance(secret, str) and bool(secret),
+               "the S3 keys are missing")  # fmt: skip
+        self._options = ["-o", f"s3.region={region}", "-o", "s3.bucket-lookup=path"]
+        # The keys reach restic through its environment only, never its command line.
+        self._extra_env = {"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": region}
+        return f"s3:{endpoint}/{bucket}/{self.id}"
+
+    @property
+    def remote(self) -> bool:
+        return self.backend != "local"
 
     def env(self, **extra: str) -> dict:
         cache = self.base / "cache"
@@ -99,38 +189,57 @@ class Repo:
         return {
             "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
             "HOME": str(self.base),
-            "RESTIC_REPOSITORY": str(self.path),
+            "RESTIC_REPOSITORY": self.location,
             "RESTIC_PASSWORD": self._password,  # the environment, never the command line
             "RESTIC_CACHE_DIR": str(cache),
+            **self._extra_env,
             **extra,
         }
 
     def run(self, *args: str, input: bytes | None = None, check: bool = True, cwd: str | Path | None = None,
             timeout: float = TIMEOUT) -> subprocess.CompletedProcess:  # fmt: skip
+        options, done = self._transport()
         try:
-            result = subprocess.run([RESTIC, *args], input=input, capture_output=True, env=self.env(), cwd=cwd,
-                                    timeout=timeout)  # fmt: skip
+            result = subprocess.run([RESTIC, *options, *args], input=input, capture_output=True, env=self.env(),
+                                    cwd=cwd, timeout=timeout)  # fmt: skip
         except FileNotFoundError as exc:
             raise AgentError("restic is not installed on this node", permanent=True) from exc
+        finally:
+            done()
         if check and result.returncode != 0:
-            raise AgentError(f"restic {args[0]}: {_tail(result.stderr)}")
+            raise AgentError(f"restic {args[0]}: {explain(result.stderr) if self.remote else _tail(result.stderr)}")
         return result
 
     def popen(self, *args: str, stdin=None, stdout=None, cwd=None) -> subprocess.Popen:
+        options, done = self._transport()
         try:
-            return subprocess.Popen([RESTIC, *args], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+            proc = subprocess.Popen([RESTIC, *options, *args], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
                                     env=self.env(), cwd=cwd)  # fmt: skip
         except FileNotFoundError as exc:
+            done()
             raise AgentError("restic is not installed on this node", permanent=True) from exc
+        if self._ssh is not None:  # the key goes when this restic process ends
+            threading.Thread(target=lambda: (proc.wait(), done()), daemon=True).start()
+        return proc
 
     def exists(self) -> bool:
-        return (self.path / "config").exists()
+        if not self.remote:
+            return (self.path / "config").exists()
+        result = self.run("cat", "config", check=False, timeout=120)
+        if result.returncode == 0:
+            return True
+        if _missing_repository(result.stderr):
+            return False
+        raise AgentError(f"restic cat config: {explain(result.stderr)}")
 
     def init(self) -> bool:
         if self.exists():
             return False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.run("init")
+        if not self.remote:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        result = self.run("init", check=False)
+        if result.returncode != 0:
+            raise AgentError(f"restic init: {explain(result.stderr)}")
         return True
 
     def unlock(self) -> None:
@@ -146,6 +255,60 @@ class Repo:
     def snapshots(self, host: str | None = None) -> list[dict]:
         args = ["snapshots", "--json"] + (["--host", host] if host else [])
         return json.loads(self.run(*args).stdout or b"[]")
+
+
+def _sweep_keys(keys: Path) -> None:
+    """Key folders a killed call left behind (older than any call may last) are removed."""
+    limit = time.time() - TIMEOUT - 600
+    for folder in keys.iterdir():
+        with contextlib.suppress(OSError):
+            if folder.stat().st_mtime < limit:
+                shutil.rmtree(folder, ignore_errors=True)
+
+
+def _missing_repository(stderr: bytes) -> bool:
+    """The storage answered, and there is no repository there (yet): not a connection problem. restic
+    asks "Is there a repository at the following location?" after any failure to open, so the
+    connection's own failures are ruled out first."""
+    text = stderr.decode("utf-8", "replace").lower()
+    if any(needle in text for needle, _meaning in EXPLAINED[:-2]):
+        return False
+    return ("is there a repository at the following location" in text or "does not exist" in text
+            or "no such file" in text or "nosuchkey" in text)  # fmt: skip
+
+
+# restic's and ssh's words for the usual setup mistakes, and what the person should look at.
+EXPLAINED = (
+    ("host key verification failed", "the SSH server's host key is not the one given: check the host key"),
+    ("remote host identification has changed", "the SSH server's host key is not the one given: check the host key"),
+    (
+        "permission denied (publickey",
+        "the SSH server refused the key: put the repository's public key in the user's authorized_keys",
+    ),
+    ("connection refused", "nothing answers on that host and port"),
+    ("no route to host", "the host cannot be reached from this node"),
+    ("could not resolve hostname", "the host name does not resolve"),
+    ("connection timed out", "the connection timed out"),
+    ("invalidaccesskeyid", "the access key id is not known to the storage"),
+    ("signaturedoesnotmatch", "the secret key is wrong"),
+    ("access denied", "the storage refused these keys access to the bucket"),
+    ("wrong password", "the repository password does not open this repository"),
+    (
+        "is there a repository at the following location",
+        "there is no repository there yet (it is made by the repository's first job)",
+    ),
+)
+
+
+def explain(stderr: bytes | str) -> str:
+    """restic's own words (ssh's banner lines left out), preceded by what they usually mean."""
+    text = stderr.decode("utf-8", "replace") if isinstance(stderr, bytes) else stderr
+    kept = "\n".join(line for line in text.splitlines() if not re.match(r"^(subprocess \S+: )?[@\s]*$", line))
+    words, lowered = _tail(kept), text.lower()
+    for needle, meaning in EXPLAINED:
+        if needle in lowered:
+            return f"{meaning} ({words})"
+    return words
 
 
 def _tail(stderr: bytes | str, limit: int = 800) -> str:
@@ -359,23 +522,59 @@ def repo_init(node: Node, args: dict) -> dict:
 
 @OPERATIONS.register("backup_repo_delete")
 def repo_delete(node: Node, args: dict) -> dict:
+    """A local repository's folder goes. An SFTP repository's folder goes when it is on this node (the
+    backup node serving it: ``sftp_local`` names the folder there); an S3 repository's objects, or a
+    folder on another SSH server, are left for the storage's owner to remove (restic deletes no
+    repository): the answer says so."""
     repo = Repo(node, args.get("repository"))
-    if repo.path.exists():
-        shutil.rmtree(repo.path)
-        return {"removed": True}
-    return {"removed": False}
+    if repo.backend == "local":
+        if repo.path.exists():
+            shutil.rmtree(repo.path)
+            return {"removed": True}
+        return {"removed": False}
+    local = args.get("sftp_local")
+    if repo.backend == "sftp" and isinstance(local, str) and local.startswith("/"):
+        folder = Path(local) / repo.id
+        _check(".." not in folder.parts, "bad path")
+        if folder.is_dir() and (folder / "config").exists():
+            shutil.rmtree(folder)
+            return {"removed": True}
+    return {"removed": False, "left": repo.location}
 
 
 def _stats(repo: Repo) -> dict:
     if not repo.exists():
         return {"size_bytes": 0, "raw_bytes": 0, "snapshots": 0}
     raw = json.loads(repo.run("stats", "--json", "--mode", "raw-data").stdout or b"{}")
-    stored = sum(f.stat().st_size for f in repo.path.rglob("*") if f.is_file())
+    if repo.remote:
+        # Not on this node's disk: the packs restic stores (deduplicated, compressed, encrypted).
+        stored = int(raw.get("total_size") or 0)
+    else:
+        stored = sum(f.stat().st_size for f in repo.path.rglob("*") if f.is_file())
     return {
         "size_bytes": stored,  # on disk: deduplicated, compressed, encrypted
         "raw_bytes": int(raw.get("total_size") or 0),  # the deduplicated data
         "snapshots": len(repo.snapshots()),
     }
+
+
+@OPERATIONS.register("backup_repo_test")
+def repo_test(node: Node, args: dict) -> dict:
+    """Can this node open the repository? ``restic cat config`` (the backend reached, the password
+    right); ``ok`` False with what went wrong in plain words, never an exception for a setup mistake."""
+    try:
+        repo = Repo(node, args.get("repository"))
+        result = repo.run("cat", "config", check=False, timeout=120)
+    except AgentError as exc:
+        return {"ok": False, "output": exc.message}
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "output": "no answer from the repository within 120 seconds"}
+    if result.returncode == 0:
+        return {"ok": True, "output": f"restic opened {repo.location}", "exists": True}
+    if _missing_repository(result.stderr):  # reached, but nothing there yet
+        return {"ok": True, "output": f"{repo.location} answers; the repository is not made there yet (the "
+                                      "repository's init job makes it)", "exists": False}  # fmt: skip
+    return {"ok": False, "output": explain(result.stderr)}
 
 
 @OPERATIONS.register("backup_stats")

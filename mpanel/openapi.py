@@ -443,6 +443,10 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
     "DatabaseGrantRequest": {"user": DB_USER},
     # Backups
     "BackupRepositoryRequest": {"name": "Nightly", "node": NODE},
+    "PatchedRepositoryUpdateRequest": {
+        "s3_access_key_id": "AKIAIOSFODNN7EXAMPLE",
+        "s3_secret_key": "wJalrXUtnFEMI-K7MDENG",
+    },
     "RepositoryDeleteRequest": {"confirm": "Nightly"},
     "RepositoryExportRequest": {"code": "492817"},
     "BackupPolicyRequest": {

@@ -15,37 +15,89 @@ from apps.jobs.admin import ServiceAdmin, ServiceForm, tenant_from
 from apps.nodes.models import Node, with_role
 
 from . import services
-from .models import BackupPolicy, BackupRepository, Drill, Restore, Snapshot, SnapshotStatus
+from .models import Backend, BackupPolicy, BackupRepository, Drill, Restore, Snapshot, SnapshotStatus
 
 
 def _size(value) -> str:
     return filesizeformat(value) if value is not None else "—"
 
 
+REPO_SETTINGS = ["sftp_host", "sftp_port", "sftp_user", "sftp_path", "sftp_host_key", "s3_endpoint", "s3_bucket",
+                 "s3_region", "s3_access_key_id"]  # fmt: skip
+
+
 class RepositoryAddForm(ServiceForm):
+    """The backend and its settings; the secrets are write-only fields (never shown again)."""
+
+    sftp_private_key = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off"}), required=False, strip=False,
+        help_text="sftp: an OpenSSH private key without a passphrase. Empty: mPanel makes an Ed25519 key and shows "
+                  "its public half to put in the user's authorized_keys.",
+    )  # fmt: skip
+    s3_secret_key = forms.CharField(widget=forms.PasswordInput(render_value=False), required=False, strip=False,
+                                    help_text="s3: kept encrypted, never shown again.")  # fmt: skip
+    backend = forms.ChoiceField(choices=Backend.choices, initial=Backend.LOCAL, required=False)
+    sftp_port = forms.IntegerField(min_value=1, max_value=65535, required=False, help_text="sftp: 22 unless set.")
+
     class Meta:
         model = BackupRepository
-        fields = ["tenant", "name", "node"]
+        fields = ["tenant", "name", "node", "backend", *REPO_SETTINGS]
 
     def act(self, data, actor):
-        return services.repository_create(tenant=data["tenant"], name=data["name"], node=data["node"], actor=actor)
+        backend = data.get("backend") or Backend.LOCAL
+        settings_ = {k: data.get(k) for k in [*REPO_SETTINGS, "sftp_private_key", "s3_secret_key"]
+                     if k.startswith(f"{backend}_") and data.get(k) not in (None, "")}  # fmt: skip
+        return services.repository_create(tenant=data["tenant"], name=data["name"], node=data["node"],
+                                          backend=backend, actor=actor, **settings_)  # fmt: skip
+
+
+class RepositoryConnectionForm(forms.Form):
+    """An SFTP or S3 repository's connection; an empty secret keeps the one stored."""
+
+    sftp_host = forms.CharField(required=False)
+    sftp_port = forms.IntegerField(required=False, min_value=1, max_value=65535)
+    sftp_user = forms.CharField(required=False)
+    sftp_path = forms.CharField(required=False)
+    sftp_host_key = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    sftp_private_key = forms.CharField(required=False, strip=False,
+                                       widget=forms.Textarea(attrs={"rows": 4, "autocomplete": "off"}))  # fmt: skip
+    s3_endpoint = forms.CharField(required=False)
+    s3_bucket = forms.CharField(required=False)
+    s3_region = forms.CharField(required=False)
+    s3_access_key_id = forms.CharField(required=False)
+    s3_secret_key = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False))
+
+
+def _connection_initial(repo: BackupRepository) -> dict:
+    return {k: getattr(repo, k) for k in REPO_SETTINGS if k.startswith(f"{repo.backend}_")}
 
 
 @admin.register(BackupRepository)
 class BackupRepositoryAdmin(ServiceAdmin):
-    list_display = ["name", "node", "status_shown", "stored", "deduplicated", "snapshot_count", "last_check", "tenant"]
-    list_filter = ["status", "last_check_ok", "tenant"]
-    search_fields = ["name", "id"]
+    list_display = ["name", "backend", "node", "status_shown", "stored", "deduplicated", "snapshot_count",
+                    "last_check", "last_test", "tenant"]  # fmt: skip
+    list_filter = ["status", "backend", "last_check_ok", "tenant"]
+    search_fields = ["name", "id", "sftp_host", "s3_bucket"]
     list_select_related = ["node", "tenant"]
     add_form = RepositoryAddForm
-    add_fields = ["tenant", "name", "node"]
-    shown_fields = ["tenant", "name", "node", "backend", "status", "size_bytes", "raw_bytes", "snapshot_count",
-                    "last_check_at", "last_check_ok", "last_check_output", "last_error"]  # fmt: skip
+    add_fields = ["tenant", "name", "node", "backend", *REPO_SETTINGS, "sftp_private_key", "s3_secret_key"]
+    shown_fields = ["tenant", "name", "node", "backend", "location", *REPO_SETTINGS, "sftp_public_key", "status",
+                    "size_bytes", "raw_bytes", "snapshot_count", "last_check_at", "last_check_ok", "last_check_output",
+                    "last_test_at", "last_test_ok", "last_test_output", "last_error"]  # fmt: skip
     object_actions = [
         ObjectAction(
             "check", "Check now", method="check_one", help="restic check, reading the next twelfth of the data (a job)."
         ),
-    ]
+        ObjectAction(
+            "test", "Test connection", method="test_one",
+            help="The repository's node opens it (restic cat config, a job); the outcome is on this page.",
+        ),
+        ObjectAction(
+            "connection", "Change connection", method="connection_one", form=RepositoryConnectionForm,
+            initial=_connection_initial, show=lambda repo: repo.backend != "local",
+            help="A moved server, a new host key, rotated keys. An empty secret keeps the one stored.",
+        ),
+    ]  # fmt: skip
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -72,9 +124,27 @@ class BackupRepositoryAdmin(ServiceAdmin):
         return badge("active" if obj.last_check_ok else "failed", f"{'OK' if obj.last_check_ok else 'Failed'}, "
                      f"{when(obj.last_check_at)}")  # fmt: skip
 
+    @admin.display(description="connection", ordering="last_test_at")
+    def last_test(self, obj):
+        if obj.last_test_ok is None:
+            return badge(None)
+        return badge("active" if obj.last_test_ok else "failed", f"{'OK' if obj.last_test_ok else 'Failed'}, "
+                     f"{when(obj.last_test_at)}")  # fmt: skip
+
     def check_one(self, request, repo, data):
         services.repository_check(repository=repo, actor=request.user)
         return f"Checking {repo}: a job runs restic check."
+
+    def test_one(self, request, repo, data):
+        services.repository_test(repository=repo, actor=request.user)
+        return f"Testing {repo}: a job opens it from {repo.node}; the outcome is on this page."
+
+    def connection_one(self, request, repo, data):
+        mine = {k: v for k, v in data.items() if k.startswith(f"{repo.backend}_")}
+        secrets = ("sftp_private_key", "s3_secret_key")
+        changes = {k: v for k, v in mine.items() if v not in (None, "") and (k in secrets or getattr(repo, k) != v)}
+        services.repository_update(repository=repo, data=changes, actor=request.user)
+        return f"{repo}: connection saved." if changes else f"{repo}: nothing changed."
 
 
 class PolicyForm(ServiceForm):

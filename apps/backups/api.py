@@ -33,6 +33,7 @@ from .serializers import (
     DrillStartSerializer,
     RepositoryDeleteSerializer,
     RepositoryPasswordSerializer,
+    RepositoryUpdateSerializer,
     RestoreInputSerializer,
     SnapshotQuerySerializer,
 )
@@ -48,17 +49,30 @@ class BackupRepositoryViewSet(ResourceViewSet):
 
     queryset = BackupRepository.objects.select_related("node")
     serializer_class = BackupRepositorySerializer
-    input_serializers = {"create": BackupRepositorySerializer, "export_password": ReauthSerializer}
-    filterset_fields = ["node", "status"]
+    input_serializers = {"create": BackupRepositorySerializer, "update": RepositoryUpdateSerializer,
+                         "export_password": ReauthSerializer}  # fmt: skip
+    update_methods = {"patch": True}
+    filterset_fields = ["node", "status", "backend"]
     search_fields = ["name"]
     ordering_fields = ["name", "size_bytes", "created_at"]
     ordering = ["name"]
-    required_roles = {**READ, "create": Role.ADMIN, "destroy": Role.ADMIN, "check": Role.ADMIN,
-                      "export_password": Role.ADMIN}  # fmt: skip
-    idempotency_secret_fields = ("password",)
+    required_roles = {**READ, "create": Role.ADMIN, "partial_update": Role.ADMIN, "destroy": Role.ADMIN,
+                      "check": Role.ADMIN, "test": Role.ADMIN, "export_password": Role.ADMIN}  # fmt: skip
+    idempotency_secret_fields = ("password", "sftp_private_key", "s3_secret_key")
 
     def create_resource(self, data):
         return services.repository_create(tenant=self.tenant, actor=self.request.user, **data)
+
+    def update_resource(self, obj, data):
+        return services.repository_update(repository=obj, data=data, actor=self.request.user)
+
+    @extend_schema(request=None, responses={202: BackupRepositorySerializer},
+                   summary="Test the connection: its node opens it (restic cat config; a job)")  # fmt: skip
+    @action(detail=True, methods=["post"])
+    def test(self, request, pk=None):
+        repo = self.get_object()
+        services.repository_test(repository=repo, actor=request.user)
+        return self.answer(self.current(repo), status.HTTP_202_ACCEPTED)
 
     def destroy_resource(self, obj):
         confirm = self.request.data.get("confirm") if hasattr(self.request.data, "get") else None
@@ -79,7 +93,7 @@ class BackupRepositoryViewSet(ResourceViewSet):
     def export_password(self, request, pk=None):
         repo = self.get_object()
         secret = services.repository_export_password(repository=repo, user=request.user, **self.validated())
-        body = {"repository": repo.pk, "restic_repository": f"backups/repos/{repo.restic_name}", "password": secret}
+        body = {"repository": repo.pk, "restic_repository": repo.location, "password": secret}
         return self.answer(body, serializer=RepositoryPasswordSerializer)
 
 

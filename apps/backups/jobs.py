@@ -33,6 +33,7 @@ def _secrets_checked(converge: Callable[..., dict]) -> Callable[..., dict]:
 @handler("backup.repository.init")
 @handler("backup.repository.check")
 @handler("backup.repository.delete")
+@handler("backup.repository.test")
 def repository_job(job) -> dict:
     return services.repositories.run_job(job, _secrets_checked(services.repository_converge),
                                          keep={"active", "deleting"}, **OPTIONS)  # fmt: skip

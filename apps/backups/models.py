@@ -17,6 +17,8 @@ from apps.tenancy.models import TenantOwnedModel
 
 class Backend(models.TextChoices):
     LOCAL = "local", "Local path on the backup node"
+    SFTP = "sftp", "SFTP (OpenSSH) to the backup node"
+    S3 = "s3", "S3-compatible object storage"
 
 
 class RepoStatus(models.TextChoices):
@@ -55,8 +57,30 @@ class BackupRepository(TenantOwnedModel):
     last_check_ok = models.BooleanField(null=True, blank=True)
     last_check_output = models.TextField(blank=True)
     last_error = TenantErrorField(blank=True)
+    # The last "test connection" (restic opening the repository from its node).
+    last_test_at = models.DateTimeField(null=True, blank=True)
+    last_test_ok = models.BooleanField(null=True, blank=True)
+    last_test_output = models.TextField(blank=True)
 
-    audit_fields = ("name", "node", "customer", "backend", "status")
+    # sftp: restic's ``sftp:`` backend over OpenSSH; the repository is ``<sftp_path>/<restic_name>``.
+    sftp_host = models.CharField(max_length=253, blank=True)
+    sftp_port = models.PositiveIntegerField(default=22)
+    sftp_user = models.CharField(max_length=32, blank=True)
+    sftp_path = models.CharField(max_length=512, blank=True)
+    sftp_host_key = models.TextField(blank=True, help_text="the server's public host key: checked strictly")
+    sftp_public_key = models.TextField(blank=True, help_text="the panel's key: put it in authorized_keys")
+    sftp_key_encrypted = models.TextField(blank=True)  # the private key, sealed (crypto.SFTP_KEYS)
+    # s3: restic's ``s3:`` backend; the repository is ``<endpoint>/<bucket>/<restic_name>``.
+    s3_endpoint = models.CharField(max_length=300, blank=True)
+    s3_bucket = models.CharField(max_length=63, blank=True)
+    s3_region = models.CharField(max_length=40, blank=True)
+    s3_access_key_id = models.CharField(max_length=128, blank=True)
+    s3_secret_encrypted = models.TextField(blank=True)  # sealed (crypto.S3_SECRETS)
+
+    # Never a sealed field: those are in no audit record.
+    audit_fields = ("name", "node", "customer", "backend", "status", "sftp_host", "sftp_port", "sftp_user",
+                    "sftp_path", "sftp_host_key", "s3_endpoint", "s3_bucket", "s3_region",
+                    "s3_access_key_id")  # fmt: skip
 
     class Meta:
         ordering = ["name"]
@@ -69,6 +93,16 @@ class BackupRepository(TenantOwnedModel):
     @property
     def restic_name(self) -> str:
         return f"r{self.pk.hex}"
+
+    @property
+    def location(self) -> str:
+        """Where the repository is, as restic's ``-r`` names it (no secret in it)."""
+        if self.backend == Backend.SFTP:
+            host = f"[{self.sftp_host}]" if ":" in self.sftp_host else self.sftp_host
+            return f"sftp://{self.sftp_user}@{host}:{self.sftp_port}/{self.sftp_path}/{self.restic_name}"
+        if self.backend == Backend.S3:
+            return f"s3:{self.s3_endpoint}/{self.s3_bucket}/{self.restic_name}"
+        return f"backups/repos/{self.restic_name}"
 
 
 class RunStatus(models.TextChoices):

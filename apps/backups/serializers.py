@@ -13,19 +13,77 @@ from apps.customers.models import Customer
 from apps.nodes.models import Node
 
 from . import services
-from .models import BackupPolicy, BackupRepository, Drill, ResourceKind, Restore, Snapshot
+from .models import Backend, BackupPolicy, BackupRepository, Drill, ResourceKind, Restore, Snapshot
+
+REPOSITORY_STATE = ["customer", "status", "size_bytes", "raw_bytes", "snapshot_count", "last_check_at",
+                    "last_check_ok", "last_test_at", "last_test_ok", "last_test_output", "last_error", "created_at",
+                    "updated_at"]  # fmt: skip
+SFTP_SHOWN = ["sftp_host", "sftp_port", "sftp_user", "sftp_path", "sftp_host_key"]
+S3_SHOWN = ["s3_endpoint", "s3_bucket", "s3_region", "s3_access_key_id"]
 
 
 class BackupRepositorySerializer(ModelSerializer):
-    node = serializers.PrimaryKeyRelatedField(queryset=Node.objects, help_text="A node with the backup role.")
+    """A repository. Its secrets are write-only: the SFTP private key (``sftp_private_key``, else the
+    panel makes one and shows its public half, ``sftp_public_key``) and the S3 secret key
+    (``s3_secret_key``) are taken, sealed, and never answered."""
+
+    node = serializers.PrimaryKeyRelatedField(
+        queryset=Node.objects, help_text="A node with the backup role: it runs the repository's own jobs; an SFTP "
+                                         "repository is on it unless sftp_host names another server.",
+    )  # fmt: skip
     name = serializers.CharField(max_length=80)
+    backend = serializers.ChoiceField(choices=Backend.choices, required=False, default=Backend.LOCAL)
+    location = serializers.CharField(read_only=True, help_text="Where the repository is (restic -r).")
+    sftp_host = serializers.CharField(max_length=253, required=False, allow_blank=True,
+                                      help_text="sftp: the SSH server (default: the node's address).")  # fmt: skip
+    sftp_port = serializers.IntegerField(min_value=1, max_value=65535, required=False, help_text="sftp: 22 unless set.")
+    sftp_user = serializers.CharField(max_length=32, required=False, allow_blank=True, help_text="sftp: the SSH user.")
+    sftp_path = serializers.CharField(
+        max_length=512, required=False, allow_blank=True,
+        help_text="sftp: the folder holding the repository (absolute, or relative to the user's home; "
+                  "default mpanel-backups).",
+    )  # fmt: skip
+    sftp_host_key = serializers.CharField(
+        max_length=4000, required=False, allow_blank=True,
+        help_text="sftp: the server's public host key (ssh-keyscan's line); the node checks it strictly.",
+    )  # fmt: skip
+    sftp_private_key = serializers.CharField(
+        max_length=8000, required=False, allow_blank=True, write_only=True, trim_whitespace=False,
+        help_text="sftp: an OpenSSH private key without a passphrase (write-only). Left out: the panel makes an "
+                  "Ed25519 key; put sftp_public_key in the user's authorized_keys.",
+    )  # fmt: skip
+    sftp_public_key = serializers.CharField(read_only=True)
+    s3_endpoint = serializers.CharField(max_length=300, required=False, allow_blank=True,
+                                        help_text="s3: https://host[:port] of the S3-compatible service.")  # fmt: skip
+    s3_bucket = serializers.CharField(max_length=63, required=False, allow_blank=True,
+                                      help_text="s3: the bucket (S3's naming rules).")  # fmt: skip
+    s3_region = serializers.CharField(max_length=40, required=False, allow_blank=True,
+                                      help_text="s3: default us-east-1.")  # fmt: skip
+    s3_access_key_id = serializers.CharField(max_length=128, required=False, allow_blank=True)
+    s3_secret_key = serializers.CharField(max_length=256, required=False, allow_blank=True, write_only=True,
+                                          trim_whitespace=False, help_text="s3: write-only.")  # fmt: skip
 
     class Meta:
         model = BackupRepository
-        fields = ["id", "name", "node", "customer", "backend", "status", "size_bytes", "raw_bytes", "snapshot_count",
-                  "last_check_at", "last_check_ok", "last_error", "created_at", "updated_at"]  # fmt: skip
-        read_only_fields = ["customer", "backend", "status", "size_bytes", "raw_bytes", "snapshot_count",
-                            "last_check_at", "last_check_ok", "last_error", "created_at", "updated_at"]  # fmt: skip
+        fields = ["id", "name", "node", "backend", "location", *SFTP_SHOWN, "sftp_private_key", "sftp_public_key",
+                  *S3_SHOWN, "s3_secret_key", *REPOSITORY_STATE]  # fmt: skip
+        read_only_fields = REPOSITORY_STATE
+
+
+class RepositoryUpdateSerializer(Serializer):
+    """An SFTP or S3 repository's connection: only its own backend's settings; a secret left out stays."""
+
+    sftp_host = serializers.CharField(max_length=253, required=False)
+    sftp_port = serializers.IntegerField(min_value=1, max_value=65535, required=False)
+    sftp_user = serializers.CharField(max_length=32, required=False)
+    sftp_path = serializers.CharField(max_length=512, required=False)
+    sftp_host_key = serializers.CharField(max_length=4000, required=False)
+    sftp_private_key = serializers.CharField(max_length=8000, required=False, write_only=True, trim_whitespace=False)
+    s3_endpoint = serializers.CharField(max_length=300, required=False)
+    s3_bucket = serializers.CharField(max_length=63, required=False)
+    s3_region = serializers.CharField(max_length=40, required=False)
+    s3_access_key_id = serializers.CharField(max_length=128, required=False)
+    s3_secret_key = serializers.CharField(max_length=256, required=False, write_only=True, trim_whitespace=False)
 
 
 class RepositoryDeleteSerializer(Serializer):

@@ -13,10 +13,11 @@ import secrets
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from decimal import ROUND_UP, Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery.schedules import crontab
 from django import db
@@ -25,6 +26,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.text import slugify
 
 from apps.audit import services as audit
 from apps.billing.models import Subscription, SubscriptionStatus
@@ -50,8 +52,9 @@ from apps.tenancy.scoping import all_tenants
 from apps.websites import services as website_services
 from apps.websites.models import Website, WebsiteStatus
 
-from . import crypto
+from . import crypto, validators
 from .models import (
+    Backend,
     BackupPolicy,
     BackupRepository,
     Drill,
@@ -99,18 +102,84 @@ drills: Lifecycle[Drill] = Lifecycle(
 
 
 def repo_spec(repo: BackupRepository) -> dict:
-    """What the node needs to open the repository. Built for one node call; never stored or logged."""
-    return {"id": repo.restic_name, "backend": repo.backend, "password": crypto.decrypt(repo.password_encrypted)}
+    """What the node needs to open the repository. Built for one node call; never stored or logged:
+    the password, an SFTP repository's private key and an S3 repository's secret key are decrypted
+    here only."""
+    spec = {"id": repo.restic_name, "backend": repo.backend, "password": crypto.decrypt(repo.password_encrypted)}
+    if repo.backend == Backend.SFTP:
+        spec.update(host=repo.sftp_host, port=repo.sftp_port, user=repo.sftp_user, path=repo.sftp_path,
+                    host_key=repo.sftp_host_key, key=crypto.SFTP_KEYS.decrypt(repo.sftp_key_encrypted))  # fmt: skip
+    elif repo.backend == Backend.S3:
+        spec.update(endpoint=repo.s3_endpoint, bucket=repo.s3_bucket, region=repo.s3_region,
+                    access_key_id=repo.s3_access_key_id,
+                    secret_key=crypto.S3_SECRETS.decrypt(repo.s3_secret_encrypted))  # fmt: skip
+    return spec
+
+
+SFTP_FIELDS = ("sftp_host", "sftp_port", "sftp_user", "sftp_path", "sftp_host_key", "sftp_private_key")
+S3_FIELDS = ("s3_endpoint", "s3_bucket", "s3_region", "s3_access_key_id", "s3_secret_key")
+
+
+def _default_sftp_host(node: Node) -> str:
+    if node.address:
+        with suppress(ValueError):
+            found = urlsplit(node.address).hostname
+            if found:
+                return found
+    return node.hostname
+
+
+def _backend_fields(backend: str, node: Node, data: dict, *, name: str) -> dict:
+    """The model fields of one backend, each value checked (``validators``), secrets sealed; a value
+    of another backend is a 400 (it would be silently ignored otherwise)."""
+    if backend not in Backend.values:
+        raise InvalidInput(f"The backend is one of {', '.join(Backend.values)}.", field="backend")
+    own = {Backend.SFTP: SFTP_FIELDS, Backend.S3: S3_FIELDS}.get(backend, ())
+    for key, value in data.items():
+        if key not in own and value not in (None, "", 22):
+            raise InvalidInput(f"{key} is not a setting of a {backend} repository.", field=key)
+    if backend == Backend.SFTP:
+        given_key = data.get("sftp_private_key")
+        if given_key:
+            private, public = validators.private_key(given_key)
+        else:  # the panel makes the key; the operator puts its public half in authorized_keys
+            private, public = validators.new_key_pair(f"mpanel-backup-{slugify(name)[:40] or 'repository'}")
+        return {
+            "sftp_host": validators.host(data.get("sftp_host") or _default_sftp_host(node), field="sftp_host"),
+            "sftp_port": validators.port(data.get("sftp_port") or 22, field="sftp_port"),
+            "sftp_user": validators.ssh_user(data.get("sftp_user")),
+            "sftp_path": validators.remote_path(data.get("sftp_path") or "mpanel-backups"),
+            "sftp_host_key": validators.host_key(data.get("sftp_host_key")),
+            "sftp_public_key": public,
+            "sftp_key_encrypted": crypto.SFTP_KEYS.encrypt(private),
+        }
+    if backend == Backend.S3:
+        return {
+            "s3_endpoint": validators.endpoint(data.get("s3_endpoint")),
+            "s3_bucket": validators.bucket(data.get("s3_bucket")),
+            "s3_region": validators.region(data.get("s3_region")),
+            "s3_access_key_id": validators.access_key_id(data.get("s3_access_key_id")),
+            "s3_secret_encrypted": crypto.S3_SECRETS.encrypt(validators.secret_key(data.get("s3_secret_key"))),
+        }
+    return {}
 
 
 @transaction.atomic
-def repository_create(*, tenant, name: str, node: Node, actor=None) -> BackupRepository:
+def repository_create(*, tenant, name: str, node: Node, actor=None, backend: str = Backend.LOCAL,
+                      **settings_: Any) -> BackupRepository:  # fmt: skip
+    """A repository of ``backend``: ``local`` (a folder on ``node``), ``sftp`` (a folder on an SSH
+    server, by default ``node`` itself; ``SFTP_FIELDS``) or ``s3`` (a bucket; ``S3_FIELDS``). ``node``
+    has the backup role: it runs the repository's own jobs (init, check, sizes)."""
     if "backup" not in (node.roles or []):
         raise InvalidInput("This node does not have the backup role.", field="node")
-    repo = BackupRepository(tenant=tenant, name=name.strip(), node=node,
-                            password_encrypted=crypto.encrypt(crypto.new_password()))  # fmt: skip
-    if not repo.name:
+    if not (name or "").strip():
         raise InvalidInput("A name is required.", field="name")
+    unknown = set(settings_) - set(SFTP_FIELDS) - set(S3_FIELDS)
+    if unknown:
+        raise InvalidInput(f"Unknown setting {sorted(unknown)[0]}.", field=sorted(unknown)[0])
+    fields = _backend_fields(backend, node, settings_, name=name)
+    repo = BackupRepository(tenant=tenant, name=name.strip(), node=node, backend=backend,
+                            password_encrypted=crypto.encrypt(crypto.new_password()), **fields)  # fmt: skip
     try:
         with transaction.atomic():
             repo.save(force_insert=True)
@@ -119,6 +188,44 @@ def repository_create(*, tenant, name: str, node: Node, actor=None) -> BackupRep
     audit.created(repo, "backup.repository.create", actor=actor)
     repositories.enqueue(repo, "backup.repository.init", actor=actor)
     return repo
+
+
+@transaction.atomic
+def repository_update(*, repository: BackupRepository, data: dict, actor=None) -> BackupRepository:
+    """Change an SFTP or S3 repository's connection (a moved server, a new host key, rotated S3 keys):
+    the settings of its own backend only; a secret left out stays as it is. Audited without secrets."""
+    repo = repositories.locked(repository)
+    own = {Backend.SFTP: SFTP_FIELDS, Backend.S3: S3_FIELDS}.get(repo.backend, ())
+    for key in data:
+        if key not in own:
+            raise InvalidInput(f"{key} is not a setting of a {repo.backend} repository.", field=key)
+    if not data:
+        return repo
+    current = {f: getattr(repo, f) for f in own if hasattr(repo, f)}
+    merged = {**current, **data}
+    if repo.backend == Backend.SFTP and not data.get("sftp_private_key"):
+        merged.pop("sftp_private_key", None)
+        keep_key = (repo.sftp_public_key, repo.sftp_key_encrypted)
+    else:
+        keep_key = None
+    if repo.backend == Backend.S3 and not data.get("s3_secret_key"):
+        merged["s3_secret_key"] = crypto.S3_SECRETS.decrypt(repo.s3_secret_encrypted)
+    fields = _backend_fields(repo.backend, repo.node, merged, name=repo.name)
+    if keep_key is not None:
+        fields["sftp_public_key"], fields["sftp_key_encrypted"] = keep_key
+    with audit.change(repo, "backup.repository.update", actor=actor) as change:
+        for key, value in fields.items():
+            setattr(repo, key, value)
+        repo.save(update_fields=[*fields, "updated_at"])
+        if data.get("s3_secret_key") or data.get("sftp_private_key"):
+            change.mark(credentials="replaced")  # that they changed, never what they are
+    return repo
+
+
+def repository_test(*, repository: BackupRepository, actor=None):
+    """ "Test connection": the repository's node opens it (``restic cat config``) and the outcome is
+    on the repository (``last_test_*``), in plain words (a job)."""
+    return repositories.enqueue(repository, "backup.repository.test", actor=actor)
 
 
 @transaction.atomic
@@ -157,7 +264,10 @@ def _stats_into(repo: BackupRepository, result: dict) -> None:
 def repository_converge(repo: BackupRepository, job_type: str) -> dict:
     driver = driver_for(repo.node)
     if job_type == "backup.repository.delete" or repo.status == RepoStatus.DELETING:
-        result = driver.backup("repo_delete", {"repository": repo_spec(repo)})
+        args = {"repository": repo_spec(repo)}
+        if repo.backend == Backend.SFTP and repo.sftp_path.startswith("/"):
+            args["sftp_local"] = repo.sftp_path  # the folder goes when it is on the repository's node
+        result = driver.backup("repo_delete", args)
         audit.deleted(repo, "backup.repository.deleted", actor=audit.SYSTEM)
         Restore.objects.filter(snapshot__repository=repo).delete()
         Snapshot.objects.filter(repository=repo).delete()
@@ -165,6 +275,8 @@ def repository_converge(repo: BackupRepository, job_type: str) -> dict:
         return result
     if job_type == "backup.repository.check":
         return _check(repo, driver)
+    if job_type == "backup.repository.test":
+        return _test(repo, driver)
     wanted = repositories.wanted(repo, job_type)
     if wanted is None:
         return {"skipped": repo.status}
@@ -172,6 +284,20 @@ def repository_converge(repo: BackupRepository, job_type: str) -> dict:
     repositories.converged(repo, RepoStatus.ACTIVE)
     _stats_into(repo, result)
     return result
+
+
+def _test(repo: BackupRepository, driver) -> dict:
+    result = driver.backup("repo_test", {"repository": repo_spec(repo)})
+    ok = bool(result.get("ok"))
+    output = str(result.get("output", ""))[:2000]
+    BackupRepository.all_tenants.filter(pk=repo.pk).update(last_test_at=timezone.now(), last_test_ok=ok,
+                                                           last_test_output=output)  # fmt: skip
+    audit.record(action="backup.repository.tested", obj=repo, actor=None, changes={"last_test_ok": [None, ok]})
+    if ok and repo.status in (RepoStatus.PENDING, RepoStatus.ERROR):
+        # The connection works now (e.g. the key was just authorized): make the repository without waiting
+        # for the init job's next retry.
+        repositories.enqueue(repo, "backup.repository.init", actor=audit.SYSTEM)
+    return {"ok": ok, "output": output}
 
 
 def _check(repo: BackupRepository, driver) -> dict:
@@ -305,7 +431,7 @@ def snapshot_create(*, tenant, repository: BackupRepository, resource_kind: str,
         raise InvalidInput("No such repository.", field="repository")
     if repository.status == RepoStatus.DELETING:
         raise Conflict("This repository is being deleted.", code="deleting")
-    if not reaches(repository.node, src.node(obj)):
+    if not reaches(repository, src.node(obj)):
         raise InvalidInput("This repository is not reachable from the resource's node.", field="repository")
     snap = Snapshot(tenant=tenant, repository=repository, policy=policy, resource_kind=resource_kind,
                     resource_id=obj.pk, resource_label=src.label(obj), reason=reason, set_id=set_id)  # fmt: skip
@@ -482,7 +608,7 @@ def restore_create(*, snapshot: Snapshot, target_id=None, actor=None, hostname: 
             raise InvalidInput("The target is another engine than the snapshot's.", field="target")
         if snapshot.manifest.get("engine", src.engine(target)) != src.engine(target):
             raise InvalidInput("The target is another engine than the snapshot's.", field="target")
-    if not reaches(snapshot.repository.node, src.node(target)):
+    if not reaches(snapshot.repository, src.node(target)):
         raise InvalidInput("The repository is not reachable from the target's node.", field="target")
     if Restore.objects.filter(target_id=target.pk, status__in=[TaskStatus.PENDING, TaskStatus.RUNNING]).exists():
         raise Conflict("A restore into this resource is under way.", code="restoring")
@@ -919,7 +1045,7 @@ def _take_final(snap: Snapshot, obj: Any) -> None:
     src, repo = source(snap.resource_kind), snap.repository
     if obj is None:
         raise NodeError(f"the {src.kind} is gone", permanent=True)
-    if not reaches(repo.node, src.node(obj)):
+    if not reaches(repo, src.node(obj)):
         raise NodeError("the repository is not reachable from the resource's node", permanent=True)
     result = _take(repo, snap.resource_kind, obj, Reason.FINAL)
     if src.engine(obj):

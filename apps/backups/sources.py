@@ -144,9 +144,12 @@ def parse_ref(ref: object) -> tuple[str, str]:
     return kind, pk
 
 
-def reaches(repo_node: Node, resource_node: Node) -> bool:
-    """A local-path repository is reached from its own node (every local-transport node is this
-    one machine); other nodes need the SFTP backend (not offered yet)."""
+def reaches(repository, resource_node: Node) -> bool:
+    """An SFTP or S3 repository is reached from any node (over the network). A local-path repository
+    is reached from its own node only (every local-transport node is this one machine)."""
+    if repository.backend != "local":
+        return True
+    repo_node = repository.node
     if repo_node.pk == resource_node.pk:
         return True
     return repo_node.transport == Transport.LOCAL and resource_node.transport == Transport.LOCAL
