@@ -469,6 +469,7 @@ REQUEST_EXAMPLES: dict[str, dict[str, Any]] = {
         "expires_at": "2025-12-31T23:59:59Z",
         "allowed_ips": ["203.0.113.0/24"],
     },
+    "SslSettingsInputRequest": {"revoke_on_delete": True},
     "DomainSettingsInputRequest": {
         "nameservers": ["ns1.host.example", "ns2.host.example"],
         "registrar": "manual",

@@ -143,10 +143,11 @@ class BrandAdmin(TenantOwnedAdmin):
 
 @admin.register(CustomDomain)
 class CustomDomainAdmin(ReadOnlyAdmin, TenantOwnedAdmin):
-    list_display = ["hostname", "state", "verified", "certificate", "checked"]
+    list_display = ["hostname", "state", "verified", "certificate_in_use", "checked"]
     list_filter = ["status"]
     search_fields = ["hostname", "tenant__name"]
-    fields = ["tenant", "hostname", "status", "record", "verified_at", "last_checked_at", "last_error", "certificate"]
+    fields = ["tenant", "hostname", "status", "record", "verified_at", "last_checked_at", "last_error",
+              "certificate_in_use", "certificate"]  # fmt: skip
     readonly_fields = fields
 
     @admin.display(description="Status", ordering="status")
@@ -165,8 +166,9 @@ class CustomDomainAdmin(ReadOnlyAdmin, TenantOwnedAdmin):
     def record(self, domain: CustomDomain):
         return f"{domain.record_name}. TXT {domain.record_value}"
 
-    @admin.display(description="Certificate")
-    def certificate(self, domain: CustomDomain):
+    # Not named ``certificate``: that is the SSL module's row (``CustomDomain.certificate``), shown apart.
+    @admin.display(description="Certificate in use")
+    def certificate_in_use(self, domain: CustomDomain):
         if not domain.certificate_kind:
             return EMPTY
         return f"{domain.get_certificate_kind_display()}, until {when(domain.certificate_not_after)}"

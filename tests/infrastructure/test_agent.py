@@ -267,7 +267,8 @@ OPERATION_OWNERS = {
     "agent.certs": ["acme_challenge_put", "acme_challenge_remove"],
     "agent.backups": ["backup_repo_init", "backup_repo_delete", "backup_stats", "backup_run", "backup_restore",
                       "backup_forget", "backup_check", "backup_unlock", "backup_snapshots", "backup_file_stat",
-                      "backup_file_read", "backup_drill", "backup_restore_progress", "backup_mail_hold"],
+                      "backup_file_read", "backup_drill", "backup_restore_progress", "backup_mail_hold",
+                      "backup_repo_test"],
 }  # fmt: skip
 
 
