@@ -345,13 +345,25 @@ def postfix_suspension_settings(root: Path) -> dict[str, str]:
     }
 
 
-def _write_users(directory: Path, users: list[str]) -> None:
-    tmp = directory / ".suspended_users.new"
-    tmp.write_text("".join(f"{a}:\n" for a in users))
+def _publish_passwd_file(tmp: Path, target: Path) -> None:
+    """Swap a Dovecot passwd-file in so that Dovecot sees the change. Its auth process re-reads the file
+    only when the file's mtime, in whole seconds, or its size differs from what it read: a password
+    changed in the same second as the last write (an Argon2 hash is as long as the one before) would be
+    ignored until some later change. So the new file's mtime is moved past the old one's when needed."""
     os.chmod(tmp, 0o640)
     with contextlib.suppress(KeyError, PermissionError):  # Dovecot's auth reads it as its group
         os.chown(tmp, -1, grp.getgrnam(DOVECOT_GROUP).gr_gid)
-    os.replace(tmp, directory / "suspended_users")
+    with contextlib.suppress(FileNotFoundError):
+        old = int(target.stat().st_mtime)
+        if int(tmp.stat().st_mtime) <= old:
+            os.utime(tmp, (old + 1, old + 1))
+    os.replace(tmp, target)
+
+
+def _write_users(directory: Path, users: list[str]) -> None:
+    tmp = directory / ".suspended_users.new"
+    tmp.write_text("".join(f"{a}:\n" for a in users))
+    _publish_passwd_file(tmp, directory / "suspended_users")
 
 
 def ensure_suspended_users(directory: Path) -> None:
@@ -453,10 +465,7 @@ def mail_sync(root: Path, spec: dict) -> dict:
         lines.append(f"{m['address']}:{m['password_hash']}::::::{extra}\n")
     tmp = directory / ".passwd.new"
     tmp.write_text("".join(lines))
-    os.chmod(tmp, 0o640)
-    with contextlib.suppress(KeyError, PermissionError):  # Dovecot's auth reads it as its group
-        os.chown(tmp, -1, grp.getgrnam(DOVECOT_GROUP).gr_gid)
-    os.replace(tmp, directory / "passwd")
+    _publish_passwd_file(tmp, directory / "passwd")
     suspended |= held_domains(directory)  # a restore's hold outlasts any sync made meanwhile (agent/backups.py)
     suspended &= set(domains)  # only a domain the maps serve (one Postfix refused is not served at all)
     write_suspension(directory, suspended, domains, [m["address"] for m in enabled])

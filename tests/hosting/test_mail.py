@@ -614,3 +614,18 @@ def test_an_autoresponder_answers_mail_sent_to_the_mailboxs_alias(tenant_a, dove
     assert len(replies) == 1, replies
     reply = email.message_from_string(replies[0], policy=email.policy.default)
     assert reply["In-Reply-To"] == "<after@elsewhere.example>" and reply["Subject"] == "Away"
+
+
+def test_a_passwd_file_written_twice_in_one_second_is_seen_as_changed(tmp_path):
+    """Dovecot re-reads a passwd-file only when its mtime (whole seconds) or size changed: a password
+    changed in the second of the last write, with a hash as long as the old one, must still move the
+    mtime, or the old password keeps working (CI caught it: the portal's password change in the second
+    the mailbox was made)."""
+    target = tmp_path / "passwd"
+    for hash_ in ("{ARGON2ID}first-hash", "{ARGON2ID}other-hash", "{ARGON2ID}third-hash"):
+        before = int(target.stat().st_mtime) if target.exists() else None
+        tmp = tmp_path / ".passwd.new"
+        tmp.write_text(f"a@b.example:{hash_}::::::\n")
+        agent_mail._publish_passwd_file(tmp, target)
+        assert target.read_text().split(":")[1] == hash_ and oct(target.stat().st_mode & 0o777) == "0o640"
+        assert before is None or int(target.stat().st_mtime) > before
