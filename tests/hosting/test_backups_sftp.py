@@ -131,3 +131,13 @@ def test_the_connection_of_an_sftp_repository_can_be_changed(tenant_a, django_ca
     assert flow("patch", "backup-repository-detail", {"sftp_port": 0}, pk=repo["id"]).status_code == 400
     event = AuditEvent.objects.filter(action="backup.repository.update").get()
     assert "2222" in json.dumps(event.changes) and "PRIVATE" not in json.dumps(event.changes)
+
+
+def test_an_sftp_session_ended_without_ssh_s_reason_is_still_explained():
+    """Under load restic may give up before ssh's "Permission denied" reaches its output."""
+    from agent.backups import explain
+
+    said = explain("Fatal: unable to open repository at sftp:x: unable to start the sftp session, error: EOF")
+    assert "authorized_keys" in said and "error: EOF" in said
+    refused = explain("subprocess ssh: Permission denied (publickey).\nunable to start the sftp session, error: EOF")
+    assert refused.startswith("the SSH server refused the key")
