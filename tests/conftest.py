@@ -30,9 +30,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     id; pytest-xdist keys its schedule by node id, so it ran one of them and counted the 360 others
     as done. ``test_every_item_has_its_own_node_id`` keeps it so."""
     for item in items:
+        node_id = getattr(item, "id", None)  # pytest 9's structured node id (before 9 the ids were whole)
         base, bracket, params = item.name.partition("[")
-        if bracket and item.id.params is None and item.id.names[-1:] == (base,):
-            item._id = item.id.with_params(params.removesuffix("]"))  # pytest 9's structured node id
+        if node_id is not None and bracket and node_id.params is None and node_id.names[-1:] == (base,):
+            item._id = node_id.with_params(params.removesuffix("]"))
 
 
 @dataclass
