@@ -55,8 +55,10 @@ class PodSpec:
     memory_mb: int = 256
     disk_gb: int = 1
     pids: int = 128
+    # ``sleep … & wait``: a shell runs a trap only once its foreground child returns, so a TERM sent
+    # to ``sh; sleep 3600`` would wait out the grace period and need a KILL; ``wait`` is interrupted.
     args: list[str] = field(
-        default_factory=lambda: ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600; done"]
+        default_factory=lambda: ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
     )
 
     @classmethod
@@ -434,7 +436,10 @@ class NodeRuntime:
                     break
                 time.sleep(0.1)
             else:
-                self._runc("kill", spec.id, "KILL", check=False)
+                # Not ``kill KILL``: that returns once the signal is sent, and a state read right after
+                # can still see the process alive, so ``pod_create`` would leave it to die. ``delete
+                # -f`` kills and waits for the exit before it removes the container (the bundle stays).
+                self._runc("delete", "-f", spec.id, check=False)
         return self.pod_create(spec)  # a stopped container runs again from its bundle
 
     def pod_update(self, spec: PodSpec) -> dict:
