@@ -598,9 +598,19 @@ def site_disk_usage(node: Node, args: dict) -> dict:
     return node.web.site_disk_usage(_site_id(args))
 
 
-def default_main_conf(sites: Path, run: Path) -> str:
+def default_main_conf(sites: Path, run: Path, *, user: str = "", default_listen: str = "") -> str:
+    """nginx's main configuration for a node without its own: ``sites``' vhosts, run files under
+    ``run``. ``user`` sets the workers' user (nginx's default is ``nobody``); ``default_listen`` adds a
+    catch-all server answering 404 there, for names no site claims (throwaway nodes of tests and
+    benchmarks, where no other server answers the port)."""
+    head = f"user {user};\n" if user else ""
+    catch_all = (
+        f"    server {{\n        listen {default_listen} default_server;\n        return 404;\n    }}\n"
+        if default_listen
+        else ""
+    )
     return f"""# Written by the mPanel agent; set MPANEL_NGINX_CONF to use the node's own nginx.conf instead.
-worker_processes 1;
+{head}worker_processes 1;
 pid {run}/nginx.pid;
 error_log {run}/error.log;
 events {{ worker_connections 256; }}
@@ -615,7 +625,7 @@ http {{
     scgi_temp_path {run}/scgi;
     server_names_hash_bucket_size 128;
     variables_hash_max_size 8192;  # Shield declares one variable per site with address rules
-    include {sites}/*.conf;
+{catch_all}    include {sites}/*.conf;
 }}
 """
 

@@ -43,6 +43,8 @@ import uuid
 from contextlib import ExitStack
 from pathlib import Path
 
+from agent.web import default_main_conf
+
 log = logging.getLogger(__name__)
 
 
@@ -123,28 +125,7 @@ def _nginx(work: Path, node_root: Path) -> tuple[subprocess.Popen, int, int]:
     sites.mkdir(parents=True)
     http_port, https_port = _free_port(), _free_port()
     conf = run / "nginx.conf"
-    conf.write_text(f"""user root;
-worker_processes 1;
-pid {run}/nginx.pid;
-error_log {run}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    access_log off;
-    client_body_temp_path {run}/client_body;
-    proxy_temp_path {run}/proxy;
-    fastcgi_temp_path {run}/fastcgi;
-    uwsgi_temp_path {run}/uwsgi;
-    scgi_temp_path {run}/scgi;
-    server_names_hash_bucket_size 128;
-    server {{
-        listen 127.0.0.1:{http_port} default_server;
-        return 404;
-    }}
-    include {sites}/*.conf;
-}}
-""")
+    conf.write_text(default_main_conf(sites, run, user="root", default_listen=f"127.0.0.1:{http_port}"))
     os.environ["MPANEL_NGINX_CONF"] = str(conf)
     os.environ["MPANEL_NGINX_LISTEN"] = f"127.0.0.1:{http_port}"
     os.environ["MPANEL_NGINX_LISTEN_SSL"] = f"127.0.0.1:{https_port}"

@@ -6,12 +6,20 @@ API calls whose jobs run in-process when the request's transaction commits."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 from django.urls import reverse
 
+from apps.backups import services as backup_services
+from apps.backups.models import Snapshot, SnapshotStatus
+from apps.dns import services as dns_services
+from apps.dns.models import Record, Zone
+from apps.jobs import services as job_services
+from apps.jobs.models import Job
 from apps.nodes.models import Node
 from apps.tenancy.roles import Role
 from tests.conftest import client_for
@@ -92,3 +100,52 @@ class Flow:
         """Restore into a new website or database (``hostname`` or ``suffix`` optional)."""
         made = self("post", "backup-snapshot-restore", {"target": "new", **names}, pk=snap["id"], expect=202).json()
         return self("get", "backup-restore-detail", pk=made["id"], expect=200).json()
+
+
+def run_jobs_only(monkeypatch, *prefixes: str) -> None:
+    """Jobs whose type starts with one of ``prefixes`` (``"backup."``) run in-process at once; every
+    other job (a zone's push to its server) is stored, not run."""
+    real = job_services.dispatch
+    pattern = "^(" + "|".join(re.escape(prefix) for prefix in prefixes) + ")"
+
+    def dispatch(job_id, countdown=None, **kwargs):
+        if Job.all_tenants.filter(pk=job_id, type__regex=pattern).exists():
+            return real(job_id, countdown, **kwargs)
+        return None
+
+    monkeypatch.setattr(job_services, "dispatch", dispatch)
+
+
+@pytest.fixture
+def zone_root(tmp_path, settings, monkeypatch) -> Path:
+    """The node root of the test (where a zone's master file is written for its backup)."""
+    root = tmp_path / "node"
+    settings.MPANEL_NODE_ROOT = root
+    monkeypatch.setenv("MPANEL_NODE_ROOT", str(root))
+    return root
+
+
+def zone_records(zone: Zone) -> list[tuple[str, str, str]]:
+    return sorted((r.name, r.type, r.content) for r in Record.all_tenants.filter(zone=zone))
+
+
+def backed_up_zone(fx, node: Node, name: str, capture) -> tuple[Zone, Snapshot, list[tuple[str, str, str]]]:
+    """A zone with an A and an MX record, backed up (the backup jobs must run: ``run_jobs_only``):
+    the zone, its done snapshot and its records as they were."""
+    with fx.scope():
+        zone = dns_services.zone_create(tenant=fx.tenant, name=name, node=node)
+        dns_services.record_create(zone=zone, name="www", type="A", content="192.0.2.10")
+        dns_services.record_create(zone=zone, name="@", type="MX", content=f"10 mail.{name}.")
+        before = zone_records(zone)
+    with fx.scope(), capture(execute=True):
+        repo = backup_services.repository_create(tenant=fx.tenant, name="zones", node=node)
+        snap = backup_services.snapshot_create(tenant=fx.tenant, repository=repo, resource_kind="zone",
+                                               resource_id=zone.pk)  # fmt: skip
+    snap = Snapshot.all_tenants.get(pk=snap.pk)
+    assert snap.status == SnapshotStatus.DONE, snap.last_error
+    return zone, snap, before
+
+
+def runc(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """runc on the test node's state folder (``<root>/runc``)."""
+    return subprocess.run(["runc", "--root", str(root / "runc"), *args], capture_output=True, text=True, timeout=60)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.web import default_main_conf
 from apps.nodes.models import Node
 from apps.websites import services as website_services
 from apps.websites.models import Website
@@ -87,28 +88,7 @@ def nginx_node(web_root, tmp_path, monkeypatch):
     sites.mkdir(parents=True)
     http_port, https_port = free_port(), free_port()
     conf = run / "nginx.conf"
-    conf.write_text(f"""user root;
-worker_processes 1;
-pid {run}/nginx.pid;
-error_log {run}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    include /etc/nginx/mime.types;
-    default_type application/octet-stream;
-    access_log off;
-    client_body_temp_path {run}/client_body;
-    proxy_temp_path {run}/proxy;
-    fastcgi_temp_path {run}/fastcgi;
-    uwsgi_temp_path {run}/uwsgi;
-    scgi_temp_path {run}/scgi;
-    server_names_hash_bucket_size 128;
-    server {{
-        listen 127.0.0.1:{http_port} default_server;
-        return 404;
-    }}
-    include {sites}/*.conf;
-}}
-""")
+    conf.write_text(default_main_conf(sites, run, user="root", default_listen=f"127.0.0.1:{http_port}"))
     monkeypatch.setenv("MPANEL_NGINX_CONF", str(conf))
     monkeypatch.setenv("MPANEL_NGINX_LISTEN", f"127.0.0.1:{http_port}")
     monkeypatch.setenv("MPANEL_NGINX_LISTEN_SSL", f"127.0.0.1:{https_port}")

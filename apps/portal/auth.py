@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from typing import TypeVar
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
@@ -27,6 +28,8 @@ from apps.tenancy.scoping import tenant_scope
 
 from . import services
 from .models import TOKEN_PREFIX, PortalSession, PortalSettings, PortalUser
+
+T = TypeVar("T")
 
 SESSION_KEY = "mpanel_portal"  # {tenant id: raw web-session secret}
 
@@ -188,5 +191,9 @@ def require(check: Callable[[PortalUser], bool], user: PortalUser) -> None:
         raise exceptions.PermissionDenied("Your role on this account does not include this.")
 
 
-def not_found() -> Http404:
-    return Http404("Not found.")
+def owned(obj: T | None, what: str) -> T:
+    """``obj`` found within the customer's own rows (the selectors' ``*_of`` answer None for another
+    customer's, a foreign tenant's or a missing row alike), else the portal's 404."""
+    if obj is None:
+        raise Http404(f"No such {what}.")
+    return obj

@@ -10,7 +10,6 @@ its payment methods) shows the page with the methods it does accept, and no butt
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
 
@@ -18,15 +17,13 @@ from apps.billing.models import PaymentMethod
 from apps.billing.services import cards, tenant_settings
 from apps.common.exceptions import DomainError
 
-from .auth import portal_page, sees_money
+from .auth import owned, portal_page, sees_money
 from .services import absolute
 from .views import page_url, render_page, show_error
 
 
 def _own_card(request, pk):
-    card = cards.card_of(request.portal_user.customer, pk)
-    if card is None:
-        raise Http404("No such card.")
+    card = owned(cards.card_of(request.portal_user.customer, pk), "card")
     return card
 
 

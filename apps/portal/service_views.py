@@ -13,7 +13,6 @@ from __future__ import annotations
 from django import forms as django_forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
@@ -24,7 +23,7 @@ from apps.common.exceptions import DomainError
 from apps.customers.models import Contact
 
 from . import acts, selectors
-from .auth import manages_users, portal_page, runs_services, safe_next, sees_money
+from .auth import manages_users, owned, portal_page, runs_services, safe_next, sees_money
 from .views import own_subscription, page_url, render_page, show_error
 
 
@@ -42,9 +41,7 @@ class ContactForm(django_forms.Form):
 def pod_row(request, pk):
     """One pod's row (status, live state from the node, the acts allowed now): what the services
     page shows, fetched again every few seconds so the state updates without a reload."""
-    pod = selectors.pod_of(request.portal_user.customer, pk)
-    if pod is None:
-        raise Http404("No such pod.")
+    pod = owned(selectors.pod_of(request.portal_user.customer, pk), "pod")
     response = render(
         request,
         "portal/_pod_row.html",
@@ -67,9 +64,7 @@ def databases(request):
 @portal_page(runs_services)
 def database_password(request, pk):
     """A new password for one of the customer's database logins: shown on this answer only."""
-    user = selectors.database_user_of(request.portal_user.customer, pk)
-    if user is None:
-        raise Http404("No such database user.")
+    user = owned(selectors.database_user_of(request.portal_user.customer, pk), "database user")
     try:
         user, password = acts.database_password_reset(user)
     except DomainError as exc:
@@ -107,9 +102,7 @@ def contacts(request):
 
 
 def _own_contact(request, pk) -> Contact:
-    contact = selectors.contact_of(request.portal_user.customer, pk)
-    if contact is None:
-        raise Http404("No such contact.")
+    contact = owned(selectors.contact_of(request.portal_user.customer, pk), "contact")
     return contact
 
 

@@ -38,6 +38,7 @@ from . import acts, forms, selectors, services, signed
 from .auth import (
     end_web_session,
     manages_users,
+    owned,
     portal_page,
     public_page,
     runs_services,
@@ -287,9 +288,7 @@ def invoices(request):
 
 
 def _own_invoice(request, pk):
-    invoice = selectors.invoice_of(request.portal_user.customer, pk)
-    if invoice is None:
-        raise Http404("No such invoice.")
+    invoice = owned(selectors.invoice_of(request.portal_user.customer, pk), "invoice")
     return invoice
 
 
@@ -328,9 +327,7 @@ def service_list(request):
 
 
 def own_subscription(request, pk):
-    sub = selectors.subscription_of(request.portal_user.customer, pk)
-    if sub is None:
-        raise Http404("No such service.")
+    sub = owned(selectors.subscription_of(request.portal_user.customer, pk), "service")
     return sub
 
 
@@ -343,9 +340,7 @@ def service_detail(request, pk):
         choices = selectors.plan_choices(sub)
         form = forms.ChangePlanForm(request.GET or None)
         if request.GET and form.is_valid():
-            product = next((p for p in choices if p.pk == form.cleaned_data["product"]), None)
-            if product is None:
-                raise Http404("No such plan.")
+            product = owned(next((p for p in choices if p.pk == form.cleaned_data["product"]), None), "plan")
             try:
                 preview = subscription_services.subscription_change_preview(
                     sub=sub, product=product, quantity=form.cleaned_data["quantity"]
@@ -372,9 +367,7 @@ def service_change(request, pk):
     sub = own_subscription(request, pk)
     form = forms.ChangePlanForm(request.POST)
     if form.is_valid():
-        product = selectors.plan_choice(sub, form.cleaned_data["product"])
-        if product is None:
-            raise Http404("No such plan.")
+        product = owned(selectors.plan_choice(sub, form.cleaned_data["product"]), "plan")
         try:
             subscription_services.subscription_change(sub=sub, product=product, quantity=form.cleaned_data["quantity"])
         except DomainError as exc:
@@ -411,9 +404,7 @@ def service_cancel(request, pk):
 @require_POST
 @portal_page(runs_services)
 def pod_action(request, pk, action: str):
-    pod = selectors.pod_of(request.portal_user.customer, pk)
-    if pod is None:
-        raise Http404("No such pod.")
+    pod = owned(selectors.pod_of(request.portal_user.customer, pk), "pod")
     if action not in acts.POD_ACTIONS:
         raise Http404("No such action.")
     try:
@@ -428,9 +419,7 @@ def pod_action(request, pk, action: str):
 @require_POST
 @portal_page(runs_services)
 def mailbox_password(request, pk):
-    box = selectors.mailbox_of(request.portal_user.customer, pk)
-    if box is None:
-        raise Http404("No such mailbox.")
+    box = owned(selectors.mailbox_of(request.portal_user.customer, pk), "mailbox")
     form = forms.MailboxPasswordForm(request.POST)
     if not form.is_valid():
         messages.error(request, " ".join(e for errs in form.errors.values() for e in errs))
@@ -447,9 +436,7 @@ def mailbox_password(request, pk):
 @require_POST
 @portal_page(runs_services)
 def domain_auto_renew(request, pk):
-    domain = selectors.domain_of(request.portal_user.customer, pk)
-    if domain is None:
-        raise Http404("No such domain.")
+    domain = owned(selectors.domain_of(request.portal_user.customer, pk), "domain")
     try:
         domain_services.domain_update(domain=domain, data={"auto_renew": request.POST.get("auto_renew") == "on"})
     except DomainError as exc:
@@ -564,9 +551,7 @@ def checkout(request):
 @portal_page(sees_money)
 def order_detail(request, pk):
     """The provisioning progress of an order's services, polled (``?poll=1``) until all are live."""
-    order = selectors.order_of(request.portal_user.customer, pk)
-    if order is None:
-        raise Http404("No such order.")
+    order = owned(selectors.order_of(request.portal_user.customer, pk), "order")
     subs = [item.subscription for item in order.items.select_related("subscription", "product") if item.subscription]
     # Live means provisioned: each service active and every part it made ready, not only paid for.
     parts = {s.pk: selectors.provisioning_of(s) if s.status == SubscriptionStatus.ACTIVE else [] for s in subs}
@@ -640,9 +625,7 @@ def users(request):
 
 
 def _own_user(request, pk) -> PortalUser:
-    other = selectors.users_of(request.portal_user.customer).filter(pk=pk).first()
-    if other is None:
-        raise Http404("No such user.")
+    other = owned(selectors.users_of(request.portal_user.customer).filter(pk=pk).first(), "user")
     return other
 
 
@@ -725,9 +708,7 @@ def security(request):
 @require_POST
 @portal_page(allow_unenrolled=True)
 def session_revoke(request, pk):
-    session = PortalSession.objects.filter(user=request.portal_user, pk=pk).first()
-    if session is None:
-        raise Http404("No such session.")
+    session = owned(PortalSession.objects.filter(user=request.portal_user, pk=pk).first(), "session")
     services.session_revoke(session=session)
     if session.pk == request.portal_session.pk:
         end_web_session(request, request.portal_tenant)

@@ -5,18 +5,22 @@ pod is made by the node driver directly and the zone's own push jobs are stored,
 # ruff: noqa: F401, F811  (pytest fixtures imported by name and taken as arguments)
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 from apps.backups import services
 from apps.backups.models import Restore, Snapshot, SnapshotStatus
 from apps.cloudpods import services as pod_services
 from apps.dns import services as dns_services
-from apps.jobs import services as job_services
-from apps.jobs.models import Job
 from apps.nodes.drivers import LocalDriver
-from tests.backups_support import backup_node_in, restic_bin
+from tests.backups_support import (
+    backed_up_zone,
+    backup_node_in,
+    restic_bin,
+    run_jobs_only,
+    runc,
+    zone_records,
+    zone_root,
+)
 from tests.pods_support import node_root, pod_in
 
 pytestmark = pytest.mark.django_db
@@ -24,19 +28,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def backup_jobs_only(monkeypatch):
-    """Run backup.* jobs in-process at once; store every other job (a zone's push to its server)."""
-    real = job_services.dispatch
-
-    def dispatch(job_id, countdown=None, **kwargs):
-        if Job.all_tenants.filter(pk=job_id, type__startswith="backup.").exists():
-            return real(job_id, countdown, **kwargs)
-        return None
-
-    monkeypatch.setattr(job_services, "dispatch", dispatch)
-
-
-def runc(root, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(["runc", "--root", str(root / "runc"), *args], capture_output=True, text=True, timeout=60)
+    run_jobs_only(monkeypatch, "backup.")
 
 
 def test_a_pod_rootfs_is_backed_up_paused_and_restored(
@@ -67,20 +59,10 @@ def test_a_pod_rootfs_is_backed_up_paused_and_restored(
 
 
 def test_a_zone_is_backed_up_as_a_master_file_and_restored(
-    tenant_a, web_root_for_zones, restic_bin, backup_jobs_only, django_capture_on_commit_callbacks
+    tenant_a, zone_root, restic_bin, backup_jobs_only, django_capture_on_commit_callbacks
 ):
     node = backup_node_in(tenant_a, "dns-1")
-    with tenant_a.scope():
-        zone = dns_services.zone_create(tenant=tenant_a.tenant, name="backup-zone.example", node=node)
-        dns_services.record_create(zone=zone, name="www", type="A", content="192.0.2.10")
-        dns_services.record_create(zone=zone, name="@", type="MX", content="10 mail.backup-zone.example.")
-        before = sorted((r.name, r.type, r.content) for r in zone.records.all())
-    with tenant_a.scope(), django_capture_on_commit_callbacks(execute=True):
-        repo = services.repository_create(tenant=tenant_a.tenant, name="zones", node=node)
-        snap = services.snapshot_create(tenant=tenant_a.tenant, repository=repo, resource_kind="zone",
-                                        resource_id=zone.pk)  # fmt: skip
-    snap = Snapshot.all_tenants.get(pk=snap.pk)
-    assert snap.status == SnapshotStatus.DONE, snap.last_error
+    zone, snap, before = backed_up_zone(tenant_a, node, "backup-zone.example", django_capture_on_commit_callbacks)
     with tenant_a.scope():
         for record in list(zone.records.all()):
             dns_services.record_delete(record=record)
@@ -88,14 +70,4 @@ def test_a_zone_is_backed_up_as_a_master_file_and_restored(
     with tenant_a.scope(), django_capture_on_commit_callbacks(execute=True):
         restore = services.restore_create(snapshot=snap)
     assert Restore.all_tenants.get(pk=restore.pk).status == "done"
-    with tenant_a.scope():
-        after = sorted((r.name, r.type, r.content) for r in zone.records.all())
-    assert after == before
-
-
-@pytest.fixture
-def web_root_for_zones(tmp_path, settings, monkeypatch):
-    root = tmp_path / "node"
-    settings.MPANEL_NODE_ROOT = root
-    monkeypatch.setenv("MPANEL_NODE_ROOT", str(root))
-    return root
+    assert zone_records(zone) == before

@@ -9,11 +9,13 @@ sleeps: ``wait_until`` only polls nginx's reload."""
 from __future__ import annotations
 
 from datetime import date
+from types import SimpleNamespace
 
 import pytest
 
 from apps.backups.models import Restore, Snapshot
 from apps.databases.models import Database
+from apps.mail import jobs as mail_jobs
 from apps.nodes.drivers import LocalDriver, NodeError
 from apps.websites.models import Website
 from tests.backups_support import Flow, backup_node_in, restic_bin, tree  # noqa: F401  (fixtures)
@@ -206,11 +208,15 @@ def test_restore_into_a_new_site_over_the_plan_limit_is_409_and_makes_nothing(
     assert Snapshot.all_tenants.filter(pk=snap["id"]).exists()
 
 
-def test_a_mailbox_restore_suspends_its_mail_domain_on_the_node_for_the_time(
-    tenant_a, dovecot, mail_node_root, restic_bin, monkeypatch, django_capture_on_commit_callbacks
+@pytest.mark.parametrize("sync_meanwhile", [False, True], ids=["alone", "with-a-node-sync"])
+def test_a_mailbox_restore_holds_its_mail_domain_on_the_node_for_the_time(
+    sync_meanwhile, tenant_a, dovecot, mail_node_root, restic_bin, monkeypatch, django_capture_on_commit_callbacks
 ):
     """Checked in the node's own configuration written before the restore step: the Postfix
-    deferral map and Dovecot's deny list name the domain and the mailbox; after, neither does."""
+    deferral map and Dovecot's deny list name the domain and the mailbox; after, neither does. With a
+    ``mail.node.sync`` in the middle (another change's job, rendering the domain's real rows, which
+    are not suspended): the hold is the node's own marker, which every sync honours until the restore
+    lets it go."""
     monkeypatch.setenv("MPANEL_MAIL_HOME", str(dovecot.maildirs))
     flow = Flow(django_capture_on_commit_callbacks, tenant_a)
     box = make_mailbox(flow, "held.example", "carol")
@@ -226,6 +232,9 @@ def test_a_mailbox_restore_suspends_its_mail_domain_on_the_node_for_the_time(
 
     def backup(self, op: str, args: dict):
         if op == "restore":
+            if sync_meanwhile:
+                mail_jobs.node_sync(SimpleNamespace(payload={"node": str(box.mail_domain.node_id)}, attempts=1,
+                                                    max_attempts=5))  # fmt: skip
             seen.append(((maps / "suspended_domains").read_text(), (maps / "suspended_users").read_text()))
         return real(self, op, args)
 
@@ -235,4 +244,5 @@ def test_a_mailbox_restore_suspends_its_mail_domain_on_the_node_for_the_time(
     assert len(seen) == 1 and "held.example" in seen[0][0] and "carol@held.example" in seen[0][1], seen
     assert "held.example" not in (maps / "suspended_domains").read_text()
     assert "carol@held.example" not in (maps / "suspended_users").read_text()
+    assert not list((maps / "held").glob("*/*"))
     assert imap_subjects(dovecot.port, "carol@held.example") == ["kept"]

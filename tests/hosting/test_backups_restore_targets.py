@@ -5,7 +5,6 @@ restore tests use: Dovecot read over IMAP, the zone's records, a real runc conta
 # ruff: noqa: F811  (pytest fixtures imported by name and taken as arguments)
 from __future__ import annotations
 
-import subprocess
 from datetime import date
 
 import pytest
@@ -16,13 +15,20 @@ from apps.cloudpods import services as pod_services
 from apps.cloudpods.models import CloudPod
 from apps.common.exceptions import DomainError
 from apps.dns import services as dns_services
-from apps.dns.models import Record, Zone
-from apps.jobs import services as job_services
-from apps.jobs.models import Job
+from apps.dns.models import Zone
 from apps.mail.models import Mailbox
 from apps.nodes.drivers import LocalDriver
 from apps.nodes.models import Node
-from tests.backups_support import Flow, backup_node_in, restic_bin  # noqa: F401  (fixtures)
+from tests.backups_support import (  # noqa: F401  (fixtures)
+    Flow,
+    backed_up_zone,
+    backup_node_in,
+    restic_bin,
+    run_jobs_only,
+    runc,
+    zone_records,
+    zone_root,
+)
 from tests.hosting.test_backups_mail import imap_subjects, make_mailbox, messages
 from tests.hosting.test_mail import PASSWORD, light_crypto  # noqa: F401  (fixture)
 from tests.mail_support import dovecot, mail_node_root, mail_tmp  # noqa: F401
@@ -69,44 +75,14 @@ def test_a_mailbox_restored_into_a_new_mailbox_of_its_domain_reads_its_mail_over
 
 @pytest.fixture
 def backup_and_pod_jobs(monkeypatch):
-    """Run backup.* and cloudpod.* jobs in-process at once; store every other job (a zone's push)."""
-    real = job_services.dispatch
-
-    def dispatch(job_id, countdown=None, **kwargs):
-        if Job.all_tenants.filter(pk=job_id).filter(type__regex=r"^(backup|cloudpod)\.").exists():
-            return real(job_id, countdown, **kwargs)
-        return None
-
-    monkeypatch.setattr(job_services, "dispatch", dispatch)
-
-
-@pytest.fixture
-def zone_root(tmp_path, settings, monkeypatch):
-    root = tmp_path / "node"
-    settings.MPANEL_NODE_ROOT = root
-    monkeypatch.setenv("MPANEL_NODE_ROOT", str(root))
-    return root
-
-
-def records(zone: Zone) -> list[tuple[str, str, str]]:
-    return sorted((r.name, r.type, r.content) for r in Record.all_tenants.filter(zone=zone))
+    run_jobs_only(monkeypatch, "backup.", "cloudpod.")
 
 
 def test_a_zone_restored_into_a_new_zone_of_the_callers_name_has_its_records(
     tenant_a, tenant_b, zone_root, restic_bin, backup_and_pod_jobs, django_capture_on_commit_callbacks
 ):
     node = backup_node_in(tenant_a, "dns-1")
-    with tenant_a.scope():
-        zone = dns_services.zone_create(tenant=tenant_a.tenant, name="first-zone.example", node=node)
-        dns_services.record_create(zone=zone, name="www", type="A", content="192.0.2.10")
-        dns_services.record_create(zone=zone, name="@", type="MX", content="10 mail.first-zone.example.")
-        before = records(zone)
-    with tenant_a.scope(), django_capture_on_commit_callbacks(execute=True):
-        repo = services.repository_create(tenant=tenant_a.tenant, name="zones", node=node)
-        snap = services.snapshot_create(tenant=tenant_a.tenant, repository=repo, resource_kind="zone",
-                                        resource_id=zone.pk)  # fmt: skip
-    snap = Snapshot.all_tenants.get(pk=snap.pk)
-    assert snap.status == SnapshotStatus.DONE, snap.last_error
+    zone, snap, before = backed_up_zone(tenant_a, node, "first-zone.example", django_capture_on_commit_callbacks)
 
     with tenant_a.scope(), django_capture_on_commit_callbacks(execute=True):
         restore = services.restore_create(snapshot=snap, target_id="new", name="second-zone.example")
@@ -114,8 +90,8 @@ def test_a_zone_restored_into_a_new_zone_of_the_callers_name_has_its_records(
     assert restore.status == "done" and not restore.in_place, restore.last_error
     made = Zone.all_tenants.get(pk=restore.target_id)
     assert made.name == "second-zone.example" and made.node_id == node.pk and made.tenant_id == tenant_a.tenant.pk
-    assert records(made) == before  # names relative to the new zone; contents as they were
-    assert records(Zone.all_tenants.get(pk=zone.pk)) == before
+    assert zone_records(made) == before  # names relative to the new zone; contents as they were
+    assert zone_records(Zone.all_tenants.get(pk=zone.pk)) == before
 
     # The DNS rules: a name is required and valid, and not under another tenant's zone; nothing is made.
     with tenant_b.scope():
@@ -125,10 +101,6 @@ def test_a_zone_restored_into_a_new_zone_of_the_callers_name_has_its_records(
         with tenant_a.scope(), pytest.raises(DomainError):
             services.restore_create(snapshot=snap, target_id="new", name=name)
     assert Zone.all_tenants.count() == zones
-
-
-def runc(root, *args) -> subprocess.CompletedProcess:
-    return subprocess.run(["runc", "--root", str(root / "runc"), *args], capture_output=True, text=True, timeout=60)
 
 
 def test_a_pod_restored_into_a_new_pod_on_the_same_plan_and_node_has_the_files(

@@ -17,7 +17,7 @@ import pytest
 from agent.errors import AgentError
 from agent.mail import mail_tls
 from tests.dns_support import free_port
-from tests.mail_support import mail_tmp  # noqa: F401  (fixtures)
+from tests.mail_support import mail_tmp, tls_dovecot_conf  # noqa: F401  (fixtures)
 from tests.ssl_support import make_bundle
 
 
@@ -53,35 +53,7 @@ def tls_dovecot(mail_tmp):  # noqa: F811
     base.mkdir()
     imap, imaps = free_port(), free_port()
     conf = base / "dovecot.conf"
-    conf.write_text(f"""
-protocols = imap
-listen = 127.0.0.1
-base_dir = {base}/run
-state_dir = {base}/state
-log_path = {base}/dovecot.log
-default_login_user = dovenull
-default_internal_user = dovecot
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap}
-  }}
-  inet_listener imaps {{
-    address = 127.0.0.1
-    port = {imaps}
-    ssl = yes
-  }}
-}}
-passdb {{
-  driver = static
-  args = password=unused
-}}
-userdb {{
-  driver = static
-  args = uid=65534 gid=65534 home={base}/home/%u
-}}
-!include {result["dovecot"]}
-""")
+    conf.write_text(tls_dovecot_conf(base, result["dovecot"], imaps=imaps, imap=imap))
     with open(base / "start.log", "wb") as out:
         started = subprocess.run(["dovecot", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT, timeout=30)
     assert started.returncode == 0, (base / "start.log").read_text()

@@ -34,7 +34,7 @@ from apps.tenancy.roles import Role
 from apps.tenancy.scoping import all_tenants
 from tests.conftest import client_for
 from tests.dns_support import free_port, pdns_node_env, powerdns  # noqa: F401  (fixtures)
-from tests.mail_support import mail_tmp  # noqa: F401  (fixtures)
+from tests.mail_support import mail_tmp, tls_dovecot_conf  # noqa: F401  (fixtures)
 from tests.postfix_support import MASTER_CF
 from tests.ssl_support import key_marker, make_bundle, pebble  # noqa: F401  (fixtures)
 from tests.web_support import nginx_node, web_root  # noqa: F401  (fixtures)
@@ -145,34 +145,7 @@ def mail_servers(mail_tmp, monkeypatch):  # noqa: F811
     }
     (conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
     dovecot_conf = dove / "dovecot.conf"
-    dovecot_conf.write_text(f"""
-protocols = imap
-listen = 127.0.0.1
-base_dir = {dove}/run
-state_dir = {dove}/state
-log_path = {dove}/dovecot.log
-default_login_user = dovenull
-default_internal_user = dovecot
-service imap-login {{
-  inet_listener imap {{
-    port = 0
-  }}
-  inet_listener imaps {{
-    address = 127.0.0.1
-    port = {imaps}
-    ssl = yes
-  }}
-}}
-passdb {{
-  driver = static
-  args = password=unused
-}}
-userdb {{
-  driver = static
-  args = uid=65534 gid=65534 home={dove}/home/%u
-}}
-!include {tls_dir}/dovecot-tls.conf
-""")
+    dovecot_conf.write_text(tls_dovecot_conf(dove, f"{tls_dir}/dovecot-tls.conf", imaps=imaps))
     monkeypatch.setenv("MPANEL_POSTFIX_CONFIG", str(conf))
     monkeypatch.setenv("MPANEL_DOVECOT_CONFIG", str(dovecot_conf))
     servers = MailServers(smtp=smtp, imaps=imaps, postfix_conf=conf, dovecot_conf=dovecot_conf, base=base)
