@@ -7,6 +7,7 @@ from django.core import mail
 from django.db import connection
 from django.urls import reverse
 
+from apps.audit.models import AuditEvent
 from apps.billing.api import SubscriptionViewSet
 from apps.billing.models import (
     DunningNotice,
@@ -46,6 +47,12 @@ def first_invoice(sub) -> Invoice:
         .distinct()
         .order_by("created_at")
         .first()
+    )
+
+
+def invoice_of_period(sub, start: date) -> Invoice:
+    return Invoice.all_tenants.get(
+        lines__subscription_charge__subscription=sub, lines__subscription_charge__period_start=start
     )
 
 
@@ -146,6 +153,31 @@ class TestLifecycle:
         with tenant_a.scope():
             subscriptions.subscription_cancel(sub=sub)
         assert first_invoice(sub).status == "void"
+
+    def test_cancelling_now_voids_an_unpaid_renewal_for_days_it_will_not_serve(self, tenant_a):
+        """The renewal invoiced ahead (7-day lead) bills only days from the cancel on: voided, so
+        dunning never chases it; the customer's other service on a shared invoice keeps it owed."""
+        customer = customer_of(tenant_a)
+        alone = subscribe(tenant_a, make_product(tenant_a), start=date(2026, 3, 1))
+        assert billing_run(on=date(2026, 3, 28)).invoices == 1
+        renewal = invoice_of_period(alone, date(2026, 4, 1))
+        assert renewal.status == "open"
+        with tenant_a.scope():
+            subscriptions.subscription_cancel(sub=alone, on=date(2026, 3, 29))
+        renewal.refresh_from_db()
+        assert renewal.status == "void" and renewal.amount_due == 0
+        assert first_invoice(alone).status == "paid"  # the served period is not touched
+        assert AuditEvent.objects.filter(action="invoice.void", object_id=str(renewal.pk)).count() == 1
+
+        one = subscribe(tenant_a, make_product(tenant_a, name="Web"), customer=customer, start=date(2026, 3, 1))
+        subscribe(tenant_a, make_product(tenant_a, name="Mail", amount="3.00"), customer=customer,
+                  start=date(2026, 3, 1))  # fmt: skip
+        assert billing_run(on=date(2026, 3, 28)).invoices == 1
+        shared = invoice_of_period(one, date(2026, 4, 1))
+        with tenant_a.scope():
+            subscriptions.subscription_cancel(sub=one, on=date(2026, 3, 29))
+        shared.refresh_from_db()
+        assert shared.status == "open" and shared.total == D("13.00")
 
 
 @pytest.mark.django_db

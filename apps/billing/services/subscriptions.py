@@ -282,7 +282,7 @@ def subscription_cancel_quoted(*, sub: Subscription, at_period_end: bool = False
             sub.cancel_at_period_end = True
             sub.save()
         return sub, quote
-    subscription_cancel_now(sub, actor=actor)
+    subscription_cancel_now(sub, actor=actor, on=on)
     if quote.credit > 0:
         row = CreditTransaction.objects.create(
             tenant_id=sub.tenant_id, customer_id=sub.customer_id, currency=sub.currency, amount=quote.credit,
@@ -293,12 +293,13 @@ def subscription_cancel_quoted(*, sub: Subscription, at_period_end: bool = False
     return sub, quote
 
 
-def subscription_cancel_now(sub: Subscription, actor=None) -> None:
+def subscription_cancel_now(sub: Subscription, actor=None, on: date | None = None) -> None:
     """End ``sub`` now (staff, the billing run at period end, dunning's termination).
 
     The caller holds the subscription's lock, in its transaction. A subscription that was never
-    paid (pending) has its open first invoice voided and nothing to deprovision; any other gets
-    its ``subscription.cancel`` job. Audited as ``subscription.cancel``."""
+    paid (pending) has its open first invoice voided and nothing to deprovision; any other has its
+    unpaid invoices for days from ``on`` on voided (``_void_unserved``) and gets its
+    ``subscription.cancel`` job. Audited as ``subscription.cancel``."""
     was_pending = sub.status == SubscriptionStatus.PENDING
     with audit.change(sub, "subscription.cancel"):
         sub.status = SubscriptionStatus.CANCELLED
@@ -311,7 +312,22 @@ def subscription_cancel_now(sub: Subscription, actor=None) -> None:
         ).distinct():
             invoice_void(invoice=invoice)
     else:
+        _void_unserved(sub, on or timezone.localdate())
         _enqueue(sub, "cancel", actor)
+
+
+def _void_unserved(sub: Subscription, on: date) -> None:
+    """Void the open, unpaid invoices that bill only days from ``on`` on (a renewal invoiced before
+    its period starts): the service ends, so dunning must not chase them. An invoice that bills
+    anything else too (another service, days already served) stays as it is: it is still owed."""
+    for invoice in Invoice.all_tenants.filter(
+        tenant_id=sub.tenant_id, status=InvoiceStatus.OPEN, amount_paid=0,
+        lines__subscription_charge__subscription=sub, lines__subscription_charge__period_start__gte=on,
+    ).distinct():  # fmt: skip
+        lines = list(invoice.lines.select_related("subscription_charge"))
+        charges = [getattr(line, "subscription_charge", None) for line in lines]
+        if all(c is not None and c.subscription_id == sub.pk and c.period_start >= on for c in charges):
+            invoice_void(invoice=invoice)
 
 
 @dataclass(frozen=True)
