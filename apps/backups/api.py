@@ -92,8 +92,8 @@ class BackupRepositoryViewSet(ResourceViewSet):
     @action(detail=True, methods=["post"], url_path="export-password")
     def export_password(self, request, pk=None):
         repo = self.get_object()
-        secret = services.repository_export_password(repository=repo, user=request.user, **self.validated())
-        body = {"repository": repo.pk, "restic_repository": repo.location, "password": secret}
+        access = services.repository_export_password(repository=repo, user=request.user, **self.validated())
+        body = {"repository": repo.pk, "restic_repository": repo.location, "backend": repo.backend, **access}
         return self.answer(body, serializer=RepositoryPasswordSerializer)
 
 

@@ -94,6 +94,17 @@ class RepositoryPasswordSerializer(Serializer):
     repository = serializers.UUIDField()
     restic_repository = serializers.CharField(help_text="Where the repository is on its node (restic -r).")
     password = serializers.CharField(help_text="The restic password: keep it safe, it opens every snapshot.")
+    backend = serializers.ChoiceField(choices=Backend.choices)
+    environment = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="What restic reads (RESTIC_REPOSITORY, RESTIC_PASSWORD and, for S3, the AWS_* keys).",
+    )
+    sftp_private_key = serializers.CharField(required=False, help_text="SFTP: the panel's SSH key (OpenSSH format).")
+    sftp_known_hosts = serializers.CharField(
+        required=False, help_text="SFTP: the server's host key, as a known_hosts line."
+    )
+    s3_access_key_id = serializers.CharField(required=False)
+    s3_secret_key = serializers.CharField(required=False, help_text="S3: the secret key.")
 
 
 class BackupPolicySerializer(ModelSerializer):

@@ -245,13 +245,30 @@ def repository_check(*, repository: BackupRepository, actor=None):
     return repositories.enqueue(repository, "backup.repository.check", actor=actor)
 
 
-def repository_export_password(*, repository: BackupRepository, user, code: str = "", password: str = "") -> str:
-    """The repository's password, for restoring without mPanel: the caller proves it is them again
-    (a current two-factor code, or the account password). Audited; the password itself is not."""
+def repository_export_password(*, repository: BackupRepository, user, code: str = "", password: str = "") -> dict:
+    """Everything needed to open the repository without mPanel: the caller proves it is them again
+    (a current two-factor code, or the account password). Answers the restic password and, for a
+    remote backend, its credentials (an SFTP repository's private key and the host key to trust, an
+    S3 repository's keys), with ``environment``: the variables restic reads for all of them. Audited;
+    no secret is in the audit record."""
     mfa.require_reauth(user, code=code, password=password)
     secret = crypto.decrypt(repository.password_encrypted)
-    audit.record(action="backup.repository.export_password", obj=repository, actor=user)
-    return secret
+    env = {"RESTIC_REPOSITORY": repository.location, "RESTIC_PASSWORD": secret}
+    out: dict[str, Any] = {"password": secret, "environment": env}
+    if repository.backend == Backend.SFTP:
+        host, port = repository.sftp_host, repository.sftp_port
+        host = f"[{host}]:{port}" if port != 22 else host  # how ssh names a host on another port in known_hosts
+        out["sftp_private_key"] = crypto.SFTP_KEYS.decrypt(repository.sftp_key_encrypted)
+        out["sftp_known_hosts"] = f"{host} {repository.sftp_host_key}"
+    elif repository.backend == Backend.S3:
+        out["s3_access_key_id"] = repository.s3_access_key_id
+        out["s3_secret_key"] = crypto.S3_SECRETS.decrypt(repository.s3_secret_encrypted)
+        env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"] = out["s3_access_key_id"], out["s3_secret_key"]
+        if repository.s3_region:
+            env["AWS_DEFAULT_REGION"] = repository.s3_region
+    audit.record(action="backup.repository.export_password", obj=repository, actor=user,
+                 after={"backend": repository.backend})  # fmt: skip
+    return out
 
 
 def _stats_into(repo: BackupRepository, result: dict) -> None:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
 from collections.abc import Iterator
 
 import pytest
@@ -29,7 +31,7 @@ from apps.jobs.models import Job
 from apps.tenancy.roles import Role
 from tests.api_mixin import ApiTestCase
 from tests.backups_support import Flow, backup_node_in, restic_bin, tree  # noqa: F401  (fixtures)
-from tests.conftest import client_for
+from tests.conftest import PASSWORD, client_for
 from tests.hosting.test_backups_admin import console  # noqa: F401  (fixture)
 from tests.hosting.test_backups_admin import url as admin_url
 from tests.hosting.test_backups_restic import fill, make_site, site_dir
@@ -107,6 +109,15 @@ def test_a_website_backed_up_listed_and_restored_through_an_s3_repository(
     repo = flow("get", "backup-repository-detail", pk=repo["id"], expect=200).json()
     assert repo["last_check_ok"] is True, repo
     assert repo["size_bytes"] > 0 and repo["snapshot_count"] == 2
+
+    # Without mPanel: the export's environment is all restic needs (the bucket's keys with it).
+    access = flow("post", "backup-repository-export-password", {"password": PASSWORD}, pk=repo["id"], expect=200).json()
+    assert access["backend"] == "s3" and access["s3_secret_key"] == SECRET_KEY
+    env = {"PATH": os.environ["PATH"], **access["environment"]}
+    command = [restic_bin, "snapshots", "--json", "--no-cache"]
+    listed = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert snap["restic_id"] in {s["id"] for s in json.loads(listed.stdout)}
 
     # The secret key: sealed at rest, in no answer, audit record or job payload.
     stored.refresh_from_db()

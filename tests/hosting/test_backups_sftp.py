@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -19,6 +20,7 @@ from apps.backups.models import BackupRepository
 from apps.jobs.models import Job
 from apps.nodes.drivers import local_root
 from tests.backups_support import Flow, backup_node_in, restic_bin, tree  # noqa: F401  (fixtures)
+from tests.conftest import PASSWORD
 from tests.hosting.test_backups_restic import fill, make_site, site_dir
 from tests.sshd_support import Sshd, sshd  # noqa: F401
 from tests.web_support import nginx_node, web_root  # noqa: F401
@@ -84,6 +86,24 @@ def test_a_website_backed_up_listed_and_restored_through_an_sftp_repository(
     assert repo["last_check_ok"] is True, repo
     assert repo["size_bytes"] > 0 and repo["snapshot_count"] == 2  # the backup and the pre-restore snapshot
     assert f"Accepted publickey for {sshd.user} from 127.0.0.1" in sshd.log()
+
+    # Without mPanel: the export (re-authenticated) is all restic and ssh need to list the snapshots.
+    access = flow("post", "backup-repository-export-password", {"password": PASSWORD}, pk=repo["id"], expect=200).json()
+    assert access["backend"] == "sftp" and access["environment"]["RESTIC_REPOSITORY"] == repo["location"]
+    outside = tmp_path / "outside"
+    outside.mkdir(mode=0o700)
+    (outside / "id").write_text(access["sftp_private_key"])
+    (outside / "id").chmod(0o600)
+    (outside / "known_hosts").write_text(access["sftp_known_hosts"] + "\n")
+    ssh = (
+        f"ssh -F /dev/null -i {outside}/id -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes"
+        f" -o UserKnownHostsFile={outside}/known_hosts -p {sshd.port} -l {sshd.user} 127.0.0.1 -s sftp"
+    )
+    env = {"PATH": os.environ["PATH"], **access["environment"]}
+    command = [restic_bin, "-o", f"sftp.command={ssh}", "snapshots", "--json", "--no-cache"]
+    listed = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert snap["restic_id"] in {s["id"] for s in json.loads(listed.stdout)}
 
     # Secrets: the private key is in no answer, audit record or job payload, and not left on the node.
     private = crypto.SFTP_KEYS.decrypt(stored.sftp_key_encrypted)
