@@ -9,7 +9,7 @@ merges the figures into var/bench.json (BENCH_OUT). Sizes from the environment, 
     BENCH_WEBHOOKS=2000                     webhook deliveries (and as many to the floor)
     BENCH_SUBSCRIPTIONS=100000              the billing run
     BENCH_SSL_RUNS=3                        certificates issued (after a warm-up), by the panel and by the floor
-    BENCH_ONLY=list,jobs,webhooks,billing_run,backups,ssl   a subset
+    BENCH_ONLY=list,jobs,webhooks,billing_run,backups,ssl,metrics   a subset
 
     list   /api/v1/customers/ (a MEMBER's token, X-Tenant-ID; scoped, role-checked, filtered, paginated) over
            real HTTP: gunicorn on loopback, 2 sync workers, wrk with 4 connections; floors on the same server:
@@ -23,7 +23,7 @@ merges the figures into var/bench.json (BENCH_OUT). Sizes from the environment, 
            rows the run writes (invoice, line, charge, 3 audit events per invoice) in batches of 1000.
     ssl        POST /api/v1/enterprise/ssl (HTTP-01, pebble) to nginx serving the verified certificate; floor: a
            bare acme-library issuance of the same name against the same pebble (bench/certificates.py).
-    metrics    bench/metrics.py's run() when present (its own floor).
+    metrics    bench/metrics.py's run(): the signed ingest endpoint; floors bulk_create and COPY of the same rows.
 """
 
 from __future__ import annotations
@@ -320,12 +320,10 @@ def main() -> None:
         from bench import certificates
 
         results["ssl"] = certificates.run()
-    try:
-        from bench import metrics  # written separately; included when present
-    except ImportError:
-        metrics = None
-    if metrics is not None and hasattr(metrics, "run"):
+    if not only or "metrics" in only:
         say("metrics")
+        from bench import metrics
+
         results["metrics"] = metrics.run()
     results["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     results["bench_seconds"] = round(time.perf_counter() - started)
