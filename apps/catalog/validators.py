@@ -21,9 +21,10 @@ SIZE_LIMITS = ("disk_quota_mb", "mail_quota_mb", "bandwidth_gb", "backups_kept")
 NUMERIC_LIMITS = COUNT_LIMITS + SIZE_LIMITS
 # ``php_versions``: the versions the plan's websites may run (empty or absent: any the node has);
 # ``ssl``: whether the plan's websites may serve HTTPS (absent: yes).
-# ``overage``: the quota whose use above the plan's amount is billed per unit at the product's
-# metering price (apps.hosting reports it as usage records at each period's end).
-OVERAGE_METERS = ("bandwidth_gb",)
+# ``overage``: the quota whose use above the plan's amount is billed per GB at the product's
+# metering price (apps.hosting reports it as usage records at each period's end): the bandwidth
+# served, or the disk's peak over the quota.
+OVERAGE_METERS = ("bandwidth_gb", "disk_quota_mb")
 HOSTING_PLAN_KEYS = frozenset({*NUMERIC_LIMITS, "php_versions", "ssl", "overage"})
 PHP_VERSION = re.compile(r"^\d\.\d{1,2}$")
 MAX_LIMIT = 10**9

@@ -51,9 +51,13 @@ class HostingAccount(TenantOwnedModel):
     disk_measured_at = models.DateTimeField(null=True, blank=True)
     over_quota_since = models.DateTimeField(null=True, blank=True, help_text="when disk use crossed the quota")
     # Bytes the customer's websites served in the subscription's current period (nginx's logs,
-    # agent/bandwidth.py), from ``bandwidth_period_start``; a new period starts again from 0.
+    # agent/bandwidth.py), from ``bandwidth_period_start`` (the metering period of both meters); a new
+    # period starts again from 0.
     bandwidth_used_bytes = models.PositiveBigIntegerField(default=0)
     bandwidth_period_start = models.DateField(null=True, blank=True)
+    # The highest disk measurement of that period: disk overage is billed on the peak, as hosts do, so
+    # files deleted just before the period ends do not hide a month over the quota.
+    disk_peak_mb = models.PositiveBigIntegerField(default=0)
     bandwidth_measured_at = models.DateTimeField(null=True, blank=True)
     # Per quota ("disk_quota_mb", "bandwidth_gb"), the level last notified: 80 or 100 (%). A crossing
     # upward notifies once; falling back under lowers it, so the next crossing notifies again.

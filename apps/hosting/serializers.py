@@ -38,7 +38,7 @@ class HostingAccountSerializer(ModelSerializer):
         model = HostingAccount
         fields = [
             "id", "customer", "subscription", "plan", "status", "domain", "node", "system_user", "website",
-            "mail_domain", "limits", "limit_overrides", "usage", "disk_used_mb", "disk_measured_at",
+            "mail_domain", "limits", "limit_overrides", "usage", "disk_used_mb", "disk_peak_mb", "disk_measured_at",
             "over_quota_since", "bandwidth_used_bytes", "bandwidth_period_start", "bandwidth_measured_at",
             "last_error", "created_at", "updated_at",
         ]  # fmt: skip

@@ -468,47 +468,56 @@ def account_record_disk(*, account: HostingAccount, used_mb: int, served_bytes: 
             account.over_quota_since = account.over_quota_since or now
         else:
             account.over_quota_since = None
+        if account.bandwidth_period_start != sub.current_period_start:
+            if account.bandwidth_period_start is not None:
+                bill_overage(account, sub)
+            account.bandwidth_period_start = sub.current_period_start
+            account.bandwidth_used_bytes = 0
+            account.disk_peak_mb = 0
+        account.disk_peak_mb = max(account.disk_peak_mb, used_mb)
         if served_bytes is not None:
-            if account.bandwidth_period_start != sub.current_period_start:
-                if account.bandwidth_period_start is not None:
-                    bill_overage(account, sub)
-                account.bandwidth_period_start = sub.current_period_start
-                account.bandwidth_used_bytes = 0
             account.bandwidth_used_bytes += max(0, int(served_bytes))
             account.bandwidth_measured_at = now
         used = {"disk_quota_mb": used_mb, "bandwidth_gb": -(-account.bandwidth_used_bytes // GB)}
         crossed = _quota_crossings(account, used)
         account.save(update_fields=["disk_used_mb", "disk_measured_at", "over_quota_since", "bandwidth_used_bytes",
-                                    "bandwidth_period_start", "bandwidth_measured_at", "quota_levels",
-                                    "updated_at"])  # fmt: skip
+                                    "bandwidth_period_start", "bandwidth_measured_at", "disk_peak_mb",
+                                    "quota_levels", "updated_at"])  # fmt: skip
         for key, level, have, limit in crossed:
             _notify_quota(account, key, level, have, limit)
     return account
 
 
 def overage_units(account: HostingAccount, product) -> Decimal:
-    """The units over the plan's amount of the quota the product bills overage for (0 when none):
-    bandwidth in GB (1024³ bytes, to three decimals, rounded up) above ``bandwidth_gb``."""
+    """The GB over the plan's amount of the quota the product bills overage for (0 when none), to
+    three decimals, rounded up: bandwidth served (1024³ bytes) above ``bandwidth_gb``, or the disk's
+    peak of the period (1024 MB) above ``disk_quota_mb``."""
     meter = (product.config or {}).get("overage")
     limit = account.limits.get(meter) if meter else None
-    if meter != "bandwidth_gb" or limit is None:
+    if limit is None:
         return Decimal(0)
-    used = (Decimal(account.bandwidth_used_bytes) / GB).quantize(Decimal("0.001"), rounding=ROUND_UP)
-    return max(Decimal(0), used - limit)
+    if meter == "bandwidth_gb":
+        over = Decimal(account.bandwidth_used_bytes) / GB - limit
+    elif meter == "disk_quota_mb":
+        over = Decimal(account.disk_peak_mb - limit) / 1024
+    else:
+        return Decimal(0)
+    return max(Decimal(0), over.quantize(Decimal("0.001"), rounding=ROUND_UP))
 
 
 def bill_overage(account: HostingAccount, sub: Subscription) -> UsageRecord | None:
     """The ended period's overage as a usage record of the plan's subscription, which the billing
-    run bills (apps.billing, metered usage in arrears). Its key names the period, so it is
-    recorded once whatever runs twice. Nothing when the product bills no overage or is not metered."""
+    run bills (apps.billing, metered usage in arrears). Its key names the meter and the period, so
+    it is recorded once whatever runs twice. Nothing when the product bills no overage or is not
+    metered."""
     units = overage_units(account, sub.product)
     if units <= 0:
         return None
     if not (sub.product.metering or {}).get("unit_prices"):
         log.warning("plan %s bills overage but has no metering price", sub.product_id)
         return None
-    period = account.bandwidth_period_start
-    record, _ = usage_record(sub=sub, quantity=units, key=f"overage:bandwidth_gb:{period}",
+    meter, period = sub.product.config["overage"], account.bandwidth_period_start
+    record, _ = usage_record(sub=sub, quantity=units, key=f"overage:{meter}:{period}",
                              occurred_at=timezone.now())  # fmt: skip
     return record
 

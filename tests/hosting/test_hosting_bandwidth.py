@@ -156,6 +156,33 @@ def test_quota_crossings_notify_once_each_and_overage_is_billed_once_per_period(
 
 
 @pytest.mark.django_db
+def test_disk_overage_is_billed_on_the_periods_peak_once(tenant_a, django_capture_on_commit_callbacks):
+    """Files deleted before the period ends do not hide the month over the quota: the peak is billed
+    (per GB of 1024 MB, rounded up to three decimals), once, and the next period starts from its own."""
+    account = account_with(tenant_a, {"disk_quota_mb": 1024, "overage": "disk_quota_mb"},
+                           {"unit": "GB", "unit_prices": {"EUR": "0.50"}})  # fmt: skip
+
+    def measure(disk_mb: int):
+        with django_capture_on_commit_callbacks(execute=True), tenant_a.scope():
+            return services.account_record_disk(account=account, used_mb=disk_mb)
+
+    measure(900)
+    assert measure(2560).disk_peak_mb == 2560
+    acc = measure(1000)  # cleaned up before the period's end
+    assert acc.disk_peak_mb == 2560 and acc.disk_used_mb == 1000
+    sub = Subscription.all_tenants.get(pk=acc.subscription_id)
+    first = sub.current_period_start
+    start, end = sub.current_period_end, sub.current_period_end + timedelta(days=30)
+    Subscription.all_tenants.filter(pk=sub.pk).update(current_period_start=start, current_period_end=end)
+    acc = measure(1000)
+    record = UsageRecord.all_tenants.get(subscription=sub)
+    assert record.quantity == Decimal("1.500") and record.idempotency_key == f"overage:disk_quota_mb:{first}"
+    assert acc.disk_peak_mb == 1000 and acc.bandwidth_period_start == start  # the new period's own peak
+    measure(1000)
+    assert UsageRecord.all_tenants.filter(subscription=sub).count() == 1  # under the quota: nothing more
+
+
+@pytest.mark.django_db
 def test_overage_names_a_known_quota(tenant_a):
     with pytest.raises(InvalidInput, match="overage"):
         plan_in(tenant_a, slug="bad", config={"bandwidth_gb": 1, "overage": "bandwith"})
