@@ -120,6 +120,33 @@ def _check_site(sub: Subscription, account: HostingAccount, findings: list[Findi
                                 object_id=str(site.pk), **base))  # fmt: skip
 
 
+def _check_mail(sub: Subscription, findings: list[Finding]) -> None:
+    """The plan's mail follows the plan: a suspended plan's mail domains are suspended (one resumed
+    behind the panel is suspended again), and a paid plan's domains that its suspension held are
+    resumed. Read after ``_check_site``, which may have just done either."""
+    account = services.account_of(sub)
+    if account is None or account.status == AccountStatus.DELETED:
+        return
+    base = {"customer_id": sub.customer_id, "subscription_id": sub.pk, "object_type": "mail_domain"}
+    if sub.status == SubscriptionStatus.SUSPENDED:
+        covered = {*account.suspended_mail_domains, *([str(account.mail_domain_id)] if account.mail_domain_id else [])}
+        serving = list(MailDomain.all_tenants.filter(pk__in=covered, suspended=False))
+        if serving:
+            services.account_suspend(sub)
+            for domain in serving:
+                findings.append(Finding(key=f"reconcile:mail_serving:{domain.pk}", retried=True,
+                                        title=f"Mail domain {domain.name} took mail while its plan is suspended",
+                                        detail="Suspended again.", object_id=str(domain.pk), **base))  # fmt: skip
+        return
+    held = list(MailDomain.all_tenants.filter(pk__in=account.suspended_mail_domains, suspended=True))
+    if held:
+        services.account_resume(sub)
+        for domain in held:
+            findings.append(Finding(key=f"reconcile:mail_suspended:{domain.pk}", retried=True,
+                                    title=f"Mail domain {domain.name} was suspended while its plan is paid",
+                                    detail="Resumed.", object_id=str(domain.pk), **base))  # fmt: skip
+
+
 def _check_plans(tenant: Tenant, findings: list[Finding], report: Report) -> None:
     subs = Subscription.objects.select_related("product", "customer", "tenant").filter(
         product__type="hosting_plan", status__in=LIVE_PLAN
@@ -146,6 +173,7 @@ def _check_plans(tenant: Tenant, findings: list[Finding], report: Report) -> Non
             continue
         if account.domain:
             _check_site(sub, account, findings)
+        _check_mail(sub, findings)
 
 
 def _check_orphans(tenant: Tenant, findings: list[Finding]) -> None:

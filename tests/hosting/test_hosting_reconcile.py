@@ -122,3 +122,47 @@ def test_a_site_serving_while_its_plan_is_suspended_is_suspended_again(tenant_a,
     report = reconciliation.reconcile_tenant(tenant_a.tenant)
     assert report.retried == [f"reconcile:website_serving:{account.website_id}"]
     assert Website.all_tenants.get(pk=account.website_id).status == WebsiteStatus.SUSPENDED
+
+
+def test_a_suspended_plans_mail_is_suspended_again_and_a_paid_plans_held_mail_resumed(tenant_a, monkeypatch):
+    """The plan's mail follows the plan as its website does: a mail domain resumed behind the panel
+    while the plan is suspended is suspended again; after the plan is paid, a domain the suspension
+    still holds is resumed. Each is a to-do; nothing is deleted."""
+    from apps.billing.models import Subscription
+    from apps.billing.services.subscriptions import subscription_create, subscription_suspend
+    from apps.hosting import services
+    from apps.hosting.models import HostingAccount
+    from apps.jobs import services as job_services
+    from apps.mail.models import MailDomain
+    from tests.hosting_support import PLAN, mail_node_in
+    from tests.web_support import web_node_in
+
+    monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)  # rows only
+    web_node_in(tenant_a)
+    mail_node_in(tenant_a)
+    plan = plan_in(tenant_a, config=PLAN)
+    with tenant_a.scope():
+        sub = subscription_create(tenant=tenant_a.tenant, customer=customer_of(tenant_a), product=plan,
+                                  cycle="monthly", config={"domain": "quiet.example"}, bill_now=False)  # fmt: skip
+        Subscription.all_tenants.filter(pk=sub.pk).update(status="active")
+        sub.refresh_from_db()
+        account = services.account_activate(sub)
+        subscription_suspend(sub=sub, reason="nonpayment")
+        services.account_suspend(sub)  # what its job does
+    domain = MailDomain.all_tenants.get(pk=account.mail_domain_id)
+    assert domain.suspended
+    MailDomain.all_tenants.filter(pk=domain.pk).update(suspended=False)  # behind the panel
+    report = reconciliation.reconcile_tenant(tenant_a.tenant)
+    assert f"reconcile:mail_serving:{domain.pk}" in report.retried, report.retried
+    assert MailDomain.all_tenants.get(pk=domain.pk).suspended
+    assert Todo.all_tenants.filter(key=f"reconcile:mail_serving:{domain.pk}", status=TodoStatus.OPEN).exists()
+
+    # Paid again; the resume brought the site back but not the mail: the held domain is resumed.
+    Subscription.all_tenants.filter(pk=sub.pk).update(status="active")
+    Website.all_tenants.filter(pk=account.website_id).update(status=WebsiteStatus.ACTIVE)
+    HostingAccount.all_tenants.filter(pk=account.pk).update(suspended_sites=[])
+    report = reconciliation.reconcile_tenant(tenant_a.tenant)
+    assert f"reconcile:mail_suspended:{domain.pk}" in report.retried, report.retried
+    assert not MailDomain.all_tenants.get(pk=domain.pk).suspended
+    again = reconciliation.reconcile_tenant(tenant_a.tenant).retried  # converged: the mail needs nothing more
+    assert not [key for key in again if key.startswith("reconcile:mail_")], again
