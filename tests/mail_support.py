@@ -156,17 +156,30 @@ userdb {{
     subprocess.run(["doveadm", "-c", str(conf), "stop"], capture_output=True, timeout=30)
 
 
-def tls_dovecot_conf(base: Path, include: str | Path, *, imaps: int, imap: int = 0) -> str:
-    """A throwaway Dovecot's configuration for TLS checks: IMAP on 127.0.0.1 with a static passdb
-    and userdb (no mailbox behind), serving the TLS settings of ``include`` (what the node writes) on
-    ``imaps`` (implicit TLS) and ``imap`` (STARTTLS; 0 turns it off); run files under ``base``."""
-    plain = f"    address = 127.0.0.1\n    port = {imap}" if imap else "    port = 0"
-    return f"""
-protocols = imap
+def static_dovecot_conf(base: Path) -> str:
+    """The smallest Dovecot configuration ``doveconf`` accepts, IMAP on 127.0.0.1 with a static
+    passdb and userdb (no mailbox behind), run files under ``base``; no newline at the end, as a
+    hand-edited file may have none."""
+    return f"""protocols = imap
 listen = 127.0.0.1
 base_dir = {base}/run
 state_dir = {base}/state
 log_path = {base}/dovecot.log
+passdb {{
+  driver = static
+  args = password=unused
+}}
+userdb {{
+  driver = static
+  args = uid=65534 gid=65534 home={base}/home/%u
+}}"""
+
+
+def tls_dovecot_conf(base: Path, include: str | Path, *, imaps: int, imap: int = 0) -> str:
+    """``static_dovecot_conf`` serving the TLS settings of ``include`` (what the node writes) on
+    ``imaps`` (implicit TLS) and ``imap`` (STARTTLS; 0 turns it off)."""
+    plain = f"    address = 127.0.0.1\n    port = {imap}" if imap else "    port = 0"
+    return f"""{static_dovecot_conf(base)}
 default_login_user = dovenull
 default_internal_user = dovecot
 service imap-login {{
@@ -178,14 +191,6 @@ service imap-login {{
     port = {imaps}
     ssl = yes
   }}
-}}
-passdb {{
-  driver = static
-  args = password=unused
-}}
-userdb {{
-  driver = static
-  args = uid=65534 gid=65534 home={base}/home/%u
 }}
 !include {include}
 """

@@ -11,16 +11,20 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from apps.hosting import reconciliation
-from apps.hosting.models import Todo, TodoKind, TodoStatus
+from apps.billing.models import Subscription
+from apps.billing.services.subscriptions import subscription_create, subscription_suspend
+from apps.hosting import reconciliation, services
+from apps.hosting.models import HostingAccount, Todo, TodoKind, TodoStatus
+from apps.jobs import services as job_services
 from apps.jobs.models import Job
+from apps.mail.models import MailDomain
 from apps.tenancy.roles import Role
 from apps.websites import services as website_services
 from apps.websites.models import Website, WebsiteStatus
 from tests.billing_support import customer_of
 from tests.conftest import client_for
-from tests.hosting_support import account_of, nodes_in, order_paid, plan_in
-from tests.web_support import nginx_node, web_root  # noqa: F401  (fixtures)
+from tests.hosting_support import PLAN, account_of, mail_node_in, nodes_in, order_paid, plan_in
+from tests.web_support import nginx_node, web_node_in, web_root  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.django_db
 
@@ -98,25 +102,25 @@ def test_a_deleted_vhost_is_restored_and_an_orphan_site_is_reported_not_deleted(
     assert member.post(reverse("hosting-todo-close", kwargs={"pk": todo.pk}), {}, format="json").status_code == 409
 
 
-def test_a_site_serving_while_its_plan_is_suspended_is_suspended_again(tenant_a, monkeypatch):
-    from apps.billing.models import Subscription
-    from apps.billing.services.subscriptions import subscription_create, subscription_suspend
-    from apps.hosting import services
-    from apps.jobs import services as job_services
-    from tests.hosting_support import PLAN
-    from tests.web_support import web_node_in
-
+def suspended_plan(fx, monkeypatch, domain: str, config: dict):
+    """A hosting plan activated for ``domain`` (job rows stored, not run), then suspended for
+    non-payment with what its suspension job does: the subscription and its account."""
     monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)  # rows only
-    web_node_in(tenant_a)
-    plan = plan_in(tenant_a, config={**PLAN, "mailboxes": 0})
-    with tenant_a.scope():
-        sub = subscription_create(tenant=tenant_a.tenant, customer=customer_of(tenant_a), product=plan,
-                                  cycle="monthly", config={"domain": "late.example"}, bill_now=False)  # fmt: skip
+    plan = plan_in(fx, config=config)
+    with fx.scope():
+        sub = subscription_create(tenant=fx.tenant, customer=customer_of(fx), product=plan,
+                                  cycle="monthly", config={"domain": domain}, bill_now=False)  # fmt: skip
         Subscription.all_tenants.filter(pk=sub.pk).update(status="active")
         sub.refresh_from_db()
         account = services.account_activate(sub)
         subscription_suspend(sub=sub, reason="nonpayment")
         services.account_suspend(sub)  # what its job does
+    return sub, account
+
+
+def test_a_site_serving_while_its_plan_is_suspended_is_suspended_again(tenant_a, monkeypatch):
+    web_node_in(tenant_a)
+    _sub, account = suspended_plan(tenant_a, monkeypatch, "late.example", {**PLAN, "mailboxes": 0})
     assert Website.all_tenants.get(pk=account.website_id).status == WebsiteStatus.SUSPENDED
     Website.all_tenants.filter(pk=account.website_id).update(status=WebsiteStatus.ACTIVE)  # behind the panel
     report = reconciliation.reconcile_tenant(tenant_a.tenant)
@@ -128,27 +132,9 @@ def test_a_suspended_plans_mail_is_suspended_again_and_a_paid_plans_held_mail_re
     """The plan's mail follows the plan as its website does: a mail domain resumed behind the panel
     while the plan is suspended is suspended again; after the plan is paid, a domain the suspension
     still holds is resumed. Each is a to-do; nothing is deleted."""
-    from apps.billing.models import Subscription
-    from apps.billing.services.subscriptions import subscription_create, subscription_suspend
-    from apps.hosting import services
-    from apps.hosting.models import HostingAccount
-    from apps.jobs import services as job_services
-    from apps.mail.models import MailDomain
-    from tests.hosting_support import PLAN, mail_node_in
-    from tests.web_support import web_node_in
-
-    monkeypatch.setattr(job_services, "dispatch", lambda *args, **kwargs: None)  # rows only
     web_node_in(tenant_a)
     mail_node_in(tenant_a)
-    plan = plan_in(tenant_a, config=PLAN)
-    with tenant_a.scope():
-        sub = subscription_create(tenant=tenant_a.tenant, customer=customer_of(tenant_a), product=plan,
-                                  cycle="monthly", config={"domain": "quiet.example"}, bill_now=False)  # fmt: skip
-        Subscription.all_tenants.filter(pk=sub.pk).update(status="active")
-        sub.refresh_from_db()
-        account = services.account_activate(sub)
-        subscription_suspend(sub=sub, reason="nonpayment")
-        services.account_suspend(sub)  # what its job does
+    sub, account = suspended_plan(tenant_a, monkeypatch, "quiet.example", PLAN)
     domain = MailDomain.all_tenants.get(pk=account.mail_domain_id)
     assert domain.suspended
     MailDomain.all_tenants.filter(pk=domain.pk).update(suspended=False)  # behind the panel

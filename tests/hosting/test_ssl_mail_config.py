@@ -11,22 +11,8 @@ import pytest
 
 from agent.errors import AgentError
 from agent.mail import ensure_dovecot_include, mail_tls
-from tests.mail_support import mail_tmp  # noqa: F401  (fixtures)
+from tests.mail_support import mail_tmp, static_dovecot_conf  # noqa: F401  (fixtures)
 from tests.ssl_support import make_bundle
-
-BASE_CONF = """protocols = imap
-listen = 127.0.0.1
-base_dir = {base}/run
-state_dir = {base}/state
-log_path = {base}/dovecot.log
-passdb {{
-  driver = static
-  args = password=unused
-}}
-userdb {{
-  driver = static
-  args = uid=65534 gid=65534 home={base}/home/%u
-}}"""
 
 
 @pytest.fixture
@@ -40,7 +26,7 @@ def test_the_include_is_added_once_and_dovecot_reads_the_certificate(dovecot_too
     base = mail_tmp / "dovecot"
     base.mkdir()
     conf = base / "dovecot.conf"
-    conf.write_text(BASE_CONF.format(base=base))  # no newline at the end, as a hand-edited file may be
+    conf.write_text(static_dovecot_conf(base))  # no newline at the end, as a hand-edited file may be
     conf.chmod(0o640)
     monkeypatch.setenv("MPANEL_DOVECOT_CONFIG", str(conf))
     monkeypatch.delenv("MPANEL_POSTFIX_CONFIG", raising=False)
@@ -67,7 +53,7 @@ def test_an_include_written_by_hand_counts_and_a_refused_file_is_left_alone(dove
     part.parent.mkdir()
     part.write_text("ssl = no\n")
     conf = base / "dovecot.conf"
-    conf.write_text(BASE_CONF.format(base=base) + f"\n!include {part}\n")
+    conf.write_text(static_dovecot_conf(base) + f"\n!include {part}\n")
     assert ensure_dovecot_include(conf, part) is False
     broken = base / "broken.conf"
     broken.write_text("protocols = imap\nnonsense_setting = 1\n")
