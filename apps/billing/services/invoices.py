@@ -15,12 +15,13 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.audit import services as audit
+from apps.audit.models import AuditEvent
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.money import CURRENCIES, MAX_AMOUNT, parse_amount
 from apps.customers.models import Customer
 from apps.whitelabel.selectors import seller_snapshot
 
-from .. import amounts
+from .. import amounts, bulk
 from ..locks import lock_customer, lock_customers, lock_invoice
 from ..models import BillingSettings, CreditTransaction, Invoice, InvoiceLine, InvoiceStatus
 from . import numbering, tenant_settings
@@ -235,7 +236,8 @@ def create_issued_many(
     """Create and issue several invoices of one tenant at once (the billing run's batches).
 
     Each draft is ``{"customer", "currency", "lines", "audit": [(action, after), ...]}`` and
-    optionally ``"due_date"`` (as ``invoice_create``'s; default: the payment terms). Writes
+    optionally ``"due_date"`` (as ``invoice_create``'s; default: the payment terms) and ``"line_ids"``
+    (the primary keys of its first lines, for rows inserted before them that point at them). Writes
     the same rows and audit events as ``invoice_create`` + ``invoice_issue`` of each, with a
     constant number of queries for the whole batch: the number sequence is locked once for a
     block of consecutive numbers (gapless: the block is given back if the transaction rolls
@@ -258,6 +260,9 @@ def create_issued_many(
         rows = _build_lines(invoice, draft["lines"])
         if not rows:
             raise Conflict("An invoice needs at least one line to be issued.")
+        # The billing run names its lines ahead (its new charges point at them when inserted).
+        for row, line_id in zip(rows, draft.get("line_ids", ()), strict=False):
+            row.id = line_id
         invoice._lines = rows  # the billing run links its charges to them
         made.append((invoice, rows, audit.snapshot(invoice)))
     numbers = numbering.next_numbers(tenant=tenant_id, series="invoice", fmt=conf.invoice_number_format, on=today,
@@ -299,11 +304,12 @@ def create_issued_many(
                                   after=issued))  # fmt: skip
         for action, after in draft.get("audit", ()):
             events.append(audit.build(action=action, obj=invoice, tenant=tenant_id, after=after))
-    Invoice.all_tenants.bulk_create([inv for inv, _, _ in made])
-    InvoiceLine.all_tenants.bulk_create([row for _, rows, _ in made for row in rows], batch_size=1000)
+    # COPY on PostgreSQL (apps/billing/bulk.py): the batch's rows are new, numbered from the block.
+    bulk.insert_all(Invoice, [inv for inv, _, _ in made])
+    bulk.insert_all(InvoiceLine, [row for _, rows, _ in made for row in rows])
     if credits:
         CreditTransaction.all_tenants.bulk_create(credits)
-    audit.record_many(events)
+    bulk.insert_all(AuditEvent, events)  # the events ``audit.record_many`` would write, in this transaction
     notify_invoices([inv for inv, _, _ in made], "issued")
     issued_invoices = [inv for inv, _, _ in made]
     if run_paid_hooks:
