@@ -62,7 +62,13 @@ def _fields(obj, names: dict) -> dict:
         if field.name in SKIP:
             continue
         value = getattr(obj, field.attname)
-        out[field.name] = names.get(value, value) if isinstance(value, uuid.UUID) else value
+        if isinstance(value, uuid.UUID):
+            value = names.get(value, value)
+        elif field.name == "seller_details":
+            value = {k: v for k, v in value.items() if k != "taken_at"}  # when it was read
+        elif field.name == "request_id":
+            value = bool(value)  # outside a request, one made up per event
+        out[field.name] = value
     return out
 
 
