@@ -141,3 +141,31 @@ def test_a_batch_with_one_period_already_charged_bills_the_others(tenant_a):
     charge = SubscriptionCharge.all_tenants.select_related("invoice_line__invoice").get(subscription=late)
     assert charge.invoice_line.invoice.customer_id == customer.pk
     assert charge.invoice_line.invoice.total == Decimal("9.99")
+
+
+@pytest.mark.django_db
+def test_the_batch_audit_builders_make_the_events_build_makes(tenant_a):
+    """``audit.snapshot_of`` and ``audit.build_plain`` (the batch's) against ``snapshot`` and ``build``: an
+    invoice created then issued, by a staff user in a request and by the system."""
+    from apps.audit import services as audit
+    from apps.common import context
+
+    _setup(tenant_a)
+    billing_run(on=ON)
+    invoice = Invoice.all_tenants.filter(tenant=tenant_a.tenant, credit_applied__gt=0).first()
+    before = audit.snapshot(invoice)
+    assert audit.snapshot_of(Invoice)(invoice) == before
+    invoice.status, invoice.amount_due = "void", Decimal(0)
+    after = audit.snapshot_of(Invoice)(invoice)
+    assert after == audit.snapshot(invoice) and after != before
+    for ctx in (context.RequestContext(actor=tenant_a.owner, via="api", ip="192.0.2.1"), None):
+        token = context.activate(ctx)
+        try:
+            for kwargs in ({"after": before}, {"before": before, "after": after}):
+                fast = audit.build_plain(action="invoice.issue", obj=invoice, tenant=tenant_a.tenant.pk, **kwargs)
+                slow = audit.build(action="invoice.issue", obj=invoice, tenant=tenant_a.tenant.pk, **kwargs)
+                skip = {"id", "created_at"} | ({"request_id"} if ctx is None else set())
+                assert _fields(fast, {}) | {k: None for k in skip} == _fields(slow, {}) | {k: None for k in skip}
+                assert fast.actor_id == (tenant_a.owner.pk if ctx else None) and fast.changes
+        finally:
+            context.reset(token)

@@ -254,6 +254,7 @@ def create_issued_many(
     today = timezone.localdate()
     now = timezone.now()
     made: list[tuple[Invoice, list[InvoiceLine], dict]] = []
+    snapshot = audit.snapshot_of(Invoice)
     for draft in drafts:
         invoice = Invoice(tenant_id=tenant_id, customer=draft["customer"], prices_include_tax=conf.prices_include_tax,
                           currency=_check_currency(draft["currency"] or draft["customer"].currency))  # fmt: skip
@@ -264,7 +265,7 @@ def create_issued_many(
         for row, line_id in zip(rows, draft.get("line_ids", ()), strict=False):
             row.id = line_id
         invoice._lines = rows  # the billing run links its charges to them
-        made.append((invoice, rows, audit.snapshot(invoice)))
+        made.append((invoice, rows, snapshot(invoice)))
     numbers = numbering.next_numbers(tenant=tenant_id, series="invoice", fmt=conf.invoice_number_format, on=today,
                                      count=len(made))  # fmt: skip
     customer_ids = list({inv.customer_id for inv, _, _ in made if inv.total > 0})
@@ -298,10 +299,11 @@ def create_issued_many(
                 ))  # fmt: skip
         _refresh_due(invoice)
         mark_paid_if_settled(invoice)
-        issued = audit.snapshot(invoice)
-        events.append(audit.build(action="invoice.create", obj=invoice, tenant=tenant_id, after=created))
-        events.append(audit.build(action="invoice.issue", obj=invoice, tenant=tenant_id, before=created,
-                                  after=issued))  # fmt: skip
+        issued = snapshot(invoice)
+        # ``audit.build``'s events; the snapshots are JSON-ready already (``build_plain``).
+        events.append(audit.build_plain(action="invoice.create", obj=invoice, tenant=tenant_id, after=created))
+        events.append(audit.build_plain(action="invoice.issue", obj=invoice, tenant=tenant_id, before=created,
+                                        after=issued))  # fmt: skip
         for action, after in draft.get("audit", ()):
             events.append(audit.build(action=action, obj=invoice, tenant=tenant_id, after=after))
     # COPY on PostgreSQL (apps/billing/bulk.py): the batch's rows are new, numbered from the block.
