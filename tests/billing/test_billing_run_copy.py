@@ -169,3 +169,18 @@ def test_the_batch_audit_builders_make_the_events_build_makes(tenant_a):
                 assert fast.actor_id == (tenant_a.owner.pk if ctx else None) and fast.changes
         finally:
             context.reset(token)
+
+
+@pytest.mark.django_db
+def test_billing_details_read_through_the_batch_memo_are_the_same(tenant_a):
+    from apps.billing.services.invoices import _billing_details
+
+    with tenant_a.scope():
+        be = Customer.objects.create(name="Be", email="be@example.com", currency="EUR", country="BE")
+        none = Customer.objects.create(name="None", email="none@example.com", currency="EUR")
+    memo: dict = {}
+    for customer in (be, none, Customer.all_tenants.get(pk=be.pk), Customer.all_tenants.get(pk=none.pk)):
+        assert _billing_details(customer, memo) == _billing_details(customer)
+    assert _billing_details(be)["address"][-1] == "BE" and _billing_details(none)["address"][-1] == ""
+    deferred = Customer.all_tenants.defer("country").get(pk=be.pk)
+    assert _billing_details(deferred, memo) == _billing_details(be)

@@ -30,6 +30,7 @@ from .hooks import invoice_paid, invoice_voided, invoices_issued
 from .notifications import notify_invoice, notify_invoices
 
 ZERO = Decimal(0)
+_UNREAD = object()
 
 
 def billing_settings(tenant) -> BillingSettings:
@@ -165,14 +166,24 @@ def invoice_delete_draft(*, invoice: Invoice) -> None:
     invoice.delete()
 
 
-def _billing_details(customer: Customer) -> dict:
+def _billing_details(customer: Customer, countries: dict | None = None) -> dict:
+    """The customer's details frozen on an invoice. ``countries``: a batch's memo of the country as
+    text by its stored code (django-countries builds and checks a ``Country`` per read, which was a
+    tenth of a billing batch)."""
+    stored = customer.__dict__.get("country", _UNREAD)
+    if countries is None or stored is _UNREAD:
+        country = str(customer.country or "")
+    elif stored in countries:
+        country = countries[stored]
+    else:
+        country = countries[stored] = str(customer.country or "")
     return {
         "name": customer.name,
         "company": customer.company,
         "email": customer.invoice_email,
         "tax_id": customer.tax_id,
         "address": [customer.address_line1, customer.address_line2, customer.city, customer.state,
-                    customer.postal_code, str(customer.country or "")],
+                    customer.postal_code, country],
     }  # fmt: skip
 
 
@@ -278,6 +289,7 @@ def create_issued_many(
     credits: list[CreditTransaction] = []
     events = []
     seller = seller_snapshot(tenant)  # one tenant: one seller for the whole batch
+    countries: dict = {}
     for (invoice, _rows, created), number, draft in zip(made, numbers, drafts, strict=True):
         customer = customers.get(invoice.customer_id, invoice.customer)
         invoice.number = number
@@ -285,7 +297,7 @@ def create_issued_many(
         invoice.issue_date = today
         invoice.due_date = draft.get("due_date") or today + timedelta(days=conf.payment_terms_days)
         invoice.issued_at = now
-        invoice.billing_details = _billing_details(customer)
+        invoice.billing_details = _billing_details(customer, countries)
         invoice.seller_details = seller
         if invoice.total > 0:
             key = (invoice.customer_id, invoice.currency)
