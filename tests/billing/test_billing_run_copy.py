@@ -10,6 +10,7 @@ from decimal import Decimal
 import pytest
 from django.db import transaction
 
+from apps.audit import services as audit
 from apps.audit.models import AuditEvent
 from apps.billing import bulk
 from apps.billing.models import (
@@ -104,6 +105,7 @@ def test_copy_and_bulk_create_write_the_same_rows(tenant_a, monkeypatch):
     seen = {}
     for use_copy in (True, False):
         monkeypatch.setattr(bulk, "USE_COPY", use_copy)
+        monkeypatch.setattr(audit, "COPY_EVENTS", use_copy)
         with transaction.atomic():
             result = billing_run(on=ON)
             seen[use_copy] = (result.invoices, result.charges, _written(tenant_a.tenant))
@@ -147,7 +149,6 @@ def test_a_batch_with_one_period_already_charged_bills_the_others(tenant_a):
 def test_the_batch_audit_builders_make_the_events_build_makes(tenant_a):
     """``audit.snapshot_of`` and ``audit.build_plain`` (the batch's) against ``snapshot`` and ``build``: an
     invoice created then issued, by a staff user in a request and by the system."""
-    from apps.audit import services as audit
     from apps.common import context
 
     _setup(tenant_a)

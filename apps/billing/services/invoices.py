@@ -15,7 +15,6 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from apps.audit import services as audit
-from apps.audit.models import AuditEvent
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.money import CURRENCIES, MAX_AMOUNT, parse_amount
 from apps.customers.models import Customer
@@ -312,18 +311,18 @@ def create_issued_many(
         _refresh_due(invoice)
         mark_paid_if_settled(invoice)
         issued = snapshot(invoice)
-        # ``audit.build``'s events; the snapshots are JSON-ready already (``build_plain``).
-        events.append(audit.build_plain(action="invoice.create", obj=invoice, tenant=tenant_id, after=created))
-        events.append(audit.build_plain(action="invoice.issue", obj=invoice, tenant=tenant_id, before=created,
-                                        after=issued))  # fmt: skip
+        # ``audit.build``'s events as field values (the snapshots are JSON-ready already: ``plain_values``).
+        events.append(audit.plain_values(action="invoice.create", obj=invoice, tenant=tenant_id, after=created))
+        events.append(audit.plain_values(action="invoice.issue", obj=invoice, tenant=tenant_id, before=created,
+                                         after=issued))  # fmt: skip
         for action, after in draft.get("audit", ()):
-            events.append(audit.build(action=action, obj=invoice, tenant=tenant_id, after=after))
+            events.append(audit.plain_values(action=action, obj=invoice, tenant=tenant_id, after=audit.plain(after)))
     # COPY on PostgreSQL (apps/billing/bulk.py): the batch's rows are new, numbered from the block.
     bulk.insert_all(Invoice, [inv for inv, _, _ in made])
     bulk.insert_all(InvoiceLine, [row for _, rows, _ in made for row in rows])
     if credits:
         CreditTransaction.all_tenants.bulk_create(credits)
-    bulk.insert_all(AuditEvent, events)  # the events ``audit.record_many`` would write, in this transaction
+    audit.insert_plain(events)  # the events ``audit.record_many`` would write, in this transaction
     notify_invoices([inv for inv, _, _ in made], "issued")
     issued_invoices = [inv for inv, _, _ in made]
     if run_paid_hooks:
