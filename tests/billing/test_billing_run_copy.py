@@ -185,3 +185,23 @@ def test_billing_details_read_through_the_batch_memo_are_the_same(tenant_a):
     assert _billing_details(be)["address"][-1] == "BE" and _billing_details(none)["address"][-1] == ""
     deferred = Customer.all_tenants.defer("country").get(pk=be.pk)
     assert _billing_details(deferred, memo) == _billing_details(be)
+
+
+@pytest.mark.django_db
+def test_update_each_writes_keys_dates_and_times_exactly(tenant_a):
+    """``_update_each`` passes keys, dates and times as one array text each: the values read back equal."""
+    from datetime import UTC, datetime
+
+    from apps.billing.services.charges import _array_literal, _update_each
+
+    subs = _setup(tenant_a)
+    stamps = [datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC), datetime(2026, 3, 1, 10, 0, tzinfo=UTC)]
+    for i, sub in enumerate(subs):
+        sub.billed_through = date(2027, 1, 1 + i)
+        sub.updated_at = stamps[i % 2]
+    _update_each(Subscription, subs, ["billed_through", "updated_at"])
+    for sub in subs:
+        fresh = Subscription.all_tenants.get(pk=sub.pk)
+        assert (fresh.billed_through, fresh.updated_at) == (sub.billed_through, sub.updated_at)
+    assert _array_literal([uuid.UUID(int=1), None]) == "{00000000-0000-0000-0000-000000000001,NULL}"
+    assert _array_literal(["a,b"]) == ["a,b"]  # anything else goes as a list

@@ -102,7 +102,25 @@ def _update_each(model, objs: list, fields: list[str]) -> None:
         + f") AS v({', '.join(names)}) WHERE t.{quote(meta.pk.column)} = v.{names[0]}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, arrays)
+        cursor.execute(sql, [_array_literal(values) for values in arrays])
+
+
+def _array_literal(values: list):
+    """``values`` as PostgreSQL's text form of an array (``{…,…}``) when each is a key, a date or a time,
+    whose text needs no quoting in it; else the list. psycopg binds a list client-side by escaping each
+    element with a regular expression (most of ``_update_each``'s time); one string is quoted once, and
+    the ``::type[]`` cast reads the same values."""
+    out = []
+    for value in values:
+        if value is None:
+            out.append("NULL")
+        elif isinstance(value, uuid.UUID):
+            out.append(str(value))
+        elif isinstance(value, date):  # a datetime too: ISO 8601, "T" between date and time, no spaces
+            out.append(value.isoformat())
+        else:
+            return values
+    return "{" + ",".join(out) + "}"
 
 
 def _insert_charges(new: list[SubscriptionCharge]) -> set:
