@@ -1,9 +1,10 @@
 """Writing a batch of new rows in one go: PostgreSQL's ``COPY``, the ORM's ``bulk_create`` elsewhere.
 
-The billing run writes a few thousand invoices, lines, charges and audit events per batch. Through
-``bulk_create`` most of that time went into Django preparing each value and psycopg quoting them
-client-side into ``unnest`` arrays (an escaping regex per element, in Python); ``COPY`` sends the rows
-as they are, formatted by psycopg's C code, and is PostgreSQL's fastest way in. Both paths write the
+The billing run writes a few hundred invoices, lines and charges per batch (its audit events go the
+same way through ``audit.insert_plain``). Through ``bulk_create`` most of that time went into Django
+preparing each value and psycopg quoting them client-side into ``unnest`` arrays (an escaping regex per
+element, in Python); ``COPY`` sends the rows as they are, formatted by psycopg's C code, and is
+PostgreSQL's fastest way in. Both paths write the
 same columns with the same values (``tests/billing/test_billing_run_copy.py`` compares them): the
 timestamps of ``auto_now``/``auto_now_add`` fields are set per row as ``bulk_create`` sets them, and
 JSON goes through the field's encoder.
