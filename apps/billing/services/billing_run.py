@@ -18,6 +18,8 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from apps.catalog.models import Product
+from apps.tenancy.models import Tenant
 from apps.tenancy.scoping import tenant_scope
 
 from .. import periods
@@ -117,7 +119,7 @@ def billing_run(
         by_tenant[tenant_id][(customer_id, currency)].append(pk)
     total = sum(len(groups) for groups in by_tenant.values())
     done = 0
-    for tenant_groups in by_tenant.values():
+    for tenant_id, tenant_groups in by_tenant.items():
         id_lists = list(tenant_groups.values())
         conf = None
         for i in range(0, len(id_lists), BATCH):
@@ -125,14 +127,18 @@ def billing_run(
             with transaction.atomic():
                 locked = list(
                     claim_subscriptions(
-                        Subscription.all_tenants.select_related("tenant", "customer", "product").filter(
-                            pk__in=ids, status__in=BILLABLE
-                        )
+                        Subscription.all_tenants.select_related("customer").filter(pk__in=ids, status__in=BILLABLE)
                     )
                 )
                 result.skipped_locked += len(ids) - len(locked)
                 if locked:
-                    tenant = locked[0].tenant
+                    # One tenant, and a few products, for the batch's many subscriptions: read once each
+                    # rather than joined to every row (a tenant and a product built per subscription).
+                    tenant = Tenant.objects.get(pk=tenant_id)  # as the batch's transaction sees it
+                    products = Product.all_tenants.in_bulk({sub.product_id for sub in locked})
+                    for sub in locked:
+                        sub.tenant = tenant
+                        sub.product = products[sub.product_id]
                     grouped: dict[tuple, list] = defaultdict(list)
                     for sub in locked:
                         grouped[(sub.customer_id, sub.currency)].append(sub)

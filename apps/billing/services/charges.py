@@ -8,12 +8,13 @@ the same transaction. The subscriptions are locked by the caller.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Case, Min, Sum, Value, When
 from django.utils import timezone
 
@@ -21,7 +22,7 @@ from apps.catalog.pricing import usage_charge
 from apps.common.money import quantize
 from apps.customers.models import Customer
 
-from .. import periods
+from .. import bulk, periods
 from ..models import BillingSettings, Invoice, Subscription, SubscriptionCharge, UsageRecord
 from . import invoices
 
@@ -101,7 +102,49 @@ def _update_each(model, objs: list, fields: list[str]) -> None:
         + f") AS v({', '.join(names)}) WHERE t.{quote(meta.pk.column)} = v.{names[0]}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, arrays)
+        cursor.execute(sql, [_array_literal(values) for values in arrays])
+
+
+def _array_literal(values: list):
+    """``values`` as PostgreSQL's text form of an array (``{…,…}``) when each is a key, a date or a time,
+    whose text needs no quoting in it; else the list. psycopg binds a list client-side by escaping each
+    element with a regular expression (most of ``_update_each``'s time); one string is quoted once, and
+    the ``::type[]`` cast reads the same values."""
+    out = []
+    for value in values:
+        if value is None:
+            out.append("NULL")
+        elif isinstance(value, uuid.UUID):
+            out.append(str(value))
+        elif isinstance(value, date):  # a datetime too: ISO 8601, "T" between date and time, no spaces
+            out.append(value.isoformat())
+        else:
+            return values
+    return "{" + ",".join(out) + "}"
+
+
+def _insert_charges(new: list[SubscriptionCharge]) -> set:
+    """Insert ``new`` charges, skipping any whose (subscription, kind, period) exists; answers the pks
+    written.
+
+    On PostgreSQL, first one ``COPY`` inside a savepoint: in a run nothing is charged twice, so it
+    normally writes them all and nothing need be read back. When the unique key refuses one (a period
+    another run billed: ``billed_through`` behind its charges), the savepoint takes the COPY back and the
+    batch goes the generic way: INSERT … ON CONFLICT DO NOTHING (``ignore_conflicts``), and what was
+    written is what reads back (bulk_create marks every object saved, inserted or not)."""
+    if not new:
+        return set()
+    if bulk.copy_enabled():
+        try:
+            with transaction.atomic():
+                bulk.insert_all(SubscriptionCharge, new)
+            return {c.pk for c in new}
+        except IntegrityError:
+            pass
+    SubscriptionCharge.all_tenants.bulk_create(new, ignore_conflicts=True, batch_size=1000)
+    return set(
+        SubscriptionCharge.all_tenants.filter(pk__in=[c.pk for c in new]).order_by().values_list("pk", flat=True)
+    )
 
 
 def bill_groups(groups: list[Group], *, tenant, on: date, conf: BillingSettings) -> Billed:
@@ -139,14 +182,12 @@ def bill_groups(groups: list[Group], *, tenant, on: date, conf: BillingSettings)
                     new.append(charge)
                 items.append((sub, charge))
         due.append(items)
-    # bulk_create marks every object as saved, inserted or not: what was written is what reads back.
+    # Each new charge names its invoice line ahead (the line is inserted later in this transaction:
+    # the foreign key is checked at commit), so it is written linked and needs no UPDATE after.
+    for charge in new:
+        charge.invoice_line_id = uuid.uuid4()
     new_ids = {c.pk for c in new}
-    written: set = set()
-    if new:
-        SubscriptionCharge.all_tenants.bulk_create(new, ignore_conflicts=True, batch_size=1000)
-        written = set(
-            SubscriptionCharge.all_tenants.filter(pk__in=[c.pk for c in new]).order_by().values_list("pk", flat=True)
-        )
+    written = _insert_charges(new)
     drafts: list[dict] = []
     kept: list[list[SubscriptionCharge]] = []
     moved: list[Subscription] = []
@@ -171,8 +212,11 @@ def bill_groups(groups: list[Group], *, tenant, on: date, conf: BillingSettings)
         } for sub, c in pairs] + list(group.extra_lines)  # fmt: skip
         kept.append(saved)
         if lines:
+            # A pending charge (made before this run) is linked by an UPDATE below: its line is named now.
+            line_ids = [c.invoice_line_id if c.pk in new_ids else uuid.uuid4() for c in saved]
             drafts.append({"customer": group.customer, "currency": group.currency or group.customer.currency,
-                           "lines": lines, "due_date": group.due_date, "audit": [("billing.run.invoice", {
+                           "lines": lines, "line_ids": line_ids, "due_date": group.due_date,
+                           "audit": [("billing.run.invoice", {
                                "subscriptions": [str(s.pk) for s in group.subs], "lines": len(lines)})]})  # fmt: skip
     if moved:
         _update_each(Subscription, moved, ["billed_through", "updated_at"])
@@ -194,7 +238,8 @@ def bill_groups(groups: list[Group], *, tenant, on: date, conf: BillingSettings)
         out.append(invoice)
         for charge, line in zip(saved, invoice._lines[: len(saved)], strict=True):
             charge.invoice_line = line
-            linked.append(charge)
+            if charge.pk not in new_ids:
+                linked.append(charge)
     if linked:
         _update_each(SubscriptionCharge, linked, ["invoice_line"])
     invoices.run_paid_hooks_of(out)

@@ -20,7 +20,7 @@ from apps.common.money import CURRENCIES, MAX_AMOUNT, parse_amount
 from apps.customers.models import Customer
 from apps.whitelabel.selectors import seller_snapshot
 
-from .. import amounts
+from .. import amounts, bulk
 from ..locks import lock_customer, lock_customers, lock_invoice
 from ..models import BillingSettings, CreditTransaction, Invoice, InvoiceLine, InvoiceStatus
 from . import numbering, tenant_settings
@@ -29,6 +29,7 @@ from .hooks import invoice_paid, invoice_voided, invoices_issued
 from .notifications import notify_invoice, notify_invoices
 
 ZERO = Decimal(0)
+_UNREAD = object()
 
 
 def billing_settings(tenant) -> BillingSettings:
@@ -164,14 +165,24 @@ def invoice_delete_draft(*, invoice: Invoice) -> None:
     invoice.delete()
 
 
-def _billing_details(customer: Customer) -> dict:
+def _billing_details(customer: Customer, countries: dict | None = None) -> dict:
+    """The customer's details frozen on an invoice. ``countries``: a batch's memo of the country as
+    text by its stored code (django-countries builds and checks a ``Country`` per read, which was a
+    tenth of a billing batch)."""
+    stored = customer.__dict__.get("country", _UNREAD)
+    if countries is None or stored is _UNREAD:
+        country = str(customer.country or "")
+    elif stored in countries:
+        country = countries[stored]
+    else:
+        country = countries[stored] = str(customer.country or "")
     return {
         "name": customer.name,
         "company": customer.company,
         "email": customer.invoice_email,
         "tax_id": customer.tax_id,
         "address": [customer.address_line1, customer.address_line2, customer.city, customer.state,
-                    customer.postal_code, str(customer.country or "")],
+                    customer.postal_code, country],
     }  # fmt: skip
 
 
@@ -235,7 +246,8 @@ def create_issued_many(
     """Create and issue several invoices of one tenant at once (the billing run's batches).
 
     Each draft is ``{"customer", "currency", "lines", "audit": [(action, after), ...]}`` and
-    optionally ``"due_date"`` (as ``invoice_create``'s; default: the payment terms). Writes
+    optionally ``"due_date"`` (as ``invoice_create``'s; default: the payment terms) and ``"line_ids"``
+    (the primary keys of its first lines, for rows inserted before them that point at them). Writes
     the same rows and audit events as ``invoice_create`` + ``invoice_issue`` of each, with a
     constant number of queries for the whole batch: the number sequence is locked once for a
     block of consecutive numbers (gapless: the block is given back if the transaction rolls
@@ -252,14 +264,18 @@ def create_issued_many(
     today = timezone.localdate()
     now = timezone.now()
     made: list[tuple[Invoice, list[InvoiceLine], dict]] = []
+    snapshot = audit.snapshot_of(Invoice)
     for draft in drafts:
         invoice = Invoice(tenant_id=tenant_id, customer=draft["customer"], prices_include_tax=conf.prices_include_tax,
                           currency=_check_currency(draft["currency"] or draft["customer"].currency))  # fmt: skip
         rows = _build_lines(invoice, draft["lines"])
         if not rows:
             raise Conflict("An invoice needs at least one line to be issued.")
+        # The billing run names its lines ahead (its new charges point at them when inserted).
+        for row, line_id in zip(rows, draft.get("line_ids", ()), strict=False):
+            row.id = line_id
         invoice._lines = rows  # the billing run links its charges to them
-        made.append((invoice, rows, audit.snapshot(invoice)))
+        made.append((invoice, rows, snapshot(invoice)))
     numbers = numbering.next_numbers(tenant=tenant_id, series="invoice", fmt=conf.invoice_number_format, on=today,
                                      count=len(made))  # fmt: skip
     customer_ids = list({inv.customer_id for inv, _, _ in made if inv.total > 0})
@@ -272,6 +288,7 @@ def create_issued_many(
     credits: list[CreditTransaction] = []
     events = []
     seller = seller_snapshot(tenant)  # one tenant: one seller for the whole batch
+    countries: dict = {}
     for (invoice, _rows, created), number, draft in zip(made, numbers, drafts, strict=True):
         customer = customers.get(invoice.customer_id, invoice.customer)
         invoice.number = number
@@ -279,7 +296,7 @@ def create_issued_many(
         invoice.issue_date = today
         invoice.due_date = draft.get("due_date") or today + timedelta(days=conf.payment_terms_days)
         invoice.issued_at = now
-        invoice.billing_details = _billing_details(customer)
+        invoice.billing_details = _billing_details(customer, countries)
         invoice.seller_details = seller
         if invoice.total > 0:
             key = (invoice.customer_id, invoice.currency)
@@ -293,17 +310,19 @@ def create_issued_many(
                 ))  # fmt: skip
         _refresh_due(invoice)
         mark_paid_if_settled(invoice)
-        issued = audit.snapshot(invoice)
-        events.append(audit.build(action="invoice.create", obj=invoice, tenant=tenant_id, after=created))
-        events.append(audit.build(action="invoice.issue", obj=invoice, tenant=tenant_id, before=created,
-                                  after=issued))  # fmt: skip
+        issued = snapshot(invoice)
+        # ``audit.build``'s events as field values (the snapshots are JSON-ready already: ``plain_values``).
+        events.append(audit.plain_values(action="invoice.create", obj=invoice, tenant=tenant_id, after=created))
+        events.append(audit.plain_values(action="invoice.issue", obj=invoice, tenant=tenant_id, before=created,
+                                         after=issued))  # fmt: skip
         for action, after in draft.get("audit", ()):
-            events.append(audit.build(action=action, obj=invoice, tenant=tenant_id, after=after))
-    Invoice.all_tenants.bulk_create([inv for inv, _, _ in made])
-    InvoiceLine.all_tenants.bulk_create([row for _, rows, _ in made for row in rows], batch_size=1000)
+            events.append(audit.plain_values(action=action, obj=invoice, tenant=tenant_id, after=audit.plain(after)))
+    # COPY on PostgreSQL (apps/billing/bulk.py): the batch's rows are new, numbered from the block.
+    bulk.insert_all(Invoice, [inv for inv, _, _ in made])
+    bulk.insert_all(InvoiceLine, [row for _, rows, _ in made for row in rows])
     if credits:
         CreditTransaction.all_tenants.bulk_create(credits)
-    audit.record_many(events)
+    audit.insert_plain(events)  # the events ``audit.record_many`` would write, in this transaction
     notify_invoices([inv for inv, _, _ in made], "issued")
     issued_invoices = [inv for inv, _, _ in made]
     if run_paid_hooks:
