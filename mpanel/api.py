@@ -319,6 +319,11 @@ urlpatterns = [
         name="white-label",
     ),
     re_path(
+        r"^enterprise/white-label/nameservers/apply/?$",
+        BrandViewSet.as_view({"post": "apply_nameservers"}),
+        name="white-label-nameservers-apply",
+    ),
+    re_path(
         r"^enterprise/white-label/logo/?$",
         BrandLogoViewSet.as_view({"get": "retrieve", "post": "create", "delete": "destroy"}),
         name="white-label-logo",

@@ -12,6 +12,7 @@ from apps.common.admin import ReadOnlyAdmin, apply_each
 from apps.common.display import EMPTY, badge, when
 from apps.common.exceptions import DomainError
 from apps.tenancy.admin_base import TenantOwnedAdmin, TenantOwnedForm
+from apps.tenancy.scoping import tenant_scope
 
 from . import services, validators
 from .models import Brand, CustomDomain
@@ -149,6 +150,23 @@ class CustomDomainAdmin(ReadOnlyAdmin, TenantOwnedAdmin):
     fields = ["tenant", "hostname", "status", "record", "verified_at", "last_checked_at", "last_error",
               "certificate_in_use", "certificate"]  # fmt: skip
     readonly_fields = fields
+    actions = ["verify_now", "retry_certificate"]
+
+    @admin.action(description="Check the selected domains' TXT records now", permissions=["operate"])
+    def verify_now(self, request, queryset):
+        def run(domain: CustomDomain) -> None:
+            with tenant_scope(domain.tenant):
+                services.domain_verify(domain=domain, actor=request.user)  # a record not found yet: a 409's words
+
+        apply_each(self, request, queryset, run, "Verified", "domain(s)")
+
+    @admin.action(description="Ask again for the selected domains' trusted certificates", permissions=["operate"])
+    def retry_certificate(self, request, queryset):
+        def run(domain: CustomDomain) -> None:
+            with tenant_scope(domain.tenant):
+                services.domain_certificate_retry(domain=domain, actor=request.user)
+
+        apply_each(self, request, queryset, run, "Asked again for", "certificate(s)")
 
     @admin.display(description="Status", ordering="status")
     def state(self, domain: CustomDomain):

@@ -24,7 +24,12 @@ class BrandViewSet(ResourceViewSet):
     queryset = Brand.objects.all()  # one per tenant, addressed without an id
     serializer_class = s.BrandSerializer
     input_serializers = {"update": s.BrandInputSerializer}
-    required_roles = {"retrieve": Role.MEMBER, "update": Role.ADMIN, "partial_update": Role.ADMIN}
+    required_roles = {
+        "retrieve": Role.MEMBER,
+        "update": Role.ADMIN,
+        "partial_update": Role.ADMIN,
+        "apply_nameservers": Role.ADMIN,
+    }
 
     @extend_schema(responses={200: s.BrandSerializer}, summary="The tenant's brand")
     def retrieve(self, request, *args, **kwargs):
@@ -41,6 +46,15 @@ class BrandViewSet(ResourceViewSet):
     def partial_update(self, request, *args, **kwargs):
         data = self.validated(partial=True)
         return self.answer(services.brand_update(tenant=self.tenant, data=data, actor=request.user))
+
+    @extend_schema(request=None, responses={200: s.NameserversAppliedSerializer},
+                   summary="Write the brand's name servers into the tenant's existing zones")  # fmt: skip
+    @action(detail=False, methods=["post"], url_path="nameservers/apply")
+    def apply_nameservers(self, request, *args, **kwargs):
+        zones = services.nameservers_apply(tenant=self.tenant, actor=request.user)
+        body = {"nameservers": services.nameservers_of(services.brand_of(self.tenant)),
+                "zones": [{"id": zone.pk, "name": zone.name} for zone in zones]}  # fmt: skip
+        return self.answer(body, serializer=s.NameserversAppliedSerializer)
 
 
 class BrandLogoViewSet(ResourceViewSet):
@@ -94,6 +108,7 @@ class CustomDomainViewSet(ResourceViewSet):
         "create": Role.ADMIN,
         "destroy": Role.ADMIN,
         "verify": Role.ADMIN,
+        "certificate_retry": Role.ADMIN,
     }
 
     def create_resource(self, data):
@@ -107,3 +122,10 @@ class CustomDomainViewSet(ResourceViewSet):
     def verify(self, request, pk=None):
         domain = self.get_object()
         return self.answer(services.domain_verify(domain=domain, actor=request.user))
+
+    @extend_schema(request=None, responses={200: s.CustomDomainSerializer},
+                   summary="Ask again for the trusted certificate (after a failed issuance)")  # fmt: skip
+    @action(detail=True, methods=["post"], url_path="certificate-retry")
+    def certificate_retry(self, request, pk=None):
+        domain = self.get_object()
+        return self.answer(services.domain_certificate_retry(domain=domain, actor=request.user))

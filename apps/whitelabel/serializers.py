@@ -129,6 +129,16 @@ class BrandSerializer(ModelSerializer):
         }
 
 
+class AppliedZoneSerializer(Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+
+
+class NameserversAppliedSerializer(Serializer):
+    nameservers = serializers.ListField(child=serializers.CharField(), help_text="What the zones' apex now lists.")
+    zones = AppliedZoneSerializer(many=True, help_text="The zones rewritten (each pushed by its own job).")
+
+
 class LogoUploadSerializer(Serializer):
     file = serializers.FileField(help_text="PNG, JPEG, WebP or a static SVG, at most 512 KiB")
 

@@ -72,6 +72,11 @@ def brand_update(*, tenant, data: dict, replace: bool = False, actor=None) -> Br
     return brand
 
 
+def nameservers_of(brand: Brand) -> list[str]:
+    """The name servers the tenant's zones list: the brand's vanity ones, else the platform's."""
+    return list(brand.nameservers) or list(settings.MPANEL_DNS_NAMESERVERS)
+
+
 def nameservers_apply(*, tenant, actor=None) -> list:
     """Write the brand's vanity name servers (or, when it has none, the platform's) into the apex NS
     and SOA primary of the tenant's existing zones, through the normal zone push (one job per zone,
@@ -79,7 +84,7 @@ def nameservers_apply(*, tenant, actor=None) -> list:
     zones get them anyway (``apps.dns.services.NAMESERVERS``). Answers the zones changed."""
     with transaction.atomic():
         brand, _existed = _locked(tenant)
-        names = list(brand.nameservers) or list(settings.MPANEL_DNS_NAMESERVERS)
+        names = nameservers_of(brand)
         previous = list(brand.nameservers_applied)
     changed = dns_services.zones_set_nameservers(tenant=tenant, nameservers=names, ours=previous, actor=actor)
     with transaction.atomic():
@@ -265,7 +270,7 @@ def domain_certificate_set(*, domain: CustomDomain, certificate_pem: str, key_pe
 def domain_certificate_retry(*, domain: CustomDomain, actor=None) -> CustomDomain:
     """Ask again for a verified domain's trusted certificate (issuance failed, or the domain was
     verified while issuance was off); 409 while one is issuing or serving."""
-    locked = CustomDomain.all_tenants.select_for_update().select_related("certificate").get(pk=domain.pk)
+    locked = CustomDomain.all_tenants.select_for_update(of=("self",)).select_related("certificate").get(pk=domain.pk)
     if locked.status != DomainStatus.VERIFIED:
         raise Conflict("Verify the domain first.", code="not_verified")
     current = locked.certificate

@@ -216,3 +216,29 @@ def test_templates_get_the_brand_of_the_portal_tenant_only(tenant_a):
     template = engines["django"].from_string("{{ brand.display_name }}|{{ brand.primary_color }}")
     assert template.render({}, portal) == f"{tenant_a.tenant.name}|#1f4fd1"
     assert template.render({}, plain) == "|"
+
+
+@pytest.fixture
+def console(client, db):
+    from django.contrib.auth import get_user_model
+
+    from tests.conftest import PASSWORD, admin_login
+
+    return admin_login(client, get_user_model().objects.create_superuser("operator@mpanel.test", PASSWORD))
+
+
+def test_operators_check_a_domain_and_ask_for_its_certificate_from_the_admin(console, tenant_a):
+    """The admin's actions call the same services as the API: a TXT record not published yet keeps
+    the domain pending and says so; asking for the certificate of an unverified domain says why not."""
+    domain = domain_in(tenant_a, "portal.brand-admin.example")
+    changelist = reverse("admin:whitelabel_customdomain_changelist")
+    checked = console.post(changelist, {"action": "verify_now", "_selected_action": [str(domain.pk)]}, follow=True)
+    assert checked.status_code == 200
+    page = checked.content.decode()
+    assert "No TXT record" in page and "_mpanel-verify.portal.brand-admin.example" in page
+    assert "Verified 1" not in page
+    assert CustomDomain.all_tenants.get(pk=domain.pk).status == DomainStatus.PENDING
+    assert CustomDomain.all_tenants.get(pk=domain.pk).last_checked_at is not None
+    asked = console.post(changelist, {"action": "retry_certificate", "_selected_action": [str(domain.pk)]},
+                         follow=True)  # fmt: skip
+    assert "Verify the domain first." in asked.content.decode()

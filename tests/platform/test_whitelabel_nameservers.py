@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 from django.core.cache import cache
+from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.dns.models import Zone
@@ -98,9 +99,13 @@ def test_vanity_nameservers_in_new_and_existing_zones(
 
     # Existing zones change only when applied, through the zone push.
     assert pdns.ask("before-brand.example.", "NS") == PLATFORM
+    apply = reverse("white-label-nameservers-apply")
+    member = client_for(tenant_a.users[Role.MEMBER], tenant_a.tenant)
+    assert member.post(apply).status_code == 403
     with django_capture_on_commit_callbacks(execute=True):
-        changed = services.nameservers_apply(tenant=tenant_a.tenant, actor=tenant_a.users[Role.ADMIN])
-    assert [z.name for z in changed] == ["before-brand.example"]
+        applied = admin.post(apply)
+    assert applied.status_code == 200, applied.content
+    assert applied.json() == {"nameservers": vanity, "zones": [{"id": str(before.pk), "name": "before-brand.example"}]}
     assert pdns.ask("before-brand.example.", "NS") == [n + "." for n in vanity]
     assert soa_mname(pdns, "before-brand.example.") == "ns1.nimbus-brand.example."
     # A zone that names other name servers is the tenant's own choice: left alone.

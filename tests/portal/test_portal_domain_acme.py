@@ -118,7 +118,7 @@ def test_a_verified_custom_domain_gets_a_trusted_certificate_renewed_by_the_swee
     assert renewed.certificate_sha256 != domain.certificate_sha256
 
 
-def test_issuance_that_fails_keeps_the_self_signed_certificate_and_says_so(tenant_a, ca, live_server):
+def test_issuance_that_fails_keeps_the_self_signed_certificate_and_says_so(tenant_a, tenant_b, ca, live_server):
     zone_name = f"brand{uuid.uuid4().hex[:8]}.example"
     with tenant_a.scope():
         zone = dns_services.zone_create(tenant=tenant_a.tenant, name=zone_name, node=dns_node(tenant_a))
@@ -140,3 +140,19 @@ def test_issuance_that_fails_keeps_the_self_signed_certificate_and_says_so(tenan
 
     # The panel answers challenges only for a certificate under way, on its own host.
     assert client_for().get("/.well-known/acme-challenge/anything", HTTP_HOST=host).status_code == 404
+
+    # The tenant points the name at the panel and asks again (ADMIN+): the trusted certificate serves.
+    retry = reverse("whitelabel-domain-certificate-retry", kwargs={"pk": domain.pk})
+    member = client_for(tenant_a.users[Role.MEMBER], tenant_a.tenant)
+    assert member.post(retry).status_code == 403
+    with tenant_a.scope():
+        dns_services.record_create(zone=zone, name="nowhere", type="A", content="127.0.0.1")
+    answer = admin.post(retry)
+    assert answer.status_code == 200, answer.content
+    domain = _fresh_domain(domain.pk)
+    assert domain.certificate.status == CertificateStatus.VALID, domain.certificate.last_error
+    assert domain.certificate_kind == CertificateKind.ACME and _leaf(domain.certificate_pem).issuer != leaf.issuer
+    refused = admin.post(retry)  # serving a valid one: nothing to ask for
+    assert refused.status_code == 409 and refused.json()["code"] == "certificate_in_progress", refused.content
+    other = client_for(tenant_b.users[Role.OWNER], tenant_b.tenant)
+    assert other.post(retry).status_code == 404
