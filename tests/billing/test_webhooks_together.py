@@ -1,0 +1,132 @@
+"""Issue 21: the drain records a run of payments to one invoice together (``payments.payment_record_many``:
+the invoice, customer and references locked once, the rows and audit events inserted together, one invoice
+UPDATE). It must leave exactly what applying each event alone (``webhooks.process``) leaves: the same event
+outcomes, payments, credit, invoice figures and audit events in the same order."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from apps.audit.models import AuditEvent
+from apps.billing.models import CreditTransaction, Invoice, Payment, WebhookEvent
+from apps.billing.services import webhooks
+from apps.billing.services.webhooks import sign_generic
+from tests.billing_support import GENERIC_SECRET, issued
+from tests.conftest import client_for
+
+pytestmark = pytest.mark.django_db
+GENERIC = "/api/v1/billing/webhooks/generic"
+
+
+@pytest.fixture(autouse=True)
+def _deferred(settings):
+    settings.MPANEL_GENERIC_WEBHOOK_SECRET = GENERIC_SECRET
+    settings.MPANEL_JOBS_EAGER = False
+
+
+def _post(event: dict) -> None:
+    raw = json.dumps(event).encode()
+    response = client_for().post(
+        GENERIC, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=sign_generic(raw, GENERIC_SECRET)
+    )
+    assert response.status_code == 200, response.content
+
+
+def _deliveries(invoice: Invoice, tag: str) -> list[dict]:
+    """Payments that go together, then a repeat, a wrong currency, a bad amount, a refund of an earlier
+    payment, more payments, one that settles and overpays, one after it is paid, and an unknown type."""
+
+    def pay(n: int, amount: str, ref: str, currency: str = "EUR") -> dict:
+        data = {"invoice_id": str(invoice.pk), "amount": amount, "currency": currency, "reference": f"{tag}-{ref}"}
+        return {"id": f"{tag}-evt-{n}", "type": "payment.succeeded", "data": data}
+
+    refund = {"invoice_id": str(invoice.pk), "amount": "1.00", "currency": "EUR", "reference": f"{tag}-r2"}
+    return [
+        pay(1, "1.00", "r1"),
+        pay(2, "2.00", "r2"),
+        pay(3, "0.50", "r3"),
+        pay(4, "1.00", "r1"),  # the same payment again (another event id): nothing twice
+        pay(5, "1.00", "r5", currency="USD"),  # failed: not the invoice's currency
+        pay(6, "abc", "r6"),  # failed: not an amount
+        {"id": f"{tag}-evt-7", "type": "refund.succeeded", "data": refund},  # after its payment
+        pay(8, "2.00", "r8"),
+        pay(9, "3.00", "r9"),
+        pay(10, str(invoice.total), "r10"),  # settles the invoice and leaves credit
+        pay(11, "1.00", "r11"),  # on a paid invoice: credit
+        {"id": f"{tag}-evt-12", "type": "customer.created", "data": {}},
+    ]
+
+
+def _outcome(invoice: Invoice, tag: str, since) -> dict:
+    invoice = Invoice.all_tenants.get(pk=invoice.pk)
+    events = WebhookEvent.objects.filter(event_id__startswith=f"{tag}-").order_by("created_at")
+    audit = AuditEvent.objects.filter(created_at__gte=since).order_by("created_at", "id")
+
+    def plain(changes: dict) -> dict:
+        # Numbers of credit notes and the runs' tags differ between the two invoices; every figure must not.
+        kept = {k: v for k, v in changes.items() if k != "number"}
+        if "reference" in kept:
+            kept["reference"] = [v.removeprefix(f"{tag}-") if v else v for v in kept["reference"]]
+        return kept
+
+    return {
+        "events": [(e.event_id.removeprefix(tag), e.status, e.error, e.attempts) for e in events],
+        "invoice": {f: getattr(invoice, f) for f in ("status", "amount_paid", "amount_due", "amount_credited")},
+        "payments": list(
+            Payment.all_tenants.filter(invoice=invoice)
+            .order_by("created_at")
+            .values_list("amount", "applied_to_invoice", "credited_to_balance", "refunded_amount", "status", "currency")
+        ),
+        "credit": list(CreditTransaction.all_tenants.filter(invoice=invoice).values_list("amount", "kind")),
+        "audit": [(a.action, a.object_type, plain(a.changes)) for a in audit],
+        "paid_at": invoice.paid_at is not None,
+    }
+
+
+def test_a_drain_leaves_exactly_what_applying_each_event_alone_leaves(tenant_a):
+    alone, together = issued(tenant_a), issued(tenant_a)
+    assert alone.total == together.total and alone.total > Decimal("10")
+
+    for delivery in _deliveries(alone, "a"):
+        _post(delivery)
+    since = timezone.now()
+    for pk in (
+        WebhookEvent.objects.filter(event_id__startswith="a-").order_by("created_at").values_list("pk", flat=True)
+    ):
+        webhooks.process(pk)
+    one_by_one = _outcome(alone, "a", since)
+
+    for delivery in _deliveries(together, "b"):
+        _post(delivery)
+    since = timezone.now()
+    assert webhooks.drain() == 12
+    drained = _outcome(together, "b", since)
+
+    assert drained == one_by_one
+    statuses = [status for _id, status, _error, _attempts in drained["events"]]
+    assert statuses == ["processed"] * 4 + ["failed"] * 2 + ["processed"] * 5 + ["ignored"]
+    assert drained["invoice"]["status"] == "paid"
+    assert [a for a, _t, _c in drained["audit"]][:6] == ["payment.create", "invoice.payment"] * 3
+
+
+def test_a_run_of_payments_to_one_invoice_is_a_few_statements(tenant_a):
+    """50 payments to one invoice: locked, recorded and marked together, not ~16 statements each."""
+    invoice = issued(tenant_a, lines=[{"description": "Top-up", "quantity": "1", "unit_price": "100.00"}])
+    for i in range(50):
+        data = {"invoice_id": str(invoice.pk), "amount": "1.00", "currency": "EUR", "reference": f"r{i}"}
+        _post({"id": f"evt-{i}", "type": "payment.succeeded", "data": data})
+    with CaptureQueriesContext(connection) as queries:
+        assert webhooks.drain() == 50
+    assert len(queries) <= 20, [q["sql"][:80] for q in queries]
+    invoice = Invoice.all_tenants.get(pk=invoice.pk)
+    assert invoice.amount_paid == 50 and invoice.amount_due == invoice.total - 50
+    assert Payment.all_tenants.filter(invoice=invoice).count() == 50
+    assert AuditEvent.objects.filter(action="invoice.payment", object_id=str(invoice.pk)).count() == 50
+    assert AuditEvent.objects.filter(action="payment.create").count() == 50
+    assert set(WebhookEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
