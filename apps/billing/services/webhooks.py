@@ -165,9 +165,10 @@ def _store(**fields) -> WebhookEvent:
     return WebhookEvent.objects.create(**fields)
 
 
-# The flag that says a drain is asked for and has not started yet: a delivery that finds it set sends
-# nothing (that drain will read its row: the drain clears the flag before it reads). It expires, so a
-# lost message costs at most this long before the next delivery asks again (and the sweep applies it).
+# The flag that says a drain is asked for or still at work: a delivery that finds it set sends nothing
+# (that drain will read its row: it clears the flag only before its last look, ``drain``). It expires, so
+# a lost message or a killed drain costs at most this long before the next delivery asks again (and the
+# sweep applies what is left).
 DRAIN_FLAG = "billing:webhooks:drain"
 DRAIN_FLAG_TTL = 30
 DRAIN_TASK = "billing.webhooks_drain"
@@ -188,28 +189,41 @@ INVOICE_KEY = Coalesce(KT("payload__data__invoice_id"), KT("payload__data__objec
 
 def drain(limit: int = 10 * DRAIN_BATCH) -> int:
     """Apply the pending events, oldest first: those naming one invoice in one transaction (the event
-    rows locked together, then each applied in arrival order as ``process`` applies one, in a savepoint
-    of its own), every other event alone. Exactly once as ``process``: an event is applied only while
-    its row is locked and still ``received``; one another worker holds is skipped (that worker applies
-    it). Stops after ``limit`` events (the next delivery or the sweep asks again). How many it applied."""
-    cache.delete(DRAIN_FLAG)  # before reading: whatever commits from now on asks for another drain
-    done = 0
-    while done < limit:
-        pending = list(
-            WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED)
-            .order_by("created_at", "pk")
-            .annotate(invoice_key=INVOICE_KEY)
-            .values_list("pk", "invoice_key")[:DRAIN_BATCH]
-        )
-        if not pending:
-            break
-        groups: dict = {}
-        for pk, invoice_key in pending:
-            groups.setdefault(invoice_key or pk, []).append(pk)
-        applied = sum(apply_batch(pks) for pks in groups.values())
-        if not applied:
-            break  # every one is held by another worker, which applies it
-        done += applied
+    rows locked together, then applied in arrival order as ``process`` applies each, a run of payments
+    together: ``apply_in_order``), every other event alone. Exactly once as ``process``: an event is applied
+    only while its row is locked and still ``received``; one another worker holds is skipped (that worker
+    applies it). Stops after ``limit`` events (the next delivery or the sweep asks again). How many it applied.
+
+    The flag stays set while the drain finds work, so deliveries meanwhile send no message (their rows
+    are read by its next round, in larger groups); once a round finds nothing, it clears the flag and looks
+    once more: a delivery that found the flag set committed its row before that, so the last look sees
+    it, and any later one asks for another drain. Whatever ends it early (the limit, an error, every
+    event held by another worker) clears the flag too."""
+    done, cleared = 0, False
+    try:
+        while done < limit:
+            pending = list(
+                WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED)
+                .order_by("created_at", "pk")
+                .annotate(invoice_key=INVOICE_KEY)
+                .values_list("pk", "invoice_key")[:DRAIN_BATCH]
+            )
+            if not pending:
+                if cleared:
+                    break
+                cache.delete(DRAIN_FLAG)  # from now on a delivery asks for another drain
+                cleared = True
+                continue
+            groups: dict = {}
+            for pk, invoice_key in pending:
+                groups.setdefault(invoice_key or pk, []).append(pk)
+            applied = sum(apply_batch(pks) for pks in groups.values())
+            if not applied:
+                break  # every one is held by another worker, which applies it
+            done += applied
+    finally:
+        if not cleared:
+            cache.delete(DRAIN_FLAG)
     return done
 
 
