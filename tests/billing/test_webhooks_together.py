@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from apps.audit.models import AuditEvent
 from apps.billing.models import CreditTransaction, Invoice, Payment, WebhookEvent
-from apps.billing.services import webhooks
+from apps.billing.services import payments, webhooks
 from apps.billing.services.webhooks import sign_generic
 from tests.billing_support import GENERIC_SECRET, issued
 from tests.conftest import client_for
@@ -47,19 +47,22 @@ def _deliveries(invoice: Invoice, tag: str) -> list[dict]:
         return {"id": f"{tag}-evt-{n}", "type": "payment.succeeded", "data": data}
 
     refund = {"invoice_id": str(invoice.pk), "amount": "1.00", "currency": "EUR", "reference": f"{tag}-r2"}
+    failed = {"invoice_id": str(invoice.pk), "amount": "1.00", "currency": "EUR", "reference": f"{tag}-r4"}
     return [
         pay(1, "1.00", "r1"),
         pay(2, "2.00", "r2"),
         pay(3, "0.50", "r3"),
-        pay(4, "1.00", "r1"),  # the same payment again (another event id): nothing twice
-        pay(5, "1.00", "r5", currency="USD"),  # failed: not the invoice's currency
-        pay(6, "abc", "r6"),  # failed: not an amount
-        {"id": f"{tag}-evt-7", "type": "refund.succeeded", "data": refund},  # after its payment
-        pay(8, "2.00", "r8"),
-        pay(9, "3.00", "r9"),
-        pay(10, str(invoice.total), "r10"),  # settles the invoice and leaves credit
-        pay(11, "1.00", "r11"),  # on a paid invoice: credit
-        {"id": f"{tag}-evt-12", "type": "customer.created", "data": {}},
+        {"id": f"{tag}-evt-4", "type": "payment.failed", "data": failed},  # between two runs
+        pay(5, "2.00", "r5"),
+        pay(6, "1.00", "r6"),
+        pay(7, "1.00", "r1"),  # the same payment again (another event id): nothing twice
+        pay(8, "1.00", "r8", currency="USD"),  # failed: not the invoice's currency
+        pay(9, "abc", "r9"),  # failed: not an amount
+        {"id": f"{tag}-evt-10", "type": "refund.succeeded", "data": refund},  # after its payment
+        pay(11, "2.00", "r11"),
+        pay(12, str(invoice.total), "r12"),  # settles the invoice and leaves credit
+        pay(13, "1.00", "r13"),  # on a paid invoice: credit
+        {"id": f"{tag}-evt-14", "type": "customer.created", "data": {}},
     ]
 
 
@@ -89,7 +92,7 @@ def _outcome(invoice: Invoice, tag: str, since) -> dict:
     }
 
 
-def test_a_drain_leaves_exactly_what_applying_each_event_alone_leaves(tenant_a):
+def test_a_drain_leaves_exactly_what_applying_each_event_alone_leaves(tenant_a, monkeypatch):
     alone, together = issued(tenant_a), issued(tenant_a)
     assert alone.total == together.total and alone.total > Decimal("10")
 
@@ -105,14 +108,23 @@ def test_a_drain_leaves_exactly_what_applying_each_event_alone_leaves(tenant_a):
     for delivery in _deliveries(together, "b"):
         _post(delivery)
     since = timezone.now()
-    assert webhooks.drain() == 12
+    runs = []
+    record_many = payments.payment_record_many
+
+    def watched(**kwargs):
+        runs.append(len(recorded := record_many(**kwargs)))
+        return recorded
+
+    monkeypatch.setattr(payments, "payment_record_many", watched)
+    assert webhooks.drain() == 14
+    assert runs == [3, 2, 0]  # two runs together; the repeat ends the second and the rest go one by one
     drained = _outcome(together, "b", since)
 
     assert drained == one_by_one
     statuses = [status for _id, status, _error, _attempts in drained["events"]]
-    assert statuses == ["processed"] * 4 + ["failed"] * 2 + ["processed"] * 5 + ["ignored"]
+    assert statuses == ["processed"] * 7 + ["failed"] * 2 + ["processed"] * 4 + ["ignored"]
     assert drained["invoice"]["status"] == "paid"
-    assert [a for a, _t, _c in drained["audit"]][:6] == ["payment.create", "invoice.payment"] * 3
+    assert [a for a, _t, _c in drained["audit"]][:7] == ["payment.create", "invoice.payment"] * 3 + ["payment.failed"]
 
 
 def test_a_run_of_payments_to_one_invoice_is_a_few_statements(tenant_a):

@@ -259,9 +259,9 @@ def apply_in_order(events: list[WebhookEvent]) -> None:
     or a refund in between keeps the exact order and the per-event outcome of ``_apply``."""
     position, together = 0, True
     while position < len(events):
-        taken = apply_payments_together(events[position:]) if together else 0
-        if taken == 0:
-            together = False
+        taken = apply_payments_together(events[position:]) if together else None
+        if not taken:
+            together = together and taken is None  # a run that took nothing: the rest one by one
             _apply(events[position])
             taken = 1
         position += taken
@@ -286,14 +286,15 @@ def _generic_payment(event: WebhookEvent) -> tuple[str, payments.ProviderPayment
     return invoice_id, entry
 
 
-def apply_payments_together(events: list[WebhookEvent]) -> int:
+def apply_payments_together(events: list[WebhookEvent]) -> int | None:
     """The leading generic payments of ``events`` that name one invoice by one route, recorded by
     ``payments.payment_record_many`` in one savepoint, their event rows marked in one UPDATE: the same
-    rows, audit events and outcome as ``_apply`` one by one. How many it applied (0: apply the first alone)."""
+    rows, audit events and outcome as ``_apply`` one by one. How many it applied (0: apply the first alone);
+    None when the first is no such payment (nothing was read: the next may start a run)."""
     head = events[0]
     first = _generic_payment(head)
     if first is None:
-        return 0
+        return None
     invoice_id, entry = first
     run = [(head, entry)]
     route = (head.scope, head.account, head.bound_tenant_id)
