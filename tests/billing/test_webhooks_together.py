@@ -6,6 +6,7 @@ outcomes, payments, credit, invoice figures and audit events in the same order."
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -136,6 +137,15 @@ def test_a_run_of_payments_to_one_invoice_is_a_few_statements(tenant_a):
     with CaptureQueriesContext(connection) as queries:
         assert webhooks.drain() == 50
     assert len(queries) <= 25, [q["sql"][:80] for q in queries]
+    # The order of apps/billing/locks.py (tests/billing/test_billing_locks.py): each kind first locked in it.
+    locked = []
+    for query in queries.captured_queries:
+        table = re.search(r'FROM "(\w+)"', query["sql"]) if "FOR UPDATE" in query["sql"] else None
+        if table and table.group(1) not in locked:
+            locked.append(table.group(1))
+    assert locked == [
+        "billing_webhookevent", "billing_subscription", "billing_invoice", "billing_payment", "customers_customer"
+    ]  # fmt: skip
     invoice = Invoice.all_tenants.get(pk=invoice.pk)
     assert invoice.amount_paid == 50 and invoice.amount_due == invoice.total - 50
     assert Payment.all_tenants.filter(invoice=invoice).count() == 50

@@ -19,7 +19,7 @@ from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.money import parse_amount
 from apps.tenancy.scoping import ScopeError, current_tenant
 
-from ..locks import lock_customer, lock_invoice, lock_payment, lock_payment_by_ref
+from ..locks import lock_customer, lock_invoice, lock_payment, lock_payment_by_ref, lock_payments_by_refs
 from ..models import CreditTransaction, Invoice, InvoiceStatus, Payment, PaymentMethod, PaymentStatus
 from . import stripe_gateway, tenant_settings
 from .credit_notes import credit_note_for_refund
@@ -187,11 +187,7 @@ def payment_record_many(*, invoice: Invoice, entries: list[ProviderPayment]) -> 
     if not taken:
         return []
     # Locked like ``lock_payment_by_ref`` (after the invoice): a reference already stored ends the run there.
-    held = set(
-        Payment.all_tenants.select_for_update()
-        .filter(tenant_id=invoice.tenant_id, provider_ref__in={ref for _method, ref in refs})
-        .values_list("method", "provider_ref")
-    )
+    held = lock_payments_by_refs(tenant_id=invoice.tenant_id, refs={ref for _method, ref in refs})
     for position, (entry, _amount, _currency) in enumerate(taken):
         if (entry.method, entry.provider_ref) in held:
             taken = taken[:position]
