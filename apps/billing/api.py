@@ -5,6 +5,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, status
 from rest_framework.decorators import action
+from rest_framework.exceptions import Throttled
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -250,10 +251,26 @@ class CreditNoteViewSet(ResourceViewSet):
 
 
 class _WebhookView(APIView):
+    """A provider's deliveries. Only a refused delivery (a bad signature or body, a wrong method: any 4xx)
+    counts against the ``public`` rate of its address and is answered 429 beyond it, as before. A verified
+    one is not counted: it proves it comes from the provider, whose bursts (and retries) must not be
+    refused, and the answer saves the throttle's round trip to the cache."""
+
     permission_classes = [permissions.AllowAny]
     authentication_classes: list = []
     throttle_classes = [DynamicScopedRateThrottle]
     throttle_scope = "public"
+
+    def check_throttles(self, request):
+        """Nothing is counted before the delivery is verified (``finalize_response`` counts the refused)."""
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        if 400 <= response.status_code < 500 and response.status_code != status.HTTP_429_TOO_MANY_REQUESTS:
+            try:
+                super().check_throttles(request)
+            except Throttled as exc:
+                response = self.handle_exception(exc)
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def answer(self, event: WebhookEvent) -> Response:
         return Response({"received": True, "status": event.status})

@@ -86,6 +86,17 @@ def lock_payment_by_ref(*, tenant_id: Any, method: str, provider_ref: str) -> Pa
     )
 
 
+def lock_payments_by_refs(*, tenant_id: Any, refs: Iterable[str]) -> set[tuple[str, str]]:
+    """The (method, reference) of the tenant's payments with any of these references, locked in pk order
+    (``lock_payment_by_ref`` for several at once: ``payments.payment_record_many``)."""
+    return set(
+        Payment.all_tenants.select_for_update()
+        .filter(tenant_id=tenant_id, provider_ref__in=list(refs))
+        .order_by("pk")
+        .values_list("method", "provider_ref")
+    )
+
+
 def lock_number_sequence(*, tenant_id: Any, series: str, period: str) -> NumberSequence | None:
     return NumberSequence.objects.select_for_update().filter(tenant_id=tenant_id, series=series, period=period).first()
 

@@ -7,6 +7,7 @@ never refused: it is kept as customer credit. A manual payment on such an invoic
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -16,8 +17,9 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.money import parse_amount
+from apps.tenancy.scoping import ScopeError, current_tenant
 
-from ..locks import lock_customer, lock_invoice, lock_payment, lock_payment_by_ref
+from ..locks import lock_customer, lock_invoice, lock_payment, lock_payment_by_ref, lock_payments_by_refs
 from ..models import CreditTransaction, Invoice, InvoiceStatus, Payment, PaymentMethod, PaymentStatus
 from . import stripe_gateway, tenant_settings
 from .credit_notes import credit_note_for_refund
@@ -125,6 +127,98 @@ def payment_record(
         notify_invoice(invoice, "paid")
         invoice_paid(invoice)
     return payment
+
+
+@dataclass(frozen=True)
+class ProviderPayment:
+    """One provider payment for ``payment_record_many``: what a webhook hands ``payment_record``."""
+
+    amount: Decimal
+    currency: str
+    method: str
+    provider_ref: str
+    reference: str
+    event_time: datetime | None = None
+    provider_account: str = ""
+
+
+PROVIDER_METHODS = (PaymentMethod.STRIPE, PaymentMethod.GENERIC)
+
+
+@transaction.atomic
+def payment_record_many(*, invoice: Invoice, entries: list[ProviderPayment]) -> list[Payment]:
+    """Record the leading ``entries`` that ``payment_record`` would record one by one, together: the
+    invoice, the customer and the payments by reference locked once (the same order), the payment rows
+    and their audit events (``payment.create`` then ``invoice.payment``, each with the invoice's figures
+    before and after that payment, as ``payment_record`` writes them) inserted together, and one UPDATE
+    of the invoice's paid and due amounts.
+
+    Only entries whose outcome is plain are taken: a new reference (not stored, not twice among them),
+    the invoice's currency, a valid amount below what is still due on an invoice that takes money. The
+    first entry that is not (a repeat, an older state, a failure to record, a payment that settles the
+    invoice or leaves credit: the paid hooks, the notification, the credit row) ends the run: the
+    payments of the entries before it are answered (possibly none), and it and those after it are the
+    caller's to record with ``payment_record``, in order."""
+    invoice = lock_invoice(invoice)
+    if invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
+        return []
+    scoped = current_tenant()
+    if scoped is not None and scoped.pk != invoice.tenant_id:
+        raise ScopeError("A payment of another tenant cannot be saved in this scope.")
+    due = invoice.amount_due
+    taken: list[tuple[ProviderPayment, Decimal, str]] = []
+    refs: set[tuple[str, str]] = set()
+    for entry in entries:
+        key = (entry.method, entry.provider_ref)
+        if entry.method not in PROVIDER_METHODS or not entry.provider_ref or key in refs:
+            break
+        currency = (entry.currency or invoice.currency).upper()
+        if currency != invoice.currency:
+            break
+        try:
+            amount = _checked_amount(entry.amount, currency)
+        except InvalidInput:
+            break
+        if amount >= due:
+            break
+        due -= amount
+        refs.add(key)
+        taken.append((entry, amount, currency))
+    if not taken:
+        return []
+    # Locked like ``lock_payment_by_ref`` (after the invoice): a reference already stored ends the run there.
+    held = lock_payments_by_refs(tenant_id=invoice.tenant_id, refs={ref for _method, ref in refs})
+    for position, (entry, _amount, _currency) in enumerate(taken):
+        if (entry.method, entry.provider_ref) in held:
+            taken = taken[:position]
+            break
+    if not taken:
+        return []
+    customer = lock_customer(invoice.customer_id)
+    now = timezone.now()
+    rows: list[Payment] = []
+    figures: list[tuple[dict, dict]] = []
+    for entry, amount, currency in taken:
+        before = audit.snapshot(invoice)
+        invoice.amount_paid += amount
+        invoice.amount_due -= amount
+        figures.append((before, audit.snapshot(invoice)))
+        payment = Payment(
+            tenant_id=invoice.tenant_id, invoice=invoice, customer=customer, amount=amount, currency=currency,
+            method=entry.method, status=PaymentStatus.SUCCEEDED, reference=entry.reference[:200],
+            provider_ref=entry.provider_ref, applied_to_invoice=amount, credited_to_balance=ZERO, failure_reason="",
+            received_at=now, provider_state_at=entry.event_time, provider_account=entry.provider_account,
+        )  # fmt: skip
+        payment.check_tenant_links()  # what ``save`` checks, from the rows at hand (no query)
+        rows.append(payment)
+    Payment.all_tenants.bulk_create(rows)
+    invoice.save(update_fields=["amount_paid", "amount_due", "updated_at"])
+    events = []
+    for payment, (before, after) in zip(rows, figures, strict=True):
+        events.append(audit.build(action="payment.create", obj=payment, after=audit.snapshot(payment)))
+        events.append(audit.build(action="invoice.payment", obj=invoice, before=before, after=after))
+    audit.record_many(events)
+    return rows
 
 
 @transaction.atomic

@@ -28,6 +28,7 @@ from celery import signature
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DataError, IntegrityError, transaction
+from django.db.models import F
 from django.db.models.fields.json import KT
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -164,9 +165,10 @@ def _store(**fields) -> WebhookEvent:
     return WebhookEvent.objects.create(**fields)
 
 
-# The flag that says a drain is asked for and has not started yet: a delivery that finds it set sends
-# nothing (that drain will read its row: the drain clears the flag before it reads). It expires, so a
-# lost message costs at most this long before the next delivery asks again (and the sweep applies it).
+# The flag that says a drain is asked for or still at work: a delivery that finds it set sends nothing
+# (that drain will read its row: it clears the flag only before its last look, ``drain``). It expires, so
+# a lost message or a killed drain costs at most this long before the next delivery asks again (and the
+# sweep applies what is left).
 DRAIN_FLAG = "billing:webhooks:drain"
 DRAIN_FLAG_TTL = 30
 DRAIN_TASK = "billing.webhooks_drain"
@@ -187,28 +189,41 @@ INVOICE_KEY = Coalesce(KT("payload__data__invoice_id"), KT("payload__data__objec
 
 def drain(limit: int = 10 * DRAIN_BATCH) -> int:
     """Apply the pending events, oldest first: those naming one invoice in one transaction (the event
-    rows locked together, then each applied in arrival order as ``process`` applies one, in a savepoint
-    of its own), every other event alone. Exactly once as ``process``: an event is applied only while
-    its row is locked and still ``received``; one another worker holds is skipped (that worker applies
-    it). Stops after ``limit`` events (the next delivery or the sweep asks again). How many it applied."""
-    cache.delete(DRAIN_FLAG)  # before reading: whatever commits from now on asks for another drain
-    done = 0
-    while done < limit:
-        pending = list(
-            WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED)
-            .order_by("created_at", "pk")
-            .annotate(invoice_key=INVOICE_KEY)
-            .values_list("pk", "invoice_key")[:DRAIN_BATCH]
-        )
-        if not pending:
-            break
-        groups: dict = {}
-        for pk, invoice_key in pending:
-            groups.setdefault(invoice_key or pk, []).append(pk)
-        applied = sum(apply_batch(pks) for pks in groups.values())
-        if not applied:
-            break  # every one is held by another worker, which applies it
-        done += applied
+    rows locked together, then applied in arrival order as ``process`` applies each, a run of payments
+    together: ``apply_in_order``), every other event alone. Exactly once as ``process``: an event is applied
+    only while its row is locked and still ``received``; one another worker holds is skipped (that worker
+    applies it). Stops after ``limit`` events (the next delivery or the sweep asks again). How many it applied.
+
+    The flag stays set while the drain finds work, so deliveries meanwhile send no message (their rows
+    are read by its next round, in larger groups); once a round finds nothing, it clears the flag and looks
+    once more: a delivery that found the flag set committed its row before that, so the last look sees
+    it, and any later one asks for another drain. Whatever ends it early (the limit, an error, every
+    event held by another worker) clears the flag too."""
+    done, cleared = 0, False
+    try:
+        while done < limit:
+            pending = list(
+                WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED)
+                .order_by("created_at", "pk")
+                .annotate(invoice_key=INVOICE_KEY)
+                .values_list("pk", "invoice_key")[:DRAIN_BATCH]
+            )
+            if not pending:
+                if cleared:
+                    break
+                cache.delete(DRAIN_FLAG)  # from now on a delivery asks for another drain
+                cleared = True
+                continue
+            groups: dict = {}
+            for pk, invoice_key in pending:
+                groups.setdefault(invoice_key or pk, []).append(pk)
+            applied = sum(apply_batch(pks) for pks in groups.values())
+            if not applied:
+                break  # every one is held by another worker, which applies it
+            done += applied
+    finally:
+        if not cleared:
+            cache.delete(DRAIN_FLAG)
     return done
 
 
@@ -221,8 +236,7 @@ def apply_batch(pks: list) -> int:
         with transaction.atomic():
             events = lock_pending_webhook_events(pks)
             by_arrival = {pk: i for i, pk in enumerate(pks)}
-            for event in sorted(events, key=lambda e: by_arrival[e.pk]):
-                _apply(event)
+            apply_in_order(sorted(events, key=lambda e: by_arrival[e.pk]))
             return len(events)
     except Exception:
         if len(pks) == 1:
@@ -236,6 +250,80 @@ def apply_batch(pks: list) -> int:
         except Exception:
             logger.exception("webhook event %s could not be applied; the sweep tries again", pk)
     return done
+
+
+def apply_in_order(events: list[WebhookEvent]) -> None:
+    """Apply these locked events in this order in the caller's transaction: a run of payments to one
+    invoice together (``apply_payments_together``), every other event as ``_apply`` applies one. Once a
+    run takes nothing (or fails and is rolled back), the rest go one by one: a repeat, a settling payment
+    or a refund in between keeps the exact order and the per-event outcome of ``_apply``."""
+    position, together = 0, True
+    while position < len(events):
+        taken = apply_payments_together(events[position:]) if together else None
+        if not taken:
+            together = together and taken is None  # a run that took nothing: the rest one by one
+            _apply(events[position])
+            taken = 1
+        position += taken
+
+
+def _generic_payment(event: WebhookEvent) -> tuple[str, payments.ProviderPayment] | None:
+    """A generic ``payment.succeeded`` whose handler would reach ``payment_record`` with plain values
+    (its invoice id and what it records), else None (``_apply`` gives it its own outcome)."""
+    if (event.provider, event.type) != (WebhookEvent.Provider.GENERIC, "payment.succeeded"):
+        return None
+    try:
+        data, amount, currency = _generic_data(event)
+    except (DomainError, TypeError, ValueError, AttributeError, KeyError, ArithmeticError):
+        return None
+    invoice_id, ref = data.get("invoice_id"), data.get("reference") or event.event_id
+    if not isinstance(invoice_id, str) or not isinstance(ref, str) or len(ref) > 200:
+        return None
+    entry = payments.ProviderPayment(
+        amount=amount, currency=currency, method=PaymentMethod.GENERIC, provider_ref=ref, reference=ref,
+        event_time=_event_time(event), provider_account=event.account,
+    )  # fmt: skip
+    return invoice_id, entry
+
+
+def apply_payments_together(events: list[WebhookEvent]) -> int | None:
+    """The leading generic payments of ``events`` that name one invoice by one route, recorded by
+    ``payments.payment_record_many`` in one savepoint, their event rows marked in one UPDATE: the same
+    rows, audit events and outcome as ``_apply`` one by one. How many it applied (0: apply the first alone);
+    None when the first is no such payment (nothing was read: the next may start a run)."""
+    head = events[0]
+    first = _generic_payment(head)
+    if first is None:
+        return None
+    invoice_id, entry = first
+    run = [(head, entry)]
+    route = (head.scope, head.account, head.bound_tenant_id)
+    for event in events[1:]:
+        found = _generic_payment(event) if (event.scope, event.account, event.bound_tenant_id) == route else None
+        if found is None or found[0] != invoice_id:
+            break
+        run.append((event, found[1]))
+    invoice = _safe_invoice(head, invoice_id)  # the same answer for every event of the run: one route, one id
+    if invoice is None:
+        return 0
+    try:
+        with transaction.atomic(), tenant_scope(invoice.tenant):
+            recorded = payments.payment_record_many(invoice=invoice, entries=[entry for _event, entry in run])
+            done = [event for event, _entry in run[: len(recorded)]]
+            if done:
+                now = timezone.now()
+                WebhookEvent.objects.filter(pk__in=[event.pk for event in done]).update(
+                    status=WebhookEvent.Status.PROCESSED, tenant=invoice.tenant, attempts=F("attempts") + 1,
+                    processed_at=now, updated_at=now,
+                )  # fmt: skip
+    except Exception:
+        # Rolled back to its savepoint: each is applied alone instead, with the outcome ``_apply`` gives it.
+        logger.exception("%s webhook payments to invoice %s failed together", len(run), invoice_id)
+        return 0
+    for event in done:
+        event.status, event.tenant, event.processed_at = WebhookEvent.Status.PROCESSED, invoice.tenant, now
+        event.attempts += 1
+    return len(done)
 
 
 FINAL = {WebhookEvent.Status.PROCESSED, WebhookEvent.Status.IGNORED, WebhookEvent.Status.UNMATCHED}
