@@ -107,7 +107,7 @@ def test_the_drain_applies_each_pending_event_once_one_invoice_per_transaction(
     assert cache.get(webhooks.DRAIN_FLAG) is not None  # asked for once; the broker has it
     assert Payment.all_tenants.count() == 0
     assert tasks.webhooks_drain() == 5
-    assert cache.get(webhooks.DRAIN_FLAG) is None  # the drain cleared it before it read
+    assert cache.get(webhooks.DRAIN_FLAG) is None  # the drain cleared it before its last look
     assert tasks.webhooks_drain() == 0
     assert Invoice.all_tenants.get(pk=first.pk).amount_paid == 3
     assert Invoice.all_tenants.get(pk=second.pk).amount_paid == 2
