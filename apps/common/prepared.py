@@ -72,19 +72,20 @@ class PreparedQuery:
         self.build = build
         self.key = key
         self.kinds = kinds
-        self._compiled: dict[tuple, _Compiled] = {}
 
     def _get(self) -> _Compiled:
         db = router.db_for_read(self.model)
-        # Per connection object (one per thread): the compiler keeps the connection it was made for.
-        cache_key = (db, id(connections[db]), self.key())
-        compiled = self._compiled.get(cache_key)
+        # Kept on the connection object (one per thread), which the compiler was made for: it goes with it.
+        connection = connections[db]
+        held = connection.__dict__.setdefault("_mpanel_prepared", {})
+        cache_key = (id(self), self.key())
+        compiled = held.get(cache_key)
         if compiled is None:
             placeholders = {name: _PLACEHOLDERS[kind]() for name, kind in self.kinds.items()}
             compiled = _Compiled(self.build(**placeholders), placeholders)
             if compiled.db != db:
                 raise ValueError("PreparedQuery: the queryset reads another database than its model's")
-            self._compiled[cache_key] = compiled
+            held[cache_key] = compiled
         return compiled
 
     def rows(self, **values: Any) -> list[Model]:
