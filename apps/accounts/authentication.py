@@ -8,13 +8,15 @@ refuse sessions (``apps.accounts.extensions``).
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from apps.common import context
+from apps.common.prepared import PreparedQuery
 from apps.tenancy import resolution
 from apps.tenancy.models import Membership
 
@@ -22,6 +24,25 @@ from .extensions import SESSION_CHECKS, TOKEN_RESOLVERS
 from .models import AuthToken, hash_token
 
 LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+_TOKEN_COLUMNS = [f.attname for f in AuthToken._meta.concrete_fields]
+
+
+def _credentials_query(tenant_id: uuid.UUID, key_hash: str) -> QuerySet:
+    return (
+        Membership.objects.select_related("tenant", "user")
+        .filter(tenant_id=tenant_id, user__auth_tokens__key_hash=key_hash)
+        .annotate(**{f"mptoken_{n}": F(f"user__auth_tokens__{n}") for n in _TOKEN_COLUMNS})
+        .annotate(**resolution.tenant_row_annotations("tenant_id"))
+        .order_by()[:1]
+    )
+
+
+# Compiled once per process (apps.common.prepared): its shape only changes with the registered TENANT_ROWS.
+_CREDENTIALS = PreparedQuery(
+    Membership, _credentials_query, key=lambda: tuple(resolution.TENANT_ROWS.items()), tenant_id=uuid.UUID, key_hash=str
+)
 
 
 class BearerTokenAuthentication(authentication.BaseAuthentication):
@@ -69,14 +90,8 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
         tenant_id = resolution.header_tenant_id(request)
         if tenant_id is None:
             return None
-        names = [f.attname for f in AuthToken._meta.concrete_fields]
-        rows = list(
-            Membership.objects.select_related("tenant", "user")
-            .filter(tenant_id=tenant_id, user__auth_tokens__key_hash=key_hash)
-            .annotate(**{f"mptoken_{n}": F(f"user__auth_tokens__{n}") for n in names})
-            .annotate(**resolution.tenant_row_annotations("tenant_id"))
-            .order_by()[:1]
-        )
+        names = _TOKEN_COLUMNS
+        rows = _CREDENTIALS.rows(tenant_id=tenant_id, key_hash=key_hash)
         if not rows:
             return None
         membership = rows[0]

@@ -1,6 +1,7 @@
-from django.db.models import Count
+from django.db.models import OuterRef
 from rest_framework.generics import get_object_or_404
 
+from apps.common.queries import SubqueryCount
 from apps.tenancy.permissions import Grant
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
@@ -33,7 +34,9 @@ class CustomerViewSet(ResourceViewSet):
     }
 
     def scope_queryset(self, queryset):
-        return queryset.annotate(contacts_count=Count("contacts"))
+        # A scalar subquery, not Count("contacts"): the page's LIMIT applies before counting, and the list's
+        # COUNT(*) reads the customers alone (apps.common.queries.SubqueryCount).
+        return queryset.annotate(contacts_count=SubqueryCount(Contact.objects.filter(customer=OuterRef("pk"))))
 
     # Answers are read again through the queryset: they carry the list's annotation (contacts_count).
     def create_resource(self, data):
