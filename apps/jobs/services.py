@@ -21,7 +21,7 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -247,12 +247,29 @@ def run_job(job_id) -> str:
 
 
 def _claim(job_id, now) -> Job | None:
-    """The claim in one statement (statements.claim), which reads the claimed job with its tenant back."""
+    """The claim in one statement (statements.claim), which reads the claimed job with its tenant back.
+
+    It is the task's first statement, and its own connection check: the health check that
+    ``CONN_HEALTH_CHECKS`` re-arms before each task (mpanel/celery.py) would cost every job a round trip of
+    its own (``SELECT 1``). A claim that fails on a connection the database dropped (a restart, a killed
+    backend) is made once more on a new connection, as the check would have replaced it first.
+    """
     try:
         job_id = uuid.UUID(str(job_id))
     except ValueError:
         return None  # not a job id at all: as "no such row"
-    return statements.claim(job_id, now, socket.gethostname())
+    worker = socket.gethostname()
+    if connection.in_atomic_block:
+        return statements.claim(job_id, now, worker)
+    if connection.connection is not None:
+        connection.health_check_done = True
+    try:
+        return statements.claim(job_id, now, worker)
+    except (InterfaceError, OperationalError):
+        if connection.connection is not None and connection.is_usable():
+            raise  # the database answered: a real error, not a dropped connection
+        connection.close()
+        return statements.claim(job_id, now, worker)
 
 
 def _why_not_claimed(job_id, now) -> str:
