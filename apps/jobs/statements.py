@@ -14,6 +14,7 @@ compares the two paths on the same jobs).
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from django.db import connection, models
@@ -56,16 +57,26 @@ def _cast(field: models.Field) -> str:
     return "text" if db_type.startswith("varchar") else db_type
 
 
+@cache
+def _converters(model: type[models.Model]) -> tuple[list[str], list[tuple[Any, list]]]:
+    """The attnames of ``model``'s concrete fields and, per field, its column and the converters a queryset
+    applies to it (worked out once per process: the same for every row)."""
+    out = []
+    for field in model._meta.concrete_fields:
+        col = field.get_col(model._meta.db_table)
+        out.append((col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)))
+    return [f.attname for f in model._meta.concrete_fields], out
+
+
 def _from_row(model: type[models.Model], row: tuple | list) -> models.Model:
     """A model instance from its concrete columns in order, through the converters a queryset applies."""
-    fields = model._meta.concrete_fields
+    attnames, converters = _converters(model)
     values = []
-    for field, value in zip(fields, row, strict=True):
-        col = field.get_col(model._meta.db_table)
-        for convert in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+    for (col, convert_all), value in zip(converters, row, strict=True):
+        for convert in convert_all:
             value = convert(value, col, connection)
         values.append(value)
-    return model.from_db(connection.alias, [f.attname for f in fields], values)
+    return model.from_db(connection.alias, attnames, values)
 
 
 # --- enqueue ----------------------------------------------------------------------------------------------
@@ -105,28 +116,41 @@ SELECT {job_columns}, {tenant_columns} FROM claimed JOIN {tenant} ON {tenant}.id
 """
 
 
-def claim(job_id, now, worker: str) -> Job | None:
-    """Claim the PENDING, due job ``job_id`` (a UUID): the claimed job with its tenant, or None."""
+@cache
+def _claim_sql() -> str:
     job_fields, tenant_fields = Job._meta.concrete_fields, Tenant._meta.concrete_fields
-    sql = _CLAIM_SQL.format(
+    return _CLAIM_SQL.format(
         job=_q(Job._meta.db_table),
         attempt=_q(JobAttempt._meta.db_table),
         tenant=_q(Tenant._meta.db_table),
         job_columns=", ".join(f"claimed.{_q(f.column)}" for f in job_fields),
         tenant_columns=", ".join(f"{_q(Tenant._meta.db_table)}.{_q(f.column)}" for f in tenant_fields),
     )
+
+
+def claim(job_id, now, worker: str) -> Job | None:
+    """Claim the PENDING, due job ``job_id`` (a UUID): the claimed job with its tenant, or None."""
+    sql = _claim_sql()
     params = {"id": job_id, "now": now, "running": JobStatus.RUNNING, "pending": JobStatus.PENDING, "worker": worker}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
-    job = _from_row(Job, row[: len(job_fields)])
-    job.tenant = _from_row(Tenant, row[len(job_fields) :])
+    split = len(Job._meta.concrete_fields)
+    job = _from_row(Job, row[:split])
+    job.tenant = _from_row(Tenant, row[split:])
     return job
 
 
 # --- finish -----------------------------------------------------------------------------------------------
+
+
+@cache
+def _event_sql(columns: tuple[str, ...]) -> str:
+    casts = ", ".join(f"%s::{_cast(f)}" for f in AuditEvent._meta.concrete_fields)
+    table = _q(AuditEvent._meta.db_table)
+    return f", event AS (INSERT INTO {table} ({', '.join(columns)}) SELECT {casts} FROM won)"  # noqa: S608
 
 
 def finish(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: AuditEvent | None) -> bool:
@@ -156,9 +180,7 @@ def finish(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: Aud
     )
     if event is not None:
         columns, values = _insert_values(event)
-        casts = ", ".join(f"%s::{_cast(f)}" for f in AuditEvent._meta.concrete_fields)
-        table = _q(AuditEvent._meta.db_table)
-        sql += f", event AS (INSERT INTO {table} ({', '.join(columns)}) SELECT {casts} FROM won)"  # noqa: S608
+        sql += _event_sql(tuple(columns))
         params += values
     sql += " SELECT count(*) FROM won"
     with connection.cursor() as cursor:
