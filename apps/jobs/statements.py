@@ -38,11 +38,16 @@ def _prep(model: type[models.Model], name: str, value: Any) -> Any:
     return _field(model, name).get_db_prep_save(value, connection)
 
 
+@cache
+def _columns(model: type[models.Model]) -> list[str]:
+    return [_q(f.column) for f in model._meta.concrete_fields]
+
+
 def _insert_values(obj: models.Model) -> tuple[list[str], list[Any]]:
     """The columns and values an ORM INSERT of the new ``obj`` would send (defaults and ``auto_now`` set
     on ``obj`` itself, as ``save()`` does)."""
     fields = obj._meta.concrete_fields
-    columns = [_q(f.column) for f in fields]
+    columns = _columns(type(obj))
     values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     obj._state.adding = False
     obj._state.db = connection.alias
@@ -84,16 +89,21 @@ def _from_row(model: type[models.Model], row: tuple | list) -> models.Model:
 
 def insert_job_and_event(job: Job, event: AuditEvent) -> None:
     """INSERT the new ``job`` and its ``job.enqueue`` event in one statement (was BEGIN, two INSERTs, COMMIT)."""
-    job_columns, job_values = _insert_values(job)
-    event_columns, event_values = _insert_values(event)
-    sql = (
-        f"WITH job AS (INSERT INTO {_q(Job._meta.db_table)} ({', '.join(job_columns)}) "  # noqa: S608 (our tables, columns)
-        f"VALUES ({', '.join(['%s'] * len(job_values))})) "
-        f"INSERT INTO {_q(AuditEvent._meta.db_table)} ({', '.join(event_columns)}) "
-        f"VALUES ({', '.join(['%s'] * len(event_values))})"
-    )
+    _job_columns, job_values = _insert_values(job)
+    _event_columns, event_values = _insert_values(event)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*job_values, *event_values])
+        cursor.execute(_enqueue_sql(), [*job_values, *event_values])
+
+
+@cache
+def _enqueue_sql() -> str:
+    job_columns, event_columns = _columns(Job), _columns(AuditEvent)
+    return (
+        f"WITH job AS (INSERT INTO {_q(Job._meta.db_table)} ({', '.join(job_columns)}) "  # noqa: S608 (our tables, columns)
+        f"VALUES ({', '.join(['%s'] * len(job_columns))})) "
+        f"INSERT INTO {_q(AuditEvent._meta.db_table)} ({', '.join(event_columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(event_columns))})"
+    )
 
 
 # --- claim ------------------------------------------------------------------------------------------------
