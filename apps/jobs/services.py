@@ -14,21 +14,22 @@ import threading
 import time
 import traceback
 import uuid
+from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict
-from apps.tenancy.scoping import tenant_scope
+from apps.tenancy.scoping import ScopeError, current_tenant, tenant_scope
 
-from . import errors, registry
+from . import errors, registry, statements
 from .models import Job, JobAttempt, JobStatus
 
 log = logging.getLogger(__name__)
@@ -54,25 +55,38 @@ def job_enqueue(
     """
     if registry.get(type) is None:
         raise ValueError(f"No handler is registered for job type {type!r}.")
+    fields: dict[str, Any] = dict(
+        tenant=tenant,
+        type=type,
+        payload=payload or {},
+        idempotency_key=key,
+        object_type=obj._meta.label_lower if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        max_attempts=max_attempts or settings.MPANEL_JOB_MAX_ATTEMPTS,
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+        # Sent on commit (below): stamped now rather than by an UPDATE when it is sent. A commit
+        # that comes later than MPANEL_JOB_PENDING_REDISPATCH may be sent twice; run_job's
+        # claim runs it once. With MPANEL_JOBS_EAGER, dispatch() stamps it as it runs it.
+        dispatched_at=None if settings.MPANEL_JOBS_EAGER else timezone.now(),
+    )
+    if key is None and one_statement():
+        # Nothing to collide with (the unique key is the idempotency key): the row and its audit event
+        # in one statement, its own transaction in autocommit; inside the caller's transaction within a
+        # savepoint, as before, so a failure leaves that transaction usable.
+        job = Job(**fields)
+        _check_scope(job)
+        after = {"type": type, "payload": job.payload}
+        event = audit.build(action="job.enqueue", obj=job, tenant=tenant, after=after, **audit.by(actor))
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            statements.insert_job_and_event(job, event)
+            job_id = job.pk
+            transaction.on_commit(lambda: dispatch(job_id, stamped=True))
+        return job
     with transaction.atomic():
         if key:
             existing = Job.all_tenants.filter(tenant=tenant, idempotency_key=key).first()
             if existing is not None:
                 return existing
-        fields = dict(
-            tenant=tenant,
-            type=type,
-            payload=payload or {},
-            idempotency_key=key,
-            object_type=obj._meta.label_lower if obj is not None else "",
-            object_id=str(obj.pk) if obj is not None else "",
-            max_attempts=max_attempts or settings.MPANEL_JOB_MAX_ATTEMPTS,
-            created_by=actor if getattr(actor, "is_authenticated", False) else None,
-            # Sent on commit (below): stamped now rather than by an UPDATE when it is sent. A commit
-            # that comes later than MPANEL_JOB_PENDING_REDISPATCH may be sent twice; run_job's
-            # claim runs it once. With MPANEL_JOBS_EAGER, dispatch() stamps it as it runs it.
-            dispatched_at=None if settings.MPANEL_JOBS_EAGER else timezone.now(),
-        )
         if key is None:
             # Nothing to collide with (the unique key is the idempotency key): no savepoint round trips.
             job = Job.all_tenants.create(**fields)
@@ -92,6 +106,25 @@ def job_enqueue(
         job_id = job.pk
         transaction.on_commit(lambda: dispatch(job_id, stamped=True))
     return job
+
+
+def one_statement() -> bool:
+    """Whether the outbox writes each group of rows in one statement (PostgreSQL: apps/jobs/statements.py);
+    elsewhere (SQLite, the embedded default) the ORM writes them one by one in a transaction. Both write
+    the same rows (tests/kernel/test_jobs_statements.py)."""
+    return connection.vendor == "postgresql"
+
+
+def _check_scope(job: Job) -> None:
+    """What ``TenantOwnedModel.save`` checks before it writes a row (the one-statement INSERT skips save())."""
+    scoped = current_tenant()
+    if job.tenant_id is None:
+        if scoped is None:
+            raise ScopeError("Job needs a tenant: set it or save inside tenant_scope().")
+        job.tenant = scoped
+    elif scoped is not None and scoped.pk != job.tenant_id:
+        raise ScopeError("Job of another tenant cannot be saved in this scope.")
+    job.check_tenant_links()
 
 
 def dispatch(job_id, countdown: float | None = None, *, stamped: bool = False) -> None:
@@ -184,7 +217,7 @@ def _backoff(attempt: int) -> timedelta:
 def run_job(job_id) -> str:
     """Run one job if it is due and nobody else holds it. Returns what happened (for logs and tests)."""
     now = timezone.now()
-    if connection.vendor == "postgresql":
+    if one_statement():
         job = _claim(job_id, now)
         if job is None:
             return _why_not_claimed(job_id, now)
@@ -213,38 +246,30 @@ def run_job(job_id) -> str:
     return _run_claimed(job)
 
 
-# The claim in one statement (PostgreSQL): the row locked (SKIP LOCKED: held elsewhere, not claimed)
-# and moved to RUNNING only while PENDING and due, and its attempt row written, atomic as one
-# statement is, instead of BEGIN, SELECT … FOR UPDATE, UPDATE, INSERT, COMMIT (five round trips).
-_CLAIM_SQL = """
-WITH claimed AS (
-    UPDATE {job} SET status = %(running)s, attempts = attempts + 1, started_at = %(now)s,
-           heartbeat_at = %(now)s, updated_at = %(now)s
-     WHERE id = (SELECT id FROM {job} WHERE id = %(id)s AND status = %(pending)s AND run_after <= %(now)s
-                 FOR UPDATE SKIP LOCKED)
- RETURNING id, attempts
-), attempt AS (
-    INSERT INTO {attempt} (job_id, number, started_at, finished_at, outcome, error, detail, worker)
-    SELECT id, attempts, %(now)s, NULL, '', '', '', %(worker)s FROM claimed
-)
-SELECT id FROM claimed
-"""
-
-
 def _claim(job_id, now) -> Job | None:
-    sql = _CLAIM_SQL.format(job=Job._meta.db_table, attempt=JobAttempt._meta.db_table)
-    params = {"id": job_id, "now": now, "running": JobStatus.RUNNING, "pending": JobStatus.PENDING,
-              "worker": socket.gethostname()}  # fmt: skip
+    """The claim in one statement (statements.claim), which reads the claimed job with its tenant back.
+
+    It is the task's first statement, and its own connection check: the health check that
+    ``CONN_HEALTH_CHECKS`` re-arms before each task (mpanel/celery.py) would cost every job a round trip of
+    its own (``SELECT 1``). A claim that fails on a connection the database dropped (a restart, a killed
+    backend) is made once more on a new connection, as the check would have replaced it first.
+    """
     try:
-        params["id"] = uuid.UUID(str(job_id))
+        job_id = uuid.UUID(str(job_id))
     except ValueError:
         return None  # not a job id at all: as "no such row"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        claimed = cursor.fetchone()
-    if claimed is None:
-        return None
-    return Job.all_tenants.select_related("tenant").get(pk=claimed[0])
+    worker = socket.gethostname()
+    if connection.in_atomic_block:
+        return statements.claim(job_id, now, worker)
+    if connection.connection is not None:
+        connection.health_check_done = True
+    try:
+        return statements.claim(job_id, now, worker)
+    except (InterfaceError, OperationalError):
+        if connection.connection is not None and connection.is_usable():
+            raise  # the database answered: a real error, not a dropped connection
+        connection.close()
+        return statements.claim(job_id, now, worker)
 
 
 def _why_not_claimed(job_id, now) -> str:
@@ -302,29 +327,45 @@ def _finish(
         fields["error_detail"] = detail[:10000]
     if result is not None:
         fields["result"] = result
+    attempt = {
+        "finished_at": now,
+        "outcome": "succeeded" if status == JobStatus.SUCCEEDED else "failed",
+        "error": error[:10000],
+        "detail": detail[:10000],
+    }
+    finished = status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+    if one_statement():
+        # Built before the write, from the job as the worker holds it (as the ORM path records it).
+        event = audit.build(**_finish_audit(job, status)) if finished else None
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            won = statements.finish(job, fields, attempt, event)
+            if won and status == JobStatus.PENDING:
+                job_id = job.pk
+                transaction.on_commit(lambda: dispatch(job_id, countdown=retry_in.total_seconds()))
+        return status.lower() if won else "superseded"
     with transaction.atomic():
         # Only the holder of this attempt may finish it: if the sweeper took the job back
         # (presumed dead) the newer attempt owns it, and this outcome is dropped.
         won = Job.all_tenants.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts).update(**fields)
         # An attempt the sweeper already closed (as "lost") keeps that outcome.
-        JobAttempt.objects.filter(job=job, number=job.attempts, finished_at__isnull=True).update(
-            finished_at=now,
-            outcome="succeeded" if status == JobStatus.SUCCEEDED else "failed",
-            error=error[:10000],
-            detail=detail[:10000],
-        )
+        JobAttempt.objects.filter(job=job, number=job.attempts, finished_at__isnull=True).update(**attempt)
         if won and status == JobStatus.PENDING:
             job_id = job.pk
             transaction.on_commit(lambda: dispatch(job_id, countdown=retry_in.total_seconds()))
-        if won and status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            audit.record(
-                action=f"job.{status.lower()}",
-                obj=job,
-                tenant=job.tenant,
-                actor=None,
-                changes={"status": [JobStatus.RUNNING, status]},
-            )
+        if won and finished:
+            audit.record(**_finish_audit(job, status))
     return status.lower() if won else "superseded"
+
+
+def _finish_audit(job: Job, status: str) -> dict[str, Any]:
+    """The audit event of a finished job (``audit.record``'s arguments)."""
+    return {
+        "action": f"job.{status.lower()}",
+        "obj": job,
+        "tenant": job.tenant,
+        "actor": None,
+        "changes": {"status": [JobStatus.RUNNING, status]},
+    }
 
 
 def sweep(*, limit: int = 500) -> dict[str, int]:

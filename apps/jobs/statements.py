@@ -1,0 +1,198 @@
+"""The job outbox's writes as one PostgreSQL statement each (services.py calls them on PostgreSQL only).
+
+A job's life is a handful of writes that must land together: the job row and its audit event when it is
+enqueued; the job, its attempt row and its audit event when it finishes. Through the ORM each is a
+statement of its own inside BEGIN … COMMIT, one round trip each; here each group is one statement
+with data-modifying CTEs, which PostgreSQL runs atomically (one snapshot, one transaction when no
+transaction is open), so the audit event still commits or rolls back with the change it records.
+
+Values go through each field's ``pre_save``/``get_db_prep_save`` (defaults, ``auto_now``, the redaction of
+``TenantErrorField``, JSON adaptation) and rows read back through each field's converters, so a row
+written or read here is the row the ORM would write or read (tests/kernel/test_jobs_statements.py
+compares the two paths on the same jobs).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from django.db import connection, models
+
+from apps.audit.models import AuditEvent
+from apps.tenancy.models import Tenant
+
+from .models import Job, JobAttempt, JobStatus
+
+
+def _q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _field(model: type[models.Model], name: str) -> models.Field:
+    return model._meta.get_field(name)
+
+
+def _prep(model: type[models.Model], name: str, value: Any) -> Any:
+    """``value`` as an UPDATE of the ORM would send it for ``model.name``."""
+    return _field(model, name).get_db_prep_save(value, connection)
+
+
+@cache
+def _columns(model: type[models.Model]) -> list[str]:
+    return [_q(f.column) for f in model._meta.concrete_fields]
+
+
+def _insert_values(obj: models.Model) -> tuple[list[str], list[Any]]:
+    """The columns and values an ORM INSERT of the new ``obj`` would send (defaults and ``auto_now`` set
+    on ``obj`` itself, as ``save()`` does)."""
+    fields = obj._meta.concrete_fields
+    columns = _columns(type(obj))
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return columns, values
+
+
+def _cast(field: models.Field) -> str:
+    # A SELECT list's literals have no column to take their type from: each is cast. Character columns
+    # are cast to text and converted on assignment, so a value too long still fails as the ORM's would
+    # (an explicit cast to varchar(n) would cut it silently).
+    db_type = field.cast_db_type(connection) or "text"
+    return "text" if db_type.startswith("varchar") else db_type
+
+
+@cache
+def _converters(model: type[models.Model]) -> tuple[list[str], list[tuple[Any, list]]]:
+    """The attnames of ``model``'s concrete fields and, per field, its column and the converters a queryset
+    applies to it (worked out once per process: the same for every row)."""
+    out = []
+    for field in model._meta.concrete_fields:
+        col = field.get_col(model._meta.db_table)
+        out.append((col, connection.ops.get_db_converters(col) + col.get_db_converters(connection)))
+    return [f.attname for f in model._meta.concrete_fields], out
+
+
+def _from_row(model: type[models.Model], row: tuple | list) -> models.Model:
+    """A model instance from its concrete columns in order, through the converters a queryset applies."""
+    attnames, converters = _converters(model)
+    values = []
+    for (col, convert_all), value in zip(converters, row, strict=True):
+        for convert in convert_all:
+            value = convert(value, col, connection)
+        values.append(value)
+    return model.from_db(connection.alias, attnames, values)
+
+
+# --- enqueue ----------------------------------------------------------------------------------------------
+
+
+def insert_job_and_event(job: Job, event: AuditEvent) -> None:
+    """INSERT the new ``job`` and its ``job.enqueue`` event in one statement (was BEGIN, two INSERTs, COMMIT)."""
+    _job_columns, job_values = _insert_values(job)
+    _event_columns, event_values = _insert_values(event)
+    with connection.cursor() as cursor:
+        cursor.execute(_enqueue_sql(), [*job_values, *event_values])
+
+
+@cache
+def _enqueue_sql() -> str:
+    job_columns, event_columns = _columns(Job), _columns(AuditEvent)
+    return (
+        f"WITH job AS (INSERT INTO {_q(Job._meta.db_table)} ({', '.join(job_columns)}) "  # noqa: S608 (our tables, columns)
+        f"VALUES ({', '.join(['%s'] * len(job_columns))})) "
+        f"INSERT INTO {_q(AuditEvent._meta.db_table)} ({', '.join(event_columns)}) "
+        f"VALUES ({', '.join(['%s'] * len(event_columns))})"
+    )
+
+
+# --- claim ------------------------------------------------------------------------------------------------
+
+# The row locked (SKIP LOCKED: held elsewhere, not claimed) and moved to RUNNING only while PENDING and due,
+# its attempt row written, and the claimed row read back with its tenant: one statement instead of BEGIN,
+# SELECT … FOR UPDATE, UPDATE, INSERT, COMMIT and a SELECT of the job with its tenant.
+_CLAIM_SQL = """
+WITH claimed AS (
+    UPDATE {job} SET status = %(running)s, attempts = attempts + 1, started_at = %(now)s,
+           heartbeat_at = %(now)s, updated_at = %(now)s
+     WHERE id = (SELECT id FROM {job} WHERE id = %(id)s AND status = %(pending)s AND run_after <= %(now)s
+                 FOR UPDATE SKIP LOCKED)
+ RETURNING *
+), attempt AS (
+    INSERT INTO {attempt} (job_id, number, started_at, finished_at, outcome, error, detail, worker)
+    SELECT id, attempts, %(now)s, NULL, '', '', '', %(worker)s FROM claimed
+)
+SELECT {job_columns}, {tenant_columns} FROM claimed JOIN {tenant} ON {tenant}.id = claimed.tenant_id
+"""
+
+
+@cache
+def _claim_sql() -> str:
+    job_fields, tenant_fields = Job._meta.concrete_fields, Tenant._meta.concrete_fields
+    return _CLAIM_SQL.format(
+        job=_q(Job._meta.db_table),
+        attempt=_q(JobAttempt._meta.db_table),
+        tenant=_q(Tenant._meta.db_table),
+        job_columns=", ".join(f"claimed.{_q(f.column)}" for f in job_fields),
+        tenant_columns=", ".join(f"{_q(Tenant._meta.db_table)}.{_q(f.column)}" for f in tenant_fields),
+    )
+
+
+def claim(job_id, now, worker: str) -> Job | None:
+    """Claim the PENDING, due job ``job_id`` (a UUID): the claimed job with its tenant, or None."""
+    sql = _claim_sql()
+    params = {"id": job_id, "now": now, "running": JobStatus.RUNNING, "pending": JobStatus.PENDING, "worker": worker}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    split = len(Job._meta.concrete_fields)
+    job = _from_row(Job, row[:split])
+    job.tenant = _from_row(Tenant, row[split:])
+    return job
+
+
+# --- finish -----------------------------------------------------------------------------------------------
+
+
+@cache
+def _event_sql(columns: tuple[str, ...]) -> str:
+    casts = ", ".join(f"%s::{_cast(f)}" for f in AuditEvent._meta.concrete_fields)
+    table = _q(AuditEvent._meta.db_table)
+    return f", event AS (INSERT INTO {table} ({', '.join(columns)}) SELECT {casts} FROM won)"  # noqa: S608
+
+
+def finish(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: AuditEvent | None) -> bool:
+    """The outcome of ``job``'s attempt in one statement (was BEGIN, two UPDATEs, the audit INSERT, COMMIT).
+
+    ``fields`` are written to the job only while this attempt holds it (RUNNING, the same attempt
+    number); ``attempt`` to the attempt row only while it is open; ``event`` is inserted only if the job
+    row was written. Answers whether it was (False: the sweeper took the job back, the outcome is dropped).
+    """
+    job_table, attempt_table = _q(Job._meta.db_table), _q(JobAttempt._meta.db_table)
+    params: list[Any] = []
+    sets = []
+    for name, value in fields.items():
+        sets.append(f"{_q(_field(Job, name).column)} = %s")
+        params.append(_prep(Job, name, value))
+    params += [job.pk, JobStatus.RUNNING, job.attempts]
+    attempt_sets = []
+    for name, value in attempt.items():
+        attempt_sets.append(f"{_q(_field(JobAttempt, name).column)} = %s")
+        params.append(_prep(JobAttempt, name, value))
+    params += [job.pk, job.attempts]
+    sql = (
+        f"WITH won AS (UPDATE {job_table} SET {', '.join(sets)} WHERE id = %s AND status = %s AND attempts = %s "  # noqa: S608
+        f"RETURNING id), "
+        f"attempt AS (UPDATE {attempt_table} SET {', '.join(attempt_sets)} "
+        f"WHERE job_id = %s AND number = %s AND finished_at IS NULL)"
+    )
+    if event is not None:
+        columns, values = _insert_values(event)
+        sql += _event_sql(tuple(columns))
+        params += values
+    sql += " SELECT count(*) FROM won"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return bool(cursor.fetchone()[0])
