@@ -262,7 +262,7 @@ class NodeRuntime:
             while len(os.listdir(folder)) < wanted:  # copies under way in other processes count too
                 tmp = Path(tempfile.mkdtemp(prefix=".copy-", dir=folder))
                 try:
-                    _copy_tree(image, tmp / "rootfs", background=True)
+                    _copy_tree(image, tmp / "rootfs")
                     os.rename(tmp / "rootfs", folder / uuid.uuid4().hex)
                     made += 1
                 finally:
@@ -521,18 +521,17 @@ class NodeRuntime:
         return state
 
 
-def _copy_tree(source: Path, target: Path, *, background: bool = False) -> None:
+def _copy_tree(source: Path, target: Path) -> None:
     """``target`` a copy of ``source`` (symlinks as links, modes, owners and times kept): ``cp -a``,
     which holds no lock of this process while it copies (a spare refilled in a thread copied
     file by file in Python held the interpreter's lock against the requests served meanwhile);
-    ``shutil.copytree`` where there is no ``cp``. ``background``: a spare made ahead of need, at a
-    lower CPU priority than the pods being started and the requests being answered."""
+    ``shutil.copytree`` where there is no ``cp``. Not at a lower priority: on a busy node a starved
+    refill leaves the next pod without a spare, and that pod then waits for a copy of its own."""
     cp = shutil.which("cp")
     if cp is None:
         shutil.copytree(source, target, symlinks=True)
         return
-    nice = shutil.which("nice") if background else None
-    cmd = [*([nice, "-n", "10"] if nice else []), cp, "-a", "--", str(source), str(target)]
+    cmd = [cp, "-a", "--", str(source), str(target)]
     result = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
     if result.returncode != 0:
         shutil.rmtree(target, ignore_errors=True)
