@@ -15,6 +15,8 @@ behind the earlier instead of deadlocking (tests/hosting/test_cloudpods_api.py::
 
 from __future__ import annotations
 
+from django.db import connection
+
 from apps.nodes.models import Node, NodeStatus
 from apps.tenancy.models import Tenant
 
@@ -33,5 +35,9 @@ def node(pk, *, any_tenant: bool = False) -> Node:
 
 def tenant_for_quota(tenant: Tenant) -> None:
     """Step 3: the tenant's row, FOR NO KEY UPDATE (inserts that point at the tenant go on), so that
-    two creates or resizes on different nodes cannot both take the last of the quota."""
+    two creates or resizes on different nodes cannot both take the last of the quota. A database
+    without row locks (the embedded SQLite: a write transaction holds the whole database from its
+    ``BEGIN IMMEDIATE``) is already serialised, and the read would lock nothing: it is not made."""
+    if not connection.features.has_select_for_update:
+        return
     Tenant.objects.select_for_update(no_key=True).filter(pk=tenant.pk).first()

@@ -15,7 +15,7 @@ import uuid
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from apps.audit import services as audit
@@ -157,23 +157,37 @@ def quota_limits() -> dict:
 
 
 def quota_usage() -> dict:
-    usage = CloudPod.objects.filter(status__in=LIVE).aggregate(pods=Count("id"), memory=Sum("memory_mb"))
-    return {**quota_limits(), "used_pods": usage["pods"], "used_memory_mb": usage["memory"] or 0}
+    return _quota_usage()
 
 
-def _check_quota(tenant, *, pods: int, memory_mb: int) -> None:
+def _quota_usage(name: str | None = None) -> dict:
+    """``quota_usage``; with ``name``, also whether a live pod has that name (``name_taken``), in
+    the same read of the live pods (a create asks both)."""
+    figures = {"pods": Count("id"), "memory": Sum("memory_mb")}
+    if name is not None:
+        figures["named"] = Count("id", filter=Q(name=name))
+    usage = CloudPod.objects.filter(status__in=LIVE).aggregate(**figures)
+    answer = {**quota_limits(), "used_pods": usage["pods"], "used_memory_mb": usage["memory"] or 0}
+    if name is not None:
+        answer["name_taken"] = bool(usage["named"])
+    return answer
+
+
+def _check_quota(tenant, *, pods: int, memory_mb: int, name: str | None = None) -> dict:
     """Would ``pods`` more pods and ``memory_mb`` more memory stay within the tenant's quota?
+    Answers the usage read (with ``name_taken`` when ``name`` is given).
 
     The tenant's row is locked first (``locks.tenant_for_quota``) so that two creates or resizes on
     different nodes cannot both take the last of the quota.
     """
     locks.tenant_for_quota(tenant)
-    quota = quota_usage()
+    quota = _quota_usage(name)
     max_pods, max_memory = quota["max_pods"], quota["max_memory_mb"]
     if pods and max_pods is not None and quota["used_pods"] + pods > max_pods:
         raise Conflict(f"The tenant's quota of {max_pods} pods is used up.", code="quota_exceeded")
     if memory_mb > 0 and max_memory is not None and quota["used_memory_mb"] + memory_mb > max_memory:
         raise Conflict(f"The tenant's quota of {max_memory} MB of pod memory is used up.", code="quota_exceeded")
+    return quota
 
 
 @transaction.atomic
@@ -195,8 +209,7 @@ def pod_create(
         raise InvalidInput(f"Unknown image {image!r}.", field="image")
     subscription = _check_subscription(subscription)
     nodes = locks.candidate_nodes()
-    _check_quota(tenant, pods=1, memory_mb=chosen.memory_mb)
-    if CloudPod.objects.filter(name=name, status__in=LIVE).exists():
+    if _check_quota(tenant, pods=1, memory_mb=chosen.memory_mb, name=name)["name_taken"]:
         raise InvalidInput("A pod with this name exists already.", field="name")
     if node is not None:
         wanted = next((n for n in nodes if n.pk == node.pk), None)  # the locked row, if it is a candidate
@@ -225,8 +238,9 @@ def pod_create(
         subscription=subscription,
     )
     try:
-        with transaction.atomic():
-            pod.save(force_insert=True)
+        # No savepoint of its own: the error leaves this function's transaction (or savepoint), which
+        # rolls back the node's reservation with it.
+        pod.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A pod with this name exists already.", field="name") from exc
     # The plan limits of the customer the pod is sold to (apps.common.limits), the row saved.

@@ -8,8 +8,10 @@ node itself (its secret, its settings) in apps.nodes.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import math
+import operator
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -19,6 +21,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
+from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from agent import shield as node_shield
 from agent import signing
@@ -39,6 +42,7 @@ from .models import HourRollup, IngestNonce, MinuteRollup, NodeReport, RollupSta
 log = logging.getLogger(__name__)
 SERVICE_STATES = {"up", "down", "absent", "unconfigured"}
 NUMBER = (int, float)  # exact types: a JSON true/false is a bool, never a number here
+NUMBER_TYPES = frozenset(NUMBER)
 
 
 class IngestRefused(DomainError):
@@ -90,18 +94,70 @@ def authenticate(*, headers, method: str, path: str, body: bytes, now: float | N
 # --- validation ------------------------------------------------------------------------------------
 
 
+class _NotQuick(Exception):
+    """The quick reading of a body cannot vouch for it: read it the generic way."""
+
+
 def parse_batch(body: bytes | dict) -> dict:
     """``{"samples": [[metric, ts, value], ...], "services"?: {name: {"state", "detail"?}},
     "shield"?: [event, ...]}`` (the requests Shield denied, ``agent.shield``) → checked data;
     a 400 with the first few errors per sample otherwise. Hand-written rather than a
-    DRF serializer: it runs for every sample of every batch (a ListSerializer is ~50x slower)."""
+    DRF serializer: it runs for every sample of every batch (a ListSerializer is ~50x slower).
+
+    A body is first read the quick way (``_quick_loads``: plain ``json.loads``, no bracket scan of
+    the whole text and no hook per number) and checked; it is kept only when the check itself
+    proves what ``apps.common.parsers.loads`` enforces (every sample a flat ``[metric, ts, value]``
+    of finite numbers, the rest shallow and finite, the size within the limit). Anything else, a
+    bad batch included, is read again by ``parsers.loads`` and checked again, so every answer (the
+    data, each 400 and its words) is the generic reader's."""
     if isinstance(body, bytes | bytearray):
+        data = _quick_loads(body)
+        if data is not None:
+            try:
+                return _check_batch(data, quick=True)
+            except (_NotQuick, InvalidInput, ValidationError, DRFValidationError):
+                pass  # read again below: the answer (and its error) is the generic reader's
         try:
             data = parsers.loads(body)  # bounded in size and nesting, like every request body
         except parsers.InvalidJSON as exc:
             raise InvalidInput(f"The body is not JSON: {exc.detail}", field="non_field_errors") from exc
     else:
         data = body
+    return _check_batch(data)
+
+
+def _quick_loads(body: bytes | bytearray):
+    """``json.loads`` of a UTF-8 body within the size limit, or None (the generic reader decides)."""
+    if len(body) > parsers.max_body_bytes() or parsers.max_depth() < 3:
+        return None
+    try:
+        return json.loads(body.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return None
+
+
+def _shallow_and_finite(value, room: int) -> bool:
+    """No float that ``parsers.loads`` refuses (NaN, ±inf) and at most ``room`` more levels of
+    arrays and objects. Recursion is bounded by ``room`` (the depth limit, 32 by default)."""
+    kind = type(value)
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list or kind is dict:
+        if room < 1:
+            return False
+        return all(_shallow_and_finite(v, room - 1) for v in (value.values() if kind is dict else value))
+    return True
+
+
+def _check_batch(data, *, quick: bool = False) -> dict:
+    if quick:
+        # The top object is one level; everything but the samples (checked one by one below) must fit
+        # under the depth limit and hold finite numbers only, as parsers.loads would have enforced.
+        if type(data) is not dict:
+            raise _NotQuick
+        room = parsers.max_depth() - 1
+        if not all(_shallow_and_finite(v, room) for k, v in data.items() if k != "samples"):
+            raise _NotQuick
     if not isinstance(data, dict):
         raise InvalidInput("The body must be an object.", field="non_field_errors")
     samples = data.get("samples")
@@ -113,26 +169,29 @@ def parse_batch(body: bytes | dict) -> dict:
     now = time.time()
     oldest, newest = now - settings.MPANEL_METRICS_MAX_AGE, now + signing.TOLERANCE
     errors: dict[str, list[str]] = {}
-    rows: list[tuple[str, int, float]] = []
-    known: set[str] = set()  # a batch repeats a few dozen names: each is matched once
-    for i, item in enumerate(samples):
+    rows = _rows_at_once(samples, oldest, newest)
+    # A batch with a bad sample: one at a time, to name the first few problems.
+    for i, item in enumerate(samples if rows is None else ()):
         # The common case in a few type checks; anything else gets its reason from _sample_problem.
         if (
             type(item) is list
             and len(item) == 3
-            and (item[0] in known or (is_metric(item[0]) and not known.add(item[0])))
+            and is_metric(item[0])
             and type(item[1]) in NUMBER
             and oldest <= item[1] <= newest
             and type(item[2]) in NUMBER
             and -1e300 <= item[2] <= 1e300  # False for NaN; inf is out of range
         ):
-            rows.append((item[0], int(item[1]), float(item[2])))
             continue
         errors[str(i)] = [_sample_problem(item, oldest, newest) or "Invalid sample."]
         if len(errors) >= 20:
             break
     if errors:
+        if quick:  # a plain json.loads lets through what parsers.loads refuses (NaN, 1e999, depth)
+            raise _NotQuick
         raise ValidationError({"samples": [f"sample {i}: {problem}" for i, (problem,) in errors.items()]})
+    if rows is None:  # every sample passed one by one (the column checks are stricter, never looser)
+        rows = [(item[0], int(item[1]), float(item[2])) for item in samples]
     services = data.get("services") or {}
     if not isinstance(services, dict) or len(services) > 20:
         raise InvalidInput("services must be an object of at most 20 services.", field="services")
@@ -149,17 +208,54 @@ def parse_batch(body: bytes | dict) -> dict:
     return batch
 
 
+def _rows_at_once(samples: list, oldest: float, newest: float) -> list[tuple[str, int, float]] | None:
+    """``(metric, int ts, float value)`` of every sample when each is a good ``[metric, ts, value]``
+    (a known metric, a number of seconds in the window, a finite value within ±1e300; exact types,
+    so a JSON true/false is no number), checked a column at a time in C loops (``map``, ``zip``,
+    ``min``, ``max``) rather than a sample at a time. None when any sample is not: the caller
+    then goes through them one by one to name the problems."""
+    try:
+        if set(map(type, samples)) != {list} or set(map(len, samples)) != {3}:
+            return None
+        metrics, stamps, values = _columns(samples)
+        if not all(map(is_metric, set(metrics))):  # a batch repeats a few dozen names: each once
+            return None
+        for column, low, high in ((stamps, oldest, newest), (values, -1e300, 1e300)):
+            kinds = set(map(type, column))
+            if not kinds <= NUMBER_TYPES:
+                return None
+            if float in kinds and not all(map(math.isfinite, column)):  # NaN compares false: no min/max
+                return None
+            if min(column) < low or max(column) > high:
+                return None
+    except (TypeError, ValueError, OverflowError):  # an unhashable name, an int too large for a float
+        return None
+    return list(zip(metrics, map(int, stamps), map(float, values), strict=True))
+
+
+_FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
+
+
+def _columns(samples: list) -> tuple[list, list, list]:
+    """The three columns of a batch of ``[metric, ts, value]`` (or tuples), in three C loops without
+    the iterator object per row that ``zip(*samples)`` makes."""
+    return list(map(_FIRST, samples)), list(map(_SECOND, samples)), list(map(_THIRD, samples))
+
+
 def _sample_problem(item, oldest: float, newest: float) -> str | None:
     if not isinstance(item, list) or len(item) != 3:
         return "A sample is [metric, ts, value]."
     metric, ts, value = item
     if not is_metric(metric):
         return f"Unknown metric {str(metric)[:60]!r}."
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+    # An int is finite (math.isfinite of one past a float's range raised OverflowError: a 500).
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or (isinstance(ts, float) and not math.isfinite(ts)):
         return "ts must be unix seconds."
     if not oldest <= ts <= newest:
         return f"ts is outside the accepted window ({int(oldest)}..{int(newest)})."
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "value must be a finite number."
+    if isinstance(value, float) and not math.isfinite(value):
         return "value must be a finite number."
     if abs(value) > 1e300:
         return "value is out of range."
@@ -178,21 +274,39 @@ def ingest(*, node: Node, batch: dict, nonce: str | None = None) -> IngestResult
     latest report. One transaction and a constant number of queries whatever the batch size."""
     now = time.time()
     if nonce is not None:
-        try:
-            with transaction.atomic():
-                IngestNonce.objects.create(node=node, nonce=nonce, seen_at=int(now))
-        except IntegrityError as exc:
-            raise IngestRefused("replayed request") from exc
+        # ON CONFLICT DO NOTHING rather than an INSERT in a savepoint that a replay's unique
+        # violation rolls back: one statement, and no row inserted is the same "seen before".
+        table = IngestNonce._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (node_id, nonce, seen_at) VALUES (%s, %s, %s) "  # noqa: S608 (our table)
+                "ON CONFLICT (node_id, nonce) DO NOTHING",
+                [node.pk, nonce, int(now)],
+            )
+            if cursor.rowcount != 1:
+                raise IngestRefused("replayed request")
     received_at = int(now)
     samples = batch["samples"]
     stored = _insert(node.pk, samples, received_at)
-    latest: dict[str, list] = {}
-    for metric, ts, value in batch["samples"]:
-        if metric not in latest or ts >= latest[metric][0]:
-            latest[metric] = [ts, value]
-    _report_upsert(node, latest=latest, services=batch.get("services") or {}, count=len(samples))
+    _report_upsert(node, latest=_latest(samples), services=batch.get("services") or {}, count=len(samples))
     denials = shield.record_node_events(node=node, events=batch["shield"]) if "shield" in batch else None
     return IngestResult(received=len(samples), stored=stored, shield=denials)
+
+
+def _latest(samples: list[tuple[str, int, float]]) -> dict[str, list]:
+    """Each metric's ``[ts, value]`` of the highest ts (the later sample on a tie)."""
+    if not samples:
+        return {}
+    metrics, stamps, values = _columns(samples)
+    if all(map(operator.le, stamps, stamps[1:])):
+        # In time order (an agent's batch): each metric's last sample is its latest; dict() keeps the
+        # last value of a key at the place of its first, as the loop below does. Lists as the loop.
+        return {m: [ts, v] for m, (ts, v) in dict(zip(metrics, zip(stamps, values, strict=True), strict=True)).items()}
+    latest: dict[str, list] = {}
+    for metric, ts, value in samples:
+        if metric not in latest or ts >= latest[metric][0]:
+            latest[metric] = [ts, value]
+    return latest
 
 
 def _insert(node_id, samples: list[tuple[str, int, float]], received_at: int) -> int:
@@ -214,8 +328,7 @@ def _insert(node_id, samples: list[tuple[str, int, float]], received_at: int) ->
             with transaction.atomic(), connection.cursor() as cursor, connection.wrap_database_errors:
                 columns = "(node_id, metric, ts, value, received_at)"
                 with cursor.cursor.copy(f"COPY {table} {columns} FROM STDIN") as copy:
-                    for metric, ts, value in samples:
-                        copy.write_row((node_id, metric, ts, value, received_at))
+                    copy.write(_copy_text(node_id, samples, received_at))
             return len(samples)
         except IntegrityError:
             pass  # some of them are stored already: the savepoint took the COPY back
@@ -232,6 +345,21 @@ def _insert(node_id, samples: list[tuple[str, int, float]], received_at: int) ->
     rows = [Sample(node_id=node_id, metric=m, ts=ts, value=v, received_at=received_at) for m, ts, v in samples]
     Sample.objects.bulk_create(rows, ignore_conflicts=True, batch_size=500)
     return Sample.objects.filter(node_id=node_id).count() - before
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(node_id, samples: list[tuple[str, int, float]], received_at: int) -> str:
+    """The batch in COPY's text format, built in one pass (psycopg's ``write_row`` adapts every
+    value of every row on its own: it was most of the ingest's time in Python). A ts is an int and
+    a value a finite float (``repr`` is the shortest text that reads back as the same float); a
+    metric name is escaped as COPY reads it (checked names have nothing to escape)."""
+    metrics, stamps, values = _columns(samples)
+    names = {m: f"{node_id}\t{m.translate(_COPY_ESCAPES)}\t" for m in set(metrics)}
+    line = "{}{}\t{!r}\t" + str(int(received_at)) + "\n"
+    # Built by C loops (map over str.format), not a Python statement per row.
+    return "".join(map(line.format, map(names.__getitem__, metrics), map(int, stamps), map(float, values)))
 
 
 def _report_upsert(node: Node, *, latest: dict, services: dict, count: int) -> None:
