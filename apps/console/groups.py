@@ -60,6 +60,7 @@ GRANTS: dict[str, dict[str, list[str]]] = {
         "dns.zone": ["add", "change"],
         "dns.record": ["add", "change"],
         "whitelabel.brand": ["change"],  # apply the brand's name servers to the tenant's zones
+        "whitelabel.customdomain": ["change"],  # check the TXT record, ask for the certificate again
         "domains.domain": ["add", "change"],  # verify, renew, transfer out
         "mail.maildomain": ["add", "change"],
         "mail.mailbox": ["add", "change"],
