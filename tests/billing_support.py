@@ -17,6 +17,7 @@ from stripe import WebhookSignature
 
 from apps.billing.models import Invoice, StripeConnection
 from apps.billing.services import connect, invoices
+from apps.billing.services.webhooks import sign_generic
 from apps.customers.models import Customer
 from tests.conftest import client_for
 
@@ -51,6 +52,44 @@ def stripe_delivery(event: dict, *, secret: str = STRIPE_SECRET, timestamp: int 
     body = json.dumps(event)
     header = WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp)
     return body, header
+
+
+GENERIC_WEBHOOK = "/api/v1/billing/webhooks/generic"
+STRIPE_WEBHOOK = "/api/v1/billing/webhooks/stripe"
+
+
+def post_stripe(event: dict | str, *, secret: str = STRIPE_SECRET, timestamp: int | None = None, header=None):
+    """POST a Stripe delivery signed with ``secret`` (or sent with the given ``header``); a str ``event`` is sent
+    as it is (a body that is not an event)."""
+    if isinstance(event, str):
+        body, signed = event, WebhookSignature.generate_signature_header(event, secret, timestamp=timestamp)
+    else:
+        body, signed = stripe_delivery(event, secret=secret, timestamp=timestamp)
+    return client_for().post(
+        STRIPE_WEBHOOK, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header or signed
+    )
+
+
+def post_generic(body, *secrets: str, url: str = GENERIC_WEBHOOK, timestamp=None, header=None, tenant=None):
+    """POST a generic delivery (a dict/list as JSON, bytes as they are) signed with each of ``secrets`` (the
+    platform's by default; a sender switching secrets signs with both), or sent with the given ``header``;
+    ``tenant`` names the tenant in ``X-Mpanel-Tenant``."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    if header is None:
+        secrets = secrets or (GENERIC_SECRET,)
+        header = sign_generic(raw, secrets[0], timestamp)
+        for other in secrets[1:]:
+            header += "," + sign_generic(raw, other, timestamp).split(",")[1]
+    extra = {"HTTP_X_MPANEL_TENANT": tenant} if tenant is not None else {}
+    return client_for().post(url, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=header, **extra)
+
+
+def generic_payment(invoice, event_id: str, *, type_="payment.succeeded", amount=None, reference=None) -> dict:
+    """A generic payment event for ``invoice``: its whole total unless ``amount``, the event id as the
+    reference unless ``reference``."""
+    data = {"invoice_id": str(invoice.pk), "amount": amount or str(invoice.total), "currency": invoice.currency,
+            "reference": reference or event_id}  # fmt: skip
+    return {"id": event_id, "type": type_, "data": data}
 
 
 def stripe_event(event_id: str, type_: str, obj: dict, created: int | None = None) -> dict:
@@ -91,7 +130,6 @@ def money(value) -> Decimal:
 # --- Stripe's API, replayed locally (Connect, Checkout, saved cards) --------------------------------
 
 CONNECT_SECRET = "whsec_connect_endpoint_secret"
-STRIPE_WEBHOOK = "/api/v1/billing/webhooks/stripe"
 
 
 def account_object(account_id: str, *, type_="express", charges=False, payouts=False, submitted=False, email=""):
@@ -279,8 +317,7 @@ def connected(fx, stripe_api, account_id: str, *, charges=True, fee="0") -> Stri
 
 
 def post_connect_event(event, secret=CONNECT_SECRET):
-    body, header = stripe_delivery(event, secret=secret)
-    return client_for().post(STRIPE_WEBHOOK, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+    return post_stripe(event, secret=secret)
 
 
 def connect_event(event_id, type_, obj, account, created=None):

@@ -15,32 +15,22 @@ from apps.tenancy.roles import Role
 from tests.billing_support import (
     GENERIC_SECRET,
     STRIPE_SECRET,
+    STRIPE_WEBHOOK,
+    generic_payment,
     issued,
     payment_intent,
+    post_generic,
+    post_stripe,
     stripe_delivery,
     stripe_event,
 )
 from tests.conftest import client_for
-
-STRIPE = "/api/v1/billing/webhooks/stripe"
-GENERIC = "/api/v1/billing/webhooks/generic"
 
 
 @pytest.fixture(autouse=True)
 def _secrets(settings):
     settings.STRIPE_WEBHOOK_SECRET = STRIPE_SECRET
     settings.MPANEL_GENERIC_WEBHOOK_SECRET = GENERIC_SECRET
-
-
-def post_stripe(event, **kw):
-    body, header = stripe_delivery(event, **kw)
-    return client_for().post(STRIPE, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
-
-
-def post_generic(event, *, secret=GENERIC_SECRET, timestamp=None, header=None):
-    raw = json.dumps(event).encode()
-    header = header or sign_generic(raw, secret, timestamp)
-    return client_for().post(GENERIC, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=header)
 
 
 def refreshed(invoice):
@@ -81,13 +71,13 @@ class TestStripe:
         event = stripe_event("evt_x", "payment_intent.succeeded", payment_intent("pi_x", invoice, 100))
         body, header = stripe_delivery(event)
         client = client_for()
-        assert client.post(STRIPE, body, content_type="application/json").status_code == 400
-        assert client.post(STRIPE, body, content_type="application/json",
+        assert client.post(STRIPE_WEBHOOK, body, content_type="application/json").status_code == 400
+        assert client.post(STRIPE_WEBHOOK, body, content_type="application/json",
                            HTTP_STRIPE_SIGNATURE="t=1,v1=deadbeef").status_code == 400  # fmt: skip
         assert post_stripe(event, secret="whsec_wrong").status_code == 400
         assert post_stripe(event, timestamp=int(time.time()) - 301).status_code == 400
         tampered = body.replace('"amount": 100', '"amount": 1')
-        assert client.post(STRIPE, tampered, content_type="application/json",
+        assert client.post(STRIPE_WEBHOOK, tampered, content_type="application/json",
                            HTTP_STRIPE_SIGNATURE=header).status_code == 400  # fmt: skip
         assert not WebhookEvent.objects.exists() and not Payment.all_tenants.exists()
 
@@ -150,9 +140,7 @@ class TestStripe:
 @pytest.mark.django_db
 class TestGeneric:
     def event(self, invoice, id_="g1", type_="payment.succeeded", amount=None, reference="bank-1"):
-        data = {"invoice_id": str(invoice.pk), "amount": amount or str(invoice.total), "currency": invoice.currency,
-                "reference": reference}  # fmt: skip
-        return {"id": id_, "type": type_, "data": data}
+        return generic_payment(invoice, id_, type_=type_, amount=amount, reference=reference)
 
     def test_signed_payment_applies_once(self, tenant_a):
         invoice = issued(tenant_a)
@@ -173,17 +161,15 @@ class TestGeneric:
 
     def test_rotated_secret_with_two_signatures(self, tenant_a):
         invoice = issued(tenant_a)
-        raw = json.dumps(self.event(invoice)).encode()
-        good = sign_generic(raw, GENERIC_SECRET)
-        t, v1 = good.split(",")
-        header = f"{t},v1={'0' * 64},{v1}"
-        response = client_for().post(GENERIC, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=header)
+        event = self.event(invoice)
+        t, v1 = sign_generic(json.dumps(event).encode(), GENERIC_SECRET).split(",")
+        response = post_generic(event, header=f"{t},v1={'0' * 64},{v1}")
         assert response.status_code == 200
 
     def test_refused_deliveries_store_nothing(self, tenant_a):
         invoice = issued(tenant_a)
         event = self.event(invoice)
-        assert post_generic(event, secret="wrong").status_code == 400
+        assert post_generic(event, "wrong").status_code == 400
         assert post_generic(event, timestamp=int(time.time()) - 301).status_code == 400
         assert post_generic(event, header="v1=abc").status_code == 400
         assert post_generic(event, header="t=abc,v1=abc").status_code == 400
@@ -224,7 +210,7 @@ def test_the_same_webhook_ten_times_at_once_makes_one_payment(tenant_a, settings
 
         try:
             barrier.wait()
-            response = client_for().post(STRIPE, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+            response = post_stripe(body, header=header)
             codes.append(response.status_code)
         finally:
             thread_connection.close()

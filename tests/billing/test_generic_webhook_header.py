@@ -4,15 +4,11 @@ without the header, only the global secret (the platform's own events)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from apps.billing.models import Payment, WebhookEvent
-from apps.billing.services.webhooks import sign_generic
-from tests.billing.test_generic_webhooks_tenant import GLOBAL, event, fresh, rotate
-from tests.billing_support import GENERIC_SECRET, issued
-from tests.conftest import client_for
+from tests.billing.test_generic_webhooks_tenant import event, rotate
+from tests.billing_support import GENERIC_SECRET, fresh, issued, post_generic
 
 pytestmark = pytest.mark.django_db
 
@@ -23,10 +19,7 @@ def _platform_secret(settings):
 
 
 def post(body: dict, secret: str, tenant: str | None):
-    raw = json.dumps(body).encode()
-    extra = {"HTTP_X_MPANEL_TENANT": tenant} if tenant is not None else {}
-    return client_for().post(GLOBAL, raw, content_type="application/json",
-                             HTTP_X_MPANEL_SIGNATURE=sign_generic(raw, secret), **extra)  # fmt: skip
+    return post_generic(body, secret, tenant=tenant)
 
 
 def test_the_tenant_header_routes_to_the_tenant_and_pays_its_invoice_once(tenant_a):

@@ -10,11 +10,10 @@ import pytest
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
-from apps.billing.models import Invoice, Payment, WebhookEvent, WebhookSecret
+from apps.billing.models import Payment, WebhookEvent, WebhookSecret
 from apps.billing.services import webhook_secrets
-from apps.billing.services.webhooks import sign_generic
 from apps.tenancy.roles import Role
-from tests.billing_support import GENERIC_SECRET, issued
+from tests.billing_support import GENERIC_SECRET, fresh, generic_payment, issued, post_generic
 from tests.conftest import client_for
 from tests.security.test_security_tokens import bearer, token_for
 
@@ -32,27 +31,17 @@ def endpoint(fx) -> str:
 
 
 def event(invoice, id_="g1", type_="payment.succeeded", amount=None, reference="bank-1") -> dict:
-    data = {"invoice_id": str(invoice.pk), "amount": amount or str(invoice.total), "currency": invoice.currency,
-            "reference": reference}  # fmt: skip
-    return {"id": id_, "type": type_, "data": data}
+    return generic_payment(invoice, id_, type_=type_, amount=amount, reference=reference)
 
 
 def post(url, body: dict, *secrets: str, timestamp=None):
-    raw = json.dumps(body).encode()
-    header = sign_generic(raw, secrets[0], timestamp)
-    for other in secrets[1:]:  # a sender that signs with both secrets while it switches
-        header += "," + sign_generic(raw, other, timestamp).split(",")[1]
-    return client_for().post(url, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=header)
+    return post_generic(body, *secrets, url=url, timestamp=timestamp)
 
 
 def rotate(fx, **body) -> dict:
     response = client_for(fx.users[Role.ADMIN], fx.tenant).post(SECRETS, body, format="json")
     assert response.status_code == 201, response.content
     return response.json()
-
-
-def fresh(invoice) -> Invoice:
-    return Invoice.all_tenants.get(pk=invoice.pk)
 
 
 @pytest.mark.django_db

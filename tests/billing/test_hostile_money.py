@@ -8,10 +8,8 @@ from decimal import Decimal
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
-from stripe import WebhookSignature
 
 from apps.billing.models import Invoice, Payment, WebhookEvent
-from apps.billing.services.webhooks import sign_generic
 from apps.catalog.models import Product
 from apps.common.exceptions import InvalidInput
 from apps.common.money import MAX_AMOUNT, parse_amount, render_amount
@@ -21,15 +19,14 @@ from tests.billing_support import (
     customer_of,
     draft,
     issued,
-    stripe_delivery,
+    post_generic,
+    post_stripe,
     stripe_event,
 )
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
 
-STRIPE = "/api/v1/billing/webhooks/stripe"
-GENERIC = "/api/v1/billing/webhooks/generic"
 BAD_AMOUNTS = ["NaN", "Infinity", "-Infinity", "1e309", "99999999999999999999", "-5", "1.99999", "", "x" * 100]
 
 
@@ -55,10 +52,7 @@ def test_an_amount_finer_than_its_currency_is_refused(value, currency):
 
 
 def _generic(tenant, body: dict | list | bytes):
-    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return client_for().post(
-        GENERIC, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=sign_generic(raw, GENERIC_SECRET)
-    )
+    return post_generic(body)
 
 
 @pytest.mark.parametrize("kind", ["payment.succeeded", "payment.failed", "refund.succeeded"])
@@ -111,8 +105,7 @@ def test_a_signed_stripe_event_of_a_hostile_shape_is_never_a_500(tenant_a, kind,
     if isinstance(obj, dict):
         obj.setdefault("metadata", {"mpanel_invoice_id": str(invoice.pk)})
         obj.setdefault("payment_status", "paid")
-    body, header = stripe_delivery(event)
-    response = client_for().post(STRIPE, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+    response = post_stripe(event)
     assert response.status_code == 200, response.content
     assert WebhookEvent.objects.get().status in {"failed", "unmatched", "processed", "ignored"}
     assert not Payment.all_tenants.filter(status="succeeded").exists()
@@ -120,9 +113,7 @@ def test_a_signed_stripe_event_of_a_hostile_shape_is_never_a_500(tenant_a, kind,
 
 @pytest.mark.parametrize("body", [b"[]", b"null", b"[" * 100_000, b'{"id": 1, "type": []}'], ids=repr)
 def test_a_signed_stripe_body_that_is_not_an_event_is_a_400(body):
-    raw = body.decode()
-    header = WebhookSignature.generate_signature_header(raw, STRIPE_SECRET)
-    response = client_for().post(STRIPE, raw, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+    response = post_stripe(body.decode())
     assert response.status_code == 400, response.content
     assert not WebhookEvent.objects.exists()
 

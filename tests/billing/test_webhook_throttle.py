@@ -5,19 +5,21 @@ the throttle's round trip)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from django.core.cache import cache
 
 from apps.billing.models import WebhookEvent
-from apps.billing.services.webhooks import sign_generic
-from tests.billing_support import GENERIC_SECRET, STRIPE_SECRET, stripe_delivery, stripe_event
+from tests.billing_support import (
+    GENERIC_SECRET,
+    GENERIC_WEBHOOK,
+    STRIPE_SECRET,
+    post_generic,
+    post_stripe,
+    stripe_event,
+)
 from tests.conftest import client_for
 
 pytestmark = pytest.mark.django_db
-GENERIC = "/api/v1/billing/webhooks/generic"
-STRIPE = "/api/v1/billing/webhooks/stripe"
 
 
 @pytest.fixture(autouse=True)
@@ -32,10 +34,7 @@ def _rate(settings):
 
 
 def _generic(event_id: str, secret: str = GENERIC_SECRET):
-    raw = json.dumps({"id": event_id, "type": "customer.created", "data": {}}).encode()
-    return client_for().post(
-        GENERIC, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=sign_generic(raw, secret)
-    )
+    return post_generic({"id": event_id, "type": "customer.created", "data": {}}, secret)
 
 
 def test_verified_deliveries_are_not_counted_nor_refused_for_the_rate():
@@ -52,19 +51,16 @@ def test_refused_deliveries_are_throttled_as_before_and_store_nothing():
     assert codes == [400, 400]
     assert refused.status_code == 429 and "Retry-After" in refused.headers
     assert "throttled" in refused.json()["detail"].lower()
-    unsigned = client_for().post(GENERIC, b"{}", content_type="application/json")
+    unsigned = client_for().post(GENERIC_WEBHOOK, b"{}", content_type="application/json")
     assert unsigned.status_code == 429
-    assert client_for().get(GENERIC).status_code == 429  # a wrong method is refused alike
+    assert client_for().get(GENERIC_WEBHOOK).status_code == 429  # a wrong method is refused alike
     # A bad body (signed, but not an event) is a refusal too.
     raw = b'{"id": 5}'
-    bad_body = client_for().post(
-        GENERIC, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=sign_generic(raw, GENERIC_SECRET)
-    )
+    bad_body = post_generic(raw)
     assert bad_body.status_code == 429
     assert WebhookEvent.objects.count() == 0
     # The provider's verified deliveries still get through from the throttled address.
     assert _generic("evt-ok").status_code == 200
-    body, header = stripe_delivery(stripe_event("evt_s1", "customer.created", {"id": "cus_1"}))
-    stripe = client_for().post(STRIPE, body, content_type="application/json", HTTP_STRIPE_SIGNATURE=header)
+    stripe = post_stripe(stripe_event("evt_s1", "customer.created", {"id": "cus_1"}))
     assert stripe.status_code == 200
     assert WebhookEvent.objects.count() == 2

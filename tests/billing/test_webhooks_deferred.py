@@ -4,7 +4,6 @@ never applied (its worker died, its message was lost) is applied by the sweep, o
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 import pytest
@@ -13,12 +12,9 @@ from django.utils import timezone
 from apps.billing import tasks
 from apps.billing.models import Invoice, Payment, WebhookEvent
 from apps.billing.services import webhooks
-from apps.billing.services.webhooks import sign_generic
-from tests.billing_support import GENERIC_SECRET, STRIPE_SECRET, issued
-from tests.conftest import client_for
+from tests.billing_support import GENERIC_SECRET, STRIPE_SECRET, generic_payment, issued, post_generic
 
 pytestmark = pytest.mark.django_db
-GENERIC = "/api/v1/billing/webhooks/generic"
 
 
 @pytest.fixture(autouse=True)
@@ -28,26 +24,15 @@ def _deferred(settings):
     settings.MPANEL_JOBS_EAGER = False
 
 
-def _post(event: dict):
-    raw = json.dumps(event).encode()
-    return client_for().post(
-        GENERIC, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=sign_generic(raw, GENERIC_SECRET)
-    )
-
-
 def _payment(invoice, event_id: str, amount: str = "1.00") -> dict:
-    return {
-        "id": event_id,
-        "type": "payment.succeeded",
-        "data": {"invoice_id": str(invoice.pk), "amount": amount, "currency": invoice.currency, "reference": event_id},
-    }
+    return generic_payment(invoice, event_id, amount=amount)
 
 
 def test_answered_when_stored_then_applied_once_by_the_worker(tenant_a, django_capture_on_commit_callbacks):
     invoice = issued(tenant_a)
     with django_capture_on_commit_callbacks(execute=False) as queued:
-        first = _post(_payment(invoice, "evt-1"))
-        again = _post(_payment(invoice, "evt-1"))  # a repeated delivery before the worker ran
+        first = post_generic(_payment(invoice, "evt-1"))
+        again = post_generic(_payment(invoice, "evt-1"))  # a repeated delivery before the worker ran
     assert first.status_code == again.status_code == 200
     assert first.json() == {"received": True, "status": "received"}
     assert WebhookEvent.objects.get().status == "received"
@@ -59,7 +44,7 @@ def test_answered_when_stored_then_applied_once_by_the_worker(tenant_a, django_c
     assert Payment.all_tenants.count() == 1
     assert Invoice.all_tenants.get(pk=invoice.pk).amount_paid == 1
     with django_capture_on_commit_callbacks(execute=False) as later:
-        assert _post(_payment(invoice, "evt-1")).json()["status"] == "processed"
+        assert post_generic(_payment(invoice, "evt-1")).json()["status"] == "processed"
     assert later == []  # an applied event is not queued again
     assert Payment.all_tenants.count() == 1
 
@@ -67,7 +52,7 @@ def test_answered_when_stored_then_applied_once_by_the_worker(tenant_a, django_c
 def test_an_event_whose_worker_died_is_applied_by_the_sweep_once(tenant_a, django_capture_on_commit_callbacks):
     invoice = issued(tenant_a)
     with django_capture_on_commit_callbacks(execute=False):  # the message is lost: no worker ever runs it
-        assert _post(_payment(invoice, "evt-lost")).status_code == 200
+        assert post_generic(_payment(invoice, "evt-lost")).status_code == 200
     assert webhooks.sweep() == 0  # too recent: its worker may still be at it
     WebhookEvent.objects.update(created_at=timezone.now() - timedelta(minutes=5))
     assert tasks.webhooks_sweep() == 1
@@ -80,10 +65,7 @@ def test_an_event_whose_worker_died_is_applied_by_the_sweep_once(tenant_a, djang
 
 def test_a_bad_signature_is_still_refused_before_anything_is_stored(tenant_a):
     invoice = issued(tenant_a)
-    raw = json.dumps(_payment(invoice, "evt-x")).encode()
-    response = client_for().post(
-        GENERIC, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=sign_generic(raw, "wrong")
-    )
+    response = post_generic(_payment(invoice, "evt-x"), "wrong")
     assert response.status_code == 400
     assert WebhookEvent.objects.count() == 0
 
@@ -101,9 +83,9 @@ def test_the_drain_applies_each_pending_event_once_one_invoice_per_transaction(
     first, second = issued(tenant_a), issued(tenant_a)
     with django_capture_on_commit_callbacks(execute=True):
         for i in range(3):
-            assert _post(_payment(first, f"evt-a{i}")).json()["status"] == "received"
-        assert _post(_payment(second, "evt-b0", amount="2.00")).json()["status"] == "received"
-        assert _post({"id": "evt-other", "type": "customer.created", "data": {}}).status_code == 200
+            assert post_generic(_payment(first, f"evt-a{i}")).json()["status"] == "received"
+        assert post_generic(_payment(second, "evt-b0", amount="2.00")).json()["status"] == "received"
+        assert post_generic({"id": "evt-other", "type": "customer.created", "data": {}}).status_code == 200
     assert cache.get(webhooks.DRAIN_FLAG) is not None  # asked for once; the broker has it
     assert Payment.all_tenants.count() == 0
     assert tasks.webhooks_drain() == 5
@@ -119,7 +101,7 @@ def test_the_drain_applies_each_pending_event_once_one_invoice_per_transaction(
     assert AuditEvent.objects.filter(action="invoice.payment").count() == 4
     # Repeats after the drain change nothing and ask for nothing.
     with django_capture_on_commit_callbacks(execute=False) as later:
-        assert _post(_payment(first, "evt-a1")).json()["status"] == "processed"
+        assert post_generic(_payment(first, "evt-a1")).json()["status"] == "processed"
     assert later == []
     assert Payment.all_tenants.count() == 4
 
@@ -128,7 +110,7 @@ def test_an_event_a_worker_holds_is_applied_once_by_the_drain_and_the_worker(ten
     """``process`` (an old message, the sweep) and the drain both lock the row: whichever runs second
     finds it final."""
     invoice = issued(tenant_a)
-    assert _post(_payment(invoice, "evt-both")).status_code == 200
+    assert post_generic(_payment(invoice, "evt-both")).status_code == 200
     event = WebhookEvent.objects.get()
     assert tasks.webhook_apply(str(event.pk)) == "processed"
     assert tasks.webhooks_drain() == 0

@@ -5,7 +5,6 @@ outcomes, payments, credit, invoice figures and audit events in the same order."
 
 from __future__ import annotations
 
-import json
 import re
 from decimal import Decimal
 
@@ -17,12 +16,9 @@ from django.utils import timezone
 from apps.audit.models import AuditEvent
 from apps.billing.models import CreditTransaction, Invoice, Payment, WebhookEvent
 from apps.billing.services import payments, webhooks
-from apps.billing.services.webhooks import sign_generic
-from tests.billing_support import GENERIC_SECRET, issued
-from tests.conftest import client_for
+from tests.billing_support import GENERIC_SECRET, generic_payment, issued, post_generic
 
 pytestmark = pytest.mark.django_db
-GENERIC = "/api/v1/billing/webhooks/generic"
 
 
 @pytest.fixture(autouse=True)
@@ -32,10 +28,7 @@ def _deferred(settings):
 
 
 def _post(event: dict) -> None:
-    raw = json.dumps(event).encode()
-    response = client_for().post(
-        GENERIC, raw, content_type="application/json", HTTP_X_MPANEL_SIGNATURE=sign_generic(raw, GENERIC_SECRET)
-    )
+    response = post_generic(event)
     assert response.status_code == 200, response.content
 
 
@@ -44,8 +37,9 @@ def _deliveries(invoice: Invoice, tag: str) -> list[dict]:
     payment, more payments, one that settles and overpays, one after it is paid, and an unknown type."""
 
     def pay(n: int, amount: str, ref: str, currency: str = "EUR") -> dict:
-        data = {"invoice_id": str(invoice.pk), "amount": amount, "currency": currency, "reference": f"{tag}-{ref}"}
-        return {"id": f"{tag}-evt-{n}", "type": "payment.succeeded", "data": data}
+        event = generic_payment(invoice, f"{tag}-evt-{n}", amount=amount, reference=f"{tag}-{ref}")
+        event["data"]["currency"] = currency
+        return event
 
     refund = {"invoice_id": str(invoice.pk), "amount": "1.00", "currency": "EUR", "reference": f"{tag}-r2"}
     failed = {"invoice_id": str(invoice.pk), "amount": "1.00", "currency": "EUR", "reference": f"{tag}-r4"}
