@@ -3,12 +3,13 @@
 Roles: reads MEMBER+, changes ADMIN+ (infrastructure).
 """
 
-from django.db.models import Count
+from django.db.models import OuterRef
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 
+from apps.common.queries import SubqueryCount
 from apps.tenancy.roles import Role
 from apps.tenancy.viewsets import ResourceViewSet
 
@@ -53,7 +54,8 @@ class ZoneViewSet(ResourceViewSet):
     required_roles = {**READ, **WRITE, "export": Role.MEMBER, "import_file": Role.ADMIN}
 
     def scope_queryset(self, queryset):
-        return queryset.annotate(n_records=Count("records"))
+        # A scalar subquery, not Count("records"): no GROUP BY over the tenant's zones and their records.
+        return queryset.annotate(n_records=SubqueryCount(Record.objects.filter(zone=OuterRef("pk"))))
 
     @staticmethod
     def current(zone: Zone) -> Zone:

@@ -21,7 +21,8 @@ class ZoneSerializer(ModelSerializer):
         read_only_fields = ["status", "serial", "served_serial", "last_error", "created_at", "updated_at"]
 
     def get_records_count(self, zone) -> int:
-        return getattr(zone, "n_records", None) or zone.records.count()
+        counted = getattr(zone, "n_records", None)  # the list's annotation; 0 is a count, not a miss
+        return zone.records.count() if counted is None else counted
 
 
 class ZoneCreateSerializer(ZoneSerializer):

@@ -133,8 +133,8 @@ class BrandAdmin(TenantOwnedAdmin):
     @admin.action(description="Apply the name servers to the tenant's existing zones", permissions=["operate"])
     def apply_nameservers(self, request, queryset):
         def run(brand: Brand) -> None:
-            zones = services.nameservers_apply(tenant=brand.tenant, actor=request.user)
-            self.message_user(request, f"{brand}: {len(zones)} zone(s) rewritten.")
+            applied = services.nameservers_apply(tenant=brand.tenant, actor=request.user)
+            self.message_user(request, f"{brand}: {len(applied.zones)} zone(s) rewritten.")
 
         apply_each(self, request, queryset, run, "Applied the name servers of", "brand(s)")
 

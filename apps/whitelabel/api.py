@@ -51,9 +51,9 @@ class BrandViewSet(ResourceViewSet):
                    summary="Write the brand's name servers into the tenant's existing zones")  # fmt: skip
     @action(detail=False, methods=["post"], url_path="nameservers/apply")
     def apply_nameservers(self, request, *args, **kwargs):
-        zones = services.nameservers_apply(tenant=self.tenant, actor=request.user)
-        body = {"nameservers": services.nameservers_of(services.brand_of(self.tenant)),
-                "zones": [{"id": zone.pk, "name": zone.name} for zone in zones]}  # fmt: skip
+        applied = services.nameservers_apply(tenant=self.tenant, actor=request.user)
+        body = {"nameservers": applied.nameservers,
+                "zones": [{"id": zone.pk, "name": zone.name} for zone in applied.zones]}  # fmt: skip
         return self.answer(body, serializer=s.NameserversAppliedSerializer)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -77,11 +78,17 @@ def nameservers_of(brand: Brand) -> list[str]:
     return list(brand.nameservers) or list(settings.MPANEL_DNS_NAMESERVERS)
 
 
-def nameservers_apply(*, tenant, actor=None) -> list:
+class NameserversApplied(NamedTuple):
+    nameservers: list[str]  # the set written (the brand's, or the platform's when it has none)
+    zones: list  # the zones whose apex changed
+
+
+def nameservers_apply(*, tenant, actor=None) -> NameserversApplied:
     """Write the brand's vanity name servers (or, when it has none, the platform's) into the apex NS
     and SOA primary of the tenant's existing zones, through the normal zone push (one job per zone,
     each audited). Zones whose apex lists name servers the tenant chose itself are left alone. New
-    zones get them anyway (``apps.dns.services.NAMESERVERS``). Answers the zones changed."""
+    zones get them anyway (``apps.dns.services.NAMESERVERS``). Answers the set written and the zones
+    changed (what was applied, not a later read of the brand)."""
     with transaction.atomic():
         brand, _existed = _locked(tenant)
         names = nameservers_of(brand)
@@ -93,7 +100,7 @@ def nameservers_apply(*, tenant, actor=None) -> list:
             with audit.change(brand, "whitelabel.nameservers_apply", actor=actor):
                 brand.nameservers_applied = list(brand.nameservers)
                 brand.save(update_fields=["nameservers_applied", "updated_at"])
-    return changed
+    return NameserversApplied(list(names), changed)
 
 
 def logo_upload(*, tenant, content: bytes, actor=None) -> Brand:

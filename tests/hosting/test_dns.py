@@ -386,3 +386,22 @@ def test_a_local_server_serves_a_zone_name_for_one_tenant_only(tenant_a, tenant_
     response = client.post(zones_url(), {"name": "shared.example"}, format="json")
     assert response.status_code == 409 and response.json()["code"] == "name_taken"
     assert client.post(zones_url(), {"name": "other.example"}, format="json").status_code == 201
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("no_dispatch")
+def test_the_zone_list_counts_records_in_the_same_statements_for_any_number_of_zones(
+    tenant_a, tenant_b, django_assert_max_num_queries
+):
+    zones = [zone_in(tenant_a, f"counted-{n}.example") for n in range(4)]
+    zone_in(tenant_b, "theirs-counted.example")  # another tenant's records are never counted
+    with tenant_a.scope():
+        Record.objects.filter(zone=zones[0]).delete()  # a zone with no record counts 0, without a query of its own
+        expected = {zone.name: Record.objects.filter(zone=zone).count() for zone in zones}
+    client = client_for(tenant_a.users[Role.MEMBER], tenant_a.tenant)
+    with django_assert_max_num_queries(6) as captured:
+        response = client.get(zones_url())
+    assert response.status_code == 200, response.content
+    assert {row["name"]: row["records_count"] for row in response.json()["results"]} == expected
+    assert expected[zones[0].name] == 0 and min(expected[z.name] for z in zones[1:]) > 0
+    assert not any("GROUP BY" in query["sql"] for query in captured.captured_queries)

@@ -121,8 +121,9 @@ def test_vanity_nameservers_in_new_and_existing_zones(
     renamed = ["ns1.nimbus-dns.example", "ns2.nimbus-dns.example", "ns3.nimbus-dns.example"]
     assert admin.patch(BRAND, {"nameservers": renamed}, format="json").status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
-        changed = services.nameservers_apply(tenant=tenant_a.tenant)
-    assert sorted(z.name for z in changed) == ["after-brand.example", "before-brand.example"]
+        applied = services.nameservers_apply(tenant=tenant_a.tenant)
+    assert sorted(z.name for z in applied.zones) == ["after-brand.example", "before-brand.example"]
+    assert applied.nameservers == renamed
     for name in ("before-brand.example.", "after-brand.example."):
         assert pdns.ask(name, "NS") == [n + "." for n in renamed]
         assert soa_mname(pdns, name) == "ns1.nimbus-dns.example."
