@@ -813,7 +813,7 @@ def restore(node: Node, args: dict) -> dict:
 def _restore(node: Node, repo: Repo, snap: str, src: dict, progress: Path | None) -> dict:
     repo.unlock()
     if src["kind"] in ("postgresql", "mariadb"):
-        _load(repo, snap, src, src["name"])
+        _load(repo, snap, src, src["name"], progress)
         return {"restored": snap, "rows": _counts(src)}
     if src["kind"] == "zone":
         text = repo.run("dump", snap, STDIN_NAMES["zone"]).stdout.decode()
@@ -835,7 +835,10 @@ def _restore(node: Node, repo: Repo, snap: str, src: dict, progress: Path | None
     return {"restored": snap, "files": sum(1 for p in live.rglob("*") if p.is_file())}
 
 
-def _load(repo: Repo, snap: str, src: dict, name: str) -> None:
+def _load(repo: Repo, snap: str, src: dict, name: str, progress: Path | None = None) -> None:
+    if progress is not None:
+        _load_watched(repo, snap, src, name, progress)
+        return
     dump = repo.popen("dump", snap, STDIN_NAMES[src["kind"]], stdout=subprocess.PIPE)
     try:
         load = subprocess.run(_load_command(src, name), stdin=dump.stdout, capture_output=True, env=_db_env(src),
@@ -847,6 +850,52 @@ def _load(repo: Repo, snap: str, src: dict, name: str) -> None:
         raise AgentError(f"restic dump: {_tail(dump.stderr.read())}")
     if load.returncode != 0:
         raise AgentError(f"{src['kind']} restore failed: {_tail(load.stderr)}")
+
+
+LOAD_CHUNK = 1024 * 1024
+
+
+def _load_watched(repo: Repo, snap: str, src: dict, name: str, progress: Path) -> None:
+    """The same load with its progress: the dump passes through here on its way to the client, so the
+    bytes handed over so far are set against the dump's size in the snapshot (what the client has been
+    given, not yet what it has written: the last chunk's work is the step from there to 100)."""
+    stats = json.loads(repo.run("stats", "--json", "--mode", "restore-size", snap).stdout or b"{}")
+    total = int(stats.get("total_size") or 0)
+    _progress_write(progress, 0.0, 0, total)
+    dump = repo.popen("dump", snap, STDIN_NAMES[src["kind"]], stdout=subprocess.PIPE)
+    load = subprocess.Popen(_load_command(src, name), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=_db_env(src))  # fmt: skip
+    errors: list[bytes] = []
+    err_reader = threading.Thread(target=lambda: errors.append(load.stderr.read()), daemon=True)
+    err_reader.start()
+    done, written_at = 0, time.monotonic()
+    try:
+        while chunk := dump.stdout.read1(LOAD_CHUNK):
+            try:
+                load.stdin.write(chunk)
+            except BrokenPipeError:
+                break  # the client stopped (an error): its own message says why, below
+            done += len(chunk)
+            if time.monotonic() - written_at >= PROGRESS_EVERY:
+                _progress_write(progress, 100.0 * done / total if total else 0.0, done, total)
+                written_at = time.monotonic()
+        with contextlib.suppress(BrokenPipeError):
+            load.stdin.close()
+        load.wait(timeout=TIMEOUT)
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+        dump.stdout.close()
+        if dump.poll() is None:
+            dump.kill()
+        dump.wait(timeout=60)
+    err_reader.join(timeout=10)
+    if load.returncode != 0:
+        raise AgentError(f"{src['kind']} restore failed: {_tail(b''.join(errors))}")
+    if dump.returncode != 0:
+        raise AgentError(f"restic dump: {_tail(dump.stderr.read())}")
+    _progress_write(progress, 100.0, total, total)
 
 
 @OPERATIONS.register("backup_forget")

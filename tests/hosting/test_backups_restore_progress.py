@@ -18,7 +18,9 @@ from apps.backups import services
 from apps.backups.models import Restore
 from apps.nodes.drivers import LocalDriver
 from tests.backups_support import Flow, backup_node_in, restic_bin  # noqa: F401  (fixtures)
+from tests.databases_support import postgres_server  # noqa: F401
 from tests.hosting.test_backups_restic import make_site, site_dir
+from tests.hosting.test_databases import Flow as DbFlow
 from tests.web_support import nginx_node, web_root  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +74,66 @@ def test_a_website_restore_reports_its_percentage_while_it_runs_and_100_when_don
     assert Restore.all_tenants.get(pk=restore["id"]).progress == 100
     # The node's progress file is gone with the restore.
     assert not list((nginx_node.root / "backups" / "progress").glob("*.json"))
+
+
+def watched_answers(monkeypatch) -> list[dict]:
+    """Every answer of the node when the panel asks how far a restore is."""
+    answers: list[dict] = []
+    real = LocalDriver.backup
+
+    def backup(self, op: str, args: dict):
+        found = real(self, op, args)
+        if op == "restore_progress":
+            answers.append(found)
+        return found
+
+    monkeypatch.setattr(LocalDriver, "backup", backup)
+    return answers
+
+
+def test_a_database_restore_reports_its_percentage_of_the_dump_while_it_loads(
+    tenant_a, postgres_server, web_root, restic_bin, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.MPANEL_BACKUP_PROGRESS_SECONDS = 0.02
+    monkeypatch.setattr(agent_backups, "PROGRESS_EVERY", 0.02)
+    monkeypatch.setattr(agent_backups, "LOAD_CHUNK", 256 * 1024)
+    dbflow = DbFlow(django_capture_on_commit_callbacks, tenant_a)
+    node = backup_node_in(tenant_a, "db-1")
+    shop = dbflow.create("database", dbflow.register(postgres_server, node_name="db-1"), "bigshop")
+    conn = postgres_server.admin(shop["full_name"])
+    try:  # 48 MiB that neither TOAST nor the dump can compress: a load of some tenths of a second at least
+        conn.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, body BYTEA)")
+        conn.execute("ALTER TABLE blobs ALTER COLUMN body SET STORAGE EXTERNAL")
+        for i in range(48):
+            conn.execute("INSERT INTO blobs VALUES (%s, %s)", (i, os.urandom(MB)))
+    finally:
+        conn.close()
+    flow = Flow(django_capture_on_commit_callbacks, tenant_a)
+    snap = flow.backup(flow.repository(node), "database", shop["id"])
+    assert snap["status"] == "done", snap
+    conn = postgres_server.admin(shop["full_name"])
+    try:
+        conn.execute("DROP TABLE blobs")
+    finally:
+        conn.close()
+
+    answers = watched_answers(monkeypatch)
+    restore = flow.restore(snap)
+    assert restore["status"] == "done", restore
+    assert restore["progress"] == {"percent": 100.0, "bytes_done": None, "bytes_total": None}, restore
+    conn = postgres_server.admin(shop["full_name"])
+    try:
+        assert conn.execute("SELECT count(*), sum(length(body)) FROM blobs").fetchone() == (48, 48 * MB)
+    finally:
+        conn.close()
+    reported = [a for a in answers if a]
+    assert reported, f"the node reported no progress ({len(answers)} looks)"
+    total = reported[0]["bytes_total"]
+    assert total > 48 * MB and all(a["bytes_total"] == total for a in reported), reported[:3]
+    percents = [a["percent"] for a in reported]
+    assert percents == sorted(percents), "the percentage went backwards"
+    assert any(0 < p < 100 for p in percents), percents
+    assert not list((web_root / "backups" / "progress").glob("*.json"))
 
 
 def test_a_running_restore_reads_the_live_percentage_and_a_pending_one_none(tenant_a):
