@@ -13,12 +13,14 @@ import json
 import logging
 import math
 import operator
+import struct
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from itertools import chain, repeat
 from pathlib import Path
 
 from django.conf import settings
@@ -280,7 +282,7 @@ def _rows_at_once(samples: list, oldest: float, newest: float) -> list[tuple[str
 
 class Rows(list):
     """The checked ``(metric, ts, value)`` rows of a batch (a list, equal to any list of the same
-    rows), with their three ``columns`` when the column check made them: COPY's text and the
+    rows), with their three ``columns`` when the column check made them: the COPY data and the
     latest figures read those instead of taking the rows apart again."""
 
     columns: tuple[list, list, list] | None = None
@@ -429,7 +431,8 @@ def _insert(node_id, samples: list[tuple[str, int, float]], received_at: int, *,
 
 
 def _copy(node_id, samples: list[tuple[str, int, float]], received_at: int, *, savepoint: bool) -> None:
-    statement = f"COPY {Sample._meta.db_table} (node_id, metric, ts, value, received_at) FROM STDIN"
+    columns = "(node_id, metric, ts, value, received_at)"
+    statement = f"COPY {Sample._meta.db_table} {columns} FROM STDIN (FORMAT binary)"
     # wrap_database_errors: psycopg's UniqueViolation arrives as Django's IntegrityError. Without a
     # savepoint, a refused COPY marks the enclosing transaction for rollback (Django's atomic).
     with (
@@ -438,24 +441,33 @@ def _copy(node_id, samples: list[tuple[str, int, float]], received_at: int, *, s
         connection.wrap_database_errors,
         cursor.cursor.copy(statement) as copy,
     ):
-        copy.write(_copy_text(node_id, samples, received_at))
+        copy.write(_copy_binary(node_id, samples, received_at))
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# COPY's binary format (PostgreSQL's "COPY", "Binary Format"): a signature, flags and an empty header
+# extension; per row the field count, then each field as its length and its bytes (uuid 16, text as
+# UTF-8, int8 and float8 8 bytes big-endian); -1 ends the data.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+_COPY_ROW_TAIL = struct.Struct("!iqidiq")  # ts, value, received_at, each after its length (8)
 
 
-def _copy_text(node_id, samples: list[tuple[str, int, float]], received_at: int) -> str:
-    """The batch in COPY's text format, built in one pass (psycopg's ``write_row`` adapts every
-    value of every row on its own: it was most of the ingest's time in Python). A ts is an int and
-    a value a finite float (``repr`` is the shortest text that reads back as the same float); a
-    metric name is escaped as COPY reads it (checked names have nothing to escape)."""
+def _copy_binary(node_id, samples: list[tuple[str, int, float]], received_at: int) -> bytes:
+    """The batch in COPY's binary format. Rather than text, because PostgreSQL then reads each value
+    as it is stored (no parsing of a uuid, two integers and a float per row: a fifth of the COPY's
+    time on the server) and a float arrives bit for bit (-0.0 and subnormals included). Built by C
+    loops: the row's head (field count, node, metric) is made once per metric name, the rest by one
+    ``struct`` per row. A ts is an int and a value a finite float (the checked rows' are)."""
     metrics, stamps, values = _columns(samples)
-    names = {m: f"{node_id}\t{m.translate(_COPY_ESCAPES)}\t" for m in set(metrics)}
-    line = "%s%d\t%r\t" + str(int(received_at)) + "\n"
-    # Built by C loops (map over printf-style formatting, a third faster than str.format's parsing of
-    # its template per row), not a Python statement per row. %d of an int ts is str(ts); values are
-    # floats (the checked rows' are), so %r is their repr.
-    return "".join(map(line.__mod__, zip(map(names.__getitem__, metrics), stamps, map(float, values), strict=True)))
+    node = node_id.bytes if isinstance(node_id, uuid.UUID) else uuid.UUID(str(node_id)).bytes
+    heads = {}
+    for name in set(metrics):
+        encoded = name.encode()
+        heads[name] = struct.pack("!hi16si", 5, 16, node, len(encoded)) + encoded
+    eight = repeat(8)
+    tails = map(_COPY_ROW_TAIL.pack, eight, stamps, eight, map(float, values), eight, repeat(int(received_at)))
+    rows = b"".join(chain.from_iterable(zip(map(heads.__getitem__, metrics), tails, strict=True)))
+    return _COPY_HEADER + rows + _COPY_TRAILER
 
 
 def _report_upsert(node: Node, *, latest: dict, services: dict, count: int) -> None:

@@ -112,3 +112,22 @@ def test_copy_without_a_savepoint_stores_and_answers_what_the_savepoint_path_doe
     with pytest.raises(services.IngestRefused), transaction.atomic():
         services.ingest(node=enclosed, batch=batch, nonce="n1")
     assert Sample.objects.filter(ts=t + 30).count() == 0
+
+
+@pytest.mark.django_db
+def test_binary_copy_stores_what_the_skipping_insert_stores(tenant_a):
+    """COPY's binary data (built by hand) against PostgreSQL's own reading of the same values in
+    ``INSERT … SELECT FROM unnest(arrays)``: every value bit for bit, every name and ts."""
+    t = recent()
+    values = [0.1, 1e300, -1e300, -0.0, 5e-324, 2.2250738585072014e-308, 123456789.123456789, 2.0**53 + 1, 7.0, 1 / 3]
+    names = ["cpu.percent", "pod.mp-a_b-9.cpu_percent", "pod." + "x" * 128 + ".memory_limit_bytes"]
+    samples = [[m, t + i, v] for i, v in enumerate(values) for m in names]
+    rows = services.parse_batch(json.dumps({"samples": samples}).encode())["samples"]
+    assert isinstance(rows, services.Rows) and rows.columns is not None
+    copied, inserted = secret_node(tenant_a, hostname="binary-copy"), secret_node(tenant_a, hostname="unnest")
+    assert services._insert(copied.pk, rows, 1234, copy="savepoint") == len(rows)
+    assert services._insert(inserted.pk, list(rows), 1234, copy="skip") == len(rows)  # plain list: no columns
+    assert _rows(copied) == _rows(inserted) == sorted((m, ts, v, 1234) for m, ts, v in rows)
+    assert [str(r[2]) for r in _rows(copied)] == [str(r[2]) for r in _rows(inserted)]  # -0.0 stays -0.0
+    assert services._insert(copied.pk, rows, 1235, copy="savepoint") == 0  # all stored: COPY refused, none again
+    assert _rows(copied) == _rows(inserted)
