@@ -339,7 +339,8 @@ def ingest(*, node: Node, batch: dict, nonce: str | None = None) -> IngestResult
     rolled back (the nonce with it: nothing of the attempt remains) and the batch is stored again
     in a new one through the skipping insert. Inside someone else's transaction, the savepoint
     takes the COPY alone back instead (``_insert``)."""
-    if connection.vendor == "postgresql" and not connection.in_atomic_block:
+    # Outermost: no atomic block open and autocommit on (else a transaction someone else manages).
+    if connection.vendor == "postgresql" and not connection.in_atomic_block and connection.get_autocommit():
         try:
             with transaction.atomic():
                 return _ingest(node=node, batch=batch, nonce=nonce, copy="bare")
