@@ -75,12 +75,13 @@ def run() -> dict:
     # Warm up: the first request loads the URL configuration and every API module (seconds, once).
     assert client.post(INGEST, b"{}", content_type="application/json").status_code == 401
     started = time.perf_counter()
-    for body in bodies:
+    for body, batch in zip(bodies, batches, strict=True):
         headers = {"X-Mpanel-Node": str(endpoint_node.pk), **signing.sign(secret, "POST", INGEST, body)}
         response = client.generic("POST", INGEST, body, content_type="application/json",
                                   **{f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items()})  # fmt: skip
         assert response.status_code == 200, response.content[:500]
-        assert response.json()["stored"] == len(json.loads(body)["samples"])
+        # len(batch), not the body parsed again: that was the benchmark's own work, timed as the endpoint's.
+        assert response.json()["stored"] == len(batch)
     endpoint = time.perf_counter() - started
 
     # Again, every sample already stored: what a retried batch costs.

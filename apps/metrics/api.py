@@ -110,7 +110,5 @@ class IngestView(APIView):
             body = request.body
         except RequestDataTooBig:
             return Response({"detail": "The batch is too large."}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        node = services.authenticate(headers=request.headers, method="POST", path=request.path, body=body)
-        batch = services.parse_batch(body)
-        result = services.ingest(node=node, batch=batch, nonce=request.headers.get("X-Mpanel-Nonce"))
+        result = services.receive(headers=request.headers, method="POST", path=request.path, body=body)
         return Response(result.as_dict())

@@ -7,15 +7,20 @@ node itself (its secret, its settings) in apps.nodes.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import json
 import logging
 import math
 import operator
+import struct
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from itertools import chain, repeat
 from pathlib import Path
 
 from django.conf import settings
@@ -63,6 +68,45 @@ class IngestResult:
         if self.shield is not None:
             answer["shield"] = self.shield
         return answer
+
+
+# --- one request ---------------------------------------------------------------------------------
+
+
+def receive(*, headers, method: str, path: str, body: bytes) -> IngestResult:
+    """A node's signed request, end to end: ``authenticate``, ``parse_batch``, ``ingest`` (with the
+    request's nonce), with the cyclic garbage collector paused (``collector_paused``). Every
+    object of the batch is dropped when this returns, before the collector runs again."""
+    with collector_paused():
+        return _receive(headers=headers, method=method, path=path, body=body)
+
+
+def _receive(*, headers, method: str, path: str, body: bytes) -> IngestResult:
+    node = authenticate(headers=headers, method=method, path=path, body=body)
+    return ingest(node=node, batch=parse_batch(body), nonce=headers.get("X-Mpanel-Nonce"))
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """``gc.disable()`` for the duration, restored in every case (never enabled here if it was not).
+
+    A batch is thousands of freshly allocated lists and tuples (json.loads' samples, the checked
+    rows) alive until the request ends. Each 700 of them set off a young collection that walks them,
+    and once they are promoted, the oldest generation's collection walks every object of the process
+    (~160,000 in a panel worker: tens of milliseconds) every few batches, although nothing in a batch
+    is cyclic: all of it is freed by reference counting when the request's frames return. Paused, the
+    collector's allocation count goes back down as those objects are freed, so it finds nothing to do
+    afterwards either. Cycles made meanwhile (an exception's traceback) are collected by the next
+    collection as usual. Process-wide, so threads of the same process are covered too; a thread
+    that paused it first and restores it first only ends the pause early (a matter of speed, not of
+    correctness)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 # --- authentication --------------------------------------------------------------------------------
@@ -230,7 +274,18 @@ def _rows_at_once(samples: list, oldest: float, newest: float) -> list[tuple[str
                 return None
     except (TypeError, ValueError, OverflowError):  # an unhashable name, an int too large for a float
         return None
-    return list(zip(metrics, map(int, stamps), map(float, values), strict=True))
+    stamps, values = list(map(int, stamps)), list(map(float, values))
+    rows = Rows(zip(metrics, stamps, values, strict=True))
+    rows.columns = (metrics, stamps, values)
+    return rows
+
+
+class Rows(list):
+    """The checked ``(metric, ts, value)`` rows of a batch (a list, equal to any list of the same
+    rows), with their three ``columns`` when the column check made them: the COPY data and the
+    latest figures read those instead of taking the rows apart again."""
+
+    columns: tuple[list, list, list] | None = None
 
 
 _FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operator.itemgetter(2)
@@ -238,7 +293,10 @@ _FIRST, _SECOND, _THIRD = operator.itemgetter(0), operator.itemgetter(1), operat
 
 def _columns(samples: list) -> tuple[list, list, list]:
     """The three columns of a batch of ``[metric, ts, value]`` (or tuples), in three C loops without
-    the iterator object per row that ``zip(*samples)`` makes."""
+    the iterator object per row that ``zip(*samples)`` makes; the ones kept by ``Rows`` if any."""
+    kept = getattr(samples, "columns", None)
+    if kept is not None:
+        return kept
     return list(map(_FIRST, samples)), list(map(_SECOND, samples)), list(map(_THIRD, samples))
 
 
@@ -267,11 +325,34 @@ def _sample_problem(item, oldest: float, newest: float) -> str | None:
 # --- ingest ----------------------------------------------------------------------------------------
 
 
-@transaction.atomic
+class _CopyRefused(Exception):
+    """COPY without a savepoint met a sample stored already: the transaction is lost, start again."""
+
+
 def ingest(*, node: Node, batch: dict, nonce: str | None = None) -> IngestResult:
     """Store a checked batch: the nonce (refused if seen: a replay), the samples in one bulk
     insert (a sample already stored is skipped: re-sending a batch stores it once) and the node's
-    latest report. One transaction and a constant number of queries whatever the batch size."""
+    latest report. One transaction and a constant number of queries whatever the batch size.
+
+    When this is the outermost transaction on PostgreSQL (as served), the COPY runs without a
+    savepoint (two round trips fewer): if the unique key refuses a sample, the whole transaction is
+    rolled back (the nonce with it: nothing of the attempt remains) and the batch is stored again
+    in a new one through the skipping insert. Inside someone else's transaction, the savepoint
+    takes the COPY alone back instead (``_insert``)."""
+    # Outermost: no atomic block open and autocommit on (else a transaction someone else manages).
+    if connection.vendor == "postgresql" and not connection.in_atomic_block and connection.get_autocommit():
+        try:
+            with transaction.atomic():
+                return _ingest(node=node, batch=batch, nonce=nonce, copy="bare")
+        except _CopyRefused:
+            pass  # rolled back whole: a resent batch, or a sample twice in it
+        with transaction.atomic():
+            return _ingest(node=node, batch=batch, nonce=nonce, copy="skip")
+    with transaction.atomic():
+        return _ingest(node=node, batch=batch, nonce=nonce, copy="savepoint")
+
+
+def _ingest(*, node: Node, batch: dict, nonce: str | None, copy: str) -> IngestResult:
     now = time.time()
     if nonce is not None:
         # ON CONFLICT DO NOTHING rather than an INSERT in a savepoint that a replay's unique
@@ -287,7 +368,7 @@ def ingest(*, node: Node, batch: dict, nonce: str | None = None) -> IngestResult
                 raise IngestRefused("replayed request")
     received_at = int(now)
     samples = batch["samples"]
-    stored = _insert(node.pk, samples, received_at)
+    stored = _insert(node.pk, samples, received_at, copy=copy)
     _report_upsert(node, latest=_latest(samples), services=batch.get("services") or {}, count=len(samples))
     denials = shield.record_node_events(node=node, events=batch["shield"]) if "shield" in batch else None
     return IngestResult(received=len(samples), stored=stored, shield=denials)
@@ -309,7 +390,7 @@ def _latest(samples: list[tuple[str, int, float]]) -> dict[str, list]:
     return latest
 
 
-def _insert(node_id, samples: list[tuple[str, int, float]], received_at: int) -> int:
+def _insert(node_id, samples: list[tuple[str, int, float]], received_at: int, *, copy: str = "savepoint") -> int:
     """Bulk insert that skips rows already there; answers how many were new.
 
     On PostgreSQL, first ``COPY`` straight into the table (its fastest way in) inside a savepoint: a
@@ -318,26 +399,29 @@ def _insert(node_id, samples: list[tuple[str, int, float]], received_at: int) ->
     rolled back, nothing of the COPY remains, and the batch goes through the skipping insert: one
     ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`` from plain lists (no model
     instances: building 5 000 of them cost more than the insert). Elsewhere (the embedded SQLite) the
-    ORM's bulk_create, which cannot tell how many were skipped, so rows are counted before and after."""
+    ORM's bulk_create, which cannot tell how many were skipped, so rows are counted before and after.
+
+    ``copy``: ``"savepoint"`` as above; ``"bare"`` COPY with no savepoint, raising ``_CopyRefused``
+    when the unique key refuses a sample (the caller rolls the whole transaction back, ``ingest``);
+    ``"skip"`` straight to the skipping insert (the batch that COPY refused)."""
     if not samples:
         return 0
     if connection.vendor == "postgresql":
         table = Sample._meta.db_table
-        try:
-            # wrap_database_errors: psycopg's UniqueViolation arrives as Django's IntegrityError.
-            with transaction.atomic(), connection.cursor() as cursor, connection.wrap_database_errors:
-                columns = "(node_id, metric, ts, value, received_at)"
-                with cursor.cursor.copy(f"COPY {table} {columns} FROM STDIN") as copy:
-                    copy.write(_copy_text(node_id, samples, received_at))
-            return len(samples)
-        except IntegrityError:
-            pass  # some of them are stored already: the savepoint took the COPY back
+        if copy != "skip":
+            try:
+                _copy(node_id, samples, received_at, savepoint=copy == "savepoint")
+                return len(samples)
+            except IntegrityError as exc:
+                if copy == "bare":
+                    raise _CopyRefused from exc
+                # some of them are stored already: the savepoint took the COPY back
         sql = (
             f"INSERT INTO {table} (node_id, metric, ts, value, received_at) "  # noqa: S608 (our own table name)
             "SELECT %s, m, t, v, %s FROM unnest(%s::text[], %s::bigint[], %s::float8[]) AS u(m, t, v) "
             "ON CONFLICT (node_id, metric, ts) DO NOTHING"
         )
-        metrics, stamps, values = (list(column) for column in zip(*samples, strict=True))
+        metrics, stamps, values = _columns(samples)
         with connection.cursor() as cursor:
             cursor.execute(sql, [node_id, received_at, metrics, stamps, values])
             return cursor.rowcount
@@ -347,22 +431,89 @@ def _insert(node_id, samples: list[tuple[str, int, float]], received_at: int) ->
     return Sample.objects.filter(node_id=node_id).count() - before
 
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+def _copy(node_id, samples: list[tuple[str, int, float]], received_at: int, *, savepoint: bool) -> None:
+    columns = "(node_id, metric, ts, value, received_at)"
+    statement = f"COPY {Sample._meta.db_table} {columns} FROM STDIN (FORMAT binary)"
+    # wrap_database_errors: psycopg's UniqueViolation arrives as Django's IntegrityError. Without a
+    # savepoint, a refused COPY marks the enclosing transaction for rollback (Django's atomic).
+    with (
+        transaction.atomic(savepoint=savepoint),
+        connection.cursor() as cursor,
+        connection.wrap_database_errors,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        copy.write(_copy_binary(node_id, samples, received_at))
 
 
-def _copy_text(node_id, samples: list[tuple[str, int, float]], received_at: int) -> str:
-    """The batch in COPY's text format, built in one pass (psycopg's ``write_row`` adapts every
-    value of every row on its own: it was most of the ingest's time in Python). A ts is an int and
-    a value a finite float (``repr`` is the shortest text that reads back as the same float); a
-    metric name is escaped as COPY reads it (checked names have nothing to escape)."""
+# COPY's binary format (PostgreSQL's "COPY", "Binary Format"): a signature, flags and an empty header
+# extension; per row the field count, then each field as its length and its bytes (uuid 16, text as
+# UTF-8, int8 and float8 8 bytes big-endian); -1 ends the data.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+_COPY_TRAILER = struct.pack("!h", -1)
+_COPY_ROW_TAIL = struct.Struct("!iqidiq")  # ts, value, received_at, each after its length (8)
+
+
+def _copy_binary(node_id, samples: list[tuple[str, int, float]], received_at: int) -> bytes:
+    """The batch in COPY's binary format. Rather than text, because PostgreSQL then reads each value
+    as it is stored (no parsing of a uuid, two integers and a float per row: a fifth of the COPY's
+    time on the server) and a float arrives bit for bit (-0.0 and subnormals included). Built by C
+    loops: the row's head (field count, node, metric) is made once per metric name, the rest by one
+    ``struct`` per row. A ts is an int and a value a finite float (the checked rows' are)."""
     metrics, stamps, values = _columns(samples)
-    names = {m: f"{node_id}\t{m.translate(_COPY_ESCAPES)}\t" for m in set(metrics)}
-    line = "{}{}\t{!r}\t" + str(int(received_at)) + "\n"
-    # Built by C loops (map over str.format), not a Python statement per row.
-    return "".join(map(line.format, map(names.__getitem__, metrics), map(int, stamps), map(float, values)))
+    node = node_id.bytes if isinstance(node_id, uuid.UUID) else uuid.UUID(str(node_id)).bytes
+    heads = {}
+    for name in set(metrics):
+        encoded = name.encode()
+        heads[name] = struct.pack("!hi16si", 5, 16, node, len(encoded)) + encoded
+    eight = repeat(8)
+    tails = map(_COPY_ROW_TAIL.pack, eight, stamps, eight, map(float, values), eight, repeat(int(received_at)))
+    rows = b"".join(chain.from_iterable(zip(map(heads.__getitem__, metrics), tails, strict=True)))
+    return _COPY_HEADER + rows + _COPY_TRAILER
 
 
 def _report_upsert(node: Node, *, latest: dict, services: dict, count: int) -> None:
+    """The node's report after a batch: reported now, the batch's services (when it had any), its
+    count added and each metric's latest ``[ts, value]`` merged in (the higher ts; the batch's on a
+    tie), a pod's metric not reported for a day forgotten. On PostgreSQL one upsert does it all
+    (``_report_upsert_sql``); elsewhere the row is locked, merged in Python and saved."""
+    if connection.vendor == "postgresql":
+        _report_upsert_sql(node.pk, latest=latest, services=services, count=count)
+    else:
+        _report_upsert_orm(node, latest=latest, services=services, count=count)
+
+
+# The merge of _report_upsert_orm in one statement: INSERT … ON CONFLICT DO UPDATE takes the row lock
+# that SELECT … FOR UPDATE took (a concurrent batch of the same node waits, then merges into the row as
+# that one left it), and the merge reads the stored figures where they are instead of sending them
+# back and forth. ``excluded`` is the proposed row: the batch's figures.
+_REPORT_UPSERT = """
+    INSERT INTO {table} AS r (node_id, reported_at, services, latest, samples_total)
+    VALUES (%s, %s, %s::jsonb, %s::jsonb, %s)
+    ON CONFLICT (node_id) DO UPDATE SET
+        reported_at = excluded.reported_at,
+        services = CASE WHEN excluded.services = '{{}}'::jsonb THEN r.services ELSE excluded.services END,
+        samples_total = r.samples_total + excluded.samples_total,
+        latest = (
+            SELECT COALESCE(jsonb_object_agg(m.k, m.v), '{{}}'::jsonb)
+            FROM (
+                SELECT k, CASE WHEN n.v IS NULL THEN o.v WHEN o.v IS NULL THEN n.v
+                               WHEN (n.v ->> 0)::numeric >= (o.v ->> 0)::numeric THEN n.v ELSE o.v END AS v
+                FROM jsonb_each(r.latest) AS o(k, v) FULL JOIN jsonb_each(excluded.latest) AS n(k, v) USING (k)
+            ) AS m
+            WHERE NOT (m.k LIKE 'pod.%%' AND (m.v ->> 0)::float8 < %s::float8)
+        )
+"""
+
+
+def _report_upsert_sql(node_id, *, latest: dict, services: dict, count: int) -> None:
+    cutoff = time.time() - 86400  # pods come and go: a pod's metric not reported for a day is dropped
+    sql = _REPORT_UPSERT.format(table=NodeReport._meta.db_table)
+    params = [node_id, datetime.now(tz=UTC), json.dumps(services), json.dumps(latest), count, cutoff]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _report_upsert_orm(node: Node, *, latest: dict, services: dict, count: int) -> None:
     now = datetime.now(tz=UTC)
     report = NodeReport.objects.select_for_update().filter(node=node).first()
     if report is None:
