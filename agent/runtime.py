@@ -151,9 +151,6 @@ class NodeRuntime:
         self.images_dir = self.root / "images"
         self._lock = threading.Lock()  # image builds
         self._refilling: set[str] = set()  # images whose spares a thread of this process is copying
-        # Notified when a refill thread of this process lands a spare or stops: a pod that finds no spare
-        # ready while one is being copied waits for it rather than copying the image a second time.
-        self._spare_landed = threading.Condition()
         self._template: dict | None = None  # ``runc spec``'s default config, parsed once
         self._web: WebRuntime | None = None
 
@@ -231,21 +228,7 @@ class NodeRuntime:
         """Move a ready copy of image ``name`` to ``target`` (same filesystem: one rename). A copy is
         whole or not there (it is renamed into ``spares/`` once complete), and a rename succeeds for
         one taker only, so two processes never share one. Each pod still gets its own copy: the
-        spare was copied from the image exactly as ``copytree`` would while the pod is created.
-
-        None ready while a thread of this process is copying one: wait for that copy (or for the
-        thread to stop) rather than copy the image beside it. Two copies at once share the disk's
-        journal and both take longer (a pod that copied its own took seconds on a busy node, the
-        bench's p95); the copy under way is also nearer its end than a new one."""
-        while True:
-            if self._take_ready_spare(name, target):
-                return True
-            with self._spare_landed:
-                if name not in self._refilling:
-                    return self._take_ready_spare(name, target)  # a last look: it may have just landed
-                self._spare_landed.wait(timeout=1.0)
-
-    def _take_ready_spare(self, name: str, target: Path) -> bool:
+        spare was copied from the image exactly as ``copytree`` would while the pod is created."""
         folder = self.spares_dir(name)
         try:
             names = sorted(n for n in os.listdir(folder) if not n.startswith("."))
@@ -283,8 +266,6 @@ class NodeRuntime:
                     _copy_tree(image, tmp / "rootfs")
                     os.rename(tmp / "rootfs", folder / uuid.uuid4().hex)
                     made += 1
-                    with self._spare_landed:
-                        self._spare_landed.notify_all()
                 finally:
                     shutil.rmtree(tmp, ignore_errors=True)
         except OSError:  # the node root went away (a test's, a wiped node): nothing to keep ready
@@ -306,8 +287,6 @@ class NodeRuntime:
             finally:
                 with self._lock:
                     self._refilling.discard(name)
-                with self._spare_landed:  # a pod waiting for this thread's copy looks once more, then copies
-                    self._spare_landed.notify_all()
 
         threading.Thread(target=run, name=f"pod-spares-{name}", daemon=True).start()
 
