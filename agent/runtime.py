@@ -151,6 +151,7 @@ class NodeRuntime:
         self.images_dir = self.root / "images"
         self._lock = threading.Lock()  # image builds
         self._refilling: set[str] = set()  # images whose spares a thread of this process is copying
+        self._template: dict | None = None  # ``runc spec``'s default config, parsed once
         self._web: WebRuntime | None = None
 
     @property
@@ -293,7 +294,14 @@ class NodeRuntime:
         return self.bundles / container_id
 
     def _spec_template(self) -> dict:
-        """``runc spec``'s default config, made once per node root (it is the same every time)."""
+        """``runc spec``'s default config, made once per node root (it is the same every time) and
+        parsed once per process (``_config`` copies what it changes, never the template itself)."""
+        if self._template is not None:
+            return self._template
+        self._template = self._read_spec_template()
+        return self._template
+
+    def _read_spec_template(self) -> dict:
         path = self.root / "spec-template.json"
         if not path.exists():
             self.root.mkdir(parents=True, exist_ok=True)
@@ -306,14 +314,21 @@ class NodeRuntime:
         return json.loads(path.read_text())
 
     def _config(self, spec: PodSpec, bundle: Path) -> dict:
-        config = self._spec_template()
-        config["process"]["terminal"] = False
-        config["process"]["args"] = list(spec.args)
-        config["process"]["env"] = ["PATH=/bin", "HOME=/root", "TERM=dumb"]
+        """The bundle's config: the template with the pod's own process, hostname, writable root and
+        limits. Only the objects it changes are copied (the rest is shared with the template and only
+        serialised), so the template read once stays as ``runc spec`` wrote it."""
+        template = self._spec_template()
+        config = dict(template)
+        config["process"] = {
+            **template["process"],
+            "terminal": False,
+            "args": list(spec.args),
+            "env": ["PATH=/bin", "HOME=/root", "TERM=dumb"],
+        }
         config["hostname"] = spec.id[:63]
-        config["root"]["readonly"] = False
-        resources = config["linux"].setdefault("resources", {})
-        resources.update(self._resources(spec))
+        config["root"] = {**template["root"], "readonly": False}
+        linux = config["linux"] = dict(template["linux"])
+        linux["resources"] = {**linux.get("resources", {}), **self._resources(spec)}
         return config
 
     @staticmethod
