@@ -10,19 +10,69 @@ Values go through each field's ``pre_save``/``get_db_prep_save`` (defaults, ``au
 ``TenantErrorField``, JSON adaptation) and rows read back through each field's converters, so a row
 written or read here is the row the ORM would write or read (tests/kernel/test_jobs_statements.py
 compares the two paths on the same jobs).
+
+Each statement is prepared once per connection (``_cursor``): PostgreSQL then parses and plans it once, not
+for every job (the claim's and the finish's planning cost as much as running them), and the values are
+sent beside it rather than quoted into its text by the client.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, models
+from django.db.backends.postgresql.base import ServerBindingCursor
 
 from apps.audit.models import AuditEvent
 from apps.tenancy.models import Tenant
 
 from .models import Job, JobAttempt, JobStatus
+
+
+class _PreparedCursor(ServerBindingCursor):
+    """A cursor of psycopg's server-side binding whose statements are prepared (on first use, per connection)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):  # type: ignore[override]
+        return super().execute(query, params, prepare=True, binary=binary)
+
+    def _convert_query(self, query, params=None):
+        # Kept for Django's query log (``last_executed_query`` reads it; psycopg keeps it only for a
+        # statement it does not prepare): the statement with its $n placeholders.
+        self._query = pgq = super()._convert_query(query, params)
+        return pgq
+
+
+# psycopg prepares nothing while a connection's ``prepare_threshold`` is None (Django's default, for
+# connection poolers that lose prepared statements): set, it prepares only what is executed with
+# ``prepare=True``, since no other cursor of ours binds on the server (Django's are ``ClientCursor``).
+_NEVER_AUTOMATICALLY = 2**31
+
+
+@contextmanager
+def _cursor() -> Iterator[Any]:
+    """The outbox's cursor: Django's wrapper (query logging and counting, ``execute_wrappers``, the
+    database errors as ``django.db`` errors, the health check) around a prepared-statement cursor.
+
+    ``MPANEL_DB_PREPARED_STATEMENTS = False`` (for a connection pooler that cannot keep protocol-level
+    prepared statements: PgBouncer before 1.21 in transaction mode) sends them as plain statements.
+    """
+    if not getattr(settings, "MPANEL_DB_PREPARED_STATEMENTS", True):
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = _NEVER_AUTOMATICALLY
+    with connection.wrap_database_errors:
+        cursor = connection._prepare_cursor(_PreparedCursor(raw))
+    with cursor:
+        yield cursor
 
 
 def _q(name: str) -> str:
@@ -91,7 +141,7 @@ def insert_job_and_event(job: Job, event: AuditEvent) -> None:
     """INSERT the new ``job`` and its ``job.enqueue`` event in one statement (was BEGIN, two INSERTs, COMMIT)."""
     _job_columns, job_values = _insert_values(job)
     _event_columns, event_values = _insert_values(event)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_enqueue_sql(), [*job_values, *event_values])
 
 
@@ -142,7 +192,7 @@ def claim(job_id, now, worker: str) -> Job | None:
     """Claim the PENDING, due job ``job_id`` (a UUID): the claimed job with its tenant, or None."""
     sql = _claim_sql()
     params = {"id": job_id, "now": now, "running": JobStatus.RUNNING, "pending": JobStatus.PENDING, "worker": worker}
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -170,29 +220,30 @@ def finish(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: Aud
     number); ``attempt`` to the attempt row only while it is open; ``event`` is inserted only if the job
     row was written. Answers whether it was (False: the sweeper took the job back, the outcome is dropped).
     """
-    job_table, attempt_table = _q(Job._meta.db_table), _q(JobAttempt._meta.db_table)
-    params: list[Any] = []
-    sets = []
-    for name, value in fields.items():
-        sets.append(f"{_q(_field(Job, name).column)} = %s")
-        params.append(_prep(Job, name, value))
+    params: list[Any] = [_prep(Job, name, value) for name, value in fields.items()]
     params += [job.pk, JobStatus.RUNNING, job.attempts]
-    attempt_sets = []
-    for name, value in attempt.items():
-        attempt_sets.append(f"{_q(_field(JobAttempt, name).column)} = %s")
-        params.append(_prep(JobAttempt, name, value))
+    params += [_prep(JobAttempt, name, value) for name, value in attempt.items()]
     params += [job.pk, job.attempts]
+    if event is not None:
+        params += _insert_values(event)[1]
+    with _cursor() as cursor:
+        cursor.execute(_finish_sql(tuple(fields), tuple(attempt), event is not None), params)
+        return bool(cursor.fetchone()[0])
+
+
+@cache
+def _finish_sql(fields: tuple[str, ...], attempt: tuple[str, ...], event: bool) -> str:
+    """``finish``'s statement for the names it writes (a handful of shapes: success, retry, failure)."""
+    job_table, attempt_table = _q(Job._meta.db_table), _q(JobAttempt._meta.db_table)
+    sets = ", ".join(f"{_q(_field(Job, name).column)} = %s" for name in fields)
+    attempt_sets = ", ".join(f"{_q(_field(JobAttempt, name).column)} = %s" for name in attempt)
     sql = (
-        f"WITH won AS (UPDATE {job_table} SET {', '.join(sets)} WHERE id = %s AND status = %s AND attempts = %s "  # noqa: S608
+        f"WITH won AS (UPDATE {job_table} SET {sets} WHERE id = %s AND status = %s AND attempts = %s "  # noqa: S608
         f"RETURNING id), "
-        f"attempt AS (UPDATE {attempt_table} SET {', '.join(attempt_sets)} "
+        f"attempt AS (UPDATE {attempt_table} SET {attempt_sets} "
         f"WHERE job_id = %s AND number = %s AND finished_at IS NULL)"
     )
-    if event is not None:
-        columns, values = _insert_values(event)
-        sql += _event_sql(tuple(columns))
-        params += values
+    if event:
+        sql += _event_sql(tuple(_columns(AuditEvent)))
     sql += " SELECT count(*) FROM won"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return bool(cursor.fetchone()[0])
+    return sql
