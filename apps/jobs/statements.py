@@ -24,7 +24,7 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 from django.db.backends.postgresql.base import ServerBindingCursor
 
 from apps.audit.models import AuditEvent
@@ -60,19 +60,26 @@ def _cursor() -> Iterator[Any]:
     ``MPANEL_DB_PREPARED_STATEMENTS = False`` (for a connection pooler that cannot keep protocol-level
     prepared statements: PgBouncer before 1.21 in transaction mode) sends them as plain statements.
     """
+    db = _db()
     if not getattr(settings, "MPANEL_DB_PREPARED_STATEMENTS", True):
-        with connection.cursor() as cursor:
+        with db.cursor() as cursor:
             yield cursor
         return
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    raw = connection.connection
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    raw = db.connection
     if raw.prepare_threshold is None:
         raw.prepare_threshold = _NEVER_AUTOMATICALLY
-    with connection.wrap_database_errors:
-        cursor = connection._prepare_cursor(_PreparedCursor(raw))
+    with db.wrap_database_errors:
+        cursor = db._prepare_cursor(_PreparedCursor(raw))
     with cursor:
         yield cursor
+
+
+def _db() -> Any:
+    """This thread's connection itself: ``django.db.connection`` is a proxy that looks it up again at every
+    attribute (a few dozen times per statement's values, a tenth of a job's Python)."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 def _q(name: str) -> str:
@@ -83,9 +90,9 @@ def _field(model: type[models.Model], name: str) -> models.Field:
     return model._meta.get_field(name)
 
 
-def _prep(model: type[models.Model], name: str, value: Any) -> Any:
+def _prep(model: type[models.Model], name: str, value: Any, db: Any) -> Any:
     """``value`` as an UPDATE of the ORM would send it for ``model.name``."""
-    return _field(model, name).get_db_prep_save(value, connection)
+    return _field(model, name).get_db_prep_save(value, db)
 
 
 @cache
@@ -96,11 +103,12 @@ def _columns(model: type[models.Model]) -> list[str]:
 def _insert_values(obj: models.Model) -> tuple[list[str], list[Any]]:
     """The columns and values an ORM INSERT of the new ``obj`` would send (defaults and ``auto_now`` set
     on ``obj`` itself, as ``save()`` does)."""
+    db = _db()
     fields = obj._meta.concrete_fields
     columns = _columns(type(obj))
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    values = [f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields]
     obj._state.adding = False
-    obj._state.db = connection.alias
+    obj._state.db = db.alias
     return columns, values
 
 
@@ -125,13 +133,14 @@ def _converters(model: type[models.Model]) -> tuple[list[str], list[tuple[Any, l
 
 def _from_row(model: type[models.Model], row: tuple | list) -> models.Model:
     """A model instance from its concrete columns in order, through the converters a queryset applies."""
+    db = _db()
     attnames, converters = _converters(model)
     values = []
     for (col, convert_all), value in zip(converters, row, strict=True):
         for convert in convert_all:
-            value = convert(value, col, connection)
+            value = convert(value, col, db)
         values.append(value)
-    return model.from_db(connection.alias, attnames, values)
+    return model.from_db(db.alias, attnames, values)
 
 
 # --- enqueue ----------------------------------------------------------------------------------------------
@@ -220,9 +229,10 @@ def finish(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: Aud
     number); ``attempt`` to the attempt row only while it is open; ``event`` is inserted only if the job
     row was written. Answers whether it was (False: the sweeper took the job back, the outcome is dropped).
     """
-    params: list[Any] = [_prep(Job, name, value) for name, value in fields.items()]
+    db = _db()
+    params: list[Any] = [_prep(Job, name, value, db) for name, value in fields.items()]
     params += [job.pk, JobStatus.RUNNING, job.attempts]
-    params += [_prep(JobAttempt, name, value) for name, value in attempt.items()]
+    params += [_prep(JobAttempt, name, value, db) for name, value in attempt.items()]
     params += [job.pk, job.attempts]
     if event is not None:
         params += _insert_values(event)[1]
