@@ -18,8 +18,10 @@ sent beside it rather than quoted into its text by the client.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -92,7 +94,43 @@ def _field(model: type[models.Model], name: str) -> models.Field:
 
 def _prep(model: type[models.Model], name: str, value: Any, db: Any) -> Any:
     """``value`` as an UPDATE of the ORM would send it for ``model.name``."""
-    return _field(model, name).get_db_prep_save(value, db)
+    field = _field(model, name)
+    unchanged = _unchanged(field)
+    if unchanged is not None and unchanged(value):
+        return value
+    return field.get_db_prep_save(value, db)
+
+
+def _is_str(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _is_uuid(value: Any) -> bool:
+    return value is None or type(value) is uuid.UUID
+
+
+def _is_aware(value: Any) -> bool:
+    return value is None or (type(value) is datetime and value.utcoffset() is not None)
+
+
+@cache
+def _unchanged(field: models.Field) -> Callable[[Any], bool] | None:
+    """For the fields whose ``get_db_prep_save`` on PostgreSQL hands some values back as they are (text to a
+    plain character field, a UUID to a UUID field or a key to one, an aware datetime to a datetime field):
+    the test of those values, so they skip the field's conversion chain (most of a job's Python when it is
+    written); None for every other field (subclasses included: ``TenantErrorField`` redacts). ``_prep`` and
+    ``_insert_values`` convert every other value as the ORM does; tests/kernel/test_jobs_statements.py
+    checks them against ``get_db_prep_save`` value by value."""
+    kind = type(field)
+    if isinstance(field, models.ForeignKey) and kind in (models.ForeignKey, models.OneToOneField):
+        kind = type(field.target_field)
+    if kind in (models.CharField, models.TextField):
+        return _is_str
+    if kind is models.UUIDField:
+        return _is_uuid
+    if kind is models.DateTimeField:
+        return _is_aware
+    return None
 
 
 @cache
@@ -100,13 +138,20 @@ def _columns(model: type[models.Model]) -> list[str]:
     return [_q(f.column) for f in model._meta.concrete_fields]
 
 
+@cache
+def _fields(model: type[models.Model]) -> list[tuple[models.Field, Callable[[Any], bool] | None]]:
+    return [(f, _unchanged(f)) for f in model._meta.concrete_fields]
+
+
 def _insert_values(obj: models.Model) -> tuple[list[str], list[Any]]:
     """The columns and values an ORM INSERT of the new ``obj`` would send (defaults and ``auto_now`` set
     on ``obj`` itself, as ``save()`` does)."""
     db = _db()
-    fields = obj._meta.concrete_fields
     columns = _columns(type(obj))
-    values = [f.get_db_prep_save(f.pre_save(obj, True), db) for f in fields]
+    values = []
+    for field, unchanged in _fields(type(obj)):
+        value = field.pre_save(obj, True)
+        values.append(value if unchanged is not None and unchanged(value) else field.get_db_prep_save(value, db))
     obj._state.adding = False
     obj._state.db = db.alias
     return columns, values
