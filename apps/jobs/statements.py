@@ -39,7 +39,17 @@ class _PreparedCursor(ServerBindingCursor):
     """A cursor of psycopg's server-side binding whose statements are prepared (on first use, per connection)."""
 
     def execute(self, query, params=None, *, prepare=None, binary=None):  # type: ignore[override]
-        return super().execute(query, params, prepare=True, binary=binary)
+        # psycopg prepares nothing while its connection's ``prepare_threshold`` is None (Django's default,
+        # for connection poolers that lose prepared statements). It is set only while this statement
+        # runs (to a count never reached: nothing else is prepared automatically), so the connection's
+        # other statements (Django's, ``ClientCursor``) are neither counted nor prepared, as before.
+        threshold = self.connection.prepare_threshold
+        if threshold is None:
+            self.connection.prepare_threshold = _NEVER_AUTOMATICALLY
+        try:
+            return super().execute(query, params, prepare=True, binary=binary)
+        finally:
+            self.connection.prepare_threshold = threshold
 
     def _convert_query(self, query, params=None):
         # Kept for Django's query log (``last_executed_query`` reads it; psycopg keeps it only for a
@@ -48,9 +58,6 @@ class _PreparedCursor(ServerBindingCursor):
         return pgq
 
 
-# psycopg prepares nothing while a connection's ``prepare_threshold`` is None (Django's default, for
-# connection poolers that lose prepared statements): set, it prepares only what is executed with
-# ``prepare=True``, since no other cursor of ours binds on the server (Django's are ``ClientCursor``).
 _NEVER_AUTOMATICALLY = 2**31
 
 
@@ -69,11 +76,8 @@ def _cursor() -> Iterator[Any]:
         return
     db.close_if_health_check_failed()
     db.ensure_connection()
-    raw = db.connection
-    if raw.prepare_threshold is None:
-        raw.prepare_threshold = _NEVER_AUTOMATICALLY
     with db.wrap_database_errors:
-        cursor = db._prepare_cursor(_PreparedCursor(raw))
+        cursor = db._prepare_cursor(_PreparedCursor(db.connection))
     with cursor:
         yield cursor
 

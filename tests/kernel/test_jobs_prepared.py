@@ -105,3 +105,12 @@ def test_insert_values_are_the_orms(tenant_a):
         # The values as set on the object (auto_now ones by _insert_values), through each field's conversion.
         orm = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in obj._meta.concrete_fields]
         assert [(type(v), repr(v)) for v in values] == [(type(v), repr(v)) for v in orm]
+
+
+def test_the_connections_other_statements_are_not_prepared(tenant_a, settings):
+    settings.MPANEL_JOBS_EAGER = False
+    run_one(tenant_a.tenant, "test.record", "others")
+    assert connection.connection.prepare_threshold is None  # Django's setting, as it was
+    for _ in range(10):
+        Job.all_tenants.filter(tenant=tenant_a.tenant).count()
+    assert not any("COUNT(*)" in s for s in prepared_here())
