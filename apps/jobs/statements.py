@@ -10,19 +10,82 @@ Values go through each field's ``pre_save``/``get_db_prep_save`` (defaults, ``au
 ``TenantErrorField``, JSON adaptation) and rows read back through each field's converters, so a row
 written or read here is the row the ORM would write or read (tests/kernel/test_jobs_statements.py
 compares the two paths on the same jobs).
+
+Each statement is prepared once per connection (``_cursor``): PostgreSQL then parses and plans it once, not
+for every job (the claim's and the finish's planning cost as much as running them), and the values are
+sent beside it rather than quoted into its text by the client.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.db import connection, models
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db.backends.postgresql.base import ServerBindingCursor
 
 from apps.audit.models import AuditEvent
 from apps.tenancy.models import Tenant
 
 from .models import Job, JobAttempt, JobStatus
+
+
+class _PreparedCursor(ServerBindingCursor):
+    """A cursor of psycopg's server-side binding whose statements are prepared (on first use, per connection)."""
+
+    def execute(self, query, params=None, *, prepare=None, binary=None):  # type: ignore[override]
+        # psycopg prepares nothing while its connection's ``prepare_threshold`` is None (Django's default,
+        # for connection poolers that lose prepared statements). It is set only while this statement
+        # runs (to a count never reached: nothing else is prepared automatically), so the connection's
+        # other statements (Django's, ``ClientCursor``) are neither counted nor prepared, as before.
+        threshold = self.connection.prepare_threshold
+        if threshold is None:
+            self.connection.prepare_threshold = _NEVER_AUTOMATICALLY
+        try:
+            return super().execute(query, params, prepare=True, binary=binary)
+        finally:
+            self.connection.prepare_threshold = threshold
+
+    def _convert_query(self, query, params=None):
+        # Kept for Django's query log (``last_executed_query`` reads it; psycopg keeps it only for a
+        # statement it does not prepare): the statement with its $n placeholders.
+        self._query = pgq = super()._convert_query(query, params)
+        return pgq
+
+
+_NEVER_AUTOMATICALLY = 2**31
+
+
+@contextmanager
+def _cursor() -> Iterator[Any]:
+    """The outbox's cursor: Django's wrapper (query logging and counting, ``execute_wrappers``, the
+    database errors as ``django.db`` errors, the health check) around a prepared-statement cursor.
+
+    ``MPANEL_DB_PREPARED_STATEMENTS = False`` (for a connection pooler that cannot keep protocol-level
+    prepared statements: PgBouncer before 1.21 in transaction mode) sends them as plain statements.
+    """
+    db = _db()
+    if not getattr(settings, "MPANEL_DB_PREPARED_STATEMENTS", True):
+        with db.cursor() as cursor:
+            yield cursor
+        return
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    with db.wrap_database_errors:
+        cursor = db._prepare_cursor(_PreparedCursor(db.connection))
+    with cursor:
+        yield cursor
+
+
+def _db() -> Any:
+    """This thread's connection itself: ``django.db.connection`` is a proxy that looks it up again at every
+    attribute (a few dozen times per statement's values, a tenth of a job's Python)."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 def _q(name: str) -> str:
@@ -33,9 +96,45 @@ def _field(model: type[models.Model], name: str) -> models.Field:
     return model._meta.get_field(name)
 
 
-def _prep(model: type[models.Model], name: str, value: Any) -> Any:
+def _prep(model: type[models.Model], name: str, value: Any, db: Any) -> Any:
     """``value`` as an UPDATE of the ORM would send it for ``model.name``."""
-    return _field(model, name).get_db_prep_save(value, connection)
+    field = _field(model, name)
+    unchanged = _unchanged(field)
+    if unchanged is not None and unchanged(value):
+        return value
+    return field.get_db_prep_save(value, db)
+
+
+def _is_str(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _is_uuid(value: Any) -> bool:
+    return value is None or type(value) is uuid.UUID
+
+
+def _is_aware(value: Any) -> bool:
+    return value is None or (type(value) is datetime and value.utcoffset() is not None)
+
+
+@cache
+def _unchanged(field: models.Field) -> Callable[[Any], bool] | None:
+    """For the fields whose ``get_db_prep_save`` on PostgreSQL hands some values back as they are (text to a
+    plain character field, a UUID to a UUID field or a key to one, an aware datetime to a datetime field):
+    the test of those values, so they skip the field's conversion chain (most of a job's Python when it is
+    written); None for every other field (subclasses included: ``TenantErrorField`` redacts). ``_prep`` and
+    ``_insert_values`` convert every other value as the ORM does; tests/kernel/test_jobs_statements.py
+    checks them against ``get_db_prep_save`` value by value."""
+    kind = type(field)
+    if isinstance(field, models.ForeignKey) and kind in (models.ForeignKey, models.OneToOneField):
+        kind = type(field.target_field)
+    if kind in (models.CharField, models.TextField):
+        return _is_str
+    if kind is models.UUIDField:
+        return _is_uuid
+    if kind is models.DateTimeField:
+        return _is_aware
+    return None
 
 
 @cache
@@ -43,14 +142,22 @@ def _columns(model: type[models.Model]) -> list[str]:
     return [_q(f.column) for f in model._meta.concrete_fields]
 
 
+@cache
+def _fields(model: type[models.Model]) -> list[tuple[models.Field, Callable[[Any], bool] | None]]:
+    return [(f, _unchanged(f)) for f in model._meta.concrete_fields]
+
+
 def _insert_values(obj: models.Model) -> tuple[list[str], list[Any]]:
     """The columns and values an ORM INSERT of the new ``obj`` would send (defaults and ``auto_now`` set
     on ``obj`` itself, as ``save()`` does)."""
-    fields = obj._meta.concrete_fields
+    db = _db()
     columns = _columns(type(obj))
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    values = []
+    for field, unchanged in _fields(type(obj)):
+        value = field.pre_save(obj, True)
+        values.append(value if unchanged is not None and unchanged(value) else field.get_db_prep_save(value, db))
     obj._state.adding = False
-    obj._state.db = connection.alias
+    obj._state.db = db.alias
     return columns, values
 
 
@@ -75,13 +182,14 @@ def _converters(model: type[models.Model]) -> tuple[list[str], list[tuple[Any, l
 
 def _from_row(model: type[models.Model], row: tuple | list) -> models.Model:
     """A model instance from its concrete columns in order, through the converters a queryset applies."""
+    db = _db()
     attnames, converters = _converters(model)
     values = []
     for (col, convert_all), value in zip(converters, row, strict=True):
         for convert in convert_all:
-            value = convert(value, col, connection)
+            value = convert(value, col, db)
         values.append(value)
-    return model.from_db(connection.alias, attnames, values)
+    return model.from_db(db.alias, attnames, values)
 
 
 # --- enqueue ----------------------------------------------------------------------------------------------
@@ -91,7 +199,7 @@ def insert_job_and_event(job: Job, event: AuditEvent) -> None:
     """INSERT the new ``job`` and its ``job.enqueue`` event in one statement (was BEGIN, two INSERTs, COMMIT)."""
     _job_columns, job_values = _insert_values(job)
     _event_columns, event_values = _insert_values(event)
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(_enqueue_sql(), [*job_values, *event_values])
 
 
@@ -142,7 +250,7 @@ def claim(job_id, now, worker: str) -> Job | None:
     """Claim the PENDING, due job ``job_id`` (a UUID): the claimed job with its tenant, or None."""
     sql = _claim_sql()
     params = {"id": job_id, "now": now, "running": JobStatus.RUNNING, "pending": JobStatus.PENDING, "worker": worker}
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
@@ -170,29 +278,31 @@ def finish(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: Aud
     number); ``attempt`` to the attempt row only while it is open; ``event`` is inserted only if the job
     row was written. Answers whether it was (False: the sweeper took the job back, the outcome is dropped).
     """
-    job_table, attempt_table = _q(Job._meta.db_table), _q(JobAttempt._meta.db_table)
-    params: list[Any] = []
-    sets = []
-    for name, value in fields.items():
-        sets.append(f"{_q(_field(Job, name).column)} = %s")
-        params.append(_prep(Job, name, value))
+    db = _db()
+    params: list[Any] = [_prep(Job, name, value, db) for name, value in fields.items()]
     params += [job.pk, JobStatus.RUNNING, job.attempts]
-    attempt_sets = []
-    for name, value in attempt.items():
-        attempt_sets.append(f"{_q(_field(JobAttempt, name).column)} = %s")
-        params.append(_prep(JobAttempt, name, value))
+    params += [_prep(JobAttempt, name, value, db) for name, value in attempt.items()]
     params += [job.pk, job.attempts]
+    if event is not None:
+        params += _insert_values(event)[1]
+    with _cursor() as cursor:
+        cursor.execute(_finish_sql(tuple(fields), tuple(attempt), event is not None), params)
+        return bool(cursor.fetchone()[0])
+
+
+@cache
+def _finish_sql(fields: tuple[str, ...], attempt: tuple[str, ...], event: bool) -> str:
+    """``finish``'s statement for the names it writes (a handful of shapes: success, retry, failure)."""
+    job_table, attempt_table = _q(Job._meta.db_table), _q(JobAttempt._meta.db_table)
+    sets = ", ".join(f"{_q(_field(Job, name).column)} = %s" for name in fields)
+    attempt_sets = ", ".join(f"{_q(_field(JobAttempt, name).column)} = %s" for name in attempt)
     sql = (
-        f"WITH won AS (UPDATE {job_table} SET {', '.join(sets)} WHERE id = %s AND status = %s AND attempts = %s "  # noqa: S608
+        f"WITH won AS (UPDATE {job_table} SET {sets} WHERE id = %s AND status = %s AND attempts = %s "  # noqa: S608
         f"RETURNING id), "
-        f"attempt AS (UPDATE {attempt_table} SET {', '.join(attempt_sets)} "
+        f"attempt AS (UPDATE {attempt_table} SET {attempt_sets} "
         f"WHERE job_id = %s AND number = %s AND finished_at IS NULL)"
     )
-    if event is not None:
-        columns, values = _insert_values(event)
-        sql += _event_sql(tuple(columns))
-        params += values
+    if event:
+        sql += _event_sql(tuple(_columns(AuditEvent)))
     sql += " SELECT count(*) FROM won"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return bool(cursor.fetchone()[0])
+    return sql
