@@ -309,6 +309,9 @@ MPANEL_JOB_MAX_ATTEMPTS = env.int("MPANEL_JOB_MAX_ATTEMPTS", default=5)
 MPANEL_JOB_BACKOFF_SECONDS = env.float("MPANEL_JOB_BACKOFF_SECONDS", default=10.0)
 MPANEL_JOB_HEARTBEAT_TIMEOUT = env.int("MPANEL_JOB_HEARTBEAT_TIMEOUT", default=300)
 MPANEL_JOB_PENDING_REDISPATCH = env.int("MPANEL_JOB_PENDING_REDISPATCH", default=120)
+# The outbox's three statements are prepared once per connection (apps/jobs/statements.py); off for a
+# connection pooler that cannot keep prepared statements (PgBouncer before 1.21 in transaction mode).
+MPANEL_DB_PREPARED_STATEMENTS = env.bool("MPANEL_DB_PREPARED_STATEMENTS", default=True)
 MPANEL_IDEMPOTENCY_TTL = timedelta(hours=24)
 
 CELERY_BROKER_URL = REDIS_URL or "memory://"

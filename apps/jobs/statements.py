@@ -70,7 +70,7 @@ def _cursor() -> Iterator[Any]:
     prepared statements: PgBouncer before 1.21 in transaction mode) sends them as plain statements.
     """
     db = _db()
-    if not getattr(settings, "MPANEL_DB_PREPARED_STATEMENTS", True):
+    if not settings.MPANEL_DB_PREPARED_STATEMENTS:
         with db.cursor() as cursor:
             yield cursor
         return
