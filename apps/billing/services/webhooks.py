@@ -174,12 +174,38 @@ DRAIN_FLAG_TTL = 30
 DRAIN_TASK = "billing.webhooks_drain"
 DRAIN_BATCH = 200  # events read per round, and at most this many in one invoice's transaction
 
+# When this process last asked for a drain (``time.monotonic``); -inf: never, or its last ask failed.
+_asked_at = float("-inf")
+
 
 def nudge() -> None:
     """After a stored event commits: ask for a drain unless one is already asked for (one cache round
-    trip; the broker message only when the flag was not set)."""
-    if cache.add(DRAIN_FLAG, 1, timeout=DRAIN_FLAG_TTL):
-        signature(DRAIN_TASK).delay()
+    trip; the broker message only when the flag was not set).
+
+    A process that asked less than ``MPANEL_WEBHOOK_NUDGE_SECONDS`` (W) ago does not ask again: under a
+    burst that is one round trip per process and W instead of one per delivery. Its row is still read by a
+    drain: its ask at ``a`` either set the flag and sent a drain, or found it set; either way some drain
+    clears the flag after ``a`` and then waits W before its last look (``drain``), so that look comes after
+    ``a + W``, when every row this process committed without asking is there to see. (A flag that expires
+    with no drain to clear it, a lost message or a killed worker, is the sweep's, as before.)"""
+    global _asked_at
+    window = settings.MPANEL_WEBHOOK_NUDGE_SECONDS
+    now = time.monotonic()
+    if window > 0 and now - _asked_at < window:
+        return
+    _asked_at = now  # before the ask: the window counts from no later than the flag was seen
+    try:
+        if cache.add(DRAIN_FLAG, 1, timeout=DRAIN_FLAG_TTL):
+            signature(DRAIN_TASK).delay()
+    except Exception:
+        _asked_at = float("-inf")  # nothing was asked for: the next delivery asks
+        raise
+
+
+def forget_nudge() -> None:
+    """This process asks again at its next delivery (tests)."""
+    global _asked_at
+    _asked_at = float("-inf")
 
 
 # The invoice an event is about, read from its payload in SQL (generic: data.invoice_id; Stripe:
@@ -195,10 +221,11 @@ def drain(limit: int = 10 * DRAIN_BATCH) -> int:
     applies it). Stops after ``limit`` events (the next delivery or the sweep asks again). How many it applied.
 
     The flag stays set while the drain finds work, so deliveries meanwhile send no message (their rows
-    are read by its next round, in larger groups); once a round finds nothing, it clears the flag and looks
-    once more: a delivery that found the flag set committed its row before that, so the last look sees
-    it, and any later one asks for another drain. Whatever ends it early (the limit, an error, every
-    event held by another worker) clears the flag too."""
+    are read by its next round, in larger groups); once a round finds nothing (or only events other workers
+    hold), it clears the flag, waits ``MPANEL_WEBHOOK_NUDGE_SECONDS`` (a process that asked for a drain that
+    long ago or less may have stored rows since without asking again: ``nudge``) and looks once more: a
+    delivery that found the flag set committed its row before that look, so it sees it, and any later one
+    asks for another drain. Whatever ends it early (the limit, an error) clears the flag too."""
     done, cleared = 0, False
     try:
         while done < limit:
@@ -208,19 +235,23 @@ def drain(limit: int = 10 * DRAIN_BATCH) -> int:
                 .annotate(invoice_key=INVOICE_KEY)
                 .values_list("pk", "invoice_key")[:DRAIN_BATCH]
             )
-            if not pending:
-                if cleared:
-                    break
-                cache.delete(DRAIN_FLAG)  # from now on a delivery asks for another drain
-                cleared = True
+            applied = 0
+            if pending:
+                groups: dict = {}
+                for pk, invoice_key in pending:
+                    groups.setdefault(invoice_key or pk, []).append(pk)
+                applied = sum(apply_batch(pks) for pks in groups.values())
+                done += applied
+            if applied:
                 continue
-            groups: dict = {}
-            for pk, invoice_key in pending:
-                groups.setdefault(invoice_key or pk, []).append(pk)
-            applied = sum(apply_batch(pks) for pks in groups.values())
-            if not applied:
-                break  # every one is held by another worker, which applies it
-            done += applied
+            # Nothing (left) for this drain: every pending event, if any, is held by another worker, which applies it.
+            if cleared:
+                break
+            cache.delete(DRAIN_FLAG)  # from now on a delivery asks for another drain
+            cleared = True
+            window = settings.MPANEL_WEBHOOK_NUDGE_SECONDS
+            if window > 0:
+                time.sleep(window * 1.1)  # a little more: the window is measured by another process's clock
     finally:
         if not cleared:
             cache.delete(DRAIN_FLAG)
