@@ -173,6 +173,7 @@ DRAIN_FLAG = "billing:webhooks:drain"
 DRAIN_FLAG_TTL = 30
 DRAIN_TASK = "billing.webhooks_drain"
 DRAIN_BATCH = 200  # events read per round, and at most this many in one invoice's transaction
+DRAIN_POLL = 0.02  # seconds between the looks of a drain waiting out the window after clearing its flag
 
 # When this process last asked for a drain (``time.monotonic``); -inf: never, or its last ask failed.
 _asked_at = float("-inf")
@@ -222,11 +223,12 @@ def drain(limit: int = 10 * DRAIN_BATCH) -> int:
 
     The flag stays set while the drain finds work, so deliveries meanwhile send no message (their rows
     are read by its next round, in larger groups); once a round finds nothing (or only events other workers
-    hold), it clears the flag, waits ``MPANEL_WEBHOOK_NUDGE_SECONDS`` (a process that asked for a drain that
-    long ago or less may have stored rows since without asking again: ``nudge``) and looks once more: a
-    delivery that found the flag set committed its row before that look, so it sees it, and any later one
-    asks for another drain. Whatever ends it early (the limit, an error) clears the flag too."""
-    done, cleared = 0, False
+    hold), it clears the flag and looks again, every ``DRAIN_POLL`` until ``MPANEL_WEBHOOK_NUDGE_SECONDS`` have
+    passed (a process that asked for a drain that long ago or less may have stored rows since without asking
+    again: ``nudge``): a delivery that found the flag set committed its row before the last of those looks,
+    so it sees it, and any later one asks for another drain. Whatever ends it early (the limit, an error)
+    clears the flag too."""
+    done, cleared, deadline = 0, False, 0.0
     try:
         while done < limit:
             pending = list(
@@ -245,13 +247,16 @@ def drain(limit: int = 10 * DRAIN_BATCH) -> int:
             if applied:
                 continue
             # Nothing (left) for this drain: every pending event, if any, is held by another worker, which applies it.
-            if cleared:
+            if not cleared:
+                cache.delete(DRAIN_FLAG)  # from now on a delivery asks for another drain
+                cleared = True
+                # A little more than the window: it is measured by another process's clock.
+                deadline = time.monotonic() + settings.MPANEL_WEBHOOK_NUDGE_SECONDS * 1.1
+                continue  # the last look (or the first of those until the deadline)
+            left = deadline - time.monotonic()
+            if left <= 0:
                 break
-            cache.delete(DRAIN_FLAG)  # from now on a delivery asks for another drain
-            cleared = True
-            window = settings.MPANEL_WEBHOOK_NUDGE_SECONDS
-            if window > 0:
-                time.sleep(window * 1.1)  # a little more: the window is measured by another process's clock
+            time.sleep(min(DRAIN_POLL, left))  # what comes meanwhile is applied at once, not after the wait
     finally:
         if not cleared:
             cache.delete(DRAIN_FLAG)
