@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -276,3 +277,64 @@ def test_rows_of_a_killed_drain_are_the_sweeps_once(windowed, tenant_a, django_c
     assert webhooks.drain() == 0
     assert Invoice.all_tenants.get(pk=invoice.pk).amount_paid == 3
     assert set(WebhookEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_senders_and_drains_apply_every_event_once_without_the_sweep(tenant_a, settings, monkeypatch):
+    """Four processes' worth of senders (threads, each its own connection; the window per process is
+    modelled by one shared clock-free window of 50 ms), each ask running a real drain in its own thread (the
+    worker): when all is done, every event is applied once, none left for the sweep."""
+    import random
+    import threading
+
+    from django.db import connection
+
+    settings.MPANEL_JOBS_EAGER = False
+    settings.MPANEL_GENERIC_WEBHOOK_SECRET = GENERIC_SECRET
+    settings.MPANEL_WEBHOOK_NUDGE_SECONDS = 0.05
+    cache.delete(webhooks.DRAIN_FLAG)
+    webhooks.forget_nudge()
+    invoice = issued(tenant_a)
+    drains: list[threading.Thread] = []
+    errors: list[BaseException] = []
+
+    def run(target):
+        try:
+            target()
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    class Message:
+        def delay(self):
+            thread = threading.Thread(target=run, args=(webhooks.drain,))
+            drains.append(thread)
+            thread.start()
+
+    monkeypatch.setattr(webhooks, "signature", lambda name: Message())
+
+    def sender(n: int):
+        for i in range(25):
+            data = {"invoice_id": str(invoice.pk), "amount": "0.01", "currency": invoice.currency,
+                    "reference": f"s{n}-{i}"}  # fmt: skip
+            raw = json.dumps({"id": f"evt-{n}-{i}", "type": "payment.succeeded", "data": data}).encode()
+            response = client_for().post(GENERIC, raw, content_type="application/json",
+                                         HTTP_X_MPANEL_SIGNATURE=sign_generic(raw, GENERIC_SECRET))  # fmt: skip
+            assert response.status_code == 200
+            time.sleep(random.uniform(0, 0.01))
+
+    senders = [threading.Thread(target=run, args=(lambda n=n: sender(n),)) for n in range(4)]
+    for thread in senders:
+        thread.start()
+    for thread in senders:
+        thread.join(60)
+    while any(thread.is_alive() for thread in drains):
+        for thread in list(drains):
+            thread.join(60)
+    assert errors == []
+    assert drains  # asked for at least once
+    assert WebhookEvent.objects.filter(status="received").count() == 0  # nothing left for the sweep
+    assert set(WebhookEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
+    assert WebhookEvent.objects.count() == Payment.all_tenants.filter(invoice=invoice).count() == 100
+    assert Invoice.all_tenants.get(pk=invoice.pk).amount_paid == 1

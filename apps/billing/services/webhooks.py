@@ -5,8 +5,10 @@ once by its id (a concurrent duplicate finds the stored row) and acknowledged; a
 applies it (``APPLY_TASK``, queued after the row commits: Stripe's advice, answer fast and work
 after) under a lock on that row, so two copies, or two workers, still apply it once, and its
 status moves in the transaction of what it applied. The answer asks for a drain (``DRAIN_TASK``)
-only when none is asked for yet (a flag in the cache, ``nudge``): the drain applies every pending
-event, those of one invoice together in one transaction (``drain``). An event stored but never applied (a worker
+only when none is asked for yet (a flag in the cache, ``nudge``; a process that asked less than
+``MPANEL_WEBHOOK_NUDGE_SECONDS`` ago does not ask again): the drain applies every pending event, those of
+one invoice together in one transaction (``drain``), and looks again until that window has passed since it
+cleared the flag. An event stored but never applied (a worker
 that died, a broker that lost the message) is applied by ``sweep`` (beat, every minute). With
 ``MPANEL_JOBS_EAGER`` (the embedded default, the test suite) it is applied before the answer, as
 before. Unknown types are stored and acknowledged. Processing never assumes order: payments
@@ -225,12 +227,13 @@ def drain(limit: int = 10 * DRAIN_BATCH) -> int:
     are read by its next round, in larger groups); once a round finds nothing (or only events other workers
     hold), it clears the flag and looks again, every ``DRAIN_POLL`` until ``MPANEL_WEBHOOK_NUDGE_SECONDS`` have
     passed (a process that asked for a drain that long ago or less may have stored rows since without asking
-    again: ``nudge``): a delivery that found the flag set committed its row before the last of those looks,
-    so it sees it, and any later one asks for another drain. Whatever ends it early (the limit, an error)
+    again: ``nudge``), the last one begun after that: a delivery that found the flag set committed its row
+    before it, so it sees it, and any later one asks for another drain. Whatever ends it early (the limit, an error)
     clears the flag too."""
     done, cleared, deadline = 0, False, 0.0
     try:
         while done < limit:
+            looked_at = time.monotonic()  # the look below sees every row committed before this
             pending = list(
                 WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED)
                 .order_by("created_at", "pk")
@@ -253,10 +256,10 @@ def drain(limit: int = 10 * DRAIN_BATCH) -> int:
                 # A little more than the window: it is measured by another process's clock.
                 deadline = time.monotonic() + settings.MPANEL_WEBHOOK_NUDGE_SECONDS * 1.1
                 continue  # the last look (or the first of those until the deadline)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            time.sleep(min(DRAIN_POLL, left))  # what comes meanwhile is applied at once, not after the wait
+            if looked_at >= deadline:
+                break  # this look began after the window: it was the last one needed
+            # What comes meanwhile is applied at once, not after the wait.
+            time.sleep(max(0.0, min(DRAIN_POLL, deadline - time.monotonic())))
     finally:
         if not cleared:
             cache.delete(DRAIN_FLAG)
