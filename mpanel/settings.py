@@ -356,6 +356,10 @@ STRIPE_CONNECT_WEBHOOK_SECRET = env("STRIPE_CONNECT_WEBHOOK_SECRET", default="")
 # when this is on (the platform collects for the tenant); off, such a tenant takes manual payments.
 MPANEL_STRIPE_PLATFORM_CHARGES = env.bool("MPANEL_STRIPE_PLATFORM_CHARGES", default=False)
 MPANEL_WEBHOOK_TOLERANCE = 300
+# A web process that asked for a webhook drain asks again only after this many seconds (the drain looks once
+# more this long after it clears its flag, so no delivery in between waits for the sweep): one cache round trip
+# per process and window instead of one per delivery (apps/billing/services/webhooks.py, ``nudge``).
+MPANEL_WEBHOOK_NUDGE_SECONDS = env.float("MPANEL_WEBHOOK_NUDGE_SECONDS", default=0.2)
 
 LOGGING = {
     "version": 1,

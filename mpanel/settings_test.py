@@ -22,6 +22,9 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 MPANEL_JOBS_EAGER = os.environ.get("MPANEL_JOBS_EAGER", "1") != "0"
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"login": "1000/min", "public": "1000/min"}}
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Every delivery asks for its drain (a process's memory of its last ask would let one test's delivery silence
+# the next test's); tests/billing/test_webhook_answer_fast.py turns the window on where it tests it.
+MPANEL_WEBHOOK_NUDGE_SECONDS = 0
 # The suite's clients and live servers speak plain HTTP, whatever MPANEL_ENVIRONMENT says
 # (tests/test_deploy.py checks the production defaults in a process of their own).
 SECURE_SSL_REDIRECT = False

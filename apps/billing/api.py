@@ -312,10 +312,9 @@ class _TenantWebhook:
             payload = webhooks.verify_generic(raw, request.headers.get("X-Mpanel-Signature"), secrets)
         except webhooks.BadSignature as exc:
             return Response({"detail": f"Invalid signature: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
-        serializer = GenericEventSerializer(data=payload if isinstance(payload, dict) else {})
-        serializer.is_valid(raise_exception=True)
+        event_id, type_ = GenericEventSerializer.envelope(payload)
         event = webhooks.receive(
-            provider="generic", event_id=serializer.validated_data["id"], type=serializer.validated_data["type"],
+            provider="generic", event_id=event_id, type=type_,
             created=None, payload=payload, raw=raw, tenant=tenant,
         )  # fmt: skip
         return self.answer(event)
@@ -344,10 +343,9 @@ class GenericWebhookView(_TenantWebhook, _WebhookView):
             payload = webhooks.verify_generic(raw, request.headers.get("X-Mpanel-Signature"))
         except webhooks.BadSignature as exc:
             return Response({"detail": f"Invalid signature: {exc}"}, status=status.HTTP_400_BAD_REQUEST)
-        serializer = GenericEventSerializer(data=payload if isinstance(payload, dict) else {})
-        serializer.is_valid(raise_exception=True)
+        event_id, type_ = GenericEventSerializer.envelope(payload)
         event = webhooks.receive(
-            provider="generic", event_id=serializer.validated_data["id"], type=serializer.validated_data["type"],
+            provider="generic", event_id=event_id, type=type_,
             created=None, payload=payload, raw=raw,
         )  # fmt: skip
         return self.answer(event)

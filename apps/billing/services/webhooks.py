@@ -5,8 +5,10 @@ once by its id (a concurrent duplicate finds the stored row) and acknowledged; a
 applies it (``APPLY_TASK``, queued after the row commits: Stripe's advice, answer fast and work
 after) under a lock on that row, so two copies, or two workers, still apply it once, and its
 status moves in the transaction of what it applied. The answer asks for a drain (``DRAIN_TASK``)
-only when none is asked for yet (a flag in the cache, ``nudge``): the drain applies every pending
-event, those of one invoice together in one transaction (``drain``). An event stored but never applied (a worker
+only when none is asked for yet (a flag in the cache, ``nudge``; a process that asked less than
+``MPANEL_WEBHOOK_NUDGE_SECONDS`` ago does not ask again): the drain applies every pending event, those of
+one invoice together in one transaction (``drain``), and looks again until that window has passed since it
+cleared the flag. An event stored but never applied (a worker
 that died, a broker that lost the message) is applied by ``sweep`` (beat, every minute). With
 ``MPANEL_JOBS_EAGER`` (the embedded default, the test suite) it is applied before the answer, as
 before. Unknown types are stored and acknowledged. Processing never assumes order: payments
@@ -173,13 +175,40 @@ DRAIN_FLAG = "billing:webhooks:drain"
 DRAIN_FLAG_TTL = 30
 DRAIN_TASK = "billing.webhooks_drain"
 DRAIN_BATCH = 200  # events read per round, and at most this many in one invoice's transaction
+DRAIN_POLL = 0.02  # seconds between the looks of a drain waiting out the window after clearing its flag
+
+# When this process last asked for a drain (``time.monotonic``); -inf: never, or its last ask failed.
+_asked_at = float("-inf")
 
 
 def nudge() -> None:
     """After a stored event commits: ask for a drain unless one is already asked for (one cache round
-    trip; the broker message only when the flag was not set)."""
-    if cache.add(DRAIN_FLAG, 1, timeout=DRAIN_FLAG_TTL):
-        signature(DRAIN_TASK).delay()
+    trip; the broker message only when the flag was not set).
+
+    A process that asked less than ``MPANEL_WEBHOOK_NUDGE_SECONDS`` (W) ago does not ask again: under a
+    burst that is one round trip per process and W instead of one per delivery. Its row is still read by a
+    drain: its ask at ``a`` either set the flag and sent a drain, or found it set; either way some drain
+    clears the flag after ``a`` and then waits W before its last look (``drain``), so that look comes after
+    ``a + W``, when every row this process committed without asking is there to see. (A flag that expires
+    with no drain to clear it, a lost message or a killed worker, is the sweep's, as before.)"""
+    global _asked_at
+    window = settings.MPANEL_WEBHOOK_NUDGE_SECONDS
+    now = time.monotonic()
+    if window > 0 and now - _asked_at < window:
+        return
+    _asked_at = now  # before the ask: the window counts from no later than the flag was seen
+    try:
+        if cache.add(DRAIN_FLAG, 1, timeout=DRAIN_FLAG_TTL):
+            signature(DRAIN_TASK).delay()
+    except Exception:
+        _asked_at = float("-inf")  # nothing was asked for: the next delivery asks
+        raise
+
+
+def forget_nudge() -> None:
+    """This process asks again at its next delivery (tests)."""
+    global _asked_at
+    _asked_at = float("-inf")
 
 
 # The invoice an event is about, read from its payload in SQL (generic: data.invoice_id; Stripe:
@@ -195,32 +224,42 @@ def drain(limit: int = 10 * DRAIN_BATCH) -> int:
     applies it). Stops after ``limit`` events (the next delivery or the sweep asks again). How many it applied.
 
     The flag stays set while the drain finds work, so deliveries meanwhile send no message (their rows
-    are read by its next round, in larger groups); once a round finds nothing, it clears the flag and looks
-    once more: a delivery that found the flag set committed its row before that, so the last look sees
-    it, and any later one asks for another drain. Whatever ends it early (the limit, an error, every
-    event held by another worker) clears the flag too."""
-    done, cleared = 0, False
+    are read by its next round, in larger groups); once a round finds nothing (or only events other workers
+    hold), it clears the flag and looks again, every ``DRAIN_POLL`` until ``MPANEL_WEBHOOK_NUDGE_SECONDS`` have
+    passed (a process that asked for a drain that long ago or less may have stored rows since without asking
+    again: ``nudge``), the last one begun after that: a delivery that found the flag set committed its row
+    before it, so it sees it, and any later one asks for another drain. Whatever ends it early (the limit, an error)
+    clears the flag too."""
+    done, cleared, deadline = 0, False, 0.0
     try:
         while done < limit:
+            looked_at = time.monotonic()  # the look below sees every row committed before this
             pending = list(
                 WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED)
                 .order_by("created_at", "pk")
                 .annotate(invoice_key=INVOICE_KEY)
                 .values_list("pk", "invoice_key")[:DRAIN_BATCH]
             )
-            if not pending:
-                if cleared:
-                    break
+            applied = 0
+            if pending:
+                groups: dict = {}
+                for pk, invoice_key in pending:
+                    groups.setdefault(invoice_key or pk, []).append(pk)
+                applied = sum(apply_batch(pks) for pks in groups.values())
+                done += applied
+            if applied:
+                continue
+            # Nothing (left) for this drain: every pending event, if any, is held by another worker, which applies it.
+            if not cleared:
                 cache.delete(DRAIN_FLAG)  # from now on a delivery asks for another drain
                 cleared = True
-                continue
-            groups: dict = {}
-            for pk, invoice_key in pending:
-                groups.setdefault(invoice_key or pk, []).append(pk)
-            applied = sum(apply_batch(pks) for pks in groups.values())
-            if not applied:
-                break  # every one is held by another worker, which applies it
-            done += applied
+                # A little more than the window: it is measured by another process's clock.
+                deadline = time.monotonic() + settings.MPANEL_WEBHOOK_NUDGE_SECONDS * 1.1
+                continue  # the last look (or the first of those until the deadline)
+            if looked_at >= deadline:
+                break  # this look began after the window: it was the last one needed
+            # What comes meanwhile is applied at once, not after the wait.
+            time.sleep(max(0.0, min(DRAIN_POLL, deadline - time.monotonic())))
     finally:
         if not cleared:
             cache.delete(DRAIN_FLAG)
