@@ -30,6 +30,7 @@ snapshot object last.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import hashlib
 import json
@@ -44,6 +45,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from . import rootfs
 from .errors import AgentError
 from .registry import OPERATIONS, Node
 from .validate import Invalid
@@ -361,7 +363,11 @@ def _source(node: Node, args: dict) -> dict:
     if kind == "pod":
         pod = source.get("pod")
         _check(isinstance(pod, str) and bool(POD_RE.match(pod)), "bad pod id")
-        return {"kind": kind, "pod": pod, "path": Path(node.root) / "bundles" / pod / "rootfs"}
+        try:  # an overlay rootfs unmounted by a node restart is mounted again first: else an empty folder
+            path = rootfs.ensure(Path(node.root) / "bundles" / pod, Path(node.root) / "images")
+        except (OSError, ValueError, KeyError) as exc:
+            raise AgentError(f"the pod's rootfs cannot be mounted: {exc}") from exc
+        return {"kind": kind, "pod": pod, "path": path}
     if kind in ("postgresql", "mariadb"):
         server, name = source.get("server"), source.get("name")
         _check(isinstance(server, dict) and server.get("engine") == kind, "a database server is required")
@@ -790,7 +796,26 @@ def _merge_into(staged: Path, live: Path) -> None:
             shutil.rmtree(target)
         elif target.exists() or target.is_symlink():
             target.unlink()
-        os.rename(child, target)
+        _move(child, target)
+
+
+def _move(source: Path, target: Path) -> None:
+    """A rename; into a pod's overlay rootfs (another filesystem than the staging folder: ``EXDEV``),
+    a copy that keeps owners, modes, times and links (``cp -a``), then the staged one removed."""
+    try:
+        os.rename(source, target)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    result = subprocess.run(["cp", "-a", "--", str(source), str(target)], capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=3600)  # fmt: skip
+    if result.returncode != 0:
+        raise AgentError(f"cp -a into the pod failed: {result.stderr.strip()[-500:]}")
+    if source.is_dir() and not source.is_symlink():
+        shutil.rmtree(source)
+    else:
+        source.unlink()
 
 
 @OPERATIONS.register("backup_restore")

@@ -2,10 +2,11 @@
 
 Layout under ``root``:
     images/<name>/rootfs     the image, built once (busybox: Debian's busybox-static + applet links)
-    images/<name>/spares/    whole copies of the image made ahead of need (``POD_SPARES_ENV``): a new
-                             pod's rootfs is one of them renamed into its bundle, so no file is
-                             copied while the API caller waits; the next one is copied after
-    bundles/<id>/rootfs      the pod's own copy of the image
+    images/<name>/spares/    (``MPANEL_POD_ROOTFS=copy`` only) whole copies of the image made ahead of
+                             need (``POD_SPARES_ENV``): a new pod's rootfs is one of them renamed into
+                             its bundle, so no file is copied while the API caller waits
+    bundles/<id>/rootfs      the pod's root: an overlay of the image (``agent.rootfs``) whose writes
+                             go to bundles/<id>/upper, or (copy mode, or no overlayfs) its own copy
     bundles/<id>/config.json ``runc spec``, adjusted (terminal off, args, cgroup limits)
     runc/                    runc's state (``runc --root``)
 
@@ -30,6 +31,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from . import rootfs
 from .errors import AgentError
 from .metrics import check_services
 from .php import installed_versions
@@ -152,6 +154,7 @@ class NodeRuntime:
         self._lock = threading.Lock()  # image builds
         self._refilling: set[str] = set()  # images whose spares a thread of this process is copying
         self._template: dict | None = None  # ``runc spec``'s default config, parsed once
+        self._overlay_refused: OSError | None = None  # why this node cannot mount overlays, once seen
         self._web: WebRuntime | None = None
 
     @property
@@ -346,22 +349,40 @@ class NodeRuntime:
             config = json.loads((bundle / "config.json").read_text())
             config["linux"].setdefault("resources", {}).update(self._resources(spec))
             _write_atomic(bundle / "config.json", json.dumps(config, indent=1))
+            rootfs.ensure(bundle, self.images_dir)  # an overlay unmounted by a node restart
             return bundle
-        shutil.rmtree(bundle, ignore_errors=True)
+        rootfs.remove(bundle)
         self.bundles.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{spec.id}-", dir=self.bundles))
         try:
             image = self.image_rootfs(spec.image)
-            if not self._take_spare(spec.image, tmp / "rootfs"):
+            # spec.json first: it names the image a remount after a node restart needs (rootfs.ensure).
+            (tmp / "spec.json").write_text(json.dumps(spec.to_dict()))
+            if not self._overlay(tmp, image) and not self._take_spare(spec.image, tmp / "rootfs"):
                 _copy_tree(image, tmp / "rootfs")
             config = self._config(spec, tmp)
             (tmp / "config.json").write_text(json.dumps(config, indent=1))
-            (tmp / "spec.json").write_text(json.dumps(spec.to_dict()))
-            os.rename(tmp, bundle)
+            os.rename(tmp, bundle)  # the overlay mounted below it moves with it
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            rootfs.remove(tmp)
             raise
         return bundle
+
+    def _overlay(self, bundle: Path, image: Path) -> bool:
+        """Mount ``bundle/rootfs`` as an overlay of ``image``; False when this node copies instead
+        (``MPANEL_POD_ROOTFS=copy``, or the kernel refused an overlay once: not asked again)."""
+        if not rootfs.wanted() or self._overlay_refused is not None:
+            return False
+        try:
+            rootfs.prepare(bundle, image)
+        except OSError as exc:
+            self._overlay_refused = exc
+            return False
+        return True
+
+    def pod_rootfs(self, container_id: str) -> Path:
+        """The pod's root folder, ready to read or write (its overlay mounted again after a restart)."""
+        return rootfs.ensure(self.bundle_dir(container_id), self.images_dir)
 
     # --- operations -------------------------------------------------------------------------
     def pod_create(self, spec: PodSpec) -> dict:
@@ -382,7 +403,8 @@ class NodeRuntime:
             )
         if returncode != 0:
             raise AgentError(f"runc run failed: {log.read_text(errors='replace')[-1000:]}")
-        self.refill_spares_later(spec.image)  # the copy the next pod takes, made after this one runs
+        if not rootfs.is_overlay(bundle):
+            self.refill_spares_later(spec.image)  # the copy the next pod takes, made after this one runs
         pause = float(os.environ.get(PAUSE_AFTER_CREATE_ENV) or 0)
         if pause:
             time.sleep(pause)
@@ -504,7 +526,7 @@ class NodeRuntime:
             if state["status"] in ("running", "paused", "created"):
                 self._runc("kill", container_id, "KILL", check=False)
             self._runc("delete", "-f", container_id)
-        shutil.rmtree(self.bundle_dir(container_id), ignore_errors=True)
+        rootfs.remove(self.bundle_dir(container_id))
         return {"id": container_id, "state": "absent", "existed": state is not None}
 
     def pod_list(self) -> list[dict]:

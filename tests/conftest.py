@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
+from agent import rootfs
 from apps.accounts.models import AuthToken
 from apps.tenancy.models import Membership, Tenant
 from apps.tenancy.roles import ORDERED, Role
@@ -47,6 +48,14 @@ class TenantFixture:
 
     def scope(self):
         return tenant_scope(self.tenant)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_mounts_left(tmp_path_factory):
+    """Pods' overlay roots mounted under a test's folder (one without ``node_root``'s cleanup, or left
+    by a failing test) are detached when the session ends, so no mount outlives its folder."""
+    yield
+    rootfs.unmount_under(tmp_path_factory.getbasetemp())
 
 
 def make_user(email: str, password: str = PASSWORD, **extra):

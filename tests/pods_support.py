@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import rootfs
 from agent.runtime import NodeRuntime
 from apps.cloudpods.models import CloudPod, PodStatus
 from apps.nodes.models import Node
@@ -36,6 +37,7 @@ def cleanup_containers(root: Path) -> None:
         runtime = NodeRuntime(root)
         for container in runtime.pod_list():
             subprocess.run(["runc", "--root", str(state), "delete", "-f", container["id"]], capture_output=True)
+    rootfs.unmount_under(root)  # the pods' overlay roots: a mount must not outlive its folder
     shutil.rmtree(root, ignore_errors=True)
 
 

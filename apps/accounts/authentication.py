@@ -30,18 +30,31 @@ _TOKEN_COLUMNS = [f.attname for f in AuthToken._meta.concrete_fields]
 
 
 def _credentials_query(tenant_id: uuid.UUID, key_hash: str) -> QuerySet:
+    return _memberships_with_token(key_hash).filter(tenant_id=tenant_id)[:1]
+
+
+def _memberships_with_token(key_hash: str) -> QuerySet:
     return (
         Membership.objects.select_related("tenant", "user")
-        .filter(tenant_id=tenant_id, user__auth_tokens__key_hash=key_hash)
+        .filter(user__auth_tokens__key_hash=key_hash)
         .annotate(**{f"mptoken_{n}": F(f"user__auth_tokens__{n}") for n in _TOKEN_COLUMNS})
         .annotate(**resolution.tenant_row_annotations("tenant_id"))
-        .order_by()[:1]
+        .order_by()
     )
+
+
+def _any_tenant_query(key_hash: str) -> QuerySet:
+    # Two at most: one is the tenant of a caller who names none; two say that a header is needed.
+    return _memberships_with_token(key_hash).order_by("pk")[:2]
 
 
 # Compiled once per process (apps.common.prepared): its shape only changes with the registered TENANT_ROWS.
 _CREDENTIALS = PreparedQuery(
     Membership, _credentials_query, key=lambda: tuple(resolution.TENANT_ROWS.items()), tenant_id=uuid.UUID, key_hash=str
+)
+# The same for a caller who names no tenant (no X-Tenant-ID): the memberships ``resolve`` reads then.
+_CREDENTIALS_ANY_TENANT = PreparedQuery(
+    Membership, _any_tenant_query, key=lambda: tuple(resolution.TENANT_ROWS.items()), key_hash=str
 )
 
 
@@ -85,19 +98,26 @@ class BearerTokenAuthentication(authentication.BaseAuthentication):
     @staticmethod
     def token_with_membership(key_hash: str, request) -> AuthToken | None:
         """The token, its user, the caller's membership in the tenant ``X-Tenant-ID`` names, that tenant and
-        its ``TENANT_ROWS`` in one query (the tenant resolution then reads nothing again). ``None`` when no
-        tenant is named or the token's owner is no member of it: the plain token query decides then."""
-        tenant_id = resolution.header_tenant_id(request)
-        if tenant_id is None:
-            return None
-        names = _TOKEN_COLUMNS
-        rows = _CREDENTIALS.rows(tenant_id=tenant_id, key_hash=key_hash)
+        its ``TENANT_ROWS`` in one query (the tenant resolution then reads nothing again). Naming no tenant,
+        the caller's memberships (two at most, what ``resolve`` reads then) in the same one query. ``None``
+        when the token's owner is no member of the tenant named, or of any: the plain token query decides."""
+        if request.headers.get(resolution.HEADER):
+            tenant_id = resolution.header_tenant_id(request)
+            if tenant_id is None:  # malformed: resolve answers it
+                return None
+            rows = _CREDENTIALS.rows(tenant_id=tenant_id, key_hash=key_hash)
+        else:
+            rows = _CREDENTIALS_ANY_TENANT.rows(key_hash=key_hash)
+            if rows:
+                resolution.preload_memberships(request, rows)
         if not rows:
             return None
+        names = _TOKEN_COLUMNS
         membership = rows[0]
         token = AuthToken.from_db(AuthToken.objects.db, names, [getattr(membership, f"mptoken_{n}") for n in names])
         token.user = membership.user
-        resolution.preload(request, membership)
+        if len(rows) == 1:
+            resolution.preload(request, membership)
         return token
 
     def authenticate_header(self, request):

@@ -91,6 +91,12 @@ def preload(request, membership: Membership) -> None:
         rows[(name, membership.tenant_id)] = row
 
 
+def preload_memberships(request, memberships: list[Membership]) -> None:
+    """The caller's memberships (at most two: as ``resolve`` reads them when no tenant is named), read by
+    authentication in the query of the credentials."""
+    _django_request(request)._mpanel_memberships = memberships
+
+
 def preloaded_tenant_row(request, name: str, tenant_id) -> tuple[bool, Model | None]:
     """``(True, row or None)`` when authentication loaded the row ``name`` of ``tenant_id``, else ``(False, None)``."""
     rows = getattr(_django_request(request), "_mpanel_tenant_rows", None) or {}
@@ -140,7 +146,11 @@ def resolve(request, url_tenant_id=None) -> TenantContext:
             raise exceptions.NotFound("Tenant not found.")
         return _checked(membership.tenant, Role(membership.role))
 
-    memberships = list(Membership.objects.select_related("tenant").filter(user=user)[:2])
+    held = getattr(_django_request(request), "_mpanel_memberships", None)
+    if held is not None and all(m.user_id == user.pk for m in held):
+        memberships = held
+    else:
+        memberships = list(Membership.objects.select_related("tenant").filter(user=user)[:2])
     if not memberships:
         return NONE
     if len(memberships) > 1:

@@ -22,6 +22,7 @@ def _status(runtime: NodeRuntime, container_id: str) -> str:
 
 def test_pods_from_spares_have_their_own_rootfs(node_root, monkeypatch):  # noqa: F811
     monkeypatch.setenv("MPANEL_POD_SPARES", "2")
+    monkeypatch.setenv("MPANEL_POD_ROOTFS", "copy")  # the spares are the copy mode's
     runtime = NodeRuntime(node_root)
     runtime.pod_create(PodSpec(id="first", memory_mb=64))  # builds the image, copied synchronously
     assert runtime.refill_spares("busybox") in (0, 1, 2)

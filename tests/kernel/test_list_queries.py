@@ -132,3 +132,47 @@ def test_the_page_mode_is_checked(tenant_a):
     assert b"page_mode" in response.content
     default = client.get(URL).json()
     assert set(default) >= {"count", "next", "previous", "results"}
+
+
+# --- naming no tenant (no X-Tenant-ID): the caller's only tenant, read with the credentials -------------
+
+
+def test_naming_no_tenant_reads_the_only_membership_with_the_credentials(
+    tenant_a, tenant_b, django_assert_max_num_queries
+):
+    _customers(tenant_a.tenant, 60)
+    _customers(tenant_b.tenant, 5)
+    client = client_for(tenant_a.users[Role.MEMBER])  # no X-Tenant-ID: the member's one tenant
+    _warm(client)
+    with django_assert_max_num_queries(3):
+        response = client.get(URL)
+    assert response.status_code == 200
+    assert response.json()["count"] == 60
+
+
+def test_naming_no_tenant_with_two_memberships_still_asks_for_the_header(tenant_a, tenant_b):
+    member = tenant_a.users[Role.MEMBER]
+    Membership.objects.create(tenant=tenant_b.tenant, user=member, role=Role.VIEWER)
+    response = client_for(member).get(URL)
+    assert response.status_code == 400
+    assert response.json() == {"X-Tenant-ID": ["Required: you belong to more than one tenant."]}
+
+
+def test_naming_no_tenant_reads_nothing_across_requests(tenant_a):
+    member = tenant_a.users[Role.MEMBER]
+    client = client_for(member)
+    _warm(client)
+    SecurityPolicy.all_tenants.create(tenant=tenant_a.tenant, ip_allowlist=["192.0.2.0/24"])
+    assert client.get(URL).status_code == 403  # the tenant's policy, read with the credentials
+    SecurityPolicy.all_tenants.filter(tenant=tenant_a.tenant).delete()
+    type(tenant_a.tenant).objects.filter(pk=tenant_a.tenant.pk).update(status="suspended")
+    assert client.get(URL).status_code == 403
+    type(tenant_a.tenant).objects.filter(pk=tenant_a.tenant.pk).update(status="active")
+    assert client.get(URL).status_code == 200
+    membership = Membership.objects.get(tenant=tenant_a.tenant, user=member)
+    tenancy.member_remove(membership=membership, actor=tenant_a.owner, actor_role=Role.OWNER)
+    # No membership left: the token alone (a user of no tenant), and a list of a tenant's rows needs one.
+    response = client.get(URL)
+    assert response.status_code == 403
+    assert response.json()["detail"] == "Select a tenant you belong to (X-Tenant-ID)."
+    assert client.get("/api/v1/auth/user/").status_code == 200  # the token itself is still good
