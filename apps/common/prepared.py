@@ -30,6 +30,19 @@ _PLACEHOLDERS: dict[type, Callable[[], Any]] = {
 }
 
 
+def _as_given(value: Any) -> Any:
+    return value
+
+
+def _uuid_hex(value: uuid.UUID) -> str:
+    return value.hex
+
+
+# The forms a value of each kind can take among the compiled parameters (Django's UUIDField: the UUID on
+# PostgreSQL, ``.hex`` where the database has no uuid type).
+_FORMS: dict[type, tuple[Callable[[Any], Any], ...]] = {uuid.UUID: (_as_given, _uuid_hex)}
+
+
 class _Compiled:
     def __init__(self, queryset: QuerySet, placeholders: dict[str, Any]) -> None:
         self.db = queryset.db
@@ -39,12 +52,19 @@ class _Compiled:
             raise ValueError("PreparedQuery: a query of model rows without extra() columns only")
         self.sql = sql
         self.params = list(params)
-        self.slots: list[tuple[int, str]] = []
+        # Where each value goes, and in which form: as given, or as the field prepared it for this database
+        # (a UUID is its 32 hex digits on a database without a uuid type: SQLite, the embedded default).
+        self.slots: list[tuple[int, str, Callable[[Any], Any]]] = []
         for name, placeholder in placeholders.items():
-            found = [i for i, value in enumerate(self.params) if value == placeholder]
+            found = [
+                (i, name, form)
+                for i, value in enumerate(self.params)
+                for form in _FORMS.get(type(placeholder), (_as_given,))
+                if value == form(placeholder)
+            ]
             if not found:
                 raise ValueError(f"PreparedQuery: {name!r} does not reach the SQL parameters as given")
-            self.slots += [(i, name) for i in found]
+            self.slots += found
         self.compiler = compiler
         select, klass_info = compiler.select, compiler.klass_info
         self.model: type[Model] = klass_info["model"]
@@ -94,8 +114,8 @@ class PreparedQuery:
                 raise TypeError(f"PreparedQuery: {name} must be a {kind.__name__}")
         compiled = self._get()
         params = list(compiled.params)
-        for index, name in compiled.slots:
-            params[index] = values[name]
+        for index, name, form in compiled.slots:
+            params[index] = form(values[name])
         connection = connections[compiled.db]
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, params)

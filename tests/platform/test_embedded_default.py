@@ -184,3 +184,20 @@ def test_copies_of_one_webhook_at_once_record_one_payment_and_never_503(panel):
         panel.url(1, "/api/v1/billing/payments/"), params={"invoice": draft}, headers=session, timeout=60
     ).json()
     assert payments["count"] == 1
+
+
+def test_the_tenant_header_is_read_with_the_credentials_on_sqlite(panel):
+    """The credentials' query compiled once per process (apps/common/prepared.py) finds the tenant id among
+    SQLite's parameters too, where a UUID is its hex digits: naming the tenant answered 500 on `make run`."""
+    session = _owner_session(panel, "198.51.100.77")
+    me = requests.get(panel.url(0, "/api/v1/customers/"), headers=session, timeout=60)
+    assert me.status_code == 200, me.content
+    tenant_id = requests.get(panel.url(0, "/api/v1/tenants/"), headers=session, timeout=60).json()["results"][0]["id"]
+    for n in (0, 1):
+        named = requests.get(panel.url(n, "/api/v1/customers/"), headers={**session, "X-Tenant-ID": tenant_id},
+                             timeout=60)  # fmt: skip
+        assert named.status_code == 200, named.content
+        assert named.json()["count"] == me.json()["count"] > 0
+    unknown = {**session, "X-Tenant-ID": "00000000-0000-4000-8000-000000000000"}
+    foreign = requests.get(panel.url(0, "/api/v1/customers/"), headers=unknown, timeout=60)
+    assert foreign.status_code == 404
