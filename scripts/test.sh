@@ -44,6 +44,11 @@ cleanup() {
   fi
   [ -f "$WORK/redis/redis.pid" ] && kill -TERM "$(cat "$WORK/redis/redis.pid")" 2>/dev/null
   sleep 1
+  # Pods' overlay roots left mounted under the work folder (a node root of the tests): rm cannot remove a
+  # mount point, and a mount must not outlive its folder.
+  awk -v w="$WORK/" 'index($5, w) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+    umount -l "$m"
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT

@@ -52,10 +52,12 @@ class TenantFixture:
 
 @pytest.fixture(scope="session", autouse=True)
 def _no_mounts_left(tmp_path_factory):
-    """Pods' overlay roots mounted under a test's folder (one without ``node_root``'s cleanup, or left
-    by a failing test) are detached when the session ends, so no mount outlives its folder."""
+    """Pods' overlay roots mounted under a test's folder or the default node root (a test without
+    ``node_root``'s cleanup, or a failing one) are detached when the session ends, so no mount outlives
+    its folder."""
     yield
     rootfs.unmount_under(tmp_path_factory.getbasetemp())
+    rootfs.unmount_under(Path(settings.MPANEL_NODE_ROOT))  # this worker's default node root
 
 
 def make_user(email: str, password: str = PASSWORD, **extra):

@@ -242,7 +242,11 @@ class Lifecycle(Generic[M]):
         setattr(obj, self.error_field, "")
         for name, value in changes.items():
             setattr(obj, name, value)
-        obj.save()
+        # Only what changed (the row is locked: nothing else can have moved), not every column.
+        written = [self.status_field, self.error_field, *changes]
+        if any(f.name == "updated_at" for f in obj._meta.concrete_fields):
+            written.append("updated_at")
+        obj.save(update_fields=written)
         if before != status:
             audit.record(action=f"{self.kind}.{status}", obj=obj, actor=None, changes={"status": [before, status]})
 
@@ -295,8 +299,10 @@ class Lifecycle(Generic[M]):
         if on_missing not in ("fail", "skip"):
             raise ValueError(f"on_missing is 'fail' or 'skip', not {on_missing!r}")
         pk = job.payload.get(self.payload_key)
-        if not pk or not self.model.objects.filter(pk=pk).exists():
+        if not pk:
             return self._missing(pk, on_missing)
+        # A row that is gone (or not the job's tenant's: the managers are scoped) is found out by the lock
+        # below: the progress update then changes nothing, and no look of its own is needed first.
         if progress is not None:
             self.model.objects.filter(pk=pk, **{self.status_field: progress[0]}).update(
                 **{self.status_field: progress[1], "updated_at": timezone.now()}
