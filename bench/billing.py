@@ -95,45 +95,85 @@ def report(profile, what: str) -> None:
     pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
 
 
-def bench_webhooks(n: int) -> dict:
-    """n signed deliveries: answered (stored, acknowledged; applied by a worker when jobs go to the broker,
-    as `make bench` runs them, else before the answer) and applied end to end (all n events applied)."""
-    settings.MPANEL_GENERIC_WEBHOOK_SECRET = secret = "bench-secret"
+def _webhook_invoice(n: int):
+    """An issued invoice of ``n`` (EUR) that ``n`` payments of 1.00 settle."""
     tenant = Tenant.objects.create(name=f"Bench webhooks {time.time_ns()}")
-    run = time.time_ns()
     with tenant_scope(tenant):
         customer = Customer.objects.create(name="W", email="w@bench.example", currency="EUR")
         invoice = invoices.invoice_create(tenant=tenant, customer=customer, currency="EUR", lines=[
             {"description": "Credit top-up", "quantity": 1, "unit_price": Decimal(n)}])  # fmt: skip
-        invoice = invoices.invoice_issue(invoice=invoice)
-    client = Client()
-    profile = profiled()
-    started = time.perf_counter()
-    for i in range(n):
-        body = json.dumps(
-            {
-                "id": f"evt-{run}-{i}",
-                "type": "payment.succeeded",
-                "data": {"invoice_id": str(invoice.pk), "amount": "1.00", "currency": "EUR", "reference": f"r{i}"},
-            }
-        ).encode()
-        response = client.post("/api/v1/billing/webhooks/generic", body, content_type="application/json",
-                               HTTP_X_MPANEL_SIGNATURE=sign_generic(body, secret))  # fmt: skip
-        assert response.status_code == 200, response.content
-    answered = time.perf_counter() - started
-    report(profile, "webhook deliveries (answer)")
-    pending = WebhookEvent.objects.filter(event_id__startswith=f"evt-{run}-", status=WebhookEvent.Status.RECEIVED)
+        return invoices.invoice_issue(invoice=invoice)
+
+
+def _deliver(client: Client, secret: str, invoice, event_id: str) -> None:
+    body = json.dumps(
+        {
+            "id": event_id,
+            "type": "payment.succeeded",
+            "data": {"invoice_id": str(invoice.pk), "amount": "1.00", "currency": "EUR", "reference": event_id},
+        }
+    ).encode()
+    response = client.post("/api/v1/billing/webhooks/generic", body, content_type="application/json",
+                           HTTP_X_MPANEL_SIGNATURE=sign_generic(body, secret))  # fmt: skip
+    assert response.status_code == 200, response.content
+
+
+def _wait_applied(prefix: str, invoice, n: int) -> None:
+    pending = WebhookEvent.objects.filter(event_id__startswith=prefix, status=WebhookEvent.Status.RECEIVED)
     deadline = time.monotonic() + 600
     while pending.exists():
         if time.monotonic() > deadline:
             raise RuntimeError(f"{pending.count()} webhook events were not applied")
         time.sleep(0.02)
-    applied = time.perf_counter() - started
     paid = Invoice.all_tenants.get(pk=invoice.pk).amount_paid
     assert paid == n, f"{n} payments of 1.00 applied as {paid}"
+
+
+def bench_webhooks(n: int) -> dict:
+    """n signed deliveries: answered (stored, acknowledged; applied by a worker when jobs go to the broker,
+    as `make bench` runs them, else before the answer) and applied end to end (all n events applied)."""
+    settings.MPANEL_GENERIC_WEBHOOK_SECRET = secret = "bench-secret"
+    invoice = _webhook_invoice(n)
+    run = time.time_ns()
+    client = Client()
+    profile = profiled()
+    started = time.perf_counter()
+    for i in range(n):
+        _deliver(client, secret, invoice, f"evt-{run}-{i}")
+    answered = time.perf_counter() - started
+    report(profile, "webhook deliveries (answer)")
+    _wait_applied(f"evt-{run}-", invoice, n)
+    applied = time.perf_counter() - started
+    paid = Invoice.all_tenants.get(pk=invoice.pk).amount_paid
     return {"events": n, "seconds": round(answered, 2), "events_per_second": round(n / answered, 1),
             "applied_seconds": round(applied, 2), "applied_per_second": round(n / applied, 1),
             "amount_paid": str(paid)}  # fmt: skip
+
+
+def webhook_answers_in_rounds(n: int, floor_delivery, rounds: int = 4) -> dict:
+    """The answer alone, in ``rounds`` rounds alternating with ``floor_delivery(i)`` (n/rounds of each a
+    round), so that a burst of load on a shared machine meets both sides. A fresh invoice takes these n
+    payments; they are applied meanwhile by the worker, as during ``bench_webhooks``, and checked after."""
+    settings.MPANEL_GENERIC_WEBHOOK_SECRET = secret = "bench-secret"
+    invoice = _webhook_invoice(n)
+    run = time.time_ns()
+    client = Client()
+    spent = {"endpoint": 0.0, "floor": 0.0}
+    done = 0
+    for r in range(rounds):
+        size = n // rounds + (1 if r < n % rounds else 0)
+        started = time.perf_counter()
+        for i in range(done, done + size):
+            _deliver(client, secret, invoice, f"rnd-{run}-{i}")
+        spent["endpoint"] += time.perf_counter() - started
+        started = time.perf_counter()
+        for i in range(done, done + size):
+            floor_delivery(f"{run}-{i}")
+        spent["floor"] += time.perf_counter() - started
+        done += size
+    _wait_applied(f"rnd-{run}-", invoice, n)
+    return {"events_per_second": round(n / spent["endpoint"], 1), "floor_events_per_second":
+            round(n / spent["floor"], 1), "rounds": rounds}  # fmt: skip
 
 
 def main() -> None:
