@@ -349,7 +349,10 @@ class NodeRuntime:
             config = json.loads((bundle / "config.json").read_text())
             config["linux"].setdefault("resources", {}).update(self._resources(spec))
             _write_atomic(bundle / "config.json", json.dumps(config, indent=1))
-            rootfs.ensure(bundle, self.images_dir)  # an overlay unmounted by a node restart
+            try:
+                rootfs.ensure(bundle, self.images_dir)  # an overlay unmounted by a node restart
+            except (OSError, ValueError, KeyError) as exc:
+                raise AgentError(f"the pod's rootfs cannot be mounted: {exc}") from exc
             return bundle
         rootfs.remove(bundle)
         self.bundles.mkdir(parents=True, exist_ok=True)
@@ -379,10 +382,6 @@ class NodeRuntime:
             self._overlay_refused = exc
             return False
         return True
-
-    def pod_rootfs(self, container_id: str) -> Path:
-        """The pod's root folder, ready to read or write (its overlay mounted again after a restart)."""
-        return rootfs.ensure(self.bundle_dir(container_id), self.images_dir)
 
     # --- operations -------------------------------------------------------------------------
     def pod_create(self, spec: PodSpec) -> dict:
