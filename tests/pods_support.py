@@ -32,13 +32,18 @@ def node_root(tmp_path, settings, monkeypatch):
 
 
 def cleanup_containers(root: Path) -> None:
+    stop_containers(root)
+    rootfs.unmount_under(root)  # the pods' overlay roots: a mount must not outlive its folder
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def stop_containers(root: Path) -> None:
+    """``runc delete -f`` every container of the node root ``root``."""
     state = root / "runc"
     if state.exists():
         runtime = NodeRuntime(root)
         for container in runtime.pod_list():
             subprocess.run(["runc", "--root", str(state), "delete", "-f", container["id"]], capture_output=True)
-    rootfs.unmount_under(root)  # the pods' overlay roots: a mount must not outlive its folder
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def node_in(fx, hostname: str = "node-1", **extra) -> Node:
