@@ -365,7 +365,7 @@ def _source(node: Node, args: dict) -> dict:
         _check(isinstance(pod, str) and bool(POD_RE.match(pod)), "bad pod id")
         try:  # an overlay rootfs unmounted by a node restart is mounted again first: else an empty folder
             path = rootfs.ensure(Path(node.root) / "bundles" / pod, Path(node.root) / "images")
-        except (OSError, ValueError, KeyError) as exc:
+        except OSError as exc:
             raise AgentError(f"the pod's rootfs cannot be mounted: {exc}") from exc
         return {"kind": kind, "pod": pod, "path": path}
     if kind in ("postgresql", "mariadb"):
@@ -808,10 +808,10 @@ def _move(source: Path, target: Path) -> None:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-    result = subprocess.run(["cp", "-a", "--", str(source), str(target)], capture_output=True, text=True,
-                            stdin=subprocess.DEVNULL, timeout=3600)  # fmt: skip
-    if result.returncode != 0:
-        raise AgentError(f"cp -a into the pod failed: {result.stderr.strip()[-500:]}")
+    try:
+        rootfs.copy_tree(source, target, timeout=3600)
+    except OSError as exc:
+        raise AgentError(f"the copy into the pod failed: {exc}") from exc
     if source.is_dir() and not source.is_symlink():
         shutil.rmtree(source)
     else:

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 ROOTFS_ENV = "MPANEL_POD_ROOTFS"
@@ -75,12 +76,37 @@ def prepare(bundle: Path, lower: Path) -> None:
 
 def ensure(bundle: Path, images: Path) -> Path:
     """The pod's rootfs (``bundle/rootfs``), its overlay mounted again if it is one that is not (the
-    node restarted). A missing bundle is left as it is: the caller says what that means."""
+    node restarted). A missing bundle is left as it is: the caller says what that means. Raises
+    ``OSError`` only, an unreadable ``spec.json`` included."""
     target = bundle / "rootfs"
     if is_overlay(bundle) and not os.path.ismount(target):
-        image = json.loads((bundle / "spec.json").read_text())["image"]
+        try:
+            image = json.loads((bundle / "spec.json").read_text())["image"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise OSError(errno.EINVAL, f"the bundle's spec.json names no image ({exc})", str(bundle)) from exc
+        if not isinstance(image, str) or not image or "/" in image or image.startswith("."):
+            raise OSError(errno.EINVAL, "the bundle's spec.json names no image", str(bundle))
         _mount(images / image / "rootfs", bundle)
     return target
+
+
+def copy_tree(source: Path, target: Path, *, timeout: int = 600) -> None:
+    """``target`` a copy of ``source`` (symlinks as links, modes, owners and times kept): ``cp -a``,
+    which holds no lock of this process while it copies (a spare refilled in a thread copied
+    file by file in Python held the interpreter's lock against the requests served meanwhile);
+    ``shutil.copytree`` where there is no ``cp``. Raises ``OSError`` and leaves no half copy."""
+    cp = shutil.which("cp")
+    if cp is None:
+        shutil.copytree(source, target, symlinks=True)
+        return
+    cmd = [cp, "-a", "--", str(source), str(target)]
+    result = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    if result.returncode != 0:
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target, ignore_errors=True)
+        elif target.is_symlink() or target.exists():
+            target.unlink()
+        raise OSError(f"cp -a {source} failed: {result.stderr.strip()[-500:]}")
 
 
 def unmount(target: Path) -> None:

@@ -154,7 +154,8 @@ class NodeRuntime:
         self._lock = threading.Lock()  # image builds
         self._refilling: set[str] = set()  # images whose spares a thread of this process is copying
         self._template: dict | None = None  # ``runc spec``'s default config, parsed once
-        self._overlay_refused: OSError | None = None  # why this node cannot mount overlays, once seen
+        # Why this node's kernel refused an overlay (then it copies; reported in the heartbeat).
+        self._overlay_refused: str | None = None
         self._web: WebRuntime | None = None
 
     @property
@@ -266,7 +267,7 @@ class NodeRuntime:
             while len(os.listdir(folder)) < wanted:  # copies under way in other processes count too
                 tmp = Path(tempfile.mkdtemp(prefix=".copy-", dir=folder))
                 try:
-                    _copy_tree(image, tmp / "rootfs")
+                    rootfs.copy_tree(image, tmp / "rootfs")
                     os.rename(tmp / "rootfs", folder / uuid.uuid4().hex)
                     made += 1
                 finally:
@@ -351,7 +352,7 @@ class NodeRuntime:
             _write_atomic(bundle / "config.json", json.dumps(config, indent=1))
             try:
                 rootfs.ensure(bundle, self.images_dir)  # an overlay unmounted by a node restart
-            except (OSError, ValueError, KeyError) as exc:
+            except OSError as exc:
                 raise AgentError(f"the pod's rootfs cannot be mounted: {exc}") from exc
             return bundle
         rootfs.remove(bundle)
@@ -362,7 +363,7 @@ class NodeRuntime:
             # spec.json first: it names the image a remount after a node restart needs (rootfs.ensure).
             (tmp / "spec.json").write_text(json.dumps(spec.to_dict()))
             if not self._overlay(tmp, image) and not self._take_spare(spec.image, tmp / "rootfs"):
-                _copy_tree(image, tmp / "rootfs")
+                rootfs.copy_tree(image, tmp / "rootfs")
             config = self._config(spec, tmp)
             (tmp / "config.json").write_text(json.dumps(config, indent=1))
             os.rename(tmp, bundle)  # the overlay mounted below it moves with it
@@ -379,7 +380,7 @@ class NodeRuntime:
         try:
             rootfs.prepare(bundle, image)
         except OSError as exc:
-            self._overlay_refused = exc
+            self._overlay_refused = str(exc)
             return False
         return True
 
@@ -548,30 +549,22 @@ class NodeRuntime:
             "cpus": os.cpu_count(),
             "pods": self.pod_list(),
             "services": check_services(self.root, self.runc_bin),
+            "pod_rootfs": self.rootfs_mode(),
         }
+
+    def rootfs_mode(self) -> dict:
+        """How new pods get their rootfs here, and why a node copies when overlays are wanted."""
+        if not rootfs.wanted():
+            return {"mode": "copy", "reason": f"{rootfs.ROOTFS_ENV}=copy"}
+        if self._overlay_refused is not None:
+            return {"mode": "copy", "reason": f"overlay refused: {self._overlay_refused}"}
+        return {"mode": "overlay"}
 
     def _require(self, container_id: str) -> dict:
         state = self._state(container_id)
         if state is None:
             raise AgentError(f"container {container_id} does not exist")
         return state
-
-
-def _copy_tree(source: Path, target: Path) -> None:
-    """``target`` a copy of ``source`` (symlinks as links, modes, owners and times kept): ``cp -a``,
-    which holds no lock of this process while it copies (a spare refilled in a thread copied
-    file by file in Python held the interpreter's lock against the requests served meanwhile);
-    ``shutil.copytree`` where there is no ``cp``. Not at a lower priority: on a busy node a starved
-    refill leaves the next pod without a spare, and that pod then waits for a copy of its own."""
-    cp = shutil.which("cp")
-    if cp is None:
-        shutil.copytree(source, target, symlinks=True)
-        return
-    cmd = [cp, "-a", "--", str(source), str(target)]
-    result = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
-    if result.returncode != 0:
-        shutil.rmtree(target, ignore_errors=True)
-        raise OSError(f"cp -a {source} failed: {result.stderr.strip()[-500:]}")
 
 
 def _write_atomic(path: Path, text: str) -> None:

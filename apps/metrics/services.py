@@ -78,12 +78,8 @@ def receive(*, headers, method: str, path: str, body: bytes) -> IngestResult:
     request's nonce), with the cyclic garbage collector paused (``collector_paused``). Every
     object of the batch is dropped when this returns, before the collector runs again."""
     with collector_paused():
-        return _receive(headers=headers, method=method, path=path, body=body)
-
-
-def _receive(*, headers, method: str, path: str, body: bytes) -> IngestResult:
-    node = authenticate(headers=headers, method=method, path=path, body=body)
-    return ingest(node=node, batch=parse_batch(body), nonce=headers.get("X-Mpanel-Nonce"))
+        node = authenticate(headers=headers, method=method, path=path, body=body)
+        return ingest(node=node, batch=parse_batch(body), nonce=headers.get("X-Mpanel-Nonce"))
 
 
 @contextmanager

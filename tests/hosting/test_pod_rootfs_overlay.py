@@ -12,6 +12,7 @@ import pytest
 
 from agent import rootfs
 from agent.backups import _merge_into, _source
+from agent.errors import AgentError
 from agent.runtime import NodeRuntime, PodSpec
 from tests.pods_support import node_root  # noqa: F401  (fixture)
 
@@ -112,6 +113,7 @@ def test_copy_mode_and_a_refused_mount_give_each_pod_a_whole_copy(node_root, mon
     monkeypatch.setenv("MPANEL_POD_SPARES", "0")
     monkeypatch.setenv("MPANEL_POD_ROOTFS", "copy")
     runtime = NodeRuntime(node_root)
+    assert runtime.rootfs_mode() == {"mode": "copy", "reason": "MPANEL_POD_ROOTFS=copy"}
     runtime.pod_create(PodSpec(id="copied", memory_mb=64, vcpu=0.5, pids=32))
     bundle = runtime.bundle_dir("copied")
     assert not rootfs.is_overlay(bundle) and not os.path.ismount(bundle / "rootfs")
@@ -122,6 +124,7 @@ def test_copy_mode_and_a_refused_mount_give_each_pod_a_whole_copy(node_root, mon
     # A kernel that refuses the mount: the pod is made as a copy, and this node does not ask again.
     monkeypatch.setenv("MPANEL_POD_ROOTFS", "overlay")
     refusing = NodeRuntime(node_root)
+    assert refusing.rootfs_mode() == {"mode": "overlay"}
     calls = []
 
     def refuse(lower, bundle):
@@ -135,6 +138,25 @@ def test_copy_mode_and_a_refused_mount_give_each_pod_a_whole_copy(node_root, mon
         assert not rootfs.is_overlay(made) and not (made / "work").exists()
         assert (made / "rootfs" / "bin" / "busybox").exists()
     assert len(calls) == 1
+    # The operator sees in the node's heartbeat why it copies.
+    assert refusing.heartbeat()["pod_rootfs"] == {
+        "mode": "copy",
+        "reason": "overlay refused: [Errno 1] Operation not permitted",
+    }
+
+
+@pytest.mark.parametrize("spec", ["not json", "{}", '{"image": "../x"}', '{"image": 3}'])
+def test_a_bundle_whose_spec_names_no_image_is_an_agent_error_not_a_crash(overlay, spec):
+    runtime = overlay
+    runtime.pod_create(PodSpec(id="sp", memory_mb=64, vcpu=0.5, pids=32))
+    _restart_node(runtime, "sp")
+    (runtime.bundle_dir("sp") / "spec.json").write_text(spec)
+    with pytest.raises(OSError, match="names no image"):
+        rootfs.ensure(runtime.bundle_dir("sp"), runtime.images_dir)
+    with pytest.raises(AgentError, match="cannot be mounted"):
+        runtime.pod_create(PodSpec(id="sp", memory_mb=64, vcpu=0.5, pids=32))
+    with pytest.raises(AgentError, match="cannot be mounted"):
+        _source(runtime, {"source": {"kind": "pod", "pod": "sp"}})
 
 
 def test_unmount_under_detaches_every_mount_below_a_root(overlay):
