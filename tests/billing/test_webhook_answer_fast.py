@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+import types
 from datetime import timedelta
 
 import pytest
@@ -196,10 +197,19 @@ def _post(invoice, event_id: str):
     assert response.status_code == 200 and response.json()["status"] == "received"
 
 
+def _own_clock(monkeypatch, clock: list[float]) -> types.SimpleNamespace:
+    """``webhooks``' own ``time`` replaced by one on ``clock`` (``sleep`` settable), not the ``time`` module:
+    other threads of the process use that one (a job heartbeat thread left by an earlier test of the same
+    xdist worker spun on a patched ``time.sleep`` and posted this test's delivery from its thread)."""
+    own = types.SimpleNamespace(time=time.time, monotonic=lambda: clock[0], sleep=time.sleep)
+    monkeypatch.setattr(webhooks, "time", own)
+    return own
+
+
 def test_a_burst_asks_once_per_window(windowed, tenant_a, django_capture_on_commit_callbacks, monkeypatch):
     invoice = issued(tenant_a)
     clock = [1000.0]
-    monkeypatch.setattr(webhooks.time, "monotonic", lambda: clock[0])
+    clock_of_webhooks = _own_clock(monkeypatch, clock)
     for i in range(5):
         with django_capture_on_commit_callbacks(execute=True):
             _post(invoice, f"evt-{i}")
@@ -210,7 +220,7 @@ def test_a_burst_asks_once_per_window(windowed, tenant_a, django_capture_on_comm
         _post(invoice, "evt-5")
     assert windowed.cache_calls == [("add", webhooks.DRAIN_FLAG)] * 2 and windowed.messages == 1
     # One drain applies all six, once each.
-    monkeypatch.setattr(webhooks.time, "sleep", lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    clock_of_webhooks.sleep = lambda seconds: clock.__setitem__(0, clock[0] + seconds)
     assert webhooks.drain() == 6
     assert Invoice.all_tenants.get(pk=invoice.pk).amount_paid == 6
     assert set(WebhookEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
@@ -236,7 +246,7 @@ def test_the_drain_waits_a_window_after_clearing_and_applies_a_row_stored_withou
     clears the flag, waits the window, and its last look applies what came meanwhile, once."""
     invoice = issued(tenant_a)
     clock = [1000.0]  # the drain's wait is counted on this clock: all of it within the asking window
-    monkeypatch.setattr(webhooks.time, "monotonic", lambda: clock[0])
+    clock_of_webhooks = _own_clock(monkeypatch, clock)
     with django_capture_on_commit_callbacks(execute=True):
         _post(invoice, "evt-asked")  # asks: flag set, one message
     waits = []
@@ -249,7 +259,7 @@ def test_the_drain_waits_a_window_after_clearing_and_applies_a_row_stored_withou
         waits.append(seconds)
         clock[0] += seconds
 
-    monkeypatch.setattr(webhooks.time, "sleep", sleep)
+    clock_of_webhooks.sleep = sleep
     assert webhooks.drain() == 2
     assert sum(waits) >= 0.2 and max(waits) <= webhooks.DRAIN_POLL  # it waited the window out, looking meanwhile
     assert windowed.cache_calls == [("add", webhooks.DRAIN_FLAG), ("delete", webhooks.DRAIN_FLAG)]
