@@ -366,7 +366,10 @@ class WebhookEvent(TimestampedModel):
     event_created = models.DateTimeField(null=True, blank=True)
     # The tenant the event was applied to; for a Connect event or a tenant endpoint's, the tenant it is
     # bound to before anything is read from its payload (it can touch nothing of another tenant's).
-    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Indexed by (tenant, -created_at), which leads with it.
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
     payload = models.JSONField()
     raw_body = models.TextField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
