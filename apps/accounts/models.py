@@ -113,7 +113,7 @@ class AuthToken(models.Model):
     """A bearer session created by login. Only a hash of the secret is stored."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="auth_tokens")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="auth_tokens", db_index=False)
     key_hash = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=12, help_text="First characters of the secret, for display.")
     created_at = models.DateTimeField(auto_now_add=True)

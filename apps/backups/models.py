@@ -171,7 +171,7 @@ class SnapshotStatus(models.TextChoices):
 
 
 class Snapshot(TenantOwnedModel):
-    repository = models.ForeignKey(BackupRepository, on_delete=models.PROTECT, related_name="snapshots")
+    repository = models.ForeignKey(BackupRepository, on_delete=models.PROTECT, related_name="snapshots", db_index=False)
     policy = models.ForeignKey(BackupPolicy, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     resource_kind = models.CharField(max_length=12, choices=ResourceKind.choices)
     resource_id = models.UUIDField()
@@ -236,6 +236,7 @@ class Restore(TenantOwnedModel):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
 
     def __str__(self) -> str:
         return f"restore of {self.snapshot} into {self.target_label}"
@@ -260,6 +261,7 @@ class Drill(TenantOwnedModel):
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
 
     def __str__(self) -> str:
         return f"drill of {self.policy} ({self.status})"

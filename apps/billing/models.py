@@ -90,7 +90,7 @@ class BillingSettings(TimestampedModel):
 class NumberSequence(models.Model):
     """The last number given in one series; locked while a document is numbered (gapless)."""
 
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
     series = models.CharField(max_length=16)  # invoice | credit_note
     period = models.CharField(max_length=8, blank=True)  # the year when the format has {year}
     last = models.PositiveIntegerField(default=0)
@@ -305,6 +305,7 @@ class CreditNoteLine(TenantOwnedModel):
     class Meta:
         ordering = ["credit_note", "created_at"]
         constraints = money_checks("credit_note_line", "amount", "tax_amount", "total")
+        indexes = [models.Index(fields=["tenant", "credit_note"])]
 
     def __str__(self) -> str:
         return self.description
@@ -473,7 +474,7 @@ class SubscriptionCharge(TenantOwnedModel):
         PRORATION = "proration", "Plan change proration"
         USAGE = "usage", "Metered usage"
 
-    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="charges")
+    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="charges", db_index=False)
     kind = models.CharField(max_length=10, choices=Kind.choices)
     period_start = models.DateField()
     period_end = models.DateField()
@@ -500,7 +501,9 @@ class SubscriptionCharge(TenantOwnedModel):
 class UsageRecord(TenantOwnedModel):
     """A metered quantity reported for a subscription; deduplicated by its idempotency key."""
 
-    subscription = models.ForeignKey(Subscription, on_delete=models.CASCADE, related_name="usage_records")
+    subscription = models.ForeignKey(
+        Subscription, on_delete=models.CASCADE, related_name="usage_records", db_index=False
+    )
     quantity = models.DecimalField(max_digits=18, decimal_places=4)
     idempotency_key = models.CharField(max_length=200)
     occurred_at = models.DateTimeField()
@@ -523,13 +526,14 @@ class UsageRecord(TenantOwnedModel):
 class DunningNotice(TenantOwnedModel):
     """One dunning step taken for one invoice (a reminder sent, services suspended): each step once."""
 
-    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="dunning_notices")
+    invoice = models.ForeignKey(Invoice, on_delete=models.CASCADE, related_name="dunning_notices", db_index=False)
     step = models.CharField(max_length=32)  # e.g. "before:3", "after:7", "suspend", "terminate"
     taken_on = models.DateField()
 
     class Meta:
         ordering = ["invoice", "taken_on"]
         constraints = [models.UniqueConstraint(fields=["invoice", "step"], name="uniq_dunning_step")]
+        indexes = [models.Index(fields=["tenant", "-taken_on"])]
 
     def __str__(self) -> str:
         return f"{self.step_label}, {when(self.taken_on)}"
@@ -651,7 +655,9 @@ class StripeCustomer(TenantOwnedModel):
     (made once, on the first card the customer saves; a card is attached to it). Another account
     (the tenant reconnected elsewhere) has its own."""
 
-    customer = models.ForeignKey("customers.Customer", on_delete=models.CASCADE, related_name="stripe_customers")
+    customer = models.ForeignKey(
+        "customers.Customer", on_delete=models.CASCADE, related_name="stripe_customers", db_index=False
+    )
     account = models.CharField(max_length=255, help_text="The connected Stripe account, acct_…")
     stripe_customer_id = models.CharField(max_length=255, help_text="Stripe's customer id on that account, cus_…")
 
@@ -660,6 +666,7 @@ class StripeCustomer(TenantOwnedModel):
             models.UniqueConstraint(fields=["customer", "account"], name="uniq_stripe_customer_per_account"),
             models.UniqueConstraint(fields=["account", "stripe_customer_id"], name="uniq_stripe_customer_id"),
         ]
+        indexes = [models.Index(fields=["tenant", "customer"])]
 
     def __str__(self) -> str:
         return f"{self.stripe_customer_id} on {self.account}"

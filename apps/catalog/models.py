@@ -142,7 +142,7 @@ class Product(TenantOwnedModel):
 class Price(TenantOwnedModel):
     """The price of a product in one currency for one billing cycle."""
 
-    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="prices")
+    product = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="prices", db_index=False)
     currency = models.CharField(max_length=3, choices=[(c, c) for c in CURRENCY_CHOICES])
     cycle = models.CharField(max_length=10, choices=Cycle.choices)
     amount = models.DecimalField(**MONEY, help_text="Charged every cycle (once for a one-time price).")
@@ -178,7 +178,7 @@ class Price(TenantOwnedModel):
 class BundleItem(TenantOwnedModel):
     """One component of a bundle: ``quantity`` units of ``component`` inside ``bundle``."""
 
-    bundle = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="bundle_items")
+    bundle = models.ForeignKey(Product, on_delete=models.CASCADE, related_name="bundle_items", db_index=False)
     component = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="in_bundles")
     quantity = models.PositiveIntegerField(default=1)
 

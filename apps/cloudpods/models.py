@@ -32,7 +32,7 @@ class CloudPod(TenantOwnedModel):
     name = models.CharField(max_length=63)
     plan = models.CharField(max_length=64)
     image = models.CharField(max_length=64, default="busybox")
-    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="pods")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="pods", db_index=False)
     status = models.CharField(max_length=12, choices=PodStatus.choices, default=PodStatus.PENDING)
     container_id = models.CharField(max_length=128, unique=True)
 

@@ -59,7 +59,7 @@ class DatabaseServer(TenantOwnedModel):
 
 
 class Database(TenantOwnedModel):
-    server = models.ForeignKey(DatabaseServer, on_delete=models.PROTECT, related_name="databases")
+    server = models.ForeignKey(DatabaseServer, on_delete=models.PROTECT, related_name="databases", db_index=False)
     name = models.CharField(max_length=63)  # as the tenant asked for it
     full_name = models.CharField(max_length=63)  # on the server: the tenant's prefix + name
     # The customer it is made for (empty: the tenant's own); a customer's hosting plan limits count it.
@@ -87,7 +87,7 @@ class DatabaseUser(TenantOwnedModel):
     server itself stores (PostgreSQL SCRAM-SHA-256 secret, MariaDB ``mysql_native_password``
     hash), so a job can (re)apply it and nothing here can log in."""
 
-    server = models.ForeignKey(DatabaseServer, on_delete=models.PROTECT, related_name="users")
+    server = models.ForeignKey(DatabaseServer, on_delete=models.PROTECT, related_name="users", db_index=False)
     name = models.CharField(max_length=63)
     full_name = models.CharField(max_length=63)
     status = models.CharField(max_length=12, choices=ObjectStatus.choices, default=ObjectStatus.PENDING)
@@ -111,7 +111,7 @@ class DatabaseUser(TenantOwnedModel):
 class DatabaseGrant(TenantOwnedModel):
     """All privileges on ``database`` for ``user`` (same server)."""
 
-    database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="grants")
+    database = models.ForeignKey(Database, on_delete=models.CASCADE, related_name="grants", db_index=False)
     user = models.ForeignKey(DatabaseUser, on_delete=models.CASCADE, related_name="grants")
     status = models.CharField(max_length=12, choices=ObjectStatus.choices, default=ObjectStatus.PENDING)
     last_error = TenantErrorField(blank=True)  # tenants read it: redacted (apps.jobs.errors)

@@ -50,7 +50,7 @@ class Mailbox(TenantOwnedModel):
     """``password_hash`` is a Dovecot scheme-prefixed hash (``{ARGON2ID}$argon2id$…``); the password
     itself is never stored."""
 
-    mail_domain = models.ForeignKey(MailDomain, on_delete=models.CASCADE, related_name="mailboxes")
+    mail_domain = models.ForeignKey(MailDomain, on_delete=models.CASCADE, related_name="mailboxes", db_index=False)
     local_part = models.CharField(max_length=64)
     password_hash = models.CharField(max_length=255)
     quota_mb = models.PositiveIntegerField(default=1024)  # 0 = unlimited
@@ -76,7 +76,7 @@ class Mailbox(TenantOwnedModel):
 class Alias(TenantOwnedModel):
     """An alias or forwarder: mail to ``local_part@domain`` goes to every destination (ours or not)."""
 
-    mail_domain = models.ForeignKey(MailDomain, on_delete=models.CASCADE, related_name="aliases")
+    mail_domain = models.ForeignKey(MailDomain, on_delete=models.CASCADE, related_name="aliases", db_index=False)
     local_part = models.CharField(max_length=64)
     destinations = models.JSONField(default=list)
 

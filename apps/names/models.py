@@ -8,7 +8,7 @@ class NameDelegation(TenantOwnedModel):
     although they sit in a tree the holder holds (``apps.names.claims``)."""
 
     name = models.CharField(max_length=253)
-    grantee = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    grantee = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)
 
     audit_fields = ("name", "grantee")
 

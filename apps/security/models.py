@@ -60,9 +60,16 @@ class SecurityEvent(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
-    tenant = models.ForeignKey("tenancy.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey(
+        "tenancy.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
     )
     email = models.CharField(max_length=254, blank=True, help_text="The account concerned, kept if it is deleted.")
     actor = models.ForeignKey(
@@ -123,7 +130,7 @@ class SessionTenantUse(models.Model):
     timeout is measured here, so it governs the session in that tenant only."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    session = models.ForeignKey("accounts.AuthToken", on_delete=models.CASCADE, related_name="+")
+    session = models.ForeignKey("accounts.AuthToken", on_delete=models.CASCADE, related_name="+", db_index=False)
     tenant = models.ForeignKey("tenancy.Tenant", on_delete=models.CASCADE, related_name="+")
     last_used_at = models.DateTimeField()
 
@@ -172,7 +179,9 @@ class RecoveryCode(models.Model):
     """One single-use 2FA recovery code, stored as a SHA-256 hash of an 80-bit random value."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recovery_codes")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recovery_codes", db_index=False
+    )
     code_hash = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
     used_at = models.DateTimeField(null=True, blank=True)

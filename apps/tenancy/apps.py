@@ -5,3 +5,6 @@ class TenancyConfig(AppConfig):
     name = "apps.tenancy"
     label = "tenancy"
     verbose_name = "Tenancy"
+
+    def ready(self) -> None:
+        from . import checks  # noqa: F401  (registers the system checks)

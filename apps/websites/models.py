@@ -28,7 +28,7 @@ class Website(TenantOwnedModel):
     """
 
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
-    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="websites")
+    node = models.ForeignKey(Node, on_delete=models.PROTECT, related_name="websites", db_index=False)
     primary_domain = models.CharField(max_length=253)
     aliases = models.JSONField(default=list, blank=True)
     site_id = models.CharField(max_length=64, unique=True, help_text="the site's name on its node")

@@ -43,5 +43,8 @@ class Gadget(TenantOwnedModel):
 
     audit_fields = ("name", "status", "size")
 
+    class Meta(TenantOwnedModel.Meta):
+        indexes = [models.Index(fields=["tenant", "-created_at"])]
+
     def __str__(self) -> str:
         return self.name
