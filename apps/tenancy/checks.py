@@ -23,7 +23,7 @@ def _leads_with_tenant(model: type[models.Model]) -> bool:
     return any(fields and fields[0] == "tenant" for fields in meta.unique_together)
 
 
-@checks.register(checks.Tags.models, checks.Tags.database)
+@checks.register(checks.Tags.models)
 def tenant_rows_are_indexed(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """Every tenant-owned model has an index (or unique constraint) leading with ``tenant``: its foreign key
     has no index of its own (``TenantOwnedModel``), and without one every scoped read scans the table."""
