@@ -170,6 +170,10 @@ class Spy:
                 spy.cache_calls.append(("delete", key))
                 return cache.delete(key)
 
+            def set(self, key, value, timeout=None):
+                spy.cache_calls.append(("set", key))
+                return cache.set(key, value, timeout=timeout)
+
         class Message:
             def delay(self):
                 spy.messages += 1
@@ -268,6 +272,30 @@ def test_the_drain_waits_a_window_after_clearing_and_applies_a_row_stored_withou
     assert Invoice.all_tenants.get(pk=invoice.pk).amount_paid == 2
     assert set(WebhookEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
     assert webhooks.drain() == 0
+
+
+def test_a_drain_that_reaches_its_limit_hands_over_what_came_without_asking(
+    windowed, tenant_a, django_capture_on_commit_callbacks, monkeypatch
+):
+    """A burst's last deliveries, within their process's window, ask for nothing: they count on the drain
+    that holds the flag. One that stops at its limit sets the flag again and sends the next drain, which
+    applies them once; nothing waits for the sweep (make bench found 116 events left so, with no sweep)."""
+    invoice = issued(tenant_a)
+    clock = [1000.0]
+    clock_of_webhooks = _own_clock(monkeypatch, clock)
+    clock_of_webhooks.sleep = lambda seconds: clock.__setitem__(0, clock[0] + seconds)
+    for i in range(5):  # the first asks (flag set, one message); the others, within the window, do not
+        with django_capture_on_commit_callbacks(execute=True):
+            _post(invoice, f"evt-{i}")
+    assert windowed.messages == 1
+    monkeypatch.setattr(webhooks, "DRAIN_BATCH", 2)
+    assert webhooks.drain(limit=2) == 2
+    assert windowed.messages == 2 and cache.get(webhooks.DRAIN_FLAG) == 1  # handed over, the flag still set
+    assert WebhookEvent.objects.filter(status="received").count() == 3
+    assert webhooks.drain() == 3  # the drain it sent
+    assert cache.get(webhooks.DRAIN_FLAG) is None and windowed.messages == 2
+    assert set(WebhookEvent.objects.values_list("status", "attempts")) == {("processed", 1)}
+    assert Invoice.all_tenants.get(pk=invoice.pk).amount_paid == 5
 
 
 def test_rows_of_a_killed_drain_are_the_sweeps_once(windowed, tenant_a, django_capture_on_commit_callbacks):

@@ -228,11 +228,17 @@ def drain(limit: int = 10 * DRAIN_BATCH) -> int:
     hold), it clears the flag and looks again, every ``DRAIN_POLL`` until ``MPANEL_WEBHOOK_NUDGE_SECONDS`` have
     passed (a process that asked for a drain that long ago or less may have stored rows since without asking
     again: ``nudge``), the last one begun after that: a delivery that found the flag set committed its row
-    before it, so it sees it, and any later one asks for another drain. Whatever ends it early (the limit, an error)
-    clears the flag too."""
-    done, cleared, deadline = 0, False, 0.0
+    before it, so it sees it, and any later one asks for another drain. A drain that reaches ``limit`` hands
+    over instead (``_hand_over``): the rows of deliveries that counted on it without asking are the next
+    drain's, not left for the sweep (a burst's last deliveries, within their window, ask for nothing). An
+    error clears the flag (the sweep applies what is left)."""
+    done, cleared, handed_over, deadline = 0, False, False, 0.0
     try:
-        while done < limit:
+        while True:
+            if done >= limit:
+                _hand_over()
+                handed_over = True
+                break
             looked_at = time.monotonic()  # the look below sees every row committed before this
             pending = list(
                 WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED)
@@ -261,9 +267,18 @@ def drain(limit: int = 10 * DRAIN_BATCH) -> int:
             # What comes meanwhile is applied at once, not after the wait.
             time.sleep(max(0.0, min(DRAIN_POLL, deadline - time.monotonic())))
     finally:
-        if not cleared:
+        if not cleared and not handed_over:
             cache.delete(DRAIN_FLAG)
     return done
+
+
+def _hand_over() -> None:
+    """Set the flag (again, for its whole lifetime) and send the drain that will go on from here: it clears
+    the flag and waits the window before its last look, as this one would have. A delivery that found the
+    flag set (before or after this) counts on that drain. Should the message fail, the caller clears the
+    flag, and the next delivery or the sweep asks again."""
+    cache.set(DRAIN_FLAG, 1, timeout=DRAIN_FLAG_TTL)
+    signature(DRAIN_TASK).delay()
 
 
 def apply_batch(pks: list) -> int:
