@@ -94,7 +94,9 @@ def copy_tree(source: Path, target: Path, *, timeout: int = 600) -> None:
     """``target`` a copy of ``source`` (symlinks as links, modes, owners and times kept): ``cp -a``,
     which holds no lock of this process while it copies (a spare refilled in a thread copied
     file by file in Python held the interpreter's lock against the requests served meanwhile);
-    ``shutil.copytree`` where there is no ``cp``. Raises ``OSError`` and leaves no half copy."""
+    ``shutil.copytree`` where there is no ``cp``. Not at a lower priority: on a busy node a starved refill
+    of spares leaves the next pod without one, and that pod then waits for a copy of its own. Raises
+    ``OSError`` and leaves no half copy."""
     cp = shutil.which("cp")
     if cp is None:
         shutil.copytree(source, target, symlinks=True)
