@@ -36,3 +36,25 @@ def noop_task() -> None:
     if not _redis:
         _redis.append(redis.Redis.from_url(settings.REDIS_URL))
     _redis[0].incr(COUNTER)
+
+
+if os.environ.get("BENCH_PROFILE"):
+    # BENCH_PROFILE=1: each pool process profiles the tasks it runs and writes the profile when it stops
+    # (bench/suite.py prints them), so a job's cost inside the worker is seen beside the sender's.
+    import cProfile
+    import time
+
+    from celery.signals import worker_process_init, worker_process_shutdown
+
+    # CPU time, not wall time: on a shared machine a wall-clock profile charges a call for the time its
+    # process waited for a core (a query's send, while the database's backend ran on it).
+    _profile = cProfile.Profile(time.process_time)
+
+    @worker_process_init.connect
+    def _start_profile(**_kwargs) -> None:
+        _profile.enable()
+
+    @worker_process_shutdown.connect
+    def _write_profile(**_kwargs) -> None:
+        _profile.disable()
+        _profile.dump_stats(os.path.join(os.environ["BENCH_PROFILE_DIR"], f"worker-{os.getpid()}.prof"))

@@ -143,3 +143,39 @@ def stop_group(proc: subprocess.Popen, timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
+
+
+def cpu_seconds(groups: dict[str, int]) -> dict[str, dict[int, float]]:
+    """CPU time (user + system) used so far by this process, by each named process group (a worker
+    and its pool, by its group id), and by every PostgreSQL and Redis process, per process id: where a
+    benchmark's time goes when everything shares the same cores (``cpu_used`` takes two of these)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, dict[int, float]] = {name: {} for name in ["bench", *groups, "postgres", "redis"]}
+    by_group = {pgid: name for name, pgid in groups.items()}
+    own = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # exited meanwhile
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        # After the command: state, ppid, pgrp, …; utime and stime are the 14th and 15th fields of the line.
+        pid, pgrp, used = int(entry.name), int(fields[2]), (int(fields[11]) + int(fields[12])) / tick
+        name = ("bench" if pid == own else by_group.get(pgrp)) or (
+            "postgres" if comm == "postgres" else "redis" if comm.startswith("redis-server") else None
+        )
+        if name is not None:
+            out[name][pid] = used
+    return out
+
+
+def cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]) -> dict[str, float]:
+    """CPU seconds per name between two ``cpu_seconds``: of the processes alive at the second (one that
+    exited in between is not counted: a short-lived one, an autovacuum worker, is missed)."""
+    return {
+        name: sum(used - before.get(name, {}).get(pid, 0.0) for pid, used in pids.items())
+        for name, pids in after.items()
+    }

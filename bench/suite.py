@@ -19,6 +19,8 @@ merges the figures into var/bench.json (BENCH_OUT). Sizes from the environment, 
            a bare DRF ListAPIView over the same table and page, and a plain Django view returning fixed JSON.
     jobs   no-op jobs through the outbox and the real Celery worker (prefork, concurrency 2), submit to
            SUCCEEDED; floor: a bare no-op Celery task on the same worker (it only counts itself in Redis).
+           Also reported: each side's share of time in its sending loop, and its CPU per task by process
+           (this one, the worker, PostgreSQL, Redis): with everything on two cores, the sum is what counts.
     webhooks   signed generic payment.succeeded deliveries, in-process (Django test client): stored and
            answered, then applied to an invoice by the real worker (answered/s, and applied end to end/s: from
            the first delivery to the last applied); floor: a view that checks the signature and stores the row.
@@ -57,7 +59,7 @@ from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
-from bench.server import Gunicorn, machine, stop_group, wrk  # noqa: E402
+from bench.server import Gunicorn, cpu_seconds, cpu_used, machine, stop_group, wrk  # noqa: E402
 
 WORK = Path(tempfile.mkdtemp(prefix="mpanel-bench-"))
 
@@ -189,9 +191,23 @@ def start_worker(log: Path) -> subprocess.Popen:
         [sys.executable, "-m", "celery", "-A", "bench.celery_bench", "worker", "--concurrency", "2", "--pool",
          "prefork", "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat",
          "-n", f"bench-{os.getpid()}-{time.time_ns()}@%h"],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT), BENCH_PROFILE_DIR=str(WORK)), stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
+
+
+def report_worker_profiles(what: str) -> None:
+    """BENCH_PROFILE=1: the pool processes' profiles (bench/celery_bench.py), summed, printed to stderr."""
+    files = sorted(str(p) for p in WORK.glob("worker-*.prof"))
+    if not files:
+        return
+    import pstats
+
+    print(f"--- profile: {what}", file=sys.stderr)
+    pstats.Stats(*files, stream=sys.stderr).sort_stats("cumulative").print_stats(45)
+    for name in files:
+        os.unlink(name)
 
 
 def bench_jobs(n: int) -> dict:
@@ -229,30 +245,48 @@ def bench_jobs(n: int) -> dict:
         # a burst of load on a shared machine meets both sides rather than the one measured at the time.
         rounds = max(1, env_int("BENCH_JOB_ROUNDS", 4))
         sizes = [n // rounds + (1 if i < n % rounds else 0) for i in range(rounds)]
-        bare_time = jobs_time = 0.0
+        bare_time = jobs_time = bare_sending = jobs_sending = 0.0
         bare_done = jobs_done = 0
+        # CPU per task of each side, by process (this one sends; the worker; PostgreSQL; Redis).
+        cpu = {side: dict.fromkeys(["bench", "worker", "postgres", "redis"], 0.0) for side in ("bare", "jobs")}
+
+        def count_cpu(side: str, before: dict) -> None:
+            for name, used in cpu_used(before, cpu_seconds({"worker": worker.pid})).items():
+                cpu[side][name] += used
+
         profile = profiled()
         for size in sizes:
             say(f"{size} bare no-op tasks, then {size} no-op jobs")
+            before = cpu_seconds({"worker": worker.pid})
             started = time.perf_counter()
             for _ in range(size):
                 celery_bench.noop_task.delay()
+            bare_sending += time.perf_counter() - started
             bare_done += size
             counted = wait(lambda goal=bare_done: int(r.get(celery_bench.COUNTER) or 0) >= goal, "bare tasks")
             bare_time += counted - started
+            count_cpu("bare", before)
+            before = cpu_seconds({"worker": worker.pid})
             started = time.perf_counter()
             for _ in range(size):
                 job_enqueue(tenant=tenant, type="bench.noop")
+            jobs_sending += time.perf_counter() - started
             jobs_done += size
             jobs_time += wait(lambda goal=jobs_done: done.count() >= goal, "jobs") - started
+            count_cpu("jobs", before)
         report(profile, "job submissions")
         floor = n / bare_time
         rate = n / jobs_time
         failed = Job.all_tenants.filter(tenant=tenant).exclude(status=JobStatus.SUCCEEDED).count()
     finally:
         stop_group(worker)
+    report_worker_profiles("the worker's pool processes")
     return {"jobs": n, "jobs_per_second": round(rate, 1), "bare_tasks_per_second": round(floor, 1),
             "not_succeeded": failed, "ratio_to_bare_task": ratio(rate, floor), "rounds": len(sizes),
+            # How much of each side's time its sending loop took (the rest: the worker's tail).
+            "bare_sending_share": ratio(bare_sending, bare_time), "jobs_sending_share": ratio(jobs_sending, jobs_time),
+            "cpu_ms_per_task": {side: {name: round(used * 1000 / n, 3) for name, used in by.items()}
+                                for side, by in cpu.items()},
             "transport": "Celery prefork, concurrency 2, Redis broker"}  # fmt: skip
 
 
