@@ -323,6 +323,7 @@ def bench_webhooks(n: int) -> dict:
         rounds = webhook_answers_in_rounds(n, floor_delivery, rounds=max(1, env_int("BENCH_WEBHOOK_ROUNDS", 4)))
     finally:
         stop_group(worker)
+    report_worker_profiles("the webhook worker's pool processes (drains)")
     floor = rounds["floor_events_per_second"]
     result.update(in_a_row_events_per_second=result["events_per_second"], events_per_second=rounds["events_per_second"],
                   floor_events_per_second=floor, rounds=rounds["rounds"], transport="in-process (Django test client)",
