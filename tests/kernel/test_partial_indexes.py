@@ -13,10 +13,12 @@ without the index shows the index cannot serve the query.
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -138,3 +140,15 @@ def test_deleting_a_user_clears_their_jobs_and_events_through_the_partial_indexe
 def test_the_audit_trails_actor_filter_uses_the_actor_index(tenant_a):
     sql = _sql(AuditEvent.objects.filter(actor=tenant_a.owner).order_by("-created_at"))
     assert "audit_event_actor_idx" in _indexes_used(sql)
+
+
+@pytest.mark.django_db(transaction=True)  # sqlmigrate refuses CONCURRENTLY inside a test's transaction
+@pytest.mark.parametrize(("app", "migration"), [("jobs", "0005"), ("audit", "0004")])
+def test_the_new_indexes_of_the_busiest_tables_are_built_without_blocking_writes(app, migration):
+    """A plain CREATE INDEX blocks every write of its table until it is built: on the audit trail (a write
+    per mutation) and the jobs, a deploy would hold up the platform for as long as that takes."""
+    out = io.StringIO()
+    call_command("sqlmigrate", app, migration, stdout=out)
+    statements = [line for line in out.getvalue().splitlines() if line.startswith("CREATE INDEX")]
+    assert statements and all(line.startswith("CREATE INDEX CONCURRENTLY") for line in statements), statements
+    assert "BEGIN;" not in out.getvalue()  # CONCURRENTLY cannot run in a transaction
