@@ -15,25 +15,25 @@ from django.contrib.postgres import operations as postgres
 from django.db import migrations
 
 
-class AddIndexConcurrently(postgres.AddIndexConcurrently):
+class _PlainElsewhere:
+    """PostgreSQL's concurrent operation there, Django's plain one (``plain``) on any other database."""
+
+    plain: type[migrations.AddIndex] | type[migrations.RemoveIndex]
+
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":
-            return migrations.AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+            return self.plain.database_forwards(self, app_label, schema_editor, from_state, to_state)
         return super().database_forwards(app_label, schema_editor, from_state, to_state)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.connection.vendor != "postgresql":
-            return migrations.AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+            return self.plain.database_backwards(self, app_label, schema_editor, from_state, to_state)
         return super().database_backwards(app_label, schema_editor, from_state, to_state)
 
 
-class RemoveIndexConcurrently(postgres.RemoveIndexConcurrently):
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != "postgresql":
-            return migrations.RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
-        return super().database_forwards(app_label, schema_editor, from_state, to_state)
+class AddIndexConcurrently(_PlainElsewhere, postgres.AddIndexConcurrently):
+    plain = migrations.AddIndex
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor != "postgresql":
-            return migrations.RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
-        return super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+class RemoveIndexConcurrently(_PlainElsewhere, postgres.RemoveIndexConcurrently):
+    plain = migrations.RemoveIndex
