@@ -254,14 +254,17 @@ def bench_jobs(n: int) -> dict:
         # CPU per task of each side, by process (this one sends; the worker; PostgreSQL; Redis).
         cpu = {side: dict.fromkeys(["bench", "worker", "postgres", "redis"], 0.0) for side in ("bare", "jobs")}
 
-        def count_cpu(side: str, before: dict) -> None:
-            for name, used in cpu_used(before, cpu_seconds({"worker": worker.pid})).items():
+        def count_cpu(side: str, before: dict) -> dict:
+            """Adds what each process used since ``before`` to ``side``; answers the reading, the next ``before``."""
+            now = cpu_seconds({"worker": worker.pid})
+            for name, used in cpu_used(before, now).items():
                 cpu[side][name] += used
+            return now
 
         profile = profiled()
+        before = cpu_seconds({"worker": worker.pid})
         for size in sizes:
             say(f"{size} bare no-op tasks, then {size} no-op jobs")
-            before = cpu_seconds({"worker": worker.pid})
             started = time.perf_counter()
             for _ in range(size):
                 celery_bench.noop_task.delay()
@@ -269,8 +272,7 @@ def bench_jobs(n: int) -> dict:
             bare_done += size
             counted = wait(lambda goal=bare_done: int(r.get(celery_bench.COUNTER) or 0) >= goal, "bare tasks")
             bare_time += counted - started
-            count_cpu("bare", before)
-            before = cpu_seconds({"worker": worker.pid})
+            before = count_cpu("bare", before)
             started = time.perf_counter()
             for _ in range(size):
                 job_enqueue(tenant=tenant, type="bench.noop")
@@ -279,7 +281,7 @@ def bench_jobs(n: int) -> dict:
             jobs_time += wait(lambda: not still_open.exists(), "jobs") - started
             if done.count() < jobs_done:
                 raise RuntimeError(f"{jobs_done - done.count()} jobs did not succeed")
-            count_cpu("jobs", before)
+            before = count_cpu("jobs", before)
         report(profile, "job submissions")
         floor = n / bare_time
         rate = n / jobs_time
