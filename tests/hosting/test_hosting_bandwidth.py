@@ -31,9 +31,14 @@ GB = 1024**3
 def served(root, site_id: str, want: int, timeout: float = 5) -> None:
     """Wait until nginx has written ``want`` lines to the site's log (it writes after the answer)."""
     log = bandwidth.log_path(root, site_id)
+
+    def lines() -> int:
+        return log.read_bytes().count(b"\n") if log.exists() else 0
+
     deadline = time.monotonic() + timeout
-    while (log.read_bytes().count(b"\n") if log.exists() else 0) < want and time.monotonic() < deadline:
+    while lines() < want and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert lines() >= want, f"nginx wrote {lines()} lines to {log.name}, {want} awaited"
 
 
 def settled(root, site_id: str, quiet: float = 0.3, timeout: float = 5) -> None:
@@ -59,15 +64,16 @@ def test_bytes_served_are_read_once_and_across_a_rotation(nginx_node):  # noqa: 
     root = nginx_node.root / "web"
     settled(root, "wbytes")
     bandwidth.site_bandwidth(root, "wbytes")  # forget the waiting requests
+    log = bandwidth.log_path(root, "wbytes")
+    before = log.read_bytes().count(b"\n")  # the waiting requests' lines are in the log too
     for _ in range(3):
         assert nginx_node.get("bytes.example")[0] == 200
-    served(root, "wbytes", 3)
+    served(root, "wbytes", before + 3)
     first = bandwidth.site_bandwidth(root, "wbytes")
     assert first["bytes"] == 3000 and first["requests"] == 3
     assert bandwidth.site_bandwidth(root, "wbytes")["bytes"] == 0  # read once
 
     # logrotate: the log is moved away; nginx writes to it until told to reopen, then to a new one.
-    log = bandwidth.log_path(root, "wbytes")
     lines = log.read_bytes().count(b"\n")
     assert nginx_node.get("bytes.example")[0] == 200
     served(root, "wbytes", lines + 1)
