@@ -18,6 +18,7 @@ A field can declare its own ``json_types`` (a tuple of Python types) when its sc
 its class (a node's vCPUs: a decimal also accepted as any JSON number).
 """
 
+import copy
 import datetime
 import decimal
 import uuid
@@ -194,9 +195,46 @@ class FastReadMixin:
         return ret
 
 
-class Serializer(StrictJSONMixin, FastReadMixin, drf.Serializer):
+# DRF's ``ModelSerializer.get_fields`` reads the model's meta and builds every field anew, and
+# ``Serializer.get_fields`` deep-copies every declared field (a new field made from deep copies of its
+# arguments), each time a serializer is made: at least once per request, about 1 ms for a customer's 20
+# fields (a tenth of a list request; most of it the 250 choices of the country field, copied and
+# indexed again). What they build depends on the class alone (its ``Meta`` and declared fields; no
+# serializer of ours overrides those steps), so it is built once per class, and each serializer gets
+# its own copy of every field: a plain field as a shallow copy (DRF keeps a serializer's own state in
+# a field by assignment: ``bind`` sets its name, parent, label and source; its validators list and a
+# mutable default are copied, as code may change them in place), a field that holds other fields (a
+# nested serializer, a list's child, a many-relation) as DRF's own deep copy. Whatever a serializer
+# changes in its ``fields`` stays its own (tests/kernel/test_serializer_prototypes.py).
+def _holds_fields(field: fields.Field) -> bool:
+    return isinstance(field, drf.BaseSerializer) or hasattr(field, "child") or hasattr(field, "child_relation")
+
+
+def _own_copy(field: fields.Field) -> fields.Field:
+    if _holds_fields(field):
+        return copy.deepcopy(field)
+    new = object.__new__(type(field))
+    new.__dict__.update(field.__dict__)
+    if "_validators" in field.__dict__:
+        new._validators = list(field._validators)
+    for name in ("default", "initial"):  # a mutable value handed to validated data is copied too
+        if isinstance(field.__dict__.get(name), list | dict | set):
+            setattr(new, name, copy.deepcopy(field.__dict__[name]))
+    return new
+
+
+class PrototypeFieldsMixin:
+    def get_fields(self):
+        cls = type(self)
+        prototypes = cls.__dict__.get("_mp_field_prototypes")
+        if prototypes is None:
+            prototypes = cls._mp_field_prototypes = super().get_fields()  # this class's own, not a subclass's
+        return {name: _own_copy(field) for name, field in prototypes.items()}
+
+
+class Serializer(StrictJSONMixin, FastReadMixin, PrototypeFieldsMixin, drf.Serializer):
     pass
 
 
-class ModelSerializer(StrictJSONMixin, FastReadMixin, drf.ModelSerializer):
+class ModelSerializer(StrictJSONMixin, FastReadMixin, PrototypeFieldsMixin, drf.ModelSerializer):
     pass

@@ -1,8 +1,9 @@
 """Issue 21: the list's fast paths answer byte for byte what the general paths answer.
 
-Three shortcuts serve every tenant-scoped list (docs/benchmarks.md): the credentials' query compiled once
+Four shortcuts serve every tenant-scoped list (docs/benchmarks.md): the credentials' query compiled once
 per process (``apps.common.prepared``), serializers reading plain attributes without DRF's per-row walk
-(``apps.common.serializers.FastReadMixin``), and no FilterSet built when no query parameter reaches a
+(``apps.common.serializers.FastReadMixin``), a serializer's fields copied from ones built once per class
+(``PrototypeFieldsMixin``), and no FilterSet built when no query parameter reaches a
 filter (``apps.common.filters.FilterBackend``). Here every request is made twice, once with the shortcuts
 and once with each of them switched back to DRF's, django-filter's and Django's own path, and the two
 answers (status, body bytes) must be the same: several resources, roles, a foreign tenant, filters,
@@ -32,14 +33,19 @@ pytestmark = pytest.mark.django_db
 
 @contextlib.contextmanager
 def general_paths():
-    """Every shortcut off: DRF's own to_representation, the FilterSet always built, the credentials'
-    queryset built and compiled on each request."""
+    """Every shortcut off: DRF's own to_representation and get_fields, the FilterSet always built, the
+    credentials' queryset built and compiled on each request."""
     patch = pytest.MonkeyPatch()
     try:
         patch.setattr(
             common_serializers.FastReadMixin,
             "to_representation",
             lambda self, instance: super(common_serializers.FastReadMixin, self).to_representation(instance),
+        )
+        patch.setattr(
+            common_serializers.PrototypeFieldsMixin,
+            "get_fields",
+            lambda self: super(common_serializers.PrototypeFieldsMixin, self).get_fields(),
         )
         patch.setattr(FilterBackend, "_nothing_to_filter", lambda self, request, view: False)
         patch.setattr(
