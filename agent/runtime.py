@@ -349,7 +349,7 @@ class NodeRuntime:
             # Restarting a stopped container: its rootfs stays, its limits follow the current spec.
             config = json.loads((bundle / "config.json").read_text())
             config["linux"].setdefault("resources", {}).update(self._resources(spec))
-            _write_atomic(bundle / "config.json", json.dumps(config, indent=1))
+            _write_atomic(bundle / "config.json", json.dumps(config))
             try:
                 rootfs.ensure(bundle, self.images_dir)  # an overlay unmounted by a node restart
             except OSError as exc:
@@ -365,7 +365,9 @@ class NodeRuntime:
             if not self._overlay(tmp, image) and not self._take_spare(spec.image, tmp / "rootfs"):
                 rootfs.copy_tree(image, tmp / "rootfs")
             config = self._config(spec, tmp)
-            (tmp / "config.json").write_text(json.dumps(config, indent=1))
+            # Compact: json indents with its pure-Python encoder, five times as slow as the compact C
+            # one on runc's spec (0.2 ms of a create); runc reads either (``jq .`` shows it indented).
+            (tmp / "config.json").write_text(json.dumps(config))
             os.rename(tmp, bundle)  # the overlay mounted below it moves with it
         except BaseException:
             rootfs.remove(tmp)
@@ -512,7 +514,7 @@ class NodeRuntime:
         if config_path.exists():
             config = json.loads(config_path.read_text())
             config["linux"].setdefault("resources", {}).update(r)
-            _write_atomic(config_path, json.dumps(config, indent=1))
+            _write_atomic(config_path, json.dumps(config))
         return self.pod_state(spec.id)
 
     def pod_delete(self, container_id: str) -> dict:

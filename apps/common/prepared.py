@@ -67,6 +67,11 @@ class _Compiled:
             self.slots += found
         self.compiler = compiler
         select, klass_info = compiler.select, compiler.klass_info
+        # The columns' converters, worked out once (``results_iter`` works them out for every call).
+        columns = [s[0] for s in select[: compiler.col_count]]
+        if compiler.has_composite_fields(columns):
+            raise ValueError("PreparedQuery: a query without composite primary keys only")
+        self.converters = compiler.get_converters(columns)
         self.model: type[Model] = klass_info["model"]
         fields = klass_info["select_fields"]
         self.start, self.end = fields[0], fields[-1] + 1
@@ -121,7 +126,8 @@ class PreparedQuery:
             cursor.execute(compiled.sql, params)
             results = cursor.fetchall()
         out = []
-        for row in compiled.compiler.results_iter([results]):
+        rows = compiled.compiler.apply_converters(results, compiled.converters) if compiled.converters else results
+        for row in rows:
             obj = compiled.model.from_db(compiled.db, compiled.init_list, row[compiled.start : compiled.end])
             for populator in compiled.populators:
                 populator.populate(row, obj)

@@ -140,8 +140,7 @@ def dispatch(job_id, countdown: float | None = None, *, stamped: bool = False) -
             # sends only undispatched rows (or ones past the grace), so mark it not sent.
             Job.all_tenants.filter(pk=job_id).update(dispatched_at=None)
             return
-        Job.all_tenants.filter(pk=job_id).update(dispatched_at=timezone.now())
-        run_job(job_id)
+        run_job(job_id, sent=True)
         return
     if not stamped:
         expected = timezone.now() + timedelta(seconds=countdown or 0)
@@ -214,10 +213,16 @@ def _backoff(attempt: int) -> timedelta:
     return timedelta(seconds=min(base * (2 ** (attempt - 1)), 3600))
 
 
-def run_job(job_id) -> str:
-    """Run one job if it is due and nobody else holds it. Returns what happened (for logs and tests)."""
+def run_job(job_id, *, sent: bool = False) -> str:
+    """Run one job if it is due and nobody else holds it. Returns what happened (for logs and tests).
+
+    ``sent``: run in-process in place of a message (``MPANEL_JOBS_EAGER``): ``dispatched_at`` is stamped
+    as a message's sending would; by the ORM's claim in its own UPDATE (the embedded default: one
+    write per job less), so a job it does not claim stays unsent for the embedded loop's sweep."""
     now = timezone.now()
     if one_statement():
+        if sent:  # the one-statement claim does not stamp it
+            Job.all_tenants.filter(pk=job_id).update(dispatched_at=now)
         job = _claim(job_id, now)
         if job is None:
             return _why_not_claimed(job_id, now)
@@ -241,7 +246,11 @@ def run_job(job_id) -> str:
         job.attempts += 1  # the row is locked: no one else moves it
         job.started_at = now
         job.heartbeat_at = now
-        job.save(update_fields=["status", "attempts", "started_at", "heartbeat_at", "updated_at"])
+        claimed = ["status", "attempts", "started_at", "heartbeat_at", "updated_at"]
+        if sent:
+            job.dispatched_at = now
+            claimed.append("dispatched_at")
+        job.save(update_fields=claimed)
         JobAttempt.objects.create(job=job, number=job.attempts, started_at=now, worker=socket.gethostname())
     return _run_claimed(job)
 
