@@ -110,8 +110,9 @@ def job_enqueue(
 
 def one_statement() -> bool:
     """Whether the outbox writes each group of rows in one statement (PostgreSQL: apps/jobs/statements.py);
-    elsewhere (SQLite, the embedded default) the ORM writes them one by one in a transaction. Both write
-    the same rows (tests/kernel/test_jobs_statements.py)."""
+    elsewhere (SQLite, the embedded default) the claim and the finish are their plain statements in one
+    transaction (``statements.claim_plain``, ``finish_plain``) and an enqueue is the ORM's. All write the
+    same rows (tests/kernel/test_jobs_statements.py, tests/kernel/test_jobs_sqlite.py)."""
     return connection.vendor == "postgresql"
 
 
@@ -217,41 +218,17 @@ def run_job(job_id, *, sent: bool = False) -> str:
     """Run one job if it is due and nobody else holds it. Returns what happened (for logs and tests).
 
     ``sent``: run in-process in place of a message (``MPANEL_JOBS_EAGER``): ``dispatched_at`` is stamped
-    as a message's sending would; by the ORM's claim in its own UPDATE (the embedded default: one
+    as a message's sending would; by the plain claim in its own UPDATE (the embedded default: one
     write per job less), so a job it does not claim stays unsent for the embedded loop's sweep."""
     now = timezone.now()
     if one_statement():
         if sent:  # the one-statement claim does not stamp it
             Job.all_tenants.filter(pk=job_id).update(dispatched_at=now)
         job = _claim(job_id, now)
-        if job is None:
-            return _why_not_claimed(job_id, now)
-        return _run_claimed(job)
-    with transaction.atomic():
-        # of=("self",): lock the job row only. Without it the joined tenant row is locked too, and
-        # SKIP LOCKED would report "busy" whenever another transaction holds the tenant row.
-        job = (
-            Job.all_tenants.select_for_update(skip_locked=True, of=("self",))
-            .select_related("tenant")
-            .filter(pk=job_id)
-            .first()
-        )
-        if job is None:
-            return "busy"
-        if job.status != JobStatus.PENDING:
-            return "skipped"
-        if job.run_after > now:
-            return "not_due"
-        job.status = JobStatus.RUNNING
-        job.attempts += 1  # the row is locked: no one else moves it
-        job.started_at = now
-        job.heartbeat_at = now
-        claimed = ["status", "attempts", "started_at", "heartbeat_at", "updated_at"]
-        if sent:
-            job.dispatched_at = now
-            claimed.append("dispatched_at")
-        job.save(update_fields=claimed)
-        JobAttempt.objects.create(job=job, number=job.attempts, started_at=now, worker=socket.gethostname())
+    else:
+        job = statements.claim_plain(job_id, now, socket.gethostname(), sent=sent)
+    if job is None:
+        return _why_not_claimed(job_id, now)
     return _run_claimed(job)
 
 
@@ -343,26 +320,16 @@ def _finish(
         "detail": detail[:10000],
     }
     finished = status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
-    if one_statement():
-        # Built before the write, from the job as the worker holds it (as the ORM path records it).
-        event = audit.build(**_finish_audit(job, status)) if finished else None
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+    # Built before the write, from the job as the worker holds it.
+    event = audit.build(**_finish_audit(job, status)) if finished else None
+    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        if one_statement():
             won = statements.finish(job, fields, attempt, event)
-            if won and status == JobStatus.PENDING:
-                job_id = job.pk
-                transaction.on_commit(lambda: dispatch(job_id, countdown=retry_in.total_seconds()))
-        return status.lower() if won else "superseded"
-    with transaction.atomic():
-        # Only the holder of this attempt may finish it: if the sweeper took the job back
-        # (presumed dead) the newer attempt owns it, and this outcome is dropped.
-        won = Job.all_tenants.filter(pk=job.pk, status=JobStatus.RUNNING, attempts=job.attempts).update(**fields)
-        # An attempt the sweeper already closed (as "lost") keeps that outcome.
-        JobAttempt.objects.filter(job=job, number=job.attempts, finished_at__isnull=True).update(**attempt)
+        else:  # in its own transaction: only the holder of this attempt finishes it (a swept job's is dropped)
+            won = statements.finish_plain(job, fields, attempt, event)
         if won and status == JobStatus.PENDING:
             job_id = job.pk
             transaction.on_commit(lambda: dispatch(job_id, countdown=retry_in.total_seconds()))
-        if won and finished:
-            audit.record(**_finish_audit(job, status))
     return status.lower() if won else "superseded"
 
 

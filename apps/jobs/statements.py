@@ -1,4 +1,5 @@
-"""The job outbox's writes as one PostgreSQL statement each (services.py calls them on PostgreSQL only).
+"""The job outbox's writes as one PostgreSQL statement each, and elsewhere (SQLite, the embedded
+default) as their plain statements in one transaction (``claim_plain``, ``finish_plain``).
 
 A job's life is a handful of writes that must land together: the job row and its audit event when it is
 enqueued; the job, its attempt row and its audit event when it finishes. Through the ORM each is a
@@ -14,6 +15,11 @@ compares the two paths on the same jobs).
 Each statement is prepared once per connection (``_cursor``): PostgreSQL then parses and plans it once, not
 for every job (the claim's and the finish's planning cost as much as running them), and the values are
 sent beside it rather than quoted into its text by the client.
+
+SQLite has no data-modifying CTEs: there each group is its plain statements in one transaction (its
+``BEGIN IMMEDIATE`` holds the database's write lock from the start: no row lock to take, nothing to
+skip), their text made once per process instead of the ORM building and compiling each for every job
+(half of an in-process job's Python). The same tests compare them with the one-statement path.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 from django.db.backends.postgresql.base import ServerBindingCursor
 
 from apps.audit.models import AuditEvent
@@ -99,7 +105,7 @@ def _field(model: type[models.Model], name: str) -> models.Field:
 def _prep(model: type[models.Model], name: str, value: Any, db: Any) -> Any:
     """``value`` as an UPDATE of the ORM would send it for ``model.name``."""
     field = _field(model, name)
-    unchanged = _unchanged(field)
+    unchanged = _unchanged(field, db.vendor)
     if unchanged is not None and unchanged(value):
         return value
     return field.get_db_prep_save(value, db)
@@ -118,7 +124,7 @@ def _is_aware(value: Any) -> bool:
 
 
 @cache
-def _unchanged(field: models.Field) -> Callable[[Any], bool] | None:
+def _unchanged(field: models.Field, vendor: str) -> Callable[[Any], bool] | None:
     """For the fields whose ``get_db_prep_save`` on PostgreSQL hands some values back as they are (text to a
     plain character field, a UUID to a UUID field or a key to one, an aware datetime to a datetime field):
     the test of those values, so they skip the field's conversion chain (most of a job's Python when it is
@@ -130,6 +136,8 @@ def _unchanged(field: models.Field) -> Callable[[Any], bool] | None:
         kind = type(field.target_field)
     if kind in (models.CharField, models.TextField):
         return _is_str
+    if vendor != "postgresql":
+        return None  # SQLite stores a UUID as its hex digits and a datetime as text: always converted
     if kind is models.UUIDField:
         return _is_uuid
     if kind is models.DateTimeField:
@@ -143,8 +151,8 @@ def _columns(model: type[models.Model]) -> list[str]:
 
 
 @cache
-def _fields(model: type[models.Model]) -> list[tuple[models.Field, Callable[[Any], bool] | None]]:
-    return [(f, _unchanged(f)) for f in model._meta.concrete_fields]
+def _fields(model: type[models.Model], vendor: str) -> list[tuple[models.Field, Callable[[Any], bool] | None]]:
+    return [(f, _unchanged(f, vendor)) for f in model._meta.concrete_fields]
 
 
 def _insert_values(obj: models.Model) -> tuple[list[str], list[Any]]:
@@ -153,7 +161,7 @@ def _insert_values(obj: models.Model) -> tuple[list[str], list[Any]]:
     db = _db()
     columns = _columns(type(obj))
     values = []
-    for field, unchanged in _fields(type(obj)):
+    for field, unchanged in _fields(type(obj), db.vendor):
         value = field.pre_save(obj, True)
         values.append(value if unchanged is not None and unchanged(value) else field.get_db_prep_save(value, db))
     obj._state.adding = False
@@ -306,3 +314,102 @@ def _finish_sql(fields: tuple[str, ...], attempt: tuple[str, ...], event: bool) 
         sql += _event_sql(tuple(_columns(AuditEvent)))
     sql += " SELECT count(*) FROM won"
     return sql
+
+
+# --- elsewhere: the same writes as plain statements in one transaction ------------------------------------
+
+
+def _job_id(job_id) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(job_id))
+    except ValueError:
+        return None  # not a job id at all: as "no such row"
+
+
+def claim_plain(job_id, now, worker: str, *, sent: bool = False) -> Job | None:
+    """``claim`` as three statements in one transaction: the job moved to RUNNING only while PENDING and
+    due (read back by the UPDATE's RETURNING), its attempt row, its tenant. ``sent``: ``dispatched_at``
+    stamped too (a job run in-process in place of a message)."""
+    pk = _job_id(job_id)
+    if pk is None:
+        return None
+    db = _db()
+    sets = {"status": JobStatus.RUNNING, "started_at": now, "heartbeat_at": now, "updated_at": now}
+    if sent:
+        sets["dispatched_at"] = now
+    key = _prep(Job, "id", pk, db)
+    params = [_prep(Job, name, value, db) for name, value in sets.items()]
+    params += [key, JobStatus.PENDING, _prep(Job, "run_after", now, db)]
+    with transaction.atomic(using=db.alias), db.cursor() as cursor:
+        cursor.execute(_claim_plain_sql(tuple(sets)), params)
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        job = _from_row(Job, row)
+        started = _prep(JobAttempt, "started_at", now, db)
+        cursor.execute(_attempt_plain_sql(), [key, job.attempts, started, worker])
+        cursor.execute(_tenant_plain_sql(), [_prep(Tenant, "id", job.tenant_id, db)])
+        job.tenant = _from_row(Tenant, cursor.fetchone())
+    return job
+
+
+@cache
+def _claim_plain_sql(sets: tuple[str, ...]) -> str:
+    assignments = ", ".join(f"{_q(_field(Job, name).column)} = %s" for name in sets)
+    return (
+        f"UPDATE {_q(Job._meta.db_table)} SET {assignments}, attempts = attempts + 1 "  # noqa: S608 (our columns)
+        f"WHERE id = %s AND status = %s AND run_after <= %s RETURNING {', '.join(_columns(Job))}"
+    )
+
+
+@cache
+def _attempt_plain_sql() -> str:
+    return (
+        f"INSERT INTO {_q(JobAttempt._meta.db_table)} "  # noqa: S608 (our table)
+        "(job_id, number, started_at, finished_at, outcome, error, detail, worker) "
+        "VALUES (%s, %s, %s, NULL, '', '', '', %s)"
+    )
+
+
+@cache
+def _tenant_plain_sql() -> str:
+    return f"SELECT {', '.join(_columns(Tenant))} FROM {_q(Tenant._meta.db_table)} WHERE id = %s"  # noqa: S608
+
+
+def finish_plain(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: AuditEvent | None) -> bool:
+    """``finish`` as its plain statements in one transaction, with the same conditions and answer."""
+    db = _db()
+    pk = _prep(Job, "id", job.pk, db)
+    job_params = [_prep(Job, name, value, db) for name, value in fields.items()] + [pk, JobStatus.RUNNING, job.attempts]
+    attempt_params = [_prep(JobAttempt, name, value, db) for name, value in attempt.items()] + [pk, job.attempts]
+    with transaction.atomic(using=db.alias), db.cursor() as cursor:
+        cursor.execute(_finish_job_plain_sql(tuple(fields)), job_params)
+        won = cursor.rowcount > 0
+        cursor.execute(_finish_attempt_plain_sql(tuple(attempt)), attempt_params)
+        if won and event is not None:
+            cursor.execute(_insert_plain_sql(AuditEvent), _insert_values(event)[1])
+    return won
+
+
+@cache
+def _finish_job_plain_sql(fields: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{_q(_field(Job, name).column)} = %s" for name in fields)
+    return f"UPDATE {_q(Job._meta.db_table)} SET {sets} WHERE id = %s AND status = %s AND attempts = %s"  # noqa: S608
+
+
+@cache
+def _finish_attempt_plain_sql(attempt: tuple[str, ...]) -> str:
+    sets = ", ".join(f"{_q(_field(JobAttempt, name).column)} = %s" for name in attempt)
+    return (
+        f"UPDATE {_q(JobAttempt._meta.db_table)} SET {sets} "  # noqa: S608 (our columns)
+        "WHERE job_id = %s AND number = %s AND finished_at IS NULL"
+    )
+
+
+@cache
+def _insert_plain_sql(model: type[models.Model]) -> str:
+    columns = _columns(model)
+    return (
+        f"INSERT INTO {_q(model._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 (our table, columns)
+        f"VALUES ({', '.join(['%s'] * len(columns))})"
+    )

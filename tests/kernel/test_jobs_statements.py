@@ -1,4 +1,5 @@
-"""The outbox's one-statement writes (PostgreSQL, apps/jobs/statements.py) against the ORM path (SQLite).
+"""The outbox's one-statement writes (PostgreSQL, apps/jobs/statements.py) against the path used elsewhere
+(SQLite: the ORM's enqueue, the plain claim and finish; tests/kernel/test_jobs_sqlite.py runs it on SQLite).
 
 The same jobs go through both paths on the same database: the job rows, attempt rows and audit events
 they leave must be the same, field by field (ids and times aside), for each way a job ends. The statement
