@@ -202,10 +202,10 @@ class FastReadMixin:
 # indexed again). What they build depends on the class alone (its ``Meta`` and declared fields; no
 # serializer of ours overrides those steps), so it is built once per class, and each serializer gets
 # its own copy of every field: a plain field as a shallow copy (DRF keeps a serializer's own state in
-# a field by assignment: ``bind`` sets its name, parent, label and source; its validators list and a
-# mutable default are copied, as code may change them in place), a field that holds other fields (a
-# nested serializer, a list's child, a many-relation) as DRF's own deep copy. Whatever a serializer
-# changes in its ``fields`` stays its own (tests/kernel/test_serializer_prototypes.py).
+# a field by assignment: ``bind`` sets its name, parent, label and source; its validators list, a
+# mutable default and a queryset are copied, as code may change or read them in place), a field that
+# holds other fields (a nested serializer, a list's child, a many-relation) as DRF's own deep copy.
+# Whatever a serializer changes in its ``fields`` stays its own (tests/kernel/test_serializer_prototypes.py).
 def _holds_fields(field: fields.Field) -> bool:
     return isinstance(field, drf.BaseSerializer) or hasattr(field, "child") or hasattr(field, "child_relation")
 
@@ -220,6 +220,8 @@ def _own_copy(field: fields.Field) -> fields.Field:
     for name in ("default", "initial"):  # a mutable value handed to validated data is copied too
         if isinstance(field.__dict__.get(name), list | dict | set):
             setattr(new, name, copy.deepcopy(field.__dict__[name]))
+    if isinstance(field.__dict__.get("queryset"), models.QuerySet):
+        new.queryset = field.queryset.all()  # a clone: rows one serializer read are never another's
     return new
 
 

@@ -19,6 +19,7 @@ from django.core.validators import MaxLengthValidator
 import apps as project_apps
 from apps.common import serializers as common
 from apps.customers.serializers import CustomerSerializer
+from apps.tenancy.models import Tenant
 from apps.tenancy.roles import Role
 from tests.conftest import client_for
 
@@ -90,8 +91,11 @@ def test_a_field_holding_fields_is_deep_copied():
         inner = Inner()
         items = common.drf.ListField(child=common.drf.ChoiceField(choices=["a", "b"]))
         tags = common.drf.CharField(default=[], required=False)
+        owner = common.drf.PrimaryKeyRelatedField(queryset=Tenant.objects.all(), required=False)
 
     one, two = Outer(), Outer()
+    assert one.fields["owner"].queryset is not two.fields["owner"].queryset  # a clone each (no shared rows)
+    assert one.fields["owner"].queryset.model is Tenant
     assert one.fields["inner"] is not two.fields["inner"]
     assert one.fields["inner"].fields["code"] is not two.fields["inner"].fields["code"]
     assert one.fields["items"].child is not two.fields["items"].child
