@@ -291,12 +291,12 @@ EXPLAINED = (
     ("no route to host", "the host cannot be reached from this node"),
     ("could not resolve hostname", "the host name does not resolve"),
     ("connection timed out", "the connection timed out"),
-    # ssh's own reason does not always reach restic's output before restic gives up (seen under load),
-    # and a refused key is then only this: say what it most often is.
+    # ssh's own reason does not always reach restic's output before restic gives up (seen under load, for
+    # a refused key and for a wrong host key alike), and either is then only this: say what it can be.
     (
         "unable to start the sftp session",
-        "the SSH server ended the session: check that the repository's public key is in the user's "
-        "authorized_keys and that the server offers SFTP",
+        "the SSH server ended the session before SFTP started: check the host key given, that the "
+        "repository's public key is in the user's authorized_keys, and that the server offers SFTP",
     ),
     ("invalidaccesskeyid", "the access key id is not known to the storage"),
     ("signaturedoesnotmatch", "the secret key is wrong"),
