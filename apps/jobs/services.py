@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 import traceback
-import uuid
 from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
@@ -240,10 +239,9 @@ def _claim(job_id, now) -> Job | None:
     its own (``SELECT 1``). A claim that fails on a connection the database dropped (a restart, a killed
     backend) is made once more on a new connection, as the check would have replaced it first.
     """
-    try:
-        job_id = uuid.UUID(str(job_id))
-    except ValueError:
-        return None  # not a job id at all: as "no such row"
+    job_id = statements.job_uuid(job_id)
+    if job_id is None:
+        return None
     worker = socket.gethostname()
     if connection.in_atomic_block:
         return statements.claim(job_id, now, worker)

@@ -102,6 +102,11 @@ def _field(model: type[models.Model], name: str) -> models.Field:
     return model._meta.get_field(name)
 
 
+def _assignments(model: type[models.Model], names: tuple[str, ...]) -> str:
+    """``col = %s, …`` for the fields ``names`` of ``model``: a SET list of an UPDATE."""
+    return ", ".join(f"{_q(_field(model, name).column)} = %s" for name in names)
+
+
 def _prep(model: type[models.Model], name: str, value: Any, db: Any) -> Any:
     """``value`` as an UPDATE of the ORM would send it for ``model.name``."""
     field = _field(model, name)
@@ -302,8 +307,7 @@ def finish(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: Aud
 def _finish_sql(fields: tuple[str, ...], attempt: tuple[str, ...], event: bool) -> str:
     """``finish``'s statement for the names it writes (a handful of shapes: success, retry, failure)."""
     job_table, attempt_table = _q(Job._meta.db_table), _q(JobAttempt._meta.db_table)
-    sets = ", ".join(f"{_q(_field(Job, name).column)} = %s" for name in fields)
-    attempt_sets = ", ".join(f"{_q(_field(JobAttempt, name).column)} = %s" for name in attempt)
+    sets, attempt_sets = _assignments(Job, fields), _assignments(JobAttempt, attempt)
     sql = (
         f"WITH won AS (UPDATE {job_table} SET {sets} WHERE id = %s AND status = %s AND attempts = %s "  # noqa: S608
         f"RETURNING id), "
@@ -319,7 +323,8 @@ def _finish_sql(fields: tuple[str, ...], attempt: tuple[str, ...], event: bool) 
 # --- elsewhere: the same writes as plain statements in one transaction ------------------------------------
 
 
-def _job_id(job_id) -> uuid.UUID | None:
+def job_uuid(job_id) -> uuid.UUID | None:
+    """``job_id`` as a UUID; None when it is not a job id at all (answered as "no such row")."""
     try:
         return uuid.UUID(str(job_id))
     except ValueError:
@@ -330,7 +335,7 @@ def claim_plain(job_id, now, worker: str, *, sent: bool = False) -> Job | None:
     """``claim`` as three statements in one transaction: the job moved to RUNNING only while PENDING and
     due (read back by the UPDATE's RETURNING), its attempt row, its tenant. ``sent``: ``dispatched_at``
     stamped too (a job run in-process in place of a message)."""
-    pk = _job_id(job_id)
+    pk = job_uuid(job_id)
     if pk is None:
         return None
     db = _db()
@@ -355,9 +360,8 @@ def claim_plain(job_id, now, worker: str, *, sent: bool = False) -> Job | None:
 
 @cache
 def _claim_plain_sql(sets: tuple[str, ...]) -> str:
-    assignments = ", ".join(f"{_q(_field(Job, name).column)} = %s" for name in sets)
     return (
-        f"UPDATE {_q(Job._meta.db_table)} SET {assignments}, attempts = attempts + 1 "  # noqa: S608 (our columns)
+        f"UPDATE {_q(Job._meta.db_table)} SET {_assignments(Job, sets)}, attempts = attempts + 1 "  # noqa: S608 (our columns)
         f"WHERE id = %s AND status = %s AND run_after <= %s RETURNING {', '.join(_columns(Job))}"
     )
 
@@ -393,15 +397,14 @@ def finish_plain(job: Job, fields: dict[str, Any], attempt: dict[str, Any], even
 
 @cache
 def _finish_job_plain_sql(fields: tuple[str, ...]) -> str:
-    sets = ", ".join(f"{_q(_field(Job, name).column)} = %s" for name in fields)
+    sets = _assignments(Job, fields)
     return f"UPDATE {_q(Job._meta.db_table)} SET {sets} WHERE id = %s AND status = %s AND attempts = %s"  # noqa: S608
 
 
 @cache
 def _finish_attempt_plain_sql(attempt: tuple[str, ...]) -> str:
-    sets = ", ".join(f"{_q(_field(JobAttempt, name).column)} = %s" for name in attempt)
     return (
-        f"UPDATE {_q(JobAttempt._meta.db_table)} SET {sets} "  # noqa: S608 (our columns)
+        f"UPDATE {_q(JobAttempt._meta.db_table)} SET {_assignments(JobAttempt, attempt)} "  # noqa: S608 (our columns)
         "WHERE job_id = %s AND number = %s AND finished_at IS NULL"
     )
 
