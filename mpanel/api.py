@@ -40,6 +40,7 @@ from apps.billing.api import (
 from apps.catalog.api import ProductViewSet, TaxRateViewSet
 from apps.catalog.public import PublicCatalogView
 from apps.cloudpods.api import CloudPodViewSet
+from apps.common.routing import include_indexed
 from apps.common.views import DebugView, HealthView
 from apps.customers.api import ContactViewSet, CustomerViewSet
 from apps.databases.api import DatabaseGrantViewSet, DatabaseServerViewSet, DatabaseUserViewSet, DatabaseViewSet
@@ -328,5 +329,6 @@ urlpatterns = [
         BrandLogoViewSet.as_view({"get": "retrieve", "post": "create", "delete": "destroy"}),
         name="white-label-logo",
     ),
-    path("", include(router.urls)),
+    # ~800 routes: resolved by first segment (apps.common.routing).
+    include_indexed("", router.urls),
 ]

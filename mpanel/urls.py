@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from apps.common.routing import include_indexed
+
 from .browser import landing
 
 urlpatterns = [
     path("", include("apps.security.urls")),  # the 2FA set-up page, before the admin's catch-all
     path("admin/", admin.site.urls),
-    path("api/v1/", include("mpanel.api")),
+    include_indexed("api/v1/", "mpanel.api"),
     path("brand/", include("apps.whitelabel.urls")),  # tenants' logos, public (customers' e-mails show them)
     # The customer portal of each tenant (apps/portal): its customers' own realm.
     path("portal/", include("apps.portal.urls")),

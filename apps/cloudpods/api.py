@@ -99,4 +99,4 @@ class CloudPodViewSet(ResourceViewSet):
     @extend_schema(responses={200: QuotaSerializer}, summary="The tenant's pod quota and what it uses of it")
     @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
     def quota(self, request):
-        return self.answer(services.quota_usage(), serializer=QuotaSerializer)
+        return self.answer(services.quota_usage(self.tenant), serializer=QuotaSerializer)

@@ -19,12 +19,21 @@ from django.db import connection
 
 from apps.nodes.models import Node, NodeStatus
 from apps.tenancy.models import Tenant
+from apps.tenancy.scoping import ScopedPreparedQuery
 
 
 def candidate_nodes() -> list[Node]:
     """Step 2 for a create: every active node of the tenant, in primary-key order (no deadlocks
     between two creates that see the same nodes)."""
-    return list(Node.objects.select_for_update().filter(status=NodeStatus.ACTIVE).order_by("pk"))
+    return _CANDIDATES.rows()
+
+
+# Every pod create reads them: compiled once per process, run for the tenant in scope.
+_CANDIDATES = ScopedPreparedQuery(
+    Node,
+    lambda: Node.all_tenants.select_for_update().filter(status=NodeStatus.ACTIVE).order_by("pk"),
+    for_write=True,
+)
 
 
 def node(pk, *, any_tenant: bool = False) -> Node:

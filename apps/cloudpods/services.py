@@ -15,16 +15,18 @@ import uuid
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Subquery, Sum
 from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.billing.models import Subscription
 from apps.common.exceptions import Conflict, InvalidInput
 from apps.common.limits import check_limit
+from apps.common.prepared import PreparedQuery
 from apps.jobs.lifecycle import Lifecycle, Move
 from apps.nodes.drivers import PodSpec, driver_for
 from apps.nodes.models import Node, NodeStatus
+from apps.tenancy.models import Tenant
 
 from . import locks
 from . import plans as plan_config
@@ -146,30 +148,47 @@ def _reserve(node: Node, *, vcpu, memory_mb: int, disk_gb: int, pods: int) -> No
     )
 
 
-def quota_limits() -> dict:
-    """The tenant in scope's limits: its operator-set override, else the platform's settings."""
-    override = TenantQuota.objects.first()
-    max_pods = override.max_pods if override and override.max_pods is not None else settings.CLOUDPOD_TENANT_MAX_PODS
-    max_memory = settings.CLOUDPOD_TENANT_MAX_MEMORY_MB
-    if override and override.max_memory_mb is not None:
-        max_memory = override.max_memory_mb
-    return {"max_pods": max_pods, "max_memory_mb": max_memory, "overridden": override is not None}
+def _usage_query(tenant_id: uuid.UUID, name: str):
+    """A tenant's pods against its quota in one read: its live pods' number and memory, whether one of
+    them is named ``name``, and the operator's override of its limits (its figures, and whether it is set)."""
+    live = CloudPod.all_tenants.filter(tenant=OuterRef("pk"), status__in=LIVE).order_by().values("tenant")
+    override = TenantQuota.all_tenants.filter(tenant=OuterRef("pk"))
+    return (
+        Tenant.objects.filter(pk=tenant_id)
+        .only("pk")
+        .annotate(
+            used_pods=Subquery(live.annotate(n=Count("pk")).values("n")),
+            used_memory_mb=Subquery(live.annotate(n=Sum("memory_mb")).values("n")),
+            named=Subquery(live.filter(name=name).annotate(n=Count("pk")).values("n")),
+            max_pods=Subquery(override.values("max_pods")),
+            max_memory_mb=Subquery(override.values("max_memory_mb")),
+            overridden=Exists(override),
+        )
+    )
 
 
-def quota_usage() -> dict:
-    return _quota_usage()
+# Read on every create and resize (and the quota route): compiled once per process.
+_USAGE = PreparedQuery(Tenant, _usage_query, tenant_id=uuid.UUID, name=str)
 
 
-def _quota_usage(name: str | None = None) -> dict:
-    """``quota_usage``; with ``name``, also whether a live pod has that name (``name_taken``), in
-    the same read of the live pods (a create asks both)."""
-    figures = {"pods": Count("id"), "memory": Sum("memory_mb")}
+def quota_usage(tenant) -> dict:
+    """The tenant's limits (its operator-set override, else the platform's settings) and its use of them."""
+    return _quota_usage(tenant)
+
+
+def _quota_usage(tenant, name: str | None = None) -> dict:
+    """``quota_usage``; with ``name``, also whether a live pod has that name (``name_taken``), in the
+    same read (a create asks both)."""
+    [row] = _USAGE.rows(tenant_id=tenant.pk, name=name or "")
+    answer = {
+        "max_pods": settings.CLOUDPOD_TENANT_MAX_PODS if row.max_pods is None else row.max_pods,
+        "max_memory_mb": settings.CLOUDPOD_TENANT_MAX_MEMORY_MB if row.max_memory_mb is None else row.max_memory_mb,
+        "overridden": bool(row.overridden),
+        "used_pods": row.used_pods or 0,
+        "used_memory_mb": row.used_memory_mb or 0,
+    }
     if name is not None:
-        figures["named"] = Count("id", filter=Q(name=name))
-    usage = CloudPod.objects.filter(status__in=LIVE).aggregate(**figures)
-    answer = {**quota_limits(), "used_pods": usage["pods"], "used_memory_mb": usage["memory"] or 0}
-    if name is not None:
-        answer["name_taken"] = bool(usage["named"])
+        answer["name_taken"] = bool(row.named)
     return answer
 
 
@@ -181,7 +200,7 @@ def _check_quota(tenant, *, pods: int, memory_mb: int, name: str | None = None) 
     different nodes cannot both take the last of the quota.
     """
     locks.tenant_for_quota(tenant)
-    quota = _quota_usage(name)
+    quota = _quota_usage(tenant, name)
     max_pods, max_memory = quota["max_pods"], quota["max_memory_mb"]
     if pods and max_pods is not None and quota["used_pods"] + pods > max_pods:
         raise Conflict(f"The tenant's quota of {max_pods} pods is used up.", code="quota_exceeded")
@@ -240,7 +259,7 @@ def pod_create(
     try:
         # No savepoint of its own: the error leaves this function's transaction (or savepoint), which
         # rolls back the node's reservation with it.
-        pod.save(force_insert=True)
+        pod.insert()
     except IntegrityError as exc:
         raise InvalidInput("A pod with this name exists already.", field="name") from exc
     # The plan limits of the customer the pod is sold to (apps.common.limits), the row saved.

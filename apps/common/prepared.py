@@ -22,6 +22,7 @@ from typing import Any
 from django.db import connections, router
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
+from django.db.transaction import TransactionManagementError
 
 # The placeholder of each kind of value: unique, so that it is found again among the parameters.
 _PLACEHOLDERS: dict[type, Callable[[], Any]] = {
@@ -52,6 +53,7 @@ class _Compiled:
             raise ValueError("PreparedQuery: a query of model rows without extra() columns only")
         self.sql = sql
         self.params = list(params)
+        self.locks = queryset.query.select_for_update
         # Where each value goes, and in which form: as given, or as the field prepared it for this database
         # (a UUID is its 32 hex digits on a database without a uuid type: SQLite, the embedded default).
         self.slots: list[tuple[int, str, Callable[[Any], Any]]] = []
@@ -84,22 +86,26 @@ class PreparedQuery:
     """``PreparedQuery(Model, build, tenant_id=uuid.UUID, key_hash=str)``: ``build(**values)`` returns the
     queryset of ``Model`` rows for the values (each of the declared type, used only as filter values);
     ``rows(**values)`` runs it. ``key()`` names what else the queryset's shape depends on (a registry's
-    contents): a new key compiles again."""
+    contents): a new key compiles again. ``for_write``: a read that locks (``select_for_update``), on the
+    database the model is written to."""
 
     def __init__(
         self,
         model: type[Model],
         build: Callable[..., QuerySet],
         key: Callable[[], Hashable] = lambda: None,
+        *,
+        for_write: bool = False,
         **kinds: type,
     ) -> None:
         self.model = model
         self.build = build
         self.key = key
+        self.for_write = for_write
         self.kinds = kinds
 
     def _get(self) -> _Compiled:
-        db = router.db_for_read(self.model)
+        db = router.db_for_write(self.model) if self.for_write else router.db_for_read(self.model)
         # Kept on the connection object (one per thread), which the compiler was made for: it goes with it.
         connection = connections[db]
         held = connection.__dict__.setdefault("_mpanel_prepared", {})
@@ -122,6 +128,9 @@ class PreparedQuery:
         for index, name, form in compiled.slots:
             params[index] = form(values[name])
         connection = connections[compiled.db]
+        if compiled.locks and connection.features.has_select_for_update and connection.get_autocommit():
+            # Django's own check at each compile: a lock outside a transaction is let go at once.
+            raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, params)
             results = cursor.fetchall()

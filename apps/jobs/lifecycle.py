@@ -32,10 +32,12 @@ state reached, and ``fail`` marks the row ``error`` when retrying cannot help.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Generic, TypeVar
 
 from django.db import models, transaction
@@ -45,6 +47,7 @@ from apps.audit import services as audit
 from apps.common import context
 from apps.common.exceptions import Conflict
 from apps.common.registry import Registry
+from apps.tenancy.scoping import ScopedPreparedQuery
 
 from .errors import tenant_message
 from .models import Job
@@ -170,7 +173,21 @@ class Lifecycle(Generic[M]):
     def locked(self, obj: M | Any) -> M:
         """The row, locked for this transaction (its related rows are read, not locked)."""
         pk = obj.pk if isinstance(obj, models.Model) else obj
-        return self.model.objects.select_for_update(of=("self",)).select_related(*self.related).get(pk=pk)
+        key = _uuid(pk) if isinstance(self.model._meta.pk, models.UUIDField) else None
+        if key is None:  # another kind of key, or not a UUID: the ORM (which refuses the latter its own way)
+            return self.model.objects.select_for_update(of=("self",)).select_related(*self.related).get(pk=pk)
+        # The same read compiled once per process (every job and move of every resource locks its row).
+        rows = self._locking.rows(pk=key)
+        if not rows:
+            raise self.model.DoesNotExist(f"{self.model._meta.object_name} matching query does not exist.")
+        return rows[0]
+
+    @cached_property
+    def _locking(self) -> ScopedPreparedQuery:
+        def build(pk: uuid.UUID) -> models.QuerySet:
+            return self.model.all_tenants.select_for_update(of=("self",)).select_related(*self.related).filter(pk=pk)
+
+        return ScopedPreparedQuery(self.model, build, for_write=True, pk=uuid.UUID)
 
     def check(self, obj: M, name: str) -> Move:
         """The move ``name``, or a 409 when ``obj``'s state does not allow it."""
@@ -337,3 +354,15 @@ class Lifecycle(Generic[M]):
         if on_missing == "skip":
             return {"skipped": "gone"}
         raise PermanentError(f"No {self.noun} {pk!r} in this tenant.")
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    """``value`` as a UUIDField reads it (a UUID, or its text in any form ``uuid.UUID`` takes), else None."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return None
+    return None

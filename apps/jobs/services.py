@@ -26,7 +26,7 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict
-from apps.tenancy.scoping import ScopeError, current_tenant, tenant_scope
+from apps.tenancy.scoping import tenant_scope
 
 from . import errors, registry, statements
 from .models import Job, JobAttempt, JobStatus
@@ -73,7 +73,7 @@ def job_enqueue(
         # in one statement, its own transaction in autocommit; inside the caller's transaction within a
         # savepoint, as before, so a failure leaves that transaction usable.
         job = Job(**fields)
-        _check_scope(job)
+        job.check_before_save()
         after = {"type": type, "payload": job.payload}
         event = audit.build(action="job.enqueue", obj=job, tenant=tenant, after=after, **audit.by(actor))
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
@@ -88,7 +88,8 @@ def job_enqueue(
                 return existing
         if key is None:
             # Nothing to collide with (the unique key is the idempotency key): no savepoint round trips.
-            job = Job.all_tenants.create(**fields)
+            job = Job(**fields)
+            job.insert()
         else:
             try:
                 with transaction.atomic():
@@ -113,18 +114,6 @@ def one_statement() -> bool:
     transaction (``statements.claim_plain``, ``finish_plain``) and an enqueue is the ORM's. All write the
     same rows (tests/kernel/test_jobs_statements.py, tests/kernel/test_jobs_sqlite.py)."""
     return connection.vendor == "postgresql"
-
-
-def _check_scope(job: Job) -> None:
-    """What ``TenantOwnedModel.save`` checks before it writes a row (the one-statement INSERT skips save())."""
-    scoped = current_tenant()
-    if job.tenant_id is None:
-        if scoped is None:
-            raise ScopeError("Job needs a tenant: set it or save inside tenant_scope().")
-        job.tenant = scoped
-    elif scoped is not None and scoped.pk != job.tenant_id:
-        raise ScopeError("Job of another tenant cannot be saved in this scope.")
-    job.check_tenant_links()
 
 
 def dispatch(job_id, countdown: float | None = None, *, stamped: bool = False) -> None:

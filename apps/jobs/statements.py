@@ -25,17 +25,17 @@ skip), their text made once per process instead of the ORM building and compilin
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db import connection, models, transaction
 from django.db.backends.postgresql.base import ServerBindingCursor
 
 from apps.audit.models import AuditEvent
+from apps.common.statements import default_db, insert_sql, insert_values, model_columns, quote_name, unchanged
 from apps.tenancy.models import Tenant
 
 from .models import Job, JobAttempt, JobStatus
@@ -75,7 +75,7 @@ def _cursor() -> Iterator[Any]:
     ``MPANEL_DB_PREPARED_STATEMENTS = False`` (for a connection pooler that cannot keep protocol-level
     prepared statements: PgBouncer before 1.21 in transaction mode) sends them as plain statements.
     """
-    db = _db()
+    db = default_db()
     if not settings.MPANEL_DB_PREPARED_STATEMENTS:
         with db.cursor() as cursor:
             yield cursor
@@ -88,90 +88,22 @@ def _cursor() -> Iterator[Any]:
         yield cursor
 
 
-def _db() -> Any:
-    """This thread's connection itself: ``django.db.connection`` is a proxy that looks it up again at every
-    attribute (a few dozen times per statement's values, a tenth of a job's Python)."""
-    return connections[DEFAULT_DB_ALIAS]
-
-
-def _q(name: str) -> str:
-    return connection.ops.quote_name(name)
-
-
 def _field(model: type[models.Model], name: str) -> models.Field:
     return model._meta.get_field(name)
 
 
 def _assignments(model: type[models.Model], names: tuple[str, ...]) -> str:
     """``col = %s, …`` for the fields ``names`` of ``model``: a SET list of an UPDATE."""
-    return ", ".join(f"{_q(_field(model, name).column)} = %s" for name in names)
+    return ", ".join(f"{quote_name(_field(model, name).column)} = %s" for name in names)
 
 
 def _prep(model: type[models.Model], name: str, value: Any, db: Any) -> Any:
     """``value`` as an UPDATE of the ORM would send it for ``model.name``."""
     field = _field(model, name)
-    unchanged = _unchanged(field, db.vendor)
-    if unchanged is not None and unchanged(value):
+    same = unchanged(field, db.vendor)
+    if same is not None and same(value):
         return value
     return field.get_db_prep_save(value, db)
-
-
-def _is_str(value: Any) -> bool:
-    return value is None or type(value) is str
-
-
-def _is_uuid(value: Any) -> bool:
-    return value is None or type(value) is uuid.UUID
-
-
-def _is_aware(value: Any) -> bool:
-    return value is None or (type(value) is datetime and value.utcoffset() is not None)
-
-
-@cache
-def _unchanged(field: models.Field, vendor: str) -> Callable[[Any], bool] | None:
-    """For the fields whose ``get_db_prep_save`` on PostgreSQL hands some values back as they are (text to a
-    plain character field, a UUID to a UUID field or a key to one, an aware datetime to a datetime field):
-    the test of those values, so they skip the field's conversion chain (most of a job's Python when it is
-    written); None for every other field (subclasses included: ``TenantErrorField`` redacts). ``_prep`` and
-    ``_insert_values`` convert every other value as the ORM does; tests/kernel/test_jobs_statements.py
-    checks them against ``get_db_prep_save`` value by value."""
-    kind = type(field)
-    if isinstance(field, models.ForeignKey) and kind in (models.ForeignKey, models.OneToOneField):
-        kind = type(field.target_field)
-    if kind in (models.CharField, models.TextField):
-        return _is_str
-    if vendor != "postgresql":
-        return None  # SQLite stores a UUID as its hex digits and a datetime as text: always converted
-    if kind is models.UUIDField:
-        return _is_uuid
-    if kind is models.DateTimeField:
-        return _is_aware
-    return None
-
-
-@cache
-def _columns(model: type[models.Model]) -> list[str]:
-    return [_q(f.column) for f in model._meta.concrete_fields]
-
-
-@cache
-def _fields(model: type[models.Model], vendor: str) -> list[tuple[models.Field, Callable[[Any], bool] | None]]:
-    return [(f, _unchanged(f, vendor)) for f in model._meta.concrete_fields]
-
-
-def _insert_values(obj: models.Model) -> tuple[list[str], list[Any]]:
-    """The columns and values an ORM INSERT of the new ``obj`` would send (defaults and ``auto_now`` set
-    on ``obj`` itself, as ``save()`` does)."""
-    db = _db()
-    columns = _columns(type(obj))
-    values = []
-    for field, unchanged in _fields(type(obj), db.vendor):
-        value = field.pre_save(obj, True)
-        values.append(value if unchanged is not None and unchanged(value) else field.get_db_prep_save(value, db))
-    obj._state.adding = False
-    obj._state.db = db.alias
-    return columns, values
 
 
 def _cast(field: models.Field) -> str:
@@ -195,7 +127,7 @@ def _converters(model: type[models.Model]) -> tuple[list[str], list[tuple[Any, l
 
 def _from_row(model: type[models.Model], row: tuple | list) -> models.Model:
     """A model instance from its concrete columns in order, through the converters a queryset applies."""
-    db = _db()
+    db = default_db()
     attnames, converters = _converters(model)
     values = []
     for (col, convert_all), value in zip(converters, row, strict=True):
@@ -210,19 +142,19 @@ def _from_row(model: type[models.Model], row: tuple | list) -> models.Model:
 
 def insert_job_and_event(job: Job, event: AuditEvent) -> None:
     """INSERT the new ``job`` and its ``job.enqueue`` event in one statement (was BEGIN, two INSERTs, COMMIT)."""
-    _job_columns, job_values = _insert_values(job)
-    _event_columns, event_values = _insert_values(event)
+    _job_columns, job_values = insert_values(job)
+    _event_columns, event_values = insert_values(event)
     with _cursor() as cursor:
         cursor.execute(_enqueue_sql(), [*job_values, *event_values])
 
 
 @cache
 def _enqueue_sql() -> str:
-    job_columns, event_columns = _columns(Job), _columns(AuditEvent)
+    job_columns, event_columns = model_columns(Job), model_columns(AuditEvent)
     return (
-        f"WITH job AS (INSERT INTO {_q(Job._meta.db_table)} ({', '.join(job_columns)}) "  # noqa: S608 (our tables, columns)
+        f"WITH job AS (INSERT INTO {quote_name(Job._meta.db_table)} ({', '.join(job_columns)}) "  # noqa: S608 (our tables, columns)
         f"VALUES ({', '.join(['%s'] * len(job_columns))})) "
-        f"INSERT INTO {_q(AuditEvent._meta.db_table)} ({', '.join(event_columns)}) "
+        f"INSERT INTO {quote_name(AuditEvent._meta.db_table)} ({', '.join(event_columns)}) "
         f"VALUES ({', '.join(['%s'] * len(event_columns))})"
     )
 
@@ -251,11 +183,11 @@ SELECT {job_columns}, {tenant_columns} FROM claimed JOIN {tenant} ON {tenant}.id
 def _claim_sql() -> str:
     job_fields, tenant_fields = Job._meta.concrete_fields, Tenant._meta.concrete_fields
     return _CLAIM_SQL.format(
-        job=_q(Job._meta.db_table),
-        attempt=_q(JobAttempt._meta.db_table),
-        tenant=_q(Tenant._meta.db_table),
-        job_columns=", ".join(f"claimed.{_q(f.column)}" for f in job_fields),
-        tenant_columns=", ".join(f"{_q(Tenant._meta.db_table)}.{_q(f.column)}" for f in tenant_fields),
+        job=quote_name(Job._meta.db_table),
+        attempt=quote_name(JobAttempt._meta.db_table),
+        tenant=quote_name(Tenant._meta.db_table),
+        job_columns=", ".join(f"claimed.{quote_name(f.column)}" for f in job_fields),
+        tenant_columns=", ".join(f"{quote_name(Tenant._meta.db_table)}.{quote_name(f.column)}" for f in tenant_fields),
     )
 
 
@@ -280,7 +212,7 @@ def claim(job_id, now, worker: str) -> Job | None:
 @cache
 def _event_sql(columns: tuple[str, ...]) -> str:
     casts = ", ".join(f"%s::{_cast(f)}" for f in AuditEvent._meta.concrete_fields)
-    table = _q(AuditEvent._meta.db_table)
+    table = quote_name(AuditEvent._meta.db_table)
     return f", event AS (INSERT INTO {table} ({', '.join(columns)}) SELECT {casts} FROM won)"  # noqa: S608
 
 
@@ -291,13 +223,13 @@ def finish(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: Aud
     number); ``attempt`` to the attempt row only while it is open; ``event`` is inserted only if the job
     row was written. Answers whether it was (False: the sweeper took the job back, the outcome is dropped).
     """
-    db = _db()
+    db = default_db()
     params: list[Any] = [_prep(Job, name, value, db) for name, value in fields.items()]
     params += [job.pk, JobStatus.RUNNING, job.attempts]
     params += [_prep(JobAttempt, name, value, db) for name, value in attempt.items()]
     params += [job.pk, job.attempts]
     if event is not None:
-        params += _insert_values(event)[1]
+        params += insert_values(event)[1]
     with _cursor() as cursor:
         cursor.execute(_finish_sql(tuple(fields), tuple(attempt), event is not None), params)
         return bool(cursor.fetchone()[0])
@@ -306,7 +238,7 @@ def finish(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: Aud
 @cache
 def _finish_sql(fields: tuple[str, ...], attempt: tuple[str, ...], event: bool) -> str:
     """``finish``'s statement for the names it writes (a handful of shapes: success, retry, failure)."""
-    job_table, attempt_table = _q(Job._meta.db_table), _q(JobAttempt._meta.db_table)
+    job_table, attempt_table = quote_name(Job._meta.db_table), quote_name(JobAttempt._meta.db_table)
     sets, attempt_sets = _assignments(Job, fields), _assignments(JobAttempt, attempt)
     sql = (
         f"WITH won AS (UPDATE {job_table} SET {sets} WHERE id = %s AND status = %s AND attempts = %s "  # noqa: S608
@@ -315,7 +247,7 @@ def _finish_sql(fields: tuple[str, ...], attempt: tuple[str, ...], event: bool) 
         f"WHERE job_id = %s AND number = %s AND finished_at IS NULL)"
     )
     if event:
-        sql += _event_sql(tuple(_columns(AuditEvent)))
+        sql += _event_sql(tuple(model_columns(AuditEvent)))
     sql += " SELECT count(*) FROM won"
     return sql
 
@@ -338,7 +270,7 @@ def claim_plain(job_id, now, worker: str, *, sent: bool = False) -> Job | None:
     pk = job_uuid(job_id)
     if pk is None:
         return None
-    db = _db()
+    db = default_db()
     sets = {"status": JobStatus.RUNNING, "started_at": now, "heartbeat_at": now, "updated_at": now}
     if sent:
         sets["dispatched_at"] = now
@@ -361,15 +293,15 @@ def claim_plain(job_id, now, worker: str, *, sent: bool = False) -> Job | None:
 @cache
 def _claim_plain_sql(sets: tuple[str, ...]) -> str:
     return (
-        f"UPDATE {_q(Job._meta.db_table)} SET {_assignments(Job, sets)}, attempts = attempts + 1 "  # noqa: S608 (our columns)
-        f"WHERE id = %s AND status = %s AND run_after <= %s RETURNING {', '.join(_columns(Job))}"
+        f"UPDATE {quote_name(Job._meta.db_table)} SET {_assignments(Job, sets)}, attempts = attempts + 1 "  # noqa: S608 (our columns)
+        f"WHERE id = %s AND status = %s AND run_after <= %s RETURNING {', '.join(model_columns(Job))}"
     )
 
 
 @cache
 def _attempt_plain_sql() -> str:
     return (
-        f"INSERT INTO {_q(JobAttempt._meta.db_table)} "  # noqa: S608 (our table)
+        f"INSERT INTO {quote_name(JobAttempt._meta.db_table)} "  # noqa: S608 (our table)
         "(job_id, number, started_at, finished_at, outcome, error, detail, worker) "
         "VALUES (%s, %s, %s, NULL, '', '', '', %s)"
     )
@@ -377,12 +309,12 @@ def _attempt_plain_sql() -> str:
 
 @cache
 def _tenant_plain_sql() -> str:
-    return f"SELECT {', '.join(_columns(Tenant))} FROM {_q(Tenant._meta.db_table)} WHERE id = %s"  # noqa: S608
+    return f"SELECT {', '.join(model_columns(Tenant))} FROM {quote_name(Tenant._meta.db_table)} WHERE id = %s"  # noqa: S608
 
 
 def finish_plain(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: AuditEvent | None) -> bool:
     """``finish`` as its plain statements in one transaction, with the same conditions and answer."""
-    db = _db()
+    db = default_db()
     pk = _prep(Job, "id", job.pk, db)
     job_params = [_prep(Job, name, value, db) for name, value in fields.items()] + [pk, JobStatus.RUNNING, job.attempts]
     attempt_params = [_prep(JobAttempt, name, value, db) for name, value in attempt.items()] + [pk, job.attempts]
@@ -391,28 +323,19 @@ def finish_plain(job: Job, fields: dict[str, Any], attempt: dict[str, Any], even
         won = cursor.rowcount > 0
         cursor.execute(_finish_attempt_plain_sql(tuple(attempt)), attempt_params)
         if won and event is not None:
-            cursor.execute(_insert_plain_sql(AuditEvent), _insert_values(event)[1])
+            cursor.execute(insert_sql(AuditEvent), insert_values(event)[1])
     return won
 
 
 @cache
 def _finish_job_plain_sql(fields: tuple[str, ...]) -> str:
     sets = _assignments(Job, fields)
-    return f"UPDATE {_q(Job._meta.db_table)} SET {sets} WHERE id = %s AND status = %s AND attempts = %s"  # noqa: S608
+    return f"UPDATE {quote_name(Job._meta.db_table)} SET {sets} WHERE id = %s AND status = %s AND attempts = %s"  # noqa: S608
 
 
 @cache
 def _finish_attempt_plain_sql(attempt: tuple[str, ...]) -> str:
     return (
-        f"UPDATE {_q(JobAttempt._meta.db_table)} SET {_assignments(JobAttempt, attempt)} "  # noqa: S608 (our columns)
+        f"UPDATE {quote_name(JobAttempt._meta.db_table)} SET {_assignments(JobAttempt, attempt)} "  # noqa: S608 (our columns)
         "WHERE job_id = %s AND number = %s AND finished_at IS NULL"
-    )
-
-
-@cache
-def _insert_plain_sql(model: type[models.Model]) -> str:
-    columns = _columns(model)
-    return (
-        f"INSERT INTO {_q(model._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608 (our table, columns)
-        f"VALUES ({', '.join(['%s'] * len(columns))})"
     )

@@ -10,6 +10,8 @@ from django.utils import timezone
 from django.utils.text import slugify
 from django_countries.fields import CountryField
 
+from apps.common import statements
+
 from .roles import RANK, Role
 from .scoping import ScopeError, TenantManager, current_tenant
 
@@ -157,6 +159,12 @@ class TenantOwnedModel(TimestampedModel):
         default_manager_name = "objects"
 
     def save(self, *args, **kwargs):
+        self.check_before_save()
+        super().save(*args, **kwargs)
+
+    def check_before_save(self) -> None:
+        """What ``save`` checks before it writes: the tenant (the one in scope when none is set, never
+        another than it) and the links to other tenant-owned rows (the same tenant's only)."""
         if self.tenant_id is None:
             scoped = current_tenant()
             if scoped is None:
@@ -167,7 +175,16 @@ class TenantOwnedModel(TimestampedModel):
             if scoped is not None and scoped.pk != self.tenant_id:
                 raise ScopeError(f"{type(self).__name__} of another tenant cannot be saved in this scope.")
         self.check_tenant_links()
-        super().save(*args, **kwargs)
+
+    def insert(self) -> None:
+        """``save(force_insert=True)`` of a new row: the same checks and the same row, by a statement made
+        once per model (``apps.common.statements``) when the model's ``save`` is this one and nothing
+        listens to its saves; else by ``save`` itself."""
+        if type(self).save is not TenantOwnedModel.save or not statements.plain_insert_allowed(type(self)):
+            self.save(force_insert=True)
+            return
+        self.check_before_save()
+        statements.insert(self)
 
     def check_tenant_links(self) -> None:
         for field in self._meta.concrete_fields:

@@ -184,6 +184,49 @@ class TestCreate:
         assert b.post(url(), {"name": "b", "plan": "pod-xs"}, format="json").status_code == 409
         assert b.get(reverse("cloudpod-quota")).json()["overridden"] is False
 
+    def test_the_quota_read_counts_what_the_orm_counts(self, tenant_a, tenant_b, settings):
+        """The one prepared read of a create (usage, limits, the name) against the plain ORM's answer, as
+        pods come and go, in both tenants, with and without an operator's override."""
+        from apps.cloudpods.models import LIVE, TenantQuota
+
+        def reference(fx, name):
+            with fx.scope():
+                live = CloudPod.objects.filter(status__in=LIVE)
+                override = TenantQuota.objects.first()
+                return {
+                    "max_pods": override.max_pods if override and override.max_pods is not None
+                    else settings.CLOUDPOD_TENANT_MAX_PODS,
+                    "max_memory_mb": override.max_memory_mb if override and override.max_memory_mb is not None
+                    else settings.CLOUDPOD_TENANT_MAX_MEMORY_MB,
+                    "overridden": override is not None,
+                    "used_pods": live.count(),
+                    "used_memory_mb": sum(p.memory_mb for p in live),
+                    "name_taken": live.filter(name=name).exists(),
+                }  # fmt: skip
+
+        def check():
+            for fx in (tenant_a, tenant_b):
+                for name in ("pod-1", "pod-2", "pod-3", "nobody"):
+                    with fx.scope():
+                        assert services._quota_usage(fx.tenant, name) == reference(fx, name)
+                with fx.scope():
+                    assert services.quota_usage(fx.tenant) == {
+                        k: v for k, v in reference(fx, "").items() if k != "name_taken"
+                    }
+
+        check()  # no pods at all
+        pod_in(tenant_a, 1)
+        pod_in(tenant_a, 2, memory_mb=512)
+        pod_in(tenant_b, 3)
+        check()
+        with tenant_a.scope():
+            CloudPod.objects.filter(name="pod-1").update(status=PodStatus.DELETED)
+            quota = TenantQuota.objects.create(tenant=tenant_a.tenant, max_memory_mb=4096)
+        check()  # a deleted pod is not counted; an override of memory only keeps the default pod count
+        with tenant_a.scope():
+            TenantQuota.objects.filter(pk=quota.pk).update(max_pods=7, max_memory_mb=None)
+        check()
+
     def test_resize_respects_the_memory_quota(self, tenant_a, settings):
         node_in(tenant_a)
         client = client_for(tenant_a.owner, tenant_a.tenant)

@@ -16,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.audit.models import AuditEvent
+from apps.common.statements import insert_values
 from apps.jobs import services, statements
 from apps.jobs.models import Job, JobAttempt
 from tests.kernel.test_jobs_statements import trail
@@ -101,7 +102,7 @@ def test_insert_values_are_the_orms(tenant_a):
     job = Job(tenant=tenant_a.tenant, type="test.record", payload={"n": 1}, last_error="Traceback: x")
     event = AuditEvent(tenant_id=tenant_a.tenant.pk, action="job.enqueue", object_id="x", changes={"a": 1})
     for obj in (job, event):
-        _columns, values = statements._insert_values(obj)
+        _columns, values = insert_values(obj)
         # The values as set on the object (auto_now ones by _insert_values), through each field's conversion.
         orm = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in obj._meta.concrete_fields]
         assert [(type(v), repr(v)) for v in values] == [(type(v), repr(v)) for v in orm]
