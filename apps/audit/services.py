@@ -226,9 +226,7 @@ def record(**kwargs: Any) -> AuditEvent:
     """Write one event (the arguments of ``build``): the row ``save`` would write, by a statement made
     once per process (every mutation of the product writes one; the ORM compiled its INSERT each time)."""
     event = build(**kwargs)
-    if statements.plain_insert_allowed(AuditEvent):
-        statements.insert(event)
-    else:
+    if not statements.save(event, force_insert=True):
         event.save(force_insert=True)
     return event
 

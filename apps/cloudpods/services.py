@@ -259,7 +259,7 @@ def pod_create(
     try:
         # No savepoint of its own: the error leaves this function's transaction (or savepoint), which
         # rolls back the node's reservation with it.
-        pod.insert()
+        pod.save(force_insert=True)
     except IntegrityError as exc:
         raise InvalidInput("A pod with this name exists already.", field="name") from exc
     # The plan limits of the customer the pod is sold to (apps.common.limits), the row saved.

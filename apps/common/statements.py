@@ -1,12 +1,13 @@
 """Plain SQL statements that write what the ORM would write, with their text made once per process.
 
-The ORM builds and compiles an INSERT for every row it saves (a third of an audit event's cost, on every
-mutation of the product). ``insert(obj)`` sends the same row through a statement made once per model:
-the values go through each field's ``pre_save`` and ``get_db_prep_save`` as ``save()`` sends them
+The ORM builds and compiles an INSERT or UPDATE for every row it saves (a third of an audit event's cost, on
+every mutation of the product). ``save(obj, ...)`` sends the same INSERT of a new row, or UPDATE of the fields
+named, through a statement made once per model: the values go through each field's ``pre_save`` and
+``get_db_prep_save`` as ``Model.save()`` sends them
 (defaults, ``auto_now_add``, JSON adaptation, a field subclass's own preparation), through the
 connection's cursor (query logging and counting, ``execute_wrappers``, the database errors as
-``django.db``'s). ``insert`` is for models whose ``save`` is the ORM's own and for which no ``pre_save``
-or ``post_save`` receiver listens (``plain_insert_allowed`` says so; a caller falls back to ``save``).
+``django.db``'s). ``save`` does it for a model that reads nothing back and whose saves nobody listens to,
+and answers False for any other save, which the caller leaves to the ORM.
 
 The job outbox's statements (apps/jobs/statements.py) are built from the same parts.
 """
@@ -19,7 +20,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models, transaction
 from django.db.models.signals import post_save, pre_save
 
 
@@ -80,15 +81,28 @@ def _fields(model: type[models.Model], vendor: str) -> list[tuple[models.Field, 
 def insert_values(obj: models.Model) -> tuple[list[str], list[Any]]:
     """The columns and values an ORM INSERT of the new ``obj`` would send (defaults and ``auto_now`` set
     on ``obj`` itself, as ``save()`` does)."""
+    values = _insert_params(obj)
+    if values is None:
+        raise ValueError(f"{type(obj).__name__}: a value to insert is an expression; save() writes it")
+    return model_columns(type(obj)), values
+
+
+def _insert_params(obj: models.Model) -> list[Any] | None:
+    """``insert_values``' values, the row marked written; None (nothing marked) when a value is an expression
+    or a model instance, which only the ORM's compiler writes."""
     db = default_db()
-    columns = model_columns(type(obj))
     values = []
     for field, same in _fields(type(obj), db.vendor):
         value = field.pre_save(obj, True)
-        values.append(value if same is not None and same(value) else field.get_db_prep_save(value, db))
+        if same is not None and same(value):
+            values.append(value)
+        elif _plain(value):
+            values.append(field.get_db_prep_save(value, db))
+        else:
+            return None
     obj._state.adding = False
     obj._state.db = db.alias
-    return columns, values
+    return values
 
 
 @cache
@@ -100,15 +114,98 @@ def insert_sql(model: type[models.Model]) -> str:
     )
 
 
-def plain_insert_allowed(model: type[models.Model]) -> bool:
-    """Whether ``insert`` writes what ``save(force_insert=True)`` would do: no receiver of the model's save
-    signals (``insert`` sends none), and a primary key its default sets (nothing to read back)."""
-    return not (pre_save.has_listeners(model) or post_save.has_listeners(model)) and not model._meta.pk.db_returning
+@cache
+def _plain_model(model: type[models.Model]) -> bool:
+    """A model whose rows ``save`` writes with one plain statement and reads nothing back: no parent table,
+    no generated or database-default column, no field with a placeholder of its own, a primary key its
+    default sets."""
+    meta = model._meta
+    return (
+        not meta.parents
+        and not meta.db_returning_fields
+        and meta.pk.has_default()
+        and not any(
+            getattr(f, "generated", False) or f.has_db_default() or hasattr(f, "get_placeholder")
+            for f in meta.concrete_fields
+        )
+    )
 
 
-def insert(obj: models.Model) -> None:
-    """INSERT the new ``obj`` as ``obj.save(force_insert=True)`` would (see ``plain_insert_allowed``)."""
-    _columns, values = insert_values(obj)
+def _listened(model: type[models.Model]) -> bool:
+    # Asked at each save: a receiver may connect at any time.
+    return pre_save.has_listeners(model) or post_save.has_listeners(model)
+
+
+def _plain(value: Any) -> bool:
+    """A value the ORM would send as it is prepared (not an expression, not a model instance)."""
+    return not (hasattr(value, "resolve_expression") or hasattr(value, "prepare_database_save"))
+
+
+def save(
+    obj: models.Model,
+    *,
+    force_insert: bool = False,
+    force_update: bool = False,
+    using: str | None = None,
+    update_fields: Any = None,
+) -> bool:
+    """Write ``obj`` as ``obj.save(...)`` with these arguments would, by a statement made once per model:
+    the INSERT of a new row, or the UPDATE of ``update_fields``. False (nothing done) for any other save,
+    which the caller leaves to the ORM: a save that sends signals someone listens to, of another
+    database, of a model that reads values back (``_plain_model``), of an expression, a full save of an
+    existing row (Django's update-else-insert), or arguments the ORM refuses (it then says why)."""
+    model = type(obj)
+    if using not in (None, DEFAULT_DB_ALIAS) or force_update or not _plain_model(model) or _listened(model):
+        return False
+    if update_fields is not None:
+        if force_insert or obj._state.adding or obj.pk is None:
+            return False
+        fields = _update_fields(model, frozenset(update_fields))
+        if not fields:
+            return False  # nothing to write, or a name that is no field: the ORM's answer
+        obj._prepare_related_fields_for_save(operation_name="save")
+        values = [f.pre_save(obj, False) for f in fields]
+        if not all(_plain(v) for v in values):
+            return False
+        db = default_db()
+        params = [f.get_db_prep_save(v, db) for f, v in zip(fields, values, strict=True)]
+        params.append(model._meta.pk.get_db_prep_value(obj.pk, db))
+        with transaction.mark_for_rollback_on_error(db.alias), db.cursor() as cursor:
+            cursor.execute(_update_sql(model, tuple(f.name for f in fields)), params)
+            if cursor.rowcount == 0:
+                raise DatabaseError("Save with update_fields did not affect any rows.")
+        obj._state.db = db.alias
+        return True
+    if not (force_insert or obj._state.adding):
+        return False  # an existing row saved whole: the ORM's update, else insert
+    obj._prepare_related_fields_for_save(operation_name="save")
+    return _write_new(obj)
+
+
+@cache
+def _update_fields(model: type[models.Model], names: frozenset[str]) -> tuple[models.Field, ...]:
+    """The fields an UPDATE of ``names`` writes, in the model's order as the ORM's (empty: a name that is not
+    one of its non-key concrete fields, or none at all)."""
+    meta = model._meta
+    fields = tuple(
+        f for f in meta.local_concrete_fields if f is not meta.pk and (f.name in names or f.attname in names)
+    )
+    known = {f.name for f in fields} | {f.attname for f in fields}
+    return fields if names and names <= known else ()
+
+
+@cache
+def _update_sql(model: type[models.Model], names: tuple[str, ...]) -> str:
+    meta = model._meta
+    sets = ", ".join(f"{quote_name(meta.get_field(name).column)} = %s" for name in names)
+    table = quote_name(meta.db_table)
+    return f"UPDATE {table} SET {sets} WHERE {table}.{quote_name(meta.pk.column)} = %s"  # noqa: S608 (our columns)
+
+
+def _write_new(obj: models.Model) -> bool:
+    values = _insert_params(obj)
+    if values is None:
+        return False
     db = default_db()
     try:
         # As ``save``: a failed write inside a transaction marks it for rollback (Django then refuses
@@ -118,3 +215,4 @@ def insert(obj: models.Model) -> None:
     except BaseException:
         obj._state.adding = True  # not written: still a new row, as after a failed ``save``
         raise
+    return True

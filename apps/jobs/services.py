@@ -88,8 +88,7 @@ def job_enqueue(
                 return existing
         if key is None:
             # Nothing to collide with (the unique key is the idempotency key): no savepoint round trips.
-            job = Job(**fields)
-            job.insert()
+            job = Job.all_tenants.create(**fields)
         else:
             try:
                 with transaction.atomic():

@@ -160,7 +160,10 @@ class TenantOwnedModel(TimestampedModel):
 
     def save(self, *args, **kwargs):
         self.check_before_save()
-        super().save(*args, **kwargs)
+        # A new row, or the fields named of one, by a statement made once per model (apps.common.statements;
+        # every other save, and any save someone listens to, is the ORM's).
+        if args or not statements.save(self, **kwargs):
+            super().save(*args, **kwargs)
 
     def check_before_save(self) -> None:
         """What ``save`` checks before it writes: the tenant (the one in scope when none is set, never
@@ -175,16 +178,6 @@ class TenantOwnedModel(TimestampedModel):
             if scoped is not None and scoped.pk != self.tenant_id:
                 raise ScopeError(f"{type(self).__name__} of another tenant cannot be saved in this scope.")
         self.check_tenant_links()
-
-    def insert(self) -> None:
-        """``save(force_insert=True)`` of a new row: the same checks and the same row, by a statement made
-        once per model (``apps.common.statements``) when the model's ``save`` is this one and nothing
-        listens to its saves; else by ``save`` itself."""
-        if type(self).save is not TenantOwnedModel.save or not statements.plain_insert_allowed(type(self)):
-            self.save(force_insert=True)
-            return
-        self.check_before_save()
-        statements.insert(self)
 
     def check_tenant_links(self) -> None:
         for field in self._meta.concrete_fields:

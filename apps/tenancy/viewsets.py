@@ -7,19 +7,27 @@ with ``scope_queryset``; they may not override ``get_queryset`` or ``get_permiss
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from django.db import models
+from django.db.models.query import MAX_GET_RESULTS
+from django.http import Http404
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import exceptions, mixins, status, viewsets
-from rest_framework.generics import get_object_or_404
+from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.generics import GenericAPIView, get_object_or_404
 from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 
 from apps.common import context
 from apps.common.api import ApiViewSetMixin
+from apps.common.filters import FilterBackend
+from apps.common.prepared import PreparedQuery
 
 from . import resolution
+from .filters import ScopedFilterBackend
 from .permissions import HasTenantRole
 from .roles import Role
 from .scoping import UnscopedQuerySet, all_tenants, tenant_scope
@@ -71,8 +79,35 @@ class TenantScopedViewSet(ApiViewSetMixin, viewsets.GenericViewSet):
         return getattr(request, "tenant", None)
 
     def get_object(self):
-        self._object = super().get_object()
+        obj = self._prepared_object()
+        self._object = super().get_object() if obj is None else obj
         return self._object
+
+    def _prepared_object(self) -> Any:
+        """The addressed row by the read compiled once per viewset class (``_detail_read``) when this request
+        reads exactly what the general path reads (a tenant's view, no query parameter, a UUID key); None:
+        take the general path. The same 404 for a row not found (another tenant's)."""
+        read = _detail_read(type(self))
+        request = self.request
+        tenant = getattr(request, "tenant", None)
+        if read is None or tenant is None or getattr(request, "operator", False) or request.query_params:
+            return None
+        if not all(_inert_without_parameters(backend(), request, self) for backend in self.filter_backends):
+            return None
+        key = _uuid(self.kwargs.get(self.lookup_url_kwarg or self.lookup_field))
+        if key is None:
+            return None
+        try:
+            rows = read.rows(tenant_id=tenant.pk, pk=key)
+        except ValueError:  # a queryset PreparedQuery cannot run (extra() columns): the general path, always
+            _DETAIL_READS[type(self)] = None
+            return None
+        if len(rows) != 1:
+            if rows:
+                return None  # more than one: the general path says so its own way
+            raise Http404(f"No {read.model._meta.object_name} matches the given query.")
+        self.check_object_permissions(request, rows[0])
+        return rows[0]
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
@@ -394,3 +429,54 @@ class ResourceViewSet(TenantScopedViewSet):
         if obj is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return self.answer(obj, status.HTTP_202_ACCEPTED)
+
+
+# A detail read by key, compiled once per viewset class: its queryset filtered by the tenant and the key, as
+# ``get_object`` reads it (the general path's ordering dropped by ``get`` itself, its limit kept).
+_DETAIL_READS: dict[type, PreparedQuery | None] = {}
+
+
+def _detail_read(cls: type[TenantScopedViewSet]) -> PreparedQuery | None:
+    """None when the class's reads may differ from request to request in ways the prepared read does not
+    follow: a ``scope_queryset`` or ``filter_queryset`` of its own, another filter backend than the
+    project's three, prefetches, a key that is not the model's UUID primary key."""
+    if cls in _DETAIL_READS:
+        return _DETAIL_READS[cls]
+    queryset = cls.queryset
+    model = getattr(queryset, "model", None)
+    read = None
+    if (
+        model is not None
+        and cls.lookup_field == "pk"
+        and isinstance(model._meta.pk, models.UUIDField)
+        and not queryset._prefetch_related_lookups
+        and cls.scope_queryset is TenantScopedViewSet.scope_queryset
+        and cls.filter_queryset is GenericAPIView.filter_queryset
+        and all(backend in _INERT_BACKENDS for backend in cls.filter_backends)
+    ):
+
+        def build(tenant_id: uuid.UUID, pk: uuid.UUID) -> models.QuerySet:
+            base = queryset.bound() if isinstance(queryset, UnscopedQuerySet) else queryset.all()
+            return base.filter(tenant=tenant_id).filter(pk=pk).order_by()[:MAX_GET_RESULTS]
+
+        read = PreparedQuery(model, build, tenant_id=uuid.UUID, pk=uuid.UUID)
+    _DETAIL_READS[cls] = read
+    return read
+
+
+# The filter backends that change nothing of a read without query parameters: search without its word,
+# ordering (a read by key is not ordered), and the filter backend when no parameter reaches a filter.
+_INERT_BACKENDS = (ScopedFilterBackend, SearchFilter, OrderingFilter)
+
+
+def _inert_without_parameters(backend: Any, request: Any, view: Any) -> bool:
+    return not isinstance(backend, FilterBackend) or backend._nothing_to_filter(request, view)
+
+
+def _uuid(value: Any) -> uuid.UUID | None:
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, uuid.UUID) else None
