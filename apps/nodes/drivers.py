@@ -186,6 +186,13 @@ def _local_runtime(root: str) -> NodeRuntime:
     return NodeRuntime(root)
 
 
+@lru_cache(maxsize=32)
+def _resolved(root: str) -> str:
+    # A driver is made for every node operation (three per pod created); the root's real path, one
+    # lstat per component, is worked out once per root named.
+    return str(Path(root).resolve())
+
+
 def local_root() -> Path:
     return Path(getattr(settings, "MPANEL_NODE_ROOT", None) or settings.VAR_DIR / "node")
 
@@ -194,7 +201,7 @@ class LocalDriver(NodeDriver):
     """This machine. Every local node shares one root: there is only one machine."""
 
     def __init__(self, root: str | Path | None = None):
-        self.runtime = _local_runtime(str(Path(root or local_root()).resolve()))
+        self.runtime = _local_runtime(_resolved(str(root or local_root())))
 
     def _call(self, op: str, args: dict):
         try:

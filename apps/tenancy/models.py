@@ -2,6 +2,7 @@ import hashlib
 import secrets
 import uuid
 from datetime import timedelta
+from functools import cache
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -180,12 +181,7 @@ class TenantOwnedModel(TimestampedModel):
         self.check_tenant_links()
 
     def check_tenant_links(self) -> None:
-        for field in self._meta.concrete_fields:
-            if not field.is_relation or field.name == "tenant":
-                continue
-            related = field.related_model
-            if not (isinstance(related, type) and issubclass(related, TenantOwnedModel)):
-                continue
+        for field, related in _tenant_links(type(self)):
             value = getattr(self, field.attname)
             if value is None:
                 continue
@@ -196,3 +192,16 @@ class TenantOwnedModel(TimestampedModel):
                 other_tenant = related._base_manager.filter(pk=value).values_list("tenant_id", flat=True).first()
             if other_tenant != self.tenant_id:
                 raise ValidationError({field.name: "Must belong to the same tenant."})
+
+
+@cache
+def _tenant_links(model: type[TenantOwnedModel]) -> tuple[tuple[models.Field, type[TenantOwnedModel]], ...]:
+    """The foreign keys of ``model`` to other tenant-owned rows (checked on every save), found once per model."""
+    return tuple(
+        (field, field.related_model)
+        for field in model._meta.concrete_fields
+        if field.is_relation
+        and field.name != "tenant"
+        and isinstance(field.related_model, type)
+        and issubclass(field.related_model, TenantOwnedModel)
+    )
