@@ -182,6 +182,15 @@ def save(
     return _write_new(obj)
 
 
+def create(model: type[models.Model], **fields: Any) -> models.Model:
+    """``model.objects.create(**fields)``: the row by ``save`` above when it can, else (or when the model
+    has a ``save`` of its own, which then decides) by ``obj.save(force_insert=True)``."""
+    obj = model(**fields)
+    if model.save is not models.Model.save or not save(obj, force_insert=True):
+        obj.save(force_insert=True)
+    return obj
+
+
 @cache
 def _update_fields(model: type[models.Model], names: frozenset[str]) -> tuple[models.Field, ...]:
     """The fields an UPDATE of ``names`` writes, in the model's order as the ORM's (empty: a name that is not

@@ -152,3 +152,22 @@ def test_what_only_the_orm_writes_is_left_to_it(tenant_a):
         finally:
             post_save.disconnect(receiver, sender=CloudPod)
     assert heard == [("heard", True), ("p1", False)]
+
+
+def test_create_writes_what_the_managers_create_writes():
+    from apps.billing.models import WebhookEvent
+    from apps.tenancy.models import Tenant
+
+    fields = dict(provider="generic", type="payment.succeeded", payload={"a": [1, "é"]}, raw_body="{}")
+    with CaptureQueriesContext(connection) as plain:
+        mine = statements.create(WebhookEvent, event_id="e-1", **fields)
+    with orm_only(), CaptureQueriesContext(connection) as orm:
+        theirs = WebhookEvent.objects.create(event_id="e-2", **fields)
+    assert (
+        writes(plain.captured_queries)[0].split(" VALUES ")[0] == writes(orm.captured_queries)[0].split(" VALUES ")[0]
+    )
+    assert {**columns(mine), "event_id": ""} == {**columns(theirs), "event_id": ""}
+    with pytest.raises(IntegrityError), transaction.atomic():
+        statements.create(WebhookEvent, event_id="e-1", **fields)  # the same delivery again: the unique key
+    # A model with a save of its own (a tenant's slug) saves itself.
+    assert statements.create(Tenant, name="Made Here").slug == "made-here"
