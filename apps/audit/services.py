@@ -225,10 +225,7 @@ def change(obj: models.Model, action: str, *, actor: Any = None, **kwargs: Any) 
 def record(**kwargs: Any) -> AuditEvent:
     """Write one event (the arguments of ``build``): the row ``save`` would write, by a statement made
     once per process (every mutation of the product writes one; the ORM compiled its INSERT each time)."""
-    event = build(**kwargs)
-    if not statements.save(event, force_insert=True):
-        event.save(force_insert=True)
-    return event
+    return statements.save_new(build(**kwargs))
 
 
 def record_many(events: list[AuditEvent]) -> list[AuditEvent]:

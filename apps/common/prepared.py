@@ -31,6 +31,19 @@ _PLACEHOLDERS: dict[type, Callable[[], Any]] = {
 }
 
 
+def as_uuid(value: Any) -> uuid.UUID | None:
+    """``value`` as the UUID a prepared query takes: a UUID, or its text in any form ``uuid.UUID`` reads
+    (as a ``UUIDField`` reads it); None for anything else (the caller's "no such row" or general path)."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            return None
+    return None
+
+
 def _as_given(value: Any) -> Any:
     return value
 

@@ -18,10 +18,12 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models, transaction
 from django.db.models.signals import post_save, pre_save
+
+M = TypeVar("M", bound=models.Model)
 
 
 def default_db() -> Any:
@@ -182,13 +184,17 @@ def save(
     return _write_new(obj)
 
 
-def create(model: type[models.Model], **fields: Any) -> models.Model:
-    """``model.objects.create(**fields)``: the row by ``save`` above when it can, else (or when the model
-    has a ``save`` of its own, which then decides) by ``obj.save(force_insert=True)``."""
-    obj = model(**fields)
-    if model.save is not models.Model.save or not save(obj, force_insert=True):
+def save_new(obj: M) -> M:
+    """``obj.save(force_insert=True)``: by ``save`` above when it can, else (or when the model has a ``save``
+    of its own, which then decides) by the model's ``save``."""
+    if type(obj).save is not models.Model.save or not save(obj, force_insert=True):
         obj.save(force_insert=True)
     return obj
+
+
+def create(model: type[models.Model], **fields: Any) -> models.Model:
+    """``model.objects.create(**fields)``, through ``save_new``."""
+    return save_new(model(**fields))
 
 
 @cache
@@ -203,12 +209,15 @@ def _update_fields(model: type[models.Model], names: frozenset[str]) -> tuple[mo
     return fields if names and names <= known else ()
 
 
+def assignments(model: type[models.Model], names: tuple[str, ...]) -> str:
+    """``col = %s, …`` for the fields ``names`` of ``model``: the SET list of an UPDATE."""
+    return ", ".join(f"{quote_name(model._meta.get_field(name).column)} = %s" for name in names)
+
+
 @cache
 def _update_sql(model: type[models.Model], names: tuple[str, ...]) -> str:
-    meta = model._meta
-    sets = ", ".join(f"{quote_name(meta.get_field(name).column)} = %s" for name in names)
-    table = quote_name(meta.db_table)
-    return f"UPDATE {table} SET {sets} WHERE {table}.{quote_name(meta.pk.column)} = %s"  # noqa: S608 (our columns)
+    table = quote_name(model._meta.db_table)
+    return f"UPDATE {table} SET {assignments(model, names)} WHERE {table}.{quote_name(model._meta.pk.column)} = %s"  # noqa: S608 (our columns)
 
 
 def _write_new(obj: models.Model) -> bool:

@@ -46,6 +46,7 @@ from django.utils import timezone
 from apps.audit import services as audit
 from apps.common import context
 from apps.common.exceptions import Conflict
+from apps.common.prepared import as_uuid
 from apps.common.registry import Registry
 from apps.tenancy.scoping import ScopedPreparedQuery
 
@@ -173,7 +174,7 @@ class Lifecycle(Generic[M]):
     def locked(self, obj: M | Any) -> M:
         """The row, locked for this transaction (its related rows are read, not locked)."""
         pk = obj.pk if isinstance(obj, models.Model) else obj
-        key = _uuid(pk) if isinstance(self.model._meta.pk, models.UUIDField) else None
+        key = as_uuid(pk) if isinstance(self.model._meta.pk, models.UUIDField) else None
         if key is None:  # another kind of key, or not a UUID: the ORM (which refuses the latter its own way)
             return self.model.objects.select_for_update(of=("self",)).select_related(*self.related).get(pk=pk)
         # The same read compiled once per process (every job and move of every resource locks its row).
@@ -354,15 +355,3 @@ class Lifecycle(Generic[M]):
         if on_missing == "skip":
             return {"skipped": "gone"}
         raise PermanentError(f"No {self.noun} {pk!r} in this tenant.")
-
-
-def _uuid(value: Any) -> uuid.UUID | None:
-    """``value`` as a UUIDField reads it (a UUID, or its text in any form ``uuid.UUID`` takes), else None."""
-    if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            return None
-    return None

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from apps.audit import services as audit
 from apps.common.exceptions import Conflict
+from apps.common.prepared import as_uuid
 from apps.tenancy.scoping import tenant_scope
 
 from . import errors, registry, statements
@@ -227,8 +228,8 @@ def _claim(job_id, now) -> Job | None:
     its own (``SELECT 1``). A claim that fails on a connection the database dropped (a restart, a killed
     backend) is made once more on a new connection, as the check would have replaced it first.
     """
-    job_id = statements.job_uuid(job_id)
-    if job_id is None:
+    job_id = as_uuid(job_id)
+    if job_id is None:  # not a job id at all: as "no such row"
         return None
     worker = socket.gethostname()
     if connection.in_atomic_block:

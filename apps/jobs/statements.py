@@ -24,7 +24,6 @@ skip), their text made once per process instead of the ORM building and compilin
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -35,7 +34,16 @@ from django.db import connection, models, transaction
 from django.db.backends.postgresql.base import ServerBindingCursor
 
 from apps.audit.models import AuditEvent
-from apps.common.statements import default_db, insert_sql, insert_values, model_columns, quote_name, unchanged
+from apps.common.prepared import as_uuid
+from apps.common.statements import (
+    assignments,
+    default_db,
+    insert_sql,
+    insert_values,
+    model_columns,
+    quote_name,
+    unchanged,
+)
 from apps.tenancy.models import Tenant
 
 from .models import Job, JobAttempt, JobStatus
@@ -90,11 +98,6 @@ def _cursor() -> Iterator[Any]:
 
 def _field(model: type[models.Model], name: str) -> models.Field:
     return model._meta.get_field(name)
-
-
-def _assignments(model: type[models.Model], names: tuple[str, ...]) -> str:
-    """``col = %s, …`` for the fields ``names`` of ``model``: a SET list of an UPDATE."""
-    return ", ".join(f"{quote_name(_field(model, name).column)} = %s" for name in names)
 
 
 def _prep(model: type[models.Model], name: str, value: Any, db: Any) -> Any:
@@ -239,7 +242,7 @@ def finish(job: Job, fields: dict[str, Any], attempt: dict[str, Any], event: Aud
 def _finish_sql(fields: tuple[str, ...], attempt: tuple[str, ...], event: bool) -> str:
     """``finish``'s statement for the names it writes (a handful of shapes: success, retry, failure)."""
     job_table, attempt_table = quote_name(Job._meta.db_table), quote_name(JobAttempt._meta.db_table)
-    sets, attempt_sets = _assignments(Job, fields), _assignments(JobAttempt, attempt)
+    sets, attempt_sets = assignments(Job, fields), assignments(JobAttempt, attempt)
     sql = (
         f"WITH won AS (UPDATE {job_table} SET {sets} WHERE id = %s AND status = %s AND attempts = %s "  # noqa: S608
         f"RETURNING id), "
@@ -255,20 +258,12 @@ def _finish_sql(fields: tuple[str, ...], attempt: tuple[str, ...], event: bool) 
 # --- elsewhere: the same writes as plain statements in one transaction ------------------------------------
 
 
-def job_uuid(job_id) -> uuid.UUID | None:
-    """``job_id`` as a UUID; None when it is not a job id at all (answered as "no such row")."""
-    try:
-        return uuid.UUID(str(job_id))
-    except ValueError:
-        return None  # not a job id at all: as "no such row"
-
-
 def claim_plain(job_id, now, worker: str, *, sent: bool = False) -> Job | None:
     """``claim`` as three statements in one transaction: the job moved to RUNNING only while PENDING and
     due (read back by the UPDATE's RETURNING), its attempt row, its tenant. ``sent``: ``dispatched_at``
     stamped too (a job run in-process in place of a message)."""
-    pk = job_uuid(job_id)
-    if pk is None:
+    pk = as_uuid(job_id)
+    if pk is None:  # not a job id at all: as "no such row"
         return None
     db = default_db()
     sets = {"status": JobStatus.RUNNING, "started_at": now, "heartbeat_at": now, "updated_at": now}
@@ -293,7 +288,7 @@ def claim_plain(job_id, now, worker: str, *, sent: bool = False) -> Job | None:
 @cache
 def _claim_plain_sql(sets: tuple[str, ...]) -> str:
     return (
-        f"UPDATE {quote_name(Job._meta.db_table)} SET {_assignments(Job, sets)}, attempts = attempts + 1 "  # noqa: S608 (our columns)
+        f"UPDATE {quote_name(Job._meta.db_table)} SET {assignments(Job, sets)}, attempts = attempts + 1 "  # noqa: S608 (our columns)
         f"WHERE id = %s AND status = %s AND run_after <= %s RETURNING {', '.join(model_columns(Job))}"
     )
 
@@ -329,13 +324,13 @@ def finish_plain(job: Job, fields: dict[str, Any], attempt: dict[str, Any], even
 
 @cache
 def _finish_job_plain_sql(fields: tuple[str, ...]) -> str:
-    sets = _assignments(Job, fields)
+    sets = assignments(Job, fields)
     return f"UPDATE {quote_name(Job._meta.db_table)} SET {sets} WHERE id = %s AND status = %s AND attempts = %s"  # noqa: S608
 
 
 @cache
 def _finish_attempt_plain_sql(attempt: tuple[str, ...]) -> str:
     return (
-        f"UPDATE {quote_name(JobAttempt._meta.db_table)} SET {_assignments(JobAttempt, attempt)} "  # noqa: S608 (our columns)
+        f"UPDATE {quote_name(JobAttempt._meta.db_table)} SET {assignments(JobAttempt, attempt)} "  # noqa: S608 (our columns)
         "WHERE job_id = %s AND number = %s AND finished_at IS NULL"
     )

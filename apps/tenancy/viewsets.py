@@ -24,7 +24,7 @@ from rest_framework.serializers import BaseSerializer
 from apps.common import context
 from apps.common.api import ApiViewSetMixin
 from apps.common.filters import FilterBackend
-from apps.common.prepared import PreparedQuery
+from apps.common.prepared import PreparedQuery, as_uuid
 
 from . import resolution
 from .filters import ScopedFilterBackend
@@ -94,7 +94,7 @@ class TenantScopedViewSet(ApiViewSetMixin, viewsets.GenericViewSet):
             return None
         if not all(_inert_without_parameters(backend(), request, self) for backend in self.filter_backends):
             return None
-        key = _uuid(self.kwargs.get(self.lookup_url_kwarg or self.lookup_field))
+        key = as_uuid(self.kwargs.get(self.lookup_url_kwarg or self.lookup_field))
         if key is None:
             return None
         try:
@@ -471,12 +471,3 @@ _INERT_BACKENDS = (ScopedFilterBackend, SearchFilter, OrderingFilter)
 
 def _inert_without_parameters(backend: Any, request: Any, view: Any) -> bool:
     return not isinstance(backend, FilterBackend) or backend._nothing_to_filter(request, view)
-
-
-def _uuid(value: Any) -> uuid.UUID | None:
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            return None
-    return value if isinstance(value, uuid.UUID) else None
